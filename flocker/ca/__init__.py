@@ -1,0 +1,1 @@
+"""flocker-ca: the cluster certificate authority and its certificates."""

@@ -1,0 +1,1 @@
+"""The user's command-line tools: flocker and flocker-deploy."""

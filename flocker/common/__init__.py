@@ -1,0 +1,29 @@
+"""Helpers shared by every Flocker process: commands, retries, logging, config."""
+
+from ._config import ConfigurationError, load_config, validate
+from ._daemonlog import start_daemon_logging, twisted_to_eliot
+from ._process import (
+    DEFAULT_TIMEOUT,
+    CommandFailed,
+    CommandResult,
+    CommandTimedOut,
+    run_command,
+)
+from ._retry import LoopExceeded, backoff, loop_until, retry_failure
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "CommandFailed",
+    "CommandResult",
+    "CommandTimedOut",
+    "ConfigurationError",
+    "LoopExceeded",
+    "backoff",
+    "load_config",
+    "loop_until",
+    "retry_failure",
+    "run_command",
+    "start_daemon_logging",
+    "twisted_to_eliot",
+    "validate",
+]

@@ -1,0 +1,1 @@
+"""The control service: desired configuration, cluster state, REST API, AMP."""

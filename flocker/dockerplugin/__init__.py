@@ -1,0 +1,1 @@
+"""The Docker volume plugin that serves Flocker datasets to docker run."""

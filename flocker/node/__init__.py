@@ -1,0 +1,1 @@
+"""The node agents: discover local state, calculate changes, converge."""

@@ -1,0 +1,1 @@
+"""Container runtimes: the Docker Engine and an in-memory fake."""

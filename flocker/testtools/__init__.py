@@ -1,0 +1,1 @@
+"""Test helpers: fixtures for real ZFS pools, Docker and local clusters."""

@@ -1,0 +1,1 @@
+"""Per-node storage for datasets and the snapshot streams between nodes."""

@@ -1,0 +1,45 @@
+"""Packaging for Flocker: Docker containers together with their data."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "twisted[tls]>=24.3",
+    "treq",
+    "klein",
+    "eliot>=1.14",
+    "eliot-tree",
+    "pyrsistent",
+    "zope.interface",
+    "docker>=7",
+    "pyyaml",
+    "jsonschema>=4",
+    "pyOpenSSL",
+    "cryptography",
+    "service-identity",
+    "automat",
+]
+
+DEV_REQUIRES = [
+    "pytest>=8",
+    "pytest-twisted",
+    "hypothesis",
+    "ruff",
+    "mypy",
+    "mypy-zope",
+    "matplotlib",
+]
+
+# Each console script is declared by the issue that builds it.
+CONSOLE_SCRIPTS: list[str] = []
+
+setup(
+    name="flocker",
+    version="2.0.0.dev0",
+    description="Docker containers together with their data, across a cluster",
+    python_requires=">=3.11",
+    packages=find_packages(include=["flocker", "flocker.*"]),
+    package_data={"flocker": ["**/*.json", "**/*.yml"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"dev": DEV_REQUIRES},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
+)
