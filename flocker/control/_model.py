@@ -1,0 +1,979 @@
+"""The cluster's desired configuration and its observed state, as values.
+
+Two families of immutable pyrsistent classes:
+
+* **Configuration** — what the user asked for, written only by the control
+  service and persisted before it is acknowledged: `Deployment` holds
+  `Node` values (keyed by node UUID) and `Leases`.  A node holds
+  `Application` values (keyed by name) and `Manifestation` values (keyed by dataset
+  id).  A manifestation is one copy of a `Dataset` on a node: exactly one per
+  dataset is the *primary* (the copy applications use, the one the REST API
+  reports as ``primary``); the others are replicas.  The `Dataset` value is the
+  same in every manifestation of one dataset.
+
+* **State** — what agents last reported: `DeploymentState` holds one
+  `NodeState` per node.  The dataset agent and the container agent report
+  separately, so each half of a `NodeState` may be ``None`` ("unknown"), and
+  `DeploymentState.update_node` keeps whichever halves a report leaves unknown.
+
+Invariants live in the classes (a value that breaks one cannot be built):
+ids are canonical UUID strings, sizes are positive, application names are
+Docker-valid, external ports are unique per node, an application's volumes are
+primary manifestations on its own node, each dataset has exactly one primary.
+Changes are pure methods returning new values and raising a `ModelError`
+subclass when the change makes no sense.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+from uuid import UUID
+
+from pyrsistent import (
+    PClass,
+    PMap,
+    PVector,
+    field,
+    pmap,
+    pmap_field,
+    pset_field,
+    pvector,
+    pvector_field,
+)
+
+__all__ = [
+    "Application",
+    "ApplicationAlreadyExists",
+    "AttachedVolume",
+    "Dataset",
+    "DatasetAlreadyExists",
+    "DatasetDeleted",
+    "DatasetInUse",
+    "DatasetLeased",
+    "DatasetState",
+    "Deployment",
+    "DeploymentState",
+    "KEEP",
+    "Lease",
+    "LeaseError",
+    "Leases",
+    "Link",
+    "Manifestation",
+    "ModelError",
+    "Node",
+    "NodeState",
+    "Port",
+    "RestartAlways",
+    "RestartNever",
+    "RestartOnFailure",
+    "Snapshot",
+    "UnknownApplication",
+    "UnknownDataset",
+    "cleanup_deleted",
+    "is_uuid",
+    "is_valid_name",
+]
+
+
+# --------------------------------------------------------------------------
+# Field checks
+
+
+def is_uuid(value: object) -> bool:
+    """Tell whether ``value`` is a UUID in canonical form (lowercase, dashed)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(UUID(value)) == value
+    except ValueError:
+        return False
+
+
+_NAME = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
+
+
+def is_valid_name(value: object) -> bool:
+    """Tell whether ``value`` is usable as a container name or link alias."""
+    return isinstance(value, str) and _NAME.match(value) is not None
+
+
+def _uuid_invariant(value: object) -> tuple[bool, str]:
+    return (is_uuid(value), f"not a canonical UUID: {value!r}")
+
+
+def _name_invariant(value: object) -> tuple[bool, str]:
+    return (
+        is_valid_name(value),
+        f"not a valid name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128): {value!r}",
+    )
+
+
+def _positive_or_none(what: str):  # type: ignore[no-untyped-def]
+    def check(value: object) -> tuple[bool, str]:
+        ok = value is None or (
+            isinstance(value, int) and not isinstance(value, bool) and value > 0
+        )
+        return (ok, f"{what} must be a positive integer or null: {value!r}")
+
+    return check
+
+
+def _port_invariant(value: object) -> tuple[bool, str]:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+    return (ok, f"not a TCP port number (1-65535): {value!r}")
+
+
+def _uuid_field() -> Any:
+    return field(type=str, mandatory=True, invariant=_uuid_invariant)
+
+
+# --------------------------------------------------------------------------
+# Errors of the pure change functions
+
+
+class ModelError(Exception):
+    """A requested configuration change does not make sense; nothing changed."""
+
+
+class UnknownDataset(ModelError, KeyError):
+    """No dataset with this id is in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which dataset is unknown."""
+        return f"unknown dataset {self.args[0]}"
+
+
+class DatasetAlreadyExists(ModelError):
+    """A dataset with this id is already in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which dataset already exists."""
+        return f"dataset {self.args[0]} already exists"
+
+
+class DatasetDeleted(ModelError):
+    """The dataset is deleted, so it can be neither moved nor changed."""
+
+    def __str__(self) -> str:
+        """Say which dataset is deleted."""
+        return f"dataset {self.args[0]} is deleted"
+
+
+class DatasetInUse(ModelError):
+    """An application mounts the dataset, so it cannot be moved alone or deleted."""
+
+    def __str__(self) -> str:
+        """Say which dataset and which application."""
+        return f"dataset {self.args[0]} is used by application {self.args[1]!r}"
+
+
+class DatasetLeased(ModelError):
+    """A lease holds the dataset on a node, so it cannot leave that node."""
+
+    def __str__(self) -> str:
+        """Say which dataset and which node holds the lease."""
+        return f"dataset {self.args[0]} is leased to node {self.args[1]}"
+
+
+class LeaseError(ModelError):
+    """Another node holds the lease, or there is no lease to release."""
+
+
+class UnknownApplication(ModelError, KeyError):
+    """No application with this name is in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which application is unknown."""
+        return f"unknown application {self.args[0]!r}"
+
+
+class ApplicationAlreadyExists(ModelError):
+    """An application with this name is already in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which application already exists."""
+        return f"application {self.args[0]!r} already exists"
+
+
+# --------------------------------------------------------------------------
+# Configuration
+
+
+class Dataset(PClass):
+    """
+    A dataset: a named filesystem whose data Flocker keeps and moves.
+
+    :ivar dataset_id: canonical UUID string.
+    :ivar metadata: free-form string labels (``name`` is conventional).
+    :ivar maximum_size: quota in bytes, or ``None`` for no limit.
+    :ivar deleted: the user deleted it; agents destroy their copies.
+    """
+
+    dataset_id = _uuid_field()
+    metadata = pmap_field(str, str)
+    maximum_size = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=_positive_or_none("maximum_size"),
+    )
+    deleted = field(type=bool, initial=False)
+
+
+class Manifestation(PClass):
+    """
+    One copy of a dataset on one node.
+
+    :ivar dataset: the dataset (the same value on every node holding it).
+    :ivar primary: this is the copy applications use; others are replicas.
+    """
+
+    dataset = field(type=Dataset, mandatory=True)
+    primary = field(type=bool, initial=True)
+
+    @property
+    def dataset_id(self) -> str:
+        """The id of the dataset this is a copy of."""
+        return self.dataset.dataset_id
+
+
+class Port(PClass):
+    """A container port published on the node: ``external_port`` → ``internal_port``."""
+
+    internal_port = field(type=int, mandatory=True, invariant=_port_invariant)
+    external_port = field(type=int, mandatory=True, invariant=_port_invariant)
+
+
+class Link(PClass):
+    """
+    A link to another application, wherever it runs.
+
+    Inside the container, ``alias`` on ``local_port`` reaches ``remote_port``
+    on the node running the linked application.
+    """
+
+    alias = field(type=str, mandatory=True, invariant=_name_invariant)
+    local_port = field(type=int, mandatory=True, invariant=_port_invariant)
+    remote_port = field(type=int, mandatory=True, invariant=_port_invariant)
+
+
+class AttachedVolume(PClass):
+    """A dataset mounted into a container at ``mountpoint`` (an absolute path)."""
+
+    dataset_id = _uuid_field()
+    mountpoint = field(
+        type=str,
+        mandatory=True,
+        invariant=lambda p: (
+            p.startswith("/") and "\0" not in p,
+            f"mountpoint must be an absolute path: {p!r}",
+        ),
+    )
+
+
+class RestartNever(PClass):
+    """Never restart the container when it exits."""
+
+
+class RestartAlways(PClass):
+    """Always restart the container when it exits."""
+
+
+class RestartOnFailure(PClass):
+    """Restart when the container exits non-zero, at most ``maximum_retry_count`` times."""
+
+    maximum_retry_count = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=_positive_or_none("maximum_retry_count"),
+    )
+
+
+_RESTART_POLICIES = (RestartNever, RestartAlways, RestartOnFailure)
+
+
+def _volumes_invariant(volumes: Iterable[AttachedVolume]) -> tuple[bool, str]:
+    volumes = list(volumes)
+    mountpoints = [v.mountpoint for v in volumes]
+    ids = [v.dataset_id for v in volumes]
+    return (
+        len(set(mountpoints)) == len(mountpoints) and len(set(ids)) == len(ids),
+        "an application mounts each dataset once, at distinct mountpoints",
+    )
+
+
+class Application(PClass):
+    """
+    A container that should run on a node.
+
+    :ivar name: the container's name, unique in the cluster.
+    :ivar image: the Docker image reference.
+    :ivar ports: published ports.
+    :ivar links: links to other applications.
+    :ivar environment: environment variables.
+    :ivar volumes: datasets mounted into the container (several allowed).
+    :ivar restart_policy: `RestartNever`, `RestartAlways` or `RestartOnFailure`.
+    :ivar cpu_shares: relative CPU weight, or ``None``.
+    :ivar memory_limit: bytes, or ``None``.
+    :ivar command_line: replaces the image's command, or ``None``.
+    """
+
+    name = field(type=str, mandatory=True, invariant=_name_invariant)
+    image = field(
+        type=str,
+        mandatory=True,
+        invariant=lambda i: (
+            bool(i) and not any(c.isspace() for c in i),
+            f"not an image reference: {i!r}",
+        ),
+    )
+    ports = pset_field(Port)
+    links = pset_field(Link)
+    environment = pmap_field(str, str)
+    volumes = pset_field(AttachedVolume)
+    restart_policy = field(type=_RESTART_POLICIES, initial=RestartNever())
+    cpu_shares = field(
+        type=(int, type(None)), initial=None, invariant=_positive_or_none("cpu_shares")
+    )
+    memory_limit = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=_positive_or_none("memory_limit"),
+    )
+    command_line = field(
+        type=(PVector, type(None)),
+        initial=None,
+        factory=lambda v: None if v is None else pvector(v),
+        invariant=lambda v: (
+            v is None or all(isinstance(a, str) for a in v),
+            "command_line must be a list of strings or null",
+        ),
+    )
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Volumes are distinct; link aliases are distinct."""
+        ok, message = _volumes_invariant(self.volumes)
+        if not ok:
+            return ok, message
+        aliases = [link.alias for link in self.links]
+        return (len(set(aliases)) == len(aliases), "link aliases must be distinct")
+
+
+class Node(PClass):
+    """
+    The configuration of one node.
+
+    :ivar uuid: the node's UUID (from its certificate).
+    :ivar applications: application name → `Application`.
+    :ivar manifestations: dataset id → `Manifestation` (copies kept here).
+    """
+
+    uuid = _uuid_field()
+    applications = pmap_field(str, Application)
+    manifestations = pmap_field(str, Manifestation)
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Keys match values; external ports are unique; volumes are primaries here."""
+        for name, app in self.applications.items():
+            if name != app.name:
+                return (False, f"application keyed {name!r} is named {app.name!r}")
+        for dataset_id, manifestation in self.manifestations.items():
+            if dataset_id != manifestation.dataset_id:
+                return (
+                    False,
+                    f"manifestation keyed {dataset_id} is of another dataset",
+                )
+        external = [
+            p.external_port for a in self.applications.values() for p in a.ports
+        ]
+        if len(set(external)) != len(external):
+            return (False, f"external ports must be unique on node {self.uuid}")
+        users: dict[str, str] = {}
+        for app in self.applications.values():
+            for volume in app.volumes:
+                m = self.manifestations.get(volume.dataset_id)
+                if m is None or not m.primary or m.dataset.deleted:
+                    return (
+                        False,
+                        f"application {app.name!r} mounts dataset {volume.dataset_id} "
+                        f"which is not a live primary on node {self.uuid}",
+                    )
+                if volume.dataset_id in users:
+                    return (
+                        False,
+                        f"dataset {volume.dataset_id} is mounted by both "
+                        f"{users[volume.dataset_id]!r} and {app.name!r}",
+                    )
+                users[volume.dataset_id] = app.name
+        return (True, "")
+
+    def application_using(self, dataset_id: str) -> Application | None:
+        """The application on this node that mounts the dataset, if any."""
+        for app in self.applications.values():
+            if any(v.dataset_id == dataset_id for v in app.volumes):
+                return app
+        return None
+
+
+class Lease(PClass):
+    """
+    A lease keeps a dataset on a node (it will not be moved or deleted).
+
+    :ivar expiration: POSIX time after which it lapses, or ``None`` (never).
+    """
+
+    dataset_id = _uuid_field()
+    node_uuid = _uuid_field()
+    expiration = field(
+        type=(float, type(None)),
+        initial=None,
+        factory=lambda v: None if v is None else float(v),
+    )
+
+
+class Leases(PClass):
+    """All leases, keyed by dataset id (a dataset has at most one lease)."""
+
+    leases = pmap_field(str, Lease)
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Each lease is keyed by its own dataset id."""
+        return (
+            all(k == v.dataset_id for k, v in self.leases.items()),
+            "a lease must be keyed by its dataset id",
+        )
+
+    def __iter__(self) -> Iterator[Lease]:
+        """Iterate the leases, ordered by dataset id."""
+        return iter(sorted(self.leases.values(), key=lambda lease: lease.dataset_id))
+
+    def __len__(self) -> int:
+        """The number of leases."""
+        return len(self.leases)
+
+    def get(self, dataset_id: str) -> Lease | None:
+        """The lease on a dataset, or ``None``."""
+        return self.leases.get(dataset_id)
+
+    def acquire(
+        self, now: float, dataset_id: str, node_uuid: str, expires: float | None = None
+    ) -> Leases:
+        """
+        Acquire or renew the lease on a dataset for a node.
+
+        :param now: current POSIX time.
+        :param expires: seconds from ``now`` until it lapses, or ``None``.
+        :raise LeaseError: another node holds an unexpired lease on it.
+        """
+        current = self.leases.get(dataset_id)
+        if (
+            current is not None
+            and current.node_uuid != node_uuid
+            and not _lapsed(current, now)
+        ):
+            raise LeaseError(
+                f"dataset {dataset_id} is leased to node {current.node_uuid}"
+            )
+        lease = Lease(
+            dataset_id=dataset_id,
+            node_uuid=node_uuid,
+            expiration=None if expires is None else now + expires,
+        )
+        return self.set(leases=self.leases.set(dataset_id, lease))
+
+    def release(self, dataset_id: str, node_uuid: str | None = None) -> Leases:
+        """
+        Release the lease on a dataset.
+
+        :param node_uuid: if given, the lease must be held by this node.
+        :raise LeaseError: there is no such lease, or another node holds it.
+        """
+        current = self.leases.get(dataset_id)
+        if current is None:
+            raise LeaseError(f"no lease on dataset {dataset_id}")
+        if node_uuid is not None and current.node_uuid != node_uuid:
+            raise LeaseError(
+                f"dataset {dataset_id} is leased to node {current.node_uuid}"
+            )
+        return self.set(leases=self.leases.remove(dataset_id))
+
+    def expire(self, now: float) -> Leases:
+        """Remove every lease that lapsed by ``now``."""
+        keep = {k: v for k, v in self.leases.items() if not _lapsed(v, now)}
+        if len(keep) == len(self.leases):
+            return self
+        return self.set(leases=pmap(keep))
+
+
+def _lapsed(lease: Lease, now: float) -> bool:
+    return lease.expiration is not None and lease.expiration <= now
+
+
+#: Passed to `Deployment.update_dataset` to leave a field as it is.
+KEEP: Any = object()
+
+
+class Deployment(PClass):
+    """
+    The whole desired configuration of the cluster.
+
+    :ivar nodes: node UUID → `Node`.
+    :ivar leases: the `Leases`.
+    """
+
+    nodes = pmap_field(str, Node)
+    leases = field(type=Leases, initial=Leases())
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Exactly one primary per dataset; every copy carries the same `Dataset`."""
+        for uuid, node in self.nodes.items():
+            if uuid != node.uuid:
+                return (False, f"node keyed {uuid} has uuid {node.uuid}")
+        seen: dict[str, Dataset] = {}
+        primaries: dict[str, int] = {}
+        apps: set[str] = set()
+        for node in self.nodes.values():
+            for dataset_id, m in node.manifestations.items():
+                if dataset_id in seen and seen[dataset_id] != m.dataset:
+                    return (False, f"copies of dataset {dataset_id} disagree")
+                seen[dataset_id] = m.dataset
+                primaries[dataset_id] = primaries.get(dataset_id, 0) + int(m.primary)
+            for name in node.applications:
+                if name in apps:
+                    return (False, f"application {name!r} is on two nodes")
+                apps.add(name)
+        for dataset_id, count in primaries.items():
+            if count != 1:
+                return (False, f"dataset {dataset_id} has {count} primaries, not one")
+        return (True, "")
+
+    # -- nodes ---------------------------------------------------------------
+
+    def get_node(self, uuid: str) -> Node:
+        """The node with this UUID, or a new empty one if it has no configuration."""
+        node = self.nodes.get(uuid)
+        return node if node is not None else Node(uuid=uuid)
+
+    def update_node(self, node: Node) -> Deployment:
+        """Replace (or add) one node's configuration; empty nodes are dropped."""
+        if not node.applications and not node.manifestations:
+            return self.remove_node(node.uuid)
+        return self.set(nodes=self.nodes.set(node.uuid, node))
+
+    def remove_node(self, uuid: str) -> Deployment:
+        """Drop a node's configuration (its datasets and applications too)."""
+        if uuid not in self.nodes:
+            return self
+        return self.set(nodes=self.nodes.remove(uuid))
+
+    # -- datasets ------------------------------------------------------------
+
+    def all_datasets(self) -> Iterator[tuple[Dataset, str]]:
+        """Each dataset with the UUID of its primary node, ordered by dataset id."""
+        found = []
+        for node in self.nodes.values():
+            for m in node.manifestations.values():
+                if m.primary:
+                    found.append((m.dataset, node.uuid))
+        return iter(sorted(found, key=lambda pair: pair[0].dataset_id))
+
+    def get_dataset(self, dataset_id: str) -> tuple[Dataset, str]:
+        """
+        A dataset and the UUID of its primary node.
+
+        :raise UnknownDataset: no such dataset.
+        """
+        for node in self.nodes.values():
+            m = node.manifestations.get(dataset_id)
+            if m is not None and m.primary:
+                return m.dataset, node.uuid
+        raise UnknownDataset(dataset_id)
+
+    def _replace_dataset(self, dataset: Dataset) -> Deployment:
+        """Put a new value of a dataset in every manifestation of it."""
+        nodes = self.nodes
+        for uuid, node in self.nodes.items():
+            m = node.manifestations.get(dataset.dataset_id)
+            if m is not None:
+                node = node.set(
+                    manifestations=node.manifestations.set(
+                        dataset.dataset_id, m.set(dataset=dataset)
+                    )
+                )
+                nodes = nodes.set(uuid, node)
+        return self.set(nodes=nodes)
+
+    def add_dataset(self, dataset: Dataset, primary: str) -> Deployment:
+        """
+        Add a new dataset with its primary copy on a node.
+
+        :raise DatasetAlreadyExists: its id is taken (even by a deleted one).
+        """
+        try:
+            self.get_dataset(dataset.dataset_id)
+        except UnknownDataset:
+            pass
+        else:
+            raise DatasetAlreadyExists(dataset.dataset_id)
+        node = self.get_node(primary)
+        node = node.set(
+            manifestations=node.manifestations.set(
+                dataset.dataset_id, Manifestation(dataset=dataset, primary=True)
+            )
+        )
+        return self.update_node(node)
+
+    def update_dataset(
+        self,
+        dataset_id: str,
+        *,
+        metadata: dict[str, str] | PMap | None = None,
+        maximum_size: Any = KEEP,
+    ) -> Deployment:
+        """
+        Replace a dataset's metadata and/or maximum size.
+
+        :param metadata: the new metadata, or ``None`` to keep it.
+        :param maximum_size: the new maximum size (``None`` for unlimited), or
+            `KEEP` (the default) to keep it.
+        :raise UnknownDataset: no such dataset.
+        :raise DatasetDeleted: it is deleted.
+        """
+        dataset, _ = self.get_dataset(dataset_id)
+        if dataset.deleted:
+            raise DatasetDeleted(dataset_id)
+        changes: dict[str, Any] = {}
+        if metadata is not None:
+            changes["metadata"] = metadata
+        if maximum_size is not KEEP:
+            changes["maximum_size"] = maximum_size
+        return self._replace_dataset(dataset.set(**changes))
+
+    def _check_leaving(self, dataset_id: str, source: str) -> None:
+        """Refuse to take a dataset away from ``source`` if it is used or leased."""
+        user = self.get_node(source).application_using(dataset_id)
+        if user is not None:
+            raise DatasetInUse(dataset_id, user.name)
+        lease = self.leases.get(dataset_id)
+        if lease is not None and lease.node_uuid == source:
+            raise DatasetLeased(dataset_id, lease.node_uuid)
+
+    def move_dataset(self, dataset_id: str, node_uuid: str) -> Deployment:
+        """
+        Make another node the dataset's primary.
+
+        A replica already on the destination is promoted; the old primary copy
+        is dropped.  Moving to the current primary changes nothing.
+
+        :raise UnknownDataset: no such dataset.
+        :raise DatasetDeleted: it is deleted.
+        :raise DatasetInUse: an application on the current primary mounts it
+            (move the application with `move_application` instead).
+        :raise DatasetLeased: a lease holds it on its current primary.
+        """
+        dataset, source = self.get_dataset(dataset_id)
+        if dataset.deleted:
+            raise DatasetDeleted(dataset_id)
+        if source == node_uuid:
+            return self
+        self._check_leaving(dataset_id, source)
+        return self._move_manifestation(dataset, source, node_uuid)
+
+    def _move_manifestation(
+        self, dataset: Dataset, source: str, target: str
+    ) -> Deployment:
+        old = self.get_node(source)
+        result = self.update_node(
+            old.set(manifestations=old.manifestations.remove(dataset.dataset_id))
+        )
+        new = result.get_node(target)
+        return result.update_node(
+            new.set(
+                manifestations=new.manifestations.set(
+                    dataset.dataset_id, Manifestation(dataset=dataset, primary=True)
+                )
+            )
+        )
+
+    def delete_dataset(self, dataset_id: str) -> Deployment:
+        """
+        Mark a dataset deleted (agents then destroy their copies).
+
+        Deleting a deleted dataset changes nothing.
+
+        :raise UnknownDataset: no such dataset.
+        :raise DatasetInUse: an application mounts it.
+        :raise DatasetLeased: a lease holds it.
+        """
+        dataset, source = self.get_dataset(dataset_id)
+        if dataset.deleted:
+            return self
+        self._check_leaving(dataset_id, source)
+        lease = self.leases.get(dataset_id)
+        if lease is not None:
+            raise DatasetLeased(dataset_id, lease.node_uuid)
+        return self._replace_dataset(dataset.set(deleted=True))
+
+    # -- applications --------------------------------------------------------
+
+    def all_applications(self) -> Iterator[tuple[Application, str]]:
+        """Each application with the UUID of its node, ordered by name."""
+        found = [
+            (app, node.uuid)
+            for node in self.nodes.values()
+            for app in node.applications.values()
+        ]
+        return iter(sorted(found, key=lambda pair: pair[0].name))
+
+    def get_application(self, name: str) -> tuple[Application, str]:
+        """
+        An application and the UUID of its node.
+
+        :raise UnknownApplication: no such application.
+        """
+        for node in self.nodes.values():
+            app = node.applications.get(name)
+            if app is not None:
+                return app, node.uuid
+        raise UnknownApplication(name)
+
+    def add_application(self, application: Application, node_uuid: str) -> Deployment:
+        """
+        Add an application to a node; its volumes must be primaries there.
+
+        :raise ApplicationAlreadyExists: the name is taken.
+        :raise pyrsistent.InvariantException: a volume is not a live primary on
+            that node, or a port clashes.
+        """
+        try:
+            self.get_application(application.name)
+        except UnknownApplication:
+            pass
+        else:
+            raise ApplicationAlreadyExists(application.name)
+        node = self.get_node(node_uuid)
+        return self.update_node(
+            node.set(applications=node.applications.set(application.name, application))
+        )
+
+    def remove_application(self, name: str) -> Deployment:
+        """
+        Remove an application (its datasets stay where they are).
+
+        :raise UnknownApplication: no such application.
+        """
+        _, node_uuid = self.get_application(name)
+        node = self.get_node(node_uuid)
+        return self.update_node(node.set(applications=node.applications.remove(name)))
+
+    def move_application(self, name: str, node_uuid: str) -> Deployment:
+        """
+        Move an application, and the datasets it mounts, to another node.
+
+        :raise UnknownApplication: no such application.
+        :raise DatasetLeased: a lease holds one of its datasets on the old node.
+        """
+        app, source = self.get_application(name)
+        if source == node_uuid:
+            return self
+        for volume in app.volumes:
+            lease = self.leases.get(volume.dataset_id)
+            if lease is not None and lease.node_uuid == source:
+                raise DatasetLeased(volume.dataset_id, lease.node_uuid)
+        result = self.remove_application(name)
+        for volume in app.volumes:
+            dataset, _ = result.get_dataset(volume.dataset_id)
+            result = result._move_manifestation(dataset, source, node_uuid)
+        return result.add_application(app, node_uuid)
+
+
+# --------------------------------------------------------------------------
+# State
+
+
+class Snapshot(PClass):
+    """A snapshot of a dataset on a node; ``created`` is POSIX time or ``None``."""
+
+    name = field(type=str, mandatory=True)
+    created = field(
+        type=(float, type(None)),
+        initial=None,
+        factory=lambda v: None if v is None else float(v),
+    )
+
+
+class DatasetState(PClass):
+    """
+    A dataset as one node's dataset agent last saw it.
+
+    :ivar path: where it is mounted, or ``None`` if not mounted (a replica).
+    :ivar size: bytes used, or ``None`` if unknown.
+    :ivar maximum_size: the quota in force, or ``None``.
+    :ivar snapshots: its snapshots, oldest first.
+    """
+
+    dataset_id = _uuid_field()
+    path = field(type=(str, type(None)), initial=None)
+    size = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=lambda v: (
+            v is None or (isinstance(v, int) and v >= 0),
+            f"size must be non-negative: {v!r}",
+        ),
+    )
+    maximum_size = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=_positive_or_none("maximum_size"),
+    )
+    snapshots = pvector_field(Snapshot)
+
+
+def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]
+    def factory(value: Any) -> PMap | None:
+        if value is None:
+            return None
+        result = pmap(value)
+        for k, v in result.items():
+            if not isinstance(k, str) or not isinstance(v, value_type):
+                raise TypeError(f"expected str → {value_type.__name__}: {k!r}: {v!r}")
+        return result
+
+    return factory
+
+
+class NodeState(PClass):
+    """
+    What one node last reported about itself.
+
+    ``None`` in ``applications`` or ``datasets`` means "unknown": the
+    container agent reports only applications, the dataset agent only datasets.
+
+    :ivar uuid: the node's UUID.
+    :ivar hostname: the node's address, or ``None`` if unknown.
+    :ivar era: UUID that changes each time the node boots, or ``None``.
+    :ivar applications: name → `Application` running there, or ``None``.
+    :ivar datasets: dataset id → `DatasetState` held there, or ``None``.
+    """
+
+    uuid = _uuid_field()
+    hostname = field(type=(str, type(None)), initial=None)
+    era = field(
+        type=(str, type(None)),
+        initial=None,
+        invariant=lambda v: (v is None or is_uuid(v), f"era must be a UUID: {v!r}"),
+    )
+    applications = field(
+        type=(PMap, type(None)), initial=None, factory=_optional_pmap(Application)
+    )
+    datasets = field(
+        type=(PMap, type(None)), initial=None, factory=_optional_pmap(DatasetState)
+    )
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Maps are keyed by the names and ids of their values."""
+        for name, app in (self.applications or {}).items():
+            if name != app.name:
+                return (False, f"application keyed {name!r} is named {app.name!r}")
+        for dataset_id, ds in (self.datasets or {}).items():
+            if dataset_id != ds.dataset_id:
+                return (
+                    False,
+                    f"dataset state keyed {dataset_id} is of another dataset",
+                )
+        return (True, "")
+
+
+_NODE_HALVES = ("hostname", "era", "applications", "datasets")
+
+
+class DeploymentState(PClass):
+    """The last reported state of every node: node UUID → `NodeState`."""
+
+    nodes = pmap_field(str, NodeState)
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Each node state is keyed by its UUID."""
+        return (
+            all(k == v.uuid for k, v in self.nodes.items()),
+            "node states must be keyed by their uuid",
+        )
+
+    def get_node(self, uuid: str) -> NodeState:
+        """A node's state, or a wholly unknown one if it never reported."""
+        state = self.nodes.get(uuid)
+        return state if state is not None else NodeState(uuid=uuid)
+
+    def update_node(self, state: NodeState) -> DeploymentState:
+        """
+        Merge a report: its known fields replace the old, its unknowns keep them.
+
+        A report with a new ``era`` (the node rebooted) forgets what was known
+        from the old era.
+        """
+        old = self.nodes.get(state.uuid)
+        if old is not None and not (
+            state.era is not None and old.era is not None and state.era != old.era
+        ):
+            changes = {
+                name: getattr(state, name)
+                for name in _NODE_HALVES
+                if getattr(state, name) is not None
+            }
+            state = old.set(**changes)
+        return self.set(nodes=self.nodes.set(state.uuid, state))
+
+    def remove_node(self, uuid: str) -> DeploymentState:
+        """Forget a node's state (it went silent)."""
+        if uuid not in self.nodes:
+            return self
+        return self.set(nodes=self.nodes.remove(uuid))
+
+    def holders(self, dataset_id: str) -> list[str]:
+        """UUIDs of nodes that report having a copy of the dataset, sorted."""
+        return sorted(
+            uuid
+            for uuid, state in self.nodes.items()
+            if state.datasets is not None and dataset_id in state.datasets
+        )
+
+
+def cleanup_deleted(deployment: Deployment, state: DeploymentState) -> Deployment:
+    """
+    Drop deleted datasets that no node has any more.
+
+    A deleted dataset is dropped only when every node holding a manifestation
+    of it has reported its datasets and none of them (nor any other node)
+    still has it: a node that has not reported keeps the dataset configured so
+    its agent still learns to destroy its copy.
+    """
+    drop = set()
+    for node in deployment.nodes.values():
+        for dataset_id, m in node.manifestations.items():
+            if not m.dataset.deleted or state.holders(dataset_id):
+                continue
+            holders = [
+                n.uuid
+                for n in deployment.nodes.values()
+                if dataset_id in n.manifestations
+            ]
+            if all(state.get_node(h).datasets is not None for h in holders):
+                drop.add(dataset_id)
+    if not drop:
+        return deployment
+    nodes = {}
+    for uuid, node in deployment.nodes.items():
+        node = node.set(
+            manifestations={
+                k: v for k, v in node.manifestations.items() if k not in drop
+            }
+        )
+        if node.applications or node.manifestations:
+            nodes[uuid] = node
+    leases = deployment.leases
+    for dataset_id in drop:
+        if leases.get(dataset_id) is not None:
+            leases = leases.release(dataset_id)
+    return deployment.set(nodes=nodes, leases=leases)
