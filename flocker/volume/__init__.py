@@ -1,1 +1,52 @@
-"""Per-node storage for datasets and the snapshot streams between nodes."""
+"""
+Per-node storage for datasets and the snapshot streams between nodes.
+
+:class:`IVolumeBackend` is what the node agents use; the backends are in
+``flocker.volume.zfs``, ``flocker.volume.loopback``,
+``flocker.volume.directory`` and (in memory, for tests of other packages)
+``flocker.volume.memory``.
+"""
+
+from ._interface import (
+    BadStream,
+    Capabilities,
+    DatasetExists,
+    DatasetInfo,
+    DependentClones,
+    InvalidBase,
+    InvalidName,
+    IStreamSink,
+    IStreamSource,
+    IVolumeBackend,
+    MaximumSizeTooSmall,
+    ResizeNotSupported,
+    SendFailed,
+    SnapshotExists,
+    SnapshotInfo,
+    StreamStopped,
+    UnknownDataset,
+    UnknownSnapshot,
+    VolumeError,
+)
+
+__all__ = [
+    "BadStream",
+    "Capabilities",
+    "DatasetExists",
+    "DatasetInfo",
+    "DependentClones",
+    "IStreamSink",
+    "IStreamSource",
+    "IVolumeBackend",
+    "InvalidBase",
+    "InvalidName",
+    "MaximumSizeTooSmall",
+    "ResizeNotSupported",
+    "SendFailed",
+    "SnapshotExists",
+    "SnapshotInfo",
+    "StreamStopped",
+    "UnknownDataset",
+    "UnknownSnapshot",
+    "VolumeError",
+]

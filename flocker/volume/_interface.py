@@ -1,0 +1,389 @@
+"""
+The interface every Flocker storage backend provides, its values and errors.
+
+A backend keeps the datasets of one node.  A dataset is named by a UUID
+(its canonical lower-case text form), has a filesystem mounted at
+:attr:`DatasetInfo.path`, an optional maximum size, and an ordered list of
+named snapshots.  Snapshots can be rolled back to, cloned into new datasets
+and sent to another node as a byte stream, in full or (where the backend
+can) as the difference from an earlier snapshot.
+
+Streams
+=======
+
+``send`` gives an :class:`IStreamSource`; ``receive`` gives an
+:class:`IStreamSink`.  A transfer pumps one into the other (locally, or with
+a network connection in the middle)::
+
+    source = await backend.send(dataset_id, "s2", base="s1")
+    sink = await other.receive(dataset_id, base="s1")
+    await source.start(sink)    # sink is an IConsumer; back-pressure works
+    await sink.finish()         # only now does the result become visible
+
+Until :meth:`IStreamSink.finish` succeeds, the receiving dataset keeps
+exactly the state it had before ``receive`` was called: a half-received
+stream is never visible, :meth:`IStreamSink.abort` returns to the previous
+state, and so does a stream that turns out to be truncated or corrupt (then
+``finish`` fails with :class:`BadStream`).  A process that crashes mid
+stream leaves at most a temporary object behind that is not listed and
+never becomes a dataset.
+
+Streams are only meaningful between backends whose
+:attr:`Capabilities.stream_format` is the same.
+"""
+
+from __future__ import annotations
+
+from pyrsistent import PClass, field
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer
+from zope.interface import Attribute, Interface
+
+# --------------------------------------------------------------------------
+# Values
+
+
+class DatasetInfo(PClass):
+    """
+    What a backend knows about one dataset.
+
+    :ivar dataset_id: The dataset's UUID, canonical lower-case text.
+    :ivar path: Where the dataset's filesystem is mounted on this node
+        (a fake path for the in-memory backend).
+    :ivar used: Bytes the dataset's current contents occupy (snapshots not
+        counted; ZFS's ``referenced``).
+    :ivar maximum_size: The size limit in bytes, or ``None`` for no limit.
+    """
+
+    dataset_id = field(type=str, mandatory=True)
+    path = field(type=str, mandatory=True)
+    used = field(type=int, mandatory=True, initial=0)
+    maximum_size = field(type=(int, type(None)), mandatory=True, initial=None)
+
+
+class SnapshotInfo(PClass):
+    """
+    One snapshot of a dataset.
+
+    :ivar name: The snapshot's name, unique within its dataset.
+    :ivar created: When it was taken, in POSIX seconds.  The resolution is
+        backend-specific (one second on ZFS): order snapshots by their
+        position in :meth:`IVolumeBackend.list_snapshots`, not by this.
+    """
+
+    name = field(type=str, mandatory=True)
+    created = field(type=float, mandatory=True)
+
+
+class Capabilities(PClass):
+    """
+    What a backend can honestly do; callers and the contract tests use it.
+
+    :ivar constant_time_clone: ``clone`` takes the same time whatever the
+        size of the data (ZFS clones); otherwise it copies.
+    :ivar incremental_send: ``send(..., base=...)`` produces a stream
+        carrying only the changes since ``base``.  When false, a stream with
+        a base still works with the same semantics but carries everything.
+    :ivar stream_format: Names the stream's bytes; a sink accepts only
+        streams of its own format.
+    :ivar grow: ``set_maximum_size`` can raise the limit.
+    :ivar shrink: ``set_maximum_size`` can lower the limit (not below what
+        is used).  When false a lower limit fails with
+        :class:`ResizeNotSupported`.
+    :ivar unlimited: a dataset may have no maximum size (``None``).
+    :ivar enforces_maximum_size: writes beyond the maximum size fail.  When
+        false the maximum size is only recorded.
+    :ivar clones_depend_on_origin: a clone keeps its origin snapshot alive,
+        so destroying that snapshot (or its dataset, or rolling back past
+        it) fails with :class:`DependentClones` until the clone is gone.
+    :ivar default_maximum_size: the maximum size a dataset created without
+        one gets (``None``: unlimited).
+    """
+
+    constant_time_clone = field(type=bool, mandatory=True)
+    incremental_send = field(type=bool, mandatory=True)
+    stream_format = field(type=str, mandatory=True)
+    grow = field(type=bool, mandatory=True)
+    shrink = field(type=bool, mandatory=True)
+    unlimited = field(type=bool, mandatory=True)
+    enforces_maximum_size = field(type=bool, mandatory=True)
+    clones_depend_on_origin = field(type=bool, mandatory=True)
+    default_maximum_size = field(type=(int, type(None)), mandatory=True)
+
+
+# --------------------------------------------------------------------------
+# Errors
+
+
+class VolumeError(Exception):
+    """The base of every error a backend reports on purpose."""
+
+
+class InvalidName(VolumeError, ValueError):
+    """A dataset id is not a UUID, or a snapshot name has bad characters."""
+
+
+class UnknownDataset(VolumeError):
+    """The dataset does not exist on this backend."""
+
+    def __init__(self, dataset_id: str) -> None:
+        """Name the missing dataset."""
+        self.dataset_id = dataset_id
+        super().__init__(f"no dataset {dataset_id}")
+
+
+class UnknownSnapshot(VolumeError):
+    """The dataset exists but has no snapshot of that name."""
+
+    def __init__(self, dataset_id: str, snapshot: str) -> None:
+        """Name the missing snapshot."""
+        self.dataset_id = dataset_id
+        self.snapshot = snapshot
+        super().__init__(f"dataset {dataset_id} has no snapshot {snapshot!r}")
+
+
+class DatasetExists(VolumeError):
+    """A dataset with that id already exists."""
+
+    def __init__(self, dataset_id: str) -> None:
+        """Name the existing dataset."""
+        self.dataset_id = dataset_id
+        super().__init__(f"dataset {dataset_id} already exists")
+
+
+class SnapshotExists(VolumeError):
+    """The dataset already has a snapshot of that name."""
+
+    def __init__(self, dataset_id: str, snapshot: str) -> None:
+        """Name the existing snapshot."""
+        self.dataset_id = dataset_id
+        self.snapshot = snapshot
+        super().__init__(f"dataset {dataset_id} already has snapshot {snapshot!r}")
+
+
+class InvalidBase(VolumeError, ValueError):
+    """An incremental send's base is not older than the snapshot sent."""
+
+
+class MaximumSizeTooSmall(VolumeError):
+    """The requested maximum size is below what the dataset already uses."""
+
+
+class ResizeNotSupported(VolumeError):
+    """The backend cannot make this change of maximum size (see capabilities)."""
+
+
+class DependentClones(VolumeError):
+    """The operation would destroy a snapshot that a clone depends on."""
+
+
+class BadStream(VolumeError):
+    """A received stream was truncated, corrupt, of the wrong format or base.
+
+    The receiving dataset keeps its previous state.
+    """
+
+
+class SendFailed(VolumeError):
+    """Producing a stream failed (the ``zfs send`` or ``tar`` failed)."""
+
+
+class StreamStopped(SendFailed):
+    """The stream was stopped with :meth:`IStreamSource.stop` before its end."""
+
+
+# --------------------------------------------------------------------------
+# Streams
+
+
+class IStreamSource(Interface):
+    """
+    The bytes of one snapshot (or of the changes between two), ready to flow.
+
+    Nothing is read before :meth:`start`.  Each source can be started once.
+    """
+
+    dataset_id: str = Attribute("The dataset the stream comes from.")
+    snapshot: str = Attribute("The snapshot the stream carries.")
+    base: str | None = Attribute("The base snapshot, or None for a full stream.")
+    stream_format: str = Attribute("The backend's stream format.")
+
+    def start(consumer: IConsumer) -> Deferred[None]:
+        """
+        Write the whole stream into ``consumer``.
+
+        The source registers itself on the consumer as a streaming (push)
+        producer, honours ``pauseProducing`` / ``resumeProducing``, and
+        unregisters itself when done.  ``consumer.stopProducing`` on the
+        source (e.g. the consumer's connection was lost) stops the stream.
+
+        :return: A Deferred firing with ``None`` once every byte was written
+            and the underlying producer (``zfs send``, ``tar``) succeeded;
+            failing with :class:`SendFailed` if it failed, or with
+            :class:`StreamStopped` after :meth:`stop` or ``stopProducing``.
+        """
+
+    def stop() -> None:
+        """Abort the stream: kill whatever produces it; nothing more is written."""
+
+
+class IStreamSink(IConsumer):
+    """
+    Receives one stream into a dataset; see the module docstring.
+
+    The sink is an ``IConsumer``: register a producer (streaming or not) and
+    the sink pauses it while its own buffers are full.  If the receiving end
+    fails before the stream has ended (e.g. ``zfs recv`` rejects the stream
+    header), the sink calls ``stopProducing`` on its producer, discards
+    further writes, and :meth:`finish` reports the failure.
+    """
+
+    dataset_id: str = Attribute("The dataset that receives the stream.")
+    base: str | None = Attribute("The base snapshot, or None for a full stream.")
+    stream_format: str = Attribute("The only stream format this sink accepts.")
+
+    def finish() -> Deferred[None]:
+        """
+        The stream has ended: complete the receive and make it visible.
+
+        After success the dataset holds the received snapshot as its newest
+        snapshot and its contents equal that snapshot's.  For an
+        incremental receive, snapshots after ``base`` and changes not in a
+        snapshot are discarded; earlier snapshots stay.  A full receive
+        creates the dataset with just the received snapshot.
+
+        :return: A Deferred firing with ``None``, or failing with
+            :class:`BadStream` (truncated, corrupt or mismatched stream); in
+            that case the dataset is exactly as before ``receive``.
+        """
+
+    def abort() -> Deferred[None]:
+        """
+        Give up: discard everything received so far.
+
+        :return: A Deferred firing with ``None`` when the dataset is back to
+            exactly its state before ``receive`` (for a full receive: no
+            such dataset).  Aborting after ``finish`` ended, or twice, does
+            nothing.
+        """
+
+
+# --------------------------------------------------------------------------
+# The backend
+
+
+class IVolumeBackend(Interface):
+    """
+    The datasets of one node.
+
+    Dataset ids are UUID strings (any case; reported canonical lower case);
+    anything else fails with :class:`InvalidName`.  Snapshot names are 1-200
+    characters of ``A-Z a-z 0-9 _ - . :`` not starting with ``-`` or ``.``.
+    Errors an operation is documented to raise come as failed Deferreds.
+    Operations on one dataset are not meant to run concurrently.
+    """
+
+    capabilities: Capabilities = Attribute("What this backend can do.")
+
+    def create(
+        dataset_id: str, maximum_size: int | None = None
+    ) -> Deferred[DatasetInfo]:
+        """
+        Create an empty, mounted dataset.
+
+        :param maximum_size: The size limit in bytes; ``None`` means the
+            backend's ``capabilities.default_maximum_size``.
+        :return: Its :class:`DatasetInfo`; fails with
+            :class:`DatasetExists` if the id is taken (nothing changes).
+        """
+
+    def destroy(dataset_id: str) -> Deferred[None]:
+        """
+        Destroy a dataset, its data and all its snapshots.
+
+        Idempotent: destroying an unknown dataset succeeds and does nothing.
+        Fails with :class:`DependentClones` if a clone depends on one of
+        its snapshots (only where ``clones_depend_on_origin``).
+        """
+
+    def get(dataset_id: str) -> Deferred[DatasetInfo]:
+        """One dataset's :class:`DatasetInfo`, or :class:`UnknownDataset`."""
+
+    def list_datasets() -> Deferred[list[DatasetInfo]]:
+        """Every dataset of this backend, sorted by id (temporary ones not)."""
+
+    def set_maximum_size(
+        dataset_id: str, maximum_size: int | None
+    ) -> Deferred[DatasetInfo]:
+        """
+        Change a dataset's size limit (``None``: unlimited).
+
+        :return: The new :class:`DatasetInfo`.  Fails, changing nothing,
+            with :class:`UnknownDataset`; :class:`MaximumSizeTooSmall` if
+            the limit is below what the dataset uses; or
+            :class:`ResizeNotSupported` for a change the capabilities rule
+            out.
+        """
+
+    def snapshot(dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
+        """
+        Take a snapshot of the dataset's current contents.
+
+        :return: The new :class:`SnapshotInfo`; fails with
+            :class:`UnknownDataset` or :class:`SnapshotExists`.
+        """
+
+    def list_snapshots(dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """The dataset's snapshots, oldest first, or :class:`UnknownDataset`."""
+
+    def rollback(dataset_id: str, name: str) -> Deferred[None]:
+        """
+        Return the dataset's contents to snapshot ``name``.
+
+        Snapshots newer than ``name`` and changes made since it are
+        discarded.  Fails, changing nothing, with :class:`UnknownDataset`,
+        :class:`UnknownSnapshot`, or :class:`DependentClones`.
+        """
+
+    def destroy_snapshot(dataset_id: str, name: str) -> Deferred[None]:
+        """
+        Destroy one snapshot; the dataset's contents are unchanged.
+
+        Idempotent: an unknown snapshot or dataset is not an error.  Fails
+        with :class:`DependentClones` if a clone depends on it.
+        """
+
+    def clone(
+        dataset_id: str, snapshot: str, new_dataset_id: str
+    ) -> Deferred[DatasetInfo]:
+        """
+        Create a new dataset whose contents are those of a snapshot.
+
+        The clone is independent: writes to either do not show in the
+        other.  It has no snapshots and the default maximum size.  Fails
+        with :class:`UnknownDataset`, :class:`UnknownSnapshot` or
+        :class:`DatasetExists` (for ``new_dataset_id``).
+        """
+
+    def send(
+        dataset_id: str, snapshot: str, base: str | None = None
+    ) -> Deferred[IStreamSource]:
+        """
+        Prepare the stream of a snapshot, full or since ``base``.
+
+        :return: An :class:`IStreamSource` (not yet started).  Fails with
+            :class:`UnknownDataset`, :class:`UnknownSnapshot` (for either
+            name) or :class:`InvalidBase` if ``base`` is not older than
+            ``snapshot``.
+        """
+
+    def receive(dataset_id: str, base: str | None = None) -> Deferred[IStreamSink]:
+        """
+        Prepare to receive a stream into a dataset.
+
+        With ``base=None`` (a full stream) the dataset must not exist, else
+        :class:`DatasetExists`.  With a base, the dataset must exist and
+        have that snapshot, else :class:`UnknownDataset` /
+        :class:`UnknownSnapshot`.  The dataset is unchanged until
+        :meth:`IStreamSink.finish` succeeds.
+        """
