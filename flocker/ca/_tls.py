@@ -1,0 +1,318 @@
+"""
+TLS context factories for every Flocker connection, and peer identification.
+
+All Flocker traffic is mutually authenticated with the cluster CA:
+
+* servers (``flocker-control``'s REST API and AMP ports, a dataset agent's
+  transfer port) use :func:`server_context_factory`, which **requires** a
+  client certificate signed by the cluster CA -- no certificate, or one from
+  another cluster, and the handshake fails;
+* clients connecting to the control service use
+  :func:`client_context_factory`, which verifies the server's certificate
+  against the cluster CA *and* the host name or IP address connected to;
+* nodes connecting to another node (transfers) use
+  :func:`node_client_context_factory`, which verifies the peer against the
+  cluster CA and that it is a node (optionally a given node UUID);
+* treq clients use :class:`ClusterPolicyForHTTPS` as their ``contextFactory``;
+* after the handshake either side calls :func:`peer_identity` on the
+  transport to learn who the peer is; authorization (e.g. "a node reports
+  state only for itself") is decided from that, never from what the peer says.
+
+Files come from a directory laid out as described in :mod:`flocker.ca._ca`
+(``cluster.crt`` plus ``node.crt``/``node.key``, ``control-service.crt``/
+``.key`` or ``<username>.crt``/``.key``); see :func:`load_tls_files`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+import attrs
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+from OpenSSL.crypto import X509
+from pyrsistent import PClass, field
+from twisted.internet import ssl
+from twisted.internet._sslverify import IOpenSSLTrustRoot
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    ISSLTransport,
+)
+from twisted.python.failure import Failure
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
+from ._ca import (
+    CONTROL_COMMON_NAME,
+    NODE_PREFIX,
+    USER_PREFIX,
+    CertificateAuthority,
+    CertificateError,
+    Credential,
+    load_authority,
+    load_credential,
+)
+from ._logging import PEER_IDENTIFIED, PEER_REJECTED
+
+#: The oldest TLS version any Flocker party speaks.
+MINIMUM_TLS_VERSION = ssl.TLSVersion.TLSv1_2
+
+
+class PeerIdentity(PClass):
+    """
+    Who the peer of a TLS connection is, read from its verified certificate.
+
+    :ivar kind: ``"node"``, ``"control"`` or ``"user"``.
+    :ivar node_uuid: The node's UUID if ``kind == "node"``, else ``None``.
+    :ivar username: The user's name if ``kind == "user"``, else ``None``.
+    :ivar cluster_uuid: The UUID of the cluster the certificate belongs to.
+    """
+
+    kind = field(
+        type=str,
+        mandatory=True,
+        invariant=lambda k: (k in ("node", "control", "user"), f"unknown kind {k!r}"),
+    )
+    node_uuid = field(type=(UUID, type(None)), initial=None)
+    username = field(type=(str, type(None)), initial=None)
+    cluster_uuid = field(type=UUID, mandatory=True)
+
+    __invariant__ = lambda self: (  # noqa: E731
+        (self.kind == "node") == (self.node_uuid is not None)
+        and (self.kind == "user") == (self.username is not None),
+        "node_uuid is set exactly for nodes, username exactly for users",
+    )
+
+
+class UnknownPeer(Exception):
+    """A TLS peer's certificate does not name a Flocker party."""
+
+
+def identify_certificate(certificate: x509.Certificate) -> PeerIdentity:
+    """
+    Read the Flocker identity from a certificate issued by ``flocker-ca``.
+
+    This does not check the signature: call it on certificates that TLS
+    verification already accepted.
+
+    :raise UnknownPeer: If the certificate does not name a Flocker party.
+    """
+    subject = certificate.subject
+    names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    units = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    if len(names) != 1 or len(units) != 1:
+        raise UnknownPeer(
+            f"Certificate subject {subject.rfc4514_string()} is not Flocker's."
+        )
+    common_name = str(names[0].value)
+    try:
+        cluster_uuid = UUID(str(units[0].value))
+    except ValueError:
+        raise UnknownPeer(
+            f"Certificate carries no cluster UUID: {subject.rfc4514_string()}."
+        ) from None
+    if common_name == CONTROL_COMMON_NAME:
+        return PeerIdentity(kind="control", cluster_uuid=cluster_uuid)
+    if common_name.startswith(NODE_PREFIX):
+        try:
+            node_uuid = UUID(common_name[len(NODE_PREFIX) :])
+        except ValueError:
+            raise UnknownPeer(f"Bad node certificate name {common_name!r}.") from None
+        return PeerIdentity(kind="node", node_uuid=node_uuid, cluster_uuid=cluster_uuid)
+    if common_name.startswith(USER_PREFIX) and len(common_name) > len(USER_PREFIX):
+        return PeerIdentity(
+            kind="user",
+            username=common_name[len(USER_PREFIX) :],
+            cluster_uuid=cluster_uuid,
+        )
+    raise UnknownPeer(f"Certificate name {common_name!r} is not a Flocker party.")
+
+
+def peer_identity(transport: ISSLTransport) -> PeerIdentity:
+    """
+    Identify the peer of a connected, handshaken TLS transport, and log it.
+
+    Call it e.g. from a protocol's ``connectionMade`` onwards, once data has arrived, or from
+    ``IHandshakeListener.handshakeCompleted``).
+
+    :raise UnknownPeer: If there is no peer certificate (yet) or it does not
+        name a Flocker party.
+    """
+    certificate = transport.getPeerCertificate()
+    if certificate is None:
+        raise UnknownPeer("The TLS peer presented no certificate.")
+    identity = identify_certificate(certificate.to_cryptography())
+    PEER_IDENTIFIED.log(
+        kind=identity.kind,
+        node_uuid=None if identity.node_uuid is None else str(identity.node_uuid),
+        username=identity.username,
+        cluster_uuid=str(identity.cluster_uuid),
+    )
+    return identity
+
+
+class TLSFiles(PClass):
+    """
+    What a Flocker party needs for TLS: its own credential and the cluster CA.
+
+    :ivar credential: The party's certificate and key.
+    :ivar authority: The cluster CA (certificate only).
+    """
+
+    credential = field(type=Credential, mandatory=True)
+    authority = field(type=CertificateAuthority, mandatory=True)
+
+
+def load_tls_files(directory: Path | str, basename: str) -> TLSFiles:
+    """
+    Load ``cluster.crt`` and ``<basename>.crt``/``.key`` from ``directory``.
+
+    ``basename`` is ``"control-service"`` for ``flocker-control``, ``"node"``
+    for the agents, the user's name for API clients.
+
+    :raise CertificateError: If a file is missing or unusable, or the
+        credential was not issued by that cluster CA.
+    """
+    authority = load_authority(directory)
+    credential = load_credential(directory, basename)
+    if credential.certificate.issuer != authority.certificate.subject:
+        raise CertificateError(
+            f"{Path(directory) / (basename + '.crt')} was not issued by this "
+            "cluster's CA."
+        )
+    return TLSFiles(credential=credential, authority=authority)
+
+
+def _private_certificate(credential: Credential) -> ssl.PrivateCertificate:
+    """Convert a credential to Twisted's form."""
+    return ssl.PrivateCertificate.loadPEM(
+        credential.certificate_pem() + credential.private_key_pem()
+    )
+
+
+def _trust_root(authority: CertificateAuthority) -> IOpenSSLTrustRoot:
+    """Trust only the cluster CA."""
+    return ssl.trustRootFromCertificates(
+        [ssl.Certificate.loadPEM(authority.certificate_pem())]
+    )
+
+
+def _certificate_options(
+    credential: Credential, authority: CertificateAuthority
+) -> ssl.CertificateOptions:
+    """Options that present ``credential`` and require a cluster-CA peer."""
+    private = _private_certificate(credential)
+    return ssl.CertificateOptions(
+        privateKey=private.privateKey.original,
+        certificate=private.original,
+        trustRoot=_trust_root(authority),
+        raiseMinimumTo=MINIMUM_TLS_VERSION,
+    )
+
+
+def server_context_factory(
+    credential: Credential, authority: CertificateAuthority
+) -> IOpenSSLServerConnectionCreator:
+    """
+    TLS server options that REQUIRE a client certificate from the cluster.
+
+    They present ``credential`` and accept only a client certificate signed
+    by ``authority``; use with ``SSL4ServerEndpoint`` or
+    ``TLSMemoryBIOFactory``.
+    """
+    return _certificate_options(credential, authority)
+
+
+def client_context_factory(
+    credential: Credential, authority: CertificateAuthority, hostname: str
+) -> IOpenSSLClientConnectionCreator:
+    """
+    TLS client options for connecting to the control service (or any host).
+
+    They present ``credential`` and verify that the server is certified by ``authority`` for ``hostname`` (a DNS name or an IP
+    address, as written into the control certificate); use with
+    ``SSL4ClientEndpoint`` or ``wrapClientTLS``.
+    """
+    return ssl.optionsForClientTLS(
+        hostname,
+        trustRoot=_trust_root(authority),
+        clientCertificate=_private_certificate(credential),
+        extraCertificateOptions={"raiseMinimumTo": MINIMUM_TLS_VERSION},
+    )
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+@attrs.define
+class _NodeClientCreator:
+    """Client connections that accept only a (given) node of the cluster."""
+
+    _options: ssl.CertificateOptions
+    _node_uuid: UUID | None
+
+    def clientConnectionForTLS(self, tlsProtocol) -> SSL.Connection:  # noqa: N802
+        """Create a connection whose verification also checks the peer node."""
+        connection = SSL.Connection(self._options.getContext(), None)
+        connection.set_app_data(tlsProtocol)
+        expected = self._node_uuid
+
+        def verify(
+            conn: SSL.Connection, cert: X509, err: int, depth: int, ok: int
+        ) -> bool:
+            if not ok or depth != 0:
+                return bool(ok)
+            try:
+                identity = identify_certificate(cert.to_cryptography())
+                if identity.kind != "node":
+                    raise UnknownPeer(f"The peer is a {identity.kind}, not a node.")
+                if expected is not None and identity.node_uuid != expected:
+                    raise UnknownPeer(
+                        f"The peer is node {identity.node_uuid}, not node {expected}."
+                    )
+            except UnknownPeer as e:
+                PEER_REJECTED.log(reason=str(e))
+                tlsProtocol.failVerification(Failure())
+                return False
+            return True
+
+        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
+        return connection
+
+
+def node_client_context_factory(
+    credential: Credential,
+    authority: CertificateAuthority,
+    node_uuid: UUID | None = None,
+) -> IOpenSSLClientConnectionCreator:
+    """
+    TLS client options for connecting to another node (e.g. its transfer port).
+
+    They present ``credential``, and accept only a peer certified by
+    ``authority`` as a node -- as node ``node_uuid`` if given. Node
+    certificates name no host, so the host name is not checked.
+    """
+    return _NodeClientCreator(_certificate_options(credential, authority), node_uuid)
+
+
+@implementer(IPolicyForHTTPS)
+@attrs.define
+class ClusterPolicyForHTTPS:
+    """
+    A treq/``twisted.web.client.Agent`` ``contextFactory`` for the cluster.
+
+    It presents a user's credential and verifies the control service against the cluster CA
+    and the URL's host name or IP address.
+    """
+
+    credential: Credential
+    authority: CertificateAuthority
+
+    def creatorForNetloc(
+        self, hostname: bytes, port: int
+    ) -> IOpenSSLClientConnectionCreator:  # noqa: N802
+        """Return client options for connecting to ``hostname``."""
+        return client_context_factory(
+            self.credential, self.authority, hostname.decode("ascii")
+        )
