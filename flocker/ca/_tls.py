@@ -186,13 +186,6 @@ def load_tls_files(directory: Path | str, basename: str) -> TLSFiles:
     return TLSFiles(credential=credential, authority=authority)
 
 
-def _private_certificate(credential: Credential) -> ssl.PrivateCertificate:
-    """Convert a credential to Twisted's form."""
-    return ssl.PrivateCertificate.loadPEM(
-        credential.certificate_pem() + credential.private_key_pem()
-    )
-
-
 def _trust_root(authority: CertificateAuthority) -> IOpenSSLTrustRoot:
     """Trust only the cluster CA."""
     return ssl.trustRootFromCertificates(
@@ -204,10 +197,11 @@ def _certificate_options(
     credential: Credential, authority: CertificateAuthority
 ) -> ssl.CertificateOptions:
     """Options that present ``credential`` and require a cluster-CA peer."""
-    private = _private_certificate(credential)
+    # pyOpenSSL's contexts take cryptography objects directly (passing its
+    # own X509/PKey wrappers is deprecated).
     return ssl.CertificateOptions(
-        privateKey=private.privateKey.original,
-        certificate=private.original,
+        privateKey=credential.private_key,
+        certificate=credential.certificate,
         trustRoot=_trust_root(authority),
         raiseMinimumTo=MINIMUM_TLS_VERSION,
     )
@@ -239,8 +233,11 @@ def client_context_factory(
     return ssl.optionsForClientTLS(
         hostname,
         trustRoot=_trust_root(authority),
-        clientCertificate=_private_certificate(credential),
-        extraCertificateOptions={"raiseMinimumTo": MINIMUM_TLS_VERSION},
+        extraCertificateOptions={
+            "raiseMinimumTo": MINIMUM_TLS_VERSION,
+            "privateKey": credential.private_key,
+            "certificate": credential.certificate,
+        },
     )
 
 
