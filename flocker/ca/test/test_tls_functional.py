@@ -1,0 +1,307 @@
+"""
+Functional tests: real TLS connections on loopback with the cluster's certificates.
+
+Each test listens on port 0 with :func:`server_context_factory`, connects with
+one of the client factories, and checks who each side sees -- or that the
+handshake fails when it must.
+"""
+
+import attrs
+import pytest
+import pytest_twisted
+from treq.client import HTTPClient
+from twisted.internet import reactor, ssl
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import SSL4ClientEndpoint, SSL4ServerEndpoint
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Factory, Protocol
+from twisted.web.client import Agent
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from flocker.ca import (
+    ClusterPolicyForHTTPS,
+    PeerIdentity,
+    client_context_factory,
+    load_tls_files,
+    node_client_context_factory,
+    peer_identity,
+    server_context_factory,
+)
+from flocker.ca.testtools import make_test_cluster_credentials
+
+pytestmark = pytest.mark.functional
+
+#: Guard against a hung handshake: a test never takes anywhere near this long.
+HANG_GUARD = 30
+
+
+class HandshakeFailed(Exception):
+    """The connection closed before the server's reply arrived."""
+
+
+@implementer(IHandshakeListener)
+class _Server(Protocol):
+    """Records the client's identity; answers one line naming it."""
+
+    def handshakeCompleted(self):  # noqa: N802
+        """Record who the client is."""
+        self.identity = peer_identity(self.transport)
+        self.factory.seen.append(self.identity)
+
+    def dataReceived(self, data):  # noqa: N802
+        """Reply with the client's identity as seen here."""
+        self.transport.write(repr(self.identity.serialize()).encode() + b"\n")
+
+
+@implementer(IHandshakeListener)
+class _Client(Protocol):
+    """Records the server's identity, says hello, waits for the reply."""
+
+    def __init__(self):
+        self.done = Deferred()
+        self.server_identity = None
+
+    def handshakeCompleted(self):  # noqa: N802
+        """Record who the server is and say hello."""
+        self.server_identity = peer_identity(self.transport)
+        self.transport.write(b"hello\n")
+
+    def dataReceived(self, data):  # noqa: N802
+        """The server answered: the connection works both ways."""
+        self.transport.loseConnection()
+        self.done.callback((self.server_identity, data))
+
+    def connectionLost(self, reason):  # noqa: N802
+        """Fail if the server never answered."""
+        if not self.done.called:
+            self.done.errback(HandshakeFailed(reason.getErrorMessage()))
+
+
+@attrs.define
+class Exchange:
+    """What both ends of a successful connection saw."""
+
+    client_saw: PeerIdentity
+    server_saw: PeerIdentity
+
+
+async def exchange(server_options, client_options, interface="127.0.0.1"):
+    """
+    Listen with ``server_options`` and connect with ``client_options``.
+
+    :return: An ``Exchange`` if both sides talked over the TLS connection.
+    :raise HandshakeFailed: If the connection closed before that; the server
+        then must not have identified any client.
+    """
+    factory = Factory.forProtocol(_Server)
+    factory.seen = []
+    port = await SSL4ServerEndpoint(
+        reactor, 0, server_options, interface=interface
+    ).listen(factory)
+    try:
+        client = _Client()
+        endpoint = SSL4ClientEndpoint(
+            reactor, interface, port.getHost().port, client_options
+        )
+        await endpoint.connect(Factory.forProtocol(lambda: client))
+        try:
+            server_saw, reply = await client.done.addTimeout(HANG_GUARD, reactor)
+        except HandshakeFailed:
+            # The server never accepted the client, however far the
+            # handshake got.
+            assert factory.seen == []
+            raise
+        (seen,) = factory.seen
+        assert repr(seen.serialize()).encode() + b"\n" == reply
+        return Exchange(client_saw=server_saw, server_saw=seen)
+    finally:
+        await port.stopListening()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A cluster with a control service on 127.0.0.1, two nodes and alice."""
+    d = tmp_path / "cluster"
+    d.mkdir()
+    return make_test_cluster_credentials(d, nodes=2, users=("alice",))
+
+
+@pytest.fixture
+def other_cluster(tmp_path):
+    """A second, unrelated cluster with the same layout."""
+    d = tmp_path / "other"
+    d.mkdir()
+    return make_test_cluster_credentials(d, nodes=1, users=("alice",))
+
+
+def control(cluster):
+    """The control service's TLS files."""
+    return load_tls_files(cluster.control_directory, "control-service")
+
+
+def node(cluster, i=0):
+    """Node ``i``'s TLS files."""
+    return load_tls_files(cluster.node_directories[i], "node")
+
+
+def server(files):
+    """Server options from TLS files."""
+    return server_context_factory(files.credential, files.authority)
+
+
+def to_control(files, hostname="127.0.0.1"):
+    """Client options for connecting to the control service."""
+    return client_context_factory(files.credential, files.authority, hostname)
+
+
+@pytest_twisted.ensureDeferred
+async def test_node_to_control(cluster):
+    """A node and the control service authenticate each other and see who the other is."""
+    result = await exchange(server(control(cluster)), to_control(node(cluster, 1)))
+    assert result.client_saw == PeerIdentity(
+        kind="control", cluster_uuid=cluster.cluster_uuid
+    )
+    assert result.server_saw == PeerIdentity(
+        kind="node", node_uuid=cluster.node_uuids[1], cluster_uuid=cluster.cluster_uuid
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_to_control(cluster):
+    """An API user is identified by name by the control service."""
+    alice = load_tls_files(cluster.user_directories["alice"], "alice")
+    result = await exchange(server(control(cluster)), to_control(alice))
+    assert result.server_saw == PeerIdentity(
+        kind="user", username="alice", cluster_uuid=cluster.cluster_uuid
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_control_on_node_address(tmp_path):
+    """A control certificate for 127.0.0.11 is verified when connecting to 127.0.0.11."""
+    cluster = make_test_cluster_credentials(tmp_path, control_hostname="127.0.0.11")
+    result = await exchange(
+        server(control(cluster)),
+        to_control(node(cluster), "127.0.0.11"),
+        interface="127.0.0.11",
+    )
+    assert result.client_saw.kind == "control"
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostname_mismatch(tmp_path):
+    """A client refuses a control certificate issued for another address."""
+    cluster = make_test_cluster_credentials(tmp_path, control_hostname="127.0.0.11")
+    with pytest.raises(HandshakeFailed):
+        await exchange(server(control(cluster)), to_control(node(cluster), "127.0.0.1"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_client_certificate(cluster):
+    """A client without a certificate cannot connect."""
+    files = node(cluster)
+    anonymous = ssl.optionsForClientTLS(
+        "127.0.0.1",
+        trustRoot=ssl.Certificate.loadPEM(files.authority.certificate_pem()),
+    )
+    with pytest.raises(HandshakeFailed):
+        await exchange(server(control(cluster)), anonymous)
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_from_other_cluster(cluster, other_cluster):
+    """A client certificate from another cluster's CA is refused by the server."""
+    intruder = node(other_cluster)
+    # The intruder trusts our CA (it knows our public cluster.crt), so only
+    # the server's check of the client certificate can stop it.
+    options = client_context_factory(
+        intruder.credential, control(cluster).authority, "127.0.0.1"
+    )
+    with pytest.raises(HandshakeFailed):
+        await exchange(server(control(cluster)), options)
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_from_other_cluster(cluster, other_cluster):
+    """A client refuses a server whose certificate comes from another cluster's CA."""
+    impostor = control(other_cluster)
+    # The impostor server even accepts our clients (trusts our CA).
+    options = server_context_factory(impostor.credential, control(cluster).authority)
+    with pytest.raises(HandshakeFailed):
+        await exchange(options, to_control(node(cluster)))
+
+
+@pytest_twisted.ensureDeferred
+async def test_node_to_node(cluster):
+    """A node connects to another node's server, which it accepts as that node."""
+    source, target = node(cluster, 0), node(cluster, 1)
+    options = node_client_context_factory(
+        source.credential, source.authority, cluster.node_uuids[1]
+    )
+    result = await exchange(server(target), options)
+    assert result.client_saw.node_uuid == cluster.node_uuids[1]
+    assert result.server_saw.node_uuid == cluster.node_uuids[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_node_to_wrong_node(cluster, eliot_logger):
+    """A node refuses a peer that is a different node than the one it expected."""
+    source, target = node(cluster, 0), node(cluster, 1)
+    options = node_client_context_factory(
+        source.credential, source.authority, cluster.node_uuids[0]
+    )
+    with pytest.raises(HandshakeFailed):
+        await exchange(server(target), options)
+    assert any(
+        m.get("message_type") == "flocker:ca:peer_rejected"
+        for m in eliot_logger.messages
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_node_to_non_node(cluster):
+    """A node connecting to a node port refuses a peer that is not a node."""
+    source = node(cluster, 0)
+    options = node_client_context_factory(source.credential, source.authority)
+    with pytest.raises(HandshakeFailed):
+        await exchange(server(control(cluster)), options)
+
+
+@pytest_twisted.ensureDeferred
+async def test_node_client_other_cluster(cluster, other_cluster):
+    """A node refuses another cluster's node, whatever its UUID."""
+    source = node(cluster, 0)
+    foreign = node(other_cluster)
+    options = node_client_context_factory(source.credential, source.authority)
+    impostor = server_context_factory(foreign.credential, source.authority)
+    with pytest.raises(HandshakeFailed):
+        await exchange(impostor, options)
+
+
+class _Hello(Resource):
+    """A web resource answering with the client's identity."""
+
+    isLeaf = True
+
+    def render_GET(self, request):  # noqa: N802
+        """Return the requesting user's name."""
+        return peer_identity(request.channel.transport).username.encode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_https_policy(cluster):
+    """treq/Agent with ClusterPolicyForHTTPS talks HTTPS with a client certificate."""
+    files = control(cluster)
+    port = await SSL4ServerEndpoint(
+        reactor, 0, server(files), interface="127.0.0.1"
+    ).listen(Site(_Hello()))
+    try:
+        alice = load_tls_files(cluster.user_directories["alice"], "alice")
+        policy = ClusterPolicyForHTTPS(alice.credential, alice.authority)
+        client = HTTPClient(Agent(reactor, contextFactory=policy))
+        response = await client.get(f"https://127.0.0.1:{port.getHost().port}/")
+        assert await response.content() == b"alice"
+    finally:
+        await port.stopListening()
