@@ -47,6 +47,7 @@ import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 from cryptography import x509
@@ -94,7 +95,7 @@ class Credential(PClass):
     """
 
     certificate = field(type=x509.Certificate, mandatory=True)
-    private_key = field(mandatory=True, initial=None)
+    private_key: Any = field(mandatory=True, initial=None)
 
     def certificate_pem(self) -> bytes:
         """Return the certificate in PEM form."""

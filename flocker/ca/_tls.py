@@ -142,7 +142,7 @@ def peer_identity(transport: ISSLTransport) -> PeerIdentity:
         name a Flocker party.
     """
     certificate = transport.getPeerCertificate()
-    if certificate is None:
+    if not isinstance(certificate, X509):
         raise UnknownPeer("The TLS peer presented no certificate.")
     identity = identify_certificate(certificate.to_cryptography())
     PEER_IDENTIFIED.log(
@@ -200,8 +200,8 @@ def _certificate_options(
     # pyOpenSSL's contexts take cryptography objects directly (passing its
     # own X509/PKey wrappers is deprecated).
     return ssl.CertificateOptions(
-        privateKey=credential.private_key,
-        certificate=credential.certificate,
+        privateKey=credential.private_key,  # type: ignore[arg-type]
+        certificate=credential.certificate,  # type: ignore[arg-type]
         trustRoot=_trust_root(authority),
         raiseMinimumTo=MINIMUM_TLS_VERSION,
     )

@@ -1,12 +1,14 @@
 """Unit tests for identity parsing and credential loading in flocker.ca._tls."""
 
 import shutil
+from typing import cast
 from uuid import uuid4
 
 import pytest
 from OpenSSL.crypto import X509
 from pyrsistent import InvariantException
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, ISSLTransport
+from twisted.internet.ssl import CertificateOptions
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface.verify import verifyObject
 
@@ -77,11 +79,10 @@ def test_identify_unknown(common_name):
         identify_certificate(credential.certificate)
 
 
-def test_identify_ca_without_uuid():
-    """A certificate without a cluster UUID raises UnknownPeer."""
+def test_identify_ca():
+    """The CA's own certificate names no party and raises UnknownPeer."""
     authority = make_authority("c")
-    # The CA's own certificate has an OU, but its CN is not a party's.
-    with pytest.raises(UnknownPeer):
+    with pytest.raises(UnknownPeer, match="not a Flocker party"):
         identify_certificate(authority.certificate)
 
 
@@ -103,7 +104,7 @@ def test_peer_identity_from_transport(eliot_logger, tmp_path):
     cluster = make_test_cluster_credentials(tmp_path)
     files = load_tls_files(cluster.node_directories[0], "node")
     transport = FakeTLSTransport(X509.from_cryptography(files.credential.certificate))
-    identity = peer_identity(transport)
+    identity = peer_identity(cast(ISSLTransport, transport))
     assert identity.node_uuid == cluster.node_uuids[0]
     (message,) = eliot_logger.messages
     assert message["message_type"] == PEER_IDENTIFIED.message_type
@@ -114,7 +115,7 @@ def test_peer_identity_from_transport(eliot_logger, tmp_path):
 def test_peer_identity_no_certificate():
     """A transport without a peer certificate raises UnknownPeer."""
     with pytest.raises(UnknownPeer, match="no certificate"):
-        peer_identity(FakeTLSTransport(None))
+        peer_identity(cast(ISSLTransport, FakeTLSTransport(None)))
 
 
 def test_load_tls_files_other_cluster(cluster, tmp_path):
@@ -139,6 +140,7 @@ def test_context_factories(cluster):
     """The factories build usable OpenSSL contexts and connection creators."""
     files = load_tls_files(cluster.node_directories[0], "node")
     server = server_context_factory(files.credential, files.authority)
+    assert isinstance(server, CertificateOptions)
     assert server.getContext() is not None
     assert verifyObject(
         IOpenSSLClientConnectionCreator,

@@ -6,6 +6,8 @@ one of the client factories, and checks who each side sees -- or that the
 handshake fails when it must.
 """
 
+from typing import cast
+
 import attrs
 import pytest
 import pytest_twisted
@@ -13,8 +15,9 @@ from treq.client import HTTPClient
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ClientEndpoint, SSL4ServerEndpoint
-from twisted.internet.interfaces import IHandshakeListener
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.web.client import Agent
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -41,39 +44,57 @@ class HandshakeFailed(Exception):
     """The connection closed before the server's reply arrived."""
 
 
+def _tls(protocol: Protocol) -> ISSLTransport:
+    """The protocol's transport, which is a TLS one in these tests."""
+    assert protocol.transport is not None
+    return cast(ISSLTransport, protocol.transport)
+
+
 @implementer(IHandshakeListener)
 class _Server(Protocol):
     """Records the client's identity; answers one line naming it."""
 
-    def handshakeCompleted(self):  # noqa: N802
+    factory: "_ServerFactory"
+    identity: PeerIdentity
+
+    def handshakeCompleted(self) -> None:  # noqa: N802
         """Record who the client is."""
-        self.identity = peer_identity(self.transport)
+        self.identity = peer_identity(_tls(self))
         self.factory.seen.append(self.identity)
 
-    def dataReceived(self, data):  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
         """Reply with the client's identity as seen here."""
-        self.transport.write(repr(self.identity.serialize()).encode() + b"\n")
+        _tls(self).write(repr(self.identity.serialize()).encode() + b"\n")
+
+
+class _ServerFactory(Factory[_Server]):
+    """Makes ``_Server``s and keeps the identities they saw."""
+
+    protocol = _Server
+
+    def __init__(self) -> None:
+        self.seen: list[PeerIdentity] = []
 
 
 @implementer(IHandshakeListener)
 class _Client(Protocol):
     """Records the server's identity, says hello, waits for the reply."""
 
-    def __init__(self):
-        self.done = Deferred()
-        self.server_identity = None
+    def __init__(self) -> None:
+        self.done: Deferred[tuple[PeerIdentity | None, bytes]] = Deferred()
+        self.server_identity: PeerIdentity | None = None
 
-    def handshakeCompleted(self):  # noqa: N802
+    def handshakeCompleted(self) -> None:  # noqa: N802
         """Record who the server is and say hello."""
-        self.server_identity = peer_identity(self.transport)
-        self.transport.write(b"hello\n")
+        self.server_identity = peer_identity(_tls(self))
+        _tls(self).write(b"hello\n")
 
-    def dataReceived(self, data):  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
         """The server answered: the connection works both ways."""
-        self.transport.loseConnection()
+        _tls(self).loseConnection()
         self.done.callback((self.server_identity, data))
 
-    def connectionLost(self, reason):  # noqa: N802
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         """Fail if the server never answered."""
         if not self.done.called:
             self.done.errback(HandshakeFailed(reason.getErrorMessage()))
@@ -95,8 +116,7 @@ async def exchange(server_options, client_options, interface="127.0.0.1"):
     :raise HandshakeFailed: If the connection closed before that; the server
         then must not have identified any client.
     """
-    factory = Factory.forProtocol(_Server)
-    factory.seen = []
+    factory = _ServerFactory()
     port = await SSL4ServerEndpoint(
         reactor, 0, server_options, interface=interface
     ).listen(factory)
@@ -114,6 +134,7 @@ async def exchange(server_options, client_options, interface="127.0.0.1"):
             assert factory.seen == []
             raise
         (seen,) = factory.seen
+        assert server_saw is not None
         assert repr(seen.serialize()).encode() + b"\n" == reply
         return Exchange(client_saw=server_saw, server_saw=seen)
     finally:
@@ -234,6 +255,13 @@ async def test_server_from_other_cluster(cluster, other_cluster):
 
 
 @pytest_twisted.ensureDeferred
+async def test_node_posing_as_control(cluster):
+    """A client refuses a same-cluster node certificate serving as the control service."""
+    with pytest.raises(HandshakeFailed):
+        await exchange(server(node(cluster, 1)), to_control(node(cluster, 0)))
+
+
+@pytest_twisted.ensureDeferred
 async def test_node_to_node(cluster):
     """A node connects to another node's server, which it accepts as that node."""
     source, target = node(cluster, 0), node(cluster, 1)
@@ -287,7 +315,9 @@ class _Hello(Resource):
 
     def render_GET(self, request):  # noqa: N802
         """Return the requesting user's name."""
-        return peer_identity(request.channel.transport).username.encode()
+        username = peer_identity(request.channel.transport).username
+        assert username is not None
+        return username.encode()
 
 
 @pytest_twisted.ensureDeferred
