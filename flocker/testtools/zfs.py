@@ -81,6 +81,7 @@ def destroy_pool(pool: FilePool, attempts: int = 50) -> None:
         )
         if result.returncode == 0:
             break
+        _unmount_all(pool.name)
         time.sleep(0.1)
     else:
         raise RuntimeError(f"could not destroy ZFS pool {pool.name}")
@@ -88,3 +89,14 @@ def destroy_pool(pool: FilePool, attempts: int = 50) -> None:
         if os.path.exists(path):
             os.remove(path)
     shutil.rmtree(pool.mountpoint, ignore_errors=True)
+
+
+def _unmount_all(pool_name: str) -> None:
+    """Force-unmount every dataset of a pool, deepest first (best effort)."""
+    listing = subprocess.run(
+        ["zfs", "list", "-H", "-r", "-o", "name", pool_name],
+        capture_output=True,
+        text=True,
+    )
+    for name in reversed(listing.stdout.split()):
+        subprocess.run(["zfs", "unmount", "-f", name], capture_output=True)

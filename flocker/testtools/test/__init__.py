@@ -1,0 +1,1 @@
+"""Tests for flocker.testtools and for the real parts it sets up."""
