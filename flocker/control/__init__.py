@@ -32,6 +32,22 @@ from ._model import (
     is_uuid,
     is_valid_name,
 )
+from ._serialization import (
+    CURRENT_FORMAT_VERSION,
+    SerializationError,
+    deployment_from_json,
+    deployment_state_from_json,
+    deployment_state_to_json,
+    deployment_to_json,
+    deserialize_deployment,
+    deserialize_deployment_state,
+    deserialize_node_state,
+    node_state_from_json,
+    node_state_to_json,
+    serialize_deployment,
+    serialize_deployment_state,
+    serialize_node_state,
+)
 
 __all__ = [
     "KEEP",
@@ -64,4 +80,18 @@ __all__ = [
     "cleanup_deleted",
     "is_uuid",
     "is_valid_name",
+    "CURRENT_FORMAT_VERSION",
+    "SerializationError",
+    "deployment_from_json",
+    "deployment_state_from_json",
+    "deployment_state_to_json",
+    "deployment_to_json",
+    "deserialize_deployment",
+    "deserialize_deployment_state",
+    "deserialize_node_state",
+    "node_state_from_json",
+    "node_state_to_json",
+    "serialize_deployment",
+    "serialize_deployment_state",
+    "serialize_node_state",
 ]

@@ -683,18 +683,19 @@ class Deployment(PClass):
     def _move_manifestation(
         self, dataset: Dataset, source: str, target: str
     ) -> Deployment:
+        """Drop the primary copy on ``source`` and make ``target``'s the primary."""
         old = self.get_node(source)
-        result = self.update_node(
-            old.set(manifestations=old.manifestations.remove(dataset.dataset_id))
-        )
-        new = result.get_node(target)
-        return result.update_node(
-            new.set(
-                manifestations=new.manifestations.set(
-                    dataset.dataset_id, Manifestation(dataset=dataset, primary=True)
-                )
+        old = old.set(manifestations=old.manifestations.remove(dataset.dataset_id))
+        new = self.get_node(target)
+        new = new.set(
+            manifestations=new.manifestations.set(
+                dataset.dataset_id, Manifestation(dataset=dataset, primary=True)
             )
         )
+        nodes = self.nodes.discard(source)
+        if old.applications or old.manifestations:
+            nodes = nodes.set(source, old)
+        return self.set(nodes=nodes.set(target, new))
 
     def delete_dataset(self, dataset_id: str) -> Deployment:
         """

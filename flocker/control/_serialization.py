@@ -1,0 +1,570 @@
+"""JSON for the model: the persisted configuration format and the state wire format.
+
+The configuration document carries an explicit ``"format_version"``.  When
+the format changes, `CURRENT_FORMAT_VERSION` goes up by one, a function that
+turns a document of the previous version into one of the new is added to
+`UPGRADES`, and the old version's fixture stays in ``test/fixtures`` so the
+upgrade test keeps loading it.  Version 1 is the first format, so there are no
+upgrade functions yet.
+
+Decoding is strict: unknown or missing keys, wrong types and values breaking
+a model invariant all raise `SerializationError` naming where in the document
+the problem is — a damaged configuration must never load as something else.
+
+State (`NodeState`, `DeploymentState`) is not persisted; its JSON is for the
+wire between agents and the control service and carries no version (the AMP
+handshake negotiates that).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pyrsistent import InvariantException, PTypeError
+
+from ._model import (
+    Application,
+    AttachedVolume,
+    Dataset,
+    DatasetState,
+    Deployment,
+    DeploymentState,
+    Lease,
+    Leases,
+    Link,
+    Manifestation,
+    Node,
+    NodeState,
+    Port,
+    RestartAlways,
+    RestartNever,
+    RestartOnFailure,
+    Snapshot,
+)
+
+__all__ = [
+    "CURRENT_FORMAT_VERSION",
+    "UPGRADES",
+    "SerializationError",
+    "deployment_from_json",
+    "deployment_state_from_json",
+    "deployment_state_to_json",
+    "deployment_to_json",
+    "deserialize_deployment",
+    "deserialize_deployment_state",
+    "deserialize_node_state",
+    "node_state_from_json",
+    "node_state_to_json",
+    "serialize_deployment",
+    "serialize_deployment_state",
+    "serialize_node_state",
+    "upgrade_document",
+]
+
+#: The configuration format version `serialize_deployment` writes.
+CURRENT_FORMAT_VERSION = 1
+
+#: ``{N: upgrade}`` where ``upgrade`` turns a version-N document (a dict) into
+#: a version N+1 document.  Empty while version 1 is the only format.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class SerializationError(ValueError):
+    """A document is not valid JSON for the model; ``path`` says where."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        """Remember where (a ``/``-separated path) and why."""
+        super().__init__(path, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        """Say where the document is wrong and why."""
+        return f"at {self.path or '/'}: {self.reason}"
+
+
+# --------------------------------------------------------------------------
+# Encoding (model → JSON-compatible values)
+
+
+def _dataset(d: Dataset) -> dict[str, Any]:
+    return {
+        "dataset_id": d.dataset_id,
+        "metadata": dict(d.metadata),
+        "maximum_size": d.maximum_size,
+        "deleted": d.deleted,
+    }
+
+
+def _restart(policy: Any) -> dict[str, Any]:
+    if isinstance(policy, RestartOnFailure):
+        return {"name": "on-failure", "maximum_retry_count": policy.maximum_retry_count}
+    if isinstance(policy, RestartAlways):
+        return {"name": "always"}
+    return {"name": "never"}
+
+
+def _application(a: Application) -> dict[str, Any]:
+    return {
+        "name": a.name,
+        "image": a.image,
+        "ports": sorted(
+            (
+                {"internal_port": p.internal_port, "external_port": p.external_port}
+                for p in a.ports
+            ),
+            key=lambda p: (p["external_port"], p["internal_port"]),
+        ),
+        "links": sorted(
+            (
+                {
+                    "alias": x.alias,
+                    "local_port": x.local_port,
+                    "remote_port": x.remote_port,
+                }
+                for x in a.links
+            ),
+            key=lambda x: (x["alias"], x["local_port"], x["remote_port"]),
+        ),
+        "environment": dict(a.environment),
+        "volumes": sorted(
+            (
+                {"dataset_id": v.dataset_id, "mountpoint": v.mountpoint}
+                for v in a.volumes
+            ),
+            key=lambda v: (v["mountpoint"], v["dataset_id"]),
+        ),
+        "restart_policy": _restart(a.restart_policy),
+        "cpu_shares": a.cpu_shares,
+        "memory_limit": a.memory_limit,
+        "command_line": None if a.command_line is None else list(a.command_line),
+    }
+
+
+def _node(n: Node) -> dict[str, Any]:
+    return {
+        "applications": {k: _application(v) for k, v in n.applications.items()},
+        "manifestations": {
+            k: {"dataset": _dataset(m.dataset), "primary": m.primary}
+            for k, m in n.manifestations.items()
+        },
+    }
+
+
+def _leases(leases: Leases) -> dict[str, Any]:
+    return {
+        lease.dataset_id: {"node_uuid": lease.node_uuid, "expiration": lease.expiration}
+        for lease in leases
+    }
+
+
+def deployment_to_json(deployment: Deployment) -> dict[str, Any]:
+    """The current-format document (a JSON-compatible dict) for a `Deployment`."""
+    return {
+        "format_version": CURRENT_FORMAT_VERSION,
+        "nodes": {k: _node(v) for k, v in deployment.nodes.items()},
+        "leases": _leases(deployment.leases),
+    }
+
+
+def _dataset_state(d: DatasetState) -> dict[str, Any]:
+    return {
+        "dataset_id": d.dataset_id,
+        "path": d.path,
+        "size": d.size,
+        "maximum_size": d.maximum_size,
+        "snapshots": [{"name": s.name, "created": s.created} for s in d.snapshots],
+    }
+
+
+def node_state_to_json(state: NodeState) -> dict[str, Any]:
+    """A JSON-compatible dict for a `NodeState` (``None`` halves stay ``null``)."""
+    return {
+        "uuid": state.uuid,
+        "hostname": state.hostname,
+        "era": state.era,
+        "applications": None
+        if state.applications is None
+        else {k: _application(v) for k, v in state.applications.items()},
+        "datasets": None
+        if state.datasets is None
+        else {k: _dataset_state(v) for k, v in state.datasets.items()},
+    }
+
+
+def deployment_state_to_json(state: DeploymentState) -> dict[str, Any]:
+    """A JSON-compatible dict for a `DeploymentState`."""
+    return {"nodes": {k: node_state_to_json(v) for k, v in state.nodes.items()}}
+
+
+def _dumps(document: Any) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def serialize_deployment(deployment: Deployment) -> bytes:
+    """UTF-8 JSON bytes of a `Deployment` in the current format (deterministic)."""
+    return _dumps(deployment_to_json(deployment))
+
+
+def serialize_node_state(state: NodeState) -> bytes:
+    """UTF-8 JSON bytes of a `NodeState`."""
+    return _dumps(node_state_to_json(state))
+
+
+def serialize_deployment_state(state: DeploymentState) -> bytes:
+    """UTF-8 JSON bytes of a `DeploymentState`."""
+    return _dumps(deployment_state_to_json(state))
+
+
+# --------------------------------------------------------------------------
+# Decoding (JSON-compatible values → model), strict
+
+
+class _Reader:
+    """Read one JSON object strictly, remembering where it is in the document."""
+
+    def __init__(self, value: Any, path: str) -> None:
+        if not isinstance(value, dict):
+            raise SerializationError(path, f"expected an object, got {_kind(value)}")
+        self.value = value
+        self.path = path
+        self.used: set[str] = set()
+
+    def get(self, key: str, types: tuple[type, ...] | type) -> Any:
+        if key not in self.value:
+            raise SerializationError(f"{self.path}/{key}", "missing")
+        self.used.add(key)
+        value = self.value[key]
+        if not isinstance(value, types) or (
+            isinstance(value, bool) and bool not in _as_tuple(types)
+        ):
+            raise SerializationError(f"{self.path}/{key}", f"unexpected {_kind(value)}")
+        return value
+
+    def obj(self, key: str) -> _Reader:
+        return _Reader(self.get(key, dict), f"{self.path}/{key}")
+
+    def done(self) -> None:
+        extra = set(self.value) - self.used
+        if extra:
+            raise SerializationError(self.path, f"unknown keys {sorted(extra)}")
+
+
+def _as_tuple(types: tuple[type, ...] | type) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+_OPT_INT = (int, type(None))
+_OPT_NUM = (int, float, type(None))
+_OPT_STR = (str, type(None))
+
+
+def _build(where: str, cls: Callable[..., Any], /, **fields: Any) -> Any:
+    """Construct a model value, turning its invariant errors into ours."""
+    try:
+        return cls(**fields)
+    except InvariantException as e:
+        reasons = [str(r) for r in e.invariant_errors] + [
+            f"missing {m}" for m in e.missing_fields
+        ]
+        raise SerializationError(where, "; ".join(reasons) or str(e)) from e
+    except (PTypeError, TypeError, ValueError) as e:
+        raise SerializationError(where, str(e)) from e
+
+
+def _str_map(value: Any, path: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise SerializationError(path, f"expected an object, got {_kind(value)}")
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise SerializationError(
+                f"{path}/{k}", f"expected a string, got {_kind(v)}"
+            )
+    return value
+
+
+def _dataset_from(value: Any, path: str) -> Dataset:
+    r = _Reader(value, path)
+    result = _build(
+        path,
+        Dataset,
+        dataset_id=r.get("dataset_id", str),
+        metadata=_str_map(r.get("metadata", dict), f"{path}/metadata"),
+        maximum_size=r.get("maximum_size", _OPT_INT),
+        deleted=r.get("deleted", bool),
+    )
+    r.done()
+    return result
+
+
+def _restart_from(value: Any, path: str) -> Any:
+    r = _Reader(value, path)
+    name = r.get("name", str)
+    if name == "never":
+        result: Any = RestartNever()
+    elif name == "always":
+        result = RestartAlways()
+    elif name == "on-failure":
+        result = _build(
+            path,
+            RestartOnFailure,
+            maximum_retry_count=r.get("maximum_retry_count", _OPT_INT),
+        )
+    else:
+        raise SerializationError(f"{path}/name", f"unknown restart policy {name!r}")
+    r.done()
+    return result
+
+
+def _list_of(value: Any, path: str, item: Callable[[Any, str], Any]) -> list[Any]:
+    if not isinstance(value, list):
+        raise SerializationError(path, f"expected an array, got {_kind(value)}")
+    return [item(v, f"{path}/{i}") for i, v in enumerate(value)]
+
+
+def _simple(cls: type, spec: Mapping[str, Any]) -> Callable[[Any, str], Any]:
+    def read(value: Any, path: str) -> Any:
+        r = _Reader(value, path)
+        result = _build(path, cls, **{k: r.get(k, t) for k, t in spec.items()})
+        r.done()
+        return result
+
+    return read
+
+
+_port_from = _simple(Port, {"internal_port": int, "external_port": int})
+_link_from = _simple(Link, {"alias": str, "local_port": int, "remote_port": int})
+_volume_from = _simple(AttachedVolume, {"dataset_id": str, "mountpoint": str})
+
+
+def _application_from(value: Any, path: str) -> Application:
+    r = _Reader(value, path)
+    command_line = r.get("command_line", (list, type(None)))
+    if command_line is not None:
+        _list_of(command_line, f"{path}/command_line", _string)
+    result = _build(
+        path,
+        Application,
+        name=r.get("name", str),
+        image=r.get("image", str),
+        ports=_list_of(r.get("ports", list), f"{path}/ports", _port_from),
+        links=_list_of(r.get("links", list), f"{path}/links", _link_from),
+        environment=_str_map(r.get("environment", dict), f"{path}/environment"),
+        volumes=_list_of(r.get("volumes", list), f"{path}/volumes", _volume_from),
+        restart_policy=_restart_from(
+            r.get("restart_policy", dict), f"{path}/restart_policy"
+        ),
+        cpu_shares=r.get("cpu_shares", _OPT_INT),
+        memory_limit=r.get("memory_limit", _OPT_INT),
+        command_line=command_line,
+    )
+    r.done()
+    return result
+
+
+def _string(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise SerializationError(path, f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _keyed(value: Any, path: str, item: Callable[[Any, str], Any]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SerializationError(path, f"expected an object, got {_kind(value)}")
+    return {k: item(v, f"{path}/{k}") for k, v in value.items()}
+
+
+def _manifestation_from(value: Any, path: str) -> Manifestation:
+    r = _Reader(value, path)
+    result = _build(
+        path,
+        Manifestation,
+        dataset=_dataset_from(r.get("dataset", dict), f"{path}/dataset"),
+        primary=r.get("primary", bool),
+    )
+    r.done()
+    return result
+
+
+def _node_from(uuid: str) -> Callable[[Any, str], Node]:
+    def read(value: Any, path: str) -> Node:
+        r = _Reader(value, path)
+        result = _build(
+            path,
+            Node,
+            uuid=uuid,
+            applications=_keyed(
+                r.get("applications", dict), f"{path}/applications", _application_from
+            ),
+            manifestations=_keyed(
+                r.get("manifestations", dict),
+                f"{path}/manifestations",
+                _manifestation_from,
+            ),
+        )
+        r.done()
+        return result
+
+    return read
+
+
+def _current_deployment_from(document: dict[str, Any]) -> Deployment:
+    r = _Reader(document, "")
+    r.get("format_version", int)
+    nodes_doc = r.get("nodes", dict)
+    nodes = {k: _node_from(k)(v, f"/nodes/{k}") for k, v in nodes_doc.items()}
+    leases_doc = r.get("leases", dict)
+    leases = {}
+    for dataset_id, value in leases_doc.items():
+        lr = _Reader(value, f"/leases/{dataset_id}")
+        leases[dataset_id] = _build(
+            lr.path,
+            Lease,
+            dataset_id=dataset_id,
+            node_uuid=lr.get("node_uuid", str),
+            expiration=lr.get("expiration", _OPT_NUM),
+        )
+        lr.done()
+    r.done()
+    return _build(
+        "", Deployment, nodes=nodes, leases=_build("/leases", Leases, leases=leases)
+    )
+
+
+def upgrade_document(
+    document: dict[str, Any],
+    upgrades: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] = UPGRADES,
+    current: int = CURRENT_FORMAT_VERSION,
+) -> dict[str, Any]:
+    """
+    Bring a configuration document of any known format version to ``current``.
+
+    :raise SerializationError: the version is missing, newer than ``current``
+        (written by a newer Flocker), or has no upgrade path.
+    """
+    if not isinstance(document, dict):
+        raise SerializationError("", f"expected an object, got {_kind(document)}")
+    version = document.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SerializationError(
+            "/format_version", f"not a format version: {version!r}"
+        )
+    if version > current:
+        raise SerializationError(
+            "/format_version",
+            f"format version {version} is newer than this Flocker's {current}",
+        )
+    while version < current:
+        if version not in upgrades:
+            raise SerializationError(
+                "/format_version", f"no upgrade from format version {version}"
+            )
+        document = upgrades[version](document)
+        version += 1
+        if document.get("format_version") != version:
+            raise SerializationError(
+                "/format_version", f"upgrade to version {version} did not set it"
+            )
+    return document
+
+
+def deployment_from_json(document: Any) -> Deployment:
+    """A `Deployment` from a document of any known format version (upgrading it)."""
+    return _current_deployment_from(upgrade_document(document))
+
+
+def _loads(data: bytes) -> Any:
+    if not isinstance(data, bytes | bytearray):
+        raise SerializationError("", f"expected bytes, got {type(data).__name__}")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SerializationError("", f"not UTF-8 JSON: {e}") from e
+
+
+def deserialize_deployment(data: bytes) -> Deployment:
+    """
+    A `Deployment` from bytes written by `serialize_deployment` (any version).
+
+    :raise SerializationError: the bytes are not a valid configuration.
+    """
+    return deployment_from_json(_loads(data))
+
+
+def _dataset_state_from(value: Any, path: str) -> DatasetState:
+    r = _Reader(value, path)
+    snapshots = _list_of(
+        r.get("snapshots", list),
+        f"{path}/snapshots",
+        _simple(Snapshot, {"name": str, "created": _OPT_NUM}),
+    )
+    result = _build(
+        path,
+        DatasetState,
+        dataset_id=r.get("dataset_id", str),
+        path=r.get("path", _OPT_STR),
+        size=r.get("size", _OPT_INT),
+        maximum_size=r.get("maximum_size", _OPT_INT),
+        snapshots=snapshots,
+    )
+    r.done()
+    return result
+
+
+def _node_state_from(value: Any, path: str) -> NodeState:
+    r = _Reader(value, path)
+    applications = r.get("applications", (dict, type(None)))
+    datasets = r.get("datasets", (dict, type(None)))
+    result = _build(
+        path,
+        NodeState,
+        uuid=r.get("uuid", str),
+        hostname=r.get("hostname", _OPT_STR),
+        era=r.get("era", _OPT_STR),
+        applications=None
+        if applications is None
+        else _keyed(applications, f"{path}/applications", _application_from),
+        datasets=None
+        if datasets is None
+        else _keyed(datasets, f"{path}/datasets", _dataset_state_from),
+    )
+    r.done()
+    return result
+
+
+def node_state_from_json(document: Any) -> NodeState:
+    """A `NodeState` from `node_state_to_json`'s output; strict."""
+    return _node_state_from(document, "")
+
+
+def deployment_state_from_json(document: Any) -> DeploymentState:
+    """A `DeploymentState` from `deployment_state_to_json`'s output; strict."""
+    r = _Reader(document, "")
+    nodes = _keyed(r.get("nodes", dict), "/nodes", _node_state_from)
+    r.done()
+    return _build("", DeploymentState, nodes=nodes)
+
+
+def deserialize_node_state(data: bytes) -> NodeState:
+    """A `NodeState` from `serialize_node_state`'s bytes."""
+    return node_state_from_json(_loads(data))
+
+
+def deserialize_deployment_state(data: bytes) -> DeploymentState:
+    """A `DeploymentState` from `serialize_deployment_state`'s bytes."""
+    return deployment_state_from_json(_loads(data))

@@ -1,0 +1,304 @@
+"""Hypothesis strategies for every class of the control model.
+
+Product-side so that any package's tests can build arbitrary valid
+configurations and states (``from flocker.control.strategies import
+deployments``).  Every value drawn satisfies the model's invariants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from ._model import (
+    Application,
+    AttachedVolume,
+    Dataset,
+    DatasetState,
+    Deployment,
+    DeploymentState,
+    Lease,
+    Leases,
+    Link,
+    Manifestation,
+    Node,
+    NodeState,
+    Port,
+    RestartAlways,
+    RestartNever,
+    RestartOnFailure,
+    Snapshot,
+)
+
+__all__ = [
+    "application_names",
+    "applications",
+    "attached_volumes",
+    "dataset_ids",
+    "dataset_states",
+    "datasets",
+    "deployment_states",
+    "deployments",
+    "leases",
+    "leases_collections",
+    "links",
+    "manifestations",
+    "node_states",
+    "node_uuids",
+    "nodes",
+    "ports",
+    "restart_policies",
+    "snapshots",
+]
+
+#: Canonical UUID strings.
+node_uuids = st.uuids().map(str)
+dataset_ids = st.uuids().map(str)
+
+#: Valid application names and link aliases.
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+application_names = st.builds(
+    lambda first, rest: first + rest,
+    st.sampled_from(_ALNUM),
+    st.text(alphabet=_ALNUM + "_.-", max_size=15),
+)
+
+
+def _word(alphabet: str, max_size: int) -> st.SearchStrategy[str]:
+    return st.text(alphabet=alphabet, min_size=1, max_size=max_size)
+
+
+_LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+_text = st.text(max_size=12)
+_port_numbers = st.integers(min_value=1, max_value=65535)
+_sizes = st.integers(min_value=1, max_value=2**50)
+_times = st.floats(min_value=0, max_value=2**32, allow_nan=False, allow_infinity=False)
+_mountpoints = st.lists(_word(_LOWER + "_.-", 8), min_size=1, max_size=3).map(
+    lambda parts: "/" + "/".join(parts)
+)
+
+
+def datasets(dataset_id: Any = None, deleted: Any = None) -> st.SearchStrategy[Dataset]:
+    """Datasets, optionally with a given id or deleted flag."""
+    return st.builds(
+        Dataset,
+        dataset_id=dataset_ids if dataset_id is None else st.just(dataset_id),
+        metadata=st.dictionaries(_text, _text, max_size=3),
+        maximum_size=st.none() | _sizes,
+        deleted=st.booleans() if deleted is None else st.just(deleted),
+    )
+
+
+def manifestations() -> st.SearchStrategy[Manifestation]:
+    """Manifestations of arbitrary datasets."""
+    return st.builds(Manifestation, dataset=datasets(), primary=st.booleans())
+
+
+def ports() -> st.SearchStrategy[Port]:
+    """Published ports."""
+    return st.builds(Port, internal_port=_port_numbers, external_port=_port_numbers)
+
+
+def links() -> st.SearchStrategy[Link]:
+    """Links to other applications."""
+    return st.builds(
+        Link,
+        alias=application_names,
+        local_port=_port_numbers,
+        remote_port=_port_numbers,
+    )
+
+
+def attached_volumes() -> st.SearchStrategy[AttachedVolume]:
+    """Volumes attached at some mountpoint."""
+    return st.builds(AttachedVolume, dataset_id=dataset_ids, mountpoint=_mountpoints)
+
+
+def restart_policies() -> st.SearchStrategy[Any]:
+    """Any restart policy."""
+    return st.one_of(
+        st.just(RestartNever()),
+        st.just(RestartAlways()),
+        st.builds(
+            RestartOnFailure, maximum_retry_count=st.none() | st.integers(1, 100)
+        ),
+    )
+
+
+@st.composite
+def applications(
+    draw: Any,
+    name: Any = None,
+    dataset_ids: Any = None,
+    external_ports: Any = None,
+) -> Application:
+    """
+    Applications.
+
+    :param name: a fixed name, or ``None`` for any.
+    :param dataset_ids: the ids its volumes use (default: some random ones).
+    :param external_ports: the external ports it publishes (default: random).
+    """
+    if dataset_ids is None:
+        dataset_ids = draw(st.lists(st.uuids().map(str), max_size=2, unique=True))
+    mountpoints = draw(
+        st.lists(
+            _mountpoints,
+            min_size=len(dataset_ids),
+            max_size=len(dataset_ids),
+            unique=True,
+        )
+    )
+    if external_ports is None:
+        external_ports = draw(st.lists(_port_numbers, max_size=2, unique=True))
+    app_ports = [
+        Port(internal_port=draw(_port_numbers), external_port=p) for p in external_ports
+    ]
+    return Application(
+        name=draw(application_names) if name is None else name,
+        image=draw(_word(_LOWER, 1)) + draw(st.text(_LOWER + "/._-", max_size=15)),
+        ports=app_ports,
+        links=draw(st.lists(links(), max_size=2, unique_by=lambda x: x.alias)),
+        environment=draw(st.dictionaries(_text, _text, max_size=3)),
+        volumes=[
+            AttachedVolume(dataset_id=d, mountpoint=m)
+            for d, m in zip(dataset_ids, mountpoints, strict=True)
+        ],
+        restart_policy=draw(restart_policies()),
+        cpu_shares=draw(st.none() | st.integers(1, 1024)),
+        memory_limit=draw(st.none() | _sizes),
+        command_line=draw(st.none() | st.lists(_text, max_size=3)),
+    )
+
+
+@st.composite
+def deployments(draw: Any, max_nodes: int = 3, max_datasets: int = 5) -> Deployment:
+    """Valid deployments: datasets with one primary and maybe replicas, apps, leases."""
+    uuids = draw(st.lists(node_uuids, max_size=max_nodes, unique=True))
+    if not uuids:
+        return Deployment()
+    manifestations: dict[str, dict[str, Manifestation]] = {u: {} for u in uuids}
+    live_primaries: dict[str, list[str]] = {u: [] for u in uuids}
+    all_ids = []
+    for dataset in draw(
+        st.lists(datasets(), max_size=max_datasets, unique_by=lambda d: d.dataset_id)
+    ):
+        primary = draw(st.sampled_from(uuids))
+        replicas = draw(st.lists(st.sampled_from(uuids), max_size=2, unique=True))
+        for r in replicas:
+            if r != primary:
+                manifestations[r][dataset.dataset_id] = Manifestation(
+                    dataset=dataset, primary=False
+                )
+        manifestations[primary][dataset.dataset_id] = Manifestation(
+            dataset=dataset, primary=True
+        )
+        if not dataset.deleted:
+            live_primaries[primary].append(dataset.dataset_id)
+        all_ids.append(dataset.dataset_id)
+    names = iter(
+        draw(st.lists(application_names, max_size=4 * len(uuids), unique=True))
+    )
+    nodes = {}
+    for uuid in uuids:
+        apps = {}
+        free = list(live_primaries[uuid])
+        used_ports: set[int] = set()
+        for name in names:
+            if not draw(st.booleans()):
+                break
+            take = draw(st.integers(0, min(2, len(free))))
+            mine, free = free[:take], free[take:]
+            ext = [
+                p
+                for p in draw(st.lists(_port_numbers, max_size=2, unique=True))
+                if p not in used_ports
+            ]
+            used_ports.update(ext)
+            apps[name] = draw(
+                applications(name=name, dataset_ids=mine, external_ports=ext)
+            )
+        nodes[uuid] = Node(
+            uuid=uuid, applications=apps, manifestations=manifestations[uuid]
+        )
+    leased = draw(st.lists(st.sampled_from(all_ids), unique=True)) if all_ids else []
+    lease_map = {
+        d: Lease(
+            dataset_id=d,
+            node_uuid=draw(st.sampled_from(uuids)),
+            expiration=draw(st.none() | _times),
+        )
+        for d in leased
+    }
+    return Deployment(nodes=nodes, leases=Leases(leases=lease_map))
+
+
+def nodes() -> st.SearchStrategy[Node]:
+    """Valid nodes (taken from valid deployments)."""
+    return (
+        deployments(max_nodes=1)
+        .filter(lambda d: len(d.nodes) == 1)
+        .map(lambda d: next(iter(d.nodes.values())))
+    )
+
+
+def leases() -> st.SearchStrategy[Lease]:
+    """Leases."""
+    return st.builds(
+        Lease,
+        dataset_id=dataset_ids,
+        node_uuid=node_uuids,
+        expiration=st.none() | _times,
+    )
+
+
+def leases_collections() -> st.SearchStrategy[Leases]:
+    """Collections of leases."""
+    return st.lists(leases(), max_size=4, unique_by=lambda x: x.dataset_id).map(
+        lambda ls: Leases(leases={x.dataset_id: x for x in ls})
+    )
+
+
+def snapshots() -> st.SearchStrategy[Snapshot]:
+    """Snapshots."""
+    return st.builds(Snapshot, name=_word(_LOWER + "-", 12), created=st.none() | _times)
+
+
+def dataset_states(dataset_id: Any = None) -> st.SearchStrategy[DatasetState]:
+    """Datasets as a node reports them."""
+    return st.builds(
+        DatasetState,
+        dataset_id=dataset_ids if dataset_id is None else st.just(dataset_id),
+        path=st.none() | _mountpoints,
+        size=st.none() | st.integers(0, 2**50),
+        maximum_size=st.none() | _sizes,
+        snapshots=st.lists(snapshots(), max_size=3),
+    )
+
+
+@st.composite
+def node_states(draw: Any, uuid: Any = None) -> NodeState:
+    """Node reports, each half possibly unknown (``None``)."""
+    apps = draw(
+        st.none() | st.lists(applications(), max_size=3, unique_by=lambda a: a.name)
+    )
+    datasets_ = draw(
+        st.none()
+        | st.lists(dataset_states(), max_size=3, unique_by=lambda d: d.dataset_id)
+    )
+    return NodeState(
+        uuid=draw(node_uuids) if uuid is None else uuid,
+        hostname=draw(st.none() | _word(_LOWER + ".-", 20)),
+        era=draw(st.none() | node_uuids),
+        applications=None if apps is None else {a.name: a for a in apps},
+        datasets=None if datasets_ is None else {d.dataset_id: d for d in datasets_},
+    )
+
+
+def deployment_states() -> st.SearchStrategy[DeploymentState]:
+    """Whole-cluster states."""
+    return st.lists(node_states(), max_size=3, unique_by=lambda n: n.uuid).map(
+        lambda ns: DeploymentState(nodes={n.uuid: n for n in ns})
+    )

@@ -1,0 +1,310 @@
+"""Tests for flocker.control._serialization: round trips, fixtures, bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+
+from flocker.control import Deployment, DeploymentState, NodeState
+from flocker.control._serialization import (
+    CURRENT_FORMAT_VERSION,
+    UPGRADES,
+    SerializationError,
+    deployment_to_json,
+    deserialize_deployment,
+    deserialize_deployment_state,
+    deserialize_node_state,
+    node_state_to_json,
+    serialize_deployment,
+    serialize_deployment_state,
+    serialize_node_state,
+    upgrade_document,
+)
+from flocker.control.strategies import (
+    applications,
+    deployment_states,
+    deployments,
+    leases_collections,
+    node_states,
+    nodes,
+)
+
+from ._examples import DATASET_PG, EXAMPLE_DEPLOYMENT, NODE_A
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture(version: int) -> bytes:
+    return (FIXTURES / f"configuration_v{version}.json").read_bytes()
+
+
+# -- round trips ----------------------------------------------------------
+
+
+@given(deployments())
+def test_deployment_round_trip(deployment):
+    """Any deployment survives serialization unchanged."""
+    assert deserialize_deployment(serialize_deployment(deployment)) == deployment
+
+
+@given(deployments())
+def test_deployment_bytes_deterministic(deployment):
+    """Equal deployments serialize to identical bytes."""
+    again = deserialize_deployment(serialize_deployment(deployment))
+    assert serialize_deployment(again) == serialize_deployment(deployment)
+
+
+@given(nodes())
+def test_node_round_trip(node):
+    """Any node survives serialization inside a deployment."""
+    d = Deployment(nodes={node.uuid: node})
+    assert deserialize_deployment(serialize_deployment(d)).nodes[node.uuid] == node
+
+
+@given(leases_collections())
+def test_leases_round_trip(leases):
+    """Any set of leases survives serialization."""
+    d = Deployment(leases=leases)
+    assert deserialize_deployment(serialize_deployment(d)).leases == leases
+
+
+@given(applications())
+def test_application_round_trip(app):
+    """Any application survives serialization (as reported state)."""
+    state = NodeState(uuid=NODE_A, applications={app.name: app})
+    assert deserialize_node_state(serialize_node_state(state)) == state
+
+
+@given(node_states())
+def test_node_state_round_trip(state):
+    """Any node state, unknown halves included, survives the wire format."""
+    assert deserialize_node_state(serialize_node_state(state)) == state
+
+
+@given(deployment_states())
+def test_deployment_state_round_trip(state):
+    """Any deployment state survives the wire format."""
+    assert deserialize_deployment_state(serialize_deployment_state(state)) == state
+
+
+def test_unknown_is_distinct_from_empty():
+    """A null half (unknown) and an empty half (known to be empty) stay distinct."""
+    unknown = node_state_to_json(NodeState(uuid=NODE_A))
+    empty = node_state_to_json(NodeState(uuid=NODE_A, applications={}, datasets={}))
+    assert unknown["applications"] is None and unknown["datasets"] is None
+    assert empty["applications"] == {} and empty["datasets"] == {}
+
+
+# -- versions and fixtures -----------------------------------------------------
+
+
+@pytest.mark.parametrize("version", range(1, CURRENT_FORMAT_VERSION + 1))
+def test_stored_fixture_loads(version):
+    """Each stored configuration, of every format version, loads as the example."""
+    assert deserialize_deployment(fixture(version)) == EXAMPLE_DEPLOYMENT
+
+
+def test_current_format_matches_fixture():
+    """The current format writes exactly what its fixture stores.
+
+    If this fails, the format changed: bump CURRENT_FORMAT_VERSION, add an
+    upgrade function and a new fixture, keep the old one.
+    """
+    stored = json.loads(fixture(CURRENT_FORMAT_VERSION))
+    assert deployment_to_json(EXAMPLE_DEPLOYMENT) == stored
+
+
+def test_every_old_version_has_upgrade():
+    """There is one upgrade function per older format version."""
+    assert sorted(UPGRADES) == list(range(1, CURRENT_FORMAT_VERSION))
+
+
+def test_upgrade_chain_applies_in_order():
+    """Upgrades run one version at a time up to the current version."""
+    calls = []
+
+    def up(n):
+        def step(doc):
+            calls.append(n)
+            return {**doc, "format_version": n + 1, f"v{n + 1}": True}
+
+        return step
+
+    result = upgrade_document({"format_version": 1}, {1: up(1), 2: up(2)}, current=3)
+    assert calls == [1, 2]
+    assert result == {"format_version": 3, "v2": True, "v3": True}
+
+
+def test_upgrade_missing_step():
+    """A version with no upgrade path is refused."""
+    with pytest.raises(SerializationError, match="no upgrade from format version 1"):
+        upgrade_document({"format_version": 1}, {}, current=2)
+
+
+def test_upgrade_must_set_version():
+    """An upgrade function that forgets to bump the version is caught."""
+    with pytest.raises(SerializationError, match="did not set"):
+        upgrade_document({"format_version": 1}, {1: lambda d: d}, current=2)
+
+
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        (CURRENT_FORMAT_VERSION + 1, "newer than this Flocker"),
+        (0, "not a format version"),
+        ("1", "not a format version"),
+        (True, "not a format version"),
+        (None, "not a format version"),
+    ],
+)
+def test_bad_format_version(version, message):
+    """Missing, non-integer and future format versions are refused."""
+    doc = deployment_to_json(EXAMPLE_DEPLOYMENT)
+    doc["format_version"] = version
+    with pytest.raises(SerializationError, match=message):
+        deserialize_deployment(json.dumps(doc).encode())
+
+
+# -- bad input ----------------------------------------------------------------
+
+
+def _broken(change) -> bytes:
+    doc = deployment_to_json(EXAMPLE_DEPLOYMENT)
+    change(doc)
+    return json.dumps(doc).encode()
+
+
+def _dataset_doc(doc):
+    return doc["nodes"][NODE_A]["manifestations"][DATASET_PG]["dataset"]
+
+
+def _app_doc(doc):
+    return doc["nodes"][NODE_A]["applications"]["postgres"]
+
+
+@pytest.mark.parametrize(
+    "data, where",
+    [
+        (b"", "/"),
+        (b"{", "/"),
+        (b"\xff\xfe", "/"),
+        (b"[]", "/"),
+        (b"null", "/"),
+        (_broken(lambda d: d.update(extra=1)), "/"),
+        (_broken(lambda d: d.pop("nodes")), "/nodes"),
+        (
+            _broken(lambda d: _dataset_doc(d).update(maximum_size=0)),
+            f"/nodes/{NODE_A}/manifestations/{DATASET_PG}/dataset",
+        ),
+        (_broken(lambda d: _dataset_doc(d).update(maximum_size="1")), "maximum_size"),
+        (_broken(lambda d: _dataset_doc(d).update(maximum_size=1.5)), "maximum_size"),
+        (_broken(lambda d: _dataset_doc(d).update(deleted=0)), "deleted"),
+        (_broken(lambda d: _dataset_doc(d).update(dataset_id="nope")), "dataset"),
+        (_broken(lambda d: _dataset_doc(d)["metadata"].update(x=1)), "metadata/x"),
+        (_broken(lambda d: _dataset_doc(d).update(colour="red")), "dataset"),
+        (_broken(lambda d: _app_doc(d).update(name="bad name")), "postgres"),
+        (_broken(lambda d: _app_doc(d).update(cpu_shares=True)), "cpu_shares"),
+        (
+            _broken(lambda d: _app_doc(d)["ports"].append({"internal_port": 1})),
+            "ports/1",
+        ),
+        (
+            _broken(lambda d: _app_doc(d)["restart_policy"].update(name="sometimes")),
+            "restart_policy/name",
+        ),
+        (
+            _broken(lambda d: _app_doc(d).update(command_line=["a", 1])),
+            "command_line/1",
+        ),
+        (_broken(lambda d: _app_doc(d).update(volumes={})), "volumes"),
+        (
+            _broken(
+                lambda d: d["nodes"][NODE_A]["manifestations"][DATASET_PG].update(
+                    primary=False
+                )
+            ),
+            "/",
+        ),
+        (
+            _broken(lambda d: d["leases"][DATASET_PG].update(node_uuid="x")),
+            f"/leases/{DATASET_PG}",
+        ),
+        (
+            _broken(
+                lambda d: d["nodes"].update(
+                    {"not-a-uuid": {"applications": {}, "manifestations": {}}}
+                )
+            ),
+            "/nodes/not-a-uuid",
+        ),
+    ],
+)
+def test_bad_configuration(data, where):
+    """Damaged configurations are refused with an error saying where."""
+    with pytest.raises(SerializationError) as e:
+        deserialize_deployment(data)
+    assert where in str(e.value)
+
+
+def test_serialization_error_is_value_error():
+    """SerializationError is a ValueError carrying its path and reason."""
+    e = SerializationError("/a/b", "wrong")
+    assert isinstance(e, ValueError)
+    assert (e.path, e.reason, str(e)) == ("/a/b", "wrong", "at /a/b: wrong")
+
+
+def test_non_bytes_refused():
+    """Deserializers take bytes, not text."""
+    with pytest.raises(SerializationError):
+        deserialize_deployment("{}")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {"uuid": NODE_A},
+        {
+            "uuid": NODE_A,
+            "hostname": None,
+            "era": None,
+            "applications": [],
+            "datasets": None,
+        },
+        {
+            "uuid": NODE_A,
+            "hostname": 3,
+            "era": None,
+            "applications": None,
+            "datasets": None,
+        },
+        {
+            "uuid": "x",
+            "hostname": None,
+            "era": None,
+            "applications": None,
+            "datasets": None,
+        },
+        {
+            "uuid": NODE_A,
+            "hostname": None,
+            "era": None,
+            "applications": None,
+            "datasets": {DATASET_PG: {}},
+        },
+    ],
+)
+def test_bad_node_state(doc):
+    """Malformed node states from the wire are refused."""
+    with pytest.raises(SerializationError):
+        deserialize_node_state(json.dumps(doc).encode())
+
+
+def test_bad_deployment_state():
+    """A deployment state with a node keyed by another uuid is refused."""
+    other = node_state_to_json(NodeState(uuid=NODE_A))
+    doc = {"nodes": {"22222222-2222-4222-8222-222222222222": other}}
+    with pytest.raises(SerializationError):
+        deserialize_deployment_state(json.dumps(doc).encode())
+    assert deserialize_deployment_state(b'{"nodes": {}}') == DeploymentState()
