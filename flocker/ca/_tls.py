@@ -25,7 +25,10 @@ Files come from a directory laid out as described in :mod:`flocker.ca._ca`
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import attrs
@@ -34,6 +37,12 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from OpenSSL.crypto import X509
 from pyrsistent import PClass, field
+from service_identity import CertificateError as ServiceIdentityCertificateError
+from service_identity import VerificationError
+from service_identity.cryptography import (
+    verify_certificate_hostname,
+    verify_certificate_ip_address,
+)
 from twisted.internet import ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.interfaces import (
@@ -220,40 +229,80 @@ def server_context_factory(
     return _certificate_options(credential, authority)
 
 
-def client_context_factory(
-    credential: Credential, authority: CertificateAuthority, hostname: str
-) -> IOpenSSLClientConnectionCreator:
-    """
-    TLS client options for connecting to the control service (or any host).
+class PeerRejected(Exception):
+    """A TLS peer's certificate is from the cluster but not the expected party."""
 
-    They present ``credential`` and verify that the server is certified by ``authority`` for ``hostname`` (a DNS name or an IP
-    address, as written into the control certificate); use with
-    ``SSL4ClientEndpoint`` or ``wrapClientTLS``.
+
+def _is_ip_address(hostname: str) -> bool:
+    """Whether ``hostname`` is an IPv4 or IPv6 address literal."""
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_hostname(hostname: str) -> Callable[[x509.Certificate], None]:
     """
-    return ssl.optionsForClientTLS(
-        hostname,
-        trustRoot=_trust_root(authority),
-        extraCertificateOptions={
-            "raiseMinimumTo": MINIMUM_TLS_VERSION,
-            "privateKey": credential.private_key,
-            "certificate": credential.certificate,
-        },
-    )
+    A check that a certificate's subjectAltName names ``hostname``.
+
+    Twisted's own ``optionsForClientTLS`` lets a certificate with no
+    subjectAltName at all through (service_identity raises
+    ``CertificateError`` there, which Twisted only logs), so a node's
+    certificate could pose as the control service; this check refuses it.
+    """
+
+    def check(certificate: x509.Certificate) -> None:
+        try:
+            if _is_ip_address(hostname):
+                verify_certificate_ip_address(certificate, hostname)
+            else:
+                verify_certificate_hostname(certificate, hostname)
+        except (VerificationError, ServiceIdentityCertificateError) as e:
+            raise PeerRejected(
+                f"The peer's certificate is not for {hostname}: {e}"
+            ) from None
+
+    return check
+
+
+def _check_node(node_uuid: UUID | None) -> Callable[[x509.Certificate], None]:
+    """A check that a certificate is a node's (node ``node_uuid``'s if given)."""
+
+    def check(certificate: x509.Certificate) -> None:
+        try:
+            identity = identify_certificate(certificate)
+        except UnknownPeer as e:
+            raise PeerRejected(str(e)) from None
+        if identity.kind != "node":
+            raise PeerRejected(f"The peer is a {identity.kind}, not a node.")
+        if node_uuid is not None and identity.node_uuid != node_uuid:
+            raise PeerRejected(
+                f"The peer is node {identity.node_uuid}, not node {node_uuid}."
+            )
+
+    return check
 
 
 @implementer(IOpenSSLClientConnectionCreator)
 @attrs.define
-class _NodeClientCreator:
-    """Client connections that accept only a (given) node of the cluster."""
+class _VerifyingClientCreator:
+    """
+    Client connections that verify the server against the cluster CA and then
+    run one more check on its (leaf) certificate.
+    """
 
     _options: ssl.CertificateOptions
-    _node_uuid: UUID | None
+    _check: Callable[[x509.Certificate], None]
+    _server_name: bytes | None = None
 
-    def clientConnectionForTLS(self, tlsProtocol) -> SSL.Connection:  # noqa: N802
-        """Create a connection whose verification also checks the peer node."""
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:  # noqa: N802
+        """Create a connection whose verification also runs the check."""
         connection = SSL.Connection(self._options.getContext(), None)
         connection.set_app_data(tlsProtocol)
-        expected = self._node_uuid
+        if self._server_name is not None:
+            connection.set_tlsext_host_name(self._server_name)
+        check = self._check
 
         def verify(
             conn: SSL.Connection, cert: X509, err: int, depth: int, ok: int
@@ -261,14 +310,8 @@ class _NodeClientCreator:
             if not ok or depth != 0:
                 return bool(ok)
             try:
-                identity = identify_certificate(cert.to_cryptography())
-                if identity.kind != "node":
-                    raise UnknownPeer(f"The peer is a {identity.kind}, not a node.")
-                if expected is not None and identity.node_uuid != expected:
-                    raise UnknownPeer(
-                        f"The peer is node {identity.node_uuid}, not node {expected}."
-                    )
-            except UnknownPeer as e:
+                check(cert.to_cryptography())
+            except PeerRejected as e:
                 PEER_REJECTED.log(reason=str(e))
                 tlsProtocol.failVerification(Failure())
                 return False
@@ -276,6 +319,30 @@ class _NodeClientCreator:
 
         connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
         return connection
+
+
+def client_context_factory(
+    credential: Credential, authority: CertificateAuthority, hostname: str
+) -> IOpenSSLClientConnectionCreator:
+    """
+    TLS client options for connecting to the control service (or any host).
+
+    They present ``credential`` and verify that the server is certified by
+    ``authority`` for ``hostname`` (a DNS name or an IP address, as written
+    into the control certificate's subjectAltName); use with
+    ``SSL4ClientEndpoint`` or ``wrapClientTLS``.
+    """
+    server_name = None
+    if not _is_ip_address(hostname):
+        try:
+            server_name = hostname.encode("idna")
+        except UnicodeError:
+            server_name = None
+    return _VerifyingClientCreator(
+        _certificate_options(credential, authority),
+        _check_hostname(hostname),
+        server_name,
+    )
 
 
 def node_client_context_factory(
@@ -290,7 +357,9 @@ def node_client_context_factory(
     ``authority`` as a node -- as node ``node_uuid`` if given. Node
     certificates name no host, so the host name is not checked.
     """
-    return _NodeClientCreator(_certificate_options(credential, authority), node_uuid)
+    return _VerifyingClientCreator(
+        _certificate_options(credential, authority), _check_node(node_uuid)
+    )
 
 
 @implementer(IPolicyForHTTPS)

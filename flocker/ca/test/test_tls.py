@@ -26,6 +26,7 @@ from flocker.ca import (
 )
 from flocker.ca._ca import issue_certificate, make_authority
 from flocker.ca._logging import PEER_IDENTIFIED
+from flocker.ca._tls import PeerRejected, _check_hostname, _check_node
 from flocker.ca.testtools import make_test_cluster_credentials
 
 
@@ -160,3 +161,28 @@ def test_policy_for_https(cluster):
     assert verifyObject(
         IOpenSSLClientConnectionCreator, policy.creatorForNetloc(b"127.0.0.1", 4523)
     )
+
+
+def test_hostname_check(cluster):
+    """The client's hostname check accepts the control certificate and refuses others."""
+    control = load_tls_files(cluster.control_directory, "control-service")
+    a_node = load_tls_files(cluster.node_directories[0], "node")
+    _check_hostname("127.0.0.1")(control.credential.certificate)
+    with pytest.raises(PeerRejected, match="not for 127.0.0.2"):
+        _check_hostname("127.0.0.2")(control.credential.certificate)
+    with pytest.raises(PeerRejected, match="not for example.com"):
+        _check_hostname("example.com")(control.credential.certificate)
+    with pytest.raises(PeerRejected, match="not for 127.0.0.1"):
+        _check_hostname("127.0.0.1")(a_node.credential.certificate)
+
+
+def test_node_check(cluster):
+    """The node check accepts the expected node and refuses other nodes and parties."""
+    nodes = [load_tls_files(d, "node") for d in cluster.node_directories]
+    control = load_tls_files(cluster.control_directory, "control-service")
+    _check_node(None)(nodes[0].credential.certificate)
+    _check_node(cluster.node_uuids[1])(nodes[1].credential.certificate)
+    with pytest.raises(PeerRejected, match="not node"):
+        _check_node(cluster.node_uuids[1])(nodes[0].credential.certificate)
+    with pytest.raises(PeerRejected, match="not a node"):
+        _check_node(None)(control.credential.certificate)

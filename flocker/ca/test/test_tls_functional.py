@@ -108,7 +108,9 @@ class Exchange:
     server_saw: PeerIdentity
 
 
-async def exchange(server_options, client_options, interface="127.0.0.1"):
+async def exchange(
+    server_options, client_options, interface="127.0.0.1", connect_to=None
+):
     """
     Listen with ``server_options`` and connect with ``client_options``.
 
@@ -123,7 +125,7 @@ async def exchange(server_options, client_options, interface="127.0.0.1"):
     try:
         client = _Client()
         endpoint = SSL4ClientEndpoint(
-            reactor, interface, port.getHost().port, client_options
+            reactor, connect_to or interface, port.getHost().port, client_options
         )
         await endpoint.connect(Factory.forProtocol(lambda: client))
         try:
@@ -207,6 +209,18 @@ async def test_control_on_node_address(tmp_path):
         server(control(cluster)),
         to_control(node(cluster), "127.0.0.11"),
         interface="127.0.0.11",
+    )
+    assert result.client_saw.kind == "control"
+
+
+@pytest_twisted.ensureDeferred
+async def test_control_dns_name(tmp_path):
+    """A control certificate for a DNS name is verified when connecting by that name."""
+    cluster = make_test_cluster_credentials(tmp_path, control_hostname="localhost")
+    result = await exchange(
+        server(control(cluster)),
+        to_control(node(cluster), "localhost"),
+        connect_to="localhost",
     )
     assert result.client_saw.kind == "control"
 
