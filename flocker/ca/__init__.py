@@ -22,6 +22,7 @@ from ._ca import (
 from ._tls import (
     ClusterPolicyForHTTPS,
     PeerIdentity,
+    PeerRejected,
     TLSFiles,
     UnknownPeer,
     client_context_factory,
@@ -39,6 +40,7 @@ __all__ = [
     "Credential",
     "IssuedCertificate",
     "PeerIdentity",
+    "PeerRejected",
     "TLSFiles",
     "UnknownPeer",
     "client_context_factory",

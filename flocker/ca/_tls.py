@@ -9,12 +9,16 @@ All Flocker traffic is mutually authenticated with the cluster CA:
   another cluster, and the handshake fails;
 * clients connecting to the control service use
   :func:`client_context_factory`, which verifies the server's certificate
-  against the cluster CA *and* the host name or IP address connected to;
+  against the cluster CA *and* the host name or IP address connected to
+  (strictly: unlike Twisted's ``optionsForClientTLS``, a certificate without
+  a subjectAltName, such as a node's, is refused);
 * nodes connecting to another node (transfers) use
   :func:`node_client_context_factory`, which verifies the peer against the
   cluster CA and that it is a node (optionally a given node UUID);
 * treq clients use :class:`ClusterPolicyForHTTPS` as their ``contextFactory``;
-* after the handshake either side calls :func:`peer_identity` on the
+* after the handshake (``IHandshakeListener.handshakeCompleted``, or when
+  the first data arrives -- not in ``connectionMade``, where the handshake
+  has not happened yet) either side calls :func:`peer_identity` on the
   transport to learn who the peer is; authorization (e.g. "a node reports
   state only for itself") is decided from that, never from what the peer says.
 
