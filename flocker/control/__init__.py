@@ -32,6 +32,15 @@ from ._model import (
     is_uuid,
     is_valid_name,
 )
+from ._persistence import (
+    ConfigurationCorrupt,
+    ConfigurationService,
+    FileConfigurationStore,
+    GenerationMismatch,
+    IConfigurationStore,
+    MemoryConfigurationStore,
+    StoredConfiguration,
+)
 from ._serialization import (
     CURRENT_FORMAT_VERSION,
     SerializationError,
@@ -50,6 +59,13 @@ from ._serialization import (
 )
 
 __all__ = [
+    "ConfigurationCorrupt",
+    "ConfigurationService",
+    "FileConfigurationStore",
+    "GenerationMismatch",
+    "IConfigurationStore",
+    "MemoryConfigurationStore",
+    "StoredConfiguration",
     "KEEP",
     "Application",
     "ApplicationAlreadyExists",

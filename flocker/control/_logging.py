@@ -1,0 +1,72 @@
+"""The eliot fields, messages and actions of the control service's core.
+
+(The REST API and the AMP protocol declare theirs beside their code, or here,
+named ``flocker:control:<subsystem>:<verb>``.)
+"""
+
+from eliot import ActionType, Field, MessageType
+
+GENERATION = Field.for_types(
+    "generation", [int], "The configuration's generation (its version number)."
+)
+EXPECTED_GENERATION = Field.for_types(
+    "expected_generation",
+    [int, type(None)],
+    "The generation a write expects to replace, or null for whatever is current.",
+)
+CHANGED = Field.for_types("changed", [bool], "Whether the configuration changed.")
+STORE = Field.for_types("store", [str], "Which configuration store, e.g. a path.")
+NODE_UUID = Field.for_types("node_uuid", [str], "A node's UUID.")
+REASON = Field.for_types("reason", [str], "Why, in words.")
+
+#: The configuration was read from its store.
+LOAD_CONFIGURATION = ActionType(
+    "flocker:control:configuration:load",
+    [STORE],
+    [GENERATION],
+    "The control service read the desired configuration from its store.",
+)
+
+#: The configuration was written durably to its store (compare-and-swap).
+SAVE_CONFIGURATION = ActionType(
+    "flocker:control:configuration:save",
+    [STORE, EXPECTED_GENERATION],
+    [GENERATION],
+    "The control service wrote the desired configuration durably to its store.",
+)
+
+#: A change function was applied to the configuration and the result saved.
+CHANGE_CONFIGURATION = ActionType(
+    "flocker:control:configuration:change",
+    [EXPECTED_GENERATION],
+    [GENERATION, CHANGED],
+    "The desired configuration was changed (and saved before acknowledging).",
+)
+
+#: Another writer changed the store under us; the change is retried.
+CONFLICT = MessageType(
+    "flocker:control:configuration:conflict",
+    [EXPECTED_GENERATION, GENERATION],
+    "The store had a newer generation than expected; reloading and retrying.",
+)
+
+#: A subscriber raised while being told of a new configuration.
+SUBSCRIBER_FAILED = MessageType(
+    "flocker:control:configuration:subscriber_failed",
+    [REASON],
+    "A subscriber to configuration changes failed; the others were still told.",
+)
+
+#: A node's state report was merged into the cluster state.
+NODE_STATE_UPDATED = MessageType(
+    "flocker:control:cluster_state:node_updated",
+    [NODE_UUID],
+    "A node reported (part of) its state.",
+)
+
+#: A node was silent too long and its state was forgotten.
+NODE_STATE_EXPIRED = MessageType(
+    "flocker:control:cluster_state:node_expired",
+    [NODE_UUID],
+    "A node was silent past the expiry time; its state is now unknown.",
+)
