@@ -1,0 +1,72 @@
+"""Checks and helpers shared by the backends: names, logging wrappers."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from eliot import ActionType
+from eliot.twisted import DeferredContext
+from twisted.internet.defer import Deferred
+
+from ._interface import InvalidBase, InvalidName, SnapshotInfo, UnknownSnapshot
+
+T = TypeVar("T")
+
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_:][A-Za-z0-9_.:-]{0,199}$")
+
+
+def check_dataset_id(dataset_id: object) -> str:
+    """The canonical text of a dataset UUID, or :class:`InvalidName`."""
+    if not isinstance(dataset_id, str):
+        raise InvalidName(f"dataset id must be a string: {dataset_id!r}")
+    try:
+        return str(uuid.UUID(dataset_id))
+    except ValueError:
+        raise InvalidName(f"dataset id is not a UUID: {dataset_id!r}") from None
+
+
+def check_snapshot_name(name: object) -> str:
+    """``name`` if it is a valid snapshot name, else :class:`InvalidName`."""
+    if not isinstance(name, str) or not _SNAPSHOT_NAME.match(name):
+        raise InvalidName(f"bad snapshot name: {name!r}")
+    return name
+
+
+def check_maximum_size(maximum_size: object) -> int | None:
+    """A positive byte count or ``None``, else :class:`InvalidName`."""
+    if maximum_size is None:
+        return None
+    if isinstance(maximum_size, bool) or not isinstance(maximum_size, int):
+        raise InvalidName(f"maximum size must be an int: {maximum_size!r}")
+    if maximum_size <= 0:
+        raise InvalidName(f"maximum size must be positive: {maximum_size!r}")
+    return maximum_size
+
+
+def check_send_names(
+    dataset_id: str, snapshots: list[SnapshotInfo], snapshot: str, base: str | None
+) -> None:
+    """Check that ``snapshot`` (and ``base``, older) are among ``snapshots``."""
+    names = [s.name for s in snapshots]
+    if snapshot not in names:
+        raise UnknownSnapshot(dataset_id, snapshot)
+    if base is not None:
+        if base not in names:
+            raise UnknownSnapshot(dataset_id, base)
+        if names.index(base) >= names.index(snapshot):
+            raise InvalidBase(f"{base!r} is not older than {snapshot!r}")
+
+
+def logged(
+    action_type: ActionType,
+    body: Callable[[], Coroutine[Any, Any, T]],
+    **fields: Any,
+) -> Deferred[T]:
+    """Run the coroutine ``body()`` inside an eliot action; a Deferred of it."""
+    action = action_type(**fields)
+    with action.context():
+        result: Deferred[T] = Deferred.fromCoroutine(body())
+        return DeferredContext(result).addActionFinish()

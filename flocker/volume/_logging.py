@@ -1,0 +1,64 @@
+"""The eliot fields and actions that flocker.volume logs.
+
+Every backend operation is one action named ``flocker:volume:<verb>``, with
+the backend's kind and the dataset it is about; the external commands it
+runs (``zfs``, ``losetup``…) appear as child actions.
+"""
+
+from eliot import ActionType, Field, MessageType
+
+BACKEND = Field.for_types("backend", [str], "The kind of backend: zfs, directory…")
+DATASET_ID = Field.for_types("dataset_id", [str], "The dataset's UUID.")
+NEW_DATASET_ID = Field.for_types("new_dataset_id", [str], "The id of a clone.")
+SNAPSHOT = Field.for_types("snapshot", [str, type(None)], "A snapshot's name.")
+BASE = Field.for_types(
+    "base", [str, type(None)], "The base snapshot of an incremental stream."
+)
+MAXIMUM_SIZE = Field.for_types(
+    "maximum_size", [int, type(None)], "A size limit in bytes, or null: none."
+)
+BYTES = Field.for_types("bytes", [int], "How many bytes of a stream passed.")
+REASON = Field.for_types("reason", [str], "Why something failed.")
+
+
+def _action(verb: str, fields: list[Field], description: str) -> ActionType:
+    """An action type ``flocker:volume:<verb>`` with the common fields first."""
+    return ActionType(f"flocker:volume:{verb}", [BACKEND, *fields], [], description)
+
+
+CREATE = _action("create", [DATASET_ID, MAXIMUM_SIZE], "A dataset is created.")
+DESTROY = _action("destroy", [DATASET_ID], "A dataset is destroyed.")
+GET = _action("get", [DATASET_ID], "A dataset's details are looked up.")
+LIST_DATASETS = _action("list_datasets", [], "The datasets are listed.")
+SET_MAXIMUM_SIZE = _action(
+    "set_maximum_size", [DATASET_ID, MAXIMUM_SIZE], "A size limit changes."
+)
+SNAPSHOT_ACTION = _action("snapshot", [DATASET_ID, SNAPSHOT], "A snapshot is taken.")
+LIST_SNAPSHOTS = _action("list_snapshots", [DATASET_ID], "Snapshots are listed.")
+ROLLBACK = _action(
+    "rollback", [DATASET_ID, SNAPSHOT], "A dataset returns to a snapshot."
+)
+DESTROY_SNAPSHOT = _action(
+    "destroy_snapshot", [DATASET_ID, SNAPSHOT], "A snapshot is destroyed."
+)
+CLONE = _action(
+    "clone", [DATASET_ID, SNAPSHOT, NEW_DATASET_ID], "A snapshot is cloned."
+)
+SEND = _action("send", [DATASET_ID, SNAPSHOT, BASE], "A stream is prepared.")
+RECEIVE = _action("receive", [DATASET_ID, BASE], "A receive is prepared.")
+SEND_STREAM = _action(
+    "send_stream", [DATASET_ID, SNAPSHOT, BASE], "A stream's bytes flow out."
+)
+RECEIVE_FINISH = _action(
+    "receive_finish", [DATASET_ID, BASE], "A received stream is made visible."
+)
+RECEIVE_ABORT = _action(
+    "receive_abort", [DATASET_ID, BASE], "A receive is rolled back."
+)
+
+#: A received stream was refused; the dataset keeps its previous state.
+BAD_STREAM = MessageType(
+    "flocker:volume:bad_stream",
+    [DATASET_ID, REASON],
+    "A received stream was truncated, corrupt or did not match; rolled back.",
+)

@@ -1,0 +1,530 @@
+"""
+An in-memory :class:`IVolumeBackend` for the unit tests of other packages.
+
+It passes the same contract suite as the real backends.  A dataset's
+contents are a mapping of relative file paths to bytes, read and written
+with :meth:`MemoryVolumeBackend.read_files` and
+:meth:`MemoryVolumeBackend.write_file` (the fake's stand-in for writing
+under the mount path, which is a made-up path here).  Every Deferred it
+returns has already fired, so it works under ``SynchronousTestCase``.
+
+Its streams (format ``flocker-memory-v1``) are JSON followed by a SHA-256
+trailer; an incremental stream carries only changed and deleted files.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import time
+from collections.abc import Callable
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from ._common import (
+    check_dataset_id,
+    check_maximum_size,
+    check_send_names,
+    check_snapshot_name,
+    logged,
+)
+from ._interface import (
+    BadStream,
+    Capabilities,
+    DatasetExists,
+    DatasetInfo,
+    IStreamSink,
+    IStreamSource,
+    IVolumeBackend,
+    MaximumSizeTooSmall,
+    SnapshotExists,
+    SnapshotInfo,
+    UnknownDataset,
+    UnknownSnapshot,
+)
+from ._logging import (
+    BAD_STREAM,
+    CLONE,
+    CREATE,
+    DESTROY,
+    DESTROY_SNAPSHOT,
+    GET,
+    LIST_DATASETS,
+    LIST_SNAPSHOTS,
+    RECEIVE,
+    RECEIVE_ABORT,
+    RECEIVE_FINISH,
+    ROLLBACK,
+    SEND,
+    SET_MAXIMUM_SIZE,
+    SNAPSHOT_ACTION,
+)
+from ._streams import DIGEST_SIZE, BytesStreamSource, DigestTrailer
+
+STREAM_FORMAT = "flocker-memory-v1"
+_KIND = "memory"
+
+Files = dict[str, bytes]
+
+
+@attrs.define
+class _Snapshot:
+    """A snapshot: its description and a copy of the files."""
+
+    info: SnapshotInfo
+    files: Files
+
+
+@attrs.define
+class _Dataset:
+    """One dataset's files, size limit and snapshots."""
+
+    files: Files
+    maximum_size: int | None
+    snapshots: list[_Snapshot] = attrs.Factory(list)
+
+    def snapshot(self, name: str) -> _Snapshot | None:
+        """The snapshot called ``name``, if any."""
+        for snapshot in self.snapshots:
+            if snapshot.info.name == name:
+                return snapshot
+        return None
+
+
+def _used(files: Files) -> int:
+    return sum(len(data) for data in files.values())
+
+
+def _encode(files: Files) -> dict[str, str]:
+    return {path: base64.b64encode(data).decode("ascii") for path, data in files.items()}
+
+
+def _decode(files: dict[str, str]) -> Files:
+    return {path: base64.b64decode(data) for path, data in files.items()}
+
+
+@implementer(IVolumeBackend)
+class MemoryVolumeBackend:
+    """Datasets kept in this process's memory; see the module docstring."""
+
+    def __init__(
+        self,
+        clock: IReactorTime | None = None,
+        default_maximum_size: int | None = None,
+    ) -> None:
+        """
+        :param clock: Gives snapshot creation times (default: the real time).
+        :param default_maximum_size: The limit of a dataset created without one.
+        """
+        self._now: Callable[[], float] = (
+            clock.seconds if clock is not None else time.time
+        )
+        self._datasets: dict[str, _Dataset] = {}
+        self.capabilities = Capabilities(
+            constant_time_clone=False,
+            incremental_send=True,
+            stream_format=STREAM_FORMAT,
+            grow=True,
+            shrink=True,
+            unlimited=True,
+            enforces_maximum_size=True,
+            clones_depend_on_origin=False,
+            default_maximum_size=default_maximum_size,
+        )
+
+    # -- the fake's own API ------------------------------------------------
+
+    def write_file(self, dataset_id: str, path: str, data: bytes) -> None:
+        """Write a file into a dataset, honouring its maximum size."""
+        dataset = self._dataset(check_dataset_id(dataset_id))
+        files = dict(dataset.files)
+        files[path] = data
+        if dataset.maximum_size is not None and _used(files) > dataset.maximum_size:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded", path)
+        dataset.files = files
+
+    def delete_file(self, dataset_id: str, path: str) -> None:
+        """Delete a file from a dataset."""
+        del self._dataset(check_dataset_id(dataset_id)).files[path]
+
+    def read_files(self, dataset_id: str) -> Files:
+        """A copy of a dataset's files."""
+        return dict(self._dataset(check_dataset_id(dataset_id)).files)
+
+    # -- helpers -----------------------------------------------------------
+
+    def _dataset(self, dataset_id: str) -> _Dataset:
+        try:
+            return self._datasets[dataset_id]
+        except KeyError:
+            raise UnknownDataset(dataset_id) from None
+
+    def _snapshot(self, dataset_id: str, name: str) -> _Snapshot:
+        snapshot = self._dataset(dataset_id).snapshot(name)
+        if snapshot is None:
+            raise UnknownSnapshot(dataset_id, name)
+        return snapshot
+
+    def _info(self, dataset_id: str) -> DatasetInfo:
+        dataset = self._dataset(dataset_id)
+        return DatasetInfo(
+            dataset_id=dataset_id,
+            path=f"/flocker-memory/{dataset_id}",
+            used=_used(dataset.files),
+            maximum_size=dataset.maximum_size,
+        )
+
+    # -- IVolumeBackend ----------------------------------------------------
+
+    def create(
+        self, dataset_id: str, maximum_size: int | None = None
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.create`."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            size = check_maximum_size(maximum_size)
+            if key in self._datasets:
+                raise DatasetExists(key)
+            if size is None:
+                size = self.capabilities.default_maximum_size
+            self._datasets[key] = _Dataset(files={}, maximum_size=size)
+            return self._info(key)
+
+        return logged(
+            CREATE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        )
+
+    def destroy(self, dataset_id: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.destroy`."""
+
+        async def run() -> None:
+            self._datasets.pop(check_dataset_id(dataset_id), None)
+
+        return logged(DESTROY, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.get`."""
+
+        async def run() -> DatasetInfo:
+            return self._info(check_dataset_id(dataset_id))
+
+        return logged(GET, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def list_datasets(self) -> Deferred[list[DatasetInfo]]:
+        """See :meth:`IVolumeBackend.list_datasets`."""
+
+        async def run() -> list[DatasetInfo]:
+            return [self._info(key) for key in sorted(self._datasets)]
+
+        return logged(LIST_DATASETS, run, backend=_KIND)
+
+    def set_maximum_size(
+        self, dataset_id: str, maximum_size: int | None
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.set_maximum_size`."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            size = check_maximum_size(maximum_size)
+            dataset = self._dataset(key)
+            if size is not None and size < _used(dataset.files):
+                raise MaximumSizeTooSmall(
+                    f"{size} bytes is less than the {_used(dataset.files)} used"
+                )
+            dataset.maximum_size = size
+            return self._info(key)
+
+        return logged(
+            SET_MAXIMUM_SIZE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        )
+
+    def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
+        """See :meth:`IVolumeBackend.snapshot`."""
+
+        async def run() -> SnapshotInfo:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(name)
+            dataset = self._dataset(key)
+            if dataset.snapshot(name) is not None:
+                raise SnapshotExists(key, name)
+            info = SnapshotInfo(name=name, created=float(self._now()))
+            dataset.snapshots.append(_Snapshot(info=info, files=dict(dataset.files)))
+            return info
+
+        return logged(
+            SNAPSHOT_ACTION,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(name),
+        )
+
+    def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """See :meth:`IVolumeBackend.list_snapshots`."""
+
+        async def run() -> list[SnapshotInfo]:
+            dataset = self._dataset(check_dataset_id(dataset_id))
+            return [snapshot.info for snapshot in dataset.snapshots]
+
+        return logged(LIST_SNAPSHOTS, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.rollback`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(name)
+            target = self._snapshot(key, name)
+            dataset = self._dataset(key)
+            index = dataset.snapshots.index(target)
+            del dataset.snapshots[index + 1 :]
+            dataset.files = dict(target.files)
+
+        return logged(
+            ROLLBACK, run, backend=_KIND, dataset_id=str(dataset_id), snapshot=str(name)
+        )
+
+    def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.destroy_snapshot`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(name)
+            dataset = self._datasets.get(key)
+            if dataset is None:
+                return
+            dataset.snapshots = [s for s in dataset.snapshots if s.info.name != name]
+
+        return logged(
+            DESTROY_SNAPSHOT,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(name),
+        )
+
+    def clone(
+        self, dataset_id: str, snapshot: str, new_dataset_id: str
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.clone`."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            new_key = check_dataset_id(new_dataset_id)
+            check_snapshot_name(snapshot)
+            origin = self._snapshot(key, snapshot)
+            if new_key in self._datasets:
+                raise DatasetExists(new_key)
+            self._datasets[new_key] = _Dataset(
+                files=dict(origin.files),
+                maximum_size=self.capabilities.default_maximum_size,
+            )
+            return self._info(new_key)
+
+        return logged(
+            CLONE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(snapshot),
+            new_dataset_id=str(new_dataset_id),
+        )
+
+    def send(
+        self, dataset_id: str, snapshot: str, base: str | None = None
+    ) -> Deferred[IStreamSource]:
+        """See :meth:`IVolumeBackend.send`."""
+
+        async def run() -> IStreamSource:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(snapshot)
+            if base is not None:
+                check_snapshot_name(base)
+            dataset = self._dataset(key)
+            check_send_names(key, [s.info for s in dataset.snapshots], snapshot, base)
+            target = self._snapshot(key, snapshot)
+            if base is None:
+                changed, deleted = target.files, []
+            else:
+                old = self._snapshot(key, base).files
+                changed = {
+                    path: data
+                    for path, data in target.files.items()
+                    if old.get(path) != data
+                }
+                deleted = sorted(set(old) - set(target.files))
+            body = json.dumps(
+                {
+                    "format": STREAM_FORMAT,
+                    "snapshot": snapshot,
+                    "created": target.info.created,
+                    "base": base,
+                    "files": _encode(changed),
+                    "deleted": deleted,
+                }
+            ).encode("utf-8")
+            data = body + DigestTrailer.digest(body)
+            return BytesStreamSource(
+                data,
+                dataset_id=key,
+                snapshot=snapshot,
+                base=base,
+                stream_format=STREAM_FORMAT,
+            )
+
+        return logged(
+            SEND,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(snapshot),
+            base=base if isinstance(base, str) else None,
+        )
+
+    def receive(
+        self, dataset_id: str, base: str | None = None
+    ) -> Deferred[IStreamSink]:
+        """See :meth:`IVolumeBackend.receive`."""
+
+        async def run() -> IStreamSink:
+            key = check_dataset_id(dataset_id)
+            if base is None:
+                if key in self._datasets:
+                    raise DatasetExists(key)
+            else:
+                check_snapshot_name(base)
+                self._snapshot(key, base)
+            return _MemorySink(self, key, base)
+
+        return logged(
+            RECEIVE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            base=base if isinstance(base, str) else None,
+        )
+
+    def _apply(self, dataset_id: str, base: str | None, stream: bytes) -> None:
+        """Check a received stream and make it visible (or raise BadStream)."""
+        trailer = DigestTrailer()
+        trailer.feed(stream)
+        problem = trailer.problem()
+        if problem is not None:
+            raise BadStream(problem)
+        try:
+            document = json.loads(stream[:-DIGEST_SIZE])
+            if document["format"] != STREAM_FORMAT:
+                raise BadStream(f"not a {STREAM_FORMAT} stream")
+            name = check_snapshot_name(document["snapshot"])
+            created = float(document["created"])
+            changed = _decode(document["files"])
+            deleted = list(document["deleted"])
+        except BadStream:
+            raise
+        except Exception as error:
+            raise BadStream(f"unreadable stream: {error!r}") from None
+        if document["base"] != base:
+            raise BadStream(f"stream's base {document['base']!r} is not {base!r}")
+        if base is None:
+            if dataset_id in self._datasets:
+                raise BadStream(f"dataset {dataset_id} appeared meanwhile")
+            kept: list[_Snapshot] = []
+            files: Files = {}
+            maximum_size = self.capabilities.default_maximum_size
+        else:
+            dataset = self._datasets.get(dataset_id)
+            origin = dataset.snapshot(base) if dataset is not None else None
+            if dataset is None or origin is None:
+                raise BadStream(f"dataset {dataset_id} lost snapshot {base!r}")
+            kept = dataset.snapshots[: dataset.snapshots.index(origin) + 1]
+            files = dict(origin.files)
+            maximum_size = dataset.maximum_size
+        if any(s.info.name == name for s in kept):
+            raise BadStream(f"dataset {dataset_id} already has snapshot {name!r}")
+        for path in deleted:
+            files.pop(path, None)
+        files.update(changed)
+        snapshot = _Snapshot(
+            info=SnapshotInfo(name=name, created=created), files=dict(files)
+        )
+        self._datasets[dataset_id] = _Dataset(
+            files=files, maximum_size=maximum_size, snapshots=[*kept, snapshot]
+        )
+
+
+@implementer(IStreamSink)
+class _MemorySink:
+    """Buffers a stream; applies it on finish."""
+
+    def __init__(
+        self, backend: MemoryVolumeBackend, dataset_id: str, base: str | None
+    ) -> None:
+        self._backend = backend
+        self.dataset_id = dataset_id
+        self.base = base
+        self.stream_format = STREAM_FORMAT
+        self._chunks: list[bytes] = []
+        self._state = "open"
+        self._producer: object | None = None
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:  # noqa: N802
+        """Remember the producer; memory never needs to pause it."""
+        if self._state != "open":
+            producer.stopProducing()  # type: ignore[attr-defined]
+            return
+        self._producer = producer
+
+    def unregisterProducer(self) -> None:  # noqa: N802
+        """Forget the producer."""
+        self._producer = None
+
+    def write(self, data: bytes) -> None:
+        """Buffer stream bytes."""
+        if self._state == "open":
+            self._chunks.append(bytes(data))
+
+    def finish(self) -> Deferred[None]:
+        """Check and apply the stream, or fail with BadStream."""
+
+        async def run() -> None:
+            if self._state != "open":
+                raise BadStream(f"cannot finish a receive that is {self._state}")
+            self._state = "finishing"
+            stream = b"".join(self._chunks)
+            self._chunks = []
+            try:
+                self._backend._apply(self.dataset_id, self.base, stream)
+            except BadStream as error:
+                self._state = "aborted"
+                BAD_STREAM.log(dataset_id=self.dataset_id, reason=str(error))
+                raise
+            self._state = "done"
+
+        return logged(
+            RECEIVE_FINISH, run, backend=_KIND, dataset_id=self.dataset_id, base=self.base
+        )
+
+    def abort(self) -> Deferred[None]:
+        """Discard what was received."""
+
+        async def run() -> None:
+            if self._state == "open":
+                self._state = "aborted"
+                self._chunks = []
+
+        return logged(
+            RECEIVE_ABORT, run, backend=_KIND, dataset_id=self.dataset_id, base=self.base
+        )

@@ -1,0 +1,731 @@
+"""
+The contract every :class:`IVolumeBackend` passes, and stream test helpers.
+
+:func:`make_volume_backend_tests` builds a pytest test class from a harness
+factory; each backend (real and fake) subclasses it in one line.  A harness
+makes backend instances (two of them act as two nodes for send/receive),
+writes and reads the files of a dataset, and cleans up afterwards.
+
+:class:`BytesConsumer`, :func:`stream_bytes` and :func:`feed` move stream
+bytes in tests (of this package and of the transfer protocol).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer
+from twisted.internet.task import deferLater
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from ._interface import (
+    BadStream,
+    Capabilities,
+    DatasetExists,
+    DatasetInfo,
+    DependentClones,
+    InvalidBase,
+    InvalidName,
+    IStreamSink,
+    IStreamSource,
+    IVolumeBackend,
+    MaximumSizeTooSmall,
+    ResizeNotSupported,
+    SnapshotExists,
+    StreamStopped,
+    UnknownDataset,
+    UnknownSnapshot,
+)
+from .memory import MemoryVolumeBackend
+
+MiB = 1024 * 1024
+
+Files = dict[str, bytes]
+
+
+# --------------------------------------------------------------------------
+# Stream helpers
+
+
+@implementer(IConsumer)
+class BytesConsumer:
+    """
+    A consumer that keeps what it is given, optionally pausing its producer.
+
+    :ivar chunks: Everything written, in order.
+    :ivar producer: The registered producer, if any.
+    """
+
+    def __init__(self, pause_after: int | None = None) -> None:
+        """:param pause_after: Pause the producer after this many writes."""
+        self.chunks: list[bytes] = []
+        self.producer: Any = None
+        self.unregistered = False
+        self._pause_after = pause_after
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
+        """Remember the producer."""
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:  # noqa: N802
+        """Note that the producer is done."""
+        self.producer = None
+        self.unregistered = True
+
+    def write(self, data: bytes) -> None:
+        """Keep ``data``; pause the producer when told to."""
+        self.chunks.append(bytes(data))
+        if self._pause_after is not None and len(self.chunks) == self._pause_after:
+            self.producer.pauseProducing()
+
+    def value(self) -> bytes:
+        """All the bytes written so far."""
+        return b"".join(self.chunks)
+
+
+async def stream_bytes(source: IStreamSource) -> bytes:
+    """Run ``source`` to its end and return its bytes."""
+    consumer = BytesConsumer()
+    await source.start(consumer)
+    return consumer.value()
+
+
+def feed(sink: IStreamSink, data: bytes, chunk_size: int = 65536) -> None:
+    """Write ``data`` into ``sink`` in chunks (no producer)."""
+    for offset in range(0, len(data), chunk_size):
+        sink.write(data[offset : offset + chunk_size])
+
+
+def corrupt(data: bytes) -> bytes:
+    """``data`` with bytes in its middle inverted."""
+    middle = len(data) // 2
+    spoiled = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    return data[:middle] + spoiled + data[middle + 16 :]
+
+
+# --------------------------------------------------------------------------
+# Harnesses
+
+
+class VolumeHarness(Protocol):
+    """What the contract suite needs beyond the interface."""
+
+    async def make_backend(self) -> IVolumeBackend:
+        """A new, empty backend instance (another "node")."""
+
+    def write_file(
+        self, backend: IVolumeBackend, info: DatasetInfo, path: str, data: bytes
+    ) -> None:
+        """Write a file into a dataset."""
+
+    def delete_file(self, backend: IVolumeBackend, info: DatasetInfo, path: str) -> None:
+        """Delete a file from a dataset."""
+
+    def read_files(self, backend: IVolumeBackend, info: DatasetInfo) -> Files:
+        """Every file of a dataset, by relative path."""
+
+    async def cleanup(self) -> None:
+        """Remove everything the backends made."""
+
+
+class MemoryHarness:
+    """Harness for :class:`MemoryVolumeBackend`."""
+
+    async def make_backend(self) -> IVolumeBackend:
+        """A new in-memory backend."""
+        return MemoryVolumeBackend()
+
+    def write_file(
+        self, backend: IVolumeBackend, info: DatasetInfo, path: str, data: bytes
+    ) -> None:
+        """Write through the fake's own API."""
+        assert isinstance(backend, MemoryVolumeBackend)
+        backend.write_file(info.dataset_id, path, data)
+
+    def delete_file(self, backend: IVolumeBackend, info: DatasetInfo, path: str) -> None:
+        """Delete through the fake's own API."""
+        assert isinstance(backend, MemoryVolumeBackend)
+        backend.delete_file(info.dataset_id, path)
+
+    def read_files(self, backend: IVolumeBackend, info: DatasetInfo) -> Files:
+        """Read through the fake's own API."""
+        assert isinstance(backend, MemoryVolumeBackend)
+        return backend.read_files(info.dataset_id)
+
+    async def cleanup(self) -> None:
+        """Nothing to clean."""
+
+
+class FilesystemHarness:
+    """Harness for backends whose datasets are mounted filesystems."""
+
+    def __init__(
+        self,
+        make: Callable[[], Awaitable[IVolumeBackend]],
+        cleanup: Callable[[list[IVolumeBackend]], Awaitable[None]] | None = None,
+    ) -> None:
+        """
+        :param make: Makes a new backend instance.
+        :param cleanup: Called with every backend made, after the test.
+        """
+        self._make = make
+        self._cleanup = cleanup
+        self.backends: list[IVolumeBackend] = []
+
+    async def make_backend(self) -> IVolumeBackend:
+        """A new backend from the factory."""
+        backend = await self._make()
+        self.backends.append(backend)
+        return backend
+
+    def write_file(
+        self, backend: IVolumeBackend, info: DatasetInfo, path: str, data: bytes
+    ) -> None:
+        """Write under the dataset's mount path."""
+        full = os.path.join(info.path, path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(data)
+
+    def delete_file(self, backend: IVolumeBackend, info: DatasetInfo, path: str) -> None:
+        """Delete under the dataset's mount path."""
+        os.remove(os.path.join(info.path, path))
+
+    def read_files(self, backend: IVolumeBackend, info: DatasetInfo) -> Files:
+        """Read every regular file under the mount path (not ext4's lost+found)."""
+        files: Files = {}
+        for directory, subdirs, names in os.walk(info.path):
+            if directory == info.path and "lost+found" in subdirs:
+                subdirs.remove("lost+found")
+            for name in names:
+                full = os.path.join(directory, name)
+                with open(full, "rb") as f:
+                    files[os.path.relpath(full, info.path)] = f.read()
+        return files
+
+    async def cleanup(self) -> None:
+        """Destroy every dataset the backends have, then the custom clean-up."""
+        try:
+            for backend in self.backends:
+                for info in await backend.list_datasets():
+                    try:
+                        await backend.destroy(info.dataset_id)
+                    except DependentClones:
+                        pass
+                for info in await backend.list_datasets():
+                    await backend.destroy(info.dataset_id)
+        finally:
+            if self._cleanup is not None:
+                await self._cleanup(self.backends)
+
+
+# --------------------------------------------------------------------------
+# The contract
+
+ID1 = "6f2bb4a7-7c3a-4a7e-9b6e-0d1f1e7c2a01"
+ID2 = "0b9c1f84-1d63-4fd0-8b5a-3cc0f9f6a702"
+UNKNOWN = "e3b0c442-98fc-4c14-9afb-f4c8996fb924"
+
+
+async def _fails(deferred: Deferred[Any], error: type[BaseException]) -> BaseException:
+    """Await ``deferred``, which must fail with ``error``; the exception."""
+    with pytest.raises(error) as caught:
+        await deferred
+    return caught.value
+
+
+async def _names(backend: IVolumeBackend, dataset_id: str) -> list[str]:
+    return [s.name for s in await backend.list_snapshots(dataset_id)]
+
+
+async def _wait_used(
+    backend: IVolumeBackend, dataset_id: str, at_least: int
+) -> DatasetInfo:
+    """Wait (up to ~20 s) for ``used`` to show writes; ZFS counts lazily."""
+    from twisted.internet import reactor
+
+    for _ in range(100):
+        info = await backend.get(dataset_id)
+        if info.used >= at_least:
+            return info
+        await deferLater(reactor, 0.2, lambda: None)
+    return info
+
+
+def make_volume_backend_tests(
+    make_harness: Callable[[pytest.FixtureRequest], VolumeHarness],
+) -> type:
+    """
+    Build the test class every ``IVolumeBackend`` provider passes.
+
+    :param make_harness: Called with pytest's ``request`` for each test (so
+        it can use fixtures such as ``make_zfs_pool`` or ``tmp_path``);
+        returns a :class:`VolumeHarness`.
+    """
+
+    class VolumeBackendTests:
+        """The IVolumeBackend contract."""
+
+        @pytest_twisted.async_yield_fixture
+        async def harness(self, request: pytest.FixtureRequest) -> Any:
+            """A harness for the test; cleaned up afterwards."""
+            harness = make_harness(request)
+            yield harness
+            await harness.cleanup()
+
+        @pytest_twisted.async_fixture
+        async def backend(self, harness: VolumeHarness) -> IVolumeBackend:
+            """One backend instance."""
+            return await harness.make_backend()
+
+        @pytest_twisted.async_fixture
+        async def origin(
+            self, harness: VolumeHarness, backend: IVolumeBackend
+        ) -> DatasetInfo:
+            """A dataset with two files and snapshot ``s1`` of them."""
+            info = await backend.create(ID1)
+            harness.write_file(backend, info, "a.txt", b"alpha")
+            harness.write_file(backend, info, "dir/b.bin", os.urandom(MiB))
+            await backend.snapshot(ID1, "s1")
+            return info
+
+        # -- basics ----------------------------------------------------------
+
+        @pytest_twisted.ensureDeferred
+        async def test_interface(self, backend: IVolumeBackend) -> None:
+            """The backend provides IVolumeBackend and describes itself."""
+            assert verifyObject(IVolumeBackend, backend)
+            assert isinstance(backend.capabilities, Capabilities)
+
+        @pytest_twisted.ensureDeferred
+        async def test_create(self, backend: IVolumeBackend) -> None:
+            """A created dataset is empty, listed and found by ``get``."""
+            info = await backend.create(ID1.upper())
+            assert info.dataset_id == ID1
+            assert info.maximum_size == backend.capabilities.default_maximum_size
+            assert await backend.get(ID1) == info
+            assert [d.dataset_id for d in await backend.list_datasets()] == [ID1]
+            assert await backend.list_snapshots(ID1) == []
+
+        @pytest_twisted.ensureDeferred
+        async def test_list_sorted(self, backend: IVolumeBackend) -> None:
+            """Datasets are listed sorted by id."""
+            await backend.create(ID1)
+            await backend.create(ID2)
+            listed = [d.dataset_id for d in await backend.list_datasets()]
+            assert listed == sorted([ID1, ID2])
+
+        @pytest_twisted.ensureDeferred
+        async def test_create_existing(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Creating an existing dataset fails and leaves its data alone."""
+            before = harness.read_files(backend, origin)
+            await _fails(backend.create(ID1), DatasetExists)
+            assert harness.read_files(backend, await backend.get(ID1)) == before
+            assert await _names(backend, ID1) == ["s1"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_invalid_names(self, backend: IVolumeBackend) -> None:
+            """Ids that are not UUIDs and bad snapshot names are refused."""
+            await _fails(backend.create("not-a-uuid"), InvalidName)
+            await _fails(backend.create(ID1, maximum_size=-1), InvalidName)
+            await backend.create(ID1)
+            for name in ["", "-x", "a/b", "a@b", "a b", "x" * 300]:
+                await _fails(backend.snapshot(ID1, name), InvalidName)
+            assert await backend.list_snapshots(ID1) == []
+
+        @pytest_twisted.ensureDeferred
+        async def test_destroy(self, backend: IVolumeBackend, origin: DatasetInfo) -> None:
+            """Destroy removes a dataset; it is idempotent."""
+            await backend.destroy(ID1)
+            assert await backend.list_datasets() == []
+            await _fails(backend.get(ID1), UnknownDataset)
+            await backend.destroy(ID1)
+            await backend.destroy(UNKNOWN)
+            info = await backend.create(ID1)
+            assert await backend.list_snapshots(ID1) == []
+            assert info.dataset_id == ID1
+
+        @pytest_twisted.ensureDeferred
+        async def test_unknown_dataset(self, backend: IVolumeBackend) -> None:
+            """Operations on an unknown dataset fail with UnknownDataset."""
+            for call in [
+                lambda: backend.get(UNKNOWN),
+                lambda: backend.set_maximum_size(UNKNOWN, 64 * MiB),
+                lambda: backend.snapshot(UNKNOWN, "s"),
+                lambda: backend.list_snapshots(UNKNOWN),
+                lambda: backend.rollback(UNKNOWN, "s"),
+                lambda: backend.clone(UNKNOWN, "s", ID2),
+                lambda: backend.send(UNKNOWN, "s"),
+                lambda: backend.receive(UNKNOWN, base="s"),
+            ]:
+                await _fails(call(), UnknownDataset)
+            await backend.destroy_snapshot(UNKNOWN, "s")
+            assert await backend.list_datasets() == []
+
+        @pytest_twisted.ensureDeferred
+        async def test_unknown_snapshot(
+            self, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Operations naming an unknown snapshot fail with UnknownSnapshot."""
+            for call in [
+                lambda: backend.rollback(ID1, "nope"),
+                lambda: backend.clone(ID1, "nope", ID2),
+                lambda: backend.send(ID1, "nope"),
+                lambda: backend.send(ID1, "s1", base="nope"),
+                lambda: backend.receive(ID1, base="nope"),
+            ]:
+                await _fails(call(), UnknownSnapshot)
+            await backend.destroy_snapshot(ID1, "nope")
+            assert await _names(backend, ID1) == ["s1"]
+            assert [d.dataset_id for d in await backend.list_datasets()] == [ID1]
+
+        # -- sizes -----------------------------------------------------------
+
+        @pytest_twisted.ensureDeferred
+        async def test_maximum_size(self, backend: IVolumeBackend) -> None:
+            """A maximum size given at creation is reported."""
+            info = await backend.create(ID1, maximum_size=64 * MiB)
+            assert info.maximum_size == 64 * MiB
+            assert (await backend.get(ID1)).maximum_size == 64 * MiB
+
+        @pytest_twisted.ensureDeferred
+        async def test_grow(self, backend: IVolumeBackend) -> None:
+            """The maximum size grows where the backend can, else it is refused."""
+            await backend.create(ID1, maximum_size=64 * MiB)
+            change = backend.set_maximum_size(ID1, 96 * MiB)
+            if backend.capabilities.grow:
+                assert (await change).maximum_size == 96 * MiB
+                assert (await backend.get(ID1)).maximum_size == 96 * MiB
+            else:
+                await _fails(change, ResizeNotSupported)
+                assert (await backend.get(ID1)).maximum_size == 64 * MiB
+
+        @pytest_twisted.ensureDeferred
+        async def test_shrink(self, harness: VolumeHarness, backend: IVolumeBackend) -> None:
+            """Shrinking works where the backend can, never below what is used."""
+            info = await backend.create(ID1, maximum_size=64 * MiB)
+            data = os.urandom(3 * MiB)
+            harness.write_file(backend, info, "big", data)
+            await _wait_used(backend, ID1, 3 * MiB)
+            smaller = backend.set_maximum_size(ID1, 48 * MiB)
+            if backend.capabilities.shrink:
+                assert (await smaller).maximum_size == 48 * MiB
+                await _fails(backend.set_maximum_size(ID1, MiB), MaximumSizeTooSmall)
+                assert (await backend.get(ID1)).maximum_size == 48 * MiB
+            else:
+                await _fails(smaller, ResizeNotSupported)
+                assert (await backend.get(ID1)).maximum_size == 64 * MiB
+            assert harness.read_files(backend, info) == {"big": data}
+
+        @pytest_twisted.ensureDeferred
+        async def test_unlimited(self, backend: IVolumeBackend) -> None:
+            """Removing the limit works where the backend allows no limit."""
+            await backend.create(ID1, maximum_size=64 * MiB)
+            change = backend.set_maximum_size(ID1, None)
+            if backend.capabilities.unlimited:
+                assert (await change).maximum_size is None
+            else:
+                await _fails(change, ResizeNotSupported)
+                assert (await backend.get(ID1)).maximum_size == 64 * MiB
+
+        @pytest_twisted.ensureDeferred
+        async def test_used(self, harness: VolumeHarness, backend: IVolumeBackend) -> None:
+            """``used`` counts the bytes written."""
+            info = await backend.create(ID1)
+            harness.write_file(backend, info, "f", os.urandom(2 * MiB))
+            assert (await _wait_used(backend, ID1, 2 * MiB)).used >= 2 * MiB
+
+        # -- snapshots -------------------------------------------------------
+
+        @pytest_twisted.ensureDeferred
+        async def test_snapshots_ordered(self, backend: IVolumeBackend) -> None:
+            """Snapshots are listed oldest first with their creation times."""
+            before = time.time()
+            await backend.create(ID1)
+            names = ["s1", "b2", "a3", "z4"]
+            taken = [await backend.snapshot(ID1, name) for name in names]
+            after = time.time()
+            listed = await backend.list_snapshots(ID1)
+            assert [s.name for s in listed] == names
+            assert [s.name for s in taken] == names
+            times = [s.created for s in listed]
+            assert times == sorted(times)
+            assert before - 2 <= times[0] and times[-1] <= after + 2
+
+        @pytest_twisted.ensureDeferred
+        async def test_snapshot_exists(
+            self, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """A second snapshot of the same name is refused."""
+            await _fails(backend.snapshot(ID1, "s1"), SnapshotExists)
+            assert await _names(backend, ID1) == ["s1"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_rollback(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Rollback restores a snapshot and discards later snapshots and data."""
+            expected = harness.read_files(backend, origin)
+            harness.write_file(backend, origin, "a.txt", b"changed")
+            harness.write_file(backend, origin, "new", b"new")
+            await backend.snapshot(ID1, "s2")
+            harness.delete_file(backend, origin, "dir/b.bin")
+            await backend.snapshot(ID1, "s3")
+            harness.write_file(backend, origin, "unsaved", b"x")
+            await backend.rollback(ID1, "s1")
+            info = await backend.get(ID1)
+            assert harness.read_files(backend, info) == expected
+            assert await _names(backend, ID1) == ["s1"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_rollback_latest(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Rolling back to the newest snapshot discards unsaved changes only."""
+            expected = harness.read_files(backend, origin)
+            harness.write_file(backend, origin, "a.txt", b"changed")
+            await backend.rollback(ID1, "s1")
+            assert harness.read_files(backend, await backend.get(ID1)) == expected
+            assert await _names(backend, ID1) == ["s1"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_destroy_snapshot(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Destroying a snapshot keeps the data and the other snapshots."""
+            harness.write_file(backend, origin, "c", b"c")
+            await backend.snapshot(ID1, "s2")
+            expected = harness.read_files(backend, origin)
+            await backend.destroy_snapshot(ID1, "s1")
+            await backend.destroy_snapshot(ID1, "s1")
+            assert await _names(backend, ID1) == ["s2"]
+            assert harness.read_files(backend, await backend.get(ID1)) == expected
+
+        # -- clones ----------------------------------------------------------
+
+        @pytest_twisted.ensureDeferred
+        async def test_clone(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """A clone has the snapshot's contents and is independent."""
+            expected = harness.read_files(backend, origin)
+            harness.write_file(backend, origin, "later", b"not in s1")
+            clone = await backend.clone(ID1, "s1", ID2)
+            assert clone.dataset_id == ID2
+            assert clone.path != origin.path
+            assert harness.read_files(backend, clone) == expected
+            assert await backend.list_snapshots(ID2) == []
+            harness.write_file(backend, clone, "a.txt", b"clone's")
+            harness.write_file(backend, origin, "dir/b.bin", b"origin's")
+            assert harness.read_files(backend, clone)["a.txt"] == b"clone's"
+            assert harness.read_files(backend, origin)["a.txt"] == b"alpha"
+            assert harness.read_files(backend, clone)["dir/b.bin"] != b"origin's"
+            listed = [d.dataset_id for d in await backend.list_datasets()]
+            assert listed == sorted([ID1, ID2])
+            await _fails(backend.clone(ID1, "s1", ID2), DatasetExists)
+
+        @pytest_twisted.ensureDeferred
+        async def test_clone_origin_destroyed(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Destroying a clone's origin is refused or leaves the clone intact."""
+            expected = harness.read_files(backend, origin)
+            clone = await backend.clone(ID1, "s1", ID2)
+            if backend.capabilities.clones_depend_on_origin:
+                await _fails(backend.destroy(ID1), DependentClones)
+                await _fails(backend.destroy_snapshot(ID1, "s1"), DependentClones)
+                assert await _names(backend, ID1) == ["s1"]
+                assert harness.read_files(backend, origin) == expected
+                await backend.destroy(ID2)
+                await backend.destroy(ID1)
+            else:
+                await backend.destroy(ID1)
+                assert harness.read_files(backend, clone) == expected
+            assert [d.dataset_id for d in await backend.list_datasets()] == (
+                [] if backend.capabilities.clones_depend_on_origin else [ID2]
+            )
+
+        # -- streams ---------------------------------------------------------
+
+        @pytest_twisted.ensureDeferred
+        async def test_send_full(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """A full stream recreates the snapshot on another backend."""
+            expected = harness.read_files(backend, origin)
+            harness.write_file(backend, origin, "unsaved", b"not sent")
+            other = await harness.make_backend()
+            source = await backend.send(ID1, "s1")
+            assert verifyObject(IStreamSource, source)
+            assert source.stream_format == backend.capabilities.stream_format
+            sink = await other.receive(ID1)
+            assert verifyObject(IStreamSink, sink)
+            await source.start(sink)
+            await sink.finish()
+            received = await other.get(ID1)
+            assert harness.read_files(other, received) == expected
+            assert await _names(other, ID1) == ["s1"]
+            assert [d.dataset_id for d in await other.list_datasets()] == [ID1]
+            assert harness.read_files(backend, origin)["unsaved"] == b"not sent"
+
+        @pytest_twisted.ensureDeferred
+        async def test_receive_existing(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """A full receive into an existing dataset is refused up front."""
+            await _fails(backend.receive(ID1), DatasetExists)
+            assert await _names(backend, ID1) == ["s1"]
+
+        async def _incremental_setup(
+            self, harness: VolumeHarness, backend: IVolumeBackend
+        ) -> tuple[IVolumeBackend, bytes, Files, Files]:
+            """
+            Send s1 in full to another backend, then change things there.
+
+            :return: The other backend, the incremental s1->s2 stream, the
+                files of s2, and the other backend's files before receiving.
+            """
+            other = await harness.make_backend()
+            sink = await other.receive(ID1)
+            feed(sink, await stream_bytes(await backend.send(ID1, "s1")))
+            await sink.finish()
+            info = await backend.get(ID1)
+            harness.write_file(backend, info, "a.txt", b"alpha, changed")
+            harness.delete_file(backend, info, "dir/b.bin")
+            harness.write_file(backend, info, "new/c", os.urandom(100_000))
+            await backend.snapshot(ID1, "s2")
+            s2 = harness.read_files(backend, info)
+            stream = await stream_bytes(await backend.send(ID1, "s2", base="s1"))
+            there = await other.get(ID1)
+            harness.write_file(other, there, "local", b"local change")
+            await other.snapshot(ID1, "local-snap")
+            harness.write_file(other, there, "unsaved", b"unsaved change")
+            before = harness.read_files(other, there)
+            return other, stream, s2, before
+
+        @pytest_twisted.ensureDeferred
+        async def test_send_incremental(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """An incremental stream brings the receiver to the new snapshot."""
+            other, stream, s2, _ = await self._incremental_setup(harness, backend)
+            sink = await other.receive(ID1, base="s1")
+            feed(sink, stream, chunk_size=4096)
+            await sink.finish()
+            assert harness.read_files(other, await other.get(ID1)) == s2
+            assert await _names(other, ID1) == ["s1", "s2"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_invalid_base(
+            self, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """A base that is not older than the snapshot is refused."""
+            await backend.snapshot(ID1, "s2")
+            await _fails(backend.send(ID1, "s1", base="s2"), InvalidBase)
+            await _fails(backend.send(ID1, "s1", base="s1"), InvalidBase)
+
+        @pytest_twisted.ensureDeferred
+        async def test_abort_full(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Aborting a full receive halfway leaves no dataset."""
+            other = await harness.make_backend()
+            stream = await stream_bytes(await backend.send(ID1, "s1"))
+            sink = await other.receive(ID1)
+            feed(sink, stream[: len(stream) // 2])
+            await sink.abort()
+            await sink.abort()
+            assert await other.list_datasets() == []
+            await _fails(other.get(ID1), UnknownDataset)
+            again = await other.receive(ID1)
+            feed(again, stream)
+            await again.finish()
+            assert await _names(other, ID1) == ["s1"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_abort_incremental(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Aborting an incremental receive halfway keeps the previous state."""
+            other, stream, _, before = await self._incremental_setup(harness, backend)
+            sink = await other.receive(ID1, base="s1")
+            feed(sink, stream[: len(stream) // 2], chunk_size=4096)
+            await sink.abort()
+            assert harness.read_files(other, await other.get(ID1)) == before
+            assert await _names(other, ID1) == ["s1", "local-snap"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_bad_full_streams(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Truncated, corrupt or foreign full streams fail and leave nothing."""
+            other = await harness.make_backend()
+            stream = await stream_bytes(await backend.send(ID1, "s1"))
+            for bad in [
+                stream[: len(stream) // 2],
+                stream[:-1],
+                corrupt(stream),
+                os.urandom(10_000),
+                b"",
+            ]:
+                sink = await other.receive(ID1)
+                feed(sink, bad)
+                await _fails(sink.finish(), BadStream)
+                await sink.abort()
+                assert await other.list_datasets() == []
+
+        @pytest_twisted.ensureDeferred
+        async def test_bad_incremental_streams(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Bad incremental streams fail and keep the previous state."""
+            other, stream, _, before = await self._incremental_setup(harness, backend)
+            full = await stream_bytes(await backend.send(ID1, "s2"))
+            for bad in [stream[: len(stream) // 2], corrupt(stream), full]:
+                sink = await other.receive(ID1, base="s1")
+                feed(sink, bad)
+                await _fails(sink.finish(), BadStream)
+                assert harness.read_files(other, await other.get(ID1)) == before
+                assert await _names(other, ID1) == ["s1", "local-snap"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_source_pauses(
+            self, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """A source writes nothing while paused and all once resumed."""
+            from twisted.internet import reactor
+
+            whole = await stream_bytes(await backend.send(ID1, "s1"))
+            source = await backend.send(ID1, "s1")
+            consumer = BytesConsumer(pause_after=1)
+            done = source.start(consumer)
+            for _ in range(5):
+                await deferLater(reactor, 0.02, lambda: None)
+            assert len(consumer.chunks) == 1
+            consumer.producer.resumeProducing()
+            await done
+            assert consumer.value() == whole
+            assert consumer.unregistered
+
+        @pytest_twisted.ensureDeferred
+        async def test_source_stop(
+            self, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """A stopped source fails with StreamStopped and writes no more."""
+            source = await backend.send(ID1, "s1")
+            consumer = BytesConsumer(pause_after=1)
+            done = source.start(consumer)
+            source.stop()
+            await _fails(done, StreamStopped)
+            assert len(consumer.chunks) <= 1
+
+    return VolumeBackendTests
