@@ -1,5 +1,6 @@
 """The control service: desired configuration, cluster state, REST API, AMP."""
 
+from ._clusterstate import DEFAULT_STATE_EXPIRATION, ClusterStateService
 from ._model import (
     KEEP,
     Application,
@@ -59,6 +60,8 @@ from ._serialization import (
 )
 
 __all__ = [
+    "DEFAULT_STATE_EXPIRATION",
+    "ClusterStateService",
     "ConfigurationCorrupt",
     "ConfigurationService",
     "FileConfigurationStore",

@@ -1,0 +1,117 @@
+"""The control service's picture of the cluster: node reports, merged and expired.
+
+`ClusterStateService` holds the `DeploymentState` built from what agents
+report.  Each report is merged (`DeploymentState.update_node`: a dataset
+agent's report leaves the container half alone and vice versa).  A node that
+has not reported for `ClusterStateService.expiration` seconds is forgotten, so
+its state becomes unknown rather than stale.  The AMP server feeds it; the
+REST API reads it; subscribers hear of every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+from eliot import write_traceback
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+
+from ._logging import NODE_STATE_EXPIRED, NODE_STATE_UPDATED, SUBSCRIBER_FAILED
+from ._model import DeploymentState, NodeState
+
+__all__ = ["DEFAULT_STATE_EXPIRATION", "ClusterStateService"]
+
+#: Seconds of silence after which a node's reported state is forgotten.
+DEFAULT_STATE_EXPIRATION = 120.0
+
+#: Called with the new `DeploymentState` after every change.
+StateSubscriber = Callable[[DeploymentState], None]
+
+
+@attrs.define
+class ClusterStateService:
+    """
+    The last reported state of every node, forgetting nodes that went silent.
+
+    :ivar clock: provides the time and schedules expiry checks.
+    :ivar expiration: seconds of silence before a node's state is dropped.
+    """
+
+    clock: IReactorTime
+    expiration: float = DEFAULT_STATE_EXPIRATION
+    _state: DeploymentState = attrs.field(factory=DeploymentState, init=False)
+    _last_seen: dict[str, float] = attrs.field(factory=dict, init=False)
+    _subscribers: list[StateSubscriber] = attrs.field(factory=list, init=False)
+    _expirer: LoopingCall | None = attrs.field(default=None, init=False)
+
+    def as_deployment_state(self) -> DeploymentState:
+        """The current cluster state."""
+        return self._state
+
+    def update_node_state(self, state: NodeState) -> None:
+        """Merge one node's report and note when it was heard from."""
+        self._last_seen[state.uuid] = self.clock.seconds()
+        new = self._state.update_node(state)
+        NODE_STATE_UPDATED.log(node_uuid=state.uuid)
+        self._set(new)
+
+    def touch(self, node_uuid: str) -> None:
+        """Note that a node is alive (a keep-alive) without changing its state."""
+        if node_uuid in self._state.nodes:
+            self._last_seen[node_uuid] = self.clock.seconds()
+
+    def remove_node(self, node_uuid: str) -> None:
+        """Forget a node's state now."""
+        self._last_seen.pop(node_uuid, None)
+        self._set(self._state.remove_node(node_uuid))
+
+    def expire(self) -> list[str]:
+        """
+        Forget every node silent for longer than `expiration`.
+
+        :return: the UUIDs of the nodes forgotten.
+        """
+        now = self.clock.seconds()
+        silent = sorted(
+            uuid
+            for uuid, seen in self._last_seen.items()
+            if now - seen >= self.expiration
+        )
+        state = self._state
+        for uuid in silent:
+            del self._last_seen[uuid]
+            state = state.remove_node(uuid)
+            NODE_STATE_EXPIRED.log(node_uuid=uuid)
+        self._set(state)
+        return silent
+
+    def start_expiring(self, interval: float | None = None) -> None:
+        """Check for silent nodes every ``interval`` seconds (default: expiration / 4)."""
+        if self._expirer is not None:
+            return
+        self._expirer = LoopingCall(self.expire)
+        self._expirer.clock = self.clock
+        self._expirer.start(interval or self.expiration / 4, now=False)
+
+    def stop_expiring(self) -> None:
+        """Stop checking for silent nodes."""
+        if self._expirer is not None:
+            self._expirer.stop()
+            self._expirer = None
+
+    def subscribe(self, subscriber: StateSubscriber) -> Callable[[], None]:
+        """Call ``subscriber(state)`` after every change; returns an unsubscriber."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    def _set(self, state: DeploymentState) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(state)
+            except Exception as e:
+                SUBSCRIBER_FAILED.log(reason=repr(e))
+                write_traceback()

@@ -1,0 +1,95 @@
+"""Tests for flocker.control._clusterstate: merging and expiring node reports."""
+
+from eliot.testing import LoggedMessage, capture_logging
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from flocker.control import DatasetState, DeploymentState, NodeState
+from flocker.control._clusterstate import ClusterStateService
+from flocker.control._logging import NODE_STATE_EXPIRED
+
+from ._examples import DATASET_PG, NODE_A, NODE_B
+
+DATASETS = {DATASET_PG: DatasetState(dataset_id=DATASET_PG, path="/flocker/pg")}
+
+
+class ClusterStateServiceTests(SynchronousTestCase):
+    """ClusterStateService merges reports and forgets silent nodes."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.service = ClusterStateService(self.clock, expiration=10)
+        self.seen = []
+        self.service.subscribe(self.seen.append)
+
+    def test_merges_halves(self):
+        """The dataset agent's and the container agent's reports combine."""
+        self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
+        self.service.update_node_state(
+            NodeState(uuid=NODE_A, hostname="10.0.0.1", applications={})
+        )
+        self.assertEqual(
+            self.service.as_deployment_state().get_node(NODE_A),
+            NodeState(
+                uuid=NODE_A, hostname="10.0.0.1", applications={}, datasets=DATASETS
+            ),
+        )
+        self.assertEqual(len(self.seen), 2)
+
+    def test_unchanged_report_not_told(self):
+        """A report that changes nothing is not told to subscribers."""
+        state = NodeState(uuid=NODE_A, datasets=DATASETS)
+        self.service.update_node_state(state)
+        self.service.update_node_state(state)
+        self.assertEqual(len(self.seen), 1)
+
+    @capture_logging(None)
+    def test_expires_silent_nodes(self, logger):
+        """A node silent for the expiration time is forgotten; others stay."""
+        self.service.start_expiring(interval=1)
+        self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
+        self.clock.advance(5)
+        self.service.update_node_state(NodeState(uuid=NODE_B, datasets={}))
+        self.clock.advance(5)
+        self.assertEqual(list(self.service.as_deployment_state().nodes), [NODE_B])
+        self.clock.advance(5)
+        self.assertEqual(self.service.as_deployment_state(), DeploymentState())
+        expired = LoggedMessage.of_type(logger.messages, NODE_STATE_EXPIRED)
+        self.assertEqual([m.message["node_uuid"] for m in expired], [NODE_A, NODE_B])
+        self.service.stop_expiring()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_touch_keeps_alive(self):
+        """A keep-alive postpones expiry without changing the state."""
+        self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
+        self.clock.advance(8)
+        self.service.touch(NODE_A)
+        self.clock.advance(8)
+        self.assertEqual(self.service.expire(), [])
+        self.clock.advance(2)
+        self.assertEqual(self.service.expire(), [NODE_A])
+
+    def test_touch_unknown_node(self):
+        """A keep-alive from a node that never reported does nothing."""
+        self.service.touch(NODE_A)
+        self.clock.advance(20)
+        self.assertEqual(self.service.expire(), [])
+
+    def test_remove_node(self):
+        """A node can be forgotten at once."""
+        self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
+        self.service.remove_node(NODE_A)
+        self.service.remove_node(NODE_B)
+        self.assertEqual(self.service.as_deployment_state(), DeploymentState())
+        self.clock.advance(20)
+        self.assertEqual(self.service.expire(), [])
+
+    def test_failing_subscriber(self):
+        """A subscriber that raises does not stop the others."""
+
+        def boom(state):
+            raise RuntimeError("bug")
+
+        self.service._subscribers.insert(0, boom)
+        self.service.update_node_state(NodeState(uuid=NODE_A))
+        self.assertEqual(len(self.seen), 1)
