@@ -30,7 +30,9 @@ DEV_REQUIRES = [
 ]
 
 # Each console script is declared by the issue that builds it.
-CONSOLE_SCRIPTS: list[str] = []
+CONSOLE_SCRIPTS: list[str] = [
+    "flocker-ca = flocker.ca.script:main",
+]
 
 setup(
     name="flocker",
