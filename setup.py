@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
 DEV_REQUIRES = [
     "pytest>=8",
     "pytest-twisted",
+    "pytest-timeout",
     "hypothesis",
     "ruff",
     "mypy",
