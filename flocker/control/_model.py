@@ -932,6 +932,22 @@ class DeploymentState(PClass):
             return self
         return self.set(nodes=self.nodes.remove(uuid))
 
+    def all_datasets(self) -> Iterator[tuple[DatasetState, str]]:
+        """Each reported dataset copy with its node's UUID, by dataset id then node."""
+        found = [
+            (ds, uuid)
+            for uuid, state in self.nodes.items()
+            for ds in (state.datasets or {}).values()
+        ]
+        return iter(sorted(found, key=lambda pair: (pair[0].dataset_id, pair[1])))
+
+    def node_by_era(self, era: str) -> NodeState | None:
+        """The node whose current era is ``era``, or ``None``."""
+        for state in self.nodes.values():
+            if state.era == era:
+                return state
+        return None
+
     def holders(self, dataset_id: str) -> list[str]:
         """UUIDs of nodes that report having a copy of the dataset, sorted."""
         return sorted(

@@ -19,7 +19,7 @@ class ClusterStateServiceTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.service = ClusterStateService(self.clock, expiration=10)
-        self.seen = []
+        self.seen: list[DeploymentState] = []
         self.service.subscribe(self.seen.append)
 
     def test_merges_halves(self):

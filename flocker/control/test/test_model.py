@@ -475,7 +475,7 @@ def test_lease_acquire_and_renew():
         dataset_id=DATASET_PG, node_uuid=NODE_A, expiration=110.0
     )
     leases = leases.acquire(105.0, DATASET_PG, NODE_A)
-    assert leases.get(DATASET_PG).expiration is None
+    assert leases.leases[DATASET_PG].expiration is None
 
 
 def test_lease_conflict():
@@ -483,7 +483,9 @@ def test_lease_conflict():
     leases = Leases().acquire(100.0, DATASET_PG, NODE_A, expires=10)
     with pytest.raises(LeaseError):
         leases.acquire(105.0, DATASET_PG, NODE_B)
-    assert leases.acquire(110.0, DATASET_PG, NODE_B).get(DATASET_PG).node_uuid == NODE_B
+    assert (
+        leases.acquire(110.0, DATASET_PG, NODE_B).leases[DATASET_PG].node_uuid == NODE_B
+    )
 
 
 def test_lease_release():
@@ -618,3 +620,63 @@ def test_cleanup_deleted_only_drops_deleted(deployment, data):
     assert [x for x in deployment.all_datasets() if not x[0].deleted] == list(
         cleaned.all_datasets()
     )
+
+
+@given(deployments(), st.data())
+def test_move_any_dataset(deployment, data):
+    """Moving any dataset either succeeds, touching nothing else, or says why not."""
+    placed = list(deployment.all_datasets())
+    if not placed:
+        return
+    dataset, source = data.draw(st.sampled_from(placed))
+    uuids = sorted(deployment.nodes)
+    target = data.draw(st.sampled_from(uuids) | node_uuids)
+    lease = deployment.leases.get(dataset.dataset_id)
+    try:
+        moved = deployment.move_dataset(dataset.dataset_id, target)
+    except DatasetDeleted:
+        assert dataset.deleted
+        return
+    except DatasetInUse:
+        assert deployment.nodes[source].application_using(dataset.dataset_id)
+        return
+    except DatasetLeased:
+        assert lease is not None and lease.node_uuid == source
+        return
+    assert moved.get_dataset(dataset.dataset_id) == (dataset, target)
+    others = [x for x in moved.all_datasets() if x[0] != dataset]
+    assert others == [x for x in deployment.all_datasets() if x[0] != dataset]
+    assert list(moved.all_applications()) == list(deployment.all_applications())
+
+
+@given(deployments(), st.data())
+def test_update_any_dataset(deployment, data):
+    """Updating a live dataset's size changes only that, on every copy."""
+    live = [d for d, _ in deployment.all_datasets() if not d.deleted]
+    if not live:
+        return
+    dataset = data.draw(st.sampled_from(live))
+    size = data.draw(st.none() | st.integers(1, 2**40))
+    updated = deployment.update_dataset(dataset.dataset_id, maximum_size=size)
+    expected = dataset.set(maximum_size=size)
+    for node in updated.nodes.values():
+        m = node.manifestations.get(dataset.dataset_id)
+        assert m is None or m.dataset == expected
+
+
+def test_state_all_datasets_and_era():
+    """Reported datasets are listed with their nodes; nodes are found by era."""
+    era = new_id()
+    state = (
+        DeploymentState()
+        .update_node(_holding(NODE_B, DATASET_PG).set(era=era))
+        .update_node(_holding(NODE_A, DATASET_PG, DATASET_LOGS))
+        .update_node(NodeState(uuid=NODE_C))
+    )
+    assert [(d.dataset_id, u) for d, u in state.all_datasets()] == [
+        (DATASET_PG, NODE_A),
+        (DATASET_PG, NODE_B),
+        (DATASET_LOGS, NODE_A),
+    ]
+    assert state.node_by_era(era).uuid == NODE_B
+    assert state.node_by_era(new_id()) is None

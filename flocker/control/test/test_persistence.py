@@ -2,6 +2,7 @@
 
 import json
 import os
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -30,6 +31,11 @@ from flocker.control.testtools import (
 from ._examples import DATASET_PG, EXAMPLE_DEPLOYMENT, FREE, NODE_A, NODE_B, PG
 
 
+def _pool() -> Any:
+    """The real reactor's thread pool."""
+    return reactor.getThreadPool()  # type: ignore[attr-defined]
+
+
 def memory_store(tmp_path):
     store = MemoryConfigurationStore()
     return store, lambda: store
@@ -37,19 +43,21 @@ def memory_store(tmp_path):
 
 def file_store(tmp_path):
     def open_store():
-        return FileConfigurationStore(
-            reactor, reactor.getThreadPool(), tmp_path / "data"
-        )
+        return FileConfigurationStore(reactor, _pool(), tmp_path / "data")
 
     return open_store(), open_store
 
 
-class TestMemoryConfigurationStore(make_configuration_store_tests(memory_store)):
+_MemoryContract: Any = make_configuration_store_tests(memory_store)
+_FileContract: Any = make_configuration_store_tests(file_store)
+
+
+class TestMemoryConfigurationStore(_MemoryContract):
     """The memory fake passes the IConfigurationStore contract."""
 
 
 @pytest.mark.functional
-class TestFileConfigurationStore(make_configuration_store_tests(file_store)):
+class TestFileConfigurationStore(_FileContract):
     """The file store passes the IConfigurationStore contract on real files."""
 
 
@@ -116,7 +124,7 @@ def _corruptions():
 async def test_corrupt_file_refused(tmp_path, content, reason):
     """A damaged file fails load and save clearly; it is never treated as empty."""
     (tmp_path / CONFIGURATION_FILE).write_bytes(content)
-    store = FileConfigurationStore(reactor, reactor.getThreadPool(), tmp_path)
+    store = FileConfigurationStore(reactor, _pool(), tmp_path)
     with pytest.raises(ConfigurationCorrupt) as e:
         await store.load()
     assert reason in str(e.value)
@@ -132,7 +140,7 @@ async def test_file_layout(tmp_path):
     """The store creates its directory privately and leaves only its JSON file."""
     directory = tmp_path / "a" / "b"
     (tmp_path / "a").mkdir()
-    store = FileConfigurationStore(reactor, reactor.getThreadPool(), directory)
+    store = FileConfigurationStore(reactor, _pool(), directory)
     generation = await store.save(EXAMPLE_DEPLOYMENT, 0)
     assert os.listdir(directory) == [CONFIGURATION_FILE]
     assert directory.stat().st_mode & 0o777 == 0o700
@@ -146,7 +154,7 @@ async def test_file_layout(tmp_path):
 async def test_stale_temporary_files_removed(tmp_path):
     """Temporary files left by a crash mid-write are removed on load."""
     (tmp_path / f".{CONFIGURATION_FILE}.abc.tmp").write_bytes(b"partial")
-    store = FileConfigurationStore(reactor, reactor.getThreadPool(), tmp_path)
+    store = FileConfigurationStore(reactor, _pool(), tmp_path)
     assert (await store.load()).generation == 0
     assert os.listdir(tmp_path) == []
 
@@ -156,7 +164,7 @@ async def test_stale_temporary_files_removed(tmp_path):
 async def test_stored_fixture_through_file_store(tmp_path):
     """A file holding an envelope around a stored fixture loads as that deployment."""
     (tmp_path / CONFIGURATION_FILE).write_text(json.dumps(_envelope(5)))
-    store = FileConfigurationStore(reactor, reactor.getThreadPool(), tmp_path)
+    store = FileConfigurationStore(reactor, _pool(), tmp_path)
     stored = await store.load()
     assert stored == StoredConfiguration(generation=5, deployment=EXAMPLE_DEPLOYMENT)
 
@@ -169,7 +177,7 @@ async def test_file_store_logs(tmp_path, eliot_logger):
 
     from flocker.control._logging import LOAD_CONFIGURATION, SAVE_CONFIGURATION
 
-    store = FileConfigurationStore(reactor, reactor.getThreadPool(), tmp_path)
+    store = FileConfigurationStore(reactor, _pool(), tmp_path)
     await store.load()
     await store.save(EXAMPLE_DEPLOYMENT, 0)
     with pytest.raises(GenerationMismatch):
@@ -215,7 +223,7 @@ class ConfigurationServiceTests(SynchronousTestCase):
     def setUp(self):
         self.store = MemoryConfigurationStore()
         self.service = ConfigurationService(self.store)
-        self.seen = []
+        self.seen: list[Any] = []
         self.service.subscribe(lambda g, d: self.seen.append((g, d)))
         self.successResultOf(self.service.load())
 
@@ -261,7 +269,7 @@ class ConfigurationServiceTests(SynchronousTestCase):
 
     def test_change_waits_for_durability(self):
         """The change's result fires only after the store acknowledged the save."""
-        pending = Deferred()
+        pending: Deferred[None] = Deferred()
 
         class Slow(MemoryConfigurationStore):
             def save(self, deployment, expected_generation):
@@ -334,7 +342,7 @@ class ConfigurationServiceTests(SynchronousTestCase):
     def test_subscribers_in_order(self):
         """Subscribers see every change in the order changes were made."""
         for n in range(3):
-            self.service.change(lambda d, n=n: example_deployment(n))
+            self.service.change(lambda d, n=n: example_deployment(n))  # type: ignore[misc]
         self.assertEqual(self.seen, [(n + 1, example_deployment(n)) for n in range(3)])
 
     def test_failing_subscriber(self):

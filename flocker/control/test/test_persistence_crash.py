@@ -3,6 +3,7 @@
 import os
 import random
 import sys
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -42,8 +43,9 @@ class _Writer(ProcessProtocol):
         self.stderr += data
 
     def _kill(self) -> None:
-        if self.transport.pid is not None:
-            self.transport.signalProcess("KILL")
+        transport: Any = self.transport
+        if transport.pid is not None:
+            transport.signalProcess("KILL")
 
     def processEnded(self, reason) -> None:
         self.ended.callback(reason.value.exitCode)
@@ -70,7 +72,8 @@ async def test_sigkill_loses_no_acknowledged_write(tmp_path):
             range(last + 1, last + 1 + len(writer.acknowledged))
         )
         acked = writer.acknowledged[-1]
-        store = FileConfigurationStore(reactor, reactor.getThreadPool(), tmp_path)
+        pool = reactor.getThreadPool()  # type: ignore[attr-defined]
+        store = FileConfigurationStore(reactor, pool, tmp_path)
         stored = await store.load()
         # The last acknowledged save is there; at most one unacknowledged
         # save after it may also have become durable before the kill.
