@@ -678,5 +678,6 @@ def test_state_all_datasets_and_era():
         (DATASET_PG, NODE_B),
         (DATASET_LOGS, NODE_A),
     ]
-    assert state.node_by_era(era).uuid == NODE_B
+    found = state.node_by_era(era)
+    assert found is not None and found.uuid == NODE_B
     assert state.node_by_era(new_id()) is None
