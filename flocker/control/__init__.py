@@ -11,9 +11,7 @@ from ._model import (
     DatasetDeleted,
     DatasetInUse,
     DatasetLeased,
-    DatasetState,
     Deployment,
-    DeploymentState,
     Lease,
     LeaseError,
     Leases,
@@ -21,15 +19,12 @@ from ._model import (
     Manifestation,
     ModelError,
     Node,
-    NodeState,
     Port,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
-    Snapshot,
     UnknownApplication,
     UnknownDataset,
-    cleanup_deleted,
     is_uuid,
     is_valid_name,
 )
@@ -57,6 +52,13 @@ from ._serialization import (
     serialize_deployment,
     serialize_deployment_state,
     serialize_node_state,
+)
+from ._state import (
+    DatasetState,
+    DeploymentState,
+    NodeState,
+    Snapshot,
+    cleanup_deleted,
 )
 
 __all__ = [

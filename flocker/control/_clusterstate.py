@@ -18,7 +18,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 from ._logging import NODE_STATE_EXPIRED, NODE_STATE_UPDATED, SUBSCRIBER_FAILED
-from ._model import DeploymentState, NodeState
+from ._state import (
+    DeploymentState,
+    NodeState,
+)
 
 __all__ = ["DEFAULT_STATE_EXPIRATION", "ClusterStateService"]
 

@@ -11,7 +11,7 @@ Two families of immutable pyrsistent classes:
   reports as ``primary``); the others are replicas.  The `Dataset` value is the
   same in every manifestation of one dataset.
 
-* **State** — what agents last reported: `DeploymentState` holds one
+* **State** (in `flocker.control._state`) — what agents last reported: `DeploymentState` holds one
   `NodeState` per node.  The dataset agent and the container agent report
   separately, so each half of a `NodeState` may be ``None`` ("unknown"), and
   `DeploymentState.update_node` keeps whichever halves a report leaves unknown.
@@ -26,10 +26,8 @@ subclass when the change makes no sense.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
-from uuid import UUID
 
 from pyrsistent import (
     PClass,
@@ -40,7 +38,25 @@ from pyrsistent import (
     pmap_field,
     pset_field,
     pvector,
-    pvector_field,
+)
+
+from ._checks import (
+    ApplicationAlreadyExists,
+    DatasetAlreadyExists,
+    DatasetDeleted,
+    DatasetInUse,
+    DatasetLeased,
+    LeaseError,
+    ModelError,
+    UnknownApplication,
+    UnknownDataset,
+    finite_or_none,
+    is_uuid,
+    is_valid_name,
+    name_invariant,
+    port_invariant,
+    positive_or_none,
+    uuid_field,
 )
 
 __all__ = [
@@ -52,9 +68,7 @@ __all__ = [
     "DatasetDeleted",
     "DatasetInUse",
     "DatasetLeased",
-    "DatasetState",
     "Deployment",
-    "DeploymentState",
     "KEEP",
     "Lease",
     "LeaseError",
@@ -63,138 +77,15 @@ __all__ = [
     "Manifestation",
     "ModelError",
     "Node",
-    "NodeState",
     "Port",
     "RestartAlways",
     "RestartNever",
     "RestartOnFailure",
-    "Snapshot",
     "UnknownApplication",
     "UnknownDataset",
-    "cleanup_deleted",
     "is_uuid",
     "is_valid_name",
 ]
-
-
-# --------------------------------------------------------------------------
-# Field checks
-
-
-def is_uuid(value: object) -> bool:
-    """Tell whether ``value`` is a UUID in canonical form (lowercase, dashed)."""
-    if not isinstance(value, str):
-        return False
-    try:
-        return str(UUID(value)) == value
-    except ValueError:
-        return False
-
-
-_NAME = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
-
-
-def is_valid_name(value: object) -> bool:
-    """Tell whether ``value`` is usable as a container name or link alias."""
-    return isinstance(value, str) and _NAME.match(value) is not None
-
-
-def _uuid_invariant(value: object) -> tuple[bool, str]:
-    return (is_uuid(value), f"not a canonical UUID: {value!r}")
-
-
-def _name_invariant(value: object) -> tuple[bool, str]:
-    return (
-        is_valid_name(value),
-        f"not a valid name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128): {value!r}",
-    )
-
-
-def _positive_or_none(what: str):  # type: ignore[no-untyped-def]
-    def check(value: object) -> tuple[bool, str]:
-        ok = value is None or (
-            isinstance(value, int) and not isinstance(value, bool) and value > 0
-        )
-        return (ok, f"{what} must be a positive integer or null: {value!r}")
-
-    return check
-
-
-def _port_invariant(value: object) -> tuple[bool, str]:
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
-    return (ok, f"not a TCP port number (1-65535): {value!r}")
-
-
-def _uuid_field() -> Any:
-    return field(type=str, mandatory=True, invariant=_uuid_invariant)
-
-
-# --------------------------------------------------------------------------
-# Errors of the pure change functions
-
-
-class ModelError(Exception):
-    """A requested configuration change does not make sense; nothing changed."""
-
-
-class UnknownDataset(ModelError, KeyError):
-    """No dataset with this id is in the configuration."""
-
-    def __str__(self) -> str:
-        """Say which dataset is unknown."""
-        return f"unknown dataset {self.args[0]}"
-
-
-class DatasetAlreadyExists(ModelError):
-    """A dataset with this id is already in the configuration."""
-
-    def __str__(self) -> str:
-        """Say which dataset already exists."""
-        return f"dataset {self.args[0]} already exists"
-
-
-class DatasetDeleted(ModelError):
-    """The dataset is deleted, so it can be neither moved nor changed."""
-
-    def __str__(self) -> str:
-        """Say which dataset is deleted."""
-        return f"dataset {self.args[0]} is deleted"
-
-
-class DatasetInUse(ModelError):
-    """An application mounts the dataset, so it cannot be moved alone or deleted."""
-
-    def __str__(self) -> str:
-        """Say which dataset and which application."""
-        return f"dataset {self.args[0]} is used by application {self.args[1]!r}"
-
-
-class DatasetLeased(ModelError):
-    """A lease holds the dataset on a node, so it cannot leave that node."""
-
-    def __str__(self) -> str:
-        """Say which dataset and which node holds the lease."""
-        return f"dataset {self.args[0]} is leased to node {self.args[1]}"
-
-
-class LeaseError(ModelError):
-    """Another node holds the lease, or there is no lease to release."""
-
-
-class UnknownApplication(ModelError, KeyError):
-    """No application with this name is in the configuration."""
-
-    def __str__(self) -> str:
-        """Say which application is unknown."""
-        return f"unknown application {self.args[0]!r}"
-
-
-class ApplicationAlreadyExists(ModelError):
-    """An application with this name is already in the configuration."""
-
-    def __str__(self) -> str:
-        """Say which application already exists."""
-        return f"application {self.args[0]!r} already exists"
 
 
 # --------------------------------------------------------------------------
@@ -211,12 +102,12 @@ class Dataset(PClass):
     :ivar deleted: the user deleted it; agents destroy their copies.
     """
 
-    dataset_id = _uuid_field()
+    dataset_id = uuid_field()
     metadata = pmap_field(str, str)
     maximum_size = field(
         type=(int, type(None)),
         initial=None,
-        invariant=_positive_or_none("maximum_size"),
+        invariant=positive_or_none("maximum_size"),
     )
     deleted = field(type=bool, initial=False)
 
@@ -241,8 +132,8 @@ class Manifestation(PClass):
 class Port(PClass):
     """A container port published on the node: ``external_port`` → ``internal_port``."""
 
-    internal_port = field(type=int, mandatory=True, invariant=_port_invariant)
-    external_port = field(type=int, mandatory=True, invariant=_port_invariant)
+    internal_port = field(type=int, mandatory=True, invariant=port_invariant)
+    external_port = field(type=int, mandatory=True, invariant=port_invariant)
 
 
 class Link(PClass):
@@ -253,15 +144,15 @@ class Link(PClass):
     on the node running the linked application.
     """
 
-    alias = field(type=str, mandatory=True, invariant=_name_invariant)
-    local_port = field(type=int, mandatory=True, invariant=_port_invariant)
-    remote_port = field(type=int, mandatory=True, invariant=_port_invariant)
+    alias = field(type=str, mandatory=True, invariant=name_invariant)
+    local_port = field(type=int, mandatory=True, invariant=port_invariant)
+    remote_port = field(type=int, mandatory=True, invariant=port_invariant)
 
 
 class AttachedVolume(PClass):
     """A dataset mounted into a container at ``mountpoint`` (an absolute path)."""
 
-    dataset_id = _uuid_field()
+    dataset_id = uuid_field()
     mountpoint = field(
         type=str,
         mandatory=True,
@@ -286,7 +177,7 @@ class RestartOnFailure(PClass):
     maximum_retry_count = field(
         type=(int, type(None)),
         initial=None,
-        invariant=_positive_or_none("maximum_retry_count"),
+        invariant=positive_or_none("maximum_retry_count"),
     )
 
 
@@ -319,7 +210,7 @@ class Application(PClass):
     :ivar command_line: replaces the image's command, or ``None``.
     """
 
-    name = field(type=str, mandatory=True, invariant=_name_invariant)
+    name = field(type=str, mandatory=True, invariant=name_invariant)
     image = field(
         type=str,
         mandatory=True,
@@ -334,12 +225,12 @@ class Application(PClass):
     volumes = pset_field(AttachedVolume)
     restart_policy = field(type=_RESTART_POLICIES, initial=RestartNever())
     cpu_shares = field(
-        type=(int, type(None)), initial=None, invariant=_positive_or_none("cpu_shares")
+        type=(int, type(None)), initial=None, invariant=positive_or_none("cpu_shares")
     )
     memory_limit = field(
         type=(int, type(None)),
         initial=None,
-        invariant=_positive_or_none("memory_limit"),
+        invariant=positive_or_none("memory_limit"),
     )
     command_line = field(
         type=(PVector, type(None)),
@@ -369,7 +260,7 @@ class Node(PClass):
     :ivar manifestations: dataset id → `Manifestation` (copies kept here).
     """
 
-    uuid = _uuid_field()
+    uuid = uuid_field()
     applications = pmap_field(str, Application)
     manifestations = pmap_field(str, Manifestation)
 
@@ -423,12 +314,13 @@ class Lease(PClass):
     :ivar expiration: POSIX time after which it lapses, or ``None`` (never).
     """
 
-    dataset_id = _uuid_field()
-    node_uuid = _uuid_field()
+    dataset_id = uuid_field()
+    node_uuid = uuid_field()
     expiration = field(
         type=(float, type(None)),
         initial=None,
         factory=lambda v: None if v is None else float(v),
+        invariant=finite_or_none,
     )
 
 
@@ -787,210 +679,3 @@ class Deployment(PClass):
             dataset, _ = result.get_dataset(volume.dataset_id)
             result = result._move_manifestation(dataset, source, node_uuid)
         return result.add_application(app, node_uuid)
-
-
-# --------------------------------------------------------------------------
-# State
-
-
-class Snapshot(PClass):
-    """A snapshot of a dataset on a node; ``created`` is POSIX time or ``None``."""
-
-    name = field(type=str, mandatory=True)
-    created = field(
-        type=(float, type(None)),
-        initial=None,
-        factory=lambda v: None if v is None else float(v),
-    )
-
-
-class DatasetState(PClass):
-    """
-    A dataset as one node's dataset agent last saw it.
-
-    :ivar path: where it is mounted, or ``None`` if not mounted (a replica).
-    :ivar size: bytes used, or ``None`` if unknown.
-    :ivar maximum_size: the quota in force, or ``None``.
-    :ivar snapshots: its snapshots, oldest first.
-    """
-
-    dataset_id = _uuid_field()
-    path = field(type=(str, type(None)), initial=None)
-    size = field(
-        type=(int, type(None)),
-        initial=None,
-        invariant=lambda v: (
-            v is None or (isinstance(v, int) and v >= 0),
-            f"size must be non-negative: {v!r}",
-        ),
-    )
-    maximum_size = field(
-        type=(int, type(None)),
-        initial=None,
-        invariant=_positive_or_none("maximum_size"),
-    )
-    snapshots = pvector_field(Snapshot)
-
-
-def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]
-    def factory(value: Any) -> PMap | None:
-        if value is None:
-            return None
-        result = pmap(value)
-        for k, v in result.items():
-            if not isinstance(k, str) or not isinstance(v, value_type):
-                raise TypeError(f"expected str → {value_type.__name__}: {k!r}: {v!r}")
-        return result
-
-    return factory
-
-
-class NodeState(PClass):
-    """
-    What one node last reported about itself.
-
-    ``None`` in ``applications`` or ``datasets`` means "unknown": the
-    container agent reports only applications, the dataset agent only datasets.
-
-    :ivar uuid: the node's UUID.
-    :ivar hostname: the node's address, or ``None`` if unknown.
-    :ivar era: UUID that changes each time the node boots, or ``None``.
-    :ivar applications: name → `Application` running there, or ``None``.
-    :ivar datasets: dataset id → `DatasetState` held there, or ``None``.
-    """
-
-    uuid = _uuid_field()
-    hostname = field(type=(str, type(None)), initial=None)
-    era = field(
-        type=(str, type(None)),
-        initial=None,
-        invariant=lambda v: (v is None or is_uuid(v), f"era must be a UUID: {v!r}"),
-    )
-    applications = field(
-        type=(PMap, type(None)), initial=None, factory=_optional_pmap(Application)
-    )
-    datasets = field(
-        type=(PMap, type(None)), initial=None, factory=_optional_pmap(DatasetState)
-    )
-
-    def __invariant__(self) -> tuple[bool, str]:
-        """Maps are keyed by the names and ids of their values."""
-        for name, app in (self.applications or {}).items():
-            if name != app.name:
-                return (False, f"application keyed {name!r} is named {app.name!r}")
-        for dataset_id, ds in (self.datasets or {}).items():
-            if dataset_id != ds.dataset_id:
-                return (
-                    False,
-                    f"dataset state keyed {dataset_id} is of another dataset",
-                )
-        return (True, "")
-
-
-_NODE_HALVES = ("hostname", "era", "applications", "datasets")
-
-
-class DeploymentState(PClass):
-    """The last reported state of every node: node UUID → `NodeState`."""
-
-    nodes = pmap_field(str, NodeState)
-
-    def __invariant__(self) -> tuple[bool, str]:
-        """Each node state is keyed by its UUID."""
-        return (
-            all(k == v.uuid for k, v in self.nodes.items()),
-            "node states must be keyed by their uuid",
-        )
-
-    def get_node(self, uuid: str) -> NodeState:
-        """A node's state, or a wholly unknown one if it never reported."""
-        state = self.nodes.get(uuid)
-        return state if state is not None else NodeState(uuid=uuid)
-
-    def update_node(self, state: NodeState) -> DeploymentState:
-        """
-        Merge a report: its known fields replace the old, its unknowns keep them.
-
-        A report with a new ``era`` (the node rebooted) forgets what was known
-        from the old era.
-        """
-        old = self.nodes.get(state.uuid)
-        if old is not None and not (
-            state.era is not None and old.era is not None and state.era != old.era
-        ):
-            changes = {
-                name: getattr(state, name)
-                for name in _NODE_HALVES
-                if getattr(state, name) is not None
-            }
-            state = old.set(**changes)
-        return self.set(nodes=self.nodes.set(state.uuid, state))
-
-    def remove_node(self, uuid: str) -> DeploymentState:
-        """Forget a node's state (it went silent)."""
-        if uuid not in self.nodes:
-            return self
-        return self.set(nodes=self.nodes.remove(uuid))
-
-    def all_datasets(self) -> Iterator[tuple[DatasetState, str]]:
-        """Each reported dataset copy with its node's UUID, by dataset id then node."""
-        found = [
-            (ds, uuid)
-            for uuid, state in self.nodes.items()
-            for ds in (state.datasets or {}).values()
-        ]
-        return iter(sorted(found, key=lambda pair: (pair[0].dataset_id, pair[1])))
-
-    def node_by_era(self, era: str) -> NodeState | None:
-        """The node whose current era is ``era``, or ``None``."""
-        for state in self.nodes.values():
-            if state.era == era:
-                return state
-        return None
-
-    def holders(self, dataset_id: str) -> list[str]:
-        """UUIDs of nodes that report having a copy of the dataset, sorted."""
-        return sorted(
-            uuid
-            for uuid, state in self.nodes.items()
-            if state.datasets is not None and dataset_id in state.datasets
-        )
-
-
-def cleanup_deleted(deployment: Deployment, state: DeploymentState) -> Deployment:
-    """
-    Drop deleted datasets that no node has any more.
-
-    A deleted dataset is dropped only when every node holding a manifestation
-    of it has reported its datasets and none of them (nor any other node)
-    still has it: a node that has not reported keeps the dataset configured so
-    its agent still learns to destroy its copy.
-    """
-    drop = set()
-    for node in deployment.nodes.values():
-        for dataset_id, m in node.manifestations.items():
-            if not m.dataset.deleted or state.holders(dataset_id):
-                continue
-            holders = [
-                n.uuid
-                for n in deployment.nodes.values()
-                if dataset_id in n.manifestations
-            ]
-            if all(state.get_node(h).datasets is not None for h in holders):
-                drop.add(dataset_id)
-    if not drop:
-        return deployment
-    nodes = {}
-    for uuid, node in deployment.nodes.items():
-        node = node.set(
-            manifestations={
-                k: v for k, v in node.manifestations.items() if k not in drop
-            }
-        )
-        if node.applications or node.manifestations:
-            nodes[uuid] = node
-    leases = deployment.leases
-    for dataset_id in drop:
-        if leases.get(dataset_id) is not None:
-            leases = leases.release(dataset_id)
-    return deployment.set(nodes=nodes, leases=leases)

@@ -28,19 +28,21 @@ from ._model import (
     Application,
     AttachedVolume,
     Dataset,
-    DatasetState,
     Deployment,
-    DeploymentState,
     Lease,
     Leases,
     Link,
     Manifestation,
     Node,
-    NodeState,
     Port,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
+)
+from ._state import (
+    DatasetState,
+    DeploymentState,
+    NodeState,
     Snapshot,
 )
 
@@ -200,7 +202,9 @@ def deployment_state_to_json(state: DeploymentState) -> dict[str, Any]:
 
 
 def _dumps(document: Any) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
 
 
 def serialize_deployment(deployment: Deployment) -> bytes:

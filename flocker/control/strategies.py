@@ -15,19 +15,21 @@ from ._model import (
     Application,
     AttachedVolume,
     Dataset,
-    DatasetState,
     Deployment,
-    DeploymentState,
     Lease,
     Leases,
     Link,
     Manifestation,
     Node,
-    NodeState,
     Port,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
+)
+from ._state import (
+    DatasetState,
+    DeploymentState,
+    NodeState,
     Snapshot,
 )
 

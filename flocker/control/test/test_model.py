@@ -681,3 +681,14 @@ def test_state_all_datasets_and_era():
     found = state.node_by_era(era)
     assert found is not None and found.uuid == NODE_B
     assert state.node_by_era(new_id()) is None
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -float("inf")])
+def test_times_are_finite(value):
+    """Lease expirations and snapshot times are finite numbers."""
+    from flocker.control import Snapshot
+
+    with pytest.raises(InvariantException):
+        Lease(dataset_id=DATASET_PG, node_uuid=NODE_A, expiration=value)
+    with pytest.raises(InvariantException):
+        Snapshot(name="s", created=value)

@@ -1,0 +1,140 @@
+"""Field checks and the errors of the model's pure change methods.
+
+Split out of `flocker.control._model`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+from uuid import UUID
+
+from pyrsistent import field
+
+# --------------------------------------------------------------------------
+# Field checks
+
+
+def is_uuid(value: object) -> bool:
+    """Tell whether ``value`` is a UUID in canonical form (lowercase, dashed)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(UUID(value)) == value
+    except ValueError:
+        return False
+
+
+_NAME = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
+
+
+def is_valid_name(value: object) -> bool:
+    """Tell whether ``value`` is usable as a container name or link alias."""
+    return isinstance(value, str) and _NAME.match(value) is not None
+
+
+def uuid_invariant(value: object) -> tuple[bool, str]:
+    return (is_uuid(value), f"not a canonical UUID: {value!r}")
+
+
+def name_invariant(value: object) -> tuple[bool, str]:
+    return (
+        is_valid_name(value),
+        f"not a valid name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128): {value!r}",
+    )
+
+
+def positive_or_none(what: str):  # type: ignore[no-untyped-def]
+    def check(value: object) -> tuple[bool, str]:
+        ok = value is None or (
+            isinstance(value, int) and not isinstance(value, bool) and value > 0
+        )
+        return (ok, f"{what} must be a positive integer or null: {value!r}")
+
+    return check
+
+
+def port_invariant(value: object) -> tuple[bool, str]:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+    return (ok, f"not a TCP port number (1-65535): {value!r}")
+
+
+def uuid_field() -> Any:
+    return field(type=str, mandatory=True, invariant=uuid_invariant)
+
+
+# --------------------------------------------------------------------------
+# Errors of the pure change functions
+
+
+class ModelError(Exception):
+    """A requested configuration change does not make sense; nothing changed."""
+
+
+class UnknownDataset(ModelError, KeyError):
+    """No dataset with this id is in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which dataset is unknown."""
+        return f"unknown dataset {self.args[0]}"
+
+
+class DatasetAlreadyExists(ModelError):
+    """A dataset with this id is already in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which dataset already exists."""
+        return f"dataset {self.args[0]} already exists"
+
+
+class DatasetDeleted(ModelError):
+    """The dataset is deleted, so it can be neither moved nor changed."""
+
+    def __str__(self) -> str:
+        """Say which dataset is deleted."""
+        return f"dataset {self.args[0]} is deleted"
+
+
+class DatasetInUse(ModelError):
+    """An application mounts the dataset, so it cannot be moved alone or deleted."""
+
+    def __str__(self) -> str:
+        """Say which dataset and which application."""
+        return f"dataset {self.args[0]} is used by application {self.args[1]!r}"
+
+
+class DatasetLeased(ModelError):
+    """A lease holds the dataset on a node, so it cannot leave that node."""
+
+    def __str__(self) -> str:
+        """Say which dataset and which node holds the lease."""
+        return f"dataset {self.args[0]} is leased to node {self.args[1]}"
+
+
+class LeaseError(ModelError):
+    """Another node holds the lease, or there is no lease to release."""
+
+
+class UnknownApplication(ModelError, KeyError):
+    """No application with this name is in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which application is unknown."""
+        return f"unknown application {self.args[0]!r}"
+
+
+class ApplicationAlreadyExists(ModelError):
+    """An application with this name is already in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which application already exists."""
+        return f"application {self.args[0]!r} already exists"
+
+
+def finite_or_none(value: object) -> tuple[bool, str]:
+    """A time must be a finite number or ``None``."""
+    return (
+        value is None or (isinstance(value, float) and math.isfinite(value)),
+        f"not a finite time: {value!r}",
+    )

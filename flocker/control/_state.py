@@ -1,0 +1,230 @@
+"""The cluster's observed state, as values: what agents last reported.
+
+`DeploymentState` holds one `NodeState` per node.  The dataset agent and the
+container agent report separately, so each half of a `NodeState` may be
+``None`` ("unknown"), and `DeploymentState.update_node` keeps whichever halves
+a report leaves unknown.  `cleanup_deleted` uses the state to drop deleted
+datasets from the configuration once no node has them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pyrsistent import PClass, PMap, field, pmap, pmap_field, pvector_field
+
+from ._checks import finite_or_none, is_uuid, positive_or_none, uuid_field
+from ._model import Application, Deployment
+
+__all__ = [
+    "DatasetState",
+    "DeploymentState",
+    "NodeState",
+    "Snapshot",
+    "cleanup_deleted",
+]
+
+
+class Snapshot(PClass):
+    """A snapshot of a dataset on a node; ``created`` is POSIX time or ``None``."""
+
+    name = field(type=str, mandatory=True)
+    created = field(
+        type=(float, type(None)),
+        initial=None,
+        factory=lambda v: None if v is None else float(v),
+        invariant=finite_or_none,
+    )
+
+
+class DatasetState(PClass):
+    """
+    A dataset as one node's dataset agent last saw it.
+
+    :ivar path: where it is mounted, or ``None`` if not mounted (a replica).
+    :ivar size: bytes used, or ``None`` if unknown.
+    :ivar maximum_size: the quota in force, or ``None``.
+    :ivar snapshots: its snapshots, oldest first.
+    """
+
+    dataset_id = uuid_field()
+    path = field(type=(str, type(None)), initial=None)
+    size = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=lambda v: (
+            v is None or (isinstance(v, int) and v >= 0),
+            f"size must be non-negative: {v!r}",
+        ),
+    )
+    maximum_size = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=positive_or_none("maximum_size"),
+    )
+    snapshots = pvector_field(Snapshot)
+
+
+def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]
+    def factory(value: Any) -> PMap | None:
+        if value is None:
+            return None
+        result = pmap(value)
+        for k, v in result.items():
+            if not isinstance(k, str) or not isinstance(v, value_type):
+                raise TypeError(f"expected str → {value_type.__name__}: {k!r}: {v!r}")
+        return result
+
+    return factory
+
+
+class NodeState(PClass):
+    """
+    What one node last reported about itself.
+
+    ``None`` in ``applications`` or ``datasets`` means "unknown": the
+    container agent reports only applications, the dataset agent only datasets.
+
+    :ivar uuid: the node's UUID.
+    :ivar hostname: the node's address, or ``None`` if unknown.
+    :ivar era: UUID that changes each time the node boots, or ``None``.
+    :ivar applications: name → `Application` running there, or ``None``.
+    :ivar datasets: dataset id → `DatasetState` held there, or ``None``.
+    """
+
+    uuid = uuid_field()
+    hostname = field(type=(str, type(None)), initial=None)
+    era = field(
+        type=(str, type(None)),
+        initial=None,
+        invariant=lambda v: (v is None or is_uuid(v), f"era must be a UUID: {v!r}"),
+    )
+    applications = field(
+        type=(PMap, type(None)), initial=None, factory=_optional_pmap(Application)
+    )
+    datasets = field(
+        type=(PMap, type(None)), initial=None, factory=_optional_pmap(DatasetState)
+    )
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Maps are keyed by the names and ids of their values."""
+        for name, app in (self.applications or {}).items():
+            if name != app.name:
+                return (False, f"application keyed {name!r} is named {app.name!r}")
+        for dataset_id, ds in (self.datasets or {}).items():
+            if dataset_id != ds.dataset_id:
+                return (
+                    False,
+                    f"dataset state keyed {dataset_id} is of another dataset",
+                )
+        return (True, "")
+
+
+_NODE_HALVES = ("hostname", "era", "applications", "datasets")
+
+
+class DeploymentState(PClass):
+    """The last reported state of every node: node UUID → `NodeState`."""
+
+    nodes = pmap_field(str, NodeState)
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Each node state is keyed by its UUID."""
+        return (
+            all(k == v.uuid for k, v in self.nodes.items()),
+            "node states must be keyed by their uuid",
+        )
+
+    def get_node(self, uuid: str) -> NodeState:
+        """A node's state, or a wholly unknown one if it never reported."""
+        state = self.nodes.get(uuid)
+        return state if state is not None else NodeState(uuid=uuid)
+
+    def update_node(self, state: NodeState) -> DeploymentState:
+        """
+        Merge a report: its known fields replace the old, its unknowns keep them.
+
+        A report with a new ``era`` (the node rebooted) forgets what was known
+        from the old era.
+        """
+        old = self.nodes.get(state.uuid)
+        if old is not None and not (
+            state.era is not None and old.era is not None and state.era != old.era
+        ):
+            changes = {
+                name: getattr(state, name)
+                for name in _NODE_HALVES
+                if getattr(state, name) is not None
+            }
+            state = old.set(**changes)
+        return self.set(nodes=self.nodes.set(state.uuid, state))
+
+    def remove_node(self, uuid: str) -> DeploymentState:
+        """Forget a node's state (it went silent)."""
+        if uuid not in self.nodes:
+            return self
+        return self.set(nodes=self.nodes.remove(uuid))
+
+    def all_datasets(self) -> Iterator[tuple[DatasetState, str]]:
+        """Each reported dataset copy with its node's UUID, by dataset id then node."""
+        found = [
+            (ds, uuid)
+            for uuid, state in self.nodes.items()
+            for ds in (state.datasets or {}).values()
+        ]
+        return iter(sorted(found, key=lambda pair: (pair[0].dataset_id, pair[1])))
+
+    def node_by_era(self, era: str) -> NodeState | None:
+        """The node whose current era is ``era``, or ``None``."""
+        for state in self.nodes.values():
+            if state.era == era:
+                return state
+        return None
+
+    def holders(self, dataset_id: str) -> list[str]:
+        """UUIDs of nodes that report having a copy of the dataset, sorted."""
+        return sorted(
+            uuid
+            for uuid, state in self.nodes.items()
+            if state.datasets is not None and dataset_id in state.datasets
+        )
+
+
+def cleanup_deleted(deployment: Deployment, state: DeploymentState) -> Deployment:
+    """
+    Drop deleted datasets that no node has any more.
+
+    A deleted dataset is dropped only when every node holding a manifestation
+    of it has reported its datasets and none of them (nor any other node)
+    still has it: a node that has not reported keeps the dataset configured so
+    its agent still learns to destroy its copy.
+    """
+    drop = set()
+    for node in deployment.nodes.values():
+        for dataset_id, m in node.manifestations.items():
+            if not m.dataset.deleted or state.holders(dataset_id):
+                continue
+            holders = [
+                n.uuid
+                for n in deployment.nodes.values()
+                if dataset_id in n.manifestations
+            ]
+            if all(state.get_node(h).datasets is not None for h in holders):
+                drop.add(dataset_id)
+    if not drop:
+        return deployment
+    nodes = {}
+    for uuid, node in deployment.nodes.items():
+        node = node.set(
+            manifestations={
+                k: v for k, v in node.manifestations.items() if k not in drop
+            }
+        )
+        if node.applications or node.manifestations:
+            nodes[uuid] = node
+    leases = deployment.leases
+    for dataset_id in drop:
+        if leases.get(dataset_id) is not None:
+            leases = leases.release(dataset_id)
+    return deployment.set(nodes=nodes, leases=leases)
