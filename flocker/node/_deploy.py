@@ -1,0 +1,243 @@
+"""The convergence framework: discover, calculate changes, run them.
+
+An agent converges its node in three steps:
+
+1. ``IDeployer.discover_state`` asks the real world (ZFS, Docker) what the
+   node has now, giving an ``ILocalState``;
+2. ``IDeployer.calculate_changes(configuration, cluster_state, local_state)``
+   is **pure**: it returns an ``IStateChange`` value saying what to do, and
+   tests compare such values with ``==``;
+3. ``run_state_change(change, deployer)`` runs it, each change inside an
+   eliot action named after it.
+
+Changes compose: ``sequentially`` runs its changes one after another and
+stops at the first failure; ``in_parallel`` runs them all at once, lets each
+finish, and fails if any failed — so one broken dataset never blocks the
+others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from eliot import start_action
+from eliot.twisted import DeferredContext
+from pyrsistent import PClass, pvector_field
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.python.failure import Failure
+from zope.interface import Attribute, Interface, implementer
+
+from flocker.control import Deployment, DeploymentState, NodeState
+
+
+class IStateChange(Interface):
+    """
+    One step that brings a node's local state towards its configuration.
+
+    Providers are immutable values (``PClass``) so plans compare with ``==``.
+    """
+
+    action_type: str = Attribute(
+        "The eliot action type of this change, e.g. 'flocker:node:create_dataset'."
+    )
+
+    def log_fields() -> dict[str, Any]:  # type: ignore[misc]
+        """The fields logged on the change's eliot action (JSON values)."""
+
+    def run(deployer: IDeployer) -> Deferred[None]:  # type: ignore[misc]
+        """
+        Make the change.
+
+        :param deployer: The deployer that calculated it, giving access to
+            the node's backend, runtime and clock.
+        :return: A ``Deferred`` firing when the change is complete, or
+            failing if it could not be made (the next convergence retries).
+        """
+
+
+class ILocalState(Interface):
+    """What ``IDeployer.discover_state`` found on the node."""
+
+    def shared_state_changes() -> NodeState:  # type: ignore[misc]
+        """The part of the state to report to the control service."""
+
+
+class IDeployer(Interface):
+    """Discovers one kind of local state and calculates changes to it."""
+
+    node_uuid: str = Attribute("The UUID of the node this deployer manages.")
+    hostname: str = Attribute("The node's address, reported to the control service.")
+
+    def discover_state(  # type: ignore[misc]
+        cluster_state: DeploymentState,
+    ) -> Deferred[ILocalState]:
+        """Find out what the node has now."""
+
+    def calculate_changes(  # type: ignore[misc]
+        configuration: Deployment,
+        cluster_state: DeploymentState,
+        local_state: ILocalState,
+    ) -> IStateChange:
+        """
+        Decide what to do (pure: no I/O, the same inputs give an equal plan).
+
+        :param configuration: The cluster's desired configuration.
+        :param cluster_state: What every node last reported.
+        :param local_state: What ``discover_state`` just found here.
+        """
+
+
+def run_state_change(change: IStateChange, deployer: IDeployer) -> Deferred[None]:
+    """
+    Run ``change`` inside an eliot action named after it.
+
+    :return: A ``Deferred`` with the change's outcome; an exception raised
+        synchronously by ``run`` becomes a failed ``Deferred``.
+    """
+    action = start_action(action_type=change.action_type, **change.log_fields())
+    with action.context():
+        result = DeferredContext(maybeDeferred(change.run, deployer))
+        return result.addActionFinish()
+
+
+@implementer(IStateChange)
+class NoOp(PClass):
+    """Nothing to do: the node already matches its configuration."""
+
+    action_type = "flocker:node:noop"
+
+    def log_fields(self) -> dict[str, Any]:
+        """No fields."""
+        return {}
+
+    def run(self, deployer: IDeployer) -> Deferred[None]:
+        """Do nothing."""
+        return succeed(None)
+
+
+@implementer(IStateChange)
+class _Sequentially(PClass):
+    """Changes run one after another; the first failure stops the rest."""
+
+    changes = pvector_field(object)
+    action_type = "flocker:node:sequentially"
+
+    def log_fields(self) -> dict[str, Any]:
+        """How many changes there are."""
+        return {"count": len(self.changes)}
+
+    def run(self, deployer: IDeployer) -> Deferred[None]:
+        """Run each change after the previous one succeeded."""
+
+        async def run_all() -> None:
+            for change in self.changes:
+                await run_state_change(change, deployer)
+
+        return Deferred.fromCoroutine(run_all())
+
+
+class ChangesFailed(Exception):
+    """Some of the changes run ``in_parallel`` failed.
+
+    :ivar failures: The ``Failure`` of each change that failed.
+    """
+
+    def __init__(self, failures: list[Failure]) -> None:
+        """Record the failures."""
+        self.failures = failures
+        messages = "; ".join(str(f.value) for f in failures)
+        super().__init__(f"{len(failures)} change(s) failed: {messages}")
+
+
+@implementer(IStateChange)
+class _InParallel(PClass):
+    """Changes run at once; each finishes whatever the others do."""
+
+    changes = pvector_field(object)
+    action_type = "flocker:node:in_parallel"
+
+    def log_fields(self) -> dict[str, Any]:
+        """How many changes there are."""
+        return {"count": len(self.changes)}
+
+    def run(self, deployer: IDeployer) -> Deferred[None]:
+        """Run every change; fail with ``ChangesFailed`` if any failed."""
+        results = DeferredList(
+            [run_state_change(change, deployer) for change in self.changes],
+            consumeErrors=True,
+        )
+
+        def check(outcomes: list[tuple[bool, Any]]) -> None:
+            failures = [value for ok, value in outcomes if not ok]
+            if failures:
+                raise ChangesFailed(failures)
+
+        return results.addCallback(check)
+
+
+def _flatten(changes: Iterable[IStateChange], kind: type) -> list[IStateChange]:
+    """Drop no-ops and splice in nested changes of the same kind."""
+    flat: list[IStateChange] = []
+    for change in changes:
+        if isinstance(change, NoOp):
+            continue
+        if isinstance(change, kind):
+            flat.extend(change.changes)  # type: ignore[attr-defined]
+        else:
+            flat.append(change)
+    return flat
+
+
+def sequentially(changes: Iterable[IStateChange]) -> IStateChange:
+    """
+    Combine ``changes`` to run in order, stopping at the first failure.
+
+    No-ops are dropped and nested ``sequentially`` are flattened, so plans
+    compare equal however they were built; nothing left gives ``NoOp()``
+    and a single change is returned as it is.
+    """
+    flat = _flatten(changes, _Sequentially)
+    if not flat:
+        return NoOp()
+    if len(flat) == 1:
+        return flat[0]
+    return _Sequentially(changes=flat)
+
+
+def in_parallel(changes: Iterable[IStateChange]) -> IStateChange:
+    """
+    Combine ``changes`` to run at the same time, each to its own end.
+
+    Like :func:`sequentially`, no-ops are dropped, nesting is flattened, and
+    an empty or single-change combination is simplified.
+    """
+    flat = _flatten(changes, _InParallel)
+    if not flat:
+        return NoOp()
+    if len(flat) == 1:
+        return flat[0]
+    return _InParallel(changes=flat)
+
+
+def changes_of(change: IStateChange) -> list[IStateChange]:
+    """Every leaf change of a (possibly combined) plan, in order."""
+    if isinstance(change, _Sequentially | _InParallel):
+        return [leaf for child in change.changes for leaf in changes_of(child)]
+    if isinstance(change, NoOp):
+        return []
+    return [change]
+
+
+__all__ = [
+    "ChangesFailed",
+    "IDeployer",
+    "ILocalState",
+    "IStateChange",
+    "NoOp",
+    "changes_of",
+    "in_parallel",
+    "run_state_change",
+    "sequentially",
+]
+

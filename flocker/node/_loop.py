@@ -1,0 +1,236 @@
+"""The convergence loop that drives an agent, as an Automat state machine.
+
+An agent's loop sleeps until the control service pushes a configuration,
+then iterates: discover local state, report it if it changed since the last
+report, calculate changes, run them.  A pushed change wakes it at once; a
+timer polls local state as a fallback.  A failed iteration is retried with
+exponential backoff; a successful one that changed something is followed at
+once by another, one that found nothing to do sleeps for the poll interval.
+Iterations never overlap, so no two changes for one dataset are in flight.
+
+States::
+
+    idle ──cluster_updated──► converging ◄──wakeup── sleeping
+      ▲                         │   ▲                   ▲
+      └──────disconnected───────┤   └──cluster_updated──┤
+                                └──iteration_done───────┘
+
+An update that arrives while converging is kept and used by the next
+iteration, which starts as soon as the current one ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attr
+from automat import MethodicalMachine
+from eliot import start_action
+from eliot.twisted import DeferredContext
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from flocker.control import Deployment, DeploymentState, NodeState
+
+from ._deploy import IDeployer, NoOp, run_state_change
+from ._logging import CONVERGE_ITERATION, LOOP_SLEEP
+
+#: How often a loop with nothing to do looks at local state again (seconds).
+DEFAULT_POLL_INTERVAL = 1.0
+
+#: Backoff after failed iterations: first delay, factor, and the longest.
+BACKOFF = (0.1, 2.0, 10.0)
+
+StateReporter = Callable[[NodeState], Deferred[Any] | None]
+
+
+@attr.s(eq=False)
+class ConvergenceLoop:
+    """
+    Converge one node with one deployer, driven by pushed cluster updates.
+
+    :ivar reactor: The clock for polling and backoff.
+    :ivar deployer: Discovers state and calculates changes.
+    :ivar report_state: Called with the node's ``NodeState`` whenever it
+        differs from the last report that succeeded.
+    :ivar poll_interval: Seconds between iterations when nothing changes.
+    """
+
+    _machine = MethodicalMachine()
+
+    reactor: IReactorTime = attr.ib()
+    deployer: IDeployer = attr.ib()
+    report_state: StateReporter = attr.ib()
+    poll_interval: float = attr.ib(default=DEFAULT_POLL_INTERVAL)
+
+    configuration: Deployment | None = attr.ib(default=None, init=False)
+    cluster_state: DeploymentState | None = attr.ib(default=None, init=False)
+    last_reported: NodeState | None = attr.ib(default=None, init=False)
+    failures: int = attr.ib(default=0, init=False)
+    iterations: int = attr.ib(default=0, init=False)
+    _timer: IDelayedCall | None = attr.ib(default=None, init=False)
+    _current: Deferred[None] | None = attr.ib(default=None, init=False)
+
+    # -- states --------------------------------------------------------------
+
+    @_machine.state(initial=True)
+    def idle(self) -> None:
+        """No configuration to converge to (never received, or disconnected)."""
+
+    @_machine.state()
+    def sleeping(self) -> None:
+        """Waiting for the poll timer or a pushed update."""
+
+    @_machine.state()
+    def converging(self) -> None:
+        """An iteration is running."""
+
+    @_machine.state()
+    def converging_then_stop(self) -> None:
+        """An iteration is running; afterwards the loop goes idle."""
+
+    # -- inputs --------------------------------------------------------------
+
+    @_machine.input()
+    def cluster_updated(
+        self, configuration: Deployment, cluster_state: DeploymentState
+    ) -> None:
+        """The control service pushed configuration and cluster state."""
+
+    @_machine.input()
+    def wakeup(self) -> None:
+        """The poll or backoff timer fired."""
+
+    @_machine.input()
+    def iteration_done(self) -> None:
+        """The running iteration finished (successfully or not)."""
+
+    @_machine.input()
+    def disconnected(self) -> None:
+        """The connection to the control service was lost."""
+
+    # -- outputs -------------------------------------------------------------
+
+    @_machine.output()
+    def _store(self, configuration: Deployment, cluster_state: DeploymentState) -> None:
+        self.configuration = configuration
+        self.cluster_state = cluster_state
+
+    @_machine.output()
+    def _start_iteration(self) -> None:
+        self._begin()
+
+    @_machine.output()
+    def _start_updated_iteration(
+        self, configuration: Deployment, cluster_state: DeploymentState
+    ) -> None:
+        self._begin()
+
+    @_machine.output()
+    def _schedule(self) -> None:
+        delay = self._next_delay()
+        LOOP_SLEEP.log(delay=delay, failures=self.failures)
+        self._timer = self.reactor.callLater(delay, self.wakeup)
+
+    @_machine.output()
+    def _cancel(self) -> None:
+        self._cancel_timer()
+
+    @_machine.output()
+    def _forget_report(self) -> None:
+        # After a reconnection the control service may have dropped this
+        # node's state: report again whatever it was.
+        self.last_reported = None
+
+    idle.upon(cluster_updated, enter=converging, outputs=[_store, _start_updated_iteration])
+    idle.upon(disconnected, enter=idle, outputs=[])
+    sleeping.upon(
+        cluster_updated, enter=converging, outputs=[_store, _start_updated_iteration]
+    )
+    sleeping.upon(wakeup, enter=converging, outputs=[_start_iteration])
+    sleeping.upon(disconnected, enter=idle, outputs=[_cancel, _forget_report])
+    converging.upon(cluster_updated, enter=converging, outputs=[_store])
+    converging.upon(iteration_done, enter=sleeping, outputs=[_schedule])
+    converging.upon(disconnected, enter=converging_then_stop, outputs=[_forget_report])
+    converging_then_stop.upon(
+        cluster_updated, enter=converging, outputs=[_store]
+    )
+    converging_then_stop.upon(iteration_done, enter=idle, outputs=[])
+    converging_then_stop.upon(disconnected, enter=converging_then_stop, outputs=[])
+
+    # -- the iteration -------------------------------------------------------
+
+    def _begin(self) -> None:
+        """Start an iteration; ``iteration_done`` is fed when it ends."""
+        self._cancel_timer()
+        self._current = self._iterate()
+        self._current.addBoth(lambda _: self.iteration_done())
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _next_delay(self) -> float:
+        """Backoff after failures, at once after a change, else the poll."""
+        if self.failures:
+            initial, factor, maximum = BACKOFF
+            return float(min(initial * factor ** (self.failures - 1), maximum))
+        if self._changed_something:
+            return 0.0
+        return self.poll_interval
+
+    _changed_something = False
+
+    def _iterate(self) -> Deferred[None]:
+        """One discover → report → calculate → run pass."""
+        self.iterations += 1
+        configuration, cluster_state = self.configuration, self.cluster_state
+        assert configuration is not None and cluster_state is not None
+        action = start_action(
+            action_type=CONVERGE_ITERATION, iteration=self.iterations
+        )
+
+        async def iterate() -> None:
+            local_state = await self.deployer.discover_state(cluster_state)
+            await self._report(local_state.shared_state_changes())
+            change = self.deployer.calculate_changes(
+                configuration, cluster_state, local_state
+            )
+            self._changed_something = not isinstance(change, NoOp)
+            await run_state_change(change, self.deployer)
+
+        def succeeded(result: None) -> None:
+            self.failures = 0
+
+        def failed(reason: Any) -> None:
+            self.failures += 1
+            self._changed_something = False
+
+        with action.context():
+            d = DeferredContext(Deferred.fromCoroutine(iterate()))
+            d.addCallbacks(succeeded, lambda f: f)
+            d.addActionFinish()
+            result = d.result
+        result.addErrback(failed)
+        return result
+
+    async def _report(self, state: NodeState) -> None:
+        if state == self.last_reported:
+            return
+        await (self.report_state(state) or succeed(None))
+        self.last_reported = state
+
+    # -- public --------------------------------------------------------------
+
+    def stop(self) -> Deferred[None]:
+        """Stop converging; fires when a running iteration has ended."""
+        self.disconnected()
+        self._cancel_timer()
+        current = self._current
+        if current is None or current.called:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        current.addBoth(lambda _: done.callback(None))
+        return done

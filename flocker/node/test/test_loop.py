@@ -1,0 +1,202 @@
+"""Unit tests for the convergence loop state machine, driven by a Clock."""
+
+from typing import Any
+
+from pyrsistent import PClass, field
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from flocker.control import Deployment, DeploymentState, NodeState
+from flocker.node import ConvergenceLoop, ILocalState, IStateChange, NoOp
+
+NODE = "11111111-1111-1111-1111-111111111111"
+
+
+@implementer(ILocalState)
+class LocalState(PClass):
+    """Local state holding a hostname to report."""
+
+    hostname = field(type=str)
+
+    def shared_state_changes(self):
+        """The node state to report."""
+        return NodeState(uuid=NODE, hostname=self.hostname)
+
+
+@implementer(IStateChange)
+class Act(PClass):
+    """A change the fake deployer records running."""
+
+    action_type = "flocker:node:test:act"
+
+    def log_fields(self) -> dict[str, Any]:
+        """No fields."""
+        return {}
+
+    def run(self, deployer):
+        """Record the run, or fail/wait as the deployer is told."""
+        deployer.runs += 1
+        if deployer.fail_runs:
+            deployer.fail_runs -= 1
+            return fail(RuntimeError("broken"))
+        if deployer.gate is not None:
+            return deployer.gate
+        return succeed(None)
+
+
+class FakeDeployer:
+    """A deployer whose plan is Act() until told the node has converged."""
+
+    node_uuid = NODE
+    hostname = "127.0.0.11"
+
+    def __init__(self):
+        self.runs = 0
+        self.fail_runs = 0
+        self.gate = None
+        self.pending_changes = 0
+        self.seen_configurations = []
+        self.discovered = 0
+
+    def discover_state(self, cluster_state):
+        """The hostname as local state."""
+        self.discovered += 1
+        return succeed(LocalState(hostname=self.hostname))
+
+    def calculate_changes(self, configuration, cluster_state, local_state):
+        """Act while changes are pending, else nothing."""
+        self.seen_configurations.append(configuration)
+        if self.pending_changes:
+            self.pending_changes -= 1
+            return Act()
+        return NoOp()
+
+
+def make_loop(poll=1.0):
+    """A loop with a fake deployer, a Clock and a list of reports."""
+    clock, deployer, reports = Clock(), FakeDeployer(), []
+    loop = ConvergenceLoop(clock, deployer, reports.append, poll_interval=poll)
+    return loop, clock, deployer, reports
+
+
+class ConvergenceLoopTests(SynchronousTestCase):
+    """Tests for ``ConvergenceLoop``."""
+
+    def test_idle_until_configuration(self):
+        """Nothing happens before the first pushed configuration."""
+        loop, clock, deployer, reports = make_loop()
+        clock.advance(10)
+        self.assertEqual((deployer.discovered, reports), (0, []))
+
+    def test_update_starts_iteration_and_reports(self):
+        """A pushed configuration starts a pass at once, which reports state."""
+        loop, clock, deployer, reports = make_loop()
+        loop.cluster_updated(Deployment(), DeploymentState())
+        self.assertEqual(deployer.discovered, 1)
+        self.assertEqual(reports, [NodeState(uuid=NODE, hostname="127.0.0.11")])
+
+    def test_report_only_on_change(self):
+        """Unchanged state is not reported again; changed state is."""
+        loop, clock, deployer, reports = make_loop()
+        loop.cluster_updated(Deployment(), DeploymentState())
+        clock.advance(1)
+        clock.advance(1)
+        self.assertEqual(len(reports), 1)
+        deployer.hostname = "127.0.0.12"
+        clock.advance(1)
+        self.assertEqual([r.hostname for r in reports], ["127.0.0.11", "127.0.0.12"])
+
+    def test_polls_when_nothing_to_do(self):
+        """With nothing to do, the loop discovers again after poll_interval."""
+        loop, clock, deployer, reports = make_loop(poll=5)
+        loop.cluster_updated(Deployment(), DeploymentState())
+        clock.advance(4.9)
+        self.assertEqual(deployer.discovered, 1)
+        clock.advance(0.1)
+        self.assertEqual(deployer.discovered, 2)
+
+    def test_change_followed_at_once(self):
+        """After a pass that changed something, the next pass comes at once."""
+        loop, clock, deployer, reports = make_loop(poll=5)
+        deployer.pending_changes = 2
+        loop.cluster_updated(Deployment(), DeploymentState())
+        clock.advance(0)
+        clock.advance(0)
+        self.assertEqual((deployer.runs, deployer.discovered), (2, 3))
+
+    def test_pushed_update_wakes_sleeping_loop(self):
+        """An update while sleeping starts a pass without waiting for the timer."""
+        loop, clock, deployer, reports = make_loop(poll=60)
+        loop.cluster_updated(Deployment(), DeploymentState())
+        new = Deployment().update_node(Deployment().get_node(NODE))
+        loop.cluster_updated(new, DeploymentState())
+        self.assertEqual(deployer.discovered, 2)
+        self.assertEqual(deployer.seen_configurations[-1], new)
+
+    def test_update_while_converging_used_next(self):
+        """An update during a pass is used by the pass right after it."""
+        loop, clock, deployer, reports = make_loop(poll=60)
+        deployer.gate = Deferred()
+        deployer.pending_changes = 1
+        loop.cluster_updated(Deployment(), DeploymentState())
+        newer = Deployment().update_node(Deployment().get_node(NODE))
+        loop.cluster_updated(newer, DeploymentState())
+        self.assertEqual(deployer.discovered, 1)  # no overlapping passes
+        deployer.gate.callback(None)
+        clock.advance(0)
+        self.assertEqual(deployer.seen_configurations[-1], newer)
+
+    def test_failure_backs_off(self):
+        """Failed passes are retried after growing delays, then reset."""
+        loop, clock, deployer, reports = make_loop(poll=60)
+        deployer.pending_changes = 4
+        deployer.fail_runs = 3
+        loop.cluster_updated(Deployment(), DeploymentState())
+        self.assertEqual((deployer.runs, loop.failures), (1, 1))
+        clock.advance(0.1)
+        self.assertEqual((deployer.runs, loop.failures), (2, 2))
+        clock.advance(0.1)
+        self.assertEqual(deployer.runs, 2)  # the second delay is 0.2
+        clock.advance(0.1)
+        self.assertEqual((deployer.runs, loop.failures), (3, 3))
+        clock.advance(0.4)
+        self.assertEqual((deployer.runs, loop.failures), (4, 0))
+
+    def test_failed_discovery_retried(self):
+        """A pass whose discovery fails is retried with backoff."""
+        loop, clock, deployer, reports = make_loop()
+        calls = []
+
+        def broken(cluster_state):
+            calls.append(1)
+            return fail(OSError("zfs is not answering"))
+
+        deployer.discover_state = broken
+        loop.cluster_updated(Deployment(), DeploymentState())
+        clock.advance(0.1)
+        self.assertEqual((len(calls), loop.failures), (2, 2))
+
+    def test_disconnect_stops_and_reconnect_reports_again(self):
+        """Disconnected, the loop idles; reconnected, it reports state again."""
+        loop, clock, deployer, reports = make_loop(poll=1)
+        loop.cluster_updated(Deployment(), DeploymentState())
+        loop.disconnected()
+        clock.advance(10)
+        self.assertEqual(deployer.discovered, 1)
+        loop.cluster_updated(Deployment(), DeploymentState())
+        self.assertEqual(len(reports), 2)
+
+    def test_stop_waits_for_running_pass(self):
+        """stop() fires only after the running pass ends."""
+        loop, clock, deployer, reports = make_loop()
+        deployer.gate = Deferred()
+        deployer.pending_changes = 1
+        loop.cluster_updated(Deployment(), DeploymentState())
+        stopped = loop.stop()
+        self.assertNoResult(stopped)
+        deployer.gate.callback(None)
+        self.successResultOf(stopped)
+        clock.advance(10)
+        self.assertEqual(deployer.discovered, 1)
