@@ -248,9 +248,15 @@ async def _names(backend: IVolumeBackend, dataset_id: str) -> list[str]:
 async def _wait_used(
     backend: IVolumeBackend, dataset_id: str, at_least: int
 ) -> DatasetInfo:
-    """Wait (up to ~20 s) for ``used`` to show writes; ZFS counts lazily."""
+    """
+    Wait (up to ~20 s) for ``used`` to show writes.
+
+    ZFS counts writes when it commits a transaction group, which a snapshot
+    forces; so one is taken first.
+    """
     from twisted.internet import reactor
 
+    await backend.snapshot(dataset_id, "count-used")
     for _ in range(100):
         info = await backend.get(dataset_id)
         if info.used >= at_least:
@@ -416,6 +422,7 @@ def make_volume_backend_tests(
             data = os.urandom(3 * MiB)
             harness.write_file(backend, info, "big", data)
             await _wait_used(backend, ID1, 3 * MiB)
+            await backend.destroy_snapshot(ID1, "count-used")
             smaller = backend.set_maximum_size(ID1, 48 * MiB)
             if backend.capabilities.shrink:
                 assert (await smaller).maximum_size == 48 * MiB

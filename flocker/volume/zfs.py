@@ -1,0 +1,606 @@
+"""
+The ZFS backend: one pool per node, one filesystem per dataset.
+
+Datasets are ``<pool>/<dataset id>``, marked with the user property
+``org.flocker:dataset-id``; snapshots are ``<pool>/<id>@<name>``; the
+maximum size is ``refquota``.  Every command goes through
+:func:`flocker.common.run_command`, and only commands that work with both
+kernel ZFS and zfs-fuse are used (``zfs get -Hp`` rather than
+``zfs list -p``; unmount before rename; retry "dataset is busy").
+
+Receiving
+=========
+
+A receive never touches the target until ``finish``:
+
+* A full stream is received unmounted into ``<pool>/flocker-recv-<random>``
+  and renamed to the dataset's name on ``finish``.
+* For an incremental stream, ``<id>@<base>`` is cloned to a temporary
+  dataset which is then *promoted*: it takes over the snapshots up to
+  ``base`` while the target keeps its data and later snapshots.  The stream
+  is received into the temporary dataset.  ``finish`` destroys the old
+  target and renames the temporary one into its place; ``abort`` (or a bad
+  stream) promotes the target back and destroys the temporary dataset, so
+  every snapshot (same GUIDs) and every byte is as before.  While the
+  receive is in progress, ``list_snapshots`` of the target shows only the
+  snapshots after ``base``.
+
+A process that dies mid receive leaves a ``flocker-recv-*`` dataset that is
+never listed; :meth:`ZFSVolumeBackend.recover` undoes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorProcess
+from zope.interface import implementer
+
+from ..common import CommandFailed, CommandResult, retry_failure, run_command
+from ._common import (
+    check_dataset_id,
+    check_maximum_size,
+    check_send_names,
+    check_snapshot_name,
+    logged,
+)
+from ._interface import (
+    Capabilities,
+    DatasetExists,
+    DatasetInfo,
+    DependentClones,
+    IStreamSink,
+    IStreamSource,
+    IVolumeBackend,
+    MaximumSizeTooSmall,
+    SnapshotExists,
+    SnapshotInfo,
+    UnknownDataset,
+    UnknownSnapshot,
+)
+from ._logging import (
+    CLONE,
+    CREATE,
+    DESTROY,
+    DESTROY_SNAPSHOT,
+    GET,
+    LIST_DATASETS,
+    LIST_SNAPSHOTS,
+    RECEIVE,
+    ROLLBACK,
+    SEND,
+    SET_MAXIMUM_SIZE,
+    SNAPSHOT_ACTION,
+)
+from ._streams import ProcessStreamSink, ProcessStreamSource
+
+STREAM_FORMAT = "zfs"
+ID_PROPERTY = "org.flocker:dataset-id"
+TEMPORARY_PREFIX = "flocker-recv-"
+_KIND = "zfs"
+_PROPERTIES = f"mountpoint,referenced,refquota,{ID_PROPERTY}"
+
+
+def _busy(error: BaseException) -> bool:
+    """Whether a failed zfs command said the dataset was busy (zfs-fuse)."""
+    return isinstance(error, CommandFailed) and b"busy" in error.stderr
+
+
+def _missing(error: CommandFailed) -> bool:
+    return b"does not exist" in error.stderr or b"could not find" in error.stderr
+
+
+def _rows(result: CommandResult) -> list[list[str]]:
+    """The tab-separated lines of a ``zfs ... -H`` output."""
+    return [
+        line.split("\t")
+        for line in result.stdout.decode("utf-8").splitlines()
+        if line.strip()
+    ]
+
+
+@implementer(IVolumeBackend)
+class ZFSVolumeBackend:
+    """Datasets as filesystems of one ZFS pool; see the module docstring."""
+
+    def __init__(
+        self,
+        reactor: IReactorProcess,
+        pool_name: str,
+        default_maximum_size: int | None = None,
+    ) -> None:
+        """
+        :param reactor: Runs the ``zfs`` commands (and their retries).
+        :param pool_name: The pool (or a parent filesystem) holding datasets.
+        :param default_maximum_size: The limit of datasets created without one.
+        """
+        self._reactor = reactor
+        self.pool_name = pool_name
+        self.capabilities = Capabilities(
+            constant_time_clone=True,
+            incremental_send=True,
+            stream_format=STREAM_FORMAT,
+            grow=True,
+            shrink=True,
+            unlimited=True,
+            enforces_maximum_size=True,
+            clones_depend_on_origin=True,
+            default_maximum_size=default_maximum_size,
+        )
+
+    # -- helpers -----------------------------------------------------------
+
+    def _name(self, dataset_id: str) -> str:
+        return f"{self.pool_name}/{dataset_id}"
+
+    async def _zfs(self, *args: str, check: bool = True) -> CommandResult:
+        return await run_command(self._reactor, ["zfs", *args], check=check)
+
+    async def _retrying(self, *args: str) -> CommandResult:
+        """Run a zfs command, again while zfs-fuse says "busy"."""
+        return await retry_failure(
+            self._reactor,
+            lambda: self._zfs(*args),
+            expected=(CommandFailed,),
+            steps=[0.1] * 5 + [0.5] * 20,
+            should_retry=_busy,
+        )
+
+    async def _exists(self, name: str) -> bool:
+        result = await self._zfs("list", "-H", "-o", "name", name, check=False)
+        return result.exit_code == 0
+
+    async def _require(self, dataset_id: str) -> str:
+        """The dataset's ZFS name, or UnknownDataset."""
+        name = self._name(dataset_id)
+        if not await self._exists(name):
+            raise UnknownDataset(dataset_id)
+        return name
+
+    async def _snapshot_names(self, dataset_id: str) -> list[str]:
+        return [s.name for s in await self._list_snapshots(dataset_id)]
+
+    async def _require_snapshot(self, dataset_id: str, snapshot: str) -> str:
+        """The snapshot's ZFS name, or UnknownDataset / UnknownSnapshot."""
+        check_snapshot_name(snapshot)
+        name = await self._require(dataset_id)
+        if snapshot not in await self._snapshot_names(dataset_id):
+            raise UnknownSnapshot(dataset_id, snapshot)
+        return f"{name}@{snapshot}"
+
+    async def _origins(self) -> dict[str, str]:
+        """Every filesystem of the pool that is a clone, with its origin."""
+        result = await self._zfs(
+            "get", "-H", "-r", "-o", "name,value", "origin", self.pool_name
+        )
+        return {row[0]: row[1] for row in _rows(result) if row[1] not in ("-", "")}
+
+    async def _clones_of(self, snapshots: Sequence[str]) -> list[str]:
+        """The filesystems cloned from any of ``snapshots`` (full names)."""
+        wanted = set(snapshots)
+        return sorted(n for n, origin in (await self._origins()).items() if origin in wanted)
+
+    async def _destroy_name(self, name: str) -> None:
+        """Unmount and destroy a filesystem and its snapshots, if it exists."""
+        if not await self._exists(name):
+            return
+        await self._zfs("unmount", name, check=False)
+        await self._retrying("destroy", "-r", name)
+
+    async def _rename(self, old: str, new: str) -> None:
+        """Rename a filesystem (zfs-fuse can only rename unmounted ones)."""
+        await self._zfs("unmount", old, check=False)
+        await self._retrying("rename", old, new)
+        await self._retrying("mount", new)
+
+    async def _info(self, dataset_id: str) -> DatasetInfo:
+        name = self._name(dataset_id)
+        result = await self._zfs(
+            "get", "-Hp", "-o", "property,value", _PROPERTIES, name, check=False
+        )
+        if result.exit_code != 0:
+            raise UnknownDataset(dataset_id)
+        values = {row[0]: row[1] for row in _rows(result)}
+        return self._to_info(dataset_id, values)
+
+    def _to_info(self, dataset_id: str, values: dict[str, str]) -> DatasetInfo:
+        quota = int(values.get("refquota", "0") or 0)
+        return DatasetInfo(
+            dataset_id=dataset_id,
+            path=values.get("mountpoint", ""),
+            used=int(values.get("referenced", "0") or 0),
+            maximum_size=quota or None,
+        )
+
+    async def _list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
+        name = await self._require(dataset_id)
+        result = await self._zfs(
+            "list", "-H", "-t", "snapshot", "-r", "-o", "name", name
+        )
+        snapshots = [
+            row[0] for row in _rows(result) if row[0].startswith(f"{name}@")
+        ]
+        if not snapshots:
+            return []
+        got = await self._zfs(
+            "get", "-Hp", "-o", "name,property,value", "createtxg,creation", *snapshots
+        )
+        values: dict[str, dict[str, int]] = {}
+        for snapshot, prop, value in _rows(got):
+            values.setdefault(snapshot, {})[prop] = int(value)
+        ordered = sorted(snapshots, key=lambda s: values[s]["createtxg"])
+        return [
+            SnapshotInfo(name=s.split("@", 1)[1], created=float(values[s]["creation"]))
+            for s in ordered
+        ]
+
+    # -- IVolumeBackend ----------------------------------------------------
+
+    def create(
+        self, dataset_id: str, maximum_size: int | None = None
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.create`."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            size = check_maximum_size(maximum_size)
+            if size is None:
+                size = self.capabilities.default_maximum_size
+            name = self._name(key)
+            if await self._exists(name):
+                raise DatasetExists(key)
+            options = ["-o", f"{ID_PROPERTY}={key}"]
+            if size is not None:
+                options += ["-o", f"refquota={size}"]
+            try:
+                await self._zfs("create", *options, name)
+            except CommandFailed as error:
+                if b"exists" in error.stderr:
+                    raise DatasetExists(key) from None
+                raise
+            return await self._info(key)
+
+        return logged(
+            CREATE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        )
+
+    def destroy(self, dataset_id: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.destroy`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            name = self._name(key)
+            if not await self._exists(name):
+                return
+            clones = [
+                clone
+                for clone, origin in (await self._origins()).items()
+                if origin.startswith(f"{name}@")
+            ]
+            if clones:
+                raise DependentClones(f"{key} has clones: {', '.join(clones)}")
+            await self._destroy_name(name)
+
+        return logged(DESTROY, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.get`."""
+
+        async def run() -> DatasetInfo:
+            return await self._info(check_dataset_id(dataset_id))
+
+        return logged(GET, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def list_datasets(self) -> Deferred[list[DatasetInfo]]:
+        """See :meth:`IVolumeBackend.list_datasets`."""
+
+        async def run() -> list[DatasetInfo]:
+            result = await self._zfs(
+                "get", "-Hp", "-d", "1",
+                "-o", "name,property,value", _PROPERTIES, self.pool_name,
+            )  # fmt: skip
+            found: dict[str, dict[str, str]] = {}
+            for name, prop, value in _rows(result):
+                if "@" not in name:
+                    found.setdefault(name, {})[prop] = value
+            infos = []
+            prefix = f"{self.pool_name}/"
+            for name, values in found.items():
+                key = name[len(prefix) :] if name.startswith(prefix) else None
+                if key is not None and values.get(ID_PROPERTY) == key:
+                    infos.append(self._to_info(key, values))
+            return sorted(infos, key=lambda info: info.dataset_id)
+
+        return logged(LIST_DATASETS, run, backend=_KIND)
+
+    def set_maximum_size(
+        self, dataset_id: str, maximum_size: int | None
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.set_maximum_size`."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            size = check_maximum_size(maximum_size)
+            name = await self._require(key)
+            if size is not None:
+                used = (await self._info(key)).used
+                if size < used:
+                    raise MaximumSizeTooSmall(f"{size} bytes is less than {used} used")
+            try:
+                await self._zfs("set", f"refquota={size or 'none'}", name)
+            except CommandFailed as error:
+                if b"less than" in error.stderr or b"too small" in error.stderr:
+                    raise MaximumSizeTooSmall(str(error)) from None
+                raise
+            return await self._info(key)
+
+        return logged(
+            SET_MAXIMUM_SIZE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        )
+
+    def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
+        """See :meth:`IVolumeBackend.snapshot`."""
+
+        async def run() -> SnapshotInfo:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(name)
+            full = await self._require(key)
+            if name in await self._snapshot_names(key):
+                raise SnapshotExists(key, name)
+            try:
+                await self._zfs("snapshot", f"{full}@{name}")
+            except CommandFailed as error:
+                if b"exists" in error.stderr:
+                    raise SnapshotExists(key, name) from None
+                raise
+            for snapshot in await self._list_snapshots(key):
+                if snapshot.name == name:
+                    return snapshot
+            raise UnknownSnapshot(key, name)  # destroyed meanwhile
+
+        return logged(
+            SNAPSHOT_ACTION,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(name),
+        )
+
+    def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """See :meth:`IVolumeBackend.list_snapshots`."""
+
+        async def run() -> list[SnapshotInfo]:
+            return await self._list_snapshots(check_dataset_id(dataset_id))
+
+        return logged(LIST_SNAPSHOTS, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.rollback`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            full = await self._require_snapshot(key, name)
+            names = await self._snapshot_names(key)
+            later = [f"{self._name(key)}@{n}" for n in names[names.index(name) + 1 :]]
+            clones = await self._clones_of(later)
+            if clones:
+                raise DependentClones(
+                    f"later snapshots of {key} have clones: {', '.join(clones)}"
+                )
+            await self._retrying("rollback", "-r", full)
+
+        return logged(
+            ROLLBACK, run, backend=_KIND, dataset_id=str(dataset_id), snapshot=str(name)
+        )
+
+    def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.destroy_snapshot`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(name)
+            full = f"{self._name(key)}@{name}"
+            if not await self._exists(full):
+                return
+            clones = await self._clones_of([full])
+            if clones:
+                raise DependentClones(f"{full} has clones: {', '.join(clones)}")
+            await self._retrying("destroy", full)
+
+        return logged(
+            DESTROY_SNAPSHOT,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(name),
+        )
+
+    def clone(
+        self, dataset_id: str, snapshot: str, new_dataset_id: str
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.clone`."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            new_key = check_dataset_id(new_dataset_id)
+            origin = await self._require_snapshot(key, snapshot)
+            new_name = self._name(new_key)
+            if await self._exists(new_name):
+                raise DatasetExists(new_key)
+            options = ["-o", f"{ID_PROPERTY}={new_key}"]
+            size = self.capabilities.default_maximum_size
+            if size is not None:
+                options += ["-o", f"refquota={size}"]
+            await self._zfs("clone", *options, origin, new_name)
+            return await self._info(new_key)
+
+        return logged(
+            CLONE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(snapshot),
+            new_dataset_id=str(new_dataset_id),
+        )
+
+    def send(
+        self, dataset_id: str, snapshot: str, base: str | None = None
+    ) -> Deferred[IStreamSource]:
+        """See :meth:`IVolumeBackend.send`; the stream is ``zfs send``'s."""
+
+        async def run() -> IStreamSource:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(snapshot)
+            if base is not None:
+                check_snapshot_name(base)
+            name = await self._require(key)
+            check_send_names(key, await self._list_snapshots(key), snapshot, base)
+            argv = ["zfs", "send"]
+            if base is not None:
+                argv += ["-i", f"{name}@{base}"]
+            argv.append(f"{name}@{snapshot}")
+            return ProcessStreamSource(
+                self._reactor,
+                argv,
+                backend=_KIND,
+                dataset_id=key,
+                snapshot=snapshot,
+                base=base,
+                stream_format=STREAM_FORMAT,
+            )
+
+        return logged(
+            SEND,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(snapshot),
+            base=base if isinstance(base, str) else None,
+        )
+
+    def receive(
+        self, dataset_id: str, base: str | None = None
+    ) -> Deferred[IStreamSink]:
+        """See :meth:`IVolumeBackend.receive` and the module docstring."""
+
+        async def run() -> IStreamSink:
+            key = check_dataset_id(dataset_id)
+            if base is None:
+                return await self._receive_full(key)
+            return await self._receive_incremental(key, base)
+
+        return logged(
+            RECEIVE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            base=base if isinstance(base, str) else None,
+        )
+
+    def _temporary_name(self) -> str:
+        return f"{self.pool_name}/{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}"
+
+    async def _finalise(self, key: str, temporary: str, quota: int | None) -> None:
+        """Give a received temporary filesystem the dataset's name and marks."""
+        name = self._name(key)
+        await self._rename(temporary, name)
+        await self._zfs("set", f"{ID_PROPERTY}={key}", name)
+        await self._zfs("set", f"refquota={quota or 'none'}", name)
+
+    async def _receive_full(self, key: str) -> IStreamSink:
+        name = self._name(key)
+        if await self._exists(name):
+            raise DatasetExists(key)
+        temporary = self._temporary_name()
+
+        async def commit() -> None:
+            if await self._exists(name):
+                raise DatasetExists(key)
+            await self._finalise(key, temporary, self.capabilities.default_maximum_size)
+
+        async def discard() -> None:
+            await self._destroy_name(temporary)
+
+        return ProcessStreamSink(
+            self._reactor,
+            ["zfs", "receive", "-u", temporary],
+            backend=_KIND,
+            dataset_id=key,
+            base=None,
+            stream_format=STREAM_FORMAT,
+            commit=commit,
+            discard=discard,
+        )
+
+    async def _receive_incremental(self, key: str, base: str) -> IStreamSink:
+        origin = await self._require_snapshot(key, base)
+        name = self._name(key)
+        names = await self._snapshot_names(key)
+        later = [f"{name}@{n}" for n in names[names.index(base) + 1 :]]
+        clones = await self._clones_of(later)
+        if clones:
+            raise DependentClones(
+                f"snapshots after {base!r} have clones: {', '.join(clones)}"
+            )
+        quota = (await self._info(key)).maximum_size
+        temporary = self._temporary_name()
+        await self._zfs("clone", origin, temporary)
+        try:
+            await self._retrying("promote", temporary)
+        except BaseException:
+            await self._destroy_name(temporary)
+            raise
+
+        async def commit() -> None:
+            await self._destroy_name(name)
+            await self._finalise(key, temporary, quota)
+
+        async def discard() -> None:
+            await self._retrying("promote", name)
+            await self._destroy_name(temporary)
+
+        return ProcessStreamSink(
+            self._reactor,
+            ["zfs", "receive", "-F", temporary],
+            backend=_KIND,
+            dataset_id=key,
+            base=base,
+            stream_format=STREAM_FORMAT,
+            commit=commit,
+            discard=discard,
+        )
+
+    def recover(self) -> Deferred[None]:
+        """
+        Undo receives that a dead process left half done.
+
+        Every ``flocker-recv-*`` filesystem is destroyed, after promoting
+        back any dataset that became its clone, so the datasets are as they
+        were before those receives.  Run it before using the backend.
+        """
+
+        async def run() -> None:
+            result = await self._zfs(
+                "list", "-H", "-r", "-t", "filesystem", "-o", "name", self.pool_name
+            )
+            prefix = f"{self.pool_name}/{TEMPORARY_PREFIX}"
+            for (temporary,) in _rows(result):
+                if not temporary.startswith(prefix):
+                    continue
+                origins = await self._origins()
+                for clone, origin in origins.items():
+                    if origin.startswith(f"{temporary}@"):
+                        await self._retrying("promote", clone)
+                await self._destroy_name(temporary)
+
+        return Deferred.fromCoroutine(run())
