@@ -190,6 +190,7 @@ async def test_file_store_logs(tmp_path, eliot_logger):
     assert not refused.succeeded
 
 
+@pytest.mark.functional
 def test_write_durably_failure_cleans_up(tmp_path):
     """A write that fails leaves the old file and no temporary file behind."""
     path = tmp_path / "f"
@@ -201,6 +202,7 @@ def test_write_durably_failure_cleans_up(tmp_path):
     assert os.listdir(tmp_path) == ["f"]
 
 
+@pytest.mark.functional
 def test_write_durably_replaces(tmp_path):
     """write_durably replaces the file's content."""
     path = tmp_path / "f"
