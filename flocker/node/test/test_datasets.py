@@ -1,0 +1,335 @@
+"""Tests for the dataset deployer: the pure calculation, moves, convergence."""
+
+from uuid import uuid4
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
+
+from flocker.control import Dataset, Deployment, DeploymentState
+from flocker.node import NoOp, in_parallel, run_state_change
+from flocker.node._roles import HANDOFF, PRIMARY, REPLICA, FileRoles, MemoryRoles
+from flocker.node.datasets import (
+    CreateDataset,
+    DatasetDeployer,
+    DatasetMover,
+    DestroyDataset,
+    ExposeDataset,
+    PushDataset,
+    ResizeDataset,
+)
+from flocker.volume.memory import MemoryVolumeBackend
+
+A, B, C = (str(uuid4()) for _ in range(3))
+HOSTS = {A: "127.0.0.11", B: "127.0.0.12", C: "127.0.0.13"}
+DS = str(uuid4())
+MIB = 1024 * 1024
+
+
+def result(d):
+    """The result of an already fired Deferred (or raise its failure)."""
+    out = []
+    d.addBoth(out.append)
+    assert out, "Deferred has not fired"
+    if hasattr(out[0], "raiseException"):
+        out[0].raiseException()
+    return out[0]
+
+
+class Cluster:
+    """Several nodes, each with an in-memory backend, roles and a deployer.
+
+    ``send`` pumps streams straight from one node's backend into another's,
+    doing what the transfer receiver does: a full receive is recorded as a
+    replica first, and a final one exposes the dataset.
+    """
+
+    def __init__(self, nodes=(A, B)):
+        self.backends = {n: MemoryVolumeBackend() for n in nodes}
+        self.roles = {n: MemoryRoles() for n in nodes}
+        self.in_use = set()
+        self.state = DeploymentState()
+        self.deployers = {}
+        for n in nodes:
+            mover = DatasetMover(
+                self.backends[n],
+                self.roles[n],
+                self._sender(n),
+                in_use=lambda d, n=n: (n, d) in self.in_use,
+            )
+            self.deployers[n] = DatasetDeployer(
+                n, HOSTS[n], self.backends[n], self.roles[n], mover
+            )
+
+    def _sender(self, source):
+        by_host = {host: n for n, host in HOSTS.items()}
+
+        def send(dataset_id, snapshot, base, host, final):
+            async def pump():
+                target = by_host[host]
+                stream = await self.backends[source].send(dataset_id, snapshot, base)
+                if base is None:
+                    await self.backends[target].destroy(dataset_id)
+                    self.roles[target].set(dataset_id, REPLICA)
+                sink = await self.backends[target].receive(dataset_id, base)
+                counter = Counter(sink)
+                await stream.start(counter)
+                await sink.finish()
+                if final:
+                    self.roles[target].set(dataset_id, PRIMARY)
+                return counter.count
+
+            return Deferred.fromCoroutine(pump())
+
+        return send
+
+    def converge_node(self, node, configuration):
+        """One pass on one node: discover, report, calculate, run."""
+        deployer = self.deployers[node]
+        local = result(deployer.discover_state(self.state))
+        self.state = self.state.update_node(local.shared_state_changes())
+        change = deployer.calculate_changes(configuration, self.state, local)
+        result(run_state_change(change, deployer))
+        local = result(deployer.discover_state(self.state))
+        self.state = self.state.update_node(local.shared_state_changes())
+        return change
+
+    def converge(self, configuration, passes=6):
+        """Passes over every node until all plans are empty."""
+        for _ in range(passes):
+            plans = [self.converge_node(n, configuration) for n in self.deployers]
+            if all(p == NoOp() for p in plans):
+                return
+        raise AssertionError("did not converge")
+
+
+class Counter:
+    """A consumer wrapper that counts the bytes passing to a sink."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.count = 0
+
+    def registerProducer(self, producer, streaming):  # noqa: N802
+        """Pass the producer on."""
+        self.sink.registerProducer(producer, streaming)
+
+    def unregisterProducer(self):  # noqa: N802
+        """Pass it on."""
+        self.sink.unregisterProducer()
+
+    def write(self, data):
+        """Count and pass on."""
+        self.count += len(data)
+        self.sink.write(data)
+
+
+def config_with(primary, deleted=False, maximum_size=None, dataset_id=DS):
+    """A configuration with one dataset on ``primary``."""
+    dataset = Dataset(dataset_id=dataset_id, deleted=deleted, maximum_size=maximum_size)
+    return Deployment().add_dataset(dataset, primary)
+
+
+def plan(cluster, node, configuration):
+    """What ``node`` would do now."""
+    deployer = cluster.deployers[node]
+    local = result(deployer.discover_state(cluster.state))
+    state = cluster.state.update_node(local.shared_state_changes())
+    return deployer.calculate_changes(configuration, state, local)
+
+
+def test_create_where_primary():
+    """A dataset configured on this node and held nowhere is created here."""
+    cluster = Cluster()
+    configuration = config_with(A, maximum_size=64 * MIB)
+    assert plan(cluster, A, configuration) == CreateDataset(dataset_id=DS, maximum_size=64 * MIB)
+    assert plan(cluster, B, configuration) == NoOp()
+
+
+def test_not_created_while_held_elsewhere():
+    """A dataset another node holds is not created; the holder pushes it."""
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    moved = config_with(B)
+    assert plan(cluster, B, moved) == NoOp()
+    assert isinstance(plan(cluster, A, moved), PushDataset)
+
+
+def test_resize_and_delete():
+    """A changed maximum size resizes; a deleted dataset is destroyed."""
+    cluster = Cluster()
+    cluster.converge(config_with(A, maximum_size=64 * MIB))
+    assert plan(cluster, A, config_with(A, maximum_size=128 * MIB)) == ResizeDataset(
+        dataset_id=DS, maximum_size=128 * MIB
+    )
+    assert plan(cluster, A, config_with(A, deleted=True)) == DestroyDataset(dataset_id=DS)
+    cluster.converge(config_with(A, deleted=True))
+    assert result(cluster.backends[A].list_datasets()) == []
+
+
+def test_unconfigured_left_alone():
+    """A local dataset unknown to the configuration is never touched."""
+    cluster = Cluster()
+    result(cluster.backends[A].create(DS))
+    assert plan(cluster, A, Deployment()) == NoOp()
+
+
+def test_parallel_plan():
+    """Changes for several datasets are combined in parallel."""
+    cluster = Cluster()
+    one, two = sorted([str(uuid4()), str(uuid4())])
+    configuration = config_with(A, dataset_id=one).add_dataset(Dataset(dataset_id=two), A)
+    assert plan(cluster, A, configuration) == in_parallel(
+        [CreateDataset(dataset_id=one), CreateDataset(dataset_id=two)]
+    )
+
+
+def test_move_carries_data_and_exposes_once():
+    """A move carries the data; the source's copy goes; only B exposes it."""
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "data", b"precious")
+    cluster.converge(config_with(B))
+    assert result(cluster.backends[A].list_datasets()) == []
+    assert cluster.backends[B].read_files(DS) == {"data": b"precious"}
+    assert cluster.roles[B].get(DS) == PRIMARY
+    exposed = [n for n, s in cluster.state.nodes.items() if DS in s.datasets and s.datasets[DS].path]
+    assert exposed == [B]
+
+
+def test_move_waits_while_in_use():
+    """While the dataset is in use on A, only bulk rounds run; A keeps it."""
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    moved = config_with(B)
+    cluster.converge_node(A, moved)
+    assert cluster.roles[A].get(DS) == PRIMARY
+    assert cluster.roles[B].get(DS) == REPLICA
+    assert cluster.converge_node(B, moved) == NoOp()  # B waits, and reports
+    state_b = cluster.state.get_node(B).datasets
+    assert state_b[DS].path is None  # a replica is not exposed
+    cluster.backends[A].write_file(DS, "data", b"v2")  # still writable on A
+    cluster.in_use.clear()
+    cluster.converge(moved)
+    assert cluster.backends[B].read_files(DS) == {"data": b"v2"}
+    assert result(cluster.backends[A].list_datasets()) == []
+
+
+def test_move_back():
+    """A dataset moved to B and back to A still has its data."""
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "f", b"x" * 1000)
+    cluster.converge(config_with(B))
+    cluster.converge(config_with(A))
+    assert cluster.backends[A].read_files(DS) == {"f": b"x" * 1000}
+    assert result(cluster.backends[B].list_datasets()) == []
+
+
+def test_handoff_called_off_reexposes():
+    """If a move is called off mid-handoff, the source exposes its copy again."""
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    cluster.roles[A].set(DS, HANDOFF)
+    assert plan(cluster, A, config_with(A)) == ExposeDataset(dataset_id=DS)
+
+
+def test_failed_final_send_retried():
+    """A final send that fails leaves A handing off; the next pass finishes."""
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "data", b"keep")
+    deployer = cluster.deployers[A]
+    real_send = deployer.mover.send
+    calls = []
+
+    def flaky(dataset_id, snapshot, base, host, final):
+        calls.append(final)
+        if final and calls.count(True) == 1:
+            raise OSError("connection cut")
+        return real_send(dataset_id, snapshot, base, host, final)
+
+    deployer.mover.send = flaky
+    moved = config_with(B)
+    try:
+        cluster.converge_node(A, moved)
+    except Exception:
+        pass
+    assert cluster.roles[A].get(DS) == HANDOFF
+    assert cluster.backends[A].read_files(DS) == {"data": b"keep"}
+    cluster.converge(moved)
+    assert cluster.backends[B].read_files(DS) == {"data": b"keep"}
+
+
+def test_file_roles_durable(tmp_path):
+    """Roles written to the file are there when it is loaded again."""
+    path = str(tmp_path / "roles.json")
+    roles = FileRoles(path)
+    roles.set(DS, REPLICA)
+    assert FileRoles(path).get(DS) == REPLICA
+    roles.set(DS, PRIMARY)
+    assert FileRoles(path).all() == {}
+
+
+def test_file_roles_corrupt(tmp_path):
+    """A corrupt role file is an error, not an empty record."""
+    path = tmp_path / "roles.json"
+    path.write_text("{not json")
+    try:
+        FileRoles(str(path))
+    except ValueError as error:
+        assert "not a valid dataset role record" in str(error)
+    else:
+        raise AssertionError("no error")
+
+
+IDS = [str(uuid4()) for _ in range(4)]
+
+
+@st.composite
+def configurations(draw):
+    """Deployments of up to four datasets over nodes A, B and C."""
+    deployment = Deployment()
+    for dataset_id in draw(st.lists(st.sampled_from(IDS), unique=True)):
+        deployment = deployment.add_dataset(
+            Dataset(
+                dataset_id=dataset_id,
+                deleted=draw(st.booleans()),
+                maximum_size=draw(st.sampled_from([None, 64 * MIB, 128 * MIB])),
+            ),
+            draw(st.sampled_from([A, B, C])),
+        )
+    return deployment
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(start=configurations(), target=configurations())
+def test_converges_from_any_state_to_any_configuration(start, target):
+    """
+    From whatever a first configuration left on the nodes, the deployers
+    reach any second configuration: each live dataset exposed on exactly its
+    primary with its maximum size and the data it had, deleted ones nowhere.
+    """
+    cluster = Cluster(nodes=(A, B, C))
+    cluster.converge(start)
+    for dataset_id, _ in [(d.dataset_id, p) for d, p in start.all_datasets() if not d.deleted]:
+        for node in (A, B, C):
+            if dataset_id in {i.dataset_id for i in result(cluster.backends[node].list_datasets())}:
+                cluster.backends[node].write_file(dataset_id, "id", dataset_id.encode())
+    cluster.converge(target)
+    for dataset, primary in target.all_datasets():
+        holders = [
+            n for n in (A, B, C)
+            if dataset.dataset_id in {i.dataset_id for i in result(cluster.backends[n].list_datasets())}
+        ]
+        if dataset.deleted:
+            assert holders == []
+            continue
+        assert holders == [primary]
+        assert cluster.roles[primary].get(dataset.dataset_id) == PRIMARY
+        info = result(cluster.backends[primary].get(dataset.dataset_id))
+        assert info.maximum_size == dataset.maximum_size
+        files = cluster.backends[primary].read_files(dataset.dataset_id)
+        assert files in ({}, {"id": dataset.dataset_id.encode()})
