@@ -137,13 +137,16 @@ class ProcessStreamSource:
         base: str | None,
         stream_format: str,
         add_digest: bool = False,
+        header: bytes = b"",
         path: str | None = None,
     ) -> None:
         """
         :param argv: The command writing the stream to its standard output.
         :param add_digest: Follow the output with its SHA-256.
+        :param header: Bytes written before the command's output.
         :param path: The command's working directory.
         """
+        self._header = header
         self._reactor = reactor
         self._argv = tuple(argv)
         self._backend = backend
@@ -158,6 +161,7 @@ class ProcessStreamSource:
         self._done: Deferred[None] = Deferred()
         self._stopped = False
         self._ended = False
+        self._paused = False
         self.bytes_written = 0
 
     def start(self, consumer: IConsumer) -> Deferred[None]:
@@ -170,7 +174,11 @@ class ProcessStreamSource:
             assert self._consumer is not None
             self._protocol = _Protocol(self._output, self._process_ended)
             self._consumer.registerProducer(self, True)
+            if self._header:
+                self._output(self._header)
             _spawn(self._reactor, self._protocol, self._argv, self._path)
+            if self._paused:
+                self.pauseProducing()
             await self._done
 
         return logged(
@@ -210,11 +218,13 @@ class ProcessStreamSource:
 
     def pauseProducing(self) -> None:  # noqa: N802 (Twisted's name)
         """Stop reading the command's output until resumed."""
+        self._paused = True
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.pauseProducing()  # type: ignore[attr-defined]
 
     def resumeProducing(self) -> None:  # noqa: N802
         """Read the command's output again."""
+        self._paused = False
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.resumeProducing()  # type: ignore[attr-defined]
 
@@ -249,19 +259,25 @@ class ProcessStreamSink:
         dataset_id: str,
         base: str | None,
         stream_format: str,
-        commit: Callable[[], Awaitable[None]],
+        commit: Callable[[bytes], Awaitable[None]],
         discard: Callable[[], Awaitable[None]],
         check_digest: bool = False,
+        header: bool = False,
         path: str | None = None,
     ) -> None:
         """
         Start ``argv`` at once; it receives into a temporary place.
 
-        :param commit: Makes a successfully received result visible; if it
+        :param commit: Called with the stream's header line (empty without
+            one); makes a successfully received result visible.  If it
             raises, ``discard`` runs and ``finish`` fails with BadStream.
         :param discard: Removes every trace of the receive.
         :param check_digest: The stream ends with a SHA-256 trailer.
+        :param header: The stream starts with a line (up to 64 KiB, ending
+            with a newline) that is handed to ``commit``, not the command.
         """
+        self._header: bytearray | None = bytearray() if header else None
+        self._header_done = not header
         self._backend = backend
         self.dataset_id = dataset_id
         self.base = base
@@ -306,6 +322,18 @@ class ProcessStreamSink:
         self.bytes_received += len(data)
         if self._trailer is not None:
             data = self._trailer.feed(data)
+        if not self._header_done and data:
+            assert self._header is not None
+            end = data.find(b"\n")
+            if end < 0:
+                self._header += data
+                data = b""
+            else:
+                self._header += data[: end + 1]
+                data = data[end + 1 :]
+                self._header_done = True
+            if len(self._header) > 65536:
+                self._header_done = True  # not a header: finish refuses it
         if data:
             self._protocol.transport.write(data)  # type: ignore[union-attr]
 
@@ -333,9 +361,12 @@ class ProcessStreamSink:
                 problem = f"{self._argv[0]} failed ({code}): {detail}"
             elif self._trailer is not None:
                 problem = self._trailer.problem()
+            if problem is None and self._header is not None:
+                if not self._header.endswith(b"\n"):
+                    problem = "the stream has no header"
             if problem is None:
                 try:
-                    await self._commit()
+                    await self._commit(bytes(self._header or b""))
                 except Exception as error:
                     problem = f"could not complete the receive: {error}"
             if problem is not None:

@@ -249,6 +249,11 @@ class FrameParser:
         view = memoryview(data)
         while len(view):
             if self._data_left:
+                if self._data_left >= len(view) and len(view) == len(data):
+                    self._data_left -= len(data)  # the common case: no copy
+                    view = view[len(view) :]
+                    self._on_data(data)
+                    continue
                 piece = view[: self._data_left]
                 self._data_left -= len(piece)
                 view = view[len(piece) :]

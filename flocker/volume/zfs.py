@@ -523,7 +523,7 @@ class ZFSVolumeBackend:
             raise DatasetExists(key)
         temporary = self._temporary_name()
 
-        async def commit() -> None:
+        async def commit(header: bytes) -> None:
             if await self._exists(name):
                 raise DatasetExists(key)
             await self._finalise(key, temporary, self.capabilities.default_maximum_size)
@@ -561,7 +561,7 @@ class ZFSVolumeBackend:
             await self._destroy_name(temporary)
             raise
 
-        async def commit() -> None:
+        async def commit(header: bytes) -> None:
             await self._destroy_name(name)
             await self._finalise(key, temporary, quota)
 

@@ -1,0 +1,507 @@
+"""
+The directory backend: datasets as plain directories; no root needed.
+
+The embedded default for development and for machines without ZFS.  Layout
+under ``root``::
+
+    datasets/<id>/meta.json           maximum size, snapshots in order
+    datasets/<id>/data/               the dataset (its mount path)
+    datasets/<id>/snapshots/<name>/   a full copy per snapshot
+    tmp/                              receives and copies in progress
+
+Snapshots and clones are copies (``cp -a --reflink=auto``: instant where the
+filesystem can share blocks, e.g. btrfs or xfs).  Hard-link trees would be
+unsafe because programs modify files in place.  The maximum size is
+recorded but not enforced.
+
+Streams (format ``flocker-tar-v1``): a JSON header line (snapshot name,
+creation time, base), a tar of the snapshot, and the SHA-256 of all that.
+They always carry the whole snapshot; a stream sent with a base is refused
+by a receiver expecting another base (``incremental_send`` is false).  A
+received tree is extracted under ``tmp/`` and only moved into place by
+``finish``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorProcess
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from ._common import (
+    check_dataset_id,
+    check_maximum_size,
+    check_send_names,
+    check_snapshot_name,
+    logged,
+)
+from ._files import (
+    FileStore,
+    make_header,
+    parse_header,
+    snapshot_infos,
+    snapshot_records,
+)
+from ._interface import (
+    BadStream,
+    Capabilities,
+    DatasetExists,
+    DatasetInfo,
+    IStreamSink,
+    IStreamSource,
+    IVolumeBackend,
+    MaximumSizeTooSmall,
+    SnapshotExists,
+    SnapshotInfo,
+    UnknownDataset,
+    UnknownSnapshot,
+)
+from ._logging import (
+    CLONE,
+    CREATE,
+    DESTROY,
+    DESTROY_SNAPSHOT,
+    GET,
+    LIST_DATASETS,
+    LIST_SNAPSHOTS,
+    RECEIVE,
+    ROLLBACK,
+    SEND,
+    SET_MAXIMUM_SIZE,
+    SNAPSHOT_ACTION,
+)
+from ._streams import ProcessStreamSink, ProcessStreamSource
+
+STREAM_FORMAT = "flocker-tar-v1"
+_KIND = "directory"
+
+
+@implementer(IVolumeBackend)
+class DirectoryVolumeBackend:
+    """Datasets as directories under ``root``; see the module docstring."""
+
+    def __init__(
+        self,
+        reactor: IReactorProcess,
+        root: str,
+        threadpool: ThreadPool | None = None,
+        default_maximum_size: int | None = None,
+    ) -> None:
+        """
+        :param reactor: Runs ``cp``, ``tar``, ``du`` and the thread pool.
+        :param root: The directory holding everything (created if needed).
+        :param threadpool: For small blocking file operations (default: the
+            reactor's).
+        :param default_maximum_size: Recorded for datasets created without one.
+        """
+        self._store = FileStore(reactor, root, threadpool)
+        self._reactor = reactor
+        self.root = self._store.root
+        self.capabilities = Capabilities(
+            constant_time_clone=False,
+            incremental_send=False,
+            stream_format=STREAM_FORMAT,
+            grow=True,
+            shrink=True,
+            unlimited=True,
+            enforces_maximum_size=False,
+            clones_depend_on_origin=False,
+            default_maximum_size=default_maximum_size,
+        )
+
+    def recover(self) -> Deferred[None]:
+        """Delete what interrupted operations left behind."""
+        return self._store.recover()
+
+    # -- helpers -----------------------------------------------------------
+
+    def _data(self, dataset_id: str) -> str:
+        return os.path.join(self._store.dataset_dir(dataset_id), "data")
+
+    def _snapshot_dir(self, dataset_id: str, name: str) -> str:
+        return os.path.join(self._store.dataset_dir(dataset_id), "snapshots", name)
+
+    async def _meta(self, dataset_id: str) -> dict[str, Any]:
+        meta = await self._store.read_meta(dataset_id)
+        if meta is None:
+            raise UnknownDataset(dataset_id)
+        return meta
+
+    async def _snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
+        return snapshot_infos(await self._meta(dataset_id))
+
+    async def _require_snapshot(self, dataset_id: str, name: str) -> list[SnapshotInfo]:
+        check_snapshot_name(name)
+        snapshots = await self._snapshots(dataset_id)
+        if name not in [s.name for s in snapshots]:
+            raise UnknownSnapshot(dataset_id, name)
+        return snapshots
+
+    async def _used(self, path: str) -> int:
+        result = await self._store.run("du", "-sb", path)
+        return int(result.stdout.split()[0])
+
+    async def _info(self, dataset_id: str) -> DatasetInfo:
+        meta = await self._meta(dataset_id)
+        data = self._data(dataset_id)
+        return DatasetInfo(
+            dataset_id=dataset_id,
+            path=data,
+            used=await self._used(data),
+            maximum_size=meta["maximum_size"],
+        )
+
+    async def _copy(self, source: str, destination: str) -> None:
+        """Copy a tree (the contents of ``source`` into a new ``destination``)."""
+        await self._store.run("cp", "-a", "--reflink=auto", source, destination)
+
+    async def _replace_contents(self, source: str, destination: str) -> None:
+        """Make ``destination``'s contents a copy of ``source``'s, in place."""
+        await self._store.run("find", destination, "-mindepth", "1", "-delete")
+        await self._store.run(
+            "cp", "-a", "--reflink=auto", f"{source}/.", f"{destination}/"
+        )
+
+    async def _new_dataset(
+        self,
+        dataset_id: str,
+        maximum_size: int | None,
+        content: str | None,
+        snapshots: list[tuple[SnapshotInfo, str]] = [],  # noqa: B006 (not mutated)
+    ) -> None:
+        """
+        Build a dataset in ``tmp/`` and rename it into place.
+
+        :param content: A tree to copy as the data, or None for empty.
+        :param snapshots: Snapshots with trees to *move* into the dataset.
+        """
+        work = self._store.temporary_dir()
+        try:
+            await self._store.makedirs(os.path.join(work, "snapshots"))
+            if content is None:
+                await self._store.makedirs(os.path.join(work, "data"))
+            else:
+                await self._copy(content, os.path.join(work, "data"))
+            for info, tree in snapshots:
+                await self._store.rename(tree, os.path.join(work, "snapshots", info.name))
+            await self._store.write_meta(
+                work,
+                {
+                    "maximum_size": maximum_size,
+                    "snapshots": snapshot_records([s for s, _ in snapshots]),
+                },
+            )
+            if await self._store.exists(dataset_id):
+                raise DatasetExists(dataset_id)
+            await self._store.rename(work, self._store.dataset_dir(dataset_id))
+        finally:
+            await self._store.remove(work)
+
+    # -- IVolumeBackend ----------------------------------------------------
+
+    def create(
+        self, dataset_id: str, maximum_size: int | None = None
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.create`."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            size = check_maximum_size(maximum_size)
+            if size is None:
+                size = self.capabilities.default_maximum_size
+            if await self._store.exists(key):
+                raise DatasetExists(key)
+            await self._store.remove(self._store.dataset_dir(key))  # a broken one
+            await self._new_dataset(key, size, None)
+            return await self._info(key)
+
+        return logged(
+            CREATE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        )
+
+    def destroy(self, dataset_id: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.destroy`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            directory = self._store.dataset_dir(key)
+            if not await self._store.in_thread(os.path.exists, directory):
+                return
+            trash = self._store.temporary_dir()
+            await self._store.rename(directory, trash)
+            await self._store.remove(trash)
+
+        return logged(DESTROY, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.get`."""
+
+        async def run() -> DatasetInfo:
+            return await self._info(check_dataset_id(dataset_id))
+
+        return logged(GET, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def list_datasets(self) -> Deferred[list[DatasetInfo]]:
+        """See :meth:`IVolumeBackend.list_datasets`."""
+
+        async def run() -> list[DatasetInfo]:
+            infos = []
+            for key in await self._store.list_ids():
+                try:
+                    infos.append(await self._info(key))
+                except UnknownDataset:  # destroyed meanwhile
+                    pass
+            return infos
+
+        return logged(LIST_DATASETS, run, backend=_KIND)
+
+    def set_maximum_size(
+        self, dataset_id: str, maximum_size: int | None
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.set_maximum_size` (recorded only)."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            size = check_maximum_size(maximum_size)
+            meta = await self._meta(key)
+            used = await self._used(self._data(key))
+            if size is not None and size < used:
+                raise MaximumSizeTooSmall(f"{size} bytes is less than {used} used")
+            meta["maximum_size"] = size
+            await self._store.write_meta(self._store.dataset_dir(key), meta)
+            return await self._info(key)
+
+        return logged(
+            SET_MAXIMUM_SIZE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        )
+
+    def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
+        """See :meth:`IVolumeBackend.snapshot`."""
+
+        async def run() -> SnapshotInfo:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(name)
+            meta = await self._meta(key)
+            if name in [s.name for s in snapshot_infos(meta)]:
+                raise SnapshotExists(key, name)
+            info = SnapshotInfo(name=name, created=time.time())
+            work = self._store.temporary_dir()
+            try:
+                await self._copy(self._data(key), work)
+                await self._store.rename(work, self._snapshot_dir(key, name))
+            finally:
+                await self._store.remove(work)
+            meta["snapshots"].append({"name": name, "created": info.created})
+            await self._store.write_meta(self._store.dataset_dir(key), meta)
+            return info
+
+        return logged(
+            SNAPSHOT_ACTION,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(name),
+        )
+
+    def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """See :meth:`IVolumeBackend.list_snapshots`."""
+
+        async def run() -> list[SnapshotInfo]:
+            return await self._snapshots(check_dataset_id(dataset_id))
+
+        return logged(LIST_SNAPSHOTS, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    async def _keep_until(
+        self, dataset_id: str, meta: dict[str, Any], name: str, trash: str
+    ) -> list[SnapshotInfo]:
+        """Move snapshots after ``name`` into ``trash``; those kept."""
+        snapshots = snapshot_infos(meta)
+        index = [s.name for s in snapshots].index(name)
+        await self._store.makedirs(trash)
+        for later in snapshots[index + 1 :]:
+            await self._store.rename(
+                self._snapshot_dir(dataset_id, later.name),
+                os.path.join(trash, later.name),
+            )
+        return snapshots[: index + 1]
+
+    def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.rollback`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            await self._require_snapshot(key, name)
+            meta = await self._meta(key)
+            await self._replace_contents(self._snapshot_dir(key, name), self._data(key))
+            trash = self._store.temporary_dir()
+            try:
+                kept = await self._keep_until(key, meta, name, trash)
+                meta["snapshots"] = snapshot_records(kept)
+                await self._store.write_meta(self._store.dataset_dir(key), meta)
+            finally:
+                await self._store.remove(trash)
+
+        return logged(
+            ROLLBACK, run, backend=_KIND, dataset_id=str(dataset_id), snapshot=str(name)
+        )
+
+    def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.destroy_snapshot`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(name)
+            meta = await self._store.read_meta(key)
+            if meta is None or name not in [s.name for s in snapshot_infos(meta)]:
+                return
+            meta["snapshots"] = [s for s in meta["snapshots"] if s["name"] != name]
+            await self._store.write_meta(self._store.dataset_dir(key), meta)
+            await self._store.remove(self._snapshot_dir(key, name))
+
+        return logged(
+            DESTROY_SNAPSHOT,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(name),
+        )
+
+    def clone(
+        self, dataset_id: str, snapshot: str, new_dataset_id: str
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.clone`; a copy."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            new_key = check_dataset_id(new_dataset_id)
+            await self._require_snapshot(key, snapshot)
+            if await self._store.exists(new_key):
+                raise DatasetExists(new_key)
+            await self._new_dataset(
+                new_key,
+                self.capabilities.default_maximum_size,
+                self._snapshot_dir(key, snapshot),
+            )
+            return await self._info(new_key)
+
+        return logged(
+            CLONE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(snapshot),
+            new_dataset_id=str(new_dataset_id),
+        )
+
+    def send(
+        self, dataset_id: str, snapshot: str, base: str | None = None
+    ) -> Deferred[IStreamSource]:
+        """See :meth:`IVolumeBackend.send`; a header, a tar and a checksum."""
+
+        async def run() -> IStreamSource:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(snapshot)
+            if base is not None:
+                check_snapshot_name(base)
+            snapshots = await self._snapshots(key)
+            check_send_names(key, snapshots, snapshot, base)
+            info = next(s for s in snapshots if s.name == snapshot)
+            return ProcessStreamSource(
+                self._reactor,
+                ["tar", "-C", self._snapshot_dir(key, snapshot), "-cf", "-", "."],
+                backend=_KIND,
+                dataset_id=key,
+                snapshot=snapshot,
+                base=base,
+                stream_format=STREAM_FORMAT,
+                add_digest=True,
+                header=make_header(STREAM_FORMAT, info, base),
+            )
+
+        return logged(
+            SEND,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(snapshot),
+            base=base if isinstance(base, str) else None,
+        )
+
+    def receive(
+        self, dataset_id: str, base: str | None = None
+    ) -> Deferred[IStreamSink]:
+        """See :meth:`IVolumeBackend.receive` and the module docstring."""
+
+        async def run() -> IStreamSink:
+            key = check_dataset_id(dataset_id)
+            if base is None:
+                if await self._store.exists(key):
+                    raise DatasetExists(key)
+            else:
+                await self._require_snapshot(key, base)
+            work = self._store.temporary_dir()
+            tree = os.path.join(work, "tree")
+            await self._store.makedirs(tree)
+
+            async def commit(header: bytes) -> None:
+                info = parse_header(header, STREAM_FORMAT, base)
+                if base is None:
+                    await self._new_dataset(
+                        key,
+                        self.capabilities.default_maximum_size,
+                        tree,
+                        [(info, tree)],
+                    )
+                else:
+                    await self._commit_incremental(key, base, info, tree, work)
+
+            return ProcessStreamSink(
+                self._reactor,
+                ["tar", "-C", tree, "-xf", "-"],
+                backend=_KIND,
+                dataset_id=key,
+                base=base,
+                stream_format=STREAM_FORMAT,
+                commit=commit,
+                discard=lambda: self._store.remove(work),
+                check_digest=True,
+                header=True,
+            )
+
+        return logged(
+            RECEIVE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            base=base if isinstance(base, str) else None,
+        )
+
+    async def _commit_incremental(
+        self, key: str, base: str, info: SnapshotInfo, tree: str, work: str
+    ) -> None:
+        """Put a received snapshot after ``base``, dropping later ones."""
+        meta = await self._meta(key)
+        names = [s.name for s in snapshot_infos(meta)]
+        if base not in names:
+            raise BadStream(f"dataset {key} lost snapshot {base!r} meanwhile")
+        if info.name in names[: names.index(base) + 1]:
+            raise BadStream(f"dataset {key} already has snapshot {info.name!r}")
+        kept = await self._keep_until(key, meta, base, os.path.join(work, "trash"))
+        await self._store.rename(tree, self._snapshot_dir(key, info.name))
+        await self._replace_contents(self._snapshot_dir(key, info.name), self._data(key))
+        meta["snapshots"] = snapshot_records([*kept, info])
+        await self._store.write_meta(self._store.dataset_dir(key), meta)
+        await self._store.remove(work)
