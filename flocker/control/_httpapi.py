@@ -1,0 +1,826 @@
+"""The REST API v1: a Klein application bound to the control service's state.
+
+`ConfigurationAPIUserV1` answers at the paths and with the JSON shapes of
+the original Flocker v1 API.  Its routes come from ``schema/endpoints.yml``
+(the `_operation` decorator names the operation); request bodies are
+validated against ``schema/types.yml`` before a handler sees them.
+
+Writes go through `ConfigurationService.change` with a pure function that
+checks everything against the configuration *it is given* (so the checks and
+the change are atomic) and is durable before the response is sent.
+Configuration reads carry ``X-Configuration-Tag``; a write carrying
+``X-If-Configuration-Matches`` is refused with 412 unless the configuration
+still has that tag.
+
+Errors are ``{"description": ...}`` with a precise 4xx status; anything
+unexpected is a 500 naming the eliot task of the request (every request is a
+``flocker:control:rest:request`` action, see `LoggedAPIResource`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Coroutine
+from hashlib import sha256
+from typing import Any, ClassVar
+from uuid import uuid4
+from weakref import WeakKeyDictionary
+
+import attrs
+from eliot import ActionType, Field, start_action, write_failure
+from klein import Klein
+from pyrsistent import InvariantException, PTypeError
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from .. import __version__
+from ._httpschema import SchemaError, klein_path, openapi_document, operations
+from ._httpschema import validate_body as _validate
+from ._model import (
+    KEEP,
+    Application,
+    ApplicationAlreadyExists,
+    AttachedVolume,
+    Dataset,
+    DatasetAlreadyExists,
+    DatasetDeleted,
+    DatasetInUse,
+    DatasetLeased,
+    Deployment,
+    LeaseError,
+    Link,
+    ModelError,
+    Port,
+    RestartAlways,
+    RestartNever,
+    RestartOnFailure,
+    UnknownApplication,
+    UnknownDataset,
+    is_uuid,
+)
+from ._persistence import GenerationMismatch, StoredConfiguration
+from ._serialization import serialize_deployment
+
+__all__ = [
+    "MAXIMUM_BODY_SIZE",
+    "ConfigurationAPIUserV1",
+    "LoggedAPIResource",
+    "REST_REQUEST",
+    "configuration_tag",
+]
+
+#: The largest request body accepted (bigger ones get 413).
+MAXIMUM_BODY_SIZE = 1024 * 1024
+
+_METHOD = Field.for_types("method", [str], "The HTTP method.")
+_PATH = Field.for_types("path", [str], "The request's path.")
+_STATUS = Field.for_types("status", [int], "The HTTP response status code.")
+
+#: One REST API request, from arrival until its response is finished.
+REST_REQUEST = ActionType(
+    "flocker:control:rest:request",
+    [_METHOD, _PATH],
+    [_STATUS],
+    "The control service answered a REST API request.",
+)
+
+#: The eliot action of each request in flight (for 500 responses' task_uuid).
+_ACTIONS: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+
+
+class _APIError(Exception):
+    """Answer the request with this status and description."""
+
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(code, description)
+        self.code = code
+        self.description = description
+
+
+def configuration_tag(generation: int, deployment: Deployment) -> str:
+    """
+    The ``X-Configuration-Tag`` of a configuration.
+
+    It names the generation and a digest of the content, so a tag from
+    another configuration that happens to have the same generation (a store
+    replaced under the service) does not match.
+    """
+    digest = sha256(serialize_deployment(deployment)).hexdigest()[:20]
+    return f"{generation}-{digest}"
+
+
+def _parse_tag(tag: str) -> int:
+    generation, _, digest = tag.partition("-")
+    if not generation.isdigit() or len(digest) != 20:
+        raise _APIError(
+            412, f"X-If-Configuration-Matches {tag!r} is not a configuration tag"
+        )
+    return int(generation)
+
+
+def _check_uuid(value: str, what: str) -> str:
+    """Return the canonical (lowercase) form of a UUID, or refuse with 400."""
+    lowered = value.lower()
+    if not is_uuid(lowered):
+        raise _APIError(400, f"{what} is not a UUID: {value!r}")
+    return lowered
+
+
+@attrs.frozen
+class _Response:
+    """A successful answer: status, JSON body, and the configuration it reflects."""
+
+    code: int
+    body: Any
+    stored: StoredConfiguration | None = None
+
+
+_OperationHandler = Callable[..., Coroutine[Any, Any, _Response]]
+
+_app = Klein()
+
+
+def _operation(name: str) -> Callable[[_OperationHandler], _OperationHandler]:
+    """
+    Register a handler for the operation ``name`` of ``endpoints.yml``.
+
+    The handler is an ``async`` method taking the request, the path
+    parameters, ``body`` (the validated JSON body) if the operation has one,
+    and ``expected_tag`` (the X-If-Configuration-Matches header or ``None``)
+    if it writes.  It returns a `_Response`.
+    """
+    op = operations()[name]
+
+    def decorator(handler: _OperationHandler) -> _OperationHandler:
+        @functools.wraps(handler)
+        def route(self: ConfigurationAPIUserV1, request: Request, **kwargs: Any) -> Any:
+            async def run() -> bytes:
+                if op.request is not None:
+                    kwargs["body"] = _read_body(request, op.request)
+                if op.write:
+                    header = request.getHeader(b"x-if-configuration-matches")
+                    kwargs["expected_tag"] = (
+                        None if header is None else header.decode("latin-1")
+                    )
+                response = await handler(self, request, **kwargs)
+                stored = response.stored
+                if stored is None and (op.tagged or op.write):
+                    stored = self._current()
+                if stored is not None:
+                    request.setHeader(
+                        b"x-configuration-tag",
+                        self._tag(stored).encode("ascii"),
+                    )
+                return _json(request, response.code, response.body)
+
+            return Deferred.fromCoroutine(run())
+
+        _app.route(klein_path(op.path), methods=[op.method])(route)
+        return route
+
+    return decorator
+
+
+def _json(request: Request, code: int, body: Any) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(body, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _read_body(request: Request, definition: str) -> Any:
+    content = request.content
+    data = b"" if content is None else content.read()
+    try:
+        document = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise _APIError(400, f"the request body is not valid JSON: {e}") from None
+    try:
+        _validate(definition, document)
+    except SchemaError as e:
+        raise _APIError(400, str(e)) from None
+    return document
+
+
+# --------------------------------------------------------------------------
+# Model ↔ API JSON
+
+
+def _dataset_json(dataset: Dataset, primary: str) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "dataset_id": dataset.dataset_id,
+        "primary": primary,
+        "metadata": dict(dataset.metadata),
+        "deleted": dataset.deleted,
+    }
+    if dataset.maximum_size is not None:
+        result["maximum_size"] = dataset.maximum_size
+    return result
+
+
+def _restart_json(policy: Any) -> dict[str, Any]:
+    if isinstance(policy, RestartOnFailure):
+        result: dict[str, Any] = {"name": "on-failure"}
+        if policy.maximum_retry_count is not None:
+            result["maximum_retry_count"] = policy.maximum_retry_count
+        return result
+    if isinstance(policy, RestartAlways):
+        return {"name": "always"}
+    return {"name": "never"}
+
+
+def _container_json(app: Application, node_uuid: str) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "node_uuid": node_uuid,
+        "name": app.name,
+        "image": app.image,
+        "ports": [
+            {"internal": p.internal_port, "external": p.external_port}
+            for p in sorted(app.ports, key=lambda p: (p.external_port, p.internal_port))
+        ],
+        "environment": dict(app.environment),
+        "restart_policy": _restart_json(app.restart_policy),
+        "volumes": [
+            {"dataset_id": v.dataset_id, "mountpoint": v.mountpoint}
+            for v in sorted(app.volumes, key=lambda v: (v.mountpoint, v.dataset_id))
+        ],
+        "links": [
+            {
+                "alias": link.alias,
+                "local_port": link.local_port,
+                "remote_port": link.remote_port,
+            }
+            for link in sorted(app.links, key=lambda x: x.alias)
+        ],
+    }
+    for name in ("cpu_shares", "memory_limit"):
+        if getattr(app, name) is not None:
+            result[name] = getattr(app, name)
+    if app.command_line is not None:
+        result["command_line"] = list(app.command_line)
+    return result
+
+
+def _restart_from(body: dict[str, Any] | None) -> Any:
+    if body is None or body["name"] == "never":
+        return RestartNever()
+    if body["name"] == "always":
+        return RestartAlways()
+    return RestartOnFailure(maximum_retry_count=body.get("maximum_retry_count"))
+
+
+def _application_from(body: dict[str, Any]) -> Application:
+    """Build the `Application` a container request describes (400 if invalid)."""
+    try:
+        return Application(
+            name=body["name"],
+            image=body["image"],
+            ports=[
+                Port(internal_port=p["internal"], external_port=p["external"])
+                for p in body.get("ports", [])
+            ],
+            links=[Link(**link) for link in body.get("links", [])],
+            environment=body.get("environment", {}),
+            volumes=[
+                AttachedVolume(
+                    dataset_id=_check_uuid(v["dataset_id"], "volumes/dataset_id"),
+                    mountpoint=v["mountpoint"],
+                )
+                for v in body.get("volumes", [])
+            ],
+            restart_policy=_restart_from(body.get("restart_policy")),
+            cpu_shares=body.get("cpu_shares"),
+            memory_limit=body.get("memory_limit"),
+            command_line=body.get("command_line"),
+        )
+    except InvariantException as e:
+        raise _APIError(400, _invariant_reasons(e)) from None
+    except (PTypeError, TypeError) as e:
+        raise _APIError(400, str(e)) from None
+
+
+def _invariant_reasons(e: InvariantException) -> str:
+    reasons = [str(r) for r in e.invariant_errors] + [
+        f"missing {m}" for m in e.missing_fields
+    ]
+    return "; ".join(reasons) or str(e)
+
+
+# --------------------------------------------------------------------------
+
+
+#: Which status each model error gets.
+_MODEL_ERRORS: list[tuple[type[Exception], int]] = [
+    (UnknownDataset, 404),
+    (UnknownApplication, 404),
+    (DatasetAlreadyExists, 409),
+    (ApplicationAlreadyExists, 409),
+    (DatasetDeleted, 409),
+    (DatasetInUse, 409),
+    (DatasetLeased, 409),
+    (LeaseError, 409),
+    (ModelError, 400),
+]
+
+
+@attrs.define
+class ConfigurationAPIUserV1:
+    """
+    The REST API v1 over the configuration and the cluster state.
+
+    :ivar configuration_service: the `ConfigurationService` (already loaded).
+    :ivar cluster_state_service: the `ClusterStateService`.
+    :ivar clock: the time (for lease expiry).
+    """
+
+    app: ClassVar[Klein] = _app
+
+    configuration_service: Any
+    cluster_state_service: Any
+    clock: IReactorTime
+    _tags: dict[int, tuple[Deployment, str]] = attrs.field(factory=dict, init=False)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _current(self) -> StoredConfiguration:
+        """The current configuration and its generation."""
+        service = self.configuration_service
+        return StoredConfiguration(
+            generation=service.generation, deployment=service.deployment
+        )
+
+    def _tag(self, stored: StoredConfiguration) -> str:
+        cached = self._tags.get(stored.generation)
+        if cached is not None and cached[0] is stored.deployment:
+            return cached[1]
+        tag = configuration_tag(stored.generation, stored.deployment)
+        self._tags = {stored.generation: (stored.deployment, tag)}
+        return tag
+
+    def _require_node(self, deployment: Deployment, node_uuid: str, what: str) -> None:
+        """Refuse (400) a node that neither reported state nor holds configuration."""
+        state = self.cluster_state_service.as_deployment_state()
+        if node_uuid not in deployment.nodes and node_uuid not in state.nodes:
+            raise _APIError(
+                400,
+                f"{what} {node_uuid} is not a node of this cluster: it has never "
+                "reported its state to the control service and holds no "
+                "configuration",
+            )
+
+    async def _change(
+        self, expected_tag: str | None, change: Callable[[Deployment], Deployment]
+    ) -> StoredConfiguration:
+        """Apply ``change`` durably, only at ``expected_tag`` if one is given."""
+        generation = None
+        if expected_tag is not None:
+            generation = _parse_tag(expected_tag)
+            unconditional = change
+
+            def change(deployment: Deployment) -> Deployment:
+                if configuration_tag(generation, deployment) != expected_tag:
+                    raise GenerationMismatch(generation, None)
+                return unconditional(deployment)
+
+        stored: StoredConfiguration = await self.configuration_service.change(
+            change, expected_generation=generation
+        )
+        return stored
+
+    # -- misc ----------------------------------------------------------------
+
+    @_operation("version")
+    async def version(self, request: Request) -> _Response:
+        """The control service's version."""
+        return _Response(200, {"flocker": __version__})
+
+    @_operation("openapi")
+    async def openapi(self, request: Request) -> _Response:
+        """The OpenAPI document, generated from the schema files."""
+        return _Response(200, openapi_document(__version__))
+
+    # -- datasets ------------------------------------------------------------
+
+    @_operation("list_datasets_configuration")
+    async def list_datasets_configuration(self, request: Request) -> _Response:
+        """Every configured dataset."""
+        stored = self._current()
+        body = [_dataset_json(d, p) for d, p in stored.deployment.all_datasets()]
+        return _Response(200, body, stored)
+
+    @_operation("create_dataset")
+    async def create_dataset(
+        self, request: Request, body: dict[str, Any], expected_tag: str | None
+    ) -> _Response:
+        """Add a dataset with its primary on a known node."""
+        primary = _check_uuid(body["primary"], "primary")
+        dataset_id = _check_uuid(body.get("dataset_id", str(uuid4())), "dataset_id")
+        dataset = Dataset(
+            dataset_id=dataset_id,
+            metadata=body.get("metadata", {}),
+            maximum_size=body.get("maximum_size"),
+        )
+
+        def change(deployment: Deployment) -> Deployment:
+            self._require_node(deployment, primary, "primary")
+            return deployment.add_dataset(dataset, primary)
+
+        stored = await self._change(expected_tag, change)
+        return _Response(201, _dataset_json(dataset, primary), stored)
+
+    @_operation("update_dataset")
+    async def update_dataset(
+        self,
+        request: Request,
+        dataset_id: str,
+        body: dict[str, Any],
+        expected_tag: str | None,
+    ) -> _Response:
+        """Move a dataset and/or change its maximum size or metadata."""
+        dataset_id = _check_uuid(dataset_id, "dataset_id")
+        primary = _check_uuid(body["primary"], "primary") if "primary" in body else None
+
+        def change(deployment: Deployment) -> Deployment:
+            dataset, _ = deployment.get_dataset(dataset_id)
+            if dataset.deleted:
+                raise DatasetDeleted(dataset_id)
+            if primary is not None:
+                self._require_node(deployment, primary, "primary")
+            deployment = deployment.update_dataset(
+                dataset_id,
+                metadata=body.get("metadata"),
+                maximum_size=body.get("maximum_size", KEEP),
+            )
+            if primary is not None:
+                deployment = deployment.move_dataset(dataset_id, primary)
+            return deployment
+
+        stored = await self._change(expected_tag, change)
+        dataset, node = stored.deployment.get_dataset(dataset_id)
+        return _Response(200, _dataset_json(dataset, node), stored)
+
+    @_operation("delete_dataset")
+    async def delete_dataset(
+        self, request: Request, dataset_id: str, expected_tag: str | None
+    ) -> _Response:
+        """Mark a dataset deleted."""
+        dataset_id = _check_uuid(dataset_id, "dataset_id")
+        stored = await self._change(
+            expected_tag, lambda deployment: deployment.delete_dataset(dataset_id)
+        )
+        dataset, node = stored.deployment.get_dataset(dataset_id)
+        return _Response(200, _dataset_json(dataset, node), stored)
+
+    @_operation("list_datasets_state")
+    async def list_datasets_state(self, request: Request) -> _Response:
+        """The datasets nodes report having mounted."""
+        state = self.cluster_state_service.as_deployment_state()
+        body = []
+        for uuid, node in state.nodes.items():
+            for ds in (node.datasets or {}).values():
+                if ds.path is None:
+                    continue
+                entry: dict[str, Any] = {
+                    "dataset_id": ds.dataset_id,
+                    "primary": uuid,
+                    "path": ds.path,
+                }
+                if ds.maximum_size is not None:
+                    entry["maximum_size"] = ds.maximum_size
+                body.append(entry)
+        body.sort(key=lambda e: (e["dataset_id"], e["primary"]))
+        return _Response(200, body)
+
+    # -- nodes ---------------------------------------------------------------
+
+    @_operation("list_nodes")
+    async def list_nodes(self, request: Request) -> _Response:
+        """The nodes that reported their state."""
+        state = self.cluster_state_service.as_deployment_state()
+        body = []
+        for uuid in sorted(state.nodes):
+            entry = {"uuid": uuid}
+            if state.nodes[uuid].hostname is not None:
+                entry["host"] = state.nodes[uuid].hostname
+            body.append(entry)
+        return _Response(200, body)
+
+    @_operation("node_by_era")
+    async def node_by_era(self, request: Request, era: str) -> _Response:
+        """The node whose current era is ``era``."""
+        era = _check_uuid(era, "era")
+        state = self.cluster_state_service.as_deployment_state()
+        for uuid, node in state.nodes.items():
+            if node.era == era:
+                return _Response(200, {"node_uuid": uuid})
+        raise _APIError(404, f"no node reported era {era}")
+
+    # -- leases --------------------------------------------------------------
+
+    def _lease_json(self, lease: Any, now: float) -> dict[str, Any]:
+        expires = None
+        if lease.expiration is not None:
+            expires = max(0.0, lease.expiration - now)
+        return {
+            "dataset_id": lease.dataset_id,
+            "node_uuid": lease.node_uuid,
+            "expires": expires,
+        }
+
+    @_operation("list_leases")
+    async def list_leases(self, request: Request) -> _Response:
+        """The leases that have not lapsed."""
+        stored = self._current()
+        now = self.clock.seconds()
+        leases = stored.deployment.leases.expire(now)
+        return _Response(200, [self._lease_json(x, now) for x in leases], stored)
+
+    @_operation("acquire_lease")
+    async def acquire_lease(
+        self, request: Request, body: dict[str, Any], expected_tag: str | None
+    ) -> _Response:
+        """Acquire or renew a lease."""
+        dataset_id = _check_uuid(body["dataset_id"], "dataset_id")
+        node_uuid = _check_uuid(body["node_uuid"], "node_uuid")
+        expires = body["expires"]
+        now = self.clock.seconds()
+        renewed = []
+
+        def change(deployment: Deployment) -> Deployment:
+            dataset, _ = deployment.get_dataset(dataset_id)
+            if dataset.deleted:
+                raise DatasetDeleted(dataset_id)
+            self._require_node(deployment, node_uuid, "node_uuid")
+            current = deployment.leases.expire(now).get(dataset_id)
+            renewed[:] = [current is not None and current.node_uuid == node_uuid]
+            return deployment.set(
+                leases=deployment.leases.acquire(now, dataset_id, node_uuid, expires)
+            )
+
+        stored = await self._change(expected_tag, change)
+        lease = stored.deployment.leases.get(dataset_id)
+        return _Response(
+            200 if renewed[0] else 201, self._lease_json(lease, now), stored
+        )
+
+    @_operation("release_lease")
+    async def release_lease(
+        self, request: Request, dataset_id: str, expected_tag: str | None
+    ) -> _Response:
+        """Release the lease on a dataset."""
+        dataset_id = _check_uuid(dataset_id, "dataset_id")
+        now = self.clock.seconds()
+        released = []
+
+        def change(deployment: Deployment) -> Deployment:
+            lease = deployment.leases.get(dataset_id)
+            if lease is None:
+                raise _APIError(404, f"there is no lease on dataset {dataset_id}")
+            released[:] = [lease]
+            return deployment.set(leases=deployment.leases.release(dataset_id))
+
+        stored = await self._change(expected_tag, change)
+        return _Response(200, self._lease_json(released[0], now), stored)
+
+    # -- containers ----------------------------------------------------------
+
+    @_operation("list_containers_configuration")
+    async def list_containers_configuration(self, request: Request) -> _Response:
+        """Every configured container."""
+        stored = self._current()
+        body = [_container_json(a, n) for a, n in stored.deployment.all_applications()]
+        return _Response(200, body, stored)
+
+    @_operation("create_container")
+    async def create_container(
+        self, request: Request, body: dict[str, Any], expected_tag: str | None
+    ) -> _Response:
+        """Configure a container on a node."""
+        node_uuid = _check_uuid(body["node_uuid"], "node_uuid")
+        app = _application_from(body)
+
+        def change(deployment: Deployment) -> Deployment:
+            self._require_node(deployment, node_uuid, "node_uuid")
+            try:
+                deployment.get_application(app.name)
+            except UnknownApplication:
+                pass
+            else:
+                raise ApplicationAlreadyExists(app.name)
+            node = deployment.get_node(node_uuid)
+            for volume in app.volumes:
+                dataset, primary = deployment.get_dataset(volume.dataset_id)
+                if dataset.deleted:
+                    raise DatasetDeleted(dataset.dataset_id)
+                if primary != node_uuid:
+                    raise _APIError(
+                        409,
+                        f"dataset {dataset.dataset_id} is on node {primary}, not "
+                        f"{node_uuid}: move it first",
+                    )
+                user = node.application_using(volume.dataset_id)
+                if user is not None:
+                    raise DatasetInUse(volume.dataset_id, user.name)
+            _check_ports(deployment, app, node_uuid)
+            return deployment.add_application(app, node_uuid)
+
+        stored = await self._change(expected_tag, change)
+        return _Response(201, _container_json(app, node_uuid), stored)
+
+    @_operation("move_container")
+    async def move_container(
+        self,
+        request: Request,
+        name: str,
+        body: dict[str, Any],
+        expected_tag: str | None,
+    ) -> _Response:
+        """Move a container (and its datasets) to another node."""
+        node_uuid = _check_uuid(body["node_uuid"], "node_uuid")
+
+        def change(deployment: Deployment) -> Deployment:
+            app, source = deployment.get_application(name)
+            self._require_node(deployment, node_uuid, "node_uuid")
+            if source != node_uuid:
+                _check_ports(deployment, app, node_uuid)
+            return deployment.move_application(name, node_uuid)
+
+        stored = await self._change(expected_tag, change)
+        app, node = stored.deployment.get_application(name)
+        return _Response(200, _container_json(app, node), stored)
+
+    @_operation("delete_container")
+    async def delete_container(
+        self, request: Request, name: str, expected_tag: str | None
+    ) -> _Response:
+        """Remove a container from the configuration."""
+        removed = []
+
+        def change(deployment: Deployment) -> Deployment:
+            removed[:] = [deployment.get_application(name)]
+            return deployment.remove_application(name)
+
+        stored = await self._change(expected_tag, change)
+        app, node = removed[0]
+        return _Response(200, _container_json(app, node), stored)
+
+    @_operation("list_containers_state")
+    async def list_containers_state(self, request: Request) -> _Response:
+        """The containers nodes report running."""
+        state = self.cluster_state_service.as_deployment_state()
+        body = []
+        for uuid, node in state.nodes.items():
+            for app in (node.applications or {}).values():
+                entry = _container_json(app, uuid)
+                entry["running"] = True
+                body.append(entry)
+        body.sort(key=lambda e: (e["name"], e["node_uuid"]))
+        return _Response(200, body)
+
+    # -- errors --------------------------------------------------------------
+
+    @_app.handle_errors(Exception)
+    def _error(self, request: Request, failure: Failure) -> bytes | None:
+        """Turn a failure into a JSON error response."""
+        error = failure.value
+        if isinstance(error, CancelledError):
+            return None
+        if isinstance(error, _APIError):
+            return _json(request, error.code, {"description": error.description})
+        if isinstance(error, GenerationMismatch):
+            return _json(
+                request,
+                412,
+                {
+                    "description": "the configuration changed since the tag in "
+                    "X-If-Configuration-Matches; read it again"
+                },
+            )
+        if isinstance(error, ModelError):
+            code = next(c for t, c in _MODEL_ERRORS if isinstance(error, t))
+            return _json(request, code, {"description": str(error)})
+        if isinstance(error, InvariantException):
+            return _json(request, 409, {"description": _invariant_reasons(error)})
+        if isinstance(error, MethodNotAllowed):
+            allowed = ", ".join(error.valid_methods or [])
+            request.setHeader(b"allow", allowed.encode("ascii"))
+            return _json(
+                request,
+                405,
+                {
+                    "description": f"method {request.method.decode('ascii')} is "
+                    f"not allowed here; allowed: {allowed}"
+                },
+            )
+        if isinstance(error, NotFound):
+            return _json(
+                request,
+                404,
+                {"description": f"no such path: {request.path.decode('latin-1')}"},
+            )
+        if isinstance(error, HTTPException):
+            return _json(
+                request, error.code or 400, {"description": str(error.description)}
+            )
+        action = _ACTIONS.get(request)
+        task_uuid = action.task_uuid if action is not None else "unknown"
+        if action is not None:
+            with action.context():
+                write_failure(failure)
+        else:
+            write_failure(failure)
+        return _json(
+            request,
+            500,
+            {
+                "description": "internal error in the control service; its log "
+                f"has the details under eliot task {task_uuid}",
+                "task_uuid": task_uuid,
+            },
+        )
+
+
+def _check_ports(deployment: Deployment, app: Application, node_uuid: str) -> None:
+    """Refuse (409) an application whose external ports are taken on the node."""
+    node = deployment.get_node(node_uuid)
+    taken = {
+        p.external_port
+        for other in node.applications.values()
+        if other.name != app.name
+        for p in other.ports
+    }
+    clash = sorted(taken & {p.external_port for p in app.ports})
+    if clash:
+        raise _APIError(
+            409,
+            f"external port(s) {', '.join(map(str, clash))} already used on "
+            f"node {node_uuid}",
+        )
+
+
+class LoggedAPIResource(Resource):
+    """
+    The root resource: logs each request as an eliot action, bounds bodies.
+
+    Each request runs inside a ``flocker:control:rest:request`` action that
+    finishes, with the status code, when the response is finished.  A body
+    larger than `MAXIMUM_BODY_SIZE` is refused with 413 before routing.
+    """
+
+    isLeaf = True
+
+    def __init__(self, api: ConfigurationAPIUserV1) -> None:
+        """Serve ``api``'s Klein application."""
+        super().__init__()
+        self._inner = api.app.resource()
+
+    def render(self, request: Request) -> Any:
+        """Route the request to the API inside its eliot action."""
+        action = start_action(
+            action_type=REST_REQUEST.action_type,
+            method=request.method.decode("ascii", "replace"),
+            path=request.path.decode("utf-8", "replace"),
+        )
+        _ACTIONS[request] = action
+
+        def finished(result: object) -> None:
+            action.add_success_fields(status=request.code)
+            action.finish()
+
+        request.notifyFinish().addBoth(finished)
+        with action.context():
+            if _body_size(request) > MAXIMUM_BODY_SIZE:
+                request.write(
+                    _json(
+                        request,
+                        413,
+                        {
+                            "description": "the request body is larger than "
+                            f"{MAXIMUM_BODY_SIZE} bytes"
+                        },
+                    )
+                )
+                request.finish()
+                return NOT_DONE_YET
+            return self._inner.render(request)
+
+
+def _body_size(request: Request) -> int:
+    if getattr(request, "body_too_large", False):
+        return MAXIMUM_BODY_SIZE + 1
+    content = request.content
+    if content is None:
+        return 0
+    position = content.tell()
+    content.seek(0, 2)
+    size = content.tell()
+    content.seek(position)
+    return int(size)

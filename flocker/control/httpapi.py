@@ -1,0 +1,246 @@
+"""The control service's REST API v1, served over HTTPS with client certificates.
+
+Entry points for ``flocker-control``:
+
+* `create_api_service` — an ``IService`` that listens (TLS, client
+  certificate required) and serves the API, and removes deleted datasets
+  from the configuration once no node has them (`DeletedDatasetCleaner`);
+* `make_api_resource` — the API as an ``IResource`` (used directly, with
+  ``treq.testing.StubTreq``, by unit tests).
+
+The routes, request and response shapes are in ``schema/`` and documented by
+``GET /v1/openapi.json``; see `flocker.control._httpapi` for the behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from eliot import write_traceback
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+
+from ._httpapi import (
+    MAXIMUM_BODY_SIZE,
+    REST_REQUEST,
+    ConfigurationAPIUserV1,
+    LoggedAPIResource,
+    configuration_tag,
+)
+from ._model import Deployment
+from ._state import DeploymentState, cleanup_deleted
+
+__all__ = [
+    "MAXIMUM_BODY_SIZE",
+    "REST_API_PORT",
+    "REST_REQUEST",
+    "APIService",
+    "ConfigurationAPIUserV1",
+    "DeletedDatasetCleaner",
+    "configuration_tag",
+    "create_api_service",
+    "make_api_resource",
+    "make_api_site",
+]
+
+#: The REST API's default TCP port.
+REST_API_PORT = 4523
+
+
+def make_api_resource(
+    configuration_service: Any, cluster_state_service: Any, clock: IReactorTime
+) -> IResource:
+    """
+    The REST API v1 as a resource to put at the root of a ``Site``.
+
+    :param configuration_service: a loaded `ConfigurationService`.
+    :param cluster_state_service: the `ClusterStateService`.
+    :param clock: the time, for lease expiry.
+    """
+    return LoggedAPIResource(
+        ConfigurationAPIUserV1(configuration_service, cluster_state_service, clock)
+    )
+
+
+class _BoundedRequest(Request):
+    """A request that stops buffering its body past `MAXIMUM_BODY_SIZE`."""
+
+    body_too_large = False
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802
+        """Do not prepare storage for a body that will be refused anyway."""
+        if length is not None and length > MAXIMUM_BODY_SIZE:
+            self.body_too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
+        """Buffer the body only while it is within the limit."""
+        self._received += len(data)
+        if self._received > MAXIMUM_BODY_SIZE:
+            self.body_too_large = True
+        if not self.body_too_large:
+            super().handleContentChunk(data)
+
+
+def make_api_site(resource: IResource) -> Site:
+    """A ``Site`` for the API that never buffers more than a bounded body."""
+    site = Site(resource, requestFactory=_BoundedRequest)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site
+
+
+@attrs.define(eq=False)
+class DeletedDatasetCleaner(Service):
+    """
+    Remove deleted datasets from the configuration once no node has them.
+
+    On every cluster state change and every configuration change it applies
+    `cleanup_deleted` (through `ConfigurationService.change`, so durably),
+    at most one change in flight at a time.
+    """
+
+    configuration_service: Any
+    cluster_state_service: Any
+    _unsubscribe: list[Any] = attrs.field(factory=list, init=False)
+    _running: bool = attrs.field(default=False, init=False)
+    _again: bool = attrs.field(default=False, init=False)
+
+    def startService(self) -> None:  # noqa: N802
+        """Subscribe to both services and clean up once now."""
+        Service.startService(self)
+        self._unsubscribe = [
+            self.cluster_state_service.subscribe(lambda state: self.check()),
+            self.configuration_service.subscribe(lambda g, d: self.check()),
+        ]
+        self.check()
+
+    def stopService(self) -> Deferred[None] | None:  # noqa: N802
+        """Unsubscribe."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        return Service.stopService(self)
+
+    def _needed(self) -> bool:
+        deployment: Deployment = self.configuration_service.deployment
+        state: DeploymentState = self.cluster_state_service.as_deployment_state()
+        return cleanup_deleted(deployment, state) != deployment
+
+    def check(self) -> None:
+        """Clean up now if anything needs it (coalescing overlapping calls)."""
+        if self._running:
+            self._again = True
+            return
+        if not self._needed():
+            return
+        self._running = True
+        self._again = False
+
+        def change(deployment: Deployment) -> Deployment:
+            return cleanup_deleted(
+                deployment, self.cluster_state_service.as_deployment_state()
+            )
+
+        def done(result: object) -> None:
+            self._running = False
+            if self._again:
+                self.check()
+
+        def failed(failure: Any) -> None:
+            write_traceback(exc_info=(failure.type, failure.value, failure.tb))
+
+        d = self.configuration_service.change(change)
+        d.addErrback(failed)
+        d.addBoth(done)
+
+
+@attrs.define(eq=False)
+class APIService(Service):
+    """
+    Listen on an endpoint and serve a factory; `listening` tells the port.
+
+    :ivar endpoint: where to listen.
+    :ivar factory: what to serve (already wrapped in TLS).
+    """
+
+    endpoint: IStreamServerEndpoint
+    factory: Any
+    _port: Deferred[IListeningPort] | None = attrs.field(default=None, init=False)
+
+    def startService(self) -> None:  # noqa: N802
+        """Start listening."""
+        Service.startService(self)
+        self._port = self.endpoint.listen(self.factory)
+
+    def listening(self) -> Deferred[IListeningPort]:
+        """A Deferred firing with the listening port (once started)."""
+        if self._port is None:
+            raise RuntimeError("the API service has not been started")
+        result: Deferred[IListeningPort] = Deferred()
+        self._port.addCallback(lambda port: (result.callback(port), port)[1])
+        self._port.addErrback(lambda f: (result.errback(f), f)[1])
+        return result
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        """Stop listening."""
+        Service.stopService(self)
+        if self._port is None:
+            return succeed(None)
+        port, self._port = self._port, None
+        return port.addCallback(lambda p: p.stopListening())
+
+
+def create_api_service(
+    reactor: Any,
+    configuration_service: Any,
+    cluster_state_service: Any,
+    endpoint_description_or_port: str | int | IStreamServerEndpoint,
+    tls_context_factory: Any,
+) -> IService:
+    """
+    The REST API as a service: HTTPS with client certificates, and cleanup.
+
+    :param reactor: the reactor (listening and time).
+    :param configuration_service: a loaded `ConfigurationService`.
+    :param cluster_state_service: the `ClusterStateService`.
+    :param endpoint_description_or_port: a TCP port number (all interfaces),
+        a server endpoint description string (``"tcp:4523:interface=..."``;
+        plain, TLS is added here) or an ``IStreamServerEndpoint``.
+    :param tls_context_factory: from ``flocker.ca.server_context_factory``
+        (it requires a client certificate from the cluster CA).
+    :return: a ``MultiService`` holding the `APIService` (named ``"api"``)
+        and the `DeletedDatasetCleaner` (named ``"cleaner"``).
+    """
+    if isinstance(endpoint_description_or_port, int):
+        endpoint: IStreamServerEndpoint = TCP4ServerEndpoint(
+            reactor, endpoint_description_or_port
+        )
+    elif isinstance(endpoint_description_or_port, str):
+        endpoint = serverFromString(reactor, endpoint_description_or_port)
+    else:
+        endpoint = endpoint_description_or_port
+    site = make_api_site(
+        make_api_resource(configuration_service, cluster_state_service, reactor)
+    )
+    factory = TLSMemoryBIOFactory(tls_context_factory, False, site)
+    service = MultiService()
+    api = APIService(endpoint, factory)
+    api.setName("api")
+    api.setServiceParent(service)
+    cleaner = DeletedDatasetCleaner(configuration_service, cluster_state_service)
+    cleaner.setName("cleaner")
+    cleaner.setServiceParent(service)
+    return service
