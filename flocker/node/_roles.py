@@ -5,11 +5,13 @@ know whether this node *exposes* it (reports it with its mount path, so
 applications use it) or merely holds a copy:
 
 ``primary``
-    The node's own, exposed dataset.  Datasets not in the record are primary
-    (every dataset the agent created itself).
+    The node's own, exposed dataset: the agent records this role before it
+    creates a dataset, and when the final increment of a move arrives.
 ``replica``
     A copy received from another node during a move, not exposed until the
-    final increment arrives.
+    final increment arrives.  Datasets not in the record are replicas, so a
+    dataset that arrives by a full stream is never exposed by accident, even
+    if the agent crashes as it arrives.
 ``handoff``
     This node was the primary and is sending the final increment to the new
     primary: no longer exposed, so the data is never writable on two nodes.
@@ -35,19 +37,22 @@ class MemoryRoles:
     """Dataset roles kept in memory (for unit tests and the in-memory agent)."""
 
     def __init__(self) -> None:
-        """Start with every dataset primary."""
+        """Start with no record: every dataset a replica."""
         self._roles: dict[str, str] = {}
 
     def get(self, dataset_id: str) -> str:
-        """The dataset's role; ``primary`` unless recorded otherwise."""
-        return self._roles.get(dataset_id, PRIMARY)
+        """The dataset's role; ``replica`` unless recorded otherwise."""
+        return self._roles.get(dataset_id, REPLICA)
 
     def set(self, dataset_id: str, role: str) -> None:
-        """Record a role (``primary`` removes the record)."""
+        """Record a role durably (``replica`` removes the record)."""
         if role not in ROLES:
             raise ValueError(f"unknown dataset role {role!r}")
-        if role == PRIMARY:
-            self._roles.pop(dataset_id, None)
+        if role == REPLICA:
+            if self._roles.pop(dataset_id, None) is None:
+                return
+        elif self._roles.get(dataset_id) == role:
+            return
         else:
             self._roles[dataset_id] = role
         self._saved()
@@ -58,7 +63,7 @@ class MemoryRoles:
             self._saved()
 
     def all(self) -> dict[str, str]:
-        """Every recorded non-primary role."""
+        """Every recorded role (replicas are not recorded)."""
         return dict(self._roles)
 
     def _saved(self) -> None:
@@ -70,7 +75,7 @@ class FileRoles(MemoryRoles):
 
     def __init__(self, path: str) -> None:
         """
-        Load the record from ``path`` (missing: every dataset is primary).
+        Load the record from ``path`` (missing: no record).
 
         :raise ValueError: if the file exists but is not a valid record.
         """
@@ -87,7 +92,7 @@ class FileRoles(MemoryRoles):
             isinstance(v, str) and v in ROLES for v in loaded.values()
         ):
             raise ValueError(f"{path}: not a valid dataset role record")
-        self._roles = {k: v for k, v in loaded.items() if v != PRIMARY}
+        self._roles = {k: v for k, v in loaded.items() if v != REPLICA}
 
     def _saved(self) -> None:
         """Write the record atomically and durably."""

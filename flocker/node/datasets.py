@@ -10,7 +10,9 @@ decides, dataset by dataset:
 * configured on another node while this node exposes (or is handing off)
   it: push it there (a move, see ``PushDataset``);
 * a leftover copy of a dataset another node now exposes: destroy it;
-* configured here but another node still has it: wait for its push;
+* configured here but another node still has it: wait for its push (a
+  stale local copy sharing no snapshot with the exposed one is destroyed
+  first, so the full stream can arrive);
 * unknown to the configuration: leave it alone (never lose data).
 
 Changes for different datasets run in parallel, so a failing dataset never
@@ -40,7 +42,7 @@ from flocker.control import (
 from flocker.volume import DatasetInfo, IVolumeBackend, SnapshotInfo
 
 from ._deploy import IDeployer, ILocalState, IStateChange, in_parallel
-from ._roles import HANDOFF, PRIMARY, MemoryRoles
+from ._roles import HANDOFF, PRIMARY, REPLICA, MemoryRoles
 
 #: An incremental move round smaller than this is followed by the final one.
 SMALL_DELTA = 8 * 1024 * 1024
@@ -113,7 +115,8 @@ class CreateDataset(PClass):
         return _fields(self)
 
     def run(self, deployer: DatasetDeployer) -> Deferred[Any]:
-        """Create it in the backend."""
+        """Record it as primary, then create it in the backend."""
+        deployer.roles.set(self.dataset_id, PRIMARY)
         return deployer.backend.create(self.dataset_id, self.maximum_size)
 
 
@@ -216,6 +219,20 @@ def _exposed_elsewhere(
     return found
 
 
+def _unrelated(
+    local: LocalDataset,
+    cluster_state: DeploymentState,
+    exposed_elsewhere: list[str],
+    dataset_id: str,
+) -> bool:
+    """Whether a local replica shares no snapshot with the exposed copy."""
+    if len(exposed_elsewhere) != 1:
+        return False
+    copy = cluster_state.get_node(exposed_elsewhere[0]).datasets[dataset_id]
+    theirs = {s.name for s in copy.snapshots}
+    return bool(theirs) and not theirs & {s.name for s in local.snapshots}
+
+
 def calculate_dataset_changes(
     node_uuid: str,
     configuration: Deployment,
@@ -258,6 +275,12 @@ def calculate_dataset_changes(
             elif local.role == HANDOFF and not exposed_elsewhere:
                 # The move was called off before the destination took over.
                 changes.append(ExposeDataset(dataset_id=dataset_id))
+            elif local.role == REPLICA and _unrelated(
+                local, cluster_state, exposed_elsewhere, dataset_id
+            ):
+                # A stale copy sharing no snapshot with the exposed one would
+                # refuse the full stream the holder must now send.
+                changes.append(DestroyDataset(dataset_id=dataset_id))
         elif local is not None:
             if local.role in (PRIMARY, HANDOFF):
                 destination = cluster_state.nodes.get(primary)

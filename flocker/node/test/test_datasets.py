@@ -70,7 +70,6 @@ class Cluster:
                 stream = await self.backends[source].send(dataset_id, snapshot, base)
                 if base is None:
                     await self.backends[target].destroy(dataset_id)
-                    self.roles[target].set(dataset_id, REPLICA)
                 sink = await self.backends[target].receive(dataset_id, base)
                 counter = Counter(sink)
                 await stream.start(counter)
@@ -174,6 +173,14 @@ def test_unconfigured_left_alone():
     assert plan(cluster, A, Deployment()) == NoOp()
 
 
+def test_unrecorded_dataset_is_replica():
+    """A dataset that arrived without a recorded role is not exposed."""
+    cluster = Cluster()
+    result(cluster.backends[B].create(DS))
+    local = result(cluster.deployers[B].discover_state(cluster.state))
+    assert local.shared_state_changes().datasets[DS].path is None
+
+
 def test_parallel_plan():
     """Changes for several datasets are combined in parallel."""
     cluster = Cluster()
@@ -228,6 +235,19 @@ def test_move_back():
     assert result(cluster.backends[B].list_datasets()) == []
 
 
+def test_unrelated_stale_replica_destroyed():
+    """A replica sharing no snapshot with the exposed copy makes way."""
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    result(cluster.backends[A].snapshot(DS, "s1"))
+    result(cluster.backends[B].create(DS))
+    result(cluster.backends[B].snapshot(DS, "other"))
+    cluster.converge_node(A, config_with(A))
+    assert plan(cluster, B, config_with(B)) == DestroyDataset(dataset_id=DS)
+    cluster.converge(config_with(B))
+    assert result(cluster.backends[A].list_datasets()) == []
+
+
 def test_handoff_called_off_reexposes():
     """If a move is called off mid-handoff, the source exposes its copy again."""
     cluster = Cluster()
@@ -267,10 +287,13 @@ def test_file_roles_durable(tmp_path):
     """Roles written to the file are there when it is loaded again."""
     path = str(tmp_path / "roles.json")
     roles = FileRoles(path)
-    roles.set(DS, REPLICA)
-    assert FileRoles(path).get(DS) == REPLICA
     roles.set(DS, PRIMARY)
+    assert FileRoles(path).get(DS) == PRIMARY
+    roles.set(DS, HANDOFF)
+    assert FileRoles(path).get(DS) == HANDOFF
+    roles.set(DS, REPLICA)
     assert FileRoles(path).all() == {}
+    assert FileRoles(path).get(DS) == REPLICA
 
 
 def test_file_roles_corrupt(tmp_path):
