@@ -1,0 +1,461 @@
+"""
+Unit tests of both ends of the transfer protocol, without sockets or TLS.
+
+The receiver is driven byte by byte over a ``StringTransport``; sender and
+receiver talk to each other over ``twisted.test.iosim``.  Both use the
+in-memory backend, whose Deferreds have fired by the time they return.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import pytest
+from eliot import MemoryLogger
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.test.iosim import FakeTransport, connect
+
+from flocker.ca import PeerIdentity, UnknownPeer
+
+from .._transfer_wire import (
+    DATA,
+    HEADER,
+    PREAMBLE,
+    READY,
+    STATUS,
+    TRAILER,
+    FrameParser,
+    encode_frame,
+    encode_json,
+)
+from ..memory import MemoryVolumeBackend
+from ..testtools import stream_bytes
+from ..transfer import (
+    ReceiveOutcome,
+    TransferFailed,
+    TransferHeader,
+    TransferInterrupted,
+    TransferProgress,
+    TransferReceiver,
+    TransferRefused,
+    TransferResult,
+    _SenderProtocol,
+)
+
+DATASET = "6f2bb4a7-7c3a-4a7e-9b6e-0d1f1e7c2a01"
+CLUSTER = uuid.uuid4()
+NODE = PeerIdentity(kind="node", node_uuid=uuid.uuid4(), cluster_uuid=CLUSTER)
+USER = PeerIdentity(kind="user", username="alice", cluster_uuid=CLUSTER)
+
+
+def result_of(deferred: Deferred[Any]) -> Any:
+    """The result of a Deferred that has already fired (raising a failure)."""
+    results: list[Any] = []
+    deferred.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
+
+def failure_of(deferred: Deferred[Any], error: type[BaseException]) -> Any:
+    """The exception a fired Deferred failed with, which must be ``error``."""
+    with pytest.raises(error) as caught:
+        result_of(deferred)
+    return caught.value
+
+
+def source_backend(files: dict[str, bytes] | None = None) -> MemoryVolumeBackend:
+    """A backend with DATASET holding ``files`` in snapshot s1, and more in s2."""
+    backend = MemoryVolumeBackend()
+    result_of(backend.create(DATASET))
+    for path, data in (files or {"a": b"alpha" * 1000}).items():
+        backend.write_file(DATASET, path, data)
+    result_of(backend.snapshot(DATASET, "s1"))
+    backend.write_file(DATASET, "b", b"beta" * 1000)
+    result_of(backend.snapshot(DATASET, "s2"))
+    return backend
+
+
+def stream_of(backend: MemoryVolumeBackend, snapshot: str, base: str | None) -> bytes:
+    """The backend's stream of a snapshot."""
+    source = result_of(backend.send(DATASET, snapshot, base))
+    return result_of(Deferred.fromCoroutine(stream_bytes(source)))
+
+
+def header_frame(
+    snapshot: str = "s1", base: str | None = None, stream_format: str | None = None
+) -> bytes:
+    """The preamble and header a sender of the memory backend writes."""
+    header = TransferHeader(
+        dataset_id=DATASET,
+        snapshot=snapshot,
+        base=base,
+        stream_format=stream_format or "flocker-memory-v1",
+    )
+    return PREAMBLE + encode_json(HEADER, header.to_json())
+
+
+def trailer_frame(data: bytes, sha: str | None = None) -> bytes:
+    """The trailer for ``data`` (with a chosen checksum if given)."""
+    return encode_json(
+        TRAILER,
+        {"bytes": len(data), "sha256": sha or hashlib.sha256(data).hexdigest()},
+    )
+
+
+class Receiving:
+    """A receiver protocol on a StringTransport, and what it reported."""
+
+    def __init__(self, backend: MemoryVolumeBackend, identity: Any = NODE) -> None:
+        self.outcomes: list[ReceiveOutcome] = []
+        self.progress: list[int] = []
+
+        def identify(transport: Any) -> PeerIdentity:
+            if isinstance(identity, Exception):
+                raise identity
+            return identity
+
+        self.receiver = TransferReceiver(
+            backend,
+            on_progress=lambda p: self.progress.append(p.bytes_transferred),
+            on_outcome=self.outcomes.append,
+            identify=identify,
+        )
+        self.protocol = self.receiver.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def answers(self) -> list[tuple[bytes, bytes]]:
+        """The frames the receiver wrote."""
+        seen: list[tuple[bytes, bytes]] = []
+        parser = FrameParser(
+            lambda kind, payload: seen.append((kind, payload)),
+            lambda data: None,
+            frozenset([READY, STATUS]),
+        )
+        parser.feed(self.transport.value())
+        return seen
+
+    def status(self) -> dict[str, Any]:
+        """The final status frame, decoded."""
+        import json
+
+        kinds = self.answers()
+        assert kinds and kinds[-1][0] == STATUS, kinds
+        return json.loads(kinds[-1][1])
+
+
+def test_receives_full_stream() -> None:
+    """A complete, correct stream becomes the dataset; the status is ok."""
+    sender = source_backend()
+    receiver = MemoryVolumeBackend()
+    data = stream_of(sender, "s1", None)
+    r = Receiving(receiver)
+    r.protocol.dataReceived(header_frame())
+    assert r.answers() == [(READY, b"{}")]
+    assert r.receiver.in_flight[DATASET].snapshot == "s1"
+    r.protocol.dataReceived(encode_frame(DATA, data) + trailer_frame(data))
+    assert r.status() == {"ok": True, "bytes": len(data)}
+    assert r.transport.disconnecting
+    assert receiver.read_files(DATASET) == {"a": b"alpha" * 1000}
+    assert [s.name for s in result_of(receiver.list_snapshots(DATASET))] == ["s1"]
+    assert r.outcomes == [
+        ReceiveOutcome(
+            dataset_id=DATASET,
+            snapshot="s1",
+            bytes_received=len(data),
+            ok=True,
+            peer=str(NODE.node_uuid),
+        )
+    ]
+    assert r.progress[-1] == len(data)
+    assert r.receiver.in_flight == {}
+
+
+def test_receives_incremental_stream() -> None:
+    """An incremental stream on a base the receiver has is applied."""
+    sender = source_backend()
+    receiver = MemoryVolumeBackend()
+    full = stream_of(sender, "s1", None)
+    r = Receiving(receiver)
+    r.protocol.dataReceived(header_frame() + encode_frame(DATA, full))
+    r.protocol.dataReceived(trailer_frame(full))
+    delta = stream_of(sender, "s2", "s1")
+    r2 = Receiving(receiver)
+    r2.protocol.dataReceived(header_frame("s2", "s1") + encode_frame(DATA, delta))
+    r2.protocol.dataReceived(trailer_frame(delta))
+    assert r2.status()["ok"] is True
+    assert receiver.read_files(DATASET) == sender.read_files(DATASET)
+
+
+@pytest.mark.parametrize(
+    "header, code",
+    [
+        (header_frame(stream_format="zfs"), "wrong-format"),
+        (header_frame("s2", "s1"), "unknown-dataset"),
+        (
+            PREAMBLE
+            + encode_json(
+                HEADER,
+                {"dataset_id": "nope", "snapshot": "s1", "stream_format": "x"},
+            ),
+            "bad-header",
+        ),
+        (
+            PREAMBLE
+            + encode_json(
+                HEADER,
+                {"dataset_id": DATASET, "snapshot": "-bad", "stream_format": "x"},
+            ),
+            "bad-header",
+        ),
+        (PREAMBLE + encode_json(HEADER, {"dataset_id": 1}), "protocol-error"),
+        (PREAMBLE + encode_frame(DATA, b"x"), "protocol-error"),
+        (b"SSH-2.0-OpenSSH\r\n", "protocol-error"),
+    ],
+)
+def test_refuses_bad_headers(header: bytes, code: str) -> None:
+    """A bad header is answered with a status naming the problem; nothing changes."""
+    receiver = MemoryVolumeBackend()
+    r = Receiving(receiver)
+    r.protocol.dataReceived(header)
+    status = r.status()
+    assert (status["ok"], status["code"]) == (False, code)
+    assert status["message"]
+    assert r.transport.disconnecting
+    assert result_of(receiver.list_datasets()) == []
+    assert r.receiver.in_flight == {}
+
+
+def test_refuses_unknown_base() -> None:
+    """An incremental stream on a base the receiver lacks is refused clearly."""
+    receiver = source_backend()
+    r = Receiving(receiver)
+    r.protocol.dataReceived(header_frame("s3", "nope"))
+    status = r.status()
+    assert status["code"] == "unknown-snapshot"
+    assert "'nope'" in status["message"]
+
+
+def test_refuses_full_stream_of_existing_dataset() -> None:
+    """A full stream of a dataset the receiver has is refused."""
+    receiver = source_backend()
+    before = receiver.read_files(DATASET)
+    r = Receiving(receiver)
+    r.protocol.dataReceived(header_frame())
+    assert r.status()["code"] == "dataset-exists"
+    assert receiver.read_files(DATASET) == before
+
+
+@pytest.mark.parametrize("identity", [USER, UnknownPeer("no certificate")])
+def test_refuses_non_nodes(identity: Any) -> None:
+    """Only nodes may push: a user's certificate (or none) is refused."""
+    r = Receiving(MemoryVolumeBackend(), identity)
+    r.protocol.dataReceived(header_frame())
+    assert r.status()["code"] == "not-authorized"
+
+
+def test_refuses_concurrent_transfer() -> None:
+    """A second transfer of a dataset already being received is refused."""
+    receiver = MemoryVolumeBackend()
+    first = Receiving(receiver)
+    first.protocol.dataReceived(header_frame())
+    second = TransferReceiver(receiver, identify=lambda t: NODE)
+    second.in_flight = first.receiver.in_flight
+    protocol = second.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(header_frame())
+    assert b'"code": "busy"' in transport.value()
+
+
+@pytest.mark.parametrize(
+    "damage, code",
+    [
+        (lambda d: d[:10] + bytes([d[10] ^ 1]) + d[11:], "checksum-mismatch"),
+        (lambda d: d[:-1], "length-mismatch"),
+    ],
+)
+def test_refuses_corrupt_stream(damage: Any, code: str) -> None:
+    """A stream not matching its trailer is aborted; the dataset never appears."""
+    sender = source_backend()
+    receiver = MemoryVolumeBackend()
+    data = stream_of(sender, "s1", None)
+    r = Receiving(receiver)
+    r.protocol.dataReceived(header_frame())
+    r.protocol.dataReceived(encode_frame(DATA, damage(data)) + trailer_frame(data))
+    assert r.status()["code"] == code
+    assert result_of(receiver.list_datasets()) == []
+    assert r.outcomes[-1].ok is False and r.outcomes[-1].code == code
+
+
+def test_connection_lost_mid_stream() -> None:
+    """A connection ending before the trailer aborts the receive."""
+    sender = source_backend()
+    receiver = source_backend()
+    before = receiver.read_files(DATASET)
+    receiver.write_file(DATASET, "c", b"local change")
+    before = receiver.read_files(DATASET)
+    delta = stream_of(sender, "s2", "s1")
+    result_of(receiver.destroy_snapshot(DATASET, "s2"))
+    r = Receiving(receiver)
+    r.protocol.dataReceived(header_frame("s2", "s1"))
+    r.protocol.dataReceived(encode_frame(DATA, delta)[: len(delta) // 2])
+    r.protocol.connectionLost(Failure(ConnectionLost("cut")))
+    assert receiver.read_files(DATASET) == before
+    assert [s.name for s in result_of(receiver.list_snapshots(DATASET))] == ["s1"]
+    assert r.outcomes[-1].code == "interrupted"
+    assert r.receiver.in_flight == {}
+
+
+def test_connection_lost_before_header() -> None:
+    """A connection that ends before a header reports nothing."""
+    r = Receiving(MemoryVolumeBackend())
+    r.protocol.dataReceived(PREAMBLE[:5])
+    r.protocol.connectionLost(Failure(ConnectionLost("cut")))
+    assert r.outcomes == []
+
+
+def test_extra_frames_after_trailer_ignored() -> None:
+    """Once the trailer is in, later bytes change nothing."""
+    sender = source_backend()
+    receiver = MemoryVolumeBackend()
+    data = stream_of(sender, "s1", None)
+    r = Receiving(receiver)
+    r.protocol.dataReceived(
+        header_frame() + encode_frame(DATA, data) + trailer_frame(data) + b"junk"
+    )
+    assert r.status()["ok"] is True
+
+
+# --------------------------------------------------------------------------
+# Sender and receiver together
+
+
+def pump_transfer(
+    sender: MemoryVolumeBackend,
+    receiver: MemoryVolumeBackend,
+    snapshot: str,
+    base: str | None,
+    cut_after: int | None = None,
+) -> tuple[Deferred[TransferResult], list[ReceiveOutcome], list[int]]:
+    """Run a transfer between the two protocols over an in-memory pump."""
+    source = result_of(sender.send(DATASET, snapshot, base))
+    header = TransferHeader(
+        dataset_id=DATASET,
+        snapshot=snapshot,
+        base=base,
+        stream_format=source.stream_format,
+    )
+    sent: list[int] = []
+    progress = TransferProgress(dataset_id=DATASET, snapshot=snapshot, base=base)
+    client = _SenderProtocol(
+        header, source, progress, lambda p: sent.append(p.bytes_transferred)
+    )
+    outcomes: list[ReceiveOutcome] = []
+    server = TransferReceiver(
+        receiver, on_outcome=outcomes.append, identify=lambda t: NODE
+    ).buildProtocol(None)
+    server_transport = FakeTransport(server, isServer=True)
+    client_transport = FakeTransport(client, isServer=False)
+    pump = connect(server, server_transport, client, client_transport, greet=False)
+    if cut_after is None:
+        pump.flush()
+    else:
+        pump.pump()  # header
+        pump.pump()  # ready
+        server.connectionLost(Failure(ConnectionLost("cut")))
+        client.connectionLost(Failure(ConnectionLost("cut")))
+    return client.done, outcomes, sent
+
+
+def test_pushes_full_then_incremental() -> None:
+    """The sender's stream arrives whole; then an incremental applies on top."""
+    sender = source_backend()
+    receiver = MemoryVolumeBackend()
+    done, outcomes, sent = pump_transfer(sender, receiver, "s1", None)
+    result = result_of(done)
+    assert result.bytes_sent == len(stream_of(sender, "s1", None))
+    assert result.wire_bytes > result.bytes_sent
+    assert sent and sent[-1] == result.bytes_sent
+    assert outcomes[-1].ok
+    done, outcomes, _ = pump_transfer(sender, receiver, "s2", "s1")
+    assert result_of(done).base == "s1"
+    assert receiver.read_files(DATASET) == sender.read_files(DATASET)
+
+
+def test_sender_raises_refusal() -> None:
+    """A refused header fails the push with TransferRefused and its code."""
+    sender = source_backend()
+    receiver = MemoryVolumeBackend()
+    done, _, _ = pump_transfer(sender, receiver, "s2", "s1")
+    error = failure_of(done, TransferRefused)
+    assert error.code == "unknown-dataset"
+    assert DATASET in error.message
+
+
+def test_sender_sees_interruption() -> None:
+    """A connection lost before the final status fails the push."""
+    sender = source_backend()
+    receiver = MemoryVolumeBackend()
+    done, outcomes, _ = pump_transfer(sender, receiver, "s1", None, cut_after=1)
+    failure_of(done, TransferInterrupted)
+    assert result_of(receiver.list_datasets()) == []
+
+
+def test_sender_raises_failure_status() -> None:
+    """A failure status after the stream fails the push with TransferFailed."""
+    source = result_of(source_backend().send(DATASET, "s1", None))
+    header = TransferHeader(
+        dataset_id=DATASET, snapshot="s1", stream_format=source.stream_format
+    )
+    client = _SenderProtocol(
+        header,
+        source,
+        TransferProgress(dataset_id=DATASET, snapshot="s1", base=None),
+        None,
+    )
+    transport = StringTransport()
+    client.makeConnection(transport)
+    assert transport.value().startswith(PREAMBLE)
+    client.dataReceived(encode_json(READY, {}))
+    client.dataReceived(
+        encode_json(STATUS, {"ok": False, "code": "checksum-mismatch", "message": "m"})
+    )
+    error = failure_of(client.done, TransferFailed)
+    assert error.code == "checksum-mismatch"
+    assert transport.disconnecting
+
+
+def test_eliot_actions_join_one_task(eliot_logger: MemoryLogger) -> None:
+    """The receive action continues the sender's eliot task."""
+    from eliot import start_action
+
+    sender = source_backend()
+    receiver = MemoryVolumeBackend()
+    with start_action(action_type="test:push") as action:
+        source = result_of(sender.send(DATASET, "s1", None))
+        header = TransferHeader(
+            dataset_id=DATASET,
+            snapshot="s1",
+            stream_format=source.stream_format,
+            task_id=action.serialize_task_id().decode("ascii"),
+        )
+    r = Receiving(receiver)
+    data = stream_of(sender, "s1", None)
+    r.protocol.dataReceived(PREAMBLE + encode_json(HEADER, header.to_json()))
+    r.protocol.dataReceived(encode_frame(DATA, data) + trailer_frame(data))
+    receives = [
+        m
+        for m in eliot_logger.messages
+        if m.get("action_type") == "flocker:volume:transfer:receive"
+    ]
+    assert [m["action_status"] for m in receives] == ["started", "succeeded"]
+    assert receives[0]["task_uuid"] == action.task_uuid
+    assert receives[1]["bytes"] == len(data) and receives[1]["result"] == "ok"
