@@ -320,6 +320,7 @@ class _ReceiverProtocol(Protocol):
         self._progress: TransferProgress | None = None
         self._remote: Action | None = None
         self._action: Action | None = None
+        self._outcome: ReceiveOutcome | None = None
 
     # -- bytes in ------------------------------------------------------------
 
@@ -498,6 +499,9 @@ class _ReceiverProtocol(Protocol):
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # noqa: N802, B008
         """A connection that ends before the trailer aborts the receive."""
         previous, self._state = self._state, "closed"
+        if self._outcome is not None:
+            outcome, self._outcome = self._outcome, None
+            self._receiver._report_outcome(outcome)
         if previous == "streaming":
             self._abort_sink()
         self.connected = 0
@@ -556,8 +560,7 @@ class _ReceiverProtocol(Protocol):
             self._remote.finish()
             self._remote = None
         header = self._header
-        self._receiver._report_outcome(
-            ReceiveOutcome(
+        outcome = ReceiveOutcome(
                 dataset_id=header.dataset_id if header else None,
                 snapshot=header.snapshot if header else None,
                 base=header.base if header else None,
@@ -566,8 +569,11 @@ class _ReceiverProtocol(Protocol):
                 code=None if refusal is None else refusal.code,
                 message=None if refusal is None else refusal.message,
                 peer=self._peer,
-            )
         )
+        if self.connected:
+            self._outcome = outcome  # reported once the connection is closed
+        else:
+            self._receiver._report_outcome(outcome)
 
 
 @attrs.define(slots=False, eq=False)

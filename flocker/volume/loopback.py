@@ -1,0 +1,610 @@
+"""
+The loopback backend: an ext4 filesystem in a sparse file per dataset.
+
+Layout under ``root`` (needs root privileges for ``losetup`` and ``mount``)::
+
+    datasets/<id>/meta.json               snapshots in order
+    datasets/<id>/image                   the sparse ext4 image
+    datasets/<id>/mnt/                    where it is mounted (the path)
+    datasets/<id>/snapshots/<name>.img    a copy of the image per snapshot
+    tmp/                                  receives and copies in progress
+
+The image is attached with ``losetup --find`` and mounted; unmounting always
+detaches the loop device (there are few).  A snapshot freezes the
+filesystem (``fsfreeze``) while the image is copied with ``cp
+--reflink=auto --sparse=always``, so it is consistent and costs only the
+blocks in use.  The maximum size is the image's size: it grows (unmounted, with
+``resize2fs``) but cannot shrink or become unlimited
+(:class:`ResizeNotSupported`); clones and received datasets keep the size of
+their image.
+
+Streams (format ``flocker-ext4-image-v1``): a JSON header line, a sparse tar
+of the snapshot's image, and a SHA-256 of all that.  They always carry the
+whole image.  A received image is checked with ``e2fsck -n`` under ``tmp/``
+before ``finish`` puts it in place.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorProcess
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from ..common import CommandFailed, retry_failure, run_command
+from ._common import (
+    check_dataset_id,
+    check_maximum_size,
+    check_send_names,
+    check_snapshot_name,
+    logged,
+)
+from ._files import (
+    FileStore,
+    make_header,
+    parse_header,
+    snapshot_infos,
+    snapshot_records,
+)
+from ._interface import (
+    BadStream,
+    Capabilities,
+    DatasetExists,
+    DatasetInfo,
+    IStreamSink,
+    IStreamSource,
+    IVolumeBackend,
+    ResizeNotSupported,
+    SnapshotExists,
+    SnapshotInfo,
+    UnknownDataset,
+    UnknownSnapshot,
+)
+from ._logging import (
+    CLONE,
+    CREATE,
+    DESTROY,
+    DESTROY_SNAPSHOT,
+    GET,
+    LIST_DATASETS,
+    LIST_SNAPSHOTS,
+    RECEIVE,
+    ROLLBACK,
+    SEND,
+    SET_MAXIMUM_SIZE,
+    SNAPSHOT_ACTION,
+)
+from ._streams import ProcessStreamSink, ProcessStreamSource
+
+STREAM_FORMAT = "flocker-ext4-image-v1"
+_KIND = "loopback"
+DEFAULT_SIZE = 1024 * 1024 * 1024
+
+
+def _used(path: str) -> int:
+    stat = os.statvfs(path)
+    return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+
+
+def _single_file(directory: str) -> str | None:
+    names = os.listdir(directory)
+    if len(names) != 1:
+        return None
+    path = os.path.join(directory, names[0])
+    return path if os.path.isfile(path) and not os.path.islink(path) else None
+
+
+@implementer(IVolumeBackend)
+class LoopbackVolumeBackend:
+    """Datasets as loop-mounted ext4 images; see the module docstring."""
+
+    def __init__(
+        self,
+        reactor: IReactorProcess,
+        root: str,
+        threadpool: ThreadPool | None = None,
+        default_maximum_size: int = DEFAULT_SIZE,
+    ) -> None:
+        """
+        :param reactor: Runs the commands and the thread pool.
+        :param root: The directory holding everything (created if needed).
+        :param threadpool: For small blocking file operations.
+        :param default_maximum_size: The image size of a dataset created
+            without a maximum size.
+        """
+        self._store = FileStore(reactor, root, threadpool)
+        self._reactor = reactor
+        self.root = self._store.root
+        self.capabilities = Capabilities(
+            constant_time_clone=False,
+            incremental_send=False,
+            stream_format=STREAM_FORMAT,
+            grow=True,
+            shrink=False,
+            unlimited=False,
+            enforces_maximum_size=True,
+            clones_depend_on_origin=False,
+            default_maximum_size=default_maximum_size,
+        )
+
+    # -- paths and helpers -------------------------------------------------
+
+    def _dir(self, dataset_id: str) -> str:
+        return self._store.dataset_dir(dataset_id)
+
+    def _image(self, dataset_id: str) -> str:
+        return os.path.join(self._dir(dataset_id), "image")
+
+    def _mnt(self, dataset_id: str) -> str:
+        return os.path.join(self._dir(dataset_id), "mnt")
+
+    def _snapshot_image(self, dataset_id: str, name: str) -> str:
+        return os.path.join(self._dir(dataset_id), "snapshots", f"{name}.img")
+
+    async def _run(self, *argv: str) -> Any:
+        return await self._store.run(*argv)
+
+    async def _meta(self, dataset_id: str) -> dict[str, Any]:
+        meta = await self._store.read_meta(dataset_id)
+        if meta is None:
+            raise UnknownDataset(dataset_id)
+        return meta
+
+    async def _require_snapshot(self, dataset_id: str, name: str) -> list[SnapshotInfo]:
+        check_snapshot_name(name)
+        snapshots = snapshot_infos(await self._meta(dataset_id))
+        if name not in [s.name for s in snapshots]:
+            raise UnknownSnapshot(dataset_id, name)
+        return snapshots
+
+    async def _copy_image(self, source: str, destination: str) -> None:
+        """Copy an image sparsely (sharing blocks where possible), atomically."""
+        partial = f"{destination}.partial"
+        await self._run("cp", "--reflink=auto", "--sparse=always", source, partial)
+        await self._store.rename(partial, destination)
+
+    async def _devices(self, image: str) -> list[str]:
+        """The loop devices ``image`` is attached to."""
+        result = await self._run("losetup", "-j", image)
+        return [
+            line.split(":", 1)[0]
+            for line in result.stdout.decode().splitlines()
+            if line.strip()
+        ]
+
+    async def _is_mounted(self, path: str) -> bool:
+        result = await run_command(
+            self._reactor, ["mountpoint", "-q", path], check=False
+        )
+        return result.exit_code == 0
+
+    async def _mount(self, dataset_id: str) -> None:
+        """Attach and mount the dataset's image, unless it already is."""
+        mnt = self._mnt(dataset_id)
+        if await self._is_mounted(mnt):
+            return
+        image = self._image(dataset_id)
+        devices = await self._devices(image)
+        if devices:
+            device = devices[0]
+        else:
+            result = await retry_failure(
+                self._reactor,
+                lambda: self._run("losetup", "--find", "--show", image),
+                expected=(CommandFailed,),
+                steps=[0.1, 0.2, 0.5, 1.0, 2.0],
+            )
+            device = result.stdout.decode().strip()
+        try:
+            await self._run("mount", "-t", "ext4", device, mnt)
+        except BaseException:
+            await run_command(self._reactor, ["losetup", "-d", device], check=False)
+            raise
+
+    async def _unmount(self, dataset_id: str) -> None:
+        """Unmount the dataset and detach its loop device(s)."""
+        mnt = self._mnt(dataset_id)
+        if await self._is_mounted(mnt):
+            await retry_failure(
+                self._reactor,
+                lambda: self._run("umount", mnt),
+                expected=(CommandFailed,),
+                steps=[0.1, 0.2, 0.5, 1.0, 2.0],
+            )
+        for device in await self._devices(self._image(dataset_id)):
+            await run_command(self._reactor, ["losetup", "-d", device], check=False)
+
+    async def _info(self, dataset_id: str) -> DatasetInfo:
+        await self._meta(dataset_id)
+        await self._mount(dataset_id)
+        mnt = self._mnt(dataset_id)
+        return DatasetInfo(
+            dataset_id=dataset_id,
+            path=mnt,
+            used=await self._store.in_thread(_used, mnt),
+            maximum_size=await self._store.in_thread(
+                os.path.getsize, self._image(dataset_id)
+            ),
+        )
+
+    async def _install(
+        self,
+        dataset_id: str,
+        image: str,
+        snapshots: list[tuple[SnapshotInfo, str]],
+        copy_image: bool,
+    ) -> None:
+        """
+        Build a dataset in ``tmp/`` from an image and rename it into place.
+
+        :param image: The image file; copied if ``copy_image``, else moved.
+        :param snapshots: Snapshot images to move into the dataset.
+        """
+        work = self._store.temporary_dir()
+        try:
+            await self._store.makedirs(os.path.join(work, "snapshots"))
+            await self._store.makedirs(os.path.join(work, "mnt"))
+            target = os.path.join(work, "image")
+            if copy_image:
+                await self._copy_image(image, target)
+            else:
+                await self._store.rename(image, target)
+            for info, path in snapshots:
+                await self._store.rename(
+                    path, os.path.join(work, "snapshots", f"{info.name}.img")
+                )
+            await self._store.write_meta(
+                work, {"snapshots": snapshot_records([s for s, _ in snapshots])}
+            )
+            if await self._store.exists(dataset_id):
+                raise DatasetExists(dataset_id)
+            await self._store.rename(work, self._dir(dataset_id))
+        finally:
+            await self._store.remove(work)
+        await self._mount(dataset_id)
+
+    # -- IVolumeBackend ----------------------------------------------------
+
+    def create(
+        self, dataset_id: str, maximum_size: int | None = None
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.create`; a new ext4 image of that size."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            size = check_maximum_size(maximum_size)
+            if size is None:
+                size = self.capabilities.default_maximum_size
+            if await self._store.exists(key):
+                raise DatasetExists(key)
+            work = self._store.temporary_dir()
+            try:
+                await self._store.makedirs(work)
+                image = os.path.join(work, "image")
+                await self._run("truncate", "-s", str(size), image)
+                await self._run("mkfs.ext4", "-q", "-F", "-m", "0", image)
+                await self._install(key, image, [], copy_image=False)
+            finally:
+                await self._store.remove(work)
+            return await self._info(key)
+
+        return logged(
+            CREATE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        )
+
+    def destroy(self, dataset_id: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.destroy`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            directory = self._dir(key)
+            if not await self._store.in_thread(os.path.exists, directory):
+                return
+            await self._unmount(key)
+            trash = self._store.temporary_dir()
+            await self._store.rename(directory, trash)
+            await self._store.remove(trash)
+
+        return logged(DESTROY, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.get`; mounts the dataset if needed."""
+
+        async def run() -> DatasetInfo:
+            return await self._info(check_dataset_id(dataset_id))
+
+        return logged(GET, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    def list_datasets(self) -> Deferred[list[DatasetInfo]]:
+        """See :meth:`IVolumeBackend.list_datasets`."""
+
+        async def run() -> list[DatasetInfo]:
+            infos = []
+            for key in await self._store.list_ids():
+                try:
+                    infos.append(await self._info(key))
+                except UnknownDataset:
+                    pass
+            return infos
+
+        return logged(LIST_DATASETS, run, backend=_KIND)
+
+    def set_maximum_size(
+        self, dataset_id: str, maximum_size: int | None
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.set_maximum_size`; grows only."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            size = check_maximum_size(maximum_size)
+            current = await self._info(key)
+            if size is None:
+                raise ResizeNotSupported("a loopback dataset cannot be unlimited")
+            assert current.maximum_size is not None
+            if size < current.maximum_size:
+                raise ResizeNotSupported(
+                    "loopback datasets cannot shrink (ext4 would need unmounting)"
+                )
+            if size > current.maximum_size:
+                # Offline: online growth needs privileges containers lack.
+                image = self._image(key)
+                await self._unmount(key)
+                try:
+                    await self._run("truncate", "-s", str(size), image)
+                    await run_command(
+                        self._reactor, ["e2fsck", "-f", "-p", image], check=False
+                    )
+                    await self._run("resize2fs", image)
+                finally:
+                    await self._mount(key)
+            return await self._info(key)
+
+        return logged(
+            SET_MAXIMUM_SIZE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        )
+
+    def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
+        """See :meth:`IVolumeBackend.snapshot`; a frozen copy of the image."""
+
+        async def run() -> SnapshotInfo:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(name)
+            meta = await self._meta(key)
+            if name in [s.name for s in snapshot_infos(meta)]:
+                raise SnapshotExists(key, name)
+            await self._mount(key)
+            info = SnapshotInfo(name=name, created=time.time())
+            mnt = self._mnt(key)
+            await self._run("fsfreeze", "-f", mnt)
+            try:
+                await self._copy_image(self._image(key), self._snapshot_image(key, name))
+            finally:
+                await self._run("fsfreeze", "-u", mnt)
+            meta["snapshots"].append({"name": name, "created": info.created})
+            await self._store.write_meta(self._dir(key), meta)
+            return info
+
+        return logged(
+            SNAPSHOT_ACTION,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(name),
+        )
+
+    def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """See :meth:`IVolumeBackend.list_snapshots`."""
+
+        async def run() -> list[SnapshotInfo]:
+            return snapshot_infos(await self._meta(check_dataset_id(dataset_id)))
+
+        return logged(LIST_SNAPSHOTS, run, backend=_KIND, dataset_id=str(dataset_id))
+
+    async def _replace_image(
+        self, key: str, meta: dict[str, Any], keep_until: str, image: str, trash: str
+    ) -> list[SnapshotInfo]:
+        """
+        Unmount, drop snapshots after ``keep_until``, copy ``image`` in, mount.
+
+        :return: The snapshots kept.
+        """
+        snapshots = snapshot_infos(meta)
+        index = [s.name for s in snapshots].index(keep_until)
+        await self._unmount(key)
+        try:
+            await self._copy_image(image, self._image(key))
+        finally:
+            await self._mount(key)
+        await self._store.makedirs(trash)
+        for later in snapshots[index + 1 :]:
+            await self._store.rename(
+                self._snapshot_image(key, later.name),
+                os.path.join(trash, f"{later.name}.img"),
+            )
+        return snapshots[: index + 1]
+
+    def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.rollback`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            await self._require_snapshot(key, name)
+            meta = await self._meta(key)
+            trash = self._store.temporary_dir()
+            try:
+                kept = await self._replace_image(
+                    key, meta, name, self._snapshot_image(key, name), trash
+                )
+                meta["snapshots"] = snapshot_records(kept)
+                await self._store.write_meta(self._dir(key), meta)
+            finally:
+                await self._store.remove(trash)
+
+        return logged(
+            ROLLBACK, run, backend=_KIND, dataset_id=str(dataset_id), snapshot=str(name)
+        )
+
+    def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
+        """See :meth:`IVolumeBackend.destroy_snapshot`."""
+
+        async def run() -> None:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(name)
+            meta = await self._store.read_meta(key)
+            if meta is None or name not in [s.name for s in snapshot_infos(meta)]:
+                return
+            meta["snapshots"] = [s for s in meta["snapshots"] if s["name"] != name]
+            await self._store.write_meta(self._dir(key), meta)
+            await self._store.remove(self._snapshot_image(key, name))
+
+        return logged(
+            DESTROY_SNAPSHOT,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(name),
+        )
+
+    def clone(
+        self, dataset_id: str, snapshot: str, new_dataset_id: str
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.clone`; a copy of the snapshot's image."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            new_key = check_dataset_id(new_dataset_id)
+            await self._require_snapshot(key, snapshot)
+            if await self._store.exists(new_key):
+                raise DatasetExists(new_key)
+            await self._install(
+                new_key, self._snapshot_image(key, snapshot), [], copy_image=True
+            )
+            return await self._info(new_key)
+
+        return logged(
+            CLONE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(snapshot),
+            new_dataset_id=str(new_dataset_id),
+        )
+
+    def send(
+        self, dataset_id: str, snapshot: str, base: str | None = None
+    ) -> Deferred[IStreamSource]:
+        """See :meth:`IVolumeBackend.send`; header, sparse tar, checksum."""
+
+        async def run() -> IStreamSource:
+            key = check_dataset_id(dataset_id)
+            check_snapshot_name(snapshot)
+            if base is not None:
+                check_snapshot_name(base)
+            snapshots = snapshot_infos(await self._meta(key))
+            check_send_names(key, snapshots, snapshot, base)
+            info = next(s for s in snapshots if s.name == snapshot)
+            return ProcessStreamSource(
+                self._reactor,
+                [
+                    "tar", "-C", os.path.join(self._dir(key), "snapshots"),
+                    "--sparse", "-cf", "-", f"{snapshot}.img",
+                ],  # fmt: skip
+                backend=_KIND,
+                dataset_id=key,
+                snapshot=snapshot,
+                base=base,
+                stream_format=STREAM_FORMAT,
+                add_digest=True,
+                header=make_header(STREAM_FORMAT, info, base),
+            )
+
+        return logged(
+            SEND,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            snapshot=str(snapshot),
+            base=base if isinstance(base, str) else None,
+        )
+
+    def receive(
+        self, dataset_id: str, base: str | None = None
+    ) -> Deferred[IStreamSink]:
+        """See :meth:`IVolumeBackend.receive` and the module docstring."""
+
+        async def run() -> IStreamSink:
+            key = check_dataset_id(dataset_id)
+            if base is None:
+                if await self._store.exists(key):
+                    raise DatasetExists(key)
+            else:
+                await self._require_snapshot(key, base)
+            work = self._store.temporary_dir()
+            tree = os.path.join(work, "tree")
+            await self._store.makedirs(tree)
+
+            async def commit(header: bytes) -> None:
+                info = parse_header(header, STREAM_FORMAT, base)
+                image = await self._store.in_thread(_single_file, tree)
+                if image is None:
+                    raise BadStream("the stream does not hold exactly one image")
+                check = await run_command(
+                    self._reactor, ["e2fsck", "-f", "-n", image], check=False
+                )
+                if check.exit_code != 0:
+                    raise BadStream("the received image is not a clean ext4")
+                if base is None:
+                    await self._install(key, image, [(info, image)], copy_image=True)
+                else:
+                    await self._commit_incremental(key, base, info, image, work)
+
+            return ProcessStreamSink(
+                self._reactor,
+                ["tar", "-C", tree, "-xf", "-"],
+                backend=_KIND,
+                dataset_id=key,
+                base=base,
+                stream_format=STREAM_FORMAT,
+                commit=commit,
+                discard=lambda: self._store.remove(work),
+                check_digest=True,
+                header=True,
+            )
+
+        return logged(
+            RECEIVE,
+            run,
+            backend=_KIND,
+            dataset_id=str(dataset_id),
+            base=base if isinstance(base, str) else None,
+        )
+
+    async def _commit_incremental(
+        self, key: str, base: str, info: SnapshotInfo, image: str, work: str
+    ) -> None:
+        """Put a received image after ``base``, dropping later snapshots."""
+        meta = await self._meta(key)
+        names = [s.name for s in snapshot_infos(meta)]
+        if base not in names:
+            raise BadStream(f"dataset {key} lost snapshot {base!r} meanwhile")
+        if info.name in names[: names.index(base) + 1]:
+            raise BadStream(f"dataset {key} already has snapshot {info.name!r}")
+        kept = await self._replace_image(
+            key, meta, base, image, os.path.join(work, "trash")
+        )
+        await self._store.rename(image, self._snapshot_image(key, info.name))
+        meta["snapshots"] = snapshot_records([*kept, info])
+        await self._store.write_meta(self._dir(key), meta)
+        await self._store.remove(work)
