@@ -499,12 +499,12 @@ class _ReceiverProtocol(Protocol):
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # noqa: N802, B008
         """A connection that ends before the trailer aborts the receive."""
         previous, self._state = self._state, "closed"
+        self.connected = 0
         if self._outcome is not None:
             outcome, self._outcome = self._outcome, None
             self._receiver._report_outcome(outcome)
         if previous == "streaming":
             self._abort_sink()
-        self.connected = 0
         if previous in ("preparing", "streaming") or (
             previous == "header" and self._header is not None
         ):
@@ -561,14 +561,14 @@ class _ReceiverProtocol(Protocol):
             self._remote = None
         header = self._header
         outcome = ReceiveOutcome(
-                dataset_id=header.dataset_id if header else None,
-                snapshot=header.snapshot if header else None,
-                base=header.base if header else None,
-                bytes_received=received,
-                ok=refusal is None,
-                code=None if refusal is None else refusal.code,
-                message=None if refusal is None else refusal.message,
-                peer=self._peer,
+            dataset_id=header.dataset_id if header else None,
+            snapshot=header.snapshot if header else None,
+            base=header.base if header else None,
+            bytes_received=received,
+            ok=refusal is None,
+            code=None if refusal is None else refusal.code,
+            message=None if refusal is None else refusal.message,
+            peer=self._peer,
         )
         if self.connected:
             self._outcome = outcome  # reported once the connection is closed

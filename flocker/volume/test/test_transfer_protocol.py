@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from eliot import MemoryLogger
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, connect
@@ -130,9 +130,13 @@ class Receiving:
         self.protocol = self.receiver.buildProtocol(None)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
+        self.lost = False
 
     def answers(self) -> list[tuple[bytes, bytes]]:
-        """The frames the receiver wrote."""
+        """The frames the receiver wrote (closing the connection if it asked)."""
+        if self.transport.disconnecting and not self.lost:
+            self.lost = True
+            self.protocol.connectionLost(Failure(ConnectionDone()))
         seen: list[tuple[bytes, bytes]] = []
         parser = FrameParser(
             lambda kind, payload: seen.append((kind, payload)),
