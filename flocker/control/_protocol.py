@@ -1,0 +1,740 @@
+"""
+The wire between agents and the control service: AMP over mutually
+authenticated TLS.
+
+Conversation on one connection (the agent connects):
+
+1. The agent sends `VersionCommand` (its protocol version and kind,
+   ``"dataset"`` or ``"container"``).  The control service identifies the
+   node from the TLS certificate; an incompatible version, an unknown kind or
+   a certificate that is not a node's is refused with a logged reason and the
+   connection is closed.
+2. The control service pushes `ClusterStatusCommand` right away with the
+   whole configuration and cluster state, and after that whenever either
+   changes, as a diff against the document the agent last acknowledged.  At
+   most one push per connection is in flight; changes made meanwhile are
+   coalesced into the next one.  There is no batching delay.
+3. The agent sends `NodeStateCommand` whenever it has discovered its state.
+   The node is the certificate's: a report for another node is refused.
+4. Both sides send `NoOpCommand` every `KEEPALIVE_INTERVAL` seconds; a
+   keep-alive still unanswered when the next is due drops the connection.
+   Every command received from an agent counts as a sign of life of its node
+   for the cluster state's expiry.
+
+Every command carries the sender's eliot task (``eliot_context``), and the
+receiver continues it, so one push or report reads as one tree across both
+processes.  Payloads that may exceed AMP's 64 KiB value limit travel as
+`ChunkedBytes`.
+
+The agent side lives in `flocker.control._protocol_agent`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from eliot import Action, start_action, write_failure
+from eliot.twisted import DeferredContext
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionClosed
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IListeningPort,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from flocker.ca import PeerIdentity, UnknownPeer, peer_identity
+
+from ._clusterstate import ClusterStateService
+from ._persistence import ConfigurationService
+from ._protocol_diff import (
+    decode_diff,
+    diff_documents,
+    encode_diff,
+    join_chunks,
+    split_chunks,
+)
+from ._protocol_logging import (
+    AGENT_CONNECTED,
+    AGENT_DISCONNECTED,
+    AGENT_REFUSED,
+    IDENTITY_REFUSED,
+    KEEPALIVE_TIMEOUT,
+    PING,
+    PUSH_CLUSTER_STATUS,
+    REPORT_STATE,
+)
+from ._serialization import (
+    SerializationError,
+    deployment_state_to_json,
+    deployment_to_json,
+    deserialize_node_state,
+)
+from ._state import DeploymentState
+
+__all__ = [
+    "AGENT_KINDS",
+    "KEEPALIVE_INTERVAL",
+    "PROTOCOL_VERSION",
+    "SUPPORTED_PROTOCOL_VERSIONS",
+    "BadNodeState",
+    "ChunkedBytes",
+    "ClusterStatusCommand",
+    "ControlAMP",
+    "ControlAMPService",
+    "HandshakeRequired",
+    "IncompatibleVersion",
+    "NoOpCommand",
+    "NodeStateCommand",
+    "OutOfSync",
+    "VersionCommand",
+    "WrongNode",
+    "decode_diff",
+    "encode_diff",
+]
+
+#: The agent protocol version this Flocker speaks.
+PROTOCOL_VERSION = 1
+
+#: The versions the control service accepts from agents.
+SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})
+
+#: The kinds of agent that connect.
+AGENT_KINDS = frozenset({"dataset", "container"})
+
+#: Seconds between keep-alives (well under the cluster state's expiry).
+KEEPALIVE_INTERVAL = 15.0
+
+
+# --------------------------------------------------------------------------
+# Arguments and errors
+
+
+class ChunkedBytes(amp.Argument):
+    """
+    A byte string of any length, sent as several AMP values.
+
+    An argument ``name`` travels as ``name`` (the number of chunks, decimal)
+    and ``name.0``, ``name.1``, … each at most 65,535 bytes.
+    """
+
+    def toBox(  # noqa: N802
+        self,
+        name: bytes,
+        strings: dict[bytes, bytes],
+        objects: dict[str, Any],
+        proto: Any,
+    ) -> None:
+        """Write the chunks of ``objects[name]`` into ``strings``."""
+        value = objects[amp._wireNameToPythonIdentifier(name)]
+        if not isinstance(value, bytes):
+            raise TypeError(f"{name!r} must be bytes, not {type(value).__name__}")
+        chunks = split_chunks(value)
+        strings[name] = b"%d" % (len(chunks),)
+        for index, chunk in enumerate(chunks):
+            strings[b"%s.%d" % (name, index)] = chunk
+
+    def fromBox(  # noqa: N802
+        self,
+        name: bytes,
+        strings: dict[bytes, bytes],
+        objects: dict[str, Any],
+        proto: Any,
+    ) -> None:
+        """Read the chunks of ``name`` from ``strings`` into ``objects``."""
+        count_text = strings.get(name)
+        if count_text is None or not count_text.isdigit():
+            raise amp.MalformedAmpBox(f"{name!r} has no chunk count")
+        chunks = []
+        for index in range(int(count_text)):
+            chunk = strings.get(b"%s.%d" % (name, index))
+            if chunk is None:
+                raise amp.MalformedAmpBox(f"{name!r} is missing chunk {index}")
+            chunks.append(chunk)
+        objects[amp._wireNameToPythonIdentifier(name)] = join_chunks(chunks)
+
+
+class IncompatibleVersion(Exception):
+    """The agent speaks a protocol version the control service does not."""
+
+
+class UnknownAgentKind(Exception):
+    """The agent says it is neither a dataset nor a container agent."""
+
+
+class NotANode(Exception):
+    """The peer's certificate is not a node's; only nodes run agents."""
+
+
+class HandshakeRequired(Exception):
+    """A command came before (or without) a successful `VersionCommand`."""
+
+
+class WrongNode(Exception):
+    """A state report names another node than the sender's certificate."""
+
+
+class BadNodeState(Exception):
+    """A state report is not a valid serialized `NodeState`."""
+
+
+class OutOfSync(Exception):
+    """A pushed diff is against a document the agent does not have."""
+
+
+_ELIOT = (b"eliot_context", amp.Unicode())
+
+
+# --------------------------------------------------------------------------
+# Commands
+
+
+class VersionCommand(amp.Command):
+    """
+    Sent by an agent as the first command on every connection.
+
+    Carries the agent's protocol version and kind; the control service answers
+    with its own version, or refuses (and closes the connection) if it cannot
+    talk to this agent.
+    """
+
+    arguments = [
+        (b"protocol_version", amp.Integer()),
+        (b"agent_kind", amp.Unicode()),
+        _ELIOT,
+    ]
+    response = [(b"protocol_version", amp.Integer())]
+    fatalErrors = {  # noqa: RUF012
+        IncompatibleVersion: b"INCOMPATIBLE_VERSION",
+        UnknownAgentKind: b"UNKNOWN_AGENT_KIND",
+        NotANode: b"NOT_A_NODE",
+    }
+
+
+class NodeStateCommand(amp.Command):
+    """
+    Sent by an agent whenever it has discovered its node's state.
+
+    ``state`` is a serialized `NodeState` (unknown halves ``null``); it must be
+    for the node named by the agent's certificate.
+    """
+
+    arguments = [(b"state", ChunkedBytes()), _ELIOT]
+    response: list[tuple[bytes, amp.Argument]] = []
+    errors = {  # noqa: RUF012
+        HandshakeRequired: b"HANDSHAKE_REQUIRED",
+        WrongNode: b"WRONG_NODE",
+        BadNodeState: b"BAD_NODE_STATE",
+    }
+
+
+class ClusterStatusCommand(amp.Command):
+    """
+    Sent by the control service on connect and whenever the configuration or
+    the cluster state changes.
+
+    ``diff`` (see `flocker.control._protocol_diff`) turns the document of
+    version ``base`` -- the one the agent last acknowledged, or nothing when
+    ``base`` is 0 -- into the document of version ``version``:
+    ``{"configuration": <deployment JSON>, "state": <deployment state JSON>}``.
+    Answering acknowledges ``version``.
+    """
+
+    arguments = [
+        (b"base", amp.Integer()),
+        (b"version", amp.Integer()),
+        (b"diff", ChunkedBytes()),
+        _ELIOT,
+    ]
+    response: list[tuple[bytes, amp.Argument]] = []
+    errors = {OutOfSync: b"OUT_OF_SYNC"}  # noqa: RUF012
+
+
+class NoOpCommand(amp.Command):
+    """A keep-alive, sent by either side every `KEEPALIVE_INTERVAL` seconds."""
+
+    arguments = [_ELIOT]
+    response: list[tuple[bytes, amp.Argument]] = []
+
+
+# --------------------------------------------------------------------------
+# Shared pieces
+
+
+@attrs.define(eq=False)
+class KeepAlive:
+    """
+    Send a keep-alive every ``interval`` seconds; give up if one goes unanswered.
+
+    :ivar clock: schedules the keep-alives.
+    :ivar send: sends one keep-alive, returning a Deferred of the answer.
+    :ivar timed_out: called (once) when a keep-alive is still unanswered when
+        the next is due.
+    """
+
+    clock: IReactorTime
+    send: Callable[[], Deferred[Any]]
+    timed_out: Callable[[], None]
+    interval: float = KEEPALIVE_INTERVAL
+    _outstanding: bool = attrs.field(default=False, init=False)
+    _loop: LoopingCall | None = attrs.field(default=None, init=False)
+
+    def start(self) -> None:
+        """Start sending keep-alives."""
+        if self._loop is None:
+            self._loop = LoopingCall(self._tick)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=False)
+
+    def stop(self) -> None:
+        """Stop sending keep-alives."""
+        if self._loop is not None:
+            self._loop.stop()
+            self._loop = None
+
+    def _tick(self) -> None:
+        if self._outstanding:
+            self.stop()
+            self.timed_out()
+            return
+        self._outstanding = True
+        self.send().addBoth(self._answered)
+
+    def _answered(self, result: Any) -> None:
+        self._outstanding = False
+
+
+def send_with_context(
+    protocol: amp.AMP, action: Action, command: type[amp.Command], **arguments: Any
+) -> Deferred[Any]:
+    """
+    Send ``command`` inside ``action`` (already started), carrying its task.
+
+    The action finishes when the answer arrives (failed if the command fails).
+    """
+    with action.context():
+        result = DeferredContext(
+            protocol.callRemote(
+                command,
+                eliot_context=action.serialize_task_id().decode("ascii"),
+                **arguments,
+            )
+        )
+        return result.addActionFinish()
+
+
+def continue_task(eliot_context: str) -> Action:
+    """
+    Continue the sender's eliot task on this side.
+
+    A context that cannot be parsed (an old or foreign sender) starts a task
+    of its own rather than failing the command.
+    """
+    try:
+        return Action.continue_task(task_id=eliot_context)
+    except Exception:
+        return start_action(action_type="flocker:control:amp:untraced_command")
+
+
+def ping(protocol: amp.AMP) -> Deferred[Any]:
+    """Send one `NoOpCommand` in its own eliot action."""
+    return send_with_context(protocol, PING(), NoOpCommand)
+
+
+def is_connection_gone(failure: Failure) -> bool:
+    """Whether a command failed only because the connection closed."""
+    return failure.check(ConnectionClosed, amp.ProtocolSwitched) is not None
+
+
+# --------------------------------------------------------------------------
+# The control service's side
+
+
+class ControlLocator(amp.CommandLocator):
+    """The control service's responders for one agent connection."""
+
+    def __init__(self, connection: ControlAMP) -> None:
+        """Answer for ``connection``, using its service."""
+        self.connection = connection
+
+    @VersionCommand.responder
+    def version(
+        self, protocol_version: int, agent_kind: str, eliot_context: str
+    ) -> dict[str, int]:
+        """Accept a compatible agent and start pushing it the cluster's status."""
+        with continue_task(eliot_context):
+            return self.connection.handshake(protocol_version, agent_kind)
+
+    @NodeStateCommand.responder
+    def node_state(self, state: bytes, eliot_context: str) -> dict[str, Any]:
+        """Merge the agent's report into the cluster state."""
+        with continue_task(eliot_context):
+            self.connection.report(state)
+        return {}
+
+    @NoOpCommand.responder
+    def noop(self, eliot_context: str) -> dict[str, Any]:
+        """Note that the agent's node is alive."""
+        with continue_task(eliot_context):
+            self.connection.alive()
+        return {}
+
+
+@implementer(IHandshakeListener)
+class ControlAMP(amp.AMP):
+    """
+    The control service's end of one agent connection.
+
+    The node's identity comes from the TLS certificate (``identify`` is
+    `flocker.ca.peer_identity` on real connections), read once the TLS
+    handshake completed or the first bytes arrived.
+    """
+
+    def __init__(
+        self,
+        service: ControlAMPService,
+        identify: Callable[[Any], PeerIdentity],
+    ) -> None:
+        """Talk for ``service``; learn the peer with ``identify(transport)``."""
+        super().__init__(locator=ControlLocator(self))
+        self.service = service
+        self._identify = identify
+        self.identity: PeerIdentity | None = None
+        self.agent_kind: str | None = None
+        #: The document version (and document) the agent last acknowledged.
+        self.acknowledged: tuple[int, Any] = (0, None)
+        self._in_flight = False
+        self._pending = False
+        self._refused = False
+        self._keepalive = KeepAlive(
+            service.reactor,
+            lambda: ping(self),
+            self._keepalive_timed_out,
+            service.keepalive_interval,
+        )
+
+    @property
+    def node_uuid(self) -> str | None:
+        """The node UUID from the peer's certificate, once known."""
+        if self.identity is None or self.identity.node_uuid is None:
+            return None
+        return str(self.identity.node_uuid)
+
+    @property
+    def handshaken(self) -> bool:
+        """Whether the agent passed the version handshake."""
+        return self.agent_kind is not None
+
+    # -- identity ------------------------------------------------------------
+
+    def handshakeCompleted(self) -> None:  # noqa: N802
+        """Identify the peer as soon as TLS has authenticated it."""
+        self._learn_identity()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """Identify the peer (if not yet), then handle the AMP bytes."""
+        if not self._learn_identity():
+            return
+        super().dataReceived(data)
+
+    def _learn_identity(self) -> bool:
+        """Read the certificate's identity once; refuse non-nodes. Whether to go on."""
+        if self._refused:
+            return False
+        if self.identity is not None:
+            return True
+        try:
+            identity = self._identify(self.transport)
+        except UnknownPeer as e:
+            self._refuse(None, str(e))
+            return False
+        if identity.kind != "node":
+            self._refuse(None, f"the peer is a {identity.kind}, not a node")
+            return False
+        self.identity = identity
+        return True
+
+    def _refuse(self, node_uuid: str | None, reason: str) -> None:
+        self._refused = True
+        AGENT_REFUSED.log(node_uuid=node_uuid, reason=reason)
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- responders' work ----------------------------------------------------
+
+    def handshake(self, protocol_version: int, agent_kind: str) -> dict[str, int]:
+        """Check the agent's version and kind; register it for pushes."""
+        if self.identity is None or self.identity.kind != "node":
+            AGENT_REFUSED.log(node_uuid=None, reason="the peer is not a node")
+            raise NotANode("only nodes' agents may connect")
+        if protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
+            reason = (
+                f"incompatible agent protocol version {protocol_version} "
+                f"(this control service speaks {sorted(SUPPORTED_PROTOCOL_VERSIONS)})"
+            )
+            AGENT_REFUSED.log(node_uuid=self.node_uuid, reason=reason)
+            raise IncompatibleVersion(reason)
+        if agent_kind not in AGENT_KINDS:
+            reason = (
+                f"unknown agent kind {agent_kind!r} (not one of {sorted(AGENT_KINDS)})"
+            )
+            AGENT_REFUSED.log(node_uuid=self.node_uuid, reason=reason)
+            raise UnknownAgentKind(reason)
+        if self.handshaken:
+            return {"protocol_version": PROTOCOL_VERSION}
+        self.agent_kind = agent_kind
+        AGENT_CONNECTED.log(
+            node_uuid=self.node_uuid,
+            agent_kind=agent_kind,
+            protocol_version=protocol_version,
+        )
+        self.alive()
+        self._keepalive.start()
+        self.service.agent_ready(self)
+        return {"protocol_version": PROTOCOL_VERSION}
+
+    def report(self, data: bytes) -> None:
+        """Merge a state report made by this connection's node."""
+        if not self.handshaken:
+            raise HandshakeRequired("send VersionCommand first")
+        with REPORT_STATE(node_uuid=self.node_uuid, size=len(data)):
+            try:
+                state = deserialize_node_state(data)
+            except SerializationError as e:
+                raise BadNodeState(str(e)) from None
+            if state.uuid != self.node_uuid:
+                IDENTITY_REFUSED.log(node_uuid=self.node_uuid, claimed_uuid=state.uuid)
+                raise WrongNode(
+                    f"node {self.node_uuid} cannot report state for node {state.uuid}"
+                )
+            self.service.cluster_state_service.update_node_state(state)
+
+    def alive(self) -> None:
+        """Note that this connection's node is alive (for state expiry)."""
+        if self.node_uuid is not None:
+            self.service.cluster_state_service.touch(self.node_uuid)
+
+    # -- pushes --------------------------------------------------------------
+
+    def changed(self) -> None:
+        """The document changed: push now, or after the push in flight."""
+        if not self.handshaken:
+            return
+        if self._in_flight:
+            self._pending = True
+            return
+        self._push()
+
+    def _push(self) -> None:
+        version, document = self.service.current_document()
+        base, _ = self.acknowledged
+        if base == version:
+            return
+        data = self.service.encoded_diff(self.acknowledged)
+        self._in_flight = True
+        action = PUSH_CLUSTER_STATUS(
+            node_uuid=self.node_uuid, base=base, version=version, size=len(data)
+        )
+        pushed = send_with_context(
+            self, action, ClusterStatusCommand, base=base, version=version, diff=data
+        )
+        pushed.addBoth(self._pushed, base, version, document)
+
+    def _pushed(self, result: Any, base: int, version: int, document: Any) -> None:
+        self._in_flight = False
+        if isinstance(result, Failure):
+            if is_connection_gone(result):
+                return
+            # The agent could not apply it: start again from a full document,
+            # but do not loop on an agent that refuses even that.
+            self.acknowledged = (0, None)
+            if base == 0 and not self._pending:
+                return
+        else:
+            self.acknowledged = (version, document)
+        self._pending = False
+        self._push()
+
+    # -- life cycle ----------------------------------------------------------
+
+    def _keepalive_timed_out(self) -> None:
+        KEEPALIVE_TIMEOUT.log(node_uuid=self.node_uuid)
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def connectionMade(self) -> None:  # noqa: N802
+        """Track the connection."""
+        super().connectionMade()
+        self.service.connection_made(self)
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+        """Stop keep-alives and forget the connection (the node's state stays)."""
+        self._keepalive.stop()
+        self.service.connection_lost(self)
+        if self.handshaken or self.identity is not None:
+            AGENT_DISCONNECTED.log(
+                node_uuid=self.node_uuid, reason=reason.getErrorMessage()
+            )
+        super().connectionLost(reason)
+
+
+class _ControlFactory(Factory):
+    """Makes a `ControlAMP` per agent connection."""
+
+    def __init__(self, service: ControlAMPService) -> None:
+        self.service = service
+
+    def buildProtocol(self, addr: Any) -> ControlAMP:  # noqa: N802
+        """A protocol for one agent."""
+        return self.service.build_protocol()
+
+
+@attrs.define(slots=False, eq=False)
+class ControlAMPService(Service):
+    """
+    Listens for agents, pushes them the cluster's status, merges their reports.
+
+    :ivar reactor: the clock for keep-alives and expiry.
+    :ivar configuration_service: a loaded `ConfigurationService`.
+    :ivar cluster_state_service: the `ClusterStateService` reports go to; its
+        expiry of silent nodes runs while this service runs.
+    :ivar endpoint: where to listen (a TLS endpoint made with
+        `flocker.ca.server_context_factory`), or ``None`` to not listen (tests
+        connect protocols from `build_protocol` themselves).
+    :ivar identify: reads the peer's identity from a transport.
+    :ivar keepalive_interval: seconds between keep-alives to each agent.
+    """
+
+    reactor: IReactorTime
+    configuration_service: ConfigurationService
+    cluster_state_service: ClusterStateService
+    endpoint: IStreamServerEndpoint | None = None
+    identify: Callable[[Any], PeerIdentity] = peer_identity
+    keepalive_interval: float = KEEPALIVE_INTERVAL
+    #: The listening port once started (with an endpoint).
+    port: IListeningPort | None = attrs.field(default=None, init=False)
+    _connections: set[ControlAMP] = attrs.field(factory=set, init=False)
+    _version: int = attrs.field(default=1, init=False)
+    _document: Any = attrs.field(default=None, init=False)
+    _diffs: dict[int, bytes] = attrs.field(factory=dict, init=False)
+    _unsubscribe: list[Callable[[], None]] = attrs.field(factory=list, init=False)
+    _listening: Deferred[Any] | None = attrs.field(default=None, init=False)
+
+    @property
+    def connections(self) -> frozenset[ControlAMP]:
+        """The open agent connections."""
+        return frozenset(self._connections)
+
+    def build_protocol(self) -> ControlAMP:
+        """A protocol for one agent connection."""
+        return ControlAMP(self, self.identify)
+
+    def startService(self) -> None:  # noqa: N802
+        """Subscribe to changes, expire silent nodes, listen for agents."""
+        super().startService()
+        # Fails loudly if the configuration was not loaded first.
+        self.configuration_service.deployment  # noqa: B018
+        self._unsubscribe = [
+            self.configuration_service.subscribe(lambda g, d: self._changed()),
+            self.cluster_state_service.subscribe(self._state_changed),
+        ]
+        self.cluster_state_service.start_expiring()
+        if self.endpoint is not None:
+            self._listening = self.endpoint.listen(_ControlFactory(self))
+            self._listening.addCallback(self._listened)
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        return port
+
+    def listening(self) -> Deferred[IListeningPort]:
+        """A Deferred firing with the listening port once it listens."""
+        if self._listening is None:
+            raise RuntimeError("not started, or no endpoint to listen on")
+        if self.port is not None:
+            return succeed(self.port)
+        result: Deferred[IListeningPort] = Deferred()
+        self._listening.addBoth(lambda r: (result.callback(r), r)[1])
+        return result
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        """Stop listening, drop agent connections, stop expiring."""
+        super().stopService()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        self.cluster_state_service.stop_expiring()
+        for connection in list(self._connections):
+            if connection.transport is not None:
+                connection.transport.abortConnection()
+
+        async def stop() -> None:
+            if self._listening is not None:
+                try:
+                    port = await self._listening
+                except Exception:
+                    write_failure(Failure())
+                else:
+                    await port.stopListening()
+                self._listening = None
+                self.port = None
+
+        return Deferred.fromCoroutine(stop())
+
+    # -- for the connections -------------------------------------------------
+
+    def connection_made(self, connection: ControlAMP) -> None:
+        """Track a new connection."""
+        self._connections.add(connection)
+
+    def connection_lost(self, connection: ControlAMP) -> None:
+        """Forget a closed connection."""
+        self._connections.discard(connection)
+
+    def agent_ready(self, connection: ControlAMP) -> None:
+        """An agent passed the handshake: push it everything."""
+        connection.changed()
+
+    def current_document(self) -> tuple[int, Any]:
+        """The current document's version and JSON (computed once per change)."""
+        if self._document is None:
+            self._document = {
+                "configuration": deployment_to_json(
+                    self.configuration_service.deployment
+                ),
+                "state": deployment_state_to_json(
+                    self.cluster_state_service.as_deployment_state()
+                ),
+            }
+        return self._version, self._document
+
+    def encoded_diff(self, acknowledged: tuple[int, Any]) -> bytes:
+        """
+        The encoded diff from an acknowledged (version, document) to the current.
+
+        Connections that acknowledged the same version share one computation.
+        """
+        base, old = acknowledged
+        if base not in self._diffs:
+            _, document = self.current_document()
+            self._diffs[base] = encode_diff(diff_documents(old, document))
+        return self._diffs[base]
+
+    def _state_changed(self, state: DeploymentState) -> None:
+        self._changed()
+
+    def _changed(self) -> None:
+        self._version += 1
+        self._document = None
+        self._diffs = {}
+        for connection in list(self._connections):
+            connection.changed()

@@ -1,0 +1,318 @@
+"""
+The agents' side of the agent protocol (see `flocker.control._protocol`).
+
+`AgentAMPClient` is a service that keeps one connection to the control
+service open (reconnecting with backoff through Twisted's ``ClientService``),
+does the version handshake, hands every pushed configuration and cluster
+state to a ``cluster_updated(configuration, cluster_state)`` callback, and
+sends the node's state with `AgentAMPClient.report_state`.  After every
+(re)connection it sends the last reported state again, so a restarted
+control service learns the node's state without waiting for a change.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from eliot import write_failure
+from twisted.application.internet import ClientService
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from flocker.ca import TLSFiles, client_context_factory
+
+from ._model import Deployment
+from ._protocol import (
+    KEEPALIVE_INTERVAL,
+    PROTOCOL_VERSION,
+    ClusterStatusCommand,
+    KeepAlive,
+    NodeStateCommand,
+    NoOpCommand,
+    OutOfSync,
+    VersionCommand,
+    continue_task,
+    is_connection_gone,
+    ping,
+    send_with_context,
+)
+from ._protocol_diff import DiffError, apply_diff, decode_diff
+from ._protocol_logging import (
+    AGENT_REFUSED,
+    CLUSTER_UPDATED,
+    HANDSHAKE,
+    KEEPALIVE_TIMEOUT,
+    REPORT_STATE,
+)
+from ._serialization import (
+    SerializationError,
+    deployment_from_json,
+    deployment_state_from_json,
+    serialize_node_state,
+)
+from ._state import DeploymentState, NodeState
+
+__all__ = ["AgentAMP", "AgentAMPClient", "NotConnected", "default_retry_policy"]
+
+#: The callback agents give: called with each pushed (configuration, state).
+ClusterUpdated = Callable[[Deployment, DeploymentState], None]
+
+
+class NotConnected(Exception):
+    """There is no connection to the control service right now."""
+
+
+def default_retry_policy(
+    initial: float = 0.2, factor: float = 1.5, maximum: float = 10.0
+) -> Callable[[int], float]:
+    """Reconnection delays growing from ``initial`` to ``maximum``, with jitter."""
+
+    def policy(attempt: int) -> float:
+        delay = min(initial * factor ** min(attempt, 64), maximum)
+        return delay * (0.75 + random.random() / 2)  # noqa: S311 (not crypto)
+
+    return policy
+
+
+class AgentLocator(amp.CommandLocator):
+    """The agent's responders for its connection to the control service."""
+
+    def __init__(self, connection: AgentAMP) -> None:
+        """Answer for ``connection``."""
+        self.connection = connection
+
+    @ClusterStatusCommand.responder
+    def cluster_status(
+        self, base: int, version: int, diff: bytes, eliot_context: str
+    ) -> dict[str, Any]:
+        """Apply a pushed diff and tell the agent the new configuration and state."""
+        with continue_task(eliot_context):
+            self.connection.cluster_status(base, version, diff)
+        return {}
+
+    @NoOpCommand.responder
+    def noop(self, eliot_context: str) -> dict[str, Any]:
+        """Answer the control service's keep-alive."""
+        with continue_task(eliot_context):
+            return {}
+
+
+class AgentAMP(amp.AMP):
+    """The agent's end of its connection to the control service."""
+
+    def __init__(self, client: AgentAMPClient) -> None:
+        """Talk for ``client``."""
+        super().__init__(locator=AgentLocator(self))
+        self.client = client
+        #: The document version (and document) last received on this connection.
+        self.version = 0
+        self.document: Any = None
+        self._keepalive = KeepAlive(
+            client.reactor,
+            lambda: ping(self),
+            self._keepalive_timed_out,
+            client.keepalive_interval,
+        )
+
+    def connectionMade(self) -> None:  # noqa: N802
+        """Start the version handshake (TLS buffers it until its own is done)."""
+        super().connectionMade()
+        action = HANDSHAKE(
+            agent_kind=self.client.agent_kind,
+            protocol_version=self.client.protocol_version,
+        )
+        answered = send_with_context(
+            self,
+            action,
+            VersionCommand,
+            protocol_version=self.client.protocol_version,
+            agent_kind=self.client.agent_kind,
+        )
+        answered.addCallbacks(self._handshaken, self._refused)
+
+    def _handshaken(self, response: dict[str, Any]) -> None:
+        self._keepalive.start()
+        self.client.connection_ready(self)
+
+    def _refused(self, failure: Failure) -> None:
+        if not is_connection_gone(failure):
+            AGENT_REFUSED.log(node_uuid=None, reason=failure.getErrorMessage())
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def cluster_status(self, base: int, version: int, data: bytes) -> None:
+        """Apply a push; hand the result to the client's callback."""
+        with CLUSTER_UPDATED(base=base, version=version):
+            if base != 0 and base != self.version:
+                raise OutOfSync(f"have version {self.version}, not {base}")
+            try:
+                document = apply_diff(
+                    decode_diff(data), None if base == 0 else self.document
+                )
+                configuration = deployment_from_json(document["configuration"])
+                state = deployment_state_from_json(document["state"])
+            except (DiffError, SerializationError, KeyError, TypeError) as e:
+                raise OutOfSync(f"cannot apply the update: {e}") from None
+            self.version, self.document = version, document
+            self.client.updated(configuration, state)
+
+    def send_state(self, state: NodeState) -> Deferred[None]:
+        """Send a state report; fires when the control service accepted it."""
+        data = serialize_node_state(state)
+        action = REPORT_STATE(node_uuid=state.uuid, size=len(data))
+        sent = send_with_context(self, action, NodeStateCommand, state=data)
+        return sent.addCallback(lambda _: None)
+
+    def _keepalive_timed_out(self) -> None:
+        KEEPALIVE_TIMEOUT.log(node_uuid=None)
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+        """Stop keep-alives and tell the client."""
+        self._keepalive.stop()
+        self.client.connection_lost(self)
+        super().connectionLost(reason)
+
+
+class _AgentFactory(Factory):
+    """Makes the `AgentAMP` for each connection attempt."""
+
+    def __init__(self, client: AgentAMPClient) -> None:
+        self.client = client
+
+    def buildProtocol(self, addr: Any) -> AgentAMP:  # noqa: N802
+        """A protocol for one connection to the control service."""
+        return AgentAMP(self.client)
+
+
+@attrs.define(slots=False, eq=False)
+class AgentAMPClient(Service):
+    """
+    An agent's connection to the control service, kept open while running.
+
+    :ivar reactor: for timing reconnections and keep-alives.
+    :ivar endpoint: where the control service is (a TLS client endpoint; see
+        `for_control_service`).
+    :ivar agent_kind: ``"dataset"`` or ``"container"``.
+    :ivar cluster_updated: called with ``(configuration, cluster_state)`` on
+        every push; what it raises is logged, not sent back.
+    :ivar retry_policy: seconds to wait before reconnection attempt N.
+    :ivar protocol_version: the version announced in the handshake.
+    """
+
+    reactor: IReactorTime
+    endpoint: IStreamClientEndpoint
+    agent_kind: str
+    cluster_updated: ClusterUpdated
+    retry_policy: Callable[[int], float] = attrs.field(factory=default_retry_policy)
+    keepalive_interval: float = KEEPALIVE_INTERVAL
+    protocol_version: int = PROTOCOL_VERSION
+    _client: ClientService | None = attrs.field(default=None, init=False)
+    _connection: AgentAMP | None = attrs.field(default=None, init=False)
+    _latest_state: NodeState | None = attrs.field(default=None, init=False)
+    _waiting: list[Deferred[None]] = attrs.field(factory=list, init=False)
+
+    @classmethod
+    def for_control_service(
+        cls,
+        reactor: Any,
+        host: str,
+        port: int,
+        tls_files: TLSFiles,
+        agent_kind: str,
+        cluster_updated: ClusterUpdated,
+        **kwargs: Any,
+    ) -> AgentAMPClient:
+        """A client for the control service at ``host:port``, with a node's files."""
+        endpoint = wrapClientTLS(
+            client_context_factory(tls_files.credential, tls_files.authority, host),
+            HostnameEndpoint(reactor, host.encode("ascii"), port),
+        )
+        return cls(reactor, endpoint, agent_kind, cluster_updated, **kwargs)
+
+    # -- the agent's interface -----------------------------------------------
+
+    def report_state(self, state: NodeState) -> Deferred[None]:
+        """
+        Send the node's state to the control service.
+
+        The state is also remembered and sent again after every reconnection.
+
+        :return: a Deferred firing when the control service accepted it, or
+            failing with `NotConnected` (it will be sent once connected) or
+            with the control service's refusal.
+        """
+        self._latest_state = state
+        if self._connection is None:
+            return fail(NotConnected("not connected to the control service"))
+        return self._connection.send_state(state)
+
+    def connected(self) -> Deferred[None]:
+        """A Deferred firing once a connection has passed the handshake."""
+        if self._connection is not None:
+            return succeed(None)
+        waiting: Deferred[None] = Deferred()
+        self._waiting.append(waiting)
+        return waiting
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether a handshaken connection is open."""
+        return self._connection is not None
+
+    # -- life cycle ----------------------------------------------------------
+
+    def startService(self) -> None:  # noqa: N802
+        """Connect, and keep reconnecting while running."""
+        super().startService()
+        self._client = ClientService(
+            self.endpoint,
+            _AgentFactory(self),
+            retryPolicy=self.retry_policy,
+            clock=self.reactor,
+        )
+        self._client.startService()
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        """Disconnect and stop reconnecting."""
+        super().stopService()
+        client, self._client = self._client, None
+        if client is None:
+            return succeed(None)
+        return client.stopService()
+
+    # -- from the protocol ---------------------------------------------------
+
+    def connection_ready(self, connection: AgentAMP) -> None:
+        """A connection passed the handshake: resend the latest state."""
+        self._connection = connection
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+        if self._latest_state is not None:
+            connection.send_state(self._latest_state).addErrback(self._report_failed)
+
+    def _report_failed(self, failure: Failure) -> None:
+        if not is_connection_gone(failure):
+            write_failure(failure)
+
+    def connection_lost(self, connection: AgentAMP) -> None:
+        """A connection closed."""
+        if self._connection is connection:
+            self._connection = None
+
+    def updated(self, configuration: Deployment, state: DeploymentState) -> None:
+        """Hand a pushed configuration and state to the callback."""
+        try:
+            self.cluster_updated(configuration, state)
+        except Exception:
+            write_failure(Failure())
