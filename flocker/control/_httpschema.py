@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from pyrsistent import PClass, field, pmap_field
 
@@ -94,14 +94,26 @@ def operations() -> dict[str, Operation]:
     return result
 
 
+def _is_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 2.0 as an integer; the model does not, so neither do we.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: Draft 2020-12, with integers being integers (not integral floats).
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
 @cache
-def _validator(definition: str) -> Draft202012Validator:
+def _validator(definition: str) -> Any:
     defs = definitions()
     if definition not in defs:
         raise KeyError(f"no schema definition {definition!r}")
     schema = {"$defs": defs, "$ref": f"#/$defs/{definition}"}
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return _Validator(schema)
 
 
 def _where(error: ValidationError) -> str:
