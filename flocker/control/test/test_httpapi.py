@@ -15,16 +15,16 @@ import re
 from typing import Any
 
 import attrs
+import pytest
 from eliot import MemoryLogger
 from eliot.testing import swap_logger
-import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
 from flocker import __version__
 from flocker.control import (
-    AttachedVolume,
     Application,
+    AttachedVolume,
     ClusterStateService,
     ConfigurationService,
     Dataset,
