@@ -280,8 +280,8 @@ def make_volume_backend_tests(
         """The IVolumeBackend contract."""
 
         @pytest_twisted.async_yield_fixture
-        async def harness(self, request: pytest.FixtureRequest) -> Any:
-            """A harness for the test; cleaned up afterwards."""
+        async def harness(self, request: pytest.FixtureRequest, eliot_logger: Any) -> Any:
+            """A harness for the test; cleaned up afterwards; logs validated."""
             harness = make_harness(request)
             yield harness
             await harness.cleanup()
@@ -630,6 +630,35 @@ def make_volume_backend_tests(
             await sink.finish()
             assert harness.read_files(other, await other.get(ID1)) == s2
             assert await _names(other, ID1) == ["s1", "s2"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_incremental_is_small(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """Where claimed, a stream with a base carries only the changes."""
+            harness.write_file(backend, origin, "small", b"a small change")
+            await backend.snapshot(ID1, "s2")
+            full = await stream_bytes(await backend.send(ID1, "s2"))
+            since = await stream_bytes(await backend.send(ID1, "s2", base="s1"))
+            assert len(full) > MiB
+            if backend.capabilities.incremental_send:
+                assert len(since) < MiB / 4
+            else:
+                assert len(since) > MiB
+
+        @pytest_twisted.ensureDeferred
+        async def test_maximum_size_enforced(
+            self, harness: VolumeHarness, backend: IVolumeBackend
+        ) -> None:
+            """Where claimed, writing far beyond the maximum size fails."""
+            info = await backend.create(ID1, maximum_size=8 * MiB)
+            data = os.urandom(24 * MiB)
+            if backend.capabilities.enforces_maximum_size:
+                with pytest.raises(OSError):
+                    harness.write_file(backend, info, "big", data)
+            else:
+                harness.write_file(backend, info, "big", data)
+                assert harness.read_files(backend, info) == {"big": data}
 
         @pytest_twisted.ensureDeferred
         async def test_invalid_base(
