@@ -102,7 +102,7 @@ class _Protocol(ProcessProtocol):
         self.stderr = (self.stderr + data)[-4000:]
 
     def processEnded(self, reason: Failure) -> None:  # noqa: N802
-        code = 0 if reason.check(ProcessDone) else reason.value.exitCode
+        code = 0 if reason.check(ProcessDone) else getattr(reason.value, "exitCode", None)
         self._on_end(code)
 
 

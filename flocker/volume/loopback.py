@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorProcess
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from ..common import CommandFailed, retry_failure, run_command
+from ..common import CommandFailed, CommandResult, retry_failure, run_command
 from ._common import (
     check_dataset_id,
     check_maximum_size,
@@ -145,7 +145,7 @@ class LoopbackVolumeBackend:
     def _snapshot_image(self, dataset_id: str, name: str) -> str:
         return os.path.join(self._dir(dataset_id), "snapshots", f"{name}.img")
 
-    async def _run(self, *argv: str) -> Any:
+    async def _run(self, *argv: str) -> CommandResult:
         return await self._store.run(*argv)
 
     async def _meta(self, dataset_id: str) -> dict[str, Any]:
@@ -192,9 +192,11 @@ class LoopbackVolumeBackend:
         if devices:
             device = devices[0]
         else:
-            result = await retry_failure(
-                self._reactor,
-                lambda: self._run("losetup", "--find", "--show", image),
+            result: CommandResult = await retry_failure(
+                cast(IReactorTime, self._reactor),
+                lambda: Deferred.fromCoroutine(
+                    self._run("losetup", "--find", "--show", image)
+                ),
                 expected=(CommandFailed,),
                 steps=[0.1, 0.2, 0.5, 1.0, 2.0],
             )
@@ -209,9 +211,9 @@ class LoopbackVolumeBackend:
         """Unmount the dataset and detach its loop device(s)."""
         mnt = self._mnt(dataset_id)
         if await self._is_mounted(mnt):
-            await retry_failure(
-                self._reactor,
-                lambda: self._run("umount", mnt),
+            _: CommandResult = await retry_failure(
+                cast(IReactorTime, self._reactor),
+                lambda: Deferred.fromCoroutine(self._run("umount", mnt)),
                 expected=(CommandFailed,),
                 steps=[0.1, 0.2, 0.5, 1.0, 2.0],
             )

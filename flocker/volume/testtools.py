@@ -363,7 +363,7 @@ def make_volume_backend_tests(
         @pytest_twisted.ensureDeferred
         async def test_unknown_dataset(self, backend: IVolumeBackend) -> None:
             """Operations on an unknown dataset fail with UnknownDataset."""
-            for call in [
+            calls: list[Callable[[], Deferred[Any]]] = [
                 lambda: backend.get(UNKNOWN),
                 lambda: backend.set_maximum_size(UNKNOWN, 64 * MiB),
                 lambda: backend.snapshot(UNKNOWN, "s"),
@@ -372,7 +372,8 @@ def make_volume_backend_tests(
                 lambda: backend.clone(UNKNOWN, "s", ID2),
                 lambda: backend.send(UNKNOWN, "s"),
                 lambda: backend.receive(UNKNOWN, base="s"),
-            ]:
+            ]
+            for call in calls:
                 await _fails(call(), UnknownDataset)
             await backend.destroy_snapshot(UNKNOWN, "s")
             assert await backend.list_datasets() == []
@@ -382,13 +383,14 @@ def make_volume_backend_tests(
             self, backend: IVolumeBackend, origin: DatasetInfo
         ) -> None:
             """Operations naming an unknown snapshot fail with UnknownSnapshot."""
-            for call in [
+            calls: list[Callable[[], Deferred[Any]]] = [
                 lambda: backend.rollback(ID1, "nope"),
                 lambda: backend.clone(ID1, "nope", ID2),
                 lambda: backend.send(ID1, "nope"),
                 lambda: backend.send(ID1, "s1", base="nope"),
                 lambda: backend.receive(ID1, base="nope"),
-            ]:
+            ]
+            for call in calls:
                 await _fails(call(), UnknownSnapshot)
             await backend.destroy_snapshot(ID1, "nope")
             assert await _names(backend, ID1) == ["s1"]

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorProcess
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from zope.interface import implementer
 
 from ..common import CommandFailed, CommandResult, retry_failure, run_command
@@ -141,8 +142,8 @@ class ZFSVolumeBackend:
     async def _retrying(self, *args: str) -> CommandResult:
         """Run a zfs command, again while zfs-fuse says "busy"."""
         return await retry_failure(
-            self._reactor,
-            lambda: self._zfs(*args),
+            cast(IReactorTime, self._reactor),
+            lambda: Deferred.fromCoroutine(self._zfs(*args)),
             expected=(CommandFailed,),
             steps=[0.1] * 5 + [0.5] * 20,
             should_retry=_busy,

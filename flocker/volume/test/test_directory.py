@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from twisted.internet import reactor
 
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.functional
 def directory_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
     """Each backend instance gets its own root under the test's tmp_path."""
     tmp_path = request.getfixturevalue("tmp_path")
-    made = []
+    made: list[None] = []
 
     async def make() -> DirectoryVolumeBackend:
         made.append(None)
@@ -23,5 +25,8 @@ def directory_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
     return FilesystemHarness(make)
 
 
-class TestDirectoryVolumeBackend(make_volume_backend_tests(directory_harness)):
+_Contract: Any = make_volume_backend_tests(directory_harness)
+
+
+class TestDirectoryVolumeBackend(_Contract):
     """DirectoryVolumeBackend against the contract."""

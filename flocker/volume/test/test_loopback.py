@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import Any
 
 import pytest
 from twisted.internet import reactor
@@ -33,7 +34,7 @@ def loopback_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
         pytest.skip("the loopback backend needs root for losetup and mount")
     tmp_path = request.getfixturevalue("tmp_path")
     request.addfinalizer(lambda: release_loop_devices(str(tmp_path)))
-    made = []
+    made: list[None] = []
 
     async def make() -> LoopbackVolumeBackend:
         made.append(None)
@@ -44,5 +45,8 @@ def loopback_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
     return FilesystemHarness(make)
 
 
-class TestLoopbackVolumeBackend(make_volume_backend_tests(loopback_harness)):
+_Contract: Any = make_volume_backend_tests(loopback_harness)
+
+
+class TestLoopbackVolumeBackend(_Contract):
     """LoopbackVolumeBackend against the contract."""

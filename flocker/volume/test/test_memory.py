@@ -1,7 +1,11 @@
 """The in-memory backend passes the IVolumeBackend contract."""
 
+from typing import Any
+
 from ..testtools import MemoryHarness, make_volume_backend_tests
 
+_Contract: Any = make_volume_backend_tests(lambda request: MemoryHarness())
 
-class TestMemoryVolumeBackend(make_volume_backend_tests(lambda request: MemoryHarness())):
+
+class TestMemoryVolumeBackend(_Contract):
     """MemoryVolumeBackend against the contract."""

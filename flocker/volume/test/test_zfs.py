@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from twisted.internet import reactor
 
@@ -21,5 +23,8 @@ def zfs_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
     return FilesystemHarness(make)
 
 
-class TestZFSVolumeBackend(make_volume_backend_tests(zfs_harness)):
+_Contract: Any = make_volume_backend_tests(zfs_harness)
+
+
+class TestZFSVolumeBackend(_Contract):
     """ZFSVolumeBackend against the contract."""
