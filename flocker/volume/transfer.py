@@ -76,7 +76,7 @@ from eliot.twisted import DeferredContext
 from OpenSSL import SSL
 from pyrsistent import PClass, field
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     SSL4ServerEndpoint,
@@ -321,6 +321,8 @@ class _ReceiverProtocol(Protocol):
         self._remote: Action | None = None
         self._action: Action | None = None
         self._outcome: ReceiveOutcome | None = None
+        self._lost: _Refusal | None = None
+        self._ended = False
 
     # -- bytes in ------------------------------------------------------------
 
@@ -411,7 +413,7 @@ class _ReceiverProtocol(Protocol):
     def _prepared(self, sink: IStreamSink) -> None:
         self._sink = sink
         if self._state != "preparing":  # the connection went meanwhile
-            self._abort_sink()
+            self._abort_sink().addBoth(lambda _: self._end(self._lost))
             return
         self._state = "streaming"
         sink.registerProducer(_SinkProducer(self), True)
@@ -419,7 +421,8 @@ class _ReceiverProtocol(Protocol):
         self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def _not_prepared(self, failure: Failure) -> None:
-        if self._state != "preparing":
+        if self._state != "preparing":  # the connection went meanwhile
+            self._end(self._lost)
             return
         self.transport.resumeProducing()  # type: ignore[union-attr]
         self._refuse(_refusal_for(failure.value))
@@ -482,8 +485,14 @@ class _ReceiverProtocol(Protocol):
         self._end(None)
 
     def _refuse(self, refusal: _Refusal) -> None:
-        """Tell the sender why, close, and clean up."""
+        """Discard what was received, tell the sender why, close, clean up."""
         previous, self._state = self._state, "done"
+        if previous == "streaming":
+            self._abort_sink().addBoth(lambda _: self._send_refusal(refusal))
+        else:
+            self._send_refusal(refusal)
+
+    def _send_refusal(self, refusal: _Refusal) -> None:
         if self.connected:
             self.transport.write(  # type: ignore[union-attr]
                 encode_json(
@@ -492,8 +501,6 @@ class _ReceiverProtocol(Protocol):
                 )
             )
             self.transport.loseConnection()  # type: ignore[union-attr]
-        if previous == "streaming":
-            self._abort_sink()
         self._end(refusal)
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # noqa: N802, B008
@@ -503,25 +510,23 @@ class _ReceiverProtocol(Protocol):
         if self._outcome is not None:
             outcome, self._outcome = self._outcome, None
             self._receiver._report_outcome(outcome)
+        self._lost = _Refusal(
+            INTERRUPTED,
+            f"the connection ended mid-transfer: {reason.getErrorMessage()}",
+        )
         if previous == "streaming":
-            self._abort_sink()
-        if previous in ("preparing", "streaming") or (
-            previous == "header" and self._header is not None
-        ):
-            self._end(
-                _Refusal(
-                    INTERRUPTED,
-                    f"the connection ended mid-transfer: {reason.getErrorMessage()}",
-                )
-            )
-        elif previous == "finishing":
-            self._state = "finishing"  # let _complete end it
+            self._abort_sink().addBoth(lambda _: self._end(self._lost))
+        elif previous in ("finishing", "done"):
+            self._state = previous  # _complete or _refuse ends it
+        # "preparing": _prepared or _not_prepared ends it
 
-    def _abort_sink(self) -> None:
+    def _abort_sink(self) -> Deferred[None]:
+        """Abort the sink; the Deferred fires (never fails) when it is done."""
         if self._sink is None:
-            return
+            return succeed(None)
         with self._context():
-            self._sink.abort()
+            aborted = self._sink.abort()
+        return aborted.addErrback(lambda _: None)
 
     # -- logging and bookkeeping --------------------------------------------
 
@@ -543,7 +548,10 @@ class _ReceiverProtocol(Protocol):
         return self._action.context() if self._action is not None else nullcontext()
 
     def _end(self, refusal: _Refusal | None) -> None:
-        """Log, forget the transfer, and tell the receiver's owner."""
+        """Log, forget the transfer, and tell the receiver's owner (once)."""
+        if self._ended:
+            return
+        self._ended = True
         progress = self._progress
         received = progress.bytes_transferred if progress is not None else 0
         if progress is not None:
