@@ -1,0 +1,334 @@
+"""
+The ``flocker-control`` daemon: the control service of a Flocker cluster.
+
+Usage::
+
+    flocker-control [--data-path /var/lib/flocker] [--port 4523]
+                    [--agent-port 4524] [--certificates-directory /etc/flocker]
+                    [--log-dir /var/log/flocker] [--foreground]
+
+It loads the desired configuration from ``<data-path>/configuration.json``
+(refusing to start if that file is corrupt), then serves the REST API
+(HTTPS, client certificates required) on ``--port`` and the agent protocol
+(AMP over TLS) on ``--agent-port``.  The certificates directory holds
+``cluster.crt`` and ``control-service.crt``/``.key`` as ``flocker-ca``
+makes them.  Logs are eliot JSON lines in ``<log-dir>/flocker-control.log``
+(and on standard output with ``--foreground``).  SIGTERM or SIGINT stop it.
+
+Errors in the options, missing certificates or a corrupt configuration are
+one line on standard error and a non-zero exit status.
+
+Run as ``flocker-control`` (console script) or
+``python -m flocker.control.script``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+import attrs
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.task import react
+
+from flocker.ca import CertificateError, load_tls_files, server_context_factory
+from flocker.common import start_daemon_logging
+
+from ._clusterstate import DEFAULT_STATE_EXPIRATION, ClusterStateService
+from ._persistence import (
+    ConfigurationCorrupt,
+    ConfigurationService,
+    FileConfigurationStore,
+)
+from ._protocol import ControlAMPService
+from .httpapi import create_api_service
+
+__all__ = [
+    "AGENT_PORT",
+    "API_PORT",
+    "ControlOptions",
+    "build_control_service",
+    "main",
+    "parse_options",
+]
+
+#: Default TCP ports of the REST API and the agent protocol.
+API_PORT = 4523
+AGENT_PORT = 4524
+
+#: Exit statuses: a failure to start, and a malformed command line.
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+#: The file name of the control service's certificate and key (``.crt``/``.key``).
+CONTROL_CERTIFICATE_BASENAME = "control-service"
+
+
+class UsageError(Exception):
+    """The command line is wrong."""
+
+
+@attrs.frozen
+class ControlOptions:
+    """
+    The daemon's settings, from its command line.
+
+    :ivar data_path: directory of the configuration file.
+    :ivar port: REST API port (0: any free port).
+    :ivar agent_port: agent protocol port (0: any free port).
+    :ivar certificates_directory: ``cluster.crt`` and ``control-service.crt/.key``.
+    :ivar log_dir: where ``flocker-control.log`` goes, or ``None`` for no file.
+    :ivar foreground: also log to standard output.
+    :ivar listen_address: interface to listen on (empty: all).
+    :ivar ports_file: if set, the bound ports are written there as JSON
+        ``{"api": N, "agent": M}`` once listening (useful with port 0).
+    :ivar state_expiration: seconds of silence before a node's state is dropped.
+    """
+
+    data_path: Path = Path("/var/lib/flocker")
+    port: int = API_PORT
+    agent_port: int = AGENT_PORT
+    certificates_directory: Path = Path("/etc/flocker")
+    log_dir: Path | None = Path("/var/log/flocker")
+    foreground: bool = False
+    listen_address: str = ""
+    ports_file: Path | None = None
+    state_expiration: float = DEFAULT_STATE_EXPIRATION
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that raises instead of printing and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the problem as a `UsageError`."""
+        raise UsageError(message)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {port}")
+    return port
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return number
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="flocker-control",
+        description="Run the Flocker control service (REST API and agent protocol).",
+    )
+    defaults = ControlOptions()
+    parser.add_argument(
+        "--data-path",
+        type=Path,
+        default=defaults.data_path,
+        help="directory of the stored configuration (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=defaults.port,
+        help="REST API port (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--agent-port",
+        type=_port,
+        default=defaults.agent_port,
+        help="agent protocol port (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--certificates-directory",
+        type=Path,
+        default=defaults.certificates_directory,
+        help="cluster.crt and control-service.crt/.key (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        default=None,
+        help="directory for flocker-control.log (default: /var/log/flocker, "
+        "or no file with --foreground)",
+    )
+    parser.add_argument(
+        "--foreground",
+        action="store_true",
+        help="log to standard output too",
+    )
+    parser.add_argument(
+        "--listen-address",
+        default="",
+        help="address to listen on (default: all interfaces)",
+    )
+    parser.add_argument(
+        "--ports-file",
+        type=Path,
+        default=None,
+        help='write {"api": PORT, "agent": PORT} here once listening',
+    )
+    parser.add_argument(
+        "--state-expiration",
+        type=_positive,
+        default=defaults.state_expiration,
+        help="seconds before a silent node's state is forgotten (default: %(default)s)",
+    )
+    return parser
+
+
+def parse_options(argv: Sequence[str]) -> ControlOptions:
+    """
+    The settings a command line asks for.
+
+    :raise UsageError: the command line is wrong.
+    """
+    namespace = _parser().parse_args(list(argv))
+    log_dir = namespace.log_dir
+    if log_dir is None and not namespace.foreground:
+        log_dir = ControlOptions().log_dir
+    return ControlOptions(
+        data_path=namespace.data_path,
+        port=namespace.port,
+        agent_port=namespace.agent_port,
+        certificates_directory=namespace.certificates_directory,
+        log_dir=log_dir,
+        foreground=namespace.foreground,
+        listen_address=namespace.listen_address,
+        ports_file=namespace.ports_file,
+        state_expiration=namespace.state_expiration,
+    )
+
+
+def build_control_service(reactor: Any, options: ControlOptions) -> MultiService:
+    """
+    Wire the control service: configuration, cluster state, agents, REST API.
+
+    The result's ``configuration_service`` must be loaded (``await
+    service.configuration_service.load()``) before it is started.  Its
+    children are named ``"agents"`` (the `ControlAMPService`) and ``"api"``
+    (the REST API service).
+
+    :raise CertificateError: the certificates are missing or unusable.
+    """
+    tls = load_tls_files(options.certificates_directory, CONTROL_CERTIFICATE_BASENAME)
+    context = server_context_factory(tls.credential, tls.authority)
+    store = FileConfigurationStore(reactor, reactor.getThreadPool(), options.data_path)
+    configuration_service = ConfigurationService(store)
+    cluster_state_service = ClusterStateService(
+        reactor, expiration=options.state_expiration
+    )
+    service = MultiService()
+    agents = ControlAMPService(
+        reactor,
+        configuration_service,
+        cluster_state_service,
+        SSL4ServerEndpoint(
+            reactor, options.agent_port, context, interface=options.listen_address
+        ),
+    )
+    agents.setName("agents")
+    agents.setServiceParent(service)
+    api_endpoint: Any = options.port
+    if options.listen_address:
+        api_endpoint = f"tcp:{options.port}:interface={options.listen_address}"
+    api = create_api_service(
+        reactor, configuration_service, cluster_state_service, api_endpoint, context
+    )
+    api.setName("api")
+    api.setServiceParent(service)
+    service.configuration_service = configuration_service  # type: ignore[attr-defined]
+    service.cluster_state_service = cluster_state_service  # type: ignore[attr-defined]
+    return service
+
+
+async def _listening_ports(service: MultiService) -> dict[str, int]:
+    """The ports the agents and API services listen on."""
+    agents: Any = service.getServiceNamed("agents")
+    api: Any = service.getServiceNamed("api")
+    agent_port = await agents.listening()
+    api_port = await api.getServiceNamed("api").listening()
+    return {"api": api_port.getHost().port, "agent": agent_port.getHost().port}
+
+
+def _fail(stderr: TextIO, message: str, status: int = EXIT_FAILURE) -> NoReturn:
+    stderr.write(f"flocker-control: error: {message}\n")
+    stderr.flush()
+    raise SystemExit(status)
+
+
+def main(
+    reactor: Any,
+    argv: Sequence[str],
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> Deferred[None]:
+    """
+    Run the control service until the reactor stops (``react(main, [argv])``).
+
+    :return: a Deferred that fails with ``SystemExit`` on a start-up error
+        and otherwise never fires.
+    """
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+
+    async def run() -> None:
+        try:
+            options = parse_options(argv)
+        except UsageError as e:
+            _fail(err, str(e), EXIT_USAGE)
+        try:
+            service = build_control_service(reactor, options)
+        except CertificateError as e:
+            _fail(err, f"cannot load certificates: {e}")
+        start_daemon_logging(
+            "flocker-control",
+            None if options.log_dir is None else str(options.log_dir),
+            stdout=out if options.foreground else None,
+        )
+        configuration: Any = service.configuration_service  # type: ignore[attr-defined]
+        try:
+            await configuration.load()
+        except ConfigurationCorrupt as e:
+            _fail(err, str(e))
+        except OSError as e:
+            _fail(err, f"cannot read the configuration in {options.data_path}: {e}")
+        service.startService()
+        reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+        try:
+            ports = await _listening_ports(service)
+        except CannotListenError as e:
+            _fail(err, f"cannot listen: {e}")
+        if options.ports_file is not None:
+            temporary = options.ports_file.with_name(options.ports_file.name + ".tmp")
+            temporary.write_text(json.dumps(ports))
+            os.replace(temporary, options.ports_file)
+        await Deferred()  # until the reactor stops
+
+    return Deferred.fromCoroutine(run())
+
+
+def _run() -> None:
+    """The console script's entry point."""
+    react(main, [sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    _run()
