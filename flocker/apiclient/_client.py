@@ -1,0 +1,525 @@
+"""
+`FlockerClient`: `IFlockerAPIV1Client` over HTTPS with treq and a user certificate.
+
+The HTTP client is injected: a treq ``HTTPClient`` whose agent presents the
+user's certificate (`FlockerClient.from_certificates`,
+`FlockerClient.from_cluster_config`), or ``treq.testing.StubTreq`` wrapping
+the control service's resource in unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import attrs
+from eliot import ActionType, Field, start_action
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
+from twisted.web.client import Agent
+from zope.interface import implementer
+
+from ..ca import ClusterPolicyForHTTPS, load_tls_files
+from ._interface import (
+    UNCHANGED,
+    BadRequest,
+    ConfigurationChanged,
+    Container,
+    ContainerAlreadyExists,
+    ContainerConflict,
+    ContainerPort,
+    ContainerState,
+    Dataset,
+    DatasetAlreadyExists,
+    DatasetConflict,
+    DatasetsConfiguration,
+    DatasetState,
+    FlockerAPIError,
+    IFlockerAPIV1Client,
+    Lease,
+    LeaseAlreadyHeld,
+    Link,
+    MountedDataset,
+    Node,
+    ResponseError,
+    RestartPolicy,
+    UnknownContainer,
+    UnknownDataset,
+    UnknownEra,
+    UnknownLease,
+)
+
+__all__ = ["DEFAULT_API_PORT", "FlockerClient", "container_to_json"]
+
+#: The control service's REST API port unless configured otherwise.
+DEFAULT_API_PORT = 4523
+
+_METHOD = Field.for_types("method", [str], "The HTTP method.")
+_URL = Field.for_types("url", [str], "The request's URL.")
+_STATUS = Field.for_types("status", [int], "The HTTP status code.")
+
+#: One request the client made to the REST API.
+API_REQUEST = ActionType(
+    "flocker:apiclient:request",
+    [_METHOD, _URL],
+    [_STATUS],
+    "The API client made a REST API request.",
+)
+
+#: Status → exception, for every request (more specific maps take precedence).
+_COMMON: dict[int, type[FlockerAPIError]] = {
+    400: BadRequest,
+    412: ConfigurationChanged,
+}
+_DATASET = {404: UnknownDataset, 409: DatasetConflict}
+_CONTAINER = {404: UnknownContainer, 409: ContainerConflict}
+
+
+# --------------------------------------------------------------------------
+# JSON ↔ values
+
+
+def _dataset(body: dict[str, Any]) -> Dataset:
+    return Dataset(
+        dataset_id=UUID(body["dataset_id"]),
+        primary=UUID(body["primary"]),
+        maximum_size=body.get("maximum_size"),
+        deleted=body.get("deleted", False),
+        metadata=body.get("metadata", {}),
+    )
+
+
+def _lease(body: dict[str, Any]) -> Lease:
+    expires = body["expires"]
+    return Lease(
+        dataset_id=UUID(body["dataset_id"]),
+        node_uuid=UUID(body["node_uuid"]),
+        expires=None if expires is None else float(expires),
+    )
+
+
+def container_to_json(container: Container) -> dict[str, Any]:
+    """The REST API's JSON for a `Container`."""
+    restart: dict[str, Any] = {"name": container.restart_policy.name}
+    if container.restart_policy.maximum_retry_count is not None:
+        restart["maximum_retry_count"] = container.restart_policy.maximum_retry_count
+    body: dict[str, Any] = {
+        "node_uuid": str(container.node_uuid),
+        "name": container.name,
+        "image": container.image,
+        "ports": [
+            {"internal": p.internal, "external": p.external} for p in container.ports
+        ],
+        "environment": dict(container.environment),
+        "restart_policy": restart,
+        "volumes": [
+            {"dataset_id": str(v.dataset_id), "mountpoint": v.mountpoint}
+            for v in container.volumes
+        ],
+        "links": [
+            {"alias": x.alias, "local_port": x.local_port, "remote_port": x.remote_port}
+            for x in container.links
+        ],
+    }
+    for name in ("cpu_shares", "memory_limit"):
+        if getattr(container, name) is not None:
+            body[name] = getattr(container, name)
+    if container.command_line is not None:
+        body["command_line"] = list(container.command_line)
+    return body
+
+
+def _container(body: dict[str, Any]) -> Container:
+    restart = body.get("restart_policy", {"name": "never"})
+    command_line = body.get("command_line")
+    return Container(
+        node_uuid=UUID(body["node_uuid"]),
+        name=body["name"],
+        image=body["image"],
+        ports=[ContainerPort(**p) for p in body.get("ports", [])],
+        environment=body.get("environment", {}),
+        restart_policy=RestartPolicy(
+            name=restart["name"],
+            maximum_retry_count=restart.get("maximum_retry_count"),
+        ),
+        volumes=[
+            MountedDataset(dataset_id=UUID(v["dataset_id"]), mountpoint=v["mountpoint"])
+            for v in body.get("volumes", [])
+        ],
+        links=[Link(**x) for x in body.get("links", [])],
+        cpu_shares=body.get("cpu_shares"),
+        memory_limit=body.get("memory_limit"),
+        command_line=None if command_line is None else tuple(command_line),
+    )
+
+
+# --------------------------------------------------------------------------
+
+
+@implementer(IFlockerAPIV1Client)
+@attrs.define
+class FlockerClient:
+    """
+    The REST API v1 client.
+
+    :ivar http: a treq ``HTTPClient`` (or ``StubTreq``) that can reach the API.
+    :ivar base_url: e.g. ``https://10.0.0.1:4523`` (no trailing ``/v1``).
+    """
+
+    http: Any
+    base_url: str
+
+    @classmethod
+    def from_certificates(
+        cls,
+        reactor: Any,
+        host: str,
+        port: int,
+        certificates_directory: Path | str,
+        username: str,
+    ) -> FlockerClient:
+        """
+        A client presenting ``username``'s certificate.
+
+        :param certificates_directory: holds ``cluster.crt`` and
+            ``<username>.crt``/``.key`` (as ``flocker-ca create-api-certificate``
+            writes them).
+        :param host: the control service's address, as named in its certificate.
+        """
+        files = load_tls_files(certificates_directory, username)
+        policy = ClusterPolicyForHTTPS(files.credential, files.authority)
+        http = HTTPClient(Agent(reactor, contextFactory=policy))
+        return cls(http, f"https://{_netloc(host)}:{port}")
+
+    @classmethod
+    def from_cluster_config(
+        cls, reactor: Any, config: Mapping[str, Any]
+    ) -> FlockerClient:
+        """
+        A client from a ``cluster.json``-like mapping.
+
+        Keys: ``control_service`` (host), ``control_port`` (optional, 4523),
+        ``certificates_directory`` and ``user`` (the API user's name).
+        """
+        return cls.from_certificates(
+            reactor,
+            config["control_service"],
+            int(config.get("control_port", DEFAULT_API_PORT)),
+            config["certificates_directory"],
+            config["user"],
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        expected: tuple[int, ...],
+        body: Any = None,
+        errors: Mapping[int, type[FlockerAPIError]] = {},  # noqa: B006 - read only
+        configuration_tag: str | None = None,
+    ) -> tuple[Any, dict[str, str]]:
+        url = f"{self.base_url}/v1{path}"
+        headers = {"accept": ["application/json"]}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["content-type"] = ["application/json"]
+        if configuration_tag is not None:
+            headers["x-if-configuration-matches"] = [configuration_tag]
+        with start_action(
+            action_type=API_REQUEST.action_type, method=method, url=url
+        ) as action:
+            response = await self.http.request(method, url, data=data, headers=headers)
+            content = await response.content()
+            action.add_success_fields(status=response.code)
+        try:
+            decoded = json.loads(content) if content else None
+        except ValueError:
+            decoded = None
+        if response.code not in expected:
+            description = (
+                decoded.get("description", "")
+                if isinstance(decoded, dict)
+                else content.decode("utf-8", "replace")
+            )
+            error = {**_COMMON, **errors}.get(response.code, ResponseError)
+            raise error(response.code, description)
+        tags = response.headers.getRawHeaders("x-configuration-tag") or []
+        return decoded, {"tag": tags[0] if tags else ""}
+
+    def _run(self, coroutine: Any) -> Deferred[Any]:
+        return Deferred.fromCoroutine(coroutine)
+
+    # -- IFlockerAPIV1Client --------------------------------------------------
+
+    def version(self) -> Deferred[str]:
+        """See `IFlockerAPIV1Client.version`."""
+
+        async def run() -> str:
+            body, _ = await self._request("GET", "/version", (200,))
+            return str(body["flocker"])
+
+        return self._run(run())
+
+    def list_datasets_configuration(self) -> Deferred[DatasetsConfiguration]:
+        """See `IFlockerAPIV1Client.list_datasets_configuration`."""
+
+        async def run() -> DatasetsConfiguration:
+            body, headers = await self._request(
+                "GET", "/configuration/datasets", (200,)
+            )
+            datasets = {d.dataset_id: d for d in map(_dataset, body)}
+            return DatasetsConfiguration(tag=headers["tag"], datasets=datasets)
+
+        return self._run(run())
+
+    def create_dataset(
+        self,
+        primary: UUID,
+        maximum_size: int | None = None,
+        dataset_id: UUID | None = None,
+        metadata: Mapping[str, str] | None = None,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Dataset]:
+        """See `IFlockerAPIV1Client.create_dataset`."""
+        request: dict[str, Any] = {"primary": str(primary)}
+        if maximum_size is not None:
+            request["maximum_size"] = maximum_size
+        if dataset_id is not None:
+            request["dataset_id"] = str(dataset_id)
+        if metadata is not None:
+            request["metadata"] = dict(metadata)
+
+        async def run() -> Dataset:
+            body, _ = await self._request(
+                "POST",
+                "/configuration/datasets",
+                (201,),
+                request,
+                {404: UnknownDataset, 409: DatasetAlreadyExists},
+                configuration_tag,
+            )
+            return _dataset(body)
+
+        return self._run(run())
+
+    def _update(
+        self, dataset_id: UUID, request: dict[str, Any], tag: str | None
+    ) -> Deferred[Dataset]:
+        async def run() -> Dataset:
+            body, _ = await self._request(
+                "POST",
+                f"/configuration/datasets/{dataset_id}",
+                (200,),
+                request,
+                _DATASET,
+                tag,
+            )
+            return _dataset(body)
+
+        return self._run(run())
+
+    def move_dataset(
+        self, primary: UUID, dataset_id: UUID, configuration_tag: str | None = None
+    ) -> Deferred[Dataset]:
+        """See `IFlockerAPIV1Client.move_dataset`."""
+        return self._update(dataset_id, {"primary": str(primary)}, configuration_tag)
+
+    def update_dataset(
+        self,
+        dataset_id: UUID,
+        maximum_size: Any = UNCHANGED,
+        metadata: Any = UNCHANGED,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Dataset]:
+        """See `IFlockerAPIV1Client.update_dataset`."""
+        request: dict[str, Any] = {}
+        if maximum_size is not UNCHANGED:
+            request["maximum_size"] = maximum_size
+        if metadata is not UNCHANGED:
+            request["metadata"] = dict(metadata)
+        return self._update(dataset_id, request, configuration_tag)
+
+    def delete_dataset(
+        self, dataset_id: UUID, configuration_tag: str | None = None
+    ) -> Deferred[Dataset]:
+        """See `IFlockerAPIV1Client.delete_dataset`."""
+
+        async def run() -> Dataset:
+            body, _ = await self._request(
+                "DELETE",
+                f"/configuration/datasets/{dataset_id}",
+                (200,),
+                None,
+                _DATASET,
+                configuration_tag,
+            )
+            return _dataset(body)
+
+        return self._run(run())
+
+    def list_datasets_state(self) -> Deferred[list[DatasetState]]:
+        """See `IFlockerAPIV1Client.list_datasets_state`."""
+
+        async def run() -> list[DatasetState]:
+            body, _ = await self._request("GET", "/state/datasets", (200,))
+            return [
+                DatasetState(
+                    dataset_id=UUID(d["dataset_id"]),
+                    primary=UUID(d["primary"]),
+                    maximum_size=d.get("maximum_size"),
+                    path=None if d.get("path") is None else FilePath(d["path"]),
+                )
+                for d in body
+            ]
+
+        return self._run(run())
+
+    def list_nodes(self) -> Deferred[list[Node]]:
+        """See `IFlockerAPIV1Client.list_nodes`."""
+
+        async def run() -> list[Node]:
+            body, _ = await self._request("GET", "/state/nodes", (200,))
+            return [Node(uuid=UUID(n["uuid"]), host=n.get("host")) for n in body]
+
+        return self._run(run())
+
+    def node_by_era(self, era: UUID) -> Deferred[UUID]:
+        """See `IFlockerAPIV1Client.node_by_era`."""
+
+        async def run() -> UUID:
+            body, _ = await self._request(
+                "GET", f"/state/nodes/by_era/{era}", (200,), None, {404: UnknownEra}
+            )
+            return UUID(body["node_uuid"])
+
+        return self._run(run())
+
+    def list_leases(self) -> Deferred[list[Lease]]:
+        """See `IFlockerAPIV1Client.list_leases`."""
+
+        async def run() -> list[Lease]:
+            body, _ = await self._request("GET", "/configuration/leases", (200,))
+            return [_lease(x) for x in body]
+
+        return self._run(run())
+
+    def acquire_lease(
+        self, dataset_id: UUID, node_uuid: UUID, expires: float | None
+    ) -> Deferred[Lease]:
+        """See `IFlockerAPIV1Client.acquire_lease`."""
+        request = {
+            "dataset_id": str(dataset_id),
+            "node_uuid": str(node_uuid),
+            "expires": expires,
+        }
+
+        async def run() -> Lease:
+            body, _ = await self._request(
+                "POST",
+                "/configuration/leases",
+                (200, 201),
+                request,
+                {404: UnknownDataset, 409: LeaseAlreadyHeld},
+            )
+            return _lease(body)
+
+        return self._run(run())
+
+    def release_lease(self, dataset_id: UUID) -> Deferred[Lease]:
+        """See `IFlockerAPIV1Client.release_lease`."""
+
+        async def run() -> Lease:
+            body, _ = await self._request(
+                "DELETE",
+                f"/configuration/leases/{dataset_id}",
+                (200,),
+                None,
+                {404: UnknownLease},
+            )
+            return _lease(body)
+
+        return self._run(run())
+
+    def list_containers_configuration(self) -> Deferred[list[Container]]:
+        """See `IFlockerAPIV1Client.list_containers_configuration`."""
+
+        async def run() -> list[Container]:
+            body, _ = await self._request("GET", "/configuration/containers", (200,))
+            return [_container(c) for c in body]
+
+        return self._run(run())
+
+    def create_container(self, container: Container) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.create_container`."""
+
+        async def run() -> Container:
+            body, _ = await self._request(
+                "POST",
+                "/configuration/containers",
+                (201,),
+                container_to_json(container),
+                {404: UnknownDataset, 409: ContainerConflict},
+            )
+            return _container(body)
+
+        async def create() -> Container:
+            try:
+                return await run()
+            except ContainerConflict as e:
+                if "already exists" in e.description:
+                    raise ContainerAlreadyExists(e.code, e.description) from None
+                raise
+
+        return self._run(create())
+
+    def move_container(self, name: str, node_uuid: UUID) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.move_container`."""
+
+        async def run() -> Container:
+            body, _ = await self._request(
+                "POST",
+                f"/configuration/containers/{name}",
+                (200,),
+                {"node_uuid": str(node_uuid)},
+                _CONTAINER,
+            )
+            return _container(body)
+
+        return self._run(run())
+
+    def delete_container(self, name: str) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.delete_container`."""
+
+        async def run() -> Container:
+            body, _ = await self._request(
+                "DELETE", f"/configuration/containers/{name}", (200,), None, _CONTAINER
+            )
+            return _container(body)
+
+        return self._run(run())
+
+    def list_containers_state(self) -> Deferred[list[ContainerState]]:
+        """See `IFlockerAPIV1Client.list_containers_state`."""
+
+        async def run() -> list[ContainerState]:
+            body, _ = await self._request("GET", "/state/containers", (200,))
+            return [
+                ContainerState(
+                    container=_container(
+                        {k: v for k, v in c.items() if k != "running"}
+                    ),
+                    running=c["running"],
+                )
+                for c in body
+            ]
+
+        return self._run(run())
+
+
+def _netloc(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

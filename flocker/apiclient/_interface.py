@@ -1,0 +1,373 @@
+"""
+`IFlockerAPIV1Client`: the REST API v1 as Python calls, its values and errors.
+
+Values are pyrsistent classes with UUIDs as `uuid.UUID`.  Every method
+returns a Deferred; failures are the exceptions below, each mapped from the
+status code the REST API answers for that request (see `FlockerClient`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from pyrsistent import PClass, field, pmap_field, pvector_field
+from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
+from zope.interface import Interface
+
+__all__ = [
+    "UNCHANGED",
+    "BadRequest",
+    "ConfigurationChanged",
+    "Container",
+    "ContainerAlreadyExists",
+    "ContainerConflict",
+    "ContainerPort",
+    "ContainerState",
+    "Dataset",
+    "DatasetAlreadyExists",
+    "DatasetConflict",
+    "DatasetState",
+    "DatasetsConfiguration",
+    "FlockerAPIError",
+    "IFlockerAPIV1Client",
+    "Lease",
+    "LeaseAlreadyHeld",
+    "Link",
+    "MountedDataset",
+    "Node",
+    "ResponseError",
+    "RestartPolicy",
+    "UnknownContainer",
+    "UnknownDataset",
+    "UnknownEra",
+    "UnknownLease",
+]
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+#: Passed to `IFlockerAPIV1Client.update_dataset` to leave a field as it is.
+UNCHANGED: Any = _Unchanged()
+
+
+# --------------------------------------------------------------------------
+# Values
+
+
+class Dataset(PClass):
+    """
+    A dataset in the configuration.
+
+    :ivar dataset_id: its UUID.
+    :ivar primary: the UUID of the node where it should be.
+    :ivar maximum_size: its quota in bytes, or ``None``.
+    :ivar deleted: it was deleted (and will leave the configuration once no
+        node has it).
+    :ivar metadata: string labels.
+    """
+
+    dataset_id = field(type=UUID, mandatory=True)
+    primary = field(type=UUID, mandatory=True)
+    maximum_size = field(type=(int, type(None)), initial=None)
+    deleted = field(type=bool, initial=False)
+    metadata = pmap_field(str, str)
+
+
+class DatasetsConfiguration(PClass):
+    """
+    The configured datasets and the configuration tag they were read at.
+
+    :ivar tag: pass it as ``configuration_tag`` to write only if nothing
+        changed since.
+    :ivar datasets: dataset id → `Dataset`.
+    """
+
+    tag = field(type=str, mandatory=True)
+    datasets = pmap_field(UUID, Dataset)
+
+
+class DatasetState(PClass):
+    """
+    A dataset a node reports having mounted.
+
+    :ivar path: where it is mounted, or ``None``.
+    """
+
+    dataset_id = field(type=UUID, mandatory=True)
+    primary = field(type=UUID, mandatory=True)
+    maximum_size = field(type=(int, type(None)), initial=None)
+    path = field(type=(FilePath, type(None)), initial=None)
+
+
+class Node(PClass):
+    """A node that reported its state; ``host`` is its address if known."""
+
+    uuid = field(type=UUID, mandatory=True)
+    host = field(type=(str, type(None)), initial=None)
+
+
+class Lease(PClass):
+    """
+    A node's lease on a dataset (the dataset stays on that node).
+
+    :ivar expires: seconds until it lapses, or ``None`` for never.
+    """
+
+    dataset_id = field(type=UUID, mandatory=True)
+    node_uuid = field(type=UUID, mandatory=True)
+    expires = field(type=(float, type(None)), initial=None)
+
+
+class ContainerPort(PClass):
+    """A port published by a container: node's ``external`` → container's ``internal``."""
+
+    internal = field(type=int, mandatory=True)
+    external = field(type=int, mandatory=True)
+
+
+class MountedDataset(PClass):
+    """A dataset mounted into a container at ``mountpoint``."""
+
+    dataset_id = field(type=UUID, mandatory=True)
+    mountpoint = field(type=str, mandatory=True)
+
+
+class Link(PClass):
+    """Inside the container, ``alias``:``local_port`` reaches ``remote_port``."""
+
+    alias = field(type=str, mandatory=True)
+    local_port = field(type=int, mandatory=True)
+    remote_port = field(type=int, mandatory=True)
+
+
+class RestartPolicy(PClass):
+    """``never``, ``always`` or ``on-failure`` (with an optional retry limit)."""
+
+    name = field(
+        type=str,
+        initial="never",
+        invariant=lambda n: (
+            n in ("never", "always", "on-failure"),
+            f"unknown restart policy {n!r}",
+        ),
+    )
+    maximum_retry_count = field(type=(int, type(None)), initial=None)
+
+
+class Container(PClass):
+    """A container in the configuration, on node ``node_uuid``."""
+
+    node_uuid = field(type=UUID, mandatory=True)
+    name = field(type=str, mandatory=True)
+    image = field(type=str, mandatory=True)
+    ports = pvector_field(ContainerPort)
+    environment = pmap_field(str, str)
+    restart_policy = field(type=RestartPolicy, initial=RestartPolicy())
+    volumes = pvector_field(MountedDataset)
+    links = pvector_field(Link)
+    cpu_shares = field(type=(int, type(None)), initial=None)
+    memory_limit = field(type=(int, type(None)), initial=None)
+    command_line = field(type=(tuple, type(None)), initial=None)
+
+
+class ContainerState(PClass):
+    """A container a node reports, and whether it is running."""
+
+    container = field(type=Container, mandatory=True)
+    running = field(type=bool, mandatory=True)
+
+
+# --------------------------------------------------------------------------
+# Errors
+
+
+class FlockerAPIError(Exception):
+    """
+    The REST API refused a request.
+
+    :ivar code: the HTTP status code.
+    :ivar description: the API's explanation.
+    """
+
+    def __init__(self, code: int, description: str) -> None:
+        """Remember the status and the description."""
+        super().__init__(code, description)
+        self.code = code
+        self.description = description
+
+    def __str__(self) -> str:
+        """Say what the API said."""
+        return f"{self.code}: {self.description}"
+
+
+class ResponseError(FlockerAPIError):
+    """An answer no more specific exception describes (e.g. a 500)."""
+
+
+class BadRequest(FlockerAPIError):
+    """400: the request is malformed, or names a node not in the cluster."""
+
+
+class ConfigurationChanged(FlockerAPIError):
+    """412: the configuration changed since the ``configuration_tag`` given."""
+
+
+class UnknownDataset(FlockerAPIError):
+    """404: no such dataset."""
+
+
+class DatasetAlreadyExists(FlockerAPIError):
+    """409 on creation: the dataset id is taken."""
+
+
+class DatasetConflict(FlockerAPIError):
+    """409: the dataset is deleted, used by a container, or leased elsewhere."""
+
+
+class UnknownEra(FlockerAPIError):
+    """404: no node reported that era."""
+
+
+class LeaseAlreadyHeld(FlockerAPIError):
+    """409 on acquiring: another node holds the lease (or the dataset is deleted)."""
+
+
+class UnknownLease(FlockerAPIError):
+    """404 on releasing: there is no lease on the dataset."""
+
+
+class ContainerAlreadyExists(FlockerAPIError):
+    """409 on creation: the container name is taken."""
+
+
+class UnknownContainer(FlockerAPIError):
+    """404: no such container."""
+
+
+class ContainerConflict(FlockerAPIError):
+    """409: a port is taken, or a volume's dataset is elsewhere, deleted or in use."""
+
+
+# --------------------------------------------------------------------------
+
+
+class IFlockerAPIV1Client(Interface):
+    """
+    The Flocker REST API v1.
+
+    Writes change the *configuration*: they succeed once the change is
+    durable, before the cluster converges.  Writes taking
+    ``configuration_tag`` fail with `ConfigurationChanged` (changing
+    nothing) unless the configuration still has that tag.  A node "in the
+    cluster" is one that reported its state or holds configuration; others
+    are refused with `BadRequest`.
+    """
+
+    def version() -> Deferred[str]:  # type: ignore[misc]
+        """The control service's Flocker version."""
+
+    def list_datasets_configuration() -> Deferred[DatasetsConfiguration]:  # type: ignore[misc]
+        """The configured datasets (deleted ones until no node has them) and the tag."""
+
+    def create_dataset(  # type: ignore[misc]
+        primary: UUID,
+        maximum_size: int | None = None,
+        dataset_id: UUID | None = None,
+        metadata: Mapping[str, str] | None = None,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Dataset]:
+        """
+        Add a dataset whose primary is ``primary``.
+
+        :param dataset_id: its UUID; a new one is chosen if ``None``.
+        :return: the new `Dataset`.  Fails with `DatasetAlreadyExists` if the id
+            is taken (even by a deleted dataset), `BadRequest` for an unknown
+            node or a size under 1 MiB.
+        """
+
+    def move_dataset(  # type: ignore[misc]
+        primary: UUID, dataset_id: UUID, configuration_tag: str | None = None
+    ) -> Deferred[Dataset]:
+        """
+        Make ``primary`` the dataset's primary node (moving to it is a no-op).
+
+        Fails with `UnknownDataset`, `BadRequest` (unknown node) or
+        `DatasetConflict` (deleted, mounted by a container, or leased).
+        """
+
+    def update_dataset(  # type: ignore[misc]
+        dataset_id: UUID,
+        maximum_size: Any = UNCHANGED,
+        metadata: Any = UNCHANGED,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Dataset]:
+        """
+        Replace a dataset's maximum size (``None``: unlimited) and/or metadata.
+
+        Fails with `UnknownDataset` or `DatasetConflict` (deleted).
+        """
+
+    def delete_dataset(  # type: ignore[misc]
+        dataset_id: UUID, configuration_tag: str | None = None
+    ) -> Deferred[Dataset]:
+        """
+        Mark a dataset deleted (idempotent); returns it with ``deleted`` set.
+
+        Fails with `UnknownDataset`, or `DatasetConflict` if a container
+        mounts it or a lease holds it.
+        """
+
+    def list_datasets_state() -> Deferred[list[DatasetState]]:  # type: ignore[misc]
+        """The datasets nodes report having mounted."""
+
+    def list_nodes() -> Deferred[list[Node]]:  # type: ignore[misc]
+        """The nodes that reported their state, ordered by UUID."""
+
+    def node_by_era(era: UUID) -> Deferred[UUID]:  # type: ignore[misc]
+        """The UUID of the node whose current era is ``era``; `UnknownEra` if none."""
+
+    def list_leases() -> Deferred[list[Lease]]:  # type: ignore[misc]
+        """The leases that have not lapsed."""
+
+    def acquire_lease(  # type: ignore[misc]
+        dataset_id: UUID, node_uuid: UUID, expires: float | None
+    ) -> Deferred[Lease]:
+        """
+        Acquire or renew a node's lease on a dataset for ``expires`` seconds.
+
+        Fails with `LeaseAlreadyHeld` if another node holds an unlapsed
+        lease on it, `UnknownDataset`, or `BadRequest` (unknown node).
+        """
+
+    def release_lease(dataset_id: UUID) -> Deferred[Lease]:  # type: ignore[misc]
+        """Release the lease on a dataset; `UnknownLease` if there is none."""
+
+    def list_containers_configuration() -> Deferred[list[Container]]:  # type: ignore[misc]
+        """The configured containers, ordered by name."""
+
+    def create_container(container: Container) -> Deferred[Container]:  # type: ignore[misc]
+        """
+        Configure a container; its volumes' datasets must have its node as primary.
+
+        Fails with `ContainerAlreadyExists`, `UnknownDataset`, `BadRequest`
+        (unknown node, invalid field) or `ContainerConflict`.
+        """
+
+    def move_container(name: str, node_uuid: UUID) -> Deferred[Container]:  # type: ignore[misc]
+        """
+        Move a container, and the datasets it mounts, to another node.
+
+        Fails with `UnknownContainer`, `BadRequest` or `ContainerConflict`.
+        """
+
+    def delete_container(name: str) -> Deferred[Container]:  # type: ignore[misc]
+        """Remove a container (its datasets stay); `UnknownContainer` if none."""
+
+    def list_containers_state() -> Deferred[list[ContainerState]]:  # type: ignore[misc]
+        """The containers nodes report."""

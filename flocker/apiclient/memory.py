@@ -1,0 +1,423 @@
+"""
+`FakeFlockerClient`: an in-memory `IFlockerAPIV1Client` for other packages' tests.
+
+It keeps a configuration and a cluster state of its own and follows the same
+rules as the control service (checked by the same contract suite): nodes
+must be known (`add_node`), a dataset used by a container or leased cannot
+move alone, a stale configuration tag is refused, and so on.  Nothing
+converges by itself: `synchronize_state` makes the reported state match the
+configuration, as the agents eventually would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.filepath import FilePath
+from zope.interface import implementer
+
+from .. import __version__
+from ._interface import (
+    UNCHANGED,
+    BadRequest,
+    ConfigurationChanged,
+    Container,
+    ContainerAlreadyExists,
+    ContainerConflict,
+    ContainerState,
+    Dataset,
+    DatasetAlreadyExists,
+    DatasetConflict,
+    DatasetsConfiguration,
+    DatasetState,
+    IFlockerAPIV1Client,
+    Lease,
+    LeaseAlreadyHeld,
+    Node,
+    UnknownContainer,
+    UnknownDataset,
+    UnknownEra,
+    UnknownLease,
+)
+
+__all__ = ["FakeFlockerClient"]
+
+#: The smallest maximum_size the REST API accepts.
+MINIMUM_SIZE = 1024 * 1024
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class _FakeLease:
+    node_uuid: UUID
+    expiration: float | None
+
+
+@attrs.frozen
+class _Configuration:
+    datasets: Mapping[UUID, Dataset]
+    leases: Mapping[UUID, _FakeLease]
+    containers: Mapping[str, Container]
+
+
+@implementer(IFlockerAPIV1Client)
+@attrs.define
+class FakeFlockerClient:
+    """
+    An in-memory Flocker REST API.
+
+    :ivar clock: the time, for lease expiry.
+    """
+
+    clock: IReactorTime
+    _nodes: dict[UUID, Node] = attrs.field(factory=dict, init=False)
+    _eras: dict[UUID, UUID] = attrs.field(factory=dict, init=False)
+    _datasets: dict[UUID, Dataset] = attrs.field(factory=dict, init=False)
+    _leases: dict[UUID, _FakeLease] = attrs.field(factory=dict, init=False)
+    _containers: dict[str, Container] = attrs.field(factory=dict, init=False)
+    _generation: int = attrs.field(default=0, init=False)
+    _state_datasets: list[DatasetState] = attrs.field(factory=list, init=False)
+    _state_containers: list[ContainerState] = attrs.field(factory=list, init=False)
+
+    # -- test controls ---------------------------------------------------------
+
+    def add_node(
+        self, uuid: UUID, host: str | None = None, era: UUID | None = None
+    ) -> None:
+        """Make a node known, as if it had reported its state."""
+        self._nodes[uuid] = Node(uuid=uuid, host=host)
+        if era is not None:
+            self._eras[era] = uuid
+
+    def synchronize_state(self) -> None:
+        """Make the reported state what the configuration asks for."""
+        self._state_datasets = [
+            DatasetState(
+                dataset_id=d.dataset_id,
+                primary=d.primary,
+                maximum_size=d.maximum_size,
+                path=FilePath(f"/flocker/{d.dataset_id}"),
+            )
+            for d in self._datasets.values()
+            if not d.deleted
+        ]
+        self._datasets = {k: v for k, v in self._datasets.items() if not v.deleted}
+        self._state_containers = [
+            ContainerState(container=c, running=True) for c in self._containers.values()
+        ]
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _tag(self) -> str:
+        return f"fake-{self._generation}"
+
+    def _write(
+        self, change: Callable[[], T], configuration_tag: str | None = None
+    ) -> Deferred[T]:
+        """Run ``change``; on any error restore the configuration."""
+        if configuration_tag is not None and configuration_tag != self._tag():
+            return fail(
+                ConfigurationChanged(412, "the configuration changed since the tag")
+            )
+        saved = _Configuration(
+            dict(self._datasets), dict(self._leases), dict(self._containers)
+        )
+        try:
+            result = change()
+        except Exception as e:
+            self._datasets = dict(saved.datasets)
+            self._leases = dict(saved.leases)
+            self._containers = dict(saved.containers)
+            return fail(e)
+        self._generation += 1
+        return succeed(result)
+
+    def _require_node(self, uuid: UUID) -> None:
+        configured = {d.primary for d in self._datasets.values()} | {
+            c.node_uuid for c in self._containers.values()
+        }
+        if uuid not in self._nodes and uuid not in configured:
+            raise BadRequest(400, f"{uuid} is not a node of this cluster")
+
+    def _get(self, dataset_id: UUID, error: type = UnknownDataset) -> Dataset:
+        dataset = self._datasets.get(dataset_id)
+        if dataset is None:
+            raise error(404, f"unknown dataset {dataset_id}")
+        return dataset
+
+    def _user(self, dataset_id: UUID) -> Container | None:
+        for container in self._containers.values():
+            if any(v.dataset_id == dataset_id for v in container.volumes):
+                return container
+        return None
+
+    def _live_lease(self, dataset_id: UUID) -> _FakeLease | None:
+        lease = self._leases.get(dataset_id)
+        if lease is None:
+            return None
+        if lease.expiration is not None and lease.expiration <= self.clock.seconds():
+            return None
+        return lease
+
+    def _check_leaving(self, dataset: Dataset, error: type = DatasetConflict) -> None:
+        user = self._user(dataset.dataset_id)
+        if user is not None:
+            raise error(409, f"dataset {dataset.dataset_id} is used by {user.name!r}")
+        lease = self._live_lease(dataset.dataset_id)
+        if lease is not None and lease.node_uuid == dataset.primary:
+            raise error(409, f"dataset {dataset.dataset_id} is leased")
+
+    @staticmethod
+    def _check_size(maximum_size: int | None) -> None:
+        if maximum_size is not None and not MINIMUM_SIZE <= maximum_size < 2**63:
+            raise BadRequest(400, f"maximum_size: {maximum_size} is out of range")
+
+    # -- IFlockerAPIV1Client ---------------------------------------------------
+
+    def version(self) -> Deferred[str]:
+        """See `IFlockerAPIV1Client.version`."""
+        return succeed(__version__)
+
+    def list_datasets_configuration(self) -> Deferred[DatasetsConfiguration]:
+        """See `IFlockerAPIV1Client.list_datasets_configuration`."""
+        return succeed(DatasetsConfiguration(tag=self._tag(), datasets=self._datasets))
+
+    def create_dataset(
+        self,
+        primary: UUID,
+        maximum_size: int | None = None,
+        dataset_id: UUID | None = None,
+        metadata: Mapping[str, str] | None = None,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Dataset]:
+        """See `IFlockerAPIV1Client.create_dataset`."""
+
+        def change() -> Dataset:
+            new_id = dataset_id if dataset_id is not None else uuid4()
+            self._check_size(maximum_size)
+            self._require_node(primary)
+            if new_id in self._datasets:
+                raise DatasetAlreadyExists(409, f"dataset {new_id} already exists")
+            dataset = Dataset(
+                dataset_id=new_id,
+                primary=primary,
+                maximum_size=maximum_size,
+                metadata=dict(metadata or {}),
+            )
+            self._datasets[new_id] = dataset
+            return dataset
+
+        return self._write(change, configuration_tag)
+
+    def move_dataset(
+        self, primary: UUID, dataset_id: UUID, configuration_tag: str | None = None
+    ) -> Deferred[Dataset]:
+        """See `IFlockerAPIV1Client.move_dataset`."""
+
+        def change() -> Dataset:
+            dataset = self._get(dataset_id)
+            if dataset.deleted:
+                raise DatasetConflict(409, f"dataset {dataset_id} is deleted")
+            self._require_node(primary)
+            if primary != dataset.primary:
+                self._check_leaving(dataset)
+            dataset = dataset.set(primary=primary)
+            self._datasets[dataset_id] = dataset
+            return dataset
+
+        return self._write(change, configuration_tag)
+
+    def update_dataset(
+        self,
+        dataset_id: UUID,
+        maximum_size: Any = UNCHANGED,
+        metadata: Any = UNCHANGED,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Dataset]:
+        """See `IFlockerAPIV1Client.update_dataset`."""
+
+        def change() -> Dataset:
+            if maximum_size is not UNCHANGED:
+                self._check_size(maximum_size)
+            dataset = self._get(dataset_id)
+            if dataset.deleted:
+                raise DatasetConflict(409, f"dataset {dataset_id} is deleted")
+            if maximum_size is not UNCHANGED:
+                dataset = dataset.set(maximum_size=maximum_size)
+            if metadata is not UNCHANGED:
+                dataset = dataset.set(metadata=dict(metadata))
+            self._datasets[dataset_id] = dataset
+            return dataset
+
+        return self._write(change, configuration_tag)
+
+    def delete_dataset(
+        self, dataset_id: UUID, configuration_tag: str | None = None
+    ) -> Deferred[Dataset]:
+        """See `IFlockerAPIV1Client.delete_dataset`."""
+
+        def change() -> Dataset:
+            dataset = self._get(dataset_id)
+            if dataset.deleted:
+                return dataset
+            self._check_leaving(dataset)
+            if self._live_lease(dataset_id) is not None:
+                raise DatasetConflict(409, f"dataset {dataset_id} is leased")
+            dataset = dataset.set(deleted=True)
+            self._datasets[dataset_id] = dataset
+            return dataset
+
+        return self._write(change, configuration_tag)
+
+    def list_datasets_state(self) -> Deferred[list[DatasetState]]:
+        """See `IFlockerAPIV1Client.list_datasets_state`."""
+        return succeed(sorted(self._state_datasets, key=lambda d: str(d.dataset_id)))
+
+    def list_nodes(self) -> Deferred[list[Node]]:
+        """See `IFlockerAPIV1Client.list_nodes`."""
+        return succeed(sorted(self._nodes.values(), key=lambda n: str(n.uuid)))
+
+    def node_by_era(self, era: UUID) -> Deferred[UUID]:
+        """See `IFlockerAPIV1Client.node_by_era`."""
+        if era not in self._eras:
+            return fail(UnknownEra(404, f"no node reported era {era}"))
+        return succeed(self._eras[era])
+
+    def _lease_value(self, dataset_id: UUID, lease: _FakeLease) -> Lease:
+        expires = None
+        if lease.expiration is not None:
+            expires = max(0.0, lease.expiration - self.clock.seconds())
+        return Lease(dataset_id=dataset_id, node_uuid=lease.node_uuid, expires=expires)
+
+    def list_leases(self) -> Deferred[list[Lease]]:
+        """See `IFlockerAPIV1Client.list_leases`."""
+        return succeed(
+            [
+                self._lease_value(k, v)
+                for k, v in sorted(self._leases.items(), key=lambda i: str(i[0]))
+                if self._live_lease(k) is not None
+            ]
+        )
+
+    def acquire_lease(
+        self, dataset_id: UUID, node_uuid: UUID, expires: float | None
+    ) -> Deferred[Lease]:
+        """See `IFlockerAPIV1Client.acquire_lease`."""
+
+        def change() -> Lease:
+            if expires is not None and expires < 0:
+                raise BadRequest(400, "expires must not be negative")
+            dataset = self._get(dataset_id)
+            if dataset.deleted:
+                raise LeaseAlreadyHeld(409, f"dataset {dataset_id} is deleted")
+            self._require_node(node_uuid)
+            current = self._live_lease(dataset_id)
+            if current is not None and current.node_uuid != node_uuid:
+                raise LeaseAlreadyHeld(
+                    409, f"dataset {dataset_id} is leased to node {current.node_uuid}"
+                )
+            now = self.clock.seconds()
+            lease = _FakeLease(
+                node_uuid=node_uuid,
+                expiration=None if expires is None else now + expires,
+            )
+            self._leases[dataset_id] = lease
+            return self._lease_value(dataset_id, lease)
+
+        return self._write(change)
+
+    def release_lease(self, dataset_id: UUID) -> Deferred[Lease]:
+        """See `IFlockerAPIV1Client.release_lease`."""
+
+        def change() -> Lease:
+            lease = self._leases.pop(dataset_id, None)
+            if lease is None:
+                raise UnknownLease(404, f"there is no lease on dataset {dataset_id}")
+            return self._lease_value(dataset_id, lease)
+
+        return self._write(change)
+
+    def list_containers_configuration(self) -> Deferred[list[Container]]:
+        """See `IFlockerAPIV1Client.list_containers_configuration`."""
+        return succeed([self._containers[k] for k in sorted(self._containers)])
+
+    def _check_ports(self, container: Container, node_uuid: UUID) -> None:
+        taken = {
+            p.external
+            for other in self._containers.values()
+            if other.node_uuid == node_uuid and other.name != container.name
+            for p in other.ports
+        }
+        clash = taken & {p.external for p in container.ports}
+        if clash:
+            raise ContainerConflict(409, f"external ports {sorted(clash)} are taken")
+
+    def create_container(self, container: Container) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.create_container`."""
+
+        def change() -> Container:
+            self._require_node(container.node_uuid)
+            if container.name in self._containers:
+                raise ContainerAlreadyExists(
+                    409, f"application {container.name!r} already exists"
+                )
+            for volume in container.volumes:
+                dataset = self._get(volume.dataset_id)
+                if dataset.deleted or dataset.primary != container.node_uuid:
+                    raise ContainerConflict(
+                        409, f"dataset {dataset.dataset_id} is deleted or elsewhere"
+                    )
+                user = self._user(volume.dataset_id)
+                if user is not None:
+                    raise ContainerConflict(409, f"dataset used by {user.name!r}")
+            self._check_ports(container, container.node_uuid)
+            self._containers[container.name] = container
+            return container
+
+        return self._write(change)
+
+    def move_container(self, name: str, node_uuid: UUID) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.move_container`."""
+
+        def change() -> Container:
+            container = self._containers.get(name)
+            if container is None:
+                raise UnknownContainer(404, f"unknown application {name!r}")
+            self._require_node(node_uuid)
+            if container.node_uuid == node_uuid:
+                return container
+            self._check_ports(container, node_uuid)
+            for volume in container.volumes:
+                lease = self._live_lease(volume.dataset_id)
+                if lease is not None and lease.node_uuid == container.node_uuid:
+                    raise ContainerConflict(
+                        409, f"dataset {volume.dataset_id} is leased"
+                    )
+                dataset = self._datasets[volume.dataset_id]
+                self._datasets[volume.dataset_id] = dataset.set(primary=node_uuid)
+            container = container.set(node_uuid=node_uuid)
+            self._containers[name] = container
+            return container
+
+        return self._write(change)
+
+    def delete_container(self, name: str) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.delete_container`."""
+
+        def change() -> Container:
+            container = self._containers.pop(name, None)
+            if container is None:
+                raise UnknownContainer(404, f"unknown application {name!r}")
+            return container
+
+        return self._write(change)
+
+    def list_containers_state(self) -> Deferred[list[ContainerState]]:
+        """See `IFlockerAPIV1Client.list_containers_state`."""
+        return succeed(sorted(self._state_containers, key=lambda c: c.container.name))

@@ -1,0 +1,101 @@
+"""
+The `IFlockerAPIV1Client` contract, run against `FakeFlockerClient` and
+against `FlockerClient` talking to the real REST API resource in memory
+(``treq.testing.StubTreq``, no sockets).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+
+from flocker.apiclient import FakeFlockerClient, FlockerClient
+from flocker.apiclient.testtools import ClientFixture, make_iflockerapiv1client_tests
+from flocker.control import (
+    ClusterStateService,
+    ConfigurationService,
+    MemoryConfigurationStore,
+)
+from flocker.control._state import DatasetState, NodeState
+from flocker.control.httpapi import DeletedDatasetCleaner, make_api_resource
+
+
+def _clock() -> Clock:
+    clock = Clock()
+    clock.advance(1_000_000)
+    return clock
+
+
+def fake_cluster() -> ClientFixture:
+    """A `FakeFlockerClient` with two known nodes."""
+    clock = _clock()
+    client = FakeFlockerClient(clock)
+    nodes, era = [uuid4(), uuid4()], uuid4()
+    client.add_node(nodes[0], "10.0.0.1", era)
+    client.add_node(nodes[1], "10.0.0.2")
+    return ClientFixture(
+        client=client,
+        nodes=nodes,
+        era=era,
+        clock=clock,
+        converge=client.synchronize_state,
+    )
+
+
+def real_cluster() -> ClientFixture:
+    """A `FlockerClient` of the control service's REST API, in memory."""
+    clock = _clock()
+    configuration = ConfigurationService(MemoryConfigurationStore())
+    configuration.load()
+    state = ClusterStateService(clock)
+    nodes, era = [uuid4(), uuid4()], uuid4()
+    state.update_node_state(
+        NodeState(uuid=str(nodes[0]), hostname="10.0.0.1", era=str(era))
+    )
+    state.update_node_state(NodeState(uuid=str(nodes[1]), hostname="10.0.0.2"))
+    DeletedDatasetCleaner(configuration, state).startService()
+    treq = StubTreq(make_api_resource(configuration, state, clock))
+
+    def converge() -> None:
+        """Report what the configuration asks for, as agents would."""
+        deployment = configuration.deployment
+        for uuid in map(str, nodes):
+            node = deployment.get_node(uuid)
+            datasets = {
+                k: DatasetState(
+                    dataset_id=k,
+                    path=f"/flocker/{k}",
+                    maximum_size=m.dataset.maximum_size,
+                )
+                for k, m in node.manifestations.items()
+                if m.primary and not m.dataset.deleted
+            }
+            state.update_node_state(
+                NodeState(
+                    uuid=uuid, datasets=datasets, applications=dict(node.applications)
+                )
+            )
+
+    return ClientFixture(
+        client=FlockerClient(treq, "https://control.example:4523"),
+        nodes=nodes,
+        era=era,
+        clock=clock,
+        converge=converge,
+        flush=treq.flush,
+    )
+
+
+class TestFakeFlockerClient(make_iflockerapiv1client_tests(fake_cluster)):  # type: ignore[misc]
+    """The in-memory fake passes the contract."""
+
+
+class TestFlockerClient(make_iflockerapiv1client_tests(real_cluster)):  # type: ignore[misc]
+    """The treq client of the real REST API passes the contract."""
+
+
+def test_uuid_type() -> None:
+    """Node UUIDs in fixtures are UUID values (as the interface promises)."""
+    assert isinstance(fake_cluster().nodes[0], UUID)

@@ -1,0 +1,589 @@
+"""
+The `IFlockerAPIV1Client` contract suite, run against every implementation.
+
+``make_iflockerapiv1client_tests(factory)`` returns a test class; subclass it
+once per implementation.  ``factory()`` returns a `ClientFixture`: a client
+of a fresh, empty cluster in which two nodes are known, plus the controls the
+tests need (a clock for lease expiry, ``converge`` to make the reported
+state match the configuration, ``flush`` to deliver in-memory I/O).  The
+tests are synchronous: everything runs in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import attrs
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
+
+from ._interface import (
+    BadRequest,
+    ConfigurationChanged,
+    Container,
+    ContainerAlreadyExists,
+    ContainerConflict,
+    ContainerPort,
+    DatasetAlreadyExists,
+    DatasetConflict,
+    IFlockerAPIV1Client,
+    LeaseAlreadyHeld,
+    MountedDataset,
+    Node,
+    UnknownContainer,
+    UnknownDataset,
+    UnknownEra,
+    UnknownLease,
+)
+
+__all__ = ["ClientFixture", "make_iflockerapiv1client_tests", "result_of"]
+
+T = TypeVar("T")
+MIB = 1024 * 1024
+
+
+@attrs.frozen
+class ClientFixture:
+    """
+    A client of a fresh cluster, and how to drive that cluster.
+
+    :ivar client: the `IFlockerAPIV1Client` provider under test.
+    :ivar nodes: two known nodes; ``nodes[0]`` has address ``10.0.0.1`` and
+        era `era`, ``nodes[1]`` address ``10.0.0.2``.
+    :ivar era: ``nodes[0]``'s era.
+    :ivar clock: the cluster's time (advance it to expire leases).
+    :ivar converge: make the reported state what the configuration asks for
+        (deleted datasets then leave the configuration).
+    :ivar flush: deliver pending in-memory I/O (a no-op for fakes).
+    """
+
+    client: Any
+    nodes: list[UUID]
+    era: UUID
+    clock: Clock
+    converge: Callable[[], None]
+    flush: Callable[[], None] = lambda: None
+
+
+def result_of(fixture: ClientFixture, d: Deferred[T]) -> T:
+    """The result of a Deferred that fires once in-memory I/O is delivered."""
+    results: list[Any] = []
+    d.addBoth(results.append)
+    fixture.flush()
+    assert results, "the Deferred did not fire"
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]  # type: ignore[no-any-return]
+
+
+def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type:
+    """Build the `IFlockerAPIV1Client` contract test class for one implementation."""
+
+    class IFlockerAPIV1ClientTests:
+        """The behaviour every `IFlockerAPIV1Client` provider has."""
+
+        @pytest.fixture
+        def cluster(self) -> ClientFixture:
+            """A client of a fresh cluster."""
+            return factory()
+
+        def run(self, cluster: ClientFixture, d: Deferred[T]) -> T:
+            """The result of ``d``."""
+            return result_of(cluster, d)
+
+        def refused(
+            self,
+            cluster: ClientFixture,
+            error: type,
+            call: Callable[[], Deferred[Any]],
+        ) -> None:
+            """``call()`` fails with ``error`` and the configuration is unchanged."""
+            before = self.snapshot(cluster)
+            with pytest.raises(error):
+                self.run(cluster, call())
+            assert self.snapshot(cluster) == before
+
+        def snapshot(self, cluster: ClientFixture) -> Any:
+            """The whole configuration as the client sees it."""
+            client = cluster.client
+            return (
+                self.run(cluster, client.list_datasets_configuration()),
+                self.run(cluster, client.list_leases()),
+                self.run(cluster, client.list_containers_configuration()),
+            )
+
+        def create(self, cluster: ClientFixture, **kwargs: Any) -> Any:
+            """Create a dataset on node 0 (by default)."""
+            kwargs.setdefault("primary", cluster.nodes[0])
+            return self.run(cluster, cluster.client.create_dataset(**kwargs))
+
+        # -- basics ----------------------------------------------------------
+
+        def test_interface(self, cluster: ClientFixture) -> None:
+            """The client provides IFlockerAPIV1Client."""
+            assert verifyObject(IFlockerAPIV1Client, cluster.client)
+
+        def test_version(self, cluster: ClientFixture) -> None:
+            """The version is a non-empty string."""
+            version = self.run(cluster, cluster.client.version())
+            assert isinstance(version, str) and version
+
+        def test_empty(self, cluster: ClientFixture) -> None:
+            """A fresh cluster has no datasets, leases or containers."""
+            configuration, leases, containers = self.snapshot(cluster)
+            assert (dict(configuration.datasets), leases, containers) == ({}, [], [])
+            assert self.run(cluster, cluster.client.list_datasets_state()) == []
+
+        def test_nodes(self, cluster: ClientFixture) -> None:
+            """The known nodes are listed with their addresses."""
+            nodes = self.run(cluster, cluster.client.list_nodes())
+            assert sorted(nodes, key=lambda n: n.host) == [
+                Node(uuid=cluster.nodes[0], host="10.0.0.1"),
+                Node(uuid=cluster.nodes[1], host="10.0.0.2"),
+            ]
+
+        def test_node_by_era(self, cluster: ClientFixture) -> None:
+            """A node is found by its era; an unknown era fails with UnknownEra."""
+            found = self.run(cluster, cluster.client.node_by_era(cluster.era))
+            assert found == cluster.nodes[0]
+            with pytest.raises(UnknownEra):
+                self.run(cluster, cluster.client.node_by_era(uuid4()))
+
+        # -- datasets --------------------------------------------------------
+
+        def test_create_dataset(self, cluster: ClientFixture) -> None:
+            """A created dataset is returned and listed."""
+            dataset_id = uuid4()
+            dataset = self.create(
+                cluster,
+                dataset_id=dataset_id,
+                maximum_size=64 * MIB,
+                metadata={"name": "pg"},
+            )
+            assert (dataset.dataset_id, dataset.primary, dataset.maximum_size) == (
+                dataset_id,
+                cluster.nodes[0],
+                64 * MIB,
+            )
+            assert (dict(dataset.metadata), dataset.deleted) == ({"name": "pg"}, False)
+            listed = self.run(cluster, cluster.client.list_datasets_configuration())
+            assert dict(listed.datasets) == {dataset_id: dataset}
+
+        def test_create_generates_id(self, cluster: ClientFixture) -> None:
+            """Without a dataset_id a new one is chosen for each dataset."""
+            first = self.create(cluster)
+            second = self.create(cluster)
+            assert first.dataset_id != second.dataset_id
+            assert first.maximum_size is None
+
+        def test_create_duplicate(self, cluster: ClientFixture) -> None:
+            """A taken dataset id fails with DatasetAlreadyExists."""
+            dataset = self.create(cluster)
+            self.refused(
+                cluster,
+                DatasetAlreadyExists,
+                lambda: cluster.client.create_dataset(
+                    cluster.nodes[1], dataset_id=dataset.dataset_id
+                ),
+            )
+
+        def test_create_unknown_node(self, cluster: ClientFixture) -> None:
+            """A primary that is not in the cluster fails with BadRequest."""
+            self.refused(
+                cluster, BadRequest, lambda: cluster.client.create_dataset(uuid4())
+            )
+
+        def test_create_too_small(self, cluster: ClientFixture) -> None:
+            """A maximum size under 1 MiB fails with BadRequest."""
+            self.refused(
+                cluster,
+                BadRequest,
+                lambda: cluster.client.create_dataset(cluster.nodes[0], MIB - 1),
+            )
+
+        def test_move_dataset(self, cluster: ClientFixture) -> None:
+            """Moving changes the primary and keeps everything else."""
+            dataset = self.create(cluster, maximum_size=64 * MIB)
+            moved = self.run(
+                cluster,
+                cluster.client.move_dataset(cluster.nodes[1], dataset.dataset_id),
+            )
+            assert moved == dataset.set(primary=cluster.nodes[1])
+            listed = self.run(cluster, cluster.client.list_datasets_configuration())
+            assert listed.datasets[dataset.dataset_id] == moved
+
+        def test_move_unknown_dataset(self, cluster: ClientFixture) -> None:
+            """Moving a dataset that does not exist fails with UnknownDataset."""
+            self.refused(
+                cluster,
+                UnknownDataset,
+                lambda: cluster.client.move_dataset(cluster.nodes[1], uuid4()),
+            )
+
+        def test_move_to_unknown_node(self, cluster: ClientFixture) -> None:
+            """Moving to a node not in the cluster fails with BadRequest."""
+            dataset = self.create(cluster)
+            self.refused(
+                cluster,
+                BadRequest,
+                lambda: cluster.client.move_dataset(uuid4(), dataset.dataset_id),
+            )
+
+        def test_move_deleted(self, cluster: ClientFixture) -> None:
+            """A deleted dataset cannot be moved: DatasetConflict."""
+            dataset = self.create(cluster)
+            self.run(cluster, cluster.client.delete_dataset(dataset.dataset_id))
+            self.refused(
+                cluster,
+                DatasetConflict,
+                lambda: cluster.client.move_dataset(
+                    cluster.nodes[1], dataset.dataset_id
+                ),
+            )
+
+        def test_update_dataset(self, cluster: ClientFixture) -> None:
+            """maximum_size and metadata can be replaced, the size removed."""
+            dataset = self.create(cluster, maximum_size=64 * MIB)
+            client = cluster.client
+            updated = self.run(
+                cluster,
+                client.update_dataset(
+                    dataset.dataset_id, maximum_size=128 * MIB, metadata={"a": "b"}
+                ),
+            )
+            assert (updated.maximum_size, dict(updated.metadata)) == (
+                128 * MIB,
+                {"a": "b"},
+            )
+            cleared = self.run(
+                cluster, client.update_dataset(dataset.dataset_id, maximum_size=None)
+            )
+            assert (cleared.maximum_size, dict(cleared.metadata)) == (None, {"a": "b"})
+
+        def test_update_unknown(self, cluster: ClientFixture) -> None:
+            """Updating a dataset that does not exist fails with UnknownDataset."""
+            self.refused(
+                cluster,
+                UnknownDataset,
+                lambda: cluster.client.update_dataset(uuid4(), metadata={}),
+            )
+
+        def test_delete_dataset(self, cluster: ClientFixture) -> None:
+            """Deleting marks the dataset deleted, idempotently."""
+            dataset = self.create(cluster)
+            deleted = self.run(
+                cluster, cluster.client.delete_dataset(dataset.dataset_id)
+            )
+            assert deleted == dataset.set(deleted=True)
+            again = self.run(cluster, cluster.client.delete_dataset(dataset.dataset_id))
+            assert again == deleted
+            listed = self.run(cluster, cluster.client.list_datasets_configuration())
+            assert listed.datasets[dataset.dataset_id].deleted
+
+        def test_delete_unknown(self, cluster: ClientFixture) -> None:
+            """Deleting a dataset that does not exist fails with UnknownDataset."""
+            self.refused(
+                cluster, UnknownDataset, lambda: cluster.client.delete_dataset(uuid4())
+            )
+
+        def test_deleted_dataset_leaves_after_convergence(
+            self, cluster: ClientFixture
+        ) -> None:
+            """Once the cluster converged, a deleted dataset is gone entirely."""
+            dataset = self.create(cluster)
+            kept = self.create(cluster)
+            cluster.converge()
+            self.run(cluster, cluster.client.delete_dataset(dataset.dataset_id))
+            cluster.converge()
+            listed = self.run(cluster, cluster.client.list_datasets_configuration())
+            assert list(listed.datasets) == [kept.dataset_id]
+            state = self.run(cluster, cluster.client.list_datasets_state())
+            assert [s.dataset_id for s in state] == [kept.dataset_id]
+
+        def test_dataset_state(self, cluster: ClientFixture) -> None:
+            """After convergence each dataset is reported mounted on its primary."""
+            dataset = self.create(cluster, maximum_size=64 * MIB)
+            cluster.converge()
+            (state,) = self.run(cluster, cluster.client.list_datasets_state())
+            assert (state.dataset_id, state.primary, state.maximum_size) == (
+                dataset.dataset_id,
+                cluster.nodes[0],
+                64 * MIB,
+            )
+            assert state.path is not None
+
+        # -- configuration tags ----------------------------------------------
+
+        def test_tag_changes(self, cluster: ClientFixture) -> None:
+            """A write changes the configuration tag."""
+            before = self.run(cluster, cluster.client.list_datasets_configuration())
+            self.create(cluster)
+            after = self.run(cluster, cluster.client.list_datasets_configuration())
+            assert before.tag != after.tag
+
+        def test_matching_tag(self, cluster: ClientFixture) -> None:
+            """A write with the current tag succeeds."""
+            tag = self.run(cluster, cluster.client.list_datasets_configuration()).tag
+            dataset = self.create(cluster, configuration_tag=tag)
+            assert dataset.primary == cluster.nodes[0]
+
+        def test_stale_tag(self, cluster: ClientFixture) -> None:
+            """A write with a stale tag fails with ConfigurationChanged."""
+            tag = self.run(cluster, cluster.client.list_datasets_configuration()).tag
+            dataset = self.create(cluster)
+            client = cluster.client
+            for call in (
+                lambda: client.create_dataset(cluster.nodes[0], configuration_tag=tag),
+                lambda: client.move_dataset(
+                    cluster.nodes[1], dataset.dataset_id, configuration_tag=tag
+                ),
+                lambda: client.update_dataset(
+                    dataset.dataset_id, metadata={}, configuration_tag=tag
+                ),
+                lambda: client.delete_dataset(
+                    dataset.dataset_id, configuration_tag=tag
+                ),
+            ):
+                self.refused(cluster, ConfigurationChanged, call)
+
+        # -- leases ----------------------------------------------------------
+
+        def test_acquire_and_release_lease(self, cluster: ClientFixture) -> None:
+            """A lease is acquired, listed, and released."""
+            dataset = self.create(cluster)
+            client = cluster.client
+            lease = self.run(
+                cluster,
+                client.acquire_lease(dataset.dataset_id, cluster.nodes[0], None),
+            )
+            assert (lease.dataset_id, lease.node_uuid, lease.expires) == (
+                dataset.dataset_id,
+                cluster.nodes[0],
+                None,
+            )
+            assert self.run(cluster, client.list_leases()) == [lease]
+            released = self.run(cluster, client.release_lease(dataset.dataset_id))
+            assert released == lease
+            assert self.run(cluster, client.list_leases()) == []
+
+        def test_lease_expiry(self, cluster: ClientFixture) -> None:
+            """A lease counts down, lapses, and can then be taken by another node."""
+            dataset = self.create(cluster)
+            client = cluster.client
+            lease = self.run(
+                cluster, client.acquire_lease(dataset.dataset_id, cluster.nodes[0], 60)
+            )
+            assert lease.expires == 60.0
+            cluster.clock.advance(20)
+            (listed,) = self.run(cluster, client.list_leases())
+            assert listed.expires == 40.0
+            cluster.clock.advance(40)
+            assert self.run(cluster, client.list_leases()) == []
+            taken = self.run(
+                cluster,
+                client.acquire_lease(dataset.dataset_id, cluster.nodes[1], None),
+            )
+            assert taken.node_uuid == cluster.nodes[1]
+
+        def test_renew_lease(self, cluster: ClientFixture) -> None:
+            """The holder acquiring again renews the lease."""
+            dataset = self.create(cluster)
+            client = cluster.client
+            self.run(
+                cluster, client.acquire_lease(dataset.dataset_id, cluster.nodes[0], 5)
+            )
+            renewed = self.run(
+                cluster, client.acquire_lease(dataset.dataset_id, cluster.nodes[0], 50)
+            )
+            assert renewed.expires == 50.0
+
+        def test_lease_held(self, cluster: ClientFixture) -> None:
+            """Another node's lease fails with LeaseAlreadyHeld."""
+            dataset = self.create(cluster)
+            client = cluster.client
+            self.run(
+                cluster,
+                client.acquire_lease(dataset.dataset_id, cluster.nodes[0], None),
+            )
+            self.refused(
+                cluster,
+                LeaseAlreadyHeld,
+                lambda: client.acquire_lease(
+                    dataset.dataset_id, cluster.nodes[1], None
+                ),
+            )
+
+        def test_lease_errors(self, cluster: ClientFixture) -> None:
+            """Unknown datasets, nodes and leases are refused."""
+            dataset = self.create(cluster)
+            client = cluster.client
+            self.refused(
+                cluster,
+                UnknownDataset,
+                lambda: client.acquire_lease(uuid4(), cluster.nodes[0], None),
+            )
+            self.refused(
+                cluster,
+                BadRequest,
+                lambda: client.acquire_lease(dataset.dataset_id, uuid4(), None),
+            )
+            self.refused(
+                cluster, UnknownLease, lambda: client.release_lease(dataset.dataset_id)
+            )
+
+        def test_leased_dataset_stays(self, cluster: ClientFixture) -> None:
+            """A dataset leased on its node can be neither moved nor deleted."""
+            dataset = self.create(cluster)
+            client = cluster.client
+            self.run(
+                cluster,
+                client.acquire_lease(dataset.dataset_id, cluster.nodes[0], None),
+            )
+            self.refused(
+                cluster,
+                DatasetConflict,
+                lambda: client.move_dataset(cluster.nodes[1], dataset.dataset_id),
+            )
+            self.refused(
+                cluster,
+                DatasetConflict,
+                lambda: client.delete_dataset(dataset.dataset_id),
+            )
+
+        # -- containers ------------------------------------------------------
+
+        def container(self, cluster: ClientFixture, **changes: Any) -> Container:
+            """A container on node 0 publishing port 8080."""
+            fields: dict[str, Any] = {
+                "node_uuid": cluster.nodes[0],
+                "name": "web",
+                "image": "nginx:1",
+                "ports": [ContainerPort(internal=80, external=8080)],
+                "environment": {"MODE": "test"},
+            }
+            fields.update(changes)
+            return Container(**fields)
+
+        def test_create_container(self, cluster: ClientFixture) -> None:
+            """A created container is returned and listed."""
+            dataset = self.create(cluster)
+            container = self.container(
+                cluster,
+                volumes=[
+                    MountedDataset(dataset_id=dataset.dataset_id, mountpoint="/d")
+                ],
+                cpu_shares=100,
+                command_line=("nginx", "-g", "daemon off;"),
+            )
+            created = self.run(cluster, cluster.client.create_container(container))
+            assert created == container
+            listed = self.run(cluster, cluster.client.list_containers_configuration())
+            assert listed == [container]
+
+        def test_container_errors(self, cluster: ClientFixture) -> None:
+            """Duplicate names, unknown nodes and datasets, port clashes are refused."""
+            client = cluster.client
+            dataset = self.create(cluster)
+            self.run(cluster, client.create_container(self.container(cluster)))
+            self.refused(
+                cluster,
+                ContainerAlreadyExists,
+                lambda: client.create_container(
+                    self.container(cluster, node_uuid=cluster.nodes[1], ports=[])
+                ),
+            )
+            self.refused(
+                cluster,
+                BadRequest,
+                lambda: client.create_container(
+                    self.container(cluster, name="x", node_uuid=uuid4(), ports=[])
+                ),
+            )
+            self.refused(
+                cluster,
+                UnknownDataset,
+                lambda: client.create_container(
+                    self.container(
+                        cluster,
+                        name="x",
+                        ports=[],
+                        volumes=[MountedDataset(dataset_id=uuid4(), mountpoint="/d")],
+                    )
+                ),
+            )
+            self.refused(
+                cluster,
+                ContainerConflict,
+                lambda: client.create_container(self.container(cluster, name="x")),
+            )
+            self.refused(
+                cluster,
+                ContainerConflict,
+                lambda: client.create_container(
+                    self.container(
+                        cluster,
+                        name="x",
+                        ports=[],
+                        node_uuid=cluster.nodes[1],
+                        volumes=[
+                            MountedDataset(
+                                dataset_id=dataset.dataset_id, mountpoint="/d"
+                            )
+                        ],
+                    )
+                ),
+            )
+
+        def test_move_container(self, cluster: ClientFixture) -> None:
+            """A moved container takes its datasets along."""
+            dataset = self.create(cluster)
+            volumes = [MountedDataset(dataset_id=dataset.dataset_id, mountpoint="/d")]
+            client = cluster.client
+            self.run(
+                cluster,
+                client.create_container(self.container(cluster, volumes=volumes)),
+            )
+            self.refused(
+                cluster,
+                DatasetConflict,
+                lambda: client.move_dataset(cluster.nodes[1], dataset.dataset_id),
+            )
+            moved = self.run(cluster, client.move_container("web", cluster.nodes[1]))
+            assert moved.node_uuid == cluster.nodes[1]
+            listed = self.run(cluster, client.list_datasets_configuration())
+            assert listed.datasets[dataset.dataset_id].primary == cluster.nodes[1]
+            self.refused(
+                cluster,
+                UnknownContainer,
+                lambda: client.move_container("db", cluster.nodes[0]),
+            )
+            self.refused(
+                cluster, BadRequest, lambda: client.move_container("web", uuid4())
+            )
+
+        def test_delete_container(self, cluster: ClientFixture) -> None:
+            """A deleted container is gone; deleting it again fails."""
+            client = cluster.client
+            container = self.container(cluster)
+            self.run(cluster, client.create_container(container))
+            assert self.run(cluster, client.delete_container("web")) == container
+            assert self.run(cluster, client.list_containers_configuration()) == []
+            self.refused(
+                cluster, UnknownContainer, lambda: client.delete_container("web")
+            )
+
+        def test_container_state(self, cluster: ClientFixture) -> None:
+            """After convergence the configured containers are reported running."""
+            container = self.container(cluster)
+            self.run(cluster, cluster.client.create_container(container))
+            assert self.run(cluster, cluster.client.list_containers_state()) == []
+            cluster.converge()
+            (state,) = self.run(cluster, cluster.client.list_containers_state())
+            assert (state.container, state.running) == (container, True)
+
+    return IFlockerAPIV1ClientTests
