@@ -552,7 +552,7 @@ class ConfigurationAPIUserV1:
         node_uuid = _check_uuid(body["node_uuid"], "node_uuid")
         expires = body["expires"]
         now = self.clock.seconds()
-        renewed = []
+        renewed: list[bool] = []
 
         def change(deployment: Deployment) -> Deployment:
             dataset, _ = deployment.get_dataset(dataset_id)
@@ -578,7 +578,7 @@ class ConfigurationAPIUserV1:
         """Release the lease on a dataset."""
         dataset_id = _check_uuid(dataset_id, "dataset_id")
         now = self.clock.seconds()
-        released = []
+        released: list[Any] = []
 
         def change(deployment: Deployment) -> Deployment:
             lease = deployment.leases.get(dataset_id)
@@ -662,7 +662,7 @@ class ConfigurationAPIUserV1:
         self, request: Request, name: str, expected_tag: str | None
     ) -> _Response:
         """Remove a container from the configuration."""
-        removed = []
+        removed: list[tuple[Application, str]] = []
 
         def change(deployment: Deployment) -> Deployment:
             removed[:] = [deployment.get_application(name)]
@@ -687,7 +687,7 @@ class ConfigurationAPIUserV1:
 
     # -- errors --------------------------------------------------------------
 
-    @_app.handle_errors(Exception)
+    @_app.handle_errors(Exception)  # type: ignore[arg-type]
     def _error(self, request: Request, failure: Failure) -> bytes | None:
         """Turn a failure into a JSON error response."""
         error = failure.value

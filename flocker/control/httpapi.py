@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 from eliot import write_traceback
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import (
@@ -27,6 +27,7 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
@@ -178,7 +179,7 @@ class APIService(Service):
 
     endpoint: IStreamServerEndpoint
     factory: Any
-    _port: Deferred[IListeningPort] | None = attrs.field(default=None, init=False)
+    _port: Deferred[Any] | None = attrs.field(default=None, init=False)
 
     def startService(self) -> None:  # noqa: N802
         """Start listening."""
@@ -190,8 +191,18 @@ class APIService(Service):
         if self._port is None:
             raise RuntimeError("the API service has not been started")
         result: Deferred[IListeningPort] = Deferred()
-        self._port.addCallback(lambda port: (result.callback(port), port)[1])
-        self._port.addErrback(lambda f: (result.errback(f), f)[1])
+
+        def listened(port: IListeningPort | None) -> IListeningPort | None:
+            if port is None:
+                result.errback(RuntimeError("the API service failed to listen"))
+            else:
+                result.callback(port)
+            return port
+
+        def failed(failure: Failure) -> None:
+            result.errback(failure)
+
+        self._port.addCallbacks(listened, failed)
         return result
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
@@ -200,7 +211,11 @@ class APIService(Service):
         if self._port is None:
             return succeed(None)
         port, self._port = self._port, None
-        return port.addCallback(lambda p: p.stopListening())
+
+        def stop(listening: IListeningPort | None) -> Any:
+            return None if listening is None else listening.stopListening()
+
+        return port.addCallback(stop)
 
 
 def create_api_service(
@@ -209,7 +224,7 @@ def create_api_service(
     cluster_state_service: Any,
     endpoint_description_or_port: str | int | IStreamServerEndpoint,
     tls_context_factory: Any,
-) -> IService:
+) -> MultiService:
     """
     The REST API as a service: HTTPS with client certificates, and cleanup.
 

@@ -99,7 +99,7 @@ class APIHarness:
             else (None if body is None else json.dumps(body).encode("utf-8"))
         )
         results: list[Any] = []
-        d = self.treq.request(
+        d = self.treq.request(  # type: ignore[attr-defined]
             method,
             "https://control.example/" + path.lstrip("/"),
             data=data,

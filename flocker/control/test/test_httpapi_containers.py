@@ -38,7 +38,8 @@ def test_acquire_lease(api: APIHarness) -> None:
     """Acquiring answers 201 with the lease; it is stored and listed."""
     result = api.request("POST", "/v1/configuration/leases", _lease(expires=60))
     assert (result.code, result.body) == (201, _lease(expires=60.0))
-    assert api.stored().deployment.leases.get(DATASET).node_uuid == NODE_A
+    stored = api.stored().deployment.leases.get(DATASET)
+    assert stored is not None and stored.node_uuid == NODE_A
     listed = api.request("GET", "/v1/configuration/leases")
     assert listed.body == [_lease(expires=60.0)]
     assert (

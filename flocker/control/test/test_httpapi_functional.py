@@ -18,6 +18,7 @@ from treq.client import HTTPClient
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import CancelledError, TimeoutError
 from twisted.web.client import Agent
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -107,8 +108,8 @@ async def test_https_with_client_certificates(
         node = str(cluster.node_uuids[0])
         response = await client.post(
             f"{url}/configuration/datasets",
-            json.dumps({"primary": node}).encode(),
-            headers={"content-type": ["application/json"]},
+            data=json.dumps({"primary": node}).encode(),
+            headers=Headers({b"content-type": [b"application/json"]}),
         ).addTimeout(HANG_GUARD, reactor)
         assert response.code == 201
         created = await response.json()
