@@ -136,7 +136,11 @@ class DeletedDatasetCleaner(Service):
         return Service.stopService(self)
 
     def _needed(self) -> bool:
-        deployment: Deployment = self.configuration_service.deployment
+        try:
+            deployment: Deployment = self.configuration_service.deployment
+        except RuntimeError:
+            # Not loaded yet: the first change after loading triggers a check.
+            return False
         state: DeploymentState = self.cluster_state_service.as_deployment_state()
         return cleanup_deleted(deployment, state) != deployment
 

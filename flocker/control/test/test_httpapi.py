@@ -19,7 +19,9 @@ import pytest
 from eliot import MemoryLogger
 from eliot.testing import swap_logger
 from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
 from flocker import __version__
 from flocker.control import (
@@ -37,6 +39,7 @@ from flocker.control.httpapi import (
     MAXIMUM_BODY_SIZE,
     DeletedDatasetCleaner,
     make_api_resource,
+    make_api_site,
 )
 
 NODE_A = "aaaaaaaa-0000-4000-8000-00000000000a"
@@ -821,3 +824,59 @@ def test_unexpected_error(api: APIHarness) -> None:
     tracebacks = eliot_logger.flush_tracebacks(ZeroDivisionError)
     assert [t["task_uuid"] for t in tracebacks] == [task_uuid]
     eliot_logger.validate()
+
+
+# --------------------------------------------------------------------------
+# the HTTP server's body limit (real HTTP parsing over a StringTransport)
+
+
+def _raw_exchange(api: APIHarness, request: bytes) -> bytes:
+    """Feed raw HTTP to the API's Site; return what it answers."""
+    site = make_api_site(make_api_resource(api.configuration, api.state, api.clock))
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 12345))
+    assert protocol is not None
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(request)
+    return transport.value()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_site_refuses_large_bodies(api: APIHarness, chunked: bool) -> None:
+    """The Site stops buffering a body past the limit and answers 413."""
+    body = json.dumps({"primary": NODE_A, "metadata": {"a": "x" * MAXIMUM_BODY_SIZE}})
+    data = body.encode()
+    head = b"POST /v1/configuration/datasets HTTP/1.1\r\nHost: control\r\n"
+    if chunked:
+        chunk = 64 * 1024
+        pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+        encoded = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+        request = head + b"Transfer-Encoding: chunked\r\n\r\n" + encoded + b"0\r\n\r\n"
+    else:
+        request = head + b"Content-Length: %d\r\n\r\n" % len(data) + data
+    before = api.stored()
+    answer = _raw_exchange(api, request)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert api.stored() == before
+
+
+def test_site_accepts_small_bodies(api: APIHarness) -> None:
+    """A small body through the same Site is served normally."""
+    data = json.dumps({"primary": NODE_A}).encode()
+    request = (
+        b"POST /v1/configuration/datasets HTTP/1.1\r\nHost: control\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(data) + data
+    )
+    assert _raw_exchange(api, request).startswith(b"HTTP/1.1 201 ")
+
+
+def test_cleaner_waits_for_loading() -> None:
+    """The cleaner can start before the configuration is loaded."""
+    configuration = ConfigurationService(MemoryConfigurationStore())
+    state = ClusterStateService(Clock())
+    cleaner = DeletedDatasetCleaner(configuration, state)
+    cleaner.startService()
+    state.update_node_state(NodeState(uuid=NODE_A, datasets={}))
+    configuration.load()
+    assert configuration.generation == 0
+    cleaner.stopService()
