@@ -20,7 +20,6 @@ unexpected is a 500 naming the eliot task of the request (every request is a
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Coroutine
 from hashlib import sha256
 from typing import Any, ClassVar
@@ -30,7 +29,7 @@ from weakref import WeakKeyDictionary
 import attrs
 from eliot import ActionType, Field, start_action, write_failure
 from klein import Klein
-from pyrsistent import InvariantException, PTypeError
+from pyrsistent import InvariantException
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
@@ -39,13 +38,21 @@ from twisted.web.server import NOT_DONE_YET, Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .. import __version__
-from ._httpschema import SchemaError, klein_path, openapi_document, operations
-from ._httpschema import validate_body as _validate
+from ._httpjson import (
+    APIError,
+    application_from,
+    check_uuid,
+    container_json,
+    dataset_json,
+    invariant_reasons,
+    json_response,
+    read_body,
+)
+from ._httpschema import klein_path, openapi_document, operations
 from ._model import (
     KEEP,
     Application,
     ApplicationAlreadyExists,
-    AttachedVolume,
     Dataset,
     DatasetAlreadyExists,
     DatasetDeleted,
@@ -53,15 +60,9 @@ from ._model import (
     DatasetLeased,
     Deployment,
     LeaseError,
-    Link,
     ModelError,
-    Port,
-    RestartAlways,
-    RestartNever,
-    RestartOnFailure,
     UnknownApplication,
     UnknownDataset,
-    is_uuid,
 )
 from ._persistence import GenerationMismatch, StoredConfiguration
 from ._serialization import serialize_deployment
@@ -93,15 +94,6 @@ REST_REQUEST = ActionType(
 _ACTIONS: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
 
 
-class _APIError(Exception):
-    """Answer the request with this status and description."""
-
-    def __init__(self, code: int, description: str) -> None:
-        super().__init__(code, description)
-        self.code = code
-        self.description = description
-
-
 def configuration_tag(generation: int, deployment: Deployment) -> str:
     """
     The ``X-Configuration-Tag`` of a configuration.
@@ -117,18 +109,10 @@ def configuration_tag(generation: int, deployment: Deployment) -> str:
 def _parse_tag(tag: str) -> int:
     generation, _, digest = tag.partition("-")
     if not generation.isdigit() or len(digest) != 20:
-        raise _APIError(
+        raise APIError(
             412, f"X-If-Configuration-Matches {tag!r} is not a configuration tag"
         )
     return int(generation)
-
-
-def _check_uuid(value: str, what: str) -> str:
-    """Return the canonical (lowercase) form of a UUID, or refuse with 400."""
-    lowered = value.lower()
-    if not is_uuid(lowered):
-        raise _APIError(400, f"{what} is not a UUID: {value!r}")
-    return lowered
 
 
 @attrs.frozen
@@ -161,7 +145,7 @@ def _operation(name: str) -> Callable[[_OperationHandler], _OperationHandler]:
         def route(self: ConfigurationAPIUserV1, request: Request, **kwargs: Any) -> Any:
             async def run() -> bytes:
                 if op.request is not None:
-                    kwargs["body"] = _read_body(request, op.request)
+                    kwargs["body"] = read_body(request, op.request)
                 if op.write:
                     header = request.getHeader(b"x-if-configuration-matches")
                     kwargs["expected_tag"] = (
@@ -176,7 +160,7 @@ def _operation(name: str) -> Callable[[_OperationHandler], _OperationHandler]:
                         b"x-configuration-tag",
                         self._tag(stored).encode("ascii"),
                     )
-                return _json(request, response.code, response.body)
+                return json_response(request, response.code, response.body)
 
             return Deferred.fromCoroutine(run())
 
@@ -184,134 +168,6 @@ def _operation(name: str) -> Callable[[_OperationHandler], _OperationHandler]:
         return route
 
     return decorator
-
-
-def _json(request: Request, code: int, body: Any) -> bytes:
-    request.setResponseCode(code)
-    request.setHeader(b"content-type", b"application/json")
-    return json.dumps(body, sort_keys=True).encode("utf-8") + b"\n"
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _read_body(request: Request, definition: str) -> Any:
-    content = request.content
-    data = b"" if content is None else content.read()
-    try:
-        document = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise _APIError(400, f"the request body is not valid JSON: {e}") from None
-    try:
-        _validate(definition, document)
-    except SchemaError as e:
-        raise _APIError(400, str(e)) from None
-    return document
-
-
-# --------------------------------------------------------------------------
-# Model ↔ API JSON
-
-
-def _dataset_json(dataset: Dataset, primary: str) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "dataset_id": dataset.dataset_id,
-        "primary": primary,
-        "metadata": dict(dataset.metadata),
-        "deleted": dataset.deleted,
-    }
-    if dataset.maximum_size is not None:
-        result["maximum_size"] = dataset.maximum_size
-    return result
-
-
-def _restart_json(policy: Any) -> dict[str, Any]:
-    if isinstance(policy, RestartOnFailure):
-        result: dict[str, Any] = {"name": "on-failure"}
-        if policy.maximum_retry_count is not None:
-            result["maximum_retry_count"] = policy.maximum_retry_count
-        return result
-    if isinstance(policy, RestartAlways):
-        return {"name": "always"}
-    return {"name": "never"}
-
-
-def _container_json(app: Application, node_uuid: str) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "node_uuid": node_uuid,
-        "name": app.name,
-        "image": app.image,
-        "ports": [
-            {"internal": p.internal_port, "external": p.external_port}
-            for p in sorted(app.ports, key=lambda p: (p.external_port, p.internal_port))
-        ],
-        "environment": dict(app.environment),
-        "restart_policy": _restart_json(app.restart_policy),
-        "volumes": [
-            {"dataset_id": v.dataset_id, "mountpoint": v.mountpoint}
-            for v in sorted(app.volumes, key=lambda v: (v.mountpoint, v.dataset_id))
-        ],
-        "links": [
-            {
-                "alias": link.alias,
-                "local_port": link.local_port,
-                "remote_port": link.remote_port,
-            }
-            for link in sorted(app.links, key=lambda x: x.alias)
-        ],
-    }
-    for name in ("cpu_shares", "memory_limit"):
-        if getattr(app, name) is not None:
-            result[name] = getattr(app, name)
-    if app.command_line is not None:
-        result["command_line"] = list(app.command_line)
-    return result
-
-
-def _restart_from(body: dict[str, Any] | None) -> Any:
-    if body is None or body["name"] == "never":
-        return RestartNever()
-    if body["name"] == "always":
-        return RestartAlways()
-    return RestartOnFailure(maximum_retry_count=body.get("maximum_retry_count"))
-
-
-def _application_from(body: dict[str, Any]) -> Application:
-    """Build the `Application` a container request describes (400 if invalid)."""
-    try:
-        return Application(
-            name=body["name"],
-            image=body["image"],
-            ports=[
-                Port(internal_port=p["internal"], external_port=p["external"])
-                for p in body.get("ports", [])
-            ],
-            links=[Link(**link) for link in body.get("links", [])],
-            environment=body.get("environment", {}),
-            volumes=[
-                AttachedVolume(
-                    dataset_id=_check_uuid(v["dataset_id"], "volumes/dataset_id"),
-                    mountpoint=v["mountpoint"],
-                )
-                for v in body.get("volumes", [])
-            ],
-            restart_policy=_restart_from(body.get("restart_policy")),
-            cpu_shares=body.get("cpu_shares"),
-            memory_limit=body.get("memory_limit"),
-            command_line=body.get("command_line"),
-        )
-    except InvariantException as e:
-        raise _APIError(400, _invariant_reasons(e)) from None
-    except (PTypeError, TypeError) as e:
-        raise _APIError(400, str(e)) from None
-
-
-def _invariant_reasons(e: InvariantException) -> str:
-    reasons = [str(r) for r in e.invariant_errors] + [
-        f"missing {m}" for m in e.missing_fields
-    ]
-    return "; ".join(reasons) or str(e)
 
 
 # --------------------------------------------------------------------------
@@ -369,7 +225,7 @@ class ConfigurationAPIUserV1:
         """Refuse (400) a node that neither reported state nor holds configuration."""
         state = self.cluster_state_service.as_deployment_state()
         if node_uuid not in deployment.nodes and node_uuid not in state.nodes:
-            raise _APIError(
+            raise APIError(
                 400,
                 f"{what} {node_uuid} is not a node of this cluster: it has never "
                 "reported its state to the control service and holds no "
@@ -413,7 +269,7 @@ class ConfigurationAPIUserV1:
     async def list_datasets_configuration(self, request: Request) -> _Response:
         """Every configured dataset."""
         stored = self._current()
-        body = [_dataset_json(d, p) for d, p in stored.deployment.all_datasets()]
+        body = [dataset_json(d, p) for d, p in stored.deployment.all_datasets()]
         return _Response(200, body, stored)
 
     @_operation("create_dataset")
@@ -421,8 +277,8 @@ class ConfigurationAPIUserV1:
         self, request: Request, body: dict[str, Any], expected_tag: str | None
     ) -> _Response:
         """Add a dataset with its primary on a known node."""
-        primary = _check_uuid(body["primary"], "primary")
-        dataset_id = _check_uuid(body.get("dataset_id", str(uuid4())), "dataset_id")
+        primary = check_uuid(body["primary"], "primary")
+        dataset_id = check_uuid(body.get("dataset_id", str(uuid4())), "dataset_id")
         dataset = Dataset(
             dataset_id=dataset_id,
             metadata=body.get("metadata", {}),
@@ -434,7 +290,7 @@ class ConfigurationAPIUserV1:
             return deployment.add_dataset(dataset, primary)
 
         stored = await self._change(expected_tag, change)
-        return _Response(201, _dataset_json(dataset, primary), stored)
+        return _Response(201, dataset_json(dataset, primary), stored)
 
     @_operation("update_dataset")
     async def update_dataset(
@@ -445,8 +301,8 @@ class ConfigurationAPIUserV1:
         expected_tag: str | None,
     ) -> _Response:
         """Move a dataset and/or change its maximum size or metadata."""
-        dataset_id = _check_uuid(dataset_id, "dataset_id")
-        primary = _check_uuid(body["primary"], "primary") if "primary" in body else None
+        dataset_id = check_uuid(dataset_id, "dataset_id")
+        primary = check_uuid(body["primary"], "primary") if "primary" in body else None
 
         def change(deployment: Deployment) -> Deployment:
             dataset, _ = deployment.get_dataset(dataset_id)
@@ -465,19 +321,19 @@ class ConfigurationAPIUserV1:
 
         stored = await self._change(expected_tag, change)
         dataset, node = stored.deployment.get_dataset(dataset_id)
-        return _Response(200, _dataset_json(dataset, node), stored)
+        return _Response(200, dataset_json(dataset, node), stored)
 
     @_operation("delete_dataset")
     async def delete_dataset(
         self, request: Request, dataset_id: str, expected_tag: str | None
     ) -> _Response:
         """Mark a dataset deleted."""
-        dataset_id = _check_uuid(dataset_id, "dataset_id")
+        dataset_id = check_uuid(dataset_id, "dataset_id")
         stored = await self._change(
             expected_tag, lambda deployment: deployment.delete_dataset(dataset_id)
         )
         dataset, node = stored.deployment.get_dataset(dataset_id)
-        return _Response(200, _dataset_json(dataset, node), stored)
+        return _Response(200, dataset_json(dataset, node), stored)
 
     @_operation("list_datasets_state")
     async def list_datasets_state(self, request: Request) -> _Response:
@@ -516,16 +372,16 @@ class ConfigurationAPIUserV1:
     @_operation("node_by_era")
     async def node_by_era(self, request: Request, era: str) -> _Response:
         """The node whose current era is ``era``."""
-        era = _check_uuid(era, "era")
+        era = check_uuid(era, "era")
         state = self.cluster_state_service.as_deployment_state()
         for uuid, node in state.nodes.items():
             if node.era == era:
                 return _Response(200, {"node_uuid": uuid})
-        raise _APIError(404, f"no node reported era {era}")
+        raise APIError(404, f"no node reported era {era}")
 
     # -- leases --------------------------------------------------------------
 
-    def _lease_json(self, lease: Any, now: float) -> dict[str, Any]:
+    def _leasejson_response(self, lease: Any, now: float) -> dict[str, Any]:
         expires = None
         if lease.expiration is not None:
             expires = max(0.0, lease.expiration - now)
@@ -541,15 +397,17 @@ class ConfigurationAPIUserV1:
         stored = self._current()
         now = self.clock.seconds()
         leases = stored.deployment.leases.expire(now)
-        return _Response(200, [self._lease_json(x, now) for x in leases], stored)
+        return _Response(
+            200, [self._leasejson_response(x, now) for x in leases], stored
+        )
 
     @_operation("acquire_lease")
     async def acquire_lease(
         self, request: Request, body: dict[str, Any], expected_tag: str | None
     ) -> _Response:
         """Acquire or renew a lease."""
-        dataset_id = _check_uuid(body["dataset_id"], "dataset_id")
-        node_uuid = _check_uuid(body["node_uuid"], "node_uuid")
+        dataset_id = check_uuid(body["dataset_id"], "dataset_id")
+        node_uuid = check_uuid(body["node_uuid"], "node_uuid")
         expires = body["expires"]
         now = self.clock.seconds()
         renewed: list[bool] = []
@@ -568,7 +426,7 @@ class ConfigurationAPIUserV1:
         stored = await self._change(expected_tag, change)
         lease = stored.deployment.leases.get(dataset_id)
         return _Response(
-            200 if renewed[0] else 201, self._lease_json(lease, now), stored
+            200 if renewed[0] else 201, self._leasejson_response(lease, now), stored
         )
 
     @_operation("release_lease")
@@ -576,19 +434,19 @@ class ConfigurationAPIUserV1:
         self, request: Request, dataset_id: str, expected_tag: str | None
     ) -> _Response:
         """Release the lease on a dataset."""
-        dataset_id = _check_uuid(dataset_id, "dataset_id")
+        dataset_id = check_uuid(dataset_id, "dataset_id")
         now = self.clock.seconds()
         released: list[Any] = []
 
         def change(deployment: Deployment) -> Deployment:
             lease = deployment.leases.get(dataset_id)
             if lease is None:
-                raise _APIError(404, f"there is no lease on dataset {dataset_id}")
+                raise APIError(404, f"there is no lease on dataset {dataset_id}")
             released[:] = [lease]
             return deployment.set(leases=deployment.leases.release(dataset_id))
 
         stored = await self._change(expected_tag, change)
-        return _Response(200, self._lease_json(released[0], now), stored)
+        return _Response(200, self._leasejson_response(released[0], now), stored)
 
     # -- containers ----------------------------------------------------------
 
@@ -596,7 +454,7 @@ class ConfigurationAPIUserV1:
     async def list_containers_configuration(self, request: Request) -> _Response:
         """Every configured container."""
         stored = self._current()
-        body = [_container_json(a, n) for a, n in stored.deployment.all_applications()]
+        body = [container_json(a, n) for a, n in stored.deployment.all_applications()]
         return _Response(200, body, stored)
 
     @_operation("create_container")
@@ -604,8 +462,8 @@ class ConfigurationAPIUserV1:
         self, request: Request, body: dict[str, Any], expected_tag: str | None
     ) -> _Response:
         """Configure a container on a node."""
-        node_uuid = _check_uuid(body["node_uuid"], "node_uuid")
-        app = _application_from(body)
+        node_uuid = check_uuid(body["node_uuid"], "node_uuid")
+        app = application_from(body)
 
         def change(deployment: Deployment) -> Deployment:
             self._require_node(deployment, node_uuid, "node_uuid")
@@ -621,7 +479,7 @@ class ConfigurationAPIUserV1:
                 if dataset.deleted:
                     raise DatasetDeleted(dataset.dataset_id)
                 if primary != node_uuid:
-                    raise _APIError(
+                    raise APIError(
                         409,
                         f"dataset {dataset.dataset_id} is on node {primary}, not "
                         f"{node_uuid}: move it first",
@@ -633,7 +491,7 @@ class ConfigurationAPIUserV1:
             return deployment.add_application(app, node_uuid)
 
         stored = await self._change(expected_tag, change)
-        return _Response(201, _container_json(app, node_uuid), stored)
+        return _Response(201, container_json(app, node_uuid), stored)
 
     @_operation("move_container")
     async def move_container(
@@ -644,7 +502,7 @@ class ConfigurationAPIUserV1:
         expected_tag: str | None,
     ) -> _Response:
         """Move a container (and its datasets) to another node."""
-        node_uuid = _check_uuid(body["node_uuid"], "node_uuid")
+        node_uuid = check_uuid(body["node_uuid"], "node_uuid")
 
         def change(deployment: Deployment) -> Deployment:
             app, source = deployment.get_application(name)
@@ -655,7 +513,7 @@ class ConfigurationAPIUserV1:
 
         stored = await self._change(expected_tag, change)
         app, node = stored.deployment.get_application(name)
-        return _Response(200, _container_json(app, node), stored)
+        return _Response(200, container_json(app, node), stored)
 
     @_operation("delete_container")
     async def delete_container(
@@ -670,7 +528,7 @@ class ConfigurationAPIUserV1:
 
         stored = await self._change(expected_tag, change)
         app, node = removed[0]
-        return _Response(200, _container_json(app, node), stored)
+        return _Response(200, container_json(app, node), stored)
 
     @_operation("list_containers_state")
     async def list_containers_state(self, request: Request) -> _Response:
@@ -679,7 +537,7 @@ class ConfigurationAPIUserV1:
         body = []
         for uuid, node in state.nodes.items():
             for app in (node.applications or {}).values():
-                entry = _container_json(app, uuid)
+                entry = container_json(app, uuid)
                 entry["running"] = True
                 body.append(entry)
         body.sort(key=lambda e: (e["name"], e["node_uuid"]))
@@ -693,10 +551,12 @@ class ConfigurationAPIUserV1:
         error = failure.value
         if isinstance(error, CancelledError):
             return None
-        if isinstance(error, _APIError):
-            return _json(request, error.code, {"description": error.description})
+        if isinstance(error, APIError):
+            return json_response(
+                request, error.code, {"description": error.description}
+            )
         if isinstance(error, GenerationMismatch):
-            return _json(
+            return json_response(
                 request,
                 412,
                 {
@@ -706,13 +566,15 @@ class ConfigurationAPIUserV1:
             )
         if isinstance(error, ModelError):
             code = next(c for t, c in _MODEL_ERRORS if isinstance(error, t))
-            return _json(request, code, {"description": str(error)})
+            return json_response(request, code, {"description": str(error)})
         if isinstance(error, InvariantException):
-            return _json(request, 409, {"description": _invariant_reasons(error)})
+            return json_response(
+                request, 409, {"description": invariant_reasons(error)}
+            )
         if isinstance(error, MethodNotAllowed):
             allowed = ", ".join(error.valid_methods or [])
             request.setHeader(b"allow", allowed.encode("ascii"))
-            return _json(
+            return json_response(
                 request,
                 405,
                 {
@@ -721,13 +583,13 @@ class ConfigurationAPIUserV1:
                 },
             )
         if isinstance(error, NotFound):
-            return _json(
+            return json_response(
                 request,
                 404,
                 {"description": f"no such path: {request.path.decode('latin-1')}"},
             )
         if isinstance(error, HTTPException):
-            return _json(
+            return json_response(
                 request, error.code or 400, {"description": str(error.description)}
             )
         action = _ACTIONS.get(request)
@@ -737,7 +599,7 @@ class ConfigurationAPIUserV1:
                 write_failure(failure)
         else:
             write_failure(failure)
-        return _json(
+        return json_response(
             request,
             500,
             {
@@ -759,7 +621,7 @@ def _check_ports(deployment: Deployment, app: Application, node_uuid: str) -> No
     }
     clash = sorted(taken & {p.external_port for p in app.ports})
     if clash:
-        raise _APIError(
+        raise APIError(
             409,
             f"external port(s) {', '.join(map(str, clash))} already used on "
             f"node {node_uuid}",
@@ -799,7 +661,7 @@ class LoggedAPIResource(Resource):
         with action.context():
             if _body_size(request) > MAXIMUM_BODY_SIZE:
                 request.write(
-                    _json(
+                    json_response(
                         request,
                         413,
                         {

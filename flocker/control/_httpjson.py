@@ -1,0 +1,185 @@
+"""The REST API's JSON: reading request bodies, writing responses, model ↔ JSON.
+
+The shapes are those of the original Flocker v1 API (see ``schema/types.yml``):
+optional fields that are unset (a dataset's ``maximum_size``, a container's
+``cpu_shares``…) are left out rather than sent as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyrsistent import InvariantException, PTypeError
+from twisted.web.server import Request
+
+from ._httpschema import SchemaError
+from ._httpschema import validate_body as _validate
+from ._model import (
+    Application,
+    AttachedVolume,
+    Dataset,
+    Link,
+    Port,
+    RestartAlways,
+    RestartNever,
+    RestartOnFailure,
+    is_uuid,
+)
+
+__all__ = [
+    "APIError",
+    "application_from",
+    "check_uuid",
+    "container_json",
+    "dataset_json",
+    "invariant_reasons",
+    "json_response",
+    "read_body",
+]
+
+
+class APIError(Exception):
+    """Answer the request with this status and description."""
+
+    def __init__(self, code: int, description: str) -> None:
+        """Remember the status and the description."""
+        super().__init__(code, description)
+        self.code = code
+        self.description = description
+
+
+def check_uuid(value: str, what: str) -> str:
+    """Return the canonical (lowercase) form of a UUID, or refuse with 400."""
+    lowered = value.lower()
+    if not is_uuid(lowered):
+        raise APIError(400, f"{what} is not a UUID: {value!r}")
+    return lowered
+
+
+def json_response(request: Request, code: int, body: Any) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(body, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_body(request: Request, definition: str) -> Any:
+    content = request.content
+    data = b"" if content is None else content.read()
+    try:
+        document = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise APIError(400, f"the request body is not valid JSON: {e}") from None
+    try:
+        _validate(definition, document)
+    except SchemaError as e:
+        raise APIError(400, str(e)) from None
+    return document
+
+
+# --------------------------------------------------------------------------
+# Model ↔ API JSON
+
+
+def dataset_json(dataset: Dataset, primary: str) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "dataset_id": dataset.dataset_id,
+        "primary": primary,
+        "metadata": dict(dataset.metadata),
+        "deleted": dataset.deleted,
+    }
+    if dataset.maximum_size is not None:
+        result["maximum_size"] = dataset.maximum_size
+    return result
+
+
+def _restart_json(policy: Any) -> dict[str, Any]:
+    if isinstance(policy, RestartOnFailure):
+        result: dict[str, Any] = {"name": "on-failure"}
+        if policy.maximum_retry_count is not None:
+            result["maximum_retry_count"] = policy.maximum_retry_count
+        return result
+    if isinstance(policy, RestartAlways):
+        return {"name": "always"}
+    return {"name": "never"}
+
+
+def container_json(app: Application, node_uuid: str) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "node_uuid": node_uuid,
+        "name": app.name,
+        "image": app.image,
+        "ports": [
+            {"internal": p.internal_port, "external": p.external_port}
+            for p in sorted(app.ports, key=lambda p: (p.external_port, p.internal_port))
+        ],
+        "environment": dict(app.environment),
+        "restart_policy": _restart_json(app.restart_policy),
+        "volumes": [
+            {"dataset_id": v.dataset_id, "mountpoint": v.mountpoint}
+            for v in sorted(app.volumes, key=lambda v: (v.mountpoint, v.dataset_id))
+        ],
+        "links": [
+            {
+                "alias": link.alias,
+                "local_port": link.local_port,
+                "remote_port": link.remote_port,
+            }
+            for link in sorted(app.links, key=lambda x: x.alias)
+        ],
+    }
+    for name in ("cpu_shares", "memory_limit"):
+        if getattr(app, name) is not None:
+            result[name] = getattr(app, name)
+    if app.command_line is not None:
+        result["command_line"] = list(app.command_line)
+    return result
+
+
+def _restart_from(body: dict[str, Any] | None) -> Any:
+    if body is None or body["name"] == "never":
+        return RestartNever()
+    if body["name"] == "always":
+        return RestartAlways()
+    return RestartOnFailure(maximum_retry_count=body.get("maximum_retry_count"))
+
+
+def application_from(body: dict[str, Any]) -> Application:
+    """Build the `Application` a container request describes (400 if invalid)."""
+    try:
+        return Application(
+            name=body["name"],
+            image=body["image"],
+            ports=[
+                Port(internal_port=p["internal"], external_port=p["external"])
+                for p in body.get("ports", [])
+            ],
+            links=[Link(**link) for link in body.get("links", [])],
+            environment=body.get("environment", {}),
+            volumes=[
+                AttachedVolume(
+                    dataset_id=check_uuid(v["dataset_id"], "volumes/dataset_id"),
+                    mountpoint=v["mountpoint"],
+                )
+                for v in body.get("volumes", [])
+            ],
+            restart_policy=_restart_from(body.get("restart_policy")),
+            cpu_shares=body.get("cpu_shares"),
+            memory_limit=body.get("memory_limit"),
+            command_line=body.get("command_line"),
+        )
+    except InvariantException as e:
+        raise APIError(400, invariant_reasons(e)) from None
+    except (PTypeError, TypeError) as e:
+        raise APIError(400, str(e)) from None
+
+
+def invariant_reasons(e: InvariantException) -> str:
+    reasons = [str(r) for r in e.invariant_errors] + [
+        f"missing {m}" for m in e.missing_fields
+    ]
+    return "; ".join(reasons) or str(e)

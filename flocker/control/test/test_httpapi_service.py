@@ -1,0 +1,221 @@
+"""
+Unit tests of the REST API's service parts: deleted-dataset cleanup, request
+logging, unexpected errors (500), and the Site's body limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import pytest
+from eliot import MemoryLogger
+from eliot.testing import swap_logger
+from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from flocker.control import (
+    ClusterStateService,
+    ConfigurationService,
+    MemoryConfigurationStore,
+)
+from flocker.control._state import DatasetState, NodeState
+from flocker.control.httpapi import (
+    MAXIMUM_BODY_SIZE,
+    DeletedDatasetCleaner,
+    make_api_resource,
+    make_api_site,
+)
+from flocker.control.test.test_httpapi import DATASET, NODE_A, APIHarness
+
+
+@pytest.fixture
+def api() -> APIHarness:
+    """A fresh API harness."""
+    return APIHarness()
+
+
+# --------------------------------------------------------------------------
+# deleted datasets leave the configuration
+
+
+def test_cleanup_after_nodes_report(api: APIHarness) -> None:
+    """A deleted dataset leaves the configuration once no node reports it."""
+    cleaner = DeletedDatasetCleaner(api.configuration, api.state)
+    cleaner.startService()
+    api.create_dataset(dataset_id=DATASET)
+    api.state.update_node_state(
+        NodeState(
+            uuid=NODE_A,
+            datasets={DATASET: DatasetState(dataset_id=DATASET, path="/d")},
+        )
+    )
+    api.request("DELETE", f"/v1/configuration/datasets/{DATASET}")
+    # Node A still has it: it stays, marked deleted.
+    assert api.stored().deployment.get_dataset(DATASET)[0].deleted
+    api.state.update_node_state(NodeState(uuid=NODE_A, datasets={}))
+    assert api.request("GET", "/v1/configuration/datasets").body == []
+    assert list(api.stored().deployment.all_datasets()) == []
+    cleaner.stopService()
+
+
+def test_cleanup_waits_for_unreported_node(api: APIHarness) -> None:
+    """A deleted dataset stays while its node has not reported its datasets."""
+    cleaner = DeletedDatasetCleaner(api.configuration, api.state)
+    cleaner.startService()
+    api.create_dataset(dataset_id=DATASET)
+    api.request("DELETE", f"/v1/configuration/datasets/{DATASET}")
+    listed = api.request("GET", "/v1/configuration/datasets").body
+    assert [d["deleted"] for d in listed] == [True]
+    cleaner.stopService()
+    api.state.update_node_state(NodeState(uuid=NODE_A, datasets={}))
+    # Stopped: it no longer changes the configuration.
+    assert len(api.request("GET", "/v1/configuration/datasets").body) == 1
+
+
+# --------------------------------------------------------------------------
+# logging and unexpected errors
+
+
+def _request_actions(logger: Any) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in logger.messages
+        if m.get("action_type") == "flocker:control:rest:request"
+    ]
+
+
+def test_every_request_is_an_action(api: APIHarness, eliot_logger: Any) -> None:
+    """Each request is a flocker:control:rest:request action with its status."""
+    api.request("GET", "/v1/version")
+    api.request("GET", "/v1/nowhere")
+    api.request("POST", "/v1/configuration/datasets", raw=b"{")
+    messages = _request_actions(eliot_logger)
+    starts = [
+        (m["method"], m["path"]) for m in messages if m["action_status"] == "started"
+    ]
+    ends = [m["status"] for m in messages if m["action_status"] == "succeeded"]
+    assert starts == [
+        ("GET", "/v1/version"),
+        ("GET", "/v1/nowhere"),
+        ("POST", "/v1/configuration/datasets"),
+    ]
+    assert ends == [200, 404, 400]
+
+
+def test_writes_are_logged_inside_the_request(
+    api: APIHarness, eliot_logger: Any
+) -> None:
+    """The configuration change of a write is logged in the request's task."""
+    api.create_dataset()
+    (start, *_) = _request_actions(eliot_logger)
+    changes = [
+        m
+        for m in eliot_logger.messages
+        if m.get("action_type") == "flocker:control:configuration:change"
+    ]
+    assert changes
+    assert {m["task_uuid"] for m in changes} == {start["task_uuid"]}
+
+
+@attrs.define
+class _BrokenConfiguration:
+    """A configuration service whose changes fail unexpectedly."""
+
+    inner: ConfigurationService
+
+    @property
+    def deployment(self) -> Any:
+        """The inner service's configuration."""
+        return self.inner.deployment
+
+    @property
+    def generation(self) -> int:
+        """The inner service's generation."""
+        return self.inner.generation
+
+    def change(self, change: Any, expected_generation: Any = None) -> Any:
+        """Fail as a bug would."""
+        raise ZeroDivisionError("a bug")
+
+
+def test_unexpected_error(api: APIHarness) -> None:
+    """An unexpected exception is a 500 naming the eliot task that logged it."""
+    # Not the eliot_logger fixture: it validates the messages twice, which
+    # eliot's traceback messages do not survive.
+    eliot_logger = MemoryLogger()
+    previous = swap_logger(eliot_logger)
+    try:
+        broken = _BrokenConfiguration(api.configuration)
+        api.treq = StubTreq(make_api_resource(broken, api.state, api.clock))
+        result = api.request("POST", "/v1/configuration/datasets", {"primary": NODE_A})
+    finally:
+        swap_logger(previous)
+    assert result.code == 500
+    task_uuid = result.body["task_uuid"]
+    assert task_uuid in result.body["description"]
+    (start, end) = _request_actions(eliot_logger)
+    assert start["task_uuid"] == task_uuid
+    assert end["status"] == 500
+    tracebacks = eliot_logger.flush_tracebacks(ZeroDivisionError)
+    assert [t["task_uuid"] for t in tracebacks] == [task_uuid]
+    eliot_logger.validate()
+
+
+# --------------------------------------------------------------------------
+# the HTTP server's body limit (real HTTP parsing over a StringTransport)
+
+
+def _raw_exchange(api: APIHarness, request: bytes) -> bytes:
+    """Feed raw HTTP to the API's Site; return what it answers."""
+    site = make_api_site(make_api_resource(api.configuration, api.state, api.clock))
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 12345))
+    assert protocol is not None
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(request)
+    return transport.value()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_site_refuses_large_bodies(api: APIHarness, chunked: bool) -> None:
+    """The Site stops buffering a body past the limit and answers 413."""
+    body = json.dumps({"primary": NODE_A, "metadata": {"a": "x" * MAXIMUM_BODY_SIZE}})
+    data = body.encode()
+    head = b"POST /v1/configuration/datasets HTTP/1.1\r\nHost: control\r\n"
+    if chunked:
+        chunk = 64 * 1024
+        pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+        encoded = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+        request = head + b"Transfer-Encoding: chunked\r\n\r\n" + encoded + b"0\r\n\r\n"
+    else:
+        request = head + b"Content-Length: %d\r\n\r\n" % len(data) + data
+    before = api.stored()
+    answer = _raw_exchange(api, request)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert api.stored() == before
+
+
+def test_site_accepts_small_bodies(api: APIHarness) -> None:
+    """A small body through the same Site is served normally."""
+    data = json.dumps({"primary": NODE_A}).encode()
+    request = (
+        b"POST /v1/configuration/datasets HTTP/1.1\r\nHost: control\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(data) + data
+    )
+    assert _raw_exchange(api, request).startswith(b"HTTP/1.1 201 ")
+
+
+def test_cleaner_waits_for_loading() -> None:
+    """The cleaner can start before the configuration is loaded."""
+    configuration = ConfigurationService(MemoryConfigurationStore())
+    state = ClusterStateService(Clock())
+    cleaner = DeletedDatasetCleaner(configuration, state)
+    cleaner.startService()
+    state.update_node_state(NodeState(uuid=NODE_A, datasets={}))
+    configuration.load()
+    assert configuration.generation == 0
+    cleaner.stopService()
