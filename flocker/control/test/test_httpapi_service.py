@@ -12,6 +12,8 @@ import attrs
 import pytest
 from eliot import MemoryLogger
 from eliot.testing import swap_logger
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -219,3 +221,77 @@ def test_cleaner_waits_for_loading() -> None:
     configuration.load()
     assert configuration.generation == 0
     cleaner.stopService()
+
+
+# --------------------------------------------------------------------------
+# no input is a 500
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+_FIELDS = [
+    "primary",
+    "dataset_id",
+    "maximum_size",
+    "metadata",
+    "node_uuid",
+    "name",
+    "image",
+    "ports",
+    "volumes",
+    "links",
+    "environment",
+    "restart_policy",
+    "expires",
+    "cpu_shares",
+    "memory_limit",
+    "command_line",
+]
+
+#: Objects with the API's own field names, so validation goes deeper.
+_bodies = st.dictionaries(
+    st.sampled_from(_FIELDS),
+    _json_values
+    | st.sampled_from([NODE_A, DATASET, DATASET.upper(), "web", 1024 * 1024]),
+    max_size=6,
+)
+
+_WRITES = [
+    ("POST", "/v1/configuration/datasets"),
+    ("POST", f"/v1/configuration/datasets/{DATASET}"),
+    ("POST", "/v1/configuration/leases"),
+    ("POST", "/v1/configuration/containers"),
+    ("POST", "/v1/configuration/containers/web"),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(target=st.sampled_from(_WRITES), body=_bodies | _json_values)
+def test_no_body_is_a_server_error(target: tuple[str, str], body: Any) -> None:
+    """Whatever JSON a write gets, it answers 2xx or a 4xx that changed nothing."""
+    api = APIHarness()
+    api.create_dataset(dataset_id=DATASET)
+    before = api.stored()
+    result = api.request(*target, body=None, raw=json.dumps(body).encode())
+    assert result.code < 500, result
+    if result.code >= 400:
+        assert api.stored() == before
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(max_size=64))
+def test_no_bytes_are_a_server_error(raw: bytes) -> None:
+    """Whatever bytes a write gets as its body, the answer is not a 500."""
+    api = APIHarness()
+    result = api.request("POST", "/v1/configuration/datasets", raw=raw)
+    assert result.code < 500, result
