@@ -19,6 +19,7 @@ from twisted.web.server import Request
 from flocker.apiclient import (
     BadRequest,
     ConfigurationChanged,
+    FlockerAPIError,
     FlockerClient,
     ResponseError,
     UnknownDataset,
@@ -36,7 +37,7 @@ class _Canned(Resource):
         super().__init__()
         self.code = code
         self.body = body
-        self.requests: list[tuple[bytes, bytes, dict[bytes, list[bytes]], bytes]] = []
+        self.requests: list[tuple[bytes, bytes, dict[bytes, Any], bytes]] = []
 
     def render(self, request: Request) -> bytes:
         """Record the request; answer the canned response."""
@@ -76,11 +77,12 @@ def _client(resource: Resource) -> tuple[FlockerClient, ClientFixture]:
         (412, b'{"description": "changed"}', ConfigurationChanged),
     ],
 )
-def test_error_mapping(code: int, body: bytes, error: type) -> None:
+def test_error_mapping(code: int, body: bytes, error: type[FlockerAPIError]) -> None:
     """Statuses map to typed exceptions carrying the API's description."""
     client, fixture = _client(_Canned(code, body))
-    with pytest.raises(error) as raised:
+    with pytest.raises(FlockerAPIError) as raised:
         result_of(fixture, client.move_dataset(uuid4(), uuid4()))
+    assert type(raised.value) is error
     assert raised.value.code == code
     expected = (
         json.loads(body)["description"] if body.startswith(b"{") else body.decode()
