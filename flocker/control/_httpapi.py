@@ -31,13 +31,14 @@ from eliot import ActionType, Field, start_action, write_failure
 from klein import Klein
 from pyrsistent import InvariantException
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .. import __version__
+from ..ca import UnknownPeer, peer_identity
 from ._httpjson import (
     APIError,
     application_from,
@@ -633,7 +634,10 @@ class LoggedAPIResource(Resource):
     The root resource: logs each request as an eliot action, bounds bodies.
 
     Each request runs inside a ``flocker:control:rest:request`` action that
-    finishes, with the status code, when the response is finished.  A body
+    finishes, with the status code, when the response is finished; over TLS
+    the client's identity from its certificate is logged inside it
+    (``flocker:ca:peer_identified``).  Any certificate of the cluster may
+    use the API (TLS already refused every other).  A body
     larger than `MAXIMUM_BODY_SIZE` is refused with 413 before routing.
     """
 
@@ -659,6 +663,15 @@ class LoggedAPIResource(Resource):
 
         request.notifyFinish().addBoth(finished)
         with action.context():
+            transport = getattr(request.channel, "transport", None)
+            if ISSLTransport.providedBy(transport):
+                # Log who is asking (flocker:ca:peer_identified) in this action.
+                try:
+                    peer_identity(transport)
+                except UnknownPeer as e:
+                    request.write(json_response(request, 403, {"description": str(e)}))
+                    request.finish()
+                    return NOT_DONE_YET
             if _body_size(request) > MAXIMUM_BODY_SIZE:
                 request.write(
                     json_response(

@@ -93,7 +93,9 @@ class _Anonymous:
 
 @pytest_twisted.ensureDeferred
 async def test_https_with_client_certificates(
-    cluster: TestClusterCredentials, other_cluster: TestClusterCredentials
+    cluster: TestClusterCredentials,
+    other_cluster: TestClusterCredentials,
+    eliot_logger: Any,
 ) -> None:
     """A cluster user is served; no certificate or another cluster's is refused."""
     service, port, configuration = await _serve(cluster)
@@ -127,5 +129,18 @@ async def test_https_with_client_certificates(
             await foreign.get(f"{url}/version").addTimeout(HANG_GUARD, reactor)
         assert not refused.errisinstance((TimeoutError, CancelledError))
         assert len(list(configuration.deployment.all_datasets())) == 1
+        # Each request names its client in its own eliot action.
+        requests = {
+            m["task_uuid"]
+            for m in eliot_logger.messages
+            if m.get("action_type") == "flocker:control:rest:request"
+        }
+        identified = [
+            m
+            for m in eliot_logger.messages
+            if m.get("message_type") == "flocker:ca:peer_identified"
+            and m["task_uuid"] in requests
+        ]
+        assert [m["username"] for m in identified] == ["alice", "alice"]
     finally:
         await service.stopService()
