@@ -664,7 +664,10 @@ class LoggedAPIResource(Resource):
         request.notifyFinish().addBoth(finished)
         with action.context():
             transport = getattr(request.channel, "transport", None)
-            if ISSLTransport.providedBy(transport):
+            # (In-memory transports may claim ISSLTransport without TLS.)
+            if ISSLTransport.providedBy(transport) and hasattr(
+                transport, "getPeerCertificate"
+            ):
                 # Log who is asking (flocker:ca:peer_identified) in this action.
                 try:
                     peer_identity(transport)
