@@ -3,7 +3,7 @@ Acceptance test of the control service, driven the way an operator would.
 
 Certificates come from the real ``flocker-ca`` command; ``flocker-control``
 runs as a real process on 127.0.0.1; the REST API is driven over HTTPS with
-client certificates by treq and by ``curl``; real agent AMP clients connect
+client certificates by treq, by ``curl`` and by Flocker's own API client; real agent AMP clients connect
 with node certificates, report state and receive configuration changes; the
 control service is killed with SIGKILL, restarted on the same ports, and
 still has every acknowledged change.
@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import attrs
 import pytest
@@ -29,6 +30,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.web.client import Agent
 
+from flocker.apiclient import FlockerClient
 from flocker.ca import ClusterPolicyForHTTPS, load_tls_files
 from flocker.common import loop_until, run_command
 from flocker.control import Deployment, DeploymentState, NodeState
@@ -339,7 +341,12 @@ async def test_control_service_end_to_end(
         "POST", "/v1/configuration/datasets", {"primary": node1}
     )
     assert status == 201, second
-    wanted = {first["dataset_id"], second["dataset_id"]}
+    # And through Flocker's own API client (treq underneath).
+    client = FlockerClient.from_certificates(
+        reactor, "127.0.0.1", control.api_port, cluster.user, "alice"
+    )
+    third = await client.create_dataset(UUID(node0), metadata={"name": "third"})
+    wanted = {first["dataset_id"], second["dataset_id"], str(third.dataset_id)}
     for agent in (dataset_agent, container_agent):
         await loop_until(
             reactor,
@@ -368,6 +375,9 @@ async def test_control_service_end_to_end(
         STEPS,
     )
     restarted = await runner.start(control.api_port, control.agent_port)
+    listed = await client.list_datasets_configuration()
+    assert {str(d) for d in listed.datasets} == wanted
+    assert listed.datasets[third.dataset_id].metadata == {"name": "third"}
     status, after = await rest.curl("GET", "/v1/configuration/datasets")
     assert status == 200
     assert sorted(after, key=lambda d: d["dataset_id"]) == sorted(

@@ -15,6 +15,7 @@ import attrs
 import pytest
 from eliot import MemoryLogger
 from eliot.testing import LoggedAction, LoggedMessage
+from hypothesis import HealthCheck, given, settings
 from twisted.internet.task import Clock
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -28,6 +29,7 @@ from flocker.control import (
     DatasetState,
     Deployment,
     DeploymentState,
+    Manifestation,
     MemoryConfigurationStore,
     Node,
     NodeState,
@@ -45,14 +47,21 @@ from flocker.control._protocol import (
     VersionCommand,
     WrongNode,
 )
-from flocker.control._protocol_agent import AgentAMP, AgentAMPClient, NotConnected
+from flocker.control._protocol_agent import (
+    AgentAMP,
+    AgentAMPClient,
+    NotConnected,
+    _decode_configuration,
+)
+from flocker.control._protocol_diff import apply_diff, diff_documents
 from flocker.control._protocol_logging import (
     AGENT_REFUSED,
     IDENTITY_REFUSED,
     PUSH_CLUSTER_STATUS,
     REPORT_STATE,
 )
-from flocker.control._serialization import serialize_node_state
+from flocker.control._serialization import deployment_to_json, serialize_node_state
+from flocker.control.strategies import deployments
 
 CLUSTER = UUID("c1c1c1c1-0000-4000-8000-0000000000c1")
 NODE_A = "0a0a0a0a-0000-4000-8000-00000000000a"
@@ -476,3 +485,47 @@ def test_stop_drops_connections(control: Control) -> None:
     agent.pump.flush()
     assert control.service.connections == frozenset()
     assert not agent.client.is_connected
+
+
+def test_unchanged_parts_are_not_decoded_again(control: Control) -> None:
+    """An agent reuses the values of the parts a push did not change."""
+    a = connect(control, NODE_A)
+    b = connect(control, NODE_B)
+    a.client.report_state(NodeState(uuid=NODE_A, hostname="a"))
+    a.pump.flush()
+    b.pump.flush()
+    configuration, state = a.updates[-1]
+    b.client.report_state(NodeState(uuid=NODE_B, hostname="b"))
+    b.pump.flush()
+    a.pump.flush()
+    new_configuration, new_state = a.updates[-1]
+    assert new_state.get_node(NODE_B).hostname == "b"
+    assert new_configuration is configuration
+    assert new_state.nodes[NODE_A] is state.nodes[NODE_A]
+    assert new_state == control.state.as_deployment_state()
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(deployments(), deployments())
+def test_partial_configuration_decoding_matches_full(
+    old: Deployment, new: Deployment
+) -> None:
+    """Decoding only the changed nodes gives the same configuration as decoding all."""
+    old_doc = deployment_to_json(old)
+    new_doc = apply_diff(diff_documents(old_doc, deployment_to_json(new)), old_doc)
+    assert _decode_configuration(old_doc, new_doc, old) == new
+
+
+def test_partial_decoding_falls_back_for_replicas() -> None:
+    """A changed replica whose primary did not change is still decoded correctly."""
+    dataset = Dataset(dataset_id=dataset_id(1))
+    replica = Manifestation(dataset=dataset, primary=False)
+    old = deployment_with(dataset_id(1), node=NODE_A).update_node(
+        Node(uuid=NODE_B, manifestations={dataset_id(1): replica})
+    )
+    old_doc = deployment_to_json(old)
+    changed = dict(old_doc, nodes=dict(old_doc["nodes"]))
+    # Node B's subtree is a new object: only it is decoded, and alone it
+    # holds a dataset without a primary, so the whole document is decoded.
+    changed["nodes"][NODE_B] = deployment_to_json(old)["nodes"][NODE_B]
+    assert _decode_configuration(old_doc, changed, old) == old
