@@ -691,3 +691,18 @@ def test_same_generation_other_content(api: APIHarness) -> None:
         {"primary": NODE_A},
         headers={"X-If-Configuration-Matches": forged},
     )
+
+
+def test_schema_files_are_valid() -> None:
+    """Every definition is valid JSON Schema 2020-12; every operation names real ones."""
+    from jsonschema import Draft202012Validator
+
+    from flocker.control._httpschema import definitions
+
+    defs = definitions()
+    for name in defs:
+        Draft202012Validator.check_schema({"$defs": defs, "$ref": f"#/$defs/{name}"})
+    for op in operations().values():
+        named = [op.request, *op.responses.values()]
+        assert all(n is None or n in defs for n in named), op.name
+        assert op.method in ("GET", "POST", "DELETE")
