@@ -142,7 +142,8 @@ class DeletedDatasetCleaner(Service):
             # Not loaded yet: the first change after loading triggers a check.
             return False
         state: DeploymentState = self.cluster_state_service.as_deployment_state()
-        return cleanup_deleted(deployment, state) != deployment
+        # cleanup_deleted returns its argument itself when nothing is to go.
+        return cleanup_deleted(deployment, state) is not deployment
 
     def check(self) -> None:
         """Clean up now if anything needs it (coalescing overlapping calls)."""
