@@ -1,0 +1,438 @@
+"""The local cluster: a control service and N nodes on one machine.
+
+``admin/lab up --nodes N --dir DIR [--backend zfs|directory]`` starts
+``flocker-control`` and, for each node, a ``flocker-dataset-agent`` with its
+own loopback address (127.0.0.11, 127.0.0.12, …), its own file-backed ZFS
+pool (or directory), its own certificates and its own log directory.  It
+issues every certificate with ``flocker-ca`` and writes ``DIR/cluster.json``::
+
+    {"control": {"api_url": "https://127.0.0.1:PORT", "agent_port": PORT,
+                 "host": "127.0.0.1", "api_port": PORT, "pid": PID,
+                 "log_dir": …},
+     "certificates": {"ca": …, "user_cert": …, "user_key": …},
+     "nodes": [{"uuid": …, "address": …, "pool": …, "log_dir": …,
+                "agent_config": …, "pids": {"dataset": PID}}],
+     "backend": "zfs", "transfer_port": PORT}
+
+``admin/lab status --dir DIR`` says what runs; ``admin/lab down --dir DIR``
+stops every process, destroys the pools and removes DIR.  Acceptance tests,
+benchmarks and ``admin/quickstart`` use the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+from .zfs import FilePool, create_pool, destroy_pool
+
+CLUSTER_FILE = "cluster.json"
+CONTROL_HOST = "127.0.0.1"
+FIRST_NODE_ADDRESS = 11
+
+
+class LabError(Exception):
+    """The local cluster could not be started, queried or stopped."""
+
+
+def node_address(index: int) -> str:
+    """The loopback address of node ``index`` (from 0): 127.0.0.11, …"""
+    return f"127.0.0.{FIRST_NODE_ADDRESS + index}"
+
+
+def _python_module(module: str, *args: str) -> list[str]:
+    """A command line running a Flocker module with this interpreter."""
+    return [sys.executable, "-m", module, *args]
+
+
+def _free_port(addresses: list[str]) -> int:
+    """A TCP port free on every one of ``addresses``."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind((addresses[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for address in addresses[1:]:
+                with socket.socket() as other:
+                    other.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise LabError("no free port found")
+
+
+def _ca(directory: str, *args: str) -> None:
+    """Run ``flocker-ca`` in ``directory``."""
+    result = subprocess.run(
+        _python_module("flocker.ca.script", *args, "--inputpath", directory,
+                       "--outputpath", directory)
+        if args[0] != "initialize"
+        else _python_module("flocker.ca.script", *args, "--outputpath", directory),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise LabError(f"flocker-ca {args[0]} failed: {result.stderr.strip()}")
+
+
+def _certificates(directory: str, nodes: int) -> dict[str, Any]:
+    """Issue the cluster's certificates; lay them out per party."""
+    ca_dir = os.path.join(directory, "ca")
+    os.makedirs(ca_dir)
+    _ca(ca_dir, "initialize", "flocker-lab")
+    _ca(ca_dir, "create-control-certificate", CONTROL_HOST)
+    _ca(ca_dir, "create-api-certificate", "user")
+    control = os.path.join(directory, "control", "certificates")
+    os.makedirs(control)
+    shutil.copy(os.path.join(ca_dir, "cluster.crt"), control)
+    for suffix in ("crt", "key"):
+        shutil.copy(
+            os.path.join(ca_dir, f"control-{CONTROL_HOST}.{suffix}"),
+            os.path.join(control, f"control-service.{suffix}"),
+        )
+    node_dirs = []
+    for index in range(nodes):
+        node_uuid = str(uuid.uuid4())
+        _ca(ca_dir, "create-node-certificate", "--uuid", node_uuid)
+        node_dir = os.path.join(directory, f"node{index + 1}", "certificates")
+        os.makedirs(node_dir)
+        shutil.copy(os.path.join(ca_dir, "cluster.crt"), node_dir)
+        for suffix in ("crt", "key"):
+            shutil.copy(
+                os.path.join(ca_dir, f"{node_uuid}.{suffix}"),
+                os.path.join(node_dir, f"node.{suffix}"),
+            )
+        node_dirs.append((node_uuid, node_dir))
+    return {
+        "ca": os.path.join(ca_dir, "cluster.crt"),
+        "user_cert": os.path.join(ca_dir, "user.crt"),
+        "user_key": os.path.join(ca_dir, "user.key"),
+        "control_dir": control,
+        "nodes": node_dirs,
+    }
+
+
+def _spawn(command: list[str], log_path: str) -> int:
+    """Start a daemon in its own session, output to ``log_path``; its pid."""
+    with open(log_path, "ab") as output:
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (and is not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns a true value or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def api_request(cluster: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+    """
+    One REST API request with the user certificate; the decoded JSON reply.
+
+    :raise urllib.error.HTTPError: for an error status.
+    """
+    context = ssl.create_default_context(cafile=cluster["certificates"]["ca"])
+    context.load_cert_chain(
+        cluster["certificates"]["user_cert"], cluster["certificates"]["user_key"]
+    )
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        cluster["control"]["api_url"] + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, context=context, timeout=30) as reply:
+        return json.loads(reply.read() or b"null")
+
+
+def _write_agent_config(
+    path: str, cluster: dict[str, Any], node: dict[str, Any], certificates: str
+) -> None:
+    """Write a node's agent.yml."""
+    dataset: dict[str, Any] = {"backend": cluster["backend"]}
+    if cluster["backend"] == "zfs":
+        dataset["pool"] = node["pool"]
+    else:
+        dataset["root"] = node["pool"]
+    config = {
+        "version": 1,
+        "control-service": {
+            "hostname": cluster["control"]["host"],
+            "port": cluster["control"]["agent_port"],
+        },
+        "node": {"address": node["address"]},
+        "dataset": dataset,
+        "transfer": {"port": cluster["transfer_port"]},
+        "certificates": certificates,
+        "state-directory": os.path.join(os.path.dirname(path), "state"),
+        "logging": {"directory": node["log_dir"]},
+    }
+    with open(path, "w") as handle:
+        json.dump(config, handle, indent=2)  # JSON is YAML
+
+
+def start_node_agents(cluster: dict[str, Any], node: dict[str, Any]) -> None:
+    """Start (or restart) a node's agents; records their pids in ``node``."""
+    pid = _spawn(
+        _python_module(
+            "flocker.node.script", "--agent-config", node["agent_config"]
+        ),
+        os.path.join(node["log_dir"], "dataset-agent.out"),
+    )
+    node["pids"] = {"dataset": pid}
+
+
+def start_control(cluster: dict[str, Any]) -> None:
+    """Start (or restart) the control service on the recorded ports."""
+    control = cluster["control"]
+    control["pid"] = _spawn(
+        _python_module(
+            "flocker.control.script",
+            "--data-path", control["data_dir"],
+            "--port", str(control["api_port"]),
+            "--agent-port", str(control["agent_port"]),
+            "--certificates-directory", control["certificates"],
+            "--log-dir", control["log_dir"],
+            "--listen-address", control["host"],
+        ),
+        os.path.join(control["log_dir"], "control.out"),
+    )
+
+
+def wait_for_cluster(cluster: dict[str, Any], timeout: float = 60) -> None:
+    """Wait until the API answers and every node reported its datasets."""
+    expected = {node["uuid"] for node in cluster["nodes"]}
+
+    def ready() -> bool:
+        for pid in [cluster["control"]["pid"]] + [
+            p for node in cluster["nodes"] for p in node["pids"].values()
+        ]:
+            if not _alive(pid):
+                raise LabError(f"process {pid} exited; see the logs in {cluster['dir']}")
+        try:
+            nodes = api_request(cluster, "GET", "/v1/state/nodes")
+        except OSError:
+            return False
+        return expected <= {n["uuid"] for n in nodes}
+
+    _wait(ready, timeout, "the control service and every node's agents")
+
+
+def save(cluster: dict[str, Any]) -> None:
+    """Write ``cluster.json``."""
+    path = os.path.join(cluster["dir"], CLUSTER_FILE)
+    with open(path + ".tmp", "w") as handle:
+        json.dump(cluster, handle, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def load(directory: str) -> dict[str, Any]:
+    """Read ``DIR/cluster.json``."""
+    path = os.path.join(os.path.abspath(directory), CLUSTER_FILE)
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise LabError(f"no local cluster in {directory} ({path} is missing)") from None
+
+
+def up(directory: str, nodes: int = 2, backend: str = "zfs") -> dict[str, Any]:
+    """Start a local cluster in ``directory`` (which must not hold one)."""
+    directory = os.path.abspath(directory)
+    if os.path.exists(os.path.join(directory, CLUSTER_FILE)):
+        raise LabError(f"{directory} already holds a cluster: admin/lab down first")
+    if not 1 <= nodes <= 40:
+        raise LabError("--nodes must be between 1 and 40")
+    os.makedirs(directory, exist_ok=True)
+    addresses = [CONTROL_HOST] + [node_address(i) for i in range(nodes)]
+    certificates = _certificates(directory, nodes)
+    control_dir = os.path.join(directory, "control")
+    cluster: dict[str, Any] = {
+        "dir": directory,
+        "backend": backend,
+        "transfer_port": _free_port(addresses[1:]),
+        "control": {
+            "host": CONTROL_HOST,
+            "api_port": _free_port([CONTROL_HOST]),
+            "agent_port": _free_port([CONTROL_HOST]),
+            "data_dir": os.path.join(control_dir, "data"),
+            "log_dir": os.path.join(control_dir, "logs"),
+            "certificates": certificates["control_dir"],
+        },
+        "certificates": {
+            k: certificates[k] for k in ("ca", "user_cert", "user_key")
+        },
+        "nodes": [],
+    }
+    control = cluster["control"]
+    control["api_url"] = f"https://{CONTROL_HOST}:{control['api_port']}"
+    os.makedirs(control["log_dir"])
+    save(cluster)
+    try:
+        start_control(cluster)
+        save(cluster)
+        for index, (node_uuid, cert_dir) in enumerate(certificates["nodes"]):
+            node_dir = os.path.dirname(cert_dir)
+            node: dict[str, Any] = {
+                "uuid": node_uuid,
+                "address": node_address(index),
+                "log_dir": os.path.join(node_dir, "logs"),
+                "agent_config": os.path.join(node_dir, "agent.yml"),
+                "pids": {},
+            }
+            os.makedirs(node["log_dir"])
+            if backend == "zfs":
+                pool = create_pool(
+                    node_dir, size="8G", prefix=f"flocker-lab{index + 1}"
+                )
+                node["pool"] = pool.name
+                node["pool_image"] = pool.image
+                node["pool_mountpoint"] = pool.mountpoint
+            else:
+                node["pool"] = os.path.join(node_dir, "datasets")
+            cluster["nodes"].append(node)
+            save(cluster)
+            _write_agent_config(node["agent_config"], cluster, node, cert_dir)
+            start_node_agents(cluster, node)
+            save(cluster)
+        wait_for_cluster(cluster)
+    except BaseException:
+        down(directory)
+        raise
+    return cluster
+
+
+def _stop(pid: int | None, timeout: float = 10) -> None:
+    """SIGTERM a process group, then SIGKILL it if it lingers."""
+    if pid is None or not _alive(pid):
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _alive(pid):
+            return
+
+
+def stop_node_agents(node: dict[str, Any], sig: int | None = None) -> None:
+    """Stop a node's agents (``sig``: send just that signal, e.g. SIGKILL)."""
+    for pid in node.get("pids", {}).values():
+        if sig is None:
+            _stop(pid)
+        elif _alive(pid):
+            os.killpg(pid, sig)
+
+
+def down(directory: str) -> None:
+    """Stop everything, destroy the pools, remove the directory."""
+    directory = os.path.abspath(directory)
+    try:
+        cluster = load(directory)
+    except LabError:
+        if os.path.isdir(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+        return
+    for node in cluster["nodes"]:
+        stop_node_agents(node)
+    _stop(cluster["control"].get("pid"))
+    for node in cluster["nodes"]:
+        if cluster["backend"] == "zfs" and "pool_image" in node:
+            destroy_pool(
+                FilePool(
+                    name=node["pool"],
+                    image=node["pool_image"],
+                    mountpoint=node["pool_mountpoint"],
+                )
+            )
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def status(directory: str) -> list[str]:
+    """Lines saying what of the cluster in ``directory`` runs."""
+    cluster = load(directory)
+    control = cluster["control"]
+    lines = [
+        f"control  {control['api_url']}  agent port {control['agent_port']}  "
+        f"{'running' if _alive(control.get('pid', 0)) else 'STOPPED'}"
+    ]
+    try:
+        reported = {n["uuid"] for n in api_request(cluster, "GET", "/v1/state/nodes")}
+    except OSError:
+        reported = set()
+    for node in cluster["nodes"]:
+        running = all(_alive(p) for p in node["pids"].values())
+        lines.append(
+            f"node     {node['address']}  {node['uuid']}  pool {node['pool']}  "
+            f"agents {'running' if running else 'STOPPED'}  "
+            f"{'reported' if node['uuid'] in reported else 'not reported'}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``admin/lab``: up, status or down."""
+    parser = argparse.ArgumentParser(prog="admin/lab", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="start a local cluster")
+    start.add_argument("--nodes", type=int, default=2)
+    start.add_argument("--dir", required=True)
+    start.add_argument("--backend", choices=["zfs", "directory"], default="zfs")
+    for name, text in (("status", "what runs"), ("down", "stop and remove everything")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--dir", required=True)
+    options = parser.parse_args(argv)
+    try:
+        if options.command == "up":
+            cluster = up(options.dir, options.nodes, options.backend)
+            print(f"local cluster up: {len(cluster['nodes'])} nodes, API {cluster['control']['api_url']}")
+            print(f"cluster file: {os.path.join(cluster['dir'], CLUSTER_FILE)}")
+        elif options.command == "status":
+            print("\n".join(status(options.dir)))
+        else:
+            down(options.dir)
+            print(f"local cluster in {os.path.abspath(options.dir)} stopped and removed")
+    except LabError as error:
+        print(f"admin/lab: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
