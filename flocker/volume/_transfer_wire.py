@@ -105,6 +105,9 @@ class TransferHeader(PClass):
     :ivar stream_format: The backend's stream format (``zfs``, ...).
     :ivar size: The stream's length in bytes if known, else ``None``.
     :ivar task_id: The sender's serialized eliot task id, or ``None``.
+    :ivar final: This is the last increment of a move: once it is stored,
+        the receiver's owner exposes the dataset (see
+        ``TransferReceiver.on_stored``).
     """
 
     dataset_id = field(type=str, mandatory=True)
@@ -113,6 +116,7 @@ class TransferHeader(PClass):
     stream_format = field(type=str, mandatory=True)
     size = field(mandatory=True, initial=None, invariant=_optional_size)
     task_id = field(type=(str, type(None)), mandatory=True, initial=None)
+    final = field(type=bool, mandatory=True, initial=False)
 
     def to_json(self) -> dict[str, Any]:
         """The header as a JSON object."""
@@ -123,6 +127,7 @@ class TransferHeader(PClass):
             "stream_format": self.stream_format,
             "size": self.size,
             "task_id": self.task_id,
+            "final": self.final,
         }
 
     @classmethod
@@ -136,6 +141,8 @@ class TransferHeader(PClass):
         for key in ("base", "task_id"):
             if not _optional_str(document.get(key))[0]:
                 raise ProtocolError(f"the header's {key!r} must be a string or null")
+        if not isinstance(document.get("final", False), bool):
+            raise ProtocolError("the header's 'final' must be true or false")
         if not _optional_size(document.get("size"))[0]:
             raise ProtocolError("the header's 'size' must be a byte count or null")
         return cls(
@@ -145,6 +152,7 @@ class TransferHeader(PClass):
             stream_format=document["stream_format"],
             size=document.get("size"),
             task_id=document.get("task_id"),
+            final=document.get("final", False),
         )
 
 

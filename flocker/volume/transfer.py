@@ -28,7 +28,9 @@ kind, a 4-byte big-endian payload length, and the payload::
 
 * ``H`` (header): ``dataset_id``, ``snapshot``, ``base`` (``null`` for a
   full stream), ``stream_format`` (the sending backend's, e.g. ``"zfs"``),
-  ``size`` (``null``: unknown) and ``task_id``, the sender's eliot task
+  ``size`` (``null``: unknown), ``final`` (the last increment of a move:
+  the receiver's ``on_stored`` hook runs before it confirms, so the dataset
+  agent exposes the dataset) and ``task_id``, the sender's eliot task
   (``Action.serialize_task_id()``) that the receiver continues, so one push
   reads as one eliot tree across both nodes.
 * The receiver checks the header before any data flows: the peer is a node,
@@ -76,7 +78,7 @@ from eliot.twisted import DeferredContext
 from OpenSSL import SSL
 from pyrsistent import PClass, field
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     SSL4ServerEndpoint,
@@ -474,6 +476,18 @@ class _ReceiverProtocol(Protocol):
                     await self._sink.abort()
             else:
                 await self._sink.abort()
+        if problem is None and self._receiver.on_stored is not None:
+            assert self._header is not None
+            try:
+                with self._context():
+                    await maybeDeferred(self._receiver.on_stored, self._header)
+            except Exception as error:
+                problem = _Refusal(
+                    INTERNAL_ERROR, f"the receiver could not record the stream: {error!r}"
+                )
+                self._state = "done"
+                self._send_refusal(problem)
+                return
         if problem is not None:
             self._refuse(problem)
             return
@@ -592,6 +606,10 @@ class TransferReceiver(Factory):
     :ivar backend: Where received datasets go.
     :ivar on_progress: Called with a :class:`TransferProgress` as bytes arrive.
     :ivar on_outcome: Called with a :class:`ReceiveOutcome` when a transfer ends.
+    :ivar on_stored: Called with the :class:`TransferHeader` once a stream
+        was stored, *before* the sender is told; a Deferred it returns is
+        waited for, and if it fails the sender is told the transfer failed
+        (the stored snapshot stays).
     :ivar in_flight: The transfers in progress, by dataset id; read their
         ``bytes_transferred`` to watch them.
     :ivar identify: Who the peer of a connection is (after the handshake).
@@ -600,6 +618,7 @@ class TransferReceiver(Factory):
     backend: IVolumeBackend
     on_progress: ProgressCallback | None = None
     on_outcome: Callable[[ReceiveOutcome], None] | None = None
+    on_stored: Callable[[TransferHeader], Any] | None = None
     in_flight: dict[str, TransferProgress] = attrs.field(factory=dict)
     identify: Callable[[Any], PeerIdentity] = peer_identity
 
@@ -864,6 +883,7 @@ def push(
     destination_node: UUID | None = None,
     progress: ProgressCallback | None = None,
     connect_timeout: float = 30,
+    final: bool = False,
 ) -> Deferred[TransferResult]:
     """
     Send a snapshot of a local dataset to another node's receiver.
@@ -874,6 +894,7 @@ def push(
     :param tls: This node's credential and the cluster CA.
     :param destination_node: Accept only this node as the receiver.
     :param progress: Called with a :class:`TransferProgress` as bytes go.
+    :param final: Mark the stream as the last increment of a move.
     :return: A Deferred firing with a :class:`TransferResult` once the
         receiver confirmed the snapshot is stored; failing with
         :class:`TransferRefused` (the header was refused, or TLS failed),
@@ -896,6 +917,7 @@ def push(
             base=source.base,
             stream_format=source.stream_format,
             task_id=action.serialize_task_id().decode("ascii"),
+            final=final,
         )
         state = TransferProgress(
             dataset_id=header.dataset_id, snapshot=header.snapshot, base=header.base

@@ -181,6 +181,7 @@ HEADER_DOC = {
     "stream_format": "zfs",
     "size": None,
     "task_id": "abc@/1",
+    "final": False,
 }
 
 
@@ -202,6 +203,7 @@ def test_header_round_trip() -> None:
         {"size": -1},
         {"size": "10"},
         {"size": True},
+        {"final": "yes"},
     ],
 )
 def test_header_bad_fields(change: dict[str, object]) -> None:
