@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured seconds")
     parser.add_argument("--reads-per-second", type=float, default=5.0)
     parser.add_argument("--writes-per-second", type=float, default=1.0)
+    parser.add_argument(
+        "--settle-limit",
+        type=float,
+        default=180.0,
+        help="longest wait for every agent to know every node before measuring",
+    )
     parser.add_argument("--name", default="control", help="results file name")
     return parser
 
@@ -161,6 +167,7 @@ async def _measure(
     # -- agents ---------------------------------------------------------------
     propagation = Propagation(options.agents)
     clients: list[AgentAMPClient] = []
+    nodes_known: dict[int, int] = {}
     states: list[NodeState] = []
     connect_started = time.monotonic()
     for i, (uuid, directory) in enumerate(
@@ -169,6 +176,7 @@ async def _measure(
 
         def updated(c: Deployment, s: DeploymentState, i: int = i) -> None:
             propagation.updated(i, c)
+            nodes_known[i] = len(s.nodes)
 
         client = AgentAMPClient.for_control_service(
             reactor,
@@ -207,6 +215,16 @@ async def _measure(
         loop.clock = reactor
         reporters.append(loop)
         reactor.callLater(random.random(), loop.start, 1.0)
+
+    # The initial synchronisation: every agent learns every node's state
+    # (in this one process that is N * N node decodings). Measure after it.
+    settle_started = time.monotonic()
+    while time.monotonic() - settle_started < options.settle_limit and not (
+        len(nodes_known) == options.agents
+        and min(nodes_known.values()) == options.agents
+    ):
+        await deferLater(reactor, 0.2, lambda: None)
+    settle_seconds = time.monotonic() - settle_started
 
     # -- REST -----------------------------------------------------------------
     user = load_tls_files(credentials.user_directories["bench"], "bench")
@@ -277,6 +295,7 @@ async def _measure(
     measuring["on"] = True
     pid = process.pid
     cpu_start, wall_start = cpu_seconds(pid), time.monotonic()
+    own_start = cpu_seconds(os.getpid())
     cpu_series: list[tuple[float, float]] = []
     last = (cpu_start, wall_start)
     while time.monotonic() - wall_start < options.duration:
@@ -285,6 +304,7 @@ async def _measure(
         cpu_series.append((wall - wall_start, (cpu - last[0]) / (wall - last[1])))
         last = (cpu, wall)
     cpu_end, wall_end = cpu_seconds(pid), time.monotonic()
+    own_end = cpu_seconds(os.getpid())
     measuring["on"] = False
     readers.stop()
     writers.stop()
@@ -304,12 +324,15 @@ async def _measure(
         "agents": options.agents,
         "duration_seconds": wall_end - wall_start,
         "agent_connect_seconds": connect_seconds,
+        "initial_sync_seconds": settle_seconds,
         "state_reports_per_second": options.agents,
         "rest_reads_per_second": options.reads_per_second,
         "rest_writes_per_second": options.writes_per_second,
         "control_cpu_seconds_per_wall_second": (cpu_end - cpu_start)
         / (wall_end - wall_start),
         "control_cpu_series": cpu_series,
+        "agents_process_cpu_seconds_per_wall_second": (own_end - own_start)
+        / (wall_end - wall_start),
         "rest_read_latency_seconds": {
             "p50": percentile(read_latency, 50),
             "p99": percentile(read_latency, 99),

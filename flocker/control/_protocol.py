@@ -32,7 +32,7 @@ The agent side lives in `flocker.control._protocol_agent`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from eliot import Action, start_action, write_failure
@@ -45,8 +45,9 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IReactorTime,
     IStreamServerEndpoint,
+    ITCPTransport,
 )
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -229,7 +230,7 @@ class NodeStateCommand(amp.Command):
     """
 
     arguments = [(b"state", ChunkedBytes()), _ELIOT]
-    response: list[tuple[bytes, amp.Argument]] = []
+    response = []  # noqa: RUF012
     errors = {  # noqa: RUF012
         HandshakeRequired: b"HANDSHAKE_REQUIRED",
         WrongNode: b"WRONG_NODE",
@@ -255,7 +256,7 @@ class ClusterStatusCommand(amp.Command):
         (b"diff", ChunkedBytes()),
         _ELIOT,
     ]
-    response: list[tuple[bytes, amp.Argument]] = []
+    response = []  # noqa: RUF012
     errors = {OutOfSync: b"OUT_OF_SYNC"}  # noqa: RUF012
 
 
@@ -263,7 +264,7 @@ class NoOpCommand(amp.Command):
     """A keep-alive, sent by either side every `KEEPALIVE_INTERVAL` seconds."""
 
     arguments = [_ELIOT]
-    response: list[tuple[bytes, amp.Argument]] = []
+    response = []  # noqa: RUF012
 
 
 # --------------------------------------------------------------------------
@@ -343,6 +344,11 @@ def continue_task(eliot_context: str) -> Action:
         return Action.continue_task(task_id=eliot_context)
     except Exception:
         return start_action(action_type="flocker:control:amp:untraced_command")
+
+
+def abort(transport: Any) -> None:
+    """Close a connection at once, without waiting for buffered data."""
+    cast(ITCPTransport, transport).abortConnection()
 
 
 def ping(protocol: amp.AMP) -> Deferred[Any]:
@@ -569,14 +575,14 @@ class ControlAMP(amp.AMP):
     def _keepalive_timed_out(self) -> None:
         KEEPALIVE_TIMEOUT.log(node_uuid=self.node_uuid)
         if self.transport is not None:
-            self.transport.abortConnection()
+            abort(self.transport)
 
     def connectionMade(self) -> None:  # noqa: N802
         """Track the connection."""
         super().connectionMade()
         self.service.connection_made(self)
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         """Stop keep-alives and forget the connection (the node's state stays)."""
         self._keepalive.stop()
         self.service.connection_lost(self)
@@ -663,7 +669,15 @@ class ControlAMPService(Service):
         if self.port is not None:
             return succeed(self.port)
         result: Deferred[IListeningPort] = Deferred()
-        self._listening.addBoth(lambda r: (result.callback(r), r)[1])
+
+        def relay(outcome: Any) -> Any:
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+            else:
+                result.callback(outcome)
+            return outcome
+
+        self._listening.addBoth(relay)
         return result
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
@@ -675,7 +689,7 @@ class ControlAMPService(Service):
         self.cluster_state_service.stop_expiring()
         for connection in list(self._connections):
             if connection.transport is not None:
-                connection.transport.abortConnection()
+                abort(connection.transport)
 
         async def stop() -> None:
             if self._listening is not None:

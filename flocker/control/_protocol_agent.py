@@ -24,7 +24,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
@@ -40,6 +40,7 @@ from ._protocol import (
     NoOpCommand,
     OutOfSync,
     VersionCommand,
+    abort,
     continue_task,
     is_connection_gone,
     ping,
@@ -223,9 +224,9 @@ class AgentAMP(amp.AMP):
     def _keepalive_timed_out(self) -> None:
         KEEPALIVE_TIMEOUT.log(node_uuid=None)
         if self.transport is not None:
-            self.transport.abortConnection()
+            abort(self.transport)
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         """Stop keep-alives and tell the client."""
         self._keepalive.stop()
         self.client.connection_lost(self)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import attrs
@@ -347,12 +347,14 @@ async def test_control_service_end_to_end(
     )
     third = await client.create_dataset(UUID(node0), metadata={"name": "third"})
     wanted = {first["dataset_id"], second["dataset_id"], str(third.dataset_id)}
-    for agent in (dataset_agent, container_agent):
-        await loop_until(
-            reactor,
-            lambda a=agent: dataset_ids(a.latest_configuration()) == wanted,
-            STEPS,
+
+    def everyone_has_them() -> bool:
+        return all(
+            dataset_ids(a.latest_configuration()) == wanted
+            for a in (dataset_agent, container_agent)
         )
+
+    await loop_until(reactor, everyone_has_them, STEPS)
     # A bad request is refused precisely and changes nothing.
     status, error = await rest.curl(
         "POST", "/v1/configuration/datasets", {"primary": "not-a-uuid"}
@@ -400,7 +402,7 @@ async def test_control_service_end_to_end(
         _, listed = await rest.treq("GET", "/v1/state/nodes")
         return {n["uuid"] for n in listed} == {node0, node1}
 
-    await loop_until(reactor, nodes_known, STEPS)
+    await loop_until(reactor, cast(Any, nodes_known), STEPS)
     restarted.process.send_signal(signal.SIGTERM)
     assert await _exit_status(restarted.process) == 0
 

@@ -442,9 +442,9 @@ def test_report_while_disconnected(control: Control) -> None:
     updates: list[Any] = []
     client = AgentAMPClient(
         control.clock,
-        None,
+        None,  # type: ignore[arg-type]
         "dataset",
-        lambda c, s: updates.append(s),  # type: ignore[arg-type]
+        lambda c, s: updates.append(s),
     )
     state = NodeState(uuid=NODE_A, hostname="later")
     assert result_of(client.report_state(state)).check(NotConnected)

@@ -9,7 +9,7 @@ certificate; `AgentAMPClient`s connect with node certificates made by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pytest
@@ -66,7 +66,7 @@ async def start_control(tls: TLSFiles, port: int = 0, **kwargs: Any) -> Control:
     service = ControlAMPService(reactor, configuration, state, endpoint, **kwargs)
     service.startService()
     listening = await service.listening()
-    return Control(configuration, state, service, listening.getHost().port)
+    return Control(configuration, state, service, cast(Any, listening.getHost()).port)
 
 
 @attrs.define
