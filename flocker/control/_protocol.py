@@ -505,7 +505,9 @@ class ControlAMP(amp.AMP):
         )
         self.alive()
         self._keepalive.start()
-        self.service.agent_ready(self)
+        # The first push goes out after this answer, so the agent knows it
+        # is connected by the time its callback first runs.
+        self.service.reactor.callLater(0, self.service.agent_ready, self)
         return {"protocol_version": PROTOCOL_VERSION}
 
     def report(self, data: bytes) -> None:
@@ -716,7 +718,8 @@ class ControlAMPService(Service):
 
     def agent_ready(self, connection: ControlAMP) -> None:
         """An agent passed the handshake: push it everything."""
-        connection.changed()
+        if connection in self._connections:
+            connection.changed()
 
     def current_document(self) -> tuple[int, Any]:
         """The current document's version and JSON (computed once per change)."""

@@ -529,3 +529,16 @@ def test_partial_decoding_falls_back_for_replicas() -> None:
     # holds a dataset without a primary, so the whole document is decoded.
     changed["nodes"][NODE_B] = deployment_to_json(old)["nodes"][NODE_B]
     assert _decode_configuration(old_doc, changed, old) == old
+
+
+def test_agent_is_connected_when_first_pushed(control: Control) -> None:
+    """The first push reaches an agent that already knows it is connected."""
+    connected_at_push: list[bool] = []
+    client = AgentAMPClient(
+        control.clock,
+        None,  # type: ignore[arg-type]
+        "dataset",
+        lambda c, s: connected_at_push.append(client.is_connected),
+    )
+    connect(control, client=client)
+    assert connected_at_push == [True]
