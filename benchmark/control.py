@@ -3,18 +3,21 @@ Control-plane benchmark: many agents over real AMP/TLS plus steady REST traffic.
 
 ``benchmark/run control [--agents 200] [--duration 60] ...`` starts a real
 ``flocker-control`` process on loopback (certificates made in-process with
-the cluster CA helpers), then, from this process, connects N agent clients
-(`AgentAMPClient`, each with its own node certificate) that report their
-node's state once a second, and sends REST reads and writes (treq over
-HTTPS with a client certificate) at a steady rate.  Each write adds a
-dataset; the time until every agent has been pushed a configuration holding
-it is the propagation time.
+the cluster CA helpers) and a second process simulating N agents
+(`AgentAMPClient`, each with its own node certificate and connection), each
+reporting its node's state once a second.  After the initial
+synchronisation (every agent knows every node), this process sends REST
+reads and writes (treq over HTTPS with a client certificate) at a steady
+rate.  Each write adds a dataset; the time from sending the write until
+every agent has been pushed a configuration holding it is the propagation
+time (the two processes compare wall-clock ``time.time()`` stamps).
 
 Reported: the control process's CPU seconds per wall second (from
-``/proc/<pid>/stat``), REST latency p50/p99 for reads and writes, and
-propagation time p50/p99/max.  The agents all live in this one Python
-process, so on a 2-core machine this process competes with the control
-service for CPU: propagation times include the agents' own decoding.
+``/proc/<pid>/stat``; the agents' and REST client's processes too, for
+context), REST latency p50/p99 for reads and writes, and propagation
+p50/p99/max.  All three processes share this machine's two cores, so the
+agents' own work (decoding pushes for N agents) competes with the control
+service's.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ from uuid import uuid4
 
 import treq
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall, deferLater, react
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from benchmark._harness import write_results
-from flocker.ca import ClusterPolicyForHTTPS, load_tls_files
+from flocker.ca import ClusterPolicyForHTTPS, identify_certificate, load_tls_files
 from flocker.ca.testtools import make_test_cluster_credentials
 from flocker.control import DatasetState, Deployment, DeploymentState, NodeState
 from flocker.control._protocol_agent import AgentAMPClient
@@ -75,41 +79,132 @@ def _parser() -> argparse.ArgumentParser:
         default=180.0,
         help="longest wait for every agent to know every node before measuring",
     )
+    parser.add_argument(
+        "--agent-worker",
+        action="store_true",
+        help=argparse.SUPPRESS,  # internal: run the agents (in a child process)
+    )
+    parser.add_argument("--credentials", help=argparse.SUPPRESS)
+    parser.add_argument("--agent-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--name", default="control", help="results file name")
     return parser
 
 
-class Propagation:
-    """Tracks when each written dataset has reached every agent."""
+class AgentWorker:
+    """The agents' side: counts, per dataset, how many agents have it."""
 
-    def __init__(self, agents: int) -> None:
+    def __init__(self, agents: int, emit: Any) -> None:
         self.agents = agents
-        self.started: dict[str, float] = {}
+        self.emit = emit
         self.seen: dict[str, int] = {}
-        self.times: list[tuple[float, float]] = []  # (when written, seconds)
         self.known: dict[int, frozenset[str]] = {}
+        self.nodes_known: dict[int, int] = {}
 
-    def written(self, dataset_id: str, started: float) -> None:
-        """A write of ``dataset_id`` was sent at ``started``."""
-        self.started[dataset_id] = started
-        self.seen.setdefault(dataset_id, 0)
-
-    def updated(self, agent: int, configuration: Deployment) -> None:
-        """Agent ``agent`` was pushed ``configuration``."""
+    def updated(self, agent: int, configuration: Deployment, state: Any) -> None:
+        """Agent ``agent`` was pushed ``configuration`` and ``state``."""
+        self.nodes_known[agent] = len(state.nodes)
         ids = frozenset(
             m for node in configuration.nodes.values() for m in node.manifestations
         )
         new = ids - self.known.get(agent, frozenset())
         self.known[agent] = ids
-        now = time.monotonic()
         for dataset_id in new:
-            if dataset_id not in self.seen:
-                # Pushed before the POST answered: count it anyway.
-                self.seen[dataset_id] = 0
-            self.seen[dataset_id] += 1
-            if self.seen[dataset_id] == self.agents and dataset_id in self.started:
-                start = self.started[dataset_id]
-                self.times.append((start, now - start))
+            self.seen[dataset_id] = self.seen.get(dataset_id, 0) + 1
+            if self.seen[dataset_id] == self.agents:
+                self.emit({"event": "dataset", "id": dataset_id, "at": time.time()})
+
+    def synced(self) -> bool:
+        """Whether every agent has been told every node's state."""
+        return len(self.nodes_known) == self.agents and (
+            min(self.nodes_known.values()) == self.agents
+        )
+
+
+async def agent_worker(reactor: Any, options: argparse.Namespace) -> None:
+    """
+    Run N agents against the control service until killed.
+
+    Prints JSON lines: ``connected``, ``synced`` (every agent knows every
+    node) and one ``dataset`` line when every agent has a dataset.
+    """
+
+    def emit(event: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+    worker = AgentWorker(options.agents, emit)
+    root = Path(options.credentials)
+    clients: list[AgentAMPClient] = []
+    states: list[NodeState] = []
+    started = time.monotonic()
+    for i in range(options.agents):
+        tls = load_tls_files(root / f"node-{i}", "node")
+        uuid = str(identify_certificate(tls.credential.certificate).node_uuid)
+
+        def updated(c: Deployment, s: DeploymentState, i: int = i) -> None:
+            worker.updated(i, c, s)
+
+        client = AgentAMPClient.for_control_service(
+            reactor, "127.0.0.1", options.agent_port, tls, "dataset", updated
+        )
+        client.startService()
+        clients.append(client)
+        dataset_id = "dddddddd" + uuid[8:]
+        states.append(
+            NodeState(
+                uuid=uuid,
+                hostname=f"127.1.{i // 250}.{i % 250 + 1}",
+                applications={},
+                datasets={
+                    dataset_id: DatasetState(
+                        dataset_id=dataset_id,
+                        path=f"/flocker/{dataset_id}",
+                        size=1024 * 1024,
+                    )
+                },
+            )
+        )
+    await DeferredList([c.connected() for c in clients])
+    emit({"event": "connected", "seconds": time.monotonic() - started})
+
+    def report(i: int) -> None:
+        clients[i].report_state(states[i]).addErrback(lambda f: None)
+
+    for i in range(len(clients)):
+        loop = LoopingCall(report, i)
+        loop.clock = reactor
+        reactor.callLater(random.random(), loop.start, 1.0)
+    while not worker.synced():
+        await deferLater(reactor, 0.2, lambda: None)
+    emit({"event": "synced", "seconds": time.monotonic() - started})
+    await Deferred()  # until killed
+
+
+class _WorkerProtocol(ProcessProtocol):
+    """Reads the agent worker's JSON lines."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.events: list[dict[str, Any]] = []
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802
+        """Collect complete lines as events."""
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        self.events.extend(json.loads(line) for line in lines if line.strip())
+
+    def errReceived(self, data: bytes) -> None:  # noqa: N802
+        """Pass the worker's errors on."""
+        sys.stderr.buffer.write(data)
+
+    def processEnded(self, reason: Any) -> None:  # noqa: N802
+        """Note the end."""
+        self.ended.callback(None)
+
+    def event(self, name: str) -> dict[str, Any] | None:
+        """The first event called ``name``, if it came."""
+        return next((e for e in self.events if e["event"] == name), None)
 
 
 async def run(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
@@ -143,8 +238,38 @@ async def run(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
         ],
         cwd=ROOT,
     )
+    worker = _WorkerProtocol()
     try:
-        return await _measure(reactor, options, work, credentials, process, ports_file)
+        while not ports_file.exists():
+            if process.poll() is not None:
+                raise SystemExit("flocker-control exited before listening")
+            await deferLater(reactor, 0.05, lambda: None)
+        ports = json.loads(ports_file.read_text())
+        transport = reactor.spawnProcess(
+            worker,
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "benchmark.control",
+                "--agent-worker",
+                "--agents",
+                str(options.agents),
+                "--credentials",
+                str(credentials_dir),
+                "--agent-port",
+                str(ports["agent"]),
+            ],
+            env=dict(os.environ),
+            path=str(ROOT),
+        )
+        try:
+            return await _measure(
+                reactor, options, credentials, process.pid, transport.pid, ports, worker
+            )
+        finally:
+            transport.signalProcess("TERM")
+            await worker.ended
     finally:
         process.terminate()
         process.wait()
@@ -153,78 +278,22 @@ async def run(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
 async def _measure(
     reactor: Any,
     options: argparse.Namespace,
-    work: Path,
     credentials: Any,
-    process: subprocess.Popen[bytes],
-    ports_file: Path,
+    control_pid: int,
+    worker_pid: int,
+    ports: dict[str, int],
+    worker: _WorkerProtocol,
 ) -> dict[str, Any]:
-    while not ports_file.exists():
-        if process.poll() is not None:
-            raise SystemExit("flocker-control exited before listening")
-        await deferLater(reactor, 0.05, lambda: None)
-    ports = json.loads(ports_file.read_text())
-
-    # -- agents ---------------------------------------------------------------
-    propagation = Propagation(options.agents)
-    clients: list[AgentAMPClient] = []
-    nodes_known: dict[int, int] = {}
-    states: list[NodeState] = []
-    connect_started = time.monotonic()
-    for i, (uuid, directory) in enumerate(
-        zip(credentials.node_uuids, credentials.node_directories, strict=True)
-    ):
-
-        def updated(c: Deployment, s: DeploymentState, i: int = i) -> None:
-            propagation.updated(i, c)
-            nodes_known[i] = len(s.nodes)
-
-        client = AgentAMPClient.for_control_service(
-            reactor,
-            "127.0.0.1",
-            ports["agent"],
-            load_tls_files(directory, "node"),
-            "dataset",
-            updated,
-        )
-        client.startService()
-        clients.append(client)
-        dataset_id = str(uuid).replace(str(uuid)[:8], "dddddddd", 1)
-        states.append(
-            NodeState(
-                uuid=str(uuid),
-                hostname=f"127.1.{i // 250}.{i % 250 + 1}",
-                applications={},
-                datasets={
-                    dataset_id: DatasetState(
-                        dataset_id=dataset_id,
-                        path=f"/flocker/{dataset_id}",
-                        size=1024 * 1024,
-                    )
-                },
-            )
-        )
-    await DeferredList([c.connected() for c in clients])
-    connect_seconds = time.monotonic() - connect_started
-
-    def report(i: int) -> None:
-        clients[i].report_state(states[i]).addErrback(lambda f: None)
-
-    reporters = []
-    for i in range(len(clients)):
-        loop = LoopingCall(report, i)
-        loop.clock = reactor
-        reporters.append(loop)
-        reactor.callLater(random.random(), loop.start, 1.0)
-
-    # The initial synchronisation: every agent learns every node's state
-    # (in this one process that is N * N node decodings). Measure after it.
+    # The initial synchronisation (every agent learns every node's state)
+    # is not measured.
     settle_started = time.monotonic()
-    while time.monotonic() - settle_started < options.settle_limit and not (
-        len(nodes_known) == options.agents
-        and min(nodes_known.values()) == options.agents
-    ):
+    while worker.event("synced") is None:
+        if time.monotonic() - settle_started > options.settle_limit:
+            raise SystemExit("the agents did not synchronise in time")
         await deferLater(reactor, 0.2, lambda: None)
-    settle_seconds = time.monotonic() - settle_started
+    connected = worker.event("connected")
+    synced = worker.event("synced")
+    assert connected is not None and synced is not None
 
     # -- REST -----------------------------------------------------------------
     user = load_tls_files(credentials.user_directories["bench"], "bench")
@@ -241,6 +310,7 @@ async def _measure(
     measuring = {"on": False}
     read_latency: list[float] = []
     write_latency: list[float] = []
+    write_started: dict[str, float] = {}
     errors: list[str] = []
     node_uuids = [str(u) for u in credentials.node_uuids]
 
@@ -258,7 +328,7 @@ async def _measure(
         dataset_id = str(uuid4())
         start = time.monotonic()
         if measuring["on"]:
-            propagation.written(dataset_id, start)
+            write_started[dataset_id] = time.time()
         response = await http.post(
             base + "/v1/configuration/datasets",
             json={"primary": random.choice(node_uuids), "dataset_id": dataset_id},
@@ -293,46 +363,56 @@ async def _measure(
 
     # -- measurement ----------------------------------------------------------
     measuring["on"] = True
-    pid = process.pid
-    cpu_start, wall_start = cpu_seconds(pid), time.monotonic()
+    cpu_start, wall_start = cpu_seconds(control_pid), time.monotonic()
+    epoch_start = time.time()
+    worker_start = cpu_seconds(worker_pid)
     own_start = cpu_seconds(os.getpid())
     cpu_series: list[tuple[float, float]] = []
     last = (cpu_start, wall_start)
     while time.monotonic() - wall_start < options.duration:
         await deferLater(reactor, 1.0, lambda: None)
-        cpu, wall = cpu_seconds(pid), time.monotonic()
+        cpu, wall = cpu_seconds(control_pid), time.monotonic()
         cpu_series.append((wall - wall_start, (cpu - last[0]) / (wall - last[1])))
         last = (cpu, wall)
-    cpu_end, wall_end = cpu_seconds(pid), time.monotonic()
+    cpu_end, wall_end = cpu_seconds(control_pid), time.monotonic()
+    worker_end = cpu_seconds(worker_pid)
     own_end = cpu_seconds(os.getpid())
     measuring["on"] = False
     readers.stop()
     writers.stop()
-    # Let the last writes propagate.
-    for _ in range(100):
-        if len(propagation.times) >= len(propagation.started):
+
+    def arrivals() -> dict[str, float]:
+        return {
+            e["id"]: e["at"]
+            for e in worker.events
+            if e["event"] == "dataset" and e["id"] in write_started
+        }
+
+    for _ in range(100):  # let the last writes reach every agent
+        if len(arrivals()) >= len(write_started):
             break
         await deferLater(reactor, 0.1, lambda: None)
-    for loop in reporters:
-        if loop.running:
-            loop.stop()
-    await DeferredList([c.stopService() for c in clients])
     await pool.closeCachedConnections()
 
-    spread = [seconds for _, seconds in propagation.times]
+    propagation = sorted(
+        (write_started[d] - epoch_start, at - write_started[d])
+        for d, at in arrivals().items()
+    )
+    spread = [seconds for _, seconds in propagation]
+    wall = wall_end - wall_start
     return {
         "agents": options.agents,
-        "duration_seconds": wall_end - wall_start,
-        "agent_connect_seconds": connect_seconds,
-        "initial_sync_seconds": settle_seconds,
+        "duration_seconds": wall,
+        "agent_connect_seconds": connected["seconds"],
+        "initial_sync_seconds": synced["seconds"],
         "state_reports_per_second": options.agents,
         "rest_reads_per_second": options.reads_per_second,
         "rest_writes_per_second": options.writes_per_second,
-        "control_cpu_seconds_per_wall_second": (cpu_end - cpu_start)
-        / (wall_end - wall_start),
+        "control_cpu_seconds_per_wall_second": (cpu_end - cpu_start) / wall,
         "control_cpu_series": cpu_series,
-        "agents_process_cpu_seconds_per_wall_second": (own_end - own_start)
-        / (wall_end - wall_start),
+        "agents_process_cpu_seconds_per_wall_second": (worker_end - worker_start)
+        / wall,
+        "rest_client_process_cpu_seconds_per_wall_second": (own_end - own_start) / wall,
         "rest_read_latency_seconds": {
             "p50": percentile(read_latency, 50),
             "p99": percentile(read_latency, 99),
@@ -348,11 +428,9 @@ async def _measure(
             "p99": percentile(spread, 99),
             "max": max(spread) if spread else None,
             "count": len(spread),
-            "writes_measured": len(propagation.started),
+            "writes_measured": len(write_started),
         },
-        "propagation_series": [
-            (start - wall_start, seconds) for start, seconds in propagation.times
-        ],
+        "propagation_series": propagation,
         "errors": errors[:20],
         "error_count": len(errors),
     }
@@ -398,6 +476,8 @@ def plot(results: dict[str, Any]) -> Any:
 def main(reactor: Any, argv: list[str]) -> Deferred[None]:
     """Run the scenario and write ``benchmark/results/<name>.json`` and ``.png``."""
     options = _parser().parse_args(argv)
+    if options.agent_worker:
+        return Deferred.fromCoroutine(agent_worker(reactor, options))
 
     async def go() -> None:
         results = await run(reactor, options)
