@@ -418,8 +418,10 @@ class ControlAMP(amp.AMP):
         self.agent_kind: str | None = None
         #: The document version (and document) the agent last acknowledged.
         self.acknowledged: tuple[int, Any] = (0, None)
-        self._in_flight = False
-        self._pending = False
+        #: The push awaiting the agent's answer, if any.
+        self._in_flight: Deferred[Any] | None = None
+        #: A version whose full document the agent refused (not pushed again).
+        self._refused_version = 0
         self._refused = False
         self._keepalive = KeepAlive(
             service.reactor,
@@ -534,42 +536,44 @@ class ControlAMP(amp.AMP):
     # -- pushes --------------------------------------------------------------
 
     def changed(self) -> None:
-        """The document changed: push now, or after the push in flight."""
-        if not self.handshaken:
-            return
-        if self._in_flight:
-            self._pending = True
-            return
-        self._push()
+        """
+        The document changed: push now, unless a push is in flight.
+
+        When the push in flight is answered, whatever changed meanwhile goes
+        out in one push (the acknowledged version is compared with the
+        current one), so there is never more than one push in flight and no
+        batching delay.
+        """
+        if self.handshaken and self._in_flight is None:
+            self._push()
 
     def _push(self) -> None:
         version, document = self.service.current_document()
         base, _ = self.acknowledged
-        if base == version:
+        if base == version or self._refused_version == version:
             return
         data = self.service.encoded_diff(self.acknowledged)
-        self._in_flight = True
         action = PUSH_CLUSTER_STATUS(
             node_uuid=self.node_uuid, base=base, version=version, size=len(data)
         )
-        pushed = send_with_context(
+        self._in_flight = send_with_context(
             self, action, ClusterStatusCommand, base=base, version=version, diff=data
         )
-        pushed.addBoth(self._pushed, base, version, document)
+        self._in_flight.addBoth(self._pushed, base, version, document)
 
     def _pushed(self, result: Any, base: int, version: int, document: Any) -> None:
-        self._in_flight = False
+        self._in_flight = None
         if isinstance(result, Failure):
             if is_connection_gone(result):
                 return
             # The agent could not apply it: start again from a full document,
-            # but do not loop on an agent that refuses even that.
+            # but do not loop on an agent that refuses even that; wait for
+            # the next change.
             self.acknowledged = (0, None)
-            if base == 0 and not self._pending:
-                return
+            if base == 0:
+                self._refused_version = version
         else:
             self.acknowledged = (version, document)
-        self._pending = False
         self._push()
 
     # -- life cycle ----------------------------------------------------------

@@ -542,3 +542,42 @@ def test_agent_is_connected_when_first_pushed(control: Control) -> None:
     )
     connect(control, client=client)
     assert connected_at_push == [True]
+
+
+def test_agent_refusing_everything_is_not_pushed_in_a_loop(
+    control: Control, eliot_logger: MemoryLogger
+) -> None:
+    """An agent that refuses even a full document gets one try per change."""
+    refusals: list[int] = []
+
+    class Refusing(AgentAMP):
+        """An agent that cannot apply anything."""
+
+        def cluster_status(self, base: int, version: int, data: bytes) -> None:
+            refusals.append(base)
+            raise OutOfSync("never")
+
+    client = AgentAMPClient(
+        control.clock,
+        None,  # type: ignore[arg-type]
+        "dataset",
+        lambda c, s: None,
+    )
+
+    def server_transport(protocol: Any) -> iosim.FakeTransport:
+        transport = iosim.makeFakeServer(protocol)
+        transport.test_identity = node_identity(NODE_A)  # type: ignore[attr-defined]
+        return transport
+
+    _, _, pump = iosim.connectedServerAndClient(
+        control.service.build_protocol,
+        lambda: Refusing(client),
+        serverTransportFactory=server_transport,
+        clock=control.clock,
+    )
+    pump.flush()
+    assert refusals == [0]
+    control.change(deployment_with(dataset_id(1)))
+    pump.flush()
+    assert refusals == [0, 0]
+    eliot_logger.flush_tracebacks(OutOfSync)
