@@ -38,6 +38,7 @@ from flocker.control._protocol import (
     KEEPALIVE_INTERVAL,
     PROTOCOL_VERSION,
     BadNodeState,
+    ChunkedBytes,
     ClusterStatusCommand,
     ControlAMP,
     ControlAMPService,
@@ -581,3 +582,37 @@ def test_agent_refusing_everything_is_not_pushed_in_a_loop(
     pump.flush()
     assert refusals == [0, 0]
     eliot_logger.flush_tracebacks(OutOfSync)
+
+
+def test_chunked_argument_round_trip() -> None:
+    """A 300 KiB value is boxed as values AMP accepts and read back whole."""
+    value = bytes(range(256)) * 1200
+    strings: dict[bytes, bytes] = {}
+    ChunkedBytes().toBox(b"diff", strings, {"diff": value}, None)
+    assert strings[b"diff"] == b"5"
+    assert all(len(v) <= 0xFFFF for v in strings.values())
+    objects: dict[str, Any] = {}
+    ChunkedBytes().fromBox(b"diff", strings, objects, None)
+    assert objects == {"diff": value}
+
+
+@pytest.mark.parametrize(
+    "strings",
+    [
+        {},
+        {b"diff": b"x"},
+        {b"diff": b"-1"},
+        {b"diff": b"2", b"diff.0": b"a"},
+        {b"diff": b"1", b"diff.1": b"a"},
+    ],
+)
+def test_chunked_argument_refuses_malformed_boxes(strings: dict[bytes, bytes]) -> None:
+    """A missing count or a missing chunk is a malformed box, not a short value."""
+    with pytest.raises(amp.MalformedAmpBox):
+        ChunkedBytes().fromBox(b"diff", strings, {}, None)
+
+
+def test_chunked_argument_takes_only_bytes() -> None:
+    """Sending text where bytes are expected is a programming error."""
+    with pytest.raises(TypeError):
+        ChunkedBytes().toBox(b"diff", {}, {"diff": "text"}, None)
