@@ -1,0 +1,274 @@
+"""
+Benchmark: a full transfer of a dataset between two ZFS pools.
+
+1 GiB of random data in a dataset on pool A is pushed to pool B through
+Flocker's TCP+TLS transfer (:func:`flocker.volume.transfer.push` in this
+process, the receiver a separate ``flocker-volume receive --forever``
+process, as on two nodes), and, in the same run, copied by a plain local
+``zfs send | zfs recv`` pipe.  Repetitions alternate between the two; the
+figure is the ratio of the medians (Flocker's throughput / the pipe's,
+target >= 0.9).
+
+    benchmark/run transfer [--size 1G] [--repetitions 3]
+
+The pools live on sparse files in a temporary directory and are destroyed
+afterwards, even on failure.  This module's helpers are shared by the
+``incremental`` and ``clone`` scenarios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from benchmark._harness import Timer, summarize, write_results
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATASET = "5be4c6a2-3f5e-4a3b-9d0e-6f1c2b3a4d5e"
+
+
+def parse_size(text: str) -> int:
+    """``"1G"`` -> bytes (uses flocker-volume's rules)."""
+    from flocker.volume.script import parse_size as parse
+
+    return parse(text)
+
+
+def zfs(*arguments: str) -> str:
+    """Run a zfs command; its standard output."""
+    return subprocess.run(
+        ["zfs", *arguments], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def pool_allocated(pool: str) -> int:
+    """Bytes the pool has allocated, after letting ZFS settle."""
+    subprocess.run(["sync"], check=True)
+    time.sleep(6)  # zfs-fuse commits a transaction group every ~5 s
+    output = zfs("get", "-Hp", "-o", "value", "used", pool)
+    return int(output.strip())
+
+
+def destroy_dataset(name: str) -> None:
+    """Destroy a filesystem and its snapshots, through zfs-fuse's "busy"."""
+    for _ in range(50):
+        if subprocess.run(["zfs", "list", name], capture_output=True).returncode:
+            return
+        subprocess.run(["zfs", "unmount", name], capture_output=True)
+        if not subprocess.run(
+            ["zfs", "destroy", "-r", name], capture_output=True
+        ).returncode:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"cannot destroy {name}")
+
+
+@contextmanager
+def scratch_pools(count: int, size: str) -> Iterator[tuple[str, list[Any]]]:
+    """``count`` file-backed pools of ``size`` (sparse), destroyed afterwards."""
+    from flocker.testtools.zfs import create_pool, destroy_pool
+
+    directory = tempfile.mkdtemp(prefix="flocker-bench-")
+    pools: list[Any] = []
+    try:
+        for _ in range(count):
+            pools.append(create_pool(directory, size=size, prefix="flkbench"))
+        yield directory, pools
+    finally:
+        for pool in reversed(pools):
+            # zfs-fuse says a pool with filesystems is busy: empty it first.
+            listed = subprocess.run(
+                ["zfs", "list", "-H", "-d", "1", "-o", "name", pool.name],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            for name in listed[1:]:
+                destroy_dataset(name)
+            destroy_pool(pool)
+        subprocess.run(["rm", "-rf", directory], check=False)
+
+
+def fill(path: str, size: int, name: str = "data", seed: int = 1) -> None:
+    """Write ``size`` bytes of (incompressible) pseudo-random data to a file."""
+    generator = random.Random(seed)
+    with open(os.path.join(path, name), "wb") as handle:
+        left = size
+        while left:
+            chunk = min(left, 4 * MiB)
+            handle.write(generator.randbytes(chunk))
+            left -= chunk
+    subprocess.run(["sync"], check=True)
+
+
+def credentials(directory: str) -> Any:
+    """A test cluster's certificates in ``directory/credentials``."""
+    from flocker.ca.testtools import make_test_cluster_credentials
+
+    path = os.path.join(directory, "credentials")
+    os.makedirs(path)
+    return make_test_cluster_credentials(path)
+
+
+@contextmanager
+def receiver_process(pool: str, certificates: str) -> Iterator[int]:
+    """A ``flocker-volume receive --forever`` process; yields its port."""
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "flocker.volume.script",
+            "--backend", "zfs", "--pool", pool,
+            "receive", "--listen", "0", "--interface", "127.0.0.1",
+            "--certificates", certificates, "--forever",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("listening on port "):
+            raise RuntimeError(f"the receiver did not start: {line!r}")
+        yield int(line.split()[-1])
+    finally:
+        process.kill()
+        process.wait()
+
+
+def local_pipe(source: str, target: str, base: str | None = None) -> float:
+    """Seconds for ``zfs send [-i base] source | zfs recv target``."""
+    incremental = f"-i {base} " if base else ""
+    with Timer() as timer:
+        subprocess.run(
+            [
+                "bash",
+                "-c",
+                f"set -o pipefail; zfs send {incremental}{source} | zfs recv {target}",
+            ],
+            check=True,
+        )
+    return timer.seconds
+
+
+async def push_once(
+    reactor: Any, backend: Any, snapshot: str, base: str | None, port: int, tls: Any
+) -> tuple[float, Any]:
+    """Seconds for one Flocker push to 127.0.0.1:port, and its result."""
+    from flocker.volume.transfer import push
+
+    with Timer() as timer:
+        result = await push(
+            reactor, backend, DATASET, snapshot, base, "127.0.0.1", port, tls
+        )
+    return timer.seconds, result
+
+
+async def run(reactor: Any, size: int, repetitions: int) -> dict[str, Any]:
+    """Measure both ways of copying; the results document."""
+    from flocker.ca import load_tls_files
+    from flocker.volume.zfs import ZFSVolumeBackend
+
+    pool_size = f"{max(2 * GiB, size * 2 + 512 * MiB) // MiB}M"
+    with scratch_pools(2, pool_size) as (directory, (a, b)):
+        creds = credentials(directory)
+        sender_tls = load_tls_files(creds.node_directories[0], "node")
+        backend = ZFSVolumeBackend(reactor, a.name)
+        info = await backend.create(DATASET)
+        print(f"writing {size / MiB:.0f} MiB of random data", flush=True)
+        fill(info.path, size)
+        await backend.snapshot(DATASET, "s1")
+        pipe_seconds: list[float] = []
+        flocker_seconds: list[float] = []
+        stream_bytes = 0
+        with receiver_process(b.name, str(creds.node_directories[1])) as port:
+            for repetition in range(repetitions):
+                target = f"{b.name}/pipe-copy"
+                pipe_seconds.append(local_pipe(f"{a.name}/{DATASET}@s1", target))
+                destroy_dataset(target)
+                subprocess.run(["sync"], check=True)
+                seconds, result = await push_once(
+                    reactor, backend, "s1", None, port, sender_tls
+                )
+                flocker_seconds.append(seconds)
+                stream_bytes = result.bytes_sent
+                destroy_dataset(f"{b.name}/{DATASET}")
+                subprocess.run(["sync"], check=True)
+                print(
+                    f"repetition {repetition + 1}: pipe {pipe_seconds[-1]:.2f} s, "
+                    f"flocker {seconds:.2f} s",
+                    flush=True,
+                )
+        await backend.destroy(DATASET)
+    pipe = summarize(pipe_seconds)
+    flocker = summarize(flocker_seconds)
+    ratio = pipe["median"] / flocker["median"]
+    return {
+        "data_bytes": size,
+        "stream_bytes": stream_bytes,
+        "repetitions": repetitions,
+        "local_pipe_seconds": pipe,
+        "flocker_tls_seconds": flocker,
+        "local_pipe_mb_per_s": stream_bytes / pipe["median"] / 1e6,
+        "flocker_tls_mb_per_s": stream_bytes / flocker["median"] / 1e6,
+        "throughput_ratio": ratio,
+        "target_ratio": 0.9,
+        "meets_target": ratio >= 0.9,
+        "samples": {"local_pipe": pipe_seconds, "flocker_tls": flocker_seconds},
+    }
+
+
+def plot(results: dict[str, Any]) -> Any:
+    """A bar chart of both throughputs, with the ratio in the title."""
+
+    def draw(axes: Any) -> None:
+        names = ["local zfs send | zfs recv", "Flocker push over TLS"]
+        rates = [results["local_pipe_mb_per_s"], results["flocker_tls_mb_per_s"]]
+        bars = axes.bar(names, rates, color=["#888888", "#2a7ab9"])
+        for bar, rate in zip(bars, rates, strict=True):
+            axes.annotate(
+                f"{rate:.0f} MB/s",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+            )
+        axes.set_ylabel("throughput (MB/s, median)")
+        axes.set_title(
+            f"Full transfer of {results['data_bytes'] / GiB:.2g} GiB between pools: "
+            f"ratio {results['throughput_ratio']:.2f} (target >= 0.9)"
+        )
+
+    return draw
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the scenario and write benchmark/results/transfer.json and .png."""
+    parser = argparse.ArgumentParser(prog="benchmark/run transfer")
+    parser.add_argument("--size", default="1G", help="data size (default 1G)")
+    parser.add_argument("--repetitions", type=int, default=3)
+    options = parser.parse_args(argv)
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import react
+
+    async def body(reactor: Any) -> None:
+        results = await run(reactor, parse_size(options.size), options.repetitions)
+        paths = write_results("transfer", results, plot(results))
+        print(
+            f"local pipe {results['local_pipe_mb_per_s']:.0f} MB/s, Flocker "
+            f"{results['flocker_tls_mb_per_s']:.0f} MB/s: ratio "
+            f"{results['throughput_ratio']:.2f} -> {paths[0]}"
+        )
+
+    react(lambda reactor: Deferred.fromCoroutine(body(reactor)))
+
+
+if __name__ == "__main__":
+    main()
