@@ -85,17 +85,24 @@ def scratch_pools(count: int, size: str) -> Iterator[tuple[str, list[Any]]]:
             pools.append(create_pool(directory, size=size, prefix="flkbench"))
         yield directory, pools
     finally:
+        left = []
         for pool in reversed(pools):
             # zfs-fuse says a pool with filesystems is busy: empty it first.
-            listed = subprocess.run(
-                ["zfs", "list", "-H", "-d", "1", "-o", "name", pool.name],
-                capture_output=True,
-                text=True,
-            ).stdout.split()
-            for name in listed[1:]:
-                destroy_dataset(name)
-            destroy_pool(pool)
-        subprocess.run(["rm", "-rf", directory], check=False)
+            try:
+                listed = subprocess.run(
+                    ["zfs", "list", "-H", "-d", "1", "-o", "name", pool.name],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                ).stdout.split()
+                for name in listed[1:]:
+                    destroy_dataset(name)
+                destroy_pool(pool)
+            except Exception as error:
+                left.append(pool.name)
+                print(f"could not destroy pool {pool.name}: {error}", file=sys.stderr)
+        if not left:  # never delete the file of a pool that is still there
+            subprocess.run(["rm", "-rf", directory], check=False)
 
 
 def fill(path: str, size: int, name: str = "data", seed: int = 1) -> None:
