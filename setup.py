@@ -33,6 +33,8 @@ DEV_REQUIRES = [
 # Each console script is declared by the issue that builds it.
 CONSOLE_SCRIPTS: list[str] = [
     "flocker-ca = flocker.ca.script:main",
+    "flocker-control = flocker.control.script:_run",
+    "flocker-dataset-agent = flocker.node.script:dataset_agent_main",
 ]
 
 setup(

@@ -26,7 +26,6 @@ from typing import Any
 
 import attr
 from automat import MethodicalMachine
-from eliot import start_action
 from eliot.twisted import DeferredContext
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -188,9 +187,7 @@ class ConvergenceLoop:
         self.iterations += 1
         configuration, cluster_state = self.configuration, self.cluster_state
         assert configuration is not None and cluster_state is not None
-        action = start_action(
-            action_type=CONVERGE_ITERATION, iteration=self.iterations
-        )
+        action = CONVERGE_ITERATION(iteration=self.iterations)
 
         async def iterate() -> None:
             local_state = await self.deployer.discover_state(cluster_state)
