@@ -62,3 +62,10 @@ BAD_STREAM = MessageType(
     [DATASET_ID, REASON],
     "A received stream was truncated, corrupt or did not match; rolled back.",
 )
+
+#: Something a completed operation should have removed was left behind.
+LEFTOVER = MessageType(
+    "flocker:volume:leftover",
+    [DATASET_ID, REASON],
+    "A temporary object could not be removed; recover() removes it later.",
+)

@@ -18,15 +18,21 @@ A receive never touches the target until ``finish``:
 * For an incremental stream, ``<id>@<base>`` is cloned to a temporary
   dataset which is then *promoted*: it takes over the snapshots up to
   ``base`` while the target keeps its data and later snapshots.  The stream
-  is received into the temporary dataset.  ``finish`` destroys the old
-  target and renames the temporary one into its place; ``abort`` (or a bad
+  is received into the temporary dataset.  ``finish`` renames the old target
+  aside, renames the temporary one into its place, then destroys the old
+  one; ``abort`` (or a bad
   stream) promotes the target back and destroys the temporary dataset, so
   every snapshot (same GUIDs) and every byte is as before.  While the
   receive is in progress, ``list_snapshots`` of the target shows only the
   snapshots after ``base``.
 
-A process that dies mid receive leaves a ``flocker-recv-*`` dataset that is
-never listed; :meth:`ZFSVolumeBackend.recover` undoes it.
+zfs-fuse cannot rename a filesystem whose snapshots have mounted clones:
+such clones are unmounted for the moment of the rename.
+
+A process that dies mid receive leaves ``flocker-recv-*`` (or, mid
+``finish``, ``flocker-old-*``) filesystems that are never listed;
+:meth:`ZFSVolumeBackend.recover` undoes the receive (or completes a
+``finish`` that had already swapped the names).
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from ._logging import (
     DESTROY,
     DESTROY_SNAPSHOT,
     GET,
+    LEFTOVER,
     LIST_DATASETS,
     LIST_SNAPSHOTS,
     RECEIVE,
@@ -80,6 +87,8 @@ from ._streams import ProcessStreamSink, ProcessStreamSource
 STREAM_FORMAT = "zfs"
 ID_PROPERTY = "org.flocker:dataset-id"
 TEMPORARY_PREFIX = "flocker-recv-"
+OLD_PREFIX = "flocker-old-"
+TARGET_PROPERTY = "org.flocker:receiving-into"
 _KIND = "zfs"
 _PROPERTIES = f"mountpoint,referenced,refquota,{ID_PROPERTY}"
 
@@ -191,10 +200,25 @@ class ZFSVolumeBackend:
         await self._retrying("destroy", "-r", name)
 
     async def _rename(self, old: str, new: str) -> None:
-        """Rename a filesystem (zfs-fuse can only rename unmounted ones)."""
-        await self._zfs("unmount", old, check=False)
-        await self._retrying("rename", old, new)
-        await self._retrying("mount", new)
+        """
+        Rename a filesystem.
+
+        zfs-fuse renames only unmounted filesystems whose snapshots have no
+        mounted clones, so those clones are unmounted meanwhile.
+        """
+        clones = [
+            clone
+            for clone, origin in (await self._origins()).items()
+            if origin.startswith(f"{old}@")
+        ]
+        for name in [*clones, old]:
+            await self._zfs("unmount", name, check=False)
+        try:
+            await self._retrying("rename", old, new)
+        finally:
+            for name in clones:
+                await self._zfs("mount", name, check=False)
+            await self._zfs("mount", new if not await self._exists(old) else old)
 
     async def _info(self, dataset_id: str) -> DatasetInfo:
         name = self._name(dataset_id)
@@ -511,12 +535,10 @@ class ZFSVolumeBackend:
     def _temporary_name(self) -> str:
         return f"{self.pool_name}/{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}"
 
-    async def _finalise(self, key: str, temporary: str, quota: int | None) -> None:
-        """Give a received temporary filesystem the dataset's name and marks."""
-        name = self._name(key)
-        await self._rename(temporary, name)
-        await self._zfs("set", f"{ID_PROPERTY}={key}", name)
-        await self._zfs("set", f"refquota={quota or 'none'}", name)
+    async def _mark(self, key: str, temporary: str, quota: int | None) -> None:
+        """Give a received temporary filesystem the dataset's properties."""
+        await self._zfs("set", f"{ID_PROPERTY}={key}", temporary)
+        await self._zfs("set", f"refquota={quota or 'none'}", temporary)
 
     async def _receive_full(self, key: str) -> IStreamSink:
         name = self._name(key)
@@ -527,7 +549,8 @@ class ZFSVolumeBackend:
         async def commit(header: bytes) -> None:
             if await self._exists(name):
                 raise DatasetExists(key)
-            await self._finalise(key, temporary, self.capabilities.default_maximum_size)
+            await self._mark(key, temporary, self.capabilities.default_maximum_size)
+            await self._rename(temporary, name)
 
         async def discard() -> None:
             await self._destroy_name(temporary)
@@ -555,7 +578,7 @@ class ZFSVolumeBackend:
             )
         quota = (await self._info(key)).maximum_size
         temporary = self._temporary_name()
-        await self._zfs("clone", origin, temporary)
+        await self._zfs("clone", "-o", f"{TARGET_PROPERTY}={key}", origin, temporary)
         try:
             await self._retrying("promote", temporary)
         except BaseException:
@@ -563,8 +586,22 @@ class ZFSVolumeBackend:
             raise
 
         async def commit(header: bytes) -> None:
-            await self._destroy_name(name)
-            await self._finalise(key, temporary, quota)
+            # Swap names: the old target steps aside (and is only destroyed
+            # once the received filesystem has its name), so a failure before
+            # the swap can still be undone by ``discard``.
+            await self._mark(key, temporary, quota)
+            old = f"{self.pool_name}/{OLD_PREFIX}{key}"
+            await self._destroy_name(old)  # garbage of an earlier crash
+            await self._rename(name, old)
+            try:
+                await self._rename(temporary, name)
+            except BaseException:
+                await self._rename(old, name)
+                raise
+            try:
+                await self._destroy_name(old)
+            except CommandFailed as error:  # recover() finishes the job
+                LEFTOVER.log(dataset_id=key, reason=str(error))
 
         async def discard() -> None:
             await self._retrying("promote", name)
@@ -594,14 +631,27 @@ class ZFSVolumeBackend:
             result = await self._zfs(
                 "list", "-H", "-r", "-t", "filesystem", "-o", "name", self.pool_name
             )
+            names = [row[0] for row in _rows(result)]
+            old_prefix = f"{self.pool_name}/{OLD_PREFIX}"
+            for old in names:
+                if old.startswith(old_prefix):
+                    # A commit stopped mid-swap: finish or undo the swap.
+                    name = self._name(old[len(old_prefix) :])
+                    if await self._exists(name):
+                        await self._destroy_name(old)
+                    else:
+                        await self._rename(old, name)
             prefix = f"{self.pool_name}/{TEMPORARY_PREFIX}"
-            for (temporary,) in _rows(result):
+            for temporary in names:
                 if not temporary.startswith(prefix):
                     continue
+                got = await self._zfs(
+                    "get", "-H", "-o", "value", TARGET_PROPERTY, temporary
+                )
+                target = self._name(got.stdout.decode().strip())
                 origins = await self._origins()
-                for clone, origin in origins.items():
-                    if origin.startswith(f"{temporary}@"):
-                        await self._retrying("promote", clone)
+                if origins.get(target, "").startswith(f"{temporary}@"):
+                    await self._retrying("promote", target)
                 await self._destroy_name(temporary)
 
         return Deferred.fromCoroutine(run())
