@@ -114,7 +114,9 @@ class TransferHeader(PClass):
     snapshot = field(type=str, mandatory=True)
     base = field(type=(str, type(None)), mandatory=True, initial=None)
     stream_format = field(type=str, mandatory=True)
-    size = field(mandatory=True, initial=None, invariant=_optional_size)
+    size = field(
+        type=(int, type(None)), mandatory=True, initial=None, invariant=_optional_size
+    )
     task_id = field(type=(str, type(None)), mandatory=True, initial=None)
     final = field(type=bool, mandatory=True, initial=False)
 

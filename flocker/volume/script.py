@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 from uuid import UUID
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import react
 
 from ..ca import CertificateError, load_tls_files
@@ -300,10 +300,11 @@ async def _receive(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -
 
     receiver = TransferReceiver(backend, on_outcome=outcome)
     port = await listen_for_transfers(reactor, receiver, o.listen, tls, o.interface)
-    out.write(f"listening on port {port.getHost().port}\n")
+    number = port.getHost().port  # type: ignore[attr-defined]
+    out.write(f"listening on port {number}\n")
     out.flush()
     result = await ended
-    await port.stopListening()
+    await maybeDeferred(port.stopListening)
     if not result.ok:
         raise TransferError(result.code or "failed", result.message or "failed")
     return 0

@@ -1,0 +1,342 @@
+"""
+The sending end of a snapshot transfer: :func:`push`.
+
+See :mod:`flocker.volume.transfer` for the protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from uuid import UUID
+
+from eliot import ActionType
+from eliot.twisted import DeferredContext
+from OpenSSL import SSL
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
+from twisted.internet.error import ConnectError
+from twisted.internet.interfaces import IConsumer
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..ca import (
+    PeerRejected,
+    TLSFiles,
+    node_client_context_factory,
+)
+from ._interface import (
+    IStreamSource,
+    IVolumeBackend,
+    SendFailed,
+)
+from ._logging import BASE, BYTES, DATASET_ID, SNAPSHOT
+from ._transfer_values import (
+    INTERRUPTED,
+    PEER,
+    RESULT,
+    DestinationUnreachable,
+    ProgressCallback,
+    TransferProgress,
+)
+from ._transfer_wire import (
+    DATA,
+    HEADER,
+    INTERNAL_ERROR,
+    PREAMBLE,
+    PROTOCOL_ERROR,
+    READY,
+    STATUS,
+    TRAILER,
+    FrameParser,
+    ProtocolError,
+    TransferError,
+    TransferFailed,
+    TransferHeader,
+    TransferInterrupted,
+    TransferRefused,
+    TransferResult,
+    decode_json,
+    encode_data_header,
+    encode_json,
+)
+
+#: Stream bytes the sender gathers into one DATA frame.
+FRAME_SIZE = 256 * 1024
+
+TRANSFER_SEND = ActionType(
+    "flocker:volume:transfer:send",
+    [DATASET_ID, SNAPSHOT, BASE, PEER],
+    [BYTES, RESULT],
+    "A snapshot stream is pushed to another node.",
+)
+
+# --------------------------------------------------------------------------
+# The sending end
+
+
+@implementer(IConsumer)
+class _FramingConsumer:
+    """
+    Takes the stream from the source; writes DATA frames to the connection.
+
+    Stream bytes are gathered up to :data:`FRAME_SIZE` per frame; the
+    source's back-pressure goes straight to the connection.
+    """
+
+    def __init__(self, protocol: _SenderProtocol) -> None:
+        self._protocol = protocol
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self.hash = hashlib.sha256()
+        self.bytes = 0
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
+        """Let the connection pause the source."""
+        self._protocol.transport.registerProducer(producer, streaming)  # type: ignore[union-attr]
+
+    def unregisterProducer(self) -> None:  # noqa: N802
+        """The source is done: send what is gathered."""
+        self.flush()
+        if self._protocol.transport is not None:
+            self._protocol.transport.unregisterProducer()  # type: ignore[attr-defined]
+
+    def write(self, data: bytes) -> None:
+        """Count, hash and gather stream bytes."""
+        if not self._protocol.streaming:
+            return
+        self.hash.update(data)
+        self.bytes += len(data)
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered >= FRAME_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the gathered bytes as one frame (if still wanted)."""
+        if not self._buffered or not self._protocol.streaming:
+            return
+        frame = b"".join([encode_data_header(self._buffered), *self._chunks])
+        self._chunks = []
+        self._buffered = 0
+        self._protocol._write_frame(frame)
+
+
+class _SenderProtocol(Protocol):
+    """
+    One outgoing transfer; ``_state`` is ``waiting`` (for the receiver to
+    accept the header) -> ``streaming`` -> ``confirming`` (trailer sent) ->
+    ``done``.
+    """
+
+    def __init__(
+        self,
+        header: TransferHeader,
+        source: IStreamSource,
+        progress: TransferProgress,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self._header = header
+        self._source = source
+        self._progress = progress
+        self._on_progress = on_progress
+        self._parser = FrameParser(
+            self._control, self._unexpected_data, frozenset([READY, STATUS])
+        )
+        self._framing = _FramingConsumer(self)
+        self._state = "connecting"
+        self.wire_bytes = 0
+        self.done: Deferred[TransferResult] = Deferred()
+
+    @property
+    def streaming(self) -> bool:
+        """Whether stream bytes are wanted now."""
+        return self._state == "streaming"
+
+    def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
+        """Announce the stream (sent once the TLS handshake is done)."""
+        self._state = "waiting"
+        self._write_frame(PREAMBLE + encode_json(HEADER, self._header.to_json()))
+
+    def _write_frame(self, frame: bytes) -> None:
+        self.wire_bytes += len(frame)
+        self.transport.write(frame)  # type: ignore[union-attr]
+        if frame[:1] == DATA:
+            self._progress.bytes_transferred = self._framing.bytes
+            if self._on_progress is not None:
+                self._on_progress(self._progress)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """Parse the receiver's answers."""
+        if self._state == "done":
+            return
+        try:
+            self._parser.feed(data)
+        except ProtocolError as error:
+            self._fail(TransferFailed(PROTOCOL_ERROR, f"the receiver said: {error}"))
+
+    def _unexpected_data(self, data: bytes) -> None:
+        raise ProtocolError("the receiver sent stream data")
+
+    def _control(self, kind: bytes, payload: bytes) -> None:
+        document = decode_json(payload)
+        if kind == READY and self._state == "waiting":
+            self._state = "streaming"
+            started = self._source.start(self._framing)
+            started.addCallbacks(self._stream_sent, self._stream_failed)
+        elif kind == STATUS:
+            self._on_status(document)
+        else:
+            raise ProtocolError(f"unexpected {kind!r} frame while {self._state}")
+
+    def _stream_sent(self, _: None) -> None:
+        if self._state != "streaming":
+            return
+        self._framing.flush()
+        self._state = "confirming"
+        self._write_frame(
+            encode_json(
+                TRAILER,
+                {
+                    "bytes": self._framing.bytes,
+                    "sha256": self._framing.hash.hexdigest(),
+                },
+            )
+        )
+
+    def _stream_failed(self, failure: Failure) -> None:
+        if self._state != "streaming":
+            return  # stopped because the transfer had already failed
+        self._fail(failure.value or SendFailed("the stream failed"))
+
+    def _on_status(self, document: dict[str, Any]) -> None:
+        code = str(document.get("code", INTERNAL_ERROR))
+        message = str(document.get("message", "no reason given"))
+        if document.get("ok") is True and self._state == "confirming":
+            self._state = "done"
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            self.done.callback(
+                TransferResult(
+                    dataset_id=self._header.dataset_id,
+                    snapshot=self._header.snapshot,
+                    base=self._header.base,
+                    bytes_sent=self._framing.bytes,
+                    wire_bytes=self.wire_bytes,
+                    sha256=self._framing.hash.hexdigest(),
+                )
+            )
+        elif document.get("ok") is True:
+            raise ProtocolError(f"success reported while {self._state}")
+        elif self._state == "waiting":
+            self._fail(TransferRefused(code, message))
+        else:
+            self._fail(TransferFailed(code, message))
+
+    def _fail(self, error: BaseException, connected: bool = True) -> None:
+        previous, self._state = self._state, "done"
+        if previous == "streaming":
+            self._source.stop()
+        if connected:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        if not self.done.called:
+            self.done.errback(error)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802, B008
+        """Without a final status the transfer failed."""
+        if self._state == "done":
+            return
+        previous = self._state
+        message = reason.getErrorMessage()
+        if previous in ("connecting", "waiting") and reason.check(
+            SSL.Error, PeerRejected
+        ):
+            error: TransferError = TransferRefused(
+                "tls-failed",
+                "the TLS handshake failed: the receiver refused this node's "
+                f"certificate or is not a node of the cluster ({message})",
+            )
+        else:
+            error = TransferInterrupted(
+                INTERRUPTED,
+                f"the connection ended before the receiver confirmed: {message}",
+            )
+        self._fail(error, connected=False)
+
+
+def push(
+    reactor: Any,
+    backend: IVolumeBackend,
+    dataset_id: str,
+    snapshot: str,
+    base: str | None,
+    destination_host: str,
+    port: int,
+    tls: TLSFiles,
+    *,
+    destination_node: UUID | None = None,
+    progress: ProgressCallback | None = None,
+    connect_timeout: float = 30,
+    final: bool = False,
+) -> Deferred[TransferResult]:
+    """
+    Send a snapshot of a local dataset to another node's receiver.
+
+    :param base: Send only the changes since this snapshot, which the
+        receiver must have; ``None`` sends everything (the receiver must not
+        have the dataset).
+    :param tls: This node's credential and the cluster CA.
+    :param destination_node: Accept only this node as the receiver.
+    :param progress: Called with a :class:`TransferProgress` as bytes go.
+    :param final: Mark the stream as the last increment of a move.
+    :return: A Deferred firing with a :class:`TransferResult` once the
+        receiver confirmed the snapshot is stored; failing with
+        :class:`TransferRefused` (the header was refused, or TLS failed),
+        :class:`TransferFailed` (the receiver refused the stream),
+        :class:`TransferInterrupted`, :class:`DestinationUnreachable`, or
+        the backend's own errors (``UnknownDataset``, ``SendFailed``...).
+    """
+    action = TRANSFER_SEND(
+        dataset_id=str(dataset_id),
+        snapshot=str(snapshot),
+        base=base,
+        peer=f"{destination_host}:{port}",
+    )
+
+    async def run() -> TransferResult:
+        source = await backend.send(dataset_id, snapshot, base)
+        header = TransferHeader(
+            dataset_id=source.dataset_id,
+            snapshot=source.snapshot,
+            base=source.base,
+            stream_format=source.stream_format,
+            task_id=action.serialize_task_id().decode("ascii"),
+            final=final,
+        )
+        state = TransferProgress(
+            dataset_id=header.dataset_id, snapshot=header.snapshot, base=header.base
+        )
+        protocol = _SenderProtocol(header, source, state, progress)
+        endpoint = wrapClientTLS(
+            node_client_context_factory(
+                tls.credential, tls.authority, destination_node
+            ),
+            HostnameEndpoint(reactor, destination_host, port, timeout=connect_timeout),
+        )
+        try:
+            await connectProtocol(endpoint, protocol)
+        except (ConnectError, OSError) as error:
+            raise DestinationUnreachable(
+                "unreachable", f"cannot connect to {destination_host}:{port}: {error}"
+            ) from None
+        result = await protocol.done
+        action.addSuccessFields(bytes=result.bytes_sent, result="ok")
+        return result
+
+    with action.context():
+        deferred: Deferred[TransferResult] = Deferred.fromCoroutine(run())
+        return DeferredContext(deferred).addActionFinish()
