@@ -28,6 +28,10 @@ from ._interface import (
     UnknownSnapshot,
     VolumeError,
 )
+from .directory import DirectoryVolumeBackend
+from .loopback import LoopbackVolumeBackend
+from .memory import MemoryVolumeBackend
+from .zfs import ZFSVolumeBackend
 
 __all__ = [
     "BadStream",
@@ -35,12 +39,15 @@ __all__ = [
     "DatasetExists",
     "DatasetInfo",
     "DependentClones",
+    "DirectoryVolumeBackend",
     "IStreamSink",
     "IStreamSource",
     "IVolumeBackend",
     "InvalidBase",
     "InvalidName",
+    "LoopbackVolumeBackend",
     "MaximumSizeTooSmall",
+    "MemoryVolumeBackend",
     "ResizeNotSupported",
     "SendFailed",
     "SnapshotExists",
@@ -49,4 +56,5 @@ __all__ = [
     "UnknownDataset",
     "UnknownSnapshot",
     "VolumeError",
+    "ZFSVolumeBackend",
 ]

@@ -360,7 +360,9 @@ class IVolumeBackend(Interface):
         Create a new dataset whose contents are those of a snapshot.
 
         The clone is independent: writes to either do not show in the
-        other.  It has no snapshots and the default maximum size.  Fails
+        other.  It has no snapshots and the default maximum size (where the
+        size is part of the data, as with loopback images, the origin's).
+        Fails
         with :class:`UnknownDataset`, :class:`UnknownSnapshot` or
         :class:`DatasetExists` (for ``new_dataset_id``).
         """

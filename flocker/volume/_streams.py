@@ -201,16 +201,18 @@ class ProcessStreamSource:
     def _process_ended(self, code: int | None) -> None:
         self._ended = True
         assert self._consumer is not None and self._protocol is not None
-        if self._stopped:
-            error: Exception | None = StreamStopped("the stream was stopped")
-        elif code != 0:
-            detail = self._protocol.stderr.decode("utf-8", "replace").strip()
-            error = SendFailed(f"{' '.join(self._argv)} failed ({code}): {detail}")
-        else:
-            error = None
-            if self._digest is not None:
+        error: BaseException | None = None
+        try:
+            if self._stopped:
+                error = StreamStopped("the stream was stopped")
+            elif code != 0:
+                detail = self._protocol.stderr.decode("utf-8", "replace").strip()
+                error = SendFailed(f"{' '.join(self._argv)} failed ({code}): {detail}")
+            elif self._digest is not None:
                 self._consumer.write(self._digest.digest())
-        self._consumer.unregisterProducer()
+            self._consumer.unregisterProducer()
+        except Exception as problem:  # the consumer failed: still end
+            error = error or problem
         if error is None:
             self._done.callback(None)
         else:
@@ -297,9 +299,11 @@ class ProcessStreamSink:
     def _process_ended(self, code: int | None) -> None:
         self._exited = True
         producer, self._producer = self._producer, None
-        if self._state == "open" and producer is not None:
-            producer.stopProducing()  # type: ignore[attr-defined]
-        self._exit.callback(code)
+        try:
+            if self._state == "open" and producer is not None:
+                producer.stopProducing()  # type: ignore[attr-defined]
+        finally:
+            self._exit.callback(code)
 
     def registerProducer(self, producer: object, streaming: bool) -> None:  # noqa: N802
         """Pause ``producer`` whenever the command's input pipe is full."""

@@ -131,6 +131,10 @@ class LoopbackVolumeBackend:
             default_maximum_size=default_maximum_size,
         )
 
+    def recover(self) -> Deferred[None]:
+        """Delete what interrupted operations left in ``tmp/``."""
+        return self._store.recover()
+
     # -- paths and helpers -------------------------------------------------
 
     def _dir(self, dataset_id: str) -> str:
