@@ -90,7 +90,7 @@ TEMPORARY_PREFIX = "flocker-recv-"
 OLD_PREFIX = "flocker-old-"
 TARGET_PROPERTY = "org.flocker:receiving-into"
 _KIND = "zfs"
-_PROPERTIES = f"mountpoint,referenced,refquota,{ID_PROPERTY}"
+_PROPERTIES = f"mountpoint,mounted,referenced,refquota,{ID_PROPERTY}"
 
 
 def _busy(error: BaseException) -> bool:
@@ -228,7 +228,13 @@ class ZFSVolumeBackend:
         if result.exit_code != 0:
             raise UnknownDataset(dataset_id)
         values = {row[0]: row[1] for row in _rows(result)}
+        await self._ensure_mounted(name, values)
         return self._to_info(dataset_id, values)
+
+    async def _ensure_mounted(self, name: str, values: dict[str, str]) -> None:
+        """Mount a dataset found unmounted (zfs-fuse restarts leave them so)."""
+        if values.get("mounted") == "no":
+            await self._zfs("mount", name, check=False)
 
     def _to_info(self, dataset_id: str, values: dict[str, str]) -> DatasetInfo:
         quota = int(values.get("refquota", "0") or 0)
@@ -339,6 +345,7 @@ class ZFSVolumeBackend:
             for name, values in found.items():
                 key = name[len(prefix) :] if name.startswith(prefix) else None
                 if key is not None and values.get(ID_PROPERTY) == key:
+                    await self._ensure_mounted(name, values)
                     infos.append(self._to_info(key, values))
             return sorted(infos, key=lambda info: info.dataset_id)
 

@@ -136,3 +136,16 @@ async def test_recover_interrupted_receives(make_zfs_pool: Any) -> None:
     listed = await run_command(reactor, ["zfs", "list", "-H", "-r", "-o", "name", pool])
     assert TEMPORARY_PREFIX not in listed.stdout.decode()
     await receiver.destroy(ID1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unmounted_dataset_is_mounted(zfs_pool: Any) -> None:
+    """A dataset left unmounted (e.g. by a zfs-fuse restart) is mounted on get."""
+    backend = ZFSVolumeBackend(reactor, zfs_pool.name)
+    info = await backend.create(ID1)
+    _write(info, "f", b"kept")
+    await run_command(reactor, ["zfs", "unmount", f"{zfs_pool.name}/{ID1}"])
+    assert _read(await backend.get(ID1)) == {"f": b"kept"}
+    await run_command(reactor, ["zfs", "unmount", f"{zfs_pool.name}/{ID1}"])
+    [listed] = await backend.list_datasets()
+    assert _read(listed) == {"f": b"kept"}
