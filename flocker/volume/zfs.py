@@ -218,7 +218,9 @@ class ZFSVolumeBackend:
         finally:
             for name in clones:
                 await self._zfs("mount", name, check=False)
-            await self._zfs("mount", new if not await self._exists(old) else old)
+            # A failed mount is not a failed rename; get() mounts it later.
+            renamed = not await self._exists(old)
+            await self._zfs("mount", new if renamed else old, check=False)
 
     async def _info(self, dataset_id: str) -> DatasetInfo:
         name = self._name(dataset_id)
