@@ -406,9 +406,10 @@ def make_volume_backend_tests(
             assert (await backend.get(ID1)).maximum_size == 64 * MiB
 
         @pytest_twisted.ensureDeferred
-        async def test_grow(self, backend: IVolumeBackend) -> None:
+        async def test_grow(self, harness: VolumeHarness, backend: IVolumeBackend) -> None:
             """The maximum size grows where the backend can, else it is refused."""
-            await backend.create(ID1, maximum_size=64 * MiB)
+            info = await backend.create(ID1, maximum_size=64 * MiB)
+            harness.write_file(backend, info, "kept", b"data survives resizing")
             change = backend.set_maximum_size(ID1, 96 * MiB)
             if backend.capabilities.grow:
                 assert (await change).maximum_size == 96 * MiB
@@ -416,6 +417,10 @@ def make_volume_backend_tests(
             else:
                 await _fails(change, ResizeNotSupported)
                 assert (await backend.get(ID1)).maximum_size == 64 * MiB
+            info = await backend.get(ID1)
+            assert harness.read_files(backend, info) == {
+                "kept": b"data survives resizing"
+            }
 
         @pytest_twisted.ensureDeferred
         async def test_shrink(self, harness: VolumeHarness, backend: IVolumeBackend) -> None:
@@ -580,6 +585,7 @@ def make_volume_backend_tests(
             assert verifyObject(IStreamSink, sink)
             await source.start(sink)
             await sink.finish()
+            await sink.abort()  # too late: does nothing
             received = await other.get(ID1)
             assert harness.read_files(other, received) == expected
             assert await _names(other, ID1) == ["s1"]
