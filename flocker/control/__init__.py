@@ -58,7 +58,9 @@ from ._state import (
     DeploymentState,
     NodeState,
     Snapshot,
+    cleanup_configuration,
     cleanup_deleted,
+    cleanup_moved,
 )
 
 __all__ = [
@@ -98,7 +100,9 @@ __all__ = [
     "Snapshot",
     "UnknownApplication",
     "UnknownDataset",
+    "cleanup_configuration",
     "cleanup_deleted",
+    "cleanup_moved",
     "is_uuid",
     "is_valid_name",
     "CURRENT_FORMAT_VERSION",

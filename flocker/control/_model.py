@@ -555,8 +555,12 @@ class Deployment(PClass):
         """
         Make another node the dataset's primary.
 
-        A replica already on the destination is promoted; the old primary copy
-        is dropped.  Moving to the current primary changes nothing.
+        A replica already on the destination is promoted; the old primary
+        becomes a replica (a non-primary manifestation), so the destination
+        knows the data exists and waits for it even if the old primary's
+        state is not known (e.g. after a restart of the control service);
+        `cleanup_configuration` drops that replica once the move is over.
+        Moving to the current primary changes nothing.
 
         :raise UnknownDataset: no such dataset.
         :raise DatasetDeleted: it is deleted.
@@ -575,9 +579,13 @@ class Deployment(PClass):
     def _move_manifestation(
         self, dataset: Dataset, source: str, target: str
     ) -> Deployment:
-        """Drop the primary copy on ``source`` and make ``target``'s the primary."""
+        """Make ``target``'s copy the primary and ``source``'s a replica."""
         old = self.get_node(source)
-        old = old.set(manifestations=old.manifestations.remove(dataset.dataset_id))
+        old = old.set(
+            manifestations=old.manifestations.set(
+                dataset.dataset_id, Manifestation(dataset=dataset, primary=False)
+            )
+        )
         new = self.get_node(target)
         new = new.set(
             manifestations=new.manifestations.set(

@@ -22,7 +22,9 @@ __all__ = [
     "DeploymentState",
     "NodeState",
     "Snapshot",
+    "cleanup_configuration",
     "cleanup_deleted",
+    "cleanup_moved",
 ]
 
 
@@ -228,3 +230,52 @@ def cleanup_deleted(deployment: Deployment, state: DeploymentState) -> Deploymen
         if leases.get(dataset_id) is not None:
             leases = leases.release(dataset_id)
     return deployment.set(nodes=nodes, leases=leases)
+
+
+def cleanup_moved(deployment: Deployment, state: DeploymentState) -> Deployment:
+    """
+    Drop the replicas that finished moves left in the configuration.
+
+    A move leaves the old primary as a replica so the new primary waits for
+    the data.  Once the new primary reports the dataset mounted and the old
+    node has reported its datasets without it, that replica goes.
+    """
+    nodes = deployment.nodes
+    for uuid, node in deployment.nodes.items():
+        reported = state.get_node(uuid).datasets
+        if reported is None:
+            continue
+        drop = []
+        for dataset_id, m in node.manifestations.items():
+            if m.primary or dataset_id in reported:
+                continue
+            try:
+                _, primary = deployment.get_dataset(dataset_id)
+            except KeyError:
+                continue
+            copy = (state.get_node(primary).datasets or {}).get(dataset_id)
+            if copy is not None and copy.path is not None:
+                drop.append(dataset_id)
+        if drop:
+            node = node.set(
+                manifestations={
+                    k: v for k, v in node.manifestations.items() if k not in drop
+                }
+            )
+            nodes = (
+                nodes.set(uuid, node)
+                if node.applications or node.manifestations
+                else nodes.discard(uuid)
+            )
+    if nodes is deployment.nodes:
+        return deployment
+    return deployment.set(nodes=nodes)
+
+
+def cleanup_configuration(deployment: Deployment, state: DeploymentState) -> Deployment:
+    """
+    Everything the control service tidies once the nodes report it is done.
+
+    Returns ``deployment`` itself when nothing is to go.
+    """
+    return cleanup_moved(cleanup_deleted(deployment, state), state)

@@ -39,7 +39,7 @@ from ._httpapi import (
     configuration_tag,
 )
 from ._model import Deployment
-from ._state import DeploymentState, cleanup_deleted
+from ._state import DeploymentState, cleanup_configuration
 
 __all__ = [
     "MAXIMUM_BODY_SIZE",
@@ -106,10 +106,11 @@ def make_api_site(resource: IResource) -> Site:
 @attrs.define(eq=False)
 class DeletedDatasetCleaner(Service):
     """
-    Remove deleted datasets from the configuration once no node has them.
+    Remove deleted datasets once no node has them, and the replicas that
+    finished moves leave behind.
 
     On every cluster state change and every configuration change it applies
-    `cleanup_deleted` (through `ConfigurationService.change`, so durably),
+    `cleanup_configuration` (through `ConfigurationService.change`, so durably),
     at most one change in flight at a time.
     """
 
@@ -142,8 +143,8 @@ class DeletedDatasetCleaner(Service):
             # Not loaded yet: the first change after loading triggers a check.
             return False
         state: DeploymentState = self.cluster_state_service.as_deployment_state()
-        # cleanup_deleted returns its argument itself when nothing is to go.
-        return cleanup_deleted(deployment, state) is not deployment
+        # cleanup_configuration returns its argument itself when nothing is to go.
+        return cleanup_configuration(deployment, state) is not deployment
 
     def check(self) -> None:
         """Clean up now if anything needs it (coalescing overlapping calls)."""
@@ -156,7 +157,7 @@ class DeletedDatasetCleaner(Service):
         self._again = False
 
         def change(deployment: Deployment) -> Deployment:
-            return cleanup_deleted(
+            return cleanup_configuration(
                 deployment, self.cluster_state_service.as_deployment_state()
             )
 

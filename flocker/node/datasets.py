@@ -259,7 +259,16 @@ def calculate_dataset_changes(
                 changes.append(DestroyDataset(dataset_id=dataset_id))
         elif primary == node_uuid:
             if local is None:
-                if not others:
+                # Create only a dataset that exists nowhere: no node reports
+                # a copy and the configuration names no other copy (a move
+                # leaves the old primary as a configured replica, which
+                # covers the time its state is unknown).
+                configured_elsewhere = [
+                    uuid_
+                    for uuid_, node in configuration.nodes.items()
+                    if uuid_ != node_uuid and dataset_id in node.manifestations
+                ]
+                if not others and not configured_elsewhere:
                     changes.append(
                         CreateDataset(
                             dataset_id=dataset_id, maximum_size=dataset.maximum_size

@@ -351,10 +351,13 @@ def test_unknown_dataset(dataset_id):
 
 
 def test_move_dataset():
-    """Moving a dataset makes the new node its only primary."""
+    """
+    Moving a dataset makes the new node its only primary; the old primary
+    keeps a replica until the move is over.
+    """
     d = Deployment().add_dataset(PG, NODE_A).move_dataset(DATASET_PG, NODE_B)
     assert d.get_dataset(DATASET_PG) == (PG, NODE_B)
-    assert NODE_A not in d.nodes
+    assert not d.nodes[NODE_A].manifestations[DATASET_PG].primary
 
 
 def test_move_to_same_node_is_noop():
@@ -367,7 +370,7 @@ def test_move_promotes_replica():
     d = EXAMPLE_DEPLOYMENT.set(leases=Leases()).move_dataset(DATASET_FREE, NODE_A)
     assert d.get_dataset(DATASET_FREE) == (FREE, NODE_A)
     assert d.nodes[NODE_A].manifestations[DATASET_FREE].primary
-    assert DATASET_FREE not in d.nodes[NODE_B].manifestations
+    assert not d.nodes[NODE_B].manifestations[DATASET_FREE].primary
 
 
 def test_move_used_dataset_refused():

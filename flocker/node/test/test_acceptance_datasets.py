@@ -47,8 +47,15 @@ def api_error(cluster, method, path, body=None):
 
 
 def dataset_state(cluster, dataset_id):
-    """The dataset's entry in /v1/state/datasets, or None."""
-    for entry in api(cluster, "GET", "/v1/state/datasets"):
+    """The dataset's entry in /v1/state/datasets, or None (also while the
+    control service restarts)."""
+    try:
+        entries = api(cluster, "GET", "/v1/state/datasets")
+    except urllib.error.HTTPError:
+        raise
+    except OSError:
+        return None
+    for entry in entries:
         if entry["dataset_id"] == dataset_id:
             return entry
     return None

@@ -356,3 +356,14 @@ def test_converges_from_any_state_to_any_configuration(start, target):
         assert info.maximum_size == dataset.maximum_size
         files = cluster.backends[primary].read_files(dataset.dataset_id)
         assert files in ({}, {"id": dataset.dataset_id.encode()})
+
+
+def test_new_primary_waits_for_configured_copy():
+    """
+    After a move the new primary waits for the old primary's copy even when
+    nobody's state is known (the control service just restarted), rather than
+    creating an empty dataset.
+    """
+    cluster = Cluster()
+    moved = config_with(A).move_dataset(DS, B)
+    assert plan(cluster, B, moved) == NoOp()
