@@ -172,6 +172,8 @@ class ProcessStreamSource:
 
         async def run() -> None:
             assert self._consumer is not None
+            if self._stopped:
+                raise StreamStopped("the stream was stopped before it started")
             self._protocol = _Protocol(self._output, self._process_ended)
             self._consumer.registerProducer(self, True)
             if self._header:

@@ -242,3 +242,23 @@ async def test_process_source_failure() -> None:
     with pytest.raises(SendFailed, match="oops"):
         await source.start(consumer)
     assert consumer.unregistered
+
+
+@pytest.mark.functional
+@pytest_twisted.ensureDeferred
+async def test_process_source_stopped_before_start() -> None:
+    """A source stopped before it starts runs nothing and fails at once."""
+    source = ProcessStreamSource(
+        reactor,
+        ["sh", "-c", "echo should not run"],
+        backend="test",
+        dataset_id=ID,
+        snapshot="s",
+        base=None,
+        stream_format="f",
+    )
+    source.stop()
+    consumer = BytesConsumer()
+    with pytest.raises(StreamStopped):
+        await source.start(consumer)
+    assert consumer.chunks == []
