@@ -49,6 +49,7 @@ from ._transfer_wire import (
     HEADER,
     INTERNAL_ERROR,
     PREAMBLE,
+    PREFIX_SIZE,
     PROTOCOL_ERROR,
     READY,
     STATUS,
@@ -107,10 +108,9 @@ class _FramingConsumer:
             self._protocol.transport.unregisterProducer()  # type: ignore[attr-defined]
 
     def write(self, data: bytes) -> None:
-        """Count, hash and gather stream bytes."""
+        """Count and gather stream bytes (hashed when a frame is sent)."""
         if not self._protocol.streaming:
             return
-        self.hash.update(data)
         self.bytes += len(data)
         self._chunks.append(data)
         self._buffered += len(data)
@@ -122,6 +122,7 @@ class _FramingConsumer:
         if not self._buffered or not self._protocol.streaming:
             return
         frame = b"".join([encode_data_header(self._buffered), *self._chunks])
+        self.hash.update(memoryview(frame)[PREFIX_SIZE:])  # one call per frame
         self._chunks = []
         self._buffered = 0
         self._protocol._write_frame(frame)
