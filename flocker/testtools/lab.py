@@ -236,12 +236,20 @@ def wait_for_cluster(cluster: dict[str, Any], timeout: float = 60) -> None:
     """Wait until the API answers and every node reported its datasets."""
     expected = {node["uuid"] for node in cluster["nodes"]}
 
+    outputs = [(cluster["control"]["pid"], os.path.join(cluster["control"]["log_dir"], "control.out"))]
+    for node in cluster["nodes"]:
+        for pid in node["pids"].values():
+            outputs.append((pid, os.path.join(node["log_dir"], "dataset-agent.out")))
+
     def ready() -> bool:
-        for pid in [cluster["control"]["pid"]] + [
-            p for node in cluster["nodes"] for p in node["pids"].values()
-        ]:
+        for pid, output in outputs:
             if not _alive(pid):
-                raise LabError(f"process {pid} exited; see the logs in {cluster['dir']}")
+                try:
+                    with open(output) as handle:
+                        tail = handle.read()[-2000:].strip()
+                except OSError:
+                    tail = "(no output)"
+                raise LabError(f"process {pid} exited: {tail}")
         try:
             nodes = api_request(cluster, "GET", "/v1/state/nodes")
         except OSError:
