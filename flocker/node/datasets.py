@@ -394,10 +394,22 @@ class DatasetDeployer:
     roles: MemoryRoles = attr.ib()
     mover: DatasetMover = attr.ib()
 
+    _recovered: bool = attr.ib(default=False, init=False)
+
     def discover_state(self, cluster_state: DeploymentState) -> Deferred[DatasetLocalState]:
-        """List the backend's datasets with their snapshots and roles."""
+        """
+        List the backend's datasets with their snapshots and roles.
+
+        The first discovery first lets the backend undo what a crash left
+        half done (a receive interrupted by a killed agent), if it can.
+        """
 
         async def discover() -> DatasetLocalState:
+            if not self._recovered:
+                recover = getattr(self.backend, "recover", None)
+                if recover is not None:
+                    await recover()
+                self._recovered = True
             datasets = {}
             for info in await self.backend.list_datasets():
                 snapshots = await self.backend.list_snapshots(info.dataset_id)

@@ -48,7 +48,8 @@ def api_error(cluster, method, path, body=None):
 
 def dataset_state(cluster, dataset_id):
     """The dataset's entry in /v1/state/datasets, or None (also while the
-    control service restarts)."""
+    control service restarts).
+    """
     try:
         entries = api(cluster, "GET", "/v1/state/datasets")
     except urllib.error.HTTPError:
