@@ -1,30 +1,30 @@
 """
-The quick-start demonstration of Flocker's real parts on one machine.
+The quick-start demonstration: a local Flocker cluster moving data.
 
-Creates a ZFS pool on a sparse file, a dataset in it, writes data, takes a
-snapshot, clones it in constant time, runs a container from the locally
-built busybox image that writes into the dataset, reads the result back, and
-removes everything it made.  Every step goes through Flocker's own code, and
-the eliot log of the run is written to ``quickstart.log``.
+Starts a two-node local cluster (``admin/lab``: a control service and two
+nodes on 127.0.0.11 and 127.0.0.12, each with its own ZFS pool and dataset
+agent), creates a dataset on node 1 through the REST API, writes data into
+it, moves it to node 2 through the REST API, shows that the data arrived
+intact and how long the dataset was unavailable, and leaves the cluster
+running with instructions for talking to it.  Running it again replaces the
+previous cluster.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
-import tempfile
+import time
+import uuid
 
-from twisted.internet.task import react
-from twisted.internet.threads import deferToThread
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
-from flocker.common import (
-    CommandFailed,
-    retry_failure,
-    run_command,
-    start_daemon_logging,
-)
-from flocker.testtools.images import ensure_busybox_image
-from flocker.testtools.zfs import create_pool, destroy_pool
+from flocker.testtools import lab  # noqa: E402
+
+LAB_DIR = os.path.join(ROOT, "_lab", "quickstart")
+MIB = 1024 * 1024
 
 
 def say(text: str) -> None:
@@ -32,84 +32,107 @@ def say(text: str) -> None:
     print(f"  {text}", flush=True)
 
 
-async def demo(reactor, workdir: str) -> None:
-    """Run the demonstration in ``workdir``; raise if any step fails."""
-    import docker
-
-    def zfs(*args: str):
-        return run_command(reactor, ["zfs", *args])
-
-    pool = create_pool(workdir, size="2G", prefix="flocker-quickstart")
-    say(f"created ZFS pool {pool.name} on the sparse file {pool.image}")
-    client = docker.from_env()
-    try:
-        dataset = f"{pool.name}/app-data"
-        await zfs("create", "-o", "refquota=512M", dataset)
-        mount = os.path.join(pool.mountpoint, "app-data")
-        say(f"created dataset {dataset} (maximum size 512M) mounted at {mount}")
-        with open(os.path.join(mount, "greeting"), "w") as handle:
-            handle.write("hello from Flocker\n")
-        await zfs("snapshot", f"{dataset}@first")
-        say(f"took snapshot {dataset}@first")
-        await zfs("clone", f"{dataset}@first", f"{pool.name}/app-copy")
-        used = (await zfs("get", "-Hp", "-o", "value", "used", f"{pool.name}/app-copy")).stdout
-        say(f"cloned it to {pool.name}/app-copy using {int(used)} bytes")
-
-        image = await deferToThread(ensure_busybox_image, client)
-        output = await deferToThread(
-            client.containers.run,
-            image,
-            ["sh", "-c", "cat /data/greeting; date >> /data/log; echo written"],
-            volumes={mount: {"bind": "/data", "mode": "rw"}},
-            labels={"org.flocker.quickstart": "1"},
-            remove=True,
-        )
-        say(f"container from {image} read and wrote the dataset: {output.decode().split()}")
-        with open(os.path.join(mount, "log")) as handle:
-            say(f"the container's write is on the dataset: {handle.read().strip()}")
-        clone_has = os.path.exists(os.path.join(pool.mountpoint, "app-copy", "log"))
-        say(f"the clone is independent: it has the container's write? {clone_has}")
-
-        for name, flags in ((f"{pool.name}/app-copy", ()), (dataset, ("-r",))):
-            await retry_failure(
-                reactor,
-                lambda name=name, flags=flags: zfs("destroy", *flags, name),
-                expected=(CommandFailed,),
-                steps=[0.1] * 50,
-            )
-        say("destroyed the clone and the dataset")
-    except BaseException:
-        client.close()
-        try:
-            destroy_pool(pool)
-        except Exception as error:  # keep the first error, it says what broke
-            say(f"could not destroy pool {pool.name} after the failure: {error}")
-        raise
-    client.close()
-    destroy_pool(pool)
-    say(f"destroyed pool {pool.name}")
+def exposed_on(cluster: dict, dataset_id: str) -> dict | None:
+    """The dataset's state entry if some node has it mounted, else None."""
+    for entry in lab.api_request(cluster, "GET", "/v1/state/datasets"):
+        if entry["dataset_id"] == dataset_id and entry.get("path"):
+            return entry
+    return None
 
 
-def main(reactor) -> object:
-    """Set up logging and run the demonstration."""
-    workdir = tempfile.mkdtemp(prefix="flocker-quickstart-")
-    log_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "_lab")
-    start_daemon_logging("quickstart", os.path.abspath(log_dir), None, False)
-    print("Flocker quick start: ZFS datasets and a container, through Flocker's code")
-    d = demo(reactor, workdir)
+def wait_on(cluster: dict, dataset_id: str, node: dict, timeout: float = 300) -> dict:
+    """Wait until ``node`` has the dataset mounted; its state entry."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = exposed_on(cluster, dataset_id)
+        if entry is not None and entry["primary"] == node["uuid"]:
+            return entry
+        time.sleep(0.02)
+    raise SystemExit(f"quickstart: {dataset_id} did not reach {node['address']} in time")
 
-    async def run():
-        try:
-            await d
-        finally:
-            os.rmdir(workdir) if not os.listdir(workdir) else None
-        print(f"done; the eliot log of this run is in {os.path.abspath(log_dir)}/quickstart.log")
 
-    from twisted.internet.defer import ensureDeferred
+def digest(path: str) -> str:
+    """SHA-256 of a file."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(MIB), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
-    return ensureDeferred(run())
+
+def main() -> None:
+    """Run the demonstration."""
+    print("Flocker quick start: a local cluster moves a dataset between nodes")
+    if os.path.exists(os.path.join(LAB_DIR, lab.CLUSTER_FILE)):
+        lab.down(LAB_DIR)
+        say("stopped the cluster a previous run left")
+    cluster = lab.up(LAB_DIR, nodes=2, backend="zfs")
+    one, two = cluster["nodes"]
+    say(f"control service: {cluster['control']['api_url']}")
+    for number, node in enumerate(cluster["nodes"], 1):
+        say(f"node {number}: {node['address']}  uuid {node['uuid']}  ZFS pool {node['pool']}")
+
+    dataset_id = str(uuid.uuid4())
+    lab.api_request(
+        cluster,
+        "POST",
+        "/v1/configuration/datasets",
+        {
+            "primary": one["uuid"],
+            "dataset_id": dataset_id,
+            "maximum_size": 1024 * MIB,
+            "metadata": {"name": "quickstart"},
+        },
+    )
+    entry = wait_on(cluster, dataset_id, one)
+    say(f"created dataset {dataset_id} on node 1, mounted at {entry['path']}")
+
+    data = os.path.join(entry["path"], "data")
+    with open(data, "wb") as handle:
+        for _ in range(64):
+            handle.write(os.urandom(MIB))
+    before = digest(data)
+    say(f"wrote 64 MiB of random data (sha256 {before[:16]}…)")
+
+    started = time.monotonic()
+    lab.api_request(
+        cluster, "POST", f"/v1/configuration/datasets/{dataset_id}", {"primary": two["uuid"]}
+    )
+    gone_at = None
+    while True:
+        current = exposed_on(cluster, dataset_id)
+        now = time.monotonic()
+        if current is None and gone_at is None:
+            gone_at = now
+        if current is not None and current["primary"] == two["uuid"]:
+            break
+        if now - started > 300:
+            raise SystemExit("quickstart: the move did not finish in time")
+        time.sleep(0.005)
+    unavailable = (now - gone_at) if gone_at is not None else 0.0
+    say(
+        f"moved it to node 2 through the REST API in {now - started:.2f} s; "
+        f"it was unavailable for {unavailable:.2f} s"
+    )
+    after = digest(os.path.join(current["path"], "data"))
+    if after != before:
+        raise SystemExit("quickstart: the data on node 2 differs from what was written")
+    say(f"node 2 has it at {current['path']}, sha256 identical: the data arrived intact")
+
+    certs = cluster["certificates"]
+    print()
+    print("The cluster is still running. Talk to it with its user certificate, e.g.:")
+    print(
+        f"  curl --cacert {certs['ca']} --cert {certs['user_cert']} "
+        f"--key {certs['user_key']} {cluster['control']['api_url']}/v1/state/datasets"
+    )
+    print(f"Its description is in {os.path.join(LAB_DIR, lab.CLUSTER_FILE)}; logs under {LAB_DIR}")
+    print(f"  admin/lab status --dir {LAB_DIR}")
+    print(f"  admin/lab down --dir {LAB_DIR}     # stop it and remove everything")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    react(main)
+    try:
+        main()
+    except lab.LabError as error:
+        raise SystemExit(f"quickstart: {error}") from None
