@@ -35,6 +35,7 @@ CONSOLE_SCRIPTS: list[str] = [
     "flocker-ca = flocker.ca.script:main",
     "flocker-control = flocker.control.script:_run",
     "flocker-dataset-agent = flocker.node.script:dataset_agent_main",
+    "flocker-volume = flocker.volume.script:main",
 ]
 
 setup(
