@@ -18,7 +18,13 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import react
 
-from flocker.ca import identify_certificate, load_tls_files
+from flocker.ca import (
+    CertificateError,
+    TLSFiles,
+    UnknownPeer,
+    identify_certificate,
+    load_tls_files,
+)
 from flocker.common import ConfigurationError, start_daemon_logging
 from flocker.control import NodeState
 from flocker.control._protocol_agent import AgentAMPClient, NotConnected
@@ -63,19 +69,38 @@ class _LoopService(Service):
         return self.loop.stop()
 
 
+class StartupError(Exception):
+    """The agent cannot start: unusable certificates or state."""
+
+
+def load_node_files(config: AgentConfig) -> tuple[TLSFiles, str, FileRoles]:
+    """
+    The node's TLS files, its UUID (from its certificate) and its roles.
+
+    :raise StartupError: with a one-line reason.
+    """
+    try:
+        tls = load_tls_files(config.certificates, "node")
+        identity = identify_certificate(tls.credential.certificate)
+    except (CertificateError, UnknownPeer, OSError) as error:
+        raise StartupError(f"cannot use the certificates: {error}") from None
+    if identity.node_uuid is None:
+        raise StartupError(f"{config.certificates}/node.crt is not a node certificate")
+    try:
+        roles = FileRoles(os.path.join(config.state_directory, "dataset-roles.json"))
+    except (OSError, ValueError) as error:
+        raise StartupError(str(error)) from None
+    return tls, str(identity.node_uuid), roles
+
+
 def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiService:
     """
     Wire a dataset agent; nothing runs until the service starts.
 
-    :raise ValueError: for unusable certificates or a corrupt role record.
+    :raise StartupError: for unusable certificates or a corrupt role record.
     """
-    tls = load_tls_files(config.certificates, "node")
-    identity = identify_certificate(tls.credential.certificate)
-    if identity.node_uuid is None:
-        raise ValueError(f"{config.certificates}/node.crt is not a node certificate")
-    node_uuid = str(identity.node_uuid)
+    tls, node_uuid, roles = load_node_files(config)
     backend = make_backend(reactor, config)
-    roles = FileRoles(os.path.join(config.state_directory, "dataset-roles.json"))
 
     def send(
         dataset_id: str, snapshot: str, base: str | None, host: str, final: bool
@@ -159,7 +184,8 @@ def dataset_agent_main(argv: list[str] | None = None) -> None:
     options = _arguments(sys.argv[1:] if argv is None else argv)
     try:
         config = load_agent_config(options.agent_config)
-    except ConfigurationError as error:
+        load_node_files(config)
+    except (ConfigurationError, StartupError) as error:
         sys.exit(f"flocker-dataset-agent: {error}")
 
     def main(reactor: Any) -> Deferred[None]:
@@ -168,11 +194,7 @@ def dataset_agent_main(argv: list[str] | None = None) -> None:
             config.log_directory,
             sys.stdout if options.foreground_log else None,
         )
-        try:
-            service = build_dataset_agent_service(reactor, config)
-        except (OSError, ValueError) as error:
-            sys.stderr.write(f"flocker-dataset-agent: {error}\n")
-            raise SystemExit(1) from None
+        service = build_dataset_agent_service(reactor, config)
         service.startService()
         done: Deferred[None] = Deferred()
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
