@@ -1,0 +1,498 @@
+"""
+The interface of a container runtime, its values and its errors.
+
+A runtime runs the containers of *one* Flocker node.  It is bound to that
+node's UUID when it is made, and it sees only the containers it owns: every
+container it creates carries the labels
+
+* ``org.flocker.node`` — the node's UUID (this is what ownership means:
+  listing filters on it, so several simulated nodes can share one Docker
+  Engine without seeing each other's containers);
+* ``org.flocker.application`` — the application name given in the
+  :class:`ContainerSpec`.
+
+Names
+=====
+
+Callers name containers by their *application name* (``"pg"``).  In the
+engine the container is called :func:`container_name` of the node and the
+name — ``flocker--<first 12 hex digits of the node UUID>--<name>`` — so two
+simulated nodes on one engine never clash over a name.  Callers never need
+the engine name except to find the container with the docker CLI.
+
+Desired versus actual
+=====================
+
+:meth:`IContainerRuntime.list_containers` returns the very values that were
+given to :meth:`IContainerRuntime.create`: a deployer compares the set of
+specs it wants with the set it gets, using ``==``, and recreates the
+containers whose spec differs.  Run-time facts (running or not, exit code,
+restarts) are *not* part of the spec; they come from
+:meth:`IContainerRuntime.inspect` and :meth:`IContainerRuntime.list_states`.
+
+Images
+======
+
+No registry is reachable from Flocker's machines, so a runtime never pulls:
+creating a container from an image the engine lacks fails at once with
+:class:`ImageNotFound`.  :meth:`IContainerRuntime.image_exists` tells in
+advance.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+from uuid import UUID
+
+from pyrsistent import (
+    PClass,
+    PMap,
+    PSet,
+    PVector,
+    field,
+    pmap_field,
+    pset_field,
+    pvector,
+)
+from twisted.internet.defer import Deferred
+from zope.interface import Attribute, Interface
+
+#: The label naming the node that owns a container.
+NODE_LABEL = "org.flocker.node"
+#: The label holding a container's application name.
+APPLICATION_LABEL = "org.flocker.application"
+
+#: Docker's smallest memory limit (6 MiB); a smaller one is refused.
+MINIMUM_MEMORY_LIMIT = 6 * 1024 * 1024
+#: The range of Linux CPU shares (cgroup ``cpu.shares``).
+CPU_SHARES_RANGE = (2, 262144)
+
+_NAME = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
+_ENV_NAME = re.compile(r"\A[^=\0]+\Z")
+
+
+def is_valid_name(value: object) -> bool:
+    """
+    Tell whether ``value`` can name an application's container.
+
+    Valid names match ``[a-zA-Z0-9][a-zA-Z0-9_.-]*`` and have at most 128
+    characters (Docker's rule, and the control model's).
+    """
+    return isinstance(value, str) and _NAME.match(value) is not None
+
+
+def canonical_uuid(value: object) -> str:
+    """
+    ``value`` if it is a UUID in canonical form (lower case, dashed).
+
+    :raise InvalidName: for anything else.
+    """
+    try:
+        if isinstance(value, str) and str(UUID(value)) == value:
+            return value
+    except ValueError:
+        pass
+    raise InvalidName(f"not a canonical node UUID: {value!r}")
+
+
+def check_name(name: object) -> str:
+    """
+    ``name`` if it is a valid application name.
+
+    :raise InvalidName: otherwise.
+    """
+    if not is_valid_name(name):
+        raise InvalidName(
+            f"not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, "
+            f"at most 128 characters): {name!r}"
+        )
+    assert isinstance(name, str)
+    return name
+
+
+def container_name(node_uuid: str, name: str) -> str:
+    """
+    The engine's name for the container of application ``name`` on a node.
+
+    ``flocker--<first 12 hex digits of node_uuid>--<name>``.  Ownership is
+    decided by the :data:`NODE_LABEL` label, never by this name; the prefix
+    only keeps the names of simulated nodes sharing an engine apart.
+    """
+    return f"flocker--{UUID(node_uuid).hex[:12]}--{check_name(name)}"
+
+
+# --------------------------------------------------------------------------
+# Values
+
+
+def _port_number(value: object) -> tuple[bool, str]:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+    return ok, f"not a port number (1-65535): {value!r}"
+
+
+def _ipv4(value: object) -> tuple[bool, str]:
+    try:
+        ipaddress.IPv4Address(value)  # type: ignore[arg-type]
+    except ValueError:
+        return False, f"not an IPv4 address: {value!r}"
+    return True, ""
+
+
+def _absolute_path(value: object) -> tuple[bool, str]:
+    ok = (
+        isinstance(value, str)
+        and value.startswith("/")
+        and ":" not in value
+        and "\0" not in value
+    )
+    return ok, f"not an absolute path without ':' : {value!r}"
+
+
+class PublishedPort(PClass):
+    """
+    A container port reachable on the node.
+
+    Connections to ``host_ip:external_port`` reach ``internal_port`` inside
+    the container.  Simulated nodes publish on their own address
+    (``127.0.0.11``…); ``"0.0.0.0"`` means every address of the machine.
+
+    :ivar internal_port: The port the container listens on.
+    :ivar external_port: The port published on the node.
+    :ivar host_ip: The IPv4 address the external port is bound to.
+    :ivar protocol: ``"tcp"`` or ``"udp"``.
+    """
+
+    internal_port = field(type=int, mandatory=True, invariant=_port_number)
+    external_port = field(type=int, mandatory=True, invariant=_port_number)
+    host_ip = field(type=str, initial="0.0.0.0", invariant=_ipv4)
+    protocol = field(
+        type=str,
+        initial="tcp",
+        invariant=lambda p: (p in ("tcp", "udp"), f"not tcp or udp: {p!r}"),
+    )
+
+    def clashes_with(self, other: PublishedPort) -> bool:
+        """
+        Tell whether this port and ``other`` cannot be published at once.
+
+        They clash when protocol and external port are the same and the
+        addresses are the same or either is the wildcard ``0.0.0.0``.
+        """
+        return (
+            self.protocol == other.protocol
+            and self.external_port == other.external_port
+            and (
+                self.host_ip == other.host_ip
+                or "0.0.0.0" in (self.host_ip, other.host_ip)
+            )
+        )
+
+
+class VolumeBind(PClass):
+    """
+    A directory of the node mounted into the container.
+
+    :ivar host_path: The node's directory (a dataset's mount path).
+    :ivar container_path: Where it appears inside the container.
+    :ivar read_only: Mount it read-only.
+    """
+
+    host_path = field(type=str, mandatory=True, invariant=_absolute_path)
+    container_path = field(type=str, mandatory=True, invariant=_absolute_path)
+    read_only = field(type=bool, initial=False)
+
+
+class RestartNever(PClass):
+    """The container is never restarted when its process exits."""
+
+
+class RestartAlways(PClass):
+    """
+    The container is restarted whenever its process exits.
+
+    A container stopped through :meth:`IContainerRuntime.stop` stays
+    stopped.
+    """
+
+
+class RestartOnFailure(PClass):
+    """
+    The container is restarted when its process exits with a non-zero code.
+
+    :ivar maximum_retry_count: After this many restarts it stays exited;
+        ``None``: no limit.
+    """
+
+    maximum_retry_count = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=lambda n: (
+            n is None or n > 0,
+            f"maximum_retry_count must be positive or None: {n!r}",
+        ),
+    )
+
+
+RestartPolicy = RestartNever | RestartAlways | RestartOnFailure
+_RESTART_POLICIES = (RestartNever, RestartAlways, RestartOnFailure)
+
+
+def _environment_invariant(environment: PMap) -> tuple[bool, str]:
+    for key, value in environment.items():
+        if not _ENV_NAME.match(key):
+            return False, f"not an environment variable name: {key!r}"
+        if "\0" in value:
+            return False, f"environment value of {key} contains NUL"
+    return True, ""
+
+
+def _command_invariant(command: PVector | None) -> tuple[bool, str]:
+    ok = command is None or (
+        len(command) > 0
+        and all(isinstance(a, str) and "\0" not in a for a in command)
+    )
+    return ok, f"command must be a non-empty list of strings or None: {command!r}"
+
+
+def _range_or_none(low: int, high: int | None, what: str) -> Any:
+    def check(value: int | None) -> tuple[bool, str]:
+        ok = value is None or (low <= value and (high is None or value <= high))
+        limit = f"{low}..{high}" if high is not None else f">= {low}"
+        return ok, f"{what} must be None or {limit}: {value!r}"
+
+    return check
+
+
+class ContainerSpec(PClass):
+    """
+    Everything that decides how one application's container is made.
+
+    Two specs are ``==`` exactly when the containers they describe are the
+    same; :meth:`IContainerRuntime.list_containers` returns the specs that
+    :meth:`IContainerRuntime.create` was given.  A spec that breaks a rule
+    below cannot be built (pyrsistent's ``InvariantException``).
+
+    :ivar name: The application name (see :func:`is_valid_name`).
+    :ivar image: The image reference, e.g. ``"flocker-test/busybox:1"``.
+    :ivar command: The command line (argv, no shell), or ``None`` for the
+        image's own command.
+    :ivar environment: Environment variables added to the image's.
+    :ivar ports: Published ports; no two may clash
+        (:meth:`PublishedPort.clashes_with`).
+    :ivar volumes: Bind mounts; container paths are distinct.
+    :ivar restart_policy: :class:`RestartNever`, :class:`RestartAlways` or
+        :class:`RestartOnFailure`.
+    :ivar cpu_shares: Relative CPU weight (2–262144) or ``None``: the
+        engine's default.
+    :ivar memory_limit: Bytes (at least :data:`MINIMUM_MEMORY_LIMIT`) or
+        ``None``: no limit.
+    """
+
+    name = field(
+        type=str,
+        mandatory=True,
+        invariant=lambda n: (is_valid_name(n), f"not a valid container name: {n!r}"),
+    )
+    image = field(
+        type=str,
+        mandatory=True,
+        invariant=lambda i: (
+            bool(i) and not any(c.isspace() for c in i) and "\0" not in i,
+            f"not an image reference: {i!r}",
+        ),
+    )
+    command = field(
+        type=(PVector, type(None)),
+        initial=None,
+        factory=lambda v: None if v is None else pvector(v),
+        invariant=_command_invariant,
+    )
+    environment = pmap_field(str, str, invariant=_environment_invariant)
+    ports = pset_field(PublishedPort)
+    volumes = pset_field(VolumeBind)
+    restart_policy = field(type=_RESTART_POLICIES, initial=RestartNever())
+    cpu_shares = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=_range_or_none(*CPU_SHARES_RANGE, "cpu_shares"),
+    )
+    memory_limit = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=_range_or_none(MINIMUM_MEMORY_LIMIT, None, "memory_limit"),
+    )
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Ports do not clash with each other; container paths are distinct."""
+        ports = list(self.ports)
+        for index, port in enumerate(ports):
+            for other in ports[index + 1 :]:
+                if port.clashes_with(other):
+                    return False, f"published ports clash: {port} and {other}"
+        paths = [volume.container_path for volume in self.volumes]
+        if len(set(paths)) != len(paths):
+            return False, "two volumes are mounted at one container path"
+        return True, ""
+
+
+class ContainerState(PClass):
+    """
+    What a container is doing now.
+
+    :ivar running: Its process is running (or being restarted by its
+        restart policy).
+    :ivar exit_code: The exit code of its last run, or ``None`` if it is
+        running or never ran.
+    :ivar started_at: When it last started, POSIX seconds, or ``None`` if
+        it never started.
+    :ivar restart_count: How often the restart policy has restarted it.
+    """
+
+    running = field(type=bool, mandatory=True)
+    exit_code = field(type=(int, type(None)), initial=None)
+    started_at = field(type=(float, type(None)), initial=None)
+    restart_count = field(type=int, initial=0)
+
+
+# --------------------------------------------------------------------------
+# Errors
+
+
+class ContainerRuntimeError(Exception):
+    """The base of every error a runtime reports on purpose."""
+
+
+class InvalidName(ContainerRuntimeError, ValueError):
+    """A container name or node UUID is malformed."""
+
+
+class UnknownContainer(ContainerRuntimeError):
+    """This node owns no container with that name."""
+
+    def __init__(self, name: str) -> None:
+        """Name the missing container."""
+        self.name = name
+        super().__init__(f"no container {name!r} on this node")
+
+
+class ContainerExists(ContainerRuntimeError):
+    """This node already has a container with that name."""
+
+    def __init__(self, name: str) -> None:
+        """Name the existing container."""
+        self.name = name
+        super().__init__(f"container {name!r} already exists")
+
+
+class ImageNotFound(ContainerRuntimeError):
+    """The engine has no image of that name (and none is ever pulled)."""
+
+    def __init__(self, image: str) -> None:
+        """Name the missing image."""
+        self.image = image
+        super().__init__(f"no image {image!r} in the engine (images are never pulled)")
+
+
+class PortInUse(ContainerRuntimeError):
+    """A published port is taken (by another container or another process)."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        """Name the container that could not start and say what clashed."""
+        self.name = name
+        self.detail = detail
+        super().__init__(f"container {name!r} cannot publish its ports: {detail}")
+
+
+class EngineError(ContainerRuntimeError):
+    """The engine refused an operation for a reason not covered above."""
+
+
+# --------------------------------------------------------------------------
+# The interface
+
+
+class IContainerRuntime(Interface):
+    """
+    The containers of one node: create, start, stop, remove, list, inspect.
+
+    Every method returns a Deferred.  A name that is not valid (see
+    :func:`is_valid_name`) fails with :class:`InvalidName` before anything
+    is done.  A name this node does not own fails with
+    :class:`UnknownContainer` (except in :meth:`remove`), even if a
+    container of another node has it.
+    """
+
+    node_uuid: str = Attribute("The UUID of the node whose containers these are.")
+
+    def list_containers() -> Deferred[PSet[ContainerSpec]]:
+        """
+        The specs of every container this node owns, running or not.
+
+        :return: The values :meth:`create` was given, so that
+            ``await list_containers() == desired_specs`` tells whether the
+            node runs exactly what is wanted.
+        """
+
+    def list_states() -> Deferred[PMap[str, ContainerState]]:
+        """
+        The state of every container this node owns.
+
+        :return: A map from application name to :class:`ContainerState`,
+            with the same names as :meth:`list_containers`.
+        """
+
+    def inspect(name: str) -> Deferred[ContainerState]:
+        """
+        The state of one container.
+
+        :raise UnknownContainer: if this node owns no container ``name``.
+        """
+
+    def create(spec: ContainerSpec) -> Deferred[None]:
+        """
+        Create the container ``spec`` describes and start it.
+
+        Succeeds once the container's process has started.  On failure no
+        container is left behind.
+
+        :raise ContainerExists: if this node has a container of that name
+            (running or not); the existing one is untouched.
+        :raise ImageNotFound: if the engine lacks ``spec.image``.
+        :raise PortInUse: if a published port cannot be bound.
+        :raise EngineError: if the engine refuses for another reason.
+        """
+
+    def start(name: str) -> Deferred[None]:
+        """
+        Start a stopped container with its recorded spec.
+
+        Starting a running container succeeds and changes nothing.
+
+        :raise UnknownContainer: if this node owns no container ``name``.
+        :raise PortInUse: if a published port is now taken; the container
+            stays stopped.
+        """
+
+    def stop(name: str, timeout: float = 10.0) -> Deferred[None]:
+        """
+        Stop a container: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+        The container is kept (with its exit code) until :meth:`remove`; its
+        restart policy does not restart it.  Stopping a stopped container
+        succeeds and changes nothing.
+
+        :raise UnknownContainer: if this node owns no container ``name``.
+        """
+
+    def remove(name: str) -> Deferred[None]:
+        """
+        Remove a container, killing it first if it runs.
+
+        Idempotent: removing a container this node does not own succeeds
+        and does nothing.  Bound host directories are left alone.
+        """
+
+    def image_exists(image: str) -> Deferred[bool]:
+        """Tell whether the engine has ``image`` (no pull is tried)."""

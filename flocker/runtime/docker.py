@@ -1,0 +1,435 @@
+"""
+:class:`IContainerRuntime` on a Docker Engine, through the ``docker`` SDK.
+
+The SDK blocks, so it lives in :class:`DockerAdapter`, a plain synchronous
+class; :class:`DockerRuntime` calls it with ``deferToThreadPool`` on a pool
+it is given, and never touches the SDK on the reactor thread.
+
+How a spec is kept in the engine
+================================
+
+Most of a :class:`ContainerSpec` is read back from what the engine records
+for the container (``HostConfig``: port bindings, binds, restart policy, CPU
+shares, memory; ``Config.Image``).  Two parts cannot be: the engine merges
+the environment and the command with the image's own, so the ones given are
+also stored as JSON in the labels :data:`ENVIRONMENT_LABEL` and
+:data:`COMMAND_LABEL`.  Hence what :meth:`DockerRuntime.create` is given is
+exactly what :meth:`DockerRuntime.list_containers` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import attrs
+import docker
+import docker.errors
+from pyrsistent import PMap, PSet, pmap, pset
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from ._interface import (
+    APPLICATION_LABEL,
+    NODE_LABEL,
+    ContainerExists,
+    ContainerSpec,
+    ContainerState,
+    EngineError,
+    IContainerRuntime,
+    ImageNotFound,
+    PortInUse,
+    PublishedPort,
+    RestartAlways,
+    RestartNever,
+    RestartOnFailure,
+    UnknownContainer,
+    VolumeBind,
+    canonical_uuid,
+    check_name,
+    container_name,
+)
+from ._logging import (
+    CREATE,
+    IMAGE_EXISTS,
+    INSPECT,
+    LIST_CONTAINERS,
+    LIST_STATES,
+    REMOVE,
+    START,
+    STOP,
+    logged,
+)
+
+#: The label holding the spec's environment as a JSON object.
+ENVIRONMENT_LABEL = "org.flocker.environment"
+#: The label holding the spec's command as a JSON list, or ``null``.
+COMMAND_LABEL = "org.flocker.command"
+
+_PORT_CLASH = ("port is already allocated", "address already in use")
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------
+# Translation between specs and the engine's records (pure)
+
+
+def create_arguments(
+    node_uuid: str, spec: ContainerSpec, labels: Mapping[str, str] = pmap()
+) -> dict[str, Any]:
+    """
+    The keyword arguments of ``client.containers.create`` for ``spec``.
+
+    :param labels: Extra labels for the container (e.g. a test's clean-up
+        label); the runtime's own labels win over them.
+    """
+    ports: dict[str, list[tuple[str, int]]] = {}
+    for port in sorted(spec.ports, key=lambda p: (p.external_port, p.host_ip)):
+        key = f"{port.internal_port}/{port.protocol}"
+        ports.setdefault(key, []).append((port.host_ip, port.external_port))
+    policy = spec.restart_policy
+    if isinstance(policy, RestartAlways):
+        restart = {"Name": "always", "MaximumRetryCount": 0}
+    elif isinstance(policy, RestartOnFailure):
+        restart = {
+            "Name": "on-failure",
+            "MaximumRetryCount": policy.maximum_retry_count or 0,
+        }
+    else:
+        restart = {"Name": "no", "MaximumRetryCount": 0}
+    return {
+        "image": spec.image,
+        "command": None if spec.command is None else list(spec.command),
+        "name": container_name(node_uuid, spec.name),
+        "labels": {
+            **labels,
+            NODE_LABEL: node_uuid,
+            APPLICATION_LABEL: spec.name,
+            ENVIRONMENT_LABEL: json.dumps(dict(spec.environment), sort_keys=True),
+            COMMAND_LABEL: json.dumps(
+                None if spec.command is None else list(spec.command)
+            ),
+        },
+        "environment": dict(spec.environment),
+        "ports": ports,
+        "volumes": [
+            f"{v.host_path}:{v.container_path}:{'ro' if v.read_only else 'rw'}"
+            for v in sorted(spec.volumes, key=lambda v: v.container_path)
+        ],
+        "restart_policy": restart,
+        "cpu_shares": spec.cpu_shares,
+        "mem_limit": spec.memory_limit,
+        "detach": True,
+    }
+
+
+def _restart_policy(record: Mapping[str, Any]) -> Any:
+    name = record.get("Name") or "no"
+    if name in ("always", "unless-stopped"):
+        return RestartAlways()
+    if name == "on-failure":
+        return RestartOnFailure(
+            maximum_retry_count=record.get("MaximumRetryCount") or None
+        )
+    return RestartNever()
+
+
+def _bind(text: str) -> VolumeBind:
+    host, container, *rest = text.split(":")
+    options = rest[0].split(",") if rest else []
+    return VolumeBind(
+        host_path=host, container_path=container, read_only="ro" in options
+    )
+
+
+def spec_from_inspect(attrs_: Mapping[str, Any]) -> ContainerSpec:
+    """The spec of a container created by :class:`DockerRuntime`, from its inspect record."""
+    config = attrs_["Config"]
+    host = attrs_["HostConfig"]
+    labels = config.get("Labels") or {}
+    ports = []
+    for key, bindings in (host.get("PortBindings") or {}).items():
+        internal, _, protocol = key.partition("/")
+        for binding in bindings or []:
+            ports.append(
+                PublishedPort(
+                    internal_port=int(internal),
+                    external_port=int(binding["HostPort"]),
+                    host_ip=binding.get("HostIp") or "0.0.0.0",
+                    protocol=protocol or "tcp",
+                )
+            )
+    return ContainerSpec(
+        name=labels[APPLICATION_LABEL],
+        image=config["Image"],
+        command=json.loads(labels.get(COMMAND_LABEL, "null")),
+        environment=json.loads(labels.get(ENVIRONMENT_LABEL, "{}")),
+        ports=ports,
+        volumes=[_bind(b) for b in host.get("Binds") or []],
+        restart_policy=_restart_policy(host.get("RestartPolicy") or {}),
+        cpu_shares=host.get("CpuShares") or None,
+        memory_limit=host.get("Memory") or None,
+    )
+
+
+def _timestamp(text: str | None) -> float | None:
+    """POSIX seconds of an engine timestamp; ``None`` for Go's zero time."""
+    if not text or text.startswith("0001-"):
+        return None
+    main, _, fraction = text.rstrip("Z").partition(".")
+    stamp = datetime.fromisoformat(main + "+00:00").timestamp()
+    return stamp + (float("0." + fraction) if fraction else 0.0)
+
+
+def state_from_inspect(attrs_: Mapping[str, Any]) -> ContainerState:
+    """The :class:`ContainerState` in a container's inspect record."""
+    state = attrs_["State"]
+    running = bool(state.get("Running") or state.get("Restarting"))
+    started_at = _timestamp(state.get("StartedAt"))
+    return ContainerState(
+        running=running,
+        exit_code=None if running or started_at is None else state.get("ExitCode"),
+        started_at=started_at,
+        restart_count=attrs_.get("RestartCount") or 0,
+    )
+
+
+# --------------------------------------------------------------------------
+# The blocking side
+
+
+@attrs.define
+class DockerAdapter:
+    """
+    The synchronous Docker SDK calls of one node's runtime.
+
+    Every method blocks; call them from a thread.  Errors come out as the
+    runtime's typed errors.
+
+    :ivar node_uuid: The node whose containers these are.
+    :ivar client_factory: Makes the SDK client, on first use (in a thread).
+    :ivar labels: Extra labels put on every container created.
+    """
+
+    node_uuid: str
+    client_factory: Callable[[], docker.DockerClient]
+    labels: PMap = attrs.field(factory=pmap, converter=pmap)
+    _client: docker.DockerClient | None = attrs.field(default=None, init=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client, made once."""
+        with self._lock:
+            if self._client is None:
+                self._client = self.client_factory()
+            return self._client
+
+    def _find(self, name: str) -> Any:
+        """This node's container ``name``, or :class:`UnknownContainer`."""
+        try:
+            container = self.client.containers.get(
+                container_name(self.node_uuid, name)
+            )
+        except docker.errors.NotFound:
+            raise UnknownContainer(name) from None
+        labels = container.attrs["Config"].get("Labels") or {}
+        if labels.get(NODE_LABEL) != self.node_uuid:
+            raise UnknownContainer(name)
+        return container
+
+    def _mine(self) -> list[Any]:
+        return list(
+            self.client.containers.list(
+                all=True, filters={"label": f"{NODE_LABEL}={self.node_uuid}"}
+            )
+        )
+
+    def list_containers(self) -> PSet[ContainerSpec]:
+        """See :meth:`IContainerRuntime.list_containers`."""
+        return pset(spec_from_inspect(c.attrs) for c in self._mine())
+
+    def list_states(self) -> PMap[str, ContainerState]:
+        """See :meth:`IContainerRuntime.list_states`."""
+        return pmap(
+            {
+                c.attrs["Config"]["Labels"][APPLICATION_LABEL]: state_from_inspect(
+                    c.attrs
+                )
+                for c in self._mine()
+            }
+        )
+
+    def inspect(self, name: str) -> ContainerState:
+        """See :meth:`IContainerRuntime.inspect`."""
+        return state_from_inspect(self._find(name).attrs)
+
+    def create(self, spec: ContainerSpec) -> None:
+        """See :meth:`IContainerRuntime.create`."""
+        arguments = create_arguments(self.node_uuid, spec, self.labels)
+        try:
+            container = self.client.containers.create(**arguments)
+        except docker.errors.ImageNotFound:
+            raise ImageNotFound(spec.image) from None
+        except docker.errors.APIError as error:
+            if error.status_code == 409:
+                raise ContainerExists(spec.name) from None
+            raise EngineError(str(error.explanation or error)) from None
+        try:
+            self._start(spec.name, container)
+        except BaseException:
+            container.remove(force=True, v=True)
+            raise
+
+    def _start(self, name: str, container: Any) -> None:
+        try:
+            container.start()
+        except docker.errors.APIError as error:
+            text = str(error.explanation or error)
+            if any(clash in text for clash in _PORT_CLASH):
+                raise PortInUse(name, text) from None
+            raise EngineError(text) from None
+
+    def start(self, name: str) -> None:
+        """See :meth:`IContainerRuntime.start`."""
+        self._start(name, self._find(name))
+
+    def stop(self, name: str, timeout: float) -> None:
+        """See :meth:`IContainerRuntime.stop`."""
+        container = self._find(name)
+        try:
+            container.stop(timeout=max(0, math.ceil(timeout)))
+        except docker.errors.NotFound:
+            raise UnknownContainer(name) from None
+
+    def remove(self, name: str) -> None:
+        """See :meth:`IContainerRuntime.remove`."""
+        try:
+            container = self._find(name)
+            container.remove(force=True, v=True)
+        except (UnknownContainer, docker.errors.NotFound):
+            pass
+
+    def image_exists(self, image: str) -> bool:
+        """See :meth:`IContainerRuntime.image_exists`."""
+        try:
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.APIError as error:
+            if error.status_code in (400, 404):  # a malformed reference
+                return False
+            raise EngineError(str(error.explanation or error)) from None
+        return True
+
+
+# --------------------------------------------------------------------------
+# The runtime
+
+
+@implementer(IContainerRuntime)
+@attrs.define
+class DockerRuntime:
+    """
+    The containers of one node on a Docker Engine.
+
+    :ivar node_uuid: The node's UUID (canonical form; others are refused
+        with :class:`InvalidName`).
+    :ivar client_factory: Makes a ``docker.DockerClient``, e.g.
+        ``docker.from_env``; called once, in the thread pool.
+    :ivar threadpool: Where every SDK call runs.
+    :ivar reactor: Receives the results from the pool.
+    :ivar labels: Extra labels for every container created (the runtime's
+        own labels win).
+    """
+
+    node_uuid: str = attrs.field(converter=canonical_uuid)
+    client_factory: Callable[[], docker.DockerClient]
+    threadpool: ThreadPool
+    reactor: IReactorFromThreads
+    labels: PMap = attrs.field(factory=pmap, converter=pmap, kw_only=True)
+    _adapter: DockerAdapter = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Make the adapter that does the blocking work."""
+        self._adapter = DockerAdapter(self.node_uuid, self.client_factory, self.labels)
+
+    def _call(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+        return deferToThreadPool(self.reactor, self.threadpool, f, *args)
+
+    def _logged(self, action: Any, body: Callable, **fields: Any) -> Deferred:
+        return logged(
+            action, body, runtime="docker", node_uuid=self.node_uuid, **fields
+        )
+
+    def list_containers(self) -> Deferred[PSet[ContainerSpec]]:
+        """See :meth:`IContainerRuntime.list_containers`."""
+
+        async def body() -> PSet[ContainerSpec]:
+            return await self._call(self._adapter.list_containers)
+
+        return self._logged(LIST_CONTAINERS, body)
+
+    def list_states(self) -> Deferred[PMap[str, ContainerState]]:
+        """See :meth:`IContainerRuntime.list_states`."""
+
+        async def body() -> PMap[str, ContainerState]:
+            return await self._call(self._adapter.list_states)
+
+        return self._logged(LIST_STATES, body)
+
+    def inspect(self, name: str) -> Deferred[ContainerState]:
+        """See :meth:`IContainerRuntime.inspect`."""
+
+        async def body() -> ContainerState:
+            return await self._call(self._adapter.inspect, check_name(name))
+
+        return self._logged(INSPECT, body, name=str(name))
+
+    def create(self, spec: ContainerSpec) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.create`."""
+
+        async def body() -> None:
+            await self._call(self._adapter.create, spec)
+
+        return self._logged(CREATE, body, name=spec.name, image=spec.image)
+
+    def start(self, name: str) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.start`."""
+
+        async def body() -> None:
+            await self._call(self._adapter.start, check_name(name))
+
+        return self._logged(START, body, name=str(name))
+
+    def stop(self, name: str, timeout: float = 10.0) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.stop`."""
+
+        async def body() -> None:
+            await self._call(self._adapter.stop, check_name(name), timeout)
+
+        return self._logged(STOP, body, name=str(name), timeout=timeout)
+
+    def remove(self, name: str) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.remove`."""
+
+        async def body() -> None:
+            await self._call(self._adapter.remove, check_name(name))
+
+        return self._logged(REMOVE, body, name=str(name))
+
+    def image_exists(self, image: str) -> Deferred[bool]:
+        """See :meth:`IContainerRuntime.image_exists`."""
+
+        async def body() -> bool:
+            return await self._call(self._adapter.image_exists, image)
+
+        return self._logged(IMAGE_EXISTS, body, image=str(image))

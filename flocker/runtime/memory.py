@@ -1,0 +1,253 @@
+"""
+An in-memory :class:`IContainerRuntime` for the unit tests of other packages.
+
+It passes the same contract suite as :class:`flocker.runtime.DockerRuntime`.
+Several :class:`MemoryRuntime` instances can share one :class:`MemoryEngine`,
+as simulated nodes share one Docker Engine: each sees only its own
+containers, but published ports clash across all of them.
+
+Nothing runs inside a fake container.  A test makes a container's process
+exit with :meth:`MemoryRuntime.exit`, which applies the restart policy the
+way Docker does (restarts happen at once here).  Every Deferred it returns
+has already fired, so it works under ``SynchronousTestCase``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import attrs
+from pyrsistent import PMap, PSet, pmap, pset
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from ._interface import (
+    ContainerExists,
+    ContainerSpec,
+    ContainerState,
+    IContainerRuntime,
+    ImageNotFound,
+    PortInUse,
+    RestartAlways,
+    RestartOnFailure,
+    UnknownContainer,
+    canonical_uuid,
+    check_name,
+)
+from ._logging import (
+    CREATE,
+    IMAGE_EXISTS,
+    INSPECT,
+    LIST_CONTAINERS,
+    LIST_STATES,
+    REMOVE,
+    START,
+    STOP,
+    logged,
+)
+
+
+@attrs.define
+class _Container:
+    """One fake container: its spec, owner and mutable state."""
+
+    node_uuid: str
+    spec: ContainerSpec
+    state: ContainerState
+
+
+@attrs.define
+class MemoryEngine:
+    """
+    The shared part of fake runtimes: images and every node's containers.
+
+    :ivar images: The image references the engine has.
+    :ivar containers: ``(node_uuid, name)`` → container.
+    """
+
+    images: set[str] = attrs.field(factory=set)
+    containers: dict[tuple[str, str], _Container] = attrs.field(factory=dict)
+
+    def add_image(self, image: str) -> None:
+        """Make ``image`` available, as ``docker import`` would."""
+        self.images.add(image)
+
+    def _port_clash(self, spec: ContainerSpec) -> str | None:
+        """Describe a clash of ``spec``'s ports with a running container's."""
+        for (_, name), container in self.containers.items():
+            if not container.state.running:
+                continue
+            for port in spec.ports:
+                for other in container.spec.ports:
+                    if port.clashes_with(other):
+                        return (
+                            f"{port.host_ip}:{port.external_port}/{port.protocol}"
+                            f" is published by {name!r}"
+                        )
+        return None
+
+
+@implementer(IContainerRuntime)
+@attrs.define
+class MemoryRuntime:
+    """
+    A fake runtime for one node.
+
+    :ivar node_uuid: The node's UUID (canonical form).
+    :ivar engine: The engine shared with other fake nodes.
+    :ivar clock: Gives ``started_at`` times; ``time.time`` by default.
+    """
+
+    node_uuid: str = attrs.field(converter=canonical_uuid)
+    engine: MemoryEngine = attrs.field(factory=MemoryEngine)
+    clock: IReactorTime | None = None
+
+    def _now(self) -> float:
+        return float(self.clock.seconds() if self.clock is not None else time.time())
+
+    def _logged(self, action: object, body: Callable, **fields: object) -> Deferred:
+        return logged(
+            action,  # type: ignore[arg-type]
+            body,
+            runtime="memory",
+            node_uuid=self.node_uuid,
+            **fields,
+        )
+
+    def _get(self, name: str) -> _Container:
+        container = self.engine.containers.get((self.node_uuid, name))
+        if container is None:
+            raise UnknownContainer(name)
+        return container
+
+    def _mine(self) -> Iterable[_Container]:
+        return [c for c in self.engine.containers.values() if c.node_uuid == self.node_uuid]
+
+    def _start(self, container: _Container) -> None:
+        clash = self.engine._port_clash(container.spec)
+        if clash is not None:
+            raise PortInUse(container.spec.name, clash)
+        container.state = ContainerState(running=True, started_at=self._now())
+
+    # -- IContainerRuntime
+
+    def list_containers(self) -> Deferred[PSet[ContainerSpec]]:
+        """See :meth:`IContainerRuntime.list_containers`."""
+
+        async def body() -> PSet[ContainerSpec]:
+            return pset(c.spec for c in self._mine())
+
+        return self._logged(LIST_CONTAINERS, body)
+
+    def list_states(self) -> Deferred[PMap[str, ContainerState]]:
+        """See :meth:`IContainerRuntime.list_states`."""
+
+        async def body() -> PMap[str, ContainerState]:
+            return pmap({c.spec.name: c.state for c in self._mine()})
+
+        return self._logged(LIST_STATES, body)
+
+    def inspect(self, name: str) -> Deferred[ContainerState]:
+        """See :meth:`IContainerRuntime.inspect`."""
+
+        async def body() -> ContainerState:
+            return self._get(check_name(name)).state
+
+        return self._logged(INSPECT, body, name=str(name))
+
+    def create(self, spec: ContainerSpec) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.create`."""
+
+        async def body() -> None:
+            key = (self.node_uuid, spec.name)
+            if key in self.engine.containers:
+                raise ContainerExists(spec.name)
+            if spec.image not in self.engine.images:
+                raise ImageNotFound(spec.image)
+            container = _Container(
+                self.node_uuid, spec, ContainerState(running=False)
+            )
+            self._start(container)  # raises before the container is kept
+            self.engine.containers[key] = container
+
+        return self._logged(CREATE, body, name=spec.name, image=spec.image)
+
+    def start(self, name: str) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.start`."""
+
+        async def body() -> None:
+            container = self._get(check_name(name))
+            if not container.state.running:
+                self._start(container)
+
+        return self._logged(START, body, name=str(name))
+
+    def stop(self, name: str, timeout: float = 10.0) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.stop`; the fake exits with code 0."""
+
+        async def body() -> None:
+            container = self._get(check_name(name))
+            if container.state.running:
+                container.state = container.state.set(running=False, exit_code=0)
+
+        return self._logged(STOP, body, name=str(name), timeout=timeout)
+
+    def remove(self, name: str) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.remove`."""
+
+        async def body() -> None:
+            self.engine.containers.pop((self.node_uuid, check_name(name)), None)
+
+        return self._logged(REMOVE, body, name=str(name))
+
+    def image_exists(self, image: str) -> Deferred[bool]:
+        """See :meth:`IContainerRuntime.image_exists`."""
+
+        async def body() -> bool:
+            return image in self.engine.images
+
+        return self._logged(IMAGE_EXISTS, body, image=str(image))
+
+    # -- Test control
+
+    def exit(self, name: str, exit_code: int) -> None:
+        """
+        Make the process of running container ``name`` exit with ``exit_code``.
+
+        The restart policy then applies as in Docker: :class:`RestartAlways`
+        restarts it; :class:`RestartOnFailure` restarts it after a non-zero
+        code until ``maximum_retry_count`` restarts have happened; otherwise
+        it stays exited.
+
+        :raise UnknownContainer: if this node owns no container ``name``.
+        :raise ValueError: if the container is not running.
+        """
+        container = self._get(check_name(name))
+        if not container.state.running:
+            raise ValueError(f"container {name!r} is not running")
+        policy = container.spec.restart_policy
+        count = container.state.restart_count
+        restart = isinstance(policy, RestartAlways) or (
+            isinstance(policy, RestartOnFailure)
+            and exit_code != 0
+            and (
+                policy.maximum_retry_count is None
+                or count < policy.maximum_retry_count
+            )
+        )
+        if restart:
+            container.state = ContainerState(
+                running=True, started_at=self._now(), restart_count=count + 1
+            )
+        else:
+            container.state = container.state.set(running=False, exit_code=exit_code)
+
+
+def memory_runtimes(
+    node_uuids: Iterable[str], images: Iterable[str] = ()
+) -> list[MemoryRuntime]:
+    """Fake runtimes for several nodes sharing one engine with ``images``."""
+    engine = MemoryEngine(images=set(images))
+    return [MemoryRuntime(node_uuid, engine) for node_uuid in node_uuids]

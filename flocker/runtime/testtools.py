@@ -1,0 +1,459 @@
+"""
+The contract every :class:`IContainerRuntime` passes, and test helpers.
+
+:func:`make_icontainerruntime_tests` builds a pytest test class from a
+harness factory; each runtime (real and fake) subclasses it in one line.  A
+harness makes runtimes for simulated nodes that share one engine, names an
+image the engine has and one it lacks, and removes every container it made
+afterwards.
+
+Helpers for other packages' tests: :data:`LONG_RUNNING`, a busybox command
+that runs until stopped (and stops at once on SIGTERM); :func:`free_port`;
+:class:`ImmediateThreadPool`, a thread pool that runs work at once in the
+calling thread, for unit tests of thread-pool users.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pytest
+import pytest_twisted
+from pyrsistent import pset
+from zope.interface.verify import verifyObject
+
+from ._interface import (
+    NODE_LABEL,
+    ContainerExists,
+    ContainerSpec,
+    IContainerRuntime,
+    ImageNotFound,
+    InvalidName,
+    PortInUse,
+    PublishedPort,
+    RestartAlways,
+    RestartNever,
+    RestartOnFailure,
+    UnknownContainer,
+    VolumeBind,
+)
+from .memory import MemoryEngine, MemoryRuntime
+
+#: A command that runs until the container is stopped and exits 0 at once
+#: on SIGTERM (a shell as PID 1 would otherwise ignore it).
+LONG_RUNNING = ("sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
+
+#: An image reference no test engine has.
+MISSING_IMAGE = "flocker-test/no-such-image:never"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at ``host`` now (bound to port 0 and read)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def random_loopback() -> str:
+    """A random address in 127.0.0.0/8 (127.0.0.100–127.0.0.250)."""
+    return f"127.0.0.{random.randint(100, 250)}"
+
+
+class ImmediateThreadPool:
+    """
+    A stand-in for ``twisted.python.threadpool.ThreadPool`` running work at
+    once in the calling thread (``deferToThreadPool`` works with it), so a
+    unit test's Deferreds have fired when the call returns.
+    """
+
+    def callInThreadWithCallback(  # noqa: N802
+        self,
+        on_result: Callable[[bool, Any], None],
+        f: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        """Call ``f`` and report its result or failure to ``on_result``."""
+        from twisted.python.failure import Failure
+
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+
+class ImmediateReactor:
+    """The ``callFromThread`` part of a reactor, calling at once."""
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:  # noqa: N802
+        """Call ``f`` now."""
+        f(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# Harnesses
+
+
+class RuntimeHarness(Protocol):
+    """What the contract suite needs beyond the interface."""
+
+    #: An image the engine has.
+    image: str
+    #: A directory the test may bind-mount.
+    directory: str
+
+    def make_runtime(self, node_uuid: str | None = None) -> IContainerRuntime:
+        """A runtime for a node (a new random one by default) on the shared engine."""
+        ...
+
+
+class MemoryHarness:
+    """Fake runtimes sharing one :class:`MemoryEngine` with a busybox image."""
+
+    image = "flocker-test/busybox:1"
+
+    def __init__(self, directory: str) -> None:
+        """Make the shared engine."""
+        self.directory = directory
+        self.engine = MemoryEngine(images={self.image})
+
+    def make_runtime(self, node_uuid: str | None = None) -> IContainerRuntime:
+        """A :class:`MemoryRuntime` on the shared engine."""
+        return MemoryRuntime(str(uuid.uuid4()) if node_uuid is None else node_uuid, self.engine)
+
+
+def memory_harness(request: pytest.FixtureRequest) -> MemoryHarness:
+    """The contract harness of :class:`MemoryRuntime`."""
+    return MemoryHarness(str(request.getfixturevalue("tmp_path")))
+
+
+def docker_harness(request: pytest.FixtureRequest) -> Any:
+    """
+    The contract harness of :class:`flocker.runtime.DockerRuntime`.
+
+    Uses the real engine (fixtures ``docker_client`` and ``busybox_image``);
+    every container of every node it made is removed after the test.
+    """
+    from twisted.internet import reactor
+
+    from .docker import DockerRuntime
+
+    client = request.getfixturevalue("docker_client")
+    labels = request.getfixturevalue("docker_test_labels")
+
+    class DockerHarness:
+        image = request.getfixturevalue("busybox_image")
+        directory = str(request.getfixturevalue("tmp_path"))
+        nodes: list[str] = []
+
+        def make_runtime(self, node_uuid: str | None = None) -> IContainerRuntime:
+            node_uuid = str(uuid.uuid4()) if node_uuid is None else node_uuid
+            self.nodes.append(node_uuid)
+            return DockerRuntime(
+                node_uuid,
+                lambda: client,
+                reactor.getThreadPool(),  # type: ignore[attr-defined]
+                reactor,  # type: ignore[arg-type]
+                labels=labels,
+            )
+
+    harness = DockerHarness()
+
+    def clean_up() -> None:
+        for node in harness.nodes:
+            for container in client.containers.list(
+                all=True, filters={"label": f"{NODE_LABEL}={node}"}
+            ):
+                container.remove(force=True, v=True)
+
+    request.addfinalizer(clean_up)
+    return harness
+
+
+# --------------------------------------------------------------------------
+# The contract
+
+
+def full_spec(harness: RuntimeHarness, name: str = "full") -> ContainerSpec:
+    """A spec using every field, with a free port on a random loopback address."""
+    host = random_loopback()
+    data = os.path.join(harness.directory, name + "-data")
+    logs = os.path.join(harness.directory, name + "-logs")
+    os.makedirs(data, exist_ok=True)
+    os.makedirs(logs, exist_ok=True)
+    return ContainerSpec(
+        name=name,
+        image=harness.image,
+        command=LONG_RUNNING,
+        environment={"GREETING": "hello world", "EMPTY": ""},
+        ports=[
+            PublishedPort(internal_port=80, external_port=free_port(host), host_ip=host),
+            PublishedPort(internal_port=80, external_port=free_port(host), host_ip=host),
+        ],
+        volumes=[
+            VolumeBind(host_path=data, container_path="/data"),
+            VolumeBind(host_path=logs, container_path="/logs", read_only=True),
+        ],
+        restart_policy=RestartOnFailure(maximum_retry_count=3),
+        cpu_shares=512,
+        memory_limit=32 * 1024 * 1024,
+    )
+
+
+def simple_spec(harness: RuntimeHarness, name: str, **fields: Any) -> ContainerSpec:
+    """A running busybox container called ``name`` with ``fields`` added."""
+    return ContainerSpec(name=name, image=harness.image, command=LONG_RUNNING, **fields)
+
+
+def make_icontainerruntime_tests(
+    factory: Callable[[pytest.FixtureRequest], RuntimeHarness],
+) -> type:
+    """
+    A test class checking the :class:`IContainerRuntime` contract.
+
+    :param factory: Given the pytest request, returns a harness
+        (:class:`RuntimeHarness`); it cleans up through the request.
+    """
+
+    class IContainerRuntimeTests:
+        """The behaviour every container runtime shares."""
+
+        @pytest.fixture
+        def harness(self, request: pytest.FixtureRequest) -> RuntimeHarness:
+            """The implementation's harness."""
+            return factory(request)
+
+        def test_interface(self, harness: RuntimeHarness) -> None:
+            """The runtime provides IContainerRuntime and knows its node."""
+            node = str(uuid.uuid4())
+            runtime = harness.make_runtime(node)
+            assert verifyObject(IContainerRuntime, runtime)
+            assert runtime.node_uuid == node
+
+        @pytest.mark.parametrize(
+            "node", ["not-a-uuid", "", "6F3B1C1E-0E4B-4C5C-9C1A-6B4B3D2E1F00"]
+        )
+        def test_bad_node_uuid(self, harness: RuntimeHarness, node: str) -> None:
+            """A runtime refuses a node UUID that is not canonical."""
+            with pytest.raises(InvalidName):
+                harness.make_runtime(node)
+
+        @pytest_twisted.ensureDeferred
+        async def test_empty(self, harness: RuntimeHarness) -> None:
+            """A new node has no containers."""
+            runtime = harness.make_runtime()
+            assert await runtime.list_containers() == pset()
+            assert dict(await runtime.list_states()) == {}
+
+        @pytest_twisted.ensureDeferred
+        async def test_round_trip(self, harness: RuntimeHarness) -> None:
+            """list_containers returns exactly the specs that were created."""
+            runtime = harness.make_runtime()
+            full = full_spec(harness)
+            bare = ContainerSpec(name="bare", image=harness.image)
+            await runtime.create(full)
+            await runtime.create(simple_spec(harness, "simple"))
+            await runtime.create(bare)
+            assert await runtime.list_containers() == pset(
+                [full, simple_spec(harness, "simple"), bare]
+            )
+
+        @pytest.mark.parametrize(
+            "policy",
+            [
+                RestartNever(),
+                RestartAlways(),
+                RestartOnFailure(),
+                RestartOnFailure(maximum_retry_count=5),
+            ],
+        )
+        @pytest_twisted.ensureDeferred
+        async def test_restart_policy_recorded(
+            self, harness: RuntimeHarness, policy: Any
+        ) -> None:
+            """Each restart policy comes back as it was given."""
+            runtime = harness.make_runtime()
+            spec = simple_spec(harness, "app", restart_policy=policy)
+            await runtime.create(spec)
+            assert await runtime.list_containers() == pset([spec])
+
+        @pytest_twisted.ensureDeferred
+        async def test_created_running(self, harness: RuntimeHarness) -> None:
+            """A created container runs, has a start time and no exit code."""
+            runtime = harness.make_runtime()
+            await runtime.create(simple_spec(harness, "app"))
+            state = await runtime.inspect("app")
+            assert state.running
+            assert state.exit_code is None
+            assert isinstance(state.started_at, float)
+            assert state.restart_count == 0
+            assert dict(await runtime.list_states()) == {"app": state}
+
+        @pytest_twisted.ensureDeferred
+        async def test_stop_and_start(self, harness: RuntimeHarness) -> None:
+            """A stopped container is kept with an exit code and starts again."""
+            runtime = harness.make_runtime()
+            spec = simple_spec(harness, "app", restart_policy=RestartAlways())
+            await runtime.create(spec)
+            await runtime.stop("app", timeout=5)
+            stopped = await runtime.inspect("app")
+            assert not stopped.running
+            assert isinstance(stopped.exit_code, int)
+            assert await runtime.list_containers() == pset([spec])
+            await runtime.stop("app")  # again: nothing to do
+            assert not (await runtime.inspect("app")).running
+            await runtime.start("app")
+            assert (await runtime.inspect("app")).running
+            await runtime.start("app")  # again: nothing to do
+            assert (await runtime.inspect("app")).running
+
+        @pytest_twisted.ensureDeferred
+        async def test_remove(self, harness: RuntimeHarness) -> None:
+            """Removal of running or stopped containers is final and idempotent."""
+            runtime = harness.make_runtime()
+            await runtime.create(simple_spec(harness, "one"))
+            await runtime.create(simple_spec(harness, "two"))
+            await runtime.stop("two")
+            await runtime.remove("one")
+            await runtime.remove("two")
+            await runtime.remove("two")
+            await runtime.remove("never-existed")
+            assert await runtime.list_containers() == pset()
+            with pytest.raises(UnknownContainer):
+                await runtime.inspect("one")
+
+        @pytest_twisted.ensureDeferred
+        async def test_name_reused_after_remove(self, harness: RuntimeHarness) -> None:
+            """After removal a name can be used for a different container."""
+            runtime = harness.make_runtime()
+            await runtime.create(simple_spec(harness, "app"))
+            await runtime.remove("app")
+            again = simple_spec(harness, "app", environment={"V": "2"})
+            await runtime.create(again)
+            assert await runtime.list_containers() == pset([again])
+
+        @pytest_twisted.ensureDeferred
+        async def test_exists(self, harness: RuntimeHarness) -> None:
+            """Creating a second container of one name fails; the first stays."""
+            runtime = harness.make_runtime()
+            first = simple_spec(harness, "app")
+            await runtime.create(first)
+            await runtime.stop("app")
+            with pytest.raises(ContainerExists) as caught:
+                await runtime.create(simple_spec(harness, "app", environment={"X": "1"}))
+            assert caught.value.name == "app"
+            assert await runtime.list_containers() == pset([first])
+            assert not (await runtime.inspect("app")).running
+
+        @pytest_twisted.ensureDeferred
+        async def test_unknown(self, harness: RuntimeHarness) -> None:
+            """inspect, start and stop of an unknown name fail with UnknownContainer."""
+            runtime = harness.make_runtime()
+            for call in (runtime.inspect, runtime.start, runtime.stop):
+                with pytest.raises(UnknownContainer) as caught:
+                    await call("nothing")
+                assert caught.value.name == "nothing"
+
+        @pytest.mark.parametrize(
+            "name", ["", "-lead", "has space", "slash/name", "x" * 129, "ü", "a:b"]
+        )
+        @pytest_twisted.ensureDeferred
+        async def test_invalid_name(self, harness: RuntimeHarness, name: str) -> None:
+            """Every method taking a name refuses an invalid one."""
+            runtime = harness.make_runtime()
+            for call in (runtime.inspect, runtime.start, runtime.stop, runtime.remove):
+                with pytest.raises(InvalidName):
+                    await call(name)
+
+        @pytest_twisted.ensureDeferred
+        async def test_missing_image(self, harness: RuntimeHarness) -> None:
+            """A missing image fails creation at once, leaving nothing behind."""
+            runtime = harness.make_runtime()
+            assert await runtime.image_exists(harness.image)
+            assert not await runtime.image_exists(MISSING_IMAGE)
+            spec = ContainerSpec(name="app", image=MISSING_IMAGE)
+            with pytest.raises(ImageNotFound) as caught:
+                await runtime.create(spec)
+            assert caught.value.image == MISSING_IMAGE
+            assert await runtime.list_containers() == pset()
+
+        @pytest_twisted.ensureDeferred
+        async def test_other_nodes_invisible(self, harness: RuntimeHarness) -> None:
+            """A node sees, stops and removes only its own containers."""
+            one = harness.make_runtime()
+            two = harness.make_runtime()
+            mine = simple_spec(harness, "app", environment={"NODE": "one"})
+            theirs = simple_spec(harness, "app", environment={"NODE": "two"})
+            await one.create(mine)
+            await two.create(theirs)
+            await two.create(simple_spec(harness, "other"))
+            assert await one.list_containers() == pset([mine])
+            assert set(await one.list_states()) == {"app"}
+            with pytest.raises(UnknownContainer):
+                await one.stop("other")
+            await one.remove("other")
+            await one.remove("app")
+            assert await one.list_containers() == pset()
+            assert (await two.inspect("other")).running
+            assert (await two.inspect("app")).running
+
+        @pytest_twisted.ensureDeferred
+        async def test_port_clash(self, harness: RuntimeHarness) -> None:
+            """A port another node's running container publishes is refused."""
+            host = random_loopback()
+            port = PublishedPort(
+                internal_port=80, external_port=free_port(host), host_ip=host
+            )
+            one = harness.make_runtime()
+            two = harness.make_runtime()
+            await one.create(simple_spec(harness, "web", ports=[port]))
+            with pytest.raises(PortInUse) as caught:
+                await two.create(simple_spec(harness, "web2", ports=[port]))
+            assert caught.value.name == "web2"
+            assert await two.list_containers() == pset()
+
+        @pytest_twisted.ensureDeferred
+        async def test_same_port_other_address(self, harness: RuntimeHarness) -> None:
+            """Nodes on different addresses publish the same port number."""
+            port = free_port("127.0.0.1")
+            one = harness.make_runtime()
+            two = harness.make_runtime()
+            for runtime, host in ((one, "127.0.0.1"), (two, random_loopback())):
+                await runtime.create(
+                    simple_spec(
+                        harness,
+                        "web",
+                        ports=[
+                            PublishedPort(
+                                internal_port=80, external_port=port, host_ip=host
+                            )
+                        ],
+                    )
+                )
+            assert (await one.inspect("web")).running
+            assert (await two.inspect("web")).running
+
+        @pytest_twisted.ensureDeferred
+        async def test_start_port_taken(self, harness: RuntimeHarness) -> None:
+            """A stopped container whose port was taken meanwhile stays stopped."""
+            host = random_loopback()
+            port = PublishedPort(
+                internal_port=80, external_port=free_port(host), host_ip=host
+            )
+            runtime = harness.make_runtime()
+            await runtime.create(simple_spec(harness, "first", ports=[port]))
+            await runtime.stop("first")
+            await runtime.create(simple_spec(harness, "second", ports=[port]))
+            with pytest.raises(PortInUse):
+                await runtime.start("first")
+            assert not (await runtime.inspect("first")).running
+            assert (await runtime.inspect("second")).running
+
+    return IContainerRuntimeTests
