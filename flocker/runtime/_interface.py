@@ -250,8 +250,7 @@ def _environment_invariant(environment: PMap) -> tuple[bool, str]:
 
 def _command_invariant(command: PVector | None) -> tuple[bool, str]:
     ok = command is None or (
-        len(command) > 0
-        and all(isinstance(a, str) and "\0" not in a for a in command)
+        len(command) > 0 and all(isinstance(a, str) and "\0" not in a for a in command)
     )
     return ok, f"command must be a non-empty list of strings or None: {command!r}"
 
@@ -369,7 +368,7 @@ class InvalidName(ContainerRuntimeError, ValueError):
 
 
 class UnknownContainer(ContainerRuntimeError):
-    """This node owns no container with that name."""
+    """The node owns no container with that name."""
 
     def __init__(self, name: str) -> None:
         """Name the missing container."""
@@ -378,7 +377,7 @@ class UnknownContainer(ContainerRuntimeError):
 
 
 class ContainerExists(ContainerRuntimeError):
-    """This node already has a container with that name."""
+    """The node already has a container with that name."""
 
     def __init__(self, name: str) -> None:
         """Name the existing container."""

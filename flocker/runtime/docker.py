@@ -234,11 +234,9 @@ class DockerAdapter:
             return self._client
 
     def _find(self, name: str) -> Any:
-        """This node's container ``name``, or :class:`UnknownContainer`."""
+        """The node's container ``name``, or :class:`UnknownContainer`."""
         try:
-            container = self.client.containers.get(
-                container_name(self.node_uuid, name)
-            )
+            container = self.client.containers.get(container_name(self.node_uuid, name))
         except docker.errors.NotFound:
             raise UnknownContainer(name) from None
         labels = container.attrs["Config"].get("Labels") or {}

@@ -123,7 +123,9 @@ class MemoryRuntime:
         return container
 
     def _mine(self) -> Iterable[_Container]:
-        return [c for c in self.engine.containers.values() if c.node_uuid == self.node_uuid]
+        return [
+            c for c in self.engine.containers.values() if c.node_uuid == self.node_uuid
+        ]
 
     def _start(self, container: _Container) -> None:
         clash = self.engine._port_clash(container.spec)
@@ -166,9 +168,7 @@ class MemoryRuntime:
                 raise ContainerExists(spec.name)
             if spec.image not in self.engine.images:
                 raise ImageNotFound(spec.image)
-            container = _Container(
-                self.node_uuid, spec, ContainerState(running=False)
-            )
+            container = _Container(self.node_uuid, spec, ContainerState(running=False))
             self._start(container)  # raises before the container is kept
             self.engine.containers[key] = container
 
@@ -233,8 +233,7 @@ class MemoryRuntime:
             isinstance(policy, RestartOnFailure)
             and exit_code != 0
             and (
-                policy.maximum_retry_count is None
-                or count < policy.maximum_retry_count
+                policy.maximum_retry_count is None or count < policy.maximum_retry_count
             )
         )
         if restart:

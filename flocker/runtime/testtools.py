@@ -126,7 +126,9 @@ class MemoryHarness:
 
     def make_runtime(self, node_uuid: str | None = None) -> IContainerRuntime:
         """A :class:`MemoryRuntime` on the shared engine."""
-        return MemoryRuntime(str(uuid.uuid4()) if node_uuid is None else node_uuid, self.engine)
+        return MemoryRuntime(
+            str(uuid.uuid4()) if node_uuid is None else node_uuid, self.engine
+        )
 
 
 def memory_harness(request: pytest.FixtureRequest) -> MemoryHarness:
@@ -188,14 +190,18 @@ def full_spec(harness: RuntimeHarness, name: str = "full") -> ContainerSpec:
     logs = os.path.join(harness.directory, name + "-logs")
     os.makedirs(data, exist_ok=True)
     os.makedirs(logs, exist_ok=True)
+    first = free_port(host)
+    second = first
+    while second == first:
+        second = free_port(host)
     return ContainerSpec(
         name=name,
         image=harness.image,
         command=LONG_RUNNING,
         environment={"GREETING": "hello world", "EMPTY": ""},
         ports=[
-            PublishedPort(internal_port=80, external_port=free_port(host), host_ip=host),
-            PublishedPort(internal_port=80, external_port=free_port(host), host_ip=host),
+            PublishedPort(internal_port=80, external_port=first, host_ip=host),
+            PublishedPort(internal_port=80, external_port=second, host_ip=host),
         ],
         volumes=[
             VolumeBind(host_path=data, container_path="/data"),
@@ -347,7 +353,9 @@ def make_icontainerruntime_tests(
             await runtime.create(first)
             await runtime.stop("app")
             with pytest.raises(ContainerExists) as caught:
-                await runtime.create(simple_spec(harness, "app", environment={"X": "1"}))
+                await runtime.create(
+                    simple_spec(harness, "app", environment={"X": "1"})
+                )
             assert caught.value.name == "app"
             assert await runtime.list_containers() == pset([first])
             assert not (await runtime.inspect("app")).running
