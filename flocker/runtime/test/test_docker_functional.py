@@ -1,0 +1,237 @@
+"""
+DockerRuntime on the real engine beyond the contract: processes really run,
+bind mounts carry data, published ports answer, restart policies act, and
+the counter test image serves and keeps its count.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import pytest_twisted
+import treq
+from twisted.internet import reactor
+
+from flocker.common import loop_until
+
+from .. import (
+    ContainerSpec,
+    ContainerState,
+    IContainerRuntime,
+    PublishedPort,
+    RestartAlways,
+    RestartNever,
+    RestartOnFailure,
+    VolumeBind,
+)
+from ..testimages import counter_spec, ensure_counter_image
+from ..testtools import docker_harness, free_port, random_loopback
+
+pytestmark = pytest.mark.functional
+
+#: Up to 60 s of polling in 0.1 s steps.
+STEPS = [0.1] * 600
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest) -> Any:
+    """The Docker harness: runtimes whose containers go after the test."""
+    return docker_harness(request)
+
+
+async def _exited(runtime: IContainerRuntime, name: str) -> ContainerState:
+    """Wait until container ``name`` has stopped for good; its state."""
+
+    async def check() -> ContainerState | None:
+        state = await runtime.inspect(name)
+        return None if state.running else state
+
+    return await loop_until(reactor, check, STEPS)
+
+
+async def _get(url: str) -> bytes:
+    """The body of the first successful GET of ``url`` (retrying until served)."""
+
+    async def attempt() -> bytes | None:
+        try:
+            response = await treq.get(url, timeout=5)
+            if response.code != 200:
+                return None
+            return await response.content()
+        except Exception:
+            return None
+
+    return await loop_until(reactor, attempt, STEPS)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bind_mount_written(harness: Any, tmp_path: Any) -> None:
+    """A container writes into a bind-mounted directory, with its environment."""
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="writer",
+            image=harness.image,
+            command=["sh", "-c", 'echo "$GREETING" > /data/out.txt'],
+            environment={"GREETING": "hello from flocker"},
+            volumes=[VolumeBind(host_path=str(tmp_path), container_path="/data")],
+        )
+    )
+    state = await _exited(runtime, "writer")
+    assert state.exit_code == 0
+    assert (tmp_path / "out.txt").read_text() == "hello from flocker\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_only_bind(harness: Any, tmp_path: Any) -> None:
+    """A read-only bind mount refuses writes from inside the container."""
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="writer",
+            image=harness.image,
+            command=["sh", "-c", "echo no > /data/out.txt"],
+            volumes=[
+                VolumeBind(
+                    host_path=str(tmp_path), container_path="/data", read_only=True
+                )
+            ],
+        )
+    )
+    state = await _exited(runtime, "writer")
+    assert state.exit_code != 0
+    assert not (tmp_path / "out.txt").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_published_port(harness: Any, tmp_path: Any) -> None:
+    """A port published on a loopback address reaches the container's server."""
+    (tmp_path / "index.html").write_text("served by busybox\n")
+    host = random_loopback()
+    port = free_port(host)
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="web",
+            image=harness.image,
+            command=["httpd", "-f", "-p", "8080", "-h", "/www"],
+            ports=[PublishedPort(internal_port=8080, external_port=port, host_ip=host)],
+            volumes=[VolumeBind(host_path=str(tmp_path), container_path="/www")],
+        )
+    )
+    body = await _get(f"http://{host}:{port}/index.html")
+    assert body == b"served by busybox\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_on_failure(harness: Any) -> None:
+    """A failing container is restarted up to the limit, then stays exited."""
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="failing",
+            image=harness.image,
+            command=["sh", "-c", "exit 3"],
+            restart_policy=RestartOnFailure(maximum_retry_count=2),
+        )
+    )
+
+    async def done() -> ContainerState | None:
+        state = await runtime.inspect("failing")
+        return state if state.restart_count == 2 and not state.running else None
+
+    state = await loop_until(reactor, done, STEPS)
+    assert state.exit_code == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_never(harness: Any) -> None:
+    """With RestartNever an exited container stays exited."""
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="once",
+            image=harness.image,
+            command=["sh", "-c", "exit 4"],
+            restart_policy=RestartNever(),
+        )
+    )
+    state = await _exited(runtime, "once")
+    assert (state.exit_code, state.restart_count) == (4, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_always(harness: Any) -> None:
+    """RestartAlways restarts even a clean exit; a stop is not undone."""
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="looping",
+            image=harness.image,
+            command=["sh", "-c", "sleep 0.2; exit 0"],
+            restart_policy=RestartAlways(),
+        )
+    )
+
+    async def restarted() -> bool:
+        return (await runtime.inspect("looping")).restart_count >= 2
+
+    await loop_until(reactor, restarted, STEPS)
+    await runtime.stop("looping", timeout=5)
+    assert not (await runtime.inspect("looping")).running
+
+
+@pytest_twisted.ensureDeferred
+async def test_counter_image(harness: Any, docker_client: Any, tmp_path: Any) -> None:
+    """
+    The counter image answers each request with the running count, keeps
+    every request in its data directory, and continues the count in a new
+    container on the same data.
+    """
+    image = ensure_counter_image(docker_client)
+    host = random_loopback()
+    port = free_port(host)
+    runtime = harness.make_runtime()
+    spec = counter_spec("counter", str(tmp_path), port, host_ip=host, image=image)
+    await runtime.create(spec)
+    url = f"http://{host}:{port}/"
+    assert await _get(url + "?first") == b"1\n"
+    for n in range(2, 6):
+        response = await treq.get(f"{url}?write-{n}", timeout=5)
+        assert (response.code, await response.content()) == (200, f"{n}\n".encode())
+    response = await treq.post(url, data=b"posted body", timeout=5)
+    assert await response.content() == b"6\n"
+    await runtime.stop("counter")
+    assert (await runtime.inspect("counter")).exit_code == 0
+    await runtime.remove("counter")
+    await runtime.create(spec)
+    assert await _get(url + "?after-restart") == b"7\n"
+    lines = (tmp_path / "requests.log").read_text().splitlines()
+    expected = ["first", "write-2", "write-3", "write-4", "write-5", "posted body"]
+    assert lines == [*expected, "after-restart"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_counter_without_data(
+    harness: Any, docker_client: Any, tmp_path: Any
+) -> None:
+    """The counter answers 500 when its data directory does not exist."""
+    image = ensure_counter_image(docker_client)
+    host = random_loopback()
+    port = free_port(host)
+    runtime = harness.make_runtime()
+    spec = counter_spec("counter", str(tmp_path), port, host_ip=host, image=image)
+    await runtime.create(
+        spec.set(environment={"COUNTER_FILE": "/nowhere/requests.log"})
+    )
+
+    async def answered() -> int | None:
+        try:
+            return (await treq.get(f"http://{host}:{port}/", timeout=5)).code
+        except Exception:
+            return None
+
+    assert await loop_until(reactor, answered, STEPS) == 500
+    assert os.listdir(tmp_path) == []
