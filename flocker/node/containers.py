@@ -1,0 +1,351 @@
+"""The container agent's deployer: applications started, changed, stopped.
+
+``ContainerDeployer`` discovers the node's containers from its runtime, and
+``calculate_container_changes`` — pure — compares them with the
+applications configured for the node:
+
+* an application configured here whose datasets are all mounted here (the
+  dataset agent reports their paths) and that has no container: start one;
+* a container whose spec differs from the configured application (image,
+  environment, ports, a dataset's path…): replace it;
+* a container that exited: start it again;
+* a container of an application no longer configured here: remove it —
+  except when the application moved away with its datasets and the new
+  node has not yet received a first copy of them: then the container keeps
+  running during the bulk transfer, and it is removed only once the new
+  node reports a copy, so the dataset agent's final increment is small;
+* an application whose datasets are not mounted here yet waits.
+
+Links become Docker-link style environment variables pointing at this
+node's own address: every node forwards every application's published
+ports to the node running it, so linked applications keep working after a
+move without being told where it went.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attr
+from pyrsistent import PClass, field, pmap, pmap_field, pset_field
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from flocker.control import Application, Deployment, DeploymentState, NodeState
+from flocker.control import RestartAlways as ModelRestartAlways
+from flocker.control import RestartOnFailure as ModelRestartOnFailure
+from flocker.runtime import (
+    ContainerSpec,
+    ContainerState,
+    IContainerRuntime,
+    PublishedPort,
+    RestartAlways,
+    RestartNever,
+    RestartOnFailure,
+    VolumeBind,
+)
+
+from ._deploy import IDeployer, ILocalState, IStateChange, in_parallel, sequentially
+
+
+def link_environment(application: Application, address: str) -> dict[str, str]:
+    """
+    Docker-link style variables for an application's links.
+
+    For a link ``alias`` with local port L and remote port R:
+    ``ALIAS_PORT_L_TCP=tcp://address:R`` and its ``_ADDR``, ``_PORT`` and
+    ``_PROTO`` parts, where ``address`` is this node's own address (the node
+    forwards R to wherever the linked application runs).
+    """
+    environment = {}
+    for link in application.links:
+        prefix = f"{link.alias.upper().replace('-', '_')}_PORT_{link.local_port}_TCP"
+        environment[prefix] = f"tcp://{address}:{link.remote_port}"
+        environment[f"{prefix}_ADDR"] = address
+        environment[f"{prefix}_PORT"] = str(link.remote_port)
+        environment[f"{prefix}_PROTO"] = "tcp"
+    return environment
+
+
+def _restart_policy(application: Application) -> Any:
+    policy = application.restart_policy
+    if isinstance(policy, ModelRestartAlways):
+        return RestartAlways()
+    if isinstance(policy, ModelRestartOnFailure):
+        return RestartOnFailure(maximum_retry_count=policy.maximum_retry_count)
+    return RestartNever()
+
+
+def container_spec(
+    application: Application, address: str, dataset_paths: dict[str, str]
+) -> ContainerSpec | None:
+    """
+    The container an application needs on a node, or ``None`` while one of
+    its datasets is not mounted there.
+
+    :param address: The node's address; ports are published on it.
+    :param dataset_paths: Dataset id → mount path of the datasets the node
+        exposes.
+    """
+    volumes = []
+    for volume in application.volumes:
+        path = dataset_paths.get(volume.dataset_id)
+        if path is None:
+            return None
+        volumes.append(VolumeBind(host_path=path, container_path=volume.mountpoint))
+    environment = dict(application.environment)
+    environment.update(link_environment(application, address))
+    return ContainerSpec(
+        name=application.name,
+        image=application.image,
+        command=application.command_line,
+        environment=environment,
+        ports=[
+            PublishedPort(
+                internal_port=port.internal_port,
+                external_port=port.external_port,
+                host_ip=address,
+            )
+            for port in application.ports
+        ],
+        volumes=volumes,
+        restart_policy=_restart_policy(application),
+        cpu_shares=application.cpu_shares,
+        memory_limit=application.memory_limit,
+    )
+
+
+@implementer(ILocalState)
+class ContainerLocalState(PClass):
+    """The node's containers, as the container deployer discovered them."""
+
+    node_uuid = field(type=str, mandatory=True)
+    hostname = field(type=str, mandatory=True)
+    specs = pset_field(ContainerSpec)
+    states = pmap_field(str, ContainerState)
+    applications = pmap_field(str, Application)
+
+    def shared_state_changes(self) -> NodeState:
+        """The applications half of the node's state: what runs here."""
+        return NodeState(
+            uuid=self.node_uuid,
+            hostname=self.hostname,
+            applications=self.applications,
+        )
+
+
+def _fields(change: PClass) -> dict[str, Any]:
+    return {"name": change.name}
+
+
+@implementer(IStateChange)
+class StartApplication(PClass):
+    """Create and start an application's container."""
+
+    spec = field(type=ContainerSpec, mandatory=True)
+    action_type = "flocker:node:container:start"
+
+    @property
+    def name(self) -> str:
+        """The application's name."""
+        return self.spec.name
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name and image."""
+        return {"name": self.spec.name, "image": self.spec.image}
+
+    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
+        """Create it in the runtime."""
+        return deployer.runtime.create(self.spec)
+
+
+@implementer(IStateChange)
+class RemoveApplication(PClass):
+    """Stop and remove an application's container."""
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:remove"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return _fields(self)
+
+    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
+        """Remove it (killing it first)."""
+        return deployer.runtime.remove(self.name)
+
+
+@implementer(IStateChange)
+class RestartApplication(PClass):
+    """Start an application's container that exited."""
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:restart"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return _fields(self)
+
+    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
+        """Start it again."""
+        return deployer.runtime.start(self.name)
+
+
+def _exposed_paths(cluster_state: DeploymentState, node_uuid: str) -> dict[str, str]:
+    """Dataset id → mount path for the datasets the node reports mounted."""
+    datasets = cluster_state.get_node(node_uuid).datasets or {}
+    return {i: d.path for i, d in datasets.items() if d.path is not None}
+
+
+def _bulk_copy_arrived(
+    application: Application,
+    configuration: Deployment,
+    cluster_state: DeploymentState,
+    node_uuid: str,
+) -> bool:
+    """
+    Whether an application that moved away may stop here now.
+
+    True when it has no datasets, or when for each of its datasets the new
+    primary has a copy (a replica from the bulk transfer, or the exposed
+    dataset) or this node no longer reports the dataset mounted.
+    """
+    here = _exposed_paths(cluster_state, node_uuid)
+    for volume in application.volumes:
+        if volume.dataset_id not in here:
+            continue
+        try:
+            _, primary = configuration.get_dataset(volume.dataset_id)
+        except KeyError:
+            continue
+        if primary == node_uuid:
+            continue
+        copies = cluster_state.get_node(primary).datasets or {}
+        if volume.dataset_id not in copies:
+            return False
+    return True
+
+
+def calculate_container_changes(
+    node_uuid: str,
+    address: str,
+    configuration: Deployment,
+    cluster_state: DeploymentState,
+    local_state: ContainerLocalState,
+) -> IStateChange:
+    """The changes that bring this node's containers towards the configuration."""
+    wanted = configuration.get_node(node_uuid).applications
+    paths = _exposed_paths(cluster_state, node_uuid)
+    running = {spec.name: spec for spec in local_state.specs}
+    changes: list[IStateChange] = []
+    for name in sorted(set(wanted) | set(running)):
+        current = running.get(name)
+        application = wanted.get(name)
+        if application is None:
+            assert current is not None
+            elsewhere = next(
+                (app for app, _ in configuration.all_applications() if app.name == name),
+                None,
+            )
+            if elsewhere is not None and not _bulk_copy_arrived(
+                elsewhere, configuration, cluster_state, node_uuid
+            ):
+                continue
+            changes.append(RemoveApplication(name=name))
+            continue
+        spec = container_spec(application, address, paths)
+        if spec is None:
+            # Its datasets are not mounted here (yet): nothing may run.
+            if current is not None:
+                changes.append(RemoveApplication(name=name))
+            continue
+        if current is None:
+            changes.append(StartApplication(spec=spec))
+        elif current != spec:
+            changes.append(
+                sequentially([RemoveApplication(name=name), StartApplication(spec=spec)])
+            )
+        elif not local_state.states.get(name, ContainerState(running=False)).running:
+            changes.append(RestartApplication(name=name))
+    return in_parallel(changes)
+
+
+@implementer(IDeployer)
+@attr.s(eq=False)
+class ContainerDeployer:
+    """
+    Converges one node's containers.
+
+    :ivar node_uuid: This node's UUID.
+    :ivar hostname: This node's address: ports are published on it.
+    :ivar runtime: The node's container runtime.
+    """
+
+    node_uuid: str = attr.ib()
+    hostname: str = attr.ib()
+    runtime: IContainerRuntime = attr.ib()
+    configuration: Deployment | None = attr.ib(default=None)
+
+    def discover_state(
+        self, cluster_state: DeploymentState
+    ) -> Deferred[ContainerLocalState]:
+        """List the runtime's containers and their states."""
+
+        async def discover() -> ContainerLocalState:
+            specs = await self.runtime.list_containers()
+            states = await self.runtime.list_states()
+            return ContainerLocalState(
+                node_uuid=self.node_uuid,
+                hostname=self.hostname,
+                specs=specs,
+                states=states,
+                applications=self._running_applications(specs, states),
+            )
+
+        return Deferred.fromCoroutine(discover())
+
+    def _running_applications(self, specs: Any, states: Any) -> Any:
+        """
+        The applications whose containers run here, as last configured.
+
+        An application that is moving away still runs here during the bulk
+        transfer and is reported (so the dataset agent knows its datasets
+        are in use); it is found wherever the configuration now puts it.
+        """
+        configured = (
+            {app.name: app for app, _ in self.configuration.all_applications()}
+            if self.configuration is not None
+            else {}
+        )
+        found = {}
+        for spec in specs:
+            state = states.get(spec.name)
+            application = configured.get(spec.name)
+            if application is not None and state is not None and state.running:
+                found[spec.name] = application
+        return pmap(found)
+
+    def calculate_changes(
+        self,
+        configuration: Deployment,
+        cluster_state: DeploymentState,
+        local_state: ILocalState,
+    ) -> IStateChange:
+        """See ``calculate_container_changes``."""
+        assert isinstance(local_state, ContainerLocalState)
+        self.configuration = configuration
+        return calculate_container_changes(
+            self.node_uuid, self.hostname, configuration, cluster_state, local_state
+        )
+
+
+__all__ = [
+    "ContainerDeployer",
+    "ContainerLocalState",
+    "RemoveApplication",
+    "RestartApplication",
+    "StartApplication",
+    "calculate_container_changes",
+    "container_spec",
+    "link_environment",
+]

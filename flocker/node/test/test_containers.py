@@ -1,0 +1,191 @@
+"""Tests for the container deployer: the pure calculation and convergence."""
+
+from uuid import uuid4
+
+from flocker.control import (
+    Application,
+    AttachedVolume,
+    Dataset,
+    DatasetState,
+    Deployment,
+    DeploymentState,
+    Link,
+    NodeState,
+    Port,
+)
+from flocker.node import NoOp, run_state_change, sequentially
+from flocker.node.containers import (
+    ContainerDeployer,
+    RemoveApplication,
+    RestartApplication,
+    StartApplication,
+    container_spec,
+    link_environment,
+)
+from flocker.runtime import PublishedPort, VolumeBind, memory_runtimes
+
+A, B = sorted(str(uuid4()) for _ in range(2))
+ADDRESS = {A: "127.0.0.11", B: "127.0.0.12"}
+DS = str(uuid4())
+IMAGE = "flocker-test/busybox:1"
+APP = Application(
+    name="counter",
+    image=IMAGE,
+    ports=[Port(internal_port=80, external_port=8080)],
+    links=[Link(alias="db", local_port=5432, remote_port=15432)],
+    environment={"MODE": "test"},
+    volumes=[AttachedVolume(dataset_id=DS, mountpoint="/data")],
+)
+
+
+def result(d):
+    """The result of a fired Deferred."""
+    out = []
+    d.addBoth(out.append)
+    assert out
+    if hasattr(out[0], "raiseException"):
+        out[0].raiseException()
+    return out[0]
+
+
+def configured(node=A, app=APP):
+    """A configuration with the dataset and the application on ``node``."""
+    return Deployment().add_dataset(Dataset(dataset_id=DS), node).add_application(app, node)
+
+
+def state_with(node, path="/mnt/ds", others=()):
+    """Cluster state: ``node`` reports the dataset mounted at ``path``."""
+    state = DeploymentState().update_node(
+        NodeState(uuid=node, hostname=ADDRESS[node],
+                  datasets={DS: DatasetState(dataset_id=DS, path=path)})
+    )
+    for other, other_path in others:
+        state = state.update_node(
+            NodeState(uuid=other, hostname=ADDRESS[other],
+                      datasets={DS: DatasetState(dataset_id=DS, path=other_path)})
+        )
+    return state
+
+
+class Nodes:
+    """Two nodes with fake runtimes sharing one engine."""
+
+    def __init__(self):
+        runtimes = memory_runtimes([A, B], images=[IMAGE])
+        self.deployers = {
+            n: ContainerDeployer(n, ADDRESS[n], r) for n, r in zip((A, B), runtimes, strict=True)
+        }
+
+    def plan(self, node, configuration, state):
+        """What ``node`` would do."""
+        deployer = self.deployers[node]
+        local = result(deployer.discover_state(state))
+        return deployer.calculate_changes(configuration, state, local)
+
+    def converge(self, node, configuration, state):
+        """Run ``node``'s plan; return it."""
+        change = self.plan(node, configuration, state)
+        result(run_state_change(change, self.deployers[node]))
+        return change
+
+
+def test_spec_from_application():
+    """Ports go on the node's address, datasets are bound, links become env."""
+    spec = container_spec(APP, "127.0.0.11", {DS: "/mnt/ds"})
+    assert spec.ports == {PublishedPort(internal_port=80, external_port=8080, host_ip="127.0.0.11")}
+    assert spec.volumes == {VolumeBind(host_path="/mnt/ds", container_path="/data")}
+    assert spec.environment["MODE"] == "test"
+    assert spec.environment["DB_PORT_5432_TCP"] == "tcp://127.0.0.11:15432"
+    assert container_spec(APP, "127.0.0.11", {}) is None
+
+
+def test_link_environment():
+    """Each link gives the Docker-link variables, pointing at this node."""
+    assert link_environment(APP, "127.0.0.12") == {
+        "DB_PORT_5432_TCP": "tcp://127.0.0.12:15432",
+        "DB_PORT_5432_TCP_ADDR": "127.0.0.12",
+        "DB_PORT_5432_TCP_PORT": "15432",
+        "DB_PORT_5432_TCP_PROTO": "tcp",
+    }
+
+
+def test_start_when_dataset_mounted():
+    """An application whose dataset is mounted here is started."""
+    nodes = Nodes()
+    plan = nodes.plan(A, configured(), state_with(A))
+    assert plan == StartApplication(spec=container_spec(APP, ADDRESS[A], {DS: "/mnt/ds"}))
+
+
+def test_wait_for_dataset():
+    """Until the dataset is mounted here, nothing starts."""
+    nodes = Nodes()
+    assert nodes.plan(A, configured(), state_with(A, path=None)) == NoOp()
+    assert nodes.plan(A, configured(), DeploymentState()) == NoOp()
+
+
+def test_converged_then_nothing():
+    """Once running as configured, there is nothing to do."""
+    nodes = Nodes()
+    nodes.converge(A, configured(), state_with(A))
+    assert nodes.plan(A, configured(), state_with(A)) == NoOp()
+    local = result(nodes.deployers[A].discover_state(state_with(A)))
+    assert local.shared_state_changes().applications == {"counter": APP}
+
+
+def test_changed_application_replaced():
+    """A changed configuration replaces the container."""
+    nodes = Nodes()
+    nodes.converge(A, configured(), state_with(A))
+    changed = APP.set(environment={"MODE": "production"})
+    plan = nodes.plan(A, configured(app=changed), state_with(A))
+    spec = container_spec(changed, ADDRESS[A], {DS: "/mnt/ds"})
+    assert plan == sequentially([RemoveApplication(name="counter"), StartApplication(spec=spec)])
+
+
+def test_exited_container_restarted():
+    """A container that exited is started again."""
+    nodes = Nodes()
+    nodes.converge(A, configured(), state_with(A))
+    result(nodes.deployers[A].runtime.stop("counter"))
+    assert nodes.plan(A, configured(), state_with(A)) == RestartApplication(name="counter")
+    nodes.converge(A, configured(), state_with(A))
+    assert result(nodes.deployers[A].runtime.inspect("counter")).running
+
+
+def test_unconfigured_removed():
+    """A container of an application configured nowhere is removed."""
+    nodes = Nodes()
+    nodes.converge(A, configured(), state_with(A))
+    assert nodes.plan(A, Deployment().add_dataset(Dataset(dataset_id=DS), A), state_with(A)) == (
+        RemoveApplication(name="counter")
+    )
+
+
+def test_moving_application_runs_until_bulk_copy_arrives():
+    """
+    An application moved to B keeps running on A until B has a first copy
+    of its dataset; then it is removed, and B starts it once B mounts it.
+    """
+    nodes = Nodes()
+    nodes.converge(A, configured(), state_with(A))
+    moved = configured().move_application("counter", B)
+    assert nodes.plan(A, moved, state_with(A)) == NoOp()
+    copying = state_with(A, others=[(B, None)])
+    assert nodes.plan(A, moved, copying) == RemoveApplication(name="counter")
+    assert nodes.plan(B, moved, copying) == NoOp()
+    arrived = state_with(B, path="/mnt/b")
+    nodes.converge(A, moved, arrived)
+    nodes.converge(B, moved, arrived)
+    assert result(nodes.deployers[A].runtime.list_containers()) == set()
+    [spec] = result(nodes.deployers[B].runtime.list_containers())
+    assert spec.volumes == {VolumeBind(host_path="/mnt/b", container_path="/data")}
+
+
+def test_moving_application_reported_while_running():
+    """While it still runs on A, the moving application is reported by A."""
+    nodes = Nodes()
+    nodes.converge(A, configured(), state_with(A))
+    moved = configured().move_application("counter", B)
+    nodes.converge(A, moved, state_with(A))
+    local = result(nodes.deployers[A].discover_state(state_with(A)))
+    assert set(local.shared_state_changes().applications) == {"counter"}
