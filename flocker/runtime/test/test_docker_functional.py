@@ -44,7 +44,7 @@ def harness(request: pytest.FixtureRequest) -> Any:
 async def _exited(runtime: IContainerRuntime, name: str) -> ContainerState:
     """Wait until container ``name`` has stopped for good; its state."""
 
-    async def check() -> ContainerState | None:
+    async def check() -> Any:
         state = await runtime.inspect(name)
         return None if state.running else state
 
@@ -54,7 +54,7 @@ async def _exited(runtime: IContainerRuntime, name: str) -> ContainerState:
 async def _get(url: str) -> bytes:
     """The body of the first successful GET of ``url`` (retrying until served)."""
 
-    async def attempt() -> bytes | None:
+    async def attempt() -> Any:
         try:
             response = await treq.get(url, timeout=5)
             if response.code != 200:
@@ -138,11 +138,11 @@ async def test_restart_on_failure(harness: Any) -> None:
         )
     )
 
-    async def done() -> ContainerState | None:
+    async def done() -> Any:
         state = await runtime.inspect("failing")
         return state if state.restart_count == 2 and not state.running else None
 
-    state = await loop_until(reactor, done, STEPS)
+    state: ContainerState = await loop_until(reactor, done, STEPS)
     assert state.exit_code == 3
 
 
@@ -175,7 +175,7 @@ async def test_restart_always(harness: Any) -> None:
         )
     )
 
-    async def restarted() -> bool:
+    async def restarted() -> Any:
         return (await runtime.inspect("looping")).restart_count >= 2
 
     await loop_until(reactor, restarted, STEPS)
@@ -227,7 +227,7 @@ async def test_counter_without_data(
         spec.set(environment={"COUNTER_FILE": "/nowhere/requests.log"})
     )
 
-    async def answered() -> int | None:
+    async def answered() -> Any:
         try:
             return (await treq.get(f"http://{host}:{port}/", timeout=5)).code
         except Exception:

@@ -1,0 +1,302 @@
+"""
+Unit tests of DockerRuntime without an engine: the translation between specs
+and the engine's records, and the mapping of SDK errors to typed errors
+(through an immediate thread pool and a stub SDK client).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import attrs
+import docker.errors
+import requests
+from hypothesis import given
+from twisted.trial.unittest import SynchronousTestCase
+
+from .. import (
+    NODE_LABEL,
+    ContainerExists,
+    ContainerSpec,
+    DockerRuntime,
+    EngineError,
+    ImageNotFound,
+    InvalidName,
+    PortInUse,
+    RestartNever,
+    UnknownContainer,
+    container_name,
+)
+from ..docker import _timestamp, create_arguments, spec_from_inspect, state_from_inspect
+from ..strategies import container_specs
+from ..testtools import ImmediateReactor, ImmediateThreadPool
+
+NODE = "6f3b1c1e-0e4b-4c5c-9c1a-6b4b3d2e1f00"
+
+
+def engine_record(
+    arguments: dict[str, Any], state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """
+    The inspect record Docker 20.10 keeps for ``containers.create(**arguments)``
+    (as observed on the engine: bindings by port key, binds as given).
+    """
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for key, pairs in arguments["ports"].items():
+        bindings[key] = [{"HostIp": ip, "HostPort": str(port)} for ip, port in pairs]
+    return {
+        "Name": "/" + arguments["name"],
+        "Config": {
+            "Image": arguments["image"],
+            "Labels": arguments["labels"],
+            "Env": [
+                "PATH=/bin",
+                *(f"{k}={v}" for k, v in arguments["environment"].items()),
+            ],
+            "Cmd": arguments["command"] or ["/bin/sh"],
+        },
+        "HostConfig": {
+            "PortBindings": bindings,
+            "Binds": arguments["volumes"],
+            "RestartPolicy": arguments["restart_policy"],
+            "CpuShares": arguments["cpu_shares"] or 0,
+            "Memory": arguments["mem_limit"] or 0,
+        },
+        "State": state
+        or {
+            "Running": True,
+            "Restarting": False,
+            "ExitCode": 0,
+            "StartedAt": "2026-11-24T01:02:35.390037168Z",
+        },
+        "RestartCount": 0,
+    }
+
+
+@given(container_specs)
+def test_round_trip(spec: ContainerSpec) -> None:
+    """The spec read back from the record of a created container is the spec."""
+    assert spec_from_inspect(engine_record(create_arguments(NODE, spec))) == spec
+
+
+def test_arguments() -> None:
+    """The runtime's labels and engine name win over extra labels."""
+    spec = ContainerSpec(name="app", image="i")
+    arguments = create_arguments(NODE, spec, {NODE_LABEL: "forged", "extra": "1"})
+    assert arguments["labels"][NODE_LABEL] == NODE
+    assert arguments["labels"]["extra"] == "1"
+    assert arguments["name"] == container_name(NODE, "app")
+    assert arguments["restart_policy"] == {"Name": "no", "MaximumRetryCount": 0}
+
+
+def test_timestamps() -> None:
+    """Engine timestamps become POSIX seconds; Go's zero time is None."""
+    assert _timestamp("0001-01-01T00:00:00Z") is None
+    assert _timestamp("") is None
+    assert _timestamp("1970-01-01T00:00:10.5Z") == 10.5
+    assert _timestamp("1970-01-01T00:00:10Z") == 10.0
+    stamp = _timestamp("2026-11-24T01:02:35.390037168Z")
+    assert stamp is not None and abs(stamp - 1795482155.390037) < 1e-3
+
+
+def test_state_exited() -> None:
+    """An exited container reports its exit code; a never-started one none."""
+    exited = state_from_inspect(
+        {
+            "State": {
+                "Running": False,
+                "ExitCode": 3,
+                "StartedAt": "1970-01-01T00:00:01Z",
+            },
+            "RestartCount": 2,
+        }
+    )
+    assert (exited.running, exited.exit_code, exited.restart_count) == (False, 3, 2)
+    created = state_from_inspect(
+        {
+            "State": {
+                "Running": False,
+                "ExitCode": 0,
+                "StartedAt": "0001-01-01T00:00:00Z",
+            }
+        }
+    )
+    assert (created.exit_code, created.started_at) == (None, None)
+    restarting = state_from_inspect(
+        {
+            "State": {
+                "Running": False,
+                "Restarting": True,
+                "ExitCode": 1,
+                "StartedAt": "",
+            }
+        }
+    )
+    assert restarting.running
+
+
+# --------------------------------------------------------------------------
+# A stub SDK client, just enough for the adapter's error paths
+
+
+def _api_error(status: int, explanation: str) -> docker.errors.APIError:
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError("stub", response=response, explanation=explanation)
+
+
+@attrs.define
+class _StubContainer:
+    attrs: dict[str, Any]
+    start_error: Exception | None = None
+    removed: bool = False
+
+    def start(self) -> None:
+        if self.start_error is not None:
+            raise self.start_error
+
+    def remove(self, force: bool = False, v: bool = False) -> None:
+        self.removed = True
+
+
+@attrs.define
+class _StubContainers:
+    by_name: dict[str, _StubContainer] = attrs.field(factory=dict)
+    create_error: Exception | None = None
+    start_error: Exception | None = None
+    created: list[_StubContainer] = attrs.field(factory=list)
+
+    def get(self, name: str) -> _StubContainer:
+        if name not in self.by_name:
+            raise docker.errors.NotFound("no such container")
+        return self.by_name[name]
+
+    def create(self, **arguments: Any) -> _StubContainer:
+        if self.create_error is not None:
+            raise self.create_error
+        container = _StubContainer(engine_record(arguments), self.start_error)
+        self.created.append(container)
+        return container
+
+
+@attrs.define
+class _StubImages:
+    error: Exception | None = None
+
+    def get(self, image: str) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+@attrs.define
+class _StubClient:
+    containers: _StubContainers = attrs.field(factory=_StubContainers)
+    images: _StubImages = attrs.field(factory=_StubImages)
+
+
+class DockerErrorTests(SynchronousTestCase):
+    """SDK errors come out of DockerRuntime as the interface's typed errors."""
+
+    def setUp(self) -> None:
+        """A runtime on a stub client, its pool running work at once."""
+        self.client = _StubClient()
+        self.runtime = DockerRuntime(
+            NODE,
+            lambda: self.client,
+            ImmediateThreadPool(),  # type: ignore[arg-type]
+            ImmediateReactor(),  # type: ignore[arg-type]
+        )
+        self.spec = ContainerSpec(name="app", image="i", restart_policy=RestartNever())
+
+    def test_bad_node_uuid(self) -> None:
+        """A node UUID in the wrong form is refused at construction."""
+        self.assertRaises(
+            InvalidName,
+            DockerRuntime,
+            str(uuid.UUID(NODE)).upper(),
+            lambda: self.client,
+            ImmediateThreadPool(),
+            ImmediateReactor(),
+        )
+
+    def test_missing_image(self) -> None:
+        """The SDK's ImageNotFound on create is ImageNotFound."""
+        self.client.containers.create_error = docker.errors.ImageNotFound("gone")
+        failure = self.failureResultOf(self.runtime.create(self.spec), ImageNotFound)
+        self.assertEqual(failure.value.image, "i")
+
+    def test_conflict(self) -> None:
+        """A 409 on create is ContainerExists."""
+        self.client.containers.create_error = _api_error(409, "name in use")
+        self.failureResultOf(self.runtime.create(self.spec), ContainerExists)
+
+    def test_other_create_error(self) -> None:
+        """Another refusal on create is EngineError carrying the engine's words."""
+        self.client.containers.create_error = _api_error(400, "Minimum memory")
+        failure = self.failureResultOf(self.runtime.create(self.spec), EngineError)
+        self.assertIn("Minimum memory", str(failure.value))
+
+    def test_port_clash_removes(self) -> None:
+        """A port clash on start is PortInUse and the new container is removed."""
+        self.client.containers.start_error = _api_error(
+            500, "Bind for 127.0.0.77:18777 failed: port is already allocated"
+        )
+        self.failureResultOf(self.runtime.create(self.spec), PortInUse)
+        self.assertTrue(self.client.containers.created[0].removed)
+
+    def test_address_in_use(self) -> None:
+        """A port another process listens on is PortInUse too."""
+        self.client.containers.start_error = _api_error(
+            500, "listen tcp4 127.0.0.9:80: bind: address already in use"
+        )
+        self.failureResultOf(self.runtime.create(self.spec), PortInUse)
+
+    def test_foreign_container(self) -> None:
+        """A container with this node's engine name but another node's label is unknown."""
+        record = engine_record(create_arguments(str(uuid.uuid4()), self.spec))
+        self.client.containers.by_name[container_name(NODE, "app")] = _StubContainer(
+            record
+        )
+        self.failureResultOf(self.runtime.inspect("app"), UnknownContainer)
+        self.successResultOf(self.runtime.remove("app"))
+        self.assertFalse(
+            self.client.containers.by_name[container_name(NODE, "app")].removed
+        )
+
+    def test_image_exists(self) -> None:
+        """image_exists answers False for a missing or malformed image."""
+        self.assertTrue(self.successResultOf(self.runtime.image_exists("i")))
+        self.client.images.error = docker.errors.ImageNotFound("gone")
+        self.assertFalse(self.successResultOf(self.runtime.image_exists("i")))
+        self.client.images.error = _api_error(400, "invalid reference format")
+        self.assertFalse(self.successResultOf(self.runtime.image_exists("BAD")))
+        self.client.images.error = _api_error(500, "engine broke")
+        self.failureResultOf(self.runtime.image_exists("i"), EngineError)
+
+    def test_invalid_name_no_call(self) -> None:
+        """An invalid name fails before the client is made."""
+        made = []
+        runtime = DockerRuntime(
+            NODE,
+            lambda: made.append(1),  # type: ignore[arg-type,return-value]
+            ImmediateThreadPool(),  # type: ignore[arg-type]
+            ImmediateReactor(),  # type: ignore[arg-type]
+        )
+        self.failureResultOf(runtime.stop("bad name"), InvalidName)
+        self.assertEqual(made, [])
+
+
+def test_logged(eliot_logger: Any) -> None:
+    """Each DockerRuntime operation is an eliot action flocker:runtime:<verb>."""
+    client = _StubClient()
+    runtime = DockerRuntime(
+        NODE,
+        lambda: client,  # type: ignore[arg-type,return-value]
+        ImmediateThreadPool(),  # type: ignore[arg-type]
+        ImmediateReactor(),  # type: ignore[arg-type]
+    )
+    runtime.create(ContainerSpec(name="app", image="i"))
+    runtime.image_exists("i")
+    types = {m.get("action_type") for m in eliot_logger.messages}
+    assert {"flocker:runtime:create", "flocker:runtime:image_exists"} <= types
