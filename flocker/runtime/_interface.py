@@ -420,7 +420,12 @@ class IContainerRuntime(Interface):
     :func:`is_valid_name`) fails with :class:`InvalidName` before anything
     is done.  A name this node does not own fails with
     :class:`UnknownContainer` (except in :meth:`remove`), even if a
-    container of another node has it.
+    container of another node has it.  Any method fails with
+    :class:`EngineError` when the engine cannot be reached or refuses in a
+    way not listed for the method.
+
+    Methods may be called concurrently for different names; calls for one
+    name should be serialized by the caller (as a convergence loop does).
     """
 
     node_uuid: str = Attribute("The UUID of the node whose containers these are.")
@@ -494,4 +499,9 @@ class IContainerRuntime(Interface):
         """
 
     def image_exists(image: str) -> Deferred[bool]:
-        """Tell whether the engine has ``image`` (no pull is tried)."""
+        """
+        Tell whether the engine has ``image`` (no pull is tried).
+
+        A malformed reference (empty, with spaces, upper case repository…)
+        is an image the engine does not have: ``False``.
+        """

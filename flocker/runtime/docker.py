@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import attrs
 import docker
 import docker.errors
+import requests.exceptions
 from pyrsistent import PMap, PSet, pmap, pset
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
@@ -245,9 +246,16 @@ class DockerAdapter:
         return container
 
     def _mine(self) -> list[Any]:
+        # Both labels: a container with only the node label was not made
+        # by a runtime and has no spec.  ignore_removed: a container removed
+        # while the list is inspected is simply not listed.
         return list(
             self.client.containers.list(
-                all=True, filters={"label": f"{NODE_LABEL}={self.node_uuid}"}
+                all=True,
+                filters={
+                    "label": [f"{NODE_LABEL}={self.node_uuid}", APPLICATION_LABEL]
+                },
+                ignore_removed=True,
             )
         )
 
@@ -318,6 +326,8 @@ class DockerAdapter:
 
     def image_exists(self, image: str) -> bool:
         """See :meth:`IContainerRuntime.image_exists`."""
+        if not image or any(c.isspace() or c == "\0" for c in image):
+            return False
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
@@ -327,6 +337,23 @@ class DockerAdapter:
                 return False
             raise EngineError(str(error.explanation or error)) from None
         return True
+
+
+def _engine_errors(f: Callable[..., T], *args: Any) -> T:
+    """
+    ``f(*args)``, with the SDK's and the transport's unexpected errors
+    (engine unreachable, a refusal not mapped by the adapter) as
+    :class:`EngineError`.
+    """
+    try:
+        return f(*args)
+    except docker.errors.APIError as error:
+        raise EngineError(str(error.explanation or error)) from error
+    except (
+        docker.errors.DockerException,
+        requests.exceptions.RequestException,
+    ) as error:
+        raise EngineError(f"the Docker Engine failed: {error}") from error
 
 
 # --------------------------------------------------------------------------
@@ -361,7 +388,9 @@ class DockerRuntime:
         self._adapter = DockerAdapter(self.node_uuid, self.client_factory, self.labels)
 
     def _call(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
-        return deferToThreadPool(self.reactor, self.threadpool, f, *args)
+        return deferToThreadPool(
+            self.reactor, self.threadpool, _engine_errors, f, *args
+        )
 
     def _logged(self, action: Any, body: Callable, **fields: Any) -> Deferred:
         return logged(

@@ -392,6 +392,26 @@ def make_icontainerruntime_tests(
             assert caught.value.image == MISSING_IMAGE
             assert await runtime.list_containers() == pset()
 
+        @pytest.mark.parametrize("image", ["", "has space", "UPPER/case:1", "a:b:c"])
+        @pytest_twisted.ensureDeferred
+        async def test_malformed_image(
+            self, harness: RuntimeHarness, image: str
+        ) -> None:
+            """A malformed image reference is an image the engine lacks."""
+            runtime = harness.make_runtime()
+            assert await runtime.image_exists(image) is False
+
+        @pytest_twisted.ensureDeferred
+        async def test_longest_name(self, harness: RuntimeHarness) -> None:
+            """A name of the maximum length works throughout."""
+            runtime = harness.make_runtime()
+            spec = simple_spec(harness, "n" + "x" * 127)
+            await runtime.create(spec)
+            assert await runtime.list_containers() == pset([spec])
+            await runtime.stop(spec.name)
+            await runtime.remove(spec.name)
+            assert await runtime.list_containers() == pset()
+
         @pytest_twisted.ensureDeferred
         async def test_other_nodes_invisible(self, harness: RuntimeHarness) -> None:
             """A node sees, stops and removes only its own containers."""

@@ -274,6 +274,22 @@ class DockerErrorTests(SynchronousTestCase):
         self.client.images.error = _api_error(500, "engine broke")
         self.failureResultOf(self.runtime.image_exists("i"), EngineError)
 
+    def test_engine_unreachable(self) -> None:
+        """An engine that cannot be reached makes every call fail with EngineError."""
+
+        def unreachable() -> Any:
+            raise docker.errors.DockerException("Error while fetching server API")
+
+        runtime = DockerRuntime(
+            NODE,
+            unreachable,
+            ImmediateThreadPool(),  # type: ignore[arg-type]
+            ImmediateReactor(),  # type: ignore[arg-type]
+        )
+        self.failureResultOf(runtime.list_containers(), EngineError)
+        self.failureResultOf(runtime.create(self.spec), EngineError)
+        self.failureResultOf(runtime.remove("app"), EngineError)
+
     def test_invalid_name_no_call(self) -> None:
         """An invalid name fails before the client is made."""
         made = []
