@@ -235,3 +235,27 @@ async def test_counter_without_data(
 
     assert await loop_until(reactor, answered, STEPS) == 500
     assert os.listdir(tmp_path) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_limits_applied(harness: Any, tmp_path: Any) -> None:
+    """The memory limit and CPU shares reach the container's cgroups (v1)."""
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="limited",
+            image=harness.image,
+            command=[
+                "sh",
+                "-c",
+                "cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+                " /sys/fs/cgroup/cpu/cpu.shares > /data/limits",
+            ],
+            volumes=[VolumeBind(host_path=str(tmp_path), container_path="/data")],
+            cpu_shares=512,
+            memory_limit=32 * 1024 * 1024,
+        )
+    )
+    state = await _exited(runtime, "limited")
+    assert state.exit_code == 0
+    assert (tmp_path / "limits").read_text().split() == [str(32 * 1024 * 1024), "512"]
