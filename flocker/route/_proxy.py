@@ -35,7 +35,11 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.error import (
+    CannotListenError,
+    ConnectingCancelledError,
+    ConnectionDone,
+)
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
@@ -90,6 +94,18 @@ class _End(Protocol):
         self.write_done = False
         self.lost = False
         self.sent = 0
+        self.fed = False
+
+    def feed_from(self, producer: Any) -> None:
+        """Let ``producer`` (the peer's transport) pause when this socket is full."""
+        self.transport.registerProducer(producer, True)
+        self.fed = True
+
+    def stop_feeding(self) -> None:
+        """The peer's transport produces for this socket no more."""
+        if self.fed:
+            self.fed = False
+            self.transport.unregisterProducer()
 
     def dataReceived(self, data: bytes) -> None:
         """Forward bytes to the peer (the socket is paused until there is one)."""
@@ -101,7 +117,7 @@ class _End(Protocol):
         """The remote end half-closed: half-close the peer's writing."""
         self.read_done = True
         if self.peer is not None and not self.peer.lost:
-            self.peer.transport.unregisterProducer()
+            self.peer.stop_feeding()
             self.peer.transport.loseWriteConnection()
         if self.write_done:
             self.transport.loseConnection()
@@ -116,7 +132,7 @@ class _End(Protocol):
         """The socket closed: close the peer, after what is buffered for it."""
         self.lost = True
         if self.peer is not None and not self.peer.lost:
-            self.peer.transport.unregisterProducer()
+            self.peer.stop_feeding()
             self.peer.transport.loseConnection()
         self.connection.end_lost(self, reason)
 
@@ -185,15 +201,15 @@ class _Connection:
             target_end.transport.loseConnection()
             return
         client_end.peer, target_end.peer = target_end, client_end
-        client_end.transport.registerProducer(target_end.transport, True)
-        target_end.transport.registerProducer(client_end.transport, True)
+        client_end.feed_from(target_end.transport)
+        target_end.feed_from(client_end.transport)
         client_end.transport.resumeProducing()
 
     def _target_failed(self, reason: Failure) -> None:
         """The target is unreachable (or the client left): close the client."""
         self.connecting = None
         self.target_end = None
-        if reason.check(CancelledError):
+        if reason.check(CancelledError, ConnectingCancelledError):
             self.outcome = "client_gone"
         else:
             self.outcome = "target_unreachable"
