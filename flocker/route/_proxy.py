@@ -66,6 +66,11 @@ def _default_retry_delays() -> Iterator[float]:
     return backoff(initial=0.5, factor=2.0, maximum=30.0)
 
 
+def _name(reason: Failure) -> str:
+    """The name of a failure's exception type."""
+    return getattr(reason.type, "__name__", "error")
+
+
 def _address(address: Any) -> str:
     """An `IAddress` as ``host:port`` (or its ``repr`` for other kinds)."""
     host = getattr(address, "host", None)
@@ -84,7 +89,12 @@ class _End(Protocol):
     :ivar read_done: this socket's remote end will send nothing more.
     :ivar write_done: nothing more will be written to this socket.
     :ivar lost: this socket is closed.
+    :ivar sent: bytes read from this socket (and forwarded).
+    :ivar fed: the peer's transport is registered as this one's producer.
     """
+
+    #: A TCP transport (``ITCPTransport`` and ``IPushProducer``) once connected.
+    transport: Any
 
     def __init__(self, connection: _Connection) -> None:
         """An end of ``connection``; the client's end when first made."""
@@ -213,7 +223,7 @@ class _Connection:
             self.outcome = "client_gone"
         else:
             self.outcome = "target_unreachable"
-            self.error = reason.getErrorMessage() or reason.type.__name__
+            self.error = reason.getErrorMessage() or _name(reason)
         assert self.client_end is not None
         if self.client_end.lost:
             self._log()
@@ -224,7 +234,7 @@ class _Connection:
         """One socket closed; log once both have (or the target never opened)."""
         if not reason.check(ConnectionDone) and self.outcome is None:
             self.outcome = "error"
-            self.error = reason.getErrorMessage() or reason.type.__name__
+            self.error = reason.getErrorMessage() or _name(reason)
         if self.connecting is not None:
             # The client left before the target answered: cancelling calls
             # _target_failed, which logs.
@@ -392,7 +402,7 @@ class NodeRouter(Service):
         listener = self._listeners.pop(port, None)
         if listener is None:
             return succeed(None)
-        stopping: Deferred[None] = maybeDeferred(listener.stopListening)
+        stopping: Deferred[Any] = maybeDeferred(listener.stopListening)  # type: ignore[call-overload]
         stopping.addCallbacks(lambda _: None, lambda _: None)
         self._stopping[port] = stopping
 

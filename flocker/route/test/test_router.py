@@ -331,11 +331,13 @@ class TestConnection:
     def test_back_pressure(self) -> None:
         """A full buffer on one side pauses reading on the other, both ways."""
         c = proxied()
-        c.client_transport.producer.pauseProducing()
+        client_producer: Any = c.client_transport.producer
+        target_producer: Any = c.target_transport.producer
+        client_producer.pauseProducing()
         assert c.target_transport.producerState == "paused"
-        c.client_transport.producer.resumeProducing()
+        client_producer.resumeProducing()
         assert c.target_transport.producerState == "producing"
-        c.target_transport.producer.pauseProducing()
+        target_producer.pauseProducing()
         assert c.client_transport.producerState == "paused"
 
     def test_half_close(self, eliot_logger: Any) -> None:
