@@ -67,3 +67,14 @@ LEASE_RELEASE_FAILED = MessageType(
     [DATASET_ID, REASON],
     "The plugin could not release its lease on a dataset.",
 )
+
+#: The plugin listens for Docker.
+STARTED = MessageType(
+    "flocker:dockerplugin:started",
+    [
+        Field.for_types("socket", [str], "The unix socket Docker connects to."),
+        NODE_UUID,
+        Field.for_types("control", [str], "The control service's host:port."),
+    ],
+    "The Docker volume plugin started serving.",
+)
