@@ -348,7 +348,11 @@ class NodeRouter(Service):
             self._listen(port)
 
     def stopService(self) -> Deferred[None]:
-        """Stop listening everywhere (and trying to); the routes are kept."""
+        """
+        Stop listening everywhere (and trying to); the routes are kept.
+
+        Connections already forwarded carry on until either end closes them.
+        """
         super().stopService()
         ports = set(self._listeners) | set(self._retries)
         return gatherResults([self._stop(p) for p in sorted(ports)]).addCallback(
