@@ -22,7 +22,7 @@ from pyrsistent import pmap
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
@@ -47,8 +47,14 @@ def free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+class Server(Protocol):
+    """A test server's protocol, on a TCP transport."""
+
+    transport: Any
+
+
 @implementer(IHalfCloseableProtocol)
-class Named(Protocol):
+class Named(Server):
     """Says its name, echoes what it reads, closes when the client has."""
 
     def __init__(self, name: bytes) -> None:
@@ -68,7 +74,7 @@ class Named(Protocol):
 
 
 @implementer(IHalfCloseableProtocol)
-class Digest(Protocol):
+class Digest(Server):
     """Reads until the client half-closes, then answers the SHA-256 of it all."""
 
     def connectionMade(self) -> None:
@@ -86,7 +92,7 @@ class Digest(Protocol):
 
 
 @implementer(IHalfCloseableProtocol)
-class Source(Protocol):
+class Source(Server):
     """
     Sends ``data``, half-closes, then records what the client sends back
     until the client closes too (firing ``received``).
@@ -125,9 +131,9 @@ class Harness:
 
     def serve(self, build: Callable[[], Protocol]) -> int:
         """Listen on `OTHER` with protocols from ``build``; the port."""
-        factory = Factory()
+        factory = ServerFactory()
         factory.buildProtocol = lambda addr: build()  # type: ignore[method-assign]
-        listener = reactor.listenTCP(0, factory, interface=OTHER)
+        listener: Any = reactor.listenTCP(0, factory, interface=OTHER)
         self.servers.append(listener)
         return int(listener.getHost().port)
 
@@ -186,9 +192,12 @@ def read_line(client: socket.socket) -> bytes:
 def exchange(port: int, payload: bytes) -> bytes:
     """Send ``payload`` while reading, half-close, and read to the end."""
     with connect(port) as client:
-        sender = threading.Thread(
-            target=lambda: (client.sendall(payload), client.shutdown(socket.SHUT_WR))
-        )
+
+        def send() -> None:
+            client.sendall(payload)
+            client.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)
         sender.start()
         try:
             return read_all(client)
