@@ -38,6 +38,10 @@ from ._logging import CONVERGE_ITERATION, LOOP_SLEEP
 #: How often a loop with nothing to do looks at local state again (seconds).
 DEFAULT_POLL_INTERVAL = 1.0
 
+#: The pause after a pass that changed something, before the next pass
+#: (a pushed update starts one at once anyway).
+AFTER_CHANGE = 0.05
+
 #: Backoff after failed iterations: first delay, factor, and the longest.
 BACKOFF = (0.1, 2.0, 10.0)
 
@@ -177,7 +181,7 @@ class ConvergenceLoop:
             initial, factor, maximum = BACKOFF
             return float(min(initial * factor ** (self.failures - 1), maximum))
         if self._changed_something:
-            return 0.0
+            return AFTER_CHANGE
         return self.poll_interval
 
     _changed_something = False

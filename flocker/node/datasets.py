@@ -10,9 +10,8 @@ decides, dataset by dataset:
 * configured on another node while this node exposes (or is handing off)
   it: push it there (a move, see ``PushDataset``);
 * a leftover copy of a dataset another node now exposes: destroy it;
-* configured here but another node still has it: wait for its push (a
-  stale local copy sharing no snapshot with the exposed one is destroyed
-  first, so the full stream can arrive);
+* configured here but another node still has it: wait for its push;
+* a dataset that a transfer is writing into right now: leave it alone.
 * unknown to the configuration: leave it alone (never lose data).
 
 Changes for different datasets run in parallel, so a failing dataset never
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attr
-from pyrsistent import PClass, field, pmap_field, pvector_field
+from pyrsistent import PClass, field, pmap_field, pset_field, pvector_field
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
@@ -42,7 +41,7 @@ from flocker.control import (
 from flocker.volume import DatasetInfo, IVolumeBackend, SnapshotInfo
 
 from ._deploy import IDeployer, ILocalState, IStateChange, in_parallel
-from ._roles import HANDOFF, PRIMARY, REPLICA, MemoryRoles
+from ._roles import HANDOFF, PRIMARY, MemoryRoles
 
 #: An incremental move round smaller than this is followed by the final one.
 SMALL_DELTA = 8 * 1024 * 1024
@@ -69,6 +68,7 @@ class DatasetLocalState(PClass):
     node_uuid = field(type=str, mandatory=True)
     hostname = field(type=str, mandatory=True)
     datasets = pmap_field(str, LocalDataset)
+    receiving = pset_field(str)
 
     def shared_state_changes(self) -> NodeState:
         """The datasets half of the node's state; only primaries have a path."""
@@ -219,20 +219,6 @@ def _exposed_elsewhere(
     return found
 
 
-def _unrelated(
-    local: LocalDataset,
-    cluster_state: DeploymentState,
-    exposed_elsewhere: list[str],
-    dataset_id: str,
-) -> bool:
-    """Whether a local replica shares no snapshot with the exposed copy."""
-    if len(exposed_elsewhere) != 1:
-        return False
-    copy = cluster_state.get_node(exposed_elsewhere[0]).datasets[dataset_id]
-    theirs = {s.name for s in copy.snapshots}
-    return bool(theirs) and not theirs & {s.name for s in local.snapshots}
-
-
 def calculate_dataset_changes(
     node_uuid: str,
     configuration: Deployment,
@@ -249,7 +235,7 @@ def calculate_dataset_changes(
     changes: list[IStateChange] = []
     for dataset_id in sorted(set(configured) | set(local_state.datasets)):
         local = local_state.datasets.get(dataset_id)
-        if dataset_id not in configured:
+        if dataset_id not in configured or dataset_id in local_state.receiving:
             continue
         dataset, primary = configured[dataset_id]
         others = [u for u in cluster_state.holders(dataset_id) if u != node_uuid]
@@ -284,12 +270,7 @@ def calculate_dataset_changes(
             elif local.role == HANDOFF and not exposed_elsewhere:
                 # The move was called off before the destination took over.
                 changes.append(ExposeDataset(dataset_id=dataset_id))
-            elif local.role == REPLICA and _unrelated(
-                local, cluster_state, exposed_elsewhere, dataset_id
-            ):
-                # A stale copy sharing no snapshot with the exposed one would
-                # refuse the full stream the holder must now send.
-                changes.append(DestroyDataset(dataset_id=dataset_id))
+
         elif local is not None:
             if local.role in (PRIMARY, HANDOFF):
                 destination = cluster_state.nodes.get(primary)
@@ -342,31 +323,49 @@ class DatasetMover:
         await self.backend.snapshot(dataset_id, name)
         return name
 
+    #: dataset id → (destination, snapshot) last confirmed stored there;
+    #: newer than what the destination's reported state may say yet.
+    _confirmed: dict[str, tuple[str, str]] = attr.ib(factory=dict, init=False)
+
     async def push(self, change: PushDataset) -> None:
         """
         Bulk rounds while the dataset stays in use, then the final increment.
 
-        If the dataset is still in use after the bulk rounds the pass ends;
-        the next pass continues incrementally from what the destination has.
+        While the dataset is in use, each pass sends the changes since the
+        last round (until they are small) and ends; once it is no longer in
+        use and the destination already has a recent copy, the final
+        increment goes at once, keeping the time the dataset is unavailable
+        to the size of the last changes.
         """
         dataset_id = change.dataset_id
         local = [s.name for s in await self.backend.list_snapshots(dataset_id)]
-        common = [name for name in local if name in set(change.remote_snapshots)]
+        known = set(change.remote_snapshots)
+        confirmed = self._confirmed.get(dataset_id)
+        if confirmed is not None and confirmed[0] == change.destination:
+            known.add(confirmed[1])
+        common = [name for name in local if name in known]
         base = common[-1] if common else None
+
+        async def send(final: bool) -> int:
+            snapshot = await self._snapshot(dataset_id)
+            sent = await self.send(dataset_id, snapshot, base, change.host, final)
+            self._confirmed[dataset_id] = (change.destination, snapshot)
+            return sent
+
         if self.roles.get(dataset_id) == PRIMARY:
-            for _ in range(self.maximum_rounds):
-                snapshot = await self._snapshot(dataset_id)
-                sent = await self.send(dataset_id, snapshot, base, change.host, False)
-                base = snapshot
-                if sent < self.small_delta:
-                    break
-            if self.in_use(dataset_id):
-                return
+            if base is None or self.in_use(dataset_id):
+                for _ in range(self.maximum_rounds):
+                    sent = await send(False)
+                    base = self._confirmed[dataset_id][1]
+                    if sent < self.small_delta:
+                        break
+                if self.in_use(dataset_id):
+                    return
             # From here on the dataset is exposed nowhere until the
             # destination has the final increment.
             self.roles.set(dataset_id, HANDOFF)
-        snapshot = await self._snapshot(dataset_id)
-        await self.send(dataset_id, snapshot, base, change.host, True)
+        await send(True)
+        self._confirmed.pop(dataset_id, None)
         await self.backend.destroy(dataset_id)
         self.roles.forget(dataset_id)
 
@@ -386,6 +385,7 @@ class DatasetDeployer:
     :ivar backend: The node's volume backend.
     :ivar roles: The durable record of which datasets are exposed.
     :ivar mover: Pushes datasets for moves.
+    :ivar receiving: The ids of datasets a transfer is writing into now.
     """
 
     node_uuid: str = attr.ib()
@@ -393,6 +393,7 @@ class DatasetDeployer:
     backend: IVolumeBackend = attr.ib()
     roles: MemoryRoles = attr.ib()
     mover: DatasetMover = attr.ib()
+    receiving: Callable[[], Any] = attr.ib(default=lambda: ())
 
     _recovered: bool = attr.ib(default=False, init=False)
 
@@ -417,7 +418,10 @@ class DatasetDeployer:
                     info=info, snapshots=snapshots, role=self.roles.get(info.dataset_id)
                 )
             return DatasetLocalState(
-                node_uuid=self.node_uuid, hostname=self.hostname, datasets=datasets
+                node_uuid=self.node_uuid,
+                hostname=self.hostname,
+                datasets=datasets,
+                receiving=set(self.receiving()),
             )
 
         return Deferred.fromCoroutine(discover())

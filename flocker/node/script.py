@@ -15,7 +15,7 @@ from typing import Any
 
 from eliot import log_message
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
 from flocker.ca import (
@@ -26,7 +26,7 @@ from flocker.ca import (
     load_tls_files,
 )
 from flocker.common import ConfigurationError, start_daemon_logging
-from flocker.control import NodeState
+from flocker.control import Deployment, DeploymentState, NodeState
 from flocker.control._protocol_agent import AgentAMPClient, NotConnected
 from flocker.volume import IVolumeBackend
 from flocker.volume._transfer_wire import TransferHeader
@@ -93,6 +93,29 @@ def load_node_files(config: AgentConfig) -> tuple[TLSFiles, str, FileRoles]:
     return tls, str(identity.node_uuid), roles
 
 
+def dataset_in_use(
+    node_uuid: str,
+    dataset_id: str,
+    configuration: Deployment,
+    cluster_state: DeploymentState,
+    now: float,
+) -> bool:
+    """
+    Whether something on the node still uses a dataset: a lease held by the
+    node, or an application the node's container agent reports running
+    with the dataset as a volume.
+    """
+    lease = configuration.leases.expire(now).get(dataset_id)
+    if lease is not None and lease.node_uuid == node_uuid:
+        return True
+    applications = cluster_state.get_node(node_uuid).applications or {}
+    return any(
+        volume.dataset_id == dataset_id
+        for application in applications.values()
+        for volume in application.volumes
+    )
+
+
 def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiService:
     """
     Wire a dataset agent; nothing runs until the service starts.
@@ -118,17 +141,25 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
         )
         return sent.addCallback(lambda result: result.bytes_sent)
 
-    holder: dict[str, ConvergenceLoop] = {}
+    holder: dict[str, Any] = {}
 
     def in_use(dataset_id: str) -> bool:
-        configuration = holder["loop"].configuration
-        if configuration is None:
+        loop = holder["loop"]
+        if loop.configuration is None or loop.cluster_state is None:
             return True
-        lease = configuration.leases.expire(reactor.seconds()).get(dataset_id)
-        return lease is not None and lease.node_uuid == node_uuid
+        return dataset_in_use(
+            node_uuid, dataset_id, loop.configuration, loop.cluster_state, reactor.seconds()
+        )
 
     mover = DatasetMover(backend, roles, send, in_use=in_use)
-    deployer = DatasetDeployer(node_uuid, config.address, backend, roles, mover)
+    deployer = DatasetDeployer(
+        node_uuid,
+        config.address,
+        backend,
+        roles,
+        mover,
+        receiving=lambda: set(holder["receiver"].in_flight),
+    )
 
     def report(state: NodeState) -> Deferred[None]:
         def not_connected(failure: Any) -> None:
@@ -150,6 +181,7 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
             roles.set(header.dataset_id, PRIMARY)
 
     receiver = TransferReceiver(backend, on_stored=stored)
+    holder["receiver"] = receiver
     service = MultiService()
     transfer_service(
         reactor, receiver, config.transfer_port, tls, interface=config.address
@@ -165,10 +197,69 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
     return service
 
 
-def _arguments(argv: list[str]) -> argparse.Namespace:
+def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiService:
+    """
+    Wire a container agent: the Docker runtime, the connection to the
+    control service and the convergence loop.
+    """
+    import docker
+    from twisted.python.threadpool import ThreadPool
+
+    from flocker.runtime import DockerRuntime
+
+    from .containers import ContainerDeployer
+
+    tls, node_uuid, _ = load_node_files(config)
+    pool = ThreadPool(minthreads=1, maxthreads=4, name="docker")
+    runtime = DockerRuntime(
+        node_uuid, lambda: docker.from_env(timeout=120), pool, reactor
+    )
+    deployer = ContainerDeployer(node_uuid, config.address, runtime)
+
+    def report(state: NodeState) -> Deferred[None]:
+        def not_connected(failure: Any) -> None:
+            failure.trap(NotConnected)
+
+        return client.report_state(state).addErrback(not_connected)
+
+    loop = ConvergenceLoop(reactor, deployer, report)
+    client = AgentAMPClient.for_control_service(
+        reactor, config.control_host, config.control_port, tls, "container",
+        loop.cluster_updated,
+    )
+    service = MultiService()
+    _ThreadPoolService(pool).setServiceParent(service)
+    client.setServiceParent(service)
+    _LoopService(loop).setServiceParent(service)
+    log_message(
+        message_type="flocker:node:container_agent:configured",
+        node_uuid=node_uuid,
+        address=config.address,
+    )
+    return service
+
+
+class _ThreadPoolService(Service):
+    """Starts and stops a thread pool with the agent."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def startService(self) -> None:  # noqa: N802 (Twisted's name)
+        """Start the threads."""
+        Service.startService(self)
+        self.pool.start()
+
+    def stopService(self) -> None:  # noqa: N802
+        """Stop the threads."""
+        Service.stopService(self)
+        self.pool.stop()
+
+
+def _arguments(argv: list[str], prog: str = "flocker-dataset-agent") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="flocker-dataset-agent",
-        description="Converge this node's datasets towards the cluster configuration.",
+        prog=prog,
+        description="Converge this node towards the cluster configuration.",
     )
     parser.add_argument(
         "--agent-config", default="/etc/flocker/agent.yml", help="the agent.yml file"
@@ -179,29 +270,43 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def dataset_agent_main(argv: list[str] | None = None) -> None:
-    """The ``flocker-dataset-agent`` console script."""
-    options = _arguments(sys.argv[1:] if argv is None else argv)
+def _agent_main(
+    name: str, build: Any, argv: list[str] | None
+) -> None:
+    """Run an agent daemon: check its configuration, then serve until stopped."""
+    options = _arguments(sys.argv[1:] if argv is None else argv, name)
     try:
         config = load_agent_config(options.agent_config)
         load_node_files(config)
     except (ConfigurationError, StartupError) as error:
-        sys.exit(f"flocker-dataset-agent: {error}")
+        sys.exit(f"{name}: {error}")
 
     def main(reactor: Any) -> Deferred[None]:
         start_daemon_logging(
-            "flocker-dataset-agent",
+            name,
             config.log_directory,
             sys.stdout if options.foreground_log else None,
         )
-        service = build_dataset_agent_service(reactor, config)
+        service = build(reactor, config)
         service.startService()
-        done: Deferred[None] = Deferred()
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-        return done if service.running else succeed(None)
+        return Deferred()
 
     react(main)
 
 
+def dataset_agent_main(argv: list[str] | None = None) -> None:
+    """The ``flocker-dataset-agent`` console script."""
+    _agent_main("flocker-dataset-agent", build_dataset_agent_service, argv)
+
+
+def container_agent_main(argv: list[str] | None = None) -> None:
+    """The ``flocker-container-agent`` console script."""
+    _agent_main("flocker-container-agent", build_container_agent_service, argv)
+
+
 if __name__ == "__main__":
-    dataset_agent_main()
+    if len(sys.argv) > 1 and sys.argv[1] == "container":
+        container_agent_main(sys.argv[2:])
+    else:
+        dataset_agent_main()

@@ -235,17 +235,12 @@ def test_move_back():
     assert result(cluster.backends[B].list_datasets()) == []
 
 
-def test_unrelated_stale_replica_destroyed():
-    """A replica sharing no snapshot with the exposed copy makes way."""
+def test_receiving_dataset_left_alone():
+    """A dataset a transfer is writing into gets no change at all."""
     cluster = Cluster()
     cluster.converge(config_with(A))
-    result(cluster.backends[A].snapshot(DS, "s1"))
-    result(cluster.backends[B].create(DS))
-    result(cluster.backends[B].snapshot(DS, "other"))
-    cluster.converge_node(A, config_with(A))
-    assert plan(cluster, B, config_with(B)) == DestroyDataset(dataset_id=DS)
-    cluster.converge(config_with(B))
-    assert result(cluster.backends[A].list_datasets()) == []
+    cluster.deployers[A].receiving = lambda: {DS}
+    assert plan(cluster, A, config_with(A, deleted=True)) == NoOp()
 
 
 def test_handoff_called_off_reexposes():

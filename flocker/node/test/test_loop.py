@@ -10,6 +10,7 @@ from zope.interface import implementer
 
 from flocker.control import Deployment, DeploymentState, NodeState
 from flocker.node import ConvergenceLoop, ILocalState, IStateChange, NoOp
+from flocker.node._loop import AFTER_CHANGE
 
 NODE = "11111111-1111-1111-1111-111111111111"
 
@@ -122,8 +123,8 @@ class ConvergenceLoopTests(SynchronousTestCase):
         loop, clock, deployer, reports = make_loop(poll=5)
         deployer.pending_changes = 2
         loop.cluster_updated(Deployment(), DeploymentState())
-        clock.advance(0)
-        clock.advance(0)
+        clock.advance(AFTER_CHANGE)
+        clock.advance(AFTER_CHANGE)
         self.assertEqual((deployer.runs, deployer.discovered), (2, 3))
 
     def test_pushed_update_wakes_sleeping_loop(self):
