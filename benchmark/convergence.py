@@ -122,6 +122,7 @@ def run(count: int, interval: float, keep_logs: str | None = None) -> dict[str, 
     """Measure on a fresh local cluster; the results document."""
     from flocker.testtools import lab
 
+    load_before = list(os.getloadavg())  # the machine is shared: say how busy
     directory = tempfile.mkdtemp(prefix="flocker-bench-conv-")
     try:
         cluster = lab.up(directory, nodes=2, backend="zfs")
@@ -156,6 +157,8 @@ def run(count: int, interval: float, keep_logs: str | None = None) -> dict[str, 
         "target_median_seconds": TARGET_MEDIAN,
         "meets_target": latency["median"] < TARGET_MEDIAN,
         "samples": {"latency": latencies, "bare_zfs_create": baseline},
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
     }
 
 

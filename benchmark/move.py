@@ -27,7 +27,7 @@ corrupts data fails the benchmark.  Baseline in the same run: a plain local
 ``zfs send | zfs recv`` of the same data from node 1's pool into node 2's.
 Target: unavailable < 1 s, independent of the dataset size.
 
-    benchmark/run move [--size 1GiB] [--sizes 64MiB,256MiB,1GiB]
+    benchmark/run move [--size 1GiB] [--sizes 64MiB,256MiB,1GiB] [--repetitions 1]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from benchmark._harness import write_results
+from benchmark._harness import summarize, write_results
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -506,17 +506,59 @@ def measure_move(
     return result
 
 
-def run(sizes: list[int], interval: float, keep_logs: str | None = None) -> dict[str, Any]:
-    """Measure a move of each size on a fresh local cluster."""
+def per_size(moves: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each size, summaries of the figures over its repetitions."""
+    sizes = sorted({m["data_bytes"] for m in moves})
+    table = []
+    for size in sizes:
+        mine = [m for m in moves if m["data_bytes"] == size]
+        reported = [
+            m["log"]["unavailable_until_reported_seconds"]
+            for m in mine
+            if m["log"]["unavailable_until_reported_seconds"] is not None
+        ]
+        table.append(
+            {
+                "data_bytes": size,
+                "repetitions": len(mine),
+                "total_seconds": summarize([m["total_seconds"] for m in mine]),
+                "local_pipe_seconds": summarize([m["local_pipe_seconds"] for m in mine]),
+                "api_unavailable_upper_seconds": summarize(
+                    [m["api_unavailable"]["upper_seconds"] for m in mine]
+                ),
+                "log_unavailable_until_stored_seconds": summarize(
+                    [m["log"]["unavailable_until_stored_seconds"] for m in mine]
+                ),
+                "log_unavailable_until_reported_seconds": (
+                    summarize(reported) if reported else None
+                ),
+            }
+        )
+    return table
+
+
+def run(
+    sizes: list[int], interval: float, repetitions: int = 1, keep_logs: str | None = None
+) -> dict[str, Any]:
+    """Measure ``repetitions`` moves of each size on a fresh local cluster."""
     from benchmark.convergence import teardown
     from flocker.testtools import lab
 
+    load_before = list(os.getloadavg())  # the machine is shared: say how busy
     directory = tempfile.mkdtemp(prefix="flocker-bench-move-")
     moves = []
     try:
         cluster = lab.up(directory, nodes=2, backend="zfs")
-        for index, size in enumerate(sizes):
-            moves.append(measure_move(cluster, size, interval, seed=index + 1))
+        seed = 0
+        for repetition in range(repetitions):
+            for size in sizes:
+                seed += 1
+                print(f"repetition {repetition + 1}/{repetitions}", flush=True)
+                moves.append(measure_move(cluster, size, interval, seed=seed))
+                # Free node 2's pool for the next one (not waited for).
+                lab.api_request(
+                    cluster, "DELETE", f"/v1/configuration/datasets/{moves[-1]['dataset_id']}"
+                )
     finally:
         teardown(directory, keep_logs)
     worst = max(
@@ -529,38 +571,59 @@ def run(sizes: list[int], interval: float, keep_logs: str | None = None) -> dict
     )
     return {
         "sizes": sizes,
+        "repetitions": repetitions,
         "poll_interval_seconds": interval,
+        "per_size": per_size(moves),
         "moves": moves,
         "target_unavailable_seconds": TARGET_UNAVAILABLE,
         "worst_unavailable_seconds": worst,
         "meets_target": worst < TARGET_UNAVAILABLE,
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
     }
 
 
 def plot(results: dict[str, Any]) -> Any:
-    """Total time, the pipe baseline and unavailability against size."""
+    """Every move's total time and unavailability against size; medians joined."""
 
     def draw(axes: Any) -> None:
-        moves = sorted(results["moves"], key=lambda m: m["data_bytes"])
-        sizes = [m["data_bytes"] / MiB for m in moves]
-        axes.plot(sizes, [m["total_seconds"] for m in moves], "o-", color="#2a7ab9",
-                  label="move: total (API)")
-        axes.plot(sizes, [m["local_pipe_seconds"] for m in moves], "s--", color="#888888",
-                  label="local zfs send | zfs recv")
-        axes.plot(sizes, [m["api_unavailable"]["upper_seconds"] for m in moves], "^-",
-                  color="#d08020", label="unavailable (API, upper bound)")
-        axes.plot(sizes, [m["log"]["unavailable_until_reported_seconds"] for m in moves], "v-",
-                  color="#a03030", label="unavailable (logs, until reported)")
-        axes.plot(sizes, [m["log"]["unavailable_until_stored_seconds"] for m in moves], "x:",
-                  color="#a03030", label="unavailable (logs, until stored)")
+        table = results["per_size"]
+        sizes = [row["data_bytes"] / MiB for row in table]
+        series = [
+            ("total_seconds", lambda m: m["total_seconds"], "o-", "#2a7ab9",
+             "move: total (API)"),
+            ("local_pipe_seconds", lambda m: m["local_pipe_seconds"], "s--", "#888888",
+             "local zfs send | zfs recv"),
+            ("log_unavailable_until_reported_seconds",
+             lambda m: m["log"]["unavailable_until_reported_seconds"], "v-", "#a03030",
+             "unavailable (logs, until reported)"),
+            ("log_unavailable_until_stored_seconds",
+             lambda m: m["log"]["unavailable_until_stored_seconds"], "x:", "#a03030",
+             "unavailable (logs, until stored)"),
+            ("api_unavailable_upper_seconds",
+             lambda m: m["api_unavailable"]["upper_seconds"], "^-", "#d08020",
+             "unavailable (API polling, upper bound)"),
+        ]  # fmt: skip
+        for key, value, style, colour, label in series:
+            medians = [row[key]["median"] if row[key] else None for row in table]
+            axes.plot(sizes, medians, style, color=colour, label=label)
+            points = [(m["data_bytes"] / MiB, value(m)) for m in results["moves"]]
+            axes.scatter(
+                [x for x, y in points if y is not None],
+                [y for x, y in points if y is not None],
+                color=colour, s=10, alpha=0.5,
+            )  # fmt: skip
         axes.axhline(TARGET_UNAVAILABLE, color="#c03030", linestyle=":", label="target unavailable")
         if len(sizes) > 1:
             axes.set_xscale("log", base=2)
         axes.set_xticks(sizes)
         axes.set_xticklabels([f"{s:.0f}" for s in sizes])
         axes.set_xlabel("dataset size (MiB of random data)")
-        axes.set_ylabel("seconds")
-        axes.set_title("Moving a dataset between two nodes of a local cluster")
+        axes.set_ylabel("seconds (lines: medians)")
+        axes.set_title(
+            f"Moving a dataset between two nodes ({results['repetitions']} per size): "
+            f"worst unavailability {results['worst_unavailable_seconds']:.2f} s"
+        )
         axes.legend(loc="upper left", fontsize="small")
 
     return draw
@@ -572,16 +635,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="1GiB", help="data size (default 1GiB)")
     parser.add_argument("--sizes", help="several sizes, e.g. 64MiB,256MiB,1GiB")
     parser.add_argument("--interval", type=float, default=0.005, help="API poll interval, s")
+    parser.add_argument("--repetitions", type=int, default=1, help="moves per size")
     parser.add_argument("--keep-logs", help="copy the daemons' logs to this directory")
     options = parser.parse_args(argv)
     try:
         sizes = parse_sizes(options.sizes) if options.sizes else [parse_size(options.size)]
     except ValueError as error:
         parser.error(str(error))
+    if options.repetitions < 1:
+        parser.error("--repetitions must be at least 1")
     if os.geteuid() != 0:
         sys.exit("benchmark/run move: needs root (ZFS pools)")
     try:
-        results = run(sizes, options.interval, options.keep_logs)
+        results = run(sizes, options.interval, options.repetitions, options.keep_logs)
     except CorruptMove as error:
         sys.exit(f"benchmark/run move: CORRUPT DATA after the move: {error}")
     paths = write_results("move", results, plot(results))

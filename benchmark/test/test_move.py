@@ -2,6 +2,7 @@
 
 import pytest
 
+from benchmark._harness import write_results
 from benchmark.move import (
     GiB,
     MiB,
@@ -9,6 +10,8 @@ from benchmark.move import (
     move_timeline,
     parse_size,
     parse_sizes,
+    per_size,
+    plot,
     windows,
 )
 
@@ -172,3 +175,44 @@ def test_move_timeline_unreported():
     timeline = move_timeline(source, destination[:-2], DATASET, 0)
     assert timeline["reported_at"] is None
     assert timeline["unavailable_until_reported_seconds"] is None
+
+
+def fake_move(size, total, stored, reported, api=0.05):
+    """The figures measure_move records for one move."""
+    return {
+        "data_bytes": size,
+        "total_seconds": total,
+        "local_pipe_seconds": total / 2,
+        "api_unavailable": {"lower_seconds": 0.0, "upper_seconds": api, "runs": 1},
+        "log": {
+            "unavailable_until_stored_seconds": stored,
+            "unavailable_until_reported_seconds": reported,
+        },
+    }
+
+
+def test_per_size_and_plot(tmp_path):
+    """
+    Repetitions of one size are summarized together, sizes in order; a move
+    whose report was not seen is left out of the reported summary; the plot
+    draws.
+    """
+    moves = [
+        fake_move(GiB, 12.0, 0.5, 0.9),
+        fake_move(64 * MiB, 4.0, 0.6, None),
+        fake_move(GiB, 14.0, 0.7, 1.1),
+    ]
+    table = per_size(moves)
+    assert [row["data_bytes"] for row in table] == [64 * MiB, GiB]
+    assert table[0]["log_unavailable_until_reported_seconds"] is None
+    assert table[1]["repetitions"] == 2
+    assert table[1]["total_seconds"]["median"] == 13.0
+    assert table[1]["log_unavailable_until_reported_seconds"]["max"] == 1.1
+    results = {
+        "per_size": table,
+        "moves": moves,
+        "repetitions": 2,
+        "worst_unavailable_seconds": 1.1,
+    }
+    _, png = write_results("move", results, plot(results), directory=str(tmp_path))
+    assert open(png, "rb").read(4) == b"\x89PNG"
