@@ -36,6 +36,7 @@ CONSOLE_SCRIPTS: list[str] = [
     "flocker-control = flocker.control.script:_run",
     "flocker-dataset-agent = flocker.node.script:dataset_agent_main",
     "flocker-volume = flocker.volume.script:main",
+    "flocker-container-agent = flocker.node.script:container_agent_main",
 ]
 
 setup(

@@ -14,7 +14,9 @@ applications configured for the node:
   node has not yet received a first copy of them: then the container keeps
   running during the bulk transfer, and it is removed only once the new
   node reports a copy, so the dataset agent's final increment is small;
-* an application whose datasets are not mounted here yet waits.
+* an application whose datasets are not mounted here yet waits;
+* the node's router forwards the published ports of applications running
+  on other nodes to them (``flocker.route``).
 
 Links become Docker-link style environment variables pointing at this
 node's own address: every node forwards every application's published
@@ -34,6 +36,7 @@ from zope.interface import implementer
 from flocker.control import Application, Deployment, DeploymentState, NodeState
 from flocker.control import RestartAlways as ModelRestartAlways
 from flocker.control import RestartOnFailure as ModelRestartOnFailure
+from flocker.route import IRouter, MemoryRouter, Route, routes_for_node
 from flocker.runtime import (
     ContainerSpec,
     ContainerState,
@@ -124,6 +127,7 @@ class ContainerLocalState(PClass):
     specs = pset_field(ContainerSpec)
     states = pmap_field(str, ContainerState)
     applications = pmap_field(str, Application)
+    routes = pmap_field(int, Route)
 
     def shared_state_changes(self) -> NodeState:
         """The applications half of the node's state: what runs here."""
@@ -173,6 +177,22 @@ class RemoveApplication(PClass):
     def run(self, deployer: ContainerDeployer) -> Deferred[None]:
         """Remove it (killing it first)."""
         return deployer.runtime.remove(self.name)
+
+
+@implementer(IStateChange)
+class SetRoutes(PClass):
+    """Give the node's router the routes to applications on other nodes."""
+
+    routes = pmap_field(int, Route)
+    action_type = "flocker:node:container:set_routes"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The routed ports."""
+        return {"ports": sorted(self.routes)}
+
+    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
+        """Hand them to the router."""
+        return deployer.router.set_routes(self.routes)
 
 
 @implementer(IStateChange)
@@ -267,6 +287,9 @@ def calculate_container_changes(
             )
         elif not local_state.states.get(name, ContainerState(running=False)).running:
             changes.append(RestartApplication(name=name))
+    routes = routes_for_node(node_uuid, configuration, cluster_state, {})
+    if routes != local_state.routes:
+        changes.append(SetRoutes(routes=routes))
     return in_parallel(changes)
 
 
@@ -279,11 +302,13 @@ class ContainerDeployer:
     :ivar node_uuid: This node's UUID.
     :ivar hostname: This node's address: ports are published on it.
     :ivar runtime: The node's container runtime.
+    :ivar router: Forwards this node's connections to applications elsewhere.
     """
 
     node_uuid: str = attr.ib()
     hostname: str = attr.ib()
     runtime: IContainerRuntime = attr.ib()
+    router: IRouter = attr.ib(factory=MemoryRouter)
     configuration: Deployment | None = attr.ib(default=None)
 
     def discover_state(
@@ -300,6 +325,7 @@ class ContainerDeployer:
                 specs=specs,
                 states=states,
                 applications=self._running_applications(specs, states),
+                routes=self.router.routes(),
             )
 
         return Deferred.fromCoroutine(discover())
@@ -344,6 +370,7 @@ __all__ = [
     "ContainerLocalState",
     "RemoveApplication",
     "RestartApplication",
+    "SetRoutes",
     "StartApplication",
     "calculate_container_changes",
     "container_spec",

@@ -205,6 +205,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
     import docker
     from twisted.python.threadpool import ThreadPool
 
+    from flocker.route import NodeRouter
     from flocker.runtime import DockerRuntime
 
     from .containers import ContainerDeployer
@@ -214,7 +215,8 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
     runtime = DockerRuntime(
         node_uuid, lambda: docker.from_env(timeout=120), pool, reactor
     )
-    deployer = ContainerDeployer(node_uuid, config.address, runtime)
+    router = NodeRouter(reactor, config.address)
+    deployer = ContainerDeployer(node_uuid, config.address, runtime, router)
 
     def report(state: NodeState) -> Deferred[None]:
         def not_connected(failure: Any) -> None:
@@ -229,6 +231,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
     )
     service = MultiService()
     _ThreadPoolService(pool).setServiceParent(service)
+    router.setServiceParent(service)
     client.setServiceParent(service)
     _LoopService(loop).setServiceParent(service)
     log_message(

@@ -1,7 +1,8 @@
 """The local cluster: a control service and N nodes on one machine.
 
 ``admin/lab up --nodes N --dir DIR [--backend zfs|directory]`` starts
-``flocker-control`` and, for each node, a ``flocker-dataset-agent`` with its
+``flocker-control`` and, for each node, a ``flocker-dataset-agent`` and a
+``flocker-container-agent`` (containers labelled with the node) with its
 own loopback address (127.0.0.11, 127.0.0.12, …), its own file-backed ZFS
 pool (or directory), its own certificates and its own log directory.  It
 issues every certificate with ``flocker-ca`` and writes ``DIR/cluster.json``::
@@ -11,7 +12,7 @@ issues every certificate with ``flocker-ca`` and writes ``DIR/cluster.json``::
                  "log_dir": …},
      "certificates": {"ca": …, "user_cert": …, "user_key": …},
      "nodes": [{"uuid": …, "address": …, "pool": …, "log_dir": …,
-                "agent_config": …, "pids": {"dataset": PID}}],
+                "agent_config": …, "pids": {"dataset": PID, "container": PID}}],
      "backend": "zfs", "transfer_port": PORT}
 
 ``admin/lab status --dir DIR`` says what runs; ``admin/lab down --dir DIR``
@@ -206,13 +207,18 @@ def _write_agent_config(
 
 def start_node_agents(cluster: dict[str, Any], node: dict[str, Any]) -> None:
     """Start (or restart) a node's agents; records their pids in ``node``."""
-    pid = _spawn(
-        _python_module(
-            "flocker.node.script", "--agent-config", node["agent_config"]
+    node["pids"] = {
+        "dataset": _spawn(
+            _python_module("flocker.node.script", "--agent-config", node["agent_config"]),
+            os.path.join(node["log_dir"], "dataset-agent.out"),
         ),
-        os.path.join(node["log_dir"], "dataset-agent.out"),
-    )
-    node["pids"] = {"dataset": pid}
+        "container": _spawn(
+            _python_module(
+                "flocker.node.script", "container", "--agent-config", node["agent_config"]
+            ),
+            os.path.join(node["log_dir"], "container-agent.out"),
+        ),
+    }
 
 
 def start_control(cluster: dict[str, Any]) -> None:
@@ -238,8 +244,8 @@ def wait_for_cluster(cluster: dict[str, Any], timeout: float = 60) -> None:
 
     outputs = [(cluster["control"]["pid"], os.path.join(cluster["control"]["log_dir"], "control.out"))]
     for node in cluster["nodes"]:
-        for pid in node["pids"].values():
-            outputs.append((pid, os.path.join(node["log_dir"], "dataset-agent.out")))
+        for kind, pid in node["pids"].items():
+            outputs.append((pid, os.path.join(node["log_dir"], f"{kind}-agent.out")))
 
     def ready() -> bool:
         for pid, output in outputs:
@@ -337,6 +343,10 @@ def up(directory: str, nodes: int = 2, backend: str = "zfs") -> dict[str, Any]:
             start_node_agents(cluster, node)
             save(cluster)
         wait_for_cluster(cluster)
+    except subprocess.CalledProcessError as error:
+        down(directory)
+        detail = (error.stderr or b"").decode("utf-8", "replace").strip()
+        raise LabError(f"{' '.join(error.cmd)} failed: {detail}") from None
     except BaseException:
         down(directory)
         raise
@@ -368,6 +378,24 @@ def stop_node_agents(node: dict[str, Any], sig: int | None = None) -> None:
             os.killpg(pid, sig)
 
 
+def _remove_containers(node_uuids: list[str]) -> None:
+    """Remove every container the nodes' container agents made."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+    except Exception:  # no Docker here: nothing of ours can run there
+        return
+    try:
+        for node_uuid in node_uuids:
+            for container in client.containers.list(
+                all=True, filters={"label": f"org.flocker.node={node_uuid}"}
+            ):
+                container.remove(force=True)
+    finally:
+        client.close()
+
+
 def down(directory: str) -> None:
     """Stop everything, destroy the pools, remove the directory."""
     directory = os.path.abspath(directory)
@@ -380,6 +408,7 @@ def down(directory: str) -> None:
     for node in cluster["nodes"]:
         stop_node_agents(node)
     _stop(cluster["control"].get("pid"))
+    _remove_containers([node["uuid"] for node in cluster["nodes"]])
     for node in cluster["nodes"]:
         if cluster["backend"] == "zfs" and "pool_image" in node:
             destroy_pool(

@@ -13,15 +13,17 @@ from flocker.control import (
     NodeState,
     Port,
 )
-from flocker.node import NoOp, run_state_change, sequentially
+from flocker.node import NoOp, changes_of, run_state_change, sequentially
 from flocker.node.containers import (
     ContainerDeployer,
     RemoveApplication,
     RestartApplication,
+    SetRoutes,
     StartApplication,
     container_spec,
     link_environment,
 )
+from flocker.route import Route
 from flocker.runtime import PublishedPort, VolumeBind, memory_runtimes
 
 A, B = sorted(str(uuid4()) for _ in range(2))
@@ -171,7 +173,11 @@ def test_moving_application_runs_until_bulk_copy_arrives():
     moved = configured().move_application("counter", B)
     assert nodes.plan(A, moved, state_with(A)) == NoOp()
     copying = state_with(A, others=[(B, None)])
-    assert nodes.plan(A, moved, copying) == RemoveApplication(name="counter")
+    plan = nodes.plan(A, moved, copying)
+    assert RemoveApplication(name="counter") in changes_of(plan)
+    # From now on this node forwards the application's port to node B.
+    [routes] = [c for c in changes_of(plan) if isinstance(c, SetRoutes)]
+    assert routes.routes == {8080: Route(external_port=8080, target_host=ADDRESS[B], target_port=8080)}
     assert nodes.plan(B, moved, copying) == NoOp()
     arrived = state_with(B, path="/mnt/b")
     nodes.converge(A, moved, arrived)
@@ -189,3 +195,15 @@ def test_moving_application_reported_while_running():
     nodes.converge(A, moved, state_with(A))
     local = result(nodes.deployers[A].discover_state(state_with(A)))
     assert set(local.shared_state_changes().applications) == {"counter"}
+
+
+def test_routes_to_applications_elsewhere():
+    """Node B routes the application's port to node A, where it runs."""
+    nodes = Nodes()
+    state = state_with(A).update_node(NodeState(uuid=B, hostname=ADDRESS[B], datasets={}))
+    plan = nodes.plan(B, configured(), state)
+    assert plan == SetRoutes(
+        routes={8080: Route(external_port=8080, target_host=ADDRESS[A], target_port=8080)}
+    )
+    nodes.converge(B, configured(), state)
+    assert nodes.plan(B, configured(), state) == NoOp()
