@@ -346,7 +346,7 @@ class _ReceiverProtocol(Protocol):
         received = self._progress.bytes_transferred
         if self.transport is not None and self.connected:
             self.transport.write(encode_json(STATUS, {"ok": True, "bytes": received}))
-            self.transport.loseConnection()
+            self._close()
         self._end(None)
 
     def _refuse(self, refusal: _Refusal) -> None:
@@ -365,8 +365,18 @@ class _ReceiverProtocol(Protocol):
                     {"ok": False, "code": refusal.code, "message": refusal.message},
                 )
             )
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            self._close()
         self._end(refusal)
+
+    def _close(self) -> None:
+        """
+        Close the connection.
+
+        Reading resumes first: the sink may have paused it, and the TLS
+        shutdown waits for the peer's close_notify.
+        """
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802, B008
         """A connection that ends before the trailer aborts the receive."""

@@ -337,12 +337,14 @@ async def test_connection_cut(nodes: Nodes, incremental: bool) -> None:
             nodes.protocols[-1].transport.abortConnection()
 
     nodes.on_progress = cut
+    sender_before = await state_of(nodes.sender)
     ended = nodes.next_outcome()
     with pytest.raises(TransferInterrupted):
         await nodes.push(snapshot, base)
     outcome = await ended
     assert outcome.code == "interrupted"
     assert await state_of(nodes.receiver) == before
+    assert await state_of(nodes.sender) == sender_before
     await nodes.push(snapshot, base)
     await received_copy(nodes, snapshot)
 
@@ -556,3 +558,58 @@ def test_failure_types() -> None:
         error = error_type("code", "message")
         assert (error.code, error.message) == ("code", "message")
         assert "code" in str(error)
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_eliot_task(nodes: Nodes, eliot_logger: Any) -> None:
+    """The send and receive actions are logged in one eliot task."""
+    await setup_source(nodes, size=100_000)
+    await nodes.listen()
+    result = await nodes.push("s1")
+    actions = {
+        m["action_type"]: m
+        for m in eliot_logger.messages
+        if m.get("action_type", "").startswith("flocker:volume:transfer:")
+        and m.get("action_status") == "succeeded"
+    }
+    send = actions["flocker:volume:transfer:send"]
+    receive = actions["flocker:volume:transfer:receive"]
+    assert send["task_uuid"] == receive["task_uuid"]
+    assert send["bytes"] == receive["bytes"] == result.bytes_sent
+    assert send["result"] == receive["result"] == "ok"
+
+
+@pytest_twisted.ensureDeferred
+async def test_receiver_disk_full(
+    make_zfs_pool: Callable[..., Any], tmp_path: Path
+) -> None:
+    """
+    A receiver whose pool fills up mid-stream refuses the stream (the
+    sender raises TransferFailed), keeps no trace of it, and the sender's
+    data is untouched.
+    """
+    credentials_dir = tmp_path / "credentials"
+    credentials_dir.mkdir()
+    credentials = make_test_cluster_credentials(credentials_dir)
+    sender = ZFSVolumeBackend(reactor, make_zfs_pool(size="1G").name)
+    small = make_zfs_pool(size="64M")
+    receiver = ZFSVolumeBackend(reactor, small.name)
+    nodes = Nodes("zfs", sender, receiver, credentials, ([], []))
+    try:
+        info = await sender.create(DATASET)
+        write_random(info, "big", 80 * MiB)
+        await sender.snapshot(DATASET, "s1")
+        sender_before = await state_of(sender)
+        await nodes.listen()
+        ended = nodes.next_outcome()
+        with pytest.raises(TransferFailed) as caught:
+            await nodes.push("s1")
+        assert caught.value.code == "bad-stream"
+        assert (await ended).code == "bad-stream"
+        assert await state_of(receiver) == {}
+        assert await state_of(sender) == sender_before
+    finally:
+        if nodes.port is not None:
+            await nodes.port.stopListening()
+        await sender.destroy(DATASET)
+        await receiver.destroy(DATASET)
