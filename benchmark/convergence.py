@@ -182,7 +182,9 @@ def plot(results: dict[str, Any]) -> Any:
             f"p95 {results['latency_seconds']['p95'] * 1000:.0f} ms "
             f"({results['ratio_to_bare_zfs_create']:.1f}x bare zfs create)"
         )
-        axes.legend(loc="upper right", fontsize="small")
+        axes.set_xticks(range(1, len(latencies) + 1))
+        axes.set_ylim(0, max(latencies) * 1.4)
+        axes.legend(loc="upper left", fontsize="small", ncol=2)
 
     return draw
 

@@ -589,42 +589,51 @@ def plot(results: dict[str, Any]) -> Any:
     def draw(axes: Any) -> None:
         table = results["per_size"]
         sizes = [row["data_bytes"] / MiB for row in table]
+        figure = axes.figure
+        axes.remove()
+        times, windows_axes = figure.subplots(1, 2)
         series = [
-            ("total_seconds", lambda m: m["total_seconds"], "o-", "#2a7ab9",
+            (times, "total_seconds", lambda m: m["total_seconds"], "o-", "#2a7ab9",
              "move: total (API)"),
-            ("local_pipe_seconds", lambda m: m["local_pipe_seconds"], "s--", "#888888",
-             "local zfs send | zfs recv"),
-            ("log_unavailable_until_reported_seconds",
+            (times, "local_pipe_seconds", lambda m: m["local_pipe_seconds"], "s--",
+             "#888888", "local zfs send | zfs recv"),
+            (windows_axes, "log_unavailable_until_reported_seconds",
              lambda m: m["log"]["unavailable_until_reported_seconds"], "v-", "#a03030",
-             "unavailable (logs, until reported)"),
-            ("log_unavailable_until_stored_seconds",
+             "logs: until reported"),
+            (windows_axes, "log_unavailable_until_stored_seconds",
              lambda m: m["log"]["unavailable_until_stored_seconds"], "x:", "#a03030",
-             "unavailable (logs, until stored)"),
-            ("api_unavailable_upper_seconds",
+             "logs: until stored"),
+            (windows_axes, "api_unavailable_upper_seconds",
              lambda m: m["api_unavailable"]["upper_seconds"], "^-", "#d08020",
-             "unavailable (API polling, upper bound)"),
+             "API polling (upper bound)"),
         ]  # fmt: skip
-        for key, value, style, colour, label in series:
+        for where, key, value, style, colour, label in series:
             medians = [row[key]["median"] if row[key] else None for row in table]
-            axes.plot(sizes, medians, style, color=colour, label=label)
+            where.plot(sizes, medians, style, color=colour, label=label)
             points = [(m["data_bytes"] / MiB, value(m)) for m in results["moves"]]
-            axes.scatter(
+            where.scatter(
                 [x for x, y in points if y is not None],
                 [y for x, y in points if y is not None],
                 color=colour, s=10, alpha=0.5,
             )  # fmt: skip
-        axes.axhline(TARGET_UNAVAILABLE, color="#c03030", linestyle=":", label="target unavailable")
-        if len(sizes) > 1:
-            axes.set_xscale("log", base=2)
-        axes.set_xticks(sizes)
-        axes.set_xticklabels([f"{s:.0f}" for s in sizes])
-        axes.set_xlabel("dataset size (MiB of random data)")
-        axes.set_ylabel("seconds (lines: medians)")
-        axes.set_title(
+        windows_axes.axhline(
+            TARGET_UNAVAILABLE, color="#c03030", linestyle=":", label="target"
+        )
+        for where in (times, windows_axes):
+            if len(sizes) > 1:
+                where.set_xscale("log", base=2)
+            where.set_xticks(sizes)
+            where.set_xticklabels([f"{s:.0f}" for s in sizes])
+            where.set_xlabel("dataset size (MiB)")
+            where.set_ylim(bottom=0)
+            where.legend(loc="upper left", fontsize="x-small")
+        times.set_ylabel("seconds (lines: medians)")
+        times.set_title("time to move", fontsize="medium")
+        windows_axes.set_title("time unavailable", fontsize="medium")
+        figure.suptitle(
             f"Moving a dataset between two nodes ({results['repetitions']} per size): "
             f"worst unavailability {results['worst_unavailable_seconds']:.2f} s"
         )
-        axes.legend(loc="upper left", fontsize="small")
 
     return draw
 
