@@ -205,20 +205,24 @@ def _write_agent_config(
         json.dump(config, handle, indent=2)  # JSON is YAML
 
 
+AGENT_KINDS = ("dataset", "container")
+
+
+def start_node_agents_kind(cluster: dict[str, Any], node: dict[str, Any], kind: str) -> None:
+    """Start (or restart) one of a node's agents: ``dataset`` or ``container``."""
+    extra = [] if kind == "dataset" else ["container"]
+    node.setdefault("pids", {})[kind] = _spawn(
+        _python_module(
+            "flocker.node.script", *extra, "--agent-config", node["agent_config"]
+        ),
+        os.path.join(node["log_dir"], f"{kind}-agent.out"),
+    )
+
+
 def start_node_agents(cluster: dict[str, Any], node: dict[str, Any]) -> None:
     """Start (or restart) a node's agents; records their pids in ``node``."""
-    node["pids"] = {
-        "dataset": _spawn(
-            _python_module("flocker.node.script", "--agent-config", node["agent_config"]),
-            os.path.join(node["log_dir"], "dataset-agent.out"),
-        ),
-        "container": _spawn(
-            _python_module(
-                "flocker.node.script", "container", "--agent-config", node["agent_config"]
-            ),
-            os.path.join(node["log_dir"], "container-agent.out"),
-        ),
-    }
+    for kind in AGENT_KINDS:
+        start_node_agents_kind(cluster, node, kind)
 
 
 def start_control(cluster: dict[str, Any]) -> None:
