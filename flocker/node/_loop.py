@@ -137,6 +137,12 @@ class ConvergenceLoop:
         self._timer = self.reactor.callLater(delay, self.wakeup)
 
     @_machine.output()
+    def _mark_update(
+        self, configuration: Deployment, cluster_state: DeploymentState
+    ) -> None:
+        self._updated_meanwhile = True
+
+    @_machine.output()
     def _cancel(self) -> None:
         self._cancel_timer()
 
@@ -153,11 +159,11 @@ class ConvergenceLoop:
     )
     sleeping.upon(wakeup, enter=converging, outputs=[_start_iteration])
     sleeping.upon(disconnected, enter=idle, outputs=[_cancel, _forget_report])
-    converging.upon(cluster_updated, enter=converging, outputs=[_store])
+    converging.upon(cluster_updated, enter=converging, outputs=[_store, _mark_update])
     converging.upon(iteration_done, enter=sleeping, outputs=[_schedule])
     converging.upon(disconnected, enter=converging_then_stop, outputs=[_forget_report])
     converging_then_stop.upon(
-        cluster_updated, enter=converging, outputs=[_store]
+        cluster_updated, enter=converging, outputs=[_store, _mark_update]
     )
     converging_then_stop.upon(iteration_done, enter=idle, outputs=[])
     converging_then_stop.upon(disconnected, enter=converging_then_stop, outputs=[])
@@ -176,15 +182,22 @@ class ConvergenceLoop:
         self._timer = None
 
     def _next_delay(self) -> float:
-        """Backoff after failures, at once after a change, else the poll."""
+        """
+        Backoff after failures; at once if an update arrived during the
+        pass; shortly after a change; else the poll interval.
+        """
+        updated, self._updated_meanwhile = self._updated_meanwhile, False
         if self.failures:
             initial, factor, maximum = BACKOFF
             return float(min(initial * factor ** (self.failures - 1), maximum))
+        if updated:
+            return 0.0
         if self._changed_something:
             return AFTER_CHANGE
         return self.poll_interval
 
     _changed_something = False
+    _updated_meanwhile = False
 
     def _iterate(self) -> Deferred[None]:
         """One discover → report → calculate → run pass."""

@@ -1,6 +1,7 @@
 """Unit tests for the convergence loop state machine, driven by a Clock."""
 
 from typing import Any
+from uuid import uuid4
 
 from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred, fail, succeed
@@ -8,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from flocker.control import Deployment, DeploymentState, NodeState
+from flocker.control import Dataset, Deployment, DeploymentState, NodeState
 from flocker.node import ConvergenceLoop, ILocalState, IStateChange, NoOp
 from flocker.node._loop import AFTER_CHANGE
 
@@ -146,6 +147,25 @@ class ConvergenceLoopTests(SynchronousTestCase):
         loop.cluster_updated(newer, DeploymentState())
         self.assertEqual(deployer.discovered, 1)  # no overlapping passes
         deployer.gate.callback(None)
+        clock.advance(0)
+        self.assertEqual(deployer.seen_configurations[-1], newer)
+
+    def test_update_during_idle_pass_not_left_waiting(self):
+        """
+        An update arriving during a pass that changes nothing is acted on at
+        once, not after the poll interval.
+        """
+        clock, reports = Clock(), []
+        deployer = FakeDeployer()
+        gate = Deferred()
+        original = deployer.discover_state
+        deployer.discover_state = lambda state: gate.addCallback(lambda _: original(state))
+        loop = ConvergenceLoop(clock, deployer, reports.append, poll_interval=60)
+        loop.cluster_updated(Deployment(), DeploymentState())
+        newer = Deployment().add_dataset(Dataset(dataset_id=str(uuid4())), NODE)
+        loop.cluster_updated(newer, DeploymentState())
+        deployer.discover_state = original
+        gate.callback(None)
         clock.advance(0)
         self.assertEqual(deployer.seen_configurations[-1], newer)
 
