@@ -19,7 +19,8 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import (
     SSL4ServerEndpoint,
 )
-from twisted.internet.interfaces import IListeningPort, IPushProducer
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IListeningPort, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -137,11 +138,13 @@ class _SinkProducer:
     _protocol: _ReceiverProtocol
 
     def pauseProducing(self) -> None:  # noqa: N802 (Twisted's name)
-        """Stop reading the connection."""
+        """Stop reading the connection (the peer is not idle meanwhile)."""
+        self._protocol._disarm()
         self._protocol.transport.pauseProducing()  # type: ignore[union-attr]
 
     def resumeProducing(self) -> None:  # noqa: N802
         """Read the connection again."""
+        self._protocol._arm()
         self._protocol.transport.resumeProducing()  # type: ignore[union-attr]
 
     def stopProducing(self) -> None:  # noqa: N802
@@ -162,6 +165,8 @@ class _ReceiverProtocol(Protocol):
     def __init__(self, receiver: TransferReceiver) -> None:
         self._receiver = receiver
         self._state = "header"
+        self._timer: Any = None
+        self._idled = False
         self._parser = FrameParser(
             self._control, self._data, frozenset([HEADER, DATA, TRAILER]), True
         )
@@ -178,10 +183,35 @@ class _ReceiverProtocol(Protocol):
 
     # -- bytes in ------------------------------------------------------------
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+    def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
+        """Start the idle timer."""
+        self._arm()
+
+    def _arm(self) -> None:
+        """(Re)start the timer that aborts a connection whose peer went quiet."""
+        clock = self._receiver.clock
+        if clock is None or self._state not in ("header", "streaming"):
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self._receiver.idle_timeout)
+        else:
+            self._timer = clock.callLater(self._receiver.idle_timeout, self._idle)
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _idle(self) -> None:
+        self._timer = None
+        self._idled = True
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
         """Parse frames; a protocol error ends the transfer."""
         if self._state not in ("header", "preparing", "streaming"):
             return
+        self._arm()
         try:
             self._parser.feed(data)
         except ProtocolError as error:
@@ -257,6 +287,7 @@ class _ReceiverProtocol(Protocol):
         )
         self._receiver.in_flight[dataset_id] = self._progress
         self._state = "preparing"
+        self._disarm()
         self.transport.pauseProducing()  # type: ignore[union-attr]
         with self._context():
             prepared = self._receiver.backend.receive(dataset_id, header.base)
@@ -268,6 +299,7 @@ class _ReceiverProtocol(Protocol):
             self._abort_sink().addBoth(lambda _: self._end(self._lost))
             return
         self._state = "streaming"
+        self._arm()
         sink.registerProducer(_SinkProducer(self), True)
         self.transport.write(encode_json(READY, {}))  # type: ignore[union-attr]
         self.transport.resumeProducing()  # type: ignore[union-attr]
@@ -284,6 +316,7 @@ class _ReceiverProtocol(Protocol):
     def _on_trailer(self, trailer: dict[str, Any]) -> None:
         assert self._sink is not None and self._progress is not None
         self._state = "finishing"
+        self._disarm()
         self._sink.unregisterProducer()
         self.transport.resumeProducing()  # type: ignore[union-attr]
         received = self._progress.bytes_transferred
@@ -306,6 +339,7 @@ class _ReceiverProtocol(Protocol):
         if self._state != "streaming":
             return
         self._state = "finishing"
+        self._disarm()
         Deferred.fromCoroutine(self._complete(None))
 
     async def _complete(self, problem: _Refusal | None) -> None:
@@ -352,6 +386,7 @@ class _ReceiverProtocol(Protocol):
     def _refuse(self, refusal: _Refusal) -> None:
         """Discard what was received, tell the sender why, close, clean up."""
         previous, self._state = self._state, "done"
+        self._disarm()
         if previous == "streaming":
             self._abort_sink().addBoth(lambda _: self._send_refusal(refusal))
         else:
@@ -382,6 +417,11 @@ class _ReceiverProtocol(Protocol):
         """A connection that ends before the trailer aborts the receive."""
         previous, self._state = self._state, "closed"
         self.connected = 0
+        self._disarm()
+        if self._idled:
+            reason = Failure(
+                ConnectionLost(f"no data for {self._receiver.idle_timeout} seconds")
+            )
         if self._outcome is not None:
             outcome, self._outcome = self._outcome, None
             self._receiver._report_outcome(outcome)
@@ -474,6 +514,11 @@ class TransferReceiver(Factory):
     :ivar in_flight: The transfers in progress, by dataset id; read their
         ``bytes_transferred`` to watch them.
     :ivar identify: Who the peer of a connection is (after the handshake).
+    :ivar clock: Times idle connections (``listen_for_transfers`` and
+        ``transfer_service`` use their reactor if not set).
+    :ivar idle_timeout: Seconds without data from a peer (while the
+        receiver waits for it) before its connection is aborted, which
+        aborts its receive.
     """
 
     backend: IVolumeBackend
@@ -482,6 +527,8 @@ class TransferReceiver(Factory):
     on_stored: Callable[[TransferHeader], Any] | None = None
     in_flight: dict[str, TransferProgress] = attrs.field(factory=dict)
     identify: Callable[[Any], PeerIdentity] = peer_identity
+    clock: IReactorTime | None = None
+    idle_timeout: float = 120.0
 
     def buildProtocol(self, addr: Any) -> Protocol:  # noqa: N802
         """A protocol for one incoming transfer."""
@@ -524,6 +571,8 @@ def listen_for_transfers(
         (``load_tls_files(directory, "node")``).
     :return: The listening port (``getHost().port`` is the port number).
     """
+    if receiver.clock is None:
+        receiver.clock = reactor
     return _server_endpoint(reactor, port, tls, interface).listen(receiver)
 
 
@@ -535,6 +584,8 @@ def transfer_service(
     interface: str = "",
 ) -> StreamServerEndpointService:
     """The receiver as a service for a node agent's ``MultiService``."""
+    if receiver.clock is None:
+        receiver.clock = reactor
     return StreamServerEndpointService(
         _server_endpoint(reactor, port, tls, interface), receiver
     )

@@ -20,7 +20,7 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.error import ConnectError
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -141,7 +141,12 @@ class _SenderProtocol(Protocol):
         source: IStreamSource,
         progress: TransferProgress,
         on_progress: ProgressCallback | None,
+        clock: IReactorTime | None = None,
+        idle_timeout: float = 120.0,
     ) -> None:
+        self._clock = clock
+        self._idle_timeout = idle_timeout
+        self._timer: Any = None
         self._header = header
         self._source = source
         self._progress = progress
@@ -159,12 +164,32 @@ class _SenderProtocol(Protocol):
         """Whether stream bytes are wanted now."""
         return self._state == "streaming"
 
+    def _arm(self) -> None:
+        """(Re)start the timer that gives up on a receiver gone quiet."""
+        if self._clock is None or self._state == "done":
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self._idle_timeout)
+        else:
+            self._timer = self._clock.callLater(self._idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        self._timer = None
+        self._fail(
+            TransferInterrupted(
+                INTERRUPTED,
+                f"the receiver made no progress for {self._idle_timeout} seconds",
+            ),
+            abort=True,
+        )
+
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
         """Announce the stream (sent once the TLS handshake is done)."""
         self._state = "waiting"
         self._write_frame(PREAMBLE + encode_json(HEADER, self._header.to_json()))
 
     def _write_frame(self, frame: bytes) -> None:
+        self._arm()
         self.wire_bytes += len(frame)
         self.transport.write(frame)  # type: ignore[union-attr]
         if frame[:1] == DATA:
@@ -173,6 +198,7 @@ class _SenderProtocol(Protocol):
                 self._on_progress(self._progress)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self._arm()
         """Parse the receiver's answers."""
         if self._state == "done":
             return
@@ -220,6 +246,8 @@ class _SenderProtocol(Protocol):
         message = str(document.get("message", "no reason given"))
         if document.get("ok") is True and self._state == "confirming":
             self._state = "done"
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
             self.transport.loseConnection()  # type: ignore[union-attr]
             self.done.callback(
                 TransferResult(
@@ -238,11 +266,17 @@ class _SenderProtocol(Protocol):
         else:
             self._fail(TransferFailed(code, message))
 
-    def _fail(self, error: BaseException, connected: bool = True) -> None:
+    def _fail(
+        self, error: BaseException, connected: bool = True, abort: bool = False
+    ) -> None:
         previous, self._state = self._state, "done"
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
         if previous == "streaming":
             self._source.stop()
-        if connected:
+        if connected and abort:
+            self.transport.abortConnection()  # type: ignore[union-attr]
+        elif connected:
             self.transport.loseConnection()  # type: ignore[union-attr]
         if not self.done.called:
             self.done.errback(error)
@@ -283,6 +317,7 @@ def push(
     progress: ProgressCallback | None = None,
     connect_timeout: float = 30,
     final: bool = False,
+    idle_timeout: float = 120,
 ) -> Deferred[TransferResult]:
     """
     Send a snapshot of a local dataset to another node's receiver.
@@ -294,6 +329,8 @@ def push(
     :param destination_node: Accept only this node as the receiver.
     :param progress: Called with a :class:`TransferProgress` as bytes go.
     :param final: Mark the stream as the last increment of a move.
+    :param idle_timeout: Give up (:class:`TransferInterrupted`) when the
+        receiver neither takes data nor answers for this many seconds.
     :return: A Deferred firing with a :class:`TransferResult` once the
         receiver confirmed the snapshot is stored; failing with
         :class:`TransferRefused` (the header was refused, or TLS failed),
@@ -321,7 +358,9 @@ def push(
         state = TransferProgress(
             dataset_id=header.dataset_id, snapshot=header.snapshot, base=header.base
         )
-        protocol = _SenderProtocol(header, source, state, progress)
+        protocol = _SenderProtocol(
+            header, source, state, progress, reactor, idle_timeout
+        )
         endpoint = wrapClientTLS(
             node_client_context_factory(
                 tls.credential, tls.authority, destination_node

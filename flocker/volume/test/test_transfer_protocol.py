@@ -463,3 +463,98 @@ def test_eliot_actions_join_one_task(eliot_logger: MemoryLogger) -> None:
     assert [m["action_status"] for m in receives] == ["started", "succeeded"]
     assert receives[0]["task_uuid"] == action.task_uuid
     assert receives[1]["bytes"] == len(data) and receives[1]["result"] == "ok"
+
+
+# --------------------------------------------------------------------------
+# Idle peers
+
+
+def idle_receiving(clock: Any) -> Receiving:
+    """A Receiving whose receiver times idle peers with ``clock`` (10 s)."""
+    r = Receiving.__new__(Receiving)
+    r.outcomes, r.progress, r.lost = [], [], False
+    r.receiver = TransferReceiver(
+        MemoryVolumeBackend(),
+        on_outcome=r.outcomes.append,
+        identify=lambda t: NODE,
+        clock=clock,
+        idle_timeout=10,
+    )
+    r.protocol = r.receiver.buildProtocol(None)
+    r.transport = StringTransport()
+    r.protocol.makeConnection(r.transport)
+    return r
+
+
+def test_idle_peer_is_cut_off() -> None:
+    """A peer that sends nothing for the idle timeout loses its connection."""
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    r = idle_receiving(clock)
+    r.protocol.dataReceived(header_frame())
+    clock.advance(9)
+    r.protocol.dataReceived(encode_frame(DATA, b"x"))  # activity: timer restarts
+    clock.advance(9)
+    assert not r.transport.disconnecting
+    clock.advance(2)
+    assert r.transport.disconnecting
+    r.protocol.connectionLost(Failure(ConnectionLost("aborted")))
+    assert r.outcomes[-1].code == "interrupted"
+    assert "no data for 10" in r.outcomes[-1].message
+    assert r.receiver.in_flight == {}
+
+
+def test_no_timeout_while_sink_pauses() -> None:
+    """While the sink holds the connection paused, the peer is not idle."""
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    r = idle_receiving(clock)
+    r.protocol.dataReceived(header_frame())
+    from .._transfer_receiver import _SinkProducer
+
+    producer = _SinkProducer(r.protocol)
+    producer.pauseProducing()
+    clock.advance(100)
+    assert not r.transport.disconnecting
+    producer.resumeProducing()
+    clock.advance(11)
+    assert r.transport.disconnecting
+
+
+def test_no_timer_after_the_end() -> None:
+    """A finished transfer leaves no timer behind."""
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    r = idle_receiving(clock)
+    sender = source_backend()
+    data = stream_of(sender, "s1", None)
+    r.protocol.dataReceived(
+        header_frame() + encode_frame(DATA, data) + trailer_frame(data)
+    )
+    assert r.status()["ok"] is True
+    assert clock.getDelayedCalls() == []
+
+
+def test_sender_gives_up_on_quiet_receiver() -> None:
+    """A receiver that never answers the header fails the push after the timeout."""
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    source = result_of(source_backend().send(DATASET, "s1", None))
+    header = TransferHeader(
+        dataset_id=DATASET, snapshot="s1", stream_format=source.stream_format
+    )
+    progress = TransferProgress(dataset_id=DATASET, snapshot="s1", base=None)
+    client = _SenderProtocol(header, source, progress, None, clock, 10)
+    transport = StringTransport()
+    client.makeConnection(transport)
+    clock.advance(9)
+    assert not client.done.called
+    clock.advance(2)
+    error = failure_of(client.done, TransferInterrupted)
+    assert "no progress for 10" in error.message
+    assert transport.disconnected
+    assert clock.getDelayedCalls() == []
