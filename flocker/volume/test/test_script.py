@@ -216,3 +216,33 @@ def test_process_exit_codes(tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert failed.stderr == f"flocker-volume: no dataset {CLONE}\n"
     assert command("--help").returncode == 0
+
+
+@pytest.mark.functional
+@pytest.mark.parametrize("kind", ["zfs", "loopback"])
+@pytest_twisted.ensureDeferred
+async def test_other_backends(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """--backend zfs --pool and --backend loopback --root select those backends."""
+    if kind == "zfs":
+        pool = request.getfixturevalue("make_zfs_pool")(size="1G")
+        options = ["--backend", "zfs", "--pool", pool.name]
+    else:
+        options = ["--backend", "loopback", "--root", str(tmp_path / "loop")]
+
+    async def volume_with(*argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = await run(reactor, [*options, *argv], out, err)
+        return code, out.getvalue(), err.getvalue()
+
+    code, out, err = await volume_with("create", DATASET, "--size", "64M")
+    assert (code, err) == (0, ""), err
+    code, out, _ = await volume_with("list")
+    assert DATASET in out and "64.0 MiB" in out
+    assert (await volume_with("snapshot", DATASET, "s1"))[0] == 0
+    code, out, _ = await volume_with("snapshots", DATASET)
+    assert out.startswith("s1\t")
+    assert (await volume_with("destroy", DATASET))[0] == 0
+    code, out, _ = await volume_with("list")
+    assert DATASET not in out
