@@ -60,6 +60,15 @@ def check_send_names(
             raise InvalidBase(f"{base!r} is not older than {snapshot!r}")
 
 
+def check_send_arguments(dataset_id: object, snapshot: object, base: object) -> str:
+    """Check the arguments of ``send``; the canonical dataset id."""
+    key = check_dataset_id(dataset_id)
+    check_snapshot_name(snapshot)
+    if base is not None:
+        check_snapshot_name(base)
+    return key
+
+
 def logged(
     action_type: ActionType,
     body: Callable[[], Coroutine[Any, Any, T]],
@@ -70,3 +79,41 @@ def logged(
     with action.context():
         result: Deferred[T] = Deferred.fromCoroutine(body())
         return DeferredContext(result).addActionFinish()
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+#: How each argument of a backend operation becomes a field of its action:
+#: the caller's value, which may be bad (the operation then refuses it), made
+#: to fit the field's types in ``_logging``.
+_AS_FIELD: dict[str, Callable[[object], object]] = {
+    "dataset_id": str,
+    "new_dataset_id": str,
+    "snapshot": str,
+    "base": _text_or_none,
+    "maximum_size": _int_or_none,
+}
+
+
+def logged_operation(
+    action_type: ActionType,
+    body: Callable[[], Coroutine[Any, Any, T]],
+    backend: str,
+    **arguments: object,
+) -> Deferred[T]:
+    """
+    :func:`logged` for an :class:`IVolumeBackend` method of a ``backend``.
+
+    :param arguments: The method's arguments as given (``dataset_id``,
+        ``new_dataset_id``, ``snapshot``, ``base``, ``maximum_size``); ids
+        and snapshot names are logged as text, a ``base`` that is not text
+        and a ``maximum_size`` that is not an int as null.
+    """
+    fields = {name: _AS_FIELD[name](value) for name, value in arguments.items()}
+    return logged(action_type, body, backend=backend, **fields)

@@ -36,9 +36,10 @@ from zope.interface import implementer
 from ._common import (
     check_dataset_id,
     check_maximum_size,
+    check_send_arguments,
     check_send_names,
     check_snapshot_name,
-    logged,
+    logged_operation,
 )
 from ._files import (
     FileStore,
@@ -220,12 +221,8 @@ class DirectoryVolumeBackend:
             await self._new_dataset(key, size, None)
             return await self._info(key)
 
-        return logged(
-            CREATE,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        return logged_operation(
+            CREATE, run, _KIND, dataset_id=dataset_id, maximum_size=maximum_size
         )
 
     def destroy(self, dataset_id: str) -> Deferred[None]:
@@ -240,7 +237,7 @@ class DirectoryVolumeBackend:
             await self._store.rename(directory, trash)
             await self._store.remove(trash)
 
-        return logged(DESTROY, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
 
     def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
         """See :meth:`IVolumeBackend.get`."""
@@ -248,7 +245,7 @@ class DirectoryVolumeBackend:
         async def run() -> DatasetInfo:
             return await self._info(check_dataset_id(dataset_id))
 
-        return logged(GET, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(GET, run, _KIND, dataset_id=dataset_id)
 
     def list_datasets(self) -> Deferred[list[DatasetInfo]]:
         """See :meth:`IVolumeBackend.list_datasets`."""
@@ -262,7 +259,7 @@ class DirectoryVolumeBackend:
                     pass
             return infos
 
-        return logged(LIST_DATASETS, run, backend=_KIND)
+        return logged_operation(LIST_DATASETS, run, _KIND)
 
     def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
@@ -280,12 +277,12 @@ class DirectoryVolumeBackend:
             await self._store.write_meta(self._store.dataset_dir(key), meta)
             return await self._info(key)
 
-        return logged(
+        return logged_operation(
             SET_MAXIMUM_SIZE,
             run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+            _KIND,
+            dataset_id=dataset_id,
+            maximum_size=maximum_size,
         )
 
     def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
@@ -308,12 +305,8 @@ class DirectoryVolumeBackend:
             await self._store.write_meta(self._store.dataset_dir(key), meta)
             return info
 
-        return logged(
-            SNAPSHOT_ACTION,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(name),
+        return logged_operation(
+            SNAPSHOT_ACTION, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
@@ -322,7 +315,7 @@ class DirectoryVolumeBackend:
         async def run() -> list[SnapshotInfo]:
             return await self._snapshots(check_dataset_id(dataset_id))
 
-        return logged(LIST_SNAPSHOTS, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
 
     async def _keep_until(
         self, dataset_id: str, meta: dict[str, Any], name: str, trash: str
@@ -354,8 +347,8 @@ class DirectoryVolumeBackend:
             finally:
                 await self._store.remove(trash)
 
-        return logged(
-            ROLLBACK, run, backend=_KIND, dataset_id=str(dataset_id), snapshot=str(name)
+        return logged_operation(
+            ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
@@ -371,12 +364,8 @@ class DirectoryVolumeBackend:
             await self._store.write_meta(self._store.dataset_dir(key), meta)
             await self._store.remove(self._snapshot_dir(key, name))
 
-        return logged(
-            DESTROY_SNAPSHOT,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(name),
+        return logged_operation(
+            DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def clone(
@@ -397,13 +386,13 @@ class DirectoryVolumeBackend:
             )
             return await self._info(new_key)
 
-        return logged(
+        return logged_operation(
             CLONE,
             run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(snapshot),
-            new_dataset_id=str(new_dataset_id),
+            _KIND,
+            dataset_id=dataset_id,
+            snapshot=snapshot,
+            new_dataset_id=new_dataset_id,
         )
 
     def send(
@@ -412,10 +401,7 @@ class DirectoryVolumeBackend:
         """See :meth:`IVolumeBackend.send`; a header, a tar and a checksum."""
 
         async def run() -> IStreamSource:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(snapshot)
-            if base is not None:
-                check_snapshot_name(base)
+            key = check_send_arguments(dataset_id, snapshot, base)
             snapshots = await self._snapshots(key)
             check_send_names(key, snapshots, snapshot, base)
             info = next(s for s in snapshots if s.name == snapshot)
@@ -431,13 +417,8 @@ class DirectoryVolumeBackend:
                 header=make_header(STREAM_FORMAT, info, base),
             )
 
-        return logged(
-            SEND,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(snapshot),
-            base=base if isinstance(base, str) else None,
+        return logged_operation(
+            SEND, run, _KIND, dataset_id=dataset_id, snapshot=snapshot, base=base
         )
 
     def receive(
@@ -481,13 +462,7 @@ class DirectoryVolumeBackend:
                 header=True,
             )
 
-        return logged(
-            RECEIVE,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            base=base if isinstance(base, str) else None,
-        )
+        return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
 
     async def _commit_incremental(
         self, key: str, base: str, info: SnapshotInfo, tree: str, work: str

@@ -39,9 +39,10 @@ from ..common import CommandFailed, CommandResult, retry_failure, run_command
 from ._common import (
     check_dataset_id,
     check_maximum_size,
+    check_send_arguments,
     check_send_names,
     check_snapshot_name,
-    logged,
+    logged_operation,
 )
 from ._files import (
     FileStore,
@@ -298,12 +299,8 @@ class LoopbackVolumeBackend:
                 await self._store.remove(work)
             return await self._info(key)
 
-        return logged(
-            CREATE,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        return logged_operation(
+            CREATE, run, _KIND, dataset_id=dataset_id, maximum_size=maximum_size
         )
 
     def destroy(self, dataset_id: str) -> Deferred[None]:
@@ -319,7 +316,7 @@ class LoopbackVolumeBackend:
             await self._store.rename(directory, trash)
             await self._store.remove(trash)
 
-        return logged(DESTROY, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
 
     def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
         """See :meth:`IVolumeBackend.get`; mounts the dataset if needed."""
@@ -327,7 +324,7 @@ class LoopbackVolumeBackend:
         async def run() -> DatasetInfo:
             return await self._info(check_dataset_id(dataset_id))
 
-        return logged(GET, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(GET, run, _KIND, dataset_id=dataset_id)
 
     def list_datasets(self) -> Deferred[list[DatasetInfo]]:
         """See :meth:`IVolumeBackend.list_datasets`."""
@@ -341,7 +338,7 @@ class LoopbackVolumeBackend:
                     pass
             return infos
 
-        return logged(LIST_DATASETS, run, backend=_KIND)
+        return logged_operation(LIST_DATASETS, run, _KIND)
 
     def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
@@ -373,12 +370,12 @@ class LoopbackVolumeBackend:
                     await self._mount(key)
             return await self._info(key)
 
-        return logged(
+        return logged_operation(
             SET_MAXIMUM_SIZE,
             run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+            _KIND,
+            dataset_id=dataset_id,
+            maximum_size=maximum_size,
         )
 
     def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
@@ -402,12 +399,8 @@ class LoopbackVolumeBackend:
             await self._store.write_meta(self._dir(key), meta)
             return info
 
-        return logged(
-            SNAPSHOT_ACTION,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(name),
+        return logged_operation(
+            SNAPSHOT_ACTION, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
@@ -416,7 +409,7 @@ class LoopbackVolumeBackend:
         async def run() -> list[SnapshotInfo]:
             return snapshot_infos(await self._meta(check_dataset_id(dataset_id)))
 
-        return logged(LIST_SNAPSHOTS, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
 
     async def _replace_image(
         self, key: str, meta: dict[str, Any], keep_until: str, image: str, trash: str
@@ -458,8 +451,8 @@ class LoopbackVolumeBackend:
             finally:
                 await self._store.remove(trash)
 
-        return logged(
-            ROLLBACK, run, backend=_KIND, dataset_id=str(dataset_id), snapshot=str(name)
+        return logged_operation(
+            ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
@@ -475,12 +468,8 @@ class LoopbackVolumeBackend:
             await self._store.write_meta(self._dir(key), meta)
             await self._store.remove(self._snapshot_image(key, name))
 
-        return logged(
-            DESTROY_SNAPSHOT,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(name),
+        return logged_operation(
+            DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def clone(
@@ -499,13 +488,13 @@ class LoopbackVolumeBackend:
             )
             return await self._info(new_key)
 
-        return logged(
+        return logged_operation(
             CLONE,
             run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(snapshot),
-            new_dataset_id=str(new_dataset_id),
+            _KIND,
+            dataset_id=dataset_id,
+            snapshot=snapshot,
+            new_dataset_id=new_dataset_id,
         )
 
     def send(
@@ -514,10 +503,7 @@ class LoopbackVolumeBackend:
         """See :meth:`IVolumeBackend.send`; header, sparse tar, checksum."""
 
         async def run() -> IStreamSource:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(snapshot)
-            if base is not None:
-                check_snapshot_name(base)
+            key = check_send_arguments(dataset_id, snapshot, base)
             snapshots = snapshot_infos(await self._meta(key))
             check_send_names(key, snapshots, snapshot, base)
             info = next(s for s in snapshots if s.name == snapshot)
@@ -536,13 +522,8 @@ class LoopbackVolumeBackend:
                 header=make_header(STREAM_FORMAT, info, base),
             )
 
-        return logged(
-            SEND,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(snapshot),
-            base=base if isinstance(base, str) else None,
+        return logged_operation(
+            SEND, run, _KIND, dataset_id=dataset_id, snapshot=snapshot, base=base
         )
 
     def receive(
@@ -589,13 +570,7 @@ class LoopbackVolumeBackend:
                 header=True,
             )
 
-        return logged(
-            RECEIVE,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            base=base if isinstance(base, str) else None,
-        )
+        return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
 
     async def _commit_incremental(
         self, key: str, base: str, info: SnapshotInfo, image: str, work: str

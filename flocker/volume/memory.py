@@ -28,9 +28,11 @@ from zope.interface import implementer
 from ._common import (
     check_dataset_id,
     check_maximum_size,
+    check_send_arguments,
     check_send_names,
     check_snapshot_name,
     logged,
+    logged_operation,
 )
 from ._interface import (
     BadStream,
@@ -195,12 +197,8 @@ class MemoryVolumeBackend:
             self._datasets[key] = _Dataset(files={}, maximum_size=size)
             return self._info(key)
 
-        return logged(
-            CREATE,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        return logged_operation(
+            CREATE, run, _KIND, dataset_id=dataset_id, maximum_size=maximum_size
         )
 
     def destroy(self, dataset_id: str) -> Deferred[None]:
@@ -209,7 +207,7 @@ class MemoryVolumeBackend:
         async def run() -> None:
             self._datasets.pop(check_dataset_id(dataset_id), None)
 
-        return logged(DESTROY, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
 
     def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
         """See :meth:`IVolumeBackend.get`."""
@@ -217,7 +215,7 @@ class MemoryVolumeBackend:
         async def run() -> DatasetInfo:
             return self._info(check_dataset_id(dataset_id))
 
-        return logged(GET, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(GET, run, _KIND, dataset_id=dataset_id)
 
     def list_datasets(self) -> Deferred[list[DatasetInfo]]:
         """See :meth:`IVolumeBackend.list_datasets`."""
@@ -225,7 +223,7 @@ class MemoryVolumeBackend:
         async def run() -> list[DatasetInfo]:
             return [self._info(key) for key in sorted(self._datasets)]
 
-        return logged(LIST_DATASETS, run, backend=_KIND)
+        return logged_operation(LIST_DATASETS, run, _KIND)
 
     def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
@@ -243,12 +241,12 @@ class MemoryVolumeBackend:
             dataset.maximum_size = size
             return self._info(key)
 
-        return logged(
+        return logged_operation(
             SET_MAXIMUM_SIZE,
             run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+            _KIND,
+            dataset_id=dataset_id,
+            maximum_size=maximum_size,
         )
 
     def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
@@ -264,12 +262,8 @@ class MemoryVolumeBackend:
             dataset.snapshots.append(_Snapshot(info=info, files=dict(dataset.files)))
             return info
 
-        return logged(
-            SNAPSHOT_ACTION,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(name),
+        return logged_operation(
+            SNAPSHOT_ACTION, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
@@ -279,7 +273,7 @@ class MemoryVolumeBackend:
             dataset = self._dataset(check_dataset_id(dataset_id))
             return [snapshot.info for snapshot in dataset.snapshots]
 
-        return logged(LIST_SNAPSHOTS, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
 
     def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.rollback`."""
@@ -293,8 +287,8 @@ class MemoryVolumeBackend:
             del dataset.snapshots[index + 1 :]
             dataset.files = dict(target.files)
 
-        return logged(
-            ROLLBACK, run, backend=_KIND, dataset_id=str(dataset_id), snapshot=str(name)
+        return logged_operation(
+            ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
@@ -308,12 +302,8 @@ class MemoryVolumeBackend:
                 return
             dataset.snapshots = [s for s in dataset.snapshots if s.info.name != name]
 
-        return logged(
-            DESTROY_SNAPSHOT,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(name),
+        return logged_operation(
+            DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def clone(
@@ -334,13 +324,13 @@ class MemoryVolumeBackend:
             )
             return self._info(new_key)
 
-        return logged(
+        return logged_operation(
             CLONE,
             run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(snapshot),
-            new_dataset_id=str(new_dataset_id),
+            _KIND,
+            dataset_id=dataset_id,
+            snapshot=snapshot,
+            new_dataset_id=new_dataset_id,
         )
 
     def send(
@@ -349,10 +339,7 @@ class MemoryVolumeBackend:
         """See :meth:`IVolumeBackend.send`."""
 
         async def run() -> IStreamSource:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(snapshot)
-            if base is not None:
-                check_snapshot_name(base)
+            key = check_send_arguments(dataset_id, snapshot, base)
             dataset = self._dataset(key)
             check_send_names(key, [s.info for s in dataset.snapshots], snapshot, base)
             target = self._snapshot(key, snapshot)
@@ -385,13 +372,8 @@ class MemoryVolumeBackend:
                 stream_format=STREAM_FORMAT,
             )
 
-        return logged(
-            SEND,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(snapshot),
-            base=base if isinstance(base, str) else None,
+        return logged_operation(
+            SEND, run, _KIND, dataset_id=dataset_id, snapshot=snapshot, base=base
         )
 
     def receive(
@@ -409,13 +391,7 @@ class MemoryVolumeBackend:
                 self._snapshot(key, base)
             return _MemorySink(self, key, base)
 
-        return logged(
-            RECEIVE,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            base=base if isinstance(base, str) else None,
-        )
+        return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
 
     def _apply(self, dataset_id: str, base: str | None, stream: bytes) -> None:
         """Check a received stream and make it visible (or raise BadStream)."""

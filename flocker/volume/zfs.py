@@ -49,9 +49,10 @@ from ..common import CommandFailed, CommandResult, retry_failure, run_command
 from ._common import (
     check_dataset_id,
     check_maximum_size,
+    check_send_arguments,
     check_send_names,
     check_snapshot_name,
-    logged,
+    logged_operation,
 )
 from ._interface import (
     Capabilities,
@@ -295,12 +296,8 @@ class ZFSVolumeBackend:
                 raise
             return await self._info(key)
 
-        return logged(
-            CREATE,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+        return logged_operation(
+            CREATE, run, _KIND, dataset_id=dataset_id, maximum_size=maximum_size
         )
 
     def destroy(self, dataset_id: str) -> Deferred[None]:
@@ -320,7 +317,7 @@ class ZFSVolumeBackend:
                 raise DependentClones(f"{key} has clones: {', '.join(clones)}")
             await self._destroy_name(name)
 
-        return logged(DESTROY, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
 
     def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
         """See :meth:`IVolumeBackend.get`."""
@@ -328,7 +325,7 @@ class ZFSVolumeBackend:
         async def run() -> DatasetInfo:
             return await self._info(check_dataset_id(dataset_id))
 
-        return logged(GET, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(GET, run, _KIND, dataset_id=dataset_id)
 
     def list_datasets(self) -> Deferred[list[DatasetInfo]]:
         """See :meth:`IVolumeBackend.list_datasets`."""
@@ -351,7 +348,7 @@ class ZFSVolumeBackend:
                     infos.append(self._to_info(key, values))
             return sorted(infos, key=lambda info: info.dataset_id)
 
-        return logged(LIST_DATASETS, run, backend=_KIND)
+        return logged_operation(LIST_DATASETS, run, _KIND)
 
     def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
@@ -374,12 +371,12 @@ class ZFSVolumeBackend:
                 raise
             return await self._info(key)
 
-        return logged(
+        return logged_operation(
             SET_MAXIMUM_SIZE,
             run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            maximum_size=maximum_size if isinstance(maximum_size, int) else None,
+            _KIND,
+            dataset_id=dataset_id,
+            maximum_size=maximum_size,
         )
 
     def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
@@ -402,12 +399,8 @@ class ZFSVolumeBackend:
                     return snapshot
             raise UnknownSnapshot(key, name)  # destroyed meanwhile
 
-        return logged(
-            SNAPSHOT_ACTION,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(name),
+        return logged_operation(
+            SNAPSHOT_ACTION, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
@@ -416,7 +409,7 @@ class ZFSVolumeBackend:
         async def run() -> list[SnapshotInfo]:
             return await self._list_snapshots(check_dataset_id(dataset_id))
 
-        return logged(LIST_SNAPSHOTS, run, backend=_KIND, dataset_id=str(dataset_id))
+        return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
 
     def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.rollback`."""
@@ -433,8 +426,8 @@ class ZFSVolumeBackend:
                 )
             await self._retrying("rollback", "-r", full)
 
-        return logged(
-            ROLLBACK, run, backend=_KIND, dataset_id=str(dataset_id), snapshot=str(name)
+        return logged_operation(
+            ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
@@ -451,12 +444,8 @@ class ZFSVolumeBackend:
                 raise DependentClones(f"{full} has clones: {', '.join(clones)}")
             await self._retrying("destroy", full)
 
-        return logged(
-            DESTROY_SNAPSHOT,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(name),
+        return logged_operation(
+            DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
     def clone(
@@ -478,13 +467,13 @@ class ZFSVolumeBackend:
             await self._zfs("clone", *options, origin, new_name)
             return await self._info(new_key)
 
-        return logged(
+        return logged_operation(
             CLONE,
             run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(snapshot),
-            new_dataset_id=str(new_dataset_id),
+            _KIND,
+            dataset_id=dataset_id,
+            snapshot=snapshot,
+            new_dataset_id=new_dataset_id,
         )
 
     def send(
@@ -493,10 +482,7 @@ class ZFSVolumeBackend:
         """See :meth:`IVolumeBackend.send`; the stream is ``zfs send``'s."""
 
         async def run() -> IStreamSource:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(snapshot)
-            if base is not None:
-                check_snapshot_name(base)
+            key = check_send_arguments(dataset_id, snapshot, base)
             name = await self._require(key)
             check_send_names(key, await self._list_snapshots(key), snapshot, base)
             argv = ["zfs", "send"]
@@ -513,13 +499,8 @@ class ZFSVolumeBackend:
                 stream_format=STREAM_FORMAT,
             )
 
-        return logged(
-            SEND,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            snapshot=str(snapshot),
-            base=base if isinstance(base, str) else None,
+        return logged_operation(
+            SEND, run, _KIND, dataset_id=dataset_id, snapshot=snapshot, base=base
         )
 
     def receive(
@@ -533,13 +514,7 @@ class ZFSVolumeBackend:
                 return await self._receive_full(key)
             return await self._receive_incremental(key, base)
 
-        return logged(
-            RECEIVE,
-            run,
-            backend=_KIND,
-            dataset_id=str(dataset_id),
-            base=base if isinstance(base, str) else None,
-        )
+        return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
 
     def _temporary_name(self) -> str:
         return f"{self.pool_name}/{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}"
