@@ -123,7 +123,7 @@ _Handler = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
 _app = Klein()
 
 
-def _endpoint(path: str, verb: str) -> Callable[[_Handler], _Handler]:
+def _endpoint(path: str, verb: str) -> Callable[[_Handler], Callable[..., Any]]:
     """
     Register ``handler`` for POST ``path`` inside a ``flocker:dockerplugin:<verb>``.
 
@@ -133,16 +133,15 @@ def _endpoint(path: str, verb: str) -> Callable[[_Handler], _Handler]:
     """
     action_type = REQUESTS[verb]
 
-    def decorator(handler: _Handler) -> _Handler:
+    def decorator(handler: _Handler) -> Callable[..., Any]:
         @functools.wraps(handler)
         def route(self: VolumePlugin, request: IRequest) -> Deferred[bytes]:
             request.setHeader(b"content-type", CONTENT_TYPE)
+            problem: str | None = None
             try:
                 body = _read_body(request)
             except PluginError as e:
                 body, problem = {}, str(e)
-            else:
-                problem = None
             volume = body.get("Name")
             mount_id = body.get("ID")
             action = action_type(

@@ -104,7 +104,7 @@ class Harness:
         data = raw if raw is not None else json.dumps(body).encode()
 
         async def go() -> Answer:
-            response = await self.treq.post(
+            response = await self.treq.post(  # type: ignore[attr-defined]
                 "http://plugin" + path,
                 data=data,
                 headers={b"content-type": [b"application/json"]},
@@ -130,12 +130,13 @@ class Harness:
 
     def leases(self) -> dict[UUID, UUID]:
         """Dataset id → the node holding its lease."""
-        leases = self.client.list_leases().result  # type: ignore[attr-defined]
+        leases: Any = self.client.list_leases().result  # type: ignore[attr-defined]
         return {lease.dataset_id: lease.node_uuid for lease in leases}
 
     def datasets(self) -> dict[UUID, Any]:
         """The configured datasets."""
-        return dict(self.client.list_datasets_configuration().result.datasets)  # type: ignore[attr-defined]
+        configuration: Any = self.client.list_datasets_configuration().result  # type: ignore[attr-defined]
+        return dict(configuration.datasets)
 
 
 class ActivateTests(SynchronousTestCase):
