@@ -19,7 +19,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from flocker.apiclient import DatasetState, FakeFlockerClient
+from flocker.apiclient import Container, DatasetState, FakeFlockerClient, MountedDataset
 from flocker.dockerplugin import (
     CONTENT_TYPE,
     DEFAULT_MOUNT_TIMEOUT,
@@ -481,6 +481,27 @@ class MountTests(SynchronousTestCase):
         self.assertIn("volume 'v1' is in use on another node", answer.body["Err"])
         self.assertEqual(harness.datasets()[dataset_id].primary, NODE_B)
         self.assertEqual(harness.leases(), {dataset_id: NODE_B})
+
+    def test_mount_move_refused(self) -> None:
+        """
+        A volume a Flocker application uses on another node cannot move: the
+        API's reason is the Err, and the lease taken for the Mount is released.
+        """
+        harness = Harness()
+        dataset_id = harness.create("v1", NODE_B)
+        harness.client.create_container(
+            Container(
+                node_uuid=NODE_B,
+                name="db",
+                image="busybox",
+                volumes=[MountedDataset(dataset_id=dataset_id, mountpoint="/data")],
+            )
+        )
+        answer = self.successResultOf(self.mount(harness, "v1"))
+        self.assertIn("the Flocker control service refused", answer.body["Err"])
+        self.assertIn("'db'", answer.body["Err"])
+        self.assertEqual(harness.leases(), {})
+        self.assertEqual(harness.datasets()[dataset_id].primary, NODE_B)
 
     def test_mount_unknown(self) -> None:
         """Mounting an unknown volume is an Err naming it."""
