@@ -1,6 +1,7 @@
 """
 Helpers for the backends that keep datasets as files under a root directory
-(``directory`` and ``loopback``): metadata, stream headers, commands.
+(``directory`` and ``loopback``): metadata, snapshot bookkeeping, commands,
+and their streams (a header line, a tar, a SHA-256 trailer).
 
 Each dataset is ``<root>/datasets/<id>/`` with a ``meta.json`` (maximum
 size, snapshots in order); temporary work happens in ``<root>/tmp/`` on the
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -23,8 +24,18 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from ..common import CommandResult, run_command
-from ._common import check_snapshot_name
-from ._interface import BadStream, SnapshotInfo
+from ._common import check_send_names, check_snapshot_name
+from ._interface import (
+    BadStream,
+    DatasetExists,
+    DatasetInfo,
+    IStreamSink,
+    IStreamSource,
+    SnapshotInfo,
+    UnknownDataset,
+    UnknownSnapshot,
+)
+from ._streams import ProcessStreamSink, ProcessStreamSource
 
 T = TypeVar("T")
 
@@ -103,6 +114,48 @@ class FileStore:
         """A dataset's metadata, or ``None`` if it does not exist."""
         return await self.in_thread(_read_json, self.dataset_dir(dataset_id))
 
+    async def meta(self, dataset_id: str) -> dict[str, Any]:
+        """A dataset's metadata, or :class:`UnknownDataset`."""
+        meta = await self.read_meta(dataset_id)
+        if meta is None:
+            raise UnknownDataset(dataset_id)
+        return meta
+
+    async def require_snapshot(self, dataset_id: str, name: str) -> list[SnapshotInfo]:
+        """A dataset's snapshots, which must include ``name``."""
+        check_snapshot_name(name)
+        snapshots = snapshot_infos(await self.meta(dataset_id))
+        if name not in [s.name for s in snapshots]:
+            raise UnknownSnapshot(dataset_id, name)
+        return snapshots
+
+    async def forget_snapshot(self, dataset_id: str, name: str, path: str) -> None:
+        """Drop snapshot ``name`` from the metadata, then delete its ``path``."""
+        meta = await self.read_meta(dataset_id)
+        if meta is None or name not in [s.name for s in snapshot_infos(meta)]:
+            return
+        meta["snapshots"] = [s for s in meta["snapshots"] if s["name"] != name]
+        await self.write_meta(self.dataset_dir(dataset_id), meta)
+        await self.remove(path)
+
+    async def remove_dataset(self, dataset_id: str) -> None:
+        """Move a dataset's directory into ``tmp/`` at once, then delete it."""
+        trash = self.temporary_dir()
+        await self.rename(self.dataset_dir(dataset_id), trash)
+        await self.remove(trash)
+
+    async def infos(
+        self, info: Callable[[str], Awaitable[DatasetInfo]]
+    ) -> list[DatasetInfo]:
+        """``info`` of every dataset, skipping those destroyed meanwhile."""
+        infos = []
+        for key in await self.list_ids():
+            try:
+                infos.append(await info(key))
+            except UnknownDataset:
+                pass
+        return infos
+
     async def write_meta(self, directory: str, meta: dict[str, Any]) -> None:
         """Atomically replace the metadata in a dataset directory."""
         await self.in_thread(_write_json, directory, meta)
@@ -175,4 +228,88 @@ def _list_ids(directory: str) -> list[str]:
         name
         for name in os.listdir(directory)
         if os.path.exists(os.path.join(directory, name, "meta.json"))
+    )
+
+
+def check_received(
+    dataset_id: str, snapshots: list[SnapshotInfo], base: str, name: str
+) -> None:
+    """BadStream unless snapshot ``name`` can follow ``base`` (of ``snapshots``)."""
+    names = [s.name for s in snapshots]
+    if base not in names:
+        raise BadStream(f"dataset {dataset_id} lost snapshot {base!r} meanwhile")
+    if name in names[: names.index(base) + 1]:
+        raise BadStream(f"dataset {dataset_id} already has snapshot {name!r}")
+
+
+async def send_tar(
+    store: FileStore,
+    argv: list[str],
+    *,
+    backend: str,
+    stream_format: str,
+    dataset_id: str,
+    snapshot: str,
+    base: str | None,
+) -> IStreamSource:
+    """
+    A stream of a header line, the output of the ``tar`` command ``argv``
+    (which archives ``snapshot``) and a SHA-256 trailer.
+    """
+    snapshots = snapshot_infos(await store.meta(dataset_id))
+    check_send_names(dataset_id, snapshots, snapshot, base)
+    info = next(s for s in snapshots if s.name == snapshot)
+    return ProcessStreamSource(
+        store.reactor,
+        argv,
+        backend=backend,
+        dataset_id=dataset_id,
+        snapshot=snapshot,
+        base=base,
+        stream_format=stream_format,
+        add_digest=True,
+        header=make_header(stream_format, info, base),
+    )
+
+
+async def receive_tar(
+    store: FileStore,
+    commit: Callable[[SnapshotInfo, str, str], Awaitable[None]],
+    *,
+    backend: str,
+    stream_format: str,
+    dataset_id: str,
+    base: str | None,
+) -> IStreamSink:
+    """
+    Receive a stream of :func:`send_tar`: the tar is extracted into a new
+    ``tree`` directory in a ``work`` directory under ``tmp/``.
+
+    :param commit: Called on ``finish`` with the snapshot the header
+        announces, ``tree`` and ``work``, to make the dataset (``work`` is
+        deleted on failure or abort).
+    """
+    if base is None:
+        if await store.exists(dataset_id):
+            raise DatasetExists(dataset_id)
+    else:
+        await store.require_snapshot(dataset_id, base)
+    work = store.temporary_dir()
+    tree = os.path.join(work, "tree")
+    await store.makedirs(tree)
+
+    async def commit_header(header: bytes) -> None:
+        await commit(parse_header(header, stream_format, base), tree, work)
+
+    return ProcessStreamSink(
+        store.reactor,
+        ["tar", "-C", tree, "-xf", "-"],
+        backend=backend,
+        dataset_id=dataset_id,
+        base=base,
+        stream_format=stream_format,
+        commit=commit_header,
+        discard=lambda: store.remove(work),
+        check_digest=True,
+        header=True,
     )

@@ -37,19 +37,18 @@ from ._common import (
     check_dataset_id,
     check_maximum_size,
     check_send_arguments,
-    check_send_names,
     check_snapshot_name,
     logged_operation,
 )
 from ._files import (
     FileStore,
-    make_header,
-    parse_header,
+    check_received,
+    receive_tar,
+    send_tar,
     snapshot_infos,
     snapshot_records,
 )
 from ._interface import (
-    BadStream,
     Capabilities,
     DatasetExists,
     DatasetInfo,
@@ -59,8 +58,6 @@ from ._interface import (
     MaximumSizeTooSmall,
     SnapshotExists,
     SnapshotInfo,
-    UnknownDataset,
-    UnknownSnapshot,
 )
 from ._logging import (
     CLONE,
@@ -76,7 +73,6 @@ from ._logging import (
     SET_MAXIMUM_SIZE,
     SNAPSHOT_ACTION,
 )
-from ._streams import ProcessStreamSink, ProcessStreamSource
 
 STREAM_FORMAT = "flocker-tar-v1"
 _KIND = "directory"
@@ -127,28 +123,12 @@ class DirectoryVolumeBackend:
     def _snapshot_dir(self, dataset_id: str, name: str) -> str:
         return os.path.join(self._store.dataset_dir(dataset_id), "snapshots", name)
 
-    async def _meta(self, dataset_id: str) -> dict[str, Any]:
-        meta = await self._store.read_meta(dataset_id)
-        if meta is None:
-            raise UnknownDataset(dataset_id)
-        return meta
-
-    async def _snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
-        return snapshot_infos(await self._meta(dataset_id))
-
-    async def _require_snapshot(self, dataset_id: str, name: str) -> list[SnapshotInfo]:
-        check_snapshot_name(name)
-        snapshots = await self._snapshots(dataset_id)
-        if name not in [s.name for s in snapshots]:
-            raise UnknownSnapshot(dataset_id, name)
-        return snapshots
-
     async def _used(self, path: str) -> int:
         result = await self._store.run("du", "-sb", path)
         return int(result.stdout.split()[0])
 
     async def _info(self, dataset_id: str) -> DatasetInfo:
-        meta = await self._meta(dataset_id)
+        meta = await self._store.meta(dataset_id)
         data = self._data(dataset_id)
         return DatasetInfo(
             dataset_id=dataset_id,
@@ -231,11 +211,8 @@ class DirectoryVolumeBackend:
         async def run() -> None:
             key = check_dataset_id(dataset_id)
             directory = self._store.dataset_dir(key)
-            if not await self._store.in_thread(os.path.exists, directory):
-                return
-            trash = self._store.temporary_dir()
-            await self._store.rename(directory, trash)
-            await self._store.remove(trash)
+            if await self._store.in_thread(os.path.exists, directory):
+                await self._store.remove_dataset(key)
 
         return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
 
@@ -251,13 +228,7 @@ class DirectoryVolumeBackend:
         """See :meth:`IVolumeBackend.list_datasets`."""
 
         async def run() -> list[DatasetInfo]:
-            infos = []
-            for key in await self._store.list_ids():
-                try:
-                    infos.append(await self._info(key))
-                except UnknownDataset:  # destroyed meanwhile
-                    pass
-            return infos
+            return await self._store.infos(self._info)
 
         return logged_operation(LIST_DATASETS, run, _KIND)
 
@@ -269,7 +240,7 @@ class DirectoryVolumeBackend:
         async def run() -> DatasetInfo:
             key = check_dataset_id(dataset_id)
             size = check_maximum_size(maximum_size)
-            meta = await self._meta(key)
+            meta = await self._store.meta(key)
             used = await self._used(self._data(key))
             if size is not None and size < used:
                 raise MaximumSizeTooSmall(f"{size} bytes is less than {used} used")
@@ -291,7 +262,7 @@ class DirectoryVolumeBackend:
         async def run() -> SnapshotInfo:
             key = check_dataset_id(dataset_id)
             check_snapshot_name(name)
-            meta = await self._meta(key)
+            meta = await self._store.meta(key)
             if name in [s.name for s in snapshot_infos(meta)]:
                 raise SnapshotExists(key, name)
             info = SnapshotInfo(name=name, created=time.time())
@@ -313,7 +284,7 @@ class DirectoryVolumeBackend:
         """See :meth:`IVolumeBackend.list_snapshots`."""
 
         async def run() -> list[SnapshotInfo]:
-            return await self._snapshots(check_dataset_id(dataset_id))
+            return snapshot_infos(await self._store.meta(check_dataset_id(dataset_id)))
 
         return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
 
@@ -336,8 +307,8 @@ class DirectoryVolumeBackend:
 
         async def run() -> None:
             key = check_dataset_id(dataset_id)
-            await self._require_snapshot(key, name)
-            meta = await self._meta(key)
+            await self._store.require_snapshot(key, name)
+            meta = await self._store.meta(key)
             await self._replace_contents(self._snapshot_dir(key, name), self._data(key))
             trash = self._store.temporary_dir()
             try:
@@ -357,12 +328,7 @@ class DirectoryVolumeBackend:
         async def run() -> None:
             key = check_dataset_id(dataset_id)
             check_snapshot_name(name)
-            meta = await self._store.read_meta(key)
-            if meta is None or name not in [s.name for s in snapshot_infos(meta)]:
-                return
-            meta["snapshots"] = [s for s in meta["snapshots"] if s["name"] != name]
-            await self._store.write_meta(self._store.dataset_dir(key), meta)
-            await self._store.remove(self._snapshot_dir(key, name))
+            await self._store.forget_snapshot(key, name, self._snapshot_dir(key, name))
 
         return logged_operation(
             DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
@@ -376,7 +342,7 @@ class DirectoryVolumeBackend:
         async def run() -> DatasetInfo:
             key = check_dataset_id(dataset_id)
             new_key = check_dataset_id(new_dataset_id)
-            await self._require_snapshot(key, snapshot)
+            await self._store.require_snapshot(key, snapshot)
             if await self._store.exists(new_key):
                 raise DatasetExists(new_key)
             await self._new_dataset(
@@ -402,19 +368,14 @@ class DirectoryVolumeBackend:
 
         async def run() -> IStreamSource:
             key = check_send_arguments(dataset_id, snapshot, base)
-            snapshots = await self._snapshots(key)
-            check_send_names(key, snapshots, snapshot, base)
-            info = next(s for s in snapshots if s.name == snapshot)
-            return ProcessStreamSource(
-                self._reactor,
+            return await send_tar(
+                self._store,
                 ["tar", "-C", self._snapshot_dir(key, snapshot), "-cf", "-", "."],
                 backend=_KIND,
+                stream_format=STREAM_FORMAT,
                 dataset_id=key,
                 snapshot=snapshot,
                 base=base,
-                stream_format=STREAM_FORMAT,
-                add_digest=True,
-                header=make_header(STREAM_FORMAT, info, base),
             )
 
         return logged_operation(
@@ -428,17 +389,8 @@ class DirectoryVolumeBackend:
 
         async def run() -> IStreamSink:
             key = check_dataset_id(dataset_id)
-            if base is None:
-                if await self._store.exists(key):
-                    raise DatasetExists(key)
-            else:
-                await self._require_snapshot(key, base)
-            work = self._store.temporary_dir()
-            tree = os.path.join(work, "tree")
-            await self._store.makedirs(tree)
 
-            async def commit(header: bytes) -> None:
-                info = parse_header(header, STREAM_FORMAT, base)
+            async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
                 if base is None:
                     await self._new_dataset(
                         key,
@@ -449,17 +401,13 @@ class DirectoryVolumeBackend:
                 else:
                     await self._commit_incremental(key, base, info, tree, work)
 
-            return ProcessStreamSink(
-                self._reactor,
-                ["tar", "-C", tree, "-xf", "-"],
+            return await receive_tar(
+                self._store,
+                commit,
                 backend=_KIND,
+                stream_format=STREAM_FORMAT,
                 dataset_id=key,
                 base=base,
-                stream_format=STREAM_FORMAT,
-                commit=commit,
-                discard=lambda: self._store.remove(work),
-                check_digest=True,
-                header=True,
             )
 
         return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
@@ -468,12 +416,8 @@ class DirectoryVolumeBackend:
         self, key: str, base: str, info: SnapshotInfo, tree: str, work: str
     ) -> None:
         """Put a received snapshot after ``base``, dropping later ones."""
-        meta = await self._meta(key)
-        names = [s.name for s in snapshot_infos(meta)]
-        if base not in names:
-            raise BadStream(f"dataset {key} lost snapshot {base!r} meanwhile")
-        if info.name in names[: names.index(base) + 1]:
-            raise BadStream(f"dataset {key} already has snapshot {info.name!r}")
+        meta = await self._store.meta(key)
+        check_received(key, snapshot_infos(meta), base, info.name)
         kept = await self._keep_until(key, meta, base, os.path.join(work, "trash"))
         await self._store.rename(tree, self._snapshot_dir(key, info.name))
         await self._replace_contents(self._snapshot_dir(key, info.name), self._data(key))

@@ -40,14 +40,14 @@ from ._common import (
     check_dataset_id,
     check_maximum_size,
     check_send_arguments,
-    check_send_names,
     check_snapshot_name,
     logged_operation,
 )
 from ._files import (
     FileStore,
-    make_header,
-    parse_header,
+    check_received,
+    receive_tar,
+    send_tar,
     snapshot_infos,
     snapshot_records,
 )
@@ -62,8 +62,6 @@ from ._interface import (
     ResizeNotSupported,
     SnapshotExists,
     SnapshotInfo,
-    UnknownDataset,
-    UnknownSnapshot,
 )
 from ._logging import (
     CLONE,
@@ -79,7 +77,6 @@ from ._logging import (
     SET_MAXIMUM_SIZE,
     SNAPSHOT_ACTION,
 )
-from ._streams import ProcessStreamSink, ProcessStreamSource
 
 STREAM_FORMAT = "flocker-ext4-image-v1"
 _KIND = "loopback"
@@ -153,19 +150,6 @@ class LoopbackVolumeBackend:
     async def _run(self, *argv: str) -> CommandResult:
         return await self._store.run(*argv)
 
-    async def _meta(self, dataset_id: str) -> dict[str, Any]:
-        meta = await self._store.read_meta(dataset_id)
-        if meta is None:
-            raise UnknownDataset(dataset_id)
-        return meta
-
-    async def _require_snapshot(self, dataset_id: str, name: str) -> list[SnapshotInfo]:
-        check_snapshot_name(name)
-        snapshots = snapshot_infos(await self._meta(dataset_id))
-        if name not in [s.name for s in snapshots]:
-            raise UnknownSnapshot(dataset_id, name)
-        return snapshots
-
     async def _copy_image(self, source: str, destination: str) -> None:
         """Copy an image sparsely (sharing blocks where possible), atomically."""
         partial = f"{destination}.partial"
@@ -226,7 +210,7 @@ class LoopbackVolumeBackend:
             await run_command(self._reactor, ["losetup", "-d", device], check=False)
 
     async def _info(self, dataset_id: str) -> DatasetInfo:
-        await self._meta(dataset_id)
+        await self._store.meta(dataset_id)
         await self._mount(dataset_id)
         mnt = self._mnt(dataset_id)
         return DatasetInfo(
@@ -309,12 +293,9 @@ class LoopbackVolumeBackend:
         async def run() -> None:
             key = check_dataset_id(dataset_id)
             directory = self._dir(key)
-            if not await self._store.in_thread(os.path.exists, directory):
-                return
-            await self._unmount(key)
-            trash = self._store.temporary_dir()
-            await self._store.rename(directory, trash)
-            await self._store.remove(trash)
+            if await self._store.in_thread(os.path.exists, directory):
+                await self._unmount(key)
+                await self._store.remove_dataset(key)
 
         return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
 
@@ -330,13 +311,7 @@ class LoopbackVolumeBackend:
         """See :meth:`IVolumeBackend.list_datasets`."""
 
         async def run() -> list[DatasetInfo]:
-            infos = []
-            for key in await self._store.list_ids():
-                try:
-                    infos.append(await self._info(key))
-                except UnknownDataset:
-                    pass
-            return infos
+            return await self._store.infos(self._info)
 
         return logged_operation(LIST_DATASETS, run, _KIND)
 
@@ -384,7 +359,7 @@ class LoopbackVolumeBackend:
         async def run() -> SnapshotInfo:
             key = check_dataset_id(dataset_id)
             check_snapshot_name(name)
-            meta = await self._meta(key)
+            meta = await self._store.meta(key)
             if name in [s.name for s in snapshot_infos(meta)]:
                 raise SnapshotExists(key, name)
             await self._mount(key)
@@ -407,7 +382,7 @@ class LoopbackVolumeBackend:
         """See :meth:`IVolumeBackend.list_snapshots`."""
 
         async def run() -> list[SnapshotInfo]:
-            return snapshot_infos(await self._meta(check_dataset_id(dataset_id)))
+            return snapshot_infos(await self._store.meta(check_dataset_id(dataset_id)))
 
         return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
 
@@ -439,8 +414,8 @@ class LoopbackVolumeBackend:
 
         async def run() -> None:
             key = check_dataset_id(dataset_id)
-            await self._require_snapshot(key, name)
-            meta = await self._meta(key)
+            await self._store.require_snapshot(key, name)
+            meta = await self._store.meta(key)
             trash = self._store.temporary_dir()
             try:
                 kept = await self._replace_image(
@@ -461,12 +436,9 @@ class LoopbackVolumeBackend:
         async def run() -> None:
             key = check_dataset_id(dataset_id)
             check_snapshot_name(name)
-            meta = await self._store.read_meta(key)
-            if meta is None or name not in [s.name for s in snapshot_infos(meta)]:
-                return
-            meta["snapshots"] = [s for s in meta["snapshots"] if s["name"] != name]
-            await self._store.write_meta(self._dir(key), meta)
-            await self._store.remove(self._snapshot_image(key, name))
+            await self._store.forget_snapshot(
+                key, name, self._snapshot_image(key, name)
+            )
 
         return logged_operation(
             DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
@@ -480,7 +452,7 @@ class LoopbackVolumeBackend:
         async def run() -> DatasetInfo:
             key = check_dataset_id(dataset_id)
             new_key = check_dataset_id(new_dataset_id)
-            await self._require_snapshot(key, snapshot)
+            await self._store.require_snapshot(key, snapshot)
             if await self._store.exists(new_key):
                 raise DatasetExists(new_key)
             await self._install(
@@ -504,22 +476,17 @@ class LoopbackVolumeBackend:
 
         async def run() -> IStreamSource:
             key = check_send_arguments(dataset_id, snapshot, base)
-            snapshots = snapshot_infos(await self._meta(key))
-            check_send_names(key, snapshots, snapshot, base)
-            info = next(s for s in snapshots if s.name == snapshot)
-            return ProcessStreamSource(
-                self._reactor,
+            return await send_tar(
+                self._store,
                 [
                     "tar", "-C", os.path.join(self._dir(key), "snapshots"),
                     "--sparse", "-cf", "-", f"{snapshot}.img",
                 ],  # fmt: skip
                 backend=_KIND,
+                stream_format=STREAM_FORMAT,
                 dataset_id=key,
                 snapshot=snapshot,
                 base=base,
-                stream_format=STREAM_FORMAT,
-                add_digest=True,
-                header=make_header(STREAM_FORMAT, info, base),
             )
 
         return logged_operation(
@@ -533,17 +500,8 @@ class LoopbackVolumeBackend:
 
         async def run() -> IStreamSink:
             key = check_dataset_id(dataset_id)
-            if base is None:
-                if await self._store.exists(key):
-                    raise DatasetExists(key)
-            else:
-                await self._require_snapshot(key, base)
-            work = self._store.temporary_dir()
-            tree = os.path.join(work, "tree")
-            await self._store.makedirs(tree)
 
-            async def commit(header: bytes) -> None:
-                info = parse_header(header, STREAM_FORMAT, base)
+            async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
                 image = await self._store.in_thread(_single_file, tree)
                 if image is None:
                     raise BadStream("the stream does not hold exactly one image")
@@ -557,17 +515,13 @@ class LoopbackVolumeBackend:
                 else:
                     await self._commit_incremental(key, base, info, image, work)
 
-            return ProcessStreamSink(
-                self._reactor,
-                ["tar", "-C", tree, "-xf", "-"],
+            return await receive_tar(
+                self._store,
+                commit,
                 backend=_KIND,
+                stream_format=STREAM_FORMAT,
                 dataset_id=key,
                 base=base,
-                stream_format=STREAM_FORMAT,
-                commit=commit,
-                discard=lambda: self._store.remove(work),
-                check_digest=True,
-                header=True,
             )
 
         return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
@@ -576,12 +530,8 @@ class LoopbackVolumeBackend:
         self, key: str, base: str, info: SnapshotInfo, image: str, work: str
     ) -> None:
         """Put a received image after ``base``, dropping later snapshots."""
-        meta = await self._meta(key)
-        names = [s.name for s in snapshot_infos(meta)]
-        if base not in names:
-            raise BadStream(f"dataset {key} lost snapshot {base!r} meanwhile")
-        if info.name in names[: names.index(base) + 1]:
-            raise BadStream(f"dataset {key} already has snapshot {info.name!r}")
+        meta = await self._store.meta(key)
+        check_received(key, snapshot_infos(meta), base, info.name)
         kept = await self._replace_image(
             key, meta, base, image, os.path.join(work, "trash")
         )
