@@ -37,6 +37,7 @@ CONSOLE_SCRIPTS: list[str] = [
     "flocker-dataset-agent = flocker.node.script:dataset_agent_main",
     "flocker-volume = flocker.volume.script:main",
     "flocker-container-agent = flocker.node.script:container_agent_main",
+    "flocker-docker-plugin = flocker.dockerplugin.script:main",
 ]
 
 setup(
