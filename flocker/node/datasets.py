@@ -28,7 +28,7 @@ from typing import Any
 
 import attr
 from pyrsistent import PClass, field, pmap_field, pset_field, pvector_field
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from zope.interface import implementer
 
 from flocker.control import (
@@ -411,12 +411,19 @@ class DatasetDeployer:
                 if recover is not None:
                     await recover()
                 self._recovered = True
-            datasets = {}
-            for info in await self.backend.list_datasets():
-                snapshots = await self.backend.list_snapshots(info.dataset_id)
-                datasets[info.dataset_id] = LocalDataset(
-                    info=info, snapshots=snapshots, role=self.roles.get(info.dataset_id)
+            infos = await self.backend.list_datasets()
+            # One listing per dataset, all at once: discovery time stays flat
+            # as a node gains datasets.
+            snapshots = await gatherResults(
+                [self.backend.list_snapshots(info.dataset_id) for info in infos],
+                consumeErrors=True,
+            )
+            datasets = {
+                info.dataset_id: LocalDataset(
+                    info=info, snapshots=listed, role=self.roles.get(info.dataset_id)
                 )
+                for info, listed in zip(infos, snapshots, strict=True)
+            }
             return DatasetLocalState(
                 node_uuid=self.node_uuid,
                 hostname=self.hostname,
