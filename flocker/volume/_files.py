@@ -76,15 +76,19 @@ class FileStore:
         reactor: IReactorProcess,
         root: str,
         threadpool: ThreadPool | None = None,
+        snapshot_suffix: str = "",
     ) -> None:
         """
         :param root: Holds ``datasets/`` and ``tmp/`` (created if needed).
         :param threadpool: Runs the small blocking file operations; default
             the reactor's own pool.
+        :param snapshot_suffix: Ends the name of a snapshot's copy in
+            ``datasets/<id>/snapshots/``.
         """
         self.reactor = reactor
         self.root = os.path.abspath(root)
         self._pool = threadpool
+        self._snapshot_suffix = snapshot_suffix
         os.makedirs(os.path.join(self.root, "datasets"), exist_ok=True)
         os.makedirs(os.path.join(self.root, "tmp"), exist_ok=True)
 
@@ -100,6 +104,12 @@ class FileStore:
     def dataset_dir(self, dataset_id: str) -> str:
         """Where a dataset's files live."""
         return os.path.join(self.root, "datasets", dataset_id)
+
+    def snapshot_path(self, dataset_id: str, name: str) -> str:
+        """Where the copy of a dataset's snapshot ``name`` lives."""
+        return os.path.join(
+            self.dataset_dir(dataset_id), "snapshots", name + self._snapshot_suffix
+        )
 
     def temporary_dir(self) -> str:
         """A new, unique path under ``tmp/`` (not yet created)."""
@@ -129,14 +139,30 @@ class FileStore:
             raise UnknownSnapshot(dataset_id, name)
         return snapshots
 
-    async def forget_snapshot(self, dataset_id: str, name: str, path: str) -> None:
-        """Drop snapshot ``name`` from the metadata, then delete its ``path``."""
+    async def forget_snapshot(self, dataset_id: str, name: str) -> None:
+        """Drop snapshot ``name`` from the metadata, then delete its copy."""
         meta = await self.read_meta(dataset_id)
         if meta is None or name not in [s.name for s in snapshot_infos(meta)]:
             return
         meta["snapshots"] = [s for s in meta["snapshots"] if s["name"] != name]
         await self.write_meta(self.dataset_dir(dataset_id), meta)
-        await self.remove(path)
+        await self.remove(self.snapshot_path(dataset_id, name))
+
+    async def move_snapshots_after(
+        self, dataset_id: str, snapshots: list[SnapshotInfo], name: str, trash: str
+    ) -> list[SnapshotInfo]:
+        """
+        Move the copies of the ``snapshots`` after ``name`` into a new
+        directory ``trash``.
+
+        :return: The snapshots up to and including ``name``.
+        """
+        index = [s.name for s in snapshots].index(name)
+        await self.makedirs(trash)
+        for later in snapshots[index + 1 :]:
+            path = self.snapshot_path(dataset_id, later.name)
+            await self.rename(path, os.path.join(trash, os.path.basename(path)))
+        return snapshots[: index + 1]
 
     async def remove_dataset(self, dataset_id: str) -> None:
         """Move a dataset's directory into ``tmp/`` at once, then delete it."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess
@@ -119,9 +118,6 @@ class DirectoryVolumeBackend:
 
     def _data(self, dataset_id: str) -> str:
         return os.path.join(self._store.dataset_dir(dataset_id), "data")
-
-    def _snapshot_dir(self, dataset_id: str, name: str) -> str:
-        return os.path.join(self._store.dataset_dir(dataset_id), "snapshots", name)
 
     async def _used(self, path: str) -> int:
         result = await self._store.run("du", "-sb", path)
@@ -269,7 +265,7 @@ class DirectoryVolumeBackend:
             work = self._store.temporary_dir()
             try:
                 await self._copy(self._data(key), work)
-                await self._store.rename(work, self._snapshot_dir(key, name))
+                await self._store.rename(work, self._store.snapshot_path(key, name))
             finally:
                 await self._store.remove(work)
             meta["snapshots"].append({"name": name, "created": info.created})
@@ -288,20 +284,6 @@ class DirectoryVolumeBackend:
 
         return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
 
-    async def _keep_until(
-        self, dataset_id: str, meta: dict[str, Any], name: str, trash: str
-    ) -> list[SnapshotInfo]:
-        """Move snapshots after ``name`` into ``trash``; those kept."""
-        snapshots = snapshot_infos(meta)
-        index = [s.name for s in snapshots].index(name)
-        await self._store.makedirs(trash)
-        for later in snapshots[index + 1 :]:
-            await self._store.rename(
-                self._snapshot_dir(dataset_id, later.name),
-                os.path.join(trash, later.name),
-            )
-        return snapshots[: index + 1]
-
     def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.rollback`."""
 
@@ -309,10 +291,14 @@ class DirectoryVolumeBackend:
             key = check_dataset_id(dataset_id)
             await self._store.require_snapshot(key, name)
             meta = await self._store.meta(key)
-            await self._replace_contents(self._snapshot_dir(key, name), self._data(key))
+            await self._replace_contents(
+                self._store.snapshot_path(key, name), self._data(key)
+            )
             trash = self._store.temporary_dir()
             try:
-                kept = await self._keep_until(key, meta, name, trash)
+                kept = await self._store.move_snapshots_after(
+                    key, snapshot_infos(meta), name, trash
+                )
                 meta["snapshots"] = snapshot_records(kept)
                 await self._store.write_meta(self._store.dataset_dir(key), meta)
             finally:
@@ -328,7 +314,7 @@ class DirectoryVolumeBackend:
         async def run() -> None:
             key = check_dataset_id(dataset_id)
             check_snapshot_name(name)
-            await self._store.forget_snapshot(key, name, self._snapshot_dir(key, name))
+            await self._store.forget_snapshot(key, name)
 
         return logged_operation(
             DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
@@ -348,7 +334,7 @@ class DirectoryVolumeBackend:
             await self._new_dataset(
                 new_key,
                 self.capabilities.default_maximum_size,
-                self._snapshot_dir(key, snapshot),
+                self._store.snapshot_path(key, snapshot),
             )
             return await self._info(new_key)
 
@@ -368,9 +354,10 @@ class DirectoryVolumeBackend:
 
         async def run() -> IStreamSource:
             key = check_send_arguments(dataset_id, snapshot, base)
+            tree = self._store.snapshot_path(key, snapshot)
             return await send_tar(
                 self._store,
-                ["tar", "-C", self._snapshot_dir(key, snapshot), "-cf", "-", "."],
+                ["tar", "-C", tree, "-cf", "-", "."],
                 backend=_KIND,
                 stream_format=STREAM_FORMAT,
                 dataset_id=key,
@@ -418,9 +405,12 @@ class DirectoryVolumeBackend:
         """Put a received snapshot after ``base``, dropping later ones."""
         meta = await self._store.meta(key)
         check_received(key, snapshot_infos(meta), base, info.name)
-        kept = await self._keep_until(key, meta, base, os.path.join(work, "trash"))
-        await self._store.rename(tree, self._snapshot_dir(key, info.name))
-        await self._replace_contents(self._snapshot_dir(key, info.name), self._data(key))
+        kept = await self._store.move_snapshots_after(
+            key, snapshot_infos(meta), base, os.path.join(work, "trash")
+        )
+        snapshot = self._store.snapshot_path(key, info.name)
+        await self._store.rename(tree, snapshot)
+        await self._replace_contents(snapshot, self._data(key))
         meta["snapshots"] = snapshot_records([*kept, info])
         await self._store.write_meta(self._store.dataset_dir(key), meta)
         await self._store.remove(work)

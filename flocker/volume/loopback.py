@@ -114,7 +114,7 @@ class LoopbackVolumeBackend:
         :param default_maximum_size: The image size of a dataset created
             without a maximum size.
         """
-        self._store = FileStore(reactor, root, threadpool)
+        self._store = FileStore(reactor, root, threadpool, snapshot_suffix=".img")
         self._reactor = reactor
         self.root = self._store.root
         self.capabilities = Capabilities(
@@ -143,9 +143,6 @@ class LoopbackVolumeBackend:
 
     def _mnt(self, dataset_id: str) -> str:
         return os.path.join(self._dir(dataset_id), "mnt")
-
-    def _snapshot_image(self, dataset_id: str, name: str) -> str:
-        return os.path.join(self._dir(dataset_id), "snapshots", f"{name}.img")
 
     async def _run(self, *argv: str) -> CommandResult:
         return await self._store.run(*argv)
@@ -367,7 +364,9 @@ class LoopbackVolumeBackend:
             mnt = self._mnt(key)
             await self._run("fsfreeze", "-f", mnt)
             try:
-                await self._copy_image(self._image(key), self._snapshot_image(key, name))
+                await self._copy_image(
+                    self._image(key), self._store.snapshot_path(key, name)
+                )
             finally:
                 await self._run("fsfreeze", "-u", mnt)
             meta["snapshots"].append({"name": name, "created": info.created})
@@ -394,20 +393,14 @@ class LoopbackVolumeBackend:
 
         :return: The snapshots kept.
         """
-        snapshots = snapshot_infos(meta)
-        index = [s.name for s in snapshots].index(keep_until)
         await self._unmount(key)
         try:
             await self._copy_image(image, self._image(key))
         finally:
             await self._mount(key)
-        await self._store.makedirs(trash)
-        for later in snapshots[index + 1 :]:
-            await self._store.rename(
-                self._snapshot_image(key, later.name),
-                os.path.join(trash, f"{later.name}.img"),
-            )
-        return snapshots[: index + 1]
+        return await self._store.move_snapshots_after(
+            key, snapshot_infos(meta), keep_until, trash
+        )
 
     def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.rollback`."""
@@ -419,7 +412,7 @@ class LoopbackVolumeBackend:
             trash = self._store.temporary_dir()
             try:
                 kept = await self._replace_image(
-                    key, meta, name, self._snapshot_image(key, name), trash
+                    key, meta, name, self._store.snapshot_path(key, name), trash
                 )
                 meta["snapshots"] = snapshot_records(kept)
                 await self._store.write_meta(self._dir(key), meta)
@@ -436,9 +429,7 @@ class LoopbackVolumeBackend:
         async def run() -> None:
             key = check_dataset_id(dataset_id)
             check_snapshot_name(name)
-            await self._store.forget_snapshot(
-                key, name, self._snapshot_image(key, name)
-            )
+            await self._store.forget_snapshot(key, name)
 
         return logged_operation(
             DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
@@ -456,7 +447,7 @@ class LoopbackVolumeBackend:
             if await self._store.exists(new_key):
                 raise DatasetExists(new_key)
             await self._install(
-                new_key, self._snapshot_image(key, snapshot), [], copy_image=True
+                new_key, self._store.snapshot_path(key, snapshot), [], copy_image=True
             )
             return await self._info(new_key)
 
@@ -535,7 +526,7 @@ class LoopbackVolumeBackend:
         kept = await self._replace_image(
             key, meta, base, image, os.path.join(work, "trash")
         )
-        await self._store.rename(image, self._snapshot_image(key, info.name))
+        await self._store.rename(image, self._store.snapshot_path(key, info.name))
         meta["snapshots"] = snapshot_records([*kept, info])
         await self._store.write_meta(self._dir(key), meta)
         await self._store.remove(work)
