@@ -28,7 +28,7 @@ from typing import Any
 
 import attr
 from pyrsistent import PClass, field, pmap_field, pset_field, pvector_field
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from zope.interface import implementer
 
 from flocker.control import (
@@ -309,12 +309,17 @@ class DatasetMover:
         receiver exposes the dataset once it has it.
     :ivar in_use: Whether something on this node still uses the dataset (a
         lease or a running application); the final increment waits for it.
+    :ivar on_handoff: Called with the dataset id once this node stops
+        exposing it, before the final increment (a Deferred it returns is
+        waited for): the agent reports it at once, so the cluster state
+        never shows the dataset mounted on two nodes.
     """
 
     backend: IVolumeBackend = attr.ib()
     roles: MemoryRoles = attr.ib()
     send: Sender = attr.ib()
     in_use: Callable[[str], bool] = attr.ib(default=lambda dataset_id: False)
+    on_handoff: Callable[[str], Any] = attr.ib(default=lambda dataset_id: None)
     small_delta: int = attr.ib(default=SMALL_DELTA)
     maximum_rounds: int = attr.ib(default=MAXIMUM_ROUNDS)
 
@@ -364,6 +369,7 @@ class DatasetMover:
             # From here on the dataset is exposed nowhere until the
             # destination has the final increment.
             self.roles.set(dataset_id, HANDOFF)
+            await maybeDeferred(self.on_handoff, dataset_id)
         await send(True)
         self._confirmed.pop(dataset_id, None)
         await self.backend.destroy(dataset_id)

@@ -151,7 +151,15 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
             node_uuid, dataset_id, loop.configuration, loop.cluster_state, reactor.seconds()
         )
 
-    mover = DatasetMover(backend, roles, send, in_use=in_use)
+    def handoff(dataset_id: str) -> Deferred[None] | None:
+        # Tell the cluster at once that this node no longer exposes it.
+        last = holder["loop"].last_reported
+        if last is None or last.datasets is None or dataset_id not in last.datasets:
+            return None
+        copy = last.datasets[dataset_id].set(path=None)
+        return report(last.set(datasets=last.datasets.set(dataset_id, copy)))
+
+    mover = DatasetMover(backend, roles, send, in_use=in_use, on_handoff=handoff)
     deployer = DatasetDeployer(
         node_uuid,
         config.address,

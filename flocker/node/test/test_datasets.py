@@ -362,3 +362,21 @@ def test_new_primary_waits_for_configured_copy():
     cluster = Cluster()
     moved = config_with(A).move_dataset(DS, B)
     assert plan(cluster, B, moved) == NoOp()
+
+
+def test_handoff_reported_before_final_increment():
+    """The source announces the hand-off before it sends the final increment."""
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    events = []
+    mover = cluster.deployers[A].mover
+    mover.on_handoff = lambda dataset_id: events.append(("handoff", cluster.roles[A].get(dataset_id)))
+    real_send = mover.send
+
+    def send(dataset_id, snapshot, base, host, final):
+        events.append(("send", final))
+        return real_send(dataset_id, snapshot, base, host, final)
+
+    mover.send = send
+    cluster.converge(config_with(B))
+    assert events[-2:] == [("handoff", HANDOFF), ("send", True)]
