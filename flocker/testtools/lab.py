@@ -217,6 +217,8 @@ def start_node_agents_kind(cluster: dict[str, Any], node: dict[str, Any], kind: 
         ),
         os.path.join(node["log_dir"], f"{kind}-agent.out"),
     )
+    if os.path.exists(os.path.join(cluster["dir"], CLUSTER_FILE)):
+        save(cluster)
 
 
 def start_node_agents(cluster: dict[str, Any], node: dict[str, Any]) -> None:
@@ -240,6 +242,7 @@ def start_control(cluster: dict[str, Any]) -> None:
         ),
         os.path.join(control["log_dir"], "control.out"),
     )
+    save(cluster)
 
 
 def wait_for_cluster(cluster: dict[str, Any], timeout: float = 60) -> None:
@@ -382,6 +385,24 @@ def stop_node_agents(node: dict[str, Any], sig: int | None = None) -> None:
             os.killpg(pid, sig)
 
 
+def _stop_strays(directory: str) -> None:
+    """Kill any daemon still running from this cluster's directory."""
+    marker = directory.encode() + b"/"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            continue
+        if marker in cmdline and b"flocker." in cmdline:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _remove_containers(node_uuids: list[str]) -> None:
     """Remove every container the nodes' container agents made."""
     try:
@@ -412,6 +433,7 @@ def down(directory: str) -> None:
     for node in cluster["nodes"]:
         stop_node_agents(node)
     _stop(cluster["control"].get("pid"))
+    _stop_strays(directory)
     _remove_containers([node["uuid"] for node in cluster["nodes"]])
     for node in cluster["nodes"]:
         if cluster["backend"] == "zfs" and "pool_image" in node:
