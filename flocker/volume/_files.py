@@ -164,6 +164,20 @@ class FileStore:
             await self.rename(path, os.path.join(trash, os.path.basename(path)))
         return snapshots[: index + 1]
 
+    async def drop_snapshots_after(
+        self, dataset_id: str, meta: dict[str, Any], name: str
+    ) -> None:
+        """Forget and delete the snapshots after ``name`` (for a rollback)."""
+        trash = self.temporary_dir()
+        try:
+            kept = await self.move_snapshots_after(
+                dataset_id, snapshot_infos(meta), name, trash
+            )
+            meta["snapshots"] = snapshot_records(kept)
+            await self.write_meta(self.dataset_dir(dataset_id), meta)
+        finally:
+            await self.remove(trash)
+
     async def remove_dataset(self, dataset_id: str) -> None:
         """Move a dataset's directory into ``tmp/`` at once, then delete it."""
         trash = self.temporary_dir()

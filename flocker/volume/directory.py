@@ -294,15 +294,7 @@ class DirectoryVolumeBackend:
             await self._replace_contents(
                 self._store.snapshot_path(key, name), self._data(key)
             )
-            trash = self._store.temporary_dir()
-            try:
-                kept = await self._store.move_snapshots_after(
-                    key, snapshot_infos(meta), name, trash
-                )
-                meta["snapshots"] = snapshot_records(kept)
-                await self._store.write_meta(self._store.dataset_dir(key), meta)
-            finally:
-                await self._store.remove(trash)
+            await self._store.drop_snapshots_after(key, meta, name)
 
         return logged_operation(
             ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name

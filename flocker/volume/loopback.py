@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, cast
+from typing import cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
@@ -385,22 +385,13 @@ class LoopbackVolumeBackend:
 
         return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
 
-    async def _replace_image(
-        self, key: str, meta: dict[str, Any], keep_until: str, image: str, trash: str
-    ) -> list[SnapshotInfo]:
-        """
-        Unmount, drop snapshots after ``keep_until``, copy ``image`` in, mount.
-
-        :return: The snapshots kept.
-        """
+    async def _put_image(self, key: str, image: str) -> None:
+        """Unmount, copy ``image`` over the dataset's image, mount."""
         await self._unmount(key)
         try:
             await self._copy_image(image, self._image(key))
         finally:
             await self._mount(key)
-        return await self._store.move_snapshots_after(
-            key, snapshot_infos(meta), keep_until, trash
-        )
 
     def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.rollback`."""
@@ -409,15 +400,8 @@ class LoopbackVolumeBackend:
             key = check_dataset_id(dataset_id)
             await self._store.require_snapshot(key, name)
             meta = await self._store.meta(key)
-            trash = self._store.temporary_dir()
-            try:
-                kept = await self._replace_image(
-                    key, meta, name, self._store.snapshot_path(key, name), trash
-                )
-                meta["snapshots"] = snapshot_records(kept)
-                await self._store.write_meta(self._dir(key), meta)
-            finally:
-                await self._store.remove(trash)
+            await self._put_image(key, self._store.snapshot_path(key, name))
+            await self._store.drop_snapshots_after(key, meta, name)
 
         return logged_operation(
             ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
@@ -523,8 +507,9 @@ class LoopbackVolumeBackend:
         """Put a received image after ``base``, dropping later snapshots."""
         meta = await self._store.meta(key)
         check_received(key, snapshot_infos(meta), base, info.name)
-        kept = await self._replace_image(
-            key, meta, base, image, os.path.join(work, "trash")
+        await self._put_image(key, image)
+        kept = await self._store.move_snapshots_after(
+            key, snapshot_infos(meta), base, os.path.join(work, "trash")
         )
         await self._store.rename(image, self._store.snapshot_path(key, info.name))
         meta["snapshots"] = snapshot_records([*kept, info])
