@@ -113,6 +113,10 @@ class ConvergenceLoop:
     def disconnected(self) -> None:
         """The connection to the control service was lost."""
 
+    @_machine.input()
+    def poke(self) -> None:
+        """Something local changed (e.g. a dataset arrived): look again soon."""
+
     # -- outputs -------------------------------------------------------------
 
     @_machine.output()
@@ -143,6 +147,10 @@ class ConvergenceLoop:
         self._updated_meanwhile = True
 
     @_machine.output()
+    def _mark_poke(self) -> None:
+        self._updated_meanwhile = True
+
+    @_machine.output()
     def _cancel(self) -> None:
         self._cancel_timer()
 
@@ -166,6 +174,10 @@ class ConvergenceLoop:
         cluster_updated, enter=converging, outputs=[_store, _mark_update]
     )
     converging_then_stop.upon(iteration_done, enter=idle, outputs=[])
+    idle.upon(poke, enter=idle, outputs=[])
+    sleeping.upon(poke, enter=converging, outputs=[_start_iteration])
+    converging.upon(poke, enter=converging, outputs=[_mark_poke])
+    converging_then_stop.upon(poke, enter=converging_then_stop, outputs=[])
     converging_then_stop.upon(disconnected, enter=converging_then_stop, outputs=[])
 
     # -- the iteration -------------------------------------------------------

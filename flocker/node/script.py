@@ -187,6 +187,8 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
         # Durable before the sender is told, so the sender can let go.
         if header.final:
             roles.set(header.dataset_id, PRIMARY)
+            # Report the newly exposed dataset without waiting for a poll.
+            reactor.callLater(0, holder["loop"].poke)
 
     receiver = TransferReceiver(backend, on_stored=stored)
     holder["receiver"] = receiver

@@ -169,6 +169,26 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(deployer.seen_configurations[-1], newer)
 
+    def test_poke_wakes_sleeping_loop(self):
+        """A poke while sleeping starts a pass at once; while idle it is ignored."""
+        loop, clock, deployer, reports = make_loop(poll=60)
+        loop.poke()
+        self.assertEqual(deployer.discovered, 0)
+        loop.cluster_updated(Deployment(), DeploymentState())
+        loop.poke()
+        self.assertEqual(deployer.discovered, 2)
+
+    def test_poke_during_pass_runs_another(self):
+        """A poke during a pass makes the next pass start at once."""
+        loop, clock, deployer, reports = make_loop(poll=60)
+        deployer.gate = Deferred()
+        deployer.pending_changes = 1
+        loop.cluster_updated(Deployment(), DeploymentState())
+        loop.poke()
+        deployer.gate.callback(None)
+        clock.advance(0)
+        self.assertEqual(deployer.discovered, 2)
+
     def test_failure_backs_off(self):
         """Failed passes are retried after growing delays, then reset."""
         loop, clock, deployer, reports = make_loop(poll=60)
