@@ -37,6 +37,8 @@ from ._persistence import (
     MemoryConfigurationStore,
     StoredConfiguration,
 )
+from ._protocol import PROTOCOL_VERSION, ControlAMPService
+from ._protocol_agent import AgentAMPClient, NotConnected
 from ._serialization import (
     CURRENT_FORMAT_VERSION,
     SerializationError,
@@ -64,6 +66,10 @@ from ._state import (
 )
 
 __all__ = [
+    "PROTOCOL_VERSION",
+    "AgentAMPClient",
+    "ControlAMPService",
+    "NotConnected",
     "DEFAULT_STATE_EXPIRATION",
     "ClusterStateService",
     "ConfigurationCorrupt",

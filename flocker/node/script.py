@@ -26,8 +26,13 @@ from flocker.ca import (
     load_tls_files,
 )
 from flocker.common import ConfigurationError, start_daemon_logging
-from flocker.control import Deployment, DeploymentState, NodeState
-from flocker.control._protocol_agent import AgentAMPClient, NotConnected
+from flocker.control import (
+    AgentAMPClient,
+    Deployment,
+    DeploymentState,
+    NodeState,
+    NotConnected,
+)
 from flocker.volume import IVolumeBackend
 from flocker.volume._transfer_wire import TransferHeader
 from flocker.volume.transfer import TransferReceiver, push, transfer_service
@@ -91,6 +96,18 @@ def load_node_files(config: AgentConfig) -> tuple[TLSFiles, str, FileRoles]:
     except (OSError, ValueError) as error:
         raise StartupError(str(error)) from None
     return tls, str(identity.node_uuid), roles
+
+
+def report_to(client: AgentAMPClient, state: NodeState) -> Deferred[None]:
+    """
+    Report a node's state; while disconnected that is no error, since the
+    client sends the latest state as soon as it is connected again.
+    """
+
+    def not_connected(failure: Any) -> None:
+        failure.trap(NotConnected)
+
+    return client.report_state(state).addErrback(not_connected)
 
 
 def dataset_in_use(
@@ -170,11 +187,7 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
     )
 
     def report(state: NodeState) -> Deferred[None]:
-        def not_connected(failure: Any) -> None:
-            # Sent again by the client as soon as it is connected.
-            failure.trap(NotConnected)
-
-        return client.report_state(state).addErrback(not_connected)
+        return report_to(client, state)
 
     loop = ConvergenceLoop(reactor, deployer, report)
     holder["loop"] = loop
@@ -229,10 +242,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
     deployer = ContainerDeployer(node_uuid, config.address, runtime, router)
 
     def report(state: NodeState) -> Deferred[None]:
-        def not_connected(failure: Any) -> None:
-            failure.trap(NotConnected)
-
-        return client.report_state(state).addErrback(not_connected)
+        return report_to(client, state)
 
     loop = ConvergenceLoop(reactor, deployer, report)
     client = AgentAMPClient.for_control_service(
