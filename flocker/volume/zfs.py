@@ -456,15 +456,23 @@ class ZFSVolumeBackend:
         async def run() -> DatasetInfo:
             key = check_dataset_id(dataset_id)
             new_key = check_dataset_id(new_dataset_id)
-            origin = await self._require_snapshot(key, snapshot)
+            check_snapshot_name(snapshot)
             new_name = self._name(new_key)
-            if await self._exists(new_name):
-                raise DatasetExists(new_key)
             options = ["-o", f"{ID_PROPERTY}={new_key}"]
             size = self.capabilities.default_maximum_size
             if size is not None:
                 options += ["-o", f"refquota={size}"]
-            await self._zfs("clone", *options, origin, new_name)
+            # Try at once (two commands in all when it works, which keeps
+            # clones fast); only a failure looks for what was wrong.
+            try:
+                await self._zfs(
+                    "clone", *options, f"{self._name(key)}@{snapshot}", new_name
+                )
+            except CommandFailed:
+                await self._require_snapshot(key, snapshot)
+                if await self._exists(new_name):
+                    raise DatasetExists(new_key) from None
+                raise
             return await self._info(new_key)
 
         return logged_operation(
