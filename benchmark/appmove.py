@@ -274,13 +274,15 @@ def plot(results: dict[str, Any]) -> Any:
             where.set_xlabel("dataset size (MiB)")
             where.set_ylabel("seconds")
             where.set_ylim(bottom=0)
-            where.legend(loc="upper left", fontsize="x-small")
+            where.legend(loc="center right", fontsize="x-small")
+        gaps.set_ylim(top=max(m["interruption"]["seconds"] for m in moves) * 1.3)
         gaps.set_title("interruption seen by the writer", fontsize="medium")
         totals.set_title("time to move", fontsize="medium")
         figure.suptitle(
-            f"Moving an application with its data under writes: worst interruption "
+            f"Application move under writes: worst interruption "
             f"{results['worst_interruption_seconds']:.2f} s, "
-            f"{results['lost_acknowledged_writes']} acknowledged writes lost"
+            f"{results['lost_acknowledged_writes']} acknowledged writes lost",
+            fontsize="medium",
         )
 
     return draw
