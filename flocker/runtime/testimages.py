@@ -15,6 +15,12 @@ killed predecessor left behind.
   ``/data/requests.log``; its directory must exist, normally a bind-mounted
   dataset).  If it does not, requests are answered ``500``.
 * SIGTERM stops it at once (``docker stop`` takes no grace period).
+* ``/cgi-bin/relay.cgi?TEXT`` is for linked applications: it passes the
+  request on to the application linked under the alias ``backend`` with
+  local port 80 (``BACKEND_PORT_80_TCP_ADDR`` and ``…_PORT``, as Flocker's
+  links set them) and answers ``200`` with ``relayed `` and the backend's
+  answer, or ``502`` when the backend cannot be reached (``500`` without
+  the link).
 
 The image is built with ``docker import`` from the host's busybox (see
 :mod:`flocker.testtools.images`) plus the service's scripts, and cached by
@@ -37,7 +43,7 @@ from ._interface import ContainerSpec, PublishedPort, VolumeBind
 
 #: The tag of the request-counting HTTP service.  Change the version when
 #: the scripts change, so that machines with the old image build the new one.
-COUNTER_IMAGE = "flocker-test/counter:1"
+COUNTER_IMAGE = "flocker-test/counter:2"
 
 #: The port the counter listens on inside its container.
 COUNTER_PORT = 80
@@ -77,6 +83,28 @@ printf 'Content-Type: text/plain\r\n\r\n%s\n' $count
 """
 
 
+_RELAY = r"""#!/bin/sh
+# Pass this request on to the linked "backend" application; answer with its reply.
+addr="$BACKEND_PORT_80_TCP_ADDR"
+port="$BACKEND_PORT_80_TCP_PORT"
+if [ -z "$addr" ] || [ -z "$port" ]; then
+    printf 'HTTP/1.1 500 No backend link\r\nContent-Type: text/plain\r\n\r\n'
+    printf 'no link with the alias backend and local port 80\n'
+    exit 0
+fi
+# busybox-static's wget crashes resolving even a literal address: speak HTTP/1.0 with nc.
+reply=$(printf 'GET /?%s HTTP/1.0\r\n\r\n' "$QUERY_STRING" | nc -w 3 "$addr" "$port" 2>/dev/null | tr -d '\r')
+status=$(printf '%s\n' "$reply" | head -n 1 | cut -d ' ' -f 2)
+if [ "$status" = 200 ]; then
+    body=$(printf '%s\n' "$reply" | sed '1,/^$/d')
+    printf 'Content-Type: text/plain\r\n\r\nrelayed %s\n' "$body"
+else
+    printf 'HTTP/1.1 502 Backend unreachable\r\nContent-Type: text/plain\r\n\r\n'
+    printf 'backend %s:%s unreachable\n' "$addr" "$port"
+fi
+"""
+
+
 def _add(archive: tarfile.TarFile, name: str, data: bytes | None, mode: int) -> None:
     """Add a directory (``data`` None) or a file to ``archive``."""
     info = tarfile.TarInfo(name)
@@ -98,6 +126,7 @@ def counter_rootfs_tar(binary: str = BUSYBOX_BINARY) -> bytes:
             _add(archive, directory, None, 0o755)
         _add(archive, "counter/start", _START.encode(), 0o755)
         _add(archive, "counter/www/cgi-bin/index.cgi", _CGI.encode(), 0o755)
+        _add(archive, "counter/www/cgi-bin/relay.cgi", _RELAY.encode(), 0o755)
     return buffer.getvalue()
 
 

@@ -3,7 +3,7 @@
 ``admin/lab up --nodes N --dir DIR [--backend zfs|directory]`` starts
 ``flocker-control`` and, for each node, a ``flocker-dataset-agent`` and a
 ``flocker-container-agent`` (containers labelled with the node) with its
-own loopback address (127.0.0.11, 127.0.0.12, …), its own file-backed ZFS
+own address, its own file-backed ZFS
 pool (or directory), its own certificates and its own log directory.  It
 issues every certificate with ``flocker-ca`` and writes ``DIR/cluster.json``::
 
@@ -18,6 +18,15 @@ issues every certificate with ``flocker-ca`` and writes ``DIR/cluster.json``::
 ``admin/lab status --dir DIR`` says what runs; ``admin/lab down --dir DIR``
 stops every process, destroys the pools and removes DIR.  Acceptance tests,
 benchmarks and ``admin/quickstart`` use the same functions.
+
+Node addresses: as root, 198.18.0.11, 198.18.0.12, … added to the loopback
+interface (198.18.0.0/15 is reserved for network benchmarks, so it clashes
+with no real network).  Containers reach such an address through their
+bridge's gateway, as they would a real node's, so an application's links —
+which point at its node's address — work in the local cluster too.  The
+addresses stay on ``lo`` after ``down``: another cluster on the machine may
+be using them, and they are harmless.  Without root the nodes use
+127.0.0.11, 127.0.0.12, …, which containers cannot reach.
 """
 
 from __future__ import annotations
@@ -42,14 +51,49 @@ CLUSTER_FILE = "cluster.json"
 CONTROL_HOST = "127.0.0.1"
 FIRST_NODE_ADDRESS = 11
 
+#: Node addresses reachable from containers (see the module docstring).
+ROUTABLE_NETWORK = "198.18.0."
+
 
 class LabError(Exception):
     """The local cluster could not be started, queried or stopped."""
 
 
-def node_address(index: int) -> str:
-    """The loopback address of node ``index`` (from 0): 127.0.0.11, …"""
-    return f"127.0.0.{FIRST_NODE_ADDRESS + index}"
+def node_address(index: int, network: str = "127.0.0.") -> str:
+    """The address of node ``index`` (from 0) in ``network``: ….11, ….12, …"""
+    return f"{network}{FIRST_NODE_ADDRESS + index}"
+
+
+def _on_loopback(address: str) -> bool:
+    """Whether ``address`` is already one of the loopback interface's."""
+    try:
+        shown = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "dev", "lo"],
+            capture_output=True, text=True, check=False,
+        )
+    except OSError:
+        return False
+    return f" {address}/" in shown.stdout
+
+
+def node_addresses(count: int) -> list[str]:
+    """
+    Addresses for ``count`` nodes: in :data:`ROUTABLE_NETWORK` when they are
+    on ``lo`` or can be added to it (root), otherwise 127.0.0.x.
+    """
+    routable = [node_address(i, ROUTABLE_NETWORK) for i in range(count)]
+    for address in routable:
+        if _on_loopback(address):
+            continue
+        try:
+            subprocess.run(
+                ["ip", "addr", "add", f"{address}/32", "dev", "lo"],
+                capture_output=True, check=True,
+            )
+        except (OSError, subprocess.CalledProcessError):
+            if not _on_loopback(address):  # not added meanwhile by another lab
+                return [node_address(i) for i in range(count)]
+    return routable
 
 
 def _python_module(module: str, *args: str) -> list[str]:
@@ -298,7 +342,8 @@ def up(directory: str, nodes: int = 2, backend: str = "zfs") -> dict[str, Any]:
     if not 1 <= nodes <= 40:
         raise LabError("--nodes must be between 1 and 40")
     os.makedirs(directory, exist_ok=True)
-    addresses = [CONTROL_HOST] + [node_address(i) for i in range(nodes)]
+    node_ips = node_addresses(nodes)
+    addresses = [CONTROL_HOST] + node_ips
     certificates = _certificates(directory, nodes)
     control_dir = os.path.join(directory, "control")
     cluster: dict[str, Any] = {
@@ -329,7 +374,7 @@ def up(directory: str, nodes: int = 2, backend: str = "zfs") -> dict[str, Any]:
             node_dir = os.path.dirname(cert_dir)
             node: dict[str, Any] = {
                 "uuid": node_uuid,
-                "address": node_address(index),
+                "address": node_ips[index],
                 "log_dir": os.path.join(node_dir, "logs"),
                 "agent_config": os.path.join(node_dir, "agent.yml"),
                 "pids": {},

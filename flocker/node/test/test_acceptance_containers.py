@@ -1,8 +1,8 @@
 """
 Acceptance tests: applications with their data on a real local cluster
 (``admin/lab``, real Docker), driven through the REST API — moved under a
-steady write load with no acknowledged write lost, agents and containers
-killed mid-move.
+steady write load with no acknowledged write lost, linked applications
+talking across moves of either, agents and containers killed mid-move.
 """
 
 import os
@@ -90,6 +90,42 @@ def deploy_counter(cluster, node, name=None, links=()):
     return name, dataset_id, port
 
 
+def deploy_frontend(cluster, node, backend_port):
+    """
+    A counter without a dataset on ``node``, linked to a backend as
+    ``backend`` (local port 80 → ``backend_port``); (name, port).
+    """
+    name = f"front-{uuid4().hex[:8]}"
+    port = lab._free_port([n["address"] for n in cluster["nodes"]])
+    api(
+        cluster,
+        "POST",
+        "/v1/configuration/containers",
+        {
+            "node_uuid": node["uuid"],
+            "name": name,
+            "image": COUNTER_IMAGE,
+            "ports": [{"internal": 80, "external": port}],
+            "links": [{"alias": "backend", "local_port": 80, "remote_port": backend_port}],
+        },
+    )
+    return name, port
+
+
+def relay(address, port, text, timeout=5.0):
+    """Ask the frontend at ``address:port`` to pass a write on: the backend's count, or None."""
+    try:
+        with urllib.request.urlopen(
+            f"http://{address}:{port}/cgi-bin/relay.cgi?{text}", timeout=timeout
+        ) as reply:
+            answer = reply.read().decode().split()
+            if reply.status == 200 and answer[:1] == ["relayed"]:
+                return int(answer[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def move_application(cluster, name, node):
     """Ask for the application to move to ``node``."""
     api(cluster, "POST", f"/v1/configuration/containers/{name}", {"node_uuid": node["uuid"]})
@@ -147,6 +183,48 @@ def test_move_under_write_load_loses_nothing(make_lab):
     print(f"\nmove took {time.monotonic() - moved_at:.2f} s; longest gap between acknowledged writes {gap:.2f} s")
     lines = logged_writes(cluster, dataset_id, two)
     assert is_subsequence(writer.acknowledged, lines), "an acknowledged write is missing"
+
+
+def test_linked_applications_talk_across_moves(make_lab):
+    """
+    A frontend linked to a counter with a dataset reaches it through its
+    link before and after the counter moves to node 2 and after the
+    frontend itself follows it there, through either node's published
+    port; every relayed write is in the counter's dataset, in order.
+    """
+    cluster = make_lab(nodes=2)
+    one, two = cluster["nodes"]
+    if one["address"].startswith("127."):
+        pytest.fail("the local cluster's node addresses are loopback-only: containers cannot reach them (run as root)")
+    backend, dataset_id, backend_port = deploy_counter(cluster, one)
+    frontend, port = deploy_frontend(cluster, one, backend_port)
+    sent = []
+
+    def relayed(address, text):
+        count = relay(address, port, text)
+        if count is not None:
+            sent.append(text)
+        return count is not None
+
+    wait_for(lambda: relayed(one["address"], "first"), 180, "the frontend to reach the backend")
+    move_application(cluster, backend, two)
+    wait_for(lambda: running_on(cluster, backend, two, backend_port), 240, "the backend on node 2")
+    wait_for(lambda: relayed(one["address"], "backend-moved"), 60, "the frontend on node 1 to reach the moved backend")
+    assert relayed(two["address"], "through-node-2")
+    move_application(cluster, frontend, two)
+    wait_for(
+        lambda: frontend in [
+            c["name"] for c in api(cluster, "GET", "/v1/state/containers")
+            if c["node_uuid"] == two["uuid"] and c.get("running")
+        ],
+        240,
+        "the frontend on node 2",
+    )
+    wait_for(lambda: relayed(two["address"], "frontend-moved"), 60, "the moved frontend to reach the backend")
+    assert relayed(one["address"], "both-moved-via-node-1")
+    lines = logged_writes(cluster, dataset_id, two)
+    assert is_subsequence(sent, lines)
+    assert "backend-moved" in lines and "both-moved-via-node-1" in lines
 
 
 @pytest.mark.parametrize("victim", ["container-agent", "container"])
