@@ -1,0 +1,240 @@
+"""
+``flocker datasets ls|create|move|resize|rm``: the cluster's datasets.
+
+A dataset's state is ``pending`` (configured, no node reports it yet),
+``mounted`` (its primary node reports it mounted, at PATH), ``moving``
+(another node still has it), or ``deleting``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+from uuid import UUID
+
+from ..apiclient import Dataset, DatasetState
+from ._command import Context, add_command, add_group
+from ._errors import CLIError
+from ._format import format_size, parse_size, table, write_json
+from ._resolve import dataset_name, node_label, resolve_dataset, resolve_node
+from ._wait import add_wait_options, parse_timeout, wait_until
+
+__all__ = ["dataset_view", "register"]
+
+
+def dataset_view(
+    dataset: Dataset,
+    states: list[DatasetState],
+    addresses: dict[UUID, str | None],
+) -> dict[str, Any]:
+    """A dataset as ``--json`` shows it (and the table is made from)."""
+    here = [s for s in states if s.dataset_id == dataset.dataset_id]
+    mounted = [s for s in here if s.primary == dataset.primary and s.path is not None]
+    elsewhere = [s for s in here if s.primary != dataset.primary]
+    if dataset.deleted:
+        state = "deleting"
+    elif mounted:
+        state = "mounted"
+    elif elsewhere:
+        state = "moving"
+    else:
+        state = "pending"
+    return {
+        "dataset_id": str(dataset.dataset_id),
+        "name": dataset_name(dataset),
+        "metadata": dict(dataset.metadata),
+        "maximum_size": dataset.maximum_size,
+        "primary": str(dataset.primary),
+        "primary_address": addresses.get(dataset.primary),
+        "state": state,
+        "path": mounted[0].path.path if mounted else None,
+        "reported_on": sorted(str(s.primary) for s in here),
+    }
+
+
+async def _snapshot(context: Context) -> tuple[Any, list[DatasetState], dict[UUID, str | None]]:
+    """The configured datasets, the reported ones and node addresses."""
+    client = context.client
+    configuration = await client.list_datasets_configuration()
+    states = await client.list_datasets_state()
+    nodes = await client.list_nodes()
+    return configuration, states, {n.uuid: n.host for n in nodes}
+
+
+async def _view(context: Context, dataset_id: UUID) -> dict[str, Any] | None:
+    """The current view of one dataset, or ``None`` if it is gone."""
+    configuration, states, addresses = await _snapshot(context)
+    dataset = configuration.datasets.get(dataset_id)
+    return None if dataset is None else dataset_view(dataset, states, addresses)
+
+
+def _print_one(context: Context, view: dict[str, Any], verb: str) -> None:
+    """Say what happened to one dataset (or print it as JSON)."""
+    if context.json:
+        write_json(context.out, view)
+        return
+    name = f" ({view['name']})" if view["name"] else ""
+    where = view["primary_address"] or view["primary"]
+    detail = f", mounted at {view['path']}" if view["path"] else f", {view['state']}"
+    context.out.write(f"{verb} dataset {view['dataset_id']}{name} on {where}{detail}\n")
+
+
+async def _wait_mounted(
+    context: Context, dataset_id: UUID, node: str, timeout: float
+) -> None:
+    """Wait until the dataset is mounted on its primary node."""
+
+    async def probe() -> tuple[bool, str]:
+        configuration, states, addresses = await _snapshot(context)
+        dataset = configuration.datasets.get(dataset_id)
+        if dataset is None:
+            raise CLIError(f"dataset {dataset_id} disappeared from the configuration")
+        view = dataset_view(dataset, states, addresses)
+        if view["state"] == "mounted":
+            return True, f"mounted at {view['path']}"
+        where = ", ".join(
+            node_label(addresses, UUID(n)) for n in view["reported_on"]
+        ) or "no node"
+        return False, f"{view['state']} (reported on {where})"
+
+    await wait_until(
+        context.clock,
+        context.err,
+        f"dataset {str(dataset_id)[:8]} mounted on {node}",
+        probe,
+        timeout,
+    )
+
+
+async def ls(context: Context, options: argparse.Namespace) -> None:
+    """List the datasets: id, name, size, primary node, state and path."""
+    configuration, states, addresses = await _snapshot(context)
+    views = sorted(
+        (dataset_view(d, states, addresses) for d in configuration.datasets.values()),
+        key=lambda v: (v["name"] is None, v["name"] or "", v["dataset_id"]),
+    )
+    if context.json:
+        write_json(context.out, views)
+        return
+    table(
+        context.out,
+        ["DATASET", "NAME", "SIZE", "NODE", "STATE", "PATH"],
+        [
+            [
+                v["dataset_id"],
+                v["name"],
+                format_size(v["maximum_size"]),
+                v["primary_address"] or v["primary"],
+                v["state"],
+                v["path"],
+            ]
+            for v in views
+        ],
+    )
+
+
+async def create(context: Context, options: argparse.Namespace) -> None:
+    """Create a dataset on a node, optionally waiting until it is mounted."""
+    size = None if options.size is None else parse_size(options.size)
+    timeout = parse_timeout(options.timeout)
+    if options.name is not None and not options.name.strip():
+        raise CLIError("a dataset name must not be empty")
+    client = context.client
+    node = resolve_node(await client.list_nodes(), options.node)
+    if options.name is not None:
+        configuration = await client.list_datasets_configuration()
+        taken = [
+            d
+            for d in configuration.datasets.values()
+            if not d.deleted and dataset_name(d) == options.name
+        ]
+        if taken:
+            raise CLIError(
+                f"a dataset named {options.name!r} exists already "
+                f"({taken[0].dataset_id})"
+            )
+    dataset = await client.create_dataset(
+        primary=node.uuid,
+        maximum_size=size,
+        metadata=None if options.name is None else {"name": options.name},
+    )
+    if options.wait:
+        await _wait_mounted(context, dataset.dataset_id, node.host or str(node.uuid), timeout)
+    view = await _view(context, dataset.dataset_id)
+    _print_one(context, view or dataset_view(dataset, [], {}), "created")
+
+
+async def move(context: Context, options: argparse.Namespace) -> None:
+    """Make another node a dataset's primary, optionally waiting for it there."""
+    timeout = parse_timeout(options.timeout)
+    client = context.client
+    configuration = await client.list_datasets_configuration()
+    dataset = resolve_dataset(configuration.datasets.values(), options.dataset)
+    node = resolve_node(await client.list_nodes(), options.to)
+    await client.move_dataset(node.uuid, dataset.dataset_id)
+    if options.wait:
+        await _wait_mounted(context, dataset.dataset_id, node.host or str(node.uuid), timeout)
+    view = await _view(context, dataset.dataset_id)
+    if view is not None:
+        _print_one(context, view, "moved" if options.wait else "moving")
+
+
+async def resize(context: Context, options: argparse.Namespace) -> None:
+    """Set a dataset's maximum size (``unlimited`` for none)."""
+    if options.size.lower() in ("unlimited", "none"):
+        size = None
+    else:
+        size = parse_size(options.size)
+    client = context.client
+    configuration = await client.list_datasets_configuration()
+    dataset = resolve_dataset(configuration.datasets.values(), options.dataset)
+    await client.update_dataset(dataset.dataset_id, maximum_size=size)
+    view = await _view(context, dataset.dataset_id)
+    if view is not None:
+        if context.json:
+            write_json(context.out, view)
+        else:
+            context.out.write(
+                f"resized dataset {view['dataset_id']} to "
+                f"{format_size(view['maximum_size'])}\n"
+            )
+
+
+async def rm(context: Context, options: argparse.Namespace) -> None:
+    """Delete a dataset (refused while an application uses it)."""
+    client = context.client
+    configuration = await client.list_datasets_configuration()
+    dataset = resolve_dataset(configuration.datasets.values(), options.dataset)
+    deleted = await client.delete_dataset(dataset.dataset_id)
+    if context.json:
+        write_json(
+            context.out,
+            {"dataset_id": str(deleted.dataset_id), "deleted": deleted.deleted},
+        )
+    else:
+        context.out.write(f"deleted dataset {deleted.dataset_id}\n")
+
+
+def register(commands: Any) -> None:
+    """Add ``flocker datasets …``."""
+    group = add_group(commands, "datasets", "list, create, move, resize and delete datasets")
+    add_command(
+        group,
+        "ls",
+        "list the datasets: id, name, size, node, state",
+        ls,
+    )
+    parser = add_command(group, "create", "create a dataset on a node", create)
+    parser.add_argument("--node", required=True, help="its node: address or UUID")
+    parser.add_argument("--size", help="its maximum size, e.g. 512M, 1G, 1073741824")
+    parser.add_argument("--name", help="a name to refer to it by (its 'name' metadata)")
+    add_wait_options(parser, "it is mounted on the node")
+    parser = add_command(group, "move", "move a dataset to another node", move)
+    parser.add_argument("dataset", metavar="DATASET", help="its UUID, UUID prefix or name")
+    parser.add_argument("--to", required=True, metavar="NODE", help="address or UUID")
+    add_wait_options(parser, "it is mounted on the new node")
+    parser = add_command(group, "resize", "change a dataset's maximum size", resize)
+    parser.add_argument("dataset", metavar="DATASET", help="its UUID, UUID prefix or name")
+    parser.add_argument("size", metavar="SIZE", help="e.g. 2G, or 'unlimited'")
+    parser = add_command(group, "rm", "delete a dataset", rm)
+    parser.add_argument("dataset", metavar="DATASET", help="its UUID, UUID prefix or name")

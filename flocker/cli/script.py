@@ -1,0 +1,142 @@
+"""
+``flocker``: manage a Flocker cluster's datasets and applications from the
+command line, through the control service's REST API and a user certificate.
+
+Commands: ``flocker nodes``; ``flocker datasets ls|create|move|resize|rm``;
+``flocker apps ls|deploy|move|rm``.  Tables by default, ``--json`` for
+scripts.  See `flocker.cli._connect` for how the cluster is found.
+
+Exit codes (also in ``flocker --help``):
+
+* 0 — success;
+* 1 — the cluster refused the request, or bad input (unknown dataset or
+  node, bad size, ambiguous name…), reported before anything changes;
+* 2 — usage error (unknown command or option, missing argument, no
+  cluster named);
+* 3 — the control service cannot be reached, or a TLS, certificate or
+  cluster file problem;
+* 4 — a ``--wait`` timed out (the change was made and may still complete).
+
+Every error is one line on stderr, ``flocker: error: …``; never a traceback.
+
+Command groups are modules listed in `COMMAND_MODULES`, each with a
+``register(commands)`` function (see `flocker.cli._command`); adding a group
+is adding its module's name there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, TextIO
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import react
+
+from .. import __version__
+from ..apiclient import IFlockerAPIV1Client
+from ._command import Context, common_options
+from ._connect import cluster_address, connect
+from ._errors import EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, CLIError, describe
+
+__all__ = ["COMMAND_MODULES", "build_parser", "main", "run"]
+
+#: The modules that add the command groups, in ``--help`` order.  Each has
+#: ``register(commands)``, ``commands`` being the top-level subparsers.
+COMMAND_MODULES: tuple[str, ...] = (
+    "flocker.cli._nodes",
+    "flocker.cli._datasets",
+    "flocker.cli._apps",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``argparse`` parser that reports usage errors as a `CLIError`."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise rather than print the usage and exit."""
+        raise CLIError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``flocker`` command line, with every registered command group."""
+    parser = _Parser(
+        prog="flocker",
+        description="Manage a Flocker cluster's datasets and applications "
+        "through its REST API.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common_options()],
+    )
+    parser.add_argument("--version", action="version", version=f"flocker {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, title="commands"
+    )
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
+    return parser
+
+
+async def run(
+    argv: Sequence[str],
+    clock: IReactorTime,
+    out: TextIO,
+    err: TextIO,
+    make_client: Callable[[argparse.Namespace], IFlockerAPIV1Client],
+) -> int:
+    """
+    Run one ``flocker`` command line; its exit code.
+
+    Errors are written to ``err`` as one line.
+
+    :param make_client: the REST API client for the parsed options (made
+        only once the command needs it).
+    """
+    api_url = ""
+    try:
+        try:
+            options = build_parser().parse_args(list(argv))
+        except SystemExit as e:  # --help, --version
+            return EXIT_OK if e.code in (None, 0) else EXIT_USAGE
+
+        def client() -> IFlockerAPIV1Client:
+            nonlocal api_url
+            made = make_client(options)
+            api_url = getattr(made, "base_url", "")
+            return made
+
+        context = Context(clock=clock, out=out, err=err, json=options.json, make_client=client)
+        await options.run(context, options)
+    except Exception as e:
+        error = describe(e, api_url)
+        err.write(f"flocker: error: {error.message}\n")
+        return error.code
+    return EXIT_OK
+
+
+def real_client(
+    reactor: Any, environ: Mapping[str, str]
+) -> Callable[[argparse.Namespace], IFlockerAPIV1Client]:
+    """Make clients of the cluster the options (or ``environ``) name."""
+
+    def make(options: argparse.Namespace) -> IFlockerAPIV1Client:
+        return connect(reactor, cluster_address(options, environ))
+
+    return make
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``flocker`` console script."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+
+    async def react_main(reactor: Any) -> None:
+        code = await run(arguments, reactor, sys.stdout, sys.stderr, real_client(reactor, os.environ))
+        sys.stdout.flush()
+        if code != EXIT_OK:
+            raise SystemExit(code)
+
+    react(lambda reactor: Deferred.fromCoroutine(react_main(reactor)))
