@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from fractions import Fraction
 from typing import Any, NoReturn
 
 import yaml
@@ -88,7 +89,7 @@ def keys(
     allowed = set(allowed)
     for key in value:
         if not isinstance(key, str):
-            fail(source, child(path, key), "keys must be strings")
+            fail(source, child(path, str(key)), "keys must be strings")
     for key in sorted(value):
         if key not in allowed:
             fail(source, child(path, key), unsupported)
@@ -151,7 +152,7 @@ def size(source: str, path: str, value: Any, minimum: int) -> int:
                 f"{value!r} is not a size (bytes, or a number with K, M, G or T)",
             )
         number, unit = match.groups()
-        value = int(float(number) * 1024 ** _POWERS[unit.lower()])
+        value = int(Fraction(number) * 1024 ** _POWERS[unit.lower()])
     return integer(source, path, value, minimum)
 
 

@@ -138,7 +138,7 @@ def parse_compose_applications(source: str, document: Any) -> dict[str, Applicat
 def _service_keys(source: str, path: str, fields: dict[Any, Any]) -> None:
     for key in fields:
         if not isinstance(key, str):
-            fail(source, child(path, key), "keys must be strings")
+            fail(source, child(path, str(key)), "keys must be strings")
     for key in sorted(fields):
         if key in _UNSUPPORTED:
             fail(source, child(path, key), "is not supported by flocker-deploy")

@@ -1,0 +1,357 @@
+"""
+Tests for checking a deployment against itself and the cluster, and for
+calculating and applying the REST API changes (`flocker.deploy._plan`,
+`flocker.deploy.script.deploy`), against the in-memory REST API.
+"""
+
+from itertools import count
+from uuid import UUID, uuid4
+
+import pytest
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.web.resource import Resource
+
+from flocker.apiclient import (
+    ContainerPort,
+    FakeFlockerClient,
+    FlockerClient,
+    Link,
+    Node,
+)
+from flocker.deploy import (
+    AddContainer,
+    Application,
+    ConfigurationError,
+    CreateDataset,
+    MoveContainer,
+    MoveDataset,
+    Placement,
+    RemoveContainer,
+    ResizeDataset,
+    Volume,
+    calculate_changes,
+    check_deployment,
+    read_cluster,
+    resolve_nodes,
+)
+from flocker.deploy.script import DeployFailed, Files, deploy
+
+MIB = 1024 * 1024
+ONE = UUID("11111111-1111-1111-1111-111111111111")
+TWO = UUID("22222222-2222-2222-2222-222222222222")
+
+DB = Application(
+    name="db",
+    image="postgres",
+    ports=[ContainerPort(internal=5432, external=5432)],
+    volume=Volume(mountpoint="/data", maximum_size=64 * MIB),
+)
+WEB = Application(
+    name="web",
+    image="nginx",
+    ports=[ContainerPort(internal=80, external=8080)],
+    links=[Link(alias="db", local_port=5432, remote_port=5432)],
+)
+APPS = {"db": DB, "web": WEB}
+
+
+def placement(**nodes):
+    """A `Placement` of application → node name."""
+    return Placement(nodes=nodes, paths={n: f"nodes.{v}[0]" for n, v in nodes.items()})
+
+
+def result_of(coroutine):
+    """The result of a coroutine that only waits on fired Deferreds."""
+    results = []
+    Deferred.fromCoroutine(coroutine).addBoth(results.append)
+    assert results, "the coroutine is still waiting"
+    if isinstance(results[0], Exception):
+        raise results[0]
+    failure = getattr(results[0], "raiseException", None)
+    if failure is not None:
+        failure()
+    return results[0]
+
+
+def ids():
+    """A dataset id factory giving 000…001, 000…002, …"""
+    numbers = count(1)
+    return lambda: UUID(int=next(numbers))
+
+
+def fake_cluster():
+    """An in-memory REST API with nodes ONE (10.0.0.1) and TWO (10.0.0.2)."""
+    client = FakeFlockerClient(Clock())
+    client.add_node(ONE, host="10.0.0.1")
+    client.add_node(TWO, host="10.0.0.2")
+    return client
+
+
+def files(apps=APPS, **nodes):
+    """The checked files deploying ``apps`` as ``nodes`` says."""
+    place = placement(**nodes)
+    check_deployment("app.yml", apps, "dep.yml", place)
+    return Files("app.yml", apps, "dep.yml", place)
+
+
+def apply(client, deployment):
+    """Deploy on ``client``; the change lines reported."""
+    lines = []
+    result_of(deploy(client, deployment, lines.append, uuid4))
+    return lines
+
+
+def configuration(client):
+    """The containers and datasets configured on ``client``."""
+    cluster = result_of(read_cluster(client))
+    return cluster.containers, cluster.datasets
+
+
+# --------------------------------------------------------------------------
+# check_deployment, resolve_nodes
+
+
+def test_unknown_application_refused():
+    """A deployment naming an application the application file lacks is refused, naming both files."""
+    with pytest.raises(ConfigurationError) as info:
+        check_deployment("app.yml", APPS, "dep.yml", placement(cache="10.0.0.1"))
+    assert str(info.value) == (
+        "dep.yml: nodes.10.0.0.1[0]: 'cache' is not an application in app.yml"
+    )
+
+
+def test_port_published_twice_refused():
+    """Two deployed applications publishing one node port are refused."""
+    other = WEB.set(name="other", links=[])
+    with pytest.raises(ConfigurationError) as info:
+        check_deployment(
+            "app.yml", {**APPS, "other": other}, "dep.yml",
+            placement(db="a", web="a", other="b"),
+        )
+    assert str(info.value) == "app.yml: web: publishes port 8080, as 'other' does"
+
+
+def test_port_shared_with_undeployed_application_allowed():
+    """An application that is not deployed may publish a deployed one's port."""
+    other = WEB.set(name="other", links=[])
+    check_deployment("app.yml", {**APPS, "other": other}, "dep.yml", placement(db="a", web="a"))
+
+
+def test_link_to_undeployed_application_refused():
+    """A link to a port no deployed application publishes is refused."""
+    with pytest.raises(ConfigurationError) as info:
+        check_deployment("app.yml", APPS, "dep.yml", placement(web="a"))
+    assert str(info.value) == (
+        "app.yml: web: link 'db' goes to port 5432, which no deployed application "
+        "publishes"
+    )
+
+
+def test_nodes_named_by_address_or_uuid():
+    """Nodes are found by their address or UUID (in either case)."""
+    nodes = [Node(uuid=ONE, host="10.0.0.1"), Node(uuid=TWO, host=None)]
+    assert resolve_nodes(
+        "dep.yml", placement(db="10.0.0.1", web=str(TWO).upper()), nodes
+    ) == {"db": ONE, "web": TWO}
+
+
+def test_unknown_node_refused():
+    """A node name that is no node's address or UUID is refused."""
+    with pytest.raises(ConfigurationError) as info:
+        resolve_nodes("dep.yml", placement(db="10.9.9.9"), [Node(uuid=ONE, host="10.0.0.1")])
+    assert str(info.value) == (
+        "dep.yml: nodes.10.9.9.9: no node of the cluster has this address or UUID"
+    )
+
+
+# --------------------------------------------------------------------------
+# calculate_changes
+
+
+def changes(client, apps=APPS, **nodes):
+    """The changes deploying ``apps`` on ``nodes`` (name → UUID) would make."""
+    cluster = result_of(read_cluster(client))
+    return calculate_changes(apps, nodes, cluster, ids())
+
+
+def test_first_deployment():
+    """On an empty cluster, datasets are created named after their application, then containers added."""
+    client = fake_cluster()
+    planned = changes(client, db=ONE, web=TWO)
+    first = UUID(int=1)
+    assert [type(c) for c in planned] == [CreateDataset, AddContainer, AddContainer]
+    assert planned[0] == CreateDataset(
+        application="db", dataset_id=first, node_uuid=ONE, maximum_size=64 * MIB
+    )
+    db = planned[1].container
+    assert (db.name, db.node_uuid, db.image) == ("db", ONE, "postgres")
+    assert [(v.dataset_id, v.mountpoint) for v in db.volumes] == [(first, "/data")]
+    assert planned[2].container.links == WEB.links
+
+
+def test_same_files_change_nothing():
+    """Once deployed, the same applications and nodes need no change."""
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.2"))
+    assert changes(client, db=ONE, web=TWO) == []
+    assert apply(client, files(db="10.0.0.1", web=str(TWO))) == []
+
+
+def test_move_is_one_container_move():
+    """An application whose node changes is moved (its dataset goes with it)."""
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.1"))
+    assert changes(client, db=TWO, web=ONE) == [MoveContainer(name="db", node_uuid=TWO)]
+    apply(client, files(db="10.0.0.2", web="10.0.0.1"))
+    containers, datasets = configuration(client)
+    (dataset,) = datasets.values()
+    assert dataset.primary == TWO
+    assert {c.name: c.node_uuid for c in containers} == {"db": TWO, "web": ONE}
+
+
+def test_undeployed_containers_removed_datasets_kept():
+    """Containers the deployment does not name are removed; their datasets stay."""
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.1"))
+    assert changes(client, {"db": DB}, db=ONE) == [RemoveContainer(name="web")]
+    apply(client, files({"db": DB}, db="10.0.0.1"))
+    assert apply(client, files({"web": WEB.set(links=[])}, web="10.0.0.1")) == [
+        "removed application db",
+        "deployed application web on node 11111111-1111-1111-1111-111111111111",
+    ]
+    containers, datasets = configuration(client)
+    assert [c.name for c in containers] == ["web"]
+    assert len(datasets) == 1
+
+
+def test_changed_application_replaced_with_its_dataset():
+    """An application whose container changes is removed and added again with the same dataset."""
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.1"))
+    (dataset_id,) = configuration(client)[1]
+    newer = {**APPS, "db": DB.set(image="postgres:16")}
+    planned = changes(client, newer, db=ONE, web=ONE)
+    assert [type(c) for c in planned] == [RemoveContainer, AddContainer]
+    assert planned[1].container.volumes[0].dataset_id == dataset_id
+
+
+def test_changed_and_moved_application_moves_its_dataset_first():
+    """A changed application on a new node: removed, its dataset moved, then added there."""
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.1"))
+    (dataset_id,) = configuration(client)[1]
+    newer = {**APPS, "db": DB.set(environment={"A": "1"})}
+    planned = changes(client, newer, db=TWO, web=ONE)
+    assert planned[:2] == [
+        RemoveContainer(name="db"),
+        MoveDataset(application="db", dataset_id=dataset_id, node_uuid=TWO),
+    ]
+    apply(client, files(newer, db="10.0.0.2", web="10.0.0.1"))
+    containers, datasets = configuration(client)
+    assert datasets[dataset_id].primary == TWO
+    assert [c.environment for c in containers if c.name == "db"] == [{"A": "1"}]
+
+
+def test_dataset_found_again_by_name():
+    """An application added again finds its dataset by name, moving it to its node if need be."""
+    client = fake_cluster()
+    apply(client, files({"db": DB}, db="10.0.0.1"))
+    apply(client, files({"web": WEB.set(links=[])}, web="10.0.0.1"))
+    (dataset_id,) = configuration(client)[1]
+    planned = changes(client, {"db": DB}, db=TWO)
+    assert [type(c) for c in planned] == [RemoveContainer, MoveDataset, AddContainer]
+    assert planned[2].container.volumes[0].dataset_id == dataset_id
+
+
+def test_two_datasets_with_the_name_refused():
+    """Two live datasets named after one application are refused before any change."""
+    client = fake_cluster()
+    for _ in range(2):
+        result_of(_created(client, {"name": "db"}))
+    with pytest.raises(ConfigurationError) as info:
+        changes(client, db=ONE, web=ONE)
+    assert "2 datasets are named 'db'" in str(info.value)
+
+
+async def _created(client, metadata):
+    return await client.create_dataset(ONE, metadata=metadata)
+
+
+def test_deleted_dataset_not_reused():
+    """A deleted dataset with the application's name is not reused."""
+    client = fake_cluster()
+    old = result_of(_created(client, {"name": "db"}))
+    client.delete_dataset(old.dataset_id)
+    planned = changes(client, db=ONE, web=ONE)
+    assert isinstance(planned[0], CreateDataset)
+
+
+def test_leased_dataset_cannot_move():
+    """A dataset a lease holds on its node is refused a move before any change."""
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.1"))
+    (dataset_id,) = configuration(client)[1]
+    client.acquire_lease(dataset_id, ONE, None)
+    with pytest.raises(ConfigurationError) as info:
+        changes(client, db=TWO, web=ONE)
+    assert "leased on node 11111111" in str(info.value)
+    assert changes(client, db=ONE, web=ONE) == []
+
+
+def test_resized_when_the_file_says():
+    """A new maximum size resizes the dataset; leaving it out leaves the size alone."""
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.1"))
+    (dataset_id,) = configuration(client)[1]
+    bigger = {**APPS, "db": DB.set(volume=Volume(mountpoint="/data", maximum_size=128 * MIB))}
+    assert changes(client, bigger, db=ONE, web=ONE) == [
+        ResizeDataset(application="db", dataset_id=dataset_id, maximum_size=128 * MIB)
+    ]
+    unsized = {**APPS, "db": DB.set(volume=Volume(mountpoint="/data"))}
+    assert changes(client, unsized, db=ONE, web=ONE) == []
+
+
+def test_removed_before_added():
+    """Removals come first, so an added application can take a removed one's port."""
+    client = fake_cluster()
+    apply(client, files({"db": DB}, db="10.0.0.1"))
+    taker = DB.set(name="pg", volume=None)
+    apply(client, files({"pg": taker}, pg="10.0.0.1"))
+    containers, _ = configuration(client)
+    assert [c.name for c in containers] == ["pg"]
+
+
+def test_reports_each_change():
+    """Each change made is reported on one line."""
+    client = fake_cluster()
+    lines = apply(client, files(db="10.0.0.1", web="10.0.0.2"))
+    assert len(lines) == 3
+    assert lines[0].startswith("created dataset ") and lines[0].endswith(" for db")
+    assert lines[1:] == [
+        f"deployed application db on node {ONE}",
+        f"deployed application web on node {TWO}",
+    ]
+
+
+class _Broken(Resource):
+    """A REST API that answers every request with a 503."""
+
+    isLeaf = True
+
+    def render(self, request):
+        """Refuse."""
+        request.setResponseCode(503)
+        return b'{"description": "down for maintenance"}'
+
+
+def test_unreachable_api_fails_deploy():
+    """A REST API that cannot be read fails the deployment with its reason on one line."""
+    client = FlockerClient(StubTreq(_Broken()), "https://control")
+    with pytest.raises(DeployFailed) as info:
+        result_of(deploy(client, files(db="10.0.0.1", web="10.0.0.1"), print))
+    assert str(info.value) == (
+        "cannot read the cluster's configuration: the control service answered "
+        "503: down for maintenance"
+    )

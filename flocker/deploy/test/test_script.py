@@ -1,0 +1,209 @@
+"""
+Tests for the ``flocker-deploy`` command line (`flocker.deploy.script`):
+reading the files, finding the control service, and the exit status and
+one-line message for every failure before the cluster is contacted.
+"""
+
+import json
+
+import pytest
+
+from flocker.ca import create_api_certificate, initialize, load_authority
+from flocker.deploy import ConfigurationError
+from flocker.deploy.script import (
+    EXIT_BAD_INPUT,
+    EXIT_USAGE,
+    _connection,
+    _parser,
+    _tls,
+    main,
+    read_files,
+)
+
+APPLICATION = """
+version: 1
+applications:
+  web: {image: nginx, ports: [{internal: 80, external: 8080}]}
+"""
+DEPLOYMENT = "version: 1\nnodes: {10.0.0.1: [web]}\n"
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A valid application and deployment file; their paths."""
+    application = tmp_path / "application.yml"
+    deployment = tmp_path / "deployment.yml"
+    application.write_text(APPLICATION)
+    deployment.write_text(DEPLOYMENT)
+    return str(deployment), str(application)
+
+
+@pytest.fixture
+def certificates(tmp_path):
+    """A cluster CA and a user certificate; their directory."""
+    directory = tmp_path / "ca"
+    directory.mkdir()
+    initialize(directory, "test")
+    authority = load_authority(directory, with_key=True)
+    create_api_certificate(authority, "user", directory)
+    return directory
+
+
+def exit_of(argv, capsys):
+    """Run ``main(argv)`` expecting it to exit before contacting the cluster: (status, stderr)."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code, capsys.readouterr().err
+
+
+def test_files_read(files):
+    """Both files are read, parsed and checked."""
+    read = read_files(*files)
+    assert list(read.applications) == ["web"]
+    assert dict(read.placement.nodes) == {"web": "10.0.0.1"}
+
+
+def test_compose_file_read(files, tmp_path):
+    """An application file without ``applications`` is read as a compose file."""
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text("services:\n  web: {image: nginx, ports: ['8080:80']}\n")
+    assert read_files(files[0], str(compose)).applications["web"].image == "nginx"
+
+
+def test_missing_file(files, tmp_path):
+    """A missing file is named with the reason."""
+    with pytest.raises(ConfigurationError) as info:
+        read_files(files[0], str(tmp_path / "nope.yml"))
+    assert str(info.value) == f"{tmp_path / 'nope.yml'}: cannot read: No such file or directory"
+
+
+def test_binary_file(files, tmp_path):
+    """A file that is not UTF-8 text is refused."""
+    binary = tmp_path / "binary.yml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigurationError) as info:
+        read_files(str(binary), files[1])
+    assert str(info.value) == f"{binary}: cannot read: not UTF-8 text"
+
+
+def test_bad_yaml(files, tmp_path):
+    """A YAML syntax error is named with its position."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text("version: 1\nnodes: {a: [web\n")
+    with pytest.raises(ConfigurationError) as info:
+        read_files(str(bad), files[1])
+    assert str(info.value).startswith(f"{bad}: not valid YAML: ")
+
+
+def test_bad_file_exits_1_on_one_line(files, tmp_path, capsys):
+    """A bad file exits with status 1 and one line on stderr naming the key."""
+    application = tmp_path / "application.yml"
+    application.write_text(APPLICATION.replace("ports:", "portz:"))
+    status, err = exit_of(
+        [*files, "--control-service", "h", "--cacert", "a", "--cert", "b", "--key", "c"],
+        capsys,
+    )
+    assert status == EXIT_BAD_INPUT
+    assert err == (
+        f"flocker-deploy: {application}: applications.web.portz: unknown key "
+        "(nothing changed)\n"
+    )
+
+
+def test_no_control_service_is_a_usage_error(files, capsys, monkeypatch):
+    """Without --cluster, FLOCKER_CLUSTER or --control-service the command exits 2."""
+    monkeypatch.delenv("FLOCKER_CLUSTER", raising=False)
+    status, err = exit_of(list(files), capsys)
+    assert status == EXIT_USAGE
+    assert err.splitlines()[-1] == (
+        "flocker-deploy: missing --control-service, --cacert, --cert, --key "
+        "(or --cluster FILE, or FLOCKER_CLUSTER)"
+    )
+
+
+def test_missing_argument_is_a_usage_error(files, capsys):
+    """A missing file argument exits 2."""
+    status, _ = exit_of([files[0]], capsys)
+    assert status == EXIT_USAGE
+
+
+def test_bad_port_is_a_usage_error(files, capsys):
+    """A port out of range exits 2."""
+    status, err = exit_of(
+        [*files, "--control-service", "h", "--port", "0", "--cacert", "a",
+         "--cert", "b", "--key", "c"],
+        capsys,
+    )
+    assert status == EXIT_USAGE
+    assert err.splitlines()[-1] == "flocker-deploy: --port 0 is not a TCP port"
+
+
+def cluster_file(tmp_path, certificates):
+    """A cluster.json as the local cluster writes it, with relative paths."""
+    path = tmp_path / "cluster.json"
+    path.write_text(
+        json.dumps(
+            {
+                "control": {"api_url": "https://127.0.0.1:4600"},
+                "certificates": {
+                    "ca": "ca/cluster.crt",
+                    "user_cert": "ca/user.crt",
+                    "user_key": "ca/user.key",
+                },
+            }
+        )
+    )
+    return path
+
+
+def test_cluster_file(tmp_path, certificates, files):
+    """A cluster file gives the API's address and the certificates, relative to the file."""
+    path = cluster_file(tmp_path, certificates)
+    connection = _connection(_parser().parse_args([*files, "--cluster", str(path)]))
+    assert (connection.host, connection.port) == ("127.0.0.1", 4600)
+    assert connection.cacert == str(certificates / "cluster.crt")
+    assert connection.key == str(certificates / "user.key")
+    _tls(connection)  # the files load
+
+
+def test_environment_names_the_cluster_file(tmp_path, certificates, files, monkeypatch):
+    """FLOCKER_CLUSTER names the cluster file; options override it."""
+    monkeypatch.setenv("FLOCKER_CLUSTER", str(cluster_file(tmp_path, certificates)))
+    connection = _connection(_parser().parse_args([*files, "--port", "4700"]))
+    assert (connection.host, connection.port) == ("127.0.0.1", 4700)
+
+
+def test_not_a_cluster_file(tmp_path, files, capsys):
+    """A cluster file without the API's address exits 1, naming it."""
+    path = tmp_path / "cluster.json"
+    path.write_text('{"control": {}}')
+    status, err = exit_of([*files, "--cluster", str(path)], capsys)
+    assert status == EXIT_BAD_INPUT
+    assert err.startswith(f"flocker-deploy: {path}: not a cluster file: ")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "option, replacement, message",
+    [
+        ("--cacert", "user.key", "not a PEM certificate"),
+        ("--cert", "cluster.key", "not a PEM certificate"),
+        ("--key", "user.crt", "not an unencrypted PEM private key"),
+        ("--key", "cluster.key", "not the key of"),
+        ("--cacert", "missing.crt", "cannot read: No such file or directory"),
+    ],
+)
+def test_bad_certificate_files(files, certificates, capsys, option, replacement, message):
+    """Unusable certificate files exit 1, naming the file."""
+    options = {
+        "--cacert": "cluster.crt",
+        "--cert": "user.crt",
+        "--key": "user.key",
+        option: replacement,
+    }
+    argv = [*files, "--control-service", "127.0.0.1"]
+    for name, filename in options.items():
+        argv += [name, str(certificates / filename)]
+    status, err = exit_of(argv, capsys)
+    assert status == EXIT_BAD_INPUT
+    assert message in err and err.count("\n") == 1
