@@ -62,8 +62,8 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``flocker`` command line, with every registered command group."""
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The ``flocker`` command line, with the command groups of ``modules``."""
     parser = _Parser(
         prog="flocker",
         description="Manage a Flocker cluster's datasets and applications "
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, title="commands"
     )
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(commands)
     return parser
 
@@ -87,6 +87,7 @@ async def run(
     out: TextIO,
     err: TextIO,
     make_client: Callable[[argparse.Namespace], IFlockerAPIV1Client],
+    modules: Sequence[str] = COMMAND_MODULES,
 ) -> int:
     """
     Run one ``flocker`` command line; its exit code.
@@ -99,7 +100,7 @@ async def run(
     api_url = ""
     try:
         try:
-            options = build_parser().parse_args(list(argv))
+            options = build_parser(modules).parse_args(list(argv))
         except SystemExit as e:  # --help, --version
             return EXIT_OK if e.code in (None, 0) else EXIT_USAGE
 

@@ -1,0 +1,1 @@
+"""Tests for the flocker command-line tool."""
