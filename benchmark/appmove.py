@@ -16,6 +16,9 @@ Measured per size:
 * **lost acknowledged writes**: acknowledged writes missing from the
   dataset's ``requests.log`` on node 2 (target 0: any loss fails the
   benchmark loudly, after the results are written);
+* **logged unavailable**: what Flocker itself logged on node 2
+  (``flocker:node:container:answering``): from the application running on
+  no node until it accepts connections there;
 * **total**: from the move request until the application answers on node 2.
 
 The random data is checked (SHA-256) on node 2 as well.  Baseline in the
@@ -132,6 +135,7 @@ def measure_app_move(cluster: dict[str, Any], size: int, seed: int) -> dict[str,
         Writer,
         deploy_counter,
         is_subsequence,
+        logged_answering,
         logged_writes,
         move_application,
         running_on,
@@ -165,6 +169,7 @@ def measure_app_move(cluster: dict[str, Any], size: int, seed: int) -> dict[str,
     acknowledged = list(writer.acknowledged)
     times = list(writer.times)
     gap = interruption(acknowledged, times, requested)
+    answered = wait_for(lambda: logged_answering(two, name), 60, "node 2's answering log")
     lines = logged_writes(cluster, dataset_id, two)
     logged = set(lines)
     lost = [write for write in acknowledged if write not in logged]
@@ -179,6 +184,8 @@ def measure_app_move(cluster: dict[str, Any], size: int, seed: int) -> dict[str,
         "data_verified": moved == written,
         "total_seconds": arrived - requested,
         "interruption": gap,
+        "logged_unavailable_seconds": answered.get("unavailable_seconds"),
+        "logged_start_seconds": answered.get("start_seconds"),
         "acknowledged_writes": len(acknowledged),
         "sent_writes": int(acknowledged[-1][1:]) + 1 if acknowledged else 0,
         "logged_lines": len(lines),
@@ -188,7 +195,8 @@ def measure_app_move(cluster: dict[str, Any], size: int, seed: int) -> dict[str,
     }
     print(
         f"{size / MiB:.0f} MiB: interruption {gap['seconds']:.3f} s "
-        f"({gap['last_before']} -> {gap['first_after']}), total {result['total_seconds']:.2f} s, "
+        f"({gap['last_before']} -> {gap['first_after']}; node 2 logged "
+        f"{result['logged_unavailable_seconds']} s), total {result['total_seconds']:.2f} s, "
         f"{len(acknowledged)} acknowledged, {len(lost)} lost, in order {in_order}, "
         f"data {'verified' if moved == written else 'CORRUPT'}",
         flush=True,

@@ -48,6 +48,7 @@ from flocker.runtime import (
     VolumeBind,
 )
 
+from ._answering import AnsweringWatch
 from ._deploy import IDeployer, ILocalState, IStateChange, in_parallel, sequentially
 
 
@@ -159,8 +160,12 @@ class StartApplication(PClass):
         return {"name": self.spec.name, "image": self.spec.image}
 
     def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """Create it in the runtime."""
-        return deployer.runtime.create(self.spec)
+        """Create it in the runtime; then time how soon it answers."""
+        created = deployer.runtime.create(self.spec)
+        if deployer.answering is not None:
+            watch = deployer.answering
+            created.addCallback(lambda _: watch.started(self.spec))
+        return created
 
 
 @implementer(IStateChange)
@@ -303,6 +308,8 @@ class ContainerDeployer:
     :ivar hostname: This node's address: ports are published on it.
     :ivar runtime: The node's container runtime.
     :ivar router: Forwards this node's connections to applications elsewhere.
+    :ivar answering: Times how long moved applications were unavailable
+        (``flocker.node._answering``); ``None`` leaves that out.
     """
 
     node_uuid: str = attr.ib()
@@ -310,6 +317,7 @@ class ContainerDeployer:
     runtime: IContainerRuntime = attr.ib()
     router: IRouter = attr.ib(factory=MemoryRouter)
     configuration: Deployment | None = attr.ib(default=None)
+    answering: AnsweringWatch | None = attr.ib(default=None)
 
     def discover_state(
         self, cluster_state: DeploymentState
@@ -360,6 +368,10 @@ class ContainerDeployer:
         """See ``calculate_container_changes``."""
         assert isinstance(local_state, ContainerLocalState)
         self.configuration = configuration
+        if self.answering is not None:
+            self.answering.observe(
+                set(configuration.get_node(self.node_uuid).applications), cluster_state
+            )
         return calculate_container_changes(
             self.node_uuid, self.hostname, configuration, cluster_state, local_state
         )

@@ -49,6 +49,13 @@ SMALL_DELTA = 8 * 1024 * 1024
 #: At most this many bulk rounds per pass before the final increment.
 MAXIMUM_ROUNDS = 5
 
+#: Once a bulk round was small, no further one goes for this many seconds
+#: while the dataset stays in use: the application using it is about to
+#: stop (the container agent stops it as soon as the destination has a
+#: copy), and a bulk round still running then would delay the final
+#: increment.  After this long, another round keeps the final one small.
+BULK_PAUSE = 5.0
+
 #: Snapshots the agent takes for moves start with this.
 MOVE_SNAPSHOT_PREFIX = "flocker-move-"
 
@@ -322,6 +329,8 @@ class DatasetMover:
     on_handoff: Callable[[str], Any] = attr.ib(default=lambda dataset_id: None)
     small_delta: int = attr.ib(default=SMALL_DELTA)
     maximum_rounds: int = attr.ib(default=MAXIMUM_ROUNDS)
+    bulk_pause: float = attr.ib(default=BULK_PAUSE)
+    now: Callable[[], float] = attr.ib(default=time.monotonic)
 
     async def _snapshot(self, dataset_id: str) -> str:
         name = f"{MOVE_SNAPSHOT_PREFIX}{time.time_ns()}-{uuid.uuid4().hex[:6]}"
@@ -332,17 +341,37 @@ class DatasetMover:
     #: newer than what the destination's reported state may say yet.
     _confirmed: dict[str, tuple[str, str]] = attr.ib(factory=dict, init=False)
 
+    #: dataset id → (destination, when) of its last small bulk round.
+    _settled: dict[str, tuple[str, float]] = attr.ib(factory=dict, init=False)
+
+    def _pausing(self, dataset_id: str, destination: str) -> bool:
+        """Whether a small bulk round to ``destination`` went recently."""
+        settled = self._settled.get(dataset_id)
+        return (
+            settled is not None
+            and settled[0] == destination
+            and self.now() - settled[1] < self.bulk_pause
+        )
+
     async def push(self, change: PushDataset) -> None:
         """
         Bulk rounds while the dataset stays in use, then the final increment.
 
         While the dataset is in use, each pass sends the changes since the
-        last round (until they are small) and ends; once it is no longer in
-        use and the destination already has a recent copy, the final
-        increment goes at once, keeping the time the dataset is unavailable
-        to the size of the last changes.
+        last round (until they are small) and ends; after a small round the
+        passes send nothing for :data:`BULK_PAUSE` seconds, waiting for the
+        application to stop.  Once it is no longer in use and the
+        destination already has a recent copy, the final increment goes at
+        once, keeping the time the dataset is unavailable to the size of
+        the last changes.
         """
         dataset_id = change.dataset_id
+        if (
+            self.roles.get(dataset_id) == PRIMARY
+            and self.in_use(dataset_id)
+            and self._pausing(dataset_id, change.destination)
+        ):
+            return
         local = [s.name for s in await self.backend.list_snapshots(dataset_id)]
         known = set(change.remote_snapshots)
         confirmed = self._confirmed.get(dataset_id)
@@ -363,6 +392,7 @@ class DatasetMover:
                     sent = await send(False)
                     base = self._confirmed[dataset_id][1]
                     if sent < self.small_delta:
+                        self._settled[dataset_id] = (change.destination, self.now())
                         break
                 if self.in_use(dataset_id):
                     return
@@ -372,6 +402,7 @@ class DatasetMover:
             await maybeDeferred(self.on_handoff, dataset_id)
         await send(True)
         self._confirmed.pop(dataset_id, None)
+        self._settled.pop(dataset_id, None)
         await self.backend.destroy(dataset_id)
         self.roles.forget(dataset_id)
 

@@ -231,6 +231,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
     from flocker.route import NodeRouter
     from flocker.runtime import DockerRuntime
 
+    from ._answering import AnsweringWatch
     from .containers import ContainerDeployer
 
     tls, node_uuid, _ = load_node_files(config)
@@ -239,7 +240,10 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
         node_uuid, lambda: docker.from_env(timeout=120), pool, reactor
     )
     router = NodeRouter(reactor, config.address)
-    deployer = ContainerDeployer(node_uuid, config.address, runtime, router)
+    deployer = ContainerDeployer(
+        node_uuid, config.address, runtime, router,
+        answering=AnsweringWatch(reactor, node_uuid, config.address),
+    )
 
     def report(state: NodeState) -> Deferred[None]:
         return report_to(client, state)

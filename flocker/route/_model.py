@@ -75,8 +75,12 @@ def routes_for_node(
 
     "The node running it" is the configured node when it reports the
     application running, otherwise another node reporting it running (the
-    lowest UUID, e.g. the old node mid-move), otherwise the configured node
-    (it is about to start there).  Its address comes from ``addresses``,
+    lowest UUID, e.g. the old node mid-move).  An application that no node
+    reports running — between the old container stopping and the new one
+    starting during a move — gets no route: a client's connection is then
+    refused at once and its retry reaches the new container as soon as it
+    runs, instead of being accepted and held while Docker is still setting
+    up the new container's network.  Its address comes from ``addresses``,
     falling back to the hostname the node reported; an application whose
     node has no known address gets no route.  Should two applications on
     different nodes publish the same external port, the first by name gets
@@ -100,9 +104,9 @@ def routes_for_node(
     routes: dict[int, Route] = {}
     for app, configured in configuration.all_applications():
         running = reporters.get(app.name, [])
-        if configured == node_uuid or node_uuid in running:
+        if configured == node_uuid or node_uuid in running or not running:
             continue
-        if configured in running or not running:
+        if configured in running:
             target = configured
         else:
             target = running[0]

@@ -175,9 +175,8 @@ def test_moving_application_runs_until_bulk_copy_arrives():
     copying = state_with(A, others=[(B, None)])
     plan = nodes.plan(A, moved, copying)
     assert RemoveApplication(name="counter") in changes_of(plan)
-    # From now on this node forwards the application's port to node B.
-    [routes] = [c for c in changes_of(plan) if isinstance(c, SetRoutes)]
-    assert routes.routes == {8080: Route(external_port=8080, target_host=ADDRESS[B], target_port=8080)}
+    # Running nowhere yet: no route, so connections are refused, not held.
+    assert not [c for c in changes_of(plan) if isinstance(c, SetRoutes)]
     assert nodes.plan(B, moved, copying) == NoOp()
     arrived = state_with(B, path="/mnt/b")
     nodes.converge(A, moved, arrived)
@@ -185,6 +184,13 @@ def test_moving_application_runs_until_bulk_copy_arrives():
     assert result(nodes.deployers[A].runtime.list_containers()) == set()
     [spec] = result(nodes.deployers[B].runtime.list_containers())
     assert spec.volumes == {VolumeBind(host_path="/mnt/b", container_path="/data")}
+    # Once B reports it running, A forwards the application's port to B.
+    running_on_b = arrived.update_node(
+        NodeState(uuid=B, hostname=ADDRESS[B], applications={"counter": APP})
+    )
+    assert nodes.plan(A, moved, running_on_b) == SetRoutes(
+        routes={8080: Route(external_port=8080, target_host=ADDRESS[B], target_port=8080)}
+    )
 
 
 def test_moving_application_reported_while_running():
@@ -200,7 +206,11 @@ def test_moving_application_reported_while_running():
 def test_routes_to_applications_elsewhere():
     """Node B routes the application's port to node A, where it runs."""
     nodes = Nodes()
-    state = state_with(A).update_node(NodeState(uuid=B, hostname=ADDRESS[B], datasets={}))
+    state = (
+        state_with(A)
+        .update_node(NodeState(uuid=A, hostname=ADDRESS[A], applications={"counter": APP}))
+        .update_node(NodeState(uuid=B, hostname=ADDRESS[B], datasets={}))
+    )
     plan = nodes.plan(B, configured(), state)
     assert plan == SetRoutes(
         routes={8080: Route(external_port=8080, target_host=ADDRESS[A], target_port=8080)}

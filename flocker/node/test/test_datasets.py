@@ -224,6 +224,36 @@ def test_move_waits_while_in_use():
     assert result(cluster.backends[A].list_datasets()) == []
 
 
+def test_bulk_rounds_pause_after_a_small_one():
+    """
+    After a small bulk round, passes send nothing while the dataset stays in
+    use for ``bulk_pause`` seconds (its application is about to stop); after
+    that another round goes; once it is free the final increment goes at once.
+    """
+    cluster = Cluster()
+    now = [100.0]
+    mover = cluster.deployers[A].mover
+    mover.now = lambda: now[0]
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    moved = config_with(B)
+    cluster.converge_node(A, moved)
+    rounds = len(result(cluster.backends[B].list_snapshots(DS)))
+    cluster.backends[A].write_file(DS, "data", b"v2")
+    now[0] += mover.bulk_pause - 0.1
+    cluster.converge_node(A, moved)
+    assert len(result(cluster.backends[B].list_snapshots(DS))) == rounds
+    now[0] += 0.2
+    cluster.converge_node(A, moved)
+    assert len(result(cluster.backends[B].list_snapshots(DS))) == rounds + 1
+    cluster.backends[A].write_file(DS, "data", b"v3")
+    cluster.in_use.clear()
+    cluster.converge_node(A, moved)
+    assert cluster.roles[B].get(DS) == PRIMARY
+    assert cluster.backends[B].read_files(DS) == {"data": b"v3"}
+
+
 def test_move_back():
     """A dataset moved to B and back to A still has its data."""
     cluster = Cluster()

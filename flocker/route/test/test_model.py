@@ -103,7 +103,7 @@ CASES = [
     (
         "others routed to their node",
         deployment(**{N2: [app("web", 8080, 8443)], N3: [app("db", 5432)]}),
-        DeploymentState(),
+        running(**{N2: [app("web", 8080, 8443)], N3: [app("db", 5432)]}),
         {
             8080: r(8080, "127.0.0.12"),
             8443: r(8443, "127.0.0.12"),
@@ -113,7 +113,7 @@ CASES = [
     (
         "local applications are not routed",
         deployment(**{N1: [app("web", 8080)], N2: [app("db", 5432)]}),
-        running(**{N1: [app("web", 8080)]}),
+        running(**{N1: [app("web", 8080)], N2: [app("db", 5432)]}),
         {5432: r(5432, "127.0.0.12")},
     ),
     (
@@ -141,27 +141,33 @@ CASES = [
         {8080: r(8080, "127.0.0.13")},
     ),
     (
+        "running nowhere (mid-move, or not started yet): no route",
+        deployment(**{N2: [app("web", 8080)]}),
+        running(**{N3: [app("db", 5432)]}),
+        {},
+    ),
+    (
         "a port published here is not routed for another application",
         deployment(**{N1: [app("a", 8080)], N2: [app("b", 8080)]}),
-        DeploymentState(),
+        running(**{N2: [app("b", 8080)]}),
         {},
     ),
     (
         "a port running here (unconfigured) is not routed either",
         deployment(**{N2: [app("b", 8080)]}),
-        running(**{N1: [app("old", 8080)]}),
+        running(**{N1: [app("old", 8080)], N2: [app("b", 8080)]}),
         {},
     ),
     (
         "two remote applications on one port: the first by name",
         deployment(**{N2: [app("b", 8080)], N3: [app("a", 8080)]}),
-        DeploymentState(),
+        running(**{N2: [app("b", 8080)], N3: [app("a", 8080)]}),
         {8080: r(8080, "127.0.0.13")},
     ),
     (
         "an application without ports has no route",
         deployment(**{N2: [app("quiet")]}),
-        DeploymentState(),
+        running(**{N2: [app("quiet")]}),
         {},
     ),
 ]
@@ -181,7 +187,9 @@ def test_routes_for_node(
 
 def test_hostname_fallback() -> None:
     """A node missing from ``addresses`` is reached at the hostname it reported."""
-    state = DeploymentState(nodes={N2: NodeState(uuid=N2, hostname="node2.example")})
+    state = DeploymentState(
+        nodes={N2: NodeState(uuid=N2, hostname="node2.example", applications={"web": app("web", 80)})}
+    )
     routes = routes_for_node(N1, deployment(**{N2: [app("web", 80)]}), state, {})
     assert routes == pmap({80: r(80, "node2.example")})
 
@@ -191,7 +199,7 @@ def test_unknown_address() -> None:
     routes = routes_for_node(
         N1,
         deployment(**{N2: [app("web", 80)], N3: [app("db", 81)]}),
-        DeploymentState(),
+        running(**{N2: [app("web", 80)], N3: [app("db", 81)]}),
         {N3: "127.0.0.13"},
     )
     assert routes == pmap({81: r(81, "127.0.0.13")})
@@ -201,7 +209,7 @@ def test_unknown_node() -> None:
     """A node that is in neither configuration nor state routes everything."""
     stranger = "44444444-4444-4444-4444-444444444444"
     routes = routes_for_node(
-        stranger, deployment(**{N1: [app("web", 80)]}), DeploymentState(), ADDRESSES
+        stranger, deployment(**{N1: [app("web", 80)]}), running(**{N1: [app("web", 80)]}), ADDRESSES
     )
     assert routes == pmap({80: r(80, "127.0.0.11")})
 
@@ -229,8 +237,8 @@ def test_routes_property(
 ) -> None:
     """
     No route targets the node itself or a port published here, and every
-    external port of every application elsewhere is routed, to a node that
-    runs (or is configured to run) an application publishing it.
+    external port of every application running elsewhere is routed, to a
+    node that runs (or is configured to run) an application publishing it.
     """
     node_uuid, configuration, state, addresses = situation
     routes = routes_for_node(node_uuid, configuration, state, addresses)
@@ -261,7 +269,10 @@ def test_routes_property(
         running_here = application.name in (
             state.get_node(node_uuid).applications or {}
         )
-        if configured == node_uuid or running_here:
+        running_somewhere = any(
+            application.name in (n.applications or {}) for n in state.nodes.values()
+        )
+        if configured == node_uuid or running_here or not running_somewhere:
             continue
         for p in application.ports:
             assert p.external_port in routes or p.external_port in local_ports
