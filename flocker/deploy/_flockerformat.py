@@ -286,4 +286,4 @@ def parse_deployment(source: str, document: Any) -> Placement:
                 )
             placed[app_name] = node
             paths[app_name] = where
-    return Placement(nodes=placed, paths=paths)
+    return Placement(nodes=placed, paths=paths, node_names=nodes)

@@ -8,7 +8,7 @@ the same `Application` values; the deployment file gives `Placement`.
 
 from __future__ import annotations
 
-from pyrsistent import PClass, field, pmap_field, pvector_field
+from pyrsistent import PClass, field, pmap_field, pset_field, pvector_field
 
 from ..apiclient import ContainerPort, Link, RestartPolicy
 
@@ -69,7 +69,9 @@ class Placement(PClass):
         or a UUID, resolved against the cluster later).
     :ivar paths: application name → where the file names it
         (``nodes.NODE[i]``), for error messages.
+    :ivar node_names: every node the file names, with applications or not.
     """
 
     nodes = pmap_field(str, str)
     paths = pmap_field(str, str)
+    node_names = pset_field(str)

@@ -127,8 +127,8 @@ def resolve_nodes(
         by_name[str(node.uuid)] = node.uuid
         if node.host:
             by_name.setdefault(node.host, node.uuid)
-    result = {}
-    for app_name, node_name in sorted(placement.nodes.items()):
+    resolved = {}
+    for node_name in sorted(placement.node_names | set(placement.nodes.values())):
         uuid = by_name.get(node_name.strip().lower()) or by_name.get(node_name.strip())
         if uuid is None:
             fail(
@@ -136,8 +136,8 @@ def resolve_nodes(
                 f"nodes.{node_name}",
                 "no node of the cluster has this address or UUID",
             )
-        result[app_name] = uuid
-    return result
+        resolved[node_name] = uuid
+    return {app: resolved[node] for app, node in placement.nodes.items()}
 
 
 # --------------------------------------------------------------------------

@@ -261,6 +261,7 @@ def test_deployment_read():
         {"version": 1, "nodes": {"10.0.0.1": ["web", "db"], "10.0.0.2": [], "n3": None}}
     )
     assert dict(placement.nodes) == {"web": "10.0.0.1", "db": "10.0.0.1"}
+    assert set(placement.node_names) == {"10.0.0.1", "10.0.0.2", "n3"}
     assert placement.paths["db"] == "nodes.10.0.0.1[1]"
 
 

@@ -355,3 +355,11 @@ def test_unreachable_api_fails_deploy():
         "cannot read the cluster's configuration: the control service answered "
         "503: down for maintenance"
     )
+
+
+def test_unknown_node_without_applications_refused():
+    """A node listed with no applications must exist too."""
+    place = placement(db="10.0.0.1").set(node_names={"10.0.0.1", "10.0.0.7"})
+    with pytest.raises(ConfigurationError) as info:
+        resolve_nodes("dep.yml", place, [Node(uuid=ONE, host="10.0.0.1")])
+    assert str(info.value).startswith("dep.yml: nodes.10.0.0.7: no node")
