@@ -5,12 +5,14 @@ calculating and applying the REST API changes (`flocker.deploy._plan`,
 """
 
 from itertools import count
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
 from flocker.apiclient import (
@@ -64,14 +66,15 @@ def placement(**nodes):
 
 def result_of(coroutine):
     """The result of a coroutine that only waits on fired Deferreds."""
-    results = []
-    Deferred.fromCoroutine(coroutine).addBoth(results.append)
+    results: list[Any] = []
+
+    def keep(value: Any) -> None:
+        results.append(value)
+
+    Deferred.fromCoroutine(coroutine).addBoth(keep)
     assert results, "the coroutine is still waiting"
-    if isinstance(results[0], Exception):
-        raise results[0]
-    failure = getattr(results[0], "raiseException", None)
-    if failure is not None:
-        failure()
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
     return results[0]
 
 
@@ -98,7 +101,7 @@ def files(apps=APPS, **nodes):
 
 def apply(client, deployment):
     """Deploy on ``client``; the change lines reported."""
-    lines = []
+    lines: list[str] = []
     result_of(deploy(client, deployment, lines.append, uuid4))
     return lines
 
