@@ -24,6 +24,7 @@ from ..ca import CertificateError, PeerRejected
 
 __all__ = [
     "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "EXIT_UNREACHABLE",
@@ -47,6 +48,9 @@ EXIT_UNREACHABLE = 3
 #: A ``--wait`` ran out of time; the change itself was made.
 EXIT_TIMEOUT = 4
 
+#: Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
 #: The exit codes, for ``flocker --help``.
 EXIT_CODES_HELP = f"""\
 exit codes:
@@ -57,6 +61,7 @@ exit codes:
   {EXIT_UNREACHABLE}  the control service cannot be reached, or a TLS, certificate or
      cluster file problem
   {EXIT_TIMEOUT}  a --wait timed out (the change was made and may still complete)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 
 Every error is reported as one line on stderr: "flocker: error: ..."."""
 
@@ -88,6 +93,8 @@ def _reason(error: BaseException) -> str:
     ):
         reasons = [r.value for r in error.reasons if isinstance(r, Failure)]
         return _reason(reasons[0]) if reasons else "the connection was lost"
+    if isinstance(error, CancelledError | TwistedTimeoutError):
+        return "it did not answer in time"
     if isinstance(error, SSL.Error):
         return f"TLS handshake failed: {_openssl_text(error)}"
     if isinstance(error, PeerRejected):
@@ -131,6 +138,8 @@ def describe(error: BaseException, api_url: str = "") -> CLIError:
             f"cannot reach the control service{where}: {_reason(error)}",
             EXIT_UNREACHABLE,
         )
+    if isinstance(error, BrokenPipeError):
+        return CLIError("the output was closed", EXIT_ERROR)
     if isinstance(error, OSError):
         return CLIError(
             f"cannot reach the control service{where}: {error}", EXIT_UNREACHABLE

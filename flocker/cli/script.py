@@ -15,7 +15,8 @@ Exit codes (also in ``flocker --help``):
   cluster named);
 * 3 — the control service cannot be reached, or a TLS, certificate or
   cluster file problem;
-* 4 — a ``--wait`` timed out (the change was made and may still complete).
+* 4 — a ``--wait`` timed out (the change was made and may still complete);
+* 130 — interrupted (Ctrl-C).
 
 Every error is one line on stderr, ``flocker: error: …``; never a traceback.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TextIO
@@ -41,7 +43,14 @@ from .. import __version__
 from ..apiclient import IFlockerAPIV1Client
 from ._command import Context, common_options
 from ._connect import cluster_address, connect
-from ._errors import EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, CLIError, describe
+from ._errors import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CLIError,
+    describe,
+)
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main", "run"]
 
@@ -88,6 +97,7 @@ async def run(
     err: TextIO,
     make_client: Callable[[argparse.Namespace], IFlockerAPIV1Client],
     modules: Sequence[str] = COMMAND_MODULES,
+    interrupted: Callable[[], bool] = lambda: False,
 ) -> int:
     """
     Run one ``flocker`` command line; its exit code.
@@ -113,7 +123,11 @@ async def run(
         context = Context(clock=clock, out=out, err=err, json=options.json, make_client=client)
         await options.run(context, options)
     except Exception as e:
-        error = describe(e, api_url)
+        error = (
+            CLIError("interrupted", EXIT_INTERRUPTED)
+            if interrupted()
+            else describe(e, api_url)
+        )
         err.write(f"flocker: error: {error.message}\n")
         return error.code
     return EXIT_OK
@@ -134,10 +148,30 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``flocker`` console script."""
     arguments = sys.argv[1:] if argv is None else list(argv)
 
+    interrupted: list[bool] = []
+
     async def react_main(reactor: Any) -> None:
-        code = await run(arguments, reactor, sys.stdout, sys.stderr, real_client(reactor, os.environ))
+        code = await run(
+            arguments,
+            reactor,
+            sys.stdout,
+            sys.stderr,
+            real_client(reactor, os.environ),
+            interrupted=lambda: bool(interrupted),
+        )
         sys.stdout.flush()
         if code != EXIT_OK:
             raise SystemExit(code)
 
-    react(lambda reactor: Deferred.fromCoroutine(react_main(reactor)))
+    def start(reactor: Any) -> Deferred[None]:
+        running = Deferred.fromCoroutine(react_main(reactor))
+
+        def interrupt(signum: int, frame: Any) -> None:
+            # Ctrl-C: stop the request or the wait; run() says "interrupted".
+            interrupted.append(True)
+            reactor.callFromThread(running.cancel)
+
+        signal.signal(signal.SIGINT, interrupt)
+        return running
+
+    react(start)

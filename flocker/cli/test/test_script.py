@@ -726,3 +726,21 @@ def test_registry():
     assert options.run.__name__ == "example"
     assert results == [EXIT_OK]
     assert out.getvalue() == f"{__version__}\n"
+
+
+def test_interrupted(cluster):
+    """An interrupted wait reports "interrupted" with exit code 130, not the cancellation."""
+    add_dataset(cluster)
+    err = StringIO()
+    interrupted = []
+    running = Deferred.fromCoroutine(
+        run(["datasets", "move", "db", "--to", "10.0.0.2", "--wait"], cluster.clock,
+            StringIO(), err, lambda o: cluster.client, interrupted=lambda: bool(interrupted))
+    )
+    results = []
+    running.addBoth(results.append)
+    cluster.clock.advance(POLL_INTERVAL)
+    interrupted.append(True)
+    running.cancel()
+    assert results == [130]
+    assert err.getvalue().splitlines()[-1] == "flocker: error: interrupted"
