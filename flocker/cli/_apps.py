@@ -104,7 +104,9 @@ def app_view(
         "image": container.image,
         "running": bool(here and here[0].running),
         "state": state,
-        "ports": [{"external": p.external, "internal": p.internal} for p in container.ports],
+        "ports": [
+            {"external": p.external, "internal": p.internal} for p in container.ports
+        ],
         "volumes": [
             {
                 "dataset_id": str(v.dataset_id),
@@ -146,10 +148,14 @@ def _print_one(context: Context, view: dict[str, Any], verb: str) -> None:
         write_json(context.out, view)
         return
     where = view["node_address"] or view["node"]
-    context.out.write(f"{verb} application {view['name']} on {where}, {view['state']}\n")
+    context.out.write(
+        f"{verb} application {view['name']} on {where}, {view['state']}\n"
+    )
 
 
-async def _wait_running(context: Context, name: str, node: UUID, label: str, timeout: float) -> None:
+async def _wait_running(
+    context: Context, name: str, node: UUID, label: str, timeout: float
+) -> None:
     """Wait until the application runs on ``node``."""
     client = context.client
 
@@ -169,7 +175,11 @@ async def _wait_running(context: Context, name: str, node: UUID, label: str, tim
         )
 
     await wait_until(
-        context.clock, context.err, f"application {name} running on {label}", probe, timeout
+        context.clock,
+        context.err,
+        f"application {name} running on {label}",
+        probe,
+        timeout,
     )
 
 
@@ -222,7 +232,9 @@ async def deploy(context: Context, options: argparse.Namespace) -> None:
                     f"dataset {text!r} is on {where}, not {options.node}: move it "
                     f"first (flocker datasets move {text} --to {options.node})"
                 )
-            mounted.append(MountedDataset(dataset_id=dataset.dataset_id, mountpoint=mountpoint))
+            mounted.append(
+                MountedDataset(dataset_id=dataset.dataset_id, mountpoint=mountpoint)
+            )
     container = Container(
         node_uuid=node.uuid,
         name=options.name,
@@ -274,25 +286,40 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
 def register(commands: Any) -> None:
     """Add ``flocker apps …``."""
     group = add_group(commands, "apps", "list, deploy, move and remove applications")
-    add_command(group, "ls", "list the applications: name, node, image, state, ports", ls)
+    add_command(
+        group, "ls", "list the applications: name, node, image, state, ports", ls
+    )
     parser = add_command(group, "deploy", "run an application on a node", deploy)
     parser.add_argument("name", metavar="NAME")
     parser.add_argument("--image", required=True, help="its Docker image")
     parser.add_argument("--node", required=True, help="its node: address or UUID")
     parser.add_argument(
-        "--port", action="append", default=[], metavar="EXT:INT", dest="ports",
+        "--port",
+        action="append",
+        default=[],
+        metavar="EXT:INT",
+        dest="ports",
         help="publish container port INT on the node's port EXT (repeatable)",
     )
     parser.add_argument(
-        "--volume", action="append", default=[], metavar="DATASET:/path",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="DATASET:/path",
         help="mount a dataset on the same node at /path (repeatable)",
     )
     parser.add_argument(
-        "--env", action="append", default=[], metavar="K=V",
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
         help="an environment variable (repeatable)",
     )
     parser.add_argument(
-        "--link", action="append", default=[], metavar="ALIAS:LOCAL:REMOTE",
+        "--link",
+        action="append",
+        default=[],
+        metavar="ALIAS:LOCAL:REMOTE",
         help="reach another application's REMOTE port as ALIAS:LOCAL (repeatable)",
     )
     add_wait_options(parser, "it runs on the node")

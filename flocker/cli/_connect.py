@@ -156,7 +156,9 @@ def _read_cluster_file(path: str) -> dict[str, Any]:
         for name, key in (("cacert", "ca"), ("cert", "user_cert"), ("key", "user_key")):
             settings[name] = str(file.parent / certificates[key])
     except FileNotFoundError:
-        raise CLIError(f"cluster file {file} does not exist", EXIT_UNREACHABLE) from None
+        raise CLIError(
+            f"cluster file {file} does not exist", EXIT_UNREACHABLE
+        ) from None
     except OSError as e:
         raise CLIError(
             f"cannot read cluster file {file}: {e.strerror}", EXIT_UNREACHABLE
@@ -168,7 +170,9 @@ def _read_cluster_file(path: str) -> dict[str, Any]:
             EXIT_UNREACHABLE,
         ) from None
     if not settings["control_service"]:
-        raise CLIError(f"cluster file {file} names no control service host", EXIT_UNREACHABLE)
+        raise CLIError(
+            f"cluster file {file} names no control service host", EXIT_UNREACHABLE
+        )
     return settings
 
 
@@ -188,7 +192,11 @@ def cluster_address(options: Any, environ: Mapping[str, str]) -> ClusterAddress:
         settings.update(_read_cluster_file(cluster_file))
     else:
         settings.update(
-            {name: environ[var] for name, var in ENVIRONMENT.items() if environ.get(var)}
+            {
+                name: environ[var]
+                for name, var in ENVIRONMENT.items()
+                if environ.get(var)
+            }
         )
     settings.update({name: value for name, value in given.items() if value is not None})
     if "control_service" not in settings:
@@ -197,7 +205,9 @@ def cluster_address(options: Any, environ: Mapping[str, str]) -> ClusterAddress:
             "--control-service HOST with --cacert, --cert and --key",
             EXIT_USAGE,
         )
-    missing = [f"--{name}" for name in ("cacert", "cert", "key") if name not in settings]
+    missing = [
+        f"--{name}" for name in ("cacert", "cert", "key") if name not in settings
+    ]
     if missing:
         raise CLIError(
             f"--control-service needs {', '.join(missing)} (or the environment "
@@ -209,7 +219,9 @@ def cluster_address(options: Any, environ: Mapping[str, str]) -> ClusterAddress:
         if not 0 < port < 65536:
             raise ValueError(port)
     except ValueError:
-        raise CLIError(f"bad port {settings['control_port']!r}: not a TCP port number", EXIT_USAGE) from None
+        raise CLIError(
+            f"bad port {settings['control_port']!r}: not a TCP port number", EXIT_USAGE
+        ) from None
     return ClusterAddress(
         host=str(settings["control_service"]),
         port=port,
@@ -229,7 +241,9 @@ def _read(path: str, what: str) -> bytes:
         raise CertificateError(f"cannot read {what} {path}: {e.strerror}") from None
 
 
-def load_credentials(address: ClusterAddress) -> tuple[Credential, CertificateAuthority]:
+def load_credentials(
+    address: ClusterAddress,
+) -> tuple[Credential, CertificateAuthority]:
     """
     The user credential and the cluster CA named by ``address``.
 
@@ -297,4 +311,6 @@ def connect(reactor: Any, address: ClusterAddress) -> FlockerClient:
         contextFactory=ClusterPolicyForHTTPS(credential, authority),
         connectTimeout=CONNECT_TIMEOUT,
     )
-    return FlockerClient(_TimedHTTP(HTTPClient(agent), REQUEST_TIMEOUT), address.api_url)
+    return FlockerClient(
+        _TimedHTTP(HTTPClient(agent), REQUEST_TIMEOUT), address.api_url
+    )

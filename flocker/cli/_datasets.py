@@ -22,6 +22,11 @@ from ._wait import add_wait_options, parse_timeout, wait_until
 __all__ = ["dataset_view", "register"]
 
 
+def _path(state: DatasetState) -> str | None:
+    """Where a node mounted a dataset."""
+    return None if state.path is None else str(state.path.path)
+
+
 def dataset_view(
     dataset: Dataset,
     states: list[DatasetState],
@@ -47,12 +52,14 @@ def dataset_view(
         "primary": str(dataset.primary),
         "primary_address": addresses.get(dataset.primary),
         "state": state,
-        "path": mounted[0].path.path if mounted else None,
+        "path": _path(mounted[0]) if mounted else None,
         "reported_on": sorted(str(s.primary) for s in here),
     }
 
 
-async def _snapshot(context: Context) -> tuple[Any, list[DatasetState], dict[UUID, str | None]]:
+async def _snapshot(
+    context: Context,
+) -> tuple[Any, list[DatasetState], dict[UUID, str | None]]:
     """The configured datasets, the reported ones and node addresses."""
     client = context.client
     configuration = await client.list_datasets_configuration()
@@ -92,9 +99,10 @@ async def _wait_mounted(
         view = dataset_view(dataset, states, addresses)
         if view["state"] == "mounted":
             return True, f"mounted at {view['path']}"
-        where = ", ".join(
-            node_label(addresses, UUID(n)) for n in view["reported_on"]
-        ) or "no node"
+        where = (
+            ", ".join(node_label(addresses, UUID(n)) for n in view["reported_on"])
+            or "no node"
+        )
         return False, f"{view['state']} (reported on {where})"
 
     await wait_until(
@@ -159,7 +167,9 @@ async def create(context: Context, options: argparse.Namespace) -> None:
         metadata=None if options.name is None else {"name": options.name},
     )
     if options.wait:
-        await _wait_mounted(context, dataset.dataset_id, node.host or str(node.uuid), timeout)
+        await _wait_mounted(
+            context, dataset.dataset_id, node.host or str(node.uuid), timeout
+        )
     view = await _view(context, dataset.dataset_id)
     _print_one(context, view or dataset_view(dataset, [], {}), "created")
 
@@ -173,7 +183,9 @@ async def move(context: Context, options: argparse.Namespace) -> None:
     node = resolve_node(await client.list_nodes(), options.to)
     await client.move_dataset(node.uuid, dataset.dataset_id)
     if options.wait:
-        await _wait_mounted(context, dataset.dataset_id, node.host or str(node.uuid), timeout)
+        await _wait_mounted(
+            context, dataset.dataset_id, node.host or str(node.uuid), timeout
+        )
     view = await _view(context, dataset.dataset_id)
     if view is not None:
         _print_one(context, view, "moved" if options.wait else "moving")
@@ -217,7 +229,9 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
 
 def register(commands: Any) -> None:
     """Add ``flocker datasets …``."""
-    group = add_group(commands, "datasets", "list, create, move, resize and delete datasets")
+    group = add_group(
+        commands, "datasets", "list, create, move, resize and delete datasets"
+    )
     add_command(
         group,
         "ls",
@@ -230,11 +244,17 @@ def register(commands: Any) -> None:
     parser.add_argument("--name", help="a name to refer to it by (its 'name' metadata)")
     add_wait_options(parser, "it is mounted on the node")
     parser = add_command(group, "move", "move a dataset to another node", move)
-    parser.add_argument("dataset", metavar="DATASET", help="its UUID, UUID prefix or name")
+    parser.add_argument(
+        "dataset", metavar="DATASET", help="its UUID, UUID prefix or name"
+    )
     parser.add_argument("--to", required=True, metavar="NODE", help="address or UUID")
     add_wait_options(parser, "it is mounted on the new node")
     parser = add_command(group, "resize", "change a dataset's maximum size", resize)
-    parser.add_argument("dataset", metavar="DATASET", help="its UUID, UUID prefix or name")
+    parser.add_argument(
+        "dataset", metavar="DATASET", help="its UUID, UUID prefix or name"
+    )
     parser.add_argument("size", metavar="SIZE", help="e.g. 2G, or 'unlimited'")
     parser = add_command(group, "rm", "delete a dataset", rm)
-    parser.add_argument("dataset", metavar="DATASET", help="its UUID, UUID prefix or name")
+    parser.add_argument(
+        "dataset", metavar="DATASET", help="its UUID, UUID prefix or name"
+    )

@@ -91,7 +91,11 @@ def _reason(error: BaseException) -> str:
     if isinstance(
         error, ResponseNeverReceived | ResponseFailed | RequestTransmissionFailed
     ):
-        reasons = [r.value for r in error.reasons if isinstance(r, Failure)]
+        reasons = [
+            r.value
+            for r in error.reasons
+            if isinstance(r, Failure) and r.value is not None
+        ]
         return _reason(reasons[0]) if reasons else "the connection was lost"
     if isinstance(error, CancelledError | TwistedTimeoutError):
         return "it did not answer in time"
@@ -132,7 +136,10 @@ def describe(error: BaseException, api_url: str = "") -> CLIError:
         )
     if isinstance(
         error,
-        ConnectError | ResponseNeverReceived | ResponseFailed | RequestTransmissionFailed,
+        ConnectError
+        | ResponseNeverReceived
+        | ResponseFailed
+        | RequestTransmissionFailed,
     ):
         return CLIError(
             f"cannot reach the control service{where}: {_reason(error)}",

@@ -52,7 +52,9 @@ def parse_size(text: str) -> int:
     multiplier = _UNITS[unit.upper()]
     if "." in number:
         whole, fraction = number.split(".")
-        size = int(whole) * multiplier + int(fraction) * multiplier // 10 ** len(fraction)
+        size = int(whole) * multiplier + int(fraction) * multiplier // 10 ** len(
+            fraction
+        )
     else:
         size = int(number) * multiplier
     if size < MINIMUM_SIZE:
@@ -82,10 +84,14 @@ def table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 
     ``None`` shows as ``-``.  The last column is not padded.
     """
-    cells = [list(headers)] + [["-" if c is None else str(c) for c in row] for row in rows]
+    cells = [list(headers)] + [
+        ["-" if c is None else str(c) for c in row] for row in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
-        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        line = "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+        )
         out.write(line.rstrip() + "\n")
 
 

@@ -43,7 +43,8 @@ def resolve_node(nodes: Iterable[Node], text: str) -> Node:
         return matches[0]
     if matches:
         raise CLIError(
-            f"node {text!r} is ambiguous: it starts {len(matches)} node UUIDs", EXIT_ERROR
+            f"node {text!r} is ambiguous: it starts {len(matches)} node UUIDs",
+            EXIT_ERROR,
         )
     known = ", ".join(n.host or str(n.uuid) for n in nodes) or "none has reported"
     raise CLIError(f"unknown node {text!r} (nodes: {known})", EXIT_ERROR)
@@ -69,7 +70,8 @@ def resolve_dataset(datasets: Iterable[Dataset], text: str) -> Dataset:
     matches = [
         d
         for d in live
-        if dataset_name(d) == text or (lowered and str(d.dataset_id).startswith(lowered))
+        if dataset_name(d) == text
+        or (lowered and str(d.dataset_id).startswith(lowered))
     ]
     if len(matches) == 1:
         return matches[0]

@@ -20,7 +20,13 @@ from twisted.internet.task import deferLater
 
 from ._errors import EXIT_TIMEOUT, CLIError
 
-__all__ = ["DEFAULT_TIMEOUT", "POLL_INTERVAL", "Progress", "add_wait_options", "wait_until"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "POLL_INTERVAL",
+    "Progress",
+    "add_wait_options",
+    "wait_until",
+]
 
 #: Seconds between two looks at the state.
 POLL_INTERVAL = 0.5
@@ -76,7 +82,9 @@ class Progress:
     def update(self, elapsed: float, status: str) -> None:
         """Show the state at ``elapsed`` seconds."""
         if self.terminal:
-            self.err.write(f"\r\x1b[Kwaiting for {self.what}: {status} [{elapsed:.1f}s]")
+            self.err.write(
+                f"\r\x1b[Kwaiting for {self.what}: {status} [{elapsed:.1f}s]"
+            )
         elif status != self._last:
             self.err.write(f"waiting for {self.what}: {status} [{elapsed:.1f}s]\n")
         self._last = status
@@ -127,4 +135,6 @@ async def wait_until(
                 "the change is configured and the cluster may still converge",
                 EXIT_TIMEOUT,
             )
-        await deferLater(clock, min(POLL_INTERVAL, max(timeout - elapsed, 0.0)), lambda: None)
+        await deferLater(
+            clock, min(POLL_INTERVAL, max(timeout - elapsed, 0.0)), lambda: None
+        )

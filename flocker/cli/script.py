@@ -120,7 +120,9 @@ async def run(
             api_url = getattr(made, "base_url", "")
             return made
 
-        context = Context(clock=clock, out=out, err=err, json=options.json, make_client=client)
+        context = Context(
+            clock=clock, out=out, err=err, json=options.json, make_client=client
+        )
         await options.run(context, options)
     except Exception as e:
         error = (

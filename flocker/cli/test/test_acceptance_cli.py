@@ -31,7 +31,9 @@ FLOCKER = Path(sys.executable).parent / "flocker"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One two-node local cluster (directory backend) for the whole module."""
-    assert FLOCKER.exists(), f"{FLOCKER} is missing: run .venv/bin/pip install -e . --no-deps"
+    assert FLOCKER.exists(), (
+        f"{FLOCKER} is missing: run .venv/bin/pip install -e . --no-deps"
+    )
     directory = str(tmp_path_factory.mktemp("cli-lab"))
     try:
         yield lab.up(directory, nodes=2, backend="directory")
@@ -41,13 +43,14 @@ def cluster(tmp_path_factory):
 
 def flocker(cluster, *argv, env=None, timeout=300):
     """Run ``flocker ARGV`` with FLOCKER_CLUSTER naming the cluster."""
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith("FLOCKER_")
-    }
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOCKER_")}
     environment["FLOCKER_CLUSTER"] = os.path.join(cluster["dir"], lab.CLUSTER_FILE)
     environment.update(env or {})
     return subprocess.run(
-        [str(FLOCKER), *argv], capture_output=True, text=True, env=environment,
+        [str(FLOCKER), *argv],
+        capture_output=True,
+        text=True,
+        env=environment,
         timeout=timeout,
     )
 
@@ -72,7 +75,9 @@ def configured_datasets(cluster):
 def counter(address, port, text):
     """One write to the counter application: its count, or None."""
     try:
-        with urllib.request.urlopen(f"http://{address}:{port}/?{text}", timeout=2) as reply:
+        with urllib.request.urlopen(
+            f"http://{address}:{port}/?{text}", timeout=2
+        ) as reply:
             return int(reply.read().decode().strip())
     except (OSError, ValueError):
         return None
@@ -98,12 +103,27 @@ def test_datasets(cluster):
     first, second = cluster["nodes"]
     name = f"data-{uuid4().hex[:8]}"
     created = flocker(
-        cluster, "--json", "datasets", "create", "--node", first["address"],
-        "--size", "1G", "--name", name, "--wait", "--timeout", "120",
+        cluster,
+        "--json",
+        "datasets",
+        "create",
+        "--node",
+        first["address"],
+        "--size",
+        "1G",
+        "--name",
+        name,
+        "--wait",
+        "--timeout",
+        "120",
     )
     assert created.returncode == 0, created
     view = json.loads(created.stdout)
-    assert (view["name"], view["maximum_size"], view["state"]) == (name, 2**30, "mounted")
+    assert (view["name"], view["maximum_size"], view["state"]) == (
+        name,
+        2**30,
+        "mounted",
+    )
     assert view["primary"] == first["uuid"]
     assert f"mounted on {first['address']}" in created.stderr
     Path(view["path"], "hello.txt").write_text("kept across the move")
@@ -112,14 +132,31 @@ def test_datasets(cluster):
     header, *rows = table.splitlines()
     assert header.split() == ["DATASET", "NAME", "SIZE", "NODE", "STATE", "PATH"]
     [row] = [r.split() for r in rows if r.split()[1] == name]
-    assert row == [view["dataset_id"], name, "1G", first["address"], "mounted", view["path"]]
+    assert row == [
+        view["dataset_id"],
+        name,
+        "1G",
+        first["address"],
+        "mounted",
+        view["path"],
+    ]
 
     moved = flocker(
-        cluster, "datasets", "move", name, "--to", second["address"], "--wait",
-        "--timeout", "120",
+        cluster,
+        "datasets",
+        "move",
+        name,
+        "--to",
+        second["address"],
+        "--wait",
+        "--timeout",
+        "120",
     )
     assert moved.returncode == 0, moved
-    assert f"moved dataset {view['dataset_id']} ({name}) on {second['address']}" in moved.stdout
+    assert (
+        f"moved dataset {view['dataset_id']} ({name}) on {second['address']}"
+        in moved.stdout
+    )
     assert "waiting for dataset" in moved.stderr
     assert moved.stderr.splitlines()[-1].endswith("s")
     [after] = [v for v in as_json(cluster, "datasets", "ls") if v["name"] == name]
@@ -129,10 +166,12 @@ def test_datasets(cluster):
     resized = as_json(cluster, "datasets", "resize", view["dataset_id"][:8], "2G")
     assert resized["maximum_size"] == 2 * 2**30
 
-    assert ok(cluster, "datasets", "rm", name) == f"deleted dataset {view['dataset_id']}\n"
-    [gone] = [d for d in configured_datasets(cluster) if d["dataset_id"] == view["dataset_id"]] or [
-        {"deleted": True}
-    ]
+    assert (
+        ok(cluster, "datasets", "rm", name) == f"deleted dataset {view['dataset_id']}\n"
+    )
+    [gone] = [
+        d for d in configured_datasets(cluster) if d["dataset_id"] == view["dataset_id"]
+    ] or [{"deleted": True}]
     assert gone["deleted"]
 
 
@@ -152,16 +191,44 @@ def test_apps(cluster):
     first, second = cluster["nodes"]
     name = f"counter-{uuid4().hex[:8]}"
     dataset = f"{name}-data"
-    ok(cluster, "datasets", "create", "--node", first["uuid"], "--name", dataset, "--wait")
+    ok(
+        cluster,
+        "datasets",
+        "create",
+        "--node",
+        first["uuid"],
+        "--name",
+        dataset,
+        "--wait",
+    )
     port = lab._free_port([n["address"] for n in cluster["nodes"]])
     deployed = flocker(
-        cluster, "apps", "deploy", name, "--image", COUNTER_IMAGE, "--node", first["address"],
-        "--port", f"{port}:80", "--volume", f"{dataset}:/data", "--env", "GREETING=hi",
-        "--wait", "--timeout", "180",
+        cluster,
+        "apps",
+        "deploy",
+        name,
+        "--image",
+        COUNTER_IMAGE,
+        "--node",
+        first["address"],
+        "--port",
+        f"{port}:80",
+        "--volume",
+        f"{dataset}:/data",
+        "--env",
+        "GREETING=hi",
+        "--wait",
+        "--timeout",
+        "180",
     )
     assert deployed.returncode == 0, deployed
-    assert deployed.stdout == f"deployed application {name} on {first['address']}, running\n"
-    assert wait_for(lambda: counter(first["address"], port, "one"), 60, "the counter") == 1
+    assert (
+        deployed.stdout
+        == f"deployed application {name} on {first['address']}, running\n"
+    )
+    assert (
+        wait_for(lambda: counter(first["address"], port, "one"), 60, "the counter") == 1
+    )
 
     [view] = [v for v in as_json(cluster, "apps", "ls") if v["name"] == name]
     assert view["node"] == first["uuid"]
@@ -169,15 +236,46 @@ def test_apps(cluster):
     assert view["image"] == COUNTER_IMAGE
     assert view["ports"] == [{"external": port, "internal": 80}]
     assert view["environment"] == {"GREETING": "hi"}
-    assert [(v["name"], v["mountpoint"]) for v in view["volumes"]] == [(dataset, "/data")]
-    [row] = [r.split() for r in ok(cluster, "apps", "ls").splitlines() if r.startswith(name + " ")]
-    assert row == [name, first["address"], COUNTER_IMAGE, "running", f"{port}->80", f"{dataset}:/data"]
+    assert [(v["name"], v["mountpoint"]) for v in view["volumes"]] == [
+        (dataset, "/data")
+    ]
+    [row] = [
+        r.split()
+        for r in ok(cluster, "apps", "ls").splitlines()
+        if r.startswith(name + " ")
+    ]
+    assert row == [
+        name,
+        first["address"],
+        COUNTER_IMAGE,
+        "running",
+        f"{port}->80",
+        f"{dataset}:/data",
+    ]
 
-    moved = flocker(cluster, "apps", "move", name, "--to", second["address"], "--wait", "--timeout", "180")
+    moved = flocker(
+        cluster,
+        "apps",
+        "move",
+        name,
+        "--to",
+        second["address"],
+        "--wait",
+        "--timeout",
+        "180",
+    )
     assert moved.returncode == 0, moved
     assert moved.stdout == f"moved application {name} on {second['address']}, running\n"
-    assert f"application {name} running on {second['address']}: running after" in moved.stderr
-    assert wait_for(lambda: counter(second["address"], port, "two"), 60, "the moved counter") == 2
+    assert (
+        f"application {name} running on {second['address']}: running after"
+        in moved.stderr
+    )
+    assert (
+        wait_for(
+            lambda: counter(second["address"], port, "two"), 60, "the moved counter"
+        )
+        == 2
+    )
     [data] = [v for v in as_json(cluster, "datasets", "ls") if v["name"] == dataset]
     assert data["primary"] == second["uuid"]
 
@@ -194,37 +292,131 @@ def bad_input_cases(cluster, tmp_path):
     other = tmp_path / "other-cluster"
     other.mkdir()
     foreign = make_test_cluster_credentials(other).user_directories["alice"]
-    explicit = ["--control-service", lab.CONTROL_HOST, "--port", str(cluster["control"]["api_port"])]
+    explicit = [
+        "--control-service",
+        lab.CONTROL_HOST,
+        "--port",
+        str(cluster["control"]["api_port"]),
+    ]
     return {
-        "unknown dataset": (["datasets", "move", "no-such-dataset", "--to", node], {}, 1, "unknown dataset 'no-such-dataset'"),
-        "unknown dataset rm": (["datasets", "rm", "no-such-dataset"], {}, 1, "unknown dataset"),
-        "bad size": (["datasets", "create", "--node", node, "--size", "1X"], {}, 1, "bad size '1X'"),
-        "too small": (["datasets", "create", "--node", node, "--size", "1K"], {}, 1, "at least 1M"),
-        "unknown node": (["datasets", "create", "--node", "10.9.9.9"], {}, 1, "unknown node '10.9.9.9'"),
-        "bad port": (["apps", "deploy", "x", "--image", "i", "--node", node, "--port", "80"], {}, 1, "bad --port '80'"),
-        "usage": (["datasets", "create", "--size", "1G"], {}, 2, "required: --node"),
-        "no cluster": (["datasets", "ls"], {"FLOCKER_CLUSTER": ""}, 2, "no cluster given"),
-        "missing certificate": (
-            ["datasets", "create", "--node", node, "--cert", str(tmp_path / "missing.crt")],
-            {}, 3, f"certificate file {tmp_path / 'missing.crt'} does not exist",
+        "unknown dataset": (
+            ["datasets", "move", "no-such-dataset", "--to", node],
+            {},
+            1,
+            "unknown dataset 'no-such-dataset'",
         ),
-        "missing cluster file": (["--cluster", str(tmp_path / "none.json"), "nodes"], {}, 3, "does not exist"),
+        "unknown dataset rm": (
+            ["datasets", "rm", "no-such-dataset"],
+            {},
+            1,
+            "unknown dataset",
+        ),
+        "bad size": (
+            ["datasets", "create", "--node", node, "--size", "1X"],
+            {},
+            1,
+            "bad size '1X'",
+        ),
+        "too small": (
+            ["datasets", "create", "--node", node, "--size", "1K"],
+            {},
+            1,
+            "at least 1M",
+        ),
+        "unknown node": (
+            ["datasets", "create", "--node", "10.9.9.9"],
+            {},
+            1,
+            "unknown node '10.9.9.9'",
+        ),
+        "bad port": (
+            ["apps", "deploy", "x", "--image", "i", "--node", node, "--port", "80"],
+            {},
+            1,
+            "bad --port '80'",
+        ),
+        "usage": (["datasets", "create", "--size", "1G"], {}, 2, "required: --node"),
+        "no cluster": (
+            ["datasets", "ls"],
+            {"FLOCKER_CLUSTER": ""},
+            2,
+            "no cluster given",
+        ),
+        "missing certificate": (
+            [
+                "datasets",
+                "create",
+                "--node",
+                node,
+                "--cert",
+                str(tmp_path / "missing.crt"),
+            ],
+            {},
+            3,
+            f"certificate file {tmp_path / 'missing.crt'} does not exist",
+        ),
+        "missing cluster file": (
+            ["--cluster", str(tmp_path / "none.json"), "nodes"],
+            {},
+            3,
+            "does not exist",
+        ),
         "control service down": (
-            ["--control-service", lab.CONTROL_HOST, "--port", str(closed),
-             "--cacert", certificates["ca"], "--cert", certificates["user_cert"],
-             "--key", certificates["user_key"], "datasets", "create", "--node", node],
-            {}, 3, f"cannot reach the control service at https://{lab.CONTROL_HOST}:{closed}",
+            [
+                "--control-service",
+                lab.CONTROL_HOST,
+                "--port",
+                str(closed),
+                "--cacert",
+                certificates["ca"],
+                "--cert",
+                certificates["user_cert"],
+                "--key",
+                certificates["user_key"],
+                "datasets",
+                "create",
+                "--node",
+                node,
+            ],
+            {},
+            3,
+            f"cannot reach the control service at https://{lab.CONTROL_HOST}:{closed}",
         ),
         "foreign cluster": (
-            [*explicit, "--cacert", str(foreign / "cluster.crt"), "--cert", str(foreign / "alice.crt"),
-             "--key", str(foreign / "alice.key"), "datasets", "create", "--node", node],
-            {}, 3, "TLS handshake failed",
+            [
+                *explicit,
+                "--cacert",
+                str(foreign / "cluster.crt"),
+                "--cert",
+                str(foreign / "alice.crt"),
+                "--key",
+                str(foreign / "alice.key"),
+                "datasets",
+                "create",
+                "--node",
+                node,
+            ],
+            {},
+            3,
+            "TLS handshake failed",
         ),
         "wrong host name": (
-            ["--control-service", "localhost", "--port", str(cluster["control"]["api_port"]),
-             "--cacert", certificates["ca"], "--cert", certificates["user_cert"],
-             "--key", certificates["user_key"], "nodes"],
-            {}, 3, "certificate is not for localhost",
+            [
+                "--control-service",
+                "localhost",
+                "--port",
+                str(cluster["control"]["api_port"]),
+                "--cacert",
+                certificates["ca"],
+                "--cert",
+                certificates["user_cert"],
+                "--key",
+                certificates["user_key"],
+                "nodes",
+            ],
+            {},
+            3,
+            "certificate is not for localhost",
         ),
     }
 
@@ -256,19 +448,39 @@ def test_wait_timeout(cluster):
     """A --wait that cannot finish in time exits 4 with one error line; the change stays."""
     name = f"slow-{uuid4().hex[:8]}"
     result = flocker(
-        cluster, "datasets", "create", "--node", cluster["nodes"][0]["address"],
-        "--name", name, "--wait", "--timeout", "0.001",
+        cluster,
+        "datasets",
+        "create",
+        "--node",
+        cluster["nodes"][0]["address"],
+        "--name",
+        name,
+        "--wait",
+        "--timeout",
+        "0.001",
     )
     if result.returncode == 0:  # mounted within the first look: nothing to time out
-        pytest.fail(f"the dataset was mounted at once; cannot test the timeout: {result}")
+        pytest.fail(
+            f"the dataset was mounted at once; cannot test the timeout: {result}"
+        )
     assert result.returncode == 4, result
-    assert result.stderr.splitlines()[-1].startswith("flocker: error: timed out after 0.001s")
-    assert name in [d.get("metadata", {}).get("name") for d in configured_datasets(cluster)]
+    assert result.stderr.splitlines()[-1].startswith(
+        "flocker: error: timed out after 0.001s"
+    )
+    assert name in [
+        d.get("metadata", {}).get("name") for d in configured_datasets(cluster)
+    ]
     ok(cluster, "datasets", "rm", name)
 
 
 def test_help_documents_exit_codes(cluster):
     """``flocker --help`` lists the exit codes."""
     text = ok(cluster, "--help")
-    for line in ("0  success", "1  the cluster refused", "2  usage error", "3  the control service cannot be reached", "4  a --wait timed out"):
+    for line in (
+        "0  success",
+        "1  the cluster refused",
+        "2  usage error",
+        "3  the control service cannot be reached",
+        "4  a --wait timed out",
+    ):
         assert line in text

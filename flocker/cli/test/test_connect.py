@@ -83,7 +83,14 @@ def test_explicit_options():
     """--control-service with the certificate options names the cluster alone."""
     address = cluster_address(
         options(
-            "--control-service", "cp.example", "--cacert", "/ca", "--cert", "/c", "--key", "/k"
+            "--control-service",
+            "cp.example",
+            "--cacert",
+            "/ca",
+            "--cert",
+            "/c",
+            "--key",
+            "/k",
         ),
         {"FLOCKER_CLUSTER": "/ignored/cluster.json"},
     )
@@ -107,7 +114,10 @@ def test_environment_settings():
 def test_ipv6_url():
     """An IPv6 control service address is bracketed in the URL."""
     address = cluster_address(
-        options("--control-service", "::1", "--cacert", "a", "--cert", "b", "--key", "c"), {}
+        options(
+            "--control-service", "::1", "--cacert", "a", "--cert", "b", "--key", "c"
+        ),
+        {},
     )
     assert address.api_url == "https://[::1]:4523"
 
@@ -119,11 +129,33 @@ def test_ipv6_url():
         (("--control-service", "h"), "needs --cacert, --cert, --key"),
         (("--control-service", "h", "--cacert", "a", "--cert", "b"), "needs --key"),
         (
-            ("--control-service", "h", "--port", "x", "--cacert", "a", "--cert", "b", "--key", "c"),
+            (
+                "--control-service",
+                "h",
+                "--port",
+                "x",
+                "--cacert",
+                "a",
+                "--cert",
+                "b",
+                "--key",
+                "c",
+            ),
             "bad port",
         ),
         (
-            ("--control-service", "h", "--port", "70000", "--cacert", "a", "--cert", "b", "--key", "c"),
+            (
+                "--control-service",
+                "h",
+                "--port",
+                "70000",
+                "--cacert",
+                "a",
+                "--cert",
+                "b",
+                "--key",
+                "c",
+            ),
             "bad port",
         ),
     ],
@@ -142,7 +174,10 @@ def test_usage_errors(argv, says):
         (None, "does not exist"),
         ("{not json", "is not a Flocker cluster.json"),
         ('{"control": {}}', "is not a Flocker cluster.json"),
-        ('{"control": {"api_url": "nohost"}, "certificates": {"ca": "a", "user_cert": "b", "user_key": "c"}}', "names no control service"),
+        (
+            '{"control": {"api_url": "nohost"}, "certificates": {"ca": "a", "user_cert": "b", "user_key": "c"}}',
+            "names no control service",
+        ),
     ],
 )
 def test_bad_cluster_file(tmp_path, content, says):
@@ -193,8 +228,14 @@ def other_cluster(tmp_path):
         (lambda t, c: {"cacert": str(t / "missing.crt")}, "CA certificate file"),
         (lambda t, c: {"key": str(c.ca_key)}, "is not the key of"),
         (lambda t, c: {"cert": str(c.ca_key)}, "is not a PEM certificate"),
-        (lambda t, c: {"key": str(c.ca_certificate)}, "is not an unencrypted PEM private key"),
-        (lambda t, c: {"cacert": str(other_cluster(t).ca_certificate)}, "was not issued by the cluster CA"),
+        (
+            lambda t, c: {"key": str(c.ca_certificate)},
+            "is not an unencrypted PEM private key",
+        ),
+        (
+            lambda t, c: {"cacert": str(other_cluster(t).ca_certificate)},
+            "was not issued by the cluster CA",
+        ),
     ],
 )
 def test_bad_certificates(tmp_path, credentials, change, says):
@@ -213,5 +254,7 @@ def test_not_a_cluster_ca(tmp_path, credentials):
     user = credentials.user_directories["alice"]
     shutil.copy(user / "alice.crt", tmp_path / "fake-ca.crt")
     address = address_of(tmp_path, credentials, cacert=str(tmp_path / "fake-ca.crt"))
-    with pytest.raises(CertificateError, match="not a Flocker cluster CA|was not issued by"):
+    with pytest.raises(
+        CertificateError, match="not a Flocker cluster CA|was not issued by"
+    ):
         load_credentials(address)

@@ -33,24 +33,54 @@ def failure(error):
 @pytest.mark.parametrize(
     ("error", "code", "says"),
     [
-        (UnknownDataset(404, "unknown dataset x"), EXIT_ERROR, "refused the request: unknown dataset x"),
+        (
+            UnknownDataset(404, "unknown dataset x"),
+            EXIT_ERROR,
+            "refused the request: unknown dataset x",
+        ),
         (BadRequest(400, "bad"), EXIT_ERROR, "refused the request: bad"),
-        (CertificateError("key file /k does not exist"), EXIT_UNREACHABLE, "key file /k does not exist"),
-        (ConnectionRefusedError("Connection refused"), EXIT_UNREACHABLE, f"cannot reach the control service at {URL}: Connection was refused"),
+        (
+            CertificateError("key file /k does not exist"),
+            EXIT_UNREACHABLE,
+            "key file /k does not exist",
+        ),
+        (
+            ConnectionRefusedError("Connection refused"),
+            EXIT_UNREACHABLE,
+            f"cannot reach the control service at {URL}: Connection was refused",
+        ),
         (DNSLookupError("no such host"), EXIT_UNREACHABLE, "DNS lookup failed"),
         (CancelledError(), EXIT_UNREACHABLE, "did not answer in time"),
         (
-            ResponseNeverReceived([failure(SSL.Error([("SSL routines", "", "certificate verify failed")]))]),
+            ResponseNeverReceived(
+                [
+                    failure(
+                        SSL.Error([("SSL routines", "", "certificate verify failed")])
+                    )
+                ]
+            ),
             EXIT_UNREACHABLE,
             "TLS handshake failed: certificate verify failed",
         ),
         (
-            ResponseNeverReceived([failure(PeerRejected("The peer's certificate is not for h: VerificationError(errors=[...])"))]),
+            ResponseNeverReceived(
+                [
+                    failure(
+                        PeerRejected(
+                            "The peer's certificate is not for h: VerificationError(errors=[...])"
+                        )
+                    )
+                ]
+            ),
             EXIT_UNREACHABLE,
             "TLS handshake failed: The peer's certificate is not for h",
         ),
         (ResponseFailed([]), EXIT_UNREACHABLE, "the connection was lost"),
-        (ResponseNeverReceived([failure(CancelledError())]), EXIT_UNREACHABLE, "it did not answer in time"),
+        (
+            ResponseNeverReceived([failure(CancelledError())]),
+            EXIT_UNREACHABLE,
+            "it did not answer in time",
+        ),
         (OSError(5, "I/O error"), EXIT_UNREACHABLE, "I/O error"),
         (BrokenPipeError(32, "Broken pipe"), EXIT_ERROR, "the output was closed"),
         (CLIError("timed out", EXIT_TIMEOUT), EXIT_TIMEOUT, "timed out"),
@@ -63,7 +93,9 @@ def test_describe(error, code, says):
     assert described.code == code
     assert says in described.message
     assert "\n" not in described.message
-    if "VerificationError" in str(error.reasons[0].value if hasattr(error, "reasons") and error.reasons else ""):
+    if "VerificationError" in str(
+        error.reasons[0].value if hasattr(error, "reasons") and error.reasons else ""
+    ):
         assert "VerificationError" not in described.message
 
 

@@ -31,7 +31,8 @@ def test_parse_size(text, size):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "G", "1X", "-1G", "1 G B", "ten", "1e9", "0", "1023K", "100", "9999999P"]
+    "text",
+    ["", "G", "1X", "-1G", "1 G B", "ten", "1e9", "0", "1023K", "100", "9999999P"],
 )
 def test_parse_size_refuses(text):
     """Anything else, or a size outside 1M..2^63-1, is bad input (exit 1)."""
@@ -44,7 +45,14 @@ def test_parse_size_refuses(text):
 
 @pytest.mark.parametrize(
     ("size", "text"),
-    [(None, "-"), (2**30, "1G"), (512 * 2**20, "512M"), (3 * 2**29, "1.5G"), (100, "100B"), (2**40, "1T")],
+    [
+        (None, "-"),
+        (2**30, "1G"),
+        (512 * 2**20, "512M"),
+        (3 * 2**29, "1.5G"),
+        (100, "100B"),
+        (2**40, "1T"),
+    ],
 )
 def test_format_size(size, text):
     """Sizes are shown in the largest unit, whole when exact; no limit is ``-``."""

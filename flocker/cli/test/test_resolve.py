@@ -36,7 +36,11 @@ def test_resolve_node(text, expected):
 
 @pytest.mark.parametrize(
     ("text", "says"),
-    [("10.0.0.9", "unknown node '10.0.0.9'"), ("aaaa", "ambiguous"), ("", "unknown node")],
+    [
+        ("10.0.0.9", "unknown node '10.0.0.9'"),
+        ("aaaa", "ambiguous"),
+        ("", "unknown node"),
+    ],
 )
 def test_resolve_node_refuses(text, says):
     """An unknown or ambiguous node is bad input."""

@@ -6,6 +6,7 @@ every error path, without sockets or sleeping.
 
 import json
 from io import StringIO
+from typing import Any
 from uuid import UUID
 
 import attrs
@@ -72,6 +73,18 @@ def cluster():
     return Cluster(clock, client)
 
 
+def collect(deferred: Deferred[int]) -> list[Any]:
+    """A list that gets the Deferred's result (or Failure) when it fires."""
+    results: list[Any] = []
+
+    def record(result: Any) -> Any:
+        results.append(result)
+        return None
+
+    deferred.addBoth(record)
+    return results
+
+
 def invoke(cluster, *argv, on_poll=None, make_client=None):
     """
     Run ``flocker ARGV``, advancing the clock while it waits.
@@ -87,9 +100,8 @@ def invoke(cluster, *argv, on_poll=None, make_client=None):
             return make_client(options)
         return cluster.client
 
-    results = []
-    Deferred.fromCoroutine(run(list(argv), cluster.clock, out, err, make)).addBoth(
-        results.append
+    results = collect(
+        Deferred.fromCoroutine(run(list(argv), cluster.clock, out, err, make))
     )
     polls = 0
     while not results:
@@ -109,10 +121,14 @@ def configuration(cluster):
     return dict(datasets), list(containers)
 
 
-def add_dataset(cluster, dataset_id=D1, node=N1, name="db", size=None, synchronize=True):
+def add_dataset(
+    cluster, dataset_id=D1, node=N1, name="db", size=None, synchronize=True
+):
     """Configure a dataset directly; make the state show it mounted."""
     cluster.client.create_dataset(
-        node, maximum_size=size, dataset_id=dataset_id,
+        node,
+        maximum_size=size,
+        dataset_id=dataset_id,
         metadata=None if name is None else {"name": name},
     )
     if synchronize:
@@ -194,7 +210,10 @@ def test_datasets_ls_moving_and_deleting(cluster):
     add_dataset(cluster, D2, N1, "b")
     cluster.client.move_dataset(N2, D1)
     cluster.client.delete_dataset(D2)
-    states = {v["name"]: v["state"] for v in invoke(cluster, "--json", "datasets", "ls").json()}
+    states = {
+        v["name"]: v["state"]
+        for v in invoke(cluster, "--json", "datasets", "ls").json()
+    }
     assert states == {"a": "moving", "b": "deleting"}
 
 
@@ -210,14 +229,27 @@ def test_datasets_ls_empty(cluster):
 def test_create(cluster):
     """``create`` configures a dataset with its size and name on the node."""
     result = invoke(
-        cluster, "datasets", "create", "--node", "10.0.0.2", "--size", "512M", "--name", "db"
+        cluster,
+        "datasets",
+        "create",
+        "--node",
+        "10.0.0.2",
+        "--size",
+        "512M",
+        "--name",
+        "db",
     )
     assert result.code == EXIT_OK
     [dataset] = configuration(cluster)[0].values()
     assert (dataset.primary, dataset.maximum_size, dict(dataset.metadata)) == (
-        N2, 512 * 2**20, {"name": "db"}
+        N2,
+        512 * 2**20,
+        {"name": "db"},
     )
-    assert result.out == f"created dataset {dataset.dataset_id} (db) on 10.0.0.2, pending\n"
+    assert (
+        result.out
+        == f"created dataset {dataset.dataset_id} (db) on 10.0.0.2, pending\n"
+    )
 
 
 def test_create_by_node_uuid_json(cluster):
@@ -237,7 +269,14 @@ def test_create_wait(cluster):
             cluster.client.synchronize_state()
 
     result = invoke(
-        cluster, "datasets", "create", "--node", "10.0.0.1", "--name", "db", "--wait",
+        cluster,
+        "datasets",
+        "create",
+        "--node",
+        "10.0.0.1",
+        "--name",
+        "db",
+        "--wait",
         on_poll=poll,
     )
     assert result.code == EXIT_OK
@@ -280,7 +319,9 @@ def test_bad_timeout(cluster, timeout):
 def test_create_unknown_node(cluster):
     """An unknown node is bad input; nothing is created."""
     result = invoke(cluster, "datasets", "create", "--node", "10.0.0.9")
-    assert_error(result, EXIT_ERROR, "unknown node '10.0.0.9' (nodes: 10.0.0.1, 10.0.0.2)")
+    assert_error(
+        result, EXIT_ERROR, "unknown node '10.0.0.9' (nodes: 10.0.0.1, 10.0.0.2)"
+    )
     assert configuration(cluster) == ({}, [])
 
 
@@ -321,9 +362,13 @@ def test_move_wait(cluster):
         if n == 4:
             cluster.client.synchronize_state()
 
-    result = invoke(cluster, "datasets", "move", "db", "--to", "10.0.0.2", "--wait", on_poll=poll)
+    result = invoke(
+        cluster, "datasets", "move", "db", "--to", "10.0.0.2", "--wait", on_poll=poll
+    )
     assert result.code == EXIT_OK, result
-    assert result.out == f"moved dataset {D1} (db) on 10.0.0.2, mounted at /flocker/{D1}\n"
+    assert (
+        result.out == f"moved dataset {D1} (db) on 10.0.0.2, mounted at /flocker/{D1}\n"
+    )
     lines = result.err.splitlines()
     assert lines == [
         "waiting for dataset d1d1d1d1 mounted on 10.0.0.2: moving (reported on 10.0.0.1) [0.0s]",
@@ -335,7 +380,14 @@ def test_move_wait_json(cluster):
     """With --json the result is the dataset's JSON, progress staying on stderr."""
     add_dataset(cluster)
     result = invoke(
-        cluster, "--json", "datasets", "move", "db", "--to", "10.0.0.2", "--wait",
+        cluster,
+        "--json",
+        "datasets",
+        "move",
+        "db",
+        "--to",
+        "10.0.0.2",
+        "--wait",
         on_poll=lambda n: cluster.client.synchronize_state(),
     )
     assert result.json()["state"] == "mounted"
@@ -345,7 +397,17 @@ def test_move_wait_json(cluster):
 def test_move_wait_timeout(cluster):
     """A move that does not converge in --timeout exits 4, saying the last state."""
     add_dataset(cluster)
-    result = invoke(cluster, "datasets", "move", "db", "--to", "10.0.0.2", "--wait", "--timeout", "1.5")
+    result = invoke(
+        cluster,
+        "datasets",
+        "move",
+        "db",
+        "--to",
+        "10.0.0.2",
+        "--wait",
+        "--timeout",
+        "1.5",
+    )
     assert_error(result, EXIT_TIMEOUT, "(state: moving (reported on 10.0.0.1))")
     assert configuration(cluster)[0][D1].primary == N2
 
@@ -359,11 +421,17 @@ def test_progress_on_terminal(cluster):
             return True
 
     err = Terminal()
-    results = []
-    Deferred.fromCoroutine(
-        run(["datasets", "move", "db", "--to", "10.0.0.2", "--wait"],
-            cluster.clock, StringIO(), err, lambda o: cluster.client)
-    ).addBoth(results.append)
+    results = collect(
+        Deferred.fromCoroutine(
+            run(
+                ["datasets", "move", "db", "--to", "10.0.0.2", "--wait"],
+                cluster.clock,
+                StringIO(),
+                err,
+                lambda o: cluster.client,
+            )
+        )
+    )
     cluster.clock.advance(POLL_INTERVAL)
     cluster.client.synchronize_state()
     cluster.clock.advance(POLL_INTERVAL)
@@ -400,8 +468,12 @@ def test_move_refused_by_cluster(cluster):
     """A dataset an application uses cannot move alone: the cluster's reason is shown."""
     add_dataset(cluster)
     cluster.client.create_container(
-        Container(node_uuid=N1, name="app", image="i",
-                  volumes=[MountedDataset(dataset_id=D1, mountpoint="/data")])
+        Container(
+            node_uuid=N1,
+            name="app",
+            image="i",
+            volumes=[MountedDataset(dataset_id=D1, mountpoint="/data")],
+        )
     )
     before = configuration(cluster)
     result = invoke(cluster, "datasets", "move", "db", "--to", "10.0.0.2")
@@ -416,7 +488,12 @@ def test_resize(cluster):
     result = invoke(cluster, "datasets", "resize", "db", "1.5G")
     assert result.out == f"resized dataset {D1} to 1.5G\n"
     assert configuration(cluster)[0][D1].maximum_size == 3 * 2**29
-    assert invoke(cluster, "--json", "datasets", "resize", "db", "unlimited").json()["maximum_size"] is None
+    assert (
+        invoke(cluster, "--json", "datasets", "resize", "db", "unlimited").json()[
+            "maximum_size"
+        ]
+        is None
+    )
 
 
 def test_resize_bad_size(cluster):
@@ -436,7 +513,8 @@ def test_rm(cluster):
     assert configuration(cluster)[0][D1].deleted
     add_dataset(cluster, D2, N2, "x")
     assert invoke(cluster, "--json", "datasets", "rm", "x").json() == {
-        "dataset_id": str(D2), "deleted": True,
+        "dataset_id": str(D2),
+        "deleted": True,
     }
 
 
@@ -444,8 +522,12 @@ def test_rm_in_use(cluster):
     """A dataset an application mounts is not deleted."""
     add_dataset(cluster)
     cluster.client.create_container(
-        Container(node_uuid=N1, name="app", image="i",
-                  volumes=[MountedDataset(dataset_id=D1, mountpoint="/data")])
+        Container(
+            node_uuid=N1,
+            name="app",
+            image="i",
+            volumes=[MountedDataset(dataset_id=D1, mountpoint="/data")],
+        )
     )
     before = configuration(cluster)
     assert_error(invoke(cluster, "datasets", "rm", "db"), EXIT_ERROR, "used by 'app'")
@@ -459,16 +541,38 @@ def test_deploy(cluster):
     """``deploy`` configures the application with ports, volume, environment and links."""
     add_dataset(cluster)
     result = invoke(
-        cluster, "apps", "deploy", "web", "--image", "counter:2", "--node", "10.0.0.1",
-        "--port", "8080:80", "--port", "8443:443", "--volume", "db:/data",
-        "--env", "A=1", "--env", "B=x=y", "--link", "backend:80:9000",
+        cluster,
+        "apps",
+        "deploy",
+        "web",
+        "--image",
+        "counter:2",
+        "--node",
+        "10.0.0.1",
+        "--port",
+        "8080:80",
+        "--port",
+        "8443:443",
+        "--volume",
+        "db:/data",
+        "--env",
+        "A=1",
+        "--env",
+        "B=x=y",
+        "--link",
+        "backend:80:9000",
     )
     assert result.code == EXIT_OK, result
     assert result.out == "deployed application web on 10.0.0.1, pending\n"
     [container] = configuration(cluster)[1]
     assert container == Container(
-        node_uuid=N1, name="web", image="counter:2",
-        ports=[ContainerPort(external=8080, internal=80), ContainerPort(external=8443, internal=443)],
+        node_uuid=N1,
+        name="web",
+        image="counter:2",
+        ports=[
+            ContainerPort(external=8080, internal=80),
+            ContainerPort(external=8443, internal=443),
+        ],
         environment={"A": "1", "B": "x=y"},
         volumes=[MountedDataset(dataset_id=D1, mountpoint="/data")],
         links=[Link(alias="backend", local_port=80, remote_port=9000)],
@@ -478,12 +582,23 @@ def test_deploy(cluster):
 def test_deploy_wait(cluster):
     """``deploy --wait`` returns once the node reports the application running."""
     result = invoke(
-        cluster, "apps", "deploy", "web", "--image", "i", "--node", "10.0.0.2", "--wait",
+        cluster,
+        "apps",
+        "deploy",
+        "web",
+        "--image",
+        "i",
+        "--node",
+        "10.0.0.2",
+        "--wait",
         on_poll=lambda n: n == 2 and cluster.client.synchronize_state(),
     )
     assert result.code == EXIT_OK
     assert result.out == "deployed application web on 10.0.0.2, running\n"
-    assert result.err.splitlines()[-1] == "application web running on 10.0.0.2: running after 1.0s"
+    assert (
+        result.err.splitlines()[-1]
+        == "application web running on 10.0.0.2: running after 1.0s"
+    )
 
 
 @pytest.mark.parametrize(
@@ -504,7 +619,16 @@ def test_deploy_wait(cluster):
 def test_deploy_bad_values(cluster, option, value, says):
     """Malformed values are refused before the cluster is contacted."""
     result = invoke(
-        cluster, "apps", "deploy", "web", "--image", "i", "--node", "10.0.0.1", option, value
+        cluster,
+        "apps",
+        "deploy",
+        "web",
+        "--image",
+        "i",
+        "--node",
+        "10.0.0.1",
+        option,
+        value,
     )
     assert_error(result, EXIT_ERROR, says)
     assert not result.connected
@@ -516,10 +640,20 @@ def test_deploy_dataset_elsewhere(cluster):
     add_dataset(cluster, D1, N2, "db")
     before = configuration(cluster)
     result = invoke(
-        cluster, "apps", "deploy", "web", "--image", "i", "--node", "10.0.0.1", "--volume", "db:/data"
+        cluster,
+        "apps",
+        "deploy",
+        "web",
+        "--image",
+        "i",
+        "--node",
+        "10.0.0.1",
+        "--volume",
+        "db:/data",
     )
     assert_error(
-        result, EXIT_ERROR,
+        result,
+        EXIT_ERROR,
         "dataset 'db' is on 10.0.0.2, not 10.0.0.1: move it first "
         "(flocker datasets move db --to 10.0.0.1)",
     )
@@ -529,7 +663,16 @@ def test_deploy_dataset_elsewhere(cluster):
 def test_deploy_unknown_volume(cluster):
     """An unknown volume dataset is refused; nothing is deployed."""
     result = invoke(
-        cluster, "apps", "deploy", "web", "--image", "i", "--node", "10.0.0.1", "--volume", "x:/d"
+        cluster,
+        "apps",
+        "deploy",
+        "web",
+        "--image",
+        "i",
+        "--node",
+        "10.0.0.1",
+        "--volume",
+        "x:/d",
     )
     assert_error(result, EXIT_ERROR, "unknown dataset 'x'")
     assert configuration(cluster) == ({}, [])
@@ -539,7 +682,9 @@ def test_deploy_existing(cluster):
     """Deploying a name that exists is refused by the cluster."""
     cluster.client.create_container(Container(node_uuid=N1, name="web", image="i"))
     before = configuration(cluster)
-    result = invoke(cluster, "apps", "deploy", "web", "--image", "j", "--node", "10.0.0.2")
+    result = invoke(
+        cluster, "apps", "deploy", "web", "--image", "j", "--node", "10.0.0.2"
+    )
     assert_error(result, EXIT_ERROR, "already exists")
     assert configuration(cluster) == before
 
@@ -548,12 +693,18 @@ def test_apps_ls(cluster):
     """Applications show name, node, image, state, ports and volumes."""
     add_dataset(cluster)
     cluster.client.create_container(
-        Container(node_uuid=N1, name="web", image="counter:2",
-                  ports=[ContainerPort(external=8080, internal=80)],
-                  volumes=[MountedDataset(dataset_id=D1, mountpoint="/data")])
+        Container(
+            node_uuid=N1,
+            name="web",
+            image="counter:2",
+            ports=[ContainerPort(external=8080, internal=80)],
+            volumes=[MountedDataset(dataset_id=D1, mountpoint="/data")],
+        )
     )
     cluster.client.synchronize_state()
-    cluster.client.create_container(Container(node_uuid=N2, name="worker", image="busybox"))
+    cluster.client.create_container(
+        Container(node_uuid=N2, name="worker", image="busybox")
+    )
     result = invoke(cluster, "apps", "ls")
     assert result.out.splitlines() == [
         "NAME    NODE      IMAGE      STATE    PORTS     VOLUMES",
@@ -562,9 +713,12 @@ def test_apps_ls(cluster):
     ]
     views = invoke(cluster, "apps", "ls", "--json").json()
     assert [(v["name"], v["running"], v["state"]) for v in views] == [
-        ("web", True, "running"), ("worker", False, "pending"),
+        ("web", True, "running"),
+        ("worker", False, "pending"),
     ]
-    assert views[0]["volumes"] == [{"dataset_id": str(D1), "name": "db", "mountpoint": "/data"}]
+    assert views[0]["volumes"] == [
+        {"dataset_id": str(D1), "name": "db", "mountpoint": "/data"}
+    ]
     assert views[0]["ports"] == [{"external": 8080, "internal": 80}]
 
 
@@ -574,23 +728,40 @@ def test_apps_ls_stopped_and_moving(cluster):
     cluster.client.create_container(Container(node_uuid=N1, name="b", image="i"))
     cluster.client.synchronize_state()
     cluster.client._state_containers = [
-        ContainerState(container=Container(node_uuid=N1, name="a", image="i"), running=False),
-        ContainerState(container=Container(node_uuid=N2, name="b", image="i"), running=True),
+        ContainerState(
+            container=Container(node_uuid=N1, name="a", image="i"), running=False
+        ),
+        ContainerState(
+            container=Container(node_uuid=N2, name="b", image="i"), running=True
+        ),
     ]
     views = invoke(cluster, "--json", "apps", "ls").json()
-    assert [(v["name"], v["state"]) for v in views] == [("a", "stopped"), ("b", "moving")]
+    assert [(v["name"], v["state"]) for v in views] == [
+        ("a", "stopped"),
+        ("b", "moving"),
+    ]
 
 
 def test_apps_move_wait(cluster):
     """``apps move --wait`` moves the application and its dataset, waiting until it runs there."""
     add_dataset(cluster)
     cluster.client.create_container(
-        Container(node_uuid=N1, name="web", image="i",
-                  volumes=[MountedDataset(dataset_id=D1, mountpoint="/data")])
+        Container(
+            node_uuid=N1,
+            name="web",
+            image="i",
+            volumes=[MountedDataset(dataset_id=D1, mountpoint="/data")],
+        )
     )
     cluster.client.synchronize_state()
     result = invoke(
-        cluster, "apps", "move", "web", "--to", "2222", "--wait",
+        cluster,
+        "apps",
+        "move",
+        "web",
+        "--to",
+        "2222",
+        "--wait",
         on_poll=lambda n: n == 3 and cluster.client.synchronize_state(),
     )
     assert result.code == EXIT_OK, result
@@ -606,7 +777,9 @@ def test_apps_move_wait(cluster):
 def test_apps_move_timeout(cluster):
     """An application move that does not converge in --timeout exits 4."""
     cluster.client.create_container(Container(node_uuid=N1, name="web", image="i"))
-    result = invoke(cluster, "apps", "move", "web", "--to", "10.0.0.2", "--wait", "--timeout", "1")
+    result = invoke(
+        cluster, "apps", "move", "web", "--to", "10.0.0.2", "--wait", "--timeout", "1"
+    )
     assert_error(result, EXIT_TIMEOUT, "timed out after 1s waiting for application web")
 
 
@@ -617,7 +790,10 @@ def test_apps_move_and_rm(cluster):
         "moving application web on 10.0.0.2, pending\n"
     )
     assert configuration(cluster)[1][0].node_uuid == N2
-    assert invoke(cluster, "--json", "apps", "rm", "web").json() == {"name": "web", "removed": True}
+    assert invoke(cluster, "--json", "apps", "rm", "web").json() == {
+        "name": "web",
+        "removed": True,
+    }
     assert configuration(cluster)[1] == []
 
 
@@ -637,7 +813,9 @@ def test_apps_move_unknown_node(cluster):
     """Moving an application to an unknown node is refused."""
     cluster.client.create_container(Container(node_uuid=N1, name="web", image="i"))
     assert_error(
-        invoke(cluster, "apps", "move", "web", "--to", "10.9.9.9"), EXIT_ERROR, "unknown node"
+        invoke(cluster, "apps", "move", "web", "--to", "10.9.9.9"),
+        EXIT_ERROR,
+        "unknown node",
     )
     assert configuration(cluster)[1][0].node_uuid == N1
 
@@ -702,13 +880,32 @@ def test_unexpected_error(cluster):
 def test_options_after_command():
     """Cluster options may follow the command; --port there is the application's."""
     options = build_parser().parse_args(
-        ["--cluster", "a.json", "apps", "deploy", "w", "--image", "i", "--node", "n",
-         "--port", "1:2", "--control-port", "7", "--json"]
+        [
+            "--cluster",
+            "a.json",
+            "apps",
+            "deploy",
+            "w",
+            "--image",
+            "i",
+            "--node",
+            "n",
+            "--port",
+            "1:2",
+            "--control-port",
+            "7",
+            "--json",
+        ]
     )
     assert (options.cluster, options.control_port, options.ports, options.json) == (
-        "a.json", "7", ["1:2"], True
+        "a.json",
+        "7",
+        ["1:2"],
+        True,
     )
-    options = build_parser().parse_args(["--json", "--port", "9", "nodes", "--cluster", "b"])
+    options = build_parser().parse_args(
+        ["--json", "--port", "9", "nodes", "--cluster", "b"]
+    )
     assert (options.cluster, options.control_port, options.json) == ("b", "9", True)
 
 
@@ -718,11 +915,18 @@ def test_registry():
     options = parser.parse_args(["example"])
     out = StringIO()
     clock = Clock()
-    results = []
-    Deferred.fromCoroutine(
-        run(["example"], clock, out, StringIO(), lambda o: FakeFlockerClient(clock),
-            modules=COMMAND_MODULES + ("flocker.cli.test._example_group",))
-    ).addBoth(results.append)
+    results = collect(
+        Deferred.fromCoroutine(
+            run(
+                ["example"],
+                clock,
+                out,
+                StringIO(),
+                lambda o: FakeFlockerClient(clock),
+                modules=COMMAND_MODULES + ("flocker.cli.test._example_group",),
+            )
+        )
+    )
     assert options.run.__name__ == "example"
     assert results == [EXIT_OK]
     assert out.getvalue() == f"{__version__}\n"
@@ -732,13 +936,18 @@ def test_interrupted(cluster):
     """An interrupted wait reports "interrupted" with exit code 130, not the cancellation."""
     add_dataset(cluster)
     err = StringIO()
-    interrupted = []
+    interrupted: list[bool] = []
     running = Deferred.fromCoroutine(
-        run(["datasets", "move", "db", "--to", "10.0.0.2", "--wait"], cluster.clock,
-            StringIO(), err, lambda o: cluster.client, interrupted=lambda: bool(interrupted))
+        run(
+            ["datasets", "move", "db", "--to", "10.0.0.2", "--wait"],
+            cluster.clock,
+            StringIO(),
+            err,
+            lambda o: cluster.client,
+            interrupted=lambda: bool(interrupted),
+        )
     )
-    results = []
-    running.addBoth(results.append)
+    results = collect(running)
     cluster.clock.advance(POLL_INTERVAL)
     interrupted.append(True)
     running.cancel()
