@@ -12,6 +12,9 @@ from ._model import (
     DatasetInUse,
     DatasetLeased,
     Deployment,
+    Environment,
+    EnvironmentAlreadyExists,
+    EnvironmentCopy,
     Lease,
     LeaseError,
     Leases,
@@ -19,12 +22,15 @@ from ._model import (
     Manifestation,
     ModelError,
     Node,
+    Origin,
     Port,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
+    RollbackRequest,
     UnknownApplication,
     UnknownDataset,
+    UnknownEnvironment,
     is_uuid,
     is_valid_name,
 )
@@ -66,6 +72,12 @@ from ._state import (
 )
 
 __all__ = [
+    "Environment",
+    "EnvironmentAlreadyExists",
+    "EnvironmentCopy",
+    "Origin",
+    "RollbackRequest",
+    "UnknownEnvironment",
     "PROTOCOL_VERSION",
     "AgentAMPClient",
     "ControlAMPService",

@@ -132,6 +132,44 @@ class ApplicationAlreadyExists(ModelError):
         return f"application {self.args[0]!r} already exists"
 
 
+class UnknownEnvironment(ModelError, KeyError):
+    """No environment (or no copy of it) with this name is in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which environment is unknown."""
+        return f"unknown environment {self.args[0]!r}"
+
+
+class EnvironmentAlreadyExists(ModelError):
+    """An environment (or a copy) with this name is already in the configuration."""
+
+    def __str__(self) -> str:
+        """Say which environment already exists."""
+        return f"environment {self.args[0]!r} already exists"
+
+
+#: User snapshot names: Flocker's own snapshots start with "flocker".
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def is_snapshot_name(value: object, internal: bool = False) -> bool:
+    """
+    Whether ``value`` may name a snapshot: 1–64 of letters, digits and
+    ``_.:-``, starting with a letter or digit; only Flocker itself
+    (``internal``) may use names starting with ``flocker``.
+    """
+    return (
+        isinstance(value, str)
+        and _SNAPSHOT_NAME.match(value) is not None
+        and (internal or not value.lower().startswith("flocker"))
+    )
+
+
+def snapshot_name_invariant(value: object) -> tuple[bool, str]:
+    """A snapshot named in the configuration has a valid (possibly internal) name."""
+    return (is_snapshot_name(value, internal=True), f"not a snapshot name: {value!r}")
+
+
 def finite_or_none(value: object) -> tuple[bool, str]:
     """A time must be a finite number or ``None``."""
     return (

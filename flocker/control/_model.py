@@ -46,20 +46,30 @@ from ._checks import (
     DatasetDeleted,
     DatasetInUse,
     DatasetLeased,
+    EnvironmentAlreadyExists,
     LeaseError,
     ModelError,
     UnknownApplication,
     UnknownDataset,
+    UnknownEnvironment,
     finite_or_none,
     is_uuid,
     is_valid_name,
     name_invariant,
     port_invariant,
     positive_or_none,
+    snapshot_name_invariant,
     uuid_field,
 )
+from ._environments import Environment, EnvironmentCopy
 
 __all__ = [
+    "Environment",
+    "EnvironmentAlreadyExists",
+    "EnvironmentCopy",
+    "Origin",
+    "RollbackRequest",
+    "UnknownEnvironment",
     "Application",
     "ApplicationAlreadyExists",
     "AttachedVolume",
@@ -92,6 +102,35 @@ __all__ = [
 # Configuration
 
 
+class Origin(PClass):
+    """
+    Where a cloned dataset comes from: a snapshot of another dataset.
+
+    :ivar dataset_id: the dataset cloned.
+    :ivar snapshot: the name of its snapshot the clone starts from.
+    """
+
+    dataset_id = uuid_field()
+    snapshot = field(type=str, mandatory=True, invariant=snapshot_name_invariant)
+
+
+class RollbackRequest(PClass):
+    """
+    A request to roll a dataset back to one of its snapshots.
+
+    The primary's dataset agent rolls back once nothing uses the dataset
+    (the container agent stops its application meanwhile) and then reports
+    ``request_id`` as done (``DatasetState.rolled_back``); a new request
+    (new id) asks again.
+
+    :ivar snapshot: the snapshot to return to; later ones are discarded.
+    :ivar request_id: a UUID naming this request.
+    """
+
+    snapshot = field(type=str, mandatory=True, invariant=snapshot_name_invariant)
+    request_id = uuid_field()
+
+
 class Dataset(PClass):
     """
     A dataset: a named filesystem whose data Flocker keeps and moves.
@@ -100,6 +139,9 @@ class Dataset(PClass):
     :ivar metadata: free-form string labels (``name`` is conventional).
     :ivar maximum_size: quota in bytes, or ``None`` for no limit.
     :ivar deleted: the user deleted it; agents destroy their copies.
+    :ivar origin: for a clone, the snapshot it is created from (on the
+        node that holds the origin dataset), else ``None``.
+    :ivar rollback: the latest rollback asked for, or ``None``.
     """
 
     dataset_id = uuid_field()
@@ -110,6 +152,8 @@ class Dataset(PClass):
         invariant=positive_or_none("maximum_size"),
     )
     deleted = field(type=bool, initial=False)
+    origin = field(type=(Origin, type(None)), initial=None)
+    rollback = field(type=(RollbackRequest, type(None)), initial=None)
 
 
 class Manifestation(PClass):
@@ -412,10 +456,12 @@ class Deployment(PClass):
 
     :ivar nodes: node UUID → `Node`.
     :ivar leases: the `Leases`.
+    :ivar environments: name → `Environment` (groups of cloned applications).
     """
 
     nodes = pmap_field(str, Node)
     leases = field(type=Leases, initial=Leases())
+    environments = pmap_field(str, Environment)
 
     def __invariant__(self) -> tuple[bool, str]:
         """Exactly one primary per dataset; every copy carries the same `Dataset`."""
@@ -541,6 +587,35 @@ class Deployment(PClass):
         if maximum_size is not KEEP:
             changes["maximum_size"] = maximum_size
         return self._replace_dataset(dataset.set(**changes))
+
+    def clone_dataset(self, dataset: Dataset, origin: Origin) -> Deployment:
+        """
+        Add ``dataset`` as a clone of ``origin``, on the origin's primary node.
+
+        The node's dataset agent creates it from the origin's snapshot
+        (copy-on-write where the backend can); whether the snapshot exists
+        is for the caller to check, since only the node knows.
+
+        :raise UnknownDataset: the origin dataset does not exist.
+        :raise DatasetDeleted: the origin dataset is deleted.
+        :raise DatasetAlreadyExists: ``dataset``'s id is taken.
+        """
+        source, node_uuid = self.get_dataset(origin.dataset_id)
+        if source.deleted:
+            raise DatasetDeleted(origin.dataset_id)
+        return self.add_dataset(dataset.set(origin=origin), node_uuid)
+
+    def rollback_dataset(self, dataset_id: str, request: RollbackRequest) -> Deployment:
+        """
+        Ask for a dataset to be rolled back (see `RollbackRequest`).
+
+        :raise UnknownDataset: no such dataset.
+        :raise DatasetDeleted: it is deleted.
+        """
+        dataset, _ = self.get_dataset(dataset_id)
+        if dataset.deleted:
+            raise DatasetDeleted(dataset_id)
+        return self._replace_dataset(dataset.set(rollback=request))
 
     def _check_leaving(self, dataset_id: str, source: str) -> None:
         """Refuse to take a dataset away from ``source`` if it is used or leased."""

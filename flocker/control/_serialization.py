@@ -4,8 +4,8 @@ The configuration document carries an explicit ``"format_version"``.  When
 the format changes, `CURRENT_FORMAT_VERSION` goes up by one, a function that
 turns a document of the previous version into one of the new is added to
 `UPGRADES`, and the old version's fixture stays in ``test/fixtures`` so the
-upgrade test keeps loading it.  Version 1 is the first format, so there are no
-upgrade functions yet.
+upgrade test keeps loading it.  Version 2 added clones' ``origin``, pending
+``rollback`` requests on datasets and the ``environments``.
 
 Decoding is strict: unknown or missing keys, wrong types and values breaking
 a model invariant all raise `SerializationError` naming where in the document
@@ -29,15 +29,19 @@ from ._model import (
     AttachedVolume,
     Dataset,
     Deployment,
+    Environment,
+    EnvironmentCopy,
     Lease,
     Leases,
     Link,
     Manifestation,
     Node,
+    Origin,
     Port,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
+    RollbackRequest,
 )
 from ._state import (
     DatasetState,
@@ -66,11 +70,23 @@ __all__ = [
 ]
 
 #: The configuration format version `serialize_deployment` writes.
-CURRENT_FORMAT_VERSION = 1
+CURRENT_FORMAT_VERSION = 2
 
 #: ``{N: upgrade}`` where ``upgrade`` turns a version-N document (a dict) into
 #: a version N+1 document.  Empty while version 1 is the only format.
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+def _upgrade_1_to_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Version 2: datasets gain ``origin`` and ``rollback``; ``environments``."""
+    nodes = {}
+    for uuid, node in document.get("nodes", {}).items():
+        manifestations = {}
+        for dataset_id, m in node.get("manifestations", {}).items():
+            dataset = {**m.get("dataset", {}), "origin": None, "rollback": None}
+            manifestations[dataset_id] = {**m, "dataset": dataset}
+        nodes[uuid] = {**node, "manifestations": manifestations}
+    return {**document, "format_version": 2, "nodes": nodes, "environments": {}}
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_1_to_2}
 
 
 class SerializationError(ValueError):
@@ -97,6 +113,26 @@ def _dataset(d: Dataset) -> dict[str, Any]:
         "metadata": dict(d.metadata),
         "maximum_size": d.maximum_size,
         "deleted": d.deleted,
+        "origin": None
+        if d.origin is None
+        else {"dataset_id": d.origin.dataset_id, "snapshot": d.origin.snapshot},
+        "rollback": None
+        if d.rollback is None
+        else {"snapshot": d.rollback.snapshot, "request_id": d.rollback.request_id},
+    }
+
+
+def _environment(e: Environment) -> dict[str, Any]:
+    return {
+        "snapshot": e.snapshot,
+        "applications": list(e.applications),
+        "copies": {
+            name: {
+                "applications": dict(c.applications),
+                "datasets": dict(c.datasets),
+            }
+            for name, c in e.copies.items()
+        },
     }
 
 
@@ -168,6 +204,7 @@ def deployment_to_json(deployment: Deployment) -> dict[str, Any]:
         "format_version": CURRENT_FORMAT_VERSION,
         "nodes": {k: _node(v) for k, v in deployment.nodes.items()},
         "leases": _leases(deployment.leases),
+        "environments": {k: _environment(v) for k, v in deployment.environments.items()},
     }
 
 
@@ -178,6 +215,7 @@ def _dataset_state(d: DatasetState) -> dict[str, Any]:
         "size": d.size,
         "maximum_size": d.maximum_size,
         "snapshots": [{"name": s.name, "created": s.created} for s in d.snapshots],
+        "rolled_back": d.rolled_back,
     }
 
 
@@ -304,6 +342,8 @@ def _str_map(value: Any, path: str) -> dict[str, str]:
 
 def _dataset_from(value: Any, path: str) -> Dataset:
     r = _Reader(value, path)
+    origin = r.get("origin", (dict, type(None)))
+    rollback = r.get("rollback", (dict, type(None)))
     result = _build(
         path,
         Dataset,
@@ -311,9 +351,45 @@ def _dataset_from(value: Any, path: str) -> Dataset:
         metadata=_str_map(r.get("metadata", dict), f"{path}/metadata"),
         maximum_size=r.get("maximum_size", _OPT_INT),
         deleted=r.get("deleted", bool),
+        origin=None if origin is None else _origin_from(origin, f"{path}/origin"),
+        rollback=None
+        if rollback is None
+        else _rollback_from(rollback, f"{path}/rollback"),
     )
     r.done()
     return result
+
+
+def _environment_from(name: str) -> Callable[[Any, str], Environment]:
+    def read(value: Any, path: str) -> Environment:
+        r = _Reader(value, path)
+        applications = _list_of(
+            r.get("applications", list), f"{path}/applications", _string
+        )
+        copies = {}
+        for copy_name, copy in r.get("copies", dict).items():
+            where = f"{path}/copies/{copy_name}"
+            cr = _Reader(copy, where)
+            copies[copy_name] = _build(
+                where,
+                EnvironmentCopy,
+                name=copy_name,
+                applications=_str_map(cr.get("applications", dict), f"{where}/applications"),
+                datasets=_str_map(cr.get("datasets", dict), f"{where}/datasets"),
+            )
+            cr.done()
+        result = _build(
+            path,
+            Environment,
+            name=name,
+            snapshot=r.get("snapshot", str),
+            applications=applications,
+            copies=copies,
+        )
+        r.done()
+        return result
+
+    return read
 
 
 def _restart_from(value: Any, path: str) -> Any:
@@ -352,6 +428,8 @@ def _simple(cls: type, spec: Mapping[str, Any]) -> Callable[[Any, str], Any]:
 
 
 _port_from = _simple(Port, {"internal_port": int, "external_port": int})
+_origin_from = _simple(Origin, {"dataset_id": str, "snapshot": str})
+_rollback_from = _simple(RollbackRequest, {"snapshot": str, "request_id": str})
 _link_from = _simple(Link, {"alias": str, "local_port": int, "remote_port": int})
 _volume_from = _simple(AttachedVolume, {"dataset_id": str, "mountpoint": str})
 
@@ -444,9 +522,17 @@ def _current_deployment_from(document: dict[str, Any]) -> Deployment:
             expiration=lr.get("expiration", _OPT_NUM),
         )
         lr.done()
+    environments = {
+        k: _environment_from(k)(v, f"/environments/{k}")
+        for k, v in r.get("environments", dict).items()
+    }
     r.done()
     return _build(
-        "", Deployment, nodes=nodes, leases=_build("/leases", Leases, leases=leases)
+        "",
+        Deployment,
+        nodes=nodes,
+        leases=_build("/leases", Leases, leases=leases),
+        environments=environments,
     )
 
 
@@ -525,6 +611,7 @@ def _dataset_state_from(value: Any, path: str) -> DatasetState:
         size=r.get("size", _OPT_INT),
         maximum_size=r.get("maximum_size", _OPT_INT),
         snapshots=snapshots,
+        rolled_back=r.get("rolled_back", _OPT_STR),
     )
     r.done()
     return result

@@ -48,6 +48,8 @@ class DatasetState(PClass):
     :ivar size: bytes used, or ``None`` if unknown.
     :ivar maximum_size: the quota in force, or ``None``.
     :ivar snapshots: its snapshots, oldest first.
+    :ivar rolled_back: the ``request_id`` of the last `RollbackRequest` the
+        node carried out on it, or ``None``.
     """
 
     dataset_id = uuid_field()
@@ -66,6 +68,7 @@ class DatasetState(PClass):
         invariant=positive_or_none("maximum_size"),
     )
     snapshots = pvector_field(Snapshot)
+    rolled_back = field(type=(str, type(None)), initial=None)
 
 
 def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from ._environments import Environment, EnvironmentCopy
 from ._model import (
     Application,
     AttachedVolume,
@@ -21,10 +22,12 @@ from ._model import (
     Link,
     Manifestation,
     Node,
+    Origin,
     Port,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
+    RollbackRequest,
 )
 from ._state import (
     DatasetState,
@@ -90,6 +93,37 @@ def datasets(dataset_id: Any = None, deleted: Any = None) -> st.SearchStrategy[D
         metadata=st.dictionaries(_text, _text, max_size=3),
         maximum_size=st.none() | _sizes,
         deleted=st.booleans() if deleted is None else st.just(deleted),
+        origin=st.none() | st.builds(Origin, dataset_id=dataset_ids, snapshot=snapshot_names),
+        rollback=st.none()
+        | st.builds(RollbackRequest, snapshot=snapshot_names, request_id=dataset_ids),
+    )
+
+
+#: Snapshot names (user-style and Flocker's own).
+snapshot_names = st.one_of(
+    st.text(_ALNUM, min_size=1, max_size=8),
+    st.text(_ALNUM, min_size=1, max_size=8).map(lambda s: f"flocker-env-{s}"),
+)
+
+
+def environments(name: str) -> st.SearchStrategy[Environment]:
+    """Environments with a few copies (names need not match the configuration)."""
+    copy = st.builds(
+        lambda n, apps, datasets: EnvironmentCopy(name=n, applications=apps, datasets=datasets),
+        st.text(_LOWER, min_size=1, max_size=6),
+        st.dictionaries(application_names, application_names, max_size=3),
+        st.dictionaries(dataset_ids, dataset_ids, max_size=3),
+    )
+    return st.builds(
+        lambda snapshot, apps, copies: Environment(
+            name=name,
+            snapshot=snapshot,
+            applications=apps,
+            copies={c.name: c for c in copies},
+        ),
+        snapshot_names,
+        st.lists(application_names, max_size=3),
+        st.lists(copy, max_size=3),
     )
 
 
@@ -234,7 +268,11 @@ def deployments(draw: Any, max_nodes: int = 3, max_datasets: int = 5) -> Deploym
         )
         for d in leased
     }
-    return Deployment(nodes=nodes, leases=Leases(leases=lease_map))
+    envs = {
+        name: draw(environments(name))
+        for name in draw(st.lists(st.text(_LOWER, min_size=1, max_size=6), max_size=2, unique=True))
+    }
+    return Deployment(nodes=nodes, leases=Leases(leases=lease_map), environments=envs)
 
 
 def nodes() -> st.SearchStrategy[Node]:
@@ -277,6 +315,7 @@ def dataset_states(dataset_id: Any = None) -> st.SearchStrategy[DatasetState]:
         size=st.none() | st.integers(0, 2**50),
         maximum_size=st.none() | _sizes,
         snapshots=st.lists(snapshots(), max_size=3),
+        rolled_back=st.none() | dataset_ids,
     )
 
 
