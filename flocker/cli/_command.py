@@ -1,6 +1,6 @@
 """
 What every ``flocker`` command group module uses: the `Context` a command
-runs in, `add_command` to declare a command, and `ask` to call the REST API.
+runs in and `add_command` (or `add_group`) to declare its commands.
 
 A command group is a module with ``register(commands)``, listed in
 `flocker.cli.script.COMMAND_MODULES`; ``register`` adds its parsers with
