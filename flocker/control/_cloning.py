@@ -1,0 +1,323 @@
+"""
+Environments as pure changes of the configuration.
+
+`clone_environment` turns a group of applications (the *originals*) and the
+snapshot the caller already took of each of their datasets into N copies:
+for each copy every dataset is cloned from the snapshot (a new dataset on
+the same node, `Dataset.origin` set) and every application is copied as
+``<name>-<copy>`` on the same node, its volumes on the clones, each
+published port replaced by a free one (or the one asked for), and each link
+that pointed at a port of another original rewired to that original's copy.
+`reset_copy` re-clones a copy's datasets from the snapshot and points its
+applications at the fresh clones (the old clones are deleted);
+`delete_copy` and `delete_environment` remove what the copies added.
+
+"Free" ports are those no application in the configuration publishes,
+counted up from :data:`FIRST_FREE_PORT`; the control service cannot see
+which ports other programs on the nodes use, so a user who knows better
+gives the ports in the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from uuid import uuid4
+
+from ._checks import (
+    ApplicationAlreadyExists,
+    DatasetDeleted,
+    EnvironmentAlreadyExists,
+    ModelError,
+    UnknownApplication,
+    UnknownEnvironment,
+    is_valid_name,
+)
+from ._environments import Environment, EnvironmentCopy
+from ._model import (
+    Application,
+    AttachedVolume,
+    Dataset,
+    Deployment,
+    Link,
+    Origin,
+    Port,
+)
+
+#: Ports for copies are chosen from here up.
+FIRST_FREE_PORT = 20000
+
+#: A copy's ports: original application → original external port → new one.
+PortChoices = Mapping[str, Mapping[int, int]]
+
+__all__ = [
+    "FIRST_FREE_PORT",
+    "clone_environment",
+    "copy_name",
+    "delete_copy",
+    "delete_environment",
+    "environment_datasets",
+    "reset_copy",
+]
+
+
+def copy_name(original: str, copy: str) -> str:
+    """The name of ``original``'s application in copy ``copy``."""
+    return f"{original}-{copy}"
+
+
+def environment_datasets(deployment: Deployment, originals: Iterable[str]) -> list[str]:
+    """
+    The ids of the datasets the original applications use, in order.
+
+    :raise UnknownApplication: an original does not exist.
+    :raise DatasetDeleted: one of their datasets is deleted.
+    """
+    found: list[str] = []
+    for name in originals:
+        application, _ = deployment.get_application(name)
+        for volume in sorted(application.volumes, key=lambda v: v.mountpoint):
+            dataset, _ = deployment.get_dataset(volume.dataset_id)
+            if dataset.deleted:
+                raise DatasetDeleted(dataset.dataset_id)
+            if volume.dataset_id not in found:
+                found.append(volume.dataset_id)
+    return found
+
+
+def _published(deployment: Deployment) -> set[int]:
+    return {
+        port.external_port
+        for application, _ in deployment.all_applications()
+        for port in application.ports
+    }
+
+
+def _clone_datasets(
+    deployment: Deployment,
+    environment: str,
+    copy: str,
+    snapshot: str,
+    originals: Iterable[str],
+    new_id: Callable[[], str],
+) -> tuple[Deployment, dict[str, str]]:
+    """Clone every original dataset for ``copy``; (deployment, old → new id)."""
+    clones: dict[str, str] = {}
+    for dataset_id in originals:
+        source, _ = deployment.get_dataset(dataset_id)
+        name = source.metadata.get("name", dataset_id[:8])
+        clone = Dataset(
+            dataset_id=new_id(),
+            metadata={
+                **dict(source.metadata),
+                "name": f"{name}-{copy}",
+                "flocker-environment": environment,
+                "flocker-copy": copy,
+            },
+            maximum_size=source.maximum_size,
+        )
+        deployment = deployment.clone_dataset(
+            clone, Origin(dataset_id=dataset_id, snapshot=snapshot)
+        )
+        clones[dataset_id] = clone.dataset_id
+    return deployment, clones
+
+
+def _copy_application(
+    original: Application,
+    name: str,
+    ports: Mapping[int, int],
+    clones: Mapping[str, str],
+) -> Application:
+    """``original`` renamed, on its clones, with ports and links remapped."""
+    return original.set(
+        name=name,
+        ports=[
+            Port(internal_port=p.internal_port, external_port=ports[p.external_port])
+            for p in original.ports
+        ],
+        links=[
+            Link(
+                alias=link.alias,
+                local_port=link.local_port,
+                remote_port=ports.get(link.remote_port, link.remote_port),
+            )
+            for link in original.links
+        ],
+        volumes=[
+            AttachedVolume(dataset_id=clones[v.dataset_id], mountpoint=v.mountpoint)
+            for v in original.volumes
+        ],
+    )
+
+
+def clone_environment(
+    deployment: Deployment,
+    name: str,
+    originals: list[str],
+    copies: list[str],
+    snapshot: str,
+    ports: Mapping[str, PortChoices] | None = None,
+    new_id: Callable[[], str] = lambda: str(uuid4()),
+) -> Deployment:
+    """
+    Add the environment ``name``: ``copies`` of the ``originals``.
+
+    :param snapshot: the snapshot, taken already, of each original dataset.
+    :param ports: copy → original application → original external port →
+        the external port to use; unlisted ports are chosen free.
+    :raise EnvironmentAlreadyExists: ``name`` is taken.
+    :raise UnknownApplication: an original does not exist.
+    :raise ApplicationAlreadyExists: a copy's application name is taken.
+    :raise ModelError: a bad copy name, an empty group, a port asked for
+        twice or already published, a port for an unknown application.
+    """
+    if name in deployment.environments:
+        raise EnvironmentAlreadyExists(name)
+    if not originals:
+        raise ModelError("an environment needs at least one application")
+    if not copies or len(set(copies)) != len(copies):
+        raise ModelError("an environment needs one or more distinctly named copies")
+    ports = ports or {}
+    for copy in ports:
+        if copy not in copies:
+            raise ModelError(f"ports given for {copy!r}, which is not one of the copies")
+    datasets = environment_datasets(deployment, originals)
+    group = {n: deployment.get_application(n) for n in originals}
+    taken = _published(deployment)
+    next_free = FIRST_FREE_PORT
+    environment = Environment(name=name, snapshot=snapshot, applications=originals)
+    for copy in copies:
+        if not is_valid_name(copy) or not is_valid_name(copy_name(originals[0], copy)):
+            raise ModelError(f"{copy!r} is not a valid copy name")
+        chosen = ports.get(copy, {})
+        for app_name in chosen:
+            if app_name not in group:
+                raise ModelError(f"ports given for {app_name!r}, which is not in the group")
+        mapping: dict[int, int] = {}
+        for app_name, (application, _) in group.items():
+            wanted = chosen.get(app_name, {})
+            for port in sorted(application.ports, key=lambda p: p.external_port):
+                new = wanted.get(port.external_port)
+                if new is None:
+                    while next_free in taken:
+                        next_free += 1
+                    new = next_free
+                elif new in taken:
+                    raise ModelError(f"port {new} for copy {copy!r} is already published")
+                taken.add(new)
+                mapping[port.external_port] = new
+        deployment, clones = _clone_datasets(deployment, name, copy, snapshot, datasets, new_id)
+        names = {}
+        for app_name, (application, node_uuid) in group.items():
+            new_name = copy_name(app_name, copy)
+            try:
+                deployment.get_application(new_name)
+            except UnknownApplication:
+                pass
+            else:
+                raise ApplicationAlreadyExists(new_name)
+            deployment = deployment.add_application(
+                _copy_application(application, new_name, mapping, clones), node_uuid
+            )
+            names[app_name] = new_name
+        environment = environment.set(
+            copies=environment.copies.set(
+                copy, EnvironmentCopy(name=copy, applications=names, datasets=clones)
+            )
+        )
+    return deployment.set(
+        environments=deployment.environments.set(name, environment)
+    )
+
+
+def _get_copy(deployment: Deployment, name: str, copy: str) -> tuple[Environment, EnvironmentCopy]:
+    environment = deployment.environments.get(name)
+    if environment is None:
+        raise UnknownEnvironment(name)
+    found = environment.copies.get(copy)
+    if found is None:
+        raise UnknownEnvironment(f"{name}/{copy}")
+    return environment, found
+
+
+def reset_copy(
+    deployment: Deployment,
+    name: str,
+    copy: str,
+    new_id: Callable[[], str] = lambda: str(uuid4()),
+) -> Deployment:
+    """
+    Give copy ``copy`` of ``name`` fresh clones of the environment's snapshot.
+
+    Its applications are pointed at the new clones (the container agent
+    replaces their containers) and the old clones are deleted.
+
+    :raise UnknownEnvironment: no such environment or copy.
+    """
+    environment, found = _get_copy(deployment, name, copy)
+    deployment, clones = _clone_datasets(
+        deployment, name, copy, environment.snapshot, list(found.datasets), new_id
+    )
+    renamed = {old: clones[original] for original, old in found.datasets.items()}
+    for app_name in found.applications.values():
+        try:
+            application, node_uuid = deployment.get_application(app_name)
+        except UnknownApplication:
+            continue
+        moved = application.set(
+            volumes=[
+                AttachedVolume(
+                    dataset_id=renamed.get(v.dataset_id, v.dataset_id),
+                    mountpoint=v.mountpoint,
+                )
+                for v in application.volumes
+            ]
+        )
+        deployment = deployment.remove_application(app_name).add_application(moved, node_uuid)
+    for old in found.datasets.values():
+        deployment = _delete_if_present(deployment, old)
+    environment = environment.set(
+        copies=environment.copies.set(copy, found.set(datasets=clones))
+    )
+    return deployment.set(environments=deployment.environments.set(name, environment))
+
+
+def _delete_if_present(deployment: Deployment, dataset_id: str) -> Deployment:
+    try:
+        return deployment.delete_dataset(dataset_id)
+    except ModelError as error:
+        if isinstance(error, KeyError):  # already gone
+            return deployment
+        raise
+
+
+def delete_copy(deployment: Deployment, name: str, copy: str) -> Deployment:
+    """
+    Remove copy ``copy`` of ``name``: its applications, then its clones.
+
+    :raise UnknownEnvironment: no such environment or copy.
+    """
+    environment, found = _get_copy(deployment, name, copy)
+    for app_name in found.applications.values():
+        try:
+            deployment = deployment.remove_application(app_name)
+        except UnknownApplication:
+            pass
+    for dataset_id in found.datasets.values():
+        deployment = _delete_if_present(deployment, dataset_id)
+    environment = environment.set(copies=environment.copies.remove(copy))
+    return deployment.set(environments=deployment.environments.set(name, environment))
+
+
+def delete_environment(deployment: Deployment, name: str) -> Deployment:
+    """
+    Remove the environment ``name`` and every copy of it.
+
+    :raise UnknownEnvironment: no such environment.
+    """
+    environment = deployment.environments.get(name)
+    if environment is None:
+        raise UnknownEnvironment(name)
+    for copy in environment.copies:
+        deployment = delete_copy(deployment, name, copy)
+    return deployment.set(environments=deployment.environments.remove(name))

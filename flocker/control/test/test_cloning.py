@@ -1,0 +1,173 @@
+"""Tests for ``flocker.control._cloning``: environments as configuration changes."""
+
+from itertools import count
+
+import pytest
+
+from flocker.control import (
+    Application,
+    ApplicationAlreadyExists,
+    AttachedVolume,
+    Dataset,
+    Deployment,
+    EnvironmentAlreadyExists,
+    Link,
+    ModelError,
+    Origin,
+    Port,
+    UnknownEnvironment,
+)
+from flocker.control._cloning import (
+    FIRST_FREE_PORT,
+    clone_environment,
+    delete_copy,
+    delete_environment,
+    reset_copy,
+)
+
+N1 = "11111111-1111-1111-1111-111111111111"
+N2 = "22222222-2222-2222-2222-222222222222"
+DB = "aaaaaaaa-0000-0000-0000-000000000001"
+SEARCH = "aaaaaaaa-0000-0000-0000-000000000002"
+SNAP = "flocker-env-staging-1"
+
+
+def ids(prefix="bbbbbbbb"):
+    """Predictable new dataset ids."""
+    numbers = count(1)
+    return lambda: f"{prefix}-0000-0000-0000-{next(numbers):012d}"
+
+
+def staging():
+    """web (no data) on N1 linked to db (N1) and search (N2), each with a dataset."""
+    d = Deployment()
+    d = d.add_dataset(Dataset(dataset_id=DB, metadata={"name": "pg"}), N1)
+    d = d.add_dataset(Dataset(dataset_id=SEARCH, maximum_size=2**30), N2)
+    d = d.add_application(
+        Application(
+            name="db", image="postgres",
+            ports=[Port(internal_port=5432, external_port=5432)],
+            volumes=[AttachedVolume(dataset_id=DB, mountpoint="/var/lib/pg")],
+        ),
+        N1,
+    )
+    d = d.add_application(
+        Application(
+            name="search", image="es",
+            ports=[Port(internal_port=9200, external_port=9200)],
+            volumes=[AttachedVolume(dataset_id=SEARCH, mountpoint="/data")],
+        ),
+        N2,
+    )
+    return d.add_application(
+        Application(
+            name="web", image="web",
+            ports=[Port(internal_port=80, external_port=8080)],
+            links=[
+                Link(alias="db", local_port=5432, remote_port=5432),
+                Link(alias="search", local_port=9200, remote_port=9200),
+                Link(alias="mail", local_port=25, remote_port=2525),
+            ],
+        ),
+        N1,
+    )
+
+
+def cloned(copies=("alice", "bob"), ports=None):
+    """The staging group cloned into ``copies``."""
+    return clone_environment(
+        staging(), "staging", ["web", "db", "search"], list(copies), SNAP, ports, ids()
+    )
+
+
+def test_copies_get_clones_ports_and_rewired_links():
+    """
+    Each copy's applications run on their originals' nodes, on clones of
+    their datasets, on free ports, with links to the group rewired to the
+    copy's own applications and other links left alone.
+    """
+    d = cloned()
+    env = d.environments["staging"]
+    assert set(env.copies) == {"alice", "bob"}
+    alice = env.copies["alice"]
+    assert dict(alice.applications) == {"web": "web-alice", "db": "db-alice", "search": "search-alice"}
+    db, node = d.get_application("db-alice")
+    assert node == N1
+    [volume] = db.volumes
+    clone, clone_node = d.get_dataset(volume.dataset_id)
+    assert clone_node == N1
+    assert clone.origin == Origin(dataset_id=DB, snapshot=SNAP)
+    assert clone.metadata["name"] == "pg-alice"
+    assert d.get_dataset(alice.datasets[SEARCH])[0].maximum_size == 2**30
+    assert d.get_application("search-alice")[1] == N2
+    web, _ = d.get_application("web-alice")
+    ports = {p.external_port for p in web.ports}
+    assert ports.isdisjoint({8080, 5432, 9200}) and min(ports) >= FIRST_FREE_PORT
+    links = {link.alias: link.remote_port for link in web.links}
+    [db_port] = [p.external_port for p in db.ports]
+    assert links["db"] == db_port and links["mail"] == 2525
+    published = [p.external_port for a, _ in d.all_applications() for p in a.ports]
+    assert len(published) == len(set(published))
+
+
+def test_ports_given():
+    """A copy's port asked for is used; one already published is refused."""
+    d = cloned(ports={"alice": {"web": {8080: 18080}}})
+    assert {p.external_port for p in d.get_application("web-alice")[0].ports} == {18080}
+    with pytest.raises(ModelError, match="already published"):
+        cloned(ports={"alice": {"web": {8080: 9200}}})
+    with pytest.raises(ModelError, match="not in the group"):
+        cloned(ports={"alice": {"nope": {1: 2}}})
+    with pytest.raises(ModelError, match="not one of the copies"):
+        cloned(ports={"carol": {"web": {8080: 18080}}})
+
+
+def test_bad_requests_change_nothing():
+    """Unknown originals, taken names, bad copy names and no copies are refused."""
+    d = cloned()
+    with pytest.raises(EnvironmentAlreadyExists):
+        clone_environment(d, "staging", ["web"], ["x"], SNAP)
+    with pytest.raises(KeyError):
+        clone_environment(staging(), "s", ["nope"], ["x"], SNAP)
+    with pytest.raises(ApplicationAlreadyExists):
+        clone_environment(d, "other", ["web"], ["alice"], SNAP)
+    with pytest.raises(ModelError):
+        clone_environment(staging(), "s", ["web"], ["no spaces"], SNAP)
+    with pytest.raises(ModelError):
+        clone_environment(staging(), "s", ["web"], [], SNAP)
+    with pytest.raises(ModelError):
+        clone_environment(staging(), "s", [], ["x"], SNAP)
+
+
+def test_reset_reclones_and_deletes_old_clones():
+    """A reset copy's applications use fresh clones; the old ones are deleted."""
+    d = cloned()
+    old = d.environments["staging"].copies["alice"].datasets[DB]
+    d = reset_copy(d, "staging", "alice", new_id=ids("cccccccc"))
+    new = d.environments["staging"].copies["alice"].datasets[DB]
+    assert new != old
+    assert d.get_dataset(old)[0].deleted
+    assert d.get_dataset(new)[0].origin == Origin(dataset_id=DB, snapshot=SNAP)
+    [volume] = d.get_application("db-alice")[0].volumes
+    assert volume.dataset_id == new
+    # bob is untouched
+    bob = d.environments["staging"].copies["bob"]
+    assert not d.get_dataset(bob.datasets[DB])[0].deleted
+
+
+def test_delete_copy_and_environment():
+    """Deleting a copy removes its applications and deletes its clones; then all."""
+    d = cloned()
+    alice = d.environments["staging"].copies["alice"]
+    d = delete_copy(d, "staging", "alice")
+    assert "alice" not in d.environments["staging"].copies
+    assert all(d.get_dataset(i)[0].deleted for i in alice.datasets.values())
+    with pytest.raises(KeyError):
+        d.get_application("web-alice")
+    d = delete_environment(d, "staging")
+    assert "staging" not in d.environments
+    assert {a.name for a, _ in d.all_applications()} == {"web", "db", "search"}
+    with pytest.raises(UnknownEnvironment):
+        delete_environment(d, "staging")
+    with pytest.raises(UnknownEnvironment):
+        reset_copy(cloned(), "staging", "carol")
