@@ -275,10 +275,33 @@ def cleanup_moved(deployment: Deployment, state: DeploymentState) -> Deployment:
     return deployment.set(nodes=nodes)
 
 
+def cleanup_rollbacks(deployment: Deployment, state: DeploymentState) -> Deployment:
+    """
+    Clear the rollback requests that are over.
+
+    A request is over once its dataset's primary reports it done
+    (``rolled_back``), or reports the dataset exposed without the snapshot
+    (it cannot be done there: the application must not wait for ever).
+    """
+    result = deployment
+    for dataset, primary in deployment.all_datasets():
+        request = dataset.rollback
+        if request is None:
+            continue
+        copy = (state.get_node(primary).datasets or {}).get(dataset.dataset_id)
+        if copy is None or copy.path is None:
+            continue
+        if copy.rolled_back == request.request_id or request.snapshot not in {
+            s.name for s in copy.snapshots
+        }:
+            result = result._replace_dataset(dataset.set(rollback=None))
+    return result
+
+
 def cleanup_configuration(deployment: Deployment, state: DeploymentState) -> Deployment:
     """
     Everything the control service tidies once the nodes report it is done.
 
     Returns ``deployment`` itself when nothing is to go.
     """
-    return cleanup_moved(cleanup_deleted(deployment, state), state)
+    return cleanup_rollbacks(cleanup_moved(cleanup_deleted(deployment, state), state), state)

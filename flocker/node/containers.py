@@ -15,6 +15,8 @@ applications configured for the node:
   running during the bulk transfer, and it is removed only once the new
   node reports a copy, so the dataset agent's final increment is small;
 * an application whose datasets are not mounted here yet waits;
+* an application one of whose datasets has a rollback pending is stopped
+  until the dataset's primary reports the rollback done;
 * the node's router forwards the published ports of applications running
   on other nodes to them (``flocker.route``).
 
@@ -251,6 +253,26 @@ def _bulk_copy_arrived(
     return True
 
 
+def _rolling_back(
+    application: Application, configuration: Deployment, cluster_state: DeploymentState
+) -> bool:
+    """
+    Whether one of the application's datasets has a rollback pending: it
+    must not run until the dataset's primary reports the rollback done.
+    """
+    for volume in application.volumes:
+        try:
+            dataset, primary = configuration.get_dataset(volume.dataset_id)
+        except KeyError:
+            continue
+        if dataset.rollback is None:
+            continue
+        copy = (cluster_state.get_node(primary).datasets or {}).get(volume.dataset_id)
+        if copy is None or copy.rolled_back != dataset.rollback.request_id:
+            return True
+    return False
+
+
 def calculate_container_changes(
     node_uuid: str,
     address: str,
@@ -279,6 +301,8 @@ def calculate_container_changes(
             changes.append(RemoveApplication(name=name))
             continue
         spec = container_spec(application, address, paths)
+        if spec is not None and _rolling_back(application, configuration, cluster_state):
+            spec = None  # stopped while its data is rolled back
         if spec is None:
             # Its datasets are not mounted here (yet): nothing may run.
             if current is not None:

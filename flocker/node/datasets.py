@@ -4,7 +4,11 @@
 their roles (see ``_roles``), and ``calculate_dataset_changes`` — pure —
 decides, dataset by dataset:
 
-* configured here, missing, and no other node has a copy: create it;
+* configured here, missing, and no other node has a copy: create it — as a
+  clone of its origin's snapshot for a clone (``_clones``), once the origin
+  is exposed here with that snapshot;
+* configured here with a rollback request not yet done: roll back once
+  nothing uses the dataset;
 * configured here with another maximum size: resize it;
 * configured deleted: destroy the local copy;
 * configured on another node while this node exposes (or is handing off)
@@ -40,6 +44,7 @@ from flocker.control import (
 )
 from flocker.volume import DatasetInfo, IVolumeBackend, SnapshotInfo
 
+from ._clones import CloneDataset, RollbackDataset
 from ._deploy import IDeployer, ILocalState, IStateChange, in_parallel
 from ._roles import HANDOFF, PRIMARY, MemoryRoles
 
@@ -76,6 +81,8 @@ class DatasetLocalState(PClass):
     hostname = field(type=str, mandatory=True)
     datasets = pmap_field(str, LocalDataset)
     receiving = pset_field(str)
+    in_use = pset_field(str)
+    rolled_back = pmap_field(str, str)
 
     def shared_state_changes(self) -> NodeState:
         """The datasets half of the node's state; only primaries have a path."""
@@ -91,6 +98,7 @@ class DatasetLocalState(PClass):
                     snapshots=[
                         Snapshot(name=s.name, created=s.created) for s in local.snapshots
                     ],
+                    rolled_back=self.rolled_back.get(dataset_id),
                 )
                 for dataset_id, local in self.datasets.items()
             },
@@ -261,14 +269,45 @@ def calculate_dataset_changes(
                     for uuid_, node in configuration.nodes.items()
                     if uuid_ != node_uuid and dataset_id in node.manifestations
                 ]
-                if not others and not configured_elsewhere:
+                if others or configured_elsewhere:
+                    pass
+                elif dataset.origin is None:
                     changes.append(
                         CreateDataset(
                             dataset_id=dataset_id, maximum_size=dataset.maximum_size
                         )
                     )
+                else:
+                    origin = local_state.datasets.get(dataset.origin.dataset_id)
+                    if (
+                        origin is not None
+                        and origin.role == PRIMARY
+                        and dataset.origin.snapshot in {s.name for s in origin.snapshots}
+                    ):
+                        changes.append(
+                            CloneDataset(
+                                dataset_id=dataset_id,
+                                origin=dataset.origin.dataset_id,
+                                snapshot=dataset.origin.snapshot,
+                                maximum_size=dataset.maximum_size,
+                            )
+                        )
             elif local.role == PRIMARY:
-                if local.info.maximum_size != dataset.maximum_size:
+                request = dataset.rollback
+                if (
+                    request is not None
+                    and local_state.rolled_back.get(dataset_id) != request.request_id
+                    and dataset_id not in local_state.in_use
+                    and request.snapshot in {s.name for s in local.snapshots}
+                ):
+                    changes.append(
+                        RollbackDataset(
+                            dataset_id=dataset_id,
+                            snapshot=request.snapshot,
+                            request_id=request.request_id,
+                        )
+                    )
+                elif local.info.maximum_size != dataset.maximum_size:
                     changes.append(
                         ResizeDataset(
                             dataset_id=dataset_id, maximum_size=dataset.maximum_size
@@ -432,6 +471,9 @@ class DatasetDeployer:
     mover: DatasetMover = attr.ib()
     receiving: Callable[[], Any] = attr.ib(default=lambda: ())
 
+    #: dataset id → the last rollback request carried out here (reported
+    #: until the control service clears the request).
+    rolled_back: dict[str, str] = attr.ib(factory=dict, init=False)
     _recovered: bool = attr.ib(default=False, init=False)
 
     def discover_state(self, cluster_state: DeploymentState) -> Deferred[DatasetLocalState]:
@@ -466,6 +508,10 @@ class DatasetDeployer:
                 hostname=self.hostname,
                 datasets=datasets,
                 receiving=set(self.receiving()),
+                in_use={d for d in datasets if self.mover.in_use(d)},
+                rolled_back={
+                    d: r for d, r in self.rolled_back.items() if d in datasets
+                },
             )
 
         return Deferred.fromCoroutine(discover())

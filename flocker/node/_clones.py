@@ -1,0 +1,85 @@
+"""
+Dataset changes for clones and rollbacks (see `flocker.node.datasets`).
+
+* `CloneDataset` creates a configured clone (`Dataset.origin`) from its
+  origin's snapshot, on the node that holds the origin as primary.
+* `RollbackDataset` returns an exposed dataset to one of its snapshots once
+  nothing uses it (the container agent stops the application that mounts
+  it while the request is pending).  The deployer remembers the request as
+  done and reports it (``DatasetState.rolled_back``); the control service
+  then clears the request, and the application starts again.  An agent
+  that restarts before reporting rolls back again, which changes nothing
+  since the application has stayed stopped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyrsistent import PClass, field
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from ._deploy import IStateChange
+from ._roles import PRIMARY
+
+
+@implementer(IStateChange)
+class CloneDataset(PClass):
+    """Create a dataset from a snapshot of a local exposed dataset."""
+
+    dataset_id = field(type=str, mandatory=True)
+    origin = field(type=str, mandatory=True)
+    snapshot = field(type=str, mandatory=True)
+    maximum_size = field(type=(int, type(None)), mandatory=True, initial=None)
+    action_type = "flocker:node:dataset:clone"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The clone, its origin and snapshot."""
+        return {
+            "dataset_id": self.dataset_id,
+            "origin": self.origin,
+            "snapshot": self.snapshot,
+            "maximum_size": self.maximum_size,
+        }
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Record it as primary, clone it, then give it its maximum size."""
+
+        async def clone() -> None:
+            deployer.roles.set(self.dataset_id, PRIMARY)
+            info = await deployer.backend.clone(self.origin, self.snapshot, self.dataset_id)
+            if info.maximum_size != self.maximum_size:
+                await deployer.backend.set_maximum_size(self.dataset_id, self.maximum_size)
+
+        return Deferred.fromCoroutine(clone())
+
+
+@implementer(IStateChange)
+class RollbackDataset(PClass):
+    """Roll an exposed, unused dataset back to a snapshot."""
+
+    dataset_id = field(type=str, mandatory=True)
+    snapshot = field(type=str, mandatory=True)
+    request_id = field(type=str, mandatory=True)
+    action_type = "flocker:node:dataset:rollback"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset, the snapshot and the request."""
+        return {
+            "dataset_id": self.dataset_id,
+            "snapshot": self.snapshot,
+            "request_id": self.request_id,
+        }
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Roll back, then remember the request as done."""
+
+        async def rollback() -> None:
+            await deployer.backend.rollback(self.dataset_id, self.snapshot)
+            deployer.rolled_back[self.dataset_id] = self.request_id
+
+        return Deferred.fromCoroutine(rollback())
+
+
+__all__ = ["CloneDataset", "RollbackDataset"]
