@@ -60,10 +60,12 @@ from ._model import (
     DatasetInUse,
     DatasetLeased,
     Deployment,
+    EnvironmentAlreadyExists,
     LeaseError,
     ModelError,
     UnknownApplication,
     UnknownDataset,
+    UnknownEnvironment,
 )
 from ._persistence import GenerationMismatch, StoredConfiguration
 from ._serialization import serialize_deployment
@@ -184,6 +186,8 @@ _MODEL_ERRORS: list[tuple[type[Exception], int]] = [
     (DatasetInUse, 409),
     (DatasetLeased, 409),
     (LeaseError, 409),
+    (UnknownEnvironment, 404),
+    (EnvironmentAlreadyExists, 409),
     (ModelError, 400),
 ]
 
@@ -196,6 +200,8 @@ class ConfigurationAPIUserV1:
     :ivar configuration_service: the `ConfigurationService` (already loaded).
     :ivar cluster_state_service: the `ClusterStateService`.
     :ivar clock: the time (for lease expiry).
+    :ivar agents: the `ControlAMPService` that reaches the nodes' dataset
+        agents (for snapshots), or ``None``.
     """
 
     app: ClassVar[Klein] = _app
@@ -203,6 +209,7 @@ class ConfigurationAPIUserV1:
     configuration_service: Any
     cluster_state_service: Any
     clock: IReactorTime
+    agents: Any = None
     _tags: dict[int, tuple[Deployment, str]] = attrs.field(factory=dict, init=False)
 
     # -- helpers -------------------------------------------------------------
@@ -352,6 +359,8 @@ class ConfigurationAPIUserV1:
                 }
                 if ds.maximum_size is not None:
                     entry["maximum_size"] = ds.maximum_size
+                if ds.rolled_back is not None:
+                    entry["rolled_back"] = ds.rolled_back
                 body.append(entry)
         body.sort(key=lambda e: (e["dataset_id"], e["primary"]))
         return _Response(200, body)
@@ -702,3 +711,8 @@ def _body_size(request: Request) -> int:
     size = content.tell()
     content.seek(position)
     return int(size)
+
+
+# The snapshot, clone, rollback and environment operations register their
+# routes on the same Klein app.
+from . import _httpapi_cloning  # noqa: E402, F401

@@ -94,6 +94,11 @@ def dataset_json(dataset: Dataset, primary: str) -> dict[str, Any]:
     }
     if dataset.maximum_size is not None:
         result["maximum_size"] = dataset.maximum_size
+    if dataset.origin is not None:
+        result["origin"] = {
+            "dataset_id": dataset.origin.dataset_id,
+            "snapshot": dataset.origin.snapshot,
+        }
     return result
 
 

@@ -31,6 +31,7 @@ The agent side lives in `flocker.control._protocol_agent`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -38,7 +39,7 @@ import attrs
 from eliot import Action, start_action, write_failure
 from eliot.twisted import DeferredContext
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.interfaces import (
     IHandshakeListener,
@@ -83,6 +84,8 @@ from ._serialization import (
 from ._state import DeploymentState
 
 __all__ = [
+    "AgentUnavailable",
+    "SnapshotCommand",
     "AGENT_KINDS",
     "KEEPALIVE_INTERVAL",
     "PROTOCOL_VERSION",
@@ -265,6 +268,31 @@ class NoOpCommand(amp.Command):
 
     arguments = [_ELIOT]
     response = []  # noqa: RUF012
+
+
+class SnapshotCommand(amp.Command):
+    """
+    Sent by the control service (for the REST API) to the dataset agent of
+    a dataset's primary node: ``operation`` is ``list``, ``take`` or
+    ``destroy`` a user snapshot ``name`` of ``dataset_id``, now.
+
+    ``result`` is JSON: ``{"snapshots": [{"name", "created"}…]}``,
+    ``{"snapshot": {"name", "created"}}``, or ``{"error": {"code",
+    "description"}}`` with ``code`` one of ``not_here``, ``unknown_snapshot``,
+    ``snapshot_exists``, ``has_clones``, ``bad_request``.
+    """
+
+    arguments = [
+        (b"operation", amp.Unicode()),
+        (b"dataset_id", amp.Unicode()),
+        (b"name", amp.Unicode()),
+        _ELIOT,
+    ]
+    response = [(b"result", amp.Unicode())]
+
+
+class AgentUnavailable(Exception):
+    """No dataset agent of that node is connected to the control service."""
 
 
 # --------------------------------------------------------------------------
@@ -645,6 +673,35 @@ class ControlAMPService(Service):
     def connections(self) -> frozenset[ControlAMP]:
         """The open agent connections."""
         return frozenset(self._connections)
+
+    def snapshot_operation(
+        self, node_uuid: str, operation: str, dataset_id: str, name: str = ""
+    ) -> Deferred[dict[str, Any]]:
+        """
+        Ask ``node_uuid``'s dataset agent for a `SnapshotCommand`.
+
+        :return: A Deferred firing with the decoded ``result``, or failing
+            with `AgentUnavailable` when that agent is not connected.
+        """
+        for connection in self._connections:
+            if connection.node_uuid == node_uuid and connection.agent_kind == "dataset":
+                action = start_action(
+                    action_type="flocker:control:amp:snapshot",
+                    node_uuid=node_uuid,
+                    operation=operation,
+                    dataset_id=dataset_id,
+                    name=name,
+                )
+                sent = send_with_context(
+                    connection,
+                    action,
+                    SnapshotCommand,
+                    operation=operation,
+                    dataset_id=dataset_id,
+                    name=name,
+                )
+                return sent.addCallback(lambda answer: json.loads(answer["result"]))
+        return fail(AgentUnavailable(node_uuid))
 
     def build_protocol(self) -> ControlAMP:
         """A protocol for one agent connection."""

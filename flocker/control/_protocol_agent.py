@@ -12,6 +12,7 @@ control service learns the node's state without waiting for a change.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,7 @@ from ._protocol import (
     NodeStateCommand,
     NoOpCommand,
     OutOfSync,
+    SnapshotCommand,
     VersionCommand,
     abort,
     continue_task,
@@ -107,6 +109,19 @@ class AgentLocator(amp.CommandLocator):
         """Answer the control service's keep-alive."""
         with continue_task(eliot_context):
             return {}
+
+    @SnapshotCommand.responder
+    def snapshot(
+        self, operation: str, dataset_id: str, name: str, eliot_context: str
+    ) -> Deferred[dict[str, Any]]:
+        """Hand a snapshot operation to the agent's ``snapshots`` handler."""
+        handler = self.connection.client.snapshots
+        with continue_task(eliot_context):
+            if handler is None:
+                error = {"code": "bad_request", "description": "not a dataset agent"}
+                return succeed({"result": json.dumps({"error": error})})
+            answer = handler(operation, dataset_id, name)
+        return answer.addCallback(lambda result: {"result": json.dumps(result)})
 
 
 class AgentAMP(amp.AMP):
@@ -322,6 +337,9 @@ class AgentAMPClient(Service):
     retry_policy: Callable[[int], float] = attrs.field(factory=default_retry_policy)
     keepalive_interval: float = KEEPALIVE_INTERVAL
     protocol_version: int = PROTOCOL_VERSION
+    #: ``snapshots(operation, dataset_id, name)`` answers `SnapshotCommand`
+    #: with a Deferred JSON-compatible dict (the dataset agent gives one).
+    snapshots: Callable[[str, str, str], Deferred[dict[str, Any]]] | None = None
     _client: ClientService | None = attrs.field(default=None, init=False)
     _connection: AgentAMP | None = attrs.field(default=None, init=False)
     _latest_state: NodeState | None = attrs.field(default=None, init=False)

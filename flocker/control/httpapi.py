@@ -59,7 +59,10 @@ REST_API_PORT = 4523
 
 
 def make_api_resource(
-    configuration_service: Any, cluster_state_service: Any, clock: IReactorTime
+    configuration_service: Any,
+    cluster_state_service: Any,
+    clock: IReactorTime,
+    agents: Any = None,
 ) -> IResource:
     """
     The REST API v1 as a resource to put at the root of a ``Site``.
@@ -67,9 +70,12 @@ def make_api_resource(
     :param configuration_service: a loaded `ConfigurationService`.
     :param cluster_state_service: the `ClusterStateService`.
     :param clock: the time, for lease expiry.
+    :param agents: the `ControlAMPService`, through which snapshots are
+        taken by the nodes' dataset agents (``None``: snapshot requests
+        answer 503).
     """
     return LoggedAPIResource(
-        ConfigurationAPIUserV1(configuration_service, cluster_state_service, clock)
+        ConfigurationAPIUserV1(configuration_service, cluster_state_service, clock, agents)
     )
 
 
@@ -230,6 +236,7 @@ def create_api_service(
     cluster_state_service: Any,
     endpoint_description_or_port: str | int | IStreamServerEndpoint,
     tls_context_factory: Any,
+    agents: Any = None,
 ) -> MultiService:
     """
     The REST API as a service: HTTPS with client certificates, and cleanup.
@@ -242,6 +249,7 @@ def create_api_service(
         plain, TLS is added here) or an ``IStreamServerEndpoint``.
     :param tls_context_factory: from ``flocker.ca.server_context_factory``
         (it requires a client certificate from the cluster CA).
+    :param agents: the `ControlAMPService` (for snapshots), or ``None``.
     :return: a ``MultiService`` holding the `APIService` (named ``"api"``)
         and the `DeletedDatasetCleaner` (named ``"cleaner"``).
     """
@@ -254,7 +262,7 @@ def create_api_service(
     else:
         endpoint = endpoint_description_or_port
     site = make_api_site(
-        make_api_resource(configuration_service, cluster_state_service, reactor)
+        make_api_resource(configuration_service, cluster_state_service, reactor, agents)
     )
     factory = TLSMemoryBIOFactory(tls_context_factory, False, site)
     service = MultiService()

@@ -250,7 +250,8 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     if options.listen_address:
         api_endpoint = f"tcp:{options.port}:interface={options.listen_address}"
     api = create_api_service(
-        reactor, configuration_service, cluster_state_service, api_endpoint, context
+        reactor, configuration_service, cluster_state_service, api_endpoint, context,
+        agents,
     )
     api.setName("api")
     api.setServiceParent(service)

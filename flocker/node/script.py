@@ -40,6 +40,7 @@ from flocker.volume.transfer import TransferReceiver, push, transfer_service
 from ._agentconfig import AgentConfig, load_agent_config
 from ._loop import ConvergenceLoop
 from ._roles import PRIMARY, FileRoles
+from ._snapshots import SnapshotOperations
 from .datasets import DatasetDeployer, DatasetMover
 
 
@@ -194,6 +195,7 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
     client = AgentAMPClient.for_control_service(
         reactor, config.control_host, config.control_port, tls, "dataset",
         loop.cluster_updated,
+        snapshots=SnapshotOperations(backend, roles, lambda: reactor.callLater(0, loop.poke)),
     )
 
     def stored(header: TransferHeader) -> None:
