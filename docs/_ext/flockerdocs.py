@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def _limits(schema: dict[str, Any]) -> str:
     ):
         if key in schema:
             value = schema[key]
-            if key == "minLength" and value == 1:
+            if key in ("minLength", "minItems") and value == 1:
                 words.append("non-empty")
             else:
                 words.append(say.format(value) if "{}" in say else f"{say} {value}")
@@ -223,7 +224,10 @@ def _operation_lines(
         lines += _properties_table(_resolve(schema, schemas))
     lines += ["Responses:", ""]
     for code, response in operation["responses"].items():
-        parts = [_one_line(response["description"]).rstrip(".")]
+        description = _one_line(response["description"]).rstrip(".")
+        if description == code and code.isdigit():
+            description = _status_phrase(int(code))
+        parts = [description]
         content = response.get("content", {}).get("application/json")
         if content is not None:
             parts.append(f"body: {_describe_type(content['schema'])}")
@@ -232,6 +236,14 @@ def _operation_lines(
         lines.append(f"* **{code}** — " + "; ".join(parts) + ".")
     lines.append("")
     return lines
+
+
+def _status_phrase(code: int) -> str:
+    """The standard reason phrase of an HTTP status, or the bare code."""
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return str(code)
 
 
 def _resolve(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
