@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.web.server import Request
 
 from ._checks import is_snapshot_name
@@ -278,7 +278,7 @@ async def create_environment(
     clone_environment(deployment, name, originals, names, snapshot, ports)
     datasets = environment_datasets(deployment, originals)
     await gatherResults(
-        [_on_primary(self, d, "take_internal", snapshot) for d in datasets],
+        [Deferred.fromCoroutine(_on_primary(self, d, "take_internal", snapshot)) for d in datasets],
         consumeErrors=True,
     ).addErrback(lambda failure: failure.value.subFailure.raiseException())
     stored = await self._change(

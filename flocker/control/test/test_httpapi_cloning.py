@@ -1,0 +1,217 @@
+"""
+Unit tests of the REST API's snapshots, rollback, clones and environments
+(in memory, via StubTreq).  The nodes' dataset agents are the real
+`SnapshotOperations` over in-memory backends, reached as the control
+service reaches them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from treq.testing import StubTreq
+from twisted.internet.defer import fail
+
+from flocker.control._protocol import AgentUnavailable
+from flocker.control.httpapi import make_api_resource
+from flocker.control.test.test_httpapi import (
+    DATASET,
+    NODE_A,
+    NODE_B,
+    OTHER_DATASET,
+    APIHarness,
+)
+from flocker.node._roles import PRIMARY, MemoryRoles
+from flocker.node._snapshots import SnapshotOperations
+from flocker.volume.memory import MemoryVolumeBackend
+
+
+class Agents:
+    """The dataset agents of nodes A (connected) and B (not connected)."""
+
+    def __init__(self) -> None:
+        """Node A has a backend and roles; B's agent is away."""
+        self.backend = MemoryVolumeBackend()
+        self.roles = MemoryRoles()
+        self.operations = SnapshotOperations(self.backend, self.roles)
+
+    def snapshot_operation(self, node_uuid: str, operation: str, dataset_id: str, name: str = "") -> Any:
+        """Answer as node A's agent; B is not connected."""
+        if node_uuid != NODE_A:
+            return fail(AgentUnavailable(node_uuid))
+        return self.operations(operation, dataset_id, name)
+
+    def expose(self, dataset_id: str) -> None:
+        """Node A now has and exposes ``dataset_id``."""
+        self.backend.create(dataset_id)
+        self.roles.set(dataset_id, PRIMARY)
+
+
+@pytest.fixture
+def api() -> APIHarness:
+    """The API with DATASET on node A (exposed there) and OTHER_DATASET on B."""
+    harness = APIHarness()
+    harness.agents = Agents()
+    harness.treq = StubTreq(
+        make_api_resource(harness.configuration, harness.state, harness.clock, harness.agents)
+    )
+    harness.create_dataset(dataset_id=DATASET)
+    harness.create_dataset(dataset_id=OTHER_DATASET, primary=NODE_B)
+    harness.agents.expose(DATASET)
+    return harness
+
+
+SNAPSHOTS = f"/v1/datasets/{DATASET}/snapshots"
+
+
+def names(api: APIHarness) -> list[str]:
+    """The snapshots the API lists for DATASET."""
+    return [s["name"] for s in api.request("GET", SNAPSHOTS).body]
+
+
+def test_snapshot_taken_listed_destroyed(api: APIHarness) -> None:
+    """A snapshot is taken at once (201), listed, then destroyed (200)."""
+    made = api.request("POST", SNAPSHOTS, {"name": "monday"})
+    assert made.code == 201 and made.body["name"] == "monday"
+    assert names(api) == ["monday"]
+    assert api.request("DELETE", f"{SNAPSHOTS}/monday").code == 200
+    assert names(api) == []
+
+
+@pytest.mark.parametrize(
+    "code,method,path,body",
+    [
+        (409, "POST", SNAPSHOTS, {"name": "monday"}),  # exists already
+        (400, "POST", SNAPSHOTS, {"name": "flocker-mine"}),
+        (400, "POST", SNAPSHOTS, {"name": "no spaces"}),
+        (400, "POST", SNAPSHOTS, {}),
+        (404, "POST", "/v1/datasets/d9d9d9d9-0000-4000-8000-00000000009d/snapshots", {"name": "x"}),
+        (400, "POST", "/v1/datasets/not-a-uuid/snapshots", {"name": "x"}),
+        (404, "DELETE", f"{SNAPSHOTS}/tuesday", None),
+        (503, "GET", f"/v1/datasets/{OTHER_DATASET}/snapshots", None),
+    ],
+)
+def test_snapshot_refusals(api: APIHarness, code: int, method: str, path: str, body: Any) -> None:
+    """Each bad snapshot request gets its status and leaves the snapshots as they were."""
+    api.request("POST", SNAPSHOTS, {"name": "monday"})
+    api.refused(code, method, path, body)
+    assert names(api) == ["monday"]
+
+
+def test_snapshot_of_unexposed_dataset(api: APIHarness) -> None:
+    """A dataset its primary does not expose (being moved) is a 409 saying so."""
+    api.agents.roles.set(DATASET, "handoff")
+    assert "not exposed" in api.refused(409, "POST", SNAPSHOTS, {"name": "x"})
+
+
+def test_clone(api: APIHarness) -> None:
+    """A clone of a snapshot is a new dataset on the same node with its origin."""
+    api.request("POST", SNAPSHOTS, {"name": "monday"})
+    made = api.request(
+        "POST", f"/v1/datasets/{DATASET}/clone", {"snapshot": "monday", "metadata": {"name": "copy"}}
+    )
+    assert made.code == 201
+    assert made.body["primary"] == NODE_A
+    assert made.body["origin"] == {"dataset_id": DATASET, "snapshot": "monday"}
+    clone, node = api.stored().deployment.get_dataset(made.body["dataset_id"])
+    assert (node, clone.metadata["name"]) == (NODE_A, "copy")
+
+
+def test_clone_of_unknown_snapshot_changes_nothing(api: APIHarness) -> None:
+    """Cloning a snapshot the primary does not have is a 404; nothing is added."""
+    before = api.stored().deployment
+    api.refused(404, "POST", f"/v1/datasets/{DATASET}/clone", {"snapshot": "nope"})
+    assert api.stored().deployment == before
+
+
+def test_rollback_requested(api: APIHarness) -> None:
+    """A rollback is accepted (202) and stored as a request with an id."""
+    api.request("POST", SNAPSHOTS, {"name": "monday"})
+    result = api.request("POST", f"/v1/datasets/{DATASET}/rollback", {"snapshot": "monday"})
+    assert result.code == 202
+    request = api.stored().deployment.get_dataset(DATASET)[0].rollback
+    assert (request.snapshot, request.request_id) == ("monday", result.body["request_id"])
+    before = api.stored().deployment
+    api.refused(404, "POST", f"/v1/datasets/{DATASET}/rollback", {"snapshot": "tuesday"})
+    assert api.stored().deployment == before
+
+
+def deploy_web(api: APIHarness) -> None:
+    """An application ``web`` on node A with DATASET as its volume."""
+    result = api.request(
+        "POST",
+        "/v1/configuration/containers",
+        {
+            "node_uuid": NODE_A,
+            "name": "web",
+            "image": "flocker-test/counter:2",
+            "ports": [{"internal": 80, "external": 8080}],
+            "volumes": [{"dataset_id": DATASET, "mountpoint": "/data"}],
+        },
+    )
+    assert result.code == 201, result
+
+
+def test_environment_lifecycle(api: APIHarness) -> None:
+    """
+    An environment snapshots the group's datasets and adds its copies; it
+    is listed, a copy reset gets new clones, a copy and then all are deleted.
+    """
+    deploy_web(api)
+    made = api.request(
+        "POST", "/v1/environments",
+        {"name": "staging", "applications": ["web"], "copies": 2,
+         "ports": {"2": {"web": {"8080": 18080}}}},
+    )
+    assert made.code == 201, made
+    assert [c["name"] for c in made.body["copies"]] == ["1", "2"]
+    snapshot = made.body["snapshot"]
+    assert snapshot in [s.name for s in api.agents.backend.list_snapshots(DATASET).result]
+    two = made.body["copies"][1]
+    assert two["applications"][0]["name"] == "web-2"
+    assert two["applications"][0]["ports"] == [{"internal": 80, "external": 18080}]
+    assert api.request("GET", "/v1/environments").body == [made.body]
+    assert api.request("GET", "/v1/environments/staging").body == made.body
+    reset = api.request("POST", "/v1/environments/staging/copies/1/reset")
+    assert reset.code == 200
+    assert reset.body["datasets"] != made.body["copies"][0]["datasets"]
+    gone = api.request("DELETE", "/v1/environments/staging/copies/1")
+    assert gone.code == 200
+    assert [c["name"] for c in api.request("GET", "/v1/environments/staging").body["copies"]] == ["2"]
+    assert api.request("DELETE", "/v1/environments/staging").code == 200
+    assert api.request("GET", "/v1/environments").body == []
+    apps = [c["name"] for c in api.request("GET", "/v1/configuration/containers").body]
+    assert apps == ["web"]
+
+
+@pytest.mark.parametrize(
+    "code,body",
+    [
+        (404, {"name": "s", "applications": ["nope"], "copies": 1}),
+        (400, {"name": "s", "applications": ["web"], "copies": 0}),
+        (400, {"name": "s", "applications": ["web"], "copies": ["a", "a"]}),
+        (400, {"name": "s", "applications": ["web"], "copies": 1, "ports": {"9": {}}}),
+        (400, {"name": "s", "applications": ["web"], "copies": 1, "ports": {"1": {"web": {"8080": 8080}}}}),
+        (400, {"name": "bad name!", "applications": ["web"], "copies": 1}),
+        (400, {"applications": ["web"], "copies": 1}),
+    ],
+)
+def test_environment_refusals(api: APIHarness, code: int, body: dict[str, Any]) -> None:
+    """Bad environment requests are refused before any snapshot is taken."""
+    deploy_web(api)
+    before = api.stored().deployment
+    api.refused(code, "POST", "/v1/environments", body)
+    assert api.stored().deployment == before
+    assert api.agents.backend.list_snapshots(DATASET).result == []
+
+
+def test_environment_name_taken_and_unknown(api: APIHarness) -> None:
+    """A second environment of the same name is a 409; unknown ones 404."""
+    deploy_web(api)
+    api.request("POST", "/v1/environments", {"name": "s", "applications": ["web"], "copies": 1})
+    api.refused(409, "POST", "/v1/environments", {"name": "s", "applications": ["web"], "copies": 1})
+    api.refused(404, "GET", "/v1/environments/other")
+    api.refused(404, "POST", "/v1/environments/s/copies/9/reset")
+    api.refused(404, "DELETE", "/v1/environments/s/copies/9")
+    api.refused(404, "DELETE", "/v1/environments/other")
