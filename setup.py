@@ -28,6 +28,7 @@ DEV_REQUIRES = [
     "mypy",
     "mypy-zope",
     "matplotlib",
+    "sphinx",
 ]
 
 # Each console script is declared by the issue that builds it.

@@ -250,9 +250,11 @@ def _operation_document(op: Operation) -> dict[str, Any]:
 _REASONS = {
     "200": "OK",
     "201": "Created",
+    "202": "Accepted: the nodes carry it out.",
     "400": "The request is malformed or makes no sense.",
     "404": "No such thing.",
     "409": "The request conflicts with the configuration.",
+    "503": "A node's agent that must do this is not connected.",
 }
 
 
