@@ -2,14 +2,16 @@
 The quick-start demonstration: a local Flocker cluster moving data.
 
 Starts a two-node local cluster (``admin/lab``: a control service and two
-nodes on 127.0.0.11 and 127.0.0.12, each with its own ZFS pool and dataset
-agent), creates a dataset on node 1 through the REST API, writes data into
+nodes on 198.18.0.11 and 198.18.0.12, each with its own ZFS pool and
+agents), creates a dataset on node 1 through the REST API, writes data into
 it, moves it to node 2 through the REST API, shows that the data arrived
 intact and how long the dataset was unavailable; then runs a stateful
 application (a counter keeping its count in its dataset) on node 1 and
-moves it with its data to node 2 while a client keeps writing, and leaves
-the cluster running with instructions for talking to it.  Running it again replaces the
-previous cluster.
+moves it with its data to node 2 while a client keeps writing (with the
+interruption node 2 logged); then clones it, with its data, into a staging
+environment of two copies, each on its own port and its own copy-on-write
+clone of the data.  It leaves the cluster running with instructions for
+talking to it.  Running it again replaces the previous cluster.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def counter(address: str, port: int, text: str) -> int | None:
         return None
 
 
-def move_application(cluster: dict, one: dict, two: dict) -> None:
+def move_application(cluster: dict, one: dict, two: dict) -> int:
     """Run a stateful application on node 1 and move it, data and all, to node 2."""
     import docker
 
@@ -134,6 +136,68 @@ def move_application(cluster: dict, one: dict, two: dict) -> None:
     if after is None or after <= count:
         raise SystemExit("quickstart: the moved application lost its count")
     say(f"on node 2 the count carries on from node 1's ({count} before the move): {after}")
+    from flocker.node.test.test_acceptance_containers import logged_answering
+
+    deadline = time.monotonic() + 30
+    while (answered := logged_answering(two, "counter")) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if answered is not None and answered.get("unavailable_seconds") is not None:
+        say(
+            "node 2's container agent logged the application unavailable for "
+            f"{answered['unavailable_seconds']:.2f} s (flocker:node:container:answering)"
+        )
+    return after
+
+
+def pool_used(node: dict) -> int:
+    """Bytes the node's ZFS pool uses."""
+    import subprocess
+
+    out = subprocess.run(
+        ["zfs", "get", "-Hp", "-o", "value", "used", node["pool"]],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return int(out.strip())
+
+
+def clone_environment(cluster: dict, two: dict, count: int) -> None:
+    """Clone the counter into a staging environment of two copies."""
+    before = pool_used(two)
+    started = time.monotonic()
+    environment = lab.api_request(
+        cluster, "POST", "/v1/environments",
+        {"name": "staging", "applications": ["counter"], "copies": ["alice", "bob"]},
+    )
+    ports = {
+        c["name"]: c["applications"][0]["ports"][0]["external"] for c in environment["copies"]
+    }
+    counts = {}
+    deadline = time.monotonic() + 180
+    while len(counts) < len(ports):
+        for copy, copy_port in ports.items():
+            if copy not in counts:
+                answer = counter(two["address"], copy_port, f"hello-{copy}")
+                if answer is not None:
+                    counts[copy] = answer
+        if time.monotonic() > deadline:
+            raise SystemExit("quickstart: the staging copies did not start")
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    time.sleep(1)
+    extra = pool_used(two) - before
+    say(
+        f"cloned the counter with its data into a staging environment in {elapsed:.2f} s: "
+        + ", ".join(f"copy {c} on port {p}" for c, p in ports.items())
+        + f", {extra / MIB:.1f} MiB of extra pool space"
+    )
+    for _ in range(5):
+        counter(two["address"], ports["alice"], "alice-only")
+    alice = counter(two["address"], ports["alice"], "alice-only")
+    bob = counter(two["address"], ports["bob"], "bob")
+    say(
+        f"each copy starts from the production count ({count}) and keeps its own: "
+        f"alice {alice}, bob {bob}; reset one with POST /v1/environments/staging/copies/alice/reset"
+    )
 
 
 def main() -> None:
@@ -194,7 +258,8 @@ def main() -> None:
     if after != before:
         raise SystemExit("quickstart: the data on node 2 differs from what was written")
     say(f"node 2 has it at {current['path']}, sha256 identical: the data arrived intact")
-    move_application(cluster, one, two)
+    count = move_application(cluster, one, two)
+    clone_environment(cluster, two, count)
 
     certs = cluster["certificates"]
     print()
@@ -204,6 +269,8 @@ def main() -> None:
         f"--key {certs['user_key']} {cluster['control']['api_url']}/v1/state/datasets"
     )
     print(f"Its description is in {os.path.join(LAB_DIR, lab.CLUSTER_FILE)}; logs under {LAB_DIR}")
+    print("or with the flocker command, e.g.:")
+    print(f"  .venv/bin/flocker --cluster {os.path.join(LAB_DIR, lab.CLUSTER_FILE)} apps ls")
     print(f"  admin/lab status --dir {LAB_DIR}")
     print(f"  admin/lab down --dir {LAB_DIR}     # stop it and remove everything")
 
