@@ -105,7 +105,7 @@ def deploy_staging(cluster: dict[str, Any], size: int) -> dict[str, Any]:
 def clone_one(cluster: dict[str, Any], name: str, applications: list[str]) -> dict[str, Any]:
     """Create environment ``name`` with one copy; its timings."""
     from flocker.node.test.test_acceptance_containers import relay, request
-    from flocker.node.test.test_acceptance_datasets import api, wait_for
+    from flocker.node.test.test_acceptance_datasets import api
 
     by_uuid = {n["uuid"]: n for n in cluster["nodes"]}
     web, db, search = applications
@@ -128,7 +128,11 @@ def clone_one(cluster: dict[str, Any], name: str, applications: list[str]) -> di
             and request(*address(search), "probe", timeout=1.0) is not None
         )
 
-    wait_for(all_answer, 300, f"environment {name} to answer")
+    deadline = started + 300
+    while not all_answer():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"environment {name} did not answer within 300 s")
+        time.sleep(0.02)
     ready = time.monotonic()
     return {
         "name": name,

@@ -5,7 +5,8 @@ Environments as pure changes of the configuration.
 snapshot the caller already took of each of their datasets into N copies:
 for each copy every dataset is cloned from the snapshot (a new dataset on
 the same node, `Dataset.origin` set) and every application is copied as
-``<name>-<copy>`` on the same node, its volumes on the clones, each
+``<name>-<environment>-<copy>`` on the same node (so that copies named "1",
+"2"… of different environments do not clash), its volumes on the clones, each
 published port replaced by a free one (or the one asked for), and each link
 that pointed at a port of another original rewired to that original's copy.
 `reset_copy` re-clones a copy's datasets from the snapshot and points its
@@ -60,9 +61,9 @@ __all__ = [
 ]
 
 
-def copy_name(original: str, copy: str) -> str:
-    """The name of ``original``'s application in copy ``copy``."""
-    return f"{original}-{copy}"
+def copy_name(original: str, environment: str, copy: str) -> str:
+    """The name of ``original``'s application in copy ``copy`` of ``environment``."""
+    return f"{original}-{environment}-{copy}"
 
 
 def environment_datasets(deployment: Deployment, originals: Iterable[str]) -> list[str]:
@@ -109,7 +110,7 @@ def _clone_datasets(
             dataset_id=new_id(),
             metadata={
                 **dict(source.metadata),
-                "name": f"{name}-{copy}",
+                "name": f"{name}-{environment}-{copy}",
                 "flocker-environment": environment,
                 "flocker-copy": copy,
             },
@@ -187,7 +188,9 @@ def clone_environment(
     next_free = FIRST_FREE_PORT
     environment = Environment(name=name, snapshot=snapshot, applications=originals)
     for copy in copies:
-        if not is_valid_name(copy) or not is_valid_name(copy_name(originals[0], copy)):
+        if not is_valid_name(copy) or not all(
+            is_valid_name(copy_name(original, name, copy)) for original in originals
+        ):
             raise ModelError(f"{copy!r} is not a valid copy name")
         chosen = ports.get(copy, {})
         for app_name in chosen:
@@ -209,7 +212,7 @@ def clone_environment(
         deployment, clones = _clone_datasets(deployment, name, copy, snapshot, datasets, new_id)
         names = {}
         for app_name, (application, node_uuid) in group.items():
-            new_name = copy_name(app_name, copy)
+            new_name = copy_name(app_name, name, copy)
             try:
                 deployment.get_application(new_name)
             except UnknownApplication:

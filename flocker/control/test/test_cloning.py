@@ -90,17 +90,17 @@ def test_copies_get_clones_ports_and_rewired_links():
     env = d.environments["staging"]
     assert set(env.copies) == {"alice", "bob"}
     alice = env.copies["alice"]
-    assert dict(alice.applications) == {"web": "web-alice", "db": "db-alice", "search": "search-alice"}
-    db, node = d.get_application("db-alice")
+    assert dict(alice.applications) == {"web": "web-staging-alice", "db": "db-staging-alice", "search": "search-staging-alice"}
+    db, node = d.get_application("db-staging-alice")
     assert node == N1
     [volume] = db.volumes
     clone, clone_node = d.get_dataset(volume.dataset_id)
     assert clone_node == N1
     assert clone.origin == Origin(dataset_id=DB, snapshot=SNAP)
-    assert clone.metadata["name"] == "pg-alice"
+    assert clone.metadata["name"] == "pg-staging-alice"
     assert d.get_dataset(alice.datasets[SEARCH])[0].maximum_size == 2**30
-    assert d.get_application("search-alice")[1] == N2
-    web, _ = d.get_application("web-alice")
+    assert d.get_application("search-staging-alice")[1] == N2
+    web, _ = d.get_application("web-staging-alice")
     ports = {p.external_port for p in web.ports}
     assert ports.isdisjoint({8080, 5432, 9200}) and min(ports) >= FIRST_FREE_PORT
     links = {link.alias: link.remote_port for link in web.links}
@@ -113,7 +113,7 @@ def test_copies_get_clones_ports_and_rewired_links():
 def test_ports_given():
     """A copy's port asked for is used; one already published is refused."""
     d = cloned(ports={"alice": {"web": {8080: 18080}}})
-    assert {p.external_port for p in d.get_application("web-alice")[0].ports} == {18080}
+    assert {p.external_port for p in d.get_application("web-staging-alice")[0].ports} == {18080}
     with pytest.raises(ModelError, match="already published"):
         cloned(ports={"alice": {"web": {8080: 9200}}})
     with pytest.raises(ModelError, match="not in the group"):
@@ -130,7 +130,9 @@ def test_bad_requests_change_nothing():
     with pytest.raises(KeyError):
         clone_environment(staging(), "s", ["nope"], ["x"], SNAP)
     with pytest.raises(ApplicationAlreadyExists):
-        clone_environment(d, "other", ["web"], ["alice"], SNAP)
+        clone_environment(d.remove_application("web-staging-alice").add_application(
+            d.get_application("web-staging-alice")[0].set(name="web-other-alice"), N1
+        ), "other", ["web"], ["alice"], SNAP)
     with pytest.raises(ModelError):
         clone_environment(staging(), "s", ["web"], ["no spaces"], SNAP)
     with pytest.raises(ModelError):
@@ -148,7 +150,7 @@ def test_reset_reclones_and_deletes_old_clones():
     assert new != old
     assert d.get_dataset(old)[0].deleted
     assert d.get_dataset(new)[0].origin == Origin(dataset_id=DB, snapshot=SNAP)
-    [volume] = d.get_application("db-alice")[0].volumes
+    [volume] = d.get_application("db-staging-alice")[0].volumes
     assert volume.dataset_id == new
     # bob is untouched
     bob = d.environments["staging"].copies["bob"]
@@ -163,7 +165,7 @@ def test_delete_copy_and_environment():
     assert "alice" not in d.environments["staging"].copies
     assert all(d.get_dataset(i)[0].deleted for i in alice.datasets.values())
     with pytest.raises(KeyError):
-        d.get_application("web-alice")
+        d.get_application("web-staging-alice")
     d = delete_environment(d, "staging")
     assert "staging" not in d.environments
     assert {a.name for a, _ in d.all_applications()} == {"web", "db", "search"}

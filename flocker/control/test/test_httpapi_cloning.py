@@ -169,7 +169,7 @@ def test_environment_lifecycle(api: APIHarness) -> None:
     snapshot = made.body["snapshot"]
     assert snapshot in [s.name for s in api.agents.backend.list_snapshots(DATASET).result]
     two = made.body["copies"][1]
-    assert two["applications"][0]["name"] == "web-2"
+    assert two["applications"][0]["name"] == "web-staging-2"
     assert two["applications"][0]["ports"] == [{"internal": 80, "external": 18080}]
     assert api.request("GET", "/v1/environments").body == [made.body]
     assert api.request("GET", "/v1/environments/staging").body == made.body
