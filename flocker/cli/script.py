@@ -60,6 +60,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "flocker.cli._nodes",
     "flocker.cli._datasets",
     "flocker.cli._apps",
+    "flocker.cli._snapshots",
+    "flocker.cli._environments",
 )
 
 

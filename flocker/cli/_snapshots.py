@@ -1,0 +1,361 @@
+"""
+``flocker snapshots ls|create|rm|rollback`` and ``flocker clone``: a
+dataset's snapshots, rolling a dataset back to one, and making a new
+dataset from one.
+
+Snapshots are taken, listed and destroyed at once by the dataset agent of
+the dataset's primary node, and stay on that node.  A rollback is carried
+out by the agents (the application using the dataset is stopped for it);
+``--wait`` polls ``/v1/state/datasets`` until the dataset shows the
+request's id as ``rolled_back``.  A clone is a new dataset on the same
+node; ``--wait`` waits until it is mounted there.
+
+The REST API client has no methods for these requests: `api_request` makes
+them with the client's own HTTP client (``.http``, already using the user
+certificate and the request timeout) and ``.base_url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+from uuid import UUID
+
+from ..apiclient import Dataset, ResponseError
+from ._command import Context, add_command, add_group
+from ._datasets import dataset_view
+from ._errors import CLIError
+from ._format import table, write_json
+from ._resolve import dataset_name, node_label, resolve_dataset
+from ._wait import add_wait_options, parse_timeout, wait_until
+
+__all__ = ["api_request", "check_snapshot_name", "register"]
+
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def check_snapshot_name(name: str) -> str:
+    """
+    ``name`` if the REST API accepts it as a snapshot name.
+
+    :raise CLIError: if it is not 1-64 letters, digits and ``_.:-``
+        starting with a letter or digit, or starts with ``flocker``
+        (Flocker's own snapshots).
+    """
+    if not _SNAPSHOT_NAME.fullmatch(name):
+        raise CLIError(
+            f"bad snapshot name {name!r}: give 1-64 letters, digits and _.:-, "
+            "starting with a letter or digit"
+        )
+    if name.lower().startswith("flocker"):
+        raise CLIError(
+            f"bad snapshot name {name!r}: names starting with 'flocker' are "
+            "Flocker's own"
+        )
+    return name
+
+
+async def api_request(
+    context: Context,
+    method: str,
+    path: str,
+    body: Any = None,
+    expected: tuple[int, ...] = (200,),
+) -> Any:
+    """
+    Make a REST API request with the command's client; the decoded answer.
+
+    :param path: below ``/v1``, e.g. ``/environments``.
+    :raise ResponseError: if the answer's status is not ``expected`` (the
+        tool reports it as the control service refusing the request).
+    """
+    client = context.client
+    http = getattr(client, "http", None)
+    base_url = getattr(client, "base_url", None)
+    if http is None or base_url is None:
+        raise CLIError(
+            f"this REST API client ({type(client).__name__}) cannot make "
+            f"{method} /v1{path} requests"
+        )
+    headers = {"accept": ["application/json"]}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode("utf-8")
+        headers["content-type"] = ["application/json"]
+    response = await http.request(
+        method, f"{base_url}/v1{path}", data=data, headers=headers
+    )
+    content = await response.content()
+    try:
+        decoded = json.loads(content) if content else None
+    except ValueError:
+        decoded = None
+    if response.code not in expected:
+        if isinstance(decoded, dict) and decoded.get("description"):
+            description = str(decoded["description"])
+        else:
+            description = content.decode("utf-8", "replace").strip() or (
+                f"{method} /v1{path} answered {response.code}"
+            )
+        raise ResponseError(response.code, description)
+    return decoded
+
+
+def _segment(text: str) -> str:
+    """``text`` quoted as one URL path segment."""
+    return quote(text, safe="")
+
+
+async def _dataset(context: Context, text: str) -> Dataset:
+    """The dataset ``text`` names (UUID, UUID prefix or name)."""
+    configuration = await context.client.list_datasets_configuration()
+    return resolve_dataset(configuration.datasets.values(), text)
+
+
+def _label(dataset: Dataset) -> str:
+    """``ID (name)`` for messages."""
+    name = dataset_name(dataset)
+    return f"{dataset.dataset_id}" + (f" ({name})" if name else "")
+
+
+def format_time(seconds: float) -> str:
+    """Seconds since the epoch as ``YYYY-MM-DD HH:MM:SS`` UTC."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def ls(context: Context, options: argparse.Namespace) -> None:
+    """List a dataset's snapshots, oldest first."""
+    dataset = await _dataset(context, options.dataset)
+    snapshots = await api_request(
+        context, "GET", f"/datasets/{dataset.dataset_id}/snapshots"
+    )
+    if context.json:
+        write_json(context.out, snapshots)
+        return
+    table(
+        context.out,
+        ["SNAPSHOT", "CREATED (UTC)"],
+        [[s["name"], format_time(s["created"])] for s in snapshots],
+    )
+
+
+async def create(context: Context, options: argparse.Namespace) -> None:
+    """Take a snapshot of a dataset now, on its primary node."""
+    name = check_snapshot_name(options.name)
+    dataset = await _dataset(context, options.dataset)
+    snapshot = await api_request(
+        context,
+        "POST",
+        f"/datasets/{dataset.dataset_id}/snapshots",
+        {"name": name},
+        (201,),
+    )
+    if context.json:
+        write_json(context.out, {"dataset_id": str(dataset.dataset_id), **snapshot})
+    else:
+        context.out.write(
+            f"created snapshot {snapshot['name']} of dataset {_label(dataset)}\n"
+        )
+
+
+async def rm(context: Context, options: argparse.Namespace) -> None:
+    """Destroy a snapshot (refused while clones depend on it)."""
+    name = check_snapshot_name(options.name)
+    dataset = await _dataset(context, options.dataset)
+    snapshot = await api_request(
+        context,
+        "DELETE",
+        f"/datasets/{dataset.dataset_id}/snapshots/{_segment(name)}",
+    )
+    if context.json:
+        write_json(
+            context.out,
+            {"dataset_id": str(dataset.dataset_id), "deleted": True, **snapshot},
+        )
+    else:
+        context.out.write(
+            f"deleted snapshot {snapshot['name']} of dataset {_label(dataset)}\n"
+        )
+
+
+async def _wait_rolled_back(
+    context: Context, dataset: Dataset, request_id: str, timeout: float
+) -> None:
+    """Wait until the dataset's primary reports the rollback ``request_id`` done."""
+    addresses = {n.uuid: n.host for n in await context.client.list_nodes()}
+    node = node_label(addresses, dataset.primary)
+
+    async def probe() -> tuple[bool, str]:
+        states = await api_request(context, "GET", "/state/datasets")
+        here = [
+            s
+            for s in states
+            if s["dataset_id"] == str(dataset.dataset_id)
+            and s["primary"] == str(dataset.primary)
+        ]
+        if not here:
+            return False, f"not mounted on {node}"
+        if here[0].get("rolled_back") == request_id:
+            return True, f"rolled back on {node}"
+        return False, f"mounted on {node}, not rolled back yet"
+
+    await wait_until(
+        context.clock,
+        context.err,
+        f"dataset {str(dataset.dataset_id)[:8]} rolled back",
+        probe,
+        timeout,
+    )
+
+
+async def rollback(context: Context, options: argparse.Namespace) -> None:
+    """Roll a dataset back to a snapshot (later snapshots are discarded)."""
+    name = check_snapshot_name(options.name)
+    timeout = parse_timeout(options.timeout)
+    dataset = await _dataset(context, options.dataset)
+    accepted = await api_request(
+        context,
+        "POST",
+        f"/datasets/{dataset.dataset_id}/rollback",
+        {"snapshot": name},
+        (202,),
+    )
+    if options.wait:
+        await _wait_rolled_back(context, dataset, accepted["request_id"], timeout)
+    if context.json:
+        write_json(context.out, {**accepted, "done": bool(options.wait)})
+    elif options.wait:
+        context.out.write(f"rolled back dataset {_label(dataset)} to snapshot {name}\n")
+    else:
+        context.out.write(
+            f"rolling back dataset {_label(dataset)} to snapshot {name} "
+            f"(request {accepted['request_id']})\n"
+        )
+
+
+async def _wait_mounted(context: Context, dataset_id: UUID, timeout: float) -> None:
+    """Wait until a dataset is mounted on its primary node."""
+    client = context.client
+
+    async def probe() -> tuple[bool, str]:
+        configuration = await client.list_datasets_configuration()
+        states = await client.list_datasets_state()
+        addresses = {n.uuid: n.host for n in await client.list_nodes()}
+        dataset = configuration.datasets.get(dataset_id)
+        if dataset is None:
+            raise CLIError(f"dataset {dataset_id} disappeared from the configuration")
+        view = dataset_view(dataset, states, addresses)
+        where = node_label(addresses, dataset.primary)
+        if view["state"] == "mounted":
+            return True, f"mounted on {where} at {view['path']}"
+        return False, f"{view['state']} (on {where})"
+
+    await wait_until(
+        context.clock,
+        context.err,
+        f"clone {str(dataset_id)[:8]} mounted",
+        probe,
+        timeout,
+    )
+
+
+async def clone(context: Context, options: argparse.Namespace) -> None:
+    """Make a new dataset from a snapshot, on the same node."""
+    snapshot = check_snapshot_name(options.snapshot)
+    timeout = parse_timeout(options.timeout)
+    if options.name is not None and not options.name.strip():
+        raise CLIError("a dataset name must not be empty")
+    client = context.client
+    configuration = await client.list_datasets_configuration()
+    datasets = configuration.datasets.values()
+    dataset = resolve_dataset(datasets, options.dataset)
+    if options.name is not None:
+        taken = [
+            d for d in datasets if not d.deleted and dataset_name(d) == options.name
+        ]
+        if taken:
+            raise CLIError(
+                f"a dataset named {options.name!r} exists already "
+                f"({taken[0].dataset_id})"
+            )
+    body: dict[str, Any] = {"snapshot": snapshot}
+    if options.name is not None:
+        body["metadata"] = {"name": options.name}
+    made = await api_request(
+        context, "POST", f"/datasets/{dataset.dataset_id}/clone", body, (201,)
+    )
+    new_id = UUID(made["dataset_id"])
+    if options.wait:
+        await _wait_mounted(context, new_id, timeout)
+    configuration = await client.list_datasets_configuration()
+    states = await client.list_datasets_state()
+    addresses = {n.uuid: n.host for n in await client.list_nodes()}
+    configured = configuration.datasets.get(new_id)
+    view = (
+        {"dataset_id": made["dataset_id"], "name": None, "state": "deleting"}
+        if configured is None
+        else dataset_view(configured, states, addresses)
+    )
+    view["origin"] = made.get(
+        "origin", {"dataset_id": str(dataset.dataset_id), "snapshot": snapshot}
+    )
+    if context.json:
+        write_json(context.out, view)
+        return
+    name = f" ({view['name']})" if view["name"] else ""
+    where = node_label(addresses, dataset.primary)
+    detail = f"mounted at {view['path']}" if view.get("path") else view["state"]
+    context.out.write(
+        f"cloned dataset {view['dataset_id']}{name} from {_label(dataset)} "
+        f"snapshot {snapshot} on {where}, {detail}\n"
+    )
+
+
+def register(commands: Any) -> None:
+    """Add ``flocker snapshots …`` and ``flocker clone``."""
+    group = add_group(
+        commands,
+        "snapshots",
+        "list, take, delete a dataset's snapshots and roll back to one",
+    )
+    dataset_help = "the dataset: its UUID, UUID prefix or name"
+    parser = add_command(group, "ls", "list a dataset's snapshots, oldest first", ls)
+    parser.add_argument("dataset", metavar="DATASET", help=dataset_help)
+    parser = add_command(
+        group, "create", "take a snapshot of a dataset now, on its node", create
+    )
+    parser.add_argument("dataset", metavar="DATASET", help=dataset_help)
+    parser.add_argument(
+        "name",
+        metavar="NAME",
+        help="1-64 letters, digits and _.:-, not starting with 'flocker'",
+    )
+    parser = add_command(group, "rm", "delete a snapshot", rm)
+    parser.add_argument("dataset", metavar="DATASET", help=dataset_help)
+    parser.add_argument("name", metavar="NAME")
+    parser = add_command(
+        group,
+        "rollback",
+        "roll a dataset back to a snapshot (its application is restarted; "
+        "later snapshots are discarded)",
+        rollback,
+    )
+    parser.add_argument("dataset", metavar="DATASET", help=dataset_help)
+    parser.add_argument("name", metavar="NAME", help="the snapshot")
+    add_wait_options(parser, "the dataset's node has rolled it back")
+    parser = add_command(
+        commands,
+        "clone",
+        "make a new dataset from a snapshot of a dataset, on the same node",
+        clone,
+    )
+    parser.add_argument("dataset", metavar="DATASET", help=dataset_help)
+    parser.add_argument("snapshot", metavar="SNAPSHOT", help="the snapshot")
+    parser.add_argument(
+        "--name", help="a name to refer to the clone by (its 'name' metadata)"
+    )
+    add_wait_options(parser, "the clone is mounted on the node")
