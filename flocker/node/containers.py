@@ -28,11 +28,14 @@ move without being told where it went.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attr
+from eliot import start_action
+from eliot.twisted import DeferredContext
 from pyrsistent import PClass, field, pmap, pmap_field, pset_field
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from flocker.control import Application, Deployment, DeploymentState, NodeState
@@ -131,6 +134,7 @@ class ContainerLocalState(PClass):
     states = pmap_field(str, ContainerState)
     applications = pmap_field(str, Application)
     routes = pmap_field(int, Route)
+    starting = pset_field(str)
 
     def shared_state_changes(self) -> NodeState:
         """The applications half of the node's state: what runs here."""
@@ -162,7 +166,33 @@ class StartApplication(PClass):
         return {"name": self.spec.name, "image": self.spec.image}
 
     def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """Create it in the runtime; then time how soon it answers."""
+        """
+        Create it in the runtime; then time how soon it answers.
+
+        With a ``poke``, the deployer starts containers in the background:
+        this returns at once, so a slow ``docker create`` does not hold up
+        the next pass (another application's data may be ready meanwhile);
+        the application counts as *starting* — no other change touches it —
+        until the runtime answers, and then the loop is poked.
+        """
+        if deployer.poke is None:
+            return self._create(deployer)
+        name = self.spec.name
+        deployer.starting.add(name)
+        action = start_action(action_type="flocker:node:container:background_start", name=name)
+        with action.context():
+            created = DeferredContext(self._create(deployer))
+            created.addActionFinish()
+
+        def done(result: Any) -> None:
+            deployer.starting.discard(name)
+            assert deployer.poke is not None
+            deployer.poke()
+
+        created.result.addBoth(done)
+        return succeed(None)
+
+    def _create(self, deployer: ContainerDeployer) -> Deferred[None]:
         created = deployer.runtime.create(self.spec)
         if deployer.answering is not None:
             watch = deployer.answering
@@ -286,6 +316,8 @@ def calculate_container_changes(
     running = {spec.name: spec for spec in local_state.specs}
     changes: list[IStateChange] = []
     for name in sorted(set(wanted) | set(running)):
+        if name in local_state.starting:
+            continue  # its container is being created: wait for the runtime
         current = running.get(name)
         application = wanted.get(name)
         if application is None:
@@ -342,6 +374,10 @@ class ContainerDeployer:
     router: IRouter = attr.ib(factory=MemoryRouter)
     configuration: Deployment | None = attr.ib(default=None)
     answering: AnsweringWatch | None = attr.ib(default=None)
+    #: Wakes the convergence loop; when set, containers start in the background.
+    poke: Callable[[], None] | None = attr.ib(default=None)
+    #: Names of the applications whose containers are being created now.
+    starting: set[str] = attr.ib(factory=set)
 
     def discover_state(
         self, cluster_state: DeploymentState
@@ -358,6 +394,7 @@ class ContainerDeployer:
                 states=states,
                 applications=self._running_applications(specs, states),
                 routes=self.router.routes(),
+                starting=set(self.starting),
             )
 
         return Deferred.fromCoroutine(discover())

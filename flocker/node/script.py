@@ -251,6 +251,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
         return report_to(client, state)
 
     loop = ConvergenceLoop(reactor, deployer, report)
+    deployer.poke = loop.poke
     client = AgentAMPClient.for_control_service(
         reactor, config.control_host, config.control_port, tls, "container",
         loop.cluster_updated,

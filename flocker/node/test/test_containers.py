@@ -2,6 +2,8 @@
 
 from uuid import uuid4
 
+from twisted.internet.defer import Deferred
+
 from flocker.control import (
     Application,
     AttachedVolume,
@@ -217,3 +219,48 @@ def test_routes_to_applications_elsewhere():
     )
     nodes.converge(B, configured(), state)
     assert nodes.plan(B, configured(), state) == NoOp()
+
+
+class _HeldCreates:
+    """A runtime whose ``create`` completes only when the test says so."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.held = []
+
+    def __getattr__(self, name):
+        return getattr(self.runtime, name)
+
+    def create(self, spec):
+        """Hold the creation until ``release``."""
+        waiting = Deferred()
+        self.held.append((spec, waiting))
+        return waiting
+
+    def release(self):
+        """Let every held creation happen."""
+        for spec, waiting in self.held:
+            self.runtime.create(spec).chainDeferred(waiting)
+        self.held = []
+
+
+def test_background_start_does_not_hold_the_pass():
+    """
+    With a poke, a container starts in the background: the pass ends at
+    once, the application counts as starting (no change touches it) until
+    the runtime answers, and then the loop is poked.
+    """
+    nodes = Nodes()
+    deployer = nodes.deployers[A]
+    held = _HeldCreates(deployer.runtime)
+    deployer.runtime = held
+    pokes = []
+    deployer.poke = lambda: pokes.append(True)
+    state = state_with(A)
+    change = nodes.converge(A, configured(), state)
+    assert isinstance(change, StartApplication)
+    assert deployer.starting == {"counter"} and len(held.held) == 1
+    assert nodes.plan(A, configured(), state) == NoOp()
+    held.release()
+    assert deployer.starting == set() and pokes == [True]
+    assert [s.name for s in result(held.runtime.list_containers())] == ["counter"]
