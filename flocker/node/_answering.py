@@ -134,7 +134,9 @@ class AnsweringWatch:
         probing.addCallbacks(answered, gave_up)
 
     async def _probe(self, port: int) -> None:
-        endpoint = TCP4ClientEndpoint(self.reactor, self.address, port, timeout=1)
+        # A short timeout: a SYN lost while Docker wires the container up
+        # would otherwise cost a whole 1 s retransmission.
+        endpoint = TCP4ClientEndpoint(self.reactor, self.address, port, timeout=0.25)
         deadline = self.reactor.seconds() + PROBE_LIMIT
         while True:
             try:

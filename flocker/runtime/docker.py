@@ -19,9 +19,11 @@ exactly what :meth:`DockerRuntime.list_containers` returns.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -207,6 +209,23 @@ def state_from_inspect(attrs_: Mapping[str, Any]) -> ContainerState:
 # The blocking side
 
 
+#: Seconds a listing of the node's containers is reused (see ``_mine``).
+LISTING_REUSE = 0.25
+
+
+def _changes(method: Callable[..., None]) -> Callable[..., None]:
+    """Mark an adapter method that changes containers (see ``_mine``)."""
+
+    @functools.wraps(method)
+    def changing(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        finally:
+            self._changed()
+
+    return changing
+
+
 @attrs.define
 class DockerAdapter:
     """
@@ -225,6 +244,10 @@ class DockerAdapter:
     labels: PMap = attrs.field(factory=pmap, converter=pmap)
     _client: docker.DockerClient | None = attrs.field(default=None, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    #: Bumped by every change this adapter makes (see `_mine`).
+    _generation: int = attrs.field(default=0, init=False)
+    #: (monotonic time, generation, containers) of the last listing.
+    _listing: tuple[float, int, list[Any]] | None = attrs.field(default=None, init=False)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -245,11 +268,32 @@ class DockerAdapter:
             raise UnknownContainer(name)
         return container
 
+    def _changed(self) -> None:
+        """Something was created, started, stopped or removed: list afresh."""
+        with self._lock:
+            self._generation += 1
+
     def _mine(self) -> list[Any]:
+        """
+        The node's containers, inspected.
+
+        Listing costs one Engine request per container, so a listing is
+        reused for :data:`LISTING_REUSE` seconds (``list_containers`` and
+        ``list_states`` of one discovery share it) unless this adapter
+        changed a container meanwhile.
+        """
+        with self._lock:
+            cached, generation = self._listing, self._generation
+        if (
+            cached is not None
+            and cached[1] == generation
+            and time.monotonic() - cached[0] < LISTING_REUSE
+        ):
+            return cached[2]
         # Both labels: a container with only the node label was not made
         # by a runtime and has no spec.  ignore_removed: a container removed
         # while the list is inspected is simply not listed.
-        return list(
+        listed = list(
             self.client.containers.list(
                 all=True,
                 filters={
@@ -258,6 +302,9 @@ class DockerAdapter:
                 ignore_removed=True,
             )
         )
+        with self._lock:
+            self._listing = (time.monotonic(), generation, listed)
+        return listed
 
     def list_containers(self) -> PSet[ContainerSpec]:
         """See :meth:`IContainerRuntime.list_containers`."""
@@ -278,6 +325,7 @@ class DockerAdapter:
         """See :meth:`IContainerRuntime.inspect`."""
         return state_from_inspect(self._find(name).attrs)
 
+    @_changes
     def create(self, spec: ContainerSpec) -> None:
         """See :meth:`IContainerRuntime.create`."""
         arguments = create_arguments(self.node_uuid, spec, self.labels)
@@ -304,10 +352,12 @@ class DockerAdapter:
                 raise PortInUse(name, text) from None
             raise EngineError(text) from None
 
+    @_changes
     def start(self, name: str) -> None:
         """See :meth:`IContainerRuntime.start`."""
         self._start(name, self._find(name))
 
+    @_changes
     def stop(self, name: str, timeout: float) -> None:
         """See :meth:`IContainerRuntime.stop`."""
         container = self._find(name)
@@ -316,6 +366,7 @@ class DockerAdapter:
         except docker.errors.NotFound:
             raise UnknownContainer(name) from None
 
+    @_changes
     def remove(self, name: str) -> None:
         """See :meth:`IContainerRuntime.remove`."""
         try:
