@@ -13,7 +13,9 @@ records:
 * **api**: how long the request took (snapshots on both nodes plus the
   durable configuration change);
 * **ready**: from the request until all three of the copy's applications
-  answer on their own ports (``web`` through its link to its own ``db``);
+  accept connections on their own ports and answer (``web`` through its
+  link to its own ``db``); readiness is polled with bare TCP connections
+  every 20 ms, then confirmed with one request each;
 * **extra space**: what the two pools' ``used`` grew by.
 
 Baselines in the same run: the counter's start (``docker create`` to
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -122,9 +125,20 @@ def clone_one(cluster: dict[str, Any], name: str, applications: list[str]) -> di
         entry = apps[original]
         return by_uuid[entry["node_uuid"]]["address"], entry["ports"][0]["external"]
 
+    def accepting(original: str) -> bool:
+        # A bare TCP connection: polling through the relay (a CGI forking a
+        # handful of processes per request) would load the 2-core machine
+        # while the copies start.
+        try:
+            with socket.create_connection(address(original), timeout=0.25):
+                return True
+        except OSError:
+            return False
+
     def all_answer() -> bool:
         return (
-            relay(*address(web), "probe", timeout=1.0) is not None
+            all(accepting(original) for original in applications)
+            and relay(*address(web), "probe", timeout=1.0) is not None
             and request(*address(search), "probe", timeout=1.0) is not None
         )
 
