@@ -248,6 +248,8 @@ class DockerAdapter:
     _generation: int = attrs.field(default=0, init=False)
     #: (monotonic time, generation, containers) of the last listing.
     _listing: tuple[float, int, list[Any]] | None = attrs.field(default=None, init=False)
+    #: Engine names of the containers this adapter is creating right now.
+    _creating: set[str] = attrs.field(factory=set, init=False)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -291,17 +293,27 @@ class DockerAdapter:
         ):
             return cached[2]
         # Both labels: a container with only the node label was not made
-        # by a runtime and has no spec.  ignore_removed: a container removed
-        # while the list is inspected is simply not listed.
-        listed = list(
-            self.client.containers.list(
-                all=True,
-                filters={
-                    "label": [f"{NODE_LABEL}={self.node_uuid}", APPLICATION_LABEL]
-                },
-                ignore_removed=True,
-            )
+        # by a runtime and has no spec.  The summaries come without
+        # inspecting; each container is then inspected — except those this
+        # adapter is creating: the Engine holds an inspection of a starting
+        # container until the start is over, which would hold up the whole
+        # discovery (the deployer leaves starting applications alone).
+        summaries = self.client.containers.list(
+            all=True,
+            sparse=True,
+            filters={"label": [f"{NODE_LABEL}={self.node_uuid}", APPLICATION_LABEL]},
         )
+        with self._lock:
+            creating = set(self._creating)
+        listed = []
+        for summary in summaries:
+            names = {n.lstrip("/") for n in summary.attrs.get("Names") or []}
+            if names & creating:
+                continue
+            try:
+                listed.append(self.client.containers.get(summary.id))
+            except docker.errors.NotFound:
+                continue  # removed meanwhile: simply not listed
         with self._lock:
             self._listing = (time.monotonic(), generation, listed)
         return listed
@@ -328,6 +340,16 @@ class DockerAdapter:
     @_changes
     def create(self, spec: ContainerSpec) -> None:
         """See :meth:`IContainerRuntime.create`."""
+        engine_name = container_name(self.node_uuid, spec.name)
+        with self._lock:
+            self._creating.add(engine_name)
+        try:
+            self._create(spec)
+        finally:
+            with self._lock:
+                self._creating.discard(engine_name)
+
+    def _create(self, spec: ContainerSpec) -> None:
         arguments = create_arguments(self.node_uuid, spec, self.labels)
         try:
             container = self.client.containers.create(**arguments)
