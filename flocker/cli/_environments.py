@@ -249,10 +249,25 @@ async def _wait_copies(
             and (d, configuration.datasets[d].primary) in mounted
         ]
         addresses, running, reported = await _cluster(context)
+        # A reset copy's old container runs on its old clone until it is
+        # replaced: an application is ready once it runs on the datasets
+        # the configuration gives it.
+        wanted = {
+            c.name: {v.dataset_id for v in c.volumes}
+            for c in await client.list_containers_configuration()
+        }
+        actual = {
+            (s.container.name, str(s.container.node_uuid)): {
+                v.dataset_id for v in s.container.volumes
+            }
+            for s in await client.list_containers_state()
+        }
         waiting = [
             a
             for a in applications
             if _application_state(a, running, reported) != "running"
+            or actual.get((a["name"], a.get("node_uuid") or ""))
+            != wanted.get(a["name"], set())
         ]
         status = (
             f"{len(applications) - len(waiting)}/{len(applications)} applications "

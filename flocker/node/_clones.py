@@ -82,4 +82,52 @@ class RollbackDataset(PClass):
         return Deferred.fromCoroutine(rollback())
 
 
-__all__ = ["CloneDataset", "RollbackDataset"]
+@implementer(IStateChange)
+class DestroySnapshot(PClass):
+    """Destroy a snapshot Flocker took and no longer needs (an environment's)."""
+
+    dataset_id = field(type=str, mandatory=True)
+    snapshot = field(type=str, mandatory=True)
+    action_type = "flocker:node:dataset:destroy_snapshot"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset and the snapshot."""
+        return {"dataset_id": self.dataset_id, "snapshot": self.snapshot}
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Destroy it in the backend."""
+        return deployer.backend.destroy_snapshot(self.dataset_id, self.snapshot)
+
+
+#: Environments' snapshots start with this (see `flocker.control._httpapi_cloning`).
+ENVIRONMENT_SNAPSHOT_PREFIX = "flocker-env-"
+
+
+def unneeded_environment_snapshots(
+    configuration: Any, dataset_id: str, snapshots: Any
+) -> list[str]:
+    """
+    The environment snapshots of a dataset that nothing needs any more: no
+    environment in the configuration was cloned from them, and no dataset
+    in it (deleted ones included, until every node has destroyed them)
+    was cloned from them.
+    """
+    wanted = {e.snapshot for e in configuration.environments.values()}
+    for node in configuration.nodes.values():
+        for manifestation in node.manifestations.values():
+            origin = manifestation.dataset.origin
+            if origin is not None and origin.dataset_id == dataset_id:
+                wanted.add(origin.snapshot)
+    return [
+        s.name
+        for s in snapshots
+        if s.name.startswith(ENVIRONMENT_SNAPSHOT_PREFIX) and s.name not in wanted
+    ]
+
+
+__all__ = [
+    "CloneDataset",
+    "DestroySnapshot",
+    "RollbackDataset",
+    "unneeded_environment_snapshots",
+]

@@ -38,7 +38,13 @@ from pyrsistent import PClass, field, pmap, pmap_field, pset_field
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from flocker.control import Application, Deployment, DeploymentState, NodeState
+from flocker.control import (
+    Application,
+    AttachedVolume,
+    Deployment,
+    DeploymentState,
+    NodeState,
+)
 from flocker.control import RestartAlways as ModelRestartAlways
 from flocker.control import RestartOnFailure as ModelRestartOnFailure
 from flocker.route import IRouter, MemoryRouter, Route, routes_for_node
@@ -392,32 +398,52 @@ class ContainerDeployer:
                 hostname=self.hostname,
                 specs=specs,
                 states=states,
-                applications=self._running_applications(specs, states),
+                applications=self._running_applications(specs, states, cluster_state),
                 routes=self.router.routes(),
                 starting=set(self.starting),
             )
 
         return Deferred.fromCoroutine(discover())
 
-    def _running_applications(self, specs: Any, states: Any) -> Any:
+    def _running_applications(
+        self, specs: Any, states: Any, cluster_state: DeploymentState
+    ) -> Any:
         """
         The applications whose containers run here, as last configured.
 
         An application that is moving away still runs here during the bulk
         transfer and is reported (so the dataset agent knows its datasets
         are in use); it is found wherever the configuration now puts it.
+        A container still running on other datasets than the configuration
+        now gives its application (a reset environment copy, until the
+        container is replaced) is reported with the datasets it really
+        mounts, found by their paths: the cluster state and the dataset
+        agent's idea of what is in use stay true.
         """
         configured = (
             {app.name: app for app, _ in self.configuration.all_applications()}
             if self.configuration is not None
             else {}
         )
+        paths = {
+            d.path: dataset_id
+            for dataset_id, d in (cluster_state.get_node(self.node_uuid).datasets or {}).items()
+            if d.path is not None
+        }
         found = {}
         for spec in specs:
             state = states.get(spec.name)
             application = configured.get(spec.name)
-            if application is not None and state is not None and state.running:
-                found[spec.name] = application
+            if application is None or state is None or not state.running:
+                continue
+            actual = {
+                AttachedVolume(dataset_id=paths[bind.host_path], mountpoint=bind.container_path)
+                for bind in spec.volumes
+                if bind.host_path in paths
+            }
+            if len(actual) == len(spec.volumes) and actual != set(application.volumes):
+                application = application.set(volumes=actual)
+            found[spec.name] = application
         return pmap(found)
 
     def calculate_changes(

@@ -9,6 +9,8 @@ decides, dataset by dataset:
   is exposed here with that snapshot;
 * configured here with a rollback request not yet done: roll back once
   nothing uses the dataset;
+* an environment's snapshot that neither an environment nor a clone
+  needs any more: destroy it;
 * configured here with another maximum size: resize it;
 * configured deleted: destroy the local copy;
 * configured on another node while this node exposes (or is handing off)
@@ -44,7 +46,12 @@ from flocker.control import (
 )
 from flocker.volume import DatasetInfo, IVolumeBackend, SnapshotInfo
 
-from ._clones import CloneDataset, RollbackDataset
+from ._clones import (
+    CloneDataset,
+    DestroySnapshot,
+    RollbackDataset,
+    unneeded_environment_snapshots,
+)
 from ._deploy import IDeployer, ILocalState, IStateChange, in_parallel
 from ._roles import HANDOFF, PRIMARY, MemoryRoles
 
@@ -313,6 +320,12 @@ def calculate_dataset_changes(
                             dataset_id=dataset_id, maximum_size=dataset.maximum_size
                         )
                     )
+                changes.extend(
+                    DestroySnapshot(dataset_id=dataset_id, snapshot=name)
+                    for name in unneeded_environment_snapshots(
+                        configuration, dataset_id, local.snapshots
+                    )
+                )
             elif local.role == HANDOFF and not exposed_elsewhere:
                 # The move was called off before the destination took over.
                 changes.append(ExposeDataset(dataset_id=dataset_id))

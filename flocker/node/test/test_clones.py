@@ -120,3 +120,34 @@ def test_application_stopped_during_rollback():
         NodeState(uuid=NODE, hostname=ADDRESS[NODE], datasets={DATA: mounted.set(rolled_back=REQUEST)})
     )
     assert isinstance(nodes.plan(NODE, pending, done), StartApplication)
+
+
+def test_unneeded_environment_snapshot_destroyed():
+    """
+    An environment's snapshot is destroyed once neither an environment nor
+    a configured clone (even a deleted one) needs it; others are kept.
+    """
+    from flocker.control import Environment
+    from flocker.node._clones import DestroySnapshot
+
+    cluster = Cluster()
+    configuration = with_snapshot(cluster, "flocker-env-staging-1")
+    result(cluster.backends[A].snapshot(DS, "monday"))
+    with_environment = configuration.set(
+        environments={"staging": Environment(name="staging", snapshot="flocker-env-staging-1")}
+    )
+    assert plan(cluster, A, with_environment) == NoOp()
+    with_clone = configuration.clone_dataset(
+        Dataset(dataset_id=CLONE), Origin(dataset_id=DS, snapshot="flocker-env-staging-1")
+    )
+    cluster.converge(with_clone)
+    from flocker.node import changes_of
+
+    deleting = changes_of(plan(cluster, A, with_clone.delete_dataset(CLONE)))
+    assert not [c for c in deleting if isinstance(c, DestroySnapshot)]
+    cluster.converge(with_clone.delete_dataset(CLONE))
+    assert plan(cluster, A, configuration) == DestroySnapshot(
+        dataset_id=DS, snapshot="flocker-env-staging-1"
+    )
+    cluster.converge(configuration)
+    assert [s.name for s in result(cluster.backends[A].list_snapshots(DS))] == ["monday"]

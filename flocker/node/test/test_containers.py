@@ -264,3 +264,25 @@ def test_background_start_does_not_hold_the_pass():
     held.release()
     assert deployer.starting == set() and pokes == [True]
     assert [s.name for s in result(held.runtime.list_containers())] == ["counter"]
+
+
+def test_reports_the_datasets_a_container_really_mounts():
+    """
+    A container still running on another dataset than its application is
+    now configured with (a reset environment copy) is reported with the
+    dataset it mounts, found by its path, until it is replaced.
+    """
+    nodes = Nodes()
+    nodes.converge(A, configured(), state_with(A))
+    fresh = str(uuid4())
+    reset = (
+        Deployment()
+        .add_dataset(Dataset(dataset_id=DS), A)
+        .add_dataset(Dataset(dataset_id=fresh), A)
+        .add_application(APP.set(volumes=[AttachedVolume(dataset_id=fresh, mountpoint="/data")]), A)
+    )
+    deployer = nodes.deployers[A]
+    deployer.configuration = reset
+    local = result(deployer.discover_state(state_with(A)))
+    [volume] = local.shared_state_changes().applications["counter"].volumes
+    assert volume.dataset_id == DS
