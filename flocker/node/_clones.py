@@ -102,15 +102,21 @@ class DestroySnapshot(PClass):
 #: Environments' snapshots start with this (see `flocker.control._httpapi_cloning`).
 ENVIRONMENT_SNAPSHOT_PREFIX = "flocker-env-"
 
+#: An environment's snapshot is taken before the environment is in the
+#: configuration: younger ones are never destroyed, however unneeded they
+#: look (the configuration naming them may not have arrived yet).
+ENVIRONMENT_SNAPSHOT_GRACE = 600.0
+
 
 def unneeded_environment_snapshots(
-    configuration: Any, dataset_id: str, snapshots: Any
+    configuration: Any, dataset_id: str, snapshots: Any, now: float
 ) -> list[str]:
     """
     The environment snapshots of a dataset that nothing needs any more: no
-    environment in the configuration was cloned from them, and no dataset
-    in it (deleted ones included, until every node has destroyed them)
-    was cloned from them.
+    environment in the configuration was cloned from them, no dataset in
+    it (deleted ones included, until every node has destroyed them) was
+    cloned from them, and they are older than `ENVIRONMENT_SNAPSHOT_GRACE`
+    seconds at ``now`` (seconds since the epoch).
     """
     wanted = {e.snapshot for e in configuration.environments.values()}
     for node in configuration.nodes.values():
@@ -121,7 +127,10 @@ def unneeded_environment_snapshots(
     return [
         s.name
         for s in snapshots
-        if s.name.startswith(ENVIRONMENT_SNAPSHOT_PREFIX) and s.name not in wanted
+        if s.name.startswith(ENVIRONMENT_SNAPSHOT_PREFIX)
+        and s.name not in wanted
+        and s.created is not None
+        and now - s.created > ENVIRONMENT_SNAPSHOT_GRACE
     ]
 
 

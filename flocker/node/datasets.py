@@ -90,6 +90,8 @@ class DatasetLocalState(PClass):
     receiving = pset_field(str)
     in_use = pset_field(str)
     rolled_back = pmap_field(str, str)
+    #: When it was discovered, in seconds since the epoch (0: unknown).
+    now = field(type=float, initial=0.0)
 
     def shared_state_changes(self) -> NodeState:
         """The datasets half of the node's state; only primaries have a path."""
@@ -323,7 +325,7 @@ def calculate_dataset_changes(
                 changes.extend(
                     DestroySnapshot(dataset_id=dataset_id, snapshot=name)
                     for name in unneeded_environment_snapshots(
-                        configuration, dataset_id, local.snapshots
+                        configuration, dataset_id, local.snapshots, local_state.now
                     )
                 )
             elif local.role == HANDOFF and not exposed_elsewhere:
@@ -483,6 +485,7 @@ class DatasetDeployer:
     roles: MemoryRoles = attr.ib()
     mover: DatasetMover = attr.ib()
     receiving: Callable[[], Any] = attr.ib(default=lambda: ())
+    now: Callable[[], float] = attr.ib(default=time.time)
 
     #: dataset id → the last rollback request carried out here (reported
     #: until the control service clears the request).
@@ -525,6 +528,7 @@ class DatasetDeployer:
                 rolled_back={
                     d: r for d, r in self.rolled_back.items() if d in datasets
                 },
+                now=float(self.now()),
             )
 
         return Deferred.fromCoroutine(discover())

@@ -127,12 +127,17 @@ def test_unneeded_environment_snapshot_destroyed():
     An environment's snapshot is destroyed once neither an environment nor
     a configured clone (even a deleted one) needs it; others are kept.
     """
+    import time
+
     from flocker.control import Environment
-    from flocker.node._clones import DestroySnapshot
+    from flocker.node._clones import ENVIRONMENT_SNAPSHOT_GRACE, DestroySnapshot
 
     cluster = Cluster()
     configuration = with_snapshot(cluster, "flocker-env-staging-1")
     result(cluster.backends[A].snapshot(DS, "monday"))
+    # Just taken, and the environment not configured yet: kept.
+    assert plan(cluster, A, configuration) == NoOp()
+    cluster.deployers[A].now = lambda: time.time() + ENVIRONMENT_SNAPSHOT_GRACE + 1
     with_environment = configuration.set(
         environments={"staging": Environment(name="staging", snapshot="flocker-env-staging-1")}
     )
