@@ -89,7 +89,31 @@ def _print_one(context: Context, view: dict[str, Any], verb: str) -> None:
 async def _wait_mounted(
     context: Context, dataset_id: UUID, node: str, timeout: float
 ) -> None:
-    """Wait until the dataset is mounted on its primary node."""
+    """
+    Wait until the dataset is mounted on its primary node, showing the
+    bytes received so far and the rate while a move's stream flows.
+    """
+    seen: list[tuple[float, int]] = []
+
+    async def progress() -> str:
+        """Bytes received so far and the rate, while a move's stream flows."""
+        if getattr(context.client, "http", None) is None:
+            return ""  # an in-memory client: no transfers to ask about
+        from ._snapshots import api_request
+
+        transfers = await api_request(context, "GET", "/state/transfers")
+        mine = [t for t in transfers if t["dataset_id"] == str(dataset_id)]
+        if not mine:
+            return ""
+        received = mine[0]["bytes"]
+        now = context.clock.seconds()
+        rate = ""
+        if seen and now > seen[-1][0] and received >= seen[-1][1]:
+            rate = f" at {format_size(int((received - seen[-1][1]) / (now - seen[-1][0])))}/s"
+        seen.append((now, received))
+        size = mine[0]["size"]
+        of = f" of {format_size(size)}" if size else ""
+        return f", {format_size(received)}{of} received{rate}"
 
     async def probe() -> tuple[bool, str]:
         configuration, states, addresses = await _snapshot(context)
@@ -103,7 +127,7 @@ async def _wait_mounted(
             ", ".join(node_label(addresses, UUID(n)) for n in view["reported_on"])
             or "no node"
         )
-        return False, f"{view['state']} (reported on {where})"
+        return False, f"{view['state']} (reported on {where}){await progress()}"
 
     await wait_until(
         context.clock,

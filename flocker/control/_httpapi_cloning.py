@@ -1,5 +1,6 @@
 """
-REST API v1 extensions: snapshots, rollback, clones and environments.
+REST API v1 extensions: snapshots, rollback, clones, environments, and the
+transfers in progress.
 
 Snapshots are taken, listed and destroyed at once by the dataset agent of
 the dataset's primary node, through the agent protocol (`SnapshotCommand`):
@@ -184,6 +185,19 @@ async def clone_dataset(
     )
     made, node = stored.deployment.get_dataset(new_id)
     return _Response(201, dataset_json(made, node), stored)
+
+
+# -- transfers -----------------------------------------------------------------
+
+
+@_operation("list_transfers")
+async def list_transfers(self: ConfigurationAPIUserV1, request: Request) -> _Response:
+    """The streams the nodes are receiving now."""
+    if self.agents is None:
+        return _Response(200, [])
+    found = await self.agents.transfers()
+    found.sort(key=lambda t: (t["dataset_id"], t["node_uuid"]))
+    return _Response(200, found)
 
 
 # -- environments --------------------------------------------------------------

@@ -41,6 +41,7 @@ from ._protocol import (
     NoOpCommand,
     OutOfSync,
     SnapshotCommand,
+    TransfersCommand,
     VersionCommand,
     abort,
     continue_task,
@@ -109,6 +110,14 @@ class AgentLocator(amp.CommandLocator):
         """Answer the control service's keep-alive."""
         with continue_task(eliot_context):
             return {}
+
+    @TransfersCommand.responder
+    def transfers(self, eliot_context: str) -> dict[str, Any]:
+        """The transfers this agent is receiving (none if it has no receiver)."""
+        handler = self.connection.client.transfers
+        with continue_task(eliot_context):
+            found = handler() if handler is not None else []
+        return {"result": json.dumps(found)}
 
     @SnapshotCommand.responder
     def snapshot(
@@ -340,6 +349,8 @@ class AgentAMPClient(Service):
     #: ``snapshots(operation, dataset_id, name)`` answers `SnapshotCommand`
     #: with a Deferred JSON-compatible dict (the dataset agent gives one).
     snapshots: Callable[[str, str, str], Deferred[dict[str, Any]]] | None = None
+    #: ``transfers()`` answers `TransfersCommand` (the dataset agent gives one).
+    transfers: Callable[[], list[dict[str, Any]]] | None = None
     _client: ClientService | None = attrs.field(default=None, init=False)
     _connection: AgentAMP | None = attrs.field(default=None, init=False)
     _latest_state: NodeState | None = attrs.field(default=None, init=False)

@@ -196,6 +196,16 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
         reactor, config.control_host, config.control_port, tls, "dataset",
         loop.cluster_updated,
         snapshots=SnapshotOperations(backend, roles, lambda: reactor.callLater(0, loop.poke)),
+        transfers=lambda: [
+            {
+                "dataset_id": p.dataset_id,
+                "snapshot": p.snapshot,
+                "base": p.base,
+                "bytes": p.bytes_transferred,
+                "size": p.size,
+            }
+            for p in list(holder["receiver"].in_flight.values())
+        ],
     )
 
     def stored(header: TransferHeader) -> None:

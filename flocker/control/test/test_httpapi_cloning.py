@@ -42,6 +42,15 @@ class Agents:
             return fail(AgentUnavailable(node_uuid))
         return self.operations(operation, dataset_id, name)
 
+    def transfers(self) -> Any:
+        """Node B is receiving DATASET: 10 MiB of 64 so far."""
+        from twisted.internet.defer import succeed
+
+        return succeed([
+            {"dataset_id": DATASET, "node_uuid": NODE_B, "snapshot": "s",
+             "base": None, "bytes": 10 * 2**20, "size": 64 * 2**20},
+        ])
+
     def expose(self, dataset_id: str) -> None:
         """Node A now has and exposes ``dataset_id``."""
         self.backend.create(dataset_id)
@@ -215,3 +224,13 @@ def test_environment_name_taken_and_unknown(api: APIHarness) -> None:
     api.refused(404, "POST", "/v1/environments/s/copies/9/reset")
     api.refused(404, "DELETE", "/v1/environments/s/copies/9")
     api.refused(404, "DELETE", "/v1/environments/other")
+
+
+def test_transfers_in_progress(api: APIHarness) -> None:
+    """The transfers the agents report are listed with their progress."""
+    result = api.request("GET", "/v1/state/transfers")
+    assert result.code == 200
+    assert result.body == [
+        {"dataset_id": DATASET, "node_uuid": NODE_B, "snapshot": "s",
+         "base": None, "bytes": 10 * 2**20, "size": 64 * 2**20},
+    ]

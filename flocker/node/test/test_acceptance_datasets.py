@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 from uuid import uuid4
@@ -138,9 +139,26 @@ def test_dataset_lifecycle(make_lab):
     assert configured["metadata"] == {"name": "pg-data"}
     written = write_data(state["path"], 100 * MIB)
 
+    # While it moves, /v1/state/transfers shows node 2 receiving it.
+    seen, moved = [], threading.Event()
+
+    def watch():
+        while not moved.is_set():
+            try:
+                transfers = api(cluster, "GET", "/v1/state/transfers")
+            except OSError:
+                transfers = []
+            seen.extend(t for t in transfers if t["dataset_id"] == dataset_id)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     move(cluster, dataset_id, two)
     state = wait_exposed(cluster, dataset_id, two)
+    moved.set()
+    watcher.join()
     assert digest(state["path"]) == written
+    assert any(t["node_uuid"] == two["uuid"] and t["bytes"] > 0 for t in seen), seen
     assert dataset_id in zfs_datasets(two["pool"])
     wait_for(lambda: dataset_id not in zfs_datasets(one["pool"]), what="the source copy to go")
 
