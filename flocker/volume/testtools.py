@@ -627,6 +627,67 @@ def make_volume_backend_tests(
             before = harness.read_files(other, there)
             return other, stream, s2, before
 
+        async def _newest_base_setup(
+            self, harness: VolumeHarness, backend: IVolumeBackend
+        ) -> tuple[IVolumeBackend, bytes, Files, Files]:
+            """
+            Send s1 in full to another backend, which then changes nothing:
+            the base of the s1->s2 stream is its newest snapshot (a move's
+            rounds).  :return: The other backend, the stream, the files of
+            s2 and the other backend's files before receiving.
+            """
+            other = await harness.make_backend()
+            sink = await other.receive(ID1)
+            feed(sink, await stream_bytes(await backend.send(ID1, "s1")))
+            await sink.finish()
+            info = await backend.get(ID1)
+            harness.write_file(backend, info, "a.txt", b"alpha, again")
+            harness.write_file(backend, info, "more", os.urandom(200_000))
+            await backend.snapshot(ID1, "s2")
+            s2 = harness.read_files(backend, info)
+            stream = await stream_bytes(await backend.send(ID1, "s2", base="s1"))
+            before = harness.read_files(other, await other.get(ID1))
+            return other, stream, s2, before
+
+        @pytest_twisted.ensureDeferred
+        async def test_incremental_onto_newest_snapshot(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """An increment on the receiver's newest snapshot brings it to the new one."""
+            other, stream, s2, _ = await self._newest_base_setup(harness, backend)
+            sink = await other.receive(ID1, base="s1")
+            feed(sink, stream, chunk_size=4096)
+            await sink.finish()
+            assert harness.read_files(other, await other.get(ID1)) == s2
+            assert await _names(other, ID1) == ["s1", "s2"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_failed_increment_onto_newest_snapshot(
+            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+        ) -> None:
+            """
+            Cut, corrupt or foreign streams, an abort halfway and an abort
+            after the whole stream all leave the receiver as it was.
+            """
+            other, stream, _, before = await self._newest_base_setup(harness, backend)
+            full = await stream_bytes(await backend.send(ID1, "s2"))
+            for bad in [stream[: len(stream) // 2], corrupt(stream), full]:
+                sink = await other.receive(ID1, base="s1")
+                feed(sink, bad)
+                await _fails(sink.finish(), BadStream)
+                assert harness.read_files(other, await other.get(ID1)) == before
+                assert await _names(other, ID1) == ["s1"]
+            for part in [stream[: len(stream) // 2], stream]:
+                sink = await other.receive(ID1, base="s1")
+                feed(sink, part, chunk_size=4096)
+                await sink.abort()
+                assert harness.read_files(other, await other.get(ID1)) == before
+                assert await _names(other, ID1) == ["s1"]
+            sink = await other.receive(ID1, base="s1")
+            feed(sink, stream)
+            await sink.finish()
+            assert await _names(other, ID1) == ["s1", "s2"]
+
         @pytest_twisted.ensureDeferred
         async def test_send_incremental(
             self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
