@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.web.server import Request
 
@@ -40,6 +41,9 @@ from ._model import Dataset, DatasetDeleted, Deployment, Origin, RollbackRequest
 from ._protocol import AgentUnavailable
 
 __all__: list[str] = []
+
+#: Seconds a node's dataset agent has to answer a snapshot operation.
+AGENT_TIMEOUT = 30.0
 
 #: HTTP status for each error code of `SnapshotCommand`.
 _AGENT_ERRORS = {
@@ -61,14 +65,23 @@ async def _on_primary(
     if api.agents is None:
         raise APIError(503, "this control service does not reach the nodes' agents")
     try:
-        result: dict[str, Any] = await api.agents.snapshot_operation(
-            primary, operation, dataset_id, name
-        )
+        asked = api.agents.snapshot_operation(primary, operation, dataset_id, name)
+        result: dict[str, Any] = await asked.addTimeout(AGENT_TIMEOUT, api.clock)
     except AgentUnavailable:
         raise APIError(
             503,
             f"the dataset agent of node {primary}, the primary of dataset "
             f"{dataset_id}, is not connected to the control service",
+        ) from None
+    except defer.TimeoutError:
+        raise APIError(
+            503,
+            f"the dataset agent of node {primary} did not answer within "
+            f"{AGENT_TIMEOUT:.0f} s",
+        ) from None
+    except Exception as error:  # the agent's or its backend's failure
+        raise APIError(
+            503, f"the dataset agent of node {primary} could not do it: {error}"
         ) from None
     error = result.get("error")
     if error is not None:
@@ -130,11 +143,53 @@ async def delete_snapshot(
     """Destroy a snapshot."""
     dataset_id = check_uuid(dataset_id, "dataset_id")
     _check_user_name(name)
+    for dataset, _ in self.configuration_service.deployment.all_datasets():
+        origin = dataset.origin
+        if (
+            not dataset.deleted
+            and origin is not None
+            and (origin.dataset_id, origin.snapshot) == (dataset_id, name)
+        ):
+            raise APIError(
+                409,
+                f"snapshot {name!r} of {dataset_id} has clones: dataset "
+                f"{dataset.dataset_id} is made from it (delete it first)",
+            )
     result = await _on_primary(self, dataset_id, "destroy", name)
     return _Response(200, result["snapshot"])
 
 
 # -- rollback and clones -------------------------------------------------------
+
+
+def _refuse_rollback_past_needed(
+    api: ConfigurationAPIUserV1, dataset_id: str, snapshot: str
+) -> None:
+    """
+    Refuse (409) a rollback that would discard a later snapshot something
+    needs: an environment was cloned from it, or a configured clone is made
+    from it.  The order of the snapshots is the primary's last report.
+    """
+    deployment = api.configuration_service.deployment
+    _, primary = deployment.get_dataset(dataset_id)
+    reported = (
+        api.cluster_state_service.as_deployment_state().get_node(primary).datasets or {}
+    ).get(dataset_id)
+    names = [s.name for s in reported.snapshots] if reported is not None else []
+    if snapshot not in names:
+        return
+    later = set(names[names.index(snapshot) + 1 :])
+    needed = {e.snapshot: f"environment {e.name!r}" for e in deployment.environments.values()}
+    for dataset, _ in deployment.all_datasets():
+        origin = dataset.origin
+        if origin is not None and origin.dataset_id == dataset_id and not dataset.deleted:
+            needed.setdefault(origin.snapshot, f"clone {dataset.dataset_id}")
+    for name in sorted(later & set(needed)):
+        raise APIError(
+            409,
+            f"rolling back to {snapshot!r} would discard the later snapshot "
+            f"{name!r}, which {needed[name]} is made from",
+        )
 
 
 @_operation("rollback_dataset")
@@ -149,6 +204,7 @@ async def rollback_dataset(
     dataset_id = check_uuid(dataset_id, "dataset_id")
     snapshot = _check_user_name(body["snapshot"])
     await _require_snapshot(self, dataset_id, snapshot)
+    _refuse_rollback_past_needed(self, dataset_id, snapshot)
     rollback = RollbackRequest(snapshot=snapshot, request_id=str(uuid4()))
     stored = await self._change(
         expected_tag, lambda deployment: deployment.rollback_dataset(dataset_id, rollback)
@@ -285,7 +341,7 @@ async def create_environment(
         copy: {app: {int(k): v for k, v in chosen.items()} for app, chosen in apps.items()}
         for copy, apps in body.get("ports", {}).items()
     }
-    snapshot = f"flocker-env-{name}-{uuid4().hex[:8]}"[:64]
+    snapshot = f"flocker-env-{name[:40]}-{uuid4().hex[:8]}"
     deployment = self.configuration_service.deployment
     # Every check first, on the current configuration: nothing is
     # snapshotted for a request that would be refused.

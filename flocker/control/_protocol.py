@@ -107,8 +107,11 @@ __all__ = [
     "encode_diff",
 ]
 
-#: The agent protocol version this Flocker speaks.
-PROTOCOL_VERSION = 1
+#: The agent protocol version this Flocker speaks.  Version 2 pushes
+#: configuration format 2 (clones, rollbacks, environments) and adds the
+#: snapshot and transfer commands: an agent speaking 1 is refused with a
+#: clear message rather than failing to decode what it is pushed.
+PROTOCOL_VERSION = 2
 
 #: The versions the control service accepts from agents.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})

@@ -270,7 +270,7 @@ def _decode_configuration(previous: Any, document: Any, old: Deployment) -> Depl
     if not (
         isinstance(document, dict)
         and isinstance(previous, dict)
-        and set(document) == {"format_version", "nodes", "leases"}
+        and set(document) == {"format_version", "nodes", "leases", "environments"}
         and document["format_version"] == CURRENT_FORMAT_VERSION
         and previous.get("format_version") == CURRENT_FORMAT_VERSION
         and isinstance(document["nodes"], dict)
@@ -290,6 +290,7 @@ def _decode_configuration(previous: Any, document: Any, old: Deployment) -> Depl
                     "format_version": CURRENT_FORMAT_VERSION,
                     "nodes": changed,
                     "leases": {},
+                    "environments": {},
                 }
             ).nodes
         )
@@ -301,12 +302,24 @@ def _decode_configuration(previous: Any, document: Any, old: Deployment) -> Depl
                     "format_version": CURRENT_FORMAT_VERSION,
                     "nodes": {},
                     "leases": document["leases"],
+                    "environments": {},
                 }
             ).leases
+        if document["environments"] is previous.get("environments"):
+            environments = old.environments
+        else:
+            environments = deployment_from_json(
+                {
+                    "format_version": CURRENT_FORMAT_VERSION,
+                    "nodes": {},
+                    "leases": {},
+                    "environments": document["environments"],
+                }
+            ).environments
         for uuid in document["nodes"]:
             if uuid not in nodes:
                 nodes[uuid] = old.nodes[uuid]
-        return Deployment(nodes=nodes, leases=leases)
+        return Deployment(nodes=nodes, leases=leases, environments=environments)
     except (SerializationError, InvariantException):
         # E.g. a changed replica whose unchanged primary is elsewhere: the
         # partial document breaks "one primary per dataset". Decode it all.

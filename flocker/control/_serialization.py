@@ -611,7 +611,8 @@ def _dataset_state_from(value: Any, path: str) -> DatasetState:
         size=r.get("size", _OPT_INT),
         maximum_size=r.get("maximum_size", _OPT_INT),
         snapshots=snapshots,
-        rolled_back=r.get("rolled_back", _OPT_STR),
+        # Optional: agents before format 2 did not send it.
+        rolled_back=r.get("rolled_back", _OPT_STR) if "rolled_back" in r.value else None,
     )
     r.done()
     return result

@@ -277,11 +277,12 @@ def cleanup_moved(deployment: Deployment, state: DeploymentState) -> Deployment:
 
 def cleanup_rollbacks(deployment: Deployment, state: DeploymentState) -> Deployment:
     """
-    Clear the rollback requests that are over.
-
-    A request is over once its dataset's primary reports it done
-    (``rolled_back``), or reports the dataset exposed without the snapshot
-    (it cannot be done there: the application must not wait for ever).
+    Clear the rollback requests that are over: those whose dataset's
+    primary reports them done (``rolled_back``).  A primary that cannot
+    carry one out (the snapshot is not there, later snapshots have clones)
+    reports it done too, after logging why, so no application stays
+    stopped for ever; and a primary's own, live view of its snapshots
+    decides that, never a report that may predate the snapshot.
     """
     result = deployment
     for dataset, primary in deployment.all_datasets():
@@ -289,11 +290,7 @@ def cleanup_rollbacks(deployment: Deployment, state: DeploymentState) -> Deploym
         if request is None:
             continue
         copy = (state.get_node(primary).datasets or {}).get(dataset.dataset_id)
-        if copy is None or copy.path is None:
-            continue
-        if copy.rolled_back == request.request_id or request.snapshot not in {
-            s.name for s in copy.snapshots
-        }:
+        if copy is not None and copy.rolled_back == request.request_id:
             result = result._replace_dataset(dataset.set(rollback=None))
     return result
 

@@ -16,12 +16,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from eliot import Field, MessageType
 from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
+from flocker.volume._interface import DependentClones, UnknownSnapshot
+
 from ._deploy import IStateChange
 from ._roles import PRIMARY
+
+#: A rollback request this node cannot carry out (and counts as done).
+ROLLBACK_REFUSED = MessageType(
+    "flocker:node:dataset:rollback_refused",
+    [
+        Field.for_types("dataset_id", [str], "The dataset."),
+        Field.for_types("snapshot", [str], "The snapshot asked for."),
+        Field.for_types("request_id", [str], "The rollback request."),
+        Field.for_types("reason", [str], "Why it cannot be done."),
+    ],
+    "A rollback could not be carried out; the application starts again unchanged.",
+)
 
 
 @implementer(IStateChange)
@@ -73,10 +88,25 @@ class RollbackDataset(PClass):
         }
 
     def run(self, deployer: Any) -> Deferred[None]:
-        """Roll back, then remember the request as done."""
+        """
+        Roll back, then remember the request as done.
+
+        A request that cannot be carried out here — the snapshot is not on
+        this node (it stayed behind on a node the dataset moved away from),
+        or later snapshots have clones — is logged as refused and counted
+        as done all the same: its application must not stay stopped for ever.
+        """
 
         async def rollback() -> None:
-            await deployer.backend.rollback(self.dataset_id, self.snapshot)
+            try:
+                await deployer.backend.rollback(self.dataset_id, self.snapshot)
+            except (UnknownSnapshot, DependentClones) as error:
+                ROLLBACK_REFUSED.log(
+                    dataset_id=self.dataset_id,
+                    snapshot=self.snapshot,
+                    request_id=self.request_id,
+                    reason=str(error),
+                )
             deployer.rolled_back[self.dataset_id] = self.request_id
 
         return Deferred.fromCoroutine(rollback())

@@ -35,7 +35,7 @@ import attr
 from eliot import start_action
 from eliot.twisted import DeferredContext
 from pyrsistent import PClass, field, pmap, pmap_field, pset_field
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from zope.interface import implementer
 
 from flocker.control import (
@@ -187,7 +187,7 @@ class StartApplication(PClass):
         deployer.starting.add(name)
         action = start_action(action_type="flocker:node:container:background_start", name=name)
         with action.context():
-            created = DeferredContext(self._create(deployer))
+            created = DeferredContext(maybeDeferred(self._create, deployer))
             created.addActionFinish()
 
         def done(result: Any) -> None:

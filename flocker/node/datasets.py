@@ -173,11 +173,13 @@ class DestroyDataset(PClass):
         return _fields(self)
 
     def run(self, deployer: DatasetDeployer) -> Deferred[None]:
-        """Destroy it, then forget its role."""
+        """Forget its role, then destroy it."""
 
         async def destroy() -> None:
-            await deployer.backend.destroy(self.dataset_id)
+            # Forget the role first: a copy that cannot be destroyed (ZFS,
+            # with clones) stays a mere replica, never exposed or pushed.
             deployer.roles.forget(self.dataset_id)
+            await deployer.backend.destroy(self.dataset_id)
 
         return Deferred.fromCoroutine(destroy())
 
@@ -265,7 +267,9 @@ def calculate_dataset_changes(
         others = [u for u in cluster_state.holders(dataset_id) if u != node_uuid]
         exposed_elsewhere = _exposed_elsewhere(cluster_state, dataset_id, node_uuid)
         if dataset.deleted:
-            if local is not None:
+            # Not while a container still mounts it (a reset environment
+            # copy's old clone, until its container is replaced).
+            if local is not None and dataset_id not in local_state.in_use:
                 changes.append(DestroyDataset(dataset_id=dataset_id))
         elif primary == node_uuid:
             if local is None:
@@ -307,7 +311,6 @@ def calculate_dataset_changes(
                     request is not None
                     and local_state.rolled_back.get(dataset_id) != request.request_id
                     and dataset_id not in local_state.in_use
-                    and request.snapshot in {s.name for s in local.snapshots}
                 ):
                     changes.append(
                         RollbackDataset(
@@ -333,7 +336,12 @@ def calculate_dataset_changes(
                 changes.append(ExposeDataset(dataset_id=dataset_id))
 
         elif local is not None:
-            if local.role in (PRIMARY, HANDOFF):
+            if local.role == HANDOFF and primary in exposed_elsewhere:
+                # The destination exposes it, so it has the final increment
+                # (it is exposed only once that arrived): the move is over,
+                # even if this node never heard back.  Never push again.
+                changes.append(DestroyDataset(dataset_id=dataset_id))
+            elif local.role in (PRIMARY, HANDOFF):
                 destination = cluster_state.nodes.get(primary)
                 if destination is not None and destination.hostname is not None:
                     copy = (destination.datasets or {}).get(dataset_id)
@@ -457,8 +465,13 @@ class DatasetMover:
         await send(True)
         self._confirmed.pop(dataset_id, None)
         self._settled.pop(dataset_id, None)
-        await self.backend.destroy(dataset_id)
+        # The destination has it and exposes it: this copy is a leftover
+        # replica from now on, whether or not it can be destroyed now (ZFS
+        # refuses while clones of its snapshots exist).  It is never pushed
+        # again, so a failed destroy cannot send a stale final increment
+        # over the data the new primary's application is writing.
         self.roles.forget(dataset_id)
+        await self.backend.destroy(dataset_id)
 
 
 # ---------------------------------------------------------------------------

@@ -121,12 +121,22 @@ def dataset_in_use(
     """
     Whether something on the node still uses a dataset: a lease held by the
     node, or an application the node's container agent reports running
-    with the dataset as a volume.
+    with the dataset as a volume.  While the node's applications are
+    unknown (its container agent has not reported since the control
+    service started), a dataset that any configured application mounts
+    counts as in use: its container may well still be running here.
     """
     lease = configuration.leases.expire(now).get(dataset_id)
     if lease is not None and lease.node_uuid == node_uuid:
         return True
-    applications = cluster_state.get_node(node_uuid).applications or {}
+    reported = cluster_state.get_node(node_uuid).applications
+    if reported is None:
+        return any(
+            volume.dataset_id == dataset_id
+            for application, _ in configuration.all_applications()
+            for volume in application.volumes
+        )
+    applications = reported
     return any(
         volume.dataset_id == dataset_id
         for application in applications.values()
@@ -215,7 +225,14 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
             # Report the newly exposed dataset without waiting for a poll.
             reactor.callLater(0, holder["loop"].poke)
 
-    receiver = TransferReceiver(backend, on_stored=stored)
+    def refuse(header: TransferHeader) -> str | None:
+        # A push into a dataset this node exposes would overwrite what its
+        # application writes (a sender that missed that its move is over).
+        if roles.get(header.dataset_id) == PRIMARY:
+            return f"dataset {header.dataset_id} is exposed on this node: not overwriting it"
+        return None
+
+    receiver = TransferReceiver(backend, on_stored=stored, refuse=refuse)
     holder["receiver"] = receiver
     service = MultiService()
     transfer_service(

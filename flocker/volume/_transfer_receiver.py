@@ -279,6 +279,10 @@ class _ReceiverProtocol(Protocol):
                 _Refusal(BUSY, f"dataset {dataset_id} is already being received")
             )
             return
+        refusal = self._receiver.refuse(header) if self._receiver.refuse else None
+        if refusal is not None:
+            self._refuse(_Refusal(BUSY, refusal))
+            return
         self._progress = TransferProgress(
             dataset_id=dataset_id,
             snapshot=header.snapshot,
@@ -513,6 +517,10 @@ class TransferReceiver(Factory):
         (the stored snapshot stays).
     :ivar in_flight: The transfers in progress, by dataset id; read their
         ``bytes_transferred`` to watch them.
+    :ivar refuse: Called with each :class:`TransferHeader` before anything
+        is received; a reason (a sentence) refuses the transfer, ``None``
+        lets it in.  The dataset agent refuses streams into a dataset it
+        exposes, so a stale sender can never overwrite live data.
     :ivar identify: Who the peer of a connection is (after the handshake).
     :ivar clock: Times idle connections (``listen_for_transfers`` and
         ``transfer_service`` use their reactor if not set).
@@ -526,6 +534,7 @@ class TransferReceiver(Factory):
     on_outcome: Callable[[ReceiveOutcome], None] | None = None
     on_stored: Callable[[TransferHeader], Any] | None = None
     in_flight: dict[str, TransferProgress] = attrs.field(factory=dict)
+    refuse: Callable[[TransferHeader], str | None] | None = None
     identify: Callable[[Any], PeerIdentity] = peer_identity
     clock: IReactorTime | None = None
     idle_timeout: float = 120.0

@@ -234,3 +234,79 @@ def test_transfers_in_progress(api: APIHarness) -> None:
         {"dataset_id": DATASET, "node_uuid": NODE_B, "snapshot": "s",
          "base": None, "bytes": 10 * 2**20, "size": 64 * 2**20},
     ]
+
+
+LONG = "e" * 60
+
+
+def test_long_environment_names(api: APIHarness) -> None:
+    """
+    Environments with long names get distinct snapshots: two sharing a
+    long prefix both exist, and one deleted can be created again at once.
+    """
+    deploy_web(api)
+    for name in (LONG + "a", LONG + "b"):
+        body = {"name": name, "applications": ["web"], "copies": 1}
+        assert api.request("POST", "/v1/environments", body).code == 201
+    assert api.request("DELETE", f"/v1/environments/{LONG}a").code == 200
+    again = {"name": LONG + "a", "applications": ["web"], "copies": 1}
+    assert api.request("POST", "/v1/environments", again).code == 201
+
+
+def test_snapshot_a_clone_needs_is_kept(api: APIHarness) -> None:
+    """The snapshot a configured clone is made from cannot be destroyed (409)."""
+    api.request("POST", SNAPSHOTS, {"name": "monday"})
+    made = api.request("POST", f"/v1/datasets/{DATASET}/clone", {"snapshot": "monday"})
+    assert "has clones" in api.refused(409, "DELETE", f"{SNAPSHOTS}/monday")
+    api.request("DELETE", f"/v1/configuration/datasets/{made.body['dataset_id']}")
+    assert api.request("DELETE", f"{SNAPSHOTS}/monday").code == 200
+
+
+def test_agent_failure_is_a_503(api: APIHarness) -> None:
+    """A backend failure on the node answers 503 naming it, not 500."""
+    api.agents.backend.snapshot = lambda dataset_id, name: fail(OSError("no space left on device"))
+    assert "no space left" in api.refused(503, "POST", SNAPSHOTS, {"name": "monday"})
+
+
+def test_silent_agent_times_out(api: APIHarness) -> None:
+    """An agent that never answers gets a 503 after the agent timeout."""
+    from twisted.internet.defer import Deferred
+
+    from flocker.control._httpapi_cloning import AGENT_TIMEOUT
+
+    api.agents.snapshot_operation = lambda *args: Deferred()
+    results = []
+    d = api.treq.request("GET", "https://control.example" + SNAPSHOTS)
+    d.addCallback(lambda response: results.append(response.code))
+    api.treq.flush()
+    assert results == []
+    api.clock.advance(AGENT_TIMEOUT + 1)
+    api.treq.flush()
+    assert results == [503]
+
+
+def test_rollback_past_an_environment_snapshot_refused(api: APIHarness) -> None:
+    """
+    A rollback that would discard a later snapshot an environment was
+    cloned from is refused (409), and nothing is stored.
+    """
+    from flocker.control import DatasetState, NodeState, Snapshot
+
+    deploy_web(api)
+    api.request("POST", SNAPSHOTS, {"name": "monday"})
+    made = api.request("POST", "/v1/environments", {"name": "s", "applications": ["web"], "copies": 1})
+    names = [s.name for s in api.agents.backend.list_snapshots(DATASET).result]
+    api.state.update_node_state(
+        NodeState(
+            uuid=NODE_A,
+            datasets={
+                DATASET: DatasetState(
+                    dataset_id=DATASET, path="/mnt", snapshots=[Snapshot(name=n) for n in names]
+                )
+            },
+        )
+    )
+    before = api.stored().deployment
+    reason = api.refused(409, "POST", f"/v1/datasets/{DATASET}/rollback", {"snapshot": "monday"})
+    assert made.body["snapshot"] in reason and "environment" in reason
+    assert api.stored().deployment == before

@@ -235,7 +235,7 @@ def test_report_for_another_node_refused(
 def test_incompatible_version_refused(
     control: Control, eliot_logger: MemoryLogger
 ) -> None:
-    """An agent of another protocol version is refused with a logged reason."""
+    """An agent of another protocol version (e.g. yesterday's 1 or a future one) is refused with a logged reason."""
     agent = connect(control, version=PROTOCOL_VERSION + 1)
     assert agent.pump.clientIO.disconnecting
     assert not agent.server.handshaken and not agent.client.is_connected
@@ -244,7 +244,14 @@ def test_incompatible_version_refused(
         m.message["reason"]
         for m in LoggedMessage.of_type(eliot_logger.messages, AGENT_REFUSED)
     ]
-    assert any("incompatible agent protocol version 2" in r for r in reasons)
+    assert any(f"incompatible agent protocol version {PROTOCOL_VERSION + 1}" in r for r in reasons)
+    eliot_logger.flush_tracebacks(Exception)
+
+
+def test_agent_of_protocol_one_refused(control: Control, eliot_logger: MemoryLogger) -> None:
+    """An agent from before format 2 (protocol 1) is refused, not fed what it cannot read."""
+    agent = connect(control, version=1)
+    assert not agent.server.handshaken and agent.updates == []
     eliot_logger.flush_tracebacks(Exception)
 
 

@@ -1,0 +1,177 @@
+"""
+Safety of moves and of the agents against the hazards found in review:
+a moved dataset whose old copy cannot be destroyed (ZFS, with clones) is
+never pushed again over the new primary's writes; a rollback request is
+not dropped on a stale report; a container start failing at once does not
+stay "starting"; a dataset agent of the previous release is understood.
+"""
+
+from uuid import uuid4
+
+from twisted.internet.defer import Deferred
+
+from flocker.control import (
+    Dataset,
+    DatasetState,
+    Deployment,
+    DeploymentState,
+    NodeState,
+    Origin,
+    RollbackRequest,
+    Snapshot,
+    cleanup_configuration,
+)
+from flocker.control._serialization import node_state_from_json, node_state_to_json
+from flocker.node import run_state_change
+from flocker.node.containers import StartApplication
+from flocker.node.test.test_containers import ADDRESS, Nodes, configured, state_with
+from flocker.node.test.test_containers import A as CA
+from flocker.node.test.test_datasets import DS, A, B, Cluster, config_with, result
+from flocker.volume import DependentClones
+from flocker.volume.memory import MemoryVolumeBackend
+
+CLONE = str(uuid4())
+REQUEST = str(uuid4())
+
+
+class DependingBackend(MemoryVolumeBackend):
+    """The memory backend, with ZFS's rule: a dataset with clones cannot go."""
+
+    def __init__(self):
+        super().__init__()
+        self.origins = {}
+
+    def clone(self, dataset_id, snapshot, new_dataset_id):
+        self.origins[new_dataset_id] = dataset_id
+        return super().clone(dataset_id, snapshot, new_dataset_id)
+
+    def destroy(self, dataset_id):
+        live = {d.dataset_id for d in result(self.list_datasets())}
+        if any(o == dataset_id and c in live for c, o in self.origins.items()):
+            async def fail():
+                raise DependentClones(f"{dataset_id} has clones")
+            return Deferred.fromCoroutine(fail())
+        return super().destroy(dataset_id)
+
+
+def _pass(cluster, node, configuration):
+    try:
+        cluster.converge_node(node, configuration)
+    except Exception:
+        pass
+
+
+def test_moved_dataset_with_clone_keeps_new_primary_writes():
+    """Writes made on the new primary after a move survive later passes."""
+    cluster = Cluster()
+    backend = DependingBackend()
+    cluster.backends[A] = backend
+    cluster.deployers[A].backend = backend
+    cluster.deployers[A].mover.backend = backend
+    configuration = config_with(A)
+    cluster.converge(configuration)
+    backend.write_file(DS, "data", b"v1")
+    result(backend.snapshot(DS, "flocker-env-staging-1"))
+    configuration = configuration.clone_dataset(
+        Dataset(dataset_id=CLONE), Origin(dataset_id=DS, snapshot="flocker-env-staging-1")
+    )
+    cluster.converge(configuration)
+    assert backend.read_files(CLONE) == {"data": b"v1"}
+
+    moved = configuration.move_dataset(DS, B)
+    for _ in range(3):
+        _pass(cluster, A, moved)
+        _pass(cluster, B, moved)
+    assert cluster.backends[B].read_files(DS) == {"data": b"v1"}
+    # The application now runs on B and writes there.
+    cluster.backends[B].write_file(DS, "data", b"written on B after the move")
+    _pass(cluster, A, moved)  # A still holds its copy (destroy failed): pushes again
+    assert cluster.backends[B].read_files(DS) == {"data": b"written on B after the move"}
+def test_rollback_not_dropped_while_primary_state_is_stale():
+    """
+    A rollback to a snapshot just taken (the primary's last report predates
+    it) stays pending until the primary reports its snapshots again.
+    """
+    ds = str(uuid4())
+    configuration = Deployment().add_dataset(Dataset(dataset_id=ds), CA).rollback_dataset(
+        ds, RollbackRequest(snapshot="fresh", request_id=REQUEST)
+    )
+    # The last report, sent a moment before `flocker snapshots create ds fresh`.
+    state = DeploymentState().update_node(
+        NodeState(
+            uuid=CA,
+            hostname=ADDRESS[CA],
+            datasets={ds: DatasetState(dataset_id=ds, path="/mnt/ds", snapshots=[Snapshot(name="old")])},
+        )
+    )
+    cleaned = cleanup_configuration(configuration, state)
+    assert cleaned.get_dataset(ds)[0].rollback is not None
+
+
+def test_unknown_applications_count_as_in_use():
+    """
+    While the container agent's report is unknown (control service restarted,
+    container agent not reconnected yet), a dataset that a configured
+    application mounts counts as in use: a pending rollback or a final move
+    increment must not run under a container that may still be running.  A
+    dataset no application mounts is free (nodes without a container agent
+    still move plain datasets).
+    """
+    from flocker.control import Application, AttachedVolume
+    from flocker.node.script import dataset_in_use
+
+    ds = str(uuid4())
+    plain = Deployment().add_dataset(Dataset(dataset_id=ds), CA)
+    mounted = plain.add_application(
+        Application(name="db", image="i", volumes=[AttachedVolume(dataset_id=ds, mountpoint="/d")]),
+        CA,
+    )
+    state = DeploymentState().update_node(
+        NodeState(uuid=CA, hostname=ADDRESS[CA], datasets={ds: DatasetState(dataset_id=ds, path="/p")})
+    )
+    assert state.get_node(CA).applications is None
+    assert dataset_in_use(CA, ds, mounted, state, 0.0)
+    assert not dataset_in_use(CA, ds, plain, state, 0.0)
+
+
+class _SyncFailingRuntime:
+    """A runtime whose create raises before returning a Deferred."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def __getattr__(self, name):
+        return getattr(self.runtime, name)
+
+    def create(self, spec):
+        raise RuntimeError("docker client could not be built")
+
+
+def test_background_start_failing_synchronously_is_not_starting_for_ever():
+    """An application whose create raises at once does not stay 'starting'."""
+    nodes = Nodes()
+    deployer = nodes.deployers[CA]
+    deployer.runtime = _SyncFailingRuntime(deployer.runtime)
+    deployer.poke = lambda: None
+    state = state_with(CA)
+    local = nodes.deployers[CA].discover_state(state)
+    out = []
+    local.addBoth(out.append)
+    change = deployer.calculate_changes(configured(), state, out[0])
+    assert isinstance(change, StartApplication)
+    run_state_change(change, deployer).addErrback(lambda f: None)
+    assert deployer.starting == set()
+
+
+def test_state_from_an_agent_of_yesterday_is_read():
+    """
+    A dataset agent of the previous release (no ``rolled_back``) speaking
+    the same protocol version is understood (or refused at the handshake).
+    """
+    ds = str(uuid4())
+    document = node_state_to_json(
+        NodeState(uuid=CA, hostname=ADDRESS[CA], datasets={ds: DatasetState(dataset_id=ds, path="/p")})
+    )
+    for dataset in document["datasets"].values():
+        del dataset["rolled_back"]
+    node_state_from_json(document)
