@@ -279,6 +279,29 @@ def test_refuses_concurrent_transfer() -> None:
     assert b'"code": "busy"' in transport.value()
 
 
+def test_refusal_hook() -> None:
+    """
+    A stream the receiver's ``refuse`` hook turns down (the dataset agent:
+    a dataset it exposes) is refused with the hook's reason, before any
+    byte reaches the backend.
+    """
+    receiver = source_backend()
+    before = receiver.read_files(DATASET)
+    refusing = TransferReceiver(
+        receiver,
+        identify=lambda t: NODE,
+        refuse=lambda header: f"dataset {header.dataset_id} is exposed here",
+    )
+    protocol = refusing.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(header_frame("s3", "s1"))
+    assert b'"code": "busy"' in transport.value()
+    assert b"is exposed here" in transport.value()
+    assert receiver.read_files(DATASET) == before
+    assert refusing.in_flight == {}
+
+
 @pytest.mark.parametrize(
     "damage, code",
     [
