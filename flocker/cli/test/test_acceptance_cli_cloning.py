@@ -202,6 +202,10 @@ def test_snapshot_clone_rollback(cluster):
             failures.append((label, result.returncode, result.stdout, result.stderr))
     assert failures == []
 
+    # The clone is made from monday: the snapshot is kept until it goes.
+    refused = flocker(cluster, "snapshots", "rm", name, "monday")
+    assert refused.returncode == 1 and "has clones" in refused.stderr, refused
+    ok(cluster, "datasets", "rm", clone["dataset_id"])
     removed = ok(cluster, "snapshots", "rm", name, "monday")
     assert removed == f"deleted snapshot monday of dataset {dataset_id} ({name})\n"
     assert as_json(cluster, "snapshots", "ls", name) == []
