@@ -127,9 +127,14 @@ def _copy_application(
     original: Application,
     name: str,
     ports: Mapping[int, int],
+    links: Mapping[int, int],
     clones: Mapping[str, str],
 ) -> Application:
-    """``original`` renamed, on its clones, with ports and links remapped."""
+    """
+    ``original`` renamed, on its clones, with its own ports remapped
+    (``ports``) and its links rewired (``links``: the group's external
+    ports → the copy's).
+    """
     return original.set(
         name=name,
         ports=[
@@ -140,7 +145,7 @@ def _copy_application(
             Link(
                 alias=link.alias,
                 local_port=link.local_port,
-                remote_port=ports.get(link.remote_port, link.remote_port),
+                remote_port=links.get(link.remote_port, link.remote_port),
             )
             for link in original.links
         ],
@@ -196,9 +201,14 @@ def clone_environment(
         for app_name in chosen:
             if app_name not in group:
                 raise ModelError(f"ports given for {app_name!r}, which is not in the group")
-        mapping: dict[int, int] = {}
+        # Each original's ports are its own (two originals on different
+        # nodes may publish the same one); links follow the first by name,
+        # as routing does.
+        mapping: dict[str, dict[int, int]] = {}
+        links: dict[int, int] = {}
         for app_name, (application, _) in group.items():
             wanted = chosen.get(app_name, {})
+            mapping[app_name] = {}
             for port in sorted(application.ports, key=lambda p: p.external_port):
                 new = wanted.get(port.external_port)
                 if new is None:
@@ -208,7 +218,10 @@ def clone_environment(
                 elif new in taken:
                     raise ModelError(f"port {new} for copy {copy!r} is already published")
                 taken.add(new)
-                mapping[port.external_port] = new
+                mapping[app_name][port.external_port] = new
+        for app_name in sorted(mapping):
+            for external, new in mapping[app_name].items():
+                links.setdefault(external, new)
         deployment, clones = _clone_datasets(deployment, name, copy, snapshot, datasets, new_id)
         names = {}
         for app_name, (application, node_uuid) in group.items():
@@ -220,7 +233,8 @@ def clone_environment(
             else:
                 raise ApplicationAlreadyExists(new_name)
             deployment = deployment.add_application(
-                _copy_application(application, new_name, mapping, clones), node_uuid
+                _copy_application(application, new_name, mapping[app_name], links, clones),
+                node_uuid,
             )
             names[app_name] = new_name
         environment = environment.set(

@@ -173,3 +173,19 @@ def test_delete_copy_and_environment():
         delete_environment(d, "staging")
     with pytest.raises(UnknownEnvironment):
         reset_copy(cloned(), "staging", "carol")
+
+
+def test_originals_publishing_the_same_port_on_different_nodes():
+    """
+    Two originals on different nodes may publish the same external port:
+    each copy gets its own port, and the one asked for is used.
+    """
+    web = Application(name="web", image="i", ports=[Port(internal_port=80, external_port=8080)])
+    api = Application(name="api", image="i", ports=[Port(internal_port=80, external_port=8080)])
+    deployment = Deployment().add_application(web, N1).add_application(api, N2)
+    d = clone_environment(
+        deployment, "s", ["web", "api"], ["1"], SNAP, ports={"1": {"web": {8080: 21000}}}
+    )
+    assert [p.external_port for p in d.get_application("web-s-1")[0].ports] == [21000]
+    [api_port] = [p.external_port for p in d.get_application("api-s-1")[0].ports]
+    assert api_port not in (21000, 8080)
