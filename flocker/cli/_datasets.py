@@ -86,7 +86,7 @@ def _print_one(context: Context, view: dict[str, Any], verb: str) -> None:
     context.out.write(f"{verb} dataset {view['dataset_id']}{name} on {where}{detail}\n")
 
 
-async def _wait_mounted(
+async def wait_mounted(
     context: Context, dataset_id: UUID, node: str, timeout: float
 ) -> None:
     """
@@ -191,7 +191,7 @@ async def create(context: Context, options: argparse.Namespace) -> None:
         metadata=None if options.name is None else {"name": options.name},
     )
     if options.wait:
-        await _wait_mounted(
+        await wait_mounted(
             context, dataset.dataset_id, node.host or str(node.uuid), timeout
         )
     view = await _view(context, dataset.dataset_id)
@@ -207,7 +207,7 @@ async def move(context: Context, options: argparse.Namespace) -> None:
     node = resolve_node(await client.list_nodes(), options.to)
     await client.move_dataset(node.uuid, dataset.dataset_id)
     if options.wait:
-        await _wait_mounted(
+        await wait_mounted(
             context, dataset.dataset_id, node.host or str(node.uuid), timeout
         )
     view = await _view(context, dataset.dataset_id)

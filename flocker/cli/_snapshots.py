@@ -27,7 +27,7 @@ from uuid import UUID
 
 from ..apiclient import Dataset, ResponseError
 from ._command import Context, add_command, add_group
-from ._datasets import dataset_view
+from ._datasets import dataset_view, wait_mounted
 from ._errors import CLIError
 from ._format import table, write_json
 from ._resolve import dataset_name, node_label, resolve_dataset
@@ -237,32 +237,6 @@ async def rollback(context: Context, options: argparse.Namespace) -> None:
         )
 
 
-async def _wait_mounted(context: Context, dataset_id: UUID, timeout: float) -> None:
-    """Wait until a dataset is mounted on its primary node."""
-    client = context.client
-
-    async def probe() -> tuple[bool, str]:
-        configuration = await client.list_datasets_configuration()
-        states = await client.list_datasets_state()
-        addresses = {n.uuid: n.host for n in await client.list_nodes()}
-        dataset = configuration.datasets.get(dataset_id)
-        if dataset is None:
-            raise CLIError(f"dataset {dataset_id} disappeared from the configuration")
-        view = dataset_view(dataset, states, addresses)
-        where = node_label(addresses, dataset.primary)
-        if view["state"] == "mounted":
-            return True, f"mounted on {where} at {view['path']}"
-        return False, f"{view['state']} (on {where})"
-
-    await wait_until(
-        context.clock,
-        context.err,
-        f"clone {str(dataset_id)[:8]} mounted",
-        probe,
-        timeout,
-    )
-
-
 async def clone(context: Context, options: argparse.Namespace) -> None:
     """Make a new dataset from a snapshot, on the same node."""
     snapshot = check_snapshot_name(options.snapshot)
@@ -290,7 +264,9 @@ async def clone(context: Context, options: argparse.Namespace) -> None:
     )
     new_id = UUID(made["dataset_id"])
     if options.wait:
-        await _wait_mounted(context, new_id, timeout)
+        addresses = {n.uuid: n.host for n in await client.list_nodes()}
+        where = node_label(addresses, UUID(made["primary"]))
+        await wait_mounted(context, new_id, where, timeout)
     configuration = await client.list_datasets_configuration()
     states = await client.list_datasets_state()
     addresses = {n.uuid: n.host for n in await client.list_nodes()}
