@@ -30,14 +30,15 @@ tag: :func:`ensure_counter_image` returns at once when the tag exists.
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import tarfile
 
 import docker
-from docker.errors import ImageNotFound
 
-from flocker.testtools.images import BUSYBOX_BINARY, busybox_rootfs_tar
+from flocker.testtools.images import (
+    BUSYBOX_BINARY,
+    busybox_rootfs_tar,
+    import_busybox_image,
+)
 
 from ._interface import ContainerSpec, PublishedPort, VolumeBind
 
@@ -137,28 +138,12 @@ def ensure_counter_image(client: docker.DockerClient, tag: str = COUNTER_IMAGE) 
     :return: The image's tag.  The image is imported only when no image has
         that tag yet.
     """
-    try:
-        client.images.get(tag)
-        return tag
-    except ImageNotFound:
-        pass
-    binary = shutil.which("busybox") or BUSYBOX_BINARY
-    if not os.path.exists(binary):
-        raise RuntimeError(
-            "busybox is not installed: run admin/install-system-deps as root"
-        )
-    repository, _, version = tag.partition(":")
-    client.api.import_image_from_data(
-        counter_rootfs_tar(binary),
-        repository=repository,
-        tag=version or "latest",
-        changes=[
-            "ENV PATH=/bin",
-            f"EXPOSE {COUNTER_PORT}/tcp",
-            'CMD ["/counter/start"]',
-        ],
+    return import_busybox_image(
+        client,
+        tag,
+        counter_rootfs_tar,
+        ["ENV PATH=/bin", f"EXPOSE {COUNTER_PORT}/tcp", 'CMD ["/counter/start"]'],
     )
-    return tag
 
 
 def counter_spec(

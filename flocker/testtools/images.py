@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 
 import docker
 from docker.errors import ImageNotFound
@@ -59,14 +60,20 @@ def busybox_rootfs_tar(binary: str = BUSYBOX_BINARY) -> bytes:
     return buffer.getvalue()
 
 
-def ensure_busybox_image(
-    client: docker.DockerClient, tag: str = BUSYBOX_IMAGE
+def import_busybox_image(
+    client: docker.DockerClient,
+    tag: str,
+    rootfs_tar: Callable[[str], bytes],
+    changes: list[str],
 ) -> str:
     """
-    Make sure the busybox image exists in the engine ``client`` talks to.
+    Make sure an image built from the host's busybox exists in the engine.
 
-    :return: The image's tag.  The image is imported (``docker import``)
-        only when no image has that tag yet.
+    :param rootfs_tar: Given the busybox binary's path, the image's root
+        filesystem as a tar.
+    :param changes: Dockerfile instructions for ``docker import``.
+    :return: The image's tag.  The image is imported only when no image has
+        that tag yet.
     """
     try:
         client.images.get(tag)
@@ -80,9 +87,23 @@ def ensure_busybox_image(
         )
     repository, _, version = tag.partition(":")
     client.api.import_image_from_data(
-        busybox_rootfs_tar(binary),
+        rootfs_tar(binary),
         repository=repository,
         tag=version or "latest",
-        changes=["ENV PATH=/bin", 'CMD ["/bin/sh"]'],
+        changes=changes,
     )
     return tag
+
+
+def ensure_busybox_image(
+    client: docker.DockerClient, tag: str = BUSYBOX_IMAGE
+) -> str:
+    """
+    Make sure the busybox image exists in the engine ``client`` talks to.
+
+    :return: The image's tag.  The image is imported (``docker import``)
+        only when no image has that tag yet.
+    """
+    return import_busybox_image(
+        client, tag, busybox_rootfs_tar, ["ENV PATH=/bin", 'CMD ["/bin/sh"]']
+    )
