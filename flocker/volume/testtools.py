@@ -601,10 +601,13 @@ def make_volume_backend_tests(
             assert await _names(backend, ID1) == ["s1"]
 
         async def _incremental_setup(
-            self, harness: VolumeHarness, backend: IVolumeBackend
+            self, harness: VolumeHarness, backend: IVolumeBackend, diverge: bool = True
         ) -> tuple[IVolumeBackend, bytes, Files, Files]:
             """
-            Send s1 in full to another backend, then change things there.
+            Send s1 in full to another backend, then (``diverge``) change
+            things there: a later snapshot and unsaved changes.  Without,
+            the base of the s1->s2 stream is the receiver's newest snapshot,
+            as in every round of a move.
 
             :return: The other backend, the incremental s1->s2 stream, the
                 files of s2, and the other backend's files before receiving.
@@ -621,32 +624,11 @@ def make_volume_backend_tests(
             s2 = harness.read_files(backend, info)
             stream = await stream_bytes(await backend.send(ID1, "s2", base="s1"))
             there = await other.get(ID1)
-            harness.write_file(other, there, "local", b"local change")
-            await other.snapshot(ID1, "local-snap")
-            harness.write_file(other, there, "unsaved", b"unsaved change")
+            if diverge:
+                harness.write_file(other, there, "local", b"local change")
+                await other.snapshot(ID1, "local-snap")
+                harness.write_file(other, there, "unsaved", b"unsaved change")
             before = harness.read_files(other, there)
-            return other, stream, s2, before
-
-        async def _newest_base_setup(
-            self, harness: VolumeHarness, backend: IVolumeBackend
-        ) -> tuple[IVolumeBackend, bytes, Files, Files]:
-            """
-            Send s1 in full to another backend, which then changes nothing:
-            the base of the s1->s2 stream is its newest snapshot (a move's
-            rounds).  :return: The other backend, the stream, the files of
-            s2 and the other backend's files before receiving.
-            """
-            other = await harness.make_backend()
-            sink = await other.receive(ID1)
-            feed(sink, await stream_bytes(await backend.send(ID1, "s1")))
-            await sink.finish()
-            info = await backend.get(ID1)
-            harness.write_file(backend, info, "a.txt", b"alpha, again")
-            harness.write_file(backend, info, "more", os.urandom(200_000))
-            await backend.snapshot(ID1, "s2")
-            s2 = harness.read_files(backend, info)
-            stream = await stream_bytes(await backend.send(ID1, "s2", base="s1"))
-            before = harness.read_files(other, await other.get(ID1))
             return other, stream, s2, before
 
         @pytest_twisted.ensureDeferred
@@ -654,7 +636,7 @@ def make_volume_backend_tests(
             self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
         ) -> None:
             """An increment on the receiver's newest snapshot brings it to the new one."""
-            other, stream, s2, _ = await self._newest_base_setup(harness, backend)
+            other, stream, s2, _ = await self._incremental_setup(harness, backend, diverge=False)
             sink = await other.receive(ID1, base="s1")
             feed(sink, stream, chunk_size=4096)
             await sink.finish()
@@ -669,7 +651,7 @@ def make_volume_backend_tests(
             Cut, corrupt or foreign streams, an abort halfway and an abort
             after the whole stream all leave the receiver as it was.
             """
-            other, stream, _, before = await self._newest_base_setup(harness, backend)
+            other, stream, _, before = await self._incremental_setup(harness, backend, diverge=False)
             full = await stream_bytes(await backend.send(ID1, "s2"))
             for bad in [stream[: len(stream) // 2], corrupt(stream), full]:
                 sink = await other.receive(ID1, base="s1")
