@@ -136,10 +136,8 @@ def move_application(cluster: dict, one: dict, two: dict) -> int:
     if after is None or after <= count:
         raise SystemExit("quickstart: the moved application lost its count")
     say(f"on node 2 the count carries on from node 1's ({count} before the move): {after}")
-    from flocker.node.test.test_acceptance_containers import logged_answering
-
     deadline = time.monotonic() + 30
-    while (answered := logged_answering(two, "counter")) is None and time.monotonic() < deadline:
+    while (answered := lab.logged_answering(two, "counter")) is None and time.monotonic() < deadline:
         time.sleep(0.2)
     if answered is not None and answered.get("unavailable_seconds") is not None:
         say(

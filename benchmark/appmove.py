@@ -135,12 +135,12 @@ def measure_app_move(cluster: dict[str, Any], size: int, seed: int) -> dict[str,
         Writer,
         deploy_counter,
         is_subsequence,
-        logged_answering,
         logged_writes,
         move_application,
         running_on,
     )
     from flocker.node.test.test_acceptance_datasets import wait_for
+    from flocker.testtools import lab
 
     one, two = cluster["nodes"][:2]
     name, dataset_id, port = deploy_counter(cluster, one)
@@ -169,7 +169,7 @@ def measure_app_move(cluster: dict[str, Any], size: int, seed: int) -> dict[str,
     acknowledged = list(writer.acknowledged)
     times = list(writer.times)
     gap = interruption(acknowledged, times, requested)
-    answered = wait_for(lambda: logged_answering(two, name), 60, "node 2's answering log")
+    answered = wait_for(lambda: lab.logged_answering(two, name), 60, "node 2's answering log")
     lines = logged_writes(cluster, dataset_id, two)
     logged = set(lines)
     lost = [write for write in acknowledged if write not in logged]
@@ -202,8 +202,6 @@ def measure_app_move(cluster: dict[str, Any], size: int, seed: int) -> dict[str,
         flush=True,
     )
     # Free both pools for the next size (not waited for).
-    from flocker.testtools import lab
-
     for method, resource in [
         ("DELETE", f"/v1/configuration/containers/{name}"),
         ("DELETE", f"/v1/configuration/datasets/{dataset_id}"),

@@ -492,6 +492,30 @@ def down(directory: str) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def logged_answering(node: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """
+    The end message of the ``flocker:node:container:answering`` action
+    that ``node``'s container agent logged for application ``name`` (how
+    long a moved application was unavailable), or ``None`` yet.
+    """
+    path = os.path.join(node["log_dir"], "flocker-container-agent.log")
+    tasks, found = set(), None
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if '"flocker:node:container:answering"' not in line:
+                    continue
+                message = json.loads(line)
+                if message["action_status"] == "started":
+                    if message["name"] == name:
+                        tasks.add(message["task_uuid"])
+                elif message["task_uuid"] in tasks:
+                    found = message
+    except FileNotFoundError:
+        return None
+    return found
+
+
 def status(directory: str) -> list[str]:
     """Lines saying what of the cluster in ``directory`` runs."""
     cluster = load(directory)

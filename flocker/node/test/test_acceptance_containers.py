@@ -154,31 +154,6 @@ def logged_writes(cluster, dataset_id, node):
         return handle.read().split()
 
 
-def logged_answering(node, name):
-    """
-    The end of the ``flocker:node:container:answering`` action that
-    ``node``'s container agent logged for ``name``, or None yet.
-    """
-    import json
-
-    path = os.path.join(node["log_dir"], "flocker-container-agent.log")
-    tasks, found = set(), None
-    try:
-        with open(path) as handle:
-            for line in handle:
-                if '"flocker:node:container:answering"' not in line:
-                    continue
-                message = json.loads(line)
-                if message["action_status"] == "started":
-                    if message["name"] == name:
-                        tasks.add(message["task_uuid"])
-                elif message["task_uuid"] in tasks:
-                    found = message
-    except FileNotFoundError:
-        return None
-    return found
-
-
 def is_subsequence(items, sequence):
     """Whether ``items`` appear in ``sequence`` in the same order."""
     it = iter(sequence)
@@ -205,7 +180,7 @@ def test_move_under_write_load_loses_nothing(make_lab):
     writer.stopping.set()
     writer.join()
     gap = writer.longest_gap()
-    answered = wait_for(lambda: logged_answering(two, name), 60, "node 2 to log when the application answered")
+    answered = wait_for(lambda: lab.logged_answering(two, name), 60, "node 2 to log when the application answered")
     print(
         f"\nmove took {time.monotonic() - moved_at:.2f} s; longest gap between acknowledged writes "
         f"{gap:.2f} s; node 2 logged {answered['unavailable_seconds']} s unavailable"

@@ -18,8 +18,6 @@ import time
 
 import pytest
 
-from flocker.testtools import lab
-
 from .test_acceptance_containers import (
     deploy_counter,
     deploy_frontend,
@@ -198,4 +196,3 @@ def test_staging_environments(make_lab):
     assert request(one["address"], db_port, "still-here") == 7
     assert not [d for d in api(cluster, "GET", "/v1/configuration/datasets")
                 if d["metadata"].get("flocker-environment") and not d["deleted"]]
-    _ = lab  # the cluster helpers come from flocker.testtools.lab
