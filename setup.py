@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "cryptography",
     "service-identity",
     "automat",
+    "xxhash>=3",
 ]
 
 DEV_REQUIRES = [

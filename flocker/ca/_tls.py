@@ -16,6 +16,10 @@ All Flocker traffic is mutually authenticated with the cluster CA:
   :func:`node_client_context_factory`, which verifies the peer against the
   cluster CA and that it is a node (optionally a given node UUID);
 * treq clients use :class:`ClusterPolicyForHTTPS` as their ``contextFactory``;
+* bulk transfers, which run TLS in a thread of their own with the standard
+  library's :mod:`ssl` (see :mod:`flocker.volume._threaded_tls`), use
+  :func:`bulk_tls_context` -- the same credential, trust and minimum
+  version -- and check the peer with :func:`check_node_certificate`;
 * after the handshake (``IHandshakeListener.handshakeCompleted``, or when
   the first data arrives -- not in ``connectionMade``, where the handshake
   has not happened yet) either side calls :func:`peer_identity` on the
@@ -30,6 +34,8 @@ Files come from a directory laid out as described in :mod:`flocker.ca._ca`
 from __future__ import annotations
 
 import ipaddress
+import os
+import ssl as stdlib_ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -364,6 +370,56 @@ def node_client_context_factory(
     return _VerifyingClientCreator(
         _certificate_options(credential, authority), _check_node(node_uuid)
     )
+
+
+def check_node_certificate(
+    certificate: x509.Certificate, node_uuid: UUID | None = None
+) -> None:
+    """
+    Accept only a node's certificate (node ``node_uuid``'s if given).
+
+    :raise PeerRejected: If it is someone else's (it is logged).
+    """
+    try:
+        _check_node(node_uuid)(certificate)
+    except PeerRejected as e:
+        PEER_REJECTED.log(reason=str(e))
+        raise
+
+
+def bulk_tls_context(tls: TLSFiles, server_side: bool) -> stdlib_ssl.SSLContext:
+    """
+    A standard-library TLS context for a party of the cluster.
+
+    It presents ``tls.credential``, trusts only the cluster CA, requires the
+    peer's certificate and refuses TLS older than
+    :data:`MINIMUM_TLS_VERSION`: what the pyOpenSSL factories above do, for
+    connections whose TLS runs in a worker thread.  Host names are not
+    checked (node certificates name none); check *who* the peer is after
+    the handshake, e.g. with :func:`check_node_certificate`.
+    """
+    context = stdlib_ssl.SSLContext(
+        stdlib_ssl.PROTOCOL_TLS_SERVER
+        if server_side
+        else stdlib_ssl.PROTOCOL_TLS_CLIENT
+    )
+    context.check_hostname = False
+    context.verify_mode = stdlib_ssl.CERT_REQUIRED
+    context.minimum_version = stdlib_ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(
+        cadata=tls.authority.certificate_pem().decode("ascii")
+    )
+    # load_cert_chain reads only files: hand it an anonymous in-memory one,
+    # so the private key never touches a disk.
+    fd = os.memfd_create("flocker-credential", os.MFD_CLOEXEC)
+    try:
+        os.write(
+            fd, tls.credential.certificate_pem() + tls.credential.private_key_pem()
+        )
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    return context
 
 
 @implementer(IPolicyForHTTPS)

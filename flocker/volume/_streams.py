@@ -65,6 +65,16 @@ def _read_big(fd: int, callback: Callable[[bytes], None]) -> object:
     return None
 
 
+def _enlarge_pipe(fd: int) -> None:
+    """Ask for a pipe of `READ_SIZE` (where the platform lets us)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", _F_SETPIPE_SZ), READ_SIZE)
+    except OSError:
+        pass  # e.g. above /proc/sys/fs/pipe-max-size: it stays as it was
+
+
 def _read_output_in_big_chunks(transport: object) -> None:
     """
     Make the process transport read the child's standard output in
@@ -74,13 +84,19 @@ def _read_output_in_big_chunks(transport: object) -> None:
     reader = getattr(transport, "pipes", {}).get(1)
     if reader is None or not hasattr(reader, "fd"):
         return
-    try:
-        import fcntl
-
-        fcntl.fcntl(reader.fd, getattr(fcntl, "F_SETPIPE_SZ", _F_SETPIPE_SZ), READ_SIZE)
-    except OSError:
-        pass  # e.g. above /proc/sys/fs/pipe-max-size: reads are still larger
+    _enlarge_pipe(reader.fd)
     reader.doRead = lambda: _read_big(reader.fd, reader.dataReceived)
+
+
+def _write_input_in_big_chunks(transport: object) -> None:
+    """
+    Give the child's standard input a `READ_SIZE` pipe: Twisted writes what
+    the pipe takes each time it is writable, so a 64 KiB pipe would cost a
+    GiB stream 16,384 turns of the reactor.
+    """
+    writer = getattr(transport, "pipes", {}).get(0)
+    if writer is not None and hasattr(writer, "fd"):
+        _enlarge_pipe(writer.fd)
 
 
 def find_executable(name: str) -> str:
@@ -146,7 +162,9 @@ class _Protocol(ProcessProtocol):
         self.stderr = (self.stderr + data)[-4000:]
 
     def processEnded(self, reason: Failure) -> None:  # noqa: N802
-        code = 0 if reason.check(ProcessDone) else getattr(reason.value, "exitCode", None)
+        code = (
+            0 if reason.check(ProcessDone) else getattr(reason.value, "exitCode", None)
+        )
         self._on_end(code)
 
 
@@ -342,6 +360,7 @@ class ProcessStreamSink:
         self.bytes_received = 0
         self._protocol = _Protocol(lambda data: None, self._process_ended)
         _spawn(reactor, self._protocol, self._argv, path)
+        _write_input_in_big_chunks(self._protocol.transport)
 
     def _process_ended(self, code: int | None) -> None:
         self._exited = True

@@ -7,7 +7,6 @@ See :mod:`flocker.volume.transfer` for the protocol.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
@@ -16,9 +15,6 @@ import attrs
 from eliot import Action, ActionType
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.endpoints import (
-    SSL4ServerEndpoint,
-)
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IListeningPort, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -29,8 +25,8 @@ from ..ca import (
     PeerIdentity,
     TLSFiles,
     UnknownPeer,
+    bulk_tls_context,
     peer_identity,
-    server_context_factory,
 )
 from ._common import check_dataset_id, check_snapshot_name
 from ._interface import (
@@ -44,6 +40,7 @@ from ._interface import (
     VolumeError,
 )
 from ._logging import BASE, BYTES, DATASET_ID, SNAPSHOT
+from ._threaded_tls import ThreadedTLSServerEndpoint
 from ._transfer_values import (
     INTERRUPTED,
     PEER,
@@ -56,6 +53,7 @@ from ._transfer_wire import (
     BAD_HEADER,
     BAD_STREAM,
     BUSY,
+    CHECKSUM,
     CHECKSUM_MISMATCH,
     DATA,
     DATASET_EXISTS,
@@ -76,7 +74,14 @@ from ._transfer_wire import (
     TransferHeader,
     decode_json,
     encode_json,
+    new_checksum,
 )
+
+#: The stream's last bytes are written to the backend only once the trailer
+#: checked out.  A backend that commits as soon as its stream ends (``zfs
+#: receive`` commits on the stream's END record) therefore never commits a
+#: stream the receiver then refuses, or one cut just before the trailer.
+HOLD_BACK = 64 * 1024
 
 TRANSFER_RECEIVE = ActionType(
     "flocker:volume:transfer:receive",
@@ -171,7 +176,8 @@ class _ReceiverProtocol(Protocol):
             self._control, self._data, frozenset([HEADER, DATA, TRAILER]), True
         )
         self._sink: IStreamSink | None = None
-        self._hash = hashlib.sha256()
+        self._hash = new_checksum()
+        self._held = b""  # the stream's latest bytes, not yet in the sink
         self._header: TransferHeader | None = None
         self._peer: str | None = None
         self._progress: TransferProgress | None = None
@@ -221,6 +227,8 @@ class _ReceiverProtocol(Protocol):
         if kind == HEADER and self._state == "header":
             self._on_header(payload)
         elif kind == TRAILER and self._state == "streaming":
+            if self.transport is None or self.transport.disconnecting:  # type: ignore[attr-defined]
+                return  # this side cut the connection: the stream is interrupted
             self._on_trailer(decode_json(payload))
         elif self._state in ("header", "preparing", "streaming"):
             raise ProtocolError(f"unexpected {kind!r} frame while {self._state}")
@@ -233,7 +241,16 @@ class _ReceiverProtocol(Protocol):
         assert self._sink is not None and self._progress is not None
         self._hash.update(data)
         self._progress.bytes_transferred += len(data)
-        self._sink.write(data)
+        if len(data) >= HOLD_BACK:
+            if self._held:
+                self._sink.write(self._held)
+            self._sink.write(data[:-HOLD_BACK])
+            self._held = data[-HOLD_BACK:]
+        else:
+            held = self._held + data
+            if len(held) > HOLD_BACK:
+                self._sink.write(held[:-HOLD_BACK])
+            self._held = held[-HOLD_BACK:]
         self._receiver._report_progress(self._progress)
 
     # -- header --------------------------------------------------------------
@@ -331,11 +348,15 @@ class _ReceiverProtocol(Protocol):
                 f"the sender sent {trailer.get('bytes')!r} bytes, "
                 f"the receiver got {received}",
             )
-        elif trailer.get("sha256") != self._hash.hexdigest():
+        elif trailer.get(CHECKSUM) != self._hash.hexdigest():
             problem = _Refusal(
                 CHECKSUM_MISMATCH,
-                "the stream's SHA-256 does not match the sender's: corrupted in transit",
+                "the stream's checksum does not match the sender's: corrupted in "
+                "transit",
             )
+        else:
+            self._sink.write(self._held)  # the end of the stream, now checked
+            self._held = b""
         Deferred.fromCoroutine(self._complete(problem))
 
     def _sink_failed(self) -> None:
@@ -555,13 +576,18 @@ class TransferReceiver(Factory):
             self.on_outcome(outcome)
 
 
+def _any_cluster_party(certificate: Any) -> None:
+    """Accept any certificate the cluster CA signed (checked per header)."""
+
+
 def _server_endpoint(
     reactor: Any, port: int, tls: TLSFiles, interface: str
-) -> SSL4ServerEndpoint:
-    return SSL4ServerEndpoint(
+) -> ThreadedTLSServerEndpoint:
+    return ThreadedTLSServerEndpoint(
         reactor,
         port,
-        server_context_factory(tls.credential, tls.authority),  # type: ignore[arg-type]
+        bulk_tls_context(tls, server_side=True),
+        _any_cluster_party,
         interface=interface,
     )
 

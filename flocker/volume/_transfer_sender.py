@@ -6,19 +6,13 @@ See :mod:`flocker.volume.transfer` for the protocol.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 from uuid import UUID
 
 from eliot import ActionType
 from eliot.twisted import DeferredContext
-from OpenSSL import SSL
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    connectProtocol,
-    wrapClientTLS,
-)
+from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
@@ -28,7 +22,8 @@ from zope.interface import implementer
 from ..ca import (
     PeerRejected,
     TLSFiles,
-    node_client_context_factory,
+    bulk_tls_context,
+    check_node_certificate,
 )
 from ._interface import (
     IStreamSource,
@@ -36,6 +31,7 @@ from ._interface import (
     SendFailed,
 )
 from ._logging import BASE, BYTES, DATASET_ID, SNAPSHOT
+from ._threaded_tls import ThreadedTLSClientEndpoint, TLSFailed
 from ._transfer_values import (
     INTERRUPTED,
     PEER,
@@ -45,11 +41,11 @@ from ._transfer_values import (
     TransferProgress,
 )
 from ._transfer_wire import (
+    CHECKSUM,
     DATA,
     HEADER,
     INTERNAL_ERROR,
     PREAMBLE,
-    PREFIX_SIZE,
     PROTOCOL_ERROR,
     READY,
     STATUS,
@@ -65,10 +61,12 @@ from ._transfer_wire import (
     decode_json,
     encode_data_header,
     encode_json,
+    new_checksum,
 )
 
-#: Stream bytes the sender gathers into one DATA frame.
-FRAME_SIZE = 256 * 1024
+#: Stream bytes the sender gathers into one DATA frame (sources hand over up
+#: to a MiB at a time, e.g. ``flocker.volume._streams.READ_SIZE``).
+FRAME_SIZE = 1024 * 1024
 
 TRANSFER_SEND = ActionType(
     "flocker:volume:transfer:send",
@@ -81,20 +79,30 @@ TRANSFER_SEND = ActionType(
 # The sending end
 
 
+def _tls_refused(detail: str) -> TransferRefused:
+    """The failure of a push whose TLS handshake or peer check failed."""
+    return TransferRefused(
+        "tls-failed",
+        "the TLS handshake failed: the receiver refused this node's "
+        f"certificate or is not a node of the cluster ({detail})",
+    )
+
+
 @implementer(IConsumer)
 class _FramingConsumer:
     """
     Takes the stream from the source; writes DATA frames to the connection.
 
-    Stream bytes are gathered up to :data:`FRAME_SIZE` per frame; the
-    source's back-pressure goes straight to the connection.
+    Stream bytes are gathered up to :data:`FRAME_SIZE` per frame, and the
+    frame is written as its prefix followed by the chunks themselves (no
+    copy); the source's back-pressure goes straight to the connection.
     """
 
     def __init__(self, protocol: _SenderProtocol) -> None:
         self._protocol = protocol
         self._chunks: list[bytes] = []
         self._buffered = 0
-        self.hash = hashlib.sha256()
+        self.hash = new_checksum()
         self.bytes = 0
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
@@ -121,11 +129,12 @@ class _FramingConsumer:
         """Send the gathered bytes as one frame (if still wanted)."""
         if not self._buffered or not self._protocol.streaming:
             return
-        frame = b"".join([encode_data_header(self._buffered), *self._chunks])
-        self.hash.update(memoryview(frame)[PREFIX_SIZE:])  # one call per frame
-        self._chunks = []
+        chunks, self._chunks = self._chunks, []
+        for chunk in chunks:
+            self.hash.update(chunk)
+        header = encode_data_header(self._buffered)
         self._buffered = 0
-        self._protocol._write_frame(frame)
+        self._protocol._write_frame(header, *chunks)
 
 
 class _SenderProtocol(Protocol):
@@ -188,10 +197,11 @@ class _SenderProtocol(Protocol):
         self._state = "waiting"
         self._write_frame(PREAMBLE + encode_json(HEADER, self._header.to_json()))
 
-    def _write_frame(self, frame: bytes) -> None:
+    def _write_frame(self, frame: bytes, *more: bytes) -> None:
+        """Write a frame, given whole or as its prefix and payload pieces."""
         self._arm()
-        self.wire_bytes += len(frame)
-        self.transport.write(frame)  # type: ignore[union-attr]
+        self.wire_bytes += len(frame) + sum(len(piece) for piece in more)
+        self.transport.writeSequence([frame, *more])  # type: ignore[union-attr]
         if frame[:1] == DATA:
             self._progress.bytes_transferred = self._framing.bytes
             if self._on_progress is not None:
@@ -231,7 +241,7 @@ class _SenderProtocol(Protocol):
                 TRAILER,
                 {
                     "bytes": self._framing.bytes,
-                    "sha256": self._framing.hash.hexdigest(),
+                    CHECKSUM: self._framing.hash.hexdigest(),
                 },
             )
         )
@@ -256,7 +266,7 @@ class _SenderProtocol(Protocol):
                     base=self._header.base,
                     bytes_sent=self._framing.bytes,
                     wire_bytes=self.wire_bytes,
-                    sha256=self._framing.hash.hexdigest(),
+                    checksum=self._framing.hash.hexdigest(),
                 )
             )
         elif document.get("ok") is True:
@@ -288,13 +298,9 @@ class _SenderProtocol(Protocol):
         previous = self._state
         message = reason.getErrorMessage()
         if previous in ("connecting", "waiting") and reason.check(
-            SSL.Error, PeerRejected
+            TLSFailed, PeerRejected
         ):
-            error: TransferError = TransferRefused(
-                "tls-failed",
-                "the TLS handshake failed: the receiver refused this node's "
-                f"certificate or is not a node of the cluster ({message})",
-            )
+            error: TransferError = _tls_refused(message)
         else:
             error = TransferInterrupted(
                 INTERRUPTED,
@@ -361,14 +367,18 @@ def push(
         protocol = _SenderProtocol(
             header, source, state, progress, reactor, idle_timeout
         )
-        endpoint = wrapClientTLS(
-            node_client_context_factory(
-                tls.credential, tls.authority, destination_node
-            ),
-            HostnameEndpoint(reactor, destination_host, port, timeout=connect_timeout),
+        endpoint = ThreadedTLSClientEndpoint(
+            reactor,
+            destination_host,
+            port,
+            bulk_tls_context(tls, server_side=False),
+            lambda certificate: check_node_certificate(certificate, destination_node),
+            timeout=connect_timeout,
         )
         try:
             await connectProtocol(endpoint, protocol)
+        except TLSFailed as error:
+            raise _tls_refused(str(error)) from None
         except (ConnectError, OSError) as error:
             raise DestinationUnreachable(
                 "unreachable", f"cannot connect to {destination_host}:{port}: {error}"

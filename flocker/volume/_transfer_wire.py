@@ -15,16 +15,31 @@ from collections.abc import Callable
 from typing import Any
 
 from pyrsistent import PClass, field
+from xxhash import xxh3_128
 
 #: The first bytes a sender writes; names the protocol and its version.
-PREAMBLE = b"flocker-transfer/1\n"
+PREAMBLE = b"flocker-transfer/2\n"
 
 #: Frame kinds (one byte each).
 HEADER = b"H"  # sender -> receiver, JSON: what is about to be sent
 DATA = b"D"  # sender -> receiver, raw stream bytes
-TRAILER = b"T"  # sender -> receiver, JSON: length and SHA-256 of the stream
+TRAILER = b"T"  # sender -> receiver, JSON: length and XXH3-128 of the stream
 READY = b"R"  # receiver -> sender, JSON: the header is accepted, send data
 STATUS = b"S"  # receiver -> sender, JSON: the final result (or a refusal)
+
+#: The trailer's checksum: its name (the trailer's key) and a new hasher.
+CHECKSUM = "xxh3_128"
+
+
+def new_checksum() -> Any:
+    """A hasher for the trailer's checksum (``update``, ``hexdigest``)."""
+    return xxh3_128()
+
+
+def checksum_of(data: bytes) -> str:
+    """The trailer's checksum of ``data`` in one go."""
+    return xxh3_128(data).hexdigest()
+
 
 _KINDS = frozenset([HEADER, DATA, TRAILER, READY, STATUS])
 _PREFIX = struct.Struct(">cI")
@@ -168,7 +183,7 @@ class TransferResult(PClass):
     :ivar bytes_sent: Stream bytes sent (framing not counted).
     :ivar wire_bytes: Everything written to the connection (stream,
         framing, header and trailer; TLS records not counted).
-    :ivar sha256: Hex SHA-256 of the stream, as the receiver verified it.
+    :ivar checksum: Hex XXH3-128 of the stream, as the receiver verified it.
     """
 
     dataset_id = field(type=str, mandatory=True)
@@ -176,7 +191,7 @@ class TransferResult(PClass):
     base = field(type=(str, type(None)), mandatory=True)
     bytes_sent = field(type=int, mandatory=True)
     wire_bytes = field(type=int, mandatory=True)
-    sha256 = field(type=str, mandatory=True)
+    checksum = field(type=str, mandatory=True)
 
 
 # --------------------------------------------------------------------------
@@ -274,7 +289,9 @@ class FrameParser:
                 self._buffer += bytes(view[:wanted])
                 view = view[wanted:]
                 if not PREAMBLE.startswith(self._buffer):
-                    raise ProtocolError("the peer does not speak flocker-transfer/1")
+                    raise ProtocolError(
+                        f"the peer does not speak {PREAMBLE.decode().strip()}"
+                    )
                 if len(self._buffer) == len(PREAMBLE):
                     self._buffer = b""
                     self._expect_preamble = False

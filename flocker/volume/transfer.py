@@ -9,11 +9,16 @@ Both ends authenticate with their node certificates from the cluster CA
 the cluster's CA *and* naming a node; the sender accepts only a peer that is
 a node of the cluster (a given node, if told which).
 
+Streams are bulk data, so each connection's TLS runs in a worker thread of
+its own (:mod:`flocker.volume._threaded_tls`, the standard library's
+:mod:`ssl` with the same credential and trust as every other Flocker
+connection); the protocols below run in the reactor thread as usual.
+
 The wire format
 ===============
 
 After the TLS handshake the sender writes the preamble
-``b"flocker-transfer/1\n"`` and then frames.  Each frame is one byte of
+``b"flocker-transfer/2\n"`` and then frames.  Each frame is one byte of
 kind, a 4-byte big-endian payload length, and the payload::
 
     sender                                   receiver
@@ -21,7 +26,7 @@ kind, a 4-byte big-endian payload length, and the payload::
                                      <----   R {}                (accepted)
                                      <----   S {"ok": false,...} (refused)
     D <stream bytes> (repeated)      ---->
-    T {"bytes": n, "sha256": hex}    ---->
+    T {"bytes": n, "xxh3_128": hex}  ---->
                                      <----   S {"ok": true, "bytes": n}
                                              or S {"ok": false, "code": c,
                                                    "message": m}
@@ -42,8 +47,12 @@ kind, a 4-byte big-endian payload length, and the payload::
   ``dataset-exists``, ``busy``, ``bad-header``, ``not-authorized``) and a
   readable ``message``; the sender raises :class:`TransferRefused`.
 * ``D`` frames carry the backend's stream unchanged (at most 16 MiB each;
-  the sender writes up to 256 KiB per frame).
-* ``T`` (trailer): the stream's length and SHA-256.  Only if both match
+  the sender writes up to 1 MiB per frame).
+* ``T`` (trailer): the stream's length and XXH3-128 checksum.  TLS already
+  authenticates every record on the wire; the checksum covers the stream
+  end to end, from the sending backend's output to the receiving backend's
+  input, at a cost small enough not to slow a stream down (SHA-256 cost
+  each end nearly a CPU-second per GiB).  Only if both match
   what arrived does the receiver call the sink's ``finish``; otherwise it
   calls ``abort`` and answers ``checksum-mismatch`` / ``length-mismatch``
   (the sender raises :class:`TransferFailed`).
@@ -56,7 +65,8 @@ kind, a 4-byte big-endian payload length, and the payload::
 Back-pressure runs end to end: the backend's stream source (``zfs send``)
 is the producer of the TLS connection on the sender; on the receiver the
 TLS connection is the producer of the backend's sink (``zfs recv``'s
-standard input).  Nothing buffers more than a frame or two.
+standard input).  Each end holds at most a few MiB in flight (the worker
+thread's limits in :mod:`flocker.volume._threaded_tls`).
 
 Failure at any point (connection cut, sender killed, checksum mismatch,
 the receiving backend failing, e.g. a full disk, a bad header) ends in

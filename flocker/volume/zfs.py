@@ -20,9 +20,11 @@ A receive never touches the target until ``finish``:
   into the target with ``zfs receive -F``.  ZFS receives it into a hidden
   clone and swaps it in only once the whole stream arrived and checked
   out, so a cut or corrupt stream leaves the target as it was, unsaved
-  changes included (checked with zfs-fuse); should the stream be refused
-  after ZFS took it (``abort`` after the last byte), ``discard`` rolls the
-  target back to ``base``.  ``finish`` remounts the target, so that no
+  changes included (checked with zfs-fuse).  ZFS commits as the stream
+  ends, so a stream refused after ZFS took it all would lose them:
+  ``discard`` can only roll the target back to ``base``.  The transfer
+  receiver therefore writes a stream's last bytes only once its trailer
+  checked out (``flocker.volume._transfer_receiver.HOLD_BACK``).  ``finish`` remounts the target, so that no
   cached pages of the old contents are served.  Three commands instead of
   a dozen: most of the time a move's final increment took.
 * For any other incremental stream, ``<id>@<base>`` is cloned to a temporary

@@ -35,6 +35,7 @@ from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_crede
 
 from .._interface import DatasetInfo, IVolumeBackend
 from .._transfer_wire import (
+    CHECKSUM,
     DATA,
     HEADER,
     PREAMBLE,
@@ -43,6 +44,7 @@ from .._transfer_wire import (
     TRAILER,
     FrameParser,
     TransferHeader,
+    checksum_of,
     encode_frame,
     encode_json,
 )
@@ -378,7 +380,9 @@ async def test_sender_killed(nodes: Nodes) -> None:
     A sender process killed mid-stream leaves the receiver as it was; the
     same command run again then succeeds.
     """
-    await setup_source(nodes, size=12 * MiB)
+    # Larger than everything in flight can hold: socket buffers, and what
+    # each end's TLS thread has queued (a few MiB each).
+    await setup_source(nodes, size=48 * MiB)
     port = await nodes.listen()
     arguments = (
         "send", DATASET, "s1",
@@ -388,10 +392,16 @@ async def test_sender_killed(nodes: Nodes) -> None:
     sender = script(nodes, *arguments)
     paused = Deferred()
 
+    transport: Any = None
+
     def hold(progress: Any) -> None:
-        # Stop reading so the sender is stuck mid-stream when it is killed.
+        # Stop reading so the sender is stuck mid-stream when it is killed;
+        # the sink's own back-pressure must not resume it meanwhile.
+        nonlocal transport
         nodes.on_progress = None
-        nodes.protocols[-1].transport.pauseProducing()
+        transport = nodes.protocols[-1].transport
+        transport.pauseProducing()
+        transport.resumeProducing = lambda: None
         paused.callback(None)
 
     nodes.on_progress = hold
@@ -400,10 +410,11 @@ async def test_sender_killed(nodes: Nodes) -> None:
     await deferLater(reactor, 0.2, lambda: None)
     os.kill(sender.pid, signal.SIGKILL)
     assert await wait_exit(sender) == -signal.SIGKILL
-    nodes.protocols[-1].transport.resumeProducing()
+    del transport.resumeProducing  # the class's own again
+    transport.resumeProducing()
     outcome = await ended
     assert outcome.code == "interrupted", outcome
-    assert outcome.bytes_received < 12 * MiB
+    assert outcome.bytes_received < 48 * MiB
     assert await state_of(nodes.receiver) == {}
     again = script(nodes, *arguments)
     assert await wait_exit(again) == 0, again.stderr.read()  # type: ignore[union-attr]
@@ -464,7 +475,7 @@ async def test_corrupted_stream(nodes: Nodes) -> None:
             encode_frame(DATA, bytes(spoiled)),
             encode_json(
                 TRAILER,
-                {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+                {"bytes": len(data), CHECKSUM: checksum_of(data)},
             ),
         ],
     )
@@ -534,7 +545,7 @@ async def test_receiver_rejects_bad_stream(nodes: Nodes) -> None:
             encode_frame(DATA, junk),
             encode_json(
                 TRAILER,
-                {"bytes": len(junk), "sha256": hashlib.sha256(junk).hexdigest()},
+                {"bytes": len(junk), CHECKSUM: checksum_of(junk)},
             ),
         ],
     )

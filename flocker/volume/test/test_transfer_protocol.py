@@ -8,7 +8,6 @@ in-memory backend, whose Deferreds have fired by the time they return.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import Any
 
@@ -23,6 +22,7 @@ from twisted.test.iosim import FakeTransport, connect
 from flocker.ca import PeerIdentity, UnknownPeer
 
 from .._transfer_wire import (
+    CHECKSUM,
     DATA,
     HEADER,
     PREAMBLE,
@@ -30,6 +30,7 @@ from .._transfer_wire import (
     STATUS,
     TRAILER,
     FrameParser,
+    checksum_of,
     encode_frame,
     encode_json,
 )
@@ -101,11 +102,10 @@ def header_frame(
     return PREAMBLE + encode_json(HEADER, header.to_json())
 
 
-def trailer_frame(data: bytes, sha: str | None = None) -> bytes:
+def trailer_frame(data: bytes, checksum: str | None = None) -> bytes:
     """The trailer for ``data`` (with a chosen checksum if given)."""
     return encode_json(
-        TRAILER,
-        {"bytes": len(data), "sha256": sha or hashlib.sha256(data).hexdigest()},
+        TRAILER, {"bytes": len(data), CHECKSUM: checksum or checksum_of(data)}
     )
 
 

@@ -106,17 +106,18 @@ def test_empty_data_frame() -> None:
 
 
 def test_bad_preamble() -> None:
-    """A stream that is not flocker-transfer/1 is a protocol error."""
+    """A stream that is not flocker-transfer/2 is a protocol error."""
     parser, _ = collecting_parser()
-    with pytest.raises(ProtocolError, match="flocker-transfer/1"):
+    with pytest.raises(ProtocolError, match="flocker-transfer/2"):
         parser.feed(b"GET / HTTP/1.1\r\n\r\n")
 
 
 def test_other_version() -> None:
-    """A later protocol version is refused from its preamble."""
-    parser, _ = collecting_parser()
-    with pytest.raises(ProtocolError):
-        parser.feed(b"flocker-transfer/2\n")
+    """An earlier or a later protocol version is refused from its preamble."""
+    for preamble in (b"flocker-transfer/1\n", b"flocker-transfer/3\n"):
+        parser, _ = collecting_parser()
+        with pytest.raises(ProtocolError):
+            parser.feed(preamble)
 
 
 def test_unexpected_kind() -> None:

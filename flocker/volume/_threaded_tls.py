@@ -1,0 +1,814 @@
+"""
+TLS connections for bulk data, with the encryption and socket I/O in a
+thread of their own.
+
+Twisted's TLS runs pyOpenSSL over memory buffers in the reactor thread:
+every 16 KiB record costs several Python calls and copies.  Pushing a GiB
+between two agents cost them more CPU in that layer than ZFS spent sending
+and receiving it (``benchmark/run transfer``).  Here each connection has a
+worker thread running the standard library's :mod:`ssl` on a non-blocking
+socket.  OpenSSL encrypts, decrypts and copies with the GIL released, and
+the reactor thread sees plaintext in chunks of up to :data:`DELIVERY_SIZE`.
+
+The endpoints (:class:`ThreadedTLSClientEndpoint`,
+:class:`ThreadedTLSServerEndpoint`) are ordinary Twisted endpoints.  The
+protocols they connect are unchanged Twisted protocols, called in the
+reactor thread once the handshake is done and the peer's certificate
+accepted.  Their transport offers what a TLS TCP transport does:
+
+* ``write``/``writeSequence``, with back-pressure on a registered producer
+  (paused above :data:`HIGH_WATER` queued bytes);
+* ``pauseProducing``/``resumeProducing`` to stop and restart reading;
+* ``loseConnection`` (after the queued bytes, with a TLS ``close_notify``)
+  and ``abortConnection``;
+* ``getPeer``, ``getHost`` and ``getPeerCertificate``.
+
+A handshake that fails, or a peer certificate the endpoint's check
+rejects, fails the client's ``connect`` with :class:`TLSFailed`.  The
+server logs it (``flocker:volume:tls:refused``) and builds no protocol.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable
+from time import monotonic
+from typing import Any
+
+from cryptography import x509
+from eliot import Field, MessageType
+from OpenSSL.crypto import X509
+from twisted.internet import error as twisted_error
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IPushProducer,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..ca import PeerRejected
+
+#: Plaintext handed to the protocol at most at once.
+DELIVERY_SIZE = 1024 * 1024
+#: Plaintext handed over but not yet taken by the protocol before the worker
+#: stops reading: a protocol slower than the network bounds the memory used.
+MAXIMUM_UNDELIVERED = 4 * DELIVERY_SIZE
+#: Queued outgoing bytes above which a registered producer is paused...
+HIGH_WATER = 4 * 1024 * 1024
+#: ...and below which it is resumed.
+LOW_WATER = 1024 * 1024
+#: Seconds a closing connection waits for the peer's end before closing.
+CLOSE_GRACE = 10.0
+
+_PEER = Field.for_types("peer", [str], "The remote address.")
+_REASON = Field.for_types("reason", [str], "Why.")
+
+TLS_REFUSED = MessageType(
+    "flocker:volume:tls:refused",
+    [_PEER, _REASON],
+    "An incoming connection failed its TLS handshake or its certificate check.",
+)
+
+
+class TLSFailed(Exception):
+    """The TLS handshake failed, or the peer's certificate was rejected."""
+
+
+class _Aborted(Exception):
+    """Internal: the connection was aborted from the reactor thread."""
+
+
+def _address(sockname: Any) -> IPv4Address | IPv6Address:
+    """A Twisted address for a socket name."""
+    host, port = sockname[0], sockname[1]
+    if ":" in host:
+        return IPv6Address("TCP", host, port)
+    return IPv4Address("TCP", host, port)
+
+
+@implementer(ITCPTransport, IPushProducer)
+class _ThreadedTLSTransport:
+    """
+    One TLS connection; its worker thread owns the socket and TLS object.
+
+    Methods without a leading ``_thread`` run in the reactor thread.  The two
+    threads share only what ``_lock`` guards, plus a wake-up pipe.
+    """
+
+    disconnecting = False
+
+    def __init__(
+        self,
+        reactor: Any,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        server_side: bool,
+        check: Callable[[x509.Certificate], None],
+        handshake_timeout: float,
+    ) -> None:
+        self._reactor = reactor
+        self._sock = sock
+        self._context = context
+        self._server_side = server_side
+        self._check = check
+        self._handshake_timeout = handshake_timeout
+        self._tls: ssl.SSLObject | None = None
+        # Owned by the worker thread:
+        self._in_bio = ssl.MemoryBIO()
+        self._out_bio = ssl.MemoryBIO()
+        self._cipher = memoryview(b"")  # encrypted bytes the socket has yet to take
+        self._raw = bytearray(DELIVERY_SIZE)  # received, still encrypted
+        self._plain = bytearray(DELIVERY_SIZE)  # decrypted
+        self._shut = False
+        self.protocol: Protocol | None = None
+        self._certificate: x509.Certificate | None = None
+        self._peer = _address(sock.getpeername())
+        self._host = _address(sock.getsockname())
+        self._producer: Any = None
+        self._producer_streaming = True
+        self._producer_paused = False
+        self._lost = False
+        self._paused = False
+        self._inbox: deque[bytes] = deque()  # received while paused
+        self._draining = False
+        # Guarded by _lock:
+        self._lock = threading.Lock()
+        self._outgoing: deque[bytes | memoryview] = deque()
+        self._queued = 0
+        self._reading_paused = False
+        self._undelivered = 0
+        self._closing = False
+        self._aborting = False
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.handshaken: Deferred[_ThreadedTLSTransport] = Deferred()
+
+    def start(self) -> None:
+        """Run the handshake (then the connection) in a worker thread."""
+        threading.Thread(
+            target=self._thread_main, name=f"tls {self._peer.host}", daemon=True
+        ).start()
+
+    # -- reactor thread: ITransport -----------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the worker to encrypt and send."""
+        if not data or self._lost or self.disconnecting:
+            return
+        with self._lock:
+            self._outgoing.append(data)
+            self._queued += len(data)
+            full = self._queued > HIGH_WATER
+        self._wake()
+        if full and self._producer is not None and self._producer_streaming:
+            if not self._producer_paused:
+                self._producer_paused = True
+                self._producer.pauseProducing()
+
+    def writeSequence(self, data: list[bytes]) -> None:  # noqa: N802
+        """Queue several strings."""
+        for piece in data:
+            self.write(piece)
+
+    def loseConnection(self) -> None:  # noqa: N802
+        """Close once everything queued is sent (TLS ``close_notify``)."""
+        if self._lost or self.disconnecting:
+            return
+        self.disconnecting = True
+        with self._lock:
+            self._closing = True
+        self._wake()
+
+    def abortConnection(self) -> None:  # noqa: N802
+        """Close at once, dropping what is queued."""
+        if self._lost:
+            return
+        self.disconnecting = True
+        with self._lock:
+            self._aborting = True
+        self._wake()
+
+    def getPeer(self) -> IPv4Address | IPv6Address:  # noqa: N802
+        """The remote address."""
+        return self._peer
+
+    def getHost(self) -> IPv4Address | IPv6Address:  # noqa: N802
+        """The local address."""
+        return self._host
+
+    def getPeerCertificate(self) -> X509 | None:  # noqa: N802
+        """The peer's certificate (pyOpenSSL's type, as Twisted's TLS gives)."""
+        if self._certificate is None:
+            return None
+        return X509.from_cryptography(self._certificate)
+
+    def getHandle(self) -> socket.socket:  # noqa: N802
+        """The socket (owned by the worker thread: do not use it)."""
+        return self._sock
+
+    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802
+        """Set TCP_NODELAY."""
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, enabled)
+
+    def getTcpNoDelay(self) -> bool:  # noqa: N802
+        """Whether TCP_NODELAY is set."""
+        return bool(self._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:  # noqa: N802
+        """Set SO_KEEPALIVE."""
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, enabled)
+
+    def getTcpKeepAlive(self) -> bool:  # noqa: N802
+        """Whether SO_KEEPALIVE is set."""
+        return bool(self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+
+    def loseWriteConnection(self) -> None:  # noqa: N802
+        """Not supported: TLS has no half-close here; closes the connection."""
+        self.loseConnection()
+
+    # -- reactor thread: producer and consumer ------------------------------
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        """
+        Stop reading: no ``dataReceived`` until resumed, and the worker
+        stops taking data from the socket.
+        """
+        self._paused = True
+        with self._lock:
+            self._reading_paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        """Read again (first what arrived while paused)."""
+        self._paused = False
+        with self._lock:
+            self._reading_paused = False
+        self._wake()
+        self._drain_inbox()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        """Close the connection."""
+        self.loseConnection()
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
+        """Let ``producer`` fill the connection, paused while it is full."""
+        if self._producer is not None:
+            raise RuntimeError("a producer is already registered")
+        self._producer = producer
+        self._producer_streaming = streaming
+        self._producer_paused = False
+        if self._lost:
+            producer.stopProducing()
+        elif not streaming:
+            producer.resumeProducing()
+
+    def unregisterProducer(self) -> None:  # noqa: N802
+        """Forget the producer."""
+        self._producer = None
+
+    # -- reactor thread: called by the worker --------------------------------
+
+    def _wake(self) -> None:
+        if self._wake_write < 0:
+            return  # the worker is gone
+        try:
+            os.write(self._wake_write, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full: the worker will look anyway
+
+    def _connected(self, certificate: x509.Certificate) -> None:
+        self._certificate = certificate
+        self.handshaken.callback(self)
+
+    def _attach(self, protocol: Protocol) -> None:
+        """Hand the connection to ``protocol`` (after the handshake)."""
+        self.protocol = protocol
+        protocol.makeConnection(self)  # type: ignore[arg-type]
+
+    def _deliver(self, data: bytes) -> None:
+        self._inbox.append(data)
+        self._drain_inbox()
+
+    def _drain_inbox(self) -> None:
+        """Hand received bytes to the protocol, unless it paused reading."""
+        if self._draining:
+            return  # dataReceived resumed reading: the loop below goes on
+        self._draining = True
+        try:
+            while self._inbox and not self._paused:
+                data = self._inbox.popleft()
+                with self._lock:
+                    self._undelivered -= len(data)
+                    resumed = self._undelivered + len(data) >= MAXIMUM_UNDELIVERED
+                if resumed:
+                    self._wake()
+                # As with Twisted's own transports, nothing more arrives once
+                # the protocol asked to close (bytes the worker had already
+                # read are dropped).
+                if self.protocol is not None and not self.disconnecting:
+                    self.protocol.dataReceived(data)
+        finally:
+            self._draining = False
+
+    def _drained(self) -> None:
+        """The queue fell below :data:`LOW_WATER`: let the producer go on."""
+        if self._producer is None or self._lost:
+            return
+        if not self._producer_streaming:
+            self._producer.resumeProducing()
+        elif self._producer_paused:
+            self._producer_paused = False
+            self._producer.resumeProducing()
+
+    def _ended(self, reason: Failure, connected: bool) -> None:
+        self._lost = True
+        self.disconnecting = True
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+        self._wake_read = self._wake_write = -1
+        if not connected:
+            self.handshaken.errback(reason)
+            return
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.stopProducing()
+        if self.protocol is not None:
+            self.protocol.connectionLost(reason)
+
+    # -- worker thread -------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        connected = False
+        try:
+            self._thread_handshake()
+            connected = True
+            reason = self._thread_pump()
+        except _Aborted:
+            reason = Failure(twisted_error.ConnectionAborted())
+        except TLSFailed as problem:
+            reason = Failure(problem)
+        except OSError as problem:
+            reason = Failure(twisted_error.ConnectionLost(str(problem)))
+        except Exception as problem:  # noqa: BLE001 - reported to the reactor
+            reason = Failure(problem)
+        self._thread_close(reason)
+        self._reactor.callFromThread(self._ended, reason, connected)
+
+    def _thread_wait(self, events: int, timeout: float | None) -> None:
+        """Wait for the socket (``events``) or a wake-up; raise if aborted."""
+        poller = select.poll()
+        if events:
+            poller.register(self._sock, events)
+        poller.register(self._wake_read, select.POLLIN)
+        ready = poller.poll(None if timeout is None else max(0, timeout) * 1000)
+        if any(fd == self._wake_read for fd, _ in ready):
+            try:
+                while os.read(self._wake_read, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        with self._lock:
+            if self._aborting:
+                raise _Aborted()
+        if timeout is not None and not ready:
+            raise TimeoutError("the peer did not answer in time")
+
+    def _thread_flush(self) -> bool:
+        """Send the encrypted bytes; whether some wait for the socket."""
+        while True:
+            if not self._cipher:
+                if not self._out_bio.pending:
+                    return False
+                self._cipher = memoryview(self._out_bio.read())
+            try:
+                sent = self._sock.send(self._cipher)
+            except (BlockingIOError, InterruptedError):
+                return True
+            self._cipher = self._cipher[sent:]
+
+    def _thread_fill(self) -> bool | None:
+        """
+        Read what the socket has into the TLS object: ``True`` if bytes
+        came, ``False`` if none are there now, ``None`` at the connection's
+        end.
+        """
+        try:
+            count = self._sock.recv_into(self._raw)
+        except (BlockingIOError, InterruptedError):
+            return False
+        if count == 0:
+            self._in_bio.write_eof()
+            return None
+        self._in_bio.write(memoryview(self._raw)[:count])
+        return True
+
+    def _thread_handshake(self) -> None:
+        self._sock.setblocking(False)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        tls = self._context.wrap_bio(
+            self._in_bio, self._out_bio, server_side=self._server_side
+        )
+        self._tls = tls
+        deadline = monotonic() + self._handshake_timeout
+        done = False
+        while True:
+            if not done:
+                try:
+                    tls.do_handshake()
+                    done = True
+                except ssl.SSLWantReadError:
+                    pass
+                except (ssl.SSLError, ssl.CertificateError) as error:
+                    try:
+                        self._thread_flush()  # the alert tells the peer why
+                    except OSError:
+                        pass
+                    raise TLSFailed(f"the TLS handshake failed: {error}") from None
+            if self._thread_flush():
+                self._thread_wait(select.POLLOUT, deadline - monotonic())
+                continue
+            if done:
+                break
+            got = self._thread_fill()
+            if got is None:
+                raise TLSFailed("the peer closed the connection during the handshake")
+            if not got:
+                self._thread_wait(select.POLLIN, deadline - monotonic())
+        der = tls.getpeercert(binary_form=True)
+        if not der:
+            raise TLSFailed("the peer presented no certificate")
+        certificate = x509.load_der_x509_certificate(der)
+        try:
+            self._check(certificate)
+        except PeerRejected as error:
+            raise TLSFailed(str(error)) from None
+        self._reactor.callFromThread(self._connected, certificate)
+
+    def _thread_pump(self) -> Failure:
+        """Move bytes until the connection ends; why it ended."""
+        closing_since: float | None = None
+        while True:
+            with self._lock:
+                if self._aborting:
+                    raise _Aborted()
+                read = not self._reading_paused and (
+                    self._undelivered < MAXIMUM_UNDELIVERED
+                )
+                closing = self._closing
+            queued = self._thread_encrypt()
+            blocked = self._thread_flush()
+            if closing_since is None and closing and not queued and not blocked:
+                closing_since = monotonic()
+                self._thread_close_notify()
+                continue
+            if closing_since is not None:
+                # Discard what the peer still sends, until its end.
+                if self._thread_discard():
+                    return Failure(twisted_error.ConnectionDone())
+                timeout = closing_since + CLOSE_GRACE - monotonic()
+                events = select.POLLIN | (select.POLLOUT if blocked else 0)
+                try:
+                    self._thread_wait(events, timeout)
+                except TimeoutError:
+                    return Failure(twisted_error.ConnectionDone())
+                continue
+            more = False
+            if read:
+                ended, more = self._thread_receive()
+                if ended is not None:
+                    return ended
+            if more or (queued and not blocked):
+                continue
+            events = (select.POLLOUT if blocked else 0) | (select.POLLIN if read else 0)
+            self._thread_wait(events, None)
+
+    def _thread_encrypt(self) -> bool:
+        """
+        Turn queued bytes into TLS records, up to :data:`DELIVERY_SIZE` of
+        them waiting to be sent; whether some are still queued.
+        """
+        tls = self._tls
+        assert tls is not None
+        while len(self._cipher) + self._out_bio.pending < DELIVERY_SIZE:
+            with self._lock:
+                if not self._outgoing:
+                    return False
+                data = self._outgoing[0]
+            written = tls.write(data)
+            with self._lock:
+                if written >= len(data):
+                    self._outgoing.popleft()
+                else:
+                    self._outgoing[0] = memoryview(data)[written:]
+                before = self._queued
+                self._queued -= written
+                drained = self._queued <= LOW_WATER < before or not self._outgoing
+            if drained:
+                self._reactor.callFromThread(self._drained)
+        with self._lock:
+            return bool(self._outgoing)
+
+    def _thread_receive(self) -> tuple[Failure | None, bool]:
+        """
+        Decrypt what has arrived and hand it to the reactor thread: why the
+        connection ended (or ``None``), and whether more may be there now.
+        """
+        tls = self._tls
+        assert tls is not None
+        view = memoryview(self._plain)
+        filled = 0
+        ended: Failure | None = None
+        while filled < len(view):
+            try:
+                count = tls.read(len(view) - filled, view[filled:])
+            except ssl.SSLWantReadError:
+                got = self._thread_fill()
+                if got is False:
+                    break
+                continue  # decrypt what came, or meet the end
+            except ssl.SSLZeroReturnError:
+                ended = Failure(twisted_error.ConnectionDone())
+                break
+            except ssl.SSLEOFError:
+                lost = twisted_error.ConnectionLost("the peer left without ending TLS")
+                ended = Failure(lost)
+                break
+            except ssl.SSLError as error:
+                ended = Failure(TLSFailed(f"TLS failed: {error}"))
+                break
+            if count == 0:
+                ended = Failure(twisted_error.ConnectionDone())
+                break
+            filled += count
+        if filled:
+            data = bytes(view[:filled])
+            with self._lock:
+                self._undelivered += filled
+            self._reactor.callFromThread(self._deliver, data)
+        return ended, filled == len(view)
+
+    def _thread_close_notify(self) -> None:
+        """Queue TLS ``close_notify``; :meth:`_thread_pump` sends it."""
+        try:
+            assert self._tls is not None
+            self._tls.unwrap()
+        except ssl.SSLError:
+            pass  # queued, and the peer's answer is not waited for
+
+    def _thread_discard(self) -> bool:
+        """Read and drop what the closing connection gets; whether it ended."""
+        if not self._cipher and not self._out_bio.pending and not self._shut:
+            self._shut = True
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                return True
+        while True:
+            try:
+                if not self._sock.recv_into(self._raw):
+                    return True
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                return True
+
+    def _thread_close(self, reason: Failure) -> None:
+        if reason.check(twisted_error.ConnectionAborted):
+            try:  # reset the connection rather than end it
+                self._sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0"
+                )
+            except OSError:
+                pass
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+
+@implementer(IStreamClientEndpoint)
+class ThreadedTLSClientEndpoint:
+    """
+    Connects to ``host:port`` over TCP, then TLS with ``context``, in a
+    worker thread; ``check`` must accept the server's certificate.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        check: Callable[[x509.Certificate], None],
+        timeout: float = 30,
+    ) -> None:
+        """:param timeout: Seconds for the TCP connection and the handshake."""
+        self._reactor = reactor
+        self._host = host
+        self._port = port
+        self._context = context
+        self._check = check
+        self._timeout = timeout
+
+    def connect(self, factory: Factory) -> Deferred[Protocol]:
+        """The connected protocol, once the handshake and check succeeded."""
+        result: Deferred[Protocol] = Deferred()
+
+        def connect_in_thread() -> None:
+            try:
+                sock = socket.create_connection(
+                    (self._host, self._port), timeout=self._timeout
+                )
+            except TimeoutError:
+                failure = Failure(twisted_error.TCPTimedOutError(string=self._host))
+                self._reactor.callFromThread(result.errback, failure)
+                return
+            except OSError as error:
+                if error.errno == errno.ECONNREFUSED:
+                    refused = twisted_error.ConnectionRefusedError(string=str(error))
+                    failure = Failure(refused)
+                else:
+                    failure = Failure(twisted_error.ConnectError(string=str(error)))
+                self._reactor.callFromThread(result.errback, failure)
+                return
+            self._reactor.callFromThread(connected, sock)
+
+        def connected(sock: socket.socket) -> None:
+            transport = _ThreadedTLSTransport(
+                self._reactor, sock, self._context, False, self._check, self._timeout
+            )
+            transport.handshaken.addCallbacks(handshaken, result.errback)
+            transport.start()
+
+        def handshaken(transport: _ThreadedTLSTransport) -> None:
+            protocol = factory.buildProtocol(transport.getPeer())
+            if protocol is None:
+                transport.abortConnection()
+                result.errback(twisted_error.ConnectingCancelledError(self._host))
+                return
+            transport._attach(protocol)
+            result.callback(protocol)
+
+        threading.Thread(
+            target=connect_in_thread, name=f"connect {self._host}", daemon=True
+        ).start()
+        return result
+
+
+@implementer(IListeningPort)
+class _ThreadedTLSPort:
+    """A listening socket whose accepting thread starts TLS connections."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        sock: socket.socket,
+        factory: Factory,
+        context: ssl.SSLContext,
+        check: Callable[[x509.Certificate], None],
+        handshake_timeout: float,
+    ) -> None:
+        self._reactor = reactor
+        self._sock = sock
+        self._factory = factory
+        self._context = context
+        self._check = check
+        self._handshake_timeout = handshake_timeout
+        self._host = _address(sock.getsockname())
+        self._stopped: Deferred[None] = Deferred()
+        self._listening = False
+
+    def startListening(self) -> None:  # noqa: N802
+        """Start accepting (in a thread)."""
+        if self._listening:
+            return
+        self._listening = True
+        self._factory.doStart()
+        threading.Thread(
+            target=self._accept_loop, name=f"accept :{self._host.port}", daemon=True
+        ).start()
+
+    def stopListening(self) -> Deferred[None]:  # noqa: N802
+        """Stop accepting (connections already made go on)."""
+        if not self._listening:
+            return succeed(None)
+        self._listening = False
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        return self._stopped
+
+    def getHost(self) -> IPv4Address | IPv6Address:  # noqa: N802
+        """The address listened on (its ``port`` is the port number)."""
+        return self._host
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                connection, _ = self._sock.accept()
+            except OSError:
+                if not self._listening:
+                    break
+                continue  # e.g. ECONNABORTED, EMFILE: go on listening
+            if not self._listening:
+                connection.close()
+                break
+            self._reactor.callFromThread(self._accepted, connection)
+        self._sock.close()
+        self._reactor.callFromThread(self._closed)
+
+    def _closed(self) -> None:
+        self._factory.doStop()
+        self._stopped.callback(None)
+
+    def _accepted(self, connection: socket.socket) -> None:
+        try:
+            transport = _ThreadedTLSTransport(
+                self._reactor,
+                connection,
+                self._context,
+                True,
+                self._check,
+                self._handshake_timeout,
+            )
+        except OSError:
+            connection.close()  # gone before we looked at it
+            return
+        peer = f"{transport.getPeer().host}:{transport.getPeer().port}"
+        transport.handshaken.addCallbacks(
+            self._handshaken, lambda failure: self._refused(peer, failure)
+        )
+        transport.start()
+
+    def _refused(self, peer: str, failure: Failure) -> None:
+        TLS_REFUSED.log(peer=peer, reason=failure.getErrorMessage())
+
+    def _handshaken(self, transport: _ThreadedTLSTransport) -> None:
+        protocol = self._factory.buildProtocol(transport.getPeer())
+        if protocol is None:
+            transport.abortConnection()
+            return
+        transport._attach(protocol)
+
+
+@implementer(IStreamServerEndpoint)
+class ThreadedTLSServerEndpoint:
+    """
+    Listens on ``port`` (0: any free one) of ``interface``; every connection
+    runs TLS with ``context`` in a worker thread, and ``check`` must accept
+    the client's certificate before a protocol is built.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        port: int,
+        context: ssl.SSLContext,
+        check: Callable[[x509.Certificate], None],
+        interface: str = "",
+        backlog: int = 50,
+        handshake_timeout: float = 30,
+    ) -> None:
+        """:param handshake_timeout: Seconds a client has to finish its handshake."""
+        self._reactor = reactor
+        self._port = port
+        self._context = context
+        self._check = check
+        self._interface = interface
+        self._backlog = backlog
+        self._handshake_timeout = handshake_timeout
+
+    def listen(self, factory: Factory) -> Deferred[IListeningPort]:
+        """Bind and listen; the port, or a ``CannotListenError`` failure."""
+        family = socket.AF_INET6 if ":" in self._interface else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._interface, self._port))
+            sock.listen(self._backlog)
+        except OSError as error:
+            sock.close()
+            return fail(
+                twisted_error.CannotListenError(self._interface, self._port, error)
+            )
+        port = _ThreadedTLSPort(
+            self._reactor,
+            sock,
+            factory,
+            self._context,
+            self._check,
+            self._handshake_timeout,
+        )
+        port.startListening()
+        return succeed(port)
