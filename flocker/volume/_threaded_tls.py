@@ -42,7 +42,7 @@ from time import monotonic
 from typing import Any
 
 from cryptography import x509
-from eliot import Field, MessageType
+from eliot import Field, MessageType, write_traceback
 from OpenSSL.crypto import X509
 from twisted.internet import error as twisted_error
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -651,13 +651,16 @@ class ThreadedTLSClientEndpoint:
             transport.start()
 
         def handshaken(transport: _ThreadedTLSTransport) -> None:
-            protocol = factory.buildProtocol(transport.getPeer())
-            if protocol is None:
+            try:
+                protocol = factory.buildProtocol(transport.getPeer())
+                if protocol is None:
+                    raise twisted_error.ConnectingCancelledError(self._host)
+                transport._attach(protocol)
+            except Exception:
                 transport.abortConnection()
-                result.errback(twisted_error.ConnectingCancelledError(self._host))
-                return
-            transport._attach(protocol)
-            result.callback(protocol)
+                result.errback()
+            else:
+                result.callback(protocol)
 
         threading.Thread(
             target=connect_in_thread, name=f"connect {self._host}", daemon=True
@@ -755,11 +758,15 @@ class _ThreadedTLSPort:
         TLS_REFUSED.log(peer=peer, reason=failure.getErrorMessage())
 
     def _handshaken(self, transport: _ThreadedTLSTransport) -> None:
-        protocol = self._factory.buildProtocol(transport.getPeer())
-        if protocol is None:
+        try:
+            protocol = self._factory.buildProtocol(transport.getPeer())
+            if protocol is None:
+                transport.abortConnection()
+                return
+            transport._attach(protocol)
+        except Exception:
+            write_traceback()
             transport.abortConnection()
-            return
-        transport._attach(protocol)
 
 
 @implementer(IStreamServerEndpoint)
