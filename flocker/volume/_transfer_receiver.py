@@ -40,7 +40,7 @@ from ._interface import (
     VolumeError,
 )
 from ._logging import BASE, BYTES, DATASET_ID, SNAPSHOT
-from ._threaded_tls import ThreadedTLSServerEndpoint
+from ._threaded_tls_endpoints import ThreadedTLSServerEndpoint
 from ._transfer_values import (
     INTERRUPTED,
     PEER,

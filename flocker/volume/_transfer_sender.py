@@ -31,7 +31,8 @@ from ._interface import (
     SendFailed,
 )
 from ._logging import BASE, BYTES, DATASET_ID, SNAPSHOT
-from ._threaded_tls import ThreadedTLSClientEndpoint, TLSFailed
+from ._threaded_tls import TLSFailed
+from ._threaded_tls_endpoints import ThreadedTLSClientEndpoint
 from ._transfer_values import (
     INTERRUPTED,
     PEER,

@@ -36,11 +36,10 @@ from flocker.ca import (
 )
 from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
 
-from .._threaded_tls import (
-    HIGH_WATER,
+from .._threaded_tls import HIGH_WATER, TLSFailed
+from .._threaded_tls_endpoints import (
     ThreadedTLSClientEndpoint,
     ThreadedTLSServerEndpoint,
-    TLSFailed,
 )
 
 MiB = 1024 * 1024
