@@ -8,6 +8,7 @@ in-memory backend, whose Deferreds have fired by the time they return.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -21,6 +22,7 @@ from twisted.test.iosim import FakeTransport, connect
 
 from flocker.ca import PeerIdentity, UnknownPeer
 
+from .._transfer_receiver import HOLD_BACK
 from .._transfer_wire import (
     CHECKSUM,
     DATA,
@@ -581,3 +583,30 @@ def test_sender_gives_up_on_quiet_receiver() -> None:
     assert "no progress for 10" in error.message
     assert transport.disconnected
     assert clock.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize("intact", [True, False])
+def test_stream_end_held_until_trailer(intact: bool) -> None:
+    """
+    The sink gets a stream's last ``HOLD_BACK`` bytes only once the trailer
+    checked out, so a backend that commits as its stream ends (``zfs
+    receive``) never commits a stream the receiver then refuses.
+    """
+    sender = source_backend({"big": os.urandom(4 * HOLD_BACK)})
+    data = stream_of(sender, "s1", None)
+    r = Receiving(MemoryVolumeBackend())
+    r.protocol.dataReceived(header_frame())
+    sink: Any = r.protocol._sink
+    written: list[bytes] = []
+    write = sink.write
+    sink.write = lambda chunk: (written.append(bytes(chunk)), write(chunk))
+    for start in range(0, len(data), 10_000):
+        r.protocol.dataReceived(encode_frame(DATA, data[start : start + 10_000]))
+    assert b"".join(written) == data[:-HOLD_BACK]
+    r.protocol.dataReceived(trailer_frame(data, None if intact else "0" * 32))
+    if intact:
+        assert b"".join(written) == data
+        assert r.status()["ok"] is True
+    else:
+        assert b"".join(written) == data[:-HOLD_BACK]
+        assert r.status()["code"] == "checksum-mismatch"
