@@ -7,6 +7,7 @@ See :mod:`flocker.volume.transfer` for the protocol.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
@@ -177,7 +178,9 @@ class _ReceiverProtocol(Protocol):
         )
         self._sink: IStreamSink | None = None
         self._hash = new_checksum()
-        self._held = b""  # the stream's latest bytes, not yet in the sink
+        # The stream's latest chunks, not yet in the sink:
+        self._held: deque[bytes | memoryview] = deque()
+        self._held_bytes = 0
         self._header: TransferHeader | None = None
         self._peer: str | None = None
         self._progress: TransferProgress | None = None
@@ -233,7 +236,7 @@ class _ReceiverProtocol(Protocol):
         elif self._state in ("header", "preparing", "streaming"):
             raise ProtocolError(f"unexpected {kind!r} frame while {self._state}")
 
-    def _data(self, data: bytes) -> None:
+    def _data(self, data: bytes | memoryview) -> None:
         if self._state != "streaming":
             if self._state in ("header", "preparing"):
                 raise ProtocolError("stream data before the receiver was ready")
@@ -241,16 +244,14 @@ class _ReceiverProtocol(Protocol):
         assert self._sink is not None and self._progress is not None
         self._hash.update(data)
         self._progress.bytes_transferred += len(data)
-        if len(data) >= HOLD_BACK:
-            if self._held:
-                self._sink.write(self._held)
-            self._sink.write(data[:-HOLD_BACK])
-            self._held = data[-HOLD_BACK:]
-        else:
-            held = self._held + data
-            if len(held) > HOLD_BACK:
-                self._sink.write(held[:-HOLD_BACK])
-            self._held = held[-HOLD_BACK:]
+        # Hold back the newest chunks, at least HOLD_BACK bytes of them; the
+        # older ones go to the sink whole (no slicing copies).
+        self._held.append(data)
+        self._held_bytes += len(data)
+        while self._held_bytes - len(self._held[0]) >= HOLD_BACK:
+            chunk = self._held.popleft()
+            self._held_bytes -= len(chunk)
+            self._sink.write(bytes(chunk) if isinstance(chunk, memoryview) else chunk)
         self._receiver._report_progress(self._progress)
 
     # -- header --------------------------------------------------------------
@@ -355,8 +356,9 @@ class _ReceiverProtocol(Protocol):
                 "transit",
             )
         else:
-            self._sink.write(self._held)  # the end of the stream, now checked
-            self._held = b""
+            for chunk in self._held:  # the end of the stream, now checked
+                self._sink.write(bytes(chunk))
+            self._held.clear()
         Deferred.fromCoroutine(self._complete(problem))
 
     def _sink_failed(self) -> None:

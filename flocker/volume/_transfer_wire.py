@@ -234,6 +234,8 @@ class FrameParser:
 
     Control frames are buffered whole and handed to ``on_control(kind,
     payload)``; DATA payloads are handed to ``on_data(chunk)`` piece by piece
+    (the bytes fed, or a ``memoryview`` of them where a frame ends inside a
+    feed: nothing is copied)
     as they arrive (a frame's payload may come in several calls).  After a
     :class:`ProtocolError` (raised from :meth:`feed`) the parser accepts
     nothing more.
@@ -244,7 +246,7 @@ class FrameParser:
     def __init__(
         self,
         on_control: Callable[[bytes, bytes], None],
-        on_data: Callable[[bytes], None],
+        on_data: Callable[[bytes | memoryview], None],
         accept: frozenset[bytes],
         preamble: bool = False,
     ) -> None:
@@ -282,7 +284,7 @@ class FrameParser:
                 piece = view[: self._data_left]
                 self._data_left -= len(piece)
                 view = view[len(piece) :]
-                self._on_data(bytes(piece))
+                self._on_data(piece)
                 continue
             if self._expect_preamble:
                 wanted = len(PREAMBLE) - len(self._buffer)

@@ -31,7 +31,7 @@ def collecting_parser(
     seen: list[tuple[bytes, bytes]] = []
     parser = FrameParser(
         lambda kind, payload: seen.append((kind, payload)),
-        lambda chunk: seen.append((DATA, chunk)),
+        lambda chunk: seen.append((DATA, bytes(chunk))),
         accept,
         preamble,
     )
