@@ -138,6 +138,9 @@ class _ThreadedTLSTransport:
         self._producer_streaming = True
         self._producer_paused = False
         self._lost = False
+        self._worker_done = False
+        self._aborted = False
+        self._end: Failure | None = None  # why, once the worker is done
         self._paused = False
         self._inbox: deque[bytes] = deque()  # received while paused
         self._draining = False
@@ -161,8 +164,14 @@ class _ThreadedTLSTransport:
     # -- reactor thread: ITransport -----------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Queue ``data`` for the worker to encrypt and send."""
-        if not data or self._lost or self.disconnecting:
+        """
+        Queue ``data`` for the worker to encrypt and send (also after
+        ``loseConnection``, until the connection is closed, as with Twisted's
+        own transports).
+        """
+        if not isinstance(data, bytes):
+            raise TypeError("Data must be bytes")
+        if not data or self._lost or self._worker_done or self._aborted:
             return
         with self._lock:
             self._outgoing.append(data)
@@ -180,10 +189,17 @@ class _ThreadedTLSTransport:
             self.write(piece)
 
     def loseConnection(self) -> None:  # noqa: N802
-        """Close once everything queued is sent (TLS ``close_notify``)."""
+        """
+        Close once everything queued is sent (TLS ``close_notify``), and,
+        if a producer is registered, once it is unregistered.
+        """
         if self._lost or self.disconnecting:
             return
         self.disconnecting = True
+        if self._producer is None:
+            self._close_when_sent()
+
+    def _close_when_sent(self) -> None:
         with self._lock:
             self._closing = True
         self._wake()
@@ -193,6 +209,7 @@ class _ThreadedTLSTransport:
         if self._lost:
             return
         self.disconnecting = True
+        self._aborted = True
         with self._lock:
             self._aborting = True
         self._wake()
@@ -271,8 +288,12 @@ class _ThreadedTLSTransport:
             producer.resumeProducing()
 
     def unregisterProducer(self) -> None:  # noqa: N802
-        """Forget the producer."""
+        """Forget the producer (and close, if that was asked meanwhile)."""
+        if self._producer is None:
+            return
         self._producer = None
+        if self.disconnecting and not self._aborted and not self._lost:
+            self._close_when_sent()
 
     # -- reactor thread: called by the worker --------------------------------
 
@@ -317,6 +338,8 @@ class _ThreadedTLSTransport:
                     self.protocol.dataReceived(data)
         finally:
             self._draining = False
+        if self._end is not None and (not self._inbox or self.disconnecting):
+            self._finish()
 
     def _drained(self) -> None:
         """The queue fell below :data:`LOW_WATER`: let the producer go on."""
@@ -329,14 +352,32 @@ class _ThreadedTLSTransport:
             self._producer.resumeProducing()
 
     def _ended(self, reason: Failure, connected: bool) -> None:
-        self._lost = True
-        self.disconnecting = True
+        """The worker is done; the protocol hears of it after what it read."""
+        self._worker_done = True
+        if not connected:
+            self._close_wake_pipe()
+            self._lost = True
+            self.disconnecting = True
+            self.handshaken.errback(reason)
+            return
+        self._end = reason
+        if not self._inbox or self.disconnecting:
+            self._finish()
+
+    def _close_wake_pipe(self) -> None:
         os.close(self._wake_read)
         os.close(self._wake_write)
         self._wake_read = self._wake_write = -1
-        if not connected:
-            self.handshaken.errback(reason)
+
+    def _finish(self) -> None:
+        """Tell the protocol the connection is gone (once)."""
+        reason, self._end = self._end, None
+        if reason is None or self._lost:
             return
+        self._lost = True
+        self.disconnecting = True
+        self._inbox.clear()
+        self._close_wake_pipe()
         producer, self._producer = self._producer, None
         if producer is not None:
             producer.stopProducing()
@@ -355,8 +396,15 @@ class _ThreadedTLSTransport:
             reason = Failure(twisted_error.ConnectionAborted())
         except TLSFailed as problem:
             reason = Failure(problem)
-        except OSError as problem:
-            reason = Failure(twisted_error.ConnectionLost(str(problem)))
+        except OSError as problem:  # TimeoutError too
+            if connected:
+                reason = Failure(twisted_error.ConnectionLost(str(problem)))
+            else:  # the peer reset, or never answered, the handshake
+                reason = Failure(
+                    twisted_error.ConnectError(
+                        string=f"the TLS handshake did not complete: {problem}"
+                    )
+                )
         except Exception as problem:  # noqa: BLE001 - reported to the reactor
             reason = Failure(problem)
         self._thread_close(reason)

@@ -11,6 +11,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from time import sleep
 from typing import Any
 
 from cryptography import x509
@@ -56,8 +57,26 @@ class ThreadedTLSClientEndpoint:
         self._timeout = timeout
 
     def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
-        """The connected protocol, once the handshake and check succeeded."""
-        result: Deferred[IProtocol] = Deferred()
+        """
+        The connected protocol, once the handshake and check succeeded.
+
+        Cancelling the result closes whatever is under way; no protocol is
+        built after that.
+        """
+        cancelled = False
+        transports: list[_ThreadedTLSTransport] = []
+
+        def cancel(_: Deferred[IProtocol]) -> None:
+            nonlocal cancelled
+            cancelled = True
+            for transport in transports:
+                transport.abortConnection()
+
+        result: Deferred[IProtocol] = Deferred(cancel)
+
+        def fail(failure: Failure) -> None:
+            if not result.called:
+                result.errback(failure)
 
         def connect_in_thread() -> None:
             try:
@@ -66,7 +85,7 @@ class ThreadedTLSClientEndpoint:
                 )
             except TimeoutError:
                 failure = Failure(twisted_error.TCPTimedOutError(string=self._host))
-                self._reactor.callFromThread(result.errback, failure)
+                self._reactor.callFromThread(fail, failure)
                 return
             except OSError as error:
                 if error.errno == errno.ECONNREFUSED:
@@ -74,18 +93,30 @@ class ThreadedTLSClientEndpoint:
                     failure = Failure(refused)
                 else:
                     failure = Failure(twisted_error.ConnectError(string=str(error)))
-                self._reactor.callFromThread(result.errback, failure)
+                self._reactor.callFromThread(fail, failure)
                 return
             self._reactor.callFromThread(connected, sock)
 
         def connected(sock: socket.socket) -> None:
-            transport = _ThreadedTLSTransport(
-                self._reactor, sock, self._context, False, self._check, self._timeout
-            )
-            transport.handshaken.addCallbacks(handshaken, result.errback)
+            if cancelled:
+                sock.close()
+                return
+            try:
+                transport = _ThreadedTLSTransport(
+                    self._reactor, sock, self._context, False, self._check, self._timeout
+                )
+            except OSError as error:  # e.g. reset before we looked at it
+                sock.close()
+                fail(Failure(twisted_error.ConnectError(string=str(error))))
+                return
+            transports.append(transport)
+            transport.handshaken.addCallbacks(handshaken, fail)
             transport.start()
 
         def handshaken(transport: _ThreadedTLSTransport) -> None:
+            if cancelled:
+                transport.abortConnection()
+                return
             try:
                 protocol = factory.buildProtocol(transport.getPeer())
                 if protocol is None:
@@ -93,7 +124,7 @@ class ThreadedTLSClientEndpoint:
                 transport._attach(protocol)
             except Exception:
                 transport.abortConnection()
-                result.errback()
+                fail(Failure())
             else:
                 result.callback(protocol)
 
@@ -125,11 +156,16 @@ class _ThreadedTLSPort:
         self._host = _address(sock.getsockname())
         self._stopped: Deferred[None] = Deferred()
         self._listening = False
+        self._stopping = False
 
     def startListening(self) -> None:  # noqa: N802
         """Start accepting (in a thread)."""
         if self._listening:
             return
+        if self._stopped.called or self._stopping:
+            raise twisted_error.CannotListenError(
+                self._host.host, self._host.port, RuntimeError("stopped for good")
+            )
         self._listening = True
         self._factory.doStart()
         threading.Thread(
@@ -141,6 +177,7 @@ class _ThreadedTLSPort:
         if not self._listening:
             return succeed(None)
         self._listening = False
+        self._stopping = True
         try:
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         except OSError:
@@ -158,7 +195,8 @@ class _ThreadedTLSPort:
             except OSError:
                 if not self._listening:
                     break
-                continue  # e.g. ECONNABORTED, EMFILE: go on listening
+                sleep(0.05)  # e.g. ECONNABORTED, EMFILE: go on listening
+                continue
             if not self._listening:
                 connection.close()
                 break
@@ -193,6 +231,9 @@ class _ThreadedTLSPort:
         TLS_REFUSED.log(peer=peer, reason=failure.getErrorMessage())
 
     def _handshaken(self, transport: _ThreadedTLSTransport) -> None:
+        if not self._listening:  # the factory may be stopped already
+            transport.abortConnection()
+            return
         try:
             protocol = self._factory.buildProtocol(transport.getPeer())
             if protocol is None:

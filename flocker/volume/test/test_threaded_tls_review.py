@@ -4,8 +4,7 @@ Review tests for :mod:`flocker.volume._threaded_tls` and
 behaviour that Twisted's own TLS transports give and protocols rely on,
 over real loopback sockets with the cluster's real certificates.
 
-Each test marked ``xfail(strict=True)`` shows a problem in the code as it
-is; the mark goes once the code is fixed.
+Each test here first showed a problem a review found (then fixed).
 """
 
 from __future__ import annotations
@@ -199,11 +198,6 @@ def reset(sock: socket.socket) -> None:
 # -- 1. connectionLost while paused drops what was already read ---------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_ThreadedTLSTransport._ended calls connectionLost while the "
-    "protocol is paused and received bytes wait in _inbox; they are dropped",
-)
 @pytest_twisted.ensureDeferred
 async def test_clean_close_while_paused_delivers_everything(nodes: Nodes) -> None:
     """
@@ -257,11 +251,6 @@ class IdleProducer:
         self.stopped = True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loseConnection sets disconnecting, and write() then drops bytes: "
-    "it does not wait for the registered producer to unregister",
-)
 @pytest_twisted.ensureDeferred
 async def test_lose_connection_waits_for_producer(nodes: Nodes) -> None:
     """
@@ -288,14 +277,6 @@ async def test_lose_connection_waits_for_producer(nodes: Nodes) -> None:
 # -- 3. the peer resets right after the TCP connect -------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ThreadedTLSClientEndpoint.connect's connected(): "
-    "_ThreadedTLSTransport() calls getpeername(), which raises ENOTCONN on a "
-    "reset socket; at dd2d15d the exception escapes in the reactor, connect() "
-    "never fires and the socket is leaked (an uncommitted change fails it "
-    "with ConnectionLost, which push() does not handle: see test 6)",
-)
 @pytest_twisted.ensureDeferred
 async def test_connect_fails_when_peer_resets_at_once(tmp_path: Path) -> None:
     """
@@ -341,12 +322,6 @@ async def test_connect_fails_when_peer_resets_at_once(tmp_path: Path) -> None:
 # -- 4. a cancelled connect goes on and builds a protocol -----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ThreadedTLSClientEndpoint.connect's Deferred has no canceller: "
-    "the connection goes on, the factory builds a protocol nobody holds, and "
-    "both ends stay open forever",
-)
 @pytest_twisted.ensureDeferred
 async def test_cancelled_connect_builds_nothing_and_closes(nodes: Nodes) -> None:
     """
@@ -390,12 +365,6 @@ async def test_cancelled_connect_builds_nothing_and_closes(nodes: Nodes) -> None
 # -- 5. stopListening while a connection shakes hands ---------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_ThreadedTLSPort: connections accepted before stopListening "
-    "finish their handshake afterwards and _handshaken calls "
-    "factory.buildProtocol after factory.doStop",
-)
 @pytest_twisted.ensureDeferred
 async def test_no_protocol_built_after_stop_listening(nodes: Nodes) -> None:
     """
@@ -493,13 +462,6 @@ def silent_server(behaviour: str) -> tuple[socket.socket, threading.Thread]:
     return listener, thread
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_ThreadedTLSTransport._thread_main maps OSError (the handshake's "
-    "TimeoutError, ECONNRESET) to ConnectionLost, which is neither TLSFailed "
-    "nor ConnectError: push() lets it escape instead of reporting "
-    "DestinationUnreachable or a TLS refusal",
-)
 @pytest.mark.parametrize("behaviour", ["silent", "reset"])
 @pytest_twisted.ensureDeferred
 async def test_handshake_without_answer_fails_connect(
