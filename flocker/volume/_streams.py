@@ -92,11 +92,14 @@ def _write_input_in_big_chunks(transport: object) -> None:
     """
     Give the child's standard input a `READ_SIZE` pipe: Twisted writes what
     the pipe takes each time it is writable, so a 64 KiB pipe would cost a
-    GiB stream 16,384 turns of the reactor.
+    GiB stream 16,384 turns of the reactor.  The producer feeding it is
+    paused only when a few such chunks wait, not after every one.
     """
     writer = getattr(transport, "pipes", {}).get(0)
     if writer is not None and hasattr(writer, "fd"):
         _enlarge_pipe(writer.fd)
+        # Pause the producer only once a few chunks wait, not at every one.
+        writer.bufferSize = 4 * READ_SIZE
 
 
 def find_executable(name: str) -> str:

@@ -195,7 +195,7 @@ async def test_process_sink_back_pressure() -> None:
     assert IStreamSink.providedBy(sink)
     producer = _Producer()
     sink.registerProducer(producer, True)
-    payload = b"head\n" + b"y" * (4 * 1024 * 1024)
+    payload = b"head\n" + b"y" * (16 * 1024 * 1024)  # beyond what is buffered
     stream = _with_trailer(payload)
     for offset in range(0, len(stream), 65536):
         sink.write(stream[offset : offset + 65536])
