@@ -69,6 +69,9 @@ HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 1024 * 1024
 #: Seconds a closing connection waits for the peer's end before closing.
 CLOSE_GRACE = 10.0
+#: The niceness of a background connection's worker thread (see
+#: ``_ThreadedTLSTransport.run_in_background``).
+BACKGROUND_NICE = 10
 
 _PEER = Field.for_types("peer", [str], "The remote address.")
 _REASON = Field.for_types("reason", [str], "Why.")
@@ -86,6 +89,17 @@ class TLSFailed(Exception):
 
 class _Aborted(Exception):
     """Internal: the connection was aborted from the reactor thread."""
+
+
+def in_background(transport: Any) -> None:
+    """
+    Run a connection at background CPU priority where its transport can (a
+    threaded TLS transport, not e.g. a test's): for bulk streams, i.e. every
+    one but a move's final increment, which a stopped application waits for.
+    """
+    background = getattr(transport, "run_in_background", None)
+    if background is not None:
+        background()
 
 
 def _address(sockname: Any) -> IPv4Address | IPv6Address:
@@ -152,6 +166,7 @@ class _ThreadedTLSTransport:
         self._undelivered = 0
         self._closing = False
         self._aborting = False
+        self._background = False
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.handshaken: Deferred[_ThreadedTLSTransport] = Deferred()
 
@@ -212,6 +227,19 @@ class _ThreadedTLSTransport:
         self._aborted = True
         with self._lock:
             self._aborting = True
+        self._wake()
+
+    def run_in_background(self) -> None:
+        """
+        Let the worker thread encrypt and copy at a lower CPU priority
+        (:data:`BACKGROUND_NICE`), for bulk data nobody waits for: the node's
+        applications and the agents' reactors then come first, and the
+        transfer takes the CPU they leave.  (On a busy 2-core node this
+        also made a bulk transfer faster: ZFS's own threads, which the
+        stream waits for, were no longer crowded out.)
+        """
+        with self._lock:
+            self._background = True
         self._wake()
 
     def getPeer(self) -> IPv4Address | IPv6Address:  # noqa: N802
@@ -503,14 +531,19 @@ class _ThreadedTLSTransport:
     def _thread_pump(self) -> Failure:
         """Move bytes until the connection ends; why it ended."""
         closing_since: float | None = None
+        in_background = False
         while True:
             with self._lock:
                 if self._aborting:
                     raise _Aborted()
+                lower = self._background and not in_background
                 read = not self._reading_paused and (
                     self._undelivered < MAXIMUM_UNDELIVERED
                 )
                 closing = self._closing
+            if lower:
+                in_background = True
+                self._thread_lower_priority()
             queued = self._thread_encrypt()
             blocked = self._thread_flush()
             if closing_since is None and closing and not queued and not blocked:
@@ -537,6 +570,15 @@ class _ThreadedTLSTransport:
                 continue
             events = (select.POLLOUT if blocked else 0) | (select.POLLIN if read else 0)
             self._thread_wait(events, None)
+
+    def _thread_lower_priority(self) -> None:
+        """Lower this (worker) thread's CPU priority; Linux nices threads."""
+        try:
+            os.setpriority(
+                os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE
+            )
+        except (AttributeError, OSError):
+            pass  # not Linux, or not allowed: the transfer still works
 
     def _thread_encrypt(self) -> bool:
         """

@@ -41,6 +41,7 @@ from ._interface import (
     VolumeError,
 )
 from ._logging import BASE, BYTES, DATASET_ID, SNAPSHOT
+from ._threaded_tls import in_background
 from ._threaded_tls_endpoints import ThreadedTLSServerEndpoint
 from ._transfer_values import (
     INTERRUPTED,
@@ -308,6 +309,8 @@ class _ReceiverProtocol(Protocol):
             size=header.size,
         )
         self._receiver.in_flight[dataset_id] = self._progress
+        if not header.final:
+            in_background(self.transport)
         self._state = "preparing"
         self._disarm()
         self.transport.pauseProducing()  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ from ._interface import (
     SendFailed,
 )
 from ._logging import BASE, BYTES, DATASET_ID, SNAPSHOT
-from ._threaded_tls import TLSFailed
+from ._threaded_tls import TLSFailed, in_background
 from ._threaded_tls_endpoints import ThreadedTLSClientEndpoint
 from ._transfer_values import (
     INTERRUPTED,
@@ -196,6 +196,8 @@ class _SenderProtocol(Protocol):
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
         """Announce the stream (sent once the TLS handshake is done)."""
         self._state = "waiting"
+        if not self._header.final:
+            in_background(self.transport)
         self._write_frame(PREAMBLE + encode_json(HEADER, self._header.to_json()))
 
     def _write_frame(self, frame: bytes, *more: bytes) -> None:

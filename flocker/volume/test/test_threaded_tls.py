@@ -7,6 +7,7 @@ cluster's real certificates.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from flocker.ca import (
 )
 from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
 
-from .._threaded_tls import HIGH_WATER, TLSFailed
+from .._threaded_tls import BACKGROUND_NICE, HIGH_WATER, TLSFailed
 from .._threaded_tls_endpoints import (
     ThreadedTLSClientEndpoint,
     ThreadedTLSServerEndpoint,
@@ -312,3 +313,37 @@ async def test_nobody_listening(cluster: Cluster) -> None:
     cluster.port = None
     with pytest.raises(ConnectionRefusedError):
         await cluster.connect(port=port)
+
+
+def tls_workers() -> set[int]:
+    """The native ids of the live TLS worker threads."""
+    return {
+        t.native_id
+        for t in threading.enumerate()
+        if t.name.startswith("tls ") and t.native_id is not None
+    }
+
+
+@pytest.mark.skipif(
+    os.getpriority(os.PRIO_PROCESS, 0) > BACKGROUND_NICE,
+    reason="the tests already run at a lower priority than background",
+)
+@pytest_twisted.ensureDeferred
+async def test_background_priority(cluster: Cluster) -> None:
+    """
+    ``run_in_background`` lowers that connection's worker thread to the
+    background CPU priority (Linux nices threads); its peer keeps its own.
+    """
+    await cluster.listen()
+    before = tls_workers()
+    client = await cluster.connect()
+    server = await accepted(cluster)
+    ours = tls_workers() - before
+    assert len(ours) == 2
+    client.transport.run_in_background()  # type: ignore[union-attr]
+    client.transport.write(b"x")  # type: ignore[union-attr]
+    await server.at_least(1)
+    nice = {os.getpriority(os.PRIO_PROCESS, tid) for tid in ours}
+    assert nice == {BACKGROUND_NICE, os.getpriority(os.PRIO_PROCESS, 0)}
+    client.transport.loseConnection()  # type: ignore[union-attr]
+    await server.lost
