@@ -29,6 +29,7 @@ import argparse
 import os
 import random
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -197,7 +198,8 @@ def tls_pipe(source: str, target: str, port: int, certificates: Any) -> float:
     with Timer() as timer:
         receiving = subprocess.Popen(
             ["bash", "-c", f"set -o pipefail; socat {' '.join(block)} -u {listen} - "
-             f"| zfs recv {target}"]
+             f"| zfs recv {target}"],
+            start_new_session=True,  # its socat and zfs recv can be killed together
         )  # fmt: skip
         try:
             for _ in range(200):  # until socat listens (it takes one connection)
@@ -209,9 +211,12 @@ def tls_pipe(source: str, target: str, port: int, certificates: Any) -> float:
                  f"socat {' '.join(block)} -u - {connect}"],
                 check=True,
             )  # fmt: skip
-        finally:
             if receiving.wait(timeout=600):
                 raise RuntimeError("socat | zfs recv failed")
+        finally:
+            if receiving.poll() is None:  # the sending side failed
+                os.killpg(receiving.pid, signal.SIGKILL)
+                receiving.wait()
     return timer.seconds
 
 

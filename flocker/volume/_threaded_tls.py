@@ -69,8 +69,8 @@ HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 1024 * 1024
 #: Seconds a closing connection waits for the peer's end before closing.
 CLOSE_GRACE = 10.0
-#: The niceness of a background connection's worker thread (see
-#: ``_ThreadedTLSTransport.run_in_background``).
+#: How much nicer than the agent a background connection's worker thread
+#: runs (see ``_ThreadedTLSTransport.run_in_background``).
 BACKGROUND_NICE = 10
 
 _PEER = Field.for_types("peer", [str], "The remote address.")
@@ -232,7 +232,7 @@ class _ThreadedTLSTransport:
     def run_in_background(self) -> None:
         """
         Let the worker thread encrypt and copy at a lower CPU priority
-        (:data:`BACKGROUND_NICE`), for bulk data nobody waits for: the node's
+        (:data:`BACKGROUND_NICE` nicer), for bulk data nobody waits for: the node's
         applications and the agents' reactors then come first, and the
         transfer takes the CPU they leave.  (On a busy 2-core node this
         also made a bulk transfer faster: ZFS's own threads, which the
@@ -572,11 +572,15 @@ class _ThreadedTLSTransport:
             self._thread_wait(events, None)
 
     def _thread_lower_priority(self) -> None:
-        """Lower this (worker) thread's CPU priority; Linux nices threads."""
+        """
+        Make this (worker) thread :data:`BACKGROUND_NICE` nicer than it was
+        (Linux nices threads): relative, so never a higher priority than
+        the agent's own, whatever niceness it runs at.
+        """
         try:
-            os.setpriority(
-                os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE
-            )
+            thread = threading.get_native_id()
+            now = os.getpriority(os.PRIO_PROCESS, thread)
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, now + BACKGROUND_NICE))
         except (AttributeError, OSError):
             pass  # not Linux, or not allowed: the transfer still works
 

@@ -247,6 +247,8 @@ class _ReceiverProtocol(Protocol):
         self._progress.bytes_transferred += len(data)
         # Hold back the newest chunks, at least HOLD_BACK bytes of them; the
         # older ones go to the sink whole (no slicing copies).
+        if isinstance(data, memoryview) and len(data) < HOLD_BACK:
+            data = bytes(data)  # a small piece must not keep its delivery alive
         self._held.append(data)
         self._held_bytes += len(data)
         while self._held_bytes - len(self._held[0]) >= HOLD_BACK:

@@ -63,6 +63,7 @@ from ._transfer_wire import (
     encode_data_header,
     encode_json,
     new_checksum,
+    version_mismatch,
 )
 
 #: Stream bytes the sender gathers into one DATA frame (sources hand over up
@@ -275,7 +276,7 @@ class _SenderProtocol(Protocol):
         elif document.get("ok") is True:
             raise ProtocolError(f"success reported while {self._state}")
         elif self._state == "waiting":
-            self._fail(TransferRefused(code, message))
+            self._fail(TransferRefused(code, version_mismatch(message) or message))
         else:
             self._fail(TransferFailed(code, message))
 

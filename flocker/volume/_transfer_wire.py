@@ -10,6 +10,7 @@ so both ends (and tests) share one definition of the format.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -228,6 +229,34 @@ def decode_json(payload: bytes) -> dict[str, Any]:
     return document
 
 
+_VERSION = re.compile(rb"flocker-transfer/[0-9]+")
+_SAME_RELEASE = "run the same Flocker release on both nodes"
+
+
+def _wrong_preamble(received: bytes) -> str:
+    """Why a connection's first bytes are not this protocol, for humans."""
+    ours = PREAMBLE.decode().strip()
+    theirs = _VERSION.match(received)
+    if theirs is None:
+        return f"the peer does not speak {ours}"
+    return f"the peer speaks {theirs.group().decode()}, this node {ours}: {_SAME_RELEASE}"
+
+
+def version_mismatch(message: str) -> str | None:
+    """
+    If a receiver's refusal names another version of this protocol than
+    ours (an older receiver says "the peer does not speak
+    flocker-transfer/1"), a sentence saying that the versions differ; else
+    ``None``.
+    """
+    ours = PREAMBLE.decode().strip()
+    named = {match.decode() for match in _VERSION.findall(message.encode())}
+    others = sorted(named - {ours})
+    if not others or _SAME_RELEASE in message:
+        return None
+    return f"the receiver speaks {others[0]}, this node {ours}: {_SAME_RELEASE}"
+
+
 class FrameParser:
     """
     Splits received bytes into frames, without copying stream data twice.
@@ -291,9 +320,7 @@ class FrameParser:
                 self._buffer += bytes(view[:wanted])
                 view = view[wanted:]
                 if not PREAMBLE.startswith(self._buffer):
-                    raise ProtocolError(
-                        f"the peer does not speak {PREAMBLE.decode().strip()}"
-                    )
+                    raise ProtocolError(_wrong_preamble(self._buffer))
                 if len(self._buffer) == len(PREAMBLE):
                     self._buffer = b""
                     self._expect_preamble = False
