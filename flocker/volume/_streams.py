@@ -36,6 +36,7 @@ from ._interface import (
     StreamStopped,
 )
 from ._logging import BAD_STREAM, RECEIVE_ABORT, RECEIVE_FINISH, SEND_STREAM
+from ._pipe_writer import PipeWriter
 
 DIGEST_SIZE = hashlib.sha256().digest_size
 
@@ -86,20 +87,6 @@ def _read_output_in_big_chunks(transport: object) -> None:
         return
     _enlarge_pipe(reader.fd)
     reader.doRead = lambda: _read_big(reader.fd, reader.dataReceived)
-
-
-def _write_input_in_big_chunks(transport: object) -> None:
-    """
-    Give the child's standard input a `READ_SIZE` pipe: Twisted writes what
-    the pipe takes each time it is writable, so a 64 KiB pipe would cost a
-    GiB stream 16,384 turns of the reactor.  The producer feeding it is
-    paused only when a few such chunks wait, not after every one.
-    """
-    writer = getattr(transport, "pipes", {}).get(0)
-    if writer is not None and hasattr(writer, "fd"):
-        _enlarge_pipe(writer.fd)
-        # Pause the producer only once a few chunks wait, not at every one.
-        writer.bufferSize = 4 * READ_SIZE
 
 
 def find_executable(name: str) -> str:
@@ -176,14 +163,16 @@ def _spawn(
     protocol: ProcessProtocol,
     argv: Sequence[str],
     path: str | None,
+    stdin: int | None = None,
 ) -> None:
-    """Start ``argv`` with ``protocol``."""
+    """Start ``argv`` with ``protocol`` (reading ``stdin`` if given)."""
     reactor.spawnProcess(
         protocol,
         find_executable(argv[0]),
         list(argv),
         env=dict(os.environ),
         path=path,
+        childFDs=None if stdin is None else {0: stdin, 1: "r", 2: "r"},
     )
 
 
@@ -362,11 +351,23 @@ class ProcessStreamSink:
         self._exited = False
         self.bytes_received = 0
         self._protocol = _Protocol(lambda data: None, self._process_ended)
-        _spawn(reactor, self._protocol, self._argv, path)
-        _write_input_in_big_chunks(self._protocol.transport)
+        # The command's standard input is a pipe of our own, written
+        # straight away while it takes the data (see PipeWriter).
+        reading, writing = os.pipe2(os.O_CLOEXEC)
+        _enlarge_pipe(writing)
+        try:
+            _spawn(reactor, self._protocol, self._argv, path, stdin=reading)
+        except BaseException:
+            os.close(writing)
+            raise
+        finally:
+            os.close(reading)
+        self._stdin = PipeWriter(reactor, writing, lambda: None)  # type: ignore[arg-type]
 
     def _process_ended(self, code: int | None) -> None:
         self._exited = True
+        self._stdin.unregisterProducer()
+        self._stdin.close()
         producer, self._producer = self._producer, None
         try:
             if self._state == "open" and producer is not None:
@@ -380,12 +381,11 @@ class ProcessStreamSink:
             producer.stopProducing()  # type: ignore[attr-defined]
             return
         self._producer = producer
-        self._protocol.transport.registerProducer(producer, streaming)  # type: ignore[union-attr]
+        self._stdin.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:  # noqa: N802
         """Forget the producer."""
-        if self._producer is not None and not self._exited:
-            self._protocol.transport.unregisterProducer()  # type: ignore[union-attr]
+        self._stdin.unregisterProducer()
         self._producer = None
 
     def write(self, data: bytes) -> None:
@@ -408,16 +408,13 @@ class ProcessStreamSink:
             if len(self._header) > 65536:
                 self._header_done = True  # not a header: finish refuses it
         if data:
-            self._protocol.transport.write(data)  # type: ignore[union-attr]
+            self._stdin.write(data)
 
     async def _end_process(self) -> int | None:
         """Close the command's input and wait for it to exit."""
-        transport = self._protocol.transport
-        if not self._exited and transport is not None:
-            if self._producer is not None:
-                transport.unregisterProducer()  # type: ignore[attr-defined]
-                self._producer = None
-            transport.closeStdin()  # type: ignore[attr-defined]
+        self._stdin.unregisterProducer()
+        self._producer = None
+        self._stdin.close()
         return await self._exit
 
     def finish(self) -> Deferred[None]:
