@@ -166,7 +166,12 @@ def test_staging_environments(make_lab):
             240,
             f"copy {copy}'s frontend",
         ) == 6
-        assert request(nodes[search]["address"], ports[search], "q") == 3
+        # The search copy starts on the other node in its own time.
+        assert wait_for(
+            lambda ports=ports, nodes=nodes: request(nodes[search]["address"], ports[search], "q"),
+            240,
+            f"copy {copy}'s search",
+        ) == 3
     assert len(used_ports) == 9 and not used_ports & {db_port, search_port, web_port}
     # Copy a is modified; b does not see it; the original neither.
     a_ports, a_nodes = copy_ports(environment, "a"), copy_nodes(cluster, environment, "a")
