@@ -155,7 +155,6 @@ class _ThreadedTLSTransport:
         self._worker_done = False
         self._aborted = False
         self._end: Failure | None = None  # why, once the worker is done
-        self._paused = False
         self._inbox: deque[bytes] = deque()  # received while paused
         self._draining = False
         # Guarded by _lock:
@@ -287,13 +286,11 @@ class _ThreadedTLSTransport:
         Stop reading: no ``dataReceived`` until resumed, and the worker
         stops taking data from the socket.
         """
-        self._paused = True
         with self._lock:
             self._reading_paused = True
 
     def resumeProducing(self) -> None:  # noqa: N802
         """Read again (first what arrived while paused)."""
-        self._paused = False
         with self._lock:
             self._reading_paused = False
         self._wake()
@@ -352,7 +349,8 @@ class _ThreadedTLSTransport:
             return  # dataReceived resumed reading: the loop below goes on
         self._draining = True
         try:
-            while self._inbox and not self._paused:
+            # Only this (the reactor) thread changes _reading_paused.
+            while self._inbox and not self._reading_paused:
                 data = self._inbox.popleft()
                 with self._lock:
                     self._undelivered -= len(data)

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -52,6 +52,27 @@ Files = dict[str, bytes]
 
 # --------------------------------------------------------------------------
 # Stream helpers
+
+
+@implementer(IPushProducer)
+class RecordingProducer:
+    """A push producer that records what its consumer asked of it."""
+
+    def __init__(self) -> None:
+        """Nothing asked yet."""
+        self.calls: list[str] = []
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        """Note a pause."""
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        """Note a resume."""
+        self.calls.append("resume")
+
+    def stopProducing(self) -> None:  # noqa: N802
+        """Note a stop."""
+        self.calls.append("stop")
 
 
 @implementer(IConsumer)

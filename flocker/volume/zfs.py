@@ -50,7 +50,7 @@ A process that dies mid receive leaves ``flocker-recv-*`` (or, mid
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 from twisted.internet.defer import Deferred
@@ -559,12 +559,23 @@ class ZFSVolumeBackend:
         async def discard() -> None:
             await self._destroy_name(temporary)
 
+        return self._receiving(["-u", temporary], key, None, commit, discard)
+
+    def _receiving(
+        self,
+        arguments: list[str],
+        key: str,
+        base: str | None,
+        commit: Callable[[bytes], Awaitable[None]],
+        discard: Callable[[], Awaitable[None]],
+    ) -> IStreamSink:
+        """A sink feeding ``zfs receive <arguments>``."""
         return ProcessStreamSink(
             self._reactor,
-            ["zfs", "receive", "-u", temporary],
+            ["zfs", "receive", *arguments],
             backend=_KIND,
             dataset_id=key,
-            base=None,
+            base=base,
             stream_format=STREAM_FORMAT,
             commit=commit,
             discard=discard,
@@ -586,16 +597,7 @@ class ZFSVolumeBackend:
             if base in names and names[-1] != base:
                 await self._retrying("rollback", "-r", f"{name}@{base}")
 
-        return ProcessStreamSink(
-            self._reactor,
-            ["zfs", "receive", "-F", name],
-            backend=_KIND,
-            dataset_id=key,
-            base=base,
-            stream_format=STREAM_FORMAT,
-            commit=commit,
-            discard=discard,
-        )
+        return self._receiving(["-F", name], key, base, commit, discard)
 
     async def _receive_incremental(self, key: str, base: str) -> IStreamSink:
         origin = await self._require_snapshot(key, base)
@@ -640,16 +642,7 @@ class ZFSVolumeBackend:
             await self._retrying("promote", name)
             await self._destroy_name(temporary)
 
-        return ProcessStreamSink(
-            self._reactor,
-            ["zfs", "receive", "-F", temporary],
-            backend=_KIND,
-            dataset_id=key,
-            base=base,
-            stream_format=STREAM_FORMAT,
-            commit=commit,
-            discard=discard,
-        )
+        return self._receiving(["-F", temporary], key, base, commit, discard)
 
     def recover(self) -> Deferred[None]:
         """

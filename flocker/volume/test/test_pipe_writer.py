@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import deferLater
-from zope.interface import implementer
 
 from .._pipe_writer import PAUSE_ABOVE, PipeWriter
+from ..testtools import RecordingProducer
 
 MiB = 1024 * 1024
-
-
-@implementer(IPushProducer)
-class Producer:
-    """Records what the writer asked of it."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        """Note a pause."""
-        self.calls.append("pause")
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        """Note a resume."""
-        self.calls.append("resume")
-
-    def stopProducing(self) -> None:  # noqa: N802
-        """Note a stop."""
-        self.calls.append("stop")
 
 
 def drain(fd: int) -> bytes:
@@ -80,7 +58,7 @@ async def test_back_pressure() -> None:
     """
     reading, writing = os.pipe()
     writer = PipeWriter(reactor, writing, lambda: None)  # type: ignore[arg-type]
-    producer = Producer()
+    producer = RecordingProducer()
     writer.registerProducer(producer, True)
     payload = os.urandom(PAUSE_ABOVE + 3 * MiB)
     for start in range(0, len(payload), MiB):
@@ -139,7 +117,7 @@ def test_non_streaming_producer_is_pulled() -> None:
     """A pull producer is asked for data at once and after each drain."""
     reading, writing = os.pipe()
     writer = PipeWriter(reactor, writing, lambda: None)  # type: ignore[arg-type]
-    producer: Any = Producer()
+    producer = RecordingProducer()
     writer.registerProducer(producer, False)
     assert producer.calls == ["resume"]
     writer.unregisterProducer()

@@ -11,7 +11,6 @@ from eliot.testing import capture_logging
 from twisted.internet import reactor
 from twisted.internet.interfaces import IPushProducer
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from .. import BadStream, IStreamSink, IStreamSource, StreamStopped
 from .._streams import (
@@ -22,7 +21,7 @@ from .._streams import (
     ProcessStreamSource,
 )
 from ..memory import MemoryVolumeBackend
-from ..testtools import BytesConsumer
+from ..testtools import BytesConsumer, RecordingProducer
 
 ID = "6f2bb4a7-7c3a-4a7e-9b6e-0d1f1e7c2a01"
 
@@ -148,23 +147,6 @@ class MemoryBackendSynchronousTests(SynchronousTestCase):
         )
 
 
-@implementer(IPushProducer)
-class _Producer:
-    """Records what a consumer asked of it."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        self.calls.append("pause")
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.calls.append("resume")
-
-    def stopProducing(self) -> None:  # noqa: N802
-        self.calls.append("stop")
-
-
 def _sink(argv: list[str], committed: list[bytes]) -> ProcessStreamSink:
     async def commit(header: bytes) -> None:
         committed.append(header)
@@ -193,7 +175,7 @@ async def test_process_sink_back_pressure() -> None:
     committed: list[bytes] = []
     sink = _sink(["sh", "-c", "sleep 0.5; wc -c"], committed)
     assert IStreamSink.providedBy(sink)
-    producer = _Producer()
+    producer = RecordingProducer()
     sink.registerProducer(producer, True)
     payload = b"head\n" + b"y" * (16 * 1024 * 1024)  # beyond what is buffered
     stream = _with_trailer(payload)
@@ -211,7 +193,7 @@ async def test_process_sink_command_dies() -> None:
     """If the command exits early the producer is stopped and finish fails."""
     committed: list[bytes] = []
     sink = _sink(["sh", "-c", "exit 3"], committed)
-    producer = _Producer()
+    producer = RecordingProducer()
     sink.registerProducer(producer, True)
     from twisted.internet.task import deferLater
 
