@@ -653,18 +653,6 @@ def make_volume_backend_tests(
             return other, stream, s2, before
 
         @pytest_twisted.ensureDeferred
-        async def test_incremental_onto_newest_snapshot(
-            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
-        ) -> None:
-            """An increment on the receiver's newest snapshot brings it to the new one."""
-            other, stream, s2, _ = await self._incremental_setup(harness, backend, diverge=False)
-            sink = await other.receive(ID1, base="s1")
-            feed(sink, stream, chunk_size=4096)
-            await sink.finish()
-            assert harness.read_files(other, await other.get(ID1)) == s2
-            assert await _names(other, ID1) == ["s1", "s2"]
-
-        @pytest_twisted.ensureDeferred
         async def test_failed_increment_onto_newest_snapshot(
             self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
         ) -> None:
@@ -691,12 +679,23 @@ def make_volume_backend_tests(
             await sink.finish()
             assert await _names(other, ID1) == ["s1", "s2"]
 
+        @pytest.mark.parametrize("diverge", [True, False], ids=["diverged", "newest"])
         @pytest_twisted.ensureDeferred
         async def test_send_incremental(
-            self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
+            self,
+            harness: VolumeHarness,
+            backend: IVolumeBackend,
+            origin: DatasetInfo,
+            diverge: bool,
         ) -> None:
-            """An incremental stream brings the receiver to the new snapshot."""
-            other, stream, s2, _ = await self._incremental_setup(harness, backend)
+            """
+            An incremental stream brings the receiver to the new snapshot,
+            whether the receiver has snapshots after the base (diverged) or
+            the base is its newest snapshot (every round of a move).
+            """
+            other, stream, s2, _ = await self._incremental_setup(
+                harness, backend, diverge=diverge
+            )
             sink = await other.receive(ID1, base="s1")
             feed(sink, stream, chunk_size=4096)
             await sink.finish()
