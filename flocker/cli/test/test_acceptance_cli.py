@@ -28,17 +28,25 @@ pytestmark = pytest.mark.acceptance
 FLOCKER = Path(sys.executable).parent / "flocker"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """One two-node local cluster (directory backend) for the whole module."""
+def module_cluster(tmp_path_factory, name):
+    """
+    A two-node local cluster (directory backend) for a module's tests, in
+    a temporary directory called ``name``; removed afterwards.
+    """
     assert FLOCKER.exists(), (
         f"{FLOCKER} is missing: run .venv/bin/pip install -e . --no-deps"
     )
-    directory = str(tmp_path_factory.mktemp("cli-lab"))
+    directory = str(tmp_path_factory.mktemp(name))
     try:
         yield lab.up(directory, nodes=2, backend="directory")
     finally:
         lab.down(directory)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One two-node local cluster (directory backend) for the whole module."""
+    yield from module_cluster(tmp_path_factory, "cli-lab")
 
 
 def flocker(cluster, *argv, env=None, timeout=300):

@@ -17,7 +17,14 @@ import pytest
 from flocker.runtime.testimages import COUNTER_IMAGE, ensure_counter_image
 from flocker.testtools import lab
 
-from .test_acceptance_cli import FLOCKER, as_json, counter, flocker, ok, wait_for
+from .test_acceptance_cli import (
+    as_json,
+    counter,
+    flocker,
+    module_cluster,
+    ok,
+    wait_for,
+)
 
 pytestmark = pytest.mark.acceptance
 
@@ -25,14 +32,7 @@ pytestmark = pytest.mark.acceptance
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One two-node local cluster (directory backend) for the whole module."""
-    assert FLOCKER.exists(), (
-        f"{FLOCKER} is missing: run .venv/bin/pip install -e . --no-deps"
-    )
-    directory = str(tmp_path_factory.mktemp("cli-cloning-lab"))
-    try:
-        yield lab.up(directory, nodes=2, backend="directory")
-    finally:
-        lab.down(directory)
+    yield from module_cluster(tmp_path_factory, "cli-cloning-lab")
 
 
 def mounted_path(cluster, dataset_id):
