@@ -26,22 +26,13 @@ from flocker.ca import (
     load_tls_files,
 )
 from flocker.common import ConfigurationError, start_daemon_logging
-from flocker.control import (
-    AgentAMPClient,
-    Deployment,
-    DeploymentState,
-    NodeState,
-    NotConnected,
-)
+from flocker.control import AgentAMPClient, NodeState
 from flocker.volume import IVolumeBackend
-from flocker.volume._transfer_wire import TransferHeader
-from flocker.volume.transfer import TransferReceiver, push, transfer_service
 
 from ._agentconfig import AgentConfig, load_agent_config
+from ._dataset_agent import DatasetAgent, LoopService, report_to
 from ._loop import ConvergenceLoop
-from ._roles import PRIMARY, FileRoles
-from ._snapshots import SnapshotOperations
-from .datasets import DatasetDeployer, DatasetMover
+from ._roles import FileRoles
 
 
 def make_backend(reactor: Any, config: AgentConfig) -> IVolumeBackend:
@@ -61,18 +52,6 @@ def make_backend(reactor: Any, config: AgentConfig) -> IVolumeBackend:
     return LoopbackVolumeBackend(
         reactor, config.root, default_maximum_size=config.default_maximum_size
     )
-
-
-class _LoopService(Service):
-    """Stops the convergence loop (waiting for its pass) when the agent stops."""
-
-    def __init__(self, loop: ConvergenceLoop) -> None:
-        self.loop = loop
-
-    def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
-        """Let the running pass end."""
-        Service.stopService(self)
-        return self.loop.stop()
 
 
 class StartupError(Exception):
@@ -99,154 +78,32 @@ def load_node_files(config: AgentConfig) -> tuple[TLSFiles, str, FileRoles]:
     return tls, str(identity.node_uuid), roles
 
 
-def report_to(client: AgentAMPClient, state: NodeState) -> Deferred[None]:
-    """
-    Report a node's state; while disconnected that is no error, since the
-    client sends the latest state as soon as it is connected again.
-    """
-
-    def not_connected(failure: Any) -> None:
-        failure.trap(NotConnected)
-
-    return client.report_state(state).addErrback(not_connected)
-
-
-def dataset_in_use(
-    node_uuid: str,
-    dataset_id: str,
-    configuration: Deployment,
-    cluster_state: DeploymentState,
-    now: float,
-) -> bool:
-    """
-    Whether something on the node still uses a dataset: a lease held by the
-    node, or an application the node's container agent reports running
-    with the dataset as a volume.  While the node's applications are
-    unknown (its container agent has not reported since the control
-    service started), a dataset that any configured application mounts
-    counts as in use: its container may well still be running here.
-    """
-    lease = configuration.leases.expire(now).get(dataset_id)
-    if lease is not None and lease.node_uuid == node_uuid:
-        return True
-    reported = cluster_state.get_node(node_uuid).applications
-    if reported is None:
-        return any(
-            volume.dataset_id == dataset_id
-            for application, _ in configuration.all_applications()
-            for volume in application.volumes
-        )
-    applications = reported
-    return any(
-        volume.dataset_id == dataset_id
-        for application in applications.values()
-        for volume in application.volumes
-    )
-
-
 def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiService:
     """
-    Wire a dataset agent; nothing runs until the service starts.
+    Build a dataset agent from ``agent.yml``; nothing runs until the
+    service starts.
 
     :raise StartupError: for unusable certificates or a corrupt role record.
     """
     tls, node_uuid, roles = load_node_files(config)
-    backend = make_backend(reactor, config)
-
-    def send(
-        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool
-    ) -> Deferred[int]:
-        sent = push(
-            reactor,
-            backend,
-            dataset_id,
-            snapshot,
-            base,
-            host,
-            config.transfer_port,
-            tls,
-            final=final,
-        )
-        return sent.addCallback(lambda result: result.bytes_sent)
-
-    holder: dict[str, Any] = {}
-
-    def in_use(dataset_id: str) -> bool:
-        loop = holder["loop"]
-        if loop.configuration is None or loop.cluster_state is None:
-            return True
-        return dataset_in_use(
-            node_uuid, dataset_id, loop.configuration, loop.cluster_state, reactor.seconds()
-        )
-
-    def handoff(dataset_id: str) -> Deferred[None] | None:
-        # Tell the cluster at once that this node no longer exposes it.
-        last = holder["loop"].last_reported
-        if last is None or last.datasets is None or dataset_id not in last.datasets:
-            return None
-        copy = last.datasets[dataset_id].set(path=None)
-        return report(last.set(datasets=last.datasets.set(dataset_id, copy)))
-
-    mover = DatasetMover(backend, roles, send, in_use=in_use, on_handoff=handoff)
-    deployer = DatasetDeployer(
+    agent = DatasetAgent(
+        reactor,
         node_uuid,
         config.address,
-        backend,
+        make_backend(reactor, config),
         roles,
-        mover,
-        receiving=lambda: set(holder["receiver"].in_flight),
+        tls,
+        config.control_host,
+        config.control_port,
+        config.transfer_port,
     )
-
-    def report(state: NodeState) -> Deferred[None]:
-        return report_to(client, state)
-
-    loop = ConvergenceLoop(reactor, deployer, report)
-    holder["loop"] = loop
-    client = AgentAMPClient.for_control_service(
-        reactor, config.control_host, config.control_port, tls, "dataset",
-        loop.cluster_updated,
-        snapshots=SnapshotOperations(backend, roles, lambda: reactor.callLater(0, loop.poke)),
-        transfers=lambda: [
-            {
-                "dataset_id": p.dataset_id,
-                "snapshot": p.snapshot,
-                "base": p.base,
-                "bytes": p.bytes_transferred,
-                "size": p.size,
-            }
-            for p in list(holder["receiver"].in_flight.values())
-        ],
-    )
-
-    def stored(header: TransferHeader) -> None:
-        # Durable before the sender is told, so the sender can let go.
-        if header.final:
-            roles.set(header.dataset_id, PRIMARY)
-            # Report the newly exposed dataset without waiting for a poll.
-            reactor.callLater(0, holder["loop"].poke)
-
-    def refuse(header: TransferHeader) -> str | None:
-        # A push into a dataset this node exposes would overwrite what its
-        # application writes (a sender that missed that its move is over).
-        if roles.get(header.dataset_id) == PRIMARY:
-            return f"dataset {header.dataset_id} is exposed on this node: not overwriting it"
-        return None
-
-    receiver = TransferReceiver(backend, on_stored=stored, refuse=refuse)
-    holder["receiver"] = receiver
-    service = MultiService()
-    transfer_service(
-        reactor, receiver, config.transfer_port, tls, interface=config.address
-    ).setServiceParent(service)
-    client.setServiceParent(service)
-    _LoopService(loop).setServiceParent(service)
     log_message(
         message_type="flocker:node:dataset_agent:configured",
         node_uuid=node_uuid,
         address=config.address,
         backend=config.backend,
     )
-    return service
+    return agent.service()
 
 
 def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiService:
@@ -287,7 +144,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
     _ThreadPoolService(pool).setServiceParent(service)
     router.setServiceParent(service)
     client.setServiceParent(service)
-    _LoopService(loop).setServiceParent(service)
+    LoopService(loop).setServiceParent(service)
     log_message(
         message_type="flocker:node:container_agent:configured",
         node_uuid=node_uuid,

@@ -118,7 +118,7 @@ def test_unknown_applications_count_as_in_use():
     still move plain datasets).
     """
     from flocker.control import Application, AttachedVolume
-    from flocker.node.script import dataset_in_use
+    from flocker.node._dataset_agent import dataset_in_use
 
     ds = str(uuid4())
     plain = Deployment().add_dataset(Dataset(dataset_id=ds), CA)

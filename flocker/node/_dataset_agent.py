@@ -1,0 +1,255 @@
+"""The dataset agent: one object owning a node's dataset convergence.
+
+`DatasetAgent` builds and holds the parts of ``flocker-dataset-agent`` — the
+deployer and its mover, the convergence loop, the transfer receiver and the
+connection to the control service — and carries the agent's policies as
+methods:
+
+* `in_use`: whether something on the node still uses a dataset (a lease
+  or an application), so a move's final increment and a rollback wait;
+* `handoff`: the moment this node stops exposing a dataset it moves away,
+  reported at once so the cluster state never shows it on two nodes;
+* `refuse`: which pushed streams the receiver turns away;
+* `stored`: what a received stream changes here (a final one exposes the
+  dataset).
+
+``flocker.node.script`` only reads ``agent.yml`` and builds one of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attr
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+
+from flocker.ca import TLSFiles
+from flocker.control import (
+    AgentAMPClient,
+    Deployment,
+    DeploymentState,
+    NodeState,
+    NotConnected,
+)
+from flocker.volume import IVolumeBackend
+from flocker.volume._transfer_wire import TransferHeader
+from flocker.volume.transfer import TransferReceiver, push, transfer_service
+
+from ._loop import ConvergenceLoop
+from ._mover import DatasetMover
+from ._roles import PRIMARY, MemoryRoles
+from ._snapshots import SnapshotOperations
+from .datasets import DatasetDeployer
+
+
+def report_to(client: AgentAMPClient, state: NodeState) -> Deferred[None]:
+    """
+    Report a node's state; while disconnected that is no error, since the
+    client sends the latest state as soon as it is connected again.
+    """
+
+    def not_connected(failure: Any) -> None:
+        failure.trap(NotConnected)
+
+    return client.report_state(state).addErrback(not_connected)
+
+
+def dataset_in_use(
+    node_uuid: str,
+    dataset_id: str,
+    configuration: Deployment,
+    cluster_state: DeploymentState,
+    now: float,
+) -> bool:
+    """
+    Whether something on the node still uses a dataset: a lease held by the
+    node, or an application the node's container agent reports running
+    with the dataset as a volume.  While the node's applications are
+    unknown (its container agent has not reported since the control
+    service started), a dataset that any configured application mounts
+    counts as in use: its container may well still be running here.
+    """
+    lease = configuration.leases.expire(now).get(dataset_id)
+    if lease is not None and lease.node_uuid == node_uuid:
+        return True
+    reported = cluster_state.get_node(node_uuid).applications
+    if reported is None:
+        return any(
+            volume.dataset_id == dataset_id
+            for application, _ in configuration.all_applications()
+            for volume in application.volumes
+        )
+    return any(
+        volume.dataset_id == dataset_id
+        for application in reported.values()
+        for volume in application.volumes
+    )
+
+
+class LoopService(Service):
+    """Stops the convergence loop (waiting for its pass) when the agent stops."""
+
+    def __init__(self, loop: ConvergenceLoop) -> None:
+        self.loop = loop
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
+        """Let the running pass end."""
+        Service.stopService(self)
+        return self.loop.stop()
+
+
+@attr.s(eq=False)
+class DatasetAgent:
+    """
+    A node's dataset agent: its parts, and the policies that join them.
+
+    :ivar reactor: The reactor everything runs on.
+    :ivar node_uuid: This node's UUID (from its certificate).
+    :ivar address: This node's address (others push datasets to it).
+    :ivar backend: The node's volume backend.
+    :ivar roles: The durable record of dataset roles.
+    :ivar tls: The node's certificate, key and cluster CA.
+    :ivar control_host: The control service's address.
+    :ivar control_port: The control service's agent port.
+    :ivar transfer_port: The port every node's transfer receiver listens on.
+    """
+
+    reactor: Any = attr.ib()
+    node_uuid: str = attr.ib()
+    address: str = attr.ib()
+    backend: IVolumeBackend = attr.ib()
+    roles: MemoryRoles = attr.ib()
+    tls: TLSFiles = attr.ib()
+    control_host: str = attr.ib()
+    control_port: int = attr.ib()
+    transfer_port: int = attr.ib()
+
+    mover: DatasetMover = attr.ib(init=False)
+    deployer: DatasetDeployer = attr.ib(init=False)
+    loop: ConvergenceLoop = attr.ib(init=False)
+    receiver: TransferReceiver = attr.ib(init=False)
+    client: AgentAMPClient = attr.ib(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Build the parts; nothing runs until `service` is started."""
+        self.mover = DatasetMover(
+            self.backend, self.roles, self.send, in_use=self.in_use, on_handoff=self.handoff
+        )
+        self.receiver = TransferReceiver(
+            self.backend, on_stored=self.stored, refuse=self.refuse
+        )
+        self.deployer = DatasetDeployer(
+            self.node_uuid,
+            self.address,
+            self.backend,
+            self.roles,
+            self.mover,
+            receiving=lambda: set(self.receiver.in_flight),
+        )
+        self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
+        self.client = AgentAMPClient.for_control_service(
+            self.reactor,
+            self.control_host,
+            self.control_port,
+            self.tls,
+            "dataset",
+            self.loop.cluster_updated,
+            snapshots=SnapshotOperations(self.backend, self.roles, self.poke_soon),
+            transfers=self.transfers,
+        )
+
+    # -- wiring -------------------------------------------------------------
+
+    def service(self) -> MultiService:
+        """The agent as a service: the transfer port, the control connection, the loop."""
+        service = MultiService()
+        transfer_service(
+            self.reactor, self.receiver, self.transfer_port, self.tls, interface=self.address
+        ).setServiceParent(service)
+        self.client.setServiceParent(service)
+        LoopService(self.loop).setServiceParent(service)
+        return service
+
+    def report(self, state: NodeState) -> Deferred[None]:
+        """Report the node's datasets to the control service."""
+        return report_to(self.client, state)
+
+    def poke_soon(self) -> None:
+        """Have the loop look at local state again on the next reactor turn."""
+        self.reactor.callLater(0, self.loop.poke)
+
+    def send(
+        self, dataset_id: str, snapshot: str, base: str | None, host: str, final: bool
+    ) -> Deferred[int]:
+        """Push one stream to another node's agent; fires with the bytes sent."""
+        sent = push(
+            self.reactor,
+            self.backend,
+            dataset_id,
+            snapshot,
+            base,
+            host,
+            self.transfer_port,
+            self.tls,
+            final=final,
+        )
+        return sent.addCallback(lambda result: result.bytes_sent)
+
+    def transfers(self) -> list[dict[str, Any]]:
+        """The transfers this node is receiving now, for the control service."""
+        return [
+            {
+                "dataset_id": p.dataset_id,
+                "snapshot": p.snapshot,
+                "base": p.base,
+                "bytes": p.bytes_transferred,
+                "size": p.size,
+            }
+            for p in list(self.receiver.in_flight.values())
+        ]
+
+    # -- policies -----------------------------------------------------------
+
+    def in_use(self, dataset_id: str) -> bool:
+        """
+        Whether something on this node still uses the dataset; while the
+        configuration or cluster state is not known yet, everything is.
+        """
+        configuration, cluster_state = self.loop.configuration, self.loop.cluster_state
+        if configuration is None or cluster_state is None:
+            return True
+        return dataset_in_use(
+            self.node_uuid, dataset_id, configuration, cluster_state, self.reactor.seconds()
+        )
+
+    def handoff(self, dataset_id: str) -> Deferred[None] | None:
+        """Tell the cluster at once that this node no longer exposes the dataset."""
+        last = self.loop.last_reported
+        if last is None or last.datasets is None or dataset_id not in last.datasets:
+            return None
+        copy = last.datasets[dataset_id].set(path=None)
+        return self.report(last.set(datasets=last.datasets.set(dataset_id, copy)))
+
+    def refuse(self, header: TransferHeader) -> str | None:
+        """
+        Refuse a push into a dataset this node exposes: it would overwrite
+        what its application writes (a sender that missed that its move is
+        over).
+        """
+        if self.roles.get(header.dataset_id) == PRIMARY:
+            return f"dataset {header.dataset_id} is exposed on this node: not overwriting it"
+        return None
+
+    def stored(self, header: TransferHeader) -> None:
+        """
+        A stream arrived: a final one makes this node the primary, durably
+        before the sender is told (so the sender can let go), and the new
+        dataset is reported without waiting for a poll.
+        """
+        if header.final:
+            self.roles.set(header.dataset_id, PRIMARY)
+            self.poke_soon()
+
+
+__all__ = ["DatasetAgent", "LoopService", "dataset_in_use", "report_to"]

@@ -1,0 +1,279 @@
+"""The dataset calculator: a table of (desired role, discovered phase) → rule.
+
+Pure: from the configuration, the cluster state and this node's discovered
+datasets it returns the changes that bring each dataset a step towards the
+configuration, and the same arguments always give an equal plan.  Read
+`TABLE` as a state diagram: each row says what this node does with one
+dataset when the configuration wants its copy in one role (`Desired`) and
+discovery found it in one phase (`Phase`).  Rows not in the table do
+nothing.  Two guards come first: a dataset unknown to the configuration is
+left alone (never lose data), and so is one a transfer is writing into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pyrsistent import PClass, field
+
+from flocker.control import Dataset, Deployment, DeploymentState
+
+from ._clones import (
+    CloneDataset,
+    DestroySnapshot,
+    RollbackDataset,
+    unneeded_environment_snapshots,
+)
+from ._dataset_changes import (
+    CreateDataset,
+    DestroyDataset,
+    ExposeDataset,
+    PushDataset,
+    ResizeDataset,
+)
+from ._deploy import IStateChange, in_parallel
+from ._phases import Desired, Phase, desired_role
+
+if TYPE_CHECKING:
+    from .datasets import DatasetLocalState, LocalDataset
+
+
+class Situation(PClass):
+    """
+    Everything a rule may look at for one dataset on this node.
+
+    :ivar node_uuid: This node.
+    :ivar dataset: The configured dataset.
+    :ivar primary: The UUID of its configured primary.
+    :ivar configuration: The whole configuration.
+    :ivar cluster_state: What the nodes last reported.
+    :ivar local_state: This node's discovered datasets.
+    """
+
+    node_uuid = field(type=str, mandatory=True)
+    dataset = field(type=Dataset, mandatory=True)
+    primary = field(type=str, mandatory=True)
+    configuration = field(type=Deployment, mandatory=True)
+    cluster_state = field(type=DeploymentState, mandatory=True)
+    local_state: DatasetLocalState = field(mandatory=True)  # type: ignore[assignment]
+
+    @property
+    def dataset_id(self) -> str:
+        """The dataset's id."""
+        return self.dataset.dataset_id
+
+    @property
+    def local(self) -> LocalDataset:
+        """The local copy (rules for the phase ``ABSENT`` never ask)."""
+        local: LocalDataset = self.local_state.datasets[self.dataset_id]
+        return local
+
+    def exposed_elsewhere(self) -> list[str]:
+        """Other nodes that report the dataset with a mount path."""
+        found = []
+        for uuid_, state in self.cluster_state.nodes.items():
+            if uuid_ == self.node_uuid or state.datasets is None:
+                continue
+            copy = state.datasets.get(self.dataset_id)
+            if copy is not None and copy.path is not None:
+                found.append(uuid_)
+        return found
+
+    def held_elsewhere(self) -> bool:
+        """
+        Whether a copy exists or is configured on another node: one reports
+        it, or the configuration names another copy (a move leaves the old
+        primary as a configured replica, which covers the time its state is
+        unknown).
+        """
+        if any(u != self.node_uuid for u in self.cluster_state.holders(self.dataset_id)):
+            return True
+        return any(
+            uuid_ != self.node_uuid and self.dataset_id in node.manifestations
+            for uuid_, node in self.configuration.nodes.items()
+        )
+
+
+Rule = Callable[[Situation], list[IStateChange]]
+
+
+def nothing(situation: Situation) -> list[IStateChange]:
+    """Nothing to do (also: wait for another node to act)."""
+    return []
+
+
+def destroy_unless_in_use(situation: Situation) -> list[IStateChange]:
+    """
+    A deleted dataset goes, but not while a container still mounts it (a
+    reset environment copy's old clone, until its container is replaced).
+    """
+    if situation.dataset_id in situation.local_state.in_use:
+        return []
+    return [DestroyDataset(dataset_id=situation.dataset_id)]
+
+
+def create_or_wait(situation: Situation) -> list[IStateChange]:
+    """
+    Create only a dataset that exists nowhere, as a clone of its origin's
+    snapshot for a clone (once the origin is exposed here with that
+    snapshot); wait where another node holds or is configured to hold a copy.
+    """
+    dataset = situation.dataset
+    if situation.held_elsewhere():
+        return []
+    if dataset.origin is None:
+        return [CreateDataset(dataset_id=dataset.dataset_id, maximum_size=dataset.maximum_size)]
+    origin = situation.local_state.datasets.get(dataset.origin.dataset_id)
+    if (
+        origin is not None
+        and origin.phase in (Phase.PRIMARY, Phase.MOVING)
+        and dataset.origin.snapshot in {s.name for s in origin.snapshots}
+    ):
+        return [
+            CloneDataset(
+                dataset_id=dataset.dataset_id,
+                origin=dataset.origin.dataset_id,
+                snapshot=dataset.origin.snapshot,
+                maximum_size=dataset.maximum_size,
+            )
+        ]
+    return []
+
+
+def maintain(situation: Situation) -> list[IStateChange]:
+    """
+    Keep an exposed primary as configured: a pending rollback once nothing
+    uses it, else its maximum size; and drop environment snapshots nobody
+    needs any more.
+    """
+    dataset, local, local_state = situation.dataset, situation.local, situation.local_state
+    dataset_id = dataset.dataset_id
+    changes: list[IStateChange] = []
+    request = dataset.rollback
+    if (
+        request is not None
+        and local_state.rolled_back.get(dataset_id) != request.request_id
+        and dataset_id not in local_state.in_use
+    ):
+        changes.append(
+            RollbackDataset(
+                dataset_id=dataset_id, snapshot=request.snapshot, request_id=request.request_id
+            )
+        )
+    elif local.info.maximum_size != dataset.maximum_size:
+        changes.append(ResizeDataset(dataset_id=dataset_id, maximum_size=dataset.maximum_size))
+    changes.extend(
+        DestroySnapshot(dataset_id=dataset_id, snapshot=name)
+        for name in unneeded_environment_snapshots(
+            situation.configuration,
+            dataset_id,
+            local.snapshots,
+            local_state.now,
+        )
+    )
+    return changes
+
+
+def expose_if_called_off(situation: Situation) -> list[IStateChange]:
+    """A hand-off whose move was called off before the destination took over."""
+    if situation.exposed_elsewhere():
+        return []
+    return [ExposeDataset(dataset_id=situation.dataset_id)]
+
+
+def push(situation: Situation) -> list[IStateChange]:
+    """Push the dataset to its configured primary, once its address is known."""
+    destination = situation.cluster_state.nodes.get(situation.primary)
+    if destination is None or destination.hostname is None:
+        return []
+    copy = (destination.datasets or {}).get(situation.dataset_id)
+    snapshots = tuple(s.name for s in copy.snapshots) if copy else ()
+    return [
+        PushDataset(
+            dataset_id=situation.dataset_id,
+            destination=situation.primary,
+            host=destination.hostname,
+            remote_snapshots=snapshots,
+        )
+    ]
+
+
+def finish_handoff(situation: Situation) -> list[IStateChange]:
+    """
+    Once the new primary exposes the dataset it has the final increment (it
+    is exposed only once that arrived): the move is over even if this node
+    never heard back, so never push again; until then, send it.
+    """
+    if situation.primary in situation.exposed_elsewhere():
+        return [DestroyDataset(dataset_id=situation.dataset_id)]
+    return push(situation)
+
+
+def destroy_once_primary_exposes(situation: Situation) -> list[IStateChange]:
+    """A leftover copy goes once the configured primary exposes the dataset."""
+    if situation.primary in situation.exposed_elsewhere():
+        return [DestroyDataset(dataset_id=situation.dataset_id)]
+    return []
+
+
+#: (desired role, discovered phase) → what this node does.
+TABLE: dict[tuple[Desired, Phase], Rule] = {
+    (Desired.DELETED, Phase.PRIMARY): destroy_unless_in_use,
+    (Desired.DELETED, Phase.MOVING): destroy_unless_in_use,
+    (Desired.DELETED, Phase.HANDOFF): destroy_unless_in_use,
+    (Desired.DELETED, Phase.REPLICA): destroy_unless_in_use,
+    (Desired.PRIMARY, Phase.ABSENT): create_or_wait,
+    (Desired.PRIMARY, Phase.PRIMARY): maintain,
+    (Desired.PRIMARY, Phase.MOVING): maintain,
+    (Desired.PRIMARY, Phase.HANDOFF): expose_if_called_off,
+    (Desired.PRIMARY, Phase.REPLICA): nothing,  # the old primary pushes it
+    (Desired.ELSEWHERE, Phase.PRIMARY): push,
+    (Desired.ELSEWHERE, Phase.MOVING): push,
+    (Desired.ELSEWHERE, Phase.HANDOFF): finish_handoff,
+    (Desired.ELSEWHERE, Phase.REPLICA): destroy_once_primary_exposes,
+}
+
+
+def phase_of(local: LocalDataset | None) -> Phase:
+    """A local copy's phase (`Phase.ABSENT` for none)."""
+    return Phase.ABSENT if local is None else local.phase
+
+
+def calculate_dataset_changes(
+    node_uuid: str,
+    configuration: Deployment,
+    cluster_state: DeploymentState,
+    local_state: DatasetLocalState,
+) -> IStateChange:
+    """
+    The changes that bring this node's datasets towards the configuration:
+    each dataset's row of `TABLE`, all in parallel (a failing dataset never
+    holds up the others).
+    """
+    configured = {d.dataset_id: (d, p) for d, p in configuration.all_datasets()}
+    changes: list[IStateChange] = []
+    for dataset_id in sorted(set(configured) | set(local_state.datasets)):
+        if dataset_id not in configured or dataset_id in local_state.receiving:
+            continue
+        dataset, primary = configured[dataset_id]
+        desired = desired_role(configuration, node_uuid, dataset_id)
+        assert desired is not None
+        phase = phase_of(local_state.datasets.get(dataset_id))
+        rule = TABLE.get((desired, phase), nothing)
+        changes.extend(
+            rule(
+                Situation(
+                    node_uuid=node_uuid,
+                    dataset=dataset,
+                    primary=primary,
+                    configuration=configuration,
+                    cluster_state=cluster_state,
+                    local_state=local_state,
+                )
+            )
+        )
+    return in_parallel(changes)
+
+
+__all__ = ["TABLE", "Situation", "calculate_dataset_changes", "phase_of"]

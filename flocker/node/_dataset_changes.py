@@ -1,0 +1,136 @@
+"""The state changes a dataset agent runs (see `flocker.node.datasets`).
+
+Each is a value: the calculator returns them, plans compare with ``==``,
+and each runs inside an eliot action named by its ``action_type``.  Clones,
+rollbacks and environment snapshots have theirs in ``_clones``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyrsistent import PClass, field
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from ._deploy import IStateChange
+from ._roles import PRIMARY
+
+
+def change_fields(change: PClass) -> dict[str, Any]:
+    """A change's fields as eliot log fields."""
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in change.serialize().items()
+    }
+
+
+@implementer(IStateChange)
+class CreateDataset(PClass):
+    """Create an empty dataset for which this node is primary."""
+
+    dataset_id = field(type=str, mandatory=True)
+    maximum_size = field(type=(int, type(None)), mandatory=True, initial=None)
+    action_type = "flocker:node:dataset:create"
+
+    def log_fields(self) -> dict[str, Any]:
+        """Dataset id and maximum size."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[Any]:
+        """Record it as primary, then create it in the backend."""
+        deployer.roles.set(self.dataset_id, PRIMARY)
+        return deployer.backend.create(self.dataset_id, self.maximum_size)
+
+
+@implementer(IStateChange)
+class ResizeDataset(PClass):
+    """Give an exposed dataset its configured maximum size."""
+
+    dataset_id = field(type=str, mandatory=True)
+    maximum_size = field(type=(int, type(None)), mandatory=True, initial=None)
+    action_type = "flocker:node:dataset:resize"
+
+    def log_fields(self) -> dict[str, Any]:
+        """Dataset id and the new maximum size."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[Any]:
+        """Set the backend's limit."""
+        return deployer.backend.set_maximum_size(self.dataset_id, self.maximum_size)
+
+
+@implementer(IStateChange)
+class DestroyDataset(PClass):
+    """Destroy the local copy of a dataset (deleted, or moved away)."""
+
+    dataset_id = field(type=str, mandatory=True)
+    action_type = "flocker:node:dataset:destroy"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset id."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Forget its role, then destroy it."""
+
+        async def destroy() -> None:
+            # Forget the role first: a copy that cannot be destroyed (ZFS,
+            # with clones) stays a mere replica, never exposed or pushed.
+            deployer.roles.forget(self.dataset_id)
+            await deployer.backend.destroy(self.dataset_id)
+
+        return Deferred.fromCoroutine(destroy())
+
+
+@implementer(IStateChange)
+class ExposeDataset(PClass):
+    """Expose a local copy again (a move was called off before its end)."""
+
+    dataset_id = field(type=str, mandatory=True)
+    action_type = "flocker:node:dataset:expose"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset id."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Record the dataset as primary."""
+        deployer.roles.set(self.dataset_id, PRIMARY)
+        return succeed(None)
+
+
+@implementer(IStateChange)
+class PushDataset(PClass):
+    """
+    Move a dataset this node holds to its new primary.
+
+    :ivar destination: The new primary's UUID.
+    :ivar host: The new primary's address.
+    :ivar remote_snapshots: Snapshots the destination reported for its copy
+        (incremental sends start from the newest one both sides have).
+    """
+
+    dataset_id = field(type=str, mandatory=True)
+    destination = field(type=str, mandatory=True)
+    host = field(type=str, mandatory=True)
+    remote_snapshots = field(type=tuple, mandatory=True, initial=())
+    action_type = "flocker:node:dataset:push"
+
+    def log_fields(self) -> dict[str, Any]:
+        """Dataset, destination and what the destination already has."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Run the move with the deployer's mover."""
+        return Deferred.fromCoroutine(deployer.mover.push(self))
+
+
+__all__ = [
+    "CreateDataset",
+    "DestroyDataset",
+    "ExposeDataset",
+    "PushDataset",
+    "ResizeDataset",
+    "change_fields",
+]

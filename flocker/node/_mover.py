@@ -1,0 +1,186 @@
+"""Moving a dataset to its new primary: bulk rounds, then the final increment.
+
+`DatasetMover` keeps each move's progress (`MoveProgress`: the destination,
+the snapshot it last confirmed there, the rounds sent, when a round was
+last small) so that discovery can show a copy as *moving* and the next
+pass can go on from where the last one ended.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import attr
+from pyrsistent import PClass, field
+from twisted.internet.defer import Deferred, maybeDeferred
+
+from flocker.volume import IVolumeBackend
+
+from ._dataset_changes import PushDataset
+from ._roles import HANDOFF, PRIMARY, MemoryRoles
+
+#: An incremental move round smaller than this is followed by the final one.
+SMALL_DELTA = 8 * 1024 * 1024
+
+#: At most this many bulk rounds per pass before the final increment.
+MAXIMUM_ROUNDS = 5
+
+#: Once a bulk round was small, no further one goes for this many seconds
+#: while the dataset stays in use: the application using it is about to
+#: stop (the container agent stops it as soon as the destination has a
+#: copy), and a bulk round still running then would delay the final
+#: increment.  After this long, another round keeps the final one small.
+BULK_PAUSE = 5.0
+
+#: Snapshots the agent takes for moves start with this.
+MOVE_SNAPSHOT_PREFIX = "flocker-move-"
+
+
+class MoveProgress(PClass):
+    """
+    How far the move of one dataset has come.
+
+    :ivar destination: The node the dataset is moving to.
+    :ivar confirmed: The newest snapshot the destination confirmed it
+        stored (newer than what its reported state may say yet), or ``None``.
+    :ivar rounds: Bulk rounds sent so far.
+    :ivar settled_at: When (the mover's clock) a bulk round was last small,
+        or ``None``.
+    """
+
+    destination = field(type=str, mandatory=True)
+    confirmed = field(type=(str, type(None)), initial=None)
+    rounds = field(type=int, initial=0)
+    settled_at = field(type=(float, type(None)), initial=None)
+
+
+Sender = Callable[[str, str, "str | None", str, bool], Deferred[int]]
+
+
+@attr.s(eq=False)
+class DatasetMover:
+    """
+    Pushes a dataset to its new primary over the transfer protocol.
+
+    :ivar backend: This node's backend.
+    :ivar roles: This node's dataset roles.
+    :ivar send: ``send(dataset_id, snapshot, base, host, final)`` pushes one
+        stream to ``host`` and fires with the bytes sent; with ``final`` the
+        receiver exposes the dataset once it has it.
+    :ivar in_use: Whether something on this node still uses the dataset (a
+        lease or a running application); the final increment waits for it.
+    :ivar on_handoff: Called with the dataset id once this node stops
+        exposing it, before the final increment (a Deferred it returns is
+        waited for): the agent reports it at once, so the cluster state
+        never shows the dataset mounted on two nodes.
+    """
+
+    backend: IVolumeBackend = attr.ib()
+    roles: MemoryRoles = attr.ib()
+    send: Sender = attr.ib()
+    in_use: Callable[[str], bool] = attr.ib(default=lambda dataset_id: False)
+    on_handoff: Callable[[str], Any] = attr.ib(default=lambda dataset_id: None)
+    small_delta: int = attr.ib(default=SMALL_DELTA)
+    maximum_rounds: int = attr.ib(default=MAXIMUM_ROUNDS)
+    bulk_pause: float = attr.ib(default=BULK_PAUSE)
+    now: Callable[[], float] = attr.ib(default=time.monotonic)
+
+    #: dataset id → the progress of its move.
+    _progress: dict[str, MoveProgress] = attr.ib(factory=dict, init=False)
+
+    def progress(self, dataset_id: str) -> MoveProgress | None:
+        """The progress of a dataset's move, or ``None`` if none is under way."""
+        return self._progress.get(dataset_id)
+
+    async def _snapshot(self, dataset_id: str) -> str:
+        name = f"{MOVE_SNAPSHOT_PREFIX}{time.time_ns()}-{uuid.uuid4().hex[:6]}"
+        await self.backend.snapshot(dataset_id, name)
+        return name
+
+    def _towards(self, dataset_id: str, destination: str) -> MoveProgress:
+        """The progress towards ``destination`` (none yet if it was elsewhere)."""
+        progress = self._progress.get(dataset_id)
+        if progress is None or progress.destination != destination:
+            return MoveProgress(destination=destination)
+        return progress
+
+    def _pausing(self, dataset_id: str, destination: str) -> bool:
+        """Whether a small bulk round to ``destination`` went recently."""
+        settled = self._towards(dataset_id, destination).settled_at
+        return settled is not None and self.now() - settled < self.bulk_pause
+
+    async def push(self, change: PushDataset) -> None:
+        """
+        Bulk rounds while the dataset stays in use, then the final increment.
+
+        While the dataset is in use, each pass sends the changes since the
+        last round (until they are small) and ends; after a small round the
+        passes send nothing for :data:`BULK_PAUSE` seconds, waiting for the
+        application to stop.  Once it is no longer in use and the
+        destination already has a recent copy, the final increment goes at
+        once, keeping the time the dataset is unavailable to the size of
+        the last changes.
+        """
+        dataset_id = change.dataset_id
+        if (
+            self.roles.get(dataset_id) == PRIMARY
+            and self.in_use(dataset_id)
+            and self._pausing(dataset_id, change.destination)
+        ):
+            return
+        local = [s.name for s in await self.backend.list_snapshots(dataset_id)]
+        known = set(change.remote_snapshots)
+        confirmed = self._towards(dataset_id, change.destination).confirmed
+        if confirmed is not None:
+            known.add(confirmed)
+        common = [name for name in local if name in known]
+        base = common[-1] if common else None
+
+        async def send(final: bool) -> int:
+            snapshot = await self._snapshot(dataset_id)
+            sent = await self.send(dataset_id, snapshot, base, change.host, final)
+            progress = self._towards(dataset_id, change.destination)
+            self._progress[dataset_id] = progress.set(
+                confirmed=snapshot, rounds=progress.rounds + (0 if final else 1)
+            )
+            return sent
+
+        if self.roles.get(dataset_id) == PRIMARY:
+            if base is None or self.in_use(dataset_id):
+                for _ in range(self.maximum_rounds):
+                    sent = await send(False)
+                    base = self._progress[dataset_id].confirmed
+                    if sent < self.small_delta:
+                        self._progress[dataset_id] = self._progress[dataset_id].set(
+                            settled_at=float(self.now())
+                        )
+                        break
+                if self.in_use(dataset_id):
+                    return
+            # From here on the dataset is exposed nowhere until the
+            # destination has the final increment.
+            self.roles.set(dataset_id, HANDOFF)
+            await maybeDeferred(self.on_handoff, dataset_id)
+        await send(True)
+        self._progress.pop(dataset_id, None)
+        # The destination has it and exposes it: this copy is a leftover
+        # replica from now on, whether or not it can be destroyed now (ZFS
+        # refuses while clones of its snapshots exist).  It is never pushed
+        # again, so a failed destroy cannot send a stale final increment
+        # over the data the new primary's application is writing.
+        self.roles.forget(dataset_id)
+        await self.backend.destroy(dataset_id)
+
+
+__all__ = [
+    "BULK_PAUSE",
+    "MAXIMUM_ROUNDS",
+    "MOVE_SNAPSHOT_PREFIX",
+    "SMALL_DELTA",
+    "DatasetMover",
+    "MoveProgress",
+    "Sender",
+]

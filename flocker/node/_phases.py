@@ -1,0 +1,64 @@
+"""A manifestation's desired role and its discovered phase.
+
+The dataset calculator decides each dataset's next step from a pair:
+
+* the **desired role** of this node's copy, read from the configuration
+  (`desired_role`): primary here, a standing replica here, the dataset
+  lives elsewhere only, it is deleted;
+* the **discovered phase** of the local copy (`LocalDataset.phase`): absent,
+  primary, moving (primary, with move rounds sent), handing off (no longer
+  exposed, the final increment on its way), replica (received, never
+  exposed), diverged (this node's copy of an epoch that a promotion
+  elsewhere superseded: kept, never exposed, never overwritten).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from flocker.control import Deployment
+
+
+class Desired(StrEnum):
+    """What the configuration wants of this node's copy of a dataset."""
+
+    PRIMARY = "primary"
+    REPLICA = "replica"
+    ELSEWHERE = "elsewhere"
+    DELETED = "deleted"
+
+
+class Phase(StrEnum):
+    """Where this node's copy of a dataset is in its life."""
+
+    ABSENT = "absent"
+    PRIMARY = "primary"
+    MOVING = "moving"
+    HANDOFF = "handoff"
+    REPLICA = "replica"
+    DIVERGED = "diverged"
+
+
+def desired_role(configuration: Deployment, node_uuid: str, dataset_id: str) -> Desired | None:
+    """
+    The role the configuration gives this node's copy, or ``None`` for a
+    dataset the configuration does not know (left alone: never lose data).
+    """
+    for node in configuration.nodes.values():
+        manifestation = node.manifestations.get(dataset_id)
+        if manifestation is None:
+            continue
+        if manifestation.dataset.deleted:
+            return Desired.DELETED
+        break
+    else:
+        return None
+    mine = configuration.get_node(node_uuid).manifestations.get(dataset_id)
+    if mine is not None and mine.primary:
+        return Desired.PRIMARY
+    if mine is not None and getattr(mine, "standing", False):
+        return Desired.REPLICA
+    return Desired.ELSEWHERE
+
+
+__all__ = ["Desired", "Phase", "desired_role"]
