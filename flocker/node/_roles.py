@@ -15,6 +15,16 @@ applications use it) or merely holds a copy:
 ``handoff``
     This node was the primary and is sending the final increment to the new
     primary: no longer exposed, so the data is never writable on two nodes.
+``diverged``
+    This node was the primary, and a replica elsewhere was promoted over it
+    (a failover raised the dataset's epoch): its copy may hold writes the
+    new primary never received, so it is kept, never exposed, never pushed
+    and never destroyed or overwritten automatically.
+
+Each role comes with the dataset's *epoch* the node holds its copy at
+(every promotion raises it): a replica records the epoch of the streams it
+received, a primary the epoch it was made primary at.  An agent exposes a
+dataset only while its configuration names it primary at that epoch.
 
 The record is a small JSON file replaced atomically (temporary file, fsync,
 rename, fsync of the directory), so a crash never leaves a half-written role
@@ -30,40 +40,52 @@ from typing import Literal
 PRIMARY: Literal["primary"] = "primary"
 REPLICA: Literal["replica"] = "replica"
 HANDOFF: Literal["handoff"] = "handoff"
-ROLES = (PRIMARY, REPLICA, HANDOFF)
+DIVERGED: Literal["diverged"] = "diverged"
+ROLES = (PRIMARY, REPLICA, HANDOFF, DIVERGED)
 
 
 class MemoryRoles:
     """Dataset roles kept in memory (for unit tests and the in-memory agent)."""
 
     def __init__(self) -> None:
-        """Start with no record: every dataset a replica."""
+        """Start with no record: every dataset a replica at epoch 0."""
         self._roles: dict[str, str] = {}
+        self._epochs: dict[str, int] = {}
 
     def get(self, dataset_id: str) -> str:
         """The dataset's role; ``replica`` unless recorded otherwise."""
         return self._roles.get(dataset_id, REPLICA)
 
-    def set(self, dataset_id: str, role: str) -> None:
-        """Record a role durably (``replica`` removes the record)."""
+    def epoch(self, dataset_id: str) -> int:
+        """The epoch this node holds the dataset at (0 unless recorded)."""
+        return self._epochs.get(dataset_id, 0)
+
+    def set(self, dataset_id: str, role: str, epoch: int | None = None) -> None:
+        """
+        Record a role durably, at ``epoch`` (``None``: the recorded one);
+        a replica at epoch 0 is the same as no record.
+        """
         if role not in ROLES:
             raise ValueError(f"unknown dataset role {role!r}")
-        if role == REPLICA:
-            if self._roles.pop(dataset_id, None) is None:
-                return
-        elif self._roles.get(dataset_id) == role:
+        epoch = self.epoch(dataset_id) if epoch is None else epoch
+        if self.get(dataset_id) == role and self.epoch(dataset_id) == epoch:
             return
+        if role == REPLICA and epoch == 0:
+            self._roles.pop(dataset_id, None)
+            self._epochs.pop(dataset_id, None)
         else:
             self._roles[dataset_id] = role
+            self._epochs[dataset_id] = epoch
         self._saved()
 
     def forget(self, dataset_id: str) -> None:
         """Drop the record of a dataset that no longer exists here."""
+        self._epochs.pop(dataset_id, None)
         if self._roles.pop(dataset_id, None) is not None:
             self._saved()
 
     def all(self) -> dict[str, str]:
-        """Every recorded role (replicas are not recorded)."""
+        """Every recorded role (replicas at epoch 0 are not recorded)."""
         return dict(self._roles)
 
     def _saved(self) -> None:
@@ -88,11 +110,15 @@ class FileRoles(MemoryRoles):
             loaded = {}
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not a valid dataset role record: {error}") from None
-        if not isinstance(loaded, dict) or not all(
-            isinstance(v, str) and v in ROLES for v in loaded.values()
-        ):
+        if not isinstance(loaded, dict) or not all(map(_valid_entry, loaded.values())):
             raise ValueError(f"{path}: not a valid dataset role record")
-        self._roles = {k: v for k, v in loaded.items() if v != REPLICA}
+        for dataset_id, entry in loaded.items():
+            # Records of earlier releases are a bare role (epoch 0).
+            if isinstance(entry, str):
+                entry = {"role": entry, "epoch": 0}
+            if entry["role"] != REPLICA or entry["epoch"] != 0:
+                self._roles[dataset_id] = entry["role"]
+                self._epochs[dataset_id] = entry["epoch"]
 
     def _saved(self) -> None:
         """Write the record atomically and durably."""
@@ -100,7 +126,14 @@ class FileRoles(MemoryRoles):
         os.makedirs(directory, exist_ok=True)
         temporary = f"{self.path}.tmp"
         with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(self._roles, handle, sort_keys=True)
+            json.dump(
+                {
+                    dataset_id: {"role": role, "epoch": self.epoch(dataset_id)}
+                    for dataset_id, role in self._roles.items()
+                },
+                handle,
+                sort_keys=True,
+            )
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)
@@ -109,3 +142,17 @@ class FileRoles(MemoryRoles):
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def _valid_entry(entry: object) -> bool:
+    """A record entry: a role (earlier releases), or a role with its epoch."""
+    if isinstance(entry, str):
+        return entry in ROLES
+    return (
+        isinstance(entry, dict)
+        and entry.get("role") in ROLES
+        and isinstance(entry.get("epoch"), int)
+        and not isinstance(entry.get("epoch"), bool)
+        and entry["epoch"] >= 0
+        and set(entry) == {"role", "epoch"}
+    )

@@ -327,6 +327,7 @@ def push(
     progress: ProgressCallback | None = None,
     connect_timeout: float = 30,
     final: bool = False,
+    epoch: int = 0,
     idle_timeout: float = 120,
 ) -> Deferred[TransferResult]:
     """
@@ -339,6 +340,7 @@ def push(
     :param destination_node: Accept only this node as the receiver.
     :param progress: Called with a :class:`TransferProgress` as bytes go.
     :param final: Mark the stream as the last increment of a move.
+    :param epoch: The dataset's epoch at this node (see `TransferHeader`).
     :param idle_timeout: Give up (:class:`TransferInterrupted`) when the
         receiver neither takes data nor answers for this many seconds.
     :return: A Deferred firing with a :class:`TransferResult` once the
@@ -364,6 +366,7 @@ def push(
             stream_format=source.stream_format,
             task_id=action.serialize_task_id().decode("ascii"),
             final=final,
+            epoch=epoch,
         )
         state = TransferProgress(
             dataset_id=header.dataset_id, snapshot=header.snapshot, base=header.base

@@ -124,6 +124,9 @@ class TransferHeader(PClass):
     :ivar final: This is the last increment of a move: once it is stored,
         the receiver's owner exposes the dataset (see
         ``TransferReceiver.on_stored``).
+    :ivar epoch: The dataset's epoch at the sender (every promotion of a
+        replica raises it): a receiver that knows a newer epoch refuses the
+        stream of a superseded primary.
     """
 
     dataset_id = field(type=str, mandatory=True)
@@ -135,10 +138,15 @@ class TransferHeader(PClass):
     )
     task_id = field(type=(str, type(None)), mandatory=True, initial=None)
     final = field(type=bool, mandatory=True, initial=False)
+    epoch = field(
+        type=int,
+        initial=0,
+        invariant=lambda v: (v >= 0, f"epoch must not be negative: {v!r}"),
+    )
 
     def to_json(self) -> dict[str, Any]:
-        """The header as a JSON object."""
-        return {
+        """The header as a JSON object (``epoch`` only when not 0)."""
+        document = {
             "dataset_id": self.dataset_id,
             "snapshot": self.snapshot,
             "base": self.base,
@@ -147,6 +155,9 @@ class TransferHeader(PClass):
             "task_id": self.task_id,
             "final": self.final,
         }
+        if self.epoch:
+            document["epoch"] = self.epoch
+        return document
 
     @classmethod
     def from_json(cls, document: object) -> TransferHeader:
@@ -163,6 +174,9 @@ class TransferHeader(PClass):
             raise ProtocolError("the header's 'final' must be true or false")
         if not _optional_size(document.get("size"))[0]:
             raise ProtocolError("the header's 'size' must be a byte count or null")
+        epoch = document.get("epoch", 0)
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise ProtocolError("the header's 'epoch' must be a non-negative integer")
         return cls(
             dataset_id=document["dataset_id"],
             snapshot=document["snapshot"],
@@ -171,6 +185,7 @@ class TransferHeader(PClass):
             size=document.get("size"),
             task_id=document.get("task_id"),
             final=document.get("final", False),
+            epoch=epoch,
         )
 
 

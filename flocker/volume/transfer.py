@@ -35,7 +35,9 @@ kind, a 4-byte big-endian payload length, and the payload::
   full stream), ``stream_format`` (the sending backend's, e.g. ``"zfs"``),
   ``size`` (``null``: unknown), ``final`` (the last increment of a move:
   the receiver's ``on_stored`` hook runs before it confirms, so the dataset
-  agent exposes the dataset) and ``task_id``, the sender's eliot task
+  agent exposes the dataset), ``epoch`` (the dataset's epoch at the
+  sender, 0 if absent: a receiver that knows a newer one refuses the
+  stream of a superseded primary) and ``task_id``, the sender's eliot task
   (``Action.serialize_task_id()``) that the receiver continues, so one push
   reads as one eliot tree across both nodes.
 * The receiver checks the header before any data flows: the peer is a node,

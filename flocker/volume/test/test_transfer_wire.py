@@ -205,12 +205,27 @@ def test_header_round_trip() -> None:
         {"size": "10"},
         {"size": True},
         {"final": "yes"},
+        {"epoch": -1},
+        {"epoch": "2"},
+        {"epoch": True},
     ],
 )
 def test_header_bad_fields(change: dict[str, object]) -> None:
     """A header with a field of the wrong type is a protocol error."""
     with pytest.raises(ProtocolError):
         TransferHeader.from_json({**HEADER_DOC, **change})
+
+
+def test_header_carries_the_epoch() -> None:
+    """
+    A header's epoch survives the wire; one without an epoch (a dataset
+    never failed over) reads as epoch 0 and is written as before.
+    """
+    header = TransferHeader.from_json({**HEADER_DOC, "epoch": 3})
+    assert header.epoch == 3
+    assert TransferHeader.from_json(header.to_json()) == header
+    assert TransferHeader.from_json(HEADER_DOC).epoch == 0
+    assert "epoch" not in TransferHeader.from_json(HEADER_DOC).to_json()
 
 
 def test_header_not_object() -> None:
