@@ -148,6 +148,47 @@ class EnvironmentAlreadyExists(ModelError):
         return f"environment {self.args[0]!r} already exists"
 
 
+class PrimaryAsReplica(ModelError):
+    """The dataset's primary node was listed as one of its standing replicas."""
+
+    def __str__(self) -> str:
+        """Say which node and dataset."""
+        return (
+            f"node {self.args[1]} is the primary of dataset {self.args[0]}; "
+            "it cannot also hold a standing replica of it"
+        )
+
+
+class DuplicateReplicas(ModelError):
+    """A node was listed more than once as a standing replica of one dataset."""
+
+    def __str__(self) -> str:
+        """Say which nodes are repeated."""
+        return (
+            f"standing replicas of dataset {self.args[0]} list node(s) "
+            f"{', '.join(self.args[1])} more than once"
+        )
+
+
+class TooManyReplicas(ModelError):
+    """More standing replicas were asked for than a dataset may have."""
+
+    def __str__(self) -> str:
+        """Say how many were asked for and the limit."""
+        return (
+            f"dataset {self.args[0]} may have at most {self.args[2]} standing "
+            f"replicas, not {self.args[1]}"
+        )
+
+
+class NotAReplica(ModelError):
+    """A failover target holds no standing replica of a dataset it must take."""
+
+    def __str__(self) -> str:
+        """Say which dataset the node holds no standing replica of."""
+        return f"node {self.args[1]} holds no standing replica of dataset {self.args[0]}"
+
+
 #: User snapshot names: Flocker's own snapshots start with "flocker".
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 

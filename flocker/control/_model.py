@@ -34,7 +34,6 @@ from pyrsistent import (
     PMap,
     PVector,
     field,
-    pmap,
     pmap_field,
     pset_field,
     pvector,
@@ -46,13 +45,16 @@ from ._checks import (
     DatasetDeleted,
     DatasetInUse,
     DatasetLeased,
+    DuplicateReplicas,
     EnvironmentAlreadyExists,
     LeaseError,
     ModelError,
+    NotAReplica,
+    PrimaryAsReplica,
+    TooManyReplicas,
     UnknownApplication,
     UnknownDataset,
     UnknownEnvironment,
-    finite_or_none,
     is_uuid,
     is_valid_name,
     name_invariant,
@@ -62,6 +64,7 @@ from ._checks import (
     uuid_field,
 )
 from ._environments import Environment, EnvironmentCopy
+from ._leases import Lease, Leases
 
 __all__ = [
     "Environment",
@@ -79,6 +82,12 @@ __all__ = [
     "DatasetInUse",
     "DatasetLeased",
     "Deployment",
+    "DuplicateReplicas",
+    "MAXIMUM_REPLICAS",
+    "NotAReplica",
+    "PrimaryAsReplica",
+    "Replication",
+    "TooManyReplicas",
     "KEEP",
     "Lease",
     "LeaseError",
@@ -131,6 +140,44 @@ class RollbackRequest(PClass):
     request_id = uuid_field()
 
 
+#: The most standing replicas a dataset may have.
+MAXIMUM_REPLICAS = 4
+
+#: How a dataset fails over: only when asked, or by the control service.
+FAILOVER_MODES = ("manual", "automatic")
+
+
+def _non_negative_int(what: str):  # type: ignore[no-untyped-def]
+    def check(value: object) -> tuple[bool, str]:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return (ok, f"{what} must be a non-negative integer: {value!r}")
+
+    return check
+
+
+class Replication(PClass):
+    """
+    How a dataset's standing replicas are kept.
+
+    :ivar interval_seconds: seconds between the primary's increments to its
+        replicas; 0 sends them continuously.
+    :ivar failover: ``"manual"`` (only a user's failover promotes a
+        replica) or ``"automatic"`` (the control service may).
+    """
+
+    interval_seconds = field(
+        type=int, initial=0, invariant=_non_negative_int("interval_seconds")
+    )
+    failover = field(
+        type=str,
+        initial="manual",
+        invariant=lambda v: (
+            v in FAILOVER_MODES,
+            f"failover must be one of {', '.join(FAILOVER_MODES)}: {v!r}",
+        ),
+    )
+
+
 class Dataset(PClass):
     """
     A dataset: a named filesystem whose data Flocker keeps and moves.
@@ -142,6 +189,10 @@ class Dataset(PClass):
     :ivar origin: for a clone, the snapshot it is created from (on the
         node that holds the origin dataset), else ``None``.
     :ivar rollback: the latest rollback asked for, or ``None``.
+    :ivar replication: how its standing replicas are kept.
+    :ivar epoch: how many times a replica was promoted to primary
+        (failover); an ordinary move leaves it as it is.  Agents expose a
+        copy only for the dataset's current epoch.
     """
 
     dataset_id = uuid_field()
@@ -154,18 +205,34 @@ class Dataset(PClass):
     deleted = field(type=bool, initial=False)
     origin = field(type=(Origin, type(None)), initial=None)
     rollback = field(type=(RollbackRequest, type(None)), initial=None)
+    replication = field(type=Replication, initial=Replication())
+    epoch = field(type=int, initial=0, invariant=_non_negative_int("epoch"))
 
 
 class Manifestation(PClass):
     """
     One copy of a dataset on one node.
 
+    Three kinds: the *primary* (the copy applications use); a *standing
+    replica* (``standing``: a non-primary copy the user asked for, kept up
+    to date by the primary); and a transient copy (neither), which a move
+    leaves on the old primary until the move is over.
+
     :ivar dataset: the dataset (the same value on every node holding it).
-    :ivar primary: this is the copy applications use; others are replicas.
+    :ivar primary: this is the copy applications use.
+    :ivar standing: this non-primary copy is a standing replica.
     """
 
     dataset = field(type=Dataset, mandatory=True)
     primary = field(type=bool, initial=True)
+    standing = field(type=bool, initial=False)
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """A primary is never a standing replica."""
+        return (
+            not (self.primary and self.standing),
+            "a primary manifestation cannot be a standing replica",
+        )
 
     @property
     def dataset_id(self) -> str:
@@ -349,101 +416,6 @@ class Node(PClass):
             if any(v.dataset_id == dataset_id for v in app.volumes):
                 return app
         return None
-
-
-class Lease(PClass):
-    """
-    A lease keeps a dataset on a node (it will not be moved or deleted).
-
-    :ivar expiration: POSIX time after which it lapses, or ``None`` (never).
-    """
-
-    dataset_id = uuid_field()
-    node_uuid = uuid_field()
-    expiration = field(
-        type=(float, type(None)),
-        initial=None,
-        factory=lambda v: None if v is None else float(v),
-        invariant=finite_or_none,
-    )
-
-
-class Leases(PClass):
-    """All leases, keyed by dataset id (a dataset has at most one lease)."""
-
-    leases = pmap_field(str, Lease)
-
-    def __invariant__(self) -> tuple[bool, str]:
-        """Each lease is keyed by its own dataset id."""
-        return (
-            all(k == v.dataset_id for k, v in self.leases.items()),
-            "a lease must be keyed by its dataset id",
-        )
-
-    def __iter__(self) -> Iterator[Lease]:
-        """Iterate the leases, ordered by dataset id."""
-        return iter(sorted(self.leases.values(), key=lambda lease: lease.dataset_id))
-
-    def __len__(self) -> int:
-        """The number of leases."""
-        return len(self.leases)
-
-    def get(self, dataset_id: str) -> Lease | None:
-        """The lease on a dataset, or ``None``."""
-        return self.leases.get(dataset_id)
-
-    def acquire(
-        self, now: float, dataset_id: str, node_uuid: str, expires: float | None = None
-    ) -> Leases:
-        """
-        Acquire or renew the lease on a dataset for a node.
-
-        :param now: current POSIX time.
-        :param expires: seconds from ``now`` until it lapses, or ``None``.
-        :raise LeaseError: another node holds an unexpired lease on it.
-        """
-        current = self.leases.get(dataset_id)
-        if (
-            current is not None
-            and current.node_uuid != node_uuid
-            and not _lapsed(current, now)
-        ):
-            raise LeaseError(
-                f"dataset {dataset_id} is leased to node {current.node_uuid}"
-            )
-        lease = Lease(
-            dataset_id=dataset_id,
-            node_uuid=node_uuid,
-            expiration=None if expires is None else now + expires,
-        )
-        return self.set(leases=self.leases.set(dataset_id, lease))
-
-    def release(self, dataset_id: str, node_uuid: str | None = None) -> Leases:
-        """
-        Release the lease on a dataset.
-
-        :param node_uuid: if given, the lease must be held by this node.
-        :raise LeaseError: there is no such lease, or another node holds it.
-        """
-        current = self.leases.get(dataset_id)
-        if current is None:
-            raise LeaseError(f"no lease on dataset {dataset_id}")
-        if node_uuid is not None and current.node_uuid != node_uuid:
-            raise LeaseError(
-                f"dataset {dataset_id} is leased to node {current.node_uuid}"
-            )
-        return self.set(leases=self.leases.remove(dataset_id))
-
-    def expire(self, now: float) -> Leases:
-        """Remove every lease that lapsed by ``now``."""
-        keep = {k: v for k, v in self.leases.items() if not _lapsed(v, now)}
-        if len(keep) == len(self.leases):
-            return self
-        return self.set(leases=pmap(keep))
-
-
-def _lapsed(lease: Lease, now: float) -> bool:
-    return lease.expiration is not None and lease.expiration <= now
 
 
 #: Passed to `Deployment.update_dataset` to leave a field as it is.
@@ -630,11 +602,15 @@ class Deployment(PClass):
         """
         Make another node the dataset's primary.
 
-        A replica already on the destination is promoted; the old primary
-        becomes a replica (a non-primary manifestation), so the destination
-        knows the data exists and waits for it even if the old primary's
-        state is not known (e.g. after a restart of the control service);
-        `cleanup_configuration` drops that replica once the move is over.
+        A copy already on the destination is promoted.  If it was a
+        standing replica, the two swap: the old primary becomes a standing
+        replica, so the dataset keeps as many copies and the old node keeps
+        its data for increments.  Otherwise the old primary becomes a
+        transient copy (a non-primary, non-standing manifestation), so the
+        destination knows the data exists and waits for it even if the old
+        primary's state is not known (e.g. after a restart of the control
+        service); `cleanup_configuration` drops it once the move is over.
+        Either way the epoch stays: a move is not a failover.
         Moving to the current primary changes nothing.
 
         :raise UnknownDataset: no such dataset.
@@ -654,11 +630,17 @@ class Deployment(PClass):
     def _move_manifestation(
         self, dataset: Dataset, source: str, target: str
     ) -> Deployment:
-        """Make ``target``'s copy the primary and ``source``'s a replica."""
+        """
+        Make ``target``'s copy the primary and ``source``'s a replica: a
+        standing one if ``target``'s was standing (a swap), else transient.
+        """
+        current = self.get_node(target).manifestations.get(dataset.dataset_id)
+        swap = current is not None and current.standing
         old = self.get_node(source)
         old = old.set(
             manifestations=old.manifestations.set(
-                dataset.dataset_id, Manifestation(dataset=dataset, primary=False)
+                dataset.dataset_id,
+                Manifestation(dataset=dataset, primary=False, standing=swap),
             )
         )
         new = self.get_node(target)
@@ -671,6 +653,122 @@ class Deployment(PClass):
         if old.applications or old.manifestations:
             nodes = nodes.set(source, old)
         return self.set(nodes=nodes.set(target, new))
+
+    # -- standing replicas and failover ----------------------------------------
+
+    def replicas_of(self, dataset_id: str) -> list[str]:
+        """The UUIDs of the nodes holding standing replicas of a dataset, sorted."""
+        return sorted(
+            uuid
+            for uuid, node in self.nodes.items()
+            if (m := node.manifestations.get(dataset_id)) is not None and m.standing
+        )
+
+    def set_replicas(
+        self,
+        dataset_id: str,
+        node_uuids: Iterable[str],
+        replication: Any = KEEP,
+    ) -> Deployment:
+        """
+        Replace the set of nodes holding standing replicas of a dataset.
+
+        A node left out of the set loses its manifestation (its agent then
+        destroys its copy); a node in the set that holds a transient copy
+        (left by a move) keeps it, as a standing replica.
+
+        :param replication: the new `Replication` settings, or `KEEP`.
+        :raise UnknownDataset: no such dataset.
+        :raise DatasetDeleted: it is deleted.
+        :raise DuplicateReplicas: a node is listed twice.
+        :raise PrimaryAsReplica: the primary's node is listed.
+        :raise TooManyReplicas: more than `MAXIMUM_REPLICAS` nodes are listed.
+        """
+        dataset, primary = self.get_dataset(dataset_id)
+        if dataset.deleted:
+            raise DatasetDeleted(dataset_id)
+        wanted = list(node_uuids)
+        repeated = sorted({u for u in wanted if wanted.count(u) > 1})
+        if repeated:
+            raise DuplicateReplicas(dataset_id, repeated)
+        if primary in wanted:
+            raise PrimaryAsReplica(dataset_id, primary)
+        if len(wanted) > MAXIMUM_REPLICAS:
+            raise TooManyReplicas(dataset_id, len(wanted), MAXIMUM_REPLICAS)
+        result = self
+        if replication is not KEEP:
+            dataset = dataset.set(replication=replication)
+            result = result._replace_dataset(dataset)
+        for uuid in self.replicas_of(dataset_id):
+            if uuid not in wanted:
+                node = result.get_node(uuid)
+                result = result.update_node(
+                    node.set(manifestations=node.manifestations.remove(dataset_id))
+                )
+        replica = Manifestation(dataset=dataset, primary=False, standing=True)
+        for uuid in wanted:
+            node = result.get_node(uuid)
+            result = result.update_node(
+                node.set(manifestations=node.manifestations.set(dataset_id, replica))
+            )
+        return result
+
+    def failover_dataset(
+        self, dataset_id: str, node_uuid: str
+    ) -> tuple[Deployment, list[str]]:
+        """
+        Promote a standing replica to primary: a failover.
+
+        Every dataset mounted by the application that uses this one fails
+        over with it, to the same node, and the application moves there.
+        For each dataset the epoch goes up by one, the target's replica
+        becomes the primary, and the old primary's manifestation leaves the
+        configuration: its agent, seeing the newer epoch, stops exposing
+        its copy and keeps it as diverged.  The other standing replicas
+        stay.  Leases the old primary held on these datasets are released.
+
+        :return: the new configuration and the ids of the datasets failed
+            over, sorted.
+        :raise UnknownDataset: no such dataset.
+        :raise DatasetDeleted: it is deleted.
+        :raise NotAReplica: the target holds no standing replica of one of
+            the datasets (it may be the primary already).
+        """
+        dataset, source = self.get_dataset(dataset_id)
+        if dataset.deleted:
+            raise DatasetDeleted(dataset_id)
+        app = self.get_node(source).application_using(dataset_id)
+        group = sorted(v.dataset_id for v in app.volumes) if app else [dataset_id]
+        target = self.get_node(node_uuid)
+        for member in [dataset_id, *group]:
+            m = target.manifestations.get(member)
+            if m is None or not m.standing:
+                raise NotAReplica(member, node_uuid)
+        result = self if app is None else self.remove_application(app.name)
+        leases = result.leases
+        for member in group:
+            promoted, _ = result.get_dataset(member)
+            promoted = promoted.set(epoch=promoted.epoch + 1)
+            result = result._replace_dataset(promoted)
+            old = result.get_node(source)
+            old = old.set(manifestations=old.manifestations.remove(member))
+            new = result.get_node(node_uuid)
+            new = new.set(
+                manifestations=new.manifestations.set(
+                    member, Manifestation(dataset=promoted, primary=True)
+                )
+            )
+            nodes = result.nodes.discard(source).set(node_uuid, new)
+            if old.applications or old.manifestations:
+                nodes = nodes.set(source, old)
+            result = result.set(nodes=nodes)
+            lease = leases.get(member)
+            if lease is not None and lease.node_uuid == source:
+                leases = leases.release(member)
+        result = result.set(leases=leases)
+        if app is not None:
+            result = result.add_application(app, node_uuid)
+        return result, group
 
     def delete_dataset(self, dataset_id: str) -> Deployment:
         """

@@ -109,9 +109,11 @@ __all__ = [
 
 #: The agent protocol version this Flocker speaks.  Version 2 pushes
 #: configuration format 2 (clones, rollbacks, environments) and adds the
-#: snapshot and transfer commands: an agent speaking 1 is refused with a
+#: snapshot and transfer commands; version 3 pushes configuration format 3
+#: (standing replicas, replication, epochs) and reports carry each copy's
+#: role and epoch.  An agent speaking an older version is refused with a
 #: clear message rather than failing to decode what it is pushed.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: The versions the control service accepts from agents.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})

@@ -5,7 +5,9 @@ the format changes, `CURRENT_FORMAT_VERSION` goes up by one, a function that
 turns a document of the previous version into one of the new is added to
 `UPGRADES`, and the old version's fixture stays in ``test/fixtures`` so the
 upgrade test keeps loading it.  Version 2 added clones' ``origin``, pending
-``rollback`` requests on datasets and the ``environments``.
+``rollback`` requests on datasets and the ``environments``; version 3 added
+standing replicas (a manifestation's ``standing``) and a dataset's
+``replication`` settings and ``epoch``.
 
 Decoding is strict: unknown or missing keys, wrong types and values breaking
 a model invariant all raise `SerializationError` naming where in the document
@@ -38,6 +40,7 @@ from ._model import (
     Node,
     Origin,
     Port,
+    Replication,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
@@ -70,10 +73,8 @@ __all__ = [
 ]
 
 #: The configuration format version `serialize_deployment` writes.
-CURRENT_FORMAT_VERSION = 2
+CURRENT_FORMAT_VERSION = 3
 
-#: ``{N: upgrade}`` where ``upgrade`` turns a version-N document (a dict) into
-#: a version N+1 document.  Empty while version 1 is the only format.
 def _upgrade_1_to_2(document: dict[str, Any]) -> dict[str, Any]:
     """Version 2: datasets gain ``origin`` and ``rollback``; ``environments``."""
     nodes = {}
@@ -86,7 +87,31 @@ def _upgrade_1_to_2(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "format_version": 2, "nodes": nodes, "environments": {}}
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_1_to_2}
+def _upgrade_2_to_3(document: dict[str, Any]) -> dict[str, Any]:
+    """
+    Version 3: manifestations gain ``standing`` (none was: every non-primary
+    copy was one a move left), datasets ``replication`` and ``epoch``.
+    """
+    nodes = {}
+    for uuid, node in document.get("nodes", {}).items():
+        manifestations = {}
+        for dataset_id, m in node.get("manifestations", {}).items():
+            dataset = {
+                **m.get("dataset", {}),
+                "replication": {"interval_seconds": 0, "failover": "manual"},
+                "epoch": 0,
+            }
+            manifestations[dataset_id] = {**m, "dataset": dataset, "standing": False}
+        nodes[uuid] = {**node, "manifestations": manifestations}
+    return {**document, "format_version": 3, "nodes": nodes}
+
+
+#: ``{N: upgrade}`` where ``upgrade`` turns a version-N document (a dict) into
+#: a version N+1 document.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _upgrade_1_to_2,
+    2: _upgrade_2_to_3,
+}
 
 
 class SerializationError(ValueError):
@@ -119,6 +144,11 @@ def _dataset(d: Dataset) -> dict[str, Any]:
         "rollback": None
         if d.rollback is None
         else {"snapshot": d.rollback.snapshot, "request_id": d.rollback.request_id},
+        "replication": {
+            "interval_seconds": d.replication.interval_seconds,
+            "failover": d.replication.failover,
+        },
+        "epoch": d.epoch,
     }
 
 
@@ -185,7 +215,11 @@ def _node(n: Node) -> dict[str, Any]:
     return {
         "applications": {k: _application(v) for k, v in n.applications.items()},
         "manifestations": {
-            k: {"dataset": _dataset(m.dataset), "primary": m.primary}
+            k: {
+                "dataset": _dataset(m.dataset),
+                "primary": m.primary,
+                "standing": m.standing,
+            }
             for k, m in n.manifestations.items()
         },
     }
@@ -216,6 +250,8 @@ def _dataset_state(d: DatasetState) -> dict[str, Any]:
         "maximum_size": d.maximum_size,
         "snapshots": [{"name": s.name, "created": s.created} for s in d.snapshots],
         "rolled_back": d.rolled_back,
+        "role": d.role,
+        "epoch": d.epoch,
     }
 
 
@@ -355,6 +391,10 @@ def _dataset_from(value: Any, path: str) -> Dataset:
         rollback=None
         if rollback is None
         else _rollback_from(rollback, f"{path}/rollback"),
+        replication=_replication_from(
+            r.get("replication", dict), f"{path}/replication"
+        ),
+        epoch=r.get("epoch", int),
     )
     r.done()
     return result
@@ -432,6 +472,7 @@ _origin_from = _simple(Origin, {"dataset_id": str, "snapshot": str})
 _rollback_from = _simple(RollbackRequest, {"snapshot": str, "request_id": str})
 _link_from = _simple(Link, {"alias": str, "local_port": int, "remote_port": int})
 _volume_from = _simple(AttachedVolume, {"dataset_id": str, "mountpoint": str})
+_replication_from = _simple(Replication, {"interval_seconds": int, "failover": str})
 
 
 def _application_from(value: Any, path: str) -> Application:
@@ -478,6 +519,7 @@ def _manifestation_from(value: Any, path: str) -> Manifestation:
         Manifestation,
         dataset=_dataset_from(r.get("dataset", dict), f"{path}/dataset"),
         primary=r.get("primary", bool),
+        standing=r.get("standing", bool),
     )
     r.done()
     return result
@@ -613,6 +655,9 @@ def _dataset_state_from(value: Any, path: str) -> DatasetState:
         snapshots=snapshots,
         # Optional: agents before format 2 did not send it.
         rolled_back=r.get("rolled_back", _OPT_STR) if "rolled_back" in r.value else None,
+        # Optional: agents before standing replicas did not send them.
+        role=r.get("role", _OPT_STR) if "role" in r.value else None,
+        epoch=r.get("epoch", _OPT_INT) if "epoch" in r.value else None,
     )
     r.done()
     return result

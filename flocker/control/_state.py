@@ -18,6 +18,7 @@ from ._checks import finite_or_none, is_uuid, positive_or_none, uuid_field
 from ._model import Application, Deployment
 
 __all__ = [
+    "DATASET_ROLES",
     "DatasetState",
     "DeploymentState",
     "NodeState",
@@ -40,6 +41,12 @@ class Snapshot(PClass):
     )
 
 
+#: The roles a node reports holding a dataset's copy in: the primary; a
+#: standing replica; a copy being moved in; the old primary handing a move
+#: over; a copy of an older epoch, kept after a failover elsewhere.
+DATASET_ROLES = ("primary", "replica", "moving", "handoff", "diverged")
+
+
 class DatasetState(PClass):
     """
     A dataset as one node's dataset agent last saw it.
@@ -50,6 +57,9 @@ class DatasetState(PClass):
     :ivar snapshots: its snapshots, oldest first.
     :ivar rolled_back: the ``request_id`` of the last `RollbackRequest` the
         node carried out on it, or ``None``.
+    :ivar role: what the node holds this copy as (one of `DATASET_ROLES`),
+        or ``None`` if it did not say.
+    :ivar epoch: the dataset epoch the node holds its copy at, or ``None``.
     """
 
     dataset_id = uuid_field()
@@ -69,6 +79,22 @@ class DatasetState(PClass):
     )
     snapshots = pvector_field(Snapshot)
     rolled_back = field(type=(str, type(None)), initial=None)
+    role = field(
+        type=(str, type(None)),
+        initial=None,
+        invariant=lambda v: (
+            v is None or v in DATASET_ROLES,
+            f"role must be one of {', '.join(DATASET_ROLES)} or null: {v!r}",
+        ),
+    )
+    epoch = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=lambda v: (
+            v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+            f"epoch must be a non-negative integer or null: {v!r}",
+        ),
+    )
 
 
 def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]
@@ -237,11 +263,12 @@ def cleanup_deleted(deployment: Deployment, state: DeploymentState) -> Deploymen
 
 def cleanup_moved(deployment: Deployment, state: DeploymentState) -> Deployment:
     """
-    Drop the replicas that finished moves left in the configuration.
+    Drop the transient copies that finished moves left in the configuration.
 
-    A move leaves the old primary as a replica so the new primary waits for
-    the data.  Once the new primary reports the dataset mounted and the old
-    node has reported its datasets without it, that replica goes.
+    A move leaves the old primary as a transient copy so the new primary
+    waits for the data.  Once the new primary reports the dataset mounted
+    and the old node has reported its datasets without it, that copy goes.
+    Standing replicas are never dropped: only the user removes them.
     """
     nodes = deployment.nodes
     for uuid, node in deployment.nodes.items():
@@ -250,7 +277,7 @@ def cleanup_moved(deployment: Deployment, state: DeploymentState) -> Deployment:
             continue
         drop = []
         for dataset_id, m in node.manifestations.items():
-            if m.primary or dataset_id in reported:
+            if m.primary or m.standing or dataset_id in reported:
                 continue
             try:
                 _, primary = deployment.get_dataset(dataset_id)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ._environments import Environment, EnvironmentCopy
 from ._model import (
+    FAILOVER_MODES,
     Application,
     AttachedVolume,
     Dataset,
@@ -24,12 +25,14 @@ from ._model import (
     Node,
     Origin,
     Port,
+    Replication,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
     RollbackRequest,
 )
 from ._state import (
+    DATASET_ROLES,
     DatasetState,
     DeploymentState,
     NodeState,
@@ -96,6 +99,17 @@ def datasets(dataset_id: Any = None, deleted: Any = None) -> st.SearchStrategy[D
         origin=st.none() | st.builds(Origin, dataset_id=dataset_ids, snapshot=snapshot_names),
         rollback=st.none()
         | st.builds(RollbackRequest, snapshot=snapshot_names, request_id=dataset_ids),
+        replication=replications(),
+        epoch=st.integers(0, 1000),
+    )
+
+
+def replications() -> st.SearchStrategy[Replication]:
+    """Replication settings (mostly the default)."""
+    return st.just(Replication()) | st.builds(
+        Replication,
+        interval_seconds=st.integers(0, 86400),
+        failover=st.sampled_from(FAILOVER_MODES),
     )
 
 
@@ -128,8 +142,14 @@ def environments(name: str) -> st.SearchStrategy[Environment]:
 
 
 def manifestations() -> st.SearchStrategy[Manifestation]:
-    """Manifestations of arbitrary datasets."""
-    return st.builds(Manifestation, dataset=datasets(), primary=st.booleans())
+    """Manifestations of arbitrary datasets: primaries, standing replicas, transients."""
+    return st.builds(
+        lambda dataset, kind: Manifestation(
+            dataset=dataset, primary=kind == "primary", standing=kind == "standing"
+        ),
+        datasets(),
+        st.sampled_from(["primary", "standing", "transient"]),
+    )
 
 
 def ports() -> st.SearchStrategy[Port]:
@@ -226,7 +246,7 @@ def deployments(draw: Any, max_nodes: int = 3, max_datasets: int = 5) -> Deploym
         for r in replicas:
             if r != primary:
                 manifestations[r][dataset.dataset_id] = Manifestation(
-                    dataset=dataset, primary=False
+                    dataset=dataset, primary=False, standing=draw(st.booleans())
                 )
         manifestations[primary][dataset.dataset_id] = Manifestation(
             dataset=dataset, primary=True
@@ -316,6 +336,8 @@ def dataset_states(dataset_id: Any = None) -> st.SearchStrategy[DatasetState]:
         maximum_size=st.none() | _sizes,
         snapshots=st.lists(snapshots(), max_size=3),
         rolled_back=st.none() | dataset_ids,
+        role=st.none() | st.sampled_from(DATASET_ROLES),
+        epoch=st.none() | st.integers(0, 1000),
     )
 
 

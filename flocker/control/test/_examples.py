@@ -11,6 +11,7 @@ from flocker.control import (
     Manifestation,
     Node,
     Port,
+    Replication,
     RestartAlways,
     RestartOnFailure,
 )
@@ -79,4 +80,13 @@ EXAMPLE_DEPLOYMENT = Deployment(
             DATASET_PG: Lease(dataset_id=DATASET_PG, node_uuid=NODE_A),
         }
     ),
+)
+
+#: EXAMPLE_DEPLOYMENT with a standing replica of the pg dataset on node B,
+#: non-default replication and an epoch after two failovers: what
+#: test/fixtures/configuration_v3_replicated.json holds.
+REPLICATED_DEPLOYMENT = EXAMPLE_DEPLOYMENT.set_replicas(
+    DATASET_PG, [NODE_B], Replication(interval_seconds=30, failover="automatic")
+)._replace_dataset(
+    PG.set(replication=Replication(interval_seconds=30, failover="automatic"), epoch=2)
 )

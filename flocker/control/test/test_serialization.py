@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from flocker.control import Deployment, DeploymentState, NodeState
+from flocker.control import DatasetState, Deployment, DeploymentState, NodeState
 from flocker.control._serialization import (
     CURRENT_FORMAT_VERSION,
     UPGRADES,
@@ -30,7 +30,7 @@ from flocker.control.strategies import (
     nodes,
 )
 
-from ._examples import DATASET_PG, EXAMPLE_DEPLOYMENT, NODE_A
+from ._examples import DATASET_PG, EXAMPLE_DEPLOYMENT, NODE_A, REPLICATED_DEPLOYMENT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -113,6 +113,31 @@ def test_current_format_matches_fixture():
     """
     stored = json.loads(fixture(CURRENT_FORMAT_VERSION))
     assert deployment_to_json(EXAMPLE_DEPLOYMENT) == stored
+
+
+def test_replicated_fixture_loads():
+    """The stored version-3 configuration with standing replicas, replication
+    settings and an epoch loads as the replicated example, and is what the
+    current format writes for it.
+    """
+    data = (FIXTURES / "configuration_v3_replicated.json").read_bytes()
+    assert deserialize_deployment(data) == REPLICATED_DEPLOYMENT
+    assert deployment_to_json(REPLICATED_DEPLOYMENT) == json.loads(data)
+
+
+def test_upgrade_from_version_2_adds_replication_defaults():
+    """A version-2 document gains no standing replicas, default replication and epoch 0."""
+    upgraded = upgrade_document(json.loads(fixture(2)))
+    assert upgraded["format_version"] == 3
+    for node in upgraded["nodes"].values():
+        for m in node["manifestations"].values():
+            assert m["standing"] is False
+            assert m["dataset"]["replication"] == {
+                "interval_seconds": 0,
+                "failover": "manual",
+            }
+            assert m["dataset"]["epoch"] == 0
+    assert upgraded == json.loads(fixture(3))
 
 
 def test_every_old_version_has_upgrade():
@@ -308,3 +333,36 @@ def test_bad_deployment_state():
     with pytest.raises(SerializationError):
         deserialize_deployment_state(json.dumps(doc).encode())
     assert deserialize_deployment_state(b'{"nodes": {}}') == DeploymentState()
+
+
+def test_dataset_state_role_and_epoch_travel():
+    """A dataset's reported role and epoch survive the wire format."""
+    state = NodeState(
+        uuid=NODE_A,
+        datasets={
+            DATASET_PG: DatasetState(dataset_id=DATASET_PG, role="diverged", epoch=3)
+        },
+    )
+    assert deserialize_node_state(serialize_node_state(state)) == state
+
+
+def test_old_dataset_state_without_role_loads():
+    """A report from an agent that sends no role or epoch loads with both unknown."""
+    doc = node_state_to_json(
+        NodeState(uuid=NODE_A, datasets={DATASET_PG: DatasetState(dataset_id=DATASET_PG)})
+    )
+    del doc["datasets"][DATASET_PG]["role"]
+    del doc["datasets"][DATASET_PG]["epoch"]
+    loaded = deserialize_node_state(json.dumps(doc).encode())
+    copy = loaded.datasets[DATASET_PG]
+    assert (copy.role, copy.epoch) == (None, None)
+
+
+def test_dataset_state_unknown_role_refused():
+    """A role that is not one of the known roles is refused."""
+    doc = node_state_to_json(
+        NodeState(uuid=NODE_A, datasets={DATASET_PG: DatasetState(dataset_id=DATASET_PG)})
+    )
+    doc["datasets"][DATASET_PG]["role"] = "boss"
+    with pytest.raises(SerializationError):
+        deserialize_node_state(json.dumps(doc).encode())
