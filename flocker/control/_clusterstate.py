@@ -45,6 +45,7 @@ class ClusterStateService:
     expiration: float = DEFAULT_STATE_EXPIRATION
     _state: DeploymentState = attrs.field(factory=DeploymentState, init=False)
     _last_seen: dict[str, float] = attrs.field(factory=dict, init=False)
+    _last_heard: dict[tuple[str, str], float] = attrs.field(factory=dict, init=False)
     _subscribers: list[StateSubscriber] = attrs.field(factory=list, init=False)
     _expirer: LoopingCall | None = attrs.field(default=None, init=False)
 
@@ -59,10 +60,26 @@ class ClusterStateService:
         NODE_STATE_UPDATED.log(node_uuid=state.uuid)
         self._set(new)
 
-    def touch(self, node_uuid: str) -> None:
-        """Note that a node is alive (a keep-alive) without changing its state."""
+    def touch(self, node_uuid: str, agent_kind: str | None = None) -> None:
+        """
+        Note that a node is alive (a keep-alive, a report) without changing
+        its state; ``agent_kind`` (``"dataset"`` or ``"container"``) says
+        which of its agents was heard from, for `last_heard`.
+        """
+        now = self.clock.seconds()
+        if agent_kind is not None:
+            self._last_heard[(node_uuid, agent_kind)] = now
         if node_uuid in self._state.nodes:
-            self._last_seen[node_uuid] = self.clock.seconds()
+            self._last_seen[node_uuid] = now
+
+    def last_heard(self, node_uuid: str, agent_kind: str = "dataset") -> float | None:
+        """
+        When a node's agent of this kind last sent anything (a report or a
+        keep-alive), or ``None`` if never since the control service started.
+        Unlike the state, this survives the node's expiry: it is what a
+        failover asks to know how long a primary has been silent.
+        """
+        return self._last_heard.get((node_uuid, agent_kind))
 
     def remove_node(self, node_uuid: str) -> None:
         """Forget a node's state now."""

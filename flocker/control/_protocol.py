@@ -573,11 +573,12 @@ class ControlAMP(amp.AMP):
                     f"node {self.node_uuid} cannot report state for node {state.uuid}"
                 )
             self.service.cluster_state_service.update_node_state(state)
+            self.alive()
 
     def alive(self) -> None:
-        """Note that this connection's node is alive (for state expiry)."""
+        """Note that this connection's agent is alive (for expiry and failover)."""
         if self.node_uuid is not None:
-            self.service.cluster_state_service.touch(self.node_uuid)
+            self.service.cluster_state_service.touch(self.node_uuid, self.agent_kind)
 
     # -- pushes --------------------------------------------------------------
 

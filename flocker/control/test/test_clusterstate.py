@@ -75,6 +75,26 @@ class ClusterStateServiceTests(SynchronousTestCase):
         self.clock.advance(20)
         self.assertEqual(self.service.expire(), [])
 
+    def test_last_heard_per_agent_kind(self):
+        """Each agent kind of a node has its own last-heard time."""
+        self.assertIsNone(self.service.last_heard(NODE_A))
+        self.clock.advance(5)
+        self.service.touch(NODE_A, "dataset")
+        self.clock.advance(3)
+        self.service.touch(NODE_A, "container")
+        self.assertEqual(self.service.last_heard(NODE_A), 5)
+        self.assertEqual(self.service.last_heard(NODE_A, "dataset"), 5)
+        self.assertEqual(self.service.last_heard(NODE_A, "container"), 8)
+        self.assertIsNone(self.service.last_heard(NODE_B))
+
+    def test_last_heard_survives_expiry(self):
+        """A node's state expires but when it was last heard from is kept."""
+        self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
+        self.service.touch(NODE_A, "dataset")
+        self.clock.advance(20)
+        self.assertEqual(self.service.expire(), [NODE_A])
+        self.assertEqual(self.service.last_heard(NODE_A), 0)
+
     def test_remove_node(self):
         """A node can be forgotten at once."""
         self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))

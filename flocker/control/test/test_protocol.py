@@ -418,6 +418,18 @@ def test_keepalives_keep_node_state(control: Control) -> None:
     assert NODE_A in control.state.as_deployment_state().nodes
 
 
+def test_agents_are_heard_from_by_kind(control: Control) -> None:
+    """Reports and keep-alives note when each kind of agent was last heard from."""
+    dataset_agent = connect(control, kind="dataset")
+    dataset_agent.client.report_state(NodeState(uuid=NODE_A, datasets={}))
+    dataset_agent.pump.flush()
+    assert control.state.last_heard(NODE_A, "dataset") == control.clock.seconds()
+    assert control.state.last_heard(NODE_A, "container") is None
+    control.clock.advance(KEEPALIVE_INTERVAL)
+    dataset_agent.pump.flush()
+    assert control.state.last_heard(NODE_A, "dataset") == control.clock.seconds()
+
+
 def test_silent_node_state_expires(control: Control) -> None:
     """A node whose agent disconnected is forgotten after the expiry time."""
     agent = connect(control)
