@@ -38,7 +38,7 @@ from flocker.volume.transfer import TransferReceiver, push, transfer_service
 
 from ._loop import ConvergenceLoop
 from ._mover import DatasetMover
-from ._roles import PRIMARY, MemoryRoles
+from ._roles import DIVERGED, PRIMARY, REPLICA, MemoryRoles
 from ._snapshots import SnapshotOperations
 from .datasets import DatasetDeployer
 
@@ -180,7 +180,13 @@ class DatasetAgent:
         self.reactor.callLater(0, self.loop.poke)
 
     def send(
-        self, dataset_id: str, snapshot: str, base: str | None, host: str, final: bool
+        self,
+        dataset_id: str,
+        snapshot: str,
+        base: str | None,
+        host: str,
+        final: bool,
+        epoch: int = 0,
     ) -> Deferred[int]:
         """Push one stream to another node's agent; fires with the bytes sent."""
         sent = push(
@@ -193,6 +199,7 @@ class DatasetAgent:
             self.transfer_port,
             self.tls,
             final=final,
+            epoch=epoch,
         )
         return sent.addCallback(lambda result: result.bytes_sent)
 
@@ -231,25 +238,52 @@ class DatasetAgent:
         copy = last.datasets[dataset_id].set(path=None)
         return self.report(last.set(datasets=last.datasets.set(dataset_id, copy)))
 
+    def _configured_epoch(self, dataset_id: str) -> int | None:
+        """The dataset's epoch in the configuration held, if it is known."""
+        configuration = self.loop.configuration
+        if configuration is None:
+            return None
+        try:
+            dataset, _ = configuration.get_dataset(dataset_id)
+        except KeyError:
+            return None
+        return int(dataset.epoch)
+
     def refuse(self, header: TransferHeader) -> str | None:
         """
-        Refuse a push into a dataset this node exposes: it would overwrite
-        what its application writes (a sender that missed that its move is
-        over).
+        Refuse a push that would overwrite data that must stay: into a
+        dataset this node exposes (what its application writes: a sender
+        that missed that its move is over), into a diverged copy (kept
+        after a failover, never overwritten automatically), or from a
+        primary of an older epoch than the configuration's (a failover
+        superseded it).
         """
-        if self.roles.get(header.dataset_id) == PRIMARY:
-            return f"dataset {header.dataset_id} is exposed on this node: not overwriting it"
+        dataset_id = header.dataset_id
+        role = self.roles.get(dataset_id)
+        if role == PRIMARY:
+            return f"dataset {dataset_id} is exposed on this node: not overwriting it"
+        if role == DIVERGED:
+            return f"dataset {dataset_id} diverged on this node: its copy is kept as it is"
+        configured = self._configured_epoch(dataset_id)
+        if configured is not None and header.epoch < configured:
+            return (
+                f"dataset {dataset_id} is at epoch {configured}: a stream of epoch "
+                f"{header.epoch} comes from a superseded primary"
+            )
         return None
 
     def stored(self, header: TransferHeader) -> None:
         """
-        A stream arrived: a final one makes this node the primary, durably
-        before the sender is told (so the sender can let go), and the new
-        dataset is reported without waiting for a poll.
+        A stream arrived, durably recorded before the sender is told (so
+        the sender can let go): a final one makes this node the primary at
+        the stream's epoch, and the new dataset is reported without waiting
+        for a poll; any other leaves a replica at the stream's epoch.
         """
         if header.final:
-            self.roles.set(header.dataset_id, PRIMARY)
+            self.roles.set(header.dataset_id, PRIMARY, epoch=header.epoch)
             self.poke_soon()
+        elif self.roles.get(header.dataset_id) != PRIMARY:
+            self.roles.set(header.dataset_id, REPLICA, epoch=header.epoch)
 
 
 __all__ = ["DatasetAgent", "LoopService", "dataset_in_use", "report_to"]

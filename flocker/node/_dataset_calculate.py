@@ -28,12 +28,23 @@ from ._clones import (
 from ._dataset_changes import (
     CreateDataset,
     DestroyDataset,
+    DivergeDataset,
     ExposeDataset,
+    PromoteDataset,
     PushDataset,
     ResizeDataset,
 )
 from ._deploy import IStateChange, in_parallel
 from ._phases import Desired, Phase, desired_role
+from ._replicator import (
+    KeepAsReplica,
+    ReplicaTarget,
+    ReplicateDataset,
+    newest_common,
+    prunable_on_primary,
+    prunable_on_replica,
+    replication_due,
+)
 
 if TYPE_CHECKING:
     from .datasets import DatasetLocalState, LocalDataset
@@ -82,17 +93,23 @@ class Situation(PClass):
 
     def held_elsewhere(self) -> bool:
         """
-        Whether a copy exists or is configured on another node: one reports
-        it, or the configuration names another copy (a move leaves the old
-        primary as a configured replica, which covers the time its state is
-        unknown).
+        Whether a copy may exist on another node: one reports it; the
+        configuration names another copy that is not a standing replica (a
+        move leaves the old primary as a configured transient copy, which
+        covers the time its state is unknown); or a standing replica's node
+        has not reported its datasets yet (it may hold the data).
         """
         if any(u != self.node_uuid for u in self.cluster_state.holders(self.dataset_id)):
             return True
-        return any(
-            uuid_ != self.node_uuid and self.dataset_id in node.manifestations
-            for uuid_, node in self.configuration.nodes.items()
-        )
+        for uuid_, node in self.configuration.nodes.items():
+            manifestation = node.manifestations.get(self.dataset_id)
+            if uuid_ == self.node_uuid or manifestation is None:
+                continue
+            if not manifestation.standing:
+                return True
+            if self.cluster_state.get_node(uuid_).datasets is None:
+                return True
+        return False
 
 
 Rule = Callable[[Situation], list[IStateChange]]
@@ -172,7 +189,123 @@ def maintain(situation: Situation) -> list[IStateChange]:
             local_state.now,
         )
     )
+    return changes + replicate(situation)
+
+
+def _reported_snapshots(situation: Situation, node_uuid: str) -> tuple[str, ...]:
+    """The snapshots a node reports for its copy of the dataset."""
+    node = situation.cluster_state.nodes.get(node_uuid)
+    copy = ((node.datasets if node is not None else None) or {}).get(situation.dataset_id)
+    return tuple(s.name for s in copy.snapshots) if copy is not None else ()
+
+
+def replicate(situation: Situation) -> list[IStateChange]:
+    """
+    On a primary with standing replicas: a round to the replicas that are
+    due (whose address is known), and the replication snapshots no replica
+    needs any more pruned.
+    """
+    dataset, local = situation.dataset, situation.local
+    replicas = situation.configuration.replicas_of(dataset.dataset_id)
+    if not replicas:
+        return []
+    names = [s.name for s in local.snapshots]
+    targets, shared = [], []
+    for replica in replicas:
+        progress = local.replication.get(replica)
+        remote = _reported_snapshots(situation, replica)
+        known = set(remote) | ({progress.confirmed} if progress and progress.confirmed else set())
+        shared.append(newest_common(names, known))
+        node = situation.cluster_state.nodes.get(replica)
+        if node is None or node.hostname is None:
+            continue
+        if replication_due(dataset.replication.interval_seconds, progress, situation.local_state.now):
+            targets.append(
+                ReplicaTarget(node_uuid=replica, host=node.hostname, remote_snapshots=remote)
+            )
+    changes: list[IStateChange] = [
+        DestroySnapshot(dataset_id=dataset.dataset_id, snapshot=name)
+        for name in prunable_on_primary(names, shared)
+    ]
+    if targets:
+        changes.append(
+            ReplicateDataset(
+                dataset_id=dataset.dataset_id, epoch=dataset.epoch, targets=tuple(targets)
+            )
+        )
     return changes
+
+
+def prune_replica(situation: Situation) -> list[IStateChange]:
+    """
+    On a standing replica: replication snapshots older than the newest one
+    the primary also reports go (the primary keeps that one too).
+    """
+    names = [s.name for s in situation.local.snapshots]
+    primary = _reported_snapshots(situation, situation.primary)
+    return [
+        DestroySnapshot(dataset_id=situation.dataset_id, snapshot=name)
+        for name in prunable_on_replica(names, primary)
+    ]
+
+
+def superseded(situation: Situation) -> bool:
+    """Whether a newer epoch than this node's copy's is configured."""
+    return situation.dataset.epoch > situation.local.epoch
+
+
+def promote_or_wait(situation: Situation) -> list[IStateChange]:
+    """
+    A replica configured as primary: at a newer epoch a failover chose it,
+    so it is promoted at once; at the same epoch it is a move's
+    destination, which waits for the old primary's final increment.
+    """
+    if superseded(situation):
+        return [PromoteDataset(dataset_id=situation.dataset_id, epoch=situation.dataset.epoch)]
+    return []
+
+
+def diverge(situation: Situation) -> list[IStateChange]:
+    """Stop exposing a primary copy that a newer epoch superseded; keep it."""
+    return [
+        DivergeDataset(
+            dataset_id=situation.dataset_id,
+            epoch=situation.local.epoch,
+            configured_epoch=situation.dataset.epoch,
+        )
+    ]
+
+
+def push_or_diverge(situation: Situation) -> list[IStateChange]:
+    """
+    An exposed copy configured elsewhere: moved away at the same epoch
+    (push it to the new primary), or superseded by a failover (diverged).
+    """
+    if superseded(situation):
+        return diverge(situation)
+    return push(situation)
+
+
+def swap_or_diverge(situation: Situation) -> list[IStateChange]:
+    """
+    An exposed copy now configured as a standing replica: the primary moved
+    to one of its replicas (push the final increment there and keep this
+    copy as a replica), or a failover superseded it (diverged).
+    """
+    if superseded(situation):
+        return diverge(situation)
+    return [change.set(keep=True) for change in push(situation)]  # type: ignore[attr-defined]
+
+
+def finish_swap(situation: Situation) -> list[IStateChange]:
+    """
+    A hand-off towards a replica node: once the new primary exposes the
+    dataset this copy is a replica again; until then, send the final
+    increment (and keep the copy).
+    """
+    if situation.primary in situation.exposed_elsewhere():
+        return [KeepAsReplica(dataset_id=situation.dataset_id)]
+    return [change.set(keep=True) for change in push(situation)]  # type: ignore[attr-defined]
 
 
 def expose_if_called_off(situation: Situation) -> list[IStateChange]:
@@ -195,6 +328,7 @@ def push(situation: Situation) -> list[IStateChange]:
             destination=situation.primary,
             host=destination.hostname,
             remote_snapshots=snapshots,
+            epoch=situation.dataset.epoch,
         )
     ]
 
@@ -217,21 +351,32 @@ def destroy_once_primary_exposes(situation: Situation) -> list[IStateChange]:
     return []
 
 
-#: (desired role, discovered phase) → what this node does.
+#: (desired role, discovered phase) → what this node does.  Pairs not
+#: listed do nothing: a diverged copy in particular is only ever destroyed
+#: with its dataset.
 TABLE: dict[tuple[Desired, Phase], Rule] = {
     (Desired.DELETED, Phase.PRIMARY): destroy_unless_in_use,
     (Desired.DELETED, Phase.MOVING): destroy_unless_in_use,
     (Desired.DELETED, Phase.HANDOFF): destroy_unless_in_use,
     (Desired.DELETED, Phase.REPLICA): destroy_unless_in_use,
+    (Desired.DELETED, Phase.DIVERGED): destroy_unless_in_use,
     (Desired.PRIMARY, Phase.ABSENT): create_or_wait,
     (Desired.PRIMARY, Phase.PRIMARY): maintain,
     (Desired.PRIMARY, Phase.MOVING): maintain,
     (Desired.PRIMARY, Phase.HANDOFF): expose_if_called_off,
-    (Desired.PRIMARY, Phase.REPLICA): nothing,  # the old primary pushes it
-    (Desired.ELSEWHERE, Phase.PRIMARY): push,
-    (Desired.ELSEWHERE, Phase.MOVING): push,
+    (Desired.PRIMARY, Phase.REPLICA): promote_or_wait,
+    (Desired.PRIMARY, Phase.DIVERGED): nothing,  # never exposed automatically
+    (Desired.REPLICA, Phase.ABSENT): nothing,  # the primary's rounds bring it
+    (Desired.REPLICA, Phase.PRIMARY): swap_or_diverge,
+    (Desired.REPLICA, Phase.MOVING): swap_or_diverge,
+    (Desired.REPLICA, Phase.HANDOFF): finish_swap,
+    (Desired.REPLICA, Phase.REPLICA): prune_replica,
+    (Desired.REPLICA, Phase.DIVERGED): nothing,
+    (Desired.ELSEWHERE, Phase.PRIMARY): push_or_diverge,
+    (Desired.ELSEWHERE, Phase.MOVING): push_or_diverge,
     (Desired.ELSEWHERE, Phase.HANDOFF): finish_handoff,
     (Desired.ELSEWHERE, Phase.REPLICA): destroy_once_primary_exposes,
+    (Desired.ELSEWHERE, Phase.DIVERGED): nothing,
 }
 
 

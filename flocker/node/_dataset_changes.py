@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from ._deploy import IStateChange
-from ._roles import PRIMARY
+from ._roles import DIVERGED, PRIMARY
 
 
 def change_fields(change: PClass) -> dict[str, Any]:
@@ -39,7 +39,7 @@ class CreateDataset(PClass):
 
     def run(self, deployer: Any) -> Deferred[Any]:
         """Record it as primary, then create it in the backend."""
-        deployer.roles.set(self.dataset_id, PRIMARY)
+        deployer.roles.set(self.dataset_id, PRIMARY, epoch=0)
         return deployer.backend.create(self.dataset_id, self.maximum_size)
 
 
@@ -109,12 +109,18 @@ class PushDataset(PClass):
     :ivar host: The new primary's address.
     :ivar remote_snapshots: Snapshots the destination reported for its copy
         (incremental sends start from the newest one both sides have).
+    :ivar keep: Keep this node's copy as a standing replica once the
+        destination has the final increment (a move to a replica node swaps
+        the two), instead of destroying it.
+    :ivar epoch: The dataset's epoch (carried by every stream).
     """
 
     dataset_id = field(type=str, mandatory=True)
     destination = field(type=str, mandatory=True)
     host = field(type=str, mandatory=True)
     remote_snapshots = field(type=tuple, mandatory=True, initial=())
+    keep = field(type=bool, initial=False)
+    epoch = field(type=int, initial=0)
     action_type = "flocker:node:dataset:push"
 
     def log_fields(self) -> dict[str, Any]:
@@ -126,8 +132,56 @@ class PushDataset(PClass):
         return Deferred.fromCoroutine(deployer.mover.push(self))
 
 
+@implementer(IStateChange)
+class PromoteDataset(PClass):
+    """
+    Expose a replica as the primary of a newer epoch: a failover chose it.
+    The replica holds the newest snapshot it received; nothing is sent.
+    """
+
+    dataset_id = field(type=str, mandatory=True)
+    epoch = field(type=int, mandatory=True)
+    action_type = "flocker:node:dataset:promote"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset and its new epoch."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Record the dataset as primary at the new epoch."""
+        deployer.roles.set(self.dataset_id, PRIMARY, epoch=self.epoch)
+        return succeed(None)
+
+
+@implementer(IStateChange)
+class DivergeDataset(PClass):
+    """
+    Stop exposing a copy at once: a replica elsewhere was promoted over it
+    (a newer epoch names another primary).  The copy may hold writes the
+    new primary never received, so it is kept as *diverged*: never exposed,
+    pushed, overwritten or destroyed automatically.
+    """
+
+    dataset_id = field(type=str, mandatory=True)
+    epoch = field(type=int, mandatory=True)
+    configured_epoch = field(type=int, mandatory=True)
+    action_type = "flocker:node:dataset:diverge"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset, the epoch of this copy and the configuration's."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Record the copy as diverged (at its own epoch) and drop its move."""
+        deployer.roles.set(self.dataset_id, DIVERGED)
+        deployer.mover.forget(self.dataset_id)
+        return succeed(None)
+
+
 __all__ = [
     "CreateDataset",
+    "DivergeDataset",
+    "PromoteDataset",
     "DestroyDataset",
     "ExposeDataset",
     "PushDataset",

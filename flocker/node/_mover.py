@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from flocker.volume import IVolumeBackend
 
 from ._dataset_changes import PushDataset
-from ._roles import HANDOFF, PRIMARY, MemoryRoles
+from ._roles import HANDOFF, PRIMARY, REPLICA, MemoryRoles
 
 #: An incremental move round smaller than this is followed by the final one.
 SMALL_DELTA = 8 * 1024 * 1024
@@ -57,7 +57,8 @@ class MoveProgress(PClass):
     settled_at = field(type=(float, type(None)), initial=None)
 
 
-Sender = Callable[[str, str, "str | None", str, bool], Deferred[int]]
+#: ``send(dataset_id, snapshot, base, host, final, epoch=…)``.
+Sender = Callable[..., Deferred[int]]
 
 
 @attr.s(eq=False)
@@ -90,6 +91,10 @@ class DatasetMover:
 
     #: dataset id → the progress of its move.
     _progress: dict[str, MoveProgress] = attr.ib(factory=dict, init=False)
+
+    def forget(self, dataset_id: str) -> None:
+        """Drop a move's progress (the copy will not be moved from here)."""
+        self._progress.pop(dataset_id, None)
 
     def progress(self, dataset_id: str) -> MoveProgress | None:
         """The progress of a dataset's move, or ``None`` if none is under way."""
@@ -141,7 +146,9 @@ class DatasetMover:
 
         async def send(final: bool) -> int:
             snapshot = await self._snapshot(dataset_id)
-            sent = await self.send(dataset_id, snapshot, base, change.host, final)
+            sent = await self.send(
+                dataset_id, snapshot, base, change.host, final, epoch=change.epoch
+            )
             progress = self._towards(dataset_id, change.destination)
             self._progress[dataset_id] = progress.set(
                 confirmed=snapshot, rounds=progress.rounds + (0 if final else 1)
@@ -166,6 +173,11 @@ class DatasetMover:
             await maybeDeferred(self.on_handoff, dataset_id)
         await send(True)
         self._progress.pop(dataset_id, None)
+        if change.keep:
+            # A move to a standing replica: this copy becomes one of the
+            # new primary's replicas, current up to the final increment.
+            self.roles.set(dataset_id, REPLICA)
+            return
         # The destination has it and exposes it: this copy is a leftover
         # replica from now on, whether or not it can be destroyed now (ZFS
         # refuses while clones of its snapshots exist).  It is never pushed

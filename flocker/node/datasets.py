@@ -66,7 +66,8 @@ from ._mover import (
     MoveProgress,
 )
 from ._phases import Phase
-from ._roles import HANDOFF, PRIMARY, MemoryRoles
+from ._replicator import ReplicationProgress, Replicator
+from ._roles import DIVERGED, HANDOFF, PRIMARY, MemoryRoles
 
 
 def phase_from(role: str, move: MoveProgress | None) -> Phase:
@@ -75,7 +76,19 @@ def phase_from(role: str, move: MoveProgress | None) -> Phase:
         return Phase.MOVING if move is not None else Phase.PRIMARY
     if role == HANDOFF:
         return Phase.HANDOFF
+    if role == DIVERGED:
+        return Phase.DIVERGED
     return Phase.REPLICA
+
+
+#: How each phase is reported to the control service (``DatasetState.role``).
+REPORTED_ROLE = {
+    Phase.PRIMARY: "primary",
+    Phase.MOVING: "primary",
+    Phase.HANDOFF: "handoff",
+    Phase.REPLICA: "replica",
+    Phase.DIVERGED: "diverged",
+}
 
 
 class LocalDataset(PClass):
@@ -83,13 +96,18 @@ class LocalDataset(PClass):
     A dataset on this node: what the backend says, its role and its phase.
 
     :ivar role: The durable role (``_roles``).
+    :ivar epoch: The dataset epoch this node holds the copy at.
     :ivar move: The progress of its move away from here, or ``None``.
+    :ivar replication: Replica node → the last replication round to it
+        (on a primary with standing replicas).
     """
 
     info = field(type=DatasetInfo, mandatory=True)
     snapshots = pvector_field(SnapshotInfo)
     role = field(type=str, mandatory=True, initial=PRIMARY)
+    epoch = field(type=int, initial=0)
     move = field(type=(MoveProgress, type(None)), initial=None)
+    replication = pmap_field(str, ReplicationProgress)
 
     @property
     def phase(self) -> Phase:
@@ -125,6 +143,8 @@ class DatasetLocalState(PClass):
                         Snapshot(name=s.name, created=s.created) for s in local.snapshots
                     ],
                     rolled_back=self.rolled_back.get(dataset_id),
+                    role=REPORTED_ROLE[local.phase],
+                    epoch=local.epoch,
                 )
                 for dataset_id, local in self.datasets.items()
             },
@@ -142,6 +162,7 @@ class DatasetDeployer:
     :ivar backend: The node's volume backend.
     :ivar roles: The durable record of which datasets are exposed.
     :ivar mover: Pushes datasets for moves.
+    :ivar replicator: Keeps standing replicas up to date.
     :ivar receiving: The ids of datasets a transfer is writing into now.
     """
 
@@ -151,12 +172,18 @@ class DatasetDeployer:
     roles: MemoryRoles = attr.ib()
     mover: DatasetMover = attr.ib()
     receiving: Callable[[], Any] = attr.ib(default=lambda: ())
+    replicator: Replicator = attr.ib(default=None)
     now: Callable[[], float] = attr.ib(default=time.time)
 
     #: dataset id → the last rollback request carried out here (reported
     #: until the control service clears the request).
     rolled_back: dict[str, str] = attr.ib(factory=dict, init=False)
     _recovered: bool = attr.ib(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Replicate with the mover's sender unless given a replicator."""
+        if self.replicator is None:
+            self.replicator = Replicator(self.backend, self.mover.send, self.now)
 
     def discover_state(self, cluster_state: DeploymentState) -> Deferred[DatasetLocalState]:
         """
@@ -184,7 +211,9 @@ class DatasetDeployer:
                     info=info,
                     snapshots=listed,
                     role=self.roles.get(info.dataset_id),
+                    epoch=self.roles.epoch(info.dataset_id),
                     move=self.mover.progress(info.dataset_id),
+                    replication=self.replicator.progress(info.dataset_id),
                 )
                 for info, listed in zip(infos, snapshots, strict=True)
             }
@@ -221,6 +250,7 @@ __all__ = [
     "MOVE_SNAPSHOT_PREFIX",
     "SMALL_DELTA",
     "TABLE",
+    "REPORTED_ROLE",
     "CreateDataset",
     "DatasetDeployer",
     "DatasetLocalState",

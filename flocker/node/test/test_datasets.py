@@ -64,7 +64,7 @@ class Cluster:
     def _sender(self, source):
         by_host = {host: n for n, host in HOSTS.items()}
 
-        def send(dataset_id, snapshot, base, host, final):
+        def send(dataset_id, snapshot, base, host, final, epoch=0):
             async def pump():
                 target = by_host[host]
                 stream = await self.backends[source].send(dataset_id, snapshot, base)
@@ -75,7 +75,9 @@ class Cluster:
                 await stream.start(counter)
                 await sink.finish()
                 if final:
-                    self.roles[target].set(dataset_id, PRIMARY)
+                    self.roles[target].set(dataset_id, PRIMARY, epoch=epoch)
+                elif self.roles[target].get(dataset_id) != PRIMARY:
+                    self.roles[target].set(dataset_id, REPLICA, epoch=epoch)
                 return counter.count
 
             return Deferred.fromCoroutine(pump())
@@ -290,11 +292,11 @@ def test_failed_final_send_retried():
     real_send = deployer.mover.send
     calls = []
 
-    def flaky(dataset_id, snapshot, base, host, final):
+    def flaky(dataset_id, snapshot, base, host, final, **kwargs):
         calls.append(final)
         if final and calls.count(True) == 1:
             raise OSError("connection cut")
-        return real_send(dataset_id, snapshot, base, host, final)
+        return real_send(dataset_id, snapshot, base, host, final, **kwargs)
 
     deployer.mover.send = flaky
     moved = config_with(B)
@@ -403,9 +405,9 @@ def test_handoff_reported_before_final_increment():
     mover.on_handoff = lambda dataset_id: events.append(("handoff", cluster.roles[A].get(dataset_id)))
     real_send = mover.send
 
-    def send(dataset_id, snapshot, base, host, final):
+    def send(dataset_id, snapshot, base, host, final, **kwargs):
         events.append(("send", final))
-        return real_send(dataset_id, snapshot, base, host, final)
+        return real_send(dataset_id, snapshot, base, host, final, **kwargs)
 
     mover.send = send
     cluster.converge(config_with(B))

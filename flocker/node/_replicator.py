@@ -1,0 +1,265 @@
+"""Standing replicas: the primary keeps each replica up to date.
+
+A replication *round* takes one snapshot of the primary's dataset (named
+``flocker-replica-…``) and pushes it to every replica that is due, each
+stream incremental from the newest snapshot primary and replica share
+(the replica's reported snapshots and what it confirmed since), at
+background priority like every bulk stream.  `ReplicationProgress`
+remembers per replica what it confirmed and when the last round ended,
+so that the pure calculator decides when the next round is due:
+
+* continuous replication (``interval_seconds`` 0): at once after a round
+  that carried changes; after a round that carried (almost) nothing, once
+  `IDLE_PAUSE` has passed — the replica's newest snapshot is then never
+  much older than that, so its lag is an honest data-loss window;
+* interval replication: once ``interval_seconds`` have passed since the
+  last round ended.
+
+Retention (`prunable_on_primary`, `prunable_on_replica`): replication
+snapshots are destroyed on both sides, but never the newest one that the
+primary and any replica are known to share, nor anything newer, so a
+prune can never force a full resend.  Only Flocker's replication
+snapshots are pruned: users' and environments' snapshots never are.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import attr
+from pyrsistent import PClass, field
+from twisted.internet.defer import Deferred, gatherResults
+from zope.interface import implementer
+
+from flocker.volume import IVolumeBackend
+
+from ._dataset_changes import change_fields
+from ._deploy import IStateChange
+
+#: Snapshots taken for replication rounds start with this.
+REPLICA_SNAPSHOT_PREFIX = "flocker-replica-"
+
+#: Continuous mode: after a round that carried at most this many bytes (an
+#: incremental stream of no changes is a few hundred bytes), the next one
+#: waits `IDLE_PAUSE` seconds.
+EMPTY_ROUND = 64 * 1024
+
+#: Seconds between rounds of a continuously replicated dataset nobody writes.
+IDLE_PAUSE = 1.0
+
+
+class ReplicationProgress(PClass):
+    """
+    The last replication round to one replica.
+
+    :ivar confirmed: The snapshot the replica confirmed it stored, or ``None``.
+    :ivar ended_at: When the round ended (seconds since the epoch).
+    :ivar bytes_sent: How much it carried.
+    :ivar failed: Whether it failed (the replica keeps what it had).
+    """
+
+    confirmed = field(type=(str, type(None)), initial=None)
+    ended_at = field(type=float, mandatory=True)
+    bytes_sent = field(type=int, initial=0)
+    failed = field(type=bool, initial=False)
+
+
+def replication_due(
+    interval_seconds: int, progress: ReplicationProgress | None, now: float
+) -> bool:
+    """Whether a replica is due a round (see the module docstring)."""
+    if progress is None:
+        return True
+    waited = now - progress.ended_at
+    if interval_seconds:
+        return waited >= interval_seconds
+    if progress.failed or progress.bytes_sent <= EMPTY_ROUND:
+        return waited >= IDLE_PAUSE
+    return True
+
+
+def newest_common(local: Sequence[str], known: Iterable[str]) -> str | None:
+    """The newest of the ``local`` snapshots (oldest first) also in ``known``."""
+    known = set(known)
+    common = [name for name in local if name in known]
+    return common[-1] if common else None
+
+
+def _replication_snapshots(names: Sequence[str]) -> list[str]:
+    return [n for n in names if n.startswith(REPLICA_SNAPSHOT_PREFIX)]
+
+
+def prunable_on_primary(
+    local: Sequence[str], shared: Iterable[str | None]
+) -> list[str]:
+    """
+    The primary's replication snapshots that can go: those older than the
+    oldest of ``shared`` (each replica's newest snapshot known to be shared
+    with the primary; ``None`` for a replica that shares none yet).  The
+    newest replication snapshot always stays.
+    """
+    ours = _replication_snapshots(local)
+    if not ours:
+        return []
+    keep_from = len(local) - 1 - local[::-1].index(ours[-1])
+    for name in shared:
+        if name is not None and name in local:
+            keep_from = min(keep_from, local.index(name))
+    return [n for n in ours if local.index(n) < keep_from]
+
+
+def prunable_on_replica(local: Sequence[str], primary: Iterable[str]) -> list[str]:
+    """
+    A replica's replication snapshots that can go: those older than the
+    newest one the primary also reports having.
+    """
+    base = newest_common(local, primary)
+    if base is None:
+        return []
+    keep_from = local.index(base)
+    return [n for n in _replication_snapshots(local) if local.index(n) < keep_from]
+
+
+class ReplicaTarget(PClass):
+    """
+    One replica a round goes to.
+
+    :ivar node_uuid: The replica's node.
+    :ivar host: Its address.
+    :ivar remote_snapshots: The snapshots it reported for its copy.
+    """
+
+    node_uuid = field(type=str, mandatory=True)
+    host = field(type=str, mandatory=True)
+    remote_snapshots = field(type=tuple, initial=())
+
+
+@implementer(IStateChange)
+class ReplicateDataset(PClass):
+    """One replication round of a primary's dataset to the replicas that are due."""
+
+    dataset_id = field(type=str, mandatory=True)
+    epoch = field(type=int, initial=0)
+    targets = field(type=tuple, initial=())
+    action_type = "flocker:node:dataset:replicate"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset, its epoch and the replicas."""
+        return {
+            "dataset_id": self.dataset_id,
+            "epoch": self.epoch,
+            "replicas": [t.node_uuid for t in self.targets],
+        }
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Run the round with the deployer's replicator."""
+        return Deferred.fromCoroutine(deployer.replicator.replicate(self))
+
+
+@implementer(IStateChange)
+class KeepAsReplica(PClass):
+    """Record a copy this node no longer exposes as a replica (after a swap move)."""
+
+    dataset_id = field(type=str, mandatory=True)
+    action_type = "flocker:node:dataset:keep_as_replica"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Record the replica role (same epoch)."""
+        from ._roles import REPLICA
+
+        deployer.roles.set(self.dataset_id, REPLICA)
+        return Deferred.fromCoroutine(_done())
+
+
+async def _done() -> None:
+    """Nothing left to do."""
+
+
+Sender = Callable[..., Deferred[int]]
+
+
+@attr.s(eq=False)
+class Replicator:
+    """
+    Runs replication rounds and remembers their progress.
+
+    :ivar backend: This node's backend.
+    :ivar send: ``send(dataset_id, snapshot, base, host, final, epoch=…)``
+        pushes one stream and fires with the bytes sent.
+    :ivar now: Wall-clock time (seconds since the epoch).
+    """
+
+    backend: IVolumeBackend = attr.ib()
+    send: Sender = attr.ib()
+    now: Callable[[], float] = attr.ib(default=time.time)
+
+    #: (dataset id, replica node) → the last round to it.
+    _progress: dict[tuple[str, str], ReplicationProgress] = attr.ib(factory=dict, init=False)
+
+    def progress(self, dataset_id: str) -> dict[str, ReplicationProgress]:
+        """Replica node → its last round, for one dataset."""
+        return {r: p for (d, r), p in self._progress.items() if d == dataset_id}
+
+    def forget(self, dataset_id: str, keep: Iterable[str] = ()) -> None:
+        """Drop the progress of replicas of a dataset other than ``keep``."""
+        keep = set(keep)
+        for key in [k for k in self._progress if k[0] == dataset_id and k[1] not in keep]:
+            del self._progress[key]
+
+    async def replicate(self, change: ReplicateDataset) -> None:
+        """
+        Take one snapshot and push it to every target at once; a target
+        that fails keeps what it had and is tried again later (the others
+        are not held up).
+        """
+        dataset_id = change.dataset_id
+        local = [s.name for s in await self.backend.list_snapshots(dataset_id)]
+        snapshot = f"{REPLICA_SNAPSHOT_PREFIX}{time.time_ns()}-{uuid.uuid4().hex[:6]}"
+        await self.backend.snapshot(dataset_id, snapshot)
+
+        async def one(target: ReplicaTarget) -> None:
+            key = (dataset_id, target.node_uuid)
+            previous = self._progress.get(key)
+            known = set(target.remote_snapshots)
+            if previous is not None and previous.confirmed is not None:
+                known.add(previous.confirmed)
+            base = newest_common(local, known)
+            try:
+                sent = await self.send(
+                    dataset_id, snapshot, base, target.host, False, epoch=change.epoch
+                )
+            except Exception:
+                self._progress[key] = ReplicationProgress(
+                    confirmed=None if previous is None else previous.confirmed,
+                    ended_at=float(self.now()),
+                    failed=True,
+                )
+                raise
+            self._progress[key] = ReplicationProgress(
+                confirmed=snapshot, ended_at=float(self.now()), bytes_sent=sent
+            )
+
+        await gatherResults([Deferred.fromCoroutine(one(t)) for t in change.targets], consumeErrors=True)
+
+
+__all__ = [
+    "EMPTY_ROUND",
+    "IDLE_PAUSE",
+    "REPLICA_SNAPSHOT_PREFIX",
+    "KeepAsReplica",
+    "ReplicaTarget",
+    "ReplicateDataset",
+    "ReplicationProgress",
+    "Replicator",
+    "newest_common",
+    "prunable_on_primary",
+    "prunable_on_replica",
+    "replication_due",
+]

@@ -1,0 +1,199 @@
+"""Tests for standing replicas on the dataset agents: rounds, retention,
+moves to a replica, and failover by epoch (in-memory backends)."""
+
+from itertools import product
+
+import pytest
+
+from flocker.control import Dataset, Deployment, Replication
+from flocker.node import NoOp, changes_of
+from flocker.node._dataset_calculate import TABLE
+from flocker.node._phases import Desired, Phase
+from flocker.node._replicator import (
+    IDLE_PAUSE,
+    REPLICA_SNAPSHOT_PREFIX,
+    ReplicateDataset,
+    prunable_on_primary,
+    prunable_on_replica,
+)
+from flocker.node._roles import DIVERGED, PRIMARY, REPLICA
+from flocker.node._dataset_changes import DivergeDataset, PromoteDataset
+from flocker.node.test.test_datasets import DS, MIB, A, B, C, Cluster, plan, result
+
+
+def replicated(primary=A, replicas=(B, C), interval=0):
+    """A configuration with DS on ``primary`` and standing replicas."""
+    deployment = Deployment().add_dataset(Dataset(dataset_id=DS), primary)
+    return deployment.set_replicas(
+        DS, list(replicas), replication=Replication(interval_seconds=interval)
+    )
+
+
+def clocked_cluster():
+    """Three nodes whose deployers share a clock the test moves."""
+    cluster = Cluster(nodes=(A, B, C))
+    cluster.clock = [1000.0]
+    for deployer in cluster.deployers.values():
+        deployer.now = lambda: cluster.clock[0]
+        deployer.replicator.now = deployer.now
+    cluster.converge(Deployment())  # every node has reported its datasets
+    return cluster
+
+
+def snapshots(cluster, node):
+    """The names of a node's snapshots of DS."""
+    return [s.name for s in result(cluster.backends[node].list_snapshots(DS))]
+
+
+def test_replicas_receive_the_data_and_are_never_exposed():
+    """Each standing replica gets the primary's data; only the primary has a path."""
+    cluster = clocked_cluster()
+    cluster.converge(replicated())
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(replicated())
+    for replica in (B, C):
+        assert cluster.backends[replica].read_files(DS) == {"data": b"v1"}
+        assert cluster.roles[replica].get(DS) == REPLICA
+        reported = cluster.state.get_node(replica).datasets[DS]
+        assert (reported.path, reported.role) == (None, "replica")
+    assert cluster.state.get_node(A).datasets[DS].path is not None
+
+
+def test_continuous_rounds_follow_writes_and_pause_when_idle():
+    """
+    In continuous mode a round follows a round that carried changes at
+    once; after an empty one the next waits for the idle pause.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated()
+    cluster.converge(configuration)
+    assert plan(cluster, A, configuration) == NoOp()
+    cluster.clock[0] += IDLE_PAUSE
+    assert isinstance(plan(cluster, A, configuration), ReplicateDataset)
+
+
+def test_interval_mode_waits_for_the_interval():
+    """An interval replica is not due again until the interval has passed."""
+    cluster = clocked_cluster()
+    configuration = replicated(interval=30)
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"v2")
+    cluster.clock[0] += 29
+    assert not any(isinstance(c, ReplicateDataset) for c in changes_of(plan(cluster, A, configuration)))
+    cluster.clock[0] += 1
+    assert any(isinstance(c, ReplicateDataset) for c in changes_of(plan(cluster, A, configuration)))
+
+
+def test_retention_keeps_the_shared_snapshot_and_bounds_the_rest():
+    """
+    Over many rounds the replication snapshots stay few on both sides, the
+    newest one the primary and each replica share always survives, and a
+    user's snapshot is never pruned.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated()
+    cluster.converge(configuration)
+    result(cluster.backends[A].snapshot(DS, "mine"))
+    for round_ in range(12):
+        cluster.backends[A].write_file(DS, "data", b"round %d" % round_)
+        cluster.clock[0] += IDLE_PAUSE
+        cluster.converge(configuration)
+        ours = [n for n in snapshots(cluster, A) if n.startswith(REPLICA_SNAPSHOT_PREFIX)]
+        for replica in (B, C):
+            theirs = [n for n in snapshots(cluster, replica) if n.startswith(REPLICA_SNAPSHOT_PREFIX)]
+            assert set(ours) & set(theirs), "primary and replica share no snapshot"
+            assert len(theirs) <= 3
+        assert len(ours) <= 3
+    assert "mine" in snapshots(cluster, A)
+    assert cluster.backends[C].read_files(DS) == {"data": b"round 11"}
+
+
+def test_pruning_never_passes_the_newest_shared_snapshot():
+    """The retention rules keep what each side shares with the other."""
+    local = ["mine", "flocker-replica-1", "flocker-replica-2", "flocker-replica-3"]
+    assert prunable_on_primary(local, ["flocker-replica-2", "flocker-replica-3"]) == [
+        "flocker-replica-1"
+    ]
+    assert prunable_on_primary(local, [None]) == ["flocker-replica-1", "flocker-replica-2"]
+    assert prunable_on_replica(local, ["flocker-replica-3"]) == [
+        "flocker-replica-1",
+        "flocker-replica-2",
+    ]
+    assert prunable_on_replica(local, ["other"]) == []
+
+
+def test_move_to_a_replica_sends_only_the_final_increment_and_swaps():
+    """
+    Moving the primary to a node with a current replica sends little more
+    than the last changes, and the old primary stays as a replica.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B,))
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "big", b"x" * (4 * MIB))
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    sent = []
+    real_send = cluster.deployers[A].mover.send
+
+    def counting(*args, **kwargs):
+        return real_send(*args, **kwargs).addCallback(lambda n: sent.append(n) or n)
+
+    cluster.deployers[A].mover.send = counting
+    cluster.backends[A].write_file(DS, "last", b"y")
+    moved = configuration.move_dataset(DS, B)
+    cluster.converge(moved)
+    assert sum(sent) < MIB
+    assert cluster.roles[B].get(DS) == PRIMARY
+    assert cluster.roles[A].get(DS) == REPLICA
+    assert cluster.backends[B].read_files(DS)["last"] == b"y"
+    assert moved.replicas_of(DS) == [A]
+
+
+def test_failover_promotes_the_replica_and_the_old_primary_diverges():
+    """
+    A failover's newer epoch promotes the replica at once and makes the
+    old primary stop exposing its copy, which it keeps.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated()
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"before")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"after, never replicated")
+    failed_over, _ = configuration.failover_dataset(DS, B)
+    assert plan(cluster, B, failed_over) == PromoteDataset(dataset_id=DS, epoch=1)
+    assert plan(cluster, A, failed_over) == DivergeDataset(dataset_id=DS, epoch=0, configured_epoch=1)
+    cluster.converge(failed_over)
+    assert (cluster.roles[B].get(DS), cluster.roles[B].epoch(DS)) == (PRIMARY, 1)
+    assert cluster.roles[A].get(DS) == DIVERGED
+    assert cluster.backends[A].read_files(DS) == {"data": b"after, never replicated"}
+    assert cluster.state.get_node(A).datasets[DS].path is None
+    assert cluster.backends[B].read_files(DS) == {"data": b"before"}
+    # The remaining replica now follows the new primary at the new epoch.
+    cluster.backends[B].write_file(DS, "data", b"on B")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(failed_over)
+    assert cluster.backends[C].read_files(DS) == {"data": b"on B"}
+    assert cluster.roles[C].epoch(DS) == 1
+
+
+def test_replica_configured_primary_at_the_same_epoch_waits_for_the_move():
+    """A replica named primary by a move (same epoch) waits for the final push."""
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B,))
+    cluster.converge(configuration)
+    assert plan(cluster, B, configuration.move_dataset(DS, B)) == NoOp()
+
+
+@pytest.mark.parametrize(("desired", "phase"), list(product(Desired, Phase)))
+def test_every_pair_has_a_decision(desired, phase):
+    """
+    Every (desired role, discovered phase) pair is either a row of the
+    table or one of the pairs that deliberately do nothing: an absent copy
+    that is deleted or lives elsewhere.
+    """
+    deliberate_nothing = {(Desired.DELETED, Phase.ABSENT), (Desired.ELSEWHERE, Phase.ABSENT)}
+    assert ((desired, phase) in TABLE) != ((desired, phase) in deliberate_nothing)
