@@ -1,5 +1,6 @@
 """Tests for standing replicas on the dataset agents: rounds, retention,
-moves to a replica, and failover by epoch (in-memory backends)."""
+moves to a replica, and failover by epoch (in-memory backends).
+"""
 
 from itertools import product
 
@@ -8,6 +9,7 @@ import pytest
 from flocker.control import Dataset, Deployment, Replication
 from flocker.node import NoOp, changes_of
 from flocker.node._dataset_calculate import TABLE
+from flocker.node._dataset_changes import DivergeDataset, PromoteDataset
 from flocker.node._phases import Desired, Phase
 from flocker.node._replicator import (
     IDLE_PAUSE,
@@ -17,7 +19,6 @@ from flocker.node._replicator import (
     prunable_on_replica,
 )
 from flocker.node._roles import DIVERGED, PRIMARY, REPLICA
-from flocker.node._dataset_changes import DivergeDataset, PromoteDataset
 from flocker.node.test.test_datasets import DS, MIB, A, B, C, Cluster, plan, result
 
 
