@@ -44,6 +44,7 @@ from ._httpjson import (
     application_from,
     check_uuid,
     container_json,
+    copies_json,
     dataset_json,
     invariant_reasons,
     json_response,
@@ -63,6 +64,7 @@ from ._model import (
     EnvironmentAlreadyExists,
     LeaseError,
     ModelError,
+    NotAReplica,
     UnknownApplication,
     UnknownDataset,
     UnknownEnvironment,
@@ -71,12 +73,17 @@ from ._persistence import GenerationMismatch, StoredConfiguration
 from ._serialization import serialize_deployment
 
 __all__ = [
+    "DEFAULT_FAILOVER_AFTER",
     "MAXIMUM_BODY_SIZE",
     "ConfigurationAPIUserV1",
     "LoggedAPIResource",
     "REST_REQUEST",
     "configuration_tag",
 ]
+
+#: Seconds a primary's dataset agent must have been silent before a
+#: failover is allowed without ``force``.
+DEFAULT_FAILOVER_AFTER = 20.0
 
 #: The largest request body accepted (bigger ones get 413).
 MAXIMUM_BODY_SIZE = 1024 * 1024
@@ -186,6 +193,7 @@ _MODEL_ERRORS: list[tuple[type[Exception], int]] = [
     (DatasetInUse, 409),
     (DatasetLeased, 409),
     (LeaseError, 409),
+    (NotAReplica, 409),
     (UnknownEnvironment, 404),
     (EnvironmentAlreadyExists, 409),
     (ModelError, 400),
@@ -202,6 +210,8 @@ class ConfigurationAPIUserV1:
     :ivar clock: the time (for lease expiry).
     :ivar agents: the `ControlAMPService` that reaches the nodes' dataset
         agents (for snapshots), or ``None``.
+    :ivar failover_after: seconds the primary's dataset agent must have been
+        silent before a failover is allowed without ``force``.
     """
 
     app: ClassVar[Klein] = _app
@@ -210,6 +220,7 @@ class ConfigurationAPIUserV1:
     cluster_state_service: Any
     clock: IReactorTime
     agents: Any = None
+    failover_after: float = DEFAULT_FAILOVER_AFTER
     _tags: dict[int, tuple[Deployment, str]] = attrs.field(factory=dict, init=False)
 
     # -- helpers -------------------------------------------------------------
@@ -277,16 +288,21 @@ class ConfigurationAPIUserV1:
     async def list_datasets_configuration(self, request: Request) -> _Response:
         """Every configured dataset."""
         stored = self._current()
-        body = [dataset_json(d, p) for d, p in stored.deployment.all_datasets()]
+        deployment = stored.deployment
+        body = [
+            dataset_json(d, p, deployment.replicas_of(d.dataset_id))
+            for d, p in deployment.all_datasets()
+        ]
         return _Response(200, body, stored)
 
     @_operation("create_dataset")
     async def create_dataset(
         self, request: Request, body: dict[str, Any], expected_tag: str | None
     ) -> _Response:
-        """Add a dataset with its primary on a known node."""
+        """Add a dataset with its primary on a known node, maybe with replicas."""
         primary = check_uuid(body["primary"], "primary")
         dataset_id = check_uuid(body.get("dataset_id", str(uuid4())), "dataset_id")
+        replicas = _replicas_from(body)
         dataset = Dataset(
             dataset_id=dataset_id,
             metadata=body.get("metadata", {}),
@@ -295,10 +311,11 @@ class ConfigurationAPIUserV1:
 
         def change(deployment: Deployment) -> Deployment:
             self._require_node(deployment, primary, "primary")
-            return deployment.add_dataset(dataset, primary)
+            deployment = deployment.add_dataset(dataset, primary)
+            return self._replicate(deployment, dataset_id, replicas, body)
 
         stored = await self._change(expected_tag, change)
-        return _Response(201, dataset_json(dataset, primary), stored)
+        return _Response(201, _dataset_answer(stored.deployment, dataset_id), stored)
 
     @_operation("update_dataset")
     async def update_dataset(
@@ -308,9 +325,10 @@ class ConfigurationAPIUserV1:
         body: dict[str, Any],
         expected_tag: str | None,
     ) -> _Response:
-        """Move a dataset and/or change its maximum size or metadata."""
+        """Move a dataset; change its size, metadata, replicas or replication."""
         dataset_id = check_uuid(dataset_id, "dataset_id")
         primary = check_uuid(body["primary"], "primary") if "primary" in body else None
+        replicas = _replicas_from(body)
 
         def change(deployment: Deployment) -> Deployment:
             dataset, _ = deployment.get_dataset(dataset_id)
@@ -325,11 +343,10 @@ class ConfigurationAPIUserV1:
             )
             if primary is not None:
                 deployment = deployment.move_dataset(dataset_id, primary)
-            return deployment
+            return self._replicate(deployment, dataset_id, replicas, body)
 
         stored = await self._change(expected_tag, change)
-        dataset, node = stored.deployment.get_dataset(dataset_id)
-        return _Response(200, dataset_json(dataset, node), stored)
+        return _Response(200, _dataset_answer(stored.deployment, dataset_id), stored)
 
     @_operation("delete_dataset")
     async def delete_dataset(
@@ -340,13 +357,43 @@ class ConfigurationAPIUserV1:
         stored = await self._change(
             expected_tag, lambda deployment: deployment.delete_dataset(dataset_id)
         )
-        dataset, node = stored.deployment.get_dataset(dataset_id)
-        return _Response(200, dataset_json(dataset, node), stored)
+        return _Response(200, _dataset_answer(stored.deployment, dataset_id), stored)
+
+    def _replicate(
+        self,
+        deployment: Deployment,
+        dataset_id: str,
+        replicas: list[str] | None,
+        body: dict[str, Any],
+    ) -> Deployment:
+        """
+        Apply a request's ``replicas`` and ``replication`` (if any) to a dataset.
+
+        Replicas left out keep the current set; replication keys left out
+        keep their current value.
+        """
+        if replicas is None and "replication" not in body:
+            return deployment
+        for node_uuid in replicas or []:
+            self._require_node(deployment, node_uuid, "replica")
+        dataset, _ = deployment.get_dataset(dataset_id)
+        replication = KEEP
+        if "replication" in body:
+            replication = dataset.replication.set(**body["replication"])
+        return deployment.set_replicas(
+            dataset_id,
+            deployment.replicas_of(dataset_id) if replicas is None else replicas,
+            replication=replication,
+        )
 
     @_operation("list_datasets_state")
     async def list_datasets_state(self, request: Request) -> _Response:
-        """The datasets nodes report having mounted."""
+        """
+        The datasets nodes report having mounted, with the standing
+        replicas and diverged copies other nodes report holding.
+        """
         state = self.cluster_state_service.as_deployment_state()
+        now = self.clock.seconds()
         body = []
         for uuid, node in state.nodes.items():
             for ds in (node.datasets or {}).values():
@@ -361,6 +408,7 @@ class ConfigurationAPIUserV1:
                     entry["maximum_size"] = ds.maximum_size
                 if ds.rolled_back is not None:
                     entry["rolled_back"] = ds.rolled_back
+                entry.update(copies_json(state, ds.dataset_id, now))
                 body.append(entry)
         body.sort(key=lambda e: (e["dataset_id"], e["primary"]))
         return _Response(200, body)
@@ -620,6 +668,19 @@ class ConfigurationAPIUserV1:
         )
 
 
+def _replicas_from(body: dict[str, Any]) -> list[str] | None:
+    """The canonical node UUIDs a request lists as ``replicas``, or ``None``."""
+    if "replicas" not in body:
+        return None
+    return [check_uuid(u, "replicas") for u in body["replicas"]]
+
+
+def _dataset_answer(deployment: Deployment, dataset_id: str) -> dict[str, Any]:
+    """A dataset of the configuration as the API answers it."""
+    dataset, node = deployment.get_dataset(dataset_id)
+    return dataset_json(dataset, node, deployment.replicas_of(dataset_id))
+
+
 def _check_ports(deployment: Deployment, app: Application, node_uuid: str) -> None:
     """Refuse (409) an application whose external ports are taken on the node."""
     node = deployment.get_node(node_uuid)
@@ -713,6 +774,9 @@ def _body_size(request: Request) -> int:
     return int(size)
 
 
-# The snapshot, clone, rollback and environment operations register their
-# routes on the same Klein app.
-from . import _httpapi_cloning  # noqa: E402, F401
+# The snapshot, clone, rollback and environment operations, and failover,
+# register their routes on the same Klein app.
+from . import (  # noqa: E402
+    _httpapi_cloning,  # noqa: F401
+    _httpapi_replication,  # noqa: F401
+)

@@ -21,17 +21,20 @@ from ._model import (
     Dataset,
     Link,
     Port,
+    Replication,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
     is_uuid,
 )
+from ._state import DeploymentState
 
 __all__ = [
     "APIError",
     "application_from",
     "check_uuid",
     "container_json",
+    "copies_json",
     "dataset_json",
     "invariant_reasons",
     "json_response",
@@ -85,7 +88,18 @@ def read_body(request: Request, definition: str) -> Any:
 # Model ↔ API JSON
 
 
-def dataset_json(dataset: Dataset, primary: str) -> dict[str, Any]:
+def dataset_json(
+    dataset: Dataset, primary: str, replicas: list[str] | None = None
+) -> dict[str, Any]:
+    """
+    A configured dataset as the API answers it.
+
+    ``replicas``, ``replication`` and ``epoch`` are there only when the
+    dataset uses replication (it has standing replicas, settings other than
+    the defaults or an epoch above 0), so datasets that do not answer
+    exactly as in the original Flocker API, whose clients' schemas lack
+    these keys.
+    """
     result: dict[str, Any] = {
         "dataset_id": dataset.dataset_id,
         "primary": primary,
@@ -99,6 +113,49 @@ def dataset_json(dataset: Dataset, primary: str) -> dict[str, Any]:
             "dataset_id": dataset.origin.dataset_id,
             "snapshot": dataset.origin.snapshot,
         }
+    if replicas or dataset.replication != Replication() or dataset.epoch > 0:
+        result["replicas"] = list(replicas or [])
+        result["replication"] = {
+            "interval_seconds": dataset.replication.interval_seconds,
+            "failover": dataset.replication.failover,
+        }
+        result["epoch"] = dataset.epoch
+    return result
+
+
+def copies_json(state: DeploymentState, dataset_id: str, now: float) -> dict[str, Any]:
+    """
+    The ``replicas`` and ``diverged`` keys of a dataset's state entry: the
+    copies nodes report holding as standing replicas (with the newest
+    snapshot each holds and its lag behind ``now``) and as diverged copies
+    of an older epoch.  Keys with nothing to list are left out.
+    """
+    replicas = []
+    diverged = []
+    for ds, node_uuid in state.all_datasets():
+        if ds.dataset_id != dataset_id:
+            continue
+        newest = ds.snapshots[-1] if ds.snapshots else None
+        name = None if newest is None else newest.name
+        if ds.role == "replica":
+            created = None if newest is None else newest.created
+            replicas.append(
+                {
+                    "node_uuid": node_uuid,
+                    "last_snapshot": name,
+                    "replicated_at": created,
+                    "lag_seconds": None if created is None else max(0.0, now - created),
+                }
+            )
+        elif ds.role == "diverged":
+            diverged.append(
+                {"node_uuid": node_uuid, "epoch": ds.epoch, "last_snapshot": name}
+            )
+    result: dict[str, Any] = {}
+    if replicas:
+        result["replicas"] = replicas
+    if diverged:
+        result["diverged"] = diverged
     return result
 
 

@@ -70,3 +70,22 @@ NODE_STATE_EXPIRED = MessageType(
     [NODE_UUID],
     "A node was silent past the expiry time; its state is now unknown.",
 )
+
+DATASET_ID = Field.for_types("dataset_id", [str], "A dataset's UUID.")
+FAILOVER_FROM = Field.for_types(
+    "from", [str, type(None)], "The node that was the primary before the failover."
+)
+FAILOVER_TO = Field.for_types("to", [str], "The node whose replica becomes the primary.")
+EPOCH = Field.for_types("epoch", [int], "The dataset's epoch after the failover.")
+FORCE = Field.for_types(
+    "force", [bool], "The user forced it although the primary was heard from recently."
+)
+
+#: A standing replica was promoted to primary at the user's request.
+FAILOVER = ActionType(
+    "flocker:control:failover",
+    [DATASET_ID, FAILOVER_TO, FORCE],
+    [FAILOVER_FROM, EPOCH, REASON],
+    "A dataset (with the others of its application) failed over to a standing "
+    "replica: its epoch went up and the old primary left the configuration.",
+)

@@ -32,6 +32,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ._httpapi import (
+    DEFAULT_FAILOVER_AFTER,
     MAXIMUM_BODY_SIZE,
     REST_REQUEST,
     ConfigurationAPIUserV1,
@@ -42,6 +43,7 @@ from ._model import Deployment
 from ._state import DeploymentState, cleanup_configuration
 
 __all__ = [
+    "DEFAULT_FAILOVER_AFTER",
     "MAXIMUM_BODY_SIZE",
     "REST_API_PORT",
     "REST_REQUEST",
@@ -63,6 +65,7 @@ def make_api_resource(
     cluster_state_service: Any,
     clock: IReactorTime,
     agents: Any = None,
+    failover_after: float = DEFAULT_FAILOVER_AFTER,
 ) -> IResource:
     """
     The REST API v1 as a resource to put at the root of a ``Site``.
@@ -73,9 +76,13 @@ def make_api_resource(
     :param agents: the `ControlAMPService`, through which snapshots are
         taken by the nodes' dataset agents (``None``: snapshot requests
         answer 503).
+    :param failover_after: seconds a primary's dataset agent must have been
+        silent before a failover is allowed without ``force``.
     """
     return LoggedAPIResource(
-        ConfigurationAPIUserV1(configuration_service, cluster_state_service, clock, agents)
+        ConfigurationAPIUserV1(
+            configuration_service, cluster_state_service, clock, agents, failover_after
+        )
     )
 
 
@@ -237,6 +244,7 @@ def create_api_service(
     endpoint_description_or_port: str | int | IStreamServerEndpoint,
     tls_context_factory: Any,
     agents: Any = None,
+    failover_after: float = DEFAULT_FAILOVER_AFTER,
 ) -> MultiService:
     """
     The REST API as a service: HTTPS with client certificates, and cleanup.
@@ -250,6 +258,8 @@ def create_api_service(
     :param tls_context_factory: from ``flocker.ca.server_context_factory``
         (it requires a client certificate from the cluster CA).
     :param agents: the `ControlAMPService` (for snapshots), or ``None``.
+    :param failover_after: seconds a primary's dataset agent must have been
+        silent before a failover is allowed without ``force``.
     :return: a ``MultiService`` holding the `APIService` (named ``"api"``)
         and the `DeletedDatasetCleaner` (named ``"cleaner"``).
     """
@@ -262,7 +272,9 @@ def create_api_service(
     else:
         endpoint = endpoint_description_or_port
     site = make_api_site(
-        make_api_resource(configuration_service, cluster_state_service, reactor, agents)
+        make_api_resource(
+            configuration_service, cluster_state_service, reactor, agents, failover_after
+        )
     )
     factory = TLSMemoryBIOFactory(tls_context_factory, False, site)
     service = MultiService()

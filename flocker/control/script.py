@@ -49,7 +49,7 @@ from ._persistence import (
     FileConfigurationStore,
 )
 from ._protocol import ControlAMPService
-from .httpapi import create_api_service
+from .httpapi import DEFAULT_FAILOVER_AFTER, create_api_service
 
 __all__ = [
     "AGENT_PORT",
@@ -91,6 +91,8 @@ class ControlOptions:
     :ivar ports_file: if set, the bound ports are written there as JSON
         ``{"api": N, "agent": M}`` once listening (useful with port 0).
     :ivar state_expiration: seconds of silence before a node's state is dropped.
+    :ivar failover_after: seconds a primary's dataset agent must have been
+        silent before a failover is allowed without ``force``.
     """
 
     data_path: Path = Path("/var/lib/flocker")
@@ -102,6 +104,7 @@ class ControlOptions:
     listen_address: str = ""
     ports_file: Path | None = None
     state_expiration: float = DEFAULT_STATE_EXPIRATION
+    failover_after: float = DEFAULT_FAILOVER_AFTER
 
 
 class _Parser(argparse.ArgumentParser):
@@ -191,6 +194,14 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.state_expiration,
         help="seconds before a silent node's state is forgotten (default: %(default)s)",
     )
+    parser.add_argument(
+        "--failover-after",
+        metavar="SECONDS",
+        type=_positive,
+        default=defaults.failover_after,
+        help="seconds a primary's dataset agent must have been silent before a "
+        "failover is allowed without force (default: %(default)s)",
+    )
     return parser
 
 
@@ -214,6 +225,7 @@ def parse_options(argv: Sequence[str]) -> ControlOptions:
         listen_address=namespace.listen_address,
         ports_file=namespace.ports_file,
         state_expiration=namespace.state_expiration,
+        failover_after=namespace.failover_after,
     )
 
 
@@ -250,8 +262,13 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     if options.listen_address:
         api_endpoint = f"tcp:{options.port}:interface={options.listen_address}"
     api = create_api_service(
-        reactor, configuration_service, cluster_state_service, api_endpoint, context,
+        reactor,
+        configuration_service,
+        cluster_state_service,
+        api_endpoint,
+        context,
         agents,
+        options.failover_after,
     )
     api.setName("api")
     api.setServiceParent(service)

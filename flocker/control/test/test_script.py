@@ -32,6 +32,7 @@ def test_defaults() -> None:
     assert options.data_path == Path("/var/lib/flocker")
     assert options.certificates_directory == Path("/etc/flocker")
     assert options.log_dir == Path("/var/log/flocker")
+    assert options.failover_after == 20.0
 
 
 def test_all_options() -> None:
@@ -47,6 +48,7 @@ def test_all_options() -> None:
             "--listen-address=127.0.0.1",
             "--ports-file=/p.json",
             "--state-expiration=30",
+            "--failover-after=45",
         ]
     )
     assert options == ControlOptions(
@@ -59,6 +61,7 @@ def test_all_options() -> None:
         listen_address="127.0.0.1",
         ports_file=Path("/p.json"),
         state_expiration=30.0,
+        failover_after=45.0,
     )
 
 
@@ -75,6 +78,7 @@ def test_foreground_without_log_dir_writes_no_file() -> None:
         (["--agent-port", "-1"], "not a port number"),
         (["--state-expiration", "0"], "must be positive"),
         (["--state-expiration", "soon"], "not a number"),
+        (["--failover-after", "-5"], "must be positive"),
         (["--bogus"], "unrecognized arguments"),
         (["extra"], "unrecognized arguments"),
     ],
