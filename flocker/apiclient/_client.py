@@ -10,7 +10,7 @@ the control service's resource in unit tests.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -38,6 +38,9 @@ from ._interface import (
     DatasetConflict,
     DatasetsConfiguration,
     DatasetState,
+    DivergedCopy,
+    FailoverRefused,
+    FailoverResult,
     FlockerAPIError,
     IFlockerAPIV1Client,
     Lease,
@@ -45,6 +48,8 @@ from ._interface import (
     Link,
     MountedDataset,
     Node,
+    ReplicaState,
+    Replication,
     ResponseError,
     RestartPolicy,
     UnknownContainer,
@@ -53,7 +58,12 @@ from ._interface import (
     UnknownLease,
 )
 
-__all__ = ["DEFAULT_API_PORT", "FlockerClient", "container_to_json"]
+__all__ = [
+    "DEFAULT_API_PORT",
+    "FlockerClient",
+    "container_to_json",
+    "replication_to_json",
+]
 
 #: The control service's REST API port unless configured otherwise.
 DEFAULT_API_PORT = 4523
@@ -84,13 +94,57 @@ _CONTAINER = {404: UnknownContainer, 409: ContainerConflict}
 
 
 def _dataset(body: dict[str, Any]) -> Dataset:
+    replication = body.get("replication", {})
     return Dataset(
         dataset_id=UUID(body["dataset_id"]),
         primary=UUID(body["primary"]),
         maximum_size=body.get("maximum_size"),
         deleted=body.get("deleted", False),
         metadata=body.get("metadata", {}),
+        replicas=[UUID(u) for u in body.get("replicas", [])],
+        replication=Replication(**replication),
+        epoch=body.get("epoch", 0),
     )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _dataset_state(d: dict[str, Any]) -> DatasetState:
+    return DatasetState(
+        dataset_id=UUID(d["dataset_id"]),
+        primary=UUID(d["primary"]),
+        maximum_size=d.get("maximum_size"),
+        path=None if d.get("path") is None else FilePath(d["path"]),
+        replicas=[
+            ReplicaState(
+                node_uuid=UUID(r["node_uuid"]),
+                last_snapshot=r["last_snapshot"],
+                replicated_at=_float(r["replicated_at"]),
+                lag_seconds=_float(r["lag_seconds"]),
+            )
+            for r in d.get("replicas", [])
+        ],
+        diverged=[
+            DivergedCopy(
+                node_uuid=UUID(c["node_uuid"]),
+                epoch=c["epoch"],
+                last_snapshot=c["last_snapshot"],
+            )
+            for c in d.get("diverged", [])
+        ],
+    )
+
+
+def replication_to_json(replication: Replication | Mapping[str, Any]) -> dict[str, Any]:
+    """The REST API's JSON for replication settings (all, or only those named)."""
+    if isinstance(replication, Replication):
+        return {
+            "interval_seconds": replication.interval_seconds,
+            "failover": replication.failover,
+        }
+    return dict(replication)
 
 
 def _lease(body: dict[str, Any]) -> Lease:
@@ -284,6 +338,8 @@ class FlockerClient:
         dataset_id: UUID | None = None,
         metadata: Mapping[str, str] | None = None,
         configuration_tag: str | None = None,
+        replicas: Sequence[UUID] | None = None,
+        replication: Replication | Mapping[str, Any] | None = None,
     ) -> Deferred[Dataset]:
         """See `IFlockerAPIV1Client.create_dataset`."""
         request: dict[str, Any] = {"primary": str(primary)}
@@ -293,6 +349,10 @@ class FlockerClient:
             request["dataset_id"] = str(dataset_id)
         if metadata is not None:
             request["metadata"] = dict(metadata)
+        if replicas is not None:
+            request["replicas"] = [str(u) for u in replicas]
+        if replication is not None:
+            request["replication"] = replication_to_json(replication)
 
         async def run() -> Dataset:
             body, _ = await self._request(
@@ -335,6 +395,8 @@ class FlockerClient:
         maximum_size: Any = UNCHANGED,
         metadata: Any = UNCHANGED,
         configuration_tag: str | None = None,
+        replicas: Any = UNCHANGED,
+        replication: Any = UNCHANGED,
     ) -> Deferred[Dataset]:
         """See `IFlockerAPIV1Client.update_dataset`."""
         request: dict[str, Any] = {}
@@ -342,7 +404,39 @@ class FlockerClient:
             request["maximum_size"] = maximum_size
         if metadata is not UNCHANGED:
             request["metadata"] = dict(metadata)
+        if replicas is not UNCHANGED:
+            request["replicas"] = [str(u) for u in replicas]
+        if replication is not UNCHANGED:
+            request["replication"] = replication_to_json(replication)
         return self._update(dataset_id, request, configuration_tag)
+
+    def failover_dataset(
+        self, dataset_id: UUID, node_uuid: UUID, force: bool = False
+    ) -> Deferred[FailoverResult]:
+        """See `IFlockerAPIV1Client.failover_dataset`."""
+        request: dict[str, Any] = {"node_uuid": str(node_uuid)}
+        if force:
+            request["force"] = True
+
+        async def run() -> FailoverResult:
+            body, _ = await self._request(
+                "POST",
+                f"/datasets/{dataset_id}/failover",
+                (200,),
+                request,
+                {404: UnknownDataset, 409: FailoverRefused},
+            )
+            return FailoverResult(
+                dataset_id=UUID(body["dataset_id"]),
+                primary=UUID(body["primary"]),
+                epoch=body["epoch"],
+                datasets=[UUID(d) for d in body["datasets"]],
+                snapshot=body["snapshot"],
+                snapshot_created=_float(body["snapshot_created"]),
+                data_loss_window_seconds=_float(body["data_loss_window_seconds"]),
+            )
+
+        return self._run(run())
 
     def delete_dataset(
         self, dataset_id: UUID, configuration_tag: str | None = None
@@ -367,15 +461,7 @@ class FlockerClient:
 
         async def run() -> list[DatasetState]:
             body, _ = await self._request("GET", "/state/datasets", (200,))
-            return [
-                DatasetState(
-                    dataset_id=UUID(d["dataset_id"]),
-                    primary=UUID(d["primary"]),
-                    maximum_size=d.get("maximum_size"),
-                    path=None if d.get("path") is None else FilePath(d["path"]),
-                )
-                for d in body
-            ]
+            return [_dataset_state(d) for d in body]
 
         return self._run(run())
 

@@ -8,7 +8,7 @@ status code the REST API answers for that request (see `FlockerClient`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +31,9 @@ __all__ = [
     "DatasetConflict",
     "DatasetState",
     "DatasetsConfiguration",
+    "DivergedCopy",
+    "FailoverRefused",
+    "FailoverResult",
     "FlockerAPIError",
     "IFlockerAPIV1Client",
     "Lease",
@@ -38,6 +41,8 @@ __all__ = [
     "Link",
     "MountedDataset",
     "Node",
+    "ReplicaState",
+    "Replication",
     "ResponseError",
     "RestartPolicy",
     "UnknownContainer",
@@ -60,6 +65,18 @@ UNCHANGED: Any = _Unchanged()
 # Values
 
 
+class Replication(PClass):
+    """
+    How a dataset's standing replicas are kept.
+
+    :ivar interval_seconds: seconds between increments (0: continuously).
+    :ivar failover: ``"manual"`` or ``"automatic"``.
+    """
+
+    interval_seconds = field(type=int, initial=0)
+    failover = field(type=str, initial="manual")
+
+
 class Dataset(PClass):
     """
     A dataset in the configuration.
@@ -70,6 +87,9 @@ class Dataset(PClass):
     :ivar deleted: it was deleted (and will leave the configuration once no
         node has it).
     :ivar metadata: string labels.
+    :ivar replicas: the nodes keeping standing replicas of it, sorted.
+    :ivar replication: how they are kept.
+    :ivar epoch: how many failovers it went through.
     """
 
     dataset_id = field(type=UUID, mandatory=True)
@@ -77,6 +97,9 @@ class Dataset(PClass):
     maximum_size = field(type=(int, type(None)), initial=None)
     deleted = field(type=bool, initial=False)
     metadata = pmap_field(str, str)
+    replicas = pvector_field(UUID)
+    replication = field(type=Replication, initial=Replication())
+    epoch = field(type=int, initial=0)
 
 
 class DatasetsConfiguration(PClass):
@@ -92,17 +115,68 @@ class DatasetsConfiguration(PClass):
     datasets = pmap_field(UUID, Dataset)
 
 
+class ReplicaState(PClass):
+    """
+    A standing replica a node reports holding.
+
+    :ivar last_snapshot: the newest snapshot it holds, or ``None``.
+    :ivar replicated_at: when that snapshot was taken (POSIX time), or ``None``.
+    :ivar lag_seconds: the age of its newest data (what would be lost were
+        the primary lost now), or ``None`` while it has no snapshot.
+    """
+
+    node_uuid = field(type=UUID, mandatory=True)
+    last_snapshot = field(type=(str, type(None)), initial=None)
+    replicated_at = field(type=(float, type(None)), initial=None)
+    lag_seconds = field(type=(float, type(None)), initial=None)
+
+
+class DivergedCopy(PClass):
+    """A former primary's copy of an older epoch, kept after a failover."""
+
+    node_uuid = field(type=UUID, mandatory=True)
+    epoch = field(type=(int, type(None)), initial=None)
+    last_snapshot = field(type=(str, type(None)), initial=None)
+
+
 class DatasetState(PClass):
     """
     A dataset a node reports having mounted.
 
     :ivar path: where it is mounted, or ``None``.
+    :ivar replicas: the standing replicas nodes report, by node.
+    :ivar diverged: the diverged copies nodes report, by node.
     """
 
     dataset_id = field(type=UUID, mandatory=True)
     primary = field(type=UUID, mandatory=True)
     maximum_size = field(type=(int, type(None)), initial=None)
     path = field(type=(FilePath, type(None)), initial=None)
+    replicas = pvector_field(ReplicaState)
+    diverged = pvector_field(DivergedCopy)
+
+
+class FailoverResult(PClass):
+    """
+    A failover done: a standing replica became the primary.
+
+    :ivar dataset_id: the dataset asked for.
+    :ivar primary: its new primary.
+    :ivar epoch: its new epoch.
+    :ivar datasets: every dataset failed over (those of its application).
+    :ivar snapshot: the newest snapshot the new primary had: its data
+        starts there.
+    :ivar snapshot_created: when that snapshot was taken, or ``None``.
+    :ivar data_loss_window_seconds: how old that snapshot was, or ``None``.
+    """
+
+    dataset_id = field(type=UUID, mandatory=True)
+    primary = field(type=UUID, mandatory=True)
+    epoch = field(type=int, mandatory=True)
+    datasets = pvector_field(UUID)
+    snapshot = field(type=str, mandatory=True)
+    snapshot_created = field(type=(float, type(None)), initial=None)
+    data_loss_window_seconds = field(type=(float, type(None)), initial=None)
 
 
 class Node(PClass):
@@ -230,6 +304,14 @@ class DatasetConflict(FlockerAPIError):
     """409: the dataset is deleted, used by a container, or leased elsewhere."""
 
 
+class FailoverRefused(FlockerAPIError):
+    """
+    409 on failover: the node holds no usable standing replica (of this
+    dataset or of another of its application), or the primary was heard
+    from too recently and ``force`` was not given, or the dataset is deleted.
+    """
+
+
 class UnknownEra(FlockerAPIError):
     """404: no node reported that era."""
 
@@ -281,14 +363,20 @@ class IFlockerAPIV1Client(Interface):
         dataset_id: UUID | None = None,
         metadata: Mapping[str, str] | None = None,
         configuration_tag: str | None = None,
+        replicas: Sequence[UUID] | None = None,
+        replication: Replication | Mapping[str, Any] | None = None,
     ) -> Deferred[Dataset]:
         """
         Add a dataset whose primary is ``primary``.
 
         :param dataset_id: its UUID; a new one is chosen if ``None``.
+        :param replicas: nodes to keep standing replicas on (at most 4, not
+            the primary, each once).
+        :param replication: the replication settings: a `Replication`, or a
+            mapping naming only the keys to set.
         :return: the new `Dataset`.  Fails with `DatasetAlreadyExists` if the id
             is taken (even by a deleted dataset), `BadRequest` for an unknown
-            node or a size under 1 MiB.
+            node, a size under 1 MiB or bad replicas or replication.
         """
 
     def move_dataset(  # type: ignore[misc]
@@ -306,11 +394,29 @@ class IFlockerAPIV1Client(Interface):
         maximum_size: Any = UNCHANGED,
         metadata: Any = UNCHANGED,
         configuration_tag: str | None = None,
+        replicas: Any = UNCHANGED,
+        replication: Any = UNCHANGED,
     ) -> Deferred[Dataset]:
         """
-        Replace a dataset's maximum size (``None``: unlimited) and/or metadata.
+        Replace a dataset's maximum size (``None``: unlimited), metadata,
+        standing replicas (a sequence of node UUIDs; left-out nodes lose
+        their copy) and/or replication settings (a `Replication`, or a
+        mapping of only the keys to change).
 
-        Fails with `UnknownDataset` or `DatasetConflict` (deleted).
+        Fails with `UnknownDataset`, `DatasetConflict` (deleted) or
+        `BadRequest` (bad replicas or replication).
+        """
+
+    def failover_dataset(  # type: ignore[misc]
+        dataset_id: UUID, node_uuid: UUID, force: bool = False
+    ) -> Deferred[FailoverResult]:
+        """
+        Promote the standing replica on ``node_uuid`` to primary, with every
+        dataset of the application using it (and the application).
+
+        Fails with `UnknownDataset`, `BadRequest` (malformed), or
+        `FailoverRefused` (no usable replica there, or, without ``force``,
+        the primary's node was heard from too recently).
         """
 
     def delete_dataset(  # type: ignore[misc]
@@ -324,7 +430,7 @@ class IFlockerAPIV1Client(Interface):
         """
 
     def list_datasets_state() -> Deferred[list[DatasetState]]:  # type: ignore[misc]
-        """The datasets nodes report having mounted."""
+        """The datasets nodes report having mounted, with their replicas' lag."""
 
     def list_nodes() -> Deferred[list[Node]]:  # type: ignore[misc]
         """The nodes that reported their state, ordered by UUID."""

@@ -11,7 +11,7 @@ configuration, as the agents eventually would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -35,10 +35,14 @@ from ._interface import (
     DatasetConflict,
     DatasetsConfiguration,
     DatasetState,
+    FailoverRefused,
+    FailoverResult,
     IFlockerAPIV1Client,
     Lease,
     LeaseAlreadyHeld,
     Node,
+    ReplicaState,
+    Replication,
     UnknownContainer,
     UnknownDataset,
     UnknownEra,
@@ -49,6 +53,9 @@ __all__ = ["FakeFlockerClient"]
 
 #: The smallest maximum_size the REST API accepts.
 MINIMUM_SIZE = 1024 * 1024
+
+#: The most standing replicas a dataset may have.
+MAXIMUM_REPLICAS = 4
 
 T = TypeVar("T")
 
@@ -84,6 +91,13 @@ class FakeFlockerClient:
     _generation: int = attrs.field(default=0, init=False)
     _state_datasets: list[DatasetState] = attrs.field(factory=list, init=False)
     _state_containers: list[ContainerState] = attrs.field(factory=list, init=False)
+    #: (dataset id, node) → (name, created) of the newest snapshot a replica reports.
+    _replica_snapshots: dict[tuple[UUID, UUID], tuple[str, float]] = attrs.field(
+        factory=dict, init=False
+    )
+    _heard: dict[UUID, float] = attrs.field(factory=dict, init=False)
+    #: Seconds a primary must have been silent before failover without force.
+    failover_after: float = 20.0
 
     # -- test controls ---------------------------------------------------------
 
@@ -111,6 +125,16 @@ class FakeFlockerClient:
         self._state_containers = [
             ContainerState(container=c, running=True) for c in self._containers.values()
         ]
+        now = self.clock.seconds()
+        self._replica_snapshots = {
+            (d.dataset_id, node): ("replicated", now)
+            for d in self._datasets.values()
+            for node in d.replicas
+        }
+
+    def heard_from(self, node_uuid: UUID) -> None:
+        """Note that a node's dataset agent was heard from now (for failover)."""
+        self._heard[node_uuid] = self.clock.seconds()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -139,9 +163,11 @@ class FakeFlockerClient:
         return succeed(result)
 
     def _require_node(self, uuid: UUID) -> None:
-        configured = {d.primary for d in self._datasets.values()} | {
-            c.node_uuid for c in self._containers.values()
-        }
+        configured = (
+            {d.primary for d in self._datasets.values()}
+            | {r for d in self._datasets.values() for r in d.replicas}
+            | {c.node_uuid for c in self._containers.values()}
+        )
         if uuid not in self._nodes and uuid not in configured:
             raise BadRequest(400, f"{uuid} is not a node of this cluster")
 
@@ -173,6 +199,49 @@ class FakeFlockerClient:
         if lease is not None and lease.node_uuid == dataset.primary:
             raise error(409, f"dataset {dataset.dataset_id} is leased")
 
+    def _with_replicas(self, dataset: Dataset, replicas: Any) -> Dataset:
+        """The dataset with this replica set, checked as the control service does."""
+        replicas = list(replicas)
+        for node in replicas:
+            self._require_node(node)
+        if len(set(replicas)) != len(replicas):
+            raise BadRequest(400, "a node is listed more than once as a replica")
+        if dataset.primary in replicas:
+            raise BadRequest(400, f"node {dataset.primary} is the primary")
+        if len(replicas) > MAXIMUM_REPLICAS:
+            raise BadRequest(400, f"at most {MAXIMUM_REPLICAS} standing replicas")
+        return dataset.set(replicas=sorted(replicas, key=str))
+
+    @staticmethod
+    def _with_replication(dataset: Dataset, replication: Any) -> Dataset:
+        """The dataset with these replication settings (all, or those named)."""
+        if isinstance(replication, Replication):
+            changes = {
+                "interval_seconds": replication.interval_seconds,
+                "failover": replication.failover,
+            }
+        else:
+            changes = dict(replication)
+        unknown = set(changes) - {"interval_seconds", "failover"}
+        if unknown:
+            raise BadRequest(400, f"unknown field(s): {sorted(unknown)}")
+        interval = changes.get("interval_seconds", 0)
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 0:
+            raise BadRequest(400, "interval_seconds must be a non-negative integer")
+        if changes.get("failover", "manual") not in ("manual", "automatic"):
+            raise BadRequest(400, "failover must be manual or automatic")
+        return dataset.set(replication=dataset.replication.set(**changes))
+
+    @staticmethod
+    def _moved(dataset: Dataset, primary: UUID) -> Dataset:
+        """The dataset moved to ``primary``: a replica there swaps with the primary."""
+        if primary == dataset.primary:
+            return dataset
+        replicas = list(dataset.replicas)
+        if primary in replicas:
+            replicas = [r for r in replicas if r != primary] + [dataset.primary]
+        return dataset.set(primary=primary, replicas=sorted(replicas, key=str))
+
     @staticmethod
     def _check_size(maximum_size: int | None) -> None:
         if maximum_size is not None and not MINIMUM_SIZE <= maximum_size < 2**63:
@@ -195,6 +264,8 @@ class FakeFlockerClient:
         dataset_id: UUID | None = None,
         metadata: Mapping[str, str] | None = None,
         configuration_tag: str | None = None,
+        replicas: Sequence[UUID] | None = None,
+        replication: Replication | Mapping[str, Any] | None = None,
     ) -> Deferred[Dataset]:
         """See `IFlockerAPIV1Client.create_dataset`."""
 
@@ -210,6 +281,10 @@ class FakeFlockerClient:
                 maximum_size=maximum_size,
                 metadata=dict(metadata or {}),
             )
+            if replication is not None:
+                dataset = self._with_replication(dataset, replication)
+            if replicas is not None:
+                dataset = self._with_replicas(dataset, replicas)
             self._datasets[new_id] = dataset
             return dataset
 
@@ -227,7 +302,7 @@ class FakeFlockerClient:
             self._require_node(primary)
             if primary != dataset.primary:
                 self._check_leaving(dataset)
-            dataset = dataset.set(primary=primary)
+            dataset = self._moved(dataset, primary)
             self._datasets[dataset_id] = dataset
             return dataset
 
@@ -239,6 +314,8 @@ class FakeFlockerClient:
         maximum_size: Any = UNCHANGED,
         metadata: Any = UNCHANGED,
         configuration_tag: str | None = None,
+        replicas: Any = UNCHANGED,
+        replication: Any = UNCHANGED,
     ) -> Deferred[Dataset]:
         """See `IFlockerAPIV1Client.update_dataset`."""
 
@@ -252,10 +329,71 @@ class FakeFlockerClient:
                 dataset = dataset.set(maximum_size=maximum_size)
             if metadata is not UNCHANGED:
                 dataset = dataset.set(metadata=dict(metadata))
+            if replication is not UNCHANGED:
+                dataset = self._with_replication(dataset, replication)
+            if replicas is not UNCHANGED:
+                dataset = self._with_replicas(dataset, replicas)
             self._datasets[dataset_id] = dataset
             return dataset
 
         return self._write(change, configuration_tag)
+
+    def failover_dataset(
+        self, dataset_id: UUID, node_uuid: UUID, force: bool = False
+    ) -> Deferred[FailoverResult]:
+        """See `IFlockerAPIV1Client.failover_dataset`."""
+
+        def change() -> FailoverResult:
+            dataset = self._get(dataset_id)
+            if dataset.deleted:
+                raise FailoverRefused(409, f"dataset {dataset_id} is deleted")
+            source = dataset.primary
+            user = self._user(dataset_id)
+            group = [dataset_id] if user is None else [v.dataset_id for v in user.volumes]
+            group = sorted(group, key=str)
+            for member in [dataset_id, *group]:
+                if node_uuid not in self._datasets[member].replicas:
+                    raise FailoverRefused(
+                        409, f"node {node_uuid} holds no standing replica of {member}"
+                    )
+            snapshots = {}
+            for member in group:
+                snapshot = self._replica_snapshots.get((member, node_uuid))
+                if snapshot is None:
+                    raise FailoverRefused(
+                        409, f"node {node_uuid} has reported no snapshot of {member}"
+                    )
+                snapshots[member] = snapshot
+            heard = self._heard.get(source)
+            now = self.clock.seconds()
+            if not force and heard is not None and now - heard < self.failover_after:
+                raise FailoverRefused(
+                    409, f"node {source} was heard from recently; pass force"
+                )
+            for member in group:
+                old = self._datasets[member]
+                self._datasets[member] = old.set(
+                    primary=node_uuid,
+                    epoch=old.epoch + 1,
+                    replicas=[r for r in old.replicas if r != node_uuid],
+                )
+                lease = self._leases.get(member)
+                if lease is not None and lease.node_uuid == source:
+                    del self._leases[member]
+            if user is not None:
+                self._containers[user.name] = user.set(node_uuid=node_uuid)
+            name, created = snapshots[dataset_id]
+            return FailoverResult(
+                dataset_id=dataset_id,
+                primary=node_uuid,
+                epoch=self._datasets[dataset_id].epoch,
+                datasets=group,
+                snapshot=name,
+                snapshot_created=created,
+                data_loss_window_seconds=max(0.0, now - created),
+            )
+
+        return self._write(change)
 
     def delete_dataset(
         self, dataset_id: UUID, configuration_tag: str | None = None
@@ -277,7 +415,23 @@ class FakeFlockerClient:
 
     def list_datasets_state(self) -> Deferred[list[DatasetState]]:
         """See `IFlockerAPIV1Client.list_datasets_state`."""
-        return succeed(sorted(self._state_datasets, key=lambda d: str(d.dataset_id)))
+        now = self.clock.seconds()
+        states = []
+        for state in sorted(self._state_datasets, key=lambda d: str(d.dataset_id)):
+            replicas = [
+                ReplicaState(
+                    node_uuid=node,
+                    last_snapshot=name,
+                    replicated_at=created,
+                    lag_seconds=max(0.0, now - created),
+                )
+                for (dataset_id, node), (name, created) in sorted(
+                    self._replica_snapshots.items(), key=lambda i: str(i[0][1])
+                )
+                if dataset_id == state.dataset_id
+            ]
+            states.append(state.set(replicas=replicas))
+        return succeed(states)
 
     def list_nodes(self) -> Deferred[list[Node]]:
         """See `IFlockerAPIV1Client.list_nodes`."""
@@ -400,7 +554,7 @@ class FakeFlockerClient:
                         409, f"dataset {volume.dataset_id} is leased"
                     )
                 dataset = self._datasets[volume.dataset_id]
-                self._datasets[volume.dataset_id] = dataset.set(primary=node_uuid)
+                self._datasets[volume.dataset_id] = self._moved(dataset, node_uuid)
             container = container.set(node_uuid=node_uuid)
             self._containers[name] = container
             return container

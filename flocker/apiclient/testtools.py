@@ -31,10 +31,14 @@ from ._interface import (
     ContainerPort,
     DatasetAlreadyExists,
     DatasetConflict,
+    FailoverRefused,
+    FailoverResult,
     IFlockerAPIV1Client,
     LeaseAlreadyHeld,
     MountedDataset,
     Node,
+    ReplicaState,
+    Replication,
     UnknownContainer,
     UnknownDataset,
     UnknownEra,
@@ -58,7 +62,10 @@ class ClientFixture:
     :ivar era: ``nodes[0]``'s era.
     :ivar clock: the cluster's time (advance it to expire leases).
     :ivar converge: make the reported state what the configuration asks for
-        (deleted datasets then leave the configuration).
+        (deleted datasets then leave the configuration); each standing
+        replica reports a snapshot named ``replicated`` taken now.
+    :ivar heard_from: note that a node's dataset agent was heard from now
+        (a failover without force is then refused for a while).
     :ivar flush: deliver pending in-memory I/O (a no-op for fakes).
     """
 
@@ -67,6 +74,7 @@ class ClientFixture:
     era: UUID
     clock: Clock
     converge: Callable[[], None]
+    heard_from: Callable[[UUID], None]
     flush: Callable[[], None] = lambda: None
 
 
@@ -316,6 +324,190 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
                 64 * MIB,
             )
             assert state.path is not None
+
+        # -- standing replicas and failover -----------------------------------
+
+        def test_create_with_replicas(self, cluster: ClientFixture) -> None:
+            """A dataset created with replicas and replication settings has them."""
+            dataset = self.create(
+                cluster,
+                replicas=[cluster.nodes[1]],
+                replication=Replication(interval_seconds=30),
+            )
+            assert list(dataset.replicas) == [cluster.nodes[1]]
+            assert dataset.replication == Replication(interval_seconds=30)
+            assert dataset.epoch == 0
+            listed = self.run(cluster, cluster.client.list_datasets_configuration())
+            assert listed.datasets[dataset.dataset_id] == dataset
+
+        def test_dataset_without_replication(self, cluster: ClientFixture) -> None:
+            """A dataset created without replicas has none, default settings, epoch 0."""
+            dataset = self.create(cluster)
+            assert (list(dataset.replicas), dataset.replication, dataset.epoch) == (
+                [],
+                Replication(),
+                0,
+            )
+
+        def test_update_replicas(self, cluster: ClientFixture) -> None:
+            """Replicas are replaced; replication keys not named keep their values."""
+            dataset = self.create(
+                cluster,
+                replicas=[cluster.nodes[1]],
+                replication={"interval_seconds": 30},
+            )
+            client = cluster.client
+            updated = self.run(
+                cluster,
+                client.update_dataset(
+                    dataset.dataset_id, replication={"failover": "automatic"}
+                ),
+            )
+            assert updated.replication == Replication(
+                interval_seconds=30, failover="automatic"
+            )
+            assert list(updated.replicas) == [cluster.nodes[1]]
+            cleared = self.run(
+                cluster, client.update_dataset(dataset.dataset_id, replicas=[])
+            )
+            assert list(cleared.replicas) == []
+
+        def test_bad_replicas(self, cluster: ClientFixture) -> None:
+            """Bad replica sets and replication settings fail with BadRequest."""
+            dataset = self.create(cluster)
+            client = cluster.client
+            for changes in (
+                {"replicas": [cluster.nodes[0]]},
+                {"replicas": [cluster.nodes[1], cluster.nodes[1]]},
+                {"replicas": [uuid4()]},
+                {"replication": {"interval_seconds": -1}},
+                {"replication": {"every": 3}},
+            ):
+                self.refused(
+                    cluster,
+                    BadRequest,
+                    lambda changes=changes: client.update_dataset(
+                        dataset.dataset_id, **changes
+                    ),
+                )
+            self.refused(
+                cluster,
+                BadRequest,
+                lambda: client.create_dataset(
+                    cluster.nodes[0], replicas=[cluster.nodes[0]]
+                ),
+            )
+
+        def test_move_to_replica_swaps(self, cluster: ClientFixture) -> None:
+            """Moving to a replica's node makes the old primary a replica."""
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            moved = self.run(
+                cluster,
+                cluster.client.move_dataset(cluster.nodes[1], dataset.dataset_id),
+            )
+            assert (moved.primary, list(moved.replicas)) == (
+                cluster.nodes[1],
+                [cluster.nodes[0]],
+            )
+            assert moved.epoch == 0
+
+        def test_replica_state_lag(self, cluster: ClientFixture) -> None:
+            """The state lists each reported replica, its newest snapshot and lag."""
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            cluster.converge()
+            taken = cluster.clock.seconds()
+            cluster.clock.advance(3)
+            (state,) = self.run(cluster, cluster.client.list_datasets_state())
+            assert state.dataset_id == dataset.dataset_id
+            assert list(state.replicas) == [
+                ReplicaState(
+                    node_uuid=cluster.nodes[1],
+                    last_snapshot="replicated",
+                    replicated_at=taken,
+                    lag_seconds=3.0,
+                )
+            ]
+
+        def test_failover(self, cluster: ClientFixture) -> None:
+            """A failover promotes the replica and says where its data starts."""
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            cluster.converge()
+            taken = cluster.clock.seconds()
+            cluster.clock.advance(2)
+            result = self.run(
+                cluster,
+                cluster.client.failover_dataset(dataset.dataset_id, cluster.nodes[1]),
+            )
+            assert result == FailoverResult(
+                dataset_id=dataset.dataset_id,
+                primary=cluster.nodes[1],
+                epoch=1,
+                datasets=[dataset.dataset_id],
+                snapshot="replicated",
+                snapshot_created=taken,
+                data_loss_window_seconds=2.0,
+            )
+            listed = self.run(cluster, cluster.client.list_datasets_configuration())
+            after = listed.datasets[dataset.dataset_id]
+            assert (after.primary, after.epoch, list(after.replicas)) == (
+                cluster.nodes[1],
+                1,
+                [],
+            )
+
+        def test_failover_takes_container(self, cluster: ClientFixture) -> None:
+            """The container using the dataset moves with the failover."""
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            volumes = [MountedDataset(dataset_id=dataset.dataset_id, mountpoint="/d")]
+            client = cluster.client
+            self.run(
+                cluster,
+                client.create_container(self.container(cluster, volumes=volumes)),
+            )
+            cluster.converge()
+            self.run(cluster, client.failover_dataset(dataset.dataset_id, cluster.nodes[1]))
+            (container,) = self.run(cluster, client.list_containers_configuration())
+            assert container.node_uuid == cluster.nodes[1]
+
+        def test_failover_refused(self, cluster: ClientFixture) -> None:
+            """No replica, no snapshot yet, or an unknown dataset: refused."""
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            client = cluster.client
+            self.refused(
+                cluster,
+                FailoverRefused,
+                lambda: client.failover_dataset(dataset.dataset_id, cluster.nodes[1]),
+            )
+            cluster.converge()
+            self.refused(
+                cluster,
+                FailoverRefused,
+                lambda: client.failover_dataset(dataset.dataset_id, cluster.nodes[0]),
+            )
+            self.refused(
+                cluster,
+                UnknownDataset,
+                lambda: client.failover_dataset(uuid4(), cluster.nodes[1]),
+            )
+
+        def test_failover_while_primary_alive(self, cluster: ClientFixture) -> None:
+            """A primary heard from just now is failed over only with force."""
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            cluster.converge()
+            cluster.heard_from(cluster.nodes[0])
+            client = cluster.client
+            self.refused(
+                cluster,
+                FailoverRefused,
+                lambda: client.failover_dataset(dataset.dataset_id, cluster.nodes[1]),
+            )
+            result = self.run(
+                cluster,
+                client.failover_dataset(
+                    dataset.dataset_id, cluster.nodes[1], force=True
+                ),
+            )
+            assert result.primary == cluster.nodes[1]
 
         # -- configuration tags ----------------------------------------------
 

@@ -18,7 +18,7 @@ from flocker.control import (
     ConfigurationService,
     MemoryConfigurationStore,
 )
-from flocker.control._state import DatasetState, NodeState
+from flocker.control._state import DatasetState, NodeState, Snapshot
 from flocker.control.httpapi import DeletedDatasetCleaner, make_api_resource
 
 
@@ -41,6 +41,7 @@ def fake_cluster() -> ClientFixture:
         era=era,
         clock=clock,
         converge=client.synchronize_state,
+        heard_from=client.heard_from,
     )
 
 
@@ -72,6 +73,18 @@ def real_cluster() -> ClientFixture:
                 for k, m in node.manifestations.items()
                 if m.primary and not m.dataset.deleted
             }
+            now = clock.seconds()
+            datasets.update(
+                {
+                    k: DatasetState(
+                        dataset_id=k,
+                        role="replica",
+                        snapshots=[Snapshot(name="replicated", created=now)],
+                    )
+                    for k, m in node.manifestations.items()
+                    if m.standing and not m.dataset.deleted
+                }
+            )
             state.update_node_state(
                 NodeState(
                     uuid=uuid, datasets=datasets, applications=dict(node.applications)
@@ -84,6 +97,7 @@ def real_cluster() -> ClientFixture:
         era=era,
         clock=clock,
         converge=converge,
+        heard_from=lambda node: state.touch(str(node), "dataset"),
         flush=treq.flush,
     )
 

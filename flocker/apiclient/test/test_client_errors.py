@@ -63,6 +63,7 @@ def _client(resource: Resource) -> tuple[FlockerClient, ClientFixture]:
         era=uuid4(),
         clock=Clock(),
         converge=lambda: None,
+        heard_from=lambda node: None,
         flush=treq.flush,
     )
 
