@@ -1,9 +1,13 @@
 """
-``flocker datasets ls|create|move|resize|rm``: the cluster's datasets.
+``flocker datasets ls|create|move|resize|rm``: the cluster's datasets
+(``replicate``, ``unreplicate`` and ``failover`` are in
+`flocker.cli._replicas`).
 
 A dataset's state is ``pending`` (configured, no node reports it yet),
 ``mounted`` (its primary node reports it mounted, at PATH), ``moving``
-(another node still has it), or ``deleting``.
+(another node still has it), or ``deleting``.  Its standing replicas are
+shown with their lag: the age of the newest snapshot each holds, which is
+how much data a failover to it would lose now.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from uuid import UUID
 from ..apiclient import Dataset, DatasetState
 from ._command import Context, add_command, add_group
 from ._errors import CLIError
-from ._format import format_size, parse_size, table, write_json
+from ._format import format_duration, format_size, parse_size, table, write_json
+from ._replicas import register_replicas
 from ._resolve import dataset_name, node_label, resolve_dataset, resolve_node
 from ._wait import add_wait_options, parse_timeout, wait_until
 
@@ -44,6 +49,18 @@ def dataset_view(
         state = "moving"
     else:
         state = "pending"
+    reported = {r.node_uuid: r for m in mounted for r in m.replicas}
+    replicas = []
+    for node in dataset.replicas:
+        replica = reported.get(node)
+        replicas.append(
+            {
+                "node_uuid": str(node),
+                "address": addresses.get(node),
+                "last_snapshot": None if replica is None else replica.last_snapshot,
+                "lag_seconds": None if replica is None else replica.lag_seconds,
+            }
+        )
     return {
         "dataset_id": str(dataset.dataset_id),
         "name": dataset_name(dataset),
@@ -54,7 +71,19 @@ def dataset_view(
         "state": state,
         "path": _path(mounted[0]) if mounted else None,
         "reported_on": sorted(str(s.primary) for s in here),
+        "replicas": replicas,
+        "epoch": dataset.epoch,
     }
+
+
+def _replica_cell(replica: dict[str, Any]) -> str:
+    """One replica for the table: its node and lag (or why there is none)."""
+    node = replica["address"] or replica["node_uuid"][:8]
+    if replica["lag_seconds"] is not None:
+        return f"{node} (lag {format_duration(replica['lag_seconds'])})"
+    if replica["last_snapshot"] is None:
+        return f"{node} (no data yet)"
+    return f"{node} (lag unknown)"
 
 
 async def _snapshot(
@@ -148,21 +177,24 @@ async def ls(context: Context, options: argparse.Namespace) -> None:
     if context.json:
         write_json(context.out, views)
         return
-    table(
-        context.out,
-        ["DATASET", "NAME", "SIZE", "NODE", "STATE", "PATH"],
+    headers = ["DATASET", "NAME", "SIZE", "NODE", "STATE", "PATH"]
+    rows = [
         [
-            [
-                v["dataset_id"],
-                v["name"],
-                format_size(v["maximum_size"]),
-                v["primary_address"] or v["primary"],
-                v["state"],
-                v["path"],
-            ]
-            for v in views
-        ],
-    )
+            v["dataset_id"],
+            v["name"],
+            format_size(v["maximum_size"]),
+            v["primary_address"] or v["primary"],
+            v["state"],
+            v["path"],
+        ]
+        for v in views
+    ]
+    # The REPLICAS column appears only in clusters that replicate.
+    if any(v["replicas"] for v in views):
+        headers.append("REPLICAS")
+        for row, v in zip(rows, views, strict=True):
+            row.append(", ".join(map(_replica_cell, v["replicas"])) or None)
+    table(context.out, headers, rows)
 
 
 async def create(context: Context, options: argparse.Namespace) -> None:
@@ -254,7 +286,9 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
 def register(commands: Any) -> None:
     """Add ``flocker datasets …``."""
     group = add_group(
-        commands, "datasets", "list, create, move, resize and delete datasets"
+        commands,
+        "datasets",
+        "list, create, move, resize, delete, replicate and fail over datasets",
     )
     add_command(
         group,
@@ -282,3 +316,4 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "dataset", metavar="DATASET", help="its UUID, UUID prefix or name"
     )
+    register_replicas(group)

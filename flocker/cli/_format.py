@@ -18,6 +18,7 @@ from ._errors import EXIT_ERROR, CLIError
 
 __all__ = [
     "MINIMUM_SIZE",
+    "format_duration",
     "format_size",
     "parse_size",
     "table",
@@ -76,6 +77,16 @@ def format_size(size: int | None) -> str:
                 return f"{size // multiplier}{unit}"
             return f"{value:.1f}{unit}"
     return f"{size}B"
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people: ``1.2s``, ``4m05s``, ``3h20m``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -72,6 +72,38 @@ def test_datasets_ls_table(cluster):
     ]
 
 
+def test_datasets_ls_shows_replicas_and_lag(cluster):
+    """A REPLICAS column shows each standing replica's node and lag."""
+    add_dataset(cluster, D1, N1, "db", 2**30)
+    add_dataset(cluster, D2, N1, "logs", None)
+    cluster.client.update_dataset(D1, replicas=[N2])
+    cluster.client.synchronize_state()
+    cluster.clock.advance(1.25)
+    result = invoke(cluster, "datasets", "ls")
+    assert result.code == EXIT_OK
+    header, first, second = result.out.splitlines()
+    assert header.split() == ["DATASET", "NAME", "SIZE", "NODE", "STATE", "PATH", "REPLICAS"]
+    assert first.endswith("10.0.0.2 (lag 1.2s)")
+    assert second.endswith(f"/flocker/{D2}  -")
+    [view, _] = invoke(cluster, "datasets", "ls", "--json").json()
+    assert view["replicas"] == [
+        {
+            "node_uuid": str(N2),
+            "address": "10.0.0.2",
+            "last_snapshot": "replicated",
+            "lag_seconds": 1.25,
+        }
+    ]
+
+
+def test_datasets_ls_replica_without_data(cluster):
+    """A replica that has reported nothing yet says so."""
+    add_dataset(cluster, D1, N1, "db", 2**30)
+    cluster.client.update_dataset(D1, replicas=[N2])
+    result = invoke(cluster, "datasets", "ls")
+    assert result.out.splitlines()[1].endswith("10.0.0.2 (no data yet)")
+
+
 def test_datasets_ls_json(cluster):
     """``--json`` lists every field, with sizes in bytes."""
     add_dataset(cluster, D1, N1, "db", 2**30)
@@ -86,6 +118,8 @@ def test_datasets_ls_json(cluster):
         "state": "mounted",
         "path": f"/flocker/{D1}",
         "reported_on": [str(N1)],
+        "replicas": [],
+        "epoch": 0,
     }
 
 

@@ -1,0 +1,193 @@
+"""Tests for ``flocker datasets replicate|unreplicate|failover`` against the fake REST API."""
+
+from uuid import UUID
+
+import pytest
+
+from flocker.apiclient import Container, MountedDataset, Replication
+from flocker.cli._errors import EXIT_ERROR, EXIT_OK
+
+from ._fake_cluster import (
+    D1,
+    D2,
+    N1,
+    N2,
+    add_dataset,
+    assert_error,
+    configuration,
+    invoke,
+)
+
+N3 = UUID("33333333-3333-4333-8333-333333333333")
+
+
+@pytest.fixture
+def replicated(cluster):
+    """The fake cluster with a third node and dataset "db" on N1, replicated to N2."""
+    cluster.client.add_node(N3, "10.0.0.3")
+    add_dataset(cluster, D1, N1, "db")
+    cluster.client.update_dataset(D1, replicas=[N2])
+    return cluster
+
+
+def dataset(cluster, dataset_id=D1):
+    """The dataset as the fake cluster has it configured."""
+    return configuration(cluster)[0][dataset_id]
+
+
+# -- replicate -----------------------------------------------------------------
+
+
+def test_replicate_adds_replica(replicated):
+    """``replicate`` adds a standing replica on the node named by address."""
+    result = invoke(replicated, "datasets", "replicate", "db", "--to", "10.0.0.3")
+    assert result.code == EXIT_OK, result
+    assert list(dataset(replicated).replicas) == [N2, N3]
+    assert result.out == (
+        f"dataset {D1} (db) is replicated continuously to 10.0.0.2, 10.0.0.3\n"
+    )
+
+
+def test_replicate_by_uuid_prefix_with_interval(replicated):
+    """A node UUID prefix works; ``--interval`` sets the replication interval."""
+    result = invoke(
+        replicated, "--json", "datasets", "replicate", "db", "--to", "3333", "--interval", "30"
+    )
+    assert result.json() == {
+        "dataset_id": str(D1),
+        "primary": str(N1),
+        "replicas": [str(N2), str(N3)],
+        "interval_seconds": 30,
+        "failover": "manual",
+    }
+    assert dataset(replicated).replication == Replication(interval_seconds=30)
+
+
+def test_replicate_changes_interval_of_existing_replica(replicated):
+    """``--interval`` on a node already replicating changes only the interval."""
+    result = invoke(
+        replicated, "datasets", "replicate", "db", "--to", "10.0.0.2", "--interval", "5"
+    )
+    assert result.code == EXIT_OK, result
+    assert "every 5s to 10.0.0.2" in result.out
+    assert list(dataset(replicated).replicas) == [N2]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (("--to", "10.0.0.1"), "is the dataset's primary"),
+        (("--to", "10.0.0.2"), "already holds a standing replica"),
+        (("--to", "nowhere"), "unknown node 'nowhere'"),
+        (("--to", "10.0.0.3", "--interval", "-1"), "bad interval '-1'"),
+        (("--to", "10.0.0.3", "--interval", "soon"), "bad interval 'soon'"),
+    ],
+)
+def test_replicate_bad_input(replicated, argv, says):
+    """Bad nodes and intervals are one-line errors; nothing changes."""
+    before = configuration(replicated)
+    result = invoke(replicated, "datasets", "replicate", "db", *argv)
+    assert_error(result, EXIT_ERROR, says)
+    assert configuration(replicated) == before
+
+
+def test_replicate_refused_by_cluster(replicated):
+    """A fifth replica is refused by the cluster: its reason is shown."""
+    for n in range(4, 7):
+        replicated.client.add_node(UUID(f"{n}{n}{n}{n}{n}{n}{n}{n}-0000-4000-8000-000000000000"))
+    replicated.client.update_dataset(
+        D1,
+        replicas=[N2, N3]
+        + [UUID(f"{n}{n}{n}{n}{n}{n}{n}{n}-0000-4000-8000-000000000000") for n in (4, 5)],
+    )
+    before = configuration(replicated)
+    result = invoke(replicated, "datasets", "replicate", "db", "--to", "6666")
+    assert_error(result, EXIT_ERROR, "at most 4")
+    assert configuration(replicated) == before
+
+
+# -- unreplicate ---------------------------------------------------------------
+
+
+def test_unreplicate_removes_replica(replicated):
+    """``unreplicate`` removes the node's standing replica."""
+    result = invoke(replicated, "datasets", "unreplicate", "db", "--from", "10.0.0.2")
+    assert result.code == EXIT_OK, result
+    assert list(dataset(replicated).replicas) == []
+    assert result.out == f"dataset {D1} (db) has no standing replicas\n"
+
+
+def test_unreplicate_node_without_replica(replicated):
+    """A node holding no replica is a one-line error; nothing changes."""
+    before = configuration(replicated)
+    result = invoke(replicated, "datasets", "unreplicate", "db", "--from", "10.0.0.3")
+    assert_error(result, EXIT_ERROR, "holds no standing replica")
+    assert configuration(replicated) == before
+
+
+# -- failover ------------------------------------------------------------------
+
+
+def test_failover_prints_epoch_snapshot_and_window(replicated):
+    """``failover`` prints the new primary, the epoch, the snapshot and the window."""
+    replicated.client.synchronize_state()
+    replicated.clock.advance(90)
+    result = invoke(replicated, "datasets", "failover", "db", "--to", "10.0.0.2")
+    assert result.code == EXIT_OK, result
+    assert result.out.splitlines() == [
+        f"failed over dataset {D1} to 10.0.0.2: epoch 1",
+        "starting from snapshot replicated taken 1970-01-01 00:00:00 UTC; "
+        "data-loss window 1m30s",
+    ]
+    assert dataset(replicated).primary == N2
+    assert dataset(replicated).epoch == 1
+
+
+def test_failover_json_names_every_dataset(replicated):
+    """With ``--json`` the answer lists every dataset of the application failed over."""
+    add_dataset(replicated, D2, N1, "logs")
+    replicated.client.update_dataset(D2, replicas=[N2])
+    replicated.client.create_container(
+        Container(
+            node_uuid=N1,
+            name="app",
+            image="i",
+            volumes=[
+                MountedDataset(dataset_id=D1, mountpoint="/data"),
+                MountedDataset(dataset_id=D2, mountpoint="/logs"),
+            ],
+        )
+    )
+    replicated.client.synchronize_state()
+    result = invoke(replicated, "--json", "datasets", "failover", "db", "--to", "10.0.0.2")
+    assert result.json() == {
+        "dataset_id": str(D1),
+        "primary": str(N2),
+        "epoch": 1,
+        "datasets": sorted([str(D1), str(D2)]),
+        "snapshot": "replicated",
+        "snapshot_created": 0.0,
+        "data_loss_window_seconds": 0.0,
+    }
+
+
+def test_failover_refused_while_primary_alive(replicated):
+    """A primary heard from recently is not failed over without ``--force``."""
+    replicated.client.synchronize_state()
+    replicated.client.heard_from(N1)
+    before = configuration(replicated)
+    result = invoke(replicated, "datasets", "failover", "db", "--to", "10.0.0.2")
+    assert_error(result, EXIT_ERROR, "the control service refused the request")
+    assert configuration(replicated) == before
+    forced = invoke(replicated, "datasets", "failover", "db", "--to", "10.0.0.2", "--force")
+    assert forced.code == EXIT_OK, forced
+    assert dataset(replicated).primary == N2
+
+
+def test_failover_to_node_without_replica(replicated):
+    """A node holding no replica is refused by the cluster, in one line."""
+    replicated.client.synchronize_state()
+    before = configuration(replicated)
+    result = invoke(replicated, "datasets", "failover", "db", "--to", "10.0.0.3")
+    assert_error(result, EXIT_ERROR, "no standing replica")
+    assert configuration(replicated) == before
