@@ -354,6 +354,31 @@ def test_state_reports_pushed_to_other_agents(control: Control) -> None:
     assert b.updates[-1][1].get_node(NODE_A).hostname == "a"
 
 
+def test_roles_and_epochs_travel_both_ways(control: Control) -> None:
+    """
+    A copy's reported role and epoch reach the cluster state, and reach the
+    other agents in the pushed diffs, also when only the role changes.
+    """
+    a = connect(control, NODE_A)
+    b = connect(control, NODE_B)
+    ds = dataset_id(1)
+
+    def report(role: str, epoch: int) -> None:
+        copy = DatasetState(dataset_id=ds, role=role, epoch=epoch)
+        a.client.report_state(NodeState(uuid=NODE_A, datasets={ds: copy}))
+        a.pump.flush()
+        b.pump.flush()
+
+    report("replica", 0)
+    pushed = b.updates[-1][1].get_node(NODE_A).datasets[ds]
+    assert (pushed.role, pushed.epoch) == ("replica", 0)
+    report("diverged", 0)
+    pushed = b.updates[-1][1].get_node(NODE_A).datasets[ds]
+    assert (pushed.role, pushed.epoch) == ("diverged", 0)
+    stored = control.state.as_deployment_state().get_node(NODE_A).datasets[ds]
+    assert (stored.role, stored.epoch) == ("diverged", 0)
+
+
 def test_pushes_coalesce_while_one_is_in_flight(control: Control) -> None:
     """Changes made while a push is unacknowledged go out together in the next."""
     agent = connect(control)
