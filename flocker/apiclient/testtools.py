@@ -11,6 +11,7 @@ tests are synchronous: everything runs in memory.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -386,8 +387,8 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
                 self.refused(
                     cluster,
                     BadRequest,
-                    lambda changes=changes: client.update_dataset(
-                        dataset.dataset_id, **changes
+                    functools.partial(
+                        client.update_dataset, dataset.dataset_id, **changes
                     ),
                 )
             self.refused(

@@ -292,7 +292,8 @@ def test_failover_keeps_other_nodes_leases():
     deployment = replicated(B, C)
     deployment = deployment.set(leases=deployment.leases.acquire(0.0, DS, C))
     after, _ = deployment.failover_dataset(DS, B)
-    assert after.leases.get(DS).node_uuid == C
+    lease = after.leases.get(DS)
+    assert lease is not None and lease.node_uuid == C
 
 
 @given(deployments(), st.data())
