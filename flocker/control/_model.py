@@ -8,8 +8,12 @@ Two families of immutable pyrsistent classes:
   `Application` values (keyed by name) and `Manifestation` values (keyed by dataset
   id).  A manifestation is one copy of a `Dataset` on a node: exactly one per
   dataset is the *primary* (the copy applications use, the one the REST API
-  reports as ``primary``); the others are replicas.  The `Dataset` value is the
-  same in every manifestation of one dataset.
+  reports as ``primary``).  The others are *standing replicas* (``standing``:
+  copies the user asked for, at most `MAXIMUM_REPLICAS`, kept up to date by
+  the primary and promoted by `Deployment.failover_dataset`) or transient
+  copies a move leaves on the old primary until it is over.  The `Dataset`
+  value is the same in every manifestation of one dataset; its ``epoch``
+  counts failovers.
 
 * **State** (in `flocker.control._state`) — what agents last reported: `DeploymentState` holds one
   `NodeState` per node.  The dataset agent and the container agent report
