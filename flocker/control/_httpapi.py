@@ -716,6 +716,8 @@ class LoggedAPIResource(Resource):
     def __init__(self, api: ConfigurationAPIUserV1) -> None:
         """Serve ``api``'s Klein application."""
         super().__init__()
+        #: The API object served (its settings, e.g. ``failover_after``).
+        self.api = api
         self._inner = api.app.resource()
 
     def render(self, request: Request) -> Any:

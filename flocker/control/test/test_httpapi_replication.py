@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from eliot import MemoryLogger
 from eliot.testing import LoggedAction
+from treq.testing import StubTreq
 
 from flocker.control._httpapi import DEFAULT_FAILOVER_AFTER
 from flocker.control._logging import FAILOVER
 from flocker.control._state import DatasetState, NodeState, Snapshot
+from flocker.control.httpapi import make_api_resource
 
 from .test_httpapi import (
     DATASET,
@@ -350,6 +352,20 @@ def test_failover_refused_while_primary_alive(api: APIHarness) -> None:
     path = f"/v1/datasets/{DATASET}/failover"
     description = api.refused(409, "POST", path, {"node_uuid": NODE_B})
     assert "force" in description and NODE_A in description
+    api.clock.advance(1)
+    assert failover(api, {"node_uuid": NODE_B}).code == 200
+
+
+def test_failover_after_is_configurable(api: APIHarness) -> None:
+    """The silence a failover needs is the API's failover_after, not a constant."""
+    api.treq = StubTreq(
+        make_api_resource(api.configuration, api.state, api.clock, failover_after=5.0)
+    )
+    ready(api, NODE_B)
+    api.state.touch(NODE_A, "dataset")
+    api.clock.advance(4)
+    path = f"/v1/datasets/{DATASET}/failover"
+    assert "(5 s)" in api.refused(409, "POST", path, {"node_uuid": NODE_B})
     api.clock.advance(1)
     assert failover(api, {"node_uuid": NODE_B}).code == 200
 

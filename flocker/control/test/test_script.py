@@ -111,6 +111,22 @@ def test_build_wires_services(
     assert not (tmp_path / "data").exists()  # nothing touched before starting
 
 
+def test_build_passes_failover_after_to_the_api(
+    cluster_credentials: TestClusterCredentials,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """--failover-after reaches the REST API that decides failovers."""
+    options = ControlOptions(
+        data_path=tmp_path / "data",
+        certificates_directory=cluster_credentials.control_directory,
+        failover_after=7.5,
+    )
+    service = build_control_service(reactor, options)
+    api = service.getServiceNamed("api").getServiceNamed("api")
+    resource = api.factory.wrappedFactory.resource
+    assert resource.api.failover_after == 7.5
+
+
 def test_build_without_certificates(tmp_path: Path) -> None:
     """Missing certificates are an error naming the missing file."""
     options = ControlOptions(certificates_directory=tmp_path)
