@@ -46,6 +46,13 @@ def check_maximum_size(maximum_size: object) -> int | None:
     return maximum_size
 
 
+def check_read_only(read_only: object) -> bool:
+    """``read_only`` if it is a bool, else :class:`InvalidName`."""
+    if not isinstance(read_only, bool):
+        raise InvalidName(f"read_only must be a bool: {read_only!r}")
+    return read_only
+
+
 def check_send_names(
     dataset_id: str, snapshots: list[SnapshotInfo], snapshot: str, base: str | None
 ) -> None:
@@ -89,6 +96,10 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def _bool_or_none(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
 #: How each argument of a backend operation becomes a field of its action:
 #: the caller's value, which may be bad (the operation then refuses it), made
 #: to fit the field's types in ``_logging``.
@@ -98,6 +109,7 @@ _AS_FIELD: dict[str, Callable[[object], object]] = {
     "snapshot": str,
     "base": _text_or_none,
     "maximum_size": _int_or_none,
+    "read_only": _bool_or_none,
 }
 
 
@@ -111,9 +123,10 @@ def logged_operation(
     :func:`logged` for an :class:`IVolumeBackend` method of a ``backend``.
 
     :param arguments: The method's arguments as given (``dataset_id``,
-        ``new_dataset_id``, ``snapshot``, ``base``, ``maximum_size``); ids
-        and snapshot names are logged as text, a ``base`` that is not text
-        and a ``maximum_size`` that is not an int as null.
+        ``new_dataset_id``, ``snapshot``, ``base``, ``maximum_size``,
+        ``read_only``); ids and snapshot names are logged as text, a
+        ``base`` that is not text, a ``maximum_size`` that is not an int and
+        a ``read_only`` that is not a bool as null.
     """
     fields = {name: _AS_FIELD[name](value) for name, value in arguments.items()}
     return logged(action_type, body, backend=backend, **fields)

@@ -8,6 +8,23 @@ named snapshots.  Snapshots can be rolled back to, cloned into new datasets
 and sent to another node as a byte stream, in full or (where the backend
 can) as the difference from an earlier snapshot.
 
+Read-only datasets
+==================
+
+Only a dataset's primary copy may change through its path: a standing
+replica, or a copy being moved in, must not.  A dataset can therefore be
+*read-only* (:meth:`IVolumeBackend.set_read_only`,
+:attr:`DatasetInfo.read_only`): writes through its path are refused
+(``EROFS``/``EACCES``, even for root) where the backend's
+:attr:`Capabilities.enforces_read_only` says so, and only recorded
+otherwise.  The flag belongs to the dataset on disk, so a new backend
+object (a restarted agent) sees it.  It never stands in the way of the
+backend's own operations: snapshots, ``send``, an incremental ``receive``,
+``rollback``, ``destroy``, ``destroy_snapshot`` and ``clone`` work as
+usual.  A full ``receive`` makes a read-only dataset (a copy from another
+node, not yet exposed); an incremental one keeps the flag as it was;
+``create`` and ``clone`` make writable datasets.
+
 Streams
 =======
 
@@ -53,12 +70,16 @@ class DatasetInfo(PClass):
     :ivar used: Bytes the dataset's current contents occupy (snapshots not
         counted; ZFS's ``referenced``).
     :ivar maximum_size: The size limit in bytes, or ``None`` for no limit.
+    :ivar read_only: Whether writes through ``path`` are refused (see
+        :meth:`IVolumeBackend.set_read_only`; where the backend does not
+        enforce it, only that the flag is set).
     """
 
     dataset_id = field(type=str, mandatory=True)
     path = field(type=str, mandatory=True)
     used = field(type=int, mandatory=True, initial=0)
     maximum_size = field(type=(int, type(None)), mandatory=True, initial=None)
+    read_only = field(type=bool, mandatory=True, initial=False)
 
 
 class SnapshotInfo(PClass):
@@ -98,6 +119,9 @@ class Capabilities(PClass):
         it) fails with :class:`DependentClones` until the clone is gone.
     :ivar default_maximum_size: the maximum size a dataset created without
         one gets (``None``: unlimited).
+    :ivar enforces_read_only: writes through the path of a read-only
+        dataset fail with ``EROFS`` or ``EACCES``, even for root.  When
+        false the flag is only recorded and reported.
     """
 
     constant_time_clone = field(type=bool, mandatory=True)
@@ -109,6 +133,7 @@ class Capabilities(PClass):
     enforces_maximum_size = field(type=bool, mandatory=True)
     clones_depend_on_origin = field(type=bool, mandatory=True)
     default_maximum_size = field(type=(int, type(None)), mandatory=True)
+    enforces_read_only = field(type=bool, mandatory=True)
 
 
 # --------------------------------------------------------------------------
@@ -250,7 +275,8 @@ class IStreamSink(IConsumer):
         snapshot and its contents equal that snapshot's.  For an
         incremental receive, snapshots after ``base`` and changes not in a
         snapshot are discarded; earlier snapshots stay.  A full receive
-        creates the dataset with just the received snapshot.
+        creates the dataset with just the received snapshot, read-only;
+        an incremental receive keeps the dataset's ``read_only`` flag.
 
         :return: A Deferred firing with ``None``, or failing with
             :class:`BadStream` (truncated, corrupt or mismatched stream); in
@@ -289,7 +315,7 @@ class IVolumeBackend(Interface):
         dataset_id: str, maximum_size: int | None = None
     ) -> Deferred[DatasetInfo]:
         """
-        Create an empty, mounted dataset.
+        Create an empty, mounted, writable dataset.
 
         :param maximum_size: The size limit in bytes; ``None`` means the
             backend's ``capabilities.default_maximum_size``.
@@ -323,6 +349,19 @@ class IVolumeBackend(Interface):
             the limit is below what the dataset uses; or
             :class:`ResizeNotSupported` for a change the capabilities rule
             out.
+        """
+
+    def set_read_only(dataset_id: str, read_only: bool) -> Deferred[DatasetInfo]:
+        """
+        Make the dataset's mounted filesystem read-only, or writable again.
+
+        See "Read-only datasets" in the module docstring.  Idempotent:
+        setting the flag it already has changes nothing.  Making a dataset
+        read-only may fail if a process holds one of its files open for
+        writing.
+
+        :return: The new :class:`DatasetInfo` (its ``read_only`` is
+            ``read_only``); fails with :class:`UnknownDataset`.
         """
 
     def snapshot(dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
@@ -360,7 +399,8 @@ class IVolumeBackend(Interface):
         Create a new dataset whose contents are those of a snapshot.
 
         The clone is independent: writes to either do not show in the
-        other.  It has no snapshots and the default maximum size (where the
+        other.  It is writable (even if the origin is read-only), has no
+        snapshots and the default maximum size (where the
         size is part of the data, as with loopback images, the origin's).
         Fails
         with :class:`UnknownDataset`, :class:`UnknownSnapshot` or

@@ -17,6 +17,9 @@ BASE = Field.for_types(
 MAXIMUM_SIZE = Field.for_types(
     "maximum_size", [int, type(None)], "A size limit in bytes, or null: none."
 )
+READ_ONLY = Field.for_types(
+    "read_only", [bool, type(None)], "Whether a dataset is to be read-only."
+)
 BYTES = Field.for_types("bytes", [int], "How many bytes of a stream passed.")
 REASON = Field.for_types("reason", [str], "Why something failed.")
 
@@ -32,6 +35,11 @@ GET = _action("get", [DATASET_ID], "A dataset's details are looked up.")
 LIST_DATASETS = _action("list_datasets", [], "The datasets are listed.")
 SET_MAXIMUM_SIZE = _action(
     "set_maximum_size", [DATASET_ID, MAXIMUM_SIZE], "A size limit changes."
+)
+SET_READ_ONLY = _action(
+    "set_read_only",
+    [DATASET_ID, READ_ONLY],
+    "A dataset becomes read-only or writable again.",
 )
 SNAPSHOT_ACTION = _action("snapshot", [DATASET_ID, SNAPSHOT], "A snapshot is taken.")
 LIST_SNAPSHOTS = _action("list_snapshots", [DATASET_ID], "Snapshots are listed.")

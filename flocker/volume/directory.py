@@ -4,7 +4,7 @@ The directory backend: datasets as plain directories; no root needed.
 The embedded default for development and for machines without ZFS.  Layout
 under ``root``::
 
-    datasets/<id>/meta.json           maximum size, snapshots in order
+    datasets/<id>/meta.json           maximum size, read-only flag, snapshots
     datasets/<id>/data/               the dataset (its mount path)
     datasets/<id>/snapshots/<name>/   a full copy per snapshot
     tmp/                              receives and copies in progress
@@ -12,7 +12,10 @@ under ``root``::
 Snapshots and clones are copies (``cp -a --reflink=auto``: instant where the
 filesystem can share blocks, e.g. btrfs or xfs).  Hard-link trees would be
 unsafe because programs modify files in place.  The maximum size is
-recorded but not enforced.
+recorded but not enforced, and so is the read-only flag
+(``enforces_read_only`` is false): plain directories have no read-only
+mount, and file modes do not stop root.  A full receive records its dataset
+read-only, as the interface says.
 
 Streams (format ``flocker-tar-v1``): a JSON header line (snapshot name,
 creation time, base), a tar of the snapshot, and the SHA-256 of all that.
@@ -35,6 +38,7 @@ from zope.interface import implementer
 from ._common import (
     check_dataset_id,
     check_maximum_size,
+    check_read_only,
     check_send_arguments,
     check_snapshot_name,
     logged_operation,
@@ -70,6 +74,7 @@ from ._logging import (
     ROLLBACK,
     SEND,
     SET_MAXIMUM_SIZE,
+    SET_READ_ONLY,
     SNAPSHOT_ACTION,
 )
 
@@ -108,6 +113,7 @@ class DirectoryVolumeBackend:
             enforces_maximum_size=False,
             clones_depend_on_origin=False,
             default_maximum_size=default_maximum_size,
+            enforces_read_only=False,
         )
 
     def recover(self) -> Deferred[None]:
@@ -131,6 +137,7 @@ class DirectoryVolumeBackend:
             path=data,
             used=await self._used(data),
             maximum_size=meta["maximum_size"],
+            read_only=meta.get("read_only", False),
         )
 
     async def _copy(self, source: str, destination: str) -> None:
@@ -150,12 +157,14 @@ class DirectoryVolumeBackend:
         maximum_size: int | None,
         content: str | None,
         snapshots: list[tuple[SnapshotInfo, str]] = [],  # noqa: B006 (not mutated)
+        read_only: bool = False,
     ) -> None:
         """
         Build a dataset in ``tmp/`` and rename it into place.
 
         :param content: A tree to copy as the data, or None for empty.
         :param snapshots: Snapshots with trees to *move* into the dataset.
+        :param read_only: The flag the new dataset records.
         """
         work = self._store.temporary_dir()
         try:
@@ -170,6 +179,7 @@ class DirectoryVolumeBackend:
                 work,
                 {
                     "maximum_size": maximum_size,
+                    "read_only": read_only,
                     "snapshots": snapshot_records([s for s, _ in snapshots]),
                 },
             )
@@ -250,6 +260,24 @@ class DirectoryVolumeBackend:
             _KIND,
             dataset_id=dataset_id,
             maximum_size=maximum_size,
+        )
+
+    def set_read_only(
+        self, dataset_id: str, read_only: bool
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.set_read_only` (recorded only)."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            flag = check_read_only(read_only)
+            meta = await self._store.meta(key)
+            if meta.get("read_only", False) != flag:
+                meta["read_only"] = flag
+                await self._store.write_meta(self._store.dataset_dir(key), meta)
+            return await self._info(key)
+
+        return logged_operation(
+            SET_READ_ONLY, run, _KIND, dataset_id=dataset_id, read_only=read_only
         )
 
     def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
@@ -376,6 +404,7 @@ class DirectoryVolumeBackend:
                         self.capabilities.default_maximum_size,
                         tree,
                         [(info, tree)],
+                        read_only=True,
                     )
                 else:
                     await self._commit_incremental(key, base, info, tree, work)

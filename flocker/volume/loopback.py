@@ -3,7 +3,7 @@ The loopback backend: an ext4 filesystem in a sparse file per dataset.
 
 Layout under ``root`` (needs root privileges for ``losetup`` and ``mount``)::
 
-    datasets/<id>/meta.json               snapshots in order
+    datasets/<id>/meta.json               read-only flag, snapshots in order
     datasets/<id>/image                   the sparse ext4 image
     datasets/<id>/mnt/                    where it is mounted (the path)
     datasets/<id>/snapshots/<name>.img    a copy of the image per snapshot
@@ -18,6 +18,16 @@ blocks in use.  The maximum size is the image's size: it grows (unmounted, with
 (:class:`ResizeNotSupported`); clones and received datasets keep the size of
 their image.
 
+A read-only dataset is mounted ``-o ro``, so ext4 refuses every write with
+``EROFS``, root's too.  ``read_only`` in ``meta.json`` is the authority, so
+it survives a new backend object and a reboot: ``set_read_only`` records it
+first, then remounts (``mount -o remount,ro|rw``), and whenever the backend
+mounts a dataset or looks at it (``get``, ``list_datasets``) it mounts it,
+or remounts it, to match; a crash between the two steps is thus repaired on
+the next look.  Snapshots (``fsfreeze`` works on a read-only ext4), sends,
+rollbacks and receives work on the images and keep the flag; a full receive
+records its new dataset read-only.
+
 Streams (format ``flocker-ext4-image-v1``): a JSON header line, a sparse tar
 of the snapshot's image, and a SHA-256 of all that.  They always carry the
 whole image.  A received image is checked with ``e2fsck -n`` under ``tmp/``
@@ -28,7 +38,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import cast
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
@@ -39,6 +49,7 @@ from ..common import CommandFailed, CommandResult, retry_failure, run_command
 from ._common import (
     check_dataset_id,
     check_maximum_size,
+    check_read_only,
     check_send_arguments,
     check_snapshot_name,
     logged_operation,
@@ -75,6 +86,7 @@ from ._logging import (
     ROLLBACK,
     SEND,
     SET_MAXIMUM_SIZE,
+    SET_READ_ONLY,
     SNAPSHOT_ACTION,
 )
 
@@ -86,6 +98,16 @@ DEFAULT_SIZE = 1024 * 1024 * 1024
 def _used(path: str) -> int:
     stat = os.statvfs(path)
     return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+
+
+def _mounted_read_only(path: str) -> bool:
+    """Whether the filesystem mounted at ``path`` is mounted read-only."""
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def _read_only(meta: dict[str, Any]) -> bool:
+    """The read-only flag recorded in a dataset's metadata."""
+    return bool(meta.get("read_only", False))
 
 
 def _single_file(directory: str) -> str | None:
@@ -127,6 +149,7 @@ class LoopbackVolumeBackend:
             enforces_maximum_size=True,
             clones_depend_on_origin=False,
             default_maximum_size=default_maximum_size,
+            enforces_read_only=True,
         )
 
     def recover(self) -> Deferred[None]:
@@ -168,10 +191,16 @@ class LoopbackVolumeBackend:
         )
         return result.exit_code == 0
 
-    async def _mount(self, dataset_id: str) -> None:
-        """Attach and mount the dataset's image, unless it already is."""
+    async def _mount(self, dataset_id: str, read_only: bool) -> None:
+        """
+        Attach and mount the dataset's image (read-only or not), unless it
+        already is; remount it if it is mounted the other way.
+        """
         mnt = self._mnt(dataset_id)
+        mode = "ro" if read_only else "rw"
         if await self._is_mounted(mnt):
+            if await self._store.in_thread(_mounted_read_only, mnt) != read_only:
+                await self._run("mount", "-o", f"remount,{mode}", mnt)
             return
         image = self._image(dataset_id)
         devices = await self._devices(image)
@@ -188,7 +217,7 @@ class LoopbackVolumeBackend:
             )
             device = result.stdout.decode().strip()
         try:
-            await self._run("mount", "-t", "ext4", device, mnt)
+            await self._run("mount", "-t", "ext4", "-o", mode, device, mnt)
         except BaseException:
             await run_command(self._reactor, ["losetup", "-d", device], check=False)
             raise
@@ -207,8 +236,8 @@ class LoopbackVolumeBackend:
             await run_command(self._reactor, ["losetup", "-d", device], check=False)
 
     async def _info(self, dataset_id: str) -> DatasetInfo:
-        await self._store.meta(dataset_id)
-        await self._mount(dataset_id)
+        read_only = _read_only(await self._store.meta(dataset_id))
+        await self._mount(dataset_id, read_only)
         mnt = self._mnt(dataset_id)
         return DatasetInfo(
             dataset_id=dataset_id,
@@ -217,6 +246,7 @@ class LoopbackVolumeBackend:
             maximum_size=await self._store.in_thread(
                 os.path.getsize, self._image(dataset_id)
             ),
+            read_only=read_only,
         )
 
     async def _install(
@@ -225,12 +255,14 @@ class LoopbackVolumeBackend:
         image: str,
         snapshots: list[tuple[SnapshotInfo, str]],
         copy_image: bool,
+        read_only: bool = False,
     ) -> None:
         """
         Build a dataset in ``tmp/`` from an image and rename it into place.
 
         :param image: The image file; copied if ``copy_image``, else moved.
         :param snapshots: Snapshot images to move into the dataset.
+        :param read_only: The new dataset's flag (and how it is mounted).
         """
         work = self._store.temporary_dir()
         try:
@@ -246,14 +278,18 @@ class LoopbackVolumeBackend:
                     path, os.path.join(work, "snapshots", f"{info.name}.img")
                 )
             await self._store.write_meta(
-                work, {"snapshots": snapshot_records([s for s, _ in snapshots])}
+                work,
+                {
+                    "read_only": read_only,
+                    "snapshots": snapshot_records([s for s, _ in snapshots]),
+                },
             )
             if await self._store.exists(dataset_id):
                 raise DatasetExists(dataset_id)
             await self._store.rename(work, self._dir(dataset_id))
         finally:
             await self._store.remove(work)
-        await self._mount(dataset_id)
+        await self._mount(dataset_id, read_only)
 
     # -- IVolumeBackend ----------------------------------------------------
 
@@ -339,7 +375,7 @@ class LoopbackVolumeBackend:
                     )
                     await self._run("resize2fs", image)
                 finally:
-                    await self._mount(key)
+                    await self._mount(key, current.read_only)
             return await self._info(key)
 
         return logged_operation(
@@ -348,6 +384,32 @@ class LoopbackVolumeBackend:
             _KIND,
             dataset_id=dataset_id,
             maximum_size=maximum_size,
+        )
+
+    def set_read_only(
+        self, dataset_id: str, read_only: bool
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.set_read_only`; records it, then remounts."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            flag = check_read_only(read_only)
+            meta = await self._store.meta(key)
+            if _read_only(meta) != flag:
+                meta["read_only"] = flag
+                await self._store.write_meta(self._dir(key), meta)
+                try:
+                    await self._mount(key, flag)
+                except BaseException:
+                    # E.g. "busy": a file is open for writing.  Keep the
+                    # record true to the mount.
+                    meta["read_only"] = not flag
+                    await self._store.write_meta(self._dir(key), meta)
+                    raise
+            return await self._info(key)
+
+        return logged_operation(
+            SET_READ_ONLY, run, _KIND, dataset_id=dataset_id, read_only=read_only
         )
 
     def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
@@ -359,7 +421,7 @@ class LoopbackVolumeBackend:
             meta = await self._store.meta(key)
             if name in [s.name for s in snapshot_infos(meta)]:
                 raise SnapshotExists(key, name)
-            await self._mount(key)
+            await self._mount(key, _read_only(meta))
             info = SnapshotInfo(name=name, created=time.time())
             mnt = self._mnt(key)
             await self._run("fsfreeze", "-f", mnt)
@@ -385,13 +447,13 @@ class LoopbackVolumeBackend:
 
         return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
 
-    async def _put_image(self, key: str, image: str) -> None:
-        """Unmount, copy ``image`` over the dataset's image, mount."""
+    async def _put_image(self, key: str, image: str, read_only: bool) -> None:
+        """Unmount, copy ``image`` over the dataset's image, mount (read-only?)."""
         await self._unmount(key)
         try:
             await self._copy_image(image, self._image(key))
         finally:
-            await self._mount(key)
+            await self._mount(key, read_only)
 
     def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.rollback`."""
@@ -400,7 +462,9 @@ class LoopbackVolumeBackend:
             key = check_dataset_id(dataset_id)
             await self._store.require_snapshot(key, name)
             meta = await self._store.meta(key)
-            await self._put_image(key, self._store.snapshot_path(key, name))
+            await self._put_image(
+                key, self._store.snapshot_path(key, name), _read_only(meta)
+            )
             await self._store.drop_snapshots_after(key, meta, name)
 
         return logged_operation(
@@ -486,7 +550,9 @@ class LoopbackVolumeBackend:
                 if check.exit_code != 0:
                     raise BadStream("the received image is not a clean ext4")
                 if base is None:
-                    await self._install(key, image, [(info, image)], copy_image=True)
+                    await self._install(
+                        key, image, [(info, image)], copy_image=True, read_only=True
+                    )
                 else:
                     await self._commit_incremental(key, base, info, image, work)
 
@@ -507,7 +573,7 @@ class LoopbackVolumeBackend:
         """Put a received image after ``base``, dropping later snapshots."""
         meta = await self._store.meta(key)
         check_received(key, snapshot_infos(meta), base, info.name)
-        await self._put_image(key, image)
+        await self._put_image(key, image, _read_only(meta))
         kept = await self._store.move_snapshots_after(
             key, snapshot_infos(meta), base, os.path.join(work, "trash")
         )

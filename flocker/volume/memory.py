@@ -5,8 +5,14 @@ It passes the same contract suite as the real backends.  A dataset's
 contents are a mapping of relative file paths to bytes, read and written
 with :meth:`MemoryVolumeBackend.read_files` and
 :meth:`MemoryVolumeBackend.write_file` (the fake's stand-in for writing
-under the mount path, which is a made-up path here).  Every Deferred it
-returns has already fired, so it works under ``SynchronousTestCase``.
+under the mount path, which is a made-up path here).  Like a real
+filesystem mounted read-only, a read-only dataset refuses
+:meth:`~MemoryVolumeBackend.write_file` and
+:meth:`~MemoryVolumeBackend.delete_file` with ``OSError(EROFS)``
+(``enforces_read_only``), while the backend's own operations still work.
+:meth:`~MemoryVolumeBackend.reopened` gives a second backend object over the
+same datasets, as a restarted agent process would find them.  Every Deferred
+it returns has already fired, so it works under ``SynchronousTestCase``.
 
 Its streams (format ``flocker-memory-v1``) are JSON followed by a SHA-256
 trailer; an incremental stream carries only changed and deleted files.
@@ -28,6 +34,7 @@ from zope.interface import implementer
 from ._common import (
     check_dataset_id,
     check_maximum_size,
+    check_read_only,
     check_send_arguments,
     check_send_names,
     check_snapshot_name,
@@ -63,6 +70,7 @@ from ._logging import (
     ROLLBACK,
     SEND,
     SET_MAXIMUM_SIZE,
+    SET_READ_ONLY,
     SNAPSHOT_ACTION,
 )
 from ._streams import DIGEST_SIZE, BytesStreamSource, DigestTrailer
@@ -83,11 +91,12 @@ class _Snapshot:
 
 @attrs.define
 class _Dataset:
-    """One dataset's files, size limit and snapshots."""
+    """One dataset's files, size limit, snapshots and read-only flag."""
 
     files: Files
     maximum_size: int | None
     snapshots: list[_Snapshot] = attrs.Factory(list)
+    read_only: bool = False
 
     def snapshot(self, name: str) -> _Snapshot | None:
         """The snapshot called ``name``, if any."""
@@ -122,6 +131,7 @@ class MemoryVolumeBackend:
         :param clock: Gives snapshot creation times (default: the real time).
         :param default_maximum_size: The limit of a dataset created without one.
         """
+        self._clock = clock
         self._now: Callable[[], float] = (
             clock.seconds if clock is not None else time.time
         )
@@ -136,13 +146,36 @@ class MemoryVolumeBackend:
             enforces_maximum_size=True,
             clones_depend_on_origin=False,
             default_maximum_size=default_maximum_size,
+            enforces_read_only=True,
         )
 
     # -- the fake's own API ------------------------------------------------
 
-    def write_file(self, dataset_id: str, path: str, data: bytes) -> None:
-        """Write a file into a dataset, honouring its maximum size."""
+    def reopened(self) -> MemoryVolumeBackend:
+        """
+        A new backend object over the same datasets (shared, not copied),
+        with the same clock and default size: what an agent process
+        restarted after a crash finds on the node.
+        """
+        other = MemoryVolumeBackend(
+            self._clock, self.capabilities.default_maximum_size
+        )
+        other._datasets = self._datasets
+        return other
+
+    def _writable(self, dataset_id: str, path: str) -> _Dataset:
+        """The dataset, or ``OSError(EROFS)`` if it is read-only."""
         dataset = self._dataset(check_dataset_id(dataset_id))
+        if dataset.read_only:
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return dataset
+
+    def write_file(self, dataset_id: str, path: str, data: bytes) -> None:
+        """
+        Write a file into a dataset, honouring its maximum size; fails with
+        ``OSError(EROFS)`` if the dataset is read-only.
+        """
+        dataset = self._writable(dataset_id, path)
         files = dict(dataset.files)
         files[path] = data
         if dataset.maximum_size is not None and _used(files) > dataset.maximum_size:
@@ -150,8 +183,11 @@ class MemoryVolumeBackend:
         dataset.files = files
 
     def delete_file(self, dataset_id: str, path: str) -> None:
-        """Delete a file from a dataset."""
-        del self._dataset(check_dataset_id(dataset_id)).files[path]
+        """
+        Delete a file from a dataset; fails with ``OSError(EROFS)`` if the
+        dataset is read-only.
+        """
+        del self._writable(dataset_id, path).files[path]
 
     def read_files(self, dataset_id: str) -> Files:
         """A copy of a dataset's files."""
@@ -178,6 +214,7 @@ class MemoryVolumeBackend:
             path=f"/flocker-memory/{dataset_id}",
             used=_used(dataset.files),
             maximum_size=dataset.maximum_size,
+            read_only=dataset.read_only,
         )
 
     # -- IVolumeBackend ----------------------------------------------------
@@ -247,6 +284,21 @@ class MemoryVolumeBackend:
             _KIND,
             dataset_id=dataset_id,
             maximum_size=maximum_size,
+        )
+
+    def set_read_only(
+        self, dataset_id: str, read_only: bool
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.set_read_only`."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            flag = check_read_only(read_only)
+            self._dataset(key).read_only = flag
+            return self._info(key)
+
+        return logged_operation(
+            SET_READ_ONLY, run, _KIND, dataset_id=dataset_id, read_only=read_only
         )
 
     def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
@@ -420,6 +472,7 @@ class MemoryVolumeBackend:
             kept: list[_Snapshot] = []
             files: Files = {}
             maximum_size = self.capabilities.default_maximum_size
+            read_only = True  # a copy from another node, not yet exposed
         else:
             dataset = self._datasets.get(dataset_id)
             origin = dataset.snapshot(base) if dataset is not None else None
@@ -428,6 +481,7 @@ class MemoryVolumeBackend:
             kept = dataset.snapshots[: dataset.snapshots.index(origin) + 1]
             files = dict(origin.files)
             maximum_size = dataset.maximum_size
+            read_only = dataset.read_only
         if any(s.info.name == name for s in kept):
             raise BadStream(f"dataset {dataset_id} already has snapshot {name!r}")
         for path in deleted:
@@ -437,7 +491,10 @@ class MemoryVolumeBackend:
             info=SnapshotInfo(name=name, created=created), files=dict(files)
         )
         self._datasets[dataset_id] = _Dataset(
-            files=files, maximum_size=maximum_size, snapshots=[*kept, snapshot]
+            files=files,
+            maximum_size=maximum_size,
+            snapshots=[*kept, snapshot],
+            read_only=read_only,
         )
 
 

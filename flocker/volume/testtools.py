@@ -4,7 +4,8 @@ The contract every :class:`IVolumeBackend` passes, and stream test helpers.
 :func:`make_volume_backend_tests` builds a pytest test class from a harness
 factory; each backend (real and fake) subclasses it in one line.  A harness
 makes backend instances (two of them act as two nodes for send/receive),
-writes and reads the files of a dataset, and cleans up afterwards.
+reopens a backend's storage with a new backend object (as a restarted agent
+would), writes and reads the files of a dataset, and cleans up afterwards.
 
 :class:`BytesConsumer`, :func:`stream_bytes` and :func:`feed` move stream
 bytes in tests (of this package and of the transfer protocol).
@@ -141,6 +142,9 @@ class VolumeHarness(Protocol):
     async def make_backend(self) -> IVolumeBackend:
         """A new, empty backend instance (another "node")."""
 
+    async def reopen(self, backend: IVolumeBackend) -> IVolumeBackend:
+        """A new backend object on the same storage as ``backend``."""
+
     def write_file(
         self, backend: IVolumeBackend, info: DatasetInfo, path: str, data: bytes
     ) -> None:
@@ -162,6 +166,11 @@ class MemoryHarness:
     async def make_backend(self) -> IVolumeBackend:
         """A new in-memory backend."""
         return MemoryVolumeBackend()
+
+    async def reopen(self, backend: IVolumeBackend) -> IVolumeBackend:
+        """A new in-memory backend over the same datasets."""
+        assert isinstance(backend, MemoryVolumeBackend)
+        return backend.reopened()
 
     def write_file(
         self, backend: IVolumeBackend, info: DatasetInfo, path: str, data: bytes
@@ -191,12 +200,17 @@ class FilesystemHarness:
         self,
         make: Callable[[], Awaitable[IVolumeBackend]],
         cleanup: Callable[[list[IVolumeBackend]], Awaitable[None]] | None = None,
+        *,
+        reopen: Callable[[IVolumeBackend], Awaitable[IVolumeBackend]],
     ) -> None:
         """
         :param make: Makes a new backend instance.
         :param cleanup: Called with every backend made, after the test.
+        :param reopen: Makes a new backend object on the storage of one
+            that ``make`` made (same pool, same root directory).
         """
         self._make = make
+        self._reopen = reopen
         self._cleanup = cleanup
         self.backends: list[IVolumeBackend] = []
 
@@ -205,6 +219,12 @@ class FilesystemHarness:
         backend = await self._make()
         self.backends.append(backend)
         return backend
+
+    async def reopen(self, backend: IVolumeBackend) -> IVolumeBackend:
+        """A new backend object on ``backend``'s storage."""
+        again = await self._reopen(backend)
+        self.backends.append(again)
+        return again
 
     def write_file(
         self, backend: IVolumeBackend, info: DatasetInfo, path: str, data: bytes
@@ -296,9 +316,11 @@ def make_volume_backend_tests(
         it can use fixtures such as ``make_zfs_pool`` or ``tmp_path``);
         returns a :class:`VolumeHarness`.
     """
+    # Imported here: the read-only tests use this module's helpers.
+    from ._read_only_contract import ReadOnlyContract
 
-    class VolumeBackendTests:
-        """The IVolumeBackend contract."""
+    class VolumeBackendTests(ReadOnlyContract):
+        """The IVolumeBackend contract (read-only datasets: the base class)."""
 
         @pytest_twisted.async_yield_fixture
         async def harness(self, request: pytest.FixtureRequest, eliot_logger: Any) -> Any:
@@ -336,6 +358,7 @@ def make_volume_backend_tests(
             """A created dataset is empty, listed and found by ``get``."""
             info = await backend.create(ID1.upper())
             assert info.dataset_id == ID1
+            assert info.read_only is False
             assert info.maximum_size == backend.capabilities.default_maximum_size
             assert await backend.get(ID1) == info
             assert [d.dataset_id for d in await backend.list_datasets()] == [ID1]
@@ -364,7 +387,9 @@ def make_volume_backend_tests(
             """Ids that are not UUIDs and bad snapshot names are refused."""
             await _fails(backend.create("not-a-uuid"), InvalidName)
             await _fails(backend.create(ID1, maximum_size=-1), InvalidName)
+            await _fails(backend.set_read_only("not-a-uuid", True), InvalidName)
             await backend.create(ID1)
+            await _fails(backend.set_read_only(ID1, "yes"), InvalidName)  # type: ignore[arg-type]
             for name in ["", "-x", "a/b", "a@b", "a b", "x" * 300]:
                 await _fails(backend.snapshot(ID1, name), InvalidName)
             assert await backend.list_snapshots(ID1) == []
@@ -387,6 +412,8 @@ def make_volume_backend_tests(
             calls: list[Callable[[], Deferred[Any]]] = [
                 lambda: backend.get(UNKNOWN),
                 lambda: backend.set_maximum_size(UNKNOWN, 64 * MiB),
+                lambda: backend.set_read_only(UNKNOWN, True),
+                lambda: backend.set_read_only(UNKNOWN, False),
                 lambda: backend.snapshot(UNKNOWN, "s"),
                 lambda: backend.list_snapshots(UNKNOWN),
                 lambda: backend.rollback(UNKNOWN, "s"),
@@ -625,10 +652,11 @@ def make_volume_backend_tests(
             self, harness: VolumeHarness, backend: IVolumeBackend, diverge: bool = True
         ) -> tuple[IVolumeBackend, bytes, Files, Files]:
             """
-            Send s1 in full to another backend, then (``diverge``) change
-            things there: a later snapshot and unsaved changes.  Without,
-            the base of the s1->s2 stream is the receiver's newest snapshot,
-            as in every round of a move.
+            Send s1 in full to another backend, then (``diverge``) make the
+            received copy writable and change things there: a later
+            snapshot and unsaved changes.  Without, the base of the s1->s2
+            stream is the receiver's newest snapshot, as in every round of
+            a move, and the received copy stays read-only.
 
             :return: The other backend, the incremental s1->s2 stream, the
                 files of s2, and the other backend's files before receiving.
@@ -646,6 +674,7 @@ def make_volume_backend_tests(
             stream = await stream_bytes(await backend.send(ID1, "s2", base="s1"))
             there = await other.get(ID1)
             if diverge:
+                there = await other.set_read_only(ID1, False)
                 harness.write_file(other, there, "local", b"local change")
                 await other.snapshot(ID1, "local-snap")
                 harness.write_file(other, there, "unsaved", b"unsaved change")

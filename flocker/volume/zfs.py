@@ -3,10 +3,38 @@ The ZFS backend: one pool per node, one filesystem per dataset.
 
 Datasets are ``<pool>/<dataset id>``, marked with the user property
 ``org.flocker:dataset-id``; snapshots are ``<pool>/<id>@<name>``; the
-maximum size is ``refquota``.  Every command goes through
-:func:`flocker.common.run_command`, and only commands that work with both
-kernel ZFS and zfs-fuse are used (``zfs get -Hp`` rather than
-``zfs list -p``; unmount before rename; retry "dataset is busy").
+maximum size is ``refquota``; a read-only dataset has ``readonly=on``.
+Every command goes through :func:`flocker.common.run_command`, and only
+commands that work with both kernel ZFS and zfs-fuse are used (``zfs get
+-Hp`` rather than ``zfs list -p``; unmount before rename; retry "dataset is
+busy"; mount read-only datasets with ``-o ro``).
+
+Read-only datasets
+==================
+
+The ``readonly`` property is the record, so it survives a new backend
+object, a reboot and a ``zfs rename``; ``zfs send`` (without ``-p``) does
+not carry it.  Kernel ZFS mounts by it and remounts when it is set.
+zfs-fuse does neither: ``zfs mount`` mounts read-write whatever the
+property says, and ``zfs set readonly=on`` on a mounted filesystem refuses
+new files but still lets existing ones be written.  And while a filesystem
+is mounted, ``zfs get readonly`` reports how it is *mounted* (source
+``temporary`` when that differs from the property).  So:
+
+* every mount of a filesystem goes through :meth:`ZFSVolumeBackend._mount`,
+  which passes ``-o ro`` when its (then unmounted, so truly stored)
+  property is on;
+* ``set_read_only`` sets the property, and if the mount did not follow
+  (zfs-fuse), unmounts and mounts the dataset again;
+* ``get`` and ``list_datasets`` report ``readonly`` as ZFS gives it: the
+  mount's mode, i.e. what a write through the path meets.
+
+Snapshots, sends, receives, rollbacks and clones work on a read-only
+dataset (ZFS's own operations ignore the property).  A clone does not
+inherit the property of its origin, so it is writable.  A full receive's
+temporary filesystem gets ``readonly=on`` before it is renamed into place;
+an incremental receive by clone and promote copies the target's value onto
+the temporary filesystem before the swap.
 
 Receiving
 =========
@@ -61,6 +89,7 @@ from ..common import CommandFailed, CommandResult, retry_failure, run_command
 from ._common import (
     check_dataset_id,
     check_maximum_size,
+    check_read_only,
     check_send_arguments,
     check_send_names,
     check_snapshot_name,
@@ -93,6 +122,7 @@ from ._logging import (
     ROLLBACK,
     SEND,
     SET_MAXIMUM_SIZE,
+    SET_READ_ONLY,
     SNAPSHOT_ACTION,
 )
 from ._streams import ProcessStreamSink, ProcessStreamSource
@@ -103,7 +133,7 @@ TEMPORARY_PREFIX = "flocker-recv-"
 OLD_PREFIX = "flocker-old-"
 TARGET_PROPERTY = "org.flocker:receiving-into"
 _KIND = "zfs"
-_PROPERTIES = f"mountpoint,mounted,referenced,refquota,{ID_PROPERTY}"
+_PROPERTIES = f"mountpoint,mounted,referenced,refquota,readonly,{ID_PROPERTY}"
 
 
 def _busy(error: BaseException) -> bool:
@@ -151,6 +181,7 @@ class ZFSVolumeBackend:
             enforces_maximum_size=True,
             clones_depend_on_origin=True,
             default_maximum_size=default_maximum_size,
+            enforces_read_only=True,
         )
 
     # -- helpers -----------------------------------------------------------
@@ -230,10 +261,19 @@ class ZFSVolumeBackend:
             await self._retrying("rename", old, new)
         finally:
             for name in clones:
-                await self._zfs("mount", name, check=False)
+                await self._mount(name, check=False)
             # A failed mount is not a failed rename; get() mounts it later.
             renamed = not await self._exists(old)
-            await self._zfs("mount", new if renamed else old, check=False)
+            await self._mount(new if renamed else old, check=False)
+
+    async def _mount(self, name: str, check: bool = True) -> None:
+        """
+        Mount an unmounted filesystem, with ``-o ro`` if its ``readonly``
+        property is on (zfs-fuse's ``zfs mount`` ignores the property).
+        """
+        got = await self._zfs("get", "-H", "-o", "value", "readonly", name, check=False)
+        options = ["-o", "ro"] if got.stdout.strip() == b"on" else []
+        await self._zfs("mount", *options, name, check=check)
 
     async def _info(self, dataset_id: str) -> DatasetInfo:
         name = self._name(dataset_id)
@@ -247,9 +287,13 @@ class ZFSVolumeBackend:
         return self._to_info(dataset_id, values)
 
     async def _ensure_mounted(self, name: str, values: dict[str, str]) -> None:
-        """Mount a dataset found unmounted (zfs-fuse restarts leave them so)."""
+        """
+        Mount a dataset found unmounted (zfs-fuse restarts leave them so),
+        read-only if its ``readonly`` (stored, as it is unmounted) is on.
+        """
         if values.get("mounted") == "no":
-            await self._zfs("mount", name, check=False)
+            options = ["-o", "ro"] if values.get("readonly") == "on" else []
+            await self._zfs("mount", *options, name, check=False)
 
     def _to_info(self, dataset_id: str, values: dict[str, str]) -> DatasetInfo:
         quota = int(values.get("refquota", "0") or 0)
@@ -258,6 +302,7 @@ class ZFSVolumeBackend:
             path=values.get("mountpoint", ""),
             used=int(values.get("referenced", "0") or 0),
             maximum_size=quota or None,
+            read_only=values.get("readonly") == "on",
         )
 
     async def _list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
@@ -389,6 +434,35 @@ class ZFSVolumeBackend:
             _KIND,
             dataset_id=dataset_id,
             maximum_size=maximum_size,
+        )
+
+    def set_read_only(
+        self, dataset_id: str, read_only: bool
+    ) -> Deferred[DatasetInfo]:
+        """See :meth:`IVolumeBackend.set_read_only` and the module docstring."""
+
+        async def run() -> DatasetInfo:
+            key = check_dataset_id(dataset_id)
+            flag = check_read_only(read_only)
+            name = await self._require(key)
+            before = await self._info(key)
+            await self._zfs("set", f"readonly={'on' if flag else 'off'}", name)
+            info = await self._info(key)
+            if info.read_only == flag:
+                return info
+            # zfs-fuse: the mount did not follow the property.
+            try:
+                await self._retrying("unmount", name)
+            except BaseException:
+                # Busy (a file is open): keep the property true to the mount.
+                old = "on" if before.read_only else "off"
+                await self._zfs("set", f"readonly={old}", name)
+                raise
+            await self._mount(name)
+            return await self._info(key)
+
+        return logged_operation(
+            SET_READ_ONLY, run, _KIND, dataset_id=dataset_id, read_only=read_only
         )
 
     def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
@@ -539,10 +613,13 @@ class ZFSVolumeBackend:
     def _temporary_name(self) -> str:
         return f"{self.pool_name}/{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}"
 
-    async def _mark(self, key: str, temporary: str, quota: int | None) -> None:
+    async def _mark(
+        self, key: str, temporary: str, quota: int | None, read_only: bool
+    ) -> None:
         """Give a received temporary filesystem the dataset's properties."""
         await self._zfs("set", f"{ID_PROPERTY}={key}", temporary)
         await self._zfs("set", f"refquota={quota or 'none'}", temporary)
+        await self._zfs("set", f"readonly={'on' if read_only else 'off'}", temporary)
 
     async def _receive_full(self, key: str) -> IStreamSink:
         name = self._name(key)
@@ -553,7 +630,10 @@ class ZFSVolumeBackend:
         async def commit(header: bytes) -> None:
             if await self._exists(name):
                 raise DatasetExists(key)
-            await self._mark(key, temporary, self.capabilities.default_maximum_size)
+            # A copy from another node, not yet exposed: read-only.
+            await self._mark(
+                key, temporary, self.capabilities.default_maximum_size, read_only=True
+            )
             await self._rename(temporary, name)
 
         async def discard() -> None:
@@ -590,7 +670,7 @@ class ZFSVolumeBackend:
             # drops what the kernel cached of the old ones (zfs-fuse's page
             # cache otherwise serves stale file contents).
             await self._retrying("unmount", name)
-            await self._zfs("mount", name)
+            await self._mount(name)
 
         async def discard() -> None:
             names = await self._snapshot_names(key)
@@ -611,7 +691,7 @@ class ZFSVolumeBackend:
             raise DependentClones(
                 f"snapshots after {base!r} have clones: {', '.join(clones)}"
             )
-        quota = (await self._info(key)).maximum_size
+        target = await self._info(key)
         temporary = self._temporary_name()
         await self._zfs("clone", "-o", f"{TARGET_PROPERTY}={key}", origin, temporary)
         try:
@@ -624,7 +704,7 @@ class ZFSVolumeBackend:
             # Swap names: the old target steps aside (and is only destroyed
             # once the received filesystem has its name), so a failure before
             # the swap can still be undone by ``discard``.
-            await self._mark(key, temporary, quota)
+            await self._mark(key, temporary, target.maximum_size, target.read_only)
             old = f"{self.pool_name}/{OLD_PREFIX}{key}"
             await self._destroy_name(old)  # garbage of an earlier crash
             await self._rename(name, old)

@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from .. import IVolumeBackend
 from ..directory import DirectoryVolumeBackend
 from ..testtools import FilesystemHarness, make_volume_backend_tests
 
@@ -24,7 +25,11 @@ def directory_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
         made.append(None)
         return DirectoryVolumeBackend(reactor, str(tmp_path / f"node{len(made)}"))
 
-    return FilesystemHarness(make)
+    async def reopen(backend: IVolumeBackend) -> DirectoryVolumeBackend:
+        assert isinstance(backend, DirectoryVolumeBackend)
+        return DirectoryVolumeBackend(reactor, backend.root)
+
+    return FilesystemHarness(make, reopen=reopen)
 
 
 _Contract: Any = make_volume_backend_tests(directory_harness)

@@ -1,14 +1,21 @@
-"""The loopback backend passes the IVolumeBackend contract with real loop devices."""
+"""
+The loopback backend passes the IVolumeBackend contract with real loop
+devices, and mounts read-only datasets read-only whenever it mounts them.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from typing import Any
 
 import pytest
+import pytest_twisted
 from twisted.internet import reactor
 
+from ...common import CommandFailed
+from .. import IVolumeBackend
 from ..loopback import LoopbackVolumeBackend
 from ..testtools import FilesystemHarness, MiB, make_volume_backend_tests
 
@@ -25,7 +32,9 @@ def release_loop_devices(root: str) -> None:
     listed = subprocess.run(["losetup", "-a"], capture_output=True, text=True)
     for line in listed.stdout.splitlines():
         if root in line:
-            subprocess.run(["losetup", "-d", line.split(":", 1)[0]], capture_output=True)
+            subprocess.run(
+                ["losetup", "-d", line.split(":", 1)[0]], capture_output=True
+            )
 
 
 def loopback_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
@@ -42,7 +51,13 @@ def loopback_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
             reactor, str(tmp_path / f"node{len(made)}"), default_maximum_size=64 * MiB
         )
 
-    return FilesystemHarness(make)
+    async def reopen(backend: IVolumeBackend) -> LoopbackVolumeBackend:
+        assert isinstance(backend, LoopbackVolumeBackend)
+        return LoopbackVolumeBackend(
+            reactor, backend.root, default_maximum_size=64 * MiB
+        )
+
+    return FilesystemHarness(make, reopen=reopen)
 
 
 _Contract: Any = make_volume_backend_tests(loopback_harness)
@@ -50,3 +65,92 @@ _Contract: Any = make_volume_backend_tests(loopback_harness)
 
 class TestLoopbackVolumeBackend(_Contract):
     """LoopbackVolumeBackend against the contract."""
+
+
+# -- Loopback-specific behaviour: how the read-only flag follows a remount ---
+
+ID1 = "6f2bb4a7-7c3a-4a7e-9b6e-0d1f1e7c2a01"
+
+
+def _mode(path: str) -> str:
+    """``ro`` or ``rw``: how the filesystem at ``path`` is mounted."""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == path:
+                return fields[3].split(",")[0]
+    raise AssertionError(f"{path} is not mounted")
+
+
+@pytest.fixture
+def loopback_root(tmp_path: Any) -> Any:
+    """A root for a loopback backend; its mounts are released afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("the loopback backend needs root for losetup and mount")
+    yield tmp_path
+    release_loop_devices(str(tmp_path))
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_only_dataset_mounted_read_only_after_reboot(
+    loopback_root: Any,
+) -> None:
+    """
+    A read-only dataset found unmounted (a reboot) is mounted read-only by a
+    new backend object, and refuses writes.
+    """
+    backend = LoopbackVolumeBackend(
+        reactor, str(loopback_root), default_maximum_size=64 * MiB
+    )
+    info = await backend.set_read_only((await backend.create(ID1)).dataset_id, True)
+    subprocess.run(["umount", info.path], check=True)
+    release_loop_devices(str(loopback_root))
+    again = LoopbackVolumeBackend(reactor, str(loopback_root))
+    assert (await again.get(ID1)).read_only is True
+    assert _mode(info.path) == "ro"
+    with pytest.raises(OSError) as caught:
+        open(os.path.join(info.path, "f"), "wb")
+    assert caught.value.errno == errno.EROFS
+    await again.destroy(ID1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_mount_follows_recorded_flag(loopback_root: Any) -> None:
+    """
+    A dataset mounted read-write although recorded read-only (a crash
+    between the two steps of ``set_read_only``) is remounted read-only the
+    next time the backend looks at it; and the other way round.
+    """
+    backend = LoopbackVolumeBackend(
+        reactor, str(loopback_root), default_maximum_size=64 * MiB
+    )
+    info = await backend.set_read_only((await backend.create(ID1)).dataset_id, True)
+    subprocess.run(["mount", "-o", "remount,rw", info.path], check=True)
+    [listed] = await backend.list_datasets()
+    assert listed.read_only is True and _mode(info.path) == "ro"
+    await backend.set_read_only(ID1, False)
+    subprocess.run(["mount", "-o", "remount,ro", info.path], check=True)
+    assert (await backend.get(ID1)).read_only is False
+    assert _mode(info.path) == "rw"
+    await backend.destroy(ID1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_set_read_only_refused_while_file_open_for_writing(
+    loopback_root: Any,
+) -> None:
+    """
+    Making a dataset read-only while a file in it is open for writing fails
+    and leaves it writable, recorded as such.
+    """
+    backend = LoopbackVolumeBackend(
+        reactor, str(loopback_root), default_maximum_size=64 * MiB
+    )
+    info = await backend.create(ID1)
+    with open(os.path.join(info.path, "busy"), "wb") as f:
+        with pytest.raises(CommandFailed):
+            await backend.set_read_only(ID1, True)
+        f.write(b"still writable")
+    assert (await backend.get(ID1)).read_only is False
+    assert _mode(info.path) == "rw"
+    await backend.destroy(ID1)

@@ -329,7 +329,7 @@ async def test_connection_cut(nodes: Nodes, incremental: bool) -> None:
     snapshot, base = ("s2", "s1") if incremental else ("s1", None)
     if incremental:
         await nodes.push("s1")
-        got = await nodes.receiver.get(DATASET)
+        got = await nodes.receiver.set_read_only(DATASET, False)  # was received
         write_random(got, "local-change", 1000)  # not in a snapshot: kept too
     before = await state_of(nodes.receiver)
 

@@ -1,7 +1,12 @@
-"""The ZFS backend passes the IVolumeBackend contract on real zfs-fuse pools."""
+"""
+The ZFS backend passes the IVolumeBackend contract on real zfs-fuse pools;
+its own tests cover clones during receives, crash recovery and how
+read-only datasets are mounted despite zfs-fuse's quirks.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -10,7 +15,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from ...common import run_command
-from .. import DatasetInfo, DependentClones
+from .. import DatasetInfo, DependentClones, IVolumeBackend
 from ..testtools import FilesystemHarness, feed, make_volume_backend_tests, stream_bytes
 from ..zfs import TARGET_PROPERTY, TEMPORARY_PREFIX, ZFSVolumeBackend
 
@@ -24,7 +29,11 @@ def zfs_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
     async def make() -> ZFSVolumeBackend:
         return ZFSVolumeBackend(reactor, make_pool(size="1G").name)
 
-    return FilesystemHarness(make)
+    async def reopen(backend: IVolumeBackend) -> ZFSVolumeBackend:
+        assert isinstance(backend, ZFSVolumeBackend)
+        return ZFSVolumeBackend(reactor, backend.pool_name)
+
+    return FilesystemHarness(make, reopen=reopen)
 
 
 _Contract: Any = make_volume_backend_tests(zfs_harness)
@@ -117,7 +126,7 @@ async def test_recover_interrupted_receives(make_zfs_pool: Any) -> None:
     """``recover`` undoes what receives cut short by a crash left behind."""
     _, receiver, _ = await _two_nodes(make_zfs_pool)
     pool = receiver.pool_name
-    info = await receiver.get(ID1)
+    info = await receiver.set_read_only(ID1, False)  # received: read-only
     _write(info, "unsaved", b"kept")
     await receiver.snapshot(ID1, "later")
     # The state an incremental receive is in while the stream flows, and a
@@ -149,3 +158,63 @@ async def test_unmounted_dataset_is_mounted(zfs_pool: Any) -> None:
     await run_command(reactor, ["zfs", "unmount", f"{zfs_pool.name}/{ID1}"])
     [listed] = await backend.list_datasets()
     assert _read(listed) == {"f": b"kept"}
+
+
+def _mode(path: str) -> str:
+    """``ro`` or ``rw``: how the filesystem at ``path`` is mounted."""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == path:
+                return fields[3].split(",")[0]
+    raise AssertionError(f"{path} is not mounted")
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_only_dataset_mounted_read_only(zfs_pool: Any) -> None:
+    """
+    A read-only dataset is mounted ``ro``, also when it is found unmounted
+    (zfs-fuse's ``zfs mount`` alone would mount it read-write), so even
+    overwriting an existing file fails; writable again, it is mounted ``rw``.
+    """
+    backend = ZFSVolumeBackend(reactor, zfs_pool.name)
+    info = await backend.create(ID1)
+    _write(info, "f", b"kept")
+    await backend.set_read_only(ID1, True)
+    assert _mode(info.path) == "ro"
+    await run_command(reactor, ["zfs", "unmount", f"{zfs_pool.name}/{ID1}"])
+    again = ZFSVolumeBackend(reactor, zfs_pool.name)
+    assert (await again.get(ID1)).read_only is True
+    assert _mode(info.path) == "ro"
+    with pytest.raises(OSError) as caught:
+        _write(info, "f", b"overwritten")
+    assert caught.value.errno == errno.EROFS
+    assert _read(info) == {"f": b"kept"}
+    await again.set_read_only(ID1, False)
+    assert _mode(info.path) == "rw"
+    await run_command(reactor, ["zfs", "unmount", f"{zfs_pool.name}/{ID1}"])
+    [listed] = await again.list_datasets()
+    assert listed.read_only is False and _mode(info.path) == "rw"
+    await again.destroy(ID1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_received_dataset_mounted_read_only(make_zfs_pool: Any) -> None:
+    """
+    A dataset received in full is mounted ``ro`` with ``readonly=on``, and
+    stays so through an incremental receive onto its newest snapshot.
+    """
+    _, receiver, stream = await _two_nodes(make_zfs_pool)
+    name = f"{receiver.pool_name}/{ID1}"
+    info = await receiver.get(ID1)
+    assert _mode(info.path) == "ro"
+    sink = await receiver.receive(ID1, base="s1")
+    feed(sink, stream)
+    await sink.finish()
+    assert _mode(info.path) == "ro"
+    await run_command(reactor, ["zfs", "unmount", name])
+    got = await run_command(reactor, ["zfs", "get", "-H", "-o", "value", "readonly", name])
+    assert got.stdout.strip() == b"on"
+    assert _read(await receiver.get(ID1)) == {"a": b"two"}
+    assert _mode(info.path) == "ro"
+    await receiver.destroy(ID1)
