@@ -6,6 +6,7 @@ Run it as ``flocker-volume`` or ``python -m flocker.volume.script``::
     flocker-volume --backend zfs --pool flocker list
     flocker-volume --backend directory --root /var/lib/flocker create ID --size 1G
     flocker-volume ... snapshot ID s1
+    flocker-volume ... read-only ID        (and: writable ID)
     flocker-volume ... send ID s2 --base s1 --to 10.0.0.2:4524 --certificates /etc/flocker
     flocker-volume ... receive --listen 4524 --certificates /etc/flocker [--forever]
 
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     clone.add_argument("dataset")
     clone.add_argument("snapshot")
     clone.add_argument("new_dataset")
+    read_only = commands.add_parser(
+        "read-only", help="make a dataset read-only (as replicas are)"
+    )
+    read_only.add_argument("dataset")
+    writable = commands.add_parser("writable", help="make a dataset writable again")
+    writable.add_argument("dataset")
     rollback = commands.add_parser("rollback", help="roll a dataset back")
     rollback.add_argument("dataset")
     rollback.add_argument("snapshot")
@@ -201,12 +208,26 @@ async def run(reactor: Any, argv: Sequence[str], stdout: TextIO, stderr: TextIO)
 
 async def _list(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     datasets = await backend.list_datasets()
-    out.write(f"{'DATASET':36}  {'USED':>10}  {'MAXIMUM':>10}  PATH\n")
+    out.write(f"{'DATASET':36}  {'USED':>10}  {'MAXIMUM':>10}  MODE  PATH\n")
     for info in datasets:
+        mode = "ro" if info.read_only else "rw"
         out.write(
             f"{info.dataset_id:36}  {_human(info.used):>10}  "
-            f"{_human(info.maximum_size):>10}  {info.path}\n"
+            f"{_human(info.maximum_size):>10}  {mode:4}  {info.path}\n"
         )
+    return 0
+
+
+async def _set_read_only(
+    reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO
+) -> int:
+    """``read-only`` and ``writable``: set the flag, say what it means here."""
+    info = await backend.set_read_only(o.dataset, o.command == "read-only")
+    state = "read-only" if info.read_only else "writable"
+    note = ""
+    if info.read_only and not backend.capabilities.enforces_read_only:
+        note = " (recorded only: this backend cannot refuse writes)"
+    out.write(f"{info.dataset_id} is {state}{note}\n")
     return 0
 
 
@@ -316,6 +337,8 @@ _COMMANDS = {
     "snapshot": _snapshot,
     "snapshots": _snapshots,
     "clone": _clone,
+    "read-only": _set_read_only,
+    "writable": _set_read_only,
     "rollback": _rollback,
     "destroy": _destroy,
     "send": _send,

@@ -144,6 +144,28 @@ async def test_operations(tmp_path: Path) -> None:
 
 
 @pytest.mark.functional
+@pytest_twisted.ensureDeferred
+async def test_read_only_commands(tmp_path: Path) -> None:
+    """
+    ``read-only`` and ``writable`` set the flag, saying when the backend
+    only records it; ``list`` shows each dataset's mode.
+    """
+    await volume(tmp_path, "create", DATASET)
+    code, out, _ = await volume(tmp_path, "list")
+    assert out.splitlines()[0].split()[-2] == "MODE"
+    assert out.splitlines()[1].split()[-2] == "rw"
+    code, out, err = await volume(tmp_path, "read-only", DATASET)
+    assert (code, err) == (0, "")
+    assert out == f"{DATASET} is read-only (recorded only: this backend cannot refuse writes)\n"
+    code, out, _ = await volume(tmp_path, "list")
+    assert out.splitlines()[1].split()[-2] == "ro"
+    code, out, _ = await volume(tmp_path, "writable", DATASET)
+    assert (code, out) == (0, f"{DATASET} is writable\n")
+    code, out, err = await volume(tmp_path, "writable", CLONE)
+    assert code == 1 and f"no dataset {CLONE}" in err
+
+
+@pytest.mark.functional
 @pytest.mark.parametrize(
     "argv, message",
     [
