@@ -10,6 +10,7 @@ Per-node storage for datasets and the snapshot streams between nodes.
 from ._interface import (
     BadStream,
     Capabilities,
+    DatasetBusy,
     DatasetExists,
     DatasetInfo,
     DependentClones,
@@ -36,6 +37,7 @@ from .zfs import ZFSVolumeBackend
 __all__ = [
     "BadStream",
     "Capabilities",
+    "DatasetBusy",
     "DatasetExists",
     "DatasetInfo",
     "DependentClones",

@@ -202,6 +202,18 @@ class DependentClones(VolumeError):
     """The operation would destroy a snapshot that a clone depends on."""
 
 
+class DatasetBusy(VolumeError):
+    """
+    The dataset's filesystem is in use (e.g. a file is open for writing), so
+    it cannot be remounted read-only; nothing changed.  Try again later.
+    """
+
+    def __init__(self, dataset_id: str) -> None:
+        """Name the busy dataset."""
+        self.dataset_id = dataset_id
+        super().__init__(f"dataset {dataset_id} is busy")
+
+
 class BadStream(VolumeError):
     """A received stream was truncated, corrupt, of the wrong format or base.
 
@@ -356,12 +368,13 @@ class IVolumeBackend(Interface):
         Make the dataset's mounted filesystem read-only, or writable again.
 
         See "Read-only datasets" in the module docstring.  Idempotent:
-        setting the flag it already has changes nothing.  Making a dataset
-        read-only may fail if a process holds one of its files open for
-        writing.
+        setting the flag it already has changes nothing.
 
         :return: The new :class:`DatasetInfo` (its ``read_only`` is
-            ``read_only``); fails with :class:`UnknownDataset`.
+            ``read_only``).  Fails, changing nothing, with
+            :class:`UnknownDataset`, or with :class:`DatasetBusy` where the
+            backend must remount and a process holds a file of the dataset
+            open for writing.
         """
 
     def snapshot(dataset_id: str, name: str) -> Deferred[SnapshotInfo]:

@@ -21,7 +21,9 @@ their image.
 A read-only dataset is mounted ``-o ro``, so ext4 refuses every write with
 ``EROFS``, root's too.  ``read_only`` in ``meta.json`` is the authority, so
 it survives a new backend object and a reboot: ``set_read_only`` records it
-first, then remounts (``mount -o remount,ro|rw``), and whenever the backend
+first, then remounts (``mount -o remount,ro|rw``; a remount refused as
+busy, a file being open for writing, restores the record and raises
+:class:`DatasetBusy`), and whenever the backend
 mounts a dataset or looks at it (``get``, ``list_datasets``) it mounts it,
 or remounts it, to match; a crash between the two steps is thus repaired on
 the next look.  Snapshots (``fsfreeze`` works on a read-only ext4), sends,
@@ -65,6 +67,7 @@ from ._files import (
 from ._interface import (
     BadStream,
     Capabilities,
+    DatasetBusy,
     DatasetExists,
     DatasetInfo,
     IStreamSink,
@@ -400,11 +403,12 @@ class LoopbackVolumeBackend:
                 await self._store.write_meta(self._dir(key), meta)
                 try:
                     await self._mount(key, flag)
-                except BaseException:
-                    # E.g. "busy": a file is open for writing.  Keep the
-                    # record true to the mount.
+                except BaseException as error:
+                    # Keep the record true to the mount.
                     meta["read_only"] = not flag
                     await self._store.write_meta(self._dir(key), meta)
+                    if isinstance(error, CommandFailed) and b"busy" in error.stderr:
+                        raise DatasetBusy(key) from None
                     raise
             return await self._info(key)
 

@@ -25,7 +25,8 @@ is mounted, ``zfs get readonly`` reports how it is *mounted* (source
   which passes ``-o ro`` when its (then unmounted, so truly stored)
   property is on;
 * ``set_read_only`` sets the property, and if the mount did not follow
-  (zfs-fuse), unmounts and mounts the dataset again;
+  (zfs-fuse), unmounts and mounts the dataset again; if it stays busy (a
+  file is open) the property is set back and :class:`DatasetBusy` raised;
 * ``get`` and ``list_datasets`` report ``readonly`` as ZFS gives it: the
   mount's mode, i.e. what a write through the path meets.
 
@@ -97,6 +98,7 @@ from ._common import (
 )
 from ._interface import (
     Capabilities,
+    DatasetBusy,
     DatasetExists,
     DatasetInfo,
     DependentClones,
@@ -444,8 +446,8 @@ class ZFSVolumeBackend:
         async def run() -> DatasetInfo:
             key = check_dataset_id(dataset_id)
             flag = check_read_only(read_only)
-            name = await self._require(key)
-            before = await self._info(key)
+            before = await self._info(key)  # or UnknownDataset
+            name = self._name(key)
             await self._zfs("set", f"readonly={'on' if flag else 'off'}", name)
             info = await self._info(key)
             if info.read_only == flag:
@@ -453,10 +455,12 @@ class ZFSVolumeBackend:
             # zfs-fuse: the mount did not follow the property.
             try:
                 await self._retrying("unmount", name)
-            except BaseException:
-                # Busy (a file is open): keep the property true to the mount.
+            except BaseException as error:
+                # Keep the property true to the mount.
                 old = "on" if before.read_only else "off"
                 await self._zfs("set", f"readonly={old}", name)
+                if _busy(error):
+                    raise DatasetBusy(key) from None
                 raise
             await self._mount(name)
             return await self._info(key)

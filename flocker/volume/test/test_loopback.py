@@ -14,8 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from ...common import CommandFailed
-from .. import IVolumeBackend
+from .. import DatasetBusy, IVolumeBackend
 from ..loopback import LoopbackVolumeBackend
 from ..testtools import FilesystemHarness, MiB, make_volume_backend_tests
 
@@ -141,14 +140,14 @@ async def test_set_read_only_refused_while_file_open_for_writing(
 ) -> None:
     """
     Making a dataset read-only while a file in it is open for writing fails
-    and leaves it writable, recorded as such.
+    with DatasetBusy and leaves it writable, recorded as such.
     """
     backend = LoopbackVolumeBackend(
         reactor, str(loopback_root), default_maximum_size=64 * MiB
     )
     info = await backend.create(ID1)
     with open(os.path.join(info.path, "busy"), "wb") as f:
-        with pytest.raises(CommandFailed):
+        with pytest.raises(DatasetBusy):
             await backend.set_read_only(ID1, True)
         f.write(b"still writable")
     assert (await backend.get(ID1)).read_only is False

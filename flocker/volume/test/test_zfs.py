@@ -15,7 +15,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from ...common import run_command
-from .. import DatasetInfo, DependentClones, IVolumeBackend
+from .. import DatasetBusy, DatasetInfo, DependentClones, IVolumeBackend
 from ..testtools import FilesystemHarness, feed, make_volume_backend_tests, stream_bytes
 from ..zfs import TARGET_PROPERTY, TEMPORARY_PREFIX, ZFSVolumeBackend
 
@@ -218,3 +218,25 @@ async def test_received_dataset_mounted_read_only(make_zfs_pool: Any) -> None:
     assert _read(await receiver.get(ID1)) == {"a": b"two"}
     assert _mode(info.path) == "ro"
     await receiver.destroy(ID1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_set_read_only_busy_keeps_dataset_writable(zfs_pool: Any) -> None:
+    """
+    When zfs-fuse cannot remount a dataset read-only because a file in it
+    is open, ``set_read_only`` fails with DatasetBusy (after retrying) and
+    the dataset stays writable, its property too.
+    """
+    backend = ZFSVolumeBackend(reactor, zfs_pool.name)
+    info = await backend.create(ID1)
+    name = f"{zfs_pool.name}/{ID1}"
+    with open(os.path.join(info.path, "open"), "wb") as f:
+        with pytest.raises(DatasetBusy):
+            await backend.set_read_only(ID1, True)
+        f.write(b"still writable")
+    assert (await backend.get(ID1)).read_only is False
+    assert _mode(info.path) == "rw"
+    await run_command(reactor, ["zfs", "unmount", name])
+    got = await run_command(reactor, ["zfs", "get", "-H", "-o", "value", "readonly", name])
+    assert got.stdout.strip() == b"off"
+    await backend.destroy(ID1)
