@@ -20,15 +20,18 @@ their image.
 
 A read-only dataset is mounted ``-o ro``, so ext4 refuses every write with
 ``EROFS``, root's too.  ``read_only`` in ``meta.json`` is the authority, so
-it survives a new backend object and a reboot: ``set_read_only`` records it
-first, then remounts (``mount -o remount,ro|rw``; a remount refused as
-busy, a file being open for writing, restores the record and raises
-:class:`DatasetBusy`), and whenever the backend
-mounts a dataset or looks at it (``get``, ``list_datasets``) it mounts it,
-or remounts it, to match; a crash between the two steps is thus repaired on
-the next look.  Snapshots (``fsfreeze`` works on a read-only ext4), sends,
-rollbacks and receives work on the images and keep the flag; a full receive
-records its new dataset read-only.
+it survives a new backend object and a reboot:
+
+* ``set_read_only`` records it first, then remounts (``mount -o
+  remount,ro|rw``); a remount refused as busy (a file open for writing)
+  restores the record and raises :class:`DatasetBusy`;
+* whenever the backend mounts a dataset or looks at it (``get``,
+  ``list_datasets``) it mounts it, or remounts it, to match the record, so
+  a crash between the two steps above is repaired on the next look.
+
+Snapshots (``fsfreeze`` works on a read-only ext4), sends, rollbacks and
+receives work on the images and keep the flag; a full receive records its
+new dataset read-only.
 
 Streams (format ``flocker-ext4-image-v1``): a JSON header line, a sparse tar
 of the snapshot's image, and a SHA-256 of all that.  They always carry the

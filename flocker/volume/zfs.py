@@ -53,9 +53,11 @@ A receive never touches the target until ``finish``:
   ends, so a stream refused after ZFS took it all would lose them:
   ``discard`` can only roll the target back to ``base``.  The transfer
   receiver therefore writes a stream's last bytes only once its trailer
-  checked out (``flocker.volume._transfer_receiver.HOLD_BACK``).  ``finish`` remounts the target, so that no
-  cached pages of the old contents are served.  Three commands instead of
-  a dozen: most of the time a move's final increment took.
+  checked out (``flocker.volume._transfer_receiver.HOLD_BACK``).
+  ``finish`` remounts the target (read-only if it was), so that no cached
+  pages of the old contents are served.  Four commands (receive, unmount,
+  read ``readonly``, mount) instead of a dozen: most of the time a move's
+  final increment took.
 * For any other incremental stream, ``<id>@<base>`` is cloned to a temporary
   dataset which is then *promoted*: it takes over the snapshots up to
   ``base`` while the target keeps its data and later snapshots.  The stream
