@@ -49,6 +49,7 @@ from ._httpjson import (
     invariant_reasons,
     json_response,
     read_body,
+    superseded,
 )
 from ._httpschema import klein_path, openapi_document, operations
 from ._model import (
@@ -394,10 +395,12 @@ class ConfigurationAPIUserV1:
         """
         state = self.cluster_state_service.as_deployment_state()
         now = self.clock.seconds()
+        epochs = {d.dataset_id: d.epoch for d, _ in self._current().deployment.all_datasets()}
         body = []
         for uuid, node in state.nodes.items():
             for ds in (node.datasets or {}).values():
-                if ds.path is None:
+                epoch = epochs.get(ds.dataset_id, 0)
+                if ds.path is None or superseded(ds, epoch):
                     continue
                 entry: dict[str, Any] = {
                     "dataset_id": ds.dataset_id,
@@ -408,7 +411,7 @@ class ConfigurationAPIUserV1:
                     entry["maximum_size"] = ds.maximum_size
                 if ds.rolled_back is not None:
                     entry["rolled_back"] = ds.rolled_back
-                entry.update(copies_json(state, ds.dataset_id, now))
+                entry.update(copies_json(state, ds.dataset_id, now, epoch))
                 body.append(entry)
         body.sort(key=lambda e: (e["dataset_id"], e["primary"]))
         return _Response(200, body)

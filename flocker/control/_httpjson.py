@@ -123,12 +123,26 @@ def dataset_json(
     return result
 
 
-def copies_json(state: DeploymentState, dataset_id: str, now: float) -> dict[str, Any]:
+def superseded(ds: Any, epoch: int) -> bool:
+    """
+    Whether a reported copy is of an older epoch than the configured one:
+    a failover promoted another copy over it, so even while its node still
+    reports it exposed (it has not heard of the failover yet), it is not
+    the dataset's primary.
+    """
+    return ds.epoch is not None and ds.epoch < epoch
+
+
+def copies_json(
+    state: DeploymentState, dataset_id: str, now: float, epoch: int = 0
+) -> dict[str, Any]:
     """
     The ``replicas`` and ``diverged`` keys of a dataset's state entry: the
     copies nodes report holding as standing replicas (with the newest
     snapshot each holds and its lag behind ``now``) and as diverged copies
-    of an older epoch.  Keys with nothing to list are left out.
+    of an older epoch than the configured ``epoch`` (those reported
+    diverged, and superseded primaries whose nodes have not yet heard of
+    the failover).  Keys with nothing to list are left out.
     """
     replicas = []
     diverged = []
@@ -147,7 +161,7 @@ def copies_json(state: DeploymentState, dataset_id: str, now: float) -> dict[str
                     "lag_seconds": None if created is None else max(0.0, now - created),
                 }
             )
-        elif ds.role == "diverged":
+        elif ds.role == "diverged" or (ds.path is not None and superseded(ds, epoch)):
             diverged.append(
                 {"node_uuid": node_uuid, "epoch": ds.epoch, "last_snapshot": name}
             )

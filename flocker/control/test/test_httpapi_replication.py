@@ -233,6 +233,22 @@ def test_state_lists_diverged_copies(api: APIHarness) -> None:
     assert "replicas" not in entry
 
 
+def test_state_never_shows_a_superseded_primary_exposed(api: APIHarness) -> None:
+    """
+    After a failover, a node still reporting its copy exposed at the old
+    epoch (it has not heard of the failover yet) is not shown as the
+    dataset's primary: only the promoted copy is, and the old one is listed
+    as diverged.
+    """
+    ready(api, NODE_B)
+    assert failover(api, {"node_uuid": NODE_B, "force": True}).code == 200
+    report(api, NODE_A, role="primary", path="/flocker/a", epoch=0)
+    report(api, NODE_B, role="primary", path="/flocker/b", epoch=1)
+    (entry,) = api.request("GET", "/v1/state/datasets").body
+    assert (entry["primary"], entry["path"]) == (NODE_B, "/flocker/b")
+    assert [d["node_uuid"] for d in entry["diverged"]] == [NODE_A]
+
+
 def test_state_without_replicas_answers_as_before(api: APIHarness) -> None:
     """A dataset without reported replicas has exactly the old keys."""
     report(api, NODE_A, role="primary", path="/flocker/d")
