@@ -272,18 +272,28 @@ class DatasetAgent:
             )
         return None
 
-    def stored(self, header: TransferHeader) -> None:
+    def stored(self, header: TransferHeader) -> Deferred[None] | None:
         """
         A stream arrived, durably recorded before the sender is told (so
         the sender can let go): a final one makes this node the primary at
-        the stream's epoch, and the new dataset is reported without waiting
-        for a poll; any other leaves a replica at the stream's epoch.
+        the stream's epoch; any other leaves a replica at the stream's
+        epoch.  Either way the new snapshot is reported without waiting for
+        a poll (the sender's next round starts from it).
         """
         if header.final:
-            self.roles.set(header.dataset_id, PRIMARY, epoch=header.epoch)
-            self.poke_soon()
-        elif self.roles.get(header.dataset_id) != PRIMARY:
+            # Writable before it is recorded as exposed (a received copy is
+            # read-only until then).
+            writable = self.backend.set_read_only(header.dataset_id, False)
+
+            def exposed(_: object) -> None:
+                self.roles.set(header.dataset_id, PRIMARY, epoch=header.epoch)
+                self.poke_soon()
+
+            return writable.addCallback(exposed)
+        if self.roles.get(header.dataset_id) != PRIMARY:
             self.roles.set(header.dataset_id, REPLICA, epoch=header.epoch)
+        self.poke_soon()
+        return None
 
 
 __all__ = ["DatasetAgent", "LoopService", "dataset_in_use", "report_to"]

@@ -31,6 +31,7 @@ from ._dataset_changes import (
     DivergeDataset,
     ExposeDataset,
     PromoteDataset,
+    ProtectDataset,
     PushDataset,
     ResizeDataset,
 )
@@ -160,12 +161,17 @@ def create_or_wait(situation: Situation) -> list[IStateChange]:
 
 def maintain(situation: Situation) -> list[IStateChange]:
     """
-    Keep an exposed primary as configured: a pending rollback once nothing
-    uses it, else its maximum size; and drop environment snapshots nobody
-    needs any more.
+    Keep an exposed primary as configured: at a newer epoch (a failover
+    chose this copy), record it first; then a pending rollback once
+    nothing uses it, else its maximum size; drop environment snapshots
+    nobody needs any more; and keep its standing replicas current.
     """
     dataset, local, local_state = situation.dataset, situation.local, situation.local_state
     dataset_id = dataset.dataset_id
+    if dataset.epoch > local.epoch:
+        # A failover chose the copy this node already exposes: it holds the
+        # new epoch from now on (its streams carry it).
+        return [PromoteDataset(dataset_id=dataset_id, epoch=dataset.epoch)]
     changes: list[IStateChange] = []
     request = dataset.rollback
     if (
@@ -212,17 +218,26 @@ def replicate(situation: Situation) -> list[IStateChange]:
     names = [s.name for s in local.snapshots]
     targets, shared = [], []
     for replica in replicas:
-        progress = local.replication.get(replica)
-        remote = _reported_snapshots(situation, replica)
-        known = set(remote) | ({progress.confirmed} if progress and progress.confirmed else set())
-        shared.append(newest_common(names, known))
         node = situation.cluster_state.nodes.get(replica)
+        if node is not None and node.datasets is not None and dataset.dataset_id not in node.datasets:
+            # The replica reports no copy (new, or removed and added
+            # again): whatever it confirmed before is gone.
+            base = None
+        else:
+            progress = local.replication.get(replica)
+            known = set(_reported_snapshots(situation, replica))
+            if progress is not None and progress.confirmed is not None:
+                known.add(progress.confirmed)
+            base = newest_common(names, known)
+        shared.append(base)
         if node is None or node.hostname is None:
             continue
-        if replication_due(dataset.replication.interval_seconds, progress, situation.local_state.now):
-            targets.append(
-                ReplicaTarget(node_uuid=replica, host=node.hostname, remote_snapshots=remote)
-            )
+        if replication_due(
+            dataset.replication.interval_seconds,
+            local.replication.get(replica),
+            situation.local_state.now,
+        ):
+            targets.append(ReplicaTarget(node_uuid=replica, host=node.hostname, base=base))
     changes: list[IStateChange] = [
         DestroySnapshot(dataset_id=dataset.dataset_id, snapshot=name)
         for name in prunable_on_primary(names, shared)
@@ -344,6 +359,18 @@ def finish_handoff(situation: Situation) -> list[IStateChange]:
     return push(situation)
 
 
+def promote_to_move_on(situation: Situation) -> list[IStateChange]:
+    """
+    A replica left as a move's source: when a failover made this node the
+    primary of a newer epoch and a move was asked for before this agent
+    acted on the failover, the copy is promoted first (the next pass pushes
+    it on); otherwise it is a leftover like any other.
+    """
+    if superseded(situation):
+        return [PromoteDataset(dataset_id=situation.dataset_id, epoch=situation.dataset.epoch)]
+    return destroy_once_primary_exposes(situation)
+
+
 def destroy_once_primary_exposes(situation: Situation) -> list[IStateChange]:
     """A leftover copy goes once the configured primary exposes the dataset."""
     if situation.primary in situation.exposed_elsewhere():
@@ -377,6 +404,11 @@ TABLE: dict[tuple[Desired, Phase], Rule] = {
     (Desired.ELSEWHERE, Phase.HANDOFF): finish_handoff,
     (Desired.ELSEWHERE, Phase.REPLICA): destroy_once_primary_exposes,
     (Desired.ELSEWHERE, Phase.DIVERGED): nothing,
+    (Desired.SOURCE, Phase.PRIMARY): push_or_diverge,
+    (Desired.SOURCE, Phase.MOVING): push_or_diverge,
+    (Desired.SOURCE, Phase.HANDOFF): finish_handoff,
+    (Desired.SOURCE, Phase.REPLICA): promote_to_move_on,
+    (Desired.SOURCE, Phase.DIVERGED): nothing,
 }
 
 
@@ -406,19 +438,34 @@ def calculate_dataset_changes(
         assert desired is not None
         phase = phase_of(local_state.datasets.get(dataset_id))
         rule = TABLE.get((desired, phase), nothing)
-        changes.extend(
-            rule(
-                Situation(
-                    node_uuid=node_uuid,
-                    dataset=dataset,
-                    primary=primary,
-                    configuration=configuration,
-                    cluster_state=cluster_state,
-                    local_state=local_state,
-                )
+        planned = rule(
+            Situation(
+                node_uuid=node_uuid,
+                dataset=dataset,
+                primary=primary,
+                configuration=configuration,
+                cluster_state=cluster_state,
+                local_state=local_state,
             )
         )
+        changes.extend(planned + protection(local_state.datasets.get(dataset_id), planned))
     return in_parallel(changes)
+
+
+#: Phases in which a copy is not exposed, and so must not be writable.
+UNEXPOSED = (Phase.HANDOFF, Phase.REPLICA, Phase.DIVERGED)
+
+
+def protection(local: LocalDataset | None, planned: list[IStateChange]) -> list[IStateChange]:
+    """
+    A copy in an unexposed phase that is still writable is made read-only,
+    unless this pass exposes or destroys it anyway.
+    """
+    if local is None or local.phase not in UNEXPOSED or local.info.read_only:
+        return []
+    if any(isinstance(c, (PromoteDataset, ExposeDataset, DestroyDataset)) for c in planned):
+        return []
+    return [ProtectDataset(dataset_id=local.info.dataset_id)]
 
 
 __all__ = ["TABLE", "Situation", "calculate_dataset_changes", "phase_of"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyrsistent import PClass, field
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from ._deploy import IStateChange
@@ -95,9 +95,13 @@ class ExposeDataset(PClass):
         return change_fields(self)
 
     def run(self, deployer: Any) -> Deferred[None]:
-        """Record the dataset as primary."""
-        deployer.roles.set(self.dataset_id, PRIMARY)
-        return succeed(None)
+        """Make it writable again, then record it as primary."""
+
+        async def expose() -> None:
+            await deployer.backend.set_read_only(self.dataset_id, False)
+            deployer.roles.set(self.dataset_id, PRIMARY)
+
+        return Deferred.fromCoroutine(expose())
 
 
 @implementer(IStateChange)
@@ -133,6 +137,29 @@ class PushDataset(PClass):
 
 
 @implementer(IStateChange)
+class ProtectDataset(PClass):
+    """
+    Make a copy this node does not expose read-only: a replica, a copy
+    being moved in or out, a diverged copy (one that arrived before
+    received copies were read-only, or whose first attempt failed because
+    a file was still open for writing).
+    """
+
+    dataset_id = field(type=str, mandatory=True)
+    action_type = "flocker:node:dataset:protect"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Set the backend's read-only flag."""
+        return deployer.backend.set_read_only(self.dataset_id, True).addCallback(
+            lambda _: None
+        )
+
+
+@implementer(IStateChange)
 class PromoteDataset(PClass):
     """
     Expose a replica as the primary of a newer epoch: a failover chose it.
@@ -148,9 +175,13 @@ class PromoteDataset(PClass):
         return change_fields(self)
 
     def run(self, deployer: Any) -> Deferred[None]:
-        """Record the dataset as primary at the new epoch."""
-        deployer.roles.set(self.dataset_id, PRIMARY, epoch=self.epoch)
-        return succeed(None)
+        """Make the replica writable, then record it as primary at the new epoch."""
+
+        async def promote() -> None:
+            await deployer.backend.set_read_only(self.dataset_id, False)
+            deployer.roles.set(self.dataset_id, PRIMARY, epoch=self.epoch)
+
+        return Deferred.fromCoroutine(promote())
 
 
 @implementer(IStateChange)
@@ -172,16 +203,22 @@ class DivergeDataset(PClass):
         return change_fields(self)
 
     def run(self, deployer: Any) -> Deferred[None]:
-        """Record the copy as diverged (at its own epoch) and drop its move."""
+        """
+        Record the copy as diverged (at its own epoch), which stops its
+        exposure at once, drop its move, then make it read-only.
+        """
         deployer.roles.set(self.dataset_id, DIVERGED)
         deployer.mover.forget(self.dataset_id)
-        return succeed(None)
+        return deployer.backend.set_read_only(self.dataset_id, True).addCallback(
+            lambda _: None
+        )
 
 
 __all__ = [
     "CreateDataset",
     "DivergeDataset",
     "PromoteDataset",
+    "ProtectDataset",
     "DestroyDataset",
     "ExposeDataset",
     "PushDataset",

@@ -167,10 +167,11 @@ class DatasetMover:
                         break
                 if self.in_use(dataset_id):
                     return
-            # From here on the dataset is exposed nowhere until the
-            # destination has the final increment.
+            # From here on the dataset is exposed nowhere, and writable
+            # nowhere, until the destination has the final increment.
             self.roles.set(dataset_id, HANDOFF)
             await maybeDeferred(self.on_handoff, dataset_id)
+            await self.backend.set_read_only(dataset_id, True)
         await send(True)
         self._progress.pop(dataset_id, None)
         if change.keep:

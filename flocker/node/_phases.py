@@ -3,8 +3,9 @@
 The dataset calculator decides each dataset's next step from a pair:
 
 * the **desired role** of this node's copy, read from the configuration
-  (`desired_role`): primary here, a standing replica here, the dataset
-  lives elsewhere only, it is deleted;
+  (`desired_role`): primary here; a standing replica here; the source of
+  a move (the transient copy a move leaves on the node that was primary
+  when it was asked for); the dataset lives elsewhere only; it is deleted;
 * the **discovered phase** of the local copy (`LocalDataset.phase`): absent,
   primary, moving (primary, with move rounds sent), handing off (no longer
   exposed, the final increment on its way), replica (received, never
@@ -24,6 +25,7 @@ class Desired(StrEnum):
 
     PRIMARY = "primary"
     REPLICA = "replica"
+    SOURCE = "source"
     ELSEWHERE = "elsewhere"
     DELETED = "deleted"
 
@@ -56,8 +58,10 @@ def desired_role(configuration: Deployment, node_uuid: str, dataset_id: str) -> 
     mine = configuration.get_node(node_uuid).manifestations.get(dataset_id)
     if mine is not None and mine.primary:
         return Desired.PRIMARY
-    if mine is not None and getattr(mine, "standing", False):
+    if mine is not None and mine.standing:
         return Desired.REPLICA
+    if mine is not None:
+        return Desired.SOURCE
     return Desired.ELSEWHERE
 
 

@@ -129,12 +129,13 @@ class ReplicaTarget(PClass):
 
     :ivar node_uuid: The replica's node.
     :ivar host: Its address.
-    :ivar remote_snapshots: The snapshots it reported for its copy.
+    :ivar base: The newest snapshot both sides have, which the stream
+        starts from, or ``None`` for a full stream (the replica has no copy).
     """
 
     node_uuid = field(type=str, mandatory=True)
     host = field(type=str, mandatory=True)
-    remote_snapshots = field(type=tuple, initial=())
+    base = field(type=(str, type(None)), initial=None)
 
 
 @implementer(IStateChange)
@@ -220,20 +221,15 @@ class Replicator:
         are not held up).
         """
         dataset_id = change.dataset_id
-        local = [s.name for s in await self.backend.list_snapshots(dataset_id)]
         snapshot = f"{REPLICA_SNAPSHOT_PREFIX}{time.time_ns()}-{uuid.uuid4().hex[:6]}"
         await self.backend.snapshot(dataset_id, snapshot)
 
         async def one(target: ReplicaTarget) -> None:
             key = (dataset_id, target.node_uuid)
             previous = self._progress.get(key)
-            known = set(target.remote_snapshots)
-            if previous is not None and previous.confirmed is not None:
-                known.add(previous.confirmed)
-            base = newest_common(local, known)
             try:
                 sent = await self.send(
-                    dataset_id, snapshot, base, target.host, False, epoch=change.epoch
+                    dataset_id, snapshot, target.base, target.host, False, epoch=change.epoch
                 )
             except Exception:
                 self._progress[key] = ReplicationProgress(

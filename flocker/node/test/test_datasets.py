@@ -75,6 +75,7 @@ class Cluster:
                 await stream.start(counter)
                 await sink.finish()
                 if final:
+                    await self.backends[target].set_read_only(dataset_id, False)
                     self.roles[target].set(dataset_id, PRIMARY, epoch=epoch)
                 elif self.roles[target].get(dataset_id) != PRIMARY:
                     self.roles[target].set(dataset_id, REPLICA, epoch=epoch)

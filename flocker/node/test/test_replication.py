@@ -3,13 +3,16 @@ moves to a replica, and failover by epoch (in-memory backends).
 """
 
 from itertools import product
+from uuid import uuid4
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from flocker.control import Dataset, Deployment, Replication
+from flocker.control import Dataset, Deployment, ModelError, Replication
 from flocker.node import NoOp, changes_of
 from flocker.node._dataset_calculate import TABLE
-from flocker.node._dataset_changes import DivergeDataset, PromoteDataset
+from flocker.node._dataset_changes import DivergeDataset, PromoteDataset, ProtectDataset
 from flocker.node._phases import Desired, Phase
 from flocker.node._replicator import (
     IDLE_PAUSE,
@@ -194,7 +197,157 @@ def test_every_pair_has_a_decision(desired, phase):
     """
     Every (desired role, discovered phase) pair is either a row of the
     table or one of the pairs that deliberately do nothing: an absent copy
-    that is deleted or lives elsewhere.
+    that is deleted, lives elsewhere or is moving away.
     """
-    deliberate_nothing = {(Desired.DELETED, Phase.ABSENT), (Desired.ELSEWHERE, Phase.ABSENT)}
+    deliberate_nothing = {
+        (Desired.DELETED, Phase.ABSENT),
+        (Desired.ELSEWHERE, Phase.ABSENT),
+        (Desired.SOURCE, Phase.ABSENT),
+    }
     assert ((desired, phase) in TABLE) != ((desired, phase) in deliberate_nothing)
+
+
+def test_replicas_are_never_writable_and_roles_swap_with_writability():
+    """
+    A replica's copy refuses writes; after a failover the promoted copy
+    takes writes and the diverged one refuses them; after a move to a
+    replica the old primary's copy refuses them too.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B, C))
+    cluster.converge(configuration)
+    for replica in (B, C):
+        with pytest.raises(OSError):
+            cluster.backends[replica].write_file(DS, "x", b"no")
+    failed_over, _ = configuration.failover_dataset(DS, B)
+    cluster.converge(failed_over)
+    cluster.backends[B].write_file(DS, "x", b"yes")
+    with pytest.raises(OSError):
+        cluster.backends[A].write_file(DS, "x", b"no")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(failed_over)
+    moved = failed_over.move_dataset(DS, C)
+    cluster.converge(moved)
+    cluster.backends[C].write_file(DS, "x", b"yes")
+    with pytest.raises(OSError):
+        cluster.backends[B].write_file(DS, "x", b"no")
+
+
+IDS = [str(uuid4()) for _ in range(3)]
+NODES = (A, B, C)
+
+
+@st.composite
+def replicated_configurations(draw):
+    """Up to three datasets over nodes A, B and C, some with standing replicas."""
+    deployment = Deployment()
+    for dataset_id in draw(st.lists(st.sampled_from(IDS), unique=True, min_size=1)):
+        primary = draw(st.sampled_from(NODES))
+        deployment = deployment.add_dataset(Dataset(dataset_id=dataset_id), primary)
+        others = [n for n in NODES if n != primary]
+        replicas = draw(st.lists(st.sampled_from(others), unique=True, max_size=2))
+        deployment = deployment.set_replicas(dataset_id, replicas)
+    return deployment
+
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["move", "replicas", "failover", "delete"]),
+        st.integers(min_value=0, max_value=2),
+        st.lists(st.sampled_from(NODES), unique=True, max_size=2),
+    ),
+    max_size=4,
+)
+
+
+def _apply(configuration, operation, holds):
+    """
+    One operation on the configuration; one the model refuses changes
+    nothing, and so does a failover to a replica that holds no copy yet
+    (``holds(node, dataset_id)``), which the REST API refuses.
+    """
+    kind, index, nodes = operation
+    configured = sorted(d.dataset_id for d, _ in configuration.all_datasets())
+    dataset_id = configured[index % len(configured)]
+    try:
+        if kind == "move" and nodes:
+            return configuration.move_dataset(dataset_id, nodes[0])
+        if kind == "replicas":
+            return configuration.set_replicas(dataset_id, nodes)
+        if kind == "failover":
+            # To one of its replicas (any other node is refused anyway).
+            replicas = [r for r in configuration.replicas_of(dataset_id) if holds(r, dataset_id)]
+            if replicas:
+                chosen = replicas[len(nodes) % len(replicas)]
+                return configuration.failover_dataset(dataset_id, chosen)[0]
+        if kind == "delete":
+            return configuration.delete_dataset(dataset_id)
+    except ModelError:
+        pass
+    return configuration
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(start=replicated_configurations(), operations=OPERATIONS)
+def test_converges_through_moves_replication_and_failover(start, operations):
+    """
+    From a converged configuration with standing replicas, any sequence of
+    moves, replica changes, failovers and deletions converges: each live
+    dataset is exposed and writable exactly on its primary at its epoch,
+    each standing replica holds a read-only copy (unless that node's own
+    copy diverged), the only other copies are diverged ones (kept,
+    read-only), deleted datasets are nowhere, and no data appears that the
+    dataset never had.
+    """
+    cluster = clocked_cluster()
+    cluster.converge(start)
+    for dataset, primary in start.all_datasets():
+        cluster.backends[primary].write_file(dataset.dataset_id, "id", dataset.dataset_id.encode())
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(start)
+    target = start
+
+    def holds(node, dataset_id):
+        return dataset_id in {i.dataset_id for i in result(cluster.backends[node].list_datasets())}
+
+    for operation in operations:
+        applied = _apply(target, operation, holds)
+        event(f"{operation[0]} {'applied' if applied != target else 'refused'}")
+        target = applied
+    cluster.converge(target, passes=10)
+    for dataset, primary in target.all_datasets():
+        dataset_id = dataset.dataset_id
+        holders = {
+            n for n in NODES
+            if dataset_id in {i.dataset_id for i in result(cluster.backends[n].list_datasets())}
+        }
+        if dataset.deleted:
+            assert holders == set()
+            continue
+        roles = {n: cluster.roles[n].get(dataset_id) for n in holders}
+        assert roles.get(primary) == PRIMARY
+        assert cluster.roles[primary].epoch(dataset_id) == dataset.epoch
+        assert not result(cluster.backends[primary].get(dataset_id)).read_only
+        for replica in target.replicas_of(dataset_id):
+            assert roles.get(replica) in (REPLICA, DIVERGED)
+        for node in holders - {primary}:
+            assert result(cluster.backends[node].get(dataset_id)).read_only
+            if node not in target.replicas_of(dataset_id):
+                assert roles[node] == DIVERGED
+        for node in holders:
+            files = cluster.backends[node].read_files(dataset_id)
+            assert files in ({}, {"id": dataset_id.encode()})
+
+
+def test_a_writable_replica_is_made_read_only():
+    """
+    A replica that is still writable (received before copies arrived
+    read-only, or a first attempt that failed) is made read-only.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B,))
+    cluster.converge(configuration)
+    result(cluster.backends[B].set_read_only(DS, False))
+    assert ProtectDataset(dataset_id=DS) in changes_of(plan(cluster, B, configuration))
+    cluster.converge(configuration)
+    assert result(cluster.backends[B].get(DS)).read_only

@@ -1,0 +1,320 @@
+"""
+Acceptance tests: standing replicas and manual failover on a real local
+cluster (``admin/lab``: real zfs-fuse pools, real Docker, real TLS),
+driven through the REST API — replicas following a steady writer, the
+replica set changed, pruning, a move to a replica, a node lost outright
+and failed over by hand, and a forced failover while the primary runs.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+from uuid import uuid4
+
+import pytest
+
+from flocker.testtools import lab
+
+from .test_acceptance_containers import Writer, deploy_counter, request, running_on
+from .test_acceptance_datasets import api, api_error, wait_exposed, wait_for
+
+pytestmark = pytest.mark.acceptance
+
+MIB = 1024 * 1024
+REPLICA_PREFIX = "flocker-replica-"
+
+
+def state_entry(cluster, dataset_id):
+    """The dataset's entry in /v1/state/datasets (exposed primaries), or None."""
+    with contextlib.suppress(OSError):
+        for entry in api(cluster, "GET", "/v1/state/datasets"):
+            if entry["dataset_id"] == dataset_id:
+                return entry
+    return None
+
+
+def exposing(cluster, dataset_id):
+    """The nodes the state shows exposing the dataset (with a path)."""
+    try:
+        entries = api(cluster, "GET", "/v1/state/datasets")
+    except OSError:
+        return None
+    return [e["primary"] for e in entries if e["dataset_id"] == dataset_id and e.get("path")]
+
+
+class ExposureWatch(threading.Thread):
+    """Polls the state throughout a test: the most nodes ever exposing a dataset."""
+
+    def __init__(self, cluster, dataset_id):
+        super().__init__(daemon=True)
+        self.cluster, self.dataset_id = cluster, dataset_id
+        self.samples = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        """Sample every 50 ms until stopped."""
+        while not self.stopping.is_set():
+            nodes = exposing(self.cluster, self.dataset_id)
+            if nodes is not None:
+                self.samples.append(nodes)
+            time.sleep(0.05)
+
+    def most(self):
+        """Stop and return the largest number of nodes seen exposing it at once."""
+        self.stopping.set()
+        self.join()
+        return max((len(s) for s in self.samples), default=0)
+
+
+def zfs_snapshots(pool, dataset_id):
+    """Names of a dataset's snapshots in a pool (empty if it is not there)."""
+    out = subprocess.run(
+        ["zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-r", f"{pool}/{dataset_id}"],
+        capture_output=True, text=True,
+    ).stdout.split()
+    return [name.split("@", 1)[1] for name in out if "@" in name]
+
+
+def zfs_has(pool, dataset_id):
+    """Whether a pool holds the dataset."""
+    return subprocess.run(
+        ["zfs", "list", "-H", f"{pool}/{dataset_id}"], capture_output=True
+    ).returncode == 0
+
+
+def replica_lags(cluster, dataset_id):
+    """Replica node → lag_seconds, from the state (empty if not reported)."""
+    entry = state_entry(cluster, dataset_id) or {}
+    return {r["node_uuid"]: r.get("lag_seconds") for r in entry.get("replicas", [])}
+
+
+def replicated_to(cluster, dataset_id, nodes, within=10.0):
+    """Whether every one of ``nodes`` reports a replica no older than ``within`` seconds."""
+    lags = replica_lags(cluster, dataset_id)
+    return all(lags.get(n["uuid"]) is not None and lags[n["uuid"]] <= within for n in nodes)
+
+
+class FileWriter(threading.Thread):
+    """Appends a numbered line to a file in a dataset every 20 ms, fsyncing each."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path = path
+        self.written = 0
+        self.stopping = threading.Event()
+
+    def run(self):
+        """Write until stopped (or the dataset goes away)."""
+        with open(os.path.join(self.path, "log"), "a") as handle:
+            while not self.stopping.is_set():
+                try:
+                    handle.write(f"line{self.written}\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                except OSError:
+                    return
+                self.written += 1
+                time.sleep(0.02)
+
+    def stop(self):
+        """Stop writing."""
+        self.stopping.set()
+        self.join()
+
+
+def set_replicas(cluster, dataset_id, nodes, **replication):
+    """Replace the dataset's standing replicas."""
+    body = {"replicas": [n["uuid"] for n in nodes]}
+    if replication:
+        body["replication"] = replication
+    return api(cluster, "POST", f"/v1/configuration/datasets/{dataset_id}", body)
+
+
+def test_replicas_follow_a_writer_and_the_replica_set(make_lab):
+    """
+    Two standing replicas follow a steady writer with a small, reported lag
+    and are never exposed; pruning keeps few replication snapshots and
+    always one the primary and each replica share; removing a replica
+    destroys its copy and adding one back fills it again; moving the
+    primary to a replica node sends only the final increment.
+    """
+    cluster = make_lab(nodes=3)
+    one, two, three = cluster["nodes"]
+    dataset_id = str(uuid4())
+    api(cluster, "POST", "/v1/configuration/datasets", {
+        "primary": one["uuid"], "dataset_id": dataset_id,
+        "replicas": [two["uuid"], three["uuid"]],
+        "replication": {"interval_seconds": 0},
+    })
+    state = wait_exposed(cluster, dataset_id, one)
+    with open(os.path.join(state["path"], "bulk"), "wb") as handle:
+        handle.write(os.urandom(32 * MIB))
+    watch = ExposureWatch(cluster, dataset_id)
+    watch.start()
+    writer = FileWriter(state["path"])
+    writer.start()
+    try:
+        wait_for(lambda: replicated_to(cluster, dataset_id, [two, three]), 120,
+                 "both replicas to follow the writer")
+        # The lag stays small while the writer goes on.
+        time.sleep(5)
+        lags = replica_lags(cluster, dataset_id)
+        assert all(lag is not None and lag < 10 for lag in lags.values()), lags
+        for node in (one, two, three):
+            ours = [s for s in zfs_snapshots(node["pool"], dataset_id) if s.startswith(REPLICA_PREFIX)]
+            assert 1 <= len(ours) <= 6, (node["address"], ours)
+        shared = set(zfs_snapshots(one["pool"], dataset_id)) & set(zfs_snapshots(two["pool"], dataset_id))
+        assert any(s.startswith(REPLICA_PREFIX) for s in shared)
+
+        # Remove node 3's replica, then add it back.
+        set_replicas(cluster, dataset_id, [two])
+        wait_for(lambda: not zfs_has(three["pool"], dataset_id), 60, "node 3's copy to go")
+        set_replicas(cluster, dataset_id, [two, three])
+        wait_for(lambda: replicated_to(cluster, dataset_id, [two, three]), 120, "node 3 to follow again")
+    finally:
+        writer.stop()
+    assert watch.most() == 1
+
+    # A move to a current replica sends only what changed since its last round.
+    with open(os.path.join(state["path"], "log")) as handle:
+        written = handle.read()
+    api(cluster, "POST", f"/v1/configuration/datasets/{dataset_id}", {"primary": two["uuid"]})
+    moved = wait_exposed(cluster, dataset_id, two)
+    with open(os.path.join(moved["path"], "log")) as handle:
+        assert handle.read() == written
+    pushed = final_push_bytes(one, dataset_id)
+    assert pushed < 4 * MIB, pushed
+    # The old primary stays as a replica of the new one.
+    wait_for(lambda: replicated_to(cluster, dataset_id, [one, three]), 120, "node 1 to become a replica")
+    configured = [d for d in api(cluster, "GET", "/v1/configuration/datasets") if d["dataset_id"] == dataset_id]
+    assert sorted(configured[0]["replicas"]) == sorted([one["uuid"], three["uuid"]])
+
+
+def final_push_bytes(node, dataset_id):
+    """The bytes of the streams ``node`` sent in its moves of the dataset."""
+    total = 0
+    with open(os.path.join(node["log_dir"], "flocker-dataset-agent.log")) as handle:
+        entries = [json.loads(line) for line in handle if dataset_id in line]
+    pushes = {e["task_uuid"] for e in entries if e.get("action_type") == "flocker:node:dataset:push"}
+    for entry in entries:
+        if (
+            entry["task_uuid"] in pushes
+            and entry.get("action_type") == "flocker:volume:transfer:send"
+            and entry.get("action_status") == "succeeded"
+        ):
+            total += entry.get("bytes", 0)
+    return total
+
+
+@contextlib.contextmanager
+def cut_off(address):
+    """Drop every packet to and from ``address`` on lo; the rules go afterwards."""
+    rules = [["-s", address], ["-d", address]]
+    for rule in rules:
+        subprocess.run(["iptables", "-I", "INPUT", "-i", "lo", *rule, "-j", "DROP"], check=True)
+    try:
+        yield
+    finally:
+        for rule in rules:
+            subprocess.run(["iptables", "-D", "INPUT", "-i", "lo", *rule, "-j", "DROP"], check=False)
+
+
+def kill_node(node):
+    """SIGKILL a node's agents and its containers."""
+    import docker
+
+    lab.stop_node_agents(node, signal.SIGKILL)
+    client = docker.from_env()
+    try:
+        for container in client.containers.list(filters={"label": f"org.flocker.node={node['uuid']}"}):
+            with contextlib.suppress(Exception):
+                container.kill()
+    finally:
+        client.close()
+
+
+def test_manual_failover_after_losing_a_node(make_lab):
+    """
+    Node 1 dies outright under a steady writer (agents and containers
+    killed, its address cut off); failing over by hand to a replica is
+    refused while node 1 may still be alive, then brings the application
+    back on node 2 with a prefix of the acknowledged writes, with no
+    holes, and no moment where two nodes expose the dataset.
+    """
+    cluster = make_lab(nodes=3)
+    one, two, three = cluster["nodes"]
+    name, dataset_id, port = deploy_counter(cluster, one)
+    set_replicas(cluster, dataset_id, [two, three])
+    watch = ExposureWatch(cluster, dataset_id)
+    watch.start()
+    writer = Writer(one["address"], port)
+    writer.start()
+    wait_for(lambda: len(writer.acknowledged) >= 50 and replicated_to(cluster, dataset_id, [two, three]),
+             120, "writes replicated to both replicas")
+    with cut_off(one["address"]):
+        kill_node(one)
+        time.sleep(0.5)
+        writer.stopping.set()
+        writer.join()
+        status, body = api_error(cluster, "POST", f"/v1/datasets/{dataset_id}/failover",
+                                 {"node_uuid": two["uuid"]})
+        assert status == 409, body
+        assert "description" in body
+
+        def failed_over():
+            try:
+                return api(cluster, "POST", f"/v1/datasets/{dataset_id}/failover", {"node_uuid": two["uuid"]})
+            except urllib.error.HTTPError as error:
+                assert error.code == 409, error.read()
+                return None
+
+        answer = wait_for(failed_over, 90, "the failover to be accepted")
+        assert answer["primary"] == two["uuid"]
+        assert answer["epoch"] == 1
+        assert answer["data_loss_window_seconds"] >= 0
+        wait_exposed(cluster, dataset_id, two)
+        wait_for(lambda: running_on(cluster, name, two, port), 180, "the application on node 2")
+        entry = state_entry(cluster, dataset_id)
+        with open(os.path.join(entry["path"], "requests.log")) as handle:
+            lines = [x for x in handle.read().split() if x.startswith("w")]
+    assert watch.most() == 1
+    assert lines == [f"w{n}" for n in range(len(lines))]
+    assert len(lines) >= 50
+    assert request(two["address"], port, "after-failover") is not None
+
+
+def test_forced_failover_while_the_primary_runs(make_lab):
+    """
+    A forced failover while node 1 still runs: node 1 stops exposing its
+    copy as soon as it sees the new epoch and keeps it as diverged, with
+    what it wrote last; node 2 exposes the replicated data.
+    """
+    cluster = make_lab(nodes=2)
+    one, two = cluster["nodes"]
+    dataset_id = str(uuid4())
+    api(cluster, "POST", "/v1/configuration/datasets", {
+        "primary": one["uuid"], "dataset_id": dataset_id, "replicas": [two["uuid"]],
+    })
+    state = wait_exposed(cluster, dataset_id, one)
+    with open(os.path.join(state["path"], "data"), "w") as handle:
+        handle.write("replicated")
+    wait_for(lambda: replicated_to(cluster, dataset_id, [two], within=5), 60, "the replica")
+    time.sleep(3)
+    watch = ExposureWatch(cluster, dataset_id)
+    watch.start()
+    answer = api(cluster, "POST", f"/v1/datasets/{dataset_id}/failover",
+                 {"node_uuid": two["uuid"], "force": True})
+    assert answer["epoch"] == 1
+    promoted = wait_exposed(cluster, dataset_id, two)
+    with open(os.path.join(promoted["path"], "data")) as handle:
+        assert handle.read() == "replicated"
+    entry = wait_for(lambda: (e := state_entry(cluster, dataset_id)) and e.get("diverged") and e,
+                     60, "node 1's copy reported diverged")
+    assert [d["node_uuid"] for d in entry["diverged"]] == [one["uuid"]]
+    assert watch.most() == 1
+    assert zfs_has(one["pool"], dataset_id)

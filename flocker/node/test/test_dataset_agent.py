@@ -1,0 +1,81 @@
+"""Tests for the dataset agent's policies: which pushed streams it refuses
+and what a stored stream changes (in memory, with real certificates).
+"""
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+
+from flocker.ca import load_tls_files
+from flocker.ca.testtools import make_test_cluster_credentials
+from flocker.control import Dataset, Deployment
+from flocker.node._dataset_agent import DatasetAgent
+from flocker.node._roles import DIVERGED, PRIMARY, REPLICA, MemoryRoles
+from flocker.node.test.test_datasets import DS, result
+from flocker.volume._transfer_wire import TransferHeader
+from flocker.volume.memory import MemoryVolumeBackend
+
+
+@pytest.fixture
+def agent(tmp_path):
+    """A dataset agent of a two-node cluster, on an in-memory backend."""
+    credentials = make_test_cluster_credentials(tmp_path, nodes=2)
+    me, other = (str(u) for u in credentials.node_uuids)
+    agent = DatasetAgent(
+        MemoryReactorClock(),
+        me,
+        "127.0.0.11",
+        MemoryVolumeBackend(),
+        MemoryRoles(),
+        load_tls_files(credentials.node_directories[0], "node"),
+        "127.0.0.1",
+        4524,
+        4525,
+    )
+    agent.other = other
+    return agent
+
+
+def header(final=False, epoch=0):
+    """A header of an incremental stream of DS."""
+    return TransferHeader(
+        dataset_id=DS, snapshot="s2", base="s1", stream_format="memory", final=final, epoch=epoch
+    )
+
+
+def test_streams_into_an_exposed_dataset_are_refused(agent):
+    """A push into a dataset this node exposes would overwrite live data."""
+    agent.roles.set(DS, PRIMARY)
+    assert "exposed on this node" in agent.refuse(header())
+
+
+def test_streams_into_a_diverged_copy_are_refused(agent):
+    """A diverged copy is kept as it is, whoever sends."""
+    agent.roles.set(DS, DIVERGED)
+    assert "diverged" in agent.refuse(header(epoch=5))
+
+
+def test_streams_of_a_superseded_epoch_are_refused(agent):
+    """
+    Once the configuration holds a newer epoch, a stream from the primary
+    of an older one is refused; one of the current epoch is let in.
+    """
+    configuration = Deployment().add_dataset(Dataset(dataset_id=DS, epoch=2), agent.other)
+    agent.loop.configuration = configuration
+    assert "superseded" in agent.refuse(header(epoch=1))
+    assert agent.refuse(header(epoch=2)) is None
+
+
+def test_a_replica_stream_is_recorded_at_its_epoch(agent):
+    """A stored non-final stream leaves a replica at the stream's epoch."""
+    agent.stored(header(epoch=3))
+    assert (agent.roles.get(DS), agent.roles.epoch(DS)) == (REPLICA, 3)
+
+
+def test_a_final_stream_exposes_the_dataset_writable(agent):
+    """A stored final stream makes the received copy writable, then primary."""
+    backend = agent.backend
+    result(backend.create(DS))
+    result(backend.set_read_only(DS, True))
+    result(agent.stored(header(final=True, epoch=1)))
+    assert (agent.roles.get(DS), agent.roles.epoch(DS)) == (PRIMARY, 1)
+    assert not result(backend.get(DS)).read_only
