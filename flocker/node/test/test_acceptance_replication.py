@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -328,3 +329,43 @@ def test_forced_failover_while_the_primary_runs(make_lab):
     assert [d["node_uuid"] for d in entry["diverged"]] == [one["uuid"]]
     assert watch.most() == 1
     assert zfs_has(one["pool"], dataset_id)
+    assert_story_told(cluster, one, two, dataset_id)
+
+
+def log_entries(path):
+    """The eliot messages of one log file; eliot-tree must render it."""
+    rendered = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "eliot-tree"), path],
+        capture_output=True, text=True,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def assert_story_told(cluster, one, two, dataset_id):
+    """
+    The logs tell the story: a replication round on node 1 is one task that
+    node 2's receiver continues, and the failover is one task from the
+    control service's decision to node 2's promotion and node 1's
+    divergence.
+    """
+    control = log_entries(os.path.join(cluster["control"]["log_dir"], "flocker-control.log"))
+    source = log_entries(os.path.join(one["log_dir"], "flocker-dataset-agent.log"))
+    target = log_entries(os.path.join(two["log_dir"], "flocker-dataset-agent.log"))
+    rounds = {
+        e["task_uuid"] for e in source
+        if e.get("action_type") == "flocker:node:dataset:replicate" and e.get("dataset_id") == dataset_id
+    }
+    received = {e["task_uuid"] for e in target}
+    assert rounds & received, "no replication round continues on the replica"
+    [failover] = [
+        e for e in control
+        if e.get("action_type") == "flocker:control:failover" and e.get("action_status") == "started"
+    ]
+    assert failover["dataset_id"] == dataset_id
+    promoted = [e for e in target if e.get("action_type") == "flocker:node:dataset:promote"]
+    diverged = [e for e in source if e.get("action_type") == "flocker:node:dataset:diverge"]
+    assert promoted and diverged
+    assert failover["task_uuid"] in {e["task_uuid"] for e in promoted}
+    assert failover["task_uuid"] in {e["task_uuid"] for e in diverged}
