@@ -67,6 +67,25 @@ def check_send_names(
             raise InvalidBase(f"{base!r} is not older than {snapshot!r}")
 
 
+def check_receive_arguments(dataset_id: object, base: object, replace: object) -> str:
+    """
+    Check the arguments of ``receive``; the canonical dataset id.
+
+    ``replace`` must be a bool (else :class:`InvalidName`) and only comes
+    with a full stream (else :class:`InvalidBase`).
+    """
+    key = check_dataset_id(dataset_id)
+    if base is not None:
+        check_snapshot_name(base)
+    if not isinstance(replace, bool):
+        raise InvalidName(f"replace must be a bool: {replace!r}")
+    if replace and base is not None:
+        raise InvalidBase(
+            f"only a full stream replaces a copy, not one based on {base!r}"
+        )
+    return key
+
+
 def check_send_arguments(dataset_id: object, snapshot: object, base: object) -> str:
     """Check the arguments of ``send``; the canonical dataset id."""
     key = check_dataset_id(dataset_id)
@@ -110,6 +129,7 @@ _AS_FIELD: dict[str, Callable[[object], object]] = {
     "base": _text_or_none,
     "maximum_size": _int_or_none,
     "read_only": _bool_or_none,
+    "replace": _bool_or_none,
 }
 
 
@@ -124,9 +144,9 @@ def logged_operation(
 
     :param arguments: The method's arguments as given (``dataset_id``,
         ``new_dataset_id``, ``snapshot``, ``base``, ``maximum_size``,
-        ``read_only``); ids and snapshot names are logged as text, a
-        ``base`` that is not text, a ``maximum_size`` that is not an int and
-        a ``read_only`` that is not a bool as null.
+        ``read_only``, ``replace``); ids and snapshot names are logged as
+        text, a ``base`` that is not text, a ``maximum_size`` that is not an
+        int and a ``read_only`` or ``replace`` that is not a bool as null.
     """
     fields = {name: _AS_FIELD[name](value) for name, value in arguments.items()}
     return logged(action_type, body, backend=backend, **fields)

@@ -12,6 +12,8 @@ commands, so the reactor thread never blocks on the disk.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import uuid
@@ -216,15 +218,82 @@ class FileStore:
         """Create a directory and its parents."""
         await self.in_thread(_makedirs, path)
 
+    async def exchange(self, work: str, dataset_id: str) -> None:
+        """
+        Swap the directory ``work`` (under ``tmp/``, a complete dataset) with
+        the existing dataset ``dataset_id``: afterwards the dataset is what
+        ``work`` held and ``work`` holds the old dataset, for the caller to
+        delete.
+
+        One ``renameat2(RENAME_EXCHANGE)`` where the kernel and filesystem
+        have it, so every lookup of the dataset's path finds the old or the
+        new copy.  Elsewhere three renames through ``tmp/old-<id>``; a
+        crash between them leaves one whole copy that :meth:`recover`
+        keeps (the dataset's name missing: the old copy is renamed back).
+        """
+        target = self.dataset_dir(dataset_id)
+        if await self.in_thread(_exchange, work, target):
+            return
+        aside = os.path.join(self.root, "tmp", f"{_OLD_PREFIX}{dataset_id}")
+        await self.remove(aside)  # garbage of an earlier crash
+        await self.rename(target, aside)
+        try:
+            await self.rename(work, target)
+        except BaseException:
+            await self.rename(aside, target)
+            raise
+        await self.rename(aside, work)
+
     def recover(self) -> Deferred[None]:
-        """Delete what interrupted operations left in ``tmp/``."""
+        """
+        Delete what interrupted operations left in ``tmp/``; a dataset an
+        interrupted :meth:`exchange` left only as ``tmp/old-<id>`` is
+        renamed back into place first.
+        """
 
         async def run() -> None:
             tmp = os.path.join(self.root, "tmp")
             for name in await self.in_thread(os.listdir, tmp):
-                await self.remove(os.path.join(tmp, name))
+                path = os.path.join(tmp, name)
+                if name.startswith(_OLD_PREFIX):
+                    dataset_id = name[len(_OLD_PREFIX) :]
+                    target = self.dataset_dir(dataset_id)
+                    if not await self.in_thread(os.path.exists, target):
+                        await self.rename(path, target)
+                        continue
+                await self.remove(path)
 
         return Deferred.fromCoroutine(run())
+
+
+#: ``tmp/old-<id>``: a dataset stepping aside for its replacement.
+_OLD_PREFIX = "old-"
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(first: str, second: str) -> bool:
+    """
+    Atomically swap two paths with ``renameat2(RENAME_EXCHANGE)``.
+
+    :return: Whether it was done; false where the C library, kernel or
+        filesystem does not offer it (nothing changed then).  Other
+        errors are raised as ``OSError``.
+    """
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except AttributeError:
+        return False
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), first, None, second)
 
 
 def snapshot_infos(meta: dict[str, Any]) -> list[SnapshotInfo]:
@@ -320,6 +389,7 @@ async def receive_tar(
     stream_format: str,
     dataset_id: str,
     base: str | None,
+    replace: bool = False,
 ) -> IStreamSink:
     """
     Receive a stream of :func:`send_tar`: the tar is extracted into a new
@@ -328,9 +398,11 @@ async def receive_tar(
     :param commit: Called on ``finish`` with the snapshot the header
         announces, ``tree`` and ``work``, to make the dataset (``work`` is
         deleted on failure or abort).
+    :param replace: A full stream may replace an existing dataset (which
+        ``commit`` does); otherwise an existing one is DatasetExists.
     """
     if base is None:
-        if await store.exists(dataset_id):
+        if not replace and await store.exists(dataset_id):
             raise DatasetExists(dataset_id)
     else:
         await store.require_snapshot(dataset_id, base)

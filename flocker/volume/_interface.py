@@ -47,6 +47,23 @@ never becomes a dataset.
 
 Streams are only meaningful between backends whose
 :attr:`Capabilities.stream_format` is the same.
+
+Replacing a copy
+================
+
+A standing replica that shares no snapshot with the primary any more (the
+primary moved to a node that held no replica) can only be brought up to
+date by a full stream.  ``receive(dataset_id, replace=True)`` takes one even
+though the dataset exists: the stream is received beside the old copy,
+which stays as it is (data, snapshots, ``read_only`` flag) until
+:meth:`IStreamSink.finish` succeeds; then the received dataset takes its
+place, with only the received snapshot, read-only.  The swap is as atomic
+as the backend can make it (a reader sees the old or the new copy), and a
+crash in the middle leaves one whole copy, old or new, once the backend's
+``recover`` ran.  ``abort``, a bad stream or a failed ``finish`` leave the
+old copy exactly as it was.  Where ``clones_depend_on_origin``, an old copy
+whose snapshots have clones cannot go: ``finish`` fails with
+:class:`DependentClones` and the old copy stays.
 """
 
 from __future__ import annotations
@@ -187,7 +204,10 @@ class SnapshotExists(VolumeError):
 
 
 class InvalidBase(VolumeError, ValueError):
-    """An incremental send's base is not older than the snapshot sent."""
+    """
+    An incremental send's base is not older than the snapshot sent, or a
+    replacing receive was given a base.
+    """
 
 
 class MaximumSizeTooSmall(VolumeError):
@@ -290,9 +310,15 @@ class IStreamSink(IConsumer):
         creates the dataset with just the received snapshot, read-only;
         an incremental receive keeps the dataset's ``read_only`` flag.
 
+        A replacing receive (``receive(..., replace=True)``) replaces the
+        dataset if it exists, old snapshots and flag included; see
+        "Replacing a copy" in the module docstring.
+
         :return: A Deferred firing with ``None``, or failing with
-            :class:`BadStream` (truncated, corrupt or mismatched stream); in
-            that case the dataset is exactly as before ``receive``.
+            :class:`BadStream` (truncated, corrupt or mismatched stream), or,
+            for a replacing receive, with :class:`DependentClones` (clones
+            depend on the old copy's snapshots); in those cases the dataset
+            is exactly as before ``receive``.
         """
 
     def abort() -> Deferred[None]:
@@ -432,13 +458,21 @@ class IVolumeBackend(Interface):
             ``snapshot``.
         """
 
-    def receive(dataset_id: str, base: str | None = None) -> Deferred[IStreamSink]:
+    def receive(
+        dataset_id: str, base: str | None = None, replace: bool = False
+    ) -> Deferred[IStreamSink]:
         """
         Prepare to receive a stream into a dataset.
 
         With ``base=None`` (a full stream) the dataset must not exist, else
-        :class:`DatasetExists`.  With a base, the dataset must exist and
-        have that snapshot, else :class:`UnknownDataset` /
-        :class:`UnknownSnapshot`.  The dataset is unchanged until
+        :class:`DatasetExists`, unless ``replace`` is true: then an
+        existing dataset is replaced on a successful ``finish`` (see
+        "Replacing a copy" in the module docstring), and a missing one is
+        created as by a plain full receive.  With a base, the dataset must
+        exist and have that snapshot, else :class:`UnknownDataset` /
+        :class:`UnknownSnapshot`; ``replace`` with a base is refused with
+        :class:`InvalidBase` (an incremental stream never replaces a
+        copy), and a ``replace`` that is not a bool with
+        :class:`InvalidName`.  The dataset is unchanged until
         :meth:`IStreamSink.finish` succeeds.
         """

@@ -20,6 +20,9 @@ MAXIMUM_SIZE = Field.for_types(
 READ_ONLY = Field.for_types(
     "read_only", [bool, type(None)], "Whether a dataset is to be read-only."
 )
+REPLACE = Field.for_types(
+    "replace", [bool, type(None)], "Whether a full receive may replace a copy."
+)
 BYTES = Field.for_types("bytes", [int], "How many bytes of a stream passed.")
 REASON = Field.for_types("reason", [str], "Why something failed.")
 
@@ -53,7 +56,9 @@ CLONE = _action(
     "clone", [DATASET_ID, SNAPSHOT, NEW_DATASET_ID], "A snapshot is cloned."
 )
 SEND = _action("send", [DATASET_ID, SNAPSHOT, BASE], "A stream is prepared.")
-RECEIVE = _action("receive", [DATASET_ID, BASE], "A receive is prepared.")
+RECEIVE = _action(
+    "receive", [DATASET_ID, BASE, REPLACE], "A receive is prepared."
+)
 SEND_STREAM = _action(
     "send_stream", [DATASET_ID, SNAPSHOT, BASE], "A stream's bytes flow out."
 )

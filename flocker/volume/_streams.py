@@ -30,6 +30,7 @@ from zope.interface import implementer
 from ._common import logged
 from ._interface import (
     BadStream,
+    DependentClones,
     IStreamSink,
     IStreamSource,
     SendFailed,
@@ -329,7 +330,9 @@ class ProcessStreamSink:
 
         :param commit: Called with the stream's header line (empty without
             one); makes a successfully received result visible.  If it
-            raises, ``discard`` runs and ``finish`` fails with BadStream.
+            raises, ``discard`` runs and ``finish`` fails with BadStream,
+            except for :class:`DependentClones` (a replacing receive whose
+            old copy cannot go), which ``finish`` passes on as it is.
         :param discard: Removes every trace of the receive.
         :param check_digest: The stream ends with a SHA-256 trailer.
         :param header: The stream starts with a line (up to 64 KiB, ending
@@ -437,6 +440,10 @@ class ProcessStreamSink:
             if problem is None:
                 try:
                     await self._commit(bytes(self._header or b""))
+                except DependentClones:
+                    await self._discard()
+                    self._state = "aborted"
+                    raise
                 except Exception as error:
                     problem = f"could not complete the receive: {error}"
             if problem is not None:

@@ -22,7 +22,10 @@ creation time, base), a tar of the snapshot, and the SHA-256 of all that.
 They always carry the whole snapshot; a stream sent with a base is refused
 by a receiver expecting another base (``incremental_send`` is false).  A
 received tree is extracted under ``tmp/`` and only moved into place by
-``finish``.
+``finish``; a replacing receive builds the whole new dataset directory
+under ``tmp/`` and swaps it with the old one in one
+``renameat2(RENAME_EXCHANGE)`` (see :meth:`FileStore.exchange`), then
+deletes the old one.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ._common import (
     check_dataset_id,
     check_maximum_size,
     check_read_only,
+    check_receive_arguments,
     check_send_arguments,
     check_snapshot_name,
     logged_operation,
@@ -158,6 +162,7 @@ class DirectoryVolumeBackend:
         content: str | None,
         snapshots: list[tuple[SnapshotInfo, str]] = [],  # noqa: B006 (not mutated)
         read_only: bool = False,
+        replace: bool = False,
     ) -> None:
         """
         Build a dataset in ``tmp/`` and rename it into place.
@@ -165,6 +170,9 @@ class DirectoryVolumeBackend:
         :param content: A tree to copy as the data, or None for empty.
         :param snapshots: Snapshots with trees to *move* into the dataset.
         :param read_only: The flag the new dataset records.
+        :param replace: An existing dataset of that id is swapped out
+            (:meth:`FileStore.exchange`) and deleted, instead of being
+            :class:`DatasetExists`.
         """
         work = self._store.temporary_dir()
         try:
@@ -183,9 +191,12 @@ class DirectoryVolumeBackend:
                     "snapshots": snapshot_records([s for s, _ in snapshots]),
                 },
             )
-            if await self._store.exists(dataset_id):
+            if not await self._store.exists(dataset_id):
+                await self._store.rename(work, self._store.dataset_dir(dataset_id))
+            elif replace:
+                await self._store.exchange(work, dataset_id)  # work: the old one
+            else:
                 raise DatasetExists(dataset_id)
-            await self._store.rename(work, self._store.dataset_dir(dataset_id))
         finally:
             await self._store.remove(work)
 
@@ -390,12 +401,12 @@ class DirectoryVolumeBackend:
         )
 
     def receive(
-        self, dataset_id: str, base: str | None = None
+        self, dataset_id: str, base: str | None = None, replace: bool = False
     ) -> Deferred[IStreamSink]:
         """See :meth:`IVolumeBackend.receive` and the module docstring."""
 
         async def run() -> IStreamSink:
-            key = check_dataset_id(dataset_id)
+            key = check_receive_arguments(dataset_id, base, replace)
 
             async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
                 if base is None:
@@ -405,6 +416,7 @@ class DirectoryVolumeBackend:
                         tree,
                         [(info, tree)],
                         read_only=True,
+                        replace=replace,
                     )
                 else:
                     await self._commit_incremental(key, base, info, tree, work)
@@ -416,9 +428,12 @@ class DirectoryVolumeBackend:
                 stream_format=STREAM_FORMAT,
                 dataset_id=key,
                 base=base,
+                replace=replace,
             )
 
-        return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
+        return logged_operation(
+            RECEIVE, run, _KIND, dataset_id=dataset_id, base=base, replace=replace
+        )
 
     async def _commit_incremental(
         self, key: str, base: str, info: SnapshotInfo, tree: str, work: str

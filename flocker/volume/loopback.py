@@ -36,7 +36,12 @@ new dataset read-only.
 Streams (format ``flocker-ext4-image-v1``): a JSON header line, a sparse tar
 of the snapshot's image, and a SHA-256 of all that.  They always carry the
 whole image.  A received image is checked with ``e2fsck -n`` under ``tmp/``
-before ``finish`` puts it in place.
+before ``finish`` puts it in place.  A replacing receive mounts the new
+image in its directory under ``tmp/`` and swaps that directory with the old
+dataset's (:meth:`FileStore.exchange`: one ``renameat2``, and mounts move
+with their directories), then unmounts the old image lazily and deletes
+it; ``recover`` lazily unmounts whatever a crash left mounted under
+``tmp/``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from ._common import (
     check_dataset_id,
     check_maximum_size,
     check_read_only,
+    check_receive_arguments,
     check_send_arguments,
     check_snapshot_name,
     logged_operation,
@@ -159,8 +165,20 @@ class LoopbackVolumeBackend:
         )
 
     def recover(self) -> Deferred[None]:
-        """Delete what interrupted operations left in ``tmp/``."""
-        return self._store.recover()
+        """
+        Delete what interrupted operations left in ``tmp/``, after lazily
+        unmounting any image mounted there (a replacement cut short).
+        """
+
+        async def run() -> None:
+            tmp = os.path.join(self.root, "tmp")
+            for name in await self._store.in_thread(os.listdir, tmp):
+                mnt = os.path.join(tmp, name, "mnt")
+                if await self._is_mounted(mnt):
+                    await self._run("umount", "-l", mnt)
+            await self._store.recover()
+
+        return Deferred.fromCoroutine(run())
 
     # -- paths and helpers -------------------------------------------------
 
@@ -202,13 +220,15 @@ class LoopbackVolumeBackend:
         Attach and mount the dataset's image (read-only or not), unless it
         already is; remount it if it is mounted the other way.
         """
-        mnt = self._mnt(dataset_id)
+        await self._mount_at(self._image(dataset_id), self._mnt(dataset_id), read_only)
+
+    async def _mount_at(self, image: str, mnt: str, read_only: bool) -> None:
+        """:meth:`_mount` for an image and mount point given by path."""
         mode = "ro" if read_only else "rw"
         if await self._is_mounted(mnt):
             if await self._store.in_thread(_mounted_read_only, mnt) != read_only:
                 await self._run("mount", "-o", f"remount,{mode}", mnt)
             return
-        image = self._image(dataset_id)
         devices = await self._devices(image)
         if devices:
             device = devices[0]
@@ -241,6 +261,22 @@ class LoopbackVolumeBackend:
         for device in await self._devices(self._image(dataset_id)):
             await run_command(self._reactor, ["losetup", "-d", device], check=False)
 
+    async def _release(self, directory: str) -> None:
+        """
+        Delete a dataset directory under ``tmp/`` (an old copy swapped out,
+        or a new one that never got in), unmounting its image lazily first
+        (a process may still hold a file of an old copy open) and
+        detaching its loop devices.
+        """
+        mnt = os.path.join(directory, "mnt")
+        if await self._is_mounted(mnt):
+            await self._run("umount", "-l", mnt)
+        image = os.path.join(directory, "image")
+        if await self._store.in_thread(os.path.exists, image):
+            for device in await self._devices(image):
+                await run_command(self._reactor, ["losetup", "-d", device], check=False)
+        await self._store.remove(directory)
+
     async def _info(self, dataset_id: str) -> DatasetInfo:
         read_only = _read_only(await self._store.meta(dataset_id))
         await self._mount(dataset_id, read_only)
@@ -262,6 +298,7 @@ class LoopbackVolumeBackend:
         snapshots: list[tuple[SnapshotInfo, str]],
         copy_image: bool,
         read_only: bool = False,
+        replace: bool = False,
     ) -> None:
         """
         Build a dataset in ``tmp/`` from an image and rename it into place.
@@ -269,6 +306,12 @@ class LoopbackVolumeBackend:
         :param image: The image file; copied if ``copy_image``, else moved.
         :param snapshots: Snapshot images to move into the dataset.
         :param read_only: The new dataset's flag (and how it is mounted).
+        :param replace: An existing dataset of that id is replaced instead
+            of being :class:`DatasetExists`: the new image is mounted in
+            ``tmp/`` and the two directories swapped with
+            :meth:`FileStore.exchange` (mounts move with their
+            directories, so the dataset's path shows the old or the new
+            filesystem, never none); then the old one is released.
         """
         work = self._store.temporary_dir()
         try:
@@ -290,11 +333,15 @@ class LoopbackVolumeBackend:
                     "snapshots": snapshot_records([s for s, _ in snapshots]),
                 },
             )
-            if await self._store.exists(dataset_id):
+            if not await self._store.exists(dataset_id):
+                await self._store.rename(work, self._dir(dataset_id))
+            elif replace:
+                await self._mount_at(target, os.path.join(work, "mnt"), read_only)
+                await self._store.exchange(work, dataset_id)  # work: the old one
+            else:
                 raise DatasetExists(dataset_id)
-            await self._store.rename(work, self._dir(dataset_id))
         finally:
-            await self._store.remove(work)
+            await self._release(work)
         await self._mount(dataset_id, read_only)
 
     # -- IVolumeBackend ----------------------------------------------------
@@ -540,12 +587,12 @@ class LoopbackVolumeBackend:
         )
 
     def receive(
-        self, dataset_id: str, base: str | None = None
+        self, dataset_id: str, base: str | None = None, replace: bool = False
     ) -> Deferred[IStreamSink]:
         """See :meth:`IVolumeBackend.receive` and the module docstring."""
 
         async def run() -> IStreamSink:
-            key = check_dataset_id(dataset_id)
+            key = check_receive_arguments(dataset_id, base, replace)
 
             async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
                 image = await self._store.in_thread(_single_file, tree)
@@ -558,7 +605,12 @@ class LoopbackVolumeBackend:
                     raise BadStream("the received image is not a clean ext4")
                 if base is None:
                     await self._install(
-                        key, image, [(info, image)], copy_image=True, read_only=True
+                        key,
+                        image,
+                        [(info, image)],
+                        copy_image=True,
+                        read_only=True,
+                        replace=replace,
                     )
                 else:
                     await self._commit_incremental(key, base, info, image, work)
@@ -570,9 +622,12 @@ class LoopbackVolumeBackend:
                 stream_format=STREAM_FORMAT,
                 dataset_id=key,
                 base=base,
+                replace=replace,
             )
 
-        return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
+        return logged_operation(
+            RECEIVE, run, _KIND, dataset_id=dataset_id, base=base, replace=replace
+        )
 
     async def _commit_incremental(
         self, key: str, base: str, info: SnapshotInfo, image: str, work: str

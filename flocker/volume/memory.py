@@ -35,6 +35,7 @@ from ._common import (
     check_dataset_id,
     check_maximum_size,
     check_read_only,
+    check_receive_arguments,
     check_send_arguments,
     check_send_names,
     check_snapshot_name,
@@ -429,24 +430,33 @@ class MemoryVolumeBackend:
         )
 
     def receive(
-        self, dataset_id: str, base: str | None = None
+        self, dataset_id: str, base: str | None = None, replace: bool = False
     ) -> Deferred[IStreamSink]:
-        """See :meth:`IVolumeBackend.receive`."""
+        """
+        See :meth:`IVolumeBackend.receive`; a replacing receive swaps the
+        dataset's record in one step on ``finish``.
+        """
 
         async def run() -> IStreamSink:
-            key = check_dataset_id(dataset_id)
+            key = check_receive_arguments(dataset_id, base, replace)
             if base is None:
-                if key in self._datasets:
+                if key in self._datasets and not replace:
                     raise DatasetExists(key)
             else:
-                check_snapshot_name(base)
                 self._snapshot(key, base)
-            return _MemorySink(self, key, base)
+            return _MemorySink(self, key, base, replace)
 
-        return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
+        return logged_operation(
+            RECEIVE, run, _KIND, dataset_id=dataset_id, base=base, replace=replace
+        )
 
-    def _apply(self, dataset_id: str, base: str | None, stream: bytes) -> None:
-        """Check a received stream and make it visible (or raise BadStream)."""
+    def _apply(
+        self, dataset_id: str, base: str | None, stream: bytes, replace: bool = False
+    ) -> None:
+        """
+        Check a received stream and make it visible (or raise BadStream);
+        with ``replace``, a full stream replaces an existing dataset.
+        """
         trailer = DigestTrailer()
         trailer.feed(stream)
         problem = trailer.problem()
@@ -467,7 +477,7 @@ class MemoryVolumeBackend:
         if document["base"] != base:
             raise BadStream(f"stream's base {document['base']!r} is not {base!r}")
         if base is None:
-            if dataset_id in self._datasets:
+            if dataset_id in self._datasets and not replace:
                 raise BadStream(f"dataset {dataset_id} appeared meanwhile")
             kept: list[_Snapshot] = []
             files: Files = {}
@@ -503,11 +513,16 @@ class _MemorySink:
     """Buffers a stream; applies it on finish."""
 
     def __init__(
-        self, backend: MemoryVolumeBackend, dataset_id: str, base: str | None
+        self,
+        backend: MemoryVolumeBackend,
+        dataset_id: str,
+        base: str | None,
+        replace: bool = False,
     ) -> None:
         self._backend = backend
         self.dataset_id = dataset_id
         self.base = base
+        self._replace = replace
         self.stream_format = STREAM_FORMAT
         self._chunks: list[bytes] = []
         self._state = "open"
@@ -539,7 +554,9 @@ class _MemorySink:
             stream = b"".join(self._chunks)
             self._chunks = []
             try:
-                self._backend._apply(self.dataset_id, self.base, stream)
+                self._backend._apply(
+                    self.dataset_id, self.base, stream, self._replace
+                )
             except BadStream as error:
                 self._state = "aborted"
                 BAD_STREAM.log(dataset_id=self.dataset_id, reason=str(error))

@@ -316,11 +316,15 @@ def make_volume_backend_tests(
         it can use fixtures such as ``make_zfs_pool`` or ``tmp_path``);
         returns a :class:`VolumeHarness`.
     """
-    # Imported here: the read-only tests use this module's helpers.
+    # Imported here: the read-only and replace tests use this module's helpers.
     from ._read_only_contract import ReadOnlyContract
+    from ._replace_contract import ReplaceContract
 
-    class VolumeBackendTests(ReadOnlyContract):
-        """The IVolumeBackend contract (read-only datasets: the base class)."""
+    class VolumeBackendTests(ReadOnlyContract, ReplaceContract):
+        """
+        The IVolumeBackend contract (read-only datasets and replacing full
+        receives: the base classes).
+        """
 
         @pytest_twisted.async_yield_fixture
         async def harness(self, request: pytest.FixtureRequest, eliot_logger: Any) -> Any:

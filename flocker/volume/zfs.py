@@ -43,7 +43,13 @@ Receiving
 A receive never touches the target until ``finish``:
 
 * A full stream is received unmounted into ``<pool>/flocker-recv-<random>``
-  and renamed to the dataset's name on ``finish``.
+  and renamed to the dataset's name on ``finish``.  A replacing full
+  receive whose dataset exists swaps it out on ``finish`` as below (old
+  copy renamed aside, new one renamed into place, old one destroyed),
+  after checking that no clone depends on the old copy's snapshots
+  (:class:`DependentClones` otherwise, before anything moved).  ZFS has no
+  atomic exchange of names: between the two renames the dataset's name is
+  briefly missing (zfs-fuse has it unmounted then anyway).
 * An incremental stream whose base is the target's newest snapshot (every
   round of a move: replicas are never written to) is received straight
   into the target with ``zfs receive -F``.  ZFS receives it into a hidden
@@ -93,6 +99,7 @@ from ._common import (
     check_dataset_id,
     check_maximum_size,
     check_read_only,
+    check_receive_arguments,
     check_send_arguments,
     check_send_names,
     check_snapshot_name,
@@ -604,17 +611,19 @@ class ZFSVolumeBackend:
         )
 
     def receive(
-        self, dataset_id: str, base: str | None = None
+        self, dataset_id: str, base: str | None = None, replace: bool = False
     ) -> Deferred[IStreamSink]:
         """See :meth:`IVolumeBackend.receive` and the module docstring."""
 
         async def run() -> IStreamSink:
-            key = check_dataset_id(dataset_id)
+            key = check_receive_arguments(dataset_id, base, replace)
             if base is None:
-                return await self._receive_full(key)
+                return await self._receive_full(key, replace)
             return await self._receive_incremental(key, base)
 
-        return logged_operation(RECEIVE, run, _KIND, dataset_id=dataset_id, base=base)
+        return logged_operation(
+            RECEIVE, run, _KIND, dataset_id=dataset_id, base=base, replace=replace
+        )
 
     def _temporary_name(self) -> str:
         return f"{self.pool_name}/{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}"
@@ -627,20 +636,33 @@ class ZFSVolumeBackend:
         await self._zfs("set", f"refquota={quota or 'none'}", temporary)
         await self._zfs("set", f"readonly={'on' if read_only else 'off'}", temporary)
 
-    async def _receive_full(self, key: str) -> IStreamSink:
+    async def _receive_full(self, key: str, replace: bool) -> IStreamSink:
         name = self._name(key)
-        if await self._exists(name):
+        if not replace and await self._exists(name):
             raise DatasetExists(key)
         temporary = self._temporary_name()
 
         async def commit(header: bytes) -> None:
-            if await self._exists(name):
+            exists = await self._exists(name)
+            if exists and not replace:
                 raise DatasetExists(key)
+            if exists:
+                # Checked before anything moves: the old copy must be
+                # destroyed once the new one has its name.
+                clones = await self._clones_of_dataset(name)
+                if clones:
+                    raise DependentClones(
+                        f"{key} is not replaced: its snapshots have clones: "
+                        f"{', '.join(clones)}"
+                    )
             # A copy from another node, not yet exposed: read-only.
             await self._mark(
                 key, temporary, self.capabilities.default_maximum_size, read_only=True
             )
-            await self._rename(temporary, name)
+            if exists:
+                await self._swap(key, temporary)
+            else:
+                await self._rename(temporary, name)
 
         async def discard() -> None:
             await self._destroy_name(temporary)
@@ -707,28 +729,47 @@ class ZFSVolumeBackend:
             raise
 
         async def commit(header: bytes) -> None:
-            # Swap names: the old target steps aside (and is only destroyed
-            # once the received filesystem has its name), so a failure before
-            # the swap can still be undone by ``discard``.
             await self._mark(key, temporary, target.maximum_size, target.read_only)
-            old = f"{self.pool_name}/{OLD_PREFIX}{key}"
-            await self._destroy_name(old)  # garbage of an earlier crash
-            await self._rename(name, old)
-            try:
-                await self._rename(temporary, name)
-            except BaseException:
-                await self._rename(old, name)
-                raise
-            try:
-                await self._destroy_name(old)
-            except CommandFailed as error:  # recover() finishes the job
-                LEFTOVER.log(dataset_id=key, reason=str(error))
+            await self._swap(key, temporary)
 
         async def discard() -> None:
             await self._retrying("promote", name)
             await self._destroy_name(temporary)
 
         return self._receiving(["-F", temporary], key, base, commit, discard)
+
+    async def _clones_of_dataset(self, name: str) -> list[str]:
+        """The filesystems cloned from any snapshot of ``name``."""
+        return sorted(
+            clone
+            for clone, origin in (await self._origins()).items()
+            if origin.startswith(f"{name}@")
+        )
+
+    async def _swap(self, key: str, temporary: str) -> None:
+        """
+        Put the filesystem ``temporary`` in the place of the dataset ``key``
+        and destroy the old one.
+
+        The old dataset steps aside as ``flocker-old-<id>`` and is only
+        destroyed once ``temporary`` has its name, so a failure before that
+        puts it back (and ``discard`` can still undo the receive), and
+        :meth:`recover` after a crash keeps whichever whole copy holds the
+        name, or renames the old one back.
+        """
+        name = self._name(key)
+        old = f"{self.pool_name}/{OLD_PREFIX}{key}"
+        await self._destroy_name(old)  # garbage of an earlier crash
+        await self._rename(name, old)
+        try:
+            await self._rename(temporary, name)
+        except BaseException:
+            await self._rename(old, name)
+            raise
+        try:
+            await self._destroy_name(old)
+        except CommandFailed as error:  # recover() finishes the job
+            LEFTOVER.log(dataset_id=key, reason=str(error))
 
     def recover(self) -> Deferred[None]:
         """
