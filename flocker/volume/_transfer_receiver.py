@@ -316,8 +316,12 @@ class _ReceiverProtocol(Protocol):
         self._state = "preparing"
         self._disarm()
         self.transport.pauseProducing()  # type: ignore[union-attr]
+        replace = header.base is None and self._receiver._replaces(header)
         with self._context():
-            prepared = self._receiver.backend.receive(dataset_id, header.base)
+            if replace:
+                prepared = self._receiver.backend.receive(dataset_id, None, replace=True)
+            else:
+                prepared = self._receiver.backend.receive(dataset_id, header.base)
         prepared.addCallbacks(self._prepared, self._not_prepared)
 
     def _prepared(self, sink: IStreamSink) -> None:
@@ -549,6 +553,14 @@ class TransferReceiver(Factory):
         is received; a reason (a sentence) refuses the transfer, ``None``
         lets it in.  The dataset agent refuses streams into a dataset it
         exposes, so a stale sender can never overwrite live data.
+    :ivar replace: Called with the :class:`TransferHeader` of each full
+        stream (``base`` is ``None``) that passed ``refuse``; if it returns
+        true the stream is received with ``backend.receive(dataset_id,
+        None, replace=True)``, so it replaces an existing copy (its data
+        and snapshots) once it is stored whole, and an abort or a bad
+        stream leave that copy as it was.  ``None`` (the default) never
+        replaces: a full stream of a dataset the backend has is refused
+        with ``dataset-exists``.  Never called for incremental streams.
     :ivar identify: Who the peer of a connection is (after the handshake).
     :ivar clock: Times idle connections (``listen_for_transfers`` and
         ``transfer_service`` use their reactor if not set).
@@ -563,6 +575,7 @@ class TransferReceiver(Factory):
     on_stored: Callable[[TransferHeader], Any] | None = None
     in_flight: dict[str, TransferProgress] = attrs.field(factory=dict)
     refuse: Callable[[TransferHeader], str | None] | None = None
+    replace: Callable[[TransferHeader], bool] | None = None
     identify: Callable[[Any], PeerIdentity] = peer_identity
     clock: IReactorTime | None = None
     idle_timeout: float = 120.0
@@ -573,6 +586,10 @@ class TransferReceiver(Factory):
 
     def _identify(self, transport: Any) -> PeerIdentity:
         return self.identify(transport)
+
+    def _replaces(self, header: TransferHeader) -> bool:
+        """Whether a full stream may replace an existing copy (``replace``)."""
+        return self.replace is not None and bool(self.replace(header))
 
     def _report_progress(self, progress: TransferProgress) -> None:
         if self.on_progress is not None:

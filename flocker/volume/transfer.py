@@ -44,7 +44,9 @@ kind, a 4-byte big-endian payload length, and the payload::
   the format is its backend's, the dataset id and names are valid, no other
   transfer of the dataset is in progress, and ``backend.receive`` accepts
   (the base exists for an incremental stream; the dataset does not exist
-  for a full one).  A refusal is an ``S`` frame with ``ok: false``, a
+  for a full one, unless the receiver's ``replace`` hook lets that full
+  stream replace the existing copy, as the backend does on a successful
+  ``finish``).  A refusal is an ``S`` frame with ``ok: false``, a
   ``code`` (``wrong-format``, ``unknown-snapshot``, ``unknown-dataset``,
   ``dataset-exists``, ``busy``, ``bad-header``, ``not-authorized``) and a
   readable ``message``; the sender raises :class:`TransferRefused`.

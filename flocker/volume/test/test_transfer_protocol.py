@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -373,8 +374,13 @@ def pump_transfer(
     snapshot: str,
     base: str | None,
     cut_after: int | None = None,
+    replace: Callable[[TransferHeader], bool] | None = None,
 ) -> tuple[Deferred[TransferResult], list[ReceiveOutcome], list[int]]:
-    """Run a transfer between the two protocols over an in-memory pump."""
+    """
+    Run a transfer between the two protocols over an in-memory pump.
+
+    :param replace: The receiver's ``replace`` hook.
+    """
     source = result_of(sender.send(DATASET, snapshot, base))
     header = TransferHeader(
         dataset_id=DATASET,
@@ -389,7 +395,7 @@ def pump_transfer(
     )
     outcomes: list[ReceiveOutcome] = []
     server = TransferReceiver(
-        receiver, on_outcome=outcomes.append, identify=lambda t: NODE
+        receiver, on_outcome=outcomes.append, identify=lambda t: NODE, replace=replace
     ).buildProtocol(None)
     server_transport = FakeTransport(server, isServer=True)
     client_transport = FakeTransport(client, isServer=False)
@@ -417,6 +423,79 @@ def test_pushes_full_then_incremental() -> None:
     done, outcomes, _ = pump_transfer(sender, receiver, "s2", "s1")
     assert result_of(done).base == "s1"
     assert receiver.read_files(DATASET) == sender.read_files(DATASET)
+
+
+def _diverged_copy() -> tuple[MemoryVolumeBackend, MemoryVolumeBackend]:
+    """
+    A primary and a replica that share no snapshot any more: the replica
+    got s1, then the primary destroyed s1 and has only s2 (and s3, more).
+    """
+    sender = source_backend()
+    receiver = MemoryVolumeBackend()
+    result_of(pump_transfer(sender, receiver, "s1", None)[0])
+    result_of(sender.destroy_snapshot(DATASET, "s1"))
+    sender.write_file(DATASET, "c", b"gamma")
+    result_of(sender.snapshot(DATASET, "s3"))
+    return sender, receiver
+
+
+def test_full_push_into_existing_copy_refused_by_default() -> None:
+    """
+    Without a ``replace`` hook (or when it says no), a full push of a
+    dataset the receiver has is refused with ``dataset-exists`` and the
+    receiver's copy stays as it was.
+    """
+    sender, receiver = _diverged_copy()
+    before = receiver.read_files(DATASET)
+    for hook in [None, lambda header: False]:
+        done, outcomes, _ = pump_transfer(sender, receiver, "s3", None, replace=hook)
+        assert failure_of(done, TransferRefused).code == "dataset-exists"
+        assert not outcomes[-1].ok
+        assert receiver.read_files(DATASET) == before
+        assert [s.name for s in result_of(receiver.list_snapshots(DATASET))] == ["s1"]
+
+
+def test_replace_hook_replaces_copy_with_full_push() -> None:
+    """
+    When the receiver's ``replace`` hook says so, a full push replaces the
+    receiver's copy: the pushed snapshot's data and only that snapshot,
+    read-only; the hook sees the header of the full stream, and is not
+    asked about incremental streams, which keep working on top.
+    """
+    sender, receiver = _diverged_copy()
+    asked: list[TransferHeader] = []
+
+    def replace(header: TransferHeader) -> bool:
+        asked.append(header)
+        return True
+
+    done, outcomes, _ = pump_transfer(sender, receiver, "s3", None, replace=replace)
+    assert result_of(done).snapshot == "s3"
+    assert outcomes[-1].ok
+    assert [(h.dataset_id, h.snapshot, h.base) for h in asked] == [
+        (DATASET, "s3", None)
+    ]
+    assert receiver.read_files(DATASET) == sender.read_files(DATASET)
+    assert [s.name for s in result_of(receiver.list_snapshots(DATASET))] == ["s3"]
+    assert result_of(receiver.get(DATASET)).read_only is True
+    sender.write_file(DATASET, "d", b"delta")
+    result_of(sender.snapshot(DATASET, "s4"))
+    done, _, _ = pump_transfer(sender, receiver, "s4", "s3", replace=replace)
+    result_of(done)
+    assert len(asked) == 1
+    assert receiver.read_files(DATASET) == sender.read_files(DATASET)
+
+
+def test_replacing_push_cut_keeps_copy() -> None:
+    """A replacing full push cut mid stream leaves the receiver's copy as it was."""
+    sender, receiver = _diverged_copy()
+    before = receiver.read_files(DATASET)
+    done, _, _ = pump_transfer(
+        sender, receiver, "s3", None, cut_after=1, replace=lambda header: True
+    )
+    failure_of(done, TransferInterrupted)
+    assert receiver.read_files(DATASET) == before
+    assert [s.name for s in result_of(receiver.list_snapshots(DATASET))] == ["s1"]
 
 
 def test_sender_raises_refusal() -> None:
