@@ -35,7 +35,7 @@ from ._dataset_changes import (
     PushDataset,
     ResizeDataset,
 )
-from ._deploy import IStateChange, in_parallel
+from ._deploy import IStateChange, in_parallel, sequentially
 from ._phases import Desired, Phase, desired_role
 from ._replicator import (
     KeepAsReplica,
@@ -186,6 +186,9 @@ def maintain(situation: Situation) -> list[IStateChange]:
         )
     elif local.info.maximum_size != dataset.maximum_size:
         changes.append(ResizeDataset(dataset_id=dataset_id, maximum_size=dataset.maximum_size))
+    # Replication first: a snapshot that cannot be destroyed must not hold
+    # it up (one dataset's changes run in order, stopping at a failure).
+    changes.extend(replicate(situation))
     changes.extend(
         DestroySnapshot(dataset_id=dataset_id, snapshot=name)
         for name in unneeded_environment_snapshots(
@@ -195,7 +198,7 @@ def maintain(situation: Situation) -> list[IStateChange]:
             local_state.now,
         )
     )
-    return changes + replicate(situation)
+    return changes
 
 
 def _reported_snapshots(situation: Situation, node_uuid: str) -> tuple[str, ...]:
@@ -238,16 +241,17 @@ def replicate(situation: Situation) -> list[IStateChange]:
             situation.local_state.now,
         ):
             targets.append(ReplicaTarget(node_uuid=replica, host=node.hostname, base=base))
-    changes: list[IStateChange] = [
-        DestroySnapshot(dataset_id=dataset.dataset_id, snapshot=name)
-        for name in prunable_on_primary(names, shared)
-    ]
+    changes: list[IStateChange] = []
     if targets:
         changes.append(
             ReplicateDataset(
                 dataset_id=dataset.dataset_id, epoch=dataset.epoch, targets=tuple(targets)
             )
         )
+    changes.extend(
+        DestroySnapshot(dataset_id=dataset.dataset_id, snapshot=name)
+        for name in prunable_on_primary(names, shared)
+    )
     return changes
 
 
@@ -425,8 +429,10 @@ def calculate_dataset_changes(
 ) -> IStateChange:
     """
     The changes that bring this node's datasets towards the configuration:
-    each dataset's row of `TABLE`, all in parallel (a failing dataset never
-    holds up the others).
+    each dataset's row of `TABLE`.  One dataset's changes run one after
+    the other (no two storage commands on one dataset at once, which
+    zfs-fuse does not always survive); different datasets' run in parallel
+    (a failing dataset never holds up the others).
     """
     configured = {d.dataset_id: (d, p) for d, p in configuration.all_datasets()}
     changes: list[IStateChange] = []
@@ -448,7 +454,9 @@ def calculate_dataset_changes(
                 local_state=local_state,
             )
         )
-        changes.extend(planned + protection(local_state.datasets.get(dataset_id), planned))
+        changes.append(
+            sequentially(planned + protection(local_state.datasets.get(dataset_id), planned))
+        )
     return in_parallel(changes)
 
 

@@ -251,8 +251,9 @@ def test_manual_failover_after_losing_a_node(make_lab):
     Node 1 dies outright under a steady writer (agents and containers
     killed, its address cut off); failing over by hand to a replica is
     refused while node 1 may still be alive, then brings the application
-    back on node 2 with a prefix of the acknowledged writes, with no
-    holes, and no moment where two nodes expose the dataset.
+    back on node 2 (reached through node 3's port too) with a prefix of
+    the acknowledged writes, with no holes, and no moment where two nodes
+    expose the dataset.
     """
     cluster = make_lab(nodes=3)
     one, two, three = cluster["nodes"]
@@ -297,6 +298,9 @@ def test_manual_failover_after_losing_a_node(make_lab):
     assert lines == [f"w{n}" for n in range(len(lines))]
     assert len(lines) >= acknowledged
     assert request(two["address"], port, "after-failover") is not None
+    # Routing follows: node 3's port reaches the application on node 2.
+    wait_for(lambda: request(three["address"], port, "via-node-3") is not None, 60,
+             "node 3 to route to node 2")
 
 
 def test_forced_failover_while_the_primary_runs(make_lab):
