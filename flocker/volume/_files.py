@@ -397,7 +397,7 @@ async def receive_tar(
 
     :param commit: Called on ``finish`` with the snapshot the header
         announces, ``tree`` and ``work``, to make the dataset (``work`` is
-        deleted on failure or abort).
+        deleted afterwards, and on failure or abort).
     :param replace: A full stream may replace an existing dataset (which
         ``commit`` does); otherwise an existing one is DatasetExists.
     """
@@ -412,6 +412,7 @@ async def receive_tar(
 
     async def commit_header(header: bytes) -> None:
         await commit(parse_header(header, stream_format, base), tree, work)
+        await store.remove(work)  # what is left of it: empty directories
 
     return ProcessStreamSink(
         store.reactor,

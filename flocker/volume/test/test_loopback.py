@@ -153,3 +153,84 @@ async def test_set_read_only_refused_while_file_open_for_writing(
     assert (await backend.get(ID1)).read_only is False
     assert _mode(info.path) == "rw"
     await backend.destroy(ID1)
+
+
+def _loop_devices(root: str) -> list[str]:
+    """The ``losetup -a`` lines of images under ``root``."""
+    listed = subprocess.run(["losetup", "-a"], capture_output=True, text=True)
+    return [line for line in listed.stdout.splitlines() if root in line]
+
+
+def _mounts_under(path: str) -> list[str]:
+    """The mount points under ``path``."""
+    with open("/proc/self/mounts") as f:
+        return [
+            line.split()[1] for line in f if line.split()[1].startswith(path + os.sep)
+        ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_replacing_receive_releases_old_image(loopback_root: Any) -> None:
+    """
+    A replacing receive swaps the mounted filesystem at the dataset's path
+    even while a file of the old copy is open (the old one is unmounted
+    lazily, the open file still reads the old data), and leaves one loop
+    device, one mount and nothing under ``tmp/``.
+    """
+    sender = LoopbackVolumeBackend(
+        reactor, str(loopback_root / "sender"), default_maximum_size=64 * MiB
+    )
+    receiver = LoopbackVolumeBackend(
+        reactor, str(loopback_root / "receiver"), default_maximum_size=64 * MiB
+    )
+    for content, name in [(b"old", "s1"), (b"new", "s2")]:
+        info = await sender.get(ID1) if name == "s2" else await sender.create(ID1)
+        with open(os.path.join(info.path, "f"), "wb") as f:
+            f.write(content)
+        await sender.snapshot(ID1, name)
+    sink = await receiver.receive(ID1)
+    await (await sender.send(ID1, "s1")).start(sink)
+    await sink.finish()
+    old = await receiver.get(ID1)
+    with open(os.path.join(old.path, "f"), "rb") as held:
+        sink = await receiver.receive(ID1, replace=True)
+        await (await sender.send(ID1, "s2")).start(sink)
+        await sink.finish()
+        assert held.read() == b"old"
+    new = await receiver.get(ID1)
+    assert new.path == old.path and new.read_only is True
+    with open(os.path.join(new.path, "f"), "rb") as f:
+        assert f.read() == b"new"
+    assert _mode(new.path) == "ro"
+    root = str(loopback_root / "receiver")
+    assert _mounts_under(root) == [new.path]
+    assert len(_loop_devices(root)) == 1
+    assert os.listdir(os.path.join(root, "tmp")) == []
+    await receiver.destroy(ID1)
+    await sender.destroy(ID1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_recover_unmounts_images_left_in_tmp(loopback_root: Any) -> None:
+    """
+    ``recover`` after a replacement cut short by a crash (a new image
+    mounted under ``tmp/``) unmounts and deletes it; the dataset stays.
+    """
+    backend = LoopbackVolumeBackend(
+        reactor, str(loopback_root), default_maximum_size=64 * MiB
+    )
+    info = await backend.create(ID1)
+    with open(os.path.join(info.path, "f"), "wb") as f:
+        f.write(b"kept")
+    await backend.snapshot(ID1, "s1")
+    work = loopback_root / "tmp" / "crashed-replacement"
+    (work / "mnt").mkdir(parents=True)
+    image = str(loopback_root / "datasets" / ID1 / "snapshots" / "s1.img")
+    subprocess.run(["cp", "--sparse=always", image, str(work / "image")], check=True)
+    subprocess.run(["mount", "-o", "loop,ro", str(work / "image"), str(work / "mnt")], check=True)
+    await LoopbackVolumeBackend(reactor, str(loopback_root)).recover()
+    assert os.listdir(loopback_root / "tmp") == []
+    assert _mounts_under(str(loopback_root)) == [info.path]
+    with open(os.path.join((await backend.get(ID1)).path, "f"), "rb") as f:
+        assert f.read() == b"kept"
+    await backend.destroy(ID1)

@@ -13,11 +13,18 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from ...common import run_command
 from .. import DatasetBusy, DatasetInfo, DependentClones, IVolumeBackend
 from ..testtools import FilesystemHarness, feed, make_volume_backend_tests, stream_bytes
-from ..zfs import TARGET_PROPERTY, TEMPORARY_PREFIX, ZFSVolumeBackend
+from ..zfs import (
+    ID_PROPERTY,
+    OLD_PREFIX,
+    TARGET_PROPERTY,
+    TEMPORARY_PREFIX,
+    ZFSVolumeBackend,
+)
 
 pytestmark = pytest.mark.functional
 
@@ -240,3 +247,71 @@ async def test_set_read_only_busy_keeps_dataset_writable(zfs_pool: Any) -> None:
     got = await run_command(reactor, ["zfs", "get", "-H", "-o", "value", "readonly", name])
     assert got.stdout.strip() == b"off"
     await backend.destroy(ID1)
+
+
+async def _step_aside(pool: str) -> None:
+    """
+    Rename ``ID1`` to ``flocker-old-ID1``, as a replacement's swap does
+    (again while zfs-fuse says the dataset is busy).
+    """
+    argv = ["zfs", "rename", f"{pool}/{ID1}", f"{pool}/{OLD_PREFIX}{ID1}"]
+    for _ in range(50):
+        await run_command(reactor, ["zfs", "unmount", f"{pool}/{ID1}"], check=False)
+        result = await run_command(reactor, argv, check=False)
+        if result.exit_code == 0:
+            return
+        await deferLater(reactor, 0.1, lambda: None)
+    raise AssertionError(result.stderr)
+
+
+@pytest_twisted.ensureDeferred
+async def test_recover_replacement_cut_before_new_copy_moved_in(
+    make_zfs_pool: Any,
+) -> None:
+    """
+    A replacing receive cut short by a crash after the old copy stepped
+    aside and before the received one took its name: ``recover`` puts the
+    old copy back, snapshots and flag included, and destroys the new one.
+    """
+    _, receiver, _ = await _two_nodes(make_zfs_pool)
+    pool = receiver.pool_name
+    await _step_aside(pool)
+    await run_command(
+        reactor,
+        ["zfs", "create", "-o", f"{ID_PROPERTY}={ID1}", f"{pool}/{TEMPORARY_PREFIX}n"],
+    )
+    assert await receiver.list_datasets() == []
+    await ZFSVolumeBackend(reactor, pool).recover()
+    info = await receiver.get(ID1)
+    assert _read(info) == {"a": b"one"}
+    assert await _names(receiver, ID1) == ["s1"]
+    assert info.read_only is True
+    listed = await run_command(reactor, ["zfs", "list", "-H", "-r", "-o", "name", pool])
+    assert TEMPORARY_PREFIX not in listed.stdout.decode()
+    assert OLD_PREFIX not in listed.stdout.decode()
+    await receiver.destroy(ID1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_recover_replacement_cut_after_new_copy_moved_in(
+    make_zfs_pool: Any,
+) -> None:
+    """
+    A replacing receive cut short by a crash after the received copy took
+    the dataset's name and before the old one was destroyed: ``recover``
+    keeps the new copy and destroys the old one.
+    """
+    _, receiver, _ = await _two_nodes(make_zfs_pool)
+    pool = receiver.pool_name
+    await _step_aside(pool)
+    await run_command(
+        reactor, ["zfs", "create", "-o", f"{ID_PROPERTY}={ID1}", f"{pool}/{ID1}"]
+    )
+    _write(await receiver.get(ID1), "new", b"the new copy")
+    await receiver.snapshot(ID1, "s9")
+    await ZFSVolumeBackend(reactor, pool).recover()
+    assert _read(await receiver.get(ID1)) == {"new": b"the new copy"}
+    assert await _names(receiver, ID1) == ["s9"]
+    listed = await run_command(reactor, ["zfs", "list", "-H", "-r", "-o", "name", pool])
+    assert OLD_PREFIX not in listed.stdout.decode()
+    await receiver.destroy(ID1)
