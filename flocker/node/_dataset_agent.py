@@ -10,6 +10,7 @@ methods:
 * `handoff`: the moment this node stops exposing a dataset it moves away,
   reported at once so the cluster state never shows it on two nodes;
 * `refuse`: which pushed streams the receiver turns away;
+* `replace`: which full streams may replace a stale local copy;
 * `stored`: what a received stream changes here (a final one exposes the
   dataset).
 
@@ -137,7 +138,7 @@ class DatasetAgent:
             self.backend, self.roles, self.send, in_use=self.in_use, on_handoff=self.handoff
         )
         self.receiver = TransferReceiver(
-            self.backend, on_stored=self.stored, refuse=self.refuse
+            self.backend, on_stored=self.stored, refuse=self.refuse, replace=self.replace
         )
         self.deployer = DatasetDeployer(
             self.node_uuid,
@@ -271,6 +272,16 @@ class DatasetAgent:
                 f"{header.epoch} comes from a superseded primary"
             )
         return None
+
+    def replace(self, header: TransferHeader) -> bool:
+        """
+        Whether a full stream may replace the local copy: only a replica's
+        (one that shares no snapshot with its primary any more, e.g. after
+        the primary moved to a node without a replica, can only be brought
+        up to date so); never an exposed or diverged copy, which `refuse`
+        turns away anyway.
+        """
+        return self.roles.get(header.dataset_id) == REPLICA
 
     def stored(self, header: TransferHeader) -> Deferred[None] | None:
         """

@@ -79,3 +79,17 @@ def test_a_final_stream_exposes_the_dataset_writable(agent):
     result(agent.stored(header(final=True, epoch=1)))
     assert (agent.roles.get(DS), agent.roles.epoch(DS)) == (PRIMARY, 1)
     assert not result(backend.get(DS)).read_only
+
+
+def test_only_a_replica_is_replaced_by_a_full_stream(agent):
+    """
+    A full stream may replace a replica's copy (one that shares nothing
+    with its primary any more); never a copy this node exposes or keeps as
+    diverged.
+    """
+    full = header().set(base=None)
+    assert agent.replace(full)
+    agent.roles.set(DS, PRIMARY)
+    assert not agent.replace(full)
+    agent.roles.set(DS, DIVERGED)
+    assert not agent.replace(full)

@@ -351,3 +351,21 @@ def test_a_writable_replica_is_made_read_only():
     assert ProtectDataset(dataset_id=DS) in changes_of(plan(cluster, B, configuration))
     cluster.converge(configuration)
     assert result(cluster.backends[B].get(DS)).read_only
+
+
+def test_replicas_follow_a_primary_moved_to_a_node_without_one():
+    """
+    After the primary moves to a node that held no replica, the new
+    primary shares no snapshot with the standing replica; the replica is
+    brought up to date with a full stream that replaces its stale copy.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B,))
+    cluster.converge(configuration)
+    moved = configuration.move_dataset(DS, C)
+    cluster.converge(moved)
+    cluster.backends[C].write_file(DS, "data", b"written on C")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(moved)
+    assert cluster.backends[B].read_files(DS) == {"data": b"written on C"}
+    assert cluster.roles[B].get(DS) == REPLICA
