@@ -327,7 +327,8 @@ class IStreamSink(IConsumer):
 
         :return: A Deferred firing with ``None`` when the dataset is back to
             exactly its state before ``receive`` (for a full receive: no
-            such dataset).  Aborting after ``finish`` ended, or twice, does
+            such dataset; for a replacing one: the old copy, if there was
+            one).  Aborting after ``finish`` ended, or twice, does
             nothing.
         """
 
