@@ -775,8 +775,12 @@ class ZFSVolumeBackend:
         """
         Undo receives that a dead process left half done.
 
-        Every ``flocker-recv-*`` filesystem is destroyed, after promoting
-        back any dataset that became its clone, so the datasets are as they
+        A ``flocker-old-<id>`` (a swap of names cut short: an incremental
+        receive's or a replacing full receive's ``finish``) is destroyed if
+        the dataset's name is taken (the new copy got in) and renamed back
+        otherwise, so one whole copy remains.  Then every
+        ``flocker-recv-*`` filesystem is destroyed, after promoting back
+        any dataset that became its clone, so the datasets are as they
         were before those receives.  Run it before using the backend.
         """
 
