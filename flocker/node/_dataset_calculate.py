@@ -222,16 +222,16 @@ def replicate(situation: Situation) -> list[IStateChange]:
     targets, shared = [], []
     for replica in replicas:
         node = situation.cluster_state.nodes.get(replica)
-        if node is not None and node.datasets is not None and dataset.dataset_id not in node.datasets:
-            # The replica reports no copy (new, or removed and added
-            # again): whatever it confirmed before is gone.
-            base = None
-        else:
-            progress = local.replication.get(replica)
-            known = set(_reported_snapshots(situation, replica))
-            if progress is not None and progress.confirmed is not None:
-                known.add(progress.confirmed)
-            base = newest_common(names, known)
+        progress = local.replication.get(replica)
+        confirmed = progress.confirmed if progress is not None else None
+        # What it reports, and what it confirmed since (a report may be
+        # older than the last round, or taken while a receive swapped its
+        # copy in); a confirmed snapshot that is gone (the replica was
+        # removed and added again) fails the round, which forgets it.
+        known = set(_reported_snapshots(situation, replica))
+        if confirmed is not None:
+            known.add(confirmed)
+        base = newest_common(names, known)
         shared.append(base)
         if node is None or node.hostname is None:
             continue
@@ -245,7 +245,10 @@ def replicate(situation: Situation) -> list[IStateChange]:
     if targets:
         changes.append(
             ReplicateDataset(
-                dataset_id=dataset.dataset_id, epoch=dataset.epoch, targets=tuple(targets)
+                dataset_id=dataset.dataset_id,
+                epoch=dataset.epoch,
+                targets=tuple(targets),
+                replicas=tuple(replicas),
             )
         )
     changes.extend(

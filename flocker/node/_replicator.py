@@ -31,7 +31,7 @@ from typing import Any
 
 import attr
 from pyrsistent import PClass, field
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from zope.interface import implementer
 
 from flocker.volume import IVolumeBackend
@@ -145,6 +145,8 @@ class ReplicateDataset(PClass):
     dataset_id = field(type=str, mandatory=True)
     epoch = field(type=int, initial=0)
     targets = field(type=tuple, initial=())
+    #: Every configured replica (the progress of others is forgotten).
+    replicas = field(type=tuple, initial=())
     action_type = "flocker:node:dataset:replicate"
 
     def log_fields(self) -> dict[str, Any]:
@@ -221,28 +223,34 @@ class Replicator:
         are not held up).
         """
         dataset_id = change.dataset_id
+        self.forget(dataset_id, keep=change.replicas)
         snapshot = f"{REPLICA_SNAPSHOT_PREFIX}{time.time_ns()}-{uuid.uuid4().hex[:6]}"
         await self.backend.snapshot(dataset_id, snapshot)
 
         async def one(target: ReplicaTarget) -> None:
             key = (dataset_id, target.node_uuid)
-            previous = self._progress.get(key)
             try:
                 sent = await self.send(
                     dataset_id, snapshot, target.base, target.host, False, epoch=change.epoch
                 )
             except Exception:
+                # What it confirmed may be gone (the replica was removed and
+                # added again, or replaced): from now on only what it
+                # reports counts.
                 self._progress[key] = ReplicationProgress(
-                    confirmed=None if previous is None else previous.confirmed,
-                    ended_at=float(self.now()),
-                    failed=True,
+                    ended_at=float(self.now()), failed=True
                 )
                 raise
             self._progress[key] = ReplicationProgress(
                 confirmed=snapshot, ended_at=float(self.now()), bytes_sent=sent
             )
 
-        await gatherResults([Deferred.fromCoroutine(one(t)) for t in change.targets], consumeErrors=True)
+        try:
+            await gatherResults(
+                [Deferred.fromCoroutine(one(t)) for t in change.targets], consumeErrors=True
+            )
+        except FirstError as error:
+            error.subFailure.raiseException()
 
 
 __all__ = [

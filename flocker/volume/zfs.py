@@ -284,7 +284,14 @@ class ZFSVolumeBackend:
         """
         got = await self._zfs("get", "-H", "-o", "value", "readonly", name, check=False)
         options = ["-o", "ro"] if got.stdout.strip() == b"on" else []
-        await self._zfs("mount", *options, name, check=check)
+        mounted = await self._zfs("mount", *options, name, check=False)
+        if mounted.exit_code == 0 or not check:
+            return
+        # Another operation (a discovery finding it unmounted a moment
+        # ago) may have mounted it meanwhile: that is what was wanted.
+        now = await self._zfs("get", "-H", "-o", "value", "mounted", name, check=False)
+        if now.stdout.strip() != b"yes":
+            await self._zfs("mount", *options, name)
 
     async def _info(self, dataset_id: str) -> DatasetInfo:
         name = self._name(dataset_id)

@@ -23,6 +23,7 @@ from flocker.node._replicator import (
 )
 from flocker.node._roles import DIVERGED, PRIMARY, REPLICA
 from flocker.node.test.test_datasets import DS, MIB, A, B, C, Cluster, plan, result
+from flocker.volume import UnknownDataset
 
 
 def replicated(primary=A, replicas=(B, C), interval=0):
@@ -369,3 +370,25 @@ def test_replicas_follow_a_primary_moved_to_a_node_without_one():
     cluster.converge(moved)
     assert cluster.backends[B].read_files(DS) == {"data": b"written on C"}
     assert cluster.roles[B].get(DS) == REPLICA
+
+
+def test_a_replica_removed_and_added_again_fills_again():
+    """
+    A replica removed (its copy destroyed) and added again before the
+    primary's next round gets a full copy: the round from the snapshot it
+    had confirmed fails, and the primary then forgets that snapshot.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B,))
+    cluster.converge(configuration)
+    removed = configuration.set_replicas(DS, [])
+    for _ in range(3):
+        cluster.converge_node(B, removed)
+    assert DS not in {i.dataset_id for i in result(cluster.backends[B].list_datasets())}
+    cluster.backends[A].write_file(DS, "data", b"after")
+    cluster.clock[0] += IDLE_PAUSE
+    with pytest.raises(UnknownDataset):
+        cluster.converge_node(A, configuration)
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    assert cluster.backends[B].read_files(DS) == {"data": b"after"}

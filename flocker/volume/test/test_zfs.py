@@ -315,3 +315,18 @@ async def test_recover_replacement_cut_after_new_copy_moved_in(
     listed = await run_command(reactor, ["zfs", "list", "-H", "-r", "-o", "name", pool])
     assert OLD_PREFIX not in listed.stdout.decode()
     await receiver.destroy(ID1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_mounting_a_dataset_someone_just_mounted_succeeds(make_zfs_pool: Any) -> None:
+    """
+    A receive's finish mounting a dataset that a discovery (finding it
+    unmounted a moment before) already mounted succeeds: it is mounted,
+    as wanted, and the round is not failed for it.
+    """
+    backend = ZFSVolumeBackend(reactor, make_zfs_pool(size="1G").name)
+    await backend.create(ID1)
+    name = f"{backend.pool_name}/{ID1}"
+    await backend._mount(name)  # already mounted: zfs mount says so and fails
+    mounted = await run_command(reactor, ["zfs", "get", "-H", "-o", "value", "mounted", name])
+    assert mounted.stdout.strip() == b"yes"
