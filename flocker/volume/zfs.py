@@ -61,9 +61,11 @@ A receive never touches the target until ``finish``:
   receiver therefore writes a stream's last bytes only once its trailer
   checked out (``flocker.volume._transfer_receiver.HOLD_BACK``).
   ``finish`` remounts the target (read-only if it was), so that no cached
-  pages of the old contents are served.  Four commands (receive, unmount,
-  read ``readonly``, mount) instead of a dozen: most of the time a move's
-  final increment took.
+  pages of the old contents are served.  Five commands (receive, read
+  ``mounted``, unmount, read ``readonly``, mount) instead of a dozen: most
+  of the time a move's final increment took.  While any receive into a
+  dataset is under way, discovery (``get``, ``list_datasets``) does not
+  mount it: its own mount raced the receive's and failed the receive.
 * For any other incremental stream, ``<id>@<base>`` is cloned to a temporary
   dataset which is then *promoted*: it takes over the snapshots up to
   ``base`` while the target keeps its data and later snapshots.  The stream
@@ -182,6 +184,8 @@ class ZFSVolumeBackend:
         """
         self._reactor = reactor
         self.pool_name = pool_name
+        #: Dataset ids a receive is in progress into (see `_receiving`).
+        self._receiving_now: set[str] = set()
         self.capabilities = Capabilities(
             constant_time_clone=True,
             incremental_send=True,
@@ -307,9 +311,11 @@ class ZFSVolumeBackend:
     async def _ensure_mounted(self, name: str, values: dict[str, str]) -> None:
         """
         Mount a dataset found unmounted (zfs-fuse restarts leave them so),
-        read-only if its ``readonly`` (stored, as it is unmounted) is on.
+        read-only if its ``readonly`` (stored, as it is unmounted) is on;
+        not one a receive is completing (it mounts it itself).
         """
-        if values.get("mounted") == "no":
+        key = name.rsplit("/", 1)[-1]
+        if values.get("mounted") == "no" and key not in self._receiving_now:
             options = ["-o", "ro"] if values.get("readonly") == "on" else []
             await self._zfs("mount", *options, name, check=False)
 
@@ -684,7 +690,24 @@ class ZFSVolumeBackend:
         commit: Callable[[bytes], Awaitable[None]],
         discard: Callable[[], Awaitable[None]],
     ) -> IStreamSink:
-        """A sink feeding ``zfs receive <arguments>``."""
+        """
+        A sink feeding ``zfs receive <arguments>``.  Until it is committed
+        or discarded the dataset counts as receiving: discovery does not
+        mount it meanwhile (the receive's own unmount, swap and mount would
+        race that mount and fail).
+        """
+        self._receiving_now.add(key)
+
+        async def committed(header: bytes) -> None:
+            await commit(header)
+            self._receiving_now.discard(key)
+
+        async def discarded() -> None:
+            try:
+                await discard()
+            finally:
+                self._receiving_now.discard(key)
+
         return ProcessStreamSink(
             self._reactor,
             ["zfs", "receive", *arguments],
@@ -692,8 +715,8 @@ class ZFSVolumeBackend:
             dataset_id=key,
             base=base,
             stream_format=STREAM_FORMAT,
-            commit=commit,
-            discard=discard,
+            commit=committed,
+            discard=discarded,
         )
 
     def _receive_in_place(self, key: str, base: str) -> IStreamSink:
@@ -704,7 +727,9 @@ class ZFSVolumeBackend:
             # ZFS swapped the contents in as the stream ended; remounting
             # drops what the kernel cached of the old ones (zfs-fuse's page
             # cache otherwise serves stale file contents).
-            await self._retrying("unmount", name)
+            mounted = await self._zfs("get", "-H", "-o", "value", "mounted", name, check=False)
+            if mounted.stdout.strip() == b"yes":
+                await self._retrying("unmount", name)
             await self._mount(name)
 
         async def discard() -> None:

@@ -330,3 +330,26 @@ async def test_mounting_a_dataset_someone_just_mounted_succeeds(make_zfs_pool: A
     await backend._mount(name)  # already mounted: zfs mount says so and fails
     mounted = await run_command(reactor, ["zfs", "get", "-H", "-o", "value", "mounted", name])
     assert mounted.stdout.strip() == b"yes"
+
+
+@pytest_twisted.ensureDeferred
+async def test_discovery_leaves_a_receiving_dataset_unmounted(make_zfs_pool: Any) -> None:
+    """
+    While a receive into a dataset is under way, listing the datasets does
+    not mount it (the receive's finish unmounts and mounts it itself, and a
+    discovery's mount in between made it fail); once the receive is over,
+    an unmounted dataset is mounted again as before.
+    """
+    sender, receiver, stream = await _two_nodes(make_zfs_pool)
+    name = f"{receiver.pool_name}/{ID1}"
+    sink = await receiver.receive(ID1, base="s1")
+    await run_command(reactor, ["zfs", "unmount", name])
+    await receiver.list_datasets()
+    mounted = await run_command(reactor, ["zfs", "get", "-H", "-o", "value", "mounted", name])
+    assert mounted.stdout.strip() == b"no"
+    feed(sink, stream)
+    await sink.finish()
+    await run_command(reactor, ["zfs", "unmount", name])
+    await receiver.list_datasets()
+    mounted = await run_command(reactor, ["zfs", "get", "-H", "-o", "value", "mounted", name])
+    assert mounted.stdout.strip() == b"yes"
