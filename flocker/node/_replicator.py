@@ -67,6 +67,21 @@ class ReplicationProgress(PClass):
     failed = field(type=bool, initial=False)
 
 
+def snapshot_time(name: str, created: float) -> float:
+    """
+    When a snapshot was taken: to the nanosecond for the agents' own
+    replication and move snapshots (their names carry the primary's clock),
+    else what the backend says (whole seconds on ZFS), so that a replica's
+    reported lag is not up to a second too high.
+    """
+    for prefix in (REPLICA_SNAPSHOT_PREFIX, "flocker-move-"):
+        if name.startswith(prefix):
+            stamp = name[len(prefix) :].split("-", 1)[0]
+            if stamp.isdigit():
+                return int(stamp) / 1e9
+    return created
+
+
 def replication_due(
     interval_seconds: int, progress: ReplicationProgress | None, now: float
 ) -> bool:
@@ -266,4 +281,5 @@ __all__ = [
     "prunable_on_primary",
     "prunable_on_replica",
     "replication_due",
+    "snapshot_time",
 ]

@@ -20,6 +20,15 @@ applications configured for the node:
 * the node's router forwards the published ports of applications running
   on other nodes to them (``flocker.route``).
 
+Discovery also reads which TCP ports other programs listen on at the
+node's address (``flocker.node._ports``, in a thread) and reports them as
+the node's ``busy_ports``, so that the control service chooses ports for
+environment copies that can be published here.  The ports the cluster's
+configuration publishes are left out: this node's containers and router
+hold them, the control service avoids them anyway, and leaving them out
+keeps the report from changing each time an application starts or moves.
+Ports below 1024 stay in: a user may ask for one explicitly.
+
 Links become Docker-link style environment variables pointing at this
 node's own address: every node forwards every application's published
 ports to the node running it, so linked applications keep working after a
@@ -34,7 +43,7 @@ from typing import Any
 import attr
 from eliot import start_action
 from eliot.twisted import DeferredContext
-from pyrsistent import PClass, field, pmap, pmap_field, pset_field
+from pyrsistent import PClass, PSet, field, pmap, pmap_field, pset, pset_field
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from zope.interface import implementer
 
@@ -141,13 +150,15 @@ class ContainerLocalState(PClass):
     applications = pmap_field(str, Application)
     routes = pmap_field(int, Route)
     starting = pset_field(str)
+    busy_ports = field(type=(PSet, type(None)), initial=None)
 
     def shared_state_changes(self) -> NodeState:
-        """The applications half of the node's state: what runs here."""
+        """The applications half of the node's state: what runs here and the busy ports."""
         return NodeState(
             uuid=self.node_uuid,
             hostname=self.hostname,
             applications=self.applications,
+            busy_ports=self.busy_ports,
         )
 
 
@@ -384,15 +395,25 @@ class ContainerDeployer:
     poke: Callable[[], None] | None = attr.ib(default=None)
     #: Names of the applications whose containers are being created now.
     starting: set[str] = attr.ib(factory=set)
+    #: Reads the ports listened on at the node's address (``_ports``); a
+    #: Deferred, so that the blocking read runs in a thread.  ``None``
+    #: reports them as unknown.
+    listening: Callable[[], Deferred[frozenset[int]]] | None = attr.ib(default=None)
 
     def discover_state(
         self, cluster_state: DeploymentState
     ) -> Deferred[ContainerLocalState]:
-        """List the runtime's containers and their states."""
+        """List the runtime's containers and their states, and the busy ports."""
 
         async def discover() -> ContainerLocalState:
             specs = await self.runtime.list_containers()
             states = await self.runtime.list_states()
+            busy = None
+            if self.listening is not None:
+                try:
+                    busy = self._others(await self.listening())
+                except OSError:
+                    busy = None  # unreadable socket tables: unknown, not "none busy"
             return ContainerLocalState(
                 node_uuid=self.node_uuid,
                 hostname=self.hostname,
@@ -401,9 +422,19 @@ class ContainerDeployer:
                 applications=self._running_applications(specs, states, cluster_state),
                 routes=self.router.routes(),
                 starting=set(self.starting),
+                busy_ports=busy,
             )
 
         return Deferred.fromCoroutine(discover())
+
+    def _others(self, listening: frozenset[int]) -> PSet[int]:
+        """The listened-on ports less those the configuration publishes."""
+        published = (
+            {p.external_port for app, _ in self.configuration.all_applications() for p in app.ports}
+            if self.configuration is not None
+            else set()
+        )
+        return pset(listening - published)
 
     def _running_applications(
         self, specs: Any, states: Any, cluster_state: DeploymentState

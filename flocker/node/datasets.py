@@ -66,7 +66,7 @@ from ._mover import (
     MoveProgress,
 )
 from ._phases import Phase
-from ._replicator import ReplicationProgress, Replicator
+from ._replicator import ReplicationProgress, Replicator, snapshot_time
 from ._roles import DIVERGED, HANDOFF, PRIMARY, MemoryRoles
 
 
@@ -140,7 +140,8 @@ class DatasetLocalState(PClass):
                     size=local.info.used,
                     maximum_size=local.info.maximum_size,
                     snapshots=[
-                        Snapshot(name=s.name, created=s.created) for s in local.snapshots
+                        Snapshot(name=s.name, created=snapshot_time(s.name, s.created))
+                        for s in local.snapshots
                     ],
                     rolled_back=self.rolled_back.get(dataset_id),
                     role=REPORTED_ROLE[local.phase],

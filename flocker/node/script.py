@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from typing import Any
 
 from eliot import log_message
@@ -112,12 +113,14 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
     control service and the convergence loop.
     """
     import docker
+    from twisted.internet.threads import deferToThreadPool
     from twisted.python.threadpool import ThreadPool
 
     from flocker.route import NodeRouter
     from flocker.runtime import DockerRuntime
 
     from ._answering import AnsweringWatch
+    from ._ports import read_busy_ports
     from .containers import ContainerDeployer
 
     tls, node_uuid, _ = load_node_files(config)
@@ -129,6 +132,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
     deployer = ContainerDeployer(
         node_uuid, config.address, runtime, router,
         answering=AnsweringWatch(reactor, node_uuid, config.address),
+        listening=partial(deferToThreadPool, reactor, pool, read_busy_ports, config.address),
     )
 
     def report(state: NodeState) -> Deferred[None]:

@@ -20,6 +20,7 @@ from flocker.node._replicator import (
     ReplicateDataset,
     prunable_on_primary,
     prunable_on_replica,
+    snapshot_time,
 )
 from flocker.node._roles import DIVERGED, PRIMARY, REPLICA
 from flocker.node.test.test_datasets import DS, MIB, A, B, C, Cluster, plan, result
@@ -392,3 +393,19 @@ def test_a_replica_removed_and_added_again_fills_again():
     cluster.clock[0] += IDLE_PAUSE
     cluster.converge(configuration)
     assert cluster.backends[B].read_files(DS) == {"data": b"after"}
+
+
+def test_replication_snapshots_report_their_time_to_the_nanosecond():
+    """
+    The agents' own snapshots are reported with the time their names carry
+    (ZFS gives whole seconds), so a replica's lag is not a second too high;
+    other snapshots keep the backend's time.
+    """
+    assert snapshot_time("flocker-replica-1796290633820622764-bbe625", 1796290633.0) == (
+        pytest.approx(1796290633.820622764)
+    )
+    assert snapshot_time("flocker-move-1796290633500000000-aa", 1796290633.0) == (
+        pytest.approx(1796290633.5)
+    )
+    assert snapshot_time("mine", 12.0) == 12.0
+    assert snapshot_time("flocker-replica-x-1", 12.0) == 12.0
