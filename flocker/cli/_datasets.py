@@ -7,7 +7,12 @@ A dataset's state is ``pending`` (configured, no node reports it yet),
 ``mounted`` (its primary node reports it mounted, at PATH), ``moving``
 (another node still has it), or ``deleting``.  Its standing replicas are
 shown with their lag: the age of the newest snapshot each holds, which is
-how much data a failover to it would lose now.
+how much data a failover to it would lose now.  So are its *diverged*
+copies: a former primary's copy of an older epoch, kept after a failover
+(never exposed, never overwritten; it may hold writes the new primary
+lacks).  The ``REPLICAS`` column shows both, and appears only when some
+dataset has one, so a cluster that does not replicate sees the same table
+as before.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ def dataset_view(
                 "lag_seconds": None if replica is None else replica.lag_seconds,
             }
         )
+    diverged = {}
+    for state_here in here:
+        for copy in state_here.diverged:
+            diverged.setdefault(copy.node_uuid, copy)
     return {
         "dataset_id": str(dataset.dataset_id),
         "name": dataset_name(dataset),
@@ -72,6 +81,15 @@ def dataset_view(
         "path": _path(mounted[0]) if mounted else None,
         "reported_on": sorted(str(s.primary) for s in here),
         "replicas": replicas,
+        "diverged": [
+            {
+                "node_uuid": str(copy.node_uuid),
+                "address": addresses.get(copy.node_uuid),
+                "epoch": copy.epoch,
+                "last_snapshot": copy.last_snapshot,
+            }
+            for copy in sorted(diverged.values(), key=lambda c: str(c.node_uuid))
+        ],
         "epoch": dataset.epoch,
     }
 
@@ -84,6 +102,14 @@ def _replica_cell(replica: dict[str, Any]) -> str:
     if replica["last_snapshot"] is None:
         return f"{node} (no data yet)"
     return f"{node} (lag unknown)"
+
+
+def _diverged_cell(copy: dict[str, Any]) -> str:
+    """One diverged copy for the table: its node and the epoch it stayed at."""
+    node = copy["address"] or copy["node_uuid"][:8]
+    if copy["epoch"] is None:
+        return f"{node} (diverged)"
+    return f"{node} (diverged, epoch {copy['epoch']})"
 
 
 async def _snapshot(
@@ -189,11 +215,16 @@ async def ls(context: Context, options: argparse.Namespace) -> None:
         ]
         for v in views
     ]
-    # The REPLICAS column appears only in clusters that replicate.
-    if any(v["replicas"] for v in views):
+    # The REPLICAS column appears only in clusters that replicate (or have
+    # failed over and kept a diverged copy).
+    if any(v["replicas"] or v["diverged"] for v in views):
         headers.append("REPLICAS")
         for row, v in zip(rows, views, strict=True):
-            row.append(", ".join(map(_replica_cell, v["replicas"])) or None)
+            cells = [
+                *map(_replica_cell, v["replicas"]),
+                *map(_diverged_cell, v["diverged"]),
+            ]
+            row.append(", ".join(cells) or None)
     table(context.out, headers, rows)
 
 

@@ -5,15 +5,19 @@ A standing replica is a copy of a dataset the primary keeps up to date on
 another node (at most 4), never mounted, that ``failover`` can promote to
 primary when the primary's node is lost.  ``failover`` refuses while the
 primary's node was heard from recently, unless ``--force``: promoting a
-replica while the primary still serves would split the data in two.
+replica while the primary still serves would split the data in two.  The
+control service's refusal says to "pass force" (the REST request's field);
+here it says ``--force``, the option that sets it.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import re
 from typing import Any
 
+from ..apiclient import FailoverRefused
 from ._command import Context, add_command
 from ._errors import EXIT_ERROR, CLIError
 from ._format import format_duration, write_json
@@ -123,12 +127,24 @@ def _when(timestamp: float | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def cli_wording(refusal: FailoverRefused) -> FailoverRefused:
+    """
+    A failover refusal as the CLI user must read it: the REST API's "pass
+    force" (the request's ``force`` field) becomes "pass --force".
+    """
+    description = re.sub(r"\bpass force\b", "pass --force", refusal.description)
+    return FailoverRefused(refusal.code, description)
+
+
 async def failover(context: Context, options: argparse.Namespace) -> None:
     """Promote a standing replica to primary (with its application's datasets)."""
     dataset, node, addresses = await _targets(context, options, options.to)
-    result = await context.client.failover_dataset(
-        dataset.dataset_id, node.uuid, force=options.force
-    )
+    try:
+        result = await context.client.failover_dataset(
+            dataset.dataset_id, node.uuid, force=options.force
+        )
+    except FailoverRefused as refusal:
+        raise cli_wording(refusal) from None
     if context.json:
         write_json(
             context.out,

@@ -119,6 +119,7 @@ def test_datasets_ls_json(cluster):
         "path": f"/flocker/{D1}",
         "reported_on": [str(N1)],
         "replicas": [],
+        "diverged": [],
         "epoch": 0,
     }
 

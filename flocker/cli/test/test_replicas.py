@@ -1,10 +1,20 @@
 """Tests for ``flocker datasets replicate|unreplicate|failover`` against the fake REST API."""
 
+from typing import Any
 from uuid import UUID
 
+import attrs
 import pytest
+from twisted.internet.defer import fail
 
-from flocker.apiclient import Container, MountedDataset, Replication
+from flocker.apiclient import (
+    Container,
+    DivergedCopy,
+    FailoverRefused,
+    FakeFlockerClient,
+    MountedDataset,
+    Replication,
+)
 from flocker.cli._errors import EXIT_ERROR, EXIT_OK
 
 from ._fake_cluster import (
@@ -51,7 +61,15 @@ def test_replicate_adds_replica(replicated):
 def test_replicate_by_uuid_prefix_with_interval(replicated):
     """A node UUID prefix works; ``--interval`` sets the replication interval."""
     result = invoke(
-        replicated, "--json", "datasets", "replicate", "db", "--to", "3333", "--interval", "30"
+        replicated,
+        "--json",
+        "datasets",
+        "replicate",
+        "db",
+        "--to",
+        "3333",
+        "--interval",
+        "30",
     )
     assert result.json() == {
         "dataset_id": str(D1),
@@ -94,11 +112,16 @@ def test_replicate_bad_input(replicated, argv, says):
 def test_replicate_refused_by_cluster(replicated):
     """A fifth replica is refused by the cluster: its reason is shown."""
     for n in range(4, 7):
-        replicated.client.add_node(UUID(f"{n}{n}{n}{n}{n}{n}{n}{n}-0000-4000-8000-000000000000"))
+        replicated.client.add_node(
+            UUID(f"{n}{n}{n}{n}{n}{n}{n}{n}-0000-4000-8000-000000000000")
+        )
     replicated.client.update_dataset(
         D1,
         replicas=[N2, N3]
-        + [UUID(f"{n}{n}{n}{n}{n}{n}{n}{n}-0000-4000-8000-000000000000") for n in (4, 5)],
+        + [
+            UUID(f"{n}{n}{n}{n}{n}{n}{n}{n}-0000-4000-8000-000000000000")
+            for n in (4, 5)
+        ],
     )
     before = configuration(replicated)
     result = invoke(replicated, "datasets", "replicate", "db", "--to", "6666")
@@ -159,7 +182,9 @@ def test_failover_json_names_every_dataset(replicated):
         )
     )
     replicated.client.synchronize_state()
-    result = invoke(replicated, "--json", "datasets", "failover", "db", "--to", "10.0.0.2")
+    result = invoke(
+        replicated, "--json", "datasets", "failover", "db", "--to", "10.0.0.2"
+    )
     assert result.json() == {
         "dataset_id": str(D1),
         "primary": str(N2),
@@ -179,7 +204,9 @@ def test_failover_refused_while_primary_alive(replicated):
     result = invoke(replicated, "datasets", "failover", "db", "--to", "10.0.0.2")
     assert_error(result, EXIT_ERROR, "the control service refused the request")
     assert configuration(replicated) == before
-    forced = invoke(replicated, "datasets", "failover", "db", "--to", "10.0.0.2", "--force")
+    forced = invoke(
+        replicated, "datasets", "failover", "db", "--to", "10.0.0.2", "--force"
+    )
     assert forced.code == EXIT_OK, forced
     assert dataset(replicated).primary == N2
 
@@ -191,3 +218,148 @@ def test_failover_to_node_without_replica(replicated):
     result = invoke(replicated, "datasets", "failover", "db", "--to", "10.0.0.3")
     assert_error(result, EXIT_ERROR, "no standing replica")
     assert configuration(replicated) == before
+
+
+def test_failover_refusal_names_the_cli_option(replicated):
+    """
+    The refusal of a failover while the primary was heard from recently
+    tells the CLI user to pass ``--force`` (the REST wording says ``force``,
+    the request's field).
+    """
+    replicated.client.synchronize_state()
+    replicated.client.heard_from(N1)
+    result = invoke(replicated, "datasets", "failover", "db", "--to", "10.0.0.2")
+    assert_error(result, EXIT_ERROR, "pass --force")
+    assert "pass force" not in result.err
+
+
+@attrs.define
+class RefusesLikeTheControlService:
+    """The fake client, refusing failovers with the control service's own words."""
+
+    client: FakeFlockerClient
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the fake's."""
+        return getattr(self.client, name)
+
+    def failover_dataset(self, dataset_id, node_uuid, force=False):
+        """Refuse as ``POST /v1/datasets/{id}/failover`` does for a live primary."""
+        return fail(
+            FailoverRefused(
+                409,
+                f"the dataset agent of node {N1} was last heard from 2.7 s ago, "
+                "within failover_after (20 s): it may still be serving the "
+                "dataset; wait, or pass force to fail over anyway",
+            )
+        )
+
+
+def test_failover_refusal_from_the_control_service_says_force_option(replicated):
+    """The control service's refusal reaches the user with ``--force`` in it."""
+    result = invoke(
+        replicated,
+        "datasets",
+        "failover",
+        "db",
+        "--to",
+        "10.0.0.2",
+        make_client=lambda options: RefusesLikeTheControlService(replicated.client),
+    )
+    assert_error(
+        result,
+        EXIT_ERROR,
+        "it may still be serving the dataset; wait, or pass --force to fail over anyway",
+    )
+
+
+# -- ls: diverged copies -------------------------------------------------------
+
+
+@attrs.define
+class ReportsDiverged:
+    """The fake client, with nodes reporting diverged copies of datasets."""
+
+    client: FakeFlockerClient
+    diverged: dict[UUID, list[DivergedCopy]]
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the fake's."""
+        return getattr(self.client, name)
+
+    def list_datasets_state(self):
+        """The fake's state, each dataset with its diverged copies."""
+        return self.client.list_datasets_state().addCallback(
+            lambda states: [
+                s.set(diverged=self.diverged.get(s.dataset_id, [])) for s in states
+            ]
+        )
+
+
+def failed_over(cluster):
+    """
+    Fail "db" over to N2 and have N1 report its old copy as diverged at
+    epoch 0 (as a former primary's agent does when it hears of the failover).
+    """
+    cluster.client.synchronize_state()
+    cluster.client.failover_dataset(D1, N2)
+    cluster.client.synchronize_state()
+    old = DivergedCopy(node_uuid=N1, epoch=0, last_snapshot="replicated")
+    client = ReportsDiverged(cluster.client, {D1: [old]})
+    return lambda options: client
+
+
+def test_ls_shows_diverged_copy_in_replicas_column(replicated):
+    """
+    A diverged copy appears in the REPLICAS column with its node and epoch,
+    even when the dataset has no standing replica left.
+    """
+    make_client = failed_over(replicated)
+    result = invoke(replicated, "datasets", "ls", make_client=make_client)
+    assert result.code == EXIT_OK, result
+    header, row = result.out.splitlines()
+    assert header.split()[-1] == "REPLICAS"
+    assert row.split()[3] == "10.0.0.2"
+    assert row.endswith("10.0.0.1 (diverged, epoch 0)")
+
+
+def test_ls_lists_diverged_after_standing_replicas(replicated):
+    """A dataset's standing replicas come first, then its diverged copies."""
+    replicated.client.update_dataset(D1, replicas=[N2, N3])
+    make_client = failed_over(replicated)
+    replicated.clock.advance(2)
+    result = invoke(replicated, "datasets", "ls", make_client=make_client)
+    assert result.out.splitlines()[1].endswith(
+        "10.0.0.3 (lag 2.0s), 10.0.0.1 (diverged, epoch 0)"
+    )
+
+
+def test_ls_json_includes_diverged_copies(replicated):
+    """``--json`` lists each diverged copy's node, address, epoch and snapshot."""
+    make_client = failed_over(replicated)
+    [view] = invoke(
+        replicated, "--json", "datasets", "ls", make_client=make_client
+    ).json()
+    assert view["epoch"] == 1
+    assert view["diverged"] == [
+        {
+            "node_uuid": str(N1),
+            "address": "10.0.0.1",
+            "epoch": 0,
+            "last_snapshot": "replicated",
+        }
+    ]
+
+
+def test_ls_without_replicas_or_diverged_copies_has_no_replicas_column(cluster):
+    """A cluster that does not replicate sees the table without a REPLICAS column."""
+    add_dataset(cluster, D1, N1, "db")
+    result = invoke(cluster, "datasets", "ls")
+    assert result.out.splitlines()[0].split() == [
+        "DATASET",
+        "NAME",
+        "SIZE",
+        "NODE",
+        "STATE",
+        "PATH",
+    ]
