@@ -19,6 +19,13 @@ issues every certificate with ``flocker-ca`` and writes ``DIR/cluster.json``::
 stops every process, destroys the pools and removes DIR.  Acceptance tests,
 benchmarks and ``admin/quickstart`` use the same functions.
 
+``admin/lab stop-node N --dir DIR [--kill]`` stops node N's (1-based, in
+``status`` order) dataset and container agents — SIGTERM, or with
+``--kill`` SIGKILL, as if the machine lost power; its pool, its containers
+and the control service's last report of it stay.  ``admin/lab start-node N
+--dir DIR`` starts the agents of node N that are not running, on the same
+configuration, as if the machine came back.
+
 Node addresses: as root, 198.18.0.11, 198.18.0.12, … added to the loopback
 interface (198.18.0.0/15 is reserved for network benchmarks, so it clashes
 with no real network).  Containers reach such an address through their
@@ -430,6 +437,46 @@ def stop_node_agents(node: dict[str, Any], sig: int | None = None) -> None:
             os.killpg(pid, sig)
 
 
+def _numbered_node(cluster: dict[str, Any], number: int) -> dict[str, Any]:
+    """Node ``number`` (1-based, as ``status`` lists them) of ``cluster``."""
+    nodes = cluster["nodes"]
+    if not 1 <= number <= len(nodes):
+        raise LabError(
+            f"no node {number}: the cluster in {cluster['dir']} has nodes 1 to {len(nodes)}"
+        )
+    node: dict[str, Any] = nodes[number - 1]
+    return node
+
+
+def stop_node(directory: str, number: int, kill: bool = False) -> dict[str, Any]:
+    """
+    Stop node ``number``'s dataset and container agents (``kill``: SIGKILL
+    them, as a power cut would) and wait until they are gone; the node.
+    """
+    cluster = load(directory)
+    node = _numbered_node(cluster, number)
+    stop_node_agents(node, signal.SIGKILL if kill else None)
+    _wait(
+        lambda: not any(_alive(pid) for pid in node.get("pids", {}).values()),
+        15,
+        f"node {number}'s agents to exit",
+    )
+    return node
+
+
+def start_node(directory: str, number: int) -> dict[str, Any]:
+    """
+    Start node ``number``'s agents that are not running (those that run are
+    left alone: two dataset agents must never share a pool); the node.
+    """
+    cluster = load(directory)
+    node = _numbered_node(cluster, number)
+    for kind in AGENT_KINDS:
+        if not _alive(node.get("pids", {}).get(kind, 0)):
+            start_node_agents_kind(cluster, node, kind)
+    return node
+
+
 def _stop_strays(directory: str) -> None:
     """Kill any daemon still running from this cluster's directory."""
     marker = directory.encode() + b"/"
@@ -538,8 +585,8 @@ def status(directory: str) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``admin/lab``: up, status or down."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``admin/lab``."""
     parser = argparse.ArgumentParser(prog="admin/lab", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="start a local cluster")
@@ -549,7 +596,32 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("status", "what runs"), ("down", "stop and remove everything")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--dir", required=True)
-    options = parser.parse_args(argv)
+    stop = commands.add_parser(
+        "stop-node",
+        help="stop a node's dataset and container agents (--kill: SIGKILL, as a power cut)",
+        description=(
+            "Stop node N's dataset and container agents: SIGTERM, or SIGKILL "
+            "with --kill.  Its pool, containers and last reported state stay."
+        ),
+    )
+    stop.add_argument("node", type=int, metavar="N", help="the node's number, from 1")
+    stop.add_argument("--dir", required=True)
+    stop.add_argument(
+        "--kill", action="store_true", help="SIGKILL the agents instead of SIGTERM"
+    )
+    again = commands.add_parser(
+        "start-node",
+        help="start a stopped node's dataset and container agents again",
+        description="Start those of node N's agents that are not running.",
+    )
+    again.add_argument("node", type=int, metavar="N", help="the node's number, from 1")
+    again.add_argument("--dir", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``admin/lab``: up, status, down, stop-node or start-node."""
+    options = build_parser().parse_args(argv)
     try:
         if options.command == "up":
             cluster = up(options.dir, options.nodes, options.backend)
@@ -557,6 +629,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cluster file: {os.path.join(cluster['dir'], CLUSTER_FILE)}")
         elif options.command == "status":
             print("\n".join(status(options.dir)))
+        elif options.command == "stop-node":
+            node = stop_node(options.dir, options.node, options.kill)
+            how = "killed (SIGKILL)" if options.kill else "stopped"
+            print(f"node {options.node} ({node['address']}): dataset and container agents {how}")
+        elif options.command == "start-node":
+            node = start_node(options.dir, options.node)
+            pids = ", ".join(f"{kind} {pid}" for kind, pid in node["pids"].items())
+            print(f"node {options.node} ({node['address']}): agents running ({pids})")
         else:
             down(options.dir)
             print(f"local cluster in {os.path.abspath(options.dir)} stopped and removed")

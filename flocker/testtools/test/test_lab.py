@@ -1,6 +1,10 @@
-"""Tests for the local cluster's node addresses (``flocker.testtools.lab``)."""
+"""
+Tests for the local cluster (``flocker.testtools.lab``): node addresses,
+and ``stop-node`` and ``start-node`` on one node's agents.
+"""
 
 import os
+import signal
 import subprocess
 
 import pytest
@@ -37,3 +41,163 @@ def test_routable_addresses_on_loopback():
     assert lab.node_addresses(3) == first
     assert all(lab._on_loopback(address) for address in first)
     assert lab._free_port(first) > 0
+
+
+# -- stop-node and start-node --------------------------------------------------
+
+
+#: The real ``_spawn``, for stand-ins even where a test replaces it.
+SPAWN = lab._spawn
+
+
+def sleeper(tmp_path) -> int:
+    """A process standing in for an agent: in its own session, as agents are."""
+    return SPAWN(["sleep", "60"], str(tmp_path / "sleeper.out"))
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """
+    A ``cluster.json`` for two nodes whose agents are ``sleep`` processes;
+    whatever still runs is killed afterwards.
+    """
+    nodes = [
+        {
+            "uuid": f"{n}{n}{n}{n}{n}{n}{n}{n}-0000-4000-8000-000000000000",
+            "address": lab.node_address(n - 1),
+            "log_dir": str(tmp_path / f"node{n}"),
+            "agent_config": str(tmp_path / f"node{n}" / "agent.yml"),
+            "pids": {kind: sleeper(tmp_path) for kind in lab.AGENT_KINDS},
+        }
+        for n in (1, 2)
+    ]
+    data = {"dir": str(tmp_path), "nodes": nodes, "control": {}}
+    lab.save(data)
+    yield data
+    for node in lab.load(str(tmp_path))["nodes"] + nodes:
+        for pid in node["pids"].values():
+            if lab._alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def running(tmp_path, number):
+    """Whether each of node ``number``'s recorded agents runs, by kind."""
+    node = lab.load(str(tmp_path))["nodes"][number - 1]
+    return {kind: lab._alive(pid) for kind, pid in node["pids"].items()}
+
+
+def test_stop_node_stops_that_nodes_agents_only(cluster, tmp_path, capsys):
+    """``stop-node 2`` stops node 2's dataset and container agents; node 1's run on."""
+    assert lab.main(["stop-node", "2", "--dir", str(tmp_path)]) == 0
+    assert running(tmp_path, 2) == {"dataset": False, "container": False}
+    assert running(tmp_path, 1) == {"dataset": True, "container": True}
+    assert capsys.readouterr().out == (
+        "node 2 (127.0.0.12): dataset and container agents stopped\n"
+    )
+
+
+def test_stop_node_kill_sends_sigkill(cluster, tmp_path, capsys, monkeypatch):
+    """``--kill`` SIGKILLs each agent's process group at once, as a power cut would."""
+    sent = []
+    real_killpg = os.killpg
+
+    def killpg(pid, sig):
+        sent.append((pid, sig))
+        real_killpg(pid, sig)
+
+    monkeypatch.setattr(os, "killpg", killpg)
+    assert lab.main(["stop-node", "1", "--dir", str(tmp_path), "--kill"]) == 0
+    pids = cluster["nodes"][0]["pids"]
+    assert sorted(sent) == sorted((pid, signal.SIGKILL) for pid in pids.values())
+    assert running(tmp_path, 1) == {"dataset": False, "container": False}
+    assert "killed (SIGKILL)" in capsys.readouterr().out
+
+
+def test_start_node_starts_only_agents_not_running(
+    cluster, tmp_path, capsys, monkeypatch
+):
+    """
+    ``start-node 1`` starts node 1's agents that are not running, with its
+    agent configuration, and records their pids; a running agent is left
+    alone (two dataset agents must never share a pool).
+    """
+    os.killpg(cluster["nodes"][0]["pids"]["container"], signal.SIGKILL)
+    lab._wait(lambda: not running(tmp_path, 1)["container"], 5, "the kill")
+    started = []
+
+    def spawn(command, log_path):
+        started.append((command, log_path))
+        return sleeper(tmp_path)
+
+    monkeypatch.setattr(lab, "_spawn", spawn)
+    assert lab.main(["start-node", "1", "--dir", str(tmp_path)]) == 0
+    [(command, log_path)] = started
+    assert command[-3:] == [
+        "container",
+        "--agent-config",
+        str(tmp_path / "node1" / "agent.yml"),
+    ]
+    assert log_path == str(tmp_path / "node1" / "container-agent.out")
+    assert running(tmp_path, 1) == {"dataset": True, "container": True}
+    pids = lab.load(str(tmp_path))["nodes"][0]["pids"]
+    assert pids["dataset"] == cluster["nodes"][0]["pids"]["dataset"]
+    assert capsys.readouterr().out == (
+        f"node 1 (127.0.0.11): agents running "
+        f"(dataset {pids['dataset']}, container {pids['container']})\n"
+    )
+
+
+def test_start_node_after_stop_node_starts_both_agents(cluster, tmp_path, monkeypatch):
+    """After ``stop-node``, ``start-node`` starts the dataset and the container agent."""
+    assert lab.main(["stop-node", "2", "--dir", str(tmp_path), "--kill"]) == 0
+    kinds = []
+
+    def spawn(command, log_path):
+        kinds.append("container" if "container" in command else "dataset")
+        return sleeper(tmp_path)
+
+    monkeypatch.setattr(lab, "_spawn", spawn)
+    assert lab.main(["start-node", "2", "--dir", str(tmp_path)]) == 0
+    assert kinds == ["dataset", "container"]
+    assert running(tmp_path, 2) == {"dataset": True, "container": True}
+
+
+@pytest.mark.parametrize("command", ["stop-node", "start-node"])
+@pytest.mark.parametrize("number", ["0", "3"])
+def test_node_number_out_of_range(cluster, tmp_path, capsys, command, number):
+    """A node number outside 1..nodes is a one-line error; nothing is stopped."""
+    assert lab.main([command, number, "--dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        f"admin/lab: no node {number}: the cluster in {tmp_path} has nodes 1 to 2\n"
+    )
+    assert (
+        running(tmp_path, 1)
+        == running(tmp_path, 2)
+        == {
+            "dataset": True,
+            "container": True,
+        }
+    )
+
+
+def test_node_commands_without_cluster(tmp_path, capsys):
+    """``stop-node`` in a directory without a cluster says there is none."""
+    assert lab.main(["stop-node", "1", "--dir", str(tmp_path)]) == 1
+    assert "no local cluster in" in capsys.readouterr().err
+
+
+def test_help_lists_node_commands(capsys):
+    """``admin/lab --help`` lists stop-node and start-node; each has its own help."""
+    with pytest.raises(SystemExit) as exited:
+        lab.main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "stop-node" in text and "start-node" in text
+    with pytest.raises(SystemExit):
+        lab.main(["stop-node", "--help"])
+    text = capsys.readouterr().out
+    assert "usage: admin/lab stop-node [-h] --dir DIR [--kill] N" in text
+    assert "SIGKILL" in text
+    with pytest.raises(SystemExit):
+        lab.main(["start-node", "--help"])
+    assert "usage: admin/lab start-node [-h] --dir DIR N" in capsys.readouterr().out
