@@ -148,6 +148,27 @@ class EnvironmentAlreadyExists(ModelError):
         return f"environment {self.args[0]!r} already exists"
 
 
+class PortBusy(ModelError):
+    """
+    A port asked for an application is one its node reports busy: another
+    program listens on it at the node's address.
+    """
+
+    def __init__(self, port: int, node_uuid: str, application: str) -> None:
+        """Name the port, the node and the application that asked for it."""
+        self.port = port
+        self.node_uuid = node_uuid
+        self.application = application
+        super().__init__(port, node_uuid, application)
+
+    def __str__(self) -> str:
+        """Say which port is busy where, and for whom."""
+        return (
+            f"port {self.port} for {self.application!r} is in use on node "
+            f"{self.node_uuid}: another program listens on it there"
+        )
+
+
 class PrimaryAsReplica(ModelError):
     """The dataset's primary node was listed as one of its standing replicas."""
 

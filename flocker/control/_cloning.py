@@ -13,10 +13,15 @@ that pointed at a port of another original rewired to that original's copy.
 applications at the fresh clones (the old clones are deleted);
 `delete_copy` and `delete_environment` remove what the copies added.
 
-"Free" ports are those no application in the configuration publishes,
-counted up from :data:`FIRST_FREE_PORT`; the control service cannot see
-which ports other programs on the nodes use, so a user who knows better
-gives the ports in the request.
+"Free" ports are counted up from :data:`FIRST_FREE_PORT` and are those
+no application in the configuration publishes and no node reports busy
+(``NodeState.busy_ports``: other programs listen on them at the node's
+address — another cluster on the same machine, a user's own service).  A
+busy port is skipped whichever node reports it, not only on the node the
+copy runs on, because every node's router listens on every published port
+to forward it.  A port the caller asks for is refused if the copy's own
+node reports it busy (`PortBusy`): the container could not publish it
+there; a node that has not reported its ports yet hides nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ._checks import (
     DatasetDeleted,
     EnvironmentAlreadyExists,
     ModelError,
+    PortBusy,
     UnknownApplication,
     UnknownEnvironment,
     is_valid_name,
@@ -43,6 +49,7 @@ from ._model import (
     Origin,
     Port,
 )
+from ._state import DeploymentState
 
 #: Ports for copies are chosen from here up.
 FIRST_FREE_PORT = 20000
@@ -50,8 +57,13 @@ FIRST_FREE_PORT = 20000
 #: A copy's ports: original application → original external port → new one.
 PortChoices = Mapping[str, Mapping[int, int]]
 
+#: Node UUID → the TCP ports other programs listen on there.
+BusyPorts = Mapping[str, Iterable[int]]
+
 __all__ = [
     "FIRST_FREE_PORT",
+    "BusyPorts",
+    "busy_ports_of",
     "clone_environment",
     "copy_name",
     "delete_copy",
@@ -90,6 +102,18 @@ def _published(deployment: Deployment) -> set[int]:
         port.external_port
         for application, _ in deployment.all_applications()
         for port in application.ports
+    }
+
+
+def busy_ports_of(state: DeploymentState) -> dict[str, frozenset[int]]:
+    """
+    Node UUID → busy ports, from a `DeploymentState` (nodes that did not
+    report them are left out).
+    """
+    return {
+        uuid: frozenset(node.busy_ports)
+        for uuid, node in state.nodes.items()
+        if node.busy_ports is not None
     }
 
 
@@ -164,6 +188,7 @@ def clone_environment(
     snapshot: str,
     ports: Mapping[str, PortChoices] | None = None,
     new_id: Callable[[], str] = lambda: str(uuid4()),
+    busy: BusyPorts | None = None,
 ) -> Deployment:
     """
     Add the environment ``name``: ``copies`` of the ``originals``.
@@ -171,6 +196,9 @@ def clone_environment(
     :param snapshot: the snapshot, taken already, of each original dataset.
     :param ports: copy → original application → original external port →
         the external port to use; unlisted ports are chosen free.
+    :param busy: node UUID → ports other programs listen on there (see
+        the module docstring); chosen ports avoid them all.
+    :raise PortBusy: a port asked for is busy on the copy's node.
     :raise EnvironmentAlreadyExists: ``name`` is taken.
     :raise UnknownApplication: an original does not exist.
     :raise ApplicationAlreadyExists: a copy's application name is taken.
@@ -189,7 +217,9 @@ def clone_environment(
             raise ModelError(f"ports given for {copy!r}, which is not one of the copies")
     datasets = environment_datasets(deployment, originals)
     group = {n: deployment.get_application(n) for n in originals}
+    busy = {uuid: frozenset(found) for uuid, found in (busy or {}).items()}
     taken = _published(deployment)
+    avoided = taken.union(*busy.values())
     next_free = FIRST_FREE_PORT
     environment = Environment(name=name, snapshot=snapshot, applications=originals)
     for copy in copies:
@@ -206,18 +236,21 @@ def clone_environment(
         # as routing does.
         mapping: dict[str, dict[int, int]] = {}
         links: dict[int, int] = {}
-        for app_name, (application, _) in group.items():
+        for app_name, (application, node_uuid) in group.items():
             wanted = chosen.get(app_name, {})
             mapping[app_name] = {}
             for port in sorted(application.ports, key=lambda p: p.external_port):
                 new = wanted.get(port.external_port)
                 if new is None:
-                    while next_free in taken:
+                    while next_free in avoided:
                         next_free += 1
                     new = next_free
                 elif new in taken:
                     raise ModelError(f"port {new} for copy {copy!r} is already published")
+                elif new in busy.get(node_uuid, ()):
+                    raise PortBusy(new, node_uuid, copy_name(app_name, name, copy))
                 taken.add(new)
+                avoided.add(new)
                 mapping[app_name][port.external_port] = new
         for app_name in sorted(mapping):
             for external, new in mapping[app_name].items():

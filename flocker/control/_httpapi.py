@@ -66,6 +66,7 @@ from ._model import (
     LeaseError,
     ModelError,
     NotAReplica,
+    PortBusy,
     UnknownApplication,
     UnknownDataset,
     UnknownEnvironment,
@@ -197,6 +198,7 @@ _MODEL_ERRORS: list[tuple[type[Exception], int]] = [
     (NotAReplica, 409),
     (UnknownEnvironment, 404),
     (EnvironmentAlreadyExists, 409),
+    (PortBusy, 409),
     (ModelError, 400),
 ]
 

@@ -28,6 +28,7 @@ from twisted.web.server import Request
 
 from ._checks import is_snapshot_name
 from ._cloning import (
+    busy_ports_of,
     clone_environment,
     delete_copy,
     delete_environment,
@@ -343,9 +344,11 @@ async def create_environment(
     }
     snapshot = f"flocker-env-{name[:40]}-{uuid4().hex[:8]}"
     deployment = self.configuration_service.deployment
+    # The ports the nodes last reported busy: copies' ports avoid them.
+    busy = busy_ports_of(self.cluster_state_service.as_deployment_state())
     # Every check first, on the current configuration: nothing is
     # snapshotted for a request that would be refused.
-    clone_environment(deployment, name, originals, names, snapshot, ports)
+    clone_environment(deployment, name, originals, names, snapshot, ports, busy=busy)
     datasets = environment_datasets(deployment, originals)
     await gatherResults(
         [Deferred.fromCoroutine(_on_primary(self, d, "take_internal", snapshot)) for d in datasets],
@@ -353,7 +356,9 @@ async def create_environment(
     ).addErrback(lambda failure: failure.value.subFailure.raiseException())
     stored = await self._change(
         expected_tag,
-        lambda current: clone_environment(current, name, originals, names, snapshot, ports),
+        lambda current: clone_environment(
+            current, name, originals, names, snapshot, ports, busy=busy
+        ),
     )
     environment = stored.deployment.environments[name]
     return _Response(201, _environment_json(stored.deployment, environment), stored)

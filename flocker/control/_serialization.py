@@ -267,6 +267,7 @@ def node_state_to_json(state: NodeState) -> dict[str, Any]:
         "datasets": None
         if state.datasets is None
         else {k: _dataset_state(v) for k, v in state.datasets.items()},
+        "busy_ports": None if state.busy_ports is None else sorted(state.busy_ports),
     }
 
 
@@ -667,6 +668,14 @@ def _node_state_from(value: Any, path: str) -> NodeState:
     r = _Reader(value, path)
     applications = r.get("applications", (dict, type(None)))
     datasets = r.get("datasets", (dict, type(None)))
+    # Optional: agents before busy ports were reported did not send them.
+    busy = r.get("busy_ports", (list, type(None))) if "busy_ports" in r.value else None
+    if busy is not None:
+        for index, port in enumerate(busy):
+            if not isinstance(port, int) or isinstance(port, bool):
+                raise SerializationError(
+                    f"{path}/busy_ports/{index}", f"expected a port number, got {_kind(port)}"
+                )
     result = _build(
         path,
         NodeState,
@@ -679,6 +688,7 @@ def _node_state_from(value: Any, path: str) -> NodeState:
         datasets=None
         if datasets is None
         else _keyed(datasets, f"{path}/datasets", _dataset_state_from),
+        busy_ports=busy,
     )
     r.done()
     return result

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pyrsistent import PClass, PMap, field, pmap, pmap_field, pvector_field
+from pyrsistent import PClass, PMap, PSet, field, pmap, pmap_field, pset, pvector_field
 
 from ._checks import finite_or_none, is_uuid, positive_or_none, uuid_field
 from ._model import Application, Deployment
@@ -122,6 +122,10 @@ class NodeState(PClass):
     :ivar era: UUID that changes each time the node boots, or ``None``.
     :ivar applications: name → `Application` running there, or ``None``.
     :ivar datasets: dataset id → `DatasetState` held there, or ``None``.
+    :ivar busy_ports: TCP ports something other than this cluster's
+        applications listens on at the node's address (or on a wildcard
+        address), as the container agent last read them; ``None`` if
+        unknown.  Ports for environment copies are chosen outside them.
     """
 
     uuid = uuid_field()
@@ -136,6 +140,16 @@ class NodeState(PClass):
     )
     datasets = field(
         type=(PMap, type(None)), initial=None, factory=_optional_pmap(DatasetState)
+    )
+    busy_ports = field(
+        type=(PSet, type(None)),
+        initial=None,
+        factory=lambda v: None if v is None else pset(v),
+        invariant=lambda v: (
+            v is None
+            or all(isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in v),
+            f"busy ports must be TCP port numbers: {v!r}",
+        ),
     )
 
     def __invariant__(self) -> tuple[bool, str]:
@@ -152,7 +166,7 @@ class NodeState(PClass):
         return (True, "")
 
 
-_NODE_HALVES = ("hostname", "era", "applications", "datasets")
+_NODE_HALVES = ("hostname", "era", "applications", "datasets", "busy_ports")
 
 
 class DeploymentState(PClass):

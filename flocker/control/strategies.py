@@ -357,6 +357,7 @@ def node_states(draw: Any, uuid: Any = None) -> NodeState:
         era=draw(st.none() | node_uuids),
         applications=None if apps is None else {a.name: a for a in apps},
         datasets=None if datasets_ is None else {d.dataset_id: d for d in datasets_},
+        busy_ports=draw(st.none() | st.frozensets(st.integers(1, 65535), max_size=5)),
     )
 
 

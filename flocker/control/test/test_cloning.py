@@ -10,15 +10,19 @@ from flocker.control import (
     AttachedVolume,
     Dataset,
     Deployment,
+    DeploymentState,
     EnvironmentAlreadyExists,
     Link,
     ModelError,
+    NodeState,
     Origin,
     Port,
+    PortBusy,
     UnknownEnvironment,
 )
 from flocker.control._cloning import (
     FIRST_FREE_PORT,
+    busy_ports_of,
     clone_environment,
     delete_copy,
     delete_environment,
@@ -120,6 +124,54 @@ def test_ports_given():
         cloned(ports={"alice": {"nope": {1: 2}}})
     with pytest.raises(ModelError, match="not one of the copies"):
         cloned(ports={"carol": {"web": {8080: 18080}}})
+
+
+def test_chosen_ports_skip_busy_ports_on_every_node():
+    """
+    Chosen ports skip the ports nodes report busy: those of the copy's own
+    node (its container could not publish them) and those of other nodes
+    (their routers could not forward them).
+    """
+    busy = {N1: [FIRST_FREE_PORT, FIRST_FREE_PORT + 2], N2: [FIRST_FREE_PORT + 1]}
+    d = clone_environment(
+        staging(), "staging", ["web", "db", "search"], ["alice"], SNAP, None, ids(), busy=busy
+    )
+    ports = sorted(
+        p.external_port
+        for name in ("web", "db", "search")
+        for p in d.get_application(f"{name}-staging-alice")[0].ports
+    )
+    assert ports == [FIRST_FREE_PORT + 3, FIRST_FREE_PORT + 4, FIRST_FREE_PORT + 5]
+
+
+def test_port_asked_for_busy_on_the_copys_node_refused():
+    """
+    A port asked for that the copy's node reports busy is refused with
+    `PortBusy`, naming the port, the node and the copy's application; one
+    busy only on another node is accepted (the container can run).
+    """
+    with pytest.raises(PortBusy) as raised:
+        clone_environment(
+            staging(), "staging", ["web"], ["alice"], SNAP,
+            {"alice": {"web": {8080: 18080}}}, ids(), busy={N1: [18080]},
+        )
+    assert (raised.value.port, raised.value.node_uuid) == (18080, N1)
+    assert "web-staging-alice" in str(raised.value)
+    d = clone_environment(
+        staging(), "staging", ["web"], ["alice"], SNAP,
+        {"alice": {"web": {8080: 18080}}}, ids(), busy={N2: [18080]},
+    )
+    assert [p.external_port for p in d.get_application("web-staging-alice")[0].ports] == [18080]
+
+
+def test_busy_ports_of_nodes_that_reported_them():
+    """Only nodes whose container agent reported busy ports are listed."""
+    state = (
+        DeploymentState()
+        .update_node(NodeState(uuid=N1, applications={}, busy_ports=[22]))
+        .update_node(NodeState(uuid=N2, datasets={}))
+    )
+    assert busy_ports_of(state) == {N1: frozenset({22})}
 
 
 def test_bad_requests_change_nothing():

@@ -36,6 +36,19 @@ class ClusterStateServiceTests(SynchronousTestCase):
         )
         self.assertEqual(len(self.seen), 2)
 
+    def test_busy_ports_kept_by_dataset_report(self):
+        """
+        The container agent's busy ports stay known when the dataset agent,
+        which does not read them, reports; a new container report replaces them.
+        """
+        self.service.update_node_state(NodeState(uuid=NODE_A, applications={}, busy_ports=[22]))
+        self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
+        node = self.service.as_deployment_state().get_node(NODE_A)
+        self.assertEqual(set(node.busy_ports), {22})
+        self.service.update_node_state(NodeState(uuid=NODE_A, applications={}, busy_ports=[]))
+        node = self.service.as_deployment_state().get_node(NODE_A)
+        self.assertEqual(set(node.busy_ports), set())
+
     def test_unchanged_report_not_told(self):
         """A report that changes nothing is not told to subscribers."""
         state = NodeState(uuid=NODE_A, datasets=DATASETS)

@@ -310,3 +310,28 @@ def test_rollback_past_an_environment_snapshot_refused(api: APIHarness) -> None:
     reason = api.refused(409, "POST", f"/v1/datasets/{DATASET}/rollback", {"snapshot": "monday"})
     assert made.body["snapshot"] in reason and "environment" in reason
     assert api.stored().deployment == before
+
+
+def test_environment_ports_avoid_the_ports_busy_on_the_nodes(api: APIHarness) -> None:
+    """
+    A copy's ports skip the ports its node (and any other node, whose
+    router forwards them) reports busy; a port asked for that is busy on
+    the copy's node is refused (409) before any snapshot is taken.
+    """
+    from flocker.control import NodeState
+    from flocker.control._cloning import FIRST_FREE_PORT
+
+    deploy_web(api)
+    api.state.update_node_state(
+        NodeState(uuid=NODE_A, applications={}, busy_ports=[FIRST_FREE_PORT, FIRST_FREE_PORT + 1])
+    )
+    api.state.update_node_state(NodeState(uuid=NODE_B, applications={}, busy_ports=[FIRST_FREE_PORT + 2]))
+    refused = {"name": "s", "applications": ["web"], "copies": 1,
+               "ports": {"1": {"web": {"8080": FIRST_FREE_PORT + 1}}}}
+    reason = api.refused(409, "POST", "/v1/environments", refused)
+    assert str(FIRST_FREE_PORT + 1) in reason and NODE_A in reason and "in use" in reason
+    assert api.agents.backend.list_snapshots(DATASET).result == []
+    made = api.request("POST", "/v1/environments", {"name": "s", "applications": ["web"], "copies": 1})
+    assert made.code == 201, made
+    [web] = made.body["copies"][0]["applications"]
+    assert web["ports"] == [{"internal": 80, "external": FIRST_FREE_PORT + 3}]

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flocker.control import DeploymentState, NodeState
 from flocker.control._protocol_diff import (
     CHUNK_SIZE,
     DiffError,
@@ -148,3 +149,18 @@ def test_chunk_size_must_be_positive() -> None:
     """A chunk size below one is refused."""
     with pytest.raises(ValueError):
         split_chunks(b"abc", 0)
+
+
+def test_busy_ports_change_travels_as_one_operation() -> None:
+    """
+    A node's new busy ports reach an agent as one operation on that node's
+    ``busy_ports``, not as the whole state.
+    """
+    node = "11111111-1111-4111-8111-111111111111"
+    before = DeploymentState().update_node(NodeState(uuid=node, applications={}, busy_ports=[22]))
+    after = before.update_node(NodeState(uuid=node, applications={}, busy_ports=[22, 20000]))
+    old = {"state": deployment_state_to_json(before)}
+    new = {"state": deployment_state_to_json(after)}
+    operations = diff_documents(old, new)
+    assert operations == [["set", ["state", "nodes", node, "busy_ports"], [22, 20000]]]
+    assert apply_diff(operations, old) == new

@@ -366,3 +366,26 @@ def test_dataset_state_unknown_role_refused():
     doc["datasets"][DATASET_PG]["role"] = "boss"
     with pytest.raises(SerializationError):
         deserialize_node_state(json.dumps(doc).encode())
+
+
+def test_busy_ports_travel():
+    """A node's reported busy ports survive the wire format, sorted in the JSON."""
+    state = NodeState(uuid=NODE_A, applications={}, busy_ports=[20001, 22, 20000])
+    assert node_state_to_json(state)["busy_ports"] == [22, 20000, 20001]
+    assert deserialize_node_state(serialize_node_state(state)) == state
+
+
+def test_old_node_state_without_busy_ports_loads():
+    """A report from an agent that sends no busy ports loads with them unknown."""
+    doc = node_state_to_json(NodeState(uuid=NODE_A, applications={}))
+    del doc["busy_ports"]
+    assert deserialize_node_state(json.dumps(doc).encode()).busy_ports is None
+
+
+@pytest.mark.parametrize("ports", [[0], [65536], ["80"], [True], {"80": 1}])
+def test_bad_busy_ports_refused(ports):
+    """Busy ports that are not a list of TCP port numbers are refused."""
+    doc = node_state_to_json(NodeState(uuid=NODE_A))
+    doc["busy_ports"] = ports
+    with pytest.raises(SerializationError):
+        deserialize_node_state(json.dumps(doc).encode())

@@ -2,7 +2,7 @@
 
 from uuid import uuid4
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 
 from flocker.control import (
     Application,
@@ -286,3 +286,33 @@ def test_reports_the_datasets_a_container_really_mounts():
     local = result(deployer.discover_state(state_with(A)))
     [volume] = local.shared_state_changes().applications["counter"].volumes
     assert volume.dataset_id == DS
+
+
+def test_reports_busy_ports_less_the_published_ones():
+    """
+    The container half of the node's state carries the ports other
+    programs listen on at the node's address, less those the configuration
+    publishes (this cluster's containers and routers hold them).
+    """
+    runtime = memory_runtimes([A], images=[IMAGE])[0]
+    deployer = ContainerDeployer(
+        A, ADDRESS[A], runtime, listening=lambda: succeed(frozenset({22, 8080, 20000}))
+    )
+    deployer.configuration = configured()
+    local = result(deployer.discover_state(state_with(A)))
+    assert local.shared_state_changes().busy_ports == {22, 20000}
+
+
+def test_busy_ports_unknown_without_a_reader_or_when_unreadable():
+    """
+    Without a way to read them, or when the socket tables cannot be read,
+    the busy ports are reported unknown (``None``), never as "none busy".
+    """
+    runtime = memory_runtimes([A], images=[IMAGE])[0]
+    local = result(ContainerDeployer(A, ADDRESS[A], runtime).discover_state(state_with(A)))
+    assert local.shared_state_changes().busy_ports is None
+    failing = ContainerDeployer(
+        A, ADDRESS[A], runtime, listening=lambda: fail(PermissionError("/proc/net/tcp"))
+    )
+    local = result(failing.discover_state(state_with(A)))
+    assert local.shared_state_changes().busy_ports is None
