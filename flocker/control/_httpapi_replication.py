@@ -13,8 +13,15 @@ or could split the brain:
 * the node has reported no snapshot of one of these datasets yet (its copy
   has no consistent point to start from);
 * without ``force``: the primary's dataset agent was heard from within the
-  last ``failover_after`` seconds (it may still be writing; the node-side
-  fencing only guarantees a primary silent that long has stopped exposing).
+  last ``failover_after`` seconds (it may still be writing).
+
+Silence is a hint, not a guarantee: nothing on a node stops exposing a copy
+because the control service has gone quiet (self-fencing after losing the
+control service is a later issue).  A dataset agent stops exposing its copy
+only when it hears of the newer epoch this change records; until then a
+primary cut off from the control service, or whose agent alone died, may
+go on serving its clients.  Whoever fails over must know the old primary is
+down; ``force`` is for when they do.
 
 The answer names the snapshot the new primary starts from and the data-loss
 window: how old that snapshot is.
