@@ -5,7 +5,9 @@ Starts a two-node local cluster (``admin/lab``: a control service and two
 nodes on 198.18.0.11 and 198.18.0.12, each with its own ZFS pool and
 agents), creates a dataset on node 1 through the REST API, writes data into
 it, moves it to node 2 through the REST API, shows that the data arrived
-intact and how long the dataset was unavailable; then runs a stateful
+intact and how long the dataset was unavailable; gives it a standing
+replica on node 1, shows how far behind the replica is and fails over to
+it by hand (node 2's copy is kept as diverged); then runs a stateful
 application (a counter keeping its count in its dataset) on node 1 and
 moves it with its data to node 2 while a client keeps writing (with the
 interruption node 2 logged); then clones it, with its data, into a staging
@@ -55,6 +57,47 @@ def wait_on(cluster: dict, dataset_id: str, node: dict, timeout: float = 300) ->
             return entry
         time.sleep(0.02)
     raise SystemExit(f"quickstart: {dataset_id} did not reach {node['address']} in time")
+
+
+def replicate_and_fail_over(
+    cluster: dict, dataset_id: str, one: dict, two: dict, written: str
+) -> None:
+    """
+    Keep a standing replica of the dataset on node 1, show its lag, then
+    fail over to it by hand while node 2 still runs (``force``): node 1
+    exposes the data as it was replicated, node 2's copy is kept as diverged.
+    """
+    path = f"/v1/configuration/datasets/{dataset_id}"
+    lab.api_request(cluster, "POST", path, {"replicas": [one["uuid"]]})
+    deadline = time.monotonic() + 120
+    while True:
+        entry = exposed_on(cluster, dataset_id) or {}
+        lags = [r["lag_seconds"] for r in entry.get("replicas", []) if r["node_uuid"] == one["uuid"]]
+        if lags and lags[0] is not None and lags[0] < 10:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("quickstart: the replica on node 1 did not catch up in time")
+        time.sleep(0.2)
+    say(f"node 1 keeps a standing replica of it, {lags[0]:.1f} s behind node 2 (continuous)")
+    answer = lab.api_request(
+        cluster,
+        "POST",
+        f"/v1/datasets/{dataset_id}/failover",
+        {"node_uuid": one["uuid"], "force": True},
+    )
+    entry = wait_on(cluster, dataset_id, one)
+    if digest(os.path.join(entry["path"], "data")) != written:
+        raise SystemExit("quickstart: the promoted replica's data differs from what was written")
+    say(
+        f"failed over to node 1 by hand (epoch {answer['epoch']}, starting from a "
+        f"snapshot {answer['data_loss_window_seconds']:.1f} s old): the data is intact"
+    )
+    deadline = time.monotonic() + 60
+    while not (exposed_on(cluster, dataset_id) or {}).get("diverged"):
+        if time.monotonic() > deadline:
+            raise SystemExit("quickstart: node 2 did not report its copy as diverged")
+        time.sleep(0.2)
+    say("node 2 stopped exposing its copy as soon as it saw the new epoch; it keeps it as diverged")
 
 
 def digest(path: str) -> str:
@@ -256,6 +299,7 @@ def main() -> None:
     if after != before:
         raise SystemExit("quickstart: the data on node 2 differs from what was written")
     say(f"node 2 has it at {current['path']}, sha256 identical: the data arrived intact")
+    replicate_and_fail_over(cluster, dataset_id, one, two, before)
     count = move_application(cluster, one, two)
     clone_environment(cluster, two, count)
 
