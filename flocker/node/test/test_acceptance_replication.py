@@ -350,9 +350,9 @@ def log_entries(path):
 def assert_story_told(cluster, one, two, dataset_id):
     """
     The logs tell the story: a replication round on node 1 is one task that
-    node 2's receiver continues, and the failover is one task from the
-    control service's decision to node 2's promotion and node 1's
-    divergence.
+    node 2's receiver continues; the failover is one task on the control
+    service, with its reason and new epoch, and the agents log node 2's
+    promotion and node 1's divergence at that epoch.
     """
     control = log_entries(os.path.join(cluster["control"]["log_dir"], "flocker-control.log"))
     source = log_entries(os.path.join(one["log_dir"], "flocker-dataset-agent.log"))
@@ -368,8 +368,18 @@ def assert_story_told(cluster, one, two, dataset_id):
         if e.get("action_type") == "flocker:control:failover" and e.get("action_status") == "started"
     ]
     assert failover["dataset_id"] == dataset_id
-    promoted = [e for e in target if e.get("action_type") == "flocker:node:dataset:promote"]
-    diverged = [e for e in source if e.get("action_type") == "flocker:node:dataset:diverge"]
+    epoch = [
+        e for e in control
+        if e["task_uuid"] == failover["task_uuid"] and e.get("action_status") == "succeeded"
+    ][0]["epoch"]
+    promoted = [
+        e for e in target
+        if e.get("action_type") == "flocker:node:dataset:promote"
+        and e.get("dataset_id") == dataset_id and e.get("epoch") == epoch
+    ]
+    diverged = [
+        e for e in source
+        if e.get("action_type") == "flocker:node:dataset:diverge"
+        and e.get("dataset_id") == dataset_id and e.get("configured_epoch") == epoch
+    ]
     assert promoted and diverged
-    assert failover["task_uuid"] in {e["task_uuid"] for e in promoted}
-    assert failover["task_uuid"] in {e["task_uuid"] for e in diverged}
