@@ -116,19 +116,61 @@ def test_sphinx_is_installed() -> None:
     _require_sphinx()
 
 
+#: Every page, as the table of contents in ``index.rst`` lists them.
+PAGES = (
+    "index",
+    "concepts",
+    "tutorial-staging",
+    "tutorial-replicas",
+    "running",
+    "installing",
+    "api",
+    "cli",
+    "development",
+)
+
+
 def test_every_page_is_built(built: Path) -> None:
     """Every page of the table of contents is built into HTML."""
-    for page in (
-        "index",
-        "concepts",
-        "tutorial-staging",
-        "running",
-        "installing",
-        "api",
-        "cli",
-        "development",
-    ):
+    for page in PAGES:
         assert (built / f"{page}.html").is_file(), page
+
+
+def test_every_page_is_listed() -> None:
+    """
+    `PAGES` names every ``.rst`` file of ``docs/``, and the table of
+    contents lists every page but the index (a new page cannot be left out
+    of either).
+    """
+    assert {p.stem for p in DOCS.glob("*.rst")} == set(PAGES)
+    index = (DOCS / "index.rst").read_text(encoding="utf-8")
+    listed = re.findall(r"^   ([\w-]+)$", index, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(set(PAGES) - {"index"})
+
+
+def test_lab_commands_in_the_pages_exist(built: Path) -> None:
+    """
+    Every ``admin/lab`` command line in a page's code blocks is one that
+    ``admin/lab`` accepts (its sub-command and options exist).
+    """
+    from flocker.testtools.lab import build_parser
+
+    parser = build_parser()
+    seen = []
+    for page in PAGES:
+        for _, text in _literal_blocks(built, page):
+            for line in _lines(text):
+                if not line.lstrip().startswith("admin/lab "):
+                    continue
+                words = shlex.split(line, comments=True)
+                seen.append(words)
+                try:
+                    parser.parse_args(words[1:])
+                except SystemExit:
+                    raise AssertionError(
+                        f"{page}: admin/lab rejects {line!r}"
+                    ) from None
+    assert any(w[1] == "stop-node" for w in seen)
 
 
 def test_rest_reference_names_every_path(built: Path) -> None:
