@@ -22,11 +22,20 @@ copy runs on, because every node's router listens on every published port
 to forward it.  A port the caller asks for is refused if the copy's own
 node reports it busy (`PortBusy`): the container could not publish it
 there; a node that has not reported its ports yet hides nothing.
+
+A port can still be taken after it was chosen (a program binds it before
+the copy's container starts).  The copy's node then reports the conflict
+(``NodeState.port_conflicts``) and `move_blocked_ports` gives the copy's
+application another free port, rewiring the links of the copy's other
+applications that pointed at the old one.  Only environment copies are
+moved: their ports were Flocker's choice (or a request's), while the ports
+of a user's own application are the user's to change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 from uuid import uuid4
 
 from ._checks import (
@@ -69,6 +78,8 @@ __all__ = [
     "delete_copy",
     "delete_environment",
     "environment_datasets",
+    "move_blocked_ports",
+    "PortMove",
     "reset_copy",
 ]
 
@@ -278,6 +289,98 @@ def clone_environment(
     return deployment.set(
         environments=deployment.environments.set(name, environment)
     )
+
+
+class PortMove(NamedTuple):
+    """One port of an environment copy's application moved off a taken one."""
+
+    application: str
+    node_uuid: str
+    old_port: int
+    new_port: int
+
+
+def _free_from(avoided: set[int], start: int = FIRST_FREE_PORT) -> int:
+    """The first port from ``start`` up that is not in ``avoided``."""
+    port = start
+    while port in avoided:
+        port += 1
+    if port > 65535:
+        raise ModelError("no free port is left for an environment copy")
+    return port
+
+
+def move_blocked_ports(
+    deployment: Deployment,
+    state: DeploymentState,
+    allowed: Callable[[str], bool] = lambda application: True,
+) -> tuple[Deployment, list[PortMove]]:
+    """
+    Move environment copies' applications off the ports their nodes report
+    they could not publish.
+
+    For each copy application whose node reports a conflict on ports it
+    still publishes, each such port is replaced by a free one (not
+    published, not busy on any node, not the conflicting one) and the
+    copy's other applications' links to it follow.  Returns the new
+    configuration (``deployment`` itself if nothing moved) and the moves.
+
+    :param allowed: whether an application may be moved now (the caller's
+        limit on how often); a refused one is left as it is.
+    """
+    busy = busy_ports_of(state)
+    avoided = _published(deployment).union(*busy.values())
+    moves: list[PortMove] = []
+    for env_name in sorted(deployment.environments):
+        copies = deployment.environments[env_name].copies
+        for copy in (copies[c] for c in sorted(copies)):
+            remap: dict[int, int] = {}
+            for app_name in sorted(copy.applications.values()):
+                try:
+                    application, node_uuid = deployment.get_application(app_name)
+                except UnknownApplication:
+                    continue
+                reported = (state.get_node(node_uuid).port_conflicts or {}).get(app_name)
+                published = {p.external_port for p in application.ports}
+                blocked = sorted(set(reported or ()) & published)
+                if not blocked or not allowed(app_name):
+                    continue
+                mapping = {}
+                for old in blocked:
+                    avoided.add(old)
+                    new = _free_from(avoided)
+                    avoided.add(new)
+                    mapping[old] = new
+                    remap.setdefault(old, new)
+                    moves.append(PortMove(app_name, node_uuid, old, new))
+                moved = application.set(
+                    ports=[
+                        Port(
+                            internal_port=p.internal_port,
+                            external_port=mapping.get(p.external_port, p.external_port),
+                        )
+                        for p in application.ports
+                    ]
+                )
+                deployment = deployment.remove_application(app_name).add_application(
+                    moved, node_uuid
+                )
+            if not remap:
+                continue
+            for app_name in sorted(copy.applications.values()):
+                try:
+                    application, node_uuid = deployment.get_application(app_name)
+                except UnknownApplication:
+                    continue
+                links = [
+                    link.set(remote_port=remap.get(link.remote_port, link.remote_port))
+                    for link in application.links
+                ]
+                if links != list(application.links):
+                    deployment = deployment.remove_application(app_name).add_application(
+                        application.set(links=links), node_uuid
+                    )
+    return deployment, moves
 
 
 def _get_copy(deployment: Deployment, name: str, copy: str) -> tuple[Environment, EnvironmentCopy]:

@@ -89,3 +89,31 @@ FAILOVER = ActionType(
     "A dataset (with the others of its application) failed over to a standing "
     "replica: its epoch went up and the old primary left the configuration.",
 )
+
+APPLICATION = Field.for_types("application", [str], "An application's name.")
+OLD_PORT = Field.for_types("old_port", [int], "The external port given up.")
+NEW_PORT = Field.for_types("new_port", [int], "The external port used instead.")
+
+#: Environment copies were moved off ports their nodes could not publish.
+MOVE_COPY_PORTS = ActionType(
+    "flocker:control:environment:move_ports",
+    [],
+    [GENERATION],
+    "Environment copies' applications were given new ports because their "
+    "nodes reported the old ones taken by another program.",
+)
+
+#: One port of a copy's application was moved (inside MOVE_COPY_PORTS).
+COPY_PORT_MOVED = MessageType(
+    "flocker:control:environment:port_moved",
+    [APPLICATION, NODE_UUID, OLD_PORT, NEW_PORT, REASON],
+    "A copy's application publishes a new port instead of a taken one.",
+)
+
+#: A copy's application was moved too often already; it is left as it is.
+COPY_PORT_MOVES_EXHAUSTED = MessageType(
+    "flocker:control:environment:port_moves_exhausted",
+    [APPLICATION, NODE_UUID, REASON],
+    "A copy's application still cannot publish its ports after the most "
+    "moves allowed; it waits for the user (or for the port to be freed).",
+)

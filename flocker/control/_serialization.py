@@ -268,6 +268,9 @@ def node_state_to_json(state: NodeState) -> dict[str, Any]:
         if state.datasets is None
         else {k: _dataset_state(v) for k, v in state.datasets.items()},
         "busy_ports": None if state.busy_ports is None else sorted(state.busy_ports),
+        "port_conflicts": None
+        if state.port_conflicts is None
+        else {k: sorted(v) for k, v in state.port_conflicts.items()},
     }
 
 
@@ -676,6 +679,17 @@ def _node_state_from(value: Any, path: str) -> NodeState:
                 raise SerializationError(
                     f"{path}/busy_ports/{index}", f"expected a port number, got {_kind(port)}"
                 )
+    # Optional: agents before port conflicts were reported did not send them.
+    conflicts = (
+        r.get("port_conflicts", (dict, type(None))) if "port_conflicts" in r.value else None
+    )
+    for name, ports in (conflicts or {}).items():
+        if not isinstance(ports, list) or not all(
+            isinstance(p, int) and not isinstance(p, bool) for p in ports
+        ):
+            raise SerializationError(
+                f"{path}/port_conflicts/{name}", "expected an array of port numbers"
+            )
     result = _build(
         path,
         NodeState,
@@ -689,6 +703,7 @@ def _node_state_from(value: Any, path: str) -> NodeState:
         if datasets is None
         else _keyed(datasets, f"{path}/datasets", _dataset_state_from),
         busy_ports=busy,
+        port_conflicts=conflicts,
     )
     r.done()
     return result

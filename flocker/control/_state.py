@@ -110,6 +110,19 @@ def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]
     return factory
 
 
+def _port_conflicts(value: Any) -> PMap | None:
+    """``None``, or application name → a `PSet` of port numbers."""
+    if value is None:
+        return None
+    result = pmap({name: pset(ports) for name, ports in dict(value).items()})
+    for name, ports in result.items():
+        if not isinstance(name, str) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports
+        ):
+            raise TypeError(f"expected application name → port numbers: {name!r}: {ports!r}")
+    return result
+
+
 class NodeState(PClass):
     """
     What one node last reported about itself.
@@ -126,6 +139,11 @@ class NodeState(PClass):
         applications listens on at the node's address (or on a wildcard
         address), as the container agent last read them; ``None`` if
         unknown.  Ports for environment copies are chosen outside them.
+    :ivar port_conflicts: application name → those of its published ports
+        its container could not publish here because something else holds
+        them (the container agent's last try to start it failed so), or
+        ``None`` if unknown.  The control service moves environment copies
+        off such ports (`flocker.control._cloning.move_blocked_ports`).
     """
 
     uuid = uuid_field()
@@ -151,6 +169,9 @@ class NodeState(PClass):
             f"busy ports must be TCP port numbers: {v!r}",
         ),
     )
+    port_conflicts = field(
+        type=(PMap, type(None)), initial=None, factory=_port_conflicts
+    )
 
     def __invariant__(self) -> tuple[bool, str]:
         """Maps are keyed by the names and ids of their values."""
@@ -166,7 +187,14 @@ class NodeState(PClass):
         return (True, "")
 
 
-_NODE_HALVES = ("hostname", "era", "applications", "datasets", "busy_ports")
+_NODE_HALVES = (
+    "hostname",
+    "era",
+    "applications",
+    "datasets",
+    "busy_ports",
+    "port_conflicts",
+)
 
 
 class DeploymentState(PClass):

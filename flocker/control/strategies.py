@@ -358,6 +358,13 @@ def node_states(draw: Any, uuid: Any = None) -> NodeState:
         applications=None if apps is None else {a.name: a for a in apps},
         datasets=None if datasets_ is None else {d.dataset_id: d for d in datasets_},
         busy_ports=draw(st.none() | st.frozensets(st.integers(1, 65535), max_size=5)),
+        port_conflicts=draw(
+            st.none()
+            | st.dictionaries(
+                _word(_LOWER, 8), st.frozensets(st.integers(1, 65535), min_size=1, max_size=2),
+                max_size=2,
+            )
+        ),
     )
 
 

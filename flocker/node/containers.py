@@ -29,6 +29,13 @@ hold them, the control service avoids them anyway, and leaving them out
 keeps the report from changing each time an application starts or moves.
 Ports below 1024 stay in: a user may ask for one explicitly.
 
+A container that cannot be created because one of its ports is taken
+(``PortInUse``) is remembered, and while its application stays configured
+here with the same ports and does not run, the node reports which of them
+something else holds (``port_conflicts``: those found listened on, else
+those the engine's message names, else all of them).  The control service
+moves an environment copy off such ports, so that it never waits for ever.
+
 Links become Docker-link style environment variables pointing at this
 node's own address: every node forwards every application's published
 ports to the node running it, so linked applications keep working after a
@@ -61,6 +68,7 @@ from flocker.runtime import (
     ContainerSpec,
     ContainerState,
     IContainerRuntime,
+    PortInUse,
     PublishedPort,
     RestartAlways,
     RestartNever,
@@ -151,14 +159,19 @@ class ContainerLocalState(PClass):
     routes = pmap_field(int, Route)
     starting = pset_field(str)
     busy_ports = field(type=(PSet, type(None)), initial=None)
+    port_conflicts = pmap_field(str, PSet)
 
     def shared_state_changes(self) -> NodeState:
-        """The applications half of the node's state: what runs here and the busy ports."""
+        """
+        The applications half of the node's state: what runs here, the busy
+        ports and the applications that could not publish their ports.
+        """
         return NodeState(
             uuid=self.node_uuid,
             hostname=self.hostname,
             applications=self.applications,
             busy_ports=self.busy_ports,
+            port_conflicts=self.port_conflicts,
         )
 
 
@@ -211,6 +224,17 @@ class StartApplication(PClass):
 
     def _create(self, deployer: ContainerDeployer) -> Deferred[None]:
         created = deployer.runtime.create(self.spec)
+        spec = self.spec
+
+        def started(result: None) -> None:
+            deployer.port_failures.pop(spec.name, None)
+
+        def refused(failure: Any) -> Any:
+            if failure.check(PortInUse):
+                deployer.port_failures[spec.name] = (spec, failure.value.detail)
+            return failure
+
+        created.addCallbacks(started, refused)
         if deployer.answering is not None:
             watch = deployer.answering
             created.addCallback(lambda _: watch.started(self.spec))
@@ -399,6 +423,9 @@ class ContainerDeployer:
     #: Deferred, so that the blocking read runs in a thread.  ``None``
     #: reports them as unknown.
     listening: Callable[[], Deferred[frozenset[int]]] | None = attr.ib(default=None)
+    #: Application name → the spec whose creation failed with ``PortInUse``
+    #: and the engine's message.
+    port_failures: dict[str, tuple[ContainerSpec, str]] = attr.ib(factory=dict)
 
     def discover_state(
         self, cluster_state: DeploymentState
@@ -408,12 +435,12 @@ class ContainerDeployer:
         async def discover() -> ContainerLocalState:
             specs = await self.runtime.list_containers()
             states = await self.runtime.list_states()
-            busy = None
+            listened: frozenset[int] | None = None
             if self.listening is not None:
                 try:
-                    busy = self._others(await self.listening())
+                    listened = await self.listening()
                 except OSError:
-                    busy = None  # unreadable socket tables: unknown, not "none busy"
+                    listened = None  # unreadable socket tables: unknown, not "none busy"
             return ContainerLocalState(
                 node_uuid=self.node_uuid,
                 hostname=self.hostname,
@@ -422,10 +449,40 @@ class ContainerDeployer:
                 applications=self._running_applications(specs, states, cluster_state),
                 routes=self.router.routes(),
                 starting=set(self.starting),
-                busy_ports=busy,
+                busy_ports=None if listened is None else self._others(listened),
+                port_conflicts=self._conflicts(states, listened),
             )
 
         return Deferred.fromCoroutine(discover())
+
+    def _conflicts(self, states: Any, listened: frozenset[int] | None) -> Any:
+        """
+        Application name → the ports its failed creation could not publish,
+        for the failures that still matter: the application is configured
+        here with the same ports and is not running.  Others are forgotten.
+        """
+        wanted = (
+            self.configuration.get_node(self.node_uuid).applications
+            if self.configuration is not None
+            else {}
+        )
+        found = {}
+        for name, (spec, detail) in list(self.port_failures.items()):
+            application = wanted.get(name)
+            ports = {p.external_port for p in spec.ports}
+            state = states.get(name)
+            if (
+                application is None
+                or {p.external_port for p in application.ports} != ports
+                or (state is not None and state.running)
+            ):
+                del self.port_failures[name]
+                continue
+            taken = ports & (listened or frozenset())
+            if not taken:
+                taken = {p for p in ports if f":{p}" in detail or f" {p} " in detail}
+            found[name] = pset(taken or ports)
+        return pmap(found)
 
     def _others(self, listening: frozenset[int]) -> PSet[int]:
         """The listened-on ports less those the configuration publishes."""

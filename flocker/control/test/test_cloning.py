@@ -22,10 +22,12 @@ from flocker.control import (
 )
 from flocker.control._cloning import (
     FIRST_FREE_PORT,
+    PortMove,
     busy_ports_of,
     clone_environment,
     delete_copy,
     delete_environment,
+    move_blocked_ports,
     reset_copy,
 )
 
@@ -241,3 +243,51 @@ def test_originals_publishing_the_same_port_on_different_nodes():
     assert [p.external_port for p in d.get_application("web-s-1")[0].ports] == [21000]
     [api_port] = [p.external_port for p in d.get_application("api-s-1")[0].ports]
     assert api_port not in (21000, 8080)
+
+
+def test_blocked_copy_moves_to_a_free_port_and_links_follow():
+    """
+    A copy's application whose node reports its port taken gets a free
+    port (not published, not busy anywhere), its copy's links to it follow,
+    and other copies and the originals are untouched.
+    """
+    d = cloned()
+    db, _ = d.get_application("db-staging-alice")
+    [old] = [p.external_port for p in db.ports]
+    published = {p.external_port for a, _ in d.all_applications() for p in a.ports}
+    busy_next = max(published) + 1
+    state = (
+        DeploymentState()
+        .update_node(NodeState(
+            uuid=N1, applications={}, busy_ports=[old, busy_next],
+            port_conflicts={"db-staging-alice": [old]},
+        ))
+    )
+    moved, moves = move_blocked_ports(d, state)
+    [move] = moves
+    assert move == PortMove("db-staging-alice", N1, old, move.new_port)
+    assert move.new_port not in published | {busy_next} and move.new_port >= FIRST_FREE_PORT
+    assert [p.external_port for p in moved.get_application("db-staging-alice")[0].ports] == [move.new_port]
+    web, _ = moved.get_application("web-staging-alice")
+    assert {link.alias: link.remote_port for link in web.links}["db"] == move.new_port
+    assert moved.get_application("web-staging-bob") == d.get_application("web-staging-bob")
+    assert moved.get_application("db") == d.get_application("db")
+
+
+def test_nothing_moves_without_a_conflict_on_a_published_port():
+    """
+    No report, a report on a port the copy no longer publishes, a report
+    about an application that is not a copy, or a refusal by ``allowed``
+    leave the configuration itself.
+    """
+    d = cloned()
+    assert move_blocked_ports(d, DeploymentState()) == (d, [])
+    stale = DeploymentState().update_node(
+        NodeState(uuid=N1, port_conflicts={"db-staging-alice": [1], "db": [5432]})
+    )
+    assert move_blocked_ports(d, stale) == (d, [])
+    [old] = [p.external_port for p in d.get_application("db-staging-alice")[0].ports]
+    blocked = DeploymentState().update_node(
+        NodeState(uuid=N1, port_conflicts={"db-staging-alice": [old]})
+    )
+    assert move_blocked_ports(d, blocked, lambda name: False) == (d, [])

@@ -6,6 +6,8 @@ logging, unexpected errors (500), and the Site's body limit.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -20,13 +22,17 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from flocker.control import (
+    Application,
     ClusterStateService,
     ConfigurationService,
     MemoryConfigurationStore,
+    Port,
 )
+from flocker.control._cloning import clone_environment
 from flocker.control._state import DatasetState, NodeState
 from flocker.control.httpapi import (
     MAXIMUM_BODY_SIZE,
+    CopyPortMover,
     DeletedDatasetCleaner,
     make_api_resource,
     make_api_site,
@@ -295,3 +301,82 @@ def test_no_bytes_are_a_server_error(raw: bytes) -> None:
     api = APIHarness()
     result = api.request("POST", "/v1/configuration/datasets", raw=raw)
     assert result.code < 500, result
+
+
+# --------------------------------------------------------------------------
+# environment copies move off ports their nodes report taken
+
+
+@contextmanager
+def captured() -> Iterator[MemoryLogger]:
+    """eliot's messages, in memory, while the block runs."""
+    logger = MemoryLogger()
+    previous = swap_logger(logger)
+    try:
+        yield logger
+    finally:
+        swap_logger(previous)
+
+
+def _copy_with_blocked_port(api: APIHarness) -> tuple[str, int]:
+    """An environment copy of an application on node A; its name and port."""
+    app = Application(
+        name="web", image="web", ports=[Port(internal_port=80, external_port=8080)]
+    )
+    api.configuration.change(lambda d: d.add_application(app, NODE_A))
+    api.configuration.change(
+        lambda d: clone_environment(d, "s", ["web"], ["1"], "flocker-env-s-1")
+    )
+    copy, _ = api.stored().deployment.get_application("web-s-1")
+    [port] = [p.external_port for p in copy.ports]
+    return "web-s-1", port
+
+
+def test_copy_moved_off_a_taken_port_and_logged(api: APIHarness) -> None:
+    """
+    When a node reports a copy's port taken, the copy gets another port
+    durably, in a ``move_ports`` action whose message gives the reason.
+    """
+    mover = CopyPortMover(api.configuration, api.state)
+    mover.startService()
+    name, port = _copy_with_blocked_port(api)
+    with captured() as logger:
+        api.state.update_node_state(
+            NodeState(uuid=NODE_A, applications={}, port_conflicts={name: [port]})
+        )
+    copy, _ = api.stored().deployment.get_application(name)
+    [new] = [p.external_port for p in copy.ports]
+    assert new != port
+    moved = [m for m in logger.messages if m.get("message_type") == "flocker:control:environment:port_moved"]
+    assert [(m["application"], m["old_port"], m["new_port"]) for m in moved] == [(name, port, new)]
+    assert "taken by another program" in moved[0]["reason"]
+    actions = [m for m in logger.messages if m.get("action_type") == "flocker:control:environment:move_ports"]
+    assert [m["action_status"] for m in actions] == ["started", "succeeded"]
+    mover.stopService()
+
+
+def test_copy_moved_at_most_a_few_times(api: APIHarness) -> None:
+    """
+    A copy whose every new port is reported taken again is moved at most
+    ``maximum_moves`` times, then left (logged once) instead of churning.
+    """
+    mover = CopyPortMover(api.configuration, api.state, maximum_moves=2)
+    mover.startService()
+    name, port = _copy_with_blocked_port(api)
+    seen = [port]
+    with captured() as logger:
+        for _ in range(4):
+            api.state.update_node_state(
+                NodeState(uuid=NODE_A, applications={}, port_conflicts={name: [seen[-1]]})
+            )
+            copy, _ = api.stored().deployment.get_application(name)
+            [current] = [p.external_port for p in copy.ports]
+            if current != seen[-1]:
+                seen.append(current)
+    assert len(seen) == 3
+    exhausted = [
+        m for m in logger.messages
+        if m.get("message_type") == "flocker:control:environment:port_moves_exhausted"
+    ]
+    assert [m["application"] for m in exhausted] == [name]
+    mover.stopService()

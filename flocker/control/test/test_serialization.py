@@ -389,3 +389,25 @@ def test_bad_busy_ports_refused(ports):
     doc["busy_ports"] = ports
     with pytest.raises(SerializationError):
         deserialize_node_state(json.dumps(doc).encode())
+
+
+def test_port_conflicts_travel_and_old_reports_load():
+    """
+    A node's port conflicts survive the wire format; a report without them
+    (an older agent) loads with them unknown.
+    """
+    state = NodeState(uuid=NODE_A, applications={}, port_conflicts={"web-s-1": [20001, 20000]})
+    doc = node_state_to_json(state)
+    assert doc["port_conflicts"] == {"web-s-1": [20000, 20001]}
+    assert deserialize_node_state(serialize_node_state(state)) == state
+    del doc["port_conflicts"]
+    assert deserialize_node_state(json.dumps(doc).encode()).port_conflicts is None
+
+
+@pytest.mark.parametrize("conflicts", [[80], {"web": 80}, {"web": ["80"]}, {"web": [0]}])
+def test_bad_port_conflicts_refused(conflicts):
+    """Port conflicts that are not application name → port numbers are refused."""
+    doc = node_state_to_json(NodeState(uuid=NODE_A))
+    doc["port_conflicts"] = conflicts
+    with pytest.raises(SerializationError):
+        deserialize_node_state(json.dumps(doc).encode())

@@ -26,7 +26,7 @@ from flocker.node.containers import (
     link_environment,
 )
 from flocker.route import Route
-from flocker.runtime import PublishedPort, VolumeBind, memory_runtimes
+from flocker.runtime import PortInUse, PublishedPort, VolumeBind, memory_runtimes
 
 A, B = sorted(str(uuid4()) for _ in range(2))
 ADDRESS = {A: "127.0.0.11", B: "127.0.0.12"}
@@ -316,3 +316,34 @@ def test_busy_ports_unknown_without_a_reader_or_when_unreadable():
     )
     local = result(failing.discover_state(state_with(A)))
     assert local.shared_state_changes().busy_ports is None
+
+
+def test_port_taken_at_start_reported_until_the_ports_change():
+    """
+    An application whose container cannot be created because another
+    program holds its port is reported in ``port_conflicts`` with that
+    port; once its configured ports change, the failure is forgotten.
+    """
+    runtimes = memory_runtimes([A, B], images=[IMAGE])
+    squatter = container_spec(APP.set(name="squatter", volumes=[]), ADDRESS[A], {})
+    result(runtimes[1].create(squatter))
+    deployer = ContainerDeployer(
+        A, ADDRESS[A], runtimes[0], listening=lambda: succeed(frozenset({8080}))
+    )
+    deployer.configuration = configured()
+    local = result(deployer.discover_state(state_with(A)))
+    change = deployer.calculate_changes(configured(), state_with(A), local)
+    assert isinstance(change, StartApplication)
+    try:
+        result(run_state_change(change, deployer))
+    except PortInUse:
+        pass
+    else:
+        raise AssertionError("the container started on a taken port")
+    local = result(deployer.discover_state(state_with(A)))
+    assert local.shared_state_changes().port_conflicts == {"counter": {8080}}
+    moved = configured(app=APP.set(ports=[Port(internal_port=80, external_port=20000)]))
+    deployer.configuration = moved
+    local = result(deployer.discover_state(state_with(A)))
+    assert local.shared_state_changes().port_conflicts == {}
+    assert deployer.port_failures == {}
