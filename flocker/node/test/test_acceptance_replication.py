@@ -368,10 +368,12 @@ def assert_story_told(cluster, one, two, dataset_id):
         if e.get("action_type") == "flocker:control:failover" and e.get("action_status") == "started"
     ]
     assert failover["dataset_id"] == dataset_id
-    epoch = [
-        e for e in control
-        if e["task_uuid"] == failover["task_uuid"] and e.get("action_status") == "succeeded"
-    ][0]["epoch"]
+    [epoch] = [
+        e["epoch"] for e in control
+        if e.get("action_type") == "flocker:control:failover"
+        and e["task_uuid"] == failover["task_uuid"]
+        and e.get("action_status") == "succeeded"
+    ]
     promoted = [
         e for e in target
         if e.get("action_type") == "flocker:node:dataset:promote"
