@@ -30,6 +30,7 @@ from ._dataset_changes import (
     DestroyDataset,
     DivergeDataset,
     ExposeDataset,
+    KeepAsReplica,
     PromoteDataset,
     ProtectDataset,
     PushDataset,
@@ -38,7 +39,6 @@ from ._dataset_changes import (
 from ._deploy import IStateChange, in_parallel, sequentially
 from ._phases import Desired, Phase, desired_role
 from ._replicator import (
-    KeepAsReplica,
     ReplicaTarget,
     ReplicateDataset,
     newest_common,

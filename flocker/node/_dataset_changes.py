@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from pyrsistent import PClass, field
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from ._deploy import IStateChange
-from ._roles import DIVERGED, PRIMARY
+from ._roles import DIVERGED, PRIMARY, REPLICA
 
 
 def change_fields(change: PClass) -> dict[str, Any]:
@@ -137,6 +137,23 @@ class PushDataset(PClass):
 
 
 @implementer(IStateChange)
+class KeepAsReplica(PClass):
+    """Record a copy this node no longer exposes as a replica (after a swap move)."""
+
+    dataset_id = field(type=str, mandatory=True)
+    action_type = "flocker:node:dataset:keep_as_replica"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Record the replica role (same epoch)."""
+        deployer.roles.set(self.dataset_id, REPLICA)
+        return succeed(None)
+
+
+@implementer(IStateChange)
 class ProtectDataset(PClass):
     """
     Make a copy this node does not expose read-only: a replica, a copy
@@ -221,6 +238,7 @@ __all__ = [
     "ProtectDataset",
     "DestroyDataset",
     "ExposeDataset",
+    "KeepAsReplica",
     "PushDataset",
     "ResizeDataset",
     "change_fields",

@@ -36,7 +36,6 @@ from zope.interface import implementer
 
 from flocker.volume import IVolumeBackend
 
-from ._dataset_changes import change_fields
 from ._deploy import IStateChange
 
 #: Snapshots taken for replication rounds start with this.
@@ -177,29 +176,6 @@ class ReplicateDataset(PClass):
         return Deferred.fromCoroutine(deployer.replicator.replicate(self))
 
 
-@implementer(IStateChange)
-class KeepAsReplica(PClass):
-    """Record a copy this node no longer exposes as a replica (after a swap move)."""
-
-    dataset_id = field(type=str, mandatory=True)
-    action_type = "flocker:node:dataset:keep_as_replica"
-
-    def log_fields(self) -> dict[str, Any]:
-        """The dataset."""
-        return change_fields(self)
-
-    def run(self, deployer: Any) -> Deferred[None]:
-        """Record the replica role (same epoch)."""
-        from ._roles import REPLICA
-
-        deployer.roles.set(self.dataset_id, REPLICA)
-        return Deferred.fromCoroutine(_done())
-
-
-async def _done() -> None:
-    """Nothing left to do."""
-
-
 Sender = Callable[..., Deferred[int]]
 
 
@@ -272,7 +248,6 @@ __all__ = [
     "EMPTY_ROUND",
     "IDLE_PAUSE",
     "REPLICA_SNAPSHOT_PREFIX",
-    "KeepAsReplica",
     "ReplicaTarget",
     "ReplicateDataset",
     "ReplicationProgress",

@@ -29,7 +29,7 @@ hold them, the control service avoids them anyway, and leaving them out
 keeps the report from changing each time an application starts or moves.
 Ports below 1024 stay in: a user may ask for one explicitly.
 
-A container that cannot be created because one of its ports is taken
+A container that cannot be created or started again because one of its ports is taken
 (``PortInUse``) is remembered, and while its application stays configured
 here with the same ports and does not run, the node reports which of them
 something else holds (``port_conflicts``: those found listened on, else
@@ -226,15 +226,10 @@ class StartApplication(PClass):
         created = deployer.runtime.create(self.spec)
         spec = self.spec
 
-        def started(result: None) -> None:
-            deployer.port_failures.pop(spec.name, None)
-
-        def refused(failure: Any) -> Any:
-            if failure.check(PortInUse):
-                deployer.port_failures[spec.name] = (spec, failure.value.detail)
-            return failure
-
-        created.addCallbacks(started, refused)
+        ports = frozenset(p.external_port for p in spec.ports)
+        created.addCallbacks(
+            deployer.started, deployer.refused, (spec.name,), None, (spec.name, ports)
+        )
         if deployer.answering is not None:
             watch = deployer.answering
             created.addCallback(lambda _: watch.started(self.spec))
@@ -285,8 +280,18 @@ class RestartApplication(PClass):
         return _fields(self)
 
     def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """Start it again."""
-        return deployer.runtime.start(self.name)
+        """Start it again (a taken port is remembered, as for a creation)."""
+        configured = (
+            deployer.configuration.get_node(deployer.node_uuid).applications.get(self.name)
+            if deployer.configuration is not None
+            else None
+        )
+        ports = frozenset(p.external_port for p in configured.ports) if configured else frozenset()
+        started = deployer.runtime.start(self.name)
+        started.addCallbacks(
+            deployer.started, deployer.refused, (self.name,), None, (self.name, ports)
+        )
+        return started
 
 
 def _exposed_paths(cluster_state: DeploymentState, node_uuid: str) -> dict[str, str]:
@@ -423,9 +428,19 @@ class ContainerDeployer:
     #: Deferred, so that the blocking read runs in a thread.  ``None``
     #: reports them as unknown.
     listening: Callable[[], Deferred[frozenset[int]]] | None = attr.ib(default=None)
-    #: Application name → the spec whose creation failed with ``PortInUse``
-    #: and the engine's message.
-    port_failures: dict[str, tuple[ContainerSpec, str]] = attr.ib(factory=dict)
+    #: Application name → the external ports its container had when its
+    #: creation or start failed with ``PortInUse``, and the engine's message.
+    port_failures: dict[str, tuple[frozenset[int], str]] = attr.ib(factory=dict)
+
+    def started(self, result: None, name: str) -> None:
+        """A container was created or started: forget its port failure."""
+        self.port_failures.pop(name, None)
+
+    def refused(self, failure: Any, name: str, ports: frozenset[int]) -> Any:
+        """Remember a creation or start refused with ``PortInUse``; pass it on."""
+        if failure.check(PortInUse):
+            self.port_failures[name] = (ports, failure.value.detail)
+        return failure
 
     def discover_state(
         self, cluster_state: DeploymentState
@@ -457,7 +472,7 @@ class ContainerDeployer:
 
     def _conflicts(self, states: Any, listened: frozenset[int] | None) -> Any:
         """
-        Application name → the ports its failed creation could not publish,
+        Application name → the ports its failed creation or start could not publish,
         for the failures that still matter: the application is configured
         here with the same ports and is not running.  Others are forgotten.
         """
@@ -467,9 +482,8 @@ class ContainerDeployer:
             else {}
         )
         found = {}
-        for name, (spec, detail) in list(self.port_failures.items()):
+        for name, (ports, detail) in list(self.port_failures.items()):
             application = wanted.get(name)
-            ports = {p.external_port for p in spec.ports}
             state = states.get(name)
             if (
                 application is None

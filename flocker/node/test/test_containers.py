@@ -347,3 +347,32 @@ def test_port_taken_at_start_reported_until_the_ports_change():
     local = result(deployer.discover_state(state_with(A)))
     assert local.shared_state_changes().port_conflicts == {}
     assert deployer.port_failures == {}
+
+
+def test_port_taken_while_stopped_reported_at_restart():
+    """
+    A stopped container that cannot start again because another program
+    took its port meanwhile is reported in ``port_conflicts`` too, and
+    forgotten once it runs again.
+    """
+    runtimes = memory_runtimes([A, B], images=[IMAGE])
+    deployer = ContainerDeployer(A, ADDRESS[A], runtimes[0])
+    state = state_with(A)
+    local = result(deployer.discover_state(state))
+    result(run_state_change(deployer.calculate_changes(configured(), state, local), deployer))
+    result(runtimes[0].stop("counter"))
+    squatter = container_spec(APP.set(name="squatter", volumes=[]), ADDRESS[A], {})
+    result(runtimes[1].create(squatter))
+    local = result(deployer.discover_state(state))
+    change = deployer.calculate_changes(configured(), state, local)
+    assert change == RestartApplication(name="counter")
+    try:
+        result(run_state_change(change, deployer))
+    except PortInUse:
+        pass
+    local = result(deployer.discover_state(state))
+    assert local.shared_state_changes().port_conflicts == {"counter": {8080}}
+    result(runtimes[1].remove("squatter"))
+    result(run_state_change(deployer.calculate_changes(configured(), state, local), deployer))
+    local = result(deployer.discover_state(state))
+    assert local.shared_state_changes().port_conflicts == {}
