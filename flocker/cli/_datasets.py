@@ -21,7 +21,7 @@ import argparse
 from typing import Any
 from uuid import UUID
 
-from ..apiclient import Dataset, DatasetState
+from ..apiclient import Dataset, DatasetState, DivergedCopy
 from ._command import Context, add_command, add_group
 from ._errors import CLIError
 from ._format import format_duration, format_size, parse_size, table, write_json
@@ -66,7 +66,7 @@ def dataset_view(
                 "lag_seconds": None if replica is None else replica.lag_seconds,
             }
         )
-    diverged = {}
+    diverged: dict[UUID, DivergedCopy] = {}
     for state_here in here:
         for copy in state_here.diverged:
             diverged.setdefault(copy.node_uuid, copy)
