@@ -29,8 +29,8 @@ hold them, the control service avoids them anyway, and leaving them out
 keeps the report from changing each time an application starts or moves.
 Ports below 1024 stay in: a user may ask for one explicitly.
 
-A container that cannot be created or started again because one of its ports is taken
-(``PortInUse``) is remembered, and while its application stays configured
+A container that cannot be created or started again because one of its
+ports is taken (``PortInUse``) is remembered, and while its application stays configured
 here with the same ports and does not run, the node reports which of them
 something else holds (``port_conflicts``: those found listened on, else
 those the engine's message names, else all of them).  The control service
