@@ -21,3 +21,10 @@ LOOP_SLEEP = MessageType(
     ],
     "The convergence loop scheduled its next pass.",
 )
+
+#: The control service refused the node's state report (or it failed).
+REPORT_FAILED = MessageType(
+    "flocker:node:loop:report_failed",
+    [Field.for_types("reason", [str], "Why the report did not get through.")],
+    "The agent's state report failed; it goes on converging and reports again.",
+)

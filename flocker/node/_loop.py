@@ -33,7 +33,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from flocker.control import Deployment, DeploymentState, NodeState
 
 from ._deploy import IDeployer, NoOp, run_state_change
-from ._logging import CONVERGE_ITERATION, LOOP_SLEEP
+from ._logging import CONVERGE_ITERATION, LOOP_SLEEP, REPORT_FAILED
 
 #: How often a loop with nothing to do looks at local state again (seconds).
 DEFAULT_POLL_INTERVAL = 1.0
@@ -243,9 +243,20 @@ class ConvergenceLoop:
         return result
 
     async def _report(self, state: NodeState) -> None:
+        """
+        Report the state if it changed.  A report the control service
+        refuses (or that fails otherwise) is logged and sent again by the
+        next pass, but never stops this one: an agent acts on the
+        configuration it holds — a newer epoch above all — whether or not
+        its reports get through.
+        """
         if state == self.last_reported:
             return
-        await (self.report_state(state) or succeed(None))
+        try:
+            await (self.report_state(state) or succeed(None))
+        except Exception as error:
+            REPORT_FAILED.log(reason=f"{type(error).__name__}: {error}")
+            return
         self.last_reported = state
 
     # -- public --------------------------------------------------------------

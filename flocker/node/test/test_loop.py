@@ -110,6 +110,27 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(1)
         self.assertEqual([r.hostname for r in reports], ["127.0.0.11", "127.0.0.12"])
 
+    def test_refused_report_does_not_stop_the_pass(self):
+        """
+        A state report the control service refuses is logged, the pass
+        still acts on the configuration, and the next pass reports again.
+        """
+        clock, deployer, sent = Clock(), FakeDeployer(), []
+
+        def refusing(state):
+            sent.append(state)
+            if len(sent) == 1:
+                return fail(RuntimeError("BadNodeState: unknown keys"))
+            return succeed(None)
+
+        loop = ConvergenceLoop(clock, deployer, refusing, poll_interval=1.0)
+        deployer.pending_changes = 1
+        loop.cluster_updated(Deployment(), DeploymentState())
+        self.assertEqual((deployer.runs, loop.failures), (1, 0))
+        clock.advance(AFTER_CHANGE)
+        self.assertEqual(len(sent), 2)
+        self.assertEqual(loop.last_reported, sent[-1])
+
     def test_polls_when_nothing_to_do(self):
         """With nothing to do, the loop discovers again after poll_interval."""
         loop, clock, deployer, reports = make_loop(poll=5)
