@@ -93,3 +93,27 @@ def test_only_a_replica_is_replaced_by_a_full_stream(agent):
     assert not agent.replace(full)
     agent.roles.set(DS, DIVERGED)
     assert not agent.replace(full)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="refuse compares a stream's epoch only with the configuration held, not with "
+    "the epoch this copy is recorded at: a superseded primary's stream is let in while "
+    "the configuration lags (or is unknown) and the replica's epoch goes backwards",
+)
+def test_a_stream_older_than_the_copys_own_epoch_is_refused(agent):
+    """
+    A replica already following the new primary at epoch 1 (it stored a
+    stream of epoch 1) is not overwritten by a stream of epoch 0 from the
+    superseded primary, even before this agent's configuration says epoch 1
+    (the new primary's rounds can arrive before the configuration does).
+    """
+    agent.stored(header(epoch=1))
+    assert (agent.roles.get(DS), agent.roles.epoch(DS)) == (REPLICA, 1)
+    lagging = Deployment().add_dataset(Dataset(dataset_id=DS, epoch=0), agent.other)
+    agent.loop.configuration = lagging
+    refused = agent.refuse(header(epoch=0))
+    if refused is None:
+        agent.stored(header(epoch=0))
+    assert refused is not None
+    assert agent.roles.epoch(DS) == 1

@@ -8,6 +8,7 @@ stay "starting"; a dataset agent of the previous release is understood.
 
 from uuid import uuid4
 
+import pytest
 from twisted.internet.defer import Deferred
 
 from flocker.control import (
@@ -23,6 +24,7 @@ from flocker.control import (
 )
 from flocker.control._serialization import node_state_from_json, node_state_to_json
 from flocker.node import run_state_change
+from flocker.node._roles import HANDOFF, PRIMARY
 from flocker.node.containers import StartApplication
 from flocker.node.test.test_containers import ADDRESS, Nodes, configured, state_with
 from flocker.node.test.test_containers import A as CA
@@ -175,3 +177,40 @@ def test_state_from_an_agent_of_yesterday_is_read():
     for dataset in document["datasets"].values():
         del dataset["rolled_back"]
     node_state_from_json(document)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="expose_if_called_off trusts the cluster state's silence: a hand-off whose final "
+    "increment did arrive (only the answer was lost) is exposed again when the move is "
+    "reversed before the destination's exposure is reported, so both nodes expose it",
+)
+def test_a_reversed_move_whose_final_increment_arrived_is_not_exposed_twice():
+    """
+    A's final increment reaches B (B exposes it) but A never hears back
+    (the connection drops), so A stays in hand-off; the user moves the
+    dataset back to A before B's report arrives (or after a restart of
+    the control service, which knows no node's datasets).  A must not
+    expose its copy while B's may be exposed.
+    """
+    cluster = Cluster()
+    configuration = config_with(A)
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    moved = configuration.move_dataset(DS, B)
+    real = cluster.deployers[A].mover.send
+
+    def answer_lost(dataset_id, snapshot, base, host, final, epoch=0):
+        sent = real(dataset_id, snapshot, base, host, final, epoch=epoch)
+        if final:
+            return sent.addCallback(lambda _: 1 / 0)
+        return sent
+
+    cluster.deployers[A].mover.send = answer_lost
+    with pytest.raises(ZeroDivisionError):
+        cluster.converge_node(A, moved)
+    assert cluster.roles[B].get(DS) == PRIMARY  # B has it, and exposes it
+    assert cluster.roles[A].get(DS) == HANDOFF
+    back = moved.move_dataset(DS, A)
+    cluster.converge_node(A, back)  # B has not reported since
+    assert not (cluster.roles[A].get(DS) == PRIMARY and cluster.roles[B].get(DS) == PRIMARY)

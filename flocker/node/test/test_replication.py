@@ -409,3 +409,158 @@ def test_replication_snapshots_report_their_time_to_the_nanosecond():
     )
     assert snapshot_time("mine", 12.0) == 12.0
     assert snapshot_time("flocker-replica-x-1", 12.0) == 12.0
+
+
+def refusing_like_the_agent(cluster, source):
+    """
+    ``source``'s sender turned away as the agent's ``refuse`` does: into an
+    exposed or diverged copy (the in-memory `Cluster` accepts everything).
+    """
+    real = cluster.deployers[source].mover.send
+    by_host = {cluster.deployers[n].hostname: n for n in cluster.deployers}
+
+    def send(dataset_id, snapshot, base, host, final, epoch=0):
+        if cluster.roles[by_host[host]].get(dataset_id) in (PRIMARY, DIVERGED):
+            raise RuntimeError("refused")
+        return real(dataset_id, snapshot, base, host, final, epoch=epoch)
+
+    cluster.deployers[source].mover.send = send
+    cluster.deployers[source].replicator.send = send
+    return real
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a copy in HANDOFF superseded by a failover is destroyed (finish_handoff has "
+    "no epoch check) instead of kept as diverged: its unreplicated writes are lost",
+)
+def test_a_handoff_superseded_by_a_failover_is_kept_as_diverged():
+    """
+    A moves DS to C (no replica there); its final increment fails (C went
+    down), leaving A's copy in hand-off with writes B never received (no
+    replication rounds run while a dataset moves).  The user fails over to
+    the replica B.  A's copy must be kept as diverged, never destroyed.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B,))
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"replicated")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"written on A only")
+    moved = configuration.move_dataset(DS, C)
+    real = refusing_like_the_agent(cluster, A)
+
+    def final_fails(dataset_id, snapshot, base, host, final, epoch=0):
+        if final:
+            raise RuntimeError("C went down")
+        return real(dataset_id, snapshot, base, host, final, epoch=epoch)
+
+    cluster.deployers[A].mover.send = final_fails
+    with pytest.raises(RuntimeError):
+        cluster.converge_node(A, moved)
+    assert cluster.roles[A].get(DS) == "handoff"
+    failed_over, _ = moved.failover_dataset(DS, B)
+    refusing_like_the_agent(cluster, A)
+    cluster.converge_node(B, failed_over)  # B promotes and reports its exposure
+    assert cluster.roles[B].get(DS) == PRIMARY
+    for _ in range(3):
+        try:
+            cluster.converge_node(A, failed_over)
+        except RuntimeError:
+            pass  # the refused push
+    held = {i.dataset_id for i in result(cluster.backends[A].list_datasets())}
+    assert DS in held, "A's copy, the only one with its last writes, was destroyed"
+    assert cluster.backends[A].read_files(DS) == {"data": b"written on A only"}
+    assert cluster.roles[A].get(DS) == DIVERGED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finish_swap has no epoch check: a hand-off towards a replica superseded by a "
+    "failover is kept as a plain replica, and the new primary's rounds overwrite the "
+    "writes only it holds",
+)
+def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes():
+    """
+    A moves DS to its replica B; the final increment fails (B went down),
+    leaving A's copy in hand-off with writes no replica has.  The user
+    fails over to the other replica C.  A's copy must be kept (diverged),
+    not turned into a replica that C's rounds then overwrite.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B, C))
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"replicated")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"written on A only")
+    moved = configuration.move_dataset(DS, B)
+    real = refusing_like_the_agent(cluster, A)
+
+    def final_fails(dataset_id, snapshot, base, host, final, epoch=0):
+        if final:
+            raise RuntimeError("B went down")
+        return real(dataset_id, snapshot, base, host, final, epoch=epoch)
+
+    cluster.deployers[A].mover.send = final_fails
+    with pytest.raises(RuntimeError):
+        cluster.converge_node(A, moved)
+    assert cluster.roles[A].get(DS) == "handoff"
+    failed_over, _ = moved.failover_dataset(DS, C)
+    assert A in failed_over.replicas_of(DS)
+    cluster.converge_node(C, failed_over)  # C promotes and reports its exposure
+    for _ in range(3):
+        try:
+            cluster.converge_node(A, failed_over)
+        except RuntimeError:
+            pass  # the refused push
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge_node(C, failed_over)  # C's round to its replicas
+    assert cluster.backends[A].read_files(DS) == {"data": b"written on A only"}
+    assert cluster.roles[A].get(DS) == DIVERGED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a node named a replica again while its copy is diverged pins the primary's "
+    "retention at the old shared snapshot (its reported snapshots count as shared), so "
+    "the primary's replication snapshots grow without bound",
+)
+def test_a_diverged_copy_named_replica_again_does_not_stop_pruning():
+    """
+    After a failover to B, the old primary A (diverged) is named a replica
+    again, as the docs allow (its copy refuses the streams).  B's
+    replication snapshots must stay bounded: A's diverged copy shares an
+    old snapshot with B, but no round can build on it.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B, C))
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    failed_over, _ = configuration.failover_dataset(DS, B)
+    # The user names A a replica again at once (before B's first round).
+    again = failed_over.set_replicas(DS, [A, C])
+    refusing_like_the_agent(cluster, B)
+    for node in (B, A):
+        try:
+            cluster.converge_node(node, again)
+        except RuntimeError:
+            pass  # A refuses B's streams
+    counts = []
+    for i in range(12):
+        cluster.backends[B].write_file(DS, "data", b"v%d" % i)
+        cluster.clock[0] += IDLE_PAUSE
+        for node in (B, C, A, B):
+            try:
+                cluster.converge_node(node, again)
+            except RuntimeError:
+                pass  # A refuses B's streams
+        assert cluster.roles[A].get(DS) == DIVERGED
+        counts.append(
+            len([s for s in snapshots(cluster, B) if s.startswith(REPLICA_SNAPSHOT_PREFIX)])
+        )
+    assert cluster.backends[C].read_files(DS) == {"data": b"v11"}
+    assert counts[-1] <= 3, counts
