@@ -214,3 +214,41 @@ def test_a_reversed_move_whose_final_increment_arrived_is_not_exposed_twice():
     back = moved.move_dataset(DS, A)
     cluster.converge_node(A, back)  # B has not reported since
     assert not (cluster.roles[A].get(DS) == PRIMARY and cluster.roles[B].get(DS) == PRIMARY)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DatasetMover keeps a called-off move's progress: moved there again, it starts "
+    "from the snapshot the destination confirmed before its leftover copy was destroyed, "
+    "and fails that way on every pass (unlike the replicator, a failure forgets nothing)",
+)
+def test_a_move_called_off_and_asked_again_completes():
+    """
+    A move from A to B sends a bulk round (the dataset is in use), is
+    called off (moved back to A; B destroys its partial copy once A
+    exposes again), and is asked for again once nothing uses the dataset:
+    it must complete.
+    """
+    cluster = Cluster()
+    configuration = config_with(A)
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    moved = configuration.move_dataset(DS, B)
+    cluster.converge_node(A, moved)  # a bulk round; B confirmed it
+    assert DS in {i.dataset_id for i in result(cluster.backends[B].list_datasets())}
+    back = moved.move_dataset(DS, A)
+    for _ in range(2):
+        cluster.converge_node(A, back)
+        cluster.converge_node(B, back)
+    assert DS not in {i.dataset_id for i in result(cluster.backends[B].list_datasets())}
+    cluster.in_use.clear()
+    again = back.move_dataset(DS, B)
+    for _ in range(3):
+        try:
+            cluster.converge_node(A, again)
+        except Exception:
+            pass
+        cluster.converge_node(B, again)
+    assert cluster.roles[B].get(DS) == PRIMARY
+    assert cluster.backends[B].read_files(DS) == {"data": b"v1"}
