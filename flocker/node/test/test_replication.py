@@ -564,3 +564,32 @@ def test_a_diverged_copy_named_replica_again_does_not_stop_pruning():
         )
     assert cluster.backends[C].read_files(DS) == {"data": b"v11"}
     assert counts[-1] <= 3, counts
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="copies_json lists every copy reported with role 'replica' as a standing "
+    "replica, including a move destination's partial copy (and leftovers of removed "
+    "replicas): the REST API and datasets ls show a replica the dataset does not have",
+)
+def test_a_move_destination_is_not_reported_as_a_standing_replica():
+    """
+    While a dataset with no standing replicas moves from A to C (bulk
+    rounds, its application still running), the state the REST API gives
+    lists no replica: C's partial copy cannot be failed over to.
+    """
+    from flocker.control._httpjson import copies_json
+
+    cluster = clocked_cluster()
+    configuration = Deployment().add_dataset(Dataset(dataset_id=DS), A)
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    moved = configuration.move_dataset(DS, C)
+    cluster.converge_node(A, moved)  # a bulk round
+    cluster.converge_node(C, moved)  # C reports its copy
+    assert moved.replicas_of(DS) == []
+    with pytest.raises(ModelError):
+        moved.failover_dataset(DS, C)
+    copies = copies_json(cluster.state, DS, cluster.clock[0], 0)
+    assert "replicas" not in copies, copies
