@@ -593,3 +593,45 @@ def test_a_move_destination_is_not_reported_as_a_standing_replica():
         moved.failover_dataset(DS, C)
     copies = copies_json(cluster.state, DS, cluster.clock[0], 0)
     assert "replicas" not in copies, copies
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="maintain promotes any exposed copy at an older epoch to the configured one: an "
+    "old primary that comes back to find the dataset moved to it (after a failover it "
+    "never heard of) exposes its stale copy at the new epoch, and the real primary's "
+    "copy is destroyed once that one is exposed",
+)
+def test_an_old_primary_moved_back_to_is_not_promoted_over_the_new_data():
+    """
+    A (primary) goes down; the user fails over to B, B takes writes; the
+    user then moves the dataset back to A, before A's agent runs again.
+    A's own copy is of epoch 0 and lacks B's writes: it must not be
+    exposed at epoch 1, and B's writes must reach A or stay on B.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B,))
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"replicated")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"A's last, never replicated")
+    failed_over, _ = configuration.failover_dataset(DS, B)  # A is down
+    for node in (B, C):
+        cluster.converge_node(node, failed_over)
+    cluster.backends[B].write_file(DS, "data", b"written on B after the failover")
+    back = failed_over.move_dataset(DS, A)
+    refusing_like_the_agent(cluster, B)
+    assert plan(cluster, A, back) != PromoteDataset(dataset_id=DS, epoch=1)
+    for _ in range(4):
+        for node in (A, B, C):
+            try:
+                cluster.converge_node(node, back)
+            except RuntimeError:
+                pass  # a refused push
+    copies = [
+        cluster.backends[n].read_files(DS)
+        for n in (A, B, C)
+        if DS in {i.dataset_id for i in result(cluster.backends[n].list_datasets())}
+    ]
+    assert {"data": b"written on B after the failover"} in copies
