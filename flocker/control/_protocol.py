@@ -111,9 +111,12 @@ __all__ = [
 #: configuration format 2 (clones, rollbacks, environments) and adds the
 #: snapshot and transfer commands; version 3 pushes configuration format 3
 #: (standing replicas, replication, epochs) and reports carry each copy's
-#: role and epoch.  An agent speaking an older version is refused with a
-#: clear message rather than failing to decode what it is pushed.
-PROTOCOL_VERSION = 3
+#: role and epoch; version 4 adds each node's ``busy_ports`` and
+#: ``port_conflicts`` to reports and to the state pushed (an agent of
+#: version 3 would refuse those keys in what it is pushed).  An agent
+#: speaking an older version is refused with a clear message rather than
+#: failing to decode what it is pushed.
+PROTOCOL_VERSION = 4
 
 #: The versions the control service accepts from agents.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})
