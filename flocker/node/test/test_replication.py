@@ -635,3 +635,30 @@ def test_an_old_primary_moved_back_to_is_not_promoted_over_the_new_data():
         if DS in {i.dataset_id for i in result(cluster.backends[n].list_datasets())}
     ]
     assert {"data": b"written on B after the failover"} in copies
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="promote_or_wait takes any newer configured epoch for a failover: a replica "
+    "still at the old epoch that a move (right after a failover) names primary is "
+    "promoted at once with its stale copy instead of waiting for the final increment, "
+    "and the new primary's writes are then overwritten",
+)
+def test_a_move_to_a_replica_right_after_a_failover_waits_for_the_final_increment():
+    """
+    Fail over to B (epoch 1), B takes writes; before any round of B's
+    reaches C, the user moves the dataset to the replica C.  C must wait
+    for B's final increment, not expose its epoch-0 copy.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B, C))
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"replicated")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    failed_over, _ = configuration.failover_dataset(DS, B)
+    assert cluster.converge_node(B, failed_over) == PromoteDataset(dataset_id=DS, epoch=1)
+    cluster.backends[B].write_file(DS, "data", b"written on B")
+    moved = failed_over.move_dataset(DS, C)
+    assert moved.get_dataset(DS)[0].epoch == 1
+    assert plan(cluster, C, moved) == NoOp()
