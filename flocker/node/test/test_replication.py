@@ -662,3 +662,36 @@ def test_a_move_to_a_replica_right_after_a_failover_waits_for_the_final_incremen
     moved = failed_over.move_dataset(DS, C)
     assert moved.get_dataset(DS)[0].epoch == 1
     assert plan(cluster, C, moved) == NoOp()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a move to a node whose copy is diverged is accepted but can never complete: "
+    "the old primary hands off (a shared snapshot skips the bulk rounds), the diverged "
+    "copy refuses the final increment, and the dataset is exposed nowhere",
+)
+def test_a_move_to_a_node_with_a_diverged_copy_leaves_the_dataset_exposed():
+    """
+    After a failover to B (A's copy diverged), the dataset is moved to A.
+    A never overwrites its diverged copy, so the move cannot finish; the
+    dataset must then stay exposed somewhere rather than nowhere.
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=(B,))
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"replicated")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    failed_over, _ = configuration.failover_dataset(DS, B)
+    cluster.converge(failed_over)
+    assert cluster.roles[A].get(DS) == DIVERGED
+    moved = failed_over.move_dataset(DS, A)
+    refusing_like_the_agent(cluster, B)
+    for _ in range(3):
+        for node in (A, B, C):
+            try:
+                cluster.converge_node(node, moved)
+            except RuntimeError:
+                pass  # the refused push
+    exposed = [n for n in (A, B, C) if cluster.roles[n].get(DS) == PRIMARY]
+    assert exposed, {n: cluster.roles[n].get(DS) for n in (A, B, C)}
