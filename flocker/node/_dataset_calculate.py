@@ -113,6 +113,26 @@ class Situation(PClass):
         return False
 
 
+    def epoch_held_elsewhere(self) -> bool:
+        """
+        Whether another node reports a copy at the configured epoch or a
+        newer one: the data of this epoch is there, not here.
+        """
+        for uuid_, state in self.cluster_state.nodes.items():
+            if uuid_ == self.node_uuid or state.datasets is None:
+                continue
+            copy = state.datasets.get(self.dataset_id)
+            if copy is not None and copy.epoch is not None and copy.epoch >= self.dataset.epoch:
+                return True
+        return False
+
+    def reported_role(self, node_uuid: str) -> str | None:
+        """The role a node reports holding its copy in, if it reports one."""
+        state = self.cluster_state.nodes.get(node_uuid)
+        copy = ((state.datasets if state is not None else None) or {}).get(self.dataset_id)
+        return None if copy is None else copy.role
+
+
 Rule = Callable[[Situation], list[IStateChange]]
 
 
@@ -161,17 +181,19 @@ def create_or_wait(situation: Situation) -> list[IStateChange]:
 
 def maintain(situation: Situation) -> list[IStateChange]:
     """
-    Keep an exposed primary as configured: at a newer epoch (a failover
-    chose this copy), record it first; then a pending rollback once
-    nothing uses it, else its maximum size; drop environment snapshots
-    nobody needs any more; and keep its standing replicas current.
+    Keep an exposed primary as configured: superseded by a newer epoch,
+    it diverges; else a pending rollback once nothing uses it, else its
+    maximum size; drop environment snapshots nobody needs any more; and
+    keep its standing replicas current.
     """
     dataset, local, local_state = situation.dataset, situation.local, situation.local_state
     dataset_id = dataset.dataset_id
-    if dataset.epoch > local.epoch:
-        # A failover chose the copy this node already exposes: it holds the
-        # new epoch from now on (its streams carry it).
-        return [PromoteDataset(dataset_id=dataset_id, epoch=dataset.epoch)]
+    if superseded(situation):
+        # A copy of an older epoch is never exposed again: the configured
+        # epoch's data is elsewhere (a failover, perhaps followed by a move
+        # back here before this agent heard of it), and this copy may hold
+        # writes that epoch never received.
+        return diverge(situation)
     changes: list[IStateChange] = []
     request = dataset.rollback
     if (
@@ -221,6 +243,10 @@ def replicate(situation: Situation) -> list[IStateChange]:
     names = [s.name for s in local.snapshots]
     targets, shared = [], []
     for replica in replicas:
+        if situation.reported_role(replica) == "diverged":
+            # Its copy refuses every stream until failback: neither a
+            # target nor a reason to keep snapshots.
+            continue
         node = situation.cluster_state.nodes.get(replica)
         progress = local.replication.get(replica)
         confirmed = progress.confirmed if progress is not None else None
@@ -278,11 +304,13 @@ def superseded(situation: Situation) -> bool:
 
 def promote_or_wait(situation: Situation) -> list[IStateChange]:
     """
-    A replica configured as primary: at a newer epoch a failover chose it,
-    so it is promoted at once; at the same epoch it is a move's
-    destination, which waits for the old primary's final increment.
+    A replica configured as primary: at a newer epoch that no other node
+    holds a copy of, a failover chose it, so it is promoted at once;
+    otherwise it is a move's destination (a move may follow a failover
+    before this replica received anything of the new epoch), which waits
+    for the final increment.
     """
-    if superseded(situation):
+    if superseded(situation) and not situation.epoch_held_elsewhere():
         return [PromoteDataset(dataset_id=situation.dataset_id, epoch=situation.dataset.epoch)]
     return []
 
@@ -325,6 +353,8 @@ def finish_swap(situation: Situation) -> list[IStateChange]:
     dataset this copy is a replica again; until then, send the final
     increment (and keep the copy).
     """
+    if superseded(situation):
+        return diverge(situation)
     if situation.primary in situation.exposed_elsewhere():
         return [KeepAsReplica(dataset_id=situation.dataset_id)]
     return [change.set(keep=True) for change in push(situation)]  # type: ignore[attr-defined]
@@ -350,7 +380,7 @@ def push(situation: Situation) -> list[IStateChange]:
             destination=situation.primary,
             host=destination.hostname,
             remote_snapshots=snapshots,
-            epoch=situation.dataset.epoch,
+            epoch=situation.local.epoch,
         )
     ]
 
@@ -361,6 +391,10 @@ def finish_handoff(situation: Situation) -> list[IStateChange]:
     is exposed only once that arrived): the move is over even if this node
     never heard back, so never push again; until then, send it.
     """
+    if superseded(situation):
+        # A failover overtook the move: this copy may hold the only
+        # writes since the move began.
+        return diverge(situation)
     if situation.primary in situation.exposed_elsewhere():
         return [DestroyDataset(dataset_id=situation.dataset_id)]
     return push(situation)
@@ -373,7 +407,7 @@ def promote_to_move_on(situation: Situation) -> list[IStateChange]:
     acted on the failover, the copy is promoted first (the next pass pushes
     it on); otherwise it is a leftover like any other.
     """
-    if superseded(situation):
+    if superseded(situation) and not situation.epoch_held_elsewhere():
         return [PromoteDataset(dataset_id=situation.dataset_id, epoch=situation.dataset.epoch)]
     return destroy_once_primary_exposes(situation)
 

@@ -97,10 +97,13 @@ class Cluster:
         return change
 
     def converge(self, configuration, passes=6):
-        """Passes over every node until all plans are empty."""
+        """Passes over every node until all plans are empty and the state settled."""
         for _ in range(passes):
+            before = self.state
             plans = [self.converge_node(n, configuration) for n in self.deployers]
-            if all(p == NoOp() for p in plans):
+            # Converged: nothing to do, and no report changed (a node that
+            # went earlier in the pass may act on what a later one reported).
+            if all(p == NoOp() for p in plans) and self.state == before:
                 return
         raise AssertionError("did not converge")
 

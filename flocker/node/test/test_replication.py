@@ -310,7 +310,9 @@ def test_converges_through_moves_replication_and_failover(start, operations):
     target = start
 
     def holds(node, dataset_id):
-        return dataset_id in {i.dataset_id for i in result(cluster.backends[node].list_datasets())}
+        # The REST API fails over only to a node reporting a replica copy.
+        listed = {i.dataset_id for i in result(cluster.backends[node].list_datasets())}
+        return dataset_id in listed and cluster.roles[node].get(dataset_id) == REPLICA
 
     for operation in operations:
         applied = _apply(target, operation, holds)
@@ -429,11 +431,6 @@ def refusing_like_the_agent(cluster, source):
     return real
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a copy in HANDOFF superseded by a failover is destroyed (finish_handoff has "
-    "no epoch check) instead of kept as diverged: its unreplicated writes are lost",
-)
 def test_a_handoff_superseded_by_a_failover_is_kept_as_diverged():
     """
     A moves DS to C (no replica there); its final increment fails (C went
@@ -475,12 +472,6 @@ def test_a_handoff_superseded_by_a_failover_is_kept_as_diverged():
     assert cluster.roles[A].get(DS) == DIVERGED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finish_swap has no epoch check: a hand-off towards a replica superseded by a "
-    "failover is kept as a plain replica, and the new primary's rounds overwrite the "
-    "writes only it holds",
-)
 def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes():
     """
     A moves DS to its replica B; the final increment fails (B went down),
@@ -521,12 +512,6 @@ def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes():
     assert cluster.roles[A].get(DS) == DIVERGED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a node named a replica again while its copy is diverged pins the primary's "
-    "retention at the old shared snapshot (its reported snapshots count as shared), so "
-    "the primary's replication snapshots grow without bound",
-)
 def test_a_diverged_copy_named_replica_again_does_not_stop_pruning():
     """
     After a failover to B, the old primary A (diverged) is named a replica
@@ -595,13 +580,6 @@ def test_a_move_destination_is_not_reported_as_a_standing_replica():
     assert "replicas" not in copies, copies
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="maintain promotes any exposed copy at an older epoch to the configured one: an "
-    "old primary that comes back to find the dataset moved to it (after a failover it "
-    "never heard of) exposes its stale copy at the new epoch, and the real primary's "
-    "copy is destroyed once that one is exposed",
-)
 def test_an_old_primary_moved_back_to_is_not_promoted_over_the_new_data():
     """
     A (primary) goes down; the user fails over to B, B takes writes; the
@@ -637,13 +615,6 @@ def test_an_old_primary_moved_back_to_is_not_promoted_over_the_new_data():
     assert {"data": b"written on B after the failover"} in copies
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="promote_or_wait takes any newer configured epoch for a failover: a replica "
-    "still at the old epoch that a move (right after a failover) names primary is "
-    "promoted at once with its stale copy instead of waiting for the final increment, "
-    "and the new primary's writes are then overwritten",
-)
 def test_a_move_to_a_replica_right_after_a_failover_waits_for_the_final_increment():
     """
     Fail over to B (epoch 1), B takes writes; before any round of B's
