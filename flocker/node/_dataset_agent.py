@@ -256,8 +256,8 @@ class DatasetAgent:
         dataset this node exposes (what its application writes: a sender
         that missed that its move is over), into a diverged copy (kept
         after a failover, never overwritten automatically), or from a
-        primary of an older epoch than the configuration's (a failover
-        superseded it).
+        primary of an older epoch than the local copy's or the
+        configuration's (a failover superseded it).
         """
         dataset_id = header.dataset_id
         role = self.roles.get(dataset_id)
@@ -265,6 +265,12 @@ class DatasetAgent:
             return f"dataset {dataset_id} is exposed on this node: not overwriting it"
         if role == DIVERGED:
             return f"dataset {dataset_id} diverged on this node: its copy is kept as it is"
+        held = self.roles.epoch(dataset_id)
+        if header.epoch < held:
+            return (
+                f"dataset {dataset_id} is held here at epoch {held}: a stream of epoch "
+                f"{header.epoch} comes from a superseded primary"
+            )
         configured = self._configured_epoch(dataset_id)
         if configured is not None and header.epoch < configured:
             return (

@@ -146,9 +146,17 @@ class DatasetMover:
 
         async def send(final: bool) -> int:
             snapshot = await self._snapshot(dataset_id)
-            sent = await self.send(
-                dataset_id, snapshot, base, change.host, final, epoch=change.epoch
-            )
+            try:
+                sent = await self.send(
+                    dataset_id, snapshot, base, change.host, final, epoch=change.epoch
+                )
+            except Exception:
+                # What the destination confirmed may be gone (the move was
+                # called off and its copy destroyed): from now on only what
+                # it reports counts.
+                progress = self._towards(dataset_id, change.destination)
+                self._progress[dataset_id] = progress.set(confirmed=None)
+                raise
             progress = self._towards(dataset_id, change.destination)
             self._progress[dataset_id] = progress.set(
                 confirmed=snapshot, rounds=progress.rounds + (0 if final else 1)

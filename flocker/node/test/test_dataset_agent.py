@@ -95,12 +95,6 @@ def test_only_a_replica_is_replaced_by_a_full_stream(agent):
     assert not agent.replace(full)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="refuse compares a stream's epoch only with the configuration held, not with "
-    "the epoch this copy is recorded at: a superseded primary's stream is let in while "
-    "the configuration lags (or is unknown) and the replica's epoch goes backwards",
-)
 def test_a_stream_older_than_the_copys_own_epoch_is_refused(agent):
     """
     A replica already following the new primary at epoch 1 (it stored a

@@ -216,12 +216,6 @@ def test_a_reversed_move_whose_final_increment_arrived_is_not_exposed_twice():
     assert not (cluster.roles[A].get(DS) == PRIMARY and cluster.roles[B].get(DS) == PRIMARY)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DatasetMover keeps a called-off move's progress: moved there again, it starts "
-    "from the snapshot the destination confirmed before its leftover copy was destroyed, "
-    "and fails that way on every pass (unlike the replicator, a failure forgets nothing)",
-)
 def test_a_move_called_off_and_asked_again_completes():
     """
     A move from A to B sends a bulk round (the dataset is in use), is
