@@ -254,6 +254,25 @@ class ConfigurationAPIUserV1:
                 "configuration",
             )
 
+    def _refuse_diverged_target(self, dataset_ids: list[str], node_uuid: str) -> None:
+        """
+        Refuse (409) to move datasets to a node that keeps a diverged copy
+        of one of them (its copy of an older epoch, kept after a failover):
+        that copy refuses every stream, so the move could never finish and
+        the dataset would be exposed nowhere.
+        """
+        state = self.cluster_state_service.as_deployment_state()
+        held = state.get_node(node_uuid).datasets or {}
+        for dataset_id in dataset_ids:
+            copy = held.get(dataset_id)
+            if copy is not None and copy.role == "diverged":
+                raise APIError(
+                    409,
+                    f"node {node_uuid} keeps a diverged copy of dataset {dataset_id} "
+                    f"(epoch {copy.epoch}, kept after a failover): a move there cannot "
+                    "finish until that copy is dealt with; choose another node",
+                )
+
     async def _change(
         self, expected_tag: str | None, change: Callable[[Deployment], Deployment]
     ) -> StoredConfiguration:
@@ -345,6 +364,7 @@ class ConfigurationAPIUserV1:
                 maximum_size=body.get("maximum_size", KEEP),
             )
             if primary is not None:
+                self._refuse_diverged_target([dataset_id], primary)
                 deployment = deployment.move_dataset(dataset_id, primary)
             return self._replicate(deployment, dataset_id, replicas, body)
 
@@ -397,7 +417,8 @@ class ConfigurationAPIUserV1:
         """
         state = self.cluster_state_service.as_deployment_state()
         now = self.clock.seconds()
-        epochs = {d.dataset_id: d.epoch for d, _ in self._current().deployment.all_datasets()}
+        deployment = self._current().deployment
+        epochs = {d.dataset_id: d.epoch for d, _ in deployment.all_datasets()}
         body = []
         for uuid, node in state.nodes.items():
             for ds in (node.datasets or {}).values():
@@ -413,7 +434,11 @@ class ConfigurationAPIUserV1:
                     entry["maximum_size"] = ds.maximum_size
                 if ds.rolled_back is not None:
                     entry["rolled_back"] = ds.rolled_back
-                entry.update(copies_json(state, ds.dataset_id, now, epoch))
+                entry.update(
+                    copies_json(
+                        state, ds.dataset_id, now, epoch, deployment.replicas_of(ds.dataset_id)
+                    )
+                )
                 body.append(entry)
         body.sort(key=lambda e: (e["dataset_id"], e["primary"]))
         return _Response(200, body)
@@ -572,6 +597,7 @@ class ConfigurationAPIUserV1:
             self._require_node(deployment, node_uuid, "node_uuid")
             if source != node_uuid:
                 _check_ports(deployment, app, node_uuid)
+                self._refuse_diverged_target([v.dataset_id for v in app.volumes], node_uuid)
             return deployment.move_application(name, node_uuid)
 
         stored = await self._change(expected_tag, change)

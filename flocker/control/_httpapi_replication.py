@@ -55,6 +55,13 @@ def _newest_snapshot(
             f"node {node_uuid} has reported no snapshot of dataset {dataset_id} "
             "yet: its replica has no consistent data to start from",
         )
+    if copy.role is not None and copy.role != "replica":
+        raise APIError(
+            409,
+            f"node {node_uuid} reports its copy of dataset {dataset_id} as "
+            f"{copy.role}, not as a replica (a move to or from it is under way, "
+            "or it diverged): it cannot be promoted now",
+        )
     snapshot: Snapshot = copy.snapshots[-1]
     return snapshot
 

@@ -8,6 +8,7 @@ optional fields that are unset (a dataset's ``maximum_size``, a container's
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from pyrsistent import InvariantException, PTypeError
@@ -134,7 +135,11 @@ def superseded(ds: Any, epoch: int) -> bool:
 
 
 def copies_json(
-    state: DeploymentState, dataset_id: str, now: float, epoch: int = 0
+    state: DeploymentState,
+    dataset_id: str,
+    now: float,
+    epoch: int = 0,
+    standing: Iterable[str] = (),
 ) -> dict[str, Any]:
     """
     The ``replicas`` and ``diverged`` keys of a dataset's state entry: the
@@ -142,8 +147,12 @@ def copies_json(
     snapshot each holds and its lag behind ``now``) and as diverged copies
     of an older epoch than the configured ``epoch`` (those reported
     diverged, and superseded primaries whose nodes have not yet heard of
-    the failover).  Keys with nothing to list are left out.
+    the failover).  Only the nodes configured to hold standing replicas
+    (``standing``) are listed as replicas: a move's destination receiving
+    its first rounds, or a removed replica's leftover, is none.  Keys with
+    nothing to list are left out.
     """
+    standing = set(standing)
     replicas = []
     diverged = []
     for ds, node_uuid in state.all_datasets():
@@ -151,7 +160,7 @@ def copies_json(
             continue
         newest = ds.snapshots[-1] if ds.snapshots else None
         name = None if newest is None else newest.name
-        if ds.role == "replica":
+        if ds.role == "replica" and node_uuid in standing:
             created = None if newest is None else newest.created
             replicas.append(
                 {

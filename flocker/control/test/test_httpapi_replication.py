@@ -190,7 +190,14 @@ def test_replicas_of_deleted_dataset_refused(api: APIHarness) -> None:
 
 
 def test_state_lists_replicas_with_lag(api: APIHarness) -> None:
-    """The primary's entry lists the reported replicas, their newest snapshot and lag."""
+    """
+    The primary's entry lists the configured replicas as they report them,
+    with their newest snapshot and lag; a copy reported as a replica by a
+    node that is not configured to hold one (a move's destination, a
+    removed replica's leftover) is not listed.
+    """
+    replicated(api, NODE_B, NODE_C)
+    report(api, MORE_NODES[0], role="replica", snapshots=[("s2", api.clock.seconds())])
     now = api.clock.seconds()
     report(api, NODE_A, role="primary", path="/flocker/d", snapshots=[("s2", now - 1)])
     report(api, NODE_C, role="replica", snapshots=[("s1", now - 10), ("s2", now - 1.5)])
@@ -215,6 +222,7 @@ def test_state_lists_replicas_with_lag(api: APIHarness) -> None:
 
 def test_state_lag_is_never_negative(api: APIHarness) -> None:
     """A snapshot dated in the control service's future counts as no lag."""
+    replicated(api, NODE_B)
     future = api.clock.seconds() + 5
     report(api, NODE_A, role="primary", path="/flocker/d")
     report(api, NODE_B, role="replica", snapshots=[("s", future)])
@@ -442,3 +450,33 @@ def test_openapi_documents_replication(api: APIHarness) -> None:
         schemas["configuration_dataset"]["properties"]
     )
     assert {"replicas", "diverged"} <= set(schemas["state_dataset"]["properties"])
+
+
+def test_failover_to_a_copy_not_reported_as_replica_refused(api: APIHarness) -> None:
+    """
+    A failover to a node whose copy is not reported as a replica (it still
+    exposes it, a move being under way, or it diverged) is a 409; nothing
+    changes.
+    """
+    ready(api, NODE_B)
+    report(api, NODE_B, role="handoff", snapshots=[("s", 1.0)])
+    before = api.request("GET", "/v1/configuration/datasets").body
+    result = failover(api, {"node_uuid": NODE_B, "force": True})
+    assert result.code == 409, result
+    assert "not as a replica" in result.body["description"]
+    assert api.request("GET", "/v1/configuration/datasets").body == before
+
+
+def test_move_to_a_node_keeping_a_diverged_copy_refused(api: APIHarness) -> None:
+    """
+    Moving a dataset to a node that keeps a diverged copy of it is a 409
+    (the copy refuses every stream, so the move could never finish); the
+    configuration is unchanged.
+    """
+    api.create_dataset(dataset_id=DATASET)
+    report(api, NODE_B, role="diverged", epoch=0, snapshots=[("old", 5.0)])
+    result = update(api, {"primary": NODE_B})
+    assert result.code == 409, result
+    assert "diverged copy" in result.body["description"]
+    (dataset,) = api.request("GET", "/v1/configuration/datasets").body
+    assert dataset["primary"] == NODE_A

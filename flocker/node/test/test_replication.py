@@ -551,12 +551,6 @@ def test_a_diverged_copy_named_replica_again_does_not_stop_pruning():
     assert counts[-1] <= 3, counts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="copies_json lists every copy reported with role 'replica' as a standing "
-    "replica, including a move destination's partial copy (and leftovers of removed "
-    "replicas): the REST API and datasets ls show a replica the dataset does not have",
-)
 def test_a_move_destination_is_not_reported_as_a_standing_replica():
     """
     While a dataset with no standing replicas moves from A to C (bulk
@@ -637,9 +631,10 @@ def test_a_move_to_a_replica_right_after_a_failover_waits_for_the_final_incremen
 
 @pytest.mark.xfail(
     strict=True,
-    reason="a move to a node whose copy is diverged is accepted but can never complete: "
-    "the old primary hands off (a shared snapshot skips the bulk rounds), the diverged "
-    "copy refuses the final increment, and the dataset is exposed nowhere",
+    reason="the REST API refuses a move to a node that reports a diverged copy (409), "
+    "but an agent given such a configuration anyway (the node's diverged copy not yet "
+    "reported) still hands off, the diverged copy refuses the final increment, and the "
+    "dataset is exposed nowhere until failback exists",
 )
 def test_a_move_to_a_node_with_a_diverged_copy_leaves_the_dataset_exposed():
     """
