@@ -46,6 +46,20 @@ def clocked_cluster():
     return cluster
 
 
+def current_replicas(replicas):
+    """
+    A clocked cluster with DS on A holding b"replicated", and standing
+    replicas on ``replicas`` that have all of it; (cluster, configuration).
+    """
+    cluster = clocked_cluster()
+    configuration = replicated(replicas=replicas)
+    cluster.converge(configuration)
+    cluster.backends[A].write_file(DS, "data", b"replicated")
+    cluster.clock[0] += IDLE_PAUSE
+    cluster.converge(configuration)
+    return cluster, configuration
+
+
 def snapshots(cluster, node):
     """The names of a node's snapshots of DS."""
     return [s.name for s in result(cluster.backends[node].list_snapshots(DS))]
@@ -438,12 +452,7 @@ def test_a_handoff_superseded_by_a_failover_is_kept_as_diverged():
     replication rounds run while a dataset moves).  The user fails over to
     the replica B.  A's copy must be kept as diverged, never destroyed.
     """
-    cluster = clocked_cluster()
-    configuration = replicated(replicas=(B,))
-    cluster.converge(configuration)
-    cluster.backends[A].write_file(DS, "data", b"replicated")
-    cluster.clock[0] += IDLE_PAUSE
-    cluster.converge(configuration)
+    cluster, configuration = current_replicas((B,))
     cluster.backends[A].write_file(DS, "data", b"written on A only")
     moved = configuration.move_dataset(DS, C)
     real = refusing_like_the_agent(cluster, A)
@@ -479,12 +488,7 @@ def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes():
     fails over to the other replica C.  A's copy must be kept (diverged),
     not turned into a replica that C's rounds then overwrite.
     """
-    cluster = clocked_cluster()
-    configuration = replicated(replicas=(B, C))
-    cluster.converge(configuration)
-    cluster.backends[A].write_file(DS, "data", b"replicated")
-    cluster.clock[0] += IDLE_PAUSE
-    cluster.converge(configuration)
+    cluster, configuration = current_replicas((B, C))
     cluster.backends[A].write_file(DS, "data", b"written on A only")
     moved = configuration.move_dataset(DS, B)
     real = refusing_like_the_agent(cluster, A)
@@ -581,12 +585,7 @@ def test_an_old_primary_moved_back_to_is_not_promoted_over_the_new_data():
     A's own copy is of epoch 0 and lacks B's writes: it must not be
     exposed at epoch 1, and B's writes must reach A or stay on B.
     """
-    cluster = clocked_cluster()
-    configuration = replicated(replicas=(B,))
-    cluster.converge(configuration)
-    cluster.backends[A].write_file(DS, "data", b"replicated")
-    cluster.clock[0] += IDLE_PAUSE
-    cluster.converge(configuration)
+    cluster, configuration = current_replicas((B,))
     cluster.backends[A].write_file(DS, "data", b"A's last, never replicated")
     failed_over, _ = configuration.failover_dataset(DS, B)  # A is down
     for node in (B, C):
@@ -615,12 +614,7 @@ def test_a_move_to_a_replica_right_after_a_failover_waits_for_the_final_incremen
     reaches C, the user moves the dataset to the replica C.  C must wait
     for B's final increment, not expose its epoch-0 copy.
     """
-    cluster = clocked_cluster()
-    configuration = replicated(replicas=(B, C))
-    cluster.converge(configuration)
-    cluster.backends[A].write_file(DS, "data", b"replicated")
-    cluster.clock[0] += IDLE_PAUSE
-    cluster.converge(configuration)
+    cluster, configuration = current_replicas((B, C))
     failed_over, _ = configuration.failover_dataset(DS, B)
     assert cluster.converge_node(B, failed_over) == PromoteDataset(dataset_id=DS, epoch=1)
     cluster.backends[B].write_file(DS, "data", b"written on B")
@@ -642,12 +636,7 @@ def test_a_move_to_a_node_with_a_diverged_copy_leaves_the_dataset_exposed():
     A never overwrites its diverged copy, so the move cannot finish; the
     dataset must then stay exposed somewhere rather than nowhere.
     """
-    cluster = clocked_cluster()
-    configuration = replicated(replicas=(B,))
-    cluster.converge(configuration)
-    cluster.backends[A].write_file(DS, "data", b"replicated")
-    cluster.clock[0] += IDLE_PAUSE
-    cluster.converge(configuration)
+    cluster, configuration = current_replicas((B,))
     failed_over, _ = configuration.failover_dataset(DS, B)
     cluster.converge(failed_over)
     assert cluster.roles[A].get(DS) == DIVERGED
