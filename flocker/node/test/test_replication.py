@@ -60,6 +60,24 @@ def current_replicas(replicas):
     return cluster, configuration
 
 
+def stuck_in_handoff(cluster, moved, why):
+    """
+    Let A hand DS off for ``moved`` while its final increment fails for
+    ``why``: A's copy is left in hand-off, exposed nowhere.
+    """
+    real = refusing_like_the_agent(cluster, A)
+
+    def final_fails(dataset_id, snapshot, base, host, final, epoch=0):
+        if final:
+            raise RuntimeError(why)
+        return real(dataset_id, snapshot, base, host, final, epoch=epoch)
+
+    cluster.deployers[A].mover.send = final_fails
+    with pytest.raises(RuntimeError):
+        cluster.converge_node(A, moved)
+    assert cluster.roles[A].get(DS) == "handoff"
+
+
 def snapshots(cluster, node):
     """The names of a node's snapshots of DS."""
     return [s.name for s in result(cluster.backends[node].list_snapshots(DS))]
@@ -455,17 +473,7 @@ def test_a_handoff_superseded_by_a_failover_is_kept_as_diverged():
     cluster, configuration = current_replicas((B,))
     cluster.backends[A].write_file(DS, "data", b"written on A only")
     moved = configuration.move_dataset(DS, C)
-    real = refusing_like_the_agent(cluster, A)
-
-    def final_fails(dataset_id, snapshot, base, host, final, epoch=0):
-        if final:
-            raise RuntimeError("C went down")
-        return real(dataset_id, snapshot, base, host, final, epoch=epoch)
-
-    cluster.deployers[A].mover.send = final_fails
-    with pytest.raises(RuntimeError):
-        cluster.converge_node(A, moved)
-    assert cluster.roles[A].get(DS) == "handoff"
+    stuck_in_handoff(cluster, moved, "C went down")
     failed_over, _ = moved.failover_dataset(DS, B)
     refusing_like_the_agent(cluster, A)
     cluster.converge_node(B, failed_over)  # B promotes and reports its exposure
@@ -491,17 +499,7 @@ def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes():
     cluster, configuration = current_replicas((B, C))
     cluster.backends[A].write_file(DS, "data", b"written on A only")
     moved = configuration.move_dataset(DS, B)
-    real = refusing_like_the_agent(cluster, A)
-
-    def final_fails(dataset_id, snapshot, base, host, final, epoch=0):
-        if final:
-            raise RuntimeError("B went down")
-        return real(dataset_id, snapshot, base, host, final, epoch=epoch)
-
-    cluster.deployers[A].mover.send = final_fails
-    with pytest.raises(RuntimeError):
-        cluster.converge_node(A, moved)
-    assert cluster.roles[A].get(DS) == "handoff"
+    stuck_in_handoff(cluster, moved, "B went down")
     failed_over, _ = moved.failover_dataset(DS, C)
     assert A in failed_over.replicas_of(DS)
     cluster.converge_node(C, failed_over)  # C promotes and reports its exposure
