@@ -37,7 +37,12 @@ from flocker.ca import (
 )
 from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
 
-from .._threaded_tls import BACKGROUND_NICE, HIGH_WATER, TLSFailed
+from .._threaded_tls import (
+    BACKGROUND_NICE,
+    HIGH_WATER,
+    TLSFailed,
+    _ThreadedTLSTransport,
+)
 from .._threaded_tls_endpoints import (
     ThreadedTLSClientEndpoint,
     ThreadedTLSServerEndpoint,
@@ -345,3 +350,29 @@ async def test_background_priority(cluster: Cluster) -> None:
     assert sorted(nice) == [process, min(19, process + BACKGROUND_NICE)]
     client.transport.loseConnection()  # type: ignore[union-attr]
     await server.lost
+
+
+# --------------------------------------------------------------------------
+# Background priority
+
+
+def test_background_never_raises_priority() -> None:
+    """
+    Lowering a worker thread to the background never raises its priority:
+    from niceness 15 it stays at (at least) 15.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("only root can raise a priority: the bug needs privilege")
+    seen: dict[str, int] = {}
+
+    def worker() -> None:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE + 5)
+        # What a connection's worker does once run_in_background was asked.
+        _ThreadedTLSTransport._thread_lower_priority(None)  # type: ignore[arg-type]
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, tid)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen["nice"] >= BACKGROUND_NICE + 5, seen

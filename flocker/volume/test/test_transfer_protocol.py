@@ -9,6 +9,7 @@ in-memory backend, whose Deferreds have fired by the time they return.
 from __future__ import annotations
 
 import os
+import tracemalloc
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -691,3 +692,100 @@ def test_stream_end_held_until_trailer(intact: bool) -> None:
     else:
         assert b"".join(written) == before
         assert r.status()["code"] == "checksum-mismatch"
+
+
+# --------------------------------------------------------------------------
+# Protocol versions and memory
+
+V1_PREAMBLE = b"flocker-transfer/1\n"
+
+
+# --------------------------------------------------------------------------
+# Protocol versions: the messages either side sees
+
+
+def test_v1_sender_is_told_versions_differ() -> None:
+    """
+    A version-1 sender (its preamble, then its header) is refused with a
+    message that names both versions, so whoever reads it on either node
+    knows which node to upgrade.
+    """
+    r = Receiving(MemoryVolumeBackend())
+    v1_header = header_frame()[len(PREAMBLE) :]
+    r.protocol.dataReceived(V1_PREAMBLE + v1_header)
+    status = r.status()
+    assert status["ok"] is False and status["code"] == "protocol-error"
+    assert "flocker-transfer/1" in status["message"], status["message"]
+    assert "flocker-transfer/2" in status["message"], status["message"]
+    assert r.outcomes[-1].code == "protocol-error"
+
+
+def test_v2_sender_says_the_receiver_is_older() -> None:
+    """
+    What a version-1 receiver answers a version-2 preamble with (exactly
+    what 5951b20's receiver writes) fails the push with a message that
+    says the versions differ.
+    """
+    source = source_backend().send(DATASET, "s1", None)
+    stream_source: list[Any] = []
+    source.addCallback(stream_source.append)
+    header = TransferHeader(
+        dataset_id=DATASET, snapshot="s1", stream_format="flocker-memory-v1"
+    )
+    client = _SenderProtocol(
+        header,
+        stream_source[0],
+        TransferProgress(dataset_id=DATASET, snapshot="s1", base=None),
+        None,
+    )
+    transport = StringTransport()
+    client.makeConnection(transport)
+    assert transport.value().startswith(b"flocker-transfer/2\n")
+    client.dataReceived(
+        encode_json(
+            STATUS,
+            {
+                "ok": False,
+                "code": "protocol-error",
+                "message": "the peer does not speak flocker-transfer/1",
+            },
+        )
+    )
+    error = failure_of(client.done, TransferRefused)
+    assert error.code == "protocol-error"
+    assert "flocker-transfer/2" in error.message, error.message
+
+
+# --------------------------------------------------------------------------
+# Memory: the hold-back deque keeps memoryviews of whole deliveries
+
+
+def test_held_back_pieces_do_not_pin_deliveries() -> None:
+    """
+    What the receiver keeps of 64 deliveries of 64 KiB that each carry one
+    stream byte (in a 1-byte DATA frame followed by empty DATA frames) is
+    about the 64 stream bytes, not the 4 MiB delivered.
+    """
+    r = Receiving(MemoryVolumeBackend())
+    protocol: Any = r.protocol
+    protocol.dataReceived(header_frame())
+    assert protocol._state == "streaming"
+    delivery_size = 64 * 1024
+    deliveries = 64
+    empty = encode_frame(DATA, b"")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(deliveries):
+            one = encode_frame(DATA, bytes([index % 256]))
+            padding = empty * ((delivery_size - len(one)) // len(empty))
+            delivery = one + padding
+            protocol.dataReceived(delivery)
+            del delivery, padding
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert protocol._progress.bytes_transferred == deliveries  # all held back
+    assert deliveries < HOLD_BACK
+    # A few KiB of bookkeeping would be fine; 4 MiB of dead frames is not.
+    assert retained < 1024 * 1024, f"{retained} bytes kept for {deliveries} bytes"

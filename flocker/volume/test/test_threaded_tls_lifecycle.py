@@ -1,10 +1,10 @@
 """
-Review tests for :mod:`flocker.volume._threaded_tls` and
-:mod:`flocker.volume._threaded_tls_endpoints`: transport and endpoint
-behaviour that Twisted's own TLS transports give and protocols rely on,
+The threaded TLS transports' and endpoints' connection lifecycle, as
+Twisted's own TLS transports behave and protocols rely on: bytes read
+before a clean close reach a paused protocol, ``loseConnection`` waits for
+a registered producer, a reset or silent handshake fails ``connect``, a
+cancelled connect builds no protocol, and a stopped port builds none —
 over real loopback sockets with the cluster's real certificates.
-
-Each test here first showed a problem a review found (then fixed).
 """
 
 from __future__ import annotations
