@@ -171,6 +171,12 @@ async def failover(context: Context, options: argparse.Namespace) -> None:
     )
 
 
+def _dataset_and_node(parser: Any, flag: str, **node: Any) -> None:
+    """The DATASET argument and the required NODE option ``flag`` of a command."""
+    parser.add_argument("dataset", metavar="DATASET", help="its UUID, UUID prefix or name")
+    parser.add_argument(flag, required=True, metavar="NODE", help="address or UUID", **node)
+
+
 def register_replicas(group: Any) -> None:
     """Add ``replicate``, ``unreplicate`` and ``failover`` to ``flocker datasets``."""
     parser = add_command(
@@ -179,10 +185,7 @@ def register_replicas(group: Any) -> None:
         "keep a standing replica of a dataset on another node",
         replicate,
     )
-    parser.add_argument(
-        "dataset", metavar="DATASET", help="its UUID, UUID prefix or name"
-    )
-    parser.add_argument("--to", required=True, metavar="NODE", help="address or UUID")
+    _dataset_and_node(parser, "--to")
     parser.add_argument(
         "--interval",
         metavar="SECONDS",
@@ -194,16 +197,7 @@ def register_replicas(group: Any) -> None:
         "stop keeping a dataset's standing replica on a node (its copy is destroyed)",
         unreplicate,
     )
-    parser.add_argument(
-        "dataset", metavar="DATASET", help="its UUID, UUID prefix or name"
-    )
-    parser.add_argument(
-        "--from",
-        dest="from_",
-        required=True,
-        metavar="NODE",
-        help="address or UUID",
-    )
+    _dataset_and_node(parser, "--from", dest="from_")
     parser = add_command(
         group,
         "failover",
@@ -217,10 +211,7 @@ def register_replicas(group: Any) -> None:
             "snapshot the new primary starts from and the data-loss window."
         ),
     )
-    parser.add_argument(
-        "dataset", metavar="DATASET", help="its UUID, UUID prefix or name"
-    )
-    parser.add_argument("--to", required=True, metavar="NODE", help="address or UUID")
+    _dataset_and_node(parser, "--to")
     parser.add_argument(
         "--force",
         action="store_true",

@@ -42,9 +42,10 @@ class Snapshot(PClass):
 
 
 #: The roles a node reports holding a dataset's copy in: the primary; a
-#: standing replica; a copy being moved in; the old primary handing a move
-#: over; a copy of an older epoch, kept after a failover elsewhere.
-DATASET_ROLES = ("primary", "replica", "moving", "handoff", "diverged")
+#: replica (a standing one, or a copy being moved in: the configuration
+#: tells them apart); the old primary handing a move over; a copy of an
+#: older epoch, kept after a failover elsewhere.
+DATASET_ROLES = ("primary", "replica", "handoff", "diverged")
 
 
 class DatasetState(PClass):

@@ -258,9 +258,12 @@ def test_state_never_shows_a_superseded_primary_exposed(api: APIHarness) -> None
 
 
 def test_state_without_replicas_answers_as_before(api: APIHarness) -> None:
-    """A dataset without reported replicas has exactly the old keys."""
+    """
+    A dataset without standing replicas answers exactly the old keys, even
+    while another node reports a copy being moved in.
+    """
     report(api, NODE_A, role="primary", path="/flocker/d")
-    report(api, NODE_B, role="moving")
+    report(api, NODE_B, role="replica")  # a copy being moved in
     (entry,) = api.request("GET", "/v1/state/datasets").body
     assert entry == {"dataset_id": DATASET, "primary": NODE_A, "path": "/flocker/d"}
 
