@@ -9,7 +9,6 @@ pass can go on from where the last one ended.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,9 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from flocker.volume import IVolumeBackend
 
 from ._dataset_changes import PushDataset
+from ._replicator import newest_common
 from ._roles import HANDOFF, PRIMARY, REPLICA, MemoryRoles
+from ._snapshot_names import MOVE_SNAPSHOT_PREFIX, timed_snapshot_name
 
 #: An incremental move round smaller than this is followed by the final one.
 SMALL_DELTA = 8 * 1024 * 1024
@@ -35,8 +36,6 @@ MAXIMUM_ROUNDS = 5
 #: increment.  After this long, another round keeps the final one small.
 BULK_PAUSE = 5.0
 
-#: Snapshots the agent takes for moves start with this.
-MOVE_SNAPSHOT_PREFIX = "flocker-move-"
 
 
 class MoveProgress(PClass):
@@ -101,7 +100,7 @@ class DatasetMover:
         return self._progress.get(dataset_id)
 
     async def _snapshot(self, dataset_id: str) -> str:
-        name = f"{MOVE_SNAPSHOT_PREFIX}{time.time_ns()}-{uuid.uuid4().hex[:6]}"
+        name = timed_snapshot_name(MOVE_SNAPSHOT_PREFIX)
         await self.backend.snapshot(dataset_id, name)
         return name
 
@@ -141,8 +140,7 @@ class DatasetMover:
         confirmed = self._towards(dataset_id, change.destination).confirmed
         if confirmed is not None:
             known.add(confirmed)
-        common = [name for name in local if name in known]
-        base = common[-1] if common else None
+        base = newest_common(local, known)
 
         async def send(final: bool) -> int:
             snapshot = await self._snapshot(dataset_id)
@@ -199,7 +197,6 @@ class DatasetMover:
 __all__ = [
     "BULK_PAUSE",
     "MAXIMUM_ROUNDS",
-    "MOVE_SNAPSHOT_PREFIX",
     "SMALL_DELTA",
     "DatasetMover",
     "MoveProgress",

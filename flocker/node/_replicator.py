@@ -25,7 +25,6 @@ snapshots are pruned: users' and environments' snapshots never are.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -37,9 +36,7 @@ from zope.interface import implementer
 from flocker.volume import IVolumeBackend
 
 from ._deploy import IStateChange
-
-#: Snapshots taken for replication rounds start with this.
-REPLICA_SNAPSHOT_PREFIX = "flocker-replica-"
+from ._snapshot_names import REPLICA_SNAPSHOT_PREFIX, timed_snapshot_name
 
 #: Continuous mode: after a round that carried at most this many bytes (an
 #: incremental stream of no changes is a few hundred bytes), the next one
@@ -64,21 +61,6 @@ class ReplicationProgress(PClass):
     ended_at = field(type=float, mandatory=True)
     bytes_sent = field(type=int, initial=0)
     failed = field(type=bool, initial=False)
-
-
-def snapshot_time(name: str, created: float) -> float:
-    """
-    When a snapshot was taken: to the nanosecond for the agents' own
-    replication and move snapshots (their names carry the primary's clock),
-    else what the backend says (whole seconds on ZFS), so that a replica's
-    reported lag is not up to a second too high.
-    """
-    for prefix in (REPLICA_SNAPSHOT_PREFIX, "flocker-move-"):
-        if name.startswith(prefix):
-            stamp = name[len(prefix) :].split("-", 1)[0]
-            if stamp.isdigit():
-                return int(stamp) / 1e9
-    return created
 
 
 def replication_due(
@@ -215,7 +197,7 @@ class Replicator:
         """
         dataset_id = change.dataset_id
         self.forget(dataset_id, keep=change.replicas)
-        snapshot = f"{REPLICA_SNAPSHOT_PREFIX}{time.time_ns()}-{uuid.uuid4().hex[:6]}"
+        snapshot = timed_snapshot_name(REPLICA_SNAPSHOT_PREFIX)
         await self.backend.snapshot(dataset_id, snapshot)
 
         async def one(target: ReplicaTarget) -> None:
@@ -247,7 +229,6 @@ class Replicator:
 __all__ = [
     "EMPTY_ROUND",
     "IDLE_PAUSE",
-    "REPLICA_SNAPSHOT_PREFIX",
     "ReplicaTarget",
     "ReplicateDataset",
     "ReplicationProgress",
@@ -256,5 +237,4 @@ __all__ = [
     "prunable_on_primary",
     "prunable_on_replica",
     "replication_due",
-    "snapshot_time",
 ]

@@ -60,14 +60,14 @@ from ._deploy import IDeployer, ILocalState, IStateChange
 from ._mover import (
     BULK_PAUSE,
     MAXIMUM_ROUNDS,
-    MOVE_SNAPSHOT_PREFIX,
     SMALL_DELTA,
     DatasetMover,
     MoveProgress,
 )
 from ._phases import Phase
-from ._replicator import ReplicationProgress, Replicator, snapshot_time
+from ._replicator import ReplicationProgress, Replicator
 from ._roles import DIVERGED, HANDOFF, PRIMARY, MemoryRoles
+from ._snapshot_names import MOVE_SNAPSHOT_PREFIX, snapshot_time
 
 
 def phase_from(role: str, move: MoveProgress | None) -> Phase:

@@ -16,13 +16,12 @@ from flocker.node._dataset_changes import DivergeDataset, PromoteDataset, Protec
 from flocker.node._phases import Desired, Phase
 from flocker.node._replicator import (
     IDLE_PAUSE,
-    REPLICA_SNAPSHOT_PREFIX,
     ReplicateDataset,
     prunable_on_primary,
     prunable_on_replica,
-    snapshot_time,
 )
 from flocker.node._roles import DIVERGED, PRIMARY, REPLICA
+from flocker.node._snapshot_names import REPLICA_SNAPSHOT_PREFIX, snapshot_time
 from flocker.node.test.test_datasets import DS, MIB, A, B, C, Cluster, plan, result
 from flocker.volume import UnknownDataset
 
