@@ -262,9 +262,7 @@ def replicate(situation: Situation) -> list[IStateChange]:
         if node is None or node.hostname is None:
             continue
         if replication_due(
-            dataset.replication.interval_seconds,
-            local.replication.get(replica),
-            situation.local_state.now,
+            dataset.replication.interval_seconds, progress, situation.local_state.now
         ):
             targets.append(ReplicaTarget(node_uuid=replica, host=node.hostname, base=base))
     changes: list[IStateChange] = []
