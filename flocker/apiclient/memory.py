@@ -351,7 +351,7 @@ class FakeFlockerClient:
             user = self._user(dataset_id)
             group = [dataset_id] if user is None else [v.dataset_id for v in user.volumes]
             group = sorted(group, key=str)
-            for member in [dataset_id, *group]:
+            for member in group:  # the dataset is one of its group
                 if node_uuid not in self._datasets[member].replicas:
                     raise FailoverRefused(
                         409, f"node {node_uuid} holds no standing replica of {member}"

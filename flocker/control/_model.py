@@ -746,7 +746,7 @@ class Deployment(PClass):
         app = self.get_node(source).application_using(dataset_id)
         group = sorted(v.dataset_id for v in app.volumes) if app else [dataset_id]
         target = self.get_node(node_uuid)
-        for member in [dataset_id, *group]:
+        for member in group:  # the dataset is one of its group
             m = target.manifestations.get(member)
             if m is None or not m.standing:
                 raise NotAReplica(member, node_uuid)

@@ -318,10 +318,7 @@ class _ReceiverProtocol(Protocol):
         self.transport.pauseProducing()  # type: ignore[union-attr]
         replace = header.base is None and self._receiver._replaces(header)
         with self._context():
-            if replace:
-                prepared = self._receiver.backend.receive(dataset_id, None, replace=True)
-            else:
-                prepared = self._receiver.backend.receive(dataset_id, header.base)
+            prepared = self._receiver.backend.receive(dataset_id, header.base, replace=replace)
         prepared.addCallbacks(self._prepared, self._not_prepared)
 
     def _prepared(self, sink: IStreamSink) -> None:

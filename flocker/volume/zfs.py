@@ -281,13 +281,18 @@ class ZFSVolumeBackend:
             renamed = not await self._exists(old)
             await self._mount(new if renamed else old, check=False)
 
-    async def _mount(self, name: str, check: bool = True) -> None:
+    async def _mount(
+        self, name: str, check: bool = True, read_only: bool | None = None
+    ) -> None:
         """
-        Mount an unmounted filesystem, with ``-o ro`` if its ``readonly``
-        property is on (zfs-fuse's ``zfs mount`` ignores the property).
+        Mount an unmounted filesystem, with ``-o ro`` if ``read_only`` (when
+        not given, read from its ``readonly`` property: zfs-fuse's ``zfs
+        mount`` ignores the property).
         """
-        got = await self._zfs("get", "-H", "-o", "value", "readonly", name, check=False)
-        options = ["-o", "ro"] if got.stdout.strip() == b"on" else []
+        if read_only is None:
+            got = await self._zfs("get", "-H", "-o", "value", "readonly", name, check=False)
+            read_only = got.stdout.strip() == b"on"
+        options = ["-o", "ro"] if read_only else []
         mounted = await self._zfs("mount", *options, name, check=False)
         if mounted.exit_code == 0 or not check:
             return
@@ -316,8 +321,7 @@ class ZFSVolumeBackend:
         """
         key = name.rsplit("/", 1)[-1]
         if values.get("mounted") == "no" and key not in self._receiving_now:
-            options = ["-o", "ro"] if values.get("readonly") == "on" else []
-            await self._zfs("mount", *options, name, check=False)
+            await self._mount(name, check=False, read_only=values.get("readonly") == "on")
 
     def _to_info(self, dataset_id: str, values: dict[str, str]) -> DatasetInfo:
         quota = int(values.get("refquota", "0") or 0)
@@ -469,6 +473,8 @@ class ZFSVolumeBackend:
             key = check_dataset_id(dataset_id)
             flag = check_read_only(read_only)
             before = await self._info(key)  # or UnknownDataset
+            if before.read_only == flag:
+                return before
             name = self._name(key)
             await self._zfs("set", f"readonly={'on' if flag else 'off'}", name)
             info = await self._info(key)
