@@ -368,7 +368,11 @@ class FakeFlockerClient:
             now = self.clock.seconds()
             if not force and heard is not None and now - heard < self.failover_after:
                 raise FailoverRefused(
-                    409, f"node {source} was heard from recently; pass force"
+                    409,
+                    f"the dataset agent of node {source} was last heard from "
+                    f"{now - heard:.1f} s ago, within failover_after "
+                    f"({self.failover_after:g} s): it may still be serving the "
+                    "dataset; wait, or pass force to fail over anyway",
                 )
             for member in group:
                 old = self._datasets[member]

@@ -502,6 +502,13 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
                 FailoverRefused,
                 lambda: client.failover_dataset(dataset.dataset_id, cluster.nodes[1]),
             )
+            with pytest.raises(FailoverRefused) as refusal:
+                self.run(cluster, client.failover_dataset(dataset.dataset_id, cluster.nodes[1]))
+            # Both clients pass on the control service's words (the CLI
+            # rewrites "pass force" for its own option).
+            assert "may still be serving the dataset; wait, or pass force to fail over anyway" in (
+                refusal.value.description
+            )
             result = self.run(
                 cluster,
                 client.failover_dataset(
