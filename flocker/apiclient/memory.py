@@ -35,6 +35,7 @@ from ._interface import (
     DatasetConflict,
     DatasetsConfiguration,
     DatasetState,
+    DivergedCopy,
     FailoverRefused,
     FailoverResult,
     IFlockerAPIV1Client,
@@ -96,6 +97,11 @@ class FakeFlockerClient:
         factory=dict, init=False
     )
     _heard: dict[UUID, float] = attrs.field(factory=dict, init=False)
+    #: (dataset id, node) → the epoch of a former primary's copy, kept after
+    #: a failover; reported once the state is synchronized (as the node's
+    #: agent reports it once it hears of the failover).
+    _superseded: dict[tuple[UUID, UUID], int] = attrs.field(factory=dict, init=False)
+    _diverged: dict[tuple[UUID, UUID], int] = attrs.field(factory=dict, init=False)
     #: Seconds a primary must have been silent before failover without force.
     failover_after: float = 20.0
 
@@ -130,6 +136,9 @@ class FakeFlockerClient:
             (d.dataset_id, node): ("replicated", now)
             for d in self._datasets.values()
             for node in d.replicas
+        }
+        self._diverged = {
+            key: epoch for key, epoch in self._superseded.items() if key[0] in self._datasets
         }
 
     def heard_from(self, node_uuid: UUID) -> None:
@@ -376,6 +385,7 @@ class FakeFlockerClient:
                 )
             for member in group:
                 old = self._datasets[member]
+                self._superseded[(member, source)] = old.epoch
                 self._datasets[member] = old.set(
                     primary=node_uuid,
                     epoch=old.epoch + 1,
@@ -434,7 +444,14 @@ class FakeFlockerClient:
                 )
                 if dataset_id == state.dataset_id
             ]
-            states.append(state.set(replicas=replicas))
+            diverged = [
+                DivergedCopy(node_uuid=node, epoch=epoch, last_snapshot="replicated")
+                for (dataset_id, node), epoch in sorted(
+                    self._diverged.items(), key=lambda i: str(i[0][1])
+                )
+                if dataset_id == state.dataset_id
+            ]
+            states.append(state.set(replicas=replicas, diverged=diverged))
         return succeed(states)
 
     def list_nodes(self) -> Deferred[list[Node]]:

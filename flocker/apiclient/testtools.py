@@ -32,6 +32,7 @@ from ._interface import (
     ContainerPort,
     DatasetAlreadyExists,
     DatasetConflict,
+    DivergedCopy,
     FailoverRefused,
     FailoverResult,
     IFlockerAPIV1Client,
@@ -516,6 +517,33 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
                 ),
             )
             assert result.primary == cluster.nodes[1]
+
+        def test_failover_leaves_the_old_primary_diverged(
+            self, cluster: ClientFixture
+        ) -> None:
+            """
+            Once the nodes report after a failover, the dataset's state shows
+            the new primary and the old primary's copy as diverged, at its
+            old epoch.
+            """
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            cluster.converge()
+            self.run(
+                cluster,
+                cluster.client.failover_dataset(
+                    dataset.dataset_id, cluster.nodes[1], force=True
+                ),
+            )
+            cluster.converge()
+            [state] = [
+                s
+                for s in self.run(cluster, cluster.client.list_datasets_state())
+                if s.dataset_id == dataset.dataset_id
+            ]
+            assert state.primary == cluster.nodes[1]
+            assert list(state.diverged) == [
+                DivergedCopy(node_uuid=cluster.nodes[0], epoch=0, last_snapshot="replicated")
+            ]
 
         # -- configuration tags ----------------------------------------------
 

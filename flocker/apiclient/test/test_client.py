@@ -59,9 +59,16 @@ def real_cluster() -> ClientFixture:
     DeletedDatasetCleaner(configuration, state).startService()
     treq = StubTreq(make_api_resource(configuration, state, clock))
 
+    #: (node, dataset id) → the epoch it was last reported primary at.
+    exposed: dict[tuple[str, str], int] = {}
+
     def converge() -> None:
-        """Report what the configuration asks for, as agents would."""
+        """
+        Report what the configuration asks for, as agents would: a former
+        primary that a failover superseded reports its copy as diverged.
+        """
         deployment = configuration.deployment
+        epochs = {d.dataset_id: d.epoch for d, _ in deployment.all_datasets()}
         for uuid in map(str, nodes):
             node = deployment.get_node(uuid)
             datasets = {
@@ -85,6 +92,17 @@ def real_cluster() -> ClientFixture:
                     if m.standing and not m.dataset.deleted
                 }
             )
+            for (holder, k), epoch in list(exposed.items()):
+                if holder == uuid and k not in datasets and epochs.get(k, epoch) > epoch:
+                    datasets[k] = DatasetState(
+                        dataset_id=k,
+                        role="diverged",
+                        epoch=epoch,
+                        snapshots=[Snapshot(name="replicated", created=now)],
+                    )
+            for k, m in node.manifestations.items():
+                if m.primary and not m.dataset.deleted:
+                    exposed[(uuid, k)] = m.dataset.epoch
             state.update_node_state(
                 NodeState(
                     uuid=uuid, datasets=datasets, applications=dict(node.applications)
