@@ -30,7 +30,7 @@ from typing import Any
 
 import attr
 from pyrsistent import PClass, field
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from flocker.volume import IVolumeBackend
@@ -191,7 +191,7 @@ class Replicator:
 
     async def replicate(self, change: ReplicateDataset) -> None:
         """
-        Take one snapshot and push it to every target at once; a target
+        Take one snapshot and push it to each target in turn; a target
         that fails keeps what it had and is tried again later (the others
         are not held up).
         """
@@ -218,12 +218,18 @@ class Replicator:
                 confirmed=snapshot, ended_at=float(self.now()), bytes_sent=sent
             )
 
-        try:
-            await gatherResults(
-                [Deferred.fromCoroutine(one(t)) for t in change.targets], consumeErrors=True
-            )
-        except FirstError as error:
-            error.subFailure.raiseException()
+        # One replica after the other: the streams share the primary's disk
+        # and CPU anyway, and on one machine (one zfs-fuse for every node)
+        # receives finishing together wedged it.  A replica that fails does
+        # not hold up the others; the first failure is raised at the end.
+        failures: list[BaseException] = []
+        for target in change.targets:
+            try:
+                await one(target)
+            except Exception as error:
+                failures.append(error)
+        if failures:
+            raise failures[0]
 
 
 __all__ = [
