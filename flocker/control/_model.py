@@ -199,6 +199,11 @@ class Dataset(PClass):
     :ivar epoch: how many times a replica was promoted to primary
         (failover); an ordinary move leaves it as it is.  Agents expose a
         copy only for the dataset's current epoch.
+    :ivar failover_snapshot: the snapshot the current primary started from
+        at the last failover (``None`` if there was none): every copy of an
+        older epoch holds it too, so a superseded primary rejoins as a
+        replica by rolling back to it instead of being sent the whole
+        dataset again.  The primary keeps it while such copies remain.
     """
 
     dataset_id = uuid_field()
@@ -213,6 +218,7 @@ class Dataset(PClass):
     rollback = field(type=(RollbackRequest, type(None)), initial=None)
     replication = field(type=Replication, initial=Replication())
     epoch = field(type=int, initial=0, invariant=_non_negative_int("epoch"))
+    failover_snapshot = field(type=(str, type(None)), initial=None)
 
 
 class Manifestation(PClass):

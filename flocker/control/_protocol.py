@@ -115,8 +115,10 @@ __all__ = [
 #: ``port_conflicts`` to reports and to the state pushed (an agent of
 #: version 3 would refuse those keys in what it is pushed).  An agent
 #: speaking an older version is refused with a clear message rather than
-#: failing to decode what it is pushed.
-PROTOCOL_VERSION = 4
+#: failing to decode what it is pushed.  Version 5 pushes datasets'
+#: ``failover_snapshot``, and reports carry each copy's ``set_aside``
+#: snapshots and the ``fenced`` role.
+PROTOCOL_VERSION = 5
 
 #: The versions the control service accepts from agents.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})

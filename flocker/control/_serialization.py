@@ -73,7 +73,7 @@ __all__ = [
 ]
 
 #: The configuration format version `serialize_deployment` writes.
-CURRENT_FORMAT_VERSION = 3
+CURRENT_FORMAT_VERSION = 4
 
 def _upgrade_1_to_2(document: dict[str, Any]) -> dict[str, Any]:
     """Version 2: datasets gain ``origin`` and ``rollback``; ``environments``."""
@@ -106,11 +106,24 @@ def _upgrade_2_to_3(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "format_version": 3, "nodes": nodes}
 
 
+def _upgrade_3_to_4(document: dict[str, Any]) -> dict[str, Any]:
+    """Version 4: datasets gain ``failover_snapshot`` (none failed over with one)."""
+    nodes = {}
+    for uuid, node in document.get("nodes", {}).items():
+        manifestations = {}
+        for dataset_id, m in node.get("manifestations", {}).items():
+            dataset = {**m.get("dataset", {}), "failover_snapshot": None}
+            manifestations[dataset_id] = {**m, "dataset": dataset}
+        nodes[uuid] = {**node, "manifestations": manifestations}
+    return {**document, "format_version": 4, "nodes": nodes}
+
+
 #: ``{N: upgrade}`` where ``upgrade`` turns a version-N document (a dict) into
 #: a version N+1 document.
 UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _upgrade_1_to_2,
     2: _upgrade_2_to_3,
+    3: _upgrade_3_to_4,
 }
 
 
@@ -149,6 +162,7 @@ def _dataset(d: Dataset) -> dict[str, Any]:
             "failover": d.replication.failover,
         },
         "epoch": d.epoch,
+        "failover_snapshot": d.failover_snapshot,
     }
 
 
@@ -252,6 +266,7 @@ def _dataset_state(d: DatasetState) -> dict[str, Any]:
         "rolled_back": d.rolled_back,
         "role": d.role,
         "epoch": d.epoch,
+        "set_aside": [{"name": s.name, "created": s.created} for s in d.set_aside],
     }
 
 
@@ -399,6 +414,7 @@ def _dataset_from(value: Any, path: str) -> Dataset:
             r.get("replication", dict), f"{path}/replication"
         ),
         epoch=r.get("epoch", int),
+        failover_snapshot=r.get("failover_snapshot", _OPT_STR),
     )
     r.done()
     return result
@@ -662,6 +678,14 @@ def _dataset_state_from(value: Any, path: str) -> DatasetState:
         # Optional: agents before standing replicas did not send them.
         role=r.get("role", _OPT_STR) if "role" in r.value else None,
         epoch=r.get("epoch", _OPT_INT) if "epoch" in r.value else None,
+        # Optional: agents before failback did not send them.
+        set_aside=_list_of(
+            r.get("set_aside", list),
+            f"{path}/set_aside",
+            _simple(Snapshot, {"name": str, "created": _OPT_NUM}),
+        )
+        if "set_aside" in r.value
+        else [],
     )
     r.done()
     return result

@@ -44,8 +44,9 @@ class Snapshot(PClass):
 #: The roles a node reports holding a dataset's copy in: the primary; a
 #: replica (a standing one, or a copy being moved in: the configuration
 #: tells them apart); the old primary handing a move over; a copy of an
-#: older epoch, kept after a failover elsewhere.
-DATASET_ROLES = ("primary", "replica", "handoff", "diverged")
+#: older epoch, kept after a failover elsewhere; the primary's copy while
+#: its node fenced itself (it lost the control service: not exposed).
+DATASET_ROLES = ("primary", "replica", "handoff", "diverged", "fenced")
 
 
 class DatasetState(PClass):
@@ -61,6 +62,9 @@ class DatasetState(PClass):
     :ivar role: what the node holds this copy as (one of `DATASET_ROLES`),
         or ``None`` if it did not say.
     :ivar epoch: the dataset epoch the node holds its copy at, or ``None``.
+    :ivar set_aside: the snapshots keeping what this copy held when a
+        failover superseded it (``flocker-diverged-<epoch>-<ns>``), oldest
+        first: kept when the copy rejoined as a replica, never pruned.
     """
 
     dataset_id = uuid_field()
@@ -96,6 +100,7 @@ class DatasetState(PClass):
             f"epoch must be a non-negative integer or null: {v!r}",
         ),
     )
+    set_aside = pvector_field(Snapshot)
 
 
 def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]

@@ -424,6 +424,36 @@ class IVolumeBackend(Interface):
         :class:`UnknownSnapshot`, or :class:`DependentClones`.
         """
 
+    def set_aside(dataset_id: str, name: str, base: str) -> Deferred[SnapshotInfo]:
+        """
+        Keep the dataset's current contents as the set-aside snapshot
+        ``name``, and return the dataset to its snapshot ``base``,
+        destroying nothing.
+
+        This is how a primary superseded by a failover rejoins as a
+        replica: what it wrote after ``base`` (the newest snapshot it
+        shares with the new primary), snapshotted or not, is kept, and the
+        dataset can then receive an incremental stream from ``base``.
+
+        Afterwards the dataset's contents and :meth:`list_snapshots` are
+        what :meth:`rollback` to ``base`` would leave; the set-aside
+        snapshot (the contents at the time of the call) is listed by
+        :meth:`list_set_aside`, never by :meth:`list_snapshots`, survives
+        later receives, rollbacks and snapshot pruning, and goes only when
+        the dataset is destroyed.
+
+        :return: The set-aside :class:`SnapshotInfo`; fails, changing
+            nothing, with :class:`UnknownDataset`, :class:`UnknownSnapshot`
+            (no snapshot ``base``), :class:`SnapshotExists` (``name`` is a
+            snapshot or set-aside snapshot already) or :class:`InvalidName`.
+        """
+
+    def list_set_aside(dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """
+        The dataset's set-aside snapshots (see :meth:`set_aside`), oldest
+        first, or :class:`UnknownDataset`.
+        """
+
     def destroy_snapshot(dataset_id: str, name: str) -> Deferred[None]:
         """
         Destroy one snapshot; the dataset's contents are unchanged.

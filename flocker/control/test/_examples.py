@@ -84,7 +84,7 @@ EXAMPLE_DEPLOYMENT = Deployment(
 
 #: EXAMPLE_DEPLOYMENT with a standing replica of the pg dataset on node B,
 #: non-default replication and an epoch after two failovers: what
-#: test/fixtures/configuration_v3_replicated.json holds.
+#: test/fixtures/configuration_v4_replicated.json holds.
 REPLICATED_DEPLOYMENT = EXAMPLE_DEPLOYMENT.set_replicas(
     DATASET_PG, [NODE_B], Replication(interval_seconds=30, failover="automatic")
 )._replace_dataset(

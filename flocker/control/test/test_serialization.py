@@ -116,18 +116,18 @@ def test_current_format_matches_fixture():
 
 
 def test_replicated_fixture_loads():
-    """The stored version-3 configuration with standing replicas, replication
+    """The stored version-4 configuration with standing replicas, replication
     settings and an epoch loads as the replicated example, and is what the
     current format writes for it.
     """
-    data = (FIXTURES / "configuration_v3_replicated.json").read_bytes()
+    data = (FIXTURES / "configuration_v4_replicated.json").read_bytes()
     assert deserialize_deployment(data) == REPLICATED_DEPLOYMENT
     assert deployment_to_json(REPLICATED_DEPLOYMENT) == json.loads(data)
 
 
 def test_upgrade_from_version_2_adds_replication_defaults():
     """A version-2 document gains no standing replicas, default replication and epoch 0."""
-    upgraded = upgrade_document(json.loads(fixture(2)))
+    upgraded = UPGRADES[2](json.loads(fixture(2)))
     assert upgraded["format_version"] == 3
     for node in upgraded["nodes"].values():
         for m in node["manifestations"].values():
@@ -138,6 +138,16 @@ def test_upgrade_from_version_2_adds_replication_defaults():
             }
             assert m["dataset"]["epoch"] == 0
     assert upgraded == json.loads(fixture(3))
+
+
+def test_upgrade_from_version_3_adds_no_failover_snapshot():
+    """A version-3 document's datasets gain a ``failover_snapshot`` of null."""
+    upgraded = upgrade_document(json.loads(fixture(3)))
+    assert upgraded["format_version"] == 4
+    for node in upgraded["nodes"].values():
+        for m in node["manifestations"].values():
+            assert m["dataset"]["failover_snapshot"] is None
+    assert upgraded == json.loads(fixture(4))
 
 
 def test_every_old_version_has_upgrade():
