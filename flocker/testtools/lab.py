@@ -1,6 +1,7 @@
 """The local cluster: a control service and N nodes on one machine.
 
-``admin/lab up --nodes N --dir DIR [--backend zfs|directory]`` starts
+``admin/lab up --nodes N --dir DIR [--backend zfs|directory] [--network
+198.18.X.] [--fence-after S] [--failover-after S]`` starts
 ``flocker-control`` and, for each node, a ``flocker-dataset-agent`` and a
 ``flocker-container-agent`` (containers labelled with the node) with its
 own address, its own file-backed ZFS
@@ -19,15 +20,26 @@ issues every certificate with ``flocker-ca`` and writes ``DIR/cluster.json``::
 stops every process, destroys the pools and removes DIR.  Acceptance tests,
 benchmarks and ``admin/quickstart`` use the same functions.
 
-``admin/lab stop-node N --dir DIR [--kill]`` stops node N's (1-based, in
-``status`` order) dataset and container agents — SIGTERM, or with
-``--kill`` SIGKILL, as if the machine lost power; its pool, its containers
-and the control service's last report of it stay.  ``admin/lab start-node N
---dir DIR`` starts the agents of node N that are not running, on the same
-configuration, as if the machine came back.
+``admin/lab stop-node N --dir DIR [--kill | --power-cut]`` stops node N's
+(1-based, in ``status`` order) dataset and container agents — SIGTERM, or
+with ``--kill`` SIGKILL; its pool, its containers and the control service's
+last report of it stay.  ``--power-cut`` is the whole machine gone: the
+agents and the node's containers are SIGKILLed and every packet to or from
+the node's address on ``lo`` is dropped (iptables rules the lab records and
+removes again).  ``admin/lab cut-node N`` drops the node's packets only (a
+partition: its agents and containers run on, cut off from everyone), and
+``admin/lab start-node N --dir DIR`` removes the rules and starts the
+agents of node N that are not running, on the same configuration, as if
+the machine came back.
 
-Node addresses: as root, 198.18.0.11, 198.18.0.12, … added to the loopback
-interface (198.18.0.0/15 is reserved for network benchmarks, so it clashes
+``--fence-after`` goes into every node's ``agent.yml`` (``fence-after``)
+and, with ``--failover-after``, onto the control service's command line, so
+a test can see automatic failover in seconds rather than the defaults.
+
+Node addresses: as root, 198.18.0.11, 198.18.0.12, … (or ``--network``'s
+…11, …12, …: a cluster whose nodes are cut off by iptables takes a network
+of its own, so no other local cluster loses a node with it) added to the
+loopback interface (198.18.0.0/15 is reserved for network benchmarks, so it clashes
 with no real network).  Containers reach such an address through their
 bridge's gateway, as they would a real node's, so an application's links —
 which point at its node's address — work in the local cluster too.  The
@@ -83,12 +95,13 @@ def _on_loopback(address: str) -> bool:
     return f" {address}/" in shown.stdout
 
 
-def node_addresses(count: int) -> list[str]:
+def node_addresses(count: int, network: str = ROUTABLE_NETWORK) -> list[str]:
     """
-    Addresses for ``count`` nodes: in :data:`ROUTABLE_NETWORK` when they are
-    on ``lo`` or can be added to it (root), otherwise 127.0.0.x.
+    Addresses for ``count`` nodes: in ``network`` (198.18.0. by default)
+    when they are on ``lo`` or can be added to it (root), otherwise
+    127.0.0.x.
     """
-    routable = [node_address(i, ROUTABLE_NETWORK) for i in range(count)]
+    routable = [node_address(i, network) for i in range(count)]
     for address in routable:
         if _on_loopback(address):
             continue
@@ -239,7 +252,7 @@ def _write_agent_config(
         dataset["pool"] = node["pool"]
     else:
         dataset["root"] = node["pool"]
-    config = {
+    config: dict[str, Any] = {
         "version": 1,
         "control-service": {
             "hostname": cluster["control"]["host"],
@@ -252,6 +265,8 @@ def _write_agent_config(
         "state-directory": os.path.join(os.path.dirname(path), "state"),
         "logging": {"directory": node["log_dir"]},
     }
+    if cluster.get("fence_after") is not None:
+        config["fence-after"] = cluster["fence_after"]
     with open(path, "w") as handle:
         json.dump(config, handle, indent=2)  # JSON is YAML
 
@@ -278,6 +293,19 @@ def start_node_agents(cluster: dict[str, Any], node: dict[str, Any]) -> None:
         start_node_agents_kind(cluster, node, kind)
 
 
+#: The cluster's timing settings, passed to the control service as options.
+TIMING_OPTIONS = ("fence_after", "failover_after")
+
+
+def _timing_options(cluster: dict[str, Any]) -> list[str]:
+    """``--fence-after S --failover-after S`` for those the cluster sets."""
+    options: list[str] = []
+    for name in TIMING_OPTIONS:
+        if cluster.get(name) is not None:
+            options += [f"--{name.replace('_', '-')}", f"{cluster[name]:g}"]
+    return options
+
+
 def start_control(cluster: dict[str, Any]) -> None:
     """Start (or restart) the control service on the recorded ports."""
     control = cluster["control"]
@@ -290,6 +318,7 @@ def start_control(cluster: dict[str, Any]) -> None:
             "--certificates-directory", control["certificates"],
             "--log-dir", control["log_dir"],
             "--listen-address", control["host"],
+            *_timing_options(cluster),
         ),
         os.path.join(control["log_dir"], "control.out"),
     )
@@ -341,21 +370,34 @@ def load(directory: str) -> dict[str, Any]:
         raise LabError(f"no local cluster in {directory} ({path} is missing)") from None
 
 
-def up(directory: str, nodes: int = 2, backend: str = "zfs") -> dict[str, Any]:
-    """Start a local cluster in ``directory`` (which must not hold one)."""
+def up(
+    directory: str,
+    nodes: int = 2,
+    backend: str = "zfs",
+    network: str = ROUTABLE_NETWORK,
+    fence_after: float | None = None,
+    failover_after: float | None = None,
+) -> dict[str, Any]:
+    """
+    Start a local cluster in ``directory`` (which must not hold one): node
+    addresses in ``network``; ``fence_after`` and ``failover_after``, when
+    given, set the agents' and the control service's timing.
+    """
     directory = os.path.abspath(directory)
     if os.path.exists(os.path.join(directory, CLUSTER_FILE)):
         raise LabError(f"{directory} already holds a cluster: admin/lab down first")
     if not 1 <= nodes <= 40:
         raise LabError("--nodes must be between 1 and 40")
     os.makedirs(directory, exist_ok=True)
-    node_ips = node_addresses(nodes)
+    node_ips = node_addresses(nodes, network)
     addresses = [CONTROL_HOST] + node_ips
     certificates = _certificates(directory, nodes)
     control_dir = os.path.join(directory, "control")
     cluster: dict[str, Any] = {
         "dir": directory,
         "backend": backend,
+        "fence_after": fence_after,
+        "failover_after": failover_after,
         "transfer_port": _free_port(addresses[1:]),
         "control": {
             "host": CONTROL_HOST,
@@ -448,14 +490,72 @@ def _numbered_node(cluster: dict[str, Any], number: int) -> dict[str, Any]:
     return node
 
 
-def stop_node(directory: str, number: int, kill: bool = False) -> dict[str, Any]:
+def _packet_rules(address: str) -> list[list[str]]:
+    """The iptables rules (INPUT on ``lo``) dropping an address's packets."""
+    return [
+        ["INPUT", "-i", "lo", "-s", address, "-j", "DROP"],
+        ["INPUT", "-i", "lo", "-d", address, "-j", "DROP"],
+    ]
+
+
+def cut_packets(cluster: dict[str, Any], node: dict[str, Any]) -> None:
+    """
+    Drop every packet to or from ``node``'s address on ``lo``: the node is
+    cut off from the control service, the other nodes and its clients.
+    Recorded in ``cluster.json``, so `mend_packets` (or ``down``) removes
+    exactly these rules.
+    """
+    if node.get("cut"):
+        return
+    node["cut"] = True
+    save(cluster)
+    for rule in _packet_rules(node["address"]):
+        subprocess.run(["iptables", "-w", "-I", *rule], capture_output=True, check=True)
+
+
+def mend_packets(cluster: dict[str, Any], node: dict[str, Any]) -> None:
+    """Remove the rules `cut_packets` added for ``node`` (none: nothing)."""
+    if not node.get("cut"):
+        return
+    for rule in _packet_rules(node["address"]):
+        subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True, check=False)
+    node["cut"] = False
+    save(cluster)
+
+
+def kill_containers(node: dict[str, Any]) -> None:
+    """SIGKILL every running container of ``node``'s container agent."""
+    import docker
+
+    client = docker.from_env(timeout=60)
+    try:
+        for container in client.containers.list(
+            filters={"label": f"org.flocker.node={node['uuid']}"}
+        ):
+            try:
+                container.kill()
+            except docker.errors.APIError:
+                pass  # it stopped meanwhile
+    finally:
+        client.close()
+
+
+def stop_node(
+    directory: str, number: int, kill: bool = False, power_cut: bool = False
+) -> dict[str, Any]:
     """
     Stop node ``number``'s dataset and container agents (``kill``: SIGKILL
-    them, as a power cut would) and wait until they are gone; the node.
+    them) and wait until they are gone; ``power_cut``: SIGKILL them and the
+    node's containers, and drop the node's packets, as if the machine lost
+    power.  The node.
     """
     cluster = load(directory)
     node = _numbered_node(cluster, number)
-    stop_node_agents(node, signal.SIGKILL if kill else None)
+    if power_cut:
+        cut_packets(cluster, node)
+    stop_node_agents(node, signal.SIGKILL if kill or power_cut else None)
+    if power_cut:
+        kill_containers(node)
     _wait(
         lambda: not any(_alive(pid) for pid in node.get("pids", {}).values()),
         15,
@@ -464,13 +564,23 @@ def stop_node(directory: str, number: int, kill: bool = False) -> dict[str, Any]
     return node
 
 
+def cut_node(directory: str, number: int) -> dict[str, Any]:
+    """Partition node ``number``: drop its packets, leave its processes be."""
+    cluster = load(directory)
+    node = _numbered_node(cluster, number)
+    cut_packets(cluster, node)
+    return node
+
+
 def start_node(directory: str, number: int) -> dict[str, Any]:
     """
-    Start node ``number``'s agents that are not running (those that run are
-    left alone: two dataset agents must never share a pool); the node.
+    Bring node ``number`` back: remove the rules cutting it off, and start
+    its agents that are not running (those that run are left alone: two
+    dataset agents must never share a pool); the node.
     """
     cluster = load(directory)
     node = _numbered_node(cluster, number)
+    mend_packets(cluster, node)
     for kind in AGENT_KINDS:
         if not _alive(node.get("pids", {}).get(kind, 0)):
             start_node_agents_kind(cluster, node, kind)
@@ -523,6 +633,7 @@ def down(directory: str) -> None:
             shutil.rmtree(directory, ignore_errors=True)
         return
     for node in cluster["nodes"]:
+        mend_packets(cluster, node)
         stop_node_agents(node)
     _stop(cluster["control"].get("pid"))
     _stop_strays(directory)
@@ -593,6 +704,19 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--nodes", type=int, default=2)
     start.add_argument("--dir", required=True)
     start.add_argument("--backend", choices=["zfs", "directory"], default="zfs")
+    start.add_argument(
+        "--network",
+        default=ROUTABLE_NETWORK,
+        help="node addresses are NETWORK11, NETWORK12, … (default: %(default)s)",
+    )
+    start.add_argument(
+        "--fence-after", type=float, help="the agents' fence-after, in seconds"
+    )
+    start.add_argument(
+        "--failover-after",
+        type=float,
+        help="the control service's --failover-after, in seconds",
+    )
     for name, text in (("status", "what runs"), ("down", "stop and remove everything")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--dir", required=True)
@@ -606,9 +730,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stop.add_argument("node", type=int, metavar="N", help="the node's number, from 1")
     stop.add_argument("--dir", required=True)
-    stop.add_argument(
+    how = stop.add_mutually_exclusive_group()
+    how.add_argument(
         "--kill", action="store_true", help="SIGKILL the agents instead of SIGTERM"
     )
+    how.add_argument(
+        "--power-cut",
+        action="store_true",
+        help="SIGKILL the agents and the node's containers and drop its packets",
+    )
+    cut = commands.add_parser(
+        "cut-node",
+        help="drop every packet to or from a node's address (a partition)",
+        description=(
+            "Partition node N: its agents and containers run on, but every "
+            "packet to or from its address on lo is dropped until start-node."
+        ),
+    )
+    cut.add_argument("node", type=int, metavar="N", help="the node's number, from 1")
+    cut.add_argument("--dir", required=True)
     again = commands.add_parser(
         "start-node",
         help="start a stopped node's dataset and container agents again",
@@ -620,19 +760,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``admin/lab``: up, status, down, stop-node or start-node."""
+    """``admin/lab``: up, status, down, stop-node, cut-node or start-node."""
     options = build_parser().parse_args(argv)
     try:
         if options.command == "up":
-            cluster = up(options.dir, options.nodes, options.backend)
+            cluster = up(
+                options.dir,
+                options.nodes,
+                options.backend,
+                network=options.network,
+                fence_after=options.fence_after,
+                failover_after=options.failover_after,
+            )
             print(f"local cluster up: {len(cluster['nodes'])} nodes, API {cluster['control']['api_url']}")
             print(f"cluster file: {os.path.join(cluster['dir'], CLUSTER_FILE)}")
         elif options.command == "status":
             print("\n".join(status(options.dir)))
         elif options.command == "stop-node":
-            node = stop_node(options.dir, options.node, options.kill)
-            how = "killed (SIGKILL)" if options.kill else "stopped"
-            print(f"node {options.node} ({node['address']}): dataset and container agents {how}")
+            node = stop_node(options.dir, options.node, options.kill, options.power_cut)
+            if options.power_cut:
+                print(
+                    f"node {options.node} ({node['address']}): power cut (agents "
+                    "and containers SIGKILLed, its packets dropped)"
+                )
+            else:
+                how = "killed (SIGKILL)" if options.kill else "stopped"
+                print(f"node {options.node} ({node['address']}): dataset and container agents {how}")
+        elif options.command == "cut-node":
+            node = cut_node(options.dir, options.node)
+            print(f"node {options.node} ({node['address']}): cut off (its packets dropped)")
         elif options.command == "start-node":
             node = start_node(options.dir, options.node)
             pids = ", ".join(f"{kind} {pid}" for kind, pid in node["pids"].items())

@@ -1,10 +1,12 @@
 """
 Tests for the local cluster (``flocker.testtools.lab``): node addresses,
-and ``stop-node`` and ``start-node`` on one node's agents.
+``stop-node``, ``cut-node`` and ``start-node`` on one node's agents and
+packets.
 """
 
 import os
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -192,12 +194,85 @@ def test_help_lists_node_commands(capsys):
         lab.main(["--help"])
     assert exited.value.code == 0
     text = capsys.readouterr().out
-    assert "stop-node" in text and "start-node" in text
+    assert "stop-node" in text and "start-node" in text and "cut-node" in text
     with pytest.raises(SystemExit):
         lab.main(["stop-node", "--help"])
     text = capsys.readouterr().out
-    assert "usage: admin/lab stop-node [-h] --dir DIR [--kill] N" in text
+    assert "usage: admin/lab stop-node [-h] --dir DIR [--kill | --power-cut] N" in text
     assert "SIGKILL" in text
     with pytest.raises(SystemExit):
         lab.main(["start-node", "--help"])
     assert "usage: admin/lab start-node [-h] --dir DIR N" in capsys.readouterr().out
+
+
+# -- cut-node, power cuts and start-node ---------------------------------------
+
+
+def answers(address: str, port: int) -> bool:
+    """Whether a TCP connection to ``address:port`` opens within a second."""
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def listening(cluster):
+    """
+    Node 1 of ``cluster`` on an address of its own (198.19.250.11, so no
+    other local cluster's node is cut with it), with a listener there;
+    its port.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("adding addresses and iptables rules needs root")
+    address = lab.node_addresses(1, "198.19.250.")[0]
+    assert address == "198.19.250.11"
+    cluster["nodes"][0]["address"] = address
+    lab.save(cluster)
+    with socket.socket() as server:
+        server.bind((address, 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+    data = lab.load(cluster["dir"])
+    lab.mend_packets(data, data["nodes"][0])
+
+
+@pytest.mark.functional
+def test_cut_node_drops_its_packets_until_start_node(cluster, tmp_path, listening, capsys):
+    """
+    ``cut-node 1`` drops every packet to node 1's address (its agents run
+    on); ``start-node 1`` removes exactly those rules and the address
+    answers again.
+    """
+    address = cluster["nodes"][0]["address"]
+    assert answers(address, listening)
+    assert lab.main(["cut-node", "1", "--dir", str(tmp_path)]) == 0
+    assert "cut off" in capsys.readouterr().out
+    assert running(tmp_path, 1) == {"dataset": True, "container": True}
+    assert not answers(address, listening)
+    assert lab.load(str(tmp_path))["nodes"][0]["cut"] is True
+    assert lab.main(["start-node", "1", "--dir", str(tmp_path)]) == 0
+    assert answers(address, listening)
+    rules = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True).stdout
+    assert address not in rules
+
+
+@pytest.mark.functional
+def test_power_cut_kills_agents_and_cuts_packets(cluster, tmp_path, listening, capsys, monkeypatch):
+    """
+    ``stop-node 1 --power-cut`` SIGKILLs node 1's agents, kills its
+    containers and drops its packets; node 2 is untouched.
+    """
+    killed = []
+    monkeypatch.setattr(lab, "kill_containers", lambda node: killed.append(node["uuid"]))
+    address = cluster["nodes"][0]["address"]
+    assert lab.main(["stop-node", "1", "--dir", str(tmp_path), "--power-cut"]) == 0
+    assert "power cut" in capsys.readouterr().out
+    assert running(tmp_path, 1) == {"dataset": False, "container": False}
+    assert running(tmp_path, 2) == {"dataset": True, "container": True}
+    assert killed == [cluster["nodes"][0]["uuid"]]
+    assert not answers(address, listening)
+    data = lab.load(str(tmp_path))
+    lab.mend_packets(data, data["nodes"][0])
+    assert answers(address, listening)
