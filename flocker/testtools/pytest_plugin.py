@@ -145,21 +145,31 @@ def eliot_logger() -> Iterator[Any]:
     check_for_errors(logger)  # validates the messages, then the tracebacks
 
 
+#: The node addresses of the tests' local clusters (…11, …12, …).
+TEST_NETWORK = "198.18.1."
+
+
 @pytest.fixture
 def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
     """
     A factory of local clusters (``flocker.testtools.lab``), all stopped
     and removed after the test; each call returns the cluster dict.
+
+    Their nodes are on :data:`TEST_NETWORK`, not on the addresses the
+    quickstart's and the benchmarks' clusters use, so a test cutting its
+    node off with iptables cuts no other cluster's node.  Keyword
+    arguments go to `lab.up` (``fence_after``, ``failover_after``, …).
     """
     from . import lab
 
     require_zfs()
     made: list[str] = []
 
-    def make(nodes: int = 2, backend: str = "zfs") -> dict[str, Any]:
+    def make(nodes: int = 2, backend: str = "zfs", **options: Any) -> dict[str, Any]:
         directory = str(tmp_path_factory.mktemp("lab"))
         made.append(directory)
-        return lab.up(directory, nodes=nodes, backend=backend)
+        options.setdefault("network", TEST_NETWORK)
+        return lab.up(directory, nodes=nodes, backend=backend, **options)
 
     yield make
     for directory in made:
