@@ -1,6 +1,7 @@
 """The control service: desired configuration, cluster state, REST API, AMP."""
 
 from ._clusterstate import DEFAULT_STATE_EXPIRATION, ClusterStateService
+from ._failover import AutomaticFailover, FailoverPlan, plan_failovers
 from ._model import (
     KEEP,
     Application,
@@ -78,6 +79,9 @@ from ._state import (
 )
 
 __all__ = [
+    "AutomaticFailover",
+    "FailoverPlan",
+    "plan_failovers",
     "Environment",
     "EnvironmentAlreadyExists",
     "EnvironmentCopy",

@@ -24,7 +24,10 @@ go on serving its clients.  Whoever fails over must know the old primary is
 down; ``force`` is for when they do.
 
 The answer names the snapshot the new primary starts from and the data-loss
-window: how old that snapshot is.
+window: how old that snapshot is.  The configuration records that snapshot
+as each dataset's ``failover_snapshot``.  The old primary leaves the
+configuration and keeps its copy as diverged (an automatic failover,
+`flocker.control._failover`, keeps it as a standing replica instead).
 """
 
 from __future__ import annotations
@@ -106,9 +109,12 @@ async def failover_dataset(
         dataset, primary = deployment.get_dataset(dataset_id)
         if dataset.deleted:
             raise DatasetDeleted(dataset_id)
-        after, failed = deployment.failover_dataset(dataset_id, target)
+        _, failed = deployment.failover_dataset(dataset_id, target)
         snapshots = {d: _newest_snapshot(self, target, d) for d in failed}
         reason = _why_allowed(self, primary, force)
+        after, _ = deployment.failover_dataset(
+            dataset_id, target, snapshots={d: s.name for d, s in snapshots.items()}
+        )
         outcome.update(
             primary=primary,
             failed=failed,

@@ -117,3 +117,39 @@ COPY_PORT_MOVES_EXHAUSTED = MessageType(
     "A copy's application still cannot publish its ports after the most "
     "moves allowed; it waits for the user (or for the port to be freed).",
 )
+
+DATASETS = Field(
+    "datasets",
+    lambda ids: list(ids),
+    "The ids of every dataset failing over together (those of one application).",
+)
+SNAPSHOT = Field.for_types(
+    "snapshot", [str], "The snapshot the new primary of the dataset starts from."
+)
+PRIMARY = Field.for_types("primary", [str], "The node that is the dataset's primary.")
+SILENT_SINCE = Field.for_types(
+    "silent_since",
+    [float, int],
+    "When (POSIX time) the primary's dataset agent was last heard from, or "
+    "when the control service started if later.",
+)
+
+#: The control service promoted a replica because the primary went silent.
+AUTOMATIC_FAILOVER = ActionType(
+    "flocker:control:failover:automatic",
+    [DATASET_ID, DATASETS, FAILOVER_FROM, FAILOVER_TO, EPOCH, SNAPSHOT, REASON],
+    [GENERATION],
+    "A dataset with automatic failover (with the others of its application) "
+    "failed over to the live node holding the newest replica, because its "
+    "primary's dataset agent was silent for failover_after seconds; the old "
+    "primary stays a standing replica.",
+)
+
+#: A primary is silent but no replica can take over (logged once per silence).
+FAILOVER_WAITING = MessageType(
+    "flocker:control:failover:waiting",
+    [DATASET_ID, DATASETS, PRIMARY, SILENT_SINCE, REASON],
+    "A dataset with automatic failover has a silent primary, but no live node "
+    "holds a usable replica of all its application's datasets: nothing changes "
+    "until one does or the primary is heard from again.",
+)

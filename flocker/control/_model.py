@@ -30,7 +30,7 @@ subclass when the change makes no sense.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pyrsistent import (
@@ -725,20 +725,45 @@ class Deployment(PClass):
             )
         return result
 
+    def failover_group(self, dataset_id: str) -> list[str]:
+        """
+        The datasets that fail over together with this one, sorted: those
+        mounted by the application using it on its primary, or itself alone.
+
+        :raise UnknownDataset: no such dataset.
+        """
+        _, source = self.get_dataset(dataset_id)
+        app = self.get_node(source).application_using(dataset_id)
+        return sorted(v.dataset_id for v in app.volumes) if app else [dataset_id]
+
     def failover_dataset(
-        self, dataset_id: str, node_uuid: str
+        self,
+        dataset_id: str,
+        node_uuid: str,
+        *,
+        snapshots: Mapping[str, str] | None = None,
+        keep_source: bool = False,
     ) -> tuple[Deployment, list[str]]:
         """
         Promote a standing replica to primary: a failover.
 
         Every dataset mounted by the application that uses this one fails
-        over with it, to the same node, and the application moves there.
-        For each dataset the epoch goes up by one, the target's replica
-        becomes the primary, and the old primary's manifestation leaves the
-        configuration: its agent, seeing the newer epoch, stops exposing
-        its copy and keeps it as diverged.  The other standing replicas
-        stay.  Leases the old primary held on these datasets are released.
+        over with it, to the same node (`failover_group`), and the
+        application moves there.  For each dataset the epoch goes up by
+        one, its ``failover_snapshot`` becomes the snapshot the target's
+        copy starts from (from ``snapshots``; ``None`` if not given), and
+        the target's replica becomes the primary.  The old primary's
+        manifestation leaves the configuration (its agent, seeing the newer
+        epoch, stops exposing its copy and keeps it as diverged), unless
+        ``keep_source``: then it stays as a standing replica, so that its
+        agent sets its divergence aside and rejoins from
+        ``failover_snapshot`` (what an automatic failover does).  The other
+        standing replicas stay.  Leases the old primary held on these
+        datasets are released.
 
+        :param snapshots: dataset id → the newest snapshot the target
+            reported of it.
+        :param keep_source: keep the old primary as a standing replica.
         :return: the new configuration and the ids of the datasets failed
             over, sorted.
         :raise UnknownDataset: no such dataset.
@@ -750,7 +775,7 @@ class Deployment(PClass):
         if dataset.deleted:
             raise DatasetDeleted(dataset_id)
         app = self.get_node(source).application_using(dataset_id)
-        group = sorted(v.dataset_id for v in app.volumes) if app else [dataset_id]
+        group = self.failover_group(dataset_id)
         target = self.get_node(node_uuid)
         for member in group:  # the dataset is one of its group
             m = target.manifestations.get(member)
@@ -760,10 +785,17 @@ class Deployment(PClass):
         leases = result.leases
         for member in group:
             promoted, _ = result.get_dataset(member)
-            promoted = promoted.set(epoch=promoted.epoch + 1)
+            promoted = promoted.set(
+                epoch=promoted.epoch + 1,
+                failover_snapshot=(snapshots or {}).get(member),
+            )
             result = result._replace_dataset(promoted)
             old = result.get_node(source)
-            old = old.set(manifestations=old.manifestations.remove(member))
+            if keep_source:
+                kept = Manifestation(dataset=promoted, primary=False, standing=True)
+                old = old.set(manifestations=old.manifestations.set(member, kept))
+            else:
+                old = old.set(manifestations=old.manifestations.remove(member))
             new = result.get_node(node_uuid)
             new = new.set(
                 manifestations=new.manifestations.set(

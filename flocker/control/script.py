@@ -6,6 +6,7 @@ Usage::
     flocker-control [--data-path /var/lib/flocker] [--port 4523]
                     [--agent-port 4524] [--certificates-directory /etc/flocker]
                     [--log-dir /var/log/flocker] [--foreground]
+                    [--failover-after 20] [--fence-after 10]
 
 It loads the desired configuration from ``<data-path>/configuration.json``
 (refusing to start if that file is corrupt), then serves the REST API
@@ -14,6 +15,16 @@ It loads the desired configuration from ``<data-path>/configuration.json``
 ``cluster.crt`` and ``control-service.crt``/``.key`` as ``flocker-ca``
 makes them.  Logs are eliot JSON lines in ``<log-dir>/flocker-control.log``
 (and on standard output with ``--foreground``).  SIGTERM or SIGINT stop it.
+
+Datasets whose replication says ``failover: automatic`` fail over by
+themselves (`flocker.control._failover.AutomaticFailover`) once their
+primary's dataset agent has been silent for ``--failover-after`` seconds;
+the same silence lets a manual failover go ahead without ``force``.
+``--fence-after`` is the agents' own setting (they stop exposing their
+copies after that long without the control service): the control service
+refuses to start unless ``--failover-after`` is greater than
+``--fence-after`` plus `FENCE_MARGIN` seconds, so that a cut-off primary
+has fenced itself before a replica is promoted.
 
 Errors in the options, missing certificates or a corrupt configuration are
 one line on standard error and a non-zero exit status.
@@ -43,6 +54,7 @@ from flocker.ca import CertificateError, load_tls_files, server_context_factory
 from flocker.common import start_daemon_logging
 
 from ._clusterstate import DEFAULT_STATE_EXPIRATION, ClusterStateService
+from ._failover import AutomaticFailover
 from ._persistence import (
     ConfigurationCorrupt,
     ConfigurationService,
@@ -54,6 +66,8 @@ from .httpapi import DEFAULT_FAILOVER_AFTER, create_api_service
 __all__ = [
     "AGENT_PORT",
     "API_PORT",
+    "DEFAULT_FENCE_AFTER",
+    "FENCE_MARGIN",
     "ControlOptions",
     "build_control_service",
     "main",
@@ -63,6 +77,13 @@ __all__ = [
 #: Default TCP ports of the REST API and the agent protocol.
 API_PORT = 4523
 AGENT_PORT = 4524
+
+#: The agents' default ``fence_after``: seconds without the control service
+#: after which a dataset agent stops exposing its copies.
+DEFAULT_FENCE_AFTER = 10.0
+
+#: Seconds by which ``failover_after`` must exceed the agents' ``fence_after``.
+FENCE_MARGIN = 5.0
 
 #: Exit statuses: a failure to start, and a malformed command line.
 EXIT_FAILURE = 1
@@ -92,7 +113,10 @@ class ControlOptions:
         ``{"api": N, "agent": M}`` once listening (useful with port 0).
     :ivar state_expiration: seconds of silence before a node's state is dropped.
     :ivar failover_after: seconds a primary's dataset agent must have been
-        silent before a failover is allowed without ``force``.
+        silent before a failover is allowed without ``force``, and before a
+        dataset with automatic failover fails over.
+    :ivar fence_after: the agents' ``fence_after`` setting; ``failover_after``
+        must exceed it by more than `FENCE_MARGIN`.
     """
 
     data_path: Path = Path("/var/lib/flocker")
@@ -105,6 +129,7 @@ class ControlOptions:
     ports_file: Path | None = None
     state_expiration: float = DEFAULT_STATE_EXPIRATION
     failover_after: float = DEFAULT_FAILOVER_AFTER
+    fence_after: float = DEFAULT_FENCE_AFTER
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,7 +225,17 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         default=defaults.failover_after,
         help="seconds a primary's dataset agent must have been silent before a "
-        "failover is allowed without force (default: %(default)s)",
+        "failover is allowed without force, and before datasets with automatic "
+        "failover fail over (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fence-after",
+        metavar="SECONDS",
+        type=_positive,
+        default=defaults.fence_after,
+        help="the dataset agents' --fence-after: seconds without the control "
+        "service after which they stop exposing their copies; --failover-after "
+        f"must exceed it by more than {FENCE_MARGIN:g} (default: %(default)s)",
     )
     return parser
 
@@ -212,6 +247,13 @@ def parse_options(argv: Sequence[str]) -> ControlOptions:
     :raise UsageError: the command line is wrong.
     """
     namespace = _parser().parse_args(list(argv))
+    if not namespace.failover_after > namespace.fence_after + FENCE_MARGIN:
+        raise UsageError(
+            f"--failover-after ({namespace.failover_after:g} s) must be greater than "
+            f"--fence-after ({namespace.fence_after:g} s) plus {FENCE_MARGIN:g}: a "
+            "primary cut off from the control service must have fenced itself "
+            "before a replica is promoted"
+        )
     log_dir = namespace.log_dir
     if log_dir is None and not namespace.foreground:
         log_dir = ControlOptions().log_dir
@@ -226,6 +268,7 @@ def parse_options(argv: Sequence[str]) -> ControlOptions:
         ports_file=namespace.ports_file,
         state_expiration=namespace.state_expiration,
         failover_after=namespace.failover_after,
+        fence_after=namespace.fence_after,
     )
 
 
@@ -235,8 +278,8 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
 
     The result's ``configuration_service`` must be loaded (``await
     service.configuration_service.load()``) before it is started.  Its
-    children are named ``"agents"`` (the `ControlAMPService`) and ``"api"``
-    (the REST API service).
+    children are named ``"agents"`` (the `ControlAMPService`), ``"api"``
+    (the REST API service) and ``"failover"`` (the `AutomaticFailover`).
 
     :raise CertificateError: the certificates are missing or unusable.
     """
@@ -272,6 +315,11 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     )
     api.setName("api")
     api.setServiceParent(service)
+    failover = AutomaticFailover(
+        reactor, configuration_service, cluster_state_service, options.failover_after
+    )
+    failover.setName("failover")
+    failover.setServiceParent(service)
     service.configuration_service = configuration_service  # type: ignore[attr-defined]
     service.cluster_state_service = cluster_state_service  # type: ignore[attr-defined]
     return service
