@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.internet import reactor
@@ -12,11 +13,12 @@ from flocker.ca.testtools import (
     TestClusterCredentials,
     cluster_credentials,  # noqa: F401 (fixture)
 )
-from flocker.control import ClusterStateService, ConfigurationService
+from flocker.control import AutomaticFailover, ClusterStateService, ConfigurationService
 from flocker.control._protocol import ControlAMPService
 from flocker.control.script import (
     AGENT_PORT,
     API_PORT,
+    FENCE_MARGIN,
     ControlOptions,
     UsageError,
     build_control_service,
@@ -33,6 +35,7 @@ def test_defaults() -> None:
     assert options.certificates_directory == Path("/etc/flocker")
     assert options.log_dir == Path("/var/log/flocker")
     assert options.failover_after == 20.0
+    assert options.fence_after == 10.0
 
 
 def test_all_options() -> None:
@@ -49,6 +52,7 @@ def test_all_options() -> None:
             "--ports-file=/p.json",
             "--state-expiration=30",
             "--failover-after=45",
+            "--fence-after=30",
         ]
     )
     assert options == ControlOptions(
@@ -62,6 +66,7 @@ def test_all_options() -> None:
         ports_file=Path("/p.json"),
         state_expiration=30.0,
         failover_after=45.0,
+        fence_after=30.0,
     )
 
 
@@ -79,6 +84,7 @@ def test_foreground_without_log_dir_writes_no_file() -> None:
         (["--state-expiration", "0"], "must be positive"),
         (["--state-expiration", "soon"], "not a number"),
         (["--failover-after", "-5"], "must be positive"),
+        (["--fence-after", "0"], "must be positive"),
         (["--bogus"], "unrecognized arguments"),
         (["extra"], "unrecognized arguments"),
     ],
@@ -132,3 +138,64 @@ def test_build_without_certificates(tmp_path: Path) -> None:
     options = ControlOptions(certificates_directory=tmp_path)
     with pytest.raises(CertificateError, match="cluster.crt"):
         build_control_service(reactor, options)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--failover-after", "15"],
+        ["--failover-after", "14"],
+        ["--fence-after", "15"],
+        ["--failover-after", "30", "--fence-after", "25"],
+    ],
+)
+def test_failover_after_must_exceed_fence_after(argv: list[str]) -> None:
+    """
+    A failover_after not greater than the agents' fence_after plus 5 is
+    refused: a cut-off primary could still be exposing its copy when a
+    replica is promoted.
+    """
+    with pytest.raises(UsageError, match="must be greater than --fence-after"):
+        parse_options(argv)
+
+
+def test_failover_after_just_above_fence_after_plus_margin() -> None:
+    """A failover_after above fence_after plus 5 is accepted, and so is the default."""
+    assert parse_options(["--failover-after", "15.5"]).failover_after == 15.5
+    defaults = ControlOptions()
+    assert defaults.failover_after > defaults.fence_after + FENCE_MARGIN
+
+
+def test_main_refuses_failover_after_too_short() -> None:
+    """flocker-control exits non-zero with one line naming both settings."""
+    from io import StringIO
+
+    from flocker.control.script import EXIT_USAGE, main
+
+    err = StringIO()
+    d = main(reactor, ["--failover-after", "12"], stdout=StringIO(), stderr=err)
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    (failure,) = failures
+    assert failure.value.code == EXIT_USAGE
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1
+    assert "--failover-after (12 s)" in lines[0] and "--fence-after (10 s)" in lines[0]
+
+
+def test_build_wires_automatic_failover(
+    cluster_credentials: TestClusterCredentials,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The service tree has the automatic failover, over the shared services."""
+    options = ControlOptions(
+        data_path=tmp_path / "data",
+        certificates_directory=cluster_credentials.control_directory,
+        failover_after=33.0,
+    )
+    service = build_control_service(reactor, options)
+    failover = service.getServiceNamed("failover")
+    assert isinstance(failover, AutomaticFailover)
+    assert failover.failover_after == 33.0
+    assert failover.configuration_service is service.configuration_service  # type: ignore[attr-defined]
+    assert failover.cluster_state_service is service.cluster_state_service  # type: ignore[attr-defined]
