@@ -11,7 +11,13 @@ from eliot import ActionType
 from eliot.twisted import DeferredContext
 from twisted.internet.defer import Deferred
 
-from ._interface import InvalidBase, InvalidName, SnapshotInfo, UnknownSnapshot
+from ._interface import (
+    InvalidBase,
+    InvalidName,
+    SnapshotExists,
+    SnapshotInfo,
+    UnknownSnapshot,
+)
 
 T = TypeVar("T")
 
@@ -93,6 +99,32 @@ def check_send_arguments(dataset_id: object, snapshot: object, base: object) -> 
     if base is not None:
         check_snapshot_name(base)
     return key
+
+
+def check_set_aside_arguments(dataset_id: object, name: object, base: object) -> str:
+    """Check the arguments of ``set_aside``; the canonical dataset id."""
+    key = check_dataset_id(dataset_id)
+    check_snapshot_name(name)
+    check_snapshot_name(base)
+    return key
+
+
+def check_set_aside(
+    dataset_id: str, snapshots: list[str], set_aside: list[str], name: str, base: str
+) -> int:
+    """
+    The one check of ``set_aside`` every backend makes before changing
+    anything: ``base`` must be one of the dataset's ``snapshots`` (else
+    :class:`UnknownSnapshot`) and ``name`` neither a snapshot nor one of its
+    ``set_aside`` snapshots (else :class:`SnapshotExists`).
+
+    :return: The position of ``base`` in ``snapshots``.
+    """
+    if base not in snapshots:
+        raise UnknownSnapshot(dataset_id, base)
+    if name in snapshots or name in set_aside:
+        raise SnapshotExists(dataset_id, name)
+    return snapshots.index(base)
 
 
 def logged(

@@ -5,7 +5,22 @@ and their streams (a header line, a tar, a SHA-256 trailer).
 
 Each dataset is ``<root>/datasets/<id>/`` with a ``meta.json`` (maximum
 size, snapshots in order); temporary work happens in ``<root>/tmp/`` on the
-same filesystem so results appear with one ``rename``.  Small metadata files
+same filesystem so results appear with one ``rename``.
+
+Set-aside snapshots (:meth:`FileStore.set_aside`) live apart from the
+dataset's directory, in ``<root>/set_aside/<id>/<name>/``: a ``meta.json``
+(name, creation time), ``current`` (the contents set aside: a tree or an
+image, with the backend's snapshot suffix) and ``snapshots/`` (the copies
+of the snapshots after the base that the dataset gave up).  Being apart,
+they need no care from receives (a replacing receive swaps only the
+dataset's directory); ``destroy`` removes them before the dataset.  Each
+one appears with a single ``rename`` from ``tmp/``, which is the commit:
+a crash before it leaves only ``tmp/`` garbage and the dataset as it was
+(the call can be repeated); a crash after it leaves the set-aside listed
+(a repeated call is :class:`SnapshotExists`: recognisably done) with the
+dataset possibly not yet back at its base, which the incremental receive
+from the base that follows puts right (it drops later snapshots and
+replaces the contents).  Small metadata files
 are read and written in a thread pool, bulk copies by ``cp``/``tar``
 commands, so the reactor thread never blocks on the disk.
 """
@@ -16,6 +31,7 @@ import ctypes
 import errno
 import json
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -26,7 +42,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from ..common import CommandResult, run_command
-from ._common import check_send_names, check_snapshot_name
+from ._common import check_send_names, check_set_aside, check_snapshot_name
 from ._interface import (
     BadStream,
     DatasetExists,
@@ -181,10 +197,96 @@ class FileStore:
             await self.remove(trash)
 
     async def remove_dataset(self, dataset_id: str) -> None:
-        """Move a dataset's directory into ``tmp/`` at once, then delete it."""
+        """
+        Delete a dataset's set-aside snapshots, then move its directory
+        into ``tmp/`` at once and delete it.
+        """
+        await self.remove(self._set_aside_dir(dataset_id))
         trash = self.temporary_dir()
         await self.rename(self.dataset_dir(dataset_id), trash)
         await self.remove(trash)
+
+    # -- set-aside snapshots -------------------------------------------------
+
+    def _set_aside_dir(self, dataset_id: str, name: str | None = None) -> str:
+        """Where a dataset's set-aside snapshots (or the one ``name``) live."""
+        directory = os.path.join(self.root, "set_aside", dataset_id)
+        return directory if name is None else os.path.join(directory, name)
+
+    def set_aside_contents(self, dataset_id: str, name: str) -> str:
+        """Where the contents of the set-aside snapshot ``name`` are kept."""
+        return os.path.join(
+            self._set_aside_dir(dataset_id, name), "current" + self._snapshot_suffix
+        )
+
+    async def list_set_aside(self, dataset_id: str) -> list[SnapshotInfo]:
+        """A dataset's set-aside snapshots, oldest first, or UnknownDataset."""
+        await self.meta(dataset_id)
+        records = await self.in_thread(_read_set_aside, self._set_aside_dir(dataset_id))
+        return [
+            SnapshotInfo(name=r["name"], created=float(r["created"])) for r in records
+        ]
+
+    async def origin(self, dataset_id: str, name: str) -> str:
+        """
+        The copy a clone of ``name`` starts from: the snapshot's, else the
+        set-aside snapshot's contents; UnknownDataset / UnknownSnapshot.
+        """
+        check_snapshot_name(name)
+        meta = await self.meta(dataset_id)
+        if name in [s.name for s in snapshot_infos(meta)]:
+            return self.snapshot_path(dataset_id, name)
+        if name in [s.name for s in await self.list_set_aside(dataset_id)]:
+            return self.set_aside_contents(dataset_id, name)
+        raise UnknownSnapshot(dataset_id, name)
+
+    async def set_aside(
+        self,
+        dataset_id: str,
+        name: str,
+        base: str,
+        capture: Callable[[str], Awaitable[None]],
+        restore: Callable[[str], Awaitable[None]],
+    ) -> SnapshotInfo:
+        """
+        Set the dataset's contents aside as ``name`` and return it to its
+        snapshot ``base`` (see the module docstring for the steps).
+
+        :param capture: Copies the dataset's current contents to a new path.
+        :param restore: Makes the dataset's contents a copy of a snapshot's
+            (given by its path).
+        """
+        meta = await self.meta(dataset_id)
+        snapshots = snapshot_infos(meta)
+        index = check_set_aside(
+            dataset_id,
+            [s.name for s in snapshots],
+            [s.name for s in await self.list_set_aside(dataset_id)],
+            name,
+            base,
+        )
+        info = SnapshotInfo(name=name, created=time.time())
+        place = self._set_aside_dir(dataset_id, name)
+        await self.remove(place)  # not listed (no meta.json): an earlier crash's
+        work = self.temporary_dir()
+        try:
+            await self.makedirs(os.path.join(work, "snapshots"))
+            await capture(os.path.join(work, "current" + self._snapshot_suffix))
+            await self.in_thread(_write_json, work, snapshot_records([info])[0])
+            await self.makedirs(os.path.dirname(place))
+            await self.rename(work, place)  # the commit
+        finally:
+            await self.remove(work)
+        kept, later = snapshots[: index + 1], snapshots[index + 1 :]
+        meta["snapshots"] = snapshot_records(kept)
+        await self.write_meta(self.dataset_dir(dataset_id), meta)
+        for snapshot in later:
+            path = self.snapshot_path(dataset_id, snapshot.name)
+            if await self.in_thread(os.path.exists, path):
+                destination = os.path.join(place, "snapshots", os.path.basename(path))
+                await self.rename(path, destination)
+        await restore(self.snapshot_path(dataset_id, base))
+        return info
 
     async def infos(
         self, info: Callable[[str], Awaitable[DatasetInfo]]
@@ -330,6 +432,15 @@ def _write_json(directory: str, meta: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.rename(temporary, path)
+
+
+def _read_set_aside(directory: str) -> list[dict[str, Any]]:
+    """The records of the set-aside snapshots under ``directory``, oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    records = [_read_json(os.path.join(directory, name)) for name in os.listdir(directory)]
+    found = [r for r in records if r is not None]
+    return sorted(found, key=lambda r: (float(r["created"]), r["name"]))
 
 
 def _list_ids(directory: str) -> list[str]:

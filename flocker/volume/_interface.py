@@ -442,6 +442,10 @@ class IVolumeBackend(Interface):
         later receives, rollbacks and snapshot pruning, and goes only when
         the dataset is destroyed.
 
+        Where ``clones_depend_on_origin``, a clone of a set-aside snapshot
+        depends on the dataset: :meth:`destroy` fails with
+        :class:`DependentClones` until the clone is gone.
+
         :return: The set-aside :class:`SnapshotInfo`; fails, changing
             nothing, with :class:`UnknownDataset`, :class:`UnknownSnapshot`
             (no snapshot ``base``), :class:`SnapshotExists` (``name`` is a
@@ -459,14 +463,20 @@ class IVolumeBackend(Interface):
         Destroy one snapshot; the dataset's contents are unchanged.
 
         Idempotent: an unknown snapshot or dataset is not an error.  Fails
-        with :class:`DependentClones` if a clone depends on it.
+        with :class:`DependentClones` if a clone depends on it.  The
+        dataset's own set-aside snapshots are not clones: a snapshot they
+        still need (the ``base`` of a :meth:`set_aside`, where
+        ``clones_depend_on_origin``) is no longer listed and its blocks are
+        kept until the dataset is destroyed.
         """
 
     def clone(
         dataset_id: str, snapshot: str, new_dataset_id: str
     ) -> Deferred[DatasetInfo]:
         """
-        Create a new dataset whose contents are those of a snapshot.
+        Create a new dataset whose contents are those of a snapshot, or of
+        a set-aside snapshot (see :meth:`set_aside`; a snapshot of that name
+        comes first) — how an operator looks at what was set aside.
 
         The clone is independent: writes to either do not show in the
         other.  It is writable (even if the origin is read-only), has no

@@ -52,6 +52,14 @@ ROLLBACK = _action(
 DESTROY_SNAPSHOT = _action(
     "destroy_snapshot", [DATASET_ID, SNAPSHOT], "A snapshot is destroyed."
 )
+SET_ASIDE = _action(
+    "set_aside",
+    [DATASET_ID, SNAPSHOT, BASE],
+    "A dataset's contents are set aside and it returns to a snapshot.",
+)
+LIST_SET_ASIDE = _action(
+    "list_set_aside", [DATASET_ID], "A dataset's set-aside snapshots are listed."
+)
 CLONE = _action(
     "clone", [DATASET_ID, SNAPSHOT, NEW_DATASET_ID], "A snapshot is cloned."
 )

@@ -44,6 +44,7 @@ from ._common import (
     check_read_only,
     check_receive_arguments,
     check_send_arguments,
+    check_set_aside_arguments,
     check_snapshot_name,
     logged_operation,
 )
@@ -73,10 +74,12 @@ from ._logging import (
     DESTROY_SNAPSHOT,
     GET,
     LIST_DATASETS,
+    LIST_SET_ASIDE,
     LIST_SNAPSHOTS,
     RECEIVE,
     ROLLBACK,
     SEND,
+    SET_ASIDE,
     SET_MAXIMUM_SIZE,
     SET_READ_ONLY,
     SNAPSHOT_ACTION,
@@ -339,6 +342,31 @@ class DirectoryVolumeBackend:
             ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
+    def set_aside(self, dataset_id: str, name: str, base: str) -> Deferred[SnapshotInfo]:
+        """See :meth:`IVolumeBackend.set_aside` and :meth:`FileStore.set_aside`."""
+
+        async def run() -> SnapshotInfo:
+            key = check_set_aside_arguments(dataset_id, name, base)
+            return await self._store.set_aside(
+                key,
+                name,
+                base,
+                capture=lambda path: self._copy(self._data(key), path),
+                restore=lambda snapshot: self._replace_contents(snapshot, self._data(key)),
+            )
+
+        return logged_operation(
+            SET_ASIDE, run, _KIND, dataset_id=dataset_id, snapshot=name, base=base
+        )
+
+    def list_set_aside(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """See :meth:`IVolumeBackend.list_set_aside`."""
+
+        async def run() -> list[SnapshotInfo]:
+            return await self._store.list_set_aside(check_dataset_id(dataset_id))
+
+        return logged_operation(LIST_SET_ASIDE, run, _KIND, dataset_id=dataset_id)
+
     def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
 
@@ -359,13 +387,11 @@ class DirectoryVolumeBackend:
         async def run() -> DatasetInfo:
             key = check_dataset_id(dataset_id)
             new_key = check_dataset_id(new_dataset_id)
-            await self._store.require_snapshot(key, snapshot)
+            origin = await self._store.origin(key, snapshot)
             if await self._store.exists(new_key):
                 raise DatasetExists(new_key)
             await self._new_dataset(
-                new_key,
-                self.capabilities.default_maximum_size,
-                self._store.snapshot_path(key, snapshot),
+                new_key, self.capabilities.default_maximum_size, origin
             )
             return await self._info(new_key)
 

@@ -62,6 +62,7 @@ from ._common import (
     check_read_only,
     check_receive_arguments,
     check_send_arguments,
+    check_set_aside_arguments,
     check_snapshot_name,
     logged_operation,
 )
@@ -93,10 +94,12 @@ from ._logging import (
     DESTROY_SNAPSHOT,
     GET,
     LIST_DATASETS,
+    LIST_SET_ASIDE,
     LIST_SNAPSHOTS,
     RECEIVE,
     ROLLBACK,
     SEND,
+    SET_ASIDE,
     SET_MAXIMUM_SIZE,
     SET_READ_ONLY,
     SNAPSHOT_ACTION,
@@ -475,16 +478,8 @@ class LoopbackVolumeBackend:
             meta = await self._store.meta(key)
             if name in [s.name for s in snapshot_infos(meta)]:
                 raise SnapshotExists(key, name)
-            await self._mount(key, _read_only(meta))
             info = SnapshotInfo(name=name, created=time.time())
-            mnt = self._mnt(key)
-            await self._run("fsfreeze", "-f", mnt)
-            try:
-                await self._copy_image(
-                    self._image(key), self._store.snapshot_path(key, name)
-                )
-            finally:
-                await self._run("fsfreeze", "-u", mnt)
+            await self._capture(key, self._store.snapshot_path(key, name))
             meta["snapshots"].append({"name": name, "created": info.created})
             await self._store.write_meta(self._dir(key), meta)
             return info
@@ -500,6 +495,19 @@ class LoopbackVolumeBackend:
             return snapshot_infos(await self._store.meta(check_dataset_id(dataset_id)))
 
         return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
+
+    async def _capture(self, key: str, destination: str) -> None:
+        """
+        Copy the dataset's image to ``destination`` while its filesystem is
+        frozen, so the copy is consistent (mounting it first if needed).
+        """
+        await self._mount(key, _read_only(await self._store.meta(key)))
+        mnt = self._mnt(key)
+        await self._run("fsfreeze", "-f", mnt)
+        try:
+            await self._copy_image(self._image(key), destination)
+        finally:
+            await self._run("fsfreeze", "-u", mnt)
 
     async def _put_image(self, key: str, image: str, read_only: bool) -> None:
         """Unmount, copy ``image`` over the dataset's image, mount (read-only?)."""
@@ -525,6 +533,32 @@ class LoopbackVolumeBackend:
             ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
+    def set_aside(self, dataset_id: str, name: str, base: str) -> Deferred[SnapshotInfo]:
+        """See :meth:`IVolumeBackend.set_aside` and :meth:`FileStore.set_aside`."""
+
+        async def run() -> SnapshotInfo:
+            key = check_set_aside_arguments(dataset_id, name, base)
+            read_only = _read_only(await self._store.meta(key))
+            return await self._store.set_aside(
+                key,
+                name,
+                base,
+                capture=lambda path: self._capture(key, path),
+                restore=lambda image: self._put_image(key, image, read_only),
+            )
+
+        return logged_operation(
+            SET_ASIDE, run, _KIND, dataset_id=dataset_id, snapshot=name, base=base
+        )
+
+    def list_set_aside(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """See :meth:`IVolumeBackend.list_set_aside`."""
+
+        async def run() -> list[SnapshotInfo]:
+            return await self._store.list_set_aside(check_dataset_id(dataset_id))
+
+        return logged_operation(LIST_SET_ASIDE, run, _KIND, dataset_id=dataset_id)
+
     def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
 
@@ -545,12 +579,10 @@ class LoopbackVolumeBackend:
         async def run() -> DatasetInfo:
             key = check_dataset_id(dataset_id)
             new_key = check_dataset_id(new_dataset_id)
-            await self._store.require_snapshot(key, snapshot)
+            origin = await self._store.origin(key, snapshot)
             if await self._store.exists(new_key):
                 raise DatasetExists(new_key)
-            await self._install(
-                new_key, self._store.snapshot_path(key, snapshot), [], copy_image=True
-            )
+            await self._install(new_key, origin, [], copy_image=True)
             return await self._info(new_key)
 
         return logged_operation(

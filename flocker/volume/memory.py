@@ -38,6 +38,8 @@ from ._common import (
     check_receive_arguments,
     check_send_arguments,
     check_send_names,
+    check_set_aside,
+    check_set_aside_arguments,
     check_snapshot_name,
     logged,
     logged_operation,
@@ -64,12 +66,14 @@ from ._logging import (
     DESTROY_SNAPSHOT,
     GET,
     LIST_DATASETS,
+    LIST_SET_ASIDE,
     LIST_SNAPSHOTS,
     RECEIVE,
     RECEIVE_ABORT,
     RECEIVE_FINISH,
     ROLLBACK,
     SEND,
+    SET_ASIDE,
     SET_MAXIMUM_SIZE,
     SET_READ_ONLY,
     SNAPSHOT_ACTION,
@@ -92,12 +96,16 @@ class _Snapshot:
 
 @attrs.define
 class _Dataset:
-    """One dataset's files, size limit, snapshots and read-only flag."""
+    """
+    One dataset's files, size limit, snapshots, read-only flag and
+    set-aside snapshots (which receives carry over).
+    """
 
     files: Files
     maximum_size: int | None
     snapshots: list[_Snapshot] = attrs.Factory(list)
     read_only: bool = False
+    set_aside: list[_Snapshot] = attrs.Factory(list)
 
     def snapshot(self, name: str) -> _Snapshot | None:
         """The snapshot called ``name``, if any."""
@@ -207,6 +215,14 @@ class MemoryVolumeBackend:
         if snapshot is None:
             raise UnknownSnapshot(dataset_id, name)
         return snapshot
+
+    def _origin(self, dataset_id: str, name: str) -> _Snapshot:
+        """The snapshot ``name``, else the set-aside snapshot ``name``."""
+        dataset = self._dataset(dataset_id)
+        for snapshot in [*dataset.snapshots, *dataset.set_aside]:
+            if snapshot.info.name == name:
+                return snapshot
+        raise UnknownSnapshot(dataset_id, name)
 
     def _info(self, dataset_id: str) -> DatasetInfo:
         dataset = self._dataset(dataset_id)
@@ -344,6 +360,46 @@ class MemoryVolumeBackend:
             ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
 
+    def set_aside(self, dataset_id: str, name: str, base: str) -> Deferred[SnapshotInfo]:
+        """See :meth:`IVolumeBackend.set_aside`."""
+
+        async def run() -> SnapshotInfo:
+            key = check_set_aside_arguments(dataset_id, name, base)
+            dataset = self._dataset(key)
+            index = check_set_aside(
+                key,
+                [s.info.name for s in dataset.snapshots],
+                [s.info.name for s in dataset.set_aside],
+                name,
+                base,
+            )
+            info = SnapshotInfo(name=name, created=float(self._now()))
+            dataset.set_aside.append(_Snapshot(info=info, files=dict(dataset.files)))
+            dataset.files = dict(dataset.snapshots[index].files)
+            del dataset.snapshots[index + 1 :]
+            return info
+
+        return logged_operation(
+            SET_ASIDE, run, _KIND, dataset_id=dataset_id, snapshot=name, base=base
+        )
+
+    def list_set_aside(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """See :meth:`IVolumeBackend.list_set_aside`."""
+
+        async def run() -> list[SnapshotInfo]:
+            dataset = self._dataset(check_dataset_id(dataset_id))
+            return [snapshot.info for snapshot in dataset.set_aside]
+
+        return logged_operation(LIST_SET_ASIDE, run, _KIND, dataset_id=dataset_id)
+
+    def read_set_aside(self, dataset_id: str, name: str) -> Files:
+        """A copy of the files of a dataset's set-aside snapshot ``name``."""
+        key = check_dataset_id(dataset_id)
+        for snapshot in self._dataset(key).set_aside:
+            if snapshot.info.name == name:
+                return dict(snapshot.files)
+        raise UnknownSnapshot(key, name)
+
     def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
 
@@ -368,7 +424,7 @@ class MemoryVolumeBackend:
             key = check_dataset_id(dataset_id)
             new_key = check_dataset_id(new_dataset_id)
             check_snapshot_name(snapshot)
-            origin = self._snapshot(key, snapshot)
+            origin = self._origin(key, snapshot)
             if new_key in self._datasets:
                 raise DatasetExists(new_key)
             self._datasets[new_key] = _Dataset(
@@ -476,6 +532,8 @@ class MemoryVolumeBackend:
             raise BadStream(f"unreadable stream: {error!r}") from None
         if document["base"] != base:
             raise BadStream(f"stream's base {document['base']!r} is not {base!r}")
+        previous = self._datasets.get(dataset_id)
+        set_aside = list(previous.set_aside) if previous is not None else []
         if base is None:
             if dataset_id in self._datasets and not replace:
                 raise BadStream(f"dataset {dataset_id} appeared meanwhile")
@@ -505,6 +563,7 @@ class MemoryVolumeBackend:
             maximum_size=maximum_size,
             snapshots=[*kept, snapshot],
             read_only=read_only,
+            set_aside=set_aside,
         )
 
 

@@ -316,14 +316,18 @@ def make_volume_backend_tests(
         it can use fixtures such as ``make_zfs_pool`` or ``tmp_path``);
         returns a :class:`VolumeHarness`.
     """
-    # Imported here: the read-only and replace tests use this module's helpers.
+    # Imported here: the partial contracts use this module's helpers.
     from ._read_only_contract import ReadOnlyContract
     from ._replace_contract import ReplaceContract
+    from ._set_aside_contract import SetAsideContract
 
-    class VolumeBackendTests(ReadOnlyContract, ReplaceContract):
+    class _CopyContracts(ReplaceContract, SetAsideContract):
+        """How copies of a dataset are replaced, or set their contents aside."""
+
+    class VolumeBackendTests(ReadOnlyContract, _CopyContracts):
         """
-        The IVolumeBackend contract (read-only datasets and replacing full
-        receives: the base classes).
+        The IVolumeBackend contract (read-only datasets, replacing full
+        receives and set-aside snapshots: the base classes).
         """
 
         @pytest_twisted.async_yield_fixture
