@@ -146,10 +146,10 @@ def _compare_copies(a: DatasetState, b: DatasetState) -> int:
 
 def _ranks(copies: dict[str, DatasetState]) -> dict[str, int]:
     """Node → rank of its copy (0 newest; copies as new share a rank)."""
-    ordered = sorted(
-        copies.items(),
-        key=functools.cmp_to_key(lambda x, y: _compare_copies(x[1], y[1])),
-    )
+    def compare(x: tuple[str, DatasetState], y: tuple[str, DatasetState]) -> int:
+        return _compare_copies(x[1], y[1])
+
+    ordered = sorted(copies.items(), key=functools.cmp_to_key(compare))
     ranks: dict[str, int] = {}
     rank = 0
     for i, (node, copy) in enumerate(ordered):

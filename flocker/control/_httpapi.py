@@ -413,7 +413,10 @@ class ConfigurationAPIUserV1:
     async def list_datasets_state(self, request: Request) -> _Response:
         """
         The datasets nodes report having mounted, with the standing
-        replicas and diverged copies other nodes report holding.
+        replicas and diverged copies other nodes report holding.  A
+        primary's copy whose node fenced itself (it lost the control
+        service: the copy is not exposed) is listed too, with ``fenced``
+        and without ``path`` unless the node still reports one.
         """
         state = self.cluster_state_service.as_deployment_state()
         now = self.clock.seconds()
@@ -423,13 +426,14 @@ class ConfigurationAPIUserV1:
         for uuid, node in state.nodes.items():
             for ds in (node.datasets or {}).values():
                 epoch = epochs.get(ds.dataset_id, 0)
-                if ds.path is None or superseded(ds, epoch):
+                fenced = ds.role == "fenced"
+                if (ds.path is None and not fenced) or superseded(ds, epoch):
                     continue
-                entry: dict[str, Any] = {
-                    "dataset_id": ds.dataset_id,
-                    "primary": uuid,
-                    "path": ds.path,
-                }
+                entry: dict[str, Any] = {"dataset_id": ds.dataset_id, "primary": uuid}
+                if ds.path is not None:
+                    entry["path"] = ds.path
+                if fenced:
+                    entry["fenced"] = True
                 if ds.maximum_size is not None:
                     entry["maximum_size"] = ds.maximum_size
                 if ds.rolled_back is not None:
@@ -447,13 +451,22 @@ class ConfigurationAPIUserV1:
 
     @_operation("list_nodes")
     async def list_nodes(self, request: Request) -> _Response:
-        """The nodes that reported their state."""
+        """
+        The nodes that reported their state; ``fenced`` lists the datasets
+        whose copies a node reports fenced (present only when there is one).
+        """
         state = self.cluster_state_service.as_deployment_state()
         body = []
         for uuid in sorted(state.nodes):
-            entry = {"uuid": uuid}
-            if state.nodes[uuid].hostname is not None:
-                entry["host"] = state.nodes[uuid].hostname
+            node = state.nodes[uuid]
+            entry: dict[str, Any] = {"uuid": uuid}
+            if node.hostname is not None:
+                entry["host"] = node.hostname
+            fenced = sorted(
+                k for k, ds in (node.datasets or {}).items() if ds.role == "fenced"
+            )
+            if fenced:
+                entry["fenced"] = fenced
             body.append(entry)
         return _Response(200, body)
 

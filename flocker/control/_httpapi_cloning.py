@@ -37,7 +37,7 @@ from ._cloning import (
 )
 from ._environments import Environment, EnvironmentCopy
 from ._httpapi import ConfigurationAPIUserV1, _operation, _Response
-from ._httpjson import APIError, check_uuid, dataset_json
+from ._httpjson import APIError, check_uuid, dataset_json, set_aside_json
 from ._model import Dataset, DatasetDeleted, Deployment, Origin, RollbackRequest
 from ._protocol import AgentUnavailable
 
@@ -120,10 +120,23 @@ def _check_user_name(name: str) -> str:
 async def list_snapshots(
     self: ConfigurationAPIUserV1, request: Request, dataset_id: str
 ) -> _Response:
-    """The dataset's snapshots, as its primary has them now."""
+    """
+    The dataset's snapshots, as its primary has them now, then the
+    snapshots other copies set aside (``flocker-diverged-<epoch>-<ns>``:
+    what a former primary held when a failover superseded it, kept when it
+    rejoined), as their nodes last reported them, each with ``node_uuid``
+    and ``set_aside``.
+    """
     dataset_id = check_uuid(dataset_id, "dataset_id")
     result = await _on_primary(self, dataset_id, "list")
-    return _Response(200, result["snapshots"])
+    state = self.cluster_state_service.as_deployment_state()
+    set_aside = [
+        {"node_uuid": node_uuid, "set_aside": True, **snapshot}
+        for ds, node_uuid in state.all_datasets()
+        if ds.dataset_id == dataset_id
+        for snapshot in set_aside_json(ds)
+    ]
+    return _Response(200, [*result["snapshots"], *set_aside])
 
 
 @_operation("create_snapshot")

@@ -32,6 +32,7 @@ from ._state import DeploymentState
 
 __all__ = [
     "APIError",
+    "set_aside_json",
     "application_from",
     "check_uuid",
     "container_json",
@@ -99,7 +100,8 @@ def dataset_json(
     dataset uses replication (it has standing replicas, settings other than
     the defaults or an epoch above 0), so datasets that do not answer
     exactly as in the original Flocker API, whose clients' schemas lack
-    these keys.
+    these keys.  ``failover_snapshot`` (the snapshot the primary started
+    from at the last failover) is there only after a failover recorded one.
     """
     result: dict[str, Any] = {
         "dataset_id": dataset.dataset_id,
@@ -121,6 +123,8 @@ def dataset_json(
             "failover": dataset.replication.failover,
         }
         result["epoch"] = dataset.epoch
+        if dataset.failover_snapshot is not None:
+            result["failover_snapshot"] = dataset.failover_snapshot
     return result
 
 
@@ -132,6 +136,11 @@ def superseded(ds: Any, epoch: int) -> bool:
     the dataset's primary.
     """
     return ds.epoch is not None and ds.epoch < epoch
+
+
+def set_aside_json(ds: Any) -> list[dict[str, Any]]:
+    """A copy's set-aside snapshots (kept when it rejoined after diverging)."""
+    return [{"name": s.name, "created": s.created} for s in ds.set_aside]
 
 
 def copies_json(
@@ -149,8 +158,12 @@ def copies_json(
     diverged, and superseded primaries whose nodes have not yet heard of
     the failover).  Only the nodes configured to hold standing replicas
     (``standing``) are listed as replicas: a move's destination receiving
-    its first rounds, or a removed replica's leftover, is none.  Keys with
-    nothing to list are left out.
+    its first rounds, or a removed replica's leftover, is none.  A fenced
+    copy of an older epoch (a primary that fenced itself and was failed
+    over meanwhile) is listed as diverged.  A copy's ``set_aside``
+    snapshots (what it held when a failover superseded it, kept when it
+    rejoined) are listed with it when it has any.  Keys with nothing to
+    list are left out.
     """
     standing = set(standing)
     replicas = []
@@ -162,18 +175,28 @@ def copies_json(
         name = None if newest is None else newest.name
         if ds.role == "replica" and node_uuid in standing:
             created = None if newest is None else newest.created
-            replicas.append(
-                {
-                    "node_uuid": node_uuid,
-                    "last_snapshot": name,
-                    "replicated_at": created,
-                    "lag_seconds": None if created is None else max(0.0, now - created),
-                }
-            )
-        elif ds.role == "diverged" or (ds.path is not None and superseded(ds, epoch)):
-            diverged.append(
-                {"node_uuid": node_uuid, "epoch": ds.epoch, "last_snapshot": name}
-            )
+            replica: dict[str, Any] = {
+                "node_uuid": node_uuid,
+                "last_snapshot": name,
+                "replicated_at": created,
+                "lag_seconds": None if created is None else max(0.0, now - created),
+            }
+            if ds.set_aside:
+                replica["set_aside"] = set_aside_json(ds)
+            replicas.append(replica)
+        elif (
+            ds.role == "diverged"
+            or (ds.path is not None and superseded(ds, epoch))
+            or (ds.role == "fenced" and superseded(ds, epoch))
+        ):
+            copy: dict[str, Any] = {
+                "node_uuid": node_uuid,
+                "epoch": ds.epoch,
+                "last_snapshot": name,
+            }
+            if ds.set_aside:
+                copy["set_aside"] = set_aside_json(ds)
+            diverged.append(copy)
     result: dict[str, Any] = {}
     if replicas:
         result["replicas"] = replicas
