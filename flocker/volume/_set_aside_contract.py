@@ -30,7 +30,17 @@ from ._interface import (
     UnknownDataset,
     UnknownSnapshot,
 )
-from .testtools import ID1, ID2, UNKNOWN, Files, VolumeHarness, _fails, _names, feed, stream_bytes
+from .testtools import (
+    ID1,
+    ID2,
+    UNKNOWN,
+    Files,
+    VolumeHarness,
+    _fails,
+    _names,
+    feed,
+    stream_bytes,
+)
 
 ID3 = "4c1f0b3e-5a9d-4e7b-8f21-6d0a9c3b7e03"
 

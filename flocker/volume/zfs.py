@@ -104,6 +104,8 @@ from ._common import (
     check_receive_arguments,
     check_send_arguments,
     check_send_names,
+    check_set_aside,
+    check_set_aside_arguments,
     check_snapshot_name,
     logged_operation,
 )
@@ -130,10 +132,12 @@ from ._logging import (
     GET,
     LEFTOVER,
     LIST_DATASETS,
+    LIST_SET_ASIDE,
     LIST_SNAPSHOTS,
     RECEIVE,
     ROLLBACK,
     SEND,
+    SET_ASIDE,
     SET_MAXIMUM_SIZE,
     SET_READ_ONLY,
     SNAPSHOT_ACTION,
@@ -145,8 +149,17 @@ ID_PROPERTY = "org.flocker:dataset-id"
 TEMPORARY_PREFIX = "flocker-recv-"
 OLD_PREFIX = "flocker-old-"
 TARGET_PROPERTY = "org.flocker:receiving-into"
+#: ``<pool>/flocker-aside-<id>-<random>``: a hidden part of dataset ``<id>``.
+PART_PREFIX = "flocker-aside-"
+#: Snapshots whose names start with this are the backend's own, never listed
+#: (the interface's names cannot start with a dot).
+HIDDEN = "."
+#: ``<part>@.aside-<name>``: the set-aside snapshot ``<name>``.
+SET_ASIDE_PREFIX = ".aside-"
+#: ``<id>@.held-<random>``: a snapshot destroyed while a part needed it.
+HELD_PREFIX = ".held-"
 _KIND = "zfs"
-_PROPERTIES = f"mountpoint,mounted,referenced,refquota,readonly,{ID_PROPERTY}"
+_PROPERTIES = f"mountpoint,mounted,referenced,refquota,readonly,origin,{ID_PROPERTY}"
 
 
 def _busy(error: BaseException) -> bool:
@@ -156,6 +169,11 @@ def _busy(error: BaseException) -> bool:
 
 def _missing(error: CommandFailed) -> bool:
     return b"does not exist" in error.stderr or b"could not find" in error.stderr
+
+
+def _is_part(name: str) -> bool:
+    """Whether a filesystem is the hidden part of some dataset."""
+    return name.rsplit("/", 1)[-1].startswith(PART_PREFIX)
 
 
 def _rows(result: CommandResult) -> list[list[str]]:
@@ -186,6 +204,8 @@ class ZFSVolumeBackend:
         self.pool_name = pool_name
         #: Dataset ids a receive is in progress into (see `_receiving`).
         self._receiving_now: set[str] = set()
+        #: Dataset ids a `_detach` is under way on (not to be repaired).
+        self._detaching: set[str] = set()
         self.capabilities = Capabilities(
             constant_time_clone=True,
             incremental_send=True,
@@ -258,17 +278,19 @@ class ZFSVolumeBackend:
         await self._zfs("unmount", name, check=False)
         await self._retrying("destroy", "-r", name)
 
-    async def _rename(self, old: str, new: str) -> None:
+    async def _rename(self, old: str, new: str, mount: bool = True) -> None:
         """
-        Rename a filesystem.
+        Rename a filesystem, and mount it (unless not ``mount``: a hidden
+        part).
 
         zfs-fuse renames only unmounted filesystems whose snapshots have no
-        mounted clones, so those clones are unmounted meanwhile.
+        mounted clones, so those clones are unmounted meanwhile (hidden
+        parts never are mounted).
         """
         clones = [
             clone
             for clone, origin in (await self._origins()).items()
-            if origin.startswith(f"{old}@")
+            if origin.startswith(f"{old}@") and not _is_part(clone)
         ]
         for name in [*clones, old]:
             await self._zfs("unmount", name, check=False)
@@ -279,7 +301,121 @@ class ZFSVolumeBackend:
                 await self._mount(name, check=False)
             # A failed mount is not a failed rename; get() mounts it later.
             renamed = not await self._exists(old)
-            await self._mount(new if renamed else old, check=False)
+            if mount or not renamed:
+                await self._mount(new if renamed else old, check=False)
+
+    # -- hidden parts (set-aside snapshots) ----------------------------------
+
+    def _part_name(self, key: str) -> str:
+        return f"{self.pool_name}/{PART_PREFIX}{key}-{uuid.uuid4().hex[:12]}"
+
+    async def _parts(self, key: str) -> list[str]:
+        """The hidden parts of dataset ``key``."""
+        result = await self._zfs(
+            "list", "-H", "-r", "-t", "filesystem", "-o", "name", self.pool_name
+        )
+        prefix = f"{self.pool_name}/{PART_PREFIX}{key}-"
+        return [row[0] for row in _rows(result) if row[0].startswith(prefix)]
+
+    async def _list_set_aside(self, key: str) -> list[tuple[str, SnapshotInfo]]:
+        """``(full snapshot name, info)`` of each set-aside snapshot, oldest first."""
+        found = await self._snapshots_of(await self._parts(key))
+        marker = f"@{SET_ASIDE_PREFIX}"
+        return [
+            (s, SnapshotInfo(name=s.split(marker, 1)[1], created=created))
+            for s, _, created in found
+            if marker in s
+        ]
+
+    async def _detach(self, key: str, base: str) -> str:
+        """
+        Return the dataset to its snapshot ``base`` and keep everything
+        else in a new hidden part: rename the dataset to the part, clone
+        ``<part>@<base>`` back to the dataset's name and promote the clone,
+        which takes over the snapshots up to ``base`` (and their clones).
+        The part keeps the later snapshots, hidden ones included, and the
+        contents of the moment.  Any failure before the promote puts the
+        dataset back as it was (:meth:`_undo_detach`).
+
+        :return: The part's name.
+        """
+        name = self._name(key)
+        info = await self._info(key)
+        part = self._part_name(key)
+        await self._rename(name, part, mount=False)
+        try:
+            await self._zfs("set", "canmount=off", part)
+            options = ["-o", f"{ID_PROPERTY}={key}", "-o", f"refquota={info.maximum_size or 'none'}"]
+            if info.read_only:
+                options += ["-o", "readonly=on"]
+            await self._zfs("clone", *options, f"{part}@{base}", name)
+            await self._retrying("promote", name)
+        except BaseException:
+            await self._undo_detach(key, part)
+            raise
+        if info.read_only:  # zfs-fuse mounted the clone read-write
+            await self._retrying("unmount", name)
+            await self._mount(name, read_only=True)
+        return part
+
+    async def _undo_detach(self, key: str, part: str) -> None:
+        """
+        Put back the dataset that a :meth:`_detach` cut short (before its
+        promote) left as ``part``: a fresh clone of it that took the
+        dataset's name goes, and the part is renamed back.
+        """
+        name = self._name(key)
+        if (await self._origins()).get(name, "").startswith(f"{part}@"):
+            await self._destroy_name(name)
+        await self._rename(part, name, mount=False)
+        await self._zfs("inherit", "canmount", name)
+        await self._mount(name, check=False)
+
+    async def _repair(self, key: str) -> None:
+        """
+        Undo a :meth:`_detach` that a dead process cut short, so the
+        dataset is as before that ``set_aside`` (or ``rollback``), which
+        can then be repeated.  Such a detach left the dataset's name
+        missing, or held by an unpromoted clone of a part; a finished one
+        left the dataset as the origin of its parts.
+        """
+        if key in self._detaching:
+            return
+        parts = await self._parts(key)
+        if not parts:
+            return
+        name = self._name(key)
+        origins = await self._origins()
+        cut_short = [p for p in parts if origins.get(name, "").startswith(f"{p}@")]
+        if not cut_short and not await self._exists(name):
+            # The part that took the dataset's name is no clone of another part.
+            cut_short = [
+                p
+                for p in parts
+                if origins.get(p, "@").split("@", 1)[0] not in parts
+            ][:1]
+        for part in cut_short:
+            LEFTOVER.log(dataset_id=key, reason=f"undoing an interrupted set_aside: {part}")
+            await self._undo_detach(key, part)
+
+    async def _keep_pinned(self, key: str, old: str) -> None:
+        """
+        Dispose of ``old``, a copy of dataset ``key`` that was replaced or
+        rolled back past: destroyed, unless a hidden part still depends on
+        its snapshots; then it becomes a hidden part itself, keeping only
+        those snapshots.
+        """
+        if not await self._clones_of_dataset(old):
+            await self._destroy_name(old)
+            return
+        part = old if _is_part(old) else self._part_name(key)
+        if part != old:
+            await self._rename(old, part, mount=False)
+            await self._zfs("set", "canmount=off", part)
+        needed = set((await self._origins()).values())
+        for snapshot, _, _ in await self._snapshots_of([part]):
+            if snapshot not in needed:
+                await self._retrying("destroy", snapshot)
 
     async def _mount(
         self, name: str, check: bool = True, read_only: bool | None = None
@@ -334,12 +470,31 @@ class ZFSVolumeBackend:
         )
 
     async def _list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
+        """The dataset's snapshots, oldest first, without the hidden ones."""
         name = await self._require(dataset_id)
+        snapshots = [
+            (s.split("@", 1)[1], created) for s, _, created in await self._snapshots_of([name])
+        ]
+        return [
+            SnapshotInfo(name=s, created=created)
+            for s, created in snapshots
+            if not s.startswith(HIDDEN)
+        ]
+
+    async def _snapshots_of(self, filesystems: list[str]) -> list[tuple[str, int, float]]:
+        """
+        Every snapshot of the ``filesystems`` (hidden ones too), oldest
+        first: ``(filesystem@name, createtxg, creation)``.
+        """
+        if not filesystems:
+            return []
         result = await self._zfs(
-            "list", "-H", "-t", "snapshot", "-r", "-o", "name", name
+            "list", "-H", "-t", "snapshot", "-r", "-o", "name", *filesystems
         )
         snapshots = [
-            row[0] for row in _rows(result) if row[0].startswith(f"{name}@")
+            row[0]
+            for row in _rows(result)
+            if row[0].split("@", 1)[0] in filesystems
         ]
         if not snapshots:
             return []
@@ -351,9 +506,13 @@ class ZFSVolumeBackend:
             values.setdefault(snapshot, {})[prop] = int(value)
         ordered = sorted(snapshots, key=lambda s: values[s]["createtxg"])
         return [
-            SnapshotInfo(name=s.split("@", 1)[1], created=float(values[s]["creation"]))
-            for s in ordered
+            (s, values[s]["createtxg"], float(values[s]["creation"])) for s in ordered
         ]
+
+    async def _raw_names(self, dataset_id: str) -> list[str]:
+        """Every snapshot of the dataset, hidden ones too, oldest first."""
+        found = await self._snapshots_of([self._name(dataset_id)])
+        return [s.split("@", 1)[1] for s, _, _ in found]
 
     # -- IVolumeBackend ----------------------------------------------------
 
@@ -391,16 +550,35 @@ class ZFSVolumeBackend:
         async def run() -> None:
             key = check_dataset_id(dataset_id)
             name = self._name(key)
+            await self._repair(key)
             if not await self._exists(name):
                 return
+            family = [name, *await self._parts(key)]
+            origins = await self._origins()
+
+            def owner(origin: str) -> str:
+                return origin.split("@", 1)[0]
+
             clones = [
                 clone
-                for clone, origin in (await self._origins()).items()
-                if origin.startswith(f"{name}@")
+                for clone, origin in origins.items()
+                if owner(origin) in family and clone not in family
             ]
             if clones:
                 raise DependentClones(f"{key} has clones: {', '.join(clones)}")
-            await self._destroy_name(name)
+            # Parts first, each once nothing left depends on it; the dataset last.
+            left = family
+            while left:
+                leaves = [
+                    member
+                    for member in left
+                    if not any(
+                        owner(origins.get(other, "@")) == member for other in left
+                    )
+                ]
+                for member in leaves or left:
+                    await self._destroy_name(member)
+                left = [member for member in left if member not in (leaves or left)]
 
         return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
 
@@ -413,17 +591,16 @@ class ZFSVolumeBackend:
         return logged_operation(GET, run, _KIND, dataset_id=dataset_id)
 
     def list_datasets(self) -> Deferred[list[DatasetInfo]]:
-        """See :meth:`IVolumeBackend.list_datasets`."""
+        """
+        See :meth:`IVolumeBackend.list_datasets`; hidden parts are not
+        listed, and a ``set_aside`` a dead process cut short is undone
+        first (see the module docstring).
+        """
 
         async def run() -> list[DatasetInfo]:
-            result = await self._zfs(
-                "get", "-Hp", "-d", "1",
-                "-o", "name,property,value", _PROPERTIES, self.pool_name,
-            )  # fmt: skip
-            found: dict[str, dict[str, str]] = {}
-            for name, prop, value in _rows(result):
-                if "@" not in name:
-                    found.setdefault(name, {})[prop] = value
+            found = await self._top_level()
+            if await self._repair_found(found):
+                found = await self._top_level()
             infos = []
             prefix = f"{self.pool_name}/"
             for name, values in found.items():
@@ -434,6 +611,39 @@ class ZFSVolumeBackend:
             return sorted(infos, key=lambda info: info.dataset_id)
 
         return logged_operation(LIST_DATASETS, run, _KIND)
+
+    async def _top_level(self) -> dict[str, dict[str, str]]:
+        """The properties of every filesystem right under the pool, by name."""
+        result = await self._zfs(
+            "get", "-Hp", "-d", "1",
+            "-o", "name,property,value", _PROPERTIES, self.pool_name,
+        )  # fmt: skip
+        found: dict[str, dict[str, str]] = {}
+        for name, prop, value in _rows(result):
+            if "@" not in name:
+                found.setdefault(name, {})[prop] = value
+        return found
+
+    async def _repair_found(self, found: dict[str, dict[str, str]]) -> bool:
+        """
+        :meth:`_repair` the datasets whose parts show a detach cut short:
+        the dataset's name missing, or held by a clone of the part.
+        Nothing to do costs no command.
+
+        :return: Whether anything was repaired.
+        """
+        prefix = f"{self.pool_name}/{PART_PREFIX}"
+        keys = set()
+        for part in found:
+            if not part.startswith(prefix):
+                continue
+            key = part[len(prefix) :][:36]
+            values = found.get(self._name(key))
+            if values is None or values.get("origin", "").startswith(f"{part}@"):
+                keys.add(key)
+        for key in sorted(keys - self._detaching):
+            await self._repair(key)
+        return bool(keys - self._detaching)
 
     def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
@@ -534,19 +744,72 @@ class ZFSVolumeBackend:
 
         async def run() -> None:
             key = check_dataset_id(dataset_id)
+            await self._repair(key)
             full = await self._require_snapshot(key, name)
-            names = await self._snapshot_names(key)
+            names = await self._raw_names(key)
             later = [f"{self._name(key)}@{n}" for n in names[names.index(name) + 1 :]]
             clones = await self._clones_of(later)
-            if clones:
+            if any(not _is_part(clone) for clone in clones):
                 raise DependentClones(
                     f"later snapshots of {key} have clones: {', '.join(clones)}"
                 )
-            await self._retrying("rollback", "-r", full)
+            if not clones:
+                await self._retrying("rollback", "-r", full)
+                return
+            # Set-aside snapshots need later snapshots: those go to a part.
+            self._detaching.add(key)
+            try:
+                part = await self._detach(key, name)
+                await self._keep_pinned(key, part)
+            finally:
+                self._detaching.discard(key)
 
         return logged_operation(
             ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
         )
+
+    def set_aside(self, dataset_id: str, name: str, base: str) -> Deferred[SnapshotInfo]:
+        """See :meth:`IVolumeBackend.set_aside` and the module docstring."""
+
+        async def run() -> SnapshotInfo:
+            key = check_set_aside_arguments(dataset_id, name, base)
+            await self._repair(key)
+            full = await self._require(key)
+            check_set_aside(
+                key,
+                await self._snapshot_names(key),
+                [info.name for _, info in await self._list_set_aside(key)],
+                name,
+                base,
+            )
+            hidden = f"{full}@{SET_ASIDE_PREFIX}{name}"
+            if await self._exists(hidden):  # an interrupted call's, not yet detached
+                await self._retrying("destroy", hidden)
+            self._detaching.add(key)
+            try:
+                await self._zfs("snapshot", hidden)
+                await self._detach(key, base)
+            finally:
+                self._detaching.discard(key)
+            for _, info in await self._list_set_aside(key):
+                if info.name == name:
+                    return info
+            raise UnknownSnapshot(key, name)  # destroyed meanwhile
+
+        return logged_operation(
+            SET_ASIDE, run, _KIND, dataset_id=dataset_id, snapshot=name, base=base
+        )
+
+    def list_set_aside(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """See :meth:`IVolumeBackend.list_set_aside`."""
+
+        async def run() -> list[SnapshotInfo]:
+            key = check_dataset_id(dataset_id)
+            await self._repair(key)
+            await self._require(key)
+            return [info for _, info in await self._list_set_aside(key)]
+
+        return logged_operation(LIST_SET_ASIDE, run, _KIND, dataset_id=dataset_id)
 
     def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
@@ -558,8 +821,14 @@ class ZFSVolumeBackend:
             if not await self._exists(full):
                 return
             clones = await self._clones_of([full])
-            if clones:
+            if any(not _is_part(clone) for clone in clones):
                 raise DependentClones(f"{full} has clones: {', '.join(clones)}")
+            if clones:
+                # Only set-aside snapshots need it: it is no longer listed
+                # and goes with the dataset.
+                held = f"{self._name(key)}@{HELD_PREFIX}{uuid.uuid4().hex[:12]}"
+                await self._retrying("rename", full, held)
+                return
             await self._retrying("destroy", full)
 
         return logged_operation(
@@ -587,10 +856,14 @@ class ZFSVolumeBackend:
                     "clone", *options, f"{self._name(key)}@{snapshot}", new_name
                 )
             except CommandFailed:
-                await self._require_snapshot(key, snapshot)
                 if await self._exists(new_name):
                     raise DatasetExists(new_key) from None
-                raise
+                await self._require(key)
+                aside = [s for s, info in await self._list_set_aside(key) if info.name == snapshot]
+                if not aside:
+                    await self._require_snapshot(key, snapshot)
+                    raise
+                await self._zfs("clone", *options, aside[0], new_name)
             return await self._info(new_key)
 
         return logged_operation(
@@ -667,8 +940,9 @@ class ZFSVolumeBackend:
                 raise DatasetExists(key)
             if exists:
                 # Checked before anything moves: the old copy must be
-                # destroyed once the new one has its name.
-                clones = await self._clones_of_dataset(name)
+                # destroyed once the new one has its name (or, where set-aside
+                # snapshots need its snapshots, become a hidden part).
+                clones = [c for c in await self._clones_of_dataset(name) if not _is_part(c)]
                 if clones:
                     raise DependentClones(
                         f"{key} is not replaced: its snapshots have clones: "
@@ -746,13 +1020,14 @@ class ZFSVolumeBackend:
         return self._receiving(["-F", name], key, base, commit, discard)
 
     async def _receive_incremental(self, key: str, base: str) -> IStreamSink:
+        await self._repair(key)
         origin = await self._require_snapshot(key, base)
         name = self._name(key)
-        names = await self._snapshot_names(key)
+        names = await self._raw_names(key)  # a held snapshot may be the newest
         if names[-1] == base:
             return self._receive_in_place(key, base)
         later = [f"{name}@{n}" for n in names[names.index(base) + 1 :]]
-        clones = await self._clones_of(later)
+        clones = [c for c in await self._clones_of(later) if not _is_part(c)]
         if clones:
             raise DependentClones(
                 f"snapshots after {base!r} have clones: {', '.join(clones)}"
@@ -805,7 +1080,7 @@ class ZFSVolumeBackend:
             await self._rename(old, name)
             raise
         try:
-            await self._destroy_name(old)
+            await self._keep_pinned(key, old)
         except CommandFailed as error:  # recover() finishes the job
             LEFTOVER.log(dataset_id=key, reason=str(error))
 
@@ -831,9 +1106,10 @@ class ZFSVolumeBackend:
             for old in names:
                 if old.startswith(old_prefix):
                     # A commit stopped mid-swap: finish or undo the swap.
-                    name = self._name(old[len(old_prefix) :])
+                    key = old[len(old_prefix) :]
+                    name = self._name(key)
                     if await self._exists(name):
-                        await self._destroy_name(old)
+                        await self._keep_pinned(key, old)
                     else:
                         await self._rename(old, name)
             prefix = f"{self.pool_name}/{TEMPORARY_PREFIX}"
@@ -848,5 +1124,8 @@ class ZFSVolumeBackend:
                 if origins.get(target, "").startswith(f"{temporary}@"):
                     await self._retrying("promote", target)
                 await self._destroy_name(temporary)
+            part_prefix = f"{self.pool_name}/{PART_PREFIX}"
+            for key in sorted({n[len(part_prefix) :][:36] for n in names if n.startswith(part_prefix)}):
+                await self._repair(key)
 
         return Deferred.fromCoroutine(run())
