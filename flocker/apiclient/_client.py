@@ -104,6 +104,7 @@ def _dataset(body: dict[str, Any]) -> Dataset:
         replicas=[UUID(u) for u in body.get("replicas", [])],
         replication=Replication(**replication),
         epoch=body.get("epoch", 0),
+        failover_snapshot=body.get("failover_snapshot"),
     )
 
 
@@ -123,6 +124,7 @@ def _dataset_state(d: dict[str, Any]) -> DatasetState:
                 last_snapshot=r["last_snapshot"],
                 replicated_at=_float(r["replicated_at"]),
                 lag_seconds=_float(r["lag_seconds"]),
+                set_aside=[s["name"] for s in r.get("set_aside", [])],
             )
             for r in d.get("replicas", [])
         ],
@@ -131,9 +133,11 @@ def _dataset_state(d: dict[str, Any]) -> DatasetState:
                 node_uuid=UUID(c["node_uuid"]),
                 epoch=c["epoch"],
                 last_snapshot=c["last_snapshot"],
+                set_aside=[s["name"] for s in c.get("set_aside", [])],
             )
             for c in d.get("diverged", [])
         ],
+        fenced=bool(d.get("fenced", False)),
     )
 
 
@@ -470,7 +474,14 @@ class FlockerClient:
 
         async def run() -> list[Node]:
             body, _ = await self._request("GET", "/state/nodes", (200,))
-            return [Node(uuid=UUID(n["uuid"]), host=n.get("host")) for n in body]
+            return [
+                Node(
+                    uuid=UUID(n["uuid"]),
+                    host=n.get("host"),
+                    fenced=[UUID(d) for d in n.get("fenced", [])],
+                )
+                for n in body
+            ]
 
         return self._run(run())
 

@@ -90,6 +90,8 @@ class Dataset(PClass):
     :ivar replicas: the nodes keeping standing replicas of it, sorted.
     :ivar replication: how they are kept.
     :ivar epoch: how many failovers it went through.
+    :ivar failover_snapshot: the snapshot its primary started from at the
+        last failover (copies of older epochs rejoin from it), or ``None``.
     """
 
     dataset_id = field(type=UUID, mandatory=True)
@@ -100,6 +102,7 @@ class Dataset(PClass):
     replicas = pvector_field(UUID)
     replication = field(type=Replication, initial=Replication())
     epoch = field(type=int, initial=0)
+    failover_snapshot = field(type=(str, type(None)), initial=None)
 
 
 class DatasetsConfiguration(PClass):
@@ -123,20 +126,29 @@ class ReplicaState(PClass):
     :ivar replicated_at: when that snapshot was taken (POSIX time), or ``None``.
     :ivar lag_seconds: the age of its newest data (what would be lost were
         the primary lost now), or ``None`` while it has no snapshot.
+    :ivar set_aside: the names of the snapshots it set aside when it
+        rejoined after a failover superseded it (what it held then), oldest
+        first.
     """
 
     node_uuid = field(type=UUID, mandatory=True)
     last_snapshot = field(type=(str, type(None)), initial=None)
     replicated_at = field(type=(float, type(None)), initial=None)
     lag_seconds = field(type=(float, type(None)), initial=None)
+    set_aside = pvector_field(str)
 
 
 class DivergedCopy(PClass):
-    """A former primary's copy of an older epoch, kept after a failover."""
+    """
+    A former primary's copy of an older epoch, kept after a failover.
+
+    :ivar set_aside: the names of its set-aside snapshots, oldest first.
+    """
 
     node_uuid = field(type=UUID, mandatory=True)
     epoch = field(type=(int, type(None)), initial=None)
     last_snapshot = field(type=(str, type(None)), initial=None)
+    set_aside = pvector_field(str)
 
 
 class DatasetState(PClass):
@@ -146,6 +158,8 @@ class DatasetState(PClass):
     :ivar path: where it is mounted, or ``None``.
     :ivar replicas: the standing replicas nodes report, by node.
     :ivar diverged: the diverged copies nodes report, by node.
+    :ivar fenced: the primary's node fenced itself (it lost the control
+        service): its copy is not exposed (``path`` is then ``None``).
     """
 
     dataset_id = field(type=UUID, mandatory=True)
@@ -154,6 +168,7 @@ class DatasetState(PClass):
     path = field(type=(FilePath, type(None)), initial=None)
     replicas = pvector_field(ReplicaState)
     diverged = pvector_field(DivergedCopy)
+    fenced = field(type=bool, initial=False)
 
 
 class FailoverResult(PClass):
@@ -180,10 +195,15 @@ class FailoverResult(PClass):
 
 
 class Node(PClass):
-    """A node that reported its state; ``host`` is its address if known."""
+    """
+    A node that reported its state; ``host`` is its address if known;
+    ``fenced`` the datasets whose copies it reports fenced (it lost the
+    control service and stopped exposing them), sorted.
+    """
 
     uuid = field(type=UUID, mandatory=True)
     host = field(type=(str, type(None)), initial=None)
+    fenced = pvector_field(UUID)
 
 
 class Lease(PClass):
@@ -430,7 +450,11 @@ class IFlockerAPIV1Client(Interface):
         """
 
     def list_datasets_state() -> Deferred[list[DatasetState]]:  # type: ignore[misc]
-        """The datasets nodes report having mounted, with their replicas' lag."""
+        """
+        The datasets nodes report having mounted (or fenced: not exposed
+        because the node lost the control service), with their replicas'
+        lag, diverged copies and set-aside snapshots.
+        """
 
     def list_nodes() -> Deferred[list[Node]]:  # type: ignore[misc]
         """The nodes that reported their state, ordered by UUID."""

@@ -141,6 +141,17 @@ class FakeFlockerClient:
             key: epoch for key, epoch in self._superseded.items() if key[0] in self._datasets
         }
 
+    def fence(self, node_uuid: UUID) -> None:
+        """
+        Make a node report its primaries fenced (not exposed), as its
+        dataset agent does after losing the control service, until the
+        state is next synchronized.
+        """
+        self._state_datasets = [
+            s.set(fenced=True, path=None) if s.primary == node_uuid else s
+            for s in self._state_datasets
+        ]
+
     def heard_from(self, node_uuid: UUID) -> None:
         """Note that a node's dataset agent was heard from now (for failover)."""
         self._heard[node_uuid] = self.clock.seconds()
@@ -389,6 +400,7 @@ class FakeFlockerClient:
                 self._datasets[member] = old.set(
                     primary=node_uuid,
                     epoch=old.epoch + 1,
+                    failover_snapshot=snapshots[member][0],
                     replicas=[r for r in old.replicas if r != node_uuid],
                 )
                 lease = self._leases.get(member)
@@ -456,7 +468,16 @@ class FakeFlockerClient:
 
     def list_nodes(self) -> Deferred[list[Node]]:
         """See `IFlockerAPIV1Client.list_nodes`."""
-        return succeed(sorted(self._nodes.values(), key=lambda n: str(n.uuid)))
+        fenced: dict[UUID, list[UUID]] = {}
+        for state in self._state_datasets:
+            if state.fenced:
+                fenced.setdefault(state.primary, []).append(state.dataset_id)
+        return succeed(
+            [
+                n.set(fenced=sorted(fenced.get(n.uuid, []), key=str))
+                for n in sorted(self._nodes.values(), key=lambda n: str(n.uuid))
+            ]
+        )
 
     def node_by_era(self, era: UUID) -> Deferred[UUID]:
         """See `IFlockerAPIV1Client.node_by_era`."""

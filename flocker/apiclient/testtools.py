@@ -69,6 +69,9 @@ class ClientFixture:
     :ivar heard_from: note that a node's dataset agent was heard from now
         (a failover without force is then refused for a while).
     :ivar flush: deliver pending in-memory I/O (a no-op for fakes).
+    :ivar fence: make a node report its primary copies fenced (not
+        exposed), as its dataset agent does after losing the control
+        service, until the next ``converge``.
     """
 
     client: Any
@@ -77,6 +80,7 @@ class ClientFixture:
     clock: Clock
     converge: Callable[[], None]
     heard_from: Callable[[UUID], None]
+    fence: Callable[[UUID], None]
     flush: Callable[[], None] = lambda: None
 
 
@@ -456,6 +460,38 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
                 1,
                 [],
             )
+            assert after.failover_snapshot == "replicated"
+
+        def test_no_failover_snapshot_before_failover(
+            self, cluster: ClientFixture
+        ) -> None:
+            """A dataset never failed over has no failover snapshot."""
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            assert dataset.failover_snapshot is None
+
+        def test_fenced_primary(self, cluster: ClientFixture) -> None:
+            """
+            A primary whose node fenced itself is listed fenced, without a
+            path, and its node lists the dataset as fenced.
+            """
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            cluster.converge()
+            cluster.fence(cluster.nodes[0])
+            (state,) = self.run(cluster, cluster.client.list_datasets_state())
+            assert (state.primary, state.fenced, state.path) == (
+                cluster.nodes[0],
+                True,
+                None,
+            )
+            nodes = self.run(cluster, cluster.client.list_nodes())
+            fenced = {n.uuid: list(n.fenced) for n in nodes}
+            assert fenced == {
+                cluster.nodes[0]: [dataset.dataset_id],
+                cluster.nodes[1]: [],
+            }
+            cluster.converge()
+            (state,) = self.run(cluster, cluster.client.list_datasets_state())
+            assert not state.fenced and state.path is not None
 
         def test_failover_takes_container(self, cluster: ClientFixture) -> None:
             """The container using the dataset moves with the failover."""
@@ -467,7 +503,9 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
                 client.create_container(self.container(cluster, volumes=volumes)),
             )
             cluster.converge()
-            self.run(cluster, client.failover_dataset(dataset.dataset_id, cluster.nodes[1]))
+            self.run(
+                cluster, client.failover_dataset(dataset.dataset_id, cluster.nodes[1])
+            )
             (container,) = self.run(cluster, client.list_containers_configuration())
             assert container.node_uuid == cluster.nodes[1]
 
@@ -504,11 +542,15 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
                 lambda: client.failover_dataset(dataset.dataset_id, cluster.nodes[1]),
             )
             with pytest.raises(FailoverRefused) as refusal:
-                self.run(cluster, client.failover_dataset(dataset.dataset_id, cluster.nodes[1]))
+                self.run(
+                    cluster,
+                    client.failover_dataset(dataset.dataset_id, cluster.nodes[1]),
+                )
             # Both clients pass on the control service's words (the CLI
             # rewrites "pass force" for its own option).
-            assert "may still be serving the dataset; wait, or pass force to fail over anyway" in (
-                refusal.value.description
+            assert (
+                "may still be serving the dataset; wait, or pass force to fail over anyway"
+                in (refusal.value.description)
             )
             result = self.run(
                 cluster,
@@ -542,7 +584,9 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
             ]
             assert state.primary == cluster.nodes[1]
             assert list(state.diverged) == [
-                DivergedCopy(node_uuid=cluster.nodes[0], epoch=0, last_snapshot="replicated")
+                DivergedCopy(
+                    node_uuid=cluster.nodes[0], epoch=0, last_snapshot="replicated"
+                )
             ]
 
         # -- configuration tags ----------------------------------------------

@@ -42,6 +42,7 @@ def fake_cluster() -> ClientFixture:
         clock=clock,
         converge=client.synchronize_state,
         heard_from=client.heard_from,
+        fence=client.fence,
     )
 
 
@@ -93,7 +94,11 @@ def real_cluster() -> ClientFixture:
                 }
             )
             for (holder, k), epoch in list(exposed.items()):
-                if holder == uuid and k not in datasets and epochs.get(k, epoch) > epoch:
+                if (
+                    holder == uuid
+                    and k not in datasets
+                    and epochs.get(k, epoch) > epoch
+                ):
                     datasets[k] = DatasetState(
                         dataset_id=k,
                         role="diverged",
@@ -109,8 +114,21 @@ def real_cluster() -> ClientFixture:
                 )
             )
 
+    def fence(node: UUID) -> None:
+        """The node's dataset agent reports its primaries fenced."""
+        deployment = configuration.deployment
+        held = deployment.get_node(str(node)).manifestations
+        reported = dict(state.as_deployment_state().get_node(str(node)).datasets or {})
+        for k, m in held.items():
+            if m.primary and not m.dataset.deleted:
+                reported[k] = DatasetState(
+                    dataset_id=k, role="fenced", epoch=m.dataset.epoch
+                )
+        state.update_node_state(NodeState(uuid=str(node), datasets=reported))
+
     return ClientFixture(
         client=FlockerClient(treq, "https://control.example:4523"),
+        fence=fence,
         nodes=nodes,
         era=era,
         clock=clock,

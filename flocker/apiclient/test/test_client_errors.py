@@ -64,6 +64,7 @@ def _client(resource: Resource) -> tuple[FlockerClient, ClientFixture]:
         clock=Clock(),
         converge=lambda: None,
         heard_from=lambda node: None,
+        fence=lambda node: None,
         flush=treq.flush,
     )
 
