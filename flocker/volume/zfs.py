@@ -368,7 +368,7 @@ class ZFSVolumeBackend:
         if (await self._origins()).get(name, "").startswith(f"{part}@"):
             await self._destroy_name(name)
         await self._rename(part, name, mount=False)
-        await self._zfs("inherit", "canmount", name)
+        await self._zfs("set", "canmount=on", name)
         await self._mount(name, check=False)
 
     async def _repair(self, key: str) -> None:

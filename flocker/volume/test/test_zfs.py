@@ -21,6 +21,8 @@ from ..testtools import FilesystemHarness, feed, make_volume_backend_tests, stre
 from ..zfs import (
     ID_PROPERTY,
     OLD_PREFIX,
+    PART_PREFIX,
+    SET_ASIDE_PREFIX,
     TARGET_PROPERTY,
     TEMPORARY_PREFIX,
     ZFSVolumeBackend,
@@ -353,3 +355,105 @@ async def test_discovery_leaves_a_receiving_dataset_unmounted(make_zfs_pool: Any
     await receiver.list_datasets()
     mounted = await run_command(reactor, ["zfs", "get", "-H", "-o", "value", "mounted", name])
     assert mounted.stdout.strip() == b"yes"
+
+
+# -- set-aside snapshots: hidden parts, crashes ------------------------------
+
+
+async def _filesystems(pool: str) -> list[str]:
+    """Every filesystem of the pool but the pool itself."""
+    result = await run_command(
+        reactor, ["zfs", "list", "-H", "-r", "-t", "filesystem", "-o", "name", pool]
+    )
+    return [line for line in result.stdout.decode().splitlines() if line != pool]
+
+
+async def _set_aside_scene(make_zfs_pool: Any) -> ZFSVolumeBackend:
+    """ID1 with @s1 holding a=one, then @s2 with a=two and unsaved b=three."""
+    backend = ZFSVolumeBackend(reactor, make_zfs_pool(size="1G").name)
+    info = await backend.create(ID1)
+    _write(info, "a", b"one")
+    await backend.snapshot(ID1, "s1")
+    _write(info, "a", b"two")
+    await backend.snapshot(ID1, "s2")
+    _write(info, "b", b"three")
+    return backend
+
+
+@pytest_twisted.ensureDeferred
+async def test_set_aside_kept_in_unmounted_hidden_part(make_zfs_pool: Any) -> None:
+    """
+    The set-aside data sits in one unmounted hidden filesystem next to the
+    dataset, with the later snapshots; destroy removes it with the dataset.
+    """
+    backend = await _set_aside_scene(make_zfs_pool)
+    pool = backend.pool_name
+    await backend.set_aside(ID1, "aside", "s1")
+    parts = [n for n in await _filesystems(pool) if n != f"{pool}/{ID1}"]
+    assert len(parts) == 1 and parts[0].startswith(f"{pool}/{PART_PREFIX}{ID1}-")
+    got = await run_command(
+        reactor, ["zfs", "get", "-H", "-o", "value", "mounted,canmount", parts[0]]
+    )
+    assert got.stdout.decode().split() == ["no", "off"]
+    snapshots = await run_command(
+        reactor, ["zfs", "list", "-H", "-t", "snapshot", "-r", "-o", "name", parts[0]]
+    )
+    assert snapshots.stdout.decode().split() == [
+        f"{parts[0]}@s2",
+        f"{parts[0]}@{SET_ASIDE_PREFIX}aside",
+    ]
+    assert [d.dataset_id for d in await backend.list_datasets()] == [ID1]
+    await backend.destroy(ID1)
+    assert await _filesystems(pool) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_destroy_snapshot_needed_by_set_aside_hides_it(make_zfs_pool: Any) -> None:
+    """
+    Destroying the base a set-aside snapshot depends on (pruning) succeeds:
+    the snapshot is no longer listed, the set-aside keeps its data, and the
+    dataset still takes increments from its newest snapshot.
+    """
+    backend = await _set_aside_scene(make_zfs_pool)
+    await backend.set_aside(ID1, "aside", "s1")
+    await backend.destroy_snapshot(ID1, "s1")
+    assert await _names(backend, ID1) == []
+    await backend.snapshot(ID1, "s3")
+    await backend.destroy_snapshot(ID1, "s3")
+    assert await _names(backend, ID1) == []
+    clone = await backend.clone(ID1, "aside", ID2)
+    assert _read(clone) == {"a": b"two", "b": b"three"}
+    await backend.destroy(ID2)
+    await backend.destroy(ID1)
+    assert await _filesystems(backend.pool_name) == []
+
+
+@pytest.mark.parametrize("promoted", [False, True], ids=["renamed", "cloned"])
+@pytest_twisted.ensureDeferred
+async def test_set_aside_cut_short_is_undone(make_zfs_pool: Any, promoted: bool) -> None:
+    """
+    A set_aside a crash cut short after the dataset was renamed to its part
+    (its name missing, or held by an unpromoted clone of the base) is undone
+    when a new backend object lists the datasets: the dataset is back with
+    its data and snapshots, nothing is set aside, and the call can be made
+    again.
+    """
+    backend = await _set_aside_scene(make_zfs_pool)
+    pool = backend.pool_name
+    part = f"{pool}/{PART_PREFIX}{ID1}-crashed"
+    for argv in [
+        ["zfs", "snapshot", f"{pool}/{ID1}@{SET_ASIDE_PREFIX}aside"],
+        ["zfs", "unmount", f"{pool}/{ID1}"],
+        ["zfs", "rename", f"{pool}/{ID1}", part],
+        ["zfs", "set", "canmount=off", part],
+    ] + ([["zfs", "clone", f"{part}@s1", f"{pool}/{ID1}"]] if promoted else []):
+        await run_command(reactor, argv)
+    again = ZFSVolumeBackend(reactor, pool)
+    assert [d.dataset_id for d in await again.list_datasets()] == [ID1]
+    assert await _filesystems(pool) == [f"{pool}/{ID1}"]
+    assert _read(await again.get(ID1)) == {"a": b"two", "b": b"three"}
+    assert await _names(again, ID1) == ["s1", "s2"]
+    assert await again.list_set_aside(ID1) == []
+    await again.set_aside(ID1, "aside", "s1")
+    assert [s.name for s in await again.list_set_aside(ID1)] == ["aside"]
+    assert _read(await again.get(ID1)) == {"a": b"one"}
