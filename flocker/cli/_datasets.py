@@ -4,15 +4,18 @@
 `flocker.cli._replicas`).
 
 A dataset's state is ``pending`` (configured, no node reports it yet),
-``mounted`` (its primary node reports it mounted, at PATH), ``moving``
-(another node still has it), or ``deleting``.  Its standing replicas are
+``mounted`` (its primary node reports it mounted, at PATH), ``fenced`` (its
+primary node lost the control service and stopped exposing it: a failover
+may follow), ``moving`` (another node still has it), or ``deleting``.  Its standing replicas are
 shown with their lag: the age of the newest snapshot each holds, which is
 how much data a failover to it would lose now.  So are its *diverged*
 copies: a former primary's copy of an older epoch, kept after a failover
 (never exposed, never overwritten; it may hold writes the new primary
 lacks).  The ``REPLICAS`` column shows both, and appears only when some
 dataset has one, so a cluster that does not replicate sees the same table
-as before.
+as before; a copy that set snapshots aside (what it held when a failover
+superseded it, kept when it rejoined) says how many.  The ``EPOCH`` column
+(failovers so far) appears only when some dataset failed over.
 """
 
 from __future__ import annotations
@@ -45,11 +48,14 @@ def dataset_view(
     """A dataset as ``--json`` shows it (and the table is made from)."""
     here = [s for s in states if s.dataset_id == dataset.dataset_id]
     mounted = [s for s in here if s.primary == dataset.primary and s.path is not None]
+    fenced = [s for s in here if s.primary == dataset.primary and s.fenced]
     elsewhere = [s for s in here if s.primary != dataset.primary]
     if dataset.deleted:
         state = "deleting"
     elif mounted:
         state = "mounted"
+    elif fenced:
+        state = "fenced"
     elif elsewhere:
         state = "moving"
     else:
@@ -66,11 +72,13 @@ def dataset_view(
                 "lag_seconds": None if replica is None else replica.lag_seconds,
             }
         )
+        if replica is not None and replica.set_aside:
+            replicas[-1]["set_aside"] = list(replica.set_aside)
     diverged: dict[UUID, DivergedCopy] = {}
     for state_here in here:
         for copy in state_here.diverged:
             diverged.setdefault(copy.node_uuid, copy)
-    return {
+    view: dict[str, Any] = {
         "dataset_id": str(dataset.dataset_id),
         "name": dataset_name(dataset),
         "metadata": dict(dataset.metadata),
@@ -87,29 +95,41 @@ def dataset_view(
                 "address": addresses.get(copy.node_uuid),
                 "epoch": copy.epoch,
                 "last_snapshot": copy.last_snapshot,
+                **({"set_aside": list(copy.set_aside)} if copy.set_aside else {}),
             }
             for copy in sorted(diverged.values(), key=lambda c: str(c.node_uuid))
         ],
         "epoch": dataset.epoch,
     }
+    if dataset.failover_snapshot is not None:
+        view["failover_snapshot"] = dataset.failover_snapshot
+    return view
 
 
 def _replica_cell(replica: dict[str, Any]) -> str:
     """One replica for the table: its node and lag (or why there is none)."""
     node = replica["address"] or replica["node_uuid"][:8]
+    aside = _set_aside_words(replica)
     if replica["lag_seconds"] is not None:
-        return f"{node} (lag {format_duration(replica['lag_seconds'])})"
+        return f"{node} (lag {format_duration(replica['lag_seconds'])}{aside})"
     if replica["last_snapshot"] is None:
-        return f"{node} (no data yet)"
-    return f"{node} (lag unknown)"
+        return f"{node} (no data yet{aside})"
+    return f"{node} (lag unknown{aside})"
+
+
+def _set_aside_words(copy: dict[str, Any]) -> str:
+    """``, N set aside`` for a copy that kept set-aside snapshots, else nothing."""
+    count = len(copy.get("set_aside", []))
+    return f", {count} set aside" if count else ""
 
 
 def _diverged_cell(copy: dict[str, Any]) -> str:
     """One diverged copy for the table: its node and the epoch it stayed at."""
     node = copy["address"] or copy["node_uuid"][:8]
+    aside = _set_aside_words(copy)
     if copy["epoch"] is None:
-        return f"{node} (diverged)"
-    return f"{node} (diverged, epoch {copy['epoch']})"
+        return f"{node} (diverged{aside})"
+    return f"{node} (diverged, epoch {copy['epoch']}{aside})"
 
 
 async def _snapshot(
@@ -215,6 +235,11 @@ async def ls(context: Context, options: argparse.Namespace) -> None:
         ]
         for v in views
     ]
+    # The EPOCH column appears only once some dataset has failed over.
+    if any(v["epoch"] for v in views):
+        headers.append("EPOCH")
+        for row, v in zip(rows, views, strict=True):
+            row.append(str(v["epoch"]))
     # The REPLICAS column appears only in clusters that replicate (or have
     # failed over and kept a diverged copy).
     if any(v["replicas"] or v["diverged"] for v in views):

@@ -128,7 +128,10 @@ def format_time(seconds: float) -> str:
 
 
 async def ls(context: Context, options: argparse.Namespace) -> None:
-    """List a dataset's snapshots, oldest first."""
+    """
+    List a dataset's snapshots, oldest first, then those other nodes set
+    aside after a failover (with the node keeping each).
+    """
     dataset = await _dataset(context, options.dataset)
     snapshots = await api_request(
         context, "GET", f"/datasets/{dataset.dataset_id}/snapshots"
@@ -136,11 +139,20 @@ async def ls(context: Context, options: argparse.Namespace) -> None:
     if context.json:
         write_json(context.out, snapshots)
         return
-    table(
-        context.out,
-        ["SNAPSHOT", "CREATED (UTC)"],
-        [[s["name"], format_time(s["created"])] for s in snapshots],
-    )
+    headers = ["SNAPSHOT", "CREATED (UTC)"]
+    rows = [
+        [s["name"], None if s["created"] is None else format_time(s["created"])]
+        for s in snapshots
+    ]
+    # Set-aside snapshots (kept by a former primary when it rejoined after a
+    # failover) live on another node: a column says which, when there are any.
+    if any(s.get("set_aside") for s in snapshots):
+        addresses = {n.uuid: n.host for n in await context.client.list_nodes()}
+        headers.append("SET ASIDE ON")
+        for row, s in zip(rows, snapshots, strict=True):
+            node = s.get("node_uuid") if s.get("set_aside") else None
+            row.append(None if node is None else node_label(addresses, UUID(node)))
+    table(context.out, headers, rows)
 
 
 async def create(context: Context, options: argparse.Namespace) -> None:
