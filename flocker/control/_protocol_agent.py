@@ -8,6 +8,9 @@ state to a ``cluster_updated(configuration, cluster_state)`` callback, and
 sends the node's state with `AgentAMPClient.report_state`.  After every
 (re)connection it sends the last reported state again, so a restarted
 control service learns the node's state without waiting for a change.
+Every box that arrives from the control service is passed to the
+``heard`` hook first: the agents' fence (``flocker.node._fence``) goes up
+when nothing came for too long.
 """
 
 from __future__ import annotations
@@ -166,6 +169,11 @@ class AgentAMP(amp.AMP):
             agent_kind=self.client.agent_kind,
         )
         answered.addCallbacks(self._handshaken, self._refused)
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:  # noqa: N802 (Twisted's name)
+        """Every box is a sign of life of the control service: tell the client first."""
+        self.client.heard_from_control()
+        super().ampBoxReceived(box)
 
     def _handshaken(self, response: dict[str, Any]) -> None:
         self._keepalive.start()
@@ -364,6 +372,10 @@ class AgentAMPClient(Service):
     snapshots: Callable[[str, str, str], Deferred[dict[str, Any]]] | None = None
     #: ``transfers()`` answers `TransfersCommand` (the dataset agent gives one).
     transfers: Callable[[], list[dict[str, Any]]] | None = None
+    #: ``heard()`` is called for every AMP box that comes from the control
+    #: service (pushes, answers to keep-alives and reports, the handshake):
+    #: the agents' fence measures the silence with it.
+    heard: Callable[[], None] | None = None
     _client: ClientService | None = attrs.field(default=None, init=False)
     _connection: AgentAMP | None = attrs.field(default=None, init=False)
     _latest_state: NodeState | None = attrs.field(default=None, init=False)
@@ -457,6 +469,15 @@ class AgentAMPClient(Service):
         """A connection closed."""
         if self._connection is connection:
             self._connection = None
+
+    def heard_from_control(self) -> None:
+        """A box came from the control service: call the ``heard`` hook."""
+        if self.heard is None:
+            return
+        try:
+            self.heard()
+        except Exception:
+            write_failure(Failure())
 
     def updated(self, configuration: Deployment, state: DeploymentState) -> None:
         """Hand a pushed configuration and state to the callback."""

@@ -20,6 +20,12 @@ Example (the defaults are shown where a key may be left out)::
     state-directory: /var/lib/flocker
     logging:
       directory: /var/log/flocker
+    fence-after: 10              # seconds without a word from the control
+                                 # service before both agents fence this
+                                 # node: datasets that fail over
+                                 # automatically stop being exposed and
+                                 # their applications stop (keep it below
+                                 # the control service's failover-after)
 
 :func:`load_agent_config` validates the file and names the bad key in a
 one-line error.
@@ -32,6 +38,8 @@ from typing import Any
 from pyrsistent import PClass, field
 
 from flocker.common import ConfigurationError, load_config
+
+from ._fence import DEFAULT_FENCE_AFTER
 
 DEFAULT_CONTROL_PORT = 4524
 DEFAULT_TRANSFER_PORT = 4525
@@ -82,6 +90,7 @@ AGENT_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {"directory": {"type": "string", "minLength": 1}},
         },
+        "fence-after": {"type": "number", "exclusiveMinimum": 0},
     },
 }
 
@@ -100,6 +109,7 @@ class AgentConfig(PClass):
     certificates = field(type=str, mandatory=True)
     state_directory = field(type=str, mandatory=True)
     log_directory = field(type=(str, type(None)), initial=None)
+    fence_after = field(type=float, initial=DEFAULT_FENCE_AFTER)
 
 
 def load_agent_config(path: str) -> AgentConfig:
@@ -128,4 +138,5 @@ def load_agent_config(path: str) -> AgentConfig:
         certificates=document.get("certificates", "/etc/flocker"),
         state_directory=document.get("state-directory", "/var/lib/flocker"),
         log_directory=document.get("logging", {}).get("directory"),
+        fence_after=float(document.get("fence-after", DEFAULT_FENCE_AFTER)),
     )

@@ -12,7 +12,10 @@ methods:
 * `refuse`: which pushed streams the receiver turns away;
 * `replace`: which full streams may replace a stale local copy;
 * `stored`: what a received stream changes here (a final one exposes the
-  dataset).
+  dataset);
+* `cluster_updated`: a pushed configuration brings a fence that is up down
+  (``_fence``: after ``fence-after`` seconds without a word from the
+  control service, the datasets that fail over automatically are fenced).
 
 ``flocker.node.script`` only reads ``agent.yml`` and builds one of these.
 """
@@ -37,9 +40,10 @@ from flocker.volume import IVolumeBackend
 from flocker.volume._transfer_wire import TransferHeader
 from flocker.volume.transfer import TransferReceiver, push, transfer_service
 
+from ._fence import DEFAULT_FENCE_AFTER, Fence, keepalive_interval
 from ._loop import ConvergenceLoop
 from ._mover import DatasetMover
-from ._roles import DIVERGED, PRIMARY, REPLICA, MemoryRoles
+from ._roles import DIVERGED, FENCED, PRIMARY, REPLICA, MemoryRoles
 from ._snapshots import SnapshotOperations
 from .datasets import DatasetDeployer
 
@@ -114,6 +118,8 @@ class DatasetAgent:
     :ivar control_host: The control service's address.
     :ivar control_port: The control service's agent port.
     :ivar transfer_port: The port every node's transfer receiver listens on.
+    :ivar fence_after: Seconds without a word from the control service
+        before the agent fences itself.
     """
 
     reactor: Any = attr.ib()
@@ -125,7 +131,9 @@ class DatasetAgent:
     control_host: str = attr.ib()
     control_port: int = attr.ib()
     transfer_port: int = attr.ib()
+    fence_after: float = attr.ib(default=DEFAULT_FENCE_AFTER)
 
+    fence: Fence = attr.ib(init=False)
     mover: DatasetMover = attr.ib(init=False)
     deployer: DatasetDeployer = attr.ib(init=False)
     loop: ConvergenceLoop = attr.ib(init=False)
@@ -134,6 +142,13 @@ class DatasetAgent:
 
     def __attrs_post_init__(self) -> None:
         """Build the parts; nothing runs until `service` is started."""
+        self.fence = Fence(
+            self.reactor,
+            self.fence_after,
+            "dataset",
+            connected=lambda: self.client.is_connected,
+            changed=self.poke_soon,
+        )
         self.mover = DatasetMover(
             self.backend, self.roles, self.send, in_use=self.in_use, on_handoff=self.handoff
         )
@@ -147,6 +162,7 @@ class DatasetAgent:
             self.roles,
             self.mover,
             receiving=lambda: set(self.receiver.in_flight),
+            fenced=lambda: self.fence.is_up,
         )
         self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
         self.client = AgentAMPClient.for_control_service(
@@ -155,22 +171,33 @@ class DatasetAgent:
             self.control_port,
             self.tls,
             "dataset",
-            self.loop.cluster_updated,
+            self.cluster_updated,
             snapshots=SnapshotOperations(self.backend, self.roles, self.poke_soon),
             transfers=self.transfers,
+            heard=self.fence.heard,
+            keepalive_interval=keepalive_interval(self.fence_after),
         )
 
     # -- wiring -------------------------------------------------------------
 
     def service(self) -> MultiService:
-        """The agent as a service: the transfer port, the control connection, the loop."""
+        """
+        The agent as a service: the fence, the transfer port, the control
+        connection, the loop.
+        """
         service = MultiService()
+        self.fence.setServiceParent(service)
         transfer_service(
             self.reactor, self.receiver, self.transfer_port, self.tls, interface=self.address
         ).setServiceParent(service)
         self.client.setServiceParent(service)
         LoopService(self.loop).setServiceParent(service)
         return service
+
+    def cluster_updated(self, configuration: Deployment, cluster_state: DeploymentState) -> None:
+        """A pushed configuration: the fence comes down, then the loop converges to it."""
+        self.fence.configuration_pushed()
+        self.loop.cluster_updated(configuration, cluster_state)
 
     def report(self, state: NodeState) -> Deferred[None]:
         """Report the node's datasets to the control service."""
@@ -254,8 +281,10 @@ class DatasetAgent:
         """
         Refuse a push that would overwrite data that must stay: into a
         dataset this node exposes (what its application writes: a sender
-        that missed that its move is over), into a diverged copy (kept
-        after a failover, never overwritten automatically), or from a
+        that missed that its move is over), into a fenced copy (this
+        node's primary copy while it is cut off from the control service),
+        into a diverged copy (kept after a failover, never overwritten
+        automatically, until it rejoined as a replica), or from a
         primary of an older epoch than the local copy's or the
         configuration's (a failover superseded it).
         """
@@ -263,6 +292,8 @@ class DatasetAgent:
         role = self.roles.get(dataset_id)
         if role == PRIMARY:
             return f"dataset {dataset_id} is exposed on this node: not overwriting it"
+        if role == FENCED:
+            return f"dataset {dataset_id} is fenced on this node: its copy is kept as it is"
         if role == DIVERGED:
             return f"dataset {dataset_id} diverged on this node: its copy is kept as it is"
         held = self.roles.epoch(dataset_id)

@@ -8,6 +8,14 @@ dataset when the configuration wants its copy in one role (`Desired`) and
 discovery found it in one phase (`Phase`).  Rows not in the table do
 nothing.  Two guards come first: a dataset unknown to the configuration is
 left alone (never lose data), and so is one a transfer is writing into.
+
+Fencing and failback read as rows too: while the node is fenced (see
+``_fence``), a dataset that fails over automatically is `Desired.FENCED`
+and an exposed copy of it becomes `Phase.FENCED`; once a configuration
+arrives, a fenced copy still named primary at its epoch is exposed again,
+one of a superseded epoch diverges, and a diverged copy named a standing
+replica rejoins (`RejoinAsReplica`: its divergence set aside, back to the
+newest snapshot it shares with the new primary, then only increments).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from pyrsistent import PClass, field
 
-from flocker.control import Dataset, Deployment, DeploymentState
+from flocker.control import Dataset, DatasetState, Deployment, DeploymentState
 
 from ._clones import (
     CloneDataset,
@@ -30,11 +38,15 @@ from ._dataset_changes import (
     DestroyDataset,
     DivergeDataset,
     ExposeDataset,
+    FenceDataset,
     KeepAsReplica,
+    KeepDiverged,
     PromoteDataset,
     ProtectDataset,
     PushDataset,
+    RejoinAsReplica,
     ResizeDataset,
+    UnfenceDataset,
 )
 from ._deploy import IStateChange, in_parallel, sequentially
 from ._phases import Desired, Phase, desired_role
@@ -46,6 +58,7 @@ from ._replicator import (
     prunable_on_replica,
     replication_due,
 )
+from ._snapshot_names import diverged_at
 
 if TYPE_CHECKING:
     from .datasets import DatasetLocalState, LocalDataset
@@ -128,9 +141,58 @@ class Situation(PClass):
 
     def reported_role(self, node_uuid: str) -> str | None:
         """The role a node reports holding its copy in, if it reports one."""
-        state = self.cluster_state.nodes.get(node_uuid)
-        copy = ((state.datasets if state is not None else None) or {}).get(self.dataset_id)
+        copy = self.reported_copy(node_uuid)
         return None if copy is None else copy.role
+
+    def reported_copy(self, node_uuid: str) -> DatasetState | None:
+        """The copy a node reports, if it reports one."""
+        state = self.cluster_state.nodes.get(node_uuid)
+        copy: DatasetState | None = (
+            (state.datasets if state is not None else None) or {}
+        ).get(self.dataset_id)
+        return copy
+
+    def refuses_streams(self, node_uuid: str) -> bool:
+        """
+        Whether a node's reported copy turns every stream away: diverged or
+        fenced, or a primary or hand-off of an older epoch (a superseded
+        primary that has not heard of the failover yet).
+        """
+        copy = self.reported_copy(node_uuid)
+        if copy is None:
+            return False
+        if copy.role in ("diverged", "fenced"):
+            return True
+        return copy.role in ("primary", "handoff") and (copy.epoch or 0) < self.dataset.epoch
+
+    def failover_snapshot_needed(self) -> bool:
+        """
+        Whether the primary keeps the dataset's ``failover_snapshot``: some
+        node reports a copy of an older epoch that is not a replica (a
+        superseded primary: diverged, fenced, or not aware of the failover
+        yet), or a configured replica has confirmed nothing from this
+        primary and reports no copy of the configured epoch (the old
+        primary named a replica, perhaps still down).  Either may rejoin
+        from it.
+        """
+        dataset = self.dataset
+        if dataset.failover_snapshot is None:
+            return False
+        for uuid_ in self.cluster_state.nodes:
+            copy = self.reported_copy(uuid_)
+            if uuid_ == self.node_uuid or copy is None:
+                continue
+            if copy.role != "replica" and (copy.epoch or 0) < dataset.epoch:
+                return True
+        local = self.local
+        for replica in self.configuration.replicas_of(self.dataset_id):
+            progress = local.replication.get(replica)
+            if progress is not None and progress.confirmed is not None:
+                continue
+            copy = self.reported_copy(replica)
+            if copy is None or (copy.epoch or 0) < dataset.epoch:
+                return True
+        return False
 
 
 Rule = Callable[[Situation], list[IStateChange]]
@@ -243,9 +305,10 @@ def replicate(situation: Situation) -> list[IStateChange]:
     names = [s.name for s in local.snapshots]
     targets, shared = [], []
     for replica in replicas:
-        if situation.reported_role(replica) == "diverged":
-            # Its copy refuses every stream until failback: neither a
-            # target nor a reason to keep snapshots.
+        if situation.refuses_streams(replica):
+            # Its copy refuses every stream until it rejoins: neither a
+            # target nor a reason to keep snapshots (but see
+            # `failover_snapshot_needed`).
             continue
         node = situation.cluster_state.nodes.get(replica)
         progress = local.replication.get(replica)
@@ -275,9 +338,12 @@ def replicate(situation: Situation) -> list[IStateChange]:
                 replicas=tuple(replicas),
             )
         )
+    keep = []
+    if dataset.failover_snapshot is not None and situation.failover_snapshot_needed():
+        keep.append(dataset.failover_snapshot)
     changes.extend(
         DestroySnapshot(dataset_id=dataset.dataset_id, snapshot=name)
-        for name in prunable_on_primary(names, shared)
+        for name in prunable_on_primary(names, shared, keep=keep)
     )
     return changes
 
@@ -410,6 +476,81 @@ def promote_to_move_on(situation: Situation) -> list[IStateChange]:
     return destroy_once_primary_exposes(situation)
 
 
+def fence(situation: Situation) -> list[IStateChange]:
+    """
+    The node fenced itself: an exposed copy of a dataset that fails over
+    automatically is exposed no more (read-only, not reported mounted).
+    """
+    return [FenceDataset(dataset_id=situation.dataset_id, epoch=situation.local.epoch)]
+
+
+def unfence_or_diverge(situation: Situation) -> list[IStateChange]:
+    """
+    A fenced copy that the configuration, heard again, still names primary:
+    at the same epoch it is exposed again; a newer epoch (a failover while
+    this node was cut off) makes it diverged.
+    """
+    if superseded(situation):
+        return diverge(situation)
+    return [UnfenceDataset(dataset_id=situation.dataset_id, expose=True)]
+
+
+def hand_off_or_diverge(situation: Situation) -> list[IStateChange]:
+    """
+    A fenced copy that the configuration, heard again, places elsewhere:
+    superseded by a failover, it diverges (named a standing replica, it
+    then rejoins); at the same epoch (a move asked for meanwhile) it is not
+    exposed again but handed off, and the next passes send the final
+    increment.
+    """
+    if superseded(situation):
+        return diverge(situation)
+    return [UnfenceDataset(dataset_id=situation.dataset_id, expose=False)]
+
+
+def rejoin(situation: Situation) -> list[IStateChange]:
+    """
+    A diverged copy named a standing replica rejoins once the new primary
+    reports its copy: back to the dataset's ``failover_snapshot`` if both
+    hold it, else to the newest snapshot they share, its divergence set
+    aside (`RejoinAsReplica`).  Sharing none, it stays diverged, said once
+    (`KeepDiverged`): its data is never destroyed.
+    """
+    dataset, local = situation.dataset, situation.local
+    theirs = situation.reported_copy(situation.primary)
+    if not superseded(situation) or theirs is None or (theirs.epoch or 0) < dataset.epoch:
+        return []  # wait for the new primary to report its copy
+    names = [s.name for s in local.snapshots]
+    shared = {s.name for s in theirs.snapshots}
+    chosen = dataset.failover_snapshot
+    base = chosen if chosen in names and chosen in shared else newest_common(names, shared)
+    if base is None:
+        reason = (
+            f"the copy of epoch {local.epoch} shares no snapshot with the primary of "
+            f"epoch {dataset.epoch}: kept as diverged (a full copy would be needed)"
+        )
+        if situation.local_state.cannot_rejoin.get(situation.dataset_id) == reason:
+            return []
+        return [KeepDiverged(dataset_id=situation.dataset_id, reason=reason)]
+    # An attempt that crashed after setting aside and before recording the
+    # replica role left the copy at ``base``, read-only, with a set-aside
+    # snapshot of this epoch: nothing to set aside again.
+    done = (
+        names[-1] == base
+        and local.info.read_only
+        and any(diverged_at(s.name) == local.epoch for s in local.set_aside)
+    )
+    return [
+        RejoinAsReplica(
+            dataset_id=situation.dataset_id,
+            epoch=local.epoch,
+            configured_epoch=dataset.epoch,
+            base=base,
+            set_aside=not done,
+        )
+    ]
+
+
 def destroy_once_primary_exposes(situation: Situation) -> list[IStateChange]:
     """A leftover copy goes once the configured primary exposes the dataset."""
     if situation.primary in situation.exposed_elsewhere():
@@ -419,35 +560,48 @@ def destroy_once_primary_exposes(situation: Situation) -> list[IStateChange]:
 
 #: (desired role, discovered phase) → what this node does.  Pairs not
 #: listed do nothing: a diverged copy in particular is only ever destroyed
-#: with its dataset.
+#: with its dataset, or set aside when it rejoins as a replica.
 TABLE: dict[tuple[Desired, Phase], Rule] = {
     (Desired.DELETED, Phase.PRIMARY): destroy_unless_in_use,
     (Desired.DELETED, Phase.MOVING): destroy_unless_in_use,
     (Desired.DELETED, Phase.HANDOFF): destroy_unless_in_use,
     (Desired.DELETED, Phase.REPLICA): destroy_unless_in_use,
     (Desired.DELETED, Phase.DIVERGED): destroy_unless_in_use,
+    (Desired.DELETED, Phase.FENCED): destroy_unless_in_use,
     (Desired.PRIMARY, Phase.ABSENT): create_or_wait,
     (Desired.PRIMARY, Phase.PRIMARY): maintain,
     (Desired.PRIMARY, Phase.MOVING): maintain,
     (Desired.PRIMARY, Phase.HANDOFF): expose_if_called_off,
     (Desired.PRIMARY, Phase.REPLICA): promote_or_wait,
     (Desired.PRIMARY, Phase.DIVERGED): nothing,  # never exposed automatically
+    (Desired.PRIMARY, Phase.FENCED): unfence_or_diverge,
     (Desired.REPLICA, Phase.ABSENT): nothing,  # the primary's rounds bring it
     (Desired.REPLICA, Phase.PRIMARY): swap_or_diverge,
     (Desired.REPLICA, Phase.MOVING): swap_or_diverge,
     (Desired.REPLICA, Phase.HANDOFF): finish_swap,
     (Desired.REPLICA, Phase.REPLICA): prune_replica,
-    (Desired.REPLICA, Phase.DIVERGED): nothing,
+    (Desired.REPLICA, Phase.DIVERGED): rejoin,
+    (Desired.REPLICA, Phase.FENCED): hand_off_or_diverge,
     (Desired.ELSEWHERE, Phase.PRIMARY): push_or_diverge,
     (Desired.ELSEWHERE, Phase.MOVING): push_or_diverge,
     (Desired.ELSEWHERE, Phase.HANDOFF): finish_handoff,
     (Desired.ELSEWHERE, Phase.REPLICA): destroy_once_primary_exposes,
     (Desired.ELSEWHERE, Phase.DIVERGED): nothing,
+    (Desired.ELSEWHERE, Phase.FENCED): hand_off_or_diverge,
     (Desired.SOURCE, Phase.PRIMARY): push_or_diverge,
     (Desired.SOURCE, Phase.MOVING): push_or_diverge,
     (Desired.SOURCE, Phase.HANDOFF): finish_handoff,
     (Desired.SOURCE, Phase.REPLICA): promote_to_move_on,
     (Desired.SOURCE, Phase.DIVERGED): nothing,
+    (Desired.SOURCE, Phase.FENCED): hand_off_or_diverge,
+    # While fenced, the configuration held may be stale: exposed copies
+    # stop being exposed, and nothing else is done to the dataset.
+    (Desired.FENCED, Phase.PRIMARY): fence,
+    (Desired.FENCED, Phase.MOVING): fence,
+    (Desired.FENCED, Phase.HANDOFF): nothing,
+    (Desired.FENCED, Phase.REPLICA): nothing,
+    (Desired.FENCED, Phase.DIVERGED): nothing,
+    (Desired.FENCED, Phase.FENCED): nothing,
 }
 
 
@@ -475,7 +629,7 @@ def calculate_dataset_changes(
         if dataset_id not in configured or dataset_id in local_state.receiving:
             continue
         dataset, primary = configured[dataset_id]
-        desired = desired_role(configuration, node_uuid, dataset_id)
+        desired = desired_role(configuration, node_uuid, dataset_id, local_state.fenced)
         assert desired is not None
         phase = phase_of(local_state.datasets.get(dataset_id))
         rule = TABLE.get((desired, phase), nothing)
@@ -496,7 +650,7 @@ def calculate_dataset_changes(
 
 
 #: Phases in which a copy is not exposed, and so must not be writable.
-UNEXPOSED = (Phase.HANDOFF, Phase.REPLICA, Phase.DIVERGED)
+UNEXPOSED = (Phase.HANDOFF, Phase.REPLICA, Phase.DIVERGED, Phase.FENCED)
 
 
 def protection(local: LocalDataset | None, planned: list[IStateChange]) -> list[IStateChange]:
@@ -506,7 +660,11 @@ def protection(local: LocalDataset | None, planned: list[IStateChange]) -> list[
     """
     if local is None or local.phase not in UNEXPOSED or local.info.read_only:
         return []
-    if any(isinstance(c, (PromoteDataset, ExposeDataset, DestroyDataset)) for c in planned):
+    if any(
+        isinstance(c, (PromoteDataset, ExposeDataset, DestroyDataset, RejoinAsReplica))
+        or (isinstance(c, UnfenceDataset) and c.expose)
+        for c in planned
+    ):
         return []
     return [ProtectDataset(dataset_id=local.info.dataset_id)]
 

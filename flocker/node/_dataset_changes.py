@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from eliot import log_message
 from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from ._deploy import IStateChange
-from ._roles import DIVERGED, PRIMARY, REPLICA
+from ._roles import DIVERGED, FENCED, HANDOFF, PRIMARY, REPLICA
+from ._snapshot_names import diverged_snapshot_name
 
 
 def change_fields(change: PClass) -> dict[str, Any]:
@@ -79,6 +81,7 @@ class DestroyDataset(PClass):
             # with clones) stays a mere replica, never exposed or pushed.
             deployer.roles.forget(self.dataset_id)
             await deployer.backend.destroy(self.dataset_id)
+            deployer.set_aside_changed(self.dataset_id)
 
         return Deferred.fromCoroutine(destroy())
 
@@ -231,6 +234,144 @@ class DivergeDataset(PClass):
         )
 
 
+@implementer(IStateChange)
+class FenceDataset(PClass):
+    """
+    Stop exposing a primary's copy while this node is fenced (it heard
+    nothing from the control service for ``fence-after`` seconds, and the
+    dataset fails over automatically: a replica may be promoted elsewhere).
+    """
+
+    dataset_id = field(type=str, mandatory=True)
+    epoch = field(type=int, mandatory=True)
+    action_type = "flocker:node:dataset:fence"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset and the epoch this node holds it at."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """
+        Record the copy as fenced (durably: a restarted agent stays fenced
+        until it hears the control service), which stops its exposure at
+        once, drop its move, then make it read-only.
+        """
+        deployer.roles.set(self.dataset_id, FENCED)
+        deployer.mover.forget(self.dataset_id)
+        return deployer.backend.set_read_only(self.dataset_id, True).addCallback(
+            lambda _: None
+        )
+
+
+@implementer(IStateChange)
+class UnfenceDataset(PClass):
+    """
+    A fenced copy once the control service is heard again, at the epoch
+    the copy was fenced at: exposed again where the configuration still
+    names this node primary (``expose``); else the move asked for
+    meanwhile goes on without exposing it (it becomes a hand-off, whose
+    final increment the next passes send).
+    """
+
+    dataset_id = field(type=str, mandatory=True)
+    expose = field(type=bool, mandatory=True)
+    action_type = "flocker:node:dataset:unfence"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset and whether it is exposed again."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Writable, then primary; or recorded as a hand-off, read-only."""
+
+        async def unfence() -> None:
+            if self.expose:
+                await deployer.backend.set_read_only(self.dataset_id, False)
+                deployer.roles.set(self.dataset_id, PRIMARY)
+            else:
+                deployer.roles.set(self.dataset_id, HANDOFF)
+
+        return Deferred.fromCoroutine(unfence())
+
+
+@implementer(IStateChange)
+class RejoinAsReplica(PClass):
+    """
+    A superseded primary's copy (diverged) that the configuration names a
+    standing replica rejoins without a full resend: what it holds is set
+    aside as the snapshot ``flocker-diverged-<epoch>-<ns>`` (never pruned,
+    never exposed), the copy returns to ``base`` — the newest snapshot it
+    shares with the new primary — and becomes a read-only replica at the
+    configured epoch, to which the new primary sends only increments.
+
+    :ivar epoch: The stale epoch the copy held (named in the set-aside
+        snapshot).
+    :ivar configured_epoch: The epoch it rejoins at.
+    :ivar base: The snapshot it returns to.
+    :ivar set_aside: Whether to set the divergence aside; ``False`` when an
+        earlier attempt did so and crashed before recording the replica
+        role (the copy's newest snapshot is ``base``, it is read-only, and
+        a set-aside snapshot of ``epoch`` exists).
+    """
+
+    dataset_id = field(type=str, mandatory=True)
+    epoch = field(type=int, mandatory=True)
+    configured_epoch = field(type=int, mandatory=True)
+    base = field(type=str, mandatory=True)
+    set_aside = field(type=bool, initial=True)
+    action_type = "flocker:node:dataset:rejoin"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset, both epochs, the base and whether it is set aside now."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """
+        Set aside, read-only, then record the replica role: until the
+        role is recorded the copy stays diverged, and the receiver refuses
+        every stream into it.
+        """
+
+        async def rejoin() -> None:
+            if self.set_aside:
+                name = diverged_snapshot_name(self.epoch)
+                kept = await deployer.backend.set_aside(self.dataset_id, name, self.base)
+                deployer.set_aside_changed(self.dataset_id)
+                log_message(
+                    message_type="flocker:node:dataset:set_aside",
+                    dataset_id=self.dataset_id,
+                    snapshot=kept.name,
+                    base=self.base,
+                )
+            await deployer.backend.set_read_only(self.dataset_id, True)
+            deployer.mover.forget(self.dataset_id)
+            deployer.roles.set(self.dataset_id, REPLICA, epoch=self.configured_epoch)
+
+        return Deferred.fromCoroutine(rejoin())
+
+
+@implementer(IStateChange)
+class KeepDiverged(PClass):
+    """
+    A diverged copy named a standing replica that cannot rejoin (it shares
+    no snapshot with the new primary): it stays diverged, kept as it is —
+    never destroyed nor replaced by a full stream.  Logged once per reason.
+    """
+
+    dataset_id = field(type=str, mandatory=True)
+    reason = field(type=str, mandatory=True)
+    action_type = "flocker:node:dataset:keep_diverged"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The dataset and why it cannot rejoin."""
+        return change_fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Remember the reason was logged (discovery reports it to the calculator)."""
+        deployer.cannot_rejoin[self.dataset_id] = self.reason
+        return succeed(None)
+
+
 __all__ = [
     "CreateDataset",
     "DivergeDataset",
@@ -238,8 +379,12 @@ __all__ = [
     "ProtectDataset",
     "DestroyDataset",
     "ExposeDataset",
+    "FenceDataset",
     "KeepAsReplica",
+    "KeepDiverged",
     "PushDataset",
+    "RejoinAsReplica",
     "ResizeDataset",
+    "UnfenceDataset",
     "change_fields",
 ]

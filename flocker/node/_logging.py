@@ -28,3 +28,30 @@ REPORT_FAILED = MessageType(
     [Field.for_types("reason", [str], "Why the report did not get through.")],
     "The agent's state report failed; it goes on converging and reports again.",
 )
+
+AGENT_KIND = Field.for_types("agent", [str], "Which agent: dataset or container.")
+
+#: The agent heard nothing from the control service for fence-after seconds.
+FENCE_UP = MessageType(
+    "flocker:node:fence:up",
+    [
+        AGENT_KIND,
+        Field.for_types("silent", [float, int], "Seconds since anything came from it."),
+        Field.for_types("fence_after", [float, int], "The agent.yml fence-after."),
+        Field.for_types("connected", [bool], "Whether a connection was open all the same."),
+    ],
+    "The agent fenced itself: it stops exposing (and running the applications "
+    "of) datasets that fail over automatically, until the control service pushes "
+    "a configuration again.",
+)
+
+#: A configuration arrived while fenced.
+FENCE_DOWN = MessageType(
+    "flocker:node:fence:down",
+    [
+        AGENT_KIND,
+        Field.for_types("fenced_for", [float, int], "Seconds the fence was up."),
+    ],
+    "The control service pushed a configuration to a fenced agent: the "
+    "configuration decides again what the node exposes and runs.",
+)

@@ -6,11 +6,14 @@ The dataset calculator decides each dataset's next step from a pair:
   (`desired_role`): primary here; a standing replica here; the source of
   a move (the transient copy a move leaves on the node that was primary
   when it was asked for); the dataset lives elsewhere only; it is deleted;
+  fenced (this node fenced itself and the dataset fails over automatically:
+  the configuration it holds may be stale, so nothing of it is exposed);
 * the **discovered phase** of the local copy (`LocalDataset.phase`): absent,
   primary, moving (primary, with move rounds sent), handing off (no longer
   exposed, the final increment on its way), replica (received, never
   exposed), diverged (this node's copy of an epoch that a promotion
-  elsewhere superseded: kept, never exposed, never overwritten).
+  elsewhere superseded: kept, never exposed, never overwritten), fenced
+  (the primary's copy while its node fenced itself: not exposed).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from flocker.control import Deployment
+
+from ._fence import fence_applies
 
 
 class Desired(StrEnum):
@@ -28,6 +33,7 @@ class Desired(StrEnum):
     SOURCE = "source"
     ELSEWHERE = "elsewhere"
     DELETED = "deleted"
+    FENCED = "fenced"
 
 
 class Phase(StrEnum):
@@ -39,13 +45,21 @@ class Phase(StrEnum):
     HANDOFF = "handoff"
     REPLICA = "replica"
     DIVERGED = "diverged"
+    FENCED = "fenced"
 
 
-def desired_role(configuration: Deployment, node_uuid: str, dataset_id: str) -> Desired | None:
+def desired_role(
+    configuration: Deployment, node_uuid: str, dataset_id: str, fenced: bool = False
+) -> Desired | None:
     """
     The role the configuration gives this node's copy, or ``None`` for a
     dataset the configuration does not know (left alone: never lose data).
+    While the node is ``fenced``, a dataset the fence applies to (see
+    ``_fence.fence_applies``) is `Desired.FENCED` whatever the stale
+    configuration says.
     """
+    if fenced and fence_applies(configuration, dataset_id):
+        return Desired.FENCED
     for node in configuration.nodes.values():
         manifestation = node.manifestations.get(dataset_id)
         if manifestation is None:

@@ -18,8 +18,10 @@ so that the pure calculator decides when the next round is due:
 Retention (`prunable_on_primary`, `prunable_on_replica`): replication
 snapshots are destroyed on both sides, but never the newest one that the
 primary and any replica are known to share, nor anything newer, so a
-prune can never force a full resend.  Only Flocker's replication
-snapshots are pruned: users' and environments' snapshots never are.
+prune can never force a full resend; nor the dataset's
+``failover_snapshot`` while a superseded primary may still rejoin from it.
+Only Flocker's replication snapshots are pruned: users' and environments'
+snapshots never are, and set-aside divergences are not even listed.
 """
 
 from __future__ import annotations
@@ -89,13 +91,15 @@ def _replication_snapshots(names: Sequence[str]) -> list[str]:
 
 
 def prunable_on_primary(
-    local: Sequence[str], shared: Iterable[str | None]
+    local: Sequence[str], shared: Iterable[str | None], keep: Iterable[str] = ()
 ) -> list[str]:
     """
     The primary's replication snapshots that can go: those older than the
     oldest of ``shared`` (each replica's newest snapshot known to be shared
-    with the primary; ``None`` for a replica that shares none yet).  The
-    newest replication snapshot always stays.
+    with the primary; ``None`` for a replica that shares none yet), except
+    those in ``keep`` (the dataset's ``failover_snapshot`` while a
+    superseded copy may rejoin from it; the snapshots between it and the
+    shared ones may go).  The newest replication snapshot always stays.
     """
     ours = _replication_snapshots(local)
     if not ours:
@@ -104,7 +108,8 @@ def prunable_on_primary(
     for name in shared:
         if name is not None and name in local:
             keep_from = min(keep_from, local.index(name))
-    return [n for n in ours if local.index(n) < keep_from]
+    kept = set(keep)
+    return [n for n in ours if local.index(n) < keep_from and n not in kept]
 
 
 def prunable_on_replica(local: Sequence[str], primary: Iterable[str]) -> list[str]:

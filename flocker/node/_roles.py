@@ -19,7 +19,17 @@ applications use it) or merely holds a copy:
     This node was the primary, and a replica elsewhere was promoted over it
     (a failover raised the dataset's epoch): its copy may hold writes the
     new primary never received, so it is kept, never exposed, never pushed
-    and never destroyed or overwritten automatically.
+    and never destroyed or overwritten automatically.  When the
+    configuration names this node a standing replica it *rejoins*: what it
+    holds is set aside as a snapshot, it returns to the newest snapshot it
+    shares with the new primary and becomes a replica again.
+``fenced``
+    This node was the primary of a dataset that fails over automatically
+    and fenced itself (it heard nothing from the control service for
+    ``fence-after`` seconds): not exposed, read-only, until a configuration
+    names it primary at the same epoch again (or a newer epoch makes it
+    diverged).  Durable, so an agent restarted while fenced stays fenced
+    until it hears the control service.
 
 Each role comes with the dataset's *epoch* the node holds its copy at
 (every promotion raises it): a replica records the epoch of the streams it
@@ -41,7 +51,8 @@ PRIMARY: Literal["primary"] = "primary"
 REPLICA: Literal["replica"] = "replica"
 HANDOFF: Literal["handoff"] = "handoff"
 DIVERGED: Literal["diverged"] = "diverged"
-ROLES = (PRIMARY, REPLICA, HANDOFF, DIVERGED)
+FENCED: Literal["fenced"] = "fenced"
+ROLES = (PRIMARY, REPLICA, HANDOFF, DIVERGED, FENCED)
 
 
 class MemoryRoles:

@@ -18,7 +18,12 @@ applications configured for the node:
 * an application one of whose datasets has a rollback pending is stopped
   until the dataset's primary reports the rollback done;
 * the node's router forwards the published ports of applications running
-  on other nodes to them (``flocker.route``).
+  on other nodes to them (``flocker.route``);
+* while the agent is fenced (``_fence``: nothing heard from the control
+  service for ``fence-after`` seconds), a running container of an
+  application that uses a dataset failing over automatically is stopped —
+  not removed — and nothing else is done to it; once a configuration
+  arrives, the rules above start it again if it still belongs here.
 
 Discovery also reads which TCP ports other programs listen on at the
 node's address (``flocker.node._ports``, in a thread) and reports them as
@@ -78,6 +83,7 @@ from flocker.runtime import (
 
 from ._answering import AnsweringWatch
 from ._deploy import IDeployer, ILocalState, IStateChange, in_parallel, sequentially
+from ._fence import fence_applies
 
 
 def link_environment(application: Application, address: str) -> dict[str, str]:
@@ -160,6 +166,8 @@ class ContainerLocalState(PClass):
     starting = pset_field(str)
     busy_ports = field(type=(PSet, type(None)), initial=None)
     port_conflicts = pmap_field(str, PSet)
+    #: Whether the agent fenced itself (``_fence``).
+    fenced = field(type=bool, initial=False)
 
     def shared_state_changes(self) -> NodeState:
         """
@@ -250,6 +258,26 @@ class RemoveApplication(PClass):
     def run(self, deployer: ContainerDeployer) -> Deferred[None]:
         """Remove it (killing it first)."""
         return deployer.runtime.remove(self.name)
+
+
+@implementer(IStateChange)
+class FenceApplication(PClass):
+    """
+    Stop (not remove) an application's container while the agent is
+    fenced: its dataset fails over automatically, so another node may be
+    about to run it on a promoted replica.
+    """
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:fence"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return _fields(self)
+
+    def run(self, deployer: Any) -> Deferred[None]:
+        """Stop its container (the deployer's runtime)."""
+        return deployer.runtime.stop(self.name)
 
 
 @implementer(IStateChange)
@@ -349,6 +377,19 @@ def _rolling_back(
     return False
 
 
+def _fenced(name: str, configuration: Deployment) -> bool:
+    """
+    Whether a fenced agent stops an application: one of its datasets (as
+    configured wherever the application is) fails over automatically.
+    """
+    return any(
+        fence_applies(configuration, volume.dataset_id)
+        for application, _ in configuration.all_applications()
+        if application.name == name
+        for volume in application.volumes
+    )
+
+
 def calculate_container_changes(
     node_uuid: str,
     address: str,
@@ -366,6 +407,12 @@ def calculate_container_changes(
             continue  # its container is being created: wait for the runtime
         current = running.get(name)
         application = wanted.get(name)
+        if local_state.fenced and _fenced(name, configuration):
+            if current is not None and local_state.states.get(
+                name, ContainerState(running=False)
+            ).running:
+                changes.append(FenceApplication(name=name))
+            continue  # the configuration held may be stale: wait to hear it
         if application is None:
             assert current is not None
             elsewhere = next(
@@ -431,6 +478,8 @@ class ContainerDeployer:
     #: Application name → the external ports its container had when its
     #: creation or start failed with ``PortInUse``, and the engine's message.
     port_failures: dict[str, tuple[frozenset[int], str]] = attr.ib(factory=dict)
+    #: Whether the agent fenced itself now (``_fence``).
+    fenced: Callable[[], bool] = attr.ib(default=lambda: False)
 
     def started(self, result: None, name: str) -> None:
         """A container was created or started: forget its port failure."""
@@ -466,6 +515,7 @@ class ContainerDeployer:
                 starting=set(self.starting),
                 busy_ports=None if listened is None else self._others(listened),
                 port_conflicts=self._conflicts(states, listened),
+                fenced=bool(self.fenced()),
             )
 
         return Deferred.fromCoroutine(discover())
@@ -569,6 +619,7 @@ class ContainerDeployer:
 __all__ = [
     "ContainerDeployer",
     "ContainerLocalState",
+    "FenceApplication",
     "RemoveApplication",
     "RestartApplication",
     "SetRoutes",

@@ -22,6 +22,18 @@ table of (desired role, discovered phase) → rule (see
 * configured here but another node still has it: wait for its push;
 * a dataset that a transfer is writing into right now: leave it alone.
 * unknown to the configuration: leave it alone (never lose data).
+* while the node is fenced (``_fence``: nothing heard from the control
+  service for ``fence-after`` seconds), an exposed dataset that fails over
+  automatically is fenced: not exposed, read-only, until a configuration
+  names this node primary at the same epoch again;
+* a diverged copy (a superseded primary's) named a standing replica
+  rejoins: its divergence is set aside as a snapshot, and it becomes a
+  replica from the newest snapshot it shares with the new primary.
+
+Discovery also reports each copy's set-aside snapshots.  Only this agent
+sets snapshots aside (and they go only with their dataset), so they are
+listed once per dataset and again after a set-aside or a destroy, not on
+every pass: one storage command fewer per dataset and pass.
 
 Changes for different datasets run in parallel, so a failing dataset never
 holds up the others; the convergence loop never runs two passes at once, so
@@ -66,7 +78,7 @@ from ._mover import (
 )
 from ._phases import Phase
 from ._replicator import ReplicationProgress, Replicator
-from ._roles import DIVERGED, HANDOFF, PRIMARY, MemoryRoles
+from ._roles import DIVERGED, FENCED, HANDOFF, PRIMARY, MemoryRoles
 from ._snapshot_names import MOVE_SNAPSHOT_PREFIX, snapshot_time
 
 
@@ -78,6 +90,8 @@ def phase_from(role: str, move: MoveProgress | None) -> Phase:
         return Phase.HANDOFF
     if role == DIVERGED:
         return Phase.DIVERGED
+    if role == FENCED:
+        return Phase.FENCED
     return Phase.REPLICA
 
 
@@ -88,6 +102,7 @@ REPORTED_ROLE = {
     Phase.HANDOFF: "handoff",
     Phase.REPLICA: "replica",
     Phase.DIVERGED: "diverged",
+    Phase.FENCED: "fenced",
 }
 
 
@@ -100,6 +115,8 @@ class LocalDataset(PClass):
     :ivar move: The progress of its move away from here, or ``None``.
     :ivar replication: Replica node → the last replication round to it
         (on a primary with standing replicas).
+    :ivar set_aside: The copy's set-aside snapshots (divergences kept when
+        it rejoined as a replica), oldest first.
     """
 
     info = field(type=DatasetInfo, mandatory=True)
@@ -108,6 +125,7 @@ class LocalDataset(PClass):
     epoch = field(type=int, initial=0)
     move = field(type=(MoveProgress, type(None)), initial=None)
     replication = pmap_field(str, ReplicationProgress)
+    set_aside = pvector_field(SnapshotInfo)
 
     @property
     def phase(self) -> Phase:
@@ -117,7 +135,13 @@ class LocalDataset(PClass):
 
 @implementer(ILocalState)
 class DatasetLocalState(PClass):
-    """Every dataset on the node, as the dataset deployer discovered it."""
+    """
+    Every dataset on the node, as the dataset deployer discovered it.
+
+    :ivar fenced: Whether the node fenced itself (``_fence``).
+    :ivar cannot_rejoin: Dataset id → why its diverged copy cannot rejoin
+        as a replica, as already logged.
+    """
 
     node_uuid = field(type=str, mandatory=True)
     hostname = field(type=str, mandatory=True)
@@ -125,6 +149,8 @@ class DatasetLocalState(PClass):
     receiving = pset_field(str)
     in_use = pset_field(str)
     rolled_back = pmap_field(str, str)
+    fenced = field(type=bool, initial=False)
+    cannot_rejoin = pmap_field(str, str)
     #: When it was discovered, in seconds since the epoch (0: unknown).
     now = field(type=float, initial=0.0)
 
@@ -146,6 +172,7 @@ class DatasetLocalState(PClass):
                     rolled_back=self.rolled_back.get(dataset_id),
                     role=REPORTED_ROLE[local.phase],
                     epoch=local.epoch,
+                    set_aside=[Snapshot(name=s.name, created=s.created) for s in local.set_aside],
                 )
                 for dataset_id, local in self.datasets.items()
             },
@@ -165,6 +192,7 @@ class DatasetDeployer:
     :ivar mover: Pushes datasets for moves.
     :ivar replicator: Keeps standing replicas up to date.
     :ivar receiving: The ids of datasets a transfer is writing into now.
+    :ivar fenced: Whether the node fenced itself now (``_fence``).
     """
 
     node_uuid: str = attr.ib()
@@ -175,16 +203,25 @@ class DatasetDeployer:
     receiving: Callable[[], Any] = attr.ib(default=lambda: ())
     replicator: Replicator = attr.ib(default=None)
     now: Callable[[], float] = attr.ib(default=time.time)
+    fenced: Callable[[], bool] = attr.ib(default=lambda: False)
 
     #: dataset id → the last rollback request carried out here (reported
     #: until the control service clears the request).
     rolled_back: dict[str, str] = attr.ib(factory=dict, init=False)
+    #: dataset id → why its diverged copy cannot rejoin (logged once).
+    cannot_rejoin: dict[str, str] = attr.ib(factory=dict, init=False)
+    #: dataset id → its set-aside snapshots, as last listed.
+    _set_aside: dict[str, list[SnapshotInfo]] = attr.ib(factory=dict, init=False)
     _recovered: bool = attr.ib(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         """Replicate with the mover's sender unless given a replicator."""
         if self.replicator is None:
             self.replicator = Replicator(self.backend, self.mover.send, self.now)
+
+    def set_aside_changed(self, dataset_id: str) -> None:
+        """A dataset's set-aside snapshots changed (or it went): list them again."""
+        self._set_aside.pop(dataset_id, None)
 
     def discover_state(self, cluster_state: DeploymentState) -> Deferred[DatasetLocalState]:
         """
@@ -207,6 +244,7 @@ class DatasetDeployer:
                 [self.backend.list_snapshots(info.dataset_id) for info in infos],
                 consumeErrors=True,
             )
+            await self._list_set_aside([info.dataset_id for info in infos])
             datasets = {
                 info.dataset_id: LocalDataset(
                     info=info,
@@ -215,6 +253,7 @@ class DatasetDeployer:
                     epoch=self.roles.epoch(info.dataset_id),
                     move=self.mover.progress(info.dataset_id),
                     replication=self.replicator.progress(info.dataset_id),
+                    set_aside=self._set_aside[info.dataset_id],
                 )
                 for info, listed in zip(infos, snapshots, strict=True)
             }
@@ -227,10 +266,25 @@ class DatasetDeployer:
                 rolled_back={
                     d: r for d, r in self.rolled_back.items() if d in datasets
                 },
+                fenced=bool(self.fenced()),
+                cannot_rejoin={
+                    d: r for d, r in self.cannot_rejoin.items()
+                    if d in datasets and datasets[d].role == DIVERGED
+                },
                 now=float(self.now()),
             )
 
         return Deferred.fromCoroutine(discover())
+
+    async def _list_set_aside(self, dataset_ids: list[str]) -> None:
+        """List the set-aside snapshots of the datasets not listed yet; forget gone ones."""
+        for gone in set(self._set_aside) - set(dataset_ids):
+            del self._set_aside[gone]
+        unknown = [d for d in dataset_ids if d not in self._set_aside]
+        listed = await gatherResults(
+            [self.backend.list_set_aside(d) for d in unknown], consumeErrors=True
+        )
+        self._set_aside.update(zip(unknown, listed, strict=True))
 
     def calculate_changes(
         self,

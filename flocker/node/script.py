@@ -27,12 +27,10 @@ from flocker.ca import (
     load_tls_files,
 )
 from flocker.common import ConfigurationError, start_daemon_logging
-from flocker.control import AgentAMPClient, NodeState
 from flocker.volume import IVolumeBackend
 
 from ._agentconfig import AgentConfig, load_agent_config
-from ._dataset_agent import DatasetAgent, LoopService, report_to
-from ._loop import ConvergenceLoop
+from ._dataset_agent import DatasetAgent
 from ._roles import FileRoles
 
 
@@ -97,20 +95,22 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
         config.control_host,
         config.control_port,
         config.transfer_port,
+        fence_after=config.fence_after,
     )
     log_message(
         message_type="flocker:node:dataset_agent:configured",
         node_uuid=node_uuid,
         address=config.address,
         backend=config.backend,
+        fence_after=config.fence_after,
     )
     return agent.service()
 
 
 def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiService:
     """
-    Wire a container agent: the Docker runtime, the connection to the
-    control service and the convergence loop.
+    Build a container agent from ``agent.yml``: the Docker runtime (in a
+    thread pool), the node's router and the agent that joins them.
     """
     import docker
     from twisted.internet.threads import deferToThreadPool
@@ -120,8 +120,8 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
     from flocker.runtime import DockerRuntime
 
     from ._answering import AnsweringWatch
+    from ._container_agent import ContainerAgent
     from ._ports import read_busy_ports
-    from .containers import ContainerDeployer
 
     tls, node_uuid, _ = load_node_files(config)
     pool = ThreadPool(minthreads=1, maxthreads=4, name="docker")
@@ -129,30 +129,28 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
         node_uuid, lambda: docker.from_env(timeout=120), pool, reactor
     )
     router = NodeRouter(reactor, config.address)
-    deployer = ContainerDeployer(
-        node_uuid, config.address, runtime, router,
+    agent = ContainerAgent(
+        reactor,
+        node_uuid,
+        config.address,
+        runtime,
+        router,
+        tls,
+        config.control_host,
+        config.control_port,
+        fence_after=config.fence_after,
         answering=AnsweringWatch(reactor, node_uuid, config.address),
         listening=partial(deferToThreadPool, reactor, pool, read_busy_ports, config.address),
-    )
-
-    def report(state: NodeState) -> Deferred[None]:
-        return report_to(client, state)
-
-    loop = ConvergenceLoop(reactor, deployer, report)
-    deployer.poke = loop.poke
-    client = AgentAMPClient.for_control_service(
-        reactor, config.control_host, config.control_port, tls, "container",
-        loop.cluster_updated,
     )
     service = MultiService()
     _ThreadPoolService(pool).setServiceParent(service)
     router.setServiceParent(service)
-    client.setServiceParent(service)
-    LoopService(loop).setServiceParent(service)
+    agent.service().setServiceParent(service)
     log_message(
         message_type="flocker:node:container_agent:configured",
         node_uuid=node_uuid,
         address=config.address,
+        fence_after=config.fence_after,
     )
     return service
 

@@ -230,12 +230,13 @@ def test_every_pair_has_a_decision(desired, phase):
     """
     Every (desired role, discovered phase) pair is either a row of the
     table or one of the pairs that deliberately do nothing: an absent copy
-    that is deleted, lives elsewhere or is moving away.
+    that is deleted, lives elsewhere, is moving away or is fenced.
     """
     deliberate_nothing = {
         (Desired.DELETED, Phase.ABSENT),
         (Desired.ELSEWHERE, Phase.ABSENT),
         (Desired.SOURCE, Phase.ABSENT),
+        (Desired.FENCED, Phase.ABSENT),
     }
     assert ((desired, phase) in TABLE) != ((desired, phase) in deliberate_nothing)
 
@@ -492,8 +493,9 @@ def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes():
     """
     A moves DS to its replica B; the final increment fails (B went down),
     leaving A's copy in hand-off with writes no replica has.  The user
-    fails over to the other replica C.  A's copy must be kept (diverged),
-    not turned into a replica that C's rounds then overwrite.
+    fails over to the other replica C.  A's writes must be kept: A
+    diverges, and rejoining as C's replica it sets them aside before C's
+    rounds bring its copy up to date.
     """
     cluster, configuration = current_replicas((B, C))
     cluster.backends[A].write_file(DS, "data", b"written on A only")
@@ -509,16 +511,18 @@ def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes():
             pass  # the refused push
     cluster.clock[0] += IDLE_PAUSE
     cluster.converge_node(C, failed_over)  # C's round to its replicas
-    assert cluster.backends[A].read_files(DS) == {"data": b"written on A only"}
-    assert cluster.roles[A].get(DS) == DIVERGED
+    assert cluster.roles[A].get(DS) == REPLICA
+    (kept,) = result(cluster.backends[A].list_set_aside(DS))
+    assert kept.name.startswith("flocker-diverged-0-")
+    assert cluster.backends[A].read_set_aside(DS, kept.name) == {"data": b"written on A only"}
+    assert cluster.backends[A].read_files(DS) == cluster.backends[C].read_files(DS)
 
 
 def test_a_diverged_copy_named_replica_again_does_not_stop_pruning():
     """
     After a failover to B, the old primary A (diverged) is named a replica
-    again, as the docs allow (its copy refuses the streams).  B's
-    replication snapshots must stay bounded: A's diverged copy shares an
-    old snapshot with B, but no round can build on it.
+    again, as the docs allow: while its copy refuses the streams, and once
+    it rejoined as a replica, B's replication snapshots stay bounded.
     """
     cluster = clocked_cluster()
     configuration = replicated(replicas=(B, C))
@@ -543,12 +547,12 @@ def test_a_diverged_copy_named_replica_again_does_not_stop_pruning():
             try:
                 cluster.converge_node(node, again)
             except RuntimeError:
-                pass  # A refuses B's streams
-        assert cluster.roles[A].get(DS) == DIVERGED
+                pass  # A refuses B's streams until it rejoined
         counts.append(
             len([s for s in snapshots(cluster, B) if s.startswith(REPLICA_SNAPSHOT_PREFIX)])
         )
     assert cluster.backends[C].read_files(DS) == {"data": b"v11"}
+    assert cluster.roles[A].get(DS) == REPLICA
     assert counts[-1] <= 3, counts
 
 
