@@ -61,7 +61,7 @@ def dataset_view(
     else:
         state = "pending"
     reported = {r.node_uuid: r for m in mounted for r in m.replicas}
-    replicas = []
+    replicas: list[dict[str, Any]] = []
     for node in dataset.replicas:
         replica = reported.get(node)
         replicas.append(

@@ -25,11 +25,10 @@ def api() -> APIHarness:
     """The API with node A's dataset agent answering snapshot requests; C known."""
     harness = APIHarness()
     harness.state.update_node_state(NodeState(uuid=NODE_C))
-    harness.agents = Agents()  # type: ignore[attr-defined]
+    agents = Agents()
+    harness.agents = agents  # type: ignore[attr-defined]
     harness.treq = StubTreq(
-        make_api_resource(
-            harness.configuration, harness.state, harness.clock, harness.agents
-        )
+        make_api_resource(harness.configuration, harness.state, harness.clock, agents)
     )
     return harness
 
