@@ -15,13 +15,14 @@ or could split the brain:
 * without ``force``: the primary's dataset agent was heard from within the
   last ``failover_after`` seconds (it may still be writing).
 
-Silence is a hint, not a guarantee: nothing on a node stops exposing a copy
-because the control service has gone quiet (self-fencing after losing the
-control service is a later issue).  A dataset agent stops exposing its copy
-only when it hears of the newer epoch this change records; until then a
-primary cut off from the control service, or whose agent alone died, may
-go on serving its clients.  Whoever fails over must know the old primary is
-down; ``force`` is for when they do.
+Silence is a hint, not a guarantee.  Agents fence themselves after
+``fence-after`` seconds without the control service, but only for datasets
+that fail over automatically and have a standing replica; for the others,
+a primary cut off from the control service, or whose agents alone died,
+may go on serving its clients until it hears of the newer epoch this
+change records.  Whoever fails over must know the old primary is down;
+``force`` is for when they do.  (Automatic failover, `._failover`, waits
+``failover_after``, longer than any agent's fence.)
 
 The answer names the snapshot the new primary starts from and the data-loss
 window: how old that snapshot is.  The configuration records that snapshot
