@@ -17,6 +17,9 @@ recorded but not enforced, and so is the read-only flag
 mount, and file modes do not stop root.  A full receive records its dataset
 read-only, as the interface says.
 
+Set-aside snapshots are copies of ``data/`` under ``set_aside/<id>/``
+(see :mod:`flocker.volume._files`).
+
 Streams (format ``flocker-tar-v1``): a JSON header line (snapshot name,
 creation time, base), a tar of the snapshot, and the SHA-256 of all that.
 They always carry the whole snapshot; a stream sent with a base is refused

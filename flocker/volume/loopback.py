@@ -33,6 +33,9 @@ Snapshots (``fsfreeze`` works on a read-only ext4), sends, rollbacks and
 receives work on the images and keep the flag; a full receive records its
 new dataset read-only.
 
+Set-aside snapshots are frozen copies of the image under
+``set_aside/<id>/`` (see :mod:`flocker.volume._files`).
+
 Streams (format ``flocker-ext4-image-v1``): a JSON header line, a sparse tar
 of the snapshot's image, and a SHA-256 of all that.  They always carry the
 whole image.  A received image is checked with ``e2fsck -n`` under ``tmp/``

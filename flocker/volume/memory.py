@@ -14,6 +14,10 @@ filesystem mounted read-only, a read-only dataset refuses
 same datasets, as a restarted agent process would find them.  Every Deferred
 it returns has already fired, so it works under ``SynchronousTestCase``.
 
+Set-aside snapshots are copies of the files kept with the dataset (receives
+carry them over; only ``destroy`` drops them), readable through ``clone`` or
+:meth:`~MemoryVolumeBackend.read_set_aside`.
+
 Its streams (format ``flocker-memory-v1``) are JSON followed by a SHA-256
 trailer; an incremental stream carries only changed and deleted files.
 """

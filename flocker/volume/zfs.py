@@ -77,6 +77,55 @@ A receive never touches the target until ``finish``:
   receive is in progress, ``list_snapshots`` of the target shows only the
   snapshots after ``base``.
 
+Set-aside snapshots
+===================
+
+An incremental receive needs its base to be the dataset's newest snapshot,
+so what comes after the base cannot stay on the dataset.  ``set_aside``
+snapshots the contents as ``<id>@.aside-<name>`` (names starting with a dot
+are the backend's own: the interface's cannot, and ``list_snapshots`` never
+shows them), renames the dataset to a *hidden part*
+``<pool>/flocker-aside-<id>-<random>`` (``canmount=off``, never mounted or
+listed), clones ``<part>@<base>`` back to the dataset's name and promotes
+the clone.  The dataset then holds the snapshots up to ``base`` (and their
+clones), the part the later ones and the set-aside snapshot: constant time,
+no data copied, nothing destroyed.  A part is a clone of a dataset snapshot,
+so ZFS keeps that snapshot while the part lives; the rules that follow:
+
+* ``list_set_aside`` lists the ``.aside-`` snapshots of the parts, oldest
+  first; ``clone`` takes a set-aside name too (the clone depends on the
+  part, so ``destroy`` of the dataset is :class:`DependentClones` until it
+  is gone).
+* ``destroy_snapshot`` of a snapshot that only parts depend on (pruning the
+  base) renames it to ``<id>@.held-<random>``: no longer listed, kept until
+  the dataset is destroyed, never an error (the agent's pruning does not
+  catch :class:`DependentClones`).  A real clone still makes it
+  :class:`DependentClones`.
+* ``rollback`` past snapshots parts depend on detaches the same way into a
+  new part and destroys that part's snapshots that nothing needs;
+  a receive that replaces the dataset or swaps in a promoted clone keeps
+  an old copy that parts depend on as a part (its other snapshots
+  destroyed) instead of destroying it.  Real clones still refuse as before.
+* ``destroy`` checks that no clone outside the dataset and its parts
+  depends on any of them, then destroys the parts, each once nothing left
+  depends on it, and the dataset last (a crash in between leaves the
+  dataset, never a part without it).
+
+Crashes.  Until the rename nothing but a hidden snapshot on the dataset
+exists (a repeated call destroys and retakes it).  Between the rename and
+the promote, the dataset's name is missing or held by an unpromoted clone
+of the part: discovery (``list_datasets``, which reads ``origin`` with the
+other properties, so this costs no command when all is well), the next
+``set_aside``, ``rollback``, ``destroy``, ``list_set_aside`` and
+``recover`` *undo* it (the clone goes, the part is
+renamed back with ``canmount=on``): the dataset is as before the call,
+which can be repeated.  After the promote the call is done: repeating it
+is :class:`SnapshotExists`.  ``get`` and receives do not repair (they
+cost no extra command; ``get`` sees the dataset missing for that moment,
+as during a receive's swap).
+Operations in flight in this process are not "repaired" under their feet
+(``_detaching``).
+
 zfs-fuse cannot rename a filesystem whose snapshots have mounted clones:
 such clones are unmounted for the moment of the rename.
 
@@ -1020,7 +1069,6 @@ class ZFSVolumeBackend:
         return self._receiving(["-F", name], key, base, commit, discard)
 
     async def _receive_incremental(self, key: str, base: str) -> IStreamSink:
-        await self._repair(key)
         origin = await self._require_snapshot(key, base)
         name = self._name(key)
         names = await self._raw_names(key)  # a held snapshot may be the newest
