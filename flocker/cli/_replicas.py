@@ -74,8 +74,12 @@ def _say(context: Context, dataset: Any, addresses: Any) -> None:
         return
     interval = dataset.replication.interval_seconds
     how = "continuously" if interval == 0 else f"every {interval}s"
+    failover = (
+        "fails over by itself" if dataset.replication.failover == "automatic"
+        else "fails over by hand"
+    )
     context.out.write(
-        f"dataset {label} is replicated {how} to {', '.join(replicas)}\n"
+        f"dataset {label} is replicated {how} to {', '.join(replicas)}; {failover}\n"
     )
 
 
@@ -89,7 +93,7 @@ async def replicate(context: Context, options: argparse.Namespace) -> None:
             "a replica must be on another node",
             EXIT_ERROR,
         )
-    if node.uuid in dataset.replicas and interval is None:
+    if node.uuid in dataset.replicas and interval is None and options.failover is None:
         raise CLIError(
             f"node {node_label(addresses, node.uuid)} already holds a standing "
             f"replica of dataset {dataset.dataset_id}",
@@ -99,8 +103,13 @@ async def replicate(context: Context, options: argparse.Namespace) -> None:
     if node.uuid not in replicas:
         replicas.append(node.uuid)
     changes: dict[str, Any] = {"replicas": replicas}
+    replication: dict[str, Any] = {}
     if interval is not None:
-        changes["replication"] = {"interval_seconds": interval}
+        replication["interval_seconds"] = interval
+    if options.failover is not None:
+        replication["failover"] = options.failover
+    if replication:
+        changes["replication"] = replication
     updated = await context.client.update_dataset(dataset.dataset_id, **changes)
     _say(context, updated, addresses)
 
@@ -190,6 +199,15 @@ def register_replicas(group: Any) -> None:
         "--interval",
         metavar="SECONDS",
         help="seconds between the primary's increments (0: continuously, the default)",
+    )
+    parser.add_argument(
+        "--failover",
+        choices=["manual", "automatic"],
+        help=(
+            "automatic: the control service fails the dataset over by itself "
+            "when its primary's node goes silent; manual (the default): only "
+            "flocker datasets failover does"
+        ),
     )
     parser = add_command(
         group,

@@ -48,8 +48,31 @@ def test_replicate_adds_replica(replicated):
     assert result.code == EXIT_OK, result
     assert list(dataset(replicated).replicas) == [N2, N3]
     assert result.out == (
-        f"dataset {D1} (db) is replicated continuously to 10.0.0.2, 10.0.0.3\n"
+        f"dataset {D1} (db) is replicated continuously to 10.0.0.2, 10.0.0.3; "
+        "fails over by hand\n"
     )
+
+
+def test_replicate_with_automatic_failover(replicated):
+    """
+    ``--failover automatic`` on a node already replicating changes only the
+    failover setting, and the answer says the dataset fails over by itself.
+    """
+    result = invoke(
+        replicated, "datasets", "replicate", "db", "--to", "10.0.0.2", "--failover", "automatic"
+    )
+    assert result.code == EXIT_OK, result
+    assert result.out.endswith("to 10.0.0.2; fails over by itself\n")
+    assert dataset(replicated).replication == Replication(failover="automatic")
+    assert list(dataset(replicated).replicas) == [N2]
+
+
+def test_replicate_unknown_failover_mode_is_a_usage_error(replicated):
+    """A ``--failover`` other than manual or automatic is refused (exit 2); nothing changes."""
+    before = configuration(replicated)
+    result = invoke(replicated, "datasets", "replicate", "db", "--to", "10.0.0.3", "--failover", "sometimes")
+    assert_error(result, 2, "invalid choice: 'sometimes'")
+    assert configuration(replicated) == before
 
 
 def test_replicate_by_uuid_prefix_with_interval(replicated):
