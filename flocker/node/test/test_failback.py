@@ -158,10 +158,10 @@ def test_the_receiver_refuses_a_diverged_copy_until_it_rejoined(tmp_path):
     Streams of the new epoch are refused while the copy is diverged and
     let in once it rejoined as a replica of that epoch.
     """
-    from flocker.node.test.test_dataset_agent import agent as agent_fixture
     from flocker.node.test.test_dataset_agent import header
+    from flocker.node.test.test_fence import make_agent
 
-    agent = agent_fixture.__wrapped__(tmp_path)
+    agent = make_agent(tmp_path)
     agent.roles.set(DS, DIVERGED, epoch=0)
     assert agent.refuse(header(epoch=1)) is not None
     agent.roles.set(DS, REPLICA, epoch=1)

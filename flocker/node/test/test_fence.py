@@ -3,6 +3,8 @@ dataset calculator and in the container calculator (Clock, in-memory
 backends and runtimes).
 """
 
+from functools import partial
+
 import pytest
 from eliot.testing import LoggedMessage
 from twisted.internet.task import Clock
@@ -12,14 +14,24 @@ from flocker.control import (
     AgentAMPClient,
     Application,
     AttachedVolume,
+    ClusterStateService,
+    ConfigurationService,
     Dataset,
     DatasetState,
     Deployment,
     DeploymentState,
+    MemoryConfigurationStore,
     NodeState,
     Replication,
 )
-from flocker.control.test.test_protocol import NODE_A, connect
+from flocker.control._protocol import ControlAMPService
+from flocker.control.test.test_protocol import (
+    EXPIRATION,
+    NODE_A,
+    Control,
+    connect,
+    identify,
+)
 from flocker.node import NoOp, changes_of, run_state_change
 from flocker.node._agentconfig import load_agent_config
 from flocker.node._dataset_changes import (
@@ -53,14 +65,46 @@ def automatic(primary=A, replicas=(B,), failover="automatic"):
     )
 
 
+class FenceableCluster(Cluster):
+    """A `Cluster` whose nodes in ``fenced`` have fenced themselves."""
+
+    def __init__(self, nodes=(A, B, C)):
+        super().__init__(nodes)
+        self.fenced: set[str] = set()
+        for node, deployer in self.deployers.items():
+            deployer.fenced = partial(self.fenced.__contains__, node)
+
+
+def make_agent(tmp_path):
+    """A dataset agent of a two-node cluster (see ``test_dataset_agent``)."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from flocker.ca import load_tls_files
+    from flocker.ca.testtools import make_test_cluster_credentials
+    from flocker.node._dataset_agent import DatasetAgent
+    from flocker.node._roles import MemoryRoles
+    from flocker.volume.memory import MemoryVolumeBackend
+
+    credentials = make_test_cluster_credentials(tmp_path, nodes=2)
+    return DatasetAgent(
+        MemoryReactorClock(),
+        str(credentials.node_uuids[0]),
+        "127.0.0.11",
+        MemoryVolumeBackend(),
+        MemoryRoles(),
+        load_tls_files(credentials.node_directories[0], "node"),
+        "127.0.0.1",
+        4524,
+        4525,
+    )
+
+
 def fenceable_cluster(configuration):
     """
     A cluster converged to ``configuration``, A's deployer fenced while
     ``cluster.fenced`` holds A.
     """
-    cluster = Cluster(nodes=(A, B, C))
-    cluster.fenced = set()
-    cluster.deployers[A].fenced = lambda: A in cluster.fenced
+    cluster = FenceableCluster()
     cluster.converge(configuration)
     cluster.backends[A].write_file(DS, "data", b"before the fence")
     return cluster
@@ -152,11 +196,14 @@ def test_every_box_from_the_control_service_is_heard():
     answers stop arriving) it does, and a new connection's push brings it
     down.
     """
-    from flocker.control.test.test_protocol import control as control_fixture
-
-    control = control_fixture.__wrapped__()
-    clock = control.clock
-    holder = {}
+    clock = Clock()
+    configuration = ConfigurationService(MemoryConfigurationStore())
+    configuration.load()
+    state = ClusterStateService(clock, expiration=EXPIRATION)
+    service = ControlAMPService(clock, configuration, state, identify=identify)
+    service.startService()
+    control = Control(clock, configuration, state, service)
+    holder: dict[str, Fence] = {}
 
     def pushed(configuration, state):
         holder["fence"].configuration_pushed()
@@ -317,7 +364,7 @@ def test_an_agent_restarted_while_fenced_stays_fenced(tmp_path):
     cluster = Cluster(nodes=(A, B))
     roles = FileRoles(str(tmp_path / "dataset-roles.json"))
     cluster.roles[A] = roles
-    fenced = []
+    fenced: list[bool] = []
     cluster.deployers[A] = DatasetDeployer(
         A,
         HOSTS[A],
@@ -349,10 +396,9 @@ def test_an_agent_restarted_while_fenced_stays_fenced(tmp_path):
 
 def test_streams_into_a_fenced_copy_are_refused(tmp_path):
     """The transfer receiver turns away every stream into a fenced copy."""
-    from flocker.node.test.test_dataset_agent import agent as agent_fixture
     from flocker.node.test.test_dataset_agent import header
 
-    agent = agent_fixture.__wrapped__(tmp_path)
+    agent = make_agent(tmp_path)
     agent.roles.set(DS, FENCED)
     assert "fenced" in agent.refuse(header())
     assert not agent.replace(header().set(base=None))
@@ -402,7 +448,7 @@ def test_a_fenced_container_agent_stops_and_then_restarts_the_application():
     and the configuration still places it here, it runs again.
     """
     (runtime,) = memory_runtimes([A], images=[APP.image])
-    fenced = []
+    fenced: list[bool] = []
     deployer = ContainerDeployer(A, HOSTS[A], runtime, fenced=lambda: bool(fenced))
     configuration = automatic().add_application(APP, A)
     state = DeploymentState().update_node(
