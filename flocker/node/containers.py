@@ -260,6 +260,12 @@ class RemoveApplication(PClass):
         return deployer.runtime.remove(self.name)
 
 
+#: Seconds a fenced application gets to stop before it is killed (an
+#: application that ignores SIGTERM would otherwise run on for Docker's
+#: default ten seconds, past a short failover-after).
+FENCE_STOP_TIMEOUT = 1.0
+
+
 @implementer(IStateChange)
 class FenceApplication(PClass):
     """
@@ -276,8 +282,11 @@ class FenceApplication(PClass):
         return _fields(self)
 
     def run(self, deployer: Any) -> Deferred[None]:
-        """Stop its container (the deployer's runtime)."""
-        return deployer.runtime.stop(self.name)
+        """
+        Stop its container, killing it after `FENCE_STOP_TIMEOUT`: it
+        must be down well before the control service may fail over.
+        """
+        return deployer.runtime.stop(self.name, timeout=FENCE_STOP_TIMEOUT)
 
 
 @implementer(IStateChange)
