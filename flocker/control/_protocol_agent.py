@@ -390,12 +390,19 @@ class AgentAMPClient(Service):
         tls_files: TLSFiles,
         agent_kind: str,
         cluster_updated: ClusterUpdated,
+        bind_address: str | None = None,
         **kwargs: Any,
     ) -> AgentAMPClient:
-        """A client for the control service at ``host:port``, with a node's files."""
+        """
+        A client for the control service at ``host:port``, with a node's
+        files; with ``bind_address`` (the node's own address) connections
+        leave from it, so the node is one address on the network (cut it
+        off and its agents are cut off too).
+        """
+        bind = None if bind_address is None else (bind_address, 0)
         endpoint = wrapClientTLS(
             client_context_factory(tls_files.credential, tls_files.authority, host),
-            HostnameEndpoint(reactor, host.encode("ascii"), port),
+            HostnameEndpoint(reactor, host.encode("ascii"), port, bindAddress=bind),
         )
         return cls(reactor, endpoint, agent_kind, cluster_updated, **kwargs)
 

@@ -96,6 +96,7 @@ class ContainerAgent:
             "container",
             self.cluster_updated,
             heard=self.fence.heard,
+            bind_address=self.address,
             keepalive_interval=keepalive_interval(self.fence_after),
         )
 

@@ -175,6 +175,7 @@ class DatasetAgent:
             snapshots=SnapshotOperations(self.backend, self.roles, self.poke_soon),
             transfers=self.transfers,
             heard=self.fence.heard,
+            bind_address=self.address,
             keepalive_interval=keepalive_interval(self.fence_after),
         )
 
