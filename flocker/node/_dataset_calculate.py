@@ -139,6 +139,25 @@ class Situation(PClass):
                 return True
         return False
 
+    def current_copy_elsewhere(self) -> DatasetState | None:
+        """
+        The copy of the configured epoch another node reports: the
+        primary's, or, when this node is the configured primary (a move
+        here asked for right after a failover elsewhere), the move's
+        source's; ``None`` if no other node reports one yet.
+        """
+        holders = [self.primary] if self.primary != self.node_uuid else []
+        holders += sorted(u for u in self.cluster_state.nodes if u not in (self.node_uuid, self.primary))
+        for uuid_ in holders:
+            copy = self.reported_copy(uuid_)
+            if (
+                copy is not None
+                and copy.role not in ("diverged", "fenced")
+                and (copy.epoch or 0) >= self.dataset.epoch
+            ):
+                return copy
+        return None
+
     def reported_role(self, node_uuid: str) -> str | None:
         """The role a node reports holding its copy in, if it reports one."""
         copy = self.reported_copy(node_uuid)
@@ -510,15 +529,16 @@ def hand_off_or_diverge(situation: Situation) -> list[IStateChange]:
 
 def rejoin(situation: Situation) -> list[IStateChange]:
     """
-    A diverged copy named a standing replica rejoins once the new primary
-    reports its copy: back to the dataset's ``failover_snapshot`` if both
+    A diverged copy named a standing replica (or the primary, by a move
+    asked for right after the failover) rejoins once another node reports
+    its copy of the configured epoch (the new primary, or the move's source): back to the dataset's ``failover_snapshot`` if both
     hold it, else to the newest snapshot they share, its divergence set
     aside (`RejoinAsReplica`).  Sharing none, it stays diverged, said once
     (`KeepDiverged`): its data is never destroyed.
     """
     dataset, local = situation.dataset, situation.local
-    theirs = situation.reported_copy(situation.primary)
-    if not superseded(situation) or theirs is None or (theirs.epoch or 0) < dataset.epoch:
+    theirs = situation.current_copy_elsewhere()
+    if not superseded(situation) or theirs is None:
         return []  # wait for the new primary to report its copy
     names = [s.name for s in local.snapshots]
     shared = {s.name for s in theirs.snapshots}
@@ -573,7 +593,9 @@ TABLE: dict[tuple[Desired, Phase], Rule] = {
     (Desired.PRIMARY, Phase.MOVING): maintain,
     (Desired.PRIMARY, Phase.HANDOFF): expose_if_called_off,
     (Desired.PRIMARY, Phase.REPLICA): promote_or_wait,
-    (Desired.PRIMARY, Phase.DIVERGED): nothing,  # never exposed automatically
+    # Never exposed: a move here right after a failover rejoins first, then
+    # receives the final increment from the move's source.
+    (Desired.PRIMARY, Phase.DIVERGED): rejoin,
     (Desired.PRIMARY, Phase.FENCED): unfence_or_diverge,
     (Desired.REPLICA, Phase.ABSENT): nothing,  # the primary's rounds bring it
     (Desired.REPLICA, Phase.PRIMARY): swap_or_diverge,
