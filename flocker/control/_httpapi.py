@@ -273,6 +273,28 @@ class ConfigurationAPIUserV1:
                     "finish until that copy is dealt with; choose another node",
                 )
 
+    def _refuse_unsettled_failover(self, deployment: Deployment, dataset_ids: list[str]) -> None:
+        """
+        Refuse (409) to move a dataset that failed over while its new
+        primary has not yet reported its copy as primary at the new epoch:
+        until then the data of that epoch is on no node that could send it
+        (the chosen replica becomes primary only when its agent hears of the
+        failover), so the move would leave the dataset exposed nowhere.
+        """
+        state = self.cluster_state_service.as_deployment_state()
+        for dataset_id in dataset_ids:
+            dataset, primary = deployment.get_dataset(dataset_id)
+            if dataset.epoch == 0:
+                continue
+            copy = (state.get_node(primary).datasets or {}).get(dataset_id)
+            if copy is None or copy.role != "primary" or (copy.epoch or 0) < dataset.epoch:
+                raise APIError(
+                    409,
+                    f"dataset {dataset_id} failed over to node {primary} (epoch "
+                    f"{dataset.epoch}), which has not reported taking it up yet: "
+                    "move it once that node reports its copy as the primary",
+                )
+
     async def _change(
         self, expected_tag: str | None, change: Callable[[Deployment], Deployment]
     ) -> StoredConfiguration:
@@ -363,8 +385,10 @@ class ConfigurationAPIUserV1:
                 metadata=body.get("metadata"),
                 maximum_size=body.get("maximum_size", KEEP),
             )
-            if primary is not None:
+            if primary is not None and primary != deployment.get_dataset(dataset_id)[1]:
                 self._refuse_diverged_target([dataset_id], primary)
+                self._refuse_unsettled_failover(deployment, [dataset_id])
+            if primary is not None:
                 deployment = deployment.move_dataset(dataset_id, primary)
             return self._replicate(deployment, dataset_id, replicas, body)
 
@@ -611,6 +635,7 @@ class ConfigurationAPIUserV1:
             if source != node_uuid:
                 _check_ports(deployment, app, node_uuid)
                 self._refuse_diverged_target([v.dataset_id for v in app.volumes], node_uuid)
+                self._refuse_unsettled_failover(deployment, [v.dataset_id for v in app.volumes])
             return deployment.move_application(name, node_uuid)
 
         stored = await self._change(expected_tag, change)

@@ -483,3 +483,27 @@ def test_move_to_a_node_keeping_a_diverged_copy_refused(api: APIHarness) -> None
     assert "diverged copy" in result.body["description"]
     (dataset,) = api.request("GET", "/v1/configuration/datasets").body
     assert dataset["primary"] == NODE_A
+
+
+def test_move_right_after_a_failover_refused_until_the_new_primary_takes_it(
+    api: APIHarness,
+) -> None:
+    """
+    Moving a dataset (or its application) after a failover, before the new
+    primary reports its copy as the primary of the new epoch, is a 409:
+    no node could send the move the data of that epoch yet.  Once it
+    reports, the move goes ahead.
+    """
+    ready(api, NODE_B, NODE_C)
+    add_app(api, DATASET)
+    assert failover(api, {"node_uuid": NODE_B, "force": True}).code == 200
+    before = api.request("GET", "/v1/configuration/datasets").body
+    result = update(api, {"primary": NODE_C})
+    assert result.code == 409, result
+    assert "has not reported taking it up yet" in result.body["description"]
+    moved = api.request("POST", "/v1/configuration/containers/db", {"node_uuid": NODE_C})
+    assert moved.code == 409, moved
+    assert api.request("GET", "/v1/configuration/datasets").body == before
+    report(api, NODE_B, role="primary", path="/flocker/x", epoch=1, snapshots=[("s", 1.0)])
+    moved = api.request("POST", "/v1/configuration/containers/db", {"node_uuid": NODE_C})
+    assert moved.code == 200, moved
