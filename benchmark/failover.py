@@ -143,9 +143,9 @@ def measure_run(cluster: dict[str, Any], failover_after: float, index: int) -> d
     diverged_by = written_since(new, dataset_id, entry["failover_snapshot"])
     returned = time.time()
     lab.start_node(cluster["dir"], 1)
-    wait_for(lambda: (c := f.reported_copy(cluster, dataset_id, one)) and c.get("role") == "replica"
-             and c.get("epoch") == entry["epoch"], 300, "node 1 to rejoin as a replica")
-    wait_for(lambda: replicated_since(cluster, dataset_id, [one], time.time() + 1), 120,
+    wait_for(lambda: f.rejoined(cluster, dataset_id, one), 300, "node 1 to rejoin as a replica")
+    since = time.time()
+    wait_for(lambda: replicated_since(cluster, dataset_id, [one], since + 1), 120,
              "a replication round to node 1")
     rejoined = time.time()
     sent = f.bytes_pushed_to(new, one["address"], returned)
