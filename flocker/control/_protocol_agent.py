@@ -80,10 +80,22 @@ class NotConnected(Exception):
     """There is no connection to the control service right now."""
 
 
+#: Seconds a connection attempt to the control service may take.  Short: a
+#: node cut off from the network retries every few seconds, so that once it
+#: is back it reconnects (and is heard from) well within the control
+#: service's ``failover_after``, rather than after a long-hanging attempt.
+CONNECT_TIMEOUT = 2.0
+
+
 def default_retry_policy(
-    initial: float = 0.2, factor: float = 1.5, maximum: float = 10.0
+    initial: float = 0.2, factor: float = 1.5, maximum: float = 2.0
 ) -> Callable[[int], float]:
-    """Reconnection delays growing from ``initial`` to ``maximum``, with jitter."""
+    """
+    Reconnection delays growing from ``initial`` to ``maximum``, with
+    jitter.  The maximum is small for the same reason as `CONNECT_TIMEOUT`:
+    an agent back from a partition must be heard from again within seconds,
+    or a node that came back in time would be failed over all the same.
+    """
 
     def policy(attempt: int) -> float:
         delay = min(initial * factor ** min(attempt, 64), maximum)
@@ -402,7 +414,9 @@ class AgentAMPClient(Service):
         bind = None if bind_address is None else (bind_address, 0)
         endpoint = wrapClientTLS(
             client_context_factory(tls_files.credential, tls_files.authority, host),
-            HostnameEndpoint(reactor, host.encode("ascii"), port, bindAddress=bind),
+            HostnameEndpoint(
+                reactor, host.encode("ascii"), port, timeout=CONNECT_TIMEOUT, bindAddress=bind
+            ),
         )
         return cls(reactor, endpoint, agent_kind, cluster_updated, **kwargs)
 

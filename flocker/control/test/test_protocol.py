@@ -660,3 +660,16 @@ def test_chunked_argument_takes_only_bytes() -> None:
     """Sending text where bytes are expected is a programming error."""
     with pytest.raises(TypeError):
         ChunkedBytes().toBox(b"diff", {}, {"diff": "text"}, None)
+
+
+def test_agents_reconnect_within_seconds():
+    """
+    An agent's reconnection delays stay within a couple of seconds however
+    many attempts failed, and its connection attempts time out as fast: an
+    agent back from a partition is heard again long before a failover.
+    """
+    from flocker.control._protocol_agent import CONNECT_TIMEOUT, default_retry_policy
+
+    policy = default_retry_policy()
+    assert max(policy(attempt) for attempt in range(200)) <= 2.5
+    assert CONNECT_TIMEOUT <= 2.0

@@ -40,9 +40,9 @@ FAILOVER_AFTER = 10.0
 DIVERGED_PREFIX = "flocker-diverged-"
 
 
-def failover_cluster(make_lab):
+def failover_cluster(make_lab, failover_after=FAILOVER_AFTER):
     """Three nodes with short fencing and failover timings."""
-    return make_lab(nodes=3, fence_after=FENCE_AFTER, failover_after=FAILOVER_AFTER)
+    return make_lab(nodes=3, fence_after=FENCE_AFTER, failover_after=failover_after)
 
 
 class TimedWriter(threading.Thread):
@@ -377,17 +377,23 @@ def test_a_node_back_before_failover_after_is_not_failed_over(make_lab):
     it hears the control service again at the same epoch, exposes its copy
     and runs its application again by itself; nothing fails over.
     """
-    cluster = failover_cluster(make_lab)
+    # Long enough a failover_after for a cut well past fence_after, and the
+    # agents' reconnection, to fit in it.
+    failover_after = FENCE_AFTER + 12
+    cluster = failover_cluster(make_lab, failover_after)
     one, two, three = cluster["nodes"]
     name, dataset_id, port = deploy_counter(cluster, one)
     replicate_automatically(cluster, dataset_id, [two, three])
     at = time.time()
     wait_for(lambda: replicated_since(cluster, dataset_id, [two, three], at + 1), 120,
              "a replication round on both replicas")
+    cut = time.monotonic()
     lab.cut_node(cluster["dir"], 1)
     try:
-        wait_for(lambda: not container_running(one, name), FAILOVER_AFTER - 1,
+        wait_for(lambda: not container_running(one, name), failover_after - 1,
                  "node 1 to stop its application (fenced)")
+        # Cut off for longer than fence_after and its reconnection attempts.
+        time.sleep(max(0.0, cut + FENCE_AFTER + 4 - time.monotonic()))
     finally:
         lab.start_node(cluster["dir"], 1)
     wait_for(lambda: request(one["address"], port, "back") is not None, 120,
@@ -396,6 +402,6 @@ def test_a_node_back_before_failover_after_is_not_failed_over(make_lab):
     assert entry["epoch"] == 0 and entry["primary"] == one["uuid"]
     assert automatic_failovers(cluster, dataset_id) == []
     # It stays put: well past failover_after, still no failover.
-    time.sleep(FAILOVER_AFTER)
+    time.sleep(failover_after)
     assert configured(cluster, dataset_id)["epoch"] == 0
     assert request(one["address"], port, "still-here") is not None
