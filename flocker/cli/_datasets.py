@@ -245,8 +245,11 @@ async def ls(context: Context, options: argparse.Namespace) -> None:
     if any(v["replicas"] or v["diverged"] for v in views):
         headers.append("REPLICAS")
         for row, v in zip(rows, views, strict=True):
+            # A node named a replica whose copy is still diverged (it will
+            # rejoin) is shown once, as diverged.
+            diverged_on = {d["node_uuid"] for d in v["diverged"]}
             cells = [
-                *map(_replica_cell, v["replicas"]),
+                *(_replica_cell(r) for r in v["replicas"] if r["node_uuid"] not in diverged_on),
                 *map(_diverged_cell, v["diverged"]),
             ]
             row.append(", ".join(cells) or None)

@@ -55,6 +55,26 @@ def test_ls_shows_epoch_and_failover_snapshot_after_failover(replicated):
     assert (view["epoch"], view["failover_snapshot"]) == (1, "replicated")
 
 
+def test_ls_shows_a_replica_that_has_not_rejoined_once_as_diverged(replicated):
+    """
+    An old primary named a replica again whose copy is still diverged (it
+    has not rejoined yet) is one ``diverged`` cell, not also a replica
+    with no data; the JSON keeps both lists.
+    """
+    replicated.clock.advance(60)
+    replicated.client.failover_dataset(D1, N2)
+    replicated.client.update_dataset(D1, replicas=[N1])
+    replicated.client.synchronize_state()
+    result = invoke(replicated, "datasets", "ls")
+    assert result.code == EXIT_OK, result
+    header, row = result.out.splitlines()
+    assert row.count("10.0.0.1") == 1
+    assert row.endswith("10.0.0.1 (diverged, epoch 0)")
+    [view] = invoke(replicated, "--json", "datasets", "ls").json()
+    assert [r["node_uuid"] for r in view["replicas"]] == [str(N1)]
+    assert [d["node_uuid"] for d in view["diverged"]] == [str(N1)]
+
+
 def test_ls_counts_set_aside_snapshots():
     """A replica that set snapshots aside says how many; the JSON lists them."""
     cluster = make_rest_cluster()
