@@ -122,6 +122,7 @@ PAGES = (
     "concepts",
     "tutorial-staging",
     "tutorial-replicas",
+    "tutorial-failure",
     "running",
     "installing",
     "api",
