@@ -7,7 +7,20 @@ plugin's unix socket.  A Docker volume is a Flocker dataset whose metadata
 ``Create`` makes the dataset on this node; ``Mount`` moves it here if it lives
 elsewhere, waits until this node has it mounted and holds a lease so it
 cannot move away while a container uses it; the last ``Unmount`` releases the
-lease; ``Remove`` deletes the dataset.
+lease.
+
+``Remove`` never destroys data unless the plugin was started with deletion
+enabled (``--delete-on-remove``): by default it only makes Docker forget the
+volume, renaming the dataset's metadata ``name`` to `METADATA_REMOVED_NAME`
+so the data stays in the cluster (``flocker datasets ls`` shows it; the REST
+API or ``flocker datasets rm`` deletes it).  ``docker volume rm`` and
+``docker volume prune`` are run by tidying scripts far more lightly than a
+deletion deserves; the original Flocker never deleted data because Docker
+asked it to.
+
+As the original plugin did, ``Plugin.Activate`` ignores its body, ``Get``
+and ``List`` answer ``"Mountpoint": ""`` for a volume not mounted on this
+node, and ``Unmount`` and ``Remove`` of a volume that does not exist succeed.
 
 Every answer is HTTP 200 (as Docker expects); a refusal is ``{"Err": "..."}``
 with a message a docker CLI user can act on, never a crash or a hang: a
@@ -52,6 +65,7 @@ __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_MOUNT_TIMEOUT",
     "METADATA_NAME",
+    "METADATA_REMOVED_NAME",
     "PluginError",
     "VolumePlugin",
     "parse_size",
@@ -62,6 +76,10 @@ CONTENT_TYPE = b"application/vnd.docker.plugins.v1+json"
 
 #: The dataset metadata key holding the Docker volume name.
 METADATA_NAME = "name"
+
+#: The metadata key that keeps a volume's name after ``docker volume rm``
+#: made Docker forget it (the dataset and its data are kept).
+METADATA_REMOVED_NAME = "docker_removed_name"
 
 #: Seconds a Mount waits for the dataset to be here (Docker waits ~120 s).
 DEFAULT_MOUNT_TIMEOUT = 100.0
@@ -123,13 +141,17 @@ _Handler = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
 _app = Klein()
 
 
-def _endpoint(path: str, verb: str) -> Callable[[_Handler], Callable[..., Any]]:
+def _endpoint(
+    path: str, verb: str, ignore_body: bool = False
+) -> Callable[[_Handler], Callable[..., Any]]:
     """
     Register ``handler`` for POST ``path`` inside a ``flocker:dockerplugin:<verb>``.
 
     The handler is an ``async`` method taking the decoded JSON body (a
     dict, ``{}`` if empty) and returning the JSON answer; a `PluginError`,
     a REST API error or any other exception becomes ``{"Err": ...}``.
+    With ``ignore_body`` the body is not read at all (the handler gets
+    ``{}``), so no body can make the request fail.
     """
     action_type = REQUESTS[verb]
 
@@ -138,10 +160,12 @@ def _endpoint(path: str, verb: str) -> Callable[[_Handler], Callable[..., Any]]:
         def route(self: VolumePlugin, request: IRequest) -> Deferred[bytes]:
             request.setHeader(b"content-type", CONTENT_TYPE)
             problem: str | None = None
-            try:
-                body = _read_body(request)
-            except PluginError as e:
-                body, problem = {}, str(e)
+            body: dict[str, Any] = {}
+            if not ignore_body:
+                try:
+                    body = _read_body(request)
+                except PluginError as e:
+                    problem = str(e)
             volume = body.get("Name")
             mount_id = body.get("ID")
             action = action_type(
@@ -208,6 +232,8 @@ class VolumePlugin:
     :ivar node_uuid: this node: volumes are created and mounted here.
     :ivar mount_timeout: seconds a Mount waits for the dataset to be here.
     :ivar poll_interval: seconds between looks at the cluster state.
+    :ivar delete_on_remove: whether ``Remove`` deletes the dataset (and so
+        its data) instead of only making Docker forget the volume.
     """
 
     app: ClassVar[Klein] = _app
@@ -217,6 +243,7 @@ class VolumePlugin:
     node_uuid: UUID
     mount_timeout: float = DEFAULT_MOUNT_TIMEOUT
     poll_interval: float = 0.5
+    delete_on_remove: bool = False
     #: dataset id → the Docker mount IDs using it on this node.
     _mounts: dict[UUID, set[str]] = attrs.field(factory=dict, init=False)
 
@@ -251,10 +278,8 @@ class VolumePlugin:
         }
 
     def _describe_volume(self, name: str, mountpoint: str | None) -> dict[str, str]:
-        volume = {"Name": name}
-        if mountpoint is not None:
-            volume["Mountpoint"] = mountpoint
-        return volume
+        """A volume as Get and List answer it: ``""`` if not mounted here."""
+        return {"Name": name, "Mountpoint": mountpoint or ""}
 
     async def _release(self, dataset_id: UUID) -> None:
         """Release this node's lease on a dataset (none held is fine)."""
@@ -284,9 +309,9 @@ class VolumePlugin:
 
     # -- the API ---------------------------------------------------------------
 
-    @_endpoint("/Plugin.Activate", "activate")
+    @_endpoint("/Plugin.Activate", "activate", ignore_body=True)
     async def activate(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Say this plugin is a volume driver."""
+        """Say this plugin is a volume driver, whatever the body."""
         return {"Implements": ["VolumeDriver"]}
 
     @_endpoint("/VolumeDriver.Capabilities", "capabilities")
@@ -327,14 +352,14 @@ class VolumePlugin:
 
     @_endpoint("/VolumeDriver.Get", "get")
     async def get(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Describe one volume (its Mountpoint if mounted on this node)."""
+        """Describe one volume (its Mountpoint, ``""`` if not mounted here)."""
         dataset = await self._find(_name(body))
         mountpoint = (await self._mountpoints()).get(dataset.dataset_id)
         return {"Volume": self._describe_volume(_name(body), mountpoint), "Err": ""}
 
     @_endpoint("/VolumeDriver.List", "list")
     async def list_volumes(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Every Flocker volume (datasets with a name)."""
+        """Every Flocker volume (datasets with a name), Mountpoint as in Get."""
         volumes = await self._volumes()
         mountpoints = await self._mountpoints()
         return {
@@ -406,9 +431,16 @@ class VolumePlugin:
 
     @_endpoint("/VolumeDriver.Unmount", "unmount")
     async def unmount(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Forget a mount; after the last one, let the dataset move again."""
+        """
+        Forget a mount; after the last one, let the dataset move again.
+
+        Unmounting a volume that does not exist succeeds (there is nothing
+        to release), as in the original plugin.
+        """
         name = _name(body)
-        dataset = await self._find(name)
+        dataset = (await self._volumes()).get(name)
+        if dataset is None:
+            return {"Err": ""}
         users = self._mounts.get(dataset.dataset_id, set())
         users.discard(body.get("ID") or "")
         if not users:
@@ -418,14 +450,36 @@ class VolumePlugin:
 
     @_endpoint("/VolumeDriver.Remove", "remove")
     async def remove(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Delete the volume's dataset (refused while a container uses it)."""
+        """
+        Make Docker forget the volume, keeping its data unless deletion is on.
+
+        Refused while a container here uses the volume.  By default the
+        dataset's metadata ``name`` becomes `METADATA_REMOVED_NAME`, so the
+        volume is no longer listed and a new volume may take its name, but
+        the dataset and its data stay; with ``delete_on_remove`` the dataset
+        is deleted.  Removing a volume that does not exist succeeds.
+        """
         name = _name(body)
-        dataset = await self._find(name)
+        dataset = (await self._volumes()).get(name)
+        if dataset is None:
+            return {"Err": ""}
         users = self._mounts.get(dataset.dataset_id)
         if users:
             raise PluginError(
                 f"volume {name!r} is in use by {len(users)} container"
                 f"{'s' if len(users) > 1 else ''} on this node"
             )
-        await self.client.delete_dataset(dataset.dataset_id)
+        if not self.delete_on_remove:
+            for lease in await self.client.list_leases():
+                if lease.dataset_id == dataset.dataset_id:
+                    raise PluginError(
+                        f"volume {name!r} is in use: the dataset is leased by "
+                        f"node {lease.node_uuid}"
+                    )
+        if self.delete_on_remove:
+            await self.client.delete_dataset(dataset.dataset_id)
+            return {"Err": ""}
+        metadata = {k: v for k, v in dataset.metadata.items() if k != METADATA_NAME}
+        metadata[METADATA_REMOVED_NAME] = name
+        await self.client.update_dataset(dataset.dataset_id, metadata=metadata)
         return {"Err": ""}

@@ -111,6 +111,7 @@ class PluginOptions:
     log_dir: str | None
     mount_timeout: float
     foreground_log: bool
+    delete_on_remove: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--foreground-log", action="store_true", help="also log to standard output"
+    )
+    parser.add_argument(
+        "--delete-on-remove",
+        action="store_true",
+        help="make 'docker volume rm' delete the dataset and its data (by "
+        "default it only makes Docker forget the volume and keeps the data)",
     )
     return parser
 
@@ -224,6 +231,7 @@ def check_options(argv: list[str]) -> PluginOptions:
         log_dir=options.log_dir,
         mount_timeout=options.mount_timeout,
         foreground_log=options.foreground_log,
+        delete_on_remove=options.delete_on_remove,
     )
 
 
@@ -262,7 +270,11 @@ def build_plugin_service(reactor: Any, options: PluginOptions) -> MultiService:
         options.user,
     )
     plugin = VolumePlugin(
-        reactor, client, options.node_uuid, mount_timeout=options.mount_timeout
+        reactor,
+        client,
+        options.node_uuid,
+        mount_timeout=options.mount_timeout,
+        delete_on_remove=options.delete_on_remove,
     )
     site = Site(plugin.app.resource())
     site.noisy = False

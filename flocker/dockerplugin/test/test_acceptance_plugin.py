@@ -269,12 +269,14 @@ def plugins(
                     os.unlink(path)
 
 
-def _datasets(cluster: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    """The configured datasets whose metadata name is ``name``."""
+def _datasets(
+    cluster: dict[str, Any], name: str, key: str = "name"
+) -> list[dict[str, Any]]:
+    """The configured datasets whose metadata ``key`` is ``name``."""
     return [
         d
         for d in lab.api_request(cluster, "GET", "/v1/configuration/datasets")
-        if d.get("metadata", {}).get("name") == name
+        if d.get("metadata", {}).get(key) == name
     ]
 
 
@@ -301,7 +303,9 @@ def test_create_use_move_remove(
     ``docker volume create`` makes a dataset of the given size on node 1; a
     container on node 1 writes to it; a container on node 2 (its own engine,
     node 2's plugin) using the same volume name gets the dataset moved there
-    and reads the data; ``docker volume rm`` deletes the dataset.
+    and reads the data; ``docker volume rm`` makes Docker forget the volume
+    but keeps the dataset (not deleted, its name under
+    ``docker_removed_name``).
     """
     cluster = plugins.cluster
     node1, node2 = (node["uuid"] for node in cluster["nodes"])
@@ -331,7 +335,9 @@ def test_create_use_move_remove(
     assert (plugin2, volume) in second_engine.volumes()
 
     second_engine.docker("volume", "rm", volume)
-    assert all(d.get("deleted") for d in _datasets(cluster, volume))
+    assert _datasets(cluster, volume) == []
+    kept = _datasets(cluster, volume, key="docker_removed_name")
+    assert [(d["dataset_id"], d["deleted"]) for d in kept] == [(dataset_id, False)]
     assert volume not in {name for _, name in second_engine.volumes()}
     assert volume not in {name for _, name in first_engine.volumes()}
 
@@ -406,4 +412,5 @@ def test_volume_in_use_elsewhere(
     assert read.stdout == "held\n"
     assert _datasets(cluster, volume)[0]["primary"] == node2
     second_engine.docker("volume", "rm", volume)
-    assert all(d.get("deleted") for d in _datasets(cluster, volume))
+    assert _datasets(cluster, volume) == []
+    assert not _datasets(cluster, volume, key="docker_removed_name")[0]["deleted"]

@@ -158,6 +158,15 @@ class ActivateTests(SynchronousTestCase):
             {"Capabilities": {"Scope": "global"}},
         )
 
+    def test_activate_ignores_body(self) -> None:
+        """Activate answers the same whatever its body, as the original did."""
+        harness = Harness()
+        for raw in (b"{nope", b"[1, 2]", b"null", b'{"x": 1}'):
+            answer = self.successResultOf(harness.request("/Plugin.Activate", raw=raw))
+            self.assertEqual(
+                (answer.code, answer.body), (200, {"Implements": ["VolumeDriver"]})
+            )
+
     def test_body_not_json(self) -> None:
         """A body that is not JSON is answered with an Err, status 200."""
         answer = self.successResultOf(
@@ -311,12 +320,12 @@ class GetListPathTests(SynchronousTestCase):
     """``Get``, ``List`` and ``Path``."""
 
     def test_get_unmounted(self) -> None:
-        """A volume not mounted here has no Mountpoint."""
+        """A volume not mounted here has an empty Mountpoint, as in the original."""
         harness = Harness()
         harness.create("v1", NODE_A)
         self.assertEqual(
             harness.call(self, "Get", {"Name": "v1"}),
-            {"Volume": {"Name": "v1"}, "Err": ""},
+            {"Volume": {"Name": "v1", "Mountpoint": ""}, "Err": ""},
         )
 
     def test_get_mounted_here(self) -> None:
@@ -333,13 +342,13 @@ class GetListPathTests(SynchronousTestCase):
         )
 
     def test_get_mounted_elsewhere(self) -> None:
-        """A volume mounted on another node has no Mountpoint here."""
+        """A volume mounted on another node has an empty Mountpoint here."""
         harness = Harness()
         harness.create("v1", NODE_B)
         harness.client.synchronize_state()
         self.assertEqual(
             harness.call(self, "Get", {"Name": "v1"}),
-            {"Volume": {"Name": "v1"}, "Err": ""},
+            {"Volume": {"Name": "v1", "Mountpoint": ""}, "Err": ""},
         )
 
     def test_get_unknown(self) -> None:
@@ -360,7 +369,7 @@ class GetListPathTests(SynchronousTestCase):
         )
 
     def test_list(self) -> None:
-        """List gives the named, live datasets, with a Mountpoint if mounted here."""
+        """List gives the named, live datasets; Mountpoint is "" unless mounted here."""
         harness = Harness()
         here = harness.create("here", NODE_A)
         harness.create("there", NODE_B)
@@ -375,8 +384,8 @@ class GetListPathTests(SynchronousTestCase):
             {
                 "Volumes": [
                     {"Name": "here", "Mountpoint": f"/flocker/{here}"},
-                    {"Name": "new"},
-                    {"Name": "there"},
+                    {"Name": "new", "Mountpoint": ""},
+                    {"Name": "there", "Mountpoint": ""},
                 ],
                 "Err": "",
             },
@@ -615,19 +624,47 @@ class MountTests(SynchronousTestCase):
         )
 
     def test_unmount_unknown(self) -> None:
-        """Unmounting an unknown volume is an Err naming it."""
+        """Unmounting an unknown volume succeeds, as in the original plugin."""
         self.assertEqual(
             Harness().call(self, "Unmount", {"Name": "v9", "ID": "c1"}),
-            {"Err": "no Flocker volume named 'v9'"},
+            {"Err": ""},
         )
 
 
 class RemoveTests(SynchronousTestCase):
     """``/VolumeDriver.Remove``."""
 
-    def test_remove(self) -> None:
-        """Remove deletes the dataset; the volume is gone."""
+    def test_remove_keeps_data(self) -> None:
+        """
+        Remove makes Docker forget the volume but keeps the dataset, its
+        name moved to ``docker_removed_name`` and its other metadata kept.
+        """
         harness = Harness()
+        dataset_id = harness.create("v1", NODE_A, owner="ops")
+        self.assertEqual(harness.call(self, "Remove", {"Name": "v1"}), {"Err": ""})
+        dataset = harness.datasets()[dataset_id]
+        self.assertFalse(dataset.deleted)
+        self.assertEqual(
+            dict(dataset.metadata), {"docker_removed_name": "v1", "owner": "ops"}
+        )
+        self.assertEqual(
+            harness.call(self, "Get", {"Name": "v1"}),
+            {"Err": "no Flocker volume named 'v1'"},
+        )
+
+    def test_name_reusable_after_remove(self) -> None:
+        """After Remove, creating a volume of that name makes a new, empty dataset."""
+        harness = Harness()
+        old = harness.create("v1", NODE_A)
+        harness.call(self, "Remove", {"Name": "v1"})
+        harness.call(self, "Create", {"Name": "v1"})
+        new = [d for d in harness.datasets().values() if d.metadata.get("name") == "v1"]
+        self.assertEqual(len(new), 1)
+        self.assertNotEqual(new[0].dataset_id, old)
+
+    def test_remove_deletes_when_enabled(self) -> None:
+        """With ``delete_on_remove``, Remove deletes the dataset and its data."""
+        harness = Harness(delete_on_remove=True)
         dataset_id = harness.create("v1", NODE_A)
         self.assertEqual(harness.call(self, "Remove", {"Name": "v1"}), {"Err": ""})
         self.assertTrue(harness.datasets()[dataset_id].deleted)
@@ -653,21 +690,18 @@ class RemoveTests(SynchronousTestCase):
         self.assertEqual(harness.call(self, "Remove", {"Name": "v1"}), {"Err": ""})
 
     def test_remove_leased_elsewhere(self) -> None:
-        """A volume another node holds is not removed; the API's reason is given."""
+        """A volume another node holds is not removed; the holder is named."""
         harness = Harness()
         dataset_id = harness.create("v1", NODE_B)
         harness.client.acquire_lease(dataset_id, NODE_B, None)
         answer = harness.call(self, "Remove", {"Name": "v1"})
-        self.assertIn("the Flocker control service refused", answer["Err"])
-        self.assertIn("leased", answer["Err"])
-        self.assertFalse(harness.datasets()[dataset_id].deleted)
+        self.assertIn("leased by node", answer["Err"])
+        self.assertIn(str(NODE_B), answer["Err"])
+        self.assertEqual(harness.datasets()[dataset_id].metadata["name"], "v1")
 
     def test_remove_unknown(self) -> None:
-        """Removing an unknown volume is an Err naming it."""
-        self.assertEqual(
-            Harness().call(self, "Remove", {"Name": "v9"}),
-            {"Err": "no Flocker volume named 'v9'"},
-        )
+        """Removing an unknown volume succeeds, as in the original plugin."""
+        self.assertEqual(Harness().call(self, "Remove", {"Name": "v9"}), {"Err": ""})
 
 
 class ErrorAndLoggingTests(SynchronousTestCase):
