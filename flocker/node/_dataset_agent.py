@@ -9,7 +9,13 @@ methods:
   or an application), so a move's final increment and a rollback wait;
 * `handoff`: the moment this node stops exposing a dataset it moves away,
   reported at once so the cluster state never shows it on two nodes;
-* `refuse`: which pushed streams the receiver turns away;
+* `authorize`: whether the configuration sends this dataset here from
+  the pushing node at all (a move to this node from a node that holds a
+  copy, or a standing replica's round from the configured primary);
+  everything else is refused and logged, so no node can push a dataset
+  into existence elsewhere;
+* `refuse`: which pushed streams the receiver turns away to keep data
+  that must stay;
 * `replace`: which full streams may replace a stale local copy;
 * `stored`: what a received stream changes here (a final one exposes the
   dataset);
@@ -25,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 import attr
+from eliot import Field, MessageType
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 
@@ -46,6 +53,75 @@ from ._mover import DatasetMover
 from ._roles import DIVERGED, FENCED, PRIMARY, REPLICA, MemoryRoles
 from ._snapshots import SnapshotOperations
 from .datasets import DatasetDeployer
+
+TRANSFER_UNAUTHORIZED = MessageType(
+    "flocker:node:transfer:unauthorized",
+    [
+        Field.for_types("dataset_id", [str], "The dataset the stream was for."),
+        Field.for_types("peer", [str], "The pushing node's UUID (its certificate)."),
+        Field.for_types("final", [bool], "Whether the stream claimed to end a move."),
+        Field.for_types("reason", [str], "Why the stream was refused."),
+    ],
+    "A pushed stream the configuration does not send here was refused.",
+)
+
+
+def transfer_unauthorized(
+    node_uuid: str,
+    peer: str,
+    header: TransferHeader,
+    configuration: Deployment | None,
+    cluster_state: DeploymentState | None,
+) -> str | None:
+    """
+    Why the configuration does not let ``peer`` push this stream to
+    ``node_uuid``, or ``None`` if it does.
+
+    A stream is let in only when the configuration sends that dataset here
+    from that sender: either this node is its configured primary (a move,
+    the final increment included) and the sender holds a copy (it reports
+    one, or the configuration keeps one there, as a move does on the old
+    primary); or this node is a standing replica of it and the sender is
+    its configured primary (a replication round; also the rounds that
+    bring a diverged copy back once it is named a replica again).  A
+    replica never receives a final stream: a move to it makes it the
+    configured primary first.
+    """
+    dataset_id = header.dataset_id
+    if configuration is None:
+        return "the configuration is not known yet"
+    try:
+        dataset, primary = configuration.get_dataset(dataset_id)
+    except KeyError:
+        return f"dataset {dataset_id} is not configured"
+    if dataset.deleted:
+        return f"dataset {dataset_id} is deleted"
+    if peer == node_uuid:
+        return "a node does not push to itself"
+    if primary == node_uuid:
+        holders = cluster_state.holders(dataset_id) if cluster_state is not None else []
+        configured_there = dataset_id in configuration.get_node(peer).manifestations
+        if peer in holders or configured_there:
+            return None
+        return (
+            f"dataset {dataset_id} moves here, but node {peer} holds no copy of it "
+            "to send"
+        )
+    if node_uuid in configuration.replicas_of(dataset_id):
+        if peer != primary:
+            return (
+                f"this node is a standing replica of dataset {dataset_id}, whose "
+                f"primary is node {primary}, not node {peer}"
+            )
+        if header.final:
+            return (
+                f"this node is a standing replica of dataset {dataset_id}: a final "
+                "stream would expose it here"
+            )
+        return None
+    return (
+        f"dataset {dataset_id} is configured on node {primary}, not sent to this node"
+    )
 
 
 def report_to(client: AgentAMPClient, state: NodeState) -> Deferred[None]:
@@ -150,10 +226,18 @@ class DatasetAgent:
             changed=self.poke_soon,
         )
         self.mover = DatasetMover(
-            self.backend, self.roles, self.send, in_use=self.in_use, on_handoff=self.handoff
+            self.backend,
+            self.roles,
+            self.send,
+            in_use=self.in_use,
+            on_handoff=self.handoff,
         )
         self.receiver = TransferReceiver(
-            self.backend, on_stored=self.stored, refuse=self.refuse, replace=self.replace
+            self.backend,
+            on_stored=self.stored,
+            authorize=self.authorize,
+            refuse=self.refuse,
+            replace=self.replace,
         )
         self.deployer = DatasetDeployer(
             self.node_uuid,
@@ -189,13 +273,19 @@ class DatasetAgent:
         service = MultiService()
         self.fence.setServiceParent(service)
         transfer_service(
-            self.reactor, self.receiver, self.transfer_port, self.tls, interface=self.address
+            self.reactor,
+            self.receiver,
+            self.transfer_port,
+            self.tls,
+            interface=self.address,
         ).setServiceParent(service)
         self.client.setServiceParent(service)
         LoopService(self.loop).setServiceParent(service)
         return service
 
-    def cluster_updated(self, configuration: Deployment, cluster_state: DeploymentState) -> None:
+    def cluster_updated(
+        self, configuration: Deployment, cluster_state: DeploymentState
+    ) -> None:
         """A pushed configuration: the fence comes down, then the loop converges to it."""
         self.fence.configuration_pushed()
         self.loop.cluster_updated(configuration, cluster_state)
@@ -256,7 +346,11 @@ class DatasetAgent:
         if configuration is None or cluster_state is None:
             return True
         return dataset_in_use(
-            self.node_uuid, dataset_id, configuration, cluster_state, self.reactor.seconds()
+            self.node_uuid,
+            dataset_id,
+            configuration,
+            cluster_state,
+            self.reactor.seconds(),
         )
 
     def handoff(self, dataset_id: str) -> Deferred[None] | None:
@@ -278,6 +372,28 @@ class DatasetAgent:
             return None
         return int(dataset.epoch)
 
+    def authorize(self, header: TransferHeader, peer: str) -> str | None:
+        """
+        Refuse (and log) a stream the configuration does not send here from
+        ``peer``, the pushing node's UUID from its certificate; see
+        `transfer_unauthorized`.
+        """
+        reason = transfer_unauthorized(
+            self.node_uuid,
+            peer,
+            header,
+            self.loop.configuration,
+            self.loop.cluster_state,
+        )
+        if reason is not None:
+            TRANSFER_UNAUTHORIZED.log(
+                dataset_id=header.dataset_id,
+                peer=peer,
+                final=header.final,
+                reason=reason,
+            )
+        return reason
+
     def refuse(self, header: TransferHeader) -> str | None:
         """
         Refuse a push that would overwrite data that must stay: into a
@@ -296,7 +412,9 @@ class DatasetAgent:
         if role == FENCED:
             return f"dataset {dataset_id} is fenced on this node: its copy is kept as it is"
         if role == DIVERGED:
-            return f"dataset {dataset_id} diverged on this node: its copy is kept as it is"
+            return (
+                f"dataset {dataset_id} diverged on this node: its copy is kept as it is"
+            )
         held = self.roles.epoch(dataset_id)
         if header.epoch < held:
             return (
@@ -345,4 +463,11 @@ class DatasetAgent:
         return None
 
 
-__all__ = ["DatasetAgent", "LoopService", "dataset_in_use", "report_to"]
+__all__ = [
+    "TRANSFER_UNAUTHORIZED",
+    "DatasetAgent",
+    "LoopService",
+    "dataset_in_use",
+    "report_to",
+    "transfer_unauthorized",
+]

@@ -273,7 +273,7 @@ class _ReceiverProtocol(Protocol):
                 )
             )
             return
-        self._peer = str(identity.node_uuid)
+        peer = self._peer = str(identity.node_uuid)
         header = TransferHeader.from_json(decode_json(payload))
         self._header = header
         self._start_logging(header)
@@ -300,6 +300,11 @@ class _ReceiverProtocol(Protocol):
                 _Refusal(BUSY, f"dataset {dataset_id} is already being received")
             )
             return
+        if self._receiver.authorize is not None:
+            unauthorized = self._receiver.authorize(header, peer)
+            if unauthorized is not None:
+                self._refuse(_Refusal(NOT_AUTHORIZED, unauthorized))
+                return
         refusal = self._receiver.refuse(header) if self._receiver.refuse else None
         if refusal is not None:
             self._refuse(_Refusal(BUSY, refusal))
@@ -318,7 +323,9 @@ class _ReceiverProtocol(Protocol):
         self.transport.pauseProducing()  # type: ignore[union-attr]
         replace = header.base is None and self._receiver._replaces(header)
         with self._context():
-            prepared = self._receiver.backend.receive(dataset_id, header.base, replace=replace)
+            prepared = self._receiver.backend.receive(
+                dataset_id, header.base, replace=replace
+            )
         prepared.addCallbacks(self._prepared, self._not_prepared)
 
     def _prepared(self, sink: IStreamSink) -> None:
@@ -546,6 +553,12 @@ class TransferReceiver(Factory):
         (the stored snapshot stays).
     :ivar in_flight: The transfers in progress, by dataset id; read their
         ``bytes_transferred`` to watch them.
+    :ivar authorize: Called with each :class:`TransferHeader` and the
+        pushing node's UUID (from its certificate) before anything is
+        received; a reason (a sentence) refuses the transfer with
+        ``not-authorized``, ``None`` lets it on to ``refuse``.  The dataset
+        agent lets in only what its configuration sends here from that
+        node.  ``None`` (the default) lets every node of the cluster push.
     :ivar refuse: Called with each :class:`TransferHeader` before anything
         is received; a reason (a sentence) refuses the transfer, ``None``
         lets it in.  The dataset agent refuses streams into a dataset it
@@ -572,6 +585,7 @@ class TransferReceiver(Factory):
     on_stored: Callable[[TransferHeader], Any] | None = None
     in_flight: dict[str, TransferProgress] = attrs.field(factory=dict)
     refuse: Callable[[TransferHeader], str | None] | None = None
+    authorize: Callable[[TransferHeader, str], str | None] | None = None
     replace: Callable[[TransferHeader], bool] | None = None
     identify: Callable[[Any], PeerIdentity] = peer_identity
     clock: IReactorTime | None = None

@@ -41,6 +41,8 @@ kind, a 4-byte big-endian payload length, and the payload::
   (``Action.serialize_task_id()``) that the receiver continues, so one push
   reads as one eliot tree across both nodes.
 * The receiver checks the header before any data flows: the peer is a node,
+  its owner's ``authorize`` hook lets that node send this stream here (the
+  dataset agent: only what its configuration sends here from that node),
   the format is its backend's, the dataset id and names are valid, no other
   transfer of the dataset is in progress, and ``backend.receive`` accepts
   (the base exists for an incremental stream; the dataset does not exist
