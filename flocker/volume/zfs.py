@@ -141,7 +141,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from zope.interface import implementer
 
@@ -208,6 +208,11 @@ SET_ASIDE_PREFIX = ".aside-"
 #: ``<id>@.held-<random>``: a snapshot destroyed while a part needed it.
 HELD_PREFIX = ".held-"
 _KIND = "zfs"
+#: How many zfs commands one backend (one dataset agent) runs at once.  One
+#: zfs-fuse daemon serves every pool of a machine, and dozens of concurrent
+#: commands (create and destroy churn) deadlocked it; streams (send,
+#: receive) run beside these and are not counted.
+COMMAND_LIMIT = 2
 _PROPERTIES = f"mountpoint,mounted,referenced,refquota,readonly,origin,{ID_PROPERTY}"
 
 
@@ -255,6 +260,8 @@ class ZFSVolumeBackend:
         self._receiving_now: set[str] = set()
         #: Dataset ids a `_detach` is under way on (not to be repaired).
         self._detaching: set[str] = set()
+        #: At most `COMMAND_LIMIT` zfs commands at once (see `_zfs`).
+        self._commands = DeferredSemaphore(COMMAND_LIMIT)
         self.capabilities = Capabilities(
             constant_time_clone=True,
             incremental_send=True,
@@ -274,7 +281,12 @@ class ZFSVolumeBackend:
         return f"{self.pool_name}/{dataset_id}"
 
     async def _zfs(self, *args: str, check: bool = True) -> CommandResult:
-        return await run_command(self._reactor, ["zfs", *args], check=check)
+        """Run one zfs command, waiting while `COMMAND_LIMIT` others run."""
+        await self._commands.acquire()
+        try:
+            return await run_command(self._reactor, ["zfs", *args], check=check)
+        finally:
+            self._commands.release()
 
     async def _retrying(self, *args: str) -> CommandResult:
         """Run a zfs command, again while zfs-fuse says "busy"."""
@@ -483,9 +495,20 @@ class ZFSVolumeBackend:
             return
         # Another operation (a discovery finding it unmounted a moment
         # ago) may have mounted it meanwhile: that is what was wanted.
+        if await self._mounted(name):
+            return
+        # zfs-fuse calls a filesystem it has just received or unmounted
+        # "busy" for a moment: try again for a few seconds.
+        try:
+            await self._retrying("mount", *options, name)
+        except CommandFailed:
+            if not await self._mounted(name):
+                raise
+
+    async def _mounted(self, name: str) -> bool:
+        """Whether a filesystem is mounted."""
         now = await self._zfs("get", "-H", "-o", "value", "mounted", name, check=False)
-        if now.stdout.strip() != b"yes":
-            await self._zfs("mount", *options, name)
+        return now.stdout.strip() == b"yes"
 
     async def _info(self, dataset_id: str) -> DatasetInfo:
         name = self._name(dataset_id)
