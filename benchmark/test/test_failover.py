@@ -18,6 +18,17 @@ def test_write_losses_counts_only_writes_acknowledged_before_the_kill():
     assert losses["no_holes"]
 
 
+def test_write_losses_ignores_writes_numbered_after_the_lost_ones():
+    """
+    Writes acknowledged by the new primary after the kill come after the
+    lost ones in its log; they are no hole.
+    """
+    acknowledged = [("w0", 1.0), ("w1", 2.0), ("w2", 5.0), ("w7", 30.0)]
+    losses = write_losses(acknowledged, ["w0", "w1", "w7"], killed=7.0, started_from=4.0)
+    assert losses["no_holes"]
+    assert losses["lost"] == ["w2"]
+
+
 def test_write_losses_reports_holes_and_losses_before_the_snapshot():
     """A held log with a gap, or a loss older than the starting snapshot, is reported."""
     acknowledged = [("w0", 1.0), ("w1", 2.0), ("w2", 3.0)]

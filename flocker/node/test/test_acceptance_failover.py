@@ -89,11 +89,11 @@ def replicate_automatically(cluster, dataset_id, replicas):
     )
 
 
-def write_bulk(cluster, dataset_id, size):
+def write_bulk(cluster, dataset_id, size, name="bulk"):
     """Write ``size`` random bytes into the exposed dataset, through its mount."""
     entry = wait_for(lambda: (e := state_entry(cluster, dataset_id)) and e.get("path") and e, 60,
                      "the dataset exposed")
-    with open(os.path.join(entry["path"], "bulk"), "wb") as handle:
+    with open(os.path.join(entry["path"], name), "wb") as handle:
         handle.write(os.urandom(size))
         handle.flush()
         os.fsync(handle.fileno())
