@@ -85,7 +85,7 @@ _COMMON: dict[int, type[FlockerAPIError]] = {
     400: BadRequest,
     412: ConfigurationChanged,
 }
-_DATASET = {404: UnknownDataset, 409: DatasetConflict}
+_DATASET = {404: UnknownDataset, 405: DatasetConflict, 409: DatasetConflict}
 _CONTAINER = {404: UnknownContainer, 409: ContainerConflict}
 
 
@@ -492,7 +492,7 @@ class FlockerClient:
             body, _ = await self._request(
                 "GET", f"/state/nodes/by_era/{era}", (200,), None, {404: UnknownEra}
             )
-            return UUID(body["node_uuid"])
+            return UUID(body["uuid"])
 
         return self._run(run())
 

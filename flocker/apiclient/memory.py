@@ -318,7 +318,7 @@ class FakeFlockerClient:
         def change() -> Dataset:
             dataset = self._get(dataset_id)
             if dataset.deleted:
-                raise DatasetConflict(409, f"dataset {dataset_id} is deleted")
+                raise DatasetConflict(405, f"dataset {dataset_id} is deleted")
             self._require_node(primary)
             if primary != dataset.primary:
                 self._check_leaving(dataset)

@@ -48,6 +48,7 @@ from ._httpjson import (
     dataset_json,
     invariant_reasons,
     json_response,
+    path_dataset_id,
     read_body,
     superseded,
 )
@@ -369,13 +370,23 @@ class ConfigurationAPIUserV1:
         body: dict[str, Any],
         expected_tag: str | None,
     ) -> _Response:
-        """Move a dataset; change its size, metadata, replicas or replication."""
-        dataset_id = check_uuid(dataset_id, "dataset_id")
+        """
+        Move a dataset; change its size, metadata, replicas or replication.
+
+        A dataset that was deleted cannot be changed: moving it is a 405, as
+        the original Flocker API answered; other changes (this project's
+        extensions) a 409.
+        """
+        dataset_id = path_dataset_id(dataset_id)
         primary = check_uuid(body["primary"], "primary") if "primary" in body else None
         replicas = _replicas_from(body)
 
         def change(deployment: Deployment) -> Deployment:
             dataset, _ = deployment.get_dataset(dataset_id)
+            if dataset.deleted and primary is not None:
+                raise APIError(
+                    405, f"dataset {dataset_id} was deleted: it cannot be moved"
+                )
             if dataset.deleted:
                 raise DatasetDeleted(dataset_id)
             if primary is not None:
@@ -400,7 +411,7 @@ class ConfigurationAPIUserV1:
         self, request: Request, dataset_id: str, expected_tag: str | None
     ) -> _Response:
         """Mark a dataset deleted."""
-        dataset_id = check_uuid(dataset_id, "dataset_id")
+        dataset_id = path_dataset_id(dataset_id)
         stored = await self._change(
             expected_tag, lambda deployment: deployment.delete_dataset(dataset_id)
         )
@@ -501,7 +512,7 @@ class ConfigurationAPIUserV1:
         state = self.cluster_state_service.as_deployment_state()
         for uuid, node in state.nodes.items():
             if node.era == era:
-                return _Response(200, {"node_uuid": uuid})
+                return _Response(200, {"uuid": uuid})
         raise APIError(404, f"no node reported era {era}")
 
     # -- leases --------------------------------------------------------------
@@ -559,7 +570,7 @@ class ConfigurationAPIUserV1:
         self, request: Request, dataset_id: str, expected_tag: str | None
     ) -> _Response:
         """Release the lease on a dataset."""
-        dataset_id = check_uuid(dataset_id, "dataset_id")
+        dataset_id = path_dataset_id(dataset_id)
         now = self.clock.seconds()
         released: list[Any] = []
 
@@ -679,9 +690,7 @@ class ConfigurationAPIUserV1:
         if isinstance(error, CancelledError):
             return None
         if isinstance(error, APIError):
-            return json_response(
-                request, error.code, {"description": error.description}
-            )
+            return json_response(request, error.code, error.body())
         if isinstance(error, GenerationMismatch):
             return json_response(
                 request,

@@ -34,7 +34,9 @@ __all__ = [
     "APIError",
     "set_aside_json",
     "application_from",
+    "DATASET_NOT_FOUND",
     "check_uuid",
+    "path_dataset_id",
     "container_json",
     "copies_json",
     "dataset_json",
@@ -45,13 +47,45 @@ __all__ = [
 
 
 class APIError(Exception):
-    """Answer the request with this status and description."""
+    """
+    Answer the request with this status and description.
 
-    def __init__(self, code: int, description: str) -> None:
-        """Remember the status and the description."""
+    :ivar errors: for a body that violates the schema, every violation (the
+        answer's ``errors`` list, as the original Flocker API gave), else
+        ``None``.
+    """
+
+    def __init__(
+        self, code: int, description: str, errors: list[str] | None = None
+    ) -> None:
+        """Remember the status, the description and any schema violations."""
         super().__init__(code, description)
         self.code = code
         self.description = description
+        self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer: ``description``, and ``errors`` if there are any."""
+        result: dict[str, Any] = {"description": self.description}
+        if self.errors is not None:
+            result["errors"] = self.errors
+        return result
+
+
+#: The original Flocker API's answer for a dataset that does not exist.
+DATASET_NOT_FOUND = "Dataset not found."
+
+
+def path_dataset_id(value: str) -> str:
+    """
+    The canonical form of a dataset id in a v1 path; 404 "Dataset not
+    found." if it is not a UUID, as the original Flocker API answered (no
+    dataset can have such an id).
+    """
+    lowered = value.lower()
+    if not is_uuid(lowered):
+        raise APIError(404, DATASET_NOT_FOUND)
+    return lowered
 
 
 def check_uuid(value: str, what: str) -> str:
@@ -82,7 +116,7 @@ def read_body(request: Request, definition: str) -> Any:
     try:
         _validate(definition, document)
     except SchemaError as e:
-        raise APIError(400, str(e)) from None
+        raise APIError(400, str(e), e.errors) from None
     return document
 
 
@@ -217,29 +251,42 @@ def _restart_json(policy: Any) -> dict[str, Any]:
 
 
 def container_json(app: Application, node_uuid: str) -> dict[str, Any]:
+    """
+    A container as the API answers it.
+
+    ``ports``, ``environment``, ``volumes`` and ``links`` are left out when
+    empty, as the original Flocker API did (its schemas require at least
+    one item in ``ports`` and ``links``), and so are the unset optional
+    settings (``cpu_shares``, ``memory_limit``, ``swappiness``,
+    ``command_line``).
+    """
     result: dict[str, Any] = {
         "node_uuid": node_uuid,
         "name": app.name,
         "image": app.image,
-        "ports": [
+        "restart_policy": _restart_json(app.restart_policy),
+    }
+    if app.ports:
+        result["ports"] = [
             {"internal": p.internal_port, "external": p.external_port}
             for p in sorted(app.ports, key=lambda p: (p.external_port, p.internal_port))
-        ],
-        "environment": dict(app.environment),
-        "restart_policy": _restart_json(app.restart_policy),
-        "volumes": [
+        ]
+    if app.environment:
+        result["environment"] = dict(app.environment)
+    if app.volumes:
+        result["volumes"] = [
             {"dataset_id": v.dataset_id, "mountpoint": v.mountpoint}
             for v in sorted(app.volumes, key=lambda v: (v.mountpoint, v.dataset_id))
-        ],
-        "links": [
+        ]
+    if app.links:
+        result["links"] = [
             {
                 "alias": link.alias,
                 "local_port": link.local_port,
                 "remote_port": link.remote_port,
             }
             for link in sorted(app.links, key=lambda x: x.alias)
-        ],
-    }
+        ]
     for name in ("cpu_shares", "memory_limit"):
         if getattr(app, name) is not None:
             result[name] = getattr(app, name)
@@ -257,7 +304,17 @@ def _restart_from(body: dict[str, Any] | None) -> Any:
 
 
 def application_from(body: dict[str, Any]) -> Application:
-    """Build the `Application` a container request describes (400 if invalid)."""
+    """
+    Build the `Application` a container request describes (400 if invalid).
+
+    Two links with one alias are a 409, as in the original Flocker API.
+    """
+    aliases = [link["alias"] for link in body.get("links", [])]
+    repeated = sorted({a for a in aliases if aliases.count(a) > 1})
+    if repeated:
+        raise APIError(
+            409, f"link aliases must be distinct: {', '.join(repeated)} repeated"
+        )
     try:
         return Application(
             name=body["name"],

@@ -39,7 +39,17 @@ SCHEMA_DIRECTORY = Path(__file__).parent / "schema"
 
 
 class SchemaError(ValueError):
-    """A document does not match its schema; the message names the field."""
+    """
+    A document does not match its schema; the message names the field.
+
+    :ivar errors: every violation, one message each (the original Flocker
+        API's ``errors`` list).
+    """
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        """Remember the message and the list of violations."""
+        super().__init__(message)
+        self.errors = list(errors or [message])
 
 
 class Operation(PClass):
@@ -159,9 +169,10 @@ def validate_body(definition: str, document: Any) -> None:
 
     :raise SchemaError: it does not match; the message names the field.
     """
-    error = best_match(_validator(definition).iter_errors(document))
+    errors = list(_validator(definition).iter_errors(document))
+    error = best_match(errors)
     if error is not None:
-        raise SchemaError(_describe(error))
+        raise SchemaError(_describe(error), [_describe(e) for e in errors])
 
 
 def is_valid(definition: str, document: Any) -> bool:

@@ -161,11 +161,19 @@ class APIHarness:
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> str:
-        """Assert the request gets ``code`` and changes nothing; the description."""
+        """
+        Assert the request gets ``code`` and changes nothing; the description.
+
+        The answer is ``{"description": ...}``, with the original API's
+        ``errors`` list of strings too when the body broke the schema.
+        """
         before = self.stored()
         result = self.request(method, path, body, raw=raw, headers=headers)
         assert result.code == code, result
-        assert set(result.body) == {"description"}, result.body
+        assert set(result.body) - {"errors"} == {"description"}, result.body
+        if "errors" in result.body:
+            assert result.body["errors"], result.body
+            assert all(isinstance(e, str) for e in result.body["errors"])
         after = self.stored()
         assert (after.generation, after.deployment) == (
             before.generation,
@@ -438,11 +446,14 @@ def test_update_unknown_dataset(api: APIHarness) -> None:
 
 
 def test_update_bad_dataset_id(api: APIHarness) -> None:
-    """A dataset id in the path that is not a UUID is a 400."""
+    """
+    A dataset id in the path that is not a UUID is a 404 "Dataset not
+    found.", as the original API answered.
+    """
     description = api.refused(
-        400, "POST", "/v1/configuration/datasets/nope", {"primary": NODE_B}
+        404, "POST", "/v1/configuration/datasets/nope", {"primary": NODE_B}
     )
-    assert "dataset_id" in description
+    assert description == "Dataset not found."
 
 
 @pytest.mark.parametrize(
@@ -477,11 +488,14 @@ def test_move_to_unknown_node(api: APIHarness) -> None:
 
 
 def test_move_deleted_dataset(api: APIHarness) -> None:
-    """A deleted dataset can be neither moved nor changed: 409."""
+    """
+    A deleted dataset can be neither moved (405, as the original API) nor
+    changed (409).
+    """
     api.create_dataset(dataset_id=DATASET)
     assert api.request("DELETE", f"/v1/configuration/datasets/{DATASET}").code == 200
     description = api.refused(
-        409, "POST", f"/v1/configuration/datasets/{DATASET}", {"primary": NODE_B}
+        405, "POST", f"/v1/configuration/datasets/{DATASET}", {"primary": NODE_B}
     )
     assert "deleted" in description
     api.refused(
@@ -535,9 +549,13 @@ def test_delete_dataset(api: APIHarness) -> None:
 
 
 def test_delete_unknown_dataset(api: APIHarness) -> None:
-    """Deleting a dataset that does not exist is a 404; a bad id a 400."""
+    """
+    Deleting a dataset that does not exist is a 404, and so is a malformed
+    id ("Dataset not found.", as the original API answered).
+    """
     api.refused(404, "DELETE", f"/v1/configuration/datasets/{DATASET}")
-    api.refused(400, "DELETE", "/v1/configuration/datasets/xyz")
+    description = api.refused(404, "DELETE", "/v1/configuration/datasets/xyz")
+    assert description == "Dataset not found."
 
 
 def test_delete_dataset_in_use(api: APIHarness) -> None:
@@ -596,9 +614,12 @@ def test_state_nodes(api: APIHarness) -> None:
 
 
 def test_node_by_era(api: APIHarness) -> None:
-    """A node is found by its era; an unknown era is a 404, a bad one a 400."""
+    """
+    A node is found by its era, answered as ``{"uuid": ...}`` like the
+    original API; an unknown era is a 404, a bad one a 400.
+    """
     result = api.request("GET", f"/v1/state/nodes/by_era/{ERA_A}")
-    assert (result.code, result.body) == (200, {"node_uuid": NODE_A})
+    assert (result.code, result.body) == (200, {"uuid": NODE_A})
     api.refused(404, "GET", f"/v1/state/nodes/by_era/{DATASET}")
     api.refused(400, "GET", "/v1/state/nodes/by_era/yesterday")
 
@@ -706,3 +727,44 @@ def test_schema_files_are_valid() -> None:
         named = [op.request, *op.responses.values()]
         assert all(n is None or n in defs for n in named), op.name
         assert op.method in ("GET", "POST", "DELETE")
+
+
+# --------------------------------------------------------------------------
+# compatibility with the original Flocker v1 API
+
+
+def test_create_dataset_null_maximum_size(api: APIHarness) -> None:
+    """``"maximum_size": null`` on create means no limit, as in the original API."""
+    result = api.request(
+        "POST",
+        "/v1/configuration/datasets",
+        {"primary": NODE_A, "dataset_id": DATASET, "maximum_size": None},
+    )
+    assert result.code == 201, result
+    assert "maximum_size" not in result.body
+    assert api.stored().deployment.get_dataset(DATASET)[0].maximum_size is None
+
+
+def test_schema_violation_lists_errors(api: APIHarness) -> None:
+    """
+    A body breaking the schema is answered with the clear ``description``
+    and the original API's ``errors``: one message per violation.
+    """
+    result = api.request(
+        "POST",
+        "/v1/configuration/datasets",
+        {"primary": "not-a-node", "maximum_size": 12, "colour": "blue"},
+    )
+    assert result.code == 400
+    assert isinstance(result.body["description"], str)
+    errors = result.body["errors"]
+    assert len(errors) == 3, errors
+    assert any("colour" in e for e in errors)
+    assert any("maximum_size" in e for e in errors)
+    assert any("primary" in e for e in errors)
+
+
+def test_model_refusal_has_no_errors_list(api: APIHarness) -> None:
+    """A refusal that is not a schema violation answers only ``description``."""
+    result = api.request("DELETE", f"/v1/configuration/datasets/{DATASET}")
+    assert (result.code, set(result.body)) == (404, {"description"})

@@ -124,9 +124,9 @@ def test_release_lease(api: APIHarness) -> None:
 
 
 def test_release_unknown_lease(api: APIHarness) -> None:
-    """Releasing a lease that does not exist is a 404; a bad id a 400."""
+    """Releasing a lease that does not exist is a 404, and so is a malformed id."""
     api.refused(404, "DELETE", f"/v1/configuration/leases/{DATASET}")
-    api.refused(400, "DELETE", "/v1/configuration/leases/12")
+    api.refused(404, "DELETE", "/v1/configuration/leases/12")
 
 
 # --------------------------------------------------------------------------
@@ -163,18 +163,14 @@ def test_create_container(api: APIHarness) -> None:
 
 
 def test_create_minimal_container(api: APIHarness) -> None:
-    """Only node_uuid, name and image are required; the rest get defaults."""
+    """
+    Only node_uuid, name and image are required; the answer leaves out the
+    empty ports, environment, volumes and links, as the original API did.
+    """
     body = {"node_uuid": NODE_B, "name": "web", "image": "nginx"}
     result = api.request("POST", "/v1/configuration/containers", body)
     assert result.code == 201
-    assert result.body == {
-        **body,
-        "ports": [],
-        "environment": {},
-        "restart_policy": {"name": "never"},
-        "volumes": [],
-        "links": [],
-    }
+    assert result.body == {**body, "restart_policy": {"name": "never"}}
 
 
 def test_container_with_several_volumes(api: APIHarness) -> None:
@@ -356,7 +352,10 @@ def test_delete_unknown_container(api: APIHarness) -> None:
 
 
 def test_state_containers(api: APIHarness) -> None:
-    """Containers nodes report are listed as running on their node."""
+    """
+    Containers nodes report are listed as running on their node, empty
+    environment, volumes and links left out.
+    """
     app = Application(
         name="web", image="nginx", ports=[Port(internal_port=80, external_port=8080)]
     )
@@ -369,9 +368,18 @@ def test_state_containers(api: APIHarness) -> None:
             "image": "nginx",
             "running": True,
             "ports": [{"internal": 80, "external": 8080}],
-            "environment": {},
             "restart_policy": {"name": "never"},
-            "volumes": [],
-            "links": [],
         }
     ]
+
+
+def test_duplicate_link_alias_conflicts(api: APIHarness) -> None:
+    """Two links with one alias are a 409 naming it, as in the original API."""
+    links = [
+        {"alias": "db", "local_port": 5432, "remote_port": 15432},
+        {"alias": "db", "local_port": 5433, "remote_port": 15433},
+    ]
+    description = api.refused(
+        409, "POST", "/v1/configuration/containers", _container(links=links)
+    )
+    assert "db" in description
