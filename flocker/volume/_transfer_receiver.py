@@ -218,7 +218,7 @@ class _ReceiverProtocol(Protocol):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        """Parse frames; a protocol error ends the transfer."""
+        """Parse frames; a protocol error (or any failure) ends the transfer."""
         if self._state not in ("header", "preparing", "streaming"):
             return
         self._arm()
@@ -226,6 +226,10 @@ class _ReceiverProtocol(Protocol):
             self._parser.feed(data)
         except ProtocolError as error:
             self._refuse(_Refusal(PROTOCOL_ERROR, str(error)))
+        except Exception as error:
+            # Whatever the peer sent, the connection ends with an answer
+            # and closes; it never hangs on an exception left unhandled.
+            self._refuse(_Refusal(INTERNAL_ERROR, f"the receiver failed: {error!r}"))
 
     def _control(self, kind: bytes, payload: bytes) -> None:
         if kind == HEADER and self._state == "header":

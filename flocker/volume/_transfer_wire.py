@@ -233,11 +233,44 @@ def encode_json(kind: bytes, document: dict[str, Any]) -> bytes:
     return encode_frame(kind, json.dumps(document, sort_keys=True).encode("utf-8"))
 
 
+#: The deepest nesting of arrays and objects a control frame may have.
+#: Every message of the protocol is a flat object; the limit keeps a
+#: hostile peer from driving the JSON parser into a recursion error.
+MAXIMUM_JSON_DEPTH = 8
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether JSON text nests arrays/objects deeper than the limit."""
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if bracket.group() in "[{":
+            depth += 1
+            if depth > MAXIMUM_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def decode_json(payload: bytes) -> dict[str, Any]:
-    """The JSON object of a control frame, or :class:`ProtocolError`."""
+    """
+    The JSON object of a control frame, or :class:`ProtocolError` (also for
+    nesting deeper than :data:`MAXIMUM_JSON_DEPTH`).
+    """
     try:
-        document = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ProtocolError(f"a control frame is not JSON: {error}") from None
+    if _too_deep(text):
+        raise ProtocolError(
+            f"a control frame nests deeper than {MAXIMUM_JSON_DEPTH} levels"
+        )
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as error:
         raise ProtocolError(f"a control frame is not JSON: {error}") from None
     if not isinstance(document, dict):
         raise ProtocolError("a control frame is not a JSON object")
@@ -254,7 +287,9 @@ def _wrong_preamble(received: bytes) -> str:
     theirs = _VERSION.match(received)
     if theirs is None:
         return f"the peer does not speak {ours}"
-    return f"the peer speaks {theirs.group().decode()}, this node {ours}: {_SAME_RELEASE}"
+    return (
+        f"the peer speaks {theirs.group().decode()}, this node {ours}: {_SAME_RELEASE}"
+    )
 
 
 def version_mismatch(message: str) -> str | None:
