@@ -281,7 +281,9 @@ class FlockerClient:
         configuration_tag: str | None = None,
     ) -> tuple[Any, dict[str, str]]:
         url = f"{self.base_url}/v1{path}"
-        headers = {"accept": ["application/json"]}
+        # Flocker's own clients keep the refusal (409) of a move or deletion
+        # of a leased dataset rather than the original API's deferral.
+        headers = {"accept": ["application/json"], "x-refuse-if-leased": ["true"]}
         data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")

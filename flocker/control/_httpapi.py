@@ -12,6 +12,11 @@ Configuration reads carry ``X-Configuration-Tag``; a write carrying
 ``X-If-Configuration-Matches`` is refused with 412 unless the configuration
 still has that tag.
 
+A move or deletion of a dataset that a node holds a lease on is accepted
+(200) and carried out when the lease is released or lapses, as the original
+API did (`DeferredChanges`); a request with ``X-Refuse-If-Leased: true`` is
+refused with 409 instead.
+
 Errors are ``{"description": ...}`` with a precise 4xx status; anything
 unexpected is a 500 naming the eliot task of the request (every request is a
 ``flocker:control:rest:request`` action, see `LoggedAPIResource`).
@@ -39,6 +44,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .. import __version__
 from ..ca import UnknownPeer, peer_identity
+from ._deferral import DeferredChanges
 from ._httpjson import (
     APIError,
     application_from,
@@ -226,6 +232,40 @@ class ConfigurationAPIUserV1:
     agents: Any = None
     failover_after: float = DEFAULT_FAILOVER_AFTER
     _tags: dict[int, tuple[Deployment, str]] = attrs.field(factory=dict, init=False)
+    _deferred: DeferredChanges = attrs.field(init=False)
+
+    @_deferred.default
+    def _make_deferred(self) -> DeferredChanges:
+        return DeferredChanges(self.clock, self.configuration_service)
+
+    def pending_changes(self) -> dict[str, str]:
+        """Dataset id → the move or deletion waiting for its lease to end."""
+        return self._deferred.pending()
+
+    async def _change_or_defer(
+        self,
+        request: Request,
+        expected_tag: str | None,
+        dataset_id: str,
+        what: str,
+        change: Callable[[Deployment], Deployment],
+    ) -> StoredConfiguration | Deployment:
+        """
+        Apply ``change``; if a lease on the dataset refuses it, keep it to
+        carry out when the lease ends and return the configuration as it
+        will be then (unless the request asks ``X-Refuse-If-Leased: true``,
+        which gets the 409).
+        """
+        try:
+            return await self._change(expected_tag, change)
+        except DatasetLeased:
+            refuse = request.getHeader(b"x-refuse-if-leased") or b""
+            if refuse.strip().lower() == b"true":
+                raise
+        deployment = self.configuration_service.deployment
+        future = change(deployment.set(leases=deployment.leases.release(dataset_id)))
+        self._deferred.defer(dataset_id, what, change)
+        return future
 
     # -- helpers -------------------------------------------------------------
 
@@ -403,19 +443,28 @@ class ConfigurationAPIUserV1:
                 deployment = deployment.move_dataset(dataset_id, primary)
             return self._replicate(deployment, dataset_id, replicas, body)
 
-        stored = await self._change(expected_tag, change)
-        return _Response(200, _dataset_answer(stored.deployment, dataset_id), stored)
+        if primary is None:
+            stored = await self._change(expected_tag, change)
+            return _Response(200, _dataset_answer(stored.deployment, dataset_id), stored)
+        result = await self._change_or_defer(
+            request, expected_tag, dataset_id, f"move to {primary}", change
+        )
+        return _deferrable_answer(result, dataset_id)
 
     @_operation("delete_dataset")
     async def delete_dataset(
         self, request: Request, dataset_id: str, expected_tag: str | None
     ) -> _Response:
-        """Mark a dataset deleted."""
+        """Mark a dataset deleted (when its lease ends, if it has one)."""
         dataset_id = path_dataset_id(dataset_id)
-        stored = await self._change(
-            expected_tag, lambda deployment: deployment.delete_dataset(dataset_id)
+        result = await self._change_or_defer(
+            request,
+            expected_tag,
+            dataset_id,
+            "delete",
+            lambda deployment: deployment.delete_dataset(dataset_id),
         )
-        return _Response(200, _dataset_answer(stored.deployment, dataset_id), stored)
+        return _deferrable_answer(result, dataset_id)
 
     def _replicate(
         self,
@@ -569,7 +618,10 @@ class ConfigurationAPIUserV1:
     async def release_lease(
         self, request: Request, dataset_id: str, expected_tag: str | None
     ) -> _Response:
-        """Release the lease on a dataset."""
+        """
+        Release the lease on a dataset, then carry out the move or deletion
+        that waited for it, if any (its failure does not fail the release).
+        """
         dataset_id = path_dataset_id(dataset_id)
         now = self.clock.seconds()
         released: list[Any] = []
@@ -581,8 +633,9 @@ class ConfigurationAPIUserV1:
             released[:] = [lease]
             return deployment.set(leases=deployment.leases.release(dataset_id))
 
-        stored = await self._change(expected_tag, change)
-        return _Response(200, self._leasejson_response(released[0], now), stored)
+        await self._change(expected_tag, change)
+        await self._deferred.lease_ended(dataset_id)
+        return _Response(200, self._leasejson_response(released[0], now), self._current())
 
     # -- containers ----------------------------------------------------------
 
@@ -744,6 +797,19 @@ class ConfigurationAPIUserV1:
                 "task_uuid": task_uuid,
             },
         )
+
+
+def _deferrable_answer(
+    result: StoredConfiguration | Deployment, dataset_id: str
+) -> _Response:
+    """
+    The answer to a move or deletion: the dataset as changed, or, for one
+    waiting for a lease to end, as it will be once carried out (the
+    configuration's tag is then that of the unchanged configuration).
+    """
+    if isinstance(result, StoredConfiguration):
+        return _Response(200, _dataset_answer(result.deployment, dataset_id), result)
+    return _Response(200, _dataset_answer(result, dataset_id))
 
 
 def _replicas_from(body: dict[str, Any]) -> list[str] | None:

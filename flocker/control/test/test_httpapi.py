@@ -516,13 +516,17 @@ def test_move_dataset_in_use(api: APIHarness) -> None:
     assert "db" in description
 
 
-def test_move_leased_dataset(api: APIHarness) -> None:
-    """A dataset leased on its node cannot move: 409."""
+def test_move_leased_dataset_refused_on_request(api: APIHarness) -> None:
+    """A dataset leased on its node is not moved but refused (409) with X-Refuse-If-Leased."""
     api.create_dataset(dataset_id=DATASET)
     lease = {"dataset_id": DATASET, "node_uuid": NODE_A, "expires": None}
     assert api.request("POST", "/v1/configuration/leases", lease).code == 201
     description = api.refused(
-        409, "POST", f"/v1/configuration/datasets/{DATASET}", {"primary": NODE_B}
+        409,
+        "POST",
+        f"/v1/configuration/datasets/{DATASET}",
+        {"primary": NODE_B},
+        headers={"X-Refuse-If-Leased": "true"},
     )
     assert "leased" in description
 
