@@ -40,6 +40,7 @@ CONSOLE_SCRIPTS: list[str] = [
     "flocker-volume = flocker.volume.script:main",
     "flocker-container-agent = flocker.node.script:container_agent_main",
     "flocker-docker-plugin = flocker.dockerplugin.script:main",
+    "flocker-node-era = flocker.node._era:main",
     "flocker = flocker.cli.script:main",
     "flocker-deploy = flocker.deploy.script:main",
 ]

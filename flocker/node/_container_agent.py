@@ -62,6 +62,8 @@ class ContainerAgent:
     fence_after: float = attr.ib(default=DEFAULT_FENCE_AFTER)
     answering: AnsweringWatch | None = attr.ib(default=None)
     listening: Callable[[], Deferred[frozenset[int]]] | None = attr.ib(default=None)
+    #: The node's era (``_era``) reported in its state, or ``None``.
+    era: str | None = attr.ib(default=None)
 
     fence: Fence = attr.ib(init=False)
     deployer: ContainerDeployer = attr.ib(init=False)
@@ -86,6 +88,7 @@ class ContainerAgent:
             poke=self.poke,
             listening=self.listening,
             fenced=lambda: self.fence.is_up,
+            era=self.era,
         )
         self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
         self.client = AgentAMPClient.for_control_service(

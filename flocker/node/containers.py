@@ -168,15 +168,19 @@ class ContainerLocalState(PClass):
     port_conflicts = pmap_field(str, PSet)
     #: Whether the agent fenced itself (``_fence``).
     fenced = field(type=bool, initial=False)
+    #: The node's era (``_era``: changes at every boot), or ``None``.
+    era = field(type=(str, type(None)), initial=None)
 
     def shared_state_changes(self) -> NodeState:
         """
         The applications half of the node's state: what runs here, the busy
-        ports and the applications that could not publish their ports.
+        ports and the applications that could not publish their ports, and
+        the node's era.
         """
         return NodeState(
             uuid=self.node_uuid,
             hostname=self.hostname,
+            era=self.era,
             applications=self.applications,
             busy_ports=self.busy_ports,
             port_conflicts=self.port_conflicts,
@@ -489,6 +493,8 @@ class ContainerDeployer:
     port_failures: dict[str, tuple[frozenset[int], str]] = attr.ib(factory=dict)
     #: Whether the agent fenced itself now (``_fence``).
     fenced: Callable[[], bool] = attr.ib(default=lambda: False)
+    #: The node's era to report (``_era``), or ``None`` to report none.
+    era: str | None = attr.ib(default=None)
 
     def started(self, result: None, name: str) -> None:
         """A container was created or started: forget its port failure."""
@@ -525,6 +531,7 @@ class ContainerDeployer:
                 busy_ports=None if listened is None else self._others(listened),
                 port_conflicts=self._conflicts(states, listened),
                 fenced=bool(self.fenced()),
+                era=self.era,
             )
 
         return Deferred.fromCoroutine(discover())

@@ -121,6 +121,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
 
     from ._answering import AnsweringWatch
     from ._container_agent import ContainerAgent
+    from ._era import node_era
     from ._ports import read_busy_ports
 
     tls, node_uuid, _ = load_node_files(config)
@@ -141,6 +142,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
         fence_after=config.fence_after,
         answering=AnsweringWatch(reactor, node_uuid, config.address),
         listening=partial(deferToThreadPool, reactor, pool, read_busy_ports, config.address),
+        era=node_era(node_uuid),
     )
     service = MultiService()
     _ThreadPoolService(pool).setServiceParent(service)
