@@ -127,6 +127,7 @@ PAGES = (
     "installing",
     "api",
     "cli",
+    "flocker1-differences",
     "development",
 )
 
