@@ -434,15 +434,23 @@ class AutomaticFailover(Service):
         )
 
     def check(self) -> None:
-        """Plan now; log new waits; start making the failovers planned."""
+        """
+        Plan now; log new waits; start making the failovers planned.  An
+        error is logged and the next tick plans again: automatic failover
+        never stops because one check failed.
+        """
         if self._applying is not None:
             return
         try:
             configuration: Deployment = self.configuration_service.deployment
         except RuntimeError:
             return  # not loaded yet
-        plan = self.plan(configuration)
-        self._log_waiting(plan.waiting)
+        try:
+            plan = self.plan(configuration)
+            self._log_waiting(plan.waiting)
+        except Exception:
+            write_traceback()
+            return
         if not plan.failovers:
             return
         self._applying = Deferred.fromCoroutine(self._make(list(plan.failovers)))

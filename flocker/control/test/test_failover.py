@@ -404,6 +404,33 @@ def test_service_fails_over_a_silent_primary(eliot_logger: MemoryLogger) -> None
     cluster.service.stopService()
 
 
+def test_service_keeps_checking_after_an_error(
+    eliot_logger: MemoryLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A check that raises is logged as a traceback and the next ticks plan
+    again: once planning works, the silent primary is failed over.
+    """
+    cluster = Cluster(replicated(B))
+    real = cluster.service.plan
+    broken = {"left": 3}
+
+    def plan(configuration: Deployment) -> object:
+        if broken["left"]:
+            broken["left"] -= 1
+            raise ZeroDivisionError("a planning bug")
+        return real(configuration)
+
+    monkeypatch.setattr(cluster.service, "plan", plan)
+    cluster.service.startService()
+    cluster.heard(A, B)
+    cluster.run_for(AFTER + 5, keep_alive=(B,))
+    assert cluster.configuration.deployment.get_dataset(DS)[1] == B
+    assert broken["left"] == 0
+    eliot_logger.flush_tracebacks(ZeroDivisionError)
+    cluster.service.stopService()
+
+
 def test_service_leaves_a_flapping_primary(eliot_logger: MemoryLogger) -> None:
     """A primary heard from every failover_after - 1 seconds never fails over."""
     cluster = Cluster(replicated(B))
