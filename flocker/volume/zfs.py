@@ -440,7 +440,10 @@ class ZFSVolumeBackend:
         missing, or held by an unpromoted clone of a part; a finished one
         left the dataset as the origin of its parts.
         """
-        if key in self._detaching:
+        if key in self._detaching or key in self._receiving_now:
+            # Our own operation under way: a receive's swap leaves the
+            # dataset's name missing for a moment, which is no detach
+            # cut short.
             return
         parts = await self._parts(key)
         if not parts:
@@ -713,9 +716,10 @@ class ZFSVolumeBackend:
             values = found.get(self._name(key))
             if values is None or values.get("origin", "").startswith(f"{part}@"):
                 keys.add(key)
-        for key in sorted(keys - self._detaching):
+        busy = self._detaching | self._receiving_now
+        for key in sorted(keys - busy):
             await self._repair(key)
-        return bool(keys - self._detaching)
+        return bool(keys - busy)
 
     def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
@@ -1051,8 +1055,10 @@ class ZFSVolumeBackend:
         self._receiving_now.add(key)
 
         async def committed(header: bytes) -> None:
-            await commit(header)
-            self._receiving_now.discard(key)
+            try:
+                await commit(header)
+            finally:
+                self._receiving_now.discard(key)
 
         async def discarded() -> None:
             try:
