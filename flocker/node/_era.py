@@ -71,3 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"flocker-node-era: {error}\n")
         raise SystemExit(1) from None
     sys.stdout.write(era + "\n")
+
+
+if __name__ == "__main__":
+    main()
