@@ -19,9 +19,12 @@ the plugins have distinct, random names and their sockets go afterwards.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -414,3 +417,68 @@ def test_volume_in_use_elsewhere(
     second_engine.docker("volume", "rm", volume)
     assert _datasets(cluster, volume) == []
     assert not _datasets(cluster, volume, key="docker_removed_name")[0]["deleted"]
+
+
+def _plugin_call(name: str, endpoint: str, raw: bytes) -> Any:
+    """POST ``raw`` to a plugin's socket as Docker does; the decoded answer."""
+
+    class _UnixConnection(http.client.HTTPConnection):
+        """An HTTP connection over the plugin's unix socket."""
+
+        def connect(self) -> None:
+            """Connect to the socket instead of a TCP address."""
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(30)
+            self.sock.connect(os.path.join(PLUGIN_DIRECTORY, f"{name}.sock"))
+
+    connection = _UnixConnection("localhost")
+    try:
+        connection.request("POST", endpoint, body=raw)
+        reply = connection.getresponse()
+        assert reply.status == 200
+        return json.loads(reply.read())
+    finally:
+        connection.close()
+
+
+def test_protocol_answers_as_the_original(plugins: Plugins) -> None:
+    """
+    Over the plugin's socket, as the original plugin did: Activate ignores
+    its body; Get and List answer ``"Mountpoint": ""`` for a volume not
+    mounted on the node; Unmount and Remove of an unknown volume succeed;
+    Remove keeps the dataset.
+    """
+    cluster = plugins.cluster
+    node1 = cluster["nodes"][0]["uuid"]
+    plugin2 = plugins.names[1]
+    volume = _volume_name()
+    for raw in (b"", b"not json", b"[1]"):
+        assert _plugin_call(plugin2, "/Plugin.Activate", raw) == {
+            "Implements": ["VolumeDriver"]
+        }
+    lab.api_request(
+        cluster, "POST", "/v1/configuration/datasets",
+        {"primary": node1, "metadata": {"name": volume}},
+    )  # fmt: skip
+    wait_for(
+        lambda: any(
+            s.get("path")
+            for s in lab.api_request(cluster, "GET", "/v1/state/datasets")
+            if s["dataset_id"] == _datasets(cluster, volume)[0]["dataset_id"]
+        ),
+        60,
+        "the volume's dataset to be mounted on node 1",
+    )
+    request = json.dumps({"Name": volume}).encode()
+    assert _plugin_call(plugin2, "/VolumeDriver.Get", request) == {
+        "Volume": {"Name": volume, "Mountpoint": ""},
+        "Err": "",
+    }
+    listed = _plugin_call(plugin2, "/VolumeDriver.List", b"{}")
+    assert {"Name": volume, "Mountpoint": ""} in listed["Volumes"]
+    unknown = json.dumps({"Name": _volume_name(), "ID": "c1"}).encode()
+    assert _plugin_call(plugin2, "/VolumeDriver.Unmount", unknown) == {"Err": ""}
+    assert _plugin_call(plugin2, "/VolumeDriver.Remove", unknown) == {"Err": ""}
+    assert _plugin_call(plugin2, "/VolumeDriver.Remove", request) == {"Err": ""}
+    [kept] = _datasets(cluster, volume, key="docker_removed_name")
+    assert kept["deleted"] is False
