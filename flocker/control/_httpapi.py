@@ -263,7 +263,10 @@ class ConfigurationAPIUserV1:
             if refuse.strip().lower() == b"true":
                 raise
         deployment = self.configuration_service.deployment
-        future = change(deployment.set(leases=deployment.leases.release(dataset_id)))
+        leases = deployment.leases
+        if leases.get(dataset_id) is not None:
+            leases = leases.release(dataset_id)
+        future = change(deployment.set(leases=leases))
         self._deferred.defer(dataset_id, what, change)
         return future
 
