@@ -77,8 +77,9 @@ def write_losses(
     lost = [w for w, t in acknowledged if t < killed and w not in kept]
     # Writes acknowledged after the kill went to the new primary, numbered
     # after the lost ones: only the writes before them must be w0, w1, …
+    # (each once: a write sent again after a late answer is logged twice).
     after = {w for w, t in acknowledged if t >= killed}
-    before = [w for w in held if w not in after]
+    before = list(dict.fromkeys(w for w in held if w not in after))
     within = [
         w for w, t in acknowledged
         if started_from is not None and started_from <= t < killed
