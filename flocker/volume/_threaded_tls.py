@@ -69,6 +69,9 @@ HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 1024 * 1024
 #: Seconds a closing connection waits for the peer's end before closing.
 CLOSE_GRACE = 10.0
+#: Encrypted bytes read at once during a handshake (before the peer is
+#: authenticated, a connection holds no more than this and its TLS state).
+HANDSHAKE_READ = 16 * 1024
 #: How much nicer than the agent a background connection's worker thread
 #: runs (see ``_ThreadedTLSTransport.run_in_background``).
 BACKGROUND_NICE = 10
@@ -110,6 +113,96 @@ def _address(sockname: Any) -> IPv4Address | IPv6Address:
     return IPv4Address("TCP", host, port)
 
 
+class _Handshake:
+    """
+    A TLS handshake on a non-blocking socket, driven step by step: by a
+    client's worker thread, or by a listening port's one thread for all
+    its connections, so a peer costs no thread and no large buffer until
+    it is authenticated.
+
+    :ivar deadline: When (``time.monotonic``) the handshake must be done.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        server_side: bool,
+        check: Callable[[x509.Certificate], None],
+        timeout: float,
+    ) -> None:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        self.sock = sock
+        self.in_bio = ssl.MemoryBIO()
+        self.out_bio = ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.in_bio, self.out_bio, server_side=server_side)
+        self.cipher = memoryview(b"")  # encrypted bytes the socket has yet to take
+        self.deadline = monotonic() + timeout
+        self.certificate: x509.Certificate | None = None
+        self._check = check
+        self._done = False
+
+    def _flush(self) -> bool:
+        """Send what TLS produced; whether some waits for the socket."""
+        while True:
+            if not self.cipher:
+                if not self.out_bio.pending:
+                    return False
+                self.cipher = memoryview(self.out_bio.read())
+            try:
+                sent = self.sock.send(self.cipher)
+            except (BlockingIOError, InterruptedError):
+                return True
+            self.cipher = self.cipher[sent:]
+
+    def step(self) -> int:
+        """
+        Advance as far as the socket allows: the ``select.POLL*`` events
+        to wait for before calling again, or 0 once the handshake is done
+        and the peer's certificate passed the check.
+
+        :raise TLSFailed: the handshake failed, or the check refused.
+        :raise OSError: the socket failed.
+        """
+        if self.certificate is not None:
+            return 0
+        while True:
+            if not self._done:
+                try:
+                    self.tls.do_handshake()
+                    self._done = True
+                except ssl.SSLWantReadError:
+                    pass
+                except (ssl.SSLError, ssl.CertificateError) as error:
+                    try:
+                        self._flush()  # the alert tells the peer why
+                    except OSError:
+                        pass
+                    raise TLSFailed(f"the TLS handshake failed: {error}") from None
+            if self._flush():
+                return select.POLLOUT
+            if self._done:
+                break
+            try:
+                count = self.sock.recv(HANDSHAKE_READ)
+            except (BlockingIOError, InterruptedError):
+                return select.POLLIN
+            if not count:
+                raise TLSFailed("the peer closed the connection during the handshake")
+            self.in_bio.write(count)
+        der = self.tls.getpeercert(binary_form=True)
+        if not der:
+            raise TLSFailed("the peer presented no certificate")
+        certificate = x509.load_der_x509_certificate(der)
+        try:
+            self._check(certificate)
+        except PeerRejected as error:
+            raise TLSFailed(str(error)) from None
+        self.certificate = certificate
+        return 0
+
+
 @implementer(ITCPTransport, IPushProducer)
 class _ThreadedTLSTransport:
     """
@@ -129,20 +222,29 @@ class _ThreadedTLSTransport:
         server_side: bool,
         check: Callable[[x509.Certificate], None],
         handshake_timeout: float,
+        handshake: _Handshake | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
+        """
+        :param handshake: A handshake already done (a listening port's),
+            or ``None`` to shake hands in the worker thread.
+        :param on_end: Called (in the reactor thread) once the worker
+            thread is done.
+        """
         self._reactor = reactor
         self._sock = sock
-        self._context = context
-        self._server_side = server_side
-        self._check = check
-        self._handshake_timeout = handshake_timeout
-        self._tls: ssl.SSLObject | None = None
+        self._on_end = on_end
+        if handshake is None:
+            handshake = _Handshake(sock, context, server_side, check, handshake_timeout)
+        self._handshake: _Handshake | None = handshake
+        self._tls: ssl.SSLObject = handshake.tls
         # Owned by the worker thread:
-        self._in_bio = ssl.MemoryBIO()
-        self._out_bio = ssl.MemoryBIO()
-        self._cipher = memoryview(b"")  # encrypted bytes the socket has yet to take
-        self._raw = bytearray(DELIVERY_SIZE)  # received, still encrypted
-        self._plain = bytearray(DELIVERY_SIZE)  # decrypted
+        self._in_bio = handshake.in_bio
+        self._out_bio = handshake.out_bio
+        self._cipher = handshake.cipher
+        # The worker allocates these once the peer is authenticated:
+        self._raw = bytearray()  # received, still encrypted
+        self._plain = bytearray()  # decrypted
         self._shut = False
         self.protocol: IProtocol | None = None
         self._certificate: x509.Certificate | None = None
@@ -380,6 +482,9 @@ class _ThreadedTLSTransport:
     def _ended(self, reason: Failure, connected: bool) -> None:
         """The worker is done; the protocol hears of it after what it read."""
         self._worker_done = True
+        if self._on_end is not None:
+            on_end, self._on_end = self._on_end, None
+            on_end()
         if not connected:
             self._close_wake_pipe()
             self._lost = True
@@ -485,46 +590,20 @@ class _ThreadedTLSTransport:
         return True
 
     def _thread_handshake(self) -> None:
-        self._sock.setblocking(False)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        tls = self._context.wrap_bio(
-            self._in_bio, self._out_bio, server_side=self._server_side
-        )
-        self._tls = tls
-        deadline = monotonic() + self._handshake_timeout
-        done = False
-        while True:
-            if not done:
-                try:
-                    tls.do_handshake()
-                    done = True
-                except ssl.SSLWantReadError:
-                    pass
-                except (ssl.SSLError, ssl.CertificateError) as error:
-                    try:
-                        self._thread_flush()  # the alert tells the peer why
-                    except OSError:
-                        pass
-                    raise TLSFailed(f"the TLS handshake failed: {error}") from None
-            if self._thread_flush():
-                self._thread_wait(select.POLLOUT, deadline - monotonic())
-                continue
-            if done:
-                break
-            got = self._thread_fill()
-            if got is None:
-                raise TLSFailed("the peer closed the connection during the handshake")
-            if not got:
-                self._thread_wait(select.POLLIN, deadline - monotonic())
-        der = tls.getpeercert(binary_form=True)
-        if not der:
-            raise TLSFailed("the peer presented no certificate")
-        certificate = x509.load_der_x509_certificate(der)
-        try:
-            self._check(certificate)
-        except PeerRejected as error:
-            raise TLSFailed(str(error)) from None
-        self._reactor.callFromThread(self._connected, certificate)
+        """
+        Finish the handshake (unless the listening port did), then allocate
+        the connection's buffers and tell the reactor thread who the peer is.
+        """
+        handshake = self._handshake
+        assert handshake is not None
+        while events := handshake.step():
+            self._thread_wait(events, handshake.deadline - monotonic())
+        self._cipher = handshake.cipher
+        self._handshake = None
+        self._raw = bytearray(DELIVERY_SIZE)
+        self._plain = bytearray(DELIVERY_SIZE)
+        assert handshake.certificate is not None
+        self._reactor.callFromThread(self._connected, handshake.certificate)
 
     def _thread_pump(self) -> Failure:
         """Move bytes until the connection ends; why it ended."""

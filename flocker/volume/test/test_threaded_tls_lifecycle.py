@@ -390,15 +390,19 @@ async def test_no_protocol_built_after_stop_listening(nodes: Nodes) -> None:
             return protocol
 
     port = await nodes.listen(factory=Recording())
-    before = set(threading.enumerate())
     raw = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
     try:
-        # Wait until the server has accepted it (its worker thread runs).
+        # Wait until the server has accepted it (its handshake is under way
+        # in the port's thread).
         deadline = monotonic() + PATIENCE
-        while not [t for t in threading.enumerate() if t not in before]:
+        while not port._caps.held():
             assert monotonic() < deadline, "the server never accepted"
             await sleep(0.01)
-        server_threads = [t for t in threading.enumerate() if t not in before]
+        server_threads = [
+            t
+            for t in threading.enumerate()
+            if t.name == f"accept :{port.getHost().port}"
+        ]
         await within(port.stopListening())
         nodes.ports.remove(port)
         assert events == ["stop"]
