@@ -210,6 +210,42 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _start_time(pid: int) -> int | None:
+    """
+    When process ``pid`` started (field 22 of ``/proc/PID/stat``, clock
+    ticks since boot), or ``None`` if there is no such process.  A pid with
+    another start time than the one recorded at spawn is another process.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[19])  # fields[0] is field 3 (the state)
+
+
+def _ours(pid: int | None, started: int | None) -> bool:
+    """
+    Whether ``pid`` is still the process this cluster spawned: alive, with
+    the start time recorded when it was spawned.  A record without one
+    (written before start times were kept) counts only for a Flocker daemon.
+    """
+    if not pid or not _alive(pid):
+        return False
+    if started is None:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                return b"flocker." in handle.read()
+        except OSError:
+            return False
+    return _start_time(pid) == started
+
+
+def _agent_running(node: dict[str, Any], kind: str) -> bool:
+    """Whether the node's recorded ``kind`` agent is the process it started."""
+    return _ours(node.get("pids", {}).get(kind), node.get("started", {}).get(kind))
+
+
 def _wait(predicate: Any, timeout: float, what: str) -> Any:
     """Poll ``predicate`` until it returns a true value or time runs out."""
     deadline = time.monotonic() + timeout
@@ -277,12 +313,13 @@ AGENT_KINDS = ("dataset", "container")
 def start_node_agents_kind(cluster: dict[str, Any], node: dict[str, Any], kind: str) -> None:
     """Start (or restart) one of a node's agents: ``dataset`` or ``container``."""
     extra = [] if kind == "dataset" else ["container"]
-    node.setdefault("pids", {})[kind] = _spawn(
+    pid = node.setdefault("pids", {})[kind] = _spawn(
         _python_module(
             "flocker.node.script", *extra, "--agent-config", node["agent_config"]
         ),
         os.path.join(node["log_dir"], f"{kind}-agent.out"),
     )
+    node.setdefault("started", {})[kind] = _start_time(pid)
     if os.path.exists(os.path.join(cluster["dir"], CLUSTER_FILE)):
         save(cluster)
 
@@ -322,6 +359,7 @@ def start_control(cluster: dict[str, Any]) -> None:
         ),
         os.path.join(control["log_dir"], "control.out"),
     )
+    control["started"] = _start_time(control["pid"])
     save(cluster)
 
 
@@ -454,28 +492,37 @@ def up(
     return cluster
 
 
-def _stop(pid: int | None, timeout: float = 10) -> None:
-    """SIGTERM a process group, then SIGKILL it if it lingers."""
-    if pid is None or not _alive(pid):
+def _stop(pid: int | None, started: int | None = None, timeout: float = 10) -> None:
+    """
+    SIGTERM a process group this cluster spawned, then SIGKILL it if it
+    lingers; a recorded pid that is now another process (its start time
+    differs from ``started``, recorded at spawn) is never signalled.
+    """
+    if not _ours(pid, started):
         return
+    assert pid is not None
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + wait
-        while _alive(pid) and time.monotonic() < deadline:
+        while _ours(pid, started) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not _alive(pid):
+        if not _ours(pid, started):
             return
 
 
 def stop_node_agents(node: dict[str, Any], sig: int | None = None) -> None:
-    """Stop a node's agents (``sig``: send just that signal, e.g. SIGKILL)."""
-    for pid in node.get("pids", {}).values():
+    """
+    Stop a node's agents (``sig``: send just that signal, e.g. SIGKILL);
+    only the processes it started, never a pid reused by another process.
+    """
+    for kind, pid in node.get("pids", {}).items():
+        started = node.get("started", {}).get(kind)
         if sig is None:
-            _stop(pid)
-        elif _alive(pid):
+            _stop(pid, started)
+        elif _ours(pid, started):
             os.killpg(pid, sig)
 
 
@@ -557,7 +604,7 @@ def stop_node(
     if power_cut:
         kill_containers(node)
     _wait(
-        lambda: not any(_alive(pid) for pid in node.get("pids", {}).values()),
+        lambda: not any(_agent_running(node, kind) for kind in node.get("pids", {})),
         15,
         f"node {number}'s agents to exit",
     )
@@ -582,7 +629,7 @@ def start_node(directory: str, number: int) -> dict[str, Any]:
     node = _numbered_node(cluster, number)
     mend_packets(cluster, node)
     for kind in AGENT_KINDS:
-        if not _alive(node.get("pids", {}).get(kind, 0)):
+        if not _agent_running(node, kind):
             start_node_agents_kind(cluster, node, kind)
     return node
 
@@ -635,7 +682,7 @@ def down(directory: str) -> None:
     for node in cluster["nodes"]:
         mend_packets(cluster, node)
         stop_node_agents(node)
-    _stop(cluster["control"].get("pid"))
+    _stop(cluster["control"].get("pid"), cluster["control"].get("started"))
     _stop_strays(directory)
     _remove_containers([node["uuid"] for node in cluster["nodes"]])
     for node in cluster["nodes"]:
@@ -680,14 +727,14 @@ def status(directory: str) -> list[str]:
     control = cluster["control"]
     lines = [
         f"control  {control['api_url']}  agent port {control['agent_port']}  "
-        f"{'running' if _alive(control.get('pid', 0)) else 'STOPPED'}"
+        f"{'running' if _ours(control.get('pid'), control.get('started')) else 'STOPPED'}"
     ]
     try:
         reported = {n["uuid"] for n in api_request(cluster, "GET", "/v1/state/nodes")}
     except OSError:
         reported = set()
     for node in cluster["nodes"]:
-        running = all(_alive(p) for p in node["pids"].values())
+        running = all(_agent_running(node, kind) for kind in node["pids"])
         lines.append(
             f"node     {node['address']}  {node['uuid']}  pool {node['pool']}  "
             f"agents {'running' if running else 'STOPPED'}  "

@@ -73,6 +73,8 @@ def cluster(tmp_path):
         }
         for n in (1, 2)
     ]
+    for node in nodes:  # recorded as lab.start_node_agents_kind does
+        node["started"] = {kind: lab._start_time(pid) for kind, pid in node["pids"].items()}
     data = {"dir": str(tmp_path), "nodes": nodes, "control": {}}
     lab.save(data)
     yield data
