@@ -285,7 +285,7 @@ class _ThreadedTLSPort:
                 for key, _ in selector.select(max(0.0, wait - now)):
                     if key.data == "listen":
                         self._accept_all(selector, shaking)
-                    elif key.data != "wake":
+                    elif key.data != "wake" and key.fd in shaking:
                         self._shake(selector, shaking, key.fd)
                 now = monotonic()
                 for fd, (handshake, _) in list(shaking.items()):
