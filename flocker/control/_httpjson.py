@@ -287,7 +287,7 @@ def container_json(app: Application, node_uuid: str) -> dict[str, Any]:
             }
             for link in sorted(app.links, key=lambda x: x.alias)
         ]
-    for name in ("cpu_shares", "memory_limit"):
+    for name in ("cpu_shares", "memory_limit", "swappiness"):
         if getattr(app, name) is not None:
             result[name] = getattr(app, name)
     if app.command_line is not None:
@@ -335,6 +335,7 @@ def application_from(body: dict[str, Any]) -> Application:
             restart_policy=_restart_from(body.get("restart_policy")),
             cpu_shares=body.get("cpu_shares"),
             memory_limit=body.get("memory_limit"),
+            swappiness=body.get("swappiness"),
             command_line=body.get("command_line"),
         )
     except InvariantException as e:

@@ -330,6 +330,9 @@ class Application(PClass):
     :ivar restart_policy: `RestartNever`, `RestartAlways` or `RestartOnFailure`.
     :ivar cpu_shares: relative CPU weight, or ``None``.
     :ivar memory_limit: bytes, or ``None``.
+    :ivar swappiness: how readily the kernel swaps the container's memory
+        out (0–100, the cgroup's ``memory.swappiness``), or ``None`` for the
+        engine's default.
     :ivar command_line: replaces the image's command, or ``None``.
     """
 
@@ -354,6 +357,14 @@ class Application(PClass):
         type=(int, type(None)),
         initial=None,
         invariant=positive_or_none("memory_limit"),
+    )
+    swappiness = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=lambda v: (
+            v is None or (not isinstance(v, bool) and 0 <= v <= 100),
+            f"swappiness must be an integer from 0 to 100 or null: {v!r}",
+        ),
     )
     command_line = field(
         type=(PVector, type(None)),

@@ -107,14 +107,25 @@ def _upgrade_2_to_3(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _upgrade_3_to_4(document: dict[str, Any]) -> dict[str, Any]:
-    """Version 4: datasets gain ``failover_snapshot`` (none failed over with one)."""
+    """
+    Version 4: datasets gain ``failover_snapshot`` (none failed over with
+    one); applications gain ``swappiness`` (null: the engine's default).
+    """
     nodes = {}
     for uuid, node in document.get("nodes", {}).items():
         manifestations = {}
         for dataset_id, m in node.get("manifestations", {}).items():
             dataset = {**m.get("dataset", {}), "failover_snapshot": None}
             manifestations[dataset_id] = {**m, "dataset": dataset}
-        nodes[uuid] = {**node, "manifestations": manifestations}
+        applications = {
+            name: {**a, "swappiness": None}
+            for name, a in node.get("applications", {}).items()
+        }
+        nodes[uuid] = {
+            **node,
+            "applications": applications,
+            "manifestations": manifestations,
+        }
     return {**document, "format_version": 4, "nodes": nodes}
 
 
@@ -221,6 +232,7 @@ def _application(a: Application) -> dict[str, Any]:
         "restart_policy": _restart(a.restart_policy),
         "cpu_shares": a.cpu_shares,
         "memory_limit": a.memory_limit,
+        "swappiness": a.swappiness,
         "command_line": None if a.command_line is None else list(a.command_line),
     }
 
@@ -514,6 +526,8 @@ def _application_from(value: Any, path: str) -> Application:
         ),
         cpu_shares=r.get("cpu_shares", _OPT_INT),
         memory_limit=r.get("memory_limit", _OPT_INT),
+        # Agents from before swappiness report applications without it.
+        swappiness=r.get("swappiness", _OPT_INT) if "swappiness" in r.value else None,
         command_line=command_line,
     )
     r.done()

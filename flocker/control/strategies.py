@@ -225,6 +225,7 @@ def applications(
         restart_policy=draw(restart_policies()),
         cpu_shares=draw(st.none() | st.integers(1, 1024)),
         memory_limit=draw(st.none() | _sizes),
+        swappiness=draw(st.none() | st.integers(0, 100)),
         command_line=draw(st.none() | st.lists(_text, max_size=3)),
     )
 

@@ -150,6 +150,7 @@ def container_spec(
         restart_policy=_restart_policy(application),
         cpu_shares=application.cpu_shares,
         memory_limit=application.memory_limit,
+        swappiness=application.swappiness,
     )
 
 

@@ -68,6 +68,8 @@ APPLICATION_LABEL = "org.flocker.application"
 MINIMUM_MEMORY_LIMIT = 6 * 1024 * 1024
 #: The range of Linux CPU shares (cgroup ``cpu.shares``).
 CPU_SHARES_RANGE = (2, 262144)
+#: The range of the kernel's memory swappiness (cgroup v1 ``memory.swappiness``).
+SWAPPINESS_RANGE = (0, 100)
 
 _NAME = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
 _ENV_NAME = re.compile(r"\A[^=\0]+\Z")
@@ -287,6 +289,10 @@ class ContainerSpec(PClass):
         engine's default.
     :ivar memory_limit: Bytes (at least :data:`MINIMUM_MEMORY_LIMIT`) or
         ``None``: no limit.
+    :ivar swappiness: How readily the kernel swaps the container's memory
+        out (0–100) or ``None``: the engine's default.  Only cgroup v1 has
+        it; an engine that discards it makes ``create`` fail with
+        :class:`EngineError` rather than run the container without it.
     """
 
     name = field(
@@ -321,6 +327,11 @@ class ContainerSpec(PClass):
         type=(int, type(None)),
         initial=None,
         invariant=_range_or_none(MINIMUM_MEMORY_LIMIT, None, "memory_limit"),
+    )
+    swappiness = field(
+        type=(int, type(None)),
+        initial=None,
+        invariant=_range_or_none(*SWAPPINESS_RANGE, "swappiness"),
     )
 
     def __invariant__(self) -> tuple[bool, str]:

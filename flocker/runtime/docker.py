@@ -10,11 +10,17 @@ How a spec is kept in the engine
 
 Most of a :class:`ContainerSpec` is read back from what the engine records
 for the container (``HostConfig``: port bindings, binds, restart policy, CPU
-shares, memory; ``Config.Image``).  Two parts cannot be: the engine merges
+shares, memory, swappiness; ``Config.Image``).  Two parts cannot be: the engine merges
 the environment and the command with the image's own, so the ones given are
 also stored as JSON in the labels :data:`ENVIRONMENT_LABEL` and
 :data:`COMMAND_LABEL`.  Hence what :meth:`DockerRuntime.create` is given is
 exactly what :meth:`DockerRuntime.list_containers` returns.
+
+An engine without cgroup v1 memory swappiness (cgroup v2) accepts
+``MemorySwappiness``, warns and discards it; the container it makes would
+list with another spec than it was given, and the node would replace it
+forever.  So a created container whose swappiness was discarded is removed
+and ``create`` fails with :class:`EngineError` saying why.
 """
 
 from __future__ import annotations
@@ -130,6 +136,7 @@ def create_arguments(
         "restart_policy": restart,
         "cpu_shares": spec.cpu_shares,
         "mem_limit": spec.memory_limit,
+        "mem_swappiness": spec.swappiness,
         "detach": True,
     }
 
@@ -180,7 +187,13 @@ def spec_from_inspect(attrs_: Mapping[str, Any]) -> ContainerSpec:
         restart_policy=_restart_policy(host.get("RestartPolicy") or {}),
         cpu_shares=host.get("CpuShares") or None,
         memory_limit=host.get("Memory") or None,
+        swappiness=_swappiness(host.get("MemorySwappiness")),
     )
+
+
+def _swappiness(value: int | None) -> int | None:
+    """The engine's ``MemorySwappiness``; unset is ``null`` or (older engines) -1."""
+    return None if value is None or value < 0 else value
 
 
 def _timestamp(text: str | None) -> float | None:
@@ -359,6 +372,13 @@ class DockerAdapter:
             if error.status_code == 409:
                 raise ContainerExists(spec.name) from None
             raise EngineError(str(error.explanation or error)) from None
+        applied = _swappiness(container.attrs["HostConfig"].get("MemorySwappiness"))
+        if applied != spec.swappiness:
+            container.remove(force=True, v=True)
+            raise EngineError(
+                f"the engine discarded swappiness {spec.swappiness} of container"
+                f" {spec.name!r} (its kernel has no cgroup v1 memory.swappiness)"
+            )
         try:
             self._start(spec.name, container)
         except BaseException:

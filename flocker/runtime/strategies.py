@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ._interface import (
     CPU_SHARES_RANGE,
     MINIMUM_MEMORY_LIMIT,
+    SWAPPINESS_RANGE,
     ContainerSpec,
     ContainerState,
     PublishedPort,
@@ -111,6 +112,7 @@ container_specs = st.builds(
     restart_policy=restart_policies,
     cpu_shares=st.one_of(st.none(), st.integers(*CPU_SHARES_RANGE)),
     memory_limit=st.one_of(st.none(), st.integers(MINIMUM_MEMORY_LIMIT, 2**40)),
+    swappiness=st.one_of(st.none(), st.integers(*SWAPPINESS_RANGE)),
 )
 
 #: Container states as runtimes report them.

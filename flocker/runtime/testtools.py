@@ -210,6 +210,7 @@ def full_spec(harness: RuntimeHarness, name: str = "full") -> ContainerSpec:
         restart_policy=RestartOnFailure(maximum_retry_count=3),
         cpu_shares=512,
         memory_limit=32 * 1024 * 1024,
+        swappiness=60,
     )
 
 
@@ -270,6 +271,17 @@ def make_icontainerruntime_tests(
             assert await runtime.list_containers() == pset(
                 [full, simple_spec(harness, "simple"), bare]
             )
+
+        @pytest.mark.parametrize("swappiness", [None, 0, 100])
+        @pytest_twisted.ensureDeferred
+        async def test_swappiness_recorded(
+            self, harness: RuntimeHarness, swappiness: int | None
+        ) -> None:
+            """Swappiness comes back as it was given: unset, 0 and 100 alike."""
+            runtime = harness.make_runtime()
+            spec = simple_spec(harness, "app", swappiness=swappiness)
+            await runtime.create(spec)
+            assert await runtime.list_containers() == pset([spec])
 
         @pytest.mark.parametrize(
             "policy",

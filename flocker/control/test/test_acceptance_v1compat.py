@@ -120,6 +120,7 @@ _CONTAINER_PROPERTIES: dict[str, Any] = {
     },
     "cpu_shares": {"type": "integer", "minimum": 1, "maximum": 1024},
     "memory_limit": {"type": "integer", "minimum": MIB},
+    "swappiness": {"type": "integer", "minimum": 0, "maximum": 100},
     "command_line": {"type": "array", "items": {"type": "string"}},
 }
 
@@ -364,7 +365,8 @@ def test_documented_container_examples(cluster: dict[str, Any]) -> None:
     """
     The original's container examples get its statuses and answers its
     schemas accept (no empty ``ports``, ``links``, ``environment`` or
-    ``volumes``), in the configuration and in the state; a duplicate name
+    ``volumes``), in the configuration and in the state; ``swappiness`` is
+    accepted and answered; a duplicate name
     and a duplicate link alias are conflicts (409).
     """
     node0, node1 = (n["uuid"] for n in cluster["nodes"])
@@ -381,6 +383,7 @@ def test_documented_container_examples(cluster: dict[str, Any]) -> None:
          "command_line": ["nc", "-l", "-p", "1234"]},
         {**base, "name": "limited", "memory_limit": 262144000},
         {**base, "name": "weighted", "cpu_shares": 512},
+        {**base, "name": "swapping", "swappiness": 60},
         {**base, "name": "webserver2", "node_uuid": node1,
          "volumes": [{"dataset_id": dataset["dataset_id"],
                       "mountpoint": "/usr/share/nginx/html"}]},

@@ -145,6 +145,7 @@ def _container(**changes: Any) -> dict[str, Any]:
         "links": [{"alias": "cache", "local_port": 6379, "remote_port": 16379}],
         "cpu_shares": 512,
         "memory_limit": 256 * 1024 * 1024,
+        "swappiness": 30,
         "command_line": ["postgres", "-N", "10"],
     }
     body.update(changes)
@@ -281,6 +282,41 @@ def test_container_bad_fields(api: APIHarness, changes: Any, field: str) -> None
     assert field in description
 
 
+@pytest.mark.parametrize("swappiness", [0, 100])
+def test_container_swappiness_accepted(api: APIHarness, swappiness: int) -> None:
+    """
+    Swappiness from 0 to 100 is accepted, stored in the configuration and
+    answered, as the original API did.
+    """
+    body = _container(swappiness=swappiness)
+    result = api.request("POST", "/v1/configuration/containers", body)
+    assert (result.code, result.body) == (201, body)
+    app, _ = api.stored().deployment.get_application("db")
+    assert app.swappiness == swappiness
+    listed = api.request("GET", "/v1/configuration/containers")
+    assert listed.body[0]["swappiness"] == swappiness
+
+
+@pytest.mark.parametrize("swappiness", [-1, 101, "50", True, 50.5])
+def test_container_swappiness_refused(api: APIHarness, swappiness: Any) -> None:
+    """Swappiness that is not an integer from 0 to 100 is a 400 naming it."""
+    description = api.refused(
+        400, "POST", "/v1/configuration/containers", _container(swappiness=swappiness)
+    )
+    assert "swappiness" in description
+    assert api.request("GET", "/v1/configuration/containers").body == []
+
+
+def test_container_without_swappiness(api: APIHarness) -> None:
+    """A container created without swappiness has none and answers none."""
+    result = api.request(
+        "POST", "/v1/configuration/containers", _container(swappiness=None)
+    )
+    assert "swappiness" not in result.body
+    app, _ = api.stored().deployment.get_application("db")
+    assert app.swappiness is None
+
+
 def test_container_duplicate_mountpoints(api: APIHarness) -> None:
     """Two volumes at one mountpoint are a 400."""
     api.create_dataset(dataset_id=OTHER_DATASET)
@@ -371,6 +407,14 @@ def test_state_containers(api: APIHarness) -> None:
             "restart_policy": {"name": "never"},
         }
     ]
+
+
+def test_state_containers_swappiness(api: APIHarness) -> None:
+    """A container a node reports with swappiness is listed with it."""
+    app = Application(name="web", image="nginx", swappiness=0)
+    api.state.update_node_state(NodeState(uuid=NODE_B, applications={"web": app}))
+    result = api.request("GET", "/v1/state/containers")
+    assert result.body[0]["swappiness"] == 0
 
 
 def test_duplicate_link_alias_conflicts(api: APIHarness) -> None:

@@ -261,6 +261,7 @@ _FIELDS = [
     "expires",
     "cpu_shares",
     "memory_limit",
+    "swappiness",
     "command_line",
 ]
 

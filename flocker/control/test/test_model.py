@@ -162,6 +162,27 @@ def test_command_line_must_be_strings():
         Application(name="x", image="busybox", command_line=["ok", 3])
 
 
+@pytest.mark.parametrize("swappiness", [None, 0, 60, 100])
+def test_swappiness_accepted(swappiness):
+    """An application's swappiness is unset or an integer from 0 to 100."""
+    app = Application(name="x", image="busybox", swappiness=swappiness)
+    assert app.swappiness == swappiness
+
+
+@pytest.mark.parametrize("swappiness", [-1, 101, True])
+def test_swappiness_out_of_range(swappiness):
+    """Swappiness outside 0–100, or a boolean, is refused."""
+    with pytest.raises(InvariantException):
+        Application(name="x", image="busybox", swappiness=swappiness)
+
+
+@pytest.mark.parametrize("swappiness", ["50", 50.0])
+def test_swappiness_not_integer(swappiness):
+    """Swappiness that is not an integer is refused."""
+    with pytest.raises(PTypeError):
+        Application(name="x", image="busybox", swappiness=swappiness)
+
+
 def test_restart_retry_count_positive():
     """On-failure restart counts are positive."""
     with pytest.raises(InvariantException):

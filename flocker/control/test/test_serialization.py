@@ -30,7 +30,13 @@ from flocker.control.strategies import (
     nodes,
 )
 
-from ._examples import DATASET_PG, EXAMPLE_DEPLOYMENT, NODE_A, REPLICATED_DEPLOYMENT
+from ._examples import (
+    DATASET_PG,
+    EXAMPLE_DEPLOYMENT,
+    NODE_A,
+    POSTGRES,
+    REPLICATED_DEPLOYMENT,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -141,12 +147,17 @@ def test_upgrade_from_version_2_adds_replication_defaults():
 
 
 def test_upgrade_from_version_3_adds_no_failover_snapshot():
-    """A version-3 document's datasets gain a ``failover_snapshot`` of null."""
+    """
+    A version-3 document's datasets gain a ``failover_snapshot`` of null and
+    its applications a ``swappiness`` of null.
+    """
     upgraded = upgrade_document(json.loads(fixture(3)))
     assert upgraded["format_version"] == 4
     for node in upgraded["nodes"].values():
         for m in node["manifestations"].values():
             assert m["dataset"]["failover_snapshot"] is None
+        for a in node["applications"].values():
+            assert a["swappiness"] is None
     assert upgraded == json.loads(fixture(4))
 
 
@@ -240,6 +251,10 @@ def _app_doc(doc):
         (_broken(lambda d: _dataset_doc(d).update(colour="red")), "dataset"),
         (_broken(lambda d: _app_doc(d).update(name="bad name")), "postgres"),
         (_broken(lambda d: _app_doc(d).update(cpu_shares=True)), "cpu_shares"),
+        (_broken(lambda d: _app_doc(d).update(swappiness=True)), "swappiness"),
+        (_broken(lambda d: _app_doc(d).update(swappiness="5")), "swappiness"),
+        (_broken(lambda d: _app_doc(d).update(swappiness=101)), "postgres"),
+        (_broken(lambda d: _app_doc(d).update(swappiness=-1)), "postgres"),
         (
             _broken(lambda d: _app_doc(d)["ports"].append({"internal_port": 1})),
             "ports/1",
@@ -390,6 +405,26 @@ def test_old_node_state_without_busy_ports_loads():
     doc = node_state_to_json(NodeState(uuid=NODE_A, applications={}))
     del doc["busy_ports"]
     assert deserialize_node_state(json.dumps(doc).encode()).busy_ports is None
+
+
+@pytest.mark.parametrize("swappiness", [0, 100])
+def test_swappiness_stored(swappiness):
+    """An application's swappiness is written in the configuration and read back."""
+    deployment = EXAMPLE_DEPLOYMENT.transform(
+        ["nodes", NODE_A, "applications", "postgres"],
+        POSTGRES.set(swappiness=swappiness),
+    )
+    doc = deployment_to_json(deployment)
+    assert _app_doc(doc)["swappiness"] == swappiness
+    assert deserialize_deployment(serialize_deployment(deployment)) == deployment
+
+
+def test_old_node_state_application_without_swappiness_loads():
+    """An application reported by an agent that sends no swappiness has none."""
+    state = NodeState(uuid=NODE_A, applications={"postgres": POSTGRES})
+    doc = node_state_to_json(state)
+    del doc["applications"]["postgres"]["swappiness"]
+    assert deserialize_node_state(json.dumps(doc).encode()) == state
 
 
 @pytest.mark.parametrize("ports", [[0], [65536], ["80"], [True], {"80": 1}])

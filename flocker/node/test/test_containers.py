@@ -146,6 +146,26 @@ def test_changed_application_replaced():
     assert plan == sequentially([RemoveApplication(name="counter"), StartApplication(spec=spec)])
 
 
+def test_swappiness_applied_and_reported():
+    """
+    An application's swappiness reaches its container, the node reports the
+    application with it, and a changed swappiness replaces the container.
+    """
+    nodes = Nodes()
+    swapping = APP.set(swappiness=0)
+    assert container_spec(swapping, ADDRESS[A], {DS: "/mnt/ds"}).swappiness == 0
+    nodes.converge(A, configured(app=swapping), state_with(A))
+    (spec,) = result(nodes.deployers[A].runtime.list_containers())
+    assert spec.swappiness == 0
+    local = result(nodes.deployers[A].discover_state(state_with(A)))
+    assert local.shared_state_changes().applications["counter"].swappiness == 0
+    assert nodes.plan(A, configured(app=swapping), state_with(A)) == NoOp()
+    changed = swapping.set(swappiness=100)
+    plan = nodes.plan(A, configured(app=changed), state_with(A))
+    new = container_spec(changed, ADDRESS[A], {DS: "/mnt/ds"})
+    assert plan == sequentially([RemoveApplication(name="counter"), StartApplication(spec=new)])
+
+
 def test_exited_container_restarted():
     """A container that exited is started again."""
     nodes = Nodes()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import docker
 import pytest
 import pytest_twisted
 import treq
@@ -25,6 +26,7 @@ from .. import (
     RestartNever,
     RestartOnFailure,
     VolumeBind,
+    container_name,
 )
 from ..testimages import counter_spec, ensure_counter_image
 from ..testtools import docker_harness, free_port, random_loopback
@@ -259,3 +261,36 @@ async def test_limits_applied(harness: Any, tmp_path: Any) -> None:
     state = await _exited(runtime, "limited")
     assert state.exit_code == 0
     assert (tmp_path / "limits").read_text().split() == [str(32 * 1024 * 1024), "512"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_swappiness_applied(harness: Any, tmp_path: Any) -> None:
+    """
+    Swappiness is the engine's ``HostConfig.MemorySwappiness`` and reaches
+    the container's memory cgroup (v1).
+    """
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="swapping",
+            image=harness.image,
+            command=[
+                "sh",
+                "-c",
+                "cat /sys/fs/cgroup/memory/memory.swappiness > /data/swappiness",
+            ],
+            volumes=[VolumeBind(host_path=str(tmp_path), container_path="/data")],
+            swappiness=7,
+        )
+    )
+    state = await _exited(runtime, "swapping")
+    assert state.exit_code == 0
+    assert (tmp_path / "swappiness").read_text().split() == ["7"]
+    engine = docker.from_env()
+    try:
+        record = engine.api.inspect_container(
+            container_name(runtime.node_uuid, "swapping")
+        )
+    finally:
+        engine.close()
+    assert record["HostConfig"]["MemorySwappiness"] == 7

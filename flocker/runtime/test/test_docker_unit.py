@@ -62,6 +62,7 @@ def engine_record(
             "RestartPolicy": arguments["restart_policy"],
             "CpuShares": arguments["cpu_shares"] or 0,
             "Memory": arguments["mem_limit"] or 0,
+            "MemorySwappiness": arguments["mem_swappiness"],
         },
         "State": state
         or {
@@ -165,6 +166,8 @@ class _StubContainers:
     by_name: dict[str, _StubContainer] = attrs.field(factory=dict)
     create_error: Exception | None = None
     start_error: Exception | None = None
+    #: Whether the engine drops ``MemorySwappiness``, as one on cgroup v2 does.
+    discards_swappiness: bool = False
     created: list[_StubContainer] = attrs.field(factory=list)
 
     def get(self, name: str) -> _StubContainer:
@@ -176,6 +179,8 @@ class _StubContainers:
         if self.create_error is not None:
             raise self.create_error
         container = _StubContainer(engine_record(arguments), self.start_error)
+        if self.discards_swappiness:
+            container.attrs["HostConfig"]["MemorySwappiness"] = None
         self.created.append(container)
         return container
 
@@ -236,6 +241,24 @@ class DockerErrorTests(SynchronousTestCase):
         self.client.containers.create_error = _api_error(400, "Minimum memory")
         failure = self.failureResultOf(self.runtime.create(self.spec), EngineError)
         self.assertIn("Minimum memory", str(failure.value))
+
+    def test_discarded_swappiness(self) -> None:
+        """
+        A container whose swappiness the engine discarded (cgroup v2) is
+        removed, and create fails with EngineError naming swappiness.
+        """
+        self.client.containers.discards_swappiness = True
+        failure = self.failureResultOf(
+            self.runtime.create(self.spec.set(swappiness=10)), EngineError
+        )
+        self.assertIn("swappiness", str(failure.value))
+        self.assertTrue(self.client.containers.created[0].removed)
+
+    def test_no_swappiness_on_cgroup_v2(self) -> None:
+        """Without swappiness, an engine that would discard it creates the container."""
+        self.client.containers.discards_swappiness = True
+        self.successResultOf(self.runtime.create(self.spec))
+        self.assertFalse(self.client.containers.created[0].removed)
 
     def test_port_clash_removes(self) -> None:
         """A port clash on start is PortInUse and the new container is removed."""

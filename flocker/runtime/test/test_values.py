@@ -36,6 +36,8 @@ BAD_FIELDS: list[dict[str, Any]] = [
     {"environment": {"A": "nul\0"}},
     {"cpu_shares": 1},
     {"cpu_shares": 262145},
+    {"swappiness": -1},
+    {"swappiness": 101},
     {"memory_limit": 1024},
     {"memory_limit": 0},
     {
@@ -144,7 +146,7 @@ def test_is_valid_name() -> None:
 def test_specs_compare_by_value(spec: ContainerSpec) -> None:
     """A spec rebuilt from its fields is equal to it and has the same hash."""
     names = ["name", "image", "command", "environment", "ports", "volumes"]
-    names += ["restart_policy", "cpu_shares", "memory_limit"]
+    names += ["restart_policy", "cpu_shares", "memory_limit", "swappiness"]
     again = ContainerSpec(**{k: getattr(spec, k) for k in names})
     assert again == spec
     assert hash(again) == hash(spec)
