@@ -91,6 +91,8 @@ __all__ = [
     "KEEPALIVE_INTERVAL",
     "PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "FENCE_MARGIN",
+    "UnsafeFenceAfter",
     "BadNodeState",
     "ChunkedBytes",
     "ClusterStatusCommand",
@@ -186,6 +188,18 @@ class UnknownAgentKind(Exception):
     """The agent says it is neither a dataset nor a container agent."""
 
 
+class UnsafeFenceAfter(Exception):
+    """
+    The agent fences itself too late for this control service's automatic
+    failover: its ``fence-after`` plus `FENCE_MARGIN` is not below
+    ``failover_after``.
+    """
+
+
+#: Seconds by which ``failover_after`` must exceed the agents' ``fence_after``.
+FENCE_MARGIN = 5.0
+
+
 class NotANode(Exception):
     """The peer's certificate is not a node's; only nodes run agents."""
 
@@ -225,6 +239,9 @@ class VersionCommand(amp.Command):
     arguments = [
         (b"protocol_version", amp.Integer()),
         (b"agent_kind", amp.Unicode()),
+        # The agent's fence-after, in seconds (optional: a test client may
+        # leave it out, and then it is not checked).
+        (b"fence_after", amp.Float(optional=True)),
         _ELIOT,
     ]
     response = [(b"protocol_version", amp.Integer())]
@@ -232,6 +249,7 @@ class VersionCommand(amp.Command):
         IncompatibleVersion: b"INCOMPATIBLE_VERSION",
         UnknownAgentKind: b"UNKNOWN_AGENT_KIND",
         NotANode: b"NOT_A_NODE",
+        UnsafeFenceAfter: b"UNSAFE_FENCE_AFTER",
     }
 
 
@@ -425,11 +443,15 @@ class ControlLocator(amp.CommandLocator):
 
     @VersionCommand.responder
     def version(
-        self, protocol_version: int, agent_kind: str, eliot_context: str
+        self,
+        protocol_version: int,
+        agent_kind: str,
+        eliot_context: str,
+        fence_after: float | None = None,
     ) -> dict[str, int]:
         """Accept a compatible agent and start pushing it the cluster's status."""
         with continue_task(eliot_context):
-            return self.connection.handshake(protocol_version, agent_kind)
+            return self.connection.handshake(protocol_version, agent_kind, fence_after)
 
     @NodeStateCommand.responder
     def node_state(self, state: bytes, eliot_context: str) -> dict[str, Any]:
@@ -530,8 +552,15 @@ class ControlAMP(amp.AMP):
 
     # -- responders' work ----------------------------------------------------
 
-    def handshake(self, protocol_version: int, agent_kind: str) -> dict[str, int]:
-        """Check the agent's version and kind; register it for pushes."""
+    def handshake(
+        self, protocol_version: int, agent_kind: str, fence_after: float | None = None
+    ) -> dict[str, int]:
+        """
+        Check the agent's version, kind and fence-after (one that fences
+        too late for this service's ``failover_after`` is refused: a
+        primary cut off from the control service could still be serving
+        when a replica is promoted); register it for pushes.
+        """
         if self.identity is None or self.identity.kind != "node":
             AGENT_REFUSED.log(node_uuid=None, reason="the peer is not a node")
             raise NotANode("only nodes' agents may connect")
@@ -548,6 +577,21 @@ class ControlAMP(amp.AMP):
             )
             AGENT_REFUSED.log(node_uuid=self.node_uuid, reason=reason)
             raise UnknownAgentKind(reason)
+        failover_after = self.service.failover_after
+        if (
+            fence_after is not None
+            and failover_after is not None
+            and not failover_after > fence_after + FENCE_MARGIN
+        ):
+            reason = (
+                f"the agent's fence-after ({fence_after:g} s) plus {FENCE_MARGIN:g} s is "
+                f"not below this control service's failover_after ({failover_after:g} s): "
+                "a primary cut off from the control service could still serve when a "
+                "replica is promoted; lower fence-after in agent.yml or raise "
+                "flocker-control --failover-after"
+            )
+            AGENT_REFUSED.log(node_uuid=self.node_uuid, reason=reason)
+            raise UnsafeFenceAfter(reason)
         if self.handshaken:
             return {"protocol_version": PROTOCOL_VERSION}
         self.agent_kind = agent_kind
@@ -684,6 +728,9 @@ class ControlAMPService(Service):
     endpoint: IStreamServerEndpoint | None = None
     identify: Callable[[Any], PeerIdentity] = peer_identity
     keepalive_interval: float = KEEPALIVE_INTERVAL
+    #: Automatic failover's delay: agents whose fence-after plus
+    #: `FENCE_MARGIN` is not below it are refused (``None``: not checked).
+    failover_after: float | None = None
     #: The listening port once started (with an endpoint).
     port: IListeningPort | None = attrs.field(default=None, init=False)
     _connections: set[ControlAMP] = attrs.field(factory=set, init=False)

@@ -179,6 +179,7 @@ class AgentAMP(amp.AMP):
             VersionCommand,
             protocol_version=self.client.protocol_version,
             agent_kind=self.client.agent_kind,
+            **({} if self.client.fence_after is None else {"fence_after": self.client.fence_after}),
         )
         answered.addCallbacks(self._handshaken, self._refused)
 
@@ -388,6 +389,9 @@ class AgentAMPClient(Service):
     #: service (pushes, answers to keep-alives and reports, the handshake):
     #: the agents' fence measures the silence with it.
     heard: Callable[[], None] | None = None
+    #: The agent's fence-after, told to the control service at the handshake
+    #: (which refuses one too slow for its failover_after); ``None``: not told.
+    fence_after: float | None = None
     _client: ClientService | None = attrs.field(default=None, init=False)
     _connection: AgentAMP | None = attrs.field(default=None, init=False)
     _latest_state: NodeState | None = attrs.field(default=None, init=False)

@@ -60,7 +60,7 @@ from ._persistence import (
     ConfigurationService,
     FileConfigurationStore,
 )
-from ._protocol import ControlAMPService
+from ._protocol import FENCE_MARGIN, ControlAMPService
 from .httpapi import DEFAULT_FAILOVER_AFTER, create_api_service
 
 __all__ = [
@@ -82,8 +82,6 @@ AGENT_PORT = 4524
 #: after which a dataset agent stops exposing its copies.
 DEFAULT_FENCE_AFTER = 10.0
 
-#: Seconds by which ``failover_after`` must exceed the agents' ``fence_after``.
-FENCE_MARGIN = 5.0
 
 #: Exit statuses: a failure to start, and a malformed command line.
 EXIT_FAILURE = 1
@@ -298,6 +296,7 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
         SSL4ServerEndpoint(
             reactor, options.agent_port, context, interface=options.listen_address
         ),
+        failover_after=options.failover_after,
     )
     agents.setName("agents")
     agents.setServiceParent(service)

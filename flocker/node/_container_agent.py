@@ -101,6 +101,7 @@ class ContainerAgent:
             heard=self.fence.heard,
             bind_address=self.address,
             keepalive_interval=keepalive_interval(self.fence_after),
+            fence_after=self.fence_after,
         )
 
     def service(self) -> MultiService:

@@ -261,6 +261,7 @@ class DatasetAgent:
             heard=self.fence.heard,
             bind_address=self.address,
             keepalive_interval=keepalive_interval(self.fence_after),
+            fence_after=self.fence_after,
         )
 
     # -- wiring -------------------------------------------------------------

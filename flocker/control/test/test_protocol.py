@@ -255,6 +255,45 @@ def test_agent_of_protocol_one_refused(control: Control, eliot_logger: MemoryLog
     eliot_logger.flush_tracebacks(Exception)
 
 
+def fence_agent(control: Control, fence_after: float) -> Agent:
+    """Connect a dataset agent that tells the control service its fence-after."""
+    client = AgentAMPClient(
+        control.clock,
+        None,  # type: ignore[arg-type]
+        "dataset",
+        lambda c, s: None,
+        fence_after=fence_after,
+    )
+    return connect(control, client=client)
+
+
+def test_agent_fencing_too_late_for_failover_refused(
+    control: Control, eliot_logger: MemoryLogger
+) -> None:
+    """
+    An agent whose fence-after plus the margin is not below the control
+    service's failover_after is refused with a reason saying what to
+    change: it could still serve a dataset after a replica is promoted.
+    """
+    control.service.failover_after = 20.0
+    agent = fence_agent(control, 15.0)
+    assert agent.pump.clientIO.disconnecting
+    assert not agent.server.handshaken
+    reasons = [
+        m.message["reason"]
+        for m in LoggedMessage.of_type(eliot_logger.messages, AGENT_REFUSED)
+    ]
+    assert any("fence-after (15 s)" in r and "failover_after (20 s)" in r for r in reasons)
+    eliot_logger.flush_tracebacks(Exception)
+
+
+def test_agent_fencing_in_time_accepted(control: Control) -> None:
+    """An agent that fences well before failover_after is accepted."""
+    control.service.failover_after = 20.0
+    agent = fence_agent(control, 10.0)
+    assert agent.server.handshaken
+
+
 def test_unknown_agent_kind_refused(
     control: Control, eliot_logger: MemoryLogger
 ) -> None:
