@@ -40,6 +40,7 @@ from ._httpapi import ConfigurationAPIUserV1, _operation, _Response
 from ._httpjson import APIError, check_uuid, dataset_json, set_aside_json
 from ._model import Dataset, DatasetDeleted, Deployment, Origin, RollbackRequest
 from ._protocol import AgentUnavailable
+from ._transfers import gather_transfers
 
 __all__: list[str] = []
 
@@ -262,12 +263,18 @@ async def clone_dataset(
 
 @_operation("list_transfers")
 async def list_transfers(self: ConfigurationAPIUserV1, request: Request) -> _Response:
-    """The streams the nodes are receiving now."""
+    """
+    The streams the nodes are receiving now, as their dataset agents answer
+    within `flocker.control._transfers.TRANSFERS_BOUND` seconds; the nodes whose agents did not are
+    named, comma-separated, in the ``X-Unanswered-Nodes`` header (absent
+    when every agent answered).
+    """
     if self.agents is None:
         return _Response(200, [])
-    found = await self.agents.transfers()
-    found.sort(key=lambda t: (t["dataset_id"], t["node_uuid"]))
-    return _Response(200, found)
+    found = await gather_transfers(self.agents, self.clock)
+    if found.unanswered:
+        request.setHeader(b"x-unanswered-nodes", ",".join(found.unanswered).encode("ascii"))
+    return _Response(200, found.transfers)
 
 
 # -- environments --------------------------------------------------------------

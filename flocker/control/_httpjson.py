@@ -8,6 +8,7 @@ optional fields that are unset (a dataset's ``maximum_size``, a container's
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "set_aside_json",
     "application_from",
     "DATASET_NOT_FOUND",
+    "MAXIMUM_JSON_DEPTH",
     "check_uuid",
     "path_dataset_id",
     "container_json",
@@ -106,12 +108,73 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: The deepest nesting of arrays and objects a request body may have (no
+#: request of the API needs more than a few levels).  Deeper bodies are
+#: refused before they are parsed: the parser recurses once per level.
+MAXIMUM_JSON_DEPTH = 64
+
+#: The characters that matter for nesting: brackets, quotes and escapes.
+_SIGNIFICANT = re.compile(r'[\[\]{}"\\]')
+
+
+def json_depth(text: str, stop_above: int | None = None) -> int:
+    """
+    How deep the arrays and objects of a JSON text nest, found without
+    recursing (so without parsing) in one pass over its brackets, quotes
+    and escapes: brackets inside strings do not count.  With ``stop_above``
+    the pass ends as soon as the depth is greater (and that depth is
+    answered), so a hostile body costs no more than its first levels.
+
+    For a text that is not valid JSON the answer is only an estimate,
+    which is enough to refuse it.
+    """
+    depth = deepest = 0
+    in_string = False
+    escaped = -1  # the position of the character after a backslash in a string
+    for match in _SIGNIFICANT.finditer(text):
+        char, at = match.group(), match.start()
+        if in_string:
+            if at == escaped:
+                continue
+            if char == "\\":
+                escaped = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if stop_above is not None and depth > stop_above:
+                break
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def read_body(request: Request, definition: str) -> Any:
+    """
+    The request's JSON body, checked against the schema ``definition``.
+
+    :raise APIError: 400 for a body that is not UTF-8 JSON, that nests
+        deeper than `MAXIMUM_JSON_DEPTH` (checked before parsing), or that
+        does not match the schema (every violation listed).
+    """
     content = request.content
     data = b"" if content is None else content.read()
     try:
-        document = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as e:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise APIError(400, f"the request body is not valid JSON: {e}") from None
+    if json_depth(text, MAXIMUM_JSON_DEPTH) > MAXIMUM_JSON_DEPTH:
+        raise APIError(
+            400,
+            "the request body nests arrays and objects deeper than "
+            f"{MAXIMUM_JSON_DEPTH} levels",
+        )
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as e:
         raise APIError(400, f"the request body is not valid JSON: {e}") from None
     try:
         _validate(definition, document)

@@ -7,11 +7,12 @@ service reaches them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from treq.testing import StubTreq
-from twisted.internet.defer import fail
+from twisted.internet.defer import fail, succeed
 
 from flocker.control._protocol import AgentUnavailable
 from flocker.control.httpapi import make_api_resource
@@ -25,6 +26,20 @@ from flocker.control.test.test_httpapi import (
 from flocker.node._roles import PRIMARY, MemoryRoles
 from flocker.node._snapshots import SnapshotOperations
 from flocker.volume.memory import MemoryVolumeBackend
+
+
+class ReceivingAgent:
+    """Node B's dataset agent's connection: receiving DATASET, 10 MiB of 64 so far."""
+
+    agent_kind = "dataset"
+    node_uuid = NODE_B
+
+    def callRemote(self, command: Any, **arguments: Any) -> Any:  # noqa: N802
+        """Answer `TransfersCommand` at once."""
+        return succeed({"result": json.dumps([
+            {"dataset_id": DATASET, "snapshot": "s", "base": None,
+             "bytes": 10 * 2**20, "size": 64 * 2**20},
+        ])})
 
 
 class Agents:
@@ -42,14 +57,10 @@ class Agents:
             return fail(AgentUnavailable(node_uuid))
         return self.operations(operation, dataset_id, name)
 
-    def transfers(self) -> Any:
-        """Node B is receiving DATASET: 10 MiB of 64 so far."""
-        from twisted.internet.defer import succeed
-
-        return succeed([
-            {"dataset_id": DATASET, "node_uuid": NODE_B, "snapshot": "s",
-             "base": None, "bytes": 10 * 2**20, "size": 64 * 2**20},
-        ])
+    @property
+    def connections(self) -> frozenset[Any]:
+        """Node B's dataset agent connection (receiving DATASET)."""
+        return frozenset({ReceivingAgent()})
 
     def expose(self, dataset_id: str) -> None:
         """Node A now has and exposes ``dataset_id``."""
