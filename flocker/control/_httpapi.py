@@ -45,6 +45,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from .. import __version__
 from ..ca import UnknownPeer, peer_identity
 from ._deferral import DeferredChanges
+from ._httpaccess import APIAccess
 from ._httpjson import (
     APIError,
     application_from,
@@ -853,18 +854,21 @@ class LoggedAPIResource(Resource):
     Each request runs inside a ``flocker:control:rest:request`` action that
     finishes, with the status code, when the response is finished; over TLS
     the client's identity from its certificate is logged inside it
-    (``flocker:ca:peer_identified``).  Any certificate of the cluster may
-    use the API (TLS already refused every other).  A body
-    larger than `MAXIMUM_BODY_SIZE` is refused with 413 before routing.
+    (``flocker:ca:peer_identified``), and a certificate that ``access``
+    refuses (any but a user certificate of this cluster) gets 403 before
+    routing, on every path.  A body larger than `MAXIMUM_BODY_SIZE` is
+    refused with 413 before routing.
     """
 
     isLeaf = True
 
-    def __init__(self, api: ConfigurationAPIUserV1) -> None:
-        """Serve ``api``'s Klein application."""
+    def __init__(self, api: ConfigurationAPIUserV1, access: APIAccess) -> None:
+        """Serve ``api``'s Klein application to the peers ``access`` allows."""
         super().__init__()
         #: The API object served (its settings, e.g. ``failover_after``).
         self.api = api
+        #: Whose certificates are served.
+        self.access = access
         self._inner = api.app.resource()
 
     def render(self, request: Request) -> Any:
@@ -889,9 +893,11 @@ class LoggedAPIResource(Resource):
             ):
                 # Log who is asking (flocker:ca:peer_identified) in this action.
                 try:
-                    peer_identity(transport)
+                    refusal = self.access.refusal(peer_identity(transport))
                 except UnknownPeer as e:
-                    request.write(json_response(request, 403, {"description": str(e)}))
+                    refusal = str(e)
+                if refusal is not None:
+                    request.write(json_response(request, 403, {"description": refusal}))
                     request.finish()
                     return NOT_DONE_YET
             if _body_size(request) > MAXIMUM_BODY_SIZE:

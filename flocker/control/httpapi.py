@@ -3,7 +3,7 @@
 Entry points for ``flocker-control``:
 
 * `create_api_service` — an ``IService`` that listens (TLS, client
-  certificate required) and serves the API, and removes deleted datasets
+  certificate required: a user certificate of this cluster) and serves the API, and removes deleted datasets
   from the configuration once no node has them (`DeletedDatasetCleaner`),
   and moves environment copies off ports their nodes report taken
   (`CopyPortMover`);
@@ -17,6 +17,7 @@ The routes, request and response shapes are in ``schema/`` and documented by
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import attrs
 from eliot import write_traceback
@@ -35,6 +36,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ._cloning import PortMove, move_blocked_ports
+from ._httpaccess import APIAccess
 from ._httpapi import (
     DEFAULT_FAILOVER_AFTER,
     MAXIMUM_BODY_SIZE,
@@ -72,6 +74,7 @@ def make_api_resource(
     clock: IReactorTime,
     agents: Any = None,
     failover_after: float = DEFAULT_FAILOVER_AFTER,
+    cluster_uuid: UUID | None = None,
 ) -> IResource:
     """
     The REST API v1 as a resource to put at the root of a ``Site``.
@@ -84,11 +87,15 @@ def make_api_resource(
         answer 503).
     :param failover_after: seconds a primary's dataset agent must have been
         silent before a failover is allowed without ``force``.
+    :param cluster_uuid: the control service's cluster: over TLS only user
+        certificates of this cluster are served (with ``None``, none is;
+        requests not over TLS, as in unit tests, are not checked).
     """
     return LoggedAPIResource(
         ConfigurationAPIUserV1(
             configuration_service, cluster_state_service, clock, agents, failover_after
-        )
+        ),
+        APIAccess(cluster_uuid),
     )
 
 
@@ -369,6 +376,8 @@ def create_api_service(
     tls_context_factory: Any,
     agents: Any = None,
     failover_after: float = DEFAULT_FAILOVER_AFTER,
+    *,
+    cluster_uuid: UUID,
 ) -> MultiService:
     """
     The REST API as a service: HTTPS with client certificates, and cleanup.
@@ -384,6 +393,9 @@ def create_api_service(
     :param agents: the `ControlAMPService` (for snapshots), or ``None``.
     :param failover_after: seconds a primary's dataset agent must have been
         silent before a failover is allowed without ``force``.
+    :param cluster_uuid: the control service's cluster (its certificate's):
+        only user certificates of this cluster are served, every other gets
+        403 (see `flocker.control._httpaccess`).
     :return: a ``MultiService`` holding the `APIService` (named ``"api"``)
         the `DeletedDatasetCleaner` (named ``"cleaner"``) and the
         `CopyPortMover` (named ``"port-mover"``).
@@ -398,7 +410,12 @@ def create_api_service(
         endpoint = endpoint_description_or_port
     site = make_api_site(
         make_api_resource(
-            configuration_service, cluster_state_service, reactor, agents, failover_after
+            configuration_service,
+            cluster_state_service,
+            reactor,
+            agents,
+            failover_after,
+            cluster_uuid,
         )
     )
     factory = TLSMemoryBIOFactory(tls_context_factory, False, site)

@@ -50,7 +50,12 @@ from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import react
 
-from flocker.ca import CertificateError, load_tls_files, server_context_factory
+from flocker.ca import (
+    CertificateError,
+    identify_certificate,
+    load_tls_files,
+    server_context_factory,
+)
 from flocker.common import start_daemon_logging
 
 from ._clusterstate import DEFAULT_STATE_EXPIRATION, ClusterStateService
@@ -311,6 +316,7 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
         context,
         agents,
         options.failover_after,
+        cluster_uuid=identify_certificate(tls.credential.certificate).cluster_uuid,
     )
     api.setName("api")
     api.setServiceParent(service)

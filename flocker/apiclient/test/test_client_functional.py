@@ -48,6 +48,7 @@ async def test_client_over_https(tmp_path: Path) -> None:
         state,
         "tcp:0:interface=127.0.0.1",
         server_context_factory(control.credential, control.authority),
+        cluster_uuid=cluster.cluster_uuid,
     )
     service.startService()
     try:
