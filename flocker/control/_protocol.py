@@ -39,7 +39,7 @@ import attrs
 from eliot import Action, start_action, write_failure
 from eliot.twisted import DeferredContext
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.interfaces import (
     IHandshakeListener,
@@ -744,29 +744,6 @@ class ControlAMPService(Service):
     def connections(self) -> frozenset[ControlAMP]:
         """The open agent connections."""
         return frozenset(self._connections)
-
-    def transfers(self) -> Deferred[list[dict[str, Any]]]:
-        """
-        The transfers every connected dataset agent is receiving now, each
-        with ``node_uuid`` (the receiving node) added; an agent that does
-        not answer is left out.
-        """
-        asked = []
-        for connection in self._connections:
-            if connection.agent_kind != "dataset" or connection.node_uuid is None:
-                continue
-            node_uuid = connection.node_uuid
-            action = start_action(action_type="flocker:control:amp:transfers", node_uuid=node_uuid)
-            sent = send_with_context(connection, action, TransfersCommand)
-            sent.addCallback(
-                lambda answer, node_uuid=node_uuid: [
-                    {**entry, "node_uuid": node_uuid} for entry in json.loads(answer["result"])
-                ]
-            )
-            sent.addErrback(lambda failure: [])
-            asked.append(sent)
-        gathered = gatherResults(asked)
-        return gathered.addCallback(lambda lists: [entry for found in lists for entry in found])
 
     def snapshot_operation(
         self, node_uuid: str, operation: str, dataset_id: str, name: str = ""

@@ -1,7 +1,7 @@
 """
 Tests for the control service's questions to dataset agents over AMP:
-snapshot operations (`SnapshotCommand`) and transfers in progress
-(`TransfersCommand`), through iosim pumps with the real agent client.
+snapshot operations (`SnapshotCommand`), through iosim pumps with the real
+agent client (transfers in progress: `test_httpapi_hostile`).
 """
 
 from __future__ import annotations
@@ -79,17 +79,3 @@ def test_agent_without_snapshot_handler_answers_an_error(control: Any) -> None:
     agent.pump.flush()
     assert answer[0]["error"]["code"] == "bad_request"
     assert agent.server.handshaken
-
-
-def test_transfers_gathered_with_receiving_node(control: Any) -> None:
-    """Every dataset agent's transfers come back, each with the receiving node."""
-    entry = {"dataset_id": DATASET, "snapshot": "s", "base": None, "bytes": 10, "size": None}
-    agent = dataset_agent(control, transfers=lambda: [entry])
-    answer = collect(control.service.transfers())
-    agent.pump.flush()
-    assert answer == [[{**entry, "node_uuid": NODE_A}]]
-
-
-def test_no_agents_no_transfers(control: Any) -> None:
-    """With no dataset agent connected there are no transfers."""
-    assert collect(control.service.transfers()) == [[]]
