@@ -21,19 +21,19 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 
 from flocker.ca import TLSFiles
-from flocker.control import AgentAMPClient, Deployment, DeploymentState, NodeState
+from flocker.control import AgentAMPClient
 from flocker.route import IRouter
 from flocker.runtime import IContainerRuntime
 
+from ._agent_core import ControlledAgent
 from ._answering import AnsweringWatch
-from ._dataset_agent import LoopService, report_to
-from ._fence import DEFAULT_FENCE_AFTER, Fence, keepalive_interval
+from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._loop import ConvergenceLoop
 from .containers import ContainerDeployer
 
 
 @attr.s(eq=False)
-class ContainerAgent:
+class ContainerAgent(ControlledAgent):
     """
     A node's container agent: its parts, and the policies that join them.
 
@@ -50,6 +50,8 @@ class ContainerAgent:
     :ivar answering: Times how long moved applications were unavailable.
     :ivar listening: Reads the ports listened on at the node's address.
     """
+
+    kind = "container"
 
     reactor: Any = attr.ib()
     node_uuid: str = attr.ib()
@@ -72,13 +74,7 @@ class ContainerAgent:
 
     def __attrs_post_init__(self) -> None:
         """Build the parts; nothing runs until `service` is started."""
-        self.fence = Fence(
-            self.reactor,
-            self.fence_after,
-            "container",
-            connected=lambda: self.client.is_connected,
-            changed=self.poke_soon,
-        )
+        self.fence = self._make_fence()
         self.deployer = ContainerDeployer(
             self.node_uuid,
             self.address,
@@ -91,43 +87,16 @@ class ContainerAgent:
             era=self.era,
         )
         self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
-        self.client = AgentAMPClient.for_control_service(
-            self.reactor,
-            self.control_host,
-            self.control_port,
-            self.tls,
-            "container",
-            self.cluster_updated,
-            heard=self.fence.heard,
-            bind_address=self.address,
-            keepalive_interval=keepalive_interval(self.fence_after),
-            fence_after=self.fence_after,
-        )
+        self.client = self._make_client()
 
     def service(self) -> MultiService:
         """The agent as a service: the fence, the control connection, the loop."""
-        service = MultiService()
-        self.fence.setServiceParent(service)
-        self.client.setServiceParent(service)
-        LoopService(self.loop).setServiceParent(service)
-        return service
-
-    def cluster_updated(self, configuration: Deployment, cluster_state: DeploymentState) -> None:
-        """A pushed configuration: the fence comes down, then the loop converges to it."""
-        self.fence.configuration_pushed()
-        self.loop.cluster_updated(configuration, cluster_state)
-
-    def report(self, state: NodeState) -> Deferred[None]:
-        """Report the node's applications to the control service."""
-        return report_to(self.client, state)
+        return self._services()
 
     def poke(self) -> None:
         """Have the loop look at the containers again (a creation ended)."""
         self.loop.poke()
 
-    def poke_soon(self) -> None:
-        """Have the loop look again on the next reactor turn (the fence moved)."""
-        self.reactor.callLater(0, self.loop.poke)
 
 
 __all__ = ["ContainerAgent"]

@@ -32,7 +32,7 @@ from typing import Any
 
 import attr
 from eliot import Field, MessageType
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 
 from flocker.ca import TLSFiles
@@ -40,14 +40,13 @@ from flocker.control import (
     AgentAMPClient,
     Deployment,
     DeploymentState,
-    NodeState,
-    NotConnected,
 )
 from flocker.volume import IVolumeBackend
 from flocker.volume._transfer_wire import TransferHeader
 from flocker.volume.transfer import TransferReceiver, push, transfer_service
 
-from ._fence import DEFAULT_FENCE_AFTER, Fence, keepalive_interval
+from ._agent_core import ControlledAgent
+from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._loop import ConvergenceLoop
 from ._mover import DatasetMover
 from ._roles import DIVERGED, FENCED, PRIMARY, REPLICA, MemoryRoles
@@ -124,18 +123,6 @@ def transfer_unauthorized(
     )
 
 
-def report_to(client: AgentAMPClient, state: NodeState) -> Deferred[None]:
-    """
-    Report a node's state; while disconnected that is no error, since the
-    client sends the latest state as soon as it is connected again.
-    """
-
-    def not_connected(failure: Any) -> None:
-        failure.trap(NotConnected)
-
-    return client.report_state(state).addErrback(not_connected)
-
-
 def dataset_in_use(
     node_uuid: str,
     dataset_id: str,
@@ -168,20 +155,8 @@ def dataset_in_use(
     )
 
 
-class LoopService(Service):
-    """Stops the convergence loop (waiting for its pass) when the agent stops."""
-
-    def __init__(self, loop: ConvergenceLoop) -> None:
-        self.loop = loop
-
-    def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
-        """Let the running pass end."""
-        Service.stopService(self)
-        return self.loop.stop()
-
-
 @attr.s(eq=False)
-class DatasetAgent:
+class DatasetAgent(ControlledAgent):
     """
     A node's dataset agent: its parts, and the policies that join them.
 
@@ -208,6 +183,7 @@ class DatasetAgent:
     control_port: int = attr.ib()
     transfer_port: int = attr.ib()
     fence_after: float = attr.ib(default=DEFAULT_FENCE_AFTER)
+    kind = "dataset"
 
     fence: Fence = attr.ib(init=False)
     mover: DatasetMover = attr.ib(init=False)
@@ -218,13 +194,7 @@ class DatasetAgent:
 
     def __attrs_post_init__(self) -> None:
         """Build the parts; nothing runs until `service` is started."""
-        self.fence = Fence(
-            self.reactor,
-            self.fence_after,
-            "dataset",
-            connected=lambda: self.client.is_connected,
-            changed=self.poke_soon,
-        )
+        self.fence = self._make_fence()
         self.mover = DatasetMover(
             self.backend,
             self.roles,
@@ -249,19 +219,9 @@ class DatasetAgent:
             fenced=lambda: self.fence.is_up,
         )
         self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
-        self.client = AgentAMPClient.for_control_service(
-            self.reactor,
-            self.control_host,
-            self.control_port,
-            self.tls,
-            "dataset",
-            self.cluster_updated,
+        self.client = self._make_client(
             snapshots=SnapshotOperations(self.backend, self.roles, self.poke_soon),
             transfers=self.transfers,
-            heard=self.fence.heard,
-            bind_address=self.address,
-            keepalive_interval=keepalive_interval(self.fence_after),
-            fence_after=self.fence_after,
         )
 
     # -- wiring -------------------------------------------------------------
@@ -271,33 +231,15 @@ class DatasetAgent:
         The agent as a service: the fence, the transfer port, the control
         connection, the loop.
         """
-        service = MultiService()
-        self.fence.setServiceParent(service)
-        transfer_service(
-            self.reactor,
-            self.receiver,
-            self.transfer_port,
-            self.tls,
-            interface=self.address,
-        ).setServiceParent(service)
-        self.client.setServiceParent(service)
-        LoopService(self.loop).setServiceParent(service)
-        return service
-
-    def cluster_updated(
-        self, configuration: Deployment, cluster_state: DeploymentState
-    ) -> None:
-        """A pushed configuration: the fence comes down, then the loop converges to it."""
-        self.fence.configuration_pushed()
-        self.loop.cluster_updated(configuration, cluster_state)
-
-    def report(self, state: NodeState) -> Deferred[None]:
-        """Report the node's datasets to the control service."""
-        return report_to(self.client, state)
-
-    def poke_soon(self) -> None:
-        """Have the loop look at local state again on the next reactor turn."""
-        self.reactor.callLater(0, self.loop.poke)
+        return self._services(
+            transfer_service(
+                self.reactor,
+                self.receiver,
+                self.transfer_port,
+                self.tls,
+                interface=self.address,
+            )
+        )
 
     def send(
         self,
@@ -467,8 +409,6 @@ class DatasetAgent:
 __all__ = [
     "TRANSFER_UNAUTHORIZED",
     "DatasetAgent",
-    "LoopService",
     "dataset_in_use",
-    "report_to",
     "transfer_unauthorized",
 ]
