@@ -64,6 +64,7 @@ import urllib.request
 import uuid
 from typing import Any
 
+from .waiting import wait_for
 from .zfs import FilePool, create_pool, destroy_pool
 
 CLUSTER_FILE = "cluster.json"
@@ -247,15 +248,11 @@ def _agent_running(node: dict[str, Any], kind: str) -> bool:
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns a true value or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    """`wait_for` ``predicate``, failing with a `LabError` when time runs out."""
+    try:
+        return wait_for(predicate, timeout, what)
+    except AssertionError as error:
+        raise LabError(str(error)) from None
 
 
 def api_request(cluster: dict[str, Any], method: str, path: str, body: Any = None) -> Any:

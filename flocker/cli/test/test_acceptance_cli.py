@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from uuid import uuid4
@@ -21,6 +20,7 @@ import pytest
 from flocker.ca.testtools import make_test_cluster_credentials
 from flocker.runtime.testimages import COUNTER_IMAGE, ensure_counter_image
 from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -89,17 +89,6 @@ def counter(address, port, text):
             return int(reply.read().decode().strip())
     except (OSError, ValueError):
         return None
-
-
-def wait_for(predicate, timeout, what):
-    """Poll ``predicate`` until it returns a true value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_datasets(cluster):

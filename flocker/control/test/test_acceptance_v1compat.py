@@ -35,6 +35,8 @@ from uuid import uuid4
 import jsonschema
 import pytest
 
+from flocker.testtools.waiting import wait_for
+
 pytestmark = pytest.mark.acceptance
 
 MIB = 1024 * 1024
@@ -248,18 +250,6 @@ def _expect(
     return answer
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll until ``predicate`` is true (a hang guard, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def cluster(make_lab: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """A two-node local cluster with directory-backed datasets."""
@@ -352,7 +342,7 @@ def test_documented_dataset_examples(cluster: dict[str, Any]) -> None:
         _check("dataset_state", state, many=True)
         return [s for s in state if s["dataset_id"] == sized["dataset_id"]]
 
-    [state] = _wait_for(mounted, 60, "the sized dataset to be mounted")
+    [state] = wait_for(mounted, 60, "the sized dataset to be mounted")
     assert (state["primary"], state["maximum_size"]) == (node0, 1073741824)
 
     code, nodes = _call(cluster, "GET", "/v1/state/nodes")
@@ -464,7 +454,7 @@ def test_lease_defers_move(cluster: dict[str, Any]) -> None:
 
         return check
 
-    _wait_for(mounted_on(node0), 60, "the dataset to be mounted on node 0")
+    wait_for(mounted_on(node0), 60, "the dataset to be mounted on node 0")
     _expect(
         cluster, 201, "lease", "POST", "/v1/configuration/leases",
         {"dataset_id": dataset_id, "node_uuid": node0, "expires": None},
@@ -481,7 +471,7 @@ def test_lease_defers_move(cluster: dict[str, Any]) -> None:
     _expect(
         cluster, 200, "lease", "DELETE", f"/v1/configuration/leases/{dataset_id}"
     )
-    _wait_for(mounted_on(node1), 120, "the dataset to move once the lease went")
+    wait_for(mounted_on(node1), 120, "the dataset to move once the lease went")
 
 
 def test_node_era(cluster: dict[str, Any]) -> None:
@@ -499,7 +489,7 @@ def test_node_era(cluster: dict[str, Any]) -> None:
         code, answer = _call(cluster, "GET", f"/v1/state/nodes/by_era/{printed}")
         return answer if code == 200 else None
 
-    answer = _wait_for(found, 60, "the node to report its era")
+    answer = wait_for(found, 60, "the node to report its era")
     _check("node_by_era", answer)
     assert answer == {"uuid": node}
     missing = _expect(

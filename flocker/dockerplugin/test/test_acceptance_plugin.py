@@ -28,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,23 +37,12 @@ import attrs
 import pytest
 
 from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
 
 PLUGIN_DIRECTORY = "/run/docker/plugins"
 MIB = 1024 * 1024
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns a true value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @attrs.frozen

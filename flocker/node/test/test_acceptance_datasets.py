@@ -17,22 +17,11 @@ from uuid import uuid4
 import pytest
 
 from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
 
 MIB = 1024 * 1024
-
-
-def wait_for(predicate, timeout=120, what="the cluster to converge"):
-    """Poll ``predicate`` until it returns a true value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def api(cluster, method, path, body=None):
