@@ -202,6 +202,17 @@ def measure_app_move(cluster: dict[str, Any], size: int, seed: int) -> dict[str,
         flush=True,
     )
     # Free both pools for the next size (not waited for).
+    remove_application(cluster, name, dataset_id)
+    return result
+
+
+def remove_application(cluster: dict[str, Any], name: str, dataset_id: str) -> None:
+    """
+    Ask the cluster to remove an application and delete its dataset (not
+    waited for); a request that fails is said, not raised.
+    """
+    from flocker.testtools import lab
+
     for method, resource in [
         ("DELETE", f"/v1/configuration/containers/{name}"),
         ("DELETE", f"/v1/configuration/datasets/{dataset_id}"),
@@ -210,7 +221,6 @@ def measure_app_move(cluster: dict[str, Any], size: int, seed: int) -> dict[str,
             lab.api_request(cluster, method, resource)
         except OSError as error:
             print(f"cleanup {resource}: {error}", flush=True)
-    return result
 
 
 def run(sizes: list[int], baseline_runs: int, keep_logs: str | None = None) -> dict[str, Any]:

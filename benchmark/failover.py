@@ -42,7 +42,7 @@ import time
 from typing import Any
 
 from benchmark._harness import summarize, write_results
-from benchmark.appmove import container_start_baseline
+from benchmark.appmove import container_start_baseline, remove_application
 from benchmark.replication import snapshot_time
 
 MiB = 1024 * 1024
@@ -181,14 +181,7 @@ def measure_run(cluster: dict[str, Any], failover_after: float, index: int) -> d
         f"{diverged_by} written ({result['failback_over_divergence']})",
         flush=True,
     )
-    for method, resource in [
-        ("DELETE", f"/v1/configuration/containers/{name}"),
-        ("DELETE", f"/v1/configuration/datasets/{dataset_id}"),
-    ]:
-        try:
-            lab.api_request(cluster, method, resource)
-        except OSError as error:
-            print(f"cleanup {resource}: {error}", flush=True)
+    remove_application(cluster, name, dataset_id)
     wait_for(lambda: not any(e["dataset_id"] == dataset_id
                              for e in api(cluster, "GET", "/v1/state/datasets")), 120,
              "the dataset to be gone")
