@@ -211,7 +211,26 @@ class FakeFlockerClient:
             return None
         return lease
 
+    def _check_taken_up(self, dataset: Dataset, error: type = DatasetConflict) -> None:
+        """
+        A dataset that failed over moves only once its new primary reports
+        it exposed (the state is synchronized), as the control service says.
+        """
+        if dataset.epoch == 0:
+            return
+        if not any(
+            s.dataset_id == dataset.dataset_id and s.primary == dataset.primary and s.path
+            for s in self._state_datasets
+        ):
+            raise error(
+                409,
+                f"dataset {dataset.dataset_id} failed over to node {dataset.primary} "
+                f"(epoch {dataset.epoch}), which has not reported taking it up yet: "
+                "move it once that node reports its copy as the primary",
+            )
+
     def _check_leaving(self, dataset: Dataset, error: type = DatasetConflict) -> None:
+        self._check_taken_up(dataset, error)
         user = self._user(dataset.dataset_id)
         if user is not None:
             raise error(409, f"dataset {dataset.dataset_id} is used by {user.name!r}")
@@ -590,6 +609,7 @@ class FakeFlockerClient:
                 return container
             self._check_ports(container, node_uuid)
             for volume in container.volumes:
+                self._check_taken_up(self._datasets[volume.dataset_id], ContainerConflict)
                 lease = self._live_lease(volume.dataset_id)
                 if lease is not None and lease.node_uuid == container.node_uuid:
                     raise ContainerConflict(

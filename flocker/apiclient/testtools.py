@@ -462,6 +462,35 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
             )
             assert after.failover_snapshot == "replicated"
 
+        def test_move_waits_for_the_new_primary_after_a_failover(
+            self, cluster: ClientFixture
+        ) -> None:
+            """
+            Right after a failover, moving the dataset is refused (409),
+            changing nothing, until the new primary reports taking it up.
+            """
+            dataset = self.create(cluster, replicas=[cluster.nodes[1]])
+            cluster.converge()
+            cluster.clock.advance(60)
+            self.run(cluster, cluster.client.failover_dataset(dataset.dataset_id, cluster.nodes[1]))
+            before = self.snapshot(cluster)
+            with pytest.raises(DatasetConflict, match="has not reported taking it up yet"):
+                self.run(
+                    cluster, cluster.client.move_dataset(cluster.nodes[0], dataset.dataset_id)
+                )
+            assert self.snapshot(cluster) == before
+            cluster.converge()
+            # Taken up now: a move is no longer refused for that reason (the
+            # only other node keeps a diverged copy, which may refuse it).
+            try:
+                moved = self.run(
+                    cluster, cluster.client.move_dataset(cluster.nodes[0], dataset.dataset_id)
+                )
+            except DatasetConflict as error:
+                assert "taking it up" not in str(error)
+            else:
+                assert moved.primary == cluster.nodes[0]
+
         def test_no_failover_snapshot_before_failover(
             self, cluster: ClientFixture
         ) -> None:

@@ -77,6 +77,8 @@ def real_cluster() -> ClientFixture:
                     dataset_id=k,
                     path=f"/flocker/{k}",
                     maximum_size=m.dataset.maximum_size,
+                    role="primary",
+                    epoch=m.dataset.epoch,
                 )
                 for k, m in node.manifestations.items()
                 if m.primary and not m.dataset.deleted
