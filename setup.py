@@ -25,6 +25,8 @@ DEV_REQUIRES = [
     "pytest-twisted",
     "pytest-timeout",
     "hypothesis",
+    # The OpenAPI conformance test (flocker/control/test/test_openapi_conformance.py).
+    "schemathesis>=4.32,<5",
     "ruff",
     "mypy",
     "mypy-zope",
