@@ -31,6 +31,14 @@ DEFAULT_STATE_EXPIRATION = 120.0
 #: Called with the new `DeploymentState` after every change.
 StateSubscriber = Callable[[DeploymentState], None]
 
+#: Called with (state, agent kind) for every report an agent made to this
+#: control service itself (not for reports other instances shared).
+ReportListener = Callable[[NodeState, "str | None"], None]
+
+#: Called with (node UUID, agent kind, time) whenever one of this control
+#: service's own agent connections is heard from.
+HeardListener = Callable[[str, str, float], None]
+
 
 @attrs.define
 class ClusterStateService:
@@ -47,14 +55,29 @@ class ClusterStateService:
     _last_seen: dict[str, float] = attrs.field(factory=dict, init=False)
     _last_heard: dict[tuple[str, str], float] = attrs.field(factory=dict, init=False)
     _subscribers: list[StateSubscriber] = attrs.field(factory=list, init=False)
+    _report_listeners: list[ReportListener] = attrs.field(factory=list, init=False)
+    _heard_listeners: list[HeardListener] = attrs.field(factory=list, init=False)
     _expirer: LoopingCall | None = attrs.field(default=None, init=False)
 
     def as_deployment_state(self) -> DeploymentState:
         """The current cluster state."""
         return self._state
 
-    def update_node_state(self, state: NodeState) -> None:
-        """Merge one node's report and note when it was heard from."""
+    def update_node_state(self, state: NodeState, agent_kind: str | None = None) -> None:
+        """
+        Merge one node's report, made to this control service by its agent
+        of ``agent_kind``, and note when it was heard from.  Report
+        listeners (`listen`) hear of it.
+        """
+        self.apply_shared_state(state)
+        for listener in list(self._report_listeners):
+            _call_safely(listener, state, agent_kind)
+
+    def apply_shared_state(self, state: NodeState) -> None:
+        """
+        Merge one node's report that another control instance received
+        (report listeners are not told: it is not this instance's own).
+        """
         self._last_seen[state.uuid] = self.clock.seconds()
         new = self._state.update_node(state)
         NODE_STATE_UPDATED.log(node_uuid=state.uuid)
@@ -64,13 +87,54 @@ class ClusterStateService:
         """
         Note that a node is alive (a keep-alive, a report) without changing
         its state; ``agent_kind`` (``"dataset"`` or ``"container"``) says
-        which of its agents was heard from, for `last_heard`.
+        which of its agents was heard from, for `last_heard`.  Heard
+        listeners (`listen`) hear of it.
         """
         now = self.clock.seconds()
+        self.heard_at(node_uuid, agent_kind, now)
         if agent_kind is not None:
-            self._last_heard[(node_uuid, agent_kind)] = now
+            for listener in list(self._heard_listeners):
+                _call_safely(listener, node_uuid, agent_kind, now)
+
+    def heard_at(self, node_uuid: str, agent_kind: str | None, when: float) -> None:
+        """
+        Note that a node's agent was heard from at ``when`` (by this or
+        another control instance); an older time than already known
+        changes nothing.
+        """
+        if agent_kind is not None:
+            key = (node_uuid, agent_kind)
+            self._last_heard[key] = max(when, self._last_heard.get(key, when))
         if node_uuid in self._state.nodes:
-            self._last_seen[node_uuid] = now
+            self._last_seen[node_uuid] = max(
+                when, self._last_seen.get(node_uuid, when)
+            )
+
+    def listen(
+        self,
+        reports: ReportListener | None = None,
+        heard: HeardListener | None = None,
+    ) -> Callable[[], None]:
+        """
+        Hear of every report (``reports(state, agent_kind)``) and every
+        sign of life (``heard(node_uuid, agent_kind, time)``) that this
+        control service's own agents send, e.g. to share them with other
+        control instances.
+
+        :return: a function that stops listening.
+        """
+        if reports is not None:
+            self._report_listeners.append(reports)
+        if heard is not None:
+            self._heard_listeners.append(heard)
+
+        def stop() -> None:
+            if reports is not None:
+                self._report_listeners.remove(reports)
+            if heard is not None:
+                self._heard_listeners.remove(heard)
+
+        return stop
 
     def last_heard(self, node_uuid: str, agent_kind: str = "dataset") -> float | None:
         """
@@ -130,8 +194,13 @@ class ClusterStateService:
             return
         self._state = state
         for subscriber in list(self._subscribers):
-            try:
-                subscriber(state)
-            except Exception as e:
-                SUBSCRIBER_FAILED.log(reason=repr(e))
-                write_traceback()
+            _call_safely(subscriber, state)
+
+
+def _call_safely(f: Callable[..., object], *args: object) -> None:
+    """Call a subscriber or listener; log (never raise) what it raises."""
+    try:
+        f(*args)
+    except Exception as e:
+        SUBSCRIBER_FAILED.log(reason=repr(e))
+        write_traceback()

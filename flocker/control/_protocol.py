@@ -621,7 +621,7 @@ class ControlAMP(amp.AMP):
                 raise WrongNode(
                     f"node {self.node_uuid} cannot report state for node {state.uuid}"
                 )
-            self.service.cluster_state_service.update_node_state(state)
+            self.service.cluster_state_service.update_node_state(state, self.agent_kind)
             self.alive()
 
     def alive(self) -> None:

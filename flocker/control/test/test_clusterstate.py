@@ -126,3 +126,57 @@ class ClusterStateServiceTests(SynchronousTestCase):
         self.service._subscribers.insert(0, boom)
         self.service.update_node_state(NodeState(uuid=NODE_A))
         self.assertEqual(len(self.seen), 1)
+
+
+class SharingHooksTests(SynchronousTestCase):
+    """
+    What a control instance needs to share its agents' reports with other
+    instances: listeners for its own reports and signs of life, and ways to
+    apply what others shared without echoing it back.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.service = ClusterStateService(self.clock, expiration=10)
+        self.reports: list = []
+        self.heard: list = []
+        self.stop = self.service.listen(
+            reports=lambda state, kind: self.reports.append((state, kind)),
+            heard=lambda node, kind, when: self.heard.append((node, kind, when)),
+        )
+
+    def test_own_reports_and_signs_of_life_are_heard(self):
+        """An agent's report and keep-alive reach the listeners, with its kind."""
+        state = NodeState(uuid=NODE_A, datasets=DATASETS)
+        self.clock.advance(5)
+        self.service.update_node_state(state, "dataset")
+        self.service.touch(NODE_A, "dataset")
+        self.assertEqual(self.reports, [(state, "dataset")])
+        self.assertEqual(self.heard, [(NODE_A, "dataset", 5.0)])
+
+    def test_shared_state_is_merged_but_not_echoed(self):
+        """Another instance's report merges like a report but is not re-shared."""
+        self.service.apply_shared_state(NodeState(uuid=NODE_A, datasets=DATASETS))
+        self.assertEqual(self.service.as_deployment_state().get_node(NODE_A).datasets, DATASETS)
+        self.assertEqual(self.reports, [])
+
+    def test_heard_elsewhere_counts_for_last_heard_and_expiry(self):
+        """
+        A sign of life another instance heard keeps the node's state and
+        moves its last-heard time forward, never backward.
+        """
+        self.service.apply_shared_state(NodeState(uuid=NODE_A, datasets=DATASETS))
+        self.clock.advance(8)
+        self.service.heard_at(NODE_A, "dataset", 8.0)
+        self.service.heard_at(NODE_A, "dataset", 3.0)
+        self.assertEqual(self.service.last_heard(NODE_A, "dataset"), 8.0)
+        self.clock.advance(5)
+        self.assertEqual(self.service.expire(), [])
+        self.assertEqual(self.heard, [])
+
+    def test_stop_listening(self):
+        """After the returned function is called, listeners hear nothing more."""
+        self.stop()
+        self.service.update_node_state(NodeState(uuid=NODE_B), "container")
+        self.service.touch(NODE_B, "container")
+        self.assertEqual((self.reports, self.heard), ([], []))
