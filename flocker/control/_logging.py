@@ -50,6 +50,13 @@ CONFLICT = MessageType(
     "The store had a newer generation than expected; reloading and retrying.",
 )
 
+#: Another control instance saved a newer configuration to the shared store.
+ADOPT_CONFIGURATION = MessageType(
+    "flocker:control:configuration:adopt",
+    [GENERATION],
+    "Another control instance saved a newer configuration; this one now serves it.",
+)
+
 #: A subscriber raised while being told of a new configuration.
 SUBSCRIBER_FAILED = MessageType(
     "flocker:control:configuration:subscriber_failed",

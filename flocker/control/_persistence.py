@@ -36,6 +36,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
 
 from ._logging import (
+    ADOPT_CONFIGURATION,
     CHANGE_CONFIGURATION,
     CONFLICT,
     LOAD_CONFIGURATION,
@@ -401,6 +402,41 @@ class ConfigurationService:
         self._subscribers.append(subscriber)
         return lambda: self._subscribers.remove(subscriber)
 
+    def adopt(self, stored: StoredConfiguration) -> Deferred[bool]:
+        """
+        Take a configuration another control instance saved to the shared
+        store, if it is newer than the current one, and tell subscribers.
+
+        :return: a Deferred firing with whether it was newer (and taken).
+        """
+
+        async def run() -> bool:
+            await self._lock.acquire()
+            try:
+                if self._current is not None and stored.generation <= self._current.generation:
+                    return False
+                self._current = stored
+                ADOPT_CONFIGURATION.log(generation=stored.generation)
+                self._notify(stored)
+                return True
+            finally:
+                self._lock.release()
+
+        return Deferred.fromCoroutine(run())
+
+    def follow(self) -> Callable[[], None]:
+        """
+        Follow the store's changes made by other writers (`adopt` each one),
+        if the store can be watched (a shared one, such as etcd's); the file
+        and memory stores have only this writer, so there is nothing to follow.
+
+        :return: a function that stops following.
+        """
+        watch = getattr(self.store, "watch", None)
+        if watch is None:
+            return lambda: None
+        return watch(self.adopt)  # type: ignore[no-any-return]
+
     def change(
         self, change: ChangeFunction, expected_generation: int | None = None
     ) -> Deferred[StoredConfiguration]:
@@ -453,7 +489,11 @@ class ConfigurationService:
                     expected_generation=current.generation,
                     generation=-1 if e.actual is None else e.actual,
                 )
-                self._current = await self.store.load()
+                reloaded = self._current = await self.store.load()
+                if reloaded.generation > current.generation:
+                    # Another writer's configuration: subscribers hear of it
+                    # now (a watch delivering it later would find it current).
+                    self._notify(reloaded)
                 attempts += 1
                 if expected_generation is not None or attempts > self.retries:
                     raise

@@ -381,3 +381,67 @@ class ConfigurationServiceTests(SynchronousTestCase):
             self.service.change(lambda d: d.delete_dataset(DATASET_PG))
         )
         self.assertEqual(seen, [1])
+
+
+class FollowingOtherWritersTests(SynchronousTestCase):
+    """
+    With a shared store, the configuration service serves what other control
+    instances save: it adopts newer configurations and tells its subscribers.
+    """
+
+    def setUp(self):
+        self.store = MemoryConfigurationStore()
+        self.service = ConfigurationService(self.store)
+        self.seen: list[Any] = []
+        self.service.subscribe(lambda g, d: self.seen.append((g, d)))
+        self.successResultOf(self.service.load())
+
+    def test_newer_configuration_adopted_and_told(self):
+        """A newer generation becomes current and subscribers hear of it."""
+        newer = StoredConfiguration(generation=3, deployment=example_deployment())
+        self.assertTrue(self.successResultOf(self.service.adopt(newer)))
+        self.assertEqual(
+            (self.service.generation, self.service.deployment), (3, example_deployment())
+        )
+        self.assertEqual(self.seen, [(3, example_deployment())])
+
+    def test_older_or_same_configuration_ignored(self):
+        """A generation not newer than the current one (an echo) changes nothing."""
+        self.successResultOf(self.service.change(_add_pg))
+        echo = StoredConfiguration(generation=1, deployment=Deployment())
+        self.assertFalse(self.successResultOf(self.service.adopt(echo)))
+        self.assertEqual(self.service.generation, 1)
+        self.assertEqual(len(self.seen), 1)
+
+    def test_conflict_tells_subscribers_of_the_other_writers_configuration(self):
+        """
+        When a change finds another writer's newer configuration, subscribers
+        hear of that configuration too, not only of the change made on top.
+        """
+        other = Deployment().add_dataset(Dataset(dataset_id=DATASET_PG), NODE_B)
+        self.successResultOf(self.store.save(other, 0))
+        self.successResultOf(self.service.change(lambda d: d.add_dataset(FREE, NODE_A)))
+        self.assertEqual(
+            self.seen, [(1, other), (2, other.add_dataset(FREE, NODE_A))]
+        )
+
+    def test_follow_adopts_what_the_store_reports(self):
+        """`follow` subscribes `adopt` to a watchable store until stopped."""
+        watchers: list[Any] = []
+
+        class Watchable(MemoryConfigurationStore):
+            def watch(self, callback):
+                watchers.append(callback)
+                return lambda: watchers.remove(callback)
+
+        service = ConfigurationService(Watchable())
+        self.successResultOf(service.load())
+        stop = service.follow()
+        watchers[0](StoredConfiguration(generation=2, deployment=example_deployment()))
+        self.assertEqual(service.generation, 2)
+        stop()
+        self.assertEqual(watchers, [])
+
+    def test_follow_without_a_watchable_store(self):
+        """A store only this service writes has nothing to follow."""
+        self.service.follow()()
