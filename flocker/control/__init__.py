@@ -69,9 +69,11 @@ from ._serialization import (
     serialize_node_state,
 )
 from ._state import (
+    ChangeFailure,
     DatasetState,
     DeploymentState,
     NodeState,
+    PoolState,
     Snapshot,
     cleanup_configuration,
     cleanup_deleted,
@@ -105,6 +107,7 @@ __all__ = [
     "Application",
     "ApplicationAlreadyExists",
     "AttachedVolume",
+    "ChangeFailure",
     "Dataset",
     "DatasetAlreadyExists",
     "DatasetDeleted",
@@ -127,6 +130,7 @@ __all__ = [
     "ModelError",
     "Node",
     "NodeState",
+    "PoolState",
     "Port",
     "RestartAlways",
     "RestartNever",

@@ -119,8 +119,10 @@ __all__ = [
 #: speaking an older version is refused with a clear message rather than
 #: failing to decode what it is pushed.  Version 5 pushes datasets'
 #: ``failover_snapshot``, and reports carry each copy's ``set_aside``
-#: snapshots and the ``fenced`` role.
-PROTOCOL_VERSION = 5
+#: snapshots and the ``fenced`` role.  Version 6 adds each node's
+#: ``last_converged``, ``failing_changes`` and ``pool`` to reports and to
+#: the state pushed (an agent of version 5 would refuse those keys).
+PROTOCOL_VERSION = 6
 
 #: The versions the control service accepts from agents.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})

@@ -47,9 +47,11 @@ from ._model import (
     RollbackRequest,
 )
 from ._state import (
+    ChangeFailure,
     DatasetState,
     DeploymentState,
     NodeState,
+    PoolState,
     Snapshot,
 )
 
@@ -298,7 +300,26 @@ def node_state_to_json(state: NodeState) -> dict[str, Any]:
         "port_conflicts": None
         if state.port_conflicts is None
         else {k: sorted(v) for k, v in state.port_conflicts.items()},
+        "last_converged": state.last_converged,
+        "failing_changes": None
+        if state.failing_changes is None
+        else [_change_failure(f) for f in state.failing_changes],
+        "pool": None if state.pool is None else _pool(state.pool),
     }
+
+
+def _change_failure(f: ChangeFailure) -> dict[str, Any]:
+    return {
+        "dataset_id": f.dataset_id,
+        "change": f.change,
+        "reason": f.reason,
+        "since": f.since,
+        "count": f.count,
+    }
+
+
+def _pool(p: PoolState) -> dict[str, Any]:
+    return {"size": p.size, "free": p.free, "full": p.full, "oversized": list(p.oversized)}
 
 
 def deployment_state_to_json(state: DeploymentState) -> dict[str, Any]:
@@ -728,6 +749,14 @@ def _node_state_from(value: Any, path: str) -> NodeState:
             raise SerializationError(
                 f"{path}/port_conflicts/{name}", "expected an array of port numbers"
             )
+    # Optional: agents before protocol 6 did not send these.
+    last_converged = (
+        r.get("last_converged", _OPT_NUM) if "last_converged" in r.value else None
+    )
+    failing = (
+        r.get("failing_changes", (list, type(None))) if "failing_changes" in r.value else None
+    )
+    pool = r.get("pool", (dict, type(None))) if "pool" in r.value else None
     result = _build(
         path,
         NodeState,
@@ -742,6 +771,37 @@ def _node_state_from(value: Any, path: str) -> NodeState:
         else _keyed(datasets, f"{path}/datasets", _dataset_state_from),
         busy_ports=busy,
         port_conflicts=conflicts,
+        last_converged=last_converged,
+        failing_changes=None
+        if failing is None
+        else _list_of(failing, f"{path}/failing_changes", _change_failure_from),
+        pool=None if pool is None else _pool_from(pool, f"{path}/pool"),
+    )
+    r.done()
+    return result
+
+
+_change_failure_from = _simple(
+    ChangeFailure,
+    {
+        "dataset_id": _OPT_STR,
+        "change": str,
+        "reason": str,
+        "since": (int, float),
+        "count": int,
+    },
+)
+
+
+def _pool_from(value: Any, path: str) -> PoolState:
+    r = _Reader(value, path)
+    result = _build(
+        path,
+        PoolState,
+        size=r.get("size", int),
+        free=r.get("free", int),
+        full=r.get("full", bool),
+        oversized=_list_of(r.get("oversized", list), f"{path}/oversized", _string),
     )
     r.done()
     return result

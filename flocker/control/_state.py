@@ -12,16 +12,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pyrsistent import PClass, PMap, PSet, field, pmap, pmap_field, pset, pvector_field
+from pyrsistent import (
+    PClass,
+    PMap,
+    PSet,
+    PVector,
+    field,
+    pmap,
+    pmap_field,
+    pset,
+    pvector,
+    pvector_field,
+)
 
 from ._checks import finite_or_none, is_uuid, positive_or_none, uuid_field
 from ._model import Application, Deployment
 
 __all__ = [
     "DATASET_ROLES",
+    "ChangeFailure",
     "DatasetState",
     "DeploymentState",
     "NodeState",
+    "PoolState",
     "Snapshot",
     "cleanup_configuration",
     "cleanup_deleted",
@@ -103,6 +116,74 @@ class DatasetState(PClass):
     set_aside = pvector_field(Snapshot)
 
 
+def _non_negative_int(name: str):  # type: ignore[no-untyped-def]
+    def check(v: Any) -> tuple[bool, str]:
+        return (
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            f"{name} must be a non-negative integer: {v!r}",
+        )
+
+    return check
+
+
+class ChangeFailure(PClass):
+    """
+    A change the node's dataset agent tried and failed in its latest
+    convergence pass.
+
+    :ivar dataset_id: The dataset the change was for, or ``None`` (a
+        discovery that failed, a change of no one dataset).
+    :ivar change: The change's eliot action type, e.g.
+        ``flocker:node:dataset:push``.
+    :ivar reason: One line saying why it failed (the error's type and text).
+    :ivar since: Wall-clock POSIX time of the first of the consecutive passes
+        it failed in.
+    :ivar count: How many consecutive passes it failed in (1 or more).
+    """
+
+    dataset_id = field(
+        type=(str, type(None)),
+        initial=None,
+        invariant=lambda v: (v is None or is_uuid(v), f"dataset_id must be a UUID: {v!r}"),
+    )
+    change = field(type=str, mandatory=True)
+    reason = field(type=str, mandatory=True)
+    since = field(
+        type=float,
+        mandatory=True,
+        factory=float,
+        invariant=lambda v: (finite_or_none(v)[0], f"since must be finite: {v!r}"),
+    )
+    count = field(
+        type=int,
+        mandatory=True,
+        invariant=lambda v: (
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            f"count must be a positive integer: {v!r}",
+        ),
+    )
+
+
+class PoolState(PClass):
+    """
+    The storage pool of a node's datasets, as its dataset agent last saw it.
+
+    :ivar size: Bytes the node's datasets can use in all: the pool less
+        the room the backend keeps for snapshots and sends (so that a full
+        pool can still be drained).
+    :ivar free: Bytes of ``size`` not used yet.
+    :ivar full: Whether (nearly) nothing is left: writes into the node's
+        datasets and streams into it fail.
+    :ivar oversized: Datasets held here whose maximum size is larger than
+        ``size``: they can never grow to it on this node.
+    """
+
+    size = field(type=int, mandatory=True, invariant=_non_negative_int("size"))
+    free = field(type=int, mandatory=True, invariant=_non_negative_int("free"))
+    full = field(type=bool, mandatory=True)
+    oversized = pvector_field(str)
+
+
 def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]
     def factory(value: Any) -> PMap | None:
         if value is None:
@@ -150,6 +231,15 @@ class NodeState(PClass):
         them (the container agent's last try to start it failed so), or
         ``None`` if unknown.  The control service moves environment copies
         off such ports (`flocker.control._cloning.move_blocked_ports`).
+    :ivar last_converged: Wall-clock POSIX time at which the dataset agent's
+        last fully successful convergence pass ended (refreshed in reports
+        at most every half minute while all goes well), or ``None`` if
+        unknown or it never had one.
+    :ivar failing_changes: The changes that failed in the dataset agent's
+        latest pass (`ChangeFailure`), by dataset and change; empty when it
+        succeeded; ``None`` if unknown.
+    :ivar pool: The node's storage pool (`PoolState`), or ``None`` if
+        unknown (or the backend does not say).
     """
 
     uuid = uuid_field()
@@ -178,6 +268,22 @@ class NodeState(PClass):
     port_conflicts = field(
         type=(PMap, type(None)), initial=None, factory=_port_conflicts
     )
+    last_converged = field(
+        type=(float, type(None)),
+        initial=None,
+        factory=lambda v: None if v is None else float(v),
+        invariant=finite_or_none,
+    )
+    failing_changes = field(
+        type=(PVector, type(None)),
+        initial=None,
+        factory=lambda v: None if v is None else pvector(v),
+        invariant=lambda v: (
+            v is None or all(isinstance(f, ChangeFailure) for f in v),
+            f"failing changes must be ChangeFailure values: {v!r}",
+        ),
+    )
+    pool = field(type=(PoolState, type(None)), initial=None)
 
     def __invariant__(self) -> tuple[bool, str]:
         """Maps are keyed by the names and ids of their values."""
@@ -200,6 +306,9 @@ _NODE_HALVES = (
     "datasets",
     "busy_ports",
     "port_conflicts",
+    "last_converged",
+    "failing_changes",
+    "pool",
 )
 
 

@@ -33,9 +33,11 @@ from ._model import (
 )
 from ._state import (
     DATASET_ROLES,
+    ChangeFailure,
     DatasetState,
     DeploymentState,
     NodeState,
+    PoolState,
     Snapshot,
 )
 
@@ -43,7 +45,9 @@ __all__ = [
     "application_names",
     "applications",
     "attached_volumes",
+    "change_failures",
     "dataset_ids",
+    "pool_states",
     "dataset_states",
     "datasets",
     "deployment_states",
@@ -342,6 +346,29 @@ def dataset_states(dataset_id: Any = None) -> st.SearchStrategy[DatasetState]:
     )
 
 
+def change_failures() -> st.SearchStrategy[ChangeFailure]:
+    """Changes an agent reports failing."""
+    return st.builds(
+        ChangeFailure,
+        dataset_id=st.none() | dataset_ids,
+        change=st.sampled_from(["flocker:node:dataset:push", "flocker:node:discover"]),
+        reason=_word(_LOWER + " :", 30),
+        since=st.floats(0, 2e9, allow_nan=False),
+        count=st.integers(1, 1000),
+    )
+
+
+def pool_states() -> st.SearchStrategy[PoolState]:
+    """Storage pools as a node reports them."""
+    return st.builds(
+        PoolState,
+        size=st.integers(0, 2**50),
+        free=st.integers(0, 2**50),
+        full=st.booleans(),
+        oversized=st.lists(dataset_ids, max_size=2),
+    )
+
+
 @st.composite
 def node_states(draw: Any, uuid: Any = None) -> NodeState:
     """Node reports, each half possibly unknown (``None``)."""
@@ -366,6 +393,9 @@ def node_states(draw: Any, uuid: Any = None) -> NodeState:
                 max_size=2,
             )
         ),
+        last_converged=draw(st.none() | st.floats(0, 2e9, allow_nan=False)),
+        failing_changes=draw(st.none() | st.lists(change_failures(), max_size=2)),
+        pool=draw(st.none() | pool_states()),
     )
 
 

@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from flocker.control import DatasetState, Deployment, DeploymentState, NodeState
+from flocker.control import (
+    ChangeFailure,
+    DatasetState,
+    Deployment,
+    DeploymentState,
+    NodeState,
+    PoolState,
+)
 from flocker.control._serialization import (
     CURRENT_FORMAT_VERSION,
     UPGRADES,
@@ -456,3 +463,80 @@ def test_bad_port_conflicts_refused(conflicts):
     doc["port_conflicts"] = conflicts
     with pytest.raises(SerializationError):
         deserialize_node_state(json.dumps(doc).encode())
+
+
+def test_convergence_and_pool_travel():
+    """
+    A node's last convergence, failing changes and pool survive the wire
+    format with the JSON keys the REST API shows.
+    """
+    failure = ChangeFailure(
+        dataset_id=DATASET_PG,
+        change="flocker:node:dataset:push",
+        reason="CommandFailed: zfs snapshot: out of space",
+        since=1800000000.5,
+        count=3,
+    )
+    pool = PoolState(size=100, free=0, full=True, oversized=[DATASET_PG])
+    state = NodeState(
+        uuid=NODE_A, datasets={}, last_converged=1800000000.0,
+        failing_changes=[failure], pool=pool,
+    )  # fmt: skip
+    doc = node_state_to_json(state)
+    assert doc["last_converged"] == 1800000000.0
+    assert doc["failing_changes"] == [
+        {
+            "dataset_id": DATASET_PG,
+            "change": "flocker:node:dataset:push",
+            "reason": "CommandFailed: zfs snapshot: out of space",
+            "since": 1800000000.5,
+            "count": 3,
+        }
+    ]
+    assert doc["pool"] == {"size": 100, "free": 0, "full": True, "oversized": [DATASET_PG]}
+    assert deserialize_node_state(serialize_node_state(state)) == state
+
+
+def test_old_node_state_without_convergence_loads():
+    """A report of an agent before protocol 6 loads with those fields unknown."""
+    doc = node_state_to_json(NodeState(uuid=NODE_A, datasets={}))
+    for key in ("last_converged", "failing_changes", "pool"):
+        del doc[key]
+    state = deserialize_node_state(json.dumps(doc).encode())
+    assert (state.last_converged, state.failing_changes, state.pool) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("last_converged", "yesterday"),
+        ("failing_changes", [{"dataset_id": None, "change": "x", "reason": "y"}]),
+        (
+            "failing_changes",
+            [{"dataset_id": None, "change": "x", "reason": "y", "since": 1.0, "count": 0}],
+        ),
+        ("pool", {"size": 1, "free": -1, "full": False, "oversized": []}),
+        ("pool", {"size": 1, "free": 0, "full": "yes", "oversized": []}),
+    ],
+)
+def test_bad_convergence_fields_refused(key, value):
+    """Malformed convergence or pool fields from the wire are refused."""
+    doc = node_state_to_json(NodeState(uuid=NODE_A))
+    doc[key] = value
+    with pytest.raises(SerializationError):
+        deserialize_node_state(json.dumps(doc).encode())
+
+
+def test_update_node_keeps_convergence_when_a_report_leaves_it_unknown():
+    """
+    The container agent's report (no convergence fields) keeps what the
+    dataset agent reported; the dataset agent's next report replaces it.
+    """
+    failure = ChangeFailure(change="flocker:node:discover", reason="boom", since=1.0, count=1)
+    dataset_half = NodeState(uuid=NODE_A, datasets={}, last_converged=5.0, failing_changes=[failure])
+    state = DeploymentState().update_node(dataset_half)
+    state = state.update_node(NodeState(uuid=NODE_A, applications={}))
+    assert state.get_node(NodeState(uuid=NODE_A).uuid).failing_changes == [failure]
+    state = state.update_node(NodeState(uuid=NODE_A, datasets={}, last_converged=9.0, failing_changes=[]))
+    node = state.get_node(NODE_A)
+    assert (node.last_converged, list(node.failing_changes)) == (9.0, [])
