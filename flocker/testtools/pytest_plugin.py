@@ -7,6 +7,8 @@ Loaded for every test by the project's ``conftest.py``.  Fixtures:
 * ``docker_client`` — a Docker SDK client; containers that the test made
   (those labelled with ``docker_test_labels``) are removed afterwards.
 * ``busybox_image`` — the tag of a locally built busybox image.
+* ``etcd_cluster`` — a one-member real etcd on free loopback ports, killed
+  after the test; ``make_etcd_cluster`` makes more (``members=3``).
 
 When ``FLOCKER_REQUIRE_REAL=1`` (``admin/run-tests`` sets it when run as
 root, as CI is), a functional or acceptance test that skips is reported as a
@@ -174,3 +176,35 @@ def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...,
     yield make
     for directory in made:
         lab.down(directory)
+
+
+@pytest.fixture
+def make_etcd_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., Any]]:
+    """
+    A factory of real etcd clusters (``flocker.testtools.etcd.EtcdCluster``)
+    on free loopback ports, every member killed after the test; it skips the
+    test (a failure under ``FLOCKER_REQUIRE_REAL=1``) when etcd is missing.
+    """
+    from .etcd import EtcdCluster, etcd_available
+
+    problem = etcd_available()
+    if problem is not None:
+        pytest.skip(problem)
+    made: list[EtcdCluster] = []
+
+    def make(members: int = 1) -> EtcdCluster:
+        cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), members=members)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop()
+
+
+@pytest.fixture
+def etcd_cluster(make_etcd_cluster: Callable[..., Any]) -> Any:
+    """A fresh one-member real etcd for one test."""
+    return make_etcd_cluster()

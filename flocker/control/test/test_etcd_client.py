@@ -1,0 +1,333 @@
+"""The etcd client (`flocker.control._etcd`) against real etcd processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+
+from ...testtools.etcd import EtcdCluster, _free_port
+from .._etcd import (
+    EtcdClient,
+    EtcdUnavailable,
+    EventType,
+    KeyValue,
+    WatchEvent,
+    parse_etcd_url,
+)
+
+#: A hang guard for waiting on etcd, never a timing assertion.
+HANG_GUARD = 30
+
+
+def guard(d: Deferred[Any]) -> Deferred[Any]:
+    """``d``, failing instead of hanging if nothing happens for a long time."""
+    return d.addTimeout(HANG_GUARD, reactor)  # type: ignore[arg-type]
+
+
+class TestParseEtcdURL:
+    """`parse_etcd_url` turns ``etcd://`` URLs into client URLs."""
+
+    def test_one_member(self) -> None:
+        """One host:port gives one http URL."""
+        assert parse_etcd_url("etcd://127.0.0.1:2379") == ["http://127.0.0.1:2379"]
+
+    def test_several_members(self) -> None:
+        """Comma-separated addresses give one URL each, in order."""
+        assert parse_etcd_url("etcd://a:1,b:2,[::1]:3") == [
+            "http://a:1",
+            "http://b:2",
+            "http://[::1]:3",
+        ]
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://127.0.0.1:2379",
+            "etcd://",
+            "etcd://host",
+            "etcd://host:0",
+            "etcd://host:99999",
+            "etcd://host:port",
+            "etcd://a:1,,b:2",
+            "etcd://a:1/path",
+            "etcd://user@a:1",
+        ],
+    )
+    def test_bad_url_refused(self, url: str) -> None:
+        """Anything but etcd://host:port[,host:port…] is a ValueError naming it."""
+        with pytest.raises(ValueError, match="etcd"):
+            parse_etcd_url(url)
+
+
+@pytest.fixture
+def client(etcd_cluster: EtcdCluster) -> Any:
+    """A client of a fresh one-member etcd, closed afterwards."""
+    client = EtcdClient(reactor, etcd_cluster.endpoints)
+    yield client
+    pytest_twisted.blockon(client.close())
+
+
+@pytest.mark.functional
+class TestKeyValue:
+    """Reads and writes of single keys and prefixes."""
+
+    @pytest_twisted.ensureDeferred
+    async def test_absent_key(self, client: EtcdClient) -> None:
+        """A key never written reads as None."""
+        assert await client.get("/nothing") is None
+
+    @pytest_twisted.ensureDeferred
+    async def test_put_then_get(self, client: EtcdClient) -> None:
+        """A written value reads back with the revision the write returned."""
+        revision = await client.put("/k", b"\x00value\xff")
+        kv = await client.get("/k")
+        assert kv == KeyValue(
+            key="/k",
+            value=b"\x00value\xff",
+            mod_revision=revision,
+            create_revision=revision,
+            version=1,
+            lease=0,
+        )
+
+    @pytest_twisted.ensureDeferred
+    async def test_prefix(self, client: EtcdClient) -> None:
+        """A prefix read returns the keys under it in order, not its neighbours."""
+        for key in ("/p/b", "/p/a", "/pa", "/o"):
+            last = await client.put(key, key.encode())
+        found = await client.get_prefix("/p/")
+        assert [kv.key for kv in found.kvs] == ["/p/a", "/p/b"]
+        assert found.revision == last
+
+    @pytest_twisted.ensureDeferred
+    async def test_delete(self, client: EtcdClient) -> None:
+        """Deleting removes one key; deleting a prefix removes all under it."""
+        for key in ("/d/1", "/d/2", "/e"):
+            await client.put(key, b"x")
+        assert await client.delete("/e") == 1
+        assert await client.delete("/e") == 0
+        assert await client.delete_prefix("/d/") == 2
+        assert (await client.get_prefix("/")).kvs == []
+
+    @pytest_twisted.ensureDeferred
+    async def test_create_only_if_absent(self, client: EtcdClient) -> None:
+        """create writes a key that does not exist, and nothing otherwise."""
+        assert await client.create("/c", b"first")
+        assert not await client.create("/c", b"second")
+        assert (await client.get("/c")).value == b"first"
+
+    @pytest_twisted.ensureDeferred
+    async def test_compare_and_put(self, client: EtcdClient) -> None:
+        """compare_and_put writes only over the expected mod revision."""
+        revision = await client.put("/cas", b"a")
+        assert not await client.compare_and_put("/cas", b"b", revision - 1)
+        assert not await client.compare_and_put("/cas", b"b", 0)
+        assert await client.compare_and_put("/cas", b"b", revision)
+        assert not await client.compare_and_put("/cas", b"c", revision)
+        assert (await client.get("/cas")).value == b"b"
+
+    @pytest_twisted.ensureDeferred
+    async def test_delete_if(self, client: EtcdClient) -> None:
+        """delete_if deletes only at the expected mod revision."""
+        revision = await client.put("/del", b"a")
+        assert not await client.delete_if("/del", revision + 1)
+        assert await client.delete_if("/del", revision)
+        assert await client.get("/del") is None
+
+
+@pytest.mark.functional
+class TestLeases:
+    """Leases: keys that live only while their lease is kept alive."""
+
+    @pytest_twisted.ensureDeferred
+    async def test_key_with_lease(self, client: EtcdClient) -> None:
+        """A key written with a lease says so, and the lease can be renewed."""
+        lease = await client.grant_lease(30)
+        await client.put("/leased", b"x", lease=lease)
+        assert (await client.get("/leased")).lease == lease
+        assert 0 < await client.keep_alive(lease) <= 30
+
+    @pytest_twisted.ensureDeferred
+    async def test_expired_lease_deletes_its_keys(self, client: EtcdClient) -> None:
+        """An unrenewed lease expires: its keys go and keep_alive answers 0."""
+        lease = await client.grant_lease(1)
+        assert await client.create("/short", b"x", lease=lease)
+        deleted: Deferred[WatchEvent] = Deferred()
+        start = (await client.get("/short")).mod_revision
+
+        def on_event(event: WatchEvent) -> None:
+            if event.type is EventType.DELETE and not deleted.called:
+                deleted.callback(event)
+
+        watch = client.watch("/short", on_event, start_revision=start)
+        try:
+            await guard(deleted)
+        finally:
+            watch.stop()
+        assert await client.get("/short") is None
+        assert await client.keep_alive(lease) == 0
+
+    @pytest_twisted.ensureDeferred
+    async def test_revoke(self, client: EtcdClient) -> None:
+        """Revoking a lease deletes its keys; revoking it again is harmless."""
+        lease = await client.grant_lease(30)
+        await client.put("/revoked", b"x", lease=lease)
+        await client.revoke_lease(lease)
+        await client.revoke_lease(lease)
+        assert await client.get("/revoked") is None
+        assert await client.keep_alive(lease) == 0
+
+
+class _Events:
+    """Collects watch events; `until` waits for a number of them."""
+
+    def __init__(self) -> None:
+        self.events: list[WatchEvent] = []
+        self.compacted: list[int] = []
+        self._waiting: list[tuple[int, Deferred[None]]] = []
+
+    def __call__(self, event: WatchEvent) -> None:
+        self.events.append(event)
+        self._wake()
+
+    def on_compacted(self, revision: int) -> None:
+        self.compacted.append(revision)
+        self._wake()
+
+    def _wake(self) -> None:
+        for n, d in list(self._waiting):
+            if len(self.events) + len(self.compacted) >= n:
+                self._waiting.remove((n, d))
+                d.callback(None)
+
+    def until(self, n: int) -> Deferred[None]:
+        """Fires once ``n`` events (and compactions) arrived in all."""
+        d: Deferred[None] = Deferred()
+        self._waiting.append((n, d))
+        self._wake()
+        return guard(d)
+
+
+@pytest.mark.functional
+class TestWatch:
+    """Watches report every change, in order, across broken streams."""
+
+    @pytest_twisted.ensureDeferred
+    async def test_sees_changes_in_order(self, client: EtcdClient) -> None:
+        """A key watch reports puts and deletes of that key, in order."""
+        start = await client.put("/w", b"0")
+        events = _Events()
+        watch = client.watch("/w", events, start_revision=start + 1)
+        try:
+            await client.put("/w", b"1")
+            await client.put("/other", b"x")
+            await client.delete("/w")
+            await events.until(2)
+        finally:
+            watch.stop()
+        changes = [(e.type, e.kv.value) for e in events.events]
+        assert changes == [(EventType.PUT, b"1"), (EventType.DELETE, b"")]
+
+    @pytest_twisted.ensureDeferred
+    async def test_prefix_from_revision(self, client: EtcdClient) -> None:
+        """A prefix watch from a past revision replays every change under it."""
+        start = await client.put("/pw/a", b"a")
+        await client.put("/elsewhere", b"x")
+        await client.put("/pw/b", b"b")
+        events = _Events()
+        watch = client.watch("/pw/", events, prefix=True, start_revision=start)
+        try:
+            await events.until(2)
+        finally:
+            watch.stop()
+        assert [(e.kv.key, e.kv.value) for e in events.events] == [
+            ("/pw/a", b"a"),
+            ("/pw/b", b"b"),
+        ]
+
+    @pytest_twisted.ensureDeferred
+    async def test_stopped_watch_is_silent(self, client: EtcdClient) -> None:
+        """After stop, the callback is not called again."""
+        events = _Events()
+        start = await client.put("/s", b"0")
+        watch = client.watch("/s", events, start_revision=start)
+        await events.until(1)
+        watch.stop()
+        await client.put("/s", b"1")
+        await client.get("/s")
+        assert [e.kv.value for e in events.events] == [b"0"]
+
+    @pytest_twisted.ensureDeferred
+    async def test_compacted_revision_reported(
+        self, client: EtcdClient, etcd_cluster: EtcdCluster
+    ) -> None:
+        """A watch from a compacted revision says so and goes on from the oldest."""
+        first = await client.put("/cw", b"old")
+        last = await client.put("/cw", b"new")
+        etcd_cluster.compact(last)
+        events = _Events()
+        watch = client.watch(
+            "/cw", events, start_revision=first, on_compacted=events.on_compacted
+        )
+        try:
+            await events.until(1)
+            await client.put("/cw", b"newer")
+            await events.until(3)
+        finally:
+            watch.stop()
+        assert events.compacted == [last]
+        assert [e.kv.value for e in events.events] == [b"new", b"newer"]
+
+
+@pytest.mark.functional
+class TestFailures:
+    """Members that fail: other members serve, and no member means an error."""
+
+    @pytest_twisted.ensureDeferred
+    async def test_nothing_listening(self) -> None:
+        """With no member listening, calls fail with EtcdUnavailable naming them."""
+        endpoints = [f"http://127.0.0.1:{_free_port()}" for _ in range(2)]
+        client = EtcdClient(reactor, endpoints, timeout=1)
+        try:
+            with pytest.raises(EtcdUnavailable) as e:
+                await guard(client.put("/k", b"v"))
+        finally:
+            await client.close()
+        assert all(endpoint in str(e.value) for endpoint in endpoints)
+        assert "\n" not in str(e.value)
+
+    @pytest_twisted.ensureDeferred
+    async def test_killed_member_skipped(self, make_etcd_cluster: Any) -> None:
+        """With one of three members killed, the client uses the others."""
+        cluster = make_etcd_cluster(members=3)
+        client = EtcdClient(reactor, cluster.endpoints)
+        try:
+            await client.put("/k", b"before")
+            cluster.kill_member(0)
+            await guard(client.put("/k", b"after"))
+            assert (await client.get("/k")).value == b"after"
+        finally:
+            await client.close()
+
+    @pytest_twisted.ensureDeferred
+    async def test_watch_survives_killed_member(self, make_etcd_cluster: Any) -> None:
+        """A watch whose member is killed resumes on another, missing nothing."""
+        cluster = make_etcd_cluster(members=3)
+        client = EtcdClient(reactor, cluster.endpoints)
+        events = _Events()
+        try:
+            start = await client.put("/w", b"0")
+            watch = client.watch("/w", events, start_revision=start)
+            await events.until(1)
+            cluster.kill_member(cluster.endpoints.index(watch.endpoint))
+            for n in range(1, 4):
+                await guard(client.put("/w", str(n).encode()))
+            await events.until(4)
+            watch.stop()
+        finally:
+            await client.close()
+        assert [e.kv.value for e in events.events] == [b"0", b"1", b"2", b"3"]

@@ -1,0 +1,244 @@
+"""A real etcd cluster on loopback for tests: `EtcdCluster`.
+
+Each member is a real ``etcd`` process (Debian's ``etcd-server``, 3.4) with
+its own data directory under the test's directory and its own client and
+peer ports, picked free on 127.0.0.1 when the cluster is made — never a
+fixed port, so tests do not collide with a system etcd or with each other.
+
+A member killed with `EtcdCluster.kill_member` (SIGKILL) keeps its data
+directory and ports; `EtcdCluster.start_member` starts it again and it
+rejoins the cluster from its data.  `EtcdCluster.stop` kills every member
+it started and is safe to call twice; the members also die with the test
+process (``PR_SET_PDEATHSIG``), so an interrupted run leaves none behind.
+
+The methods block (they start processes and poll ``/health``); call them
+from fixtures and tests, not from product code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+__all__ = ["EtcdCluster", "EtcdNotAvailable", "etcd_available"]
+
+#: How long a cluster (or a restarted member) may take to become healthy.
+START_TIMEOUT = 30.0
+
+#: Go's names for the architectures etcd 3.4 only runs on when told to.
+_UNSUPPORTED_ARCHES = {
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "armv7l": "arm",
+}
+
+
+class EtcdNotAvailable(Exception):
+    """No usable ``etcd`` binary on this machine."""
+
+
+def etcd_available() -> str | None:
+    """``None`` if an ``etcd`` binary is installed, else why not (a skip reason)."""
+    if shutil.which("etcd") is None:
+        return "etcd is not installed (apt-get install etcd-server)"
+    return None
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the test process dies."""
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def _environment() -> dict[str, str]:
+    """The members' environment: no ETCD_* settings leak in from ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+    arch = _UNSUPPORTED_ARCHES.get(platform.machine())
+    if arch is not None:
+        env["ETCD_UNSUPPORTED_ARCH"] = arch
+    return env
+
+
+class _Member:
+    """One member's name, ports, directory and (while running) process."""
+
+    def __init__(self, name: str, directory: Path) -> None:
+        self.name = name
+        self.directory = directory
+        self.client_port = _free_port()
+        self.peer_port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "etcd.log"
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class EtcdCluster:
+    """
+    A running etcd cluster of ``members`` real processes on 127.0.0.1.
+
+    :ivar endpoints: each member's client URL (``http://127.0.0.1:PORT``),
+        in member order, whether it is running or not.
+    :ivar url: the ``etcd://host:port,…`` form of all the endpoints, as
+        ``flocker-control --store`` takes it.
+    """
+
+    def __init__(self, directory: Path | str, members: int = 1) -> None:
+        """Start the members and wait until every one is healthy."""
+        if members < 1:
+            raise ValueError("an etcd cluster needs at least one member")
+        problem = etcd_available()
+        if problem is not None:
+            raise EtcdNotAvailable(problem)
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._members = [
+            _Member(f"m{i}", self.directory / f"m{i}") for i in range(members)
+        ]
+        self._initial_cluster = ",".join(
+            f"{m.name}={m.peer_url}" for m in self._members
+        )
+        try:
+            for i in range(members):
+                self._spawn(i)
+            for i in range(members):
+                self._wait_healthy(i)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Every member's client URL, in member order."""
+        return [m.client_url for m in self._members]
+
+    @property
+    def url(self) -> str:
+        """``etcd://127.0.0.1:P1,127.0.0.1:P2,…``: every member's client address."""
+        return "etcd://" + ",".join(f"127.0.0.1:{m.client_port}" for m in self._members)
+
+    def _spawn(self, i: int) -> None:
+        member = self._members[i]
+        member.directory.mkdir(parents=True, exist_ok=True)
+        args = [
+            "etcd",
+            "--name", member.name,
+            "--data-dir", str(member.directory / "data"),
+            "--listen-client-urls", member.client_url,
+            "--advertise-client-urls", member.client_url,
+            "--listen-peer-urls", member.peer_url,
+            "--initial-advertise-peer-urls", member.peer_url,
+            "--initial-cluster", self._initial_cluster,
+            "--initial-cluster-token", f"flocker-test-{os.getpid()}-{id(self)}",
+            "--initial-cluster-state", "new",
+            "--logger", "zap",
+            "--log-outputs", str(member.log),
+        ]  # fmt: skip
+        member.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_environment(),
+            preexec_fn=_die_with_parent,
+        )
+
+    def _healthy(self, member: _Member) -> bool:
+        try:
+            with urllib.request.urlopen(member.client_url + "/health", timeout=1) as r:
+                return bool(json.loads(r.read()).get("health") == "true")
+        except (OSError, ValueError, urllib.error.URLError):
+            return False
+
+    def _wait_healthy(self, i: int) -> None:
+        member = self._members[i]
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._healthy(member):
+            process = member.process
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(
+                    f"etcd member {member.name} exited with {process.returncode} "
+                    f"while starting:\n{member.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"etcd member {member.name} was not healthy within "
+                    f"{START_TIMEOUT} s:\n{member.log_tail()}"
+                )
+            time.sleep(0.02)
+
+    def kill_member(self, i: int) -> None:
+        """Kill member ``i`` with SIGKILL and reap it; its data stays."""
+        process = self._members[i].process
+        self._members[i].process = None
+        if process is not None and process.poll() is None:
+            process.kill()
+        if process is not None:
+            process.wait()
+
+    def start_member(self, i: int) -> None:
+        """Start member ``i`` again (after `kill_member`) and wait until healthy."""
+        member = self._members[i]
+        if member.process is not None and member.process.poll() is None:
+            raise RuntimeError(f"etcd member {member.name} is already running")
+        self._spawn(i)
+        self._wait_healthy(i)
+
+    def running(self, i: int) -> bool:
+        """Whether member ``i``'s process is alive."""
+        process = self._members[i].process
+        return process is not None and process.poll() is None
+
+    def compact(self, revision: int) -> None:
+        """Compact the key-value history up to ``revision`` (via a running member)."""
+        running = [m for i, m in enumerate(self._members) if self.running(i)]
+        if not running:
+            raise RuntimeError("no etcd member is running")
+        request = urllib.request.Request(
+            running[0].client_url + "/v3/kv/compaction",
+            data=json.dumps({"revision": str(revision), "physical": True}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            r.read()
+
+    def stop(self) -> None:
+        """Kill every member (SIGKILL) and reap them; safe to call again."""
+        for i in range(len(self._members)):
+            self.kill_member(i)
