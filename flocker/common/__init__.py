@@ -1,5 +1,6 @@
 """Helpers shared by every Flocker process: commands, retries, logging, config."""
 
+from ._addresses import check_port, format_address, parse_address
 from ._config import ConfigurationError, load_config, validate
 from ._daemonlog import start_daemon_logging, twisted_to_eliot
 from ._process import (
@@ -19,8 +20,11 @@ __all__ = [
     "ConfigurationError",
     "LoopExceeded",
     "backoff",
+    "check_port",
+    "format_address",
     "load_config",
     "loop_until",
+    "parse_address",
     "retry_failure",
     "run_command",
     "start_daemon_logging",

@@ -25,6 +25,7 @@ from flocker.control import (
     NotConnected,
 )
 
+from ._control_connection import ControlAddress, control_endpoint
 from ._fence import Fence, keepalive_interval
 from ._loop import ConvergenceLoop
 
@@ -56,9 +57,9 @@ class LoopService(Service):
 class ControlledAgent:
     """
     The joining both agents share; a subclass (an attrs class) has the
-    attributes ``reactor``, ``address``, ``tls``, ``control_host``,
-    ``control_port`` and ``fence_after``, sets ``kind``, and builds
-    ``fence``, ``loop`` and ``client`` with `_make_fence` and
+    attributes ``reactor``, ``address``, ``tls``, ``control`` (the control
+    service instances' addresses) and ``fence_after``, sets ``kind``, and
+    builds ``fence``, ``loop`` and ``client`` with `_make_fence` and
     `_make_client`.
     """
 
@@ -67,8 +68,7 @@ class ControlledAgent:
     reactor: Any
     address: str
     tls: TLSFiles
-    control_host: str
-    control_port: int
+    control: tuple[ControlAddress, ...]
     fence_after: float
     fence: Fence
     loop: ConvergenceLoop
@@ -86,19 +86,19 @@ class ControlledAgent:
 
     def _make_client(self, **handlers: Any) -> AgentAMPClient:
         """
-        The connection to the control service, from the node's address,
-        keeping the fence informed; ``handlers`` answer the control
-        service's questions (the dataset agent's snapshots, transfers).
+        The connection to the control service, to one of its instances
+        at a time (`RoundRobinEndpoint`), from the node's address, keeping
+        the fence informed; ``handlers`` answer the control service's
+        questions (the dataset agent's snapshots, transfers).
         """
-        return AgentAMPClient.for_control_service(
+        return AgentAMPClient(
             self.reactor,
-            self.control_host,
-            self.control_port,
-            self.tls,
+            control_endpoint(
+                self.reactor, self.control, self.tls, self.kind, self.address
+            ),
             self.kind,
             self.cluster_updated,
             heard=self.fence.heard,
-            bind_address=self.address,
             keepalive_interval=keepalive_interval(self.fence_after),
             fence_after=self.fence_after,
             **handlers,

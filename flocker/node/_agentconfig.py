@@ -6,6 +6,12 @@ Example (the defaults are shown where a key may be left out)::
     control-service:
       hostname: 192.0.2.1        # the control service's address
       port: 4524                 # its agent (AMP) port
+      # or, with several control service instances (any of them will do;
+      # the agents connect to one and move to the next when it is lost):
+      # hosts:
+      #   - {hostname: 192.0.2.1, port: 4524}
+      #   - {hostname: 192.0.2.2}          # port: the port above, or 4524
+      #   - "192.0.2.3:4524"               # HOST, HOST:PORT or [V6]:PORT
     node:
       address: 192.0.2.11        # this node's address: reported to the
                                  # cluster, other nodes push datasets here
@@ -37,14 +43,23 @@ from typing import Any
 
 from pyrsistent import PClass, field
 
-from flocker.common import ConfigurationError, load_config
+from flocker.common import ConfigurationError, load_config, parse_address, validate
 
+from ._control_connection import ControlAddress
 from ._fence import DEFAULT_FENCE_AFTER
 
 DEFAULT_CONTROL_PORT = 4524
 DEFAULT_TRANSFER_PORT = 4525
 
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+
+#: One entry of ``control-service.hosts`` written as a mapping.
+_HOST_ENTRY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["hostname"],
+    "properties": {"hostname": {"type": "string", "minLength": 1}, "port": _PORT},
+}
 
 AGENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -55,10 +70,10 @@ AGENT_SCHEMA: dict[str, Any] = {
         "control-service": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["hostname"],
             "properties": {
                 "hostname": {"type": "string", "minLength": 1},
                 "port": _PORT,
+                "hosts": {"type": "array", "items": {"type": ["object", "string"]}},
             },
         },
         "node": {
@@ -98,8 +113,15 @@ AGENT_SCHEMA: dict[str, Any] = {
 class AgentConfig(PClass):
     """A validated ``agent.yml``."""
 
-    control_host = field(type=str, mandatory=True)
-    control_port = field(type=int, mandatory=True)
+    #: The control service instances' agent addresses, at least one.
+    control = field(
+        type=tuple,
+        mandatory=True,
+        invariant=lambda addresses: (
+            bool(addresses) and all(isinstance(a, ControlAddress) for a in addresses),
+            "at least one ControlAddress",
+        ),
+    )
     address = field(type=str, mandatory=True)
     backend = field(type=str, mandatory=True)
     pool = field(type=(str, type(None)), initial=None)
@@ -110,6 +132,53 @@ class AgentConfig(PClass):
     state_directory = field(type=str, mandatory=True)
     log_directory = field(type=(str, type(None)), initial=None)
     fence_after = field(type=float, initial=DEFAULT_FENCE_AFTER)
+
+
+def control_addresses(path: str, section: dict[str, Any]) -> tuple[ControlAddress, ...]:
+    """
+    The control service instances a ``control-service`` section names: its
+    ``hostname`` and ``port``, or each of its ``hosts`` (a mapping with
+    ``hostname`` and an optional ``port``, or a ``HOST[:PORT]`` string), whose
+    port defaults to the section's ``port``, else 4524.
+
+    :raise ConfigurationError: naming the bad key in one line.
+    """
+    key = "control-service"
+    default_port = section.get("port", DEFAULT_CONTROL_PORT)
+    if ("hostname" in section) == ("hosts" in section):
+        raise ConfigurationError(
+            path,
+            "give either hostname (one control service) or hosts (a list of "
+            "its instances)",
+            key,
+        )
+    if "hostname" in section:
+        return (ControlAddress(host=section["hostname"], port=default_port),)
+    hosts = section["hosts"]
+    if not hosts:
+        raise ConfigurationError(
+            path, "lists no control service instance", f"{key}.hosts"
+        )
+    addresses: list[ControlAddress] = []
+    for index, entry in enumerate(hosts):
+        where = f"{key}.hosts.{index}"
+        if isinstance(entry, str):
+            try:
+                host, port = parse_address(entry, default_port)
+            except ValueError as error:
+                raise ConfigurationError(path, str(error), where) from None
+        else:
+            try:
+                validate(entry, _HOST_ENTRY, path)
+            except ConfigurationError as error:
+                inner = f"{where}.{error.key}" if error.key else where
+                raise ConfigurationError(path, error.message, inner) from None
+            host, port = entry["hostname"], entry.get("port", default_port)
+        address = ControlAddress(host=host, port=port)
+        if address in addresses:
+            raise ConfigurationError(path, f"{address} is listed twice", where)
+        addresses.append(address)
+    return tuple(addresses)
 
 
 def load_agent_config(path: str) -> AgentConfig:
@@ -127,8 +196,7 @@ def load_agent_config(path: str) -> AgentConfig:
             path, f"the {dataset['backend']} backend needs a root", "dataset.root"
         )
     return AgentConfig(
-        control_host=document["control-service"]["hostname"],
-        control_port=document["control-service"].get("port", DEFAULT_CONTROL_PORT),
+        control=control_addresses(path, document["control-service"]),
         address=document["node"]["address"],
         backend=dataset["backend"],
         pool=dataset.get("pool"),

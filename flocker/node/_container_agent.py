@@ -27,6 +27,7 @@ from flocker.runtime import IContainerRuntime
 
 from ._agent_core import ControlledAgent
 from ._answering import AnsweringWatch
+from ._control_connection import ControlAddress
 from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._loop import ConvergenceLoop
 from .containers import ContainerDeployer
@@ -43,8 +44,7 @@ class ContainerAgent(ControlledAgent):
     :ivar runtime: The node's container runtime.
     :ivar router: Forwards this node's connections to applications elsewhere.
     :ivar tls: The node's certificate, key and cluster CA.
-    :ivar control_host: The control service's address.
-    :ivar control_port: The control service's agent port.
+    :ivar control: The control service instances' agent addresses.
     :ivar fence_after: Seconds without a word from the control service
         before the agent fences itself.
     :ivar answering: Times how long moved applications were unavailable.
@@ -59,8 +59,7 @@ class ContainerAgent(ControlledAgent):
     runtime: IContainerRuntime = attr.ib()
     router: IRouter = attr.ib()
     tls: TLSFiles = attr.ib()
-    control_host: str = attr.ib()
-    control_port: int = attr.ib()
+    control: tuple[ControlAddress, ...] = attr.ib(converter=tuple)
     fence_after: float = attr.ib(default=DEFAULT_FENCE_AFTER)
     answering: AnsweringWatch | None = attr.ib(default=None)
     listening: Callable[[], Deferred[frozenset[int]]] | None = attr.ib(default=None)

@@ -46,9 +46,11 @@ from flocker.volume._transfer_wire import TransferHeader
 from flocker.volume.transfer import TransferReceiver, push, transfer_service
 
 from ._agent_core import ControlledAgent
+from ._control_connection import ControlAddress
 from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._loop import ConvergenceLoop
 from ._mover import DatasetMover
+from ._progress import ConvergenceProgress
 from ._roles import DIVERGED, FENCED, PRIMARY, REPLICA, MemoryRoles
 from ._snapshots import SnapshotOperations
 from .datasets import DatasetDeployer
@@ -166,8 +168,7 @@ class DatasetAgent(ControlledAgent):
     :ivar backend: The node's volume backend.
     :ivar roles: The durable record of dataset roles.
     :ivar tls: The node's certificate, key and cluster CA.
-    :ivar control_host: The control service's address.
-    :ivar control_port: The control service's agent port.
+    :ivar control: The control service instances' agent addresses.
     :ivar transfer_port: The port every node's transfer receiver listens on.
     :ivar fence_after: Seconds without a word from the control service
         before the agent fences itself.
@@ -179,8 +180,7 @@ class DatasetAgent(ControlledAgent):
     backend: IVolumeBackend = attr.ib()
     roles: MemoryRoles = attr.ib()
     tls: TLSFiles = attr.ib()
-    control_host: str = attr.ib()
-    control_port: int = attr.ib()
+    control: tuple[ControlAddress, ...] = attr.ib(converter=tuple)
     transfer_port: int = attr.ib()
     fence_after: float = attr.ib(default=DEFAULT_FENCE_AFTER)
     kind = "dataset"
@@ -218,7 +218,12 @@ class DatasetAgent(ControlledAgent):
             receiving=lambda: set(self.receiver.in_flight),
             fenced=lambda: self.fence.is_up,
         )
-        self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
+        self.loop = ConvergenceLoop(
+            self.reactor,
+            self.deployer,
+            self.report,
+            progress=ConvergenceProgress(self.reactor),
+        )
         self.client = self._make_client(
             snapshots=SnapshotOperations(self.backend, self.roles, self.poke_soon),
             transfers=self.transfers,

@@ -55,3 +55,20 @@ FENCE_DOWN = MessageType(
     "The control service pushed a configuration to a fenced agent: the "
     "configuration decides again what the node exposes and runs.",
 )
+
+CONTROL_HOST = Field.for_types("control_host", [str], "A control service instance's host.")
+CONTROL_PORT = Field.for_types("control_port", [int], "Its agent (AMP) port.")
+
+#: One connection attempt to one of the control service instances.
+CONTROL_CONNECT = ActionType(
+    "flocker:node:control:connect",
+    [
+        AGENT_KIND,
+        CONTROL_HOST,
+        CONTROL_PORT,
+        Field.for_types("instances", [int], "How many instances agent.yml lists."),
+    ],
+    [],
+    "The agent connected (or failed to connect) to this control service "
+    "instance; after a failure or a lost connection it tries the next one.",
+)

@@ -92,8 +92,7 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
         make_backend(reactor, config),
         roles,
         tls,
-        config.control_host,
-        config.control_port,
+        config.control,
         config.transfer_port,
         fence_after=config.fence_after,
     )
@@ -101,6 +100,7 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
         message_type="flocker:node:dataset_agent:configured",
         node_uuid=node_uuid,
         address=config.address,
+        control=[str(a) for a in config.control],
         backend=config.backend,
         fence_after=config.fence_after,
     )
@@ -137,8 +137,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
         runtime,
         router,
         tls,
-        config.control_host,
-        config.control_port,
+        config.control,
         fence_after=config.fence_after,
         answering=AnsweringWatch(reactor, node_uuid, config.address),
         listening=partial(deferToThreadPool, reactor, pool, read_busy_ports, config.address),
@@ -152,6 +151,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
         message_type="flocker:node:container_agent:configured",
         node_uuid=node_uuid,
         address=config.address,
+        control=[str(a) for a in config.control],
         fence_after=config.fence_after,
     )
     return service

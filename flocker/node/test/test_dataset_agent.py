@@ -8,6 +8,7 @@ from twisted.internet.testing import MemoryReactorClock
 from flocker.ca import load_tls_files
 from flocker.ca.testtools import make_test_cluster_credentials
 from flocker.control import Dataset, Deployment
+from flocker.node._control_connection import ControlAddress
 from flocker.node._dataset_agent import DatasetAgent
 from flocker.node._roles import DIVERGED, PRIMARY, REPLICA, MemoryRoles
 from flocker.node.test.test_datasets import DS, result
@@ -27,8 +28,7 @@ def agent(tmp_path):
         MemoryVolumeBackend(),
         MemoryRoles(),
         load_tls_files(credentials.node_directories[0], "node"),
-        "127.0.0.1",
-        4524,
+        [ControlAddress(host="127.0.0.1", port=4524)],
         4525,
     )
     agent.other = other

@@ -34,6 +34,7 @@ from flocker.control.test.test_protocol import (
 )
 from flocker.node import NoOp, changes_of, run_state_change
 from flocker.node._agentconfig import load_agent_config
+from flocker.node._control_connection import ControlAddress
 from flocker.node._dataset_changes import (
     DivergeDataset,
     FenceDataset,
@@ -93,8 +94,7 @@ def make_agent(tmp_path):
         MemoryVolumeBackend(),
         MemoryRoles(),
         load_tls_files(credentials.node_directories[0], "node"),
-        "127.0.0.1",
-        4524,
+        [ControlAddress(host="127.0.0.1", port=4524)],
         4525,
     )
 
@@ -508,7 +508,7 @@ def test_the_container_agent_wires_its_own_fence(tmp_path):
     agent = ContainerAgent(
         reactor, A, HOSTS[A], runtime, MemoryRouter(),
         load_tls_files(credentials.node_directories[0], "node"),
-        "127.0.0.1", 4524, fence_after=4.0,
+        [ControlAddress(host="127.0.0.1", port=4524)], fence_after=4.0,
     )
     assert agent.client.heard == agent.fence.heard
     assert agent.client.keepalive_interval == 1.0

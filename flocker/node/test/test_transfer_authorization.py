@@ -23,6 +23,7 @@ from flocker.control import (
     DeploymentState,
     NodeState,
 )
+from flocker.node._control_connection import ControlAddress
 from flocker.node._dataset_agent import DatasetAgent
 from flocker.node._roles import PRIMARY, MemoryRoles
 from flocker.volume.transfer import TransferRefused, listen_for_transfers, push
@@ -55,8 +56,7 @@ def two_nodes(tmp_path: Path, make_zfs_pool: Any) -> Any:
         receiver,
         MemoryRoles(),
         load_tls_files(credentials.node_directories[1], "node"),
-        "127.0.0.1",
-        1,
+        [ControlAddress(host="127.0.0.1", port=1)],
         0,
     )
     port = pytest_twisted.blockon(

@@ -1,0 +1,176 @@
+"""Unit tests for an agent's connection to one of several control service instances."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+from eliot.testing import LoggedAction
+from twisted.application.internet import ClientService
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+
+from flocker.ca import load_tls_files
+from flocker.ca.testtools import make_test_cluster_credentials
+from flocker.control._protocol_agent import CONNECT_TIMEOUT
+from flocker.node._control_connection import (
+    ControlAddress,
+    RoundRobinEndpoint,
+    control_endpoint,
+)
+from flocker.node._logging import CONTROL_CONNECT
+
+A = ControlAddress(host="127.0.0.1", port=4524)
+B = ControlAddress(host="127.0.0.2", port=4525)
+C = ControlAddress(host="fd00::3", port=4600)
+
+
+@attrs.define
+class FakeEndpoint:
+    """An endpoint whose connections succeed (onto a `StringTransport`) or are refused."""
+
+    name: str
+    tried: list[str]
+    alive: bool = True
+    protocols: list[Protocol] = attrs.field(factory=list)
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        """Record the attempt; connect at once, or be refused."""
+        self.tried.append(self.name)
+        if not self.alive:
+            return fail(ConnectionRefusedError(self.name))
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        self.protocols.append(protocol)
+        return succeed(protocol)
+
+
+def fakes(*names: str) -> tuple[list[str], list[FakeEndpoint]]:
+    """Fake endpoints named ``names``, recording their attempts in one list."""
+    tried: list[str] = []
+    return tried, [FakeEndpoint(name, tried) for name in names]
+
+
+def round_robin(endpoints: list[FakeEndpoint]) -> RoundRobinEndpoint:
+    """A round-robin endpoint over the fakes, for instances A, B, C in order."""
+    return RoundRobinEndpoint(list(zip((A, B, C), endpoints, strict=False)))
+
+
+def test_each_attempt_goes_to_the_next_instance() -> None:
+    """Connection attempts go to the instances in turn, starting again at the first."""
+    tried, endpoints = fakes("a", "b", "c")
+    endpoint = round_robin(endpoints)
+    for _ in range(4):
+        endpoint.connect(Factory.forProtocol(Protocol))
+    assert tried == ["a", "b", "c", "a"]
+
+
+def test_no_instance_is_refused() -> None:
+    """An endpoint needs at least one instance."""
+    with pytest.raises(ValueError, match="no control service instance"):
+        RoundRobinEndpoint([])
+
+
+def test_control_address_names_itself() -> None:
+    """An address reads ``HOST:PORT``, an IPv6 one in brackets; bad ports are refused."""
+    assert (str(A), str(C)) == ("127.0.0.1:4524", "[fd00::3]:4600")
+    with pytest.raises(Exception, match="not a TCP port"):
+        ControlAddress(host="a", port=0)
+
+
+def reconnecting(endpoint: RoundRobinEndpoint, clock: Clock) -> ClientService:
+    """A started ``ClientService`` (as the agents' client uses) on ``endpoint``."""
+    service = ClientService(
+        endpoint,
+        Factory.forProtocol(Protocol),
+        retryPolicy=lambda attempt: 1.0,
+        clock=clock,
+    )
+    service.startService()
+    return service
+
+
+def test_lost_connection_moves_to_the_next_instance() -> None:
+    """When the connection to one instance is lost, the agent reconnects to the next."""
+    tried, endpoints = fakes("a", "b")
+    clock = Clock()
+    service = reconnecting(round_robin(endpoints), clock)
+    assert tried == ["a"]
+    endpoints[0].protocols[0].connectionLost(Failure(ConnectionRefusedError()))
+    clock.advance(1.0)
+    assert tried == ["a", "b"]
+    service.stopService()
+
+
+def test_failed_attempt_moves_to_the_next_instance() -> None:
+    """
+    A refused attempt is followed by one to the next instance, round-robin,
+    until one connects: a lone live instance is found again.
+    """
+    tried, endpoints = fakes("a", "b", "c")
+    endpoints[0].alive = endpoints[1].alive = False
+    clock = Clock()
+    service = reconnecting(round_robin(endpoints), clock)
+    clock.advance(1.0)
+    clock.advance(1.0)
+    assert tried == ["a", "b", "c"]
+    assert len(endpoints[2].protocols) == 1
+    # C goes away; only B is back: the agent goes round to it.
+    endpoints[2].alive = False
+    endpoints[1].alive = True
+    endpoints[2].protocols[0].connectionLost(Failure(ConnectionRefusedError()))
+    clock.advance(1.0)
+    clock.advance(1.0)
+    assert tried == ["a", "b", "c", "a", "b"]
+    assert len(endpoints[1].protocols) == 1
+    service.stopService()
+
+
+def test_attempts_are_logged_with_the_instance(eliot_logger: Any) -> None:
+    """Each attempt is an action naming the instance; it fails when the attempt does."""
+    _, endpoints = fakes("a", "b")
+    endpoints[1].alive = False
+    endpoint = RoundRobinEndpoint(list(zip((A, B), endpoints, strict=True)), "container")
+    endpoint.connect(Factory.forProtocol(Protocol))
+    endpoint.connect(Factory.forProtocol(Protocol)).addErrback(lambda _: None)
+    logged = LoggedAction.of_type(eliot_logger.messages, CONTROL_CONNECT)
+    assert [
+        (
+            action.start_message["control_host"],
+            action.start_message["control_port"],
+            action.start_message["agent"],
+            action.start_message["instances"],
+            action.succeeded,
+        )
+        for action in logged
+    ] == [
+        ("127.0.0.1", 4524, "container", 2, True),
+        ("127.0.0.2", 4525, "container", 2, False),
+    ]
+
+
+def test_connections_leave_from_the_node_address(tmp_path: Any) -> None:
+    """
+    Every instance is reached at its own port from the node's own address,
+    with the 2 s connect timeout (the memory reactor resolves every host to
+    127.0.0.1).
+    """
+    credentials = make_test_cluster_credentials(tmp_path, nodes=1)
+    tls = load_tls_files(credentials.node_directories[0], "node")
+    reactor = MemoryReactorClock()
+    endpoint = control_endpoint(reactor, [A, B], tls, "dataset", "127.0.0.11")
+    endpoint.connect(Factory.forProtocol(Protocol))
+    endpoint.connect(Factory.forProtocol(Protocol))
+    reactor.advance(0)
+    assert [
+        (host, port, timeout, bind)
+        for host, port, _, timeout, bind in reactor.tcpClients
+    ] == [
+        ("127.0.0.1", 4524, CONNECT_TIMEOUT, ("127.0.0.11", 0)),
+        ("127.0.0.1", 4525, CONNECT_TIMEOUT, ("127.0.0.11", 0)),
+    ]
