@@ -18,7 +18,7 @@ others.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eliot import start_action
@@ -88,16 +88,39 @@ class IDeployer(Interface):
         """
 
 
-def run_state_change(change: IStateChange, deployer: IDeployer) -> Deferred[None]:
+#: Told of each leaf change (not a combination) that failed, with why.
+FailureObserver = Callable[["IStateChange", Failure], None]
+
+
+def run_state_change(
+    change: IStateChange,
+    deployer: IDeployer,
+    on_failure: FailureObserver | None = None,
+) -> Deferred[None]:
     """
     Run ``change`` inside an eliot action named after it.
 
+    :param on_failure: Called with each single change of the plan (never a
+        ``sequentially`` or ``in_parallel`` combination) that fails, and
+        its ``Failure``; the outcome is the same with or without it.
     :return: A ``Deferred`` with the change's outcome; an exception raised
         synchronously by ``run`` becomes a failed ``Deferred``.
     """
     action = start_action(action_type=change.action_type, **change.log_fields())
     with action.context():
-        result = DeferredContext(maybeDeferred(change.run, deployer))
+        if isinstance(change, _Sequentially | _InParallel):
+            running = change.run_observed(deployer, on_failure)
+        else:
+            running = maybeDeferred(change.run, deployer)
+            if on_failure is not None:
+                observe = on_failure
+
+                def failed(reason: Failure) -> Failure:
+                    observe(change, reason)
+                    return reason
+
+                running.addErrback(failed)
+        result = DeferredContext(running)
         return result.addActionFinish()
 
 
@@ -129,10 +152,16 @@ class _Sequentially(PClass):
 
     def run(self, deployer: IDeployer) -> Deferred[None]:
         """Run each change after the previous one succeeded."""
+        return self.run_observed(deployer, None)
+
+    def run_observed(
+        self, deployer: IDeployer, on_failure: FailureObserver | None
+    ) -> Deferred[None]:
+        """`run`, telling ``on_failure`` of each single change that fails."""
 
         async def run_all() -> None:
             for change in self.changes:
-                await run_state_change(change, deployer)
+                await run_state_change(change, deployer, on_failure)
 
         return Deferred.fromCoroutine(run_all())
 
@@ -163,8 +192,14 @@ class _InParallel(PClass):
 
     def run(self, deployer: IDeployer) -> Deferred[None]:
         """Run every change; fail with ``ChangesFailed`` if any failed."""
+        return self.run_observed(deployer, None)
+
+    def run_observed(
+        self, deployer: IDeployer, on_failure: FailureObserver | None
+    ) -> Deferred[None]:
+        """`run`, telling ``on_failure`` of each single change that fails."""
         results = DeferredList(
-            [run_state_change(change, deployer) for change in self.changes],
+            [run_state_change(change, deployer, on_failure) for change in self.changes],
             consumeErrors=True,
         )
 
@@ -231,6 +266,7 @@ def changes_of(change: IStateChange) -> list[IStateChange]:
 
 __all__ = [
     "ChangesFailed",
+    "FailureObserver",
     "IDeployer",
     "ILocalState",
     "IStateChange",

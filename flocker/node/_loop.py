@@ -29,11 +29,13 @@ from automat import MethodicalMachine
 from eliot.twisted import DeferredContext
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 
 from flocker.control import Deployment, DeploymentState, NodeState
 
-from ._deploy import IDeployer, NoOp, run_state_change
+from ._deploy import IDeployer, IStateChange, NoOp, run_state_change
 from ._logging import CONVERGE_ITERATION, LOOP_SLEEP, REPORT_FAILED
+from ._progress import CONVERGE, DISCOVER, ConvergenceProgress
 
 #: How often a loop with nothing to do looks at local state again (seconds).
 DEFAULT_POLL_INTERVAL = 1.0
@@ -58,6 +60,9 @@ class ConvergenceLoop:
     :ivar report_state: Called with the node's ``NodeState`` whenever it
         differs from the last report that succeeded.
     :ivar poll_interval: Seconds between iterations when nothing changes.
+    :ivar progress: Records each pass's outcome and adds the last good
+        pass's time and the failing changes to every report (the dataset
+        agent's loop); ``None``: reports carry only what discovery found.
     """
 
     _machine = MethodicalMachine()
@@ -66,6 +71,7 @@ class ConvergenceLoop:
     deployer: IDeployer = attr.ib()
     report_state: StateReporter = attr.ib()
     poll_interval: float = attr.ib(default=DEFAULT_POLL_INTERVAL)
+    progress: ConvergenceProgress | None = attr.ib(default=None)
 
     configuration: Deployment | None = attr.ib(default=None, init=False)
     cluster_state: DeploymentState | None = attr.ib(default=None, init=False)
@@ -218,14 +224,32 @@ class ConvergenceLoop:
         assert configuration is not None and cluster_state is not None
         action = CONVERGE_ITERATION(iteration=self.iterations)
 
+        progress = self.progress
+
         async def iterate() -> None:
-            local_state = await self.deployer.discover_state(cluster_state)
-            await self._report(local_state.shared_state_changes())
-            change = self.deployer.calculate_changes(
-                configuration, cluster_state, local_state
-            )
+            try:
+                local_state = await self.deployer.discover_state(cluster_state)
+            except Exception:
+                if progress is not None:
+                    progress.pass_failed(DISCOVER, Failure())
+                raise
+            state = local_state.shared_state_changes()
+            if progress is not None:
+                state = progress.annotate(state)
+            await self._report(state)
+            try:
+                change: IStateChange = self.deployer.calculate_changes(
+                    configuration, cluster_state, local_state
+                )
+            except Exception:
+                if progress is not None:
+                    progress.pass_failed(CONVERGE, Failure())
+                raise
             self._changed_something = not isinstance(change, NoOp)
-            await run_state_change(change, self.deployer)
+            if progress is not None:
+                await progress.run(change, self.deployer)
+            else:
+                await run_state_change(change, self.deployer)
 
         def succeeded(result: None) -> None:
             self.failures = 0
