@@ -31,4 +31,29 @@ def wait_for(
         time.sleep(interval)
 
 
-__all__ = ["wait_for"]
+async def eventually(
+    predicate: Callable[[], T],
+    timeout: float = 60,
+    what: str = "the condition",
+    interval: float = 0.05,
+) -> T:
+    """
+    `wait_for` inside the reactor: poll ``predicate`` without blocking it
+    (for ``async`` tests whose services run on the same reactor).
+
+    :raise AssertionError: if ``timeout`` seconds pass first, naming ``what``.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await deferLater(reactor, interval, lambda: None)  # type: ignore[arg-type]
+
+
+__all__ = ["eventually", "wait_for"]
