@@ -492,6 +492,18 @@ class EtcdClient:
 
         return self._run(get())
 
+    def get_with_revision(self, key: str) -> Deferred[Range]:
+        """The key (none or one `KeyValue`) and the store's revision at the time."""
+
+        async def get_with_revision() -> Range:
+            answer, _ = await self._call("/v3/kv/range", {"key": _b64(key)})
+            return Range(
+                kvs=[_key_value(kv) for kv in answer.get("kvs", [])],
+                revision=_revision(answer),
+            )
+
+        return self._run(get_with_revision())
+
     def get_prefix(self, prefix: str) -> Deferred[Range]:
         """Every key starting with ``prefix`` (in key order), and the revision."""
 
