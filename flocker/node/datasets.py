@@ -56,9 +56,16 @@ from flocker.control import (
     Deployment,
     DeploymentState,
     NodeState,
+    PoolState,
     Snapshot,
 )
-from flocker.volume import DatasetInfo, IVolumeBackend, SnapshotInfo
+from flocker.volume import (
+    DatasetInfo,
+    IReportsPoolSpace,
+    IVolumeBackend,
+    PoolSpace,
+    SnapshotInfo,
+)
 
 from ._dataset_calculate import TABLE, calculate_dataset_changes
 from ._dataset_changes import (
@@ -80,6 +87,10 @@ from ._phases import Phase
 from ._replicator import ReplicationProgress, Replicator
 from ._roles import DIVERGED, FENCED, HANDOFF, PRIMARY, MemoryRoles
 from ._snapshot_names import MOVE_SNAPSHOT_PREFIX, snapshot_time
+
+#: A pool with less free than this part of it (or than 1 MiB, whichever
+#: is more) is reported full.
+FULL_BELOW = 0.01
 
 
 def phase_from(role: str, move: MoveProgress | None) -> Phase:
@@ -153,6 +164,28 @@ class DatasetLocalState(PClass):
     cannot_rejoin = pmap_field(str, str)
     #: When it was discovered, in seconds since the epoch (0: unknown).
     now = field(type=float, initial=0.0)
+    #: The datasets' room on the node, if the backend says (`IReportsPoolSpace`).
+    pool = field(type=(PoolSpace, type(None)), initial=None)
+
+    def pool_state(self) -> PoolState | None:
+        """
+        The pool as reported: full when less than `FULL_BELOW` of it (at
+        least 1 MiB) is free; oversized: the datasets whose maximum size
+        is larger than the whole of it.
+        """
+        if self.pool is None:
+            return None
+        size, free = max(0, self.pool.size), max(0, self.pool.free)
+        return PoolState(
+            size=size,
+            free=free,
+            full=free < max(int(size * FULL_BELOW), 1024 * 1024),
+            oversized=sorted(
+                dataset_id
+                for dataset_id, local in self.datasets.items()
+                if local.info.maximum_size is not None and local.info.maximum_size > size
+            ),
+        )
 
     def shared_state_changes(self) -> NodeState:
         """The datasets half of the node's state; only primaries have a path."""
@@ -176,6 +209,7 @@ class DatasetLocalState(PClass):
                 )
                 for dataset_id, local in self.datasets.items()
             },
+            pool=self.pool_state(),
         )
 
 
@@ -237,6 +271,9 @@ class DatasetDeployer:
                 if recover is not None:
                     await recover()
                 self._recovered = True
+            pool = None
+            if IReportsPoolSpace.providedBy(self.backend):
+                pool = await self.backend.pool_space()
             infos = await self.backend.list_datasets()
             # One listing per dataset, all at once: discovery time stays flat
             # as a node gains datasets.
@@ -272,6 +309,7 @@ class DatasetDeployer:
                     if d in datasets and datasets[d].role == DIVERGED
                 },
                 now=float(self.now()),
+                pool=pool,
             )
 
         return Deferred.fromCoroutine(discover())

@@ -113,6 +113,20 @@ class SnapshotInfo(PClass):
     created = field(type=float, mandatory=True)
 
 
+class PoolSpace(PClass):
+    """
+    The room a backend's datasets have on their node, in bytes.
+
+    :ivar size: What the datasets may use in all: the storage less the room
+        the backend keeps for its own operations (see
+        :class:`IReportsPoolSpace`).
+    :ivar free: What of ``size`` is not used yet.
+    """
+
+    size = field(type=int, mandatory=True)
+    free = field(type=int, mandatory=True)
+
+
 class Capabilities(PClass):
     """
     What a backend can honestly do; callers and the contract tests use it.
@@ -335,6 +349,18 @@ class IStreamSink(IConsumer):
 
 # --------------------------------------------------------------------------
 # The backend
+
+
+class IReportsPoolSpace(Interface):
+    """
+    A backend whose datasets share one pool of storage, which says how much
+    of it they have: where writes can fill the pool, it keeps room that the
+    datasets cannot take, so that a full pool can still be snapshotted,
+    sent from and drained.
+    """
+
+    def pool_space() -> Deferred[PoolSpace]:  # type: ignore[misc]
+        """The datasets' room now (the first call may first set the room aside)."""
 
 
 class IVolumeBackend(Interface):

@@ -36,6 +36,19 @@ CREATE = _action("create", [DATASET_ID, MAXIMUM_SIZE], "A dataset is created.")
 DESTROY = _action("destroy", [DATASET_ID], "A dataset is destroyed.")
 GET = _action("get", [DATASET_ID], "A dataset's details are looked up.")
 LIST_DATASETS = _action("list_datasets", [], "The datasets are listed.")
+POOL_SPACE = _action("pool_space", [], "The room the datasets have is looked up.")
+ROOM_KEPT = MessageType(
+    "flocker:volume:room_kept",
+    [
+        BACKEND,
+        Field.for_types("pool", [str], "The pool (or parent filesystem)."),
+        Field.for_types("quota", [int, type(None)], "The quota on it, or null if none."),
+        Field.for_types("reserve", [int], "Bytes the datasets cannot take."),
+        Field.for_types("reason", [str], "What was done, or why nothing was."),
+    ],
+    "The backend kept room in its pool for snapshots and sends, so that a "
+    "full pool can still be drained.",
+)
 SET_MAXIMUM_SIZE = _action(
     "set_maximum_size", [DATASET_ID, MAXIMUM_SIZE], "A size limit changes."
 )

@@ -129,6 +129,34 @@ Operations in flight in this process are not "repaired" under their feet
 zfs-fuse cannot rename a filesystem whose snapshots have mounted clones:
 such clones are unmounted for the moment of the rename.
 
+Keeping room in the pool
+========================
+
+A dataset may be given a ``maximum_size`` larger than the pool (or none),
+and one that fills the pool would leave no room for anything else: ZFS
+needs a little free space for every snapshot and property change (its own
+bookkeeping, the "MOS"), so ``zfs snapshot`` failed with "out of space",
+and a full node could not even be drained by moving its datasets away.  A
+``reservation`` on a hidden filesystem does not help (it counts as used
+space for that bookkeeping too).  So the backend puts a ``quota`` on the
+pool's top filesystem (``pool_name``): the pool less `reserve_for`'s room
+(1/32 of it, at least 4 MiB, at most 1 GiB).  A quota limits what the
+datasets, their snapshots and receives take together, while ZFS's own
+bookkeeping is charged to the pool, not to the quota: once the datasets
+fill the quota, snapshots, sends, property changes and destroys still
+work (checked with zfs-fuse).  The top filesystem also gets a
+``refreservation`` of `TOP_ROOM`, so that the mountpoints of new datasets
+can still be made in it when the datasets fill the quota.
+
+`pool_space` does this the first time it is called (by the agent's first
+discovery), recording the room kept as the user property
+``org.flocker:reserve`` beside the quota; later calls only read.  A quota
+someone else set (no such property) is left as it is.  A pool grown later
+keeps the old quota until ``zfs inherit quota`` on its top filesystem.
+If the datasets already use more than the pool less the room, the quota is
+what they use: they cannot grow, but the room is only there once they
+shrink.
+
 A process that dies mid receive leaves ``flocker-recv-*`` (or, mid
 ``finish``, ``flocker-old-*``) filesystems that are never listed;
 :meth:`ZFSVolumeBackend.recover` undoes the receive (or completes a
@@ -164,10 +192,12 @@ from ._interface import (
     DatasetExists,
     DatasetInfo,
     DependentClones,
+    IReportsPoolSpace,
     IStreamSink,
     IStreamSource,
     IVolumeBackend,
     MaximumSizeTooSmall,
+    PoolSpace,
     SnapshotExists,
     SnapshotInfo,
     UnknownDataset,
@@ -183,8 +213,10 @@ from ._logging import (
     LIST_DATASETS,
     LIST_SET_ASIDE,
     LIST_SNAPSHOTS,
+    POOL_SPACE,
     RECEIVE,
     ROLLBACK,
+    ROOM_KEPT,
     SEND,
     SET_ASIDE,
     SET_MAXIMUM_SIZE,
@@ -214,6 +246,19 @@ _KIND = "zfs"
 #: receive) run beside these and are not counted.
 COMMAND_LIMIT = 2
 _PROPERTIES = f"mountpoint,mounted,referenced,refquota,readonly,origin,{ID_PROPERTY}"
+#: Records, on the top filesystem, the room the backend keeps (bytes).
+RESERVE_PROPERTY = "org.flocker:reserve"
+#: The top filesystem's ``refreservation``: room for new mountpoints in it.
+TOP_ROOM = 1024 * 1024
+_MIB = 1024 * 1024
+
+
+def reserve_for(total: int) -> int:
+    """
+    The room kept in a pool of ``total`` bytes for snapshots, sends and
+    property changes: 1/32 of it, at least 4 MiB, at most 1 GiB.
+    """
+    return max(4 * _MIB, min(total // 32, 1024 * _MIB))
 
 
 def _busy(error: BaseException) -> bool:
@@ -239,7 +284,7 @@ def _rows(result: CommandResult) -> list[list[str]]:
     ]
 
 
-@implementer(IVolumeBackend)
+@implementer(IVolumeBackend, IReportsPoolSpace)
 class ZFSVolumeBackend:
     """Datasets as filesystems of one ZFS pool; see the module docstring."""
 
@@ -262,6 +307,8 @@ class ZFSVolumeBackend:
         self._detaching: set[str] = set()
         #: At most `COMMAND_LIMIT` zfs commands at once (see `_zfs`).
         self._commands = DeferredSemaphore(COMMAND_LIMIT)
+        #: Whether `pool_space` made sure the room is kept (see `_keep_room`).
+        self._room_kept = False
         self.capabilities = Capabilities(
             constant_time_clone=True,
             incremental_send=True,
@@ -588,6 +635,74 @@ class ZFSVolumeBackend:
         """Every snapshot of the dataset, hidden ones too, oldest first."""
         found = await self._snapshots_of([self._name(dataset_id)])
         return [s.split("@", 1)[1] for s, _, _ in found]
+
+    # -- room in the pool (see the module docstring) ------------------------
+
+    async def _top_values(self) -> dict[str, str]:
+        result = await self._zfs(
+            "get", "-Hp", "-o", "property,value",
+            f"used,available,quota,refreservation,usedbyrefreservation,{RESERVE_PROPERTY}",
+            self.pool_name,
+        )  # fmt: skip
+        return {row[0]: row[1] for row in _rows(result)}
+
+    async def _keep_room(self) -> None:
+        """Put the quota (and the top's refreservation) in place, once."""
+        values = await self._top_values()
+
+        def number(name: str) -> int:
+            value = values.get(name, "-")
+            return int(value) if value.isdigit() else 0
+
+        quota, used = number("quota"), number("used")
+        if quota and not values.get(RESERVE_PROPERTY, "-").isdigit():
+            ROOM_KEPT.log(
+                backend=_KIND, pool=self.pool_name, quota=quota, reserve=0,
+                reason="left the quota someone else set as it is",
+            )  # fmt: skip
+            return
+        if quota:
+            return  # set by an earlier agent
+        if not number("refreservation"):
+            room = await self._zfs("set", f"refreservation={TOP_ROOM}", self.pool_name, check=False)
+            if room.exit_code == 0:
+                values = await self._top_values()
+                used = number("used")
+        total = used + number("available")
+        quota = max(total - reserve_for(total), used)
+        await self._zfs("set", f"quota={quota}", self.pool_name)
+        await self._zfs("set", f"{RESERVE_PROPERTY}={total - quota}", self.pool_name)
+        ROOM_KEPT.log(
+            backend=_KIND, pool=self.pool_name, quota=quota, reserve=total - quota,
+            reason="set a quota on the pool's top filesystem",
+        )  # fmt: skip
+
+    def pool_space(self) -> Deferred[PoolSpace]:
+        """
+        See :meth:`IReportsPoolSpace.pool_space`: the quota less the top's
+        own room, and what of it is not used.
+        """
+
+        async def run() -> PoolSpace:
+            if not self._room_kept:
+                await self._keep_room()
+                self._room_kept = True
+            values = await self._top_values()
+
+            def number(name: str) -> int:
+                value = values.get(name, "-")
+                return int(value) if value.isdigit() else 0
+
+            unused_room = number("usedbyrefreservation")
+            available = max(0, number("available") - unused_room)
+            quota = number("quota")
+            if quota:
+                size = max(0, quota - number("refreservation"))
+            else:
+                size = number("used") + number("available") - unused_room
+            return PoolSpace(size=size, free=min(available, size))
+
+        return logged_operation(POOL_SPACE, run, _KIND)
 
     # -- IVolumeBackend ----------------------------------------------------
 
