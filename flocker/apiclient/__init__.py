@@ -1,11 +1,18 @@
 """
 Clients of the Flocker REST API v1: `FlockerClient` (treq over HTTPS with a
-user certificate) and `FakeFlockerClient` (in memory), both providing
+user certificate, of one control service instance or several) and `FakeFlockerClient` (in memory), both providing
 `IFlockerAPIV1Client` and passing the same contract suite
 (`flocker.apiclient.testtools.make_iflockerapiv1client_tests`).
 """
 
-from ._client import DEFAULT_API_PORT, FlockerClient, container_to_json
+from ._client import (
+    CONNECT_TIMEOUT,
+    DEFAULT_API_PORT,
+    FlockerClient,
+    api_url,
+    connect_timeout,
+    container_to_json,
+)
 from ._interface import (
     UNCHANGED,
     BadRequest,
@@ -42,6 +49,7 @@ from ._interface import (
 from .memory import FakeFlockerClient
 
 __all__ = [
+    "CONNECT_TIMEOUT",
     "DEFAULT_API_PORT",
     "UNCHANGED",
     "BadRequest",
@@ -76,5 +84,7 @@ __all__ = [
     "UnknownDataset",
     "UnknownEra",
     "UnknownLease",
+    "api_url",
+    "connect_timeout",
     "container_to_json",
 ]

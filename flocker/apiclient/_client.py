@@ -5,6 +5,17 @@ The HTTP client is injected: a treq ``HTTPClient`` whose agent presents the
 user's certificate (`FlockerClient.from_certificates`,
 `FlockerClient.from_cluster_config`), or ``treq.testing.StubTreq`` wrapping
 the control service's resource in unit tests.
+
+Several control service instances: the client may be given several base
+URLs, all serving the same cluster.  Each request goes first to the
+instance that answered last (at first, the first URL); when no connection
+can be made to it (refused, no route, no answer within the connect
+timeout, `CONNECT_TIMEOUT`), the same request goes to the next URL, and so
+on once round the list.  A request that may have reached an instance is
+never sent again to another, since it may have been carried out — except a
+``GET``, which changes nothing and is tried on the next instance whenever
+its answer did not arrive (the connection broke, TLS failed).  A request
+cancelled (a timeout, Ctrl-C) is not tried again anywhere.
 """
 
 from __future__ import annotations
@@ -16,11 +27,22 @@ from typing import Any
 from uuid import UUID
 
 import attrs
-from eliot import ActionType, Field, start_action
+from eliot import ActionType, Field, MessageType, start_action
 from treq.client import HTTPClient
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    DNSLookupError,
+)
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
-from twisted.web.client import Agent
+from twisted.web.client import (
+    Agent,
+    RequestTransmissionFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
 from zope.interface import implementer
 
 from ..ca import ClusterPolicyForHTTPS, load_tls_files
@@ -59,14 +81,36 @@ from ._interface import (
 )
 
 __all__ = [
+    "CONNECT_TIMEOUT",
     "DEFAULT_API_PORT",
     "FlockerClient",
+    "api_url",
+    "connect_timeout",
     "container_to_json",
     "replication_to_json",
 ]
 
 #: The control service's REST API port unless configured otherwise.
 DEFAULT_API_PORT = 4523
+
+#: Seconds to wait for a TCP connection to one control service instance
+#: when there are others to try: a dead instance costs at most this before
+#: the next one is tried.
+CONNECT_TIMEOUT = 2.0
+
+#: Seconds to wait for a TCP connection to the only instance there is:
+#: with nothing else to try, a slow network is given longer.
+SINGLE_CONNECT_TIMEOUT = 10.0
+
+
+def connect_timeout(instances: int) -> float:
+    """The connect timeout for a client of ``instances`` control service instances."""
+    return SINGLE_CONNECT_TIMEOUT if instances <= 1 else CONNECT_TIMEOUT
+
+
+def api_url(host: str, port: int) -> str:
+    """``https://HOST:PORT`` (an IPv6 address in brackets)."""
+    return f"https://{_netloc(host)}:{port}"
 
 _METHOD = Field.for_types("method", [str], "The HTTP method.")
 _URL = Field.for_types("url", [str], "The request's URL.")
@@ -78,6 +122,19 @@ API_REQUEST = ActionType(
     [_METHOD, _URL],
     [_STATUS],
     "The API client made a REST API request.",
+)
+
+#: The client gave up on one instance and tries the next one.
+API_FAILOVER = MessageType(
+    "flocker:apiclient:failover",
+    [
+        _METHOD,
+        _URL,
+        Field.for_types("reason", [str], "Why that instance was given up."),
+        Field.for_types("next_url", [str], "The instance tried next."),
+    ],
+    "The request could not be made to one control service instance (or, a GET, "
+    "got no answer); it goes to the next one.",
 )
 
 #: Status → exception, for every request (more specific maps take precedence).
@@ -218,24 +275,67 @@ def _container(body: dict[str, Any]) -> Container:
 # --------------------------------------------------------------------------
 
 
+def _base_urls(urls: str | Sequence[str]) -> tuple[str, ...]:
+    """One base URL or several, as a non-empty tuple without trailing ``/``."""
+    listed = (urls,) if isinstance(urls, str) else tuple(urls)
+    if not listed:
+        raise ValueError("no control service URL given")
+    return tuple(url.rstrip("/") for url in listed)
+
+
+def _reasons(error: BaseException) -> list[BaseException]:
+    """The errors inside one of ``twisted.web``'s wrapping errors (or itself)."""
+    if isinstance(
+        error, ResponseNeverReceived | ResponseFailed | RequestTransmissionFailed
+    ):
+        return [
+            r.value for r in error.reasons if isinstance(r, Failure) and r.value is not None
+        ]
+    return [error]
+
+
+def _try_next(method: str, error: BaseException) -> bool:
+    """
+    Whether a request that failed with ``error`` goes to the next instance:
+    no connection was made, or it is a ``GET`` whose answer did not arrive;
+    never when it was cancelled.
+    """
+    if any(
+        isinstance(e, CancelledError | ConnectingCancelledError) for e in _reasons(error)
+    ):
+        return False
+    if isinstance(error, ConnectError | DNSLookupError):
+        return True
+    return method in ("GET", "HEAD") and isinstance(
+        error, ResponseNeverReceived | ResponseFailed | RequestTransmissionFailed
+    )
+
+
 @implementer(IFlockerAPIV1Client)
 @attrs.define
 class FlockerClient:
     """
-    The REST API v1 client.
+    The REST API v1 client, of one control service instance or several.
 
     :ivar http: a treq ``HTTPClient`` (or ``StubTreq``) that can reach the API.
-    :ivar base_url: e.g. ``https://10.0.0.1:4523`` (no trailing ``/v1``).
+    :ivar base_urls: each instance's URL, e.g. ``https://10.0.0.1:4523`` (no
+        trailing ``/v1``); one URL may be given as a string.
     """
 
     http: Any
-    base_url: str
+    base_urls: tuple[str, ...] = attrs.field(converter=_base_urls)
+    _current: int = attrs.field(default=0, init=False)
+
+    @property
+    def base_url(self) -> str:
+        """The URL of the instance requests go to first: the one that answered last."""
+        return self.base_urls[self._current]
 
     @classmethod
     def from_certificates(
         cls,
         reactor: Any,
-        host: str,
+        host: str | Sequence[tuple[str, int]],
         port: int,
         certificates_directory: Path | str,
         username: str,
@@ -246,12 +346,19 @@ class FlockerClient:
         :param certificates_directory: holds ``cluster.crt`` and
             ``<username>.crt``/``.key`` (as ``flocker-ca create-api-certificate``
             writes them).
-        :param host: the control service's address, as named in its certificate.
+        :param host: the control service's address, as named in its
+            certificate; or several instances' ``(host, port)`` pairs, in
+            which case ``port`` is not used.
         """
         files = load_tls_files(certificates_directory, username)
         policy = ClusterPolicyForHTTPS(files.credential, files.authority)
-        http = HTTPClient(Agent(reactor, contextFactory=policy))
-        return cls(http, f"https://{_netloc(host)}:{port}")
+        instances = [(host, port)] if isinstance(host, str) else list(host)
+        agent = Agent(
+            reactor,
+            contextFactory=policy,
+            connectTimeout=connect_timeout(len(instances)),
+        )
+        return cls(HTTPClient(agent), [api_url(h, p) for h, p in instances])
 
     @classmethod
     def from_cluster_config(
@@ -260,16 +367,59 @@ class FlockerClient:
         """
         A client from a ``cluster.json``-like mapping.
 
-        Keys: ``control_service`` (host), ``control_port`` (optional, 4523),
-        ``certificates_directory`` and ``user`` (the API user's name).
+        Keys: ``control_service`` (a host, or a list of hosts: the
+        instances), ``control_port`` (optional, 4523; the port of every
+        host), ``certificates_directory`` and ``user`` (the API user's name).
         """
+        port = int(config.get("control_port", DEFAULT_API_PORT))
+        hosts = config["control_service"]
         return cls.from_certificates(
             reactor,
-            config["control_service"],
-            int(config.get("control_port", DEFAULT_API_PORT)),
+            hosts if isinstance(hosts, str) else [(h, port) for h in hosts],
+            port,
             config["certificates_directory"],
             config["user"],
         )
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: Mapping[str, list[str]] | None = None,
+    ) -> Any:
+        """
+        Make one request below ``/v1`` to the first instance that can be
+        reached (see the module docstring); its treq response, whatever
+        the status.
+
+        :raise: the last instance's error when none could be reached.
+        """
+        count = len(self.base_urls)
+        for attempt in range(count):
+            index = (self._current + attempt) % count
+            url = f"{self.base_urls[index]}/v1{path}"
+            try:
+                with start_action(
+                    action_type=API_REQUEST.action_type, method=method, url=url
+                ) as action:
+                    response = await self.http.request(
+                        method, url, data=data, headers=dict(headers or {})
+                    )
+                    action.add_success_fields(status=response.code)
+            except Exception as error:
+                if attempt + 1 == count or not _try_next(method, error):
+                    raise
+                API_FAILOVER.log(
+                    method=method,
+                    url=url,
+                    reason=f"{type(error).__name__}: {error}",
+                    next_url=self.base_urls[(index + 1) % count],
+                )
+                continue
+            self._current = index
+            return response
+        raise AssertionError("unreachable: at least one URL")  # pragma: no cover
 
     async def _request(
         self,
@@ -280,7 +430,6 @@ class FlockerClient:
         errors: Mapping[int, type[FlockerAPIError]] = {},  # noqa: B006 - read only
         configuration_tag: str | None = None,
     ) -> tuple[Any, dict[str, str]]:
-        url = f"{self.base_url}/v1{path}"
         # Flocker's own clients keep the refusal (409) of a move or deletion
         # of a leased dataset rather than the original API's deferral.
         headers = {"accept": ["application/json"], "x-refuse-if-leased": ["true"]}
@@ -290,12 +439,8 @@ class FlockerClient:
             headers["content-type"] = ["application/json"]
         if configuration_tag is not None:
             headers["x-if-configuration-matches"] = [configuration_tag]
-        with start_action(
-            action_type=API_REQUEST.action_type, method=method, url=url
-        ) as action:
-            response = await self.http.request(method, url, data=data, headers=headers)
-            content = await response.content()
-            action.add_success_fields(status=response.code)
+        response = await self.send(method, path, data, headers)
+        content = await response.content()
         try:
             decoded = json.loads(content) if content else None
         except ValueError:

@@ -8,6 +8,7 @@ certificate directory.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from uuid import UUID
 
@@ -74,5 +75,56 @@ async def test_client_over_https(tmp_path: Path) -> None:
         )
         with pytest.raises(UnknownDataset):
             await client.delete_dataset(UUID(int=1))
+    finally:
+        await service.stopService()
+
+
+def _dead_port() -> int:
+    """A loopback port that nothing listens on (it refuses connections)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_answers_from_the_live_instance(tmp_path: Path) -> None:
+    """
+    Given a dead instance first and a live one second, the client's reads
+    and writes are answered by the live one over mutual TLS.
+    """
+    cluster = make_test_cluster_credentials(tmp_path, nodes=1, users=("alice",))
+    configuration = ConfigurationService(MemoryConfigurationStore())
+    await configuration.load()
+    state = ClusterStateService(reactor)
+    (node,) = cluster.node_uuids
+    state.update_node_state(NodeState(uuid=str(node), hostname="127.0.0.11"))
+    control = load_tls_files(cluster.control_directory, "control-service")
+    service = create_api_service(
+        reactor,
+        configuration,
+        state,
+        "tcp:0:interface=127.0.0.1",
+        server_context_factory(control.credential, control.authority),
+        cluster_uuid=cluster.cluster_uuid,
+    )
+    service.startService()
+    try:
+        port = (await service.getServiceNamed("api").listening()).getHost().port
+        client = FlockerClient.from_certificates(
+            reactor,
+            [("127.0.0.1", _dead_port()), ("127.0.0.1", port)],
+            0,
+            cluster.user_directories["alice"],
+            "alice",
+        )
+        # A write whose connection to the dead instance is refused...
+        dataset = await client.create_dataset(UUID(str(node))).addTimeout(
+            HANG_GUARD, reactor
+        )
+        assert client.base_url == f"https://127.0.0.1:{port}"
+        # ...and reads, from the instance that answered.
+        assert await client.version().addTimeout(HANG_GUARD, reactor)
+        listed = await client.list_datasets_configuration()
+        assert set(listed.datasets) == {dataset.dataset_id}
     finally:
         await service.stopService()
