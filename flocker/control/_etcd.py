@@ -284,6 +284,8 @@ def _revision(answer: dict[str, Any]) -> int:
 #: DEADLINE_EXCEEDED ("request timed out"), UNAVAILABLE ("no leader").
 _MEMBER_TROUBLE = frozenset({4, 14})
 
+_JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
+
 #: Failures before anything was sent: the request certainly did nothing.
 _NOT_SENT = (
     internet_error.ConnectError,
@@ -314,7 +316,8 @@ class _Body(Protocol):
 
     def _abort(self, _: Deferred[bytes]) -> None:
         if self.transport is not None:
-            self.transport.stopProducing()
+            # The response body's transport is a producer: this aborts it.
+            self.transport.stopProducing()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -419,7 +422,7 @@ class EtcdClient:
             response = await self._http.post(
                 endpoint + path,
                 data=json.dumps(body).encode("utf-8"),
-                headers={"Content-Type": ["application/json"]},
+                headers=_JSON_HEADERS,
             )
             reader = _Body()
             response.deliverBody(reader)
@@ -830,7 +833,7 @@ class EtcdWatch:
         request = client._http.post(
             endpoint + "/v3/watch",
             data=json.dumps(self._request()).encode("utf-8"),
-            headers={"Content-Type": ["application/json"]},
+            headers=_JSON_HEADERS,
         )
         request.addTimeout(client.timeout, client.reactor)  # type: ignore[arg-type]
         response = await self._wait(request)

@@ -268,8 +268,12 @@ class _ConfigurationWatch:
     def _read(self) -> Deferred[Any]:
         d = self._store.client.get_with_revision(self._store.key)
         self._reads.add(d)
-        d.addBoth(lambda result: (self._reads.discard(d), result)[1])
-        return d
+
+        def forget(result: Any) -> Any:
+            self._reads.discard(d)
+            return result
+
+        return d.addBoth(forget)
 
     def _read_then_watch(self) -> None:
         """Pass on the current configuration, then watch from just after it."""

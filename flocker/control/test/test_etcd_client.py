@@ -6,11 +6,14 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from eliot.testing import LoggedMessage
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from ...testtools.etcd import EtcdCluster, _free_port
 from .._etcd import (
+    ENDPOINT_FAILED,
+    UNAVAILABLE,
     EtcdClient,
     EtcdUnavailable,
     EventType,
@@ -21,6 +24,13 @@ from .._etcd import (
 
 #: A hang guard for waiting on etcd, never a timing assertion.
 HANG_GUARD = 30
+
+
+async def value_of(client: EtcdClient, key: str) -> KeyValue:
+    """The key's `KeyValue`, which must exist."""
+    kv = await client.get(key)
+    assert kv is not None, f"{key} does not exist"
+    return kv
 
 
 def guard(d: Deferred[Any]) -> Deferred[Any]:
@@ -118,7 +128,7 @@ class TestKeyValue:
         """create writes a key that does not exist, and nothing otherwise."""
         assert await client.create("/c", b"first")
         assert not await client.create("/c", b"second")
-        assert (await client.get("/c")).value == b"first"
+        assert (await value_of(client, "/c")).value == b"first"
 
     @pytest_twisted.ensureDeferred
     async def test_compare_and_put(self, client: EtcdClient) -> None:
@@ -128,7 +138,7 @@ class TestKeyValue:
         assert not await client.compare_and_put("/cas", b"b", 0)
         assert await client.compare_and_put("/cas", b"b", revision)
         assert not await client.compare_and_put("/cas", b"c", revision)
-        assert (await client.get("/cas")).value == b"b"
+        assert (await value_of(client, "/cas")).value == b"b"
 
     @pytest_twisted.ensureDeferred
     async def test_delete_if(self, client: EtcdClient) -> None:
@@ -148,7 +158,7 @@ class TestLeases:
         """A key written with a lease says so, and the lease can be renewed."""
         lease = await client.grant_lease(30)
         await client.put("/leased", b"x", lease=lease)
-        assert (await client.get("/leased")).lease == lease
+        assert (await value_of(client, "/leased")).lease == lease
         assert 0 < await client.keep_alive(lease) <= 30
 
     @pytest_twisted.ensureDeferred
@@ -157,7 +167,7 @@ class TestLeases:
         lease = await client.grant_lease(1)
         assert await client.create("/short", b"x", lease=lease)
         deleted: Deferred[WatchEvent] = Deferred()
-        start = (await client.get("/short")).mod_revision
+        start = (await value_of(client, "/short")).mod_revision
 
         def on_event(event: WatchEvent) -> None:
             if event.type is EventType.DELETE and not deleted.called:
@@ -288,7 +298,7 @@ class TestFailures:
     """Members that fail: other members serve, and no member means an error."""
 
     @pytest_twisted.ensureDeferred
-    async def test_nothing_listening(self) -> None:
+    async def test_nothing_listening(self, eliot_logger: Any) -> None:
         """With no member listening, calls fail with EtcdUnavailable naming them."""
         endpoints = [f"http://127.0.0.1:{_free_port()}" for _ in range(2)]
         client = EtcdClient(reactor, endpoints, timeout=1)
@@ -299,9 +309,14 @@ class TestFailures:
             await client.close()
         assert all(endpoint in str(e.value) for endpoint in endpoints)
         assert "\n" not in str(e.value)
+        failed = LoggedMessage.of_type(eliot_logger.messages, ENDPOINT_FAILED)
+        assert [m.message["endpoint"] for m in failed] == endpoints
+        assert len(LoggedMessage.of_type(eliot_logger.messages, UNAVAILABLE)) == 1
 
     @pytest_twisted.ensureDeferred
-    async def test_killed_member_skipped(self, make_etcd_cluster: Any) -> None:
+    async def test_killed_member_skipped(
+        self, make_etcd_cluster: Any, eliot_logger: Any
+    ) -> None:
         """With one of three members killed, the client uses the others."""
         cluster = make_etcd_cluster(members=3)
         client = EtcdClient(reactor, cluster.endpoints)
@@ -309,7 +324,9 @@ class TestFailures:
             await client.put("/k", b"before")
             cluster.kill_member(0)
             await guard(client.put("/k", b"after"))
-            assert (await client.get("/k")).value == b"after"
+            assert (await value_of(client, "/k")).value == b"after"
+            failed = LoggedMessage.of_type(eliot_logger.messages, ENDPOINT_FAILED)
+            assert {m.message["endpoint"] for m in failed} == {cluster.endpoints[0]}
         finally:
             await client.close()
 

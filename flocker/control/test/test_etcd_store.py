@@ -57,9 +57,11 @@ def make_client() -> Iterator[Callable[..., EtcdClient]]:
         pytest_twisted.blockon(client.close())
 
 
-class TestEtcdConfigurationStore(
-    make_configuration_store_tests(lambda tmp_path: pytest.fail("not used"))
-):
+#: The contract; its factory is replaced by the ``store_and_reopen`` fixture.
+_Contract: Any = make_configuration_store_tests(lambda tmp_path: pytest.fail("unused"))
+
+
+class TestEtcdConfigurationStore(_Contract):
     """EtcdConfigurationStore keeps the IConfigurationStore contract."""
 
     @pytest.fixture
@@ -193,13 +195,16 @@ class TestSharedStore:
         """A watch that missed compacted changes passes on the newest configuration."""
         writer = EtcdConfigurationStore(make_client(etcd_cluster.endpoints))
         client = make_client(etcd_cluster.endpoints, cls=_LateClient)
+        assert isinstance(client, _LateClient)
         watched = EtcdConfigurationStore(client)
         first = await writer.save(example_deployment(1), 0)
 
         async def write_and_compact() -> None:
             second = await writer.save(example_deployment(2), first)
             await writer.save(example_deployment(3), second)
-            etcd_cluster.compact((await client.get(watched.key)).mod_revision)
+            kv = await client.get(watched.key)
+            assert kv is not None
+            etcd_cluster.compact(kv.mod_revision)
 
         client.between = write_and_compact
         seen = _Seen()
