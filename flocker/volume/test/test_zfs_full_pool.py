@@ -31,7 +31,8 @@ def fill(directory: str) -> int:
     """Write a file into ``directory`` until the filesystem refuses; its size."""
     written = 0
     block = os.urandom(MIB)
-    with open(os.path.join(directory, "fill"), "wb") as handle:
+    path = os.path.join(directory, "fill")
+    with open(path, "wb") as handle:
         try:
             while written < 1024 * MIB:
                 handle.write(block)
@@ -40,7 +41,7 @@ def fill(directory: str) -> int:
             raise AssertionError("the dataset never filled up")
         except OSError as error:
             assert error.errno in (errno.ENOSPC, errno.EDQUOT), error
-    return written
+    return os.path.getsize(path)
 
 
 @pytest.mark.functional
