@@ -45,6 +45,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from .. import __version__
 from ..ca import UnknownPeer, peer_identity
 from ._deferral import DeferredChanges
+from ._etcd import EtcdUnavailable
 from ._httpaccess import APIAccess
 from ._httpjson import (
     APIError,
@@ -748,6 +749,15 @@ class ConfigurationAPIUserV1:
             return None
         if isinstance(error, APIError):
             return json_response(request, error.code, error.body())
+        if isinstance(error, EtcdUnavailable):
+            return json_response(
+                request,
+                503,
+                {
+                    "description": "the configuration store cannot be reached, so "
+                    f"nothing was changed; try again later ({error})"
+                },
+            )
         if isinstance(error, GenerationMismatch):
             return json_response(
                 request,

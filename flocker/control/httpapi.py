@@ -378,6 +378,7 @@ def create_api_service(
     failover_after: float = DEFAULT_FAILOVER_AFTER,
     *,
     cluster_uuid: UUID,
+    duties: bool = True,
 ) -> MultiService:
     """
     The REST API as a service: HTTPS with client certificates, and cleanup.
@@ -396,9 +397,12 @@ def create_api_service(
     :param cluster_uuid: the control service's cluster (its certificate's):
         only user certificates of this cluster are served, every other gets
         403 (see `flocker.control._httpaccess`).
+    :param duties: also run the `DeletedDatasetCleaner` and the
+        `CopyPortMover` here (``flocker-control`` runs them, with the other
+        singleton duties, under its leadership instead).
     :return: a ``MultiService`` holding the `APIService` (named ``"api"``)
-        the `DeletedDatasetCleaner` (named ``"cleaner"``) and the
-        `CopyPortMover` (named ``"port-mover"``).
+        and, with ``duties``, the `DeletedDatasetCleaner` (named
+        ``"cleaner"``) and the `CopyPortMover` (named ``"port-mover"``).
     """
     if isinstance(endpoint_description_or_port, int):
         endpoint: IStreamServerEndpoint = TCP4ServerEndpoint(
@@ -423,6 +427,8 @@ def create_api_service(
     api = APIService(endpoint, factory)
     api.setName("api")
     api.setServiceParent(service)
+    if not duties:
+        return service
     cleaner = DeletedDatasetCleaner(configuration_service, cluster_state_service)
     cleaner.setName("cleaner")
     cleaner.setServiceParent(service)

@@ -7,6 +7,7 @@ Usage::
                     [--agent-port 4524] [--certificates-directory /etc/flocker]
                     [--log-dir /var/log/flocker] [--foreground]
                     [--failover-after 20] [--fence-after 10]
+                    [--store etcd://HOST:PORT[,HOST:PORT...] [--import FILE]]
 
 It loads the desired configuration from ``<data-path>/configuration.json``
 (refusing to start if that file is corrupt), then serves the REST API
@@ -26,6 +27,17 @@ refuses to start unless ``--failover-after`` is greater than
 ``--fence-after`` plus `FENCE_MARGIN` seconds, so that a cut-off primary
 has fenced itself before a replica is promoted.
 
+With ``--store etcd://…`` the configuration lives in etcd instead of the
+file, and several ``flocker-control`` instances (each with its own
+``--data-path`` for nothing but its logs) serve the same cluster: every
+instance serves the REST API and its agents, follows the configuration other
+instances write (`ConfigurationService.follow`) and shares its agents'
+reports with the others (`flocker.control._shared_state`); one of them, the
+leader (`flocker.control._leader`), runs the singleton duties
+(`flocker.control._maintenance`).  ``--import FILE`` copies a file store's
+configuration (its ``configuration.json`` or its data directory) into an
+empty etcd once, then exits.
+
 Errors in the options, missing certificates or a corrupt configuration are
 one line on standard error and a non-zero exit status.
 
@@ -42,6 +54,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
+from uuid import uuid4
 
 import attrs
 from twisted.application.service import MultiService
@@ -59,13 +72,21 @@ from flocker.ca import (
 from flocker.common import start_daemon_logging
 
 from ._clusterstate import DEFAULT_STATE_EXPIRATION, ClusterStateService
-from ._failover import AutomaticFailover
+from ._etcd import EtcdClient, EtcdUnavailable, parse_etcd_url
+from ._etcd_store import (
+    ConfigurationAlreadyPresent,
+    EtcdConfigurationStore,
+    import_configuration,
+)
+from ._leader import AlwaysLeader, Leadership
+from ._maintenance import build_duties
 from ._persistence import (
     ConfigurationCorrupt,
     ConfigurationService,
     FileConfigurationStore,
 )
 from ._protocol import FENCE_MARGIN, ControlAMPService
+from ._shared_state import SharedClusterState
 from .httpapi import DEFAULT_FAILOVER_AFTER, create_api_service
 
 __all__ = [
@@ -120,6 +141,10 @@ class ControlOptions:
         dataset with automatic failover fails over.
     :ivar fence_after: the agents' ``fence_after`` setting; ``failover_after``
         must exceed it by more than `FENCE_MARGIN`.
+    :ivar store: the etcd members' client URLs (from ``etcd://h:p,h:p``),
+        or ``None`` for the embedded file store.
+    :ivar import_path: with ``store``, a file store's configuration to copy
+        into etcd (then exit), or ``None``.
     """
 
     data_path: Path = Path("/var/lib/flocker")
@@ -133,6 +158,8 @@ class ControlOptions:
     state_expiration: float = DEFAULT_STATE_EXPIRATION
     failover_after: float = DEFAULT_FAILOVER_AFTER
     fence_after: float = DEFAULT_FENCE_AFTER
+    store: tuple[str, ...] | None = None
+    import_path: Path | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -240,6 +267,23 @@ def _parser() -> argparse.ArgumentParser:
         "service after which they stop exposing their copies; --failover-after "
         f"must exceed it by more than {FENCE_MARGIN:g} (default: %(default)s)",
     )
+    parser.add_argument(
+        "--store",
+        metavar="etcd://HOST:PORT[,HOST:PORT...]",
+        default=None,
+        help="keep the configuration in this etcd cluster, shared by every "
+        "control instance given the same URL (default: a file in --data-path)",
+    )
+    parser.add_argument(
+        "--import",
+        dest="import_path",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="with --store: copy this file store's configuration (its "
+        "configuration.json or data directory) into etcd, which must hold "
+        "none yet, then exit",
+    )
     return parser
 
 
@@ -257,6 +301,14 @@ def parse_options(argv: Sequence[str]) -> ControlOptions:
             "primary cut off from the control service must have fenced itself "
             "before a replica is promoted"
         )
+    store = None
+    if namespace.store is not None:
+        try:
+            store = tuple(parse_etcd_url(namespace.store))
+        except ValueError as e:
+            raise UsageError(f"--store: {e}") from None
+    if namespace.import_path is not None and store is None:
+        raise UsageError("--import needs --store etcd://...: the store to import into")
     log_dir = namespace.log_dir
     if log_dir is None and not namespace.foreground:
         log_dir = ControlOptions().log_dir
@@ -272,6 +324,8 @@ def parse_options(argv: Sequence[str]) -> ControlOptions:
         state_expiration=namespace.state_expiration,
         failover_after=namespace.failover_after,
         fence_after=namespace.fence_after,
+        store=store,
+        import_path=namespace.import_path,
     )
 
 
@@ -282,13 +336,24 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     The result's ``configuration_service`` must be loaded (``await
     service.configuration_service.load()``) before it is started.  Its
     children are named ``"agents"`` (the `ControlAMPService`), ``"api"``
-    (the REST API service) and ``"failover"`` (the `AutomaticFailover`).
+    (the REST API service), ``"leadership"`` (an `AlwaysLeader` with the file
+    store, a `Leadership` with etcd) whose ``duties`` are the singleton
+    duties of `build_duties` (``"failover"``, the `AutomaticFailover`, among
+    them) and, with etcd, ``"shared-state"`` (the `SharedClusterState`).
 
     :raise CertificateError: the certificates are missing or unusable.
     """
     tls = load_tls_files(options.certificates_directory, CONTROL_CERTIFICATE_BASENAME)
     context = server_context_factory(tls.credential, tls.authority)
-    store = FileConfigurationStore(reactor, reactor.getThreadPool(), options.data_path)
+    etcd: EtcdClient | None = None
+    store: Any
+    if options.store is None:
+        store = FileConfigurationStore(
+            reactor, reactor.getThreadPool(), options.data_path
+        )
+    else:
+        etcd = EtcdClient(reactor, list(options.store))
+        store = EtcdConfigurationStore(etcd)
     configuration_service = ConfigurationService(store)
     cluster_state_service = ClusterStateService(
         reactor, expiration=options.state_expiration
@@ -317,14 +382,25 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
         agents,
         options.failover_after,
         cluster_uuid=identify_certificate(tls.credential.certificate).cluster_uuid,
+        duties=False,
     )
     api.setName("api")
     api.setServiceParent(service)
-    failover = AutomaticFailover(
+    duties = build_duties(
         reactor, configuration_service, cluster_state_service, options.failover_after
     )
-    failover.setName("failover")
-    failover.setServiceParent(service)
+    leadership: AlwaysLeader | Leadership
+    if etcd is None:
+        leadership = AlwaysLeader(duties)
+    else:
+        instance_id = str(uuid4())
+        sharing = SharedClusterState(reactor, etcd, cluster_state_service, instance_id)
+        sharing.setName("shared-state")
+        sharing.setServiceParent(service)
+        leadership = Leadership(reactor, etcd, instance_id, duties)
+    leadership.setName("leadership")
+    leadership.setServiceParent(service)
+    service.etcd = etcd  # type: ignore[attr-defined]
     service.configuration_service = configuration_service  # type: ignore[attr-defined]
     service.cluster_state_service = cluster_state_service  # type: ignore[attr-defined]
     return service
@@ -375,12 +451,32 @@ def main(
             stdout=out if options.foreground else None,
         )
         configuration: Any = service.configuration_service  # type: ignore[attr-defined]
+        if options.import_path is not None:
+            try:
+                generation = await import_configuration(
+                    configuration.store, options.import_path
+                )
+            except (ConfigurationAlreadyPresent, ConfigurationCorrupt) as e:
+                _fail(err, str(e))
+            except EtcdUnavailable as e:
+                _fail(err, f"cannot reach etcd: {e}")
+            except OSError as e:
+                _fail(err, f"cannot read {options.import_path}: {e}")
+            out.write(
+                f"flocker-control: imported generation {generation} of "
+                f"{options.import_path} into etcd\n"
+            )
+            out.flush()
+            raise SystemExit(0)
         try:
             await configuration.load()
         except ConfigurationCorrupt as e:
             _fail(err, str(e))
+        except EtcdUnavailable as e:
+            _fail(err, f"cannot reach etcd: {e}")
         except OSError as e:
             _fail(err, f"cannot read the configuration in {options.data_path}: {e}")
+        configuration.follow()
         service.startService()
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
         try:

@@ -32,6 +32,16 @@ partition: its agents and containers run on, cut off from everyone), and
 agents of node N that are not running, on the same configuration, as if
 the machine came back.
 
+``--control N --store etcd`` starts a highly available control plane
+instead of one control service with its file: an etcd cluster of N members
+(`flocker.testtools.lab_etcd`) and N ``flocker-control`` instances sharing
+it, each on its own ports; every node's ``agent.yml`` lists every
+instance (``control-service: {hosts: [...]}``) and ``cluster.json``'s
+``control`` (the first instance) carries ``api_urls`` (all of them),
+``controls`` lists the instances and ``etcd`` the members.  ``admin/lab
+stop-control N [--kill]`` and ``start-control N`` stop and start control
+instance N (1-based).
+
 ``--fence-after`` goes into every node's ``agent.yml`` (``fence-after``)
 and, with ``--failover-after``, onto the control service's command line, so
 a test can see automatic failover in seconds rather than the defaults.
@@ -60,10 +70,12 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from typing import Any
 
+from .lab_etcd import healthy, member_command, member_environment
 from .waiting import wait_for
 from .zfs import FilePool, create_pool, destroy_pool
 
@@ -189,7 +201,7 @@ def _certificates(directory: str, nodes: int) -> dict[str, Any]:
     }
 
 
-def _spawn(command: list[str], log_path: str) -> int:
+def _spawn(command: list[str], log_path: str, env: dict[str, str] | None = None) -> int:
     """Start a daemon in its own session, output to ``log_path``; its pid."""
     with open(log_path, "ab") as output:
         process = subprocess.Popen(
@@ -198,6 +210,7 @@ def _spawn(command: list[str], log_path: str) -> int:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env=env,
         )
     return process.pid
 
@@ -255,9 +268,17 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
         raise LabError(str(error)) from None
 
 
-def api_request(cluster: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+def api_request(
+    cluster: dict[str, Any],
+    method: str,
+    path: str,
+    body: Any = None,
+    url: str | None = None,
+) -> Any:
     """
     One REST API request with the user certificate; the decoded JSON reply.
+    It goes to ``url`` if given, else to the first control instance that
+    can be reached.
 
     :raise urllib.error.HTTPError: for an error status.
     """
@@ -266,14 +287,35 @@ def api_request(cluster: dict[str, Any], method: str, path: str, body: Any = Non
         cluster["certificates"]["user_cert"], cluster["certificates"]["user_key"]
     )
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        cluster["control"]["api_url"] + path,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, context=context, timeout=30) as reply:
-        return json.loads(reply.read() or b"null")
+    urls = api_urls(cluster) if url is None else [url]
+    for index, base in enumerate(urls):
+        request = urllib.request.Request(
+            base + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=30) as reply:
+                return json.loads(reply.read() or b"null")
+        except urllib.error.URLError as error:
+            # Another instance, only when this one could not be reached at
+            # all (an HTTP error status is the answer).
+            if isinstance(error, urllib.error.HTTPError) or index == len(urls) - 1:
+                raise
+            if not isinstance(error.reason, ConnectionRefusedError):
+                raise
+    raise LabError("the cluster has no control service")  # pragma: no cover
+
+
+def api_urls(cluster: dict[str, Any]) -> list[str]:
+    """Every control instance's REST API URL, the first instance's first."""
+    return [control["api_url"] for control in controls(cluster)]
+
+
+def controls(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cluster's control instances (one, unless started with ``--control N``)."""
+    return cluster.get("controls") or [cluster["control"]]
 
 
 def _write_agent_config(
@@ -285,12 +327,20 @@ def _write_agent_config(
         dataset["pool"] = node["pool"]
     else:
         dataset["root"] = node["pool"]
+    instances = controls(cluster)
+    control_service: dict[str, Any] = {
+        "hostname": instances[0]["host"],
+        "port": instances[0]["agent_port"],
+    }
+    if len(instances) > 1:
+        control_service = {
+            "hosts": [
+                {"hostname": c["host"], "port": c["agent_port"]} for c in instances
+            ]
+        }
     config: dict[str, Any] = {
         "version": 1,
-        "control-service": {
-            "hostname": cluster["control"]["host"],
-            "port": cluster["control"]["agent_port"],
-        },
+        "control-service": control_service,
         "node": {"address": node["address"]},
         "dataset": dataset,
         "transfer": {"port": cluster["transfer_port"]},
@@ -340,9 +390,12 @@ def _timing_options(cluster: dict[str, Any]) -> list[str]:
     return options
 
 
-def start_control(cluster: dict[str, Any]) -> None:
-    """Start (or restart) the control service on the recorded ports."""
-    control = cluster["control"]
+def start_control(cluster: dict[str, Any], index: int = 0) -> None:
+    """Start (or restart) control instance ``index`` on its recorded ports."""
+    control = controls(cluster)[index]
+    store: list[str] = []
+    if cluster.get("etcd"):
+        store = ["--store", cluster["etcd"]["url"]]
     control["pid"] = _spawn(
         _python_module(
             "flocker.control.script",
@@ -352,19 +405,118 @@ def start_control(cluster: dict[str, Any]) -> None:
             "--certificates-directory", control["certificates"],
             "--log-dir", control["log_dir"],
             "--listen-address", control["host"],
+            *store,
             *_timing_options(cluster),
         ),
         os.path.join(control["log_dir"], "control.out"),
-    )
+    )  # fmt: skip
     control["started"] = _start_time(control["pid"])
     save(cluster)
+
+
+def _new_control(directory: str, name: str, certificates: str) -> dict[str, Any]:
+    """The record of a control instance to start: free ports, its directories."""
+    control_dir = os.path.join(directory, name)
+    control: dict[str, Any] = {
+        "host": CONTROL_HOST,
+        "api_port": _free_port([CONTROL_HOST]),
+        "agent_port": _free_port([CONTROL_HOST]),
+        "data_dir": os.path.join(control_dir, "data"),
+        "log_dir": os.path.join(control_dir, "logs"),
+        "certificates": certificates,
+    }
+    control["api_url"] = f"https://{CONTROL_HOST}:{control['api_port']}"
+    os.makedirs(control["log_dir"])
+    return control
+
+
+def start_etcd(cluster: dict[str, Any], members: int) -> None:
+    """Start an etcd cluster of ``members`` members for the control instances."""
+    directory = cluster["dir"]
+    records = []
+    for index in range(members):
+        client_port = _free_port([CONTROL_HOST])
+        peer_port = _free_port([CONTROL_HOST])
+        records.append(
+            {
+                "name": f"etcd{index + 1}",
+                "dir": os.path.join(directory, "etcd", f"etcd{index + 1}"),
+                "client_url": f"http://{CONTROL_HOST}:{client_port}",
+                "peer_url": f"http://{CONTROL_HOST}:{peer_port}",
+            }
+        )
+    initial = ",".join(f"{m['name']}={m['peer_url']}" for m in records)
+    token = f"flocker-lab-{uuid.uuid4()}"
+    cluster["etcd"] = {
+        "members": records,
+        "url": "etcd://" + ",".join(m["client_url"][len("http://") :] for m in records),
+    }
+    save(cluster)
+    for member in records:
+        os.makedirs(member["dir"], exist_ok=True)
+        log = os.path.join(member["dir"], "etcd.log")
+        command = member_command(
+            member["name"],
+            os.path.join(member["dir"], "data"),
+            member["client_url"],
+            member["peer_url"],
+            initial,
+            token,
+            log,
+        )
+        member["pid"] = _spawn(command, log + ".out", member_environment())
+        member["started"] = _start_time(member["pid"])
+        save(cluster)
+    for member in records:
+        if not _ours(member["pid"], member["started"]):
+            raise LabError(f"etcd member {member['name']} exited: see {member['dir']}")
+        _wait(lambda m=member: healthy(m["client_url"]), 30, f"etcd member {member['name']}")
+
+
+def stop_control(directory: str, number: int, kill: bool = False) -> dict[str, Any]:
+    """Stop control instance ``number`` (1-based; ``kill``: SIGKILL); its record."""
+    cluster = load(directory)
+    control = _numbered_control(cluster, number)
+    if kill:
+        if _ours(control.get("pid"), control.get("started")):
+            os.killpg(control["pid"], signal.SIGKILL)
+        _wait(
+            lambda: not _ours(control.get("pid"), control.get("started")),
+            15,
+            f"control instance {number} to exit",
+        )
+    else:
+        _stop(control.get("pid"), control.get("started"))
+    return control
+
+
+def start_control_instance(directory: str, number: int) -> dict[str, Any]:
+    """Start control instance ``number`` again if it is not running; its record."""
+    cluster = load(directory)
+    control = _numbered_control(cluster, number)
+    if not _ours(control.get("pid"), control.get("started")):
+        start_control(cluster, number - 1)
+    return control
+
+
+def _numbered_control(cluster: dict[str, Any], number: int) -> dict[str, Any]:
+    instances = controls(cluster)
+    if not 1 <= number <= len(instances):
+        raise LabError(
+            f"no control instance {number}: the cluster in {cluster['dir']} has "
+            f"instances 1 to {len(instances)}"
+        )
+    return instances[number - 1]
 
 
 def wait_for_cluster(cluster: dict[str, Any], timeout: float = 60) -> None:
     """Wait until the API answers and every node reported its datasets."""
     expected = {node["uuid"] for node in cluster["nodes"]}
 
-    outputs = [(cluster["control"]["pid"], os.path.join(cluster["control"]["log_dir"], "control.out"))]
+    outputs = [
+        (control["pid"], os.path.join(control["log_dir"], "control.out"))
+        for control in controls(cluster)
+    ]
     for node in cluster["nodes"]:
         for kind, pid in node["pids"].items():
             outputs.append((pid, os.path.join(node["log_dir"], f"{kind}-agent.out")))
@@ -378,11 +530,16 @@ def wait_for_cluster(cluster: dict[str, Any], timeout: float = 60) -> None:
                 except OSError:
                     tail = "(no output)"
                 raise LabError(f"process {pid} exited: {tail}")
-        try:
-            nodes = api_request(cluster, "GET", "/v1/state/nodes")
-        except OSError:
-            return False
-        return expected <= {n["uuid"] for n in nodes}
+        # Every instance must see every node: with several instances, the
+        # agents report to one and the others learn it through etcd.
+        for url in api_urls(cluster):
+            try:
+                nodes = api_request(cluster, "GET", "/v1/state/nodes", url=url)
+            except OSError:
+                return False
+            if not expected <= {n["uuid"] for n in nodes}:
+                return False
+        return True
 
     _wait(ready, timeout, "the control service and every node's agents")
 
@@ -400,9 +557,13 @@ def load(directory: str) -> dict[str, Any]:
     path = os.path.join(os.path.abspath(directory), CLUSTER_FILE)
     try:
         with open(path) as handle:
-            return json.load(handle)
+            cluster: dict[str, Any] = json.load(handle)
     except FileNotFoundError:
         raise LabError(f"no local cluster in {directory} ({path} is missing)") from None
+    if cluster.get("controls"):
+        # One record: changing the first instance changes "control" too.
+        cluster["control"] = cluster["controls"][0]
+    return cluster
 
 
 def up(
@@ -412,12 +573,22 @@ def up(
     network: str = ROUTABLE_NETWORK,
     fence_after: float | None = None,
     failover_after: float | None = None,
+    control_instances: int = 1,
+    store: str = "file",
 ) -> dict[str, Any]:
     """
     Start a local cluster in ``directory`` (which must not hold one): node
     addresses in ``network``; ``fence_after`` and ``failover_after``, when
-    given, set the agents' and the control service's timing.
+    given, set the agents' and the control service's timing;
+    ``control_instances`` control services sharing an etcd cluster of as
+    many members when ``store`` is ``"etcd"`` (one with its file otherwise).
     """
+    if store not in ("file", "etcd"):
+        raise LabError(f"--store must be file or etcd, not {store!r}")
+    if not 1 <= control_instances <= 7:
+        raise LabError("--control must be between 1 and 7")
+    if control_instances > 1 and store != "etcd":
+        raise LabError("several control instances need --store etcd: they share it")
     directory = os.path.abspath(directory)
     if os.path.exists(os.path.join(directory, CLUSTER_FILE)):
         raise LabError(f"{directory} already holds a cluster: admin/lab down first")
@@ -427,32 +598,35 @@ def up(
     node_ips = node_addresses(nodes, network)
     addresses = [CONTROL_HOST] + node_ips
     certificates = _certificates(directory, nodes)
-    control_dir = os.path.join(directory, "control")
     cluster: dict[str, Any] = {
         "dir": directory,
         "backend": backend,
         "fence_after": fence_after,
         "failover_after": failover_after,
         "transfer_port": _free_port(addresses[1:]),
-        "control": {
-            "host": CONTROL_HOST,
-            "api_port": _free_port([CONTROL_HOST]),
-            "agent_port": _free_port([CONTROL_HOST]),
-            "data_dir": os.path.join(control_dir, "data"),
-            "log_dir": os.path.join(control_dir, "logs"),
-            "certificates": certificates["control_dir"],
-        },
         "certificates": {
             k: certificates[k] for k in ("ca", "user_cert", "user_key")
         },
         "nodes": [],
     }
-    control = cluster["control"]
-    control["api_url"] = f"https://{CONTROL_HOST}:{control['api_port']}"
-    os.makedirs(control["log_dir"])
+    instances = [
+        _new_control(
+            directory,
+            "control" if index == 0 else f"control{index + 1}",
+            certificates["control_dir"],
+        )
+        for index in range(control_instances)
+    ]
+    cluster["control"] = instances[0]
+    if store == "etcd":
+        cluster["controls"] = instances
+        instances[0]["api_urls"] = [c["api_url"] for c in instances]
     save(cluster)
     try:
-        start_control(cluster)
+        if store == "etcd":
+            start_etcd(cluster, control_instances)
+        for index in range(control_instances):
+            start_control(cluster, index)
         save(cluster)
         for index, (node_uuid, cert_dir) in enumerate(certificates["nodes"]):
             node_dir = os.path.dirname(cert_dir)
@@ -679,7 +853,10 @@ def down(directory: str) -> None:
     for node in cluster["nodes"]:
         mend_packets(cluster, node)
         stop_node_agents(node)
-    _stop(cluster["control"].get("pid"), cluster["control"].get("started"))
+    for control in controls(cluster):
+        _stop(control.get("pid"), control.get("started"))
+    for member in cluster.get("etcd", {}).get("members", []):
+        _stop(member.get("pid"), member.get("started"))
     _stop_strays(directory)
     _remove_containers([node["uuid"] for node in cluster["nodes"]])
     for node in cluster["nodes"]:
@@ -721,11 +898,16 @@ def logged_answering(node: dict[str, Any], name: str) -> dict[str, Any] | None:
 def status(directory: str) -> list[str]:
     """Lines saying what of the cluster in ``directory`` runs."""
     cluster = load(directory)
-    control = cluster["control"]
     lines = [
         f"control  {control['api_url']}  agent port {control['agent_port']}  "
         f"{'running' if _ours(control.get('pid'), control.get('started')) else 'STOPPED'}"
+        for control in controls(cluster)
     ]
+    for member in cluster.get("etcd", {}).get("members", []):
+        lines.append(
+            f"etcd     {member['client_url']}  "
+            f"{'running' if _ours(member.get('pid'), member.get('started')) else 'STOPPED'}"
+        )
     try:
         reported = {n["uuid"] for n in api_request(cluster, "GET", "/v1/state/nodes")}
     except OSError:
@@ -761,6 +943,32 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="the control service's --failover-after, in seconds",
     )
+    start.add_argument(
+        "--control",
+        type=int,
+        default=1,
+        metavar="N",
+        help="how many control instances (more than one needs --store etcd)",
+    )
+    start.add_argument(
+        "--store",
+        choices=["file", "etcd"],
+        default="file",
+        help="the configuration store: one control service's file, or an etcd "
+        "cluster of --control members shared by every instance",
+    )
+    stop_control_parser = commands.add_parser(
+        "stop-control",
+        help="stop control instance N (--kill: SIGKILL)",
+    )
+    stop_control_parser.add_argument("instance", type=int, metavar="N")
+    stop_control_parser.add_argument("--dir", required=True)
+    stop_control_parser.add_argument("--kill", action="store_true")
+    start_control_parser = commands.add_parser(
+        "start-control", help="start control instance N again"
+    )
+    start_control_parser.add_argument("instance", type=int, metavar="N")
+    start_control_parser.add_argument("--dir", required=True)
     for name, text in (("status", "what runs"), ("down", "stop and remove everything")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--dir", required=True)
@@ -815,9 +1023,18 @@ def main(argv: list[str] | None = None) -> int:
                 network=options.network,
                 fence_after=options.fence_after,
                 failover_after=options.failover_after,
+                control_instances=options.control,
+                store=options.store,
             )
             print(f"local cluster up: {len(cluster['nodes'])} nodes, API {cluster['control']['api_url']}")
             print(f"cluster file: {os.path.join(cluster['dir'], CLUSTER_FILE)}")
+        elif options.command == "stop-control":
+            stop_control(options.dir, options.instance, options.kill)
+            how = "killed (SIGKILL)" if options.kill else "stopped"
+            print(f"control instance {options.instance} {how}")
+        elif options.command == "start-control":
+            control = start_control_instance(options.dir, options.instance)
+            print(f"control instance {options.instance} running ({control['api_url']})")
         elif options.command == "status":
             print("\n".join(status(options.dir)))
         elif options.command == "stop-node":

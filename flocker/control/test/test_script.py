@@ -14,6 +14,7 @@ from flocker.ca.testtools import (
     cluster_credentials,  # noqa: F401 (fixture)
 )
 from flocker.control import AutomaticFailover, ClusterStateService, ConfigurationService
+from flocker.control._leader import AlwaysLeader
 from flocker.control._protocol import ControlAMPService
 from flocker.control.script import (
     AGENT_PORT,
@@ -187,14 +188,20 @@ def test_build_wires_automatic_failover(
     cluster_credentials: TestClusterCredentials,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """The service tree has the automatic failover, over the shared services."""
+    """
+    The service tree has the automatic failover, over the shared services,
+    among the singleton duties of its (with the file store, permanent)
+    leadership.
+    """
     options = ControlOptions(
         data_path=tmp_path / "data",
         certificates_directory=cluster_credentials.control_directory,
         failover_after=33.0,
     )
     service = build_control_service(reactor, options)
-    failover = service.getServiceNamed("failover")
+    leadership = service.getServiceNamed("leadership")
+    assert isinstance(leadership, AlwaysLeader)
+    failover = leadership.duties.getServiceNamed("failover")
     assert isinstance(failover, AutomaticFailover)
     assert failover.failover_after == 33.0
     assert failover.configuration_service is service.configuration_service  # type: ignore[attr-defined]

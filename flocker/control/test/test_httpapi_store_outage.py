@@ -1,0 +1,48 @@
+"""The REST API while the shared configuration store (etcd) cannot be reached."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import fail
+
+from .. import Dataset
+from .._etcd import EtcdUnavailable
+from .._persistence import MemoryConfigurationStore
+from .test_httpapi import DATASET as DATASET_PG
+from .test_httpapi import NODE_A, APIHarness
+
+
+class UnreachableStore(MemoryConfigurationStore):
+    """A store that loaded once and whose writes now find no etcd member."""
+
+    def save(self, deployment, expected_generation):
+        """No member answers."""
+        return fail(EtcdUnavailable(["http://127.0.0.1:1"], "connection refused"))
+
+
+def test_write_answers_503_and_changes_nothing() -> None:
+    """
+    A write while etcd is unreachable answers 503 with a description, and
+    the configuration every read serves stays as it was.
+    """
+    api = APIHarness(UnreachableStore())
+    description = api.refused(
+        503,
+        "POST",
+        "/v1/configuration/datasets",
+        {"primary": NODE_A, "dataset_id": DATASET_PG},
+    )
+    assert "configuration store cannot be reached" in description
+    assert api.request("GET", "/v1/configuration/datasets").body == []
+
+
+def test_reads_still_answered() -> None:
+    """Reads serve the last configuration this instance saw."""
+    store = UnreachableStore()
+    api = APIHarness(store)
+    api.configuration._current = api.configuration._current.set(
+        deployment=api.configuration.deployment.add_dataset(
+            Dataset(dataset_id=DATASET_PG), NODE_A
+        )
+    )
+    [dataset] = api.request("GET", "/v1/configuration/datasets").body
+    assert dataset["dataset_id"] == DATASET_PG
