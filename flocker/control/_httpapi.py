@@ -81,7 +81,7 @@ from ._model import (
     UnknownEnvironment,
 )
 from ._persistence import GenerationMismatch, StoredConfiguration
-from ._serialization import serialize_deployment
+from ._serialization import node_convergence_json, serialize_deployment
 
 __all__ = [
     "DEFAULT_FAILOVER_AFTER",
@@ -542,7 +542,10 @@ class ConfigurationAPIUserV1:
     async def list_nodes(self, request: Request) -> _Response:
         """
         The nodes that reported their state; ``fenced`` lists the datasets
-        whose copies a node reports fenced (present only when there is one).
+        whose copies a node reports fenced (present only when there is one);
+        ``last_converged``, ``failing_changes`` and ``pool`` say whether its
+        dataset agent converges and how full its pool is (present once it
+        reported them).
         """
         state = self.cluster_state_service.as_deployment_state()
         body = []
@@ -556,6 +559,7 @@ class ConfigurationAPIUserV1:
             )
             if fenced:
                 entry["fenced"] = fenced
+            entry.update(node_convergence_json(node))
             body.append(entry)
         return _Response(200, body)
 

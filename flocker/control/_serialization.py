@@ -66,6 +66,7 @@ __all__ = [
     "deserialize_deployment",
     "deserialize_deployment_state",
     "deserialize_node_state",
+    "node_convergence_json",
     "node_state_from_json",
     "node_state_to_json",
     "serialize_deployment",
@@ -306,6 +307,22 @@ def node_state_to_json(state: NodeState) -> dict[str, Any]:
         else [_change_failure(f) for f in state.failing_changes],
         "pool": None if state.pool is None else _pool(state.pool),
     }
+
+
+def node_convergence_json(state: NodeState) -> dict[str, Any]:
+    """
+    What ``GET /v1/state/nodes`` shows of a node's convergence and pool:
+    ``last_converged``, ``failing_changes`` and ``pool``, each only once
+    the node's dataset agent reported it.
+    """
+    shown: dict[str, Any] = {}
+    if state.last_converged is not None:
+        shown["last_converged"] = state.last_converged
+    if state.failing_changes is not None:
+        shown["failing_changes"] = [_change_failure(f) for f in state.failing_changes]
+    if state.pool is not None:
+        shown["pool"] = _pool(state.pool)
+    return shown
 
 
 def _change_failure(f: ChangeFailure) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""
+Unit tests of what ``GET /v1/state/nodes`` shows of a node's convergence and
+pool: its last successful pass, its failing changes and whether its pool is
+full; in memory through ``StubTreq``, every answer checked against its schema.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from flocker.control import ChangeFailure, NodeState, PoolState
+
+from .test_httpapi import DATASET, NODE_A, NODE_B, APIHarness
+
+
+@pytest.fixture
+def api() -> APIHarness:
+    """The API over a cluster state with two nodes."""
+    return APIHarness()
+
+
+def test_nodes_show_failing_changes_and_a_full_pool(api: APIHarness) -> None:
+    """
+    A node whose dataset agent reports a failing change and a full pool is
+    listed with both, and with its last successful pass.
+    """
+    api.state.update_node_state(
+        NodeState(
+            uuid=NODE_A,
+            datasets={},
+            last_converged=1800000000.0,
+            failing_changes=[
+                ChangeFailure(
+                    dataset_id=DATASET,
+                    change="flocker:node:dataset:push",
+                    reason="CommandFailed: zfs receive: out of space",
+                    since=1800000005.5,
+                    count=4,
+                ),
+                ChangeFailure(
+                    change="flocker:node:discover", reason="boom", since=1800000001.0, count=1
+                ),
+            ],
+            pool=PoolState(size=90_000_000, free=0, full=True, oversized=[DATASET]),
+        )
+    )
+    entry = api.request("GET", "/v1/state/nodes").body[0]
+    assert entry["last_converged"] == 1800000000.0
+    assert entry["failing_changes"] == [
+        {
+            "dataset_id": DATASET,
+            "change": "flocker:node:dataset:push",
+            "reason": "CommandFailed: zfs receive: out of space",
+            "since": 1800000005.5,
+            "count": 4,
+        },
+        {
+            "dataset_id": None,
+            "change": "flocker:node:discover",
+            "reason": "boom",
+            "since": 1800000001.0,
+            "count": 1,
+        },
+    ]
+    assert entry["pool"] == {
+        "size": 90_000_000, "free": 0, "full": True, "oversized": [DATASET],
+    }  # fmt: skip
+
+
+def test_nodes_without_a_convergence_report_show_none(api: APIHarness) -> None:
+    """A node whose dataset agent did not report them has none of the keys."""
+    (_, entry) = api.request("GET", "/v1/state/nodes").body
+    assert entry == {"uuid": NODE_B, "host": "10.0.0.2"}
+
+
+def test_a_converging_node_shows_no_failing_change(api: APIHarness) -> None:
+    """A node whose latest pass succeeded lists an empty ``failing_changes``."""
+    api.state.update_node_state(
+        NodeState(uuid=NODE_B, datasets={}, last_converged=1.0, failing_changes=[])
+    )
+    entry = api.request("GET", "/v1/state/nodes").body[1]
+    assert (entry["failing_changes"], entry["last_converged"], "pool" in entry) == (
+        [],
+        1.0,
+        False,
+    )
