@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from pyrsistent import InvariantException, PTypeError
@@ -108,6 +109,29 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: Integral numbers of fewer digits than this, written with a fraction or
+#: an exponent (``2.0``, ``1e6``), are decoded as ints (every integer the
+#: API accepts is below 2**63, which has 19 digits).
+_INTEGRAL_DIGITS = 20
+
+
+def _parse_number(text: str) -> int | float:
+    """
+    A JSON number with a fraction or an exponent: an int when its value is
+    an integer (JSON Schema, which the API's schemas are written in, counts
+    ``2.0`` as the integer 2), else a float.
+
+    The value is checked exactly (``1048576.0000000000001`` stays a float)
+    and only for numbers of fewer than `_INTEGRAL_DIGITS` digits before the
+    point, so a hostile ``1e999999999`` costs no more than any other
+    number (it becomes ``inf``, which no schema accepts).
+    """
+    exact = Decimal(text)
+    if exact.adjusted() < _INTEGRAL_DIGITS and exact == exact.to_integral_value():
+        return int(exact)
+    return float(text)
+
+
 #: The deepest nesting of arrays and objects a request body may have (no
 #: request of the API needs more than a few levels).  Deeper bodies are
 #: refused before they are parsed: the parser recurses once per level.
@@ -173,7 +197,9 @@ def read_body(request: Request, definition: str) -> Any:
             f"{MAXIMUM_JSON_DEPTH} levels",
         )
     try:
-        document = json.loads(text, parse_constant=_refuse_constant)
+        document = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_parse_number
+        )
     except ValueError as e:
         raise APIError(400, f"the request body is not valid JSON: {e}") from None
     try:

@@ -61,6 +61,7 @@ class Operation(PClass):
     :ivar path: the OpenAPI path template, e.g. ``/v1/state/nodes/by_era/{era}``.
     :ivar summary: one line for the documentation.
     :ivar request: the name of the request body's definition, or ``None``.
+    :ivar parameters: each path parameter's definition, by parameter name.
     :ivar responses: status code (a string) → definition name (or ``None``).
     :ivar write: it changes the configuration (honours X-If-Configuration-Matches).
     :ivar tagged: it reads the configuration (answers with X-Configuration-Tag).
@@ -71,6 +72,7 @@ class Operation(PClass):
     path = field(type=str, mandatory=True)
     summary = field(type=str, mandatory=True)
     request = field(type=(str, type(None)), initial=None)
+    parameters = pmap_field(str, str)
     responses = pmap_field(str, (str, type(None)))
     write = field(type=bool, initial=False)
     tagged = field(type=bool, initial=False)
@@ -97,6 +99,7 @@ def operations() -> dict[str, Operation]:
             path=spec["path"],
             summary=spec["summary"],
             request=spec.get("request"),
+            parameters=spec.get("parameters", {}),
             responses={str(k): v for k, v in spec["responses"].items()},
             write=spec.get("write", False),
             tagged=spec.get("tagged", False),
@@ -105,13 +108,34 @@ def operations() -> dict[str, Operation]:
 
 
 def _is_integer(checker: Any, instance: Any) -> bool:
-    # JSON Schema counts 2.0 as an integer; the model does not, so neither do we.
+    # JSON Schema counts 2.0 as an integer: request bodies are decoded so that
+    # such numbers already are ints (see flocker.control._httpjson.read_body),
+    # and what is left as a float has a fraction.
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-#: Draft 2020-12, with integers being integers (not integral floats).
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    r"""
+    The ``pattern`` keyword with ECMA-262's ``$``, as JSON Schema defines it.
+
+    Python's ``$`` also matches before a final newline, so ``"abc\n"``
+    would match ``^[a-z]+$``; ECMA-262's (without the multiline flag) only
+    matches at the end.  Every pattern of the schema that ends with ``$``
+    is checked with ``\Z`` instead.
+    """
+    if not validator.is_type(instance, "string"):
+        return
+    anchored = pattern
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        anchored = pattern[:-1] + r"\Z"
+    if re.search(anchored, instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+#: Draft 2020-12, with integers being ints and ECMA-262 ``$`` in patterns.
 _Validator = validators.extend(
     Draft202012Validator,
+    validators={"pattern": _pattern},
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
 )
 
@@ -158,6 +182,13 @@ def _describe(error: ValidationError) -> str:
             prefix = "/".join(map(str, error.absolute_path))
             name = f"{prefix}/{missing}" if prefix else missing
             return f"missing required field: {name}"
+    if error.validator == "uniqueItems":
+        return f"{where}: an item is listed more than once"
+    if error.validator == "maxItems" and isinstance(error.instance, list):
+        return (
+            f"{where}: {len(error.instance)} items listed, at most "
+            f"{error.validator_value} allowed"
+        )
     if error.validator == "pattern" and error.schema.get("$ref") is None:
         return f"{where}: {error.instance!r} is not in the expected format"
     return f"{where}: {error.message}"
@@ -207,23 +238,53 @@ _TAG_HEADER = {
 }
 
 
+#: The answers every operation may give, whatever it is: a client
+#: certificate the API does not serve (`flocker.control._httpaccess`), and a
+#: body larger than the limit (checked before routing, so for every method).
+_COMMON_RESPONSES = {
+    "403": "The client certificate is not a user certificate of this cluster.",
+    "413": "The request body is larger than the control service accepts.",
+}
+
+_ERROR_CONTENT = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/error"}}
+}
+
+#: Every write's precondition header.
+_MATCHES_HEADER = {
+    "name": "X-If-Configuration-Matches",
+    "in": "header",
+    "required": False,
+    "description": "Refuse the change (412) unless the configuration still has "
+    "this X-Configuration-Tag (any other value, well-formed or not, gets 412).",
+    "schema": {"type": "string"},
+}
+
+
+def _path_parameters(op: Operation) -> list[dict[str, Any]]:
+    """The path parameters, each with the schema ``endpoints.yml`` names."""
+    names = re.findall(r"\{([a-z_]+)\}", op.path)
+    if set(names) != set(op.parameters):
+        raise ValueError(
+            f"operation {op.name}: path parameters {sorted(names)} but schemas "
+            f"for {sorted(op.parameters)}"
+        )
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"$ref": f"#/components/schemas/{op.parameters[name]}"},
+        }
+        for name in names
+    ]
+
+
 def _operation_document(op: Operation) -> dict[str, Any]:
     document: dict[str, Any] = {"operationId": op.name, "summary": op.summary}
-    parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in re.findall(r"\{([a-z_]+)\}", op.path)
-    ]
+    parameters = _path_parameters(op)
     if op.write:
-        parameters.append(
-            {
-                "name": "X-If-Configuration-Matches",
-                "in": "header",
-                "required": False,
-                "description": "Refuse the change (412) unless the configuration "
-                "still has this X-Configuration-Tag.",
-                "schema": {"type": "string"},
-            }
-        )
+        parameters.append(_MATCHES_HEADER)
     if parameters:
         document["parameters"] = parameters
     if op.request is not None:
@@ -250,11 +311,13 @@ def _operation_document(op: Operation) -> dict[str, Any]:
     if op.write:
         responses["412"] = {
             "description": "The configuration changed since the given tag.",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/error"}}
-            },
+            "content": _ERROR_CONTENT,
         }
-    document["responses"] = responses
+    for code, description in _COMMON_RESPONSES.items():
+        responses.setdefault(
+            code, {"description": description, "content": _ERROR_CONTENT}
+        )
+    document["responses"] = dict(sorted(responses.items()))
     return document
 
 

@@ -339,7 +339,7 @@ def test_create_dataset_unknown_primary(api: APIHarness) -> None:
         ({"primary": NODE_A, "dataset_id": DATASET + "0"}, "dataset_id"),
         ({"primary": 7}, "primary"),
         ({"primary": NODE_A, "maximum_size": "big"}, "maximum_size"),
-        ({"primary": NODE_A, "maximum_size": 1.5 * MIB}, "maximum_size"),
+        ({"primary": NODE_A, "maximum_size": 1.5 * MIB + 0.5}, "maximum_size"),
         ({"primary": NODE_A, "maximum_size": True}, "maximum_size"),
         ({"primary": NODE_A, "maximum_size": MIB - 1}, "maximum_size"),
         ({"primary": NODE_A, "maximum_size": 0}, "maximum_size"),

@@ -1,0 +1,400 @@
+"""
+The OpenAPI document tells the truth about the REST API: schemathesis, with
+every check, finds no disagreement between ``/v1/openapi.json`` and a real
+``flocker-control``.
+
+The control service is a real process on 127.0.0.1 (its own temporary
+directory, its own certificates, ports it chooses), served over TLS with a
+user certificate; one node is known to it because a real agent protocol
+client with that node's certificate reports the node's state.  Schemathesis
+reads the document the service serves and runs its examples, coverage,
+fuzzing and stateful phases against it through its Python API, with every
+check (``checks all``: server errors, status codes, content types, response
+headers and bodies, schema-valid requests accepted, schema-violating ones
+refused, missing headers, unsupported methods, ``Allow`` headers, resources
+after creation and deletion, authentication).
+
+Facts no JSON Schema can state (each in the document's descriptions) are
+given to schemathesis, and only these:
+
+* a node UUID names a node of *this* cluster (any other is refused with
+  400, as the document's ``node_uuid`` says): the test narrows
+  ``node_uuid`` to the cluster's node so that schema-valid bodies are
+  tested for their shape rather than refused for an unknown node;
+* ``X-If-Configuration-Matches`` names the configuration *now*: any other
+  tag, well-formed or not, is refused with 412 (declared on every write),
+  so 412 counts as a rightful answer to both valid and invalid requests;
+* rules across fields (`breaks_a_cross_field_rule`): schema-valid requests
+  that break one are not generated as valid ones (their 400s are
+  unit-tested in ``test_httpapi*.py``).
+
+The run is repeatable: schemathesis gets a fixed seed, and hypothesis runs
+derandomized with no example database.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import pytest_twisted
+import schemathesis
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+
+from flocker.ca import load_tls_files
+from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
+from flocker.common import loop_until
+from flocker.control import NodeState
+from flocker.control._protocol_agent import AgentAMPClient
+from flocker.node._roles import MemoryRoles
+from flocker.node._snapshots import SnapshotOperations
+from flocker.volume.memory import MemoryVolumeBackend
+
+pytestmark = pytest.mark.functional
+
+ROOT = Path(__file__).resolve().parents[3]
+
+#: Hang guard for waiting on the control service: 600 steps of 0.05 s.
+STEPS = [0.05] * 600
+
+#: Test cases per operation and phase: enough to reach every field of every
+#: body, few enough for a run of about a minute on a small shared machine.
+MAXIMUM_EXAMPLES = 15
+
+#: The seed of every run (the same cases each time).
+SEED = 18
+
+#: Which statuses a request that needs the current configuration tag may
+#: rightly get, on top of schemathesis' defaults for each check.
+_PRECONDITION_FAILED = "412"
+
+
+@attrs.define
+class RunningControl:
+    """A ``flocker-control`` process and where it listens."""
+
+    process: subprocess.Popen[bytes]
+    api_port: int
+    agent_port: int
+    log: Path
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> TestClusterCredentials:
+    """Certificates: a control service on 127.0.0.1, one node, user alice."""
+    directory = tmp_path / "certificates"
+    directory.mkdir()
+    return make_test_cluster_credentials(directory, nodes=1, users=("alice",))
+
+
+@pytest.fixture
+def control(
+    tmp_path: Path, cluster: TestClusterCredentials
+) -> Iterator[RunningControl]:
+    """A real ``flocker-control`` on free loopback ports, killed afterwards."""
+    ports_file = tmp_path / "ports.json"
+    log = tmp_path / "control.stderr"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flocker.control.script",
+                "--data-path",
+                str(tmp_path / "data"),
+                "--certificates-directory",
+                str(cluster.control_directory),
+                "--log-dir",
+                str(tmp_path / "logs"),
+                "--listen-address",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--agent-port",
+                "0",
+                "--ports-file",
+                str(ports_file),
+                # The node reports once; it must stay known for the whole run.
+                "--state-expiration",
+                "3600",
+            ],
+            cwd=ROOT,
+            stdout=output,
+            stderr=output,
+        )
+    try:
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError("flocker-control exited: " + log.read_text())
+            return ports_file.exists() and ports_file.stat().st_size > 0
+
+        pytest_twisted.blockon(loop_until(reactor, ready, STEPS))
+        ports = json.loads(ports_file.read_text())
+        yield RunningControl(process, ports["api"], ports["agent"], log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def known_node(
+    cluster: TestClusterCredentials, control: RunningControl
+) -> Iterator[str]:
+    """
+    The cluster's node, reported to the control service by a real agent
+    protocol client that answers snapshot operations as a dataset agent
+    exposing nothing would.
+    """
+    node = str(cluster.node_uuids[0])
+    client = AgentAMPClient.for_control_service(
+        reactor,
+        "127.0.0.1",
+        control.agent_port,
+        load_tls_files(cluster.node_directories[0], "node"),
+        "dataset",
+        lambda configuration, state: None,
+        # The real snapshot operations, over a node that exposes nothing.
+        snapshots=SnapshotOperations(MemoryVolumeBackend(), MemoryRoles()),
+    )
+    client.startService()
+    try:
+        pytest_twisted.blockon(client.connected())
+        pytest_twisted.blockon(
+            client.report_state(NodeState(uuid=node, hostname="127.0.0.1", datasets={}))
+        )
+        yield node
+    finally:
+        pytest_twisted.blockon(client.stopService())
+
+
+def _user_files(cluster: TestClusterCredentials) -> tuple[str, str, str]:
+    """(CA certificate, alice's certificate, alice's key) as paths."""
+    directory = cluster.user_directories["alice"]
+    return (
+        str(directory / "cluster.crt"),
+        str(directory / "alice.crt"),
+        str(directory / "alice.key"),
+    )
+
+
+def _served_document(base_url: str, cluster: TestClusterCredentials) -> dict[str, Any]:
+    """The OpenAPI document as the control service serves it."""
+    import requests
+
+    ca, certificate, key = _user_files(cluster)
+    response = requests.get(
+        f"{base_url}/v1/openapi.json", cert=(certificate, key), verify=ca, timeout=30
+    )
+    response.raise_for_status()
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def narrowed_to_nodes(document: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
+    """
+    The document with ``node_uuid`` narrowed to the given nodes (for
+    generating requests only: the served document allows any UUID, and the
+    server refuses those of no node of the cluster with 400).
+    """
+    narrowed = copy.deepcopy(document)
+    schema = narrowed["components"]["schemas"]["node_uuid"]
+    assert schema.get("$ref") == "#/components/schemas/uuid", schema
+    narrowed["components"]["schemas"]["node_uuid"] = {
+        **{k: v for k, v in schema.items() if k != "$ref"},
+        "type": "string",
+        "enum": nodes,
+    }
+    return narrowed
+
+
+def _mountpoints_or_datasets_repeat(body: dict[str, Any]) -> bool:
+    volumes = body.get("volumes", [])
+    mountpoints = [v["mountpoint"] for v in volumes]
+    datasets = [v["dataset_id"].lower() for v in volumes]
+    return len(set(mountpoints)) < len(mountpoints) or len(set(datasets)) < len(
+        datasets
+    )
+
+
+def _ports_name_strangers(body: dict[str, Any]) -> bool:
+    copies = body["copies"]
+    names = (
+        {str(n) for n in range(1, int(copies) + 1)}
+        if isinstance(copies, int | float)
+        else set(copies)
+    )
+    applications = set(body["applications"])
+    ports = body.get("ports", {})
+    return not set(ports) <= names or any(
+        not set(chosen) <= applications for chosen in ports.values()
+    )
+
+
+def breaks_a_cross_field_rule(operation: str, body: Any) -> bool:
+    """
+    Whether a schema-valid body of ``operation`` (its ``operationId``)
+    breaks a rule across fields or across the configuration, which the
+    document states in words only:
+
+    * a container mounts each dataset once, at distinct mountpoints;
+    * an environment's ``ports`` name only its copies and applications;
+    * standing ``replicas`` never include the dataset's primary (with the
+      single node of the test, any replica would be the primary).
+    """
+    if not isinstance(body, dict):
+        return False
+    if operation == "create_container":
+        return _mountpoints_or_datasets_repeat(body)
+    if operation == "create_environment":
+        return _ports_name_strangers(body)
+    if operation in ("create_dataset", "update_dataset"):
+        return bool(body.get("replicas"))
+    return False
+
+
+def _config(base_url: str, cluster: TestClusterCredentials) -> Any:
+    """Schemathesis' configuration: every check, a fixed seed, bounded examples."""
+    from schemathesis.config._checks import (
+        NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES,
+        POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES,
+    )
+
+    ca, certificate, key = _user_files(cluster)
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "base-url": base_url,
+            "tls-verify": ca,
+            "request-cert": certificate,
+            "request-cert-key": key,
+            "request-timeout": 30,
+            "workers": 1,
+            "continue-on-failure": True,
+            "generation": {
+                "max-examples": MAXIMUM_EXAMPLES,
+                "deterministic": True,
+                "database": "none",
+            },
+            "checks": {
+                "enabled": True,
+                "positive_data_acceptance": {
+                    "expected-statuses": [
+                        *POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES,
+                        _PRECONDITION_FAILED,
+                    ]
+                },
+                "negative_data_rejection": {
+                    "expected-statuses": [
+                        *NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES,
+                        _PRECONDITION_FAILED,
+                    ]
+                },
+            },
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": True},
+                "fuzzing": {"enabled": True},
+                "stateful": {"enabled": True, "max-steps": 20},
+            },
+        }
+    )
+
+
+def run_schemathesis(document: dict[str, Any], config: Any) -> list[str]:
+    """
+    Run every phase of schemathesis with ``config`` against ``document``'s
+    operations; one line per failure found (empty: none), naming the
+    operation, the failure and a curl command that reproduces it.
+    """
+    from schemathesis.engine import events, from_schema
+
+    schema = schemathesis.openapi.from_dict(document, config=config)
+
+    @schema.hook
+    def filter_case(context: Any, case: Any) -> bool:
+        meta = case.meta
+        if meta is None or not meta.generation.mode.is_positive:
+            return True
+        return not breaks_a_cross_field_rule(
+            case.operation.definition.raw["operationId"], case.body
+        )
+
+    problems: list[str] = []
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished | events.FuzzScenarioFinished):
+            recorder = event.recorder
+            for case_id, case_checks in recorder.checks.items():
+                for check in case_checks:
+                    info = check.failure_info
+                    if info is None:
+                        continue
+                    failure = info.failure
+                    interaction = recorder.interactions.get(case_id)
+                    response = None if interaction is None else interaction.response
+                    answer = (
+                        ""
+                        if response is None
+                        else f"\n    answered {response.status_code}: "
+                        f"{(response.content or b'')[:300]!r}"
+                    )
+                    problems.append(
+                        f"{failure.operation}: {failure.title} ({check.name}): "
+                        f"{failure.message.strip()}{answer}\n    {info.code_sample}"
+                    )
+        elif isinstance(event, events.NonFatalError):
+            problems.append(f"{event.label}: error: {event.value!r}")
+        elif isinstance(event, events.FatalError):
+            problems.append(f"fatal: {event.exception!r}")
+        elif isinstance(event, events.EngineFinished):
+            problems.extend(
+                f"{f.operation}: {f.title}: {f.message}" for f in event.failures
+            )
+    return sorted(set(problems))
+
+
+def test_narrowed_document_keeps_everything_else() -> None:
+    """Narrowing ``node_uuid`` changes that definition and nothing else."""
+    from flocker.control._httpschema import openapi_document
+
+    document = openapi_document("test")
+    narrowed = narrowed_to_nodes(document, ["00000000-0000-4000-8000-000000000000"])
+    schemas, original = (
+        narrowed["components"]["schemas"],
+        document["components"]["schemas"],
+    )
+    assert schemas["node_uuid"]["enum"] == ["00000000-0000-4000-8000-000000000000"]
+    assert {k: v for k, v in schemas.items() if k != "node_uuid"} == {
+        k: v for k, v in original.items() if k != "node_uuid"
+    }
+    assert narrowed["paths"] == document["paths"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_control_service_conforms_to_its_openapi_document(
+    cluster: TestClusterCredentials,
+    control: RunningControl,
+    known_node: str,
+) -> None:
+    """
+    Schemathesis, with every check and every phase, finds no request whose
+    answer disagrees with the document the control service serves.
+    """
+    base_url = f"https://127.0.0.1:{control.api_port}"
+    document = await deferToThread(_served_document, base_url, cluster)
+    config = _config(base_url, cluster)
+    # In a thread, so the reactor keeps the node's agent connection alive.
+    problems = await deferToThread(
+        run_schemathesis, narrowed_to_nodes(document, [known_node]), config
+    )
+    assert problems == [], "\n\n".join(problems)
+    assert control.process.poll() is None, control.log.read_text()
