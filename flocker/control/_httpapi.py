@@ -181,6 +181,12 @@ def _operation(name: str) -> Callable[[_OperationHandler], _OperationHandler]:
                         b"x-configuration-tag",
                         self._tag(stored).encode("ascii"),
                     )
+                    stale = self.configuration_service.stale_reason()
+                    if stale is not None:
+                        request.setHeader(
+                            b"x-configuration-stale",
+                            stale.encode("ascii", "replace"),
+                        )
                 return json_response(request, response.code, response.body)
 
             return Deferred.fromCoroutine(run())
@@ -319,6 +325,21 @@ class ConfigurationAPIUserV1:
                     "finish until that copy is dealt with; choose another node",
                 )
 
+    def _refuse_oversized(self, deployment: Deployment, dataset_id: str) -> None:
+        """
+        Refuse (409) a dataset whose maximum size is larger than the pool
+        its primary or one of its standing replicas reported: it could
+        never grow to it there, and filling the pool would stop the node
+        taking anything else.
+        """
+        dataset, primary = deployment.get_dataset(dataset_id)
+        state = self.cluster_state_service.as_deployment_state()
+        reason = state.too_small_for(
+            [primary, *deployment.replicas_of(dataset_id)], dataset.maximum_size
+        )
+        if reason is not None:
+            raise APIError(409, reason)
+
     def _refuse_unsettled_failover(self, deployment: Deployment, dataset_ids: list[str]) -> None:
         """
         Refuse (409) to move a dataset that failed over while its new
@@ -402,7 +423,9 @@ class ConfigurationAPIUserV1:
         def change(deployment: Deployment) -> Deployment:
             self._require_node(deployment, primary, "primary")
             deployment = deployment.add_dataset(dataset, primary)
-            return self._replicate(deployment, dataset_id, replicas, body)
+            deployment = self._replicate(deployment, dataset_id, replicas, body)
+            self._refuse_oversized(deployment, dataset_id)
+            return deployment
 
         stored = await self._change(expected_tag, change)
         return _Response(201, _dataset_answer(stored.deployment, dataset_id), stored)
@@ -446,7 +469,10 @@ class ConfigurationAPIUserV1:
                 self._refuse_unsettled_failover(deployment, [dataset_id])
             if primary is not None:
                 deployment = deployment.move_dataset(dataset_id, primary)
-            return self._replicate(deployment, dataset_id, replicas, body)
+            deployment = self._replicate(deployment, dataset_id, replicas, body)
+            if "maximum_size" in body or primary is not None or replicas is not None:
+                self._refuse_oversized(deployment, dataset_id)
+            return deployment
 
         if primary is None:
             stored = await self._change(expected_tag, change)

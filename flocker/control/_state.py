@@ -370,6 +370,28 @@ class DeploymentState(PClass):
                 return state
         return None
 
+    def too_small_for(
+        self, node_uuids: list[str], maximum_size: int | None
+    ) -> str | None:
+        """
+        Why a dataset of ``maximum_size`` cannot fit on one of the nodes (a
+        sentence naming it, its pool's size and the room kept), or ``None``:
+        none of them reported a pool smaller than that, or there is no
+        maximum size.  Nodes whose pool is unknown are not judged.
+        """
+        if maximum_size is None:
+            return None
+        for uuid in node_uuids:
+            pool = self.get_node(uuid).pool
+            if pool is not None and maximum_size > pool.size:
+                return (
+                    f"a maximum_size of {maximum_size} bytes cannot fit on node {uuid}: "
+                    f"its datasets have {pool.size} bytes in all (the pool less the "
+                    "room kept for snapshots and sends); give a smaller maximum_size "
+                    "or choose another node"
+                )
+        return None
+
     def holders(self, dataset_id: str) -> list[str]:
         """UUIDs of nodes that report having a copy of the dataset, sorted."""
         return sorted(

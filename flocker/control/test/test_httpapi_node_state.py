@@ -84,3 +84,55 @@ def test_a_converging_node_shows_no_failing_change(api: APIHarness) -> None:
         1.0,
         False,
     )
+
+
+def small_pool(api: APIHarness, node: str, size: int = 100 * 1024 * 1024) -> None:
+    """``node``'s dataset agent reports a pool of ``size`` bytes."""
+    api.state.update_node_state(
+        NodeState(uuid=node, datasets={}, pool=PoolState(size=size, free=size, full=False))
+    )
+
+
+def test_a_dataset_larger_than_its_nodes_pool_is_refused(api: APIHarness) -> None:
+    """
+    A new dataset whose maximum size is larger than its primary's reported
+    pool is refused with 409 and why; one that fits is created.
+    """
+    small_pool(api, NODE_A)
+    result = api.request(
+        "POST", "/v1/configuration/datasets",
+        {"primary": NODE_A, "maximum_size": 200 * 1024 * 1024},
+    )  # fmt: skip
+    assert result.code == 409
+    assert "cannot fit on node" in result.body["description"]
+    assert api.stored().deployment.nodes == {}
+    fits = api.request(
+        "POST", "/v1/configuration/datasets", {"primary": NODE_A, "maximum_size": 1024 * 1024}
+    )
+    assert fits.code == 201
+
+
+def test_growing_or_moving_beyond_the_pool_is_refused(api: APIHarness) -> None:
+    """
+    Raising a dataset's maximum size beyond its node's pool, or moving it
+    to a node whose pool is smaller than it, is refused with 409; a node
+    whose pool is unknown is not judged.
+    """
+    created = api.request(
+        "POST", "/v1/configuration/datasets",
+        {"primary": NODE_B, "maximum_size": 200 * 1024 * 1024},
+    )  # fmt: skip
+    assert created.code == 201
+    dataset_id = created.body["dataset_id"]
+    small_pool(api, NODE_A)
+    moved = api.request("POST", f"/v1/configuration/datasets/{dataset_id}", {"primary": NODE_A})
+    assert moved.code == 409
+    small_pool(api, NODE_B, size=300 * 1024 * 1024)
+    grown = api.request(
+        "POST", f"/v1/configuration/datasets/{dataset_id}", {"maximum_size": 400 * 1024 * 1024}
+    )
+    assert grown.code == 409
+    renamed = api.request(
+        "POST", f"/v1/configuration/datasets/{dataset_id}", {"metadata": {"name": "x"}}
+    )
+    assert renamed.code == 200
