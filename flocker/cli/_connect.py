@@ -5,18 +5,27 @@ Where the control service is and which certificates to present come from,
 first to last (later sources fill in only what earlier ones left out, and
 an explicit command-line option always wins):
 
-1. ``--control-service HOST``, ``--port N`` (``--control-port N``, also
-   after the command), ``--cacert FILE``, ``--cert FILE``, ``--key FILE``;
+1. ``--control-host HOST[:PORT]`` (also spelt ``--control-service``; repeat
+   it once per control service instance), ``--port N`` (``--control-port
+   N``, also after the command: the port of every host given without
+   one), ``--cacert FILE``, ``--cert FILE``, ``--key FILE``;
 2. ``--cluster FILE`` (a ``cluster.json`` as ``admin/lab`` writes it, or the
    directory holding one), else the ``FLOCKER_CLUSTER`` environment variable
-   unless ``--control-service`` is given;
+   unless ``--control-host`` is given;
 3. when no cluster file is used, the environment variables
-   ``FLOCKER_CONTROL_SERVICE``, ``FLOCKER_CONTROL_PORT``,
-   ``FLOCKER_CACERT``, ``FLOCKER_CERT`` and ``FLOCKER_KEY``.
+   ``FLOCKER_CONTROL_SERVICE`` (``HOST[:PORT]``, several separated by
+   commas), ``FLOCKER_CONTROL_PORT``, ``FLOCKER_CACERT``, ``FLOCKER_CERT``
+   and ``FLOCKER_KEY``.
 
-A ``cluster.json`` holds ``control.api_url`` (``https://HOST:PORT``) and
-``certificates.ca``, ``certificates.user_cert``, ``certificates.user_key``
-(relative paths are relative to the file's directory).
+A ``cluster.json`` holds ``control.api_urls`` (a list of ``https://HOST:PORT``,
+one per control service instance) or, written by older labs,
+``control.api_url`` (one URL); and ``certificates.ca``,
+``certificates.user_cert``, ``certificates.user_key`` (relative paths are
+relative to the file's directory).
+
+With several instances the client sends each request to the one that
+answered last and moves on to the next when it cannot connect (see
+`flocker.apiclient.FlockerClient`).
 
 The certificate files are loaded here rather than with
 `flocker.ca.load_tls_files`, which wants them named ``cluster.crt`` and
@@ -38,17 +47,17 @@ from cryptography.hazmat.primitives import serialization
 from treq.client import HTTPClient
 from twisted.web.client import Agent
 
-from ..apiclient import DEFAULT_API_PORT, FlockerClient
+from ..apiclient import DEFAULT_API_PORT, FlockerClient, api_url, connect_timeout
 from ..ca import (
     CertificateAuthority,
     CertificateError,
     ClusterPolicyForHTTPS,
     Credential,
 )
+from ..common import parse_address
 from ._errors import EXIT_UNREACHABLE, EXIT_USAGE, CLIError
 
 __all__ = [
-    "CONNECT_TIMEOUT",
     "ENVIRONMENT",
     "REQUEST_TIMEOUT",
     "ClusterAddress",
@@ -57,8 +66,6 @@ __all__ = [
     "connect",
 ]
 
-#: Seconds to wait for a TCP connection to the control service.
-CONNECT_TIMEOUT = 10.0
 #: Seconds to wait for the control service to answer a request.
 REQUEST_TIMEOUT = 30.0
 
@@ -78,24 +85,38 @@ class ClusterAddress:
     """
     Where the control service's REST API is and what to present to it.
 
-    :ivar host: its host name or address, as its certificate names it.
-    :ivar port: its REST API port.
+    :ivar instances: each control service instance's ``(host, port)``: its
+        host name or address, as its certificate names it, and its REST
+        API port; at least one.
     :ivar cacert: the cluster CA certificate file.
     :ivar cert: the user certificate file.
     :ivar key: the user's private key file.
     """
 
-    host: str
-    port: int
+    instances: tuple[tuple[str, int], ...] = attrs.field(converter=tuple)
     cacert: str
     cert: str
     key: str
 
     @property
+    def host(self) -> str:
+        """The first instance's host."""
+        return self.instances[0][0]
+
+    @property
+    def port(self) -> int:
+        """The first instance's REST API port."""
+        return self.instances[0][1]
+
+    @property
+    def api_urls(self) -> tuple[str, ...]:
+        """``https://HOST:PORT`` of each instance."""
+        return tuple(api_url(host, port) for host, port in self.instances)
+
+    @property
     def api_url(self) -> str:
-        """``https://HOST:PORT``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"https://{host}:{self.port}"
+        """The first instance's ``https://HOST:PORT``."""
+        return self.api_urls[0]
 
 
 def add_connection_options(parser: Any, default: Any = None) -> None:
@@ -115,10 +136,15 @@ def add_connection_options(parser: Any, default: Any = None) -> None:
         help=f"a cluster.json (or its directory); default ${CLUSTER_ENVIRONMENT}",
     )
     group.add_argument(
+        "--control-host",
         "--control-service",
-        metavar="HOST",
+        dest="control_service",
+        metavar="HOST[:PORT]",
+        action="append",
         default=default,
-        help="the control service's address (as its certificate names it)",
+        help="a control service instance's address (as its certificate names "
+        "it), with its REST API port unless --control-port's; repeat it for "
+        "each instance: requests go to the next one when one cannot be reached",
     )
     # ``--port`` only before the command: ``apps deploy --port`` publishes
     # an application's port.
@@ -140,6 +166,29 @@ def add_connection_options(parser: Any, default: Any = None) -> None:
     )
 
 
+def _instances_of(control: dict[str, Any]) -> list[tuple[str, int]]:
+    """
+    The ``(host, port)`` of each URL a ``cluster.json``'s ``control`` lists:
+    ``api_urls``, else ``api_url``.
+
+    :raise ValueError: if there is none, or a URL names no host.
+    """
+    urls = control["api_urls"] if "api_urls" in control else [control["api_url"]]
+    if not isinstance(urls, list) or not urls:
+        raise ValueError("control.api_urls lists no URL")
+    instances = []
+    for url in urls:
+        api = urlsplit(url)
+        if not api.hostname:
+            raise _NoHost(url)
+        instances.append((api.hostname, api.port or DEFAULT_API_PORT))
+    return instances
+
+
+class _NoHost(ValueError):
+    """A ``cluster.json`` URL names no host."""
+
+
 def _read_cluster_file(path: str) -> dict[str, Any]:
     """The connection settings in a ``cluster.json`` (or a directory holding one)."""
     file = Path(path)
@@ -147,12 +196,8 @@ def _read_cluster_file(path: str) -> dict[str, Any]:
         file = file / "cluster.json"
     try:
         config = json.loads(file.read_text())
-        api = urlsplit(config["control"]["api_url"])
         certificates = config["certificates"]
-        settings: dict[str, Any] = {
-            "control_service": api.hostname,
-            "control_port": api.port or DEFAULT_API_PORT,
-        }
+        settings: dict[str, Any] = {"instances": _instances_of(config["control"])}
         for name, key in (("cacert", "ca"), ("cert", "user_cert"), ("key", "user_key")):
             settings[name] = str(file.parent / certificates[key])
     except FileNotFoundError:
@@ -163,17 +208,38 @@ def _read_cluster_file(path: str) -> dict[str, Any]:
         raise CLIError(
             f"cannot read cluster file {file}: {e.strerror}", EXIT_UNREACHABLE
         ) from None
+    except _NoHost as e:
+        raise CLIError(
+            f"cluster file {file} names no control service host in {e}",
+            EXIT_UNREACHABLE,
+        ) from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CLIError(
             f"cluster file {file} is not a Flocker cluster.json "
-            f"(control.api_url and certificates.ca/user_cert/user_key): {e!r}",
+            f"(control.api_urls or control.api_url, and "
+            f"certificates.ca/user_cert/user_key): {e!r}",
             EXIT_UNREACHABLE,
         ) from None
-    if not settings["control_service"]:
-        raise CLIError(
-            f"cluster file {file} names no control service host", EXIT_UNREACHABLE
-        )
     return settings
+
+
+def _port(text: Any) -> int:
+    """A REST API port from an option or the environment."""
+    try:
+        port = int(text)
+        if not 0 < port < 65536:
+            raise ValueError(port)
+    except ValueError:
+        raise CLIError(f"bad port {text!r}: not a TCP port number", EXIT_USAGE) from None
+    return port
+
+
+def _hosts(given: Any) -> list[str]:
+    """``--control-host`` values (a list) or ``FLOCKER_CONTROL_SERVICE`` (commas)."""
+    values = given if isinstance(given, list) else [given]
+    return [
+        part.strip() for value in values for part in str(value).split(",") if part.strip()
+    ]
 
 
 def cluster_address(options: Any, environ: Mapping[str, str]) -> ClusterAddress:
@@ -187,7 +253,7 @@ def cluster_address(options: Any, environ: Mapping[str, str]) -> ClusterAddress:
     cluster_file = getattr(options, "cluster", None)
     if cluster_file is None and given["control_service"] is None:
         cluster_file = environ.get(CLUSTER_ENVIRONMENT) or None
-    settings: dict[str, Any] = {"control_port": DEFAULT_API_PORT}
+    settings: dict[str, Any] = {}
     if cluster_file is not None:
         settings.update(_read_cluster_file(cluster_file))
     else:
@@ -199,10 +265,11 @@ def cluster_address(options: Any, environ: Mapping[str, str]) -> ClusterAddress:
             }
         )
     settings.update({name: value for name, value in given.items() if value is not None})
-    if "control_service" not in settings:
+    hosts = _hosts(settings.get("control_service", []))
+    if not hosts and "instances" not in settings:
         raise CLIError(
             "no cluster given: pass --cluster FILE, set FLOCKER_CLUSTER, or pass "
-            "--control-service HOST with --cacert, --cert and --key",
+            "--control-host HOST with --cacert, --cert and --key",
             EXIT_USAGE,
         )
     missing = [
@@ -210,21 +277,23 @@ def cluster_address(options: Any, environ: Mapping[str, str]) -> ClusterAddress:
     ]
     if missing:
         raise CLIError(
-            f"--control-service needs {', '.join(missing)} (or the environment "
+            f"--control-host needs {', '.join(missing)} (or the environment "
             f"variables {', '.join(ENVIRONMENT[m[2:]] for m in missing)})",
             EXIT_USAGE,
         )
-    try:
-        port = int(settings["control_port"])
-        if not 0 < port < 65536:
-            raise ValueError(port)
-    except ValueError:
-        raise CLIError(
-            f"bad port {settings['control_port']!r}: not a TCP port number", EXIT_USAGE
-        ) from None
+    port = _port(settings.get("control_port", DEFAULT_API_PORT))
+    if hosts:
+        try:
+            instances = [parse_address(host, port) for host in hosts]
+        except ValueError as e:
+            raise CLIError(f"bad --control-host {e}", EXIT_USAGE) from None
+    elif "control_port" in settings:
+        # --control-port given with a cluster file: every instance's port.
+        instances = [(host, port) for host, _ in settings["instances"]]
+    else:
+        instances = settings["instances"]
     return ClusterAddress(
-        host=str(settings["control_service"]),
-        port=port,
+        instances=instances,
         cacert=str(settings["cacert"]),
         cert=str(settings["cert"]),
         key=str(settings["key"]),
@@ -309,8 +378,8 @@ def connect(reactor: Any, address: ClusterAddress) -> FlockerClient:
     agent = Agent(
         reactor,
         contextFactory=ClusterPolicyForHTTPS(credential, authority),
-        connectTimeout=CONNECT_TIMEOUT,
+        connectTimeout=connect_timeout(len(address.instances)),
     )
     return FlockerClient(
-        _TimedHTTP(HTTPClient(agent), REQUEST_TIMEOUT), address.api_url
+        _TimedHTTP(HTTPClient(agent), REQUEST_TIMEOUT), address.api_urls
     )

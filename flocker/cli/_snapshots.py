@@ -11,8 +11,9 @@ request's id as ``rolled_back``.  A clone is a new dataset on the same
 node; ``--wait`` waits until it is mounted there.
 
 The REST API client has no methods for these requests: `api_request` makes
-them with the client's own HTTP client (``.http``, already using the user
-certificate and the request timeout) and ``.base_url``.
+them with the client's ``send`` (its own HTTP client, already using the
+user certificate and the request timeout, and moving on to the next
+control service instance as every request of the client does).
 """
 
 from __future__ import annotations
@@ -74,9 +75,8 @@ async def api_request(
         tool reports it as the control service refusing the request).
     """
     client = context.client
-    http = getattr(client, "http", None)
-    base_url = getattr(client, "base_url", None)
-    if http is None or base_url is None:
+    send = getattr(client, "send", None)
+    if send is None:
         raise CLIError(
             f"this REST API client ({type(client).__name__}) cannot make "
             f"{method} /v1{path} requests"
@@ -86,9 +86,7 @@ async def api_request(
     if body is not None:
         data = json.dumps(body).encode("utf-8")
         headers["content-type"] = ["application/json"]
-    response = await http.request(
-        method, f"{base_url}/v1{path}", data=data, headers=headers
-    )
+    response = await send(method, path, data, headers)
     content = await response.content()
     try:
         decoded = json.loads(content) if content else None

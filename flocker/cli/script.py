@@ -120,7 +120,7 @@ async def run(
         def client() -> IFlockerAPIV1Client:
             nonlocal api_url
             made = make_client(options)
-            api_url = getattr(made, "base_url", "")
+            api_url = ", ".join(getattr(made, "base_urls", ()))
             return made
 
         context = Context(

@@ -9,6 +9,7 @@ certificate directory.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -79,15 +80,19 @@ async def test_client_over_https(tmp_path: Path) -> None:
         await service.stopService()
 
 
-def _dead_port() -> int:
-    """A loopback port that nothing listens on (it refuses connections)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """
+    A loopback port that refuses connections: bound, not listening, and held
+    for the test, so that no other process on the machine can take it.
+    """
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield int(holder.getsockname()[1])
 
 
 @pytest_twisted.ensureDeferred
-async def test_client_answers_from_the_live_instance(tmp_path: Path) -> None:
+async def test_client_answers_from_the_live_instance(tmp_path: Path, dead_port: int) -> None:
     """
     Given a dead instance first and a live one second, the client's reads
     and writes are answered by the live one over mutual TLS.
@@ -112,7 +117,7 @@ async def test_client_answers_from_the_live_instance(tmp_path: Path) -> None:
         port = (await service.getServiceNamed("api").listening()).getHost().port
         client = FlockerClient.from_certificates(
             reactor,
-            [("127.0.0.1", _dead_port()), ("127.0.0.1", port)],
+            [("127.0.0.1", dead_port), ("127.0.0.1", port)],
             0,
             cluster.user_directories["alice"],
             "alice",

@@ -13,6 +13,7 @@ from flocker.ca.testtools import make_test_cluster_credentials
 from flocker.cli._command import common_options
 from flocker.cli._connect import cluster_address, connect, load_credentials
 from flocker.cli._errors import EXIT_UNREACHABLE, EXIT_USAGE, CLIError
+from flocker.cli.script import build_parser
 
 
 def options(*argv):
@@ -80,7 +81,7 @@ def test_options_override_cluster_file(tmp_path, credentials):
 
 
 def test_explicit_options():
-    """--control-service with the certificate options names the cluster alone."""
+    """--control-service (--control-host) with the certificate options names the cluster alone."""
     address = cluster_address(
         options(
             "--control-service",
@@ -197,6 +198,119 @@ def address_of(tmp_path, credentials, **changes):
         options("--cluster", str(cluster_file(tmp_path, credentials))), {}
     )
     return attrs.evolve(address, **changes)
+
+
+def certificate_options():
+    """The certificate options, with files that need not exist."""
+    return ("--cacert", "/ca", "--cert", "/c", "--key", "/k")
+
+
+def test_repeated_control_host():
+    """
+    --control-host repeats, once per control service instance, each with its
+    own port or --control-port's.
+    """
+    address = cluster_address(
+        options(
+            "--control-host",
+            "10.0.0.1",
+            "--control-host",
+            "10.0.0.2:4600",
+            "--control-service",
+            "[fd00::3]:4700",
+            "--control-host",
+            "fd00::4",
+            "--port",
+            "4555",
+            *certificate_options(),
+        ),
+        {},
+    )
+    assert address.api_urls == (
+        "https://10.0.0.1:4555",
+        "https://10.0.0.2:4600",
+        "https://[fd00::3]:4700",
+        "https://[fd00::4]:4555",
+    )
+    assert (address.host, address.port) == ("10.0.0.1", 4555)
+
+
+def test_repeated_control_host_after_the_command():
+    """--control-host given after the command repeats too."""
+    parsed = build_parser().parse_args(
+        ["nodes", "--control-host", "a", "--control-host", "b:1", *certificate_options()]
+    )
+    assert cluster_address(parsed, {}).api_urls == ("https://a:4523", "https://b:1")
+
+
+def test_environment_lists_instances():
+    """FLOCKER_CONTROL_SERVICE may list several instances, separated by commas."""
+    environ = {
+        "FLOCKER_CONTROL_SERVICE": "a, b:4600",
+        "FLOCKER_CACERT": "/ca",
+        "FLOCKER_CERT": "/c",
+        "FLOCKER_KEY": "/k",
+    }
+    assert cluster_address(options(), environ).api_urls == (
+        "https://a:4523",
+        "https://b:4600",
+    )
+
+
+@pytest.mark.parametrize("value", ["a:70000", "a:http", ":4523", "[fd00::1"])
+def test_bad_control_host(value):
+    """A --control-host that is not HOST[:PORT] is a usage error naming it."""
+    with pytest.raises(CLIError) as info:
+        cluster_address(options("--control-host", value, *certificate_options()), {})
+    assert info.value.code == EXIT_USAGE
+    assert "bad --control-host" in info.value.message and value in info.value.message
+
+
+def cluster_file_with_urls(tmp_path, credentials, urls):
+    """A cluster.json listing several API URLs (``control.api_urls``); its path."""
+    path = cluster_file(tmp_path, credentials)
+    document = json.loads(path.read_text())
+    document["control"] = {"api_urls": urls, "api_url": urls[0] if urls else ""}
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_cluster_file_lists_instances(tmp_path, credentials):
+    """A cluster.json's control.api_urls gives every instance, in order."""
+    urls = ["https://127.0.0.1:4600", "https://127.0.0.2:4601"]
+    path = cluster_file_with_urls(tmp_path, credentials, urls)
+    assert cluster_address(options("--cluster", str(path)), {}).api_urls == tuple(urls)
+    overridden = cluster_address(options("--cluster", str(path), "--port", "9"), {})
+    assert overridden.api_urls == ("https://127.0.0.1:9", "https://127.0.0.2:9")
+    chosen = cluster_address(
+        options("--cluster", str(path), "--control-host", "127.0.0.3"), {}
+    )
+    assert chosen.api_urls == ("https://127.0.0.3:4523",)
+
+
+@pytest.mark.parametrize(
+    ("urls", "says"),
+    [
+        ([], "is not a Flocker cluster.json"),
+        (["https://127.0.0.1:4600", "nohost"], "names no control service host"),
+    ],
+)
+def test_bad_cluster_file_instances(tmp_path, credentials, urls, says):
+    """An empty control.api_urls, or a URL without a host in it, is an exit-3 error."""
+    path = cluster_file_with_urls(tmp_path, credentials, urls)
+    with pytest.raises(CLIError) as info:
+        cluster_address(options("--cluster", str(path)), {})
+    assert says in info.value.message
+    assert info.value.code == EXIT_UNREACHABLE
+
+
+def test_connect_client_of_every_instance(tmp_path, credentials):
+    """`connect` gives a client of every instance the cluster file lists."""
+    urls = ["https://127.0.0.1:4600", "https://127.0.0.2:4601"]
+    path = cluster_file_with_urls(tmp_path, credentials, urls)
+    address = cluster_address(options("--cluster", str(path)), {})
+    client = connect(MemoryReactorClock(), address)
+    assert client.base_urls == tuple(urls)
 
 
 def test_load_credentials(tmp_path, credentials):
