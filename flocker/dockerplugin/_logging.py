@@ -74,7 +74,9 @@ STARTED = MessageType(
     [
         Field.for_types("socket", [str], "The unix socket Docker connects to."),
         NODE_UUID,
-        Field.for_types("control", [str], "The control service's host:port."),
+        Field.for_types(
+            "control", [str], "The control service instances' HOST:PORT, comma-separated."
+        ),
     ],
     "The Docker volume plugin started serving.",
 )

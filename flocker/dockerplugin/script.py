@@ -11,7 +11,11 @@ Usage::
 
     flocker-docker-plugin --control-host 10.0.0.1 --certificates-directory /etc/flocker
 
-(``--user`` defaults to ``plugin``, ``--plugin-name`` to ``flocker``.)
+(``--user`` defaults to ``plugin``, ``--plugin-name`` to ``flocker``.)  With
+several control service instances, ``--control-host`` is repeated, once per
+instance, as ``HOST`` or ``HOST:PORT`` (``--control-port`` is the port of
+those given without one); the plugin's requests go to the next instance
+when one cannot be connected to (see `flocker.apiclient.FlockerClient`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from flocker.ca import (
     load_credential,
     load_tls_files,
 )
-from flocker.common import start_daemon_logging
+from flocker.common import format_address, parse_address, start_daemon_logging
 
 from ._logging import STARTED
 from ._plugin import DEFAULT_MOUNT_TIMEOUT, VolumePlugin
@@ -102,8 +106,8 @@ class StartupError(Exception):
 class PluginOptions:
     """The checked command line."""
 
-    control_host: str
-    control_port: int
+    #: Each control service instance's ``(host, port)``, at least one.
+    control: tuple[tuple[str, int], ...]
     certificates_directory: str
     user: str
     node_uuid: UUID
@@ -128,13 +132,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve Flocker datasets as Docker volumes on this node.",
     )
     parser.add_argument(
-        "--control-host", required=True, help="the control service's address"
+        "--control-host",
+        required=True,
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a control service instance's address; repeat it for each instance",
     )
     parser.add_argument(
         "--control-port",
         type=int,
         default=DEFAULT_API_PORT,
-        help=f"the REST API port (default {DEFAULT_API_PORT})",
+        help=f"the REST API port of hosts given without one (default {DEFAULT_API_PORT})",
     )
     parser.add_argument(
         "--certificates-directory",
@@ -204,6 +212,12 @@ def check_options(argv: list[str]) -> PluginOptions:
     options = _parser().parse_args(argv)
     if not 0 < options.control_port < 65536:
         raise StartupError(f"--control-port: {options.control_port} is not a port")
+    try:
+        control = tuple(
+            parse_address(host, options.control_port) for host in options.control_host
+        )
+    except ValueError as error:
+        raise StartupError(f"--control-host: {error}") from None
     if not options.mount_timeout > 0:
         raise StartupError("--mount-timeout must be positive")
     if not _PLUGIN_NAME.match(options.plugin_name):
@@ -222,8 +236,7 @@ def check_options(argv: list[str]) -> PluginOptions:
         raise StartupError(f"cannot use the certificates: {error}") from None
     node_uuid = _node_uuid(options.node_uuid, options.certificates_directory)
     return PluginOptions(
-        control_host=options.control_host,
-        control_port=options.control_port,
+        control=control,
         certificates_directory=options.certificates_directory,
         user=options.user,
         node_uuid=node_uuid,
@@ -264,8 +277,8 @@ def build_plugin_service(reactor: Any, options: PluginOptions) -> MultiService:
     """Wire the plugin: the REST client, `VolumePlugin`, the unix socket server."""
     client = FlockerClient.from_certificates(
         reactor,
-        options.control_host,
-        options.control_port,
+        options.control,
+        DEFAULT_API_PORT,
         options.certificates_directory,
         options.user,
     )
@@ -312,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         STARTED.log(
             socket=options.socket_path,
             node_uuid=str(options.node_uuid),
-            control=f"{options.control_host}:{options.control_port}",
+            control=", ".join(format_address(h, p) for h, p in options.control),
         )
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
         await Deferred()

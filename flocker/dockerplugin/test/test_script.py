@@ -75,16 +75,14 @@ def test_defaults(certificates: Path) -> None:
     """Defaults: port 4523, user plugin, node from node.crt, /run/docker/plugins/flocker.sock."""
     options = check_options(_options(certificates))
     assert (
-        options.control_host,
-        options.control_port,
+        options.control,
         options.user,
         options.node_uuid,
         options.socket_path,
         options.mount_timeout,
         options.log_dir,
     ) == (
-        "10.0.0.1",
-        4523,
+        (("10.0.0.1", 4523),),
         "plugin",
         NODE,
         "/run/docker/plugins/flocker.sock",
@@ -109,13 +107,40 @@ def test_everything_given(certificates: Path, tmp_path: Path) -> None:
         )
     )  # fmt: skip
     assert (
-        options.control_port,
+        options.control,
         options.user,
         options.node_uuid,
         options.socket_path,
         options.log_dir,
         options.mount_timeout,
-    ) == (4600, "alice", other, f"{tmp_path}/flocker-n2.sock", f"{tmp_path}/logs", 30.0)
+    ) == ((("10.0.0.1", 4600),), "alice", other, f"{tmp_path}/flocker-n2.sock", f"{tmp_path}/logs", 30.0)
+
+
+def test_several_control_hosts(certificates: Path) -> None:
+    """
+    --control-host repeats, once per control service instance, as HOST or
+    HOST:PORT; --control-port is the port of those given without one.
+    """
+    options = check_options(
+        _options(
+            certificates,
+            "--control-host", "10.0.0.2:4700",
+            "--control-host", "[fd00::3]:4800",
+            "--control-port", "4600",
+        )
+    )  # fmt: skip
+    assert options.control == (
+        ("10.0.0.1", 4600),
+        ("10.0.0.2", 4700),
+        ("fd00::3", 4800),
+    )
+
+
+@pytest.mark.parametrize("host", ["10.0.0.2:0", "10.0.0.2:http", ":4523"])
+def test_bad_control_host(certificates: Path, host: str) -> None:
+    """A --control-host that is not HOST[:PORT] is refused, naming it."""
+    message = _refused(_options(certificates, "--control-host", host))
+    assert message.startswith("--control-host: ") and host in message
 
 
 def test_bad_node_uuid(certificates: Path) -> None:
@@ -250,8 +275,8 @@ def test_process_serves_socket(certificates: Path, tmp_path: Path) -> None:
         process = subprocess.Popen(
             [
                 sys.executable, "-m", "flocker.dockerplugin.script",
-                *_options(certificates, "--control-port", str(port)),
-                "--control-host", "127.0.0.1",
+                "--control-host", f"127.0.0.1:{port}",
+                "--certificates-directory", str(certificates),
                 "--socket-directory", str(tmp_path),
                 "--plugin-name", "test",
                 "--log-dir", str(tmp_path / "logs"),
