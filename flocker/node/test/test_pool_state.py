@@ -1,0 +1,68 @@
+"""
+Unit tests of the pool a dataset agent reports: its size and free room as the
+backend gives them, whether it is full, and the datasets too large for it.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from flocker.control import DeploymentState, PoolState
+from flocker.node._roles import MemoryRoles
+from flocker.node.datasets import DatasetDeployer, DatasetMover
+from flocker.node.test.test_datasets import DS, MIB, A, result
+from flocker.volume import IReportsPoolSpace, PoolSpace
+from flocker.volume.memory import MemoryVolumeBackend
+
+OTHER = "aaaaaaaa-0000-4000-8000-0000000000a2"
+
+
+@implementer(IReportsPoolSpace)
+class PoolBackend(MemoryVolumeBackend):
+    """An in-memory backend that says its pool has ``space``."""
+
+    space = PoolSpace(size=100 * MIB, free=50 * MIB)
+
+    def pool_space(self) -> Deferred[PoolSpace]:
+        """The space set on the class or the instance."""
+        return succeed(self.space)
+
+
+def reported_pool(backend: MemoryVolumeBackend) -> PoolState | None:
+    """The pool a deployer over ``backend`` reports after one discovery."""
+    roles = MemoryRoles()
+    deployer = DatasetDeployer(
+        A, "127.0.0.11", backend, roles, DatasetMover(backend, roles, lambda *a, **k: None)
+    )
+    local = result(deployer.discover_state(DeploymentState()))
+    return local.shared_state_changes().pool
+
+
+def test_pool_is_reported_with_the_datasets_too_large_for_it() -> None:
+    """
+    The pool's size and free room are reported as the backend gives them,
+    with the datasets whose maximum size is larger than the pool.
+    """
+    backend = PoolBackend()
+    result(backend.create(DS, maximum_size=200 * MIB))
+    result(backend.create(OTHER, maximum_size=10 * MIB))
+    assert reported_pool(backend) == PoolState(
+        size=100 * MIB, free=50 * MIB, full=False, oversized=[DS]
+    )
+
+
+def test_pool_with_less_than_a_hundredth_free_is_full() -> None:
+    """Less than 1% free (or less than 1 MiB, whichever is more) is full."""
+    backend = PoolBackend()
+    backend.space = PoolSpace(size=1000 * MIB, free=9 * MIB)
+    assert reported_pool(backend).full
+    backend.space = PoolSpace(size=1000 * MIB, free=11 * MIB)
+    assert not reported_pool(backend).full
+    backend.space = PoolSpace(size=50 * MIB, free=MIB // 2)
+    assert reported_pool(backend).full
+
+
+def test_a_backend_that_does_not_say_reports_no_pool() -> None:
+    """A backend without `IReportsPoolSpace` leaves the pool unknown."""
+    assert reported_pool(MemoryVolumeBackend()) is None
