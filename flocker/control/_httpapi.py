@@ -181,6 +181,12 @@ def _operation(name: str) -> Callable[[_OperationHandler], _OperationHandler]:
                         b"x-configuration-tag",
                         self._tag(stored).encode("ascii"),
                     )
+                    stale = self.configuration_service.stale_reason()
+                    if stale is not None:
+                        request.setHeader(
+                            b"x-configuration-stale",
+                            stale.encode("ascii", "replace"),
+                        )
                 return json_response(request, response.code, response.body)
 
             return Deferred.fromCoroutine(run())

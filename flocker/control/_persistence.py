@@ -361,6 +361,9 @@ class ConfigurationService:
 
     store: Any
     retries: int = 3
+    #: Why the configuration served may be behind the shared store's (the
+    #: store cannot be reached), or ``None``; set by whoever can tell.
+    stale_reason: Callable[[], str | None] = lambda: None
     _current: StoredConfiguration | None = attrs.field(default=None, init=False)
     _lock: DeferredLock = attrs.field(factory=DeferredLock, init=False)
     _subscribers: list[Subscriber] = attrs.field(factory=list, init=False)

@@ -89,6 +89,17 @@ class SharedClusterState(Service):
     _watch: Any = attrs.field(default=None, init=False)
     _loop: LoopingCall | None = attrs.field(default=None, init=False)
     _round: Deferred[None] | None = attrs.field(default=None, init=False)
+    _failing: tuple[float, str] | None = attrs.field(default=None, init=False)
+
+    def stale_reason(self) -> str | None:
+        """
+        Why this instance's picture may be behind the other instances' (its
+        last round with etcd failed), or ``None`` while etcd answers.
+        """
+        if self._failing is None:
+            return None
+        since, reason = self._failing
+        return f"etcd has not answered this control instance since {since:.0f}: {reason}"
 
     @property
     def _state_prefix(self) -> str:
@@ -191,7 +202,12 @@ class SharedClusterState(Service):
                     self._heard_dirty = True
                     raise
         except Exception as e:
-            SHARE_FAILED.log(instance=self.instance_id, reason=str(e) or repr(e))
+            reason = str(e) or repr(e)
+            if self._failing is None:
+                self._failing = (self.clock.seconds(), reason)
+            SHARE_FAILED.log(instance=self.instance_id, reason=reason)
+        else:
+            self._failing = None
 
     async def _keep_lease(self) -> None:
         now = self.clock.seconds()

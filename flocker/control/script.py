@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,6 +146,10 @@ class ControlOptions:
         or ``None`` for the embedded file store.
     :ivar import_path: with ``store``, a file store's configuration to copy
         into etcd (then exit), or ``None``.
+    :ivar instance_name: how this instance names itself to the others (in
+        the leadership key and the shared state, followed by a random part
+        so two instances never share an identity); empty: the host name
+        and the API port.
     """
 
     data_path: Path = Path("/var/lib/flocker")
@@ -160,6 +165,7 @@ class ControlOptions:
     fence_after: float = DEFAULT_FENCE_AFTER
     store: tuple[str, ...] | None = None
     import_path: Path | None = None
+    instance_name: str = ""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -275,6 +281,13 @@ def _parser() -> argparse.ArgumentParser:
         "control instance given the same URL (default: a file in --data-path)",
     )
     parser.add_argument(
+        "--instance-name",
+        metavar="NAME",
+        default="",
+        help="with --store: this instance's name among the control instances "
+        "(default: HOSTNAME:PORT)",
+    )
+    parser.add_argument(
         "--import",
         dest="import_path",
         metavar="FILE",
@@ -326,6 +339,7 @@ def parse_options(argv: Sequence[str]) -> ControlOptions:
         fence_after=namespace.fence_after,
         store=store,
         import_path=namespace.import_path,
+        instance_name=namespace.instance_name,
     )
 
 
@@ -393,8 +407,10 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     if etcd is None:
         leadership = AlwaysLeader(duties)
     else:
-        instance_id = str(uuid4())
+        name = options.instance_name or f"{socket.gethostname()}:{options.port}"
+        instance_id = f"{name}/{uuid4()}"
         sharing = SharedClusterState(reactor, etcd, cluster_state_service, instance_id)
+        configuration_service.stale_reason = sharing.stale_reason
         sharing.setName("shared-state")
         sharing.setServiceParent(service)
         leadership = Leadership(reactor, etcd, instance_id, duties)

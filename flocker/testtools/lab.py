@@ -61,6 +61,7 @@ be using them, and they are harmless.  Without root the nodes use
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -405,6 +406,7 @@ def start_control(cluster: dict[str, Any], index: int = 0) -> None:
             "--certificates-directory", control["certificates"],
             "--log-dir", control["log_dir"],
             "--listen-address", control["host"],
+            "--instance-name", f"control{index + 1}",
             *store,
             *_timing_options(cluster),
         ),
@@ -471,6 +473,76 @@ def start_etcd(cluster: dict[str, Any], members: int) -> None:
         if not _ours(member["pid"], member["started"]):
             raise LabError(f"etcd member {member['name']} exited: see {member['dir']}")
         _wait(lambda m=member: healthy(m["client_url"]), 30, f"etcd member {member['name']}")
+
+
+def _etcd_member(cluster: dict[str, Any], number: int) -> dict[str, Any]:
+    members = cluster.get("etcd", {}).get("members", [])
+    if not 1 <= number <= len(members):
+        raise LabError(f"no etcd member {number} in the cluster in {cluster['dir']}")
+    member: dict[str, Any] = members[number - 1]
+    return member
+
+
+def stop_etcd_member(directory: str, number: int) -> dict[str, Any]:
+    """SIGKILL etcd member ``number`` (1-based); its data directory stays."""
+    cluster = load(directory)
+    member = _etcd_member(cluster, number)
+    if _ours(member.get("pid"), member.get("started")):
+        os.killpg(member["pid"], signal.SIGKILL)
+    _wait(
+        lambda: not _ours(member.get("pid"), member.get("started")),
+        15,
+        f"etcd member {number} to exit",
+    )
+    return member
+
+
+def start_etcd_member(directory: str, number: int) -> dict[str, Any]:
+    """Start etcd member ``number`` again on its data (it rejoins the cluster)."""
+    cluster = load(directory)
+    member = _etcd_member(cluster, number)
+    if _ours(member.get("pid"), member.get("started")):
+        return member
+    log = os.path.join(member["dir"], "etcd.log")
+    command = member_command(
+        member["name"],
+        os.path.join(member["dir"], "data"),
+        member["client_url"],
+        member["peer_url"],
+        ",".join(f"{m['name']}={m['peer_url']}" for m in cluster["etcd"]["members"]),
+        "rejoin",  # ignored: the member's data names its cluster
+        log,
+    )
+    member["pid"] = _spawn(command, log + ".out", member_environment())
+    member["started"] = _start_time(member["pid"])
+    save(cluster)
+    return member
+
+
+def leader_instance(directory: str) -> int | None:
+    """
+    Which control instance (1-based) holds the leadership now, as etcd
+    says (``None``: none, or etcd cannot say).
+    """
+    cluster = load(directory)
+    key = base64.b64encode(b"/flocker/leader").decode()
+    for member in cluster.get("etcd", {}).get("members", []):
+        request = urllib.request.Request(
+            member["client_url"] + "/v3/kv/range",
+            data=json.dumps({"key": key}).encode(),
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as reply:
+                answer = json.loads(reply.read())
+        except (OSError, ValueError):
+            continue
+        for kv in answer.get("kvs", []):
+            name = base64.b64decode(kv["value"]).decode().split("/", 1)[0]
+            if name.startswith("control") and name[len("control") :].isdigit():
+                return int(name[len("control") :])
+        return None
+    return None
 
 
 def stop_control(directory: str, number: int, kill: bool = False) -> dict[str, Any]:

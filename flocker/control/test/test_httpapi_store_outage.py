@@ -46,3 +46,17 @@ def test_reads_still_answered() -> None:
     )
     [dataset] = api.request("GET", "/v1/configuration/datasets").body
     assert dataset["dataset_id"] == DATASET_PG
+
+
+def test_reads_marked_while_the_store_cannot_be_reached() -> None:
+    """
+    While the instance cannot reach etcd, reads carry X-Configuration-Stale
+    saying why; once it can, the header is gone.
+    """
+    api = APIHarness(UnreachableStore())
+    reason: list[str] = ["etcd has not answered this control instance since 5: refused"]
+    api.configuration.stale_reason = lambda: reason[0] if reason else None
+    result = api.request("GET", "/v1/configuration/datasets")
+    assert result.headers["x-configuration-stale"] == reason[0]
+    reason.clear()
+    assert "x-configuration-stale" not in api.request("GET", "/v1/configuration/datasets").headers

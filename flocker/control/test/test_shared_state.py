@@ -167,3 +167,25 @@ async def test_unreadable_shared_report_ignored(
         "/flocker/state/x/dataset",
         "/flocker/state/y/dataset",
     }
+
+
+@pytest_twisted.ensureDeferred
+async def test_stale_while_etcd_is_gone(etcd_cluster: EtcdCluster, client: EtcdClient) -> None:
+    """
+    An instance whose rounds with etcd fail says so (`stale_reason`), and
+    stops saying so once etcd answers again.
+    """
+    a = Instance(client, "a")
+    a.sharing.startService()
+    try:
+        a.state.update_node_state(NodeState(uuid=NODE_A, datasets={}), "dataset")
+        await eventually(lambda: a.sharing._round is None and not a.sharing._dirty)
+        assert a.sharing.stale_reason() is None
+        etcd_cluster.kill_member(0)
+        a.state.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS), "dataset")
+        reason = await eventually(a.sharing.stale_reason, what="the instance to notice")
+        assert "etcd has not answered" in reason
+        etcd_cluster.start_member(0)
+        await eventually(lambda: a.sharing.stale_reason() is None, what="etcd back")
+    finally:
+        await a.sharing.stopService()
