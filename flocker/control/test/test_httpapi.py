@@ -733,6 +733,64 @@ def test_schema_files_are_valid() -> None:
         assert op.method in ("GET", "POST", "DELETE")
 
 
+def test_every_path_parameter_has_its_schema() -> None:
+    """
+    The OpenAPI document gives each path parameter the schema of what it
+    names (a dataset id is a UUID, not any string), and declares 400 for
+    every operation with a body and 403 and 413 for every operation.
+    """
+    from flocker.control._httpschema import openapi_document
+
+    document = openapi_document("test")
+    schemas = document["components"]["schemas"]
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            names = re.findall(r"\{([a-z_]+)\}", path)
+            declared = {
+                p["name"]: p["schema"]["$ref"].rsplit("/", 1)[1]
+                for p in operation.get("parameters", [])
+                if p["in"] == "path"
+            }
+            assert set(declared) == set(names), (method, path)
+            assert all(d in schemas for d in declared.values()), (method, path)
+            if "dataset_id" in declared:
+                assert declared["dataset_id"] == "dataset_id"
+            codes = set(operation["responses"])
+            assert {"403", "413"} <= codes, (method, path)
+            if "requestBody" in operation:
+                assert "400" in codes, (method, path)
+
+
+def test_integral_numbers_with_a_fraction_are_integers(api: APIHarness) -> None:
+    """
+    A size written ``1048576.0`` or ``2e6`` is the integer JSON Schema
+    says it is: accepted, stored and answered as an int.
+    """
+    for written, size in (("1048576.0", MIB), ("2e6", 2_000_000)):
+        result = api.request(
+            "POST",
+            "/v1/configuration/datasets",
+            raw=f'{{"primary": "{NODE_A}", "maximum_size": {written}}}'.encode(),
+        )
+        assert result.code == 201, result
+        assert result.body["maximum_size"] == size
+        stored = api.stored().deployment.get_dataset(result.body["dataset_id"])[0]
+        assert type(stored.maximum_size) is int and stored.maximum_size == size
+
+
+@pytest.mark.parametrize("value", [NODE_A + "\n", "web\n"])
+def test_a_pattern_ends_at_the_end_of_the_string(api: APIHarness, value: str) -> None:
+    """
+    A value that matches a pattern only before a final newline (Python's
+    ``$``, not JSON Schema's) breaks the schema: 400 naming the field.
+    """
+    field = "node_uuid" if value.startswith(NODE_A) else "name"
+    body = {"node_uuid": NODE_A, "name": "web", "image": "busybox", field: value}
+    description = api.refused(400, "POST", "/v1/configuration/containers", body)
+    assert description.startswith(f"{field}: ") and "expected format" in description
+    assert api.request("GET", "/v1/configuration/containers").body == []
+
+
 # --------------------------------------------------------------------------
 # compatibility with the original Flocker v1 API
 
