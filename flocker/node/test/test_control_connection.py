@@ -17,12 +17,27 @@ from twisted.python.failure import Failure
 
 from flocker.ca import load_tls_files
 from flocker.ca.testtools import make_test_cluster_credentials
+from flocker.control import (
+    AgentAMPClient,
+    ClusterStateService,
+    ConfigurationService,
+    MemoryConfigurationStore,
+)
+from flocker.control._protocol import ControlAMPService
 from flocker.control._protocol_agent import CONNECT_TIMEOUT
+from flocker.control.test.test_protocol import (
+    EXPIRATION,
+    NODE_A,
+    Control,
+    connect,
+    identify,
+)
 from flocker.node._control_connection import (
     ControlAddress,
     RoundRobinEndpoint,
     control_endpoint,
 )
+from flocker.node._fence import Fence, keepalive_interval
 from flocker.node._logging import CONTROL_CONNECT
 
 A = ControlAddress(host="127.0.0.1", port=4524)
@@ -174,3 +189,44 @@ def test_connections_leave_from_the_node_address(tmp_path: Any) -> None:
         ("127.0.0.1", 4524, CONNECT_TIMEOUT, ("127.0.0.11", 0)),
         ("127.0.0.1", 4525, CONNECT_TIMEOUT, ("127.0.0.11", 0)),
     ]
+
+
+def _control(clock: Clock) -> Control:
+    """A control service instance (its own configuration and state) on ``clock``."""
+    configuration = ConfigurationService(MemoryConfigurationStore())
+    configuration.load()
+    state = ClusterStateService(clock, expiration=EXPIRATION)
+    service = ControlAMPService(clock, configuration, state, identify=identify)
+    service.startService()
+    return Control(clock, configuration, state, service)
+
+
+def test_a_fence_raised_with_one_instance_comes_down_with_the_next_push() -> None:
+    """
+    The fence measures silence whatever the instance: when instance A falls
+    silent the fence goes up, and it comes down when the connection the
+    agent moved to, on instance B, pushes a configuration.
+    """
+    clock = Clock()
+    first, second = _control(clock), _control(clock)
+    fence_after = 10.0
+    holder: dict[str, Fence] = {}
+    client = AgentAMPClient(
+        clock,
+        None,  # type: ignore[arg-type]
+        "dataset",
+        lambda configuration, state: holder["fence"].configuration_pushed(),
+        keepalive_interval=keepalive_interval(fence_after),
+        heard=lambda: holder["fence"].heard(),
+    )
+    holder["fence"] = Fence(clock, fence_after, connected=lambda: client.is_connected)
+    holder["fence"].startService()
+    connection = connect(first, NODE_A, client=client)
+    for _ in range(4):  # A answers nothing any more
+        clock.advance(keepalive_interval(fence_after))
+    assert holder["fence"].is_up
+    connection.pump.flush()  # the unanswered keep-alive dropped the connection
+    assert not client.is_connected
+    connect(second, NODE_A, client=client)
+    assert client.is_connected
+    assert not holder["fence"].is_up
