@@ -12,12 +12,16 @@ the first change; a re-run with the same files changes nothing.
 The control service is given by a cluster file (``--cluster FILE``, or the
 ``FLOCKER_CLUSTER`` environment variable), as the local cluster writes it::
 
-    {"control": {"api_url": "https://HOST:PORT"},
+    {"control": {"api_urls": ["https://HOST:PORT", …]},
      "certificates": {"ca": "cluster.crt", "user_cert": "user.crt",
                       "user_key": "user.key"}}
 
-(relative paths are relative to the file), and/or by ``--control-service
-HOST --port N --cacert FILE --cert FILE --key FILE``, which override it.
+(relative paths are relative to the file; ``api_urls`` lists every control
+service instance, and requests go to the next one when one cannot be
+connected to; an older file's ``"api_url": "https://HOST:PORT"`` names
+one), and/or by ``--control-service HOST --port N --cacert FILE --cert FILE
+--key FILE``, which override it (``--control-service`` or ``--port``: that
+one instance only).
 
 Exit status: 0 the configuration matches the files; 1 a file (or the
 cluster's state) does not allow the deployment, nothing changed; 2 the
@@ -45,6 +49,8 @@ from ..apiclient import (
     FlockerAPIError,
     FlockerClient,
     IFlockerAPIV1Client,
+    api_url,
+    connect_timeout,
 )
 from ..ca import CertificateAuthority, ClusterPolicyForHTTPS, Credential
 from ._checks import load_yaml
@@ -105,6 +111,9 @@ class _Connection:
     cacert: str
     cert: str
     key: str
+    #: The other control service instances' ``(host, port)``, tried when
+    #: the first cannot be connected to.
+    others: tuple[tuple[str, int], ...] = ()
 
 
 def _read(path: str) -> str:
@@ -205,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
         "--cluster",
         metavar="FILE",
         default=os.environ.get("FLOCKER_CLUSTER"),
-        help="cluster.json with control.api_url and certificates "
+        help="cluster.json with control.api_urls and certificates "
         "(default: $FLOCKER_CLUSTER)",
     )
     parser.add_argument("--control-service", metavar="HOST")
@@ -220,12 +229,19 @@ def _cluster_file(path: str) -> dict[str, Any]:
     """``--cluster``'s settings, paths made absolute."""
     try:
         document = json.loads(_read(path))
-        url = urlsplit(document["control"]["api_url"])
+        control = document["control"]
+        listed = control["api_urls"] if "api_urls" in control else [control["api_url"]]
+        if not listed:
+            raise ValueError("control.api_urls lists no URL")
+        urls = [urlsplit(url) for url in listed]
         certificates = document["certificates"]
         base = os.path.dirname(os.path.abspath(path))
         settings: dict[str, Any] = {
-            "host": url.hostname,
-            "port": url.port or DEFAULT_API_PORT,
+            "host": urls[0].hostname,
+            "port": urls[0].port or DEFAULT_API_PORT,
+            "others": tuple(
+                (str(url.hostname), url.port or DEFAULT_API_PORT) for url in urls[1:]
+            ),
         }
         for name, key in (("cacert", "ca"), ("cert", "user_cert"), ("key", "user_key")):
             settings[name] = os.path.join(base, certificates[key])
@@ -233,7 +249,7 @@ def _cluster_file(path: str) -> dict[str, Any]:
         raise ConfigurationError(f"{path}: not a cluster file: {e}") from None
     except (KeyError, TypeError, AttributeError) as e:
         raise ConfigurationError(
-            f"{path}: not a cluster file: missing control.api_url or "
+            f"{path}: not a cluster file: missing control.api_urls (or api_url) or "
             f"certificates ({e})"
         ) from None
     return settings
@@ -251,6 +267,8 @@ def _connection(arguments: argparse.Namespace) -> _Connection:
         "cert": arguments.cert,
         "key": arguments.key,
     }
+    if arguments.control_service is not None or arguments.port is not None:
+        settings["others"] = ()
     settings.update({k: v for k, v in given.items() if v is not None})
     missing = [
         option
@@ -301,9 +319,10 @@ def _client(reactor: Any, connection: _Connection, tls: Any) -> FlockerClient:
     from treq.client import HTTPClient
     from twisted.web.client import Agent
 
-    agent = Agent(reactor, contextFactory=tls, connectTimeout=CONNECT_TIMEOUT)
-    host = f"[{connection.host}]" if ":" in connection.host else connection.host
-    return FlockerClient(HTTPClient(agent), f"https://{host}:{connection.port}")
+    instances = [(connection.host, connection.port), *connection.others]
+    timeout = CONNECT_TIMEOUT if len(instances) == 1 else connect_timeout(len(instances))
+    agent = Agent(reactor, contextFactory=tls, connectTimeout=timeout)
+    return FlockerClient(HTTPClient(agent), [api_url(h, p) for h, p in instances])
 
 
 def _exit(code: int, message: str) -> NoReturn:

@@ -7,12 +7,14 @@ one-line message for every failure before the cluster is contacted.
 import json
 
 import pytest
+from twisted.internet.testing import MemoryReactorClock
 
 from flocker.ca import create_api_certificate, initialize, load_authority
 from flocker.deploy import ConfigurationError
 from flocker.deploy.script import (
     EXIT_BAD_INPUT,
     EXIT_USAGE,
+    _client,
     _connection,
     _parser,
     _tls,
@@ -171,6 +173,31 @@ def test_environment_names_the_cluster_file(tmp_path, certificates, files, monke
     monkeypatch.setenv("FLOCKER_CLUSTER", str(cluster_file(tmp_path, certificates)))
     connection = _connection(_parser().parse_args([*files, "--port", "4700"]))
     assert (connection.host, connection.port) == ("127.0.0.1", 4700)
+
+
+def test_cluster_file_lists_instances(tmp_path, certificates, files):
+    """
+    A cluster file's control.api_urls gives every control service instance;
+    --port (or --control-service) keeps only the one it names.
+    """
+    path = cluster_file(tmp_path, certificates)
+    document = json.loads(path.read_text())
+    document["control"] = {
+        "api_urls": ["https://127.0.0.1:4600", "https://[fd00::2]:4601"]
+    }
+    path.write_text(json.dumps(document))
+    connection = _connection(_parser().parse_args([*files, "--cluster", str(path)]))
+    assert (connection.host, connection.port, connection.others) == (
+        "127.0.0.1",
+        4600,
+        (("fd00::2", 4601),),
+    )
+    client = _client(MemoryReactorClock(), connection, _tls(connection))
+    assert client.base_urls == ("https://127.0.0.1:4600", "https://[fd00::2]:4601")
+    alone = _connection(
+        _parser().parse_args([*files, "--cluster", str(path), "--port", "4700"])
+    )
+    assert (alone.host, alone.port, alone.others) == ("127.0.0.1", 4700, ())
 
 
 def test_not_a_cluster_file(tmp_path, files, capsys):
