@@ -36,7 +36,7 @@ The certificate files are loaded here rather than with
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +80,11 @@ ENVIRONMENT = {
 CLUSTER_ENVIRONMENT = "FLOCKER_CLUSTER"
 
 
+def _instances(instances: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    """The instances as a tuple."""
+    return tuple(instances)
+
+
 @attrs.frozen
 class ClusterAddress:
     """
@@ -93,7 +98,7 @@ class ClusterAddress:
     :ivar key: the user's private key file.
     """
 
-    instances: tuple[tuple[str, int], ...] = attrs.field(converter=tuple)
+    instances: tuple[tuple[str, int], ...] = attrs.field(converter=_instances)
     cacert: str
     cert: str
     key: str

@@ -68,6 +68,13 @@ class ControlAddress(PClass):
         return format_address(self.host, self.port)
 
 
+def _endpoints(
+    endpoints: Sequence[tuple[ControlAddress, IStreamClientEndpoint]],
+) -> tuple[tuple[ControlAddress, IStreamClientEndpoint], ...]:
+    """The instances as a tuple."""
+    return tuple(endpoints)
+
+
 @implementer(IStreamClientEndpoint)
 @attrs.define(eq=False)
 class RoundRobinEndpoint:
@@ -79,8 +86,8 @@ class RoundRobinEndpoint:
     :ivar agent: ``"dataset"`` or ``"container"`` (for the log).
     """
 
-    endpoints: Sequence[tuple[ControlAddress, IStreamClientEndpoint]] = attrs.field(
-        converter=tuple
+    endpoints: tuple[tuple[ControlAddress, IStreamClientEndpoint], ...] = attrs.field(
+        converter=_endpoints
     )
     agent: str = "dataset"
     _next: int = attrs.field(default=0, init=False)
