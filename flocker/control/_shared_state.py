@@ -90,6 +90,27 @@ class SharedClusterState(Service):
     _loop: LoopingCall | None = attrs.field(default=None, init=False)
     _round: Deferred[None] | None = attrs.field(default=None, init=False)
     _failing: tuple[float, str] | None = attrs.field(default=None, init=False)
+    _holders: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
+
+    @property
+    def lease(self) -> int | None:
+        """The etcd lease of this instance (``None`` until granted)."""
+        return self._lease
+
+    def instance_of(self, node_uuid: str, agent_kind: str) -> str | None:
+        """
+        The instance the node's agent of ``agent_kind`` last reported to, as
+        far as this instance knows (``None``: none that still runs).
+        """
+        return self._holders.get((node_uuid, agent_kind))
+
+    def nodes_held_elsewhere(self, agent_kind: str) -> list[str]:
+        """The nodes whose agent of ``agent_kind`` last reported to another instance."""
+        return sorted(
+            node
+            for (node, kind), holder in self._holders.items()
+            if kind == agent_kind and holder != self.instance_id
+        )
 
     def stale_reason(self) -> str | None:
         """
@@ -150,6 +171,7 @@ class SharedClusterState(Service):
 
     def _reported(self, state: NodeState, agent_kind: str | None) -> None:
         kind = agent_kind or "unknown"
+        self._holders[(state.uuid, kind)] = self.instance_id
         document = {
             "instance": self.instance_id,
             "state": node_state_to_json(state),
@@ -264,6 +286,13 @@ class SharedClusterState(Service):
     def _event(self, event: Any) -> None:
         if event.type is EventType.PUT:
             self._merge(event.kv.key, event.kv.value)
+        elif event.kv.key.startswith(self._heard_prefix):
+            # That instance is gone (its lease expired or was revoked): none
+            # of the agents it held is reachable through it any more.
+            gone = event.kv.key[len(self._heard_prefix) :]
+            for key, holder in list(self._holders.items()):
+                if holder == gone:
+                    del self._holders[key]
 
     def _merge(self, key: str, value: bytes) -> None:
         if not (key.startswith(self._state_prefix) or key.startswith(self._heard_prefix)):
@@ -279,6 +308,7 @@ class SharedClusterState(Service):
                 own = tuple(key[len(self._state_prefix) :].split("/", 1))
                 self._own.pop(own, None)  # type: ignore[call-overload]
                 self._dirty.discard(own)  # type: ignore[arg-type]
+                self._holders[own] = document["instance"]  # type: ignore[index]
                 self.cluster_state.apply_shared_state(state)
             else:
                 for node, kinds in document["heard"].items():

@@ -77,7 +77,15 @@ def gather_transfers(
         consumeErrors=True,
     )
 
-    def gathered(results: list[tuple[bool, Any]]) -> GatheredTransfers:
+    # With several control instances (`flocker.control._relay.AgentRelay`),
+    # the agents connected to the others are asked through them, at once.
+    remote = getattr(agents, "remote_transfers", None)
+    elsewhere: Deferred[GatheredTransfers] | None = (
+        None if remote is None else remote(bound)
+    )
+
+    async def gathered() -> GatheredTransfers:
+        results = await answers
         transfers = []
         unanswered = []
         for (node_uuid, _), (ok, value) in zip(asked, results, strict=True):
@@ -85,7 +93,11 @@ def gather_transfers(
                 transfers.extend(value)
             else:
                 unanswered.append(node_uuid)
+        if elsewhere is not None:
+            other = await elsewhere
+            transfers.extend(other.transfers)
+            unanswered.extend(other.unanswered)
         transfers.sort(key=lambda t: (t["dataset_id"], t["node_uuid"]))
-        return GatheredTransfers(transfers=transfers, unanswered=unanswered)
+        return GatheredTransfers(transfers=transfers, unanswered=sorted(unanswered))
 
-    return answers.addCallback(gathered)
+    return Deferred.fromCoroutine(gathered())

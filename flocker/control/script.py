@@ -87,6 +87,7 @@ from ._persistence import (
     FileConfigurationStore,
 )
 from ._protocol import FENCE_MARGIN, ControlAMPService
+from ._relay import AgentRelay
 from ._shared_state import SharedClusterState
 from .httpapi import DEFAULT_FAILOVER_AFTER, create_api_service
 
@@ -353,7 +354,8 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     (the REST API service), ``"leadership"`` (an `AlwaysLeader` with the file
     store, a `Leadership` with etcd) whose ``duties`` are the singleton
     duties of `build_duties` (``"failover"``, the `AutomaticFailover`, among
-    them) and, with etcd, ``"shared-state"`` (the `SharedClusterState`).
+    them) and, with etcd, ``"shared-state"`` (the `SharedClusterState`) and
+    ``"relay"`` (the `AgentRelay` the REST API reaches agents through).
 
     :raise CertificateError: the certificates are missing or unusable.
     """
@@ -384,6 +386,21 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     )
     agents.setName("agents")
     agents.setServiceParent(service)
+    # What the REST layer asks the agents through: with etcd, an agent
+    # connected to another instance is asked through it.
+    reach: Any = agents
+    sharing: SharedClusterState | None = None
+    instance_id = ""
+    if etcd is not None:
+        name = options.instance_name or f"{socket.gethostname()}:{options.port}"
+        instance_id = f"{name}/{uuid4()}"
+        sharing = SharedClusterState(reactor, etcd, cluster_state_service, instance_id)
+        configuration_service.stale_reason = sharing.stale_reason
+        sharing.setName("shared-state")
+        sharing.setServiceParent(service)
+        reach = AgentRelay(reactor, etcd, instance_id, agents, sharing)
+        reach.setName("relay")
+        reach.setServiceParent(service)
     api_endpoint: Any = options.port
     if options.listen_address:
         api_endpoint = f"tcp:{options.port}:interface={options.listen_address}"
@@ -393,7 +410,7 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
         cluster_state_service,
         api_endpoint,
         context,
-        agents,
+        reach,
         options.failover_after,
         cluster_uuid=identify_certificate(tls.credential.certificate).cluster_uuid,
         duties=False,
@@ -407,12 +424,6 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     if etcd is None:
         leadership = AlwaysLeader(duties)
     else:
-        name = options.instance_name or f"{socket.gethostname()}:{options.port}"
-        instance_id = f"{name}/{uuid4()}"
-        sharing = SharedClusterState(reactor, etcd, cluster_state_service, instance_id)
-        configuration_service.stale_reason = sharing.stale_reason
-        sharing.setName("shared-state")
-        sharing.setServiceParent(service)
         leadership = Leadership(reactor, etcd, instance_id, duties)
     leadership.setName("leadership")
     leadership.setServiceParent(service)

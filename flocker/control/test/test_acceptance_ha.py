@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,8 +106,8 @@ def test_move_requested_through_one_instance_while_agents_use_another(
 ) -> None:
     """
     The agents connect to the first instance; a dataset created through the
-    second and moved through the third gets where it was sent, and every
-    instance's state says so.
+    second, snapshotted through the third and moved through the third gets
+    where it was sent, and every instance's state says so.
     """
     urls = lab.api_urls(ha_cluster)
     first, second = (node["uuid"] for node in ha_cluster["nodes"])
@@ -130,6 +131,24 @@ def test_move_requested_through_one_instance_while_agents_use_another(
         return True
 
     wait_for(lambda: held_by(first), 120, "the dataset on the first node")
+    # Requests that need the node's agent itself reach it through the
+    # instance it is connected to.
+    status, _, snapshot = call(
+        ha_cluster,
+        urls[2],
+        "POST",
+        f"/v1/datasets/{dataset_id}/snapshots",
+        {"name": "through-another-instance"},
+    )
+    assert status == 201, snapshot
+    status, _, listed = call(ha_cluster, urls[1], "GET", f"/v1/datasets/{dataset_id}/snapshots")
+    assert status == 200, listed
+    assert "through-another-instance" in [s["name"] for s in listed]
+    third_log = Path(lab.controls(ha_cluster)[2]["log_dir"], "flocker-control.log")
+    assert '"flocker:control:relay:ask"' in third_log.read_text()
+    status, headers, _ = call(ha_cluster, urls[2], "GET", "/v1/state/transfers")
+    assert status == 200
+    assert "x-unanswered-nodes" not in {k.lower() for k in headers}
     status, _, moved = call(
         ha_cluster,
         urls[2],
