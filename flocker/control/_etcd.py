@@ -12,8 +12,10 @@ Rules:
 * **Every request has a deadline** (``timeout``, covering connection,
   answer and body).  A member that refuses, times out or answers "not
   available" (no leader, request timed out) is left for the next endpoint;
-  when every endpoint failed, `EtcdUnavailable` says which and why, after at
-  most ``len(endpoints) * timeout`` seconds.  The endpoint that answered
+  while a member answers "not now" (an election), rounds over the members go
+  on; `EtcdUnavailable` says which members and why, at once when every one
+  refused the connection, else after at most ``len(endpoints) * timeout``
+  seconds.  The endpoint that answered
   last is tried first next time.
 * **Writes whose outcome is unknown are checked, not guessed**: a
   conditional write (`EtcdClient.compare_and_put`, `EtcdClient.create`,
@@ -384,8 +386,12 @@ class EtcdClient:
     :param reactor: the reactor (for connections and deadlines).
     :param endpoints: the members' client URLs (``http://host:port``; see
         `parse_etcd_url`).
-    :param timeout: the deadline, in seconds, of one request to one member.
+    :param timeout: the deadline, in seconds, of one request to one member;
+        a call gives up after ``len(endpoints) * timeout`` seconds at most.
     """
+
+    #: The pause between two rounds over the members.
+    PAUSE = 0.1
 
     def __init__(
         self, reactor: IReactorTime, endpoints: list[str], timeout: float = 2.0
@@ -415,8 +421,10 @@ class EtcdClient:
         n = len(self.endpoints)
         return [(self._preferred + i) % n for i in range(n)]
 
-    async def _post_once(self, endpoint: str, path: str, body: dict[str, Any]) -> Any:
-        """One request to one member, within the deadline."""
+    async def _post_once(
+        self, endpoint: str, path: str, body: dict[str, Any], timeout: float
+    ) -> Any:
+        """One request to one member, within ``timeout`` seconds."""
 
         async def post() -> Any:
             response = await self._http.post(
@@ -430,14 +438,14 @@ class EtcdClient:
             return response.code, data
 
         d = Deferred.fromCoroutine(post())
-        d.addTimeout(self.timeout, self.reactor)  # type: ignore[arg-type]
+        d.addTimeout(timeout, self.reactor)  # type: ignore[arg-type]
         try:
             code, data = await d
         except _NOT_SENT as e:
             raise _MemberFailed(_describe(e), maybe_applied=False) from e
         except (DeferredTimeoutError, CancelledError) as e:
             raise _MemberFailed(
-                f"no answer within {self.timeout} s", maybe_applied=True
+                f"no answer within {timeout:g} s", maybe_applied=True
             ) from e
         except Exception as e:  # connection lost, reset, …
             raise _MemberFailed(_describe(e), maybe_applied=True) from e
@@ -461,22 +469,41 @@ class EtcdClient:
         """
         Send a request to the members in turn until one serves it.
 
+        Rounds over the members go on while some member is there but cannot
+        serve (an election in progress), until ``len(endpoints) * timeout``
+        seconds have passed; a round in which every member refused the
+        connection ends it at once.
+
         :return: the answer and whether an earlier member may have applied
             the request too.
         """
+        deadline = self.reactor.seconds() + self.timeout * len(self.endpoints)
         maybe_applied = False
         reason = "no endpoint tried"
-        for i in self._order():
-            endpoint = self.endpoints[i]
-            try:
-                answer = await self._post_once(endpoint, path, body)
-            except _MemberFailed as e:
-                maybe_applied = maybe_applied or e.maybe_applied
-                reason = f"{endpoint}: {e.reason}"
-                ENDPOINT_FAILED.log(endpoint=endpoint, request=path, reason=e.reason)
-                continue
-            self._preferred = i
-            return answer, maybe_applied
+        while True:
+            someone_there = False
+            for i in self._order():
+                remaining = deadline - self.reactor.seconds()
+                if remaining <= 0:
+                    break
+                endpoint = self.endpoints[i]
+                try:
+                    answer = await self._post_once(
+                        endpoint, path, body, min(self.timeout, remaining)
+                    )
+                except _MemberFailed as e:
+                    maybe_applied = maybe_applied or e.maybe_applied
+                    someone_there = someone_there or e.maybe_applied
+                    reason = f"{endpoint}: {e.reason}"
+                    ENDPOINT_FAILED.log(
+                        endpoint=endpoint, request=path, reason=e.reason
+                    )
+                    continue
+                self._preferred = i
+                return answer, maybe_applied
+            if not someone_there or deadline - self.reactor.seconds() <= self.PAUSE:
+                break
+            await deferLater(self.reactor, self.PAUSE)  # type: ignore[arg-type]
         UNAVAILABLE.log(endpoints=",".join(self.endpoints), request=path, reason=reason)
         raise EtcdUnavailable(self.endpoints, reason)
 

@@ -42,7 +42,13 @@ from eliot import Field, MessageType, start_action
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from ._etcd import EtcdClient, EventType, KeyValue, WatchEvent
+from ._etcd import (
+    WATCH_CALLBACK_FAILED,
+    EtcdClient,
+    EventType,
+    KeyValue,
+    WatchEvent,
+)
 from ._logging import LOAD_CONFIGURATION, SAVE_CONFIGURATION
 from ._model import Deployment
 from ._persistence import (
@@ -337,7 +343,10 @@ class _ConfigurationWatch:
         except ConfigurationCorrupt as e:
             WATCHED_CONFIGURATION_CORRUPT.log(store=self._store.where, reason=str(e))
             return
-        self._callback(stored)
+        try:
+            self._callback(stored)
+        except Exception as e:  # the watch goes on for the next change
+            WATCH_CALLBACK_FAILED.log(key=self._store.key, reason=repr(e))
 
 
 def import_configuration(

@@ -28,6 +28,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["EtcdCluster", "EtcdNotAvailable", "etcd_available"]
@@ -58,9 +59,25 @@ def etcd_available() -> str | None:
 
 def _free_port() -> int:
     """A TCP port nothing listens on at 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return _free_ports(1)[0]
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` different TCP ports nothing listens on at 127.0.0.1 right now."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class _PortTaken(Exception):
+    """A member could not listen: another process took its port meanwhile."""
 
 
 def _die_with_parent() -> None:
@@ -82,11 +99,13 @@ def _environment() -> dict[str, str]:
 class _Member:
     """One member's name, ports, directory and (while running) process."""
 
-    def __init__(self, name: str, directory: Path) -> None:
+    def __init__(
+        self, name: str, directory: Path, client_port: int, peer_port: int
+    ) -> None:
         self.name = name
         self.directory = directory
-        self.client_port = _free_port()
-        self.peer_port = _free_port()
+        self.client_port = client_port
+        self.peer_port = peer_port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -113,6 +132,9 @@ class EtcdCluster:
     """
     A running etcd cluster of ``members`` real processes on 127.0.0.1.
 
+    If another process takes one of the ports picked before a member
+    listens on it, the cluster is started again on other ports.
+
     :ivar endpoints: each member's client URL (``http://127.0.0.1:PORT``),
         in member order, whether it is running or not.
     :ivar url: the ``etcd://host:port,…`` form of all the endpoints, as
@@ -128,20 +150,36 @@ class EtcdCluster:
             raise EtcdNotAvailable(problem)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._members = [
-            _Member(f"m{i}", self.directory / f"m{i}") for i in range(members)
-        ]
-        self._initial_cluster = ",".join(
-            f"{m.name}={m.peer_url}" for m in self._members
-        )
-        try:
-            for i in range(members):
-                self._spawn(i)
-            for i in range(members):
-                self._wait_healthy(i)
-        except BaseException:
-            self.stop()
-            raise
+        self._members: list[_Member] = []
+        for attempt in range(self.START_ATTEMPTS):
+            ports = _free_ports(2 * members)
+            self._members = [
+                _Member(
+                    f"m{i}",
+                    self.directory / f"{attempt}-m{i}",
+                    ports[2 * i],
+                    ports[2 * i + 1],
+                )
+                for i in range(members)
+            ]
+            self._initial_cluster = ",".join(
+                f"{m.name}={m.peer_url}" for m in self._members
+            )
+            try:
+                for i in range(members):
+                    self._spawn(i)
+                self._wait_healthy(range(members))
+                return
+            except _PortTaken:
+                self.stop()
+                if attempt == self.START_ATTEMPTS - 1:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+
+    #: How many times to pick ports and start, when ports were taken.
+    START_ATTEMPTS = 3
 
     @property
     def endpoints(self) -> list[str]:
@@ -186,22 +224,29 @@ class EtcdCluster:
         except (OSError, ValueError, urllib.error.URLError):
             return False
 
-    def _wait_healthy(self, i: int) -> None:
-        member = self._members[i]
+    def _wait_healthy(self, indexes: Iterable[int]) -> None:
+        """Wait until the given members are healthy; fail if any exits."""
+        waiting = [self._members[i] for i in indexes]
         deadline = time.monotonic() + START_TIMEOUT
-        while not self._healthy(member):
-            process = member.process
-            if process is not None and process.poll() is not None:
+        while waiting:
+            waiting = [m for m in waiting if not self._healthy(m)]
+            for member in self._members:
+                process = member.process
+                if process is None or process.poll() is None:
+                    continue
+                if "address already in use" in member.log_tail(50):
+                    raise _PortTaken(member.name)
                 raise RuntimeError(
                     f"etcd member {member.name} exited with {process.returncode} "
                     f"while starting:\n{member.log_tail()}"
                 )
-            if time.monotonic() > deadline:
+            if waiting and time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"etcd member {member.name} was not healthy within "
-                    f"{START_TIMEOUT} s:\n{member.log_tail()}"
+                    f"etcd member {waiting[0].name} was not healthy within "
+                    f"{START_TIMEOUT} s:\n{waiting[0].log_tail()}"
                 )
-            time.sleep(0.02)
+            if waiting:
+                time.sleep(0.02)
 
     def kill_member(self, i: int) -> None:
         """Kill member ``i`` with SIGKILL and reap it; its data stays."""
@@ -218,7 +263,7 @@ class EtcdCluster:
         if member.process is not None and member.process.poll() is None:
             raise RuntimeError(f"etcd member {member.name} is already running")
         self._spawn(i)
-        self._wait_healthy(i)
+        self._wait_healthy([i])
 
     def running(self, i: int) -> bool:
         """Whether member ``i``'s process is alive."""

@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+import treq
 from eliot.testing import LoggedMessage
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
 from ...testtools.etcd import EtcdCluster, _free_port
 from .._etcd import (
@@ -348,3 +351,87 @@ class TestFailures:
         finally:
             await client.close()
         assert [e.kv.value for e in events.events] == [b"0", b"1", b"2", b"3"]
+
+
+_JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
+
+
+class _ApplyThenHangUp(Resource):
+    """
+    An HTTP front for one etcd member that passes each request on, then
+    hangs up instead of answering: the request took effect, and its client
+    cannot know.
+    """
+
+    isLeaf = True
+
+    def __init__(self, member: str) -> None:
+        """Pass requests on to ``member``'s client URL."""
+        super().__init__()
+        self.member = member
+
+    def render_POST(self, request: Any) -> Any:  # noqa: N802
+        """Pass the request on, wait for the answer, and hang up."""
+        d = treq.post(
+            self.member + request.path.decode(),
+            data=request.content.read(),
+            headers=_JSON_HEADERS,
+            persistent=False,
+        )
+        d.addCallback(treq.content)
+        d.addBoth(lambda _: request.transport.abortConnection())
+        return NOT_DONE_YET
+
+
+@pytest.fixture
+def hanging_up_front(etcd_cluster: EtcdCluster) -> Any:
+    """The URL of an `_ApplyThenHangUp` before the cluster's member."""
+    site: Any = Site(_ApplyThenHangUp(etcd_cluster.endpoints[0]))
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    address: Any = port.getHost()
+    yield f"http://127.0.0.1:{address.port}"
+    pytest_twisted.blockon(port.stopListening())
+
+
+@pytest.mark.functional
+class TestUnknownOutcome:
+    """Conditional writes that a member applied but never confirmed."""
+
+    @pytest_twisted.ensureDeferred
+    async def test_unconfirmed_writes_checked(
+        self, etcd_cluster: EtcdCluster, hanging_up_front: str, eliot_logger: Any
+    ) -> None:
+        """
+        A conditional write applied by a member that then hung up counts as
+        done when the key holds what it wrote; one that was refused does not.
+        """
+        clients: list[EtcdClient] = []
+
+        def first_through_the_front() -> EtcdClient:
+            clients.append(
+                EtcdClient(reactor, [hanging_up_front, etcd_cluster.endpoints[0]])
+            )
+            return clients[-1]
+
+        try:
+            assert await first_through_the_front().create("/u", b"mine")
+            kv = await value_of(first_through_the_front(), "/u")
+            assert kv.value == b"mine"
+            assert not await first_through_the_front().compare_and_put(
+                "/u", b"not mine", kv.mod_revision - 1
+            )
+            assert await first_through_the_front().compare_and_put(
+                "/u", b"second", kv.mod_revision
+            )
+            kv = await value_of(first_through_the_front(), "/u")
+            assert kv.value == b"second"
+            assert not await first_through_the_front().delete_if(
+                "/u", kv.mod_revision - 1
+            )
+            assert await first_through_the_front().delete_if("/u", kv.mod_revision)
+            assert await first_through_the_front().get("/u") is None
+        finally:
+            for client in clients:
+                await client.close()
+        failed = LoggedMessage.of_type(eliot_logger.messages, ENDPOINT_FAILED)
+        assert {m.message["endpoint"] for m in failed} == {hanging_up_front}

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from eliot.testing import LoggedMessage
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.threadpool import ThreadPool
 
 from ...testtools.etcd import EtcdCluster, _free_port
-from .._etcd import EtcdClient, EtcdUnavailable
+from .._etcd import WATCH_CALLBACK_FAILED, EtcdClient, EtcdUnavailable
 from .._etcd_store import (
     ConfigurationAlreadyPresent,
     EtcdConfigurationStore,
@@ -217,6 +218,56 @@ class TestSharedStore:
             (first, example_deployment(1)),
             (first + 2, example_deployment(3)),
         ]
+
+    @pytest_twisted.ensureDeferred
+    async def test_watch_started_while_etcd_is_down(
+        self, etcd_cluster: EtcdCluster, make_client: Callable[..., EtcdClient]
+    ) -> None:
+        """A watch started while etcd is down passes on saves once it is back."""
+        writer = EtcdConfigurationStore(make_client(etcd_cluster.endpoints))
+        watched = EtcdConfigurationStore(
+            make_client(etcd_cluster.endpoints, timeout=0.5)
+        )
+        first = await writer.save(example_deployment(1), 0)
+        etcd_cluster.kill_member(0)
+        seen = _Seen()
+        stop = watched.watch(seen)
+        try:
+            with pytest.raises(EtcdUnavailable):
+                await guard(writer.load())  # the watch's first read failed too
+            etcd_cluster.start_member(0)
+            await seen.until(1)
+            second = await writer.save(example_deployment(2), first)
+            await seen.until(2)
+        finally:
+            stop()
+        assert [s.generation for s in seen.stored] == [first, second]
+
+    @pytest_twisted.ensureDeferred
+    async def test_failing_callback_does_not_end_watch(
+        self, stores: Any, eliot_logger: Any
+    ) -> None:
+        """A callback that raises is logged, and the next change still arrives."""
+        a, b = stores
+        seen = _Seen()
+
+        def callback(stored: StoredConfiguration) -> None:
+            seen(stored)
+            if stored.generation == 1:
+                raise RuntimeError("subscriber bug")
+
+        stop = a.watch(callback)
+        try:
+            await seen.until(1)
+            first = await b.save(example_deployment(1), 0)
+            await seen.until(2)
+            await b.save(example_deployment(2), first)
+            await seen.until(3)
+        finally:
+            stop()
+        assert [s.generation for s in seen.stored] == [0, 1, 2]
+        failed = LoggedMessage.of_type(eliot_logger.messages, WATCH_CALLBACK_FAILED)
+        assert ["subscriber bug" in m.message["reason"] for m in failed] == [True]
 
     @pytest_twisted.ensureDeferred
     async def test_stopped_watch_is_silent(self, stores: Any) -> None:
