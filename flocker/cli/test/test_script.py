@@ -7,12 +7,14 @@ options after the command, and the command group registry.
 from io import StringIO
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 
 from flocker import __version__
 from flocker.apiclient import (
     FakeFlockerClient,
+    FlockerClient,
 )
 from flocker.cli._errors import (
     EXIT_ERROR,
@@ -75,6 +77,27 @@ def test_unreachable(cluster):
 
     result = invoke(cluster, "nodes", make_client=refuse)
     assert_error(result, EXIT_UNREACHABLE, "key file /k does not exist")
+
+
+def test_no_instance_reachable_names_every_url(cluster):
+    """When no control service instance can be reached, the error names every URL."""
+
+    class Refusing:
+        """HTTP whose every connection is refused."""
+
+        def request(self, method, url, **kwargs):
+            return fail(ConnectionRefusedError("connection refused"))
+
+    result = invoke(
+        cluster,
+        "nodes",
+        make_client=lambda o: FlockerClient(Refusing(), ["https://a:1", "https://b:2"]),
+    )
+    assert_error(
+        result,
+        EXIT_UNREACHABLE,
+        "cannot reach the control service at https://a:1, https://b:2",
+    )
 
 
 def test_unexpected_error(cluster):
