@@ -47,8 +47,10 @@ from collections.abc import Callable
 from typing import Any
 
 import attr
+from eliot import write_failure
 from pyrsistent import PClass, field, pmap_field, pset_field, pvector_field
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from flocker.control import (
@@ -273,7 +275,12 @@ class DatasetDeployer:
                 self._recovered = True
             pool = None
             if IReportsPoolSpace.providedBy(self.backend):
-                pool = await self.backend.pool_space()
+                try:
+                    pool = await self.backend.pool_space()
+                except Exception:
+                    # The pool is then reported unknown; the datasets'
+                    # discovery says whether the backend works at all.
+                    write_failure(Failure())
             infos = await self.backend.list_datasets()
             # One listing per dataset, all at once: discovery time stays flat
             # as a node gains datasets.

@@ -670,8 +670,16 @@ class ZFSVolumeBackend:
                 used = number("used")
         total = used + number("available")
         quota = max(total - reserve_for(total), used)
-        await self._zfs("set", f"quota={quota}", self.pool_name)
-        await self._zfs("set", f"{RESERVE_PROPERTY}={total - quota}", self.pool_name)
+        try:
+            await self._zfs("set", f"quota={quota}", self.pool_name)
+            await self._zfs("set", f"{RESERVE_PROPERTY}={total - quota}", self.pool_name)
+        except CommandFailed as error:
+            # Never a reason to stop converging: the pool is only less safe.
+            ROOM_KEPT.log(
+                backend=_KIND, pool=self.pool_name, quota=None, reserve=0,
+                reason=f"could not set the quota: {error}",
+            )  # fmt: skip
+            return
         ROOM_KEPT.log(
             backend=_KIND, pool=self.pool_name, quota=quota, reserve=total - quota,
             reason="set a quota on the pool's top filesystem",

@@ -5,7 +5,11 @@ backend gives them, whether it is full, and the datasets too large for it.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, succeed
+from typing import Any
+
+from eliot.testing import capture_logging
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from flocker.control import DeploymentState, PoolState
@@ -66,3 +70,22 @@ def test_pool_with_less_than_a_hundredth_free_is_full() -> None:
 def test_a_backend_that_does_not_say_reports_no_pool() -> None:
     """A backend without `IReportsPoolSpace` leaves the pool unknown."""
     assert reported_pool(MemoryVolumeBackend()) is None
+
+
+
+class Broken(PoolBackend):
+    """A backend whose pool cannot be read."""
+
+    def pool_space(self) -> Deferred[PoolSpace]:
+        """Fail as a failing ``zfs get`` would."""
+        return fail(RuntimeError("zfs get failed"))
+
+
+class UnreadablePoolTests(SynchronousTestCase):
+    """A pool that cannot be read."""
+
+    @capture_logging(None)
+    def test_a_pool_that_cannot_be_read_does_not_stop_discovery(self, logger: Any) -> None:
+        """A failing `pool_space` is logged and leaves the pool unknown; discovery goes on."""
+        self.assertIsNone(reported_pool(Broken()))
+        logger.flush_tracebacks(RuntimeError)
