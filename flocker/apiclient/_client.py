@@ -169,6 +169,21 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _node(n: dict[str, Any]) -> Node:
+    """A `Node` from an entry of ``GET /v1/state/nodes``."""
+    failing = n.get("failing_changes") or []
+    last = n.get("last_converged")
+    return Node(
+        uuid=UUID(n["uuid"]),
+        host=n.get("host"),
+        fenced=[UUID(d) for d in n.get("fenced", [])],
+        last_converged=None if last is None else float(last),
+        failing_since=min((float(f["since"]) for f in failing), default=None),
+        failing=len(failing),
+        pool_full=bool((n.get("pool") or {}).get("full", False)),
+    )
+
+
 def _dataset_state(d: dict[str, Any]) -> DatasetState:
     return DatasetState(
         dataset_id=UUID(d["dataset_id"]),
@@ -621,14 +636,7 @@ class FlockerClient:
 
         async def run() -> list[Node]:
             body, _ = await self._request("GET", "/state/nodes", (200,))
-            return [
-                Node(
-                    uuid=UUID(n["uuid"]),
-                    host=n.get("host"),
-                    fenced=[UUID(d) for d in n.get("fenced", [])],
-                )
-                for n in body
-            ]
+            return [_node(n) for n in body]
 
         return self._run(run())
 

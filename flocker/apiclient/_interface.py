@@ -199,11 +199,23 @@ class Node(PClass):
     A node that reported its state; ``host`` is its address if known;
     ``fenced`` the datasets whose copies it reports fenced (it lost the
     control service and stopped exposing them), sorted.
+
+    :ivar last_converged: When its dataset agent last ended a pass in which
+        nothing failed (POSIX seconds), or ``None`` if unknown.
+    :ivar failing_since: When the earliest of the changes failing in its
+        dataset agent's latest pass began failing, or ``None``: nothing is
+        failing (or it is unknown).  The node is not converging since then.
+    :ivar failing: How many changes failed in that pass.
+    :ivar pool_full: Whether its pool is reported full.
     """
 
     uuid = field(type=UUID, mandatory=True)
     host = field(type=(str, type(None)), initial=None)
     fenced = pvector_field(UUID)
+    last_converged = field(type=(float, type(None)), initial=None)
+    failing_since = field(type=(float, type(None)), initial=None)
+    failing = field(type=int, initial=0)
+    pool_full = field(type=bool, initial=False)
 
 
 class Lease(PClass):

@@ -34,23 +34,27 @@ from ._fake_cluster import (
 
 
 def test_nodes_table(cluster):
-    """``flocker nodes`` shows each node's UUID, address, datasets and apps."""
+    """
+    ``flocker nodes`` shows each node's UUID, address, datasets and apps, and
+    whether it converges ("-": its dataset agent has not said).
+    """
     add_dataset(cluster)
     result = invoke(cluster, "nodes")
     assert result.code == EXIT_OK
     assert result.out.splitlines() == [
-        "NODE                                  ADDRESS   DATASETS  APPS",
-        f"{N1}  10.0.0.1  1         0",
-        f"{N2}  10.0.0.2  0         0",
+        "NODE                                  ADDRESS   DATASETS  APPS  STATE",
+        f"{N1}  10.0.0.1  1         0     -",
+        f"{N2}  10.0.0.2  0         0     -",
     ]
 
 
 def test_nodes_json(cluster):
     """``--json`` before or after the command prints the nodes as JSON."""
     add_dataset(cluster)
+    unknown = {"last_converged": None, "failing_changes": 0, "pool_full": False, "state": "-"}
     expected = [
-        {"uuid": str(N1), "address": "10.0.0.1", "datasets": 1, "apps": 0},
-        {"uuid": str(N2), "address": "10.0.0.2", "datasets": 0, "apps": 0},
+        {"uuid": str(N1), "address": "10.0.0.1", "datasets": 1, "apps": 0, **unknown},
+        {"uuid": str(N2), "address": "10.0.0.2", "datasets": 0, "apps": 0, **unknown},
     ]
     assert invoke(cluster, "--json", "nodes").json() == expected
     assert invoke(cluster, "nodes", "--json").json() == expected
