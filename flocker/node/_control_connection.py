@@ -12,6 +12,13 @@ back-off, at most 2 s, a fraction of a second after a connection that had
 succeeded — goes to the next instance; a single remaining live instance is
 reached again within one round.
 
+An instance that accepts the connection but says nothing (a stopped or
+wedged process: the kernel still completes TCP handshakes for it) is given
+up too: a connection on which nothing arrives within `ANSWER_TIMEOUT`
+seconds of its start (the TLS and version handshakes) is aborted, and the
+next attempt goes to the next instance.  Once anything arrived, the agent
+protocol's keep-alives watch the connection.
+
 Every connection leaves from the node's own address (``bind_address``), to
 whichever instance, so a node cut off from the network is cut off from all
 of them.  The agents' fence (`flocker.node._fence`) does not care which
@@ -19,29 +26,45 @@ instance speaks: silence is measured across instance changes, and only a
 configuration pushed on a new connection brings a fence that went up down.
 
 Each attempt is an eliot action ``flocker:node:control:connect`` naming the
-instance, so the log says which instance an agent is connected to.
+instance, so the log says which instance an agent is connected to; a
+connection given up for silence is ``flocker:node:control:no_answer``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from eliot.twisted import DeferredContext
 from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+    ITCPTransport,
+)
+from twisted.internet.protocol import connectionDone
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from flocker.ca import TLSFiles, client_context_factory
 from flocker.common import check_port, format_address
 from flocker.control._protocol_agent import CONNECT_TIMEOUT
 
-from ._logging import CONTROL_CONNECT
+from ._logging import CONTROL_CONNECT, CONTROL_NO_ANSWER
 
-__all__ = ["ControlAddress", "RoundRobinEndpoint", "control_endpoint"]
+__all__ = ["ANSWER_TIMEOUT", "ControlAddress", "RoundRobinEndpoint", "control_endpoint"]
+
+#: Seconds a new connection may go without a word from the instance (its
+#: TLS and version handshakes) before it is given up for the next one.
+#: Longer than a connection attempt: an instance that many agents reach at
+#: once (they all left a dead one) needs a moment for their handshakes.
+ANSWER_TIMEOUT = 5.0
 
 
 def _port_invariant(port: int) -> tuple[bool, str]:
@@ -75,6 +98,69 @@ def _endpoints(
     return tuple(endpoints)
 
 
+class _AnswerDeadline(ProtocolWrapper):
+    """
+    Passes a connection through to the agent protocol, aborting it if nothing
+    arrives within the deadline of its start.
+    """
+
+    def __init__(self, factory: Any, wrapped: Any) -> None:
+        """Wrap ``wrapped``, a protocol of ``factory``'s wrapped factory."""
+        super().__init__(factory, wrapped)
+        self._clock: IReactorTime = factory.clock
+        self._timeout: float = factory.timeout
+        self._address: ControlAddress = factory.address
+        self._deadline: IDelayedCall | None = None
+
+    def makeConnection(self, transport: Any) -> None:  # noqa: N802 (Twisted's name)
+        """Start the deadline, then connect the agent protocol."""
+        self._deadline = self._clock.callLater(self._timeout, self._expired)
+        super().makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """The instance answered: no more deadline."""
+        self._cancel()
+        super().dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        """No more deadline."""
+        self._cancel()
+        super().connectionLost(reason)
+
+    def _cancel(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        CONTROL_NO_ANSWER.log(
+            control_host=self._address.host,
+            control_port=self._address.port,
+            timeout=self._timeout,
+        )
+        cast(ITCPTransport, self.transport).abortConnection()
+
+
+class _AnswerDeadlineFactory(WrappingFactory):
+    """Makes `_AnswerDeadline` protocols for one connection attempt."""
+
+    protocol = _AnswerDeadline
+
+    def __init__(
+        self,
+        wrapped: IProtocolFactory,
+        clock: IReactorTime,
+        timeout: float,
+        address: ControlAddress,
+    ) -> None:
+        """Wrap ``wrapped``'s protocols with a deadline of ``timeout`` on ``clock``."""
+        super().__init__(wrapped)
+        self.clock = clock
+        self.timeout = timeout
+        self.address = address
+
+
 @implementer(IStreamClientEndpoint)
 @attrs.define(eq=False)
 class RoundRobinEndpoint:
@@ -83,13 +169,18 @@ class RoundRobinEndpoint:
     instance tried last.
 
     :ivar endpoints: each instance's address and the endpoint reaching it.
+    :ivar clock: times `answer_timeout`.
     :ivar agent: ``"dataset"`` or ``"container"`` (for the log).
+    :ivar answer_timeout: seconds a new connection may go without a word
+        from the instance before it is aborted.
     """
 
     endpoints: tuple[tuple[ControlAddress, IStreamClientEndpoint], ...] = attrs.field(
         converter=_endpoints
     )
+    clock: IReactorTime
     agent: str = "dataset"
+    answer_timeout: float = ANSWER_TIMEOUT
     _next: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -112,10 +203,14 @@ class RoundRobinEndpoint:
             control_port=address.port,
             instances=len(self.endpoints),
         )
+        deadline = _AnswerDeadlineFactory(
+            protocolFactory, self.clock, self.answer_timeout, address
+        )
         with action.context():
-            connecting = DeferredContext(endpoint.connect(protocolFactory))
+            connecting = DeferredContext(endpoint.connect(deadline))
             connecting.addActionFinish()
-            return connecting.result
+        # The caller gets the protocol its own factory built.
+        return connecting.result.addCallback(lambda wrapper: wrapper.wrappedProtocol)
 
 
 def control_endpoint(
@@ -129,7 +224,7 @@ def control_endpoint(
     The endpoint an agent reaches the control service through: TLS with the
     node's certificate, checking each instance's certificate against its own
     host name, a 2 s connect timeout, leaving from ``bind_address`` (the
-    node's address) when given.
+    node's address) when given, and `ANSWER_TIMEOUT` for the first word.
     """
     bind = None if bind_address is None else (bind_address, 0)
     return RoundRobinEndpoint(
@@ -151,5 +246,6 @@ def control_endpoint(
             )
             for address in addresses
         ],
+        reactor,
         agent,
     )

@@ -72,3 +72,15 @@ CONTROL_CONNECT = ActionType(
     "The agent connected (or failed to connect) to this control service "
     "instance; after a failure or a lost connection it tries the next one.",
 )
+
+#: A new connection to a control service instance stayed silent too long.
+CONTROL_NO_ANSWER = MessageType(
+    "flocker:node:control:no_answer",
+    [
+        CONTROL_HOST,
+        CONTROL_PORT,
+        Field.for_types("timeout", [float, int], "Seconds it was given."),
+    ],
+    "The instance accepted the connection but said nothing (no TLS or version "
+    "handshake) in time; the agent gives it up and tries the next instance.",
+)

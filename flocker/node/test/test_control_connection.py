@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 import pytest
-from eliot.testing import LoggedAction
+from eliot.testing import LoggedAction, LoggedMessage
 from twisted.application.internet import ClientService
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
@@ -38,7 +38,7 @@ from flocker.node._control_connection import (
     control_endpoint,
 )
 from flocker.node._fence import Fence, keepalive_interval
-from flocker.node._logging import CONTROL_CONNECT
+from flocker.node._logging import CONTROL_CONNECT, CONTROL_NO_ANSWER
 
 A = ControlAddress(host="127.0.0.1", port=4524)
 B = ControlAddress(host="127.0.0.2", port=4525)
@@ -71,9 +71,13 @@ def fakes(*names: str) -> tuple[list[str], list[FakeEndpoint]]:
     return tried, [FakeEndpoint(name, tried) for name in names]
 
 
-def round_robin(endpoints: list[FakeEndpoint]) -> RoundRobinEndpoint:
+def round_robin(
+    endpoints: list[FakeEndpoint], clock: Clock | None = None, **kwargs: Any
+) -> RoundRobinEndpoint:
     """A round-robin endpoint over the fakes, for instances A, B, C in order."""
-    return RoundRobinEndpoint(list(zip((A, B, C), endpoints, strict=False)))
+    return RoundRobinEndpoint(
+        list(zip((A, B, C), endpoints, strict=False)), clock or Clock(), **kwargs
+    )
 
 
 def test_each_attempt_goes_to_the_next_instance() -> None:
@@ -88,7 +92,7 @@ def test_each_attempt_goes_to_the_next_instance() -> None:
 def test_no_instance_is_refused() -> None:
     """An endpoint needs at least one instance."""
     with pytest.raises(ValueError, match="no control service instance"):
-        RoundRobinEndpoint([])
+        RoundRobinEndpoint([], Clock())
 
 
 def test_control_address_names_itself() -> None:
@@ -114,7 +118,7 @@ def test_lost_connection_moves_to_the_next_instance() -> None:
     """When the connection to one instance is lost, the agent reconnects to the next."""
     tried, endpoints = fakes("a", "b")
     clock = Clock()
-    service = reconnecting(round_robin(endpoints), clock)
+    service = reconnecting(round_robin(endpoints, clock), clock)
     assert tried == ["a"]
     endpoints[0].protocols[0].connectionLost(Failure(ConnectionRefusedError()))
     clock.advance(1.0)
@@ -130,7 +134,7 @@ def test_failed_attempt_moves_to_the_next_instance() -> None:
     tried, endpoints = fakes("a", "b", "c")
     endpoints[0].alive = endpoints[1].alive = False
     clock = Clock()
-    service = reconnecting(round_robin(endpoints), clock)
+    service = reconnecting(round_robin(endpoints, clock), clock)
     clock.advance(1.0)
     clock.advance(1.0)
     assert tried == ["a", "b", "c"]
@@ -146,11 +150,47 @@ def test_failed_attempt_moves_to_the_next_instance() -> None:
     service.stopService()
 
 
+def test_a_silent_instance_is_given_up(eliot_logger: Any) -> None:
+    """
+    A connection on which the instance says nothing within the answer
+    timeout (a stopped process still accepts connections) is aborted, and
+    the agent reconnects to the next instance.
+    """
+    tried, endpoints = fakes("a", "b")
+    clock = Clock()
+    service = reconnecting(round_robin(endpoints, clock, answer_timeout=5.0), clock)
+    [silent] = endpoints[0].protocols
+    clock.advance(4.9)
+    assert not silent.transport.disconnecting
+    clock.advance(0.1)
+    assert silent.transport.disconnecting
+    [message] = LoggedMessage.of_type(eliot_logger.messages, CONTROL_NO_ANSWER)
+    assert (message.message["control_port"], message.message["timeout"]) == (4524, 5.0)
+    silent.connectionLost(Failure(ConnectionRefusedError("aborted")))
+    clock.advance(1.0)
+    assert tried == ["a", "b"]
+    service.stopService()
+
+
+def test_an_instance_that_answers_is_kept() -> None:
+    """Once anything arrived from the instance, the deadline no longer applies."""
+    _, endpoints = fakes("a")
+    clock = Clock()
+    service = reconnecting(round_robin(endpoints, clock, answer_timeout=5.0), clock)
+    [answering] = endpoints[0].protocols
+    answering.dataReceived(b"")
+    clock.advance(60)
+    assert not answering.transport.disconnecting
+    service.stopService()
+
+
 def test_attempts_are_logged_with_the_instance(eliot_logger: Any) -> None:
     """Each attempt is an action naming the instance; it fails when the attempt does."""
     _, endpoints = fakes("a", "b")
     endpoints[1].alive = False
-    endpoint = RoundRobinEndpoint(list(zip((A, B), endpoints, strict=True)), "container")
+    endpoint = RoundRobinEndpoint(
+        list(zip((A, B), endpoints, strict=True)), Clock(), "container"
+    )
     endpoint.connect(Factory.forProtocol(Protocol))
     endpoint.connect(Factory.forProtocol(Protocol)).addErrback(lambda _: None)
     logged = LoggedAction.of_type(eliot_logger.messages, CONTROL_CONNECT)
