@@ -8,7 +8,8 @@ its own data path, on 127.0.0.1) and one ``flocker-dataset-agent`` process
 agent is connected to is read from each instance's ``/v1/state/nodes``
 over HTTPS with a user certificate: an instance knows the node only once
 the agent has reported to it.  The instances share no configuration here;
-the agent only needs any of them.
+the agent only needs any of them.  Instances die by SIGKILL, or stop
+(SIGSTOP: the kernel still accepts connections for them, nothing answers).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import ssl
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +87,16 @@ class ControlInstance:
         ports = json.loads(ports_file.read_text())
         self.api_port, self.agent_port = ports["api"], ports["agent"]
 
+    def pause(self, paused: bool) -> None:
+        """SIGSTOP it (the kernel still accepts connections for it) or SIGCONT it."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL it, as a machine dying would."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
+            self.process.send_signal(signal.SIGCONT)
             self.process.wait()
 
     def nodes(self) -> set[str] | None:
@@ -134,50 +141,57 @@ def _free_port(address: str) -> int:
 
 
 @pytest.fixture
-def agent(tmp_path: Path, cluster: dict[str, Any]) -> Iterator[Path]:
+def start_agent(
+    tmp_path: Path, cluster: dict[str, Any]
+) -> Iterator[Callable[[], Path]]:
     """
-    A dataset agent whose agent.yml lists A then B (as a mapping and as a
-    ``HOST:PORT`` string); yields its log file; stopped afterwards.
+    Starts a dataset agent whose agent.yml lists A then B (as a mapping and
+    as a ``HOST:PORT`` string), returning its log file; stopped afterwards.
     """
     a, b = cluster["a"], cluster["b"]
     node = tmp_path / "node"
-    (node / "data").mkdir(parents=True)
-    config = {
-        "version": 1,
-        "control-service": {
-            "hosts": [
-                {"hostname": "127.0.0.1", "port": a.agent_port},
-                f"127.0.0.1:{b.agent_port}",
-            ]
-        },
-        "node": {"address": NODE_ADDRESS},
-        "dataset": {"backend": "directory", "root": str(node / "data")},
-        "transfer": {"port": _free_port(NODE_ADDRESS)},
-        "certificates": str(cluster["credentials"].node_directories[0]),
-        "state-directory": str(node / "state"),
-        "logging": {"directory": str(node / "logs")},
-    }
-    (node / "agent.yml").write_text(json.dumps(config))
-    with open(node / "agent.out", "ab") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "flocker.node.script",
-                "--agent-config", str(node / "agent.yml"),
-            ],
-            cwd=ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        yield node / "logs" / "flocker-dataset-agent.log"
-    finally:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> Path:
+        (node / "data").mkdir(parents=True)
+        config = {
+            "version": 1,
+            "control-service": {
+                "hosts": [
+                    {"hostname": "127.0.0.1", "port": a.agent_port},
+                    f"127.0.0.1:{b.agent_port}",
+                ]
+            },
+            "node": {"address": NODE_ADDRESS},
+            "dataset": {"backend": "directory", "root": str(node / "data")},
+            "transfer": {"port": _free_port(NODE_ADDRESS)},
+            "certificates": str(cluster["credentials"].node_directories[0]),
+            "state-directory": str(node / "state"),
+            "logging": {"directory": str(node / "logs")},
+        }
+        (node / "agent.yml").write_text(json.dumps(config))
+        with open(node / "agent.out", "ab") as output:
+            started.append(
+                subprocess.Popen(
+                    [
+                        sys.executable, "-m", "flocker.node.script",
+                        "--agent-config", str(node / "agent.yml"),
+                    ],
+                    cwd=ROOT,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            )
+        return node / "logs" / "flocker-dataset-agent.log"
+
+    yield start
+    for process in started:
         process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        assert process.returncode is not None
 
 
 def knows_node(instance: ControlInstance, node_uuid: str) -> bool:
@@ -200,7 +214,7 @@ def connections(log: Path) -> list[tuple[int, str]]:
 
 
 def test_agent_moves_to_a_live_control_instance(
-    cluster: dict[str, Any], agent: Path
+    cluster: dict[str, Any], start_agent: Callable[[], Path]
 ) -> None:
     """
     An agent connected to instance A moves to instance B when A is killed,
@@ -209,6 +223,7 @@ def test_agent_moves_to_a_live_control_instance(
     """
     a, b = cluster["a"], cluster["b"]
     node_uuid = str(cluster["credentials"].node_uuids[0])
+    log = start_agent()
     wait_for(lambda: knows_node(a, node_uuid), PATIENCE, "the agent to report to A")
     # One connection, to A only.
     assert b.nodes() == set()
@@ -221,6 +236,29 @@ def test_agent_moves_to_a_live_control_instance(
     b.kill()
     wait_for(lambda: knows_node(a, node_uuid), PATIENCE, "the agent to come back to A")
 
-    succeeded = [port for port, status in connections(agent) if status == "succeeded"]
+    succeeded = [port for port, status in connections(log) if status == "succeeded"]
     assert succeeded[:2] == [a.agent_port, b.agent_port]
     assert succeeded[-1] == a.agent_port
+
+
+def test_agent_gives_up_a_stopped_control_instance(
+    cluster: dict[str, Any], start_agent: Callable[[], Path]
+) -> None:
+    """
+    An agent whose first instance accepts connections but says nothing
+    (the process is stopped) gives it up and reports to the second.
+    """
+    a, b = cluster["a"], cluster["b"]
+    node_uuid = str(cluster["credentials"].node_uuids[0])
+    a.pause(True)
+    try:
+        log = start_agent()
+        wait_for(lambda: knows_node(b, node_uuid), PATIENCE, "the agent to report to B")
+    finally:
+        a.pause(False)
+    messages = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(
+        m.get("message_type") == "flocker:node:control:no_answer"
+        and m["control_port"] == a.agent_port
+        for m in messages
+    )
