@@ -6,6 +6,7 @@ last fully successful pass and the changes failing in the latest one.
 from itertools import pairwise
 from typing import Any
 
+from eliot.testing import LoggedMessage, capture_logging
 from pyrsistent import PClass, field
 from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
@@ -14,7 +15,12 @@ from zope.interface import implementer
 
 from flocker.control import ChangeFailure, Deployment, DeploymentState
 from flocker.node import ConvergenceLoop, IStateChange, NoOp, in_parallel
-from flocker.node._progress import CONVERGED_REFRESH, ConvergenceProgress, one_line
+from flocker.node._progress import (
+    CONVERGED_REFRESH,
+    CONVERGENCE_FAILING,
+    ConvergenceProgress,
+    one_line,
+)
 from flocker.node.test.test_loop import FakeDeployer
 
 DS1 = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -168,6 +174,28 @@ class ConvergenceProgressTests(SynchronousTestCase):
         deployer.broken = {DS2}
         tick(clock, 10)
         self.assertEqual([f.dataset_id for f in reports[-1].failing_changes], [DS2])
+
+
+class FailingLogTests(SynchronousTestCase):
+    """The log of failing changes."""
+
+    @capture_logging(None)
+    def test_failing_changes_are_logged_when_they_start_and_stop(self, logger: Any) -> None:
+        """
+        ``flocker:node:convergence:failing`` is logged when a change starts
+        failing and when it stops, not at every retry.
+        """
+        loop, clock, deployer, reports = make_loop()
+        deployer.plan = DatasetAct(dataset_id=DS1)
+        deployer.broken = {DS1}
+        loop.cluster_updated(Deployment(), DeploymentState())
+        tick(clock, 5)
+        deployer.broken = set()
+        tick(clock, 12)
+        logged = LoggedMessage.of_type(logger.messages, CONVERGENCE_FAILING)
+        self.assertEqual(
+            [[entry[0] for entry in m.message["failing"]] for m in logged], [[DS1], []]
+        )
 
 
 def test_one_line_cuts_long_reasons():
