@@ -74,6 +74,7 @@ __all__ = [
     "KeyValue",
     "Range",
     "WatchEvent",
+    "WatchState",
     "parse_etcd_url",
 ]
 
@@ -286,7 +287,14 @@ def _revision(answer: dict[str, Any]) -> int:
 #: DEADLINE_EXCEEDED ("request timed out"), UNAVAILABLE ("no leader").
 _MEMBER_TROUBLE = frozenset({4, 14})
 
-_JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
+#: Every request asks the member to refuse at once ("no leader") when it has
+#: no leader — a member cut off from the others — instead of waiting out the
+#: deadline; a watch on such a member is ended, so it moves to another.
+#: (The gateway passes ``Grpc-Metadata-*`` headers on as gRPC metadata.)
+_HEADERS: dict[bytes | str, bytes | str] = {
+    "Content-Type": "application/json",
+    "Grpc-Metadata-hasleader": "true",
+}
 
 #: Failures before anything was sent: the request certainly did nothing.
 _NOT_SENT = (
@@ -360,16 +368,15 @@ def _describe(failure: BaseException) -> str:
 
 
 def _error_in(answer: Any) -> tuple[int, str] | None:
-    """The (code, message) of a gateway error answer, or None."""
-    if isinstance(answer, dict):
-        error = answer.get("error")
-        if isinstance(error, dict):  # the streaming endpoints' form
-            answer = error
-        if "error" in answer or "code" in answer and "message" in answer:
-            return int(answer.get("code", 2)), str(
-                answer.get("message") or answer.get("error")
-            )
-    return None
+    """The (gRPC code, message) of a gateway error answer, or None."""
+    if not isinstance(answer, dict) or "error" not in answer:
+        return None
+    error = answer["error"]
+    if isinstance(error, dict):  # the streaming endpoints' form
+        return int(error.get("grpc_code", error.get("code", 2))), str(
+            error.get("message", error)
+        )
+    return int(answer.get("code", 2)), str(answer.get("message") or error)
 
 
 # ---------------------------------------------------------------- the client
@@ -430,7 +437,7 @@ class EtcdClient:
             response = await self._http.post(
                 endpoint + path,
                 data=json.dumps(body).encode("utf-8"),
-                headers=_JSON_HEADERS,
+                headers=_HEADERS,
             )
             reader = _Body()
             response.deliverBody(reader)
@@ -860,7 +867,7 @@ class EtcdWatch:
         request = client._http.post(
             endpoint + "/v3/watch",
             data=json.dumps(self._request()).encode("utf-8"),
-            headers=_JSON_HEADERS,
+            headers=_HEADERS,
         )
         request.addTimeout(client.timeout, client.reactor)  # type: ignore[arg-type]
         response = await self._wait(request)
@@ -892,13 +899,13 @@ class EtcdWatch:
         if error is not None:
             raise EtcdError(*error)
         result = message.get("result", {})
+        if self.state is WatchState.STOPPED:
+            return
         compact_revision = int(result.get("compact_revision", 0))
         if compact_revision:
             raise _Compacted(compact_revision)
         if result.get("canceled"):
             raise EtcdError(1, result.get("cancel_reason", "watch canceled by etcd"))
-        if self.state is WatchState.STOPPED:
-            return
         self.state = WatchState.STREAMING
         if result.get("created") and self.next_revision is None:
             self.next_revision = _revision(result) + 1

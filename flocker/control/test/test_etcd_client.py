@@ -22,6 +22,7 @@ from .._etcd import (
     EventType,
     KeyValue,
     WatchEvent,
+    WatchState,
     parse_etcd_url,
 )
 
@@ -332,6 +333,65 @@ class TestFailures:
             assert {m.message["endpoint"] for m in failed} == {cluster.endpoints[0]}
         finally:
             await client.close()
+
+    @pytest_twisted.ensureDeferred
+    async def test_member_without_leader_says_so(self, make_etcd_cluster: Any) -> None:
+        """
+        A member that lost its leader refuses with "no leader" (once it
+        knows), rather than leaving the request to time out.
+        """
+        cluster = make_etcd_cluster(members=3)
+        client = EtcdClient(reactor, cluster.endpoints[:1])
+        try:
+            await client.put("/k", b"v")
+            cluster.kill_member(1)
+            cluster.kill_member(2)
+            reasons: list[str] = []
+            while not any("no leader" in reason for reason in reasons):
+                assert len(reasons) < HANG_GUARD, reasons
+                with pytest.raises(EtcdUnavailable) as e:
+                    await guard(client.get("/k"))
+                reasons.append(e.value.reason)
+        finally:
+            await client.close()
+
+    @pytest_twisted.ensureDeferred
+    async def test_watch_leaves_member_without_leader(
+        self, make_etcd_cluster: Any
+    ) -> None:
+        """
+        A watch on a member that lost its leader is ended by it and moves
+        on; once the others are back it reports changes again, missing none.
+        """
+        cluster = make_etcd_cluster(members=3)
+        client = EtcdClient(reactor, cluster.endpoints)
+        events = _Events()
+        try:
+            start = await client.put("/w", b"0")
+            watch = client.watch("/w", events, start_revision=start)
+            await events.until(1)
+            watching = cluster.endpoints.index(watch.endpoint)
+            others = [i for i in range(3) if i != watching]
+            for i in others:
+                cluster.kill_member(i)
+            broken: Deferred[None] = Deferred()
+
+            def check_broken() -> None:
+                if watch.state is not WatchState.STREAMING:
+                    broken.callback(None)
+                else:
+                    reactor.callLater(0.05, check_broken)  # type: ignore[attr-defined]
+
+            check_broken()
+            await guard(broken)
+            for i in others:
+                cluster.start_member(i)
+            await guard(client.put("/w", b"1"))
+            await events.until(2)
+            watch.stop()
+        finally:
+            await client.close()
+        assert [e.kv.value for e in events.events] == [b"0", b"1"]
 
     @pytest_twisted.ensureDeferred
     async def test_watch_survives_killed_member(self, make_etcd_cluster: Any) -> None:
