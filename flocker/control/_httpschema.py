@@ -62,6 +62,10 @@ class Operation(PClass):
     :ivar summary: one line for the documentation.
     :ivar request: the name of the request body's definition, or ``None``.
     :ivar parameters: each path parameter's definition, by parameter name.
+    :ivar headers: optional request headers the operation heeds (besides
+        X-If-Configuration-Matches), name → what it does.
+    :ivar response_headers: optional headers of its successful answers,
+        name → what they say.
     :ivar responses: status code (a string) → definition name (or ``None``).
     :ivar write: it changes the configuration (honours X-If-Configuration-Matches).
     :ivar tagged: it reads the configuration (answers with X-Configuration-Tag).
@@ -73,6 +77,8 @@ class Operation(PClass):
     summary = field(type=str, mandatory=True)
     request = field(type=(str, type(None)), initial=None)
     parameters = pmap_field(str, str)
+    headers = pmap_field(str, str)
+    response_headers = pmap_field(str, str)
     responses = pmap_field(str, (str, type(None)))
     write = field(type=bool, initial=False)
     tagged = field(type=bool, initial=False)
@@ -100,6 +106,8 @@ def operations() -> dict[str, Operation]:
             summary=spec["summary"],
             request=spec.get("request"),
             parameters=spec.get("parameters", {}),
+            headers=spec.get("headers", {}),
+            response_headers=spec.get("response_headers", {}),
             responses={str(k): v for k, v in spec["responses"].items()},
             write=spec.get("write", False),
             tagged=spec.get("tagged", False),
@@ -232,9 +240,11 @@ def _rewrite_refs(value: Any) -> Any:
 
 
 _TAG_HEADER = {
-    "description": "Identifies this configuration; send it back in "
-    "X-If-Configuration-Matches to write only if nothing changed since.",
-    "schema": {"type": "string"},
+    "description": "Identifies this configuration (its generation and a "
+    "digest of its content); send it back in X-If-Configuration-Matches to "
+    "write only if nothing changed since.",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9]+-[0-9a-f]{20}$"},
 }
 
 
@@ -285,6 +295,16 @@ def _operation_document(op: Operation) -> dict[str, Any]:
     parameters = _path_parameters(op)
     if op.write:
         parameters.append(_MATCHES_HEADER)
+    parameters.extend(
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": description,
+            "schema": {"type": "string"},
+        }
+        for name, description in sorted(op.headers.items())
+    )
     if parameters:
         document["parameters"] = parameters
     if op.request is not None:
@@ -305,8 +325,15 @@ def _operation_document(op: Operation) -> dict[str, Any]:
                     "schema": {"$ref": f"#/components/schemas/{definition}"}
                 }
             }
-        if (op.tagged or op.write) and code.startswith("2"):
-            response["headers"] = {"X-Configuration-Tag": _TAG_HEADER}
+        if code.startswith("2"):
+            headers: dict[str, Any] = {
+                name: {"description": description, "schema": {"type": "string"}}
+                for name, description in sorted(op.response_headers.items())
+            }
+            if op.tagged or op.write:
+                headers["X-Configuration-Tag"] = _TAG_HEADER
+            if headers:
+                response["headers"] = headers
         responses[code] = response
     if op.write:
         responses["412"] = {

@@ -761,6 +761,19 @@ def test_every_path_parameter_has_its_schema() -> None:
                 assert "400" in codes, (method, path)
 
 
+def test_configuration_tag_has_its_declared_form(api: APIHarness) -> None:
+    """The X-Configuration-Tag answered matches the pattern the document declares."""
+    from flocker.control._httpschema import openapi_document
+
+    get = openapi_document("test")["paths"]["/v1/configuration/datasets"]["get"]
+    declared = get["responses"]["200"]["headers"]["X-Configuration-Tag"]
+    assert declared["required"] is True
+    created = api.request("POST", "/v1/configuration/datasets", {"primary": NODE_A})
+    for result in (api.request("GET", "/v1/configuration/datasets"), created):
+        tag = result.headers["x-configuration-tag"]
+        assert re.fullmatch(declared["schema"]["pattern"].rstrip("$"), tag), tag
+
+
 def test_integral_numbers_with_a_fraction_are_integers(api: APIHarness) -> None:
     """
     A size written ``1048576.0`` or ``2e6`` is the integer JSON Schema
