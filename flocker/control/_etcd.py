@@ -373,9 +373,8 @@ def _error_in(answer: Any) -> tuple[int, str] | None:
         return None
     error = answer["error"]
     if isinstance(error, dict):  # the streaming endpoints' form
-        return int(error.get("grpc_code", error.get("code", 2))), str(
-            error.get("message", error)
-        )
+        code: Any = error.get("grpc_code", error.get("code", 2))
+        return int(code), str(error.get("message", error))
     return int(answer.get("code", 2)), str(answer.get("message") or error)
 
 
