@@ -7,7 +7,8 @@ Example (the defaults are shown where a key may be left out)::
       hostname: 192.0.2.1        # the control service's address
       port: 4524                 # its agent (AMP) port
       # or, with several control service instances (any of them will do;
-      # the agents connect to one and move to the next when it is lost):
+      # the agents connect to one, picked by the node's address, and move
+      # to the next when it is lost):
       # hosts:
       #   - {hostname: 192.0.2.1, port: 4524}
       #   - {hostname: 192.0.2.2}          # port: the port above, or 4524

@@ -5,7 +5,11 @@ hosts: [...]``); every one serves the agent protocol, so any will do.  An
 agent keeps one connection, to one instance.  `RoundRobinEndpoint` is the
 endpoint its reconnecting client (``ClientService`` inside
 `flocker.control.AgentAMPClient`) connects through: each connection
-attempt goes to the instance after the one tried last, round-robin.  So
+attempt goes to the instance after the one tried last, round-robin.  The
+first attempt goes to the instance `first_instance` picks from the node's
+address, so that the nodes of a cluster spread over the instances (and
+both agents of a node start with the same one) instead of all crowding the
+first instance listed — and all moving to the second when it dies.  So
 when the connection is lost, or an attempt fails (refused, or no answer
 within the 2 s connect timeout), the next attempt — after the client's
 back-off, at most 2 s, a fraction of a second after a connection that had
@@ -32,6 +36,7 @@ connection given up for silence is ``flocker:node:control:no_answer``.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -58,13 +63,28 @@ from flocker.control._protocol_agent import CONNECT_TIMEOUT
 
 from ._logging import CONTROL_CONNECT, CONTROL_NO_ANSWER
 
-__all__ = ["ANSWER_TIMEOUT", "ControlAddress", "RoundRobinEndpoint", "control_endpoint"]
+__all__ = [
+    "ANSWER_TIMEOUT",
+    "ControlAddress",
+    "RoundRobinEndpoint",
+    "control_endpoint",
+    "first_instance",
+]
 
 #: Seconds a new connection may go without a word from the instance (its
 #: TLS and version handshakes) before it is given up for the next one.
 #: Longer than a connection attempt: an instance that many agents reach at
 #: once (they all left a dead one) needs a moment for their handshakes.
 ANSWER_TIMEOUT = 5.0
+
+
+def first_instance(address: str, count: int) -> int:
+    """
+    The index of the instance, of ``count``, that a node at ``address``
+    connects to first: spread over the instances by a hash of the address,
+    the same for both agents of a node and across restarts.
+    """
+    return zlib.crc32(address.encode("utf-8")) % count
 
 
 def _port_invariant(port: int) -> tuple[bool, str]:
@@ -173,6 +193,7 @@ class RoundRobinEndpoint:
     :ivar agent: ``"dataset"`` or ``"container"`` (for the log).
     :ivar answer_timeout: seconds a new connection may go without a word
         from the instance before it is aborted.
+    :ivar first: the index of the instance the first attempt goes to.
     """
 
     endpoints: tuple[tuple[ControlAddress, IStreamClientEndpoint], ...] = attrs.field(
@@ -181,12 +202,14 @@ class RoundRobinEndpoint:
     clock: IReactorTime
     agent: str = "dataset"
     answer_timeout: float = ANSWER_TIMEOUT
+    first: int = 0
     _next: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
-        """There is at least one instance to connect to."""
+        """There is at least one instance to connect to; start at ``first``."""
         if not self.endpoints:
             raise ValueError("no control service instance to connect to")
+        self._next = self.first % len(self.endpoints)
 
     @property
     def next_address(self) -> ControlAddress:
@@ -224,7 +247,9 @@ def control_endpoint(
     The endpoint an agent reaches the control service through: TLS with the
     node's certificate, checking each instance's certificate against its own
     host name, a 2 s connect timeout, leaving from ``bind_address`` (the
-    node's address) when given, and `ANSWER_TIMEOUT` for the first word.
+    node's address) when given, and `ANSWER_TIMEOUT` for the first word;
+    the first attempt goes to the instance `first_instance` picks for
+    ``bind_address``.
     """
     bind = None if bind_address is None else (bind_address, 0)
     return RoundRobinEndpoint(
@@ -248,4 +273,5 @@ def control_endpoint(
         ],
         reactor,
         agent,
+        first=0 if bind_address is None else first_instance(bind_address, len(addresses)),
     )

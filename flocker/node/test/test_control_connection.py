@@ -36,6 +36,7 @@ from flocker.node._control_connection import (
     ControlAddress,
     RoundRobinEndpoint,
     control_endpoint,
+    first_instance,
 )
 from flocker.node._fence import Fence, keepalive_interval
 from flocker.node._logging import CONTROL_CONNECT, CONTROL_NO_ANSWER
@@ -87,6 +88,26 @@ def test_each_attempt_goes_to_the_next_instance() -> None:
     for _ in range(4):
         endpoint.connect(Factory.forProtocol(Protocol))
     assert tried == ["a", "b", "c", "a"]
+
+
+def test_the_first_attempt_goes_to_the_first_instance_given() -> None:
+    """An endpoint told to start at an instance goes on round-robin from it."""
+    tried, endpoints = fakes("a", "b", "c")
+    endpoint = round_robin(endpoints, first=2)
+    for _ in range(3):
+        endpoint.connect(Factory.forProtocol(Protocol))
+    assert tried == ["c", "a", "b"]
+
+
+def test_nodes_spread_over_the_instances() -> None:
+    """
+    Nodes start with the instance a hash of their address picks: always the
+    same for one address, and spread over the instances for many.
+    """
+    addresses = [f"198.18.0.{i}" for i in range(11, 71)]
+    picks = [first_instance(address, 3) for address in addresses]
+    assert picks == [first_instance(address, 3) for address in addresses]
+    assert all(picks.count(index) >= 10 for index in range(3))
 
 
 def test_no_instance_is_refused() -> None:
@@ -219,13 +240,14 @@ def test_connections_leave_from_the_node_address(tmp_path: Any) -> None:
     tls = load_tls_files(credentials.node_directories[0], "node")
     reactor = MemoryReactorClock()
     endpoint = control_endpoint(reactor, [A, B], tls, "dataset", "127.0.0.11")
+    assert endpoint.next_address == [A, B][first_instance("127.0.0.11", 2)]
     endpoint.connect(Factory.forProtocol(Protocol))
     endpoint.connect(Factory.forProtocol(Protocol))
     reactor.advance(0)
-    assert [
+    assert sorted(
         (host, port, timeout, bind)
         for host, port, _, timeout, bind in reactor.tcpClients
-    ] == [
+    ) == [
         ("127.0.0.1", 4524, CONNECT_TIMEOUT, ("127.0.0.11", 0)),
         ("127.0.0.1", 4525, CONNECT_TIMEOUT, ("127.0.0.11", 0)),
     ]

@@ -29,6 +29,7 @@ import attrs
 import pytest
 
 from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
+from flocker.node._control_connection import first_instance
 from flocker.testtools.waiting import wait_for
 
 pytestmark = pytest.mark.functional
@@ -145,8 +146,10 @@ def start_agent(
     tmp_path: Path, cluster: dict[str, Any]
 ) -> Iterator[Callable[[], Path]]:
     """
-    Starts a dataset agent whose agent.yml lists A then B (as a mapping and
-    as a ``HOST:PORT`` string), returning its log file; stopped afterwards.
+    Starts a dataset agent whose agent.yml lists A and B (as a mapping and
+    as a ``HOST:PORT`` string), in the order that makes A the instance it
+    tries first (`first_instance` of its address), returning its log file;
+    stopped afterwards.
     """
     a, b = cluster["a"], cluster["b"]
     node = tmp_path / "node"
@@ -154,14 +157,15 @@ def start_agent(
 
     def start() -> Path:
         (node / "data").mkdir(parents=True)
+        hosts: list[Any] = [
+            {"hostname": "127.0.0.1", "port": a.agent_port},
+            f"127.0.0.1:{b.agent_port}",
+        ]
+        if first_instance(NODE_ADDRESS, 2) == 1:
+            hosts.reverse()
         config = {
             "version": 1,
-            "control-service": {
-                "hosts": [
-                    {"hostname": "127.0.0.1", "port": a.agent_port},
-                    f"127.0.0.1:{b.agent_port}",
-                ]
-            },
+            "control-service": {"hosts": hosts},
             "node": {"address": NODE_ADDRESS},
             "dataset": {"backend": "directory", "root": str(node / "data")},
             "transfer": {"port": _free_port(NODE_ADDRESS)},
