@@ -5,16 +5,17 @@ hosts: [...]``); every one serves the agent protocol, so any will do.  An
 agent keeps one connection, to one instance.  `RoundRobinEndpoint` is the
 endpoint its reconnecting client (``ClientService`` inside
 `flocker.control.AgentAMPClient`) connects through: each connection
-attempt goes to the instance after the one tried last, round-robin.  The
-first attempt goes to the instance `first_instance` picks from the node's
-address, so that the nodes of a cluster spread over the instances (and
-both agents of a node start with the same one) instead of all crowding the
-first instance listed — and all moving to the second when it dies.  So
+attempt goes to the instance after the one tried last, round-robin.  So
 when the connection is lost, or an attempt fails (refused, or no answer
 within the 2 s connect timeout), the next attempt — after the client's
 back-off, at most 2 s, a fraction of a second after a connection that had
 succeeded — goes to the next instance; a single remaining live instance is
 reached again within one round.
+
+The first attempt goes to the instance `first_instance` picks from the
+node's address, so that the nodes of a cluster spread over the instances
+(both agents of a node starting with the same one) instead of all crowding
+the first instance listed, and all moving to the second when it dies.
 
 An instance that accepts the connection but says nothing (a stopped or
 wedged process: the kernel still completes TCP handshakes for it) is given
