@@ -330,7 +330,8 @@ class TestFailures:
             await guard(client.put("/k", b"after"))
             assert (await value_of(client, "/k")).value == b"after"
             failed = LoggedMessage.of_type(eliot_logger.messages, ENDPOINT_FAILED)
-            assert {m.message["endpoint"] for m in failed} == {cluster.endpoints[0]}
+            # (Others may have been in an election, without leader, too.)
+            assert cluster.endpoints[0] in {m.message["endpoint"] for m in failed}
         finally:
             await client.close()
 
