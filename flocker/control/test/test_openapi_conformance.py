@@ -246,6 +246,17 @@ def _ports_name_strangers(body: dict[str, Any]) -> bool:
     )
 
 
+def _copy_names_too_long(body: dict[str, Any]) -> bool:
+    copies = body["copies"]
+    longest_copy = (
+        len(str(int(copies)))
+        if isinstance(copies, int | float)
+        else max(map(len, copies))
+    )
+    longest = max(map(len, body["applications"])) + len(body["name"]) + longest_copy
+    return longest + 2 > 128
+
+
 def breaks_a_cross_field_rule(operation: str, body: Any) -> bool:
     """
     Whether a schema-valid body of ``operation`` (its ``operationId``)
@@ -253,7 +264,9 @@ def breaks_a_cross_field_rule(operation: str, body: Any) -> bool:
     document states in words only:
 
     * a container mounts each dataset once, at distinct mountpoints;
-    * an environment's ``ports`` name only its copies and applications;
+    * an environment's ``ports`` name only its copies and applications, and
+      its copies' applications (``<application>-<name>-<copy>``) are
+      container names too, at most 128 characters;
     * standing ``replicas`` never include the dataset's primary (with the
       single node of the test, any replica would be the primary).
     """
@@ -262,7 +275,7 @@ def breaks_a_cross_field_rule(operation: str, body: Any) -> bool:
     if operation == "create_container":
         return _mountpoints_or_datasets_repeat(body)
     if operation == "create_environment":
-        return _ports_name_strangers(body)
+        return _ports_name_strangers(body) or _copy_names_too_long(body)
     if operation in ("create_dataset", "update_dataset"):
         return bool(body.get("replicas"))
     return False
@@ -383,6 +396,81 @@ def test_narrowed_document_keeps_everything_else() -> None:
         k: v for k, v in original.items() if k != "node_uuid"
     }
     assert narrowed["paths"] == document["paths"]
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "breaks"),
+    [
+        (
+            "create_container",
+            {"volumes": [{"dataset_id": "A", "mountpoint": "/a"}]},
+            False,
+        ),
+        (
+            "create_container",
+            {
+                "volumes": [
+                    {"dataset_id": "A", "mountpoint": "/a"},
+                    {"dataset_id": "a", "mountpoint": "/b"},
+                ]
+            },
+            True,
+        ),
+        (
+            "create_container",
+            {
+                "volumes": [
+                    {"dataset_id": "A", "mountpoint": "/a"},
+                    {"dataset_id": "B", "mountpoint": "/a"},
+                ]
+            },
+            True,
+        ),
+        (
+            "create_environment",
+            {"name": "e", "applications": ["w"], "copies": 2},
+            False,
+        ),
+        (
+            "create_environment",
+            {
+                "name": "e",
+                "applications": ["w"],
+                "copies": 2,
+                "ports": {"2": {"w": {}}},
+            },
+            False,
+        ),
+        (
+            "create_environment",
+            {"name": "e", "applications": ["w"], "copies": 2, "ports": {"3": {}}},
+            True,
+        ),
+        (
+            "create_environment",
+            {
+                "name": "e",
+                "applications": ["w"],
+                "copies": ["x"],
+                "ports": {"x": {"v": {}}},
+            },
+            True,
+        ),
+        (
+            "create_environment",
+            {"name": "e" * 64, "applications": ["w" * 64], "copies": 1},
+            True,
+        ),
+        ("create_dataset", {"primary": "n", "replicas": []}, False),
+        ("update_dataset", {"replicas": ["n"]}, True),
+        ("create_dataset", {"primary": "n", "replicas": ["n"]}, True),
+    ],
+)
+def test_cross_field_rules_are_recognised(
+    operation: str, body: Any, breaks: bool
+) -> None:
+    """Bodies that break a rule stated in words only are told apart from the rest."""
+    assert breaks_a_cross_field_rule(operation, body) is breaks
 
 
 @pytest_twisted.ensureDeferred
