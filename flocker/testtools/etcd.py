@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["EtcdCluster", "EtcdNotAvailable", "etcd_available"]
+__all__ = ["EtcdCluster", "EtcdNotAvailable", "etcd_available", "free_port"]
 
 #: How long a cluster (or a restarted member) may take to become healthy.
 START_TIMEOUT = 30.0
@@ -57,7 +57,7 @@ def etcd_available() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port nothing listens on at 127.0.0.1 right now."""
     return _free_ports(1)[0]
 

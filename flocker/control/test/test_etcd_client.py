@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from ...testtools.etcd import EtcdCluster, _free_port
+from ...testtools.etcd import EtcdCluster, free_port
 from .._etcd import (
     ENDPOINT_FAILED,
     UNAVAILABLE,
@@ -304,7 +304,7 @@ class TestFailures:
     @pytest_twisted.ensureDeferred
     async def test_nothing_listening(self, eliot_logger: Any) -> None:
         """With no member listening, calls fail with EtcdUnavailable naming them."""
-        endpoints = [f"http://127.0.0.1:{_free_port()}" for _ in range(2)]
+        endpoints = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
         client = EtcdClient(reactor, endpoints, timeout=1)
         try:
             with pytest.raises(EtcdUnavailable) as e:

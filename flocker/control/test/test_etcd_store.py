@@ -14,7 +14,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.threadpool import ThreadPool
 
-from ...testtools.etcd import EtcdCluster, _free_port
+from ...testtools.etcd import EtcdCluster, free_port
 from .._etcd import WATCH_CALLBACK_FAILED, EtcdClient, EtcdUnavailable
 from .._etcd_store import (
     ConfigurationAlreadyPresent,
@@ -415,7 +415,7 @@ class TestUnavailable:
     ) -> None:
         """With nothing on the port, load and save fail with EtcdUnavailable."""
         store = EtcdConfigurationStore(
-            make_client([f"http://127.0.0.1:{_free_port()}"], timeout=1)
+            make_client([f"http://127.0.0.1:{free_port()}"], timeout=1)
         )
         with pytest.raises(EtcdUnavailable):
             await guard(store.load())
