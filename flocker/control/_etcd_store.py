@@ -239,7 +239,8 @@ class EtcdConfigurationStore:
         was compacted away before the watch saw it is skipped: the newest
         one is reloaded and passed instead).  A deleted key is passed as the
         empty configuration at generation 0; a configuration that cannot be
-        read is logged and not passed.
+        read is logged and not passed.  A callback that raises, or returns
+        a Deferred that fails, is logged and the watch goes on.
 
         :return: a function that stops the watch (no callback after it).
         """
@@ -344,9 +345,16 @@ class _ConfigurationWatch:
             WATCHED_CONFIGURATION_CORRUPT.log(store=self._store.where, reason=str(e))
             return
         try:
-            self._callback(stored)
+            result = self._callback(stored)
         except Exception as e:  # the watch goes on for the next change
             WATCH_CALLBACK_FAILED.log(key=self._store.key, reason=repr(e))
+            return
+        if isinstance(result, Deferred):  # e.g. ConfigurationService.adopt
+            result.addErrback(
+                lambda f: WATCH_CALLBACK_FAILED.log(
+                    key=self._store.key, reason=repr(f.value)
+                )
+            )
 
 
 def import_configuration(

@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from eliot.testing import LoggedMessage
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.python.threadpool import ThreadPool
 
 from ...testtools.etcd import EtcdCluster, free_port
@@ -247,27 +247,35 @@ class TestSharedStore:
     async def test_failing_callback_does_not_end_watch(
         self, stores: Any, eliot_logger: Any
     ) -> None:
-        """A callback that raises is logged, and the next change still arrives."""
+        """A callback that raises or fails later is logged; the next change arrives."""
         a, b = stores
         seen = _Seen()
 
-        def callback(stored: StoredConfiguration) -> None:
+        def callback(stored: StoredConfiguration) -> Any:
             seen(stored)
             if stored.generation == 1:
                 raise RuntimeError("subscriber bug")
+            if stored.generation == 2:
+                return fail(RuntimeError("asynchronous subscriber bug"))
+            return None
 
         stop = a.watch(callback)
         try:
             await seen.until(1)
             first = await b.save(example_deployment(1), 0)
             await seen.until(2)
-            await b.save(example_deployment(2), first)
+            second = await b.save(example_deployment(2), first)
             await seen.until(3)
+            await b.save(example_deployment(3), second)
+            await seen.until(4)
         finally:
             stop()
-        assert [s.generation for s in seen.stored] == [0, 1, 2]
+        assert [s.generation for s in seen.stored] == [0, 1, 2, 3]
         failed = LoggedMessage.of_type(eliot_logger.messages, WATCH_CALLBACK_FAILED)
-        assert ["subscriber bug" in m.message["reason"] for m in failed] == [True]
+        assert [m.message["reason"] for m in failed] == [
+            "RuntimeError('subscriber bug')",
+            "RuntimeError('asynchronous subscriber bug')",
+        ]
 
     @pytest_twisted.ensureDeferred
     async def test_stopped_watch_is_silent(self, stores: Any) -> None:
