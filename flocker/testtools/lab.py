@@ -519,17 +519,18 @@ def start_etcd_member(directory: str, number: int) -> dict[str, Any]:
     return member
 
 
-def leader_instance(directory: str) -> int | None:
+def _instance_named_in(directory: str, key: bytes, field: str | None = None) -> int | None:
     """
-    Which control instance (1-based) holds the leadership now, as etcd
-    says (``None``: none, or etcd cannot say).
+    The control instance (1-based) whose name an etcd key's value starts
+    with (or, with ``field``, its JSON value's ``field``); ``None``: no such
+    key, or etcd cannot say.
     """
     cluster = load(directory)
-    key = base64.b64encode(b"/flocker/leader").decode()
+    encoded = base64.b64encode(key).decode()
     for member in cluster.get("etcd", {}).get("members", []):
         request = urllib.request.Request(
             member["client_url"] + "/v3/kv/range",
-            data=json.dumps({"key": key}).encode(),
+            data=json.dumps({"key": encoded}).encode(),
             method="POST",
         )
         try:
@@ -538,11 +539,32 @@ def leader_instance(directory: str) -> int | None:
         except (OSError, ValueError):
             continue
         for kv in answer.get("kvs", []):
-            name = base64.b64decode(kv["value"]).decode().split("/", 1)[0]
+            value = base64.b64decode(kv["value"]).decode()
+            if field is not None:
+                value = json.loads(value)[field]
+            name = value.split("/", 1)[0]
             if name.startswith("control") and name[len("control") :].isdigit():
                 return int(name[len("control") :])
         return None
     return None
+
+
+def leader_instance(directory: str) -> int | None:
+    """
+    Which control instance (1-based) holds the leadership now, as etcd
+    says (``None``: none, or etcd cannot say).
+    """
+    return _instance_named_in(directory, b"/flocker/leader")
+
+
+def agent_instance(directory: str, node_uuid: str, kind: str = "dataset") -> int | None:
+    """
+    Which control instance (1-based) the node's ``kind`` agent last
+    reported to, as the instances share it through etcd.
+    """
+    return _instance_named_in(
+        directory, f"/flocker/state/{node_uuid}/{kind}".encode(), "instance"
+    )
 
 
 def stop_control(directory: str, number: int, kill: bool = False) -> dict[str, Any]:
