@@ -897,7 +897,9 @@ class LoggedAPIResource(Resource):
     (``flocker:ca:peer_identified``), and a certificate that ``access``
     refuses (any but a user certificate of this cluster) gets 403 before
     routing, on every path.  A body larger than `MAXIMUM_BODY_SIZE` is
-    refused with 413 before routing.
+    refused with 413 before routing; so is a URL that is not UTF-8 once
+    percent-decoded (404, or 400 for the Host header: `_undecodable_url`),
+    with a JSON answer like every other.
     """
 
     isLeaf = True
@@ -940,6 +942,13 @@ class LoggedAPIResource(Resource):
                     request.write(json_response(request, 403, {"description": refusal}))
                     request.finish()
                     return NOT_DONE_YET
+            refusal_code, description = _undecodable_url(request)
+            if refusal_code:
+                request.write(
+                    json_response(request, refusal_code, {"description": description})
+                )
+                request.finish()
+                return NOT_DONE_YET
             if _body_size(request) > MAXIMUM_BODY_SIZE:
                 request.write(
                     json_response(
@@ -954,6 +963,31 @@ class LoggedAPIResource(Resource):
                 request.finish()
                 return NOT_DONE_YET
             return self._inner.render(request)
+
+
+def _undecodable_url(request: Request) -> tuple[int, str]:
+    """
+    Why the request's URL cannot be routed, as a status and a description,
+    or ``(0, "")`` if it can.
+
+    Routing needs text: a path whose percent-decoded bytes are not UTF-8
+    names nothing the API has (every name and id in it is text), so it is
+    404; a Host header that is not UTF-8 is a malformed request, 400.  (Klein
+    would answer both with a plain-text 400.)
+    """
+    try:
+        request.getRequestHostname().decode("utf-8")
+    except UnicodeDecodeError:
+        return 400, "the Host header is not UTF-8"
+    try:
+        for segment in [*request.prepath, *request.postpath]:
+            segment.decode("utf-8")
+    except UnicodeDecodeError:
+        return 404, (
+            f"no such path: {request.path.decode('latin-1')} (once "
+            "percent-decoded it is not UTF-8)"
+        )
+    return 0, ""
 
 
 def _body_size(request: Request) -> int:

@@ -209,3 +209,25 @@ def test_transfers_name_every_silent_node(cluster: Cluster) -> None:
     cluster.harness.clock.advance(TRANSFERS_BOUND)
     cluster.treq.flush()
     assert results == [(200, [f"{NODE_A},{NODE_B}".encode()], [])]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/v1/configuration/datasets/{DATASET}%ff",
+        "/v1/environments/%c3%28",
+        "/v1/%ff/version",
+    ],
+)
+def test_url_not_utf8_is_a_json_404(api: APIHarness, path: str) -> None:
+    """
+    A path that is not UTF-8 once percent-decoded names nothing: 404 with a
+    JSON description (not a plain-text error), and nothing changes.
+    """
+    before = api.stored()
+    for method in ("GET", "POST", "DELETE"):
+        result = api.request(method, path, raw=b"{}")
+        assert result.code == 404, result
+        assert result.headers["content-type"] == "application/json"
+        assert "not UTF-8" in result.body["description"]
+    assert api.stored() == before
