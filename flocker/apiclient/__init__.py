@@ -13,6 +13,7 @@ from ._client import (
     connect_timeout,
     container_to_json,
 )
+from ._https import TLSHandshakeFailed, https_agent
 from ._interface import (
     UNCHANGED,
     BadRequest,
@@ -80,6 +81,7 @@ __all__ = [
     "Replication",
     "ResponseError",
     "RestartPolicy",
+    "TLSHandshakeFailed",
     "UnknownContainer",
     "UnknownDataset",
     "UnknownEra",
@@ -87,4 +89,5 @@ __all__ = [
     "api_url",
     "connect_timeout",
     "container_to_json",
+    "https_agent",
 ]

@@ -9,12 +9,15 @@ the control service's resource in unit tests.
 Several control service instances: the client may be given several base
 URLs, all serving the same cluster.  Each request goes first to the
 instance that answered last (at first, the first URL); when no connection
-can be made to it (refused, no route, no answer within the connect
-timeout, `CONNECT_TIMEOUT`), the same request goes to the next URL, and so
-on once round the list.  A request that may have reached an instance is
-never sent again to another, since it may have been carried out — except a
-``GET``, which changes nothing and is tried on the next instance whenever
-its answer did not arrive (the connection broke, TLS failed).  A request
+can be made to it, the same request goes to the next URL, and so on once
+round the list.  A connection is made once TCP connects and the TLS
+handshake is done, each within the connect timeout (`CONNECT_TIMEOUT` with
+others to try; see `flocker.apiclient._https`): so a refused connection, no
+route, no answer, a stopped instance (whose kernel still accepts
+connections) and a failed handshake all pass the request on.  A request
+that may have reached an instance is never sent again to another, since it
+may have been carried out — except a ``GET``, which changes nothing and is
+tried on the next instance whenever its answer did not arrive.  A request
 cancelled (a timeout, Ctrl-C) is not tried again anywhere.
 """
 
@@ -38,7 +41,6 @@ from twisted.internet.error import (
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.web.client import (
-    Agent,
     RequestTransmissionFailed,
     ResponseFailed,
     ResponseNeverReceived,
@@ -46,6 +48,7 @@ from twisted.web.client import (
 from zope.interface import implementer
 
 from ..ca import ClusterPolicyForHTTPS, load_tls_files
+from ._https import https_agent
 from ._interface import (
     UNCHANGED,
     BadRequest,
@@ -368,11 +371,7 @@ class FlockerClient:
         files = load_tls_files(certificates_directory, username)
         policy = ClusterPolicyForHTTPS(files.credential, files.authority)
         instances = [(host, port)] if isinstance(host, str) else list(host)
-        agent = Agent(
-            reactor,
-            contextFactory=policy,
-            connectTimeout=connect_timeout(len(instances)),
-        )
+        agent = https_agent(reactor, policy, connect_timeout(len(instances)))
         return cls(HTTPClient(agent), [api_url(h, p) for h, p in instances])
 
     @classmethod

@@ -45,9 +45,14 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from treq.client import HTTPClient
-from twisted.web.client import Agent
 
-from ..apiclient import DEFAULT_API_PORT, FlockerClient, api_url, connect_timeout
+from ..apiclient import (
+    DEFAULT_API_PORT,
+    FlockerClient,
+    api_url,
+    connect_timeout,
+    https_agent,
+)
 from ..ca import (
     CertificateAuthority,
     CertificateError,
@@ -380,10 +385,10 @@ def connect(reactor: Any, address: ClusterAddress) -> FlockerClient:
         credential, authority = load_credentials(address)
     except CertificateError as e:
         raise CLIError(str(e), EXIT_UNREACHABLE) from None
-    agent = Agent(
+    agent = https_agent(
         reactor,
-        contextFactory=ClusterPolicyForHTTPS(credential, authority),
-        connectTimeout=connect_timeout(len(address.instances)),
+        ClusterPolicyForHTTPS(credential, authority),
+        connect_timeout(len(address.instances)),
     )
     return FlockerClient(
         _TimedHTTP(HTTPClient(agent), REQUEST_TIMEOUT), address.api_urls

@@ -19,7 +19,7 @@ from twisted.web.client import (
     ResponseNeverReceived,
 )
 
-from ..apiclient import FlockerAPIError
+from ..apiclient import FlockerAPIError, TLSHandshakeFailed
 from ..ca import CertificateError, PeerRejected
 
 __all__ = [
@@ -99,6 +99,9 @@ def _reason(error: BaseException) -> str:
         return _reason(reasons[0]) if reasons else "the connection was lost"
     if isinstance(error, CancelledError | TwistedTimeoutError):
         return "it did not answer in time"
+    if isinstance(error, TLSHandshakeFailed):
+        reason = _reason(error.reason)
+        return reason if reason.startswith("TLS") else f"TLS handshake failed: {reason}"
     if isinstance(error, SSL.Error):
         return f"TLS handshake failed: {_openssl_text(error)}"
     if isinstance(error, PeerRejected):

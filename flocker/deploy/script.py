@@ -51,6 +51,7 @@ from ..apiclient import (
     IFlockerAPIV1Client,
     api_url,
     connect_timeout,
+    https_agent,
 )
 from ..ca import CertificateAuthority, ClusterPolicyForHTTPS, Credential
 from ._checks import load_yaml
@@ -317,11 +318,10 @@ def _tls(connection: _Connection) -> ClusterPolicyForHTTPS:
 def _client(reactor: Any, connection: _Connection, tls: Any) -> FlockerClient:
     """A REST API client for the control service."""
     from treq.client import HTTPClient
-    from twisted.web.client import Agent
 
     instances = [(connection.host, connection.port), *connection.others]
     timeout = CONNECT_TIMEOUT if len(instances) == 1 else connect_timeout(len(instances))
-    agent = Agent(reactor, contextFactory=tls, connectTimeout=timeout)
+    agent = https_agent(reactor, tls, timeout)
     return FlockerClient(HTTPClient(agent), [api_url(h, p) for h, p in instances])
 
 

@@ -17,7 +17,7 @@ from twisted.internet import reactor
 
 from flocker.ca import load_tls_files, server_context_factory
 from flocker.ca.testtools import make_test_cluster_credentials
-from flocker.cli._errors import EXIT_OK
+from flocker.cli._errors import EXIT_OK, EXIT_UNREACHABLE
 from flocker.cli.script import real_client, run
 from flocker.control import (
     ClusterStateService,
@@ -91,5 +91,52 @@ async def test_repeated_control_host_reaches_the_live_instance(
         )
         assert (code, err.getvalue()) == (EXIT_OK, ""), err.getvalue()
         assert str(node) in {row.get("uuid") for row in json.loads(out.getvalue())}
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_host_name_is_a_tls_failure_naming_it(tmp_path: Path) -> None:
+    """
+    A control service reached under a name its certificate does not carry
+    is refused during the TLS handshake, and the one-line error says so.
+    """
+    cluster = make_test_cluster_credentials(tmp_path, nodes=1, users=("alice",))
+    configuration = ConfigurationService(MemoryConfigurationStore())
+    await configuration.load()
+    control = load_tls_files(cluster.control_directory, "control-service")
+    service = create_api_service(
+        reactor,
+        configuration,
+        ClusterStateService(reactor),
+        "tcp:0:interface=127.0.0.1",
+        server_context_factory(control.credential, control.authority),
+        cluster_uuid=cluster.cluster_uuid,
+    )
+    service.startService()
+    try:
+        port = (await service.getServiceNamed("api").listening()).getHost().port
+        user = cluster.user_directories["alice"]
+        out, err = StringIO(), StringIO()
+        code = await run(
+            [
+                "--control-host",
+                f"localhost:{port}",
+                "--cacert",
+                str(user / "cluster.crt"),
+                "--cert",
+                str(user / "alice.crt"),
+                "--key",
+                str(user / "alice.key"),
+                "nodes",
+            ],
+            reactor,
+            out,
+            err,
+            real_client(reactor, {}),
+        )
+        assert code == EXIT_UNREACHABLE, err.getvalue()
+        assert "TLS handshake failed" in err.getvalue()
+        assert "certificate is not for localhost" in err.getvalue()
     finally:
         await service.stopService()

@@ -3,11 +3,16 @@
 import pytest
 from OpenSSL import SSL
 from twisted.internet.defer import CancelledError
-from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+from twisted.internet.error import (
+    ConnectionDone,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
+from twisted.internet.error import TimeoutError as TwistedTimeoutError
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
-from flocker.apiclient import BadRequest, UnknownDataset
+from flocker.apiclient import BadRequest, TLSHandshakeFailed, UnknownDataset
 from flocker.ca import CertificateError, PeerRejected
 from flocker.cli._errors import (
     EXIT_CODES_HELP,
@@ -74,6 +79,24 @@ def failure(error):
             ),
             EXIT_UNREACHABLE,
             "TLS handshake failed: The peer's certificate is not for h",
+        ),
+        (
+            TLSHandshakeFailed(
+                SSL.Error([("SSL routines", "", "certificate verify failed")])
+            ),
+            EXIT_UNREACHABLE,
+            f"cannot reach the control service at {URL}: TLS handshake failed: "
+            "certificate verify failed",
+        ),
+        (
+            TLSHandshakeFailed(ConnectionDone("Connection was closed cleanly.")),
+            EXIT_UNREACHABLE,
+            "TLS handshake failed: Connection was closed cleanly",
+        ),
+        (
+            TwistedTimeoutError(string="TLS handshake not done within 2 s"),
+            EXIT_UNREACHABLE,
+            "did not answer in time",
         ),
         (ResponseFailed([]), EXIT_UNREACHABLE, "the connection was lost"),
         (
