@@ -10,6 +10,8 @@ import treq
 from eliot.testing import LoggedMessage
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -23,6 +25,7 @@ from .._etcd import (
     KeyValue,
     WatchEvent,
     WatchState,
+    _Body,
     parse_etcd_url,
 )
 
@@ -75,6 +78,28 @@ class TestParseEtcdURL:
         """Anything but etcd://host:port[,host:port…] is a ValueError naming it."""
         with pytest.raises(ValueError, match="etcd"):
             parse_etcd_url(url)
+
+
+class TestStreamFraming:
+    """The watch stream's lines are found whatever the chunks' boundaries."""
+
+    def test_lines_across_chunks(self) -> None:
+        """Lines split over chunks, and several in one chunk, arrive whole."""
+        lines: list[bytes] = []
+        body = _Body(lines.append)
+        for chunk in (b'{"a":', b' 1}\n{"b": 2}\n\n{"c"', b": 3}\n", b'{"d": 4}'):
+            body.dataReceived(chunk)
+        body.connectionLost(Failure(ResponseDone()))
+        assert lines == [b'{"a": 1}', b'{"b": 2}', b'{"c": 3}', b'{"d": 4}']
+        assert body.done.called
+
+    def test_whole_body(self) -> None:
+        """Without a line callback the body is collected whole."""
+        body = _Body()
+        body.dataReceived(b"{\n")
+        body.dataReceived(b"}")
+        body.connectionLost(Failure(ResponseDone()))
+        assert body.done.result == b"{\n}"
 
 
 @pytest.fixture
