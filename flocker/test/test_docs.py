@@ -275,7 +275,9 @@ def test_agent_yml_example_is_complete_and_valid(built: Path, tmp_path: Path) ->
     assert config.backend == "zfs"
     document = yaml.safe_load(examples[0])
     shown = _keys({"properties": {k: _shape(v) for k, v in document.items()}})
-    expected = _keys(AGENT_SCHEMA) - {"dataset.root"}  # root is for other backends
+    # root is for other backends; hosts replaces hostname for several control
+    # instances (the highly available control plane's section shows it).
+    expected = _keys(AGENT_SCHEMA) - {"dataset.root", "control-service.hosts"}
     assert shown == expected
 
 
