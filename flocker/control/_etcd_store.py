@@ -33,7 +33,6 @@ Rules:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,14 +51,14 @@ from ._etcd import (
 from ._logging import LOAD_CONFIGURATION, SAVE_CONFIGURATION
 from ._model import Deployment
 from ._persistence import (
-    _ENVELOPE_VERSION,
     CONFIGURATION_FILE,
     ConfigurationCorrupt,
     GenerationMismatch,
     IConfigurationStore,
     StoredConfiguration,
+    envelope,
+    parse_envelope,
 )
-from ._serialization import SerializationError, deployment_from_json, deployment_to_json
 
 __all__ = [
     "ConfigurationAlreadyPresent",
@@ -109,54 +108,9 @@ class ConfigurationAlreadyPresent(Exception):
         )
 
 
-def _envelope(deployment: Deployment, generation: int) -> bytes:
-    """The stored bytes for ``deployment`` at ``generation``."""
-    return json.dumps(
-        {
-            "envelope_version": _ENVELOPE_VERSION,
-            "generation": generation,
-            "configuration": deployment_to_json(deployment),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode("utf-8")
-
-
-def parse_envelope(where: str, data: bytes) -> StoredConfiguration:
-    """
-    Read an envelope as the file store and the etcd store write it.
-
-    :raise ConfigurationCorrupt: naming ``where``, for anything else.
-    """
-    try:
-        envelope = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigurationCorrupt(where, f"not UTF-8 JSON: {e}") from e
-    if not isinstance(envelope, dict) or set(envelope) != {
-        "envelope_version",
-        "generation",
-        "configuration",
-    }:
-        raise ConfigurationCorrupt(where, "not a Flocker configuration")
-    if envelope["envelope_version"] != _ENVELOPE_VERSION:
-        raise ConfigurationCorrupt(
-            where,
-            f"unknown envelope version {envelope['envelope_version']!r} "
-            f"(this Flocker reads version {_ENVELOPE_VERSION})",
-        )
-    generation = envelope["generation"]
-    if type(generation) is not int or generation < 1:
-        raise ConfigurationCorrupt(where, f"bad generation {generation!r}")
-    try:
-        deployment = deployment_from_json(envelope["configuration"])
-    except SerializationError as e:
-        raise ConfigurationCorrupt(where, str(e)) from e
-    return StoredConfiguration(generation=generation, deployment=deployment)
-
-
 def _checked_envelope(where: str, deployment: Deployment, generation: int) -> bytes:
     """The envelope's bytes, once they are known to read back as ``deployment``."""
-    data = _envelope(deployment, generation)
+    data = envelope(deployment, generation)
     if parse_envelope(where, data).deployment != deployment:
         raise ConfigurationCorrupt(where, "the configuration does not read back equal")
     return data
@@ -384,8 +338,8 @@ def import_configuration(
                 f"no Flocker configuration file to import at {source}"
             ) from None
         stored = parse_envelope(str(source), data)
-        envelope = _checked_envelope(store.where, stored.deployment, stored.generation)
-        if not await store.client.create(store.key, envelope):
+        checked = _checked_envelope(store.where, stored.deployment, stored.generation)
+        if not await store.client.create(store.key, checked):
             present = await store.client.get(store.key)
             try:
                 generation = store._parse(present).generation if present else None

@@ -181,6 +181,55 @@ CONFIGURATION_FILE = "configuration.json"
 _ENVELOPE_VERSION = 1
 
 
+def envelope(deployment: Deployment, generation: int, indent: int | None = None) -> bytes:
+    """
+    The bytes every store keeps: the configuration at ``generation`` in an
+    envelope naming its format's version (compact, or indented by ``indent``).
+    """
+    return json.dumps(
+        {
+            "envelope_version": _ENVELOPE_VERSION,
+            "generation": generation,
+            "configuration": deployment_to_json(deployment),
+        },
+        sort_keys=True,
+        indent=indent,
+        separators=None if indent is not None else (",", ":"),
+    ).encode("utf-8")
+
+
+def parse_envelope(where: str, data: bytes) -> StoredConfiguration:
+    """
+    Read an envelope as the stores write it (`envelope`).
+
+    :raise ConfigurationCorrupt: naming ``where``, for anything else.
+    """
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigurationCorrupt(where, f"not UTF-8 JSON: {e}") from e
+    if not isinstance(document, dict) or set(document) != {
+        "envelope_version",
+        "generation",
+        "configuration",
+    }:
+        raise ConfigurationCorrupt(where, "not a Flocker configuration")
+    if document["envelope_version"] != _ENVELOPE_VERSION:
+        raise ConfigurationCorrupt(
+            where,
+            f"unknown envelope version {document['envelope_version']!r} "
+            f"(this Flocker reads version {_ENVELOPE_VERSION})",
+        )
+    generation = document["generation"]
+    if type(generation) is not int or generation < 1:
+        raise ConfigurationCorrupt(where, f"bad generation {generation!r}")
+    try:
+        deployment = deployment_from_json(document["configuration"])
+    except SerializationError as e:
+        raise ConfigurationCorrupt(where, str(e)) from e
+    return StoredConfiguration(generation=generation, deployment=deployment)
+
+
 def _fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -256,39 +305,12 @@ class FileConfigurationStore:
         return self._parse(data)
 
     def _parse(self, data: bytes) -> tuple[int, Deployment]:
-        where = str(self.path)
-        try:
-            envelope = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigurationCorrupt(where, f"not UTF-8 JSON: {e}") from e
-        if not isinstance(envelope, dict) or set(envelope) != {
-            "envelope_version",
-            "generation",
-            "configuration",
-        }:
-            raise ConfigurationCorrupt(where, "not a Flocker configuration file")
-        if envelope["envelope_version"] != _ENVELOPE_VERSION:
-            raise ConfigurationCorrupt(
-                where, f"unknown envelope version {envelope['envelope_version']!r}"
-            )
-        generation = envelope["generation"]
-        if type(generation) is not int or generation < 1:
-            raise ConfigurationCorrupt(where, f"bad generation {generation!r}")
-        try:
-            deployment = deployment_from_json(envelope["configuration"])
-        except SerializationError as e:
-            raise ConfigurationCorrupt(where, str(e)) from e
-        return generation, deployment
+        stored = parse_envelope(str(self.path), data)
+        return stored.generation, stored.deployment
 
     def _write(self, deployment: Deployment, generation: int) -> None:
         """Write the file durably (blocking)."""
-        envelope = {
-            "envelope_version": _ENVELOPE_VERSION,
-            "generation": generation,
-            "configuration": deployment_to_json(deployment),
-        }
-        data = json.dumps(envelope, sort_keys=True, indent=1).encode("utf-8")
-        write_durably(self.path, data)
+        write_durably(self.path, envelope(deployment, generation, indent=1))
 
     def load(self) -> Deferred[StoredConfiguration]:
         """See `IConfigurationStore.load`."""

@@ -120,10 +120,10 @@ def test_refuses_to_start_without_etcd(
     tmp_path: Path,
 ) -> None:
     """With no etcd member answering, start-up fails with one line naming etcd."""
-    from ...testtools.etcd import _free_port
+    from ...testtools.etcd import free_port
 
     result = control(
-        cluster_credentials, tmp_path, "--store", f"etcd://127.0.0.1:{_free_port()}"
+        cluster_credentials, tmp_path, "--store", f"etcd://127.0.0.1:{free_port()}"
     )
     assert result.returncode != 0
     [line] = result.stderr.strip().splitlines()
