@@ -17,7 +17,7 @@ All Flocker traffic is mutually authenticated with the cluster CA:
   cluster CA and that it is a node (optionally a given node UUID);
 * treq clients use :class:`ClusterPolicyForHTTPS` as their ``contextFactory``;
 * bulk transfers, which run TLS in a thread of their own with the standard
-  library's :mod:`ssl` (see :mod:`flocker.volume._threaded_tls`), use
+  library's :mod:`ssl` (see :mod:`flocker.transport`), use
   :func:`bulk_tls_context` -- the same credential, trust and minimum
   version -- and check the peer with :func:`check_node_certificate`;
 * after the handshake (``IHandshakeListener.handshakeCompleted``, or when

@@ -27,6 +27,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..transport import PipeWriter
 from ._common import logged
 from ._interface import (
     BadStream,
@@ -37,7 +38,6 @@ from ._interface import (
     StreamStopped,
 )
 from ._logging import BAD_STREAM, RECEIVE_ABORT, RECEIVE_FINISH, SEND_STREAM
-from ._pipe_writer import PipeWriter
 
 DIGEST_SIZE = hashlib.sha256().digest_size
 

@@ -29,6 +29,7 @@ from ..ca import (
     bulk_tls_context,
     peer_identity,
 )
+from ..transport import ThreadedTLSServerEndpoint, in_background
 from ._common import check_dataset_id, check_snapshot_name
 from ._interface import (
     BadStream,
@@ -41,8 +42,6 @@ from ._interface import (
     VolumeError,
 )
 from ._logging import BASE, BYTES, DATASET_ID, SNAPSHOT
-from ._threaded_tls import in_background
-from ._threaded_tls_endpoints import ThreadedTLSServerEndpoint
 from ._transfer_values import (
     INTERRUPTED,
     PEER,

@@ -25,14 +25,13 @@ from ..ca import (
     bulk_tls_context,
     check_node_certificate,
 )
+from ..transport import ThreadedTLSClientEndpoint, TLSFailed, in_background
 from ._interface import (
     IStreamSource,
     IVolumeBackend,
     SendFailed,
 )
 from ._logging import BASE, BYTES, DATASET_ID, SNAPSHOT
-from ._threaded_tls import TLSFailed, in_background
-from ._threaded_tls_endpoints import ThreadedTLSClientEndpoint
 from ._transfer_values import (
     INTERRUPTED,
     PEER,

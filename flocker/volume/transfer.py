@@ -10,7 +10,7 @@ the cluster's CA *and* naming a node; the sender accepts only a peer that is
 a node of the cluster (a given node, if told which).
 
 Streams are bulk data, so each connection's TLS runs in a worker thread of
-its own (:mod:`flocker.volume._threaded_tls`, the standard library's
+its own (:mod:`flocker.transport`, the standard library's
 :mod:`ssl` with the same credential and trust as every other Flocker
 connection); the protocols below run in the reactor thread as usual.
 
@@ -72,7 +72,7 @@ Back-pressure runs end to end: the backend's stream source (``zfs send``)
 is the producer of the TLS connection on the sender; on the receiver the
 TLS connection is the producer of the backend's sink (``zfs recv``'s
 standard input).  Each end holds at most a few MiB in flight (the worker
-thread's limits in :mod:`flocker.volume._threaded_tls`).
+thread's limits in :mod:`flocker.transport`).
 
 Failure at any point (connection cut, sender killed, checksum mismatch,
 the receiving backend failing, e.g. a full disk, a bad header) ends in

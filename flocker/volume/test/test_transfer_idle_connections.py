@@ -22,7 +22,7 @@ from twisted.internet.protocol import Factory, Protocol
 from flocker.ca import bulk_tls_context, load_tls_files
 from flocker.ca.testtools import make_test_cluster_credentials
 
-from .._threaded_tls_endpoints import ThreadedTLSServerEndpoint
+from ...transport import ThreadedTLSServerEndpoint
 from ..memory import MemoryVolumeBackend
 from ..transfer import TransferReceiver, listen_for_transfers, push
 

@@ -1,5 +1,5 @@
 """
-Endpoints for :mod:`flocker.volume._threaded_tls` connections: a client
+Endpoints for :mod:`flocker.transport._threaded_tls` connections: a client
 endpoint that connects and shakes hands in a worker thread, and a server
 endpoint whose listening port accepts and shakes hands in one thread of its
 own for all its connections: a peer gets a worker thread and buffers only

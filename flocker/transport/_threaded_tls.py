@@ -12,7 +12,7 @@ the reactor thread sees plaintext in chunks of up to :data:`DELIVERY_SIZE`.
 
 The endpoints (:class:`ThreadedTLSClientEndpoint`,
 :class:`ThreadedTLSServerEndpoint`, in
-:mod:`flocker.volume._threaded_tls_endpoints`) are ordinary Twisted
+:mod:`flocker.transport._threaded_tls_endpoints`) are ordinary Twisted
 endpoints.  The
 protocols they connect are unchanged Twisted protocols, called in the
 reactor thread once the handshake is done and the peer's certificate

@@ -1,4 +1,4 @@
-"""Tests for :class:`flocker.volume._pipe_writer.PipeWriter` over real pipes."""
+"""Tests for :class:`flocker.transport.PipeWriter` over real pipes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from .._pipe_writer import PAUSE_ABOVE, PipeWriter
+from .. import PAUSE_ABOVE, PipeWriter
 from ..testtools import RecordingProducer
 
 MiB = 1024 * 1024
