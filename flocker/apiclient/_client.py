@@ -27,6 +27,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import attrs
@@ -48,6 +49,14 @@ from twisted.web.client import (
 from zope.interface import implementer
 
 from ..ca import ClusterPolicyForHTTPS, load_tls_files
+from ._cloning_json import (
+    environment_copy_from_json,
+    environment_from_json,
+    origin_from_json,
+    rollback_from_json,
+    snapshot_from_json,
+    transfer_from_json,
+)
 from ._https import https_agent
 from ._interface import (
     UNCHANGED,
@@ -64,6 +73,9 @@ from ._interface import (
     DatasetsConfiguration,
     DatasetState,
     DivergedCopy,
+    Environment,
+    EnvironmentConflict,
+    EnvironmentCopy,
     FailoverRefused,
     FailoverResult,
     FlockerAPIError,
@@ -73,14 +85,21 @@ from ._interface import (
     Link,
     MountedDataset,
     Node,
+    NodeUnavailable,
     ReplicaState,
     Replication,
     ResponseError,
     RestartPolicy,
+    Rollback,
+    Snapshot,
+    SnapshotConflict,
+    Transfers,
     UnknownContainer,
     UnknownDataset,
+    UnknownEnvironment,
     UnknownEra,
     UnknownLease,
+    UnknownSnapshot,
 )
 
 __all__ = [
@@ -147,6 +166,9 @@ _COMMON: dict[int, type[FlockerAPIError]] = {
 }
 _DATASET = {404: UnknownDataset, 405: DatasetConflict, 409: DatasetConflict}
 _CONTAINER = {404: UnknownContainer, 409: ContainerConflict}
+#: A 404 whose description names a snapshot is refined to `UnknownSnapshot`.
+_SNAPSHOT = {404: UnknownDataset, 409: SnapshotConflict, 503: NodeUnavailable}
+_ENVIRONMENT = {404: UnknownEnvironment, 409: EnvironmentConflict, 503: NodeUnavailable}
 
 
 # --------------------------------------------------------------------------
@@ -165,6 +187,7 @@ def _dataset(body: dict[str, Any]) -> Dataset:
         replication=Replication(**replication),
         epoch=body.get("epoch", 0),
         failover_snapshot=body.get("failover_snapshot"),
+        origin=None if body.get("origin") is None else origin_from_json(body["origin"]),
     )
 
 
@@ -213,6 +236,7 @@ def _dataset_state(d: dict[str, Any]) -> DatasetState:
             for c in d.get("diverged", [])
         ],
         fenced=bool(d.get("fenced", False)),
+        rolled_back=None if d.get("rolled_back") is None else UUID(d["rolled_back"]),
     )
 
 
@@ -468,7 +492,8 @@ class FlockerClient:
             error = {**_COMMON, **errors}.get(response.code, ResponseError)
             raise error(response.code, description)
         tags = response.headers.getRawHeaders("x-configuration-tag") or []
-        return decoded, {"tag": tags[0] if tags else ""}
+        unanswered = response.headers.getRawHeaders("x-unanswered-nodes") or []
+        return decoded, {"tag": tags[0] if tags else "", "unanswered": ",".join(unanswered)}
 
     def _run(self, coroutine: Any) -> Deferred[Any]:
         return Deferred.fromCoroutine(coroutine)
@@ -770,6 +795,222 @@ class FlockerClient:
             ]
 
         return self._run(run())
+
+    # -- snapshots, rollback, clones --------------------------------------------
+
+    async def _on_snapshot(
+        self,
+        method: str,
+        path: str,
+        expected: tuple[int, ...],
+        body: Any = None,
+        configuration_tag: str | None = None,
+    ) -> Any:
+        """A snapshot request: a 404 naming a snapshot is `UnknownSnapshot`."""
+        try:
+            decoded, _ = await self._request(
+                method, path, expected, body, _SNAPSHOT, configuration_tag
+            )
+        except UnknownDataset as e:
+            if "snapshot" in e.description:
+                raise UnknownSnapshot(e.code, e.description) from None
+            raise
+        return decoded
+
+    def list_snapshots(self, dataset_id: UUID) -> Deferred[list[Snapshot]]:
+        """See `IFlockerAPIV1Client.list_snapshots`."""
+
+        async def run() -> list[Snapshot]:
+            body = await self._on_snapshot(
+                "GET", f"/datasets/{dataset_id}/snapshots", (200,)
+            )
+            return [snapshot_from_json(s) for s in body]
+
+        return self._run(run())
+
+    def create_snapshot(self, dataset_id: UUID, name: str) -> Deferred[Snapshot]:
+        """See `IFlockerAPIV1Client.create_snapshot`."""
+
+        async def run() -> Snapshot:
+            body = await self._on_snapshot(
+                "POST", f"/datasets/{dataset_id}/snapshots", (201,), {"name": name}
+            )
+            return snapshot_from_json(body)
+
+        return self._run(run())
+
+    def delete_snapshot(self, dataset_id: UUID, name: str) -> Deferred[Snapshot]:
+        """See `IFlockerAPIV1Client.delete_snapshot`."""
+
+        async def run() -> Snapshot:
+            body = await self._on_snapshot(
+                "DELETE",
+                f"/datasets/{dataset_id}/snapshots/{quote(name, safe='')}",
+                (200,),
+            )
+            return snapshot_from_json(body)
+
+        return self._run(run())
+
+    def rollback_dataset(
+        self, dataset_id: UUID, snapshot: str, configuration_tag: str | None = None
+    ) -> Deferred[Rollback]:
+        """See `IFlockerAPIV1Client.rollback_dataset`."""
+
+        async def run() -> Rollback:
+            body = await self._on_snapshot(
+                "POST",
+                f"/datasets/{dataset_id}/rollback",
+                (202,),
+                {"snapshot": snapshot},
+                configuration_tag,
+            )
+            return rollback_from_json(body)
+
+        return self._run(run())
+
+    def clone_dataset(
+        self,
+        dataset_id: UUID,
+        snapshot: str,
+        new_dataset_id: UUID | None = None,
+        metadata: Mapping[str, str] | None = None,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Dataset]:
+        """See `IFlockerAPIV1Client.clone_dataset`."""
+        request: dict[str, Any] = {"snapshot": snapshot}
+        if new_dataset_id is not None:
+            request["dataset_id"] = str(new_dataset_id)
+        if metadata is not None:
+            request["metadata"] = dict(metadata)
+
+        async def run() -> Dataset:
+            body = await self._on_snapshot(
+                "POST",
+                f"/datasets/{dataset_id}/clone",
+                (201,),
+                request,
+                configuration_tag,
+            )
+            return _dataset(body)
+
+        return self._run(run())
+
+    # -- transfers ----------------------------------------------------------------
+
+    def list_transfers(self) -> Deferred[Transfers]:
+        """See `IFlockerAPIV1Client.list_transfers`."""
+
+        async def run() -> Transfers:
+            body, headers = await self._request("GET", "/state/transfers", (200,))
+            unanswered = [u for u in headers["unanswered"].split(",") if u.strip()]
+            return Transfers(
+                transfers=[transfer_from_json(t) for t in body],
+                unanswered=[UUID(u.strip()) for u in unanswered],
+            )
+
+        return self._run(run())
+
+    # -- environments -------------------------------------------------------------
+
+    def list_environments(self) -> Deferred[list[Environment]]:
+        """See `IFlockerAPIV1Client.list_environments`."""
+
+        async def run() -> list[Environment]:
+            body, _ = await self._request("GET", "/environments", (200,))
+            return [environment_from_json(e) for e in body]
+
+        return self._run(run())
+
+    def get_environment(self, name: str) -> Deferred[Environment]:
+        """See `IFlockerAPIV1Client.get_environment`."""
+
+        async def run() -> Environment:
+            body, _ = await self._request(
+                "GET", f"/environments/{quote(name, safe='')}", (200,), None, _ENVIRONMENT
+            )
+            return environment_from_json(body)
+
+        return self._run(run())
+
+    def create_environment(
+        self,
+        name: str,
+        applications: Sequence[str],
+        copies: int | Sequence[str],
+        ports: Mapping[str, Mapping[str, Mapping[int, int]]] | None = None,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Environment]:
+        """See `IFlockerAPIV1Client.create_environment`."""
+        request: dict[str, Any] = {
+            "name": name,
+            "applications": list(applications),
+            "copies": copies if isinstance(copies, int) else list(copies),
+        }
+        if ports:
+            request["ports"] = {
+                copy: {
+                    application: {str(k): v for k, v in chosen.items()}
+                    for application, chosen in by_application.items()
+                }
+                for copy, by_application in ports.items()
+            }
+
+        async def run() -> Environment:
+            body, _ = await self._request(
+                "POST",
+                "/environments",
+                (201,),
+                request,
+                {**_ENVIRONMENT, 404: UnknownContainer},
+                configuration_tag,
+            )
+            return environment_from_json(body)
+
+        return self._run(run())
+
+    def delete_environment(
+        self, name: str, configuration_tag: str | None = None
+    ) -> Deferred[Environment]:
+        """See `IFlockerAPIV1Client.delete_environment`."""
+
+        async def run() -> Environment:
+            body, _ = await self._request(
+                "DELETE",
+                f"/environments/{quote(name, safe='')}",
+                (200,),
+                None,
+                _ENVIRONMENT,
+                configuration_tag,
+            )
+            return environment_from_json(body)
+
+        return self._run(run())
+
+    def _on_copy(
+        self, method: str, name: str, copy: str, suffix: str, tag: str | None
+    ) -> Deferred[EnvironmentCopy]:
+        path = f"/environments/{quote(name, safe='')}/copies/{quote(copy, safe='')}"
+
+        async def run() -> EnvironmentCopy:
+            body, _ = await self._request(
+                method, path + suffix, (200,), None, _ENVIRONMENT, tag
+            )
+            return environment_copy_from_json(body)
+
+        return self._run(run())
+
+    def reset_environment_copy(
+        self, name: str, copy: str, configuration_tag: str | None = None
+    ) -> Deferred[EnvironmentCopy]:
+        """See `IFlockerAPIV1Client.reset_environment_copy`."""
+        return self._on_copy("POST", name, copy, "/reset", configuration_tag)
+
+    def delete_environment_copy(
+        self, name: str, copy: str, configuration_tag: str | None = None
+    ) -> Deferred[EnvironmentCopy]:
+        """See `IFlockerAPIV1Client.delete_environment_copy`."""
+        return self._on_copy("DELETE", name, copy, "", configuration_tag)
 
 
 def _netloc(host: str) -> str:

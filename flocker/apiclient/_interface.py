@@ -32,6 +32,11 @@ __all__ = [
     "DatasetState",
     "DatasetsConfiguration",
     "DivergedCopy",
+    "Environment",
+    "EnvironmentApplication",
+    "EnvironmentConflict",
+    "EnvironmentCopy",
+    "EnvironmentDataset",
     "FailoverRefused",
     "FailoverResult",
     "FlockerAPIError",
@@ -41,14 +46,23 @@ __all__ = [
     "Link",
     "MountedDataset",
     "Node",
+    "NodeUnavailable",
+    "Origin",
     "ReplicaState",
     "Replication",
     "ResponseError",
     "RestartPolicy",
+    "Rollback",
+    "Snapshot",
+    "SnapshotConflict",
+    "Transfer",
+    "Transfers",
     "UnknownContainer",
     "UnknownDataset",
+    "UnknownEnvironment",
     "UnknownEra",
     "UnknownLease",
+    "UnknownSnapshot",
 ]
 
 
@@ -77,6 +91,13 @@ class Replication(PClass):
     failover = field(type=str, initial="manual")
 
 
+class Origin(PClass):
+    """The dataset and snapshot a clone was made from."""
+
+    dataset_id = field(type=UUID, mandatory=True)
+    snapshot = field(type=str, mandatory=True)
+
+
 class Dataset(PClass):
     """
     A dataset in the configuration.
@@ -92,6 +113,7 @@ class Dataset(PClass):
     :ivar epoch: how many failovers it went through.
     :ivar failover_snapshot: the snapshot its primary started from at the
         last failover (copies of older epochs rejoin from it), or ``None``.
+    :ivar origin: for a clone, what it was made from; else ``None``.
     """
 
     dataset_id = field(type=UUID, mandatory=True)
@@ -103,6 +125,7 @@ class Dataset(PClass):
     replication = field(type=Replication, initial=Replication())
     epoch = field(type=int, initial=0)
     failover_snapshot = field(type=(str, type(None)), initial=None)
+    origin = field(type=(Origin, type(None)), initial=None)
 
 
 class DatasetsConfiguration(PClass):
@@ -160,6 +183,8 @@ class DatasetState(PClass):
     :ivar diverged: the diverged copies nodes report, by node.
     :ivar fenced: the primary's node fenced itself (it lost the control
         service): its copy is not exposed (``path`` is then ``None``).
+    :ivar rolled_back: the request id of the last rollback the node carried
+        out (see `IFlockerAPIV1Client.rollback_dataset`), or ``None``.
     """
 
     dataset_id = field(type=UUID, mandatory=True)
@@ -169,6 +194,7 @@ class DatasetState(PClass):
     replicas = pvector_field(ReplicaState)
     diverged = pvector_field(DivergedCopy)
     fenced = field(type=bool, initial=False)
+    rolled_back = field(type=(UUID, type(None)), initial=None)
 
 
 class FailoverResult(PClass):
@@ -289,6 +315,114 @@ class ContainerState(PClass):
     running = field(type=bool, mandatory=True)
 
 
+class Snapshot(PClass):
+    """
+    A snapshot of a dataset.
+
+    :ivar created: when it was taken (POSIX seconds), or ``None`` if unknown.
+    :ivar set_aside: it is a snapshot another node's copy set aside when
+        it rejoined after a failover superseded it (what it held then);
+        ``node_uuid`` is then that node.  Every other snapshot listed is on
+        the dataset's primary, and its ``node_uuid`` is ``None``.
+    """
+
+    name = field(type=str, mandatory=True)
+    created = field(type=(float, type(None)), initial=None)
+    node_uuid = field(type=(UUID, type(None)), initial=None)
+    set_aside = field(type=bool, initial=False)
+
+
+class Rollback(PClass):
+    """
+    A rollback accepted: done once the dataset's primary reports
+    ``request_id`` as the dataset's `DatasetState.rolled_back`.
+    """
+
+    dataset_id = field(type=UUID, mandatory=True)
+    snapshot = field(type=str, mandatory=True)
+    request_id = field(type=UUID, mandatory=True)
+
+
+class Transfer(PClass):
+    """
+    A dataset stream a node is receiving now (a move or an increment).
+
+    :ivar node_uuid: the receiving node.
+    :ivar base: the snapshot an incremental stream starts from, or ``None``
+        for a full one.
+    :ivar bytes: stream bytes received so far.
+    :ivar size: the stream's size, if the sender knew it.
+    """
+
+    dataset_id = field(type=UUID, mandatory=True)
+    node_uuid = field(type=UUID, mandatory=True)
+    snapshot = field(type=str, mandatory=True)
+    base = field(type=(str, type(None)), initial=None)
+    bytes = field(type=int, mandatory=True)
+    size = field(type=(int, type(None)), initial=None)
+
+
+class Transfers(PClass):
+    """
+    The transfers in progress, as the nodes' dataset agents answered.
+
+    :ivar transfers: sorted by dataset, then node.
+    :ivar unanswered: the nodes whose agents did not answer in time (their
+        transfers, if any, are missing), sorted.
+    """
+
+    transfers = pvector_field(Transfer)
+    unanswered = pvector_field(UUID)
+
+
+class EnvironmentApplication(PClass):
+    """
+    One application of an environment copy: ``name`` is the copy's
+    application, ``origin`` the application it copies.
+
+    :ivar node_uuid: its node, or ``None`` if it is no longer in the
+        configuration (``ports`` is then empty).
+    :ivar ports: its published ports, by external port.
+    """
+
+    name = field(type=str, mandatory=True)
+    origin = field(type=str, mandatory=True)
+    node_uuid = field(type=(UUID, type(None)), initial=None)
+    ports = pvector_field(ContainerPort)
+
+
+class EnvironmentDataset(PClass):
+    """One dataset of an environment copy: a clone of ``origin``."""
+
+    dataset_id = field(type=UUID, mandatory=True)
+    origin = field(type=Origin, mandatory=True)
+
+
+class EnvironmentCopy(PClass):
+    """One copy of an environment: its applications (by origin) and clones."""
+
+    name = field(type=str, mandatory=True)
+    applications = pvector_field(EnvironmentApplication)
+    datasets = pvector_field(EnvironmentDataset)
+
+
+class Environment(PClass):
+    """
+    An environment: copies of a group of applications, each on clones of
+    the group's datasets taken from one snapshot.
+
+    :ivar snapshot: the snapshot of every dataset of the group the copies
+        are cloned from (one of Flocker's own names, ``flocker-env-…``).
+    :ivar applications: the group's applications, as given.
+    :ivar copies: sorted by name.
+    """
+
+    name = field(type=str, mandatory=True)
+    snapshot = field(type=str, mandatory=True)
+    applications = pvector_field(str)
+    copies = pvector_field(EnvironmentCopy)
+
+
 # --------------------------------------------------------------------------
 # Errors
 
@@ -366,6 +500,38 @@ class UnknownContainer(FlockerAPIError):
 
 class ContainerConflict(FlockerAPIError):
     """409: a port is taken, or a volume's dataset is elsewhere, deleted or in use."""
+
+
+class UnknownSnapshot(FlockerAPIError):
+    """404: the dataset has no snapshot of that name."""
+
+
+class SnapshotConflict(FlockerAPIError):
+    """
+    409 on a snapshot, rollback or clone: the name is taken, clones are
+    made from the snapshot, the dataset is deleted or not exposed on its
+    primary node yet, a rollback would discard a later snapshot that a clone
+    or an environment is made from, or a clone's id is taken.
+    """
+
+
+class NodeUnavailable(FlockerAPIError):
+    """
+    503: the dataset agent of the node concerned is not connected to the
+    control service, did not answer in time, or failed.
+    """
+
+
+class UnknownEnvironment(FlockerAPIError):
+    """404: no such environment, or no such copy of it."""
+
+
+class EnvironmentConflict(FlockerAPIError):
+    """
+    409 on an environment: its name or a copy's application name is taken,
+    a port asked for is busy on the copy's node, a dataset of the group is
+    deleted or not exposed, or a clone to delete is leased.
+    """
 
 
 # --------------------------------------------------------------------------
@@ -513,3 +679,140 @@ class IFlockerAPIV1Client(Interface):
 
     def list_containers_state() -> Deferred[list[ContainerState]]:  # type: ignore[misc]
         """The containers nodes report."""
+
+    # -- snapshots, rollback, clones ----------------------------------------
+
+    def list_snapshots(dataset_id: UUID) -> Deferred[list[Snapshot]]:  # type: ignore[misc]
+        """
+        The dataset's snapshots as its primary node has them now, oldest
+        first (Flocker's own, named ``flocker…``, left out), then those other
+        nodes set aside after a failover (``set_aside``).
+
+        Fails with `UnknownDataset`, `SnapshotConflict` (deleted, or not
+        exposed on its primary yet) or `NodeUnavailable`.
+        """
+
+    def create_snapshot(dataset_id: UUID, name: str) -> Deferred[Snapshot]:  # type: ignore[misc]
+        """
+        Take a snapshot of the dataset now, on its primary node.
+
+        ``name`` is 1-64 letters, digits and ``_.:-`` starting with a letter
+        or digit, not starting with ``flocker`` (in any case): else
+        `BadRequest`.  Fails with `UnknownDataset`, `SnapshotConflict` (the
+        name is taken; deleted or not exposed) or `NodeUnavailable`.
+        """
+
+    def delete_snapshot(dataset_id: UUID, name: str) -> Deferred[Snapshot]:  # type: ignore[misc]
+        """
+        Destroy a snapshot; returns it.
+
+        Fails with `BadRequest` (a bad name), `UnknownDataset`,
+        `UnknownSnapshot`, `SnapshotConflict` (a configured clone is made
+        from it; deleted or not exposed) or `NodeUnavailable`.
+        """
+
+    def rollback_dataset(  # type: ignore[misc]
+        dataset_id: UUID, snapshot: str, configuration_tag: str | None = None
+    ) -> Deferred[Rollback]:
+        """
+        Ask for the dataset to be rolled back to ``snapshot`` (later ones
+        are discarded; the application using it is stopped meanwhile).  The
+        agents carry it out: it is done once `list_datasets_state` shows the
+        returned ``request_id`` as the dataset's ``rolled_back``.
+
+        Fails with `BadRequest` (a bad name), `UnknownDataset`,
+        `UnknownSnapshot`, `SnapshotConflict` (a later snapshot is one a
+        clone or an environment is made from; deleted or not exposed) or
+        `NodeUnavailable`.
+        """
+
+    def clone_dataset(  # type: ignore[misc]
+        dataset_id: UUID,
+        snapshot: str,
+        new_dataset_id: UUID | None = None,
+        metadata: Mapping[str, str] | None = None,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Dataset]:
+        """
+        Add a new dataset cloned from one of the dataset's snapshots, on the
+        same node and with the same maximum size; its ``origin`` says what it
+        was made from.
+
+        :param new_dataset_id: its UUID; a new one is chosen if ``None``.
+        :return: the new `Dataset`.  Fails with `BadRequest` (a bad name),
+            `UnknownDataset`, `UnknownSnapshot`, `SnapshotConflict` (the new
+            id is taken; deleted or not exposed) or `NodeUnavailable`.
+        """
+
+    # -- transfers --------------------------------------------------------------
+
+    def list_transfers() -> Deferred[Transfers]:  # type: ignore[misc]
+        """
+        The dataset streams the nodes are receiving now, as their dataset
+        agents answer within a bound (the nodes whose agents did not are
+        named in `Transfers.unanswered`).
+        """
+
+    # -- environments -----------------------------------------------------------
+
+    def list_environments() -> Deferred[list[Environment]]:  # type: ignore[misc]
+        """Every environment, ordered by name."""
+
+    def get_environment(name: str) -> Deferred[Environment]:  # type: ignore[misc]
+        """One environment; `UnknownEnvironment` if there is none of that name."""
+
+    def create_environment(  # type: ignore[misc]
+        name: str,
+        applications: Sequence[str],
+        copies: int | Sequence[str],
+        ports: Mapping[str, Mapping[str, Mapping[int, int]]] | None = None,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Environment]:
+        """
+        Snapshot every dataset of the ``applications`` (on their nodes), then
+        add ``copies`` of the group: each copy's applications are named
+        ``<application>-<name>-<copy>``, on the originals' nodes, mounting
+        clones of the datasets, their external ports replaced by free ones
+        (or those ``ports`` gives: copy → application → original external
+        port → new one) and their links rewired within the copy.
+
+        :param copies: how many (named ``"1"``, ``"2"``…), or their names.
+        :return: the new `Environment`.  Fails with `BadRequest` (a bad name
+            or copy name, no application, a port given for an unknown copy
+            or application, or already published), `UnknownContainer` (an
+            unknown application), `EnvironmentConflict` or `NodeUnavailable`;
+            a refused request takes no snapshot.
+        """
+
+    def delete_environment(  # type: ignore[misc]
+        name: str, configuration_tag: str | None = None
+    ) -> Deferred[Environment]:
+        """
+        Remove every copy of an environment (applications and clones), and
+        the environment; returns it without its copies.
+
+        Fails with `UnknownEnvironment` or `EnvironmentConflict` (a clone is
+        leased).
+        """
+
+    def reset_environment_copy(  # type: ignore[misc]
+        name: str, copy: str, configuration_tag: str | None = None
+    ) -> Deferred[EnvironmentCopy]:
+        """
+        Give a copy fresh clones of the environment's snapshot: its
+        applications are pointed at them and the old clones are deleted.
+
+        Fails with `UnknownEnvironment` (no such environment or copy) or
+        `EnvironmentConflict`.
+        """
+
+    def delete_environment_copy(  # type: ignore[misc]
+        name: str, copy: str, configuration_tag: str | None = None
+    ) -> Deferred[EnvironmentCopy]:
+        """
+        Remove one copy (its applications, then its clones); returns it as
+        it was, its applications without node or ports.
+
+        Fails with `UnknownEnvironment` (no such environment or copy) or
+        `EnvironmentConflict`.
+        """

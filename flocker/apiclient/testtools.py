@@ -23,6 +23,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
+from ._contract_cloning import CloningContract
 from ._interface import (
     BadRequest,
     ConfigurationChanged,
@@ -53,9 +54,14 @@ T = TypeVar("T")
 MIB = 1024 * 1024
 
 
+def _no_transfers(*args: Any) -> None:
+    """A cluster that cannot be made to report transfers."""
+    raise NotImplementedError("this fixture cannot report transfers")
+
+
 @attrs.frozen
 class ClientFixture:
-    """
+    r"""
     A client of a fresh cluster, and how to drive that cluster.
 
     :ivar client: the `IFlockerAPIV1Client` provider under test.
@@ -72,6 +78,9 @@ class ClientFixture:
     :ivar fence: make a node report its primary copies fenced (not
         exposed), as its dataset agent does after losing the control
         service, until the next ``converge``.
+    :ivar report_transfers: make the nodes' agents report these
+        `Transfer`\ s in progress, and the agents of the nodes given second
+        not answer.
     """
 
     client: Any
@@ -82,6 +91,7 @@ class ClientFixture:
     heard_from: Callable[[UUID], None]
     fence: Callable[[UUID], None]
     flush: Callable[[], None] = lambda: None
+    report_transfers: Callable[..., None] = _no_transfers
 
 
 def result_of(fixture: ClientFixture, d: Deferred[T]) -> T:
@@ -98,7 +108,7 @@ def result_of(fixture: ClientFixture, d: Deferred[T]) -> T:
 def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type:
     """Build the `IFlockerAPIV1Client` contract test class for one implementation."""
 
-    class IFlockerAPIV1ClientTests:
+    class IFlockerAPIV1ClientTests(CloningContract):
         """The behaviour every `IFlockerAPIV1Client` provider has."""
 
         @pytest.fixture
@@ -129,6 +139,7 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
                 self.run(cluster, client.list_datasets_configuration()),
                 self.run(cluster, client.list_leases()),
                 self.run(cluster, client.list_containers_configuration()),
+                self.run(cluster, client.list_environments()),
             )
 
         def create(self, cluster: ClientFixture, **kwargs: Any) -> Any:
@@ -149,8 +160,9 @@ def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type
 
         def test_empty(self, cluster: ClientFixture) -> None:
             """A fresh cluster has no datasets, leases or containers."""
-            configuration, leases, containers = self.snapshot(cluster)
+            configuration, leases, containers, environments = self.snapshot(cluster)
             assert (dict(configuration.datasets), leases, containers) == ({}, [], [])
+            assert environments == []
             assert self.run(cluster, cluster.client.list_datasets_state()) == []
 
         def test_nodes(self, cluster: ClientFixture) -> None:

@@ -6,12 +6,17 @@ against `FlockerClient` talking to the real REST API resource in memory
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID, uuid4
 
+import attrs
 from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
-from flocker.apiclient import FakeFlockerClient, FlockerClient
+from flocker.apiclient import FakeFlockerClient, FlockerClient, Transfer
 from flocker.apiclient.testtools import ClientFixture, make_iflockerapiv1client_tests
 from flocker.control import (
     ClusterStateService,
@@ -20,6 +25,9 @@ from flocker.control import (
 )
 from flocker.control._state import DatasetState, NodeState, Snapshot
 from flocker.control.httpapi import DeletedDatasetCleaner, make_api_resource
+from flocker.node._roles import PRIMARY, MemoryRoles
+from flocker.node._snapshots import SnapshotOperations
+from flocker.volume.memory import MemoryVolumeBackend
 
 
 def _clock() -> Clock:
@@ -43,7 +51,71 @@ def fake_cluster() -> ClientFixture:
         converge=client.synchronize_state,
         heard_from=client.heard_from,
         fence=client.fence,
+        report_transfers=client.report_transfers,
     )
+
+
+@attrs.define(eq=False)
+class _Connection:
+    """A dataset agent's connection answering `TransfersCommand` (or failing)."""
+
+    node_uuid: str
+    transfers: list[dict[str, Any]] | None
+    agent_kind: str = "dataset"
+
+    def callRemote(self, command: Any, **arguments: Any) -> Deferred[Any]:  # noqa: N802
+        """Answer the transfers at once; an unanswering agent fails at once."""
+        if self.transfers is None:
+            return fail(TimeoutError("no answer"))
+        return succeed({"result": json.dumps(self.transfers)})
+
+
+@attrs.define
+class _Agents:
+    """
+    The nodes' dataset agents as the control service reaches them: each
+    node's real `SnapshotOperations` over an in-memory backend.
+    """
+
+    backends: dict[str, MemoryVolumeBackend]
+    roles: dict[str, MemoryRoles]
+    connections: frozenset[_Connection] = frozenset()
+
+    @classmethod
+    def of(cls, nodes: Sequence[UUID]) -> _Agents:
+        """Agents of ``nodes``, holding nothing yet."""
+        return cls(
+            {str(n): MemoryVolumeBackend() for n in nodes},
+            {str(n): MemoryRoles() for n in nodes},
+        )
+
+    def snapshot_operation(
+        self, node_uuid: str, operation: str, dataset_id: str, name: str = ""
+    ) -> Deferred[dict[str, Any]]:
+        """Run a snapshot operation on the node's agent."""
+        operations = SnapshotOperations(self.backends[node_uuid], self.roles[node_uuid])
+        return operations(operation, dataset_id, name)
+
+    def report_transfers(
+        self, transfers: Sequence[Transfer], unanswered: Sequence[UUID] = ()
+    ) -> None:
+        """Make the agents answer these transfers (``unanswered`` ones fail)."""
+        by_node: dict[str, list[dict[str, Any]] | None] = {n: [] for n in self.backends}
+        for node in unanswered:
+            by_node[str(node)] = None
+        for t in transfers:
+            entries = by_node[str(t.node_uuid)]
+            assert entries is not None
+            entries.append(
+                {
+                    "dataset_id": str(t.dataset_id),
+                    "snapshot": t.snapshot,
+                    "base": t.base,
+                    "bytes": t.bytes,
+                    "size": t.size,
+                }
+            )
+        self.connections = frozenset(_Connection(n, e) for n, e in by_node.items())
 
 
 def real_cluster() -> ClientFixture:
@@ -58,15 +130,36 @@ def real_cluster() -> ClientFixture:
     )
     state.update_node_state(NodeState(uuid=str(nodes[1]), hostname="10.0.0.2"))
     DeletedDatasetCleaner(configuration, state).startService()
-    treq = StubTreq(make_api_resource(configuration, state, clock))
+    agents = _Agents.of(nodes)
+    treq = StubTreq(make_api_resource(configuration, state, clock, agents))
 
     #: (node, dataset id) → the epoch it was last reported primary at.
     exposed: dict[tuple[str, str], int] = {}
+    #: dataset id → the request id of the last rollback done.
+    done: dict[str, str] = {}
+
+    def expose(node: str, dataset_id: str, rollback: Any) -> list[Snapshot]:
+        """
+        The node's agent exposes the dataset (doing the rollback asked
+        for); its snapshots.
+        """
+        backend = agents.backends[node]
+        held: Any = backend.list_datasets().result
+        if dataset_id not in {d.dataset_id for d in held}:
+            backend.create(dataset_id)
+        agents.roles[node].set(dataset_id, PRIMARY)
+        if rollback is not None and done.get(dataset_id) != rollback.request_id:
+            backend.rollback(dataset_id, rollback.snapshot)
+            done[dataset_id] = rollback.request_id
+        snapshots: Any = backend.list_snapshots(dataset_id).result
+        return [Snapshot(name=s.name, created=s.created) for s in snapshots]
 
     def converge() -> None:
         """
-        Report what the configuration asks for, as agents would: a former
-        primary that a failover superseded reports its copy as diverged.
+        Report what the configuration asks for, as agents would: each
+        primary copy is exposed (rollbacks asked for done) with its
+        snapshots; a former primary that a failover superseded reports its
+        copy as diverged.
         """
         deployment = configuration.deployment
         epochs = {d.dataset_id: d.epoch for d, _ in deployment.all_datasets()}
@@ -79,6 +172,8 @@ def real_cluster() -> ClientFixture:
                     maximum_size=m.dataset.maximum_size,
                     role="primary",
                     epoch=m.dataset.epoch,
+                    snapshots=expose(uuid, k, m.dataset.rollback),
+                    rolled_back=done.get(k),
                 )
                 for k, m in node.manifestations.items()
                 if m.primary and not m.dataset.deleted
@@ -137,6 +232,7 @@ def real_cluster() -> ClientFixture:
         converge=converge,
         heard_from=lambda node: state.touch(str(node), "dataset"),
         flush=treq.flush,
+        report_transfers=agents.report_transfers,
     )
 
 
