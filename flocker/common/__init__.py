@@ -1,5 +1,6 @@
 """Helpers shared by every Flocker process: commands, retries, logging, config."""
 
+from ._actions import logged
 from ._addresses import check_port, format_address, parse_address
 from ._config import ConfigurationError, load_config, validate
 from ._daemonlog import start_daemon_logging, twisted_to_eliot
@@ -23,6 +24,7 @@ __all__ = [
     "check_port",
     "format_address",
     "load_config",
+    "logged",
     "loop_until",
     "parse_address",
     "retry_failure",

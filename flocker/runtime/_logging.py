@@ -6,12 +6,7 @@ the runtime's kind (``docker``, ``memory``) and node UUID first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
-
 from eliot import ActionType, Field
-from eliot.twisted import DeferredContext
-from twisted.internet.defer import Deferred
 
 RUNTIME = Field.for_types("runtime", [str], "The kind of runtime: docker, memory.")
 NODE_UUID = Field.for_types("node_uuid", [str], "The node whose containers these are.")
@@ -35,17 +30,3 @@ START = _action("start", [NAME], "A stopped container is started.")
 STOP = _action("stop", [NAME, TIMEOUT], "A container is stopped.")
 REMOVE = _action("remove", [NAME], "A container is removed.")
 IMAGE_EXISTS = _action("image_exists", [IMAGE], "The engine is asked for an image.")
-
-T = TypeVar("T")
-
-
-def logged(
-    action_type: ActionType,
-    body: Callable[[], Coroutine[Any, Any, T]],
-    **fields: Any,
-) -> Deferred[T]:
-    """Run the coroutine ``body()`` inside an eliot action; a Deferred of it."""
-    action = action_type(**fields)
-    with action.context():
-        result: Deferred[T] = Deferred.fromCoroutine(body())
-        return DeferredContext(result).addActionFinish()

@@ -45,6 +45,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from ..common import logged
 from ._interface import (
     APPLICATION_LABEL,
     NODE_LABEL,
@@ -74,7 +75,6 @@ from ._logging import (
     REMOVE,
     START,
     STOP,
-    logged,
 )
 
 #: The label holding the spec's environment as a JSON object.

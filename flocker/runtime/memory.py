@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from ..common import logged
 from ._interface import (
     ContainerExists,
     ContainerSpec,
@@ -45,7 +46,6 @@ from ._logging import (
     REMOVE,
     START,
     STOP,
-    logged,
 )
 
 

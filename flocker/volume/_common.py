@@ -1,16 +1,18 @@
-"""Checks and helpers shared by the backends: names, logging wrappers."""
+"""Checks and helpers shared by the backends: names, the logging decorator."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from eliot import ActionType
-from eliot.twisted import DeferredContext
 from twisted.internet.defer import Deferred
 
+from ..common import logged
 from ._interface import (
     InvalidBase,
     InvalidName,
@@ -20,6 +22,16 @@ from ._interface import (
 )
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class _HasKind(Protocol):
+    """A backend: its ``kind`` names it in the logs (``zfs``, ``directory``…)."""
+
+    kind: str
+
+
+_Backend = TypeVar("_Backend", bound=_HasKind)
 
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_:][A-Za-z0-9_.:-]{0,199}$")
 
@@ -127,18 +139,6 @@ def check_set_aside(
     return snapshots.index(base)
 
 
-def logged(
-    action_type: ActionType,
-    body: Callable[[], Coroutine[Any, Any, T]],
-    **fields: Any,
-) -> Deferred[T]:
-    """Run the coroutine ``body()`` inside an eliot action; a Deferred of it."""
-    action = action_type(**fields)
-    with action.context():
-        result: Deferred[T] = Deferred.fromCoroutine(body())
-        return DeferredContext(result).addActionFinish()
-
-
 def _text_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -165,20 +165,59 @@ _AS_FIELD: dict[str, Callable[[object], object]] = {
 }
 
 
-def logged_operation(
-    action_type: ActionType,
-    body: Callable[[], Coroutine[Any, Any, T]],
-    backend: str,
-    **arguments: object,
-) -> Deferred[T]:
+def backend_operation(
+    action_type: ActionType, **parameters: str
+) -> Callable[
+    [Callable[Concatenate[_Backend, P], Coroutine[Any, Any, T]]],
+    Callable[Concatenate[_Backend, P], Deferred[T]],
+]:
     """
-    :func:`logged` for an :class:`IVolumeBackend` method of a ``backend``.
+    Make an ``async`` method of a backend an :class:`IVolumeBackend`
+    operation: called, it returns a Deferred of the coroutine, which runs
+    inside one ``action_type`` action with the backend's ``kind`` and the
+    method's arguments as the action's fields.
 
-    :param arguments: The method's arguments as given (``dataset_id``,
-        ``new_dataset_id``, ``snapshot``, ``base``, ``maximum_size``,
-        ``read_only``, ``replace``); ids and snapshot names are logged as
-        text, a ``base`` that is not text, a ``maximum_size`` that is not an
-        int and a ``read_only`` or ``replace`` that is not a bool as null.
+    An argument is logged under its own name when that is a field of
+    backend operations (``dataset_id``, ``new_dataset_id``, ``snapshot``,
+    ``base``, ``maximum_size``, ``read_only``, ``replace``), as given by
+    the caller (it may be bad: the method then refuses it) made to fit the
+    field's types in ``_logging``: ids and snapshot names as text, a
+    ``base`` that is not text, a ``maximum_size`` that is not an int and a
+    ``read_only`` or ``replace`` that is not a bool as null.
+
+    :param parameters: Fields whose argument has another name, e.g.
+        ``snapshot="name"``.
     """
-    fields = {name: _AS_FIELD[name](value) for name, value in arguments.items()}
-    return logged(action_type, body, backend=backend, **fields)
+    field_of = {parameter: field for field, parameter in parameters.items()}
+
+    def decorate(
+        method: Callable[Concatenate[_Backend, P], Coroutine[Any, Any, T]],
+    ) -> Callable[Concatenate[_Backend, P], Deferred[T]]:
+        signature = inspect.signature(method)
+        fields = {
+            name: field_of.get(name, name)
+            for name in list(signature.parameters)[1:]
+            if field_of.get(name, name) in _AS_FIELD
+        }
+        missing = set(field_of) - set(signature.parameters)
+        if missing:
+            raise TypeError(f"{method.__qualname__} has no argument {missing}")
+
+        @functools.wraps(method)
+        def operation(self: _Backend, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+            arguments = signature.bind(self, *args, **kwargs)
+            arguments.apply_defaults()
+            values = {
+                field: _AS_FIELD[field](arguments.arguments[name])
+                for name, field in fields.items()
+            }
+            return logged(
+                action_type,
+                lambda: method(self, *args, **kwargs),
+                backend=self.kind,
+                **values,
+            )
+
+        return operation
+
+    return decorate

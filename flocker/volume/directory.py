@@ -42,6 +42,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from ._common import (
+    backend_operation,
     check_dataset_id,
     check_maximum_size,
     check_read_only,
@@ -49,7 +50,6 @@ from ._common import (
     check_send_arguments,
     check_set_aside_arguments,
     check_snapshot_name,
-    logged_operation,
 )
 from ._files import (
     FileStore,
@@ -95,6 +95,9 @@ _KIND = "directory"
 @implementer(IVolumeBackend)
 class DirectoryVolumeBackend:
     """Datasets as directories under ``root``; see the module docstring."""
+
+    #: Names the backend in the logs.
+    kind = _KIND
 
     def __init__(
         self,
@@ -208,260 +211,186 @@ class DirectoryVolumeBackend:
 
     # -- IVolumeBackend ----------------------------------------------------
 
-    def create(
+    @backend_operation(CREATE)
+    async def create(
         self, dataset_id: str, maximum_size: int | None = None
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.create`."""
+        key = check_dataset_id(dataset_id)
+        size = check_maximum_size(maximum_size)
+        if size is None:
+            size = self.capabilities.default_maximum_size
+        if await self._store.exists(key):
+            raise DatasetExists(key)
+        await self._store.remove(self._store.dataset_dir(key))  # a broken one
+        await self._new_dataset(key, size, None)
+        return await self._info(key)
 
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            size = check_maximum_size(maximum_size)
-            if size is None:
-                size = self.capabilities.default_maximum_size
-            if await self._store.exists(key):
-                raise DatasetExists(key)
-            await self._store.remove(self._store.dataset_dir(key))  # a broken one
-            await self._new_dataset(key, size, None)
-            return await self._info(key)
-
-        return logged_operation(
-            CREATE, run, _KIND, dataset_id=dataset_id, maximum_size=maximum_size
-        )
-
-    def destroy(self, dataset_id: str) -> Deferred[None]:
+    @backend_operation(DESTROY)
+    async def destroy(self, dataset_id: str) -> None:
         """See :meth:`IVolumeBackend.destroy`."""
+        key = check_dataset_id(dataset_id)
+        directory = self._store.dataset_dir(key)
+        if await self._store.in_thread(os.path.exists, directory):
+            await self._store.remove_dataset(key)
 
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            directory = self._store.dataset_dir(key)
-            if await self._store.in_thread(os.path.exists, directory):
-                await self._store.remove_dataset(key)
-
-        return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
-
-    def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
+    @backend_operation(GET)
+    async def get(self, dataset_id: str) -> DatasetInfo:
         """See :meth:`IVolumeBackend.get`."""
+        return await self._info(check_dataset_id(dataset_id))
 
-        async def run() -> DatasetInfo:
-            return await self._info(check_dataset_id(dataset_id))
-
-        return logged_operation(GET, run, _KIND, dataset_id=dataset_id)
-
-    def list_datasets(self) -> Deferred[list[DatasetInfo]]:
+    @backend_operation(LIST_DATASETS)
+    async def list_datasets(self) -> list[DatasetInfo]:
         """See :meth:`IVolumeBackend.list_datasets`."""
+        return await self._store.infos(self._info)
 
-        async def run() -> list[DatasetInfo]:
-            return await self._store.infos(self._info)
-
-        return logged_operation(LIST_DATASETS, run, _KIND)
-
-    def set_maximum_size(
+    @backend_operation(SET_MAXIMUM_SIZE)
+    async def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_maximum_size` (recorded only)."""
+        key = check_dataset_id(dataset_id)
+        size = check_maximum_size(maximum_size)
+        meta = await self._store.meta(key)
+        used = await self._used(self._data(key))
+        if size is not None and size < used:
+            raise MaximumSizeTooSmall(f"{size} bytes is less than {used} used")
+        meta["maximum_size"] = size
+        await self._store.write_meta(self._store.dataset_dir(key), meta)
+        return await self._info(key)
 
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            size = check_maximum_size(maximum_size)
-            meta = await self._store.meta(key)
-            used = await self._used(self._data(key))
-            if size is not None and size < used:
-                raise MaximumSizeTooSmall(f"{size} bytes is less than {used} used")
-            meta["maximum_size"] = size
-            await self._store.write_meta(self._store.dataset_dir(key), meta)
-            return await self._info(key)
-
-        return logged_operation(
-            SET_MAXIMUM_SIZE,
-            run,
-            _KIND,
-            dataset_id=dataset_id,
-            maximum_size=maximum_size,
-        )
-
-    def set_read_only(
+    @backend_operation(SET_READ_ONLY)
+    async def set_read_only(
         self, dataset_id: str, read_only: bool
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_read_only` (recorded only)."""
-
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            flag = check_read_only(read_only)
-            meta = await self._store.meta(key)
-            if meta.get("read_only", False) != flag:
-                meta["read_only"] = flag
-                await self._store.write_meta(self._store.dataset_dir(key), meta)
-            return await self._info(key)
-
-        return logged_operation(
-            SET_READ_ONLY, run, _KIND, dataset_id=dataset_id, read_only=read_only
-        )
-
-    def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
-        """See :meth:`IVolumeBackend.snapshot`."""
-
-        async def run() -> SnapshotInfo:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(name)
-            meta = await self._store.meta(key)
-            if name in [s.name for s in snapshot_infos(meta)]:
-                raise SnapshotExists(key, name)
-            info = SnapshotInfo(name=name, created=time.time())
-            work = self._store.temporary_dir()
-            try:
-                await self._copy(self._data(key), work)
-                await self._store.rename(work, self._store.snapshot_path(key, name))
-            finally:
-                await self._store.remove(work)
-            meta["snapshots"].append({"name": name, "created": info.created})
+        key = check_dataset_id(dataset_id)
+        flag = check_read_only(read_only)
+        meta = await self._store.meta(key)
+        if meta.get("read_only", False) != flag:
+            meta["read_only"] = flag
             await self._store.write_meta(self._store.dataset_dir(key), meta)
-            return info
+        return await self._info(key)
 
-        return logged_operation(
-            SNAPSHOT_ACTION, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
+    @backend_operation(SNAPSHOT_ACTION, snapshot="name")
+    async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
+        """See :meth:`IVolumeBackend.snapshot`."""
+        key = check_dataset_id(dataset_id)
+        check_snapshot_name(name)
+        meta = await self._store.meta(key)
+        if name in [s.name for s in snapshot_infos(meta)]:
+            raise SnapshotExists(key, name)
+        info = SnapshotInfo(name=name, created=time.time())
+        work = self._store.temporary_dir()
+        try:
+            await self._copy(self._data(key), work)
+            await self._store.rename(work, self._store.snapshot_path(key, name))
+        finally:
+            await self._store.remove(work)
+        meta["snapshots"].append({"name": name, "created": info.created})
+        await self._store.write_meta(self._store.dataset_dir(key), meta)
+        return info
 
-    def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+    @backend_operation(LIST_SNAPSHOTS)
+    async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_snapshots`."""
+        return snapshot_infos(await self._store.meta(check_dataset_id(dataset_id)))
 
-        async def run() -> list[SnapshotInfo]:
-            return snapshot_infos(await self._store.meta(check_dataset_id(dataset_id)))
-
-        return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
-
-    def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
+    @backend_operation(ROLLBACK, snapshot="name")
+    async def rollback(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.rollback`."""
-
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            await self._store.require_snapshot(key, name)
-            meta = await self._store.meta(key)
-            await self._replace_contents(
-                self._store.snapshot_path(key, name), self._data(key)
-            )
-            await self._store.drop_snapshots_after(key, meta, name)
-
-        return logged_operation(
-            ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
+        key = check_dataset_id(dataset_id)
+        await self._store.require_snapshot(key, name)
+        meta = await self._store.meta(key)
+        await self._replace_contents(
+            self._store.snapshot_path(key, name), self._data(key)
         )
+        await self._store.drop_snapshots_after(key, meta, name)
 
-    def set_aside(self, dataset_id: str, name: str, base: str) -> Deferred[SnapshotInfo]:
+    @backend_operation(SET_ASIDE, snapshot="name")
+    async def set_aside(self, dataset_id: str, name: str, base: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.set_aside` and :meth:`FileStore.set_aside`."""
-
-        async def run() -> SnapshotInfo:
-            key = check_set_aside_arguments(dataset_id, name, base)
-            return await self._store.set_aside(
-                key,
-                name,
-                base,
-                capture=lambda path: self._copy(self._data(key), path),
-                restore=lambda snapshot: self._replace_contents(snapshot, self._data(key)),
-            )
-
-        return logged_operation(
-            SET_ASIDE, run, _KIND, dataset_id=dataset_id, snapshot=name, base=base
+        key = check_set_aside_arguments(dataset_id, name, base)
+        return await self._store.set_aside(
+            key,
+            name,
+            base,
+            capture=lambda path: self._copy(self._data(key), path),
+            restore=lambda snapshot: self._replace_contents(snapshot, self._data(key)),
         )
 
-    def list_set_aside(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+    @backend_operation(LIST_SET_ASIDE)
+    async def list_set_aside(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_set_aside`."""
+        return await self._store.list_set_aside(check_dataset_id(dataset_id))
 
-        async def run() -> list[SnapshotInfo]:
-            return await self._store.list_set_aside(check_dataset_id(dataset_id))
-
-        return logged_operation(LIST_SET_ASIDE, run, _KIND, dataset_id=dataset_id)
-
-    def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
+    @backend_operation(DESTROY_SNAPSHOT, snapshot="name")
+    async def destroy_snapshot(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
+        key = check_dataset_id(dataset_id)
+        check_snapshot_name(name)
+        await self._store.forget_snapshot(key, name)
 
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(name)
-            await self._store.forget_snapshot(key, name)
-
-        return logged_operation(
-            DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
-
-    def clone(
+    @backend_operation(CLONE)
+    async def clone(
         self, dataset_id: str, snapshot: str, new_dataset_id: str
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.clone`; a copy."""
-
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            new_key = check_dataset_id(new_dataset_id)
-            origin = await self._store.origin(key, snapshot)
-            if await self._store.exists(new_key):
-                raise DatasetExists(new_key)
-            await self._new_dataset(
-                new_key, self.capabilities.default_maximum_size, origin
-            )
-            return await self._info(new_key)
-
-        return logged_operation(
-            CLONE,
-            run,
-            _KIND,
-            dataset_id=dataset_id,
-            snapshot=snapshot,
-            new_dataset_id=new_dataset_id,
+        key = check_dataset_id(dataset_id)
+        new_key = check_dataset_id(new_dataset_id)
+        origin = await self._store.origin(key, snapshot)
+        if await self._store.exists(new_key):
+            raise DatasetExists(new_key)
+        await self._new_dataset(
+            new_key, self.capabilities.default_maximum_size, origin
         )
+        return await self._info(new_key)
 
-    def send(
+    @backend_operation(SEND)
+    async def send(
         self, dataset_id: str, snapshot: str, base: str | None = None
-    ) -> Deferred[IStreamSource]:
+    ) -> IStreamSource:
         """See :meth:`IVolumeBackend.send`; a header, a tar and a checksum."""
-
-        async def run() -> IStreamSource:
-            key = check_send_arguments(dataset_id, snapshot, base)
-            tree = self._store.snapshot_path(key, snapshot)
-            return await send_tar(
-                self._store,
-                ["tar", "-C", tree, "-cf", "-", "."],
-                backend=_KIND,
-                stream_format=STREAM_FORMAT,
-                dataset_id=key,
-                snapshot=snapshot,
-                base=base,
-            )
-
-        return logged_operation(
-            SEND, run, _KIND, dataset_id=dataset_id, snapshot=snapshot, base=base
+        key = check_send_arguments(dataset_id, snapshot, base)
+        tree = self._store.snapshot_path(key, snapshot)
+        return await send_tar(
+            self._store,
+            ["tar", "-C", tree, "-cf", "-", "."],
+            backend=_KIND,
+            stream_format=STREAM_FORMAT,
+            dataset_id=key,
+            snapshot=snapshot,
+            base=base,
         )
 
-    def receive(
+    @backend_operation(RECEIVE)
+    async def receive(
         self, dataset_id: str, base: str | None = None, replace: bool = False
-    ) -> Deferred[IStreamSink]:
+    ) -> IStreamSink:
         """See :meth:`IVolumeBackend.receive` and the module docstring."""
+        key = check_receive_arguments(dataset_id, base, replace)
 
-        async def run() -> IStreamSink:
-            key = check_receive_arguments(dataset_id, base, replace)
+        async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
+            if base is None:
+                await self._new_dataset(
+                    key,
+                    self.capabilities.default_maximum_size,
+                    tree,
+                    [(info, tree)],
+                    read_only=True,
+                    replace=replace,
+                )
+            else:
+                await self._commit_incremental(key, base, info, tree, work)
 
-            async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
-                if base is None:
-                    await self._new_dataset(
-                        key,
-                        self.capabilities.default_maximum_size,
-                        tree,
-                        [(info, tree)],
-                        read_only=True,
-                        replace=replace,
-                    )
-                else:
-                    await self._commit_incremental(key, base, info, tree, work)
-
-            return await receive_tar(
-                self._store,
-                commit,
-                backend=_KIND,
-                stream_format=STREAM_FORMAT,
-                dataset_id=key,
-                base=base,
-                replace=replace,
-            )
-
-        return logged_operation(
-            RECEIVE, run, _KIND, dataset_id=dataset_id, base=base, replace=replace
+        return await receive_tar(
+            self._store,
+            commit,
+            backend=_KIND,
+            stream_format=STREAM_FORMAT,
+            dataset_id=key,
+            base=base,
+            replace=replace,
         )
 
     async def _commit_incremental(

@@ -60,6 +60,7 @@ from zope.interface import implementer
 
 from ..common import CommandFailed, CommandResult, retry_failure, run_command
 from ._common import (
+    backend_operation,
     check_dataset_id,
     check_maximum_size,
     check_read_only,
@@ -67,7 +68,6 @@ from ._common import (
     check_send_arguments,
     check_set_aside_arguments,
     check_snapshot_name,
-    logged_operation,
 )
 from ._files import (
     FileStore,
@@ -139,6 +139,9 @@ def _single_file(directory: str) -> str | None:
 @implementer(IVolumeBackend)
 class LoopbackVolumeBackend:
     """Datasets as loop-mounted ext4 images; see the module docstring."""
+
+    #: Names the backend in the logs.
+    kind = _KIND
 
     def __init__(
         self,
@@ -352,152 +355,116 @@ class LoopbackVolumeBackend:
 
     # -- IVolumeBackend ----------------------------------------------------
 
-    def create(
+    @backend_operation(CREATE)
+    async def create(
         self, dataset_id: str, maximum_size: int | None = None
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.create`; a new ext4 image of that size."""
+        key = check_dataset_id(dataset_id)
+        size = check_maximum_size(maximum_size)
+        if size is None:
+            size = self.capabilities.default_maximum_size
+        if await self._store.exists(key):
+            raise DatasetExists(key)
+        work = self._store.temporary_dir()
+        try:
+            await self._store.makedirs(work)
+            image = os.path.join(work, "image")
+            await self._run("truncate", "-s", str(size), image)
+            await self._run("mkfs.ext4", "-q", "-F", "-m", "0", image)
+            await self._install(key, image, [], copy_image=False)
+        finally:
+            await self._store.remove(work)
+        return await self._info(key)
 
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            size = check_maximum_size(maximum_size)
-            if size is None:
-                size = self.capabilities.default_maximum_size
-            if await self._store.exists(key):
-                raise DatasetExists(key)
-            work = self._store.temporary_dir()
-            try:
-                await self._store.makedirs(work)
-                image = os.path.join(work, "image")
-                await self._run("truncate", "-s", str(size), image)
-                await self._run("mkfs.ext4", "-q", "-F", "-m", "0", image)
-                await self._install(key, image, [], copy_image=False)
-            finally:
-                await self._store.remove(work)
-            return await self._info(key)
-
-        return logged_operation(
-            CREATE, run, _KIND, dataset_id=dataset_id, maximum_size=maximum_size
-        )
-
-    def destroy(self, dataset_id: str) -> Deferred[None]:
+    @backend_operation(DESTROY)
+    async def destroy(self, dataset_id: str) -> None:
         """See :meth:`IVolumeBackend.destroy`."""
+        key = check_dataset_id(dataset_id)
+        directory = self._dir(key)
+        if await self._store.in_thread(os.path.exists, directory):
+            await self._unmount(key)
+            await self._store.remove_dataset(key)
 
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            directory = self._dir(key)
-            if await self._store.in_thread(os.path.exists, directory):
-                await self._unmount(key)
-                await self._store.remove_dataset(key)
-
-        return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
-
-    def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
+    @backend_operation(GET)
+    async def get(self, dataset_id: str) -> DatasetInfo:
         """See :meth:`IVolumeBackend.get`; mounts the dataset if needed."""
+        return await self._info(check_dataset_id(dataset_id))
 
-        async def run() -> DatasetInfo:
-            return await self._info(check_dataset_id(dataset_id))
-
-        return logged_operation(GET, run, _KIND, dataset_id=dataset_id)
-
-    def list_datasets(self) -> Deferred[list[DatasetInfo]]:
+    @backend_operation(LIST_DATASETS)
+    async def list_datasets(self) -> list[DatasetInfo]:
         """See :meth:`IVolumeBackend.list_datasets`."""
+        return await self._store.infos(self._info)
 
-        async def run() -> list[DatasetInfo]:
-            return await self._store.infos(self._info)
-
-        return logged_operation(LIST_DATASETS, run, _KIND)
-
-    def set_maximum_size(
+    @backend_operation(SET_MAXIMUM_SIZE)
+    async def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_maximum_size`; grows only."""
-
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            size = check_maximum_size(maximum_size)
-            current = await self._info(key)
-            if size is None:
-                raise ResizeNotSupported("a loopback dataset cannot be unlimited")
-            assert current.maximum_size is not None
-            if size < current.maximum_size:
-                raise ResizeNotSupported(
-                    "loopback datasets cannot shrink (ext4 would need unmounting)"
+        key = check_dataset_id(dataset_id)
+        size = check_maximum_size(maximum_size)
+        current = await self._info(key)
+        if size is None:
+            raise ResizeNotSupported("a loopback dataset cannot be unlimited")
+        assert current.maximum_size is not None
+        if size < current.maximum_size:
+            raise ResizeNotSupported(
+                "loopback datasets cannot shrink (ext4 would need unmounting)"
+            )
+        if size > current.maximum_size:
+            # Offline: online growth needs privileges containers lack.
+            image = self._image(key)
+            await self._unmount(key)
+            try:
+                await self._run("truncate", "-s", str(size), image)
+                await run_command(
+                    self._reactor, ["e2fsck", "-f", "-p", image], check=False
                 )
-            if size > current.maximum_size:
-                # Offline: online growth needs privileges containers lack.
-                image = self._image(key)
-                await self._unmount(key)
-                try:
-                    await self._run("truncate", "-s", str(size), image)
-                    await run_command(
-                        self._reactor, ["e2fsck", "-f", "-p", image], check=False
-                    )
-                    await self._run("resize2fs", image)
-                finally:
-                    await self._mount(key, current.read_only)
-            return await self._info(key)
+                await self._run("resize2fs", image)
+            finally:
+                await self._mount(key, current.read_only)
+        return await self._info(key)
 
-        return logged_operation(
-            SET_MAXIMUM_SIZE,
-            run,
-            _KIND,
-            dataset_id=dataset_id,
-            maximum_size=maximum_size,
-        )
-
-    def set_read_only(
+    @backend_operation(SET_READ_ONLY)
+    async def set_read_only(
         self, dataset_id: str, read_only: bool
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_read_only`; records it, then remounts."""
-
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            flag = check_read_only(read_only)
-            meta = await self._store.meta(key)
-            if _read_only(meta) != flag:
-                meta["read_only"] = flag
-                await self._store.write_meta(self._dir(key), meta)
-                try:
-                    await self._mount(key, flag)
-                except BaseException as error:
-                    # Keep the record true to the mount.
-                    meta["read_only"] = not flag
-                    await self._store.write_meta(self._dir(key), meta)
-                    if isinstance(error, CommandFailed) and b"busy" in error.stderr:
-                        raise DatasetBusy(key) from None
-                    raise
-            return await self._info(key)
-
-        return logged_operation(
-            SET_READ_ONLY, run, _KIND, dataset_id=dataset_id, read_only=read_only
-        )
-
-    def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
-        """See :meth:`IVolumeBackend.snapshot`; a frozen copy of the image."""
-
-        async def run() -> SnapshotInfo:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(name)
-            meta = await self._store.meta(key)
-            if name in [s.name for s in snapshot_infos(meta)]:
-                raise SnapshotExists(key, name)
-            info = SnapshotInfo(name=name, created=time.time())
-            await self._capture(key, self._store.snapshot_path(key, name))
-            meta["snapshots"].append({"name": name, "created": info.created})
+        key = check_dataset_id(dataset_id)
+        flag = check_read_only(read_only)
+        meta = await self._store.meta(key)
+        if _read_only(meta) != flag:
+            meta["read_only"] = flag
             await self._store.write_meta(self._dir(key), meta)
-            return info
+            try:
+                await self._mount(key, flag)
+            except BaseException as error:
+                # Keep the record true to the mount.
+                meta["read_only"] = not flag
+                await self._store.write_meta(self._dir(key), meta)
+                if isinstance(error, CommandFailed) and b"busy" in error.stderr:
+                    raise DatasetBusy(key) from None
+                raise
+        return await self._info(key)
 
-        return logged_operation(
-            SNAPSHOT_ACTION, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
+    @backend_operation(SNAPSHOT_ACTION, snapshot="name")
+    async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
+        """See :meth:`IVolumeBackend.snapshot`; a frozen copy of the image."""
+        key = check_dataset_id(dataset_id)
+        check_snapshot_name(name)
+        meta = await self._store.meta(key)
+        if name in [s.name for s in snapshot_infos(meta)]:
+            raise SnapshotExists(key, name)
+        info = SnapshotInfo(name=name, created=time.time())
+        await self._capture(key, self._store.snapshot_path(key, name))
+        meta["snapshots"].append({"name": name, "created": info.created})
+        await self._store.write_meta(self._dir(key), meta)
+        return info
 
-    def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+    @backend_operation(LIST_SNAPSHOTS)
+    async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_snapshots`."""
-
-        async def run() -> list[SnapshotInfo]:
-            return snapshot_infos(await self._store.meta(check_dataset_id(dataset_id)))
-
-        return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
+        return snapshot_infos(await self._store.meta(check_dataset_id(dataset_id)))
 
     async def _capture(self, key: str, destination: str) -> None:
         """
@@ -520,148 +487,110 @@ class LoopbackVolumeBackend:
         finally:
             await self._mount(key, read_only)
 
-    def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
+    @backend_operation(ROLLBACK, snapshot="name")
+    async def rollback(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.rollback`."""
-
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            await self._store.require_snapshot(key, name)
-            meta = await self._store.meta(key)
-            await self._put_image(
-                key, self._store.snapshot_path(key, name), _read_only(meta)
-            )
-            await self._store.drop_snapshots_after(key, meta, name)
-
-        return logged_operation(
-            ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
+        key = check_dataset_id(dataset_id)
+        await self._store.require_snapshot(key, name)
+        meta = await self._store.meta(key)
+        await self._put_image(
+            key, self._store.snapshot_path(key, name), _read_only(meta)
         )
+        await self._store.drop_snapshots_after(key, meta, name)
 
-    def set_aside(self, dataset_id: str, name: str, base: str) -> Deferred[SnapshotInfo]:
+    @backend_operation(SET_ASIDE, snapshot="name")
+    async def set_aside(self, dataset_id: str, name: str, base: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.set_aside` and :meth:`FileStore.set_aside`."""
-
-        async def run() -> SnapshotInfo:
-            key = check_set_aside_arguments(dataset_id, name, base)
-            read_only = _read_only(await self._store.meta(key))
-            return await self._store.set_aside(
-                key,
-                name,
-                base,
-                capture=lambda path: self._capture(key, path),
-                restore=lambda image: self._put_image(key, image, read_only),
-            )
-
-        return logged_operation(
-            SET_ASIDE, run, _KIND, dataset_id=dataset_id, snapshot=name, base=base
+        key = check_set_aside_arguments(dataset_id, name, base)
+        read_only = _read_only(await self._store.meta(key))
+        return await self._store.set_aside(
+            key,
+            name,
+            base,
+            capture=lambda path: self._capture(key, path),
+            restore=lambda image: self._put_image(key, image, read_only),
         )
 
-    def list_set_aside(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+    @backend_operation(LIST_SET_ASIDE)
+    async def list_set_aside(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_set_aside`."""
+        return await self._store.list_set_aside(check_dataset_id(dataset_id))
 
-        async def run() -> list[SnapshotInfo]:
-            return await self._store.list_set_aside(check_dataset_id(dataset_id))
-
-        return logged_operation(LIST_SET_ASIDE, run, _KIND, dataset_id=dataset_id)
-
-    def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
+    @backend_operation(DESTROY_SNAPSHOT, snapshot="name")
+    async def destroy_snapshot(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
+        key = check_dataset_id(dataset_id)
+        check_snapshot_name(name)
+        await self._store.forget_snapshot(key, name)
 
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(name)
-            await self._store.forget_snapshot(key, name)
-
-        return logged_operation(
-            DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
-
-    def clone(
+    @backend_operation(CLONE)
+    async def clone(
         self, dataset_id: str, snapshot: str, new_dataset_id: str
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.clone`; a copy of the snapshot's image."""
+        key = check_dataset_id(dataset_id)
+        new_key = check_dataset_id(new_dataset_id)
+        origin = await self._store.origin(key, snapshot)
+        if await self._store.exists(new_key):
+            raise DatasetExists(new_key)
+        await self._install(new_key, origin, [], copy_image=True)
+        return await self._info(new_key)
 
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            new_key = check_dataset_id(new_dataset_id)
-            origin = await self._store.origin(key, snapshot)
-            if await self._store.exists(new_key):
-                raise DatasetExists(new_key)
-            await self._install(new_key, origin, [], copy_image=True)
-            return await self._info(new_key)
-
-        return logged_operation(
-            CLONE,
-            run,
-            _KIND,
-            dataset_id=dataset_id,
-            snapshot=snapshot,
-            new_dataset_id=new_dataset_id,
-        )
-
-    def send(
+    @backend_operation(SEND)
+    async def send(
         self, dataset_id: str, snapshot: str, base: str | None = None
-    ) -> Deferred[IStreamSource]:
+    ) -> IStreamSource:
         """See :meth:`IVolumeBackend.send`; header, sparse tar, checksum."""
-
-        async def run() -> IStreamSource:
-            key = check_send_arguments(dataset_id, snapshot, base)
-            return await send_tar(
-                self._store,
-                [
-                    "tar", "-C", os.path.join(self._dir(key), "snapshots"),
-                    "--sparse", "-cf", "-", f"{snapshot}.img",
-                ],  # fmt: skip
-                backend=_KIND,
-                stream_format=STREAM_FORMAT,
-                dataset_id=key,
-                snapshot=snapshot,
-                base=base,
-            )
-
-        return logged_operation(
-            SEND, run, _KIND, dataset_id=dataset_id, snapshot=snapshot, base=base
+        key = check_send_arguments(dataset_id, snapshot, base)
+        return await send_tar(
+            self._store,
+            [
+                "tar", "-C", os.path.join(self._dir(key), "snapshots"),
+                "--sparse", "-cf", "-", f"{snapshot}.img",
+            ],  # fmt: skip
+            backend=_KIND,
+            stream_format=STREAM_FORMAT,
+            dataset_id=key,
+            snapshot=snapshot,
+            base=base,
         )
 
-    def receive(
+    @backend_operation(RECEIVE)
+    async def receive(
         self, dataset_id: str, base: str | None = None, replace: bool = False
-    ) -> Deferred[IStreamSink]:
+    ) -> IStreamSink:
         """See :meth:`IVolumeBackend.receive` and the module docstring."""
+        key = check_receive_arguments(dataset_id, base, replace)
 
-        async def run() -> IStreamSink:
-            key = check_receive_arguments(dataset_id, base, replace)
-
-            async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
-                image = await self._store.in_thread(_single_file, tree)
-                if image is None:
-                    raise BadStream("the stream does not hold exactly one image")
-                check = await run_command(
-                    self._reactor, ["e2fsck", "-f", "-n", image], check=False
-                )
-                if check.exit_code != 0:
-                    raise BadStream("the received image is not a clean ext4")
-                if base is None:
-                    await self._install(
-                        key,
-                        image,
-                        [(info, image)],
-                        copy_image=True,
-                        read_only=True,
-                        replace=replace,
-                    )
-                else:
-                    await self._commit_incremental(key, base, info, image, work)
-
-            return await receive_tar(
-                self._store,
-                commit,
-                backend=_KIND,
-                stream_format=STREAM_FORMAT,
-                dataset_id=key,
-                base=base,
-                replace=replace,
+        async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
+            image = await self._store.in_thread(_single_file, tree)
+            if image is None:
+                raise BadStream("the stream does not hold exactly one image")
+            check = await run_command(
+                self._reactor, ["e2fsck", "-f", "-n", image], check=False
             )
+            if check.exit_code != 0:
+                raise BadStream("the received image is not a clean ext4")
+            if base is None:
+                await self._install(
+                    key,
+                    image,
+                    [(info, image)],
+                    copy_image=True,
+                    read_only=True,
+                    replace=replace,
+                )
+            else:
+                await self._commit_incremental(key, base, info, image, work)
 
-        return logged_operation(
-            RECEIVE, run, _KIND, dataset_id=dataset_id, base=base, replace=replace
+        return await receive_tar(
+            self._store,
+            commit,
+            backend=_KIND,
+            stream_format=STREAM_FORMAT,
+            dataset_id=key,
+            base=base,
+            replace=replace,
         )
 
     async def _commit_incremental(

@@ -35,7 +35,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from ..common import logged
 from ._common import (
+    backend_operation,
     check_dataset_id,
     check_maximum_size,
     check_read_only,
@@ -45,8 +47,6 @@ from ._common import (
     check_set_aside,
     check_set_aside_arguments,
     check_snapshot_name,
-    logged,
-    logged_operation,
 )
 from ._interface import (
     BadStream,
@@ -134,6 +134,9 @@ def _decode(files: dict[str, str]) -> Files:
 @implementer(IVolumeBackend)
 class MemoryVolumeBackend:
     """Datasets kept in this process's memory; see the module docstring."""
+
+    #: Names the backend in the logs.
+    kind = _KIND
 
     def __init__(
         self,
@@ -240,161 +243,112 @@ class MemoryVolumeBackend:
 
     # -- IVolumeBackend ----------------------------------------------------
 
-    def create(
+    @backend_operation(CREATE)
+    async def create(
         self, dataset_id: str, maximum_size: int | None = None
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.create`."""
+        key = check_dataset_id(dataset_id)
+        size = check_maximum_size(maximum_size)
+        if key in self._datasets:
+            raise DatasetExists(key)
+        if size is None:
+            size = self.capabilities.default_maximum_size
+        self._datasets[key] = _Dataset(files={}, maximum_size=size)
+        return self._info(key)
 
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            size = check_maximum_size(maximum_size)
-            if key in self._datasets:
-                raise DatasetExists(key)
-            if size is None:
-                size = self.capabilities.default_maximum_size
-            self._datasets[key] = _Dataset(files={}, maximum_size=size)
-            return self._info(key)
-
-        return logged_operation(
-            CREATE, run, _KIND, dataset_id=dataset_id, maximum_size=maximum_size
-        )
-
-    def destroy(self, dataset_id: str) -> Deferred[None]:
+    @backend_operation(DESTROY)
+    async def destroy(self, dataset_id: str) -> None:
         """See :meth:`IVolumeBackend.destroy`."""
+        self._datasets.pop(check_dataset_id(dataset_id), None)
 
-        async def run() -> None:
-            self._datasets.pop(check_dataset_id(dataset_id), None)
-
-        return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
-
-    def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
+    @backend_operation(GET)
+    async def get(self, dataset_id: str) -> DatasetInfo:
         """See :meth:`IVolumeBackend.get`."""
+        return self._info(check_dataset_id(dataset_id))
 
-        async def run() -> DatasetInfo:
-            return self._info(check_dataset_id(dataset_id))
-
-        return logged_operation(GET, run, _KIND, dataset_id=dataset_id)
-
-    def list_datasets(self) -> Deferred[list[DatasetInfo]]:
+    @backend_operation(LIST_DATASETS)
+    async def list_datasets(self) -> list[DatasetInfo]:
         """See :meth:`IVolumeBackend.list_datasets`."""
+        return [self._info(key) for key in sorted(self._datasets)]
 
-        async def run() -> list[DatasetInfo]:
-            return [self._info(key) for key in sorted(self._datasets)]
-
-        return logged_operation(LIST_DATASETS, run, _KIND)
-
-    def set_maximum_size(
+    @backend_operation(SET_MAXIMUM_SIZE)
+    async def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_maximum_size`."""
-
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            size = check_maximum_size(maximum_size)
-            dataset = self._dataset(key)
-            if size is not None and size < _used(dataset.files):
-                raise MaximumSizeTooSmall(
-                    f"{size} bytes is less than the {_used(dataset.files)} used"
-                )
-            dataset.maximum_size = size
-            return self._info(key)
-
-        return logged_operation(
-            SET_MAXIMUM_SIZE,
-            run,
-            _KIND,
-            dataset_id=dataset_id,
-            maximum_size=maximum_size,
-        )
-
-    def set_read_only(
-        self, dataset_id: str, read_only: bool
-    ) -> Deferred[DatasetInfo]:
-        """See :meth:`IVolumeBackend.set_read_only`."""
-
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            flag = check_read_only(read_only)
-            self._dataset(key).read_only = flag
-            return self._info(key)
-
-        return logged_operation(
-            SET_READ_ONLY, run, _KIND, dataset_id=dataset_id, read_only=read_only
-        )
-
-    def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
-        """See :meth:`IVolumeBackend.snapshot`."""
-
-        async def run() -> SnapshotInfo:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(name)
-            dataset = self._dataset(key)
-            if dataset.snapshot(name) is not None:
-                raise SnapshotExists(key, name)
-            info = SnapshotInfo(name=name, created=float(self._now()))
-            dataset.snapshots.append(_Snapshot(info=info, files=dict(dataset.files)))
-            return info
-
-        return logged_operation(
-            SNAPSHOT_ACTION, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
-
-    def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
-        """See :meth:`IVolumeBackend.list_snapshots`."""
-
-        async def run() -> list[SnapshotInfo]:
-            dataset = self._dataset(check_dataset_id(dataset_id))
-            return [snapshot.info for snapshot in dataset.snapshots]
-
-        return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
-
-    def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
-        """See :meth:`IVolumeBackend.rollback`."""
-
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(name)
-            target = self._snapshot(key, name)
-            dataset = self._dataset(key)
-            index = dataset.snapshots.index(target)
-            del dataset.snapshots[index + 1 :]
-            dataset.files = dict(target.files)
-
-        return logged_operation(
-            ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
-
-    def set_aside(self, dataset_id: str, name: str, base: str) -> Deferred[SnapshotInfo]:
-        """See :meth:`IVolumeBackend.set_aside`."""
-
-        async def run() -> SnapshotInfo:
-            key = check_set_aside_arguments(dataset_id, name, base)
-            dataset = self._dataset(key)
-            index = check_set_aside(
-                key,
-                [s.info.name for s in dataset.snapshots],
-                [s.info.name for s in dataset.set_aside],
-                name,
-                base,
+        key = check_dataset_id(dataset_id)
+        size = check_maximum_size(maximum_size)
+        dataset = self._dataset(key)
+        if size is not None and size < _used(dataset.files):
+            raise MaximumSizeTooSmall(
+                f"{size} bytes is less than the {_used(dataset.files)} used"
             )
-            info = SnapshotInfo(name=name, created=float(self._now()))
-            dataset.set_aside.append(_Snapshot(info=info, files=dict(dataset.files)))
-            dataset.files = dict(dataset.snapshots[index].files)
-            del dataset.snapshots[index + 1 :]
-            return info
+        dataset.maximum_size = size
+        return self._info(key)
 
-        return logged_operation(
-            SET_ASIDE, run, _KIND, dataset_id=dataset_id, snapshot=name, base=base
+    @backend_operation(SET_READ_ONLY)
+    async def set_read_only(
+        self, dataset_id: str, read_only: bool
+    ) -> DatasetInfo:
+        """See :meth:`IVolumeBackend.set_read_only`."""
+        key = check_dataset_id(dataset_id)
+        flag = check_read_only(read_only)
+        self._dataset(key).read_only = flag
+        return self._info(key)
+
+    @backend_operation(SNAPSHOT_ACTION, snapshot="name")
+    async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
+        """See :meth:`IVolumeBackend.snapshot`."""
+        key = check_dataset_id(dataset_id)
+        check_snapshot_name(name)
+        dataset = self._dataset(key)
+        if dataset.snapshot(name) is not None:
+            raise SnapshotExists(key, name)
+        info = SnapshotInfo(name=name, created=float(self._now()))
+        dataset.snapshots.append(_Snapshot(info=info, files=dict(dataset.files)))
+        return info
+
+    @backend_operation(LIST_SNAPSHOTS)
+    async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
+        """See :meth:`IVolumeBackend.list_snapshots`."""
+        dataset = self._dataset(check_dataset_id(dataset_id))
+        return [snapshot.info for snapshot in dataset.snapshots]
+
+    @backend_operation(ROLLBACK, snapshot="name")
+    async def rollback(self, dataset_id: str, name: str) -> None:
+        """See :meth:`IVolumeBackend.rollback`."""
+        key = check_dataset_id(dataset_id)
+        check_snapshot_name(name)
+        target = self._snapshot(key, name)
+        dataset = self._dataset(key)
+        index = dataset.snapshots.index(target)
+        del dataset.snapshots[index + 1 :]
+        dataset.files = dict(target.files)
+
+    @backend_operation(SET_ASIDE, snapshot="name")
+    async def set_aside(self, dataset_id: str, name: str, base: str) -> SnapshotInfo:
+        """See :meth:`IVolumeBackend.set_aside`."""
+        key = check_set_aside_arguments(dataset_id, name, base)
+        dataset = self._dataset(key)
+        index = check_set_aside(
+            key,
+            [s.info.name for s in dataset.snapshots],
+            [s.info.name for s in dataset.set_aside],
+            name,
+            base,
         )
+        info = SnapshotInfo(name=name, created=float(self._now()))
+        dataset.set_aside.append(_Snapshot(info=info, files=dict(dataset.files)))
+        dataset.files = dict(dataset.snapshots[index].files)
+        del dataset.snapshots[index + 1 :]
+        return info
 
-    def list_set_aside(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+    @backend_operation(LIST_SET_ASIDE)
+    async def list_set_aside(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_set_aside`."""
-
-        async def run() -> list[SnapshotInfo]:
-            dataset = self._dataset(check_dataset_id(dataset_id))
-            return [snapshot.info for snapshot in dataset.set_aside]
-
-        return logged_operation(LIST_SET_ASIDE, run, _KIND, dataset_id=dataset_id)
+        dataset = self._dataset(check_dataset_id(dataset_id))
+        return [snapshot.info for snapshot in dataset.set_aside]
 
     def read_set_aside(self, dataset_id: str, name: str) -> Files:
         """A copy of the files of a dataset's set-aside snapshot ``name``."""
@@ -404,111 +358,86 @@ class MemoryVolumeBackend:
                 return dict(snapshot.files)
         raise UnknownSnapshot(key, name)
 
-    def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
+    @backend_operation(DESTROY_SNAPSHOT, snapshot="name")
+    async def destroy_snapshot(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
+        key = check_dataset_id(dataset_id)
+        check_snapshot_name(name)
+        dataset = self._datasets.get(key)
+        if dataset is None:
+            return
+        dataset.snapshots = [s for s in dataset.snapshots if s.info.name != name]
 
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(name)
-            dataset = self._datasets.get(key)
-            if dataset is None:
-                return
-            dataset.snapshots = [s for s in dataset.snapshots if s.info.name != name]
-
-        return logged_operation(
-            DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
-
-    def clone(
+    @backend_operation(CLONE)
+    async def clone(
         self, dataset_id: str, snapshot: str, new_dataset_id: str
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.clone`."""
-
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            new_key = check_dataset_id(new_dataset_id)
-            check_snapshot_name(snapshot)
-            origin = self._origin(key, snapshot)
-            if new_key in self._datasets:
-                raise DatasetExists(new_key)
-            self._datasets[new_key] = _Dataset(
-                files=dict(origin.files),
-                maximum_size=self.capabilities.default_maximum_size,
-            )
-            return self._info(new_key)
-
-        return logged_operation(
-            CLONE,
-            run,
-            _KIND,
-            dataset_id=dataset_id,
-            snapshot=snapshot,
-            new_dataset_id=new_dataset_id,
+        key = check_dataset_id(dataset_id)
+        new_key = check_dataset_id(new_dataset_id)
+        check_snapshot_name(snapshot)
+        origin = self._origin(key, snapshot)
+        if new_key in self._datasets:
+            raise DatasetExists(new_key)
+        self._datasets[new_key] = _Dataset(
+            files=dict(origin.files),
+            maximum_size=self.capabilities.default_maximum_size,
         )
+        return self._info(new_key)
 
-    def send(
+    @backend_operation(SEND)
+    async def send(
         self, dataset_id: str, snapshot: str, base: str | None = None
-    ) -> Deferred[IStreamSource]:
+    ) -> IStreamSource:
         """See :meth:`IVolumeBackend.send`."""
-
-        async def run() -> IStreamSource:
-            key = check_send_arguments(dataset_id, snapshot, base)
-            dataset = self._dataset(key)
-            check_send_names(key, [s.info for s in dataset.snapshots], snapshot, base)
-            target = self._snapshot(key, snapshot)
-            if base is None:
-                changed, deleted = target.files, []
-            else:
-                old = self._snapshot(key, base).files
-                changed = {
-                    path: data
-                    for path, data in target.files.items()
-                    if old.get(path) != data
-                }
-                deleted = sorted(set(old) - set(target.files))
-            body = json.dumps(
-                {
-                    "format": STREAM_FORMAT,
-                    "snapshot": snapshot,
-                    "created": target.info.created,
-                    "base": base,
-                    "files": _encode(changed),
-                    "deleted": deleted,
-                }
-            ).encode("utf-8")
-            data = body + DigestTrailer.digest(body)
-            return BytesStreamSource(
-                data,
-                dataset_id=key,
-                snapshot=snapshot,
-                base=base,
-                stream_format=STREAM_FORMAT,
-            )
-
-        return logged_operation(
-            SEND, run, _KIND, dataset_id=dataset_id, snapshot=snapshot, base=base
+        key = check_send_arguments(dataset_id, snapshot, base)
+        dataset = self._dataset(key)
+        check_send_names(key, [s.info for s in dataset.snapshots], snapshot, base)
+        target = self._snapshot(key, snapshot)
+        if base is None:
+            changed, deleted = target.files, []
+        else:
+            old = self._snapshot(key, base).files
+            changed = {
+                path: data
+                for path, data in target.files.items()
+                if old.get(path) != data
+            }
+            deleted = sorted(set(old) - set(target.files))
+        body = json.dumps(
+            {
+                "format": STREAM_FORMAT,
+                "snapshot": snapshot,
+                "created": target.info.created,
+                "base": base,
+                "files": _encode(changed),
+                "deleted": deleted,
+            }
+        ).encode("utf-8")
+        data = body + DigestTrailer.digest(body)
+        return BytesStreamSource(
+            data,
+            dataset_id=key,
+            snapshot=snapshot,
+            base=base,
+            stream_format=STREAM_FORMAT,
         )
 
-    def receive(
+    @backend_operation(RECEIVE)
+    async def receive(
         self, dataset_id: str, base: str | None = None, replace: bool = False
-    ) -> Deferred[IStreamSink]:
+    ) -> IStreamSink:
         """
         See :meth:`IVolumeBackend.receive`; a replacing receive swaps the
         dataset's record in one step on ``finish``.
         """
-
-        async def run() -> IStreamSink:
-            key = check_receive_arguments(dataset_id, base, replace)
-            if base is None:
-                if key in self._datasets and not replace:
-                    raise DatasetExists(key)
-            else:
-                self._snapshot(key, base)
-            return _MemorySink(self, key, base, replace)
-
-        return logged_operation(
-            RECEIVE, run, _KIND, dataset_id=dataset_id, base=base, replace=replace
-        )
+        key = check_receive_arguments(dataset_id, base, replace)
+        if base is None:
+            if key in self._datasets and not replace:
+                raise DatasetExists(key)
+        else:
+            self._snapshot(key, base)
+        return _MemorySink(self, key, base, replace)
 
     def _apply(
         self, dataset_id: str, base: str | None, stream: bytes, replace: bool = False

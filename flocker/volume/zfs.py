@@ -175,6 +175,7 @@ from zope.interface import implementer
 
 from ..common import CommandFailed, CommandResult, retry_failure, run_command
 from ._common import (
+    backend_operation,
     check_dataset_id,
     check_maximum_size,
     check_read_only,
@@ -184,7 +185,6 @@ from ._common import (
     check_set_aside,
     check_set_aside_arguments,
     check_snapshot_name,
-    logged_operation,
 )
 from ._interface import (
     Capabilities,
@@ -287,6 +287,9 @@ def _rows(result: CommandResult) -> list[list[str]]:
 @implementer(IVolumeBackend, IReportsPoolSpace)
 class ZFSVolumeBackend:
     """Datasets as filesystems of one ZFS pool; see the module docstring."""
+
+    #: Names the backend in the logs.
+    kind = _KIND
 
     def __init__(
         self,
@@ -685,130 +688,113 @@ class ZFSVolumeBackend:
             reason="set a quota on the pool's top filesystem",
         )  # fmt: skip
 
-    def pool_space(self) -> Deferred[PoolSpace]:
+    @backend_operation(POOL_SPACE)
+    async def pool_space(self) -> PoolSpace:
         """
         See :meth:`IReportsPoolSpace.pool_space`: the quota less the top's
         own room, and what of it is not used.
         """
+        if not self._room_kept:
+            await self._keep_room()
+            self._room_kept = True
+        values = await self._top_values()
 
-        async def run() -> PoolSpace:
-            if not self._room_kept:
-                await self._keep_room()
-                self._room_kept = True
-            values = await self._top_values()
+        def number(name: str) -> int:
+            value = values.get(name, "-")
+            return int(value) if value.isdigit() else 0
 
-            def number(name: str) -> int:
-                value = values.get(name, "-")
-                return int(value) if value.isdigit() else 0
-
-            unused_room = number("usedbyrefreservation")
-            available = max(0, number("available") - unused_room)
-            quota = number("quota")
-            if quota:
-                size = max(0, quota - number("refreservation"))
-            else:
-                size = number("used") + number("available") - unused_room
-            return PoolSpace(size=size, free=min(available, size))
-
-        return logged_operation(POOL_SPACE, run, _KIND)
+        unused_room = number("usedbyrefreservation")
+        available = max(0, number("available") - unused_room)
+        quota = number("quota")
+        if quota:
+            size = max(0, quota - number("refreservation"))
+        else:
+            size = number("used") + number("available") - unused_room
+        return PoolSpace(size=size, free=min(available, size))
 
     # -- IVolumeBackend ----------------------------------------------------
 
-    def create(
+    @backend_operation(CREATE)
+    async def create(
         self, dataset_id: str, maximum_size: int | None = None
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.create`."""
+        key = check_dataset_id(dataset_id)
+        size = check_maximum_size(maximum_size)
+        if size is None:
+            size = self.capabilities.default_maximum_size
+        name = self._name(key)
+        if await self._exists(name):
+            raise DatasetExists(key)
+        options = ["-o", f"{ID_PROPERTY}={key}"]
+        if size is not None:
+            options += ["-o", f"refquota={size}"]
+        try:
+            await self._zfs("create", *options, name)
+        except CommandFailed as error:
+            if b"exists" in error.stderr:
+                raise DatasetExists(key) from None
+            raise
+        return await self._info(key)
 
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            size = check_maximum_size(maximum_size)
-            if size is None:
-                size = self.capabilities.default_maximum_size
-            name = self._name(key)
-            if await self._exists(name):
-                raise DatasetExists(key)
-            options = ["-o", f"{ID_PROPERTY}={key}"]
-            if size is not None:
-                options += ["-o", f"refquota={size}"]
-            try:
-                await self._zfs("create", *options, name)
-            except CommandFailed as error:
-                if b"exists" in error.stderr:
-                    raise DatasetExists(key) from None
-                raise
-            return await self._info(key)
-
-        return logged_operation(
-            CREATE, run, _KIND, dataset_id=dataset_id, maximum_size=maximum_size
-        )
-
-    def destroy(self, dataset_id: str) -> Deferred[None]:
+    @backend_operation(DESTROY)
+    async def destroy(self, dataset_id: str) -> None:
         """See :meth:`IVolumeBackend.destroy`."""
+        key = check_dataset_id(dataset_id)
+        name = self._name(key)
+        await self._repair(key)
+        if not await self._exists(name):
+            return
+        family = [name, *await self._parts(key)]
+        origins = await self._origins()
 
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            name = self._name(key)
-            await self._repair(key)
-            if not await self._exists(name):
-                return
-            family = [name, *await self._parts(key)]
-            origins = await self._origins()
+        def owner(origin: str) -> str:
+            return origin.split("@", 1)[0]
 
-            def owner(origin: str) -> str:
-                return origin.split("@", 1)[0]
-
-            clones = [
-                clone
-                for clone, origin in origins.items()
-                if owner(origin) in family and clone not in family
+        clones = [
+            clone
+            for clone, origin in origins.items()
+            if owner(origin) in family and clone not in family
+        ]
+        if clones:
+            raise DependentClones(f"{key} has clones: {', '.join(clones)}")
+        # Parts first, each once nothing left depends on it; the dataset last.
+        left = family
+        while left:
+            leaves = [
+                member
+                for member in left
+                if not any(
+                    owner(origins.get(other, "@")) == member for other in left
+                )
             ]
-            if clones:
-                raise DependentClones(f"{key} has clones: {', '.join(clones)}")
-            # Parts first, each once nothing left depends on it; the dataset last.
-            left = family
-            while left:
-                leaves = [
-                    member
-                    for member in left
-                    if not any(
-                        owner(origins.get(other, "@")) == member for other in left
-                    )
-                ]
-                for member in leaves or left:
-                    await self._destroy_name(member)
-                left = [member for member in left if member not in (leaves or left)]
+            for member in leaves or left:
+                await self._destroy_name(member)
+            left = [member for member in left if member not in (leaves or left)]
 
-        return logged_operation(DESTROY, run, _KIND, dataset_id=dataset_id)
-
-    def get(self, dataset_id: str) -> Deferred[DatasetInfo]:
+    @backend_operation(GET)
+    async def get(self, dataset_id: str) -> DatasetInfo:
         """See :meth:`IVolumeBackend.get`."""
+        return await self._info(check_dataset_id(dataset_id))
 
-        async def run() -> DatasetInfo:
-            return await self._info(check_dataset_id(dataset_id))
-
-        return logged_operation(GET, run, _KIND, dataset_id=dataset_id)
-
-    def list_datasets(self) -> Deferred[list[DatasetInfo]]:
+    @backend_operation(LIST_DATASETS)
+    async def list_datasets(self) -> list[DatasetInfo]:
         """
         See :meth:`IVolumeBackend.list_datasets`; hidden parts are not
         listed, and a ``set_aside`` a dead process cut short is undone
         first (see the module docstring).
         """
-
-        async def run() -> list[DatasetInfo]:
+        found = await self._top_level()
+        if await self._repair_found(found):
             found = await self._top_level()
-            if await self._repair_found(found):
-                found = await self._top_level()
-            infos = []
-            prefix = f"{self.pool_name}/"
-            for name, values in found.items():
-                key = name[len(prefix) :] if name.startswith(prefix) else None
-                if key is not None and values.get(ID_PROPERTY) == key:
-                    await self._ensure_mounted(name, values)
-                    infos.append(self._to_info(key, values))
-            return sorted(infos, key=lambda info: info.dataset_id)
-
-        return logged_operation(LIST_DATASETS, run, _KIND)
+        infos = []
+        prefix = f"{self.pool_name}/"
+        for name, values in found.items():
+            key = name[len(prefix) :] if name.startswith(prefix) else None
+            if key is not None and values.get(ID_PROPERTY) == key:
+                await self._ensure_mounted(name, values)
+                infos.append(self._to_info(key, values))
+        return sorted(infos, key=lambda info: info.dataset_id)
 
     async def _top_level(self) -> dict[str, dict[str, str]]:
         """The properties of every filesystem right under the pool, by name."""
@@ -844,277 +830,217 @@ class ZFSVolumeBackend:
             await self._repair(key)
         return bool(keys - busy)
 
-    def set_maximum_size(
+    @backend_operation(SET_MAXIMUM_SIZE)
+    async def set_maximum_size(
         self, dataset_id: str, maximum_size: int | None
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_maximum_size`."""
+        key = check_dataset_id(dataset_id)
+        size = check_maximum_size(maximum_size)
+        name = await self._require(key)
+        if size is not None:
+            used = (await self._info(key)).used
+            if size < used:
+                raise MaximumSizeTooSmall(f"{size} bytes is less than {used} used")
+        try:
+            await self._zfs("set", f"refquota={size or 'none'}", name)
+        except CommandFailed as error:
+            if b"less than" in error.stderr or b"too small" in error.stderr:
+                raise MaximumSizeTooSmall(str(error)) from None
+            raise
+        return await self._info(key)
 
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            size = check_maximum_size(maximum_size)
-            name = await self._require(key)
-            if size is not None:
-                used = (await self._info(key)).used
-                if size < used:
-                    raise MaximumSizeTooSmall(f"{size} bytes is less than {used} used")
-            try:
-                await self._zfs("set", f"refquota={size or 'none'}", name)
-            except CommandFailed as error:
-                if b"less than" in error.stderr or b"too small" in error.stderr:
-                    raise MaximumSizeTooSmall(str(error)) from None
-                raise
-            return await self._info(key)
-
-        return logged_operation(
-            SET_MAXIMUM_SIZE,
-            run,
-            _KIND,
-            dataset_id=dataset_id,
-            maximum_size=maximum_size,
-        )
-
-    def set_read_only(
+    @backend_operation(SET_READ_ONLY)
+    async def set_read_only(
         self, dataset_id: str, read_only: bool
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_read_only` and the module docstring."""
+        key = check_dataset_id(dataset_id)
+        flag = check_read_only(read_only)
+        before = await self._info(key)  # or UnknownDataset
+        if before.read_only == flag:
+            return before
+        name = self._name(key)
+        await self._zfs("set", f"readonly={'on' if flag else 'off'}", name)
+        info = await self._info(key)
+        if info.read_only == flag:
+            return info
+        # zfs-fuse: the mount did not follow the property.
+        try:
+            await self._retrying("unmount", name)
+        except BaseException as error:
+            # Keep the property true to the mount.
+            old = "on" if before.read_only else "off"
+            await self._zfs("set", f"readonly={old}", name)
+            if _busy(error):
+                raise DatasetBusy(key) from None
+            raise
+        await self._mount(name)
+        return await self._info(key)
 
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            flag = check_read_only(read_only)
-            before = await self._info(key)  # or UnknownDataset
-            if before.read_only == flag:
-                return before
-            name = self._name(key)
-            await self._zfs("set", f"readonly={'on' if flag else 'off'}", name)
-            info = await self._info(key)
-            if info.read_only == flag:
-                return info
-            # zfs-fuse: the mount did not follow the property.
-            try:
-                await self._retrying("unmount", name)
-            except BaseException as error:
-                # Keep the property true to the mount.
-                old = "on" if before.read_only else "off"
-                await self._zfs("set", f"readonly={old}", name)
-                if _busy(error):
-                    raise DatasetBusy(key) from None
-                raise
-            await self._mount(name)
-            return await self._info(key)
-
-        return logged_operation(
-            SET_READ_ONLY, run, _KIND, dataset_id=dataset_id, read_only=read_only
-        )
-
-    def snapshot(self, dataset_id: str, name: str) -> Deferred[SnapshotInfo]:
+    @backend_operation(SNAPSHOT_ACTION, snapshot="name")
+    async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.snapshot`."""
+        key = check_dataset_id(dataset_id)
+        check_snapshot_name(name)
+        full = await self._require(key)
+        if name in await self._snapshot_names(key):
+            raise SnapshotExists(key, name)
+        try:
+            await self._zfs("snapshot", f"{full}@{name}")
+        except CommandFailed as error:
+            if b"exists" in error.stderr:
+                raise SnapshotExists(key, name) from None
+            raise
+        for snapshot in await self._list_snapshots(key):
+            if snapshot.name == name:
+                return snapshot
+        raise UnknownSnapshot(key, name)  # destroyed meanwhile
 
-        async def run() -> SnapshotInfo:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(name)
-            full = await self._require(key)
-            if name in await self._snapshot_names(key):
-                raise SnapshotExists(key, name)
-            try:
-                await self._zfs("snapshot", f"{full}@{name}")
-            except CommandFailed as error:
-                if b"exists" in error.stderr:
-                    raise SnapshotExists(key, name) from None
-                raise
-            for snapshot in await self._list_snapshots(key):
-                if snapshot.name == name:
-                    return snapshot
-            raise UnknownSnapshot(key, name)  # destroyed meanwhile
-
-        return logged_operation(
-            SNAPSHOT_ACTION, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
-
-    def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+    @backend_operation(LIST_SNAPSHOTS)
+    async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_snapshots`."""
+        return await self._list_snapshots(check_dataset_id(dataset_id))
 
-        async def run() -> list[SnapshotInfo]:
-            return await self._list_snapshots(check_dataset_id(dataset_id))
-
-        return logged_operation(LIST_SNAPSHOTS, run, _KIND, dataset_id=dataset_id)
-
-    def rollback(self, dataset_id: str, name: str) -> Deferred[None]:
+    @backend_operation(ROLLBACK, snapshot="name")
+    async def rollback(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.rollback`."""
+        key = check_dataset_id(dataset_id)
+        await self._repair(key)
+        full = await self._require_snapshot(key, name)
+        names = await self._raw_names(key)
+        later = [f"{self._name(key)}@{n}" for n in names[names.index(name) + 1 :]]
+        clones = await self._clones_of(later)
+        if any(not _is_part(clone) for clone in clones):
+            raise DependentClones(
+                f"later snapshots of {key} have clones: {', '.join(clones)}"
+            )
+        if not clones:
+            await self._retrying("rollback", "-r", full)
+            return
+        # Set-aside snapshots need later snapshots: those go to a part.
+        self._detaching.add(key)
+        try:
+            part = await self._detach(key, name)
+            await self._keep_pinned(key, part)
+        finally:
+            self._detaching.discard(key)
 
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            await self._repair(key)
-            full = await self._require_snapshot(key, name)
-            names = await self._raw_names(key)
-            later = [f"{self._name(key)}@{n}" for n in names[names.index(name) + 1 :]]
-            clones = await self._clones_of(later)
-            if any(not _is_part(clone) for clone in clones):
-                raise DependentClones(
-                    f"later snapshots of {key} have clones: {', '.join(clones)}"
-                )
-            if not clones:
-                await self._retrying("rollback", "-r", full)
-                return
-            # Set-aside snapshots need later snapshots: those go to a part.
-            self._detaching.add(key)
-            try:
-                part = await self._detach(key, name)
-                await self._keep_pinned(key, part)
-            finally:
-                self._detaching.discard(key)
-
-        return logged_operation(
-            ROLLBACK, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
-
-    def set_aside(self, dataset_id: str, name: str, base: str) -> Deferred[SnapshotInfo]:
+    @backend_operation(SET_ASIDE, snapshot="name")
+    async def set_aside(self, dataset_id: str, name: str, base: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.set_aside` and the module docstring."""
-
-        async def run() -> SnapshotInfo:
-            key = check_set_aside_arguments(dataset_id, name, base)
-            await self._repair(key)
-            full = await self._require(key)
-            check_set_aside(
-                key,
-                await self._snapshot_names(key),
-                [info.name for _, info in await self._list_set_aside(key)],
-                name,
-                base,
-            )
-            hidden = f"{full}@{SET_ASIDE_PREFIX}{name}"
-            if await self._exists(hidden):  # an interrupted call's, not yet detached
-                await self._retrying("destroy", hidden)
-            self._detaching.add(key)
-            try:
-                await self._zfs("snapshot", hidden)
-                await self._detach(key, base)
-            finally:
-                self._detaching.discard(key)
-            for _, info in await self._list_set_aside(key):
-                if info.name == name:
-                    return info
-            raise UnknownSnapshot(key, name)  # destroyed meanwhile
-
-        return logged_operation(
-            SET_ASIDE, run, _KIND, dataset_id=dataset_id, snapshot=name, base=base
+        key = check_set_aside_arguments(dataset_id, name, base)
+        await self._repair(key)
+        full = await self._require(key)
+        check_set_aside(
+            key,
+            await self._snapshot_names(key),
+            [info.name for _, info in await self._list_set_aside(key)],
+            name,
+            base,
         )
+        hidden = f"{full}@{SET_ASIDE_PREFIX}{name}"
+        if await self._exists(hidden):  # an interrupted call's, not yet detached
+            await self._retrying("destroy", hidden)
+        self._detaching.add(key)
+        try:
+            await self._zfs("snapshot", hidden)
+            await self._detach(key, base)
+        finally:
+            self._detaching.discard(key)
+        for _, info in await self._list_set_aside(key):
+            if info.name == name:
+                return info
+        raise UnknownSnapshot(key, name)  # destroyed meanwhile
 
-    def list_set_aside(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+    @backend_operation(LIST_SET_ASIDE)
+    async def list_set_aside(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_set_aside`."""
+        key = check_dataset_id(dataset_id)
+        await self._repair(key)
+        await self._require(key)
+        return [info for _, info in await self._list_set_aside(key)]
 
-        async def run() -> list[SnapshotInfo]:
-            key = check_dataset_id(dataset_id)
-            await self._repair(key)
-            await self._require(key)
-            return [info for _, info in await self._list_set_aside(key)]
-
-        return logged_operation(LIST_SET_ASIDE, run, _KIND, dataset_id=dataset_id)
-
-    def destroy_snapshot(self, dataset_id: str, name: str) -> Deferred[None]:
+    @backend_operation(DESTROY_SNAPSHOT, snapshot="name")
+    async def destroy_snapshot(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
+        key = check_dataset_id(dataset_id)
+        check_snapshot_name(name)
+        full = f"{self._name(key)}@{name}"
+        if not await self._exists(full):
+            return
+        clones = await self._clones_of([full])
+        if any(not _is_part(clone) for clone in clones):
+            raise DependentClones(f"{full} has clones: {', '.join(clones)}")
+        if clones:
+            # Only set-aside snapshots need it: it is no longer listed
+            # and goes with the dataset.
+            held = f"{self._name(key)}@{HELD_PREFIX}{uuid.uuid4().hex[:12]}"
+            await self._retrying("rename", full, held)
+            return
+        await self._retrying("destroy", full)
 
-        async def run() -> None:
-            key = check_dataset_id(dataset_id)
-            check_snapshot_name(name)
-            full = f"{self._name(key)}@{name}"
-            if not await self._exists(full):
-                return
-            clones = await self._clones_of([full])
-            if any(not _is_part(clone) for clone in clones):
-                raise DependentClones(f"{full} has clones: {', '.join(clones)}")
-            if clones:
-                # Only set-aside snapshots need it: it is no longer listed
-                # and goes with the dataset.
-                held = f"{self._name(key)}@{HELD_PREFIX}{uuid.uuid4().hex[:12]}"
-                await self._retrying("rename", full, held)
-                return
-            await self._retrying("destroy", full)
-
-        return logged_operation(
-            DESTROY_SNAPSHOT, run, _KIND, dataset_id=dataset_id, snapshot=name
-        )
-
-    def clone(
+    @backend_operation(CLONE)
+    async def clone(
         self, dataset_id: str, snapshot: str, new_dataset_id: str
-    ) -> Deferred[DatasetInfo]:
+    ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.clone`."""
-
-        async def run() -> DatasetInfo:
-            key = check_dataset_id(dataset_id)
-            new_key = check_dataset_id(new_dataset_id)
-            check_snapshot_name(snapshot)
-            new_name = self._name(new_key)
-            options = ["-o", f"{ID_PROPERTY}={new_key}"]
-            size = self.capabilities.default_maximum_size
-            if size is not None:
-                options += ["-o", f"refquota={size}"]
-            # Try at once (two commands in all when it works, which keeps
-            # clones fast); only a failure looks for what was wrong.
-            try:
-                await self._zfs(
-                    "clone", *options, f"{self._name(key)}@{snapshot}", new_name
-                )
-            except CommandFailed:
-                if await self._exists(new_name):
-                    raise DatasetExists(new_key) from None
-                await self._require(key)
-                aside = [s for s, info in await self._list_set_aside(key) if info.name == snapshot]
-                if not aside:
-                    await self._require_snapshot(key, snapshot)
-                    raise
-                await self._zfs("clone", *options, aside[0], new_name)
-            return await self._info(new_key)
-
-        return logged_operation(
-            CLONE,
-            run,
-            _KIND,
-            dataset_id=dataset_id,
-            snapshot=snapshot,
-            new_dataset_id=new_dataset_id,
-        )
-
-    def send(
-        self, dataset_id: str, snapshot: str, base: str | None = None
-    ) -> Deferred[IStreamSource]:
-        """See :meth:`IVolumeBackend.send`; the stream is ``zfs send``'s."""
-
-        async def run() -> IStreamSource:
-            key = check_send_arguments(dataset_id, snapshot, base)
-            name = await self._require(key)
-            check_send_names(key, await self._list_snapshots(key), snapshot, base)
-            argv = ["zfs", "send"]
-            if base is not None:
-                argv += ["-i", f"{name}@{base}"]
-            argv.append(f"{name}@{snapshot}")
-            return ProcessStreamSource(
-                self._reactor,
-                argv,
-                backend=_KIND,
-                dataset_id=key,
-                snapshot=snapshot,
-                base=base,
-                stream_format=STREAM_FORMAT,
+        key = check_dataset_id(dataset_id)
+        new_key = check_dataset_id(new_dataset_id)
+        check_snapshot_name(snapshot)
+        new_name = self._name(new_key)
+        options = ["-o", f"{ID_PROPERTY}={new_key}"]
+        size = self.capabilities.default_maximum_size
+        if size is not None:
+            options += ["-o", f"refquota={size}"]
+        # Try at once (two commands in all when it works, which keeps
+        # clones fast); only a failure looks for what was wrong.
+        try:
+            await self._zfs(
+                "clone", *options, f"{self._name(key)}@{snapshot}", new_name
             )
+        except CommandFailed:
+            if await self._exists(new_name):
+                raise DatasetExists(new_key) from None
+            await self._require(key)
+            aside = [s for s, info in await self._list_set_aside(key) if info.name == snapshot]
+            if not aside:
+                await self._require_snapshot(key, snapshot)
+                raise
+            await self._zfs("clone", *options, aside[0], new_name)
+        return await self._info(new_key)
 
-        return logged_operation(
-            SEND, run, _KIND, dataset_id=dataset_id, snapshot=snapshot, base=base
+    @backend_operation(SEND)
+    async def send(
+        self, dataset_id: str, snapshot: str, base: str | None = None
+    ) -> IStreamSource:
+        """See :meth:`IVolumeBackend.send`; the stream is ``zfs send``'s."""
+        key = check_send_arguments(dataset_id, snapshot, base)
+        name = await self._require(key)
+        check_send_names(key, await self._list_snapshots(key), snapshot, base)
+        argv = ["zfs", "send"]
+        if base is not None:
+            argv += ["-i", f"{name}@{base}"]
+        argv.append(f"{name}@{snapshot}")
+        return ProcessStreamSource(
+            self._reactor,
+            argv,
+            backend=_KIND,
+            dataset_id=key,
+            snapshot=snapshot,
+            base=base,
+            stream_format=STREAM_FORMAT,
         )
 
-    def receive(
+    @backend_operation(RECEIVE)
+    async def receive(
         self, dataset_id: str, base: str | None = None, replace: bool = False
-    ) -> Deferred[IStreamSink]:
+    ) -> IStreamSink:
         """See :meth:`IVolumeBackend.receive` and the module docstring."""
-
-        async def run() -> IStreamSink:
-            key = check_receive_arguments(dataset_id, base, replace)
-            if base is None:
-                return await self._receive_full(key, replace)
-            return await self._receive_incremental(key, base)
-
-        return logged_operation(
-            RECEIVE, run, _KIND, dataset_id=dataset_id, base=base, replace=replace
-        )
+        key = check_receive_arguments(dataset_id, base, replace)
+        if base is None:
+            return await self._receive_full(key, replace)
+        return await self._receive_incremental(key, base)
 
     def _temporary_name(self) -> str:
         return f"{self.pool_name}/{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}"
