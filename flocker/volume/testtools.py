@@ -13,6 +13,7 @@ bytes in tests (of this package and of the transfer protocol).
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.task import deferLater
 from zope.interface import implementer
+from zope.interface.interface import Method
 from zope.interface.verify import verifyObject
 
 from ._interface import (
@@ -360,6 +362,13 @@ def make_volume_backend_tests(
             """The backend provides IVolumeBackend and describes itself."""
             assert verifyObject(IVolumeBackend, backend)
             assert isinstance(backend.capabilities, Capabilities)
+            # verifyObject cannot see through a decorator's wrapper; the
+            # signature (of the method it wraps) takes the interface's
+            # arguments.
+            for name, description in IVolumeBackend.namesAndDescriptions():
+                if isinstance(description, Method):
+                    parameters = inspect.signature(getattr(backend, name)).parameters
+                    assert list(parameters) == list(description.positional), name
 
         @pytest_twisted.ensureDeferred
         async def test_create(self, backend: IVolumeBackend) -> None:
