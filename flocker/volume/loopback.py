@@ -50,8 +50,7 @@ it; ``recover`` lazily unmounts whatever a crash left mounted under
 from __future__ import annotations
 
 import os
-import time
-from typing import Any, cast
+from typing import cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
@@ -59,57 +58,17 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from ..common import CommandFailed, CommandResult, retry_failure, run_command
-from ._common import (
-    backend_operation,
-    check_dataset_id,
-    check_maximum_size,
-    check_read_only,
-    check_receive_arguments,
-    check_send_arguments,
-    check_set_aside_arguments,
-    check_snapshot_name,
-)
-from ._files import (
-    FileStore,
-    check_received,
-    receive_tar,
-    send_tar,
-    snapshot_infos,
-    snapshot_records,
-)
+from ._file_backend import FileVolumeBackend, recorded_read_only
+from ._files import FileStore
 from ._interface import (
     BadStream,
     Capabilities,
-    DatasetBusy,
-    DatasetExists,
     DatasetInfo,
-    IStreamSink,
-    IStreamSource,
     IVolumeBackend,
     ResizeNotSupported,
-    SnapshotExists,
-    SnapshotInfo,
-)
-from ._logging import (
-    CLONE,
-    CREATE,
-    DESTROY,
-    DESTROY_SNAPSHOT,
-    GET,
-    LIST_DATASETS,
-    LIST_SET_ASIDE,
-    LIST_SNAPSHOTS,
-    RECEIVE,
-    ROLLBACK,
-    SEND,
-    SET_ASIDE,
-    SET_MAXIMUM_SIZE,
-    SET_READ_ONLY,
-    SNAPSHOT_ACTION,
 )
 
 STREAM_FORMAT = "flocker-ext4-image-v1"
-_KIND = "loopback"
 DEFAULT_SIZE = 1024 * 1024 * 1024
 
 
@@ -123,11 +82,6 @@ def _mounted_read_only(path: str) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
-def _read_only(meta: dict[str, Any]) -> bool:
-    """The read-only flag recorded in a dataset's metadata."""
-    return bool(meta.get("read_only", False))
-
-
 def _single_file(directory: str) -> str | None:
     names = os.listdir(directory)
     if len(names) != 1:
@@ -136,60 +90,26 @@ def _single_file(directory: str) -> str | None:
     return path if os.path.isfile(path) and not os.path.islink(path) else None
 
 
-@implementer(IVolumeBackend)
-class LoopbackVolumeBackend:
-    """Datasets as loop-mounted ext4 images; see the module docstring."""
+class _Images:
+    """
+    The :class:`~flocker.volume._file_backend.Contents` of the loopback
+    backend: a dataset's contents are the ext4 image ``image``, mounted at
+    ``mnt/`` (its path) through a loop device, read-only or not as its
+    metadata records; a snapshot's copy is a frozen copy of the image.
+    The maximum size is the image's size.
+    """
 
-    #: Names the backend in the logs.
-    kind = _KIND
+    records_maximum_size = False
 
-    def __init__(
-        self,
-        reactor: IReactorProcess,
-        root: str,
-        threadpool: ThreadPool | None = None,
-        default_maximum_size: int = DEFAULT_SIZE,
-    ) -> None:
+    def __init__(self, reactor: IReactorProcess, store: FileStore) -> None:
         """
-        :param reactor: Runs the commands and the thread pool.
-        :param root: The directory holding everything (created if needed).
-        :param threadpool: For small blocking file operations.
-        :param default_maximum_size: The image size of a dataset created
-            without a maximum size.
+        :param reactor: Runs the commands.
+        :param store: The backend's layout.
         """
-        self._store = FileStore(reactor, root, threadpool, snapshot_suffix=".img")
         self._reactor = reactor
-        self.root = self._store.root
-        self.capabilities = Capabilities(
-            constant_time_clone=False,
-            incremental_send=False,
-            stream_format=STREAM_FORMAT,
-            grow=True,
-            shrink=False,
-            unlimited=False,
-            enforces_maximum_size=True,
-            clones_depend_on_origin=False,
-            default_maximum_size=default_maximum_size,
-            enforces_read_only=True,
-        )
+        self._store = store
 
-    def recover(self) -> Deferred[None]:
-        """
-        Delete what interrupted operations left in ``tmp/``, after lazily
-        unmounting any image mounted there (a replacement cut short).
-        """
-
-        async def run() -> None:
-            tmp = os.path.join(self.root, "tmp")
-            for name in await self._store.in_thread(os.listdir, tmp):
-                mnt = os.path.join(tmp, name, "mnt")
-                if await self._is_mounted(mnt):
-                    await self._run("umount", "-l", mnt)
-            await self._store.recover()
-
-        return Deferred.fromCoroutine(run())
-
-    # -- paths and helpers -------------------------------------------------
+    # -- paths and commands ------------------------------------------------
 
     def _dir(self, dataset_id: str) -> str:
         return self._store.dataset_dir(dataset_id)
@@ -224,15 +144,8 @@ class LoopbackVolumeBackend:
         )
         return result.exit_code == 0
 
-    async def _mount(self, dataset_id: str, read_only: bool) -> None:
-        """
-        Attach and mount the dataset's image (read-only or not), unless it
-        already is; remount it if it is mounted the other way.
-        """
-        await self._mount_at(self._image(dataset_id), self._mnt(dataset_id), read_only)
-
     async def _mount_at(self, image: str, mnt: str, read_only: bool) -> None:
-        """:meth:`_mount` for an image and mount point given by path."""
+        """:meth:`mount` for an image and mount point given by path."""
         mode = "ro" if read_only else "rw"
         if await self._is_mounted(mnt):
             if await self._store.in_thread(_mounted_read_only, mnt) != read_only:
@@ -257,7 +170,101 @@ class LoopbackVolumeBackend:
             await run_command(self._reactor, ["losetup", "-d", device], check=False)
             raise
 
-    async def _unmount(self, dataset_id: str) -> None:
+    # -- Contents ----------------------------------------------------------
+
+    async def info(self, dataset_id: str) -> DatasetInfo:
+        """Mounts the dataset as recorded, if needed; ``statvfs`` says what is used."""
+        read_only = recorded_read_only(await self._store.meta(dataset_id))
+        await self.mount(dataset_id, read_only)
+        mnt = self._mnt(dataset_id)
+        return DatasetInfo(
+            dataset_id=dataset_id,
+            path=mnt,
+            used=await self._store.in_thread(_used, mnt),
+            maximum_size=await self._store.in_thread(
+                os.path.getsize, self._image(dataset_id)
+            ),
+            read_only=read_only,
+        )
+
+    async def create(
+        self, dataset_id: str, maximum_size: int | None, work: str
+    ) -> str | None:
+        """A new sparse ext4 image of the maximum size."""
+        image = os.path.join(work, "image")
+        await self._run("truncate", "-s", str(maximum_size), image)
+        await self._run("mkfs.ext4", "-q", "-F", "-m", "0", image)
+        return image
+
+    async def place(self, contents: str | None, directory: str, copy: bool) -> None:
+        """``image`` (copied or moved) and an empty mount point ``mnt/``."""
+        assert contents is not None
+        await self._store.makedirs(os.path.join(directory, "mnt"))
+        target = os.path.join(directory, "image")
+        if copy:
+            await self._copy_image(contents, target)
+        else:
+            await self._store.rename(contents, target)
+
+    async def capture(self, dataset_id: str, destination: str) -> None:
+        """
+        Copy the dataset's image to ``destination`` while its filesystem is
+        frozen, so the copy is consistent (mounting it first if needed).
+        """
+        read_only = recorded_read_only(await self._store.meta(dataset_id))
+        await self.mount(dataset_id, read_only)
+        mnt = self._mnt(dataset_id)
+        await self._run("fsfreeze", "-f", mnt)
+        try:
+            await self._copy_image(self._image(dataset_id), destination)
+        finally:
+            await self._run("fsfreeze", "-u", mnt)
+
+    async def restore(self, dataset_id: str, source: str, read_only: bool) -> None:
+        """Unmount, copy ``source`` over the dataset's image, mount (read-only?)."""
+        await self.unmount(dataset_id)
+        try:
+            await self._copy_image(source, self._image(dataset_id))
+        finally:
+            await self.mount(dataset_id, read_only)
+
+    async def resize(self, dataset_id: str, maximum_size: int | None) -> None:
+        """Grow the image (unmounted, with ``resize2fs``); never shrink it."""
+        current = await self.info(dataset_id)
+        if maximum_size is None:
+            raise ResizeNotSupported("a loopback dataset cannot be unlimited")
+        assert current.maximum_size is not None
+        if maximum_size < current.maximum_size:
+            raise ResizeNotSupported(
+                "loopback datasets cannot shrink (ext4 would need unmounting)"
+            )
+        if maximum_size > current.maximum_size:
+            # Offline: online growth needs privileges containers lack.
+            image = self._image(dataset_id)
+            await self.unmount(dataset_id)
+            try:
+                await self._run("truncate", "-s", str(maximum_size), image)
+                await run_command(
+                    self._reactor, ["e2fsck", "-f", "-p", image], check=False
+                )
+                await self._run("resize2fs", image)
+            finally:
+                await self.mount(dataset_id, current.read_only)
+
+    async def mount(self, dataset_id: str, read_only: bool) -> None:
+        """
+        Attach and mount the dataset's image (read-only or not), unless it
+        already is; remount it if it is mounted the other way.
+        """
+        await self._mount_at(self._image(dataset_id), self._mnt(dataset_id), read_only)
+
+    async def mount_replacement(self, directory: str, read_only: bool) -> None:
+        """Mount the new image in its directory: mounts move with directories."""
+        await self._mount_at(
+            os.path.join(directory, "image"), os.path.join(directory, "mnt"), read_only
+        )
+
+    async def unmount(self, dataset_id: str) -> None:
         """Unmount the dataset and detach its loop device(s)."""
         mnt = self._mnt(dataset_id)
         if await self._is_mounted(mnt):
@@ -270,12 +277,10 @@ class LoopbackVolumeBackend:
         for device in await self._devices(self._image(dataset_id)):
             await run_command(self._reactor, ["losetup", "-d", device], check=False)
 
-    async def _release(self, directory: str) -> None:
+    async def release(self, directory: str) -> None:
         """
-        Delete a dataset directory under ``tmp/`` (an old copy swapped out,
-        or a new one that never got in), unmounting its image lazily first
-        (a process may still hold a file of an old copy open) and
-        detaching its loop devices.
+        Unmount the image lazily first (a process may still hold a file of
+        an old copy open), detach its loop devices, then delete.
         """
         mnt = os.path.join(directory, "mnt")
         if await self._is_mounted(mnt):
@@ -286,324 +291,68 @@ class LoopbackVolumeBackend:
                 await run_command(self._reactor, ["losetup", "-d", device], check=False)
         await self._store.remove(directory)
 
-    async def _info(self, dataset_id: str) -> DatasetInfo:
-        read_only = _read_only(await self._store.meta(dataset_id))
-        await self._mount(dataset_id, read_only)
-        mnt = self._mnt(dataset_id)
-        return DatasetInfo(
-            dataset_id=dataset_id,
-            path=mnt,
-            used=await self._store.in_thread(_used, mnt),
-            maximum_size=await self._store.in_thread(
-                os.path.getsize, self._image(dataset_id)
-            ),
-            read_only=read_only,
+    async def received(self, tree: str) -> str:
+        """The one image extracted, once ``e2fsck -n`` found it clean."""
+        image = await self._store.in_thread(_single_file, tree)
+        if image is None:
+            raise BadStream("the stream does not hold exactly one image")
+        check = await run_command(
+            self._reactor, ["e2fsck", "-f", "-n", image], check=False
         )
+        if check.exit_code != 0:
+            raise BadStream("the received image is not a clean ext4")
+        return image
 
-    async def _install(
+    def tar_argv(self, dataset_id: str, snapshot: str) -> list[str]:
+        """A sparse tar of the snapshot's image."""
+        return [
+            "tar", "-C", os.path.join(self._dir(dataset_id), "snapshots"),
+            "--sparse", "-cf", "-", f"{snapshot}.img",
+        ]  # fmt: skip
+
+    async def recover(self) -> None:
+        """Lazily unmount any image mounted in ``tmp/`` (a replacement cut short)."""
+        tmp = os.path.join(self._store.root, "tmp")
+        for name in await self._store.in_thread(os.listdir, tmp):
+            mnt = os.path.join(tmp, name, "mnt")
+            if await self._is_mounted(mnt):
+                await self._run("umount", "-l", mnt)
+
+
+@implementer(IVolumeBackend)
+class LoopbackVolumeBackend(FileVolumeBackend):
+    """Datasets as loop-mounted ext4 images; see the module docstring."""
+
+    kind = "loopback"
+
+    def __init__(
         self,
-        dataset_id: str,
-        image: str,
-        snapshots: list[tuple[SnapshotInfo, str]],
-        copy_image: bool,
-        read_only: bool = False,
-        replace: bool = False,
+        reactor: IReactorProcess,
+        root: str,
+        threadpool: ThreadPool | None = None,
+        default_maximum_size: int = DEFAULT_SIZE,
     ) -> None:
         """
-        Build a dataset in ``tmp/`` from an image and rename it into place.
-
-        :param image: The image file; copied if ``copy_image``, else moved.
-        :param snapshots: Snapshot images to move into the dataset.
-        :param read_only: The new dataset's flag (and how it is mounted).
-        :param replace: An existing dataset of that id is replaced instead
-            of being :class:`DatasetExists`: the new image is mounted in
-            ``tmp/`` and the two directories swapped with
-            :meth:`FileStore.exchange` (mounts move with their
-            directories, so the dataset's path shows the old or the new
-            filesystem, never none); then the old one is released.
+        :param reactor: Runs the commands and the thread pool.
+        :param root: The directory holding everything (created if needed).
+        :param threadpool: For small blocking file operations.
+        :param default_maximum_size: The image size of a dataset created
+            without a maximum size.
         """
-        work = self._store.temporary_dir()
-        try:
-            await self._store.makedirs(os.path.join(work, "snapshots"))
-            await self._store.makedirs(os.path.join(work, "mnt"))
-            target = os.path.join(work, "image")
-            if copy_image:
-                await self._copy_image(image, target)
-            else:
-                await self._store.rename(image, target)
-            for info, path in snapshots:
-                await self._store.rename(
-                    path, os.path.join(work, "snapshots", f"{info.name}.img")
-                )
-            await self._store.write_meta(
-                work,
-                {
-                    "read_only": read_only,
-                    "snapshots": snapshot_records([s for s, _ in snapshots]),
-                },
-            )
-            if not await self._store.exists(dataset_id):
-                await self._store.rename(work, self._dir(dataset_id))
-            elif replace:
-                await self._mount_at(target, os.path.join(work, "mnt"), read_only)
-                await self._store.exchange(work, dataset_id)  # work: the old one
-            else:
-                raise DatasetExists(dataset_id)
-        finally:
-            await self._release(work)
-        await self._mount(dataset_id, read_only)
-
-    # -- IVolumeBackend ----------------------------------------------------
-
-    @backend_operation(CREATE)
-    async def create(
-        self, dataset_id: str, maximum_size: int | None = None
-    ) -> DatasetInfo:
-        """See :meth:`IVolumeBackend.create`; a new ext4 image of that size."""
-        key = check_dataset_id(dataset_id)
-        size = check_maximum_size(maximum_size)
-        if size is None:
-            size = self.capabilities.default_maximum_size
-        if await self._store.exists(key):
-            raise DatasetExists(key)
-        work = self._store.temporary_dir()
-        try:
-            await self._store.makedirs(work)
-            image = os.path.join(work, "image")
-            await self._run("truncate", "-s", str(size), image)
-            await self._run("mkfs.ext4", "-q", "-F", "-m", "0", image)
-            await self._install(key, image, [], copy_image=False)
-        finally:
-            await self._store.remove(work)
-        return await self._info(key)
-
-    @backend_operation(DESTROY)
-    async def destroy(self, dataset_id: str) -> None:
-        """See :meth:`IVolumeBackend.destroy`."""
-        key = check_dataset_id(dataset_id)
-        directory = self._dir(key)
-        if await self._store.in_thread(os.path.exists, directory):
-            await self._unmount(key)
-            await self._store.remove_dataset(key)
-
-    @backend_operation(GET)
-    async def get(self, dataset_id: str) -> DatasetInfo:
-        """See :meth:`IVolumeBackend.get`; mounts the dataset if needed."""
-        return await self._info(check_dataset_id(dataset_id))
-
-    @backend_operation(LIST_DATASETS)
-    async def list_datasets(self) -> list[DatasetInfo]:
-        """See :meth:`IVolumeBackend.list_datasets`."""
-        return await self._store.infos(self._info)
-
-    @backend_operation(SET_MAXIMUM_SIZE)
-    async def set_maximum_size(
-        self, dataset_id: str, maximum_size: int | None
-    ) -> DatasetInfo:
-        """See :meth:`IVolumeBackend.set_maximum_size`; grows only."""
-        key = check_dataset_id(dataset_id)
-        size = check_maximum_size(maximum_size)
-        current = await self._info(key)
-        if size is None:
-            raise ResizeNotSupported("a loopback dataset cannot be unlimited")
-        assert current.maximum_size is not None
-        if size < current.maximum_size:
-            raise ResizeNotSupported(
-                "loopback datasets cannot shrink (ext4 would need unmounting)"
-            )
-        if size > current.maximum_size:
-            # Offline: online growth needs privileges containers lack.
-            image = self._image(key)
-            await self._unmount(key)
-            try:
-                await self._run("truncate", "-s", str(size), image)
-                await run_command(
-                    self._reactor, ["e2fsck", "-f", "-p", image], check=False
-                )
-                await self._run("resize2fs", image)
-            finally:
-                await self._mount(key, current.read_only)
-        return await self._info(key)
-
-    @backend_operation(SET_READ_ONLY)
-    async def set_read_only(
-        self, dataset_id: str, read_only: bool
-    ) -> DatasetInfo:
-        """See :meth:`IVolumeBackend.set_read_only`; records it, then remounts."""
-        key = check_dataset_id(dataset_id)
-        flag = check_read_only(read_only)
-        meta = await self._store.meta(key)
-        if _read_only(meta) != flag:
-            meta["read_only"] = flag
-            await self._store.write_meta(self._dir(key), meta)
-            try:
-                await self._mount(key, flag)
-            except BaseException as error:
-                # Keep the record true to the mount.
-                meta["read_only"] = not flag
-                await self._store.write_meta(self._dir(key), meta)
-                if isinstance(error, CommandFailed) and b"busy" in error.stderr:
-                    raise DatasetBusy(key) from None
-                raise
-        return await self._info(key)
-
-    @backend_operation(SNAPSHOT_ACTION, snapshot="name")
-    async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
-        """See :meth:`IVolumeBackend.snapshot`; a frozen copy of the image."""
-        key = check_dataset_id(dataset_id)
-        check_snapshot_name(name)
-        meta = await self._store.meta(key)
-        if name in [s.name for s in snapshot_infos(meta)]:
-            raise SnapshotExists(key, name)
-        info = SnapshotInfo(name=name, created=time.time())
-        await self._capture(key, self._store.snapshot_path(key, name))
-        meta["snapshots"].append({"name": name, "created": info.created})
-        await self._store.write_meta(self._dir(key), meta)
-        return info
-
-    @backend_operation(LIST_SNAPSHOTS)
-    async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
-        """See :meth:`IVolumeBackend.list_snapshots`."""
-        return snapshot_infos(await self._store.meta(check_dataset_id(dataset_id)))
-
-    async def _capture(self, key: str, destination: str) -> None:
-        """
-        Copy the dataset's image to ``destination`` while its filesystem is
-        frozen, so the copy is consistent (mounting it first if needed).
-        """
-        await self._mount(key, _read_only(await self._store.meta(key)))
-        mnt = self._mnt(key)
-        await self._run("fsfreeze", "-f", mnt)
-        try:
-            await self._copy_image(self._image(key), destination)
-        finally:
-            await self._run("fsfreeze", "-u", mnt)
-
-    async def _put_image(self, key: str, image: str, read_only: bool) -> None:
-        """Unmount, copy ``image`` over the dataset's image, mount (read-only?)."""
-        await self._unmount(key)
-        try:
-            await self._copy_image(image, self._image(key))
-        finally:
-            await self._mount(key, read_only)
-
-    @backend_operation(ROLLBACK, snapshot="name")
-    async def rollback(self, dataset_id: str, name: str) -> None:
-        """See :meth:`IVolumeBackend.rollback`."""
-        key = check_dataset_id(dataset_id)
-        await self._store.require_snapshot(key, name)
-        meta = await self._store.meta(key)
-        await self._put_image(
-            key, self._store.snapshot_path(key, name), _read_only(meta)
+        store = FileStore(reactor, root, threadpool, snapshot_suffix=".img")
+        super().__init__(
+            store,
+            _Images(reactor, store),
+            Capabilities(
+                constant_time_clone=False,
+                incremental_send=False,
+                stream_format=STREAM_FORMAT,
+                grow=True,
+                shrink=False,
+                unlimited=False,
+                enforces_maximum_size=True,
+                clones_depend_on_origin=False,
+                default_maximum_size=default_maximum_size,
+                enforces_read_only=True,
+            ),
         )
-        await self._store.drop_snapshots_after(key, meta, name)
-
-    @backend_operation(SET_ASIDE, snapshot="name")
-    async def set_aside(self, dataset_id: str, name: str, base: str) -> SnapshotInfo:
-        """See :meth:`IVolumeBackend.set_aside` and :meth:`FileStore.set_aside`."""
-        key = check_set_aside_arguments(dataset_id, name, base)
-        read_only = _read_only(await self._store.meta(key))
-        return await self._store.set_aside(
-            key,
-            name,
-            base,
-            capture=lambda path: self._capture(key, path),
-            restore=lambda image: self._put_image(key, image, read_only),
-        )
-
-    @backend_operation(LIST_SET_ASIDE)
-    async def list_set_aside(self, dataset_id: str) -> list[SnapshotInfo]:
-        """See :meth:`IVolumeBackend.list_set_aside`."""
-        return await self._store.list_set_aside(check_dataset_id(dataset_id))
-
-    @backend_operation(DESTROY_SNAPSHOT, snapshot="name")
-    async def destroy_snapshot(self, dataset_id: str, name: str) -> None:
-        """See :meth:`IVolumeBackend.destroy_snapshot`."""
-        key = check_dataset_id(dataset_id)
-        check_snapshot_name(name)
-        await self._store.forget_snapshot(key, name)
-
-    @backend_operation(CLONE)
-    async def clone(
-        self, dataset_id: str, snapshot: str, new_dataset_id: str
-    ) -> DatasetInfo:
-        """See :meth:`IVolumeBackend.clone`; a copy of the snapshot's image."""
-        key = check_dataset_id(dataset_id)
-        new_key = check_dataset_id(new_dataset_id)
-        origin = await self._store.origin(key, snapshot)
-        if await self._store.exists(new_key):
-            raise DatasetExists(new_key)
-        await self._install(new_key, origin, [], copy_image=True)
-        return await self._info(new_key)
-
-    @backend_operation(SEND)
-    async def send(
-        self, dataset_id: str, snapshot: str, base: str | None = None
-    ) -> IStreamSource:
-        """See :meth:`IVolumeBackend.send`; header, sparse tar, checksum."""
-        key = check_send_arguments(dataset_id, snapshot, base)
-        return await send_tar(
-            self._store,
-            [
-                "tar", "-C", os.path.join(self._dir(key), "snapshots"),
-                "--sparse", "-cf", "-", f"{snapshot}.img",
-            ],  # fmt: skip
-            backend=_KIND,
-            stream_format=STREAM_FORMAT,
-            dataset_id=key,
-            snapshot=snapshot,
-            base=base,
-        )
-
-    @backend_operation(RECEIVE)
-    async def receive(
-        self, dataset_id: str, base: str | None = None, replace: bool = False
-    ) -> IStreamSink:
-        """See :meth:`IVolumeBackend.receive` and the module docstring."""
-        key = check_receive_arguments(dataset_id, base, replace)
-
-        async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
-            image = await self._store.in_thread(_single_file, tree)
-            if image is None:
-                raise BadStream("the stream does not hold exactly one image")
-            check = await run_command(
-                self._reactor, ["e2fsck", "-f", "-n", image], check=False
-            )
-            if check.exit_code != 0:
-                raise BadStream("the received image is not a clean ext4")
-            if base is None:
-                await self._install(
-                    key,
-                    image,
-                    [(info, image)],
-                    copy_image=True,
-                    read_only=True,
-                    replace=replace,
-                )
-            else:
-                await self._commit_incremental(key, base, info, image, work)
-
-        return await receive_tar(
-            self._store,
-            commit,
-            backend=_KIND,
-            stream_format=STREAM_FORMAT,
-            dataset_id=key,
-            base=base,
-            replace=replace,
-        )
-
-    async def _commit_incremental(
-        self, key: str, base: str, info: SnapshotInfo, image: str, work: str
-    ) -> None:
-        """Put a received image after ``base``, dropping later snapshots."""
-        meta = await self._store.meta(key)
-        check_received(key, snapshot_infos(meta), base, info.name)
-        await self._put_image(key, image, _read_only(meta))
-        kept = await self._store.move_snapshots_after(
-            key, snapshot_infos(meta), base, os.path.join(work, "trash")
-        )
-        await self._store.rename(image, self._store.snapshot_path(key, info.name))
-        meta["snapshots"] = snapshot_records([*kept, info])
-        await self._store.write_meta(self._dir(key), meta)
-        await self._store.remove(work)
