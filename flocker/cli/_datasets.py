@@ -3,10 +3,8 @@
 (``replicate``, ``unreplicate`` and ``failover`` are in
 `flocker.cli._replicas`).
 
-A dataset's state is ``pending`` (configured, no node reports it yet),
-``mounted`` (its primary node reports it mounted, at PATH), ``fenced`` (its
-primary node lost the control service and stopped exposing it: a failover
-may follow), ``moving`` (another node still has it), or ``deleting``.  Its standing replicas are
+A dataset's state (see `flocker.cli._dataset_views`) is ``pending``,
+``mounted``, ``fenced``, ``moving`` or ``deleting``.  Its standing replicas are
 shown with their lag: the age of the newest snapshot each holds, which is
 how much data a failover to it would lose now.  So are its *diverged*
 copies: a former primary's copy of an older epoch, kept after a failover
@@ -22,88 +20,16 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
-from uuid import UUID
 
-from ..apiclient import Dataset, DatasetState, DivergedCopy
 from ._command import Context, add_command, add_group
+from ._dataset_views import cluster_view, current_view, dataset_view, wait_mounted
 from ._errors import CLIError
 from ._format import format_duration, format_size, parse_size, table, write_json
 from ._replicas import register_replicas
-from ._resolve import dataset_name, node_label, resolve_dataset, resolve_node
-from ._wait import add_wait_options, parse_timeout, wait_until
+from ._resolve import dataset_name, resolve_dataset, resolve_node
+from ._wait import add_wait_options, parse_timeout
 
-__all__ = ["dataset_view", "register"]
-
-
-def _path(state: DatasetState) -> str | None:
-    """Where a node mounted a dataset."""
-    return None if state.path is None else str(state.path.path)
-
-
-def dataset_view(
-    dataset: Dataset,
-    states: list[DatasetState],
-    addresses: dict[UUID, str | None],
-) -> dict[str, Any]:
-    """A dataset as ``--json`` shows it (and the table is made from)."""
-    here = [s for s in states if s.dataset_id == dataset.dataset_id]
-    mounted = [s for s in here if s.primary == dataset.primary and s.path is not None]
-    fenced = [s for s in here if s.primary == dataset.primary and s.fenced]
-    elsewhere = [s for s in here if s.primary != dataset.primary]
-    if dataset.deleted:
-        state = "deleting"
-    elif mounted:
-        state = "mounted"
-    elif fenced:
-        state = "fenced"
-    elif elsewhere:
-        state = "moving"
-    else:
-        state = "pending"
-    reported = {r.node_uuid: r for m in mounted for r in m.replicas}
-    replicas: list[dict[str, Any]] = []
-    for node in dataset.replicas:
-        replica = reported.get(node)
-        replicas.append(
-            {
-                "node_uuid": str(node),
-                "address": addresses.get(node),
-                "last_snapshot": None if replica is None else replica.last_snapshot,
-                "lag_seconds": None if replica is None else replica.lag_seconds,
-            }
-        )
-        if replica is not None and replica.set_aside:
-            replicas[-1]["set_aside"] = list(replica.set_aside)
-    diverged: dict[UUID, DivergedCopy] = {}
-    for state_here in here:
-        for copy in state_here.diverged:
-            diverged.setdefault(copy.node_uuid, copy)
-    view: dict[str, Any] = {
-        "dataset_id": str(dataset.dataset_id),
-        "name": dataset_name(dataset),
-        "metadata": dict(dataset.metadata),
-        "maximum_size": dataset.maximum_size,
-        "primary": str(dataset.primary),
-        "primary_address": addresses.get(dataset.primary),
-        "state": state,
-        "path": _path(mounted[0]) if mounted else None,
-        "reported_on": sorted(str(s.primary) for s in here),
-        "replicas": replicas,
-        "diverged": [
-            {
-                "node_uuid": str(copy.node_uuid),
-                "address": addresses.get(copy.node_uuid),
-                "epoch": copy.epoch,
-                "last_snapshot": copy.last_snapshot,
-                **({"set_aside": list(copy.set_aside)} if copy.set_aside else {}),
-            }
-            for copy in sorted(diverged.values(), key=lambda c: str(c.node_uuid))
-        ],
-        "epoch": dataset.epoch,
-    }
-    if dataset.failover_snapshot is not None:
-        view["failover_snapshot"] = dataset.failover_snapshot
-    return view
+__all__ = ["register"]
 
 
 def _replica_cell(replica: dict[str, Any]) -> str:
@@ -132,24 +58,6 @@ def _diverged_cell(copy: dict[str, Any]) -> str:
     return f"{node} (diverged, epoch {copy['epoch']}{aside})"
 
 
-async def _snapshot(
-    context: Context,
-) -> tuple[Any, list[DatasetState], dict[UUID, str | None]]:
-    """The configured datasets, the reported ones and node addresses."""
-    client = context.client
-    configuration = await client.list_datasets_configuration()
-    states = await client.list_datasets_state()
-    nodes = await client.list_nodes()
-    return configuration, states, {n.uuid: n.host for n in nodes}
-
-
-async def _view(context: Context, dataset_id: UUID) -> dict[str, Any] | None:
-    """The current view of one dataset, or ``None`` if it is gone."""
-    configuration, states, addresses = await _snapshot(context)
-    dataset = configuration.datasets.get(dataset_id)
-    return None if dataset is None else dataset_view(dataset, states, addresses)
-
-
 def _print_one(context: Context, view: dict[str, Any], verb: str) -> None:
     """Say what happened to one dataset (or print it as JSON)."""
     if context.json:
@@ -161,61 +69,9 @@ def _print_one(context: Context, view: dict[str, Any], verb: str) -> None:
     context.out.write(f"{verb} dataset {view['dataset_id']}{name} on {where}{detail}\n")
 
 
-async def wait_mounted(
-    context: Context, dataset_id: UUID, node: str, timeout: float
-) -> None:
-    """
-    Wait until the dataset is mounted on its primary node, showing the
-    bytes received so far and the rate while a move's stream flows.
-    """
-    seen: list[tuple[float, int]] = []
-
-    async def progress() -> str:
-        """Bytes received so far and the rate, while a move's stream flows."""
-        if getattr(context.client, "http", None) is None:
-            return ""  # an in-memory client: no transfers to ask about
-        from ._snapshots import api_request
-
-        transfers = await api_request(context, "GET", "/state/transfers")
-        mine = [t for t in transfers if t["dataset_id"] == str(dataset_id)]
-        if not mine:
-            return ""
-        received = mine[0]["bytes"]
-        now = context.clock.seconds()
-        rate = ""
-        if seen and now > seen[-1][0] and received >= seen[-1][1]:
-            rate = f" at {format_size(int((received - seen[-1][1]) / (now - seen[-1][0])))}/s"
-        seen.append((now, received))
-        size = mine[0]["size"]
-        of = f" of {format_size(size)}" if size else ""
-        return f", {format_size(received)}{of} received{rate}"
-
-    async def probe() -> tuple[bool, str]:
-        configuration, states, addresses = await _snapshot(context)
-        dataset = configuration.datasets.get(dataset_id)
-        if dataset is None:
-            raise CLIError(f"dataset {dataset_id} disappeared from the configuration")
-        view = dataset_view(dataset, states, addresses)
-        if view["state"] == "mounted":
-            return True, f"mounted at {view['path']}"
-        where = (
-            ", ".join(node_label(addresses, UUID(n)) for n in view["reported_on"])
-            or "no node"
-        )
-        return False, f"{view['state']} (reported on {where}){await progress()}"
-
-    await wait_until(
-        context.clock,
-        context.err,
-        f"dataset {str(dataset_id)[:8]} mounted on {node}",
-        probe,
-        timeout,
-    )
-
-
 async def ls(context: Context, options: argparse.Namespace) -> None:
     """List the datasets: id, name, size, primary node, state and path."""
-    configuration, states, addresses = await _snapshot(context)
+    configuration, states, addresses = await cluster_view(context)
     views = sorted(
         (dataset_view(d, states, addresses) for d in configuration.datasets.values()),
         key=lambda v: (v["name"] is None, v["name"] or "", v["dataset_id"]),
@@ -285,7 +141,7 @@ async def create(context: Context, options: argparse.Namespace) -> None:
         await wait_mounted(
             context, dataset.dataset_id, node.host or str(node.uuid), timeout
         )
-    view = await _view(context, dataset.dataset_id)
+    view = await current_view(context, dataset.dataset_id)
     _print_one(context, view or dataset_view(dataset, [], {}), "created")
 
 
@@ -301,7 +157,7 @@ async def move(context: Context, options: argparse.Namespace) -> None:
         await wait_mounted(
             context, dataset.dataset_id, node.host or str(node.uuid), timeout
         )
-    view = await _view(context, dataset.dataset_id)
+    view = await current_view(context, dataset.dataset_id)
     if view is not None:
         _print_one(context, view, "moved" if options.wait else "moving")
 
@@ -316,7 +172,7 @@ async def resize(context: Context, options: argparse.Namespace) -> None:
     configuration = await client.list_datasets_configuration()
     dataset = resolve_dataset(configuration.datasets.values(), options.dataset)
     await client.update_dataset(dataset.dataset_id, maximum_size=size)
-    view = await _view(context, dataset.dataset_id)
+    view = await current_view(context, dataset.dataset_id)
     if view is not None:
         if context.json:
             write_json(context.out, view)

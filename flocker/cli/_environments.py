@@ -10,8 +10,8 @@ rewired within the copy.  ``env reset`` gives a copy fresh clones of the
 environment's snapshot; ``env rm`` removes one copy or all of them.
 
 ``--wait`` polls the cluster until every application of the copies runs on
-its node (``/v1/state/containers``) and each copy's datasets are mounted
-there (``/v1/state/datasets``).  An application's state in ``env ls`` is
+its node (the containers' state) and each copy's datasets are mounted
+there (the datasets' state).  An application's state in ``env ls`` is
 ``running`` or ``pending`` as its node reports it, ``moving`` while only
 another node does, or ``missing`` if it was removed from the configuration.
 """
@@ -23,11 +23,11 @@ import re
 from typing import Any
 from uuid import UUID
 
+from ..apiclient import environment_copy_to_json, environment_to_json
 from ._command import Context, add_command, add_group
 from ._errors import CLIError
 from ._format import table, write_json
 from ._resolve import node_label
-from ._snapshots import api_request
 from ._wait import add_wait_options, parse_timeout, wait_until
 
 __all__ = ["parse_copy_port", "register"]
@@ -116,9 +116,12 @@ def parse_copy_port(text: str) -> tuple[str, str, int, int]:
 
 def _ports(
     texts: list[str], applications: list[str], copies: list[str]
-) -> dict[str, dict[str, dict[str, int]]]:
-    """The ``ports`` of the request, from the ``--port`` options."""
-    ports: dict[str, dict[str, dict[str, int]]] = {}
+) -> dict[str, dict[str, dict[int, int]]]:
+    """
+    The ports to ask for, from the ``--port`` options: copy → application
+    → original external port → new one.
+    """
+    ports: dict[str, dict[str, dict[int, int]]] = {}
     chosen: set[int] = set()
     for text in texts:
         copy, application, original, new = parse_copy_port(text)
@@ -130,11 +133,11 @@ def _ports(
         if application not in applications:
             raise CLIError(f"bad --port {text!r}: {application!r} is not in --apps")
         mapping = ports.setdefault(copy, {}).setdefault(application, {})
-        if str(original) in mapping:
+        if original in mapping:
             raise CLIError(f"bad --port {text!r}: port {original} is given twice")
         if new in chosen:
             raise CLIError(f"bad --port {text!r}: port {new} is given twice")
-        mapping[str(original)] = new
+        mapping[original] = new
         chosen.add(new)
     return ports
 
@@ -304,14 +307,9 @@ async def clone(context: Context, options: argparse.Namespace) -> None:
     for application in applications:
         if application not in configured:
             raise CLIError(f"unknown application {application!r}")
-    body: dict[str, Any] = {
-        "name": name,
-        "applications": applications,
-        "copies": copies,
-    }
-    if ports:
-        body["ports"] = ports
-    environment = await api_request(context, "POST", "/environments", body, (201,))
+    environment = environment_to_json(
+        await context.client.create_environment(name, applications, copies, ports)
+    )
     if options.wait:
         await _wait_copies(
             context,
@@ -325,10 +323,11 @@ async def clone(context: Context, options: argparse.Namespace) -> None:
 async def ls(context: Context, options: argparse.Namespace) -> None:
     """List the environments (or one): a row per application of each copy."""
     if options.name is None:
-        environments = await api_request(context, "GET", "/environments")
+        listed = await context.client.list_environments()
     else:
         name = _check_name(options.name, "environment name")
-        environments = [await api_request(context, "GET", f"/environments/{name}")]
+        listed = [await context.client.get_environment(name)]
+    environments = [environment_to_json(e) for e in listed]
     await _print_environments(context, environments)
 
 
@@ -337,8 +336,8 @@ async def reset(context: Context, options: argparse.Namespace) -> None:
     name = _check_name(options.name, "environment name")
     copy_name = _check_name(options.copy, "copy name")
     timeout = parse_timeout(options.timeout)
-    copy = await api_request(
-        context, "POST", f"/environments/{name}/copies/{copy_name}/reset"
+    copy = environment_copy_to_json(
+        await context.client.reset_environment_copy(name, copy_name)
     )
     if options.wait:
         await _wait_copies(
@@ -360,12 +359,12 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
     """Remove one copy of an environment, or the environment and all its copies."""
     name = _check_name(options.name, "environment name")
     if options.copy is None:
-        removed = await api_request(context, "DELETE", f"/environments/{name}")
+        removed = environment_to_json(await context.client.delete_environment(name))
         message = f"removed environment {name}\n"
     else:
         copy_name = _check_name(options.copy, "copy name")
-        removed = await api_request(
-            context, "DELETE", f"/environments/{name}/copies/{copy_name}"
+        removed = environment_copy_to_json(
+            await context.client.delete_environment_copy(name, copy_name)
         )
         applications = ", ".join(a["name"] for a in removed["applications"])
         message = (

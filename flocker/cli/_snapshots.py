@@ -6,35 +6,35 @@ dataset from one.
 Snapshots are taken, listed and destroyed at once by the dataset agent of
 the dataset's primary node, and stay on that node.  A rollback is carried
 out by the agents (the application using the dataset is stopped for it);
-``--wait`` polls ``/v1/state/datasets`` until the dataset shows the
-request's id as ``rolled_back``.  A clone is a new dataset on the same
-node; ``--wait`` waits until it is mounted there.
-
-The REST API client has no methods for these requests: `api_request` makes
-them with the client's ``send`` (its own HTTP client, already using the
-user certificate and the request timeout, and moving on to the next
-control service instance as every request of the client does).
+``--wait`` polls the datasets' state until the dataset shows the request's
+id as ``rolled_back``.  A clone is a new dataset on the same node;
+``--wait`` waits until it is mounted there.  Every request is a method of
+`IFlockerAPIV1Client`; ``--json`` prints the values as the REST API gives
+them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 from uuid import UUID
 
-from ..apiclient import Dataset, ResponseError
+from ..apiclient import (
+    Dataset,
+    origin_to_json,
+    rollback_to_json,
+    snapshot_to_json,
+)
 from ._command import Context, add_command, add_group
-from ._datasets import dataset_view, wait_mounted
+from ._dataset_views import dataset_view, wait_mounted
 from ._errors import CLIError
 from ._format import table, write_json
 from ._resolve import dataset_name, node_label, resolve_dataset
 from ._wait import add_wait_options, parse_timeout, wait_until
 
-__all__ = ["api_request", "check_snapshot_name", "register"]
+__all__ = ["check_snapshot_name", "register"]
 
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -60,54 +60,6 @@ def check_snapshot_name(name: str) -> str:
     return name
 
 
-async def api_request(
-    context: Context,
-    method: str,
-    path: str,
-    body: Any = None,
-    expected: tuple[int, ...] = (200,),
-) -> Any:
-    """
-    Make a REST API request with the command's client; the decoded answer.
-
-    :param path: below ``/v1``, e.g. ``/environments``.
-    :raise ResponseError: if the answer's status is not ``expected`` (the
-        tool reports it as the control service refusing the request).
-    """
-    client = context.client
-    send = getattr(client, "send", None)
-    if send is None:
-        raise CLIError(
-            f"this REST API client ({type(client).__name__}) cannot make "
-            f"{method} /v1{path} requests"
-        )
-    headers = {"accept": ["application/json"]}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode("utf-8")
-        headers["content-type"] = ["application/json"]
-    response = await send(method, path, data, headers)
-    content = await response.content()
-    try:
-        decoded = json.loads(content) if content else None
-    except ValueError:
-        decoded = None
-    if response.code not in expected:
-        if isinstance(decoded, dict) and decoded.get("description"):
-            description = str(decoded["description"])
-        else:
-            description = content.decode("utf-8", "replace").strip() or (
-                f"{method} /v1{path} answered {response.code}"
-            )
-        raise ResponseError(response.code, description)
-    return decoded
-
-
-def _segment(text: str) -> str:
-    """``text`` quoted as one URL path segment."""
-    return quote(text, safe="")
-
-
 async def _dataset(context: Context, text: str) -> Dataset:
     """The dataset ``text`` names (UUID, UUID prefix or name)."""
     configuration = await context.client.list_datasets_configuration()
@@ -131,25 +83,23 @@ async def ls(context: Context, options: argparse.Namespace) -> None:
     aside after a failover (with the node keeping each).
     """
     dataset = await _dataset(context, options.dataset)
-    snapshots = await api_request(
-        context, "GET", f"/datasets/{dataset.dataset_id}/snapshots"
-    )
+    snapshots = await context.client.list_snapshots(dataset.dataset_id)
     if context.json:
-        write_json(context.out, snapshots)
+        write_json(context.out, [snapshot_to_json(s) for s in snapshots])
         return
     headers = ["SNAPSHOT", "CREATED (UTC)"]
     rows = [
-        [s["name"], None if s["created"] is None else format_time(s["created"])]
+        [s.name, None if s.created is None else format_time(s.created)]
         for s in snapshots
     ]
     # Set-aside snapshots (kept by a former primary when it rejoined after a
     # failover) live on another node: a column says which, when there are any.
-    if any(s.get("set_aside") for s in snapshots):
+    if any(s.set_aside for s in snapshots):
         addresses = {n.uuid: n.host for n in await context.client.list_nodes()}
         headers.append("SET ASIDE ON")
         for row, s in zip(rows, snapshots, strict=True):
-            node = s.get("node_uuid") if s.get("set_aside") else None
-            row.append(None if node is None else node_label(addresses, UUID(node)))
+            node = s.node_uuid if s.set_aside else None
+            row.append(None if node is None else node_label(addresses, node))
     table(context.out, headers, rows)
 
 
@@ -157,18 +107,15 @@ async def create(context: Context, options: argparse.Namespace) -> None:
     """Take a snapshot of a dataset now, on its primary node."""
     name = check_snapshot_name(options.name)
     dataset = await _dataset(context, options.dataset)
-    snapshot = await api_request(
-        context,
-        "POST",
-        f"/datasets/{dataset.dataset_id}/snapshots",
-        {"name": name},
-        (201,),
-    )
+    snapshot = await context.client.create_snapshot(dataset.dataset_id, name)
     if context.json:
-        write_json(context.out, {"dataset_id": str(dataset.dataset_id), **snapshot})
+        write_json(
+            context.out,
+            {"dataset_id": str(dataset.dataset_id), **snapshot_to_json(snapshot)},
+        )
     else:
         context.out.write(
-            f"created snapshot {snapshot['name']} of dataset {_label(dataset)}\n"
+            f"created snapshot {snapshot.name} of dataset {_label(dataset)}\n"
         )
 
 
@@ -176,40 +123,39 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
     """Destroy a snapshot (refused while clones depend on it)."""
     name = check_snapshot_name(options.name)
     dataset = await _dataset(context, options.dataset)
-    snapshot = await api_request(
-        context,
-        "DELETE",
-        f"/datasets/{dataset.dataset_id}/snapshots/{_segment(name)}",
-    )
+    snapshot = await context.client.delete_snapshot(dataset.dataset_id, name)
     if context.json:
         write_json(
             context.out,
-            {"dataset_id": str(dataset.dataset_id), "deleted": True, **snapshot},
+            {
+                "dataset_id": str(dataset.dataset_id),
+                "deleted": True,
+                **snapshot_to_json(snapshot),
+            },
         )
     else:
         context.out.write(
-            f"deleted snapshot {snapshot['name']} of dataset {_label(dataset)}\n"
+            f"deleted snapshot {snapshot.name} of dataset {_label(dataset)}\n"
         )
 
 
 async def _wait_rolled_back(
-    context: Context, dataset: Dataset, request_id: str, timeout: float
+    context: Context, dataset: Dataset, request_id: UUID, timeout: float
 ) -> None:
     """Wait until the dataset's primary reports the rollback ``request_id`` done."""
     addresses = {n.uuid: n.host for n in await context.client.list_nodes()}
     node = node_label(addresses, dataset.primary)
 
     async def probe() -> tuple[bool, str]:
-        states = await api_request(context, "GET", "/state/datasets")
+        states = await context.client.list_datasets_state()
         here = [
             s
             for s in states
-            if s["dataset_id"] == str(dataset.dataset_id)
-            and s["primary"] == str(dataset.primary)
+            if s.dataset_id == dataset.dataset_id and s.primary == dataset.primary
         ]
         if not here:
             return False, f"not mounted on {node}"
-        if here[0].get("rolled_back") == request_id:
+        if here[0].rolled_back == request_id:
             return True, f"rolled back on {node}"
         return False, f"mounted on {node}, not rolled back yet"
 
@@ -227,23 +173,19 @@ async def rollback(context: Context, options: argparse.Namespace) -> None:
     name = check_snapshot_name(options.name)
     timeout = parse_timeout(options.timeout)
     dataset = await _dataset(context, options.dataset)
-    accepted = await api_request(
-        context,
-        "POST",
-        f"/datasets/{dataset.dataset_id}/rollback",
-        {"snapshot": name},
-        (202,),
-    )
+    accepted = await context.client.rollback_dataset(dataset.dataset_id, name)
     if options.wait:
-        await _wait_rolled_back(context, dataset, accepted["request_id"], timeout)
+        await _wait_rolled_back(context, dataset, accepted.request_id, timeout)
     if context.json:
-        write_json(context.out, {**accepted, "done": bool(options.wait)})
+        write_json(
+            context.out, {**rollback_to_json(accepted), "done": bool(options.wait)}
+        )
     elif options.wait:
         context.out.write(f"rolled back dataset {_label(dataset)} to snapshot {name}\n")
     else:
         context.out.write(
             f"rolling back dataset {_label(dataset)} to snapshot {name} "
-            f"(request {accepted['request_id']})\n"
+            f"(request {accepted.request_id})\n"
         )
 
 
@@ -266,28 +208,29 @@ async def clone(context: Context, options: argparse.Namespace) -> None:
                 f"a dataset named {options.name!r} exists already "
                 f"({taken[0].dataset_id})"
             )
-    body: dict[str, Any] = {"snapshot": snapshot}
-    if options.name is not None:
-        body["metadata"] = {"name": options.name}
-    made = await api_request(
-        context, "POST", f"/datasets/{dataset.dataset_id}/clone", body, (201,)
+    made = await client.clone_dataset(
+        dataset.dataset_id,
+        snapshot,
+        metadata=None if options.name is None else {"name": options.name},
     )
-    new_id = UUID(made["dataset_id"])
+    new_id = made.dataset_id
     if options.wait:
         addresses = {n.uuid: n.host for n in await client.list_nodes()}
-        where = node_label(addresses, UUID(made["primary"]))
+        where = node_label(addresses, made.primary)
         await wait_mounted(context, new_id, where, timeout)
     configuration = await client.list_datasets_configuration()
     states = await client.list_datasets_state()
     addresses = {n.uuid: n.host for n in await client.list_nodes()}
     configured = configuration.datasets.get(new_id)
-    view = (
-        {"dataset_id": made["dataset_id"], "name": None, "state": "deleting"}
+    view: dict[str, Any] = (
+        {"dataset_id": str(new_id), "name": None, "state": "deleting"}
         if configured is None
         else dataset_view(configured, states, addresses)
     )
-    view["origin"] = made.get(
-        "origin", {"dataset_id": str(dataset.dataset_id), "snapshot": snapshot}
+    view["origin"] = (
+        {"dataset_id": str(dataset.dataset_id), "snapshot": snapshot}
+        if made.origin is None
+        else origin_to_json(made.origin)
     )
     if context.json:
         write_json(context.out, view)

@@ -231,14 +231,18 @@ def test_refusals(cluster, argv, code, says):
     assert state(cluster) == before
 
 
-def test_needs_a_rest_client():
-    """A client without ``.http`` (the in-memory fake) is reported, not a crash."""
+def test_in_memory_client():
+    """
+    The in-memory fake serves the snapshot commands as any other: they go
+    only through `IFlockerAPIV1Client` (more in `test_cloning_fake`).
+    """
     from ._fake_cluster import make_cluster
 
     fake = make_cluster()
     assert isinstance(fake.client, FakeFlockerClient)
     add_dataset(fake)
-    assert_error(invoke(fake, "snapshots", "ls", "db"), EXIT_ERROR, "cannot make GET")
+    result = invoke(fake, "snapshots", "ls", "db")
+    assert (result.code, result.out) == (EXIT_OK, "SNAPSHOT  CREATED (UTC)\n")
 
 
 # -- rollback ----------------------------------------------------------------------
