@@ -6,7 +6,9 @@ decide failovers from every node's silence.  `SharedClusterState` shares what
 this instance's own agents tell it:
 
 * each report, as ``<prefix>state/<node>/<agent kind>`` (the partial
-  `NodeState` that agent reported, as JSON), written at once;
+  `NodeState` that agent reported, as JSON), written at once if it differs
+  from the last one written, else again only after ``rewrite_after``
+  seconds (agents report every second; most reports change nothing);
 * when each of its agents was last heard from (reports and keep-alives), as
   one ``<prefix>heard/<instance>`` document, written at most every
   ``publish_interval`` seconds;
@@ -70,6 +72,9 @@ class SharedClusterState(Service):
     :ivar ttl: this instance's lease time to live, in seconds.
     :ivar publish_interval: seconds between writes of the heard document
         (and between rounds that retry failed writes and renew the lease).
+    :ivar rewrite_after: seconds after which a report equal to the one last
+        written is written again (so an instance that forgot the node, by
+        expiry for instance, learns it again); sooner, it is not written.
     """
 
     clock: IReactorTime
@@ -79,7 +84,9 @@ class SharedClusterState(Service):
     prefix: str = "/flocker/"
     ttl: int = 10
     publish_interval: float = 0.5
+    rewrite_after: float = 10.0
     _lease: int | None = attrs.field(default=None, init=False)
+    _written: dict[tuple[str, str], float] = attrs.field(factory=dict, init=False)
     _renewed: float = attrs.field(default=0.0, init=False)
     _own: dict[tuple[str, str], bytes] = attrs.field(factory=dict, init=False)
     _dirty: set[tuple[str, str]] = attrs.field(factory=set, init=False)
@@ -171,13 +178,22 @@ class SharedClusterState(Service):
 
     def _reported(self, state: NodeState, agent_kind: str | None) -> None:
         kind = agent_kind or "unknown"
-        self._holders[(state.uuid, kind)] = self.instance_id
+        key = (state.uuid, kind)
+        self._holders[key] = self.instance_id
         document = {
             "instance": self.instance_id,
             "state": node_state_to_json(state),
         }
-        self._own[(state.uuid, kind)] = json.dumps(document).encode("utf-8")
-        self._dirty.add((state.uuid, kind))
+        encoded = json.dumps(document).encode("utf-8")
+        now = self.clock.seconds()
+        if (
+            self._own.get(key) == encoded
+            and now - self._written.get(key, now) < self.rewrite_after
+        ):
+            return  # etcd has it (or it is still to be written)
+        self._own[key] = encoded
+        self._written[key] = now
+        self._dirty.add(key)
         self._tick()
 
     def _heard_now(self, node_uuid: str, agent_kind: str, when: float) -> None:

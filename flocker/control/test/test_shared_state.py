@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 from eliot.testing import LoggedMessage
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from ...testtools.etcd import EtcdCluster
 from ...testtools.waiting import eventually
@@ -187,5 +188,43 @@ async def test_stale_while_etcd_is_gone(etcd_cluster: EtcdCluster, client: EtcdC
         assert "etcd has not answered" in reason
         etcd_cluster.start_member(0)
         await eventually(lambda: a.sharing.stale_reason() is None, what="etcd back")
+    finally:
+        await a.sharing.stopService()
+
+
+
+async def _written_after(client: EtcdClient, key: str, revision: int) -> Any:
+    """The key once written after ``revision`` (polling etcd; 30 s at most)."""
+    for _ in range(600):
+        found = await client.get(key)
+        if found is not None and found.mod_revision > revision:
+            return found
+        await deferLater(reactor, 0.05, lambda: None)  # type: ignore[arg-type]
+    raise AssertionError(f"{key} was not written after revision {revision}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_unchanged_report_is_not_written_again(client: EtcdClient) -> None:
+    """
+    Agents report every second, mostly the same state: a report equal to
+    the one last written is not written to etcd again until
+    ``rewrite_after`` seconds have passed; a changed one is written at once.
+    """
+    a = Instance(client, "a")
+    a.sharing.rewrite_after = 3600.0
+    a.sharing.startService()
+    try:
+        key = f"/flocker/state/{NODE_A}/dataset"
+        a.state.update_node_state(NodeState(uuid=NODE_A, datasets={}), "dataset")
+        first = await _written_after(client, key, 0)
+        a.state.update_node_state(NodeState(uuid=NODE_A, datasets={}), "dataset")
+        await eventually(lambda: a.sharing._round is None, what="a's round")
+        await deferLater(reactor, 0.3, lambda: None)  # type: ignore[arg-type]
+        assert (await client.get(key)).mod_revision == first.mod_revision
+        a.state.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS), "dataset")
+        changed = await _written_after(client, key, first.mod_revision)
+        a.sharing.rewrite_after = 0.0
+        a.state.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS), "dataset")
+        await _written_after(client, key, changed.mod_revision)
     finally:
         await a.sharing.stopService()
