@@ -57,6 +57,15 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..ca import PeerRejected
+from ._lifecycle import (
+    DISCONNECTING,
+    WRITABLE,
+    Event,
+    Phase,
+    Request,
+    WorkerStage,
+    next_phase,
+)
 
 #: Plaintext handed to the protocol at most at once.
 DELIVERY_SIZE = 1024 * 1024
@@ -113,6 +122,26 @@ def _address(sockname: Any) -> IPv4Address | IPv6Address:
     return IPv4Address("TCP", host, port)
 
 
+def _send(
+    sock: socket.socket, cipher: memoryview, out_bio: ssl.MemoryBIO
+) -> tuple[memoryview, bool]:
+    """
+    Send ``cipher`` (encrypted bytes the socket has yet to take), then what
+    TLS produced meanwhile, while the socket takes them: what is left
+    unsent, and whether some of it waits for the socket.
+    """
+    while True:
+        if not cipher:
+            if not out_bio.pending:
+                return cipher, False
+            cipher = memoryview(out_bio.read())
+        try:
+            sent = sock.send(cipher)
+        except (BlockingIOError, InterruptedError):
+            return cipher, True
+        cipher = cipher[sent:]
+
+
 class _Handshake:
     """
     A TLS handshake on a non-blocking socket, driven step by step: by a
@@ -145,16 +174,8 @@ class _Handshake:
 
     def _flush(self) -> bool:
         """Send what TLS produced; whether some waits for the socket."""
-        while True:
-            if not self.cipher:
-                if not self.out_bio.pending:
-                    return False
-                self.cipher = memoryview(self.out_bio.read())
-            try:
-                sent = self.sock.send(self.cipher)
-            except (BlockingIOError, InterruptedError):
-                return True
-            self.cipher = self.cipher[sent:]
+        self.cipher, blocked = _send(self.sock, self.cipher, self.out_bio)
+        return blocked
 
     def step(self) -> int:
         """
@@ -210,9 +231,12 @@ class _ThreadedTLSTransport:
 
     Methods without a leading ``_thread`` run in the reactor thread.  The two
     threads share only what ``_lock`` guards, plus a wake-up pipe.
-    """
 
-    disconnecting = False
+    The reactor thread follows the connection's life in ``_phase`` (see
+    :mod:`flocker.transport._lifecycle`), and asks the worker to close or
+    abort through ``_request``; the worker's own progress in closing is its
+    ``_stage``.
+    """
 
     def __init__(
         self,
@@ -245,7 +269,7 @@ class _ThreadedTLSTransport:
         # The worker allocates these once the peer is authenticated:
         self._raw = bytearray()  # received, still encrypted
         self._plain = bytearray()  # decrypted
-        self._shut = False
+        self._stage = WorkerStage.PUMPING
         self.protocol: IProtocol | None = None
         self._certificate: x509.Certificate | None = None
         self._peer = _address(sock.getpeername())
@@ -253,9 +277,7 @@ class _ThreadedTLSTransport:
         self._producer: Any = None
         self._producer_streaming = True
         self._producer_paused = False
-        self._lost = False
-        self._worker_done = False
-        self._aborted = False
+        self._phase = Phase.HANDSHAKING
         self._end: Failure | None = None  # why, once the worker is done
         self._inbox: deque[bytes] = deque()  # received while paused
         self._draining = False
@@ -265,8 +287,7 @@ class _ThreadedTLSTransport:
         self._queued = 0
         self._reading_paused = False
         self._undelivered = 0
-        self._closing = False
-        self._aborting = False
+        self._request = Request.NOTHING
         self._background = False
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.handshaken: Deferred[_ThreadedTLSTransport] = Deferred()
@@ -287,7 +308,7 @@ class _ThreadedTLSTransport:
         """
         if not isinstance(data, bytes):
             raise TypeError("Data must be bytes")
-        if not data or self._lost or self._worker_done or self._aborted:
+        if not data or self._phase not in WRITABLE:
             return
         with self._lock:
             self._outgoing.append(data)
@@ -304,31 +325,23 @@ class _ThreadedTLSTransport:
         for piece in data:
             self.write(piece)
 
+    @property
+    def disconnecting(self) -> bool:
+        """Whether the connection is closing or closed."""
+        return self._phase in DISCONNECTING
+
     def loseConnection(self) -> None:  # noqa: N802
         """
         Close once everything queued is sent (TLS ``close_notify``), and,
         if a producer is registered, once it is unregistered.
         """
-        if self._lost or self.disconnecting:
-            return
-        self.disconnecting = True
+        self._fire(Event.LOSE)
         if self._producer is None:
-            self._close_when_sent()
-
-    def _close_when_sent(self) -> None:
-        with self._lock:
-            self._closing = True
-        self._wake()
+            self._fire(Event.PRODUCER_GONE)
 
     def abortConnection(self) -> None:  # noqa: N802
         """Close at once, dropping what is queued."""
-        if self._lost:
-            return
-        self.disconnecting = True
-        self._aborted = True
-        with self._lock:
-            self._aborting = True
-        self._wake()
+        self._fire(Event.ABORT)
 
     def run_in_background(self) -> None:
         """
@@ -409,7 +422,7 @@ class _ThreadedTLSTransport:
         self._producer = producer
         self._producer_streaming = streaming
         self._producer_paused = False
-        if self._lost:
+        if self._phase is Phase.LOST:
             producer.stopProducing()
         elif not streaming:
             producer.resumeProducing()
@@ -419,8 +432,44 @@ class _ThreadedTLSTransport:
         if self._producer is None:
             return
         self._producer = None
-        if self.disconnecting and not self._aborted and not self._lost:
-            self._close_when_sent()
+        self._fire(Event.PRODUCER_GONE)
+
+    # -- reactor thread: the lifecycle -----------------------------------------
+
+    def _fire(self, event: Event) -> None:
+        """Move to the phase ``event`` leads to, doing what entering it takes."""
+        phase = next_phase(self._phase, event)
+        if phase is None:
+            return
+        self._phase = phase
+        if phase is Phase.CLOSING:
+            self._ask_worker(Request.CLOSE)
+        elif phase is Phase.ABORTING:
+            self._ask_worker(Request.ABORT)
+        elif phase is Phase.LOST:
+            self._lose()
+
+    def _ask_worker(self, request: Request) -> None:
+        with self._lock:
+            self._request = max(self._request, request)
+        self._wake()
+
+    def _lose(self) -> None:
+        """
+        Tell the protocol the connection is gone (or the endpoint that the
+        handshake failed), once.
+        """
+        reason, self._end = self._end, None
+        assert reason is not None
+        self._inbox.clear()
+        self._close_wake_pipe()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.stopProducing()
+        if not self.handshaken.called:
+            self.handshaken.errback(reason)
+        elif self.protocol is not None:
+            self.protocol.connectionLost(reason)
 
     # -- reactor thread: called by the worker --------------------------------
 
@@ -434,6 +483,7 @@ class _ThreadedTLSTransport:
 
     def _connected(self, certificate: x509.Certificate) -> None:
         self._certificate = certificate
+        self._fire(Event.HANDSHAKE_DONE)
         self.handshaken.callback(self)
 
     def _attach(self, protocol: IProtocol) -> None:
@@ -466,12 +516,11 @@ class _ThreadedTLSTransport:
                     self.protocol.dataReceived(data)
         finally:
             self._draining = False
-        if self._end is not None and (not self._inbox or self.disconnecting):
-            self._finish()
+        self._fire(Event.INBOX_HELD if self._inbox else Event.INBOX_EMPTY)
 
     def _drained(self) -> None:
         """The queue fell below :data:`LOW_WATER`: let the producer go on."""
-        if self._producer is None or self._lost:
+        if self._producer is None or self._phase is Phase.LOST:
             return
         if not self._producer_streaming:
             self._producer.resumeProducing()
@@ -481,39 +530,21 @@ class _ThreadedTLSTransport:
 
     def _ended(self, reason: Failure, connected: bool) -> None:
         """The worker is done; the protocol hears of it after what it read."""
-        self._worker_done = True
         if self._on_end is not None:
             on_end, self._on_end = self._on_end, None
             on_end()
-        if not connected:
-            self._close_wake_pipe()
-            self._lost = True
-            self.disconnecting = True
-            self.handshaken.errback(reason)
-            return
         self._end = reason
-        if not self._inbox or self.disconnecting:
-            self._finish()
+        if not connected:
+            self._fire(Event.HANDSHAKE_FAILED)
+        elif self._inbox:
+            self._fire(Event.WORKER_ENDED_HOLDING)
+        else:
+            self._fire(Event.WORKER_ENDED)
 
     def _close_wake_pipe(self) -> None:
         os.close(self._wake_read)
         os.close(self._wake_write)
         self._wake_read = self._wake_write = -1
-
-    def _finish(self) -> None:
-        """Tell the protocol the connection is gone (once)."""
-        reason, self._end = self._end, None
-        if reason is None or self._lost:
-            return
-        self._lost = True
-        self.disconnecting = True
-        self._inbox.clear()
-        self._close_wake_pipe()
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            producer.stopProducing()
-        if self.protocol is not None:
-            self.protocol.connectionLost(reason)
 
     # -- worker thread -------------------------------------------------------
 
@@ -555,23 +586,15 @@ class _ThreadedTLSTransport:
             except BlockingIOError:
                 pass
         with self._lock:
-            if self._aborting:
+            if self._request is Request.ABORT:
                 raise _Aborted()
         if timeout is not None and not ready:
             raise TimeoutError("the peer did not answer in time")
 
     def _thread_flush(self) -> bool:
         """Send the encrypted bytes; whether some wait for the socket."""
-        while True:
-            if not self._cipher:
-                if not self._out_bio.pending:
-                    return False
-                self._cipher = memoryview(self._out_bio.read())
-            try:
-                sent = self._sock.send(self._cipher)
-            except (BlockingIOError, InterruptedError):
-                return True
-            self._cipher = self._cipher[sent:]
+        self._cipher, blocked = _send(self._sock, self._cipher, self._out_bio)
+        return blocked
 
     def _thread_fill(self) -> bool | None:
         """
@@ -607,27 +630,33 @@ class _ThreadedTLSTransport:
 
     def _thread_pump(self) -> Failure:
         """Move bytes until the connection ends; why it ended."""
-        closing_since: float | None = None
+        closing_since = 0.0  # once the stage is no longer PUMPING
         in_background = False
         while True:
             with self._lock:
-                if self._aborting:
-                    raise _Aborted()
+                request = self._request
                 lower = self._background and not in_background
                 read = not self._reading_paused and (
                     self._undelivered < MAXIMUM_UNDELIVERED
                 )
-                closing = self._closing
+            if request is Request.ABORT:
+                raise _Aborted()
             if lower:
                 in_background = True
                 self._thread_lower_priority()
             queued = self._thread_encrypt()
             blocked = self._thread_flush()
-            if closing_since is None and closing and not queued and not blocked:
+            if (
+                self._stage is WorkerStage.PUMPING
+                and request is Request.CLOSE
+                and not queued
+                and not blocked
+            ):
+                self._stage = WorkerStage.CLOSE_NOTIFY
                 closing_since = monotonic()
                 self._thread_close_notify()
                 continue
-            if closing_since is not None:
+            if self._stage is not WorkerStage.PUMPING:
                 # Discard what the peer still sends, until its end.
                 if self._thread_discard():
                     return Failure(twisted_error.ConnectionDone())
@@ -737,8 +766,12 @@ class _ThreadedTLSTransport:
 
     def _thread_discard(self) -> bool:
         """Read and drop what the closing connection gets; whether it ended."""
-        if not self._cipher and not self._out_bio.pending and not self._shut:
-            self._shut = True
+        if (
+            self._stage is WorkerStage.CLOSE_NOTIFY
+            and not self._cipher
+            and not self._out_bio.pending
+        ):
+            self._stage = WorkerStage.SHUT
             try:
                 self._sock.shutdown(socket.SHUT_WR)
             except OSError:
