@@ -18,8 +18,8 @@ import errno
 import pytest
 import pytest_twisted
 
+from ._contract_tools import ID1, ID2, VolumeHarness, snapshot_names, stream_bytes
 from ._interface import DatasetInfo, IVolumeBackend
-from .testtools import ID1, ID2, VolumeHarness, _names, stream_bytes
 
 
 async def _received(harness: VolumeHarness, backend: IVolumeBackend) -> IVolumeBackend:
@@ -136,7 +136,7 @@ class ReadOnlyContract:
         assert first.read_only is second.read_only is False
         check_writable(harness, backend, second)
         assert harness.read_files(backend, second) == files
-        assert await _names(backend, ID1) == ["s1"]
+        assert await snapshot_names(backend, ID1) == ["s1"]
 
     @pytest_twisted.ensureDeferred
     async def test_backend_operations_work_while_read_only(
@@ -153,7 +153,7 @@ class ReadOnlyContract:
         harness.write_file(backend, origin, "unsaved", b"in s3 only")
         await backend.set_read_only(ID1, True)
         await backend.snapshot(ID1, "s3")
-        assert await _names(backend, ID1) == ["s1", "s2", "s3"]
+        assert await snapshot_names(backend, ID1) == ["s1", "s2", "s3"]
         other = await harness.make_backend()
         sink = await other.receive(ID1)
         await (await backend.send(ID1, "s3")).start(sink)
@@ -166,10 +166,10 @@ class ReadOnlyContract:
         await backend.rollback(ID1, "s2")
         info = await backend.get(ID1)
         assert harness.read_files(backend, info) == s2
-        assert await _names(backend, ID1) == ["s1", "s2"]
+        assert await snapshot_names(backend, ID1) == ["s1", "s2"]
         check_read_only(harness, backend, info)
         await backend.destroy_snapshot(ID1, "s1")
-        assert await _names(backend, ID1) == ["s2"]
+        assert await snapshot_names(backend, ID1) == ["s2"]
         clone = await backend.clone(ID1, "s2", ID2)
         assert harness.read_files(backend, clone) == s2
         check_writable(harness, backend, clone)
@@ -222,7 +222,7 @@ class ReadOnlyContract:
         await _push(backend, other, "s2", "s1")
         info = await other.get(ID1)
         assert harness.read_files(other, info) == expected
-        assert await _names(other, ID1) == ["s1", "s2"]
+        assert await snapshot_names(other, ID1) == ["s1", "s2"]
         assert [d.read_only for d in await other.list_datasets()] == [read_only]
         if read_only:
             check_read_only(harness, other, info)

@@ -22,6 +22,17 @@ import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
+from ._contract_tools import (
+    ID1,
+    ID2,
+    Files,
+    VolumeHarness,
+    corrupt,
+    fails,
+    feed,
+    snapshot_names,
+    stream_bytes,
+)
 from ._interface import (
     BadStream,
     DatasetExists,
@@ -33,17 +44,6 @@ from ._interface import (
     IVolumeBackend,
 )
 from ._read_only_contract import check_read_only
-from .testtools import (
-    ID1,
-    ID2,
-    Files,
-    VolumeHarness,
-    _fails,
-    _names,
-    corrupt,
-    feed,
-    stream_bytes,
-)
 
 
 @dataclass
@@ -76,7 +76,7 @@ async def _old_copy(
     return _OldCopy(
         backend=other,
         files=harness.read_files(other, info),
-        snapshots=await _names(other, ID1),
+        snapshots=await snapshot_names(other, ID1),
         read_only=read_only,
     )
 
@@ -100,7 +100,7 @@ async def _assert_unchanged(harness: VolumeHarness, old: _OldCopy) -> None:
     """The old copy is exactly as it was: files, snapshots, flag, listing."""
     info = await old.backend.get(ID1)
     assert harness.read_files(old.backend, info) == old.files
-    assert await _names(old.backend, ID1) == old.snapshots
+    assert await snapshot_names(old.backend, ID1) == old.snapshots
     assert info.read_only is old.read_only
     assert [d.dataset_id for d in await old.backend.list_datasets()] == [ID1]
 
@@ -134,7 +134,7 @@ class ReplaceContract:
         await sink.abort()  # too late: does nothing
         info = await old.backend.get(ID1)
         assert harness.read_files(old.backend, info) == s2
-        assert await _names(old.backend, ID1) == ["s2"]
+        assert await snapshot_names(old.backend, ID1) == ["s2"]
         assert [(d.dataset_id, d.read_only) for d in await old.backend.list_datasets()] == [
             (ID1, True)
         ]
@@ -144,7 +144,7 @@ class ReplaceContract:
         sink = await old.backend.receive(ID1, base="s2")
         feed(sink, await stream_bytes(await backend.send(ID1, "s3", base="s2")))
         await sink.finish()
-        assert await _names(old.backend, ID1) == ["s2", "s3"]
+        assert await snapshot_names(old.backend, ID1) == ["s2", "s3"]
         after = harness.read_files(old.backend, await old.backend.get(ID1))
         assert after["a.txt"] == b"round 2"
 
@@ -174,7 +174,7 @@ class ReplaceContract:
         sink = await old.backend.receive(ID1, replace=True)
         feed(sink, stream)
         await sink.finish()
-        assert await _names(old.backend, ID1) == ["s2"]
+        assert await snapshot_names(old.backend, ID1) == ["s2"]
 
     @pytest_twisted.ensureDeferred
     async def test_bad_stream_keeps_old_copy(
@@ -196,7 +196,7 @@ class ReplaceContract:
         ]:
             sink = await old.backend.receive(ID1, replace=True)
             feed(sink, bad)
-            await _fails(sink.finish(), BadStream)
+            await fails(sink.finish(), BadStream)
             await sink.abort()
             await _assert_unchanged(harness, old)
 
@@ -221,7 +221,7 @@ class ReplaceContract:
         await sink.finish()
         info = await other.get(ID1)
         assert harness.read_files(other, info) == expected
-        assert await _names(other, ID1) == ["s1"]
+        assert await snapshot_names(other, ID1) == ["s1"]
         check_read_only(harness, other, info)
 
     @pytest_twisted.ensureDeferred
@@ -235,12 +235,12 @@ class ReplaceContract:
         DatasetExists.  Nothing changes.
         """
         files = harness.read_files(backend, origin)
-        error = await _fails(backend.receive(ID1, base="s1", replace=True), InvalidBase)
+        error = await fails(backend.receive(ID1, base="s1", replace=True), InvalidBase)
         assert isinstance(error, ValueError)
-        await _fails(backend.receive(ID1, replace="yes"), InvalidName)  # type: ignore[arg-type]
-        await _fails(backend.receive(ID1, replace=False), DatasetExists)
+        await fails(backend.receive(ID1, replace="yes"), InvalidName)  # type: ignore[arg-type]
+        await fails(backend.receive(ID1, replace=False), DatasetExists)
         assert harness.read_files(backend, await backend.get(ID1)) == files
-        assert await _names(backend, ID1) == ["s1"]
+        assert await snapshot_names(backend, ID1) == ["s1"]
 
     @pytest_twisted.ensureDeferred
     async def test_replace_with_dependent_clone(
@@ -260,16 +260,16 @@ class ReplaceContract:
         sink = await old.backend.receive(ID1, replace=True)
         feed(sink, await stream_bytes(await backend.send(ID1, "s2")))
         if old.backend.capabilities.clones_depend_on_origin:
-            await _fails(sink.finish(), DependentClones)
+            await fails(sink.finish(), DependentClones)
             info = await old.backend.get(ID1)
             assert harness.read_files(old.backend, info) == old.files
-            assert await _names(old.backend, ID1) == old.snapshots
+            assert await snapshot_names(old.backend, ID1) == old.snapshots
             assert info.read_only is False
         else:
             await sink.finish()
             info = await old.backend.get(ID1)
             assert harness.read_files(old.backend, info) == s2
-            assert await _names(old.backend, ID1) == ["s2"]
+            assert await snapshot_names(old.backend, ID1) == ["s2"]
         listed = [d.dataset_id for d in await old.backend.list_datasets()]
         assert listed == sorted([ID1, ID2])
         again = await old.backend.get(ID2)

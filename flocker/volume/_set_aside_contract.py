@@ -21,6 +21,17 @@ from typing import Any
 import pytest_twisted
 from twisted.internet.defer import Deferred
 
+from ._contract_tools import (
+    ID1,
+    ID2,
+    UNKNOWN,
+    Files,
+    VolumeHarness,
+    fails,
+    feed,
+    snapshot_names,
+    stream_bytes,
+)
 from ._interface import (
     DatasetInfo,
     DependentClones,
@@ -29,17 +40,6 @@ from ._interface import (
     SnapshotExists,
     UnknownDataset,
     UnknownSnapshot,
-)
-from .testtools import (
-    ID1,
-    ID2,
-    UNKNOWN,
-    Files,
-    VolumeHarness,
-    _fails,
-    _names,
-    feed,
-    stream_bytes,
 )
 
 ID3 = "4c1f0b3e-5a9d-4e7b-8f21-6d0a9c3b7e03"
@@ -114,7 +114,7 @@ class SetAsideContract:
         assert info.name == "aside"
         assert await backend.list_set_aside(ID1) == [info]
         assert harness.read_files(backend, await backend.get(ID1)) == s1
-        assert await _names(backend, ID1) == ["s1"]
+        assert await snapshot_names(backend, ID1) == ["s1"]
         assert (await backend.get(ID1)).read_only is False
         assert [d.dataset_id for d in await backend.list_datasets()] == [ID1]
         assert await _read_set_aside(harness, backend, "aside") == expected
@@ -139,10 +139,10 @@ class SetAsideContract:
         harness.write_file(backend, new, "round-2", b"second round")
         await backend.snapshot(ID1, "s3")
         await _push(backend, old, "s3", "s2")
-        assert await _names(old, ID1) == ["s1", "s2", "s3"]
+        assert await snapshot_names(old, ID1) == ["s1", "s2", "s3"]
         for pruned in ["s1", "old-1", "s2"]:
             await old.destroy_snapshot(ID1, pruned)
-        assert await _names(old, ID1) == ["s3"]
+        assert await snapshot_names(old, ID1) == ["s3"]
         assert harness.read_files(old, await old.get(ID1)) == harness.read_files(
             backend, new
         )
@@ -170,9 +170,9 @@ class SetAsideContract:
         harness.write_file(backend, info, "d", b"after the set-aside")
         await backend.snapshot(ID1, "s3")
         await backend.rollback(ID1, "s2")
-        assert await _names(backend, ID1) == ["s1", "s2"]
+        assert await snapshot_names(backend, ID1) == ["s1", "s2"]
         await backend.rollback(ID1, "s1")
-        assert await _names(backend, ID1) == ["s1"]
+        assert await snapshot_names(backend, ID1) == ["s1"]
         assert harness.read_files(backend, await backend.get(ID1)) == s1
         assert await _set_aside_names(backend, ID1) == ["aside"]
         assert await _read_set_aside(harness, backend, "aside") == expected
@@ -187,7 +187,7 @@ class SetAsideContract:
         sink = await old.receive(ID1, replace=True)
         feed(sink, await stream_bytes(await backend.send(ID1, "s2")))
         await sink.finish()
-        assert await _names(old, ID1) == ["s2"]
+        assert await snapshot_names(old, ID1) == ["s2"]
         assert await _set_aside_names(old, ID1) == ["aside"]
         assert await _read_set_aside(harness, old, "aside") == diverged
 
@@ -206,7 +206,7 @@ class SetAsideContract:
         harness.write_file(old, info, "second", b"diverged again")
         again = harness.read_files(old, info)
         await old.set_aside(ID1, "second", "s2")
-        assert await _names(old, ID1) == ["s1", "s2"]
+        assert await snapshot_names(old, ID1) == ["s1", "s2"]
         listed = await old.list_set_aside(ID1)
         assert [s.name for s in listed] == ["first", "second"]
         assert listed[0].created <= listed[1].created
@@ -226,10 +226,10 @@ class SetAsideContract:
         await backend.set_aside(ID1, "aside", "s1")
         await backend.destroy(ID1)
         assert await backend.list_datasets() == []
-        await _fails(backend.list_set_aside(ID1), UnknownDataset)
+        await fails(backend.list_set_aside(ID1), UnknownDataset)
         await backend.create(ID1)
         assert await backend.list_set_aside(ID1) == []
-        assert await _names(backend, ID1) == []
+        assert await snapshot_names(backend, ID1) == []
 
     @pytest_twisted.ensureDeferred
     async def test_clone_of_set_aside(
@@ -245,7 +245,7 @@ class SetAsideContract:
         await backend.set_aside(ID1, "aside", "s1")
         clone = await backend.clone(ID1, "aside", ID3)
         if backend.capabilities.clones_depend_on_origin:
-            await _fails(backend.destroy(ID1), DependentClones)
+            await fails(backend.destroy(ID1), DependentClones)
             assert await _set_aside_names(backend, ID1) == ["aside"]
             await backend.destroy(ID3)
             await backend.destroy(ID1)
@@ -283,8 +283,8 @@ class SetAsideContract:
             (lambda: backend.list_set_aside("not-a-uuid"), InvalidName),
         ]
         for call, error in calls:
-            await _fails(call(), error)
+            await fails(call(), error)
             assert harness.read_files(backend, await backend.get(ID1)) == files
-            assert await _names(backend, ID1) == ["s1", "s2"]
+            assert await snapshot_names(backend, ID1) == ["s1", "s2"]
             assert await _set_aside_names(backend, ID1) == ["taken"]
         assert [d.dataset_id for d in await backend.list_datasets()] == [ID1]

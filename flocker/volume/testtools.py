@@ -8,7 +8,10 @@ reopens a backend's storage with a new backend object (as a restarted agent
 would), writes and reads the files of a dataset, and cleans up afterwards.
 
 :class:`BytesConsumer`, :func:`stream_bytes` and :func:`feed` move stream
-bytes in tests (of this package and of the transfer protocol).
+bytes in tests (of this package and of the transfer protocol).  They, the
+harness protocol and the ids live in ``_contract_tools``, which the parts
+of the contract (``_read_only_contract``, ``_replace_contract``,
+``_set_aside_contract``) import; this module imports the parts.
 """
 
 from __future__ import annotations
@@ -17,17 +20,31 @@ import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 from zope.interface.interface import Method
 from zope.interface.verify import verifyObject
 
+from ._contract_tools import (
+    ID1,
+    ID2,
+    UNKNOWN,
+    BytesConsumer,
+    Files,
+    MiB,
+    VolumeHarness,
+    corrupt,
+    fails,
+    feed,
+    snapshot_names,
+    stream_bytes,
+)
 from ._interface import (
     BadStream,
     Capabilities,
@@ -46,12 +63,27 @@ from ._interface import (
     UnknownDataset,
     UnknownSnapshot,
 )
+from ._read_only_contract import ReadOnlyContract
+from ._replace_contract import ReplaceContract
+from ._set_aside_contract import SetAsideContract
 from .memory import MemoryVolumeBackend
 
-MiB = 1024 * 1024
-
-Files = dict[str, bytes]
-
+__all__ = [
+    "ID1",
+    "ID2",
+    "UNKNOWN",
+    "BytesConsumer",
+    "FilesystemHarness",
+    "Files",
+    "MemoryHarness",
+    "MiB",
+    "RecordingProducer",
+    "VolumeHarness",
+    "corrupt",
+    "feed",
+    "make_volume_backend_tests",
+    "stream_bytes",
+]
 
 # --------------------------------------------------------------------------
 # Stream helpers
@@ -78,88 +110,8 @@ class RecordingProducer:
         self.calls.append("stop")
 
 
-@implementer(IConsumer)
-class BytesConsumer:
-    """
-    A consumer that keeps what it is given, optionally pausing its producer.
-
-    :ivar chunks: Everything written, in order.
-    :ivar producer: The registered producer, if any.
-    """
-
-    def __init__(self, pause_after: int | None = None) -> None:
-        """:param pause_after: Pause the producer after this many writes."""
-        self.chunks: list[bytes] = []
-        self.producer: Any = None
-        self.unregistered = False
-        self._pause_after = pause_after
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
-        """Remember the producer."""
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:  # noqa: N802
-        """Note that the producer is done."""
-        self.producer = None
-        self.unregistered = True
-
-    def write(self, data: bytes) -> None:
-        """Keep ``data``; pause the producer when told to."""
-        self.chunks.append(bytes(data))
-        if self._pause_after is not None and len(self.chunks) == self._pause_after:
-            self.producer.pauseProducing()
-
-    def value(self) -> bytes:
-        """All the bytes written so far."""
-        return b"".join(self.chunks)
-
-
-async def stream_bytes(source: IStreamSource) -> bytes:
-    """Run ``source`` to its end and return its bytes."""
-    consumer = BytesConsumer()
-    await source.start(consumer)
-    return consumer.value()
-
-
-def feed(sink: IStreamSink, data: bytes, chunk_size: int = 65536) -> None:
-    """Write ``data`` into ``sink`` in chunks (no producer)."""
-    for offset in range(0, len(data), chunk_size):
-        sink.write(data[offset : offset + chunk_size])
-
-
-def corrupt(data: bytes) -> bytes:
-    """``data`` with bytes in its middle inverted."""
-    middle = len(data) // 2
-    spoiled = bytes(b ^ 0xFF for b in data[middle : middle + 16])
-    return data[:middle] + spoiled + data[middle + 16 :]
-
-
 # --------------------------------------------------------------------------
 # Harnesses
-
-
-class VolumeHarness(Protocol):
-    """What the contract suite needs beyond the interface."""
-
-    async def make_backend(self) -> IVolumeBackend:
-        """A new, empty backend instance (another "node")."""
-
-    async def reopen(self, backend: IVolumeBackend) -> IVolumeBackend:
-        """A new backend object on the same storage as ``backend``."""
-
-    def write_file(
-        self, backend: IVolumeBackend, info: DatasetInfo, path: str, data: bytes
-    ) -> None:
-        """Write a file into a dataset."""
-
-    def delete_file(self, backend: IVolumeBackend, info: DatasetInfo, path: str) -> None:
-        """Delete a file from a dataset."""
-
-    def read_files(self, backend: IVolumeBackend, info: DatasetInfo) -> Files:
-        """Every file of a dataset, by relative path."""
-
-    async def cleanup(self) -> None:
-        """Remove everything the backends made."""
 
 
 class MemoryHarness:
@@ -272,22 +224,6 @@ class FilesystemHarness:
 # --------------------------------------------------------------------------
 # The contract
 
-ID1 = "6f2bb4a7-7c3a-4a7e-9b6e-0d1f1e7c2a01"
-ID2 = "0b9c1f84-1d63-4fd0-8b5a-3cc0f9f6a702"
-UNKNOWN = "e3b0c442-98fc-4c14-9afb-f4c8996fb924"
-
-
-async def _fails(deferred: Deferred[Any], error: type[BaseException]) -> BaseException:
-    """Await ``deferred``, which must fail with ``error``; the exception."""
-    with pytest.raises(error) as caught:
-        await deferred
-    return caught.value
-
-
-async def _names(backend: IVolumeBackend, dataset_id: str) -> list[str]:
-    return [s.name for s in await backend.list_snapshots(dataset_id)]
-
-
 async def _wait_used(
     backend: IVolumeBackend, dataset_id: str, at_least: int
 ) -> DatasetInfo:
@@ -318,11 +254,6 @@ def make_volume_backend_tests(
         it can use fixtures such as ``make_zfs_pool`` or ``tmp_path``);
         returns a :class:`VolumeHarness`.
     """
-    # Imported here: the partial contracts use this module's helpers.
-    from ._read_only_contract import ReadOnlyContract
-    from ._replace_contract import ReplaceContract
-    from ._set_aside_contract import SetAsideContract
-
     class _CopyContracts(ReplaceContract, SetAsideContract):
         """How copies of a dataset are replaced, or set their contents aside."""
 
@@ -395,20 +326,20 @@ def make_volume_backend_tests(
         ) -> None:
             """Creating an existing dataset fails and leaves its data alone."""
             before = harness.read_files(backend, origin)
-            await _fails(backend.create(ID1), DatasetExists)
+            await fails(backend.create(ID1), DatasetExists)
             assert harness.read_files(backend, await backend.get(ID1)) == before
-            assert await _names(backend, ID1) == ["s1"]
+            assert await snapshot_names(backend, ID1) == ["s1"]
 
         @pytest_twisted.ensureDeferred
         async def test_invalid_names(self, backend: IVolumeBackend) -> None:
             """Ids that are not UUIDs and bad snapshot names are refused."""
-            await _fails(backend.create("not-a-uuid"), InvalidName)
-            await _fails(backend.create(ID1, maximum_size=-1), InvalidName)
-            await _fails(backend.set_read_only("not-a-uuid", True), InvalidName)
+            await fails(backend.create("not-a-uuid"), InvalidName)
+            await fails(backend.create(ID1, maximum_size=-1), InvalidName)
+            await fails(backend.set_read_only("not-a-uuid", True), InvalidName)
             await backend.create(ID1)
-            await _fails(backend.set_read_only(ID1, "yes"), InvalidName)  # type: ignore[arg-type]
+            await fails(backend.set_read_only(ID1, "yes"), InvalidName)  # type: ignore[arg-type]
             for name in ["", "-x", "a/b", "a@b", "a b", "x" * 300]:
-                await _fails(backend.snapshot(ID1, name), InvalidName)
+                await fails(backend.snapshot(ID1, name), InvalidName)
             assert await backend.list_snapshots(ID1) == []
 
         @pytest_twisted.ensureDeferred
@@ -416,7 +347,7 @@ def make_volume_backend_tests(
             """Destroy removes a dataset; it is idempotent."""
             await backend.destroy(ID1)
             assert await backend.list_datasets() == []
-            await _fails(backend.get(ID1), UnknownDataset)
+            await fails(backend.get(ID1), UnknownDataset)
             await backend.destroy(ID1)
             await backend.destroy(UNKNOWN)
             info = await backend.create(ID1)
@@ -439,7 +370,7 @@ def make_volume_backend_tests(
                 lambda: backend.receive(UNKNOWN, base="s"),
             ]
             for call in calls:
-                await _fails(call(), UnknownDataset)
+                await fails(call(), UnknownDataset)
             await backend.destroy_snapshot(UNKNOWN, "s")
             assert await backend.list_datasets() == []
 
@@ -456,9 +387,9 @@ def make_volume_backend_tests(
                 lambda: backend.receive(ID1, base="nope"),
             ]
             for call in calls:
-                await _fails(call(), UnknownSnapshot)
+                await fails(call(), UnknownSnapshot)
             await backend.destroy_snapshot(ID1, "nope")
-            assert await _names(backend, ID1) == ["s1"]
+            assert await snapshot_names(backend, ID1) == ["s1"]
             assert [d.dataset_id for d in await backend.list_datasets()] == [ID1]
 
         # -- sizes -----------------------------------------------------------
@@ -480,7 +411,7 @@ def make_volume_backend_tests(
                 assert (await change).maximum_size == 96 * MiB
                 assert (await backend.get(ID1)).maximum_size == 96 * MiB
             else:
-                await _fails(change, ResizeNotSupported)
+                await fails(change, ResizeNotSupported)
                 assert (await backend.get(ID1)).maximum_size == 64 * MiB
             info = await backend.get(ID1)
             assert harness.read_files(backend, info) == {
@@ -498,10 +429,10 @@ def make_volume_backend_tests(
             smaller = backend.set_maximum_size(ID1, 48 * MiB)
             if backend.capabilities.shrink:
                 assert (await smaller).maximum_size == 48 * MiB
-                await _fails(backend.set_maximum_size(ID1, MiB), MaximumSizeTooSmall)
+                await fails(backend.set_maximum_size(ID1, MiB), MaximumSizeTooSmall)
                 assert (await backend.get(ID1)).maximum_size == 48 * MiB
             else:
-                await _fails(smaller, ResizeNotSupported)
+                await fails(smaller, ResizeNotSupported)
                 assert (await backend.get(ID1)).maximum_size == 64 * MiB
             assert harness.read_files(backend, info) == {"big": data}
 
@@ -513,7 +444,7 @@ def make_volume_backend_tests(
             if backend.capabilities.unlimited:
                 assert (await change).maximum_size is None
             else:
-                await _fails(change, ResizeNotSupported)
+                await fails(change, ResizeNotSupported)
                 assert (await backend.get(ID1)).maximum_size == 64 * MiB
 
         @pytest_twisted.ensureDeferred
@@ -545,8 +476,8 @@ def make_volume_backend_tests(
             self, backend: IVolumeBackend, origin: DatasetInfo
         ) -> None:
             """A second snapshot of the same name is refused."""
-            await _fails(backend.snapshot(ID1, "s1"), SnapshotExists)
-            assert await _names(backend, ID1) == ["s1"]
+            await fails(backend.snapshot(ID1, "s1"), SnapshotExists)
+            assert await snapshot_names(backend, ID1) == ["s1"]
 
         @pytest_twisted.ensureDeferred
         async def test_rollback(
@@ -563,7 +494,7 @@ def make_volume_backend_tests(
             await backend.rollback(ID1, "s1")
             info = await backend.get(ID1)
             assert harness.read_files(backend, info) == expected
-            assert await _names(backend, ID1) == ["s1"]
+            assert await snapshot_names(backend, ID1) == ["s1"]
 
         @pytest_twisted.ensureDeferred
         async def test_rollback_latest(
@@ -574,7 +505,7 @@ def make_volume_backend_tests(
             harness.write_file(backend, origin, "a.txt", b"changed")
             await backend.rollback(ID1, "s1")
             assert harness.read_files(backend, await backend.get(ID1)) == expected
-            assert await _names(backend, ID1) == ["s1"]
+            assert await snapshot_names(backend, ID1) == ["s1"]
 
         @pytest_twisted.ensureDeferred
         async def test_destroy_snapshot(
@@ -586,7 +517,7 @@ def make_volume_backend_tests(
             expected = harness.read_files(backend, origin)
             await backend.destroy_snapshot(ID1, "s1")
             await backend.destroy_snapshot(ID1, "s1")
-            assert await _names(backend, ID1) == ["s2"]
+            assert await snapshot_names(backend, ID1) == ["s2"]
             assert harness.read_files(backend, await backend.get(ID1)) == expected
 
         # -- clones ----------------------------------------------------------
@@ -610,7 +541,7 @@ def make_volume_backend_tests(
             assert harness.read_files(backend, clone)["dir/b.bin"] != b"origin's"
             listed = [d.dataset_id for d in await backend.list_datasets()]
             assert listed == sorted([ID1, ID2])
-            await _fails(backend.clone(ID1, "s1", ID2), DatasetExists)
+            await fails(backend.clone(ID1, "s1", ID2), DatasetExists)
 
         @pytest_twisted.ensureDeferred
         async def test_clone_origin_destroyed(
@@ -620,9 +551,9 @@ def make_volume_backend_tests(
             expected = harness.read_files(backend, origin)
             clone = await backend.clone(ID1, "s1", ID2)
             if backend.capabilities.clones_depend_on_origin:
-                await _fails(backend.destroy(ID1), DependentClones)
-                await _fails(backend.destroy_snapshot(ID1, "s1"), DependentClones)
-                assert await _names(backend, ID1) == ["s1"]
+                await fails(backend.destroy(ID1), DependentClones)
+                await fails(backend.destroy_snapshot(ID1, "s1"), DependentClones)
+                assert await snapshot_names(backend, ID1) == ["s1"]
                 assert harness.read_files(backend, origin) == expected
                 await backend.destroy(ID2)
                 await backend.destroy(ID1)
@@ -653,7 +584,7 @@ def make_volume_backend_tests(
             await sink.abort()  # too late: does nothing
             received = await other.get(ID1)
             assert harness.read_files(other, received) == expected
-            assert await _names(other, ID1) == ["s1"]
+            assert await snapshot_names(other, ID1) == ["s1"]
             assert [d.dataset_id for d in await other.list_datasets()] == [ID1]
             assert harness.read_files(backend, origin)["unsaved"] == b"not sent"
 
@@ -662,8 +593,8 @@ def make_volume_backend_tests(
             self, harness: VolumeHarness, backend: IVolumeBackend, origin: DatasetInfo
         ) -> None:
             """A full receive into an existing dataset is refused up front."""
-            await _fails(backend.receive(ID1), DatasetExists)
-            assert await _names(backend, ID1) == ["s1"]
+            await fails(backend.receive(ID1), DatasetExists)
+            assert await snapshot_names(backend, ID1) == ["s1"]
 
         async def _incremental_setup(
             self, harness: VolumeHarness, backend: IVolumeBackend, diverge: bool = True
@@ -711,19 +642,19 @@ def make_volume_backend_tests(
             for bad in [stream[: len(stream) // 2], corrupt(stream), full]:
                 sink = await other.receive(ID1, base="s1")
                 feed(sink, bad)
-                await _fails(sink.finish(), BadStream)
+                await fails(sink.finish(), BadStream)
                 assert harness.read_files(other, await other.get(ID1)) == before
-                assert await _names(other, ID1) == ["s1"]
+                assert await snapshot_names(other, ID1) == ["s1"]
             for part in [stream[: len(stream) // 2], stream]:
                 sink = await other.receive(ID1, base="s1")
                 feed(sink, part, chunk_size=4096)
                 await sink.abort()
                 assert harness.read_files(other, await other.get(ID1)) == before
-                assert await _names(other, ID1) == ["s1"]
+                assert await snapshot_names(other, ID1) == ["s1"]
             sink = await other.receive(ID1, base="s1")
             feed(sink, stream)
             await sink.finish()
-            assert await _names(other, ID1) == ["s1", "s2"]
+            assert await snapshot_names(other, ID1) == ["s1", "s2"]
 
         @pytest.mark.parametrize("diverge", [True, False], ids=["diverged", "newest"])
         @pytest_twisted.ensureDeferred
@@ -746,7 +677,7 @@ def make_volume_backend_tests(
             feed(sink, stream, chunk_size=4096)
             await sink.finish()
             assert harness.read_files(other, await other.get(ID1)) == s2
-            assert await _names(other, ID1) == ["s1", "s2"]
+            assert await snapshot_names(other, ID1) == ["s1", "s2"]
 
         @pytest_twisted.ensureDeferred
         async def test_incremental_is_small(
@@ -783,8 +714,8 @@ def make_volume_backend_tests(
         ) -> None:
             """A base that is not older than the snapshot is refused."""
             await backend.snapshot(ID1, "s2")
-            await _fails(backend.send(ID1, "s1", base="s2"), InvalidBase)
-            await _fails(backend.send(ID1, "s1", base="s1"), InvalidBase)
+            await fails(backend.send(ID1, "s1", base="s2"), InvalidBase)
+            await fails(backend.send(ID1, "s1", base="s1"), InvalidBase)
 
         @pytest_twisted.ensureDeferred
         async def test_abort_full(
@@ -798,11 +729,11 @@ def make_volume_backend_tests(
             await sink.abort()
             await sink.abort()
             assert await other.list_datasets() == []
-            await _fails(other.get(ID1), UnknownDataset)
+            await fails(other.get(ID1), UnknownDataset)
             again = await other.receive(ID1)
             feed(again, stream)
             await again.finish()
-            assert await _names(other, ID1) == ["s1"]
+            assert await snapshot_names(other, ID1) == ["s1"]
 
         @pytest_twisted.ensureDeferred
         async def test_abort_incremental(
@@ -814,7 +745,7 @@ def make_volume_backend_tests(
             feed(sink, stream[: len(stream) // 2], chunk_size=4096)
             await sink.abort()
             assert harness.read_files(other, await other.get(ID1)) == before
-            assert await _names(other, ID1) == ["s1", "local-snap"]
+            assert await snapshot_names(other, ID1) == ["s1", "local-snap"]
 
         @pytest_twisted.ensureDeferred
         async def test_bad_full_streams(
@@ -832,7 +763,7 @@ def make_volume_backend_tests(
             ]:
                 sink = await other.receive(ID1)
                 feed(sink, bad)
-                await _fails(sink.finish(), BadStream)
+                await fails(sink.finish(), BadStream)
                 await sink.abort()
                 assert await other.list_datasets() == []
 
@@ -846,9 +777,9 @@ def make_volume_backend_tests(
             for bad in [stream[: len(stream) // 2], corrupt(stream), full]:
                 sink = await other.receive(ID1, base="s1")
                 feed(sink, bad)
-                await _fails(sink.finish(), BadStream)
+                await fails(sink.finish(), BadStream)
                 assert harness.read_files(other, await other.get(ID1)) == before
-                assert await _names(other, ID1) == ["s1", "local-snap"]
+                assert await snapshot_names(other, ID1) == ["s1", "local-snap"]
 
         @pytest_twisted.ensureDeferred
         async def test_source_pauses(
@@ -878,7 +809,7 @@ def make_volume_backend_tests(
             consumer = BytesConsumer(pause_after=1)
             done = source.start(consumer)
             source.stop()
-            await _fails(done, StreamStopped)
+            await fails(done, StreamStopped)
             assert len(consumer.chunks) <= 1
 
     return VolumeBackendTests
