@@ -419,7 +419,7 @@ class FlockerClient:
             config["user"],
         )
 
-    async def send(
+    async def _send(
         self,
         method: str,
         path: str,
@@ -477,7 +477,7 @@ class FlockerClient:
             headers["content-type"] = ["application/json"]
         if configuration_tag is not None:
             headers["x-if-configuration-matches"] = [configuration_tag]
-        response = await self.send(method, path, data, headers)
+        response = await self._send(method, path, data, headers)
         content = await response.content()
         try:
             decoded = json.loads(content) if content else None

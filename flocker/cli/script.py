@@ -41,7 +41,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import react
 
 from .. import __version__
-from ..apiclient import IFlockerAPIV1Client
+from ..apiclient import FlockerClient, IFlockerAPIV1Client
 from ._command import Context, common_options
 from ._connect import cluster_address, connect
 from ._errors import (
@@ -120,7 +120,8 @@ async def run(
         def client() -> IFlockerAPIV1Client:
             nonlocal api_url
             made = make_client(options)
-            api_url = ", ".join(getattr(made, "base_urls", ()))
+            if isinstance(made, FlockerClient):  # the URLs it tries, for errors
+                api_url = ", ".join(made.base_urls)
             return made
 
         context = Context(
