@@ -13,13 +13,6 @@ from ._client import (
     connect_timeout,
     container_to_json,
 )
-from ._cloning_json import (
-    environment_copy_to_json,
-    environment_to_json,
-    origin_to_json,
-    rollback_to_json,
-    snapshot_to_json,
-)
 from ._https import TLSHandshakeFailed, https_agent
 from ._interface import (
     UNCHANGED,
@@ -67,6 +60,13 @@ from ._interface import (
     UnknownEra,
     UnknownLease,
     UnknownSnapshot,
+)
+from ._json import (
+    environment_copy_to_json,
+    environment_to_json,
+    origin_to_json,
+    rollback_to_json,
+    snapshot_to_json,
 )
 from .memory import FakeFlockerClient
 

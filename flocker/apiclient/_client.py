@@ -27,7 +27,6 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 from uuid import UUID
 
 import attrs
@@ -40,7 +39,6 @@ from twisted.internet.error import (
     DNSLookupError,
 )
 from twisted.python.failure import Failure
-from twisted.python.filepath import FilePath
 from twisted.web.client import (
     RequestTransmissionFailed,
     ResponseFailed,
@@ -49,14 +47,7 @@ from twisted.web.client import (
 from zope.interface import implementer
 
 from ..ca import ClusterPolicyForHTTPS, load_tls_files
-from ._cloning_json import (
-    environment_copy_from_json,
-    environment_from_json,
-    origin_from_json,
-    rollback_from_json,
-    snapshot_from_json,
-    transfer_from_json,
-)
+from ._client_cloning import CloningRequests
 from ._https import https_agent
 from ._interface import (
     UNCHANGED,
@@ -65,41 +56,35 @@ from ._interface import (
     Container,
     ContainerAlreadyExists,
     ContainerConflict,
-    ContainerPort,
     ContainerState,
     Dataset,
     DatasetAlreadyExists,
     DatasetConflict,
     DatasetsConfiguration,
     DatasetState,
-    DivergedCopy,
-    Environment,
-    EnvironmentConflict,
-    EnvironmentCopy,
     FailoverRefused,
     FailoverResult,
     FlockerAPIError,
     IFlockerAPIV1Client,
     Lease,
     LeaseAlreadyHeld,
-    Link,
-    MountedDataset,
     Node,
-    NodeUnavailable,
-    ReplicaState,
     Replication,
     ResponseError,
-    RestartPolicy,
-    Rollback,
-    Snapshot,
-    SnapshotConflict,
-    Transfers,
     UnknownContainer,
     UnknownDataset,
-    UnknownEnvironment,
     UnknownEra,
     UnknownLease,
-    UnknownSnapshot,
+)
+from ._json import (
+    container_from_json,
+    container_to_json,
+    dataset_from_json,
+    dataset_state_from_json,
+    float_or_none,
+    lease_from_json,
+    node_from_json,
+    replication_to_json,
 )
 
 __all__ = [
@@ -166,152 +151,6 @@ _COMMON: dict[int, type[FlockerAPIError]] = {
 }
 _DATASET = {404: UnknownDataset, 405: DatasetConflict, 409: DatasetConflict}
 _CONTAINER = {404: UnknownContainer, 409: ContainerConflict}
-#: A 404 whose description names a snapshot is refined to `UnknownSnapshot`.
-_SNAPSHOT = {404: UnknownDataset, 409: SnapshotConflict, 503: NodeUnavailable}
-_ENVIRONMENT = {404: UnknownEnvironment, 409: EnvironmentConflict, 503: NodeUnavailable}
-
-
-# --------------------------------------------------------------------------
-# JSON ↔ values
-
-
-def _dataset(body: dict[str, Any]) -> Dataset:
-    replication = body.get("replication", {})
-    return Dataset(
-        dataset_id=UUID(body["dataset_id"]),
-        primary=UUID(body["primary"]),
-        maximum_size=body.get("maximum_size"),
-        deleted=body.get("deleted", False),
-        metadata=body.get("metadata", {}),
-        replicas=[UUID(u) for u in body.get("replicas", [])],
-        replication=Replication(**replication),
-        epoch=body.get("epoch", 0),
-        failover_snapshot=body.get("failover_snapshot"),
-        origin=None if body.get("origin") is None else origin_from_json(body["origin"]),
-    )
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _node(n: dict[str, Any]) -> Node:
-    """A `Node` from an entry of ``GET /v1/state/nodes``."""
-    failing = n.get("failing_changes") or []
-    last = n.get("last_converged")
-    return Node(
-        uuid=UUID(n["uuid"]),
-        host=n.get("host"),
-        fenced=[UUID(d) for d in n.get("fenced", [])],
-        last_converged=None if last is None else float(last),
-        failing_since=min((float(f["since"]) for f in failing), default=None),
-        failing=len(failing),
-        pool_full=bool((n.get("pool") or {}).get("full", False)),
-    )
-
-
-def _dataset_state(d: dict[str, Any]) -> DatasetState:
-    return DatasetState(
-        dataset_id=UUID(d["dataset_id"]),
-        primary=UUID(d["primary"]),
-        maximum_size=d.get("maximum_size"),
-        path=None if d.get("path") is None else FilePath(d["path"]),
-        replicas=[
-            ReplicaState(
-                node_uuid=UUID(r["node_uuid"]),
-                last_snapshot=r["last_snapshot"],
-                replicated_at=_float(r["replicated_at"]),
-                lag_seconds=_float(r["lag_seconds"]),
-                set_aside=[s["name"] for s in r.get("set_aside", [])],
-            )
-            for r in d.get("replicas", [])
-        ],
-        diverged=[
-            DivergedCopy(
-                node_uuid=UUID(c["node_uuid"]),
-                epoch=c["epoch"],
-                last_snapshot=c["last_snapshot"],
-                set_aside=[s["name"] for s in c.get("set_aside", [])],
-            )
-            for c in d.get("diverged", [])
-        ],
-        fenced=bool(d.get("fenced", False)),
-        rolled_back=None if d.get("rolled_back") is None else UUID(d["rolled_back"]),
-    )
-
-
-def replication_to_json(replication: Replication | Mapping[str, Any]) -> dict[str, Any]:
-    """The REST API's JSON for replication settings (all, or only those named)."""
-    if isinstance(replication, Replication):
-        return {
-            "interval_seconds": replication.interval_seconds,
-            "failover": replication.failover,
-        }
-    return dict(replication)
-
-
-def _lease(body: dict[str, Any]) -> Lease:
-    expires = body["expires"]
-    return Lease(
-        dataset_id=UUID(body["dataset_id"]),
-        node_uuid=UUID(body["node_uuid"]),
-        expires=None if expires is None else float(expires),
-    )
-
-
-def container_to_json(container: Container) -> dict[str, Any]:
-    """The REST API's JSON for a `Container`."""
-    restart: dict[str, Any] = {"name": container.restart_policy.name}
-    if container.restart_policy.maximum_retry_count is not None:
-        restart["maximum_retry_count"] = container.restart_policy.maximum_retry_count
-    body: dict[str, Any] = {
-        "node_uuid": str(container.node_uuid),
-        "name": container.name,
-        "image": container.image,
-        "ports": [
-            {"internal": p.internal, "external": p.external} for p in container.ports
-        ],
-        "environment": dict(container.environment),
-        "restart_policy": restart,
-        "volumes": [
-            {"dataset_id": str(v.dataset_id), "mountpoint": v.mountpoint}
-            for v in container.volumes
-        ],
-        "links": [
-            {"alias": x.alias, "local_port": x.local_port, "remote_port": x.remote_port}
-            for x in container.links
-        ],
-    }
-    for name in ("cpu_shares", "memory_limit"):
-        if getattr(container, name) is not None:
-            body[name] = getattr(container, name)
-    if container.command_line is not None:
-        body["command_line"] = list(container.command_line)
-    return body
-
-
-def _container(body: dict[str, Any]) -> Container:
-    restart = body.get("restart_policy", {"name": "never"})
-    command_line = body.get("command_line")
-    return Container(
-        node_uuid=UUID(body["node_uuid"]),
-        name=body["name"],
-        image=body["image"],
-        ports=[ContainerPort(**p) for p in body.get("ports", [])],
-        environment=body.get("environment", {}),
-        restart_policy=RestartPolicy(
-            name=restart["name"],
-            maximum_retry_count=restart.get("maximum_retry_count"),
-        ),
-        volumes=[
-            MountedDataset(dataset_id=UUID(v["dataset_id"]), mountpoint=v["mountpoint"])
-            for v in body.get("volumes", [])
-        ],
-        links=[Link(**x) for x in body.get("links", [])],
-        cpu_shares=body.get("cpu_shares"),
-        memory_limit=body.get("memory_limit"),
-        command_line=None if command_line is None else tuple(command_line),
-    )
 
 
 # --------------------------------------------------------------------------
@@ -355,7 +194,7 @@ def _try_next(method: str, error: BaseException) -> bool:
 
 @implementer(IFlockerAPIV1Client)
 @attrs.define
-class FlockerClient:
+class FlockerClient(CloningRequests):
     """
     The REST API v1 client, of one control service instance or several.
 
@@ -516,7 +355,7 @@ class FlockerClient:
             body, headers = await self._request(
                 "GET", "/configuration/datasets", (200,)
             )
-            datasets = {d.dataset_id: d for d in map(_dataset, body)}
+            datasets = {d.dataset_id: d for d in map(dataset_from_json, body)}
             return DatasetsConfiguration(tag=headers["tag"], datasets=datasets)
 
         return self._run(run())
@@ -553,7 +392,7 @@ class FlockerClient:
                 {404: UnknownDataset, 409: DatasetAlreadyExists},
                 configuration_tag,
             )
-            return _dataset(body)
+            return dataset_from_json(body)
 
         return self._run(run())
 
@@ -569,7 +408,7 @@ class FlockerClient:
                 _DATASET,
                 tag,
             )
-            return _dataset(body)
+            return dataset_from_json(body)
 
         return self._run(run())
 
@@ -622,8 +461,8 @@ class FlockerClient:
                 epoch=body["epoch"],
                 datasets=[UUID(d) for d in body["datasets"]],
                 snapshot=body["snapshot"],
-                snapshot_created=_float(body["snapshot_created"]),
-                data_loss_window_seconds=_float(body["data_loss_window_seconds"]),
+                snapshot_created=float_or_none(body["snapshot_created"]),
+                data_loss_window_seconds=float_or_none(body["data_loss_window_seconds"]),
             )
 
         return self._run(run())
@@ -642,7 +481,7 @@ class FlockerClient:
                 _DATASET,
                 configuration_tag,
             )
-            return _dataset(body)
+            return dataset_from_json(body)
 
         return self._run(run())
 
@@ -651,7 +490,7 @@ class FlockerClient:
 
         async def run() -> list[DatasetState]:
             body, _ = await self._request("GET", "/state/datasets", (200,))
-            return [_dataset_state(d) for d in body]
+            return [dataset_state_from_json(d) for d in body]
 
         return self._run(run())
 
@@ -660,7 +499,7 @@ class FlockerClient:
 
         async def run() -> list[Node]:
             body, _ = await self._request("GET", "/state/nodes", (200,))
-            return [_node(n) for n in body]
+            return [node_from_json(n) for n in body]
 
         return self._run(run())
 
@@ -680,7 +519,7 @@ class FlockerClient:
 
         async def run() -> list[Lease]:
             body, _ = await self._request("GET", "/configuration/leases", (200,))
-            return [_lease(x) for x in body]
+            return [lease_from_json(x) for x in body]
 
         return self._run(run())
 
@@ -702,7 +541,7 @@ class FlockerClient:
                 request,
                 {404: UnknownDataset, 409: LeaseAlreadyHeld},
             )
-            return _lease(body)
+            return lease_from_json(body)
 
         return self._run(run())
 
@@ -717,7 +556,7 @@ class FlockerClient:
                 None,
                 {404: UnknownLease},
             )
-            return _lease(body)
+            return lease_from_json(body)
 
         return self._run(run())
 
@@ -726,7 +565,7 @@ class FlockerClient:
 
         async def run() -> list[Container]:
             body, _ = await self._request("GET", "/configuration/containers", (200,))
-            return [_container(c) for c in body]
+            return [container_from_json(c) for c in body]
 
         return self._run(run())
 
@@ -741,7 +580,7 @@ class FlockerClient:
                 container_to_json(container),
                 {404: UnknownDataset, 409: ContainerConflict},
             )
-            return _container(body)
+            return container_from_json(body)
 
         async def create() -> Container:
             try:
@@ -764,7 +603,7 @@ class FlockerClient:
                 {"node_uuid": str(node_uuid)},
                 _CONTAINER,
             )
-            return _container(body)
+            return container_from_json(body)
 
         return self._run(run())
 
@@ -775,7 +614,7 @@ class FlockerClient:
             body, _ = await self._request(
                 "DELETE", f"/configuration/containers/{name}", (200,), None, _CONTAINER
             )
-            return _container(body)
+            return container_from_json(body)
 
         return self._run(run())
 
@@ -786,7 +625,7 @@ class FlockerClient:
             body, _ = await self._request("GET", "/state/containers", (200,))
             return [
                 ContainerState(
-                    container=_container(
+                    container=container_from_json(
                         {k: v for k, v in c.items() if k != "running"}
                     ),
                     running=c["running"],
@@ -795,222 +634,6 @@ class FlockerClient:
             ]
 
         return self._run(run())
-
-    # -- snapshots, rollback, clones --------------------------------------------
-
-    async def _on_snapshot(
-        self,
-        method: str,
-        path: str,
-        expected: tuple[int, ...],
-        body: Any = None,
-        configuration_tag: str | None = None,
-    ) -> Any:
-        """A snapshot request: a 404 naming a snapshot is `UnknownSnapshot`."""
-        try:
-            decoded, _ = await self._request(
-                method, path, expected, body, _SNAPSHOT, configuration_tag
-            )
-        except UnknownDataset as e:
-            if "snapshot" in e.description:
-                raise UnknownSnapshot(e.code, e.description) from None
-            raise
-        return decoded
-
-    def list_snapshots(self, dataset_id: UUID) -> Deferred[list[Snapshot]]:
-        """See `IFlockerAPIV1Client.list_snapshots`."""
-
-        async def run() -> list[Snapshot]:
-            body = await self._on_snapshot(
-                "GET", f"/datasets/{dataset_id}/snapshots", (200,)
-            )
-            return [snapshot_from_json(s) for s in body]
-
-        return self._run(run())
-
-    def create_snapshot(self, dataset_id: UUID, name: str) -> Deferred[Snapshot]:
-        """See `IFlockerAPIV1Client.create_snapshot`."""
-
-        async def run() -> Snapshot:
-            body = await self._on_snapshot(
-                "POST", f"/datasets/{dataset_id}/snapshots", (201,), {"name": name}
-            )
-            return snapshot_from_json(body)
-
-        return self._run(run())
-
-    def delete_snapshot(self, dataset_id: UUID, name: str) -> Deferred[Snapshot]:
-        """See `IFlockerAPIV1Client.delete_snapshot`."""
-
-        async def run() -> Snapshot:
-            body = await self._on_snapshot(
-                "DELETE",
-                f"/datasets/{dataset_id}/snapshots/{quote(name, safe='')}",
-                (200,),
-            )
-            return snapshot_from_json(body)
-
-        return self._run(run())
-
-    def rollback_dataset(
-        self, dataset_id: UUID, snapshot: str, configuration_tag: str | None = None
-    ) -> Deferred[Rollback]:
-        """See `IFlockerAPIV1Client.rollback_dataset`."""
-
-        async def run() -> Rollback:
-            body = await self._on_snapshot(
-                "POST",
-                f"/datasets/{dataset_id}/rollback",
-                (202,),
-                {"snapshot": snapshot},
-                configuration_tag,
-            )
-            return rollback_from_json(body)
-
-        return self._run(run())
-
-    def clone_dataset(
-        self,
-        dataset_id: UUID,
-        snapshot: str,
-        new_dataset_id: UUID | None = None,
-        metadata: Mapping[str, str] | None = None,
-        configuration_tag: str | None = None,
-    ) -> Deferred[Dataset]:
-        """See `IFlockerAPIV1Client.clone_dataset`."""
-        request: dict[str, Any] = {"snapshot": snapshot}
-        if new_dataset_id is not None:
-            request["dataset_id"] = str(new_dataset_id)
-        if metadata is not None:
-            request["metadata"] = dict(metadata)
-
-        async def run() -> Dataset:
-            body = await self._on_snapshot(
-                "POST",
-                f"/datasets/{dataset_id}/clone",
-                (201,),
-                request,
-                configuration_tag,
-            )
-            return _dataset(body)
-
-        return self._run(run())
-
-    # -- transfers ----------------------------------------------------------------
-
-    def list_transfers(self) -> Deferred[Transfers]:
-        """See `IFlockerAPIV1Client.list_transfers`."""
-
-        async def run() -> Transfers:
-            body, headers = await self._request("GET", "/state/transfers", (200,))
-            unanswered = [u for u in headers["unanswered"].split(",") if u.strip()]
-            return Transfers(
-                transfers=[transfer_from_json(t) for t in body],
-                unanswered=[UUID(u.strip()) for u in unanswered],
-            )
-
-        return self._run(run())
-
-    # -- environments -------------------------------------------------------------
-
-    def list_environments(self) -> Deferred[list[Environment]]:
-        """See `IFlockerAPIV1Client.list_environments`."""
-
-        async def run() -> list[Environment]:
-            body, _ = await self._request("GET", "/environments", (200,))
-            return [environment_from_json(e) for e in body]
-
-        return self._run(run())
-
-    def get_environment(self, name: str) -> Deferred[Environment]:
-        """See `IFlockerAPIV1Client.get_environment`."""
-
-        async def run() -> Environment:
-            body, _ = await self._request(
-                "GET", f"/environments/{quote(name, safe='')}", (200,), None, _ENVIRONMENT
-            )
-            return environment_from_json(body)
-
-        return self._run(run())
-
-    def create_environment(
-        self,
-        name: str,
-        applications: Sequence[str],
-        copies: int | Sequence[str],
-        ports: Mapping[str, Mapping[str, Mapping[int, int]]] | None = None,
-        configuration_tag: str | None = None,
-    ) -> Deferred[Environment]:
-        """See `IFlockerAPIV1Client.create_environment`."""
-        request: dict[str, Any] = {
-            "name": name,
-            "applications": list(applications),
-            "copies": copies if isinstance(copies, int) else list(copies),
-        }
-        if ports:
-            request["ports"] = {
-                copy: {
-                    application: {str(k): v for k, v in chosen.items()}
-                    for application, chosen in by_application.items()
-                }
-                for copy, by_application in ports.items()
-            }
-
-        async def run() -> Environment:
-            body, _ = await self._request(
-                "POST",
-                "/environments",
-                (201,),
-                request,
-                {**_ENVIRONMENT, 404: UnknownContainer},
-                configuration_tag,
-            )
-            return environment_from_json(body)
-
-        return self._run(run())
-
-    def delete_environment(
-        self, name: str, configuration_tag: str | None = None
-    ) -> Deferred[Environment]:
-        """See `IFlockerAPIV1Client.delete_environment`."""
-
-        async def run() -> Environment:
-            body, _ = await self._request(
-                "DELETE",
-                f"/environments/{quote(name, safe='')}",
-                (200,),
-                None,
-                _ENVIRONMENT,
-                configuration_tag,
-            )
-            return environment_from_json(body)
-
-        return self._run(run())
-
-    def _on_copy(
-        self, method: str, name: str, copy: str, suffix: str, tag: str | None
-    ) -> Deferred[EnvironmentCopy]:
-        path = f"/environments/{quote(name, safe='')}/copies/{quote(copy, safe='')}"
-
-        async def run() -> EnvironmentCopy:
-            body, _ = await self._request(
-                method, path + suffix, (200,), None, _ENVIRONMENT, tag
-            )
-            return environment_copy_from_json(body)
-
-        return self._run(run())
-
-    def reset_environment_copy(
-        self, name: str, copy: str, configuration_tag: str | None = None
-    ) -> Deferred[EnvironmentCopy]:
-        """See `IFlockerAPIV1Client.reset_environment_copy`."""
-        return self._on_copy("POST", name, copy, "/reset", configuration_tag)
-
-    def delete_environment_copy(
-        self, name: str, copy: str, configuration_tag: str | None = None
-    ) -> Deferred[EnvironmentCopy]:
-        """See `IFlockerAPIV1Client.delete_environment_copy`."""
-        return self._on_copy("DELETE", name, copy, "", configuration_tag)
 
 
 def _netloc(host: str) -> str:
