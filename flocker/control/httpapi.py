@@ -11,7 +11,7 @@ Entry points for ``flocker-control``:
   ``treq.testing.StubTreq``, by unit tests).
 
 The routes, request and response shapes are in ``schema/`` and documented by
-``GET /v1/openapi.json``; see `flocker.control._httpapi` for the behaviour.
+``GET /v1/openapi.json``; see `flocker.control._rest` for the behaviour.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from twisted.web.server import Request, Site
 
 from ._cloning import PortMove, move_blocked_ports
 from ._httpaccess import APIAccess
-from ._httpapi import (
+from ._logging import COPY_PORT_MOVED, COPY_PORT_MOVES_EXHAUSTED, MOVE_COPY_PORTS
+from ._model import Deployment
+from ._rest import (
     DEFAULT_FAILOVER_AFTER,
     MAXIMUM_BODY_SIZE,
     REST_REQUEST,
@@ -45,8 +47,6 @@ from ._httpapi import (
     LoggedAPIResource,
     configuration_tag,
 )
-from ._logging import COPY_PORT_MOVED, COPY_PORT_MOVES_EXHAUSTED, MOVE_COPY_PORTS
-from ._model import Deployment
 from ._state import DeploymentState, cleanup_configuration
 
 __all__ = [

@@ -129,7 +129,7 @@ class DestroySnapshot(PClass):
         return deployer.backend.destroy_snapshot(self.dataset_id, self.snapshot)
 
 
-#: Environments' snapshots start with this (see `flocker.control._httpapi_cloning`).
+#: Environments' snapshots start with this (see `flocker.control._rest._routes_environments`).
 ENVIRONMENT_SNAPSHOT_PREFIX = "flocker-env-"
 
 #: An environment's snapshot is taken before the environment is in the

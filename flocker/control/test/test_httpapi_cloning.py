@@ -283,7 +283,7 @@ def test_silent_agent_times_out(api: APIHarness) -> None:
     """An agent that never answers gets a 503 after the agent timeout."""
     from twisted.internet.defer import Deferred
 
-    from flocker.control._httpapi_cloning import AGENT_TIMEOUT
+    from flocker.control._rest._agents import AGENT_TIMEOUT
 
     api.agents.snapshot_operation = lambda *args: Deferred()
     results = []

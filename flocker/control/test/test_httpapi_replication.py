@@ -13,8 +13,8 @@ from eliot import MemoryLogger
 from eliot.testing import LoggedAction
 from treq.testing import StubTreq
 
-from flocker.control._httpapi import DEFAULT_FAILOVER_AFTER
 from flocker.control._logging import FAILOVER
+from flocker.control._rest import DEFAULT_FAILOVER_AFTER
 from flocker.control._state import DatasetState, NodeState, Snapshot
 from flocker.control.httpapi import make_api_resource
 
