@@ -264,14 +264,12 @@ class DatasetDeployer:
         List the backend's datasets with their snapshots, roles and phases.
 
         The first discovery first lets the backend undo what a crash left
-        half done (a receive interrupted by a killed agent), if it can.
+        half done (a receive interrupted by a killed agent).
         """
 
         async def discover() -> DatasetLocalState:
             if not self._recovered:
-                recover = getattr(self.backend, "recover", None)
-                if recover is not None:
-                    await recover()
+                await self.backend.recover()
                 self._recovered = True
             pool = None
             if IReportsPoolSpace.providedBy(self.backend):

@@ -171,8 +171,9 @@ class FileVolumeBackend:
 
     def recover(self) -> Deferred[None]:
         """
-        Delete what interrupted operations left in ``tmp/`` (see
-        :meth:`FileStore.recover`).
+        See :meth:`IVolumeBackend.recover`: let the contents give up what
+        they hold under ``tmp/`` (:meth:`Contents.recover`), then delete
+        what interrupted operations left there (:meth:`FileStore.recover`).
         """
 
         async def run() -> None:

@@ -59,8 +59,8 @@ which stays as it is (data, snapshots, ``read_only`` flag) until
 :meth:`IStreamSink.finish` succeeds; then the received dataset takes its
 place, with only the received snapshot, read-only.  The swap is as atomic
 as the backend can make it (a reader sees the old or the new copy), and a
-crash in the middle leaves one whole copy, old or new, once the backend's
-``recover`` ran.  ``abort``, a bad stream or a failed ``finish`` leave the
+crash in the middle leaves one whole copy, old or new, once
+:meth:`IVolumeBackend.recover` ran.  ``abort``, a bad stream or a failed ``finish`` leave the
 old copy exactly as it was.  Where ``clones_depend_on_origin``, an old copy
 whose snapshots have clones cannot go: ``finish`` fails with
 :class:`DependentClones` and the old copy stays.
@@ -375,6 +375,24 @@ class IVolumeBackend(Interface):
     """
 
     capabilities: Capabilities = Attribute("What this backend can do.")
+
+    def recover() -> Deferred[None]:
+        """
+        Put right what operations of an earlier process, cut short by its
+        death, left half done: afterwards every dataset is whole (as before
+        or as after each such operation, as its documentation says), and
+        the temporary objects they made (half-received streams, copies
+        stepping aside for a replacement) are gone.
+
+        Run it once, before other operations, whenever a process starts
+        using the backend's storage (the dataset agent's first discovery;
+        ``flocker-volume receive``); not while operations of this backend
+        are under way.  With nothing half done it changes nothing, so it
+        may run again; a backend where nothing can be half done (the
+        in-memory fake, whose datasets die with the process) does nothing.
+
+        :return: A Deferred firing with ``None`` once done.
+        """
 
     def create(
         dataset_id: str, maximum_size: int | None = None

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
@@ -242,6 +242,13 @@ class MemoryVolumeBackend:
         )
 
     # -- IVolumeBackend ----------------------------------------------------
+
+    def recover(self) -> Deferred[None]:
+        """
+        See :meth:`IVolumeBackend.recover`: nothing to do, as an operation
+        is never cut short half done here.
+        """
+        return succeed(None)
 
     @backend_operation(CREATE)
     async def create(

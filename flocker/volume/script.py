@@ -185,13 +185,6 @@ def make_backend(reactor: Any, options: argparse.Namespace) -> IVolumeBackend:
     return LoopbackVolumeBackend(reactor, options.root)  # type: ignore[no-any-return]
 
 
-async def _recover(backend: IVolumeBackend) -> None:
-    """Undo receives a dead process left half done, where the backend can."""
-    recover = getattr(backend, "recover", None)
-    if recover is not None:
-        await recover()
-
-
 async def run(reactor: Any, argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
     """Run one flocker-volume command line; the exit code."""
     try:
@@ -300,7 +293,7 @@ async def _send(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> i
 
 async def _receive(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     tls = load_tls_files(o.certificates, "node")
-    await _recover(backend)
+    await backend.recover()
     ended: Deferred[ReceiveOutcome] = Deferred()
 
     def outcome(result: ReceiveOutcome) -> None:

@@ -10,8 +10,9 @@ would), writes and reads the files of a dataset, and cleans up afterwards.
 :class:`BytesConsumer`, :func:`stream_bytes` and :func:`feed` move stream
 bytes in tests (of this package and of the transfer protocol).  They, the
 harness protocol and the ids live in ``_contract_tools``, which the parts
-of the contract (``_read_only_contract``, ``_replace_contract``,
-``_set_aside_contract``) import; this module imports the parts.
+of the contract (``_read_only_contract``, ``_recover_contract``,
+``_replace_contract``, ``_set_aside_contract``) import; this module imports
+the parts.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from ._interface import (
     UnknownSnapshot,
 )
 from ._read_only_contract import ReadOnlyContract
+from ._recover_contract import RecoverContract
 from ._replace_contract import ReplaceContract
 from ._set_aside_contract import SetAsideContract
 from .memory import MemoryVolumeBackend
@@ -254,13 +256,16 @@ def make_volume_backend_tests(
         it can use fixtures such as ``make_zfs_pool`` or ``tmp_path``);
         returns a :class:`VolumeHarness`.
     """
+    class _StateContracts(ReadOnlyContract, RecoverContract):
+        """What a dataset's flag is, and what ``recover`` keeps."""
+
     class _CopyContracts(ReplaceContract, SetAsideContract):
         """How copies of a dataset are replaced, or set their contents aside."""
 
-    class VolumeBackendTests(ReadOnlyContract, _CopyContracts):
+    class VolumeBackendTests(_StateContracts, _CopyContracts):
         """
-        The IVolumeBackend contract (read-only datasets, replacing full
-        receives and set-aside snapshots: the base classes).
+        The IVolumeBackend contract (read-only datasets, ``recover``,
+        replacing full receives and set-aside snapshots: the base classes).
         """
 
         @pytest_twisted.async_yield_fixture

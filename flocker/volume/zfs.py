@@ -1212,7 +1212,8 @@ class ZFSVolumeBackend:
 
     def recover(self) -> Deferred[None]:
         """
-        Undo receives that a dead process left half done.
+        See :meth:`IVolumeBackend.recover`: undo receives that a dead
+        process left half done.
 
         A ``flocker-old-<id>`` (a swap of names cut short: an incremental
         receive's or a replacing full receive's ``finish``) is destroyed if
@@ -1220,7 +1221,8 @@ class ZFSVolumeBackend:
         otherwise, so one whole copy remains.  Then every
         ``flocker-recv-*`` filesystem is destroyed, after promoting back
         any dataset that became its clone, so the datasets are as they
-        were before those receives.  Run it before using the backend.
+        were before those receives; last, a ``set_aside`` cut short is
+        undone (see the module docstring).  Run it before using the backend.
         """
 
         async def run() -> None:
