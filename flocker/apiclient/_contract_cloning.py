@@ -20,6 +20,7 @@ from ._interface import (
     ContainerPort,
     EnvironmentConflict,
     MountedDataset,
+    NodeUnavailable,
     Origin,
     SnapshotConflict,
     Transfer,
@@ -98,6 +99,33 @@ class CloningContract:
         self.run(cluster, client.delete_dataset(dataset.dataset_id))
         with pytest.raises(SnapshotConflict):
             self.run(cluster, client.create_snapshot(dataset.dataset_id, "x"))
+
+    def test_agent_not_connected(self, cluster: Any) -> None:
+        """
+        While the primary's dataset agent is not connected, every request
+        that needs it fails with NodeUnavailable, changing nothing.
+        """
+        client = cluster.client
+        dataset = self.exposed(cluster)
+        self.run(cluster, client.create_snapshot(dataset.dataset_id, "monday"))
+        web = Container(
+            node_uuid=cluster.nodes[0],
+            name="web",
+            image="nginx:1",
+            volumes=[MountedDataset(dataset_id=dataset.dataset_id, mountpoint="/d")],
+        )
+        self.run(cluster, client.create_container(web))
+        cluster.disconnect_agent(cluster.nodes[0])
+        dataset_id = dataset.dataset_id
+        for call in (
+            lambda: client.list_snapshots(dataset_id),
+            lambda: client.create_snapshot(dataset_id, "tuesday"),
+            lambda: client.delete_snapshot(dataset_id, "monday"),
+            lambda: client.rollback_dataset(dataset_id, "monday"),
+            lambda: client.clone_dataset(dataset_id, "monday"),
+            lambda: client.create_environment("s", ["web"], 1),
+        ):
+            self.refused(cluster, NodeUnavailable, call)
 
     # -- clones ------------------------------------------------------------------
 

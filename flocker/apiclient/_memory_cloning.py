@@ -31,6 +31,7 @@ from ._interface import (
     EnvironmentConflict,
     EnvironmentCopy,
     EnvironmentDataset,
+    NodeUnavailable,
     Origin,
     Rollback,
     Snapshot,
@@ -99,10 +100,19 @@ class FakeCloning:
     _environments: dict[str, _FakeEnvironment]
     _rollbacks: dict[UUID, Rollback]
     _transfers: Transfers
+    _disconnected: set[UUID]
     _write: Callable[..., Deferred[Any]]
     _get: Callable[..., Dataset]
     _user: Callable[[UUID], Container | None]
     _live_lease: Callable[[UUID], Any]
+
+    def disconnect_agent(self, node_uuid: UUID) -> None:
+        """
+        Make a node's dataset agent unreachable (snapshot operations on its
+        datasets fail with `NodeUnavailable`), as if it were not connected
+        to the control service.
+        """
+        self._disconnected.add(node_uuid)
 
     def report_transfers(
         self, transfers: Sequence[Transfer], unanswered: Sequence[UUID] = ()
@@ -131,11 +141,17 @@ class FakeCloning:
     def _on_primary(self, dataset_id: UUID, error: type = SnapshotConflict) -> Dataset:
         """
         The dataset, if its primary can work on its snapshots now: it is
-        not deleted and its primary reports it exposed.
+        not deleted, its primary's agent is connected and reports it exposed.
         """
         dataset = self._get(dataset_id)
         if dataset.deleted:
             raise error(409, f"dataset {dataset_id} is deleted")
+        if dataset.primary in self._disconnected:
+            raise NodeUnavailable(
+                503,
+                f"the dataset agent of node {dataset.primary}, the primary of "
+                f"dataset {dataset_id}, is not connected to the control service",
+            )
         if not any(
             s.dataset_id == dataset_id and s.primary == dataset.primary and s.path
             for s in self._state_datasets

@@ -116,6 +116,8 @@ class FakeFlockerClient(FakeCloning):
     #: dataset id → the request id of the last rollback done (state).
     _rolled_back: dict[UUID, UUID] = attrs.field(factory=dict, init=False)
     _transfers: Transfers = attrs.field(factory=Transfers, init=False)
+    #: The nodes whose dataset agents are not connected.
+    _disconnected: set[UUID] = attrs.field(factory=set, init=False)
     #: Seconds a primary must have been silent before failover without force.
     failover_after: float = 20.0
 

@@ -55,8 +55,8 @@ MIB = 1024 * 1024
 
 
 def _no_transfers(*args: Any) -> None:
-    """A cluster that cannot be made to report transfers."""
-    raise NotImplementedError("this fixture cannot report transfers")
+    """A cluster whose agents cannot be driven (report transfers, disconnect)."""
+    raise NotImplementedError("this fixture cannot drive the nodes' agents")
 
 
 @attrs.frozen
@@ -81,6 +81,8 @@ class ClientFixture:
     :ivar report_transfers: make the nodes' agents report these
         `Transfer`\ s in progress, and the agents of the nodes given second
         not answer.
+    :ivar disconnect_agent: make a node's dataset agent unreachable by the
+        control service.
     """
 
     client: Any
@@ -92,6 +94,7 @@ class ClientFixture:
     fence: Callable[[UUID], None]
     flush: Callable[[], None] = lambda: None
     report_transfers: Callable[..., None] = _no_transfers
+    disconnect_agent: Callable[[UUID], None] = _no_transfers
 
 
 def result_of(fixture: ClientFixture, d: Deferred[T]) -> T:

@@ -23,8 +23,10 @@ from flocker.control import (
     ConfigurationService,
     MemoryConfigurationStore,
 )
+from flocker.control._maintenance import DeletedDatasetCleaner
+from flocker.control._protocol import AgentUnavailable
 from flocker.control._state import DatasetState, NodeState, Snapshot
-from flocker.control.httpapi import DeletedDatasetCleaner, make_api_resource
+from flocker.control.httpapi import make_api_resource
 from flocker.node._roles import PRIMARY, MemoryRoles
 from flocker.node._snapshots import SnapshotOperations
 from flocker.volume.memory import MemoryVolumeBackend
@@ -52,6 +54,7 @@ def fake_cluster() -> ClientFixture:
         heard_from=client.heard_from,
         fence=client.fence,
         report_transfers=client.report_transfers,
+        disconnect_agent=client.disconnect_agent,
     )
 
 
@@ -80,6 +83,7 @@ class _Agents:
     backends: dict[str, MemoryVolumeBackend]
     roles: dict[str, MemoryRoles]
     connections: frozenset[_Connection] = frozenset()
+    disconnected: set[str] = attrs.field(factory=set)
 
     @classmethod
     def of(cls, nodes: Sequence[UUID]) -> _Agents:
@@ -92,7 +96,9 @@ class _Agents:
     def snapshot_operation(
         self, node_uuid: str, operation: str, dataset_id: str, name: str = ""
     ) -> Deferred[dict[str, Any]]:
-        """Run a snapshot operation on the node's agent."""
+        """Run a snapshot operation on the node's agent (if it is connected)."""
+        if node_uuid in self.disconnected:
+            return fail(AgentUnavailable(node_uuid))
         operations = SnapshotOperations(self.backends[node_uuid], self.roles[node_uuid])
         return operations(operation, dataset_id, name)
 
@@ -233,6 +239,7 @@ def real_cluster() -> ClientFixture:
         heard_from=lambda node: state.touch(str(node), "dataset"),
         flush=treq.flush,
         report_transfers=agents.report_transfers,
+        disconnect_agent=lambda node: agents.disconnected.add(str(node)),
     )
 
 

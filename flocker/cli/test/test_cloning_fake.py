@@ -83,6 +83,14 @@ def test_refusals(cluster, argv, says):
     assert (configuration(cluster), snapshot_names(cluster)) == before
 
 
+def test_agent_not_connected(cluster):
+    """A dataset whose primary's agent is away: the control service's 503, one line."""
+    add_dataset(cluster)
+    cluster.client.disconnect_agent(N1)
+    result = invoke(cluster, "snapshots", "ls", "db")
+    assert_error(result, EXIT_ERROR, "is not connected to the control service")
+
+
 def test_rm_snapshot_of_a_clone_refused(cluster):
     """A snapshot a clone is made from cannot be deleted."""
     add_dataset(cluster)
