@@ -3,10 +3,11 @@
 Entry points for ``flocker-control``:
 
 * `create_api_service` — an ``IService`` that listens (TLS, client
-  certificate required: a user certificate of this cluster) and serves the API, and removes deleted datasets
-  from the configuration once no node has them (`DeletedDatasetCleaner`),
-  and moves environment copies off ports their nodes report taken
-  (`CopyPortMover`);
+  certificate required: a user certificate of this cluster) and serves the
+  API, and (unless told not to) runs the configuration's maintenance duties
+  that `flocker.control._maintenance` defines: removing deleted datasets
+  once no node has them (`DeletedDatasetCleaner`) and moving environment
+  copies off ports their nodes report taken (`CopyPortMover`);
 * `make_api_resource` — the API as an ``IResource`` (used directly, with
   ``treq.testing.StubTreq``, by unit tests).
 
@@ -20,8 +21,6 @@ from typing import Any
 from uuid import UUID
 
 import attrs
-from eliot import write_traceback
-from eliot.twisted import DeferredContext
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
@@ -35,10 +34,8 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-from ._cloning import PortMove, move_blocked_ports
 from ._httpaccess import APIAccess
-from ._logging import COPY_PORT_MOVED, COPY_PORT_MOVES_EXHAUSTED, MOVE_COPY_PORTS
-from ._model import Deployment
+from ._maintenance import CopyPortMover, DeletedDatasetCleaner
 from ._rest import (
     DEFAULT_FAILOVER_AFTER,
     MAXIMUM_BODY_SIZE,
@@ -47,7 +44,6 @@ from ._rest import (
     LoggedAPIResource,
     configuration_tag,
 )
-from ._state import DeploymentState, cleanup_configuration
 
 __all__ = [
     "DEFAULT_FAILOVER_AFTER",
@@ -56,8 +52,6 @@ __all__ = [
     "REST_REQUEST",
     "APIService",
     "ConfigurationAPIUserV1",
-    "CopyPortMover",
-    "DeletedDatasetCleaner",
     "configuration_tag",
     "create_api_service",
     "make_api_resource",
@@ -127,195 +121,6 @@ def make_api_site(resource: IResource) -> Site:
     site.displayTracebacks = False
     site.noisy = False
     return site
-
-
-@attrs.define(eq=False)
-class DeletedDatasetCleaner(Service):
-    """
-    Remove deleted datasets once no node has them, and the replicas that
-    finished moves leave behind.
-
-    On every cluster state change and every configuration change it applies
-    `cleanup_configuration` (through `ConfigurationService.change`, so durably),
-    at most one change in flight at a time.
-    """
-
-    configuration_service: Any
-    cluster_state_service: Any
-    _unsubscribe: list[Any] = attrs.field(factory=list, init=False)
-    _running: bool = attrs.field(default=False, init=False)
-    _again: bool = attrs.field(default=False, init=False)
-
-    def startService(self) -> None:  # noqa: N802
-        """Subscribe to both services and clean up once now."""
-        Service.startService(self)
-        self._unsubscribe = [
-            self.cluster_state_service.subscribe(lambda state: self.check()),
-            self.configuration_service.subscribe(lambda g, d: self.check()),
-        ]
-        self.check()
-
-    def stopService(self) -> Deferred[None] | None:  # noqa: N802
-        """Unsubscribe."""
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe = []
-        return Service.stopService(self)
-
-    def _needed(self) -> bool:
-        try:
-            deployment: Deployment = self.configuration_service.deployment
-        except RuntimeError:
-            # Not loaded yet: the first change after loading triggers a check.
-            return False
-        state: DeploymentState = self.cluster_state_service.as_deployment_state()
-        # cleanup_configuration returns its argument itself when nothing is to go.
-        return cleanup_configuration(deployment, state) is not deployment
-
-    def check(self) -> None:
-        """Clean up now if anything needs it (coalescing overlapping calls)."""
-        if self._running:
-            self._again = True
-            return
-        if not self._needed():
-            return
-        self._running = True
-        self._again = False
-
-        def change(deployment: Deployment) -> Deployment:
-            return cleanup_configuration(
-                deployment, self.cluster_state_service.as_deployment_state()
-            )
-
-        def done(result: object) -> None:
-            self._running = False
-            if self._again:
-                self.check()
-
-        def failed(failure: Any) -> None:
-            write_traceback(exc_info=(failure.type, failure.value, failure.tb))
-
-        d = self.configuration_service.change(change)
-        d.addErrback(failed)
-        d.addBoth(done)
-
-
-#: How often the control service moves one copy's application to new ports
-#: (per run of the control service) before leaving it to the user.
-MAXIMUM_PORT_MOVES = 3
-
-
-@attrs.define(eq=False)
-class CopyPortMover(Service):
-    """
-    Move environment copies off ports their nodes report taken.
-
-    A port chosen for a copy may be bound by another program before the
-    copy's container starts; the container agent then reports the conflict
-    and, on that cluster state change, this gives the copy's application
-    free ports (`move_blocked_ports`, through `ConfigurationService.change`,
-    so durably), logged as a ``flocker:control:environment:move_ports``
-    action with one ``port_moved`` message, with its reason, per port.  An
-    application is moved at most `MAXIMUM_PORT_MOVES` times by one control
-    service; after that it is left (and that is logged once), so a node
-    whose reports are wrong cannot make the configuration churn for ever.
-    """
-
-    configuration_service: Any
-    cluster_state_service: Any
-    maximum_moves: int = MAXIMUM_PORT_MOVES
-    _moves: dict[str, int] = attrs.field(factory=dict, init=False)
-    _exhausted: set[str] = attrs.field(factory=set, init=False)
-    _unsubscribe: Any = attrs.field(default=None, init=False)
-    _running: bool = attrs.field(default=False, init=False)
-    _again: bool = attrs.field(default=False, init=False)
-
-    def startService(self) -> None:  # noqa: N802
-        """Check on every cluster state change."""
-        Service.startService(self)
-        self._unsubscribe = self.cluster_state_service.subscribe(lambda state: self.check())
-
-    def stopService(self) -> Deferred[None] | None:  # noqa: N802
-        """Unsubscribe."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        return Service.stopService(self)
-
-    def _allowed(self, application: str) -> bool:
-        """Whether ``application`` may be moved again."""
-        return self._moves.get(application, 0) < self.maximum_moves
-
-    def _log_exhausted(self, deployment: Deployment, state: DeploymentState) -> None:
-        """Log, once each, the blocked copies that may not be moved again."""
-        _, blocked = move_blocked_ports(deployment, state)
-        for move in blocked:
-            if self._allowed(move.application) or move.application in self._exhausted:
-                continue
-            self._exhausted.add(move.application)
-            COPY_PORT_MOVES_EXHAUSTED.log(
-                application=move.application,
-                node_uuid=move.node_uuid,
-                reason=f"port {move.old_port} is still taken on the node after "
-                f"{self.maximum_moves} moves",
-            )
-
-    def check(self) -> None:
-        """Move what needs moving now (coalescing overlapping calls)."""
-        if self._running:
-            self._again = True
-            return
-        try:
-            deployment: Deployment = self.configuration_service.deployment
-        except RuntimeError:
-            return  # not loaded yet; the next state change checks again
-        state: DeploymentState = self.cluster_state_service.as_deployment_state()
-        _, moves = move_blocked_ports(deployment, state, self._allowed)
-        if not moves:
-            self._log_exhausted(deployment, state)
-            return
-        self._running = True
-        self._again = False
-        done_moves: list[PortMove] = []
-
-        def change(current: Deployment) -> Deployment:
-            moved, made = move_blocked_ports(
-                current, self.cluster_state_service.as_deployment_state(), self._allowed
-            )
-            done_moves[:] = made
-            return moved
-
-        action = MOVE_COPY_PORTS()
-        with action.context():
-            changed = DeferredContext(self.configuration_service.change(change))
-
-            def logged(stored: Any) -> None:
-                for move in done_moves:
-                    self._moves[move.application] = self._moves.get(move.application, 0) + 1
-                    COPY_PORT_MOVED.log(
-                        application=move.application,
-                        node_uuid=move.node_uuid,
-                        old_port=move.old_port,
-                        new_port=move.new_port,
-                        reason=f"node {move.node_uuid} reports port {move.old_port} "
-                        "taken by another program: the container cannot publish it",
-                    )
-                action.add_success_fields(generation=stored.generation)
-
-            changed.addCallback(logged)
-            changed.addActionFinish()
-        d = changed.result
-
-        def failed(failure: Any) -> None:
-            write_traceback(exc_info=(failure.type, failure.value, failure.tb))
-
-        def finished(result: object) -> None:
-            self._running = False
-            if self._again:
-                self.check()
-
-        d.addErrback(failed)
-        d.addBoth(finished)
 
 
 @attrs.define(eq=False)

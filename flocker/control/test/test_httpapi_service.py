@@ -29,11 +29,10 @@ from flocker.control import (
     Port,
 )
 from flocker.control._cloning import clone_environment
+from flocker.control._maintenance import CopyPortMover, DeletedDatasetCleaner
 from flocker.control._state import DatasetState, NodeState
 from flocker.control.httpapi import (
     MAXIMUM_BODY_SIZE,
-    CopyPortMover,
-    DeletedDatasetCleaner,
     make_api_resource,
     make_api_site,
 )
