@@ -49,6 +49,7 @@ from twisted.internet import error as twisted_error
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
+    IConsumer,
     IProtocol,
     IPushProducer,
     ITCPTransport,
@@ -224,7 +225,7 @@ class _Handshake:
         return 0
 
 
-@implementer(ITCPTransport, IPushProducer)
+@implementer(ITCPTransport, IPushProducer, IConsumer)
 class _ThreadedTLSTransport:
     """
     One TLS connection; its worker thread owns the socket and TLS object.

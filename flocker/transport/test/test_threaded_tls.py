@@ -15,25 +15,18 @@ import pytest
 import pytest_twisted
 from eliot import MemoryLogger
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import (
-    ConnectionAborted,
-    ConnectionDone,
     ConnectionRefusedError,
 )
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from flocker.ca import (
     TLSFiles,
     bulk_tls_context,
     check_node_certificate,
     load_tls_files,
-    peer_identity,
 )
 from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
 
@@ -47,40 +40,20 @@ from .._threaded_tls_endpoints import (
     ThreadedTLSClientEndpoint,
     ThreadedTLSServerEndpoint,
 )
+from ..testtools import Collector, CountingProducer, MiB
 
-MiB = 1024 * 1024
 
+class QueueWatchingProducer(CountingProducer):
+    """A :class:`CountingProducer` that notes what the transport held queued."""
 
-class Collector(Protocol):
-    """Keeps what arrives; ``lost`` fires with why the connection ended."""
+    #: Bytes the transport held queued when it first paused this producer.
+    queued_at_pause: int | None = None
 
-    def __init__(self) -> None:
-        self.received = bytearray()
-        self.lost: Deferred[BaseException] = Deferred()
-        self.made: Deferred[None] = Deferred()
-        self.arrived: list[Deferred[None]] = []
-
-    def connectionMade(self) -> None:  # noqa: N802
-        """Note the connection."""
-        self.made.callback(None)
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        """Keep the bytes."""
-        self.received += data
-        waiting, self.arrived = self.arrived, []
-        for deferred in waiting:
-            deferred.callback(None)
-
-    def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]  # noqa: N802
-        """Report the end."""
-        self.lost.callback(reason.value)
-
-    async def at_least(self, count: int) -> None:
-        """Wait until ``count`` bytes have arrived."""
-        while len(self.received) < count:
-            waiting: Deferred[None] = Deferred()
-            self.arrived.append(waiting)
-            await waiting
+    def pauseProducing(self) -> None:  # noqa: N802
+        """Stop writing; the first time, note the queue."""
+        super().pauseProducing()
+        if self.queued_at_pause is None:
+            self.queued_at_pause = self.transport._queued
 
 
 class Cluster:
@@ -147,85 +120,6 @@ async def accepted(cluster: Cluster) -> Collector:
 
 
 @pytest_twisted.ensureDeferred
-async def test_both_ways_and_identities(cluster: Cluster) -> None:
-    """
-    Bytes flow both ways, and each side sees the other's certificate (the
-    server identifies the client as its node).
-    """
-    await cluster.listen()
-    client = await cluster.connect()
-    server = await accepted(cluster)
-    client.transport.write(b"hello")  # type: ignore[union-attr]
-    await server.at_least(5)
-    server.transport.write(b"welcome")  # type: ignore[union-attr]
-    await client.at_least(7)
-    assert (bytes(server.received), bytes(client.received)) == (b"hello", b"welcome")
-    identity = peer_identity(server.transport)  # type: ignore[arg-type]
-    assert identity.node_uuid == cluster.credentials.node_uuids[0]
-    assert (
-        peer_identity(client.transport).node_uuid
-        == (  # type: ignore[arg-type]
-            cluster.credentials.node_uuids[1]
-        )
-    )
-    client.transport.loseConnection()  # type: ignore[union-attr]
-    assert isinstance(await client.lost, ConnectionDone)
-    assert isinstance(await server.lost, ConnectionDone)
-
-
-@pytest_twisted.ensureDeferred
-async def test_lose_connection_sends_everything(cluster: Cluster) -> None:
-    """``loseConnection`` right after large writes still delivers all of them."""
-    await cluster.listen()
-    client = await cluster.connect()
-    server = await accepted(cluster)
-    payload = os.urandom(8 * MiB + 17)
-    for start in range(0, len(payload), MiB):
-        client.transport.write(payload[start : start + MiB])  # type: ignore[union-attr]
-    client.transport.loseConnection()  # type: ignore[union-attr]
-    assert isinstance(await server.lost, ConnectionDone)
-    assert bytes(server.received) == payload
-    await client.lost
-
-
-@implementer(IPushProducer)
-class CountingProducer:
-    """A streaming producer that writes 1 MiB chunks while not paused."""
-
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
-        self.paused = False
-        self.pauses = 0
-        self.resumes = 0
-        self.written = 0
-        self.stopped = False
-        #: Bytes the transport held queued when it first paused this producer.
-        self.queued_at_pause: int | None = None
-
-    def pump(self, limit: int) -> None:
-        """Write until paused or ``limit`` bytes are written."""
-        while not self.paused and self.written < limit:
-            self.written += MiB
-            self.transport.write(b"x" * MiB)
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        """Stop writing."""
-        self.paused = True
-        self.pauses += 1
-        if self.queued_at_pause is None:
-            self.queued_at_pause = self.transport._queued
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        """Go on."""
-        self.paused = False
-        self.resumes += 1
-
-    def stopProducing(self) -> None:  # noqa: N802
-        """The connection is gone."""
-        self.stopped = True
-
-
-@pytest_twisted.ensureDeferred
 async def test_back_pressure(cluster: Cluster) -> None:
     """
     A peer that stops reading pauses the writer's producer (after a few MiB
@@ -240,7 +134,7 @@ async def test_back_pressure(cluster: Cluster) -> None:
     client = await cluster.connect()
     server = await accepted(cluster)
     server.transport.pauseProducing()  # type: ignore[union-attr]
-    producer = CountingProducer(client.transport)
+    producer = QueueWatchingProducer(client.transport)
     client.transport.registerProducer(producer, True)  # type: ignore[union-attr]
     limit = 64 * MiB
     producer.pump(limit)
@@ -264,22 +158,6 @@ async def test_back_pressure(cluster: Cluster) -> None:
     client.transport.unregisterProducer()  # type: ignore[union-attr]
     client.transport.loseConnection()  # type: ignore[union-attr]
     await server.lost
-
-
-@pytest_twisted.ensureDeferred
-async def test_abort(cluster: Cluster) -> None:
-    """``abortConnection`` ends both sides at once, dropping what is queued."""
-    await cluster.listen()
-    client = await cluster.connect()
-    server = await accepted(cluster)
-    server.transport.pauseProducing()  # type: ignore[union-attr]
-    for _ in range(16):
-        client.transport.write(b"y" * MiB)  # type: ignore[union-attr]
-    client.transport.abortConnection()  # type: ignore[union-attr]
-    assert isinstance(await client.lost, ConnectionAborted)
-    server.transport.resumeProducing()  # type: ignore[union-attr]
-    assert not isinstance(await server.lost, ConnectionDone)
-    assert len(server.received) < 16 * MiB
 
 
 @pytest_twisted.ensureDeferred

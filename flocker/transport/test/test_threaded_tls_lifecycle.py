@@ -21,12 +21,11 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import ConnectError, ConnectionDone
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -42,37 +41,7 @@ from .._threaded_tls_endpoints import (
     ThreadedTLSClientEndpoint,
     ThreadedTLSServerEndpoint,
 )
-
-MiB = 1024 * 1024
-
-#: Generous bound for anything that should happen "at once" on loopback.
-PATIENCE = 30.0
-
-
-class Collector(Protocol):
-    """Keeps what arrives; ``lost`` fires with why the connection ended."""
-
-    def __init__(self) -> None:
-        self.received = bytearray()
-        self.lost: Deferred[BaseException] = Deferred()
-        self.made: Deferred[None] = Deferred()
-        self.received_when_lost: int | None = None
-        self.after_lost = 0
-
-    def connectionMade(self) -> None:  # noqa: N802
-        """Note the connection."""
-        self.made.callback(None)
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        """Keep the bytes."""
-        if self.received_when_lost is not None:
-            self.after_lost += 1
-        self.received += data
-
-    def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]  # noqa: N802
-        """Report the end."""
-        self.received_when_lost = len(self.received)
-        self.lost.callback(reason.value)
+from ..testtools import PATIENCE, Collector, MiB, sleep, within
 
 
 class PausingCollector(Collector):
@@ -168,16 +137,6 @@ async def nodes(tmp_path: Path) -> Any:
     yield made
     for port in made.ports:
         await port.stopListening()
-
-
-async def sleep(seconds: float) -> None:
-    """Let the reactor run for ``seconds``."""
-    await deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
-
-
-async def within(deferred: Deferred[Any], seconds: float = PATIENCE) -> Any:
-    """``deferred``'s result, or ``defer.TimeoutError`` after ``seconds``."""
-    return await deferred.addTimeout(seconds, reactor)  # type: ignore[arg-type]
 
 
 def worker_of(transport: Any) -> threading.Thread:
@@ -383,7 +342,7 @@ async def test_no_protocol_built_after_stop_listening(nodes: Nodes) -> None:
             events.append("stop")
             super().doStop()
 
-        def buildProtocol(self, addr: Any) -> Protocol | None:  # noqa: N802
+        def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
             events.append("build")
             protocol = super().buildProtocol(addr)
             built.append(protocol)
