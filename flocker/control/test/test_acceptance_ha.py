@@ -30,18 +30,29 @@ from flocker.testtools.waiting import wait_for
 pytestmark = pytest.mark.acceptance
 
 MIB = 1024 * 1024
+FENCE_AFTER = 4.0
+FAILOVER_AFTER = 10.0
 
 
 @pytest.fixture(scope="module")
 def ha_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Three etcd members, three control instances, two nodes (one per module)."""
+    """
+    Three etcd members, three control instances, two nodes (one per
+    module), with short fencing and failover timings.
+    """
     from flocker.testtools.pytest_plugin import TEST_NETWORK, require_zfs
 
     require_zfs()
     directory = str(tmp_path_factory.mktemp("ha-lab"))
     try:
         cluster = lab.up(
-            directory, nodes=2, network=TEST_NETWORK, control_instances=3, store="etcd"
+            directory,
+            nodes=2,
+            network=TEST_NETWORK,
+            control_instances=3,
+            store="etcd",
+            fence_after=FENCE_AFTER,
+            failover_after=FAILOVER_AFTER,
         )
         yield cluster
     finally:
@@ -386,4 +397,67 @@ def test_writes_survive_killing_the_leader(ha_cluster: dict[str, Any]) -> None:
             "the leader's clean-up to remove the deleted dataset",
         )
     finally:
+        _instance_running(ha_cluster, leader)
+
+
+def test_automatic_failover_when_the_leader_dies_with_the_primary(
+    ha_cluster: dict[str, Any],
+) -> None:
+    """
+    The primary's node loses power and the leader instance is SIGKILLed at
+    the same moment: the instance that leads next sees, through the state
+    the instances share, that the primary has been silent, and fails the
+    dataset over to its standing replica.
+    """
+    urls = lab.api_urls(ha_cluster)
+    first, second = (node["uuid"] for node in ha_cluster["nodes"])
+    status, _, created = call(
+        ha_cluster,
+        urls[0],
+        "POST",
+        "/v1/configuration/datasets",
+        {
+            "primary": first,
+            "maximum_size": 64 * MIB,
+            "replicas": [second],
+            "replication": {"interval_seconds": 1, "failover": "automatic"},
+        },
+    )
+    assert status == 201, created
+    dataset_id = created["dataset_id"]
+
+    def replicated() -> bool:
+        _, _, state = call(ha_cluster, urls[1], "GET", "/v1/state/datasets")
+        for entry in state:
+            if entry["dataset_id"] == dataset_id and entry.get("primary") == first:
+                return any(
+                    r["node_uuid"] == second and r.get("replicated_at")
+                    for r in entry.get("replicas", [])
+                )
+        return False
+
+    wait_for(replicated, 180, "a replication round on the second node")
+    leader = wait_for(lambda: lab.leader_instance(ha_cluster["dir"]), 60, "a leader")
+    lab.stop_node(ha_cluster["dir"], 1, power_cut=True)
+    lab.stop_control(ha_cluster["dir"], leader, kill=True)
+    try:
+        alive = [url for number, url in enumerate(urls, 1) if number != leader]
+
+        def failed_over() -> bool:
+            configured = _configured(ha_cluster, alive[0])
+            return configured[dataset_id]["primary"] == second
+
+        wait_for(failed_over, 180, "the dataset to fail over to its replica")
+        assert lab.leader_instance(ha_cluster["dir"]) not in (None, leader)
+
+        def served_by_second() -> bool:
+            _, _, state = call(ha_cluster, alive[1], "GET", "/v1/state/datasets")
+            return any(
+                e["dataset_id"] == dataset_id and e.get("primary") == second and e.get("path")
+                for e in state
+            )
+
+        wait_for(served_by_second, 180, "the second node to expose the dataset")
+    finally:
+        lab.start_node(ha_cluster["dir"], 1)
         _instance_running(ha_cluster, leader)
