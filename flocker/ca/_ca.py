@@ -53,6 +53,7 @@ from uuid import UUID, uuid4
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyrsistent import PClass, field
 
@@ -105,7 +106,8 @@ class Credential(PClass):
         """Return the private key in unencrypted PKCS#8 PEM form."""
         if self.private_key is None:
             raise CertificateError("No private key was loaded for this certificate.")
-        return self.private_key.private_bytes(
+        key: PrivateKeyTypes = self.private_key
+        return key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
@@ -406,7 +408,7 @@ def _load_certificate(path: Path) -> x509.Certificate:
         raise CertificateError(f"{path} is not a PEM certificate.") from None
 
 
-def _load_key(path: Path):  # noqa: ANN202 - any private key type
+def _load_key(path: Path) -> PrivateKeyTypes:
     """Load an unencrypted PEM private key file."""
     try:
         return serialization.load_pem_private_key(_read(path, "Key file"), None)

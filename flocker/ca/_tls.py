@@ -207,9 +207,10 @@ def load_tls_files(directory: Path | str, basename: str) -> TLSFiles:
 
 def _trust_root(authority: CertificateAuthority) -> IOpenSSLTrustRoot:
     """Trust only the cluster CA."""
-    return ssl.trustRootFromCertificates(
+    root: IOpenSSLTrustRoot = ssl.trustRootFromCertificates(
         [ssl.Certificate.loadPEM(authority.certificate_pem())]
     )
+    return root
 
 
 def _certificate_options(
@@ -219,7 +220,7 @@ def _certificate_options(
     # pyOpenSSL's contexts take cryptography objects directly (passing its
     # own X509/PKey wrappers is deprecated).
     return ssl.CertificateOptions(
-        privateKey=credential.private_key,  # type: ignore[arg-type]
+        privateKey=credential.private_key,
         certificate=credential.certificate,  # type: ignore[arg-type]
         trustRoot=_trust_root(authority),
         raiseMinimumTo=MINIMUM_TLS_VERSION,

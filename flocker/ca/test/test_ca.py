@@ -3,6 +3,7 @@
 import ipaddress
 import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from flocker.ca import (
+    CertificateAuthority,
     CertificateError,
     create_api_certificate,
     create_control_certificate,
@@ -23,26 +25,26 @@ from flocker.ca._ca import generate_key, validate_hostname
 
 
 @pytest.fixture
-def authority(tmp_path):
+def authority(tmp_path: Path) -> CertificateAuthority:
     """A freshly initialized CA in ``tmp_path``, loaded with its key."""
     initialize(tmp_path, "my-cluster")
     return load_authority(tmp_path, with_key=True)
 
 
-def _name(certificate, oid):
+def _name(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> str | bytes:
     """The single value of ``oid`` in a certificate's subject."""
     (attribute,) = certificate.subject.get_attributes_for_oid(oid)
     return attribute.value
 
 
-def _usages(certificate):
+def _usages(certificate: x509.Certificate) -> set[x509.ObjectIdentifier]:
     """The certificate's extended key usages."""
     return set(
         certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     )
 
 
-def test_initialize_writes_ca(tmp_path):
+def test_initialize_writes_ca(tmp_path: Path) -> None:
     """initialize writes cluster.crt/.key: a self-signed CA naming the cluster and its UUID."""
     cluster_uuid = uuid4()
     issued = initialize(tmp_path, "my-cluster", cluster_uuid)
@@ -59,7 +61,7 @@ def test_initialize_writes_ca(tmp_path):
     ).value.ca
 
 
-def test_initialize_random_uuid(tmp_path):
+def test_initialize_random_uuid(tmp_path: Path) -> None:
     """Each initialize makes a cluster with a new random UUID."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -71,7 +73,7 @@ def test_initialize_random_uuid(tmp_path):
     )
 
 
-def test_key_file_private(tmp_path, authority):
+def test_key_file_private(tmp_path: Path, authority: CertificateAuthority) -> None:
     """Key files are readable by their owner only; certificates by everyone."""
     issued = create_api_certificate(authority, "alice", tmp_path)
     assert stat.S_IMODE((tmp_path / "cluster.key").stat().st_mode) == 0o600
@@ -79,7 +81,9 @@ def test_key_file_private(tmp_path, authority):
     assert stat.S_IMODE(issued.certificate_path.stat().st_mode) == 0o644
 
 
-def test_control_certificate_dns(tmp_path, authority):
+def test_control_certificate_dns(
+    tmp_path: Path, authority: CertificateAuthority
+) -> None:
     """A control certificate for a DNS name has CN control-service and a DNS subjectAltName."""
     issued = create_control_certificate(authority, "Control.Example.com", tmp_path)
     assert issued.certificate_path == tmp_path / "control-Control.Example.com.crt"
@@ -101,7 +105,9 @@ def test_control_certificate_dns(tmp_path, authority):
 
 
 @pytest.mark.parametrize("address", ["127.0.0.11", "10.77.0.1", "::1", "fd00::5"])
-def test_control_certificate_ip(tmp_path, authority, address):
+def test_control_certificate_ip(
+    tmp_path: Path, authority: CertificateAuthority, address: str
+) -> None:
     """A control certificate for an IP address names it as an IPAddress subjectAltName only."""
     create_control_certificate(authority, address, tmp_path)
     certificate = load_credential(tmp_path, f"control-{address}").certificate
@@ -129,7 +135,9 @@ def test_control_certificate_ip(tmp_path, authority, address):
         "ex\u00e4mple.com",
     ],
 )
-def test_control_certificate_bad_hostname(tmp_path, authority, hostname):
+def test_control_certificate_bad_hostname(
+    tmp_path: Path, authority: CertificateAuthority, hostname: str
+) -> None:
     """A bad hostname is refused with CertificateError and writes nothing."""
     before = set(tmp_path.iterdir())
     with pytest.raises(CertificateError, match="Invalid hostname"):
@@ -137,12 +145,12 @@ def test_control_certificate_bad_hostname(tmp_path, authority, hostname):
     assert set(tmp_path.iterdir()) == before
 
 
-def test_validate_hostname_trailing_dot():
+def test_validate_hostname_trailing_dot() -> None:
     """A fully qualified name with a trailing dot is accepted without the dot."""
     assert validate_hostname("example.com.") == x509.DNSName("example.com")
 
 
-def test_node_certificate(tmp_path, authority):
+def test_node_certificate(tmp_path: Path, authority: CertificateAuthority) -> None:
     """A node certificate is <uuid>.crt/.key with CN node-<uuid>, client and server usage."""
     issued = create_node_certificate(authority, tmp_path)
     assert isinstance(issued.node_uuid, UUID)
@@ -157,7 +165,9 @@ def test_node_certificate(tmp_path, authority):
     }
 
 
-def test_node_certificate_chosen_uuid(tmp_path, authority):
+def test_node_certificate_chosen_uuid(
+    tmp_path: Path, authority: CertificateAuthority
+) -> None:
     """A node certificate can be made for a chosen UUID."""
     node_uuid = uuid4()
     issued = create_node_certificate(authority, tmp_path, node_uuid)
@@ -165,14 +175,16 @@ def test_node_certificate_chosen_uuid(tmp_path, authority):
     assert (tmp_path / f"{node_uuid}.crt").exists()
 
 
-def test_node_certificates_distinct(tmp_path, authority):
+def test_node_certificates_distinct(
+    tmp_path: Path, authority: CertificateAuthority
+) -> None:
     """Two node certificates get different UUIDs."""
     first = create_node_certificate(authority, tmp_path)
     second = create_node_certificate(authority, tmp_path)
     assert first.node_uuid != second.node_uuid
 
 
-def test_api_certificate(tmp_path, authority):
+def test_api_certificate(tmp_path: Path, authority: CertificateAuthority) -> None:
     """An API certificate is <username>.crt/.key with CN user-<username>, client usage only."""
     issued = create_api_certificate(authority, "alice", tmp_path)
     assert issued.certificate_path == tmp_path / "alice.crt"
@@ -198,7 +210,9 @@ def test_api_certificate(tmp_path, authority):
         "\u00e9mile",
     ],
 )
-def test_api_certificate_bad_username(tmp_path, authority, username):
+def test_api_certificate_bad_username(
+    tmp_path: Path, authority: CertificateAuthority, username: str
+) -> None:
     """A bad or reserved username is refused with CertificateError and writes nothing."""
     before = set(tmp_path.iterdir())
     with pytest.raises(CertificateError, match="Invalid username"):
@@ -207,14 +221,14 @@ def test_api_certificate_bad_username(tmp_path, authority, username):
 
 
 @pytest.mark.parametrize("name", ["", "a" * 65, "bad\nname", "a/b"])
-def test_bad_cluster_name(tmp_path, name):
+def test_bad_cluster_name(tmp_path: Path, name: str) -> None:
     """A bad cluster name is refused and writes nothing."""
     with pytest.raises(CertificateError, match="Invalid cluster name"):
         initialize(tmp_path, name)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_overwrite_ca(tmp_path):
+def test_no_overwrite_ca(tmp_path: Path) -> None:
     """initialize refuses to overwrite an existing CA and leaves it intact."""
     initialize(tmp_path, "one")
     before = (tmp_path / "cluster.crt").read_bytes()
@@ -223,7 +237,7 @@ def test_no_overwrite_ca(tmp_path):
     assert (tmp_path / "cluster.crt").read_bytes() == before
 
 
-def test_no_overwrite_key_only(tmp_path, authority):
+def test_no_overwrite_key_only(tmp_path: Path, authority: CertificateAuthority) -> None:
     """An existing key file alone is enough to refuse; no certificate is written."""
     (tmp_path / "alice.key").write_bytes(b"precious")
     with pytest.raises(CertificateError, match="alice.key already exists"):
@@ -232,7 +246,7 @@ def test_no_overwrite_key_only(tmp_path, authority):
     assert (tmp_path / "alice.key").read_bytes() == b"precious"
 
 
-def test_no_overwrite_node(tmp_path, authority):
+def test_no_overwrite_node(tmp_path: Path, authority: CertificateAuthority) -> None:
     """Creating a node certificate twice for one UUID is refused."""
     node_uuid = uuid4()
     create_node_certificate(authority, tmp_path, node_uuid)
@@ -240,19 +254,23 @@ def test_no_overwrite_node(tmp_path, authority):
         create_node_certificate(authority, tmp_path, node_uuid)
 
 
-def test_missing_output_directory(tmp_path, authority):
+def test_missing_output_directory(
+    tmp_path: Path, authority: CertificateAuthority
+) -> None:
     """A missing output directory is reported."""
     with pytest.raises(CertificateError, match="does not exist"):
         create_api_certificate(authority, "alice", tmp_path / "missing")
 
 
-def test_load_authority_missing(tmp_path):
+def test_load_authority_missing(tmp_path: Path) -> None:
     """Loading a CA from a directory without cluster.crt says how to make one."""
     with pytest.raises(CertificateError, match="No cluster CA found.*initialize"):
         load_authority(tmp_path)
 
 
-def test_load_authority_missing_key(tmp_path, authority):
+def test_load_authority_missing_key(
+    tmp_path: Path, authority: CertificateAuthority
+) -> None:
     """Loading the CA with its key fails clearly when cluster.key is absent."""
     (tmp_path / "cluster.key").unlink()
     load_authority(tmp_path)
@@ -260,14 +278,14 @@ def test_load_authority_missing_key(tmp_path, authority):
         load_authority(tmp_path, with_key=True)
 
 
-def test_load_authority_garbage(tmp_path):
+def test_load_authority_garbage(tmp_path: Path) -> None:
     """A cluster.crt that is not PEM is reported as such."""
     (tmp_path / "cluster.crt").write_bytes(b"not a certificate")
     with pytest.raises(CertificateError, match="not a PEM certificate"):
         load_authority(tmp_path)
 
 
-def test_load_authority_without_uuid(tmp_path):
+def test_load_authority_without_uuid(tmp_path: Path) -> None:
     """A CA certificate that carries no cluster UUID is refused."""
     key = generate_key()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
@@ -289,7 +307,9 @@ def test_load_authority_without_uuid(tmp_path):
         load_authority(tmp_path)
 
 
-def test_load_credential_wrong_key(tmp_path, authority):
+def test_load_credential_wrong_key(
+    tmp_path: Path, authority: CertificateAuthority
+) -> None:
     """A key that does not belong to the certificate is refused."""
     create_api_certificate(authority, "alice", tmp_path)
     create_api_certificate(authority, "bob", tmp_path)
@@ -298,7 +318,9 @@ def test_load_credential_wrong_key(tmp_path, authority):
         load_credential(tmp_path, "alice")
 
 
-def test_load_credential_garbage_key(tmp_path, authority):
+def test_load_credential_garbage_key(
+    tmp_path: Path, authority: CertificateAuthority
+) -> None:
     """A key file that is not a PEM key is reported."""
     create_api_certificate(authority, "alice", tmp_path)
     (tmp_path / "alice.key").write_bytes(b"garbage")
@@ -306,7 +328,7 @@ def test_load_credential_garbage_key(tmp_path, authority):
         load_credential(tmp_path, "alice")
 
 
-def test_issue_without_ca_key(tmp_path, authority):
+def test_issue_without_ca_key(tmp_path: Path, authority: CertificateAuthority) -> None:
     """Issuing with a CA loaded without its key fails clearly."""
     with pytest.raises(CertificateError, match="private key was not loaded"):
         create_api_certificate(load_authority(tmp_path), "alice", tmp_path)

@@ -13,7 +13,7 @@ from flocker.ca import identify_certificate, load_authority, load_credential
 from flocker.ca.script import main
 
 
-def run(*argv):
+def run(*argv: str) -> tuple[int, str, str]:
     """Run ``flocker-ca`` in-process; return (status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     status = main(list(argv), stdout=out, stderr=err)
@@ -21,14 +21,14 @@ def run(*argv):
 
 
 @pytest.fixture
-def ca_dir(tmp_path):
+def ca_dir(tmp_path: Path) -> Path:
     """A directory where ``flocker-ca initialize`` has run."""
     status, _, _ = run("initialize", "test", "--outputpath", str(tmp_path))
     assert status == 0
     return tmp_path
 
 
-def test_initialize(tmp_path):
+def test_initialize(tmp_path: Path) -> None:
     """initialize writes the CA files and prints one line naming the cluster UUID."""
     status, out, err = run("initialize", "prod", "--outputpath", str(tmp_path))
     assert (status, err) == (0, "")
@@ -38,7 +38,7 @@ def test_initialize(tmp_path):
     assert str(authority.cluster_uuid) in out
 
 
-def test_all_certificates(ca_dir, tmp_path):
+def test_all_certificates(ca_dir: Path, tmp_path: Path) -> None:
     """Each create command writes its files to --outputpath using the CA in --inputpath."""
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -66,7 +66,7 @@ def test_all_certificates(ca_dir, tmp_path):
     assert identity.cluster_uuid == load_authority(ca_dir).cluster_uuid
 
 
-def test_node_certificate_random_uuid(ca_dir):
+def test_node_certificate_random_uuid(ca_dir: Path) -> None:
     """Without --uuid a node certificate gets a fresh UUID, printed and used as the file name."""
     paths = ["--inputpath", str(ca_dir), "--outputpath", str(ca_dir)]
     status, out, _ = run("create-node-certificate", *paths)
@@ -76,7 +76,9 @@ def test_node_certificate_random_uuid(ca_dir):
     assert str(node_uuid) in out
 
 
-def test_defaults_to_current_directory(ca_dir, monkeypatch):
+def test_defaults_to_current_directory(
+    ca_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--inputpath and --outputpath default to the current directory."""
     monkeypatch.chdir(ca_dir)
     assert run("create-api-certificate", "bob")[0] == 0
@@ -91,7 +93,7 @@ def test_defaults_to_current_directory(ca_dir, monkeypatch):
         (["create-api-certificate", "cluster"], "Invalid username"),
     ],
 )
-def test_bad_names(ca_dir, argv, message):
+def test_bad_names(ca_dir: Path, argv: list[str], message: str) -> None:
     """Bad hostnames and usernames fail with one line on stderr and status 1."""
     status, out, err = run(
         *argv, "--inputpath", str(ca_dir), "--outputpath", str(ca_dir)
@@ -102,7 +104,7 @@ def test_bad_names(ca_dir, argv, message):
     assert message in err
 
 
-def test_missing_ca(tmp_path):
+def test_missing_ca(tmp_path: Path) -> None:
     """Creating a certificate without a CA fails with a one-line hint."""
     status, _, err = run(
         "create-api-certificate", "alice", "--inputpath", str(tmp_path)
@@ -112,7 +114,7 @@ def test_missing_ca(tmp_path):
     assert err.count("\n") == 1
 
 
-def test_no_overwrite(ca_dir):
+def test_no_overwrite(ca_dir: Path) -> None:
     """Existing files are not overwritten: initialize and create commands fail."""
     before = (ca_dir / "cluster.crt").read_bytes()
     status, _, err = run("initialize", "again", "--outputpath", str(ca_dir))
@@ -126,7 +128,7 @@ def test_no_overwrite(ca_dir):
     assert "alice.crt already exists" in err
 
 
-def test_missing_output_directory(ca_dir, tmp_path):
+def test_missing_output_directory(ca_dir: Path, tmp_path: Path) -> None:
     """A missing output directory fails with status 1."""
     status, _, err = run(
         "create-api-certificate", "a", "--inputpath", str(ca_dir),
@@ -148,25 +150,25 @@ def test_missing_output_directory(ca_dir, tmp_path):
         ["initialize", "x", "--inputpath", "."],
     ],
 )
-def test_usage_errors(argv):
+def test_usage_errors(argv: list[str]) -> None:
     """Malformed command lines exit with status 2 and a usage message."""
     status, out, err = run(*argv)
     assert status == 2
     assert "usage: flocker-ca" in err
 
 
-def test_help():
+def test_help() -> None:
     """--help prints usage to stdout and exits 0."""
     status, out, _ = run("--help")
     assert status == 0
     assert "create-node-certificate" in out
 
 
-def test_subprocess(tmp_path):
+def test_subprocess(tmp_path: Path) -> None:
     """``python -m flocker.ca.script`` works as a real process, errors included."""
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[3]))
 
-    def flocker_ca(*argv):
+    def flocker_ca(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "flocker.ca.script", *argv],
             cwd=tmp_path, env=env, capture_output=True, text=True, check=False,

@@ -1,10 +1,12 @@
 """Unit tests for identity parsing and credential loading in flocker.ca._tls."""
 
 import shutil
+from pathlib import Path
 from typing import cast
 from uuid import uuid4
 
 import pytest
+from eliot import MemoryLogger
 from OpenSSL.crypto import X509
 from pyrsistent import InvariantException
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, ISSLTransport
@@ -27,11 +29,11 @@ from flocker.ca import (
 from flocker.ca._ca import issue_certificate, make_authority
 from flocker.ca._logging import PEER_IDENTIFIED
 from flocker.ca._tls import PeerRejected, _check_hostname, _check_node
-from flocker.ca.testtools import make_test_cluster_credentials
+from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path: Path) -> TestClusterCredentials:
     """A test cluster's credentials."""
     return make_test_cluster_credentials(tmp_path, nodes=2, users=("alice", "plugin"))
 
@@ -39,15 +41,15 @@ def cluster(tmp_path):
 class FakeTLSTransport:
     """Just enough of an ISSLTransport for peer_identity."""
 
-    def __init__(self, certificate):
+    def __init__(self, certificate: X509 | None) -> None:
         self._certificate = certificate
 
-    def getPeerCertificate(self):  # noqa: N802
+    def getPeerCertificate(self) -> X509 | None:  # noqa: N802
         """Return the certificate given at construction."""
         return self._certificate
 
 
-def test_identify_node(cluster):
+def test_identify_node(cluster: TestClusterCredentials) -> None:
     """A node certificate identifies a node with its UUID and the cluster's UUID."""
     files = load_tls_files(cluster.node_directories[1], "node")
     assert identify_certificate(files.credential.certificate) == PeerIdentity(
@@ -55,7 +57,7 @@ def test_identify_node(cluster):
     )
 
 
-def test_identify_control(cluster):
+def test_identify_control(cluster: TestClusterCredentials) -> None:
     """The control certificate identifies the control service."""
     files = load_tls_files(cluster.control_directory, "control-service")
     assert identify_certificate(files.credential.certificate) == PeerIdentity(
@@ -63,7 +65,7 @@ def test_identify_control(cluster):
     )
 
 
-def test_identify_user(cluster):
+def test_identify_user(cluster: TestClusterCredentials) -> None:
     """An API certificate identifies the user by name."""
     files = load_tls_files(cluster.user_directories["plugin"], "plugin")
     assert identify_certificate(files.credential.certificate) == PeerIdentity(
@@ -72,7 +74,7 @@ def test_identify_user(cluster):
 
 
 @pytest.mark.parametrize("common_name", ["node-notauuid", "user-", "admin", "node-"])
-def test_identify_unknown(common_name):
+def test_identify_unknown(common_name: str) -> None:
     """A certificate whose common name is not a Flocker party raises UnknownPeer."""
     authority = make_authority("c")
     credential = issue_certificate(authority, common_name, server=True, client=True)
@@ -80,14 +82,14 @@ def test_identify_unknown(common_name):
         identify_certificate(credential.certificate)
 
 
-def test_identify_ca():
+def test_identify_ca() -> None:
     """The CA's own certificate names no party and raises UnknownPeer."""
     authority = make_authority("c")
     with pytest.raises(UnknownPeer, match="not a Flocker party"):
         identify_certificate(authority.certificate)
 
 
-def test_peer_identity_invariants():
+def test_peer_identity_invariants() -> None:
     """PeerIdentity refuses a node without a UUID, a user without a name, unknown kinds."""
     cluster_uuid = uuid4()
     with pytest.raises(InvariantException):
@@ -100,7 +102,9 @@ def test_peer_identity_invariants():
         PeerIdentity(kind="admin", cluster_uuid=cluster_uuid)
 
 
-def test_peer_identity_from_transport(eliot_logger, tmp_path):
+def test_peer_identity_from_transport(
+    eliot_logger: MemoryLogger, tmp_path: Path
+) -> None:
     """peer_identity reads the transport's peer certificate and logs the identity."""
     cluster = make_test_cluster_credentials(tmp_path)
     files = load_tls_files(cluster.node_directories[0], "node")
@@ -113,13 +117,15 @@ def test_peer_identity_from_transport(eliot_logger, tmp_path):
     assert message["kind"] == "node"
 
 
-def test_peer_identity_no_certificate():
+def test_peer_identity_no_certificate() -> None:
     """A transport without a peer certificate raises UnknownPeer."""
     with pytest.raises(UnknownPeer, match="no certificate"):
         peer_identity(cast(ISSLTransport, FakeTLSTransport(None)))
 
 
-def test_load_tls_files_other_cluster(cluster, tmp_path):
+def test_load_tls_files_other_cluster(
+    cluster: TestClusterCredentials, tmp_path: Path
+) -> None:
     """A credential not issued by the directory's cluster.crt is refused on load."""
     other = tmp_path / "other"
     other.mkdir()
@@ -131,13 +137,13 @@ def test_load_tls_files_other_cluster(cluster, tmp_path):
         load_tls_files(mixed, "node")
 
 
-def test_load_tls_files_missing(cluster):
+def test_load_tls_files_missing(cluster: TestClusterCredentials) -> None:
     """Loading a credential that is not there names the missing file."""
     with pytest.raises(CertificateError, match="node.crt does not exist"):
         load_tls_files(cluster.control_directory, "node")
 
 
-def test_context_factories(cluster):
+def test_context_factories(cluster: TestClusterCredentials) -> None:
     """The factories build usable OpenSSL contexts and connection creators."""
     files = load_tls_files(cluster.node_directories[0], "node")
     server = server_context_factory(files.credential, files.authority)
@@ -153,7 +159,7 @@ def test_context_factories(cluster):
     )
 
 
-def test_policy_for_https(cluster):
+def test_policy_for_https(cluster: TestClusterCredentials) -> None:
     """ClusterPolicyForHTTPS provides IPolicyForHTTPS and makes client creators."""
     files = load_tls_files(cluster.user_directories["alice"], "alice")
     policy = ClusterPolicyForHTTPS(files.credential, files.authority)
@@ -163,7 +169,7 @@ def test_policy_for_https(cluster):
     )
 
 
-def test_hostname_check(cluster):
+def test_hostname_check(cluster: TestClusterCredentials) -> None:
     """The client's hostname check accepts the control certificate and refuses others."""
     control = load_tls_files(cluster.control_directory, "control-service")
     a_node = load_tls_files(cluster.node_directories[0], "node")
@@ -176,7 +182,7 @@ def test_hostname_check(cluster):
         _check_hostname("127.0.0.1")(a_node.credential.certificate)
 
 
-def test_node_check(cluster):
+def test_node_check(cluster: TestClusterCredentials) -> None:
     """The node check accepts the expected node and refuses other nodes and parties."""
     nodes = [load_tls_files(d, "node") for d in cluster.node_directories]
     control = load_tls_files(cluster.control_directory, "control-service")

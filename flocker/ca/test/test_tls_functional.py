@@ -6,33 +6,41 @@ one of the client factories, and checks who each side sees -- or that the
 handshake fails when it must.
 """
 
+from pathlib import Path
 from typing import cast
 
 import attrs
 import pytest
 import pytest_twisted
+from eliot import MemoryLogger
 from treq.client import HTTPClient
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ClientEndpoint, SSL4ServerEndpoint
-from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    ISSLTransport,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import Agent
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from flocker.ca import (
     ClusterPolicyForHTTPS,
     PeerIdentity,
+    TLSFiles,
     client_context_factory,
     load_tls_files,
     node_client_context_factory,
     peer_identity,
     server_context_factory,
 )
-from flocker.ca.testtools import make_test_cluster_credentials
+from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
 
 pytestmark = pytest.mark.functional
 
@@ -109,8 +117,11 @@ class Exchange:
 
 
 async def exchange(
-    server_options, client_options, interface="127.0.0.1", connect_to=None
-):
+    server_options: IOpenSSLServerConnectionCreator,
+    client_options: IOpenSSLClientConnectionCreator,
+    interface: str = "127.0.0.1",
+    connect_to: str | None = None,
+) -> Exchange:
     """
     Listen with ``server_options`` and connect with ``client_options``.
 
@@ -144,7 +155,7 @@ async def exchange(
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path: Path) -> TestClusterCredentials:
     """A cluster with a control service on 127.0.0.1, two nodes and alice."""
     d = tmp_path / "cluster"
     d.mkdir()
@@ -152,35 +163,37 @@ def cluster(tmp_path):
 
 
 @pytest.fixture
-def other_cluster(tmp_path):
+def other_cluster(tmp_path: Path) -> TestClusterCredentials:
     """A second, unrelated cluster with the same layout."""
     d = tmp_path / "other"
     d.mkdir()
     return make_test_cluster_credentials(d, nodes=1, users=("alice",))
 
 
-def control(cluster):
+def control(cluster: TestClusterCredentials) -> TLSFiles:
     """The control service's TLS files."""
     return load_tls_files(cluster.control_directory, "control-service")
 
 
-def node(cluster, i=0):
+def node(cluster: TestClusterCredentials, i: int = 0) -> TLSFiles:
     """Node ``i``'s TLS files."""
     return load_tls_files(cluster.node_directories[i], "node")
 
 
-def server(files):
+def server(files: TLSFiles) -> IOpenSSLServerConnectionCreator:
     """Server options from TLS files."""
     return server_context_factory(files.credential, files.authority)
 
 
-def to_control(files, hostname="127.0.0.1"):
+def to_control(
+    files: TLSFiles, hostname: str = "127.0.0.1"
+) -> IOpenSSLClientConnectionCreator:
     """Client options for connecting to the control service."""
     return client_context_factory(files.credential, files.authority, hostname)
 
 
 @pytest_twisted.ensureDeferred
-async def test_node_to_control(cluster):
+async def test_node_to_control(cluster: TestClusterCredentials) -> None:
     """A node and the control service authenticate each other and see who the other is."""
     result = await exchange(server(control(cluster)), to_control(node(cluster, 1)))
     assert result.client_saw == PeerIdentity(
@@ -192,7 +205,7 @@ async def test_node_to_control(cluster):
 
 
 @pytest_twisted.ensureDeferred
-async def test_user_to_control(cluster):
+async def test_user_to_control(cluster: TestClusterCredentials) -> None:
     """An API user is identified by name by the control service."""
     alice = load_tls_files(cluster.user_directories["alice"], "alice")
     result = await exchange(server(control(cluster)), to_control(alice))
@@ -202,7 +215,7 @@ async def test_user_to_control(cluster):
 
 
 @pytest_twisted.ensureDeferred
-async def test_control_on_node_address(tmp_path):
+async def test_control_on_node_address(tmp_path: Path) -> None:
     """A control certificate for 127.0.0.11 is verified when connecting to 127.0.0.11."""
     cluster = make_test_cluster_credentials(tmp_path, control_hostname="127.0.0.11")
     result = await exchange(
@@ -214,7 +227,7 @@ async def test_control_on_node_address(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_control_dns_name(tmp_path):
+async def test_control_dns_name(tmp_path: Path) -> None:
     """A control certificate for a DNS name is verified when connecting by that name."""
     cluster = make_test_cluster_credentials(tmp_path, control_hostname="localhost")
     result = await exchange(
@@ -226,7 +239,7 @@ async def test_control_dns_name(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_hostname_mismatch(tmp_path):
+async def test_hostname_mismatch(tmp_path: Path) -> None:
     """A client refuses a control certificate issued for another address."""
     cluster = make_test_cluster_credentials(tmp_path, control_hostname="127.0.0.11")
     with pytest.raises(HandshakeFailed):
@@ -234,7 +247,7 @@ async def test_hostname_mismatch(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_no_client_certificate(cluster):
+async def test_no_client_certificate(cluster: TestClusterCredentials) -> None:
     """A client without a certificate cannot connect."""
     files = node(cluster)
     anonymous = ssl.optionsForClientTLS(
@@ -246,7 +259,9 @@ async def test_no_client_certificate(cluster):
 
 
 @pytest_twisted.ensureDeferred
-async def test_client_from_other_cluster(cluster, other_cluster):
+async def test_client_from_other_cluster(
+    cluster: TestClusterCredentials, other_cluster: TestClusterCredentials
+) -> None:
     """A client certificate from another cluster's CA is refused by the server."""
     intruder = node(other_cluster)
     # The intruder trusts our CA (it knows our public cluster.crt), so only
@@ -259,7 +274,9 @@ async def test_client_from_other_cluster(cluster, other_cluster):
 
 
 @pytest_twisted.ensureDeferred
-async def test_server_from_other_cluster(cluster, other_cluster):
+async def test_server_from_other_cluster(
+    cluster: TestClusterCredentials, other_cluster: TestClusterCredentials
+) -> None:
     """A client refuses a server whose certificate comes from another cluster's CA."""
     impostor = control(other_cluster)
     # The impostor server even accepts our clients (trusts our CA).
@@ -269,14 +286,14 @@ async def test_server_from_other_cluster(cluster, other_cluster):
 
 
 @pytest_twisted.ensureDeferred
-async def test_node_posing_as_control(cluster):
+async def test_node_posing_as_control(cluster: TestClusterCredentials) -> None:
     """A client refuses a same-cluster node certificate serving as the control service."""
     with pytest.raises(HandshakeFailed):
         await exchange(server(node(cluster, 1)), to_control(node(cluster, 0)))
 
 
 @pytest_twisted.ensureDeferred
-async def test_node_to_node(cluster):
+async def test_node_to_node(cluster: TestClusterCredentials) -> None:
     """A node connects to another node's server, which it accepts as that node."""
     source, target = node(cluster, 0), node(cluster, 1)
     options = node_client_context_factory(
@@ -288,7 +305,9 @@ async def test_node_to_node(cluster):
 
 
 @pytest_twisted.ensureDeferred
-async def test_node_to_wrong_node(cluster, eliot_logger):
+async def test_node_to_wrong_node(
+    cluster: TestClusterCredentials, eliot_logger: MemoryLogger
+) -> None:
     """A node refuses a peer that is a different node than the one it expected."""
     source, target = node(cluster, 0), node(cluster, 1)
     options = node_client_context_factory(
@@ -303,7 +322,7 @@ async def test_node_to_wrong_node(cluster, eliot_logger):
 
 
 @pytest_twisted.ensureDeferred
-async def test_node_to_non_node(cluster):
+async def test_node_to_non_node(cluster: TestClusterCredentials) -> None:
     """A node connecting to a node port refuses a peer that is not a node."""
     source = node(cluster, 0)
     options = node_client_context_factory(source.credential, source.authority)
@@ -312,7 +331,9 @@ async def test_node_to_non_node(cluster):
 
 
 @pytest_twisted.ensureDeferred
-async def test_node_client_other_cluster(cluster, other_cluster):
+async def test_node_client_other_cluster(
+    cluster: TestClusterCredentials, other_cluster: TestClusterCredentials
+) -> None:
     """A node refuses another cluster's node, whatever its UUID."""
     source = node(cluster, 0)
     foreign = node(other_cluster)
@@ -327,20 +348,22 @@ class _Hello(Resource):
 
     isLeaf = True
 
-    def render_GET(self, request):  # noqa: N802
+    def render_GET(self, request: Request) -> bytes:  # noqa: N802
         """Return the requesting user's name."""
-        username = peer_identity(request.channel.transport).username
+        username = peer_identity(
+            cast(ISSLTransport, request.channel.transport)
+        ).username
         assert username is not None
         return username.encode()
 
 
 @pytest_twisted.ensureDeferred
-async def test_https_policy(cluster):
+async def test_https_policy(cluster: TestClusterCredentials) -> None:
     """treq/Agent with ClusterPolicyForHTTPS talks HTTPS with a client certificate."""
     files = control(cluster)
     port = await SSL4ServerEndpoint(
         reactor, 0, server(files), interface="127.0.0.1"
-    ).listen(Site(_Hello()))
+    ).listen(Site(_Hello()))  # type: ignore[no-untyped-call]  # Resource()
     try:
         alice = load_tls_files(cluster.user_directories["alice"], "alice")
         policy = ClusterPolicyForHTTPS(alice.credential, alice.authority)
