@@ -64,11 +64,15 @@ def check_maximum_size(maximum_size: object) -> int | None:
     return maximum_size
 
 
-def check_read_only(read_only: object) -> bool:
-    """``read_only`` if it is a bool, else :class:`InvalidName`."""
-    if not isinstance(read_only, bool):
-        raise InvalidName(f"read_only must be a bool: {read_only!r}")
-    return read_only
+def _check_flag(name: str) -> Callable[[object], bool]:
+    """A check that the argument ``name`` is a bool, else :class:`InvalidName`."""
+
+    def check(value: object) -> bool:
+        if not isinstance(value, bool):
+            raise InvalidName(f"{name} must be a bool: {value!r}")
+        return value
+
+    return check
 
 
 def check_send_names(
@@ -85,40 +89,15 @@ def check_send_names(
             raise InvalidBase(f"{base!r} is not older than {snapshot!r}")
 
 
-def check_receive_arguments(dataset_id: object, base: object, replace: object) -> str:
+def check_replace(base: str | None, replace: bool) -> None:
     """
-    Check the arguments of ``receive``; the canonical dataset id.
-
-    ``replace`` must be a bool (else :class:`InvalidName`) and only comes
-    with a full stream (else :class:`InvalidBase`).
+    A replacing ``receive`` takes only a full stream (else
+    :class:`InvalidBase`): an incremental stream never replaces a copy.
     """
-    key = check_dataset_id(dataset_id)
-    if base is not None:
-        check_snapshot_name(base)
-    if not isinstance(replace, bool):
-        raise InvalidName(f"replace must be a bool: {replace!r}")
     if replace and base is not None:
         raise InvalidBase(
             f"only a full stream replaces a copy, not one based on {base!r}"
         )
-    return key
-
-
-def check_send_arguments(dataset_id: object, snapshot: object, base: object) -> str:
-    """Check the arguments of ``send``; the canonical dataset id."""
-    key = check_dataset_id(dataset_id)
-    check_snapshot_name(snapshot)
-    if base is not None:
-        check_snapshot_name(base)
-    return key
-
-
-def check_set_aside_arguments(dataset_id: object, name: object, base: object) -> str:
-    """Check the arguments of ``set_aside``; the canonical dataset id."""
-    key = check_dataset_id(dataset_id)
-    check_snapshot_name(name)
-    check_snapshot_name(base)
-    return key
 
 
 def check_set_aside(
@@ -165,6 +144,19 @@ _AS_FIELD: dict[str, Callable[[object], object]] = {
 }
 
 
+#: How each argument of a backend operation is checked (:class:`InvalidName`
+#: if it is bad) and made canonical before the operation runs.
+_CHECK: dict[str, Callable[[object], object]] = {
+    "dataset_id": check_dataset_id,
+    "new_dataset_id": check_dataset_id,
+    "snapshot": check_snapshot_name,
+    "base": check_snapshot_name,
+    "maximum_size": check_maximum_size,
+    "read_only": _check_flag("read_only"),
+    "replace": _check_flag("replace"),
+}
+
+
 def backend_operation(
     action_type: ActionType, **parameters: str
 ) -> Callable[
@@ -176,6 +168,13 @@ def backend_operation(
     operation: called, it returns a Deferred of the coroutine, which runs
     inside one ``action_type`` action with the backend's ``kind`` and the
     method's arguments as the action's fields.
+
+    Inside the action, before the method runs, each argument is checked
+    (:class:`InvalidName` if it is bad) and made canonical (a dataset id's
+    lower-case text): dataset ids, snapshot names (and a ``base``, which
+    may be ``None`` where the method's default is ``None``), a maximum
+    size (a positive int or ``None``) and the flags ``read_only`` and
+    ``replace`` (bools).  The method sees only good, canonical values.
 
     An argument is logged under its own name when that is a field of
     backend operations (``dataset_id``, ``new_dataset_id``, ``snapshot``,
@@ -203,6 +202,11 @@ def backend_operation(
         if missing:
             raise TypeError(f"{method.__qualname__} has no argument {missing}")
 
+        optional = {
+            name for name, parameter in signature.parameters.items()
+            if parameter.default is None
+        }
+
         @functools.wraps(method)
         def operation(self: _Backend, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
             arguments = signature.bind(self, *args, **kwargs)
@@ -211,12 +215,15 @@ def backend_operation(
                 field: _AS_FIELD[field](arguments.arguments[name])
                 for name, field in fields.items()
             }
-            return logged(
-                action_type,
-                lambda: method(self, *args, **kwargs),
-                backend=self.kind,
-                **values,
-            )
+
+            async def checked() -> T:
+                for name, field in fields.items():
+                    value = arguments.arguments[name]
+                    if value is not None or name not in optional:
+                        arguments.arguments[name] = _CHECK[field](value)
+                return await method(*arguments.args, **arguments.kwargs)  # type: ignore[arg-type]
+
+            return logged(action_type, checked, backend=self.kind, **values)
 
         return operation
 

@@ -23,13 +23,7 @@ from zope.interface import implementer
 from ..common import CommandFailed
 from ._common import (
     backend_operation,
-    check_dataset_id,
-    check_maximum_size,
-    check_read_only,
-    check_receive_arguments,
-    check_send_arguments,
-    check_set_aside_arguments,
-    check_snapshot_name,
+    check_replace,
 )
 from ._files import (
     FileStore,
@@ -243,34 +237,31 @@ class FileVolumeBackend:
         self, dataset_id: str, maximum_size: int | None = None
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.create`."""
-        key = check_dataset_id(dataset_id)
-        size = check_maximum_size(maximum_size)
-        if size is None:
-            size = self.capabilities.default_maximum_size
-        if await self._store.exists(key):
-            raise DatasetExists(key)
+        if maximum_size is None:
+            maximum_size = self.capabilities.default_maximum_size
+        if await self._store.exists(dataset_id):
+            raise DatasetExists(dataset_id)
         work = self._store.temporary_dir()
         try:
             await self._store.makedirs(work)
-            contents = await self._contents.create(key, size, work)
-            await self._install(key, contents, [], copy=False, maximum_size=size)
+            contents = await self._contents.create(dataset_id, maximum_size, work)
+            await self._install(dataset_id, contents, [], copy=False, maximum_size=maximum_size)
         finally:
             await self._store.remove(work)
-        return await self._contents.info(key)
+        return await self._contents.info(dataset_id)
 
     @backend_operation(DESTROY)
     async def destroy(self, dataset_id: str) -> None:
         """See :meth:`IVolumeBackend.destroy`."""
-        key = check_dataset_id(dataset_id)
-        directory = self._store.dataset_dir(key)
+        directory = self._store.dataset_dir(dataset_id)
         if await self._store.in_thread(os.path.exists, directory):
-            await self._contents.unmount(key)
-            await self._store.remove_dataset(key)
+            await self._contents.unmount(dataset_id)
+            await self._store.remove_dataset(dataset_id)
 
     @backend_operation(GET)
     async def get(self, dataset_id: str) -> DatasetInfo:
         """See :meth:`IVolumeBackend.get`."""
-        return await self._contents.info(check_dataset_id(dataset_id))
+        return await self._contents.info(dataset_id)
 
     @backend_operation(LIST_DATASETS)
     async def list_datasets(self) -> list[DatasetInfo]:
@@ -282,10 +273,8 @@ class FileVolumeBackend:
         self, dataset_id: str, maximum_size: int | None
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_maximum_size` and :meth:`Contents.resize`."""
-        key = check_dataset_id(dataset_id)
-        size = check_maximum_size(maximum_size)
-        await self._contents.resize(key, size)
-        return await self._contents.info(key)
+        await self._contents.resize(dataset_id, maximum_size)
+        return await self._contents.info(dataset_id)
 
     @backend_operation(SET_READ_ONLY)
     async def set_read_only(self, dataset_id: str, read_only: bool) -> DatasetInfo:
@@ -294,114 +283,103 @@ class FileVolumeBackend:
         mounts the dataset to match; a mount that fails (as busy: a file is
         open for writing) restores the record.
         """
-        key = check_dataset_id(dataset_id)
-        flag = check_read_only(read_only)
-        meta = await self._store.meta(key)
-        if recorded_read_only(meta) != flag:
-            meta["read_only"] = flag
-            await self._write_meta(key, meta)
+        meta = await self._store.meta(dataset_id)
+        if recorded_read_only(meta) != read_only:
+            meta["read_only"] = read_only
+            await self._write_meta(dataset_id, meta)
             try:
-                await self._contents.mount(key, flag)
+                await self._contents.mount(dataset_id, read_only)
             except BaseException as error:
                 # Keep the record true to the mount.
-                meta["read_only"] = not flag
-                await self._write_meta(key, meta)
+                meta["read_only"] = not read_only
+                await self._write_meta(dataset_id, meta)
                 if isinstance(error, CommandFailed) and b"busy" in error.stderr:
-                    raise DatasetBusy(key) from None
+                    raise DatasetBusy(dataset_id) from None
                 raise
-        return await self._contents.info(key)
+        return await self._contents.info(dataset_id)
 
     @backend_operation(SNAPSHOT_ACTION, snapshot="name")
     async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.snapshot`; a copy of the contents."""
-        key = check_dataset_id(dataset_id)
-        check_snapshot_name(name)
-        meta = await self._store.meta(key)
+        meta = await self._store.meta(dataset_id)
         if name in [s.name for s in snapshot_infos(meta)]:
-            raise SnapshotExists(key, name)
+            raise SnapshotExists(dataset_id, name)
         info = SnapshotInfo(name=name, created=time.time())
         work = self._store.temporary_dir()
         try:
-            await self._contents.capture(key, work)
-            await self._store.rename(work, self._store.snapshot_path(key, name))
+            await self._contents.capture(dataset_id, work)
+            await self._store.rename(work, self._store.snapshot_path(dataset_id, name))
         finally:
             await self._store.remove(work)
         meta["snapshots"].append({"name": name, "created": info.created})
-        await self._write_meta(key, meta)
+        await self._write_meta(dataset_id, meta)
         return info
 
     @backend_operation(LIST_SNAPSHOTS)
     async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_snapshots`."""
-        return snapshot_infos(await self._store.meta(check_dataset_id(dataset_id)))
+        return snapshot_infos(await self._store.meta(dataset_id))
 
     @backend_operation(ROLLBACK, snapshot="name")
     async def rollback(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.rollback`."""
-        key = check_dataset_id(dataset_id)
-        await self._store.require_snapshot(key, name)
-        meta = await self._store.meta(key)
+        await self._store.require_snapshot(dataset_id, name)
+        meta = await self._store.meta(dataset_id)
         await self._contents.restore(
-            key, self._store.snapshot_path(key, name), recorded_read_only(meta)
+            dataset_id, self._store.snapshot_path(dataset_id, name), recorded_read_only(meta)
         )
-        await self._store.drop_snapshots_after(key, meta, name)
+        await self._store.drop_snapshots_after(dataset_id, meta, name)
 
     @backend_operation(SET_ASIDE, snapshot="name")
     async def set_aside(self, dataset_id: str, name: str, base: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.set_aside` and :meth:`FileStore.set_aside`."""
-        key = check_set_aside_arguments(dataset_id, name, base)
-        read_only = recorded_read_only(await self._store.meta(key))
+        read_only = recorded_read_only(await self._store.meta(dataset_id))
         return await self._store.set_aside(
-            key,
+            dataset_id,
             name,
             base,
-            capture=lambda path: self._contents.capture(key, path),
-            restore=lambda source: self._contents.restore(key, source, read_only),
+            capture=lambda path: self._contents.capture(dataset_id, path),
+            restore=lambda source: self._contents.restore(dataset_id, source, read_only),
         )
 
     @backend_operation(LIST_SET_ASIDE)
     async def list_set_aside(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_set_aside`."""
-        return await self._store.list_set_aside(check_dataset_id(dataset_id))
+        return await self._store.list_set_aside(dataset_id)
 
     @backend_operation(DESTROY_SNAPSHOT, snapshot="name")
     async def destroy_snapshot(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
-        key = check_dataset_id(dataset_id)
-        check_snapshot_name(name)
-        await self._store.forget_snapshot(key, name)
+        await self._store.forget_snapshot(dataset_id, name)
 
     @backend_operation(CLONE)
     async def clone(
         self, dataset_id: str, snapshot: str, new_dataset_id: str
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.clone`; a copy."""
-        key = check_dataset_id(dataset_id)
-        new_key = check_dataset_id(new_dataset_id)
-        origin = await self._store.origin(key, snapshot)
-        if await self._store.exists(new_key):
-            raise DatasetExists(new_key)
+        origin = await self._store.origin(dataset_id, snapshot)
+        if await self._store.exists(new_dataset_id):
+            raise DatasetExists(new_dataset_id)
         await self._install(
-            new_key,
+            new_dataset_id,
             origin,
             [],
             copy=True,
             maximum_size=self.capabilities.default_maximum_size,
         )
-        return await self._contents.info(new_key)
+        return await self._contents.info(new_dataset_id)
 
     @backend_operation(SEND)
     async def send(
         self, dataset_id: str, snapshot: str, base: str | None = None
     ) -> IStreamSource:
         """See :meth:`IVolumeBackend.send`; a header, a tar and a checksum."""
-        key = check_send_arguments(dataset_id, snapshot, base)
         return await send_tar(
             self._store,
-            self._contents.tar_argv(key, snapshot),
+            self._contents.tar_argv(dataset_id, snapshot),
             backend=self.kind,
             stream_format=self.capabilities.stream_format,
-            dataset_id=key,
+            dataset_id=dataset_id,
             snapshot=snapshot,
             base=base,
         )
@@ -414,13 +392,13 @@ class FileVolumeBackend:
         See :meth:`IVolumeBackend.receive`: the stream is extracted under
         ``tmp/`` and only put in place by ``finish``.
         """
-        key = check_receive_arguments(dataset_id, base, replace)
+        check_replace(base, replace)
 
         async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
             contents = await self._contents.received(tree)
             if base is None:
                 await self._install(
-                    key,
+                    dataset_id,
                     contents,
                     [(info, contents)],
                     copy=True,
@@ -429,14 +407,14 @@ class FileVolumeBackend:
                     replace=replace,
                 )
             else:
-                await self._commit_incremental(key, base, info, contents, work)
+                await self._commit_incremental(dataset_id, base, info, contents, work)
 
         return await receive_tar(
             self._store,
             commit,
             backend=self.kind,
             stream_format=self.capabilities.stream_format,
-            dataset_id=key,
+            dataset_id=dataset_id,
             base=base,
             replace=replace,
         )

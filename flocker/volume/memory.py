@@ -39,13 +39,9 @@ from ..common import logged
 from ._common import (
     backend_operation,
     check_dataset_id,
-    check_maximum_size,
-    check_read_only,
-    check_receive_arguments,
-    check_send_arguments,
+    check_replace,
     check_send_names,
     check_set_aside,
-    check_set_aside_arguments,
     check_snapshot_name,
 )
 from ._interface import (
@@ -255,24 +251,22 @@ class MemoryVolumeBackend:
         self, dataset_id: str, maximum_size: int | None = None
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.create`."""
-        key = check_dataset_id(dataset_id)
-        size = check_maximum_size(maximum_size)
-        if key in self._datasets:
-            raise DatasetExists(key)
-        if size is None:
-            size = self.capabilities.default_maximum_size
-        self._datasets[key] = _Dataset(files={}, maximum_size=size)
-        return self._info(key)
+        if dataset_id in self._datasets:
+            raise DatasetExists(dataset_id)
+        if maximum_size is None:
+            maximum_size = self.capabilities.default_maximum_size
+        self._datasets[dataset_id] = _Dataset(files={}, maximum_size=maximum_size)
+        return self._info(dataset_id)
 
     @backend_operation(DESTROY)
     async def destroy(self, dataset_id: str) -> None:
         """See :meth:`IVolumeBackend.destroy`."""
-        self._datasets.pop(check_dataset_id(dataset_id), None)
+        self._datasets.pop(dataset_id, None)
 
     @backend_operation(GET)
     async def get(self, dataset_id: str) -> DatasetInfo:
         """See :meth:`IVolumeBackend.get`."""
-        return self._info(check_dataset_id(dataset_id))
+        return self._info(dataset_id)
 
     @backend_operation(LIST_DATASETS)
     async def list_datasets(self) -> list[DatasetInfo]:
@@ -284,34 +278,28 @@ class MemoryVolumeBackend:
         self, dataset_id: str, maximum_size: int | None
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_maximum_size`."""
-        key = check_dataset_id(dataset_id)
-        size = check_maximum_size(maximum_size)
-        dataset = self._dataset(key)
-        if size is not None and size < _used(dataset.files):
+        dataset = self._dataset(dataset_id)
+        if maximum_size is not None and maximum_size < _used(dataset.files):
             raise MaximumSizeTooSmall(
-                f"{size} bytes is less than the {_used(dataset.files)} used"
+                f"{maximum_size} bytes is less than the {_used(dataset.files)} used"
             )
-        dataset.maximum_size = size
-        return self._info(key)
+        dataset.maximum_size = maximum_size
+        return self._info(dataset_id)
 
     @backend_operation(SET_READ_ONLY)
     async def set_read_only(
         self, dataset_id: str, read_only: bool
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_read_only`."""
-        key = check_dataset_id(dataset_id)
-        flag = check_read_only(read_only)
-        self._dataset(key).read_only = flag
-        return self._info(key)
+        self._dataset(dataset_id).read_only = read_only
+        return self._info(dataset_id)
 
     @backend_operation(SNAPSHOT_ACTION, snapshot="name")
     async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.snapshot`."""
-        key = check_dataset_id(dataset_id)
-        check_snapshot_name(name)
-        dataset = self._dataset(key)
+        dataset = self._dataset(dataset_id)
         if dataset.snapshot(name) is not None:
-            raise SnapshotExists(key, name)
+            raise SnapshotExists(dataset_id, name)
         info = SnapshotInfo(name=name, created=float(self._now()))
         dataset.snapshots.append(_Snapshot(info=info, files=dict(dataset.files)))
         return info
@@ -319,16 +307,14 @@ class MemoryVolumeBackend:
     @backend_operation(LIST_SNAPSHOTS)
     async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_snapshots`."""
-        dataset = self._dataset(check_dataset_id(dataset_id))
+        dataset = self._dataset(dataset_id)
         return [snapshot.info for snapshot in dataset.snapshots]
 
     @backend_operation(ROLLBACK, snapshot="name")
     async def rollback(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.rollback`."""
-        key = check_dataset_id(dataset_id)
-        check_snapshot_name(name)
-        target = self._snapshot(key, name)
-        dataset = self._dataset(key)
+        target = self._snapshot(dataset_id, name)
+        dataset = self._dataset(dataset_id)
         index = dataset.snapshots.index(target)
         del dataset.snapshots[index + 1 :]
         dataset.files = dict(target.files)
@@ -336,10 +322,9 @@ class MemoryVolumeBackend:
     @backend_operation(SET_ASIDE, snapshot="name")
     async def set_aside(self, dataset_id: str, name: str, base: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.set_aside`."""
-        key = check_set_aside_arguments(dataset_id, name, base)
-        dataset = self._dataset(key)
+        dataset = self._dataset(dataset_id)
         index = check_set_aside(
-            key,
+            dataset_id,
             [s.info.name for s in dataset.snapshots],
             [s.info.name for s in dataset.set_aside],
             name,
@@ -354,7 +339,7 @@ class MemoryVolumeBackend:
     @backend_operation(LIST_SET_ASIDE)
     async def list_set_aside(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_set_aside`."""
-        dataset = self._dataset(check_dataset_id(dataset_id))
+        dataset = self._dataset(dataset_id)
         return [snapshot.info for snapshot in dataset.set_aside]
 
     def read_set_aside(self, dataset_id: str, name: str) -> Files:
@@ -368,9 +353,7 @@ class MemoryVolumeBackend:
     @backend_operation(DESTROY_SNAPSHOT, snapshot="name")
     async def destroy_snapshot(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
-        key = check_dataset_id(dataset_id)
-        check_snapshot_name(name)
-        dataset = self._datasets.get(key)
+        dataset = self._datasets.get(dataset_id)
         if dataset is None:
             return
         dataset.snapshots = [s for s in dataset.snapshots if s.info.name != name]
@@ -380,31 +363,27 @@ class MemoryVolumeBackend:
         self, dataset_id: str, snapshot: str, new_dataset_id: str
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.clone`."""
-        key = check_dataset_id(dataset_id)
-        new_key = check_dataset_id(new_dataset_id)
-        check_snapshot_name(snapshot)
-        origin = self._origin(key, snapshot)
-        if new_key in self._datasets:
-            raise DatasetExists(new_key)
-        self._datasets[new_key] = _Dataset(
+        origin = self._origin(dataset_id, snapshot)
+        if new_dataset_id in self._datasets:
+            raise DatasetExists(new_dataset_id)
+        self._datasets[new_dataset_id] = _Dataset(
             files=dict(origin.files),
             maximum_size=self.capabilities.default_maximum_size,
         )
-        return self._info(new_key)
+        return self._info(new_dataset_id)
 
     @backend_operation(SEND)
     async def send(
         self, dataset_id: str, snapshot: str, base: str | None = None
     ) -> IStreamSource:
         """See :meth:`IVolumeBackend.send`."""
-        key = check_send_arguments(dataset_id, snapshot, base)
-        dataset = self._dataset(key)
-        check_send_names(key, [s.info for s in dataset.snapshots], snapshot, base)
-        target = self._snapshot(key, snapshot)
+        dataset = self._dataset(dataset_id)
+        check_send_names(dataset_id, [s.info for s in dataset.snapshots], snapshot, base)
+        target = self._snapshot(dataset_id, snapshot)
         if base is None:
             changed, deleted = target.files, []
         else:
-            old = self._snapshot(key, base).files
+            old = self._snapshot(dataset_id, base).files
             changed = {
                 path: data
                 for path, data in target.files.items()
@@ -424,7 +403,7 @@ class MemoryVolumeBackend:
         data = body + DigestTrailer.digest(body)
         return BytesStreamSource(
             data,
-            dataset_id=key,
+            dataset_id=dataset_id,
             snapshot=snapshot,
             base=base,
             stream_format=STREAM_FORMAT,
@@ -438,13 +417,13 @@ class MemoryVolumeBackend:
         See :meth:`IVolumeBackend.receive`; a replacing receive swaps the
         dataset's record in one step on ``finish``.
         """
-        key = check_receive_arguments(dataset_id, base, replace)
+        check_replace(base, replace)
         if base is None:
-            if key in self._datasets and not replace:
-                raise DatasetExists(key)
+            if dataset_id in self._datasets and not replace:
+                raise DatasetExists(dataset_id)
         else:
-            self._snapshot(key, base)
-        return _MemorySink(self, key, base, replace)
+            self._snapshot(dataset_id, base)
+        return _MemorySink(self, dataset_id, base, replace)
 
     def _apply(
         self, dataset_id: str, base: str | None, stream: bytes, replace: bool = False

@@ -176,14 +176,9 @@ from zope.interface import implementer
 from ..common import CommandFailed, CommandResult, retry_failure, run_command
 from ._common import (
     backend_operation,
-    check_dataset_id,
-    check_maximum_size,
-    check_read_only,
-    check_receive_arguments,
-    check_send_arguments,
+    check_replace,
     check_send_names,
     check_set_aside,
-    check_set_aside_arguments,
     check_snapshot_name,
 )
 from ._interface import (
@@ -719,33 +714,30 @@ class ZFSVolumeBackend:
         self, dataset_id: str, maximum_size: int | None = None
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.create`."""
-        key = check_dataset_id(dataset_id)
-        size = check_maximum_size(maximum_size)
-        if size is None:
-            size = self.capabilities.default_maximum_size
-        name = self._name(key)
+        if maximum_size is None:
+            maximum_size = self.capabilities.default_maximum_size
+        name = self._name(dataset_id)
         if await self._exists(name):
-            raise DatasetExists(key)
-        options = ["-o", f"{ID_PROPERTY}={key}"]
-        if size is not None:
-            options += ["-o", f"refquota={size}"]
+            raise DatasetExists(dataset_id)
+        options = ["-o", f"{ID_PROPERTY}={dataset_id}"]
+        if maximum_size is not None:
+            options += ["-o", f"refquota={maximum_size}"]
         try:
             await self._zfs("create", *options, name)
         except CommandFailed as error:
             if b"exists" in error.stderr:
-                raise DatasetExists(key) from None
+                raise DatasetExists(dataset_id) from None
             raise
-        return await self._info(key)
+        return await self._info(dataset_id)
 
     @backend_operation(DESTROY)
     async def destroy(self, dataset_id: str) -> None:
         """See :meth:`IVolumeBackend.destroy`."""
-        key = check_dataset_id(dataset_id)
-        name = self._name(key)
-        await self._repair(key)
+        name = self._name(dataset_id)
+        await self._repair(dataset_id)
         if not await self._exists(name):
             return
-        family = [name, *await self._parts(key)]
+        family = [name, *await self._parts(dataset_id)]
         origins = await self._origins()
 
         def owner(origin: str) -> str:
@@ -757,7 +749,7 @@ class ZFSVolumeBackend:
             if owner(origin) in family and clone not in family
         ]
         if clones:
-            raise DependentClones(f"{key} has clones: {', '.join(clones)}")
+            raise DependentClones(f"{dataset_id} has clones: {', '.join(clones)}")
         # Parts first, each once nothing left depends on it; the dataset last.
         left = family
         while left:
@@ -775,7 +767,7 @@ class ZFSVolumeBackend:
     @backend_operation(GET)
     async def get(self, dataset_id: str) -> DatasetInfo:
         """See :meth:`IVolumeBackend.get`."""
-        return await self._info(check_dataset_id(dataset_id))
+        return await self._info(dataset_id)
 
     @backend_operation(LIST_DATASETS)
     async def list_datasets(self) -> list[DatasetInfo]:
@@ -835,35 +827,31 @@ class ZFSVolumeBackend:
         self, dataset_id: str, maximum_size: int | None
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_maximum_size`."""
-        key = check_dataset_id(dataset_id)
-        size = check_maximum_size(maximum_size)
-        name = await self._require(key)
-        if size is not None:
-            used = (await self._info(key)).used
-            if size < used:
-                raise MaximumSizeTooSmall(f"{size} bytes is less than {used} used")
+        name = await self._require(dataset_id)
+        if maximum_size is not None:
+            used = (await self._info(dataset_id)).used
+            if maximum_size < used:
+                raise MaximumSizeTooSmall(f"{maximum_size} bytes is less than {used} used")
         try:
-            await self._zfs("set", f"refquota={size or 'none'}", name)
+            await self._zfs("set", f"refquota={maximum_size or 'none'}", name)
         except CommandFailed as error:
             if b"less than" in error.stderr or b"too small" in error.stderr:
                 raise MaximumSizeTooSmall(str(error)) from None
             raise
-        return await self._info(key)
+        return await self._info(dataset_id)
 
     @backend_operation(SET_READ_ONLY)
     async def set_read_only(
         self, dataset_id: str, read_only: bool
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.set_read_only` and the module docstring."""
-        key = check_dataset_id(dataset_id)
-        flag = check_read_only(read_only)
-        before = await self._info(key)  # or UnknownDataset
-        if before.read_only == flag:
+        before = await self._info(dataset_id)  # or UnknownDataset
+        if before.read_only == read_only:
             return before
-        name = self._name(key)
-        await self._zfs("set", f"readonly={'on' if flag else 'off'}", name)
-        info = await self._info(key)
-        if info.read_only == flag:
+        name = self._name(dataset_id)
+        await self._zfs("set", f"readonly={'on' if read_only else 'off'}", name)
+        info = await self._info(dataset_id)
+        if info.read_only == read_only:
             return info
         # zfs-fuse: the mount did not follow the property.
         try:
@@ -873,100 +861,93 @@ class ZFSVolumeBackend:
             old = "on" if before.read_only else "off"
             await self._zfs("set", f"readonly={old}", name)
             if _busy(error):
-                raise DatasetBusy(key) from None
+                raise DatasetBusy(dataset_id) from None
             raise
         await self._mount(name)
-        return await self._info(key)
+        return await self._info(dataset_id)
 
     @backend_operation(SNAPSHOT_ACTION, snapshot="name")
     async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.snapshot`."""
-        key = check_dataset_id(dataset_id)
-        check_snapshot_name(name)
-        full = await self._require(key)
-        if name in await self._snapshot_names(key):
-            raise SnapshotExists(key, name)
+        full = await self._require(dataset_id)
+        if name in await self._snapshot_names(dataset_id):
+            raise SnapshotExists(dataset_id, name)
         try:
             await self._zfs("snapshot", f"{full}@{name}")
         except CommandFailed as error:
             if b"exists" in error.stderr:
-                raise SnapshotExists(key, name) from None
+                raise SnapshotExists(dataset_id, name) from None
             raise
-        for snapshot in await self._list_snapshots(key):
+        for snapshot in await self._list_snapshots(dataset_id):
             if snapshot.name == name:
                 return snapshot
-        raise UnknownSnapshot(key, name)  # destroyed meanwhile
+        raise UnknownSnapshot(dataset_id, name)  # destroyed meanwhile
 
     @backend_operation(LIST_SNAPSHOTS)
     async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_snapshots`."""
-        return await self._list_snapshots(check_dataset_id(dataset_id))
+        return await self._list_snapshots(dataset_id)
 
     @backend_operation(ROLLBACK, snapshot="name")
     async def rollback(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.rollback`."""
-        key = check_dataset_id(dataset_id)
-        await self._repair(key)
-        full = await self._require_snapshot(key, name)
-        names = await self._raw_names(key)
-        later = [f"{self._name(key)}@{n}" for n in names[names.index(name) + 1 :]]
+        await self._repair(dataset_id)
+        full = await self._require_snapshot(dataset_id, name)
+        names = await self._raw_names(dataset_id)
+        later = [f"{self._name(dataset_id)}@{n}" for n in names[names.index(name) + 1 :]]
         clones = await self._clones_of(later)
         if any(not _is_part(clone) for clone in clones):
             raise DependentClones(
-                f"later snapshots of {key} have clones: {', '.join(clones)}"
+                f"later snapshots of {dataset_id} have clones: {', '.join(clones)}"
             )
         if not clones:
             await self._retrying("rollback", "-r", full)
             return
         # Set-aside snapshots need later snapshots: those go to a part.
-        self._detaching.add(key)
+        self._detaching.add(dataset_id)
         try:
-            part = await self._detach(key, name)
-            await self._keep_pinned(key, part)
+            part = await self._detach(dataset_id, name)
+            await self._keep_pinned(dataset_id, part)
         finally:
-            self._detaching.discard(key)
+            self._detaching.discard(dataset_id)
 
     @backend_operation(SET_ASIDE, snapshot="name")
     async def set_aside(self, dataset_id: str, name: str, base: str) -> SnapshotInfo:
         """See :meth:`IVolumeBackend.set_aside` and the module docstring."""
-        key = check_set_aside_arguments(dataset_id, name, base)
-        await self._repair(key)
-        full = await self._require(key)
+        await self._repair(dataset_id)
+        full = await self._require(dataset_id)
         check_set_aside(
-            key,
-            await self._snapshot_names(key),
-            [info.name for _, info in await self._list_set_aside(key)],
+            dataset_id,
+            await self._snapshot_names(dataset_id),
+            [info.name for _, info in await self._list_set_aside(dataset_id)],
             name,
             base,
         )
         hidden = f"{full}@{SET_ASIDE_PREFIX}{name}"
         if await self._exists(hidden):  # an interrupted call's, not yet detached
             await self._retrying("destroy", hidden)
-        self._detaching.add(key)
+        self._detaching.add(dataset_id)
         try:
             await self._zfs("snapshot", hidden)
-            await self._detach(key, base)
+            await self._detach(dataset_id, base)
         finally:
-            self._detaching.discard(key)
-        for _, info in await self._list_set_aside(key):
+            self._detaching.discard(dataset_id)
+        for _, info in await self._list_set_aside(dataset_id):
             if info.name == name:
                 return info
-        raise UnknownSnapshot(key, name)  # destroyed meanwhile
+        raise UnknownSnapshot(dataset_id, name)  # destroyed meanwhile
 
     @backend_operation(LIST_SET_ASIDE)
     async def list_set_aside(self, dataset_id: str) -> list[SnapshotInfo]:
         """See :meth:`IVolumeBackend.list_set_aside`."""
-        key = check_dataset_id(dataset_id)
-        await self._repair(key)
-        await self._require(key)
-        return [info for _, info in await self._list_set_aside(key)]
+        await self._repair(dataset_id)
+        await self._require(dataset_id)
+        return [info for _, info in await self._list_set_aside(dataset_id)]
 
     @backend_operation(DESTROY_SNAPSHOT, snapshot="name")
     async def destroy_snapshot(self, dataset_id: str, name: str) -> None:
         """See :meth:`IVolumeBackend.destroy_snapshot`."""
-        key = check_dataset_id(dataset_id)
-        check_snapshot_name(name)
-        full = f"{self._name(key)}@{name}"
+        full = f"{self._name(dataset_id)}@{name}"
         if not await self._exists(full):
             return
         clones = await self._clones_of([full])
@@ -975,7 +956,7 @@ class ZFSVolumeBackend:
         if clones:
             # Only set-aside snapshots need it: it is no longer listed
             # and goes with the dataset.
-            held = f"{self._name(key)}@{HELD_PREFIX}{uuid.uuid4().hex[:12]}"
+            held = f"{self._name(dataset_id)}@{HELD_PREFIX}{uuid.uuid4().hex[:12]}"
             await self._retrying("rename", full, held)
             return
         await self._retrying("destroy", full)
@@ -985,11 +966,8 @@ class ZFSVolumeBackend:
         self, dataset_id: str, snapshot: str, new_dataset_id: str
     ) -> DatasetInfo:
         """See :meth:`IVolumeBackend.clone`."""
-        key = check_dataset_id(dataset_id)
-        new_key = check_dataset_id(new_dataset_id)
-        check_snapshot_name(snapshot)
-        new_name = self._name(new_key)
-        options = ["-o", f"{ID_PROPERTY}={new_key}"]
+        new_name = self._name(new_dataset_id)
+        options = ["-o", f"{ID_PROPERTY}={new_dataset_id}"]
         size = self.capabilities.default_maximum_size
         if size is not None:
             options += ["-o", f"refquota={size}"]
@@ -997,27 +975,26 @@ class ZFSVolumeBackend:
         # clones fast); only a failure looks for what was wrong.
         try:
             await self._zfs(
-                "clone", *options, f"{self._name(key)}@{snapshot}", new_name
+                "clone", *options, f"{self._name(dataset_id)}@{snapshot}", new_name
             )
         except CommandFailed:
             if await self._exists(new_name):
-                raise DatasetExists(new_key) from None
-            await self._require(key)
-            aside = [s for s, info in await self._list_set_aside(key) if info.name == snapshot]
+                raise DatasetExists(new_dataset_id) from None
+            await self._require(dataset_id)
+            aside = [s for s, info in await self._list_set_aside(dataset_id) if info.name == snapshot]
             if not aside:
-                await self._require_snapshot(key, snapshot)
+                await self._require_snapshot(dataset_id, snapshot)
                 raise
             await self._zfs("clone", *options, aside[0], new_name)
-        return await self._info(new_key)
+        return await self._info(new_dataset_id)
 
     @backend_operation(SEND)
     async def send(
         self, dataset_id: str, snapshot: str, base: str | None = None
     ) -> IStreamSource:
         """See :meth:`IVolumeBackend.send`; the stream is ``zfs send``'s."""
-        key = check_send_arguments(dataset_id, snapshot, base)
-        name = await self._require(key)
-        check_send_names(key, await self._list_snapshots(key), snapshot, base)
+        name = await self._require(dataset_id)
+        check_send_names(dataset_id, await self._list_snapshots(dataset_id), snapshot, base)
         argv = ["zfs", "send"]
         if base is not None:
             argv += ["-i", f"{name}@{base}"]
@@ -1026,7 +1003,7 @@ class ZFSVolumeBackend:
             self._reactor,
             argv,
             backend=_KIND,
-            dataset_id=key,
+            dataset_id=dataset_id,
             snapshot=snapshot,
             base=base,
             stream_format=STREAM_FORMAT,
@@ -1037,10 +1014,10 @@ class ZFSVolumeBackend:
         self, dataset_id: str, base: str | None = None, replace: bool = False
     ) -> IStreamSink:
         """See :meth:`IVolumeBackend.receive` and the module docstring."""
-        key = check_receive_arguments(dataset_id, base, replace)
+        check_replace(base, replace)
         if base is None:
-            return await self._receive_full(key, replace)
-        return await self._receive_incremental(key, base)
+            return await self._receive_full(dataset_id, replace)
+        return await self._receive_incremental(dataset_id, base)
 
     def _temporary_name(self) -> str:
         return f"{self.pool_name}/{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}"
