@@ -14,14 +14,13 @@ This package imports nothing from Flocker but :mod:`flocker.ca` (the
 certificate checks).
 """
 
+from ._handshake import TLS_REFUSED, TLSFailed
 from ._pipe_writer import PAUSE_ABOVE, PipeWriter
 from ._threaded_tls import (
     BACKGROUND_NICE,
     DELIVERY_SIZE,
     HIGH_WATER,
     LOW_WATER,
-    TLS_REFUSED,
-    TLSFailed,
     in_background,
 )
 from ._threaded_tls_endpoints import (

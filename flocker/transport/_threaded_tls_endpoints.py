@@ -36,13 +36,8 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._threaded_tls import (
-    TLS_REFUSED,
-    TLSFailed,
-    _address,
-    _Handshake,
-    _ThreadedTLSTransport,
-)
+from ._handshake import TLS_REFUSED, TLSFailed, _address, _Handshake
+from ._threaded_tls import _ThreadedTLSTransport
 
 
 @implementer(IStreamClientEndpoint)

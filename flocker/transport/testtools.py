@@ -19,6 +19,7 @@ What one transport does and the other does not is a capability of its
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -181,6 +182,32 @@ class CountingProducer:
     def stopProducing(self) -> None:  # noqa: N802
         """The connection is gone."""
         self.stopped = True
+
+
+def idle(port: int, count: int, source: str = "127.0.0.1") -> list[socket.socket]:
+    """``count`` TCP connections from ``source`` that never start TLS."""
+    made = []
+    for _ in range(count):
+        connection = socket.socket()
+        connection.bind((source, 0))
+        try:
+            connection.connect(("127.0.0.1", port))
+        except ConnectionError:  # refused over the caps before connect returned
+            connection.close()
+            continue
+        made.append(connection)
+    return made
+
+
+def closed_by_server(connection: socket.socket, wait: float) -> bool:
+    """Whether the server ends (or resets) the connection within ``wait`` seconds."""
+    connection.settimeout(wait)
+    try:
+        return connection.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
 
 
 class TLSLoopback(Protocol):
