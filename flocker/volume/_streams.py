@@ -27,8 +27,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..common import logged
 from ..transport import PipeWriter
-from ._common import logged
 from ._interface import (
     BadStream,
     DependentClones,
