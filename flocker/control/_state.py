@@ -334,7 +334,9 @@ class DeploymentState(PClass):
         Merge a report: its known fields replace the old, its unknowns keep them.
 
         A report with a new ``era`` (the node rebooted) forgets what was known
-        from the old era.
+        from the old era.  A report that changes nothing returns this very
+        state (agents report every second; a new state would check the
+        invariant over every node).
         """
         old = self.nodes.get(state.uuid)
         if old is not None and not (
@@ -346,6 +348,8 @@ class DeploymentState(PClass):
                 if getattr(state, name) is not None
             }
             state = old.set(**changes)
+        if state == old:
+            return self
         return self.set(nodes=self.nodes.set(state.uuid, state))
 
     def remove_node(self, uuid: str) -> DeploymentState:

@@ -558,6 +558,15 @@ def test_update_node_new_era_forgets():
     assert merged == new
 
 
+def test_update_node_unchanged_is_the_same_state():
+    """A report that changes nothing leaves the very same state (no new one)."""
+    report = NodeState(uuid=NODE_A, hostname="10.0.0.1", applications={}, datasets={})
+    state = DeploymentState().update_node(report)
+    assert state.update_node(report) is state
+    assert state.update_node(NodeState(uuid=NODE_A, datasets={})) is state
+    assert state.update_node(report.set(hostname="10.0.0.2")) is not state
+
+
 def test_remove_node_state():
     """Removing a node forgets its state; removing an unknown one is a no-op."""
     s = DeploymentState().update_node(NodeState(uuid=NODE_A))
