@@ -169,6 +169,62 @@ class PortBusy(ModelError):
         )
 
 
+class DatasetElsewhere(ModelError):
+    """An application's volume is a dataset whose primary is on another node."""
+
+    def __str__(self) -> str:
+        """Say which dataset, where it is and where it was wanted."""
+        dataset_id, primary, node_uuid = self.args
+        return f"dataset {dataset_id} is on node {primary}, not {node_uuid}: move it first"
+
+
+class PortsTaken(ModelError):
+    """Another application on the node already publishes these external ports."""
+
+    def __str__(self) -> str:
+        """Say which ports and which node."""
+        ports, node_uuid = self.args
+        return (
+            f"external port(s) {', '.join(map(str, ports))} already used on "
+            f"node {node_uuid}"
+        )
+
+
+class InvalidSnapshotName(ModelError):
+    """A user asked for a snapshot by a name users may not give."""
+
+    def __str__(self) -> str:
+        """Say what a snapshot name is."""
+        return (
+            f"{self.args[0]!r} is not a snapshot name: 1-64 letters, digits and _.:-, "
+            "starting with a letter or digit, not starting with 'flocker'"
+        )
+
+
+class SnapshotHasClones(ModelError):
+    """A configured clone is made from the snapshot, so it cannot be destroyed."""
+
+    def __str__(self) -> str:
+        """Say which snapshot and which clone."""
+        dataset_id, name, clone = self.args
+        return (
+            f"snapshot {name!r} of {dataset_id} has clones: dataset "
+            f"{clone} is made from it (delete it first)"
+        )
+
+
+class RollbackDiscardsNeeded(ModelError):
+    """A rollback would discard a later snapshot an environment or clone needs."""
+
+    def __str__(self) -> str:
+        """Say which snapshot would go and what needs it."""
+        snapshot, later, needed_by = self.args
+        return (
+            f"rolling back to {snapshot!r} would discard the later snapshot "
+            f"{later!r}, which {needed_by} is made from"
+        )
+
+
 class PrimaryAsReplica(ModelError):
     """The dataset's primary node was listed as one of its standing replicas."""
 

@@ -42,10 +42,14 @@ from ._checks import (
     ApplicationAlreadyExists,
     DatasetDeleted,
     EnvironmentAlreadyExists,
+    InvalidSnapshotName,
     ModelError,
     PortBusy,
+    RollbackDiscardsNeeded,
+    SnapshotHasClones,
     UnknownApplication,
     UnknownEnvironment,
+    is_snapshot_name,
     is_valid_name,
 )
 from ._environments import Environment, EnvironmentCopy
@@ -73,6 +77,7 @@ __all__ = [
     "FIRST_FREE_PORT",
     "BusyPorts",
     "busy_ports_of",
+    "check_snapshot_name",
     "clone_environment",
     "copy_name",
     "delete_copy",
@@ -80,8 +85,64 @@ __all__ = [
     "environment_datasets",
     "move_blocked_ports",
     "PortMove",
+    "refuse_destroying_cloned_snapshot",
+    "refuse_rollback_past_needed",
     "reset_copy",
 ]
+
+
+def check_snapshot_name(name: str) -> str:
+    """
+    ``name``, if it is a snapshot name a user may give.
+
+    :raise InvalidSnapshotName: it is not (``flocker``-prefixed names are
+        the control service's own).
+    """
+    if not is_snapshot_name(name):
+        raise InvalidSnapshotName(name)
+    return name
+
+
+def refuse_destroying_cloned_snapshot(
+    deployment: Deployment, dataset_id: str, name: str
+) -> None:
+    """
+    Refuse to destroy a snapshot a configured (not deleted) clone is made from.
+
+    :raise SnapshotHasClones: one is.
+    """
+    for dataset, _ in deployment.all_datasets():
+        origin = dataset.origin
+        if (
+            not dataset.deleted
+            and origin is not None
+            and (origin.dataset_id, origin.snapshot) == (dataset_id, name)
+        ):
+            raise SnapshotHasClones(dataset_id, name, dataset.dataset_id)
+
+
+def refuse_rollback_past_needed(
+    deployment: Deployment, dataset_id: str, snapshot: str, reported: list[str]
+) -> None:
+    """
+    Refuse a rollback that would discard a later snapshot something needs:
+    an environment was cloned from it, or a configured clone is made from it.
+
+    :param reported: the dataset's snapshots, oldest first, as its primary
+        last reported them (a rollback to one not among them is not refused
+        here).
+    :raise RollbackDiscardsNeeded: it would.
+    """
+    if snapshot not in reported:
+        return
+    later = set(reported[reported.index(snapshot) + 1 :])
+    needed = {e.snapshot: f"environment {e.name!r}" for e in deployment.environments.values()}
+    for dataset, _ in deployment.all_datasets():
+        origin = dataset.origin
+        if origin is not None and origin.dataset_id == dataset_id and not dataset.deleted:
+            needed.setdefault(origin.snapshot, f"clone {dataset.dataset_id}")
+    for name in sorted(later & set(needed)):
+        raise RollbackDiscardsNeeded(snapshot, name, needed[name])
 
 
 def copy_name(original: str, environment: str, copy: str) -> str:

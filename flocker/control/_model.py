@@ -47,6 +47,7 @@ from ._checks import (
     ApplicationAlreadyExists,
     DatasetAlreadyExists,
     DatasetDeleted,
+    DatasetElsewhere,
     DatasetInUse,
     DatasetLeased,
     DuplicateReplicas,
@@ -55,6 +56,7 @@ from ._checks import (
     ModelError,
     NotAReplica,
     PortBusy,
+    PortsTaken,
     PrimaryAsReplica,
     TooManyReplicas,
     UnknownApplication,
@@ -84,6 +86,7 @@ __all__ = [
     "Dataset",
     "DatasetAlreadyExists",
     "DatasetDeleted",
+    "DatasetElsewhere",
     "DatasetInUse",
     "DatasetLeased",
     "Deployment",
@@ -91,6 +94,7 @@ __all__ = [
     "MAXIMUM_REPLICAS",
     "NotAReplica",
     "PortBusy",
+    "PortsTaken",
     "PrimaryAsReplica",
     "Replication",
     "TooManyReplicas",
@@ -822,7 +826,7 @@ class Deployment(PClass):
                 leases = leases.release(member)
         result = result.set(leases=leases)
         if app is not None:
-            result = result.add_application(app, node_uuid)
+            result = result._place_application(app, node_uuid)
         return result, group
 
     def delete_dataset(self, dataset_id: str) -> Deployment:
@@ -872,8 +876,13 @@ class Deployment(PClass):
         Add an application to a node; its volumes must be primaries there.
 
         :raise ApplicationAlreadyExists: the name is taken.
-        :raise pyrsistent.InvariantException: a volume is not a live primary on
-            that node, or a port clashes.
+        :raise UnknownDataset: a volume's dataset does not exist.
+        :raise DatasetDeleted: a volume's dataset is deleted.
+        :raise DatasetElsewhere: a volume's dataset's primary is on another node.
+        :raise DatasetInUse: another application on the node mounts a volume's
+            dataset.
+        :raise PortsTaken: another application on the node publishes one of
+            its external ports.
         """
         try:
             self.get_application(application.name)
@@ -882,9 +891,42 @@ class Deployment(PClass):
         else:
             raise ApplicationAlreadyExists(application.name)
         node = self.get_node(node_uuid)
+        for volume in application.volumes:
+            dataset, primary = self.get_dataset(volume.dataset_id)
+            if dataset.deleted:
+                raise DatasetDeleted(dataset.dataset_id)
+            if primary != node_uuid:
+                raise DatasetElsewhere(dataset.dataset_id, primary, node_uuid)
+            user = node.application_using(volume.dataset_id)
+            if user is not None:
+                raise DatasetInUse(volume.dataset_id, user.name)
+        self.check_ports(application, node_uuid)
+        return self._place_application(application, node_uuid)
+
+    def _place_application(self, application: Application, node_uuid: str) -> Deployment:
+        """Put an application on a node, checked only by the invariants."""
+        node = self.get_node(node_uuid)
         return self.update_node(
             node.set(applications=node.applications.set(application.name, application))
         )
+
+    def check_ports(self, application: Application, node_uuid: str) -> None:
+        """
+        Refuse an application whose external ports another application on
+        the node already publishes.
+
+        :raise PortsTaken: one or more of them are taken.
+        """
+        node = self.get_node(node_uuid)
+        taken = {
+            p.external_port
+            for other in node.applications.values()
+            if other.name != application.name
+            for p in other.ports
+        }
+        clash = sorted(taken & {p.external_port for p in application.ports})
+        if clash:
+            raise PortsTaken(clash, node_uuid)
 
     def remove_application(self, name: str) -> Deployment:
         """
@@ -914,4 +956,4 @@ class Deployment(PClass):
         for volume in app.volumes:
             dataset, _ = result.get_dataset(volume.dataset_id)
             result = result._move_manifestation(dataset, source, node_uuid)
-        return result.add_application(app, node_uuid)
+        return result._place_application(app, node_uuid)

@@ -12,13 +12,12 @@ from typing import Any
 
 from twisted.internet import defer
 
-from .._checks import is_snapshot_name
 from .._httpjson import APIError
 from .._model import DatasetDeleted
 from .._protocol import AgentUnavailable
 from ._context import APIContext
 
-__all__ = ["AGENT_TIMEOUT", "check_user_name", "on_primary", "require_snapshot"]
+__all__ = ["AGENT_TIMEOUT", "on_primary", "require_snapshot"]
 
 #: Seconds a node's dataset agent has to answer a snapshot operation.
 AGENT_TIMEOUT = 30.0
@@ -78,14 +77,3 @@ async def require_snapshot(context: APIContext, dataset_id: str, name: str) -> N
     listed = await on_primary(context, dataset_id, "list")
     if name not in {s["name"] for s in listed["snapshots"]}:
         raise APIError(404, f"dataset {dataset_id} has no snapshot {name!r}")
-
-
-def check_user_name(name: str) -> str:
-    """``name`` if it is a snapshot name a user may give; 400 if not."""
-    if not is_snapshot_name(name):
-        raise APIError(
-            400,
-            f"{name!r} is not a snapshot name: 1-64 letters, digits and _.:-, "
-            "starting with a letter or digit, not starting with 'flocker'",
-        )
-    return name

@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from .._checks import InvalidSnapshotName, RollbackDiscardsNeeded, SnapshotHasClones
 from .._etcd import EtcdUnavailable
 from .._httpjson import APIError, invariant_reasons, json_response, read_body
 from .._httpschema import klein_path, operations
@@ -32,6 +33,7 @@ from .._model import (
     ApplicationAlreadyExists,
     DatasetAlreadyExists,
     DatasetDeleted,
+    DatasetElsewhere,
     DatasetInUse,
     DatasetLeased,
     Deployment,
@@ -40,6 +42,7 @@ from .._model import (
     ModelError,
     NotAReplica,
     PortBusy,
+    PortsTaken,
     UnknownApplication,
     UnknownDataset,
     UnknownEnvironment,
@@ -195,6 +198,11 @@ MODEL_ERRORS: list[tuple[type[Exception], int]] = [
     (UnknownEnvironment, 404),
     (EnvironmentAlreadyExists, 409),
     (PortBusy, 409),
+    (DatasetElsewhere, 409),
+    (PortsTaken, 409),
+    (SnapshotHasClones, 409),
+    (RollbackDiscardsNeeded, 409),
+    (InvalidSnapshotName, 400),
     (ModelError, 400),
 ]
 

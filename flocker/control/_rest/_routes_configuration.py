@@ -27,12 +27,9 @@ from .._httpjson import (
 from .._model import (
     KEEP,
     Application,
-    ApplicationAlreadyExists,
     Dataset,
     DatasetDeleted,
-    DatasetInUse,
     Deployment,
-    UnknownApplication,
 )
 from ._context import (
     APIContext,
@@ -290,27 +287,6 @@ class ConfigurationRoutes:
 
         def change(deployment: Deployment) -> Deployment:
             self.context.require_node(deployment, node_uuid, "node_uuid")
-            try:
-                deployment.get_application(app.name)
-            except UnknownApplication:
-                pass
-            else:
-                raise ApplicationAlreadyExists(app.name)
-            node = deployment.get_node(node_uuid)
-            for volume in app.volumes:
-                dataset, primary = deployment.get_dataset(volume.dataset_id)
-                if dataset.deleted:
-                    raise DatasetDeleted(dataset.dataset_id)
-                if primary != node_uuid:
-                    raise APIError(
-                        409,
-                        f"dataset {dataset.dataset_id} is on node {primary}, not "
-                        f"{node_uuid}: move it first",
-                    )
-                user = node.application_using(volume.dataset_id)
-                if user is not None:
-                    raise DatasetInUse(volume.dataset_id, user.name)
-            _check_ports(deployment, app, node_uuid)
             return deployment.add_application(app, node_uuid)
 
         stored = await self.context.change(expected_tag, change)
@@ -331,7 +307,7 @@ class ConfigurationRoutes:
             app, source = deployment.get_application(name)
             self.context.require_node(deployment, node_uuid, "node_uuid")
             if source != node_uuid:
-                _check_ports(deployment, app, node_uuid)
+                deployment.check_ports(app, node_uuid)
                 self.context.refuse_diverged_target([v.dataset_id for v in app.volumes], node_uuid)
                 self.context.refuse_unsettled_failover(deployment, [v.dataset_id for v in app.volumes])
             return deployment.move_application(name, node_uuid)
@@ -354,22 +330,3 @@ class ConfigurationRoutes:
         stored = await self.context.change(expected_tag, change)
         app, node = removed[0]
         return Response(200, container_json(app, node), stored)
-
-
-def _check_ports(deployment: Deployment, app: Application, node_uuid: str) -> None:
-    """Refuse (409) an application whose external ports are taken on the node."""
-    node = deployment.get_node(node_uuid)
-    taken = {
-        p.external_port
-        for other in node.applications.values()
-        if other.name != app.name
-        for p in other.ports
-    }
-    clash = sorted(taken & {p.external_port for p in app.ports})
-    if clash:
-        raise APIError(
-            409,
-            f"external port(s) {', '.join(map(str, clash))} already used on "
-            f"node {node_uuid}",
-        )
-

@@ -48,11 +48,16 @@ from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.web.server import Request
 
+from .._cloning import (
+    check_snapshot_name,
+    refuse_destroying_cloned_snapshot,
+    refuse_rollback_past_needed,
+)
 from .._httpjson import APIError, check_uuid, dataset_json, set_aside_json
 from .._logging import FAILOVER
 from .._model import Dataset, DatasetDeleted, Deployment, Origin, RollbackRequest
 from .._state import Snapshot
-from ._agents import check_user_name, on_primary, require_snapshot
+from ._agents import on_primary, require_snapshot
 from ._context import APIContext
 from ._operation import Response, operation, serve_errors
 
@@ -112,7 +117,7 @@ class DatasetRoutes:
     ) -> Response:
         """Take a snapshot now."""
         dataset_id = check_uuid(dataset_id, "dataset_id")
-        name = check_user_name(body["name"])
+        name = check_snapshot_name(body["name"])
         result = await on_primary(self.context, dataset_id, "take", name)
         return Response(201, result["snapshot"])
 
@@ -123,53 +128,21 @@ class DatasetRoutes:
     ) -> Response:
         """Destroy a snapshot."""
         dataset_id = check_uuid(dataset_id, "dataset_id")
-        check_user_name(name)
-        for dataset, _ in self.context.configuration_service.deployment.all_datasets():
-            origin = dataset.origin
-            if (
-                not dataset.deleted
-                and origin is not None
-                and (origin.dataset_id, origin.snapshot) == (dataset_id, name)
-            ):
-                raise APIError(
-                    409,
-                    f"snapshot {name!r} of {dataset_id} has clones: dataset "
-                    f"{dataset.dataset_id} is made from it (delete it first)",
-                )
+        check_snapshot_name(name)
+        refuse_destroying_cloned_snapshot(
+            self.context.configuration_service.deployment, dataset_id, name
+        )
         result = await on_primary(self.context, dataset_id, "destroy", name)
         return Response(200, result["snapshot"])
 
     # -- rollback and clones ---------------------------------------------------
 
-    def _refuse_rollback_past_needed(
-        self, dataset_id: str, snapshot: str
-    ) -> None:
-        """
-        Refuse (409) a rollback that would discard a later snapshot something
-        needs: an environment was cloned from it, or a configured clone is made
-        from it.  The order of the snapshots is the primary's last report.
-        """
-        deployment = self.context.configuration_service.deployment
-        _, primary = deployment.get_dataset(dataset_id)
-        reported = (
-            self.context.cluster_state_service.as_deployment_state().get_node(primary).datasets or {}
-        ).get(dataset_id)
-        names = [s.name for s in reported.snapshots] if reported is not None else []
-        if snapshot not in names:
-            return
-        later = set(names[names.index(snapshot) + 1 :])
-        needed = {e.snapshot: f"environment {e.name!r}" for e in deployment.environments.values()}
-        for dataset, _ in deployment.all_datasets():
-            origin = dataset.origin
-            if origin is not None and origin.dataset_id == dataset_id and not dataset.deleted:
-                needed.setdefault(origin.snapshot, f"clone {dataset.dataset_id}")
-        for name in sorted(later & set(needed)):
-            raise APIError(
-                409,
-                f"rolling back to {snapshot!r} would discard the later snapshot "
-                f"{name!r}, which {needed[name]} is made from",
-            )
-
+    def _reported_snapshots(self, dataset_id: str) -> list[str]:
+        """The dataset's snapshots, oldest first, as its primary last reported them."""
+        _, primary = self.context.configuration_service.deployment.get_dataset(dataset_id)
+        state = self.context.cluster_state_service.as_deployment_state()
+        reported = (state.get_node(primary).datasets or {}).get(dataset_id)
+        return [s.name for s in reported.snapshots] if reported is not None else []
 
     @operation(app, "rollback_dataset", MOUNT)
     async def rollback_dataset(
@@ -181,9 +154,14 @@ class DatasetRoutes:
     ) -> Response:
         """Ask for a rollback (the agents carry it out)."""
         dataset_id = check_uuid(dataset_id, "dataset_id")
-        snapshot = check_user_name(body["snapshot"])
+        snapshot = check_snapshot_name(body["snapshot"])
         await require_snapshot(self.context, dataset_id, snapshot)
-        self._refuse_rollback_past_needed(dataset_id, snapshot)
+        refuse_rollback_past_needed(
+            self.context.configuration_service.deployment,
+            dataset_id,
+            snapshot,
+            self._reported_snapshots(dataset_id),
+        )
         rollback = RollbackRequest(snapshot=snapshot, request_id=str(uuid4()))
         stored = await self.context.change(
             expected_tag, lambda deployment: deployment.rollback_dataset(dataset_id, rollback)
@@ -205,7 +183,7 @@ class DatasetRoutes:
     ) -> Response:
         """Add a clone of one of the dataset's snapshots, on the same node."""
         dataset_id = check_uuid(dataset_id, "dataset_id")
-        snapshot = check_user_name(body["snapshot"])
+        snapshot = check_snapshot_name(body["snapshot"])
         new_id = check_uuid(body.get("dataset_id", str(uuid4())), "dataset_id")
         source, _ = self.context.configuration_service.deployment.get_dataset(dataset_id)
         await require_snapshot(self.context, dataset_id, snapshot)

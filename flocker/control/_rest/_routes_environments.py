@@ -29,7 +29,7 @@ from .._cloning import (
 )
 from .._environments import Environment, EnvironmentCopy
 from .._httpjson import APIError
-from .._model import Deployment
+from .._model import Deployment, UnknownEnvironment
 from ._agents import on_primary
 from ._context import APIContext
 from ._operation import Response, operation, serve_errors
@@ -85,7 +85,7 @@ def _environment_json(deployment: Deployment, environment: Environment) -> dict[
 def _get_environment(deployment: Deployment, name: str) -> Environment:
     environment = deployment.environments.get(name)
     if environment is None:
-        raise APIError(404, f"unknown environment {name!r}")
+        raise UnknownEnvironment(name)
     return environment
 
 
