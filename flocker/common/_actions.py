@@ -21,4 +21,5 @@ def logged(
     action = action_type(**fields)
     with action.context():
         result: Deferred[T] = Deferred.fromCoroutine(body())
-        return DeferredContext(result).addActionFinish()
+        finished: Deferred[T] = DeferredContext(result).addActionFinish()
+        return finished

@@ -81,7 +81,7 @@ def load_config(path: str, schema: dict[str, Any]) -> dict[str, Any]:
     """
     try:
         with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
+            document: dict[str, Any] | None = yaml.safe_load(handle)
     except OSError as error:
         raise ConfigurationError(path, error.strerror or str(error)) from None
     except yaml.YAMLError as error:

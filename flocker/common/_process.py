@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from eliot.twisted import DeferredContext
 from pyrsistent import PClass, field
@@ -118,7 +119,7 @@ class _Collector(ProcessProtocol):
         if reason.check(ProcessDone):
             self.ended.callback(0)
         elif reason.check(ProcessTerminated):
-            self.ended.callback(reason.value.exitCode)
+            self.ended.callback(cast(ProcessTerminated, reason.value).exitCode)
         else:  # pragma: no cover - Twisted reports only those two
             self.ended.errback(reason)
 
@@ -160,7 +161,8 @@ def run_command(
             failed.errback(
                 CommandFailed(argv, 127, b"", f"{argv[0]}: command not found".encode())
             )
-            return DeferredContext(failed).addActionFinish()
+            refused: Deferred[CommandResult] = DeferredContext(failed).addActionFinish()
+            return refused
 
         collector = _Collector(stdin)
         reactor.spawnProcess(
@@ -199,7 +201,8 @@ def run_command(
 
         ended = DeferredContext(collector.ended)
         ended.addCallback(finished)
-        return ended.addActionFinish()
+        result: Deferred[CommandResult] = ended.addActionFinish()
+        return result
 
 
 def _which(name: str, env: Mapping[str, str] | None) -> str | None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from itertools import repeat
 from typing import TypeVar
 
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
@@ -70,7 +70,7 @@ def loop_until(
 
     async def loop() -> T:
         while True:
-            result = await maybeDeferred(_call, predicate)
+            result = await _call(predicate)
             if result:
                 return result
             try:
@@ -112,7 +112,7 @@ def retry_failure(
         while True:
             tries += 1
             try:
-                return await maybeDeferred(_call, function)
+                return await _call(function)
             except expected as error:
                 if not should_retry(error):
                     raise
@@ -125,9 +125,11 @@ def retry_failure(
     return ensureDeferred(attempt())
 
 
-def _call(function: Callable[[], object]) -> object:
-    """Call ``function``, turning a coroutine it returns into a Deferred."""
+def _call(function: Callable[[], T | Awaitable[T] | Deferred[T]]) -> Deferred[T]:
+    """Call ``function``; a Deferred of what it returns, a coroutine awaited."""
     result = function()
-    if isinstance(result, Awaitable) and not isinstance(result, Deferred):
+    if isinstance(result, Deferred):
+        return result
+    if isinstance(result, Awaitable):
         return ensureDeferred(result)  # type: ignore[arg-type]
-    return result
+    return succeed(result)

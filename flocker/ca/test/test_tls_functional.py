@@ -363,7 +363,7 @@ async def test_https_policy(cluster: TestClusterCredentials) -> None:
     files = control(cluster)
     port = await SSL4ServerEndpoint(
         reactor, 0, server(files), interface="127.0.0.1"
-    ).listen(Site(_Hello()))  # type: ignore[no-untyped-call]  # Resource()
+    ).listen(Site(_Hello()))
     try:
         alice = load_tls_files(cluster.user_directories["alice"], "alice")
         policy = ClusterPolicyForHTTPS(alice.credential, alice.authority)

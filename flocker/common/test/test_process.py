@@ -1,7 +1,10 @@
 """Tests for ``flocker.common.run_command`` against real child processes."""
 
+from pathlib import Path
+
 import pytest
 import pytest_twisted
+from eliot import MemoryLogger
 from eliot.testing import LoggedAction
 from twisted.internet import reactor
 
@@ -12,7 +15,7 @@ pytestmark = pytest.mark.functional
 
 
 @pytest_twisted.ensureDeferred
-async def test_output_and_exit_code():
+async def test_output_and_exit_code() -> None:
     """A successful command's standard output and error are returned."""
     result = await run_command(reactor, ["sh", "-c", "echo out; echo err >&2"])
     assert (result.exit_code, result.stdout, result.stderr) == (0, b"out\n", b"err\n")
@@ -20,14 +23,14 @@ async def test_output_and_exit_code():
 
 
 @pytest_twisted.ensureDeferred
-async def test_stdin():
+async def test_stdin() -> None:
     """Bytes given as ``stdin`` reach the command."""
     result = await run_command(reactor, ["cat"], stdin=b"flocker\x00data")
     assert result.stdout == b"flocker\x00data"
 
 
 @pytest_twisted.ensureDeferred
-async def test_failure_carries_command_and_stderr():
+async def test_failure_carries_command_and_stderr() -> None:
     """A non-zero exit raises CommandFailed with argv, status and stderr."""
     with pytest.raises(CommandFailed) as info:
         await run_command(reactor, ["sh", "-c", "echo oops >&2; exit 3"])
@@ -38,14 +41,14 @@ async def test_failure_carries_command_and_stderr():
 
 
 @pytest_twisted.ensureDeferred
-async def test_unchecked_failure_is_returned():
+async def test_unchecked_failure_is_returned() -> None:
     """With ``check=False`` a non-zero exit is a result, not an error."""
     result = await run_command(reactor, ["sh", "-c", "exit 4"], check=False)
     assert result.exit_code == 4
 
 
 @pytest_twisted.ensureDeferred
-async def test_missing_command():
+async def test_missing_command() -> None:
     """A command that is not installed fails with status 127."""
     with pytest.raises(CommandFailed) as info:
         await run_command(reactor, ["flocker-no-such-command"])
@@ -54,7 +57,7 @@ async def test_missing_command():
 
 
 @pytest_twisted.ensureDeferred
-async def test_timeout_kills():
+async def test_timeout_kills() -> None:
     """A command running past its timeout is killed and CommandTimedOut raised."""
     with pytest.raises(CommandTimedOut) as info:
         await run_command(reactor, ["sleep", "30"], timeout=0.2)
@@ -62,7 +65,7 @@ async def test_timeout_kills():
 
 
 @pytest_twisted.ensureDeferred
-async def test_environment_and_directory(tmp_path):
+async def test_environment_and_directory(tmp_path: Path) -> None:
     """``env`` and ``path`` set the child's environment and directory."""
     result = await run_command(
         reactor,
@@ -74,7 +77,7 @@ async def test_environment_and_directory(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_logged_as_action(eliot_logger):
+async def test_logged_as_action(eliot_logger: MemoryLogger) -> None:
     """Each run is a flocker:common:run_command action with argv and status."""
     await run_command(reactor, ["true"])
     [action] = LoggedAction.of_type(eliot_logger.messages, RUN_COMMAND)
