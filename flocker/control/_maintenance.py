@@ -4,7 +4,7 @@
 automatic failover decisions, the clean-up of deleted datasets and finished
 moves, the moving of environment copies off taken ports and the removal of
 expired leases from the configuration.  `flocker.control._leader` runs them
-while this instance leads; `flocker.control.httpapi.create_api_service`
+while this instance leads; `flocker.control.rest_service.create_api_service`
 runs the clean-up and the port moves itself when asked to (``duties``), for
 a control service without leader election and for tests.
 """

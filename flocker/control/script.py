@@ -89,7 +89,7 @@ from ._persistence import (
 from ._protocol import FENCE_MARGIN, ControlAMPService
 from ._relay import AgentRelay
 from ._shared_state import SharedClusterState
-from .httpapi import DEFAULT_FAILOVER_AFTER, create_api_service
+from .rest_service import DEFAULT_FAILOVER_AFTER, create_api_service
 
 __all__ = [
     "AGENT_PORT",

@@ -26,7 +26,7 @@ from flocker.control import (
 from flocker.control._maintenance import DeletedDatasetCleaner
 from flocker.control._protocol import AgentUnavailable
 from flocker.control._state import DatasetState, NodeState, Snapshot
-from flocker.control.httpapi import make_api_resource
+from flocker.control.rest_service import make_api_resource
 from flocker.node._roles import PRIMARY, MemoryRoles
 from flocker.node._snapshots import SnapshotOperations
 from flocker.volume.memory import MemoryVolumeBackend

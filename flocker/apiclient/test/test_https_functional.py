@@ -26,7 +26,7 @@ from flocker.control import (
     MemoryConfigurationStore,
 )
 from flocker.control._state import NodeState
-from flocker.control.httpapi import create_api_service
+from flocker.control.rest_service import create_api_service
 
 pytestmark = pytest.mark.functional
 

@@ -19,7 +19,7 @@ from flocker.apiclient import FakeFlockerClient, FlockerClient
 from flocker.cli._errors import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from flocker.cli._snapshots import check_snapshot_name, format_time
 from flocker.control._state import DatasetState, NodeState
-from flocker.control.httpapi import make_api_resource
+from flocker.control.rest_service import make_api_resource
 from flocker.control.test.test_httpapi import (
     DATASET,
     NODE_A,

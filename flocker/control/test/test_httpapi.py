@@ -31,7 +31,7 @@ from flocker.control import (
 )
 from flocker.control._httpschema import is_valid, operations
 from flocker.control._state import DatasetState, NodeState
-from flocker.control.httpapi import (
+from flocker.control.rest_service import (
     MAXIMUM_BODY_SIZE,
     make_api_resource,
 )

@@ -15,7 +15,7 @@ from treq.testing import StubTreq
 from twisted.internet.defer import fail, succeed
 
 from flocker.control._protocol import AgentUnavailable
-from flocker.control.httpapi import make_api_resource
+from flocker.control.rest_service import make_api_resource
 from flocker.control.test.test_httpapi import (
     DATASET,
     NODE_A,

@@ -11,7 +11,7 @@ import pytest
 from treq.testing import StubTreq
 
 from flocker.control._state import DatasetState, NodeState, Snapshot
-from flocker.control.httpapi import make_api_resource
+from flocker.control.rest_service import make_api_resource
 
 from .test_httpapi import DATASET, NODE_A, NODE_B, APIHarness
 from .test_httpapi_cloning import Agents

@@ -18,7 +18,7 @@ from flocker.control._httpjson import MAXIMUM_JSON_DEPTH, json_depth
 from flocker.control._httpschema import operations
 from flocker.control._protocol_agent import AgentAMPClient
 from flocker.control._transfers import TRANSFERS_BOUND
-from flocker.control.httpapi import make_api_resource
+from flocker.control.rest_service import make_api_resource
 from flocker.control.test.test_httpapi import DATASET, NODE_A, NODE_B, APIHarness
 from flocker.control.test.test_protocol import Control, connect, identify
 

@@ -16,7 +16,7 @@ from treq.testing import StubTreq
 from flocker.control._logging import FAILOVER
 from flocker.control._rest import DEFAULT_FAILOVER_AFTER
 from flocker.control._state import DatasetState, NodeState, Snapshot
-from flocker.control.httpapi import make_api_resource
+from flocker.control.rest_service import make_api_resource
 
 from .test_httpapi import (
     DATASET,
