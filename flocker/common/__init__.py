@@ -11,6 +11,7 @@ from ._process import (
     CommandTimedOut,
     run_command,
 )
+from ._reactors import TCPTimeReactor
 from ._retry import LoopExceeded, backoff, loop_until, retry_failure
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "CommandTimedOut",
     "ConfigurationError",
     "LoopExceeded",
+    "TCPTimeReactor",
     "backoff",
     "check_port",
     "format_address",

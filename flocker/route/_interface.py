@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
-from pyrsistent import PMap, PSet, pmap
+from pyrsistent import PMap, pmap
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
@@ -59,7 +59,7 @@ class IRouter(Interface):
     def routes() -> PMap[int, Route]:
         """The routes last given to `set_routes` (empty at first)."""
 
-    def listening() -> PSet[int]:
+    def listening() -> Set[int]:
         """
         The external ports actually accepting connections now.
 

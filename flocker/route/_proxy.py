@@ -21,11 +21,11 @@ a target affects new connections at once and leaves existing ones alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Set
+from typing import Any, Generic, TypeVar
 
 import attrs
-from pyrsistent import PMap, PSet, pmap, pset
+from pyrsistent import PMap, pmap, pset
 from twisted.application.service import Service
 from twisted.internet.defer import (
     CancelledError,
@@ -45,17 +45,20 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IListeningPort,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, ServerFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from flocker.common import backoff
+from flocker.common import TCPTimeReactor, backoff
 
 from ._interface import IRouter, check_routes
 from ._logging import CONNECTION, LISTEN_FAILED, SET_ROUTES
 from ._model import Route
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "NodeRouter"]
+
+#: The reactor a `NodeRouter` is given: tests keep their fake's own type.
+_Reactor = TypeVar("_Reactor", bound=TCPTimeReactor)
 
 #: Seconds to wait for a target to accept a forwarded connection.
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -178,7 +181,7 @@ class _Connection:
     :ivar client: the client's address, ``host:port``.
     """
 
-    router: NodeRouter
+    router: NodeRouter[Any]
     route: Route
     client: str
     client_end: _End | None = None
@@ -258,10 +261,10 @@ class _Connection:
         )
 
 
-class _RouteFactory(Factory):
+class _RouteFactory(ServerFactory):
     """Accepts connections on one routed port, for its router."""
 
-    def __init__(self, router: NodeRouter, external_port: int) -> None:
+    def __init__(self, router: NodeRouter[Any], external_port: int) -> None:
         """Accept for ``external_port`` of ``router``."""
         self.router = router
         self.external_port = external_port
@@ -276,7 +279,7 @@ class _RouteFactory(Factory):
 
 @implementer(IRouter)
 @attrs.define(eq=False)
-class NodeRouter(Service):
+class NodeRouter(Service, Generic[_Reactor]):
     """
     Forwards connections on this node's published ports to where they run.
 
@@ -298,7 +301,7 @@ class NodeRouter(Service):
         port that is in use, one iterator per port and failure streak.
     """
 
-    reactor: Any
+    reactor: _Reactor
     listen_address: str
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retry_delays: Callable[[], Iterator[float]] = _default_retry_delays
@@ -312,7 +315,7 @@ class NodeRouter(Service):
         """The routes last given to `set_routes`."""
         return self._routes
 
-    def listening(self) -> PSet[int]:
+    def listening(self) -> Set[int]:
         """The ports accepting connections now."""
         return pset(self._listeners)
 
@@ -343,7 +346,7 @@ class NodeRouter(Service):
 
     def startService(self) -> None:
         """Listen on every routed port."""
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's
         for port in sorted(self._routes):
             self._listen(port)
 
@@ -353,7 +356,7 @@ class NodeRouter(Service):
 
         Connections already forwarded carry on until either end closes them.
         """
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Twisted's
         ports = set(self._listeners) | set(self._retries)
         return gatherResults([self._stop(p) for p in sorted(ports)]).addCallback(
             lambda _: None
@@ -406,7 +409,7 @@ class NodeRouter(Service):
         listener = self._listeners.pop(port, None)
         if listener is None:
             return succeed(None)
-        stopping: Deferred[Any] = maybeDeferred(listener.stopListening)  # type: ignore[call-overload]
+        stopping: Deferred[Any] = maybeDeferred(listener.stopListening)
         stopping.addCallbacks(lambda _: None, lambda _: None)
         self._stopping[port] = stopping
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pyrsistent import PMap, PSet, pmap, pset
+from collections.abc import Set
+
+from pyrsistent import PMap, pmap, pset
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
@@ -45,6 +47,6 @@ class MemoryRouter:
         """The routes last given."""
         return self._routes
 
-    def listening(self) -> PSet[int]:
+    def listening(self) -> Set[int]:
         """Every routed port not in ``busy``."""
         return pset(p for p in self._routes if p not in self.busy)

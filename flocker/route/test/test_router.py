@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from pyrsistent import pmap
 from twisted.internet.address import IPv4Address
@@ -13,6 +13,7 @@ from twisted.internet.error import (
     ConnectionLost,
     ConnectionRefusedError,
 )
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
@@ -49,23 +50,25 @@ class PortReactor(MemoryReactorClock):
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's
         self.busy: set[int] = set()
         self.open: dict[int, Any] = {}
         self.stopping: Deferred[None] | None = None
 
     def listenTCP(
         self, port: int, factory: Any, backlog: int = 50, interface: str = ""
-    ) -> _Port:  # type: ignore[override]
+    ) -> IListeningPort:
         """Listen, unless the port is busy or already listened on."""
         if port in self.busy or port in self.open:
             raise CannotListenError(interface, port, OSError(98, "Address in use"))
-        super().listenTCP(port, factory, backlog, interface)
+        super().listenTCP(port, factory, backlog, interface)  # type: ignore[no-untyped-call]
         self.open[port] = factory
-        return _Port(self, port)
+        return cast(IListeningPort, _Port(self, port))
 
 
-def started_router(reactor: Any = None, **kwargs: Any) -> NodeRouter:
+def started_router(
+    reactor: PortReactor | None = None, **kwargs: Any
+) -> NodeRouter[PortReactor]:
     """A running `NodeRouter` on a `PortReactor`."""
     router = NodeRouter(
         PortReactor() if reactor is None else reactor, ADDRESS, **kwargs
@@ -250,10 +253,12 @@ class HalfCloseTransport(StringTransport):
 class Proxied:
     """One connection accepted by a router, driven by hand."""
 
-    def __init__(self, router: NodeRouter, port: int = 8080) -> None:
+    def __init__(self, router: NodeRouter[PortReactor], port: int = 8080) -> None:
         self.router = router
         factory = router.reactor.open[port]
-        self.client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.50", 40000))
+        self.client: Any = factory.buildProtocol(
+            IPv4Address("TCP", "127.0.0.50", 40000)
+        )
         self.client_transport = HalfCloseTransport()
         self.client.makeConnection(self.client_transport)
         self.host, self.port, self.target_factory, self.timeout, _ = (
@@ -262,9 +267,10 @@ class Proxied:
 
     def connect(self) -> None:
         """The target accepts."""
-        self.target = self.target_factory.buildProtocol(
+        self.target: Any = self.target_factory.buildProtocol(
             IPv4Address("TCP", self.host, self.port)
         )
+        assert self.target is not None
         self.target_transport = HalfCloseTransport()
         self.target.makeConnection(self.target_transport)
 
