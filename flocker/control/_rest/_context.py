@@ -10,9 +10,10 @@ and, for a move or deletion a lease holds up, later (`DeferredChanges`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
+from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
@@ -25,6 +26,7 @@ from ._operation import Response, configuration_tag, parse_tag
 __all__ = [
     "DEFAULT_FAILOVER_AFTER",
     "APIContext",
+    "Routes",
     "dataset_answer",
     "deferrable_answer",
     "replicas_from",
@@ -199,6 +201,27 @@ class APIContext:
         )
         return stored
 
+
+
+@attrs.define
+class Routes:
+    """
+    A route object: the routes of one subtree of the API, registered with
+    `operation` on the subclass's own Klein application (``app``, made by
+    `flocker.control._rest._operation.routes_app`), over the shared context.
+
+    :ivar context: the services, the write path and the nodes' agents.
+    :ivar resource: ``app`` bound to this object, as a resource to mount.
+    """
+
+    app: ClassVar[Klein]
+
+    context: APIContext
+    resource: Any = attrs.field(init=False)
+
+    @resource.default
+    def _resource(self) -> Any:
+        return self.app.resource()
 
 
 def deferrable_answer(

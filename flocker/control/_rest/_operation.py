@@ -58,6 +58,7 @@ __all__ = [
     "mount",
     "operation",
     "parse_tag",
+    "routes_app",
     "serve_errors",
 ]
 
@@ -173,6 +174,13 @@ def mount(app: Klein, prefix: str, attribute: str) -> None:
     child.__name__ = f"mount_{attribute}"
     child.__doc__ = f"Route {prefix} and below by {attribute}."
     app.route(prefix, branch=True)(child)
+
+
+def routes_app() -> Klein:
+    """A new Klein application for a route object, answering errors as JSON."""
+    app = Klein()
+    serve_errors(app)
+    return app
 
 
 def serve_errors(app: Klein) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 from uuid import uuid4
 
 import attrs
-from klein import Klein
 from twisted.web.server import Request
 
 from .._httpjson import (
@@ -32,12 +31,12 @@ from .._model import (
     Deployment,
 )
 from ._context import (
-    APIContext,
+    Routes,
     dataset_answer,
     deferrable_answer,
     replicas_from,
 )
-from ._operation import Response, operation, serve_errors
+from ._operation import Response, operation, routes_app
 
 __all__ = ["ConfigurationRoutes"]
 
@@ -46,23 +45,10 @@ MOUNT = "/v1/configuration"
 
 
 @attrs.define
-class ConfigurationRoutes:
-    """
-    The routes under ``/v1/configuration``.
+class ConfigurationRoutes(Routes):
+    """The routes under ``/v1/configuration``."""
 
-    :ivar context: the services and the write path.
-    """
-
-    app = Klein()
-
-    context: APIContext
-    resource: Any = attrs.field(init=False)
-
-    @resource.default
-    def _resource(self) -> Any:
-        return self.app.resource()
-
-    serve_errors(app)
+    app = routes_app()
 
     # -- datasets ------------------------------------------------------------
 

@@ -44,7 +44,6 @@ from typing import Any
 from uuid import uuid4
 
 import attrs
-from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.web.server import Request
 
@@ -58,8 +57,8 @@ from .._logging import FAILOVER
 from .._model import Dataset, DatasetDeleted, Deployment, Origin, RollbackRequest
 from .._state import Snapshot
 from ._agents import on_primary, require_snapshot
-from ._context import APIContext
-from ._operation import Response, operation, serve_errors
+from ._context import Routes
+from ._operation import Response, operation, routes_app
 
 __all__ = ["DatasetRoutes"]
 
@@ -68,23 +67,10 @@ MOUNT = "/v1/datasets"
 
 
 @attrs.define
-class DatasetRoutes:
-    """
-    The routes under ``/v1/datasets``: snapshots, rollback, clone, failover.
+class DatasetRoutes(Routes):
+    """The routes under ``/v1/datasets``: snapshots, rollback, clone, failover."""
 
-    :ivar context: the services, the write path and the nodes' agents.
-    """
-
-    app = Klein()
-
-    context: APIContext
-    resource: Any = attrs.field(init=False)
-
-    @resource.default
-    def _resource(self) -> Any:
-        return self.app.resource()
-
-    serve_errors(app)
+    app = routes_app()
 
     # -- snapshots -------------------------------------------------------------
 

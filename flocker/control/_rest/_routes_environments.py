@@ -15,7 +15,6 @@ from typing import Any
 from uuid import uuid4
 
 import attrs
-from klein import Klein
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.web.server import Request
 
@@ -31,8 +30,8 @@ from .._environments import Environment, EnvironmentCopy
 from .._httpjson import APIError
 from .._model import Deployment, UnknownEnvironment
 from ._agents import on_primary
-from ._context import APIContext
-from ._operation import Response, operation, serve_errors
+from ._context import Routes
+from ._operation import Response, operation, routes_app
 
 __all__ = ["EnvironmentRoutes"]
 
@@ -90,23 +89,10 @@ def _get_environment(deployment: Deployment, name: str) -> Environment:
 
 
 @attrs.define
-class EnvironmentRoutes:
-    """
-    The routes under ``/v1/environments``.
+class EnvironmentRoutes(Routes):
+    """The routes under ``/v1/environments``."""
 
-    :ivar context: the services, the write path and the nodes' agents.
-    """
-
-    app = Klein()
-
-    context: APIContext
-    resource: Any = attrs.field(init=False)
-
-    @resource.default
-    def _resource(self) -> Any:
-        return self.app.resource()
-
-    serve_errors(app)
+    app = routes_app()
 
     @operation(app, "list_environments", MOUNT)
     async def list_environments(self, request: Request) -> Response:

@@ -10,14 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from klein import Klein
 from twisted.web.server import Request
 
 from .._httpjson import APIError, check_uuid, container_json, copies_json, superseded
 from .._serialization import node_convergence_json
 from .._transfers import gather_transfers
-from ._context import APIContext
-from ._operation import Response, operation, serve_errors
+from ._context import Routes
+from ._operation import Response, operation, routes_app
 
 __all__ = ["StateRoutes"]
 
@@ -26,23 +25,10 @@ MOUNT = "/v1/state"
 
 
 @attrs.define
-class StateRoutes:
-    """
-    The routes under ``/v1/state``.
+class StateRoutes(Routes):
+    """The routes under ``/v1/state``."""
 
-    :ivar context: the services (the cluster state above all).
-    """
-
-    app = Klein()
-
-    context: APIContext
-    resource: Any = attrs.field(init=False)
-
-    @resource.default
-    def _resource(self) -> Any:
-        return self.app.resource()
-
-    serve_errors(app)
+    app = routes_app()
 
     @operation(app, "list_datasets_state", MOUNT)
     async def list_datasets_state(self, request: Request) -> Response:
