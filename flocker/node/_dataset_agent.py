@@ -51,7 +51,7 @@ from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._loop import ConvergenceLoop
 from ._mover import DatasetMover
 from ._progress import ConvergenceProgress
-from ._roles import DIVERGED, FENCED, PRIMARY, REPLICA, MemoryRoles
+from ._roles import DIVERGED, FENCED, PRIMARY, REPLICA, IDatasetRoles
 from ._snapshots import SnapshotOperations
 from .datasets import DatasetDeployer
 
@@ -178,7 +178,7 @@ class DatasetAgent(ControlledAgent):
     node_uuid: str = attr.ib()
     address: str = attr.ib()
     backend: IVolumeBackend = attr.ib()
-    roles: MemoryRoles = attr.ib()
+    roles: IDatasetRoles = attr.ib()
     tls: TLSFiles = attr.ib()
     control: tuple[ControlAddress, ...] = attr.ib(converter=tuple)
     transfer_port: int = attr.ib()

@@ -20,7 +20,7 @@ from flocker.volume import IVolumeBackend
 
 from ._dataset_changes import PushDataset
 from ._replicator import newest_common
-from ._roles import HANDOFF, PRIMARY, REPLICA, MemoryRoles
+from ._roles import HANDOFF, PRIMARY, REPLICA, IDatasetRoles
 from ._snapshot_names import MOVE_SNAPSHOT_PREFIX, timed_snapshot_name
 
 #: An incremental move round smaller than this is followed by the final one.
@@ -79,7 +79,7 @@ class DatasetMover:
     """
 
     backend: IVolumeBackend = attr.ib()
-    roles: MemoryRoles = attr.ib()
+    roles: IDatasetRoles = attr.ib()
     send: Sender = attr.ib()
     in_use: Callable[[str], bool] = attr.ib(default=lambda dataset_id: False)
     on_handoff: Callable[[str], Any] = attr.ib(default=lambda dataset_id: None)

@@ -47,6 +47,8 @@ import json
 import os
 from typing import Literal
 
+from zope.interface import Interface, implementer
+
 PRIMARY: Literal["primary"] = "primary"
 REPLICA: Literal["replica"] = "replica"
 HANDOFF: Literal["handoff"] = "handoff"
@@ -55,6 +57,39 @@ FENCED: Literal["fenced"] = "fenced"
 ROLES = (PRIMARY, REPLICA, HANDOFF, DIVERGED, FENCED)
 
 
+class IDatasetRoles(Interface):
+    """
+    The record of this node's role and epoch for each local dataset.
+
+    A dataset not in the record is a replica at epoch 0.  A change returns
+    only once it is as durable as the implementation makes it (in memory,
+    or on disk for `FileRoles`).
+    """
+
+    def get(dataset_id: str) -> str:
+        """The dataset's role: one of `ROLES`, ``replica`` unless recorded."""
+
+    def epoch(dataset_id: str) -> int:
+        """The epoch this node holds the dataset at (0 unless recorded)."""
+
+    def set(dataset_id: str, role: str, epoch: int | None = None) -> None:
+        """
+        Record ``role`` at ``epoch`` (``None``: keep the recorded epoch).
+
+        Idempotent: recording the role and epoch already recorded changes
+        nothing.  A replica at epoch 0 is the same as no record.
+
+        :raise ValueError: if ``role`` is not one of `ROLES`.
+        """
+
+    def forget(dataset_id: str) -> None:
+        """Drop the record of a dataset (nothing happens if there is none)."""
+
+    def all() -> dict[str, str]:
+        """Every recorded role by dataset id (replicas at epoch 0 are not)."""
+
+
+@implementer(IDatasetRoles)
 class MemoryRoles:
     """Dataset roles kept in memory (for unit tests and the in-memory agent)."""
 
@@ -103,6 +138,7 @@ class MemoryRoles:
         """Hook for subclasses that persist the record."""
 
 
+@implementer(IDatasetRoles)
 class FileRoles(MemoryRoles):
     """Dataset roles persisted in a JSON file, durably on every change."""
 

@@ -30,7 +30,7 @@ from flocker.volume._interface import (
     UnknownSnapshot,
 )
 
-from ._roles import PRIMARY, MemoryRoles
+from ._roles import PRIMARY, IDatasetRoles
 
 
 def _error(code: str, description: str) -> dict[str, Any]:
@@ -54,7 +54,7 @@ class SnapshotOperations:
     """
 
     backend: IVolumeBackend = attr.ib()
-    roles: MemoryRoles = attr.ib()
+    roles: IDatasetRoles = attr.ib()
     poke: Callable[[], None] = attr.ib(default=lambda: None)
 
     def __call__(self, operation: str, dataset_id: str, name: str) -> Deferred[dict[str, Any]]:

@@ -87,7 +87,7 @@ from ._mover import (
 )
 from ._phases import Phase
 from ._replicator import ReplicationProgress, Replicator
-from ._roles import DIVERGED, FENCED, HANDOFF, PRIMARY, MemoryRoles
+from ._roles import DIVERGED, FENCED, HANDOFF, PRIMARY, IDatasetRoles
 from ._snapshot_names import MOVE_SNAPSHOT_PREFIX, snapshot_time
 
 #: A pool with less free than this part of it (or than 1 MiB, whichever
@@ -234,7 +234,7 @@ class DatasetDeployer:
     node_uuid: str = attr.ib()
     hostname: str = attr.ib()
     backend: IVolumeBackend = attr.ib()
-    roles: MemoryRoles = attr.ib()
+    roles: IDatasetRoles = attr.ib()
     mover: DatasetMover = attr.ib()
     receiving: Callable[[], Any] = attr.ib(default=lambda: ())
     replicator: Replicator = attr.ib(default=None)

@@ -4,10 +4,24 @@ import json
 from uuid import uuid4
 
 import pytest
+from zope.interface.verify import verifyObject
 
-from flocker.node._roles import DIVERGED, PRIMARY, REPLICA, FileRoles, MemoryRoles
+from flocker.node._roles import (
+    DIVERGED,
+    PRIMARY,
+    REPLICA,
+    FileRoles,
+    IDatasetRoles,
+    MemoryRoles,
+)
 
 DS = str(uuid4())
+
+
+def test_both_records_provide_the_interface(tmp_path):
+    """MemoryRoles and FileRoles both provide IDatasetRoles."""
+    assert verifyObject(IDatasetRoles, MemoryRoles())
+    assert verifyObject(IDatasetRoles, FileRoles(str(tmp_path / "roles.json")))
 
 
 def test_epoch_is_kept_with_the_role(tmp_path):
