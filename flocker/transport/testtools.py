@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import attrs
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor, threads
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -182,6 +183,17 @@ class CountingProducer:
     def stopProducing(self) -> None:  # noqa: N802
         """The connection is gone."""
         self.stopped = True
+
+
+def two_nodes_tls(tmp_path: Path) -> list[TLSFiles]:
+    """Two nodes' TLS files, of a test cluster made in ``tmp_path``."""
+    credentials = make_test_cluster_credentials(tmp_path)
+    return [load_tls_files(d, "node") for d in credentials.node_directories[:2]]
+
+
+async def settle() -> None:
+    """Give a port's thread and the reactor a moment (half a second)."""
+    await threads.deferToThread(time.sleep, 0.5)
 
 
 def idle(port: int, count: int, source: str = "127.0.0.1") -> list[socket.socket]:

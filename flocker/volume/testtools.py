@@ -26,12 +26,11 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import deferLater
-from zope.interface import implementer
 from zope.interface.interface import Method
 from zope.interface.verify import verifyObject
 
+from ..transport.testtools import RecordingProducer
 from ._contract_tools import (
     ID1,
     ID2,
@@ -82,31 +81,6 @@ __all__ = [
     "make_volume_backend_tests",
     "stream_bytes",
 ]
-
-# --------------------------------------------------------------------------
-# Stream helpers
-
-
-@implementer(IPushProducer)
-class RecordingProducer:
-    """A push producer that records what its consumer asked of it."""
-
-    def __init__(self) -> None:
-        """Nothing asked yet."""
-        self.calls: list[str] = []
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        """Note a pause."""
-        self.calls.append("pause")
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        """Note a resume."""
-        self.calls.append("resume")
-
-    def stopProducing(self) -> None:  # noqa: N802
-        """Note a stop."""
-        self.calls.append("stop")
-
 
 # --------------------------------------------------------------------------
 # Harnesses

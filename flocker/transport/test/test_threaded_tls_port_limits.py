@@ -8,7 +8,6 @@ sockets on 127.0.0.0/8.
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,10 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.internet.protocol import Factory, Protocol
 
-from flocker.ca import bulk_tls_context, load_tls_files
-from flocker.ca.testtools import make_test_cluster_credentials
+from flocker.ca import bulk_tls_context
 
 from .. import ThreadedTLSServerEndpoint
-from ..testtools import closed_by_server, idle
+from ..testtools import closed_by_server, idle, settle, two_nodes_tls
 
 pytestmark = pytest.mark.functional
 
@@ -29,13 +27,7 @@ pytestmark = pytest.mark.functional
 @pytest.fixture
 def tls(tmp_path: Path) -> Any:
     """Two nodes' credentials: the listening one's and a client's."""
-    credentials = make_test_cluster_credentials(tmp_path)
-    return [load_tls_files(d, "node") for d in credentials.node_directories[:2]]
-
-
-async def settle() -> None:
-    """Give the port's thread and the reactor a moment."""
-    await threads.deferToThread(time.sleep, 0.5)
+    return two_nodes_tls(tmp_path)
 
 
 class _Quiet(Protocol):

@@ -10,7 +10,6 @@ and connection caps are tested with the transport, in
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 
-from flocker.ca import load_tls_files
-from flocker.ca.testtools import make_test_cluster_credentials
-
-from ...transport.testtools import idle
+from ...transport.testtools import idle, settle, two_nodes_tls
 from ..memory import MemoryVolumeBackend
 from ..transfer import TransferReceiver, listen_for_transfers, push
 
@@ -48,13 +44,7 @@ def rss_mib() -> float:
 @pytest.fixture
 def tls(tmp_path: Path) -> Any:
     """Two nodes' credentials: the receiver's and a sender's."""
-    credentials = make_test_cluster_credentials(tmp_path)
-    return [load_tls_files(d, "node") for d in credentials.node_directories[:2]]
-
-
-async def settle() -> None:
-    """Give the port's thread and the reactor a moment."""
-    await threads.deferToThread(time.sleep, 0.5)
+    return two_nodes_tls(tmp_path)
 
 
 @pytest_twisted.ensureDeferred
