@@ -164,10 +164,20 @@ def mount(app: Klein, prefix: str, attribute: str) -> None:
     of the route object in the attribute ``attribute`` (a child resource,
     routing the rest of the path).
     """
+    encoded = prefix.encode("ascii")
 
     def child(self: Any, request: Request) -> Any:
-        if not request.postpath:
-            # The mount point itself: the child's "/" (not a redirect to it).
+        # The child routes the rest of the path the root matched.  (Klein
+        # moves a fixed number of segments, which is wrong for a path with
+        # empty segments, e.g. ``//v1/...``.)  The mount point itself is the
+        # child's "/" (not a redirect to it).
+        full = b"/".join([*request.prepath, *request.postpath])
+        if not full.startswith(b"/"):
+            full = b"/" + full
+        if full == encoded or full.startswith(encoded + b"/"):
+            request.prepath = encoded.split(b"/")[1:]
+            request.postpath = [full[len(encoded) + 1 :]]
+        elif not request.postpath:
             request.postpath = [b""]
         return getattr(self, attribute).resource
 
