@@ -1,23 +1,48 @@
 """
-Control-plane benchmark: many agents over real AMP/TLS plus steady REST traffic.
+Control-plane benchmark: many agents over real AMP/TLS, steady REST traffic,
+one control instance on the file store against three on etcd, and a leader
+killed with SIGKILL.
 
-``benchmark/run control [--agents 200] [--duration 60] ...`` starts a real
-``flocker-control`` process on loopback (certificates made in-process with
-the cluster CA helpers) and a second process simulating N agents
-(`AgentAMPClient`, each with its own node certificate and connection), each
-reporting its node's state once a second.  After the initial
-synchronisation (every agent knows every node), this process sends REST
-reads and writes (treq over HTTPS with a client certificate) at a steady
-rate.  Each write adds a dataset; the time from sending the write until
-every agent has been pushed a configuration holding it is the propagation
-time (the two processes compare wall-clock ``time.time()`` stamps).
+``benchmark/run control [--agents 1000] [--duration 60] [--instances 3] ...``
+runs three phases in one run, with the same simulated agents' certificates
+and the same REST load, so every figure of the etcd phases has a baseline
+measured minutes earlier on the same machine:
 
-Reported: the control process's CPU seconds per wall second (from
-``/proc/<pid>/stat``; the agents' and REST client's processes too, for
-context), REST latency p50/p99 for reads and writes, and propagation
-p50/p99/max.  All three processes share this machine's two cores, so the
-agents' own work (decoding pushes for N agents) competes with the control
-service's.
+1. **baseline** — one real ``flocker-control`` process with the embedded
+   file store, and a second process simulating N agents (`AgentAMPClient`,
+   each with its own node certificate and connection), each reporting its
+   node's state once a second.
+2. **ha** — a real etcd cluster of three members (`EtcdCluster`, in a
+   temporary directory) and ``--instances`` ``flocker-control`` processes
+   with ``--store <etcd url> --instance-name controlN``; agent ``i``
+   connects to instance ``i mod instances``, REST reads and writes go to the
+   instances in turn.  A change only reaches every agent if the instances
+   follow each other's configuration writes, and the agents only
+   synchronise if the instances share their agents' reports.
+3. **leader kill** — the instance holding ``/flocker/leader`` is killed with
+   SIGKILL while writes go to the other instances every
+   ``--kill-write-interval`` seconds: the seconds from the kill until a write
+   sent after it is acknowledged (201), and until another instance holds the
+   leader key.
+
+In phases 1 and 2, after the initial synchronisation (every agent knows
+every node; not measured) and ``--warmup`` seconds, REST reads and writes
+(treq over HTTPS with a client certificate) run at a steady rate for
+``--duration`` seconds.  Each write adds a dataset; the time from sending the
+write until every agent has been pushed a configuration holding it is the
+propagation time (the processes compare wall-clock ``time.time()`` stamps).
+
+The agents are simulated by ``--agent-processes`` worker processes
+(`benchmark._control_agents`, the same number in both phases), which share
+the decoding of equal pushed documents between their agents (see
+`share_decoding`): that cost is the simulator's, not the control service's.
+
+Reported per phase: each control process's CPU seconds per wall second (from
+``/proc/<pid>/stat``; the etcd members', the agents' and the REST client's
+processes too, for context), REST latency p50/p99 for reads and writes,
+propagation p50/p99/max; and the ratios of the etcd phase's figures to the
+baseline's.  Every process shares this machine's cores, so the agents' own
+work and etcd's compete with the control services'.
 """
 
 from __future__ import annotations
@@ -26,6 +51,8 @@ import argparse
 import json
 import os
 import random
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,20 +61,43 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import attrs
 import treq
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall, deferLater, react
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from benchmark._harness import write_results
-from flocker.ca import ClusterPolicyForHTTPS, identify_certificate, load_tls_files
+from benchmark._control_agents import (
+    agent_worker,
+    die_with_parent,
+)
+from benchmark._control_report import (
+    GOAL_KILL_TO_WRITE,
+    GOAL_PROPAGATION_P99,
+    compare,
+    goals_met,
+    kill_timeline,
+    leader_name,
+    percentile,
+    plot,
+    ratio,
+    summary,
+)
+from benchmark._harness import RESULTS_DIR, write_results
+from flocker.ca import ClusterPolicyForHTTPS, load_tls_files
 from flocker.ca.testtools import make_test_cluster_credentials
-from flocker.control import DatasetState, Deployment, DeploymentState, NodeState
-from flocker.control._protocol_agent import AgentAMPClient
+from flocker.control._etcd import EtcdClient
+from flocker.control._leader import Leadership
+from flocker.testtools.etcd import EtcdCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+#: The etcd key the leader instance holds (value ``<instance-name>/<uuid>``).
+LEADER_KEY = attrs.fields(Leadership).key.default
+#: The leadership lease's time to live: the longest a dead leader keeps it.
+LEADER_TTL = attrs.fields(Leadership).ttl.default
 
 
 def cpu_seconds(pid: int) -> float:
@@ -58,25 +108,65 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def percentile(samples: list[float], p: float) -> float | None:
-    """The p-th percentile (nearest rank) of the samples, or None if empty."""
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+def children_named(name: str, parent: int | None = None) -> list[int]:
+    """The pids of ``parent``'s (default: this process's) children called ``name``."""
+    parent = os.getpid() if parent is None else parent
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        ppid = int(text.rsplit(")", 1)[1].split()[1])
+        if comm == name and ppid == parent:
+            found.append(int(entry))
+    return sorted(found)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchmark/run control")
-    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured seconds")
     parser.add_argument("--reads-per-second", type=float, default=5.0)
     parser.add_argument("--writes-per-second", type=float, default=1.0)
     parser.add_argument(
+        "--instances", type=int, default=3, help="control instances on etcd"
+    )
+    parser.add_argument(
+        "--etcd-members", type=int, default=3, help="members of the etcd cluster"
+    )
+    parser.add_argument(
+        "--phases",
+        default="baseline,ha,kill",
+        help="which of baseline,ha,kill to run (kill needs ha)",
+    )
+    parser.add_argument(
+        "--kill-write-interval",
+        type=float,
+        default=0.05,
+        help="seconds between writes around the leader kill",
+    )
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        default=2.0,
+        help="seconds of writes before the leader is killed",
+    )
+    parser.add_argument(
+        "--kill-limit",
+        type=float,
+        default=30.0,
+        help="longest wait after the kill for a write and a new leader",
+    )
+    parser.add_argument(
         "--settle-limit",
         type=float,
-        default=180.0,
+        default=300.0,
         help="longest wait for every agent to know every node before measuring",
     )
     parser.add_argument(
@@ -85,99 +175,24 @@ def _parser() -> argparse.ArgumentParser:
         help=argparse.SUPPRESS,  # internal: run the agents (in a child process)
     )
     parser.add_argument("--credentials", help=argparse.SUPPRESS)
-    parser.add_argument("--agent-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--agent-ports", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-part", default="0/1", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--agent-processes",
+        type=int,
+        default=3,
+        help="processes the simulated agents are spread over (in every phase)",
+    )
     parser.add_argument("--name", default="control", help="results file name")
+    parser.add_argument(
+        "--results-dir", default=RESULTS_DIR, help="where the results files go"
+    )
+    parser.add_argument(
+        "--keep-work",
+        action="store_true",
+        help="keep the temporary directory (logs, etcd data) and print it",
+    )
     return parser
-
-
-class AgentWorker:
-    """The agents' side: counts, per dataset, how many agents have it."""
-
-    def __init__(self, agents: int, emit: Any) -> None:
-        self.agents = agents
-        self.emit = emit
-        self.seen: dict[str, int] = {}
-        self.known: dict[int, frozenset[str]] = {}
-        self.nodes_known: dict[int, int] = {}
-
-    def updated(self, agent: int, configuration: Deployment, state: Any) -> None:
-        """Agent ``agent`` was pushed ``configuration`` and ``state``."""
-        self.nodes_known[agent] = len(state.nodes)
-        ids = frozenset(
-            m for node in configuration.nodes.values() for m in node.manifestations
-        )
-        new = ids - self.known.get(agent, frozenset())
-        self.known[agent] = ids
-        for dataset_id in new:
-            self.seen[dataset_id] = self.seen.get(dataset_id, 0) + 1
-            if self.seen[dataset_id] == self.agents:
-                self.emit({"event": "dataset", "id": dataset_id, "at": time.time()})
-
-    def synced(self) -> bool:
-        """Whether every agent has been told every node's state."""
-        return len(self.nodes_known) == self.agents and (
-            min(self.nodes_known.values()) == self.agents
-        )
-
-
-async def agent_worker(reactor: Any, options: argparse.Namespace) -> None:
-    """
-    Run N agents against the control service until killed.
-
-    Prints JSON lines: ``connected``, ``synced`` (every agent knows every
-    node) and one ``dataset`` line when every agent has a dataset.
-    """
-
-    def emit(event: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(event) + "\n")
-        sys.stdout.flush()
-
-    worker = AgentWorker(options.agents, emit)
-    root = Path(options.credentials)
-    clients: list[AgentAMPClient] = []
-    states: list[NodeState] = []
-    started = time.monotonic()
-    for i in range(options.agents):
-        tls = load_tls_files(root / f"node-{i}", "node")
-        uuid = str(identify_certificate(tls.credential.certificate).node_uuid)
-
-        def updated(c: Deployment, s: DeploymentState, i: int = i) -> None:
-            worker.updated(i, c, s)
-
-        client = AgentAMPClient.for_control_service(
-            reactor, "127.0.0.1", options.agent_port, tls, "dataset", updated
-        )
-        client.startService()
-        clients.append(client)
-        dataset_id = "dddddddd" + uuid[8:]
-        states.append(
-            NodeState(
-                uuid=uuid,
-                hostname=f"127.1.{i // 250}.{i % 250 + 1}",
-                applications={},
-                datasets={
-                    dataset_id: DatasetState(
-                        dataset_id=dataset_id,
-                        path=f"/flocker/{dataset_id}",
-                        size=1024 * 1024,
-                    )
-                },
-            )
-        )
-    await DeferredList([c.connected() for c in clients])
-    emit({"event": "connected", "seconds": time.monotonic() - started})
-
-    def report(i: int) -> None:
-        clients[i].report_state(states[i]).addErrback(lambda f: None)
-
-    for i in range(len(clients)):
-        loop = LoopingCall(report, i)
-        loop.clock = reactor
-        reactor.callLater(random.random(), loop.start, 1.0)
-    while not worker.synced():
-        await deferLater(reactor, 0.2, lambda: None)
-    emit({"event": "synced", "seconds": time.monotonic() - started})
-    await Deferred()  # until killed
 
 
 class _WorkerProtocol(ProcessProtocol):
@@ -207,95 +222,128 @@ class _WorkerProtocol(ProcessProtocol):
         return next((e for e in self.events if e["event"] == name), None)
 
 
-async def run(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
-    """Run the scenario; the results dict."""
-    work = Path(tempfile.mkdtemp(prefix="flocker-bench-control-"))
-    credentials_dir = work / "credentials"
-    credentials_dir.mkdir()
-    credentials = make_test_cluster_credentials(
-        credentials_dir, nodes=options.agents, users=("bench",)
-    )
-    ports_file = work / "ports.json"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flocker.control.script",
-            "--data-path",
-            str(work / "data"),
-            "--certificates-directory",
-            str(credentials.control_directory),
-            "--log-dir",
-            str(work / "logs"),
-            "--listen-address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--agent-port",
-            "0",
-            "--ports-file",
-            str(ports_file),
-        ],
-        cwd=ROOT,
-    )
-    worker = _WorkerProtocol()
-    try:
-        while not ports_file.exists():
-            if process.poll() is not None:
-                raise SystemExit("flocker-control exited before listening")
-            await deferLater(reactor, 0.05, lambda: None)
-        ports = json.loads(ports_file.read_text())
-        transport = reactor.spawnProcess(
-            worker,
-            sys.executable,
-            [
-                sys.executable,
-                "-m",
-                "benchmark.control",
-                "--agent-worker",
-                "--agents",
-                str(options.agents),
-                "--credentials",
-                str(credentials_dir),
-                "--agent-port",
-                str(ports["agent"]),
-            ],
-            env=dict(os.environ),
-            path=str(ROOT),
+@attrs.define
+class Workers:
+    """The agent worker processes of a phase, read as one."""
+
+    protocols: list[_WorkerProtocol]
+    pids: list[int]
+
+    def seconds(self, name: str) -> float | None:
+        """When the last worker sent event ``name`` (seconds after its start)."""
+        found = [p.event(name) for p in self.protocols]
+        if any(e is None for e in found):
+            return None
+        return max(e["seconds"] for e in found if e is not None)
+
+    def arrivals(self, wanted: Any) -> dict[str, float]:
+        """When each dataset in ``wanted`` reached every agent of every worker."""
+        reached: dict[str, list[float]] = {}
+        for protocol in self.protocols:
+            for e in protocol.events:
+                if e["event"] == "dataset" and e["id"] in wanted:
+                    reached.setdefault(e["id"], []).append(e["at"])
+        return {
+            d: max(times)
+            for d, times in reached.items()
+            if len(times) == len(self.protocols)
+        }
+
+    def progress(self) -> str:
+        """The workers' last progress, in words."""
+        latest = [
+            next((e for e in reversed(p.events) if e["event"] == "progress"), None)
+            for p in self.protocols
+        ]
+        return ", ".join(
+            "-" if e is None else f"{e['synced']}/{e['agents']} synced" for e in latest
         )
+
+
+def _worker_arguments(
+    options: argparse.Namespace, work: Path, controls: list[Control], part: int
+) -> list[str]:
+    return [
+        sys.executable, "-m", "benchmark.control", "--agent-worker",
+        "--agents", str(options.agents),
+        "--worker-part", f"{part}/{options.agent_processes}",
+        "--credentials", str(work / "credentials"),
+        "--agent-ports", ",".join(str(c.ports["agent"]) for c in controls),
+    ]  # fmt: skip
+
+
+@attrs.define
+class Control:
+    """One ``flocker-control`` process the benchmark started."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    ports: dict[str, int]
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    @property
+    def base(self) -> str:
+        """The REST API's base URL."""
+        return f"https://127.0.0.1:{self.ports['api']}"
+
+
+async def _sleep(reactor: Any, seconds: float) -> None:
+    await deferLater(reactor, seconds, lambda: None)
+
+
+async def start_controls(
+    reactor: Any, work: Path, credentials: Any, names: list[str], store: str | None
+) -> list[Control]:
+    """Start one ``flocker-control`` per name; wait until each listens."""
+    started = []
+    for name in names:
+        directory = work / name
+        directory.mkdir(parents=True)
+        args = [
+            sys.executable, "-m", "flocker.control.script",
+            "--data-path", str(directory / "data"),
+            "--certificates-directory", str(credentials.control_directory),
+            "--log-dir", str(directory / "logs"),
+            "--listen-address", "127.0.0.1",
+            "--port", "0",
+            "--agent-port", "0",
+            "--ports-file", str(directory / "ports.json"),
+        ]  # fmt: skip
+        if store is not None:
+            args += ["--store", store, "--instance-name", name]
+        process = subprocess.Popen(args, cwd=ROOT, preexec_fn=die_with_parent)
+        started.append(Control(name, process, {}))
+    for control in started:
+        ports_file = work / control.name / "ports.json"
+        while not ports_file.exists():
+            if control.process.poll() is not None:
+                stop_controls(started)
+                raise SystemExit(
+                    f"flocker-control {control.name} exited before listening"
+                )
+            await _sleep(reactor, 0.05)
+        control.ports = json.loads(ports_file.read_text())
+    return started
+
+
+def stop_controls(controls: list[Control]) -> None:
+    """Stop (SIGTERM, then SIGKILL after 10 s) and reap the control processes."""
+    for control in controls:
+        if control.process.poll() is None:
+            control.process.terminate()
+    for control in controls:
         try:
-            return await _measure(
-                reactor, options, credentials, process.pid, transport.pid, ports, worker
-            )
-        finally:
-            transport.signalProcess("TERM")
-            await worker.ended
-    finally:
-        process.terminate()
-        process.wait()
+            control.process.wait(10)
+        except subprocess.TimeoutExpired:
+            control.process.kill()
+            control.process.wait()
 
 
-async def _measure(
-    reactor: Any,
-    options: argparse.Namespace,
-    credentials: Any,
-    control_pid: int,
-    worker_pid: int,
-    ports: dict[str, int],
-    worker: _WorkerProtocol,
-) -> dict[str, Any]:
-    # The initial synchronisation (every agent learns every node's state)
-    # is not measured.
-    settle_started = time.monotonic()
-    while worker.event("synced") is None:
-        if time.monotonic() - settle_started > options.settle_limit:
-            raise SystemExit("the agents did not synchronise in time")
-        await deferLater(reactor, 0.2, lambda: None)
-    connected = worker.event("connected")
-    synced = worker.event("synced")
-    assert connected is not None and synced is not None
-
-    # -- REST -----------------------------------------------------------------
+def _http_client(reactor: Any, credentials: Any) -> tuple[Any, HTTPConnectionPool]:
     user = load_tls_files(credentials.user_directories["bench"], "bench")
     pool = HTTPConnectionPool(reactor)
     pool.maxPersistentPerHost = 16
@@ -306,113 +354,214 @@ async def _measure(
             pool=pool,
         )
     )
-    base = f"https://127.0.0.1:{ports['api']}"
+    return http, pool
+
+
+async def run_phase(
+    reactor: Any,
+    options: argparse.Namespace,
+    credentials: Any,
+    work: Path,
+    controls: list[Control],
+    etcd_pids: list[int],
+    after: Any = None,
+    etcd: EtcdClient | None = None,
+) -> dict[str, Any]:
+    """
+    Start the agents against ``controls``, measure, stop the agents.
+
+    :param after: if given, ``await after(http)`` runs once measured, with
+        the agents still connected (the leader kill); its result is the
+        phase's ``"after"`` entry.
+    """
+    protocols, transports = [], []
+    for part in range(options.agent_processes):
+        protocol = _WorkerProtocol()
+        protocols.append(protocol)
+        transports.append(
+            reactor.spawnProcess(
+                protocol,
+                sys.executable,
+                _worker_arguments(options, work, controls, part),
+                env=dict(os.environ),
+                path=str(ROOT),
+            )
+        )
+    workers = Workers(protocols, [t.pid for t in transports])
+    http, pool = _http_client(reactor, credentials)
+    try:
+        results = await _measure(
+            reactor, options, http, credentials, controls, etcd_pids, workers, etcd
+        )
+        if after is not None:
+            results["after"] = await after(http)
+        return results
+    finally:
+        await pool.closeCachedConnections()
+        for transport in transports:
+            transport.signalProcess("KILL")
+        for protocol in protocols:
+            await protocol.ended
+
+
+async def _measure(
+    reactor: Any,
+    options: argparse.Namespace,
+    http: Any,
+    credentials: Any,
+    controls: list[Control],
+    etcd_pids: list[int],
+    workers: Workers,
+    etcd: EtcdClient | None,
+) -> dict[str, Any]:
+    # The initial synchronisation (every agent learns every node's state,
+    # through etcd for the nodes of other instances) is not measured.
+    settle_started = last_progress = time.monotonic()
+    while workers.seconds("synced") is None:
+        if time.monotonic() - settle_started > options.settle_limit:
+            raise SystemExit(
+                f"the agents did not synchronise within {options.settle_limit} s "
+                f"({workers.progress()})"
+            )
+        if time.monotonic() - last_progress > 10:
+            last_progress = time.monotonic()
+            print(f"settling: {workers.progress()}", file=sys.stderr)
+        for control in controls:
+            if control.process.poll() is not None:
+                raise SystemExit(f"flocker-control {control.name} exited")
+        await _sleep(reactor, 0.2)
+    connected = workers.seconds("connected")
+    synced = workers.seconds("synced")
+    print(
+        f"synchronised in {synced:.1f} s; {options.warmup:g} s warm-up, "
+        f"then {options.duration:g} s measured",
+        file=sys.stderr,
+    )
+
+    # -- REST -----------------------------------------------------------------
     measuring = {"on": False}
     read_latency: list[float] = []
     write_latency: list[float] = []
     write_started: dict[str, float] = {}
     errors: list[str] = []
     node_uuids = [str(u) for u in credentials.node_uuids]
+    counter = {"read": 0, "write": 0}
 
     async def read(n: int) -> None:
         path = "/v1/configuration/datasets" if n % 2 else "/v1/state/nodes"
+        base = controls[(n // 2) % len(controls)].base
         start = time.monotonic()
-        response = await http.get(base + path)
+        response = await http.get(base + path, timeout=30)
         await response.content()
         if response.code != 200:
-            errors.append(f"GET {path}: {response.code}")
+            errors.append(f"GET {base}{path}: {response.code}")
         if measuring["on"]:
             read_latency.append(time.monotonic() - start)
 
-    async def write() -> None:
+    async def write(n: int) -> None:
         dataset_id = str(uuid4())
+        base = controls[n % len(controls)].base
         start = time.monotonic()
         if measuring["on"]:
             write_started[dataset_id] = time.time()
         response = await http.post(
             base + "/v1/configuration/datasets",
             json={"primary": random.choice(node_uuids), "dataset_id": dataset_id},
+            timeout=30,
         )
         body = await response.content()
         if response.code != 201:
-            errors.append(f"POST: {response.code} {body[:200]!r}")
+            errors.append(f"POST {base}: {response.code} {body[:200]!r}")
         if measuring["on"]:
             write_latency.append(time.monotonic() - start)
 
-    counter = {"n": 0}
-
-    def fire_read() -> None:
-        counter["n"] += 1
-        Deferred.fromCoroutine(read(counter["n"])).addErrback(
-            lambda f: errors.append(f.getErrorMessage())
+    def fire(kind: str) -> None:
+        counter[kind] += 1
+        coroutine = read if kind == "read" else write
+        Deferred.fromCoroutine(coroutine(counter[kind])).addErrback(
+            lambda f: errors.append(f"{kind}: {f.getErrorMessage()}")
         )
 
-    def fire_write() -> None:
-        Deferred.fromCoroutine(write()).addErrback(
-            lambda f: errors.append(f.getErrorMessage())
-        )
-
-    readers = LoopingCall(fire_read)
+    readers = LoopingCall(fire, "read")
     readers.clock = reactor
-    writers = LoopingCall(fire_write)
+    writers = LoopingCall(fire, "write")
     writers.clock = reactor
     readers.start(1.0 / options.reads_per_second, now=False)
     writers.start(1.0 / options.writes_per_second, now=False)
 
-    await deferLater(reactor, options.warmup, lambda: None)
+    await _sleep(reactor, options.warmup)
 
     # -- measurement ----------------------------------------------------------
     measuring["on"] = True
-    cpu_start, wall_start = cpu_seconds(control_pid), time.monotonic()
+
+    def sample() -> dict[str, float]:
+        now = {c.name: cpu_seconds(c.pid) for c in controls}
+        if etcd_pids:
+            now["etcd"] = sum(cpu_seconds(p) for p in etcd_pids)
+        now["agents"] = sum(cpu_seconds(p) for p in workers.pids)
+        now["rest_client"] = cpu_seconds(os.getpid())
+        return now
+
+    revision_start = None
+    if etcd is not None:
+        revision_start = (await etcd.get_with_revision(LEADER_KEY)).revision
+    wall_start = time.monotonic()
     epoch_start = time.time()
-    worker_start = cpu_seconds(worker_pid)
-    own_start = cpu_seconds(os.getpid())
-    cpu_series: list[tuple[float, float]] = []
-    last = (cpu_start, wall_start)
+    load_start = os.getloadavg()[0]
+    first = last = sample()
+    last_wall = wall_start
+    cpu_series: dict[str, list[tuple[float, float]]] = {name: [] for name in first}
     while time.monotonic() - wall_start < options.duration:
-        await deferLater(reactor, 1.0, lambda: None)
-        cpu, wall = cpu_seconds(control_pid), time.monotonic()
-        cpu_series.append((wall - wall_start, (cpu - last[0]) / (wall - last[1])))
-        last = (cpu, wall)
-    cpu_end, wall_end = cpu_seconds(control_pid), time.monotonic()
-    worker_end = cpu_seconds(worker_pid)
-    own_end = cpu_seconds(os.getpid())
+        await _sleep(reactor, 1.0)
+        now, wall = sample(), time.monotonic()
+        for name in now:
+            cpu_series[name].append(
+                (wall - wall_start, (now[name] - last[name]) / (wall - last_wall))
+            )
+        last, last_wall = now, wall
+    wall = last_wall - wall_start
+    etcd_writes = None
+    if etcd is not None and revision_start is not None:
+        revision_end = (await etcd.get_with_revision(LEADER_KEY)).revision
+        etcd_writes = (revision_end - revision_start) / wall
     measuring["on"] = False
     readers.stop()
     writers.stop()
-
-    def arrivals() -> dict[str, float]:
-        return {
-            e["id"]: e["at"]
-            for e in worker.events
-            if e["event"] == "dataset" and e["id"] in write_started
-        }
+    load_end = os.getloadavg()[0]
 
     for _ in range(100):  # let the last writes reach every agent
-        if len(arrivals()) >= len(write_started):
+        if len(workers.arrivals(write_started)) >= len(write_started):
             break
-        await deferLater(reactor, 0.1, lambda: None)
-    await pool.closeCachedConnections()
+        await _sleep(reactor, 0.1)
 
     propagation = sorted(
         (write_started[d] - epoch_start, at - write_started[d])
-        for d, at in arrivals().items()
+        for d, at in workers.arrivals(write_started).items()
     )
     spread = [seconds for _, seconds in propagation]
-    wall = wall_end - wall_start
+    cpu = {name: (last[name] - first[name]) / wall for name in first}
+    per_instance = {c.name: cpu[c.name] for c in controls}
     return {
-        "agents": options.agents,
+        "instances": len(controls),
+        "agents_per_instance": {
+            c.name: len(range(i, options.agents, len(controls)))
+            for i, c in enumerate(controls)
+        },
         "duration_seconds": wall,
-        "agent_connect_seconds": connected["seconds"],
-        "initial_sync_seconds": synced["seconds"],
+        "load_average_1min": {"start": load_start, "end": load_end},
+        "agent_processes": len(workers.pids),
+        "agent_connect_seconds": connected,
+        "initial_sync_seconds": synced,
         "state_reports_per_second": options.agents,
         "rest_reads_per_second": options.reads_per_second,
         "rest_writes_per_second": options.writes_per_second,
-        "control_cpu_seconds_per_wall_second": (cpu_end - cpu_start) / wall,
-        "control_cpu_series": cpu_series,
-        "agents_process_cpu_seconds_per_wall_second": (worker_end - worker_start)
-        / wall,
-        "rest_client_process_cpu_seconds_per_wall_second": (own_end - own_start) / wall,
+        "control_cpu_seconds_per_wall_second": sum(per_instance.values()),
+        "control_cpu_per_instance": per_instance,
+        "etcd_cpu_seconds_per_wall_second": cpu.get("etcd"),
+        "etcd_writes_per_second": etcd_writes,
+        "agents_process_cpu_seconds_per_wall_second": cpu["agents"],
+        "rest_client_process_cpu_seconds_per_wall_second": cpu["rest_client"],
+        "cpu_series": cpu_series,
         "rest_read_latency_seconds": {
             "p50": percentile(read_latency, 50),
             "p99": percentile(read_latency, 99),
@@ -436,58 +585,227 @@ async def _measure(
     }
 
 
-def plot(results: dict[str, Any]) -> Any:
-    """Draw control CPU and propagation times over the run."""
+async def leader_kill(
+    reactor: Any,
+    options: argparse.Namespace,
+    http: Any,
+    controls: list[Control],
+    etcd: EtcdClient,
+    node_uuids: list[str],
+) -> dict[str, Any]:
+    """
+    Kill the leader instance with SIGKILL while writing to the others.
 
-    def draw(axes: Any) -> None:
-        cpu = results["control_cpu_series"]
-        axes.plot(
-            [t for t, _ in cpu],
-            [c for _, c in cpu],
-            color="tab:blue",
-            label="control CPU s / wall s",
+    Each surviving instance gets a write every ``--kill-write-interval``
+    seconds (or as soon as its last write is answered, if that takes
+    longer), from ``--kill-after`` seconds before the kill until a write
+    sent after it was acknowledged and another instance holds the leader
+    key (or ``--kill-limit`` seconds), plus one second.
+    """
+    found = None
+    deadline = time.monotonic() + 30
+    while found is None and time.monotonic() < deadline:
+        found = await etcd.get(LEADER_KEY)
+        if found is None:
+            await _sleep(reactor, 0.1)
+    if found is None:
+        raise SystemExit(f"no control instance holds {LEADER_KEY}")
+    holder = found.value
+    victim = next(c for c in controls if c.name == leader_name(holder))
+    survivors = [c for c in controls if c is not victim]
+    attempts: list[dict[str, Any]] = []
+    writing = {"on": True}
+
+    async def write(target: Control) -> dict[str, Any]:
+        attempt: dict[str, Any] = {"instance": target.name, "sent": time.monotonic()}
+        try:
+            response = await http.post(
+                target.base + "/v1/configuration/datasets",
+                json={"primary": random.choice(node_uuids), "dataset_id": str(uuid4())},
+                timeout=10,
+            )
+            body = await response.content()
+            attempt["code"] = response.code
+            if response.code != 201:
+                attempt["error"] = body[:300].decode("utf-8", "replace")
+        except Exception as e:
+            attempt["code"] = None
+            attempt["error"] = str(e) or repr(e)
+        attempt["answered"] = time.monotonic()
+        return attempt
+
+    async def writer(target: Control) -> None:
+        # One write in flight per survivor (a closed loop): the writes
+        # themselves never queue up behind each other.
+        while writing["on"]:
+            started = time.monotonic()
+            attempts.append(await write(target))
+            elapsed = time.monotonic() - started
+            await _sleep(reactor, max(0.0, options.kill_write_interval - elapsed))
+
+    writers = [Deferred.fromCoroutine(writer(c)) for c in survivors]
+    await _sleep(reactor, options.kill_after)
+
+    os.kill(victim.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    new_leader: tuple[float, str] | None = None
+    while time.monotonic() - killed < options.kill_limit:
+        if new_leader is None:
+            try:
+                current = await etcd.get(LEADER_KEY)
+            except Exception:
+                current = None
+            if current is not None and current.value != holder:
+                new_leader = (time.monotonic() - killed, leader_name(current.value))
+        acknowledged = any(a["sent"] >= killed and a["code"] == 201 for a in attempts)
+        if new_leader is not None and acknowledged:
+            break
+        await _sleep(reactor, 0.05)
+    await _sleep(reactor, 1.0)
+    writing["on"] = False
+    await DeferredList(writers)
+    victim.process.wait()
+
+    result = kill_timeline(attempts, killed)
+    result.update(
+        {
+            "killed_instance": victim.name,
+            "survivors": [c.name for c in survivors],
+            "write_interval_seconds": options.kill_write_interval,
+            "writers": "one write in flight per survivor, one started every "
+            f"{options.kill_write_interval:g} s or when the last is answered",
+            "errors_after_kill": sorted(
+                {a["error"] for a in attempts if a["sent"] >= killed and "error" in a}
+            )[:5],
+            "kill_to_new_leader_seconds": None if new_leader is None else new_leader[0],
+            "new_leader": None if new_leader is None else new_leader[1],
+            "leader_lease_ttl_seconds": LEADER_TTL,
+            "writes_series": [
+                (a["sent"] - killed, a["answered"] - a["sent"], a["code"])
+                for a in sorted(attempts, key=lambda a: a["sent"])
+            ],
+        }
+    )
+    return result
+
+
+async def run(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
+    """Run the scenario's phases; the results dict."""
+    phases = set(options.phases.split(","))
+    unknown = phases - {"baseline", "ha", "kill"}
+    if unknown or ("kill" in phases and "ha" not in phases):
+        raise SystemExit(
+            f"--phases: baseline, ha and kill (kill needs ha): {options.phases}"
         )
-        axes.set_xlabel("seconds into the measurement")
-        axes.set_ylabel("control CPU seconds per wall second", color="tab:blue")
-        axes.set_ylim(bottom=0)
-        other = axes.twinx()
-        propagation = results["propagation_series"]
-        other.scatter(
-            [t for t, _ in propagation],
-            [s * 1000 for _, s in propagation],
-            color="tab:red",
-            s=12,
-            label="change reaches all agents (ms)",
+    work = Path(tempfile.mkdtemp(prefix="flocker-bench-control-"))
+    credentials_dir = work / "credentials"
+    credentials_dir.mkdir()
+    credentials = make_test_cluster_credentials(
+        credentials_dir, nodes=options.agents, users=("bench",)
+    )
+    node_uuids = [str(u) for u in credentials.node_uuids]
+    results: dict[str, Any] = {
+        "agents": options.agents,
+        "duration_seconds": options.duration,
+        "simulation": {
+            "agent_processes": options.agent_processes,
+            "agent_decoding": "the simulated agents of one process share the "
+            "decoded (immutable) values of equal pushed documents; each agent "
+            "still gets its own push over its own TLS connection and applies "
+            "its own diff",
+        },
+        "goals": {
+            "change_to_all_agents_p99_seconds": GOAL_PROPAGATION_P99,
+            "kill_to_first_acknowledged_write_seconds": GOAL_KILL_TO_WRITE,
+        },
+    }
+    try:
+        if "baseline" in phases:
+            controls = await start_controls(
+                reactor, work / "baseline", credentials, ["control"], None
+            )
+            try:
+                results["baseline_file_store"] = await run_phase(
+                    reactor, options, credentials, work, controls, []
+                )
+            finally:
+                stop_controls(controls)
+        if "ha" in phases:
+            results["ha_etcd_store"] = await _ha(
+                reactor, options, credentials, work, node_uuids, "kill" in phases
+            )
+    finally:
+        if options.keep_work:
+            print("work directory:", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    ha = results.get("ha_etcd_store")
+    if ha is not None and "after" in ha:
+        results["leader_kill"] = ha.pop("after")
+    results["ratios"] = compare(results.get("baseline_file_store"), ha)
+    kill = results.get("leader_kill")
+    if kill is not None and ha is not None:
+        results["ratios"]["kill_to_first_write_over_ha_write_p50"] = ratio(
+            kill["kill_to_first_acknowledged_write_seconds"],
+            ha["rest_write_latency_seconds"]["p50"],
         )
-        other.set_ylabel("ms until every agent has a change", color="tab:red")
-        other.set_ylim(bottom=0)
-        read = results["rest_read_latency_seconds"]
-        write = results["rest_write_latency_seconds"]
-        axes.set_title(
-            f"flocker-control, {results['agents']} agents reporting 1/s; REST "
-            f"read p50 {1000 * (read['p50'] or 0):.0f} ms, "
-            f"write p50 {1000 * (write['p50'] or 0):.0f} ms",
-            fontsize=9,
+        results["ratios"]["kill_to_new_leader_over_lease_ttl"] = ratio(
+            kill["kill_to_new_leader_seconds"], LEADER_TTL
+        )
+    results["goals_met"] = goals_met(results)
+    return results
+
+
+async def _ha(
+    reactor: Any,
+    options: argparse.Namespace,
+    credentials: Any,
+    work: Path,
+    node_uuids: list[str],
+    kill: bool,
+) -> dict[str, Any]:
+    """The etcd phase (and the leader kill after it, as its ``"after"``)."""
+    cluster = EtcdCluster(work / "etcd", members=options.etcd_members)
+    etcd = EtcdClient(reactor, cluster.endpoints)
+    controls: list[Control] = []
+    try:
+        etcd_pids = children_named("etcd")
+        names = [f"control{i + 1}" for i in range(options.instances)]
+        controls = await start_controls(
+            reactor, work / "ha", credentials, names, cluster.url
         )
 
-    return draw
+        async def after(http: Any) -> dict[str, Any]:
+            return await leader_kill(reactor, options, http, controls, etcd, node_uuids)
+
+        results = await run_phase(
+            reactor,
+            options,
+            credentials,
+            work,
+            controls,
+            etcd_pids,
+            after if kill else None,
+            etcd,
+        )
+        results["etcd_members"] = options.etcd_members
+        return results
+    finally:
+        stop_controls(controls)
+        await etcd.close()
+        cluster.stop()
 
 
 def main(reactor: Any, argv: list[str]) -> Deferred[None]:
-    """Run the scenario and write ``benchmark/results/<name>.json`` and ``.png``."""
+    """Run the scenario and write ``<results-dir>/<name>.json`` and ``.png``."""
     options = _parser().parse_args(argv)
     if options.agent_worker:
         return Deferred.fromCoroutine(agent_worker(reactor, options))
 
     async def go() -> None:
         results = await run(reactor, options)
-        paths = write_results(options.name, results, plot(results))
-        summary = {
-            k: v
-            for k, v in results.items()
-            if not k.endswith("_series") and k != "errors"
-        }
-        print(json.dumps(summary, indent=2))
+        paths = write_results(options.name, results, plot(results), options.results_dir)
+        print(json.dumps(summary(results), indent=2))
         print("wrote", *[p for p in paths if p])
 
     return Deferred.fromCoroutine(go())
