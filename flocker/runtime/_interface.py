@@ -136,7 +136,7 @@ def _port_number(value: object) -> tuple[bool, str]:
 
 def _ipv4(value: object) -> tuple[bool, str]:
     try:
-        ipaddress.IPv4Address(value)  # type: ignore[arg-type]
+        ipaddress.IPv4Address(value)
     except ValueError:
         return False, f"not an IPv4 address: {value!r}"
     return True, ""
@@ -241,7 +241,7 @@ RestartPolicy = RestartNever | RestartAlways | RestartOnFailure
 _RESTART_POLICIES = (RestartNever, RestartAlways, RestartOnFailure)
 
 
-def _environment_invariant(environment: PMap) -> tuple[bool, str]:
+def _environment_invariant(environment: PMap[str, str]) -> tuple[bool, str]:
     for key, value in environment.items():
         if not _ENV_NAME.match(key):
             return False, f"not an environment variable name: {key!r}"
@@ -250,7 +250,7 @@ def _environment_invariant(environment: PMap) -> tuple[bool, str]:
     return True, ""
 
 
-def _command_invariant(command: PVector | None) -> tuple[bool, str]:
+def _command_invariant(command: PVector[str] | None) -> tuple[bool, str]:
     ok = command is None or (
         len(command) > 0 and all(isinstance(a, str) and "\0" not in a for a in command)
     )

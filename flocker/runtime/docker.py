@@ -30,7 +30,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ import attrs
 import docker
 import docker.errors
 import requests.exceptions
+from eliot import ActionType
 from pyrsistent import PMap, PSet, pmap, pset
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
@@ -85,6 +86,11 @@ COMMAND_LABEL = "org.flocker.command"
 _PORT_CLASH = ("port is already allocated", "address already in use")
 
 T = TypeVar("T")
+
+
+def _labels(labels: Mapping[str, str]) -> PMap[str, str]:
+    """Labels as an immutable map (an attrs converter)."""
+    return pmap(labels)
 
 
 # --------------------------------------------------------------------------
@@ -254,7 +260,7 @@ class DockerAdapter:
 
     node_uuid: str
     client_factory: Callable[[], docker.DockerClient]
-    labels: PMap = attrs.field(factory=pmap, converter=pmap)
+    labels: PMap[str, str] = attrs.field(factory=pmap, converter=_labels)
     _client: docker.DockerClient | None = attrs.field(default=None, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     #: Bumped by every change this adapter makes (see `_mine`).
@@ -473,7 +479,7 @@ class DockerRuntime:
     client_factory: Callable[[], docker.DockerClient]
     threadpool: ThreadPool
     reactor: IReactorFromThreads
-    labels: PMap = attrs.field(factory=pmap, converter=pmap, kw_only=True)
+    labels: PMap[str, str] = attrs.field(factory=pmap, converter=_labels, kw_only=True)
     _adapter: DockerAdapter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -485,7 +491,12 @@ class DockerRuntime:
             self.reactor, self.threadpool, _engine_errors, f, *args
         )
 
-    def _logged(self, action: Any, body: Callable, **fields: Any) -> Deferred:
+    def _logged(
+        self,
+        action: ActionType,
+        body: Callable[[], Coroutine[Any, Any, T]],
+        **fields: Any,
+    ) -> Deferred[T]:
         return logged(
             action, body, runtime="docker", node_uuid=self.node_uuid, **fields
         )

@@ -15,9 +15,11 @@ has already fired, so it works under ``SynchronousTestCase``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
 import attrs
+from eliot import ActionType
 from pyrsistent import PMap, PSet, pmap, pset
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -47,6 +49,8 @@ from ._logging import (
     START,
     STOP,
 )
+
+T = TypeVar("T")
 
 
 @attrs.define
@@ -107,9 +111,14 @@ class MemoryRuntime:
     def _now(self) -> float:
         return float(self.clock.seconds() if self.clock is not None else time.time())
 
-    def _logged(self, action: object, body: Callable, **fields: object) -> Deferred:
+    def _logged(
+        self,
+        action: ActionType,
+        body: Callable[[], Coroutine[Any, Any, T]],
+        **fields: object,
+    ) -> Deferred[T]:
         return logged(
-            action,  # type: ignore[arg-type]
+            action,
             body,
             runtime="memory",
             node_uuid=self.node_uuid,

@@ -13,5 +13,5 @@ pytestmark = pytest.mark.functional
 _Contract: Any = make_icontainerruntime_tests(docker_harness)
 
 
-class TestDockerRuntime(_Contract):
+class TestDockerRuntime(_Contract):  # type: ignore[misc]  # made at runtime
     """DockerRuntime against the contract, on the machine's Docker Engine."""

@@ -318,7 +318,7 @@ class DockerErrorTests(SynchronousTestCase):
         made = []
         runtime = DockerRuntime(
             NODE,
-            lambda: made.append(1),  # type: ignore[arg-type,return-value]
+            lambda: made.append(1),
             ImmediateThreadPool(),  # type: ignore[arg-type]
             ImmediateReactor(),  # type: ignore[arg-type]
         )
@@ -331,7 +331,7 @@ def test_logged(eliot_logger: Any) -> None:
     client = _StubClient()
     runtime = DockerRuntime(
         NODE,
-        lambda: client,  # type: ignore[arg-type,return-value]
+        lambda: client,
         ImmediateThreadPool(),  # type: ignore[arg-type]
         ImmediateReactor(),  # type: ignore[arg-type]
     )

@@ -24,7 +24,7 @@ from ..testtools import LONG_RUNNING, make_icontainerruntime_tests, memory_harne
 _Contract: Any = make_icontainerruntime_tests(memory_harness)
 
 
-class TestMemoryRuntime(_Contract):
+class TestMemoryRuntime(_Contract):  # type: ignore[misc]  # made at runtime
     """MemoryRuntime against the contract."""
 
 

@@ -112,10 +112,12 @@ def test_bad_retry_count() -> None:
         (("127.0.0.11", 80, "tcp"), ("127.0.0.11", 81, "tcp"), False),
     ],
 )
-def test_clashes_with(a: tuple, b: tuple, clash: bool) -> None:
+def test_clashes_with(
+    a: tuple[str, int, str], b: tuple[str, int, str], clash: bool
+) -> None:
     """Ports clash on the same port and protocol at overlapping addresses."""
 
-    def port(spec: tuple) -> PublishedPort:
+    def port(spec: tuple[str, int, str]) -> PublishedPort:
         host, number, protocol = spec
         return PublishedPort(
             internal_port=1, external_port=number, host_ip=host, protocol=protocol
