@@ -15,6 +15,7 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from flocker.ca import TLSFiles
 from flocker.control import (
@@ -65,7 +66,7 @@ class ControlledAgent:
 
     #: ``"dataset"`` or ``"container"``: what the agent tells the control service.
     kind: str
-    reactor: Any
+    reactor: IReactorTime
     address: str
     tls: TLSFiles
     control: tuple[ControlAddress, ...]

@@ -28,6 +28,7 @@ import attr
 from eliot import ActionType, Field, start_action
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 
@@ -78,7 +79,7 @@ class AnsweringWatch:
     :ivar address: This node's address, where Docker publishes ports.
     """
 
-    reactor: Any = attr.ib()
+    reactor: IReactorTime = attr.ib()
     node_uuid: str = attr.ib()
     address: str = attr.ib()
     _elsewhere: set[str] = attr.ib(factory=set, init=False)

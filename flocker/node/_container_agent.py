@@ -14,11 +14,11 @@ once (see ``containers``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import attr
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from flocker.ca import TLSFiles
 from flocker.control import AgentAMPClient
@@ -53,7 +53,7 @@ class ContainerAgent(ControlledAgent):
 
     kind = "container"
 
-    reactor: Any = attr.ib()
+    reactor: IReactorTime = attr.ib()
     node_uuid: str = attr.ib()
     address: str = attr.ib()
     runtime: IContainerRuntime = attr.ib()

@@ -238,7 +238,7 @@ class RoundRobinEndpoint:
 
 
 def control_endpoint(
-    reactor: Any,
+    reactor: IReactorTime,
     addresses: Sequence[ControlAddress],
     tls_files: TLSFiles,
     agent: str,

@@ -34,6 +34,7 @@ import attr
 from eliot import Field, MessageType
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from flocker.ca import TLSFiles
 from flocker.control import (
@@ -174,7 +175,7 @@ class DatasetAgent(ControlledAgent):
         before the agent fences itself.
     """
 
-    reactor: Any = attr.ib()
+    reactor: IReactorTime = attr.ib()
     node_uuid: str = attr.ib()
     address: str = attr.ib()
     backend: IVolumeBackend = attr.ib()
