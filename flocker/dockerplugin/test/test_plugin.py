@@ -130,12 +130,12 @@ class Harness:
 
     def leases(self) -> dict[UUID, UUID]:
         """Dataset id → the node holding its lease."""
-        leases: Any = self.client.list_leases().result  # type: ignore[attr-defined]
+        leases: Any = self.client.list_leases().result
         return {lease.dataset_id: lease.node_uuid for lease in leases}
 
     def datasets(self) -> dict[UUID, Any]:
         """The configured datasets."""
-        configuration: Any = self.client.list_datasets_configuration().result  # type: ignore[attr-defined]
+        configuration: Any = self.client.list_datasets_configuration().result
         return dict(configuration.datasets)
 
 
@@ -222,7 +222,7 @@ class SizeTests(SynchronousTestCase):
 
     def test_not_a_string(self) -> None:
         """A size that is not a string is refused."""
-        self.assertRaises(PluginError, parse_size, 64)  # type: ignore[arg-type]
+        self.assertRaises(PluginError, parse_size, 64)
 
     def test_too_small(self) -> None:
         """Sizes under 1 MiB (the API's minimum) are refused, saying the minimum."""
@@ -458,7 +458,7 @@ class MountTests(SynchronousTestCase):
             {"Mountpoint": f"/flocker/{dataset_id}", "Err": ""},
         )
 
-    @capture_logging(None)
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
     def test_mount_moves(self, logger: Any) -> None:
         """A volume on another node is moved here, then mounted and leased."""
         harness = Harness()
@@ -590,7 +590,7 @@ class MountTests(SynchronousTestCase):
         self.assertEqual(harness.leases(), {})
         self.successResultOf(harness.client.move_dataset(NODE_B, dataset_id))
 
-    @capture_logging(None)
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
     def test_lease_kept_until_last_unmount(self, logger: Any) -> None:
         """With two containers mounting a volume, the lease goes with the last."""
         harness = Harness()
@@ -713,7 +713,7 @@ class ErrorAndLoggingTests(SynchronousTestCase):
         answer = harness.call(self, "List", {})
         self.assertIn("cannot reach the Flocker control service", answer["Err"])
 
-    @capture_logging(None)
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
     def test_unexpected_error(self, logger: Any) -> None:
         """A bug is an Err naming the exception, and its traceback is logged."""
         harness = Harness(client_class=BrokenClient)
@@ -726,7 +726,7 @@ class ErrorAndLoggingTests(SynchronousTestCase):
         )
         self.assertEqual(len(logger.flush_tracebacks(ZeroDivisionError)), 1)
 
-    @capture_logging(None)
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
     def test_actions(self, logger: Any) -> None:
         """Each request is a ``flocker:dockerplugin:<verb>`` action with its Err."""
         harness = Harness()
