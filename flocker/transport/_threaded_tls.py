@@ -368,7 +368,7 @@ class _ThreadedTLSTransport:
     def _attach(self, protocol: IProtocol) -> None:
         """Hand the connection to ``protocol`` (after the handshake)."""
         self.protocol = protocol
-        protocol.makeConnection(self)  # type: ignore[arg-type]
+        protocol.makeConnection(self)
 
     def _deliver(self, data: bytes) -> None:
         self._inbox.append(data)
@@ -608,7 +608,7 @@ class _ThreadedTLSTransport:
         while filled < len(view):
             try:
                 # With a buffer, read() answers a count (typeshed says bytes).
-                count: int = tls.read(len(view) - filled, view[filled:])  # type: ignore[arg-type, assignment]
+                count: int = tls.read(len(view) - filled, view[filled:])  # type: ignore[assignment]
             except ssl.SSLWantReadError:
                 got = self._thread_fill()
                 if got is False:

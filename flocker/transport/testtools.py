@@ -140,7 +140,7 @@ class Collector(TwistedProtocol):
 
 async def sleep(seconds: float) -> None:
     """Let the reactor run for ``seconds``."""
-    await deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
+    await deferLater(reactor, seconds, lambda: None)
 
 
 async def within(
@@ -149,7 +149,7 @@ async def within(
     """What ``waited`` gives, or ``defer.TimeoutError`` after ``seconds``."""
     if not isinstance(waited, Deferred):
         waited = Deferred.fromCoroutine(waited)
-    return await waited.addTimeout(seconds, reactor)  # type: ignore[arg-type]
+    return await waited.addTimeout(seconds, reactor)
 
 
 @implementer(IPushProducer)
@@ -273,7 +273,8 @@ class _ThreadedLoopback:
             check_node_certificate,
             timeout=10,
         )
-        return connectProtocol(endpoint, protocol)
+        connected: Deferred[Any] = connectProtocol(endpoint, protocol)
+        return connected
 
 
 @attrs.define
@@ -287,8 +288,10 @@ class _TwistedLoopback:
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         """Listen on TCP with a TLS-wrapping factory."""
         options = server_context_factory(self.server.credential, self.server.authority)
-        wrapping = TLSMemoryBIOFactory(options, False, factory)  # type: ignore[arg-type]
-        return TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(wrapping)
+        wrapping = TLSMemoryBIOFactory(options, False, factory)
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        listening: Deferred[IListeningPort] = endpoint.listen(wrapping)
+        return listening
 
     def connect(self, port: int, protocol: TwistedProtocol) -> Deferred[Any]:
         """Connect over TCP with a TLS-wrapping factory."""
@@ -298,7 +301,7 @@ class _TwistedLoopback:
         wrapping = TLSMemoryBIOFactory(
             options,
             True,
-            Factory.forProtocol(lambda: protocol),  # type: ignore[arg-type]
+            Factory.forProtocol(lambda: protocol),
         )
         return TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(wrapping)
 
@@ -345,7 +348,7 @@ class _Connector:
             self.accepted.append(protocol)
             return protocol
 
-        self.port = await self.loopback.listen(Factory.forProtocol(build))  # type: ignore[arg-type]
+        self.port = await self.loopback.listen(Factory.forProtocol(build))
 
     async def pair(self) -> Pair:
         """A new connection, once both ends are made."""

@@ -39,7 +39,7 @@ async def test_writes_at_once_while_the_pipe_takes_it() -> None:
     """What fits into the pipe is written by ``write`` itself, in order."""
     reading, writing = os.pipe()
     lost: list[bool] = []
-    writer = PipeWriter(reactor, writing, lambda: lost.append(True))  # type: ignore[arg-type]
+    writer = PipeWriter(reactor, writing, lambda: lost.append(True))
     writer.write(b"hello ")
     writer.write(memoryview(b"world"))
     assert os.read(reading, 100) == b"hello world"
@@ -57,7 +57,7 @@ async def test_back_pressure() -> None:
     byte arrives in order.
     """
     reading, writing = os.pipe()
-    writer = PipeWriter(reactor, writing, lambda: None)  # type: ignore[arg-type]
+    writer = PipeWriter(reactor, writing, lambda: None)
     producer = RecordingProducer()
     writer.registerProducer(producer, True)
     payload = os.urandom(PAUSE_ABOVE + 3 * MiB)
@@ -80,7 +80,7 @@ async def test_back_pressure() -> None:
 async def test_close_waits_for_what_waits() -> None:
     """``close`` with bytes still waiting closes only once they went."""
     reading, writing = os.pipe()
-    writer = PipeWriter(reactor, writing, lambda: None)  # type: ignore[arg-type]
+    writer = PipeWriter(reactor, writing, lambda: None)
     payload = os.urandom(4 * MiB)
     writer.write(payload)
     writer.close()
@@ -105,7 +105,7 @@ async def test_reader_gone() -> None:
     """
     reading, writing = os.pipe()
     lost: list[bool] = []
-    writer = PipeWriter(reactor, writing, lambda: lost.append(True))  # type: ignore[arg-type]
+    writer = PipeWriter(reactor, writing, lambda: lost.append(True))
     os.close(reading)
     writer.write(b"x" * MiB)
     writer.write(b"y")
@@ -116,7 +116,7 @@ async def test_reader_gone() -> None:
 def test_non_streaming_producer_is_pulled() -> None:
     """A pull producer is asked for data at once and after each drain."""
     reading, writing = os.pipe()
-    writer = PipeWriter(reactor, writing, lambda: None)  # type: ignore[arg-type]
+    writer = PipeWriter(reactor, writing, lambda: None)
     producer = RecordingProducer()
     writer.registerProducer(producer, False)
     assert producer.calls == ["resume"]

@@ -30,10 +30,10 @@ from flocker.ca import (
 )
 from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
 
+from .._handshake import TLSFailed
 from .._threaded_tls import (
     BACKGROUND_NICE,
     HIGH_WATER,
-    TLSFailed,
     _ThreadedTLSTransport,
 )
 from .._threaded_tls_endpoints import (

@@ -36,7 +36,7 @@ from flocker.ca import (
 )
 from flocker.ca.testtools import make_test_cluster_credentials
 
-from .._threaded_tls import TLSFailed
+from .._handshake import TLSFailed
 from .._threaded_tls_endpoints import (
     ThreadedTLSClientEndpoint,
     ThreadedTLSServerEndpoint,
@@ -59,7 +59,7 @@ class PausingCollector(Collector):
         if not self.paused_once:
             self.paused_once = True
             self.transport.pauseProducing()  # type: ignore[union-attr]
-            reactor.callLater(  # type: ignore[attr-defined]
+            reactor.callLater(
                 0.2,
                 self.transport.resumeProducing,  # type: ignore[union-attr]
             )
@@ -97,7 +97,7 @@ class Nodes:
                 self.accepted.append(made)
                 return made
 
-            factory = Factory.forProtocol(build)  # type: ignore[arg-type]
+            factory = Factory.forProtocol(build)
         port = await self.server_endpoint().listen(factory)
         self.ports.append(port)
         return port
@@ -298,7 +298,7 @@ async def test_cancelled_connect_builds_nothing_and_closes(nodes: Nodes) -> None
 
     before = set(threading.enumerate())
     connecting = nodes.client_endpoint(port.getHost().port).connect(
-        Factory.forProtocol(build)  # type: ignore[arg-type]
+        Factory.forProtocol(build)
     )
     connecting.cancel()
     with pytest.raises(CancelledError):
@@ -340,7 +340,7 @@ async def test_no_protocol_built_after_stop_listening(nodes: Nodes) -> None:
 
         def doStop(self) -> None:  # noqa: N802
             events.append("stop")
-            super().doStop()
+            super().doStop()  # type: ignore[no-untyped-call]
 
         def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
             events.append("build")
