@@ -43,6 +43,7 @@ from uuid import UUID, uuid4
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from twisted.web.iweb import IPolicyForHTTPS
 
 from ..apiclient import (
     DEFAULT_API_PORT,
@@ -54,6 +55,7 @@ from ..apiclient import (
     https_agent,
 )
 from ..ca import CertificateAuthority, ClusterPolicyForHTTPS, Credential
+from ..common import TCPTimeReactor
 from ._checks import load_yaml
 from ._compose import parse_compose_applications
 from ._flockerformat import (
@@ -315,7 +317,9 @@ def _tls(connection: _Connection) -> ClusterPolicyForHTTPS:
     )
 
 
-def _client(reactor: Any, connection: _Connection, tls: Any) -> FlockerClient:
+def _client(
+    reactor: TCPTimeReactor, connection: _Connection, tls: IPolicyForHTTPS
+) -> FlockerClient:
     """A REST API client for the control service."""
     from treq.client import HTTPClient
 
@@ -331,7 +335,9 @@ def _exit(code: int, message: str) -> NoReturn:
     raise SystemExit(code)
 
 
-async def _run(reactor: Any, connection: _Connection, tls: Any, files: Files) -> None:
+async def _run(
+    reactor: TCPTimeReactor, connection: _Connection, tls: IPolicyForHTTPS, files: Files
+) -> None:
     """Deploy with a real client; SystemExit with the right status."""
 
     def report(line: str) -> None:

@@ -10,6 +10,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -24,7 +27,13 @@ pytestmark = pytest.mark.acceptance
 FLOCKER_DEPLOY = os.path.join(os.path.dirname(sys.executable), "flocker-deploy")
 
 
-def flocker_deploy(cluster, directory, deployment, application, *options):
+def flocker_deploy(
+    cluster: dict[str, Any],
+    directory: Path,
+    deployment: str,
+    application: str,
+    *options: str,
+) -> subprocess.CompletedProcess[str]:
     """Run ``flocker-deploy`` on two files written in ``directory``; the process result."""
     paths = []
     for name, text in (("deployment.yml", deployment), ("application.yml", application)):
@@ -40,7 +49,7 @@ def flocker_deploy(cluster, directory, deployment, application, *options):
     )
 
 
-def configuration(cluster):
+def configuration(cluster: dict[str, Any]) -> tuple[Any, Any]:
     """The configured containers and datasets, as the REST API gives them."""
     return (
         api(cluster, "GET", "/v1/configuration/containers"),
@@ -48,7 +57,7 @@ def configuration(cluster):
     )
 
 
-def runs_on(cluster, name, node):
+def runs_on(cluster: dict[str, Any], name: str, node: dict[str, Any]) -> bool:
     """Whether the cluster state says ``name`` runs on ``node``."""
     return any(
         c["name"] == name and c["node_uuid"] == node["uuid"] and c.get("running")
@@ -56,7 +65,9 @@ def runs_on(cluster, name, node):
     )
 
 
-def test_deploy_move_compose_and_refusals(make_lab, tmp_path):
+def test_deploy_move_compose_and_refusals(
+    make_lab: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
     """
     ``flocker-deploy`` runs a counter with its dataset on node 1 (a re-run
     changes nothing), moves it to node 2 when the deployment file says so,

@@ -4,6 +4,8 @@ services read as Flocker applications, links through the linked service's
 first published port, and every unsupported or unknown key refused by name.
 """
 
+from typing import Any
+
 import pytest
 import yaml
 
@@ -37,7 +39,7 @@ services:
 """
 
 
-def compose(text_or_document):
+def compose(text_or_document: Any) -> dict[str, Application]:
     """Parse compose YAML text (or a document) as ``docker-compose.yml``."""
     document = (
         yaml.safe_load(text_or_document)
@@ -47,14 +49,14 @@ def compose(text_or_document):
     return parse_compose_applications("docker-compose.yml", document)
 
 
-def rejection(text):
+def rejection(text: str) -> str:
     """The message parsing ``text`` as a compose file fails with."""
     with pytest.raises(ConfigurationError) as info:
         compose(text)
     return str(info.value)
 
 
-def test_services_become_applications():
+def test_services_become_applications() -> None:
     """Each service becomes an application with its image, ports, environment, limits and restart policy."""
     parsed = compose(COMPOSE)
     assert parsed["web"] == Application(
@@ -87,7 +89,7 @@ def test_services_become_applications():
     assert parsed["cache"].restart_policy == RestartPolicy(name="never")
 
 
-def test_link_uses_first_published_port():
+def test_link_uses_first_published_port() -> None:
     """A link goes to the linked service's first published port, even when a later one sorts first."""
     parsed = compose(
         """
@@ -99,7 +101,7 @@ services:
     assert list(parsed["app"].links) == [Link(alias="db", local_port=7000, remote_port=6000)]
 
 
-def test_services_at_top_level():
+def test_services_at_top_level() -> None:
     """The oldest compose format, with the services at the top level, is read too."""
     parsed = compose("web: {image: nginx, ports: ['80:80']}\n")
     assert parsed == {
@@ -109,7 +111,7 @@ def test_services_at_top_level():
     }
 
 
-def test_empty_volumes_and_environment():
+def test_empty_volumes_and_environment() -> None:
     """Empty ``volumes`` and ``environment`` mean none."""
     parsed = compose("services: {web: {image: nginx, volumes: [], environment: }}\n")
     assert parsed["web"] == Application(name="web", image="nginx")
@@ -187,6 +189,6 @@ def test_empty_volumes_and_environment():
         ("services: {web: {image: x, links: db}}\n", "docker-compose.yml: services.web.links: must be a list, not a string"),
     ],
 )
-def test_rejections_name_the_key(text, message):
+def test_rejections_name_the_key(text: str, message: str) -> None:
     """A compose file with an unsupported, unknown or bad key is refused, naming the file and key."""
     assert rejection(text).startswith(message)

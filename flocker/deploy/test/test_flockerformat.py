@@ -5,6 +5,8 @@ naming the file and the dotted path of the key at fault.
 """
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -12,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flocker.apiclient import ContainerPort, Link, RestartPolicy
-from flocker.deploy import Application, ConfigurationError, Volume
+from flocker.deploy import Application, ConfigurationError, Placement, Volume
 from flocker.deploy._checks import load_yaml, size
 from flocker.deploy._flockerformat import (
     is_flocker_format,
@@ -43,19 +45,19 @@ applications:
 """
 
 
-def applications(document):
+def applications(document: Any) -> dict[str, Application]:
     """Parse an application document (a dict) as ``app.yml``."""
     return parse_flocker_applications("app.yml", document)
 
 
-def rejection(document):
+def rejection(document: Any) -> str:
     """The message parsing ``document`` as an application file fails with."""
     with pytest.raises(ConfigurationError) as info:
         applications(document)
     return str(info.value)
 
 
-def test_every_field_is_read():
+def test_every_field_is_read() -> None:
     """Every field of an application is read into an `Application`."""
     parsed = applications(yaml.safe_load(FULL))
     assert parsed["web"] == Application(
@@ -77,14 +79,14 @@ def test_every_field_is_read():
     )
 
 
-def test_defaults():
+def test_defaults() -> None:
     """An application with only an image has no ports, volume or limits and never restarts."""
     assert applications(yaml.safe_load(FULL))["db"] == Application(
         name="db", image="postgres"
     )
 
 
-def test_ports_and_links_sorted_like_the_api():
+def test_ports_and_links_sorted_like_the_api() -> None:
     """Ports are sorted by external port and links by alias, as the REST API returns them."""
     web = applications(yaml.safe_load(FULL))["web"]
     assert [p.external for p in web.ports] == [8043, 8080]
@@ -106,34 +108,34 @@ def test_ports_and_links_sorted_like_the_api():
         ("2048K", 2 * MIB),
     ],
 )
-def test_sizes(text, expected):
+def test_sizes(text: str, expected: int) -> None:
     """Sizes are bytes, or numbers with K, M, G or T (powers of 1024)."""
     assert size("f", "p", text, MIB) == expected
 
 
 @given(st.integers(min_value=MIB, max_value=2**62))
-def test_integer_sizes_are_bytes(value):
+def test_integer_sizes_are_bytes(value: int) -> None:
     """Any integer size from 1 MiB up is taken as bytes, as an integer or a string."""
     assert size("f", "p", value, MIB) == value
     assert size("f", "p", str(value), MIB) == value
 
 
-def mutated(change):
+def mutated(change: Callable[[Any], None]) -> Any:
     """The FULL document with ``change(document)`` applied."""
     document = copy.deepcopy(yaml.safe_load(FULL))
     change(document)
     return document
 
 
-def web(document):
+def web(document: Any) -> Any:
     """The web application's fields in ``document``."""
     return document["applications"]["web"]
 
 
-def _set(path, value):
+def _set(path: tuple[str | int, ...], value: object) -> Callable[[Any], None]:
     """A change setting the key ``path`` (a tuple) under web to ``value``."""
 
-    def change(document):
+    def change(document: Any) -> None:
         target = web(document)
         for key in path[:-1]:
             target = target[key]
@@ -142,10 +144,10 @@ def _set(path, value):
     return change
 
 
-def _delete(*path):
+def _delete(*path: str | int) -> Callable[[Any], None]:
     """A change removing the key ``path`` under web."""
 
-    def change(document):
+    def change(document: Any) -> None:
         target = web(document)
         for key in path[:-1]:
             target = target[key]
@@ -216,17 +218,17 @@ REJECTIONS = [
 
 
 @pytest.mark.parametrize("change, message", REJECTIONS, ids=[m for _, m in REJECTIONS])
-def test_rejections_name_the_key(change, message):
+def test_rejections_name_the_key(change: Callable[[Any], None], message: str) -> None:
     """An application file with a bad or unknown key is refused, naming the file and key."""
     assert rejection(mutated(change)).startswith(message)
 
 
-def test_not_a_mapping():
+def test_not_a_mapping() -> None:
     """An application file that is not a mapping is refused."""
     assert rejection(None) == "app.yml: must be a mapping, not nothing"
 
 
-def test_format_detection():
+def test_format_detection() -> None:
     """Files with ``applications`` or ``version: 1`` are Flocker's format; others compose's."""
     assert is_flocker_format({"version": 1, "applications": {}})
     assert is_flocker_format({"applications": {}})
@@ -237,7 +239,7 @@ def test_format_detection():
     assert not is_flocker_format([])
 
 
-def test_yaml_syntax_error_on_one_line():
+def test_yaml_syntax_error_on_one_line() -> None:
     """A YAML syntax error is reported on one line with the file and position."""
     with pytest.raises(ConfigurationError) as info:
         load_yaml("app.yml", "applications: [\n  web: {")
@@ -250,12 +252,12 @@ def test_yaml_syntax_error_on_one_line():
 # deployment.yml
 
 
-def deployment(document):
+def deployment(document: Any) -> Placement:
     """Parse a deployment document as ``dep.yml``."""
     return parse_deployment("dep.yml", document)
 
 
-def test_deployment_read():
+def test_deployment_read() -> None:
     """A deployment file says which node each application runs on, keeping node names as written."""
     placement = deployment(
         {"version": 1, "nodes": {"10.0.0.1": ["web", "db"], "10.0.0.2": [], "n3": None}}
@@ -289,7 +291,7 @@ def test_deployment_read():
         ),
     ],
 )
-def test_deployment_rejections(document, message):
+def test_deployment_rejections(document: Any, message: str) -> None:
     """A bad deployment file is refused, naming the file and key."""
     with pytest.raises(ConfigurationError) as info:
         deployment(document)

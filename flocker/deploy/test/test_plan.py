@@ -4,21 +4,27 @@ calculating and applying the REST API changes (`flocker.deploy._plan`,
 `flocker.deploy.script.deploy`), against the in-memory REST API.
 """
 
+from collections.abc import Callable, Coroutine
 from itertools import count
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import pytest
+from pyrsistent import PMap, PVector
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
+from twisted.web.server import Request
 
 from flocker.apiclient import (
+    Container,
     ContainerPort,
+    Dataset,
     FakeFlockerClient,
     FlockerClient,
+    IFlockerAPIV1Client,
     Link,
     Node,
 )
@@ -57,14 +63,15 @@ WEB = Application(
     links=[Link(alias="db", local_port=5432, remote_port=5432)],
 )
 APPS = {"db": DB, "web": WEB}
+T = TypeVar("T")
 
 
-def placement(**nodes):
+def placement(**nodes: str) -> Placement:
     """A `Placement` of application → node name."""
     return Placement(nodes=nodes, paths={n: f"nodes.{v}[0]" for n, v in nodes.items()})
 
 
-def result_of(coroutine):
+def result_of(coroutine: Coroutine[Any, Any, T]) -> T:
     """The result of a coroutine that only waits on fired Deferreds."""
     results: list[Any] = []
 
@@ -75,16 +82,17 @@ def result_of(coroutine):
     assert results, "the coroutine is still waiting"
     if isinstance(results[0], Failure):
         results[0].raiseException()
-    return results[0]
+    result: T = results[0]
+    return result
 
 
-def ids():
+def ids() -> Callable[[], UUID]:
     """A dataset id factory giving 000…001, 000…002, …"""
     numbers = count(1)
     return lambda: UUID(int=next(numbers))
 
 
-def fake_cluster():
+def fake_cluster() -> FakeFlockerClient:
     """An in-memory REST API with nodes ONE (10.0.0.1) and TWO (10.0.0.2)."""
     client = FakeFlockerClient(Clock())
     client.add_node(ONE, host="10.0.0.1")
@@ -92,21 +100,23 @@ def fake_cluster():
     return client
 
 
-def files(apps=APPS, **nodes):
+def files(apps: dict[str, Application] = APPS, **nodes: str) -> Files:
     """The checked files deploying ``apps`` as ``nodes`` says."""
     place = placement(**nodes)
     check_deployment("app.yml", apps, "dep.yml", place)
     return Files("app.yml", apps, "dep.yml", place)
 
 
-def apply(client, deployment):
+def apply(client: IFlockerAPIV1Client, deployment: Files) -> list[str]:
     """Deploy on ``client``; the change lines reported."""
     lines: list[str] = []
     result_of(deploy(client, deployment, lines.append, uuid4))
     return lines
 
 
-def configuration(client):
+def configuration(
+    client: IFlockerAPIV1Client,
+) -> tuple[PVector[Container], PMap[UUID, Dataset]]:
     """The containers and datasets configured on ``client``."""
     cluster = result_of(read_cluster(client))
     return cluster.containers, cluster.datasets
@@ -116,7 +126,7 @@ def configuration(client):
 # check_deployment, resolve_nodes
 
 
-def test_unknown_application_refused():
+def test_unknown_application_refused() -> None:
     """A deployment naming an application the application file lacks is refused, naming both files."""
     with pytest.raises(ConfigurationError) as info:
         check_deployment("app.yml", APPS, "dep.yml", placement(cache="10.0.0.1"))
@@ -125,7 +135,7 @@ def test_unknown_application_refused():
     )
 
 
-def test_port_published_twice_refused():
+def test_port_published_twice_refused() -> None:
     """Two deployed applications publishing one node port are refused."""
     other = WEB.set(name="other", links=[])
     with pytest.raises(ConfigurationError) as info:
@@ -136,13 +146,13 @@ def test_port_published_twice_refused():
     assert str(info.value) == "app.yml: web: publishes port 8080, as 'other' does"
 
 
-def test_port_shared_with_undeployed_application_allowed():
+def test_port_shared_with_undeployed_application_allowed() -> None:
     """An application that is not deployed may publish a deployed one's port."""
     other = WEB.set(name="other", links=[])
     check_deployment("app.yml", {**APPS, "other": other}, "dep.yml", placement(db="a", web="a"))
 
 
-def test_link_to_undeployed_application_refused():
+def test_link_to_undeployed_application_refused() -> None:
     """A link to a port no deployed application publishes is refused."""
     with pytest.raises(ConfigurationError) as info:
         check_deployment("app.yml", APPS, "dep.yml", placement(web="a"))
@@ -152,7 +162,7 @@ def test_link_to_undeployed_application_refused():
     )
 
 
-def test_nodes_named_by_address_or_uuid():
+def test_nodes_named_by_address_or_uuid() -> None:
     """Nodes are found by their address or UUID (in either case)."""
     nodes = [Node(uuid=ONE, host="10.0.0.1"), Node(uuid=TWO, host=None)]
     assert resolve_nodes(
@@ -160,7 +170,7 @@ def test_nodes_named_by_address_or_uuid():
     ) == {"db": ONE, "web": TWO}
 
 
-def test_unknown_node_refused():
+def test_unknown_node_refused() -> None:
     """A node name that is no node's address or UUID is refused."""
     with pytest.raises(ConfigurationError) as info:
         resolve_nodes("dep.yml", placement(db="10.9.9.9"), [Node(uuid=ONE, host="10.0.0.1")])
@@ -173,13 +183,15 @@ def test_unknown_node_refused():
 # calculate_changes
 
 
-def changes(client, apps=APPS, **nodes):
+def changes(
+    client: IFlockerAPIV1Client, apps: dict[str, Application] = APPS, **nodes: UUID
+) -> list[Any]:
     """The changes deploying ``apps`` on ``nodes`` (name → UUID) would make."""
     cluster = result_of(read_cluster(client))
     return calculate_changes(apps, nodes, cluster, ids())
 
 
-def test_first_deployment():
+def test_first_deployment() -> None:
     """On an empty cluster, datasets are created named after their application, then containers added."""
     client = fake_cluster()
     planned = changes(client, db=ONE, web=TWO)
@@ -194,7 +206,7 @@ def test_first_deployment():
     assert planned[2].container.links == WEB.links
 
 
-def test_same_files_change_nothing():
+def test_same_files_change_nothing() -> None:
     """Once deployed, the same applications and nodes need no change."""
     client = fake_cluster()
     apply(client, files(db="10.0.0.1", web="10.0.0.2"))
@@ -202,7 +214,7 @@ def test_same_files_change_nothing():
     assert apply(client, files(db="10.0.0.1", web=str(TWO))) == []
 
 
-def test_move_is_one_container_move():
+def test_move_is_one_container_move() -> None:
     """An application whose node changes is moved (its dataset goes with it)."""
     client = fake_cluster()
     apply(client, files(db="10.0.0.1", web="10.0.0.1"))
@@ -214,7 +226,7 @@ def test_move_is_one_container_move():
     assert {c.name: c.node_uuid for c in containers} == {"db": TWO, "web": ONE}
 
 
-def test_undeployed_containers_removed_datasets_kept():
+def test_undeployed_containers_removed_datasets_kept() -> None:
     """Containers the deployment does not name are removed; their datasets stay."""
     client = fake_cluster()
     apply(client, files(db="10.0.0.1", web="10.0.0.1"))
@@ -229,7 +241,7 @@ def test_undeployed_containers_removed_datasets_kept():
     assert len(datasets) == 1
 
 
-def test_changed_application_replaced_with_its_dataset():
+def test_changed_application_replaced_with_its_dataset() -> None:
     """An application whose container changes is removed and added again with the same dataset."""
     client = fake_cluster()
     apply(client, files(db="10.0.0.1", web="10.0.0.1"))
@@ -240,7 +252,7 @@ def test_changed_application_replaced_with_its_dataset():
     assert planned[1].container.volumes[0].dataset_id == dataset_id
 
 
-def test_changed_and_moved_application_moves_its_dataset_first():
+def test_changed_and_moved_application_moves_its_dataset_first() -> None:
     """A changed application on a new node: removed, its dataset moved, then added there."""
     client = fake_cluster()
     apply(client, files(db="10.0.0.1", web="10.0.0.1"))
@@ -257,7 +269,7 @@ def test_changed_and_moved_application_moves_its_dataset_first():
     assert [c.environment for c in containers if c.name == "db"] == [{"A": "1"}]
 
 
-def test_dataset_found_again_by_name():
+def test_dataset_found_again_by_name() -> None:
     """An application added again finds its dataset by name, moving it to its node if need be."""
     client = fake_cluster()
     apply(client, files({"db": DB}, db="10.0.0.1"))
@@ -268,7 +280,7 @@ def test_dataset_found_again_by_name():
     assert planned[2].container.volumes[0].dataset_id == dataset_id
 
 
-def test_two_datasets_with_the_name_refused():
+def test_two_datasets_with_the_name_refused() -> None:
     """Two live datasets named after one application are refused before any change."""
     client = fake_cluster()
     for _ in range(2):
@@ -278,11 +290,11 @@ def test_two_datasets_with_the_name_refused():
     assert "2 datasets are named 'db'" in str(info.value)
 
 
-async def _created(client, metadata):
+async def _created(client: IFlockerAPIV1Client, metadata: dict[str, str]) -> Dataset:
     return await client.create_dataset(ONE, metadata=metadata)
 
 
-def test_deleted_dataset_not_reused():
+def test_deleted_dataset_not_reused() -> None:
     """A deleted dataset with the application's name is not reused."""
     client = fake_cluster()
     old = result_of(_created(client, {"name": "db"}))
@@ -291,7 +303,7 @@ def test_deleted_dataset_not_reused():
     assert isinstance(planned[0], CreateDataset)
 
 
-def test_leased_dataset_cannot_move():
+def test_leased_dataset_cannot_move() -> None:
     """A dataset a lease holds on its node is refused a move before any change."""
     client = fake_cluster()
     apply(client, files(db="10.0.0.1", web="10.0.0.1"))
@@ -303,7 +315,7 @@ def test_leased_dataset_cannot_move():
     assert changes(client, db=ONE, web=ONE) == []
 
 
-def test_resized_when_the_file_says():
+def test_resized_when_the_file_says() -> None:
     """A new maximum size resizes the dataset; leaving it out leaves the size alone."""
     client = fake_cluster()
     apply(client, files(db="10.0.0.1", web="10.0.0.1"))
@@ -316,7 +328,7 @@ def test_resized_when_the_file_says():
     assert changes(client, unsized, db=ONE, web=ONE) == []
 
 
-def test_removed_before_added():
+def test_removed_before_added() -> None:
     """Removals come first, so an added application can take a removed one's port."""
     client = fake_cluster()
     apply(client, files({"db": DB}, db="10.0.0.1"))
@@ -326,7 +338,7 @@ def test_removed_before_added():
     assert [c.name for c in containers] == ["pg"]
 
 
-def test_reports_each_change():
+def test_reports_each_change() -> None:
     """Each change made is reported on one line."""
     client = fake_cluster()
     lines = apply(client, files(db="10.0.0.1", web="10.0.0.2"))
@@ -343,13 +355,13 @@ class _Broken(Resource):
 
     isLeaf = True
 
-    def render(self, request):
+    def render(self, request: Request) -> bytes:
         """Refuse."""
         request.setResponseCode(503)
         return b'{"description": "down for maintenance"}'
 
 
-def test_unreachable_api_fails_deploy():
+def test_unreachable_api_fails_deploy() -> None:
     """A REST API that cannot be read fails the deployment with its reason on one line."""
     client = FlockerClient(StubTreq(_Broken()), "https://control")
     with pytest.raises(DeployFailed) as info:
@@ -360,7 +372,7 @@ def test_unreachable_api_fails_deploy():
     )
 
 
-def test_unknown_node_without_applications_refused():
+def test_unknown_node_without_applications_refused() -> None:
     """A node listed with no applications must exist too."""
     place = placement(db="10.0.0.1").set(node_names={"10.0.0.1", "10.0.0.7"})
     with pytest.raises(ConfigurationError) as info:

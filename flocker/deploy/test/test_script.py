@@ -5,6 +5,7 @@ one-line message for every failure before the cluster is contacted.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock
@@ -31,7 +32,7 @@ DEPLOYMENT = "version: 1\nnodes: {10.0.0.1: [web]}\n"
 
 
 @pytest.fixture
-def files(tmp_path):
+def files(tmp_path: Path) -> tuple[str, str]:
     """A valid application and deployment file; their paths."""
     application = tmp_path / "application.yml"
     deployment = tmp_path / "deployment.yml"
@@ -41,7 +42,7 @@ def files(tmp_path):
 
 
 @pytest.fixture
-def certificates(tmp_path):
+def certificates(tmp_path: Path) -> Path:
     """A cluster CA and a user certificate; their directory."""
     directory = tmp_path / "ca"
     directory.mkdir()
@@ -51,35 +52,37 @@ def certificates(tmp_path):
     return directory
 
 
-def exit_of(argv, capsys):
+def exit_of(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[str | int | None, str]:
     """Run ``main(argv)`` expecting it to exit before contacting the cluster: (status, stderr)."""
     with pytest.raises(SystemExit) as info:
         main(argv)
     return info.value.code, capsys.readouterr().err
 
 
-def test_files_read(files):
+def test_files_read(files: tuple[str, str]) -> None:
     """Both files are read, parsed and checked."""
     read = read_files(*files)
     assert list(read.applications) == ["web"]
     assert dict(read.placement.nodes) == {"web": "10.0.0.1"}
 
 
-def test_compose_file_read(files, tmp_path):
+def test_compose_file_read(files: tuple[str, str], tmp_path: Path) -> None:
     """An application file without ``applications`` is read as a compose file."""
     compose = tmp_path / "docker-compose.yml"
     compose.write_text("services:\n  web: {image: nginx, ports: ['8080:80']}\n")
     assert read_files(files[0], str(compose)).applications["web"].image == "nginx"
 
 
-def test_missing_file(files, tmp_path):
+def test_missing_file(files: tuple[str, str], tmp_path: Path) -> None:
     """A missing file is named with the reason."""
     with pytest.raises(ConfigurationError) as info:
         read_files(files[0], str(tmp_path / "nope.yml"))
     assert str(info.value) == f"{tmp_path / 'nope.yml'}: cannot read: No such file or directory"
 
 
-def test_binary_file(files, tmp_path):
+def test_binary_file(files: tuple[str, str], tmp_path: Path) -> None:
     """A file that is not UTF-8 text is refused."""
     binary = tmp_path / "binary.yml"
     binary.write_bytes(b"\xff\xfe\x00")
@@ -88,7 +91,7 @@ def test_binary_file(files, tmp_path):
     assert str(info.value) == f"{binary}: cannot read: not UTF-8 text"
 
 
-def test_bad_yaml(files, tmp_path):
+def test_bad_yaml(files: tuple[str, str], tmp_path: Path) -> None:
     """A YAML syntax error is named with its position."""
     bad = tmp_path / "bad.yml"
     bad.write_text("version: 1\nnodes: {a: [web\n")
@@ -97,7 +100,7 @@ def test_bad_yaml(files, tmp_path):
     assert str(info.value).startswith(f"{bad}: not valid YAML: ")
 
 
-def test_bad_file_exits_1_on_one_line(files, tmp_path, capsys):
+def test_bad_file_exits_1_on_one_line(files: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A bad file exits with status 1 and one line on stderr naming the key."""
     application = tmp_path / "application.yml"
     application.write_text(APPLICATION.replace("ports:", "portz:"))
@@ -112,7 +115,7 @@ def test_bad_file_exits_1_on_one_line(files, tmp_path, capsys):
     )
 
 
-def test_no_control_service_is_a_usage_error(files, capsys, monkeypatch):
+def test_no_control_service_is_a_usage_error(files: tuple[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --cluster, FLOCKER_CLUSTER or --control-service the command exits 2."""
     monkeypatch.delenv("FLOCKER_CLUSTER", raising=False)
     status, err = exit_of(list(files), capsys)
@@ -123,13 +126,13 @@ def test_no_control_service_is_a_usage_error(files, capsys, monkeypatch):
     )
 
 
-def test_missing_argument_is_a_usage_error(files, capsys):
+def test_missing_argument_is_a_usage_error(files: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     """A missing file argument exits 2."""
     status, _ = exit_of([files[0]], capsys)
     assert status == EXIT_USAGE
 
 
-def test_bad_port_is_a_usage_error(files, capsys):
+def test_bad_port_is_a_usage_error(files: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     """A port out of range exits 2."""
     status, err = exit_of(
         [*files, "--control-service", "h", "--port", "0", "--cacert", "a",
@@ -140,7 +143,7 @@ def test_bad_port_is_a_usage_error(files, capsys):
     assert err.splitlines()[-1] == "flocker-deploy: --port 0 is not a TCP port"
 
 
-def cluster_file(tmp_path, certificates):
+def cluster_file(tmp_path: Path, certificates: Path) -> Path:
     """A cluster.json as the local cluster writes it, with relative paths."""
     path = tmp_path / "cluster.json"
     path.write_text(
@@ -158,7 +161,7 @@ def cluster_file(tmp_path, certificates):
     return path
 
 
-def test_cluster_file(tmp_path, certificates, files):
+def test_cluster_file(tmp_path: Path, certificates: Path, files: tuple[str, str]) -> None:
     """A cluster file gives the API's address and the certificates, relative to the file."""
     path = cluster_file(tmp_path, certificates)
     connection = _connection(_parser().parse_args([*files, "--cluster", str(path)]))
@@ -168,14 +171,14 @@ def test_cluster_file(tmp_path, certificates, files):
     _tls(connection)  # the files load
 
 
-def test_environment_names_the_cluster_file(tmp_path, certificates, files, monkeypatch):
+def test_environment_names_the_cluster_file(tmp_path: Path, certificates: Path, files: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """FLOCKER_CLUSTER names the cluster file; options override it."""
     monkeypatch.setenv("FLOCKER_CLUSTER", str(cluster_file(tmp_path, certificates)))
     connection = _connection(_parser().parse_args([*files, "--port", "4700"]))
     assert (connection.host, connection.port) == ("127.0.0.1", 4700)
 
 
-def test_cluster_file_lists_instances(tmp_path, certificates, files):
+def test_cluster_file_lists_instances(tmp_path: Path, certificates: Path, files: tuple[str, str]) -> None:
     """
     A cluster file's control.api_urls gives every control service instance;
     --port (or --control-service) keeps only the one it names.
@@ -200,7 +203,7 @@ def test_cluster_file_lists_instances(tmp_path, certificates, files):
     assert (alone.host, alone.port, alone.others) == ("127.0.0.1", 4700, ())
 
 
-def test_not_a_cluster_file(tmp_path, files, capsys):
+def test_not_a_cluster_file(tmp_path: Path, files: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     """A cluster file without the API's address exits 1, naming it."""
     path = tmp_path / "cluster.json"
     path.write_text('{"control": {}}')
@@ -220,7 +223,7 @@ def test_not_a_cluster_file(tmp_path, files, capsys):
         ("--cacert", "missing.crt", "cannot read: No such file or directory"),
     ],
 )
-def test_bad_certificate_files(files, certificates, capsys, option, replacement, message):
+def test_bad_certificate_files(files: tuple[str, str], certificates: Path, capsys: pytest.CaptureFixture[str], option: str, replacement: str, message: str) -> None:
     """Unusable certificate files exit 1, naming the file."""
     options = {
         "--cacert": "cluster.crt",
