@@ -225,6 +225,52 @@ class RollbackDiscardsNeeded(ModelError):
         )
 
 
+class UnknownNode(ModelError):
+    """A node neither reported its state nor holds configuration."""
+
+    def __str__(self) -> str:
+        """Say which node, named as the request named it."""
+        what, node_uuid = self.args
+        return (
+            f"{what} {node_uuid} is not a node of this cluster: it has never "
+            "reported its state to the control service and holds no configuration"
+        )
+
+
+class DivergedCopyOnTarget(ModelError):
+    """A move's target keeps a diverged copy of the dataset (kept after a failover)."""
+
+    def __str__(self) -> str:
+        """Say which node, dataset and epoch."""
+        node_uuid, dataset_id, epoch = self.args
+        return (
+            f"node {node_uuid} keeps a diverged copy of dataset {dataset_id} "
+            f"(epoch {epoch}, kept after a failover): a move there cannot "
+            "finish until that copy is dealt with; choose another node"
+        )
+
+
+class FailoverNotTakenUp(ModelError):
+    """A dataset failed over and its new primary has not reported taking it up."""
+
+    def __str__(self) -> str:
+        """Say which dataset, node and epoch."""
+        dataset_id, primary, epoch = self.args
+        return (
+            f"dataset {dataset_id} failed over to node {primary} (epoch "
+            f"{epoch}), which has not reported taking it up yet: "
+            "move it once that node reports its copy as the primary"
+        )
+
+
+class PoolTooSmall(ModelError):
+    """A dataset's maximum size is larger than a pool that would hold a copy."""
+
+    def __str__(self) -> str:
+        """Say which pool is too small (the reason the cluster state gives)."""
+        return str(self.args[0])
+
+
 class PrimaryAsReplica(ModelError):
     """The dataset's primary node was listed as one of its standing replicas."""
 

@@ -25,7 +25,16 @@ from pyrsistent import (
     pvector_field,
 )
 
-from ._checks import finite_or_none, is_uuid, positive_or_none, uuid_field
+from ._checks import (
+    DivergedCopyOnTarget,
+    FailoverNotTakenUp,
+    PoolTooSmall,
+    UnknownNode,
+    finite_or_none,
+    is_uuid,
+    positive_or_none,
+    uuid_field,
+)
 from ._model import Application, Deployment
 
 __all__ = [
@@ -373,6 +382,68 @@ class DeploymentState(PClass):
             if state.era == era:
                 return state
         return None
+
+    def require_node(self, deployment: Deployment, node_uuid: str, what: str) -> None:
+        """
+        Refuse a node that neither reported state nor holds configuration in
+        ``deployment``.
+
+        :param what: how the request names the node (``"primary"``, …).
+        :raise UnknownNode: it is not a node of this cluster.
+        """
+        if node_uuid not in deployment.nodes and node_uuid not in self.nodes:
+            raise UnknownNode(what, node_uuid)
+
+    def refuse_diverged_target(self, dataset_ids: list[str], node_uuid: str) -> None:
+        """
+        Refuse to move datasets to a node that keeps a diverged copy of one
+        of them (its copy of an older epoch, kept after a failover): that
+        copy refuses every stream, so the move could never finish and the
+        dataset would be exposed nowhere.
+
+        :raise DivergedCopyOnTarget: the node keeps one.
+        """
+        held = self.get_node(node_uuid).datasets or {}
+        for dataset_id in dataset_ids:
+            copy = held.get(dataset_id)
+            if copy is not None and copy.role == "diverged":
+                raise DivergedCopyOnTarget(node_uuid, dataset_id, copy.epoch)
+
+    def refuse_unsettled_failover(
+        self, deployment: Deployment, dataset_ids: list[str]
+    ) -> None:
+        """
+        Refuse to move a dataset that failed over while its new primary has
+        not yet reported its copy as primary at the new epoch: until then
+        the data of that epoch is on no node that could send it (the chosen
+        replica becomes primary only when its agent hears of the failover),
+        so the move would leave the dataset exposed nowhere.
+
+        :raise FailoverNotTakenUp: one of them is such a dataset.
+        """
+        for dataset_id in dataset_ids:
+            dataset, primary = deployment.get_dataset(dataset_id)
+            if dataset.epoch == 0:
+                continue
+            copy = (self.get_node(primary).datasets or {}).get(dataset_id)
+            if copy is None or copy.role != "primary" or (copy.epoch or 0) < dataset.epoch:
+                raise FailoverNotTakenUp(dataset_id, primary, dataset.epoch)
+
+    def refuse_oversized(self, deployment: Deployment, dataset_id: str) -> None:
+        """
+        Refuse a dataset whose maximum size is larger than the pool its
+        primary or one of its standing replicas reported: it could never
+        grow to it there, and filling the pool would stop the node taking
+        anything else.
+
+        :raise PoolTooSmall: a pool is too small.
+        """
+        dataset, primary = deployment.get_dataset(dataset_id)
+        reason = self.too_small_for(
+            [primary, *deployment.replicas_of(dataset_id)], dataset.maximum_size
+        )
+        if reason is not None:
+            raise PoolTooSmall(reason)
 
     def too_small_for(
         self, node_uuids: list[str], maximum_size: int | None

@@ -18,9 +18,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
 from .._deferral import DeferredChanges
-from .._httpjson import APIError, check_uuid, dataset_json
+from .._httpjson import check_uuid, dataset_json
 from .._model import DatasetLeased, Deployment
 from .._persistence import GenerationMismatch, StoredConfiguration
+from .._state import DeploymentState
 from ._operation import Response, configuration_tag, parse_tag
 
 __all__ = [
@@ -115,72 +116,26 @@ class APIContext:
         self._tags = {stored.generation: (stored.deployment, tag)}
         return tag
 
+    def state(self) -> DeploymentState:
+        """The cluster state as the nodes last reported it."""
+        state: DeploymentState = self.cluster_state_service.as_deployment_state()
+        return state
+
     def require_node(self, deployment: Deployment, node_uuid: str, what: str) -> None:
-        """Refuse (400) a node that neither reported state nor holds configuration."""
-        state = self.cluster_state_service.as_deployment_state()
-        if node_uuid not in deployment.nodes and node_uuid not in state.nodes:
-            raise APIError(
-                400,
-                f"{what} {node_uuid} is not a node of this cluster: it has never "
-                "reported its state to the control service and holds no "
-                "configuration",
-            )
+        """`DeploymentState.require_node` against the current cluster state."""
+        self.state().require_node(deployment, node_uuid, what)
 
     def refuse_diverged_target(self, dataset_ids: list[str], node_uuid: str) -> None:
-        """
-        Refuse (409) to move datasets to a node that keeps a diverged copy
-        of one of them (its copy of an older epoch, kept after a failover):
-        that copy refuses every stream, so the move could never finish and
-        the dataset would be exposed nowhere.
-        """
-        state = self.cluster_state_service.as_deployment_state()
-        held = state.get_node(node_uuid).datasets or {}
-        for dataset_id in dataset_ids:
-            copy = held.get(dataset_id)
-            if copy is not None and copy.role == "diverged":
-                raise APIError(
-                    409,
-                    f"node {node_uuid} keeps a diverged copy of dataset {dataset_id} "
-                    f"(epoch {copy.epoch}, kept after a failover): a move there cannot "
-                    "finish until that copy is dealt with; choose another node",
-                )
+        """`DeploymentState.refuse_diverged_target` against the current cluster state."""
+        self.state().refuse_diverged_target(dataset_ids, node_uuid)
 
     def refuse_oversized(self, deployment: Deployment, dataset_id: str) -> None:
-        """
-        Refuse (409) a dataset whose maximum size is larger than the pool
-        its primary or one of its standing replicas reported: it could
-        never grow to it there, and filling the pool would stop the node
-        taking anything else.
-        """
-        dataset, primary = deployment.get_dataset(dataset_id)
-        state = self.cluster_state_service.as_deployment_state()
-        reason = state.too_small_for(
-            [primary, *deployment.replicas_of(dataset_id)], dataset.maximum_size
-        )
-        if reason is not None:
-            raise APIError(409, reason)
+        """`DeploymentState.refuse_oversized` against the current cluster state."""
+        self.state().refuse_oversized(deployment, dataset_id)
 
     def refuse_unsettled_failover(self, deployment: Deployment, dataset_ids: list[str]) -> None:
-        """
-        Refuse (409) to move a dataset that failed over while its new
-        primary has not yet reported its copy as primary at the new epoch:
-        until then the data of that epoch is on no node that could send it
-        (the chosen replica becomes primary only when its agent hears of the
-        failover), so the move would leave the dataset exposed nowhere.
-        """
-        state = self.cluster_state_service.as_deployment_state()
-        for dataset_id in dataset_ids:
-            dataset, primary = deployment.get_dataset(dataset_id)
-            if dataset.epoch == 0:
-                continue
-            copy = (state.get_node(primary).datasets or {}).get(dataset_id)
-            if copy is None or copy.role != "primary" or (copy.epoch or 0) < dataset.epoch:
-                raise APIError(
-                    409,
-                    f"dataset {dataset_id} failed over to node {primary} (epoch "
-                    f"{dataset.epoch}), which has not reported taking it up yet: "
-                    "move it once that node reports its copy as the primary",
-                )
+        """`DeploymentState.refuse_unsettled_failover` against the current cluster state."""
+        self.state().refuse_unsettled_failover(deployment, dataset_ids)
 
     async def change(
         self, expected_tag: str | None, change: Callable[[Deployment], Deployment]

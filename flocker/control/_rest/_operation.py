@@ -25,7 +25,15 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from .._checks import InvalidSnapshotName, RollbackDiscardsNeeded, SnapshotHasClones
+from .._checks import (
+    DivergedCopyOnTarget,
+    FailoverNotTakenUp,
+    InvalidSnapshotName,
+    PoolTooSmall,
+    RollbackDiscardsNeeded,
+    SnapshotHasClones,
+    UnknownNode,
+)
 from .._etcd import EtcdUnavailable
 from .._httpjson import APIError, invariant_reasons, json_response, read_body
 from .._httpschema import klein_path, operations
@@ -220,7 +228,11 @@ MODEL_ERRORS: list[tuple[type[Exception], int]] = [
     (PortsTaken, 409),
     (SnapshotHasClones, 409),
     (RollbackDiscardsNeeded, 409),
+    (DivergedCopyOnTarget, 409),
+    (FailoverNotTakenUp, 409),
+    (PoolTooSmall, 409),
     (InvalidSnapshotName, 400),
+    (UnknownNode, 400),
     (ModelError, 400),
 ]
 

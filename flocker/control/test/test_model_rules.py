@@ -1,7 +1,8 @@
 """
 The model's refusals that the REST API answers with their messages: adding
-an application (`Deployment.add_application`, `Deployment.check_ports`) and
-the snapshot rules of `flocker.control._cloning`.
+an application (`Deployment.add_application`, `Deployment.check_ports`),
+the snapshot rules of `flocker.control._cloning` and the checks against the
+cluster state (`DeploymentState.require_node`, …).
 """
 
 import pytest
@@ -12,13 +13,18 @@ from flocker.control import (
     Dataset,
     DatasetDeleted,
     DatasetInUse,
+    DatasetState,
+    DeploymentState,
+    NodeState,
     Origin,
     Port,
 )
 from flocker.control._checks import (
+    DivergedCopyOnTarget,
     InvalidSnapshotName,
     RollbackDiscardsNeeded,
     SnapshotHasClones,
+    UnknownNode,
 )
 from flocker.control._cloning import (
     check_snapshot_name,
@@ -38,6 +44,7 @@ from ._examples import (
 )
 
 CLONE = "cccccccc-0000-4000-8000-00000000000c"
+NODE_C = "33333333-3333-4333-8333-333333333333"
 
 
 def _app(name: str, dataset_id: str | None = None, port: int | None = None) -> Application:
@@ -121,3 +128,33 @@ def test_rollback_past_a_needed_snapshot_refused() -> None:
     )
     with pytest.raises(RollbackDiscardsNeeded, match="environment 'e'"):
         refuse_rollback_past_needed(with_environment, DATASET_PG, "s1", ["s1", "s3"])
+
+
+def test_unknown_node_refused() -> None:
+    """A node with neither state nor configuration is `UnknownNode`, named as asked."""
+    state = DeploymentState(nodes={NODE_C: NodeState(uuid=NODE_C)})
+    state.require_node(EXAMPLE_DEPLOYMENT, NODE_A, "primary")
+    state.require_node(EXAMPLE_DEPLOYMENT, NODE_C, "primary")
+    with pytest.raises(UnknownNode) as raised:
+        DeploymentState().require_node(EXAMPLE_DEPLOYMENT, NODE_C, "replica")
+    assert str(raised.value).startswith(f"replica {NODE_C} is not a node of this cluster")
+
+
+def test_move_to_a_diverged_copy_refused() -> None:
+    """A target keeping a diverged copy of the dataset is `DivergedCopyOnTarget`."""
+    state = DeploymentState(
+        nodes={
+            NODE_B: NodeState(
+                uuid=NODE_B,
+                datasets={
+                    DATASET_PG: DatasetState(dataset_id=DATASET_PG, role="diverged", epoch=1)
+                },
+            )
+        }
+    )
+    state.refuse_diverged_target([DATASET_PG], NODE_A)
+    with pytest.raises(DivergedCopyOnTarget) as raised:
+        state.refuse_diverged_target([DATASET_PG], NODE_B)
+    assert str(raised.value).startswith(
+        f"node {NODE_B} keeps a diverged copy of dataset {DATASET_PG} (epoch 1"
+    )
