@@ -435,7 +435,7 @@ def _new_control(directory: str, name: str, certificates: str) -> dict[str, Any]
 def start_etcd(cluster: dict[str, Any], members: int) -> None:
     """Start an etcd cluster of ``members`` members for the control instances."""
     directory = cluster["dir"]
-    records = []
+    records: list[dict[str, Any]] = []
     for index in range(members):
         client_port = _free_port([CONTROL_HOST])
         peer_port = _free_port([CONTROL_HOST])

@@ -36,7 +36,7 @@ REAL_MARKERS = ("functional", "acceptance")
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     """Turn the skip of a real-component test into a failure when required."""
-    outcome = yield
+    outcome: Any = yield
     report = outcome.get_result()
     if not report.skipped or os.environ.get(REQUIRE_REAL) != "1":
         return

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ def cluster(tmp_path):
     A ``cluster.json`` for two nodes whose agents are ``sleep`` processes;
     whatever still runs is killed afterwards.
     """
-    nodes = [
+    nodes: list[dict[str, Any]] = [
         {
             "uuid": f"{n}{n}{n}{n}{n}{n}{n}{n}-0000-4000-8000-000000000000",
             "address": lab.node_address(n - 1),

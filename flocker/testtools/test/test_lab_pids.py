@@ -28,7 +28,9 @@ def reused(tmp_path, stranger):
     stranger's pid but the start time of the processes they were: the pids
     were reused.
     """
-    started = lab._start_time(stranger.pid) - 1
+    started_at = lab._start_time(stranger.pid)
+    assert started_at is not None
+    started = started_at - 1
     node = {
         "uuid": "11111111-0000-4000-8000-000000000000",
         "address": lab.node_address(0),
