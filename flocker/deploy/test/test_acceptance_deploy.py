@@ -18,9 +18,10 @@ import docker
 import pytest
 
 from flocker.node.test.test_acceptance_containers import logged_writes, relay, request
-from flocker.node.test.test_acceptance_datasets import api, wait_for
+from flocker.node.test.test_acceptance_datasets import api
 from flocker.runtime.testimages import COUNTER_IMAGE, ensure_counter_image
 from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
 
