@@ -271,6 +271,56 @@ class PoolTooSmall(ModelError):
         return str(self.args[0])
 
 
+class DeletedDatasetNotMovable(ModelError):
+    """A deleted dataset cannot be moved (the original API answered 405)."""
+
+    def __str__(self) -> str:
+        """Say which dataset."""
+        return f"dataset {self.args[0]} was deleted: it cannot be moved"
+
+
+class NoLease(ModelError):
+    """There is no lease on the dataset to release."""
+
+    def __str__(self) -> str:
+        """Say which dataset."""
+        return f"there is no lease on dataset {self.args[0]}"
+
+
+class UnknownCopy(ModelError):
+    """The environment has no copy by this name."""
+
+    def __str__(self) -> str:
+        """Say which environment and copy."""
+        name, copy = self.args
+        return f"environment {name!r} has no copy {copy!r}"
+
+
+class NoConsistentReplica(ModelError):
+    """A node has reported no snapshot of its replica, so it cannot be promoted."""
+
+    def __str__(self) -> str:
+        """Say which node and dataset."""
+        node_uuid, dataset_id = self.args
+        return (
+            f"node {node_uuid} has reported no snapshot of dataset {dataset_id} "
+            "yet: its replica has no consistent data to start from"
+        )
+
+
+class ReplicaNotReady(ModelError):
+    """A node reports its copy in another role than replica, so it cannot be promoted."""
+
+    def __str__(self) -> str:
+        """Say which node, dataset and role."""
+        node_uuid, dataset_id, role = self.args
+        return (
+            f"node {node_uuid} reports its copy of dataset {dataset_id} as "
+            f"{role}, not as a replica (a move to or from it is under way, "
+            "or it diverged): it cannot be promoted now"
+        )
+
+
 class PrimaryAsReplica(ModelError):
     """The dataset's primary node was listed as one of its standing replicas."""
 

@@ -28,7 +28,9 @@ from pyrsistent import (
 from ._checks import (
     DivergedCopyOnTarget,
     FailoverNotTakenUp,
+    NoConsistentReplica,
     PoolTooSmall,
+    ReplicaNotReady,
     UnknownNode,
     finite_or_none,
     is_uuid,
@@ -444,6 +446,22 @@ class DeploymentState(PClass):
         )
         if reason is not None:
             raise PoolTooSmall(reason)
+
+    def promotable_snapshot(self, node_uuid: str, dataset_id: str) -> Snapshot:
+        """
+        The newest snapshot a node reports of its standing replica of a
+        dataset: where that replica starts from if it is promoted.
+
+        :raise NoConsistentReplica: the node reports no snapshot of it.
+        :raise ReplicaNotReady: the node reports its copy in another role.
+        """
+        copy = (self.get_node(node_uuid).datasets or {}).get(dataset_id)
+        if copy is None or not copy.snapshots:
+            raise NoConsistentReplica(node_uuid, dataset_id)
+        if copy.role is not None and copy.role != "replica":
+            raise ReplicaNotReady(node_uuid, dataset_id, copy.role)
+        snapshot: Snapshot = copy.snapshots[-1]
+        return snapshot
 
     def too_small_for(
         self, node_uuids: list[str], maximum_size: int | None

@@ -26,12 +26,17 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .._checks import (
+    DeletedDatasetNotMovable,
     DivergedCopyOnTarget,
     FailoverNotTakenUp,
     InvalidSnapshotName,
+    NoConsistentReplica,
+    NoLease,
     PoolTooSmall,
+    ReplicaNotReady,
     RollbackDiscardsNeeded,
     SnapshotHasClones,
+    UnknownCopy,
     UnknownNode,
 )
 from .._etcd import EtcdUnavailable
@@ -212,6 +217,11 @@ def serve_errors(app: Klein) -> None:
 
 #: Which status each model error gets.
 MODEL_ERRORS: list[tuple[type[Exception], int]] = [
+    (DeletedDatasetNotMovable, 405),
+    (NoLease, 404),
+    (UnknownCopy, 404),
+    (NoConsistentReplica, 409),
+    (ReplicaNotReady, 409),
     (UnknownDataset, 404),
     (UnknownApplication, 404),
     (DatasetAlreadyExists, 409),

@@ -15,8 +15,8 @@ from uuid import uuid4
 import attrs
 from twisted.web.server import Request
 
+from .._checks import DeletedDatasetNotMovable, NoLease
 from .._httpjson import (
-    APIError,
     application_from,
     check_uuid,
     container_json,
@@ -109,9 +109,7 @@ class ConfigurationRoutes(Routes):
         def change(deployment: Deployment) -> Deployment:
             dataset, _ = deployment.get_dataset(dataset_id)
             if dataset.deleted and primary is not None:
-                raise APIError(
-                    405, f"dataset {dataset_id} was deleted: it cannot be moved"
-                )
+                raise DeletedDatasetNotMovable(dataset_id)
             if dataset.deleted:
                 raise DatasetDeleted(dataset_id)
             if primary is not None:
@@ -246,7 +244,7 @@ class ConfigurationRoutes(Routes):
         def change(deployment: Deployment) -> Deployment:
             lease = deployment.leases.get(dataset_id)
             if lease is None:
-                raise APIError(404, f"there is no lease on dataset {dataset_id}")
+                raise NoLease(dataset_id)
             released[:] = [lease]
             return deployment.set(leases=deployment.leases.release(dataset_id))
 

@@ -188,29 +188,6 @@ class DatasetRoutes(Routes):
 
     # -- failover --------------------------------------------------------------
 
-    def _newest_snapshot(
-        self, node_uuid: str, dataset_id: str
-    ) -> Snapshot:
-        """The newest snapshot a node reports of a dataset; 409 if it has none."""
-        state = self.context.cluster_state_service.as_deployment_state()
-        copy = (state.get_node(node_uuid).datasets or {}).get(dataset_id)
-        if copy is None or not copy.snapshots:
-            raise APIError(
-                409,
-                f"node {node_uuid} has reported no snapshot of dataset {dataset_id} "
-                "yet: its replica has no consistent data to start from",
-            )
-        if copy.role is not None and copy.role != "replica":
-            raise APIError(
-                409,
-                f"node {node_uuid} reports its copy of dataset {dataset_id} as "
-                f"{copy.role}, not as a replica (a move to or from it is under way, "
-                "or it diverged): it cannot be promoted now",
-            )
-        snapshot: Snapshot = copy.snapshots[-1]
-        return snapshot
-
-
     def _why_allowed(self, primary: str, force: bool) -> str:
         """Why the failover may go ahead, or 409 if the primary was heard from recently."""
         heard = self.context.cluster_state_service.last_heard(primary, "dataset")
@@ -252,7 +229,8 @@ class DatasetRoutes(Routes):
             if dataset.deleted:
                 raise DatasetDeleted(dataset_id)
             _, failed = deployment.failover_dataset(dataset_id, target)
-            snapshots = {d: self._newest_snapshot(target, d) for d in failed}
+            state = self.context.state()
+            snapshots = {d: state.promotable_snapshot(target, d) for d in failed}
             reason = self._why_allowed(primary, force)
             after, _ = deployment.failover_dataset(
                 dataset_id, target, snapshots={d: s.name for d, s in snapshots.items()}

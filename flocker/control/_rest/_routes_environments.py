@@ -18,6 +18,7 @@ import attrs
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.web.server import Request
 
+from .._checks import UnknownCopy
 from .._cloning import (
     busy_ports_of,
     clone_environment,
@@ -27,7 +28,6 @@ from .._cloning import (
     reset_copy,
 )
 from .._environments import Environment, EnvironmentCopy
-from .._httpjson import APIError
 from .._model import Deployment, UnknownEnvironment
 from ._agents import on_primary
 from ._context import Routes
@@ -188,7 +188,7 @@ class EnvironmentRoutes(Routes):
         environment = _get_environment(self.context.configuration_service.deployment, name)
         found = environment.copies.get(copy)
         if found is None:
-            raise APIError(404, f"environment {name!r} has no copy {copy!r}")
+            raise UnknownCopy(name, copy)
         stored = await self.context.change(expected_tag, lambda d: delete_copy(d, name, copy))
         return Response(200, _copy_json(stored.deployment, environment, found), stored)
 

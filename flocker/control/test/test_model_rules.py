@@ -18,10 +18,13 @@ from flocker.control import (
     NodeState,
     Origin,
     Port,
+    Snapshot,
 )
 from flocker.control._checks import (
     DivergedCopyOnTarget,
     InvalidSnapshotName,
+    NoConsistentReplica,
+    ReplicaNotReady,
     RollbackDiscardsNeeded,
     SnapshotHasClones,
     UnknownNode,
@@ -158,3 +161,19 @@ def test_move_to_a_diverged_copy_refused() -> None:
     assert str(raised.value).startswith(
         f"node {NODE_B} keeps a diverged copy of dataset {DATASET_PG} (epoch 1"
     )
+
+
+def test_promotable_snapshot() -> None:
+    """A replica is promoted from its newest snapshot; without one, or in another role, never."""
+    def state_with(copy: DatasetState) -> DeploymentState:
+        return DeploymentState(nodes={NODE_B: NodeState(uuid=NODE_B, datasets={DATASET_PG: copy})})
+
+    newest = Snapshot(name="s2")
+    replica = DatasetState(
+        dataset_id=DATASET_PG, role="replica", snapshots=[Snapshot(name="s1"), newest]
+    )
+    assert state_with(replica).promotable_snapshot(NODE_B, DATASET_PG) == newest
+    with pytest.raises(NoConsistentReplica):
+        state_with(replica.set(snapshots=[])).promotable_snapshot(NODE_B, DATASET_PG)
+    with pytest.raises(ReplicaNotReady, match="as diverged, not as a replica"):
+        state_with(replica.set(role="diverged")).promotable_snapshot(NODE_B, DATASET_PG)
