@@ -61,34 +61,6 @@ class DeletedDatasetCleaner(Service):
     _unsubscribe: list[Any] = attrs.field(factory=list, init=False)
     _running: bool = attrs.field(default=False, init=False)
     _again: bool = attrs.field(default=False, init=False)
-    #: (node, deleted dataset) → the node's last_converged when this cleaner
-    #: first saw the dataset deleted.
-    _seen: dict[tuple[str, str], float | None] = attrs.field(factory=dict, init=False)
-
-    def passed(self, node_uuid: str, dataset_id: str) -> bool:
-        """
-        Whether ``node_uuid``'s dataset agent finished a successful pass
-        since this cleaner first saw ``dataset_id`` deleted (its reported
-        ``last_converged`` moved).  A node whose agent never says when it
-        converged (an older agent) counts as passed, as before.
-        """
-        node = self.cluster_state_service.as_deployment_state().nodes.get(node_uuid)
-        now = None if node is None else node.last_converged
-        key = (node_uuid, dataset_id)
-        if key not in self._seen:
-            self._seen[key] = now
-            return now is None
-        return now is None or now != self._seen[key]
-
-    def _forget_dropped(self, deployment: Deployment) -> None:
-        deleted = {
-            dataset_id
-            for node in deployment.nodes.values()
-            for dataset_id, m in node.manifestations.items()
-            if m.dataset.deleted
-        }
-        for key in [k for k in self._seen if k[1] not in deleted]:
-            del self._seen[key]
 
     def startService(self) -> None:  # noqa: N802
         """Subscribe to both services and clean up once now."""
@@ -113,9 +85,8 @@ class DeletedDatasetCleaner(Service):
             # Not loaded yet: the first change after loading triggers a check.
             return False
         state: DeploymentState = self.cluster_state_service.as_deployment_state()
-        self._forget_dropped(deployment)
         # cleanup_configuration returns its argument itself when nothing is to go.
-        return cleanup_configuration(deployment, state, self.passed) is not deployment
+        return cleanup_configuration(deployment, state) is not deployment
 
     def check(self) -> None:
         """Clean up now if anything needs it (coalescing overlapping calls)."""
@@ -129,7 +100,7 @@ class DeletedDatasetCleaner(Service):
 
         def change(deployment: Deployment) -> Deployment:
             return cleanup_configuration(
-                deployment, self.cluster_state_service.as_deployment_state(), self.passed
+                deployment, self.cluster_state_service.as_deployment_state()
             )
 
         def done(result: object) -> None:

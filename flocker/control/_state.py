@@ -9,7 +9,7 @@ datasets from the configuration once no node has them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from pyrsistent import (
@@ -494,23 +494,14 @@ class DeploymentState(PClass):
         )
 
 
-def cleanup_deleted(
-    deployment: Deployment,
-    state: DeploymentState,
-    passed: Callable[[str, str], bool] = lambda node_uuid, dataset_id: True,
-) -> Deployment:
+def cleanup_deleted(deployment: Deployment, state: DeploymentState) -> Deployment:
     """
     Drop deleted datasets that no node has any more.
 
     A deleted dataset is dropped only when every node holding a manifestation
     of it has reported its datasets and none of them (nor any other node)
     still has it: a node that has not reported keeps the dataset configured so
-    its agent still learns to destroy its copy.  ``passed(node, dataset)``
-    says whether that node's agent finished a convergence pass since the
-    dataset was seen deleted: until it has, a pass computed before the
-    deletion may still be creating the dataset there, and dropping it from
-    the configuration then would leave that copy behind for ever (an agent
-    never destroys what the configuration does not name).
+    its agent still learns to destroy its copy.
     """
     drop = set()
     for node in deployment.nodes.values():
@@ -522,10 +513,7 @@ def cleanup_deleted(
                 for n in deployment.nodes.values()
                 if dataset_id in n.manifestations
             ]
-            if all(
-                state.get_node(h).datasets is not None and passed(h, dataset_id)
-                for h in holders
-            ):
+            if all(state.get_node(h).datasets is not None for h in holders):
                 drop.add(dataset_id)
     if not drop:
         return deployment
@@ -606,17 +594,10 @@ def cleanup_rollbacks(deployment: Deployment, state: DeploymentState) -> Deploym
     return result
 
 
-def cleanup_configuration(
-    deployment: Deployment,
-    state: DeploymentState,
-    passed: Callable[[str, str], bool] = lambda node_uuid, dataset_id: True,
-) -> Deployment:
+def cleanup_configuration(deployment: Deployment, state: DeploymentState) -> Deployment:
     """
-    Everything the control service tidies once the nodes report it is done
-    (``passed``: see `cleanup_deleted`).
+    Everything the control service tidies once the nodes report it is done.
 
     Returns ``deployment`` itself when nothing is to go.
     """
-    return cleanup_rollbacks(
-        cleanup_moved(cleanup_deleted(deployment, state, passed), state), state
-    )
+    return cleanup_rollbacks(cleanup_moved(cleanup_deleted(deployment, state), state), state)

@@ -69,37 +69,6 @@ def test_cleanup_after_nodes_report(api: APIHarness) -> None:
     cleaner.stopService()
 
 
-def test_cleanup_waits_for_a_pass_after_the_deletion(api: APIHarness) -> None:
-    """
-    A deleted dataset its node never had stays configured until that node's
-    dataset agent finished a pass since the deletion (its last_converged
-    moved): a pass computed before the deletion may still be creating it,
-    and a copy made after the dataset left the configuration would stay on
-    the node for ever.  (Under create/delete churn such copies were left.)
-    """
-    cleaner = DeletedDatasetCleaner(api.configuration, api.state)
-    cleaner.startService()
-    api.state.update_node_state(NodeState(uuid=NODE_A, datasets={}, last_converged=100.0))
-    api.create_dataset(dataset_id=DATASET)
-    api.request("DELETE", f"/v1/configuration/datasets/{DATASET}")
-    api.state.update_node_state(NodeState(uuid=NODE_A, datasets={}, last_converged=100.0))
-    assert [d["deleted"] for d in api.request("GET", "/v1/configuration/datasets").body] == [
-        True
-    ]
-    # The pass that was running created it after all: it stays, to be destroyed.
-    api.state.update_node_state(
-        NodeState(
-            uuid=NODE_A,
-            datasets={DATASET: DatasetState(dataset_id=DATASET, path="/d")},
-            last_converged=130.0,
-        )
-    )
-    assert len(api.request("GET", "/v1/configuration/datasets").body) == 1
-    api.state.update_node_state(NodeState(uuid=NODE_A, datasets={}, last_converged=160.0))
-    assert api.request("GET", "/v1/configuration/datasets").body == []
-    cleaner.stopService()
-
-
 def test_cleanup_waits_for_unreported_node(api: APIHarness) -> None:
     """A deleted dataset stays while its node has not reported its datasets."""
     cleaner = DeletedDatasetCleaner(api.configuration, api.state)
