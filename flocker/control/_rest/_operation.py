@@ -264,13 +264,22 @@ def error_response(request: Request, failure: Failure) -> bytes | None:
             },
         )
     if isinstance(error, GenerationMismatch):
+        if request.getHeader(b"x-if-configuration-matches") is None:
+            # No tag was sent: other writers (other control instances) kept
+            # changing the configuration while this write was retried.
+            description = (
+                "the configuration kept changing while this write was tried "
+                "(other writers); nothing was changed, try again"
+            )
+        else:
+            description = (
+                "the configuration changed since the tag in "
+                "X-If-Configuration-Matches; read it again"
+            )
         return json_response(
             request,
             412,
-            {
-                "description": "the configuration changed since the tag in "
-                "X-If-Configuration-Matches; read it again"
-            },
+            {"description": description},
         )
     if isinstance(error, ModelError):
         code = next(c for t, c in MODEL_ERRORS if isinstance(error, t))

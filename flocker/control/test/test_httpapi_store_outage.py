@@ -60,3 +60,30 @@ def test_reads_marked_while_the_store_cannot_be_reached() -> None:
     assert result.headers["x-configuration-stale"] == reason[0]
     reason.clear()
     assert "x-configuration-stale" not in api.request("GET", "/v1/configuration/datasets").headers
+
+
+class AlwaysChangedElsewhere(MemoryConfigurationStore):
+    """A shared store that other writers change before every save lands."""
+
+    def save(self, deployment, expected_generation):
+        """Another writer came first."""
+        from .._persistence import GenerationMismatch
+
+        return fail(GenerationMismatch(expected_generation, None))
+
+
+def test_write_without_tag_losing_every_retry_says_so() -> None:
+    """
+    A write that sent no X-If-Configuration-Matches, but lost every retry
+    to other writers, gets 412 saying the configuration kept changing, not
+    that a tag it never sent is stale; nothing changes.
+    """
+    api = APIHarness(AlwaysChangedElsewhere())
+    description = api.refused(
+        412,
+        "POST",
+        "/v1/configuration/datasets",
+        {"primary": NODE_A, "dataset_id": DATASET_PG},
+    )
+    assert "kept changing" in description
+    assert "X-If-Configuration-Matches" not in description
