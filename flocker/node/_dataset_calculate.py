@@ -61,7 +61,7 @@ from ._replicator import (
 from ._snapshot_names import diverged_at
 
 if TYPE_CHECKING:
-    from .datasets import DatasetLocalState, LocalDataset
+    from ._local_state import DatasetLocalState, LocalDataset
 
 
 class Situation(PClass):
