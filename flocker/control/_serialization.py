@@ -313,8 +313,16 @@ def node_convergence_json(state: NodeState) -> dict[str, Any]:
     """
     What ``GET /v1/state/nodes`` shows of a node's convergence and pool:
     ``last_converged``, ``failing_changes`` and ``pool``, each only once
-    the node's dataset agent reported it.
+    the node's dataset agent reported it, and all only while something is
+    wrong (a change failing, the pool full or a dataset larger than it).
+    A node that converges keeps the original API's shape, ``uuid`` and
+    ``host``, which its clients validate strictly.
     """
+    pool = state.pool
+    if not state.failing_changes and (
+        pool is None or (not pool.full and not pool.oversized)
+    ):
+        return {}
     shown: dict[str, Any] = {}
     if state.last_converged is not None:
         shown["last_converged"] = state.last_converged
