@@ -47,6 +47,7 @@ from twisted.web.client import (
 from zope.interface import implementer
 
 from ..ca import ClusterPolicyForHTTPS, load_tls_files
+from ..common import TCPTimeReactor
 from ._client_cloning import CloningRequests
 from ._https import https_agent
 from ._interface import (
@@ -215,7 +216,7 @@ class FlockerClient(CloningRequests):
     @classmethod
     def from_certificates(
         cls,
-        reactor: Any,
+        reactor: TCPTimeReactor,
         host: str | Sequence[tuple[str, int]],
         port: int,
         certificates_directory: Path | str,
@@ -239,7 +240,7 @@ class FlockerClient(CloningRequests):
 
     @classmethod
     def from_cluster_config(
-        cls, reactor: Any, config: Mapping[str, Any]
+        cls, reactor: TCPTimeReactor, config: Mapping[str, Any]
     ) -> FlockerClient:
         """
         A client from a ``cluster.json``-like mapping.

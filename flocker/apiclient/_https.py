@@ -17,7 +17,8 @@ the next instance.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -26,19 +27,36 @@ from twisted.internet.error import ConnectError, TimeoutError
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+    IProtocol,
     IProtocolFactory,
-    IReactorTime,
     IStreamClientEndpoint,
     ITCPTransport,
+    ITransport,
 )
 from twisted.internet.protocol import connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
-from twisted.web.client import Agent
+from twisted.web.client import URI, Agent
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
+from flocker.common import TCPTimeReactor
+
 __all__ = ["HandshakenEndpoints", "TLSHandshakeFailed", "https_agent"]
+
+
+class _Clock(Protocol):
+    """What times a handshake: ``IReactorTime.callLater`` (a reactor, a ``Clock``)."""
+
+    def callLater(  # noqa: N802 - Twisted's name
+        self,
+        delay: float,
+        callable: Callable[..., Any],
+        *args: object,
+        **kwargs: object,
+    ) -> IDelayedCall:
+        """Call ``callable`` in ``delay`` seconds."""
 
 
 class TLSHandshakeFailed(ConnectError):
@@ -50,7 +68,7 @@ class TLSHandshakeFailed(ConnectError):
 
     def __init__(self, reason: BaseException) -> None:
         """Record why the handshake failed."""
-        super().__init__(string=str(reason))
+        super().__init__(string=str(reason))  # type: ignore[no-untyped-call]  # Twisted's
         self.reason = reason
 
     def __str__(self) -> str:
@@ -66,18 +84,18 @@ class _HandshakeWatch(ProtocolWrapper):
     handshake takes longer than the timeout.
     """
 
-    def __init__(self, factory: Any, wrapped: Any) -> None:
+    def __init__(self, factory: _HandshakeWatchFactory, wrapped: IProtocol) -> None:
         """Wrap ``wrapped`` for ``factory`` (a `_HandshakeWatchFactory`)."""
         super().__init__(factory, wrapped)
-        self.done: Deferred[Any] = factory.done
-        self._clock: IReactorTime = factory.clock
+        self.done: Deferred[IProtocol] = factory.done
+        self._clock: _Clock = factory.clock
         self._timeout: float = factory.timeout
         self._timer: IDelayedCall | None = None
 
-    def makeConnection(self, transport: Any) -> None:  # noqa: N802 (Twisted's name)
+    def makeConnection(self, transport: ITransport) -> None:  # noqa: N802 (Twisted's name)
         """TCP is connected: the handshake has ``timeout`` seconds."""
         self._timer = self._clock.callLater(self._timeout, self._too_slow)
-        super().makeConnection(transport)
+        super().makeConnection(transport)  # type: ignore[no-untyped-call]  # Twisted's
 
     def handshakeCompleted(self) -> None:  # noqa: N802 (Twisted's name)
         """TLS is up: the connection is made."""
@@ -90,7 +108,7 @@ class _HandshakeWatch(ProtocolWrapper):
         self.stop_timer()
         if not self.done.called:
             self.done.errback(TLSHandshakeFailed(reason.value or Exception("lost")))
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]  # Twisted's
 
     def _too_slow(self) -> None:
         self._timer = None
@@ -109,21 +127,21 @@ class _HandshakeWatch(ProtocolWrapper):
         self._timer = None
 
 
-class _HandshakeWatchFactory(WrappingFactory):
+class _HandshakeWatchFactory(WrappingFactory[_HandshakeWatch]):
     """Makes the `_HandshakeWatch` of one connection attempt."""
 
     protocol = _HandshakeWatch
 
     def __init__(
-        self, wrapped: IProtocolFactory, clock: IReactorTime, timeout: float
+        self, wrapped: IProtocolFactory, clock: _Clock, timeout: float
     ) -> None:
         """Watch ``wrapped``'s protocol's handshake, for ``timeout`` seconds."""
-        super().__init__(wrapped)
+        super().__init__(wrapped)  # type: ignore[no-untyped-call]  # Twisted's
         self.clock = clock
         self.timeout = timeout
-        self.done: Deferred[Any] = Deferred(self._cancel)
+        self.done: Deferred[IProtocol] = Deferred(self._cancel)
 
-    def _cancel(self, done: Deferred[Any]) -> None:
+    def _cancel(self, done: Deferred[IProtocol]) -> None:
         """Cancelled while waiting for the handshake: drop the connection."""
         for protocol in list(self.protocols):
             protocol.stop_timer()
@@ -135,17 +153,17 @@ class _HandshakeWatchFactory(WrappingFactory):
 class _HandshakenEndpoint:
     """TCP to one instance, then TLS; connected once the handshake is done."""
 
-    clock: IReactorTime
+    clock: _Clock
     tcp: IStreamClientEndpoint
-    creator: Any
+    creator: IOpenSSLClientConnectionCreator
     timeout: float
 
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:  # noqa: N803
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:  # noqa: N803
         """Connect; fire with ``protocolFactory``'s protocol once TLS is up."""
         watching = _HandshakeWatchFactory(protocolFactory, self.clock, self.timeout)
         connecting = wrapClientTLS(self.creator, self.tcp).connect(watching)
 
-        def connected(watch: Any) -> Deferred[Any]:
+        def connected(watch: IProtocol) -> Deferred[IProtocol]:
             return watching.done
 
         return connecting.addCallback(connected)
@@ -159,11 +177,11 @@ class HandshakenEndpoints:
     ``timeout`` seconds, then the TLS handshake within ``timeout`` more.
     """
 
-    reactor: Any
+    reactor: TCPTimeReactor
     policy: IPolicyForHTTPS
     timeout: float
 
-    def endpointForURI(self, uri: Any) -> IStreamClientEndpoint:  # noqa: N802
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:  # noqa: N802
         """The endpoint of the instance ``uri`` names (an ``https`` URI)."""
         host = uri.host.decode("ascii") if isinstance(uri.host, bytes) else uri.host
         tcp = HostnameEndpoint(self.reactor, host, uri.port, timeout=self.timeout)
@@ -171,8 +189,11 @@ class HandshakenEndpoints:
         return _HandshakenEndpoint(self.reactor, tcp, creator, self.timeout)
 
 
-def https_agent(reactor: Any, policy: IPolicyForHTTPS, timeout: float) -> Agent:
+def https_agent(
+    reactor: TCPTimeReactor, policy: IPolicyForHTTPS, timeout: float
+) -> Agent:
     """A web client agent whose connections are made once TLS is up (see the module)."""
-    return Agent.usingEndpointFactory(
+    agent: Agent = Agent.usingEndpointFactory(  # an untyped classmethod
         reactor, HandshakenEndpoints(reactor, policy, timeout)
     )
+    return agent

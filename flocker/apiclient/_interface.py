@@ -549,13 +549,13 @@ class IFlockerAPIV1Client(Interface):
     are refused with `BadRequest`.
     """
 
-    def version() -> Deferred[str]:  # type: ignore[misc]
+    def version() -> Deferred[str]:
         """The control service's Flocker version."""
 
-    def list_datasets_configuration() -> Deferred[DatasetsConfiguration]:  # type: ignore[misc]
+    def list_datasets_configuration() -> Deferred[DatasetsConfiguration]:
         """The configured datasets (deleted ones until no node has them) and the tag."""
 
-    def create_dataset(  # type: ignore[misc]
+    def create_dataset(
         primary: UUID,
         maximum_size: int | None = None,
         dataset_id: UUID | None = None,
@@ -577,7 +577,7 @@ class IFlockerAPIV1Client(Interface):
             node, a size under 1 MiB or bad replicas or replication.
         """
 
-    def move_dataset(  # type: ignore[misc]
+    def move_dataset(
         primary: UUID, dataset_id: UUID, configuration_tag: str | None = None
     ) -> Deferred[Dataset]:
         """
@@ -587,7 +587,7 @@ class IFlockerAPIV1Client(Interface):
         `DatasetConflict` (deleted, mounted by a container, or leased).
         """
 
-    def update_dataset(  # type: ignore[misc]
+    def update_dataset(
         dataset_id: UUID,
         maximum_size: Any = UNCHANGED,
         metadata: Any = UNCHANGED,
@@ -605,7 +605,7 @@ class IFlockerAPIV1Client(Interface):
         `BadRequest` (bad replicas or replication).
         """
 
-    def failover_dataset(  # type: ignore[misc]
+    def failover_dataset(
         dataset_id: UUID, node_uuid: UUID, force: bool = False
     ) -> Deferred[FailoverResult]:
         """
@@ -617,7 +617,7 @@ class IFlockerAPIV1Client(Interface):
         the primary's node was heard from too recently).
         """
 
-    def delete_dataset(  # type: ignore[misc]
+    def delete_dataset(
         dataset_id: UUID, configuration_tag: str | None = None
     ) -> Deferred[Dataset]:
         """
@@ -627,23 +627,23 @@ class IFlockerAPIV1Client(Interface):
         mounts it or a lease holds it.
         """
 
-    def list_datasets_state() -> Deferred[list[DatasetState]]:  # type: ignore[misc]
+    def list_datasets_state() -> Deferred[list[DatasetState]]:
         """
         The datasets nodes report having mounted (or fenced: not exposed
         because the node lost the control service), with their replicas'
         lag, diverged copies and set-aside snapshots.
         """
 
-    def list_nodes() -> Deferred[list[Node]]:  # type: ignore[misc]
+    def list_nodes() -> Deferred[list[Node]]:
         """The nodes that reported their state, ordered by UUID."""
 
-    def node_by_era(era: UUID) -> Deferred[UUID]:  # type: ignore[misc]
+    def node_by_era(era: UUID) -> Deferred[UUID]:
         """The UUID of the node whose current era is ``era``; `UnknownEra` if none."""
 
-    def list_leases() -> Deferred[list[Lease]]:  # type: ignore[misc]
+    def list_leases() -> Deferred[list[Lease]]:
         """The leases that have not lapsed."""
 
-    def acquire_lease(  # type: ignore[misc]
+    def acquire_lease(
         dataset_id: UUID, node_uuid: UUID, expires: float | None
     ) -> Deferred[Lease]:
         """
@@ -653,13 +653,13 @@ class IFlockerAPIV1Client(Interface):
         lease on it, `UnknownDataset`, or `BadRequest` (unknown node).
         """
 
-    def release_lease(dataset_id: UUID) -> Deferred[Lease]:  # type: ignore[misc]
+    def release_lease(dataset_id: UUID) -> Deferred[Lease]:
         """Release the lease on a dataset; `UnknownLease` if there is none."""
 
-    def list_containers_configuration() -> Deferred[list[Container]]:  # type: ignore[misc]
+    def list_containers_configuration() -> Deferred[list[Container]]:
         """The configured containers, ordered by name."""
 
-    def create_container(container: Container) -> Deferred[Container]:  # type: ignore[misc]
+    def create_container(container: Container) -> Deferred[Container]:
         """
         Configure a container; its volumes' datasets must have its node as primary.
 
@@ -667,22 +667,22 @@ class IFlockerAPIV1Client(Interface):
         (unknown node, invalid field) or `ContainerConflict`.
         """
 
-    def move_container(name: str, node_uuid: UUID) -> Deferred[Container]:  # type: ignore[misc]
+    def move_container(name: str, node_uuid: UUID) -> Deferred[Container]:
         """
         Move a container, and the datasets it mounts, to another node.
 
         Fails with `UnknownContainer`, `BadRequest` or `ContainerConflict`.
         """
 
-    def delete_container(name: str) -> Deferred[Container]:  # type: ignore[misc]
+    def delete_container(name: str) -> Deferred[Container]:
         """Remove a container (its datasets stay); `UnknownContainer` if none."""
 
-    def list_containers_state() -> Deferred[list[ContainerState]]:  # type: ignore[misc]
+    def list_containers_state() -> Deferred[list[ContainerState]]:
         """The containers nodes report."""
 
     # -- snapshots, rollback, clones ----------------------------------------
 
-    def list_snapshots(dataset_id: UUID) -> Deferred[list[Snapshot]]:  # type: ignore[misc]
+    def list_snapshots(dataset_id: UUID) -> Deferred[list[Snapshot]]:
         """
         The dataset's snapshots as its primary node has them now, oldest
         first (Flocker's own, named ``flocker…``, left out), then those other
@@ -692,7 +692,7 @@ class IFlockerAPIV1Client(Interface):
         exposed on its primary yet) or `NodeUnavailable`.
         """
 
-    def create_snapshot(dataset_id: UUID, name: str) -> Deferred[Snapshot]:  # type: ignore[misc]
+    def create_snapshot(dataset_id: UUID, name: str) -> Deferred[Snapshot]:
         """
         Take a snapshot of the dataset now, on its primary node.
 
@@ -702,7 +702,7 @@ class IFlockerAPIV1Client(Interface):
         name is taken; deleted or not exposed) or `NodeUnavailable`.
         """
 
-    def delete_snapshot(dataset_id: UUID, name: str) -> Deferred[Snapshot]:  # type: ignore[misc]
+    def delete_snapshot(dataset_id: UUID, name: str) -> Deferred[Snapshot]:
         """
         Destroy a snapshot; returns it.
 
@@ -711,7 +711,7 @@ class IFlockerAPIV1Client(Interface):
         from it; deleted or not exposed) or `NodeUnavailable`.
         """
 
-    def rollback_dataset(  # type: ignore[misc]
+    def rollback_dataset(
         dataset_id: UUID, snapshot: str, configuration_tag: str | None = None
     ) -> Deferred[Rollback]:
         """
@@ -726,7 +726,7 @@ class IFlockerAPIV1Client(Interface):
         `NodeUnavailable`.
         """
 
-    def clone_dataset(  # type: ignore[misc]
+    def clone_dataset(
         dataset_id: UUID,
         snapshot: str,
         new_dataset_id: UUID | None = None,
@@ -746,7 +746,7 @@ class IFlockerAPIV1Client(Interface):
 
     # -- transfers --------------------------------------------------------------
 
-    def list_transfers() -> Deferred[Transfers]:  # type: ignore[misc]
+    def list_transfers() -> Deferred[Transfers]:
         """
         The dataset streams the nodes are receiving now, as their dataset
         agents answer within a bound (the nodes whose agents did not are
@@ -755,13 +755,13 @@ class IFlockerAPIV1Client(Interface):
 
     # -- environments -----------------------------------------------------------
 
-    def list_environments() -> Deferred[list[Environment]]:  # type: ignore[misc]
+    def list_environments() -> Deferred[list[Environment]]:
         """Every environment, ordered by name."""
 
-    def get_environment(name: str) -> Deferred[Environment]:  # type: ignore[misc]
+    def get_environment(name: str) -> Deferred[Environment]:
         """One environment; `UnknownEnvironment` if there is none of that name."""
 
-    def create_environment(  # type: ignore[misc]
+    def create_environment(
         name: str,
         applications: Sequence[str],
         copies: int | Sequence[str],
@@ -784,7 +784,7 @@ class IFlockerAPIV1Client(Interface):
             a refused request takes no snapshot.
         """
 
-    def delete_environment(  # type: ignore[misc]
+    def delete_environment(
         name: str, configuration_tag: str | None = None
     ) -> Deferred[Environment]:
         """
@@ -795,7 +795,7 @@ class IFlockerAPIV1Client(Interface):
         leased).
         """
 
-    def reset_environment_copy(  # type: ignore[misc]
+    def reset_environment_copy(
         name: str, copy: str, configuration_tag: str | None = None
     ) -> Deferred[EnvironmentCopy]:
         """
@@ -806,7 +806,7 @@ class IFlockerAPIV1Client(Interface):
         `EnvironmentConflict`.
         """
 
-    def delete_environment_copy(  # type: ignore[misc]
+    def delete_environment_copy(
         name: str, copy: str, configuration_tag: str | None = None
     ) -> Deferred[EnvironmentCopy]:
         """

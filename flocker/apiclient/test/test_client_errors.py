@@ -13,6 +13,7 @@ from uuid import uuid4
 import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -34,7 +35,7 @@ class _Canned(Resource):
     isLeaf = True
 
     def __init__(self, code: int, body: bytes) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's
         self.code = code
         self.body = body
         self.requests: list[tuple[bytes, bytes, dict[bytes, Any], bytes]] = []
@@ -135,7 +136,7 @@ def test_from_cluster_config(tmp_path: Path) -> None:
     """The client is built from a cluster.json-like mapping (port 4523 by default)."""
     cluster = make_test_cluster_credentials(tmp_path, nodes=0, users=("bob",))
     client = FlockerClient.from_cluster_config(
-        Clock(),
+        MemoryReactorClock(),
         {
             "control_service": "fd00::1",
             "certificates_directory": str(cluster.user_directories["bob"]),

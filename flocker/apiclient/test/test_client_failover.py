@@ -14,7 +14,7 @@ import pytest
 from treq.testing import StubTreq
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
-from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseNeverReceived
 
@@ -25,7 +25,7 @@ from flocker.apiclient import (
 )
 from flocker.apiclient.test.test_client import real_cluster
 from flocker.apiclient.test.test_client_errors import _Canned
-from flocker.apiclient.testtools import make_iflockerapiv1client_tests
+from flocker.apiclient.testtools import ClientFixture, make_iflockerapiv1client_tests
 from flocker.ca.testtools import make_test_cluster_credentials
 
 DEAD = "https://dead.example:4523"
@@ -195,7 +195,7 @@ def test_from_cluster_config_with_several_hosts(tmp_path: Path) -> None:
     """A cluster.json-like mapping may name several hosts, all on one port."""
     cluster = make_test_cluster_credentials(tmp_path, nodes=0, users=("bob",))
     client = FlockerClient.from_cluster_config(
-        Clock(),
+        MemoryReactorClock(),
         {
             "control_service": ["10.0.0.1", "fd00::2"],
             "control_port": 4600,
@@ -213,7 +213,7 @@ def test_connect_timeout_is_bounded() -> None:
     assert 2.0 < connect_timeout(1) <= 10.0
 
 
-def real_cluster_behind_a_dead_instance() -> Any:
+def real_cluster_behind_a_dead_instance() -> ClientFixture:
     """The real client's contract fixture, whose first instance refuses connections."""
     fixture = real_cluster()
     http = Instances(fixture.client.http, {DEAD: ConnectionRefusedError()})
@@ -222,7 +222,7 @@ def real_cluster_behind_a_dead_instance() -> Any:
     )
 
 
-class TestFlockerClientBehindADeadInstance(  # type: ignore[misc]
-    make_iflockerapiv1client_tests(real_cluster_behind_a_dead_instance)
+class TestFlockerClientBehindADeadInstance(
+    make_iflockerapiv1client_tests(real_cluster_behind_a_dead_instance)  # type: ignore[misc]  # made at runtime
 ):
     """The treq client passes the contract when its first instance is dead."""

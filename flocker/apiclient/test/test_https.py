@@ -9,18 +9,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import CancelledError, succeed
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import TimeoutError
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from flocker.apiclient._https import _HandshakenEndpoint
 from flocker.ca import ClusterPolicyForHTTPS, load_tls_files
 from flocker.ca.testtools import make_test_cluster_credentials
 
 
+@implementer(IStreamClientEndpoint)
 class SilentTCP:
     """A TCP endpoint that connects at once to a peer that never answers."""
 
@@ -28,9 +36,10 @@ class SilentTCP:
         """No connection yet."""
         self.transports: list[StringTransport] = []
 
-    def connect(self, factory: Any) -> Any:
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
         """Connect ``factory``'s protocol to a `StringTransport`."""
-        protocol = factory.buildProtocol(None)
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4523))
+        assert protocol is not None
         transport = StringTransport()
         protocol.makeConnection(transport)
         self.transports.append(transport)
