@@ -21,7 +21,7 @@ from ..apiclient import (
     Link,
     MountedDataset,
 )
-from ._command import Context, add_command, add_group
+from ._command import Commands, Context, add_command, add_group
 from ._errors import CLIError
 from ._format import table, write_json
 from ._resolve import dataset_name, node_label, resolve_dataset, resolve_node
@@ -283,7 +283,7 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
         context.out.write(f"removed application {removed.name}\n")
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     """Add ``flocker apps …``."""
     group = add_group(commands, "apps", "list, deploy, move and remove applications")
     add_command(

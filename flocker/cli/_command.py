@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from typing import TextIO, TypeAlias
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -25,6 +25,7 @@ from ._connect import add_connection_options
 
 __all__ = [
     "Command",
+    "Commands",
     "Context",
     "add_command",
     "add_group",
@@ -33,6 +34,9 @@ __all__ = [
 
 #: The coroutine function that runs a command.
 Command = Callable[["Context", argparse.Namespace], Awaitable[None]]
+
+#: The subparsers a command group's ``register`` adds its commands to.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 @attrs.define
@@ -63,7 +67,7 @@ class Context:
         return self._client
 
 
-def common_options(default: Any = None) -> argparse.ArgumentParser:
+def common_options(default: str | None = None) -> argparse.ArgumentParser:
     """
     A parent parser with ``--json`` and the options naming the cluster.
 
@@ -81,7 +85,7 @@ def common_options(default: Any = None) -> argparse.ArgumentParser:
     return parent
 
 
-def add_group(commands: Any, name: str, help: str) -> Any:
+def add_group(commands: Commands, name: str, help: str) -> Commands:
     """Add ``flocker NAME VERB…``: returns the subparsers to `add_command` to."""
     group = commands.add_parser(name, help=help, description=help)
     return group.add_subparsers(
@@ -90,7 +94,11 @@ def add_group(commands: Any, name: str, help: str) -> Any:
 
 
 def add_command(
-    commands: Any, name: str, help: str, run: Command, description: str | None = None
+    commands: Commands,
+    name: str,
+    help: str,
+    run: Command,
+    description: str | None = None,
 ) -> argparse.ArgumentParser:
     """
     Add a command that ``run`` runs; returns its parser, to add arguments to.

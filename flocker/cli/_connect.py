@@ -35,6 +35,7 @@ The certificate files are loaded here rather than with
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,7 +60,7 @@ from ..ca import (
     ClusterPolicyForHTTPS,
     Credential,
 )
-from ..common import parse_address
+from ..common import TCPTimeReactor, parse_address
 from ._errors import EXIT_UNREACHABLE, EXIT_USAGE, CLIError
 
 __all__ = [
@@ -129,7 +130,9 @@ class ClusterAddress:
         return self.api_urls[0]
 
 
-def add_connection_options(parser: Any, default: Any = None) -> None:
+def add_connection_options(
+    parser: argparse.ArgumentParser, default: str | None = None
+) -> None:
     """
     Add the options naming the cluster to an ``argparse`` parser.
 
@@ -252,7 +255,9 @@ def _hosts(given: Any) -> list[str]:
     ]
 
 
-def cluster_address(options: Any, environ: Mapping[str, str]) -> ClusterAddress:
+def cluster_address(
+    options: argparse.Namespace, environ: Mapping[str, str]
+) -> ClusterAddress:
     """
     Where the cluster is, from the parsed options and the environment.
 
@@ -375,7 +380,7 @@ class _TimedHTTP:
         return self.http.request(method, url, timeout=self.timeout, **kwargs)
 
 
-def connect(reactor: Any, address: ClusterAddress) -> FlockerClient:
+def connect(reactor: TCPTimeReactor, address: ClusterAddress) -> FlockerClient:
     """
     A REST API client presenting the user certificate to the control service.
 

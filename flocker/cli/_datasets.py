@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._command import Context, add_command, add_group
+from ._command import Commands, Context, add_command, add_group
 from ._dataset_views import cluster_view, current_view, dataset_view, wait_mounted
 from ._errors import CLIError
 from ._format import format_duration, format_size, parse_size, table, write_json
@@ -198,7 +198,7 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
         context.out.write(f"deleted dataset {deleted.dataset_id}\n")
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     """Add ``flocker datasets …``."""
     group = add_group(
         commands,

@@ -24,7 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from ..apiclient import environment_copy_to_json, environment_to_json
-from ._command import Context, add_command, add_group
+from ._command import Commands, Context, add_command, add_group
 from ._errors import CLIError
 from ._format import table, write_json
 from ._resolve import node_label
@@ -378,7 +378,7 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
         context.out.write(message)
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     """Add ``flocker env …``."""
     group = add_group(
         commands,

@@ -51,6 +51,7 @@ def parse_size(text: str) -> int:
         )
     number, unit = match.groups()
     multiplier = _UNITS[unit.upper()]
+    size: int
     if "." in number:
         whole, fraction = number.split(".")
         size = int(whole) * multiplier + int(fraction) * multiplier // 10 ** len(

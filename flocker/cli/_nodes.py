@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-from typing import Any
 
-from ._command import Context, add_command
+from ..apiclient import Node
+from ._command import Commands, Context, add_command
 from ._format import table, write_json
 
 __all__ = ["register"]
@@ -50,7 +50,7 @@ async def list_nodes(context: Context, options: argparse.Namespace) -> None:
     )
 
 
-def node_condition(node: Any) -> str:
+def node_condition(node: Node) -> str:
     """
     How a node converges, for people: "not converging since <UTC time> (N
     failing)", "pool full", both, "converging", or "-" when its dataset
@@ -70,7 +70,7 @@ def node_condition(node: Any) -> str:
     return "converging" if node.last_converged is not None else "-"
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     """Add ``flocker nodes``."""
     add_command(
         commands,

@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import re
+from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
-from ..apiclient import FailoverRefused
-from ._command import Context, add_command
+from ..apiclient import Dataset, FailoverRefused, Node
+from ._command import Commands, Context, add_command
 from ._errors import EXIT_ERROR, CLIError
 from ._format import format_duration, write_json
 from ._resolve import dataset_name, node_label, resolve_dataset, resolve_node
@@ -43,7 +45,9 @@ def _interval(text: str | None) -> int | None:
     return seconds
 
 
-async def _targets(context: Context, options: argparse.Namespace, node: str) -> Any:
+async def _targets(
+    context: Context, options: argparse.Namespace, node: str
+) -> tuple[Dataset, Node, dict[UUID, str | None]]:
     """The dataset, the node named, and the node addresses."""
     client = context.client
     configuration = await client.list_datasets_configuration()
@@ -52,7 +56,9 @@ async def _targets(context: Context, options: argparse.Namespace, node: str) -> 
     return dataset, resolve_node(nodes, node), {n.uuid: n.host for n in nodes}
 
 
-def _say(context: Context, dataset: Any, addresses: Any) -> None:
+def _say(
+    context: Context, dataset: Dataset, addresses: Mapping[UUID, str | None]
+) -> None:
     """Print a dataset's replicas after a change (or the dataset as JSON)."""
     replicas = [node_label(addresses, u) for u in dataset.replicas]
     if context.json:
@@ -180,13 +186,15 @@ async def failover(context: Context, options: argparse.Namespace) -> None:
     )
 
 
-def _dataset_and_node(parser: Any, flag: str, **node: Any) -> None:
+def _dataset_and_node(
+    parser: argparse.ArgumentParser, flag: str, **node: Any
+) -> None:
     """The DATASET argument and the required NODE option ``flag`` of a command."""
     parser.add_argument("dataset", metavar="DATASET", help="its UUID, UUID prefix or name")
     parser.add_argument(flag, required=True, metavar="NODE", help="address or UUID", **node)
 
 
-def register_replicas(group: Any) -> None:
+def register_replicas(group: Commands) -> None:
     """Add ``replicate``, ``unreplicate`` and ``failover`` to ``flocker datasets``."""
     parser = add_command(
         group,

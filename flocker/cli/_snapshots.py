@@ -27,7 +27,7 @@ from ..apiclient import (
     rollback_to_json,
     snapshot_to_json,
 )
-from ._command import Context, add_command, add_group
+from ._command import Commands, Context, add_command, add_group
 from ._dataset_views import dataset_view, wait_mounted
 from ._errors import CLIError
 from ._format import table, write_json
@@ -244,7 +244,7 @@ async def clone(context: Context, options: argparse.Namespace) -> None:
     )
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     """Add ``flocker snapshots …`` and ``flocker clone``."""
     group = add_group(
         commands,

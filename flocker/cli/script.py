@@ -34,7 +34,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, Protocol, TextIO
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -42,6 +42,7 @@ from twisted.internet.task import react
 
 from .. import __version__
 from ..apiclient import FlockerClient, IFlockerAPIV1Client
+from ..common import TCPTimeReactor
 from ._command import Context, common_options
 from ._connect import cluster_address, connect
 from ._errors import (
@@ -64,6 +65,15 @@ COMMAND_MODULES: tuple[str, ...] = (
     "flocker.cli._snapshots",
     "flocker.cli._environments",
 )
+
+
+class _Reactor(TCPTimeReactor, Protocol):
+    """What ``flocker`` uses of the reactor: TCP, time, and ``callFromThread``."""
+
+    def callFromThread(  # noqa: N802 - Twisted's name
+        self, callable: Callable[..., object], *args: object, **kwargs: object
+    ) -> None:
+        """Call ``callable`` in the reactor thread (``IReactorFromThreads``)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,7 +150,7 @@ async def run(
 
 
 def real_client(
-    reactor: Any, environ: Mapping[str, str]
+    reactor: TCPTimeReactor, environ: Mapping[str, str]
 ) -> Callable[[argparse.Namespace], IFlockerAPIV1Client]:
     """Make clients of the cluster the options (or ``environ``) name."""
 
@@ -156,10 +166,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
     interrupted: list[bool] = []
 
-    async def react_main(reactor: Any) -> None:
+    async def react_main(reactor: _Reactor) -> None:
         code = await run(
             arguments,
-            reactor,
+            IReactorTime(reactor),  # the reactor itself, as its time
             sys.stdout,
             sys.stderr,
             real_client(reactor, os.environ),
@@ -169,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         if code != EXIT_OK:
             raise SystemExit(code)
 
-    def start(reactor: Any) -> Deferred[None]:
+    def start(reactor: _Reactor) -> Deferred[None]:
         running = Deferred.fromCoroutine(react_main(reactor))
 
         def interrupt(signum: int, frame: Any) -> None:

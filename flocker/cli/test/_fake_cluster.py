@@ -4,16 +4,24 @@ Helpers for the ``flocker`` command tests: a fake two-node cluster
 through `flocker.cli.script.run` without sockets or sleeping.
 """
 
+import argparse
 import json
+from collections.abc import Callable
 from io import StringIO
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
-from flocker.apiclient import FakeFlockerClient
+from flocker.apiclient import (
+    Container,
+    Dataset,
+    FakeFlockerClient,
+    IFlockerAPIV1Client,
+)
 from flocker.cli._wait import POLL_INTERVAL
 from flocker.cli.script import run
 
@@ -23,6 +31,8 @@ D1 = UUID("d1d1d1d1-0000-4000-8000-000000000001")
 D2 = UUID("d2d2d2d2-0000-4000-8000-000000000002")
 D3 = UUID("e3e3e3e3-0000-4000-8000-000000000003")
 
+T = TypeVar("T")
+
 
 @attrs.define
 class Cluster:
@@ -30,6 +40,18 @@ class Cluster:
 
     clock: Clock
     client: FakeFlockerClient
+
+
+class CommandCluster(Protocol):
+    """What `invoke` runs a command against: its clock and the client it gets."""
+
+    @property
+    def clock(self) -> Clock:
+        """The command's clock, advanced while it waits."""
+
+    @property
+    def client(self) -> IFlockerAPIV1Client:
+        """The REST API client the command is given."""
 
 
 @attrs.frozen
@@ -41,7 +63,7 @@ class Result:
     err: str
     connected: bool
 
-    def json(self):
+    def json(self) -> Any:
         """The JSON it printed."""
         return json.loads(self.out)
 
@@ -67,16 +89,31 @@ def collect(deferred: Deferred[int]) -> list[Any]:
     return results
 
 
-def invoke(cluster, *argv, on_poll=None, make_client=None):
+def fired(deferred: Deferred[T]) -> T:
+    """The result of a Deferred that has fired (the fake answers at once)."""
+    results: list[T | Failure] = []
+    deferred.addBoth(results.append)
+    [result] = results
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def invoke(
+    cluster: CommandCluster,
+    *argv: str,
+    on_poll: Callable[[int], object] | None = None,
+    make_client: Callable[[argparse.Namespace], IFlockerAPIV1Client] | None = None,
+) -> Result:
     """
     Run ``flocker ARGV``, advancing the clock while it waits.
 
     :param on_poll: called with the number of the poll before each advance.
     """
     out, err = StringIO(), StringIO()
-    made = []
+    made: list[argparse.Namespace] = []
 
-    def make(options):
+    def make(options: argparse.Namespace) -> IFlockerAPIV1Client:
         made.append(options)
         if make_client is not None:
             return make_client(options)
@@ -96,16 +133,21 @@ def invoke(cluster, *argv, on_poll=None, make_client=None):
     return Result(results[0], out.getvalue(), err.getvalue(), bool(made))
 
 
-def configuration(cluster):
+def configuration(cluster: Cluster) -> tuple[dict[UUID, Dataset], list[Container]]:
     """The fake's dataset and container configuration, to compare before/after."""
-    datasets = cluster.client.list_datasets_configuration().result.datasets
-    containers = cluster.client.list_containers_configuration().result
+    datasets = fired(cluster.client.list_datasets_configuration()).datasets
+    containers = fired(cluster.client.list_containers_configuration())
     return dict(datasets), list(containers)
 
 
 def add_dataset(
-    cluster, dataset_id=D1, node=N1, name="db", size=None, synchronize=True
-):
+    cluster: Cluster,
+    dataset_id: UUID = D1,
+    node: UUID = N1,
+    name: str | None = "db",
+    size: int | None = None,
+    synchronize: bool = True,
+) -> None:
     """Configure a dataset directly; make the state show it mounted."""
     cluster.client.create_dataset(
         node,
@@ -117,7 +159,7 @@ def add_dataset(
         cluster.client.synchronize_state()
 
 
-def assert_error(result, code, says):
+def assert_error(result: Result, code: int, says: str) -> None:
     """One ``flocker: error:`` line saying ``says``, exit ``code``, nothing on stdout."""
     assert result.code == code, result
     assert result.out == ""

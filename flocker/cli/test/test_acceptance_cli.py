@@ -12,7 +12,9 @@ import os
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -28,7 +30,9 @@ pytestmark = pytest.mark.acceptance
 FLOCKER = Path(sys.executable).parent / "flocker"
 
 
-def module_cluster(tmp_path_factory, name):
+def module_cluster(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[dict[str, Any]]:
     """
     A two-node local cluster (directory backend) for a module's tests, in
     a temporary directory called ``name``; removed afterwards.
@@ -44,12 +48,17 @@ def module_cluster(tmp_path_factory, name):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One two-node local cluster (directory backend) for the whole module."""
     yield from module_cluster(tmp_path_factory, "cli-lab")
 
 
-def flocker(cluster, *argv, env=None, timeout=300):
+def flocker(
+    cluster: dict[str, Any],
+    *argv: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     """Run ``flocker ARGV`` with FLOCKER_CLUSTER naming the cluster."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOCKER_")}
     environment["FLOCKER_CLUSTER"] = os.path.join(cluster["dir"], lab.CLUSTER_FILE)
@@ -63,24 +72,24 @@ def flocker(cluster, *argv, env=None, timeout=300):
     )
 
 
-def ok(cluster, *argv):
+def ok(cluster: dict[str, Any], *argv: str) -> str:
     """Run ``flocker ARGV``, which must succeed; its stdout."""
     result = flocker(cluster, *argv)
     assert result.returncode == 0, result
     return result.stdout
 
 
-def as_json(cluster, *argv):
+def as_json(cluster: dict[str, Any], *argv: str) -> Any:
     """Run ``flocker --json ARGV``; the JSON it printed."""
     return json.loads(ok(cluster, "--json", *argv))
 
 
-def configured_datasets(cluster):
+def configured_datasets(cluster: dict[str, Any]) -> Any:
     """GET /v1/configuration/datasets."""
     return lab.api_request(cluster, "GET", "/v1/configuration/datasets")
 
 
-def counter(address, port, text):
+def counter(address: str, port: int, text: str) -> int | None:
     """One write to the counter application: its count, or None."""
     try:
         with urllib.request.urlopen(
@@ -91,7 +100,7 @@ def counter(address, port, text):
         return None
 
 
-def test_datasets(cluster):
+def test_datasets(cluster: dict[str, Any]) -> None:
     """
     ``datasets create --wait`` mounts a new dataset on its node; ``move
     --wait`` returns once the other node has it, with its files; ``resize``
@@ -172,7 +181,7 @@ def test_datasets(cluster):
     assert gone["deleted"]
 
 
-def test_apps(cluster):
+def test_apps(cluster: dict[str, Any]) -> None:
     """
     ``apps deploy --wait`` runs the counter with its dataset; ``apps move
     --wait`` returns once it runs on the other node, its data with it;
@@ -281,7 +290,9 @@ def test_apps(cluster):
     ok(cluster, "datasets", "rm", dataset)
 
 
-def bad_input_cases(cluster, tmp_path):
+def bad_input_cases(
+    cluster: dict[str, Any], tmp_path: Path
+) -> dict[str, tuple[list[str], dict[str, str], int, str]]:
     """(argv, env, exit code, what the error says) for each kind of bad input."""
     node = cluster["nodes"][0]["address"]
     certificates = cluster["certificates"]
@@ -418,7 +429,7 @@ def bad_input_cases(cluster, tmp_path):
     }
 
 
-def live_datasets(cluster):
+def live_datasets(cluster: dict[str, Any]) -> list[Any]:
     """
     The configured datasets not marked deleted (the control service drops
     deleted ones by itself once their copies are gone, which an earlier
@@ -427,7 +438,7 @@ def live_datasets(cluster):
     return [d for d in configured_datasets(cluster) if not d["deleted"]]
 
 
-def test_bad_input(cluster, tmp_path):
+def test_bad_input(cluster: dict[str, Any], tmp_path: Path) -> None:
     """
     Each kind of bad input is one ``flocker: error:`` line on stderr, the
     documented exit code, nothing on stdout, and no configuration change.
@@ -450,7 +461,7 @@ def test_bad_input(cluster, tmp_path):
     assert failures == []
 
 
-def test_wait_timeout(cluster):
+def test_wait_timeout(cluster: dict[str, Any]) -> None:
     """A --wait that cannot finish in time exits 4 with one error line; the change stays."""
     name = f"slow-{uuid4().hex[:8]}"
     result = flocker(
@@ -479,7 +490,7 @@ def test_wait_timeout(cluster):
     ok(cluster, "datasets", "rm", name)
 
 
-def test_help_documents_exit_codes(cluster):
+def test_help_documents_exit_codes(cluster: dict[str, Any]) -> None:
     """``flocker --help`` lists the exit codes."""
     text = ok(cluster, "--help")
     for line in (

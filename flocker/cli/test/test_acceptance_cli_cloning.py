@@ -9,13 +9,17 @@ is one line on stderr, the documented exit code and no change.
 """
 
 import json
+from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
 from flocker.runtime.testimages import COUNTER_IMAGE, ensure_counter_image
 from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
 
 from .test_acceptance_cli import (
     as_json,
@@ -23,19 +27,18 @@ from .test_acceptance_cli import (
     flocker,
     module_cluster,
     ok,
-    wait_for,
 )
 
 pytestmark = pytest.mark.acceptance
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One two-node local cluster (directory backend) for the whole module."""
     yield from module_cluster(tmp_path_factory, "cli-cloning-lab")
 
 
-def mounted_path(cluster, dataset_id):
+def mounted_path(cluster: dict[str, Any], dataset_id: str) -> Path:
     """Where its primary mounted the dataset, per GET /v1/state/datasets."""
     [configured] = [
         d
@@ -50,7 +53,7 @@ def mounted_path(cluster, dataset_id):
     return Path(state["path"])
 
 
-def everything(cluster, dataset_ids=()):
+def everything(cluster: dict[str, Any], dataset_ids: Iterable[str] = ()) -> Any:
     """The configuration, environments and the datasets' snapshots, to compare."""
     return (
         lab.api_request(cluster, "GET", "/v1/configuration/datasets"),
@@ -63,7 +66,7 @@ def everything(cluster, dataset_ids=()):
     )
 
 
-def test_snapshot_clone_rollback(cluster):
+def test_snapshot_clone_rollback(cluster: dict[str, Any]) -> None:
     """
     A snapshot keeps a dataset's files as they were: a clone of it has them
     while the original changes on, and a rollback brings them back.
@@ -211,7 +214,7 @@ def test_snapshot_clone_rollback(cluster):
     assert as_json(cluster, "snapshots", "ls", name) == []
 
 
-def copy_ports(environment):
+def copy_ports(environment: dict[str, Any]) -> dict[str, int]:
     """Copy name → the external port of its (only) application."""
     return {
         c["name"]: c["applications"][0]["ports"][0]["external"]
@@ -219,7 +222,7 @@ def copy_ports(environment):
     }
 
 
-def test_environment(cluster):
+def test_environment(cluster: dict[str, Any]) -> None:
     """
     ``env clone --wait`` runs two copies of the counter on its node, each on
     its own port, each starting from the original's count and counting on
@@ -303,7 +306,7 @@ def test_environment(cluster):
     for copy in ("1", "2"):
         assert (
             wait_for(
-                lambda c=copy: counter(address, ports[c], f"c{c}"), 60, f"copy {copy}"
+                partial(counter, address, ports[copy], f"c{copy}"), 60, f"copy {copy}"
             )
             == 4
         )

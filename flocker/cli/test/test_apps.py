@@ -19,6 +19,7 @@ from ._fake_cluster import (
     D1,
     N1,
     N2,
+    Cluster,
     add_dataset,
     assert_error,
     configuration,
@@ -28,7 +29,7 @@ from ._fake_cluster import (
 # -- flocker apps --------------------------------------------------------------
 
 
-def test_deploy(cluster):
+def test_deploy(cluster: Cluster) -> None:
     """``deploy`` configures the application with ports, volume, environment and links."""
     add_dataset(cluster)
     result = invoke(
@@ -70,8 +71,13 @@ def test_deploy(cluster):
     )
 
 
-def test_deploy_wait(cluster):
+def test_deploy_wait(cluster: Cluster) -> None:
     """``deploy --wait`` returns once the node reports the application running."""
+
+    def poll(number: int) -> None:
+        if number == 2:
+            cluster.client.synchronize_state()
+
     result = invoke(
         cluster,
         "apps",
@@ -82,7 +88,7 @@ def test_deploy_wait(cluster):
         "--node",
         "10.0.0.2",
         "--wait",
-        on_poll=lambda n: n == 2 and cluster.client.synchronize_state(),
+        on_poll=poll,
     )
     assert result.code == EXIT_OK
     assert result.out == "deployed application web on 10.0.0.2, running\n"
@@ -107,7 +113,9 @@ def test_deploy_wait(cluster):
         ("--timeout", "x", "bad timeout"),
     ],
 )
-def test_deploy_bad_values(cluster, option, value, says):
+def test_deploy_bad_values(
+    cluster: Cluster, option: str, value: str, says: str
+) -> None:
     """Malformed values are refused before the cluster is contacted."""
     result = invoke(
         cluster,
@@ -126,7 +134,7 @@ def test_deploy_bad_values(cluster, option, value, says):
     assert configuration(cluster) == ({}, [])
 
 
-def test_deploy_dataset_elsewhere(cluster):
+def test_deploy_dataset_elsewhere(cluster: Cluster) -> None:
     """A volume's dataset must be on the application's node; the error says how to fix it."""
     add_dataset(cluster, D1, N2, "db")
     before = configuration(cluster)
@@ -151,7 +159,7 @@ def test_deploy_dataset_elsewhere(cluster):
     assert configuration(cluster) == before
 
 
-def test_deploy_unknown_volume(cluster):
+def test_deploy_unknown_volume(cluster: Cluster) -> None:
     """An unknown volume dataset is refused; nothing is deployed."""
     result = invoke(
         cluster,
@@ -169,7 +177,7 @@ def test_deploy_unknown_volume(cluster):
     assert configuration(cluster) == ({}, [])
 
 
-def test_deploy_existing(cluster):
+def test_deploy_existing(cluster: Cluster) -> None:
     """Deploying a name that exists is refused by the cluster."""
     cluster.client.create_container(Container(node_uuid=N1, name="web", image="i"))
     before = configuration(cluster)
@@ -180,7 +188,7 @@ def test_deploy_existing(cluster):
     assert configuration(cluster) == before
 
 
-def test_apps_ls(cluster):
+def test_apps_ls(cluster: Cluster) -> None:
     """Applications show name, node, image, state, ports and volumes."""
     add_dataset(cluster)
     cluster.client.create_container(
@@ -213,7 +221,7 @@ def test_apps_ls(cluster):
     assert views[0]["ports"] == [{"external": 8080, "internal": 80}]
 
 
-def test_apps_ls_stopped_and_moving(cluster):
+def test_apps_ls_stopped_and_moving(cluster: Cluster) -> None:
     """A reported stopped application is ``stopped``; one only elsewhere ``moving``."""
     cluster.client.create_container(Container(node_uuid=N1, name="a", image="i"))
     cluster.client.create_container(Container(node_uuid=N1, name="b", image="i"))
@@ -233,7 +241,7 @@ def test_apps_ls_stopped_and_moving(cluster):
     ]
 
 
-def test_apps_move_wait(cluster):
+def test_apps_move_wait(cluster: Cluster) -> None:
     """``apps move --wait`` moves the application and its dataset, waiting until it runs there."""
     add_dataset(cluster)
     cluster.client.create_container(
@@ -245,6 +253,11 @@ def test_apps_move_wait(cluster):
         )
     )
     cluster.client.synchronize_state()
+
+    def poll(number: int) -> None:
+        if number == 3:
+            cluster.client.synchronize_state()
+
     result = invoke(
         cluster,
         "apps",
@@ -253,7 +266,7 @@ def test_apps_move_wait(cluster):
         "--to",
         "2222",
         "--wait",
-        on_poll=lambda n: n == 3 and cluster.client.synchronize_state(),
+        on_poll=poll,
     )
     assert result.code == EXIT_OK, result
     assert result.out == "moved application web on 10.0.0.2, running\n"
@@ -265,7 +278,7 @@ def test_apps_move_wait(cluster):
     assert (container.node_uuid, datasets[D1].primary) == (N2, N2)
 
 
-def test_apps_move_timeout(cluster):
+def test_apps_move_timeout(cluster: Cluster) -> None:
     """An application move that does not converge in --timeout exits 4."""
     cluster.client.create_container(Container(node_uuid=N1, name="web", image="i"))
     result = invoke(
@@ -274,7 +287,7 @@ def test_apps_move_timeout(cluster):
     assert_error(result, EXIT_TIMEOUT, "timed out after 1s waiting for application web")
 
 
-def test_apps_move_and_rm(cluster):
+def test_apps_move_and_rm(cluster: Cluster) -> None:
     """Without --wait, ``move`` and ``rm`` change the configuration and say so."""
     cluster.client.create_container(Container(node_uuid=N1, name="web", image="i"))
     assert invoke(cluster, "apps", "move", "web", "--to", "10.0.0.2").out == (
@@ -292,7 +305,7 @@ def test_apps_move_and_rm(cluster):
     "argv",
     [("apps", "move", "nope", "--to", "10.0.0.2"), ("apps", "rm", "nope")],
 )
-def test_unknown_app(cluster, argv):
+def test_unknown_app(cluster: Cluster, argv: tuple[str, ...]) -> None:
     """An unknown application is a one-line error; nothing changes."""
     cluster.client.create_container(Container(node_uuid=N1, name="web", image="i"))
     before = configuration(cluster)
@@ -300,7 +313,7 @@ def test_unknown_app(cluster, argv):
     assert configuration(cluster) == before
 
 
-def test_apps_move_unknown_node(cluster):
+def test_apps_move_unknown_node(cluster: Cluster) -> None:
     """Moving an application to an unknown node is refused."""
     cluster.client.create_container(Container(node_uuid=N1, name="web", image="i"))
     assert_error(

@@ -14,20 +14,30 @@ import pytest
 from flocker.apiclient import Container, ContainerPort, MountedDataset, Transfer
 from flocker.cli._errors import EXIT_ERROR, EXIT_OK
 
-from ._fake_cluster import D1, N1, N2, add_dataset, assert_error, configuration, invoke
+from ._fake_cluster import (
+    D1,
+    N1,
+    N2,
+    Cluster,
+    add_dataset,
+    assert_error,
+    configuration,
+    fired,
+    invoke,
+)
 
 MIB = 1024 * 1024
 
 
-def snapshot_names(cluster, dataset_id=D1):
+def snapshot_names(cluster: Cluster, dataset_id: UUID = D1) -> list[str]:
     """The names of the dataset's snapshots, as the fake has them."""
-    return [s.name for s in cluster.client.list_snapshots(dataset_id).result]
+    return [s.name for s in fired(cluster.client.list_snapshots(dataset_id))]
 
 
 # -- snapshots -----------------------------------------------------------------------
 
 
-def test_create_ls_rm(cluster):
+def test_create_ls_rm(cluster: Cluster) -> None:
     """A snapshot is taken, listed as a table and as JSON, then deleted."""
     add_dataset(cluster)
     made = invoke(cluster, "snapshots", "create", "db", "monday")
@@ -53,7 +63,7 @@ def test_create_ls_rm(cluster):
     assert snapshot_names(cluster) == []
 
 
-def test_create_json(cluster):
+def test_create_json(cluster: Cluster) -> None:
     """``--json snapshots create`` prints the snapshot with its dataset."""
     add_dataset(cluster)
     result = invoke(cluster, "--json", "snapshots", "create", "db", "monday")
@@ -71,7 +81,7 @@ def test_create_json(cluster):
         (("snapshots", "create", "pending", "x"), "not exposed on its primary node"),
     ],
 )
-def test_refusals(cluster, argv, says):
+def test_refusals(cluster: Cluster, argv: tuple[str, ...], says: str) -> None:
     """The fake refuses as the control service does: one line, nothing changed."""
     add_dataset(cluster)
     invoke(cluster, "snapshots", "create", "db", "monday")
@@ -83,7 +93,7 @@ def test_refusals(cluster, argv, says):
     assert (configuration(cluster), snapshot_names(cluster)) == before
 
 
-def test_agent_not_connected(cluster):
+def test_agent_not_connected(cluster: Cluster) -> None:
     """A dataset whose primary's agent is away: the control service's 503, one line."""
     add_dataset(cluster)
     cluster.client.disconnect_agent(N1)
@@ -91,7 +101,7 @@ def test_agent_not_connected(cluster):
     assert_error(result, EXIT_ERROR, "is not connected to the control service")
 
 
-def test_rm_snapshot_of_a_clone_refused(cluster):
+def test_rm_snapshot_of_a_clone_refused(cluster: Cluster) -> None:
     """A snapshot a clone is made from cannot be deleted."""
     add_dataset(cluster)
     invoke(cluster, "snapshots", "create", "db", "monday")
@@ -105,7 +115,7 @@ def test_rm_snapshot_of_a_clone_refused(cluster):
 # -- rollback ------------------------------------------------------------------------
 
 
-def test_rollback_no_wait(cluster):
+def test_rollback_no_wait(cluster: Cluster) -> None:
     """Without --wait the rollback is asked for and its request id printed."""
     add_dataset(cluster)
     invoke(cluster, "snapshots", "create", "db", "monday")
@@ -124,7 +134,7 @@ def test_rollback_no_wait(cluster):
     )
 
 
-def test_rollback_wait(cluster):
+def test_rollback_wait(cluster: Cluster) -> None:
     """
     ``--wait`` polls until the node reports the rollback done; the later
     snapshots are gone then.
@@ -133,7 +143,7 @@ def test_rollback_wait(cluster):
     for name in ("monday", "tuesday"):
         invoke(cluster, "snapshots", "create", "db", name)
 
-    def report(number):
+    def report(number: int) -> None:
         if number == 3:
             cluster.client.synchronize_state()
 
@@ -147,7 +157,7 @@ def test_rollback_wait(cluster):
     assert snapshot_names(cluster) == ["monday"]
 
 
-def test_rollback_past_a_clone_refused(cluster):
+def test_rollback_past_a_clone_refused(cluster: Cluster) -> None:
     """A rollback that would discard the snapshot a clone is made from is refused."""
     add_dataset(cluster)
     for name in ("monday", "tuesday"):
@@ -160,12 +170,12 @@ def test_rollback_past_a_clone_refused(cluster):
 # -- clone ---------------------------------------------------------------------------
 
 
-def test_clone_wait(cluster):
+def test_clone_wait(cluster: Cluster) -> None:
     """``clone --wait`` adds a named dataset on the same node and waits until it is mounted."""
     add_dataset(cluster, size=64 * MIB)
     invoke(cluster, "snapshots", "create", "db", "monday")
 
-    def report(number):
+    def report(number: int) -> None:
         if number == 3:
             cluster.client.synchronize_state()
 
@@ -190,13 +200,14 @@ def test_clone_wait(cluster):
     )
     assert view["origin"] == {"dataset_id": str(D1), "snapshot": "monday"}
     assert "pending" in result.err
-    clone = cluster.client.list_datasets_configuration().result.datasets[
+    clone = fired(cluster.client.list_datasets_configuration()).datasets[
         UUID(view["dataset_id"])
     ]
+    assert clone.origin is not None
     assert clone.origin.snapshot == "monday"
 
 
-def test_clone_table(cluster):
+def test_clone_table(cluster: Cluster) -> None:
     """Without --json ``clone`` says what it made, from what, and where."""
     add_dataset(cluster)
     invoke(cluster, "snapshots", "create", "db", "monday")
@@ -204,7 +215,7 @@ def test_clone_table(cluster):
     assert result.code == EXIT_OK, result
     [made] = [
         d
-        for d in cluster.client.list_datasets_configuration().result.datasets.values()
+        for d in fired(cluster.client.list_datasets_configuration()).datasets.values()
         if d.origin is not None
     ]
     assert result.out == (
@@ -213,7 +224,7 @@ def test_clone_table(cluster):
     )
 
 
-def test_clone_name_taken(cluster):
+def test_clone_name_taken(cluster: Cluster) -> None:
     """A clone named as an existing dataset is refused before any request to clone."""
     add_dataset(cluster)
     invoke(cluster, "snapshots", "create", "db", "monday")
@@ -226,11 +237,11 @@ def test_clone_name_taken(cluster):
 # -- transfers -----------------------------------------------------------------------
 
 
-def test_move_wait_shows_the_transfer(cluster):
+def test_move_wait_shows_the_transfer(cluster: Cluster) -> None:
     """While a move's stream flows, ``--wait`` shows the bytes received and the rate."""
     add_dataset(cluster)
 
-    def poll(number):
+    def poll(number: int) -> None:
         if number in (1, 2):
             cluster.client.report_transfers(
                 [
@@ -261,7 +272,7 @@ def test_move_wait_shows_the_transfer(cluster):
 
 
 @pytest.fixture
-def env_cluster(cluster):
+def env_cluster(cluster: Cluster) -> Cluster:
     """``web`` (port 8080, dataset "db") on node 1, running."""
     add_dataset(cluster)
     cluster.client.create_container(
@@ -277,11 +288,11 @@ def env_cluster(cluster):
     return cluster
 
 
-def test_env_clone_wait(env_cluster):
+def test_env_clone_wait(env_cluster: Cluster) -> None:
     """``env clone --wait`` makes the copies and waits until they run on their clones."""
     cluster = env_cluster
 
-    def report(number):
+    def report(number: int) -> None:
         if number == 3:
             cluster.client.synchronize_state()
 
@@ -306,11 +317,11 @@ def test_env_clone_wait(env_cluster):
         "staging      2     web-staging-2  10.0.0.1  running  18080->80",
     ]
     assert "0/2 applications running, 0/2 datasets mounted" in result.err
-    names = [c.name for c in cluster.client.list_containers_configuration().result]
+    names = [c.name for c in fired(cluster.client.list_containers_configuration())]
     assert names == ["web", "web-staging-1", "web-staging-2"]
 
 
-def test_env_ls_json(env_cluster):
+def test_env_ls_json(env_cluster: Cluster) -> None:
     """``env ls --json`` gives each copy's applications with their node and state."""
     cluster = env_cluster
     invoke(cluster, "env", "clone", "staging", "--apps", "web", "--copy", "alice")
@@ -331,7 +342,7 @@ def test_env_ls_json(env_cluster):
     assert invoke(cluster, "--json", "env", "ls", "staging").json() == [environment]
 
 
-def test_env_reset_and_rm(env_cluster):
+def test_env_reset_and_rm(env_cluster: Cluster) -> None:
     """A reset copy gets fresh clones; copies, then the environment, are removed."""
     cluster = env_cluster
     invoke(cluster, "env", "clone", "staging", "--apps", "web", "--copies", "2")
@@ -344,7 +355,7 @@ def test_env_reset_and_rm(env_cluster):
     assert removed.out == "removed copy 1 of environment staging (web-staging-1)\n"
     assert invoke(cluster, "env", "rm", "staging").out == "removed environment staging\n"
     assert invoke(cluster, "--json", "env", "ls").json() == []
-    names = [c.name for c in cluster.client.list_containers_configuration().result]
+    names = [c.name for c in fired(cluster.client.list_containers_configuration())]
     assert names == ["web"]
 
 
@@ -358,7 +369,7 @@ def test_env_reset_and_rm(env_cluster):
         (("env", "clone", "staging", "--apps", "web", "--copies", "1"), "already exists"),
     ],
 )
-def test_env_refusals(env_cluster, argv, says):
+def test_env_refusals(env_cluster: Cluster, argv: tuple[str, ...], says: str) -> None:
     """Unknown applications, environments and copies, taken names: one line, nothing changed."""
     cluster = env_cluster
     invoke(cluster, "env", "clone", "staging", "--apps", "web", "--copies", "1")

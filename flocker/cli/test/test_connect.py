@@ -1,7 +1,11 @@
 """Tests for finding the cluster and loading the user certificate (`flocker.cli._connect`)."""
 
+import argparse
 import json
 import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -9,27 +13,34 @@ from twisted.internet.testing import MemoryReactorClock
 
 from flocker.apiclient import FlockerClient
 from flocker.ca import CertificateError
-from flocker.ca.testtools import make_test_cluster_credentials
+from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
 from flocker.cli._command import common_options
-from flocker.cli._connect import cluster_address, connect, load_credentials
+from flocker.cli._connect import (
+    ClusterAddress,
+    cluster_address,
+    connect,
+    load_credentials,
+)
 from flocker.cli._errors import EXIT_UNREACHABLE, EXIT_USAGE, CLIError
 from flocker.cli.script import build_parser
 
 
-def options(*argv):
+def options(*argv: str) -> argparse.Namespace:
     """Parse the cluster options as ``flocker`` does before the command."""
     return common_options().parse_args(list(argv))
 
 
 @pytest.fixture
-def credentials(tmp_path):
+def credentials(tmp_path: Path) -> TestClusterCredentials:
     """A cluster's certificates, with user ``alice``."""
     directory = tmp_path / "ca"
     directory.mkdir()
     return make_test_cluster_credentials(directory)
 
 
-def cluster_file(tmp_path, credentials, relative=False):
+def cluster_file(
+    tmp_path: Path, credentials: TestClusterCredentials, relative: bool = False
+) -> Path:
     """A cluster.json as ``admin/lab`` writes it; its path."""
     user = credentials.user_directories["alice"]
     files = {
@@ -48,7 +59,7 @@ def cluster_file(tmp_path, credentials, relative=False):
     return path
 
 
-def test_cluster_file(tmp_path, credentials):
+def test_cluster_file(tmp_path: Path, credentials: TestClusterCredentials) -> None:
     """--cluster FILE gives the API URL and the certificate files."""
     path = cluster_file(tmp_path, credentials)
     address = cluster_address(options("--cluster", str(path)), {})
@@ -57,21 +68,27 @@ def test_cluster_file(tmp_path, credentials):
     assert address.key.endswith("alice.key")
 
 
-def test_cluster_directory_and_relative_paths(tmp_path, credentials):
+def test_cluster_directory_and_relative_paths(
+    tmp_path: Path, credentials: TestClusterCredentials
+) -> None:
     """--cluster DIR reads DIR/cluster.json; relative paths are from its directory."""
     cluster_file(tmp_path, credentials, relative=True)
     address = cluster_address(options("--cluster", str(tmp_path)), {})
     assert address.cacert == str(credentials.ca_certificate)
 
 
-def test_environment_cluster(tmp_path, credentials):
+def test_environment_cluster(
+    tmp_path: Path, credentials: TestClusterCredentials
+) -> None:
     """FLOCKER_CLUSTER names the cluster file when no option does."""
     path = cluster_file(tmp_path, credentials)
     address = cluster_address(options(), {"FLOCKER_CLUSTER": str(path)})
     assert address.port == 4600
 
 
-def test_options_override_cluster_file(tmp_path, credentials):
+def test_options_override_cluster_file(
+    tmp_path: Path, credentials: TestClusterCredentials
+) -> None:
     """Options given with --cluster replace what the file says."""
     path = cluster_file(tmp_path, credentials)
     address = cluster_address(
@@ -80,7 +97,7 @@ def test_options_override_cluster_file(tmp_path, credentials):
     assert (address.port, address.key, address.host) == (5000, "/k", "127.0.0.1")
 
 
-def test_explicit_options():
+def test_explicit_options() -> None:
     """--control-service (--control-host) with the certificate options names the cluster alone."""
     address = cluster_address(
         options(
@@ -99,7 +116,7 @@ def test_explicit_options():
     assert (address.cacert, address.cert, address.key) == ("/ca", "/c", "/k")
 
 
-def test_environment_settings():
+def test_environment_settings() -> None:
     """FLOCKER_CONTROL_SERVICE and friends name the cluster; options win over them."""
     environ = {
         "FLOCKER_CONTROL_SERVICE": "h",
@@ -112,7 +129,7 @@ def test_environment_settings():
     assert cluster_address(options("--port", "1"), environ).port == 1
 
 
-def test_ipv6_url():
+def test_ipv6_url() -> None:
     """An IPv6 control service address is bracketed in the URL."""
     address = cluster_address(
         options(
@@ -161,7 +178,7 @@ def test_ipv6_url():
         ),
     ],
 )
-def test_usage_errors(argv, says):
+def test_usage_errors(argv: tuple[str, ...], says: str) -> None:
     """A missing or malformed setting is a usage error (exit 2)."""
     with pytest.raises(CLIError) as info:
         cluster_address(options(*argv), {})
@@ -181,7 +198,7 @@ def test_usage_errors(argv, says):
         ),
     ],
 )
-def test_bad_cluster_file(tmp_path, content, says):
+def test_bad_cluster_file(tmp_path: Path, content: str | None, says: str) -> None:
     """A missing or malformed cluster file is a one-line exit-3 error."""
     path = tmp_path / "cluster.json"
     if content is not None:
@@ -192,7 +209,9 @@ def test_bad_cluster_file(tmp_path, content, says):
     assert info.value.code == EXIT_UNREACHABLE
 
 
-def address_of(tmp_path, credentials, **changes):
+def address_of(
+    tmp_path: Path, credentials: TestClusterCredentials, **changes: Any
+) -> ClusterAddress:
     """The address of a cluster file's cluster, with some files replaced."""
     address = cluster_address(
         options("--cluster", str(cluster_file(tmp_path, credentials))), {}
@@ -200,12 +219,12 @@ def address_of(tmp_path, credentials, **changes):
     return attrs.evolve(address, **changes)
 
 
-def certificate_options():
+def certificate_options() -> tuple[str, ...]:
     """The certificate options, with files that need not exist."""
     return ("--cacert", "/ca", "--cert", "/c", "--key", "/k")
 
 
-def test_repeated_control_host():
+def test_repeated_control_host() -> None:
     """
     --control-host repeats, once per control service instance, each with its
     own port or --control-port's.
@@ -235,7 +254,7 @@ def test_repeated_control_host():
     assert (address.host, address.port) == ("10.0.0.1", 4555)
 
 
-def test_repeated_control_host_after_the_command():
+def test_repeated_control_host_after_the_command() -> None:
     """--control-host given after the command repeats too."""
     parsed = build_parser().parse_args(
         ["nodes", "--control-host", "a", "--control-host", "b:1", *certificate_options()]
@@ -243,7 +262,7 @@ def test_repeated_control_host_after_the_command():
     assert cluster_address(parsed, {}).api_urls == ("https://a:4523", "https://b:1")
 
 
-def test_environment_lists_instances():
+def test_environment_lists_instances() -> None:
     """FLOCKER_CONTROL_SERVICE may list several instances, separated by commas."""
     environ = {
         "FLOCKER_CONTROL_SERVICE": "a, b:4600",
@@ -258,7 +277,7 @@ def test_environment_lists_instances():
 
 
 @pytest.mark.parametrize("value", ["a:70000", "a:http", ":4523", "[fd00::1"])
-def test_bad_control_host(value):
+def test_bad_control_host(value: str) -> None:
     """A --control-host that is not HOST[:PORT] is a usage error naming it."""
     with pytest.raises(CLIError) as info:
         cluster_address(options("--control-host", value, *certificate_options()), {})
@@ -266,7 +285,9 @@ def test_bad_control_host(value):
     assert "bad --control-host" in info.value.message and value in info.value.message
 
 
-def cluster_file_with_urls(tmp_path, credentials, urls):
+def cluster_file_with_urls(
+    tmp_path: Path, credentials: TestClusterCredentials, urls: list[str]
+) -> Path:
     """A cluster.json listing several API URLs (``control.api_urls``); its path."""
     path = cluster_file(tmp_path, credentials)
     document = json.loads(path.read_text())
@@ -275,7 +296,9 @@ def cluster_file_with_urls(tmp_path, credentials, urls):
     return path
 
 
-def test_cluster_file_lists_instances(tmp_path, credentials):
+def test_cluster_file_lists_instances(
+    tmp_path: Path, credentials: TestClusterCredentials
+) -> None:
     """A cluster.json's control.api_urls gives every instance, in order."""
     urls = ["https://127.0.0.1:4600", "https://127.0.0.2:4601"]
     path = cluster_file_with_urls(tmp_path, credentials, urls)
@@ -295,7 +318,9 @@ def test_cluster_file_lists_instances(tmp_path, credentials):
         (["https://127.0.0.1:4600", "nohost"], "names no control service host"),
     ],
 )
-def test_bad_cluster_file_instances(tmp_path, credentials, urls, says):
+def test_bad_cluster_file_instances(
+    tmp_path: Path, credentials: TestClusterCredentials, urls: list[str], says: str
+) -> None:
     """An empty control.api_urls, or a URL without a host in it, is an exit-3 error."""
     path = cluster_file_with_urls(tmp_path, credentials, urls)
     with pytest.raises(CLIError) as info:
@@ -304,7 +329,9 @@ def test_bad_cluster_file_instances(tmp_path, credentials, urls, says):
     assert info.value.code == EXIT_UNREACHABLE
 
 
-def test_connect_client_of_every_instance(tmp_path, credentials):
+def test_connect_client_of_every_instance(
+    tmp_path: Path, credentials: TestClusterCredentials
+) -> None:
     """`connect` gives a client of every instance the cluster file lists."""
     urls = ["https://127.0.0.1:4600", "https://127.0.0.2:4601"]
     path = cluster_file_with_urls(tmp_path, credentials, urls)
@@ -313,21 +340,23 @@ def test_connect_client_of_every_instance(tmp_path, credentials):
     assert client.base_urls == tuple(urls)
 
 
-def test_load_credentials(tmp_path, credentials):
+def test_load_credentials(tmp_path: Path, credentials: TestClusterCredentials) -> None:
     """The user's certificate, key and the cluster CA load from their files."""
     credential, authority = load_credentials(address_of(tmp_path, credentials))
     assert authority.cluster_uuid == credentials.cluster_uuid
     assert credential.certificate.issuer == authority.certificate.subject
 
 
-def test_connect_makes_client(tmp_path, credentials):
+def test_connect_makes_client(
+    tmp_path: Path, credentials: TestClusterCredentials
+) -> None:
     """`connect` gives a REST API client for the control service's URL."""
     client = connect(MemoryReactorClock(), address_of(tmp_path, credentials))
     assert isinstance(client, FlockerClient)
     assert client.base_url == "https://127.0.0.1:4600"
 
 
-def other_cluster(tmp_path):
+def other_cluster(tmp_path: Path) -> TestClusterCredentials:
     """Another cluster's certificates."""
     directory = tmp_path / "other"
     directory.mkdir()
@@ -352,7 +381,12 @@ def other_cluster(tmp_path):
         ),
     ],
 )
-def test_bad_certificates(tmp_path, credentials, change, says):
+def test_bad_certificates(
+    tmp_path: Path,
+    credentials: TestClusterCredentials,
+    change: Callable[[Path, TestClusterCredentials], dict[str, str]],
+    says: str,
+) -> None:
     """Missing, mismatched or foreign certificate files are one-line exit-3 errors."""
     address = address_of(tmp_path, credentials, **change(tmp_path, credentials))
     with pytest.raises(CertificateError, match=says):
@@ -363,7 +397,7 @@ def test_bad_certificates(tmp_path, credentials, change, says):
     assert says in info.value.message
 
 
-def test_not_a_cluster_ca(tmp_path, credentials):
+def test_not_a_cluster_ca(tmp_path: Path, credentials: TestClusterCredentials) -> None:
     """A CA certificate that is not a Flocker cluster's is refused."""
     user = credentials.user_directories["alice"]
     shutil.copy(user / "alice.crt", tmp_path / "fake-ca.crt")

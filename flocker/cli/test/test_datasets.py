@@ -23,6 +23,7 @@ from ._fake_cluster import (
     D3,
     N1,
     N2,
+    Cluster,
     add_dataset,
     assert_error,
     collect,
@@ -33,7 +34,7 @@ from ._fake_cluster import (
 # -- flocker nodes -------------------------------------------------------------
 
 
-def test_nodes_table(cluster):
+def test_nodes_table(cluster: Cluster) -> None:
     """
     ``flocker nodes`` shows each node's UUID, address, datasets and apps, and
     whether it converges ("-": its dataset agent has not said).
@@ -48,7 +49,7 @@ def test_nodes_table(cluster):
     ]
 
 
-def test_nodes_json(cluster):
+def test_nodes_json(cluster: Cluster) -> None:
     """``--json`` before or after the command prints the nodes as JSON."""
     add_dataset(cluster)
     unknown = {"last_converged": None, "failing_changes": 0, "pool_full": False, "state": "-"}
@@ -63,7 +64,7 @@ def test_nodes_json(cluster):
 # -- flocker datasets ls -------------------------------------------------------
 
 
-def test_datasets_ls_table(cluster):
+def test_datasets_ls_table(cluster: Cluster) -> None:
     """Datasets show id, name, size, node address, state and path."""
     add_dataset(cluster, D1, N1, "db", 2**30)
     add_dataset(cluster, D2, N2, None, None, synchronize=False)
@@ -76,7 +77,7 @@ def test_datasets_ls_table(cluster):
     ]
 
 
-def test_datasets_ls_shows_replicas_and_lag(cluster):
+def test_datasets_ls_shows_replicas_and_lag(cluster: Cluster) -> None:
     """A REPLICAS column shows each standing replica's node and lag."""
     add_dataset(cluster, D1, N1, "db", 2**30)
     add_dataset(cluster, D2, N1, "logs", None)
@@ -100,7 +101,7 @@ def test_datasets_ls_shows_replicas_and_lag(cluster):
     ]
 
 
-def test_datasets_ls_replica_without_data(cluster):
+def test_datasets_ls_replica_without_data(cluster: Cluster) -> None:
     """A replica that has reported nothing yet says so."""
     add_dataset(cluster, D1, N1, "db", 2**30)
     cluster.client.update_dataset(D1, replicas=[N2])
@@ -108,7 +109,7 @@ def test_datasets_ls_replica_without_data(cluster):
     assert result.out.splitlines()[1].endswith("10.0.0.2 (no data yet)")
 
 
-def test_datasets_ls_json(cluster):
+def test_datasets_ls_json(cluster: Cluster) -> None:
     """``--json`` lists every field, with sizes in bytes."""
     add_dataset(cluster, D1, N1, "db", 2**30)
     [view] = invoke(cluster, "datasets", "ls", "--json").json()
@@ -128,7 +129,7 @@ def test_datasets_ls_json(cluster):
     }
 
 
-def test_datasets_ls_moving_and_deleting(cluster):
+def test_datasets_ls_moving_and_deleting(cluster: Cluster) -> None:
     """A dataset still on its old node is ``moving``; a deleted one ``deleting``."""
     add_dataset(cluster, D1, N1, "a")
     add_dataset(cluster, D2, N1, "b")
@@ -141,7 +142,7 @@ def test_datasets_ls_moving_and_deleting(cluster):
     assert states == {"a": "moving", "b": "deleting"}
 
 
-def test_datasets_ls_empty(cluster):
+def test_datasets_ls_empty(cluster: Cluster) -> None:
     """Without datasets the table is its header and the JSON an empty list."""
     assert invoke(cluster, "datasets", "ls").out.startswith("DATASET  NAME")
     assert invoke(cluster, "datasets", "ls", "--json").json() == []
@@ -150,7 +151,7 @@ def test_datasets_ls_empty(cluster):
 # -- flocker datasets create ---------------------------------------------------
 
 
-def test_create(cluster):
+def test_create(cluster: Cluster) -> None:
     """``create`` configures a dataset with its size and name on the node."""
     result = invoke(
         cluster,
@@ -176,7 +177,7 @@ def test_create(cluster):
     )
 
 
-def test_create_by_node_uuid_json(cluster):
+def test_create_by_node_uuid_json(cluster: Cluster) -> None:
     """The node may be named by UUID prefix; ``--json`` prints the new dataset."""
     view = invoke(cluster, "--json", "datasets", "create", "--node", "1111").json()
     assert view["primary"] == str(N1)
@@ -185,10 +186,10 @@ def test_create_by_node_uuid_json(cluster):
     assert view["state"] == "pending"
 
 
-def test_create_wait(cluster):
+def test_create_wait(cluster: Cluster) -> None:
     """``--wait`` returns once the node reports the dataset mounted, with progress on stderr."""
 
-    def poll(n):
+    def poll(n: int) -> None:
         if n == 3:
             cluster.client.synchronize_state()
 
@@ -212,7 +213,7 @@ def test_create_wait(cluster):
     assert "mounted on 10.0.0.1: mounted at /flocker/" in lines[-1]
 
 
-def test_create_wait_timeout(cluster):
+def test_create_wait_timeout(cluster: Cluster) -> None:
     """A --wait that runs out of time exits 4; the dataset stays configured."""
     result = invoke(
         cluster, "datasets", "create", "--node", "10.0.0.1", "--wait", "--timeout", "2"
@@ -223,7 +224,7 @@ def test_create_wait_timeout(cluster):
 
 
 @pytest.mark.parametrize("size", ["1X", "ten", "100", "0", "1023K", "1.5.5G"])
-def test_create_bad_size(cluster, size):
+def test_create_bad_size(cluster: Cluster, size: str) -> None:
     """A bad size is refused before the cluster is even contacted."""
     before = configuration(cluster)
     result = invoke(cluster, "datasets", "create", "--node", "10.0.0.1", "--size", size)
@@ -233,14 +234,14 @@ def test_create_bad_size(cluster, size):
 
 
 @pytest.mark.parametrize("timeout", ["0", "-1", "soon", "inf"])
-def test_bad_timeout(cluster, timeout):
+def test_bad_timeout(cluster: Cluster, timeout: str) -> None:
     """A bad --timeout is refused before the cluster is contacted."""
     result = invoke(cluster, "datasets", "create", "--node", "x", "--timeout", timeout)
     assert_error(result, EXIT_ERROR, "bad timeout")
     assert not result.connected
 
 
-def test_create_unknown_node(cluster):
+def test_create_unknown_node(cluster: Cluster) -> None:
     """An unknown node is bad input; nothing is created."""
     result = invoke(cluster, "datasets", "create", "--node", "10.0.0.9")
     assert_error(
@@ -249,7 +250,7 @@ def test_create_unknown_node(cluster):
     assert configuration(cluster) == ({}, [])
 
 
-def test_create_duplicate_name(cluster):
+def test_create_duplicate_name(cluster: Cluster) -> None:
     """A name another dataset has is refused: names must pick one dataset."""
     add_dataset(cluster, D1, N1, "db")
     before = configuration(cluster)
@@ -258,7 +259,7 @@ def test_create_duplicate_name(cluster):
     assert configuration(cluster) == before
 
 
-def test_create_empty_name(cluster):
+def test_create_empty_name(cluster: Cluster) -> None:
     """An empty name is refused."""
     result = invoke(cluster, "datasets", "create", "--node", "10.0.0.2", "--name", " ")
     assert_error(result, EXIT_ERROR, "must not be empty")
@@ -269,7 +270,7 @@ def test_create_empty_name(cluster):
 
 
 @pytest.mark.parametrize("name", ["db", "d1d1", str(D1)])
-def test_move(cluster, name):
+def test_move(cluster: Cluster, name: str) -> None:
     """``move`` makes the target node the primary; the dataset is named by name, prefix or UUID."""
     add_dataset(cluster)
     result = invoke(cluster, "datasets", "move", name, "--to", "10.0.0.2")
@@ -278,11 +279,11 @@ def test_move(cluster, name):
     assert result.out == f"moving dataset {D1} (db) on 10.0.0.2, moving\n"
 
 
-def test_move_wait(cluster):
+def test_move_wait(cluster: Cluster) -> None:
     """``move --wait`` shows the state changes and ends when the target mounts it."""
     add_dataset(cluster)
 
-    def poll(n):
+    def poll(n: int) -> None:
         if n == 4:
             cluster.client.synchronize_state()
 
@@ -300,7 +301,7 @@ def test_move_wait(cluster):
     ]
 
 
-def test_move_wait_json(cluster):
+def test_move_wait_json(cluster: Cluster) -> None:
     """With --json the result is the dataset's JSON, progress staying on stderr."""
     add_dataset(cluster)
     result = invoke(
@@ -318,7 +319,7 @@ def test_move_wait_json(cluster):
     assert "waiting for" in result.err or "mounted on" in result.err
 
 
-def test_move_wait_timeout(cluster):
+def test_move_wait_timeout(cluster: Cluster) -> None:
     """A move that does not converge in --timeout exits 4, saying the last state."""
     add_dataset(cluster)
     result = invoke(
@@ -336,12 +337,12 @@ def test_move_wait_timeout(cluster):
     assert configuration(cluster)[0][D1].primary == N2
 
 
-def test_progress_on_terminal(cluster):
+def test_progress_on_terminal(cluster: Cluster) -> None:
     """On a terminal the progress line is rewritten in place."""
     add_dataset(cluster)
 
     class Terminal(StringIO):
-        def isatty(self):
+        def isatty(self) -> bool:
             return True
 
     err = Terminal()
@@ -377,7 +378,7 @@ def test_progress_on_terminal(cluster):
         (("datasets", "rm", "old"), "unknown dataset 'old'"),
     ],
 )
-def test_dataset_bad_input(cluster, argv, says):
+def test_dataset_bad_input(cluster: Cluster, argv: tuple[str, ...], says: str) -> None:
     """Unknown or ambiguous datasets and nodes are one-line errors; nothing changes."""
     add_dataset(cluster, D1, N1, "db")
     add_dataset(cluster, D2, N1, "logs")
@@ -388,7 +389,7 @@ def test_dataset_bad_input(cluster, argv, says):
     assert configuration(cluster) == before
 
 
-def test_move_refused_by_cluster(cluster):
+def test_move_refused_by_cluster(cluster: Cluster) -> None:
     """A dataset an application uses cannot move alone: the cluster's reason is shown."""
     add_dataset(cluster)
     cluster.client.create_container(
@@ -406,7 +407,7 @@ def test_move_refused_by_cluster(cluster):
     assert configuration(cluster) == before
 
 
-def test_resize(cluster):
+def test_resize(cluster: Cluster) -> None:
     """``resize`` sets the maximum size; ``unlimited`` removes it."""
     add_dataset(cluster, size=2**30)
     result = invoke(cluster, "datasets", "resize", "db", "1.5G")
@@ -420,7 +421,7 @@ def test_resize(cluster):
     )
 
 
-def test_resize_bad_size(cluster):
+def test_resize_bad_size(cluster: Cluster) -> None:
     """A bad size is refused before the cluster is contacted."""
     add_dataset(cluster, size=2**30)
     result = invoke(cluster, "datasets", "resize", "db", "big")
@@ -429,7 +430,7 @@ def test_resize_bad_size(cluster):
     assert configuration(cluster)[0][D1].maximum_size == 2**30
 
 
-def test_rm(cluster):
+def test_rm(cluster: Cluster) -> None:
     """``rm`` deletes the dataset."""
     add_dataset(cluster)
     result = invoke(cluster, "datasets", "rm", "db")
@@ -442,7 +443,7 @@ def test_rm(cluster):
     }
 
 
-def test_rm_in_use(cluster):
+def test_rm_in_use(cluster: Cluster) -> None:
     """A dataset an application mounts is not deleted."""
     add_dataset(cluster)
     cluster.client.create_container(

@@ -16,7 +16,7 @@ from flocker.cli._errors import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, C
 from flocker.control.test.test_httpapi import DATASET, NODE_A
 
 from ._fake_cluster import assert_error
-from .test_snapshots import converge, make_rest_cluster, run_cli
+from .test_snapshots import RestCluster, converge, make_rest_cluster, run_cli
 
 
 def deploy(cluster: Any, name: str, external: int, volume: str | None) -> None:
@@ -34,7 +34,7 @@ def deploy(cluster: Any, name: str, external: int, volume: str | None) -> None:
 
 
 @pytest.fixture
-def cluster() -> Any:
+def cluster() -> RestCluster:
     """``web`` (port 8080, dataset "db") and ``worker`` (9090) on node A, running."""
     cluster = make_rest_cluster()
     cluster.api.create_dataset(dataset_id=DATASET, metadata={"name": "db"})
@@ -59,7 +59,7 @@ def environment(cluster: Any, name: str = "staging") -> dict[str, Any]:
 # -- parsing -------------------------------------------------------------------
 
 
-def test_parse_copy_port():
+def test_parse_copy_port() -> None:
     """``COPY:APP:ORIG=NEW`` is split into its four parts."""
     assert parse_copy_port("alice:web:8080=18080") == ("alice", "web", 8080, 18080)
 
@@ -67,7 +67,7 @@ def test_parse_copy_port():
 @pytest.mark.parametrize(
     "text", ["web:8080=1", "a:web:8080", "a:web:x=1", "a:web:8080=70000", ":w:1=2"]
 )
-def test_parse_copy_port_refuses(text):
+def test_parse_copy_port_refuses(text: str) -> None:
     """Malformed --port values are a CLIError naming the option."""
     with pytest.raises(CLIError) as raised:
         parse_copy_port(text)
@@ -123,7 +123,9 @@ def test_parse_copy_port_refuses(text):
         (("--copies", "1"), EXIT_USAGE, "required: --apps"),
     ],
 )
-def test_clone_bad_input(cluster, argv, code, says):
+def test_clone_bad_input(
+    cluster: RestCluster, argv: tuple[str, ...], code: int, says: str
+) -> None:
     """Bad options are one line and an exit code before any request."""
     before = configuration(cluster)
     result = run_cli(cluster, "env", "clone", "staging", *argv)
@@ -144,7 +146,7 @@ def test_clone_bad_input(cluster, argv, code, says):
         (("env", "ls", "x?"), "bad environment name"),
     ],
 )
-def test_bad_names(cluster, argv, says):
+def test_bad_names(cluster: RestCluster, argv: tuple[str, ...], says: str) -> None:
     """Names the API could not accept are refused before any request."""
     result = run_cli(cluster, *argv)
     assert_error(result, EXIT_ERROR, says)
@@ -154,13 +156,13 @@ def test_bad_names(cluster, argv, says):
 # -- clone, ls ------------------------------------------------------------------
 
 
-def test_clone_wait(cluster):
+def test_clone_wait(cluster: RestCluster) -> None:
     """
     ``env clone --wait`` clones the group into the named copies, with the
     ports asked for, and returns once every copy application runs.
     """
 
-    def report(number):
+    def report(number: int) -> None:
         if number >= 4:
             converge(cluster.api)
 
@@ -200,7 +202,7 @@ def test_clone_wait(cluster):
     assert made["applications"] == ["web", "worker"]
 
 
-def test_clone_numbered_json(cluster):
+def test_clone_numbered_json(cluster: RestCluster) -> None:
     """``--copies N`` names the copies 1..N; --json prints the environment."""
     result = run_cli(
         cluster, "--json", "env", "clone", "staging", "--apps", "web", "--copies", "2"
@@ -218,7 +220,7 @@ def test_clone_numbered_json(cluster):
     assert made["copies"][0]["datasets"][0]["origin"]["dataset_id"] == DATASET
 
 
-def test_clone_wait_timeout(cluster):
+def test_clone_wait_timeout(cluster: RestCluster) -> None:
     """Copies that never start are exit 4; the environment stays configured."""
     result = run_cli(
         cluster,
@@ -238,7 +240,7 @@ def test_clone_wait_timeout(cluster):
     assert environment(cluster)["name"] == "staging"
 
 
-def test_ls(cluster):
+def test_ls(cluster: RestCluster) -> None:
     """``env ls`` lists every environment's copies; ``env ls NAME`` one."""
     run_cli(cluster, "env", "clone", "one", "--apps", "web", "--copies", "1")
     run_cli(cluster, "env", "clone", "two", "--apps", "worker", "--copies", "1")
@@ -253,7 +255,7 @@ def test_ls(cluster):
     assert run_cli(cluster, "env", "ls", "--json").json()[0]["name"] == "one"
 
 
-def test_ls_empty(cluster):
+def test_ls_empty(cluster: RestCluster) -> None:
     """With no environments ``env ls`` prints the header (and ``[]`` as JSON)."""
     assert run_cli(cluster, "env", "ls").out.split() == [
         "ENVIRONMENT",
@@ -269,13 +271,13 @@ def test_ls_empty(cluster):
 # -- reset, rm --------------------------------------------------------------------
 
 
-def test_reset_wait(cluster):
+def test_reset_wait(cluster: RestCluster) -> None:
     """``env reset --wait`` gives the copy new clones and waits for them in use."""
     run_cli(cluster, "env", "clone", "staging", "--apps", "web", "--copies", "2")
     converge(cluster.api)
     old = environment(cluster)["copies"][0]["datasets"][0]["dataset_id"]
 
-    def report(number):
+    def report(number: int) -> None:
         if number >= 3:
             converge(cluster.api)
 
@@ -295,7 +297,7 @@ def test_reset_wait(cluster):
     assert new != old
 
 
-def test_reset_json(cluster):
+def test_reset_json(cluster: RestCluster) -> None:
     """``--json env reset`` prints the copy."""
     run_cli(cluster, "env", "clone", "staging", "--apps", "web", "--copies", "1")
     copy = run_cli(cluster, "--json", "env", "reset", "staging", "1").json()
@@ -303,7 +305,7 @@ def test_reset_json(cluster):
     assert copy["applications"][0]["name"] == "web-staging-1"
 
 
-def test_rm_copy_then_all(cluster):
+def test_rm_copy_then_all(cluster: RestCluster) -> None:
     """``env rm NAME COPY`` removes one copy; ``env rm NAME`` the rest."""
     run_cli(cluster, "env", "clone", "staging", "--apps", "web", "--copies", "2")
     result = run_cli(cluster, "env", "rm", "staging", "1")
@@ -344,7 +346,7 @@ def test_rm_copy_then_all(cluster):
         ),
     ],
 )
-def test_refusals(cluster, argv, says):
+def test_refusals(cluster: RestCluster, argv: tuple[str, ...], says: str) -> None:
     """Unknown environments, copies, applications and taken names: one line, exit 1."""
     run_cli(cluster, "env", "clone", "staging", "--apps", "web", "--copies", "1")
     before = configuration(cluster)

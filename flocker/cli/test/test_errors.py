@@ -27,7 +27,7 @@ from flocker.cli._errors import (
 URL = "https://10.0.0.1:4523"
 
 
-def failure(error):
+def failure(error: BaseException) -> Failure:
     """A Failure wrapping ``error``."""
     try:
         raise error
@@ -110,7 +110,7 @@ def failure(error):
         (ValueError("strange"), EXIT_ERROR, "unexpected ValueError: strange"),
     ],
 )
-def test_describe(error, code, says):
+def test_describe(error: BaseException, code: int, says: str) -> None:
     """Each kind of failure is one line with the exit code for its kind."""
     described = describe(error, URL)
     assert described.code == code
@@ -122,12 +122,12 @@ def test_describe(error, code, says):
         assert "VerificationError" not in described.message
 
 
-def test_message_is_one_line():
+def test_message_is_one_line() -> None:
     """A CLIError's message has its line breaks folded."""
     assert CLIError("one\n  two").message == "one two"
 
 
-def test_exit_codes_help():
+def test_exit_codes_help() -> None:
     """The --help epilog documents every exit code."""
     for code in (0, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_TIMEOUT):
         assert f"\n  {code}  " in EXIT_CODES_HELP

@@ -11,7 +11,7 @@ from flocker.cli._errors import EXIT_OK
 from flocker.control._state import DatasetState, NodeState, Snapshot
 from flocker.control.test.test_httpapi import DATASET, NODE_B
 
-from ._fake_cluster import D1, N1, N2, add_dataset, invoke
+from ._fake_cluster import D1, N1, N2, Cluster, add_dataset, invoke
 from .test_snapshots import converge as converge_rest
 from .test_snapshots import make_rest_cluster, run_cli
 
@@ -19,7 +19,7 @@ DIVERGED = "flocker-diverged-0-1700000000000000000"
 
 
 @pytest.fixture
-def replicated(cluster):
+def replicated(cluster: Cluster) -> Cluster:
     """Dataset "db" on N1 (10.0.0.1), replicated to N2, reported converged."""
     add_dataset(cluster, D1, N1, "db")
     cluster.client.update_dataset(D1, replicas=[N2])
@@ -27,7 +27,7 @@ def replicated(cluster):
     return cluster
 
 
-def test_ls_shows_fenced_primary(replicated):
+def test_ls_shows_fenced_primary(replicated: Cluster) -> None:
     """A primary whose node fenced itself shows as fenced, in the table and JSON."""
     replicated.client.fence(N1)
     result = invoke(replicated, "datasets", "ls")
@@ -39,7 +39,9 @@ def test_ls_shows_fenced_primary(replicated):
     assert (view["state"], view["path"]) == ("fenced", None)
 
 
-def test_ls_shows_epoch_and_failover_snapshot_after_failover(replicated):
+def test_ls_shows_epoch_and_failover_snapshot_after_failover(
+    replicated: Cluster
+) -> None:
     """
     Once a dataset failed over, an EPOCH column appears (before REPLICAS) and
     the JSON names the snapshot the new primary started from.
@@ -55,7 +57,9 @@ def test_ls_shows_epoch_and_failover_snapshot_after_failover(replicated):
     assert (view["epoch"], view["failover_snapshot"]) == (1, "replicated")
 
 
-def test_ls_shows_a_replica_that_has_not_rejoined_once_as_diverged(replicated):
+def test_ls_shows_a_replica_that_has_not_rejoined_once_as_diverged(
+    replicated: Cluster
+) -> None:
     """
     An old primary named a replica again whose copy is still diverged (it
     has not rejoined yet) is one ``diverged`` cell, not also a replica
@@ -75,7 +79,7 @@ def test_ls_shows_a_replica_that_has_not_rejoined_once_as_diverged(replicated):
     assert [d["node_uuid"] for d in view["diverged"]] == [str(N1)]
 
 
-def test_ls_counts_set_aside_snapshots():
+def test_ls_counts_set_aside_snapshots() -> None:
     """A replica that set snapshots aside says how many; the JSON lists them."""
     cluster = make_rest_cluster()
     api = cluster.api
@@ -114,7 +118,7 @@ def test_ls_counts_set_aside_snapshots():
     )
 
 
-def test_snapshots_ls_without_set_aside_as_before():
+def test_snapshots_ls_without_set_aside_as_before() -> None:
     """Without set-aside snapshots the table has its two columns only."""
     cluster = make_rest_cluster()
     cluster.api.create_dataset(dataset_id=DATASET, metadata={"name": "db"})

@@ -7,17 +7,24 @@ against the real REST API in memory, so the API client's reading of ``GET
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flocker.cli._errors import EXIT_OK
 from flocker.control import ChangeFailure, NodeState, PoolState
 from flocker.control.test.test_httpapi import DATASET, NODE_A, NODE_B
 
-from .test_snapshots import make_rest_cluster, run_cli
+from .test_snapshots import RestCluster, make_rest_cluster, run_cli
 
 #: 2027-01-15 08:00:00 UTC.
 SINCE = 1800000000.0
 
 
-def report(cluster, node, failing=(), full=False):
+def report(
+    cluster: RestCluster,
+    node: str,
+    failing: Sequence[tuple[float, str]] = (),
+    full: bool = False,
+) -> None:
     """``node``'s dataset agent reports a pass ending at SINCE and these failures."""
     cluster.api.state.update_node_state(
         NodeState(
@@ -36,7 +43,7 @@ def report(cluster, node, failing=(), full=False):
     )
 
 
-def test_nodes_shows_a_node_not_converging_since_its_first_failure():
+def test_nodes_shows_a_node_not_converging_since_its_first_failure() -> None:
     """
     A node with failing changes and a full pool is shown not converging
     since the earliest of them, with how many, and its pool full; a node
@@ -64,7 +71,7 @@ def test_nodes_shows_a_node_not_converging_since_its_first_failure():
     assert views[1]["state"] == "-"
 
 
-def test_a_node_whose_agent_did_not_say_shows_a_dash():
+def test_a_node_whose_agent_did_not_say_shows_a_dash() -> None:
     """Before its dataset agent reports a pass, a node's state is unknown: "-"."""
     cluster = make_rest_cluster()
     [view, _] = run_cli(cluster, "--json", "nodes").json()

@@ -6,6 +6,7 @@ import pytest
 
 from flocker.apiclient import (
     Container,
+    Dataset,
     MountedDataset,
     Replication,
 )
@@ -16,6 +17,7 @@ from ._fake_cluster import (
     D2,
     N1,
     N2,
+    Cluster,
     add_dataset,
     assert_error,
     configuration,
@@ -26,7 +28,7 @@ N3 = UUID("33333333-3333-4333-8333-333333333333")
 
 
 @pytest.fixture
-def replicated(cluster):
+def replicated(cluster: Cluster) -> Cluster:
     """The fake cluster with a third node and dataset "db" on N1, replicated to N2."""
     cluster.client.add_node(N3, "10.0.0.3")
     add_dataset(cluster, D1, N1, "db")
@@ -34,7 +36,7 @@ def replicated(cluster):
     return cluster
 
 
-def dataset(cluster, dataset_id=D1):
+def dataset(cluster: Cluster, dataset_id: UUID = D1) -> Dataset:
     """The dataset as the fake cluster has it configured."""
     return configuration(cluster)[0][dataset_id]
 
@@ -42,7 +44,7 @@ def dataset(cluster, dataset_id=D1):
 # -- replicate -----------------------------------------------------------------
 
 
-def test_replicate_adds_replica(replicated):
+def test_replicate_adds_replica(replicated: Cluster) -> None:
     """``replicate`` adds a standing replica on the node named by address."""
     result = invoke(replicated, "datasets", "replicate", "db", "--to", "10.0.0.3")
     assert result.code == EXIT_OK, result
@@ -53,7 +55,7 @@ def test_replicate_adds_replica(replicated):
     )
 
 
-def test_replicate_with_automatic_failover(replicated):
+def test_replicate_with_automatic_failover(replicated: Cluster) -> None:
     """
     ``--failover automatic`` on a node already replicating changes only the
     failover setting, and the answer says the dataset fails over by itself.
@@ -67,7 +69,7 @@ def test_replicate_with_automatic_failover(replicated):
     assert list(dataset(replicated).replicas) == [N2]
 
 
-def test_replicate_unknown_failover_mode_is_a_usage_error(replicated):
+def test_replicate_unknown_failover_mode_is_a_usage_error(replicated: Cluster) -> None:
     """A ``--failover`` other than manual or automatic is refused (exit 2); nothing changes."""
     before = configuration(replicated)
     result = invoke(replicated, "datasets", "replicate", "db", "--to", "10.0.0.3", "--failover", "sometimes")
@@ -75,7 +77,7 @@ def test_replicate_unknown_failover_mode_is_a_usage_error(replicated):
     assert configuration(replicated) == before
 
 
-def test_replicate_by_uuid_prefix_with_interval(replicated):
+def test_replicate_by_uuid_prefix_with_interval(replicated: Cluster) -> None:
     """A node UUID prefix works; ``--interval`` sets the replication interval."""
     result = invoke(
         replicated,
@@ -98,7 +100,7 @@ def test_replicate_by_uuid_prefix_with_interval(replicated):
     assert dataset(replicated).replication == Replication(interval_seconds=30)
 
 
-def test_replicate_changes_interval_of_existing_replica(replicated):
+def test_replicate_changes_interval_of_existing_replica(replicated: Cluster) -> None:
     """``--interval`` on a node already replicating changes only the interval."""
     result = invoke(
         replicated, "datasets", "replicate", "db", "--to", "10.0.0.2", "--interval", "5"
@@ -118,7 +120,9 @@ def test_replicate_changes_interval_of_existing_replica(replicated):
         (("--to", "10.0.0.3", "--interval", "soon"), "bad interval 'soon'"),
     ],
 )
-def test_replicate_bad_input(replicated, argv, says):
+def test_replicate_bad_input(
+    replicated: Cluster, argv: tuple[str, ...], says: str
+) -> None:
     """Bad nodes and intervals are one-line errors; nothing changes."""
     before = configuration(replicated)
     result = invoke(replicated, "datasets", "replicate", "db", *argv)
@@ -126,7 +130,7 @@ def test_replicate_bad_input(replicated, argv, says):
     assert configuration(replicated) == before
 
 
-def test_replicate_refused_by_cluster(replicated):
+def test_replicate_refused_by_cluster(replicated: Cluster) -> None:
     """A fifth replica is refused by the cluster: its reason is shown."""
     for n in range(4, 7):
         replicated.client.add_node(
@@ -149,7 +153,7 @@ def test_replicate_refused_by_cluster(replicated):
 # -- unreplicate ---------------------------------------------------------------
 
 
-def test_unreplicate_removes_replica(replicated):
+def test_unreplicate_removes_replica(replicated: Cluster) -> None:
     """``unreplicate`` removes the node's standing replica."""
     result = invoke(replicated, "datasets", "unreplicate", "db", "--from", "10.0.0.2")
     assert result.code == EXIT_OK, result
@@ -157,7 +161,7 @@ def test_unreplicate_removes_replica(replicated):
     assert result.out == f"dataset {D1} (db) has no standing replicas\n"
 
 
-def test_unreplicate_node_without_replica(replicated):
+def test_unreplicate_node_without_replica(replicated: Cluster) -> None:
     """A node holding no replica is a one-line error; nothing changes."""
     before = configuration(replicated)
     result = invoke(replicated, "datasets", "unreplicate", "db", "--from", "10.0.0.3")
@@ -168,7 +172,7 @@ def test_unreplicate_node_without_replica(replicated):
 # -- failover ------------------------------------------------------------------
 
 
-def test_failover_prints_epoch_snapshot_and_window(replicated):
+def test_failover_prints_epoch_snapshot_and_window(replicated: Cluster) -> None:
     """``failover`` prints the new primary, the epoch, the snapshot and the window."""
     replicated.client.synchronize_state()
     replicated.clock.advance(90)
@@ -183,7 +187,7 @@ def test_failover_prints_epoch_snapshot_and_window(replicated):
     assert dataset(replicated).epoch == 1
 
 
-def test_failover_json_names_every_dataset(replicated):
+def test_failover_json_names_every_dataset(replicated: Cluster) -> None:
     """With ``--json`` the answer lists every dataset of the application failed over."""
     add_dataset(replicated, D2, N1, "logs")
     replicated.client.update_dataset(D2, replicas=[N2])
@@ -213,7 +217,7 @@ def test_failover_json_names_every_dataset(replicated):
     }
 
 
-def test_failover_refused_while_primary_alive(replicated):
+def test_failover_refused_while_primary_alive(replicated: Cluster) -> None:
     """A primary heard from recently is not failed over without ``--force``."""
     replicated.client.synchronize_state()
     replicated.client.heard_from(N1)
@@ -228,7 +232,7 @@ def test_failover_refused_while_primary_alive(replicated):
     assert dataset(replicated).primary == N2
 
 
-def test_failover_to_node_without_replica(replicated):
+def test_failover_to_node_without_replica(replicated: Cluster) -> None:
     """A node holding no replica is refused by the cluster, in one line."""
     replicated.client.synchronize_state()
     before = configuration(replicated)
@@ -237,7 +241,7 @@ def test_failover_to_node_without_replica(replicated):
     assert configuration(replicated) == before
 
 
-def test_failover_refusal_names_the_cli_option(replicated):
+def test_failover_refusal_names_the_cli_option(replicated: Cluster) -> None:
     """
     The control service's refusal of a failover while the primary was
     heard from recently reaches the CLI user telling them to pass
@@ -257,7 +261,7 @@ def test_failover_refusal_names_the_cli_option(replicated):
 # -- ls: diverged copies -------------------------------------------------------
 
 
-def failed_over(cluster):
+def failed_over(cluster: Cluster) -> None:
     """
     Fail "db" over to N2; once the state is synchronized N1 reports its old
     copy as diverged at epoch 0 (as a former primary's agent does when it
@@ -268,7 +272,7 @@ def failed_over(cluster):
     cluster.client.synchronize_state()
 
 
-def test_ls_shows_diverged_copy_in_replicas_column(replicated):
+def test_ls_shows_diverged_copy_in_replicas_column(replicated: Cluster) -> None:
     """
     A diverged copy appears in the REPLICAS column with its node and epoch,
     even when the dataset has no standing replica left.
@@ -282,7 +286,7 @@ def test_ls_shows_diverged_copy_in_replicas_column(replicated):
     assert row.endswith("10.0.0.1 (diverged, epoch 0)")
 
 
-def test_ls_lists_diverged_after_standing_replicas(replicated):
+def test_ls_lists_diverged_after_standing_replicas(replicated: Cluster) -> None:
     """A dataset's standing replicas come first, then its diverged copies."""
     replicated.client.update_dataset(D1, replicas=[N2, N3])
     failed_over(replicated)
@@ -293,7 +297,7 @@ def test_ls_lists_diverged_after_standing_replicas(replicated):
     )
 
 
-def test_ls_json_includes_diverged_copies(replicated):
+def test_ls_json_includes_diverged_copies(replicated: Cluster) -> None:
     """``--json`` lists each diverged copy's node, address, epoch and snapshot."""
     failed_over(replicated)
     [view] = invoke(
@@ -310,7 +314,9 @@ def test_ls_json_includes_diverged_copies(replicated):
     ]
 
 
-def test_ls_without_replicas_or_diverged_copies_has_no_replicas_column(cluster):
+def test_ls_without_replicas_or_diverged_copies_has_no_replicas_column(
+    cluster: Cluster
+) -> None:
     """A cluster that does not replicate sees the table without a REPLICAS column."""
     add_dataset(cluster, D1, N1, "db")
     result = invoke(cluster, "datasets", "ls")

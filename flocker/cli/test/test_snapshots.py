@@ -8,6 +8,7 @@ over an in-memory backend.  `converge` stands in for the nodes' reports.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -29,7 +30,7 @@ from flocker.control.test.test_httpapi import (
 )
 from flocker.control.test.test_httpapi_cloning import Agents
 
-from ._fake_cluster import add_dataset, assert_error, invoke
+from ._fake_cluster import Result, add_dataset, assert_error, invoke
 
 #: Flushes of the in-memory HTTP connections per clock step.
 _FLUSHES = 50
@@ -99,7 +100,9 @@ def converge(api: APIHarness, rolled_back: bool = True) -> None:
     )
 
 
-def run_cli(cluster: RestCluster, *argv: str, on_poll: Any = None) -> Any:
+def run_cli(
+    cluster: RestCluster, *argv: str, on_poll: Callable[[int], object] | None = None
+) -> Result:
     """Run ``flocker ARGV`` against the in-memory API; see `invoke`."""
 
     def poll(number: int) -> None:
@@ -133,7 +136,7 @@ def cluster() -> RestCluster:
 
 
 @pytest.mark.parametrize("name", ["monday", "a", "v1.2_rc:3-x", "9" * 64])
-def test_good_snapshot_names(name):
+def test_good_snapshot_names(name: str) -> None:
     """Names the REST API accepts pass."""
     assert check_snapshot_name(name) == name
 
@@ -141,7 +144,7 @@ def test_good_snapshot_names(name):
 @pytest.mark.parametrize(
     "name", ["", "-x", "no spaces", "a/b", "9" * 65, "flocker-env", "Flocker1", "x\n"]
 )
-def test_bad_snapshot_names(cluster, name):
+def test_bad_snapshot_names(cluster: RestCluster, name: str) -> None:
     """Bad or reserved names are refused before any request: exit 1, one line."""
     before = state(cluster)
     for argv in (
@@ -159,7 +162,7 @@ def test_bad_snapshot_names(cluster, name):
 # -- ls, create, rm ----------------------------------------------------------------
 
 
-def test_create_ls_rm(cluster):
+def test_create_ls_rm(cluster: RestCluster) -> None:
     """A snapshot is taken on the node, listed in a table and JSON, then deleted."""
     result = run_cli(cluster, "snapshots", "create", "db", "monday")
     assert result.code == EXIT_OK, result
@@ -186,14 +189,14 @@ def test_create_ls_rm(cluster):
     assert run_cli(cluster, "snapshots", "ls", "db").out == "SNAPSHOT  CREATED (UTC)\n"
 
 
-def test_create_json(cluster):
+def test_create_json(cluster: RestCluster) -> None:
     """``--json snapshots create`` prints the snapshot with its dataset."""
     result = run_cli(cluster, "snapshots", "create", "db", "monday", "--json")
     assert set(result.json()) == {"dataset_id", "name", "created"}
     assert result.json()["dataset_id"] == DATASET
 
 
-def test_format_time():
+def test_format_time() -> None:
     """Snapshot times are shown in UTC."""
     assert format_time(0) == "1970-01-01 00:00:00"
 
@@ -223,7 +226,9 @@ def test_format_time():
         (("clone", "db"), EXIT_USAGE, "required: SNAPSHOT"),
     ],
 )
-def test_refusals(cluster, argv, code, says):
+def test_refusals(
+    cluster: RestCluster, argv: tuple[str, ...], code: int, says: str
+) -> None:
     """Unknown datasets and snapshots, clashes and bad options: one line, nothing changed."""
     run_cli(cluster, "snapshots", "create", "db", "monday")
     before = state(cluster)
@@ -231,7 +236,7 @@ def test_refusals(cluster, argv, code, says):
     assert state(cluster) == before
 
 
-def test_in_memory_client():
+def test_in_memory_client() -> None:
     """
     The in-memory fake serves the snapshot commands as any other: they go
     only through `IFlockerAPIV1Client` (more in `test_cloning_fake`).
@@ -248,7 +253,7 @@ def test_in_memory_client():
 # -- rollback ----------------------------------------------------------------------
 
 
-def test_rollback_no_wait(cluster):
+def test_rollback_no_wait(cluster: RestCluster) -> None:
     """Without --wait the rollback is requested and its request id printed."""
     run_cli(cluster, "snapshots", "create", "db", "monday")
     result = run_cli(cluster, "--json", "snapshots", "rollback", "db", "monday")
@@ -260,14 +265,15 @@ def test_rollback_no_wait(cluster):
         False,
     )
     request = cluster.api.stored().deployment.get_dataset(DATASET)[0].rollback
+    assert request is not None
     assert request.request_id == body["request_id"]
 
 
-def test_rollback_wait(cluster):
+def test_rollback_wait(cluster: RestCluster) -> None:
     """--wait returns once the node reports the request done as rolled_back."""
     run_cli(cluster, "snapshots", "create", "db", "monday")
 
-    def report(number):
+    def report(number: int) -> None:
         converge(cluster.api, rolled_back=number >= 3)
 
     result = run_cli(
@@ -279,7 +285,7 @@ def test_rollback_wait(cluster):
     assert "rolled back on 10.0.0.1 after" in result.err.splitlines()[-1]
 
 
-def test_rollback_wait_timeout(cluster):
+def test_rollback_wait_timeout(cluster: RestCluster) -> None:
     """A rollback the node never reports is exit 4; the request stays."""
     run_cli(cluster, "snapshots", "create", "db", "monday")
     result = run_cli(
@@ -292,11 +298,11 @@ def test_rollback_wait_timeout(cluster):
 # -- clone -------------------------------------------------------------------------
 
 
-def test_clone_wait(cluster):
+def test_clone_wait(cluster: RestCluster) -> None:
     """``clone --wait`` adds a named dataset on the same node, mounted there."""
     run_cli(cluster, "snapshots", "create", "db", "monday")
 
-    def report(number):
+    def report(number: int) -> None:
         if number >= 3:
             converge(cluster.api)
 
@@ -320,11 +326,12 @@ def test_clone_wait(cluster):
     )
     assert view["origin"] == {"dataset_id": DATASET, "snapshot": "monday"}
     clone, node = cluster.api.stored().deployment.get_dataset(view["dataset_id"])
+    assert clone.origin is not None
     assert (node, clone.origin.snapshot) == (NODE_A, "monday")
     assert "pending" in result.err
 
 
-def test_clone_table(cluster):
+def test_clone_table(cluster: RestCluster) -> None:
     """Without --json ``clone`` says what it made, from what, and where."""
     run_cli(cluster, "snapshots", "create", "db", "monday")
     result = run_cli(cluster, "clone", DATASET, "monday")
