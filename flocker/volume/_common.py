@@ -208,7 +208,9 @@ def backend_operation(
         }
 
         @functools.wraps(method)
-        def operation(self: _Backend, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        def operation(
+            self: _Backend, /, *args: P.args, **kwargs: P.kwargs
+        ) -> Deferred[T]:
             arguments = signature.bind(self, *args, **kwargs)
             arguments.apply_defaults()
             values = {
@@ -221,7 +223,7 @@ def backend_operation(
                     value = arguments.arguments[name]
                     if value is not None or name not in optional:
                         arguments.arguments[name] = _CHECK[field](value)
-                return await method(*arguments.args, **arguments.kwargs)  # type: ignore[arg-type]
+                return await method(*arguments.args, **arguments.kwargs)
 
             return logged(action_type, checked, backend=self.kind, **values)
 

@@ -359,7 +359,7 @@ class IReportsPoolSpace(Interface):
     sent from and drained.
     """
 
-    def pool_space() -> Deferred[PoolSpace]:  # type: ignore[misc]
+    def pool_space() -> Deferred[PoolSpace]:
         """The datasets' room now (the first call may first set the room aside)."""
 
 

@@ -17,7 +17,12 @@ from eliot import Action, ActionType
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IListeningPort, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -594,7 +599,7 @@ class TransferReceiver(Factory):
     clock: IReactorTime | None = None
     idle_timeout: float = 120.0
 
-    def buildProtocol(self, addr: Any) -> Protocol:  # noqa: N802
+    def buildProtocol(self, addr: IAddress | None) -> _ReceiverProtocol:  # noqa: N802
         """A protocol for one incoming transfer."""
         return _ReceiverProtocol(self)
 

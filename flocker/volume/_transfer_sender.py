@@ -14,7 +14,7 @@ from eliot.twisted import DeferredContext
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import ConnectError
-from twisted.internet.interfaces import IConsumer, IReactorTime
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -156,7 +156,7 @@ class _SenderProtocol(Protocol):
     ) -> None:
         self._clock = clock
         self._idle_timeout = idle_timeout
-        self._timer: Any = None
+        self._timer: IDelayedCall | None = None
         self._header = header
         self._source = source
         self._progress = progress
@@ -220,7 +220,7 @@ class _SenderProtocol(Protocol):
         except ProtocolError as error:
             self._fail(TransferFailed(PROTOCOL_ERROR, f"the receiver said: {error}"))
 
-    def _unexpected_data(self, data: bytes) -> None:
+    def _unexpected_data(self, data: bytes | memoryview) -> None:
         raise ProtocolError("the receiver sent stream data")
 
     def _control(self, kind: bytes, payload: bytes) -> None:
@@ -395,4 +395,5 @@ def push(
 
     with action.context():
         deferred: Deferred[TransferResult] = Deferred.fromCoroutine(run())
-        return DeferredContext(deferred).addActionFinish()
+        finished: Deferred[TransferResult] = DeferredContext(deferred).addActionFinish()
+        return finished

@@ -21,10 +21,11 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 from uuid import UUID
 
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.task import react
 
 from ..ca import CertificateError, load_tls_files
@@ -85,7 +86,7 @@ def _human(size: int | None) -> str:
 class _Parser(argparse.ArgumentParser):
     """An argument parser that raises instead of printing and exiting."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """Raise a UsageError."""
         raise UsageError(message)
 
@@ -168,7 +169,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return options
 
 
-def make_backend(reactor: Any, options: argparse.Namespace) -> IVolumeBackend:
+def make_backend(
+    reactor: IReactorProcess, options: argparse.Namespace
+) -> IVolumeBackend:
     """The backend the options select."""
     if options.backend == "zfs":
         from .zfs import ZFSVolumeBackend
@@ -179,10 +182,10 @@ def make_backend(reactor: Any, options: argparse.Namespace) -> IVolumeBackend:
 
         return DirectoryVolumeBackend(reactor, options.root)
     try:
-        from .loopback import LoopbackVolumeBackend  # type: ignore[import-not-found]
+        from .loopback import LoopbackVolumeBackend
     except ImportError:
         raise UsageError("the loopback backend is not available here") from None
-    return LoopbackVolumeBackend(reactor, options.root)  # type: ignore[no-any-return]
+    return LoopbackVolumeBackend(reactor, options.root)
 
 
 async def run(reactor: Any, argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:

@@ -25,7 +25,9 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 from zope.interface.interface import Method
 from zope.interface.verify import verifyObject
@@ -79,8 +81,23 @@ __all__ = [
     "corrupt",
     "feed",
     "make_volume_backend_tests",
+    "port_number",
+    "stop_listening",
     "stream_bytes",
 ]
+
+
+def port_number(port: IListeningPort) -> int:
+    """The TCP port number a transfer receiver's ``port`` listens on."""
+    address = port.getHost()
+    assert isinstance(address, IPv4Address | IPv6Address), address
+    return address.port
+
+
+async def stop_listening(port: IListeningPort) -> None:
+    """Stop ``port`` listening; return once it has."""
+    await maybeDeferred(port.stopListening)
+
 
 # --------------------------------------------------------------------------
 # Harnesses

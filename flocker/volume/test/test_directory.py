@@ -35,7 +35,7 @@ def directory_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
 _Contract: Any = make_volume_backend_tests(directory_harness)
 
 
-class TestDirectoryVolumeBackend(_Contract):
+class TestDirectoryVolumeBackend(_Contract):  # type: ignore[misc]  # made at runtime
     """DirectoryVolumeBackend against the contract."""
 
 

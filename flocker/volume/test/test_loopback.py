@@ -62,7 +62,7 @@ def loopback_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
 _Contract: Any = make_volume_backend_tests(loopback_harness)
 
 
-class TestLoopbackVolumeBackend(_Contract):
+class TestLoopbackVolumeBackend(_Contract):  # type: ignore[misc]  # made at runtime
     """LoopbackVolumeBackend against the contract."""
 
 

@@ -7,5 +7,5 @@ from ..testtools import MemoryHarness, make_volume_backend_tests
 _Contract: Any = make_volume_backend_tests(lambda request: MemoryHarness())
 
 
-class TestMemoryVolumeBackend(_Contract):
+class TestMemoryVolumeBackend(_Contract):  # type: ignore[misc]  # made at runtime
     """MemoryVolumeBackend against the contract."""

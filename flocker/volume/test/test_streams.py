@@ -127,7 +127,7 @@ class MemoryBackendSynchronousTests(SynchronousTestCase):
         self.successResultOf(sink.finish())
         self.assertEqual(receiver.read_files(ID), {"f": b"data"})
 
-    @capture_logging(None)
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
     def test_logged(self, logger: Any) -> None:
         """Each operation is an eliot action named flocker:volume:<verb>."""
         backend = MemoryVolumeBackend()

@@ -27,6 +27,7 @@ from twisted.internet.endpoints import (
     connectProtocol,
     wrapClientTLS,
 )
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 
@@ -50,7 +51,7 @@ from .._transfer_wire import (
 )
 from ..directory import DirectoryVolumeBackend
 from ..memory import MemoryVolumeBackend
-from ..testtools import stream_bytes
+from ..testtools import port_number, stop_listening, stream_bytes
 from ..transfer import (
     ReceiveOutcome,
     TransferFailed,
@@ -95,7 +96,7 @@ class Nodes:
         self.progress: list[int] = []
         self.protocols: list[Any] = []
         self.on_progress: Callable[[Any], None] | None = None
-        self.port: Any = None
+        self.port: IListeningPort | None = None
         self.waiting: list[Deferred[ReceiveOutcome]] = []
         self.expected: dict[str, dict[str, str]] = {}
 
@@ -124,7 +125,7 @@ class Nodes:
         self.port = await listen_for_transfers(
             reactor, receiver, 0, self.receiver_tls, "127.0.0.1"
         )
-        return self.port.getHost().port
+        return port_number(self.port)
 
     def next_outcome(self) -> Deferred[ReceiveOutcome]:
         """Fires with the receiver's next outcome."""
@@ -134,6 +135,7 @@ class Nodes:
 
     def push(self, snapshot: str, base: str | None = None, **kw: Any) -> Deferred[Any]:
         """Push from the sender to the receiver."""
+        assert self.port is not None, "listen first"
         return push(
             reactor,
             kw.pop("backend", self.sender),
@@ -141,7 +143,7 @@ class Nodes:
             snapshot,
             base,
             "127.0.0.1",
-            self.port.getHost().port,
+            port_number(self.port),
             kw.pop("tls", self.sender_tls),
             **kw,
         )
@@ -390,7 +392,7 @@ async def test_sender_killed(nodes: Nodes) -> None:
         "--certificates", str(nodes.credentials.node_directories[0]),
     )  # fmt: skip
     sender = script(nodes, *arguments)
-    paused = Deferred()
+    paused: Deferred[None] = Deferred()
 
     transport: Any = None
 
@@ -439,6 +441,7 @@ class RawSender(Protocol):
         )
 
     def connectionMade(self) -> None:  # noqa: N802
+        assert self.transport is not None
         self.transport.write(self._header)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
@@ -447,6 +450,7 @@ class RawSender(Protocol):
     def _answer(self, kind: bytes, payload: bytes) -> None:
         self.answers.append((kind, payload))
         if kind == READY:
+            assert self.transport is not None
             for frame in self._body:
                 self.transport.write(frame)
 
@@ -621,6 +625,6 @@ async def test_receiver_disk_full(
         assert await state_of(sender) == sender_before
     finally:
         if nodes.port is not None:
-            await nodes.port.stopListening()
+            await stop_listening(nodes.port)
         await sender.destroy(DATASET)
         await receiver.destroy(DATASET)

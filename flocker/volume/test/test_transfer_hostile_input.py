@@ -35,6 +35,7 @@ from .._transfer_wire import (
     encode_frame,
 )
 from ..memory import MemoryVolumeBackend
+from ..testtools import port_number, stop_listening
 from ..transfer import TransferReceiver, listen_for_transfers
 from .test_transfer_functional import RawSender
 from .test_transfer_protocol import Receiving
@@ -115,7 +116,7 @@ async def test_a_deeply_nested_header_over_tls_ends_cleanly(tmp_path: Path) -> N
         client = RawSender(PREAMBLE + encode_frame(HEADER, nested(30000)), [])
         endpoint = wrapClientTLS(
             node_client_context_factory(sender_tls.credential, sender_tls.authority),
-            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port_number(port)),
         )
         await connectProtocol(endpoint, client)
         closed = client.closed
@@ -129,4 +130,4 @@ async def test_a_deeply_nested_header_over_tls_ends_cleanly(tmp_path: Path) -> N
             await deferLater(reactor, 0.05, lambda: None)
         assert [o.code for o in outcomes] == ["protocol-error"]
     finally:
-        await port.stopListening()
+        await stop_listening(port)

@@ -19,6 +19,7 @@ from twisted.internet import reactor, threads
 
 from ...transport.testtools import idle, settle, two_nodes_tls
 from ..memory import MemoryVolumeBackend
+from ..testtools import port_number, stop_listening
 from ..transfer import TransferReceiver, listen_for_transfers, push
 
 pytestmark = pytest.mark.functional
@@ -62,7 +63,7 @@ async def test_idle_connections_cost_no_thread_and_little_memory(tls: Any) -> No
         peak_threads, peak_rss = threads_before, rss_before
         for _ in range(3):
             # A thread of ours makes them, so the reactor keeps accepting.
-            made = await threads.deferToThread(idle, port.getHost().port, 300)
+            made = await threads.deferToThread(idle, port_number(port), 300)
             await settle()
             peak_threads = max(peak_threads, threads_now())
             peak_rss = max(peak_rss, rss_mib())
@@ -82,9 +83,9 @@ async def test_idle_connections_cost_no_thread_and_little_memory(tls: Any) -> No
             "s1",
             None,
             "127.0.0.1",
-            port.getHost().port,
+            port_number(port),
             tls[1],
         )
         assert sent.bytes_sent > 0
     finally:
-        await port.stopListening()
+        await stop_listening(port)

@@ -12,7 +12,7 @@ import os
 import tracemalloc
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from eliot import MemoryLogger
@@ -25,6 +25,7 @@ from twisted.test.iosim import FakeTransport, connect
 from flocker.ca import PeerIdentity, UnknownPeer
 
 from .._transfer_receiver import HOLD_BACK
+from .._transfer_sender import _SenderProtocol
 from .._transfer_wire import (
     CHECKSUM,
     DATA,
@@ -49,7 +50,6 @@ from ..transfer import (
     TransferReceiver,
     TransferRefused,
     TransferResult,
-    _SenderProtocol,
 )
 
 DATASET = "6f2bb4a7-7c3a-4a7e-9b6e-0d1f1e7c2a01"
@@ -57,15 +57,18 @@ CLUSTER = uuid.uuid4()
 NODE = PeerIdentity(kind="node", node_uuid=uuid.uuid4(), cluster_uuid=CLUSTER)
 USER = PeerIdentity(kind="user", username="alice", cluster_uuid=CLUSTER)
 
+T = TypeVar("T")
 
-def result_of(deferred: Deferred[Any]) -> Any:
+
+def result_of(deferred: Deferred[T]) -> T:
     """The result of a Deferred that has already fired (raising a failure)."""
-    results: list[Any] = []
+    results: list[T | Failure] = []
     deferred.addBoth(results.append)
     assert results, "the Deferred has not fired"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
+    result = results[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
 
 
 def failure_of(deferred: Deferred[Any], error: type[BaseException]) -> Any:
@@ -116,7 +119,9 @@ def trailer_frame(data: bytes, checksum: str | None = None) -> bytes:
 class Receiving:
     """A receiver protocol on a StringTransport, and what it reported."""
 
-    def __init__(self, backend: MemoryVolumeBackend, identity: Any = NODE) -> None:
+    def __init__(
+        self, backend: MemoryVolumeBackend, identity: PeerIdentity | Exception = NODE
+    ) -> None:
         self.outcomes: list[ReceiveOutcome] = []
         self.progress: list[int] = []
 
@@ -156,7 +161,8 @@ class Receiving:
 
         kinds = self.answers()
         assert kinds and kinds[-1][0] == STATUS, kinds
-        return json.loads(kinds[-1][1])
+        status: dict[str, Any] = json.loads(kinds[-1][1])
+        return status
 
 
 def test_receives_full_stream() -> None:
@@ -679,7 +685,12 @@ def test_stream_end_held_until_trailer(intact: bool) -> None:
     sink: Any = r.protocol._sink
     written: list[bytes] = []
     write = sink.write
-    sink.write = lambda chunk: (written.append(bytes(chunk)), write(chunk))
+
+    def recording_write(chunk: bytes) -> None:
+        written.append(bytes(chunk))
+        write(chunk)
+
+    sink.write = recording_write
     for start in range(0, len(data), 10_000):
         r.protocol.dataReceived(encode_frame(DATA, data[start : start + 10_000]))
     before = b"".join(written)

@@ -48,7 +48,7 @@ def zfs_harness(request: pytest.FixtureRequest) -> FilesystemHarness:
 _Contract: Any = make_volume_backend_tests(zfs_harness)
 
 
-class TestZFSVolumeBackend(_Contract):
+class TestZFSVolumeBackend(_Contract):  # type: ignore[misc]  # made at runtime
     """ZFSVolumeBackend against the contract."""
 
 
