@@ -122,7 +122,9 @@ __all__ = [
 #: snapshots and the ``fenced`` role.  Version 6 adds each node's
 #: ``last_converged``, ``failing_changes`` and ``pool`` to reports and to
 #: the state pushed (an agent of version 5 would refuse those keys).
-PROTOCOL_VERSION = 6
+#: Version 7 adds each node's ``deletions_seen`` (the deleted datasets its
+#: dataset agent's last pass acted on) to reports and to the state pushed.
+PROTOCOL_VERSION = 7
 
 #: The versions the control service accepts from agents.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})

@@ -306,6 +306,9 @@ def node_state_to_json(state: NodeState) -> dict[str, Any]:
         if state.failing_changes is None
         else [_change_failure(f) for f in state.failing_changes],
         "pool": None if state.pool is None else _pool(state.pool),
+        "deletions_seen": None
+        if state.deletions_seen is None
+        else sorted(state.deletions_seen),
     }
 
 
@@ -782,6 +785,15 @@ def _node_state_from(value: Any, path: str) -> NodeState:
         r.get("failing_changes", (list, type(None))) if "failing_changes" in r.value else None
     )
     pool = r.get("pool", (dict, type(None))) if "pool" in r.value else None
+    # Optional: agents before protocol 7 did not send it.
+    seen = (
+        r.get("deletions_seen", (list, type(None))) if "deletions_seen" in r.value else None
+    )
+    for index, dataset_id in enumerate(seen or []):
+        if not isinstance(dataset_id, str):
+            raise SerializationError(
+                f"{path}/deletions_seen/{index}", f"expected a dataset id, got {_kind(dataset_id)}"
+            )
     result = _build(
         path,
         NodeState,
@@ -801,6 +813,7 @@ def _node_state_from(value: Any, path: str) -> NodeState:
         if failing is None
         else _list_of(failing, f"{path}/failing_changes", _change_failure_from),
         pool=None if pool is None else _pool_from(pool, f"{path}/pool"),
+        deletions_seen=seen,
     )
     r.done()
     return result

@@ -251,6 +251,12 @@ class NodeState(PClass):
         succeeded; ``None`` if unknown.
     :ivar pool: The node's storage pool (`PoolState`), or ``None`` if
         unknown (or the backend does not say).
+    :ivar deletions_seen: The ids of the datasets that the configuration of
+        the dataset agent's last finished pass marked deleted on this node
+        (that pass destroyed any copy it found), or ``None`` if unknown.
+        A deleted dataset leaves the configuration only once every node it
+        was on has seen its deletion so (`cleanup_deleted`): a pass planned
+        from an older configuration may still have been creating it.
     """
 
     uuid = uuid_field()
@@ -295,6 +301,15 @@ class NodeState(PClass):
         ),
     )
     pool = field(type=(PoolState, type(None)), initial=None)
+    deletions_seen = field(
+        type=(PSet, type(None)),
+        initial=None,
+        factory=lambda v: None if v is None else pset(v),
+        invariant=lambda v: (
+            v is None or all(is_uuid(d) for d in v),
+            f"deletions seen must be dataset ids: {v!r}",
+        ),
+    )
 
     def __invariant__(self) -> tuple[bool, str]:
         """Maps are keyed by the names and ids of their values."""
@@ -320,6 +335,7 @@ _NODE_HALVES = (
     "last_converged",
     "failing_changes",
     "pool",
+    "deletions_seen",
 )
 
 
@@ -494,14 +510,24 @@ class DeploymentState(PClass):
         )
 
 
+def _saw_deletion(node: NodeState, dataset_id: str) -> bool:
+    """Whether a node reported its datasets after a pass that saw one deleted."""
+    seen = node.deletions_seen
+    return node.datasets is not None and seen is not None and dataset_id in seen
+
+
 def cleanup_deleted(deployment: Deployment, state: DeploymentState) -> Deployment:
     """
     Drop deleted datasets that no node has any more.
 
     A deleted dataset is dropped only when every node holding a manifestation
-    of it has reported its datasets and none of them (nor any other node)
-    still has it: a node that has not reported keeps the dataset configured so
-    its agent still learns to destroy its copy.
+    of it has reported its datasets, none of them (nor any other node)
+    still has it, and each of those nodes' agents has finished a pass that
+    saw it deleted (``NodeState.deletions_seen``): a node that has not
+    reported keeps the dataset configured so its agent still learns to
+    destroy its copy, and so does one whose agent may still be creating it
+    from a configuration planned before the deletion (its next report would
+    show the copy, with nothing left to say it must go).
     """
     drop = set()
     for node in deployment.nodes.values():
@@ -513,7 +539,7 @@ def cleanup_deleted(deployment: Deployment, state: DeploymentState) -> Deploymen
                 for n in deployment.nodes.values()
                 if dataset_id in n.manifestations
             ]
-            if all(state.get_node(h).datasets is not None for h in holders):
+            if all(_saw_deletion(state.get_node(h), dataset_id) for h in holders):
                 drop.add(dataset_id)
     if not drop:
         return deployment

@@ -396,6 +396,7 @@ def node_states(draw: Any, uuid: Any = None) -> NodeState:
         last_converged=draw(st.none() | st.floats(0, 2e9, allow_nan=False)),
         failing_changes=draw(st.none() | st.lists(change_failures(), max_size=2)),
         pool=draw(st.none() | pool_states()),
+        deletions_seen=draw(st.none() | st.frozensets(dataset_ids, max_size=2)),
     )
 
 

@@ -50,6 +50,18 @@ BACKOFF = (0.1, 2.0, 10.0)
 StateReporter = Callable[[NodeState], Deferred[Any] | None]
 
 
+def deleted_on(configuration: Deployment, node_uuid: str) -> frozenset[str]:
+    """The ids of the datasets ``configuration`` marks deleted on a node."""
+    node = configuration.nodes.get(node_uuid)
+    if node is None:
+        return frozenset()
+    return frozenset(
+        dataset_id
+        for dataset_id, manifestation in node.manifestations.items()
+        if manifestation.dataset.deleted
+    )
+
+
 @attr.s(eq=False)
 class ConvergenceLoop:
     """
@@ -247,7 +259,8 @@ class ConvergenceLoop:
                 raise
             self._changed_something = not isinstance(change, NoOp)
             if progress is not None:
-                await progress.run(change, self.deployer)
+                deleted = deleted_on(configuration, self.deployer.node_uuid)
+                await progress.run(change, self.deployer, deleted)
             else:
                 await run_state_change(change, self.deployer)
 

@@ -86,18 +86,28 @@ class ConvergenceProgress:
     :ivar last_converged: When the last fully successful pass ended.
     :ivar failing: (dataset id, change) → its `ChangeFailure`, for the
         changes that failed in the latest pass.
+    :ivar deletions_seen: The datasets the last finished pass's
+        configuration marked deleted on this node (``None`` before any).
     """
 
     clock: IReactorTime = attr.ib()
     last_converged: float | None = attr.ib(default=None, init=False)
     failing: dict[_Key, ChangeFailure] = attr.ib(factory=dict, init=False)
+    deletions_seen: frozenset[str] | None = attr.ib(default=None, init=False)
     _reported_converged: float | None = attr.ib(default=None, init=False)
     _reported_failing: bool = attr.ib(default=False, init=False)
 
-    def run(self, change: IStateChange, deployer: IDeployer) -> Deferred[None]:
+    def run(
+        self,
+        change: IStateChange,
+        deployer: IDeployer,
+        deleted: frozenset[str] = frozenset(),
+    ) -> Deferred[None]:
         """
         Run a pass's plan, then record which of its single changes failed
-        (the pass succeeded if none did).  The outcome is the plan's.
+        (the pass succeeded if none did) and that the pass saw ``deleted``
+        (the ids of the datasets its configuration marks deleted on this
+        node) deleted.  The outcome is the plan's.
         """
         failed: list[tuple[_Key, Failure]] = []
 
@@ -108,6 +118,7 @@ class ConvergenceProgress:
             if isinstance(result, Failure) and not failed:
                 failed.append(((None, CONVERGE), result))
             self._end_pass(failed)
+            self.deletions_seen = deleted
             return result
 
         return run_state_change(change, deployer, observe).addBoth(ended)
@@ -140,7 +151,10 @@ class ConvergenceProgress:
             self.last_converged = now
 
     def annotate(self, state: NodeState) -> NodeState:
-        """``state`` with the last good pass's time and the failing changes."""
+        """
+        ``state`` with the last good pass's time, the failing changes and
+        the deletions the last finished pass saw.
+        """
         last = self.last_converged
         if last is not None and (
             self._reported_converged is None
@@ -152,6 +166,7 @@ class ConvergenceProgress:
         return state.set(
             last_converged=self._reported_converged,
             failing_changes=[f for _, f in sorted_items(self.failing)],
+            deletions_seen=self.deletions_seen,
         )
 
 

@@ -165,7 +165,7 @@ def real_cluster() -> ClientFixture:
         Report what the configuration asks for, as agents would: each
         primary copy is exposed (rollbacks asked for done) with its
         snapshots; a former primary that a failover superseded reports its
-        copy as diverged.
+        copy as diverged; the datasets deleted there are seen deleted.
         """
         deployment = configuration.deployment
         epochs = {d.dataset_id: d.epoch for d, _ in deployment.all_datasets()}
@@ -213,7 +213,12 @@ def real_cluster() -> ClientFixture:
                     exposed[(uuid, k)] = m.dataset.epoch
             state.update_node_state(
                 NodeState(
-                    uuid=uuid, datasets=datasets, applications=dict(node.applications)
+                    uuid=uuid,
+                    datasets=datasets,
+                    applications=dict(node.applications),
+                    deletions_seen=[
+                        k for k, m in node.manifestations.items() if m.dataset.deleted
+                    ],
                 )
             )
 

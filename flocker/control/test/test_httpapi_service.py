@@ -63,9 +63,34 @@ def test_cleanup_after_nodes_report(api: APIHarness) -> None:
     api.request("DELETE", f"/v1/configuration/datasets/{DATASET}")
     # Node A still has it: it stays, marked deleted.
     assert api.stored().deployment.get_dataset(DATASET)[0].deleted
-    api.state.update_node_state(NodeState(uuid=NODE_A, datasets={}))
+    api.state.update_node_state(
+        NodeState(uuid=NODE_A, datasets={}, deletions_seen={DATASET})
+    )
     assert api.request("GET", "/v1/configuration/datasets").body == []
     assert list(api.stored().deployment.all_datasets()) == []
+    cleaner.stopService()
+
+
+def test_cleanup_waits_for_a_pass_that_saw_the_deletion(api: APIHarness) -> None:
+    """
+    A deleted dataset no node holds stays configured until its node's agent
+    reports after a pass that saw it deleted: a pass planned before the
+    deletion may still be creating it, and once it is gone from the
+    configuration nothing would destroy that copy.
+    """
+    cleaner = DeletedDatasetCleaner(api.configuration, api.state)
+    cleaner.startService()
+    api.create_dataset(dataset_id=DATASET)
+    api.request("DELETE", f"/v1/configuration/datasets/{DATASET}")
+    # Reported without the dataset, from a pass that did not see it deleted.
+    api.state.update_node_state(NodeState(uuid=NODE_A, datasets={}, deletions_seen=[]))
+    assert [d["deleted"] for d in api.request("GET", "/v1/configuration/datasets").body] == [
+        True
+    ]
+    api.state.update_node_state(
+        NodeState(uuid=NODE_A, datasets={}, deletions_seen=[DATASET])
+    )
+    assert api.request("GET", "/v1/configuration/datasets").body == []
     cleaner.stopService()
 
 

@@ -1,5 +1,6 @@
 """Tests for flocker.control._model: invariants and pure change methods."""
 
+from collections.abc import Iterable
 from uuid import uuid4
 
 import pytest
@@ -589,14 +590,21 @@ def test_node_state_rejects_wrong_values():
         DatasetState(dataset_id=DATASET_PG, size=-1)
 
 
-def _holding(node: str, *ids: str) -> NodeState:
-    return NodeState(uuid=node, datasets={i: DatasetState(dataset_id=i) for i in ids})
+def _holding(node: str, *ids: str, seen: Iterable[str] = ()) -> NodeState:
+    """A node's report: the datasets it holds, the deletions its agent saw."""
+    return NodeState(
+        uuid=node,
+        datasets={i: DatasetState(dataset_id=i) for i in ids},
+        deletions_seen=seen,
+    )
 
 
 def test_cleanup_deleted_removes_gone_dataset():
     """A deleted dataset no node reports any more is dropped."""
     state = (
-        DeploymentState().update_node(_holding(NODE_A)).update_node(_holding(NODE_B))
+        DeploymentState()
+        .update_node(_holding(NODE_A, seen=[DATASET_OLD]))
+        .update_node(_holding(NODE_B, seen=[DATASET_OLD]))
     )
     d = cleanup_deleted(EXAMPLE_DEPLOYMENT, state)
     with pytest.raises(UnknownDataset):
@@ -612,6 +620,21 @@ def test_cleanup_deleted_keeps_held_dataset():
         .update_node(_holding(NODE_B))
     )
     assert cleanup_deleted(EXAMPLE_DEPLOYMENT, state) == EXAMPLE_DEPLOYMENT
+
+
+def test_cleanup_deleted_keeps_until_its_nodes_saw_the_deletion():
+    """
+    A deleted dataset no node holds is kept while a node it is configured
+    on reported from a pass that did not see it deleted (that pass may be
+    creating it), or from an agent that does not say.
+    """
+    for seen in ([], None):
+        state = (
+            DeploymentState()
+            .update_node(_holding(NODE_A, seen=seen))
+            .update_node(_holding(NODE_B, seen=seen))
+        )
+        assert cleanup_deleted(EXAMPLE_DEPLOYMENT, state) == EXAMPLE_DEPLOYMENT
 
 
 def test_cleanup_deleted_keeps_when_unknown():
@@ -640,7 +663,9 @@ def test_cleanup_deleted_with_replicas_and_lease():
         )
     )
     state = (
-        DeploymentState().update_node(_holding(NODE_A)).update_node(_holding(NODE_B))
+        DeploymentState()
+        .update_node(_holding(NODE_A, seen=[DATASET_PG]))
+        .update_node(_holding(NODE_B, seen=[DATASET_PG]))
     )
     assert cleanup_deleted(d, state) == Deployment()
 
@@ -648,7 +673,10 @@ def test_cleanup_deleted_with_replicas_and_lease():
 @given(deployments(), st.data())
 def test_cleanup_deleted_only_drops_deleted(deployment, data):
     """Cleanup never touches live datasets, whatever the state says."""
-    state = DeploymentState(nodes={u: _holding(u) for u in deployment.nodes})
+    deleted = [x[0].dataset_id for x in deployment.all_datasets() if x[0].deleted]
+    state = DeploymentState(
+        nodes={u: _holding(u, seen=deleted) for u in deployment.nodes}
+    )
     cleaned = cleanup_deleted(deployment, state)
     assert [x for x in deployment.all_datasets() if not x[0].deleted] == list(
         cleaned.all_datasets()

@@ -338,7 +338,9 @@ def test_cleanup_moved_keeps_standing_replicas():
 def test_cleanup_deleted_drops_replicated_dataset():
     """A deleted dataset goes once neither its primary nor its replicas have it."""
     deployment = replicated(B).delete_dataset(DS)
-    state = DeploymentState().update_node(NodeState(uuid=A, datasets={}))
+    state = DeploymentState().update_node(
+        NodeState(uuid=A, datasets={}, deletions_seen=[DS])
+    )
     assert cleanup_deleted(deployment, state) is deployment
-    state = state.update_node(NodeState(uuid=B, datasets={}))
+    state = state.update_node(NodeState(uuid=B, datasets={}, deletions_seen=[DS]))
     assert cleanup_deleted(deployment, state).nodes == {}
