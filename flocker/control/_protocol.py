@@ -65,6 +65,7 @@ from ._protocol_diff import (
     join_chunks,
     split_chunks,
 )
+from ._protocol_document import DocumentEncoder
 from ._protocol_logging import (
     AGENT_CONNECTED,
     AGENT_DISCONNECTED,
@@ -77,8 +78,6 @@ from ._protocol_logging import (
 )
 from ._serialization import (
     SerializationError,
-    deployment_state_to_json,
-    deployment_to_json,
     deserialize_node_state,
 )
 from ._state import DeploymentState
@@ -740,6 +739,7 @@ class ControlAMPService(Service):
     _connections: set[ControlAMP] = attrs.field(factory=set, init=False)
     _version: int = attrs.field(default=1, init=False)
     _document: Any = attrs.field(default=None, init=False)
+    _encoder: DocumentEncoder = attrs.field(factory=DocumentEncoder, init=False)
     _diffs: dict[int, bytes] = attrs.field(factory=dict, init=False)
     _unsubscribe: list[Callable[[], None]] = attrs.field(factory=list, init=False)
     _listening: Deferred[Any] | None = attrs.field(default=None, init=False)
@@ -860,14 +860,10 @@ class ControlAMPService(Service):
     def current_document(self) -> tuple[int, Any]:
         """The current document's version and JSON (computed once per change)."""
         if self._document is None:
-            self._document = {
-                "configuration": deployment_to_json(
-                    self.configuration_service.deployment
-                ),
-                "state": deployment_state_to_json(
-                    self.cluster_state_service.as_deployment_state()
-                ),
-            }
+            self._document = self._encoder.document(
+                self.configuration_service.deployment,
+                self.cluster_state_service.as_deployment_state(),
+            )
         return self._version, self._document
 
     def encoded_diff(self, acknowledged: tuple[int, Any]) -> bytes:

@@ -10,7 +10,10 @@ list of operations, each a JSON array:
 * ``["del", [key, ...]]`` — remove the key at the path.
 
 Objects are compared key by key and recursed into; any other value (arrays,
-strings, numbers, ``null``) that differs is replaced whole.  The functions
+strings, numbers, ``null``) that differs is replaced whole.  A value that is
+the same object in both documents is not looked into: documents are never
+modified once made, so the control service reuses the JSON of unchanged
+nodes from one document to the next and a diff costs what changed.  The functions
 are pure: `apply_diff` never modifies its input, so a document can be shared
 by many connections.
 
@@ -58,6 +61,8 @@ def diff_documents(old: Any, new: Any) -> list[list[Any]]:
 
 
 def _diff(old: Any, new: Any, path: Path, out: list[list[Any]]) -> None:
+    if old is new:  # shared, hence unchanged (documents are never modified)
+        return
     if isinstance(old, dict) and isinstance(new, dict):
         for key in old:
             if key not in new:

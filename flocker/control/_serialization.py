@@ -240,7 +240,8 @@ def _application(a: Application) -> dict[str, Any]:
     }
 
 
-def _node(n: Node) -> dict[str, Any]:
+def node_to_json(n: Node) -> dict[str, Any]:
+    """A JSON-compatible dict for one configured `Node`."""
     return {
         "applications": {k: _application(v) for k, v in n.applications.items()},
         "manifestations": {
@@ -261,11 +262,18 @@ def _leases(leases: Leases) -> dict[str, Any]:
     }
 
 
-def deployment_to_json(deployment: Deployment) -> dict[str, Any]:
-    """The current-format document (a JSON-compatible dict) for a `Deployment`."""
+def deployment_to_json(
+    deployment: Deployment, nodes: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """
+    The current-format document (a JSON-compatible dict) for a `Deployment`;
+    ``nodes``, if given, is its nodes' JSON already made (`node_to_json`).
+    """
     return {
         "format_version": CURRENT_FORMAT_VERSION,
-        "nodes": {k: _node(v) for k, v in deployment.nodes.items()},
+        "nodes": {k: node_to_json(v) for k, v in deployment.nodes.items()}
+        if nodes is None
+        else nodes,
         "leases": _leases(deployment.leases),
         "environments": {k: _environment(v) for k, v in deployment.environments.items()},
     }
