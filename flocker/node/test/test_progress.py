@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from flocker.control import ChangeFailure, Deployment, DeploymentState
+from flocker.control import ChangeFailure, Dataset, Deployment, DeploymentState
 from flocker.node import ConvergenceLoop, IStateChange, NoOp, in_parallel
 from flocker.node._progress import (
     CONVERGED_REFRESH,
@@ -21,7 +21,7 @@ from flocker.node._progress import (
     ConvergenceProgress,
     one_line,
 )
-from flocker.node.test.test_loop import FakeDeployer
+from flocker.node.test.test_loop import NODE, FakeDeployer
 
 DS1 = "aaaaaaaa-0000-4000-8000-000000000001"
 DS2 = "aaaaaaaa-0000-4000-8000-000000000002"
@@ -174,6 +174,33 @@ class ConvergenceProgressTests(SynchronousTestCase):
         deployer.broken = {DS2}
         tick(clock, 10)
         self.assertEqual([f.dataset_id for f in reports[-1].failing_changes], [DS2])
+
+
+class DeletionsSeenTests(SynchronousTestCase):
+    """Tests for the deletions a pass saw, as the next pass reports them."""
+
+    def test_deletions_are_reported_by_the_pass_after_the_one_that_saw_them(self):
+        """
+        The datasets the configuration marks deleted on this node are
+        reported as seen once a pass planned from that configuration has
+        ended, not before: a report made while an older plan may still be
+        creating one of them must not say it was seen deleted.
+        """
+        loop, clock, deployer, reports = make_loop()
+        live = Deployment().add_dataset(Dataset(dataset_id=DS1), NODE)
+        loop.cluster_updated(live, DeploymentState())
+        tick(clock, 2)
+        loop.cluster_updated(live.delete_dataset(DS1), DeploymentState())
+        # The pass planned from it has started (and reported), not ended.
+        self.assertEqual(set(reports[-1].deletions_seen), set())
+        tick(clock, 2)
+        self.assertEqual(set(reports[-1].deletions_seen), {DS1})
+
+    def test_nothing_is_said_before_a_pass_ended(self):
+        """The first report, made before any pass ended, leaves them unknown."""
+        loop, clock, deployer, reports = make_loop()
+        loop.cluster_updated(Deployment(), DeploymentState())
+        self.assertIsNone(reports[0].deletions_seen)
 
 
 class FailingLogTests(SynchronousTestCase):
