@@ -183,6 +183,11 @@ def _parser() -> argparse.ArgumentParser:
         default=3,
         help="processes the simulated agents are spread over (in every phase)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the control services under cProfile (implies --keep-work)",
+    )
     parser.add_argument("--name", default="control", help="results file name")
     parser.add_argument(
         "--results-dir", default=RESULTS_DIR, help="where the results files go"
@@ -296,9 +301,18 @@ async def _sleep(reactor: Any, seconds: float) -> None:
 
 
 async def start_controls(
-    reactor: Any, work: Path, credentials: Any, names: list[str], store: str | None
+    reactor: Any,
+    work: Path,
+    credentials: Any,
+    names: list[str],
+    store: str | None,
+    profile: bool = False,
 ) -> list[Control]:
-    """Start one ``flocker-control`` per name; wait until each listens."""
+    """
+    Start one ``flocker-control`` per name; wait until each listens.  With
+    ``profile``, each runs under cProfile, its figures in ``<name>/profile``
+    of the work directory.
+    """
     started = []
     for name in names:
         directory = work / name
@@ -315,6 +329,9 @@ async def start_controls(
         ]  # fmt: skip
         if store is not None:
             args += ["--store", store, "--instance-name", name]
+        if profile:
+            # cProfile writes its figures when the process ends on SIGTERM.
+            args[1:2] = ["-m", "cProfile", "-o", str(directory / "profile"), "-m"]
         process = subprocess.Popen(args, cwd=ROOT, preexec_fn=die_with_parent)
         started.append(Control(name, process, {}))
     for control in started:
@@ -722,8 +739,9 @@ async def run(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
     try:
         if "baseline" in phases:
             controls = await start_controls(
-                reactor, work / "baseline", credentials, ["control"], None
-            )
+                reactor, work / "baseline", credentials, ["control"], None,
+                options.profile,
+            )  # fmt: skip
             try:
                 results["baseline_file_store"] = await run_phase(
                     reactor, options, credentials, work, controls, []
@@ -735,7 +753,7 @@ async def run(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
                 reactor, options, credentials, work, node_uuids, "kill" in phases
             )
     finally:
-        if options.keep_work:
+        if options.keep_work or options.profile:
             print("work directory:", work)
         else:
             shutil.rmtree(work, ignore_errors=True)
@@ -772,7 +790,7 @@ async def _ha(
         etcd_pids = children_named("etcd")
         names = [f"control{i + 1}" for i in range(options.instances)]
         controls = await start_controls(
-            reactor, work / "ha", credentials, names, cluster.url
+            reactor, work / "ha", credentials, names, cluster.url, options.profile
         )
 
         async def after(http: Any) -> dict[str, Any]:
