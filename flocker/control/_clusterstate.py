@@ -190,7 +190,7 @@ class ClusterStateService:
         return lambda: self._subscribers.remove(subscriber)
 
     def _set(self, state: DeploymentState) -> None:
-        if state == self._state:
+        if state is self._state or state == self._state:
             return
         self._state = state
         for subscriber in list(self._subscribers):

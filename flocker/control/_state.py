@@ -370,10 +370,12 @@ class DeploymentState(PClass):
             state.era is not None and old.era is not None and state.era != old.era
         ):
             changes = {
-                name: getattr(state, name)
+                name: value
                 for name in _NODE_HALVES
-                if getattr(state, name) is not None
+                if (value := getattr(state, name)) is not None
             }
+            if all(getattr(old, name) == value for name, value in changes.items()):
+                return self
             state = old.set(**changes)
         if state == old:
             return self

@@ -214,6 +214,22 @@ def test_report_state(control: Control, eliot_logger: MemoryLogger) -> None:
     assert control.state.as_deployment_state().get_node(NODE_A) == state
 
 
+def test_a_report_sent_again_is_merged_again(control: Control) -> None:
+    """
+    A report equal to the connection's previous one still counts: it brings
+    back a node whose state was forgotten meanwhile (e.g. expired).
+    """
+    agent = connect(control)
+    state = NodeState(uuid=NODE_A, hostname="10.0.0.1", datasets={})
+    agent.client.report_state(state)
+    agent.pump.flush()
+    control.state.remove_node(NODE_A)
+    assert NODE_A not in control.state.as_deployment_state().nodes
+    agent.client.report_state(state)
+    agent.pump.flush()
+    assert control.state.as_deployment_state().get_node(NODE_A) == state
+
+
 def test_report_for_another_node_refused(
     control: Control, eliot_logger: MemoryLogger
 ) -> None:
