@@ -27,7 +27,7 @@ from flocker.runtime import IContainerRuntime
 
 from ._agent_core import ControlledAgent
 from ._answering import AnsweringWatch
-from ._control_connection import ControlAddress
+from ._control_connection import ControlAddress, control_addresses_tuple
 from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._loop import ConvergenceLoop
 from .containers import ContainerDeployer
@@ -59,7 +59,7 @@ class ContainerAgent(ControlledAgent):
     runtime: IContainerRuntime = attr.ib()
     router: IRouter = attr.ib()
     tls: TLSFiles = attr.ib()
-    control: tuple[ControlAddress, ...] = attr.ib(converter=tuple)
+    control: tuple[ControlAddress, ...] = attr.ib(converter=control_addresses_tuple)
     fence_after: float = attr.ib(default=DEFAULT_FENCE_AFTER)
     answering: AnsweringWatch | None = attr.ib(default=None)
     listening: Callable[[], Deferred[frozenset[int]]] | None = attr.ib(default=None)

@@ -38,7 +38,7 @@ connection given up for silence is ``flocker:node:control:no_answer``.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import attrs
@@ -68,6 +68,7 @@ __all__ = [
     "ANSWER_TIMEOUT",
     "ControlAddress",
     "RoundRobinEndpoint",
+    "control_addresses_tuple",
     "control_endpoint",
     "first_instance",
 ]
@@ -110,6 +111,11 @@ class ControlAddress(PClass):
     def __str__(self) -> str:
         """``HOST:PORT`` (an IPv6 address in brackets)."""
         return format_address(self.host, self.port)
+
+
+def control_addresses_tuple(addresses: Iterable[ControlAddress]) -> tuple[ControlAddress, ...]:
+    """The instances' addresses as a tuple (an agent's ``control``)."""
+    return tuple(addresses)
 
 
 def _endpoints(

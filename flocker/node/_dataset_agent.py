@@ -47,7 +47,7 @@ from flocker.volume._transfer_wire import TransferHeader
 from flocker.volume.transfer import TransferReceiver, push, transfer_service
 
 from ._agent_core import ControlledAgent
-from ._control_connection import ControlAddress
+from ._control_connection import ControlAddress, control_addresses_tuple
 from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._loop import ConvergenceLoop
 from ._mover import DatasetMover
@@ -181,7 +181,7 @@ class DatasetAgent(ControlledAgent):
     backend: IVolumeBackend = attr.ib()
     roles: IDatasetRoles = attr.ib()
     tls: TLSFiles = attr.ib()
-    control: tuple[ControlAddress, ...] = attr.ib(converter=tuple)
+    control: tuple[ControlAddress, ...] = attr.ib(converter=control_addresses_tuple)
     transfer_port: int = attr.ib()
     fence_after: float = attr.ib(default=DEFAULT_FENCE_AFTER)
     kind = "dataset"

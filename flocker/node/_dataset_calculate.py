@@ -35,6 +35,7 @@ from ._clones import (
 )
 from ._dataset_changes import (
     CreateDataset,
+    DatasetChange,
     DestroyDataset,
     DivergeDataset,
     ExposeDataset,
@@ -48,7 +49,7 @@ from ._dataset_changes import (
     ResizeDataset,
     UnfenceDataset,
 )
-from ._deploy import IStateChange, in_parallel, sequentially
+from ._deploy import in_parallel, sequentially
 from ._phases import Desired, Phase, desired_role
 from ._replicator import (
     ReplicaTarget,
@@ -214,15 +215,15 @@ class Situation(PClass):
         return False
 
 
-Rule = Callable[[Situation], list[IStateChange]]
+Rule = Callable[[Situation], list[DatasetChange]]
 
 
-def nothing(situation: Situation) -> list[IStateChange]:
+def nothing(situation: Situation) -> list[DatasetChange]:
     """Nothing to do (also: wait for another node to act)."""
     return []
 
 
-def destroy_unless_in_use(situation: Situation) -> list[IStateChange]:
+def destroy_unless_in_use(situation: Situation) -> list[DatasetChange]:
     """
     A deleted dataset goes, but not while a container still mounts it (a
     reset environment copy's old clone, until its container is replaced).
@@ -232,7 +233,7 @@ def destroy_unless_in_use(situation: Situation) -> list[IStateChange]:
     return [DestroyDataset(dataset_id=situation.dataset_id)]
 
 
-def create_or_wait(situation: Situation) -> list[IStateChange]:
+def create_or_wait(situation: Situation) -> list[DatasetChange]:
     """
     Create only a dataset that exists nowhere, as a clone of its origin's
     snapshot for a clone (once the origin is exposed here with that
@@ -260,7 +261,7 @@ def create_or_wait(situation: Situation) -> list[IStateChange]:
     return []
 
 
-def maintain(situation: Situation) -> list[IStateChange]:
+def maintain(situation: Situation) -> list[DatasetChange]:
     """
     Keep an exposed primary as configured: superseded by a newer epoch,
     it diverges; else a pending rollback once nothing uses it, else its
@@ -275,7 +276,7 @@ def maintain(situation: Situation) -> list[IStateChange]:
         # back here before this agent heard of it), and this copy may hold
         # writes that epoch never received.
         return diverge(situation)
-    changes: list[IStateChange] = []
+    changes: list[DatasetChange] = []
     request = dataset.rollback
     if (
         request is not None
@@ -311,7 +312,7 @@ def _reported_snapshots(situation: Situation, node_uuid: str) -> tuple[str, ...]
     return tuple(s.name for s in copy.snapshots) if copy is not None else ()
 
 
-def replicate(situation: Situation) -> list[IStateChange]:
+def replicate(situation: Situation) -> list[DatasetChange]:
     """
     On a primary with standing replicas: a round to the replicas that are
     due (whose address is known), and the replication snapshots no replica
@@ -347,7 +348,7 @@ def replicate(situation: Situation) -> list[IStateChange]:
             dataset.replication.interval_seconds, progress, situation.local_state.now
         ):
             targets.append(ReplicaTarget(node_uuid=replica, host=node.hostname, base=base))
-    changes: list[IStateChange] = []
+    changes: list[DatasetChange] = []
     if targets:
         changes.append(
             ReplicateDataset(
@@ -367,7 +368,7 @@ def replicate(situation: Situation) -> list[IStateChange]:
     return changes
 
 
-def prune_replica(situation: Situation) -> list[IStateChange]:
+def prune_replica(situation: Situation) -> list[DatasetChange]:
     """
     On a standing replica: replication snapshots older than the newest one
     the primary also reports go (the primary keeps that one too).
@@ -385,7 +386,7 @@ def superseded(situation: Situation) -> bool:
     return situation.dataset.epoch > situation.local.epoch
 
 
-def promote_or_wait(situation: Situation) -> list[IStateChange]:
+def promote_or_wait(situation: Situation) -> list[DatasetChange]:
     """
     A replica configured as primary: at a newer epoch that no other node
     holds a copy of, a failover chose it, so it is promoted at once;
@@ -398,7 +399,7 @@ def promote_or_wait(situation: Situation) -> list[IStateChange]:
     return []
 
 
-def diverge(situation: Situation) -> list[IStateChange]:
+def diverge(situation: Situation) -> list[DatasetChange]:
     """Stop exposing a primary copy that a newer epoch superseded; keep it."""
     return [
         DivergeDataset(
@@ -409,7 +410,7 @@ def diverge(situation: Situation) -> list[IStateChange]:
     ]
 
 
-def push_or_diverge(situation: Situation) -> list[IStateChange]:
+def push_or_diverge(situation: Situation) -> list[DatasetChange]:
     """
     An exposed copy configured elsewhere: moved away at the same epoch
     (push it to the new primary), or superseded by a failover (diverged).
@@ -419,7 +420,7 @@ def push_or_diverge(situation: Situation) -> list[IStateChange]:
     return push(situation)
 
 
-def swap_or_diverge(situation: Situation) -> list[IStateChange]:
+def swap_or_diverge(situation: Situation) -> list[DatasetChange]:
     """
     An exposed copy now configured as a standing replica: the primary moved
     to one of its replicas (push the final increment there and keep this
@@ -430,7 +431,7 @@ def swap_or_diverge(situation: Situation) -> list[IStateChange]:
     return [change.set(keep=True) for change in push(situation)]  # type: ignore[attr-defined]
 
 
-def finish_swap(situation: Situation) -> list[IStateChange]:
+def finish_swap(situation: Situation) -> list[DatasetChange]:
     """
     A hand-off towards a replica node: once the new primary exposes the
     dataset this copy is a replica again; until then, send the final
@@ -443,14 +444,14 @@ def finish_swap(situation: Situation) -> list[IStateChange]:
     return [change.set(keep=True) for change in push(situation)]  # type: ignore[attr-defined]
 
 
-def expose_if_called_off(situation: Situation) -> list[IStateChange]:
+def expose_if_called_off(situation: Situation) -> list[DatasetChange]:
     """A hand-off whose move was called off before the destination took over."""
     if situation.exposed_elsewhere():
         return []
     return [ExposeDataset(dataset_id=situation.dataset_id)]
 
 
-def push(situation: Situation) -> list[IStateChange]:
+def push(situation: Situation) -> list[DatasetChange]:
     """Push the dataset to its configured primary, once its address is known."""
     destination = situation.cluster_state.nodes.get(situation.primary)
     if destination is None or destination.hostname is None:
@@ -468,7 +469,7 @@ def push(situation: Situation) -> list[IStateChange]:
     ]
 
 
-def finish_handoff(situation: Situation) -> list[IStateChange]:
+def finish_handoff(situation: Situation) -> list[DatasetChange]:
     """
     Once the new primary exposes the dataset it has the final increment (it
     is exposed only once that arrived): the move is over even if this node
@@ -483,7 +484,7 @@ def finish_handoff(situation: Situation) -> list[IStateChange]:
     return push(situation)
 
 
-def promote_to_move_on(situation: Situation) -> list[IStateChange]:
+def promote_to_move_on(situation: Situation) -> list[DatasetChange]:
     """
     A replica left as a move's source: when a failover made this node the
     primary of a newer epoch and a move was asked for before this agent
@@ -495,7 +496,7 @@ def promote_to_move_on(situation: Situation) -> list[IStateChange]:
     return destroy_once_primary_exposes(situation)
 
 
-def fence(situation: Situation) -> list[IStateChange]:
+def fence(situation: Situation) -> list[DatasetChange]:
     """
     The node fenced itself: an exposed copy of a dataset that fails over
     automatically is exposed no more (read-only, not reported mounted).
@@ -503,7 +504,7 @@ def fence(situation: Situation) -> list[IStateChange]:
     return [FenceDataset(dataset_id=situation.dataset_id, epoch=situation.local.epoch)]
 
 
-def unfence_or_diverge(situation: Situation) -> list[IStateChange]:
+def unfence_or_diverge(situation: Situation) -> list[DatasetChange]:
     """
     A fenced copy that the configuration, heard again, still names primary:
     at the same epoch it is exposed again; a newer epoch (a failover while
@@ -514,7 +515,7 @@ def unfence_or_diverge(situation: Situation) -> list[IStateChange]:
     return [UnfenceDataset(dataset_id=situation.dataset_id, expose=True)]
 
 
-def hand_off_or_diverge(situation: Situation) -> list[IStateChange]:
+def hand_off_or_diverge(situation: Situation) -> list[DatasetChange]:
     """
     A fenced copy that the configuration, heard again, places elsewhere:
     superseded by a failover, it diverges (named a standing replica, it
@@ -527,7 +528,7 @@ def hand_off_or_diverge(situation: Situation) -> list[IStateChange]:
     return [UnfenceDataset(dataset_id=situation.dataset_id, expose=False)]
 
 
-def rejoin(situation: Situation) -> list[IStateChange]:
+def rejoin(situation: Situation) -> list[DatasetChange]:
     """
     A diverged copy named a standing replica (or the primary, by a move
     asked for right after the failover) rejoins once another node reports
@@ -571,7 +572,7 @@ def rejoin(situation: Situation) -> list[IStateChange]:
     ]
 
 
-def destroy_once_primary_exposes(situation: Situation) -> list[IStateChange]:
+def destroy_once_primary_exposes(situation: Situation) -> list[DatasetChange]:
     """A leftover copy goes once the configured primary exposes the dataset."""
     if situation.primary in situation.exposed_elsewhere():
         return [DestroyDataset(dataset_id=situation.dataset_id)]
@@ -637,7 +638,7 @@ def calculate_dataset_changes(
     configuration: Deployment,
     cluster_state: DeploymentState,
     local_state: DatasetLocalState,
-) -> IStateChange:
+) -> DatasetChange:
     """
     The changes that bring this node's datasets towards the configuration:
     each dataset's row of `TABLE`.  One dataset's changes run one after
@@ -646,7 +647,7 @@ def calculate_dataset_changes(
     (a failing dataset never holds up the others).
     """
     configured = {d.dataset_id: (d, p) for d, p in configuration.all_datasets()}
-    changes: list[IStateChange] = []
+    changes: list[DatasetChange] = []
     for dataset_id in sorted(set(configured) | set(local_state.datasets)):
         if dataset_id not in configured or dataset_id in local_state.receiving:
             continue
@@ -675,7 +676,7 @@ def calculate_dataset_changes(
 UNEXPOSED = (Phase.HANDOFF, Phase.REPLICA, Phase.DIVERGED, Phase.FENCED)
 
 
-def protection(local: LocalDataset | None, planned: list[IStateChange]) -> list[IStateChange]:
+def protection(local: LocalDataset | None, planned: list[DatasetChange]) -> list[DatasetChange]:
     """
     A copy in an unexposed phase that is still writable is made read-only,
     unless this pass exposes or destroys it anyway.

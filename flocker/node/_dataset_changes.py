@@ -7,16 +7,22 @@ rollbacks and environment snapshots have theirs in ``_clones``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eliot import log_message
 from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from ._deploy import IStateChange
+from ._deploy import IStateChange, StateChange
 from ._roles import DIVERGED, FENCED, HANDOFF, PRIMARY, REPLICA
 from ._snapshot_names import diverged_snapshot_name
+
+if TYPE_CHECKING:
+    from .datasets import DatasetDeployer
+
+#: A change of the dataset agent: it runs with the agent's deployer.
+DatasetChange = StateChange["DatasetDeployer"]
 
 
 def change_fields(change: PClass) -> dict[str, Any]:
@@ -39,7 +45,7 @@ class CreateDataset(PClass):
         """Dataset id and maximum size."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[Any]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[Any]:
         """Record it as primary, then create it in the backend."""
         deployer.roles.set(self.dataset_id, PRIMARY, epoch=0)
         return deployer.backend.create(self.dataset_id, self.maximum_size)
@@ -57,7 +63,7 @@ class ResizeDataset(PClass):
         """Dataset id and the new maximum size."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[Any]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[Any]:
         """Set the backend's limit."""
         return deployer.backend.set_maximum_size(self.dataset_id, self.maximum_size)
 
@@ -73,7 +79,7 @@ class DestroyDataset(PClass):
         """The dataset id."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """Forget its role, then destroy it."""
 
         async def destroy() -> None:
@@ -97,7 +103,7 @@ class ExposeDataset(PClass):
         """The dataset id."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """Make it writable again, then record it as primary."""
 
         async def expose() -> None:
@@ -134,7 +140,7 @@ class PushDataset(PClass):
         """Dataset, destination and what the destination already has."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """Run the move with the deployer's mover."""
         return Deferred.fromCoroutine(deployer.mover.push(self))
 
@@ -150,7 +156,7 @@ class KeepAsReplica(PClass):
         """The dataset."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """Record the replica role (same epoch)."""
         deployer.roles.set(self.dataset_id, REPLICA)
         return succeed(None)
@@ -172,7 +178,7 @@ class ProtectDataset(PClass):
         """The dataset."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """Set the backend's read-only flag."""
         return deployer.backend.set_read_only(self.dataset_id, True).addCallback(
             lambda _: None
@@ -194,7 +200,7 @@ class PromoteDataset(PClass):
         """The dataset and its new epoch."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """Make the replica writable, then record it as primary at the new epoch."""
 
         async def promote() -> None:
@@ -222,7 +228,7 @@ class DivergeDataset(PClass):
         """The dataset, the epoch of this copy and the configuration's."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """
         Record the copy as diverged (at its own epoch), which stops its
         exposure at once, drop its move, then make it read-only.
@@ -250,7 +256,7 @@ class FenceDataset(PClass):
         """The dataset and the epoch this node holds it at."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """
         Record the copy as fenced (durably: a restarted agent stays fenced
         until it hears the control service), which stops its exposure at
@@ -281,7 +287,7 @@ class UnfenceDataset(PClass):
         """The dataset and whether it is exposed again."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """Writable, then primary; or recorded as a hand-off, read-only."""
 
         async def unfence() -> None:
@@ -325,7 +331,7 @@ class RejoinAsReplica(PClass):
         """The dataset, both epochs, the base and whether it is set aside now."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """
         Set aside, read-only, then record the replica role: until the
         role is recorded the copy stays diverged, and the receiver refuses
@@ -366,7 +372,7 @@ class KeepDiverged(PClass):
         """The dataset and why it cannot rejoin."""
         return change_fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """Remember the reason was logged (discovery reports it to the calculator)."""
         deployer.cannot_rejoin[self.dataset_id] = self.reason
         return succeed(None)

@@ -2,13 +2,21 @@
 
 An agent converges its node in three steps:
 
-1. ``IDeployer.discover_state`` asks the real world (ZFS, Docker) what the
+1. ``Deployer.discover_state`` asks the real world (ZFS, Docker) what the
    node has now, giving an ``ILocalState``;
-2. ``IDeployer.calculate_changes(configuration, cluster_state, local_state)``
+2. ``Deployer.calculate_changes(configuration, cluster_state, local_state)``
    is **pure**: it returns an ``IStateChange`` value saying what to do, and
    tests compare such values with ``==``;
 3. ``run_state_change(change, deployer)`` runs it, each change inside an
    eliot action named after it.
+
+Each agent's changes need that agent's own deployer (a dataset change its
+``DatasetDeployer``'s backend and roles, a container change its
+``ContainerDeployer``'s runtime): a plan is a ``StateChange[D]``, runnable
+with a ``D``, and a ``Deployer`` calculates plans runnable with itself.  The
+zope interfaces ``IStateChange`` and ``ILocalState`` are the contracts each
+provider declares and the tests verify; ``IStateChange`` cannot say which
+deployer its ``run`` takes, the ``StateChange`` protocol does.
 
 Changes compose: ``sequentially`` runs its changes one after another and
 stops at the first failure; ``in_parallel`` runs them all at once, lets each
@@ -19,11 +27,11 @@ others.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Generic, Never, Protocol, Self, TypeVar, cast
 
 from eliot import start_action
 from eliot.twisted import DeferredContext
-from pyrsistent import PClass, pvector_field
+from pyrsistent import PClass, PVector, pvector_field
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
@@ -45,40 +53,81 @@ class IStateChange(Interface):
     def log_fields() -> dict[str, Any]:  # type: ignore[misc]
         """The fields logged on the change's eliot action (JSON values)."""
 
-    def run(deployer: IDeployer) -> Deferred[None]:  # type: ignore[misc]
+    def run(deployer: Never) -> Deferred[None]:  # type: ignore[misc]
         """
         Make the change.
 
         :param deployer: The deployer that calculated it, giving access to
-            the node's backend, runtime and clock.
+            the node's backend, runtime and clock.  Which deployer that is
+            depends on the agent: the interface accepts none statically
+            (``Never``), a provider's ``run`` names its own and the
+            ``StateChange`` protocol carries it.
         :return: A ``Deferred`` firing when the change is complete, or
             failing if it could not be made (the next convergence retries).
         """
 
 
 class ILocalState(Interface):
-    """What ``IDeployer.discover_state`` found on the node."""
+    """What ``Deployer.discover_state`` found on the node."""
 
     def shared_state_changes() -> NodeState:  # type: ignore[misc]
         """The part of the state to report to the control service."""
 
 
-class IDeployer(Interface):
-    """Discovers one kind of local state and calculates changes to it."""
+#: The deployer a change runs with (a change runnable with any deployer,
+#: like ``NoOp``, is a ``StateChange[object]``).
+DeployerT_contra = TypeVar("DeployerT_contra", contravariant=True)
+D = TypeVar("D")
+#: What a deployer's discovery finds and its calculation reads.
+LocalStateT = TypeVar("LocalStateT", bound=ILocalState)
 
-    node_uuid: str = Attribute("The UUID of the node this deployer manages.")
-    hostname: str = Attribute("The node's address, reported to the control service.")
 
-    def discover_state(  # type: ignore[misc]
-        cluster_state: DeploymentState,
-    ) -> Deferred[ILocalState]:
+class StateChange(Protocol[DeployerT_contra]):
+    """
+    The static view of an ``IStateChange`` provider that runs with a
+    ``DeployerT_contra``.
+    """
+
+    @property
+    def action_type(self) -> str:
+        """The eliot action type of this change."""
+        ...
+
+    def log_fields(self) -> dict[str, Any]:
+        """The fields logged on the change's eliot action (JSON values)."""
+        ...
+
+    def run(self, deployer: DeployerT_contra) -> Deferred[None]:
+        """Make the change (see ``IStateChange.run``)."""
+        ...
+
+
+class Deployer(Protocol[LocalStateT]):
+    """
+    Discovers one kind of local state (a ``LocalStateT``) and calculates
+    changes to it, which run with this deployer.
+    """
+
+    @property
+    def node_uuid(self) -> str:
+        """The UUID of the node this deployer manages."""
+        ...
+
+    @property
+    def hostname(self) -> str:
+        """The node's address, reported to the control service."""
+        ...
+
+    def discover_state(self, cluster_state: DeploymentState) -> Deferred[LocalStateT]:
         """Find out what the node has now."""
+        ...
 
-    def calculate_changes(  # type: ignore[misc]
+    def calculate_changes(
+        self,
         configuration: Deployment,
         cluster_state: DeploymentState,
-        local_state: ILocalState,
-    ) -> IStateChange:
+        local_state: LocalStateT,
+    ) -> StateChange[Self]:
         """
         Decide what to do (pure: no I/O, the same inputs give an equal plan).
 
@@ -86,15 +135,16 @@ class IDeployer(Interface):
         :param cluster_state: What every node last reported.
         :param local_state: What ``discover_state`` just found here.
         """
+        ...
 
 
 #: Told of each leaf change (not a combination) that failed, with why.
-FailureObserver = Callable[["IStateChange", Failure], None]
+FailureObserver = Callable[["StateChange[Never]", Failure], None]
 
 
 def run_state_change(
-    change: IStateChange,
-    deployer: IDeployer,
+    change: StateChange[D],
+    deployer: D,
     on_failure: FailureObserver | None = None,
 ) -> Deferred[None]:
     """
@@ -134,28 +184,29 @@ class NoOp(PClass):
         """No fields."""
         return {}
 
-    def run(self, deployer: IDeployer) -> Deferred[None]:
+    def run(self, deployer: object) -> Deferred[None]:
         """Do nothing."""
         return succeed(None)
 
 
 @implementer(IStateChange)
-class _Sequentially(PClass):
+class _Sequentially(PClass, Generic[D]):
     """Changes run one after another; the first failure stops the rest."""
 
-    changes = pvector_field(object)
+    #: (pyrsistent checks no protocol: the item type is the plan's.)
+    changes = cast("PVector[StateChange[D]]", pvector_field(object))
     action_type = "flocker:node:sequentially"
 
     def log_fields(self) -> dict[str, Any]:
         """How many changes there are."""
         return {"count": len(self.changes)}
 
-    def run(self, deployer: IDeployer) -> Deferred[None]:
+    def run(self, deployer: D) -> Deferred[None]:
         """Run each change after the previous one succeeded."""
         return self.run_observed(deployer, None)
 
     def run_observed(
-        self, deployer: IDeployer, on_failure: FailureObserver | None
+        self, deployer: D, on_failure: FailureObserver | None
     ) -> Deferred[None]:
         """`run`, telling ``on_failure`` of each single change that fails."""
 
@@ -180,22 +231,23 @@ class ChangesFailed(Exception):
 
 
 @implementer(IStateChange)
-class _InParallel(PClass):
+class _InParallel(PClass, Generic[D]):
     """Changes run at once; each finishes whatever the others do."""
 
-    changes = pvector_field(object)
+    #: (pyrsistent checks no protocol: the item type is the plan's.)
+    changes = cast("PVector[StateChange[D]]", pvector_field(object))
     action_type = "flocker:node:in_parallel"
 
     def log_fields(self) -> dict[str, Any]:
         """How many changes there are."""
         return {"count": len(self.changes)}
 
-    def run(self, deployer: IDeployer) -> Deferred[None]:
+    def run(self, deployer: D) -> Deferred[None]:
         """Run every change; fail with ``ChangesFailed`` if any failed."""
         return self.run_observed(deployer, None)
 
     def run_observed(
-        self, deployer: IDeployer, on_failure: FailureObserver | None
+        self, deployer: D, on_failure: FailureObserver | None
     ) -> Deferred[None]:
         """`run`, telling ``on_failure`` of each single change that fails."""
         results = DeferredList(
@@ -211,20 +263,23 @@ class _InParallel(PClass):
         return results.addCallback(check)
 
 
-def _flatten(changes: Iterable[IStateChange], kind: type) -> list[IStateChange]:
+def _flatten(
+    changes: Iterable[StateChange[D]],
+    kind: type[_Sequentially[Any]] | type[_InParallel[Any]],
+) -> list[StateChange[D]]:
     """Drop no-ops and splice in nested changes of the same kind."""
-    flat: list[IStateChange] = []
+    flat: list[StateChange[D]] = []
     for change in changes:
         if isinstance(change, NoOp):
             continue
         if isinstance(change, kind):
-            flat.extend(change.changes)  # type: ignore[attr-defined]
+            flat.extend(change.changes)
         else:
             flat.append(change)
     return flat
 
 
-def sequentially(changes: Iterable[IStateChange]) -> IStateChange:
+def sequentially(changes: Iterable[StateChange[D]]) -> StateChange[D]:
     """
     Combine ``changes`` to run in order, stopping at the first failure.
 
@@ -240,7 +295,7 @@ def sequentially(changes: Iterable[IStateChange]) -> IStateChange:
     return _Sequentially(changes=flat)
 
 
-def in_parallel(changes: Iterable[IStateChange]) -> IStateChange:
+def in_parallel(changes: Iterable[StateChange[D]]) -> StateChange[D]:
     """
     Combine ``changes`` to run at the same time, each to its own end.
 
@@ -255,7 +310,7 @@ def in_parallel(changes: Iterable[IStateChange]) -> IStateChange:
     return _InParallel(changes=flat)
 
 
-def changes_of(change: IStateChange) -> list[IStateChange]:
+def changes_of(change: StateChange[D]) -> list[StateChange[D]]:
     """Every leaf change of a (possibly combined) plan, in order."""
     if isinstance(change, _Sequentially | _InParallel):
         return [leaf for child in change.changes for leaf in changes_of(child)]
@@ -266,8 +321,8 @@ def changes_of(change: IStateChange) -> list[IStateChange]:
 
 __all__ = [
     "ChangesFailed",
+    "Deployer",
     "FailureObserver",
-    "IDeployer",
     "ILocalState",
     "IStateChange",
     "NoOp",
@@ -275,5 +330,6 @@ __all__ = [
     "in_parallel",
     "run_state_change",
     "sequentially",
+    "StateChange",
 ]
 

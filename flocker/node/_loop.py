@@ -22,7 +22,7 @@ iteration, which starts as soon as the current one ends.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic
 
 import attr
 from automat import MethodicalMachine
@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 from flocker.control import Deployment, DeploymentState, NodeState
 
-from ._deploy import IDeployer, IStateChange, NoOp, run_state_change
+from ._deploy import Deployer, LocalStateT, NoOp, StateChange, run_state_change
 from ._logging import CONVERGE_ITERATION, LOOP_SLEEP, REPORT_FAILED
 from ._progress import CONVERGE, DISCOVER, ConvergenceProgress
 
@@ -63,7 +63,7 @@ def deleted_on(configuration: Deployment, node_uuid: str) -> frozenset[str]:
 
 
 @attr.s(eq=False)
-class ConvergenceLoop:
+class ConvergenceLoop(Generic[LocalStateT]):
     """
     Converge one node with one deployer, driven by pushed cluster updates.
 
@@ -80,7 +80,7 @@ class ConvergenceLoop:
     _machine = MethodicalMachine()
 
     reactor: IReactorTime = attr.ib()
-    deployer: IDeployer = attr.ib()
+    deployer: Deployer[LocalStateT] = attr.ib()
     report_state: StateReporter = attr.ib()
     poll_interval: float = attr.ib(default=DEFAULT_POLL_INTERVAL)
     progress: ConvergenceProgress | None = attr.ib(default=None)
@@ -250,7 +250,7 @@ class ConvergenceLoop:
                 state = progress.annotate(state)
             await self._report(state)
             try:
-                change: IStateChange = self.deployer.calculate_changes(
+                change: StateChange[Deployer[LocalStateT]] = self.deployer.calculate_changes(
                     configuration, cluster_state, local_state
                 )
             except Exception:

@@ -22,7 +22,7 @@ retry (each change's own eliot action logs every try).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Never
 
 import attr
 from eliot import Field, MessageType
@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from flocker.control import ChangeFailure, NodeState, is_uuid
 
-from ._deploy import IDeployer, IStateChange, run_state_change
+from ._deploy import D, StateChange, run_state_change
 
 #: Seconds between refreshes of a reported ``last_converged`` while all
 #: goes well.
@@ -68,7 +68,7 @@ def one_line(reason: Failure | BaseException) -> str:
     return text
 
 
-def _dataset_of(change: IStateChange) -> str | None:
+def _dataset_of(change: StateChange[Never]) -> str | None:
     """The dataset a single change is for, if it names one."""
     dataset_id = getattr(change, "dataset_id", None)
     return dataset_id if isinstance(dataset_id, str) and is_uuid(dataset_id) else None
@@ -99,8 +99,8 @@ class ConvergenceProgress:
 
     def run(
         self,
-        change: IStateChange,
-        deployer: IDeployer,
+        change: StateChange[D],
+        deployer: D,
         deleted: frozenset[str] = frozenset(),
     ) -> Deferred[None]:
         """
@@ -111,7 +111,7 @@ class ConvergenceProgress:
         """
         failed: list[tuple[_Key, Failure]] = []
 
-        def observe(single: IStateChange, reason: Failure) -> None:
+        def observe(single: StateChange[Never], reason: Failure) -> None:
             failed.append(((_dataset_of(single), single.action_type), reason))
 
         def ended(result: Any) -> Any:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attr
 from pyrsistent import PClass, field
@@ -39,6 +39,9 @@ from flocker.volume import IVolumeBackend
 
 from ._deploy import IStateChange
 from ._snapshot_names import REPLICA_SNAPSHOT_PREFIX, timed_snapshot_name
+
+if TYPE_CHECKING:
+    from .datasets import DatasetDeployer
 
 #: Continuous mode: after a round that carried at most this many bytes (an
 #: incremental stream of no changes is a few hundred bytes), the next one
@@ -158,7 +161,7 @@ class ReplicateDataset(PClass):
             "replicas": [t.node_uuid for t in self.targets],
         }
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
         """Run the round with the deployer's replicator."""
         return Deferred.fromCoroutine(deployer.replicator.replicate(self))
 

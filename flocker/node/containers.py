@@ -50,6 +50,7 @@ move without being told where it went.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attr
@@ -82,7 +83,7 @@ from flocker.runtime import (
 )
 
 from ._answering import AnsweringWatch
-from ._deploy import IDeployer, ILocalState, IStateChange, in_parallel, sequentially
+from ._deploy import ILocalState, IStateChange, StateChange, in_parallel, sequentially
 from ._fence import fence_applies
 
 
@@ -188,7 +189,11 @@ class ContainerLocalState(PClass):
         )
 
 
-def _fields(change: PClass) -> dict[str, Any]:
+#: A change of the container agent: it runs with the agent's deployer.
+ContainerChange = StateChange["ContainerDeployer"]
+
+
+def _fields(change: RemoveApplication | FenceApplication | RestartApplication) -> dict[str, Any]:
     return {"name": change.name}
 
 
@@ -241,7 +246,10 @@ class StartApplication(PClass):
 
         ports = frozenset(p.external_port for p in spec.ports)
         created.addCallbacks(
-            deployer.started, deployer.refused, (spec.name,), None, (spec.name, ports)
+            deployer.started,
+            deployer.refused,
+            callbackArgs=(spec.name,),
+            errbackArgs=(spec.name, ports),
         )
         if deployer.answering is not None:
             watch = deployer.answering
@@ -286,7 +294,7 @@ class FenceApplication(PClass):
         """The application's name."""
         return _fields(self)
 
-    def run(self, deployer: Any) -> Deferred[None]:
+    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
         """
         Stop its container, killing it after `FENCE_STOP_TIMEOUT`: it
         must be down well before the control service may fail over.
@@ -331,7 +339,10 @@ class RestartApplication(PClass):
         ports = frozenset(p.external_port for p in configured.ports) if configured else frozenset()
         started = deployer.runtime.start(self.name)
         started.addCallbacks(
-            deployer.started, deployer.refused, (self.name,), None, (self.name, ports)
+            deployer.started,
+            deployer.refused,
+            callbackArgs=(self.name,),
+            errbackArgs=(self.name, ports),
         )
         return started
 
@@ -410,12 +421,12 @@ def calculate_container_changes(
     configuration: Deployment,
     cluster_state: DeploymentState,
     local_state: ContainerLocalState,
-) -> IStateChange:
+) -> ContainerChange:
     """The changes that bring this node's containers towards the configuration."""
     wanted = configuration.get_node(node_uuid).applications
     paths = _exposed_paths(cluster_state, node_uuid)
     running = {spec.name: spec for spec in local_state.specs}
-    changes: list[IStateChange] = []
+    changes: list[ContainerChange] = []
     for name in sorted(set(wanted) | set(running)):
         if name in local_state.starting:
             continue  # its container is being created: wait for the runtime
@@ -450,9 +461,11 @@ def calculate_container_changes(
         if current is None:
             changes.append(StartApplication(spec=spec))
         elif current != spec:
-            changes.append(
-                sequentially([RemoveApplication(name=name), StartApplication(spec=spec)])
-            )
+            replace: list[ContainerChange] = [
+                RemoveApplication(name=name),
+                StartApplication(spec=spec),
+            ]
+            changes.append(sequentially(replace))
         elif not local_state.states.get(name, ContainerState(running=False)).running:
             changes.append(RestartApplication(name=name))
     routes = routes_for_node(node_uuid, configuration, cluster_state, {})
@@ -461,7 +474,6 @@ def calculate_container_changes(
     return in_parallel(changes)
 
 
-@implementer(IDeployer)
 @attr.s(eq=False)
 class ContainerDeployer:
     """
@@ -559,7 +571,7 @@ class ContainerDeployer:
             ):
                 del self.port_failures[name]
                 continue
-            taken = ports & (listened or frozenset())
+            taken: AbstractSet[int] = ports & (listened or frozenset())
             if not taken:
                 taken = {p for p in ports if f":{p}" in detail or f" {p} " in detail}
             found[name] = pset(taken or ports)
@@ -619,10 +631,9 @@ class ContainerDeployer:
         self,
         configuration: Deployment,
         cluster_state: DeploymentState,
-        local_state: ILocalState,
-    ) -> IStateChange:
+        local_state: ContainerLocalState,
+    ) -> ContainerChange:
         """See ``calculate_container_changes``."""
-        assert isinstance(local_state, ContainerLocalState)
         self.configuration = configuration
         if self.answering is not None:
             self.answering.observe(

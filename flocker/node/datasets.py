@@ -50,7 +50,6 @@ import attr
 from eliot import write_failure
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from flocker.control import (
     Deployment,
@@ -65,12 +64,12 @@ from flocker.volume import (
 from ._dataset_calculate import TABLE, calculate_dataset_changes
 from ._dataset_changes import (
     CreateDataset,
+    DatasetChange,
     DestroyDataset,
     ExposeDataset,
     PushDataset,
     ResizeDataset,
 )
-from ._deploy import IDeployer, ILocalState, IStateChange
 from ._local_state import (
     REPORTED_ROLE,
     DatasetLocalState,
@@ -89,7 +88,6 @@ from ._roles import DIVERGED, IDatasetRoles
 from ._snapshot_names import MOVE_SNAPSHOT_PREFIX
 
 
-@implementer(IDeployer)
 @attr.s(eq=False)
 class DatasetDeployer:
     """
@@ -207,10 +205,9 @@ class DatasetDeployer:
         self,
         configuration: Deployment,
         cluster_state: DeploymentState,
-        local_state: ILocalState,
-    ) -> IStateChange:
+        local_state: DatasetLocalState,
+    ) -> DatasetChange:
         """See ``calculate_dataset_changes``."""
-        assert isinstance(local_state, DatasetLocalState)
         return calculate_dataset_changes(
             self.node_uuid, configuration, cluster_state, local_state
         )

@@ -181,6 +181,7 @@ def test_move_under_write_load_loses_nothing(make_lab):
     writer.join()
     gap = writer.longest_gap()
     answered = wait_for(lambda: lab.logged_answering(two, name), 60, "node 2 to log when the application answered")
+    assert answered is not None
     print(
         f"\nmove took {time.monotonic() - moved_at:.2f} s; longest gap between acknowledged writes "
         f"{gap:.2f} s; node 2 logged {answered['unavailable_seconds']} s unavailable"

@@ -9,9 +9,11 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -129,7 +131,8 @@ def test_dataset_lifecycle(make_lab):
     written = write_data(state["path"], 100 * MIB)
 
     # While it moves, /v1/state/transfers shows node 2 receiving it.
-    seen, moved = [], threading.Event()
+    seen: list[Any] = []
+    moved = threading.Event()
 
     def watch():
         while not moved.is_set():
@@ -248,7 +251,7 @@ def test_logs_tell_the_story(make_lab):
     tasks = {}
     for name, path in logs.items():
         rendered = subprocess.run(
-            [os.path.join(os.path.dirname(os.sys.executable), "eliot-tree"), path],
+            [os.path.join(os.path.dirname(sys.executable), "eliot-tree"), path],
             capture_output=True, text=True,
         )
         assert rendered.returncode == 0, rendered.stderr

@@ -15,6 +15,7 @@ through the REST API.
 import os
 import subprocess
 import time
+from functools import partial
 
 import pytest
 
@@ -162,13 +163,13 @@ def test_staging_environments(make_lab):
         used_ports |= set(ports.values())
         # Each copy's frontend reaches its own database clone: 5 lines + this one.
         assert wait_for(
-            lambda ports=ports, nodes=nodes, copy=copy: relay(nodes[web]["address"], ports[web], f"hello-{copy}"),
+            partial(relay, nodes[web]["address"], ports[web], f"hello-{copy}"),
             240,
             f"copy {copy}'s frontend",
         ) == 6
         # The search copy starts on the other node in its own time.
         assert wait_for(
-            lambda ports=ports, nodes=nodes: request(nodes[search]["address"], ports[search], "q"),
+            partial(request, nodes[search]["address"], ports[search], "q"),
             240,
             f"copy {copy}'s search",
         ) == 3
@@ -184,6 +185,7 @@ def test_staging_environments(make_lab):
     reset = api(cluster, "POST", "/v1/environments/monday/copies/a/reset")
     [db_clone] = [d["dataset_id"] for d in reset["datasets"] if d["origin"]["dataset_id"] == db_data]
     path = wait_for(lambda: (dataset_state(cluster, db_clone) or {}).get("path"), 180, "the fresh clone")
+    assert path is not None
     with open(os.path.join(path, "requests.log")) as handle:
         fresh = handle.read().split()
     assert fresh == ["ready", "production0", "production1", "production2", "via-web"]

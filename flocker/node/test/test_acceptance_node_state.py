@@ -41,6 +41,7 @@ def test_a_converging_node_keeps_the_original_shape_and_refuses_oversized(
     cluster = make_lab(nodes=1)
     node = cluster["nodes"][0]
     entry = wait_for(lambda: node_entry(cluster, node["uuid"]), 120, "the node")
+    assert entry is not None
 
     def refused_as_too_large() -> bool:
         # The pool is known once the agent's first discovery is reported.
@@ -72,5 +73,6 @@ def test_a_converging_node_keeps_the_original_shape_and_refuses_oversized(
 
     wait_for(exposed, 120, "the new dataset")
     after = wait_for(lambda: node_entry(cluster, node["uuid"]), 60, "the node's state")
+    assert after is not None
     assert set(after) == {"uuid", "host"}, after
     assert set(entry) <= {"uuid", "host"}, entry

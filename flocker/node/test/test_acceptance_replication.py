@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.error
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -137,7 +138,7 @@ class FileWriter(threading.Thread):
 
 def set_replicas(cluster, dataset_id, nodes, **replication):
     """Replace the dataset's standing replicas."""
-    body = {"replicas": [n["uuid"] for n in nodes]}
+    body: dict[str, Any] = {"replicas": [n["uuid"] for n in nodes]}
     if replication:
         body["replication"] = replication
     return api(cluster, "POST", f"/v1/configuration/datasets/{dataset_id}", body)

@@ -1,8 +1,10 @@
 """Tests for the container deployer: the pure calculation and convergence."""
 
+from typing import Any
 from uuid import uuid4
 
 from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
 
 from flocker.control import (
     Application,
@@ -17,6 +19,7 @@ from flocker.control import (
 )
 from flocker.node import NoOp, changes_of, run_state_change, sequentially
 from flocker.node.containers import (
+    ContainerChange,
     ContainerDeployer,
     RemoveApplication,
     RestartApplication,
@@ -26,7 +29,14 @@ from flocker.node.containers import (
     link_environment,
 )
 from flocker.route import Route
-from flocker.runtime import PortInUse, PublishedPort, VolumeBind, memory_runtimes
+from flocker.runtime import (
+    ContainerSpec,
+    IContainerRuntime,
+    PortInUse,
+    PublishedPort,
+    VolumeBind,
+    memory_runtimes,
+)
 
 A, B = sorted(str(uuid4()) for _ in range(2))
 ADDRESS = {A: "127.0.0.11", B: "127.0.0.12"}
@@ -42,9 +52,16 @@ APP = Application(
 )
 
 
+def replacement(name: str, spec: ContainerSpec | None) -> ContainerChange:
+    """The plan that replaces application ``name``'s container by ``spec``."""
+    assert spec is not None
+    plan: list[ContainerChange] = [RemoveApplication(name=name), StartApplication(spec=spec)]
+    return sequentially(plan)
+
+
 def result(d):
     """The result of a fired Deferred."""
-    out = []
+    out: list[Any] = []
     d.addBoth(out.append)
     assert out
     if hasattr(out[0], "raiseException"):
@@ -96,6 +113,7 @@ class Nodes:
 def test_spec_from_application():
     """Ports go on the node's address, datasets are bound, links become env."""
     spec = container_spec(APP, "127.0.0.11", {DS: "/mnt/ds"})
+    assert spec is not None
     assert spec.ports == {PublishedPort(internal_port=80, external_port=8080, host_ip="127.0.0.11")}
     assert spec.volumes == {VolumeBind(host_path="/mnt/ds", container_path="/data")}
     assert spec.environment["MODE"] == "test"
@@ -143,7 +161,7 @@ def test_changed_application_replaced():
     changed = APP.set(environment={"MODE": "production"})
     plan = nodes.plan(A, configured(app=changed), state_with(A))
     spec = container_spec(changed, ADDRESS[A], {DS: "/mnt/ds"})
-    assert plan == sequentially([RemoveApplication(name="counter"), StartApplication(spec=spec)])
+    assert plan == replacement("counter", spec)
 
 
 def test_swappiness_applied_and_reported():
@@ -153,7 +171,8 @@ def test_swappiness_applied_and_reported():
     """
     nodes = Nodes()
     swapping = APP.set(swappiness=0)
-    assert container_spec(swapping, ADDRESS[A], {DS: "/mnt/ds"}).swappiness == 0
+    swapping_spec = container_spec(swapping, ADDRESS[A], {DS: "/mnt/ds"})
+    assert swapping_spec is not None and swapping_spec.swappiness == 0
     nodes.converge(A, configured(app=swapping), state_with(A))
     (spec,) = result(nodes.deployers[A].runtime.list_containers())
     assert spec.swappiness == 0
@@ -163,7 +182,7 @@ def test_swappiness_applied_and_reported():
     changed = swapping.set(swappiness=100)
     plan = nodes.plan(A, configured(app=changed), state_with(A))
     new = container_spec(changed, ADDRESS[A], {DS: "/mnt/ds"})
-    assert plan == sequentially([RemoveApplication(name="counter"), StartApplication(spec=new)])
+    assert plan == replacement("counter", new)
 
 
 def test_exited_container_restarted():
@@ -241,6 +260,7 @@ def test_routes_to_applications_elsewhere():
     assert nodes.plan(B, configured(), state) == NoOp()
 
 
+@implementer(IContainerRuntime)
 class _HeldCreates:
     """A runtime whose ``create`` completes only when the test says so."""
 
@@ -253,7 +273,7 @@ class _HeldCreates:
 
     def create(self, spec):
         """Hold the creation until ``release``."""
-        waiting = Deferred()
+        waiting: Deferred[None] = Deferred()
         self.held.append((spec, waiting))
         return waiting
 
@@ -346,6 +366,7 @@ def test_port_taken_at_start_reported_until_the_ports_change():
     """
     runtimes = memory_runtimes([A, B], images=[IMAGE])
     squatter = container_spec(APP.set(name="squatter", volumes=[]), ADDRESS[A], {})
+    assert squatter is not None
     result(runtimes[1].create(squatter))
     deployer = ContainerDeployer(
         A, ADDRESS[A], runtimes[0], listening=lambda: succeed(frozenset({8080}))
@@ -382,6 +403,7 @@ def test_port_taken_while_stopped_reported_at_restart():
     result(run_state_change(deployer.calculate_changes(configured(), state, local), deployer))
     result(runtimes[0].stop("counter"))
     squatter = container_spec(APP.set(name="squatter", volumes=[]), ADDRESS[A], {})
+    assert squatter is not None
     result(runtimes[1].create(squatter))
     local = result(deployer.discover_state(state))
     change = deployer.calculate_changes(configured(), state, local)

@@ -10,10 +10,12 @@ from eliot.testing import LoggedAction, LoggedMessage
 from twisted.application.internet import ClientService
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from flocker.ca import load_tls_files
 from flocker.ca.testtools import make_test_cluster_credentials
@@ -46,6 +48,7 @@ B = ControlAddress(host="127.0.0.2", port=4525)
 C = ControlAddress(host="fd00::3", port=4600)
 
 
+@implementer(IStreamClientEndpoint)
 @attrs.define
 class FakeEndpoint:
     """An endpoint whose connections succeed (onto a `StringTransport`) or are refused."""
@@ -70,6 +73,12 @@ def fakes(*names: str) -> tuple[list[str], list[FakeEndpoint]]:
     """Fake endpoints named ``names``, recording their attempts in one list."""
     tried: list[str] = []
     return tried, [FakeEndpoint(name, tried) for name in names]
+
+
+def string_transport(protocol: Protocol) -> StringTransport:
+    """The `StringTransport` a fake endpoint connected ``protocol`` to."""
+    assert isinstance(protocol.transport, StringTransport)
+    return protocol.transport
 
 
 def round_robin(
@@ -182,9 +191,9 @@ def test_a_silent_instance_is_given_up(eliot_logger: Any) -> None:
     service = reconnecting(round_robin(endpoints, clock, answer_timeout=5.0), clock)
     [silent] = endpoints[0].protocols
     clock.advance(4.9)
-    assert not silent.transport.disconnecting
+    assert not string_transport(silent).disconnecting
     clock.advance(0.1)
-    assert silent.transport.disconnecting
+    assert string_transport(silent).disconnecting
     [message] = LoggedMessage.of_type(eliot_logger.messages, CONTROL_NO_ANSWER)
     assert (message.message["control_port"], message.message["timeout"]) == (4524, 5.0)
     silent.connectionLost(Failure(ConnectionRefusedError("aborted")))
@@ -201,7 +210,7 @@ def test_an_instance_that_answers_is_kept() -> None:
     [answering] = endpoints[0].protocols
     answering.dataReceived(b"")
     clock.advance(60)
-    assert not answering.transport.disconnecting
+    assert not string_transport(answering).disconnecting
     service.stopService()
 
 

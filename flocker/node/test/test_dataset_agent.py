@@ -17,13 +17,23 @@ from flocker.volume.memory import MemoryVolumeBackend
 
 
 @pytest.fixture
-def agent(tmp_path):
+def credentials(tmp_path):
+    """The certificates of a two-node cluster."""
+    return make_test_cluster_credentials(tmp_path, nodes=2)
+
+
+@pytest.fixture
+def other(credentials):
+    """The other node's UUID."""
+    return str(credentials.node_uuids[1])
+
+
+@pytest.fixture
+def agent(credentials):
     """A dataset agent of a two-node cluster, on an in-memory backend."""
-    credentials = make_test_cluster_credentials(tmp_path, nodes=2)
-    me, other = (str(u) for u in credentials.node_uuids)
     agent = DatasetAgent(
         MemoryReactorClock(),
-        me,
+        str(credentials.node_uuids[0]),
         "127.0.0.11",
         MemoryVolumeBackend(),
         MemoryRoles(),
@@ -31,7 +41,6 @@ def agent(tmp_path):
         [ControlAddress(host="127.0.0.1", port=4524)],
         4525,
     )
-    agent.other = other
     return agent
 
 
@@ -54,12 +63,12 @@ def test_streams_into_a_diverged_copy_are_refused(agent):
     assert "diverged" in agent.refuse(header(epoch=5))
 
 
-def test_streams_of_a_superseded_epoch_are_refused(agent):
+def test_streams_of_a_superseded_epoch_are_refused(agent, other):
     """
     Once the configuration holds a newer epoch, a stream from the primary
     of an older one is refused; one of the current epoch is let in.
     """
-    configuration = Deployment().add_dataset(Dataset(dataset_id=DS, epoch=2), agent.other)
+    configuration = Deployment().add_dataset(Dataset(dataset_id=DS, epoch=2), other)
     agent.loop.configuration = configuration
     assert "superseded" in agent.refuse(header(epoch=1))
     assert agent.refuse(header(epoch=2)) is None
@@ -95,7 +104,7 @@ def test_only_a_replica_is_replaced_by_a_full_stream(agent):
     assert not agent.replace(full)
 
 
-def test_a_stream_older_than_the_copys_own_epoch_is_refused(agent):
+def test_a_stream_older_than_the_copys_own_epoch_is_refused(agent, other):
     """
     A replica already following the new primary at epoch 1 (it stored a
     stream of epoch 1) is not overwritten by a stream of epoch 0 from the
@@ -104,7 +113,7 @@ def test_a_stream_older_than_the_copys_own_epoch_is_refused(agent):
     """
     agent.stored(header(epoch=1))
     assert (agent.roles.get(DS), agent.roles.epoch(DS)) == (REPLICA, 1)
-    lagging = Deployment().add_dataset(Dataset(dataset_id=DS, epoch=0), agent.other)
+    lagging = Deployment().add_dataset(Dataset(dataset_id=DS, epoch=0), other)
     agent.loop.configuration = lagging
     refused = agent.refuse(header(epoch=0))
     if refused is None:

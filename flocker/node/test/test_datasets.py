@@ -1,10 +1,14 @@
 """Tests for the dataset deployer: the pure calculation, moves, convergence."""
 
+from functools import partial
+from typing import Any
 from uuid import uuid4
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer
+from zope.interface import implementer
 
 from flocker.control import Dataset, Deployment, DeploymentState
 from flocker.node import NoOp, in_parallel, run_state_change
@@ -28,7 +32,7 @@ MIB = 1024 * 1024
 
 def result(d):
     """The result of an already fired Deferred (or raise its failure)."""
-    out = []
+    out: list[Any] = []
     d.addBoth(out.append)
     assert out, "Deferred has not fired"
     if hasattr(out[0], "raiseException"):
@@ -44,10 +48,13 @@ class Cluster:
     replica first, and a final one exposes the dataset.
     """
 
+    #: The time the deployers read, when a test sets one (``test_replication``).
+    clock: list[float]
+
     def __init__(self, nodes=(A, B)):
         self.backends = {n: MemoryVolumeBackend() for n in nodes}
         self.roles = {n: MemoryRoles() for n in nodes}
-        self.in_use = set()
+        self.in_use: set[tuple[str, str]] = set()
         self.state = DeploymentState()
         self.deployers = {}
         for n in nodes:
@@ -55,11 +62,15 @@ class Cluster:
                 self.backends[n],
                 self.roles[n],
                 self._sender(n),
-                in_use=lambda d, n=n: (n, d) in self.in_use,
+                in_use=partial(self._in_use, n),
             )
             self.deployers[n] = DatasetDeployer(
                 n, HOSTS[n], self.backends[n], self.roles[n], mover
             )
+
+    def _in_use(self, node: str, dataset_id: str) -> bool:
+        """Whether the test marked ``dataset_id`` in use on ``node``."""
+        return (node, dataset_id) in self.in_use
 
     def _sender(self, source):
         by_host = {host: n for n, host in HOSTS.items()}
@@ -108,6 +119,7 @@ class Cluster:
         raise AssertionError("did not converge")
 
 
+@implementer(IConsumer)
 class Counter:
     """A consumer wrapper that counts the bytes passing to a sink."""
 

@@ -10,6 +10,7 @@ import pytest
 from flocker.control import DeploymentState
 from flocker.node._era import era_from, main, node_era
 from flocker.node.containers import ContainerDeployer
+from flocker.route.testtools import fired
 from flocker.runtime import memory_runtimes
 
 NODE = "aaaaaaaa-0000-4000-8000-00000000000a"
@@ -65,7 +66,7 @@ def test_container_agent_reports_era() -> None:
     """The container deployer's node state carries the era it was given."""
     [runtime] = memory_runtimes([NODE])
     deployer = ContainerDeployer(NODE, "10.0.0.1", runtime, era=era_from(NODE, BOOT))
-    local = deployer.discover_state(DeploymentState()).result  # type: ignore[attr-defined]
+    local = fired(deployer.discover_state(DeploymentState()))
     assert local.shared_state_changes().era == era_from(NODE, BOOT)
 
 
@@ -73,5 +74,5 @@ def test_container_agent_without_era_reports_none() -> None:
     """A deployer given no era reports none (the control service keeps what it knew)."""
     [runtime] = memory_runtimes([NODE])
     deployer = ContainerDeployer(NODE, "10.0.0.1", runtime)
-    local = deployer.discover_state(DeploymentState()).result  # type: ignore[attr-defined]
+    local = fired(deployer.discover_state(DeploymentState()))
     assert local.shared_state_changes().era is None

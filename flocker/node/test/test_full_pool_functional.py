@@ -111,6 +111,7 @@ async def test_a_full_pool_is_drained_and_reported(make_zfs_pool: Any) -> None:
         raise AssertionError(f"never drained: {cluster.state}")
     assert os.path.getsize(os.path.join(copies[B][DS].path, "fill")) == written
     assert read(copies[A][INCOMING].path) == {"data": b"x" * (8 * MIB)}
-    assert not cluster.node(A).pool.full
+    pool = cluster.node(A).pool
+    assert pool is not None and not pool.full
     assert list(cluster.node(B).failing_changes) == []
     assert cluster.node(B).last_converged is not None

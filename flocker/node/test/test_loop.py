@@ -61,9 +61,16 @@ class FakeDeployer:
         self.pending_changes = 0
         self.seen_configurations = []
         self.discovered = 0
+        #: While set, discovery waits for it to fire.
+        self.discovery_gate: Deferred[None] | None = None
 
     def discover_state(self, cluster_state):
-        """The hostname as local state."""
+        """The hostname as local state (once ``discovery_gate`` fired)."""
+        if self.discovery_gate is not None:
+            return self.discovery_gate.addCallback(lambda _: self._discover())
+        return self._discover()
+
+    def _discover(self) -> Deferred[LocalState]:
         self.discovered += 1
         return succeed(LocalState(hostname=self.hostname))
 
@@ -78,7 +85,7 @@ class FakeDeployer:
 
 def make_loop(poll=1.0):
     """A loop with a fake deployer, a Clock and a list of reports."""
-    clock, deployer, reports = Clock(), FakeDeployer(), []
+    clock, deployer, reports = Clock(), FakeDeployer(), list[NodeState]()
     loop = ConvergenceLoop(clock, deployer, reports.append, poll_interval=poll)
     return loop, clock, deployer, reports
 
@@ -176,16 +183,15 @@ class ConvergenceLoopTests(SynchronousTestCase):
         An update arriving during a pass that changes nothing is acted on at
         once, not after the poll interval.
         """
-        clock, reports = Clock(), []
+        clock, reports = Clock(), list[NodeState]()
         deployer = FakeDeployer()
-        gate = Deferred()
-        original = deployer.discover_state
-        deployer.discover_state = lambda state: gate.addCallback(lambda _: original(state))
+        gate: Deferred[None] = Deferred()
+        deployer.discovery_gate = gate
         loop = ConvergenceLoop(clock, deployer, reports.append, poll_interval=60)
         loop.cluster_updated(Deployment(), DeploymentState())
         newer = Deployment().add_dataset(Dataset(dataset_id=str(uuid4())), NODE)
         loop.cluster_updated(newer, DeploymentState())
-        deployer.discover_state = original
+        deployer.discovery_gate = None
         gate.callback(None)
         clock.advance(0)
         self.assertEqual(deployer.seen_configurations[-1], newer)

@@ -10,6 +10,7 @@ from uuid import uuid4
 
 import pytest
 from twisted.internet.defer import Deferred
+from zope.interface import implementer
 
 from flocker.control import (
     Dataset,
@@ -29,6 +30,7 @@ from flocker.node.containers import StartApplication
 from flocker.node.test.test_containers import ADDRESS, Nodes, configured, state_with
 from flocker.node.test.test_containers import A as CA
 from flocker.node.test.test_datasets import DS, A, B, Cluster, config_with, result
+from flocker.runtime import IContainerRuntime
 from flocker.volume import DependentClones
 from flocker.volume.memory import MemoryVolumeBackend
 
@@ -136,6 +138,7 @@ def test_unknown_applications_count_as_in_use():
     assert not dataset_in_use(CA, ds, plain, state, 0.0)
 
 
+@implementer(IContainerRuntime)
 class _SyncFailingRuntime:
     """A runtime whose create raises before returning a Deferred."""
 
@@ -156,10 +159,8 @@ def test_background_start_failing_synchronously_is_not_starting_for_ever():
     deployer.runtime = _SyncFailingRuntime(deployer.runtime)
     deployer.poke = lambda: None
     state = state_with(CA)
-    local = nodes.deployers[CA].discover_state(state)
-    out = []
-    local.addBoth(out.append)
-    change = deployer.calculate_changes(configured(), state, out[0])
+    local = result(nodes.deployers[CA].discover_state(state))
+    change = deployer.calculate_changes(configured(), state, local)
     assert isinstance(change, StartApplication)
     run_state_change(change, deployer).addErrback(lambda f: None)
     assert deployer.starting == set()

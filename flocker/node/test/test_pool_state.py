@@ -33,11 +33,16 @@ class PoolBackend(MemoryVolumeBackend):
         return succeed(self.space)
 
 
+def never_sends(*args: Any, **kwargs: Any) -> Deferred[int]:
+    """A sender for a node that pushes nothing (never called)."""
+    raise AssertionError("nothing is sent")
+
+
 def reported_pool(backend: MemoryVolumeBackend) -> PoolState | None:
     """The pool a deployer over ``backend`` reports after one discovery."""
     roles = MemoryRoles()
     deployer = DatasetDeployer(
-        A, "127.0.0.11", backend, roles, DatasetMover(backend, roles, lambda *a, **k: None)
+        A, "127.0.0.11", backend, roles, DatasetMover(backend, roles, never_sends)
     )
     local = result(deployer.discover_state(DeploymentState()))
     return local.shared_state_changes().pool
@@ -56,15 +61,21 @@ def test_pool_is_reported_with_the_datasets_too_large_for_it() -> None:
     )
 
 
+def full(pool: PoolState | None) -> bool:
+    """Whether a reported pool is full (it must be reported)."""
+    assert pool is not None
+    return bool(pool.full)
+
+
 def test_pool_with_less_than_a_hundredth_free_is_full() -> None:
     """Less than 1% free (or less than 1 MiB, whichever is more) is full."""
     backend = PoolBackend()
     backend.space = PoolSpace(size=1000 * MIB, free=9 * MIB)
-    assert reported_pool(backend).full
+    assert full(reported_pool(backend))
     backend.space = PoolSpace(size=1000 * MIB, free=11 * MIB)
-    assert not reported_pool(backend).full
+    assert not full(reported_pool(backend))
     backend.space = PoolSpace(size=50 * MIB, free=MIB // 2)
-    assert reported_pool(backend).full
+    assert full(reported_pool(backend))
 
 
 def test_a_backend_that_does_not_say_reports_no_pool() -> None:

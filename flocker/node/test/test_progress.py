@@ -13,8 +13,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from flocker.control import ChangeFailure, Dataset, Deployment, DeploymentState
-from flocker.node import ConvergenceLoop, IStateChange, NoOp, in_parallel
+from flocker.control import (
+    ChangeFailure,
+    Dataset,
+    Deployment,
+    DeploymentState,
+    NodeState,
+)
+from flocker.node import ConvergenceLoop, IStateChange, NoOp, StateChange, in_parallel
 from flocker.node._progress import (
     CONVERGED_REFRESH,
     CONVERGENCE_FAILING,
@@ -55,7 +61,7 @@ class PlanDeployer(FakeDeployer):
     def __init__(self) -> None:
         """No plan, nothing broken."""
         super().__init__()
-        self.plan: IStateChange = NoOp()
+        self.plan: StateChange[PlanDeployer] = NoOp()
         self.broken: set[str] = set()
         self.discovery_fails = False
 
@@ -78,7 +84,7 @@ def tick(clock: Clock, seconds: float) -> None:
 
 def make_loop() -> tuple[ConvergenceLoop, Clock, PlanDeployer, list[Any]]:
     """A loop with progress, a fake deployer, a Clock at START and its reports."""
-    clock, deployer, reports = Clock(), PlanDeployer(), []
+    clock, deployer, reports = Clock(), PlanDeployer(), list[NodeState]()
     clock.advance(START)
     loop = ConvergenceLoop(
         clock, deployer, reports.append, poll_interval=1.0, progress=ConvergenceProgress(clock)

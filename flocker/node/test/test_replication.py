@@ -171,11 +171,15 @@ def test_move_to_a_replica_sends_only_the_final_increment_and_swaps():
     cluster.backends[A].write_file(DS, "big", b"x" * (4 * MIB))
     cluster.clock[0] += IDLE_PAUSE
     cluster.converge(configuration)
-    sent = []
+    sent: list[int] = []
     real_send = cluster.deployers[A].mover.send
 
+    def counted(n: int) -> int:
+        sent.append(n)
+        return n
+
     def counting(*args, **kwargs):
-        return real_send(*args, **kwargs).addCallback(lambda n: sent.append(n) or n)
+        return real_send(*args, **kwargs).addCallback(counted)
 
     cluster.deployers[A].mover.send = counting
     cluster.backends[A].write_file(DS, "last", b"y")
