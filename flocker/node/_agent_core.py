@@ -46,7 +46,7 @@ def report_to(client: AgentAMPClient, state: NodeState) -> Deferred[None]:
 class LoopService(Service):
     """Stops the convergence loop (waiting for its pass) when the agent stops."""
 
-    def __init__(self, loop: ConvergenceLoop) -> None:
+    def __init__(self, loop: ConvergenceLoop[Any]) -> None:
         self.loop = loop
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
@@ -72,7 +72,7 @@ class ControlledAgent:
     control: tuple[ControlAddress, ...]
     fence_after: float
     fence: Fence
-    loop: ConvergenceLoop
+    loop: ConvergenceLoop[Any]
     client: AgentAMPClient
 
     def _make_fence(self) -> Fence:

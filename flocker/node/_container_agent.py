@@ -30,7 +30,7 @@ from ._answering import AnsweringWatch
 from ._control_connection import ControlAddress, control_addresses_tuple
 from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._loop import ConvergenceLoop
-from .containers import ContainerDeployer
+from .containers import ContainerDeployer, ContainerLocalState
 
 
 @attr.s(eq=False)
@@ -68,7 +68,7 @@ class ContainerAgent(ControlledAgent):
 
     fence: Fence = attr.ib(init=False)
     deployer: ContainerDeployer = attr.ib(init=False)
-    loop: ConvergenceLoop = attr.ib(init=False)
+    loop: ConvergenceLoop[ContainerLocalState] = attr.ib(init=False)
     client: AgentAMPClient = attr.ib(init=False)
 
     def __attrs_post_init__(self) -> None:

@@ -240,7 +240,8 @@ class RoundRobinEndpoint:
             connecting = DeferredContext(endpoint.connect(deadline))
             connecting.addActionFinish()
         # The caller gets the protocol its own factory built.
-        return connecting.result.addCallback(lambda wrapper: wrapper.wrappedProtocol)
+        connected: Deferred[Any] = connecting.result
+        return connected.addCallback(lambda wrapper: wrapper.wrappedProtocol)
 
 
 def control_endpoint(

@@ -54,7 +54,7 @@ from ._mover import DatasetMover
 from ._progress import ConvergenceProgress
 from ._roles import DIVERGED, FENCED, PRIMARY, REPLICA, IDatasetRoles
 from ._snapshots import SnapshotOperations
-from .datasets import DatasetDeployer
+from .datasets import DatasetDeployer, DatasetLocalState
 
 TRANSFER_UNAUTHORIZED = MessageType(
     "flocker:node:transfer:unauthorized",
@@ -189,7 +189,7 @@ class DatasetAgent(ControlledAgent):
     fence: Fence = attr.ib(init=False)
     mover: DatasetMover = attr.ib(init=False)
     deployer: DatasetDeployer = attr.ib(init=False)
-    loop: ConvergenceLoop = attr.ib(init=False)
+    loop: ConvergenceLoop[DatasetLocalState] = attr.ib(init=False)
     receiver: TransferReceiver = attr.ib(init=False)
     client: AgentAMPClient = attr.ib(init=False)
 

@@ -50,10 +50,10 @@ class IStateChange(Interface):
         "The eliot action type of this change, e.g. 'flocker:node:create_dataset'."
     )
 
-    def log_fields() -> dict[str, Any]:  # type: ignore[misc]
+    def log_fields() -> dict[str, Any]:
         """The fields logged on the change's eliot action (JSON values)."""
 
-    def run(deployer: Never) -> Deferred[None]:  # type: ignore[misc]
+    def run(deployer: Never) -> Deferred[None]:
         """
         Make the change.
 
@@ -70,7 +70,7 @@ class IStateChange(Interface):
 class ILocalState(Interface):
     """What ``Deployer.discover_state`` found on the node."""
 
-    def shared_state_changes() -> NodeState:  # type: ignore[misc]
+    def shared_state_changes() -> NodeState:
         """The part of the state to report to the control service."""
 
 
@@ -170,8 +170,8 @@ def run_state_change(
                     return reason
 
                 running.addErrback(failed)
-        result = DeferredContext(running)
-        return result.addActionFinish()
+        finished: Deferred[None] = DeferredContext(running).addActionFinish()
+        return finished
 
 
 @implementer(IStateChange)

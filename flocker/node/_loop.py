@@ -275,7 +275,7 @@ class ConvergenceLoop(Generic[LocalStateT]):
             d = DeferredContext(Deferred.fromCoroutine(iterate()))
             d.addCallbacks(succeeded, lambda f: f)
             d.addActionFinish()
-            result = d.result
+            result: Deferred[None] = d.result
         result.addErrback(failed)
         return result
 
