@@ -277,6 +277,11 @@ def _key_value(d: dict[str, Any]) -> KeyValue:
     )
 
 
+#: The most operations etcd takes in one transaction (its ``--max-txn-ops``
+#: default).
+MAX_TXN_OPS = 128
+
+
 def _revision(answer: dict[str, Any]) -> int:
     return int(answer.get("header", {}).get("revision", 0))
 
@@ -566,6 +571,29 @@ class EtcdClient:
             return _revision(answer)
 
         return self._run(put())
+
+    def put_many(
+        self, items: list[tuple[str, bytes]], lease: int | None = None
+    ) -> Deferred[int]:
+        """
+        Write every ``(key, value)`` of ``items`` in one transaction (all or
+        none; at most `MAX_TXN_OPS` of them), attached to ``lease`` if given;
+        fires with the revision written.
+        """
+        if len(items) > MAX_TXN_OPS:
+            raise ValueError(f"at most {MAX_TXN_OPS} writes in one transaction")
+
+        async def put_many() -> int:
+            operations = []
+            for key, value in items:
+                put: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+                if lease:
+                    put["lease"] = str(lease)
+                operations.append({"request_put": put})
+            answer, _ = await self._call("/v3/kv/txn", {"success": operations})
+            return _revision(answer)
+
+        return self._run(put_many())
 
     def delete(self, key: str) -> Deferred[int]:
         """Delete ``key`` (nothing if absent); fires with how many were deleted."""

@@ -59,6 +59,10 @@ SHARED_UNREADABLE = MessageType(
 )
 
 
+#: The most reports written to etcd in one transaction.
+REPORTS_PER_WRITE = 64
+
+
 @attrs.define(eq=False)
 class SharedClusterState(Service):
     """
@@ -89,6 +93,9 @@ class SharedClusterState(Service):
     _written: dict[tuple[str, str], float] = attrs.field(factory=dict, init=False)
     _renewed: float = attrs.field(default=0.0, init=False)
     _own: dict[tuple[str, str], bytes] = attrs.field(factory=dict, init=False)
+    _encoded: dict[tuple[str, str], tuple[NodeState, bytes]] = attrs.field(
+        factory=dict, init=False
+    )
     _dirty: set[tuple[str, str]] = attrs.field(factory=set, init=False)
     _heard: dict[str, dict[str, float]] = attrs.field(factory=dict, init=False)
     _heard_dirty: bool = attrs.field(default=False, init=False)
@@ -180,11 +187,7 @@ class SharedClusterState(Service):
         kind = agent_kind or "unknown"
         key = (state.uuid, kind)
         self._holders[key] = self.instance_id
-        document = {
-            "instance": self.instance_id,
-            "state": node_state_to_json(state),
-        }
-        encoded = json.dumps(document).encode("utf-8")
+        encoded = self._encode(key, state)
         now = self.clock.seconds()
         if (
             self._own.get(key) == encoded
@@ -195,6 +198,16 @@ class SharedClusterState(Service):
         self._written[key] = now
         self._dirty.add(key)
         self._tick()
+
+    def _encode(self, key: tuple[str, str], state: NodeState) -> bytes:
+        """What to write for a report (not encoded again if the same object)."""
+        known = self._encoded.get(key)
+        if known is not None and known[0] is state:
+            return known[1]
+        document = {"instance": self.instance_id, "state": node_state_to_json(state)}
+        encoded = json.dumps(document).encode("utf-8")
+        self._encoded[key] = (state, encoded)
+        return encoded
 
     def _heard_now(self, node_uuid: str, agent_kind: str, when: float) -> None:
         self._heard.setdefault(node_uuid, {})[agent_kind] = when
@@ -215,17 +228,21 @@ class SharedClusterState(Service):
     async def _publish(self) -> None:
         try:
             await self._keep_lease()
-            for key in sorted(self._dirty):
-                self._dirty.discard(key)
-                node, kind = key
+            while self._dirty:
+                # Many reports in one transaction: after a restart a
+                # thousand agents report at once.
+                batch = sorted(self._dirty)[:REPORTS_PER_WRITE]
+                self._dirty.difference_update(batch)
                 try:
-                    await self.client.put(
-                        f"{self._state_prefix}{node}/{kind}",
-                        self._own[key],
+                    await self.client.put_many(
+                        [
+                            (f"{self._state_prefix}{node}/{kind}", self._own[(node, kind)])
+                            for node, kind in batch
+                        ],
                         lease=self._lease,
                     )
                 except Exception:
-                    self._dirty.add(key)
+                    self._dirty.update(batch)
                     raise
             if self._heard_dirty:
                 self._heard_dirty = False

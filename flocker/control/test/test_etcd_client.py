@@ -18,6 +18,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from ...testtools.etcd import EtcdCluster, free_port
 from .._etcd import (
     ENDPOINT_FAILED,
+    MAX_TXN_OPS,
     UNAVAILABLE,
     EtcdClient,
     EtcdUnavailable,
@@ -168,6 +169,22 @@ class TestKeyValue:
         assert await client.compare_and_put("/cas", b"b", revision)
         assert not await client.compare_and_put("/cas", b"c", revision)
         assert (await value_of(client, "/cas")).value == b"b"
+
+    @pytest_twisted.ensureDeferred
+    async def test_put_many(self, client: EtcdClient) -> None:
+        """put_many writes every key at one revision, attached to the lease."""
+        lease = await client.grant_lease(30)
+        revision = await client.put_many([("/m/a", b"1"), ("/m/b", b"2")], lease=lease)
+        found = await client.get_prefix("/m/")
+        assert [(kv.key, kv.value, kv.mod_revision, kv.lease) for kv in found.kvs] == [
+            ("/m/a", b"1", revision, lease),
+            ("/m/b", b"2", revision, lease),
+        ]
+
+    def test_put_many_refuses_more_than_etcd_takes(self, client: EtcdClient) -> None:
+        """More writes than one etcd transaction takes are refused at once."""
+        with pytest.raises(ValueError):
+            client.put_many([(f"/k{i}", b"x") for i in range(MAX_TXN_OPS + 1)])
 
     @pytest_twisted.ensureDeferred
     async def test_delete_if(self, client: EtcdClient) -> None:
