@@ -24,11 +24,13 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from eliot import Field, MessageType, write_traceback
+from eliot import MessageType, write_traceback
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
+
+from ._logging import INSTANCE, REASON
 
 __all__ = [
     "LEADER_ELECTED",
@@ -37,13 +39,11 @@ __all__ = [
     "Leadership",
 ]
 
-_INSTANCE = Field.for_types("instance", [str], "A control instance's identifier.")
-_REASON = Field.for_types("reason", [str], "Why, in words.")
 
 #: This instance became the leader and started the singleton duties.
 LEADER_ELECTED = MessageType(
     "flocker:control:leader:elected",
-    [_INSTANCE],
+    [INSTANCE],
     "This control instance holds the leadership key and runs the cluster's "
     "singleton duties (failover decisions, clean-up).",
 )
@@ -51,7 +51,7 @@ LEADER_ELECTED = MessageType(
 #: This instance stopped being the leader and stopped its duties.
 LEADER_LOST = MessageType(
     "flocker:control:leader:lost",
-    [_INSTANCE, _REASON],
+    [INSTANCE, REASON],
     "This control instance stopped running the singleton duties: it could not "
     "renew its leadership lease in time, or it is stopping.",
 )
@@ -59,7 +59,7 @@ LEADER_LOST = MessageType(
 #: A leadership round failed (etcd unreachable, for instance); it is retried.
 LEADER_ROUND_FAILED = MessageType(
     "flocker:control:leader:round_failed",
-    [_INSTANCE, _REASON],
+    [INSTANCE, REASON],
     "Trying to become or stay the leader failed; the next round tries again.",
 )
 

@@ -18,6 +18,7 @@ CHANGED = Field.for_types("changed", [bool], "Whether the configuration changed.
 STORE = Field.for_types("store", [str], "Which configuration store, e.g. a path.")
 NODE_UUID = Field.for_types("node_uuid", [str], "A node's UUID.")
 REASON = Field.for_types("reason", [str], "Why, in words.")
+INSTANCE = Field.for_types("instance", [str], "A control instance's identifier.")
 
 #: The configuration was read from its store.
 LOAD_CONFIGURATION = ActionType(

@@ -34,19 +34,18 @@ from twisted.internet.task import LoopingCall, deferLater
 
 from ._clusterstate import ClusterStateService
 from ._etcd import EventType
+from ._logging import INSTANCE, REASON
 from ._serialization import SerializationError, node_state_from_json, node_state_to_json
 from ._state import NodeState
 
 __all__ = ["SharedClusterState"]
 
-_INSTANCE = Field.for_types("instance", [str], "A control instance's identifier.")
-_REASON = Field.for_types("reason", [str], "Why, in words.")
 _KEY = Field.for_types("key", [str], "An etcd key.")
 
 #: Sharing this instance's reports through etcd failed; it is retried.
 SHARE_FAILED = MessageType(
     "flocker:control:shared_state:failed",
-    [_INSTANCE, _REASON],
+    [INSTANCE, REASON],
     "Writing this instance's agents' reports to etcd, or keeping its lease, "
     "failed; the next round writes them again.",
 )
@@ -54,7 +53,7 @@ SHARE_FAILED = MessageType(
 #: Another instance shared something this one could not read.
 SHARED_UNREADABLE = MessageType(
     "flocker:control:shared_state:unreadable",
-    [_KEY, _REASON],
+    [_KEY, REASON],
     "A report another control instance shared could not be read; it is ignored.",
 )
 
@@ -349,4 +348,3 @@ class SharedClusterState(Service):
                         self.cluster_state.heard_at(node, kind, float(when))
         except (ValueError, KeyError, TypeError, AttributeError, SerializationError) as e:
             SHARED_UNREADABLE.log(key=key, reason=str(e) or repr(e))
-
