@@ -11,8 +11,10 @@ rejoins the cluster from its data.  `EtcdCluster.stop` kills every member
 it started and is safe to call twice; the members also die with the test
 process (``PR_SET_PDEATHSIG``), so an interrupted run leaves none behind.
 
-The methods block (they start processes and poll ``/health``); call them
-from fixtures and tests, not from product code.
+Members start with the same command line and environment as a local
+cluster's (`flocker.testtools.lab_etcd`).  The methods block (they start
+processes and poll ``/health``); call them from fixtures and tests, not
+from product code.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -31,20 +32,12 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
+from .lab_etcd import healthy, member_command, member_environment
+
 __all__ = ["EtcdCluster", "EtcdNotAvailable", "etcd_available", "free_port"]
 
 #: How long a cluster (or a restarted member) may take to become healthy.
 START_TIMEOUT = 30.0
-
-#: Go's names for the architectures etcd 3.4 only runs on when told to.
-_UNSUPPORTED_ARCHES = {
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "armv7l": "arm",
-}
-
 
 class EtcdNotAvailable(Exception):
     """No usable ``etcd`` binary on this machine."""
@@ -85,15 +78,6 @@ def _die_with_parent() -> None:
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-
-def _environment() -> dict[str, str]:
-    """The members' environment: no ETCD_* settings leak in from ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
-    arch = _UNSUPPORTED_ARCHES.get(platform.machine())
-    if arch is not None:
-        env["ETCD_UNSUPPORTED_ARCH"] = arch
-    return env
 
 
 class _Member:
@@ -194,42 +178,30 @@ class EtcdCluster:
     def _spawn(self, i: int) -> None:
         member = self._members[i]
         member.directory.mkdir(parents=True, exist_ok=True)
-        args = [
-            "etcd",
-            "--name", member.name,
-            "--data-dir", str(member.directory / "data"),
-            "--listen-client-urls", member.client_url,
-            "--advertise-client-urls", member.client_url,
-            "--listen-peer-urls", member.peer_url,
-            "--initial-advertise-peer-urls", member.peer_url,
-            "--initial-cluster", self._initial_cluster,
-            "--initial-cluster-token", f"flocker-test-{os.getpid()}-{id(self)}",
-            "--initial-cluster-state", "new",
-            "--logger", "zap",
-            "--log-outputs", str(member.log),
-        ]  # fmt: skip
+        args = member_command(
+            member.name,
+            str(member.directory / "data"),
+            member.client_url,
+            member.peer_url,
+            self._initial_cluster,
+            f"flocker-test-{os.getpid()}-{id(self)}",
+            str(member.log),
+        )
         member.process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=_environment(),
+            env=member_environment(),
             preexec_fn=_die_with_parent,
         )
-
-    def _healthy(self, member: _Member) -> bool:
-        try:
-            with urllib.request.urlopen(member.client_url + "/health", timeout=1) as r:
-                return bool(json.loads(r.read()).get("health") == "true")
-        except (OSError, ValueError, urllib.error.URLError):
-            return False
 
     def _wait_healthy(self, indexes: Iterable[int]) -> None:
         """Wait until the given members are healthy; fail if any exits."""
         waiting = [self._members[i] for i in indexes]
         deadline = time.monotonic() + START_TIMEOUT
         while waiting:
-            waiting = [m for m in waiting if not self._healthy(m)]
+            waiting = [m for m in waiting if not healthy(m.client_url)]
             for member in self._members:
                 process = member.process
                 if process is None or process.poll() is None:
