@@ -185,10 +185,12 @@ async def agent_worker(reactor: Any, options: argparse.Namespace) -> None:
     def report(i: int) -> None:
         clients[i].report_state(states[i]).addErrback(lambda f: None)
 
+    interval = options.report_interval
     for i in range(len(clients)):
         loop = LoopingCall(report, i)
         loop.clock = reactor
-        reactor.callLater(random.random(), loop.start, 1.0)
+        # The first report at once (within a second), as an agent's first pass.
+        reactor.callLater(random.random(), loop.start, interval)
     last_progress = time.monotonic()
     while not worker.synced():
         await deferLater(reactor, 0.2, lambda: None)

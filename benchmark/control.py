@@ -11,7 +11,11 @@ measured minutes earlier on the same machine:
 1. **baseline** — one real ``flocker-control`` process with the embedded
    file store, and a second process simulating N agents (`AgentAMPClient`,
    each with its own node certificate and connection), each reporting its
-   node's state once a second.
+   node's state as a real dataset agent does while nothing changes: at once
+   when connected, then every ``--report-interval`` seconds (30 by default:
+   an agent reports only when its state differs from its last report, and
+   refreshes its last convergence time every `CONVERGED_REFRESH` seconds;
+   ``--report-interval 1`` gives the harsher load of a report a second).
 2. **ha** — a real etcd cluster of three members (`EtcdCluster`, in a
    temporary directory) and ``--instances`` ``flocker-control`` processes
    with ``--store <etcd url> --instance-name controlN``; agent ``i``
@@ -89,6 +93,7 @@ from flocker.ca import ClusterPolicyForHTTPS, load_tls_files
 from flocker.ca.testtools import make_test_cluster_credentials
 from flocker.control._etcd import EtcdClient
 from flocker.control._leader import Leadership
+from flocker.node._progress import CONVERGED_REFRESH
 from flocker.testtools.etcd import EtcdCluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +138,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured seconds")
     parser.add_argument("--reads-per-second", type=float, default=5.0)
+    parser.add_argument(
+        "--report-interval",
+        type=float,
+        default=CONVERGED_REFRESH,
+        help="seconds between each simulated agent's (unchanged) reports",
+    )
     parser.add_argument("--writes-per-second", type=float, default=1.0)
     parser.add_argument(
         "--instances", type=int, default=3, help="control instances on etcd"
@@ -274,6 +285,7 @@ def _worker_arguments(
         "--worker-part", f"{part}/{options.agent_processes}",
         "--credentials", str(work / "credentials"),
         "--agent-ports", ",".join(str(c.ports["agent"]) for c in controls),
+        "--report-interval", str(options.report_interval),
     ]  # fmt: skip
 
 
@@ -569,7 +581,7 @@ async def _measure(
         "agent_processes": len(workers.pids),
         "agent_connect_seconds": connected,
         "initial_sync_seconds": synced,
-        "state_reports_per_second": options.agents,
+        "state_reports_per_second": options.agents / options.report_interval,
         "rest_reads_per_second": options.reads_per_second,
         "rest_writes_per_second": options.writes_per_second,
         "control_cpu_seconds_per_wall_second": sum(per_instance.values()),
