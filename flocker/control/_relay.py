@@ -174,7 +174,11 @@ class AgentRelay(Service):
             request_id=request_id,
             kind=request["kind"],
         )
-        waiting: Deferred[Any] = Deferred(lambda d: self._pending.pop(request_id, None))
+
+        def forget(cancelled: Deferred[Any]) -> None:
+            self._pending.pop(request_id, None)
+
+        waiting: Deferred[Any] = Deferred(forget)
         self._pending[request_id] = waiting
         with action.context():
             written = self.client.put(

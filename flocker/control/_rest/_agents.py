@@ -56,9 +56,9 @@ async def on_primary(
             f"the dataset agent of node {primary} did not answer within "
             f"{AGENT_TIMEOUT:.0f} s",
         ) from None
-    except Exception as error:  # the agent's or its backend's failure
+    except Exception as reason:  # the agent's or its backend's failure
         raise APIError(
-            503, f"the dataset agent of node {primary} could not do it: {error}"
+            503, f"the dataset agent of node {primary} could not do it: {reason}"
         ) from None
     error = result.get("error")
     if error is not None:

@@ -71,6 +71,7 @@ __all__ = [
     "mount",
     "operation",
     "parse_tag",
+    "path_segments",
     "routes_app",
     "serve_errors",
 ]
@@ -171,6 +172,14 @@ def operation(
     return decorator
 
 
+def path_segments(request: Request) -> list[bytes]:
+    """
+    The segments of the request's path: those routed so far, then the rest.
+    (Twisted sets both lists before any resource sees the request.)
+    """
+    return [*(request.prepath or []), *(request.postpath or [])]
+
+
 def mount(app: Klein, prefix: str, attribute: str) -> None:
     """
     Serve, on ``app``, every path under ``prefix`` by the Klein application
@@ -184,7 +193,7 @@ def mount(app: Klein, prefix: str, attribute: str) -> None:
         # moves a fixed number of segments, which is wrong for a path with
         # empty segments, e.g. ``//v1/...``.)  The mount point itself is the
         # child's "/" (not a redirect to it).
-        full = b"/".join([*request.prepath, *request.postpath])
+        full = b"/".join(path_segments(request))
         if not full.startswith(b"/"):
             full = b"/" + full
         if full == encoded or full.startswith(encoded + b"/"):

@@ -25,7 +25,7 @@ from .._httpaccess import APIAccess
 from .._httpjson import json_response
 from .._httpschema import openapi_document
 from ._context import DEFAULT_FAILOVER_AFTER, APIContext
-from ._operation import ACTIONS, Response, mount, operation, serve_errors
+from ._operation import ACTIONS, Response, mount, operation, path_segments, serve_errors
 from ._routes_configuration import ConfigurationRoutes
 from ._routes_datasets import DatasetRoutes
 from ._routes_environments import EnvironmentRoutes
@@ -209,7 +209,7 @@ def _undecodable_url(request: Request) -> tuple[int, str]:
     except UnicodeDecodeError:
         return 400, "the Host header is not UTF-8"
     try:
-        for segment in [*request.prepath, *request.postpath]:
+        for segment in path_segments(request):
             segment.decode("utf-8")
     except UnicodeDecodeError:
         return 404, (

@@ -11,11 +11,12 @@ before any snapshot is taken.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 from uuid import uuid4
 
 import attrs
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from .._checks import UnknownCopy
@@ -37,6 +38,14 @@ __all__ = ["EnvironmentRoutes"]
 
 #: Where `EnvironmentRoutes` are mounted.
 MOUNT = "/v1/environments"
+
+
+def _first_failure(failure: Failure) -> NoReturn:
+    """Raise the failure of the first of ``gatherResults``' Deferreds that failed."""
+    first = failure.value
+    if not isinstance(first, FirstError):
+        failure.raiseException()
+    first.subFailure.raiseException()
 
 
 def _copy_json(
@@ -138,7 +147,7 @@ class EnvironmentRoutes(Routes):
         await gatherResults(
             [Deferred.fromCoroutine(on_primary(self.context, d, "take_internal", snapshot)) for d in datasets],
             consumeErrors=True,
-        ).addErrback(lambda failure: failure.value.subFailure.raiseException())
+        ).addErrback(_first_failure)
         stored = await self.context.change(
             expected_tag,
             lambda current: clone_environment(

@@ -357,6 +357,7 @@ def test_writes_survive_killing_the_leader(ha_cluster: dict[str, Any]) -> None:
     for writer in writers:
         writer.start()
     leader = lab.leader_instance(ha_cluster["dir"])
+    assert leader is not None, "no control instance leads"
     try:
         # 60 s of writes in all, the leader killed after the first 20.
         time.sleep(20)
@@ -438,6 +439,7 @@ def test_automatic_failover_when_the_leader_dies_with_the_primary(
 
     wait_for(replicated, 180, "a replication round on the second node")
     leader = wait_for(lambda: lab.leader_instance(ha_cluster["dir"]), 60, "a leader")
+    assert leader is not None  # wait_for returns a true value
     lab.stop_node(ha_cluster["dir"], 1, power_cut=True)
     lab.stop_control(ha_cluster["dir"], leader, kill=True)
     try:

@@ -8,32 +8,25 @@ Unit tests of what the REST API shows about failovers: the configuration's
 from __future__ import annotations
 
 import pytest
-from treq.testing import StubTreq
 
 from flocker.control._state import DatasetState, NodeState, Snapshot
-from flocker.control.rest_service import make_api_resource
 
-from .test_httpapi import DATASET, NODE_A, NODE_B, APIHarness
-from .test_httpapi_cloning import Agents
+from .test_httpapi import DATASET, NODE_A, NODE_B
+from .test_httpapi_cloning import Agents, AgentsHarness
 from .test_httpapi_replication import NODE_C, failover, ready, report
 
 DIVERGED = "flocker-diverged-0-1700000000000000000"
 
 
 @pytest.fixture
-def api() -> APIHarness:
+def api() -> AgentsHarness:
     """The API with node A's dataset agent answering snapshot requests; C known."""
-    harness = APIHarness()
+    harness = AgentsHarness(Agents())
     harness.state.update_node_state(NodeState(uuid=NODE_C))
-    agents = Agents()
-    harness.agents = agents  # type: ignore[attr-defined]
-    harness.treq = StubTreq(
-        make_api_resource(harness.configuration, harness.state, harness.clock, agents)
-    )
     return harness
 
 
-def set_aside(api: APIHarness, node: str, role: str, epoch: int) -> None:
+def set_aside(api: AgentsHarness, node: str, role: str, epoch: int) -> None:
     """``node`` reports its copy of DATASET in ``role`` with a set-aside snapshot."""
     api.state.update_node_state(
         NodeState(
@@ -51,7 +44,7 @@ def set_aside(api: APIHarness, node: str, role: str, epoch: int) -> None:
     )
 
 
-def test_manual_failover_records_failover_snapshot(api: APIHarness) -> None:
+def test_manual_failover_records_failover_snapshot(api: AgentsHarness) -> None:
     """A manual failover records the snapshot the new primary starts from."""
     ready(api, NODE_B)
     assert failover(api, {"node_uuid": NODE_B, "force": True}).code == 200
@@ -61,14 +54,14 @@ def test_manual_failover_records_failover_snapshot(api: APIHarness) -> None:
     assert NODE_A not in api.stored().deployment.nodes  # manual: the old copy leaves
 
 
-def test_no_failover_snapshot_before_a_failover(api: APIHarness) -> None:
+def test_no_failover_snapshot_before_a_failover(api: AgentsHarness) -> None:
     """A dataset never failed over has no failover_snapshot key."""
     ready(api, NODE_B)
     (dataset,) = api.request("GET", "/v1/configuration/datasets").body
     assert "failover_snapshot" not in dataset
 
 
-def test_fenced_primary_listed_in_state(api: APIHarness) -> None:
+def test_fenced_primary_listed_in_state(api: AgentsHarness) -> None:
     """
     A primary whose node fenced itself is listed, marked fenced and without
     a path; its node lists the dataset as fenced.
@@ -84,7 +77,7 @@ def test_fenced_primary_listed_in_state(api: APIHarness) -> None:
     assert "fenced" not in nodes[NODE_B]
 
 
-def test_fenced_copy_of_older_epoch_listed_as_diverged(api: APIHarness) -> None:
+def test_fenced_copy_of_older_epoch_listed_as_diverged(api: AgentsHarness) -> None:
     """After a failover, the old primary's fenced copy shows as diverged, not primary."""
     ready(api, NODE_B)
     assert failover(api, {"node_uuid": NODE_B, "force": True}).code == 200
@@ -95,7 +88,7 @@ def test_fenced_copy_of_older_epoch_listed_as_diverged(api: APIHarness) -> None:
     assert [d["node_uuid"] for d in entry["diverged"]] == [NODE_A]
 
 
-def test_state_shows_set_aside_snapshots(api: APIHarness) -> None:
+def test_state_shows_set_aside_snapshots(api: AgentsHarness) -> None:
     """A rejoined replica's and a diverged copy's set-aside snapshots are listed."""
     ready(api, NODE_B, NODE_C)
     report(api, NODE_A, role="primary", path="/flocker/a", epoch=0)
@@ -108,7 +101,7 @@ def test_state_shows_set_aside_snapshots(api: APIHarness) -> None:
     assert entry["diverged"][0]["set_aside"] == expected
 
 
-def test_state_without_set_aside_answers_as_before(api: APIHarness) -> None:
+def test_state_without_set_aside_answers_as_before(api: AgentsHarness) -> None:
     """Copies with nothing set aside have no set_aside key."""
     ready(api, NODE_B)
     report(api, NODE_A, role="primary", path="/flocker/a", epoch=0)
@@ -116,13 +109,13 @@ def test_state_without_set_aside_answers_as_before(api: APIHarness) -> None:
     assert "set_aside" not in entry["replicas"][0]
 
 
-def test_snapshots_list_set_aside_with_their_node(api: APIHarness) -> None:
+def test_snapshots_list_set_aside_with_their_node(api: AgentsHarness) -> None:
     """
     The snapshots list has the primary's snapshots as before, then each
     set-aside snapshot with the node holding it.
     """
     ready(api, NODE_B)
-    api.agents.expose(DATASET)  # type: ignore[attr-defined]
+    api.agents.expose(DATASET)
     path = f"/v1/datasets/{DATASET}/snapshots"
     assert api.request("POST", path, {"name": "monday"}).code == 201
     set_aside(api, NODE_B, "replica", 0)

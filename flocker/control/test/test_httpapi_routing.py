@@ -16,7 +16,9 @@ from .test_httpapi import APIHarness
 def _answer(api: APIHarness, method: str, path: str) -> tuple[int, Any]:
     """The status and raw body of a request for exactly ``path``."""
     results: list[Any] = []
-    d = api.treq.request(method, "https://control.example" + path, allow_redirects=False)
+    d = api.treq.request(  # type: ignore[attr-defined]  # StubTreq's methods are made at run time
+        method, "https://control.example" + path, allow_redirects=False
+    )
     d.addCallback(lambda r: r.content().addCallback(lambda c: results.append((r.code, c))))
     api.treq.flush()
     (result,) = results

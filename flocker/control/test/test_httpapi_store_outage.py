@@ -39,7 +39,7 @@ def test_reads_still_answered() -> None:
     """Reads serve the last configuration this instance saw."""
     store = UnreachableStore()
     api = APIHarness(store)
-    api.configuration._current = api.configuration._current.set(
+    api.configuration._current = api.configuration._loaded().set(
         deployment=api.configuration.deployment.add_dataset(
             Dataset(dataset_id=DATASET_PG), NODE_A
         )

@@ -590,7 +590,7 @@ def test_node_state_rejects_wrong_values():
         DatasetState(dataset_id=DATASET_PG, size=-1)
 
 
-def _holding(node: str, *ids: str, seen: Iterable[str] = ()) -> NodeState:
+def _holding(node: str, *ids: str, seen: Iterable[str] | None = ()) -> NodeState:
     """A node's report: the datasets it holds, the deletions its agent saw."""
     return NodeState(
         uuid=node,
@@ -628,6 +628,7 @@ def test_cleanup_deleted_keeps_until_its_nodes_saw_the_deletion():
     on reported from a pass that did not see it deleted (that pass may be
     creating it), or from an agent that does not say.
     """
+    seen: list[str] | None
     for seen in ([], None):
         state = (
             DeploymentState()

@@ -112,7 +112,8 @@ async def test_refuses_to_start_on_foreign_data(
         assert result.returncode != 0
         [line] = result.stderr.strip().splitlines()
         assert line.startswith("flocker-control: error:") and complaint in line
-        assert (await client.get(key)).value == foreign
+        stored = await client.get(key)
+        assert stored is not None and stored.value == foreign
 
 
 def test_refuses_to_start_without_etcd(

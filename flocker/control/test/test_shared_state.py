@@ -185,7 +185,7 @@ async def test_stale_while_etcd_is_gone(etcd_cluster: EtcdCluster, client: EtcdC
         etcd_cluster.kill_member(0)
         a.state.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS), "dataset")
         reason = await eventually(a.sharing.stale_reason, what="the instance to notice")
-        assert "etcd has not answered" in reason
+        assert reason is not None and "etcd has not answered" in reason
         etcd_cluster.start_member(0)
         await eventually(lambda: a.sharing.stale_reason() is None, what="etcd back")
     finally:
@@ -220,7 +220,8 @@ async def test_unchanged_report_is_not_written_again(client: EtcdClient) -> None
         a.state.update_node_state(NodeState(uuid=NODE_A, datasets={}), "dataset")
         await eventually(lambda: a.sharing._round is None, what="a's round")
         await deferLater(reactor, 0.3, lambda: None)  # type: ignore[arg-type]
-        assert (await client.get(key)).mod_revision == first.mod_revision
+        current = await client.get(key)
+        assert current is not None and current.mod_revision == first.mod_revision
         a.state.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS), "dataset")
         changed = await _written_after(client, key, first.mod_revision)
         a.sharing.rewrite_after = 0.0
