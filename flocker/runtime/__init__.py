@@ -4,7 +4,7 @@ Container runtimes: the Docker Engine and an in-memory fake.
 :class:`IContainerRuntime` runs the containers of one Flocker node, each
 described by a :class:`ContainerSpec` value; see ``flocker.runtime._interface``
 for the semantics (ownership labels, engine names, desired-versus-actual
-comparison, no image pulls).  :class:`DockerRuntime` is the real provider,
+comparison, image pulls).  :class:`DockerRuntime` is the real provider,
 :class:`MemoryRuntime` the fake; ``flocker.runtime.testtools`` has the
 contract suite both pass.
 """
@@ -22,9 +22,12 @@ from ._interface import (
     EngineError,
     IContainerRuntime,
     ImageNotFound,
+    ImagePullFailed,
     InvalidName,
     PortInUse,
     PublishedPort,
+    PullProgress,
+    RegistryCredentials,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
@@ -52,11 +55,14 @@ __all__ = [
     "EngineError",
     "IContainerRuntime",
     "ImageNotFound",
+    "ImagePullFailed",
     "InvalidName",
     "MemoryEngine",
     "MemoryRuntime",
     "PortInUse",
     "PublishedPort",
+    "PullProgress",
+    "RegistryCredentials",
     "RestartAlways",
     "RestartNever",
     "RestartOnFailure",

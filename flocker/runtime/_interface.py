@@ -33,16 +33,19 @@ restarts) are *not* part of the spec; they come from
 Images
 ======
 
-No registry is reachable from Flocker's machines, so a runtime never pulls:
-creating a container from an image the engine lacks fails at once with
-:class:`ImageNotFound`.  :meth:`IContainerRuntime.image_exists` tells in
-advance.
+Creating a container never pulls: from an image the engine lacks it fails at
+once with :class:`ImageNotFound` (:meth:`IContainerRuntime.image_exists`
+tells in advance).  :meth:`IContainerRuntime.pull_image` pulls an image from
+its registry on its own, with :class:`RegistryCredentials` for a private one
+(never logged), reporting :class:`PullProgress` and failing with
+:class:`ImagePullFailed` in the registry's words.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -397,12 +400,59 @@ class ContainerExists(ContainerRuntimeError):
 
 
 class ImageNotFound(ContainerRuntimeError):
-    """The engine has no image of that name (and none is ever pulled)."""
+    """The engine has no image of that name (creating never pulls one)."""
 
     def __init__(self, image: str) -> None:
         """Name the missing image."""
         self.image = image
-        super().__init__(f"no image {image!r} in the engine (images are never pulled)")
+        super().__init__(f"no image {image!r} in the engine (it must be pulled first)")
+
+
+class RegistryCredentials(PClass):
+    """
+    A user name and password for a registry.
+
+    The password is left out of the ``repr`` (and so of tracebacks and
+    logs that show the value).
+    """
+
+    username = field(type=str, mandatory=True)
+    password = field(type=str, mandatory=True)
+
+    def __repr__(self) -> str:
+        """The user name only."""
+        return f"RegistryCredentials(username={self.username!r}, password=<hidden>)"
+
+    __str__ = __repr__
+
+
+class PullProgress(PClass):
+    """
+    How far a pull has got: layers and bytes done out of those known.
+
+    Totals grow while the engine learns of more layers; a finished pull
+    has ``layers_done == layers_total``.
+    """
+
+    layers_done = field(type=int, initial=0)
+    layers_total = field(type=int, initial=0)
+    bytes_done = field(type=int, initial=0)
+    bytes_total = field(type=int, initial=0)
+
+
+class ImagePullFailed(ContainerRuntimeError):
+    """
+    An image could not be pulled.
+
+    :ivar image: The reference asked for.
+    :ivar reason: What the engine or the registry said, on one line.
+    """
+
+    def __init__(self, image: str, reason: str) -> None:
+        """Name the image and say why, in the registry's words."""
+        self.image = image
+        self.reason = " ".join(reason.split())
+        super().__init__(f"pulling image {image!r} failed: {self.reason}")
 
 
 class PortInUse(ContainerRuntimeError):
@@ -507,6 +557,26 @@ class IContainerRuntime(Interface):
 
         Idempotent: removing a container this node does not own succeeds
         and does nothing.  Bound host directories are left alone.
+        """
+
+    def pull_image(
+        image: str,
+        credentials: RegistryCredentials | None = None,
+        progress: Callable[[PullProgress], object] | None = None,
+    ) -> Deferred[None]:
+        """
+        Pull ``image`` (``[registry/]repository[:tag|@digest]``, ``latest``
+        if no tag) from its registry into the engine.
+
+        :param credentials: For a registry that asks for them; they appear
+            in no log, error or ``repr``.
+        :param progress: Called (in the reactor thread) with the pull's
+            `PullProgress` while it runs, at most a few times a second,
+            and once at the end.
+        :raise ImagePullFailed: with the registry's (or engine's) message
+            when the image cannot be pulled: no such repository or tag,
+            credentials missing or refused, registry unreachable, or a
+            malformed reference.  Nothing else changes.
         """
 
     def image_exists(image: str) -> Deferred[bool]:

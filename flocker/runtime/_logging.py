@@ -13,6 +13,9 @@ NODE_UUID = Field.for_types("node_uuid", [str], "The node whose containers these
 NAME = Field.for_types("name", [str], "An application (container) name.")
 IMAGE = Field.for_types("image", [str], "An image reference.")
 TIMEOUT = Field.for_types("timeout", [float, int], "Seconds before SIGKILL.")
+AUTHENTICATED = Field.for_types(
+    "authenticated", [bool], "Whether registry credentials were given (never which)."
+)
 
 
 def _action(verb: str, fields: list[Field], description: str) -> ActionType:
@@ -30,3 +33,6 @@ START = _action("start", [NAME], "A stopped container is started.")
 STOP = _action("stop", [NAME, TIMEOUT], "A container is stopped.")
 REMOVE = _action("remove", [NAME], "A container is removed.")
 IMAGE_EXISTS = _action("image_exists", [IMAGE], "The engine is asked for an image.")
+PULL_IMAGE = _action(
+    "pull_image", [IMAGE, AUTHENTICATED], "An image is pulled from its registry."
+)

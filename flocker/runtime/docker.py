@@ -38,6 +38,7 @@ import attrs
 import docker
 import docker.errors
 import requests.exceptions
+from docker.utils import parse_repository_tag
 from eliot import ActionType
 from pyrsistent import PMap, PSet, pmap, pset
 from twisted.internet.defer import Deferred
@@ -56,8 +57,11 @@ from ._interface import (
     EngineError,
     IContainerRuntime,
     ImageNotFound,
+    ImagePullFailed,
     PortInUse,
     PublishedPort,
+    PullProgress,
+    RegistryCredentials,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
@@ -73,10 +77,12 @@ from ._logging import (
     INSPECT,
     LIST_CONTAINERS,
     LIST_STATES,
+    PULL_IMAGE,
     REMOVE,
     START,
     STOP,
 )
+from ._pull import PullTally
 
 #: The label holding the spec's environment as a JSON object.
 ENVIRONMENT_LABEL = "org.flocker.environment"
@@ -423,6 +429,15 @@ class DockerAdapter:
         except (UnknownContainer, docker.errors.NotFound):
             pass
 
+    def pull_image(
+        self,
+        image: str,
+        credentials: RegistryCredentials | None,
+        report: Callable[[PullProgress], object],
+    ) -> None:
+        """See :meth:`IContainerRuntime.pull_image` (``report`` is called here)."""
+        _pull(self.client, image, credentials, report)
+
     def image_exists(self, image: str) -> bool:
         """See :meth:`IContainerRuntime.image_exists`."""
         if not image or any(c.isspace() or c == "\0" for c in image):
@@ -436,6 +451,44 @@ class DockerAdapter:
                 return False
             raise EngineError(str(error.explanation or error)) from None
         return True
+
+
+#: Seconds between two progress reports of one pull.
+PROGRESS_INTERVAL = 0.5
+
+
+def _pull(
+    client: docker.DockerClient,
+    image: str,
+    credentials: RegistryCredentials | None,
+    report: Callable[[PullProgress], object],
+) -> None:
+    """
+    Pull ``image`` through ``client``, reporting progress every
+    `PROGRESS_INTERVAL` seconds and at the end (blocks).
+    """
+    repository, tag = parse_repository_tag(image)
+    if not repository or any(c.isspace() or c == "\0" for c in image):
+        raise ImagePullFailed(image, "invalid reference format")
+    auth = (
+        None
+        if credentials is None
+        else {"username": credentials.username, "password": credentials.password}
+    )
+    tally = PullTally(image)
+    try:
+        events = client.api.pull(
+            repository, tag=tag or "latest", stream=True, decode=True, auth_config=auth
+        )
+        reported = time.monotonic()
+        for event in events:
+            tally.add(event)
+            if time.monotonic() - reported >= PROGRESS_INTERVAL:
+                report(tally.progress)
+                reported = time.monotonic()
+    except docker.errors.APIError as error:
+        raise ImagePullFailed(image, str(error.explanation or error)) from None
+    report(tally.progress)
 
 
 def _engine_errors(f: Callable[..., T], *args: Any) -> T:
@@ -556,6 +609,25 @@ class DockerRuntime:
             await self._call(self._adapter.remove, check_name(name))
 
         return self._logged(REMOVE, body, name=str(name))
+
+    def pull_image(
+        self,
+        image: str,
+        credentials: RegistryCredentials | None = None,
+        progress: Callable[[PullProgress], object] | None = None,
+    ) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.pull_image`."""
+
+        def report(state: PullProgress) -> None:
+            if progress is not None:
+                self.reactor.callFromThread(progress, state)
+
+        async def body() -> None:
+            await self._call(self._adapter.pull_image, image, credentials, report)
+
+        return self._logged(
+            PULL_IMAGE, body, image=str(image), authenticated=credentials is not None
+        )
 
     def image_exists(self, image: str) -> Deferred[bool]:
         """See :meth:`IContainerRuntime.image_exists`."""

@@ -32,7 +32,10 @@ from ._interface import (
     ContainerState,
     IContainerRuntime,
     ImageNotFound,
+    ImagePullFailed,
     PortInUse,
+    PullProgress,
+    RegistryCredentials,
     RestartAlways,
     RestartOnFailure,
     UnknownContainer,
@@ -45,6 +48,7 @@ from ._logging import (
     INSPECT,
     LIST_CONTAINERS,
     LIST_STATES,
+    PULL_IMAGE,
     REMOVE,
     START,
     STOP,
@@ -73,10 +77,38 @@ class MemoryEngine:
 
     images: set[str] = attrs.field(factory=set)
     containers: dict[tuple[str, str], _Container] = attrs.field(factory=dict)
+    registry: dict[str, RegistryCredentials | None] = attrs.field(factory=dict)
 
     def add_image(self, image: str) -> None:
         """Make ``image`` available, as ``docker import`` would."""
         self.images.add(image)
+
+    def publish(self, image: str, credentials: RegistryCredentials | None = None) -> None:
+        """
+        Make ``image`` pullable, as pushing it to a registry would; with
+        ``credentials``, only by a pull that gives them.
+        """
+        self.registry[image] = credentials
+
+    def pull(self, image: str, credentials: RegistryCredentials | None) -> str:
+        """
+        Add a published image to the engine, as a registry would answer a
+        pull; the reference added.  Fails as a registry does.
+        """
+        if not image or any(c.isspace() or c == "\0" for c in image):
+            raise ImagePullFailed(image, "invalid reference format")
+        reference = image
+        if reference not in self.registry and ":" not in image.rsplit("/", 1)[-1]:
+            reference = f"{image}:latest"
+        if reference not in self.registry:
+            raise ImagePullFailed(
+                image, f"manifest for {reference} not found: manifest unknown"
+            )
+        required = self.registry[reference]
+        if required is not None and credentials != required:
+            raise ImagePullFailed(image, "unauthorized: authentication required")
+        self.images.add(reference)
+        return reference
 
     def _port_clash(self, spec: ContainerSpec) -> str | None:
         """Describe a clash of ``spec``'s ports with a running container's."""
@@ -210,6 +242,23 @@ class MemoryRuntime:
             self.engine.containers.pop((self.node_uuid, check_name(name)), None)
 
         return self._logged(REMOVE, body, name=str(name))
+
+    def pull_image(
+        self,
+        image: str,
+        credentials: RegistryCredentials | None = None,
+        progress: Callable[[PullProgress], object] | None = None,
+    ) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.pull_image` (one layer, one byte)."""
+
+        async def body() -> None:
+            self.engine.pull(image, credentials)
+            if progress is not None:
+                progress(PullProgress(layers_done=1, layers_total=1, bytes_done=1, bytes_total=1))
+
+        return self._logged(
+            PULL_IMAGE, body, image=str(image), authenticated=credentials is not None
+        )
 
     def image_exists(self, image: str) -> Deferred[bool]:
         """See :meth:`IContainerRuntime.image_exists`."""

@@ -33,9 +33,12 @@ from ._interface import (
     ContainerSpec,
     IContainerRuntime,
     ImageNotFound,
+    ImagePullFailed,
     InvalidName,
     PortInUse,
     PublishedPort,
+    PullProgress,
+    RegistryCredentials,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
@@ -113,6 +116,21 @@ class RuntimeHarness(Protocol):
         """A runtime for a node (a new random one by default) on the shared engine."""
         ...
 
+    #: The credentials the harness's private registry asks for.
+    credentials: RegistryCredentials
+
+    def publish(self, private: bool = False) -> str:
+        """
+        A new image reference pullable from the harness's registry (the
+        private one, asking for `credentials`, if ``private``) and absent
+        from the engine.
+        """
+        ...
+
+    def missing_tag(self) -> str:
+        """A reference to a tag never pushed to the public registry."""
+        ...
+
 
 class MemoryHarness:
     """Fake runtimes sharing one :class:`MemoryEngine` with a busybox image."""
@@ -130,6 +148,18 @@ class MemoryHarness:
             str(uuid.uuid4()) if node_uuid is None else node_uuid, self.engine
         )
 
+    credentials = RegistryCredentials(username="flocker-test", password="memory-secret")
+
+    def publish(self, private: bool = False) -> str:
+        """A new reference in the fake registry."""
+        reference = f"registry.test/flocker-test/pull-{uuid.uuid4().hex[:12]}:1"
+        self.engine.publish(reference, self.credentials if private else None)
+        return reference
+
+    def missing_tag(self) -> str:
+        """A tag the fake registry never had."""
+        return "registry.test/flocker-test/pull-never:missing"
+
 
 def memory_harness(request: pytest.FixtureRequest) -> MemoryHarness:
     """The contract harness of :class:`MemoryRuntime`."""
@@ -143,17 +173,34 @@ def docker_harness(request: pytest.FixtureRequest) -> Any:
     Uses the real engine (fixtures ``docker_client`` and ``busybox_image``);
     every container of every node it made is removed after the test.
     """
+    import docker.errors
     from twisted.internet import reactor
 
     from .docker import DockerRuntime
 
     client = request.getfixturevalue("docker_client")
     labels = request.getfixturevalue("docker_test_labels")
+    public_registry, private_registry = request.getfixturevalue("local_registries")
 
     class DockerHarness:
         image = request.getfixturevalue("busybox_image")
         directory = str(request.getfixturevalue("tmp_path"))
         nodes: list[str] = []
+        published: list[str] = []
+        credentials = RegistryCredentials(
+            username=private_registry.credentials[0],
+            password=private_registry.credentials[1],
+        )
+
+        def publish(self, private: bool = False) -> str:
+            registry = private_registry if private else public_registry
+            name = f"flocker-test/pull-{uuid.uuid4().hex[:12]}:1"
+            reference: str = registry.push(client, self.image, name)
+            self.published.append(reference)
+            return reference
+
+        def missing_tag(self) -> str:
+            return f"{public_registry.address}/flocker-test/pull-never:missing"
 
         def make_runtime(self, node_uuid: str | None = None) -> IContainerRuntime:
             node_uuid = str(uuid.uuid4()) if node_uuid is None else node_uuid
@@ -169,6 +216,11 @@ def docker_harness(request: pytest.FixtureRequest) -> Any:
     harness = DockerHarness()
 
     def clean_up() -> None:
+        for reference in harness.published:
+            try:
+                client.images.remove(reference)
+            except docker.errors.ImageNotFound:
+                pass
         for node in harness.nodes:
             for container in client.containers.list(
                 all=True, filters={"label": f"{NODE_LABEL}={node}"}
@@ -412,6 +464,73 @@ def make_icontainerruntime_tests(
             """A malformed image reference is an image the engine lacks."""
             runtime = harness.make_runtime()
             assert await runtime.image_exists(image) is False
+
+        @pytest_twisted.ensureDeferred
+        async def test_pull_makes_the_image_available(
+            self, harness: RuntimeHarness
+        ) -> None:
+            """
+            A pulled image is in the engine afterwards, a container can be
+            made from it, and the last progress reported is a finished pull.
+            """
+            runtime = harness.make_runtime()
+            reference = harness.publish()
+            assert not await runtime.image_exists(reference)
+            reported: list[PullProgress] = []
+            await runtime.pull_image(reference, progress=reported.append)
+            assert await runtime.image_exists(reference)
+            last = reported[-1]
+            assert last.layers_done == last.layers_total
+            await runtime.create(ContainerSpec(name="pulled", image=reference, command=LONG_RUNNING))
+            assert (await runtime.inspect("pulled")).running
+
+        @pytest_twisted.ensureDeferred
+        async def test_pull_from_a_private_registry_needs_its_credentials(
+            self, harness: RuntimeHarness
+        ) -> None:
+            """
+            A private registry's image is pulled with its credentials; with
+            none or wrong ones the pull fails saying so, and the password
+            appears in no error.
+            """
+            runtime = harness.make_runtime()
+            reference = harness.publish(private=True)
+            right = harness.credentials
+            wrong = right.set(password="not-" + right.password)
+            for credentials in (None, wrong):
+                with pytest.raises(ImagePullFailed) as caught:
+                    await runtime.pull_image(reference, credentials)
+                reason = caught.value.reason.lower()
+                assert any(w in reason for w in ("auth", "credentials")), reason
+                assert right.password not in str(caught.value)
+                assert not await runtime.image_exists(reference)
+            await runtime.pull_image(reference, right)
+            assert await runtime.image_exists(reference)
+            assert right.password not in repr(right)
+
+        @pytest_twisted.ensureDeferred
+        async def test_pull_of_a_missing_tag_says_so(self, harness: RuntimeHarness) -> None:
+            """A tag the registry lacks fails the pull in the registry's words."""
+            runtime = harness.make_runtime()
+            reference = harness.missing_tag()
+            with pytest.raises(ImagePullFailed) as caught:
+                await runtime.pull_image(reference)
+            assert caught.value.image == reference
+            assert "manifest unknown" in caught.value.reason
+            assert not await runtime.image_exists(reference)
+
+        @pytest.mark.parametrize(
+            "reference", ["", "has space", "127.0.0.1:1/flocker-test/nobody-listens:1"]
+        )
+        @pytest_twisted.ensureDeferred
+        async def test_pull_that_cannot_work_fails_cleanly(
+            self, harness: RuntimeHarness, reference: str
+        ) -> None:
+            """A malformed reference or an unreachable registry fails the pull."""
+            runtime = harness.make_runtime()
+            with pytest.raises(ImagePullFailed) as caught:
+                await runtime.pull_image(reference)
+            assert caught.value.reason
 
         @pytest_twisted.ensureDeferred
         async def test_longest_name(self, harness: RuntimeHarness) -> None:

@@ -9,6 +9,9 @@ Loaded for every test by the project's ``conftest.py``.  Fixtures:
 * ``busybox_image`` — the tag of a locally built busybox image.
 * ``etcd_cluster`` — a one-member real etcd on free loopback ports, killed
   after the test; ``make_etcd_cluster`` makes more (``members=3``).
+* ``local_registries`` — two real Docker registries on loopback for the
+  session, a public one and a private one asking for credentials
+  (``flocker.testtools.registry.LocalRegistry``).
 
 When ``FLOCKER_REQUIRE_REAL=1`` (``admin/run-tests`` sets it when run as
 root, as CI is), a functional or acceptance test that skips is reported as a
@@ -208,3 +211,32 @@ def make_etcd_cluster(
 def etcd_cluster(make_etcd_cluster: Callable[..., Any]) -> Any:
     """A fresh one-member real etcd for one test."""
     return make_etcd_cluster()
+
+
+@pytest.fixture(scope="session")
+def local_registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """
+    ``(public, private)``: real Docker registries on loopback ports for the
+    session (the private one asks for ``PRIVATE_REGISTRY_CREDENTIALS``); it
+    skips the test (a failure under ``FLOCKER_REQUIRE_REAL=1``) when
+    ``docker-registry`` is missing.
+    """
+    from .registry import LocalRegistry, registry_available
+
+    problem = registry_available()
+    if problem is not None:
+        pytest.skip(problem)
+    directory = tmp_path_factory.mktemp("registries")
+    public = LocalRegistry(directory / "public")
+    try:
+        private = LocalRegistry(directory / "private", PRIVATE_REGISTRY_CREDENTIALS)
+    except Exception:
+        public.stop()
+        raise
+    yield public, private
+    public.stop()
+    private.stop()
+
+
+#: The user name and password of the tests' private registry.
+PRIVATE_REGISTRY_CREDENTIALS = ("flocker-test", "pull-secret-4b1d")

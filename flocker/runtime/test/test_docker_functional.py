@@ -1,7 +1,8 @@
 """
 DockerRuntime on the real engine beyond the contract: processes really run,
 bind mounts carry data, published ports answer, restart policies act, and
-the counter test image serves and keeps its count.
+the counter test image serves and keeps its count, pulls report what they
+download.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .. import (
     ContainerState,
     IContainerRuntime,
     PublishedPort,
+    RegistryCredentials,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
@@ -294,3 +296,48 @@ async def test_swappiness_applied(harness: Any, tmp_path: Any) -> None:
     finally:
         engine.close()
     assert record["HostConfig"]["MemorySwappiness"] == 7
+
+
+def _fresh_image(client: Any) -> str:
+    """An image with a layer the engine has nowhere else (random content)."""
+    import io
+    import tarfile
+
+    data = os.urandom(256 * 1024)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("random.bin")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    repository = f"flocker-test/fresh-{os.urandom(4).hex()}"
+    client.api.import_image_from_data(buffer.getvalue(), repository=repository, tag="1")
+    return f"{repository}:1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_pull_reports_the_layers_and_bytes_it_downloads(
+    harness: Any, docker_client: Any, local_registries: Any, eliot_logger: Any
+) -> None:
+    """
+    A pull that downloads a layer reports it, bytes included, and its log
+    says whether credentials were given but never which.
+    """
+    _, private = local_registries
+    image = _fresh_image(docker_client)
+    reference = private.push(docker_client, image, image)
+    docker_client.images.remove(image)  # the engine keeps the layer no more
+    username, password = private.credentials
+    runtime = harness.make_runtime()
+    reported: list[Any] = []
+    try:
+        await runtime.pull_image(
+            reference, RegistryCredentials(username=username, password=password),
+            reported.append,
+        )  # fmt: skip
+    finally:
+        docker_client.images.remove(reference)
+    last = reported[-1]
+    assert last.layers_total >= 1 and last.layers_done == last.layers_total
+    assert last.bytes_total > 0 and last.bytes_done == last.bytes_total
+    logged = repr(eliot_logger.messages)
+    assert password not in logged and reference in logged
