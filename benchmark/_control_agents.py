@@ -187,10 +187,13 @@ async def agent_worker(reactor: Any, options: argparse.Namespace) -> None:
 
     interval = options.report_interval
     for i in range(len(clients)):
+        # The first report at once (within a second), as an agent's first
+        # pass; then every interval, at a phase of its own: agents on their
+        # own machines do not refresh their reports in step.
+        reactor.callLater(random.random(), report, i)
         loop = LoopingCall(report, i)
         loop.clock = reactor
-        # The first report at once (within a second), as an agent's first pass.
-        reactor.callLater(random.random(), loop.start, interval)
+        reactor.callLater(random.uniform(0, interval), loop.start, interval)
     last_progress = time.monotonic()
     while not worker.synced():
         await deferLater(reactor, 0.2, lambda: None)
