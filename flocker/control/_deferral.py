@@ -27,7 +27,6 @@ the 409 instead.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from eliot import ActionType, Field
@@ -35,6 +34,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from ._model import Deployment
+from ._persistence import ConfigurationAccess
 
 __all__ = ["DEFERRED_CHANGE", "DeferredChanges"]
 
@@ -72,7 +72,7 @@ class DeferredChanges:
     """
 
     clock: IReactorTime
-    configuration_service: Any
+    configuration_service: ConfigurationAccess
     _pending: dict[str, _Pending] = attrs.field(factory=dict, init=False)
 
     def pending(self) -> dict[str, str]:

@@ -53,8 +53,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
+from ._clusterstate import ClusterStateService
 from ._logging import AUTOMATIC_FAILOVER, FAILOVER_WAITING
 from ._model import Deployment
+from ._persistence import ConfigurationService
 from ._state import DatasetState, DeploymentState
 
 __all__ = [
@@ -396,8 +398,8 @@ class AutomaticFailover(Service):
     """
 
     clock: IReactorTime
-    configuration_service: Any
-    cluster_state_service: Any
+    configuration_service: ConfigurationService
+    cluster_state_service: ClusterStateService
     failover_after: float
     interval: float | None = None
     _started: float | None = attrs.field(default=None, init=False)

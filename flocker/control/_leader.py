@@ -21,7 +21,7 @@ With the embedded file store there is one instance, always the leader:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 import attrs
 from eliot import MessageType, write_traceback
@@ -36,6 +36,7 @@ __all__ = [
     "LEADER_ELECTED",
     "LEADER_LOST",
     "AlwaysLeader",
+    "LeaseStore",
     "Leadership",
 ]
 
@@ -62,6 +63,29 @@ LEADER_ROUND_FAILED = MessageType(
     [INSTANCE, REASON],
     "Trying to become or stay the leader failed; the next round tries again.",
 )
+
+
+class LeaseStore(Protocol):
+    """
+    What `Leadership` needs of etcd: leases, kept alive, and a key created
+    only if absent (`flocker.control._etcd.EtcdClient` provides it).
+    """
+
+    def grant_lease(self, ttl: int) -> Deferred[int]:
+        """A new lease of ``ttl`` seconds; fires with its id."""
+        ...
+
+    def keep_alive(self, lease_id: int) -> Deferred[int]:
+        """Renew a lease once; fires with its remaining TTL (0: it expired)."""
+        ...
+
+    def revoke_lease(self, lease_id: int) -> Deferred[None]:
+        """Revoke a lease, deleting its keys."""
+        ...
+
+    def create(self, key: str, value: bytes, lease: int | None = None) -> Deferred[bool]:
+        """Write ``key`` only if it does not exist; fires with whether it did."""
+        ...
 
 
 @attrs.define(eq=False)
@@ -95,7 +119,7 @@ class Leadership(Service):
     Hold (or wait for) the leadership key in etcd; run ``duties`` only while held.
 
     :ivar clock: the time and the scheduler.
-    :ivar client: the `flocker.control._etcd.EtcdClient`.
+    :ivar client: the `flocker.control._etcd.EtcdClient` (a `LeaseStore`).
     :ivar instance_id: this control instance's identifier (the key's value).
     :ivar duties: the services to run only while leader.
     :ivar key: the leadership key.
@@ -106,7 +130,7 @@ class Leadership(Service):
     """
 
     clock: IReactorTime
-    client: Any
+    client: LeaseStore
     instance_id: str
     duties: MultiService
     key: str = "/flocker/leader"

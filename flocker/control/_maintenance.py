@@ -22,9 +22,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 from ._cloning import PortMove, move_blocked_ports
+from ._clusterstate import ClusterStateService
 from ._failover import AutomaticFailover
 from ._logging import COPY_PORT_MOVED, COPY_PORT_MOVES_EXHAUSTED, MOVE_COPY_PORTS
 from ._model import Deployment
+from ._persistence import ConfigurationService, StoredConfiguration
 from ._state import DeploymentState, cleanup_configuration
 
 __all__ = [
@@ -56,8 +58,8 @@ class DeletedDatasetCleaner(Service):
     at most one change in flight at a time.
     """
 
-    configuration_service: Any
-    cluster_state_service: Any
+    configuration_service: ConfigurationService
+    cluster_state_service: ClusterStateService
     _unsubscribe: list[Any] = attrs.field(factory=list, init=False)
     _running: bool = attrs.field(default=False, init=False)
     _again: bool = attrs.field(default=False, init=False)
@@ -137,8 +139,8 @@ class CopyPortMover(Service):
     whose reports are wrong cannot make the configuration churn for ever.
     """
 
-    configuration_service: Any
-    cluster_state_service: Any
+    configuration_service: ConfigurationService
+    cluster_state_service: ClusterStateService
     maximum_moves: int = MAXIMUM_PORT_MOVES
     _moves: dict[str, int] = attrs.field(factory=dict, init=False)
     _exhausted: set[str] = attrs.field(factory=set, init=False)
@@ -205,7 +207,7 @@ class CopyPortMover(Service):
         with action.context():
             changed = DeferredContext(self.configuration_service.change(change))
 
-            def logged(stored: Any) -> None:
+            def logged(stored: StoredConfiguration) -> None:
                 for move in done_moves:
                     self._moves[move.application] = self._moves.get(move.application, 0) + 1
                     COPY_PORT_MOVED.log(
@@ -245,7 +247,7 @@ class LeaseExpirer(Service):
     """
 
     clock: IReactorTime
-    configuration_service: Any
+    configuration_service: ConfigurationService
     interval: float = 5.0
     _loop: LoopingCall | None = attrs.field(default=None, init=False)
     _busy: bool = attrs.field(default=False, init=False)
@@ -283,7 +285,7 @@ class LeaseExpirer(Service):
             removed[:] = [len(current.leases) - len(leases)]
             return current.set(leases=leases)
 
-        def logged(stored: Any) -> None:
+        def logged(stored: StoredConfiguration) -> None:
             if removed and removed[0]:
                 LEASES_EXPIRED.log(count=removed[0])
 
@@ -300,8 +302,8 @@ class LeaseExpirer(Service):
 
 def build_duties(
     clock: IReactorTime,
-    configuration_service: Any,
-    cluster_state_service: Any,
+    configuration_service: ConfigurationService,
+    cluster_state_service: ClusterStateService,
     failover_after: float,
 ) -> MultiService:
     """

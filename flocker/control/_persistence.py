@@ -25,12 +25,13 @@ import tempfile
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from eliot import start_action, write_traceback
 from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
@@ -53,6 +54,7 @@ from ._serialization import (
 )
 
 __all__ = [
+    "ConfigurationAccess",
     "ConfigurationCorrupt",
     "ConfigurationService",
     "FileConfigurationStore",
@@ -112,7 +114,7 @@ class IConfigurationStore(Interface):
     one; an etcd store may use the key's mod revision).
     """
 
-    def load() -> Deferred[StoredConfiguration]:  # type: ignore[misc]
+    def load() -> Deferred[StoredConfiguration]:
         """
         Read the stored configuration.
 
@@ -122,7 +124,7 @@ class IConfigurationStore(Interface):
             never with an empty configuration in its place.
         """
 
-    def save(  # type: ignore[misc]
+    def save(
         deployment: Deployment, expected_generation: int
     ) -> Deferred[int]:
         """
@@ -278,7 +280,7 @@ class FileConfigurationStore:
     :ivar directory: the data directory (created, mode 0700, if missing).
     """
 
-    reactor: Any
+    reactor: IReactorFromThreads
     threadpool: ThreadPool
     directory: Path = attrs.field(converter=Path)
     _generation: int | None = attrs.field(default=None, init=False)
@@ -365,6 +367,34 @@ ChangeFunction = Callable[[Deployment], Deployment]
 Subscriber = Callable[[int, Deployment], None]
 
 
+class ConfigurationAccess(Protocol):
+    """
+    What the REST API needs of the configuration: the current one, its
+    generation, why it may be stale, and durable changes (a
+    `ConfigurationService`, or a test's stand-in for one).
+    """
+
+    @property
+    def deployment(self) -> Deployment:
+        """The current configuration (`ConfigurationService.deployment`)."""
+        ...
+
+    @property
+    def generation(self) -> int:
+        """Its generation (`ConfigurationService.generation`)."""
+        ...
+
+    def stale_reason(self) -> str | None:
+        """Why it may be behind the shared store's, or ``None``."""
+        ...
+
+    def change(
+        self, change: ChangeFunction, expected_generation: int | None = None
+    ) -> Deferred[StoredConfiguration]:
+        """Apply ``change`` durably (`ConfigurationService.change`)."""
+        ...
+
+
 @attrs.define
 class ConfigurationService:
     """
@@ -381,7 +411,7 @@ class ConfigurationService:
         generation).
     """
 
-    store: Any
+    store: IConfigurationStore
     retries: int = 3
     #: Why the configuration served may be behind the shared store's (the
     #: store cannot be reached), or ``None``; set by whoever can tell.

@@ -400,7 +400,7 @@ class AgentAMPClient(Service):
     @classmethod
     def for_control_service(
         cls,
-        reactor: Any,
+        reactor: IReactorTime,
         host: str,
         port: int,
         tls_files: TLSFiles,

@@ -33,8 +33,9 @@ from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from ._etcd import EventType
+from ._etcd import EtcdClient, EtcdWatch, EventType, WatchEvent
 from ._protocol import AgentUnavailable
+from ._shared_state import SharedClusterState
 from ._transfers import TRANSFERS_BOUND, GatheredTransfers, gather_transfers
 
 __all__ = ["AgentRelay"]
@@ -59,13 +60,13 @@ class AgentRelay(Service):
     """
 
     clock: IReactorTime
-    client: Any
+    client: EtcdClient
     instance_id: str
     agents: Any
-    sharing: Any
+    sharing: SharedClusterState
     prefix: str = "/flocker/"
     _pending: dict[str, Deferred[Any]] = attrs.field(factory=dict, init=False)
-    _watches: list[Any] = attrs.field(factory=list, init=False)
+    _watches: list[EtcdWatch] = attrs.field(factory=list, init=False)
 
     def _box(self, instance: str, kind: str) -> str:
         return f"{self.prefix}relay/{instance}/{kind}/"
@@ -129,11 +130,10 @@ class AgentRelay(Service):
         """
         holders: dict[str, list[str]] = {}
         for node_uuid in self.sharing.nodes_held_elsewhere("dataset"):
-            if self._local(node_uuid):
-                continue
-            holders.setdefault(self.sharing.instance_of(node_uuid, "dataset"), []).append(
-                node_uuid
-            )
+            holder = self.sharing.instance_of(node_uuid, "dataset")
+            if self._local(node_uuid) or holder is None:
+                continue  # (a node held elsewhere always has its holder)
+            holders.setdefault(holder, []).append(node_uuid)
         asked = sorted(holders)
         answers = DeferredList(
             [
@@ -200,7 +200,7 @@ class AgentRelay(Service):
 
         return waiting.addBoth(finished)
 
-    def _response(self, event: Any) -> None:
+    def _response(self, event: WatchEvent) -> None:
         if event.type is not EventType.PUT:
             return
         request_id = event.kv.key[len(self._box(self.instance_id, "responses")) :]
@@ -222,7 +222,7 @@ class AgentRelay(Service):
 
     # -- the answering side --------------------------------------------------------
 
-    def _request(self, event: Any) -> None:
+    def _request(self, event: WatchEvent) -> None:
         if event.type is not EventType.PUT:
             return
         Deferred.fromCoroutine(self._answer(event.kv.key, event.kv.value))

@@ -34,8 +34,10 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from ._clusterstate import ClusterStateService
 from ._httpaccess import APIAccess
 from ._maintenance import CopyPortMover, DeletedDatasetCleaner
+from ._persistence import ConfigurationAccess, ConfigurationService
 from ._rest import (
     DEFAULT_FAILOVER_AFTER,
     MAXIMUM_BODY_SIZE,
@@ -63,8 +65,8 @@ REST_API_PORT = 4523
 
 
 def make_api_resource(
-    configuration_service: Any,
-    cluster_state_service: Any,
+    configuration_service: ConfigurationAccess,
+    cluster_state_service: ClusterStateService,
     clock: IReactorTime,
     agents: Any = None,
     failover_after: float = DEFAULT_FAILOVER_AFTER,
@@ -174,9 +176,9 @@ class APIService(Service):
 
 
 def create_api_service(
-    reactor: Any,
-    configuration_service: Any,
-    cluster_state_service: Any,
+    reactor: IReactorTime,
+    configuration_service: ConfigurationService,
+    cluster_state_service: ClusterStateService,
     endpoint_description_or_port: str | int | IStreamServerEndpoint,
     tls_context_factory: Any,
     agents: Any = None,

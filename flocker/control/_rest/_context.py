@@ -17,10 +17,11 @@ from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
+from .._clusterstate import ClusterStateService
 from .._deferral import DeferredChanges
 from .._httpjson import check_uuid, dataset_json
 from .._model import DatasetLeased, Deployment
-from .._persistence import GenerationMismatch, StoredConfiguration
+from .._persistence import ConfigurationAccess, GenerationMismatch, StoredConfiguration
 from .._state import DeploymentState
 from ._operation import Response, configuration_tag, parse_tag
 
@@ -52,8 +53,8 @@ class APIContext:
         silent before a failover is allowed without ``force``.
     """
 
-    configuration_service: Any
-    cluster_state_service: Any
+    configuration_service: ConfigurationAccess
+    cluster_state_service: ClusterStateService
     clock: IReactorTime
     agents: Any = None
     failover_after: float = DEFAULT_FAILOVER_AFTER

@@ -21,9 +21,11 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from ... import __version__
 from ...ca import UnknownPeer, peer_identity
+from .._clusterstate import ClusterStateService
 from .._httpaccess import APIAccess
 from .._httpjson import json_response
 from .._httpschema import openapi_document
+from .._persistence import ConfigurationAccess
 from ._context import DEFAULT_FAILOVER_AFTER, APIContext
 from ._operation import ACTIONS, Response, mount, operation, path_segments, serve_errors
 from ._routes_configuration import ConfigurationRoutes
@@ -70,8 +72,8 @@ class ConfigurationAPIUserV1:
 
     app = Klein()
 
-    configuration_service: Any
-    cluster_state_service: Any
+    configuration_service: ConfigurationAccess
+    cluster_state_service: ClusterStateService
     clock: IReactorTime
     agents: Any = None
     failover_after: float = DEFAULT_FAILOVER_AFTER

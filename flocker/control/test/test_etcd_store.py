@@ -12,6 +12,7 @@ import pytest_twisted
 from eliot.testing import LoggedMessage
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.threadpool import ThreadPool
 
 from ...testtools.etcd import EtcdCluster, free_port
@@ -343,7 +344,7 @@ def file_store_directory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     pool = ThreadPool(minthreads=1, maxthreads=1)
     pool.start()
     directory = tmp_path / "file-store"
-    file_store = FileConfigurationStore(reactor, pool, directory)
+    file_store = FileConfigurationStore(IReactorFromThreads(reactor), pool, directory)
 
     async def save(*deployments: Deployment) -> Path:
         generation = (await file_store.load()).generation

@@ -6,7 +6,7 @@ logging, unexpected errors (500), and the Site's body limit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -25,8 +26,10 @@ from flocker.control import (
     Application,
     ClusterStateService,
     ConfigurationService,
+    Deployment,
     MemoryConfigurationStore,
     Port,
+    StoredConfiguration,
 )
 from flocker.control._cloning import clone_environment
 from flocker.control._maintenance import CopyPortMover, DeletedDatasetCleaner
@@ -160,7 +163,7 @@ class _BrokenConfiguration:
     inner: ConfigurationService
 
     @property
-    def deployment(self) -> Any:
+    def deployment(self) -> Deployment:
         """The inner service's configuration."""
         return self.inner.deployment
 
@@ -169,7 +172,13 @@ class _BrokenConfiguration:
         """The inner service's generation."""
         return self.inner.generation
 
-    def change(self, change: Any, expected_generation: Any = None) -> Any:
+    def stale_reason(self) -> str | None:
+        """The inner service's reason."""
+        return self.inner.stale_reason()
+
+    def change(
+        self, change: Callable[[Deployment], Deployment], expected_generation: int | None = None
+    ) -> Deferred[StoredConfiguration]:
         """Fail as a bug would."""
         raise ZeroDivisionError("a bug")
 

@@ -10,6 +10,7 @@ from eliot.testing import LoggedAction, capture_logging
 from pyrsistent import InvariantException
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.trial.unittest import SynchronousTestCase
 
 from flocker.control import Dataset, Deployment, UnknownDataset
@@ -43,7 +44,7 @@ def memory_store(tmp_path):
 
 def file_store(tmp_path):
     def open_store():
-        return FileConfigurationStore(reactor, _pool(), tmp_path / "data")
+        return FileConfigurationStore(IReactorFromThreads(reactor), _pool(), tmp_path / "data")
 
     return open_store(), open_store
 
@@ -124,7 +125,7 @@ def _corruptions():
 async def test_corrupt_file_refused(tmp_path, content, reason):
     """A damaged file fails load and save clearly; it is never treated as empty."""
     (tmp_path / CONFIGURATION_FILE).write_bytes(content)
-    store = FileConfigurationStore(reactor, _pool(), tmp_path)
+    store = FileConfigurationStore(IReactorFromThreads(reactor), _pool(), tmp_path)
     with pytest.raises(ConfigurationCorrupt) as e:
         await store.load()
     assert reason in str(e.value)
@@ -140,7 +141,7 @@ async def test_file_layout(tmp_path):
     """The store creates its directory privately and leaves only its JSON file."""
     directory = tmp_path / "a" / "b"
     (tmp_path / "a").mkdir()
-    store = FileConfigurationStore(reactor, _pool(), directory)
+    store = FileConfigurationStore(IReactorFromThreads(reactor), _pool(), directory)
     generation = await store.save(EXAMPLE_DEPLOYMENT, 0)
     assert os.listdir(directory) == [CONFIGURATION_FILE]
     assert directory.stat().st_mode & 0o777 == 0o700
@@ -154,7 +155,7 @@ async def test_file_layout(tmp_path):
 async def test_stale_temporary_files_removed(tmp_path):
     """Temporary files left by a crash mid-write are removed on load."""
     (tmp_path / f".{CONFIGURATION_FILE}.abc.tmp").write_bytes(b"partial")
-    store = FileConfigurationStore(reactor, _pool(), tmp_path)
+    store = FileConfigurationStore(IReactorFromThreads(reactor), _pool(), tmp_path)
     assert (await store.load()).generation == 0
     assert os.listdir(tmp_path) == []
 
@@ -164,7 +165,7 @@ async def test_stale_temporary_files_removed(tmp_path):
 async def test_stored_fixture_through_file_store(tmp_path):
     """A file holding an envelope around a stored fixture loads as that deployment."""
     (tmp_path / CONFIGURATION_FILE).write_text(json.dumps(_envelope(5)))
-    store = FileConfigurationStore(reactor, _pool(), tmp_path)
+    store = FileConfigurationStore(IReactorFromThreads(reactor), _pool(), tmp_path)
     stored = await store.load()
     assert stored == StoredConfiguration(generation=5, deployment=EXAMPLE_DEPLOYMENT)
 
@@ -177,7 +178,7 @@ async def test_file_store_logs(tmp_path, eliot_logger):
 
     from flocker.control._logging import LOAD_CONFIGURATION, SAVE_CONFIGURATION
 
-    store = FileConfigurationStore(reactor, _pool(), tmp_path)
+    store = FileConfigurationStore(IReactorFromThreads(reactor), _pool(), tmp_path)
     await store.load()
     await store.save(EXAMPLE_DEPLOYMENT, 0)
     with pytest.raises(GenerationMismatch):

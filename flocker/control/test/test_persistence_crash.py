@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.protocol import ProcessProtocol
 
 from flocker.control import FileConfigurationStore
@@ -73,7 +74,7 @@ async def test_sigkill_loses_no_acknowledged_write(tmp_path):
         )
         acked = writer.acknowledged[-1]
         pool = reactor.getThreadPool()  # type: ignore[attr-defined]
-        store = FileConfigurationStore(reactor, pool, tmp_path)
+        store = FileConfigurationStore(IReactorFromThreads(reactor), pool, tmp_path)
         stored = await store.load()
         # The last acknowledged save is there; at most one unacknowledged
         # save after it may also have become durable before the kill.

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.interfaces import IReactorFromThreads
 
 from flocker.ca.testtools import (
     TestClusterCredentials,
@@ -71,7 +72,7 @@ async def test_import_once_then_refused(
     into an empty etcd and exits 0; a second import is refused with one line
     and changes nothing.
     """
-    file_store = FileConfigurationStore(reactor, reactor.getThreadPool(), tmp_path / "old")  # type: ignore[attr-defined]
+    file_store = FileConfigurationStore(IReactorFromThreads(reactor), reactor.getThreadPool(), tmp_path / "old")  # type: ignore[attr-defined]
     await file_store.load()
     await file_store.save(EXAMPLE_DEPLOYMENT, 0)
     imported = control(
