@@ -33,6 +33,10 @@ Example (the defaults are shown where a key may be left out)::
                                  # automatically stop being exposed and
                                  # their applications stop (keep it below
                                  # the control service's failover-after)
+    registries:                  # credentials of private registries the
+      registry.example.com:5000: # container agent pulls images from, by
+        username: deploy         # the host[:port] their images name
+        password: s3cret         # (never logged)
 
 :func:`load_agent_config` validates the file and names the bad key in a
 one-line error.
@@ -42,9 +46,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyrsistent import PClass, field
+from pyrsistent import PClass, field, pmap_field
 
 from flocker.common import ConfigurationError, load_config, parse_address, validate
+from flocker.runtime import RegistryCredentials
 
 from ._control_connection import ControlAddress
 from ._fence import DEFAULT_FENCE_AFTER
@@ -107,6 +112,19 @@ AGENT_SCHEMA: dict[str, Any] = {
             "properties": {"directory": {"type": "string", "minLength": 1}},
         },
         "fence-after": {"type": "number", "exclusiveMinimum": 0},
+        "registries": {
+            "type": "object",
+            "propertyNames": {"minLength": 1, "pattern": "^[^/\\s]+$"},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["username", "password"],
+                "properties": {
+                    "username": {"type": "string", "minLength": 1},
+                    "password": {"type": "string"},
+                },
+            },
+        },
     },
 }
 
@@ -133,6 +151,8 @@ class AgentConfig(PClass):
     state_directory = field(type=str, mandatory=True)
     log_directory = field(type=(str, type(None)), initial=None)
     fence_after = field(type=float, initial=DEFAULT_FENCE_AFTER)
+    #: Registry (``host[:port]``) → the credentials to pull from it with.
+    registries = pmap_field(str, RegistryCredentials)
 
 
 def control_addresses(path: str, section: dict[str, Any]) -> tuple[ControlAddress, ...]:
@@ -208,4 +228,10 @@ def load_agent_config(path: str) -> AgentConfig:
         state_directory=document.get("state-directory", "/var/lib/flocker"),
         log_directory=document.get("logging", {}).get("directory"),
         fence_after=float(document.get("fence-after", DEFAULT_FENCE_AFTER)),
+        registries={
+            registry: RegistryCredentials(
+                username=entry["username"], password=entry["password"]
+            )
+            for registry, entry in document.get("registries", {}).items()
+        },
     )

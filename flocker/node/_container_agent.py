@@ -13,7 +13,7 @@ once (see ``containers``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attr
 from twisted.application.service import MultiService
@@ -23,13 +23,14 @@ from twisted.internet.interfaces import IReactorTime
 from flocker.ca import TLSFiles
 from flocker.control import AgentAMPClient
 from flocker.route import IRouter
-from flocker.runtime import IContainerRuntime
+from flocker.runtime import IContainerRuntime, RegistryCredentials
 
 from ._agent_core import ControlledAgent
 from ._answering import AnsweringWatch
 from ._control_connection import ControlAddress, control_addresses_tuple
 from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._loop import ConvergenceLoop
+from ._pulls import ImagePulls
 from .containers import ContainerDeployer, ContainerLocalState
 
 
@@ -65,6 +66,8 @@ class ContainerAgent(ControlledAgent):
     listening: Callable[[], Deferred[frozenset[int]]] | None = attr.ib(default=None)
     #: The node's era (``_era``) reported in its state, or ``None``.
     era: str | None = attr.ib(default=None)
+    #: Registry (``host[:port]``) → credentials to pull its images with.
+    registries: Mapping[str, RegistryCredentials] = attr.ib(factory=dict)
 
     fence: Fence = attr.ib(init=False)
     deployer: ContainerDeployer = attr.ib(init=False)
@@ -84,6 +87,7 @@ class ContainerAgent(ControlledAgent):
             listening=self.listening,
             fenced=lambda: self.fence.is_up,
             era=self.era,
+            pulls=ImagePulls(self.runtime, self.reactor, self.registries, self.poke),
         )
         self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
         self.client = self._make_client()
@@ -93,7 +97,7 @@ class ContainerAgent(ControlledAgent):
         return self._services()
 
     def poke(self) -> None:
-        """Have the loop look at the containers again (a creation ended)."""
+        """Have the loop look at the containers again (a creation or pull ended)."""
         self.loop.poke()
 
 

@@ -15,6 +15,10 @@ applications configured for the node:
   running during the bulk transfer, and it is removed only once the new
   node reports a copy, so the dataset agent's final increment is small;
 * an application whose datasets are not mounted here yet waits;
+* an application whose image the engine lacks waits while the image is got
+  in the background (``_pulls``: pulled from its registry, retried with
+  backoff); a container being replaced by one of a new image runs on
+  until the new image is here;
 * an application one of whose datasets has a rollback pending is stopped
   until the dataset's primary reports the rollback done;
 * the node's router forwards the published ports of applications running
@@ -74,6 +78,7 @@ from flocker.runtime import (
     ContainerSpec,
     ContainerState,
     IContainerRuntime,
+    ImageNotFound,
     PortInUse,
     PublishedPort,
     RestartAlways,
@@ -85,6 +90,7 @@ from flocker.runtime import (
 from ._answering import AnsweringWatch
 from ._deploy import ILocalState, IStateChange, StateChange, in_parallel, sequentially
 from ._fence import fence_applies
+from ._pulls import ImagePulls, PullImage, PullState
 
 
 def link_environment(application: Application, address: str) -> dict[str, str]:
@@ -172,6 +178,15 @@ class ContainerLocalState(PClass):
     fenced = field(type=bool, initial=False)
     #: The node's era (``_era``: changes at every boot), or ``None``.
     era = field(type=(str, type(None)), initial=None)
+    #: Whether the deployer gets missing images (``_pulls``); if not, an
+    #: application is started whatever its image, as before.
+    pulling = field(type=bool, initial=False)
+    #: The images the engine is known to have.
+    images = pset_field(str)
+    #: The images being got now, or whose pull failed and is not due again.
+    images_waiting = pset_field(str)
+    #: Image → what is known of its pull (being pulled, or failed).
+    pulls = pmap_field(str, PullState)
 
     def shared_state_changes(self) -> NodeState:
         """
@@ -427,6 +442,7 @@ def calculate_container_changes(
     paths = _exposed_paths(cluster_state, node_uuid)
     running = {spec.name: spec for spec in local_state.specs}
     changes: list[ContainerChange] = []
+    pulled: set[str] = set()
     for name in sorted(set(wanted) | set(running)):
         if name in local_state.starting:
             continue  # its container is being created: wait for the runtime
@@ -457,6 +473,13 @@ def calculate_container_changes(
             # Its datasets are not mounted here (yet): nothing may run.
             if current is not None:
                 changes.append(RemoveApplication(name=name))
+            continue
+        if current != spec and local_state.pulling and spec.image not in local_state.images:
+            # Its (new) image is not here: get it; the old container, if
+            # any, runs on meanwhile.
+            if spec.image not in local_state.images_waiting and spec.image not in pulled:
+                pulled.add(spec.image)
+                changes.append(PullImage(image=spec.image))
             continue
         if current is None:
             changes.append(StartApplication(spec=spec))
@@ -508,15 +531,22 @@ class ContainerDeployer:
     fenced: Callable[[], bool] = attr.ib(default=lambda: False)
     #: The node's era to report (``_era``), or ``None`` to report none.
     era: str | None = attr.ib(default=None)
+    #: Gets the images the engine lacks (``_pulls``); ``None``: never pull.
+    pulls: ImagePulls | None = attr.ib(default=None)
 
     def started(self, result: None, name: str) -> None:
         """A container was created or started: forget its port failure."""
         self.port_failures.pop(name, None)
 
     def refused(self, failure: Any, name: str, ports: frozenset[int]) -> Any:
-        """Remember a creation or start refused with ``PortInUse``; pass it on."""
+        """
+        Remember a creation or start refused with ``PortInUse``, or an image
+        found missing after all (it is got again); pass it on.
+        """
         if failure.check(PortInUse):
             self.port_failures[name] = (ports, failure.value.detail)
+        if failure.check(ImageNotFound) and self.pulls is not None:
+            self.pulls.forget(failure.value.image)
         return failure
 
     def discover_state(
@@ -533,7 +563,14 @@ class ContainerDeployer:
                     listened = await self.listening()
                 except OSError:
                     listened = None  # unreadable socket tables: unknown, not "none busy"
+            pulls = self.pulls
+            if pulls is not None:
+                pulls.seen(spec.image for spec in specs)
             return ContainerLocalState(
+                pulling=pulls is not None,
+                images=pset() if pulls is None else pulls.known(),
+                images_waiting=pset() if pulls is None else pulls.waiting(),
+                pulls=pmap() if pulls is None else pulls.states(),
                 node_uuid=self.node_uuid,
                 hostname=self.hostname,
                 specs=specs,

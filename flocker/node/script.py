@@ -151,6 +151,7 @@ def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiSer
         answering=AnsweringWatch(reactor, node_uuid, config.address),
         listening=partial(deferToThreadPool, reactor, pool, read_busy_ports, config.address),
         era=node_era(node_uuid),
+        registries=config.registries,
     )
     service = MultiService()
     _ThreadPoolService(pool).setServiceParent(service)

@@ -93,6 +93,40 @@ def test_bad_key_named(tmp_path, change, key):
     assert info.value.key == key
 
 
+def test_registry_credentials(tmp_path):
+    """
+    ``registries`` gives the credentials of private registries by the
+    ``host[:port]`` their images name; their passwords show in no repr.
+    """
+    config = load_agent_config(
+        write(
+            tmp_path,
+            GOOD + "registries:\n  127.0.0.1:5000: {username: deploy, password: s3cret}\n",
+        )
+    )
+    (registry, credentials), = config.registries.items()
+    assert registry == "127.0.0.1:5000"
+    assert (credentials.username, credentials.password) == ("deploy", "s3cret")
+    assert "s3cret" not in repr(config)
+    assert load_agent_config(write(tmp_path, GOOD)).registries == {}
+
+
+@pytest.mark.parametrize(
+    "registries, key",
+    [
+        ("{r.example: {username: u}}", "registries.r.example.password"),
+        ("{r.example: {username: u, password: p, token: t}}", "registries.r.example.token"),
+        ("{r.example: {username: '', password: p}}", "registries.r.example.username"),
+        ("[r.example]", "registries"),
+    ],
+)
+def test_bad_registry_credentials_named(tmp_path, registries, key):
+    """A registry entry without a user name and password is refused, by key."""
+    with pytest.raises(ConfigurationError) as info:
+        load_agent_config(write(tmp_path, GOOD + f"registries: {registries}\n"))
+    assert info.value.key == key
+
+
 def test_several_control_instances(tmp_path):
     """
     ``control-service.hosts`` lists control service instances as mappings or
