@@ -421,7 +421,8 @@ class AutomaticFailover(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        return Service.stopService(self)
+        stopped: Deferred[None] | None = Service.stopService(self)
+        return stopped
 
     def plan(self, configuration: Deployment) -> FailoverPlan:
         """What `plan_failovers` decides now, for ``configuration``."""

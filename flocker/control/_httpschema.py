@@ -216,7 +216,8 @@ def validate_body(definition: str, document: Any) -> None:
 
 def is_valid(definition: str, document: Any) -> bool:
     """Whether ``document`` matches the named definition (for tests of responses)."""
-    return _validator(definition).is_valid(document)
+    valid: bool = _validator(definition).is_valid(document)
+    return valid
 
 
 def klein_path(path: str) -> str:

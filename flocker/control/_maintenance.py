@@ -78,7 +78,8 @@ class DeletedDatasetCleaner(Service):
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
-        return Service.stopService(self)
+        stopped: Deferred[None] | None = Service.stopService(self)
+        return stopped
 
     def _needed(self) -> bool:
         try:
@@ -158,7 +159,8 @@ class CopyPortMover(Service):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        return Service.stopService(self)
+        stopped: Deferred[None] | None = Service.stopService(self)
+        return stopped
 
     def _allowed(self, application: str) -> bool:
         """Whether ``application`` may be moved again."""

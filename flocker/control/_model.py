@@ -253,7 +253,8 @@ class Manifestation(PClass):
     @property
     def dataset_id(self) -> str:
         """The id of the dataset this is a copy of."""
-        return self.dataset.dataset_id
+        dataset_id: str = self.dataset.dataset_id
+        return dataset_id
 
 
 class Port(PClass):
@@ -565,7 +566,7 @@ class Deployment(PClass):
         self,
         dataset_id: str,
         *,
-        metadata: dict[str, str] | PMap | None = None,
+        metadata: dict[str, str] | PMap[str, str] | None = None,
         maximum_size: Any = KEEP,
     ) -> Deployment:
         """

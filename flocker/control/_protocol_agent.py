@@ -153,7 +153,7 @@ class AgentAMP(amp.AMP):
 
     def __init__(self, client: AgentAMPClient) -> None:
         """Talk for ``client``."""
-        super().__init__(locator=AgentLocator(self))
+        super().__init__(locator=AgentLocator(self))  # type: ignore[no-untyped-call]  # Twisted's
         self.client = client
         #: The document version (and document) last received on this connection.
         self.version = 0
@@ -168,7 +168,7 @@ class AgentAMP(amp.AMP):
 
     def connectionMade(self) -> None:  # noqa: N802
         """Start the version handshake (TLS buffers it until its own is done)."""
-        super().connectionMade()
+        super().connectionMade()  # type: ignore[no-untyped-call]  # Twisted's
         action = HANDSHAKE(
             agent_kind=self.client.agent_kind,
             protocol_version=self.client.protocol_version,
@@ -186,7 +186,7 @@ class AgentAMP(amp.AMP):
     def ampBoxReceived(self, box: amp.AmpBox) -> None:  # noqa: N802 (Twisted's name)
         """Every box is a sign of life of the control service: tell the client first."""
         self.client.heard_from_control()
-        super().ampBoxReceived(box)
+        super().ampBoxReceived(box)  # type: ignore[no-untyped-call]  # Twisted's
 
     def _handshaken(self, response: dict[str, Any]) -> None:
         self._keepalive.start()
@@ -275,7 +275,7 @@ class AgentAMP(amp.AMP):
         """Stop keep-alives and tell the client."""
         self._keepalive.stop()
         self.client.connection_lost(self)
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]  # Twisted's
 
 
 def _decode_configuration(previous: Any, document: Any, old: Deployment) -> Deployment:
@@ -458,7 +458,7 @@ class AgentAMPClient(Service):
 
     def startService(self) -> None:  # noqa: N802
         """Connect, and keep reconnecting while running."""
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's
         self._client = ClientService(
             self.endpoint,
             _AgentFactory(self),
@@ -469,7 +469,7 @@ class AgentAMPClient(Service):
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
         """Disconnect and stop reconnecting."""
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Twisted's
         client, self._client = self._client, None
         if client is None:
             return succeed(None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pyrsistent import InvariantException, PTypeError
 
@@ -439,8 +439,10 @@ _OPT_INT = (int, type(None))
 _OPT_NUM = (int, float, type(None))
 _OPT_STR = (str, type(None))
 
+_T = TypeVar("_T")
 
-def _build(where: str, cls: Callable[..., Any], /, **fields: Any) -> Any:
+
+def _build(where: str, cls: Callable[..., _T], /, **fields: Any) -> _T:
     """Construct a model value, turning its invariant errors into ours."""
     try:
         return cls(**fields)

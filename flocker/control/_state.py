@@ -196,7 +196,7 @@ class PoolState(PClass):
 
 
 def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]
-    def factory(value: Any) -> PMap | None:
+    def factory(value: Any) -> PMap[str, Any] | None:
         if value is None:
             return None
         result = pmap(value)
@@ -208,7 +208,7 @@ def _optional_pmap(value_type: type):  # type: ignore[no-untyped-def]
     return factory
 
 
-def _port_conflicts(value: Any) -> PMap | None:
+def _port_conflicts(value: Any) -> PMap[str, Any] | None:
     """``None``, or application name → a `PSet` of port numbers."""
     if value is None:
         return None

@@ -106,7 +106,7 @@ class _BoundedRequest(Request):
         if length is not None and length > MAXIMUM_BODY_SIZE:
             self.body_too_large = True
             length = 0
-        super().gotLength(length)
+        super().gotLength(length)  # type: ignore[no-untyped-call]  # Twisted's
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
         """Buffer the body only while it is within the limit."""
@@ -114,7 +114,7 @@ class _BoundedRequest(Request):
         if self._received > MAXIMUM_BODY_SIZE:
             self.body_too_large = True
         if not self.body_too_large:
-            super().handleContentChunk(data)
+            super().handleContentChunk(data)  # type: ignore[no-untyped-call]  # Twisted's
 
 
 def make_api_site(resource: IResource) -> Site:

@@ -58,7 +58,7 @@ from typing import Any, NoReturn, TextIO
 from uuid import uuid4
 
 import attrs
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.error import CannotListenError
@@ -420,11 +420,9 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     duties = build_duties(
         reactor, configuration_service, cluster_state_service, options.failover_after
     )
-    leadership: AlwaysLeader | Leadership
-    if etcd is None:
-        leadership = AlwaysLeader(duties)
-    else:
-        leadership = Leadership(reactor, etcd, instance_id, duties)
+    leadership: Service = (
+        AlwaysLeader(duties) if etcd is None else Leadership(reactor, etcd, instance_id, duties)
+    )
     leadership.setName("leadership")
     leadership.setServiceParent(service)
     service.etcd = etcd  # type: ignore[attr-defined]

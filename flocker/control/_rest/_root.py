@@ -137,7 +137,7 @@ class LoggedAPIResource(Resource):
 
     def __init__(self, api: ConfigurationAPIUserV1, access: APIAccess) -> None:
         """Serve ``api``'s Klein application to the peers ``access`` allows."""
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's
         #: The API object served (its settings, e.g. ``failover_after``).
         self.api = api
         #: Whose certificates are served.
