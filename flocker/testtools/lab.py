@@ -351,6 +351,8 @@ def _write_agent_config(
     }
     if cluster.get("fence_after") is not None:
         config["fence-after"] = cluster["fence_after"]
+    if cluster.get("registries"):
+        config["registries"] = cluster["registries"]
     with open(path, "w") as handle:
         json.dump(config, handle, indent=2)  # JSON is YAML
 
@@ -669,13 +671,16 @@ def up(
     failover_after: float | None = None,
     control_instances: int = 1,
     store: str = "file",
+    registries: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """
     Start a local cluster in ``directory`` (which must not hold one): node
     addresses in ``network``; ``fence_after`` and ``failover_after``, when
     given, set the agents' and the control service's timing;
     ``control_instances`` control services sharing an etcd cluster of as
-    many members when ``store`` is ``"etcd"`` (one with its file otherwise).
+    many members when ``store`` is ``"etcd"`` (one with its file otherwise);
+    ``registries`` goes into every ``agent.yml`` as is (registry →
+    ``{"username": …, "password": …}``).
     """
     if store not in ("file", "etcd"):
         raise LabError(f"--store must be file or etcd, not {store!r}")
@@ -697,6 +702,7 @@ def up(
         "backend": backend,
         "fence_after": fence_after,
         "failover_after": failover_after,
+        "registries": registries or {},
         "transfer_port": _free_port(addresses[1:]),
         "certificates": {
             k: certificates[k] for k in ("ca", "user_cert", "user_key")
