@@ -45,6 +45,7 @@ __all__ = [
     "LeaseAlreadyHeld",
     "Link",
     "MountedDataset",
+    "ImagePullState",
     "Node",
     "NodeUnavailable",
     "Origin",
@@ -220,6 +221,25 @@ class FailoverResult(PClass):
     data_loss_window_seconds = field(type=(float, type(None)), initial=None)
 
 
+class ImagePullState(PClass):
+    """
+    An application's image that a node's container agent is pulling, or
+    failed to pull (and tries again later).
+
+    :ivar application: The application's name.
+    :ivar image: The image reference.
+    :ivar pulling: Whether a pull runs now.
+    :ivar reason: The last failed pull's message, or ``None``.
+    :ivar attempts: How many pulls failed in a row.
+    """
+
+    application = field(type=str, mandatory=True)
+    image = field(type=str, mandatory=True)
+    pulling = field(type=bool, mandatory=True)
+    reason = field(type=(str, type(None)), initial=None)
+    attempts = field(type=int, initial=0)
+
+
 class Node(PClass):
     """
     A node that reported its state; ``host`` is its address if known;
@@ -233,6 +253,9 @@ class Node(PClass):
         failing (or it is unknown).  The node is not converging since then.
     :ivar failing: How many changes failed in that pass.
     :ivar pool_full: Whether its pool is reported full.
+    :ivar image_pulls: Application name → `ImagePullState`, for the
+        applications configured on it whose image is being pulled there or
+        failed to be.
     """
 
     uuid = field(type=UUID, mandatory=True)
@@ -242,6 +265,7 @@ class Node(PClass):
     failing_since = field(type=(float, type(None)), initial=None)
     failing = field(type=int, initial=0)
     pool_full = field(type=bool, initial=False)
+    image_pulls = pmap_field(str, ImagePullState)
 
 
 class Lease(PClass):

@@ -22,6 +22,7 @@ from ._interface import (
     EnvironmentApplication,
     EnvironmentCopy,
     EnvironmentDataset,
+    ImagePullState,
     Lease,
     Link,
     MountedDataset,
@@ -228,6 +229,16 @@ def node_from_json(n: dict[str, Any]) -> Node:
         failing_since=min((float(f["since"]) for f in failing), default=None),
         failing=len(failing),
         pool_full=bool((n.get("pool") or {}).get("full", False)),
+        image_pulls={
+            pull["application"]: ImagePullState(
+                application=pull["application"],
+                image=pull["image"],
+                pulling=bool(pull["pulling"]),
+                reason=pull.get("reason"),
+                attempts=int(pull.get("attempts", 0)),
+            )
+            for pull in n.get("image_pulls", [])
+        },
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +19,7 @@ from ..apiclient import (
     Container,
     ContainerPort,
     ContainerState,
+    ImagePullState,
     Link,
     MountedDataset,
 )
@@ -87,17 +89,33 @@ def app_view(
     states: list[ContainerState],
     addresses: dict[UUID, str | None],
     names: dict[UUID, str | None],
+    pulls: Mapping[tuple[UUID, str], ImagePullState] | None = None,
 ) -> dict[str, Any]:
-    """An application as ``--json`` shows it (and the table is made from)."""
+    """
+    An application as ``--json`` shows it (and the table is made from).
+
+    :param pulls: (node, application name) → the pull of its image there,
+        for the images being pulled or that failed to be.
+    """
     reported = [s for s in states if s.container.name == container.name]
     here = [s for s in reported if s.container.node_uuid == container.node_uuid]
+    pull = (pulls or {}).get((container.node_uuid, container.name))
     if here:
         state = "running" if here[0].running else "stopped"
+    elif pull is not None:
+        state = "pulling image" if pull.pulling else f"image pull failed: {pull.reason}"
     elif reported:
         state = "moving"
     else:
         state = "pending"
     return {
+        "image_pull": None
+        if pull is None or here
+        else {
+            "pulling": pull.pulling,
+            "reason": pull.reason,
+            "attempts": pull.attempts,
+        },
         "name": container.name,
         "node": str(container.node_uuid),
         "node_address": addresses.get(container.node_uuid),
@@ -128,10 +146,12 @@ async def _views(context: Context) -> list[dict[str, Any]]:
     client = context.client
     containers = await client.list_containers_configuration()
     states = await client.list_containers_state()
-    addresses = {n.uuid: n.host for n in await client.list_nodes()}
+    nodes = await client.list_nodes()
+    addresses = {n.uuid: n.host for n in nodes}
+    pulls = {(n.uuid, name): pull for n in nodes for name, pull in n.image_pulls.items()}
     datasets = (await client.list_datasets_configuration()).datasets
     names = {k: dataset_name(v) for k, v in datasets.items()}
-    return [app_view(c, states, addresses, names) for c in containers]
+    return [app_view(c, states, addresses, names, pulls) for c in containers]
 
 
 async def _view(context: Context, name: str) -> dict[str, Any] | None:

@@ -123,7 +123,9 @@ __all__ = [
 #: the state pushed (an agent of version 5 would refuse those keys).
 #: Version 7 adds each node's ``deletions_seen`` (the deleted datasets its
 #: dataset agent's last pass acted on) to reports and to the state pushed.
-PROTOCOL_VERSION = 7
+#: Version 8 adds each node's ``image_pulls`` (the images its container
+#: agent is getting, or failed to get) likewise.
+PROTOCOL_VERSION = 8
 
 #: The versions the control service accepts from agents.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})

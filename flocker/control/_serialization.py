@@ -50,6 +50,7 @@ from ._state import (
     ChangeFailure,
     DatasetState,
     DeploymentState,
+    ImagePull,
     NodeState,
     PoolState,
     Snapshot,
@@ -317,6 +318,9 @@ def node_state_to_json(state: NodeState) -> dict[str, Any]:
         "deletions_seen": None
         if state.deletions_seen is None
         else sorted(state.deletions_seen),
+        "image_pulls": None
+        if state.image_pulls is None
+        else {k: _image_pull(v) for k, v in state.image_pulls.items()},
     }
 
 
@@ -325,16 +329,23 @@ def node_convergence_json(state: NodeState) -> dict[str, Any]:
     What ``GET /v1/state/nodes`` shows of a node's convergence and pool:
     ``last_converged``, ``failing_changes`` and ``pool``, each only once
     the node's dataset agent reported it, and all only while something is
-    wrong (a change failing, the pool full or a dataset larger than it).
+    wrong (a change failing, the pool full or a dataset larger than it);
+    ``image_pulls`` while its container agent is getting or failed to get
+    an application's image.
     A node that converges keeps the original API's shape, ``uuid`` and
     ``host``, which its clients validate strictly.
     """
+    shown: dict[str, Any] = {}
+    if state.image_pulls:
+        shown["image_pulls"] = [
+            _image_pull(pull)
+            for _, pull in sorted(state.image_pulls.items())
+        ]
     pool = state.pool
     if not state.failing_changes and (
         pool is None or (not pool.full and not pool.oversized)
     ):
-        return {}
-    shown: dict[str, Any] = {}
+        return shown
     if state.last_converged is not None:
         shown["last_converged"] = state.last_converged
     if state.failing_changes is not None:
@@ -351,6 +362,21 @@ def _change_failure(f: ChangeFailure) -> dict[str, Any]:
         "reason": f.reason,
         "since": f.since,
         "count": f.count,
+    }
+
+
+def _image_pull(p: ImagePull) -> dict[str, Any]:
+    return {
+        "application": p.application,
+        "image": p.image,
+        "pulling": p.pulling,
+        "reason": p.reason,
+        "attempts": p.attempts,
+        "since": p.since,
+        "layers_done": p.layers_done,
+        "layers_total": p.layers_total,
+        "bytes_done": p.bytes_done,
+        "bytes_total": p.bytes_total,
     }
 
 
@@ -799,6 +825,8 @@ def _node_state_from(value: Any, path: str) -> NodeState:
     seen = (
         r.get("deletions_seen", (list, type(None))) if "deletions_seen" in r.value else None
     )
+    # Optional: agents before protocol 8 did not send it.
+    pulls = r.get("image_pulls", (dict, type(None))) if "image_pulls" in r.value else None
     for index, dataset_id in enumerate(seen or []):
         if not isinstance(dataset_id, str):
             raise SerializationError(
@@ -824,10 +852,29 @@ def _node_state_from(value: Any, path: str) -> NodeState:
         else _list_of(failing, f"{path}/failing_changes", _change_failure_from),
         pool=None if pool is None else _pool_from(pool, f"{path}/pool"),
         deletions_seen=seen,
+        image_pulls=None
+        if pulls is None
+        else _keyed(pulls, f"{path}/image_pulls", _image_pull_from),
     )
     r.done()
     return result
 
+
+_image_pull_from = _simple(
+    ImagePull,
+    {
+        "application": str,
+        "image": str,
+        "pulling": bool,
+        "reason": _OPT_STR,
+        "attempts": int,
+        "since": (int, float),
+        "layers_done": int,
+        "layers_total": int,
+        "bytes_done": int,
+        "bytes_total": int,
+    },
+)
 
 _change_failure_from = _simple(
     ChangeFailure,

@@ -44,6 +44,7 @@ __all__ = [
     "ChangeFailure",
     "DatasetState",
     "DeploymentState",
+    "ImagePull",
     "NodeState",
     "PoolState",
     "Snapshot",
@@ -175,6 +176,42 @@ class ChangeFailure(PClass):
     )
 
 
+class ImagePull(PClass):
+    """
+    The image of an application configured on a node that the node's
+    container agent is getting, or failed to get.
+
+    :ivar application: The application's name.
+    :ivar image: The image reference.
+    :ivar pulling: Whether a pull runs now (else the last one failed and
+        will be tried again).
+    :ivar reason: The last failed pull's message (the registry's words),
+        or ``None``.
+    :ivar attempts: How many pulls failed in a row.
+    :ivar since: Wall-clock POSIX time the first of them started.
+    :ivar layers_done: Layers of the running pull done, of ``layers_total``
+        known so far (both 0 when unknown).
+    :ivar bytes_done: Bytes of the running pull downloaded, of
+        ``bytes_total`` known so far.
+    """
+
+    application = field(type=str, mandatory=True)
+    image = field(type=str, mandatory=True)
+    pulling = field(type=bool, mandatory=True)
+    reason = field(type=(str, type(None)), initial=None)
+    attempts = field(type=int, initial=0, invariant=lambda v: (v >= 0, "attempts < 0"))
+    since = field(
+        type=float,
+        initial=0.0,
+        factory=float,
+        invariant=lambda v: (finite_or_none(v)[0], f"since must be finite: {v!r}"),
+    )
+    layers_done = field(type=int, initial=0)
+    layers_total = field(type=int, initial=0)
+    bytes_done = field(type=int, initial=0)
+    bytes_total = field(type=int, initial=0)
+
+
 class PoolState(PClass):
     """
     The storage pool of a node's datasets, as its dataset agent last saw it.
@@ -251,6 +288,9 @@ class NodeState(PClass):
         succeeded; ``None`` if unknown.
     :ivar pool: The node's storage pool (`PoolState`), or ``None`` if
         unknown (or the backend does not say).
+    :ivar image_pulls: application name → `ImagePull`, for the applications
+        configured on this node whose image its container agent is getting
+        or failed to get (empty when none), or ``None`` if unknown.
     :ivar deletions_seen: The ids of the datasets that the configuration of
         the dataset agent's last finished pass marked deleted on this node
         (that pass destroyed any copy it found), or ``None`` if unknown.
@@ -301,6 +341,9 @@ class NodeState(PClass):
         ),
     )
     pool = field(type=(PoolState, type(None)), initial=None)
+    image_pulls = field(
+        type=(PMap, type(None)), initial=None, factory=_optional_pmap(ImagePull)
+    )
     deletions_seen = field(
         type=(PSet, type(None)),
         initial=None,
@@ -336,6 +379,7 @@ _NODE_HALVES = (
     "failing_changes",
     "pool",
     "deletions_seen",
+    "image_pulls",
 )
 
 

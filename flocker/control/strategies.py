@@ -36,6 +36,7 @@ from ._state import (
     ChangeFailure,
     DatasetState,
     DeploymentState,
+    ImagePull,
     NodeState,
     PoolState,
     Snapshot,
@@ -370,6 +371,23 @@ def pool_states() -> st.SearchStrategy[PoolState]:
 
 
 @st.composite
+def image_pulls(draw: Any) -> ImagePull:
+    """Images being got, or that failed to be, for an application."""
+    return ImagePull(
+        application=draw(_word(_LOWER, 8)),
+        image=draw(_word(_LOWER + "/:.", 20)),
+        pulling=draw(st.booleans()),
+        reason=draw(st.none() | st.text(max_size=20)),
+        attempts=draw(st.integers(0, 9)),
+        since=draw(st.floats(0, 2e9, allow_nan=False)),
+        layers_done=draw(st.integers(0, 5)),
+        layers_total=draw(st.integers(0, 5)),
+        bytes_done=draw(st.integers(0, 10**9)),
+        bytes_total=draw(st.integers(0, 10**9)),
+    )
+
+
+@st.composite
 def node_states(draw: Any, uuid: Any = None) -> NodeState:
     """Node reports, each half possibly unknown (``None``)."""
     apps = draw(
@@ -397,6 +415,12 @@ def node_states(draw: Any, uuid: Any = None) -> NodeState:
         failing_changes=draw(st.none() | st.lists(change_failures(), max_size=2)),
         pool=draw(st.none() | pool_states()),
         deletions_seen=draw(st.none() | st.frozensets(dataset_ids, max_size=2)),
+        image_pulls=draw(
+            st.none()
+            | st.lists(image_pulls(), max_size=2, unique_by=lambda p: p.application).map(
+                lambda pulls: {p.application: p for p in pulls}
+            )
+        ),
     )
 
 

@@ -60,7 +60,7 @@ from typing import Any
 import attr
 from eliot import start_action
 from eliot.twisted import DeferredContext
-from pyrsistent import PClass, PSet, field, pmap, pmap_field, pset, pset_field
+from pyrsistent import PClass, PMap, PSet, field, pmap, pmap_field, pset, pset_field
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from zope.interface import implementer
 
@@ -69,6 +69,7 @@ from flocker.control import (
     AttachedVolume,
     Deployment,
     DeploymentState,
+    ImagePull,
     NodeState,
 )
 from flocker.control import RestartAlways as ModelRestartAlways
@@ -81,6 +82,7 @@ from flocker.runtime import (
     ImageNotFound,
     PortInUse,
     PublishedPort,
+    PullProgress,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
@@ -187,12 +189,16 @@ class ContainerLocalState(PClass):
     images_waiting = pset_field(str)
     #: Image → what is known of its pull (being pulled, or failed).
     pulls = pmap_field(str, PullState)
+    #: Application name → its image's pull, for the applications configured
+    #: here whose image is being got or failed to be (``None``: not known).
+    image_pulls = field(type=(PMap, type(None)), initial=None)
 
     def shared_state_changes(self) -> NodeState:
         """
         The applications half of the node's state: what runs here, the busy
-        ports and the applications that could not publish their ports, and
-        the node's era.
+        ports and the applications that could not publish their ports, the
+        images being got for applications configured here, and the node's
+        era.
         """
         return NodeState(
             uuid=self.node_uuid,
@@ -201,6 +207,7 @@ class ContainerLocalState(PClass):
             applications=self.applications,
             busy_ports=self.busy_ports,
             port_conflicts=self.port_conflicts,
+            image_pulls=self.image_pulls,
         )
 
 
@@ -567,6 +574,7 @@ class ContainerDeployer:
             if pulls is not None:
                 pulls.seen(spec.image for spec in specs)
             return ContainerLocalState(
+                image_pulls=None if pulls is None else self._image_pulls(pulls),
                 pulling=pulls is not None,
                 images=pset() if pulls is None else pulls.known(),
                 images_waiting=pset() if pulls is None else pulls.waiting(),
@@ -612,6 +620,37 @@ class ContainerDeployer:
             if not taken:
                 taken = {p for p in ports if f":{p}" in detail or f" {p} " in detail}
             found[name] = pset(taken or ports)
+        return pmap(found)
+
+    def _image_pulls(self, pulls: ImagePulls) -> PMap[str, ImagePull]:
+        """
+        Application name → its image's pull, for the applications
+        configured here whose image is being got, or failed to be.
+        """
+        wanted = (
+            self.configuration.get_node(self.node_uuid).applications
+            if self.configuration is not None
+            else {}
+        )
+        states = pulls.states()
+        found = {}
+        for name, application in wanted.items():
+            state = states.get(application.image)
+            if state is None:
+                continue
+            progress = state.progress or PullProgress()
+            found[name] = ImagePull(
+                application=name,
+                image=state.image,
+                pulling=state.pulling,
+                reason=state.reason,
+                attempts=state.attempts,
+                since=state.since,
+                layers_done=progress.layers_done,
+                layers_total=progress.layers_total,
+                bytes_done=progress.bytes_done,
+                bytes_total=progress.bytes_total,
+            )
         return pmap(found)
 
     def _others(self, listening: frozenset[int]) -> PSet[int]:

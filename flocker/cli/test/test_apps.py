@@ -6,6 +6,7 @@ from flocker.apiclient import (
     Container,
     ContainerPort,
     ContainerState,
+    ImagePullState,
     Link,
     MountedDataset,
 )
@@ -238,6 +239,35 @@ def test_apps_ls_stopped_and_moving(cluster: Cluster) -> None:
     assert [(v["name"], v["state"]) for v in views] == [
         ("a", "stopped"),
         ("b", "moving"),
+    ]
+
+
+def test_apps_ls_shows_image_pulls(cluster: Cluster) -> None:
+    """
+    An application not running whose image its node is pulling shows
+    ``pulling image``; one whose pull failed shows the registry's message.
+    """
+    cluster.client.create_container(Container(node_uuid=N1, name="a", image="r:1/a:1"))
+    cluster.client.create_container(Container(node_uuid=N2, name="b", image="r:1/b:9"))
+    cluster.client._nodes[N1] = cluster.client._nodes[N1].set(
+        image_pulls={"a": ImagePullState(application="a", image="r:1/a:1", pulling=True)}
+    )
+    cluster.client._nodes[N2] = cluster.client._nodes[N2].set(
+        image_pulls={
+            "b": ImagePullState(
+                application="b", image="r:1/b:9", pulling=False,
+                reason="manifest unknown", attempts=2,
+            )
+        }
+    )  # fmt: skip
+    views = invoke(cluster, "--json", "apps", "ls").json()
+    assert [(v["name"], v["state"], v["image_pull"]) for v in views] == [
+        ("a", "pulling image", {"pulling": True, "reason": None, "attempts": 0}),
+        (
+            "b",
+            "image pull failed: manifest unknown",
+            {"pulling": False, "reason": "manifest unknown", "attempts": 2},
+        ),
     ]
 
 

@@ -258,3 +258,28 @@ def test_registry_of_an_image_reference() -> None:
     assert registry_of("127.0.0.1:5000/app:1") == "127.0.0.1:5000"
     assert registry_of("registry.example.com/team/app") == "registry.example.com"
     assert registry_of("localhost/app") == "localhost"
+
+
+def test_the_node_state_reports_pulls_by_application() -> None:
+    """
+    The container agent's report names, by application, the images being
+    pulled and those whose pull failed (with the registry's message), and
+    nothing once the image is here.
+    """
+    node = Node()
+    node.engine.publish(REMOTE)
+    held = node.hold_pulls()
+    configuration = with_apps(app(REMOTE, "slow"), app(REMOTE + "-gone", "broken"))
+    node.converge(configuration)
+    node.converge(configuration)
+    reported = node.local().shared_state_changes().image_pulls
+    assert reported is not None
+    assert set(reported) == {"slow", "broken"}
+    assert reported["slow"].pulling and reported["slow"].image == REMOTE
+    held.release()
+    node.converge(configuration)
+    reported = node.local().shared_state_changes().image_pulls
+    assert reported is not None and set(reported) == {"broken"}
+    broken = reported["broken"]
+    assert not broken.pulling and broken.attempts == 1
+    assert "manifest unknown" in (broken.reason or "")
