@@ -14,7 +14,7 @@ Dataset changes for clones and rollbacks (see `flocker.node.datasets`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eliot import Field, MessageType
 from pyrsistent import PClass, field
@@ -23,11 +23,9 @@ from zope.interface import implementer
 
 from flocker.volume._interface import DependentClones, UnknownSnapshot
 
+from ._dataset_changes import DatasetAgentContext
 from ._deploy import IStateChange
 from ._roles import PRIMARY
-
-if TYPE_CHECKING:
-    from .datasets import DatasetDeployer
 
 #: A rollback request this node cannot carry out (and counts as done).
 ROLLBACK_REFUSED = MessageType(
@@ -61,7 +59,7 @@ class CloneDataset(PClass):
             "maximum_size": self.maximum_size,
         }
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Record it as primary, clone it, then give it its maximum size."""
 
         async def clone() -> None:
@@ -90,7 +88,7 @@ class RollbackDataset(PClass):
             "request_id": self.request_id,
         }
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """
         Roll back, then remember the request as done.
 
@@ -127,7 +125,7 @@ class DestroySnapshot(PClass):
         """The dataset and the snapshot."""
         return {"dataset_id": self.dataset_id, "snapshot": self.snapshot}
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Destroy it in the backend."""
         return deployer.backend.destroy_snapshot(self.dataset_id, self.snapshot)
 

@@ -7,22 +7,26 @@ rollbacks and environment snapshots have theirs in ``_clones``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eliot import log_message
 from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
+from ._dataset_context import DatasetContext
 from ._deploy import IStateChange, StateChange
+from ._replicator import ReplicateDataset
 from ._roles import DIVERGED, FENCED, HANDOFF, PRIMARY, REPLICA
 from ._snapshot_names import diverged_snapshot_name
 
-if TYPE_CHECKING:
-    from .datasets import DatasetDeployer
+#: What the dataset agent's changes run with: its deployer, as far as they
+#: use it (its mover pushes a ``PushDataset``, its replicator runs a
+#: ``ReplicateDataset``; see ``_dataset_context``).
+DatasetAgentContext = DatasetContext["PushDataset", ReplicateDataset]
 
 #: A change of the dataset agent: it runs with the agent's deployer.
-DatasetChange = StateChange["DatasetDeployer"]
+DatasetChange = StateChange[DatasetAgentContext]
 
 
 def change_fields(change: PClass) -> dict[str, Any]:
@@ -45,7 +49,7 @@ class CreateDataset(PClass):
         """Dataset id and maximum size."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[Any]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[Any]:
         """Record it as primary, then create it in the backend."""
         deployer.roles.set(self.dataset_id, PRIMARY, epoch=0)
         return deployer.backend.create(self.dataset_id, self.maximum_size)
@@ -63,7 +67,7 @@ class ResizeDataset(PClass):
         """Dataset id and the new maximum size."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[Any]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[Any]:
         """Set the backend's limit."""
         return deployer.backend.set_maximum_size(self.dataset_id, self.maximum_size)
 
@@ -79,7 +83,7 @@ class DestroyDataset(PClass):
         """The dataset id."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Forget its role, then destroy it."""
 
         async def destroy() -> None:
@@ -103,7 +107,7 @@ class ExposeDataset(PClass):
         """The dataset id."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Make it writable again, then record it as primary."""
 
         async def expose() -> None:
@@ -140,7 +144,7 @@ class PushDataset(PClass):
         """Dataset, destination and what the destination already has."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Run the move with the deployer's mover."""
         return Deferred.fromCoroutine(deployer.mover.push(self))
 
@@ -156,7 +160,7 @@ class KeepAsReplica(PClass):
         """The dataset."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Record the replica role (same epoch)."""
         deployer.roles.set(self.dataset_id, REPLICA)
         return succeed(None)
@@ -178,7 +182,7 @@ class ProtectDataset(PClass):
         """The dataset."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Set the backend's read-only flag."""
         return deployer.backend.set_read_only(self.dataset_id, True).addCallback(
             lambda _: None
@@ -200,7 +204,7 @@ class PromoteDataset(PClass):
         """The dataset and its new epoch."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Make the replica writable, then record it as primary at the new epoch."""
 
         async def promote() -> None:
@@ -228,7 +232,7 @@ class DivergeDataset(PClass):
         """The dataset, the epoch of this copy and the configuration's."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """
         Record the copy as diverged (at its own epoch), which stops its
         exposure at once, drop its move, then make it read-only.
@@ -256,7 +260,7 @@ class FenceDataset(PClass):
         """The dataset and the epoch this node holds it at."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """
         Record the copy as fenced (durably: a restarted agent stays fenced
         until it hears the control service), which stops its exposure at
@@ -287,7 +291,7 @@ class UnfenceDataset(PClass):
         """The dataset and whether it is exposed again."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Writable, then primary; or recorded as a hand-off, read-only."""
 
         async def unfence() -> None:
@@ -331,7 +335,7 @@ class RejoinAsReplica(PClass):
         """The dataset, both epochs, the base and whether it is set aside now."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """
         Set aside, read-only, then record the replica role: until the
         role is recorded the copy stays diverged, and the receiver refuses
@@ -372,7 +376,7 @@ class KeepDiverged(PClass):
         """The dataset and why it cannot rejoin."""
         return change_fields(self)
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
+    def run(self, deployer: DatasetAgentContext) -> Deferred[None]:
         """Remember the reason was logged (discovery reports it to the calculator)."""
         deployer.cannot_rejoin[self.dataset_id] = self.reason
         return succeed(None)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Never
 
 import attr
 from pyrsistent import PClass, field
@@ -37,11 +37,9 @@ from zope.interface import implementer
 
 from flocker.volume import IVolumeBackend
 
+from ._dataset_context import DatasetContext
 from ._deploy import IStateChange
 from ._snapshot_names import REPLICA_SNAPSHOT_PREFIX, timed_snapshot_name
-
-if TYPE_CHECKING:
-    from .datasets import DatasetDeployer
 
 #: Continuous mode: after a round that carried at most this many bytes (an
 #: incremental stream of no changes is a few hundred bytes), the next one
@@ -161,8 +159,13 @@ class ReplicateDataset(PClass):
             "replicas": [t.node_uuid for t in self.targets],
         }
 
-    def run(self, deployer: DatasetDeployer) -> Deferred[None]:
-        """Run the round with the deployer's replicator."""
+    def run(self, deployer: DatasetContext[Never, ReplicateDataset]) -> Deferred[None]:
+        """
+        Run the round with the deployer's replicator.
+
+        Whatever its mover pushes (``Never``: this change pushes nothing),
+        so the dataset agent's context, defined above this module, is one.
+        """
         return Deferred.fromCoroutine(deployer.replicator.replicate(self))
 
 
