@@ -7,8 +7,10 @@ pulls).  The container deployer asks for the image with `PullImage`; the
 node's `ImagePulls` first asks the engine whether it has it (most images
 are already there) and otherwise pulls it from its registry — with the
 credentials ``agent.yml`` gives for that registry, which are never logged —
-while the convergence loop goes on with everything else.  When the pull
-ends, the loop is poked: the application starts at once.  A failed pull
+while the convergence loop goes on with everything else; the pull's
+progress (layers and bytes) goes to the agent's log every half second
+(``flocker:node:container:pull_progress`` in the ``pull`` action).  When
+the pull ends, the loop is poked: the application starts at once.  A failed pull
 is remembered with the registry's message (`PullState`, reported in the
 node's state) and tried again after a delay that doubles each time, up to
 `BACKOFF`'s longest.
@@ -20,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import attr
-from eliot import start_action
+from eliot import Action, start_action
 from eliot.twisted import DeferredContext
 from pyrsistent import PClass, PMap, field, pmap
 from twisted.internet.defer import Deferred, succeed
@@ -159,16 +161,25 @@ class ImagePulls:
         )
         with action.context():
             got = DeferredContext(
-                Deferred.fromCoroutine(self._get(image, credentials))
+                Deferred.fromCoroutine(self._get(image, credentials, action))
             )
             got.addActionFinish()
         got.result.addErrback(lambda failure: None)  # logged by the action
 
-    async def _get(self, image: str, credentials: RegistryCredentials | None) -> None:
+    async def _get(
+        self, image: str, credentials: RegistryCredentials | None, action: Action
+    ) -> None:
         try:
             if not await self.runtime.image_exists(image):
 
                 def progress(done: PullProgress) -> None:
+                    action.log(
+                        message_type="flocker:node:container:pull_progress",
+                        layers_done=done.layers_done,
+                        layers_total=done.layers_total,
+                        bytes_done=done.bytes_done,
+                        bytes_total=done.bytes_total,
+                    )
                     state = self._states.get(image)
                     if state is not None:
                         self._states[image] = state.set(progress=done)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
+from eliot.testing import LoggedAction, LoggedMessage
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface import implementer
@@ -57,7 +58,9 @@ class _HeldPulls:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.runtime, name)
 
-    def pull_image(self, image: str, credentials: Any = None, progress: Any = None) -> Any:
+    def pull_image(
+        self, image: str, credentials: Any = None, progress: Any = None
+    ) -> Any:
         """Hold the pull until ``release``."""
         waiting: Deferred[None] = Deferred()
         self.held.append((image, waiting))
@@ -73,7 +76,9 @@ class _HeldPulls:
 class Node:
     """One node: a fake engine and registry, a deployer that pulls, a clock."""
 
-    def __init__(self, credentials: dict[str, RegistryCredentials] | None = None) -> None:
+    def __init__(
+        self, credentials: dict[str, RegistryCredentials] | None = None
+    ) -> None:
         self.engine = MemoryEngine(images={HERE})
         self.runtime: Any = MemoryRuntime(NODE, self.engine)
         self.clock = Clock()
@@ -228,7 +233,9 @@ def test_a_container_runs_on_until_its_new_image_is_here() -> None:
     changed = with_apps(app(REMOTE))
     plan = node.converge(changed)
     assert plan == PullImage(image=REMOTE)
-    assert not any(isinstance(c, RemoveApplication) for c in getattr(plan, "changes", ()))
+    assert not any(
+        isinstance(c, RemoveApplication) for c in getattr(plan, "changes", ())
+    )
     assert node.running() == {"web": HERE}
     held.release()
     node.converge(changed)
@@ -283,3 +290,27 @@ def test_the_node_state_reports_pulls_by_application() -> None:
     broken = reported["broken"]
     assert not broken.pulling and broken.attempts == 1
     assert "manifest unknown" in (broken.reason or "")
+
+
+def test_a_pull_and_its_progress_are_logged(eliot_logger: Any) -> None:
+    """
+    A pull is one ``flocker:node:container:pull`` action naming the image
+    and its registry (whether credentials were given, never which), with
+    its progress as messages inside it.
+    """
+    node = Node({"registry.test:5000": CREDENTIALS})
+    node.engine.publish(REMOTE, CREDENTIALS)
+    node.converge(with_apps(app(REMOTE)))
+    [pull] = LoggedAction.of_type(eliot_logger.messages, "flocker:node:container:pull")
+    assert pull.succeeded
+    assert pull.start_message["image"] == REMOTE
+    assert pull.start_message["registry"] == "registry.test:5000"
+    assert pull.start_message["authenticated"] is True
+    progress = [
+        child.message
+        for child in pull.children
+        if isinstance(child, LoggedMessage)
+        and child.message["message_type"] == "flocker:node:container:pull_progress"
+    ]
+    assert progress and progress[-1]["layers_done"] == progress[-1]["layers_total"]
+    assert CREDENTIALS.password not in repr(eliot_logger.messages)
