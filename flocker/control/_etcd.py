@@ -366,7 +366,7 @@ def _describe(failure: BaseException) -> str:
     if isinstance(failure, (ResponseFailed, ResponseNeverReceived)):
         reasons = "; ".join(
             r.getErrorMessage()
-            for r in failure.reasons  # type: ignore[attr-defined]
+            for r in failure.reasons
         )
         return f"{type(failure).__name__}: {reasons}"
     return f"{type(failure).__name__}: {failure}"
@@ -416,7 +416,7 @@ class EtcdClient:
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.retryAutomatically = False  # we choose where to retry
         self._http = HTTPClient(
-            Agent(reactor, connectTimeout=timeout, pool=self._pool)  # type: ignore[arg-type]
+            Agent(reactor, connectTimeout=timeout, pool=self._pool)
         )
         self._preferred = 0
         self._watches: set[EtcdWatch] = set()
@@ -449,7 +449,7 @@ class EtcdClient:
             return response.code, data
 
         d = Deferred.fromCoroutine(post())
-        d.addTimeout(timeout, self.reactor)  # type: ignore[arg-type]
+        d.addTimeout(timeout, self.reactor)
         try:
             code, data = await d
         except _NOT_SENT as e:
@@ -514,7 +514,7 @@ class EtcdClient:
                 return answer, maybe_applied
             if not someone_there or deadline - self.reactor.seconds() <= self.PAUSE:
                 break
-            await deferLater(self.reactor, self.PAUSE)  # type: ignore[arg-type]
+            await deferLater(self.reactor, self.PAUSE)
         UNAVAILABLE.log(endpoints=",".join(self.endpoints), request=path, reason=reason)
         raise EtcdUnavailable(self.endpoints, reason)
 
@@ -755,7 +755,8 @@ class EtcdClient:
         """Stop every watch and close the pooled connections."""
         for watch in list(self._watches):
             watch.stop()
-        return self._pool.closeCachedConnections()
+        closed: Deferred[None] = self._pool.closeCachedConnections()
+        return closed
 
 
 class WatchState(enum.Enum):
@@ -883,7 +884,7 @@ class EtcdWatch:
                 self.state = WatchState.BACKING_OFF
                 try:
                     await self._wait(
-                        deferLater(client.reactor, self.BACKOFF[step])  # type: ignore[arg-type]
+                        deferLater(client.reactor, self.BACKOFF[step])
                     )
                 except CancelledError:
                     return
@@ -896,7 +897,7 @@ class EtcdWatch:
             data=json.dumps(self._request()).encode("utf-8"),
             headers=_HEADERS,
         )
-        request.addTimeout(client.timeout, client.reactor)  # type: ignore[arg-type]
+        request.addTimeout(client.timeout, client.reactor)
         response = await self._wait(request)
         if response.code != 200:
             body = await self._wait(treq.content(response))

@@ -404,7 +404,8 @@ def send_with_context(
                 **arguments,
             )
         )
-        return result.addActionFinish()
+        finished: Deferred[Any] = result.addActionFinish()
+    return finished
 
 
 def continue_task(eliot_context: str) -> Action:
@@ -489,7 +490,7 @@ class ControlAMP(amp.AMP):
         identify: Callable[[Any], PeerIdentity],
     ) -> None:
         """Talk for ``service``; learn the peer with ``identify(transport)``."""
-        super().__init__(locator=ControlLocator(self))
+        super().__init__(locator=ControlLocator(self))  # type: ignore[no-untyped-call]  # Twisted's
         self.service = service
         self._identify = identify
         self.identity: PeerIdentity | None = None
@@ -532,7 +533,7 @@ class ControlAMP(amp.AMP):
         """Identify the peer (if not yet), then handle the AMP bytes."""
         if not self._learn_identity():
             return
-        super().dataReceived(data)
+        super().dataReceived(data)  # type: ignore[no-untyped-call]  # Twisted's
 
     def _learn_identity(self) -> bool:
         """Read the certificate's identity once; refuse non-nodes. Whether to go on."""
@@ -701,7 +702,7 @@ class ControlAMP(amp.AMP):
 
     def connectionMade(self) -> None:  # noqa: N802
         """Track the connection."""
-        super().connectionMade()
+        super().connectionMade()  # type: ignore[no-untyped-call]  # Twisted's
         self.service.connection_made(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
@@ -712,7 +713,7 @@ class ControlAMP(amp.AMP):
             AGENT_DISCONNECTED.log(
                 node_uuid=self.node_uuid, reason=reason.getErrorMessage()
             )
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]  # Twisted's
 
 
 class _ControlFactory(Factory):
@@ -801,7 +802,7 @@ class ControlAMPService(Service):
 
     def startService(self) -> None:  # noqa: N802
         """Subscribe to changes, expire silent nodes, listen for agents."""
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's
         # Fails loudly if the configuration was not loaded first.
         self.configuration_service.deployment  # noqa: B018
         self._unsubscribe = [
@@ -837,7 +838,7 @@ class ControlAMPService(Service):
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
         """Stop listening, drop agent connections, stop expiring."""
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Twisted's
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []

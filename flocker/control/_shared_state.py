@@ -337,10 +337,11 @@ class SharedClusterState(Service):
                 state = node_state_from_json(document["state"])
                 # That agent now reports to another instance: what it last
                 # told this one must not be written again over its news.
-                own = tuple(key[len(self._state_prefix) :].split("/", 1))
-                self._own.pop(own, None)  # type: ignore[call-overload]
-                self._dirty.discard(own)  # type: ignore[arg-type]
-                self._holders[own] = document["instance"]  # type: ignore[index]
+                node, _, kind = key[len(self._state_prefix) :].partition("/")
+                own = (node, kind)
+                self._own.pop(own, None)
+                self._dirty.discard(own)
+                self._holders[own] = document["instance"]
                 self.cluster_state.apply_shared_state(state)
             else:
                 for node, kinds in document["heard"].items():
