@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import random
 import signal
@@ -201,6 +202,11 @@ async def agent_worker(reactor: Any, options: argparse.Namespace) -> None:
             emit(worker.progress())
             last_progress = time.monotonic()
     emit({"event": "synced", "seconds": time.monotonic() - started})
+    # What the simulated agents hold from here on is long-lived: keep the
+    # cyclic garbage collector from walking it again and again (a pause of
+    # this one process is a late push for all its agents at once; a real
+    # agent is one small process of its own).
+    gc.freeze()
     await Deferred()  # until killed
 
 
