@@ -23,6 +23,7 @@ from flocker.node.containers import (
     RemoveApplication,
     StartApplication,
 )
+from flocker.node.test.test_containers import result
 from flocker.runtime import (
     IContainerRuntime,
     MemoryEngine,
@@ -35,16 +36,6 @@ ADDRESS = "127.0.0.11"
 HERE = "flocker-test/busybox:1"
 REMOTE = "registry.test:5000/team/app:2"
 CREDENTIALS = RegistryCredentials(username="deploy", password="s3cret")
-
-
-def result(d: Deferred[Any]) -> Any:
-    """The result of a fired Deferred."""
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "not fired"
-    if hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
 
 
 @implementer(IContainerRuntime)
