@@ -142,17 +142,17 @@ class _AnswerDeadline(ProtocolWrapper):
     def makeConnection(self, transport: Any) -> None:  # noqa: N802 (Twisted's name)
         """Start the deadline, then connect the agent protocol."""
         self._deadline = self._clock.callLater(self._timeout, self._expired)
-        super().makeConnection(transport)
+        super().makeConnection(transport)  # type: ignore[no-untyped-call]  # Twisted's
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         """The instance answered: no more deadline."""
         self._cancel()
-        super().dataReceived(data)
+        super().dataReceived(data)  # type: ignore[no-untyped-call]  # Twisted's
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         """No more deadline."""
         self._cancel()
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]  # Twisted's
 
     def _cancel(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -182,7 +182,7 @@ class _AnswerDeadlineFactory(WrappingFactory):
         address: ControlAddress,
     ) -> None:
         """Wrap ``wrapped``'s protocols with a deadline of ``timeout`` on ``clock``."""
-        super().__init__(wrapped)
+        super().__init__(wrapped)  # type: ignore[no-untyped-call]  # Twisted's
         self.clock = clock
         self.timeout = timeout
         self.address = address

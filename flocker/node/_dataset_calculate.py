@@ -82,12 +82,13 @@ class Situation(PClass):
     primary = field(type=str, mandatory=True)
     configuration = field(type=Deployment, mandatory=True)
     cluster_state = field(type=DeploymentState, mandatory=True)
-    local_state: DatasetLocalState = field(mandatory=True)  # type: ignore[assignment]
+    local_state: DatasetLocalState = field(mandatory=True)
 
     @property
     def dataset_id(self) -> str:
         """The dataset's id."""
-        return self.dataset.dataset_id
+        dataset_id: str = self.dataset.dataset_id
+        return dataset_id
 
     @property
     def local(self) -> LocalDataset:

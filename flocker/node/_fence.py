@@ -117,13 +117,13 @@ class Fence(Service):
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         """Start measuring silence from now (nothing was heard yet)."""
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's
         self.heard()
         self._schedule()
 
     def stopService(self) -> None:  # noqa: N802
         """Stop the timer; the state stays as it is."""
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Twisted's
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
