@@ -140,7 +140,7 @@ def _free_port(addresses: list[str]) -> int:
     for _ in range(100):
         with socket.socket() as probe:
             probe.bind((addresses[0], 0))
-            port = probe.getsockname()[1]
+            port: int = probe.getsockname()[1]
         try:
             for address in addresses[1:]:
                 with socket.socket() as other:

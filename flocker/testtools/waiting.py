@@ -53,7 +53,7 @@ async def eventually(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(reactor, interval, lambda: None)  # type: ignore[arg-type]
+        await deferLater(reactor, interval, lambda: None)
 
 
 __all__ = ["eventually", "wait_for"]

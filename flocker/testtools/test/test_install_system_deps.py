@@ -52,7 +52,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run(tmp_path, *flags):
+def run(
+    tmp_path: Path, *flags: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run the script with the stand-ins and ``flags`` set; (result, calls)."""
     bin_dir, state = tmp_path / "bin", tmp_path / "state"
     bin_dir.mkdir()
@@ -76,12 +78,12 @@ def run(tmp_path, *flags):
     return result, calls
 
 
-def destructive(calls):
+def destructive(calls: list[str]) -> list[str]:
     """Calls that kill or unmount."""
     return [c for c in calls if c.split()[0] in ("pkill", "killall", "umount")]
 
 
-def test_a_wedged_zfs_is_reported_not_killed(tmp_path):
+def test_a_wedged_zfs_is_reported_not_killed(tmp_path: Path) -> None:
     """
     zfs-fuse runs but a probe pool cannot be made: the script says so in
     one line naming the daemon's pid and how to recover, exits 3, and
@@ -97,7 +99,7 @@ def test_a_wedged_zfs_is_reported_not_killed(tmp_path):
     assert not [c for c in calls if c.startswith("zfs-fuse")]
 
 
-def test_a_silent_zfs_is_reported_not_killed(tmp_path):
+def test_a_silent_zfs_is_reported_not_killed(tmp_path: Path) -> None:
     """zfs-fuse runs but never answers ``zpool list``: reported, not killed."""
     result, calls = run(tmp_path, "running", "silent")
     assert result.returncode == 3
@@ -106,7 +108,7 @@ def test_a_silent_zfs_is_reported_not_killed(tmp_path):
     assert not [c for c in calls if c.startswith("zfs-fuse")]
 
 
-def test_a_fresh_machine_gets_zfs_fuse_started(tmp_path):
+def test_a_fresh_machine_gets_zfs_fuse_started(tmp_path: Path) -> None:
     """zfs-fuse installed but not running is started once, and all is well."""
     result, calls = run(tmp_path)
     assert result.returncode == 0, result.stderr
@@ -114,7 +116,7 @@ def test_a_fresh_machine_gets_zfs_fuse_started(tmp_path):
     assert destructive(calls) == []
 
 
-def test_a_working_zfs_is_left_alone(tmp_path):
+def test_a_working_zfs_is_left_alone(tmp_path: Path) -> None:
     """A running, working zfs-fuse: nothing started, killed or unmounted."""
     result, calls = run(tmp_path, "running")
     assert result.returncode == 0, result.stderr

@@ -8,6 +8,8 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,16 +17,16 @@ import pytest
 from flocker.testtools import lab
 
 
-def test_node_address_counts_from_eleven():
+def test_node_address_counts_from_eleven() -> None:
     """Node 0 is ….11, node 1 ….12, in the network asked for."""
     assert lab.node_address(0) == "127.0.0.11"
     assert lab.node_address(1, lab.ROUTABLE_NETWORK) == "198.18.0.12"
 
 
-def test_loopback_only_without_ip(monkeypatch):
+def test_loopback_only_without_ip(monkeypatch: pytest.MonkeyPatch) -> None:
     """When addresses cannot be added (no ``ip``, not root), nodes use 127.0.0.x."""
 
-    def refuse(*args, **kwargs):
+    def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("no ip command")
 
     monkeypatch.setattr(subprocess, "run", refuse)
@@ -32,7 +34,7 @@ def test_loopback_only_without_ip(monkeypatch):
 
 
 @pytest.mark.functional
-def test_routable_addresses_on_loopback():
+def test_routable_addresses_on_loopback() -> None:
     """
     As root, node addresses are in 198.18.0.0/15 and on ``lo`` (asking
     twice adds nothing and fails nothing), so a socket can bind them.
@@ -53,13 +55,13 @@ def test_routable_addresses_on_loopback():
 SPAWN = lab._spawn
 
 
-def sleeper(tmp_path) -> int:
+def sleeper(tmp_path: Path) -> int:
     """A process standing in for an agent: in its own session, as agents are."""
     return SPAWN(["sleep", "60"], str(tmp_path / "sleeper.out"))
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """
     A ``cluster.json`` for two nodes whose agents are ``sleep`` processes;
     whatever still runs is killed afterwards.
@@ -76,7 +78,7 @@ def cluster(tmp_path):
     ]
     for node in nodes:  # recorded as lab.start_node_agents_kind does
         node["started"] = {kind: lab._start_time(pid) for kind, pid in node["pids"].items()}
-    data = {"dir": str(tmp_path), "nodes": nodes, "control": {}}
+    data: dict[str, Any] = {"dir": str(tmp_path), "nodes": nodes, "control": {}}
     lab.save(data)
     yield data
     for node in lab.load(str(tmp_path))["nodes"] + nodes:
@@ -85,13 +87,15 @@ def cluster(tmp_path):
                 os.killpg(pid, signal.SIGKILL)
 
 
-def running(tmp_path, number):
+def running(tmp_path: Path, number: int) -> dict[str, bool]:
     """Whether each of node ``number``'s recorded agents runs, by kind."""
     node = lab.load(str(tmp_path))["nodes"][number - 1]
     return {kind: lab._alive(pid) for kind, pid in node["pids"].items()}
 
 
-def test_stop_node_stops_that_nodes_agents_only(cluster, tmp_path, capsys):
+def test_stop_node_stops_that_nodes_agents_only(
+    cluster: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``stop-node 2`` stops node 2's dataset and container agents; node 1's run on."""
     assert lab.main(["stop-node", "2", "--dir", str(tmp_path)]) == 0
     assert running(tmp_path, 2) == {"dataset": False, "container": False}
@@ -101,12 +105,17 @@ def test_stop_node_stops_that_nodes_agents_only(cluster, tmp_path, capsys):
     )
 
 
-def test_stop_node_kill_sends_sigkill(cluster, tmp_path, capsys, monkeypatch):
+def test_stop_node_kill_sends_sigkill(
+    cluster: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``--kill`` SIGKILLs each agent's process group at once, as a power cut would."""
-    sent = []
+    sent: list[tuple[int, int]] = []
     real_killpg = os.killpg
 
-    def killpg(pid, sig):
+    def killpg(pid: int, sig: int) -> None:
         sent.append((pid, sig))
         real_killpg(pid, sig)
 
@@ -119,8 +128,11 @@ def test_stop_node_kill_sends_sigkill(cluster, tmp_path, capsys, monkeypatch):
 
 
 def test_start_node_starts_only_agents_not_running(
-    cluster, tmp_path, capsys, monkeypatch
-):
+    cluster: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """
     ``start-node 1`` starts node 1's agents that are not running, with its
     agent configuration, and records their pids; a running agent is left
@@ -128,9 +140,9 @@ def test_start_node_starts_only_agents_not_running(
     """
     os.killpg(cluster["nodes"][0]["pids"]["container"], signal.SIGKILL)
     lab._wait(lambda: not running(tmp_path, 1)["container"], 5, "the kill")
-    started = []
+    started: list[tuple[list[str], str]] = []
 
-    def spawn(command, log_path):
+    def spawn(command: list[str], log_path: str) -> int:
         started.append((command, log_path))
         return sleeper(tmp_path)
 
@@ -152,12 +164,14 @@ def test_start_node_starts_only_agents_not_running(
     )
 
 
-def test_start_node_after_stop_node_starts_both_agents(cluster, tmp_path, monkeypatch):
+def test_start_node_after_stop_node_starts_both_agents(
+    cluster: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """After ``stop-node``, ``start-node`` starts the dataset and the container agent."""
     assert lab.main(["stop-node", "2", "--dir", str(tmp_path), "--kill"]) == 0
-    kinds = []
+    kinds: list[str] = []
 
-    def spawn(command, log_path):
+    def spawn(command: list[str], log_path: str) -> int:
         kinds.append("container" if "container" in command else "dataset")
         return sleeper(tmp_path)
 
@@ -169,7 +183,13 @@ def test_start_node_after_stop_node_starts_both_agents(cluster, tmp_path, monkey
 
 @pytest.mark.parametrize("command", ["stop-node", "start-node"])
 @pytest.mark.parametrize("number", ["0", "3"])
-def test_node_number_out_of_range(cluster, tmp_path, capsys, command, number):
+def test_node_number_out_of_range(
+    cluster: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    number: str,
+) -> None:
     """A node number outside 1..nodes is a one-line error; nothing is stopped."""
     assert lab.main([command, number, "--dir", str(tmp_path)]) == 1
     assert capsys.readouterr().err == (
@@ -185,13 +205,15 @@ def test_node_number_out_of_range(cluster, tmp_path, capsys, command, number):
     )
 
 
-def test_node_commands_without_cluster(tmp_path, capsys):
+def test_node_commands_without_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``stop-node`` in a directory without a cluster says there is none."""
     assert lab.main(["stop-node", "1", "--dir", str(tmp_path)]) == 1
     assert "no local cluster in" in capsys.readouterr().err
 
 
-def test_help_lists_node_commands(capsys):
+def test_help_lists_node_commands(capsys: pytest.CaptureFixture[str]) -> None:
     """``admin/lab --help`` lists stop-node and start-node; each has its own help."""
     with pytest.raises(SystemExit) as exited:
         lab.main(["--help"])
@@ -221,7 +243,7 @@ def answers(address: str, port: int) -> bool:
 
 
 @pytest.fixture
-def listening(cluster):
+def listening(cluster: dict[str, Any]) -> Iterator[int]:
     """
     Node 1 of ``cluster`` on an address of its own (198.19.250.11, so no
     other local cluster's node is cut with it), with a listener there;
@@ -242,7 +264,12 @@ def listening(cluster):
 
 
 @pytest.mark.functional
-def test_cut_node_drops_its_packets_until_start_node(cluster, tmp_path, listening, capsys):
+def test_cut_node_drops_its_packets_until_start_node(
+    cluster: dict[str, Any],
+    tmp_path: Path,
+    listening: int,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """
     ``cut-node 1`` drops every packet to node 1's address (its agents run
     on); ``start-node 1`` removes exactly those rules and the address
@@ -262,12 +289,18 @@ def test_cut_node_drops_its_packets_until_start_node(cluster, tmp_path, listenin
 
 
 @pytest.mark.functional
-def test_power_cut_kills_agents_and_cuts_packets(cluster, tmp_path, listening, capsys, monkeypatch):
+def test_power_cut_kills_agents_and_cuts_packets(
+    cluster: dict[str, Any],
+    tmp_path: Path,
+    listening: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """
     ``stop-node 1 --power-cut`` SIGKILLs node 1's agents, kills its
     containers and drops its packets; node 2 is untouched.
     """
-    killed = []
+    killed: list[str] = []
     monkeypatch.setattr(lab, "kill_containers", lambda node: killed.append(node["uuid"]))
     address = cluster["nodes"][0]["address"]
     assert lab.main(["stop-node", "1", "--dir", str(tmp_path), "--power-cut"]) == 0

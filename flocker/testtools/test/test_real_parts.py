@@ -5,29 +5,32 @@ Flocker's own code (``run_command``, ``retry_failure``) and fixtures.
 
 import os
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 
-from flocker.common import CommandFailed, retry_failure, run_command
+from flocker.common import CommandFailed, CommandResult, retry_failure, run_command
 from flocker.testtools.images import BUSYBOX_IMAGE, ensure_busybox_image
-from flocker.testtools.zfs import create_pool, destroy_pool
+from flocker.testtools.zfs import FilePool, create_pool, destroy_pool
 
 pytestmark = pytest.mark.functional
 
 
-def zfs(*args):
+def zfs(*args: str) -> Deferred[CommandResult]:
     """Run ``zfs`` with ``args`` through Flocker's command helper."""
     return run_command(reactor, ["zfs", *args])
 
 
-def busy(error):
+def busy(error: BaseException) -> bool:
     """Whether a failed zfs command says the dataset is busy (zfs-fuse)."""
     return isinstance(error, CommandFailed) and b"busy" in error.stderr
 
 
-def destroy(name, *flags):
+def destroy(name: str, *flags: str) -> Deferred[CommandResult]:
     """Destroy a dataset, retrying through zfs-fuse's "dataset is busy"."""
     return retry_failure(
         reactor,
@@ -39,12 +42,12 @@ def destroy(name, *flags):
 
 
 @pytest_twisted.ensureDeferred
-async def test_create_snapshot_clone_destroy(zfs_pool):
+async def test_create_snapshot_clone_destroy(zfs_pool: FilePool) -> None:
     """A dataset, a snapshot of it and a clone work and are independent."""
     origin = f"{zfs_pool.name}/origin"
     await zfs("create", origin)
-    mount = (await zfs("get", "-Hp", "-o", "value", "mountpoint", origin)).stdout
-    mount = mount.decode().strip()
+    answer = await zfs("get", "-Hp", "-o", "value", "mountpoint", origin)
+    mount = answer.stdout.decode().strip()
     with open(os.path.join(mount, "data"), "w") as handle:
         handle.write("before")
     await zfs("snapshot", f"{origin}@s1")
@@ -65,7 +68,7 @@ async def test_create_snapshot_clone_destroy(zfs_pool):
 
 
 @pytest_twisted.ensureDeferred
-async def test_destroy_busy_dataset_retried(zfs_pool):
+async def test_destroy_busy_dataset_retried(zfs_pool: FilePool) -> None:
     """
     Destroying a dataset that a process holds open fails with "busy" while it
     is held, and the retry succeeds once the process lets go.
@@ -91,14 +94,14 @@ async def test_destroy_busy_dataset_retried(zfs_pool):
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_dataset_error():
+async def test_unknown_dataset_error() -> None:
     """A zfs command on a missing dataset raises CommandFailed with its stderr."""
     with pytest.raises(CommandFailed) as info:
         await zfs("snapshot", "flocker-no-such-pool/x@y")
     assert b"does not exist" in info.value.stderr or b"no such" in info.value.stderr.lower()
 
 
-def test_pool_fixture_leaves_nothing(tmp_path):
+def test_pool_fixture_leaves_nothing(tmp_path: Path) -> None:
     """create_pool/destroy_pool leave no pool, file or mountpoint behind."""
     pool = create_pool(str(tmp_path), size="256M")
     assert subprocess.run(["zpool", "list", pool.name]).returncode == 0
@@ -109,7 +112,7 @@ def test_pool_fixture_leaves_nothing(tmp_path):
     destroy_pool(pool)  # destroying again is harmless
 
 
-def test_busybox_image_cached(docker_client, busybox_image):
+def test_busybox_image_cached(docker_client: Any, busybox_image: str) -> None:
     """The busybox image exists and a second ensure finds it by tag."""
     assert busybox_image == BUSYBOX_IMAGE
     image_id = docker_client.images.get(busybox_image).id
@@ -119,8 +122,11 @@ def test_busybox_image_cached(docker_client, busybox_image):
 
 @pytest_twisted.ensureDeferred
 async def test_container_writes_into_dataset(
-    zfs_pool, docker_client, docker_test_labels, busybox_image
-):
+    zfs_pool: FilePool,
+    docker_client: Any,
+    docker_test_labels: dict[str, str],
+    busybox_image: str,
+) -> None:
     """A container with a ZFS dataset bind-mounted writes a file we read back."""
     name = f"{zfs_pool.name}/app"
     await zfs("create", name)
@@ -137,7 +143,7 @@ async def test_container_writes_into_dataset(
         assert handle.read() == "written-by-container\n"
 
 
-def test_docker_fixture_removes_containers(docker_client, busybox_image):
+def test_docker_fixture_removes_containers(docker_client: Any, busybox_image: str) -> None:
     """Containers a test labelled are gone after the fixture's clean-up."""
     from flocker.testtools.pytest_plugin import TEST_LABEL
 
