@@ -7,6 +7,8 @@ test SIGKILLs it and checks every printed generation survived.
 
 import sys
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import react
 
 from flocker.control import Dataset, Deployment, FileConfigurationStore
@@ -27,7 +29,7 @@ def deployment_for(generation: int) -> Deployment:
     return Deployment().add_dataset(dataset, NODE)
 
 
-async def write_forever(reactor, directory: str) -> None:
+async def write_forever(reactor: IReactorThreads, directory: str) -> None:
     """Save generation after generation, announcing each once durable."""
     store = FileConfigurationStore(reactor, reactor.getThreadPool(), directory)
     generation = (await store.load()).generation
@@ -37,10 +39,8 @@ async def write_forever(reactor, directory: str) -> None:
         sys.stdout.flush()
 
 
-def main(reactor, directory: str):
+def main(reactor: IReactorThreads, directory: str) -> Deferred[None]:
     """Entry point for ``react``."""
-    from twisted.internet.defer import Deferred
-
     return Deferred.fromCoroutine(write_forever(reactor, directory))
 
 

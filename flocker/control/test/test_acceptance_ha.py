@@ -411,6 +411,7 @@ def test_automatic_failover_when_the_leader_dies_with_the_primary(
     dataset over to its standing replica.
     """
     urls = lab.api_urls(ha_cluster)
+    second: str
     first, second = (node["uuid"] for node in ha_cluster["nodes"])
     status, _, created = call(
         ha_cluster,
@@ -447,7 +448,8 @@ def test_automatic_failover_when_the_leader_dies_with_the_primary(
 
         def failed_over() -> bool:
             configured = _configured(ha_cluster, alive[0])
-            return configured[dataset_id]["primary"] == second
+            primary: str = configured[dataset_id]["primary"]
+            return primary == second
 
         wait_for(failed_over, 180, "the dataset to fail over to its replica")
         assert lab.leader_instance(ha_cluster["dir"]) not in (None, leader)

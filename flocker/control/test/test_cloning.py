@@ -1,5 +1,6 @@
 """Tests for ``flocker.control._cloning``: environments as configuration changes."""
 
+from collections.abc import Callable, Mapping
 from itertools import count
 
 import pytest
@@ -38,13 +39,13 @@ SEARCH = "aaaaaaaa-0000-0000-0000-000000000002"
 SNAP = "flocker-env-staging-1"
 
 
-def ids(prefix="bbbbbbbb"):
+def ids(prefix: str = "bbbbbbbb") -> Callable[[], str]:
     """Predictable new dataset ids."""
     numbers = count(1)
     return lambda: f"{prefix}-0000-0000-0000-{next(numbers):012d}"
 
 
-def staging():
+def staging() -> Deployment:
     """web (no data) on N1 linked to db (N1) and search (N2), each with a dataset."""
     d = Deployment()
     d = d.add_dataset(Dataset(dataset_id=DB, metadata={"name": "pg"}), N1)
@@ -79,14 +80,17 @@ def staging():
     )
 
 
-def cloned(copies=("alice", "bob"), ports=None):
+def cloned(
+    copies: tuple[str, ...] = ("alice", "bob"),
+    ports: Mapping[str, Mapping[str, Mapping[int, int]]] | None = None,
+) -> Deployment:
     """The staging group cloned into ``copies``."""
     return clone_environment(
         staging(), "staging", ["web", "db", "search"], list(copies), SNAP, ports, ids()
     )
 
 
-def test_copies_get_clones_ports_and_rewired_links():
+def test_copies_get_clones_ports_and_rewired_links() -> None:
     """
     Each copy's applications run on their originals' nodes, on clones of
     their datasets, on free ports, with links to the group rewired to the
@@ -116,7 +120,7 @@ def test_copies_get_clones_ports_and_rewired_links():
     assert len(published) == len(set(published))
 
 
-def test_ports_given():
+def test_ports_given() -> None:
     """A copy's port asked for is used; one already published is refused."""
     d = cloned(ports={"alice": {"web": {8080: 18080}}})
     assert {p.external_port for p in d.get_application("web-staging-alice")[0].ports} == {18080}
@@ -128,7 +132,7 @@ def test_ports_given():
         cloned(ports={"carol": {"web": {8080: 18080}}})
 
 
-def test_chosen_ports_skip_busy_ports_on_every_node():
+def test_chosen_ports_skip_busy_ports_on_every_node() -> None:
     """
     Chosen ports skip the ports nodes report busy: those of the copy's own
     node (its container could not publish them) and those of other nodes
@@ -146,7 +150,7 @@ def test_chosen_ports_skip_busy_ports_on_every_node():
     assert ports == [FIRST_FREE_PORT + 3, FIRST_FREE_PORT + 4, FIRST_FREE_PORT + 5]
 
 
-def test_port_asked_for_busy_on_the_copys_node_refused():
+def test_port_asked_for_busy_on_the_copys_node_refused() -> None:
     """
     A port asked for that the copy's node reports busy is refused with
     `PortBusy`, naming the port, the node and the copy's application; one
@@ -166,7 +170,7 @@ def test_port_asked_for_busy_on_the_copys_node_refused():
     assert [p.external_port for p in d.get_application("web-staging-alice")[0].ports] == [18080]
 
 
-def test_busy_ports_of_nodes_that_reported_them():
+def test_busy_ports_of_nodes_that_reported_them() -> None:
     """Only nodes whose container agent reported busy ports are listed."""
     state = (
         DeploymentState()
@@ -176,7 +180,7 @@ def test_busy_ports_of_nodes_that_reported_them():
     assert busy_ports_of(state) == {N1: frozenset({22})}
 
 
-def test_bad_requests_change_nothing():
+def test_bad_requests_change_nothing() -> None:
     """Unknown originals, taken names, bad copy names and no copies are refused."""
     d = cloned()
     with pytest.raises(EnvironmentAlreadyExists):
@@ -195,7 +199,7 @@ def test_bad_requests_change_nothing():
         clone_environment(staging(), "s", [], ["x"], SNAP)
 
 
-def test_reset_reclones_and_deletes_old_clones():
+def test_reset_reclones_and_deletes_old_clones() -> None:
     """A reset copy's applications use fresh clones; the old ones are deleted."""
     d = cloned()
     old = d.environments["staging"].copies["alice"].datasets[DB]
@@ -211,7 +215,7 @@ def test_reset_reclones_and_deletes_old_clones():
     assert not d.get_dataset(bob.datasets[DB])[0].deleted
 
 
-def test_delete_copy_and_environment():
+def test_delete_copy_and_environment() -> None:
     """Deleting a copy removes its applications and deletes its clones; then all."""
     d = cloned()
     alice = d.environments["staging"].copies["alice"]
@@ -229,7 +233,7 @@ def test_delete_copy_and_environment():
         reset_copy(cloned(), "staging", "carol")
 
 
-def test_originals_publishing_the_same_port_on_different_nodes():
+def test_originals_publishing_the_same_port_on_different_nodes() -> None:
     """
     Two originals on different nodes may publish the same external port:
     each copy gets its own port, and the one asked for is used.
@@ -245,7 +249,7 @@ def test_originals_publishing_the_same_port_on_different_nodes():
     assert api_port not in (21000, 8080)
 
 
-def test_blocked_copy_moves_to_a_free_port_and_links_follow():
+def test_blocked_copy_moves_to_a_free_port_and_links_follow() -> None:
     """
     A copy's application whose node reports its port taken gets a free
     port (not published, not busy anywhere), its copy's links to it follow,
@@ -274,7 +278,7 @@ def test_blocked_copy_moves_to_a_free_port_and_links_follow():
     assert moved.get_application("db") == d.get_application("db")
 
 
-def test_nothing_moves_without_a_conflict_on_a_published_port():
+def test_nothing_moves_without_a_conflict_on_a_published_port() -> None:
     """
     No report, a report on a port the copy no longer publishes, a report
     about an application that is not a copy, or a refusal by ``allowed``

@@ -43,7 +43,7 @@ async def value_of(client: EtcdClient, key: str) -> KeyValue:
 
 def guard(d: Deferred[Any]) -> Deferred[Any]:
     """``d``, failing instead of hanging if nothing happens for a long time."""
-    return d.addTimeout(HANG_GUARD, reactor)  # type: ignore[arg-type]
+    return d.addTimeout(HANG_GUARD, reactor)
 
 
 class TestParseEtcdURL:
@@ -423,7 +423,7 @@ class TestFailures:
                 if watch.state is not WatchState.STREAMING:
                     broken.callback(None)
                 else:
-                    reactor.callLater(0.05, check_broken)  # type: ignore[attr-defined]
+                    reactor.callLater(0.05, check_broken)
 
             check_broken()
             await guard(broken)
@@ -470,7 +470,7 @@ class _ApplyThenHangUp(Resource):
 
     def __init__(self, member: str) -> None:
         """Pass requests on to ``member``'s client URL."""
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's
         self.member = member
 
     def render_POST(self, request: Any) -> Any:  # noqa: N802
@@ -490,7 +490,7 @@ class _ApplyThenHangUp(Resource):
 def hanging_up_front(etcd_cluster: EtcdCluster) -> Any:
     """The URL of an `_ApplyThenHangUp` before the cluster's member."""
     site: Any = Site(_ApplyThenHangUp(etcd_cluster.endpoints[0]))
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
     address: Any = port.getHost()
     yield f"http://127.0.0.1:{address.port}"
     pytest_twisted.blockon(port.stopListening())

@@ -39,7 +39,7 @@ HANG_GUARD = 30
 
 def guard(d: Deferred[Any]) -> Deferred[Any]:
     """``d``, failing instead of hanging if nothing happens for a long time."""
-    return d.addTimeout(HANG_GUARD, reactor)  # type: ignore[arg-type]
+    return d.addTimeout(HANG_GUARD, reactor)
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def make_client() -> Iterator[Callable[..., EtcdClient]]:
     made: list[EtcdClient] = []
 
     def make(
-        endpoints: list[str], timeout: float = 2.0, cls: type = EtcdClient
+        endpoints: list[str], timeout: float = 2.0, cls: type[EtcdClient] = EtcdClient
     ) -> EtcdClient:
         client = cls(reactor, endpoints, timeout=timeout)
         made.append(client)
@@ -63,7 +63,7 @@ def make_client() -> Iterator[Callable[..., EtcdClient]]:
 _Contract: Any = make_configuration_store_tests(lambda tmp_path: pytest.fail("unused"))
 
 
-class TestEtcdConfigurationStore(_Contract):
+class TestEtcdConfigurationStore(_Contract):  # type: ignore[misc]  # made at runtime
     """EtcdConfigurationStore keeps the IConfigurationStore contract."""
 
     @pytest.fixture

@@ -18,6 +18,7 @@ import attrs
 import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from flocker import __version__
 from flocker.control import (
@@ -95,7 +96,7 @@ class APIHarness:
             if raw is not None
             else (None if body is None else json.dumps(body).encode("utf-8"))
         )
-        results: list[Any] = []
+        results: list[Result | Failure] = []
         d = self.treq.request(  # type: ignore[attr-defined]
             method,
             "https://control.example/" + path.lstrip("/"),
@@ -122,7 +123,7 @@ class APIHarness:
         d.addErrback(results.append)
         self.treq.flush()
         (result,) = results
-        if not isinstance(result, Result):
+        if isinstance(result, Failure):
             result.raiseException()
         self._check_schema(method, path, result)
         return result

@@ -218,7 +218,8 @@ def _raw_exchange(api: APIHarness, request: bytes) -> bytes:
     transport = StringTransport()
     protocol.makeConnection(transport)
     protocol.dataReceived(request)
-    return transport.value()
+    answer: bytes = transport.value()
+    return answer
 
 
 @pytest.mark.parametrize("chunked", [False, True])

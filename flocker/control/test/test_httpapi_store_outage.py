@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import fail
+from twisted.internet.defer import Deferred, fail
 
-from .. import Dataset
+from .. import Dataset, Deployment
 from .._etcd import EtcdUnavailable
 from .._persistence import MemoryConfigurationStore
 from .test_httpapi import DATASET as DATASET_PG
@@ -14,7 +14,7 @@ from .test_httpapi import NODE_A, APIHarness
 class UnreachableStore(MemoryConfigurationStore):
     """A store that loaded once and whose writes now find no etcd member."""
 
-    def save(self, deployment, expected_generation):
+    def save(self, deployment: Deployment, expected_generation: int) -> Deferred[int]:
         """No member answers."""
         return fail(EtcdUnavailable(["http://127.0.0.1:1"], "connection refused"))
 
@@ -65,7 +65,7 @@ def test_reads_marked_while_the_store_cannot_be_reached() -> None:
 class AlwaysChangedElsewhere(MemoryConfigurationStore):
     """A shared store that other writers change before every save lands."""
 
-    def save(self, deployment, expected_generation):
+    def save(self, deployment: Deployment, expected_generation: int) -> Deferred[int]:
         """Another writer came first."""
         from .._persistence import GenerationMismatch
 

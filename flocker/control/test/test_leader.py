@@ -116,7 +116,7 @@ async def test_exactly_one_instance_leads(etcd_client: EtcdClient) -> None:
     try:
         await eventually(lambda: a.is_leader or b.is_leader, what="a leader")
         # Let both go through a few more rounds before looking again.
-        await deferLater(reactor, 0.6, lambda: None)  # type: ignore[arg-type]
+        await deferLater(reactor, 0.6, lambda: None)
         assert [a.is_leader, b.is_leader].count(True) == 1
         assert [duty_a.running, duty_b.running].count(True) == 1
         leader_key = await etcd_client.get("/flocker/leader")

@@ -3,14 +3,17 @@
 import os
 import random
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
 
 from flocker.control import FileConfigurationStore
 
@@ -28,7 +31,7 @@ class _Writer(ProcessProtocol):
         self.acknowledged: list[int] = []
         self.buffer = b""
         self.stderr = b""
-        self.ended: Deferred[None] = Deferred()
+        self.ended: Deferred[int | None] = Deferred()
         self.killing = False
 
     def outReceived(self, data: bytes) -> None:
@@ -48,12 +51,14 @@ class _Writer(ProcessProtocol):
         if transport.pid is not None:
             transport.signalProcess("KILL")
 
-    def processEnded(self, reason) -> None:
-        self.ended.callback(reason.value.exitCode)
+    def processEnded(self, reason: Failure) -> None:
+        ended = reason.value
+        assert isinstance(ended, (ProcessDone, ProcessTerminated))
+        self.ended.callback(ended.exitCode)
 
 
 @pytest_twisted.ensureDeferred
-async def test_sigkill_loses_no_acknowledged_write(tmp_path):
+async def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
     """Every generation acknowledged before a SIGKILL is on disk afterwards, intact."""
     rng = random.Random(os.getpid())
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))

@@ -77,7 +77,7 @@ def node_identity(node_uuid: str) -> PeerIdentity:
 
 def identify(transport: Any) -> PeerIdentity:
     """Read the identity the test gave the fake transport."""
-    identity = transport.test_identity
+    identity: PeerIdentity | None = transport.test_identity
     if identity is None:
         raise UnknownPeer("no certificate")
     return identity
@@ -142,7 +142,7 @@ def connect(
         identity = node_identity(node_uuid)
 
     def server_transport(protocol: Any) -> iosim.FakeTransport:
-        transport = iosim.makeFakeServer(protocol)
+        transport: iosim.FakeTransport = iosim.makeFakeServer(protocol)
         transport.test_identity = identity  # type: ignore[attr-defined]
         return transport
 
@@ -343,7 +343,7 @@ def test_commands_before_handshake_refused(control: Control) -> None:
     """A state report before the version handshake is refused."""
 
     def server_transport(protocol: Any) -> iosim.FakeTransport:
-        transport = iosim.makeFakeServer(protocol)
+        transport: iosim.FakeTransport = iosim.makeFakeServer(protocol)
         transport.test_identity = node_identity(NODE_A)  # type: ignore[attr-defined]
         return transport
 
@@ -665,7 +665,7 @@ def test_agent_refusing_everything_is_not_pushed_in_a_loop(
     )
 
     def server_transport(protocol: Any) -> iosim.FakeTransport:
-        transport = iosim.makeFakeServer(protocol)
+        transport: iosim.FakeTransport = iosim.makeFakeServer(protocol)
         transport.test_identity = node_identity(NODE_A)  # type: ignore[attr-defined]
         return transport
 
@@ -717,7 +717,7 @@ def test_chunked_argument_takes_only_bytes() -> None:
         ChunkedBytes().toBox(b"diff", {}, {"diff": "text"}, None)
 
 
-def test_agents_reconnect_within_seconds():
+def test_agents_reconnect_within_seconds() -> None:
     """
     An agent's reconnection delays stay within a couple of seconds however
     many attempts failed, and its connection attempts time out as fast: an

@@ -38,7 +38,9 @@ class Agents:
     connections: list[Connection] = attrs.field(factory=list)
     asked: list[tuple[str, str, str, str]] = attrs.field(factory=list)
 
-    def snapshot_operation(self, node_uuid, operation, dataset_id, name=""):
+    def snapshot_operation(
+        self, node_uuid: str, operation: str, dataset_id: str, name: str = ""
+    ) -> Deferred[dict[str, Any]]:
         """Answer like a dataset agent: ``boom`` fails, others list nothing."""
         self.asked.append((node_uuid, operation, dataset_id, name))
         if not any(c.node_uuid == node_uuid for c in self.connections):
@@ -52,12 +54,12 @@ class Instance:
     """One control instance: its cluster state, sharing and relay."""
 
     def __init__(self, client: EtcdClient, name: str, agents: Agents) -> None:
-        self.state = ClusterStateService(reactor)  # type: ignore[arg-type]
+        self.state = ClusterStateService(reactor)
         self.sharing = SharedClusterState(
-            reactor, client, self.state, name, ttl=2, publish_interval=0.1  # type: ignore[arg-type]
+            reactor, client, self.state, name, ttl=2, publish_interval=0.1
         )
         self.agents = agents
-        self.relay = AgentRelay(reactor, client, name, agents, self.sharing)  # type: ignore[arg-type]
+        self.relay = AgentRelay(reactor, client, name, agents, self.sharing)
 
     def start(self) -> None:
         """Start sharing and relaying."""

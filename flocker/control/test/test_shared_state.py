@@ -28,9 +28,9 @@ class Instance:
     """One control instance's cluster state, shared through etcd."""
 
     def __init__(self, client: EtcdClient, name: str) -> None:
-        self.state = ClusterStateService(reactor)  # type: ignore[arg-type]
+        self.state = ClusterStateService(reactor)
         self.sharing = SharedClusterState(
-            reactor, client, self.state, name, ttl=2, publish_interval=0.1  # type: ignore[arg-type]
+            reactor, client, self.state, name, ttl=2, publish_interval=0.1
         )
 
     def node(self, uuid: str = NODE_A) -> Any:
@@ -199,7 +199,7 @@ async def _written_after(client: EtcdClient, key: str, revision: int) -> Any:
         found = await client.get(key)
         if found is not None and found.mod_revision > revision:
             return found
-        await deferLater(reactor, 0.05, lambda: None)  # type: ignore[arg-type]
+        await deferLater(reactor, 0.05, lambda: None)
     raise AssertionError(f"{key} was not written after revision {revision}")
 
 
@@ -219,7 +219,7 @@ async def test_unchanged_report_is_not_written_again(client: EtcdClient) -> None
         first = await _written_after(client, key, 0)
         a.state.update_node_state(NodeState(uuid=NODE_A, datasets={}), "dataset")
         await eventually(lambda: a.sharing._round is None, what="a's round")
-        await deferLater(reactor, 0.3, lambda: None)  # type: ignore[arg-type]
+        await deferLater(reactor, 0.3, lambda: None)
         current = await client.get(key)
         assert current is not None and current.mod_revision == first.mod_revision
         a.state.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS), "dataset")
