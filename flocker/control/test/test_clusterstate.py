@@ -1,5 +1,6 @@
 """Tests for flocker.control._clusterstate: merging and expiring node reports."""
 
+from eliot import MemoryLogger
 from eliot.testing import LoggedMessage, capture_logging
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -16,13 +17,13 @@ DATASETS = {DATASET_PG: DatasetState(dataset_id=DATASET_PG, path="/flocker/pg")}
 class ClusterStateServiceTests(SynchronousTestCase):
     """ClusterStateService merges reports and forgets silent nodes."""
 
-    def setUp(self):
+    def setUp(self) -> None:
         self.clock = Clock()
         self.service = ClusterStateService(self.clock, expiration=10)
         self.seen: list[DeploymentState] = []
         self.service.subscribe(self.seen.append)
 
-    def test_merges_halves(self):
+    def test_merges_halves(self) -> None:
         """The dataset agent's and the container agent's reports combine."""
         self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
         self.service.update_node_state(
@@ -36,7 +37,7 @@ class ClusterStateServiceTests(SynchronousTestCase):
         )
         self.assertEqual(len(self.seen), 2)
 
-    def test_busy_ports_kept_by_dataset_report(self):
+    def test_busy_ports_kept_by_dataset_report(self) -> None:
         """
         The container agent's busy ports stay known when the dataset agent,
         which does not read them, reports; a new container report replaces them.
@@ -49,15 +50,15 @@ class ClusterStateServiceTests(SynchronousTestCase):
         node = self.service.as_deployment_state().get_node(NODE_A)
         self.assertEqual(set(node.busy_ports), set())
 
-    def test_unchanged_report_not_told(self):
+    def test_unchanged_report_not_told(self) -> None:
         """A report that changes nothing is not told to subscribers."""
         state = NodeState(uuid=NODE_A, datasets=DATASETS)
         self.service.update_node_state(state)
         self.service.update_node_state(state)
         self.assertEqual(len(self.seen), 1)
 
-    @capture_logging(None)
-    def test_expires_silent_nodes(self, logger):
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
+    def test_expires_silent_nodes(self, logger: MemoryLogger) -> None:
         """A node silent for the expiration time is forgotten; others stay."""
         self.service.start_expiring(interval=1)
         self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
@@ -72,7 +73,7 @@ class ClusterStateServiceTests(SynchronousTestCase):
         self.service.stop_expiring()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_touch_keeps_alive(self):
+    def test_touch_keeps_alive(self) -> None:
         """A keep-alive postpones expiry without changing the state."""
         self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
         self.clock.advance(8)
@@ -82,13 +83,13 @@ class ClusterStateServiceTests(SynchronousTestCase):
         self.clock.advance(2)
         self.assertEqual(self.service.expire(), [NODE_A])
 
-    def test_touch_unknown_node(self):
+    def test_touch_unknown_node(self) -> None:
         """A keep-alive from a node that never reported does nothing."""
         self.service.touch(NODE_A)
         self.clock.advance(20)
         self.assertEqual(self.service.expire(), [])
 
-    def test_last_heard_per_agent_kind(self):
+    def test_last_heard_per_agent_kind(self) -> None:
         """Each agent kind of a node has its own last-heard time."""
         self.assertIsNone(self.service.last_heard(NODE_A))
         self.clock.advance(5)
@@ -100,7 +101,7 @@ class ClusterStateServiceTests(SynchronousTestCase):
         self.assertEqual(self.service.last_heard(NODE_A, "container"), 8)
         self.assertIsNone(self.service.last_heard(NODE_B))
 
-    def test_last_heard_survives_expiry(self):
+    def test_last_heard_survives_expiry(self) -> None:
         """A node's state expires but when it was last heard from is kept."""
         self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
         self.service.touch(NODE_A, "dataset")
@@ -108,7 +109,7 @@ class ClusterStateServiceTests(SynchronousTestCase):
         self.assertEqual(self.service.expire(), [NODE_A])
         self.assertEqual(self.service.last_heard(NODE_A), 0)
 
-    def test_remove_node(self):
+    def test_remove_node(self) -> None:
         """A node can be forgotten at once."""
         self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS))
         self.service.remove_node(NODE_A)
@@ -117,10 +118,10 @@ class ClusterStateServiceTests(SynchronousTestCase):
         self.clock.advance(20)
         self.assertEqual(self.service.expire(), [])
 
-    def test_failing_subscriber(self):
+    def test_failing_subscriber(self) -> None:
         """A subscriber that raises does not stop the others."""
 
-        def boom(state):
+        def boom(state: DeploymentState) -> None:
             raise RuntimeError("bug")
 
         self.service._subscribers.insert(0, boom)
@@ -135,17 +136,17 @@ class SharingHooksTests(SynchronousTestCase):
     apply what others shared without echoing it back.
     """
 
-    def setUp(self):
+    def setUp(self) -> None:
         self.clock = Clock()
         self.service = ClusterStateService(self.clock, expiration=10)
-        self.reports: list = []
-        self.heard: list = []
+        self.reports: list[tuple[NodeState, str | None]] = []
+        self.heard: list[tuple[str, str, float]] = []
         self.stop = self.service.listen(
             reports=lambda state, kind: self.reports.append((state, kind)),
             heard=lambda node, kind, when: self.heard.append((node, kind, when)),
         )
 
-    def test_own_reports_and_signs_of_life_are_heard(self):
+    def test_own_reports_and_signs_of_life_are_heard(self) -> None:
         """An agent's report and keep-alive reach the listeners, with its kind."""
         state = NodeState(uuid=NODE_A, datasets=DATASETS)
         self.clock.advance(5)
@@ -154,13 +155,13 @@ class SharingHooksTests(SynchronousTestCase):
         self.assertEqual(self.reports, [(state, "dataset")])
         self.assertEqual(self.heard, [(NODE_A, "dataset", 5.0)])
 
-    def test_shared_state_is_merged_but_not_echoed(self):
+    def test_shared_state_is_merged_but_not_echoed(self) -> None:
         """Another instance's report merges like a report but is not re-shared."""
         self.service.apply_shared_state(NodeState(uuid=NODE_A, datasets=DATASETS))
         self.assertEqual(self.service.as_deployment_state().get_node(NODE_A).datasets, DATASETS)
         self.assertEqual(self.reports, [])
 
-    def test_heard_elsewhere_counts_for_last_heard_and_expiry(self):
+    def test_heard_elsewhere_counts_for_last_heard_and_expiry(self) -> None:
         """
         A sign of life another instance heard keeps the node's state and
         moves its last-heard time forward, never backward.
@@ -174,7 +175,7 @@ class SharingHooksTests(SynchronousTestCase):
         self.assertEqual(self.service.expire(), [])
         self.assertEqual(self.heard, [])
 
-    def test_stop_listening(self):
+    def test_stop_listening(self) -> None:
         """After the returned function is called, listeners hear nothing more."""
         self.stop()
         self.service.update_node_state(NodeState(uuid=NODE_B), "container")
