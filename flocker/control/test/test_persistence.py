@@ -2,10 +2,14 @@
 
 import json
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
+from _pytest.mark import ParameterSet
+from eliot import MemoryLogger
 from eliot.testing import LoggedAction, capture_logging
 from pyrsistent import InvariantException
 from twisted.internet import reactor
@@ -37,13 +41,17 @@ def _pool() -> Any:
     return reactor.getThreadPool()  # type: ignore[attr-defined]
 
 
-def memory_store(tmp_path):
+def memory_store(
+    tmp_path: Path,
+) -> tuple[MemoryConfigurationStore, Callable[[], MemoryConfigurationStore]]:
     store = MemoryConfigurationStore()
     return store, lambda: store
 
 
-def file_store(tmp_path):
-    def open_store():
+def file_store(
+    tmp_path: Path,
+) -> tuple[FileConfigurationStore, Callable[[], FileConfigurationStore]]:
+    def open_store() -> FileConfigurationStore:
         return FileConfigurationStore(IReactorFromThreads(reactor), _pool(), tmp_path / "data")
 
     return open_store(), open_store
@@ -53,19 +61,21 @@ _MemoryContract: Any = make_configuration_store_tests(memory_store)
 _FileContract: Any = make_configuration_store_tests(file_store)
 
 
-class TestMemoryConfigurationStore(_MemoryContract):
+class TestMemoryConfigurationStore(_MemoryContract):  # type: ignore[misc]  # made at runtime
     """The memory fake passes the IConfigurationStore contract."""
 
 
 @pytest.mark.functional
-class TestFileConfigurationStore(_FileContract):
+class TestFileConfigurationStore(_FileContract):  # type: ignore[misc]  # made at runtime
     """The file store passes the IConfigurationStore contract on real files."""
 
 
 # -- file store specifics ---------------------------------------------------------
 
 
-def _envelope(generation=1, configuration=None, version=1):
+def _envelope(
+    generation: int = 1, configuration: Deployment | None = None, version: int = 1
+) -> dict[str, Any]:
     from flocker.control import deployment_to_json
 
     return {
@@ -77,7 +87,7 @@ def _envelope(generation=1, configuration=None, version=1):
     }
 
 
-def _corruptions():
+def _corruptions() -> list[ParameterSet]:
     good = _envelope()
     bad_config = _envelope()
     bad_config["configuration"]["nodes"][NODE_A]["manifestations"][DATASET_PG][
@@ -122,7 +132,7 @@ def _corruptions():
 @pytest.mark.functional
 @pytest.mark.parametrize("content, reason", _corruptions())
 @pytest_twisted.ensureDeferred
-async def test_corrupt_file_refused(tmp_path, content, reason):
+async def test_corrupt_file_refused(tmp_path: Path, content: bytes, reason: str) -> None:
     """A damaged file fails load and save clearly; it is never treated as empty."""
     (tmp_path / CONFIGURATION_FILE).write_bytes(content)
     store = FileConfigurationStore(IReactorFromThreads(reactor), _pool(), tmp_path)
@@ -137,7 +147,7 @@ async def test_corrupt_file_refused(tmp_path, content, reason):
 
 @pytest.mark.functional
 @pytest_twisted.ensureDeferred
-async def test_file_layout(tmp_path):
+async def test_file_layout(tmp_path: Path) -> None:
     """The store creates its directory privately and leaves only its JSON file."""
     directory = tmp_path / "a" / "b"
     (tmp_path / "a").mkdir()
@@ -152,7 +162,7 @@ async def test_file_layout(tmp_path):
 
 @pytest.mark.functional
 @pytest_twisted.ensureDeferred
-async def test_stale_temporary_files_removed(tmp_path):
+async def test_stale_temporary_files_removed(tmp_path: Path) -> None:
     """Temporary files left by a crash mid-write are removed on load."""
     (tmp_path / f".{CONFIGURATION_FILE}.abc.tmp").write_bytes(b"partial")
     store = FileConfigurationStore(IReactorFromThreads(reactor), _pool(), tmp_path)
@@ -162,7 +172,7 @@ async def test_stale_temporary_files_removed(tmp_path):
 
 @pytest.mark.functional
 @pytest_twisted.ensureDeferred
-async def test_stored_fixture_through_file_store(tmp_path):
+async def test_stored_fixture_through_file_store(tmp_path: Path) -> None:
     """A file holding an envelope around a stored fixture loads as that deployment."""
     (tmp_path / CONFIGURATION_FILE).write_text(json.dumps(_envelope(5)))
     store = FileConfigurationStore(IReactorFromThreads(reactor), _pool(), tmp_path)
@@ -172,7 +182,7 @@ async def test_stored_fixture_through_file_store(tmp_path):
 
 @pytest.mark.functional
 @pytest_twisted.ensureDeferred
-async def test_file_store_logs(tmp_path, eliot_logger):
+async def test_file_store_logs(tmp_path: Path, eliot_logger: MemoryLogger) -> None:
     """Loads and saves are eliot actions naming the file and the generation."""
     from eliot.testing import LoggedAction
 
@@ -192,7 +202,7 @@ async def test_file_store_logs(tmp_path, eliot_logger):
 
 
 @pytest.mark.functional
-def test_write_durably_failure_cleans_up(tmp_path):
+def test_write_durably_failure_cleans_up(tmp_path: Path) -> None:
     """A write that fails leaves the old file and no temporary file behind."""
     path = tmp_path / "f"
     path.write_bytes(b"old")
@@ -204,7 +214,7 @@ def test_write_durably_failure_cleans_up(tmp_path):
 
 
 @pytest.mark.functional
-def test_write_durably_replaces(tmp_path):
+def test_write_durably_replaces(tmp_path: Path) -> None:
     """write_durably replaces the file's content."""
     path = tmp_path / "f"
     write_durably(path, b"one")
@@ -216,28 +226,28 @@ def test_write_durably_replaces(tmp_path):
 # -- ConfigurationService ------------------------------------------------------
 
 
-def _add_pg(d):
+def _add_pg(d: Deployment) -> Deployment:
     return d.add_dataset(PG, NODE_A)
 
 
 class ConfigurationServiceTests(SynchronousTestCase):
     """ConfigurationService applies changes through its store, in order."""
 
-    def setUp(self):
+    def setUp(self) -> None:
         self.store = MemoryConfigurationStore()
         self.service = ConfigurationService(self.store)
-        self.seen: list[Any] = []
+        self.seen: list[tuple[int, Deployment]] = []
         self.service.subscribe(lambda g, d: self.seen.append((g, d)))
         self.successResultOf(self.service.load())
 
-    def test_not_loaded(self):
+    def test_not_loaded(self) -> None:
         """Using the service before load() is a clear error."""
         service = ConfigurationService(MemoryConfigurationStore())
         with self.assertRaises(RuntimeError):
             _ = service.deployment
         self.failureResultOf(service.change(_add_pg), RuntimeError)
 
-    def test_load_reads_store(self):
+    def test_load_reads_store(self) -> None:
         """load() takes the store's configuration and generation."""
         self.successResultOf(self.store.save(EXAMPLE_DEPLOYMENT, 0))
         service = ConfigurationService(self.store)
@@ -249,11 +259,11 @@ class ConfigurationServiceTests(SynchronousTestCase):
             (service.generation, service.deployment), (1, EXAMPLE_DEPLOYMENT)
         )
 
-    def test_load_corrupt_fails(self):
+    def test_load_corrupt_fails(self) -> None:
         """A corrupt store fails load() instead of starting empty."""
 
         class Corrupt(MemoryConfigurationStore):
-            def load(self):
+            def load(self) -> Deferred[StoredConfiguration]:
                 from twisted.internet.defer import fail
 
                 return fail(ConfigurationCorrupt("memory", "broken"))
@@ -261,7 +271,7 @@ class ConfigurationServiceTests(SynchronousTestCase):
         service = ConfigurationService(Corrupt())
         self.failureResultOf(service.load(), ConfigurationCorrupt)
 
-    def test_change_saves_and_notifies(self):
+    def test_change_saves_and_notifies(self) -> None:
         """A change is saved, becomes current and is told to subscribers."""
         result = self.successResultOf(self.service.change(_add_pg))
         expected = Deployment().add_dataset(PG, NODE_A)
@@ -270,12 +280,12 @@ class ConfigurationServiceTests(SynchronousTestCase):
         self.assertEqual(self.service.deployment, expected)
         self.assertEqual(self.seen, [(1, expected)])
 
-    def test_change_waits_for_durability(self):
+    def test_change_waits_for_durability(self) -> None:
         """The change's result fires only after the store acknowledged the save."""
         pending: Deferred[None] = Deferred()
 
         class Slow(MemoryConfigurationStore):
-            def save(self, deployment, expected_generation):
+            def save(self, deployment: Deployment, expected_generation: int) -> Deferred[int]:
                 d = super().save(deployment, expected_generation)
                 return pending.addCallback(lambda _: d).addCallback(lambda d2: d2)
 
@@ -287,13 +297,13 @@ class ConfigurationServiceTests(SynchronousTestCase):
         pending.callback(None)
         self.assertEqual(self.successResultOf(result).generation, 1)
 
-    def test_noop_change(self):
+    def test_noop_change(self) -> None:
         """A change that changes nothing is not saved and not told."""
         result = self.successResultOf(self.service.change(lambda d: d))
         self.assertEqual(result.generation, 0)
         self.assertEqual(self.seen, [])
 
-    def test_failing_change(self):
+    def test_failing_change(self) -> None:
         """A change that raises fails and leaves everything unchanged."""
         self.successResultOf(self.service.change(_add_pg))
         for bad in (
@@ -306,7 +316,7 @@ class ConfigurationServiceTests(SynchronousTestCase):
         self.assertEqual(len(self.seen), 1)
         self.assertEqual(self.successResultOf(self.store.load()).generation, 1)
 
-    def test_expected_generation(self):
+    def test_expected_generation(self) -> None:
         """A change expecting another generation is refused with GenerationMismatch."""
         self.successResultOf(self.service.change(_add_pg))
         f = self.failureResultOf(
@@ -323,7 +333,7 @@ class ConfigurationServiceTests(SynchronousTestCase):
         )
         self.assertEqual(result.generation, 2)
 
-    def test_other_writer_retried(self):
+    def test_other_writer_retried(self) -> None:
         """If another writer saved first, the change is re-applied on top of it."""
         other = Deployment().add_dataset(Dataset(dataset_id=DATASET_PG), NODE_B)
         self.successResultOf(self.store.save(other, 0))
@@ -334,7 +344,7 @@ class ConfigurationServiceTests(SynchronousTestCase):
         self.assertEqual(result.deployment, other.add_dataset(FREE, NODE_A))
         self.assertEqual(self.successResultOf(self.store.load()), result)
 
-    def test_other_writer_with_expected_generation(self):
+    def test_other_writer_with_expected_generation(self) -> None:
         """With an expected generation, another writer's save fails the change."""
         self.successResultOf(self.store.save(example_deployment(), 0))
         self.failureResultOf(
@@ -342,16 +352,16 @@ class ConfigurationServiceTests(SynchronousTestCase):
         )
         self.assertEqual(self.service.generation, 1)
 
-    def test_subscribers_in_order(self):
+    def test_subscribers_in_order(self) -> None:
         """Subscribers see every change in the order changes were made."""
         for n in range(3):
             self.service.change(lambda d, n=n: example_deployment(n))  # type: ignore[misc]
         self.assertEqual(self.seen, [(n + 1, example_deployment(n)) for n in range(3)])
 
-    def test_failing_subscriber(self):
+    def test_failing_subscriber(self) -> None:
         """A subscriber that raises does not stop others or fail the change."""
 
-        def boom(g, d):
+        def boom(g: int, d: Deployment) -> None:
             raise ValueError("subscriber bug")
 
         self.service._subscribers.insert(0, boom)
@@ -359,8 +369,8 @@ class ConfigurationServiceTests(SynchronousTestCase):
         self.assertEqual(len(self.seen), 1)
         self.flushLoggedErrors(ValueError)
 
-    @capture_logging(None)
-    def test_change_logged(self, logger):
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
+    def test_change_logged(self, logger: MemoryLogger) -> None:
         """Each change is an eliot action saying the generation and whether it changed."""
         from flocker.control._logging import CHANGE_CONFIGURATION
 
@@ -372,9 +382,9 @@ class ConfigurationServiceTests(SynchronousTestCase):
             [(1, True), (1, False)],
         )
 
-    def test_unsubscribe(self):
+    def test_unsubscribe(self) -> None:
         """An unsubscribed function is no longer told."""
-        seen = []
+        seen: list[int] = []
         unsubscribe = self.service.subscribe(lambda g, d: seen.append(g))
         self.successResultOf(self.service.change(_add_pg))
         unsubscribe()
@@ -390,14 +400,14 @@ class FollowingOtherWritersTests(SynchronousTestCase):
     instances save: it adopts newer configurations and tells its subscribers.
     """
 
-    def setUp(self):
+    def setUp(self) -> None:
         self.store = MemoryConfigurationStore()
         self.service = ConfigurationService(self.store)
-        self.seen: list[Any] = []
+        self.seen: list[tuple[int, Deployment]] = []
         self.service.subscribe(lambda g, d: self.seen.append((g, d)))
         self.successResultOf(self.service.load())
 
-    def test_newer_configuration_adopted_and_told(self):
+    def test_newer_configuration_adopted_and_told(self) -> None:
         """A newer generation becomes current and subscribers hear of it."""
         newer = StoredConfiguration(generation=3, deployment=example_deployment())
         self.assertTrue(self.successResultOf(self.service.adopt(newer)))
@@ -406,7 +416,7 @@ class FollowingOtherWritersTests(SynchronousTestCase):
         )
         self.assertEqual(self.seen, [(3, example_deployment())])
 
-    def test_older_or_same_configuration_ignored(self):
+    def test_older_or_same_configuration_ignored(self) -> None:
         """A generation not newer than the current one (an echo) changes nothing."""
         self.successResultOf(self.service.change(_add_pg))
         echo = StoredConfiguration(generation=1, deployment=Deployment())
@@ -414,7 +424,7 @@ class FollowingOtherWritersTests(SynchronousTestCase):
         self.assertEqual(self.service.generation, 1)
         self.assertEqual(len(self.seen), 1)
 
-    def test_conflict_tells_subscribers_of_the_other_writers_configuration(self):
+    def test_conflict_tells_subscribers_of_the_other_writers_configuration(self) -> None:
         """
         When a change finds another writer's newer configuration, subscribers
         hear of that configuration too, not only of the change made on top.
@@ -426,12 +436,14 @@ class FollowingOtherWritersTests(SynchronousTestCase):
             self.seen, [(1, other), (2, other.add_dataset(FREE, NODE_A))]
         )
 
-    def test_follow_adopts_what_the_store_reports(self):
+    def test_follow_adopts_what_the_store_reports(self) -> None:
         """`follow` subscribes `adopt` to a watchable store until stopped."""
-        watchers: list[Any] = []
+        watchers: list[Callable[[StoredConfiguration], object]] = []
 
         class Watchable(MemoryConfigurationStore):
-            def watch(self, callback):
+            def watch(
+                self, callback: Callable[[StoredConfiguration], object]
+            ) -> Callable[[], None]:
                 watchers.append(callback)
                 return lambda: watchers.remove(callback)
 
@@ -443,6 +455,6 @@ class FollowingOtherWritersTests(SynchronousTestCase):
         stop()
         self.assertEqual(watchers, [])
 
-    def test_follow_without_a_watchable_store(self):
+    def test_follow_without_a_watchable_store(self) -> None:
         """A store only this service writes has nothing to follow."""
         self.service.follow()()
