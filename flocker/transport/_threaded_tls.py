@@ -51,6 +51,7 @@ from twisted.internet.interfaces import (
     IConsumer,
     IProtocol,
     IPushProducer,
+    IReactorFromThreads,
     ITCPTransport,
 )
 from twisted.python.failure import Failure
@@ -119,7 +120,7 @@ class _ThreadedTLSTransport:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorFromThreads,
         sock: socket.socket,
         context: ssl.SSLContext,
         server_side: bool,

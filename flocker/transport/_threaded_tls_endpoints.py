@@ -19,7 +19,6 @@ import ssl
 import threading
 from collections.abc import Callable
 from time import monotonic, sleep
-from typing import Any
 
 from cryptography import x509
 from eliot import write_traceback
@@ -30,6 +29,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocol,
     IProtocolFactory,
+    IReactorFromThreads,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
@@ -49,7 +49,7 @@ class ThreadedTLSClientEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorFromThreads,
         host: str,
         port: int,
         context: ssl.SSLContext,
@@ -215,7 +215,7 @@ class _ThreadedTLSPort:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorFromThreads,
         sock: socket.socket,
         factory: IProtocolFactory,
         context: ssl.SSLContext,
@@ -423,7 +423,7 @@ class ThreadedTLSServerEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorFromThreads,
         port: int,
         context: ssl.SSLContext,
         check: Callable[[x509.Certificate], None],

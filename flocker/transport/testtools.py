@@ -41,6 +41,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
     IPushProducer,
+    IReactorFromThreads,
     ITransport,
 )
 from twisted.internet.protocol import Factory
@@ -256,7 +257,7 @@ class _ThreadedLoopback:
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         """Listen with a :class:`ThreadedTLSServerEndpoint`."""
         return ThreadedTLSServerEndpoint(
-            reactor,
+            IReactorFromThreads(reactor),
             0,
             bulk_tls_context(self.server, server_side=True),
             lambda certificate: None,
@@ -266,7 +267,7 @@ class _ThreadedLoopback:
     def connect(self, port: int, protocol: TwistedProtocol) -> Deferred[Any]:
         """Connect with a :class:`ThreadedTLSClientEndpoint`."""
         endpoint = ThreadedTLSClientEndpoint(
-            reactor,
+            IReactorFromThreads(reactor),
             "127.0.0.1",
             port,
             bulk_tls_context(self.client, server_side=False),

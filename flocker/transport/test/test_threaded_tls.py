@@ -19,6 +19,7 @@ from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import (
     ConnectionRefusedError,
 )
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 
@@ -75,7 +76,7 @@ class Cluster:
             return protocol
 
         endpoint = ThreadedTLSServerEndpoint(
-            reactor,
+            IReactorFromThreads(reactor),
             0,
             bulk_tls_context(self.server_tls, server_side=True),
             lambda certificate: None,
@@ -89,7 +90,7 @@ class Cluster:
     ) -> Collector:
         """A client connected to the server."""
         endpoint = ThreadedTLSClientEndpoint(
-            reactor,
+            IReactorFromThreads(reactor),
             "127.0.0.1",
             port if port is not None else self.port.getHost().port,
             bulk_tls_context(tls or self.client_tls, server_side=False),

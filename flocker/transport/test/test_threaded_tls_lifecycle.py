@@ -24,7 +24,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import ConnectError, ConnectionDone
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorFromThreads
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -78,7 +78,7 @@ class Nodes:
     def server_endpoint(self, **kwargs: Any) -> ThreadedTLSServerEndpoint:
         """A server endpoint on a free loopback port."""
         return ThreadedTLSServerEndpoint(
-            reactor,
+            IReactorFromThreads(reactor),
             0,
             bulk_tls_context(self.server_tls, server_side=True),
             lambda certificate: None,
@@ -105,7 +105,7 @@ class Nodes:
     def client_endpoint(self, port: int, timeout: float = 10) -> Any:
         """A client endpoint for ``port`` checking the server is node 1."""
         return ThreadedTLSClientEndpoint(
-            reactor,
+            IReactorFromThreads(reactor),
             "127.0.0.1",
             port,
             bulk_tls_context(self.client_tls, server_side=False),
@@ -248,7 +248,7 @@ async def test_connect_fails_when_peer_resets_at_once(tmp_path: Path) -> None:
     listener.settimeout(PATIENCE)
     try:
         endpoint = ThreadedTLSClientEndpoint(
-            reactor,
+            IReactorFromThreads(reactor),
             "127.0.0.1",
             listener.getsockname()[1],
             bulk_tls_context(

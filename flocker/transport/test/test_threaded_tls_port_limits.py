@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.protocol import Factory, Protocol
 
 from flocker.ca import bulk_tls_context
@@ -37,7 +38,7 @@ class _Quiet(Protocol):
 async def listening(tls: Any, **options: Any) -> Any:
     """A threaded TLS port on 127.0.0.1 with the given limits."""
     endpoint = ThreadedTLSServerEndpoint(
-        reactor,
+        IReactorFromThreads(reactor),
         0,
         bulk_tls_context(tls[0], server_side=True),
         lambda certificate: None,
