@@ -1,16 +1,21 @@
 """Tests for flocker.control._serialization: round trips, fixtures, bad input."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 
 from flocker.control import (
+    Application,
     ChangeFailure,
     DatasetState,
     Deployment,
     DeploymentState,
+    Leases,
+    Node,
     NodeState,
     PoolState,
 )
@@ -56,52 +61,52 @@ def fixture(version: int) -> bytes:
 
 
 @given(deployments())
-def test_deployment_round_trip(deployment):
+def test_deployment_round_trip(deployment: Deployment) -> None:
     """Any deployment survives serialization unchanged."""
     assert deserialize_deployment(serialize_deployment(deployment)) == deployment
 
 
 @given(deployments())
-def test_deployment_bytes_deterministic(deployment):
+def test_deployment_bytes_deterministic(deployment: Deployment) -> None:
     """Equal deployments serialize to identical bytes."""
     again = deserialize_deployment(serialize_deployment(deployment))
     assert serialize_deployment(again) == serialize_deployment(deployment)
 
 
 @given(nodes())
-def test_node_round_trip(node):
+def test_node_round_trip(node: Node) -> None:
     """Any node survives serialization inside a deployment."""
     d = Deployment(nodes={node.uuid: node})
     assert deserialize_deployment(serialize_deployment(d)).nodes[node.uuid] == node
 
 
 @given(leases_collections())
-def test_leases_round_trip(leases):
+def test_leases_round_trip(leases: Leases) -> None:
     """Any set of leases survives serialization."""
     d = Deployment(leases=leases)
     assert deserialize_deployment(serialize_deployment(d)).leases == leases
 
 
 @given(applications())
-def test_application_round_trip(app):
+def test_application_round_trip(app: Application) -> None:
     """Any application survives serialization (as reported state)."""
     state = NodeState(uuid=NODE_A, applications={app.name: app})
     assert deserialize_node_state(serialize_node_state(state)) == state
 
 
 @given(node_states())
-def test_node_state_round_trip(state):
+def test_node_state_round_trip(state: NodeState) -> None:
     """Any node state, unknown halves included, survives the wire format."""
     assert deserialize_node_state(serialize_node_state(state)) == state
 
 
 @given(deployment_states())
-def test_deployment_state_round_trip(state):
+def test_deployment_state_round_trip(state: DeploymentState) -> None:
     """Any deployment state survives the wire format."""
     assert deserialize_deployment_state(serialize_deployment_state(state)) == state
 
 
-def test_unknown_is_distinct_from_empty():
+def test_unknown_is_distinct_from_empty() -> None:
     """A null half (unknown) and an empty half (known to be empty) stay distinct."""
     unknown = node_state_to_json(NodeState(uuid=NODE_A))
     empty = node_state_to_json(NodeState(uuid=NODE_A, applications={}, datasets={}))
@@ -113,12 +118,12 @@ def test_unknown_is_distinct_from_empty():
 
 
 @pytest.mark.parametrize("version", range(1, CURRENT_FORMAT_VERSION + 1))
-def test_stored_fixture_loads(version):
+def test_stored_fixture_loads(version: int) -> None:
     """Each stored configuration, of every format version, loads as the example."""
     assert deserialize_deployment(fixture(version)) == EXAMPLE_DEPLOYMENT
 
 
-def test_current_format_matches_fixture():
+def test_current_format_matches_fixture() -> None:
     """The current format writes exactly what its fixture stores.
 
     If this fails, the format changed: bump CURRENT_FORMAT_VERSION, add an
@@ -128,7 +133,7 @@ def test_current_format_matches_fixture():
     assert deployment_to_json(EXAMPLE_DEPLOYMENT) == stored
 
 
-def test_replicated_fixture_loads():
+def test_replicated_fixture_loads() -> None:
     """The stored version-4 configuration with standing replicas, replication
     settings and an epoch loads as the replicated example, and is what the
     current format writes for it.
@@ -138,7 +143,7 @@ def test_replicated_fixture_loads():
     assert deployment_to_json(REPLICATED_DEPLOYMENT) == json.loads(data)
 
 
-def test_upgrade_from_version_2_adds_replication_defaults():
+def test_upgrade_from_version_2_adds_replication_defaults() -> None:
     """A version-2 document gains no standing replicas, default replication and epoch 0."""
     upgraded = UPGRADES[2](json.loads(fixture(2)))
     assert upgraded["format_version"] == 3
@@ -153,7 +158,7 @@ def test_upgrade_from_version_2_adds_replication_defaults():
     assert upgraded == json.loads(fixture(3))
 
 
-def test_upgrade_from_version_3_adds_no_failover_snapshot():
+def test_upgrade_from_version_3_adds_no_failover_snapshot() -> None:
     """
     A version-3 document's datasets gain a ``failover_snapshot`` of null and
     its applications a ``swappiness`` of null.
@@ -168,17 +173,17 @@ def test_upgrade_from_version_3_adds_no_failover_snapshot():
     assert upgraded == json.loads(fixture(4))
 
 
-def test_every_old_version_has_upgrade():
+def test_every_old_version_has_upgrade() -> None:
     """There is one upgrade function per older format version."""
     assert sorted(UPGRADES) == list(range(1, CURRENT_FORMAT_VERSION))
 
 
-def test_upgrade_chain_applies_in_order():
+def test_upgrade_chain_applies_in_order() -> None:
     """Upgrades run one version at a time up to the current version."""
-    calls = []
+    calls: list[int] = []
 
-    def up(n):
-        def step(doc):
+    def up(n: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def step(doc: dict[str, Any]) -> dict[str, Any]:
             calls.append(n)
             return {**doc, "format_version": n + 1, f"v{n + 1}": True}
 
@@ -189,13 +194,13 @@ def test_upgrade_chain_applies_in_order():
     assert result == {"format_version": 3, "v2": True, "v3": True}
 
 
-def test_upgrade_missing_step():
+def test_upgrade_missing_step() -> None:
     """A version with no upgrade path is refused."""
     with pytest.raises(SerializationError, match="no upgrade from format version 1"):
         upgrade_document({"format_version": 1}, {}, current=2)
 
 
-def test_upgrade_must_set_version():
+def test_upgrade_must_set_version() -> None:
     """An upgrade function that forgets to bump the version is caught."""
     with pytest.raises(SerializationError, match="did not set"):
         upgrade_document({"format_version": 1}, {1: lambda d: d}, current=2)
@@ -211,7 +216,7 @@ def test_upgrade_must_set_version():
         (None, "not a format version"),
     ],
 )
-def test_bad_format_version(version, message):
+def test_bad_format_version(version: object, message: str) -> None:
     """Missing, non-integer and future format versions are refused."""
     doc = deployment_to_json(EXAMPLE_DEPLOYMENT)
     doc["format_version"] = version
@@ -222,18 +227,20 @@ def test_bad_format_version(version, message):
 # -- bad input ----------------------------------------------------------------
 
 
-def _broken(change) -> bytes:
+def _broken(change: Callable[[dict[str, Any]], object]) -> bytes:
     doc = deployment_to_json(EXAMPLE_DEPLOYMENT)
     change(doc)
     return json.dumps(doc).encode()
 
 
-def _dataset_doc(doc):
-    return doc["nodes"][NODE_A]["manifestations"][DATASET_PG]["dataset"]
+def _dataset_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    dataset: dict[str, Any] = doc["nodes"][NODE_A]["manifestations"][DATASET_PG]["dataset"]
+    return dataset
 
 
-def _app_doc(doc):
-    return doc["nodes"][NODE_A]["applications"]["postgres"]
+def _app_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    application: dict[str, Any] = doc["nodes"][NODE_A]["applications"]["postgres"]
+    return application
 
 
 @pytest.mark.parametrize(
@@ -297,21 +304,21 @@ def _app_doc(doc):
         ),
     ],
 )
-def test_bad_configuration(data, where):
+def test_bad_configuration(data: bytes, where: str) -> None:
     """Damaged configurations are refused with an error saying where."""
     with pytest.raises(SerializationError) as e:
         deserialize_deployment(data)
     assert where in str(e.value)
 
 
-def test_serialization_error_is_value_error():
+def test_serialization_error_is_value_error() -> None:
     """SerializationError is a ValueError carrying its path and reason."""
     e = SerializationError("/a/b", "wrong")
     assert isinstance(e, ValueError)
     assert (e.path, e.reason, str(e)) == ("/a/b", "wrong", "at /a/b: wrong")
 
 
-def test_non_bytes_refused():
+def test_non_bytes_refused() -> None:
     """Deserializers take bytes, not text."""
     with pytest.raises(SerializationError):
         deserialize_deployment("{}")  # type: ignore[arg-type]
@@ -352,13 +359,13 @@ def test_non_bytes_refused():
         },
     ],
 )
-def test_bad_node_state(doc):
+def test_bad_node_state(doc: dict[str, Any]) -> None:
     """Malformed node states from the wire are refused."""
     with pytest.raises(SerializationError):
         deserialize_node_state(json.dumps(doc).encode())
 
 
-def test_bad_deployment_state():
+def test_bad_deployment_state() -> None:
     """A deployment state with a node keyed by another uuid is refused."""
     other = node_state_to_json(NodeState(uuid=NODE_A))
     doc = {"nodes": {"22222222-2222-4222-8222-222222222222": other}}
@@ -367,7 +374,7 @@ def test_bad_deployment_state():
     assert deserialize_deployment_state(b'{"nodes": {}}') == DeploymentState()
 
 
-def test_dataset_state_role_and_epoch_travel():
+def test_dataset_state_role_and_epoch_travel() -> None:
     """A dataset's reported role and epoch survive the wire format."""
     state = NodeState(
         uuid=NODE_A,
@@ -378,7 +385,7 @@ def test_dataset_state_role_and_epoch_travel():
     assert deserialize_node_state(serialize_node_state(state)) == state
 
 
-def test_old_dataset_state_without_role_loads():
+def test_old_dataset_state_without_role_loads() -> None:
     """A report from an agent that sends no role or epoch loads with both unknown."""
     doc = node_state_to_json(
         NodeState(uuid=NODE_A, datasets={DATASET_PG: DatasetState(dataset_id=DATASET_PG)})
@@ -390,7 +397,7 @@ def test_old_dataset_state_without_role_loads():
     assert (copy.role, copy.epoch) == (None, None)
 
 
-def test_dataset_state_unknown_role_refused():
+def test_dataset_state_unknown_role_refused() -> None:
     """A role that is not one of the known roles is refused."""
     doc = node_state_to_json(
         NodeState(uuid=NODE_A, datasets={DATASET_PG: DatasetState(dataset_id=DATASET_PG)})
@@ -400,14 +407,14 @@ def test_dataset_state_unknown_role_refused():
         deserialize_node_state(json.dumps(doc).encode())
 
 
-def test_busy_ports_travel():
+def test_busy_ports_travel() -> None:
     """A node's reported busy ports survive the wire format, sorted in the JSON."""
     state = NodeState(uuid=NODE_A, applications={}, busy_ports=[20001, 22, 20000])
     assert node_state_to_json(state)["busy_ports"] == [22, 20000, 20001]
     assert deserialize_node_state(serialize_node_state(state)) == state
 
 
-def test_old_node_state_without_busy_ports_loads():
+def test_old_node_state_without_busy_ports_loads() -> None:
     """A report from an agent that sends no busy ports loads with them unknown."""
     doc = node_state_to_json(NodeState(uuid=NODE_A, applications={}))
     del doc["busy_ports"]
@@ -415,7 +422,7 @@ def test_old_node_state_without_busy_ports_loads():
 
 
 @pytest.mark.parametrize("swappiness", [0, 100])
-def test_swappiness_stored(swappiness):
+def test_swappiness_stored(swappiness: int) -> None:
     """An application's swappiness is written in the configuration and read back."""
     deployment = EXAMPLE_DEPLOYMENT.transform(
         ["nodes", NODE_A, "applications", "postgres"],
@@ -426,7 +433,7 @@ def test_swappiness_stored(swappiness):
     assert deserialize_deployment(serialize_deployment(deployment)) == deployment
 
 
-def test_old_node_state_application_without_swappiness_loads():
+def test_old_node_state_application_without_swappiness_loads() -> None:
     """An application reported by an agent that sends no swappiness has none."""
     state = NodeState(uuid=NODE_A, applications={"postgres": POSTGRES})
     doc = node_state_to_json(state)
@@ -435,7 +442,7 @@ def test_old_node_state_application_without_swappiness_loads():
 
 
 @pytest.mark.parametrize("ports", [[0], [65536], ["80"], [True], {"80": 1}])
-def test_bad_busy_ports_refused(ports):
+def test_bad_busy_ports_refused(ports: object) -> None:
     """Busy ports that are not a list of TCP port numbers are refused."""
     doc = node_state_to_json(NodeState(uuid=NODE_A))
     doc["busy_ports"] = ports
@@ -443,7 +450,7 @@ def test_bad_busy_ports_refused(ports):
         deserialize_node_state(json.dumps(doc).encode())
 
 
-def test_port_conflicts_travel_and_old_reports_load():
+def test_port_conflicts_travel_and_old_reports_load() -> None:
     """
     A node's port conflicts survive the wire format; a report without them
     (an older agent) loads with them unknown.
@@ -457,7 +464,7 @@ def test_port_conflicts_travel_and_old_reports_load():
 
 
 @pytest.mark.parametrize("conflicts", [[80], {"web": 80}, {"web": ["80"]}, {"web": [0]}])
-def test_bad_port_conflicts_refused(conflicts):
+def test_bad_port_conflicts_refused(conflicts: object) -> None:
     """Port conflicts that are not application name → port numbers are refused."""
     doc = node_state_to_json(NodeState(uuid=NODE_A))
     doc["port_conflicts"] = conflicts
@@ -465,7 +472,7 @@ def test_bad_port_conflicts_refused(conflicts):
         deserialize_node_state(json.dumps(doc).encode())
 
 
-def test_convergence_and_pool_travel():
+def test_convergence_and_pool_travel() -> None:
     """
     A node's last convergence, failing changes and pool survive the wire
     format with the JSON keys the REST API shows.
@@ -497,7 +504,7 @@ def test_convergence_and_pool_travel():
     assert deserialize_node_state(serialize_node_state(state)) == state
 
 
-def test_old_node_state_without_convergence_loads():
+def test_old_node_state_without_convergence_loads() -> None:
     """A report of an agent before protocol 6 loads with those fields unknown."""
     doc = node_state_to_json(NodeState(uuid=NODE_A, datasets={}))
     for key in ("last_converged", "failing_changes", "pool"):
@@ -519,7 +526,7 @@ def test_old_node_state_without_convergence_loads():
         ("pool", {"size": 1, "free": 0, "full": "yes", "oversized": []}),
     ],
 )
-def test_bad_convergence_fields_refused(key, value):
+def test_bad_convergence_fields_refused(key: str, value: object) -> None:
     """Malformed convergence or pool fields from the wire are refused."""
     doc = node_state_to_json(NodeState(uuid=NODE_A))
     doc[key] = value
@@ -527,7 +534,7 @@ def test_bad_convergence_fields_refused(key, value):
         deserialize_node_state(json.dumps(doc).encode())
 
 
-def test_update_node_keeps_convergence_when_a_report_leaves_it_unknown():
+def test_update_node_keeps_convergence_when_a_report_leaves_it_unknown() -> None:
     """
     The container agent's report (no convergence fields) keeps what the
     dataset agent reported; the dataset agent's next report replaces it.
