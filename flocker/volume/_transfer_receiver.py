@@ -21,6 +21,7 @@ from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
     IPushProducer,
+    IReactorFromThreads,
     IReactorTime,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -624,7 +625,7 @@ def _any_cluster_party(certificate: Any) -> None:
 
 
 def _server_endpoint(
-    reactor: Any, port: int, tls: TLSFiles, interface: str
+    reactor: IReactorFromThreads, port: int, tls: TLSFiles, interface: str
 ) -> ThreadedTLSServerEndpoint:
     return ThreadedTLSServerEndpoint(
         reactor,
