@@ -67,7 +67,7 @@ def with_app() -> Deployment:
 # values
 
 
-def test_replication_defaults():
+def test_replication_defaults() -> None:
     """Replication is continuous and manual unless asked otherwise."""
     assert Replication() == Replication(interval_seconds=0, failover="manual")
     assert Dataset(dataset_id=DS).replication == Replication()
@@ -78,19 +78,19 @@ def test_replication_defaults():
     "fields",
     [{"interval_seconds": -1}, {"failover": "sometimes"}, {"interval_seconds": True}],
 )
-def test_replication_rejects_bad_values(fields):
+def test_replication_rejects_bad_values(fields: dict[str, object]) -> None:
     """A negative interval or an unknown failover mode cannot be built."""
     with pytest.raises((InvariantException, TypeError)):
         Replication(**fields)
 
 
-def test_epoch_is_never_negative():
+def test_epoch_is_never_negative() -> None:
     """A dataset's epoch is a non-negative integer."""
     with pytest.raises(InvariantException):
         Dataset(dataset_id=DS, epoch=-1)
 
 
-def test_primary_is_never_standing():
+def test_primary_is_never_standing() -> None:
     """A manifestation cannot be both the primary and a standing replica."""
     with pytest.raises(InvariantException):
         Manifestation(dataset=Dataset(dataset_id=DS), primary=True, standing=True)
@@ -100,7 +100,7 @@ def test_primary_is_never_standing():
 # set_replicas / replicas_of
 
 
-def test_set_replicas_adds_standing_manifestations():
+def test_set_replicas_adds_standing_manifestations() -> None:
     """The listed nodes hold standing (non-primary) manifestations; replicas_of sorts them."""
     deployment = replicated(C, B)
     assert deployment.replicas_of(DS) == sorted([B, C])
@@ -110,27 +110,27 @@ def test_set_replicas_adds_standing_manifestations():
     assert deployment.get_dataset(DS)[1] == A
 
 
-def test_replicas_of_dataset_without_replicas():
+def test_replicas_of_dataset_without_replicas() -> None:
     """A dataset with no standing replicas (or an unknown one) has an empty list."""
     assert replicated().replicas_of(DS) == []
     assert replicated().replicas_of(ALONE) == []
 
 
-def test_set_replicas_removes_dropped_nodes():
+def test_set_replicas_removes_dropped_nodes() -> None:
     """A node left out of the new set loses its manifestation (and empty nodes go)."""
     deployment = replicated(B, C).set_replicas(DS, [C])
     assert deployment.replicas_of(DS) == [C]
     assert B not in deployment.nodes
 
 
-def test_set_replicas_keeps_other_things_on_dropped_nodes():
+def test_set_replicas_keeps_other_things_on_dropped_nodes() -> None:
     """A dropped replica's node keeps its other datasets."""
     deployment = replicated(B).add_dataset(Dataset(dataset_id=DS2), B)
     deployment = deployment.set_replicas(DS, [])
     assert set(deployment.nodes[B].manifestations) == {DS2}
 
 
-def test_set_replicas_turns_transient_copy_standing():
+def test_set_replicas_turns_transient_copy_standing() -> None:
     """A node holding a copy a move left behind keeps it, now as a standing replica."""
     moved = replicated().move_dataset(DS, B)
     assert moved.nodes[A].manifestations[DS].standing is False
@@ -139,7 +139,7 @@ def test_set_replicas_turns_transient_copy_standing():
     assert deployment.replicas_of(DS) == [A]
 
 
-def test_set_replicas_changes_replication_everywhere():
+def test_set_replicas_changes_replication_everywhere() -> None:
     """New replication settings reach every copy of the dataset."""
     settings = Replication(interval_seconds=30, failover="automatic")
     deployment = replicated(B).set_replicas(DS, [B, C], replication=settings)
@@ -147,28 +147,28 @@ def test_set_replicas_changes_replication_everywhere():
         assert deployment.nodes[node].manifestations[DS].dataset.replication == settings
 
 
-def test_set_replicas_keeps_replication_by_default():
+def test_set_replicas_keeps_replication_by_default() -> None:
     """Without new settings, the dataset's replication stays as it was."""
     settings = Replication(interval_seconds=30)
     deployment = replicated().set_replicas(DS, [B], replication=settings)
     assert deployment.set_replicas(DS, [C]).get_dataset(DS)[0].replication == settings
 
 
-def test_set_replicas_refuses_primary():
+def test_set_replicas_refuses_primary() -> None:
     """The primary's node cannot also be a standing replica."""
     with pytest.raises(PrimaryAsReplica) as e:
         replicated().set_replicas(DS, [B, A])
     assert A in str(e.value) and "primary" in str(e.value)
 
 
-def test_set_replicas_refuses_duplicates():
+def test_set_replicas_refuses_duplicates() -> None:
     """A node listed twice is refused, naming it."""
     with pytest.raises(DuplicateReplicas) as e:
         replicated().set_replicas(DS, [B, C, B])
     assert B in str(e.value)
 
 
-def test_set_replicas_refuses_more_than_four():
+def test_set_replicas_refuses_more_than_four() -> None:
     """At most four standing replicas."""
     deployment = replicated(B, C, D, E)
     with pytest.raises(TooManyReplicas) as e:
@@ -176,7 +176,7 @@ def test_set_replicas_refuses_more_than_four():
     assert "at most 4" in str(e.value)
 
 
-def test_set_replicas_refuses_deleted_and_unknown():
+def test_set_replicas_refuses_deleted_and_unknown() -> None:
     """A deleted dataset cannot get replicas; an unknown one is unknown."""
     deleted = replicated().delete_dataset(DS)
     with pytest.raises(DatasetDeleted):
@@ -189,7 +189,7 @@ def test_set_replicas_refuses_deleted_and_unknown():
 # moves
 
 
-def test_move_to_replica_swaps():
+def test_move_to_replica_swaps() -> None:
     """A move to a standing replica makes the old primary a standing replica."""
     deployment = replicated(B, C).move_dataset(DS, B)
     assert deployment.get_dataset(DS)[1] == B
@@ -197,7 +197,7 @@ def test_move_to_replica_swaps():
     assert deployment.get_dataset(DS)[0].epoch == 0
 
 
-def test_move_elsewhere_keeps_replicas():
+def test_move_elsewhere_keeps_replicas() -> None:
     """A move to a node without a replica leaves a transient copy and the replicas."""
     deployment = replicated(B).move_dataset(DS, C)
     assert deployment.get_dataset(DS)[1] == C
@@ -206,7 +206,7 @@ def test_move_elsewhere_keeps_replicas():
     assert (old.primary, old.standing) == (False, False)
 
 
-def test_move_application_to_replica_swaps():
+def test_move_application_to_replica_swaps() -> None:
     """Moving an application to a node with replicas of its datasets swaps each."""
     deployment = with_app().move_application("db", B)
     assert deployment.get_application("db")[1] == B
@@ -218,7 +218,7 @@ def test_move_application_to_replica_swaps():
 # failover
 
 
-def test_failover_promotes_replica():
+def test_failover_promotes_replica() -> None:
     """The target becomes primary at the next epoch; the old primary leaves."""
     deployment, failed = replicated(B, C).failover_dataset(DS, B)
     assert failed == [DS]
@@ -230,14 +230,14 @@ def test_failover_promotes_replica():
     assert deployment.nodes[C].manifestations[DS].dataset.epoch == 1
 
 
-def test_failover_twice_counts_epochs():
+def test_failover_twice_counts_epochs() -> None:
     """Every failover adds one to the epoch."""
     deployment, _ = replicated(B, C).failover_dataset(DS, B)
     deployment, _ = deployment.failover_dataset(DS, C)
     assert deployment.get_dataset(DS)[0].epoch == 2
 
 
-def test_failover_moves_application_and_its_datasets():
+def test_failover_moves_application_and_its_datasets() -> None:
     """Every dataset of the application fails over with it, and it moves."""
     deployment, failed = with_app().failover_dataset(DS2, B)
     assert failed == sorted([DS, DS2])
@@ -249,7 +249,7 @@ def test_failover_moves_application_and_its_datasets():
     assert A not in deployment.nodes
 
 
-def test_failover_needs_replica_of_every_dataset():
+def test_failover_needs_replica_of_every_dataset() -> None:
     """If the target lacks a replica of one of the application's datasets, nothing changes."""
     deployment = with_app().set_replicas(DS2, [C])
     with pytest.raises(NotAReplica) as e:
@@ -257,7 +257,7 @@ def test_failover_needs_replica_of_every_dataset():
     assert DS2 in str(e.value) and B in str(e.value)
 
 
-def test_failover_to_node_without_replica_refused():
+def test_failover_to_node_without_replica_refused() -> None:
     """A node holding no standing replica (or a transient copy, or the primary) is refused."""
     deployment = replicated(B)
     for target in (C, A):
@@ -268,7 +268,7 @@ def test_failover_to_node_without_replica_refused():
         moved.failover_dataset(DS, A)
 
 
-def test_failover_refuses_deleted_and_unknown():
+def test_failover_refuses_deleted_and_unknown() -> None:
     """A deleted dataset does not fail over; an unknown one is unknown."""
     with pytest.raises(DatasetDeleted):
         replicated(B).delete_dataset(DS).failover_dataset(DS, B)
@@ -276,7 +276,7 @@ def test_failover_refuses_deleted_and_unknown():
         replicated(B).failover_dataset(ALONE, B)
 
 
-def test_failover_releases_old_primary_leases():
+def test_failover_releases_old_primary_leases() -> None:
     """Leases the old primary held on the failed-over datasets are released."""
     deployment = replicated(B)
     deployment = deployment.set(
@@ -287,7 +287,7 @@ def test_failover_releases_old_primary_leases():
     assert after.leases.get(ALONE) is not None
 
 
-def test_failover_keeps_other_nodes_leases():
+def test_failover_keeps_other_nodes_leases() -> None:
     """A lease another node holds stays."""
     deployment = replicated(B, C)
     deployment = deployment.set(leases=deployment.leases.acquire(0.0, DS, C))
@@ -297,7 +297,7 @@ def test_failover_keeps_other_nodes_leases():
 
 
 @given(deployments(), st.data())
-def test_failover_any_replica(deployment, data):
+def test_failover_any_replica(deployment: Deployment, data: st.DataObject) -> None:
     """Failing over to any standing replica keeps the model's invariants and bumps epochs."""
     replicas = [
         (dataset.dataset_id, uuid)
@@ -322,7 +322,7 @@ def test_failover_any_replica(deployment, data):
 # cleanup
 
 
-def test_cleanup_moved_keeps_standing_replicas():
+def test_cleanup_moved_keeps_standing_replicas() -> None:
     """A standing replica is never dropped, even when its node reports no copy."""
     deployment = replicated(B)
     state = (
@@ -335,7 +335,7 @@ def test_cleanup_moved_keeps_standing_replicas():
     assert cleanup_moved(deployment, state) is deployment
 
 
-def test_cleanup_deleted_drops_replicated_dataset():
+def test_cleanup_deleted_drops_replicated_dataset() -> None:
     """A deleted dataset goes once neither its primary nor its replicas have it."""
     deployment = replicated(B).delete_dataset(DS)
     state = DeploymentState().update_node(
