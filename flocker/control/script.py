@@ -54,7 +54,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, cast
 from uuid import uuid4
 
 import attrs
@@ -344,7 +344,51 @@ def parse_options(argv: Sequence[str]) -> ControlOptions:
     )
 
 
-def build_control_service(reactor: Any, options: ControlOptions) -> MultiService:
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from twisted.internet.interfaces import IDelayedCall, IReactorThreads, IReactorTime
+    from zope.interface import implementer
+
+    @implementer(IReactorTime)
+    class _ControlReactor(Protocol):
+        """
+        What the control service asks of its reactor, method by method: time
+        for every service, and the shutdown trigger (``IReactorCore``); the
+        file store's threads are asked for below.  A typing protocol rather
+        than an interface combining Twisted's, so that Twisted's type of the
+        global reactor (``_IReactorCommon``), which the tests pass, fits it.
+        """
+
+        def seconds(self) -> float:
+            """``IReactorTime.seconds``."""
+
+        def callLater(  # noqa: N802 - Twisted's name
+            self,
+            delay: float,
+            callable: Callable[..., Any],
+            *args: object,
+            **kwargs: object,
+        ) -> IDelayedCall:
+            """``IReactorTime.callLater``."""
+
+        def getDelayedCalls(self) -> Sequence[IDelayedCall]:  # noqa: N802
+            """``IReactorTime.getDelayedCalls``."""
+
+        def addSystemEventTrigger(  # noqa: N802 - Twisted's name
+            self,
+            phase: str,
+            eventType: str,  # noqa: N803
+            callable: Callable[..., Any],
+            *args: object,
+            **kwargs: object,
+        ) -> Any:
+            """``IReactorCore.addSystemEventTrigger``."""
+
+
+def build_control_service(
+    reactor: _ControlReactor, options: ControlOptions
+) -> MultiService:
     """
     Wire the control service: configuration, cluster state, agents, REST API.
 
@@ -364,8 +408,11 @@ def build_control_service(reactor: Any, options: ControlOptions) -> MultiService
     etcd: EtcdClient | None = None
     store: Any
     if options.store is None:
+        # Every reactor provides IReactorThreads, but Twisted's type of the
+        # global reactor (_IReactorCommon) leaves it out.
+        threads = cast("IReactorThreads", reactor)
         store = FileConfigurationStore(
-            reactor, reactor.getThreadPool(), options.data_path
+            threads, threads.getThreadPool(), options.data_path
         )
     else:
         etcd = EtcdClient(reactor, list(options.store))
@@ -447,7 +494,7 @@ def _fail(stderr: TextIO, message: str, status: int = EXIT_FAILURE) -> NoReturn:
 
 
 def main(
-    reactor: Any,
+    reactor: _ControlReactor,
     argv: Sequence[str],
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,

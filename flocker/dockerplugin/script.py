@@ -26,7 +26,7 @@ import os
 import re
 import socket
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
 import attrs
@@ -48,6 +48,22 @@ from flocker.common import format_address, parse_address, start_daemon_logging
 
 from ._logging import STARTED
 from ._plugin import DEFAULT_MOUNT_TIMEOUT, VolumePlugin
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import (
+        IReactorCore,
+        IReactorTCP,
+        IReactorTime,
+        IReactorUNIX,
+    )
+
+    class _PluginReactor(IReactorCore, IReactorTime, IReactorTCP, IReactorUNIX):
+        """
+        What the plugin daemon asks of the reactor ``react`` gives it: TCP and
+        time for the REST client, time for the plugin's polls and time-outs,
+        the unix socket Docker calls, and the shutdown trigger.
+        """
+
 
 __all__ = [
     "PluginOptions",
@@ -273,7 +289,9 @@ def prepare_socket(path: str) -> None:
         probe.close()
 
 
-def build_plugin_service(reactor: Any, options: PluginOptions) -> MultiService:
+def build_plugin_service(
+    reactor: _PluginReactor, options: PluginOptions
+) -> MultiService:
     """Wire the plugin: the REST client, `VolumePlugin`, the unix socket server."""
     client = FlockerClient.from_certificates(
         reactor,
@@ -308,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     except StartupError as error:
         sys.exit(f"{NAME}: {error}")
 
-    async def run(reactor: Any) -> None:
+    async def run(reactor: _PluginReactor) -> None:
         start_daemon_logging(
             NAME, options.log_dir, sys.stdout if options.foreground_log else None
         )

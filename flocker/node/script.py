@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eliot import log_message
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.task import react
 
 from flocker.ca import (
@@ -33,8 +35,28 @@ from ._agentconfig import AgentConfig, load_agent_config
 from ._dataset_agent import DatasetAgent
 from ._roles import FileRoles
 
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import (
+        IReactorCore,
+        IReactorFromThreads,
+        IReactorTCP,
+        IReactorTime,
+    )
 
-def make_backend(reactor: Any, config: AgentConfig) -> IVolumeBackend:
+    class _AgentReactor(
+        IReactorCore, IReactorTime, IReactorTCP, IReactorProcess, IReactorFromThreads
+    ):
+        """
+        What an agent daemon asks of the reactor ``react`` gives it, as
+        Twisted types the global reactor (``twisted.internet._IReactorCommon``):
+        time for the loop, the fence and the control connection, TCP for the
+        control connection, the transfers and the router, processes for the
+        volume backend's commands, calls from the Docker thread pool, and the
+        shutdown trigger.
+        """
+
+
+def make_backend(reactor: IReactorProcess, config: AgentConfig) -> IVolumeBackend:
     """The volume backend ``agent.yml`` asks for."""
     # load_agent_config refuses a zfs backend without a pool and the others
     # without a root.
@@ -86,7 +108,9 @@ def load_node_files(config: AgentConfig) -> tuple[TLSFiles, str, FileRoles]:
     return tls, str(identity.node_uuid), roles
 
 
-def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiService:
+def build_dataset_agent_service(
+    reactor: _AgentReactor, config: AgentConfig
+) -> MultiService:
     """
     Build a dataset agent from ``agent.yml``; nothing runs until the
     service starts.
@@ -116,7 +140,9 @@ def build_dataset_agent_service(reactor: Any, config: AgentConfig) -> MultiServi
     return agent.service()
 
 
-def build_container_agent_service(reactor: Any, config: AgentConfig) -> MultiService:
+def build_container_agent_service(
+    reactor: _AgentReactor, config: AgentConfig
+) -> MultiService:
     """
     Build a container agent from ``agent.yml``: the Docker runtime (in a
     thread pool), the node's router and the agent that joins them.
@@ -199,7 +225,9 @@ def _arguments(argv: list[str], prog: str = "flocker-dataset-agent") -> argparse
 
 
 def _agent_main(
-    name: str, build: Any, argv: list[str] | None
+    name: str,
+    build: Callable[[_AgentReactor, AgentConfig], MultiService],
+    argv: list[str] | None,
 ) -> None:
     """Run an agent daemon: check its configuration, then serve until stopped."""
     options = _arguments(sys.argv[1:] if argv is None else argv, name)
@@ -209,7 +237,7 @@ def _agent_main(
     except (ConfigurationError, StartupError) as error:
         sys.exit(f"{name}: {error}")
 
-    def main(reactor: Any) -> Deferred[None]:
+    def main(reactor: _AgentReactor) -> Deferred[None]:
         start_daemon_logging(
             name,
             config.log_directory,
