@@ -278,7 +278,11 @@ def test_agent_yml_example_is_complete_and_valid(built: Path, tmp_path: Path) ->
     # root is for other backends; hosts replaces hostname for several control
     # instances (the highly available control plane's section shows it).
     expected = _keys(AGENT_SCHEMA) - {"dataset.root", "control-service.hosts"}
-    assert shown == expected
+    # registries is keyed by registry names, each with a user name and password.
+    registries = {k for k in shown if k.startswith("registries.")}
+    assert shown - registries == expected
+    assert all(set(entry) == {"username", "password"} for entry in document["registries"].values())
+    assert config.registries
 
 
 def _shape(value: Any) -> dict[str, Any]:
