@@ -72,15 +72,13 @@ def make_backend(reactor: IReactorProcess, config: AgentConfig) -> IVolumeBacken
         return DirectoryVolumeBackend(
             reactor, config.root, default_maximum_size=config.default_maximum_size
         )
-    from flocker.volume.loopback import LoopbackVolumeBackend
+    from flocker.volume.loopback import DEFAULT_SIZE, LoopbackVolumeBackend
 
+    # An image needs a size: without default-maximum-size, the backend's own.
     return LoopbackVolumeBackend(
         reactor,
         config.root,
-        # Without default-maximum-size in agent.yml this passes None, which
-        # the loopback backend does not take (a dataset created without a
-        # size then gets no image size): a known bug, kept as it is here.
-        default_maximum_size=config.default_maximum_size,  # type: ignore[arg-type]
+        default_maximum_size=config.default_maximum_size or DEFAULT_SIZE,
     )
 
 
