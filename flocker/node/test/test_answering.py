@@ -4,9 +4,11 @@ unavailable, measured on its new node with real sockets.
 """
 
 import socket
+from typing import Any
 
 import pytest
 import pytest_twisted
+from eliot import MemoryLogger
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
@@ -19,7 +21,7 @@ OLD = "22222222-2222-2222-2222-222222222222"
 APP = Application(name="web", image="flocker-test/busybox:1")
 
 
-def reporting(*nodes):
+def reporting(*nodes: str) -> DeploymentState:
     """A cluster state in which ``nodes`` report ``web`` running."""
     state = DeploymentState()
     for uuid in (HERE, OLD):
@@ -28,14 +30,15 @@ def reporting(*nodes):
     return state
 
 
-def free_port():
+def free_port() -> int:
     """A TCP port nothing listens on (for now) on 127.0.0.1."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
-def spec(port):
+def spec(port: int) -> ContainerSpec:
     """The container of ``web`` publishing ``port``."""
     return ContainerSpec(
         name="web",
@@ -44,7 +47,7 @@ def spec(port):
     )
 
 
-def answering(logger):
+def answering(logger: MemoryLogger) -> list[dict[str, Any]]:
     """The end messages of the finished answering actions."""
     return [
         m for m in logger.messages
@@ -54,7 +57,7 @@ def answering(logger):
 
 
 @pytest_twisted.ensureDeferred
-async def test_moved_application_unavailable_time(eliot_logger):
+async def test_moved_application_unavailable_time(eliot_logger: MemoryLogger) -> None:
     """
     An application seen running on the old node, then on none, then started
     here is timed from running nowhere until its port accepts a connection.
@@ -81,7 +84,7 @@ async def test_moved_application_unavailable_time(eliot_logger):
 
 
 @pytest_twisted.ensureDeferred
-async def test_new_application_has_no_unavailable_time(eliot_logger):
+async def test_new_application_has_no_unavailable_time(eliot_logger: MemoryLogger) -> None:
     """An application that never ran elsewhere logs only its start time."""
     watch = AnsweringWatch(reactor, HERE, "127.0.0.1")
     watch.observe({"web"}, reporting())
@@ -97,14 +100,14 @@ async def test_new_application_has_no_unavailable_time(eliot_logger):
     assert fields["unavailable_seconds"] is None
 
 
-def test_no_ports_no_probe(eliot_logger):
+def test_no_ports_no_probe(eliot_logger: MemoryLogger) -> None:
     """An application publishing no port is not probed or logged."""
     watch = AnsweringWatch(reactor, HERE, "127.0.0.1")
     watch.started(ContainerSpec(name="quiet", image="flocker-test/busybox:1"))
     assert not answering(eliot_logger)
 
 
-def test_running_elsewhere_again_resets(eliot_logger):
+def test_running_elsewhere_again_resets(eliot_logger: MemoryLogger) -> None:
     """Seen elsewhere again after running nowhere: the old gap is forgotten."""
     watch = AnsweringWatch(reactor, HERE, "127.0.0.1")
     watch.observe({"web"}, reporting(OLD))
