@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import attrs
 import pytest
@@ -11,7 +12,7 @@ from twisted.application.internet import ClientService
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -239,7 +240,7 @@ def test_attempts_are_logged_with_the_instance(eliot_logger: Any) -> None:
     ]
 
 
-def test_connections_leave_from_the_node_address(tmp_path: Any) -> None:
+def test_connections_leave_from_the_node_address(tmp_path: Path) -> None:
     """
     Every instance is reached at its own port from the node's own address,
     with the 2 s connect timeout (the memory reactor resolves every host to
@@ -253,9 +254,14 @@ def test_connections_leave_from_the_node_address(tmp_path: Any) -> None:
     endpoint.connect(Factory.forProtocol(Protocol))
     endpoint.connect(Factory.forProtocol(Protocol))
     reactor.advance(0)
+    # Twisted types a connection attempt's timeout as int and its bind
+    # address as a host name; connectTCP is given a float and a (host, port).
+    attempts = cast(
+        "list[tuple[str, int, ClientFactory, float, tuple[str, int] | None]]",
+        reactor.tcpClients,
+    )
     assert sorted(
-        (host, port, timeout, bind)
-        for host, port, _, timeout, bind in reactor.tcpClients
+        (host, port, timeout, bind) for host, port, _, timeout, bind in attempts
     ) == [
         ("127.0.0.1", 4524, CONNECT_TIMEOUT, ("127.0.0.11", 0)),
         ("127.0.0.1", 4525, CONNECT_TIMEOUT, ("127.0.0.11", 0)),
