@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,14 +21,14 @@ logging: {directory: /var/log/flocker}
 """
 
 
-def write(tmp_path, text):
+def write(tmp_path: Path, text: str) -> str:
     """An agent.yml with ``text``."""
     path = tmp_path / "agent.yml"
     path.write_text(text)
     return str(path)
 
 
-def test_good(tmp_path):
+def test_good(tmp_path: Path) -> None:
     """A complete agent.yml gives every setting."""
     config = load_agent_config(write(tmp_path, GOOD))
     assert config.control == (ControlAddress(host="127.0.0.1", port=4524),)
@@ -36,7 +37,7 @@ def test_good(tmp_path):
     assert config.log_directory == "/var/log/flocker"
 
 
-def test_defaults(tmp_path):
+def test_defaults(tmp_path: Path) -> None:
     """Ports, certificates and state directory have defaults."""
     config = load_agent_config(
         write(
@@ -86,14 +87,14 @@ def test_defaults(tmp_path):
         (("{hostname: 127.0.0.1, port: 4524}", "{hosts: [7]}"), "control-service.hosts.0"),
     ],
 )
-def test_bad_key_named(tmp_path, change, key):
+def test_bad_key_named(tmp_path: Path, change: tuple[str, str], key: str) -> None:
     """Each mistake is reported with the key's dotted path."""
     with pytest.raises(ConfigurationError) as info:
         load_agent_config(write(tmp_path, GOOD.replace(*change)))
     assert info.value.key == key
 
 
-def test_registry_credentials(tmp_path):
+def test_registry_credentials(tmp_path: Path) -> None:
     """
     ``registries`` gives the credentials of private registries by the
     ``host[:port]`` their images name; their passwords show in no repr.
@@ -120,14 +121,14 @@ def test_registry_credentials(tmp_path):
         ("[r.example]", "registries"),
     ],
 )
-def test_bad_registry_credentials_named(tmp_path, registries, key):
+def test_bad_registry_credentials_named(tmp_path: Path, registries: str, key: str) -> None:
     """A registry entry without a user name and password is refused, by key."""
     with pytest.raises(ConfigurationError) as info:
         load_agent_config(write(tmp_path, GOOD + f"registries: {registries}\n"))
     assert info.value.key == key
 
 
-def test_several_control_instances(tmp_path):
+def test_several_control_instances(tmp_path: Path) -> None:
     """
     ``control-service.hosts`` lists control service instances as mappings or
     ``HOST[:PORT]`` strings; a port left out is the section's ``port``, else 4524.
@@ -155,7 +156,7 @@ def test_several_control_instances(tmp_path):
     ]
 
 
-def test_hosts_without_port_use_the_default(tmp_path):
+def test_hosts_without_port_use_the_default(tmp_path: Path) -> None:
     """Hosts listed without any port use the agent port's default, 4524."""
     text = GOOD.replace(
         "control-service: {hostname: 127.0.0.1, port: 4524}",
@@ -176,7 +177,9 @@ def test_hosts_without_port_use_the_default(tmp_path):
         ("{port: 4524}", "give either hostname"),
     ],
 )
-def test_bad_control_addresses_exit_with_one_line(tmp_path, section, words):
+def test_bad_control_addresses_exit_with_one_line(
+    tmp_path: Path, section: str, words: str
+) -> None:
     """An agent given unusable control service addresses exits with one line saying why."""
     path = write(
         tmp_path,
@@ -195,7 +198,7 @@ def test_bad_control_addresses_exit_with_one_line(tmp_path, section, words):
     assert "control-service" in lines[0] and words in lines[0]
 
 
-def test_agent_exits_with_one_line(tmp_path):
+def test_agent_exits_with_one_line(tmp_path: Path) -> None:
     """The daemon refuses a bad agent.yml with one line and a non-zero exit."""
     path = write(tmp_path, GOOD.replace("port: 4524", "port: many"))
     result = subprocess.run(
@@ -211,7 +214,7 @@ def test_agent_exits_with_one_line(tmp_path):
     assert "control-service.port" in lines[0]
 
 
-def test_agent_missing_certificates(tmp_path):
+def test_agent_missing_certificates(tmp_path: Path) -> None:
     """Missing certificates are a one-line error too."""
     path = write(
         tmp_path,
