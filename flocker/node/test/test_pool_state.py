@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from eliot import MemoryLogger
 from eliot.testing import capture_logging
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase
@@ -14,7 +15,7 @@ from zope.interface import implementer
 
 from flocker.control import DeploymentState, PoolState
 from flocker.node._roles import MemoryRoles
-from flocker.node.datasets import DatasetDeployer, DatasetMover
+from flocker.node.datasets import DatasetDeployer, DatasetLocalState, DatasetMover
 from flocker.node.test.test_datasets import DS, MIB, A, result
 from flocker.volume import IReportsPoolSpace, PoolSpace
 from flocker.volume.memory import MemoryVolumeBackend
@@ -44,7 +45,7 @@ def reported_pool(backend: MemoryVolumeBackend) -> PoolState | None:
     deployer = DatasetDeployer(
         A, "127.0.0.11", backend, roles, DatasetMover(backend, roles, never_sends)
     )
-    local = result(deployer.discover_state(DeploymentState()))
+    local: DatasetLocalState = result(deployer.discover_state(DeploymentState()))
     return local.shared_state_changes().pool
 
 
@@ -95,8 +96,10 @@ class Broken(PoolBackend):
 class UnreadablePoolTests(SynchronousTestCase):
     """A pool that cannot be read."""
 
-    @capture_logging(None)
-    def test_a_pool_that_cannot_be_read_does_not_stop_discovery(self, logger: Any) -> None:
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
+    def test_a_pool_that_cannot_be_read_does_not_stop_discovery(
+        self, logger: MemoryLogger
+    ) -> None:
         """A failing `pool_space` is logged and leaves the pool unknown; discovery goes on."""
         self.assertIsNone(reported_pool(Broken()))
         logger.flush_tracebacks(RuntimeError)
