@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.error
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
@@ -26,24 +27,26 @@ pytestmark = pytest.mark.acceptance
 MIB = 1024 * 1024
 
 
-def api(cluster, method, path, body=None):
+def api(cluster: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
     """A REST request with the user certificate; the JSON reply."""
     return lab.api_request(cluster, method, path, body)
 
 
-def api_error(cluster, method, path, body=None):
+def api_error(
+    cluster: dict[str, Any], method: str, path: str, body: Any = None
+) -> tuple[int, Any]:
     """A REST request expected to fail: (status, JSON body)."""
     with pytest.raises(urllib.error.HTTPError) as info:
         api(cluster, method, path, body)
     return info.value.code, json.loads(info.value.read())
 
 
-def dataset_state(cluster, dataset_id):
+def dataset_state(cluster: dict[str, Any], dataset_id: str) -> dict[str, Any] | None:
     """The dataset's entry in /v1/state/datasets, or None (also while the
     control service restarts).
     """
     try:
-        entries = api(cluster, "GET", "/v1/state/datasets")
+        entries: list[dict[str, Any]] = api(cluster, "GET", "/v1/state/datasets")
     except urllib.error.HTTPError:
         raise
     except OSError:
@@ -54,21 +57,25 @@ def dataset_state(cluster, dataset_id):
     return None
 
 
-def wait_exposed(cluster, dataset_id, node, timeout=180):
+def wait_exposed(
+    cluster: dict[str, Any], dataset_id: str, node: dict[str, Any], timeout: float = 180
+) -> dict[str, Any]:
     """Wait until ``node`` exposes the dataset; its state entry."""
 
-    def exposed():
+    def exposed() -> dict[str, Any] | None:
         entry = dataset_state(cluster, dataset_id)
         if entry and entry.get("primary") == node["uuid"] and entry.get("path"):
             return entry
         return None
 
-    return wait_for(exposed, timeout, f"{dataset_id} on {node['address']}")
+    entry = wait_for(exposed, timeout, f"{dataset_id} on {node['address']}")
+    assert entry is not None  # wait_for returns a true value
+    return entry
 
 
-def digest(path):
+def digest(path: str) -> dict[str, str]:
     """SHA-256 of every file under ``path``, by relative name."""
-    found = {}
+    found: dict[str, str] = {}
     for directory, _, files in os.walk(path):
         for name in files:
             full = os.path.join(directory, name)
@@ -77,7 +84,7 @@ def digest(path):
     return found
 
 
-def write_data(path, size):
+def write_data(path: str, size: int) -> dict[str, str]:
     """Write ``size`` random bytes into ``path``/data; the file digests."""
     with open(os.path.join(path, "data"), "wb") as handle:
         remaining = size
@@ -88,7 +95,7 @@ def write_data(path, size):
     return digest(path)
 
 
-def zfs_datasets(pool):
+def zfs_datasets(pool: str) -> list[str]:
     """Names of the datasets in a pool."""
     out = subprocess.run(
         ["zfs", "list", "-H", "-r", "-o", "name", pool], capture_output=True, text=True
@@ -96,7 +103,7 @@ def zfs_datasets(pool):
     return [name.split("/", 1)[1] for name in out if "/" in name]
 
 
-def create(cluster, node, **extra):
+def create(cluster: dict[str, Any], node: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """Create a dataset on ``node``; wait until it is exposed; its state."""
     dataset_id = str(uuid4())
     body = {"primary": node["uuid"], "dataset_id": dataset_id, **extra}
@@ -105,12 +112,12 @@ def create(cluster, node, **extra):
     return wait_exposed(cluster, dataset_id, node)
 
 
-def move(cluster, dataset_id, node):
+def move(cluster: dict[str, Any], dataset_id: str, node: dict[str, Any]) -> None:
     """Ask for a move to ``node``."""
     api(cluster, "POST", f"/v1/configuration/datasets/{dataset_id}", {"primary": node["uuid"]})
 
 
-def test_dataset_lifecycle(make_lab):
+def test_dataset_lifecycle(make_lab: Callable[..., dict[str, Any]]) -> None:
     """
     A dataset with metadata and a maximum size is created on node 1, gets
     100 MiB, moves to node 2 and back with its bytes intact each time, is
@@ -134,7 +141,7 @@ def test_dataset_lifecycle(make_lab):
     seen: list[Any] = []
     moved = threading.Event()
 
-    def watch():
+    def watch() -> None:
         while not moved.is_set():
             try:
                 transfers = api(cluster, "GET", "/v1/state/transfers")
@@ -168,7 +175,7 @@ def test_dataset_lifecycle(make_lab):
     assert dataset_id not in zfs_datasets(two["pool"])
 
 
-def test_bad_requests_answered_clearly(make_lab):
+def test_bad_requests_answered_clearly(make_lab: Callable[..., dict[str, Any]]) -> None:
     """An unknown primary node is refused with a description; nothing changes."""
     cluster = make_lab(nodes=1)
     before = api(cluster, "GET", "/v1/configuration/datasets")
@@ -184,7 +191,7 @@ def test_bad_requests_answered_clearly(make_lab):
     assert api(cluster, "GET", "/v1/configuration/datasets") == before
 
 
-def test_move_to_stopped_node_waits(make_lab):
+def test_move_to_stopped_node_waits(make_lab: Callable[..., dict[str, Any]]) -> None:
     """
     A move to a node whose agents are down leaves the dataset exposed on its
     old node (the state says so), and completes once the node is back.
@@ -197,6 +204,7 @@ def test_move_to_stopped_node_waits(make_lab):
     move(cluster, state["dataset_id"], two)
     time.sleep(3)
     entry = dataset_state(cluster, state["dataset_id"])
+    assert entry is not None
     assert entry["primary"] == two["uuid"] or entry["path"] == state["path"]
     assert digest(state["path"]) == written
     lab.start_node_agents(cluster, two)
@@ -205,7 +213,7 @@ def test_move_to_stopped_node_waits(make_lab):
 
 
 @pytest.mark.parametrize("victim", ["source", "destination", "control"])
-def test_kill_during_move(make_lab, victim):
+def test_kill_during_move(make_lab: Callable[..., dict[str, Any]], victim: str) -> None:
     """
     SIGKILL of the source agent, the destination agent or the control service
     during a move: once restarted, the cluster converges with the data intact.
@@ -232,7 +240,7 @@ def test_kill_during_move(make_lab, victim):
              what="the source copy to go")
 
 
-def test_logs_tell_the_story(make_lab):
+def test_logs_tell_the_story(make_lab: Callable[..., dict[str, Any]]) -> None:
     """
     eliot-tree renders every daemon's log, and a move reads as one task
     spanning the control service, the source agent and the destination agent.
@@ -248,7 +256,8 @@ def test_logs_tell_the_story(make_lab):
         "source": os.path.join(one["log_dir"], "flocker-dataset-agent.log"),
         "destination": os.path.join(two["log_dir"], "flocker-dataset-agent.log"),
     }
-    tasks = {}
+    tasks: dict[str, set[str]] = {}
+
     for name, path in logs.items():
         rendered = subprocess.run(
             [os.path.join(os.path.dirname(sys.executable), "eliot-tree"), path],
