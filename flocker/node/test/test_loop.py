@@ -1,6 +1,6 @@
 """Unit tests for the convergence loop state machine, driven by a Clock."""
 
-from typing import Any
+from typing import Any, Self
 from uuid import uuid4
 
 from pyrsistent import PClass, field
@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from flocker.control import Dataset, Deployment, DeploymentState, NodeState
-from flocker.node import ConvergenceLoop, ILocalState, IStateChange, NoOp
+from flocker.node import ConvergenceLoop, ILocalState, IStateChange, NoOp, StateChange
 from flocker.node._loop import AFTER_CHANGE
 
 NODE = "11111111-1111-1111-1111-111111111111"
@@ -22,7 +22,7 @@ class LocalState(PClass):
 
     hostname = field(type=str)
 
-    def shared_state_changes(self):
+    def shared_state_changes(self) -> NodeState:
         """The node state to report."""
         return NodeState(uuid=NODE, hostname=self.hostname)
 
@@ -37,7 +37,7 @@ class Act(PClass):
         """No fields."""
         return {}
 
-    def run(self, deployer):
+    def run(self, deployer: "FakeDeployer") -> Deferred[None]:
         """Record the run, or fail/wait as the deployer is told."""
         deployer.runs += 1
         if deployer.fail_runs:
@@ -54,17 +54,18 @@ class FakeDeployer:
     node_uuid = NODE
     hostname = "127.0.0.11"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.runs = 0
         self.fail_runs = 0
-        self.gate = None
+        #: While set, changes wait for it to fire.
+        self.gate: Deferred[None] | None = None
         self.pending_changes = 0
-        self.seen_configurations = []
+        self.seen_configurations: list[Deployment] = []
         self.discovered = 0
         #: While set, discovery waits for it to fire.
         self.discovery_gate: Deferred[None] | None = None
 
-    def discover_state(self, cluster_state):
+    def discover_state(self, cluster_state: DeploymentState) -> Deferred[LocalState]:
         """The hostname as local state (once ``discovery_gate`` fired)."""
         if self.discovery_gate is not None:
             return self.discovery_gate.addCallback(lambda _: self._discover())
@@ -74,7 +75,9 @@ class FakeDeployer:
         self.discovered += 1
         return succeed(LocalState(hostname=self.hostname))
 
-    def calculate_changes(self, configuration, cluster_state, local_state):
+    def calculate_changes(
+        self, configuration: Deployment, cluster_state: DeploymentState, local_state: LocalState
+    ) -> StateChange[Self]:
         """Act while changes are pending, else nothing."""
         self.seen_configurations.append(configuration)
         if self.pending_changes:
@@ -83,7 +86,9 @@ class FakeDeployer:
         return NoOp()
 
 
-def make_loop(poll=1.0):
+def make_loop(
+    poll: float = 1.0,
+) -> tuple[ConvergenceLoop[LocalState], Clock, FakeDeployer, list[NodeState]]:
     """A loop with a fake deployer, a Clock and a list of reports."""
     clock, deployer, reports = Clock(), FakeDeployer(), list[NodeState]()
     loop = ConvergenceLoop(clock, deployer, reports.append, poll_interval=poll)
@@ -93,20 +98,20 @@ def make_loop(poll=1.0):
 class ConvergenceLoopTests(SynchronousTestCase):
     """Tests for ``ConvergenceLoop``."""
 
-    def test_idle_until_configuration(self):
+    def test_idle_until_configuration(self) -> None:
         """Nothing happens before the first pushed configuration."""
         loop, clock, deployer, reports = make_loop()
         clock.advance(10)
         self.assertEqual((deployer.discovered, reports), (0, []))
 
-    def test_update_starts_iteration_and_reports(self):
+    def test_update_starts_iteration_and_reports(self) -> None:
         """A pushed configuration starts a pass at once, which reports state."""
         loop, clock, deployer, reports = make_loop()
         loop.cluster_updated(Deployment(), DeploymentState())
         self.assertEqual(deployer.discovered, 1)
         self.assertEqual(reports, [NodeState(uuid=NODE, hostname="127.0.0.11")])
 
-    def test_report_only_on_change(self):
+    def test_report_only_on_change(self) -> None:
         """Unchanged state is not reported again; changed state is."""
         loop, clock, deployer, reports = make_loop()
         loop.cluster_updated(Deployment(), DeploymentState())
@@ -117,14 +122,14 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(1)
         self.assertEqual([r.hostname for r in reports], ["127.0.0.11", "127.0.0.12"])
 
-    def test_refused_report_does_not_stop_the_pass(self):
+    def test_refused_report_does_not_stop_the_pass(self) -> None:
         """
         A state report the control service refuses is logged, the pass
         still acts on the configuration, and the next pass reports again.
         """
-        clock, deployer, sent = Clock(), FakeDeployer(), []
+        clock, deployer, sent = Clock(), FakeDeployer(), list[NodeState]()
 
-        def refusing(state):
+        def refusing(state: NodeState) -> Deferred[None]:
             sent.append(state)
             if len(sent) == 1:
                 return fail(RuntimeError("BadNodeState: unknown keys"))
@@ -138,7 +143,7 @@ class ConvergenceLoopTests(SynchronousTestCase):
         self.assertEqual(len(sent), 2)
         self.assertEqual(loop.last_reported, sent[-1])
 
-    def test_polls_when_nothing_to_do(self):
+    def test_polls_when_nothing_to_do(self) -> None:
         """With nothing to do, the loop discovers again after poll_interval."""
         loop, clock, deployer, reports = make_loop(poll=5)
         loop.cluster_updated(Deployment(), DeploymentState())
@@ -147,7 +152,7 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(0.1)
         self.assertEqual(deployer.discovered, 2)
 
-    def test_change_followed_at_once(self):
+    def test_change_followed_at_once(self) -> None:
         """After a pass that changed something, the next pass comes at once."""
         loop, clock, deployer, reports = make_loop(poll=5)
         deployer.pending_changes = 2
@@ -156,7 +161,7 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(AFTER_CHANGE)
         self.assertEqual((deployer.runs, deployer.discovered), (2, 3))
 
-    def test_pushed_update_wakes_sleeping_loop(self):
+    def test_pushed_update_wakes_sleeping_loop(self) -> None:
         """An update while sleeping starts a pass without waiting for the timer."""
         loop, clock, deployer, reports = make_loop(poll=60)
         loop.cluster_updated(Deployment(), DeploymentState())
@@ -165,7 +170,7 @@ class ConvergenceLoopTests(SynchronousTestCase):
         self.assertEqual(deployer.discovered, 2)
         self.assertEqual(deployer.seen_configurations[-1], new)
 
-    def test_update_while_converging_used_next(self):
+    def test_update_while_converging_used_next(self) -> None:
         """An update during a pass is used by the pass right after it."""
         loop, clock, deployer, reports = make_loop(poll=60)
         deployer.gate = Deferred()
@@ -178,7 +183,7 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(deployer.seen_configurations[-1], newer)
 
-    def test_update_during_idle_pass_not_left_waiting(self):
+    def test_update_during_idle_pass_not_left_waiting(self) -> None:
         """
         An update arriving during a pass that changes nothing is acted on at
         once, not after the poll interval.
@@ -196,7 +201,7 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(deployer.seen_configurations[-1], newer)
 
-    def test_poke_wakes_sleeping_loop(self):
+    def test_poke_wakes_sleeping_loop(self) -> None:
         """A poke while sleeping starts a pass at once; while idle it is ignored."""
         loop, clock, deployer, reports = make_loop(poll=60)
         loop.poke()
@@ -205,7 +210,7 @@ class ConvergenceLoopTests(SynchronousTestCase):
         loop.poke()
         self.assertEqual(deployer.discovered, 2)
 
-    def test_poke_during_pass_runs_another(self):
+    def test_poke_during_pass_runs_another(self) -> None:
         """A poke during a pass makes the next pass start at once."""
         loop, clock, deployer, reports = make_loop(poll=60)
         deployer.gate = Deferred()
@@ -216,7 +221,7 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(deployer.discovered, 2)
 
-    def test_failure_backs_off(self):
+    def test_failure_backs_off(self) -> None:
         """Failed passes are retried after growing delays, then reset."""
         loop, clock, deployer, reports = make_loop(poll=60)
         deployer.pending_changes = 4
@@ -232,21 +237,21 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(0.4)
         self.assertEqual((deployer.runs, loop.failures), (4, 0))
 
-    def test_failed_discovery_retried(self):
+    def test_failed_discovery_retried(self) -> None:
         """A pass whose discovery fails is retried with backoff."""
         loop, clock, deployer, reports = make_loop()
-        calls = []
+        calls: list[int] = []
 
-        def broken(cluster_state):
+        def broken(cluster_state: DeploymentState) -> Deferred[LocalState]:
             calls.append(1)
             return fail(OSError("zfs is not answering"))
 
-        deployer.discover_state = broken
+        deployer.discover_state = broken  # type: ignore[method-assign]  # a failing discovery
         loop.cluster_updated(Deployment(), DeploymentState())
         clock.advance(0.1)
         self.assertEqual((len(calls), loop.failures), (2, 2))
 
-    def test_disconnect_stops_and_reconnect_reports_again(self):
+    def test_disconnect_stops_and_reconnect_reports_again(self) -> None:
         """Disconnected, the loop idles; reconnected, it reports state again."""
         loop, clock, deployer, reports = make_loop(poll=1)
         loop.cluster_updated(Deployment(), DeploymentState())
@@ -256,7 +261,7 @@ class ConvergenceLoopTests(SynchronousTestCase):
         loop.cluster_updated(Deployment(), DeploymentState())
         self.assertEqual(len(reports), 2)
 
-    def test_stop_waits_for_running_pass(self):
+    def test_stop_waits_for_running_pass(self) -> None:
         """stop() fires only after the running pass ends."""
         loop, clock, deployer, reports = make_loop()
         deployer.gate = Deferred()
