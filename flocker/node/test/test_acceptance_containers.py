@@ -10,19 +10,22 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
 from flocker.runtime.testimages import COUNTER_IMAGE, ensure_counter_image
 from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
 
-from .test_acceptance_datasets import api, dataset_state, wait_for
+from .test_acceptance_datasets import api, dataset_state
 
 pytestmark = pytest.mark.acceptance
 
 
-def request(address, port, text, timeout=2.0):
+def request(address: str, port: int, text: str, timeout: float = 2.0) -> int | None:
     """One write to the counter: its count, or None if not acknowledged."""
     try:
         with urllib.request.urlopen(
@@ -38,14 +41,14 @@ def request(address, port, text, timeout=2.0):
 class Writer(threading.Thread):
     """Sends numbered writes through one node's port, keeping what was acked."""
 
-    def __init__(self, address, port):
+    def __init__(self, address: str, port: int) -> None:
         super().__init__(daemon=True)
         self.address, self.port = address, port
-        self.acknowledged = []
-        self.times = []
+        self.acknowledged: list[str] = []
+        self.times: list[float] = []
         self.stopping = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         """Write w0, w1, … until stopped, at most ~50 per second."""
         n = 0
         while not self.stopping.is_set():
@@ -55,12 +58,17 @@ class Writer(threading.Thread):
             n += 1
             time.sleep(0.02)
 
-    def longest_gap(self):
+    def longest_gap(self) -> float:
         """The longest time between two acknowledged writes."""
         return max((b - a for a, b in zip(self.times, self.times[1:], strict=False)), default=0.0)
 
 
-def deploy_counter(cluster, node, name=None, links=()):
+def deploy_counter(
+    cluster: dict[str, Any],
+    node: dict[str, Any],
+    name: str | None = None,
+    links: Sequence[dict[str, Any]] = (),
+) -> tuple[str, str, int]:
     """A dataset and a counter application on ``node``; (name, dataset, port)."""
     import docker
 
@@ -90,7 +98,9 @@ def deploy_counter(cluster, node, name=None, links=()):
     return name, dataset_id, port
 
 
-def deploy_frontend(cluster, node, backend_port):
+def deploy_frontend(
+    cluster: dict[str, Any], node: dict[str, Any], backend_port: int
+) -> tuple[str, int]:
     """
     A counter without a dataset on ``node``, linked to a backend as
     ``backend`` (local port 80 → ``backend_port``); (name, port).
@@ -112,7 +122,7 @@ def deploy_frontend(cluster, node, backend_port):
     return name, port
 
 
-def relay(address, port, text, timeout=5.0):
+def relay(address: str, port: int, text: str, timeout: float = 5.0) -> int | None:
     """Ask the frontend at ``address:port`` to pass a write on: the backend's count, or None."""
     try:
         with urllib.request.urlopen(
@@ -126,12 +136,12 @@ def relay(address, port, text, timeout=5.0):
     return None
 
 
-def move_application(cluster, name, node):
+def move_application(cluster: dict[str, Any], name: str, node: dict[str, Any]) -> None:
     """Ask for the application to move to ``node``."""
     api(cluster, "POST", f"/v1/configuration/containers/{name}", {"node_uuid": node["uuid"]})
 
 
-def running_on(cluster, name, node, port):
+def running_on(cluster: dict[str, Any], name: str, node: dict[str, Any], port: int) -> bool:
     """Whether the state says ``name`` runs on ``node`` and it answers there."""
     try:
         containers = api(cluster, "GET", "/v1/state/containers")
@@ -144,23 +154,26 @@ def running_on(cluster, name, node, port):
     return bool(here) and request(node["address"], port, "probe") is not None
 
 
-def logged_writes(cluster, dataset_id, node):
+def logged_writes(cluster: dict[str, Any], dataset_id: str, node: dict[str, Any]) -> list[str]:
     """The lines of the counter's log in the dataset, read on its node."""
-    state = wait_for(
-        lambda: (s := dataset_state(cluster, dataset_id)) and s["primary"] == node["uuid"] and s,
-        what="the dataset on its node",
-    )
+
+    def on_node() -> dict[str, Any] | None:
+        s = dataset_state(cluster, dataset_id)
+        return s if s and s["primary"] == node["uuid"] else None
+
+    state = wait_for(on_node, what="the dataset on its node")
+    assert state is not None  # wait_for returns a true value
     with open(os.path.join(state["path"], "requests.log")) as handle:
         return handle.read().split()
 
 
-def is_subsequence(items, sequence):
+def is_subsequence(items: Iterable[str], sequence: Iterable[str]) -> bool:
     """Whether ``items`` appear in ``sequence`` in the same order."""
     it = iter(sequence)
     return all(item in it for item in items)
 
 
-def test_move_under_write_load_loses_nothing(make_lab):
+def test_move_under_write_load_loses_nothing(make_lab: Callable[..., dict[str, Any]]) -> None:
     """
     A client writes steadily through node 1's published port while the
     application moves to node 2: every write it saw acknowledged is in the
@@ -192,7 +205,7 @@ def test_move_under_write_load_loses_nothing(make_lab):
     assert is_subsequence(writer.acknowledged, lines), "an acknowledged write is missing"
 
 
-def test_linked_applications_talk_across_moves(make_lab):
+def test_linked_applications_talk_across_moves(make_lab: Callable[..., dict[str, Any]]) -> None:
     """
     A frontend linked to a counter with a dataset reaches it through its
     link before and after the counter moves to node 2 and after the
@@ -205,9 +218,9 @@ def test_linked_applications_talk_across_moves(make_lab):
         pytest.fail("the local cluster's node addresses are loopback-only: containers cannot reach them (run as root)")
     backend, dataset_id, backend_port = deploy_counter(cluster, one)
     frontend, port = deploy_frontend(cluster, one, backend_port)
-    sent = []
+    sent: list[str] = []
 
-    def relayed(address, text):
+    def relayed(address: str, text: str) -> bool:
         count = relay(address, port, text)
         if count is not None:
             sent.append(text)
@@ -235,7 +248,7 @@ def test_linked_applications_talk_across_moves(make_lab):
 
 
 @pytest.mark.parametrize("victim", ["container-agent", "container"])
-def test_kill_during_move_converges(make_lab, victim):
+def test_kill_during_move_converges(make_lab: Callable[..., dict[str, Any]], victim: str) -> None:
     """
     Killing the source's container agent, or the container itself, during a
     move ends with the application running on node 2 with its data.
