@@ -8,19 +8,22 @@ answers there.
 
 import socket
 import urllib.error
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from flocker.control._cloning import FIRST_FREE_PORT
 from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
 
 from .test_acceptance_containers import deploy_counter, request
-from .test_acceptance_datasets import api, api_error, wait_for
+from .test_acceptance_datasets import api, api_error
 
 pytestmark = pytest.mark.acceptance
 
 
-def first_free_from(address, start):
+def first_free_from(address: str, start: int) -> socket.socket:
     """A socket listening on the first port from ``start`` up free at ``address``."""
     for candidate in range(start, 65536):
         listener = socket.socket()
@@ -35,15 +38,18 @@ def first_free_from(address, start):
     raise AssertionError(f"no free port from {start} up on {address}")
 
 
-def copy_port(cluster, environment, copy):
+def copy_port(cluster: dict[str, Any], environment: str, copy: str) -> int:
     """The external port of the only application of ``copy``, as configured now."""
     found = api(cluster, "GET", f"/v1/environments/{environment}")
     [entry] = [c for c in found["copies"] if c["name"] == copy]
     [application] = entry["applications"]
-    return application["ports"][0]["external"]
+    port: int = application["ports"][0]["external"]
+    return port
 
 
-def test_copy_moves_off_a_port_taken_after_the_choice(make_lab):
+def test_copy_moves_off_a_port_taken_after_the_choice(
+    make_lab: Callable[..., dict[str, Any]],
+) -> None:
     """
     A program binding a copy's port before its container starts does not
     leave the copy pending: the node reports the conflict, the control
@@ -69,6 +75,7 @@ def test_copy_moves_off_a_port_taken_after_the_choice(make_lab):
             240,
             "the copy to be moved off the taken port",
         )
+        assert moved is not None  # wait_for returns a true value
         print(f"\ncopy moved from the taken port {taken} to {moved}")
         # The copy starts from the original's data: "ready" + this request.
         assert wait_for(lambda: request(node["address"], moved, "copy"), 240, "the copy") == 2
@@ -76,7 +83,9 @@ def test_copy_moves_off_a_port_taken_after_the_choice(make_lab):
         squatter.close()
 
 
-def test_port_another_program_listens_on_refused_and_avoided(make_lab):
+def test_port_another_program_listens_on_refused_and_avoided(
+    make_lab: Callable[..., dict[str, Any]],
+) -> None:
     """
     Once the node has reported a port another program listens on at its
     address (the first one copies' ports would be chosen from), a copy
@@ -91,7 +100,7 @@ def test_port_another_program_listens_on_refused_and_avoided(make_lab):
         taken = squatter.getsockname()[1]
         tries = iter(range(1000))
 
-        def refused():
+        def refused() -> tuple[int, Any] | None:
             """Ask for the port until the node's report refuses it."""
             environment = f"ask{next(tries)}"
             body = {"name": environment, "applications": [name], "copies": ["a"],
@@ -105,7 +114,9 @@ def test_port_another_program_listens_on_refused_and_avoided(make_lab):
                 return None
             return api_error(cluster, "POST", "/v1/environments", body)
 
-        code, body = wait_for(refused, 120, "the busy port to be refused")
+        refusal = wait_for(refused, 120, "the busy port to be refused")
+        assert refusal is not None  # wait_for returns a true value
+        code, body = refusal
         assert code == 409 and str(taken) in body["description"]
         made = api(cluster, "POST", "/v1/environments",
                    {"name": "chosen", "applications": [name], "copies": 3})
