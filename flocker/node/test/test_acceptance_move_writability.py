@@ -9,6 +9,8 @@ read-only before its final snapshot.
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -23,7 +25,7 @@ from flocker.node.test.test_acceptance_datasets import (
 pytestmark = pytest.mark.acceptance
 
 
-def copy_mode(node, dataset_id):
+def copy_mode(node: dict[str, Any], dataset_id: str) -> str:
     """
     ``"writable"``, ``"read-only"`` (mounted so) or ``"absent"`` (no such
     filesystem, or not mounted) for ``node``'s copy of the dataset.
@@ -48,14 +50,15 @@ class PoolSampler(threading.Thread):
     writable at one moment.
     """
 
-    def __init__(self, dataset_id):
+    def __init__(self, dataset_id: str) -> None:
         super().__init__(daemon=True)
         self.dataset_id = dataset_id
-        self.direction = None  # (source, destination) of the current move
-        self.samples = []  # (source mode, destination mode)
+        # (source, destination) of the current move
+        self.direction: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self.samples: list[tuple[str, str]] = []  # (source mode, destination mode)
         self.done = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         """Sample until told to stop."""
         while not self.done.is_set():
             direction = self.direction
@@ -67,7 +70,9 @@ class PoolSampler(threading.Thread):
             time.sleep(0.02)
 
 
-def test_a_moving_dataset_is_never_writable_on_two_nodes(make_lab):
+def test_a_moving_dataset_is_never_writable_on_two_nodes(
+    make_lab: Callable[..., dict[str, Any]],
+) -> None:
     """
     A dataset with 64 MiB moves from node 1 to node 2, back, and to node 2
     again; in every pool sample one copy at most is writable, the copy
