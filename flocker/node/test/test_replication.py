@@ -2,17 +2,20 @@
 moves to a replica, and failover by epoch (in-memory backends).
 """
 
+from collections.abc import Callable, Sequence
 from itertools import product
 from uuid import uuid4
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
 
 from flocker.control import Dataset, Deployment, ModelError, Replication
 from flocker.node import NoOp, changes_of
 from flocker.node._dataset_calculate import TABLE
 from flocker.node._dataset_changes import DivergeDataset, PromoteDataset, ProtectDataset
+from flocker.node._mover import Sender
 from flocker.node._phases import Desired, Phase
 from flocker.node._replicator import (
     IDLE_PAUSE,
@@ -26,7 +29,9 @@ from flocker.node.test.test_datasets import DS, MIB, A, B, C, Cluster, plan, res
 from flocker.volume import UnknownDataset
 
 
-def replicated(primary=A, replicas=(B, C), interval=0):
+def replicated(
+    primary: str = A, replicas: Sequence[str] = (B, C), interval: int = 0
+) -> Deployment:
     """A configuration with DS on ``primary`` and standing replicas."""
     deployment = Deployment().add_dataset(Dataset(dataset_id=DS), primary)
     return deployment.set_replicas(
@@ -34,7 +39,7 @@ def replicated(primary=A, replicas=(B, C), interval=0):
     )
 
 
-def clocked_cluster():
+def clocked_cluster() -> Cluster:
     """Three nodes whose deployers share a clock the test moves."""
     cluster = Cluster(nodes=(A, B, C))
     cluster.clock = [1000.0]
@@ -45,7 +50,7 @@ def clocked_cluster():
     return cluster
 
 
-def current_replicas(replicas):
+def current_replicas(replicas: Sequence[str]) -> tuple[Cluster, Deployment]:
     """
     A clocked cluster with DS on A holding b"replicated", and standing
     replicas on ``replicas`` that have all of it; (cluster, configuration).
@@ -59,14 +64,16 @@ def current_replicas(replicas):
     return cluster, configuration
 
 
-def stuck_in_handoff(cluster, moved, why):
+def stuck_in_handoff(cluster: Cluster, moved: Deployment, why: str) -> None:
     """
     Let A hand DS off for ``moved`` while its final increment fails for
     ``why``: A's copy is left in hand-off, exposed nowhere.
     """
     real = refusing_like_the_agent(cluster, A)
 
-    def final_fails(dataset_id, snapshot, base, host, final, epoch=0):
+    def final_fails(
+        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool, epoch: int = 0
+    ) -> Deferred[int]:
         if final:
             raise RuntimeError(why)
         return real(dataset_id, snapshot, base, host, final, epoch=epoch)
@@ -77,12 +84,12 @@ def stuck_in_handoff(cluster, moved, why):
     assert cluster.roles[A].get(DS) == "handoff"
 
 
-def snapshots(cluster, node):
+def snapshots(cluster: Cluster, node: str) -> list[str]:
     """The names of a node's snapshots of DS."""
     return [s.name for s in result(cluster.backends[node].list_snapshots(DS))]
 
 
-def test_replicas_receive_the_data_and_are_never_exposed():
+def test_replicas_receive_the_data_and_are_never_exposed() -> None:
     """Each standing replica gets the primary's data; only the primary has a path."""
     cluster = clocked_cluster()
     cluster.converge(replicated())
@@ -97,7 +104,7 @@ def test_replicas_receive_the_data_and_are_never_exposed():
     assert cluster.state.get_node(A).datasets[DS].path is not None
 
 
-def test_continuous_rounds_follow_writes_and_pause_when_idle():
+def test_continuous_rounds_follow_writes_and_pause_when_idle() -> None:
     """
     In continuous mode a round follows a round that carried changes at
     once; after an empty one the next waits for the idle pause.
@@ -110,7 +117,7 @@ def test_continuous_rounds_follow_writes_and_pause_when_idle():
     assert isinstance(plan(cluster, A, configuration), ReplicateDataset)
 
 
-def test_interval_mode_waits_for_the_interval():
+def test_interval_mode_waits_for_the_interval() -> None:
     """An interval replica is not due again until the interval has passed."""
     cluster = clocked_cluster()
     configuration = replicated(interval=30)
@@ -122,7 +129,7 @@ def test_interval_mode_waits_for_the_interval():
     assert any(isinstance(c, ReplicateDataset) for c in changes_of(plan(cluster, A, configuration)))
 
 
-def test_retention_keeps_the_shared_snapshot_and_bounds_the_rest():
+def test_retention_keeps_the_shared_snapshot_and_bounds_the_rest() -> None:
     """
     Over many rounds the replication snapshots stay few on both sides, the
     newest one the primary and each replica share always survives, and a
@@ -146,7 +153,7 @@ def test_retention_keeps_the_shared_snapshot_and_bounds_the_rest():
     assert cluster.backends[C].read_files(DS) == {"data": b"round 11"}
 
 
-def test_pruning_never_passes_the_newest_shared_snapshot():
+def test_pruning_never_passes_the_newest_shared_snapshot() -> None:
     """The retention rules keep what each side shares with the other."""
     local = ["mine", "flocker-replica-1", "flocker-replica-2", "flocker-replica-3"]
     assert prunable_on_primary(local, ["flocker-replica-2", "flocker-replica-3"]) == [
@@ -160,7 +167,7 @@ def test_pruning_never_passes_the_newest_shared_snapshot():
     assert prunable_on_replica(local, ["other"]) == []
 
 
-def test_move_to_a_replica_sends_only_the_final_increment_and_swaps():
+def test_move_to_a_replica_sends_only_the_final_increment_and_swaps() -> None:
     """
     Moving the primary to a node with a current replica sends little more
     than the last changes, and the old primary stays as a replica.
@@ -178,7 +185,7 @@ def test_move_to_a_replica_sends_only_the_final_increment_and_swaps():
         sent.append(n)
         return n
 
-    def counting(*args, **kwargs):
+    def counting(*args: object, **kwargs: object) -> Deferred[int]:
         return real_send(*args, **kwargs).addCallback(counted)
 
     cluster.deployers[A].mover.send = counting
@@ -192,7 +199,7 @@ def test_move_to_a_replica_sends_only_the_final_increment_and_swaps():
     assert moved.replicas_of(DS) == [A]
 
 
-def test_failover_promotes_the_replica_and_the_old_primary_diverges():
+def test_failover_promotes_the_replica_and_the_old_primary_diverges() -> None:
     """
     A failover's newer epoch promotes the replica at once and makes the
     old primary stop exposing its copy, which it keeps.
@@ -221,7 +228,7 @@ def test_failover_promotes_the_replica_and_the_old_primary_diverges():
     assert cluster.roles[C].epoch(DS) == 1
 
 
-def test_replica_configured_primary_at_the_same_epoch_waits_for_the_move():
+def test_replica_configured_primary_at_the_same_epoch_waits_for_the_move() -> None:
     """A replica named primary by a move (same epoch) waits for the final push."""
     cluster = clocked_cluster()
     configuration = replicated(replicas=(B,))
@@ -230,7 +237,7 @@ def test_replica_configured_primary_at_the_same_epoch_waits_for_the_move():
 
 
 @pytest.mark.parametrize(("desired", "phase"), list(product(Desired, Phase)))
-def test_every_pair_has_a_decision(desired, phase):
+def test_every_pair_has_a_decision(desired: Desired, phase: Phase) -> None:
     """
     Every (desired role, discovered phase) pair is either a row of the
     table or one of the pairs that deliberately do nothing: an absent copy
@@ -245,7 +252,7 @@ def test_every_pair_has_a_decision(desired, phase):
     assert ((desired, phase) in TABLE) != ((desired, phase) in deliberate_nothing)
 
 
-def test_replicas_are_never_writable_and_roles_swap_with_writability():
+def test_replicas_are_never_writable_and_roles_swap_with_writability() -> None:
     """
     A replica's copy refuses writes; after a failover the promoted copy
     takes writes and the diverged one refuses them; after a move to a
@@ -276,7 +283,7 @@ NODES = (A, B, C)
 
 
 @st.composite
-def replicated_configurations(draw):
+def replicated_configurations(draw: st.DrawFn) -> Deployment:
     """Up to three datasets over nodes A, B and C, some with standing replicas."""
     deployment = Deployment()
     for dataset_id in draw(st.lists(st.sampled_from(IDS), unique=True, min_size=1)):
@@ -288,6 +295,9 @@ def replicated_configurations(draw):
     return deployment
 
 
+#: An operation: its kind, which configured dataset, and the nodes it names.
+Operation = tuple[str, int, list[str]]
+
 OPERATIONS = st.lists(
     st.tuples(
         st.sampled_from(["move", "replicas", "failover", "delete"]),
@@ -298,7 +308,12 @@ OPERATIONS = st.lists(
 )
 
 
-def _apply(configuration, operation, holds, taken_up):
+def _apply(
+    configuration: Deployment,
+    operation: Operation,
+    holds: Callable[[str, str], bool],
+    taken_up: Callable[[str, Dataset], bool],
+) -> Deployment:
     """
     One operation on the configuration; one the model refuses changes
     nothing, and so do those the REST API refuses: a failover to a replica
@@ -332,7 +347,9 @@ def _apply(configuration, operation, holds, taken_up):
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(start=replicated_configurations(), operations=OPERATIONS)
-def test_converges_through_moves_replication_and_failover(start, operations):
+def test_converges_through_moves_replication_and_failover(
+    start: Deployment, operations: list[Operation]
+) -> None:
     """
     From a converged configuration with standing replicas, any sequence of
     moves, replica changes, failovers and deletions converges: each live
@@ -350,12 +367,12 @@ def test_converges_through_moves_replication_and_failover(start, operations):
     cluster.converge(start)
     target = start
 
-    def holds(node, dataset_id):
+    def holds(node: str, dataset_id: str) -> bool:
         # The REST API fails over only to a node reporting a replica copy.
         listed = {i.dataset_id for i in result(cluster.backends[node].list_datasets())}
         return dataset_id in listed and cluster.roles[node].get(dataset_id) == REPLICA
 
-    def taken_up(node, dataset):
+    def taken_up(node: str, dataset: Dataset) -> bool:
         # The REST API moves a failed-over dataset only once its primary
         # reports its copy as the primary of the configured epoch.
         roles = cluster.roles[node]
@@ -393,7 +410,7 @@ def test_converges_through_moves_replication_and_failover(start, operations):
             assert files in ({}, {"id": dataset_id.encode()})
 
 
-def test_a_writable_replica_is_made_read_only():
+def test_a_writable_replica_is_made_read_only() -> None:
     """
     A replica that is still writable (received before copies arrived
     read-only, or a first attempt that failed) is made read-only.
@@ -407,7 +424,7 @@ def test_a_writable_replica_is_made_read_only():
     assert result(cluster.backends[B].get(DS)).read_only
 
 
-def test_replicas_follow_a_primary_moved_to_a_node_without_one():
+def test_replicas_follow_a_primary_moved_to_a_node_without_one() -> None:
     """
     After the primary moves to a node that held no replica, the new
     primary shares no snapshot with the standing replica; the replica is
@@ -425,7 +442,7 @@ def test_replicas_follow_a_primary_moved_to_a_node_without_one():
     assert cluster.roles[B].get(DS) == REPLICA
 
 
-def test_a_replica_removed_and_added_again_fills_again():
+def test_a_replica_removed_and_added_again_fills_again() -> None:
     """
     A replica removed (its copy destroyed) and added again before the
     primary's next round gets a full copy: the round from the snapshot it
@@ -447,7 +464,7 @@ def test_a_replica_removed_and_added_again_fills_again():
     assert cluster.backends[B].read_files(DS) == {"data": b"after"}
 
 
-def test_replication_snapshots_report_their_time_to_the_nanosecond():
+def test_replication_snapshots_report_their_time_to_the_nanosecond() -> None:
     """
     The agents' own snapshots are reported with the time their names carry
     (ZFS gives whole seconds), so a replica's lag is not a second too high;
@@ -463,7 +480,7 @@ def test_replication_snapshots_report_their_time_to_the_nanosecond():
     assert snapshot_time("flocker-replica-x-1", 12.0) == 12.0
 
 
-def refusing_like_the_agent(cluster, source):
+def refusing_like_the_agent(cluster: Cluster, source: str) -> Sender:
     """
     ``source``'s sender turned away as the agent's ``refuse`` does: into an
     exposed or diverged copy (the in-memory `Cluster` accepts everything).
@@ -471,7 +488,9 @@ def refusing_like_the_agent(cluster, source):
     real = cluster.deployers[source].mover.send
     by_host = {cluster.deployers[n].hostname: n for n in cluster.deployers}
 
-    def send(dataset_id, snapshot, base, host, final, epoch=0):
+    def send(
+        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool, epoch: int = 0
+    ) -> Deferred[int]:
         if cluster.roles[by_host[host]].get(dataset_id) in (PRIMARY, DIVERGED):
             raise RuntimeError("refused")
         return real(dataset_id, snapshot, base, host, final, epoch=epoch)
@@ -481,7 +500,7 @@ def refusing_like_the_agent(cluster, source):
     return real
 
 
-def test_a_handoff_superseded_by_a_failover_is_kept_as_diverged():
+def test_a_handoff_superseded_by_a_failover_is_kept_as_diverged() -> None:
     """
     A moves DS to C (no replica there); its final increment fails (C went
     down), leaving A's copy in hand-off with writes B never received (no
@@ -507,7 +526,7 @@ def test_a_handoff_superseded_by_a_failover_is_kept_as_diverged():
     assert cluster.roles[A].get(DS) == DIVERGED
 
 
-def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes():
+def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes() -> None:
     """
     A moves DS to its replica B; the final increment fails (B went down),
     leaving A's copy in hand-off with writes no replica has.  The user
@@ -536,7 +555,7 @@ def test_a_swap_handoff_superseded_by_a_failover_keeps_its_writes():
     assert cluster.backends[A].read_files(DS) == cluster.backends[C].read_files(DS)
 
 
-def test_a_diverged_copy_named_replica_again_does_not_stop_pruning():
+def test_a_diverged_copy_named_replica_again_does_not_stop_pruning() -> None:
     """
     After a failover to B, the old primary A (diverged) is named a replica
     again, as the docs allow: while its copy refuses the streams, and once
@@ -574,7 +593,7 @@ def test_a_diverged_copy_named_replica_again_does_not_stop_pruning():
     assert counts[-1] <= 3, counts
 
 
-def test_a_move_destination_is_not_reported_as_a_standing_replica():
+def test_a_move_destination_is_not_reported_as_a_standing_replica() -> None:
     """
     While a dataset with no standing replicas moves from A to C (bulk
     rounds, its application still running), the state the REST API gives
@@ -597,7 +616,7 @@ def test_a_move_destination_is_not_reported_as_a_standing_replica():
     assert "replicas" not in copies, copies
 
 
-def test_an_old_primary_moved_back_to_is_not_promoted_over_the_new_data():
+def test_an_old_primary_moved_back_to_is_not_promoted_over_the_new_data() -> None:
     """
     A (primary) goes down; the user fails over to B, B takes writes; the
     user then moves the dataset back to A, before A's agent runs again.
@@ -627,7 +646,7 @@ def test_an_old_primary_moved_back_to_is_not_promoted_over_the_new_data():
     assert {"data": b"written on B after the failover"} in copies
 
 
-def test_a_move_to_a_replica_right_after_a_failover_waits_for_the_final_increment():
+def test_a_move_to_a_replica_right_after_a_failover_waits_for_the_final_increment() -> None:
     """
     Fail over to B (epoch 1), B takes writes; before any round of B's
     reaches C, the user moves the dataset to the replica C.  C must wait
@@ -642,7 +661,7 @@ def test_a_move_to_a_replica_right_after_a_failover_waits_for_the_final_incremen
     assert plan(cluster, C, moved) == NoOp()
 
 
-def test_a_move_to_a_node_with_a_diverged_copy_leaves_the_dataset_exposed():
+def test_a_move_to_a_node_with_a_diverged_copy_leaves_the_dataset_exposed() -> None:
     """
     After a failover to B (A's copy diverged), the dataset is moved to A
     (the REST API refuses that while A reports its diverged copy, but an
