@@ -4,6 +4,9 @@ it shares with the new primary; the new primary keeps that snapshot while
 it may be needed (in-memory backends).
 """
 
+from pathlib import Path
+
+from flocker.control import Deployment
 from flocker.node import NoOp, changes_of
 from flocker.node._dataset_changes import KeepDiverged, RejoinAsReplica
 from flocker.node._replicator import IDLE_PAUSE, ReplicateDataset
@@ -13,7 +16,7 @@ from flocker.node._snapshot_names import (
     diverged_at,
     diverged_snapshot_name,
 )
-from flocker.node.test.test_datasets import DS, A, B, C, plan, result
+from flocker.node.test.test_datasets import DS, A, B, C, Cluster, plan, result
 from flocker.node.test.test_replication import (
     current_replicas,
     refusing_like_the_agent,
@@ -21,7 +24,9 @@ from flocker.node.test.test_replication import (
 )
 
 
-def failed_over_with_a_divergence(replicas=(B,)):
+def failed_over_with_a_divergence(
+    replicas: tuple[str, ...] = (B,),
+) -> tuple[Cluster, Deployment, str]:
     """
     DS replicated from A; A writes what no replica receives; a failover to
     B records B's newest snapshot as the failover snapshot and keeps A as a
@@ -41,14 +46,14 @@ def failed_over_with_a_divergence(replicas=(B,)):
     return cluster, failed_over, base
 
 
-def test_diverged_snapshot_names_carry_the_stale_epoch():
+def test_diverged_snapshot_names_carry_the_stale_epoch() -> None:
     """Set-aside names are flocker-diverged-<epoch>-<ns>, and give their epoch back."""
     assert diverged_snapshot_name(3, ns=17) == "flocker-diverged-3-17"
     assert diverged_at(diverged_snapshot_name(3)) == 3
     assert diverged_at("flocker-replica-1-aa") is None
 
 
-def test_a_diverged_copy_named_replica_sets_aside_and_becomes_a_replica():
+def test_a_diverged_copy_named_replica_sets_aside_and_becomes_a_replica() -> None:
     """
     The old primary rejoins from the failover snapshot: its writes are set
     aside as flocker-diverged-0-…, its copy returns to that snapshot, and
@@ -73,7 +78,7 @@ def test_a_diverged_copy_named_replica_sets_aside_and_becomes_a_replica():
     assert result(cluster.backends[A].get(DS)).read_only
 
 
-def test_the_new_primary_sends_only_increments_from_the_base():
+def test_the_new_primary_sends_only_increments_from_the_base() -> None:
     """
     After the rejoin, the new primary's round to the old primary starts
     from the failover snapshot, and the copy then holds the new data.
@@ -90,7 +95,7 @@ def test_the_new_primary_sends_only_increments_from_the_base():
     assert len(result(cluster.backends[A].list_set_aside(DS))) == 1
 
 
-def test_moving_the_primary_back_is_an_ordinary_move():
+def test_moving_the_primary_back_is_an_ordinary_move() -> None:
     """Once rejoined, the dataset moves back to the old primary by increments."""
     cluster, failed_over, _ = failed_over_with_a_divergence()
     cluster.converge(failed_over)
@@ -101,7 +106,7 @@ def test_moving_the_primary_back_is_an_ordinary_move():
     assert len(result(cluster.backends[A].list_set_aside(DS))) == 1
 
 
-def test_without_a_shared_snapshot_the_copy_stays_diverged():
+def test_without_a_shared_snapshot_the_copy_stays_diverged() -> None:
     """
     A diverged copy that shares no snapshot with the new primary is kept
     as it is: the reason is logged once, nothing is destroyed or replaced.
@@ -118,7 +123,7 @@ def test_without_a_shared_snapshot_the_copy_stays_diverged():
     assert cluster.backends[A].read_files(DS) == {"data": b"A's last, never replicated"}
 
 
-def test_without_the_failover_snapshot_the_newest_shared_one_is_the_base():
+def test_without_the_failover_snapshot_the_newest_shared_one_is_the_base() -> None:
     """
     A copy lacking the failover snapshot (a failover that recorded none,
     or one this copy never received) rejoins from the newest snapshot it
@@ -136,7 +141,7 @@ def test_without_the_failover_snapshot_the_newest_shared_one_is_the_base():
     assert change == RejoinAsReplica(dataset_id=DS, epoch=0, configured_epoch=1, base=shared)
 
 
-def test_a_rejoin_repeated_after_a_crash_does_not_set_aside_twice():
+def test_a_rejoin_repeated_after_a_crash_does_not_set_aside_twice() -> None:
     """
     A rejoin that set aside and crashed before recording the replica role
     (the copy still diverged, at the base, read-only) is finished without
@@ -153,7 +158,7 @@ def test_a_rejoin_repeated_after_a_crash_does_not_set_aside_twice():
     assert len(result(cluster.backends[A].list_set_aside(DS))) == 1
 
 
-def test_the_receiver_refuses_a_diverged_copy_until_it_rejoined(tmp_path):
+def test_the_receiver_refuses_a_diverged_copy_until_it_rejoined(tmp_path: Path) -> None:
     """
     Streams of the new epoch are refused while the copy is diverged and
     let in once it rejoined as a replica of that epoch.
@@ -168,7 +173,7 @@ def test_the_receiver_refuses_a_diverged_copy_until_it_rejoined(tmp_path):
     assert agent.refuse(header(epoch=1)) is None
 
 
-def test_the_primary_keeps_the_failover_snapshot_while_a_copy_may_rejoin():
+def test_the_primary_keeps_the_failover_snapshot_while_a_copy_may_rejoin() -> None:
     """
     While the old primary is diverged (or has received nothing since), the
     new primary never prunes the failover snapshot, however many rounds go
