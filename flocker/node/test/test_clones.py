@@ -29,16 +29,16 @@ CLONE = str(uuid4())
 REQUEST = str(uuid4())
 
 
-def with_snapshot(cluster, name="monday"):
+def with_snapshot(cluster: Cluster, name: str = "monday") -> Deployment:
     """Converge DS on A, write v1 and snapshot it as ``name``; the config."""
-    configuration = config_with(A)
+    configuration: Deployment = config_with(A)
     cluster.converge(configuration)
     cluster.backends[A].write_file(DS, "data", b"v1")
     result(cluster.backends[A].snapshot(DS, name))
     return configuration
 
 
-def test_clone_created_from_origin_snapshot():
+def test_clone_created_from_origin_snapshot() -> None:
     """A configured clone is made from its origin's snapshot, independent of it."""
     cluster = Cluster()
     configuration = with_snapshot(cluster)
@@ -56,7 +56,7 @@ def test_clone_created_from_origin_snapshot():
     assert cluster.state.get_node(A).datasets[CLONE].path is not None
 
 
-def test_clone_waits_for_snapshot():
+def test_clone_waits_for_snapshot() -> None:
     """A clone whose origin snapshot is not here (yet) is not created empty."""
     cluster = Cluster()
     configuration = with_snapshot(cluster).clone_dataset(
@@ -65,7 +65,7 @@ def test_clone_waits_for_snapshot():
     assert plan(cluster, A, configuration) == NoOp()
 
 
-def test_rollback_when_unused():
+def test_rollback_when_unused() -> None:
     """A pending rollback runs once the dataset is unused, and is reported done."""
     cluster = Cluster()
     configuration = with_snapshot(cluster)
@@ -86,7 +86,7 @@ def test_rollback_when_unused():
     assert cleaned.get_dataset(DS)[0].rollback is None
 
 
-def test_rollback_to_missing_snapshot_is_cleared():
+def test_rollback_to_missing_snapshot_is_cleared() -> None:
     """A request for a snapshot the primary does not have is cleared, not kept."""
     cluster = Cluster()
     configuration = with_snapshot(cluster).rollback_dataset(
@@ -96,7 +96,7 @@ def test_rollback_to_missing_snapshot_is_cleared():
     assert cleanup_configuration(configuration, cluster.state).get_dataset(DS)[0].rollback is None
 
 
-def test_application_stopped_during_rollback():
+def test_application_stopped_during_rollback() -> None:
     """
     The container agent removes an application while a rollback of its
     dataset is pending and starts it again once the primary reports it done.
@@ -122,7 +122,7 @@ def test_application_stopped_during_rollback():
     assert isinstance(nodes.plan(NODE, pending, done), StartApplication)
 
 
-def test_unneeded_environment_snapshot_destroyed():
+def test_unneeded_environment_snapshot_destroyed() -> None:
     """
     An environment's snapshot is destroyed once neither an environment nor
     a configured clone (even a deleted one) needs it; others are kept.
