@@ -3,12 +3,15 @@ Unit tests for what the convergence loop reports about its passes: the
 last fully successful pass and the changes failing in the latest one.
 """
 
-from itertools import pairwise
-from typing import Any
+from __future__ import annotations
 
+from itertools import pairwise
+from typing import Any, Self
+
+from eliot import MemoryLogger
 from eliot.testing import LoggedMessage, capture_logging
 from pyrsistent import PClass, field
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -27,7 +30,7 @@ from flocker.node._progress import (
     ConvergenceProgress,
     one_line,
 )
-from flocker.node.test.test_loop import NODE, FakeDeployer
+from flocker.node.test.test_loop import NODE, FakeDeployer, LocalState
 
 DS1 = "aaaaaaaa-0000-4000-8000-000000000001"
 DS2 = "aaaaaaaa-0000-4000-8000-000000000002"
@@ -48,7 +51,7 @@ class DatasetAct(PClass):
         """The dataset."""
         return {"dataset_id": self.dataset_id}
 
-    def run(self, deployer: Any) -> Any:
+    def run(self, deployer: PlanDeployer) -> Deferred[None]:
         """Fail with an out-of-space error for the datasets told to."""
         if self.dataset_id in deployer.broken:
             return fail(OSError(f"zfs snapshot {self.dataset_id}:\nout of space"))
@@ -65,13 +68,15 @@ class PlanDeployer(FakeDeployer):
         self.broken: set[str] = set()
         self.discovery_fails = False
 
-    def discover_state(self, cluster_state: Any) -> Any:
+    def discover_state(self, cluster_state: DeploymentState) -> Deferred[LocalState]:
         """The hostname, or a failure when told."""
         if self.discovery_fails:
             return fail(RuntimeError("zfs does not answer"))
         return super().discover_state(cluster_state)
 
-    def calculate_changes(self, configuration: Any, cluster_state: Any, local_state: Any) -> Any:
+    def calculate_changes(
+        self, configuration: Deployment, cluster_state: DeploymentState, local_state: LocalState
+    ) -> StateChange[Self]:
         """The plan given."""
         return self.plan
 
@@ -82,7 +87,7 @@ def tick(clock: Clock, seconds: float) -> None:
         clock.advance(0.05)
 
 
-def make_loop() -> tuple[ConvergenceLoop, Clock, PlanDeployer, list[Any]]:
+def make_loop() -> tuple[ConvergenceLoop[LocalState], Clock, PlanDeployer, list[NodeState]]:
     """A loop with progress, a fake deployer, a Clock at START and its reports."""
     clock, deployer, reports = Clock(), PlanDeployer(), list[NodeState]()
     clock.advance(START)
@@ -95,7 +100,7 @@ def make_loop() -> tuple[ConvergenceLoop, Clock, PlanDeployer, list[Any]]:
 class ConvergenceProgressTests(SynchronousTestCase):
     """Tests for ``ConvergenceProgress`` driven by the loop."""
 
-    def test_failing_change_is_reported_with_its_dataset_and_reason(self):
+    def test_failing_change_is_reported_with_its_dataset_and_reason(self) -> None:
         """
         A change that failed is reported by the next pass: its dataset, its
         change, its error on one line, since when and in how many passes.
@@ -115,7 +120,7 @@ class ConvergenceProgressTests(SynchronousTestCase):
         self.assertEqual(list(reports[-1].failing_changes), [failure])
         self.assertIsNone(reports[-1].last_converged)
 
-    def test_consecutive_failures_count_up_from_the_same_start(self):
+    def test_consecutive_failures_count_up_from_the_same_start(self) -> None:
         """Each further failed pass counts one more; ``since`` stays put."""
         loop, clock, deployer, reports = make_loop()
         deployer.plan = DatasetAct(dataset_id=DS1)
@@ -125,7 +130,7 @@ class ConvergenceProgressTests(SynchronousTestCase):
         (failure,) = reports[-1].failing_changes
         self.assertEqual((failure.since, failure.count > 5), (START, True))
 
-    def test_success_clears_the_failures_and_gives_the_time_at_once(self):
+    def test_success_clears_the_failures_and_gives_the_time_at_once(self) -> None:
         """
         A pass that succeeds after failures empties the failing changes and
         reports its end as the last convergence in the next report.
@@ -142,7 +147,7 @@ class ConvergenceProgressTests(SynchronousTestCase):
         self.assertEqual(len(repaired), 1)
         self.assertLessEqual(mended_at, repaired[0].last_converged)
 
-    def test_last_convergence_is_refreshed_at_most_every_half_minute(self):
+    def test_last_convergence_is_refreshed_at_most_every_half_minute(self) -> None:
         """
         While all goes well the reported time moves on only every
         ``CONVERGED_REFRESH`` seconds, so passes every second do not each
@@ -156,7 +161,7 @@ class ConvergenceProgressTests(SynchronousTestCase):
         self.assertLessEqual(len(reports), 4)
         self.assertTrue(all(b - a >= CONVERGED_REFRESH for a, b in pairwise(times[1:])))
 
-    def test_failed_discovery_is_a_failing_change_of_no_dataset(self):
+    def test_failed_discovery_is_a_failing_change_of_no_dataset(self) -> None:
         """A discovery that fails is reported as such once discovery works again."""
         loop, clock, deployer, reports = make_loop()
         deployer.discovery_fails = True
@@ -170,7 +175,7 @@ class ConvergenceProgressTests(SynchronousTestCase):
             (None, "flocker:node:discover", "RuntimeError: zfs does not answer"),
         )
 
-    def test_a_change_that_succeeds_is_no_longer_listed(self):
+    def test_a_change_that_succeeds_is_no_longer_listed(self) -> None:
         """Only the changes that failed in the latest pass are listed."""
         loop, clock, deployer, reports = make_loop()
         deployer.plan = in_parallel([DatasetAct(dataset_id=DS1), DatasetAct(dataset_id=DS2)])
@@ -185,7 +190,7 @@ class ConvergenceProgressTests(SynchronousTestCase):
 class DeletionsSeenTests(SynchronousTestCase):
     """Tests for the deletions a pass saw, as the next pass reports them."""
 
-    def test_deletions_are_reported_by_the_pass_after_the_one_that_saw_them(self):
+    def test_deletions_are_reported_by_the_pass_after_the_one_that_saw_them(self) -> None:
         """
         The datasets the configuration marks deleted on this node are
         reported as seen once a pass planned from that configuration has
@@ -202,7 +207,7 @@ class DeletionsSeenTests(SynchronousTestCase):
         tick(clock, 2)
         self.assertEqual(set(reports[-1].deletions_seen), {DS1})
 
-    def test_nothing_is_said_before_a_pass_ended(self):
+    def test_nothing_is_said_before_a_pass_ended(self) -> None:
         """The first report, made before any pass ended, leaves them unknown."""
         loop, clock, deployer, reports = make_loop()
         loop.cluster_updated(Deployment(), DeploymentState())
@@ -212,8 +217,8 @@ class DeletionsSeenTests(SynchronousTestCase):
 class FailingLogTests(SynchronousTestCase):
     """The log of failing changes."""
 
-    @capture_logging(None)
-    def test_failing_changes_are_logged_when_they_start_and_stop(self, logger: Any) -> None:
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
+    def test_failing_changes_are_logged_when_they_start_and_stop(self, logger: MemoryLogger) -> None:
         """
         ``flocker:node:convergence:failing`` is logged when a change starts
         failing and when it stops, not at every retry.
@@ -231,7 +236,7 @@ class FailingLogTests(SynchronousTestCase):
         )
 
 
-def test_one_line_cuts_long_reasons():
+def test_one_line_cuts_long_reasons() -> None:
     """A reason is one line, cut to a bounded length."""
     reason = one_line(ValueError("a\nb " + "x" * 1000))
     assert reason.startswith("ValueError: a b x") and len(reason) <= 300
