@@ -15,9 +15,13 @@ through the REST API.
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import pytest
+
+from flocker.testtools.waiting import wait_for
 
 from .test_acceptance_containers import (
     deploy_counter,
@@ -25,14 +29,14 @@ from .test_acceptance_containers import (
     relay,
     request,
 )
-from .test_acceptance_datasets import api, api_error, dataset_state, wait_for
+from .test_acceptance_datasets import api, api_error, dataset_state
 
 pytestmark = pytest.mark.acceptance
 
 MIB = 1024 * 1024
 
 
-def pool_used(node):
+def pool_used(node: dict[str, Any]) -> int:
     """Bytes the node's pool uses, as ZFS counts them."""
     out = subprocess.run(
         ["zfs", "get", "-Hp", "-o", "value", "used", node["pool"]],
@@ -41,13 +45,15 @@ def pool_used(node):
     return int(out.strip())
 
 
-def mounted(cluster, dataset_id):
+def mounted(cluster: dict[str, Any], dataset_id: str) -> str:
     """The mount path of a dataset once its primary reports it, waiting."""
     state = wait_for(lambda: dataset_state(cluster, dataset_id), 180, f"{dataset_id} mounted")
-    return state["path"]
+    assert state is not None  # wait_for returns a true value
+    path: str = state["path"]
+    return path
 
 
-def write_random(path, size, chunk=8 * MIB):
+def write_random(path: str, size: int, chunk: int = 8 * MIB) -> None:
     """``size`` bytes of random data in ``path``, flushed to disk."""
     with open(path, "wb") as handle:
         left = size
@@ -59,7 +65,9 @@ def write_random(path, size, chunk=8 * MIB):
         os.fsync(handle.fileno())
 
 
-def test_five_clones_of_two_gib_cost_almost_nothing(make_lab):
+def test_five_clones_of_two_gib_cost_almost_nothing(
+    make_lab: Callable[..., dict[str, Any]],
+) -> None:
     """
     Five clones of a snapshot of a 2 GiB dataset add less than 10 MiB to
     the pool, and a write to one clone shows in neither the others nor the
@@ -96,7 +104,9 @@ def test_five_clones_of_two_gib_cost_almost_nothing(make_lab):
     assert code == 409 and "clones" in body["description"]
 
 
-def test_rollback_restarts_application_on_old_data(make_lab):
+def test_rollback_restarts_application_on_old_data(
+    make_lab: Callable[..., dict[str, Any]],
+) -> None:
     """
     Rolling back a running application's dataset stops the application,
     returns the data to the snapshot and starts the application again.
@@ -121,20 +131,20 @@ def test_rollback_restarts_application_on_old_data(make_lab):
     assert code == 404
 
 
-def copy_ports(environment, copy):
+def copy_ports(environment: Any, copy: str) -> dict[str, int]:
     """Application name (original) → its external port in ``copy``."""
     [found] = [c for c in environment["copies"] if c["name"] == copy]
     return {a["origin"]: a["ports"][0]["external"] for a in found["applications"]}
 
 
-def copy_nodes(cluster, environment, copy):
+def copy_nodes(cluster: dict[str, Any], environment: Any, copy: str) -> dict[str, dict[str, Any]]:
     """Original application name → the node dict its copy runs on."""
     [found] = [c for c in environment["copies"] if c["name"] == copy]
     by_uuid = {n["uuid"]: n for n in cluster["nodes"]}
     return {a["origin"]: by_uuid[a["node_uuid"]] for a in found["applications"]}
 
 
-def test_staging_environments(make_lab):
+def test_staging_environments(make_lab: Callable[..., dict[str, Any]]) -> None:
     """
     Three linked applications cloned into three environments answer on
     their own ports with their own data; a modified environment, reset,
@@ -155,7 +165,7 @@ def test_staging_environments(make_lab):
         {"name": "monday", "applications": [web, db, search], "copies": ["a", "b", "c"]},
     )
     assert sorted(c["name"] for c in environment["copies"]) == ["a", "b", "c"]
-    used_ports = set()
+    used_ports: set[int] = set()
     for copy in "abc":
         ports = copy_ports(environment, copy)
         nodes = copy_nodes(cluster, environment, copy)
