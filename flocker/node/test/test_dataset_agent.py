@@ -2,11 +2,13 @@
 and what a stored stream changes (in memory, with real certificates).
 """
 
+from pathlib import Path
+
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
 from flocker.ca import load_tls_files
-from flocker.ca.testtools import make_test_cluster_credentials
+from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
 from flocker.control import Dataset, Deployment
 from flocker.node._control_connection import ControlAddress
 from flocker.node._dataset_agent import DatasetAgent
@@ -17,19 +19,19 @@ from flocker.volume.memory import MemoryVolumeBackend
 
 
 @pytest.fixture
-def credentials(tmp_path):
+def credentials(tmp_path: Path) -> TestClusterCredentials:
     """The certificates of a two-node cluster."""
     return make_test_cluster_credentials(tmp_path, nodes=2)
 
 
 @pytest.fixture
-def other(credentials):
+def other(credentials: TestClusterCredentials) -> str:
     """The other node's UUID."""
     return str(credentials.node_uuids[1])
 
 
 @pytest.fixture
-def agent(credentials):
+def agent(credentials: TestClusterCredentials) -> DatasetAgent:
     """A dataset agent of a two-node cluster, on an in-memory backend."""
     agent = DatasetAgent(
         MemoryReactorClock(),
@@ -44,43 +46,49 @@ def agent(credentials):
     return agent
 
 
-def header(final=False, epoch=0):
+def header(final: bool = False, epoch: int = 0) -> TransferHeader:
     """A header of an incremental stream of DS."""
     return TransferHeader(
         dataset_id=DS, snapshot="s2", base="s1", stream_format="memory", final=final, epoch=epoch
     )
 
 
-def test_streams_into_an_exposed_dataset_are_refused(agent):
+def test_streams_into_an_exposed_dataset_are_refused(agent: DatasetAgent) -> None:
     """A push into a dataset this node exposes would overwrite live data."""
     agent.roles.set(DS, PRIMARY)
-    assert "exposed on this node" in agent.refuse(header())
+    refused = agent.refuse(header())
+    assert refused is not None
+    assert "exposed on this node" in refused
 
 
-def test_streams_into_a_diverged_copy_are_refused(agent):
+def test_streams_into_a_diverged_copy_are_refused(agent: DatasetAgent) -> None:
     """A diverged copy is kept as it is, whoever sends."""
     agent.roles.set(DS, DIVERGED)
-    assert "diverged" in agent.refuse(header(epoch=5))
+    refused = agent.refuse(header(epoch=5))
+    assert refused is not None
+    assert "diverged" in refused
 
 
-def test_streams_of_a_superseded_epoch_are_refused(agent, other):
+def test_streams_of_a_superseded_epoch_are_refused(agent: DatasetAgent, other: str) -> None:
     """
     Once the configuration holds a newer epoch, a stream from the primary
     of an older one is refused; one of the current epoch is let in.
     """
     configuration = Deployment().add_dataset(Dataset(dataset_id=DS, epoch=2), other)
     agent.loop.configuration = configuration
-    assert "superseded" in agent.refuse(header(epoch=1))
+    refused = agent.refuse(header(epoch=1))
+    assert refused is not None
+    assert "superseded" in refused
     assert agent.refuse(header(epoch=2)) is None
 
 
-def test_a_replica_stream_is_recorded_at_its_epoch(agent):
+def test_a_replica_stream_is_recorded_at_its_epoch(agent: DatasetAgent) -> None:
     """A stored non-final stream leaves a replica at the stream's epoch."""
     agent.stored(header(epoch=3))
     assert (agent.roles.get(DS), agent.roles.epoch(DS)) == (REPLICA, 3)
 
 
-def test_a_final_stream_exposes_the_dataset_writable(agent):
+def test_a_final_stream_exposes_the_dataset_writable(agent: DatasetAgent) -> None:
     """A stored final stream makes the received copy writable, then primary."""
     backend = agent.backend
     result(backend.create(DS))
@@ -90,7 +98,7 @@ def test_a_final_stream_exposes_the_dataset_writable(agent):
     assert not result(backend.get(DS)).read_only
 
 
-def test_only_a_replica_is_replaced_by_a_full_stream(agent):
+def test_only_a_replica_is_replaced_by_a_full_stream(agent: DatasetAgent) -> None:
     """
     A full stream may replace a replica's copy (one that shares nothing
     with its primary any more); never a copy this node exposes or keeps as
@@ -104,7 +112,7 @@ def test_only_a_replica_is_replaced_by_a_full_stream(agent):
     assert not agent.replace(full)
 
 
-def test_a_stream_older_than_the_copys_own_epoch_is_refused(agent, other):
+def test_a_stream_older_than_the_copys_own_epoch_is_refused(agent: DatasetAgent, other: str) -> None:
     """
     A replica already following the new primary at epoch 1 (it stored a
     stream of epoch 1) is not overwritten by a stream of epoch 0 from the
