@@ -4,9 +4,12 @@ sends to it from the pushing node (`transfer_unauthorized`), as a table of
 cases, and the agent's `authorize` logging each refusal.
 """
 
+from collections.abc import Callable
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from eliot import MemoryLogger
 
 from flocker.control import (
     Dataset,
@@ -22,14 +25,14 @@ DS = str(uuid4())
 ME, PRIMARY_NODE, THIRD = (str(uuid4()) for _ in range(3))
 
 
-def header(final=False, base="s1"):
+def header(final: bool = False, base: str | None = "s1") -> TransferHeader:
     """A stream of DS (incremental unless ``base`` is ``None``)."""
     return TransferHeader(
         dataset_id=DS, snapshot="s2", base=base, stream_format="zfs", final=final
     )
 
 
-def holding(*nodes):
+def holding(*nodes: str) -> DeploymentState:
     """A cluster state in which ``nodes`` report a copy of DS."""
     state = DeploymentState()
     for node in nodes:
@@ -39,17 +42,17 @@ def holding(*nodes):
     return state
 
 
-def on(node):
+def on(node: str) -> Deployment:
     """A configuration with DS on ``node``, no replicas."""
     return Deployment().add_dataset(Dataset(dataset_id=DS), node)
 
 
-def moved_to_me():
+def moved_to_me() -> Deployment:
     """DS configured on PRIMARY_NODE, then moved to this node."""
     return on(PRIMARY_NODE).move_dataset(DS, ME)
 
 
-def replicated_to_me():
+def replicated_to_me() -> Deployment:
     """DS on PRIMARY_NODE with this node as its standing replica."""
     return on(PRIMARY_NODE).set_replicas(DS, [ME])
 
@@ -172,8 +175,11 @@ REFUSED = [
     ids=[c[0] for c in ACCEPTED],
 )
 def test_streams_the_configuration_sends_here_are_let_in(
-    configuration, state, peer, pushed
-):
+    configuration: Callable[[], Deployment],
+    state: DeploymentState,
+    peer: str,
+    pushed: TransferHeader,
+) -> None:
     """A move to this node and a standing replica's rounds from its primary pass."""
     assert transfer_unauthorized(ME, peer, pushed, configuration(), state) is None
 
@@ -183,19 +189,25 @@ def test_streams_the_configuration_sends_here_are_let_in(
     [c[1:] for c in REFUSED],
     ids=[c[0] for c in REFUSED],
 )
-def test_other_streams_are_refused(configuration, state, peer, pushed, reason):
+def test_other_streams_are_refused(
+    configuration: Callable[[], Deployment],
+    state: DeploymentState,
+    peer: str,
+    pushed: TransferHeader,
+    reason: str,
+) -> None:
     """Anything the configuration does not send here from that node is refused."""
     refused = transfer_unauthorized(ME, peer, pushed, configuration(), state)
     assert refused is not None and reason in refused
 
 
-def test_nothing_is_let_in_before_the_configuration_is_known():
+def test_nothing_is_let_in_before_the_configuration_is_known() -> None:
     """Until the first configuration arrives, no stream is let in."""
     refused = transfer_unauthorized(ME, PRIMARY_NODE, header(), None, None)
     assert refused is not None and "not known" in refused
 
 
-def test_the_agent_logs_each_refusal(eliot_logger, tmp_path):
+def test_the_agent_logs_each_refusal(eliot_logger: MemoryLogger, tmp_path: Path) -> None:
     """`DatasetAgent.authorize` logs who pushed what and why it was refused."""
     from flocker.node.test.test_fence import make_agent
 
