@@ -1,9 +1,12 @@
 """Tests for the container deployer: the pure calculation and convergence."""
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 from uuid import uuid4
 
+from pyrsistent import pset
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from flocker.control import (
@@ -38,6 +41,8 @@ from flocker.runtime import (
     memory_runtimes,
 )
 
+T = TypeVar("T")
+
 A, B = sorted(str(uuid4()) for _ in range(2))
 ADDRESS = {A: "127.0.0.11", B: "127.0.0.12"}
 DS = str(uuid4())
@@ -59,22 +64,27 @@ def replacement(name: str, spec: ContainerSpec | None) -> ContainerChange:
     return sequentially(plan)
 
 
-def result(d):
+def result(d: Deferred[T]) -> T:
     """The result of a fired Deferred."""
-    out: list[Any] = []
+    out: list[T | Failure] = []
     d.addBoth(out.append)
     assert out
-    if hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
+    first = out[0]
+    if isinstance(first, Failure):
+        first.raiseException()
+    return first
 
 
-def configured(node=A, app=APP):
+def configured(node: str = A, app: Application = APP) -> Deployment:
     """A configuration with the dataset and the application on ``node``."""
     return Deployment().add_dataset(Dataset(dataset_id=DS), node).add_application(app, node)
 
 
-def state_with(node, path="/mnt/ds", others=()):
+def state_with(
+    node: str,
+    path: str | None = "/mnt/ds",
+    others: Iterable[tuple[str, str | None]] = (),
+) -> DeploymentState:
     """Cluster state: ``node`` reports the dataset mounted at ``path``."""
     state = DeploymentState().update_node(
         NodeState(uuid=node, hostname=ADDRESS[node],
@@ -91,37 +101,43 @@ def state_with(node, path="/mnt/ds", others=()):
 class Nodes:
     """Two nodes with fake runtimes sharing one engine."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         runtimes = memory_runtimes([A, B], images=[IMAGE])
-        self.deployers = {
+        self.deployers: dict[str, ContainerDeployer] = {
             n: ContainerDeployer(n, ADDRESS[n], r) for n, r in zip((A, B), runtimes, strict=True)
         }
 
-    def plan(self, node, configuration, state):
+    def plan(
+        self, node: str, configuration: Deployment, state: DeploymentState
+    ) -> ContainerChange:
         """What ``node`` would do."""
         deployer = self.deployers[node]
         local = result(deployer.discover_state(state))
         return deployer.calculate_changes(configuration, state, local)
 
-    def converge(self, node, configuration, state):
+    def converge(
+        self, node: str, configuration: Deployment, state: DeploymentState
+    ) -> ContainerChange:
         """Run ``node``'s plan; return it."""
         change = self.plan(node, configuration, state)
         result(run_state_change(change, self.deployers[node]))
         return change
 
 
-def test_spec_from_application():
+def test_spec_from_application() -> None:
     """Ports go on the node's address, datasets are bound, links become env."""
     spec = container_spec(APP, "127.0.0.11", {DS: "/mnt/ds"})
     assert spec is not None
-    assert spec.ports == {PublishedPort(internal_port=80, external_port=8080, host_ip="127.0.0.11")}
-    assert spec.volumes == {VolumeBind(host_path="/mnt/ds", container_path="/data")}
+    assert spec.ports == pset(
+        {PublishedPort(internal_port=80, external_port=8080, host_ip="127.0.0.11")}
+    )
+    assert spec.volumes == pset({VolumeBind(host_path="/mnt/ds", container_path="/data")})
     assert spec.environment["MODE"] == "test"
     assert spec.environment["DB_PORT_5432_TCP"] == "tcp://127.0.0.11:15432"
     assert container_spec(APP, "127.0.0.11", {}) is None
 
 
-def test_link_environment():
+def test_link_environment() -> None:
     """Each link gives the Docker-link variables, pointing at this node."""
     assert link_environment(APP, "127.0.0.12") == {
         "DB_PORT_5432_TCP": "tcp://127.0.0.12:15432",
@@ -131,21 +147,21 @@ def test_link_environment():
     }
 
 
-def test_start_when_dataset_mounted():
+def test_start_when_dataset_mounted() -> None:
     """An application whose dataset is mounted here is started."""
     nodes = Nodes()
     plan = nodes.plan(A, configured(), state_with(A))
     assert plan == StartApplication(spec=container_spec(APP, ADDRESS[A], {DS: "/mnt/ds"}))
 
 
-def test_wait_for_dataset():
+def test_wait_for_dataset() -> None:
     """Until the dataset is mounted here, nothing starts."""
     nodes = Nodes()
     assert nodes.plan(A, configured(), state_with(A, path=None)) == NoOp()
     assert nodes.plan(A, configured(), DeploymentState()) == NoOp()
 
 
-def test_converged_then_nothing():
+def test_converged_then_nothing() -> None:
     """Once running as configured, there is nothing to do."""
     nodes = Nodes()
     nodes.converge(A, configured(), state_with(A))
@@ -154,7 +170,7 @@ def test_converged_then_nothing():
     assert local.shared_state_changes().applications == {"counter": APP}
 
 
-def test_changed_application_replaced():
+def test_changed_application_replaced() -> None:
     """A changed configuration replaces the container."""
     nodes = Nodes()
     nodes.converge(A, configured(), state_with(A))
@@ -164,7 +180,7 @@ def test_changed_application_replaced():
     assert plan == replacement("counter", spec)
 
 
-def test_swappiness_applied_and_reported():
+def test_swappiness_applied_and_reported() -> None:
     """
     An application's swappiness reaches its container, the node reports the
     application with it, and a changed swappiness replaces the container.
@@ -185,7 +201,7 @@ def test_swappiness_applied_and_reported():
     assert plan == replacement("counter", new)
 
 
-def test_exited_container_restarted():
+def test_exited_container_restarted() -> None:
     """A container that exited is started again."""
     nodes = Nodes()
     nodes.converge(A, configured(), state_with(A))
@@ -195,7 +211,7 @@ def test_exited_container_restarted():
     assert result(nodes.deployers[A].runtime.inspect("counter")).running
 
 
-def test_unconfigured_removed():
+def test_unconfigured_removed() -> None:
     """A container of an application configured nowhere is removed."""
     nodes = Nodes()
     nodes.converge(A, configured(), state_with(A))
@@ -204,7 +220,7 @@ def test_unconfigured_removed():
     )
 
 
-def test_moving_application_runs_until_bulk_copy_arrives():
+def test_moving_application_runs_until_bulk_copy_arrives() -> None:
     """
     An application moved to B keeps running on A until B has a first copy
     of its dataset; then it is removed, and B starts it once B mounts it.
@@ -222,9 +238,9 @@ def test_moving_application_runs_until_bulk_copy_arrives():
     arrived = state_with(B, path="/mnt/b")
     nodes.converge(A, moved, arrived)
     nodes.converge(B, moved, arrived)
-    assert result(nodes.deployers[A].runtime.list_containers()) == set()
+    assert result(nodes.deployers[A].runtime.list_containers()) == pset()
     [spec] = result(nodes.deployers[B].runtime.list_containers())
-    assert spec.volumes == {VolumeBind(host_path="/mnt/b", container_path="/data")}
+    assert spec.volumes == pset({VolumeBind(host_path="/mnt/b", container_path="/data")})
     # Once B reports it running, A forwards the application's port to B.
     running_on_b = arrived.update_node(
         NodeState(uuid=B, hostname=ADDRESS[B], applications={"counter": APP})
@@ -234,7 +250,7 @@ def test_moving_application_runs_until_bulk_copy_arrives():
     )
 
 
-def test_moving_application_reported_while_running():
+def test_moving_application_reported_while_running() -> None:
     """While it still runs on A, the moving application is reported by A."""
     nodes = Nodes()
     nodes.converge(A, configured(), state_with(A))
@@ -244,7 +260,7 @@ def test_moving_application_reported_while_running():
     assert set(local.shared_state_changes().applications) == {"counter"}
 
 
-def test_routes_to_applications_elsewhere():
+def test_routes_to_applications_elsewhere() -> None:
     """Node B routes the application's port to node A, where it runs."""
     nodes = Nodes()
     state = (
@@ -264,27 +280,27 @@ def test_routes_to_applications_elsewhere():
 class _HeldCreates:
     """A runtime whose ``create`` completes only when the test says so."""
 
-    def __init__(self, runtime):
+    def __init__(self, runtime: IContainerRuntime) -> None:
         self.runtime = runtime
-        self.held = []
+        self.held: list[tuple[ContainerSpec, Deferred[None]]] = []
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.runtime, name)
 
-    def create(self, spec):
+    def create(self, spec: ContainerSpec) -> Deferred[None]:
         """Hold the creation until ``release``."""
         waiting: Deferred[None] = Deferred()
         self.held.append((spec, waiting))
         return waiting
 
-    def release(self):
+    def release(self) -> None:
         """Let every held creation happen."""
         for spec, waiting in self.held:
             self.runtime.create(spec).chainDeferred(waiting)
         self.held = []
 
 
-def test_background_start_does_not_hold_the_pass():
+def test_background_start_does_not_hold_the_pass() -> None:
     """
     With a poke, a container starts in the background: the pass ends at
     once, the application counts as starting (no change touches it) until
@@ -294,7 +310,7 @@ def test_background_start_does_not_hold_the_pass():
     deployer = nodes.deployers[A]
     held = _HeldCreates(deployer.runtime)
     deployer.runtime = held
-    pokes = []
+    pokes: list[bool] = []
     deployer.poke = lambda: pokes.append(True)
     state = state_with(A)
     change = nodes.converge(A, configured(), state)
@@ -306,7 +322,7 @@ def test_background_start_does_not_hold_the_pass():
     assert [s.name for s in result(held.runtime.list_containers())] == ["counter"]
 
 
-def test_reports_the_datasets_a_container_really_mounts():
+def test_reports_the_datasets_a_container_really_mounts() -> None:
     """
     A container still running on another dataset than its application is
     now configured with (a reset environment copy) is reported with the
@@ -328,7 +344,7 @@ def test_reports_the_datasets_a_container_really_mounts():
     assert volume.dataset_id == DS
 
 
-def test_reports_busy_ports_less_the_published_ones():
+def test_reports_busy_ports_less_the_published_ones() -> None:
     """
     The container half of the node's state carries the ports other
     programs listen on at the node's address, less those the configuration
@@ -343,7 +359,7 @@ def test_reports_busy_ports_less_the_published_ones():
     assert local.shared_state_changes().busy_ports == {22, 20000}
 
 
-def test_busy_ports_unknown_without_a_reader_or_when_unreadable():
+def test_busy_ports_unknown_without_a_reader_or_when_unreadable() -> None:
     """
     Without a way to read them, or when the socket tables cannot be read,
     the busy ports are reported unknown (``None``), never as "none busy".
@@ -358,7 +374,7 @@ def test_busy_ports_unknown_without_a_reader_or_when_unreadable():
     assert local.shared_state_changes().busy_ports is None
 
 
-def test_port_taken_at_start_reported_until_the_ports_change():
+def test_port_taken_at_start_reported_until_the_ports_change() -> None:
     """
     An application whose container cannot be created because another
     program holds its port is reported in ``port_conflicts`` with that
@@ -390,7 +406,7 @@ def test_port_taken_at_start_reported_until_the_ports_change():
     assert deployer.port_failures == {}
 
 
-def test_port_taken_while_stopped_reported_at_restart():
+def test_port_taken_while_stopped_reported_at_restart() -> None:
     """
     A stopped container that cannot start again because another program
     took its port meanwhile is reported in ``port_conflicts`` too, and
