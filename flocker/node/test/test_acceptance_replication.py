@@ -15,15 +15,17 @@ import sys
 import threading
 import time
 import urllib.error
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from uuid import uuid4
 
 import pytest
 
 from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
 
 from .test_acceptance_containers import Writer, deploy_counter, request, running_on
-from .test_acceptance_datasets import api, api_error, wait_exposed, wait_for
+from .test_acceptance_datasets import api, api_error, wait_exposed
 
 pytestmark = pytest.mark.acceptance
 
@@ -31,16 +33,17 @@ MIB = 1024 * 1024
 REPLICA_PREFIX = "flocker-replica-"
 
 
-def state_entry(cluster, dataset_id):
+def state_entry(cluster: dict[str, Any], dataset_id: str) -> dict[str, Any] | None:
     """The dataset's entry in /v1/state/datasets (exposed primaries), or None."""
     with contextlib.suppress(OSError):
-        for entry in api(cluster, "GET", "/v1/state/datasets"):
+        entries: list[dict[str, Any]] = api(cluster, "GET", "/v1/state/datasets")
+        for entry in entries:
             if entry["dataset_id"] == dataset_id:
                 return entry
     return None
 
 
-def exposing(cluster, dataset_id):
+def exposing(cluster: dict[str, Any], dataset_id: str) -> list[str] | None:
     """The nodes the state shows exposing the dataset (with a path)."""
     try:
         entries = api(cluster, "GET", "/v1/state/datasets")
@@ -52,13 +55,13 @@ def exposing(cluster, dataset_id):
 class ExposureWatch(threading.Thread):
     """Polls the state throughout a test: the most nodes ever exposing a dataset."""
 
-    def __init__(self, cluster, dataset_id):
+    def __init__(self, cluster: dict[str, Any], dataset_id: str) -> None:
         super().__init__(daemon=True)
         self.cluster, self.dataset_id = cluster, dataset_id
-        self.samples = []
+        self.samples: list[list[str]] = []
         self.stopping = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         """Sample every 50 ms until stopped."""
         while not self.stopping.is_set():
             nodes = exposing(self.cluster, self.dataset_id)
@@ -66,14 +69,14 @@ class ExposureWatch(threading.Thread):
                 self.samples.append(nodes)
             time.sleep(0.05)
 
-    def most(self):
+    def most(self) -> int:
         """Stop and return the largest number of nodes seen exposing it at once."""
         self.stopping.set()
         self.join()
         return max((len(s) for s in self.samples), default=0)
 
 
-def zfs_snapshots(pool, dataset_id):
+def zfs_snapshots(pool: str, dataset_id: str) -> list[str]:
     """Names of a dataset's snapshots in a pool (empty if it is not there)."""
     out = subprocess.run(
         ["zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-r", f"{pool}/{dataset_id}"],
@@ -82,26 +85,33 @@ def zfs_snapshots(pool, dataset_id):
     return [name.split("@", 1)[1] for name in out if "@" in name]
 
 
-def zfs_has(pool, dataset_id):
+def zfs_has(pool: str, dataset_id: str) -> bool:
     """Whether a pool holds the dataset."""
     return subprocess.run(
         ["zfs", "list", "-H", f"{pool}/{dataset_id}"], capture_output=True
     ).returncode == 0
 
 
-def replica_lags(cluster, dataset_id):
+def replica_lags(cluster: dict[str, Any], dataset_id: str) -> dict[str, float | None]:
     """Replica node → lag_seconds, from the state (empty if not reported)."""
     entry = state_entry(cluster, dataset_id) or {}
     return {r["node_uuid"]: r.get("lag_seconds") for r in entry.get("replicas", [])}
 
 
-def replicated_to(cluster, dataset_id, nodes, within=10.0):
+def replicated_to(
+    cluster: dict[str, Any],
+    dataset_id: str,
+    nodes: Iterable[dict[str, Any]],
+    within: float = 10.0,
+) -> bool:
     """Whether every one of ``nodes`` reports a replica no older than ``within`` seconds."""
     lags = replica_lags(cluster, dataset_id)
-    return all(lags.get(n["uuid"]) is not None and lags[n["uuid"]] <= within for n in nodes)
+    return all((lag := lags.get(n["uuid"])) is not None and lag <= within for n in nodes)
 
 
-def replicated_since(cluster, dataset_id, nodes, since):
+def replicated_since(
+    cluster: dict[str, Any], dataset_id: str, nodes: Iterable[dict[str, Any]], since: float
+) -> bool:
     """Whether every one of ``nodes`` holds a replica snapshot taken at ``since`` or later."""
     entry = state_entry(cluster, dataset_id) or {}
     taken = {r["node_uuid"]: r.get("replicated_at") for r in entry.get("replicas", [])}
@@ -111,13 +121,13 @@ def replicated_since(cluster, dataset_id, nodes, since):
 class FileWriter(threading.Thread):
     """Appends a numbered line to a file in a dataset every 20 ms, fsyncing each."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         super().__init__(daemon=True)
         self.path = path
         self.written = 0
         self.stopping = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         """Write until stopped (or the dataset goes away)."""
         with open(os.path.join(self.path, "log"), "a") as handle:
             while not self.stopping.is_set():
@@ -130,21 +140,28 @@ class FileWriter(threading.Thread):
                 self.written += 1
                 time.sleep(0.02)
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop writing."""
         self.stopping.set()
         self.join()
 
 
-def set_replicas(cluster, dataset_id, nodes, **replication):
-    """Replace the dataset's standing replicas."""
+def set_replicas(
+    cluster: dict[str, Any],
+    dataset_id: str,
+    nodes: Iterable[dict[str, Any]],
+    **replication: Any,
+) -> Any:
+    """Replace the dataset's standing replicas; the reply."""
     body: dict[str, Any] = {"replicas": [n["uuid"] for n in nodes]}
     if replication:
         body["replication"] = replication
     return api(cluster, "POST", f"/v1/configuration/datasets/{dataset_id}", body)
 
 
-def test_replicas_follow_a_writer_and_the_replica_set(make_lab):
+def test_replicas_follow_a_writer_and_the_replica_set(
+    make_lab: Callable[..., dict[str, Any]],
+) -> None:
     """
     Two standing replicas follow a steady writer with a small, reported lag
     and are never exposed; pruning keeps few replication snapshots and
@@ -204,7 +221,7 @@ def test_replicas_follow_a_writer_and_the_replica_set(make_lab):
     assert sorted(configured[0]["replicas"]) == sorted([one["uuid"], three["uuid"]])
 
 
-def final_push_bytes(node, dataset_id):
+def final_push_bytes(node: dict[str, Any], dataset_id: str) -> int:
     """The bytes of the streams ``node`` sent in its moves of the dataset."""
     total = 0
     with open(os.path.join(node["log_dir"], "flocker-dataset-agent.log")) as handle:
@@ -221,7 +238,7 @@ def final_push_bytes(node, dataset_id):
 
 
 @contextlib.contextmanager
-def cut_off(address):
+def cut_off(address: str) -> Iterator[None]:
     """Drop every packet to and from ``address`` on lo; the rules go afterwards."""
     rules = [["-s", address], ["-d", address]]
     for rule in rules:
@@ -233,7 +250,7 @@ def cut_off(address):
             subprocess.run(["iptables", "-D", "INPUT", "-i", "lo", *rule, "-j", "DROP"], check=False)
 
 
-def kill_node(node):
+def kill_node(node: dict[str, Any]) -> None:
     """SIGKILL a node's agents and its containers."""
     import docker
 
@@ -247,7 +264,7 @@ def kill_node(node):
         client.close()
 
 
-def test_manual_failover_after_losing_a_node(make_lab):
+def test_manual_failover_after_losing_a_node(make_lab: Callable[..., dict[str, Any]]) -> None:
     """
     Node 1 dies outright under a steady writer (agents and containers
     killed, its address cut off); failing over by hand to a replica is
@@ -279,7 +296,8 @@ def test_manual_failover_after_losing_a_node(make_lab):
         assert status == 409, body
         assert "description" in body
 
-        def failed_over():
+        def failed_over() -> Any:
+            """The accepted failover's reply (decoded JSON), or None while refused."""
             try:
                 return api(cluster, "POST", f"/v1/datasets/{dataset_id}/failover", {"node_uuid": two["uuid"]})
             except urllib.error.HTTPError as error:
@@ -293,6 +311,7 @@ def test_manual_failover_after_losing_a_node(make_lab):
         wait_exposed(cluster, dataset_id, two)
         wait_for(lambda: running_on(cluster, name, two, port), 180, "the application on node 2")
         entry = state_entry(cluster, dataset_id)
+        assert entry is not None
         with open(os.path.join(entry["path"], "requests.log")) as handle:
             lines = [x for x in handle.read().split() if x.startswith("w")]
     assert watch.most() == 1
@@ -304,7 +323,7 @@ def test_manual_failover_after_losing_a_node(make_lab):
              "node 3 to route to node 2")
 
 
-def test_forced_failover_while_the_primary_runs(make_lab):
+def test_forced_failover_while_the_primary_runs(make_lab: Callable[..., dict[str, Any]]) -> None:
     """
     A forced failover while node 1 still runs: node 1 stops exposing its
     copy as soon as it sees the new epoch and keeps it as diverged, with
@@ -329,15 +348,20 @@ def test_forced_failover_while_the_primary_runs(make_lab):
     promoted = wait_exposed(cluster, dataset_id, two)
     with open(os.path.join(promoted["path"], "data")) as handle:
         assert handle.read() == "replicated"
-    entry = wait_for(lambda: (e := state_entry(cluster, dataset_id)) and e.get("diverged") and e,
-                     60, "node 1's copy reported diverged")
+
+    def reported_diverged() -> dict[str, Any] | None:
+        e = state_entry(cluster, dataset_id)
+        return e if e and e.get("diverged") else None
+
+    entry = wait_for(reported_diverged, 60, "node 1's copy reported diverged")
+    assert entry is not None  # wait_for returns a true value
     assert [d["node_uuid"] for d in entry["diverged"]] == [one["uuid"]]
     assert watch.most() == 1
     assert zfs_has(one["pool"], dataset_id)
     assert_story_told(cluster, one, two, dataset_id)
 
 
-def log_entries(path):
+def log_entries(path: str) -> list[Any]:
     """The eliot messages of one log file; eliot-tree must render it."""
     rendered = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "eliot-tree"), path],
@@ -348,7 +372,9 @@ def log_entries(path):
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def assert_story_told(cluster, one, two, dataset_id):
+def assert_story_told(
+    cluster: dict[str, Any], one: dict[str, Any], two: dict[str, Any], dataset_id: str
+) -> None:
     """
     The logs tell the story: a replication round on node 1 is one task that
     node 2's receiver continues; the failover is one task on the control
