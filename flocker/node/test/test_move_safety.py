@@ -30,8 +30,8 @@ from flocker.node.containers import StartApplication
 from flocker.node.test.test_containers import ADDRESS, Nodes, configured, state_with
 from flocker.node.test.test_containers import A as CA
 from flocker.node.test.test_datasets import DS, A, B, Cluster, config_with, result
-from flocker.runtime import IContainerRuntime
-from flocker.volume import DependentClones
+from flocker.runtime import ContainerSpec, IContainerRuntime
+from flocker.volume import DatasetInfo, DependentClones
 from flocker.volume.memory import MemoryVolumeBackend
 
 CLONE = str(uuid4())
@@ -41,31 +41,33 @@ REQUEST = str(uuid4())
 class DependingBackend(MemoryVolumeBackend):
     """The memory backend, with ZFS's rule: a dataset with clones cannot go."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self.origins = {}
+        self.origins: dict[str, str] = {}
 
-    def clone(self, dataset_id, snapshot, new_dataset_id):
+    def clone(
+        self, dataset_id: str, snapshot: str, new_dataset_id: str
+    ) -> Deferred[DatasetInfo]:
         self.origins[new_dataset_id] = dataset_id
         return super().clone(dataset_id, snapshot, new_dataset_id)
 
-    def destroy(self, dataset_id):
+    def destroy(self, dataset_id: str) -> Deferred[None]:
         live = {d.dataset_id for d in result(self.list_datasets())}
         if any(o == dataset_id and c in live for c, o in self.origins.items()):
-            async def fail():
+            async def fail() -> None:
                 raise DependentClones(f"{dataset_id} has clones")
             return Deferred.fromCoroutine(fail())
         return super().destroy(dataset_id)
 
 
-def _pass(cluster, node, configuration):
+def _pass(cluster: Cluster, node: str, configuration: Deployment) -> None:
     try:
         cluster.converge_node(node, configuration)
     except Exception:
         pass
 
 
-def test_moved_dataset_with_clone_keeps_new_primary_writes():
+def test_moved_dataset_with_clone_keeps_new_primary_writes() -> None:
     """Writes made on the new primary after a move survive later passes."""
     cluster = Cluster()
     backend = DependingBackend()
@@ -91,7 +93,7 @@ def test_moved_dataset_with_clone_keeps_new_primary_writes():
     cluster.backends[B].write_file(DS, "data", b"written on B after the move")
     _pass(cluster, A, moved)  # A still holds its copy (destroy failed): pushes again
     assert cluster.backends[B].read_files(DS) == {"data": b"written on B after the move"}
-def test_rollback_not_dropped_while_primary_state_is_stale():
+def test_rollback_not_dropped_while_primary_state_is_stale() -> None:
     """
     A rollback to a snapshot just taken (the primary's last report predates
     it) stays pending until the primary reports its snapshots again.
@@ -112,7 +114,7 @@ def test_rollback_not_dropped_while_primary_state_is_stale():
     assert cleaned.get_dataset(ds)[0].rollback is not None
 
 
-def test_unknown_applications_count_as_in_use():
+def test_unknown_applications_count_as_in_use() -> None:
     """
     While the container agent's report is unknown (control service restarted,
     container agent not reconnected yet), a dataset that a configured
@@ -142,17 +144,17 @@ def test_unknown_applications_count_as_in_use():
 class _SyncFailingRuntime:
     """A runtime whose create raises before returning a Deferred."""
 
-    def __init__(self, runtime):
+    def __init__(self, runtime: IContainerRuntime) -> None:
         self.runtime = runtime
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> object:
         return getattr(self.runtime, name)
 
-    def create(self, spec):
+    def create(self, spec: ContainerSpec) -> Deferred[None]:
         raise RuntimeError("docker client could not be built")
 
 
-def test_background_start_failing_synchronously_is_not_starting_for_ever():
+def test_background_start_failing_synchronously_is_not_starting_for_ever() -> None:
     """An application whose create raises at once does not stay 'starting'."""
     nodes = Nodes()
     deployer = nodes.deployers[CA]
@@ -166,7 +168,7 @@ def test_background_start_failing_synchronously_is_not_starting_for_ever():
     assert deployer.starting == set()
 
 
-def test_state_from_an_agent_of_yesterday_is_read():
+def test_state_from_an_agent_of_yesterday_is_read() -> None:
     """
     A dataset agent of the previous release (no ``rolled_back``) speaking
     the same protocol version is understood (or refused at the handshake).
@@ -186,7 +188,7 @@ def test_state_from_an_agent_of_yesterday_is_read():
     "increment did arrive (only the answer was lost) is exposed again when the move is "
     "reversed before the destination's exposure is reported, so both nodes expose it",
 )
-def test_a_reversed_move_whose_final_increment_arrived_is_not_exposed_twice():
+def test_a_reversed_move_whose_final_increment_arrived_is_not_exposed_twice() -> None:
     """
     A's final increment reaches B (B exposes it) but A never hears back
     (the connection drops), so A stays in hand-off; the user moves the
@@ -201,10 +203,16 @@ def test_a_reversed_move_whose_final_increment_arrived_is_not_exposed_twice():
     moved = configuration.move_dataset(DS, B)
     real = cluster.deployers[A].mover.send
 
-    def answer_lost(dataset_id, snapshot, base, host, final, epoch=0):
+    def lost(sent: int) -> int:
+        # The final increment arrived; its answer never comes back.
+        raise ZeroDivisionError("division by zero")
+
+    def answer_lost(
+        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool, epoch: int = 0
+    ) -> Deferred[int]:
         sent = real(dataset_id, snapshot, base, host, final, epoch=epoch)
         if final:
-            return sent.addCallback(lambda _: 1 / 0)
+            return sent.addCallback(lost)
         return sent
 
     cluster.deployers[A].mover.send = answer_lost
@@ -217,7 +225,7 @@ def test_a_reversed_move_whose_final_increment_arrived_is_not_exposed_twice():
     assert not (cluster.roles[A].get(DS) == PRIMARY and cluster.roles[B].get(DS) == PRIMARY)
 
 
-def test_a_move_called_off_and_asked_again_completes():
+def test_a_move_called_off_and_asked_again_completes() -> None:
     """
     A move from A to B sends a bulk round (the dataset is in use), is
     called off (moved back to A; B destroys its partial copy once A
