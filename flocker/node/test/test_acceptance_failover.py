@@ -18,13 +18,16 @@ import subprocess
 import threading
 import time
 import urllib.error
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 
 from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
 
 from .test_acceptance_containers import deploy_counter, request
-from .test_acceptance_datasets import api, wait_for
+from .test_acceptance_datasets import api
 from .test_acceptance_replication import (
     ExposureWatch,
     replicated_since,
@@ -40,7 +43,9 @@ FAILOVER_AFTER = 10.0
 DIVERGED_PREFIX = "flocker-diverged-"
 
 
-def failover_cluster(make_lab, failover_after=FAILOVER_AFTER):
+def failover_cluster(
+    make_lab: Callable[..., dict[str, Any]], failover_after: float = FAILOVER_AFTER
+) -> dict[str, Any]:
     """Three nodes with short fencing and failover timings."""
     return make_lab(nodes=3, fence_after=FENCE_AFTER, failover_after=failover_after)
 
@@ -52,13 +57,13 @@ class TimedWriter(threading.Thread):
     acknowledged write with its wall-clock time.
     """
 
-    def __init__(self, address, port):
+    def __init__(self, address: str, port: int) -> None:
         super().__init__(daemon=True)
         self.address, self.port = address, port
-        self.acknowledged = []
+        self.acknowledged: list[tuple[str, float]] = []
         self.stopping = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         """
         Write w0, w1, … until stopped, at most ~50 per second; a write not
         acknowledged is sent again until it is (so a request lost or
@@ -72,59 +77,74 @@ class TimedWriter(threading.Thread):
                 n += 1
             time.sleep(0.02)
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop writing."""
         self.stopping.set()
         self.join()
 
 
-def configured(cluster, dataset_id):
+def configured(cluster: dict[str, Any], dataset_id: str) -> dict[str, Any] | None:
     """The dataset's entry in /v1/configuration/datasets, or None."""
     with contextlib.suppress(OSError):
-        for entry in api(cluster, "GET", "/v1/configuration/datasets"):
+        entries: list[dict[str, Any]] = api(cluster, "GET", "/v1/configuration/datasets")
+        for entry in entries:
             if entry["dataset_id"] == dataset_id:
                 return entry
     return None
 
 
-def replicate_automatically(cluster, dataset_id, replicas):
+def replicate_automatically(
+    cluster: dict[str, Any], dataset_id: str, replicas: Iterable[dict[str, Any]]
+) -> None:
     """Standing replicas on ``replicas``, a round every second, automatic failover."""
     set_replicas(
         cluster, dataset_id, replicas, interval_seconds=1, failover="automatic"
     )
 
 
-def write_bulk(cluster, dataset_id, size, name="bulk"):
+def exposed_entry(cluster: dict[str, Any], dataset_id: str) -> dict[str, Any]:
+    """The dataset's state entry once it is exposed (has a path), waiting."""
+
+    def exposed() -> dict[str, Any] | None:
+        e = state_entry(cluster, dataset_id)
+        return e if e and e.get("path") else None
+
+    entry = wait_for(exposed, 60, "the dataset exposed")
+    assert entry is not None  # wait_for returns a true value
+    return entry
+
+
+def write_bulk(cluster: dict[str, Any], dataset_id: str, size: int, name: str = "bulk") -> None:
     """Write ``size`` random bytes into the exposed dataset, through its mount."""
-    entry = wait_for(lambda: (e := state_entry(cluster, dataset_id)) and e.get("path") and e, 60,
-                     "the dataset exposed")
+    entry = exposed_entry(cluster, dataset_id)
     with open(os.path.join(entry["path"], name), "wb") as handle:
         handle.write(os.urandom(size))
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def node_named(cluster, node_uuid):
+def node_named(cluster: dict[str, Any], node_uuid: str) -> dict[str, Any]:
     """The lab's node with ``node_uuid``."""
-    [node] = [n for n in cluster["nodes"] if n["uuid"] == node_uuid]
+    nodes: list[dict[str, Any]] = cluster["nodes"]
+    [node] = [n for n in nodes if n["uuid"] == node_uuid]
     return node
 
 
-def logged(node, agent="dataset"):
+def logged(node: dict[str, Any], agent: str = "dataset") -> list[Any]:
     """Every eliot message a node's agent logged so far."""
     path = os.path.join(node["log_dir"], f"flocker-{agent}-agent.log")
     with open(path) as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def control_log(cluster):
+def control_log(cluster: dict[str, Any]) -> list[Any]:
     """Every eliot message the control service logged so far."""
     path = os.path.join(cluster["control"]["log_dir"], "flocker-control.log")
     with open(path) as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def automatic_failovers(cluster, dataset_id):
+def automatic_failovers(cluster: dict[str, Any], dataset_id: str) -> list[dict[str, Any]]:
     """The succeeded ``flocker:control:failover:automatic`` actions of a dataset."""
     messages = control_log(cluster)
     started = {
@@ -141,7 +161,7 @@ def automatic_failovers(cluster, dataset_id):
     ]
 
 
-def bytes_pushed_to(node, peer_address, since):
+def bytes_pushed_to(node: dict[str, Any], peer_address: str, since: float) -> int:
     """The bytes ``node``'s dataset agent sent in streams to ``peer_address`` since ``since``."""
     messages = logged(node)
     # An action's messages share its task and its task level but the last part.
@@ -160,7 +180,9 @@ def bytes_pushed_to(node, peer_address, since):
     )
 
 
-def set_aside_snapshots(cluster, dataset_id, node):
+def set_aside_snapshots(
+    cluster: dict[str, Any], dataset_id: str, node: dict[str, Any]
+) -> list[Any]:
     """The set-aside (diverged) snapshots the snapshots API lists on ``node``."""
     try:
         listed = api(cluster, "GET", f"/v1/datasets/{dataset_id}/snapshots")
@@ -172,7 +194,7 @@ def set_aside_snapshots(cluster, dataset_id, node):
     ]
 
 
-def rejoined(cluster, dataset_id, node):
+def rejoined(cluster: dict[str, Any], dataset_id: str, node: dict[str, Any]) -> bool:
     """
     Whether the state lists ``node``'s copy as a standing replica of the
     current epoch (not as diverged), with the snapshots it set aside.
@@ -183,25 +205,26 @@ def rejoined(cluster, dataset_id, node):
     return bool(mine) and not diverged and bool(mine[0].get("set_aside"))
 
 
-def answering_through(cluster, port, nodes):
+def answering_through(cluster: dict[str, Any], port: int, nodes: Iterable[dict[str, Any]]) -> bool:
     """Whether a probe through any of ``nodes``' published port is answered."""
     return any(request(n["address"], port, "probe", timeout=1.0) is not None for n in nodes)
 
 
-def requests_log(cluster, dataset_id):
+def requests_log(cluster: dict[str, Any], dataset_id: str) -> list[str]:
     """
     The ``w…`` lines of the counter's log, read where the dataset is
     exposed, each once (a write sent again after a late answer is logged
     twice).
     """
-    entry = wait_for(lambda: (e := state_entry(cluster, dataset_id)) and e.get("path") and e, 60,
-                     "the dataset exposed")
+    entry = exposed_entry(cluster, dataset_id)
     with open(os.path.join(entry["path"], "requests.log")) as handle:
         lines = [x for x in handle.read().split() if x.startswith("w")]
     return list(dict.fromkeys(lines))
 
 
-def test_a_node_lost_outright_fails_over_and_rejoins_without_a_full_resend(make_lab):
+def test_a_node_lost_outright_fails_over_and_rejoins_without_a_full_resend(
+    make_lab: Callable[..., dict[str, Any]],
+) -> None:
     """
     Node 1 loses power under a steady writer (agents and containers
     SIGKILLed, its packets dropped): with nobody asking, the dataset and
@@ -236,8 +259,13 @@ def test_a_node_lost_outright_fails_over_and_rejoins_without_a_full_resend(make_
     wait_for(lambda: answering_through(cluster, port, [two, three]), 180,
              "the application to answer again from another node")
     answered = time.time()
-    entry = wait_for(lambda: (c := configured(cluster, dataset_id)) and c["primary"] != one["uuid"] and c,
-                     30, "the configuration to name a new primary")
+
+    def moved_off_node_1() -> dict[str, Any] | None:
+        c = configured(cluster, dataset_id)
+        return c if c and c["primary"] != one["uuid"] else None
+
+    entry = wait_for(moved_off_node_1, 30, "the configuration to name a new primary")
+    assert entry is not None  # wait_for returns a true value
     new_primary = node_named(cluster, entry["primary"])
     assert entry.get("failover_snapshot"), entry
     lines = requests_log(cluster, dataset_id)
@@ -274,7 +302,7 @@ def test_a_node_lost_outright_fails_over_and_rejoins_without_a_full_resend(make_
     assert request(new_primary["address"], port, "after-rejoin") is not None
 
 
-def container_running(node, name):
+def container_running(node: dict[str, Any], name: str) -> bool:
     """Whether ``node``'s container agent runs a container of application ``name``."""
     import docker
 
@@ -290,7 +318,7 @@ def container_running(node, name):
         client.close()
 
 
-def writable_here(node, dataset_id):
+def writable_here(node: dict[str, Any], dataset_id: str) -> bool:
     """Whether ``node``'s copy of the dataset is mounted writable (read-only off)."""
     result = subprocess.run(
         ["zfs", "get", "-H", "-o", "value", "readonly,mounted", f"{node['pool']}/{dataset_id}"],
@@ -306,14 +334,21 @@ class ServingWatch(threading.Thread):
     node runs the application.
     """
 
-    def __init__(self, cut, others, name, dataset_id, port):
+    def __init__(
+        self,
+        cut: dict[str, Any],
+        others: list[dict[str, Any]],
+        name: str,
+        dataset_id: str,
+        port: int,
+    ) -> None:
         super().__init__(daemon=True)
         self.cut, self.others = cut, others
         self.name, self.dataset_id, self.port = name, dataset_id, port
-        self.samples = []
+        self.samples: list[tuple[float, bool, bool]] = []  # (time, old serves, new serves)
         self.stopping = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         """Sample until stopped."""
         while not self.stopping.is_set():
             old = container_running(self.cut, self.name) and writable_here(self.cut, self.dataset_id)
@@ -323,14 +358,16 @@ class ServingWatch(threading.Thread):
             self.samples.append((time.time(), old, new))
             time.sleep(0.1)
 
-    def stop(self):
+    def stop(self) -> list[tuple[float, bool, bool]]:
         """Stop sampling; the samples."""
         self.stopping.set()
         self.join()
         return self.samples
 
 
-def test_a_partitioned_primary_fences_itself_before_a_replica_is_promoted(make_lab):
+def test_a_partitioned_primary_fences_itself_before_a_replica_is_promoted(
+    make_lab: Callable[..., dict[str, Any]],
+) -> None:
     """
     Node 1 is cut off from everyone while its agents and container run on:
     it stops its application and makes its copy read-only after
@@ -375,11 +412,14 @@ def test_a_partitioned_primary_fences_itself_before_a_replica_is_promoted(make_l
     served = [t for t, _, new in samples if new]
     assert stopped and served and min(stopped) < min(served)
     entry = configured(cluster, dataset_id)
+    assert entry is not None
     assert entry["epoch"] == 1 and entry["primary"] != one["uuid"]
     wait_for(lambda: rejoined(cluster, dataset_id, one), 180, "node 1 to rejoin as a replica")
 
 
-def test_a_node_back_before_failover_after_is_not_failed_over(make_lab):
+def test_a_node_back_before_failover_after_is_not_failed_over(
+    make_lab: Callable[..., dict[str, Any]],
+) -> None:
     """
     Node 1 is cut off for longer than fence_after but shorter than
     failover_after: it fences itself (its application stops), then, when
@@ -408,9 +448,12 @@ def test_a_node_back_before_failover_after_is_not_failed_over(make_lab):
     wait_for(lambda: request(one["address"], port, "back") is not None, 120,
              "the application to answer on node 1 again")
     entry = configured(cluster, dataset_id)
+    assert entry is not None
     assert entry["epoch"] == 0 and entry["primary"] == one["uuid"]
     assert automatic_failovers(cluster, dataset_id) == []
     # It stays put: well past failover_after, still no failover.
     time.sleep(failover_after)
-    assert configured(cluster, dataset_id)["epoch"] == 0
+    entry = configured(cluster, dataset_id)
+    assert entry is not None
+    assert entry["epoch"] == 0
     assert request(one["address"], port, "still-here") is not None
