@@ -1,17 +1,22 @@
 """Tests for the dataset deployer: the pure calculation, moves, convergence."""
 
+from collections.abc import Iterable
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import TypeVar
 from uuid import uuid4
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IProducer
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from flocker.control import Dataset, Deployment, DeploymentState
 from flocker.node import NoOp, in_parallel, run_state_change
+from flocker.node._dataset_changes import DatasetChange
+from flocker.node._mover import Sender
 from flocker.node._roles import HANDOFF, PRIMARY, REPLICA, FileRoles, MemoryRoles
 from flocker.node.datasets import (
     CreateDataset,
@@ -22,7 +27,10 @@ from flocker.node.datasets import (
     PushDataset,
     ResizeDataset,
 )
+from flocker.volume import IStreamSink
 from flocker.volume.memory import MemoryVolumeBackend
+
+T = TypeVar("T")
 
 A, B, C = (str(uuid4()) for _ in range(3))
 HOSTS = {A: "127.0.0.11", B: "127.0.0.12", C: "127.0.0.13"}
@@ -30,14 +38,15 @@ DS = str(uuid4())
 MIB = 1024 * 1024
 
 
-def result(d):
+def result(d: Deferred[T]) -> T:
     """The result of an already fired Deferred (or raise its failure)."""
-    out: list[Any] = []
+    out: list[T | Failure] = []
     d.addBoth(out.append)
     assert out, "Deferred has not fired"
-    if hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
+    first = out[0]
+    if isinstance(first, Failure):
+        first.raiseException()
+    return first
 
 
 class Cluster:
@@ -51,12 +60,12 @@ class Cluster:
     #: The time the deployers read, when a test sets one (``test_replication``).
     clock: list[float]
 
-    def __init__(self, nodes=(A, B)):
+    def __init__(self, nodes: Iterable[str] = (A, B)) -> None:
         self.backends = {n: MemoryVolumeBackend() for n in nodes}
         self.roles = {n: MemoryRoles() for n in nodes}
         self.in_use: set[tuple[str, str]] = set()
         self.state = DeploymentState()
-        self.deployers = {}
+        self.deployers: dict[str, DatasetDeployer] = {}
         for n in nodes:
             mover = DatasetMover(
                 self.backends[n],
@@ -72,11 +81,18 @@ class Cluster:
         """Whether the test marked ``dataset_id`` in use on ``node``."""
         return (node, dataset_id) in self.in_use
 
-    def _sender(self, source):
+    def _sender(self, source: str) -> Sender:
         by_host = {host: n for n, host in HOSTS.items()}
 
-        def send(dataset_id, snapshot, base, host, final, epoch=0):
-            async def pump():
+        def send(
+            dataset_id: str,
+            snapshot: str,
+            base: str | None,
+            host: str,
+            final: bool,
+            epoch: int = 0,
+        ) -> Deferred[int]:
+            async def pump() -> int:
                 target = by_host[host]
                 stream = await self.backends[source].send(dataset_id, snapshot, base)
                 if base is None:
@@ -96,7 +112,7 @@ class Cluster:
 
         return send
 
-    def converge_node(self, node, configuration):
+    def converge_node(self, node: str, configuration: Deployment) -> DatasetChange:
         """One pass on one node: discover, report, calculate, run."""
         deployer = self.deployers[node]
         local = result(deployer.discover_state(self.state))
@@ -107,7 +123,7 @@ class Cluster:
         self.state = self.state.update_node(local.shared_state_changes())
         return change
 
-    def converge(self, configuration, passes=6):
+    def converge(self, configuration: Deployment, passes: int = 6) -> None:
         """Passes over every node until all plans are empty and the state settled."""
         for _ in range(passes):
             before = self.state
@@ -123,31 +139,33 @@ class Cluster:
 class Counter:
     """A consumer wrapper that counts the bytes passing to a sink."""
 
-    def __init__(self, sink):
+    def __init__(self, sink: IStreamSink) -> None:
         self.sink = sink
         self.count = 0
 
-    def registerProducer(self, producer, streaming):  # noqa: N802
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:  # noqa: N802
         """Pass the producer on."""
         self.sink.registerProducer(producer, streaming)
 
-    def unregisterProducer(self):  # noqa: N802
+    def unregisterProducer(self) -> None:  # noqa: N802
         """Pass it on."""
         self.sink.unregisterProducer()
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """Count and pass on."""
         self.count += len(data)
         self.sink.write(data)
 
 
-def config_with(primary, deleted=False, maximum_size=None, dataset_id=DS):
+def config_with(
+    primary: str, deleted: bool = False, maximum_size: int | None = None, dataset_id: str = DS
+) -> Deployment:
     """A configuration with one dataset on ``primary``."""
     dataset = Dataset(dataset_id=dataset_id, deleted=deleted, maximum_size=maximum_size)
     return Deployment().add_dataset(dataset, primary)
 
 
-def plan(cluster, node, configuration):
+def plan(cluster: Cluster, node: str, configuration: Deployment) -> DatasetChange:
     """What ``node`` would do now."""
     deployer = cluster.deployers[node]
     local = result(deployer.discover_state(cluster.state))
@@ -155,7 +173,7 @@ def plan(cluster, node, configuration):
     return deployer.calculate_changes(configuration, state, local)
 
 
-def test_create_where_primary():
+def test_create_where_primary() -> None:
     """A dataset configured on this node and held nowhere is created here."""
     cluster = Cluster()
     configuration = config_with(A, maximum_size=64 * MIB)
@@ -163,7 +181,7 @@ def test_create_where_primary():
     assert plan(cluster, B, configuration) == NoOp()
 
 
-def test_not_created_while_held_elsewhere():
+def test_not_created_while_held_elsewhere() -> None:
     """A dataset another node holds is not created; the holder pushes it."""
     cluster = Cluster()
     cluster.converge(config_with(A))
@@ -172,7 +190,7 @@ def test_not_created_while_held_elsewhere():
     assert isinstance(plan(cluster, A, moved), PushDataset)
 
 
-def test_resize_and_delete():
+def test_resize_and_delete() -> None:
     """A changed maximum size resizes; a deleted dataset is destroyed."""
     cluster = Cluster()
     cluster.converge(config_with(A, maximum_size=64 * MIB))
@@ -184,14 +202,14 @@ def test_resize_and_delete():
     assert result(cluster.backends[A].list_datasets()) == []
 
 
-def test_unconfigured_left_alone():
+def test_unconfigured_left_alone() -> None:
     """A local dataset unknown to the configuration is never touched."""
     cluster = Cluster()
     result(cluster.backends[A].create(DS))
     assert plan(cluster, A, Deployment()) == NoOp()
 
 
-def test_unrecorded_dataset_is_replica():
+def test_unrecorded_dataset_is_replica() -> None:
     """A dataset that arrived without a recorded role is not exposed."""
     cluster = Cluster()
     result(cluster.backends[B].create(DS))
@@ -199,7 +217,7 @@ def test_unrecorded_dataset_is_replica():
     assert local.shared_state_changes().datasets[DS].path is None
 
 
-def test_parallel_plan():
+def test_parallel_plan() -> None:
     """Changes for several datasets are combined in parallel."""
     cluster = Cluster()
     one, two = sorted([str(uuid4()), str(uuid4())])
@@ -209,7 +227,7 @@ def test_parallel_plan():
     )
 
 
-def test_move_carries_data_and_exposes_once():
+def test_move_carries_data_and_exposes_once() -> None:
     """A move carries the data; the source's copy goes; only B exposes it."""
     cluster = Cluster()
     cluster.converge(config_with(A))
@@ -222,7 +240,7 @@ def test_move_carries_data_and_exposes_once():
     assert exposed == [B]
 
 
-def test_move_waits_while_in_use():
+def test_move_waits_while_in_use() -> None:
     """While the dataset is in use on A, only bulk rounds run; A keeps it."""
     cluster = Cluster()
     cluster.converge(config_with(A))
@@ -242,7 +260,7 @@ def test_move_waits_while_in_use():
     assert result(cluster.backends[A].list_datasets()) == []
 
 
-def test_bulk_rounds_pause_after_a_small_one():
+def test_bulk_rounds_pause_after_a_small_one() -> None:
     """
     After a small bulk round, passes send nothing while the dataset stays in
     use for ``bulk_pause`` seconds (its application is about to stop); after
@@ -272,7 +290,7 @@ def test_bulk_rounds_pause_after_a_small_one():
     assert cluster.backends[B].read_files(DS) == {"data": b"v3"}
 
 
-def test_move_back():
+def test_move_back() -> None:
     """A dataset moved to B and back to A still has its data."""
     cluster = Cluster()
     cluster.converge(config_with(A))
@@ -283,7 +301,7 @@ def test_move_back():
     assert result(cluster.backends[B].list_datasets()) == []
 
 
-def test_receiving_dataset_left_alone():
+def test_receiving_dataset_left_alone() -> None:
     """A dataset a transfer is writing into gets no change at all."""
     cluster = Cluster()
     cluster.converge(config_with(A))
@@ -291,7 +309,7 @@ def test_receiving_dataset_left_alone():
     assert plan(cluster, A, config_with(A, deleted=True)) == NoOp()
 
 
-def test_handoff_called_off_reexposes():
+def test_handoff_called_off_reexposes() -> None:
     """If a move is called off mid-handoff, the source exposes its copy again."""
     cluster = Cluster()
     cluster.converge(config_with(A))
@@ -299,16 +317,18 @@ def test_handoff_called_off_reexposes():
     assert plan(cluster, A, config_with(A)) == ExposeDataset(dataset_id=DS)
 
 
-def test_failed_final_send_retried():
+def test_failed_final_send_retried() -> None:
     """A final send that fails leaves A handing off; the next pass finishes."""
     cluster = Cluster()
     cluster.converge(config_with(A))
     cluster.backends[A].write_file(DS, "data", b"keep")
     deployer = cluster.deployers[A]
     real_send = deployer.mover.send
-    calls = []
+    calls: list[bool] = []
 
-    def flaky(dataset_id, snapshot, base, host, final, **kwargs):
+    def flaky(
+        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool, **kwargs: int
+    ) -> Deferred[int]:
         calls.append(final)
         if final and calls.count(True) == 1:
             raise OSError("connection cut")
@@ -326,7 +346,7 @@ def test_failed_final_send_retried():
     assert cluster.backends[B].read_files(DS) == {"data": b"keep"}
 
 
-def test_file_roles_durable(tmp_path):
+def test_file_roles_durable(tmp_path: Path) -> None:
     """Roles written to the file are there when it is loaded again."""
     path = str(tmp_path / "roles.json")
     roles = FileRoles(path)
@@ -339,7 +359,7 @@ def test_file_roles_durable(tmp_path):
     assert FileRoles(path).get(DS) == REPLICA
 
 
-def test_file_roles_corrupt(tmp_path):
+def test_file_roles_corrupt(tmp_path: Path) -> None:
     """A corrupt role file is an error, not an empty record."""
     path = tmp_path / "roles.json"
     path.write_text("{not json")
@@ -355,7 +375,7 @@ IDS = [str(uuid4()) for _ in range(4)]
 
 
 @st.composite
-def configurations(draw):
+def configurations(draw: st.DrawFn) -> Deployment:
     """Deployments of up to four datasets over nodes A, B and C."""
     deployment = Deployment()
     for dataset_id in draw(st.lists(st.sampled_from(IDS), unique=True)):
@@ -372,7 +392,9 @@ def configurations(draw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(start=configurations(), target=configurations())
-def test_converges_from_any_state_to_any_configuration(start, target):
+def test_converges_from_any_state_to_any_configuration(
+    start: Deployment, target: Deployment
+) -> None:
     """
     From whatever a first configuration left on the nodes, the deployers
     reach any second configuration: each live dataset exposed on exactly its
@@ -401,7 +423,7 @@ def test_converges_from_any_state_to_any_configuration(start, target):
         assert files in ({}, {"id": dataset.dataset_id.encode()})
 
 
-def test_new_primary_waits_for_configured_copy():
+def test_new_primary_waits_for_configured_copy() -> None:
     """
     After a move the new primary waits for the old primary's copy even when
     nobody's state is known (the control service just restarted), rather than
@@ -412,16 +434,18 @@ def test_new_primary_waits_for_configured_copy():
     assert plan(cluster, B, moved) == NoOp()
 
 
-def test_handoff_reported_before_final_increment():
+def test_handoff_reported_before_final_increment() -> None:
     """The source announces the hand-off before it sends the final increment."""
     cluster = Cluster()
     cluster.converge(config_with(A))
-    events = []
+    events: list[tuple[str, str | bool]] = []
     mover = cluster.deployers[A].mover
     mover.on_handoff = lambda dataset_id: events.append(("handoff", cluster.roles[A].get(dataset_id)))
     real_send = mover.send
 
-    def send(dataset_id, snapshot, base, host, final, **kwargs):
+    def send(
+        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool, **kwargs: int
+    ) -> Deferred[int]:
         events.append(("send", final))
         return real_send(dataset_id, snapshot, base, host, final, **kwargs)
 
