@@ -19,9 +19,10 @@ from flocker.cli.test.test_acceptance_cli import as_json
 from flocker.runtime.testimages import COUNTER_IMAGE, ensure_counter_image
 from flocker.testtools import lab
 from flocker.testtools.pytest_plugin import PRIVATE_REGISTRY_CREDENTIALS
+from flocker.testtools.waiting import wait_for
 
 from .test_acceptance_containers import request
-from .test_acceptance_datasets import api, wait_for
+from .test_acceptance_datasets import api
 
 pytestmark = pytest.mark.acceptance
 
