@@ -3,9 +3,13 @@ dataset calculator and in the container calculator (Clock, in-memory
 backends and runtimes).
 """
 
+from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import pytest
+from eliot import MemoryLogger
 from eliot.testing import LoggedMessage
 from twisted.internet.task import Clock
 
@@ -45,6 +49,7 @@ from flocker.node._fence import Fence, fence_applies, keepalive_interval
 from flocker.node._logging import FENCE_DOWN, FENCE_UP
 from flocker.node._roles import DIVERGED, FENCED, HANDOFF, PRIMARY, REPLICA, FileRoles
 from flocker.node.containers import (
+    ContainerChange,
     ContainerDeployer,
     FenceApplication,
     RestartApplication,
@@ -55,10 +60,15 @@ from flocker.node.test.test_datasets import DS, HOSTS, A, B, C, Cluster, plan, r
 from flocker.node.test.test_replication import snapshots
 from flocker.runtime import memory_runtimes
 
+if TYPE_CHECKING:
+    from flocker.node._dataset_agent import DatasetAgent
+
 FENCE_AFTER = 10.0
 
 
-def automatic(primary=A, replicas=(B,), failover="automatic"):
+def automatic(
+    primary: str = A, replicas: Sequence[str] = (B,), failover: str = "automatic"
+) -> Deployment:
     """DS on ``primary`` with standing replicas that fail over ``failover``."""
     deployment = Deployment().add_dataset(Dataset(dataset_id=DS), primary)
     return deployment.set_replicas(
@@ -69,14 +79,14 @@ def automatic(primary=A, replicas=(B,), failover="automatic"):
 class FenceableCluster(Cluster):
     """A `Cluster` whose nodes in ``fenced`` have fenced themselves."""
 
-    def __init__(self, nodes=(A, B, C)):
+    def __init__(self, nodes: tuple[str, ...] = (A, B, C)) -> None:
         super().__init__(nodes)
         self.fenced: set[str] = set()
         for node, deployer in self.deployers.items():
             deployer.fenced = partial(self.fenced.__contains__, node)
 
 
-def make_agent(tmp_path):
+def make_agent(tmp_path: Path) -> "DatasetAgent":
     """A dataset agent of a two-node cluster (see ``test_dataset_agent``)."""
     from twisted.internet.testing import MemoryReactorClock
 
@@ -99,7 +109,7 @@ def make_agent(tmp_path):
     )
 
 
-def fenceable_cluster(configuration):
+def fenceable_cluster(configuration: Deployment) -> FenceableCluster:
     """
     A cluster converged to ``configuration``, A's deployer fenced while
     ``cluster.fenced`` holds A.
@@ -110,7 +120,7 @@ def fenceable_cluster(configuration):
     return cluster
 
 
-def reported(cluster, node):
+def reported(cluster: Cluster, node: str) -> tuple[str | None, str, int]:
     """The (path, role, epoch) ``node`` reports for DS."""
     copy = cluster.state.get_node(node).datasets[DS]
     return copy.path, copy.role, copy.epoch
@@ -119,20 +129,29 @@ def reported(cluster, node):
 # -- the fence ---------------------------------------------------------------
 
 
-def started_fence(clock, **kwargs):
+class FenceCallbacks(TypedDict, total=False):
+    """The callbacks a test may give a `Fence`."""
+
+    connected: Callable[[], bool]
+    changed: Callable[[], object]
+
+
+def started_fence(clock: Clock, **kwargs: Unpack[FenceCallbacks]) -> Fence:
     """A started fence on ``clock``."""
     fence = Fence(clock, FENCE_AFTER, **kwargs)
     fence.startService()
     return fence
 
 
-def test_the_fence_goes_up_after_fence_after_seconds_of_silence(eliot_logger):
+def test_the_fence_goes_up_after_fence_after_seconds_of_silence(
+    eliot_logger: MemoryLogger,
+) -> None:
     """
     Silent for fence-after seconds, the fence goes up and says why: how
     long it heard nothing, and whether a connection was open.
     """
     clock = Clock()
-    changes = []
+    changes: list[int] = []
     fence = started_fence(clock, connected=lambda: True, changed=lambda: changes.append(1))
     clock.advance(FENCE_AFTER - 0.1)
     assert not fence.is_up
@@ -145,7 +164,7 @@ def test_the_fence_goes_up_after_fence_after_seconds_of_silence(eliot_logger):
     assert message.message["agent"] == "dataset"
 
 
-def test_keepalives_every_quarter_keep_the_fence_down():
+def test_keepalives_every_quarter_keep_the_fence_down() -> None:
     """Something heard every fence-after/4 never lets the fence go up."""
     clock = Clock()
     fence = started_fence(clock)
@@ -157,7 +176,7 @@ def test_keepalives_every_quarter_keep_the_fence_down():
     assert not fence.is_up
 
 
-def test_the_fence_measures_silence_from_the_last_word():
+def test_the_fence_measures_silence_from_the_last_word() -> None:
     """The fence goes up fence-after seconds after the last word, not the first."""
     clock = Clock()
     fence = started_fence(clock)
@@ -169,7 +188,7 @@ def test_the_fence_measures_silence_from_the_last_word():
     assert fence.is_up
 
 
-def test_only_a_pushed_configuration_brings_the_fence_down(eliot_logger):
+def test_only_a_pushed_configuration_brings_the_fence_down(eliot_logger: MemoryLogger) -> None:
     """
     Once up, the fence stays up when keep-alives are answered again; the
     first configuration pushed brings it down, and silence raises it again.
@@ -188,7 +207,7 @@ def test_only_a_pushed_configuration_brings_the_fence_down(eliot_logger):
     assert fence.is_up
 
 
-def test_every_box_from_the_control_service_is_heard():
+def test_every_box_from_the_control_service_is_heard() -> None:
     """
     Over the agent protocol, the handshake, pushes and answers to the
     agent's keep-alives all count: while the connection works, a fence on
@@ -205,7 +224,7 @@ def test_every_box_from_the_control_service_is_heard():
     control = Control(clock, configuration, state, service)
     holder: dict[str, Fence] = {}
 
-    def pushed(configuration, state):
+    def pushed(configuration: Deployment, state: DeploymentState) -> None:
         holder["fence"].configuration_pushed()
 
     client = AgentAMPClient(
@@ -240,7 +259,7 @@ dataset: {backend: directory, root: /data}
 """
 
 
-def test_fence_after_defaults_to_ten_seconds(tmp_path):
+def test_fence_after_defaults_to_ten_seconds(tmp_path: Path) -> None:
     """Without fence-after in agent.yml, agents fence after 10 seconds."""
     path = tmp_path / "agent.yml"
     path.write_text(AGENT_YML)
@@ -250,7 +269,7 @@ def test_fence_after_defaults_to_ten_seconds(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "true"])
-def test_fence_after_must_be_a_positive_number(tmp_path, value):
+def test_fence_after_must_be_a_positive_number(tmp_path: Path, value: str) -> None:
     """A fence-after that is not a positive number is refused, naming the key."""
     path = tmp_path / "agent.yml"
     path.write_text(AGENT_YML + f"fence-after: {value}\n")
@@ -262,7 +281,7 @@ def test_fence_after_must_be_a_positive_number(tmp_path, value):
 # -- the dataset agent ---------------------------------------------------------
 
 
-def test_only_automatic_failover_with_a_standing_replica_is_fenced():
+def test_only_automatic_failover_with_a_standing_replica_is_fenced() -> None:
     """The fence applies to automatic failover with a replica to fail over to."""
     assert fence_applies(automatic(), DS)
     assert not fence_applies(automatic(failover="manual"), DS)
@@ -270,7 +289,7 @@ def test_only_automatic_failover_with_a_standing_replica_is_fenced():
     assert not fence_applies(Deployment(), DS)
 
 
-def test_a_fenced_primary_stops_exposing_its_dataset():
+def test_a_fenced_primary_stops_exposing_its_dataset() -> None:
     """
     While fenced, the primary of an automatically failed-over dataset
     records it fenced: no mount path reported, role fenced, read-only.
@@ -287,7 +306,7 @@ def test_a_fenced_primary_stops_exposing_its_dataset():
     assert plan(cluster, A, configuration) == NoOp()
 
 
-def test_a_manually_failed_over_dataset_keeps_being_served():
+def test_a_manually_failed_over_dataset_keeps_being_served() -> None:
     """A dataset that only a user fails over stays exposed while fenced."""
     configuration = automatic(failover="manual")
     cluster = fenceable_cluster(configuration)
@@ -298,7 +317,7 @@ def test_a_manually_failed_over_dataset_keeps_being_served():
     cluster.backends[A].write_file(DS, "data", b"still served")
 
 
-def test_the_same_epoch_exposes_the_copy_again():
+def test_the_same_epoch_exposes_the_copy_again() -> None:
     """
     When the fence comes down with a configuration that still names this
     node primary at the same epoch, the copy is exposed and writable again.
@@ -316,7 +335,7 @@ def test_the_same_epoch_exposes_the_copy_again():
     cluster.backends[A].write_file(DS, "data", b"after the fence")
 
 
-def test_a_newer_epoch_makes_the_fenced_copy_diverged():
+def test_a_newer_epoch_makes_the_fenced_copy_diverged() -> None:
     """
     A failover while the node was cut off (a newer epoch, another primary)
     makes the fenced copy diverged when the fence comes down: never exposed.
@@ -335,7 +354,7 @@ def test_a_newer_epoch_makes_the_fenced_copy_diverged():
     assert reported(cluster, A) == (None, "diverged", 0)
 
 
-def test_a_fenced_copy_moved_away_meanwhile_is_handed_off_not_exposed():
+def test_a_fenced_copy_moved_away_meanwhile_is_handed_off_not_exposed() -> None:
     """
     A move asked for while the node was fenced (same epoch) goes on
     without exposing the copy again: it becomes a hand-off.
@@ -354,7 +373,7 @@ def test_a_fenced_copy_moved_away_meanwhile_is_handed_off_not_exposed():
     assert cluster.backends[C].read_files(DS) == {"data": b"before the fence"}
 
 
-def test_an_agent_restarted_while_fenced_stays_fenced(tmp_path):
+def test_an_agent_restarted_while_fenced_stays_fenced(tmp_path: Path) -> None:
     """
     The fenced role is durable: an agent restarted while fenced reports
     the copy fenced (not exposed) until a configuration arrives, which
@@ -394,17 +413,19 @@ def test_an_agent_restarted_while_fenced_stays_fenced(tmp_path):
     assert restarted.get(DS) == PRIMARY
 
 
-def test_streams_into_a_fenced_copy_are_refused(tmp_path):
+def test_streams_into_a_fenced_copy_are_refused(tmp_path: Path) -> None:
     """The transfer receiver turns away every stream into a fenced copy."""
     from flocker.node.test.test_dataset_agent import header
 
     agent = make_agent(tmp_path)
     agent.roles.set(DS, FENCED)
-    assert "fenced" in agent.refuse(header())
+    refused = agent.refuse(header())
+    assert refused is not None
+    assert "fenced" in refused
     assert not agent.replace(header().set(base=None))
 
 
-def test_a_fenced_node_that_failed_over_rejoins_after_the_fence():
+def test_a_fenced_node_that_failed_over_rejoins_after_the_fence() -> None:
     """
     An automatic failover keeps the old primary as a standing replica:
     once its fence comes down with that configuration, its copy diverges,
@@ -441,7 +462,7 @@ APP = Application(
 )
 
 
-def test_a_fenced_container_agent_stops_and_then_restarts_the_application():
+def test_a_fenced_container_agent_stops_and_then_restarts_the_application() -> None:
     """
     While fenced, the container of an application using an automatically
     failed-over dataset is stopped, not removed; when the fence comes down
@@ -455,7 +476,7 @@ def test_a_fenced_container_agent_stops_and_then_restarts_the_application():
         NodeState(uuid=A, hostname=HOSTS[A], datasets={DS: DatasetState(dataset_id=DS, path="/p")})
     )
 
-    def converge():
+    def converge() -> ContainerChange:
         local = result(deployer.discover_state(state))
         change = deployer.calculate_changes(configuration, state, local)
         result(run_state_change(change, deployer))
@@ -474,7 +495,7 @@ def test_a_fenced_container_agent_stops_and_then_restarts_the_application():
     assert container_spec(APP, HOSTS[A], {DS: "/p"}) in result(runtime.list_containers())
 
 
-def test_a_fenced_container_agent_keeps_manually_failed_over_applications():
+def test_a_fenced_container_agent_keeps_manually_failed_over_applications() -> None:
     """An application whose dataset fails over only by hand keeps running."""
     (runtime,) = memory_runtimes([A], images=[APP.image])
     deployer = ContainerDeployer(A, HOSTS[A], runtime, fenced=lambda: True)
@@ -490,7 +511,7 @@ def test_a_fenced_container_agent_keeps_manually_failed_over_applications():
     assert result(runtime.list_states())["db"].running
 
 
-def test_the_container_agent_wires_its_own_fence(tmp_path):
+def test_the_container_agent_wires_its_own_fence(tmp_path: Path) -> None:
     """
     The container agent's fence hears its own connection and comes down
     with the configurations pushed to it, before its loop converges.
