@@ -93,7 +93,9 @@ def test_a_final_stream_exposes_the_dataset_writable(agent: DatasetAgent) -> Non
     backend = agent.backend
     result(backend.create(DS))
     result(backend.set_read_only(DS, True))
-    result(agent.stored(header(final=True, epoch=1)))
+    stored = agent.stored(header(final=True, epoch=1))
+    assert stored is not None  # a final stream is recorded once it is writable
+    result(stored)
     assert (agent.roles.get(DS), agent.roles.epoch(DS)) == (PRIMARY, 1)
     assert not result(backend.get(DS)).read_only
 
