@@ -31,7 +31,7 @@ REQUEST = str(uuid4())
 
 def with_snapshot(cluster: Cluster, name: str = "monday") -> Deployment:
     """Converge DS on A, write v1 and snapshot it as ``name``; the config."""
-    configuration: Deployment = config_with(A)
+    configuration = config_with(A)
     cluster.converge(configuration)
     cluster.backends[A].write_file(DS, "data", b"v1")
     result(cluster.backends[A].snapshot(DS, name))

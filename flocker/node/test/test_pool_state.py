@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from flocker.control import DeploymentState, PoolState
 from flocker.node._roles import MemoryRoles
-from flocker.node.datasets import DatasetDeployer, DatasetLocalState, DatasetMover
+from flocker.node.datasets import DatasetDeployer, DatasetMover
 from flocker.node.test.test_datasets import DS, MIB, A, result
 from flocker.volume import IReportsPoolSpace, PoolSpace
 from flocker.volume.memory import MemoryVolumeBackend
@@ -45,7 +45,7 @@ def reported_pool(backend: MemoryVolumeBackend) -> PoolState | None:
     deployer = DatasetDeployer(
         A, "127.0.0.11", backend, roles, DatasetMover(backend, roles, never_sends)
     )
-    local: DatasetLocalState = result(deployer.discover_state(DeploymentState()))
+    local = result(deployer.discover_state(DeploymentState()))
     return local.shared_state_changes().pool
 
 
