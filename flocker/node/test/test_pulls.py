@@ -6,9 +6,11 @@ pull is reported and retried with backoff, and nothing else waits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
+from eliot import MemoryLogger
 from eliot.testing import LoggedAction, LoggedMessage
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -18,6 +20,7 @@ from flocker.control import Application, Deployment, DeploymentState, NodeState
 from flocker.node import NoOp, run_state_change
 from flocker.node._pulls import BACKOFF, ImagePulls, PullImage, registry_of
 from flocker.node.containers import (
+    ContainerChange,
     ContainerDeployer,
     ContainerLocalState,
     RemoveApplication,
@@ -28,6 +31,7 @@ from flocker.runtime import (
     IContainerRuntime,
     MemoryEngine,
     MemoryRuntime,
+    PullProgress,
     RegistryCredentials,
 )
 
@@ -42,7 +46,7 @@ CREDENTIALS = RegistryCredentials(username="deploy", password="s3cret")
 class _HeldPulls:
     """A runtime whose pulls complete only when the test says so."""
 
-    def __init__(self, runtime: MemoryRuntime) -> None:
+    def __init__(self, runtime: IContainerRuntime) -> None:
         self.runtime = runtime
         self.held: list[tuple[str, Deferred[None]]] = []
 
@@ -50,8 +54,11 @@ class _HeldPulls:
         return getattr(self.runtime, name)
 
     def pull_image(
-        self, image: str, credentials: Any = None, progress: Any = None
-    ) -> Any:
+        self,
+        image: str,
+        credentials: RegistryCredentials | None = None,
+        progress: Callable[[PullProgress], object] | None = None,
+    ) -> Deferred[None]:
         """Hold the pull until ``release``."""
         waiting: Deferred[None] = Deferred()
         self.held.append((image, waiting))
@@ -71,7 +78,7 @@ class Node:
         self, credentials: dict[str, RegistryCredentials] | None = None
     ) -> None:
         self.engine = MemoryEngine(images={HERE})
-        self.runtime: Any = MemoryRuntime(NODE, self.engine)
+        self.runtime: IContainerRuntime = MemoryRuntime(NODE, self.engine)
         self.clock = Clock()
         self.pokes = 0
         self.deployer = ContainerDeployer(NODE, ADDRESS, self.runtime, poke=self._poke)
@@ -93,13 +100,13 @@ class Node:
 
     def local(self) -> ContainerLocalState:
         """What discovery finds."""
-        return result(self.deployer.discover_state(state()))  # type: ignore[no-any-return]
+        return result(self.deployer.discover_state(state()))
 
-    def plan(self, configuration: Deployment) -> Any:
+    def plan(self, configuration: Deployment) -> ContainerChange:
         """What the node would do now."""
         return self.deployer.calculate_changes(configuration, state(), self.local())
 
-    def converge(self, configuration: Deployment) -> Any:
+    def converge(self, configuration: Deployment) -> ContainerChange:
         """Run one pass; its plan."""
         change = self.plan(configuration)
         result(run_state_change(change, self.deployer))
@@ -283,7 +290,7 @@ def test_the_node_state_reports_pulls_by_application() -> None:
     assert "manifest unknown" in (broken.reason or "")
 
 
-def test_a_pull_and_its_progress_are_logged(eliot_logger: Any) -> None:
+def test_a_pull_and_its_progress_are_logged(eliot_logger: MemoryLogger) -> None:
     """
     A pull is one ``flocker:node:container:pull`` action naming the image
     and its registry (whether credentials were given, never which), with
