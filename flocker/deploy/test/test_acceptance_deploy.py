@@ -148,6 +148,7 @@ def test_deploy_move_compose_and_refusals(
     assert composed.stdout.splitlines() == [f"deployed application front on node {one['uuid']}"]
     count = len(lines)
     relayed = wait_for(lambda: relay(one["address"], front_port, "relayed"), 180, "the frontend to reach the counter")
+    assert relayed is not None  # wait_for returns a true value
     assert relayed > count
     assert flocker_deploy(cluster, tmp_path, both, compose).stdout.startswith("nothing to change")
     settled = configuration(cluster)
