@@ -637,7 +637,7 @@ def _server_endpoint(
 
 
 def listen_for_transfers(
-    reactor: Any,
+    reactor: IReactorTime,
     receiver: TransferReceiver,
     port: int,
     tls: TLSFiles,
@@ -646,17 +646,22 @@ def listen_for_transfers(
     """
     Listen on ``port`` (0: any free port) for pushes from the cluster's nodes.
 
+    ``reactor`` times idle connections, and is also what the TLS threads
+    call back into (a real reactor: it provides ``IReactorFromThreads``).
+
     :param tls: This node's credential and the cluster CA
         (``load_tls_files(directory, "node")``).
     :return: The listening port (``getHost().port`` is the port number).
     """
     if receiver.clock is None:
         receiver.clock = reactor
-    return _server_endpoint(reactor, port, tls, interface).listen(receiver)
+    return _server_endpoint(IReactorFromThreads(reactor), port, tls, interface).listen(
+        receiver
+    )
 
 
 def transfer_service(
-    reactor: Any,
+    reactor: IReactorTime,
     receiver: TransferReceiver,
     port: int,
     tls: TLSFiles,
@@ -666,5 +671,5 @@ def transfer_service(
     if receiver.clock is None:
         receiver.clock = reactor
     return StreamServerEndpointService(
-        _server_endpoint(reactor, port, tls, interface), receiver
+        _server_endpoint(IReactorFromThreads(reactor), port, tls, interface), receiver
     )

@@ -14,7 +14,12 @@ from eliot.twisted import DeferredContext
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import ConnectError
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import (
+    IConsumer,
+    IDelayedCall,
+    IReactorFromThreads,
+    IReactorTime,
+)
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -313,7 +318,7 @@ class _SenderProtocol(Protocol):
 
 
 def push(
-    reactor: Any,
+    reactor: IReactorTime,
     backend: IVolumeBackend,
     dataset_id: str,
     snapshot: str,
@@ -374,7 +379,7 @@ def push(
             header, source, state, progress, reactor, idle_timeout
         )
         endpoint = ThreadedTLSClientEndpoint(
-            reactor,
+            IReactorFromThreads(reactor),
             destination_host,
             port,
             bulk_tls_context(tls, server_side=False),

@@ -25,7 +25,7 @@ from typing import Any, NoReturn, TextIO
 from uuid import UUID
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorProcess
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.task import react
 
 from ..ca import CertificateError, load_tls_files
@@ -188,11 +188,11 @@ def make_backend(
     return LoopbackVolumeBackend(reactor, options.root)
 
 
-async def run(reactor: Any, argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
+async def run(reactor: IReactorTime, argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
     """Run one flocker-volume command line; the exit code."""
     try:
         options = parse_args(argv)
-        backend = make_backend(reactor, options)
+        backend = make_backend(IReactorProcess(reactor), options)
         return await _COMMANDS[options.command](reactor, backend, options, stdout)
     except UsageError as error:
         stderr.write(f"flocker-volume: error: {error}\n")
@@ -202,7 +202,7 @@ async def run(reactor: Any, argv: Sequence[str], stdout: TextIO, stderr: TextIO)
         return 1
 
 
-async def _list(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
+async def _list(reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     datasets = await backend.list_datasets()
     out.write(f"{'DATASET':36}  {'USED':>10}  {'MAXIMUM':>10}  MODE  PATH\n")
     for info in datasets:
@@ -215,7 +215,7 @@ async def _list(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> i
 
 
 async def _set_read_only(
-    reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO
+    reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO
 ) -> int:
     """``read-only`` and ``writable``: set the flag, say what it means here."""
     info = await backend.set_read_only(o.dataset, o.command == "read-only")
@@ -227,38 +227,38 @@ async def _set_read_only(
     return 0
 
 
-async def _create(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
+async def _create(reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     info = await backend.create(o.dataset, o.size)
     out.write(f"created {info.dataset_id} at {info.path}\n")
     return 0
 
 
-async def _snapshot(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
+async def _snapshot(reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     info = await backend.snapshot(o.dataset, o.name)
     out.write(f"snapshot {o.dataset}@{info.name}\n")
     return 0
 
 
-async def _snapshots(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
+async def _snapshots(reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     for info in await backend.list_snapshots(o.dataset):
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info.created))
         out.write(f"{info.name}\t{created} UTC\n")
     return 0
 
 
-async def _clone(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
+async def _clone(reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     info = await backend.clone(o.dataset, o.snapshot, o.new_dataset)
     out.write(f"cloned {o.dataset}@{o.snapshot} to {info.dataset_id} at {info.path}\n")
     return 0
 
 
-async def _rollback(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
+async def _rollback(reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     await backend.rollback(o.dataset, o.snapshot)
     out.write(f"rolled {o.dataset} back to {o.snapshot}\n")
     return 0
 
 
-async def _destroy(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
+async def _destroy(reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     if o.snapshot is not None:
         await backend.destroy_snapshot(o.dataset, o.snapshot)
         out.write(f"destroyed {o.dataset}@{o.snapshot}\n")
@@ -269,7 +269,7 @@ async def _destroy(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -
     return 0
 
 
-async def _send(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
+async def _send(reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     tls = load_tls_files(o.certificates, "node")
     host, port = o.to
     started = time.monotonic()
@@ -294,7 +294,7 @@ async def _send(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> i
     return 0
 
 
-async def _receive(reactor: Any, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
+async def _receive(reactor: IReactorTime, backend: IVolumeBackend, o: Any, out: TextIO) -> int:
     tls = load_tls_files(o.certificates, "node")
     await backend.recover()
     ended: Deferred[ReceiveOutcome] = Deferred()
@@ -346,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """The ``flocker-volume`` console script."""
     arguments = list(sys.argv[1:] if argv is None else argv)
 
-    async def command(reactor: Any) -> None:
+    async def command(reactor: IReactorTime) -> None:
         code = await run(reactor, arguments, sys.stdout, sys.stderr)
         if code:
             raise SystemExit(code)
