@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from flocker.control import ImagePull
 from flocker.runtime import (
     IContainerRuntime,
     ImagePullFailed,
@@ -85,6 +86,22 @@ class PullState(PClass):
     attempts = field(type=int, initial=0)
     since = field(type=float, initial=0.0)
     retry_at = field(type=float, initial=0.0)
+
+    def reported(self, application: str) -> ImagePull:
+        """The pull as the node reports it for ``application``."""
+        progress = self.progress or PullProgress()
+        return ImagePull(
+            application=application,
+            image=self.image,
+            pulling=self.pulling,
+            reason=self.reason,
+            attempts=self.attempts,
+            since=self.since,
+            layers_done=progress.layers_done,
+            layers_total=progress.layers_total,
+            bytes_done=progress.bytes_done,
+            bytes_total=progress.bytes_total,
+        )
 
 
 @attr.s(eq=False)

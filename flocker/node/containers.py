@@ -82,7 +82,6 @@ from flocker.runtime import (
     ImageNotFound,
     PortInUse,
     PublishedPort,
-    PullProgress,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
@@ -638,19 +637,7 @@ class ContainerDeployer:
             state = states.get(application.image)
             if state is None:
                 continue
-            progress = state.progress or PullProgress()
-            found[name] = ImagePull(
-                application=name,
-                image=state.image,
-                pulling=state.pulling,
-                reason=state.reason,
-                attempts=state.attempts,
-                since=state.since,
-                layers_done=progress.layers_done,
-                layers_total=progress.layers_total,
-                bytes_done=progress.bytes_done,
-                bytes_total=progress.bytes_total,
-            )
+            found[name] = state.reported(name)
         return pmap(found)
 
     def _others(self, listening: frozenset[int]) -> PSet[int]:

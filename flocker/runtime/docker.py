@@ -435,8 +435,32 @@ class DockerAdapter:
         credentials: RegistryCredentials | None,
         report: Callable[[PullProgress], object],
     ) -> None:
-        """See :meth:`IContainerRuntime.pull_image` (``report`` is called here)."""
-        _pull(self.client, image, credentials, report)
+        """
+        See :meth:`IContainerRuntime.pull_image`: pulls, calling ``report``
+        here every `PROGRESS_INTERVAL` seconds and at the end (blocks).
+        """
+        repository, tag = parse_repository_tag(image)
+        if not repository or any(c.isspace() or c == "\0" for c in image):
+            raise ImagePullFailed(image, "invalid reference format")
+        auth = (
+            None
+            if credentials is None
+            else {"username": credentials.username, "password": credentials.password}
+        )
+        tally = PullTally(image)
+        try:
+            events = self.client.api.pull(
+                repository, tag=tag or "latest", stream=True, decode=True, auth_config=auth
+            )
+            reported = time.monotonic()
+            for event in events:
+                tally.add(event)
+                if time.monotonic() - reported >= PROGRESS_INTERVAL:
+                    report(tally.progress)
+                    reported = time.monotonic()
+        except docker.errors.APIError as error:
+            raise ImagePullFailed(image, str(error.explanation or error)) from None
+        report(tally.progress)
 
     def image_exists(self, image: str) -> bool:
         """See :meth:`IContainerRuntime.image_exists`."""
@@ -455,40 +479,6 @@ class DockerAdapter:
 
 #: Seconds between two progress reports of one pull.
 PROGRESS_INTERVAL = 0.5
-
-
-def _pull(
-    client: docker.DockerClient,
-    image: str,
-    credentials: RegistryCredentials | None,
-    report: Callable[[PullProgress], object],
-) -> None:
-    """
-    Pull ``image`` through ``client``, reporting progress every
-    `PROGRESS_INTERVAL` seconds and at the end (blocks).
-    """
-    repository, tag = parse_repository_tag(image)
-    if not repository or any(c.isspace() or c == "\0" for c in image):
-        raise ImagePullFailed(image, "invalid reference format")
-    auth = (
-        None
-        if credentials is None
-        else {"username": credentials.username, "password": credentials.password}
-    )
-    tally = PullTally(image)
-    try:
-        events = client.api.pull(
-            repository, tag=tag or "latest", stream=True, decode=True, auth_config=auth
-        )
-        reported = time.monotonic()
-        for event in events:
-            tally.add(event)
-            if time.monotonic() - reported >= PROGRESS_INTERVAL:
-                report(tally.progress)
-                reported = time.monotonic()
-    except docker.errors.APIError as error:
-        raise ImagePullFailed(image, str(error.explanation or error)) from None
-    report(tally.progress)
 
 
 def _engine_errors(f: Callable[..., T], *args: Any) -> T:
