@@ -3,6 +3,7 @@
 from ._clusterstate import DEFAULT_STATE_EXPIRATION, ClusterStateService
 from ._failover import AutomaticFailover, FailoverPlan, plan_failovers
 from ._model import (
+    HEALTH_CHECK_KINDS,
     KEEP,
     Application,
     ApplicationAlreadyExists,
@@ -17,6 +18,7 @@ from ._model import (
     Environment,
     EnvironmentAlreadyExists,
     EnvironmentCopy,
+    HealthCheck,
     Lease,
     LeaseError,
     Leases,
@@ -25,6 +27,7 @@ from ._model import (
     ModelError,
     Node,
     NotAReplica,
+    NothingToRollBack,
     Origin,
     Port,
     PortBusy,
@@ -38,6 +41,7 @@ from ._model import (
     UnknownApplication,
     UnknownDataset,
     UnknownEnvironment,
+    default_health,
     is_uuid,
     is_valid_name,
 )
@@ -69,6 +73,8 @@ from ._serialization import (
     serialize_node_state,
 )
 from ._state import (
+    HEALTH_STATUSES,
+    ApplicationHealth,
     ChangeFailure,
     DatasetState,
     DeploymentState,
@@ -132,6 +138,12 @@ __all__ = [
     "Node",
     "NodeState",
     "ImagePull",
+    "HEALTH_CHECK_KINDS",
+    "HEALTH_STATUSES",
+    "ApplicationHealth",
+    "HealthCheck",
+    "default_health",
+    "NothingToRollBack",
     "PoolState",
     "Port",
     "RestartAlways",

@@ -124,6 +124,14 @@ class UnknownApplication(ModelError, KeyError):
         return f"unknown application {self.args[0]!r}"
 
 
+class NothingToRollBack(ModelError):
+    """An application has no previous specification to roll back to."""
+
+    def __str__(self) -> str:
+        """Say which application has none."""
+        return f"application {self.args[0]!r} has no previous specification to roll back to"
+
+
 class ApplicationAlreadyExists(ModelError):
     """An application with this name is already in the configuration."""
 

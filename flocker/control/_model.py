@@ -30,6 +30,7 @@ subclass when the change makes no sense.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -55,6 +56,7 @@ from ._checks import (
     LeaseError,
     ModelError,
     NotAReplica,
+    NothingToRollBack,
     PortBusy,
     PortsTaken,
     PrimaryAsReplica,
@@ -82,6 +84,9 @@ __all__ = [
     "UnknownEnvironment",
     "Application",
     "ApplicationAlreadyExists",
+    "HEALTH_CHECK_KINDS",
+    "HealthCheck",
+    "default_health",
     "AttachedVolume",
     "Dataset",
     "DatasetAlreadyExists",
@@ -312,6 +317,90 @@ class RestartOnFailure(PClass):
 _RESTART_POLICIES = (RestartNever, RestartAlways, RestartOnFailure)
 
 
+#: The kinds of health check: an HTTP GET answered 2xx or 3xx, or a TCP connect.
+HEALTH_CHECK_KINDS = ("http", "tcp")
+
+
+def _positive_seconds(what: str, zero: bool = False):  # type: ignore[no-untyped-def]
+    def check(value: float) -> tuple[bool, str]:
+        ok = math.isfinite(value) and (value >= 0 if zero else value > 0) and value <= 86400
+        bound = "at least 0" if zero else "more than 0"
+        return (ok, f"{what} must be {bound} and at most 86400 seconds: {value!r}")
+
+    return check
+
+
+class HealthCheck(PClass):
+    """
+    How the container agent tells whether an application's instance is ready.
+
+    Probed on the node running the instance, every ``interval`` seconds: an
+    HTTP ``GET path`` answered with a 2xx or 3xx status (``kind="http"``), or
+    a TCP connection accepted (``kind="tcp"``), on one of the application's
+    internal ports, within ``timeout`` seconds.  An instance is *starting*
+    until its first probe succeeds; failures in its first ``start_period``
+    seconds do not count; ``retries`` failures in a row make it *unhealthy*,
+    and a success makes it *healthy* again.
+
+    :ivar kind: ``"http"`` or ``"tcp"``.
+    :ivar port: the internal port probed (one the application publishes).
+    :ivar path: the HTTP path (``http`` only), starting with ``/``.
+    """
+
+    kind = field(
+        type=str,
+        mandatory=True,
+        invariant=lambda k: (k in HEALTH_CHECK_KINDS, f"health check kind must be http or tcp: {k!r}"),
+    )
+    port = field(type=int, mandatory=True, invariant=port_invariant)
+    path = field(
+        type=(str, type(None)),
+        initial=None,
+        invariant=lambda p: (
+            p is None
+            or (p.startswith("/") and len(p) <= 2048 and not any(c.isspace() or ord(c) < 32 for c in p)),
+            f"health check path must start with / and hold no white space: {p!r}",
+        ),
+    )
+    interval = field(type=float, initial=5.0, factory=float, invariant=_positive_seconds("interval"))
+    timeout = field(type=float, initial=2.0, factory=float, invariant=_positive_seconds("timeout"))
+    retries = field(
+        type=int,
+        initial=3,
+        invariant=lambda r: (
+            not isinstance(r, bool) and 1 <= r <= 1000,
+            f"retries must be from 1 to 1000: {r!r}",
+        ),
+    )
+    start_period = field(
+        type=float, initial=30.0, factory=float, invariant=_positive_seconds("start_period", zero=True)
+    )
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Only HTTP checks have a path, and they always do."""
+        if self.kind == "http" and self.path is None:
+            return (False, "an http health check needs a path")
+        if self.kind == "tcp" and self.path is not None:
+            return (False, "a tcp health check has no path")
+        return (True, "")
+
+
+#: The default readiness of an application without a health check that
+#: publishes ports: its lowest published port accepts TCP connections.
+def default_health(application: Application) -> HealthCheck | None:
+    """
+    The health check an application is probed with: its own, or a TCP
+    connect on the internal port of its lowest external port, or ``None``
+    when it publishes no port (then running is ready).
+    """
+    if application.health is not None:
+        return application.health
+    if not application.ports:
+        return None
+    first = min(application.ports, key=lambda p: p.external_port)
+    return HealthCheck(kind="tcp", port=first.internal_port)
+
+
 def _volumes_invariant(volumes: Iterable[AttachedVolume]) -> tuple[bool, str]:
     volumes = list(volumes)
     mountpoints = [v.mountpoint for v in volumes]
@@ -339,6 +428,16 @@ class Application(PClass):
         out (0–100, the cgroup's ``memory.swappiness``), or ``None`` for the
         engine's default.
     :ivar command_line: replaces the image's command, or ``None``.
+    :ivar health: its `HealthCheck`, or ``None`` (then `default_health`).
+    :ivar revision: counts the updates of its specification (0 when
+        created); the container agent reports which revision an instance's
+        health is of.
+    :ivar previous: the specification the last update replaced (itself
+        without a ``previous``), what a rollback returns to; or ``None``.
+    :ivar updating: the last update waits for its instance to be healthy;
+        if it turns unhealthy instead, the control service rolls it back.
+    :ivar update_failed: why the last update was rolled back by itself,
+        or ``None``.
     """
 
     name = field(type=str, mandatory=True, invariant=name_invariant)
@@ -380,14 +479,67 @@ class Application(PClass):
             "command_line must be a list of strings or null",
         ),
     )
+    health = field(type=(HealthCheck, type(None)), initial=None)
+    revision = field(
+        type=int,
+        initial=0,
+        invariant=lambda r: (not isinstance(r, bool) and r >= 0, f"revision must be >= 0: {r!r}"),
+    )
+    previous = field(type=("flocker.control._model.Application", type(None)), initial=None)
+    updating = field(type=bool, initial=False)
+    update_failed = field(type=(str, type(None)), initial=None)
 
     def __invariant__(self) -> tuple[bool, str]:
-        """Volumes are distinct; link aliases are distinct."""
+        """
+        Volumes are distinct; link aliases are distinct; the health check
+        probes an internal port the application publishes; a previous
+        specification has none of its own.
+        """
         ok, message = _volumes_invariant(self.volumes)
         if not ok:
             return ok, message
+        if self.health is not None and self.health.port not in {p.internal_port for p in self.ports}:
+            return (
+                False,
+                f"the health check's port {self.health.port} is not one of the "
+                "application's published internal ports",
+            )
+        if self.previous is not None and (
+            self.previous.previous is not None or self.previous.name != self.name
+        ):
+            return (False, "a previous specification is of the same application and has none itself")
         aliases = [link.alias for link in self.links]
         return (len(set(aliases)) == len(aliases), "link aliases must be distinct")
+
+    def specification(self) -> Application:
+        """The application without its update history: what an update keeps as ``previous``."""
+        return self.set(previous=None, updating=False, update_failed=None)
+
+    def updated(self, new: Application) -> Application:
+        """
+        ``new`` as this application's next revision: it remembers this
+        specification as ``previous`` and waits to be healthy (``updating``).
+        """
+        return new.set(
+            revision=self.revision + 1,
+            previous=self.specification(),
+            updating=True,
+            update_failed=None,
+        )
+
+    def rolled_back(self, reason: str | None = None) -> Application:
+        """
+        The previous specification as this application's next revision.
+
+        :param reason: why the update was rolled back by itself (``None``
+            for a rollback the user asked for).
+        :raise NothingToRollBack: there is no previous specification.
+        """
+        if self.previous is None:
+            raise NothingToRollBack(self.name)
+        return self.previous.set(
+            revision=self.revision + 1, previous=None, updating=False, update_failed=reason
+        )
 
 
 class Node(PClass):
@@ -938,6 +1090,34 @@ class Deployment(PClass):
         _, node_uuid = self.get_application(name)
         node = self.get_node(node_uuid)
         return self.update_node(node.set(applications=node.applications.remove(name)))
+
+    def update_application(self, application: Application) -> Deployment:
+        """
+        Replace an application's specification (not its volumes), as its
+        next revision; the same specification changes nothing.
+
+        :raise UnknownApplication: no such application.
+        :raise PortsTaken: another application on its node publishes one of
+            the new external ports.
+        """
+        current, node_uuid = self.get_application(application.name)
+        if application.specification().set(revision=current.revision) == current.specification():
+            return self
+        if application.volumes != current.volumes:
+            raise ValueError("an update does not change an application's volumes")
+        self.check_ports(application, node_uuid)
+        return self._place_application(current.updated(application.specification()), node_uuid)
+
+    def rollback_application(self, name: str, reason: str | None = None) -> Deployment:
+        """
+        Return an application to the specification its last update replaced.
+
+        :param reason: why, when the update is rolled back by itself.
+        :raise UnknownApplication: no such application.
+        :raise NothingToRollBack: it has no previous specification.
+        """
+        current, node_uuid = self.get_application(name)
+        return self._place_application(current.rolled_back(reason), node_uuid)
 
     def move_application(self, name: str, node_uuid: str) -> Deployment:
         """

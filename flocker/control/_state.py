@@ -41,6 +41,8 @@ from ._model import Application, Deployment
 
 __all__ = [
     "DATASET_ROLES",
+    "HEALTH_STATUSES",
+    "ApplicationHealth",
     "ChangeFailure",
     "DatasetState",
     "DeploymentState",
@@ -212,6 +214,46 @@ class ImagePull(PClass):
     bytes_total = field(type=int, initial=0)
 
 
+#: What a node says of an application instance's health.
+HEALTH_STATUSES = ("starting", "healthy", "unhealthy")
+
+
+class ApplicationHealth(PClass):
+    """
+    The health of the instance of an application configured on a node, as
+    its container agent last probed it (`flocker.control.HealthCheck`).
+
+    :ivar application: The application's name.
+    :ivar status: ``"starting"`` (no probe succeeded yet, or the instance
+        started less than its start period ago and the probes failed),
+        ``"healthy"`` or ``"unhealthy"`` (``retries`` probes failed in a row
+        after the start period, or the container is not running).
+    :ivar revision: The application's ``revision`` the probed instance was
+        started from, or ``None`` when it is not the configured one (an old
+        instance still running while the new one's image is got).
+    :ivar reason: What the last failed probe saw (e.g. ``HTTP 500`` or
+        ``connection refused``), or ``None``.
+    :ivar failures: Probes failed in a row.
+    :ivar since: Wall-clock POSIX time the status began.
+    """
+
+    application = field(type=str, mandatory=True)
+    status = field(
+        type=str,
+        mandatory=True,
+        invariant=lambda v: (v in HEALTH_STATUSES, f"not a health status: {v!r}"),
+    )
+    revision = field(type=(int, type(None)), initial=None)
+    reason = field(type=(str, type(None)), initial=None)
+    failures = field(type=int, initial=0, invariant=lambda v: (v >= 0, "failures < 0"))
+    since = field(
+        type=float,
+        initial=0.0,
+        factory=float,
+        invariant=lambda v: (finite_or_none(v)[0], f"since must be finite: {v!r}"),
+    )
+
+
 class PoolState(PClass):
     """
     The storage pool of a node's datasets, as its dataset agent last saw it.
@@ -297,6 +339,9 @@ class NodeState(PClass):
         A deleted dataset leaves the configuration only once every node it
         was on has seen its deletion so (`cleanup_deleted`): a pass planned
         from an older configuration may still have been creating it.
+    :ivar health: application name → `ApplicationHealth`, for the
+        applications configured on this node that have a container here,
+        or ``None`` if unknown.
     """
 
     uuid = uuid_field()
@@ -344,6 +389,9 @@ class NodeState(PClass):
     image_pulls = field(
         type=(PMap, type(None)), initial=None, factory=_optional_pmap(ImagePull)
     )
+    health = field(
+        type=(PMap, type(None)), initial=None, factory=_optional_pmap(ApplicationHealth)
+    )
     deletions_seen = field(
         type=(PSet, type(None)),
         initial=None,
@@ -380,6 +428,7 @@ _NODE_HALVES = (
     "pool",
     "deletions_seen",
     "image_pulls",
+    "health",
 )
 
 
