@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -38,29 +39,59 @@ def request(address: str, port: int, text: str, timeout: float = 2.0) -> int | N
     return None
 
 
-class Writer(threading.Thread):
-    """Sends numbered writes through one node's port, keeping what was acked."""
+def attempt(address: str, port: int, text: str, timeout: float) -> tuple[int | None, str]:
+    """One write to the counter: (its count or None, what went wrong or "")."""
+    try:
+        with urllib.request.urlopen(
+            f"http://{address}:{port}/?{text}", timeout=timeout
+        ) as reply:
+            return int(reply.read().decode().strip()), ""
+    except urllib.error.HTTPError as error:
+        return None, f"HTTP {error.code}"
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return None, type(reason).__name__
 
-    def __init__(self, address: str, port: int) -> None:
+
+class Writer(threading.Thread):
+    """
+    Sends numbered writes through one node's port, keeping what was acked,
+    what failed (and how) and how long each write waited for its answer.
+    """
+
+    def __init__(self, address: str, port: int, timeout: float = 1.0) -> None:
+        """Write to ``address:port``, each write given ``timeout`` seconds."""
         super().__init__(daemon=True)
-        self.address, self.port = address, port
+        self.address, self.port, self.timeout = address, port, timeout
         self.acknowledged: list[str] = []
         self.times: list[float] = []
+        self.failures: list[tuple[str, str]] = []
+        self.waits: list[float] = []
         self.stopping = threading.Event()
 
     def run(self) -> None:
         """Write w0, w1, … until stopped, at most ~50 per second."""
         n = 0
         while not self.stopping.is_set():
-            if request(self.address, self.port, f"w{n}", timeout=1.0) is not None:
+            sent = time.monotonic()
+            count, error = attempt(self.address, self.port, f"w{n}", self.timeout)
+            answered = time.monotonic()
+            self.waits.append(answered - sent)
+            if count is not None:
                 self.acknowledged.append(f"w{n}")
-                self.times.append(time.monotonic())
+                self.times.append(answered)
+            else:
+                self.failures.append((f"w{n}", error))
             n += 1
             time.sleep(0.02)
 
     def longest_gap(self) -> float:
         """The longest time between two acknowledged writes."""
         return max((b - a for a, b in zip(self.times, self.times[1:], strict=False)), default=0.0)
+
+    def longest_wait(self) -> float:
+        """The longest any one write waited for its answer (or its failure)."""
+        return max(self.waits, default=0.0)
 
 
 def deploy_counter(
