@@ -485,7 +485,12 @@ class Application(PClass):
         initial=0,
         invariant=lambda r: (not isinstance(r, bool) and r >= 0, f"revision must be >= 0: {r!r}"),
     )
-    previous = field(type=("flocker.control._model.Application", type(None)), initial=None)
+    # The initial value is made by a function: pyrsistent checks a plain
+    # initial value against the field's types in no set order, and the
+    # string naming this very class cannot be checked before it exists.
+    previous = field(
+        type=("flocker.control._model.Application", type(None)), initial=lambda: None
+    )
     updating = field(type=bool, initial=False)
     update_failed = field(type=(str, type(None)), initial=None)
 
