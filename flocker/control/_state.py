@@ -235,6 +235,10 @@ class ApplicationHealth(PClass):
         ``connection refused``), or ``None``.
     :ivar failures: Probes failed in a row.
     :ivar since: Wall-clock POSIX time the status began.
+    :ivar ports: Where the instance answers: each published internal port →
+        the port of the node's address it is published on now (Docker
+        chooses it; the node's router forwards the application's external
+        port there); empty while it is not running.
     """
 
     application = field(type=str, mandatory=True)
@@ -246,6 +250,7 @@ class ApplicationHealth(PClass):
     revision = field(type=(int, type(None)), initial=None)
     reason = field(type=(str, type(None)), initial=None)
     failures = field(type=int, initial=0, invariant=lambda v: (v >= 0, "failures < 0"))
+    ports = pmap_field(int, int)
     since = field(
         type=float,
         initial=0.0,
