@@ -124,8 +124,12 @@ __all__ = [
 #: Version 7 adds each node's ``deletions_seen`` (the deleted datasets its
 #: dataset agent's last pass acted on) to reports and to the state pushed.
 #: Version 8 adds each node's ``image_pulls`` (the images its container
-#: agent is getting, or failed to get) likewise.
-PROTOCOL_VERSION = 8
+#: agent is getting, or failed to get) likewise.  Version 9 pushes
+#: configuration format 5 (applications' ``health`` checks and update
+#: history: ``revision``, ``previous``, ``updating``, ``update_failed``)
+#: and adds each node's ``health`` (its container agent's probes of the
+#: applications configured there) to reports and to the state pushed.
+PROTOCOL_VERSION = 9
 
 #: The versions the control service accepts from agents.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})

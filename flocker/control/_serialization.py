@@ -33,6 +33,7 @@ from ._model import (
     Deployment,
     Environment,
     EnvironmentCopy,
+    HealthCheck,
     Lease,
     Leases,
     Link,
@@ -47,6 +48,7 @@ from ._model import (
     RollbackRequest,
 )
 from ._state import (
+    ApplicationHealth,
     ChangeFailure,
     DatasetState,
     DeploymentState,
@@ -77,7 +79,8 @@ __all__ = [
 ]
 
 #: The configuration format version `serialize_deployment` writes.
-CURRENT_FORMAT_VERSION = 4
+CURRENT_FORMAT_VERSION = 5
+
 
 def _upgrade_1_to_2(document: dict[str, Any]) -> dict[str, Any]:
     """Version 2: datasets gain ``origin`` and ``rollback``; ``environments``."""
@@ -133,12 +136,40 @@ def _upgrade_3_to_4(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "format_version": 4, "nodes": nodes}
 
 
+#: What an application created before version 5 has: no health check of
+#: its own and no update history.
+_NO_HISTORY: dict[str, Any] = {
+    "health": None,
+    "revision": 0,
+    "previous": None,
+    "updating": False,
+    "update_failed": None,
+}
+
+
+def _upgrade_4_to_5(document: dict[str, Any]) -> dict[str, Any]:
+    """
+    Version 5: applications gain ``health`` (null: `default_health`) and
+    their update history: ``revision`` 0, no ``previous``, not
+    ``updating``, no ``update_failed``.
+    """
+    nodes = {}
+    for uuid, node in document.get("nodes", {}).items():
+        applications = {
+            name: {**a, **_NO_HISTORY} if isinstance(a, dict) else a
+            for name, a in node.get("applications", {}).items()
+        }
+        nodes[uuid] = {**node, "applications": applications}
+    return {**document, "format_version": 5, "nodes": nodes}
+
+
 #: ``{N: upgrade}`` where ``upgrade`` turns a version-N document (a dict) into
 #: a version N+1 document.
 UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _upgrade_1_to_2,
     2: _upgrade_2_to_3,
     3: _upgrade_3_to_4,
+    4: _upgrade_4_to_5,
 }
 
 
@@ -203,6 +234,18 @@ def _restart(policy: Any) -> dict[str, Any]:
     return {"name": "never"}
 
 
+def _health_check(h: HealthCheck) -> dict[str, Any]:
+    return {
+        "kind": h.kind,
+        "port": h.port,
+        "path": h.path,
+        "interval": h.interval,
+        "timeout": h.timeout,
+        "retries": h.retries,
+        "start_period": h.start_period,
+    }
+
+
 def _application(a: Application) -> dict[str, Any]:
     return {
         "name": a.name,
@@ -238,6 +281,11 @@ def _application(a: Application) -> dict[str, Any]:
         "memory_limit": a.memory_limit,
         "swappiness": a.swappiness,
         "command_line": None if a.command_line is None else list(a.command_line),
+        "health": None if a.health is None else _health_check(a.health),
+        "revision": a.revision,
+        "previous": None if a.previous is None else _application(a.previous),
+        "updating": a.updating,
+        "update_failed": a.update_failed,
     }
 
 
@@ -321,6 +369,9 @@ def node_state_to_json(state: NodeState) -> dict[str, Any]:
         "image_pulls": None
         if state.image_pulls is None
         else {k: _image_pull(v) for k, v in state.image_pulls.items()},
+        "health": None
+        if state.health is None
+        else {k: _application_health(v) for k, v in state.health.items()},
     }
 
 
@@ -377,6 +428,17 @@ def _image_pull(p: ImagePull) -> dict[str, Any]:
         "layers_total": p.layers_total,
         "bytes_done": p.bytes_done,
         "bytes_total": p.bytes_total,
+    }
+
+
+def _application_health(h: ApplicationHealth) -> dict[str, Any]:
+    return {
+        "application": h.application,
+        "status": h.status,
+        "revision": h.revision,
+        "reason": h.reason,
+        "failures": h.failures,
+        "since": h.since,
     }
 
 
@@ -592,31 +654,90 @@ _volume_from = _simple(AttachedVolume, {"dataset_id": str, "mountpoint": str})
 _replication_from = _simple(Replication, {"interval_seconds": int, "failover": str})
 
 
-def _application_from(value: Any, path: str) -> Application:
-    r = _Reader(value, path)
-    command_line = r.get("command_line", (list, type(None)))
-    if command_line is not None:
-        _list_of(command_line, f"{path}/command_line", _string)
-    result = _build(
-        path,
-        Application,
-        name=r.get("name", str),
-        image=r.get("image", str),
-        ports=_list_of(r.get("ports", list), f"{path}/ports", _port_from),
-        links=_list_of(r.get("links", list), f"{path}/links", _link_from),
-        environment=_str_map(r.get("environment", dict), f"{path}/environment"),
-        volumes=_list_of(r.get("volumes", list), f"{path}/volumes", _volume_from),
-        restart_policy=_restart_from(
-            r.get("restart_policy", dict), f"{path}/restart_policy"
-        ),
-        cpu_shares=r.get("cpu_shares", _OPT_INT),
-        memory_limit=r.get("memory_limit", _OPT_INT),
-        # Agents from before swappiness report applications without it.
-        swappiness=r.get("swappiness", _OPT_INT) if "swappiness" in r.value else None,
-        command_line=command_line,
-    )
-    r.done()
-    return result
+_health_check_from = _simple(
+    HealthCheck,
+    {
+        "kind": str,
+        "port": int,
+        "path": _OPT_STR,
+        "interval": (int, float),
+        "timeout": (int, float),
+        "retries": int,
+        "start_period": (int, float),
+    },
+)
+
+
+def _application_reader(
+    history_optional: bool, nested: bool = False
+) -> Callable[[Any, str], Application]:
+    """
+    A reader of one application's JSON.
+
+    :param history_optional: ``health`` and the update history may be left
+        out (reports of applications by agents, which send none of it for
+        the applications they discover); configuration documents, upgraded
+        to the current format, always carry them.
+    :param nested: it is a ``previous`` specification, which has none of
+        its own.
+    """
+
+    def optional(r: _Reader, key: str, types: Any, default: Any) -> Any:
+        if history_optional and key not in r.value:
+            return default
+        return r.get(key, types)
+
+    def read(value: Any, path: str) -> Application:
+        r = _Reader(value, path)
+        command_line = r.get("command_line", (list, type(None)))
+        if command_line is not None:
+            _list_of(command_line, f"{path}/command_line", _string)
+        health = optional(r, "health", (dict, type(None)), None)
+        previous = optional(r, "previous", (dict, type(None)), None)
+        if previous is not None and nested:
+            raise SerializationError(
+                f"{path}/previous", "a previous specification has none of its own"
+            )
+        result = _build(
+            path,
+            Application,
+            name=r.get("name", str),
+            image=r.get("image", str),
+            ports=_list_of(r.get("ports", list), f"{path}/ports", _port_from),
+            links=_list_of(r.get("links", list), f"{path}/links", _link_from),
+            environment=_str_map(r.get("environment", dict), f"{path}/environment"),
+            volumes=_list_of(r.get("volumes", list), f"{path}/volumes", _volume_from),
+            restart_policy=_restart_from(
+                r.get("restart_policy", dict), f"{path}/restart_policy"
+            ),
+            cpu_shares=r.get("cpu_shares", _OPT_INT),
+            memory_limit=r.get("memory_limit", _OPT_INT),
+            # Agents from before swappiness report applications without it.
+            swappiness=r.get("swappiness", _OPT_INT) if "swappiness" in r.value else None,
+            command_line=command_line,
+            health=None
+            if health is None
+            else _health_check_from(health, f"{path}/health"),
+            revision=optional(r, "revision", int, 0),
+            previous=None
+            if previous is None
+            else _application_reader(history_optional, nested=True)(
+                previous, f"{path}/previous"
+            ),
+            updating=optional(r, "updating", bool, False),
+            update_failed=optional(r, "update_failed", _OPT_STR, None),
+        )
+        r.done()
+        return result
+
+    return read
+
+
+#: A configured application (every key required).
+_application_from = _application_reader(history_optional=False)
+
+#: An application a node reports running.
+_reported_application_from = _application_reader(history_optional=True)
 
 
 def _string(value: Any, path: str) -> str:
@@ -827,6 +948,8 @@ def _node_state_from(value: Any, path: str) -> NodeState:
     )
     # Optional: agents before protocol 8 did not send it.
     pulls = r.get("image_pulls", (dict, type(None))) if "image_pulls" in r.value else None
+    # Optional: agents before protocol 9 did not send it.
+    health = r.get("health", (dict, type(None))) if "health" in r.value else None
     for index, dataset_id in enumerate(seen or []):
         if not isinstance(dataset_id, str):
             raise SerializationError(
@@ -840,7 +963,7 @@ def _node_state_from(value: Any, path: str) -> NodeState:
         era=r.get("era", _OPT_STR),
         applications=None
         if applications is None
-        else _keyed(applications, f"{path}/applications", _application_from),
+        else _keyed(applications, f"{path}/applications", _reported_application_from),
         datasets=None
         if datasets is None
         else _keyed(datasets, f"{path}/datasets", _dataset_state_from),
@@ -855,6 +978,9 @@ def _node_state_from(value: Any, path: str) -> NodeState:
         image_pulls=None
         if pulls is None
         else _keyed(pulls, f"{path}/image_pulls", _image_pull_from),
+        health=None
+        if health is None
+        else _keyed(health, f"{path}/health", _application_health_from),
     )
     r.done()
     return result
@@ -873,6 +999,18 @@ _image_pull_from = _simple(
         "layers_total": int,
         "bytes_done": int,
         "bytes_total": int,
+    },
+)
+
+_application_health_from = _simple(
+    ApplicationHealth,
+    {
+        "application": str,
+        "status": str,
+        "revision": _OPT_INT,
+        "reason": _OPT_STR,
+        "failures": int,
+        "since": (int, float),
     },
 )
 

@@ -18,6 +18,7 @@ from ._model import (
     AttachedVolume,
     Dataset,
     Deployment,
+    HealthCheck,
     Lease,
     Leases,
     Link,
@@ -33,6 +34,8 @@ from ._model import (
 )
 from ._state import (
     DATASET_ROLES,
+    HEALTH_STATUSES,
+    ApplicationHealth,
     ChangeFailure,
     DatasetState,
     DeploymentState,
@@ -43,6 +46,7 @@ from ._state import (
 )
 
 __all__ = [
+    "application_healths",
     "application_names",
     "applications",
     "attached_volumes",
@@ -53,6 +57,7 @@ __all__ = [
     "datasets",
     "deployment_states",
     "deployments",
+    "health_checks",
     "leases",
     "leases_collections",
     "links",
@@ -188,19 +193,47 @@ def restart_policies() -> st.SearchStrategy[Any]:
     )
 
 
+_seconds = st.floats(min_value=0.001, max_value=86400, allow_nan=False)
+
+
+@st.composite
+def health_checks(draw: Any, ports: Any = None) -> HealthCheck:
+    """
+    Health checks: HTTP (with a path) or TCP.
+
+    :param ports: the internal ports it may probe (default: any port).
+    """
+    kind = draw(st.sampled_from(["http", "tcp"]))
+    path = "/" + draw(st.text(_LOWER + "/._-?=&", max_size=15))
+    return HealthCheck(
+        kind=kind,
+        port=draw(_port_numbers if ports is None else st.sampled_from(sorted(ports))),
+        path=path if kind == "http" else None,
+        interval=draw(_seconds),
+        timeout=draw(_seconds),
+        retries=draw(st.integers(1, 1000)),
+        start_period=draw(st.just(0.0) | _seconds),
+    )
+
+
 @st.composite
 def applications(
     draw: Any,
     name: Any = None,
     dataset_ids: Any = None,
     external_ports: Any = None,
+    history: bool = True,
 ) -> Application:
     """
-    Applications.
+    Applications, some with a health check of their own, some updated
+    (a revision above 0, maybe a previous specification of the same
+    volumes and external ports, maybe waiting to be healthy, maybe rolled
+    back by themselves).
 
     :param name: a fixed name, or ``None`` for any.
     :param dataset_ids: the ids its volumes use (default: some random ones).
     :param external_ports: the external ports it publishes (default: random).
+    :param history: whether it may have an update history.
     """
     if dataset_ids is None:
         dataset_ids = draw(st.lists(st.uuids().map(str), max_size=2, unique=True))
@@ -217,7 +250,7 @@ def applications(
     app_ports = [
         Port(internal_port=draw(_port_numbers), external_port=p) for p in external_ports
     ]
-    return Application(
+    application = Application(
         name=draw(application_names) if name is None else name,
         image=draw(_word(_LOWER, 1)) + draw(st.text(_LOWER + "/._-", max_size=15)),
         ports=app_ports,
@@ -232,6 +265,31 @@ def applications(
         memory_limit=draw(st.none() | _sizes),
         swappiness=draw(st.none() | st.integers(0, 100)),
         command_line=draw(st.none() | st.lists(_text, max_size=3)),
+        health=draw(
+            st.none() | health_checks({p.internal_port for p in app_ports})
+            if app_ports
+            else st.none()
+        ),
+    )
+    if not history or not draw(st.booleans()):
+        return application
+    if draw(st.booleans()):
+        previous = draw(
+            applications(
+                name=application.name,
+                dataset_ids=[],
+                external_ports=external_ports,
+                history=False,
+            )
+        ).set(volumes=application.volumes)
+        return application.set(
+            revision=draw(st.integers(1, 50)),
+            previous=previous.set(revision=draw(st.integers(0, 49))),
+            updating=draw(st.booleans()),
+        )
+    return application.set(
+        revision=draw(st.integers(1, 50)),
+        update_failed=draw(st.none() | _word(_LOWER + " :", 30)),
     )
 
 
@@ -387,6 +445,21 @@ def image_pulls(draw: Any) -> ImagePull:
     )
 
 
+def application_healths(
+    application: Any = None,
+) -> st.SearchStrategy[ApplicationHealth]:
+    """What a node says of an application instance's health."""
+    return st.builds(
+        ApplicationHealth,
+        application=_word(_LOWER, 8) if application is None else st.just(application),
+        status=st.sampled_from(HEALTH_STATUSES),
+        revision=st.none() | st.integers(0, 50),
+        reason=st.none() | st.text(max_size=20),
+        failures=st.integers(0, 9),
+        since=st.floats(0, 2e9, allow_nan=False),
+    )
+
+
 @st.composite
 def node_states(draw: Any, uuid: Any = None) -> NodeState:
     """Node reports, each half possibly unknown (``None``)."""
@@ -420,6 +493,12 @@ def node_states(draw: Any, uuid: Any = None) -> NodeState:
             | st.lists(image_pulls(), max_size=2, unique_by=lambda p: p.application).map(
                 lambda pulls: {p.application: p for p in pulls}
             )
+        ),
+        health=draw(
+            st.none()
+            | st.lists(
+                application_healths(), max_size=2, unique_by=lambda h: h.application
+            ).map(lambda healths: {h.application: h for h in healths})
         ),
     )
 

@@ -5,6 +5,7 @@ from flocker.control import (
     AttachedVolume,
     Dataset,
     Deployment,
+    HealthCheck,
     Lease,
     Leases,
     Link,
@@ -89,4 +90,24 @@ REPLICATED_DEPLOYMENT = EXAMPLE_DEPLOYMENT.set_replicas(
     DATASET_PG, [NODE_B], Replication(interval_seconds=30, failover="automatic")
 )._replace_dataset(
     PG.set(replication=Replication(interval_seconds=30, failover="automatic"), epoch=2)
+)
+
+#: EXAMPLE_DEPLOYMENT after updates: web runs a new image with an HTTP
+#: health check and waits to be healthy (revision 1, the old specification
+#: kept as previous); postgres's update to a new image was rolled back by
+#: itself (revision 2, why in update_failed).  What
+#: test/fixtures/configuration_v5_updated.json holds.
+UPDATED_DEPLOYMENT = (
+    EXAMPLE_DEPLOYMENT.update_application(
+        WEB.set(
+            image="example/web:1.3",
+            health=HealthCheck(
+                kind="http", port=80, path="/healthz", interval=2.5, retries=5
+            ),
+        )
+    )
+    .update_application(
+        POSTGRES.set(image="postgres:17", health=HealthCheck(kind="tcp", port=5432))
+    )
+    .rollback_application("postgres", "unhealthy: connection refused")
 )

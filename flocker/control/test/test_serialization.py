@@ -10,10 +10,12 @@ from hypothesis import given
 
 from flocker.control import (
     Application,
+    ApplicationHealth,
     ChangeFailure,
     DatasetState,
     Deployment,
     DeploymentState,
+    HealthCheck,
     Leases,
     Node,
     NodeState,
@@ -46,8 +48,11 @@ from ._examples import (
     DATASET_PG,
     EXAMPLE_DEPLOYMENT,
     NODE_A,
+    NODE_B,
     POSTGRES,
     REPLICATED_DEPLOYMENT,
+    UPDATED_DEPLOYMENT,
+    WEB,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -133,14 +138,39 @@ def test_current_format_matches_fixture() -> None:
     assert deployment_to_json(EXAMPLE_DEPLOYMENT) == stored
 
 
-def test_replicated_fixture_loads() -> None:
-    """The stored version-4 configuration with standing replicas, replication
-    settings and an epoch loads as the replicated example, and is what the
-    current format writes for it.
+@pytest.mark.parametrize("version", [3, 4, 5])
+def test_replicated_fixture_loads(version: int) -> None:
+    """The stored configurations with standing replicas, replication
+    settings and an epoch load as the replicated example.
     """
-    data = (FIXTURES / "configuration_v4_replicated.json").read_bytes()
+    data = (FIXTURES / f"configuration_v{version}_replicated.json").read_bytes()
     assert deserialize_deployment(data) == REPLICATED_DEPLOYMENT
+
+
+def test_replicated_fixture_is_current_format() -> None:
+    """The current format writes exactly the stored replicated configuration."""
+    data = (FIXTURES / f"configuration_v{CURRENT_FORMAT_VERSION}_replicated.json").read_bytes()
     assert deployment_to_json(REPLICATED_DEPLOYMENT) == json.loads(data)
+
+
+def test_updated_fixture_loads_and_is_current_format() -> None:
+    """
+    The stored configuration of updated applications (a health check, a
+    revision, the previous specification, waiting to be healthy, an
+    update rolled back by itself) loads as the updated example, and is
+    what the current format writes for it.
+    """
+    data = (FIXTURES / "configuration_v5_updated.json").read_bytes()
+    assert deserialize_deployment(data) == UPDATED_DEPLOYMENT
+    assert deployment_to_json(UPDATED_DEPLOYMENT) == json.loads(data)
+    web, _ = UPDATED_DEPLOYMENT.get_application("web")
+    postgres, _ = UPDATED_DEPLOYMENT.get_application("postgres")
+    assert (web.revision, web.updating, web.previous) == (1, True, WEB)
+    assert (postgres.revision, postgres.previous, postgres.update_failed) == (
+        2,
+        None,
+        "unhealthy: connection refused",
+    )
 
 
 def test_upgrade_from_version_2_adds_replication_defaults() -> None:
@@ -163,7 +193,7 @@ def test_upgrade_from_version_3_adds_no_failover_snapshot() -> None:
     A version-3 document's datasets gain a ``failover_snapshot`` of null and
     its applications a ``swappiness`` of null.
     """
-    upgraded = upgrade_document(json.loads(fixture(3)))
+    upgraded = UPGRADES[3](json.loads(fixture(3)))
     assert upgraded["format_version"] == 4
     for node in upgraded["nodes"].values():
         for m in node["manifestations"].values():
@@ -171,6 +201,36 @@ def test_upgrade_from_version_3_adds_no_failover_snapshot() -> None:
         for a in node["applications"].values():
             assert a["swappiness"] is None
     assert upgraded == json.loads(fixture(4))
+
+
+def test_upgrade_from_version_4_adds_no_health_and_no_history() -> None:
+    """
+    A version-4 document's applications gain no health check of their own
+    (``health`` null: the default one), revision 0 and no update history.
+    """
+    upgraded = upgrade_document(json.loads(fixture(4)))
+    assert upgraded["format_version"] == 5
+    for node in upgraded["nodes"].values():
+        for a in node["applications"].values():
+            assert (a["health"], a["revision"], a["previous"]) == (None, 0, None)
+            assert (a["updating"], a["update_failed"]) == (False, None)
+    assert upgraded == json.loads(fixture(5))
+
+
+def test_old_shaped_configuration_loads_without_history() -> None:
+    """
+    A configuration written before health checks and updates (format 4,
+    its applications without those keys) loads: each application has no
+    health check of its own, revision 0 and nothing to roll back to.
+    """
+    old = json.loads(fixture(4))
+    for node in old["nodes"].values():
+        for a in node["applications"].values():
+            assert not {"health", "revision", "previous", "updating", "update_failed"} & set(a)
+    deployment = deserialize_deployment(json.dumps(old).encode())
+    for app, _ in deployment.all_applications():
+        assert (app.health, app.revision, app.previous) == (None, 0, None)
+        assert (app.updating, app.update_failed) == (False, None)
 
 
 def test_every_old_version_has_upgrade() -> None:
@@ -243,6 +303,20 @@ def _app_doc(doc: dict[str, Any]) -> dict[str, Any]:
     return application
 
 
+def _health_doc(**changes: Any) -> dict[str, Any]:
+    """A stored TCP health check of postgres's port, with ``changes``."""
+    return {
+        "kind": "tcp",
+        "port": 5432,
+        "path": None,
+        "interval": 5.0,
+        "timeout": 2.0,
+        "retries": 3,
+        "start_period": 30.0,
+        **changes,
+    }
+
+
 @pytest.mark.parametrize(
     "data, where",
     [
@@ -282,6 +356,48 @@ def _app_doc(doc: dict[str, Any]) -> dict[str, Any]:
             "command_line/1",
         ),
         (_broken(lambda d: _app_doc(d).update(volumes={})), "volumes"),
+        (_broken(lambda d: _app_doc(d).pop("revision")), "postgres/revision"),
+        (_broken(lambda d: _app_doc(d).pop("health")), "postgres/health"),
+        (_broken(lambda d: _app_doc(d).update(revision=-1)), "postgres"),
+        (_broken(lambda d: _app_doc(d).update(revision=True)), "revision"),
+        (_broken(lambda d: _app_doc(d).update(updating="yes")), "updating"),
+        (_broken(lambda d: _app_doc(d).update(update_failed=3)), "update_failed"),
+        (
+            _broken(lambda d: _app_doc(d).update(health={"kind": "tcp", "port": 5432})),
+            "postgres/health/path",
+        ),
+        (
+            _broken(lambda d: _app_doc(d).update(health=_health_doc(port=80))),
+            "postgres",
+        ),
+        (
+            _broken(lambda d: _app_doc(d).update(health=_health_doc(kind="udp"))),
+            "postgres/health",
+        ),
+        (
+            _broken(lambda d: _app_doc(d).update(health=_health_doc(interval=0))),
+            "postgres/health",
+        ),
+        (
+            _broken(lambda d: _app_doc(d).update(health=_health_doc(retries=1.5))),
+            "health/retries",
+        ),
+        (
+            _broken(lambda d: _app_doc(d).update(health=_health_doc(colour="red"))),
+            "postgres/health",
+        ),
+        (
+            _broken(lambda d: _app_doc(d).update(previous={**_app_doc(d), "name": "other"})),
+            "postgres",
+        ),
+        (
+            _broken(
+                lambda d: _app_doc(d).update(
+                    previous={**_app_doc(d), "previous": dict(_app_doc(d))}
+                )
+            ),
+            "postgres/previous/previous",
+        ),
         (
             _broken(
                 lambda d: d["nodes"][NODE_A]["manifestations"][DATASET_PG].update(
@@ -547,3 +663,105 @@ def test_update_node_keeps_convergence_when_a_report_leaves_it_unknown() -> None
     state = state.update_node(NodeState(uuid=NODE_A, datasets={}, last_converged=9.0, failing_changes=[]))
     node = state.get_node(NODE_A)
     assert (node.last_converged, list(node.failing_changes)) == (9.0, [])
+
+
+# -- health checks, update history and reported health --------------------
+
+
+def test_health_and_history_stored() -> None:
+    """
+    An application's health check and update history are written in the
+    configuration with every key, and read back as they were.
+    """
+    doc = deployment_to_json(UPDATED_DEPLOYMENT)
+    web = doc["nodes"][NODE_B]["applications"]["web"]
+    assert web["health"] == {
+        "kind": "http",
+        "port": 80,
+        "path": "/healthz",
+        "interval": 2.5,
+        "timeout": 2.0,
+        "retries": 5,
+        "start_period": 30.0,
+    }
+    assert (web["revision"], web["updating"], web["update_failed"]) == (1, True, None)
+    assert web["previous"]["image"] == "example/web:1.2"
+    assert web["previous"]["previous"] is None
+    assert deserialize_deployment(serialize_deployment(UPDATED_DEPLOYMENT)) == UPDATED_DEPLOYMENT
+
+
+def test_integral_health_seconds_load_as_floats() -> None:
+    """Health check seconds written as integers load as the same floats."""
+    doc = deployment_to_json(EXAMPLE_DEPLOYMENT)
+    _app_doc(doc)["health"] = _health_doc(interval=5, timeout=1, start_period=0)
+    app, _ = deserialize_deployment(json.dumps(doc).encode()).get_application("postgres")
+    assert app.health == HealthCheck(kind="tcp", port=5432, interval=5.0, timeout=1.0, start_period=0.0)
+    assert isinstance(app.health.interval, float)
+
+
+def test_reported_health_travels() -> None:
+    """
+    A node's reported health of its applications survives the wire format,
+    keyed by application, with every field.
+    """
+    health = ApplicationHealth(
+        application="web",
+        status="unhealthy",
+        revision=3,
+        reason="HTTP 500",
+        failures=4,
+        since=1800000000.5,
+    )
+    state = NodeState(uuid=NODE_A, applications={}, health={"web": health})
+    doc = node_state_to_json(state)
+    assert doc["health"] == {
+        "web": {
+            "application": "web",
+            "status": "unhealthy",
+            "revision": 3,
+            "reason": "HTTP 500",
+            "failures": 4,
+            "since": 1800000000.5,
+        }
+    }
+    assert deserialize_node_state(serialize_node_state(state)) == state
+
+
+def test_old_node_state_without_health_loads() -> None:
+    """
+    A report of an agent before protocol 9 (no health, its applications
+    without health checks or history) loads with health unknown and the
+    applications as they were.
+    """
+    state = NodeState(uuid=NODE_A, applications={"postgres": POSTGRES})
+    doc = node_state_to_json(state)
+    del doc["health"]
+    for key in ("health", "revision", "previous", "updating", "update_failed"):
+        del doc["applications"]["postgres"][key]
+    loaded = deserialize_node_state(json.dumps(doc).encode())
+    assert loaded == state
+    assert loaded.health is None
+
+
+@pytest.mark.parametrize(
+    "health",
+    [
+        [],
+        {"web": {"application": "web", "status": "dead", "revision": None,
+                 "reason": None, "failures": 0, "since": 1.0}},
+        {"web": {"application": "web", "status": "healthy", "revision": "1",
+                 "reason": None, "failures": 0, "since": 1.0}},
+        {"web": {"application": "web", "status": "healthy", "revision": None,
+                 "reason": None, "failures": -1, "since": 1.0}},
+        {"web": {"application": "web", "status": "healthy", "revision": None,
+                 "reason": None, "failures": 0}},
+        {"web": {"application": "web", "status": "healthy", "revision": True,
+                 "reason": None, "failures": 0, "since": 1.0}},
+    ],
+)  # fmt: skip
+def test_bad_reported_health_refused(health: object) -> None:
+    """Malformed health reports from the wire are refused."""
+    doc = node_state_to_json(NodeState(uuid=NODE_A))
+    doc["health"] = health
+    with pytest.raises(SerializationError):
+        deserialize_node_state(json.dumps(doc).encode())
