@@ -15,6 +15,7 @@ from ._client import (
 )
 from ._https import TLSHandshakeFailed, https_agent
 from ._interface import (
+    HEALTH_STATUSES,
     UNCHANGED,
     BadRequest,
     ConfigurationChanged,
@@ -37,6 +38,7 @@ from ._interface import (
     FailoverRefused,
     FailoverResult,
     FlockerAPIError,
+    HealthCheck,
     IFlockerAPIV1Client,
     ImagePullState,
     Lease,
@@ -45,6 +47,7 @@ from ._interface import (
     MountedDataset,
     Node,
     NodeUnavailable,
+    NothingToRollBack,
     Origin,
     ReplicaState,
     Replication,
@@ -74,6 +77,7 @@ from .memory import FakeFlockerClient
 __all__ = [
     "CONNECT_TIMEOUT",
     "DEFAULT_API_PORT",
+    "HEALTH_STATUSES",
     "UNCHANGED",
     "BadRequest",
     "ConfigurationChanged",
@@ -98,6 +102,7 @@ __all__ = [
     "FakeFlockerClient",
     "FlockerAPIError",
     "FlockerClient",
+    "HealthCheck",
     "IFlockerAPIV1Client",
     "Lease",
     "LeaseAlreadyHeld",
@@ -106,6 +111,7 @@ __all__ = [
     "ImagePullState",
     "Node",
     "NodeUnavailable",
+    "NothingToRollBack",
     "Origin",
     "ReplicaState",
     "Replication",

@@ -57,6 +57,7 @@ from ._interface import (
     Container,
     ContainerAlreadyExists,
     ContainerConflict,
+    ContainerPort,
     ContainerState,
     Dataset,
     DatasetAlreadyExists,
@@ -66,12 +67,16 @@ from ._interface import (
     FailoverRefused,
     FailoverResult,
     FlockerAPIError,
+    HealthCheck,
     IFlockerAPIV1Client,
     Lease,
     LeaseAlreadyHeld,
+    Link,
     Node,
+    NothingToRollBack,
     Replication,
     ResponseError,
+    RestartPolicy,
     UnknownContainer,
     UnknownDataset,
     UnknownEra,
@@ -79,7 +84,9 @@ from ._interface import (
 )
 from ._json import (
     container_from_json,
+    container_state_from_json,
     container_to_json,
+    container_update_to_json,
     dataset_from_json,
     dataset_state_from_json,
     float_or_none,
@@ -608,6 +615,75 @@ class FlockerClient(CloningRequests):
 
         return self._run(run())
 
+    def update_container(
+        self,
+        name: str,
+        node_uuid: UUID = UNCHANGED,
+        image: str = UNCHANGED,
+        environment: Mapping[str, str] = UNCHANGED,
+        command_line: Sequence[str] | None = UNCHANGED,
+        ports: Sequence[ContainerPort] = UNCHANGED,
+        links: Sequence[Link] = UNCHANGED,
+        cpu_shares: int | None = UNCHANGED,
+        memory_limit: int | None = UNCHANGED,
+        swappiness: int | None = UNCHANGED,
+        restart_policy: RestartPolicy = UNCHANGED,
+        health: HealthCheck | None = UNCHANGED,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.update_container`."""
+        request = container_update_to_json(
+            {
+                "node_uuid": node_uuid,
+                "image": image,
+                "environment": environment,
+                "command_line": command_line,
+                "ports": ports,
+                "links": links,
+                "cpu_shares": cpu_shares,
+                "memory_limit": memory_limit,
+                "swappiness": swappiness,
+                "restart_policy": restart_policy,
+                "health": health,
+            }
+        )
+
+        async def run() -> Container:
+            body, _ = await self._request(
+                "POST",
+                f"/configuration/containers/{name}",
+                (200,),
+                request,
+                _CONTAINER,
+                configuration_tag,
+            )
+            return container_from_json(body)
+
+        return self._run(run())
+
+    def rollback_container(
+        self, name: str, configuration_tag: str | None = None
+    ) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.rollback_container`."""
+
+        async def run() -> Container:
+            try:
+                body, _ = await self._request(
+                    "POST",
+                    f"/configuration/containers/{name}/rollback",
+                    (200,),
+                    {},
+                    _CONTAINER,
+                    configuration_tag,
+                )
+            except ContainerConflict as e:
+                if "no previous specification" in e.description:
+                    raise NothingToRollBack(e.code, e.description) from None
+                raise
+            return container_from_json(body)
+
+        return self._run(run())
+
     def delete_container(self, name: str) -> Deferred[Container]:
         """See `IFlockerAPIV1Client.delete_container`."""
 
@@ -624,15 +700,7 @@ class FlockerClient(CloningRequests):
 
         async def run() -> list[ContainerState]:
             body, _ = await self._request("GET", "/state/containers", (200,))
-            return [
-                ContainerState(
-                    container=container_from_json(
-                        {k: v for k, v in c.items() if k != "running"}
-                    ),
-                    running=c["running"],
-                )
-                for c in body
-            ]
+            return [container_state_from_json(c) for c in body]
 
         return self._run(run())
 

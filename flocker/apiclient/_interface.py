@@ -40,6 +40,8 @@ __all__ = [
     "FailoverRefused",
     "FailoverResult",
     "FlockerAPIError",
+    "HEALTH_STATUSES",
+    "HealthCheck",
     "IFlockerAPIV1Client",
     "Lease",
     "LeaseAlreadyHeld",
@@ -48,6 +50,7 @@ __all__ = [
     "ImagePullState",
     "Node",
     "NodeUnavailable",
+    "NothingToRollBack",
     "Origin",
     "ReplicaState",
     "Replication",
@@ -72,7 +75,8 @@ class _Unchanged:
         return "UNCHANGED"
 
 
-#: Passed to `IFlockerAPIV1Client.update_dataset` to leave a field as it is.
+#: Passed to `IFlockerAPIV1Client.update_dataset` or
+#: `IFlockerAPIV1Client.update_container` to leave a field as it is.
 UNCHANGED: Any = _Unchanged()
 
 
@@ -316,8 +320,50 @@ class RestartPolicy(PClass):
     maximum_retry_count = field(type=(int, type(None)), initial=None)
 
 
+class HealthCheck(PClass):
+    """
+    How the node running a container tells whether it is ready: an HTTP
+    ``GET path`` answered 2xx or 3xx (``kind="http"``) or an accepted TCP
+    connection (``kind="tcp"``) on ``port``, one of the container's
+    published *internal* ports; every ``interval`` seconds, each within
+    ``timeout``; ``retries`` failures in a row (after ``start_period``)
+    make it unhealthy.
+
+    :ivar path: the HTTP path (``http`` only), starting with ``/``.
+    """
+
+    kind = field(
+        type=str,
+        mandatory=True,
+        invariant=lambda k: (k in ("http", "tcp"), f"unknown health check kind {k!r}"),
+    )
+    port = field(type=int, mandatory=True)
+    path = field(type=(str, type(None)), initial=None)
+    interval = field(type=float, initial=5.0, factory=float)
+    timeout = field(type=float, initial=2.0, factory=float)
+    retries = field(type=int, initial=3)
+    start_period = field(type=float, initial=30.0, factory=float)
+
+
+#: What a node reports of a container's health (`ContainerState.health`).
+HEALTH_STATUSES = ("starting", "healthy", "unhealthy")
+
+
 class Container(PClass):
-    """A container in the configuration, on node ``node_uuid``."""
+    """
+    A container in the configuration, on node ``node_uuid``.
+
+    What a user sets: everything up to ``health`` (its `HealthCheck`, or
+    ``None``: then a TCP connect on its lowest published port, or nothing
+    when it publishes none).  What the control service keeps, read only
+    (ignored when creating): ``revision`` counts the updates of its
+    specification (0 when created); ``updating``: the last update waits
+    for the new instance to be healthy, and is rolled back by itself if it
+    turns unhealthy; ``update_failed``: why the last update was rolled back
+    by itself, or ``None``; ``previous_image``: the image of the
+    specification a rollback would return to, or ``None`` when there is
+    nothing to roll back to.
+    """
 
     node_uuid = field(type=UUID, mandatory=True)
     name = field(type=str, mandatory=True)
@@ -329,14 +375,35 @@ class Container(PClass):
     links = pvector_field(Link)
     cpu_shares = field(type=(int, type(None)), initial=None)
     memory_limit = field(type=(int, type(None)), initial=None)
+    swappiness = field(type=(int, type(None)), initial=None)
     command_line = field(type=(tuple, type(None)), initial=None)
+    health = field(type=(HealthCheck, type(None)), initial=None)
+    revision = field(type=int, initial=0)
+    updating = field(type=bool, initial=False)
+    update_failed = field(type=(str, type(None)), initial=None)
+    previous_image = field(type=(str, type(None)), initial=None)
+
+    def specification(self) -> Container:
+        """The container without what the control service keeps (its revision and history)."""
+        return self.set(
+            revision=0, updating=False, update_failed=None, previous_image=None
+        )
 
 
 class ContainerState(PClass):
-    """A container a node reports, and whether it is running."""
+    """
+    A container a node reports, and whether it is running.
+
+    :ivar health: ``"starting"``, ``"healthy"`` or ``"unhealthy"`` as the
+        node last probed it, or ``None`` if the node reported no health.
+    :ivar health_reason: what the last failed probe saw (e.g. ``HTTP
+        503``), or ``None``.
+    """
 
     container = field(type=Container, mandatory=True)
     running = field(type=bool, mandatory=True)
+    health = field(type=(str, type(None)), initial=None)
+    health_reason = field(type=(str, type(None)), initial=None)
 
 
 class Snapshot(PClass):
@@ -526,6 +593,10 @@ class ContainerConflict(FlockerAPIError):
     """409: a port is taken, or a volume's dataset is elsewhere, deleted or in use."""
 
 
+class NothingToRollBack(ContainerConflict):
+    """409 on a container rollback: it has no previous specification."""
+
+
 class UnknownSnapshot(FlockerAPIError):
     """404: the dataset has no snapshot of that name."""
 
@@ -698,11 +769,58 @@ class IFlockerAPIV1Client(Interface):
         Fails with `UnknownContainer`, `BadRequest` or `ContainerConflict`.
         """
 
+    def update_container(
+        name: str,
+        node_uuid: UUID = UNCHANGED,
+        image: str = UNCHANGED,
+        environment: Mapping[str, str] = UNCHANGED,
+        command_line: Sequence[str] | None = UNCHANGED,
+        ports: Sequence[ContainerPort] = UNCHANGED,
+        links: Sequence[Link] = UNCHANGED,
+        cpu_shares: int | None = UNCHANGED,
+        memory_limit: int | None = UNCHANGED,
+        swappiness: int | None = UNCHANGED,
+        restart_policy: RestartPolicy = UNCHANGED,
+        health: HealthCheck | None = UNCHANGED,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Container]:
+        """
+        Change a container's specification (its volumes excepted), and/or
+        move it (``node_uuid``) with the datasets it mounts.
+
+        Each value given replaces the whole field (``environment`` is the
+        whole environment); ``None`` removes ``command_line``,
+        ``cpu_shares``, ``memory_limit``, ``swappiness`` or ``health``;
+        fields left `UNCHANGED` keep their value.  A changed specification
+        is the container's next ``revision``: the previous one is kept for
+        `rollback_container`, and the container is ``updating`` until its
+        new instance is healthy (if it turns unhealthy instead, the control
+        service rolls it back by itself and says why in
+        ``update_failed``).  The same specification changes nothing.
+
+        Fails with `UnknownContainer`, `BadRequest` (nothing to change, an
+        unknown node, an invalid field, a health check on a port the
+        container does not publish) or `ContainerConflict` (a port is
+        taken on its node; a dataset cannot move).
+        """
+
+    def rollback_container(
+        name: str, configuration_tag: str | None = None
+    ) -> Deferred[Container]:
+        """
+        Return a container to the specification its last update replaced,
+        as its next revision (a rollback is not itself rolled back: there
+        is then nothing to roll back to until the next update).
+
+        Fails with `UnknownContainer` or `NothingToRollBack` (it was never
+        updated, or was rolled back since).
+        """
+
     def delete_container(name: str) -> Deferred[Container]:
         """Remove a container (its datasets stay); `UnknownContainer` if none."""
 
     def list_containers_state() -> Deferred[list[ContainerState]]:
-        """The containers nodes report."""
+        """The containers nodes report, with their health where reported."""
 
     # -- snapshots, rollback, clones ----------------------------------------
 

@@ -13,8 +13,10 @@ from uuid import UUID
 from twisted.python.filepath import FilePath
 
 from ._interface import (
+    UNCHANGED,
     Container,
     ContainerPort,
+    ContainerState,
     Dataset,
     DatasetState,
     DivergedCopy,
@@ -22,6 +24,7 @@ from ._interface import (
     EnvironmentApplication,
     EnvironmentCopy,
     EnvironmentDataset,
+    HealthCheck,
     ImagePullState,
     Lease,
     Link,
@@ -38,10 +41,14 @@ from ._interface import (
 
 __all__ = [
     "container_from_json",
+    "container_state_from_json",
     "container_to_json",
+    "container_update_to_json",
     "dataset_from_json",
     "dataset_state_from_json",
     "float_or_none",
+    "health_from_json",
+    "health_to_json",
     "lease_from_json",
     "node_from_json",
     "replication_to_json",
@@ -293,41 +300,117 @@ def lease_from_json(body: dict[str, Any]) -> Lease:
     )
 
 
+def health_to_json(health: HealthCheck) -> dict[str, Any]:
+    """The REST API's JSON for a `HealthCheck` (``path`` only for ``http``)."""
+    body: dict[str, Any] = {"kind": health.kind, "port": health.port}
+    if health.path is not None:
+        body["path"] = health.path
+    body.update(
+        interval=health.interval,
+        timeout=health.timeout,
+        retries=health.retries,
+        start_period=health.start_period,
+    )
+    return body
+
+
+def health_from_json(body: Mapping[str, Any]) -> HealthCheck:
+    """A `HealthCheck` from the REST API's JSON (missing keys: the defaults)."""
+    defaults = HealthCheck(kind=body["kind"], port=body["port"])
+    return defaults.set(
+        path=body.get("path"),
+        interval=body.get("interval", defaults.interval),
+        timeout=body.get("timeout", defaults.timeout),
+        retries=body.get("retries", defaults.retries),
+        start_period=body.get("start_period", defaults.start_period),
+    )
+
+
+def _restart_to_json(policy: RestartPolicy) -> dict[str, Any]:
+    restart: dict[str, Any] = {"name": policy.name}
+    if policy.maximum_retry_count is not None:
+        restart["maximum_retry_count"] = policy.maximum_retry_count
+    return restart
+
+
+def _ports_to_json(ports: Any) -> list[dict[str, int]]:
+    return [{"internal": p.internal, "external": p.external} for p in ports]
+
+
+def _links_to_json(links: Any) -> list[dict[str, Any]]:
+    return [
+        {"alias": x.alias, "local_port": x.local_port, "remote_port": x.remote_port}
+        for x in links
+    ]
+
+
 def container_to_json(container: Container) -> dict[str, Any]:
-    """The REST API's JSON for a `Container`."""
-    restart: dict[str, Any] = {"name": container.restart_policy.name}
-    if container.restart_policy.maximum_retry_count is not None:
-        restart["maximum_retry_count"] = container.restart_policy.maximum_retry_count
+    """
+    The REST API's JSON for creating a `Container`: what a user sets (not
+    its ``revision`` and update history, which the control service keeps).
+    """
     body: dict[str, Any] = {
         "node_uuid": str(container.node_uuid),
         "name": container.name,
         "image": container.image,
-        "ports": [
-            {"internal": p.internal, "external": p.external} for p in container.ports
-        ],
+        "ports": _ports_to_json(container.ports),
         "environment": dict(container.environment),
-        "restart_policy": restart,
+        "restart_policy": _restart_to_json(container.restart_policy),
         "volumes": [
             {"dataset_id": str(v.dataset_id), "mountpoint": v.mountpoint}
             for v in container.volumes
         ],
-        "links": [
-            {"alias": x.alias, "local_port": x.local_port, "remote_port": x.remote_port}
-            for x in container.links
-        ],
+        "links": _links_to_json(container.links),
     }
-    for name in ("cpu_shares", "memory_limit"):
+    for name in ("cpu_shares", "memory_limit", "swappiness"):
         if getattr(container, name) is not None:
             body[name] = getattr(container, name)
     if container.command_line is not None:
         body["command_line"] = list(container.command_line)
+    if container.health is not None:
+        body["health"] = health_to_json(container.health)
+    return body
+
+
+def container_update_to_json(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    The body of ``POST /v1/configuration/containers/{name}`` for the fields
+    of ``changes`` that are not `UNCHANGED` (``None`` removes an optional
+    one).
+    """
+    body: dict[str, Any] = {}
+    for name, value in changes.items():
+        if value is UNCHANGED:
+            continue
+        if value is None:
+            body[name] = None
+        elif name == "node_uuid":
+            body[name] = str(value)
+        elif name == "environment":
+            body[name] = dict(value)
+        elif name == "command_line":
+            body[name] = list(value)
+        elif name == "ports":
+            body[name] = _ports_to_json(value)
+        elif name == "links":
+            body[name] = _links_to_json(value)
+        elif name == "restart_policy":
+            body[name] = _restart_to_json(value)
+        elif name == "health":
+            body[name] = health_to_json(value)
+        else:
+            body[name] = value
     return body
 
 
 def container_from_json(body: dict[str, Any]) -> Container:
-    """A `Container` from the REST API's JSON."""
+    """
+    A `Container` from the REST API's JSON (a ``health`` that is not a
+    mapping, as in a state entry, is not its health check).
+    """
     restart = body.get("restart_policy", {"name": "never"})
     command_line = body.get("command_line")
+    health = body.get("health")
     return Container(
         node_uuid=UUID(body["node_uuid"]),
         name=body["name"],
@@ -345,5 +428,32 @@ def container_from_json(body: dict[str, Any]) -> Container:
         links=[Link(**x) for x in body.get("links", [])],
         cpu_shares=body.get("cpu_shares"),
         memory_limit=body.get("memory_limit"),
+        swappiness=body.get("swappiness"),
         command_line=None if command_line is None else tuple(command_line),
+        health=health_from_json(health) if isinstance(health, Mapping) else None,
+        revision=body.get("revision", 0),
+        updating=bool(body.get("updating", False)),
+        update_failed=body.get("update_failed"),
+        previous_image=body.get("previous_image"),
+    )
+
+
+def container_state_from_json(body: dict[str, Any]) -> ContainerState:
+    """
+    A `ContainerState` from an entry of ``GET /v1/state/containers``: the
+    container, ``running``, and the ``health`` status (a string) and
+    ``health_reason`` its node reported, if any.
+    """
+    health = body.get("health")
+    status = health if isinstance(health, str) else None
+    container = {
+        k: v
+        for k, v in body.items()
+        if k not in ("running", "health_reason") and not (k == "health" and status)
+    }
+    return ContainerState(
+        container=container_from_json(container),
+        running=body["running"],
+        health=status,
+        health_reason=body.get("health_reason") if status else None,
     )

@@ -472,7 +472,7 @@ class FakeCloning:
                     raise EnvironmentConflict(
                         409, f"application {new_name!r} already exists"
                     )
-                self._containers[new_name] = original.set(
+                self._containers[new_name] = original.specification().set(
                     name=new_name,
                     ports=[
                         ContainerPort(

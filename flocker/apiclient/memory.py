@@ -53,6 +53,7 @@ from ._interface import (
     UnknownLease,
 )
 from ._memory_cloning import FakeCloning, _FakeEnvironment
+from ._memory_containers import FakeContainerUpdates, check_health
 
 __all__ = ["FakeFlockerClient"]
 
@@ -78,11 +79,12 @@ class _Configuration:
     containers: Mapping[str, Container]
     environments: Mapping[str, _FakeEnvironment]
     rollbacks: Mapping[UUID, Rollback]
+    previous: Mapping[str, Container]
 
 
 @implementer(IFlockerAPIV1Client)
 @attrs.define
-class FakeFlockerClient(FakeCloning):
+class FakeFlockerClient(FakeCloning, FakeContainerUpdates):
     """
     An in-memory Flocker REST API.
 
@@ -95,6 +97,10 @@ class FakeFlockerClient(FakeCloning):
     _datasets: dict[UUID, Dataset] = attrs.field(factory=dict, init=False)
     _leases: dict[UUID, _FakeLease] = attrs.field(factory=dict, init=False)
     _containers: dict[str, Container] = attrs.field(factory=dict, init=False)
+    #: Container name → the specification its last update replaced.
+    _previous: dict[str, Container] = attrs.field(factory=dict, init=False)
+    #: Container name → the (status, reason) its node last reported.
+    _health: dict[str, tuple[str, str | None]] = attrs.field(factory=dict, init=False)
     _generation: int = attrs.field(default=0, init=False)
     _state_datasets: list[DatasetState] = attrs.field(factory=list, init=False)
     _state_containers: list[ContainerState] = attrs.field(factory=list, init=False)
@@ -161,7 +167,13 @@ class FakeFlockerClient(FakeCloning):
             k: v for k, v in self._snapshots.items() if k in self._datasets
         }
         self._state_containers = [
-            ContainerState(container=c, running=True) for c in self._containers.values()
+            ContainerState(
+                container=c,
+                running=True,
+                health=self._health.get(c.name, (None, None))[0],
+                health_reason=self._health.get(c.name, (None, None))[1],
+            )
+            for c in self._containers.values()
         ]
         now = self.clock.seconds()
         self._replica_snapshots = {
@@ -207,6 +219,7 @@ class FakeFlockerClient(FakeCloning):
             dict(self._containers),
             dict(self._environments),
             dict(self._rollbacks),
+            dict(self._previous),
         )
         try:
             result = change()
@@ -216,6 +229,7 @@ class FakeFlockerClient(FakeCloning):
             self._containers = dict(saved.containers)
             self._environments = dict(saved.environments)
             self._rollbacks = dict(saved.rollbacks)
+            self._previous = dict(saved.previous)
             return fail(e)
         self._generation += 1
         return succeed(result)
@@ -613,6 +627,7 @@ class FakeFlockerClient(FakeCloning):
 
     def create_container(self, container: Container) -> Deferred[Container]:
         """See `IFlockerAPIV1Client.create_container`."""
+        container = container.specification()
 
         def change() -> Container:
             self._require_node(container.node_uuid)
@@ -620,6 +635,7 @@ class FakeFlockerClient(FakeCloning):
                 raise ContainerAlreadyExists(
                     409, f"application {container.name!r} already exists"
                 )
+            check_health(container)
             for volume in container.volumes:
                 dataset = self._get(volume.dataset_id)
                 if dataset.deleted or dataset.primary != container.node_uuid:
@@ -631,9 +647,25 @@ class FakeFlockerClient(FakeCloning):
                     raise ContainerConflict(409, f"dataset used by {user.name!r}")
             self._check_ports(container, container.node_uuid)
             self._containers[container.name] = container
+            self._previous.pop(container.name, None)
             return container
 
         return self._write(change)
+
+    def _move(self, container: Container, node_uuid: UUID) -> Container:
+        """``container`` moved to ``node_uuid`` with its datasets (checked)."""
+        self._require_node(node_uuid)
+        if container.node_uuid == node_uuid:
+            return container
+        self._check_ports(container, node_uuid)
+        for volume in container.volumes:
+            self._check_taken_up(self._datasets[volume.dataset_id], ContainerConflict)
+            lease = self._live_lease(volume.dataset_id)
+            if lease is not None and lease.node_uuid == container.node_uuid:
+                raise ContainerConflict(409, f"dataset {volume.dataset_id} is leased")
+            dataset = self._datasets[volume.dataset_id]
+            self._datasets[volume.dataset_id] = self._moved(dataset, node_uuid)
+        return container.set(node_uuid=node_uuid)
 
     def move_container(self, name: str, node_uuid: UUID) -> Deferred[Container]:
         """See `IFlockerAPIV1Client.move_container`."""
@@ -642,20 +674,7 @@ class FakeFlockerClient(FakeCloning):
             container = self._containers.get(name)
             if container is None:
                 raise UnknownContainer(404, f"unknown application {name!r}")
-            self._require_node(node_uuid)
-            if container.node_uuid == node_uuid:
-                return container
-            self._check_ports(container, node_uuid)
-            for volume in container.volumes:
-                self._check_taken_up(self._datasets[volume.dataset_id], ContainerConflict)
-                lease = self._live_lease(volume.dataset_id)
-                if lease is not None and lease.node_uuid == container.node_uuid:
-                    raise ContainerConflict(
-                        409, f"dataset {volume.dataset_id} is leased"
-                    )
-                dataset = self._datasets[volume.dataset_id]
-                self._datasets[volume.dataset_id] = self._moved(dataset, node_uuid)
-            container = container.set(node_uuid=node_uuid)
+            container = self._move(container, node_uuid)
             self._containers[name] = container
             return container
 
@@ -668,6 +687,7 @@ class FakeFlockerClient(FakeCloning):
             container = self._containers.pop(name, None)
             if container is None:
                 raise UnknownContainer(404, f"unknown application {name!r}")
+            self._previous.pop(name, None)
             return container
 
         return self._write(change)

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from ._contract_cloning import CloningContract
+from ._contract_containers import ContainerUpdateContract
 from ._interface import (
     BadRequest,
     ConfigurationChanged,
@@ -83,6 +84,10 @@ class ClientFixture:
         not answer.
     :ivar disconnect_agent: make a node's dataset agent unreachable by the
         control service.
+    :ivar report_health: make the node running a configured container
+        report its health (``"starting"``, ``"healthy"`` or
+        ``"unhealthy"``, and the last failure's reason or ``None``) at its
+        current revision, as its container agent does.
     """
 
     client: Any
@@ -95,6 +100,7 @@ class ClientFixture:
     flush: Callable[[], None] = lambda: None
     report_transfers: Callable[..., None] = _no_transfers
     disconnect_agent: Callable[[UUID], None] = _no_transfers
+    report_health: Callable[[str, str, str | None], None] = _no_transfers
 
 
 def result_of(fixture: ClientFixture, d: Deferred[T]) -> T:
@@ -111,7 +117,7 @@ def result_of(fixture: ClientFixture, d: Deferred[T]) -> T:
 def make_iflockerapiv1client_tests(factory: Callable[[], ClientFixture]) -> type:
     """Build the `IFlockerAPIV1Client` contract test class for one implementation."""
 
-    class IFlockerAPIV1ClientTests(CloningContract):
+    class IFlockerAPIV1ClientTests(CloningContract, ContainerUpdateContract):
         """The behaviour every `IFlockerAPIV1Client` provider has."""
 
         @pytest.fixture

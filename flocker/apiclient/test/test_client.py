@@ -25,7 +25,7 @@ from flocker.control import (
 )
 from flocker.control._maintenance import DeletedDatasetCleaner
 from flocker.control._protocol import AgentUnavailable
-from flocker.control._state import DatasetState, NodeState, Snapshot
+from flocker.control._state import ApplicationHealth, DatasetState, NodeState, Snapshot
 from flocker.control.rest_service import make_api_resource
 from flocker.node._roles import PRIMARY, MemoryRoles
 from flocker.node._snapshots import SnapshotOperations
@@ -55,6 +55,7 @@ def fake_cluster() -> ClientFixture:
         fence=client.fence,
         report_transfers=client.report_transfers,
         disconnect_agent=client.disconnect_agent,
+        report_health=client.report_health,
     )
 
 
@@ -234,6 +235,18 @@ def real_cluster() -> ClientFixture:
                 )
         state.update_node_state(NodeState(uuid=str(node), datasets=reported))
 
+    def report_health(name: str, status: str, reason: str | None) -> None:
+        """The node running the application reports its health at its revision."""
+        app, node = configuration.deployment.get_application(name)
+        health = ApplicationHealth(
+            application=name,
+            status=status,
+            revision=app.revision,
+            reason=reason,
+            since=clock.seconds(),
+        )
+        state.update_node_state(NodeState(uuid=node, health={name: health}), "container")
+
     return ClientFixture(
         client=FlockerClient(treq, "https://control.example:4523"),
         fence=fence,
@@ -245,6 +258,7 @@ def real_cluster() -> ClientFixture:
         flush=treq.flush,
         report_transfers=agents.report_transfers,
         disconnect_agent=lambda node: agents.disconnected.add(str(node)),
+        report_health=report_health,
     )
 
 
@@ -259,3 +273,16 @@ class TestFlockerClient(make_iflockerapiv1client_tests(real_cluster)):  # type: 
 def test_uuid_type() -> None:
     """Node UUIDs in fixtures are UUID values (as the interface promises)."""
     assert isinstance(fake_cluster().nodes[0], UUID)
+
+
+def test_contract_parts_do_not_hide_each_others_tests() -> None:
+    """No two parts of the contract suite name a test alike (one would hide the other)."""
+    from flocker.apiclient._contract_cloning import CloningContract
+    from flocker.apiclient._contract_containers import ContainerUpdateContract
+
+    def tests(cls: type) -> set[str]:
+        return {name for name in vars(cls) if name.startswith("test_")}
+
+    suite = make_iflockerapiv1client_tests(fake_cluster)
+    parts = [tests(suite), tests(CloningContract), tests(ContainerUpdateContract)]
+    assert all(not (a & b) for i, a in enumerate(parts) for b in parts[i + 1 :])

@@ -1,0 +1,218 @@
+"""
+The part of `FakeFlockerClient` that updates and rolls back containers and
+holds their reported health, with the rules of the control service's model
+(`flocker.control.Deployment.update_application` and
+``rollback_application``, `flocker.control.HealthCheck`):
+
+* an update replaces the fields given; the same specification changes
+  nothing; a changed one is the next ``revision``, keeps the one it
+  replaced for a rollback, and is ``updating`` until its node reports it
+  healthy at that revision;
+* a node reporting the revision being updated ``unhealthy`` makes the
+  control service roll the update back by itself (``update_failed`` says
+  why); reporting it ``healthy`` ends the update (it can still be rolled
+  back by hand);
+* a rollback returns to the previous specification as the next revision,
+  after which there is nothing to roll back to;
+* a health check probes one of the container's published internal ports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from twisted.internet.defer import Deferred
+
+from ._interface import (
+    HEALTH_STATUSES,
+    UNCHANGED,
+    BadRequest,
+    Container,
+    ContainerPort,
+    ContainerState,
+    HealthCheck,
+    Link,
+    NothingToRollBack,
+    RestartPolicy,
+    UnknownContainer,
+)
+
+__all__ = ["FakeContainerUpdates", "check_health"]
+
+#: The most seconds an interval, timeout or start period may be.
+_MAXIMUM_SECONDS = 86400.0
+
+
+def _seconds(what: str, value: float, zero: bool = False) -> None:
+    low_ok = value >= 0 if zero else value > 0
+    if not (math.isfinite(value) and low_ok and value <= _MAXIMUM_SECONDS):
+        bound = "at least 0" if zero else "more than 0"
+        raise BadRequest(
+            400, f"health: {what} must be {bound} and at most 86400 seconds: {value!r}"
+        )
+
+
+def check_health(container: Container) -> None:
+    """
+    Refuse (`BadRequest`) a container whose health check is malformed or
+    probes a port it does not publish, as the control service does.
+    """
+    health = container.health
+    if health is None:
+        return
+    if not 0 < health.port < 65536:
+        raise BadRequest(400, f"health: port {health.port} is not a port number")
+    if health.kind == "http":
+        path = health.path
+        if path is None or not path.startswith("/") or any(c.isspace() for c in path):
+            raise BadRequest(
+                400, f"health: an http check needs a path starting with /: {path!r}"
+            )
+    elif health.path is not None:
+        raise BadRequest(400, "health: a tcp check has no path")
+    _seconds("interval", health.interval)
+    _seconds("timeout", health.timeout)
+    _seconds("start_period", health.start_period, zero=True)
+    if not 1 <= health.retries <= 1000:
+        raise BadRequest(400, f"health: retries must be from 1 to 1000: {health.retries}")
+    if health.port not in {p.internal for p in container.ports}:
+        raise BadRequest(
+            400,
+            f"the health check's port {health.port} is not one of the "
+            "application's published internal ports",
+        )
+
+
+class FakeContainerUpdates:
+    """
+    `FakeFlockerClient`'s container updates, rollbacks and health reports;
+    the state they use is `FakeFlockerClient`'s.
+    """
+
+    _containers: dict[str, Container]
+    #: Container name → the specification its last update replaced.
+    _previous: dict[str, Container]
+    #: Container name → (status, reason) its node last reported.
+    _health: dict[str, tuple[str, str | None]]
+    _state_containers: list[ContainerState]
+    _write: Callable[..., Deferred[Any]]
+    _move: Callable[[Container, UUID], Container]
+    _check_ports: Callable[[Container, UUID], None]
+
+    def report_health(self, name: str, status: str, reason: str | None = None) -> None:
+        """
+        Make the node running a container report its health at its current
+        revision, as its container agent does; an update waiting for it
+        ends (``healthy``) or is rolled back by the control service
+        (``unhealthy``).
+        """
+        if status not in HEALTH_STATUSES:
+            raise ValueError(f"not a health status: {status!r}")
+        self._health[name] = (status, reason)
+        self._state_containers = [
+            s.set(health=status, health_reason=reason) if s.container.name == name else s
+            for s in self._state_containers
+        ]
+        container = self._containers.get(name)
+        if container is None or not container.updating:
+            return
+        if status == "healthy":
+            self._containers[name] = container.set(updating=False)
+        elif status == "unhealthy":
+            seen = f": {reason}" if reason else ""
+            why = f"revision {container.revision} was unhealthy{seen}"
+            self._containers[name] = self._restored(container, why)
+
+    def _restored(self, container: Container, reason: str | None) -> Container:
+        """The previous specification as the container's next revision."""
+        previous = self._previous.pop(container.name)
+        return previous.set(
+            node_uuid=container.node_uuid,
+            revision=container.revision + 1,
+            updating=False,
+            update_failed=reason,
+            previous_image=None,
+        )
+
+    def update_container(
+        self,
+        name: str,
+        node_uuid: UUID = UNCHANGED,
+        image: str = UNCHANGED,
+        environment: Mapping[str, str] = UNCHANGED,
+        command_line: Sequence[str] | None = UNCHANGED,
+        ports: Sequence[ContainerPort] = UNCHANGED,
+        links: Sequence[Link] = UNCHANGED,
+        cpu_shares: int | None = UNCHANGED,
+        memory_limit: int | None = UNCHANGED,
+        swappiness: int | None = UNCHANGED,
+        restart_policy: RestartPolicy = UNCHANGED,
+        health: HealthCheck | None = UNCHANGED,
+        configuration_tag: str | None = None,
+    ) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.update_container`."""
+        given: dict[str, Any] = {
+            "image": image,
+            "environment": environment,
+            "command_line": command_line,
+            "ports": ports,
+            "links": links,
+            "cpu_shares": cpu_shares,
+            "memory_limit": memory_limit,
+            "swappiness": swappiness,
+            "restart_policy": restart_policy,
+            "health": health,
+        }
+        changes = {k: v for k, v in given.items() if v is not UNCHANGED}
+        if "command_line" in changes and changes["command_line"] is not None:
+            changes["command_line"] = tuple(changes["command_line"])
+
+        def change() -> Container:
+            if not changes and node_uuid is UNCHANGED:
+                raise BadRequest(400, "nothing to update: give at least one field")
+            container = self._containers.get(name)
+            if container is None:
+                raise UnknownContainer(404, f"unknown application {name!r}")
+            try:
+                new = container.specification().set(**changes)
+            except (TypeError, ValueError) as e:
+                raise BadRequest(400, str(e)) from None
+            if new != container.specification():
+                check_health(new)
+                self._check_ports(new, container.node_uuid)
+                self._previous[name] = container.specification()
+                container = new.set(
+                    revision=container.revision + 1,
+                    updating=True,
+                    previous_image=container.image,
+                )
+            if node_uuid is not UNCHANGED:
+                container = self._move(container, node_uuid)
+            self._containers[name] = container
+            return container
+
+        return self._write(change, configuration_tag)
+
+    def rollback_container(
+        self, name: str, configuration_tag: str | None = None
+    ) -> Deferred[Container]:
+        """See `IFlockerAPIV1Client.rollback_container`."""
+
+        def change() -> Container:
+            container = self._containers.get(name)
+            if container is None:
+                raise UnknownContainer(404, f"unknown application {name!r}")
+            if container.previous_image is None or name not in self._previous:
+                raise NothingToRollBack(
+                    409,
+                    f"application {name!r} has no previous specification to roll back to",
+                )
+            rolled_back = self._restored(container, None)
+            self._check_ports(rolled_back, rolled_back.node_uuid)
+            self._containers[name] = rolled_back
+            return rolled_back
+
+        return self._write(change, configuration_tag)
