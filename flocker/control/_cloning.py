@@ -35,6 +35,7 @@ of a user's own application are the user's to change.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import NamedTuple
 from uuid import uuid4
 
@@ -229,9 +230,12 @@ def _copy_application(
     """
     ``original`` renamed, on its clones, with its own ports remapped
     (``ports``) and its links rewired (``links``: the group's external
-    ports → the copy's).
+    ports → the copy's).  The copy has the original's health check but
+    not its update history: it is a new application, at revision 0, with
+    nothing to roll back to.
     """
-    return original.set(
+    return original.specification().set(
+        revision=0,
         name=name,
         ports=[
             Port(internal_port=p.internal_port, external_port=ports[p.external_port])
@@ -249,6 +253,57 @@ def _copy_application(
             AttachedVolume(dataset_id=clones[v.dataset_id], mountpoint=v.mountpoint)
             for v in original.volumes
         ],
+    )
+
+
+def _with_previous(
+    application: Application, change: Callable[[Application], Application]
+) -> Application:
+    """
+    ``application`` changed by ``change``, and so is the previous
+    specification it may be rolled back to: a rollback returns to the
+    specification the user last had, on the copy's current clones and
+    ports, not to clones that were deleted or a port that was taken.
+    """
+    changed = change(application)
+    if application.previous is None:
+        return changed
+    return changed.set(previous=change(application.previous))
+
+
+def _rewired(application: Application, remap: Mapping[int, int]) -> Application:
+    """``application`` with its links to the moved ports (``remap``) rewired."""
+    return application.set(
+        links=[
+            link.set(remote_port=remap.get(link.remote_port, link.remote_port))
+            for link in application.links
+        ]
+    )
+
+
+def _remapped(application: Application, ports: Mapping[int, int]) -> Application:
+    """``application`` publishing the external ports ``ports`` moves instead."""
+    return application.set(
+        ports=[
+            Port(
+                internal_port=p.internal_port,
+                external_port=ports.get(p.external_port, p.external_port),
+            )
+            for p in application.ports
+        ]
+    )
+
+
+def _on_clones(application: Application, clones: Mapping[str, str]) -> Application:
+    """``application`` mounting the ``clones`` (old id → new) of its datasets."""
+    return application.set(
+        volumes=[
+            AttachedVolume(
+                dataset_id=clones.get(v.dataset_id, v.dataset_id),
+                mountpoint=v.mountpoint,
+            )
+            for v in application.volumes
+        ]
     )
 
 
@@ -414,15 +469,7 @@ def move_blocked_ports(
                     mapping[old] = new
                     remap.setdefault(old, new)
                     moves.append(PortMove(app_name, node_uuid, old, new))
-                moved = application.set(
-                    ports=[
-                        Port(
-                            internal_port=p.internal_port,
-                            external_port=mapping.get(p.external_port, p.external_port),
-                        )
-                        for p in application.ports
-                    ]
-                )
+                moved = _with_previous(application, partial(_remapped, ports=mapping))
                 deployment = deployment.remove_application(app_name).add_application(
                     moved, node_uuid
                 )
@@ -433,13 +480,10 @@ def move_blocked_ports(
                     application, node_uuid = deployment.get_application(app_name)
                 except UnknownApplication:
                     continue
-                links = [
-                    link.set(remote_port=remap.get(link.remote_port, link.remote_port))
-                    for link in application.links
-                ]
-                if links != list(application.links):
+                rewired = _with_previous(application, partial(_rewired, remap=remap))
+                if rewired != application:
                     deployment = deployment.remove_application(app_name).add_application(
-                        application.set(links=links), node_uuid
+                        rewired, node_uuid
                     )
     return deployment, moves
 
@@ -478,15 +522,7 @@ def reset_copy(
             application, node_uuid = deployment.get_application(app_name)
         except UnknownApplication:
             continue
-        moved = application.set(
-            volumes=[
-                AttachedVolume(
-                    dataset_id=renamed.get(v.dataset_id, v.dataset_id),
-                    mountpoint=v.mountpoint,
-                )
-                for v in application.volumes
-            ]
-        )
+        moved = _with_previous(application, partial(_on_clones, clones=renamed))
         deployment = deployment.remove_application(app_name).add_application(moved, node_uuid)
     for old in found.datasets.values():
         deployment = _delete_if_present(deployment, old)

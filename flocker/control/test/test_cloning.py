@@ -13,6 +13,7 @@ from flocker.control import (
     Deployment,
     DeploymentState,
     EnvironmentAlreadyExists,
+    HealthCheck,
     Link,
     ModelError,
     NodeState,
@@ -295,3 +296,81 @@ def test_nothing_moves_without_a_conflict_on_a_published_port() -> None:
         NodeState(uuid=N1, port_conflicts={"db-staging-alice": [old]})
     )
     assert move_blocked_ports(d, blocked, lambda name: False) == (d, [])
+
+
+# -- health checks and update history ----------------------------------------
+
+
+def _updated_db(d: Deployment) -> Deployment:
+    """``db`` updated to a new image with a TCP health check of its own."""
+    db, _ = d.get_application("db")
+    return d.update_application(
+        db.set(image="postgres:17", health=HealthCheck(kind="tcp", port=5432))
+    )
+
+
+def test_copy_has_the_health_check_but_no_update_history() -> None:
+    """
+    An updated original's copy has the original's health check and image,
+    but starts at revision 0 with nothing to roll back to and no update
+    waiting to be healthy.
+    """
+    d = clone_environment(
+        _updated_db(staging()), "staging", ["db"], ["alice"], SNAP, None, ids()
+    )
+    original, _ = d.get_application("db")
+    assert (original.revision, original.updating) == (1, True)
+    copy, _ = d.get_application("db-staging-alice")
+    assert copy.health == HealthCheck(kind="tcp", port=5432)
+    assert copy.image == "postgres:17"
+    assert (copy.revision, copy.previous, copy.updating, copy.update_failed) == (
+        0,
+        None,
+        False,
+        None,
+    )
+
+
+def test_reset_points_the_previous_specification_at_the_fresh_clones() -> None:
+    """
+    Resetting a copy whose application was updated since points both its
+    specification and the previous one it may be rolled back to at the
+    fresh clones: a rollback never brings back a deleted clone.
+    """
+    d = cloned()
+    copy, _ = d.get_application("db-staging-alice")
+    d = d.update_application(copy.set(image="pg:2"))
+    d = reset_copy(d, "staging", "alice", new_id=ids("cccccccc"))
+    new = d.environments["staging"].copies["alice"].datasets[DB]
+    db, _ = d.get_application("db-staging-alice")
+    assert db.previous is not None
+    assert [v.dataset_id for v in db.volumes] == [new]
+    assert [v.dataset_id for v in db.previous.volumes] == [new]
+    rolled_back, _ = d.rollback_application("db-staging-alice").get_application(
+        "db-staging-alice"
+    )
+    assert [v.dataset_id for v in rolled_back.volumes] == [new]
+
+
+def test_blocked_port_moves_in_the_previous_specification_too() -> None:
+    """
+    A blocked copy moved to a free port keeps the move in the previous
+    specification it may be rolled back to, and so do the links to it.
+    """
+    d = cloned()
+    for name in ("db-staging-alice", "web-staging-alice"):
+        app, _ = d.get_application(name)
+        d = d.update_application(app.set(image=app.image + ":2"))
+    db, _ = d.get_application("db-staging-alice")
+    [old] = [p.external_port for p in db.ports]
+    state = DeploymentState().update_node(
+        NodeState(uuid=N1, applications={}, port_conflicts={"db-staging-alice": [old]})
+    )
+    moved, [move] = move_blocked_ports(d, state)
+    db, _ = moved.get_application("db-staging-alice")
+    assert db.previous is not None
+    assert [p.external_port for p in db.previous.ports] == [move.new_port]
+    web, _ = moved.get_application("web-staging-alice")
+    assert web.previous is not None
+    links = {link.alias: link.remote_port for link in web.previous.links}
+    assert links["db"] == move.new_port
