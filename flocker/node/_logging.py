@@ -84,3 +84,19 @@ CONTROL_NO_ANSWER = MessageType(
     "The instance accepted the connection but said nothing (no TLS or version "
     "handshake) in time; the agent gives it up and tries the next instance.",
 )
+
+#: An application's health, as the container agent's probes see it, changed.
+HEALTH_CHANGED = MessageType(
+    "flocker:node:container:health",
+    [
+        Field.for_types("name", [str], "The application."),
+        Field.for_types("status", [str], "starting, healthy or unhealthy."),
+        Field.for_types(
+            "revision", [int, type(None)],
+            "The configured revision its instance runs, or None for an older instance.",
+        ),
+        Field.for_types("reason", [str, type(None)], "What the last failed probe saw, or None."),
+    ],
+    "The health of an application's instance on this node changed (a new "
+    "instance starts at starting); the node reports it to the control service.",
+)
