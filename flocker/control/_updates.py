@@ -1,0 +1,366 @@
+"""Automatic rollback: the control service settles application updates by itself.
+
+An update (`Deployment.update_application`) makes an application's next
+revision and leaves it ``updating``: it waits for its instance to be
+healthy.  The container agent of the application's node reports the
+instance's health (`NodeState.health`, an `ApplicationHealth` per
+application, naming the configured revision the probed instance runs).
+
+Rules (`plan_update_outcomes`, a pure calculation; `AutomaticRollback`
+applies it):
+
+* Only applications with ``updating`` set are considered, and only the
+  report of the node they are configured on counts.
+* A report of that node saying ``healthy`` at the application's revision
+  *confirms* the update: ``updating`` is cleared, ``previous`` is kept (so
+  the user can still roll back by hand).
+* A report saying ``unhealthy`` at the application's revision *rolls the
+  update back* (`Deployment.rollback_application`), with a reason saying
+  what was seen, kept as the application's ``update_failed``; an update
+  without a previous specification (which `Deployment.update_application`
+  never makes) cannot be rolled back and is left as it is.
+* Anything else changes nothing: no report, a report of another (older)
+  instance (``revision`` not the application's), or ``starting``.
+
+Each outcome is re-checked against the configuration it is applied to
+(`apply_update_outcome`): if the application was updated, moved or settled
+meanwhile, the outcome is called off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from eliot import ActionType, Field, MessageType, write_traceback
+from eliot.twisted import DeferredContext
+from pyrsistent import PClass, field
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+
+from ._clusterstate import ClusterStateService
+from ._logging import CHANGED, GENERATION, REASON
+from ._model import Application, Deployment
+from ._persistence import ConfigurationService, StoredConfiguration
+from ._state import ApplicationHealth, DeploymentState
+
+__all__ = [
+    "CONFIRMED",
+    "ROLLED_BACK",
+    "SETTLE_UPDATES",
+    "UPDATE_CONFIRMED",
+    "UPDATE_FAILED",
+    "AutomaticRollback",
+    "UpdateCalledOff",
+    "UpdateOutcome",
+    "apply_update_outcome",
+    "apply_update_outcomes",
+    "plan_update_outcomes",
+]
+
+#: The update's instance was healthy: ``updating`` is cleared.
+CONFIRMED = "confirmed"
+
+#: The update's instance was unhealthy: the previous specification returns.
+ROLLED_BACK = "rolled back"
+
+_OUTCOMES = (CONFIRMED, ROLLED_BACK)
+
+
+# -- logging -------------------------------------------------------------------
+
+_NAME = Field.for_types("name", [str], "An application's name.")
+_REVISION = Field.for_types(
+    "revision", [int], "The application's revision the update made."
+)
+_APPLICATIONS = Field(
+    "applications",
+    lambda names: sorted(names),
+    "The applications whose updates were to be confirmed or rolled back.",
+)
+
+#: The leader confirmed or rolled back updates from their nodes' health reports.
+SETTLE_UPDATES = ActionType(
+    "flocker:control:updates:settle",
+    [_APPLICATIONS],
+    [GENERATION, CHANGED],
+    "Updated applications' nodes reported their new revisions healthy or "
+    "unhealthy: the updates were confirmed or rolled back in one "
+    "configuration change (outcomes no longer applying were called off).",
+)
+
+#: An update was rolled back by the control service itself.
+UPDATE_FAILED = MessageType(
+    "flocker:control:update_failed",
+    [_NAME, _REVISION, REASON],
+    "An application's update was rolled back automatically: its node "
+    "reported the new revision's instance unhealthy.",
+)
+
+#: An update's instance was reported healthy: it no longer waits.
+UPDATE_CONFIRMED = MessageType(
+    "flocker:control:update_confirmed",
+    [_NAME, _REVISION],
+    "An application's update was confirmed: its node reported the new "
+    "revision's instance healthy (the previous specification is kept for a "
+    "rollback by hand).",
+)
+
+
+# -- planning --------------------------------------------------------------------
+
+
+class UpdateOutcome(PClass):
+    """
+    How one application's update is settled.
+
+    :ivar application: the application's name.
+    :ivar node_uuid: the node it is configured on (whose report decided).
+    :ivar revision: its revision the update made (the one reported).
+    :ivar outcome: `CONFIRMED` or `ROLLED_BACK`.
+    :ivar reason: for a rollback, what was seen, in words; else ``None``.
+    """
+
+    application = field(type=str, mandatory=True)
+    node_uuid = field(type=str, mandatory=True)
+    revision = field(type=int, mandatory=True)
+    outcome = field(
+        type=str,
+        mandatory=True,
+        invariant=lambda o: (o in _OUTCOMES, f"not an update outcome: {o!r}"),
+    )
+    reason = field(type=(str, type(None)), initial=None)
+
+
+def _unhealthy_words(name: str, health: ApplicationHealth) -> str:
+    """What an unhealthy report says, e.g. ``revision 3 of 'web' was unhealthy: HTTP 503 (3 probes failed)``."""
+    words = f"revision {health.revision} of {name!r} was unhealthy"
+    if health.reason:
+        words += f": {health.reason}"
+    if health.failures:
+        plural = "s" if health.failures != 1 else ""
+        words += f" ({health.failures} probe{plural} failed)"
+    return words
+
+
+def _outcome(
+    application: Application, node_uuid: str, cluster_state: DeploymentState
+) -> UpdateOutcome | None:
+    """How the node's report settles the application's update, if it does."""
+    if not application.updating:
+        return None
+    reports = cluster_state.get_node(node_uuid).health
+    health: ApplicationHealth | None = (
+        None if reports is None else reports.get(application.name)
+    )
+    if health is None or health.revision != application.revision:
+        return None
+    if health.status == "healthy":
+        return UpdateOutcome(
+            application=application.name,
+            node_uuid=node_uuid,
+            revision=application.revision,
+            outcome=CONFIRMED,
+        )
+    if health.status == "unhealthy" and application.previous is not None:
+        return UpdateOutcome(
+            application=application.name,
+            node_uuid=node_uuid,
+            revision=application.revision,
+            outcome=ROLLED_BACK,
+            reason=_unhealthy_words(application.name, health),
+        )
+    return None
+
+
+def plan_update_outcomes(
+    configuration: Deployment, cluster_state: DeploymentState
+) -> list[UpdateOutcome]:
+    """The updates that the nodes' health reports settle now, by application name."""
+    outcomes = []
+    for application, node_uuid in configuration.all_applications():
+        outcome = _outcome(application, node_uuid, cluster_state)
+        if outcome is not None:
+            outcomes.append(outcome)
+    return outcomes
+
+
+class UpdateCalledOff(Exception):
+    """A planned outcome no longer applies to the configuration."""
+
+
+def apply_update_outcome(
+    configuration: Deployment, outcome: UpdateOutcome
+) -> Deployment:
+    """
+    Settle one update in ``configuration``: clear ``updating`` (confirmed)
+    or roll the application back with the outcome's reason.
+
+    :raise UpdateCalledOff: the application is gone, moved to another node,
+        at another revision (updated again) or no longer updating (settled).
+    """
+    node = configuration.nodes.get(outcome.node_uuid)
+    current = None if node is None else node.applications.get(outcome.application)
+    if (
+        node is None
+        or current is None
+        or not current.updating
+        or current.revision != outcome.revision
+        or (outcome.outcome == ROLLED_BACK and current.previous is None)
+    ):
+        raise UpdateCalledOff(
+            f"revision {outcome.revision} of application {outcome.application!r} "
+            f"on node {outcome.node_uuid} is no longer waiting to be settled"
+        )
+    if outcome.outcome == ROLLED_BACK:
+        return configuration.rollback_application(outcome.application, outcome.reason)
+    return configuration.update_node(
+        node.set(
+            applications=node.applications.set(
+                outcome.application, current.set(updating=False)
+            )
+        )
+    )
+
+
+def apply_update_outcomes(
+    configuration: Deployment, outcomes: list[UpdateOutcome]
+) -> tuple[Deployment, list[UpdateOutcome]]:
+    """
+    Settle each update that still applies (`apply_update_outcome`),
+    leaving out those called off.
+
+    :return: the configuration and the outcomes applied.
+    """
+    applied = []
+    for outcome in outcomes:
+        try:
+            configuration = apply_update_outcome(configuration, outcome)
+        except UpdateCalledOff:
+            continue
+        applied.append(outcome)
+    return configuration, applied
+
+
+# -- the service -------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class AutomaticRollback(Service):
+    """
+    Confirm or roll back updates by themselves, from their nodes' health reports.
+
+    A singleton duty (`flocker.control._maintenance.build_duties`, run by
+    the leader alone).  On every cluster state change and every
+    configuration change (and once when started) it plans
+    (`plan_update_outcomes`); when anything is to settle it makes one
+    configuration change through `ConfigurationService.change`
+    (compare-and-swap, durable before it counts, retried on another
+    writer's change) that re-plans against the configuration being changed
+    and the cluster state then, so an application updated again meanwhile
+    is left alone.  Each settling is its own eliot task,
+    ``flocker:control:updates:settle``, logging once stored an
+    ``update_failed`` message per rollback and an ``update_confirmed``
+    message per confirmation.  One change is in flight at a time; calls
+    meanwhile are coalesced into one more check.  Errors are logged and
+    the next change checks again.
+
+    :ivar configuration_service: the loaded `ConfigurationService`.
+    :ivar cluster_state_service: the `ClusterStateService`.
+    """
+
+    configuration_service: ConfigurationService
+    cluster_state_service: ClusterStateService
+    _unsubscribe: list[Any] = attrs.field(factory=list, init=False)
+    _running: bool = attrs.field(default=False, init=False)
+    _again: bool = attrs.field(default=False, init=False)
+
+    def startService(self) -> None:  # noqa: N802
+        """Subscribe to both services and check once now."""
+        Service.startService(self)
+        self._unsubscribe = [
+            self.cluster_state_service.subscribe(lambda state: self.check()),
+            self.configuration_service.subscribe(lambda g, d: self.check()),
+        ]
+        self.check()
+
+    def stopService(self) -> Deferred[None] | None:  # noqa: N802
+        """Unsubscribe (a change being made finishes)."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        stopped: Deferred[None] | None = Service.stopService(self)
+        return stopped
+
+    def plan(self, configuration: Deployment) -> list[UpdateOutcome]:
+        """What `plan_update_outcomes` decides for ``configuration`` now."""
+        return plan_update_outcomes(
+            configuration, self.cluster_state_service.as_deployment_state()
+        )
+
+    def check(self) -> None:
+        """
+        Settle what the reports settle now, if anything (coalescing
+        overlapping calls).  Never raises: errors are logged.
+        """
+        if self._running:
+            self._again = True
+            return
+        try:
+            configuration: Deployment = self.configuration_service.deployment
+        except RuntimeError:
+            return  # not loaded yet: the first change after loading checks
+        try:
+            planned = self.plan(configuration)
+        except Exception:
+            write_traceback()
+            return
+        if not planned:
+            return
+        self._running = True
+        self._again = False
+        self._settle(planned).addBoth(self._finished)
+
+    def _finished(self, result: object) -> None:
+        self._running = False
+        if self._again and self.running:
+            self.check()
+
+    def _settle(self, planned: list[UpdateOutcome]) -> Deferred[None]:
+        """One configuration change settling what is still to settle."""
+        applied: list[UpdateOutcome] = []
+
+        def change(current: Deployment) -> Deployment:
+            settled, made = apply_update_outcomes(current, self.plan(current))
+            applied[:] = made
+            return settled
+
+        def logged(stored: StoredConfiguration) -> None:
+            for outcome in applied:
+                if outcome.outcome == ROLLED_BACK:
+                    UPDATE_FAILED.log(
+                        name=outcome.application,
+                        revision=outcome.revision,
+                        reason=outcome.reason or "",
+                    )
+                else:
+                    UPDATE_CONFIRMED.log(
+                        name=outcome.application, revision=outcome.revision
+                    )
+            action.add_success_fields(
+                generation=stored.generation, changed=bool(applied)
+            )
+
+        def failed(failure: Any) -> None:
+            write_traceback(exc_info=(failure.type, failure.value, failure.tb))
+
+        action = SETTLE_UPDATES.as_task(
+            applications=[outcome.application for outcome in planned]
+        )
+        with action.context():
+            changing = DeferredContext(self.configuration_service.change(change))
+            changing.addCallback(logged)
+            changing.addActionFinish()
+        d: Deferred[None] = changing.result
+        d.addErrback(failed)
+        return d
