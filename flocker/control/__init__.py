@@ -86,11 +86,15 @@ from ._state import (
     cleanup_deleted,
     cleanup_moved,
 )
+from ._updates import AutomaticRollback, UpdateOutcome, plan_update_outcomes
 
 __all__ = [
     "AutomaticFailover",
     "FailoverPlan",
     "plan_failovers",
+    "AutomaticRollback",
+    "UpdateOutcome",
+    "plan_update_outcomes",
     "Environment",
     "EnvironmentAlreadyExists",
     "EnvironmentCopy",

@@ -2,9 +2,11 @@
 
 `build_duties` gathers what must run on exactly one control instance: the
 automatic failover decisions, the clean-up of deleted datasets and finished
-moves, the moving of environment copies off taken ports and the removal of
-expired leases from the configuration.  `flocker.control._leader` runs them
-while this instance leads; `flocker.control.rest_service.create_api_service`
+moves, the moving of environment copies off taken ports, the removal of
+expired leases from the configuration and the confirmation or rollback of
+application updates from their nodes' health reports
+(`flocker.control._updates`).  `flocker.control._leader` runs them while
+this instance leads; `flocker.control.rest_service.create_api_service`
 runs the clean-up and the port moves itself when asked to (``duties``), for
 a control service without leader election and for tests.
 """
@@ -28,6 +30,7 @@ from ._logging import COPY_PORT_MOVED, COPY_PORT_MOVES_EXHAUSTED, MOVE_COPY_PORT
 from ._model import Deployment
 from ._persistence import ConfigurationService, StoredConfiguration
 from ._state import DeploymentState, cleanup_configuration
+from ._updates import AutomaticRollback
 
 __all__ = [
     "MAXIMUM_PORT_MOVES",
@@ -310,7 +313,8 @@ def build_duties(
 ) -> MultiService:
     """
     The singleton duties as one service (children named ``"failover"``,
-    ``"cleaner"``, ``"port-mover"`` and ``"lease-expirer"``), not started.
+    ``"cleaner"``, ``"port-mover"``, ``"lease-expirer"`` and ``"rollback"``),
+    not started.
     """
     duties = MultiService()
     failover = AutomaticFailover(
@@ -327,4 +331,7 @@ def build_duties(
     expirer = LeaseExpirer(clock, configuration_service)
     expirer.setName("lease-expirer")
     expirer.setServiceParent(duties)
+    rollback = AutomaticRollback(configuration_service, cluster_state_service)
+    rollback.setName("rollback")
+    rollback.setServiceParent(duties)
     return duties

@@ -60,13 +60,13 @@ class BuildDutiesTests(SynchronousTestCase):
     """`build_duties` gathers every singleton duty, not started."""
 
     def test_every_duty_named(self) -> None:
-        """Failover, clean-up, port moves and lease expiry, each by name."""
+        """Failover, clean-up, port moves, lease expiry and rollback, each by name."""
         clock = Clock()
         configuration = ConfigurationService(MemoryConfigurationStore())
         duties = build_duties(clock, configuration, ClusterStateService(clock), 30.0)
         self.assertEqual(
             sorted(service.name for service in duties),
-            ["cleaner", "failover", "lease-expirer", "port-mover"],
+            ["cleaner", "failover", "lease-expirer", "port-mover", "rollback"],
         )
         failover = duties.getServiceNamed("failover")
         self.assertIsInstance(failover, AutomaticFailover)

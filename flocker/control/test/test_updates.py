@@ -3,7 +3,7 @@ Tests of automatic rollback (flocker.control._updates): the pure planner
 `plan_update_outcomes`, `apply_update_outcome(s)`, and the
 `AutomaticRollback` duty over a real `ConfigurationService` (a file store in
 a temporary directory, its thread work run at once) and
-`ClusterStateService`.
+`ClusterStateService`, alone and under the leadership.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from eliot.testing import LoggedAction, LoggedMessage
 from hypothesis import HealthCheck as Hypothesis
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -38,7 +38,9 @@ from flocker.control import (
     Port,
     StoredConfiguration,
 )
+from flocker.control._leader import Leadership
 from flocker.control._logging import CONFLICT
+from flocker.control._maintenance import build_duties
 from flocker.control._updates import (
     CONFIRMED,
     ROLLED_BACK,
@@ -758,3 +760,54 @@ def test_stopped_service_does_nothing(tmp_path: Path) -> None:
     control.service.stopService()
     control.report(health("unhealthy", 1, failures=3))
     assert control.web().updating
+
+
+class Contested:
+    """An etcd stand-in whose leadership key another instance holds until freed."""
+
+    def __init__(self) -> None:
+        """The key is taken."""
+        self.free = False
+
+    def grant_lease(self, ttl: int) -> Deferred[int]:
+        """A lease, at once."""
+        return succeed(7)
+
+    def keep_alive(self, lease_id: int) -> Deferred[int]:
+        """Renewed."""
+        return succeed(4)
+
+    def revoke_lease(self, lease_id: int) -> Deferred[None]:
+        """Revoked."""
+        return succeed(None)
+
+    def create(
+        self, key: str, value: bytes, lease: int | None = None
+    ) -> Deferred[bool]:
+        """Created only once freed."""
+        return succeed(self.free)
+
+
+def test_only_the_leader_rolls_back(tmp_path: Path, eliot_logger: MemoryLogger) -> None:
+    """
+    The duty runs among the singleton duties: while another instance leads,
+    an unhealthy report changes nothing here; once this instance leads, the
+    update is rolled back.
+    """
+    control = Control(tmp_path, updated())
+    etcd = Contested()
+    duties = build_duties(control.clock, control.configuration, control.state, 30.0)
+    leadership = Leadership(control.clock, etcd, "this", duties)
+    leadership.startService()
+    control.report(health("unhealthy", 1, failures=3))
+    control.clock.advance(5)
+    assert not leadership.is_leader
+    assert control.web().updating
+    assert not LoggedAction.of_type(eliot_logger.messages, SETTLE_UPDATES)
+    etcd.free = True
+    control.clock.advance(1)
+    assert leadership.is_leader
+    assert control.web().revision == 2
+    (message,) = LoggedMessage.of_type(eliot_logger.messages, UPDATE_FAILED)
+    assert message.message["revision"] == 1
+    assert_fired(leadership.stopService())
