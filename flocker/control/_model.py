@@ -85,6 +85,7 @@ __all__ = [
     "Application",
     "ApplicationAlreadyExists",
     "HEALTH_CHECK_KINDS",
+    "NothingToRollBack",
     "HealthCheck",
     "default_health",
     "AttachedVolume",
