@@ -541,9 +541,10 @@ class Application(PClass):
             for a rollback the user asked for).
         :raise NothingToRollBack: there is no previous specification.
         """
-        if self.previous is None:
+        previous: Application | None = self.previous
+        if previous is None:
             raise NothingToRollBack(self.name)
-        return self.previous.set(
+        return previous.set(
             revision=self.revision + 1, previous=None, updating=False, update_failed=reason
         )
 
