@@ -30,6 +30,17 @@ containers whose spec differs.  Run-time facts (running or not, exit code,
 restarts) are *not* part of the spec; they come from
 :meth:`IContainerRuntime.inspect` and :meth:`IContainerRuntime.list_states`.
 
+Published ports
+===============
+
+A :class:`PublishedPort` with ``external_port`` 0 asks the engine to choose
+a free host port when the container starts (Docker's ephemeral ports); the
+spec keeps the 0, so it lists back as it was created.  Which host port each
+internal port is reachable on *now* is run-time state:
+:attr:`ContainerState.ports`, for a fixed port the external port itself,
+for an ephemeral one the engine's choice, which may change every time the
+container starts (a restart by its policy included).
+
 Images
 ======
 
@@ -137,6 +148,20 @@ def _port_number(value: object) -> tuple[bool, str]:
     return ok, f"not a port number (1-65535): {value!r}"
 
 
+def _external_port(value: object) -> tuple[bool, str]:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 65536
+    return ok, f"not a port number (1-65535) nor 0 (chosen by the engine): {value!r}"
+
+
+def _port_map(ports: PMap[int, int]) -> tuple[bool, str]:
+    for internal, host in ports.items():
+        for number in (internal, host):
+            ok, message = _port_number(number)
+            if not ok:
+                return ok, message
+    return True, ""
+
+
 def _ipv4(value: object) -> tuple[bool, str]:
     try:
         ipaddress.IPv4Address(value)
@@ -163,14 +188,20 @@ class PublishedPort(PClass):
     the container.  Simulated nodes publish on their own address
     (``127.0.0.11``…); ``"0.0.0.0"`` means every address of the machine.
 
+    An ``external_port`` of 0 is an *ephemeral* port: the engine publishes
+    ``internal_port`` on a free host port of its choice each time the
+    container starts, and :attr:`ContainerState.ports` says which.  The
+    spec keeps the 0 (it lists back as created).
+
     :ivar internal_port: The port the container listens on.
-    :ivar external_port: The port published on the node.
+    :ivar external_port: The port published on the node (1–65535), or 0:
+        one the engine chooses when the container starts.
     :ivar host_ip: The IPv4 address the external port is bound to.
     :ivar protocol: ``"tcp"`` or ``"udp"``.
     """
 
     internal_port = field(type=int, mandatory=True, invariant=_port_number)
-    external_port = field(type=int, mandatory=True, invariant=_port_number)
+    external_port = field(type=int, mandatory=True, invariant=_external_port)
     host_ip = field(type=str, initial="0.0.0.0", invariant=_ipv4)
     protocol = field(
         type=str,
@@ -184,9 +215,12 @@ class PublishedPort(PClass):
 
         They clash when protocol and external port are the same and the
         addresses are the same or either is the wildcard ``0.0.0.0``.
+        Ephemeral ports (external port 0) clash with nothing: the engine
+        chooses a free port for each.
         """
         return (
-            self.protocol == other.protocol
+            self.external_port != 0
+            and self.protocol == other.protocol
             and self.external_port == other.external_port
             and (
                 self.host_ip == other.host_ip
@@ -361,12 +395,29 @@ class ContainerState(PClass):
     :ivar started_at: When it last started, POSIX seconds, or ``None`` if
         it never started.
     :ivar restart_count: How often the restart policy has restarted it.
+    :ivar ports: Internal port → the host port it is published on now, at
+        the spec's ``host_ip``, for each published TCP port of a running
+        container: a fixed port is its ``external_port``, an ephemeral one
+        (``external_port`` 0) the port the engine chose when the container
+        last started (a restart may choose another).  UDP ports are not
+        reported.  An internal port published more than once (at several
+        addresses) maps to the lowest of its host ports.  Empty when the
+        container does not run or publishes no TCP port; while the engine
+        restarts a container it may lack ports not bound yet.
     """
 
     running = field(type=bool, mandatory=True)
     exit_code = field(type=(int, type(None)), initial=None)
     started_at = field(type=(float, type(None)), initial=None)
     restart_count = field(type=int, initial=0)
+    ports = pmap_field(int, int, invariant=_port_map)
+
+    def __invariant__(self) -> tuple[bool, str]:
+        """Only a running container has published ports."""
+        return (
+            self.running or not self.ports,
+            f"a container that does not run publishes no ports: {self.ports}",
+        )
 
 
 # --------------------------------------------------------------------------

@@ -50,11 +50,11 @@ _segment = st.text(
 #: Absolute paths without ':'.
 paths = st.lists(_segment, min_size=1, max_size=4).map(lambda p: "/" + "/".join(p))
 
-#: Published ports on loopback or every address.
+#: Published ports on loopback or every address, fixed or ephemeral (0).
 published_ports = st.builds(
     PublishedPort,
     internal_port=st.integers(1, 65535),
-    external_port=st.integers(1, 65535),
+    external_port=st.one_of(st.just(0), st.integers(1, 65535)),
     host_ip=st.sampled_from(["0.0.0.0", "127.0.0.1", "127.0.0.11", "127.0.0.12"]),
     protocol=st.sampled_from(["tcp", "udp"]),
 )
@@ -115,13 +115,14 @@ container_specs = st.builds(
     swappiness=st.one_of(st.none(), st.integers(*SWAPPINESS_RANGE)),
 )
 
-#: Container states as runtimes report them.
+#: Container states as runtimes report them (only running ones publish ports).
 container_states = st.one_of(
     st.builds(
         ContainerState,
         running=st.just(True),
         started_at=st.floats(0, 2e9),
         restart_count=st.integers(0, 100),
+        ports=st.dictionaries(st.integers(1, 65535), st.integers(1, 65535), max_size=4),
     ),
     st.builds(
         ContainerState,

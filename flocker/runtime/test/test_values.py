@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from hypothesis import given
-from pyrsistent import InvariantException, PTypeError
+from pyrsistent import InvariantException, PTypeError, pset
 
 from .. import (
     ContainerSpec,
+    ContainerState,
     InvalidName,
     PublishedPort,
     RestartOnFailure,
@@ -18,7 +19,7 @@ from .. import (
     container_name,
     is_valid_name,
 )
-from ..strategies import container_specs
+from ..strategies import container_specs, container_states
 
 _GOOD: dict[str, Any] = {"name": "app", "image": "flocker-test/busybox:1"}
 
@@ -79,6 +80,58 @@ def test_bad_port(fields: dict[str, Any]) -> None:
     """Port numbers outside 1–65535, non-IPv4 addresses and odd protocols are refused."""
     with pytest.raises(InvariantException):
         PublishedPort(**fields)
+
+
+def test_ephemeral_port() -> None:
+    """External port 0 (the engine chooses) is allowed; below 0 is not."""
+    assert PublishedPort(internal_port=80, external_port=0).external_port == 0
+    with pytest.raises(InvariantException):
+        PublishedPort(internal_port=80, external_port=-1)
+
+
+def test_ephemeral_ports_clash_with_nothing() -> None:
+    """
+    Ephemeral ports clash with no port, so a spec may publish several
+    at one address.
+    """
+    zero = PublishedPort(internal_port=80, external_port=0)
+    other = PublishedPort(internal_port=81, external_port=0)
+    assert not zero.clashes_with(other)
+    assert not zero.clashes_with(zero)
+    assert not other.clashes_with(PublishedPort(internal_port=1, external_port=80))
+    spec = ContainerSpec(**_GOOD, ports=[zero, other])
+    assert spec.ports == pset([zero, other])
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"running": True, "ports": {0: 80}},
+        {"running": True, "ports": {80: 0}},
+        {"running": True, "ports": {80: 65536}},
+        {"running": False, "ports": {80: 8080}},
+    ],
+)
+def test_bad_state_ports(fields: dict[str, Any]) -> None:
+    """
+    A state's ports are port numbers (0 is never reported: it is the
+    engine's choice) and only a running container has them.
+    """
+    with pytest.raises(InvariantException):
+        ContainerState(**fields)
+
+
+def test_state_ports_by_default() -> None:
+    """A state built without ports (as before they existed) has none."""
+    assert ContainerState(running=True).ports == {}
+    assert ContainerState(running=True) == ContainerState(running=True, ports={})
+
+
+@given(container_states)
+def test_states_valid(state: ContainerState) -> None:
+    """The strategy's states rebuild equal to themselves."""
+    names = ["running", "exit_code", "started_at", "restart_count", "ports"]
+    assert ContainerState(**{k: getattr(state, k) for k in names}) == state
 
 
 def test_bad_port_type() -> None:
