@@ -14,7 +14,10 @@ shares, memory, swappiness; ``Config.Image``).  Two parts cannot be: the engine 
 the environment and the command with the image's own, so the ones given are
 also stored as JSON in the labels :data:`ENVIRONMENT_LABEL` and
 :data:`COMMAND_LABEL`.  Hence what :meth:`DockerRuntime.create` is given is
-exactly what :meth:`DockerRuntime.list_containers` returns.
+exactly what :meth:`DockerRuntime.list_containers` returns.  An ephemeral
+port (external port 0) is bound as host port 0, which the engine records
+as such (and reads back as 0); the port it chose is in the container's
+``NetworkSettings.Ports`` while it runs, whence :attr:`ContainerState.ports`.
 
 An engine without cgroup v1 memory swappiness (cgroup v2) accepts
 ``MemorySwappiness``, warns and discards it; the container it makes would
@@ -184,7 +187,7 @@ def spec_from_inspect(attrs_: Mapping[str, Any]) -> ContainerSpec:
             ports.append(
                 PublishedPort(
                     internal_port=int(internal),
-                    external_port=int(binding["HostPort"]),
+                    external_port=int(binding.get("HostPort") or 0),
                     host_ip=binding.get("HostIp") or "0.0.0.0",
                     protocol=protocol or "tcp",
                 )
@@ -217,6 +220,40 @@ def _timestamp(text: str | None) -> float | None:
     return stamp + (float("0." + fraction) if fraction else 0.0)
 
 
+def _host_ip(binding: Mapping[str, Any]) -> str:
+    """The address of a port binding; the engine's empty one is every address."""
+    return str(binding.get("HostIp") or "0.0.0.0")
+
+
+def published_now(attrs_: Mapping[str, Any]) -> PMap[int, int]:
+    """
+    Internal TCP port → the host port it is bound to now (the lowest, if
+    several), from an inspect record's ``NetworkSettings.Ports``.
+
+    Only bindings at an address the container asked for
+    (``HostConfig.PortBindings``) count: for an empty address the engine
+    also binds IPv6 ``::``, possibly on another port, which is not the
+    spec's.  A port asked for but not bound (yet) is left out.
+    """
+    asked = (attrs_.get("HostConfig") or {}).get("PortBindings") or {}
+    requested = {
+        key: {_host_ip(b) for b in bindings or []} for key, bindings in asked.items()
+    }
+    network = attrs_.get("NetworkSettings") or {}
+    ports: dict[int, int] = {}
+    for key, bindings in (network.get("Ports") or {}).items():
+        internal, _, protocol = key.partition("/")
+        if (protocol or "tcp") != "tcp":
+            continue
+        for binding in bindings or []:
+            host_port = int(binding.get("HostPort") or 0)
+            if host_port == 0 or _host_ip(binding) not in requested.get(key, set()):
+                continue
+            number = int(internal)
+            ports[number] = min(host_port, ports.get(number, host_port))
+    return pmap(ports)
+
+
 def state_from_inspect(attrs_: Mapping[str, Any]) -> ContainerState:
     """The :class:`ContainerState` in a container's inspect record."""
     state = attrs_["State"]
@@ -227,6 +264,7 @@ def state_from_inspect(attrs_: Mapping[str, Any]) -> ContainerState:
         exit_code=None if running or started_at is None else state.get("ExitCode"),
         started_at=started_at,
         restart_count=attrs_.get("RestartCount") or 0,
+        ports=published_now(attrs_) if running else pmap(),
     )
 
 

@@ -7,12 +7,14 @@ and the engine's records, and the mapping of SDK errors to typed errors
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import docker.errors
 import requests
 from hypothesis import given
+from pyrsistent import pmap
 from twisted.trial.unittest import SynchronousTestCase
 
 from .. import (
@@ -24,6 +26,7 @@ from .. import (
     ImageNotFound,
     InvalidName,
     PortInUse,
+    PublishedPort,
     RestartNever,
     UnknownContainer,
     container_name,
@@ -40,11 +43,20 @@ def engine_record(
 ) -> dict[str, Any]:
     """
     The inspect record Docker 20.10 keeps for ``containers.create(**arguments)``
-    (as observed on the engine: bindings by port key, binds as given).
+    (as observed on the engine: bindings by port key, binds as given, and
+    while it runs the bound ports, ephemeral ones from 32768 on).
     """
     bindings: dict[str, list[dict[str, str]]] = {}
+    bound: dict[str, list[dict[str, str]]] = {}
+    chosen = 32768
     for key, pairs in arguments["ports"].items():
         bindings[key] = [{"HostIp": ip, "HostPort": str(port)} for ip, port in pairs]
+        bound[key] = []
+        for ip, port in pairs:
+            if port == 0:
+                port, chosen = chosen, chosen + 1
+            bound[key].append({"HostIp": ip, "HostPort": str(port)})
+    running = state is None or state.get("Running") or state.get("Restarting")
     return {
         "Name": "/" + arguments["name"],
         "Config": {
@@ -72,6 +84,7 @@ def engine_record(
             "StartedAt": "2026-11-24T01:02:35.390037168Z",
         },
         "RestartCount": 0,
+        "NetworkSettings": {"Ports": bound if running else {}},
     }
 
 
@@ -79,6 +92,105 @@ def engine_record(
 def test_round_trip(spec: ContainerSpec) -> None:
     """The spec read back from the record of a created container is the spec."""
     assert spec_from_inspect(engine_record(create_arguments(NODE, spec))) == spec
+
+
+@given(container_specs)
+def test_ports_now(spec: ContainerSpec) -> None:
+    """
+    A running container's state reports each internal TCP port (and no
+    other) on a host port: for one published only at fixed ports, the
+    lowest of them.
+    """
+    ports = state_from_inspect(engine_record(create_arguments(NODE, spec))).ports
+    tcp = [p for p in spec.ports if p.protocol == "tcp"]
+    assert set(ports) == {p.internal_port for p in tcp}
+    for internal, host in ports.items():
+        externals = [p.external_port for p in tcp if p.internal_port == internal]
+        assert host > 0
+        if 0 not in externals:
+            assert host == min(externals)
+
+
+def _record(
+    requested: dict[str, list[dict[str, str]]],
+    bound: Mapping[str, list[dict[str, str]] | None] | None,
+    running: bool = True,
+    restarting: bool = False,
+) -> dict[str, Any]:
+    """An inspect record with just the state and the ports."""
+    return {
+        "State": {
+            "Running": running,
+            "Restarting": restarting,
+            "ExitCode": 0,
+            "StartedAt": "1970-01-01T00:00:01Z",
+        },
+        "HostConfig": {"PortBindings": requested},
+        "NetworkSettings": {"Ports": bound},
+    }
+
+
+def test_ports_at_the_address_asked_for() -> None:
+    """
+    Only bindings at an address the container asked for count: the IPv6
+    binding the engine adds for an empty (every) address is left out, and
+    the empty address is 0.0.0.0.
+    """
+    record = _record(
+        {"80/tcp": [{"HostIp": "", "HostPort": "0"}]},
+        {
+            "80/tcp": [
+                {"HostIp": "::", "HostPort": "32770"},
+                {"HostIp": "0.0.0.0", "HostPort": "32771"},
+            ]
+        },
+    )
+    assert state_from_inspect(record).ports == pmap({80: 32771})
+
+
+def test_ports_udp_and_unbound_left_out() -> None:
+    """UDP ports, and ports asked for but not bound (yet), are not reported."""
+    record = _record(
+        {
+            "53/udp": [{"HostIp": "127.0.0.5", "HostPort": "0"}],
+            "80/tcp": [{"HostIp": "127.0.0.5", "HostPort": "0"}],
+            "81/tcp": [{"HostIp": "127.0.0.5", "HostPort": "0"}],
+        },
+        {
+            "53/udp": [{"HostIp": "127.0.0.5", "HostPort": "32768"}],
+            "80/tcp": [{"HostIp": "127.0.0.5", "HostPort": "32769"}],
+            "81/tcp": None,
+            # bound though not asked for (the engine's -P of an EXPOSE)
+            "82/tcp": [{"HostIp": "127.0.0.5", "HostPort": "32770"}],
+        },
+    )
+    assert state_from_inspect(record).ports == pmap({80: 32769})
+
+
+def test_no_ports_unless_running() -> None:
+    """
+    A container that does not run reports no ports; one the engine is
+    restarting reports those already bound (none here).
+    """
+    requested = {"80/tcp": [{"HostIp": "127.0.0.5", "HostPort": "8080"}]}
+    bound = {"80/tcp": [{"HostIp": "127.0.0.5", "HostPort": "8080"}]}
+    assert state_from_inspect(_record(requested, bound, running=False)).ports == pmap()
+    restarting = state_from_inspect(
+        _record(requested, None, running=False, restarting=True)
+    )
+    assert (restarting.running, restarting.ports) == (True, pmap())
+
+
+def test_empty_host_port_is_ephemeral() -> None:
+    """An engine record's empty host port (the API's other 'choose one') reads as 0."""
+    spec = ContainerSpec(
+        name="app",
+        image="i",
+        ports=[PublishedPort(internal_port=80, external_port=0, host_ip="127.0.0.5")],
+    )
+    record = engine_record(create_arguments(NODE, spec))
+    record["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"] = ""
+    assert spec_from_inspect(record) == spec
 
 
 def test_arguments() -> None:
