@@ -10,6 +10,11 @@ Nothing runs inside a fake container.  A test makes a container's process
 exit with :meth:`MemoryRuntime.exit`, which applies the restart policy the
 way Docker does (restarts happen at once here).  Every Deferred it returns
 has already fired, so it works under ``SynchronousTestCase``.
+
+Ephemeral ports (external port 0) get fake host ports from a counter of the
+shared engine, from :data:`EPHEMERAL_PORTS`'s start upwards, skipping those a
+running container holds: each start (a restart by the policy included)
+takes the next free ones, so, as with Docker, they change from run to run.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from ._interface import (
     ImageNotFound,
     ImagePullFailed,
     PortInUse,
+    PublishedPort,
     PullProgress,
     RegistryCredentials,
     RestartAlways,
@@ -56,14 +62,33 @@ from ._logging import (
 
 T = TypeVar("T")
 
+#: The range the fake engine chooses ephemeral host ports from (inclusive).
+EPHEMERAL_PORTS = (49152, 65535)
+
 
 @attrs.define
 class _Container:
-    """One fake container: its spec, owner and mutable state."""
+    """
+    One fake container: its spec, owner and mutable state.
+
+    :ivar bound: The ports it publishes now (the spec's, ephemeral ones
+        with the port chosen); empty when it does not run.
+    """
 
     node_uuid: str
     spec: ContainerSpec
     state: ContainerState
+    bound: PSet[PublishedPort] = pset()
+
+
+def _ports_now(bound: Iterable[PublishedPort]) -> PMap[int, int]:
+    """`ContainerState.ports` of the bound ports (TCP only, lowest wins)."""
+    ports: dict[int, int] = {}
+    for port in bound:
+        if port.protocol == "tcp":
+            current = ports.get(port.internal_port, port.external_port)
+            ports[port.internal_port] = min(current, port.external_port)
+    return pmap(ports)
 
 
 @attrs.define
@@ -73,11 +98,18 @@ class MemoryEngine:
 
     :ivar images: The image references the engine has.
     :ivar containers: ``(node_uuid, name)`` → container.
+    :ivar registry: The images a pull can fetch → the credentials it needs.
+    :ivar ephemeral_ports: The host ports (first, last) ephemeral ports
+        are chosen from, in turn.
     """
 
     images: set[str] = attrs.field(factory=set)
     containers: dict[tuple[str, str], _Container] = attrs.field(factory=dict)
     registry: dict[str, RegistryCredentials | None] = attrs.field(factory=dict)
+    #: The range ephemeral host ports are chosen from (inclusive).
+    ephemeral_ports: tuple[int, int] = EPHEMERAL_PORTS
+    #: The next ephemeral port to try (``None``: the range's start).
+    _next_port: int | None = attrs.field(default=None, init=False)
 
     def add_image(self, image: str) -> None:
         """Make ``image`` available, as ``docker import`` would."""
@@ -110,18 +142,59 @@ class MemoryEngine:
         self.images.add(reference)
         return reference
 
-    def _port_clash(self, spec: ContainerSpec) -> str | None:
-        """Describe a clash of ``spec``'s ports with a running container's."""
-        for (_, name), container in self.containers.items():
-            if not container.state.running:
-                continue
-            for port in spec.ports:
-                for other in container.spec.ports:
-                    if port.clashes_with(other):
-                        return (
-                            f"{port.host_ip}:{port.external_port}/{port.protocol}"
-                            f" is published by {name!r}"
-                        )
+    def bind(self, spec: ContainerSpec) -> PSet[PublishedPort]:
+        """
+        The ports ``spec``'s container publishes if it starts now: its
+        fixed ports, and a free port from the counter for each ephemeral
+        one.  Holds nothing: the caller keeps them in the container.
+
+        :raise PortInUse: if a fixed port is held by a running container
+            (the container itself must not run, or it would clash with
+            itself), or no ephemeral port is free.
+        """
+        held = [
+            (name, port)
+            for (_, name), container in self.containers.items()
+            for port in container.bound
+        ]
+        for port in spec.ports:
+            for name, other in held:
+                if port.clashes_with(other):
+                    raise PortInUse(
+                        spec.name,
+                        f"{port.host_ip}:{port.external_port}/{port.protocol}"
+                        f" is published by {name!r}",
+                    )
+        bound = [port for port in spec.ports if port.external_port != 0]
+        taken = [port for _, port in held] + bound
+        ephemeral = sorted(
+            (p for p in spec.ports if p.external_port == 0),
+            key=lambda p: (p.internal_port, p.host_ip, p.protocol),
+        )
+        for port in ephemeral:
+            chosen = self._free(port, taken)
+            if chosen is None:
+                raise PortInUse(
+                    spec.name,
+                    f"no free port for {port.host_ip}:0/{port.protocol}",
+                )
+            taken.append(chosen)
+            bound.append(chosen)
+        return pset(bound)
+
+    def _free(
+        self, port: PublishedPort, taken: list[PublishedPort]
+    ) -> PublishedPort | None:
+        """``port`` on the next free ephemeral port, or ``None``: all taken."""
+        low, high = self.ephemeral_ports
+        for _ in range(high - low + 1):
+            number = self._next_port or low
+            if not low <= number <= high:
+                number = low
+            self._next_port = low if number >= high else number + 1
+            candidate = port.set(external_port=number)
+            if not any(candidate.clashes_with(other) for other in taken):
+                return candidate
         return None
 
 
@@ -168,11 +241,22 @@ class MemoryRuntime:
             c for c in self.engine.containers.values() if c.node_uuid == self.node_uuid
         ]
 
-    def _start(self, container: _Container) -> None:
-        clash = self.engine._port_clash(container.spec)
-        if clash is not None:
-            raise PortInUse(container.spec.name, clash)
-        container.state = ContainerState(running=True, started_at=self._now())
+    def _start(self, container: _Container, restart_count: int = 0) -> None:
+        """Bind its ports and run it (the state a start leaves)."""
+        container.bound = self.engine.bind(container.spec)
+        container.state = ContainerState(
+            running=True,
+            started_at=self._now(),
+            restart_count=restart_count,
+            ports=_ports_now(container.bound),
+        )
+
+    def _exited(self, container: _Container, exit_code: int) -> None:
+        """Its process exited: it publishes nothing any more."""
+        container.bound = pset()
+        container.state = container.state.set(
+            running=False, exit_code=exit_code, ports=pmap()
+        )
 
     # -- IContainerRuntime
 
@@ -231,7 +315,7 @@ class MemoryRuntime:
         async def body() -> None:
             container = self._get(check_name(name))
             if container.state.running:
-                container.state = container.state.set(running=False, exit_code=0)
+                self._exited(container, 0)
 
         return self._logged(STOP, body, name=str(name), timeout=timeout)
 
@@ -277,7 +361,8 @@ class MemoryRuntime:
         The restart policy then applies as in Docker: :class:`RestartAlways`
         restarts it; :class:`RestartOnFailure` restarts it after a non-zero
         code until ``maximum_retry_count`` restarts have happened; otherwise
-        it stays exited.
+        it stays exited.  A restart binds ephemeral ports afresh (other
+        host ports, as in Docker).
 
         :raise UnknownContainer: if this node owns no container ``name``.
         :raise ValueError: if the container is not running.
@@ -294,12 +379,9 @@ class MemoryRuntime:
                 policy.maximum_retry_count is None or count < policy.maximum_retry_count
             )
         )
-        if restart:
-            container.state = ContainerState(
-                running=True, started_at=self._now(), restart_count=count + 1
-            )
-        else:
-            container.state = container.state.set(running=False, exit_code=exit_code)
+        self._exited(container, exit_code)
+        if restart:  # its own ports were just freed: binding cannot fail
+            self._start(container, restart_count=count + 1)
 
 
 def memory_runtimes(

@@ -13,6 +13,8 @@ from .. import (
     ContainerSpec,
     MemoryEngine,
     MemoryRuntime,
+    PortInUse,
+    PublishedPort,
     RestartAlways,
     RestartNever,
     RestartOnFailure,
@@ -108,6 +110,106 @@ class MemoryExitTests(SynchronousTestCase):
         one, two = memory_runtimes([str(uuid.uuid4()), str(uuid.uuid4())], [IMAGE])
         self.assertIs(one.engine, two.engine)
         self.assertTrue(self.successResultOf(two.image_exists(IMAGE)))
+
+
+def _web(name: str, *ports: PublishedPort) -> ContainerSpec:
+    """A long-running container called ``name`` publishing ``ports``."""
+    return ContainerSpec(name=name, image=IMAGE, command=LONG_RUNNING, ports=ports)
+
+
+def _ephemeral(internal_port: int = 80, host_ip: str = "127.0.0.11") -> PublishedPort:
+    return PublishedPort(internal_port=internal_port, external_port=0, host_ip=host_ip)
+
+
+class MemoryPortTests(SynchronousTestCase):
+    """The fake engine chooses ephemeral ports from a counter, as Docker would."""
+
+    def _ports(self, runtime: MemoryRuntime, name: str) -> dict[int, int]:
+        return dict(self.successResultOf(runtime.inspect(name)).ports)
+
+    def test_counter(self) -> None:
+        """Ephemeral ports are handed out in turn from 49152, one per published port."""
+        runtime = _runtime()
+        runtime.create(_web("one", _ephemeral(80), _ephemeral(81)))
+        runtime.create(_web("two", _ephemeral(80)))
+        self.assertEqual(self._ports(runtime, "one"), {80: 49152, 81: 49153})
+        self.assertEqual(self._ports(runtime, "two"), {80: 49154})
+
+    def test_skips_ports_in_use(self) -> None:
+        """
+        A port a running container holds (at an overlapping address, on
+        any node of the engine) is skipped; one held at another address is not.
+        """
+        one, two = memory_runtimes([str(uuid.uuid4()), str(uuid.uuid4())], [IMAGE])
+        held = PublishedPort(internal_port=80, external_port=49152, host_ip="0.0.0.0")
+        elsewhere = PublishedPort(
+            internal_port=80, external_port=49154, host_ip="127.0.0.99"
+        )
+        one.create(_web("holder", held, elsewhere))
+        two.create(_web("web", _ephemeral(80), _ephemeral(81)))
+        self.assertEqual(self._ports(two, "web"), {80: 49153, 81: 49154})
+
+    def test_new_ports_each_start(self) -> None:
+        """
+        A start, or a restart by the restart policy, chooses new ports; a
+        stopped or exited container publishes none and frees its ports.
+        """
+        runtime = _runtime()
+        runtime.create(_web("web", _ephemeral()).set(restart_policy=RestartAlways()))
+        self.assertEqual(self._ports(runtime, "web"), {80: 49152})
+        runtime.exit("web", 1)
+        restarted = self.successResultOf(runtime.inspect("web"))
+        self.assertEqual(
+            (restarted.restart_count, dict(restarted.ports)), (1, {80: 49153})
+        )
+        runtime.stop("web")
+        self.assertEqual(self._ports(runtime, "web"), {})
+        runtime.start("web")
+        self.assertEqual(self._ports(runtime, "web"), {80: 49154})
+        freed = PublishedPort(
+            internal_port=80, external_port=49153, host_ip="127.0.0.11"
+        )
+        runtime.create(_web("fixed", freed))
+        self.assertTrue(self.successResultOf(runtime.inspect("fixed")).running)
+
+    def test_exhausted(self) -> None:
+        """
+        With every ephemeral port held, a new container is refused with
+        PortInUse and not kept; a removed container's port is free again.
+        """
+        runtime = MemoryRuntime(
+            str(uuid.uuid4()),
+            MemoryEngine(images={IMAGE}, ephemeral_ports=(50000, 50001)),
+        )
+        runtime.create(_web("one", _ephemeral()))
+        runtime.create(_web("two", _ephemeral()))
+        failure = self.failureResultOf(
+            runtime.create(_web("three", _ephemeral())), PortInUse
+        )
+        self.assertEqual(failure.value.name, "three")
+        self.assertEqual(
+            self.successResultOf(runtime.list_containers()),
+            pset([_web("one", _ephemeral()), _web("two", _ephemeral())]),
+        )
+        runtime.remove("one")
+        runtime.create(_web("three", _ephemeral()))
+        self.assertEqual(self._ports(runtime, "three"), {80: 50000})
+
+    def test_start_without_a_free_port(self) -> None:
+        """
+        A stopped container cannot start while every ephemeral port is held
+        (by another node's container here): PortInUse, and it stays stopped.
+        """
+        engine = MemoryEngine(images={IMAGE}, ephemeral_ports=(50000, 50000))
+        runtime = MemoryRuntime(str(uuid.uuid4()), engine)
+        other = MemoryRuntime(str(uuid.uuid4()), engine)
+        runtime.create(_web("web", _ephemeral()))
+        runtime.stop("web")
+        other.create(_web("taker", _ephemeral()))
+        self.failureResultOf(runtime.start("web"), PortInUse)
+        state = self.successResultOf(runtime.inspect("web"))
+        self.assertEqual((state.running, dict(state.ports)), (False, {}))
+        self.assertEqual(self._ports(other, "taker"), {80: 50000})
 
 
 def test_logged(eliot_logger: Any) -> None:
