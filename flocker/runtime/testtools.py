@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import pytest
 import pytest_twisted
-from pyrsistent import pset
+from pyrsistent import pmap, pset
 from zope.interface.verify import verifyObject
 
 from ._interface import (
@@ -271,6 +271,25 @@ def simple_spec(harness: RuntimeHarness, name: str, **fields: Any) -> ContainerS
     return ContainerSpec(name=name, image=harness.image, command=LONG_RUNNING, **fields)
 
 
+def ephemeral(
+    host: str, internal_port: int = 80, protocol: str = "tcp"
+) -> PublishedPort:
+    """``internal_port`` published at ``host`` on a port the engine chooses."""
+    return PublishedPort(
+        internal_port=internal_port, external_port=0, host_ip=host, protocol=protocol
+    )
+
+
+def fixed_ports(host: str, count: int) -> list[int]:
+    """``count`` distinct TCP ports free at ``host`` now."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port(host)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def make_icontainerruntime_tests(
     factory: Callable[[pytest.FixtureRequest], RuntimeHarness],
 ) -> type:
@@ -364,6 +383,7 @@ def make_icontainerruntime_tests(
             assert state.exit_code is None
             assert isinstance(state.started_at, float)
             assert state.restart_count == 0
+            assert state.ports == pmap()  # it publishes none
             assert dict(await runtime.list_states()) == {"app": state}
 
         @pytest_twisted.ensureDeferred
@@ -614,5 +634,142 @@ def make_icontainerruntime_tests(
                 await runtime.start("first")
             assert not (await runtime.inspect("first")).running
             assert (await runtime.inspect("second")).running
+
+        @pytest_twisted.ensureDeferred
+        async def test_ephemeral_port_round_trip(self, harness: RuntimeHarness) -> None:
+            """
+            A spec with an ephemeral port (external port 0) lists back as
+            created, 0 and all, whichever port the engine chose, also after
+            a stop and a start.
+            """
+            runtime = harness.make_runtime()
+            host = random_loopback()
+            spec = simple_spec(
+                harness,
+                "web",
+                ports=[
+                    ephemeral(host),
+                    ephemeral(host, 81),
+                    ephemeral(host, 53, "udp"),
+                ],
+            )
+            await runtime.create(spec)
+            assert await runtime.list_containers() == pset([spec])
+            await runtime.stop("web")
+            await runtime.start("web")
+            assert await runtime.list_containers() == pset([spec])
+
+        @pytest_twisted.ensureDeferred
+        async def test_ephemeral_ports_chosen(self, harness: RuntimeHarness) -> None:
+            """
+            A running container's ephemeral port is published on a host port
+            the engine chose, which its state reports; two containers (of one
+            node or two, at one address) get different ones.
+            """
+            host = random_loopback()
+            one = harness.make_runtime()
+            two = harness.make_runtime()
+            await one.create(simple_spec(harness, "web", ports=[ephemeral(host)]))
+            await one.create(simple_spec(harness, "api", ports=[ephemeral(host, 81)]))
+            await two.create(simple_spec(harness, "web", ports=[ephemeral(host)]))
+            states = await one.list_states()
+            theirs = await two.list_states()
+            assert set(states["web"].ports) == {80}
+            assert set(states["api"].ports) == {81}
+            assert set(theirs["web"].ports) == {80}
+            chosen = [
+                states["web"].ports[80],
+                states["api"].ports[81],
+                theirs["web"].ports[80],
+            ]
+            assert all(0 < port < 65536 for port in chosen), chosen
+            assert len(set(chosen)) == 3, chosen
+            assert await one.inspect("web") == states["web"]
+
+        @pytest_twisted.ensureDeferred
+        async def test_fixed_ports_reported_as_themselves(
+            self, harness: RuntimeHarness
+        ) -> None:
+            """
+            A fixed port is reported as its external port; an internal port
+            published twice is reported on the lower of its host ports.
+            """
+            host = random_loopback()
+            first, second, third = fixed_ports(host, 3)
+            runtime = harness.make_runtime()
+            await runtime.create(
+                simple_spec(
+                    harness,
+                    "web",
+                    ports=[
+                        PublishedPort(internal_port=i, external_port=p, host_ip=host)
+                        for i, p in ((80, first), (80, second), (81, third))
+                    ],
+                )
+            )
+            state = await runtime.inspect("web")
+            assert state.ports == pmap({80: min(first, second), 81: third})
+
+        @pytest_twisted.ensureDeferred
+        async def test_udp_ports_not_reported(self, harness: RuntimeHarness) -> None:
+            """Only TCP ports are reported, though UDP ones are published too."""
+            host = random_loopback()
+            runtime = harness.make_runtime()
+            await runtime.create(
+                simple_spec(
+                    harness,
+                    "dns",
+                    ports=[
+                        ephemeral(host, 53, "udp"),
+                        ephemeral(host, 54, "udp"),
+                        ephemeral(host, 54),
+                    ],
+                )
+            )
+            state = await runtime.inspect("dns")
+            assert set(state.ports) == {54}
+
+        @pytest_twisted.ensureDeferred
+        async def test_stopped_publishes_no_ports(
+            self, harness: RuntimeHarness
+        ) -> None:
+            """
+            A stopped container reports no ports; started again it reports
+            the ports it publishes now (its fixed port unchanged).
+            """
+            host = random_loopback()
+            (port,) = fixed_ports(host, 1)
+            runtime = harness.make_runtime()
+            fixed = PublishedPort(internal_port=81, external_port=port, host_ip=host)
+            await runtime.create(
+                simple_spec(harness, "web", ports=[ephemeral(host), fixed])
+            )
+            await runtime.stop("web")
+            stopped = await runtime.inspect("web")
+            assert stopped.ports == pmap()
+            assert (await runtime.list_states())["web"].ports == pmap()
+            await runtime.start("web")
+            started = await runtime.inspect("web")
+            assert set(started.ports) == {80, 81}
+            assert started.ports[81] == port
+            assert started.ports[80] not in (0, port)
+
+        @pytest_twisted.ensureDeferred
+        async def test_ephemeral_port_is_held(self, harness: RuntimeHarness) -> None:
+            """
+            The host port chosen for a running container is taken: another
+            container asking for it as a fixed port at that address is
+            refused with PortInUse.
+            """
+            host = random_loopback()
+            one = harness.make_runtime()
+            two = harness.make_runtime()
+            await one.create(simple_spec(harness, "web", ports=[ephemeral(host)]))
+            chosen = (await one.inspect("web")).ports[80]
+            taking = PublishedPort(internal_port=80, external_port=chosen, host_ip=host)
+            with pytest.raises(PortInUse):
+                await two.create(simple_spec(harness, "web", ports=[taking]))
+            assert await two.list_containers() == pset()
+            assert (await one.inspect("web")).ports[80] == chosen
 
     return IContainerRuntimeTests

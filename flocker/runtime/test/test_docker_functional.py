@@ -1,8 +1,8 @@
 """
 DockerRuntime on the real engine beyond the contract: processes really run,
-bind mounts carry data, published ports answer, restart policies act, and
-the counter test image serves and keeps its count, pulls report what they
-download.
+bind mounts carry data, published ports (fixed or chosen by the engine)
+answer, restart policies act, the counter test image serves and keeps its
+count, pulls report what they download.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import docker
 import pytest
 import pytest_twisted
 import treq
+from pyrsistent import pset
 from twisted.internet import reactor
 
 from flocker.common import loop_until
@@ -30,7 +31,7 @@ from .. import (
     VolumeBind,
     container_name,
 )
-from ..testimages import counter_spec, ensure_counter_image
+from ..testimages import COUNTER_PORT, counter_spec, ensure_counter_image
 from ..testtools import docker_harness, free_port, random_loopback
 
 pytestmark = pytest.mark.functional
@@ -215,6 +216,29 @@ async def test_counter_image(harness: Any, docker_client: Any, tmp_path: Any) ->
     lines = (tmp_path / "requests.log").read_text().splitlines()
     expected = ["first", "write-2", "write-3", "write-4", "write-5", "posted body"]
     assert lines == [*expected, "after-restart"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ephemeral_port_answers(
+    harness: Any, docker_client: Any, tmp_path: Any
+) -> None:
+    """
+    A container publishing its port on one the engine chooses answers at
+    its address on the port its state reports, and after a stop and a start
+    on the port reported then (the engine may have chosen another).
+    """
+    image = ensure_counter_image(docker_client)
+    host = random_loopback()
+    runtime = harness.make_runtime()
+    spec = counter_spec("counter", str(tmp_path), 0, host_ip=host, image=image)
+    await runtime.create(spec)
+    port = (await runtime.inspect("counter")).ports[COUNTER_PORT]
+    assert await _get(f"http://{host}:{port}/?first") == b"1\n"
+    await runtime.stop("counter")
+    await runtime.start("counter")
+    again = (await runtime.list_states())["counter"].ports[COUNTER_PORT]
+    assert await _get(f"http://{host}:{again}/?second") == b"2\n"
+    assert await runtime.list_containers() == pset([spec])
 
 
 @pytest_twisted.ensureDeferred
