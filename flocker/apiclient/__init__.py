@@ -67,6 +67,7 @@ from ._interface import (
 )
 from ._json import (
     environment_copy_to_json,
+    health_to_json,
     environment_to_json,
     origin_to_json,
     rollback_to_json,
@@ -134,6 +135,7 @@ __all__ = [
     "container_to_json",
     "environment_copy_to_json",
     "environment_to_json",
+    "health_to_json",
     "https_agent",
     "origin_to_json",
     "rollback_to_json",

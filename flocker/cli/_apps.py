@@ -1,176 +1,33 @@
 """
-``flocker apps ls|deploy|move|rm``: applications (containers) and the
-datasets they mount.
-
-An application's state is ``running`` or ``stopped`` as its node reports
-it, ``pending`` while no node reports it, or ``moving`` while only another
-node does.
+``flocker apps ls|deploy|move|rm`` (and ``update|rollback``, see
+`flocker.cli._apps_update`): applications (containers) and the datasets
+they mount.  What ``ls`` shows of each is `flocker.cli._app_views`.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-from collections.abc import Mapping
-from typing import Any
 from uuid import UUID
 
-from ..apiclient import (
-    Container,
-    ContainerPort,
-    ContainerState,
-    ImagePullState,
-    Link,
-    MountedDataset,
+from ..apiclient import Container, MountedDataset
+from ._app_options import (
+    add_health_options,
+    check_health_port,
+    parse_env,
+    parse_health_options,
+    parse_link,
+    parse_port,
+    parse_volume,
 )
+from ._app_views import all_views, print_one, view_of
+from ._apps_update import register_updates
 from ._command import Commands, Context, add_command, add_group
 from ._errors import CLIError
 from ._format import table, write_json
-from ._resolve import dataset_name, node_label, resolve_dataset, resolve_node
+from ._resolve import node_label, resolve_dataset, resolve_node
 from ._wait import add_wait_options, parse_timeout, wait_until
 
-__all__ = ["app_view", "parse_env", "parse_link", "parse_port", "register"]
-
-_VOLUME = re.compile(r"^(?P<dataset>[^:]+):(?P<path>/.*)$")
-
-
-def _port_number(text: str, what: str, spec: str) -> int:
-    """A TCP port number, or a `CLIError` naming the option."""
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if not 0 < number < 65536:
-        raise CLIError(f"bad {what} {spec!r}: {text!r} is not a port number (1-65535)")
-    return number
-
-
-def parse_port(text: str) -> ContainerPort:
-    """``EXTERNAL:INTERNAL`` (``--port 8080:80``) as a `ContainerPort`."""
-    external, sep, internal = text.partition(":")
-    if not sep:
-        raise CLIError(f"bad --port {text!r}: give EXTERNAL:INTERNAL, e.g. 8080:80")
-    return ContainerPort(
-        external=_port_number(external, "--port", text),
-        internal=_port_number(internal, "--port", text),
-    )
-
-
-def parse_env(text: str) -> tuple[str, str]:
-    """``KEY=VALUE`` (``--env``) as a pair."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise CLIError(f"bad --env {text!r}: give KEY=VALUE")
-    return key, value
-
-
-def parse_link(text: str) -> Link:
-    """``ALIAS:LOCAL_PORT:REMOTE_PORT`` (``--link``) as a `Link`."""
-    parts = text.split(":")
-    if len(parts) != 3 or not parts[0]:
-        raise CLIError(f"bad --link {text!r}: give ALIAS:LOCAL_PORT:REMOTE_PORT")
-    return Link(
-        alias=parts[0],
-        local_port=_port_number(parts[1], "--link", text),
-        remote_port=_port_number(parts[2], "--link", text),
-    )
-
-
-def parse_volume(text: str) -> tuple[str, str]:
-    """``DATASET:/path`` (``--volume``) as (dataset, mountpoint)."""
-    match = _VOLUME.match(text)
-    if match is None:
-        raise CLIError(f"bad --volume {text!r}: give DATASET:/absolute/path")
-    return match["dataset"], match["path"]
-
-
-def app_view(
-    container: Container,
-    states: list[ContainerState],
-    addresses: dict[UUID, str | None],
-    names: dict[UUID, str | None],
-    pulls: Mapping[tuple[UUID, str], ImagePullState] | None = None,
-) -> dict[str, Any]:
-    """
-    An application as ``--json`` shows it (and the table is made from).
-
-    :param pulls: (node, application name) → the pull of its image there,
-        for the images being pulled or that failed to be.
-    """
-    reported = [s for s in states if s.container.name == container.name]
-    here = [s for s in reported if s.container.node_uuid == container.node_uuid]
-    pull = (pulls or {}).get((container.node_uuid, container.name))
-    if here:
-        state = "running" if here[0].running else "stopped"
-    elif pull is not None:
-        state = "pulling image" if pull.pulling else f"image pull failed: {pull.reason}"
-    elif reported:
-        state = "moving"
-    else:
-        state = "pending"
-    return {
-        "image_pull": None
-        if pull is None or here
-        else {
-            "pulling": pull.pulling,
-            "reason": pull.reason,
-            "attempts": pull.attempts,
-        },
-        "name": container.name,
-        "node": str(container.node_uuid),
-        "node_address": addresses.get(container.node_uuid),
-        "image": container.image,
-        "running": bool(here and here[0].running),
-        "state": state,
-        "ports": [
-            {"external": p.external, "internal": p.internal} for p in container.ports
-        ],
-        "volumes": [
-            {
-                "dataset_id": str(v.dataset_id),
-                "name": names.get(v.dataset_id),
-                "mountpoint": v.mountpoint,
-            }
-            for v in container.volumes
-        ],
-        "environment": dict(container.environment),
-        "links": [
-            {"alias": x.alias, "local_port": x.local_port, "remote_port": x.remote_port}
-            for x in container.links
-        ],
-    }
-
-
-async def _views(context: Context) -> list[dict[str, Any]]:
-    """Every configured application's view."""
-    client = context.client
-    containers = await client.list_containers_configuration()
-    states = await client.list_containers_state()
-    nodes = await client.list_nodes()
-    addresses = {n.uuid: n.host for n in nodes}
-    pulls = {(n.uuid, name): pull for n in nodes for name, pull in n.image_pulls.items()}
-    datasets = (await client.list_datasets_configuration()).datasets
-    names = {k: dataset_name(v) for k, v in datasets.items()}
-    return [app_view(c, states, addresses, names, pulls) for c in containers]
-
-
-async def _view(context: Context, name: str) -> dict[str, Any] | None:
-    """One application's view, or ``None`` if it is not configured."""
-    for view in await _views(context):
-        if view["name"] == name:
-            return view
-    return None
-
-
-def _print_one(context: Context, view: dict[str, Any], verb: str) -> None:
-    """Say what happened to an application (or print it as JSON)."""
-    if context.json:
-        write_json(context.out, view)
-        return
-    where = view["node_address"] or view["node"]
-    context.out.write(
-        f"{verb} application {view['name']} on {where}, {view['state']}\n"
-    )
+__all__ = ["register"]
 
 
 async def _wait_running(
@@ -205,7 +62,7 @@ async def _wait_running(
 
 async def ls(context: Context, options: argparse.Namespace) -> None:
     """List the applications: name, node, image, running, ports."""
-    views = await _views(context)
+    views = await all_views(context)
     if context.json:
         write_json(context.out, views)
         return
@@ -238,6 +95,8 @@ async def deploy(context: Context, options: argparse.Namespace) -> None:
     timeout = parse_timeout(options.timeout)
     if not options.name:
         raise CLIError("an application name must not be empty")
+    health = parse_health_options(options).resolve(options.name, None)
+    check_health_port(options.name, health, ports)
     client = context.client
     nodes = await client.list_nodes()
     node = resolve_node(nodes, options.node)
@@ -263,14 +122,15 @@ async def deploy(context: Context, options: argparse.Namespace) -> None:
         environment=environment,
         volumes=mounted,
         links=links,
+        health=health,
     )
     await client.create_container(container)
     label = node.host or str(node.uuid)
     if options.wait:
         await _wait_running(context, options.name, node.uuid, label, timeout)
-    view = await _view(context, options.name)
+    view = await view_of(context, options.name)
     if view is not None:
-        _print_one(context, view, "deployed")
+        print_one(context, view, "deployed")
 
 
 async def move(context: Context, options: argparse.Namespace) -> None:
@@ -285,9 +145,9 @@ async def move(context: Context, options: argparse.Namespace) -> None:
     label = node.host or str(node.uuid)
     if options.wait:
         await _wait_running(context, options.name, node.uuid, label, timeout)
-    view = await _view(context, options.name)
+    view = await view_of(context, options.name)
     if view is not None:
-        _print_one(context, view, "moved" if options.wait else "moving")
+        print_one(context, view, "moved" if options.wait else "moving")
 
 
 async def rm(context: Context, options: argparse.Namespace) -> None:
@@ -305,7 +165,9 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
 
 def register(commands: Commands) -> None:
     """Add ``flocker apps …``."""
-    group = add_group(commands, "apps", "list, deploy, move and remove applications")
+    group = add_group(
+        commands, "apps", "list, deploy, update, roll back, move and remove applications"
+    )
     add_command(
         group, "ls", "list the applications: name, node, image, state, ports", ls
     )
@@ -342,6 +204,7 @@ def register(commands: Commands) -> None:
         metavar="ALIAS:LOCAL:REMOTE",
         help="reach another application's REMOTE port as ALIAS:LOCAL (repeatable)",
     )
+    add_health_options(parser, removable=False)
     add_wait_options(parser, "it runs on the node")
     parser = add_command(group, "move", "move an application and its datasets", move)
     parser.add_argument("name", metavar="NAME")
@@ -349,3 +212,4 @@ def register(commands: Commands) -> None:
     add_wait_options(parser, "it runs on the new node")
     parser = add_command(group, "rm", "remove an application (its datasets stay)", rm)
     parser.add_argument("name", metavar="NAME")
+    register_updates(group)

@@ -3,7 +3,7 @@
 command line, through the control service's REST API and a user certificate.
 
 Commands: ``flocker nodes``; ``flocker datasets ls|create|move|resize|rm``;
-``flocker apps ls|deploy|move|rm``; ``flocker snapshots
+``flocker apps ls|deploy|update|rollback|move|rm``; ``flocker snapshots
 ls|create|rm|rollback``; ``flocker clone``; ``flocker env
 clone|ls|reset|rm``.  Tables by default, ``--json`` for scripts.  See `flocker.cli._connect` for how the cluster is found.
 

@@ -1,0 +1,140 @@
+"""
+What ``flocker apps`` shows of an application: `app_view`, the dict that
+``--json`` prints and the table is made from, and the one line a command
+prints about the application it changed.
+
+An application's state is ``running`` or ``stopped`` as its node reports
+it, ``pending`` while no node reports it, or ``moving`` while only another
+node does (or ``pulling image`` / ``image pull failed: …`` while its node
+gets its image).  A running application's health follows, as its node
+probes it (``running, starting``, ``running, healthy``, ``running,
+unhealthy: HTTP 503``); then ``updating to revision N`` while an update
+waits for the new instance to be healthy, and ``update rolled back:
+REASON`` when the control service rolled the last update back by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from ..apiclient import Container, ContainerState, ImagePullState, health_to_json
+from ._command import Context
+from ._format import write_json
+from ._resolve import dataset_name
+
+__all__ = ["all_views", "app_view", "print_one", "view_of"]
+
+
+def app_view(
+    container: Container,
+    states: list[ContainerState],
+    addresses: dict[UUID, str | None],
+    names: dict[UUID, str | None],
+    pulls: Mapping[tuple[UUID, str], ImagePullState] | None = None,
+) -> dict[str, Any]:
+    """
+    An application as ``--json`` shows it (and the table is made from).
+
+    :param pulls: (node, application name) → the pull of its image there,
+        for the images being pulled or that failed to be.
+    """
+    reported = [s for s in states if s.container.name == container.name]
+    here = [s for s in reported if s.container.node_uuid == container.node_uuid]
+    pull = (pulls or {}).get((container.node_uuid, container.name))
+    if here:
+        state = _running_state(here[0])
+    elif pull is not None:
+        state = "pulling image" if pull.pulling else f"image pull failed: {pull.reason}"
+    elif reported:
+        state = "moving"
+    else:
+        state = "pending"
+    if container.updating:
+        state += f"; updating to revision {container.revision}"
+    if container.update_failed is not None:
+        state += f"; update rolled back: {container.update_failed}"
+    return {
+        "image_pull": None
+        if pull is None or here
+        else {
+            "pulling": pull.pulling,
+            "reason": pull.reason,
+            "attempts": pull.attempts,
+        },
+        "name": container.name,
+        "node": str(container.node_uuid),
+        "node_address": addresses.get(container.node_uuid),
+        "image": container.image,
+        "running": bool(here and here[0].running),
+        "state": state,
+        "ports": [
+            {"external": p.external, "internal": p.internal} for p in container.ports
+        ],
+        "volumes": [
+            {
+                "dataset_id": str(v.dataset_id),
+                "name": names.get(v.dataset_id),
+                "mountpoint": v.mountpoint,
+            }
+            for v in container.volumes
+        ],
+        "environment": dict(container.environment),
+        "links": [
+            {"alias": x.alias, "local_port": x.local_port, "remote_port": x.remote_port}
+            for x in container.links
+        ],
+        "health": here[0].health if here else None,
+        "health_reason": here[0].health_reason if here else None,
+        "health_check": None
+        if container.health is None
+        else health_to_json(container.health),
+        "revision": container.revision,
+        "updating": container.updating,
+        "update_failed": container.update_failed,
+        "previous_image": container.previous_image,
+    }
+
+
+def _running_state(reported: ContainerState) -> str:
+    """``running`` or ``stopped``, then the health its node reported, if any."""
+    if not reported.running:
+        return "stopped"
+    if reported.health is None:
+        return "running"
+    if reported.health == "unhealthy" and reported.health_reason:
+        return f"running, unhealthy: {reported.health_reason}"
+    return f"running, {reported.health}"
+
+
+async def all_views(context: Context) -> list[dict[str, Any]]:
+    """Every configured application's view."""
+    client = context.client
+    containers = await client.list_containers_configuration()
+    states = await client.list_containers_state()
+    nodes = await client.list_nodes()
+    addresses = {n.uuid: n.host for n in nodes}
+    pulls = {(n.uuid, name): pull for n in nodes for name, pull in n.image_pulls.items()}
+    datasets = (await client.list_datasets_configuration()).datasets
+    names = {k: dataset_name(v) for k, v in datasets.items()}
+    return [app_view(c, states, addresses, names, pulls) for c in containers]
+
+
+async def view_of(context: Context, name: str) -> dict[str, Any] | None:
+    """One application's view, or ``None`` if it is not configured."""
+    for view in await all_views(context):
+        if view["name"] == name:
+            return view
+    return None
+
+
+def print_one(context: Context, view: dict[str, Any], verb: str) -> None:
+    """Say what happened to an application (or print it as JSON)."""
+    if context.json:
+        write_json(context.out, view)
+        return
+    where = view["node_address"] or view["node"]
+    context.out.write(
+        f"{verb} application {view['name']} on {where}, {view['state']}\n"
+    )
