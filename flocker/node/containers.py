@@ -45,6 +45,17 @@ something else holds (``port_conflicts``: those found listened on, else
 those the engine's message names, else all of them).  The control service
 moves an environment copy off such ports, so that it never waits for ever.
 
+With health probes (``_health``), discovery also hands the probes each
+application configured here that has a container here, and the node
+reports what they found (``health``): the application's check
+(``default_health``), probed at this node's address on the external port
+its container publishes for the checked internal port, and the
+application's ``revision`` when the container is the one the
+configuration wants now (its spec is the one this deployer would start),
+else ``None`` (an older instance, running while the new one's image is
+got).  Neither the check nor the revision is part of a container's spec:
+changing only them never replaces a container.
+
 Links become Docker-link style environment variables pointing at this
 node's own address: every node forwards every application's published
 ports to the node running it, so linked applications keep working after a
@@ -66,11 +77,13 @@ from zope.interface import implementer
 
 from flocker.control import (
     Application,
+    ApplicationHealth,
     AttachedVolume,
     Deployment,
     DeploymentState,
     ImagePull,
     NodeState,
+    default_health,
 )
 from flocker.control import RestartAlways as ModelRestartAlways
 from flocker.control import RestartOnFailure as ModelRestartOnFailure
@@ -91,6 +104,7 @@ from flocker.runtime import (
 from ._answering import AnsweringWatch
 from ._deploy import ILocalState, IStateChange, StateChange, in_parallel, sequentially
 from ._fence import fence_applies
+from ._health import HealthProbes, Instance
 from ._pulls import ImagePulls, PullImage, PullState
 
 
@@ -162,6 +176,47 @@ def container_spec(
     )
 
 
+def health_instance(
+    application: Application,
+    spec: ContainerSpec,
+    address: str,
+    running: bool,
+    current: bool,
+) -> Instance:
+    """
+    What the health probes watch of an application's container.
+
+    The application's check (``default_health``) is probed at the node's
+    address on the external port the container publishes for the checked
+    internal port; an older container that does not publish that port is
+    taken as ready while it runs (there is nothing to probe).
+
+    :param spec: The container's spec (its key: another container starts
+        the probes over).
+    :param running: Whether the container runs.
+    :param current: Whether the container is the configured one (its spec
+        is the one the deployer would start now); if not, its revision is
+        reported as ``None``.
+    """
+    check = default_health(application)
+    port = None
+    if check is not None:
+        port = min(
+            (p.external_port for p in spec.ports if p.internal_port == check.port),
+            default=None,
+        )
+        if port is None:
+            check = None
+    return Instance(
+        check=check,
+        host=address,
+        port=port,
+        revision=application.revision if current else None,
+        running=running,
+        key=spec,
+    )
+
+
 @implementer(ILocalState)
 class ContainerLocalState(PClass):
     """The node's containers, as the container deployer discovered them."""
@@ -191,13 +246,17 @@ class ContainerLocalState(PClass):
     #: Application name → its image's pull, for the applications configured
     #: here whose image is being got or failed to be (``None``: not known).
     image_pulls = field(type=(PMap, type(None)), initial=None)
+    #: Application name → its instance's health, for the applications
+    #: configured here that have a container here (``None``: not known —
+    #: no probes, or the configuration is not known yet).
+    health = field(type=(PMap, type(None)), initial=None)
 
     def shared_state_changes(self) -> NodeState:
         """
         The applications half of the node's state: what runs here, the busy
         ports and the applications that could not publish their ports, the
-        images being got for applications configured here, and the node's
-        era.
+        images being got for applications configured here, their health,
+        and the node's era.
         """
         return NodeState(
             uuid=self.node_uuid,
@@ -207,6 +266,7 @@ class ContainerLocalState(PClass):
             busy_ports=self.busy_ports,
             port_conflicts=self.port_conflicts,
             image_pulls=self.image_pulls,
+            health=self.health,
         )
 
 
@@ -539,6 +599,9 @@ class ContainerDeployer:
     era: str | None = attr.ib(default=None)
     #: Gets the images the engine lacks (``_pulls``); ``None``: never pull.
     pulls: ImagePulls | None = attr.ib(default=None)
+    #: Probes the applications' instances (``_health``); ``None``: the
+    #: node's health is reported as unknown.
+    health: HealthProbes | None = attr.ib(default=None)
 
     def started(self, result: None, name: str) -> None:
         """A container was created or started: forget its port failure."""
@@ -573,6 +636,7 @@ class ContainerDeployer:
             if pulls is not None:
                 pulls.seen(spec.image for spec in specs)
             return ContainerLocalState(
+                health=self._health(specs, states, cluster_state),
                 image_pulls=None if pulls is None else self._image_pulls(pulls),
                 pulling=pulls is not None,
                 images=pset() if pulls is None else pulls.known(),
@@ -620,6 +684,34 @@ class ContainerDeployer:
                 taken = {p for p in ports if f":{p}" in detail or f" {p} " in detail}
             found[name] = pset(taken or ports)
         return pmap(found)
+
+    def _health(
+        self, specs: Any, states: Any, cluster_state: DeploymentState
+    ) -> PMap[str, ApplicationHealth] | None:
+        """
+        Have the probes watch the instances of the applications configured
+        here, and say what they found; ``None`` without probes, or while
+        the configuration is not known.
+        """
+        if self.health is None or self.configuration is None:
+            return None
+        wanted = self.configuration.get_node(self.node_uuid).applications
+        paths = _exposed_paths(cluster_state, self.node_uuid)
+        instances = {}
+        for spec in specs:
+            application = wanted.get(spec.name)
+            if application is None:
+                continue
+            state = states.get(spec.name)
+            instances[spec.name] = health_instance(
+                application,
+                spec,
+                self.hostname,
+                running=state is not None and state.running,
+                current=spec == container_spec(application, self.hostname, paths),
+            )
+        self.health.observe(instances)
+        return self.health.states()
 
     def _image_pulls(self, pulls: ImagePulls) -> PMap[str, ImagePull]:
         """
@@ -717,5 +809,6 @@ __all__ = [
     "StartApplication",
     "calculate_container_changes",
     "container_spec",
+    "health_instance",
     "link_environment",
 ]

@@ -4,23 +4,28 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 from uuid import uuid4
 
+import attr
 from pyrsistent import pset
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from flocker.control import (
     Application,
+    ApplicationHealth,
     AttachedVolume,
     Dataset,
     DatasetState,
     Deployment,
     DeploymentState,
+    HealthCheck,
     Link,
     NodeState,
     Port,
 )
 from flocker.node import NoOp, changes_of, run_state_change, sequentially
+from flocker.node._health import NOT_RUNNING, HealthProbes
 from flocker.node.containers import (
     ContainerChange,
     ContainerDeployer,
@@ -29,6 +34,7 @@ from flocker.node.containers import (
     SetRoutes,
     StartApplication,
     container_spec,
+    health_instance,
     link_environment,
 )
 from flocker.route import Route
@@ -434,3 +440,176 @@ def test_port_taken_while_stopped_reported_at_restart() -> None:
     result(run_state_change(deployer.calculate_changes(configured(), state, local), deployer))
     local = result(deployer.discover_state(state))
     assert local.shared_state_changes().port_conflicts == {}
+
+
+# -- health ---------------------------------------------------------------
+
+
+class RecordingProbe:
+    """A probe that notes its calls and answers at once with ``answer``."""
+
+    def __init__(self, answer: str | None = None) -> None:
+        self.answer = answer
+        self.calls: list[tuple[HealthCheck, str, int]] = []
+
+    def __call__(self, check: HealthCheck, host: str, port: int) -> Deferred[str | None]:
+        """Note the call; answer."""
+        self.calls.append((check, host, port))
+        return succeed(self.answer)
+
+
+def probed(answer: str | None = None) -> tuple[Nodes, Clock, RecordingProbe]:
+    """Two nodes, A's deployer with health probes on a `Clock`."""
+    nodes = Nodes()
+    clock, probe = Clock(), RecordingProbe(answer)
+    clock.advance(500)
+    nodes.deployers[A] = attr.evolve(nodes.deployers[A], health=HealthProbes(clock, probe))
+    return nodes, clock, probe
+
+
+def reported_health(nodes: Nodes, state: DeploymentState) -> Any:
+    """The health A's deployer reports after discovering ``state``."""
+    local = result(nodes.deployers[A].discover_state(state))
+    return local.shared_state_changes().health
+
+
+def running_healthy(nodes: Nodes, clock: Clock) -> None:
+    """Converge A to `configured`, and have its probes find ``counter`` healthy."""
+    nodes.converge(A, configured(), state_with(A))
+    reported_health(nodes, state_with(A))
+    clock.advance(0)
+    assert reported_health(nodes, state_with(A))["counter"].status == "healthy"
+
+
+def test_health_reported_for_configured_containers() -> None:
+    """
+    The node reports the health of each application configured here that
+    has a container here: a new one starting at its revision, then, once
+    probed at the node's address on the port published for its checked
+    port (by default a TCP connect on its lowest port), healthy.
+    """
+    nodes, clock, probe = probed()
+    nodes.converge(A, configured(), state_with(A))
+    assert reported_health(nodes, state_with(A)) == {
+        "counter": ApplicationHealth(
+            application="counter", status="starting", revision=0, since=500.0
+        )
+    }
+    clock.advance(0)
+    assert probe.calls == [(HealthCheck(kind="tcp", port=80), ADDRESS[A], 8080)]
+    [health] = reported_health(nodes, state_with(A)).values()
+    assert health.status == "healthy"
+
+
+def test_health_unknown_without_probes_or_configuration() -> None:
+    """
+    A deployer without health probes reports the node's health unknown
+    (``None``), and so does one with probes that does not know the
+    configuration yet; without containers configured here it is empty.
+    """
+    nodes = Nodes()
+    nodes.converge(A, configured(), state_with(A))
+    assert reported_health(nodes, state_with(A)) is None
+    nodes, _, _ = probed()
+    assert reported_health(nodes, state_with(A)) is None
+    nodes.deployers[A].configuration = Deployment()
+    assert reported_health(nodes, state_with(A)) == {}
+
+
+def test_health_of_an_older_instance_has_no_revision() -> None:
+    """
+    While the container is not the one the configuration now wants (an
+    update not converged yet), its health is of no revision; the new
+    container's is of the new revision and starts over.
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    update = configured().update_application(APP.set(environment={"MODE": "production"}))
+    nodes.plan(A, update, state_with(A))  # the deployer learns the configuration
+    [old] = reported_health(nodes, state_with(A)).values()
+    assert (old.status, old.revision) == ("healthy", None)
+    nodes.converge(A, update, state_with(A))
+    [new] = reported_health(nodes, state_with(A)).values()
+    assert (new.status, new.revision) == ("starting", 1)
+
+
+def test_health_revision_follows_the_datasets_paths() -> None:
+    """
+    A container binding its dataset where the node no longer mounts it
+    is not the configured one: its health is of no revision.
+    """
+    nodes, _, _ = probed()
+    nodes.converge(A, configured(), state_with(A))
+    [health] = reported_health(nodes, state_with(A, path="/mnt/elsewhere")).values()
+    assert health.revision is None
+
+
+def test_health_check_update_keeps_the_container() -> None:
+    """
+    An update of only the health check does not replace the container:
+    the same container is reported at the new revision, starting over
+    with the new check, probed on the port published for its port.
+    """
+    nodes, clock, probe = probed()
+    running_healthy(nodes, clock)
+    check = HealthCheck(kind="http", port=80, path="/healthz")
+    update = configured().update_application(APP.set(health=check))
+    assert nodes.plan(A, update, state_with(A)) == NoOp()
+    [health] = reported_health(nodes, state_with(A)).values()
+    assert (health.status, health.revision) == ("starting", 1)
+    clock.advance(0)
+    assert probe.calls[-1] == (check, ADDRESS[A], 8080)
+
+
+def test_health_of_a_stopped_container() -> None:
+    """A stopped container is not probed: its probes fail, "not running"."""
+    nodes, clock, probe = probed()
+    nodes.converge(A, configured(), state_with(A))
+    result(nodes.deployers[A].runtime.stop("counter"))
+    reported_health(nodes, state_with(A))
+    clock.advance(0)
+    [health] = reported_health(nodes, state_with(A)).values()
+    assert health.reason == NOT_RUNNING
+    assert probe.calls == []
+
+
+def test_health_leaves_out_applications_not_configured_here() -> None:
+    """
+    A container still running here for an application configured on
+    another node (moving away) is neither reported nor probed any more.
+    """
+    nodes, clock, probe = probed()
+    nodes.converge(A, configured(), state_with(A))
+    assert set(reported_health(nodes, state_with(A))) == {"counter"}
+    nodes.deployers[A].configuration = configured(node=B)
+    assert reported_health(nodes, state_with(A)) == {}
+    clock.pump([0.0, 5.0, 5.0])
+    assert probe.calls == []
+
+
+def test_health_instance() -> None:
+    """
+    An instance is probed with the application's check on the external
+    port its container publishes for the checked internal port; an older
+    container that does not publish that port, or an application with no
+    ports, is only checked for running.
+    """
+    check = HealthCheck(kind="http", port=81, path="/")
+    app = APP.set(
+        ports=[Port(internal_port=80, external_port=8080), Port(internal_port=81, external_port=9090)],
+        health=check,
+        revision=4,
+    )
+    spec = container_spec(app, ADDRESS[A], {DS: "/mnt/ds"})
+    assert spec is not None
+    instance = health_instance(app, spec, ADDRESS[A], running=True, current=True)
+    assert (instance.check, instance.host, instance.port) == (check, ADDRESS[A], 9090)
+    assert (instance.revision, instance.running, instance.key) == (4, True, spec)
+    older = container_spec(APP, ADDRESS[A], {DS: "/mnt/ds"})
+    assert older is not None
+    stale = health_instance(app, older, ADDRESS[A], running=False, current=False)
+    assert (stale.check, stale.port, stale.revision, stale.running) == (None, None, None, False)
+    quiet = APP.set(ports=[])
+    quiet_spec = container_spec(quiet, ADDRESS[A], {DS: "/mnt/ds"})
+    assert quiet_spec is not None
+    assert health_instance(quiet, quiet_spec, ADDRESS[A], True, True).check is None
