@@ -6,7 +6,9 @@ service and its own `Fence` — and joins them with methods, as
 `DatasetAgent` does for datasets: a pushed configuration brings the fence
 down before the loop converges to it; the fence going up or down pokes the
 loop, so that the containers of automatically failed-over datasets stop at
-once (see ``containers``).
+once (see ``containers``).  Given a health probe, the agent probes its
+applications' instances (``_health``) and an instance's status changing
+pokes the loop, so that the node reports it at once.
 
 ``flocker.node.script`` only builds the runtime and router and one of these.
 """
@@ -29,6 +31,7 @@ from ._agent_core import ControlledAgent
 from ._answering import AnsweringWatch
 from ._control_connection import ControlAddress, control_addresses_tuple
 from ._fence import DEFAULT_FENCE_AFTER, Fence
+from ._health import HealthProbes, Probe
 from ._loop import ConvergenceLoop
 from ._pulls import ImagePulls
 from .containers import ContainerDeployer, ContainerLocalState
@@ -68,8 +71,12 @@ class ContainerAgent(ControlledAgent):
     era: str | None = attr.ib(default=None)
     #: Registry (``host[:port]``) → credentials to pull its images with.
     registries: Mapping[str, RegistryCredentials] = attr.ib(factory=dict)
+    #: Probes one application instance (``_health.NetworkProbe``), or
+    #: ``None``: no health probes, the node's health is reported unknown.
+    health_probe: Probe | None = attr.ib(default=None)
 
     fence: Fence = attr.ib(init=False)
+    health: HealthProbes | None = attr.ib(init=False)
     deployer: ContainerDeployer = attr.ib(init=False)
     loop: ConvergenceLoop[ContainerLocalState] = attr.ib(init=False)
     client: AgentAMPClient = attr.ib(init=False)
@@ -77,6 +84,11 @@ class ContainerAgent(ControlledAgent):
     def __attrs_post_init__(self) -> None:
         """Build the parts; nothing runs until `service` is started."""
         self.fence = self._make_fence()
+        self.health = (
+            None
+            if self.health_probe is None
+            else HealthProbes(self.reactor, self.health_probe, self.poke)
+        )
         self.deployer = ContainerDeployer(
             self.node_uuid,
             self.address,
@@ -88,16 +100,24 @@ class ContainerAgent(ControlledAgent):
             fenced=lambda: self.fence.is_up,
             era=self.era,
             pulls=ImagePulls(self.runtime, self.reactor, self.registries, self.poke),
+            health=self.health,
         )
         self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
         self.client = self._make_client()
 
     def service(self) -> MultiService:
-        """The agent as a service: the fence, the control connection, the loop."""
-        return self._services()
+        """
+        The agent as a service: the fence, the health probes (stopped
+        after the loop, they cancel every probe), the control connection,
+        the loop.
+        """
+        return self._services(*([] if self.health is None else [self.health]))
 
     def poke(self) -> None:
-        """Have the loop look at the containers again (a creation or pull ended)."""
+        """
+        Have the loop look at the containers again (a creation or pull
+        ended, an instance's health status changed).
+        """
         self.loop.poke()
 
 

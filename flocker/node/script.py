@@ -155,6 +155,7 @@ def build_container_agent_service(
     from ._answering import AnsweringWatch
     from ._container_agent import ContainerAgent
     from ._era import node_era
+    from ._health import NetworkProbe
     from ._ports import read_busy_ports
 
     tls, node_uuid, _ = load_node_files(config)
@@ -176,6 +177,7 @@ def build_container_agent_service(
         listening=partial(deferToThreadPool, reactor, pool, read_busy_ports, config.address),
         era=node_era(node_uuid),
         registries=config.registries,
+        health_probe=NetworkProbe(reactor),
     )
     service = MultiService()
     _ThreadPoolService(pool).setServiceParent(service)
