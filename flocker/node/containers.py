@@ -64,7 +64,7 @@ move without being told where it went.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -182,14 +182,16 @@ def health_instance(
     address: str,
     running: bool,
     current: bool,
+    published: Mapping[int, int] | None = None,
 ) -> Instance:
     """
     What the health probes watch of an application's container.
 
     The application's check (``default_health``) is probed at the node's
-    address on the external port the container publishes for the checked
-    internal port; an older container that does not publish that port is
-    taken as ready while it runs (there is nothing to probe).
+    address on the host port the container publishes the checked internal
+    port on (the one the engine reports now, for an ephemeral port);
+    an older container that does not publish that port is taken as ready
+    while it runs (there is nothing to probe).
 
     :param spec: The container's spec (its key: another container starts
         the probes over).
@@ -197,6 +199,8 @@ def health_instance(
     :param current: Whether the container is the configured one (its spec
         is the one the deployer would start now); if not, its revision is
         reported as ``None``.
+    :param published: Internal port → the host port it is published on
+        now (``ContainerState.ports``).
     """
     check = default_health(application)
     port = None
@@ -207,6 +211,8 @@ def health_instance(
         )
         if port is None:
             check = None
+        elif published and check.port in published:
+            port = published[check.port]
     return Instance(
         check=check,
         host=address,
@@ -709,6 +715,7 @@ class ContainerDeployer:
                 self.hostname,
                 running=state is not None and state.running,
                 current=spec == container_spec(application, self.hostname, paths),
+                published=None if state is None else state.ports,
             )
         self.health.observe(instances)
         return self.health.states()

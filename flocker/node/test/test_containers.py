@@ -590,7 +590,8 @@ def test_health_leaves_out_applications_not_configured_here() -> None:
 def test_health_instance() -> None:
     """
     An instance is probed with the application's check on the external
-    port its container publishes for the checked internal port; an older
+    port its container publishes for the checked internal port (the host
+    port the engine reports it published on now, if it does); an older
     container that does not publish that port, or an application with no
     ports, is only checked for running.
     """
@@ -609,6 +610,8 @@ def test_health_instance() -> None:
     assert older is not None
     stale = health_instance(app, older, ADDRESS[A], running=False, current=False)
     assert (stale.check, stale.port, stale.revision, stale.running) == (None, None, None, False)
+    ephemeral = health_instance(app, spec, ADDRESS[A], True, True, published={81: 32768})
+    assert ephemeral.port == 32768
     quiet = APP.set(ports=[])
     quiet_spec = container_spec(quiet, ADDRESS[A], {DS: "/mnt/ds"})
     assert quiet_spec is not None
