@@ -12,18 +12,20 @@ applications on the node's address.  `MemoryRouter` is the fake;
 """
 
 from ._interface import InvalidRoutes, IRouter, check_routes
-from ._model import Route, Routes, routes_for_node
+from ._model import DEFAULT_HOLD_TIMEOUT, Route, Routes, Target, routes_for_node
 from ._proxy import DEFAULT_CONNECT_TIMEOUT, NodeRouter
 from .memory import MemoryRouter
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_HOLD_TIMEOUT",
     "IRouter",
     "InvalidRoutes",
     "MemoryRouter",
     "NodeRouter",
     "Route",
     "Routes",
+    "Target",
     "check_routes",
     "routes_for_node",
 ]

@@ -9,7 +9,7 @@ from pyrsistent import PMap, pmap
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
-from ._model import Route
+from ._model import Route, Target
 
 __all__ = ["IRouter", "InvalidRoutes", "check_routes"]
 
@@ -24,14 +24,41 @@ class IRouter(Interface):
 
     One router serves one node (one address).  For each external port it is
     given a `Route` for, it accepts connections on ``<its address>:<port>``
-    and forwards each, both ways, to the route's target.  The container
-    agent calls `set_routes` after every convergence pass with the routes
-    from `flocker.route.routes_for_node`.
+    and forwards each, both ways, to one of the route's targets.  The
+    container agent calls `set_routes` after every convergence pass.
+
+    **Several targets.**  A new connection goes to the target with the
+    fewest connections open through this router at that moment (counting
+    those still being connected); among equally loaded targets the router
+    takes them in turn, starting after the one it chose last for that port,
+    so equal targets share connections evenly.  If connecting to the chosen
+    target fails (refused, timed out), the route's other targets are tried,
+    each at most once, least loaded first; if all fail, the connection is
+    held, as if the route had no target.
+
+    **Holding.**  A connection to a port whose route has no target (or
+    whose targets all failed) is accepted and held: the router forwards
+    nothing yet, and buffers at most a little of what the client sends
+    (after that the client is no longer read).  A held connection is
+
+    * forwarded as soon as `set_routes` gives its port other, non-empty
+      targets (each of them tried as above), with whatever the client sent
+      meanwhile, even a request followed by a half-close;
+    * closed once it has been held for the route's ``hold_timeout`` in all
+      (logged with the outcome ``held_too_long``);
+    * closed when its port is no longer routed (``unrouted``) or the
+      router stops (``router_stopped``);
+    * forgotten when the client goes away: a reset, or the client's end of
+      input before it sent anything (``client_gone``).
+
+    Changing a route's targets never disturbs connections already
+    forwarded: they carry on until either end closes them.  Each connection
+    is logged once, when it ends, with the target it went to, the targets
+    that failed, how long it was held, its byte counts and its outcome.
 
     The contract with the container agent: a port Docker publishes on this
-    node's address (an application running here) must not be given a
-    route, since the router would then compete with Docker for it.
-    `routes_for_node` leaves such ports out.
+    node's address must not be given a route, since the router would then
+    compete with Docker for it.
     """
 
     def set_routes(routes: PMap[int, Route]) -> Deferred[None]:
@@ -39,10 +66,12 @@ class IRouter(Interface):
         Make ``routes`` the router's whole set of routes (not an addition).
 
         Idempotent and diff-based: a port no longer in ``routes`` stops
-        listening (connections already forwarded carry on until either end
-        closes them); a port whose target changed sends new connections to
-        the new target at once, while its listener stays as it is; unchanged
-        ports are not touched at all.
+        listening and closes the connections it holds (connections already
+        forwarded carry on until either end closes them); a port whose
+        route changed sends new connections by the new route at once, and
+        forwards the connections it holds if it now has other, non-empty
+        targets, while its listener stays as it is; unchanged ports are not
+        touched at all.  A route with no targets listens too, to hold.
 
         Failing to listen on a port (it is in use) neither fails the call
         nor affects other ports: it is logged and tried again later, until it
@@ -65,6 +94,15 @@ class IRouter(Interface):
 
         A routed port that could not be listened on yet (it is being tried
         again) or whose router is not running is missing from it.
+        """
+
+    def held() -> PMap[int, int]:
+        """External port → how many connections it holds now (only ports holding some)."""
+
+    def connections() -> PMap[Target, int]:
+        """
+        Target → how many connections through this router are open to it
+        now, or being connected to it (only targets with some).
         """
 
 

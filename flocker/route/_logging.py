@@ -2,7 +2,8 @@
 
 Routing changes are rare and logged as one action each; connections are
 many, so each is one message written when it ends (never an action around
-its bytes), carrying the byte counts and how it ended.
+its bytes), carrying where it went, how long it was held, the byte counts
+and how it ended.
 """
 
 from eliot import ActionType, Field, MessageType
@@ -12,7 +13,9 @@ LISTEN_ADDRESS = Field.for_types(
 )
 ADDED = Field.for_types("added", [list], "External ports newly routed.")
 REMOVED = Field.for_types("removed", [list], "External ports no longer routed.")
-CHANGED = Field.for_types("changed", [list], "External ports routed to a new target.")
+CHANGED = Field.for_types(
+    "changed", [list], "External ports whose targets or hold timeout changed."
+)
 
 #: One call of ``set_routes`` that changed something.
 SET_ROUTES = ActionType(
@@ -34,7 +37,21 @@ LISTEN_FAILED = MessageType(
 )
 
 CLIENT = Field.for_types("client", [str], "The client's address, host:port.")
-TARGET = Field.for_types("target", [str], "Where the connection went, host:port.")
+TARGET = Field.for_types(
+    "target",
+    [str],
+    "The target the connection was forwarded to, host:port; empty if none was.",
+)
+UNREACHABLE = Field.for_types(
+    "unreachable",
+    [list],
+    "The targets (host:port) that connecting to failed, in the order tried.",
+)
+HELD = Field.for_types(
+    "held",
+    [float, int],
+    "Seconds the connection was held waiting for a target (0 if never).",
+)
 BYTES_TO_TARGET = Field.for_types(
     "bytes_to_target", [int], "Bytes forwarded from the client to the target."
 )
@@ -44,14 +61,26 @@ BYTES_TO_CLIENT = Field.for_types(
 OUTCOME = Field.for_types(
     "outcome",
     [str],
-    "How the connection ended: closed (normally), target_unreachable "
-    "(connecting to the target failed), client_gone (the client left before "
-    "the target answered) or error (a connection broke).",
+    "How the connection ended: closed (normally, after being forwarded), "
+    "error (a forwarded connection broke), client_gone (the client left "
+    "before it was forwarded), held_too_long (held for the route's hold "
+    "timeout without a reachable target), unrouted (held while its port "
+    "stopped being routed) or router_stopped (held while the router stopped).",
 )
 
-#: One proxied connection ended.
+#: One connection accepted on a routed port ended.
 CONNECTION = MessageType(
     "flocker:route:connection",
-    [EXTERNAL_PORT, CLIENT, TARGET, BYTES_TO_TARGET, BYTES_TO_CLIENT, OUTCOME, ERROR],
-    "A connection to a routed port was forwarded to its target and has ended.",
+    [
+        EXTERNAL_PORT,
+        CLIENT,
+        TARGET,
+        UNREACHABLE,
+        HELD,
+        BYTES_TO_TARGET,
+        BYTES_TO_CLIENT,
+        OUTCOME,
+        ERROR,
+    ],
+    "A connection to a routed port has ended, forwarded or not.",
 )

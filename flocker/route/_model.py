@@ -1,51 +1,116 @@
 """Routes as values, and which routes a node needs for a deployment.
 
-A `Route` says "connections to this external port go to that host and
-port".  `routes_for_node` is the pure calculation the container agent runs
-after each convergence pass to know what its node's router should forward.
+A `Route` says "connections to this external port go to one of these
+targets" (a `Target` is a host and port); a route with no targets holds
+its connections until it has some.  `routes_for_node` is the pure
+calculation the container agent runs after each convergence pass to know
+what its node's router should forward.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from typing import Any
 
-from pyrsistent import PClass, PMap, field, pmap
+from pyrsistent import InvariantException, PClass, PMap, field, pmap, pvector_field
 
 from flocker.control import Deployment, DeploymentState
 
-__all__ = ["Route", "Routes", "routes_for_node"]
+__all__ = ["DEFAULT_HOLD_TIMEOUT", "Route", "Routes", "Target", "routes_for_node"]
+
+#: Seconds a connection to a port with no (reachable) target is held.
+DEFAULT_HOLD_TIMEOUT = 30.0
 
 
 def _port_invariant(port: int) -> tuple[bool, str]:
     return (0 < port < 65536, f"not a TCP port: {port!r}")
 
 
+def _host_invariant(host: str) -> tuple[bool, str]:
+    return (
+        bool(host) and not any(c.isspace() or c == "\0" for c in host),
+        f"not a host: {host!r}",
+    )
+
+
+def _seconds(value: Any) -> Any:
+    """An int number of seconds as a float; anything else as it is (to be checked)."""
+    return float(value) if type(value) is int else value
+
+
+class Target(PClass):
+    """
+    Where a routed connection may go: ``host:port``.
+
+    :ivar host: an address (IPv4 or IPv6) or host name.
+    :ivar port: the TCP port there.
+    """
+
+    host = field(type=str, mandatory=True, invariant=_host_invariant)
+    port = field(type=int, mandatory=True, invariant=_port_invariant)
+
+    @property
+    def address(self) -> str:
+        """The target as ``host:port``."""
+        return f"{self.host}:{self.port}"
+
+
 class Route(PClass):
     """
-    Forward connections on ``external_port`` to ``target_host:target_port``.
+    Forward connections on ``external_port`` to one of ``targets``.
+
+    With several targets each new connection goes to the one with the
+    fewest connections open through the router; with none, connections
+    are accepted and held (see `flocker.route.IRouter`) for up to
+    ``hold_timeout`` seconds until the route has a target.
+
+    ``Route(external_port=p, target_host=h, target_port=q)`` is accepted
+    too, as the route with the one target ``Target(host=h, port=q)``.
 
     :ivar external_port: the port the router listens on, at its node's address.
-    :ivar target_host: the address (or host name) of the node running the
-        application.
-    :ivar target_port: the port there (the application's external port,
-        which Docker publishes on that node's address).
+    :ivar targets: where connections go, in the order ties between equally
+        loaded targets are broken; no target appears twice.
+    :ivar hold_timeout: the most seconds a connection waits, held, for a
+        reachable target before it is closed (0: closed at once).
     """
 
     external_port = field(type=int, mandatory=True, invariant=_port_invariant)
-    target_host = field(
-        type=str,
-        mandatory=True,
-        invariant=lambda h: (
-            bool(h) and not any(c.isspace() or c == "\0" for c in h),
-            f"not a host: {h!r}",
+    targets = pvector_field(Target)
+    hold_timeout = field(
+        type=float,
+        factory=_seconds,
+        initial=DEFAULT_HOLD_TIMEOUT,
+        invariant=lambda t: (
+            math.isfinite(t) and t >= 0,
+            f"not a number of seconds: {t!r}",
         ),
     )
-    target_port = field(type=int, mandatory=True, invariant=_port_invariant)
 
-    @property
-    def target(self) -> str:
-        """The target as ``host:port``."""
-        return f"{self.target_host}:{self.target_port}"
+    def __invariant__(self) -> tuple[bool, str]:
+        """No target appears twice."""
+        return (
+            len(set(self.targets)) == len(self.targets),
+            f"a target appears twice in {[t.address for t in self.targets]}",
+        )
+
+    def __new__(cls, **kwargs: Any) -> Route:
+        """Build the route, turning ``target_host``/``target_port`` into one target."""
+        if "target_host" in kwargs or "target_port" in kwargs:
+            missing = tuple(
+                f"Route.{name}"
+                for name in ("target_host", "target_port")
+                if name not in kwargs
+            )
+            if missing:
+                raise InvariantException((), missing, "Field invariant failed")
+            if "targets" in kwargs:
+                raise TypeError("give either targets or target_host and target_port")
+            kwargs["targets"] = [
+                Target(host=kwargs.pop("target_host"), port=kwargs.pop("target_port"))
+            ]
+        route: Route = super().__new__(cls, **kwargs)
+        return route
 
 
 #: What a router is given: external port → the `Route` for it.
@@ -116,5 +181,7 @@ def routes_for_node(
         for port in sorted(p.external_port for p in app.ports):
             if port in local_ports or port in routes:
                 continue
-            routes[port] = Route(external_port=port, target_host=host, target_port=port)
+            routes[port] = Route(
+                external_port=port, targets=[Target(host=host, port=port)]
+            )
     return pmap(routes)

@@ -5,23 +5,33 @@ Each routed external port gets one listening port on the node's address.
 Each accepted connection becomes a `_Connection` with two `_End` protocols,
 one per socket, that forward bytes to each other:
 
-* the client's socket is paused while the target is being connected, so
+* the connection picks the least loaded of its route's targets (the router
+  counts the connections open to each), and tries the others, each once,
+  if connecting fails;
+* the client's socket is paused while a target is being connected, so
   nothing is read that could not be forwarded;
-* once both are connected, each transport is registered as the other's
-  streaming producer, so a slow reader on one side stops reading on the
-  other (back-pressure in both directions, with Twisted's buffers bounded);
+* with no target to try, the connection is held: the client's socket is
+  read into a small buffer (so that its leaving is noticed; reading stops
+  when the buffer is full) until the route gets new targets, the hold
+  timeout passes, the port is unrouted or the router stops;
+* once both are connected, what was buffered goes first, then each
+  transport is registered as the other's streaming producer, so a slow
+  reader on one side stops reading on the other (back-pressure in both
+  directions, with Twisted's buffers bounded);
 * a half-close (FIN) on one side becomes a half-close of the other side's
   writing, and a socket is closed only when both of its halves are done;
 * when either socket goes away, the other is closed after what is buffered
   for it has been written.
 
-The route of a port is looked up when a connection is accepted, so changing
-a target affects new connections at once and leaves existing ones alone.
+A connection looks its port's route up whenever it needs a target, so
+changing a route affects new, connecting and held connections at once and
+leaves forwarded ones alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Set
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -53,7 +63,7 @@ from flocker.common import TCPTimeReactor, backoff
 
 from ._interface import IRouter, check_routes
 from ._logging import CONNECTION, LISTEN_FAILED, SET_ROUTES
-from ._model import Route
+from ._model import Route, Target
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "NodeRouter"]
 
@@ -62,6 +72,9 @@ _Reactor = TypeVar("_Reactor", bound=TCPTimeReactor)
 
 #: Seconds to wait for a target to accept a forwarded connection.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+
+#: Bytes a held connection's client may send before it is no longer read.
+HOLD_BUFFER = 64 * 1024
 
 
 def _default_retry_delays() -> Iterator[float]:
@@ -92,7 +105,7 @@ class _End(Protocol):
     :ivar read_done: this socket's remote end will send nothing more.
     :ivar write_done: nothing more will be written to this socket.
     :ivar lost: this socket is closed.
-    :ivar sent: bytes read from this socket (and forwarded).
+    :ivar sent: bytes read from this socket and forwarded.
     :ivar fed: the peer's transport is registered as this one's producer.
     """
 
@@ -100,7 +113,7 @@ class _End(Protocol):
     transport: Any
 
     def __init__(self, connection: _Connection) -> None:
-        """An end of ``connection``; the client's end when first made."""
+        """An end of ``connection``."""
         self.connection = connection
         self.peer: _End | None = None
         self.read_done = False
@@ -121,7 +134,7 @@ class _End(Protocol):
             self.transport.unregisterProducer()
 
     def dataReceived(self, data: bytes) -> None:
-        """Forward bytes to the peer (the socket is paused until there is one)."""
+        """Forward bytes to the peer."""
         self.sent += len(data)
         assert self.peer is not None
         self.peer.transport.write(data)
@@ -163,42 +176,135 @@ class _TargetFactory(Factory):
 
 
 class _ClientEnd(_End):
-    """The client's socket: connects to the target when accepted."""
+    """
+    The client's socket: until it has a peer, what it reads is kept.
+
+    While the target is being connected the socket is paused; while the
+    connection is held it is read (so that the client leaving is noticed)
+    into ``pending``, and paused again once that holds `HOLD_BUFFER` bytes.
+
+    :ivar pending: bytes read before there was a target to forward them to.
+    """
+
+    def __init__(self, connection: _Connection) -> None:
+        """The client's end of ``connection``."""
+        super().__init__(connection)
+        self.pending: list[bytes] = []
+        self.pending_size = 0
 
     def connectionMade(self) -> None:
-        """Pause the client and connect to the target."""
+        """Pause the client and find it a target."""
         self.transport.pauseProducing()
-        self.connection.connect_target(self)
+        self.connection.start(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Forward bytes to the peer, or keep them until there is one."""
+        if self.peer is not None:
+            super().dataReceived(data)
+            return
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size >= HOLD_BUFFER:
+            self.transport.pauseProducing()
+
+    def take_pending(self) -> bytes:
+        """What was kept, now forwarded (and counted as sent)."""
+        data = b"".join(self.pending)
+        self.sent += len(data)
+        self.pending, self.pending_size = [], 0
+        return data
+
+    def readConnectionLost(self) -> None:
+        """The client half-closed; before there is a peer, the connection decides."""
+        if self.peer is not None:
+            super().readConnectionLost()
+            return
+        self.read_done = True
+        self.connection.client_read_done()
+
+    def resume(self) -> None:
+        """Read from the client again, unless it has sent all it will or too much."""
+        if not (self.read_done or self.lost) and self.pending_size < HOLD_BUFFER:
+            self.transport.resumeProducing()
+
+
+class _Phase(Enum):
+    """Where a `_Connection` is in its life."""
+
+    #: A target is being connected to; the client is paused.
+    CONNECTING = "connecting"
+    #: Waiting for the port to get a target; the client is read into a buffer.
+    HELD = "held"
+    #: Joined to a target: bytes flow both ways.
+    FORWARDED = "forwarded"
+    #: Being closed by the router without having been forwarded.
+    CLOSING = "closing"
 
 
 @attrs.define(eq=False)
 class _Connection:
     """
-    One forwarded connection, from accepting the client to logging its end.
+    One accepted connection, from accepting the client to logging its end.
+
+    It looks its port's route up each time it needs a target, so a route
+    changed while it is being connected or held is followed.
 
     :ivar router: the router that accepted it.
-    :ivar route: the route in force when it was accepted.
+    :ivar external_port: the routed port it was accepted on.
     :ivar client: the client's address, ``host:port``.
+    :ivar target: the target being connected to or forwarded to, counted in
+        the router's open connections while set.
+    :ivar tried: the targets that failed since it was accepted or last
+        released from holding (each is tried at most once per round).
+    :ivar unreachable: every target that failed, for the log.
+    :ivar held_for: seconds held before the current hold, if any.
+    :ivar held_since: when the current hold began, while held.
+    :ivar deadline: the call closing it when held too long, while held.
     """
 
     router: NodeRouter[Any]
-    route: Route
+    external_port: int
     client: str
-    client_end: _End | None = None
+    phase: _Phase = _Phase.CONNECTING
+    client_end: _ClientEnd | None = None
     target_end: _End | None = None
+    target: Target | None = None
+    forwarded_to: str = ""
     connecting: Deferred[Any] | None = None
+    tried: set[Target] = attrs.field(factory=set)
+    unreachable: list[str] = attrs.field(factory=list)
+    held_for: float = 0.0
+    held_since: float | None = None
+    deadline: IDelayedCall | None = None
     outcome: str | None = None
     error: str = ""
 
-    def connect_target(self, client_end: _End) -> None:
-        """Connect to the target; the client's end waits paused."""
+    def start(self, client_end: _ClientEnd) -> None:
+        """The client is connected (and paused): find it a target."""
         self.client_end = client_end
-        host = self.route.target_host
-        kind = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
+        self._next()
+
+    def _next(self) -> None:
+        """Connect to the least loaded untried target, or hold if there is none."""
+        route = self.router.routes().get(self.external_port)
+        target = None if route is None else self.router._choose(route, self.tried)
+        if target is None:
+            self._hold(route)
+        else:
+            self._connect(target)
+
+    def _connect(self, target: Target) -> None:
+        """Connect to ``target``; the client waits paused."""
+        assert self.client_end is not None
+        self.phase = _Phase.CONNECTING
+        self.client_end.transport.pauseProducing()
+        self.target = target
+        self.router._count(target, 1)
+        kind = TCP6ClientEndpoint if ":" in target.host else TCP4ClientEndpoint
         endpoint = kind(
             self.router.reactor,
-            host,
-            self.route.target_port,
+            target.host,
+            target.port,
             timeout=self.router.connect_timeout,
         )
         self.target_end = _End(self)
@@ -209,25 +315,103 @@ class _Connection:
         """Join the two ends, each producing for the other, and resume the client."""
         self.connecting = None
         client_end = self.client_end
-        assert client_end is not None
+        assert client_end is not None and self.target is not None
+        self.phase = _Phase.FORWARDED
+        self.forwarded_to = self.target.address
         if client_end.lost:
             target_end.transport.loseConnection()
             return
         client_end.peer, target_end.peer = target_end, client_end
         client_end.feed_from(target_end.transport)
-        target_end.feed_from(client_end.transport)
-        client_end.transport.resumeProducing()
+        pending = client_end.take_pending()
+        if pending:
+            target_end.transport.write(pending)
+        if client_end.read_done:
+            target_end.transport.loseWriteConnection()
+        else:
+            target_end.feed_from(client_end.transport)
+            client_end.transport.resumeProducing()
 
     def _target_failed(self, reason: Failure) -> None:
-        """The target is unreachable (or the client left): close the client."""
+        """The target is unreachable (or the client left): try another, or hold."""
         self.connecting = None
         self.target_end = None
+        target, self.target = self.target, None
+        assert target is not None and self.client_end is not None
+        self.router._count(target, -1)
         if reason.check(CancelledError, ConnectingCancelledError):
             self.outcome = "client_gone"
-        else:
-            self.outcome = "target_unreachable"
-            self.error = reason.getErrorMessage() or _name(reason)
+            self._log()
+            return
+        self.tried.add(target)
+        self.unreachable.append(target.address)
+        self.error = reason.getErrorMessage() or _name(reason)
+        self._next()
+
+    def _hold(self, route: Route | None) -> None:
+        """Wait for the port to get a target (or close, if it cannot wait)."""
+        if route is None:
+            self._close("unrouted")
+            return
+        if not self.router.running:
+            self._close("router_stopped")
+            return
         assert self.client_end is not None
+        self.phase = _Phase.HELD
+        reactor = self.router.reactor
+        self.held_since = reactor.seconds()
+        self.deadline = reactor.callLater(
+            max(route.hold_timeout - self.held_for, 0.0), self._held_too_long
+        )
+        self.router._add_held(self)
+        self.client_end.resume()
+
+    def _unhold(self) -> None:
+        """Stop holding: the time held is added up, the deadline cancelled."""
+        if self.phase is not _Phase.HELD:
+            return
+        assert self.held_since is not None and self.deadline is not None
+        self.held_for += self.router.reactor.seconds() - self.held_since
+        self.held_since = None
+        if self.deadline.active():
+            self.deadline.cancel()
+        self.deadline = None
+        self.router._remove_held(self)
+
+    def release(self) -> None:
+        """The port has new targets: try them (each once), starting now."""
+        self._unhold()
+        self.tried.clear()
+        self._next()
+
+    def drop(self, outcome: str) -> None:
+        """Close a held connection, e.g. because its port is no longer routed."""
+        self._unhold()
+        self._close(outcome)
+
+    def _held_too_long(self) -> None:
+        """The hold timeout passed."""
+        assert self.deadline is not None
+        self.drop("held_too_long")
+
+    def client_read_done(self) -> None:
+        """
+        The client half-closed before it was forwarded.
+
+        Having sent nothing, it has gone.  Having sent something (a request),
+        it may be waiting for the answer: its request and half-close are
+        forwarded once there is a target.
+        """
+        assert self.client_end is not None
+        if self.phase is _Phase.HELD and not self.client_end.pending:
+            self._unhold()
+            self._close("client_gone")
+
+    def _close(self, outcome: str) -> None:
+        """Close the client, never forwarded; logged once its socket is closed."""
+        assert self.client_end is not None
+        self.phase = _Phase.CLOSING
+        self.outcome = outcome
         if self.client_end.lost:
             self._log()
         else:
@@ -235,25 +419,41 @@ class _Connection:
 
     def end_lost(self, end: _End, reason: Failure) -> None:
         """One socket closed; log once both have (or the target never opened)."""
-        if not reason.check(ConnectionDone) and self.outcome is None:
-            self.outcome = "error"
-            self.error = reason.getErrorMessage() or _name(reason)
-        if self.connecting is not None:
+        broken = not reason.check(ConnectionDone)
+        error = (reason.getErrorMessage() or _name(reason)) if broken else ""
+        if self.phase is _Phase.CONNECTING:
             # The client left before the target answered: cancelling calls
             # _target_failed, which logs.
+            self.error = error or self.error
+            assert self.connecting is not None
             self.connecting.cancel()
-            return
-        ends = [e for e in (self.client_end, self.target_end) if e is not None]
-        if all(e.lost for e in ends):
+        elif self.phase is _Phase.HELD:
+            self._unhold()
+            self.outcome = "client_gone"
+            self.error = error or self.error
             self._log()
+        elif self.phase is _Phase.CLOSING:
+            self._log()
+        else:
+            if broken and self.outcome is None:
+                self.outcome = "error"
+                self.error = error
+            ends = [e for e in (self.client_end, self.target_end) if e is not None]
+            if all(e.lost for e in ends):
+                self._log()
 
     def _log(self) -> None:
-        """Write the connection's one log message."""
+        """Write the connection's one log message, and stop counting it."""
+        if self.target is not None:
+            self.router._count(self.target, -1)
+            self.target = None
         client_end, target_end = self.client_end, self.target_end
         CONNECTION.log(
-            external_port=self.route.external_port,
+            external_port=self.external_port,
             client=self.client,
-            target=self.route.target,
+            target=self.forwarded_to,
+            unreachable=self.unreachable,
+            held=round(self.held_for, 3),
             bytes_to_target=client_end.sent if client_end is not None else 0,
             bytes_to_client=target_end.sent if target_end is not None else 0,
             outcome=self.outcome or "closed",
@@ -270,11 +470,10 @@ class _RouteFactory(ServerFactory):
         self.external_port = external_port
 
     def buildProtocol(self, addr: Any) -> _End | None:
-        """A client end following the port's current route, or none if unrouted."""
-        route = self.router.routes().get(self.external_port)
-        if route is None:
+        """A client end following the port's route, or none if it is unrouted."""
+        if self.external_port not in self.router.routes():
             return None
-        return _ClientEnd(_Connection(self.router, route, _address(addr)))
+        return _ClientEnd(_Connection(self.router, self.external_port, _address(addr)))
 
 
 @implementer(IRouter)
@@ -296,7 +495,8 @@ class NodeRouter(Service, Generic[_Reactor]):
     :ivar reactor: provides ``IReactorTCP`` and ``IReactorTime``.
     :ivar listen_address: this node's address; every routed port listens
         here (e.g. ``127.0.0.12``).
-    :ivar connect_timeout: seconds to wait for a target to accept.
+    :ivar connect_timeout: seconds to wait for a target to accept (then
+        the route's next target is tried).
     :ivar retry_delays: makes the delays between tries to listen on a
         port that is in use, one iterator per port and failure streak.
     """
@@ -310,6 +510,9 @@ class NodeRouter(Service, Generic[_Reactor]):
     _retries: dict[int, IDelayedCall] = attrs.field(factory=dict, init=False)
     _delays: dict[int, Iterator[float]] = attrs.field(factory=dict, init=False)
     _stopping: dict[int, Deferred[None]] = attrs.field(factory=dict, init=False)
+    _open: dict[Target, int] = attrs.field(factory=dict, init=False)
+    _held: dict[int, list[_Connection]] = attrs.field(factory=dict, init=False)
+    _rotation: dict[int, int] = attrs.field(factory=dict, init=False)
 
     def routes(self) -> PMap[int, Route]:
         """The routes last given to `set_routes`."""
@@ -318,6 +521,14 @@ class NodeRouter(Service, Generic[_Reactor]):
     def listening(self) -> Set[int]:
         """The ports accepting connections now."""
         return pset(self._listeners)
+
+    def held(self) -> PMap[int, int]:
+        """Port → connections held on it now."""
+        return pmap({port: len(held) for port, held in self._held.items()})
+
+    def connections(self) -> PMap[Target, int]:
+        """Target → connections open (or being connected) to it now."""
+        return pmap(self._open)
 
     def set_routes(self, routes: PMap[int, Route]) -> Deferred[None]:
         """Replace the routes; see `IRouter.set_routes`."""
@@ -340,8 +551,16 @@ class NodeRouter(Service, Generic[_Reactor]):
             changed=changed,
         ):
             stopped = [self._stop(port) for port in removed]
+            for port in removed:
+                self._rotation.pop(port, None)
+                for connection in list(self._held.get(port, ())):
+                    connection.drop("unrouted")
             for port in added:
                 self._listen(port)
+            for port in changed:
+                if new[port].targets and new[port].targets != old[port].targets:
+                    for connection in list(self._held.get(port, ())):
+                        connection.release()
         return gatherResults(stopped).addCallback(lambda _: None)
 
     def startService(self) -> None:
@@ -354,9 +573,13 @@ class NodeRouter(Service, Generic[_Reactor]):
         """
         Stop listening everywhere (and trying to); the routes are kept.
 
-        Connections already forwarded carry on until either end closes them.
+        Held connections are closed; connections already forwarded carry on
+        until either end closes them.
         """
         super().stopService()  # type: ignore[no-untyped-call]  # Twisted's
+        for held in list(self._held.values()):
+            for connection in list(held):
+                connection.drop("router_stopped")
         ports = set(self._listeners) | set(self._retries)
         return gatherResults([self._stop(p) for p in sorted(ports)]).addCallback(
             lambda _: None
@@ -421,3 +644,47 @@ class NodeRouter(Service, Generic[_Reactor]):
         done: Deferred[None] = Deferred()
         stopping.addCallback(lambda _: done.callback(None))
         return done
+
+    def _choose(self, route: Route, tried: Set[Target]) -> Target | None:
+        """
+        The target of ``route`` not in ``tried`` with the fewest connections.
+
+        Ties go to the first such target after the one chosen last for the
+        route's port, in the route's order, so equal targets take turns.
+        ``None`` if every target was tried (or there is none).
+        """
+        targets = route.targets
+        if not targets:
+            return None
+        start = self._rotation.get(route.external_port, 0) % len(targets)
+        best: tuple[int, int] | None = None
+        for k in range(len(targets)):
+            i = (start + k) % len(targets)
+            if targets[i] in tried:
+                continue
+            load = self._open.get(targets[i], 0)
+            if best is None or load < best[0]:
+                best = (load, i)
+        if best is None:
+            return None
+        self._rotation[route.external_port] = best[1] + 1
+        return targets[best[1]]
+
+    def _count(self, target: Target, change: int) -> None:
+        """One more (``1``) or one fewer (``-1``) connection to ``target``."""
+        count = self._open.get(target, 0) + change
+        if count > 0:
+            self._open[target] = count
+        else:
+            self._open.pop(target, None)
+
+    def _add_held(self, connection: _Connection) -> None:
+        """``connection`` is held, after those held before on its port."""
+        self._held.setdefault(connection.external_port, []).append(connection)
+
+    def _remove_held(self, connection: _Connection) -> None:
+        """``connection`` is held no more."""
+        held = self._held[connection.external_port]
+        held.remove(connection)
+        if not held:
+            del self._held[connection.external_port]

@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from ._interface import IRouter, check_routes
-from ._model import Route
+from ._model import Route, Target
 
 __all__ = ["MemoryRouter"]
 
@@ -18,6 +18,8 @@ __all__ = ["MemoryRouter"]
 class MemoryRouter:
     """
     A router that forwards nothing but remembers its routes.
+
+    It accepts no connections, so it holds none and has none open.
 
     Every routed port counts as listening, except those in ``busy`` (ports
     a test pretends something else holds): they are "tried again" whenever
@@ -50,3 +52,11 @@ class MemoryRouter:
     def listening(self) -> Set[int]:
         """Every routed port not in ``busy``."""
         return pset(p for p in self._routes if p not in self.busy)
+
+    def held(self) -> PMap[int, int]:
+        """Nothing: no connection is accepted, so none is held."""
+        return pmap()
+
+    def connections(self) -> PMap[Target, int]:
+        """Nothing: no connection is forwarded."""
+        return pmap()

@@ -18,11 +18,11 @@ from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from ._interface import InvalidRoutes, IRouter
-from ._model import Route
+from ._model import DEFAULT_HOLD_TIMEOUT, Route, Target
 
 T = TypeVar("T")
 
-__all__ = ["fired", "make_irouter_tests", "route"]
+__all__ = ["fired", "make_irouter_tests", "route", "route_to"]
 
 
 def fired(d: Deferred[T]) -> T:
@@ -44,6 +44,21 @@ def route(port: int, host: str = "127.0.0.21", target_port: int | None = None) -
     )
 
 
+def route_to(
+    port: int, *targets: tuple[str, int], hold_timeout: float = DEFAULT_HOLD_TIMEOUT
+) -> Route:
+    """
+    A `Route` from ``port`` to each ``(host, port)`` of ``targets``, in order.
+
+    With no targets, a route that holds its connections.
+    """
+    return Route(
+        external_port=port,
+        targets=[Target(host=host, port=p) for host, p in targets],
+        hold_timeout=hold_timeout,
+    )
+
+
 def make_irouter_tests(factory: Callable[[], IRouter]) -> type:
     """
     A test class checking the `IRouter` contract.
@@ -60,10 +75,36 @@ def make_irouter_tests(factory: Callable[[], IRouter]) -> type:
             assert verifyObject(IRouter, factory())
 
         def test_initially_empty(self) -> None:
-            """A new router has no routes and listens nowhere."""
+            """A new router has no routes, listens nowhere, holds nothing."""
             router = factory()
             assert router.routes() == pmap()
             assert router.listening() == set()
+            assert router.held() == pmap()
+            assert router.connections() == pmap()
+
+        def test_several_targets_and_hold(self) -> None:
+            """Routes with several targets, or none (holding), listen too."""
+            router = factory()
+            routes = pmap(
+                {
+                    8080: route_to(8080, ("127.0.0.21", 80), ("127.0.0.22", 80)),
+                    8081: route_to(8081, hold_timeout=2.5),
+                }
+            )
+            fired(router.set_routes(routes))
+            assert router.routes() == routes
+            assert router.listening() == {8080, 8081}
+            assert router.held() == pmap()
+
+        def test_retarget_keeps_listening(self) -> None:
+            """Taking a route's targets away, or giving it some, keeps its port."""
+            router = factory()
+            fired(router.set_routes(pmap({8080: route(8080)})))
+            fired(router.set_routes(pmap({8080: route_to(8080)})))
+            assert router.listening() == {8080}
+            fired(router.set_routes(pmap({8080: route_to(8080, ("127.0.0.9", 1))})))
+            assert router.routes() == pmap({8080: route_to(8080, ("127.0.0.9", 1))})
+            assert router.listening() == {8080}
 
         def test_set_routes(self) -> None:
             """The routes given are the routes, and each port listens."""
@@ -114,8 +155,19 @@ def make_irouter_tests(factory: Callable[[], IRouter]) -> type:
                 {"8080": route(8080)},
                 {True: route(1)},
                 {8080: ("127.0.0.21", 8080)},
+                {8080: Target(host="127.0.0.21", port=8080)},
+                {8080: [route(8080)]},
             ],
-            ids=["none", "list", "wrong-key", "str-key", "bool-key", "tuple"],
+            ids=[
+                "none",
+                "list",
+                "wrong-key",
+                "str-key",
+                "bool-key",
+                "tuple",
+                "target",
+                "list-of-routes",
+            ],
         )
         def test_invalid(self, bad: Any) -> None:
             """Something other than port → `Route` fails and changes nothing."""

@@ -19,7 +19,7 @@ from flocker.control import (
 )
 from flocker.control.strategies import deployments
 
-from .. import Route, routes_for_node
+from .. import DEFAULT_HOLD_TIMEOUT, Route, Target, routes_for_node
 
 N1 = "11111111-1111-1111-1111-111111111111"
 N2 = "22222222-2222-2222-2222-222222222222"
@@ -60,15 +60,43 @@ def running(**placement: Any) -> DeploymentState:
 
 def r(port: int, host: str) -> Route:
     """A route from ``port`` to the same port on ``host``."""
-    return Route(external_port=port, target_host=host, target_port=port)
+    return Route(external_port=port, targets=[Target(host=host, port=port)])
 
 
 class TestRoute:
-    """`Route` values."""
+    """`Route` and `Target` values."""
 
-    def test_target(self) -> None:
-        """``target`` is ``host:port``."""
-        assert Route(external_port=1, target_host="h", target_port=2).target == "h:2"
+    def test_address(self) -> None:
+        """A target's ``address`` is ``host:port``."""
+        assert Target(host="h", port=2).address == "h:2"
+
+    def test_one_target_shorthand(self) -> None:
+        """``target_host`` and ``target_port`` make a route with that one target."""
+        route = Route(external_port=1, target_host="h", target_port=2)
+        assert route == Route(external_port=1, targets=[Target(host="h", port=2)])
+        assert route.hold_timeout == DEFAULT_HOLD_TIMEOUT
+
+    def test_several_targets(self) -> None:
+        """A route keeps its targets in the order given."""
+        targets = [Target(host="b", port=1), Target(host="a", port=1)]
+        assert list(Route(external_port=1, targets=targets).targets) == targets
+
+    def test_hold_route(self) -> None:
+        """A route without targets (one that holds) is a route."""
+        route = Route(external_port=8080)
+        assert list(route.targets) == []
+        assert route.hold_timeout == 30.0
+
+    def test_hold_timeout(self) -> None:
+        """The hold timeout may be given in whole or fractional seconds, or 0."""
+        assert Route(external_port=1, hold_timeout=5).hold_timeout == 5.0
+        assert Route(external_port=1, hold_timeout=0.25).hold_timeout == 0.25
+        assert Route(external_port=1, hold_timeout=0).hold_timeout == 0.0
+
+    def test_set_keeps_shape(self) -> None:
+        """Evolving a route (``set``) keeps its targets."""
+        route = Route(external_port=1, target_host="h", target_port=2)
+        assert route.set(hold_timeout=1.0).targets == route.targets
 
     @pytest.mark.parametrize(
         "fields",
@@ -79,22 +107,77 @@ class TestRoute:
             {"external_port": 1, "target_host": "", "target_port": 1},
             {"external_port": 1, "target_host": "a b", "target_port": 1},
             {"external_port": 1, "target_host": "a\0", "target_port": 1},
+            {"external_port": 1, "targets": [Target(host="h", port=1)] * 2},
+            {"external_port": 1, "hold_timeout": -1},
+            {"external_port": 1, "hold_timeout": float("nan")},
+            {"external_port": 1, "hold_timeout": float("inf")},
+        ],
+        ids=[
+            "port-0",
+            "port-65536",
+            "negative-target-port",
+            "empty-host",
+            "blank-host",
+            "nul-host",
+            "duplicate-target",
+            "negative-hold",
+            "nan-hold",
+            "infinite-hold",
         ],
     )
     def test_invalid(self, fields: dict[str, Any]) -> None:
-        """Ports out of range and empty or blank hosts are refused."""
+        """Bad ports, hosts and hold timeouts, and repeated targets, are refused."""
         with pytest.raises(InvariantException):
             Route(**fields)
 
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"host": "", "port": 1},
+            {"host": "h", "port": 0},
+            {"host": "h\n", "port": 1},
+            {"port": 1},
+        ],
+        ids=["empty-host", "port-0", "newline-host", "no-host"],
+    )
+    def test_invalid_target(self, fields: dict[str, Any]) -> None:
+        """A target needs a host without blanks and a TCP port."""
+        with pytest.raises(InvariantException):
+            Target(**fields)
+
     def test_mandatory(self) -> None:
-        """Every field must be given."""
+        """The shorthand needs both halves of its target; the port is always needed."""
         with pytest.raises(InvariantException):
             Route(external_port=1, target_port=1)
+        with pytest.raises(InvariantException):
+            Route(external_port=1, target_host="h")
+        with pytest.raises(InvariantException):
+            Route(targets=[])
 
-    def test_types(self) -> None:
-        """A port given as a string is refused."""
+    def test_shorthand_or_targets(self) -> None:
+        """Giving both the shorthand and ``targets`` is refused."""
         with pytest.raises(TypeError):
-            Route(external_port="80", target_host="h", target_port=80)
+            Route(
+                external_port=1,
+                target_host="h",
+                target_port=1,
+                targets=[Target(host="h", port=1)],
+            )
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"external_port": "80", "target_host": "h", "target_port": 80},
+            {"external_port": 80, "hold_timeout": "30"},
+            {"external_port": 80, "hold_timeout": True},
+            {"external_port": 80, "targets": [("h", 80)]},
+        ],
+        ids=["str-port", "str-hold", "bool-hold", "tuple-target"],
+    )
+    def test_types(self, fields: dict[str, Any]) -> None:
+        """Values of the wrong type (a port as a string, a tuple as a target) are refused."""
+        with pytest.raises(TypeError):
+            Route(**fields)
 
 
 # (description, deployment, state, expected routes on N1)
@@ -254,10 +337,11 @@ def test_routes_property(
     }
     by_address = {v: k for k, v in addresses.items()}
     for port, route in routes.items():
-        assert route.external_port == port == route.target_port
-        assert route.target_host != here
+        [target_address] = route.targets
+        assert route.external_port == port == target_address.port
+        assert target_address.host != here
         assert port not in local_ports
-        target = by_address[route.target_host]
+        target = by_address[target_address.host]
         published = {
             p.external_port
             for a in list(configuration.get_node(target).applications.values())

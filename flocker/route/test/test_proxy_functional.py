@@ -28,7 +28,8 @@ from zope.interface import implementer
 
 from flocker.common import loop_until
 
-from .. import NodeRouter, Route
+from .. import DEFAULT_HOLD_TIMEOUT, NodeRouter, Route
+from ..testtools import route_to
 
 pytestmark = pytest.mark.functional
 
@@ -144,6 +145,22 @@ class Harness:
                 {
                     port: Route(
                         external_port=port, target_host=OTHER, target_port=target_port
+                    )
+                }
+            )
+        )
+
+    async def route_to(
+        self, port: int, *target_ports: int, hold_timeout: float = DEFAULT_HOLD_TIMEOUT
+    ) -> None:
+        """Route `NODE`:``port`` to each `OTHER`:``target_ports`` (only)."""
+        await self.router.set_routes(
+            pmap(
+                {
+                    port: route_to(
+                        port,
+                        *((OTHER, p) for p in target_ports),
+                        hold_timeout=hold_timeout,
                     )
                 }
             )
@@ -290,11 +307,23 @@ async def test_unroute_closes_listener(harness: Harness) -> None:
         before.close()
 
 
+def connection_logs(logger: Any) -> list[dict[str, Any]]:
+    """The ``flocker:route:connection`` messages logged so far."""
+    return [
+        m
+        for m in logger.messages
+        if m.get("message_type") == "flocker:route:connection"
+    ]
+
+
 @pytest_twisted.ensureDeferred
 async def test_refused_target(harness: Harness, eliot_logger: Any) -> None:
-    """A client of a route whose target refuses is closed, and it is logged."""
+    """
+    A client of a route whose only target refuses is held, then closed when
+    the hold timeout passes, and it is logged.
+    """
     port = free_port(NODE)
-    await harness.route(port, free_port(OTHER))
+    await harness.route_to(port, free_port(OTHER), hold_timeout=0.2)
 
     def attempt() -> bytes:
         with connect(port) as client:
@@ -303,17 +332,10 @@ async def test_refused_target(harness: Harness, eliot_logger: Any) -> None:
     assert await deferToThread(attempt) == b""
     # The router is unharmed: the route still listens.
     assert harness.router.listening() == {port}
-
-    def logged() -> list[dict[str, Any]]:
-        return [
-            m
-            for m in eliot_logger.messages
-            if m.get("message_type") == "flocker:route:connection"
-        ]
-
     # The router may log just after the client has seen its end.
-    [log] = await loop_until(reactor, logged)
-    assert log["outcome"] == "target_unreachable"
+    [log] = await loop_until(reactor, lambda: connection_logs(eliot_logger))
+    assert log["outcome"] == "held_too_long"
+    assert log["unreachable"] and log["held"] >= 0.2
 
 
 @pytest_twisted.ensureDeferred

@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from .. import MemoryRouter, NodeRouter
+from .. import DEFAULT_HOLD_TIMEOUT, MemoryRouter, NodeRouter
 from ..testtools import fired, make_irouter_tests, route
 
 ADDRESS = "127.0.0.12"
@@ -376,6 +376,7 @@ class TestConnection:
             "127.0.0.21:9000",
             8080,
         )
+        assert (log["held"], log["unreachable"]) == (0, [])
 
     def test_target_closes(self, eliot_logger: Any) -> None:
         """The target closing closes the client after its buffer."""
@@ -400,13 +401,24 @@ class TestConnection:
         assert "reset" in log["error"]
 
     def test_refused(self, eliot_logger: Any) -> None:
-        """A target that refuses closes the client, which is logged."""
+        """
+        A client whose only target refuses is held, not closed, until the
+        route's hold timeout closes it; it is logged with the target that
+        failed and how long it was held.
+        """
         c = proxied(connected=False)
         c.refuse()
+        assert not c.client_transport.disconnecting
+        assert c.router.held() == pmap({8080: 1})
+        assert c.router.connections() == pmap()
+        c.router.reactor.advance(DEFAULT_HOLD_TIMEOUT)
         assert c.client_transport.disconnecting
+        assert c.router.held() == pmap()
         c.client.connectionLost(Failure(ConnectionDone()))
         [log] = connection_logs(eliot_logger)
-        assert log["outcome"] == "target_unreachable"
+        assert log["outcome"] == "held_too_long"
+        assert (log["target"], log["unreachable"]) == ("", ["127.0.0.21:9000"])
+        assert log["held"] == DEFAULT_HOLD_TIMEOUT
         assert (log["bytes_to_target"], log["bytes_to_client"]) == (0, 0)
         assert log["error"]
 
