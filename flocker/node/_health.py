@@ -39,6 +39,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import attr
 from pyrsistent import PMap, pmap
@@ -385,10 +386,11 @@ class NetworkProbe:
             pool=HTTPConnectionPool(self.reactor, persistent=False),
         )
         where = f"[{host}]" if ":" in host else host
+        path = quote(check.path or "/", safe="/?#[]@!$&'()*+,;=:%~")  # UTF-8 escapes
         try:
             response: IResponse = await agent.request(
                 b"GET",
-                f"http://{where}:{port}{check.path}".encode("ascii"),
+                f"http://{where}:{port}{path}".encode("ascii"),
                 Headers({b"User-Agent": [b"flocker-health-check"]}),
             )
             body = _Discard()

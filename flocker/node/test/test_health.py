@@ -507,6 +507,21 @@ class _Status(Resource):
         return b"x" * 100_000
 
 
+class _Record(Resource):
+    """Answers 200, noting the URIs asked for."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's
+        self.uris: list[bytes] = []
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802 (Twisted's name)
+        """Note the URI."""
+        self.uris.append(request.uri)
+        return b"ok"
+
+
 class _Silent(Resource):
     """
     Accepts requests and never answers them (or, ``streaming``, answers
@@ -590,6 +605,17 @@ async def test_http_error_statuses(listen: Any) -> None:
     port = listen(Site(_Status()))
     assert await network()(http("/status/503"), "127.0.0.1", port) == "HTTP 503"
     assert await network()(http("/status/404"), "127.0.0.1", port) == "HTTP 404"
+
+
+@pytest.mark.functional
+@pytest_twisted.ensureDeferred
+async def test_http_path_sent_escaped(listen: Any) -> None:
+    """An HTTP probe asks for its path, non-ASCII characters escaped (UTF-8)."""
+    record = _Record()
+    port = listen(Site(record))
+    assert await network()(http("/ready?deep=1"), "127.0.0.1", port) is None
+    assert await network()(http("/caf\u00e9"), "127.0.0.1", port) is None
+    assert record.uris == [b"/ready?deep=1", b"/caf%C3%A9"]
 
 
 @pytest.mark.functional
