@@ -2,7 +2,10 @@
 
 The shapes are those of the original Flocker v1 API (see ``schema/types.yml``):
 optional fields that are unset (a dataset's ``maximum_size``, a container's
-``cpu_shares``…) are left out rather than sent as ``null``.
+``cpu_shares``…) are left out rather than sent as ``null``, and so are this
+project's additions while they say nothing (a container's ``health`` check,
+``revision`` and update history), so that the original API's clients see
+the original shapes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ._model import (
     Application,
     AttachedVolume,
     Dataset,
+    HealthCheck,
     Link,
     Port,
     Replication,
@@ -30,7 +34,7 @@ from ._model import (
     RestartOnFailure,
     is_uuid,
 )
-from ._state import DeploymentState
+from ._state import ApplicationHealth, DeploymentState
 
 __all__ = [
     "APIError",
@@ -40,7 +44,11 @@ __all__ = [
     "MAXIMUM_JSON_DEPTH",
     "check_uuid",
     "path_dataset_id",
+    "configured_container_json",
     "container_json",
+    "health_json",
+    "state_container_json",
+    "updated_application",
     "copies_json",
     "dataset_json",
     "invariant_reasons",
@@ -341,7 +349,7 @@ def _restart_json(policy: Any) -> dict[str, Any]:
 
 def container_json(app: Application, node_uuid: str) -> dict[str, Any]:
     """
-    A container as the API answers it.
+    A container as the original Flocker API answered it.
 
     ``ports``, ``environment``, ``volumes`` and ``links`` are left out when
     empty, as the original Flocker API did (its schemas require at least
@@ -384,6 +392,62 @@ def container_json(app: Application, node_uuid: str) -> dict[str, Any]:
     return result
 
 
+def health_json(health: HealthCheck) -> dict[str, Any]:
+    """A health check as the API answers it: every key (``path`` for ``http`` only)."""
+    result: dict[str, Any] = {"kind": health.kind, "port": health.port}
+    if health.path is not None:
+        result["path"] = health.path
+    result.update(
+        interval=health.interval,
+        timeout=health.timeout,
+        retries=health.retries,
+        start_period=health.start_period,
+    )
+    return result
+
+
+def configured_container_json(app: Application, node_uuid: str) -> dict[str, Any]:
+    """
+    A configured container as the API answers it: `container_json`, with
+    its ``health`` check if it has one of its own, its ``revision`` once an
+    update made one, ``updating`` while the last update waits for the
+    container to be healthy, ``update_failed`` when the last update was
+    rolled back by itself (why), and ``previous_image`` while there is a
+    previous specification to roll back to.  A container never updated,
+    without a health check, answers as in the original API.
+    """
+    result = container_json(app, node_uuid)
+    if app.health is not None:
+        result["health"] = health_json(app.health)
+    if app.revision > 0:
+        result["revision"] = app.revision
+    if app.updating:
+        result["updating"] = True
+    if app.update_failed is not None:
+        result["update_failed"] = app.update_failed
+    if app.previous is not None:
+        result["previous_image"] = app.previous.image
+    return result
+
+
+def state_container_json(
+    app: Application, node_uuid: str, health: ApplicationHealth | None
+) -> dict[str, Any]:
+    """
+    A container a node reports running, as the API answers it:
+    `container_json`, ``running``, and, when the node reported the
+    container's health, its ``health`` status and ``health_reason`` (what
+    the last failed probe saw, when there is one).
+    """
+    result = container_json(app, node_uuid)
+    result["running"] = True
+    if health is not None:
+        result["health"] = health.status
+        if health.reason is not None:
+            result["health_reason"] = health.reason
+    return result
+
+
 def _restart_from(body: dict[str, Any] | None) -> Any:
     if body is None or body["name"] == "never":
         return RestartNever()
@@ -392,11 +456,28 @@ def _restart_from(body: dict[str, Any] | None) -> Any:
     return RestartOnFailure(maximum_retry_count=body.get("maximum_retry_count"))
 
 
-def application_from(body: dict[str, Any]) -> Application:
-    """
-    Build the `Application` a container request describes (400 if invalid).
+#: The keys of a container body that an update may change.
+UPDATABLE = (
+    "image",
+    "environment",
+    "command_line",
+    "ports",
+    "links",
+    "cpu_shares",
+    "memory_limit",
+    "swappiness",
+    "restart_policy",
+    "health",
+)
 
-    Two links with one alias are a 409, as in the original Flocker API.
+
+def _application_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """
+    The `Application` fields a container body gives (only those it has;
+    ``null`` for an optional one is ``None``).
+
+    Two links with one alias are a 409, as in the original Flocker API; a
+    port, link or health check breaking the model's rules a 400.
     """
     aliases = [link["alias"] for link in body.get("links", [])]
     repeated = sorted({a for a in aliases if aliases.count(a) > 1})
@@ -404,29 +485,103 @@ def application_from(body: dict[str, Any]) -> Application:
         raise APIError(
             409, f"link aliases must be distinct: {', '.join(repeated)} repeated"
         )
+    fields: dict[str, Any] = {}
     try:
-        return Application(
-            name=body["name"],
-            image=body["image"],
-            ports=[
+        if "ports" in body:
+            fields["ports"] = [
                 Port(internal_port=p["internal"], external_port=p["external"])
-                for p in body.get("ports", [])
-            ],
-            links=[Link(**link) for link in body.get("links", [])],
-            environment=body.get("environment", {}),
-            volumes=[
+                for p in body["ports"]
+            ]
+        if "links" in body:
+            fields["links"] = [Link(**link) for link in body["links"]]
+        if "volumes" in body:
+            fields["volumes"] = [
                 AttachedVolume(
                     dataset_id=check_uuid(v["dataset_id"], "volumes/dataset_id"),
                     mountpoint=v["mountpoint"],
                 )
-                for v in body.get("volumes", [])
-            ],
-            restart_policy=_restart_from(body.get("restart_policy")),
-            cpu_shares=body.get("cpu_shares"),
-            memory_limit=body.get("memory_limit"),
-            swappiness=body.get("swappiness"),
-            command_line=body.get("command_line"),
+                for v in body["volumes"]
+            ]
+        if "restart_policy" in body:
+            fields["restart_policy"] = _restart_from(body["restart_policy"])
+        if body.get("health") is not None:
+            fields["health"] = HealthCheck(**body["health"])
+    except InvariantException as e:
+        raise APIError(400, invariant_reasons(e)) from None
+    except (PTypeError, TypeError) as e:
+        raise APIError(400, str(e)) from None
+    for name in (
+        "image",
+        "environment",
+        "cpu_shares",
+        "memory_limit",
+        "swappiness",
+        "command_line",
+        "health",
+    ):
+        if name in body and name not in fields:
+            fields[name] = body[name]
+    return fields
+
+
+def application_from(body: dict[str, Any]) -> Application:
+    """
+    Build the `Application` a container request describes (400 if invalid).
+
+    Two links with one alias are a 409, as in the original Flocker API.
+    """
+    fields = _application_fields(body)
+    try:
+        return Application(name=body["name"], **fields)
+    except InvariantException as e:
+        raise APIError(400, invariant_reasons(e)) from None
+    except (PTypeError, TypeError) as e:
+        raise APIError(400, str(e)) from None
+
+
+def updated_application(current: Application, body: dict[str, Any]) -> Application | None:
+    """
+    The specification an update request makes of ``current``: each
+    `UPDATABLE` key the body has replaces the whole value (``null`` removes
+    an optional one); ``None`` if the body changes no specification (a
+    move only).  The revision and history are the model's to set
+    (`flocker.control.Deployment.update_application`).
+
+    A request that contradicts itself (a health check of a port its new
+    ``ports`` do not publish) is a 400; one that contradicts the
+    container's configuration (a health check of a port it does not
+    publish, or ports leaving out the one its health check probes) a 409.
+    """
+    changes = {k: v for k, v in body.items() if k in UPDATABLE}
+    if not changes:
+        return None
+    fields = _application_fields(changes)
+    specification = current.specification()
+    health = fields.get("health", specification.health)
+    ports = fields.get("ports", specification.ports)
+    published = sorted({p.internal_port for p in ports})
+    if health is not None and health.port not in published:
+        if "health" in fields and "ports" in fields:
+            raise APIError(
+                400,
+                f"the health check's port {health.port} is not one of the "
+                f"internal ports the request publishes {published}",
+            )
+        if "health" in fields:
+            raise APIError(
+                409,
+                f"the health check's port {health.port} is not one of the "
+                f"internal ports container {current.name!r} publishes "
+                f"{published}; give the ports too",
+            )
+        raise APIError(
+            409,
+            f"the new ports leave out internal port {health.port}, which the "
+            f"health check of container {current.name!r} probes; give a new "
+            "health check too (or null for the default one)",
         )
+    try:
+        return specification.set(**fields)
     except InvariantException as e:
         raise APIError(400, invariant_reasons(e)) from None
     except (PTypeError, TypeError) as e:

@@ -19,9 +19,11 @@ from .._checks import DeletedDatasetNotMovable, NoLease
 from .._httpjson import (
     application_from,
     check_uuid,
-    container_json,
+    configured_container_json,
     dataset_json,
     path_dataset_id,
+    read_body,
+    updated_application,
 )
 from .._model import (
     KEEP,
@@ -258,7 +260,10 @@ class ConfigurationRoutes(Routes):
     async def list_containers_configuration(self, request: Request) -> Response:
         """Every configured container."""
         stored = self.context.current()
-        body = [container_json(a, n) for a, n in stored.deployment.all_applications()]
+        body = [
+            configured_container_json(a, n)
+            for a, n in stored.deployment.all_applications()
+        ]
         return Response(200, body, stored)
 
     @operation(app, "create_container", MOUNT)
@@ -274,31 +279,69 @@ class ConfigurationRoutes(Routes):
             return deployment.add_application(app, node_uuid)
 
         stored = await self.context.change(expected_tag, change)
-        return Response(201, container_json(app, node_uuid), stored)
+        return Response(201, configured_container_json(app, node_uuid), stored)
 
-    @operation(app, "move_container", MOUNT)
-    async def move_container(
+    @operation(app, "update_container", MOUNT)
+    async def update_container(
         self,
         request: Request,
         name: str,
         body: dict[str, Any],
         expected_tag: str | None,
     ) -> Response:
-        """Move a container (and its datasets) to another node."""
-        node_uuid = check_uuid(body["node_uuid"], "node_uuid")
+        """
+        Move a container (and its datasets) to another node, as the original
+        API's ``{"node_uuid": ...}`` does, and/or update its specification
+        (`updated_application`): a changed one is its next revision, the one
+        it replaces kept to roll back to; the same one changes nothing.
+
+        A move and an update in one request are both made, or neither: the
+        new specification's ports are checked on the node it ends up on.
+        """
+        node_uuid = (
+            check_uuid(body["node_uuid"], "node_uuid") if "node_uuid" in body else None
+        )
 
         def change(deployment: Deployment) -> Deployment:
             app, source = deployment.get_application(name)
-            self.context.require_node(deployment, node_uuid, "node_uuid")
-            if source != node_uuid:
-                deployment.check_ports(app, node_uuid)
-                self.context.refuse_diverged_target([v.dataset_id for v in app.volumes], node_uuid)
-                self.context.refuse_unsettled_failover(deployment, [v.dataset_id for v in app.volumes])
-            return deployment.move_application(name, node_uuid)
+            target = source if node_uuid is None else node_uuid
+            if node_uuid is not None:
+                self.context.require_node(deployment, node_uuid, "node_uuid")
+            new = updated_application(app, body)
+            if source != target:
+                deployment.check_ports(app if new is None else new, target)
+                volumes = [v.dataset_id for v in app.volumes]
+                self.context.refuse_diverged_target(volumes, target)
+                self.context.refuse_unsettled_failover(deployment, volumes)
+                deployment = deployment.move_application(name, target)
+            if new is not None:
+                deployment = deployment.update_application(new)
+            return deployment
 
         stored = await self.context.change(expected_tag, change)
         app, node = stored.deployment.get_application(name)
-        return Response(200, container_json(app, node), stored)
+        return Response(200, configured_container_json(app, node), stored)
+
+    @operation(app, "rollback_container", MOUNT)
+    async def rollback_container(
+        self, request: Request, name: str, expected_tag: str | None
+    ) -> Response:
+        """
+        Return a container to the specification its last update replaced,
+        as its next revision (`Deployment.rollback_application`); its
+        external ports must still be free on its node.  The request has no
+        body, or ``{}``.
+        """
+        _empty_body(request)
+
+        def change(deployment: Deployment) -> Deployment:
+            current, node = deployment.get_application(name)
+            deployment.check_ports(current.rolled_back(), node)
+            return deployment.rollback_application(name)
+
+        stored = await self.context.change(expected_tag, change)
+        app, node = stored.deployment.get_application(name)
+        return Response(200, configured_container_json(app, node), stored)
 
     @operation(app, "delete_container", MOUNT)
     async def delete_container(
@@ -313,4 +356,16 @@ class ConfigurationRoutes(Routes):
 
         stored = await self.context.change(expected_tag, change)
         app, node = removed[0]
-        return Response(200, container_json(app, node), stored)
+        return Response(200, configured_container_json(app, node), stored)
+
+
+def _empty_body(request: Request) -> None:
+    """
+    Refuse (400) a request body other than none or an empty JSON object
+    (``container_rollback``).
+    """
+    content = request.content
+    if content is None or not content.read().strip():
+        return
+    content.seek(0)
+    read_body(request, "container_rollback")

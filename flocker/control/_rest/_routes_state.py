@@ -12,7 +12,13 @@ from typing import Any
 import attrs
 from twisted.web.server import Request
 
-from .._httpjson import APIError, check_uuid, container_json, copies_json, superseded
+from .._httpjson import (
+    APIError,
+    check_uuid,
+    copies_json,
+    state_container_json,
+    superseded,
+)
 from .._serialization import node_convergence_json
 from .._transfers import gather_transfers
 from ._context import Routes
@@ -107,14 +113,16 @@ class StateRoutes(Routes):
 
     @operation(app, "list_containers_state", MOUNT)
     async def list_containers_state(self, request: Request) -> Response:
-        """The containers nodes report running."""
+        """
+        The containers nodes report running, each with its health when its
+        node's container agent reported one.
+        """
         state = self.context.cluster_state_service.as_deployment_state()
         body = []
         for uuid, node in state.nodes.items():
+            health = node.health or {}
             for app in (node.applications or {}).values():
-                entry = container_json(app, uuid)
-                entry["running"] = True
-                body.append(entry)
+                body.append(state_container_json(app, uuid, health.get(app.name)))
         body.sort(key=lambda e: (e["name"], e["node_uuid"]))
         return Response(200, body)
 

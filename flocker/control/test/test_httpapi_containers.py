@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from flocker.control._model import Application, Port
-from flocker.control._state import NodeState
+from flocker.control._model import Application, HealthCheck, Port
+from flocker.control._state import ApplicationHealth, NodeState
 from flocker.control.test.test_httpapi import (
     DATASET,
     NODE_A,
@@ -427,3 +427,538 @@ def test_duplicate_link_alias_conflicts(api: APIHarness) -> None:
         409, "POST", "/v1/configuration/containers", _container(links=links)
     )
     assert "db" in description
+
+
+# --------------------------------------------------------------------------
+# health checks
+
+
+def _health(**changes: Any) -> dict[str, Any]:
+    """An HTTP health check of db's internal port, with ``changes``."""
+    return {"kind": "http", "port": 5432, "path": "/healthz", **changes}
+
+
+#: What the API answers for `_health()`: every key, the defaults filled in.
+_HEALTH_ANSWER = {
+    "kind": "http",
+    "port": 5432,
+    "path": "/healthz",
+    "interval": 5.0,
+    "timeout": 2.0,
+    "retries": 3,
+    "start_period": 30.0,
+}
+
+
+def test_create_container_with_health_check(api: APIHarness) -> None:
+    """
+    A container created with a health check answers and lists it with
+    every key (the defaults filled in), and the configuration keeps it.
+    """
+    result = api.request(
+        "POST", "/v1/configuration/containers", _container(health=_health())
+    )
+    assert (result.code, result.body) == (201, _container(health=_HEALTH_ANSWER))
+    app, _ = api.stored().deployment.get_application("db")
+    assert app.health == HealthCheck(kind="http", port=5432, path="/healthz")
+    listed = api.request("GET", "/v1/configuration/containers")
+    assert listed.body == [_container(health=_HEALTH_ANSWER)]
+
+
+def test_create_container_with_tcp_health_check_and_integral_seconds(
+    api: APIHarness,
+) -> None:
+    """
+    A TCP health check has no path; its seconds may be given as integers
+    and are answered as numbers of seconds.
+    """
+    health = {"kind": "tcp", "port": 5432, "interval": 1, "timeout": 1, "retries": 1,
+              "start_period": 0}  # fmt: skip
+    result = api.request(
+        "POST", "/v1/configuration/containers", _container(health=health)
+    )
+    assert result.code == 201
+    assert result.body["health"] == {**health, "interval": 1.0, "timeout": 1.0,
+                                     "start_period": 0.0}  # fmt: skip
+    app, _ = api.stored().deployment.get_application("db")
+    assert app.health == HealthCheck(
+        kind="tcp", port=5432, interval=1.0, timeout=1.0, retries=1, start_period=0.0
+    )
+
+
+@pytest.mark.parametrize(
+    "health",
+    [
+        {"kind": "http", "port": 5432},
+        {"kind": "tcp", "port": 5432, "path": "/"},
+        {"kind": "udp", "port": 5432},
+        {"kind": "http", "port": 5432, "path": "healthz"},
+        {"kind": "http", "port": 5432, "path": "/a b"},
+        {"kind": "tcp", "port": "5432"},
+        {"kind": "tcp", "port": 0},
+        {"kind": "tcp", "port": 5432, "interval": 0},
+        {"kind": "tcp", "port": 5432, "interval": "5s"},
+        {"kind": "tcp", "port": 5432, "timeout": 86401},
+        {"kind": "tcp", "port": 5432, "retries": 0},
+        {"kind": "tcp", "port": 5432, "retries": 1.5},
+        {"kind": "tcp", "port": 5432, "start_period": -1},
+        {"kind": "tcp", "port": 5432, "colour": "red"},
+        {"port": 5432},
+        "tcp",
+    ],
+)
+def test_create_container_bad_health_check(api: APIHarness, health: Any) -> None:
+    """
+    A health check with a bad, missing or unknown key (an HTTP check
+    without a path, a TCP check with one) is a 400 naming the health
+    check, and nothing is created.
+    """
+    description = api.refused(
+        400, "POST", "/v1/configuration/containers", _container(health=health)
+    )
+    assert "health" in description
+    assert api.request("GET", "/v1/configuration/containers").body == []
+
+
+def test_create_container_health_check_of_a_port_not_published(
+    api: APIHarness,
+) -> None:
+    """A health check of a port the container does not publish is a 400 saying so."""
+    description = api.refused(
+        400, "POST", "/v1/configuration/containers", _container(health=_health(port=80))
+    )
+    assert "80" in description and "port" in description
+
+
+# --------------------------------------------------------------------------
+# updates
+
+
+def _created(api: APIHarness, **changes: Any) -> None:
+    """Create the `_container` db (with ``changes``)."""
+    result = api.request("POST", "/v1/configuration/containers", _container(**changes))
+    assert result.code == 201, result
+
+
+def _listing(api: APIHarness) -> tuple[str, Any]:
+    """The configured containers' tag and listing."""
+    listed = api.request("GET", "/v1/configuration/containers")
+    return listed.headers["x-configuration-tag"], listed.body
+
+
+def test_update_image_makes_a_revision(api: APIHarness) -> None:
+    """
+    Updating the image answers the container at revision 1, waiting to be
+    healthy, with the image it may be rolled back to; the configuration
+    keeps the old specification as the previous one.
+    """
+    _created(api)
+    result = api.request(
+        "POST", "/v1/configuration/containers/db", {"image": "postgres:17"}
+    )
+    assert result.code == 200
+    assert result.body == {
+        **_container(image="postgres:17"),
+        "revision": 1,
+        "updating": True,
+        "previous_image": "postgres:16",
+    }
+    app, node = api.stored().deployment.get_application("db")
+    assert (node, app.image, app.revision, app.updating) == (NODE_A, "postgres:17", 1, True)
+    assert app.previous is not None and app.previous.image == "postgres:16"
+    assert _listing(api)[1] == [result.body]
+
+
+def test_update_replaces_each_value_given(api: APIHarness) -> None:
+    """
+    Each key given replaces the whole value; null removes an optional
+    setting; keys left out keep theirs.
+    """
+    _created(api)
+    changes = {
+        "environment": {"A": "1"},
+        "ports": [{"internal": 5433, "external": 15433}],
+        "links": [],
+        "restart_policy": {"name": "always"},
+        "command_line": None,
+        "cpu_shares": None,
+        "memory_limit": None,
+        "swappiness": None,
+        "health": {"kind": "tcp", "port": 5433},
+    }
+    result = api.request("POST", "/v1/configuration/containers/db", changes)
+    assert result.code == 200
+    expected = {
+        "node_uuid": NODE_A,
+        "name": "db",
+        "image": "postgres:16",
+        "ports": [{"internal": 5433, "external": 15433}],
+        "environment": {"A": "1"},
+        "restart_policy": {"name": "always"},
+        "volumes": [{"dataset_id": DATASET, "mountpoint": "/data"}],
+        "health": {"kind": "tcp", "port": 5433, "interval": 5.0, "timeout": 2.0,
+                   "retries": 3, "start_period": 30.0},
+        "revision": 1,
+        "updating": True,
+        "previous_image": "postgres:16",
+    }  # fmt: skip
+    assert result.body == expected
+
+
+def test_update_removes_health_check_with_null(api: APIHarness) -> None:
+    """Null for health removes the container's own health check."""
+    _created(api, health=_health())
+    result = api.request("POST", "/v1/configuration/containers/db", {"health": None})
+    assert result.code == 200 and "health" not in result.body
+    app, _ = api.stored().deployment.get_application("db")
+    assert (app.health, app.revision) == (None, 1)
+
+
+def test_update_to_the_same_specification_changes_nothing(api: APIHarness) -> None:
+    """An update giving the values the container has makes no revision."""
+    _created(api)
+    tag, before = _listing(api)
+    result = api.request(
+        "POST", "/v1/configuration/containers/db", {"image": "postgres:16", "cpu_shares": 512}
+    )
+    assert (result.code, result.body) == (200, _container())
+    assert _listing(api) == (tag, before)
+
+
+def test_second_update_replaces_the_previous_specification(api: APIHarness) -> None:
+    """A second update keeps only the specification it replaced as previous."""
+    _created(api)
+    api.request("POST", "/v1/configuration/containers/db", {"image": "postgres:17"})
+    result = api.request(
+        "POST", "/v1/configuration/containers/db", {"image": "postgres:18"}
+    )
+    assert (result.body["revision"], result.body["previous_image"]) == (2, "postgres:17")
+
+
+def test_move_and_update_in_one_request(api: APIHarness) -> None:
+    """A move and an update in one request are both made."""
+    _created(api)
+    result = api.request(
+        "POST",
+        "/v1/configuration/containers/db",
+        {"node_uuid": NODE_B, "image": "postgres:17"},
+    )
+    assert result.code == 200
+    assert (result.body["node_uuid"], result.body["image"], result.body["revision"]) == (
+        NODE_B,
+        "postgres:17",
+        1,
+    )
+    deployment = api.stored().deployment
+    assert deployment.get_application("db")[1] == NODE_B
+    assert deployment.get_dataset(DATASET)[1] == NODE_B
+
+
+def test_move_and_update_checks_the_new_ports_on_the_target(api: APIHarness) -> None:
+    """
+    A move with new ports is refused (409) when the target node publishes
+    one of them, and neither the move nor the update is made.
+    """
+    _created(api)
+    other = _container(node_uuid=NODE_B, name="web", volumes=[],
+                       ports=[{"internal": 80, "external": 8080}])  # fmt: skip
+    api.request("POST", "/v1/configuration/containers", other)
+    tag, before = _listing(api)
+    description = api.refused(
+        409,
+        "POST",
+        "/v1/configuration/containers/db",
+        {"node_uuid": NODE_B, "ports": [{"internal": 5432, "external": 8080}]},
+    )
+    assert "8080" in description
+    assert _listing(api) == (tag, before)
+
+
+def test_update_ports_taken_on_the_node(api: APIHarness) -> None:
+    """An update to an external port another container on the node publishes is a 409."""
+    _created(api)
+    other = _container(name="web", volumes=[], ports=[{"internal": 80, "external": 8080}])
+    api.request("POST", "/v1/configuration/containers", other)
+    assert "8080" in api.refused(
+        409,
+        "POST",
+        "/v1/configuration/containers/db",
+        {"ports": [{"internal": 5432, "external": 8080}]},
+    )
+
+
+def test_update_health_check_of_a_port_the_request_does_not_publish(
+    api: APIHarness,
+) -> None:
+    """
+    An update whose health check probes a port its own new ports leave out
+    contradicts itself: 400, and the configuration is unchanged.
+    """
+    _created(api)
+    tag, before = _listing(api)
+    description = api.refused(
+        400,
+        "POST",
+        "/v1/configuration/containers/db",
+        {"ports": [{"internal": 80, "external": 8080}], "health": _health()},
+    )
+    assert "5432" in description
+    assert _listing(api) == (tag, before)
+
+
+def test_update_health_check_of_a_port_the_container_does_not_publish(
+    api: APIHarness,
+) -> None:
+    """
+    A health check of a port the container does not publish conflicts with
+    its configuration: 409 naming the port, and nothing changes.
+    """
+    _created(api)
+    tag, before = _listing(api)
+    description = api.refused(
+        409, "POST", "/v1/configuration/containers/db", {"health": _health(port=80)}
+    )
+    assert "80" in description and "5432" in description
+    assert _listing(api) == (tag, before)
+
+
+def test_update_ports_leaving_out_the_health_check_port(api: APIHarness) -> None:
+    """
+    New ports that leave out the port the container's health check probes
+    are a 409 saying so, and nothing changes.
+    """
+    _created(api, health=_health())
+    tag, before = _listing(api)
+    description = api.refused(
+        409,
+        "POST",
+        "/v1/configuration/containers/db",
+        {"ports": [{"internal": 80, "external": 8080}]},
+    )
+    assert "5432" in description and "health" in description
+    assert _listing(api) == (tag, before)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "empty"),
+        ({"image": 5}, "image"),
+        ({"image": "has space"}, "image"),
+        ({"ports": "15432"}, "ports"),
+        ({"cpu_shares": "big"}, "cpu_shares"),
+        ({"swappiness": 101}, "swappiness"),
+        ({"environment": None}, "environment"),
+        ({"restart_policy": None}, "restart_policy"),
+        ({"health": {"kind": "http", "port": 5432}}, "health"),
+        ({"volumes": [{"dataset_id": DATASET, "mountpoint": "/other"}]}, "volumes"),
+        ({"volumes": []}, "volumes"),
+        ({"name": "db2"}, "name"),
+        ({"revision": 5}, "revision"),
+        ({"image": "postgres:17", "updating": False}, "updating"),
+    ],
+)
+def test_update_bad_body(api: APIHarness, body: Any, field: str) -> None:
+    """
+    An update with no key, a bad value, or a key that cannot be updated
+    (volumes, the name, the revision and history, which are the control
+    service's) is a 400 naming it, and the configuration is unchanged.
+    """
+    _created(api)
+    tag, before = _listing(api)
+    description = api.refused(400, "POST", "/v1/configuration/containers/db", body)
+    assert field in description
+    assert _listing(api) == (tag, before)
+
+
+def test_update_unknown_container(api: APIHarness) -> None:
+    """Updating a container that does not exist is a 404."""
+    api.refused(404, "POST", "/v1/configuration/containers/db", {"image": "x"})
+
+
+def test_update_honours_configuration_tag(api: APIHarness) -> None:
+    """An update with a stale X-If-Configuration-Matches is a 412, changing nothing."""
+    _created(api)
+    tag, _ = _listing(api)
+    api.request("POST", "/v1/configuration/containers/db", {"image": "postgres:17"})
+    api.refused(
+        412,
+        "POST",
+        "/v1/configuration/containers/db",
+        {"image": "postgres:18"},
+        headers={"X-If-Configuration-Matches": tag},
+    )
+
+
+# --------------------------------------------------------------------------
+# rollback
+
+
+def test_rollback_returns_to_the_previous_specification(api: APIHarness) -> None:
+    """
+    A rollback answers the container with the specification the last
+    update replaced, as its next revision, with nothing left to roll back
+    to; the configuration has it.
+    """
+    _created(api, health=_health())
+    api.request(
+        "POST",
+        "/v1/configuration/containers/db",
+        {"image": "postgres:17", "health": None, "environment": {}},
+    )
+    result = api.request("POST", "/v1/configuration/containers/db/rollback")
+    assert result.code == 200
+    assert result.body == {**_container(health=_HEALTH_ANSWER), "revision": 2}
+    app, _ = api.stored().deployment.get_application("db")
+    assert (app.image, app.revision, app.previous, app.updating) == (
+        "postgres:16",
+        2,
+        None,
+        False,
+    )
+    assert _listing(api)[1] == [result.body]
+
+
+def test_rollback_with_an_empty_object(api: APIHarness) -> None:
+    """A rollback's body may be an empty JSON object."""
+    _created(api)
+    api.request("POST", "/v1/configuration/containers/db", {"image": "postgres:17"})
+    result = api.request("POST", "/v1/configuration/containers/db/rollback", {})
+    assert (result.code, result.body["image"]) == (200, "postgres:16")
+
+
+@pytest.mark.parametrize("raw", [b'{"image": "postgres:15"}', b"[]", b"{", b"null"])
+def test_rollback_with_a_body_refused(api: APIHarness, raw: bytes) -> None:
+    """A rollback with a body other than an empty object is a 400."""
+    _created(api)
+    api.request("POST", "/v1/configuration/containers/db", {"image": "postgres:17"})
+    api.refused(400, "POST", "/v1/configuration/containers/db/rollback", raw=raw)
+
+
+def test_rollback_without_previous_specification(api: APIHarness) -> None:
+    """
+    Rolling back a container never updated, or already rolled back, is a
+    409 saying it has no previous specification.
+    """
+    _created(api)
+    description = api.refused(409, "POST", "/v1/configuration/containers/db/rollback")
+    assert description == "application 'db' has no previous specification to roll back to"
+    api.request("POST", "/v1/configuration/containers/db", {"image": "postgres:17"})
+    api.request("POST", "/v1/configuration/containers/db/rollback")
+    api.refused(409, "POST", "/v1/configuration/containers/db/rollback")
+
+
+def test_rollback_unknown_container(api: APIHarness) -> None:
+    """Rolling back a container that does not exist is a 404."""
+    api.refused(404, "POST", "/v1/configuration/containers/db/rollback")
+
+
+def test_rollback_to_ports_taken_since(api: APIHarness) -> None:
+    """
+    A rollback to external ports another container on the node publishes
+    since the update is a 409 naming them.
+    """
+    _created(api)
+    api.request(
+        "POST",
+        "/v1/configuration/containers/db",
+        {"ports": [{"internal": 5432, "external": 25432}]},
+    )
+    other = _container(name="web", volumes=[], ports=[{"internal": 80, "external": 15432}])
+    assert api.request("POST", "/v1/configuration/containers", other).code == 201
+    assert "15432" in api.refused(409, "POST", "/v1/configuration/containers/db/rollback")
+
+
+def test_rollback_honours_configuration_tag(api: APIHarness) -> None:
+    """A rollback with a stale X-If-Configuration-Matches is a 412, changing nothing."""
+    _created(api)
+    tag, _ = _listing(api)
+    api.request("POST", "/v1/configuration/containers/db", {"image": "postgres:17"})
+    api.refused(
+        412,
+        "POST",
+        "/v1/configuration/containers/db/rollback",
+        headers={"X-If-Configuration-Matches": tag},
+    )
+    fresh, _ = _listing(api)
+    result = api.request(
+        "POST",
+        "/v1/configuration/containers/db/rollback",
+        headers={"X-If-Configuration-Matches": fresh},
+    )
+    assert result.code == 200
+
+
+def test_rolled_back_by_the_control_service_shows_why(api: APIHarness) -> None:
+    """
+    A container whose update the control service rolled back by itself
+    answers why, until the next update.
+    """
+    _created(api)
+    api.request("POST", "/v1/configuration/containers/db", {"image": "postgres:17"})
+    api.configuration.change(
+        lambda d: d.rollback_application("db", "unhealthy: HTTP 500")
+    )
+    listed = _listing(api)[1]
+    assert listed == [{**_container(), "revision": 2, "update_failed": "unhealthy: HTTP 500"}]
+    result = api.request(
+        "POST", "/v1/configuration/containers/db", {"image": "postgres:18"}
+    )
+    assert "update_failed" not in result.body
+
+
+def test_openapi_declares_update_and_rollback(api: APIHarness) -> None:
+    """
+    The OpenAPI document declares the update (its request schema: at least
+    one key, no volumes) and the rollback, each with its 400, 404 and 409
+    answers.
+    """
+    document = api.request("GET", "/v1/openapi.json").body
+    paths = document["paths"]
+    update = paths["/v1/configuration/containers/{name}"]["post"]
+    rollback = paths["/v1/configuration/containers/{name}/rollback"]["post"]
+    for operation in (update, rollback):
+        assert {"200", "400", "404", "409", "412"} <= set(operation["responses"])
+    ref = update["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert schema["minProperties"] == 1
+    assert "volumes" not in schema["properties"]
+    assert {"node_uuid", "image", "health"} <= set(schema["properties"])
+    container = document["components"]["schemas"]["configuration_container"]
+    assert {"health", "revision", "updating", "update_failed", "previous_image"} <= set(
+        container["properties"]
+    )
+
+
+# --------------------------------------------------------------------------
+# state: health
+
+
+def test_state_containers_health(api: APIHarness) -> None:
+    """
+    A container whose node reported its health is listed with the status
+    and, when a probe failed, what it saw; one without a report has no
+    health key.
+    """
+    web = Application(name="web", image="nginx")
+    api_app = Application(name="api", image="api")
+    cache = Application(name="cache", image="redis")
+    health = {
+        "web": ApplicationHealth(application="web", status="unhealthy", revision=1,
+                                 reason="HTTP 500", failures=3, since=5.0),
+        "api": ApplicationHealth(application="api", status="healthy", revision=0),
+    }  # fmt: skip
+    api.state.update_node_state(
+        NodeState(
+            uuid=NODE_B,
+            applications={"web": web, "api": api_app, "cache": cache},
+            health=health,
+        )
+    )
+    body = {e["name"]: e for e in api.request("GET", "/v1/state/containers").body}
+    assert (body["web"]["health"], body["web"]["health_reason"]) == (
+        "unhealthy",
+        "HTTP 500",
+    )
+    assert body["api"]["health"] == "healthy" and "health_reason" not in body["api"]
+    assert "health" not in body["cache"]

@@ -236,6 +236,20 @@ def _mountpoints_or_datasets_repeat(body: dict[str, Any]) -> bool:
     )
 
 
+def _health_port_unpublished(body: dict[str, Any], ports_required: bool) -> bool:
+    """
+    Whether the body's health check probes a port its ``ports`` do not
+    publish (with ``ports_required``, a body without ``ports`` publishes
+    none; otherwise it keeps the container's, which the body cannot tell).
+    """
+    health = body.get("health")
+    if not isinstance(health, dict):
+        return False
+    if "ports" not in body and not ports_required:
+        return False
+    return health.get("port") not in {p["internal"] for p in body.get("ports", [])}
+
+
 def _ports_name_strangers(body: dict[str, Any]) -> bool:
     copies = body["copies"]
     names = (
@@ -268,6 +282,10 @@ def breaks_a_cross_field_rule(operation: str, body: Any) -> bool:
     document states in words only:
 
     * a container mounts each dataset once, at distinct mountpoints;
+    * a container's health check probes one of the internal ports it
+      publishes (an update whose own ``ports`` leave it out contradicts
+      itself; one that leaves out ``ports`` conflicts, if at all, with the
+      container's, a 409 that is rightful);
     * an environment's ``ports`` name only its copies and applications, and
       its copies' applications (``<application>-<name>-<copy>``) are
       container names too, at most 128 characters;
@@ -277,7 +295,11 @@ def breaks_a_cross_field_rule(operation: str, body: Any) -> bool:
     if not isinstance(body, dict):
         return False
     if operation == "create_container":
-        return _mountpoints_or_datasets_repeat(body)
+        return _mountpoints_or_datasets_repeat(body) or _health_port_unpublished(
+            body, ports_required=True
+        )
+    if operation == "update_container":
+        return _health_port_unpublished(body, ports_required=False)
     if operation == "create_environment":
         return _ports_name_strangers(body) or _copy_names_too_long(body)
     if operation in ("create_dataset", "update_dataset"):
@@ -465,6 +487,22 @@ def test_narrowed_document_keeps_everything_else() -> None:
             {"name": "e" * 64, "applications": ["w" * 64], "copies": 1},
             True,
         ),
+        (
+            "create_container",
+            {"health": {"kind": "tcp", "port": 80},
+             "ports": [{"internal": 80, "external": 8080}]},
+            False,
+        ),
+        ("create_container", {"health": {"kind": "tcp", "port": 80}}, True),
+        (
+            "create_container",
+            {"health": {"kind": "tcp", "port": 81},
+             "ports": [{"internal": 80, "external": 81}]},
+            True,
+        ),
+        ("update_container", {"health": {"kind": "tcp", "port": 80}}, False),
+        ("update_container", {"health": None, "ports": []}, False),
+        ("update_container", {"health": {"kind": "tcp", "port": 80}, "ports": []}, True),
         ("create_dataset", {"primary": "n", "replicas": []}, False),
         ("update_dataset", {"replicas": ["n"]}, True),
         ("create_dataset", {"primary": "n", "replicas": ["n"]}, True),
