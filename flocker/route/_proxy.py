@@ -453,7 +453,7 @@ class _Connection:
             client=self.client,
             target=self.forwarded_to,
             unreachable=self.unreachable,
-            held=round(self.held_for, 3),
+            held=self.held_for,
             bytes_to_target=client_end.sent if client_end is not None else 0,
             bytes_to_client=target_end.sent if target_end is not None else 0,
             outcome=self.outcome or "closed",
