@@ -27,7 +27,9 @@ reactor, never blocking and never overlapping its previous probe:
 
 The first probe of an instance runs on the next reactor turn, then one
 ``interval`` after the start of the previous one (at once after it, if it
-took longer).  When an application's status changes, a
+took longer); while the instance is *starting* in its start period, every
+`STARTING_INTERVAL` seconds at most, since connections to it are held
+until it is found healthy.  When an application's status changes, a
 ``flocker:node:container:health`` message is logged and ``changed`` (the
 agent's poke) is called, so that the new status is reported at once;
 otherwise probes only update what the next report carries (the failures
@@ -66,6 +68,7 @@ from ._logging import HEALTH_CHANGED
 
 __all__ = [
     "NOT_RUNNING",
+    "STARTING_INTERVAL",
     "HealthProbes",
     "Instance",
     "NetworkProbe",
@@ -82,6 +85,10 @@ Probe = Callable[[HealthCheck, str, int], Deferred[str | None]]
 
 #: The timing of an instance without a check: `HealthCheck`'s defaults.
 _DEFAULT_TIMING = HealthCheck(kind="tcp", port=1)
+
+
+#: Seconds between probes of an instance that is still starting, at most.
+STARTING_INTERVAL = 0.1
 
 
 def _port_for(instance: Instance, attribute: Any, port: int | None) -> None:
@@ -261,7 +268,12 @@ class HealthProbes(Service):
         if after.status != before.status:
             after = after.set(since=now)
         watch.health = after
-        delay = max(0.0, timing.interval - (now - started))
+        interval = timing.interval
+        if after.status == "starting" and now - watch.first_seen < timing.start_period:
+            # Routing holds connections until the instance is healthy: say
+            # so as soon as it is (failures count only at the interval).
+            interval = min(interval, STARTING_INTERVAL)
+        delay = max(0.0, interval - (now - started))
         watch.timer = self.clock.callLater(delay, self._probe, watch)
         if after.status != before.status:
             _log(after)

@@ -716,3 +716,41 @@ async def test_probes_over_the_network(listen: Any) -> None:
     assert web(health).revision == 1
     assert changes.count == 2
     health.stopService()
+
+
+def test_starting_instance_is_probed_often_until_its_start_period_ends() -> None:
+    """
+    While an instance is starting within its start period, a failed probe
+    is followed by the next after `STARTING_INTERVAL` rather than the
+    check's interval (connections wait for it to be found healthy); once
+    healthy, or past the start period, probes run at the interval.
+    """
+    from flocker.node._health import STARTING_INTERVAL
+
+    clock, probe = Clock(), AnsweredProbe()
+    health, _ = probes(clock, probe)
+    health.observe({"web": instance()})
+    clock.advance(0)
+    probe.answer("connection refused")
+    clock.advance(STARTING_INTERVAL)
+    assert len(probe.calls) == 2
+    probe.answer(None)
+    assert web(health).status == "healthy"
+    clock.advance(HTTP.interval - 0.001)
+    assert len(probe.calls) == 2
+    clock.advance(0.001)
+    assert len(probe.calls) == 3
+
+    late, late_probe = Clock(), AnsweredProbe()
+    slow, _ = probes(late, late_probe)
+    slow.observe({"web": instance()})
+    late.advance(0)
+    late_probe.answer("connection refused")
+    while late.seconds() < HTTP.start_period:
+        late.advance(STARTING_INTERVAL)
+        late_probe.answer("connection refused")
+    calls = len(late_probe.calls)
+    late.advance(HTTP.interval - 0.001)
+    assert len(late_probe.calls) == calls
+    late.advance(0.001)
+    assert len(late_probe.calls) == calls + 1
