@@ -750,7 +750,7 @@ def test_starting_instance_is_probed_often_until_its_start_period_ends() -> None
         late.advance(STARTING_INTERVAL)
         late_probe.answer("connection refused")
     calls = len(late_probe.calls)
-    late.advance(HTTP.interval - 0.001)
+    late.advance(HTTP.interval - 0.01)
     assert len(late_probe.calls) == calls
-    late.advance(0.001)
+    late.advance(0.02)
     assert len(late_probe.calls) == calls + 1
