@@ -7,7 +7,9 @@ or a docker-compose file, see `flocker.deploy._compose`) and where each
 runs (``deployment.yml``), checks everything against itself and against the
 cluster, then makes the control service's configuration match through the
 REST API: datasets created (named after their application) or reused,
-applications added, moved with their data, changed or removed.  Running it
+applications added, moved with their data, updated (a new revision, which
+the control service rolls back by itself if it turns unhealthy) or
+removed.  Running it
 again with the same files changes nothing.  See `flocker.deploy.script` for
 the command line and its exit status.
 """
@@ -21,6 +23,7 @@ from ._plan import (
     MoveDataset,
     RemoveContainer,
     ResizeDataset,
+    UpdateContainer,
     calculate_changes,
     check_deployment,
     read_cluster,
@@ -38,6 +41,7 @@ __all__ = [
     "Placement",
     "RemoveContainer",
     "ResizeDataset",
+    "UpdateContainer",
     "Volume",
     "calculate_changes",
     "check_deployment",

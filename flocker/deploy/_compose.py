@@ -17,7 +17,10 @@ have:
   mountpoint of the application's dataset; host paths and named volumes are
   refused;
 * ``mem_limit`` (bytes or ``"256m"``), ``cpu_shares``;
-* ``restart``: ``no``, ``always``, ``on-failure`` or ``on-failure:N``.
+* ``restart``: ``no``, ``always``, ``on-failure`` or ``on-failure:N``;
+* ``healthcheck``, where its test says "this port answers" (``curl -f``,
+  ``wget --spider`` or ``nc -z`` of one of the service's internal ports;
+  see `flocker.deploy._health`), or ``disable: true``.
 
 Any other key is refused, naming it.
 """
@@ -44,6 +47,7 @@ from ._checks import (
     string,
 )
 from ._flockerformat import application_from_fields, cpu_shares, memory_limit
+from ._health import compose_health, published_health
 from ._model import Application, Volume
 
 __all__ = ["parse_compose_applications"]
@@ -57,6 +61,7 @@ _SERVICE_KEYS = (
     "mem_limit",
     "cpu_shares",
     "restart",
+    "healthcheck",
 )
 
 #: Compose keys flocker-deploy knows and cannot honour.
@@ -65,7 +70,7 @@ _UNSUPPORTED = frozenset(
     build cap_add cap_drop cgroup_parent command configs container_name cpu_count
     cpu_percent cpu_period cpu_quota cpus cpuset depends_on deploy devices dns
     dns_search domainname entrypoint env_file expose extends external_links
-    extra_hosts group_add healthcheck hostname init ipc isolation labels logging
+    extra_hosts group_add hostname init ipc isolation labels logging
     mac_address mem_reservation mem_swappiness memswap_limit network_mode networks
     oom_kill_disable oom_score_adj pid platform privileged profiles pull_policy
     read_only scale secrets security_opt shm_size stdin_open stop_grace_period
@@ -118,6 +123,12 @@ def parse_compose_applications(source: str, document: Any) -> dict[str, Applicat
             ),
             "memory_limit": memory_limit(source, child(path, "mem_limit"), fields),
             "cpu_shares": cpu_shares(source, child(path, "cpu_shares"), fields),
+            "health": published_health(
+                source,
+                child(child(path, "healthcheck"), "test"),
+                compose_health(source, child(path, "healthcheck"), fields.get("healthcheck")),
+                ports,
+            ),
         }
     result = {}
     for service, fields in parsed.items():

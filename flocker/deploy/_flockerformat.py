@@ -14,6 +14,15 @@ Flocker's own file formats: ``application.yml`` and ``deployment.yml``.
         restart_policy: {name: on-failure, maximum_retry_count: 3}
         mem_limit: 256M
         cpu_shares: 512
+        health:
+          http: {port: 80, path: /healthz}   # or tcp: {port: 80}
+          interval: 5                        # seconds, or "5s", "1m30s", "500ms"
+          timeout: 2
+          retries: 3
+          start_period: 30
+
+(``health`` is described in `flocker.deploy._health`: its port is one of
+the application's internal ports.)
 
 ``deployment.yml``::
 
@@ -30,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..apiclient import ContainerPort, Link, RestartPolicy
+from ..apiclient import ContainerPort, HealthCheck, Link, RestartPolicy
 from ._checks import (
     CPU_SHARES_RANGE,
     MEBIBYTE,
@@ -49,6 +58,7 @@ from ._checks import (
     sequence,
     size,
 )
+from ._health import flocker_health, published_health
 from ._model import Application, Placement, Volume
 
 __all__ = [
@@ -67,6 +77,7 @@ _APPLICATION_KEYS = (
     "restart_policy",
     "mem_limit",
     "cpu_shares",
+    "health",
 )
 
 
@@ -97,12 +108,14 @@ def parse_flocker_applications(source: str, document: Any) -> dict[str, Applicat
         name(source, path, app_name)
         fields = mapping(source, path, fields)
         keys(source, path, fields, _APPLICATION_KEYS, ("image",))
+        ports = _ports(source, child(path, "ports"), fields.get("ports", []))
+        health, port_path = flocker_health(source, child(path, "health"), fields.get("health"))
         result[app_name] = application_from_fields(
             source,
             path,
             app_name,
             image=image(source, child(path, "image"), fields["image"]),
-            ports=_ports(source, child(path, "ports"), fields.get("ports", [])),
+            ports=ports,
             links=_links(source, child(path, "links"), fields.get("links", [])),
             volume=_volume(source, child(path, "volume"), fields.get("volume")),
             environment=_environment(
@@ -113,6 +126,7 @@ def parse_flocker_applications(source: str, document: Any) -> dict[str, Applicat
             ),
             memory_limit=memory_limit(source, child(path, "mem_limit"), fields),
             cpu_shares=cpu_shares(source, child(path, "cpu_shares"), fields),
+            health=published_health(source, port_path, health, ports),
         )
     return result
 
@@ -129,6 +143,7 @@ def application_from_fields(
     restart_policy: RestartPolicy,
     memory_limit: int | None,
     cpu_shares: int | None,
+    health: HealthCheck | None = None,
 ) -> Application:
     """
     An `Application` from checked fields, refusing an external port
@@ -152,6 +167,7 @@ def application_from_fields(
         restart_policy=restart_policy,
         memory_limit=memory_limit,
         cpu_shares=cpu_shares,
+        health=health,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pyrsistent import PClass, field, pmap_field, pset_field, pvector_field
 
-from ..apiclient import ContainerPort, Link, RestartPolicy
+from ..apiclient import ContainerPort, HealthCheck, Link, RestartPolicy
 
 __all__ = [
     "Application",
@@ -48,6 +48,9 @@ class Application(PClass):
 
     Ports and links are kept sorted the way the REST API returns them, so an
     application compares equal to the container the API reports for it.
+
+    :ivar health: how its node tells it is ready, or ``None`` (then a TCP
+        connect on its lowest published port).
     """
 
     name = field(type=str, mandatory=True)
@@ -59,6 +62,7 @@ class Application(PClass):
     restart_policy = field(type=RestartPolicy, initial=RestartPolicy())
     memory_limit = field(type=(int, type(None)), initial=None)
     cpu_shares = field(type=(int, type(None)), initial=None)
+    health = field(type=(HealthCheck, type(None)), initial=None)
 
 
 class Placement(PClass):

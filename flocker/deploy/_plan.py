@@ -9,12 +9,19 @@ a volume has one dataset, found again on later runs as the dataset its
 container mounts or, failing that, the live dataset whose metadata ``name``
 is the application's name; a new one is created with that name.  Moving an
 application moves its container (and the control service moves the dataset
-with it); an application whose container must change otherwise is removed
-and added again, its dataset moved first if it must change node.
+with it).  An application whose specification changes (image, ports,
+environment, links, limits, restart policy, health check) is *updated* in
+place: the control service makes it a new revision, replaces its instance
+once the new one is healthy and rolls it back by itself if it turns
+unhealthy (`flocker.apiclient.IFlockerAPIV1Client.update_container`); if
+it also changes node, that one request moves it too.  Only a change of its
+volume (another mountpoint, a volume added or removed) still removes the
+container and adds it again, its dataset moved first if it must change
+node.
 
 Changes run in this order, so that no step trips over a port or a dataset
 still held by an older container: removals, dataset creations, resizes and
-moves, container moves, container additions.
+moves, container moves, container updates, container additions.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ __all__ = [
     "MoveDataset",
     "RemoveContainer",
     "ResizeDataset",
+    "UpdateContainer",
     "calculate_changes",
     "check_deployment",
     "read_cluster",
@@ -230,6 +238,50 @@ class MoveContainer(PClass):
         return client.move_container(self.name, self.node_uuid)
 
 
+#: The fields of a container that an update changes (all but its volumes).
+UPDATABLE = (
+    "image",
+    "ports",
+    "environment",
+    "restart_policy",
+    "links",
+    "cpu_shares",
+    "memory_limit",
+    "swappiness",
+    "command_line",
+    "health",
+)
+
+
+class UpdateContainer(PClass):
+    """
+    Give an application its new specification, as its next revision (and
+    move it, with its dataset, if ``node_uuid`` is set).
+
+    :ivar container: the container as the files describe it.
+    :ivar fields: the fields that change (of `UPDATABLE`), in that order.
+    :ivar node_uuid: the node it moves to, or ``None`` if it stays.
+    """
+
+    container = field(type=Container, mandatory=True)
+    fields = pvector_field(str)
+    node_uuid = field(type=(UUID, type(None)), initial=None)
+
+    def describe(self) -> str:
+        """What the change does, for the user."""
+        what = f"updated application {self.container.name} ({', '.join(self.fields)})"
+        if self.node_uuid is not None:
+            what += f" and moved it to node {self.node_uuid}"
+        return what
+
+    def run(self, client: IFlockerAPIV1Client) -> Deferred[Any]:
+        """Ask the REST API to make the change, in one request."""
+        changes: dict[str, Any] = {f: getattr(self.container, f) for f in self.fields}
+        if self.node_uuid is not None:
+            changes["node_uuid"] = self.node_uuid
+        return client.update_container(self.container.name, **changes)
+
+
 class AddContainer(PClass):
     """Add an application's container to the configuration."""
 
@@ -248,8 +300,11 @@ class AddContainer(PClass):
 
 
 def _normalized(container: Container) -> Container:
-    """A container with its ports, volumes and links in the API's order."""
-    return container.set(
+    """
+    A container's specification (without its revision and update history)
+    with its ports, volumes and links in the API's order.
+    """
+    return container.specification().set(
         ports=sorted(container.ports, key=lambda p: (p.external, p.internal)),
         volumes=sorted(
             container.volumes, key=lambda v: (v.mountpoint, str(v.dataset_id))
@@ -308,6 +363,7 @@ def calculate_changes(
     ]
     data: list[Any] = []
     moves: list[Any] = []
+    updates: list[Any] = []
     additions: list[Any] = []
     claimed: dict[UUID, str] = {}
     for name in sorted(nodes):
@@ -358,11 +414,23 @@ def calculate_changes(
             links=app.links,
             cpu_shares=app.cpu_shares,
             memory_limit=app.memory_limit,
+            health=app.health,
         )
         if existing == desired:
             continue
         if existing is not None and existing.set(node_uuid=node) == desired:
             moves.append(MoveContainer(name=name, node_uuid=node))
+            continue
+        if existing is not None and existing.volumes == desired.volumes:
+            updates.append(
+                UpdateContainer(
+                    container=desired,
+                    fields=[
+                        f for f in UPDATABLE if getattr(existing, f) != getattr(desired, f)
+                    ],
+                    node_uuid=None if existing.node_uuid == node else node,
+                )
+            )
             continue
         if existing is not None:
             removals.append(RemoveContainer(name=name))
@@ -371,7 +439,7 @@ def calculate_changes(
                 MoveDataset(application=name, dataset_id=dataset_id, node_uuid=node)
             )
         additions.append(AddContainer(container=desired))
-    return removals + data + moves + additions
+    return removals + data + moves + updates + additions
 
 
 def _check_lease(

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import pytest
-from pyrsistent import PMap, PVector
+from pyrsistent import PMap, PVector, pvector
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -20,10 +20,12 @@ from twisted.web.server import Request
 
 from flocker.apiclient import (
     Container,
+    ContainerConflict,
     ContainerPort,
     Dataset,
     FakeFlockerClient,
     FlockerClient,
+    HealthCheck,
     IFlockerAPIV1Client,
     Link,
     Node,
@@ -38,6 +40,7 @@ from flocker.deploy import (
     Placement,
     RemoveContainer,
     ResizeDataset,
+    UpdateContainer,
     Volume,
     calculate_changes,
     check_deployment,
@@ -241,23 +244,66 @@ def test_undeployed_containers_removed_datasets_kept() -> None:
     assert len(datasets) == 1
 
 
-def test_changed_application_replaced_with_its_dataset() -> None:
-    """An application whose container changes is removed and added again with the same dataset."""
+def test_changed_application_updated_in_place() -> None:
+    """
+    An application whose image changes is updated (a new revision on the
+    same dataset), not removed and added again; the same files then change
+    nothing, though the container's revision and history moved on.
+    """
     client = fake_cluster()
     apply(client, files(db="10.0.0.1", web="10.0.0.1"))
     (dataset_id,) = configuration(client)[1]
     newer = {**APPS, "db": DB.set(image="postgres:16")}
     planned = changes(client, newer, db=ONE, web=ONE)
-    assert [type(c) for c in planned] == [RemoveContainer, AddContainer]
-    assert planned[1].container.volumes[0].dataset_id == dataset_id
+    assert [(type(c), c.fields, c.node_uuid) for c in planned] == [
+        (UpdateContainer, pvector(["image"]), None)
+    ]
+    assert apply(client, files(newer, db="10.0.0.1", web="10.0.0.1")) == [
+        "updated application db (image)"
+    ]
+    [db] = [c for c in configuration(client)[0] if c.name == "db"]
+    assert (db.image, db.revision, db.previous_image) == ("postgres:16", 1, "postgres")
+    assert [v.dataset_id for v in db.volumes] == [dataset_id]
+    assert changes(client, newer, db=ONE, web=ONE) == []
 
 
-def test_changed_and_moved_application_moves_its_dataset_first() -> None:
-    """A changed application on a new node: removed, its dataset moved, then added there."""
+def test_changed_and_moved_application_is_one_update() -> None:
+    """A changed application on a new node is one update that also moves it, with its dataset."""
     client = fake_cluster()
     apply(client, files(db="10.0.0.1", web="10.0.0.1"))
     (dataset_id,) = configuration(client)[1]
     newer = {**APPS, "db": DB.set(environment={"A": "1"})}
+    planned = changes(client, newer, db=TWO, web=ONE)
+    assert [(type(c), c.fields, c.node_uuid) for c in planned] == [
+        (UpdateContainer, pvector(["environment"]), TWO)
+    ]
+    assert apply(client, files(newer, db="10.0.0.2", web="10.0.0.1")) == [
+        f"updated application db (environment) and moved it to node {TWO}"
+    ]
+    containers, datasets = configuration(client)
+    assert datasets[dataset_id].primary == TWO
+    assert [
+        (c.node_uuid, dict(c.environment), c.revision) for c in containers if c.name == "db"
+    ] == [(TWO, {"A": "1"}, 1)]
+
+
+def test_changed_volume_replaces_the_container() -> None:
+    """A new mountpoint (volumes cannot be updated) removes and adds the container again."""
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.1"))
+    (dataset_id,) = configuration(client)[1]
+    newer = {**APPS, "db": DB.set(volume=Volume(mountpoint="/var/lib/data"))}
+    planned = changes(client, newer, db=ONE, web=ONE)
+    assert [type(c) for c in planned] == [RemoveContainer, AddContainer]
+    assert planned[1].container.volumes[0].dataset_id == dataset_id
+
+
+def test_changed_volume_and_node_moves_the_dataset_first() -> None:
+    """A volume change on a new node: removed, its dataset moved, then added there."""
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.1"))
+    (dataset_id,) = configuration(client)[1]
+    newer = {**APPS, "db": DB.set(volume=Volume(mountpoint="/other"))}
     planned = changes(client, newer, db=TWO, web=ONE)
     assert planned[:2] == [
         RemoveContainer(name="db"),
@@ -266,7 +312,65 @@ def test_changed_and_moved_application_moves_its_dataset_first() -> None:
     apply(client, files(newer, db="10.0.0.2", web="10.0.0.1"))
     containers, datasets = configuration(client)
     assert datasets[dataset_id].primary == TWO
-    assert [c.environment for c in containers if c.name == "db"] == [{"A": "1"}]
+    assert [c.volumes[0].mountpoint for c in containers if c.name == "db"] == ["/other"]
+
+
+def test_health_check_deployed_and_updated() -> None:
+    """An application's health check is deployed with it; a new one is an update of the check alone."""
+    client = fake_cluster()
+    checked = {**APPS, "web": WEB.set(health=HealthCheck(kind="http", port=80, path="/"))}
+    apply(client, files(checked, db="10.0.0.1", web="10.0.0.1"))
+    [web] = [c for c in configuration(client)[0] if c.name == "web"]
+    assert web.health == HealthCheck(kind="http", port=80, path="/")
+    slower = {**APPS, "web": WEB.set(health=HealthCheck(kind="http", port=80, path="/", interval=30))}
+    assert [(type(c), c.fields) for c in changes(client, slower, db=ONE, web=ONE)] == [
+        (UpdateContainer, pvector(["health"]))
+    ]
+    assert [(type(c), c.fields) for c in changes(client, APPS, db=ONE, web=ONE)] == [
+        (UpdateContainer, pvector(["health"]))
+    ]
+
+
+def test_an_update_freeing_a_port_comes_before_an_addition_taking_it() -> None:
+    """Updates run before additions, so a new application can take a port an update frees."""
+    client = fake_cluster()
+    apply(client, files({"web": WEB.set(links=[])}, web="10.0.0.1"))
+    moved_port = WEB.set(links=[], ports=[ContainerPort(internal=80, external=8081)])
+    taker = WEB.set(name="other", links=[])
+    newer = {"web": moved_port, "other": taker}
+    planned = changes(client, newer, web=ONE, other=ONE)
+    assert [type(c) for c in planned] == [UpdateContainer, AddContainer]
+    apply(client, files(newer, web="10.0.0.1", other="10.0.0.1"))
+    assert sorted(
+        (c.name, c.ports[0].external) for c in configuration(client)[0]
+    ) == [("other", 8080), ("web", 8081)]
+
+
+def test_refused_update_changes_nothing() -> None:
+    """
+    An update the control service refuses (a port taken on the new node
+    since the plan was made) fails with its reason and changes nothing.
+    """
+    client = fake_cluster()
+    apply(client, files(db="10.0.0.1", web="10.0.0.1"))
+    newer = {**APPS, "web": WEB.set(image="nginx:2")}
+    [update] = changes(client, newer, db=ONE, web=TWO)
+    client.create_container(
+        Container(
+            node_uuid=TWO,
+            name="squatter",
+            image="x",
+            ports=[ContainerPort(internal=1, external=8080)],
+        )
+    )
+    before = configuration(client)
+    with pytest.raises(ContainerConflict, match=r"external ports \[8080\] are taken"):
+        result_of(_run(update, client))
+    assert configuration(client) == before
+
+
+async def _run(change: Any, client: IFlockerAPIV1Client) -> Any:
+    return await change.run(client)
 
 
 def test_dataset_found_again_by_name() -> None:

@@ -115,6 +115,49 @@ def test_bad_file_exits_1_on_one_line(files: tuple[str, str], tmp_path: Path, ca
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        (
+            "application.yml",
+            APPLICATION.replace("}]}", "}], health: {http: {port: 8080, path: /}}}"),
+            "applications.web.health.http.port: port 8080 is not one the application "
+            "publishes (its internal ports: 80)",
+        ),
+        (
+            "docker-compose.yml",
+            "services:\n  web:\n    image: nginx\n    ports: ['8080:80']\n"
+            "    healthcheck: {test: [CMD, pg_isready]}\n",
+            "services.web.healthcheck.test: ['CMD', 'pg_isready'] does not map to a "
+            'Flocker health check; these map: ["CMD", "curl", "-f", '
+            '"http://localhost:PORT/PATH"]',
+        ),
+    ],
+)
+def test_bad_health_check_exits_1_on_one_line(
+    files: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+    says: str,
+) -> None:
+    """
+    A health check on an unpublished port, or a compose test that does not
+    map, exits with status 1 and one line naming the application.
+    """
+    application = tmp_path / name
+    application.write_text(text)
+    status, err = exit_of(
+        [files[0], str(application), "--control-service", "h", "--cacert", "a",
+         "--cert", "b", "--key", "c"],
+        capsys,
+    )  # fmt: skip
+    assert status == EXIT_BAD_INPUT
+    assert err.startswith(f"flocker-deploy: {application}: {says}")
+    assert err.endswith(" (nothing changed)\n") and err.count("\n") == 1
+
+
 def test_no_control_service_is_a_usage_error(files: tuple[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --cluster, FLOCKER_CLUSTER or --control-service the command exits 2."""
     monkeypatch.delenv("FLOCKER_CLUSTER", raising=False)
