@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyrsistent import pmap
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import (
@@ -60,10 +62,10 @@ class Attempt:
         self.address = (host, port)
 
     def accept(self) -> Any:
-        """The target accepts: its end of the connection (transport ``.transport``)."""
-        end: Any = self.factory.buildProtocol(IPv4Address("TCP", *self.address))
-        end.makeConnection(HalfCloseTransport())
-        return end
+        """The target accepts: the router's end of the connection to it."""
+        wrapper: Any = self.factory.buildProtocol(IPv4Address("TCP", *self.address))
+        wrapper.makeConnection(HalfCloseTransport())
+        return wrapper._wrappedProtocol
 
     def fail(self, reason: Exception | None = None) -> None:
         """The target refuses (or times out, given ``TCPTimedOutError()``)."""
@@ -475,3 +477,143 @@ class TestRetarget:
         assert not client.transport.disconnecting
         assert router.connections() == pmap({target(A): 1})
         assert router.held() == pmap()
+
+
+#: What may happen next to a router, for `test_nothing_leaks`.
+_events = st.one_of(
+    st.tuples(st.just("connect"), st.integers(0, 1)),
+    st.tuples(st.just("accept"), st.integers(0, 20)),
+    st.tuples(st.just("refuse"), st.integers(0, 20)),
+    st.tuples(st.just("client_leaves"), st.integers(0, 20)),
+    st.tuples(st.just("client_half_closes"), st.integers(0, 20)),
+    st.tuples(st.just("client_sends"), st.integers(0, 20)),
+    st.tuples(st.just("target_closes"), st.integers(0, 20)),
+    st.tuples(
+        st.just("route"),
+        st.one_of(st.none(), st.lists(st.sampled_from([A, B, C]), unique=True)),
+    ),
+    st.tuples(st.just("advance"), st.sampled_from([0.5, 3.0, 10.0])),
+)
+
+
+class _Simulation:
+    """A router on a fake reactor, and every socket it was given, driven by events."""
+
+    def __init__(self) -> None:
+        self.router = started_router()
+        self.clients: list[Client] = []
+        self.targets: list[Any] = []
+        self.resolved: set[int] = set()
+        fired(self.router.set_routes(pmap({8080: route_to(8080, A, hold_timeout=5)})))
+
+    def pending(self) -> list[Attempt]:
+        """Attempts neither answered nor cancelled."""
+        reactor = self.router.reactor
+        return [
+            Attempt(self.router, i)
+            for i in range(len(reactor.tcpClients))
+            if i not in self.resolved and not reactor.connectors[i].stoppedConnecting
+        ]
+
+    def open_clients(self) -> list[Client]:
+        """Clients whose socket is open."""
+        return [c for c in self.clients if not c.end.lost]
+
+    def settle(self) -> None:
+        """Sockets the router closed (or half-closed both ways) close."""
+        progress = True
+        while progress:
+            progress = False
+            for end in [c.end for c in self.clients] + self.targets:
+                if end.transport.disconnecting and not end.lost:
+                    end.connectionLost(Failure(ConnectionDone()))
+                    progress = True
+
+    def run(self, event: str, value: Any) -> None:
+        """Make one event happen (if it can), then let closes complete."""
+        router = self.router
+        if event == "connect" and 8080 in router.reactor.open:
+            self.clients.append(Client(router))
+        elif event in ("accept", "refuse") and self.pending():
+            pending = self.pending()
+            attempt = pending[value % len(pending)]
+            self.resolved.add(attempt.index)
+            if event == "accept":
+                self.targets.append(attempt.accept())
+            else:
+                attempt.fail()
+        elif event.startswith("client_") and self.open_clients():
+            clients = self.open_clients()
+            client = clients[value % len(clients)]
+            if event == "client_leaves":
+                client.end.connectionLost(Failure(ConnectionLost("reset")))
+            elif event == "client_sends" and not client.end.read_done:
+                client.end.dataReceived(b"x" * 1000)
+            elif not client.end.read_done:
+                client.end.readConnectionLost()
+        elif event == "target_closes":
+            targets = [t for t in self.targets if not t.lost]
+            if targets:
+                targets[value % len(targets)].connectionLost(Failure(ConnectionDone()))
+        elif event == "route":
+            new = (
+                {} if value is None else {8080: route_to(8080, *value, hold_timeout=5)}
+            )
+            fired(router.set_routes(pmap(new)))
+        elif event == "advance":
+            router.reactor.advance(value)
+        self.settle()
+
+    def check(self) -> None:
+        """The router's counts match the sockets."""
+        counted = sum(self.router.connections().values())
+        unanswered = len(self.pending())
+        forwarded = len(
+            {
+                id(t.connection)
+                for t in self.targets
+                if not (t.lost and t.connection.client_end.lost)
+            }
+        )
+        assert counted == unanswered + forwarded
+        held = sum(self.router.held().values())
+        assert held <= len(self.open_clients())
+        assert all(n > 0 for n in self.router.connections().values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_events, max_size=40))
+def test_nothing_leaks(events: list[tuple[str, Any]]) -> None:
+    """
+    Whatever happens, in whatever order, the router counts exactly the
+    connections open or being connected; once every client has gone and the
+    port is unrouted, nothing is counted, held or scheduled, and every
+    connection was logged once.
+    """
+    from eliot import MemoryLogger
+    from eliot.testing import swap_logger
+
+    logger = MemoryLogger()
+    previous = swap_logger(logger)
+    try:
+        sim = _Simulation()
+        for event, value in events:
+            sim.run(event, value)
+            sim.check()
+        sim.run("route", None)
+        for attempt in sim.pending():
+            sim.resolved.add(attempt.index)
+            attempt.fail()
+        for client in sim.open_clients():
+            client.end.connectionLost(Failure(ConnectionDone()))
+        for end in sim.targets:
+            if not end.lost:
+                end.connectionLost(Failure(ConnectionDone()))
+        sim.settle()
+    finally:
+        swap_logger(previous)
+    logger.validate()
+    assert sim.router.connections() == pmap()
+    assert sim.router.held() == pmap()
+    assert sim.router.reactor.getDelayedCalls() == []
+    assert len(connection_logs(logger)) == len(sim.clients)
