@@ -7,8 +7,13 @@ running the application, so nothing needs telling when the application
 moves.  The container agent owns one `NodeRouter` per node and, after each
 convergence pass, gives it `routes_for_node(...)`: routes for applications
 running elsewhere only, since Docker already publishes the ports of local
-applications on the node's address.  `MemoryRouter` is the fake;
-``flocker.route.testtools`` has the contract suite both pass.
+applications on the node's address.
+
+A `Route` may have several `Target`s (each connection goes to the least
+loaded, and fails over to the others) or none: then the router accepts and
+holds connections, for up to the route's ``hold_timeout``, until it is
+given targets.  `MemoryRouter` is the fake; ``flocker.route.testtools`` has
+the contract suite both pass.
 """
 
 from ._interface import InvalidRoutes, IRouter, check_routes

@@ -484,7 +484,9 @@ class NodeRouter(Service, Generic[_Reactor]):
 
     A Twisted service: it listens only while running (``startService``
     listens on the routes given so far, ``stopService`` stops every
-    listener but keeps the routes); `set_routes` works in either state.
+    listener and closes the connections it holds, but keeps the routes);
+    `set_routes` works in either state.  How connections are spread over
+    several targets and held while there is none is `IRouter`'s contract.
 
     The contract with the container agent, which owns one router per node:
     it gives routes only for applications **not** running on this node.
