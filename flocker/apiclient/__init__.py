@@ -67,8 +67,8 @@ from ._interface import (
 )
 from ._json import (
     environment_copy_to_json,
-    health_to_json,
     environment_to_json,
+    health_to_json,
     origin_to_json,
     rollback_to_json,
     snapshot_to_json,

@@ -180,9 +180,8 @@ class ContainerUpdateContract:
 
     def test_update_refusals(self, cluster: Any) -> None:
         """
-        An unknown container, nothing to change, a health check (or new
-        ports leaving it) on a port not published, an unknown node and a
-        port taken on the node are refused, changing nothing.
+        An unknown container, nothing to change, an unknown node and a port
+        taken on the node are refused, changing nothing.
         """
         client = cluster.client
         self.created(cluster, health=HTTP_CHECK)
@@ -196,20 +195,6 @@ class ContainerUpdateContract:
         self.refused(
             cluster,
             BadRequest,
-            lambda: client.update_container(
-                "web", health=HealthCheck(kind="tcp", port=8080)
-            ),
-        )
-        self.refused(
-            cluster,
-            BadRequest,
-            lambda: client.update_container(
-                "web", ports=[ContainerPort(internal=81, external=8080)]
-            ),
-        )
-        self.refused(
-            cluster,
-            BadRequest,
             lambda: client.update_container("web", image="x", node_uuid=uuid4()),
         )
         self.refused(
@@ -217,6 +202,38 @@ class ContainerUpdateContract:
             ContainerConflict,
             lambda: client.update_container(
                 "web", ports=[ContainerPort(internal=80, external=9090)]
+            ),
+        )
+
+    def test_update_health_port_refusals(self, cluster: Any) -> None:
+        """
+        A request whose health check probes a port its own new ports leave
+        out contradicts itself (`BadRequest`); a new check on a port the
+        container does not publish, or new ports leaving out the one its
+        check probes, contradict its configuration (`ContainerConflict`).
+        """
+        client = cluster.client
+        self.created(cluster, health=HTTP_CHECK)
+        self.refused(
+            cluster,
+            BadRequest,
+            lambda: client.update_container(
+                "web",
+                ports=[ContainerPort(internal=81, external=8080)],
+                health=HealthCheck(kind="tcp", port=80),
+            ),
+        )
+        with pytest.raises(ContainerConflict) as refusal:
+            self.run(
+                cluster,
+                client.update_container("web", health=HealthCheck(kind="tcp", port=8080)),
+            )
+        assert "port 8080" in refusal.value.description
+        self.refused(
+            cluster,
+            ContainerConflict,
+            lambda: client.update_container(
+                "web", ports=[ContainerPort(internal=81, external=8080)]
             ),
         )
 

@@ -799,9 +799,11 @@ class IFlockerAPIV1Client(Interface):
         ``update_failed``).  The same specification changes nothing.
 
         Fails with `UnknownContainer`, `BadRequest` (nothing to change, an
-        unknown node, an invalid field, a health check on a port the
-        container does not publish) or `ContainerConflict` (a port is
-        taken on its node; a dataset cannot move).
+        unknown node, an invalid field, a request whose health check probes
+        a port its own new ``ports`` leave out) or `ContainerConflict` (a
+        port is taken on its node; a dataset cannot move; a new health
+        check on a port the container does not publish, or new ports
+        leaving out the one its health check probes).
         """
 
     def rollback_container(

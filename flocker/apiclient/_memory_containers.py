@@ -31,6 +31,7 @@ from ._interface import (
     UNCHANGED,
     BadRequest,
     Container,
+    ContainerConflict,
     ContainerPort,
     ContainerState,
     HealthCheck,
@@ -86,6 +87,39 @@ def check_health(container: Container) -> None:
         )
 
 
+def _check_updated_health(
+    current: Container, new: Container, changes: Mapping[str, Any]
+) -> None:
+    """
+    Refuse an update whose health check probes a port the new ports do not
+    publish: `BadRequest` when the request gives both (it contradicts
+    itself), else `ContainerConflict` (it contradicts the configuration).
+    """
+    health = new.health
+    published = sorted({p.internal for p in new.ports})
+    if health is None or health.port in published:
+        return
+    if "health" in changes and "ports" in changes:
+        raise BadRequest(
+            400,
+            f"the health check's port {health.port} is not one of the internal "
+            f"ports the request publishes {published}",
+        )
+    if "health" in changes:
+        raise ContainerConflict(
+            409,
+            f"the health check's port {health.port} is not one of the internal "
+            f"ports container {current.name!r} publishes {published}; give the "
+            "ports too",
+        )
+    raise ContainerConflict(
+        409,
+        f"the new ports leave out internal port {health.port}, which the health "
+        f"check of container {current.name!r} probes; give a new health check "
+        "too (or null for the default one)",
+    )
+
+
 class FakeContainerUpdates:
     """
     `FakeFlockerClient`'s container updates, rollbacks and health reports;
@@ -123,7 +157,7 @@ class FakeContainerUpdates:
             self._containers[name] = container.set(updating=False)
         elif status == "unhealthy":
             seen = f": {reason}" if reason else ""
-            why = f"revision {container.revision} was unhealthy{seen}"
+            why = f"revision {container.revision} of {name!r} was unhealthy{seen}"
             self._containers[name] = self._restored(container, why)
 
     def _restored(self, container: Container, reason: str | None) -> Container:
@@ -181,6 +215,7 @@ class FakeContainerUpdates:
             except (TypeError, ValueError) as e:
                 raise BadRequest(400, str(e)) from None
             if new != container.specification():
+                _check_updated_health(container, new, changes)
                 check_health(new)
                 self._check_ports(new, container.node_uuid)
                 self._previous[name] = container.specification()

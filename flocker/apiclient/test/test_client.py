@@ -19,6 +19,7 @@ from twisted.internet.task import Clock
 from flocker.apiclient import FakeFlockerClient, FlockerClient, Transfer
 from flocker.apiclient.testtools import ClientFixture, make_iflockerapiv1client_tests
 from flocker.control import (
+    AutomaticRollback,
     ClusterStateService,
     ConfigurationService,
     MemoryConfigurationStore,
@@ -137,6 +138,7 @@ def real_cluster() -> ClientFixture:
     )
     state.update_node_state(NodeState(uuid=str(nodes[1]), hostname="10.0.0.2"))
     DeletedDatasetCleaner(configuration, state).startService()
+    AutomaticRollback(configuration, state).startService()
     agents = _Agents.of(nodes)
     treq = StubTreq(make_api_resource(configuration, state, clock, agents))
 

@@ -105,13 +105,13 @@ def test_apps_ls_shows_updates_and_automatic_rollbacks(cluster: Cluster) -> None
     cluster.client.synchronize_state()
     [view] = invoke(cluster, "--json", "apps", "ls").json()
     assert view["state"] == (
-        "running, unhealthy: HTTP 503; update rolled back: revision 1 was "
-        "unhealthy: HTTP 503"
+        "running, unhealthy: HTTP 503; update rolled back: revision 1 of 'web' "
+        "was unhealthy: HTTP 503"
     )
     assert (view["image"], view["revision"], view["update_failed"]) == (
         "nginx:1",
         2,
-        "revision 1 was unhealthy: HTTP 503",
+        "revision 1 of 'web' was unhealthy: HTTP 503",
     )
 
 
@@ -427,8 +427,8 @@ def test_update_wait_rolled_back(cluster: Cluster) -> None:
     assert_error(
         result,
         EXIT_ERROR,
-        "the update of web to revision 1 was rolled back: revision 1 was "
-        "unhealthy: HTTP 500",
+        "the update of web to revision 1 was rolled back: revision 1 of 'web' "
+        "was unhealthy: HTTP 500",
     )
     assert configured(cluster).image == "nginx:1"
 
