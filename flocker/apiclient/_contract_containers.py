@@ -350,3 +350,26 @@ class ContainerUpdateContract:
         assert rolled_back.update_failed is not None
         assert rolled_back.set(update_failed=None) == created.set(revision=2)
         self.refused(cluster, NothingToRollBack, lambda: client.rollback_container("web"))
+
+    def test_environment_copy_of_an_updated_container_starts_afresh(
+        self, cluster: Any
+    ) -> None:
+        """A copy of an updated container has its specification at revision 0, without history."""
+        dataset = self.create(cluster)
+        cluster.converge()
+        volumes = [MountedDataset(dataset_id=dataset.dataset_id, mountpoint="/d")]
+        self.created(cluster, volumes=volumes)
+        client = cluster.client
+        updated = self.run(cluster, client.update_container("web", image="nginx:2"))
+        cluster.converge()
+        self.run(cluster, client.create_environment("s", ["web"], 1))
+        copy = self.listed(cluster, "web-s-1")
+        assert (copy.image, copy.revision, copy.updating, copy.previous_image) == (
+            updated.image,
+            0,
+            False,
+            None,
+        )
+        self.refused(
+            cluster, NothingToRollBack, lambda: client.rollback_container("web-s-1")
+        )
