@@ -286,7 +286,15 @@ def parse_memory_limit(text: str) -> int | None:
     try:
         size = parse_size(text)
     except CLIError as e:
-        raise CLIError(f"bad --memory-limit {text!r}: {e.message.split(': ', 1)[-1]}") from None
+        if "at least" in e.message:
+            size = 0
+        elif "too large" in e.message:
+            raise CLIError(f"bad --memory-limit {text!r}: too large") from None
+        else:
+            raise CLIError(
+                f"bad --memory-limit {text!r}: give bytes or a number with K, M, G "
+                "or T (e.g. 256M), or none"
+            ) from None
     if size < _MINIMUM_MEMORY_LIMIT:
         raise CLIError(f"bad --memory-limit {text!r}: at least 4M")
     return size

@@ -129,12 +129,18 @@ async def view_of(context: Context, name: str) -> dict[str, Any] | None:
     return None
 
 
-def print_one(context: Context, view: dict[str, Any], verb: str) -> None:
-    """Say what happened to an application (or print it as JSON)."""
+def print_one(
+    context: Context, view: dict[str, Any], verb: str, detail: str = ""
+) -> None:
+    """
+    Say what happened to an application (or print it as JSON): ``VERB
+    application NAME[ DETAIL] on NODE, STATE``.
+    """
     if context.json:
         write_json(context.out, view)
         return
     where = view["node_address"] or view["node"]
+    detail = f" {detail}" if detail else ""
     context.out.write(
-        f"{verb} application {view['name']} on {where}, {view['state']}\n"
+        f"{verb} application {view['name']}{detail} on {where}, {view['state']}\n"
     )

@@ -43,21 +43,6 @@ from ._wait import add_wait_options, parse_timeout, wait_until
 
 __all__ = ["register_updates"]
 
-#: The longest interval, timeout or start period (a day), as the API allows.
-_MAXIMUM_SECONDS = 86400.0
-
-#: The smallest memory limit the REST API accepts.
-_MINIMUM_MEMORY_LIMIT = 4 * 1024 * 1024
-
-#: The ``--health-*`` timing options and the `HealthCheck` fields they set.
-_TIMINGS = (
-    ("--health-interval", "interval"),
-    ("--health-timeout", "timeout"),
-    ("--health-retries", "retries"),
-    ("--health-start-period", "start_period"),
-)
-
-
 @attrs.frozen
 class _Update:
     """An ``update`` command line, checked: the changes, some relative to the current spec."""
@@ -187,10 +172,11 @@ async def update(context: Context, options: argparse.Namespace) -> None:
     if view is None:
         return
     if changed:
-        verb = f"updated (revision {updated.revision})"
+        print_one(context, view, "updated", f"to revision {updated.revision}")
     else:
-        verb = f"unchanged (revision {updated.revision}, the same specification)"
-    print_one(context, view, verb)
+        print_one(
+            context, view, "unchanged", f"(the same specification, revision {updated.revision})"
+        )
 
 
 async def rollback(context: Context, options: argparse.Namespace) -> None:
@@ -208,7 +194,8 @@ async def rollback(context: Context, options: argparse.Namespace) -> None:
         print_one(
             context,
             view,
-            f"rolled back (revision {rolled_back.revision}, image {rolled_back.image})",
+            "rolled back",
+            f"to revision {rolled_back.revision} (image {rolled_back.image})",
         )
 
 

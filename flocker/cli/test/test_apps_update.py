@@ -235,7 +235,7 @@ def test_update_image_and_environment(cluster: Cluster) -> None:
     )  # fmt: skip
     assert result.code == EXIT_OK, result
     assert result.out == (
-        "updated (revision 1) application web on 10.0.0.1, running; updating to "
+        "updated application web to revision 1 on 10.0.0.1, running; updating to "
         "revision 1\n"
     )
     assert configured(cluster) == WEB.set(
@@ -252,7 +252,7 @@ def test_update_to_the_same_specification_says_unchanged(cluster: Cluster) -> No
     deployed(cluster)
     result = invoke(cluster, "apps", "update", "web", "--image", "nginx:1", "--env", "LEVEL=1")
     assert result.out == (
-        "unchanged (revision 0, the same specification) application web on "
+        "unchanged application web (the same specification, revision 0) on "
         "10.0.0.1, running\n"
     )
     assert configured(cluster) == WEB
@@ -318,7 +318,8 @@ def test_update_ports_and_health_check_together(cluster: Cluster) -> None:
         (("--command", "  "), "bad --command ''"),
         (("--port", "80"), "bad --port '80'"),
         (("--memory-limit", "1M"), "bad --memory-limit '1M': at least 4M"),
-        (("--memory-limit", "lots"), "bad --memory-limit 'lots'"),
+        (("--memory-limit", "lots"), "bad --memory-limit 'lots': give bytes or a number"),
+        (("--memory-limit", "512"), "bad --memory-limit '512': at least 4M"),
         (("--cpu-shares", "0"), "bad --cpu-shares '0'"),
         (("--restart", "sometimes"), "bad --restart 'sometimes'"),
         (("--restart", "on-failure:0"), "bad --restart 'on-failure:0'"),
@@ -407,7 +408,7 @@ def test_update_wait_until_healthy(cluster: Cluster) -> None:
     )
     assert result.code == EXIT_OK, result
     assert result.out == (
-        "updated (revision 1) application web on 10.0.0.1, running, healthy\n"
+        "updated application web to revision 1 on 10.0.0.1, running, healthy\n"
     )
     assert result.err.splitlines()[-1] == (
         "application web revision 1 healthy: healthy after 1.5s"
@@ -455,7 +456,8 @@ def test_rollback(cluster: Cluster) -> None:
     result = invoke(cluster, "apps", "rollback", "web")
     assert result.code == EXIT_OK, result
     assert result.out == (
-        "rolled back (revision 2, image nginx:1) application web on 10.0.0.1, running\n"
+        "rolled back application web to revision 2 (image nginx:1) on 10.0.0.1, "
+        "running\n"
     )
     assert configured(cluster) == WEB.set(revision=2)
 
