@@ -439,6 +439,7 @@ def _application_health(h: ApplicationHealth) -> dict[str, Any]:
         "reason": h.reason,
         "failures": h.failures,
         "since": h.since,
+        "ports": [[internal, host] for internal, host in sorted(h.ports.items())],
     }
 
 
@@ -1002,7 +1003,7 @@ _image_pull_from = _simple(
     },
 )
 
-_application_health_from = _simple(
+_application_health_fields_from = _simple(
     ApplicationHealth,
     {
         "application": str,
@@ -1013,6 +1014,30 @@ _application_health_from = _simple(
         "since": (int, float),
     },
 )
+
+
+def _port_pair(value: Any, path: str) -> tuple[int, int]:
+    """``[internal, host]``: two port numbers."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(p, int) and not isinstance(p, bool) for p in value)
+    ):
+        raise SerializationError(path, "expected [internal port, host port]")
+    return value[0], value[1]
+
+
+def _application_health_from(value: Any, path: str) -> ApplicationHealth:
+    """An `ApplicationHealth`; its ``ports`` (pairs) may be left out: none."""
+    if not isinstance(value, dict):
+        raise SerializationError(path, f"expected an object, got {_kind(value)}")
+    rest = {k: v for k, v in value.items() if k != "ports"}
+    health: ApplicationHealth = _application_health_fields_from(rest, path)
+    if "ports" not in value:
+        return health
+    pairs = _list_of(value["ports"], f"{path}/ports", _port_pair)
+    result: ApplicationHealth = _build(f"{path}/ports", health.set, ports=dict(pairs))
+    return result
 
 _change_failure_from = _simple(
     ChangeFailure,

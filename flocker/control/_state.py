@@ -250,7 +250,14 @@ class ApplicationHealth(PClass):
     revision = field(type=(int, type(None)), initial=None)
     reason = field(type=(str, type(None)), initial=None)
     failures = field(type=int, initial=0, invariant=lambda v: (v >= 0, "failures < 0"))
-    ports = pmap_field(int, int)
+    ports = pmap_field(
+        int,
+        int,
+        invariant=lambda ports: (
+            all(0 < p < 65536 for pair in ports.items() for p in pair),
+            f"ports must be TCP port numbers: {dict(ports)!r}",
+        ),
+    )
     since = field(
         type=float,
         initial=0.0,

@@ -457,6 +457,7 @@ def application_healths(
         reason=st.none() | st.text(max_size=20),
         failures=st.integers(0, 9),
         since=st.floats(0, 2e9, allow_nan=False),
+        ports=st.dictionaries(st.integers(1, 65535), st.integers(1, 65535), max_size=3),
     )
 
 

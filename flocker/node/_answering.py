@@ -4,8 +4,8 @@ How long a moved application was unavailable, as its new node sees it.
 The container agent of the node an application moves to notes the moment
 the cluster state first shows the application running on no node at all
 (the old node stopped it and reported so), and, once it has started the new
-container, probes the application's first published port on this node's
-address until a TCP connection succeeds.  It then logs one
+container, probes the port its lowest internal port is published on at
+this node's address until a TCP connection succeeds.  It then logs one
 ``flocker:node:container:answering`` action with:
 
 * ``unavailable_seconds`` — from the application running nowhere until it
@@ -22,6 +22,7 @@ give up after :data:`PROBE_LIMIT` seconds, logging the action as failed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attr
@@ -106,14 +107,18 @@ class AnsweringWatch:
             self._elsewhere.discard(name)
             self._gone_at.pop(name, None)
 
-    def started(self, spec: ContainerSpec) -> None:
+    def started(self, spec: ContainerSpec, published: Mapping[int, int]) -> None:
         """
         The container for ``spec`` was just started: probe it in the
         background (nothing waits for the probe) and log when it answers.
+
+        :param published: Internal port → the port of this node's address
+            it is published on (``ContainerState.ports``); the lowest
+            internal port is probed.
         """
-        if not spec.ports:
+        if not published:
             return
-        port = min(p.external_port for p in spec.ports)
+        port = published[min(published)]
         gone_at = self._gone_at.pop(spec.name, None)
         self._elsewhere.discard(spec.name)
         action = start_action(action_type=ANSWERING.action_type, name=spec.name, port=port)

@@ -21,8 +21,9 @@ applications configured for the node:
   until the new image is here;
 * an application one of whose datasets has a rollback pending is stopped
   until the dataset's primary reports the rollback done;
-* the node's router forwards the published ports of applications running
-  on other nodes to them (``flocker.route``);
+* the node's router forwards every application's external ports to its
+  healthy instances, wherever they run, and holds new connections while
+  there is none (``flocker.route``);
 * while the agent is fenced (``_fence``: nothing heard from the control
   service for ``fence-after`` seconds), a running container of an
   application that uses a dataset failing over automatically is stopped —
@@ -38,18 +39,20 @@ hold them, the control service avoids them anyway, and leaving them out
 keeps the report from changing each time an application starts or moves.
 Ports below 1024 stay in: a user may ask for one explicitly.
 
-A container that cannot be created or started again because one of its
-ports is taken (``PortInUse``) is remembered, and while its application stays configured
-here with the same ports and does not run, the node reports which of them
-something else holds (``port_conflicts``: those found listened on, else
-those the engine's message names, else all of them).  The control service
-moves an environment copy off such ports, so that it never waits for ever.
+Containers publish their ports on the node's address at ports the engine
+chooses; the node's router owns the applications' external ports, on
+every node (``flocker.route``).  When something else holds one of the
+external ports of an application configured here, so that the router
+cannot listen on it, the node reports it (``port_conflicts``).  The
+control service moves an environment copy off such ports, so that it is
+never unreachable for ever.
 
 With health probes (``_health``), discovery also hands the probes each
-application configured here that has a container here, and the node
-reports what they found (``health``): the application's check
-(``default_health``), probed at this node's address on the external port
-its container publishes for the checked internal port, and the
+configured application that has a container here, and the node reports
+what they found (``health``) with the ports each instance is published on:
+the application's check (``default_health``), probed at this node's
+address on the port its container publishes the checked internal port on,
+and the
 application's ``revision`` when the container is the one the
 configuration wants now (its spec is the one this deployer would start),
 else ``None`` (an older instance, running while the new one's image is
@@ -57,15 +60,14 @@ got).  Neither the check nor the revision is part of a container's spec:
 changing only them never replaces a container.
 
 Links become Docker-link style environment variables pointing at this
-node's own address: every node forwards every application's published
-ports to the node running it, so linked applications keep working after a
-move without being told where it went.
+node's own address: every node's router forwards every application's
+external ports to wherever it runs, so linked applications keep working
+after a move without being told where it went.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attr
@@ -93,7 +95,6 @@ from flocker.runtime import (
     ContainerState,
     IContainerRuntime,
     ImageNotFound,
-    PortInUse,
     PublishedPort,
     RestartAlways,
     RestartNever,
@@ -143,7 +144,9 @@ def container_spec(
     The container an application needs on a node, or ``None`` while one of
     its datasets is not mounted there.
 
-    :param address: The node's address; ports are published on it.
+    :param address: The node's address; ports are published on it, each on
+        a port the engine chooses (the node's router owns the application's
+        external ports and forwards them there).
     :param dataset_paths: Dataset id → mount path of the datasets the node
         exposes.
     """
@@ -163,7 +166,7 @@ def container_spec(
         ports=[
             PublishedPort(
                 internal_port=port.internal_port,
-                external_port=port.external_port,
+                external_port=0,
                 host_ip=address,
             )
             for port in application.ports
@@ -331,16 +334,17 @@ class StartApplication(PClass):
         created = deployer.runtime.create(self.spec)
         spec = self.spec
 
-        ports = frozenset(p.external_port for p in spec.ports)
-        created.addCallbacks(
-            deployer.started,
-            deployer.refused,
-            callbackArgs=(spec.name,),
-            errbackArgs=(spec.name, ports),
-        )
+        created.addErrback(deployer.refused)
         if deployer.answering is not None:
             watch = deployer.answering
-            created.addCallback(lambda _: watch.started(self.spec))
+
+            def answering(_: None) -> None:
+                # Timed in the background: the ports are read from the engine.
+                states = deployer.runtime.inspect(spec.name)
+                states.addCallback(lambda state: watch.started(spec, state.ports))
+                states.addErrback(lambda _: None)
+
+            created.addCallback(answering)
         return created
 
 
@@ -417,21 +421,8 @@ class RestartApplication(PClass):
         return _fields(self)
 
     def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """Start it again (a taken port is remembered, as for a creation)."""
-        configured = (
-            deployer.configuration.get_node(deployer.node_uuid).applications.get(self.name)
-            if deployer.configuration is not None
-            else None
-        )
-        ports = frozenset(p.external_port for p in configured.ports) if configured else frozenset()
-        started = deployer.runtime.start(self.name)
-        started.addCallbacks(
-            deployer.started,
-            deployer.refused,
-            callbackArgs=(self.name,),
-            errbackArgs=(self.name, ports),
-        )
-        return started
+        """Start it again."""
+        return deployer.runtime.start(self.name)
 
 
 def _exposed_paths(cluster_state: DeploymentState, node_uuid: str) -> dict[str, str]:
@@ -596,9 +587,6 @@ class ContainerDeployer:
     #: Deferred, so that the blocking read runs in a thread.  ``None``
     #: reports them as unknown.
     listening: Callable[[], Deferred[frozenset[int]]] | None = attr.ib(default=None)
-    #: Application name → the external ports its container had when its
-    #: creation or start failed with ``PortInUse``, and the engine's message.
-    port_failures: dict[str, tuple[frozenset[int], str]] = attr.ib(factory=dict)
     #: Whether the agent fenced itself now (``_fence``).
     fenced: Callable[[], bool] = attr.ib(default=lambda: False)
     #: The node's era to report (``_era``), or ``None`` to report none.
@@ -609,17 +597,8 @@ class ContainerDeployer:
     #: node's health is reported as unknown.
     health: HealthProbes | None = attr.ib(default=None)
 
-    def started(self, result: None, name: str) -> None:
-        """A container was created or started: forget its port failure."""
-        self.port_failures.pop(name, None)
-
-    def refused(self, failure: Any, name: str, ports: frozenset[int]) -> Any:
-        """
-        Remember a creation or start refused with ``PortInUse``, or an image
-        found missing after all (it is got again); pass it on.
-        """
-        if failure.check(PortInUse):
-            self.port_failures[name] = (ports, failure.value.detail)
+    def refused(self, failure: Any) -> Any:
+        """An image found missing after all is got again; pass the failure on."""
         if failure.check(ImageNotFound) and self.pulls is not None:
             self.pulls.forget(failure.value.image)
         return failure
@@ -655,57 +634,51 @@ class ContainerDeployer:
                 applications=self._running_applications(specs, states, cluster_state),
                 routes=self.router.routes(),
                 starting=set(self.starting),
-                busy_ports=None if listened is None else self._others(listened),
-                port_conflicts=self._conflicts(states, listened),
+                busy_ports=None if listened is None else self._others(listened, states),
+                port_conflicts=self._conflicts(),
                 fenced=bool(self.fenced()),
                 era=self.era,
             )
 
         return Deferred.fromCoroutine(discover())
 
-    def _conflicts(self, states: Any, listened: frozenset[int] | None) -> Any:
+    def _conflicts(self) -> PMap[str, PSet[int]]:
         """
-        Application name → the ports its failed creation or start could not publish,
-        for the failures that still matter: the application is configured
-        here with the same ports and is not running.  Others are forgotten.
+        Application name → those of its external ports this node's router
+        cannot listen on (something else holds them), for the applications
+        configured here.
         """
         wanted = (
             self.configuration.get_node(self.node_uuid).applications
             if self.configuration is not None
             else {}
         )
+        blocked = self.router.unavailable()
         found = {}
-        for name, (ports, detail) in list(self.port_failures.items()):
-            application = wanted.get(name)
-            state = states.get(name)
-            if (
-                application is None
-                or {p.external_port for p in application.ports} != ports
-                or (state is not None and state.running)
-            ):
-                del self.port_failures[name]
-                continue
-            taken: AbstractSet[int] = ports & (listened or frozenset())
-            if not taken:
-                taken = {p for p in ports if f":{p}" in detail or f" {p} " in detail}
-            found[name] = pset(taken or ports)
+        for name, application in wanted.items():
+            taken = {p.external_port for p in application.ports} & set(blocked)
+            if taken:
+                found[name] = pset(taken)
         return pmap(found)
 
     def _health(
         self, specs: Any, states: Any, cluster_state: DeploymentState
     ) -> PMap[str, ApplicationHealth] | None:
         """
-        Have the probes watch the instances of the applications configured
-        here, and say what they found; ``None`` without probes, or while
-        the configuration is not known.
+        Have the probes watch the instances here of the configured
+        applications (wherever they are configured: the old end of a move
+        still serves until it stops), and say what they found, with the
+        ports each instance is published on now; ``None`` without probes,
+        or while the configuration is not known.
         """
         if self.health is None or self.configuration is None:
             return None
         wanted = self.configuration.get_node(self.node_uuid).applications
+        configured = {app.name: app for app, _ in self.configuration.all_applications()}
         paths = _exposed_paths(cluster_state, self.node_uuid)
         instances = {}
         for spec in specs:
-            application = wanted.get(spec.name)
+            application = configured.get(spec.name)
             if application is None:
                 continue
             state = states.get(spec.name)
@@ -714,11 +687,17 @@ class ContainerDeployer:
                 spec,
                 self.hostname,
                 running=state is not None and state.running,
-                current=spec == container_spec(application, self.hostname, paths),
+                current=spec.name in wanted
+                and spec == container_spec(application, self.hostname, paths),
                 published=None if state is None else state.ports,
             )
         self.health.observe(instances)
-        return self.health.states()
+        return pmap(
+            {
+                name: health.set(ports=states[name].ports) if name in states else health
+                for name, health in self.health.states().items()
+            }
+        )
 
     def _image_pulls(self, pulls: ImagePulls) -> PMap[str, ImagePull]:
         """
@@ -739,14 +718,20 @@ class ContainerDeployer:
             found[name] = state.reported(name)
         return pmap(found)
 
-    def _others(self, listening: frozenset[int]) -> PSet[int]:
-        """The listened-on ports less those the configuration publishes."""
+    def _others(
+        self, listening: frozenset[int], states: Mapping[str, ContainerState]
+    ) -> PSet[int]:
+        """
+        The listened-on ports less those the configuration publishes (the
+        router's) and those the engine chose for this node's containers.
+        """
         published = (
             {p.external_port for app, _ in self.configuration.all_applications() for p in app.ports}
             if self.configuration is not None
             else set()
         )
-        return pset(listening - published)
+        chosen = {port for state in states.values() for port in state.ports.values()}
+        return pset(listening - published - chosen)
 
     def _running_applications(
         self, specs: Any, states: Any, cluster_state: DeploymentState

@@ -96,6 +96,13 @@ class IRouter(Interface):
         again) or whose router is not running is missing from it.
         """
 
+    def unavailable() -> Set[int]:
+        """
+        The routed ports the router tried to listen on and could not
+        (something else holds them): they are being tried again.  A port
+        not tried yet, because the router is not running, is not in it.
+        """
+
     def held() -> PMap[int, int]:
         """External port → how many connections it holds now (only ports holding some)."""
 

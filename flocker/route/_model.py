@@ -15,7 +15,7 @@ from typing import Any
 
 from pyrsistent import InvariantException, PClass, PMap, field, pmap, pvector_field
 
-from flocker.control import Deployment, DeploymentState
+from flocker.control import ApplicationHealth, Deployment, DeploymentState
 
 __all__ = ["DEFAULT_HOLD_TIMEOUT", "Route", "Routes", "Target", "routes_for_node"]
 
@@ -117,6 +117,25 @@ class Route(PClass):
 Routes = PMap  # PMap[int, Route]
 
 
+def _instances(
+    name: str, cluster_state: DeploymentState, addresses: Mapping[str, str]
+) -> list[tuple[str, ApplicationHealth, str]]:
+    """
+    The healthy instances of an application, by node UUID: (node, its
+    reported health, the node's address); nodes without a known address
+    are left out.
+    """
+    found = []
+    for uuid, state in sorted(cluster_state.nodes.items()):
+        health = (state.health or {}).get(name)
+        if health is None or health.status != "healthy":
+            continue
+        host = addresses.get(uuid) or state.hostname
+        if host:
+            found.append((uuid, health, host))
+    return found
+
+
 def routes_for_node(
     node_uuid: str,
     configuration: Deployment,
@@ -126,62 +145,51 @@ def routes_for_node(
     """
     The routes the router on ``node_uuid`` needs: external port → `Route`.
 
-    Every external port of every configured application goes to the node
-    running it, on that port (Docker publishes it on the node's address),
-    except where the port belongs to this node:
+    The router owns every external port of every configured application,
+    on every node, the application's own node included (Docker publishes
+    containers on ports it chooses, reported in ``NodeState.health``).
+    Each port goes to the application's healthy instances: a node
+    reporting it ``healthy`` with the internal port published, at that
+    node's address (from ``addresses``, falling back to the hostname the
+    node reported) and the port Docker chose there.
 
-    * applications configured for ``node_uuid`` get no route, even while
-      they still run elsewhere during a move, so that Docker can publish
-      their ports here when the container agent starts them;
-    * applications reported running on ``node_uuid`` (even if configured
-      elsewhere: the old end of a move) get no route, since Docker already
-      publishes their ports on this node's address.  Their ports are not
-      routed for any other application either.
+    * When the configured node reports the configured revision healthy,
+      only that instance is a target: an older one still running (the old
+      end of a move, or the revision an update replaces) gets no new
+      connections.
+    * Otherwise every healthy instance is a target (the old node's, while
+      a move's new instance starts).
+    * With none, the route has no target: the router holds new connections
+      until one is healthy, instead of refusing them — a move or an update
+      costs clients latency, not errors.
 
-    "The node running it" is the configured node when it reports the
-    application running, otherwise another node reporting it running (the
-    lowest UUID, e.g. the old node mid-move).  An application that no node
-    reports running — between the old container stopping and the new one
-    starting during a move — gets no route: a client's connection is then
-    refused at once and its retry reaches the new container as soon as it
-    runs, instead of being accepted and held while Docker is still setting
-    up the new container's network.  Its address comes from ``addresses``,
-    falling back to the hostname the node reported; an application whose
-    node has no known address gets no route.  Should two applications on
-    different nodes publish the same external port, the first by name gets
-    it.
+    Should two applications publish the same external port (on different
+    nodes), the first by name gets it.
 
-    :param node_uuid: the node the routes are for.
+    :param node_uuid: the node the routes are for (every node gets the
+        same routes).
     :param configuration: the desired configuration.
     :param cluster_state: what the nodes last reported.
     :param addresses: node UUID → the address its router and Docker use.
     """
-    reporters: dict[str, list[str]] = {}
-    local_ports: set[int] = set()
-    for uuid, state in sorted(cluster_state.nodes.items()):
-        for name, app in (state.applications or {}).items():
-            reporters.setdefault(name, []).append(uuid)
-            if uuid == node_uuid:
-                local_ports.update(p.external_port for p in app.ports)
-    for app in configuration.get_node(node_uuid).applications.values():
-        local_ports.update(p.external_port for p in app.ports)
-
     routes: dict[int, Route] = {}
     for app, configured in configuration.all_applications():
-        running = reporters.get(app.name, [])
-        if configured == node_uuid or node_uuid in running or not running:
-            continue
-        if configured in running:
-            target = configured
-        else:
-            target = running[0]
-        host = addresses.get(target) or cluster_state.get_node(target).hostname
-        if not host:
-            continue
-        for port in sorted(p.external_port for p in app.ports):
-            if port in local_ports or port in routes:
+        instances = _instances(app.name, cluster_state, addresses)
+        current = [
+            (uuid, health, host)
+            for uuid, health, host in instances
+            if uuid == configured and health.revision == app.revision
+        ]
+        chosen = current or instances
+        for port in sorted(app.ports, key=lambda p: (p.external_port, p.internal_port)):
+            if port.external_port in routes:
                 continue
-            routes[port] = Route(
-                external_port=port, targets=[Target(host=host, port=port)]
+            targets = [
+                Target(host=host, port=health.ports[port.internal_port])
+                for _, health, host in chosen
+                if port.internal_port in health.ports
+            ]
+            routes[port.external_port] = Route(
+                external_port=port.external_port, targets=targets
             )
     return pmap(routes)

@@ -524,6 +524,10 @@ class NodeRouter(Service, Generic[_Reactor]):
         """The ports accepting connections now."""
         return pset(self._listeners)
 
+    def unavailable(self) -> Set[int]:
+        """The routed ports that failed to listen and are being tried again."""
+        return pset(self._retries)
+
     def held(self) -> PMap[int, int]:
         """Port → connections held on it now."""
         return pmap({port: len(held) for port, held in self._held.items()})

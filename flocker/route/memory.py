@@ -53,6 +53,10 @@ class MemoryRouter:
         """Every routed port not in ``busy``."""
         return pset(p for p in self._routes if p not in self.busy)
 
+    def unavailable(self) -> Set[int]:
+        """The routed ports in ``busy``."""
+        return pset(p for p in self._routes if p in self.busy)
+
     def held(self) -> PMap[int, int]:
         """Nothing: no connection is accepted, so none is held."""
         return pmap()

@@ -79,6 +79,7 @@ def make_irouter_tests(factory: Callable[[], IRouter]) -> type:
             router = factory()
             assert router.routes() == pmap()
             assert router.listening() == set()
+            assert router.unavailable() == set()
             assert router.held() == pmap()
             assert router.connections() == pmap()
 
@@ -94,6 +95,7 @@ def make_irouter_tests(factory: Callable[[], IRouter]) -> type:
             fired(router.set_routes(routes))
             assert router.routes() == routes
             assert router.listening() == {8080, 8081}
+            assert router.unavailable() == set()
             assert router.held() == pmap()
 
         def test_retarget_keeps_listening(self) -> None:

@@ -711,6 +711,7 @@ def test_reported_health_travels() -> None:
         reason="HTTP 500",
         failures=4,
         since=1800000000.5,
+        ports={8080: 49153, 80: 49152},
     )
     state = NodeState(uuid=NODE_A, applications={}, health={"web": health})
     doc = node_state_to_json(state)
@@ -722,9 +723,31 @@ def test_reported_health_travels() -> None:
             "reason": "HTTP 500",
             "failures": 4,
             "since": 1800000000.5,
+            "ports": [[80, 49152], [8080, 49153]],
         }
     }
     assert deserialize_node_state(serialize_node_state(state)) == state
+
+
+def test_reported_health_without_ports_loads_with_none() -> None:
+    """
+    A health report whose ``ports`` are left out loads with none; ports
+    that are not pairs of TCP port numbers are refused, saying where.
+    """
+    doc = node_state_to_json(
+        NodeState(
+            uuid=NODE_A,
+            health={"web": ApplicationHealth(application="web", status="healthy")},
+        )
+    )
+    del doc["health"]["web"]["ports"]
+    loaded = deserialize_node_state(json.dumps(doc).encode())
+    assert loaded.health is not None and loaded.health["web"].ports == {}
+    for bad in ([[80]], [[80, 0]], [["80", 1]], {"80": 1}):
+        doc["health"]["web"]["ports"] = bad
+        with pytest.raises(SerializationError) as info:
+            deserialize_node_state(json.dumps(doc).encode())
+        assert "/health/web/ports" in str(info.value)
 
 
 def test_old_node_state_without_health_loads() -> None:

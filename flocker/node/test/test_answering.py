@@ -38,13 +38,12 @@ def free_port() -> int:
         return port
 
 
-def spec(port: int) -> ContainerSpec:
-    """The container of ``web`` publishing ``port``."""
-    return ContainerSpec(
-        name="web",
-        image="flocker-test/busybox:1",
-        ports=[PublishedPort(internal_port=80, external_port=port, host_ip="127.0.0.1")],
-    )
+#: The container of ``web``, its port 80 published where the engine chooses.
+SPEC = ContainerSpec(
+    name="web",
+    image="flocker-test/busybox:1",
+    ports=[PublishedPort(internal_port=80, external_port=0, host_ip="127.0.0.1")],
+)
 
 
 def answering(logger: MemoryLogger) -> list[dict[str, Any]]:
@@ -67,7 +66,7 @@ async def test_moved_application_unavailable_time(eliot_logger: MemoryLogger) ->
     watch.observe({"web"}, reporting())
     port = free_port()
     await deferLater(reactor, 0.2, lambda: None)
-    watch.started(spec(port))
+    watch.started(SPEC, {80: port})
     await deferLater(reactor, 0.2, lambda: None)
     assert not answering(eliot_logger)  # nothing listens yet: still probing
     with socket.socket() as listener:
@@ -91,7 +90,7 @@ async def test_new_application_has_no_unavailable_time(eliot_logger: MemoryLogge
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        watch.started(spec(listener.getsockname()[1]))
+        watch.started(SPEC, {80: listener.getsockname()[1]})
         for _ in range(100):
             await deferLater(reactor, 0.02, lambda: None)
             if answering(eliot_logger):
@@ -103,7 +102,7 @@ async def test_new_application_has_no_unavailable_time(eliot_logger: MemoryLogge
 def test_no_ports_no_probe(eliot_logger: MemoryLogger) -> None:
     """An application publishing no port is not probed or logged."""
     watch = AnsweringWatch(reactor, HERE, "127.0.0.1")
-    watch.started(ContainerSpec(name="quiet", image="flocker-test/busybox:1"))
+    watch.started(ContainerSpec(name="quiet", image="flocker-test/busybox:1"), {})
     assert not answering(eliot_logger)
 
 

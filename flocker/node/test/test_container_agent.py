@@ -22,7 +22,7 @@ from flocker.node._container_agent import ContainerAgent
 from flocker.node._control_connection import ControlAddress
 from flocker.node._health import Probe
 from flocker.route import MemoryRouter
-from flocker.runtime import memory_runtimes
+from flocker.runtime import ContainerState, memory_runtimes
 
 NODE = "4a6a4bde-2b42-4a47-a6d4-8c11cc3a5e70"
 ADDRESS = "127.0.0.11"
@@ -91,7 +91,10 @@ def test_agent_reports_health_and_reports_changes_at_once(tmp_path: Path) -> Non
     configuration = Deployment().add_application(APP, NODE)
     container_agent.cluster_updated(configuration, DeploymentState())
     reactor.advance(0)  # the container started in the background pokes the loop
-    assert probe.calls == [(HealthCheck(kind="tcp", port=80), ADDRESS, 8080)]
+    inspected: list[ContainerState] = []
+    container_agent.deployer.runtime.inspect("web").addCallback(inspected.append)
+    published = inspected[0].ports[80]
+    assert probe.calls == [(HealthCheck(kind="tcp", port=80), ADDRESS, published)]
     health = reported(container_agent).health
     assert health is not None and health["web"].status == "starting"
     probe.release()  # the probe passes: the loop is poked, not left asleep

@@ -24,7 +24,7 @@ from flocker.control import (
     NodeState,
     Port,
 )
-from flocker.node import NoOp, changes_of, run_state_change, sequentially
+from flocker.node import NoOp, changes_of, in_parallel, run_state_change, sequentially
 from flocker.node._health import NOT_RUNNING, HealthProbes
 from flocker.node.containers import (
     ContainerChange,
@@ -37,11 +37,10 @@ from flocker.node.containers import (
     health_instance,
     link_environment,
 )
-from flocker.route import Route
+from flocker.route import MemoryRouter, Route
 from flocker.runtime import (
     ContainerSpec,
     IContainerRuntime,
-    PortInUse,
     PublishedPort,
     VolumeBind,
     memory_runtimes,
@@ -114,28 +113,51 @@ class Nodes:
         }
 
     def plan(
-        self, node: str, configuration: Deployment, state: DeploymentState
+        self,
+        node: str,
+        configuration: Deployment,
+        state: DeploymentState,
+        routes: bool = False,
     ) -> ContainerChange:
-        """What ``node`` would do."""
+        """
+        What ``node`` would do to its containers (and, with ``routes``, to
+        its router too: the tests of routing ask for it).
+        """
         deployer = self.deployers[node]
         local = result(deployer.discover_state(state))
-        return deployer.calculate_changes(configuration, state, local)
+        change = deployer.calculate_changes(configuration, state, local)
+        if routes:
+            return change
+        return containers_only(change)
 
     def converge(
         self, node: str, configuration: Deployment, state: DeploymentState
     ) -> ContainerChange:
-        """Run ``node``'s plan; return it."""
-        change = self.plan(node, configuration, state)
+        """Run ``node``'s whole plan, routes included; return its container changes."""
+        change = self.plan(node, configuration, state, routes=True)
         result(run_state_change(change, self.deployers[node]))
-        return change
+        return containers_only(change)
+
+
+def containers_only(change: ContainerChange) -> ContainerChange:
+    """A plan without the change of the node's routes, if it has one."""
+    if isinstance(change, SetRoutes):
+        return NoOp()
+    leaves = changes_of(change)
+    if any(isinstance(c, SetRoutes) for c in leaves) and change == in_parallel(leaves):
+        return in_parallel([c for c in leaves if not isinstance(c, SetRoutes)])
+    return change
 
 
 def test_spec_from_application() -> None:
-    """Ports go on the node's address, datasets are bound, links become env."""
+    """
+    Ports go on the node's address at ports the engine chooses (the router
+    owns the external ones), datasets are bound, links become env.
+    """
     spec = container_spec(APP, "127.0.0.11", {DS: "/mnt/ds"})
     assert spec is not None
     assert spec.ports == pset(
-        {PublishedPort(internal_port=80, external_port=8080, host_ip="127.0.0.11")}
+        {PublishedPort(internal_port=80, external_port=0, host_ip="127.0.0.11")}
     )
     assert spec.volumes == pset({VolumeBind(host_path="/mnt/ds", container_path="/data")})
     assert spec.environment["MODE"] == "test"
@@ -237,9 +259,7 @@ def test_moving_application_runs_until_bulk_copy_arrives() -> None:
     assert nodes.plan(A, moved, state_with(A)) == NoOp()
     copying = state_with(A, others=[(B, None)])
     plan = nodes.plan(A, moved, copying)
-    assert RemoveApplication(name="counter") in changes_of(plan)
-    # Running nowhere yet: no route, so connections are refused, not held.
-    assert not [c for c in changes_of(plan) if isinstance(c, SetRoutes)]
+    assert plan == RemoveApplication(name="counter")
     assert nodes.plan(B, moved, copying) == NoOp()
     arrived = state_with(B, path="/mnt/b")
     nodes.converge(A, moved, arrived)
@@ -247,12 +267,22 @@ def test_moving_application_runs_until_bulk_copy_arrives() -> None:
     assert result(nodes.deployers[A].runtime.list_containers()) == pset()
     [spec] = result(nodes.deployers[B].runtime.list_containers())
     assert spec.volumes == pset({VolumeBind(host_path="/mnt/b", container_path="/data")})
-    # Once B reports it running, A forwards the application's port to B.
-    running_on_b = arrived.update_node(
-        NodeState(uuid=B, hostname=ADDRESS[B], applications={"counter": APP})
+    # Healthy nowhere yet: every node holds the port's connections.
+    for node in (A, B):
+        assert nodes.deployers[node].router.routes() == {
+            8080: Route(external_port=8080, targets=[])
+        }
+    # Once B reports it healthy, A forwards the port to where B publishes it.
+    healthy_on_b = arrived.update_node(
+        NodeState(
+            uuid=B,
+            hostname=ADDRESS[B],
+            applications={"counter": APP},
+            health={"counter": healthy_at(49999)},
+        )
     )
-    assert nodes.plan(A, moved, running_on_b) == SetRoutes(
-        routes={8080: Route(external_port=8080, target_host=ADDRESS[B], target_port=8080)}
+    assert nodes.plan(A, moved, healthy_on_b, routes=True) == SetRoutes(
+        routes={8080: Route(external_port=8080, target_host=ADDRESS[B], target_port=49999)}
     )
 
 
@@ -266,20 +296,39 @@ def test_moving_application_reported_while_running() -> None:
     assert set(local.shared_state_changes().applications) == {"counter"}
 
 
-def test_routes_to_applications_elsewhere() -> None:
-    """Node B routes the application's port to node A, where it runs."""
+def healthy_at(port: int, revision: int | None = 0) -> ApplicationHealth:
+    """A healthy ``counter`` instance whose port 80 is published on ``port``."""
+    return ApplicationHealth(
+        application="counter", status="healthy", revision=revision, ports={80: port}
+    )
+
+
+def test_routes_to_healthy_instances_wherever_they_run() -> None:
+    """
+    Node B and node A alike route the application's external port to where
+    its healthy instance on node A is published; routes given once are not
+    given again.
+    """
     nodes = Nodes()
     state = (
         state_with(A)
-        .update_node(NodeState(uuid=A, hostname=ADDRESS[A], applications={"counter": APP}))
+        .update_node(
+            NodeState(
+                uuid=A,
+                hostname=ADDRESS[A],
+                applications={"counter": APP},
+                health={"counter": healthy_at(49152)},
+            )
+        )
         .update_node(NodeState(uuid=B, hostname=ADDRESS[B], datasets={}))
     )
-    plan = nodes.plan(B, configured(), state)
-    assert plan == SetRoutes(
-        routes={8080: Route(external_port=8080, target_host=ADDRESS[A], target_port=8080)}
+    expected = SetRoutes(
+        routes={8080: Route(external_port=8080, target_host=ADDRESS[A], target_port=49152)}
     )
+    assert nodes.plan(B, configured(), state, routes=True) == expected
     nodes.converge(B, configured(), state)
-    assert nodes.plan(B, configured(), state) == NoOp()
+    assert nodes.plan(B, configured(), state, routes=True) == NoOp()
+    assert expected in changes_of(nodes.plan(A, configured(), state, routes=True))
 
 
 @implementer(IContainerRuntime)
@@ -380,66 +429,51 @@ def test_busy_ports_unknown_without_a_reader_or_when_unreadable() -> None:
     assert local.shared_state_changes().busy_ports is None
 
 
-def test_port_taken_at_start_reported_until_the_ports_change() -> None:
+def test_port_the_router_cannot_listen_on_reported_until_the_ports_change() -> None:
     """
-    An application whose container cannot be created because another
-    program holds its port is reported in ``port_conflicts`` with that
-    port; once its configured ports change, the failure is forgotten.
+    An application configured here one of whose external ports the node's
+    router cannot listen on (something else holds it) is reported in
+    ``port_conflicts`` with that port; once its configured ports change, or
+    the port is free again, it is not.
     """
-    runtimes = memory_runtimes([A, B], images=[IMAGE])
-    squatter = container_spec(APP.set(name="squatter", volumes=[]), ADDRESS[A], {})
-    assert squatter is not None
-    result(runtimes[1].create(squatter))
-    deployer = ContainerDeployer(
-        A, ADDRESS[A], runtimes[0], listening=lambda: succeed(frozenset({8080}))
-    )
-    deployer.configuration = configured()
-    local = result(deployer.discover_state(state_with(A)))
-    change = deployer.calculate_changes(configured(), state_with(A), local)
-    assert isinstance(change, StartApplication)
-    try:
-        result(run_state_change(change, deployer))
-    except PortInUse:
-        pass
-    else:
-        raise AssertionError("the container started on a taken port")
-    local = result(deployer.discover_state(state_with(A)))
-    assert local.shared_state_changes().port_conflicts == {"counter": {8080}}
-    moved = configured(app=APP.set(ports=[Port(internal_port=80, external_port=20000)]))
-    deployer.configuration = moved
-    local = result(deployer.discover_state(state_with(A)))
-    assert local.shared_state_changes().port_conflicts == {}
-    assert deployer.port_failures == {}
-
-
-def test_port_taken_while_stopped_reported_at_restart() -> None:
-    """
-    A stopped container that cannot start again because another program
-    took its port meanwhile is reported in ``port_conflicts`` too, and
-    forgotten once it runs again.
-    """
-    runtimes = memory_runtimes([A, B], images=[IMAGE])
-    deployer = ContainerDeployer(A, ADDRESS[A], runtimes[0])
+    router = MemoryRouter()
+    runtime = memory_runtimes([A], images=[IMAGE])[0]
+    deployer = ContainerDeployer(A, ADDRESS[A], runtime, router=router)
+    router.busy.add(8080)
     state = state_with(A)
     local = result(deployer.discover_state(state))
     result(run_state_change(deployer.calculate_changes(configured(), state, local), deployer))
-    result(runtimes[0].stop("counter"))
-    squatter = container_spec(APP.set(name="squatter", volumes=[]), ADDRESS[A], {})
-    assert squatter is not None
-    result(runtimes[1].create(squatter))
-    local = result(deployer.discover_state(state))
-    change = deployer.calculate_changes(configured(), state, local)
-    assert change == RestartApplication(name="counter")
-    try:
-        result(run_state_change(change, deployer))
-    except PortInUse:
-        pass
     local = result(deployer.discover_state(state))
     assert local.shared_state_changes().port_conflicts == {"counter": {8080}}
-    result(runtimes[1].remove("squatter"))
-    result(run_state_change(deployer.calculate_changes(configured(), state, local), deployer))
+    moved = configured(app=APP.set(ports=[Port(internal_port=80, external_port=20000)]))
+    result(run_state_change(deployer.calculate_changes(moved, state, local), deployer))
     local = result(deployer.discover_state(state))
     assert local.shared_state_changes().port_conflicts == {}
+    result(run_state_change(deployer.calculate_changes(configured(), state, local), deployer))
+    router.busy.clear()
+    result(router.set_routes(router.routes()))
+    local = result(deployer.discover_state(state))
+    assert local.shared_state_changes().port_conflicts == {}
+
+
+def test_ports_the_engine_chose_are_not_busy() -> None:
+    """
+    The ports the engine published this node's containers on are not
+    reported busy: they are the cluster's own.
+    """
+    runtime = memory_runtimes([A], images=[IMAGE])[0]
+    listened: set[int] = {7000}
+    deployer = ContainerDeployer(
+        A, ADDRESS[A], runtime, listening=lambda: succeed(frozenset(listened))
+    )
+    state = state_with(A)
+    local = result(deployer.discover_state(state))
+    result(run_state_change(deployer.calculate_changes(configured(), state, local), deployer))
+    states = result(runtime.list_states())
+    listened.update(states["counter"].ports.values())
+    listened.add(8080)
+    local = result(deployer.discover_state(state))
+    assert local.shared_state_changes().busy_ports == {7000}
 
 
 # -- health ---------------------------------------------------------------
@@ -473,6 +507,12 @@ def reported_health(nodes: Nodes, state: DeploymentState) -> Any:
     return local.shared_state_changes().health
 
 
+def published_port(nodes: Nodes) -> int:
+    """The port A's engine published ``counter``'s port 80 on."""
+    port: int = result(nodes.deployers[A].runtime.inspect("counter")).ports[80]
+    return port
+
+
 def running_healthy(nodes: Nodes, clock: Clock) -> None:
     """Converge A to `configured`, and have its probes find ``counter`` healthy."""
     nodes.converge(A, configured(), state_with(A))
@@ -490,13 +530,18 @@ def test_health_reported_for_configured_containers() -> None:
     """
     nodes, clock, probe = probed()
     nodes.converge(A, configured(), state_with(A))
+    published = published_port(nodes)
     assert reported_health(nodes, state_with(A)) == {
         "counter": ApplicationHealth(
-            application="counter", status="starting", revision=0, since=500.0
+            application="counter",
+            status="starting",
+            revision=0,
+            since=500.0,
+            ports={80: published},
         )
     }
     clock.advance(0)
-    assert probe.calls == [(HealthCheck(kind="tcp", port=80), ADDRESS[A], 8080)]
+    assert probe.calls == [(HealthCheck(kind="tcp", port=80), ADDRESS[A], published)]
     [health] = reported_health(nodes, state_with(A)).values()
     assert health.status == "healthy"
 
@@ -558,7 +603,7 @@ def test_health_check_update_keeps_the_container() -> None:
     [health] = reported_health(nodes, state_with(A)).values()
     assert (health.status, health.revision) == ("starting", 1)
     clock.advance(0)
-    assert probe.calls[-1] == (check, ADDRESS[A], 8080)
+    assert probe.calls[-1] == (check, ADDRESS[A], published_port(nodes))
 
 
 def test_health_of_a_stopped_container() -> None:
@@ -573,25 +618,30 @@ def test_health_of_a_stopped_container() -> None:
     assert probe.calls == []
 
 
-def test_health_leaves_out_applications_not_configured_here() -> None:
+def test_health_of_instances_of_applications_configured_elsewhere() -> None:
     """
     A container still running here for an application configured on
-    another node (moving away) is neither reported nor probed any more.
+    another node (the old end of a move, which serves until it stops) is
+    still probed and reported, of no revision; one of an application
+    configured nowhere is neither.
     """
     nodes, clock, probe = probed()
     nodes.converge(A, configured(), state_with(A))
     assert set(reported_health(nodes, state_with(A))) == {"counter"}
     nodes.deployers[A].configuration = configured(node=B)
+    [moving] = reported_health(nodes, state_with(A)).values()
+    assert moving.revision is None
+    nodes.deployers[A].configuration = Deployment()
     assert reported_health(nodes, state_with(A)) == {}
+    calls = len(probe.calls)
     clock.pump([0.0, 5.0, 5.0])
-    assert probe.calls == []
+    assert len(probe.calls) == calls
 
 
 def test_health_instance() -> None:
     """
-    An instance is probed with the application's check on the external
-    port its container publishes for the checked internal port (the host
-    port the engine reports it published on now, if it does); an older
+    An instance is probed with the application's check on the port the
+    engine reports the checked internal port published on now; an older
     container that does not publish that port, or an application with no
     ports, is only checked for running.
     """
@@ -603,8 +653,10 @@ def test_health_instance() -> None:
     )
     spec = container_spec(app, ADDRESS[A], {DS: "/mnt/ds"})
     assert spec is not None
-    instance = health_instance(app, spec, ADDRESS[A], running=True, current=True)
-    assert (instance.check, instance.host, instance.port) == (check, ADDRESS[A], 9090)
+    instance = health_instance(
+        app, spec, ADDRESS[A], running=True, current=True, published={80: 40080, 81: 40081}
+    )
+    assert (instance.check, instance.host, instance.port) == (check, ADDRESS[A], 40081)
     assert (instance.revision, instance.running, instance.key) == (4, True, spec)
     older = container_spec(APP, ADDRESS[A], {DS: "/mnt/ds"})
     assert older is not None

@@ -11,6 +11,7 @@ from pyrsistent import InvariantException, pmap
 
 from flocker.control import (
     Application,
+    ApplicationHealth,
     Deployment,
     DeploymentState,
     Node,
@@ -49,12 +50,49 @@ def deployment(**placement: Any) -> Deployment:
 
 
 def running(**placement: Any) -> DeploymentState:
-    """A state in which each node UUID reports those applications running."""
+    """
+    A state in which each node UUID reports those applications running
+    and healthy, at revision 0, each internal port published on the node
+    at 40000 + its internal port (modulo 20000).
+    """
     return DeploymentState(
         nodes={
-            uuid: NodeState(uuid=uuid, applications={a.name: a for a in apps})
+            uuid: NodeState(
+                uuid=uuid,
+                applications={a.name: a for a in apps},
+                health={a.name: healthy(a) for a in apps},
+            )
             for uuid, apps in placement.items()
         }
+    )
+
+
+def healthy(
+    application: Application, status: str = "healthy", revision: int | None = 0
+) -> ApplicationHealth:
+    """A report of the application's instance, its ports published at 40000 + internal."""
+    return ApplicationHealth(
+        application=application.name,
+        status=status,
+        revision=revision,
+        ports={p.internal_port: p.internal_port % 20000 + 40000 for p in application.ports},
+    )
+
+
+def reported(**placement: Any) -> DeploymentState:
+    """A state: node UUID → list of `ApplicationHealth` it reports."""
+    return DeploymentState(
+        nodes={
+            uuid: NodeState(uuid=uuid, health={h.application: h for h in healths})
+            for uuid, healths in placement.items()
+        }
+    )
+
+
+def to(port: int, *targets: tuple[str, int]) -> Route:
+    """A route from ``port`` to ``targets`` (none: held)."""
+    return Route(
+        external_port=port, targets=[Target(host=h, port=p) for h, p in targets]
     )
 
 
@@ -180,72 +218,69 @@ class TestRoute:
             Route(**fields)
 
 
+WEB = app("web", 8080, 8443)
+DB = app("db", 5432)
+
 # (description, deployment, state, expected routes on N1)
 CASES = [
     ("empty", Deployment(), DeploymentState(), {}),
     (
-        "others routed to their node",
-        deployment(**{N2: [app("web", 8080, 8443)], N3: [app("db", 5432)]}),
-        running(**{N2: [app("web", 8080, 8443)], N3: [app("db", 5432)]}),
+        "each port goes to the port its healthy instance is published on",
+        deployment(**{N2: [WEB], N3: [DB]}),
+        running(**{N2: [WEB], N3: [DB]}),
         {
-            8080: r(8080, "127.0.0.12"),
-            8443: r(8443, "127.0.0.12"),
-            5432: r(5432, "127.0.0.13"),
+            8080: to(8080, ("127.0.0.12", 40080)),
+            8443: to(8443, ("127.0.0.12", 40081)),
+            5432: to(5432, ("127.0.0.13", 40080)),
         },
     ),
     (
-        "local applications are not routed",
-        deployment(**{N1: [app("web", 8080)], N2: [app("db", 5432)]}),
-        running(**{N1: [app("web", 8080)], N2: [app("db", 5432)]}),
-        {5432: r(5432, "127.0.0.12")},
+        "the node's own applications are routed too (the router owns the port)",
+        deployment(**{N1: [WEB]}),
+        running(**{N1: [WEB]}),
+        {8080: to(8080, ("127.0.0.11", 40080)), 8443: to(8443, ("127.0.0.11", 40081))},
     ),
     (
-        "configured here but still running elsewhere (new end of a move)",
-        deployment(**{N1: [app("web", 8080)]}),
-        running(**{N2: [app("web", 8080)]}),
-        {},
+        "no healthy instance anywhere: held",
+        deployment(**{N2: [DB]}),
+        reported(**{N2: [healthy(DB, "starting")], N3: [healthy(DB, "unhealthy")]}),
+        {5432: to(5432)},
     ),
     (
-        "running here but configured elsewhere (old end of a move)",
-        deployment(**{N2: [app("web", 8080)]}),
-        running(**{N1: [app("web", 8080)]}),
-        {},
+        "nothing reported (not started yet): held",
+        deployment(**{N2: [DB]}),
+        DeploymentState(),
+        {5432: to(5432)},
     ),
     (
-        "a third node follows where it still runs mid-move",
-        deployment(**{N3: [app("web", 8080)]}),
-        running(**{N2: [app("web", 8080)]}),
-        {8080: r(8080, "127.0.0.12")},
+        "mid-move: the old node's healthy instance serves while the new one starts",
+        deployment(**{N3: [DB]}),
+        reported(**{N2: [healthy(DB, revision=None)], N3: [healthy(DB, "starting")]}),
+        {5432: to(5432, ("127.0.0.12", 40080))},
     ),
     (
-        "the configured node wins once it reports it",
-        deployment(**{N3: [app("web", 8080)]}),
-        running(**{N2: [app("web", 8080)], N3: [app("web", 8080)]}),
-        {8080: r(8080, "127.0.0.13")},
+        "the configured revision healthy on the configured node takes over alone",
+        deployment(**{N3: [DB]}),
+        reported(**{N2: [healthy(DB, revision=None)], N3: [healthy(DB)]}),
+        {5432: to(5432, ("127.0.0.13", 40080))},
     ),
     (
-        "running nowhere (mid-move, or not started yet): no route",
-        deployment(**{N2: [app("web", 8080)]}),
-        running(**{N3: [app("db", 5432)]}),
-        {},
+        "an older revision on the configured node serves while no current one is healthy",
+        deployment(**{N2: [DB.set(revision=2)]}),
+        reported(**{N2: [healthy(DB, revision=1)]}),
+        {5432: to(5432, ("127.0.0.12", 40080))},
     ),
     (
-        "a port published here is not routed for another application",
-        deployment(**{N1: [app("a", 8080)], N2: [app("b", 8080)]}),
-        running(**{N2: [app("b", 8080)]}),
-        {},
+        "an instance not publishing the port is no target for it",
+        deployment(**{N2: [DB]}),
+        reported(**{N2: [healthy(DB).set(ports={})]}),
+        {5432: to(5432)},
     ),
     (
-        "a port running here (unconfigured) is not routed either",
-        deployment(**{N2: [app("b", 8080)]}),
-        running(**{N1: [app("old", 8080)], N2: [app("b", 8080)]}),
-        {},
-    ),
-    (
-        "two remote applications on one port: the first by name",
+        "two applications on one port: the first by name",
         deployment(**{N2: [app("b", 8080)], N3: [app("a", 8080)]}),
         running(**{N2: [app("b", 8080)], N3: [app("a", 8080)]}),
-        {8080: r(8080, "127.0.0.13")},
+        {8080: to(8080, ("127.0.0.13", 40080))},
     ),
     (
         "an application without ports has no route",
@@ -268,47 +303,51 @@ def test_routes_for_node(
     assert routes_for_node(N1, configuration, state, ADDRESSES) == pmap(expected)
 
 
+def test_every_node_gets_the_same_routes() -> None:
+    """The routes do not depend on the node they are for."""
+    configuration = deployment(**{N1: [WEB], N2: [DB]})
+    state = running(**{N1: [WEB], N2: [DB]})
+    assert (
+        routes_for_node(N1, configuration, state, ADDRESSES)
+        == routes_for_node(N2, configuration, state, ADDRESSES)
+        == routes_for_node(N3, configuration, state, ADDRESSES)
+    )
+
+
 def test_hostname_fallback() -> None:
     """A node missing from ``addresses`` is reached at the hostname it reported."""
     state = DeploymentState(
-        nodes={N2: NodeState(uuid=N2, hostname="node2.example", applications={"web": app("web", 80)})}
+        nodes={N2: NodeState(uuid=N2, hostname="node2.example", health={"db": healthy(DB)})}
     )
-    routes = routes_for_node(N1, deployment(**{N2: [app("web", 80)]}), state, {})
-    assert routes == pmap({80: r(80, "node2.example")})
+    routes = routes_for_node(N1, deployment(**{N2: [DB]}), state, {})
+    assert routes == pmap({5432: to(5432, ("node2.example", 40080))})
 
 
 def test_unknown_address() -> None:
-    """An application on a node with no known address gets no route."""
+    """An instance on a node with no known address is no target."""
     routes = routes_for_node(
         N1,
         deployment(**{N2: [app("web", 80)], N3: [app("db", 81)]}),
         running(**{N2: [app("web", 80)], N3: [app("db", 81)]}),
         {N3: "127.0.0.13"},
     )
-    assert routes == pmap({81: r(81, "127.0.0.13")})
-
-
-def test_unknown_node() -> None:
-    """A node that is in neither configuration nor state routes everything."""
-    stranger = "44444444-4444-4444-4444-444444444444"
-    routes = routes_for_node(
-        stranger, deployment(**{N1: [app("web", 80)]}), running(**{N1: [app("web", 80)]}), ADDRESSES
-    )
-    assert routes == pmap({80: r(80, "127.0.0.11")})
+    assert routes == pmap({80: to(80), 81: to(81, ("127.0.0.13", 40080))})
 
 
 @st.composite
 def situations(draw: Any) -> tuple[str, Deployment, DeploymentState, dict[str, str]]:
-    """A node, a deployment, some nodes reporting some applications, addresses."""
+    """A node, a deployment, some nodes reporting some applications' health, addresses."""
     configuration = draw(deployments(max_nodes=4))
     uuids = sorted(configuration.nodes)
     node_uuid = draw(st.sampled_from(uuids) if uuids else st.uuids().map(str))
-    reports: dict[str, dict[str, Application]] = {u: {} for u in uuids}
+    reports: dict[str, dict[str, ApplicationHealth]] = {u: {} for u in uuids}
     for application, _ in configuration.all_applications():
         for u in draw(st.lists(st.sampled_from(uuids), max_size=2, unique=True)):
-            reports[u][application.name] = application
+            status = draw(st.sampled_from(["starting", "healthy", "unhealthy"]))
+            revision = draw(st.sampled_from([None, application.revision]))
+            reports[u][application.name] = healthy(application, status, revision)
     state = DeploymentState(
-        nodes={u: NodeState(uuid=u, applications=apps) for u, apps in reports.items()}
+        nodes={u: NodeState(uuid=u, health=health) for u, health in reports.items()}
     )
     addresses = {u: f"127.0.1.{i + 1}" for i, u in enumerate(uuids)}
     return node_uuid, configuration, state, addresses
@@ -319,44 +358,22 @@ def test_routes_property(
     situation: tuple[str, Deployment, DeploymentState, dict[str, str]],
 ) -> None:
     """
-    No route targets the node itself or a port published here, and every
-    external port of every application running elsewhere is routed, to a
-    node that runs (or is configured to run) an application publishing it.
+    Every external port of every configured application is routed, and
+    each target is a node reporting an application publishing that port
+    healthy, at the port its instance is published on there.
     """
     node_uuid, configuration, state, addresses = situation
     routes = routes_for_node(node_uuid, configuration, state, addresses)
-    here = addresses.get(node_uuid)
-    local_ports = {
-        p.external_port
-        for a in configuration.get_node(node_uuid).applications.values()
-        for p in a.ports
-    } | {
-        p.external_port
-        for a in (state.get_node(node_uuid).applications or {}).values()
-        for p in a.ports
+    external = {
+        p.external_port for a, _ in configuration.all_applications() for p in a.ports
     }
+    assert set(routes) == external
     by_address = {v: k for k, v in addresses.items()}
     for port, route in routes.items():
-        [target_address] = route.targets
-        assert route.external_port == port == target_address.port
-        assert target_address.host != here
-        assert port not in local_ports
-        target = by_address[target_address.host]
-        published = {
-            p.external_port
-            for a in list(configuration.get_node(target).applications.values())
-            + list((state.get_node(target).applications or {}).values())
-            for p in a.ports
-        }
-        assert port in published
-    for application, configured in configuration.all_applications():
-        running_here = application.name in (
-            state.get_node(node_uuid).applications or {}
-        )
-        running_somewhere = any(
-            application.name in (n.applications or {}) for n in state.nodes.values()
-        )
-        if configured == node_uuid or running_here or not running_somewhere:
-            continue
-        for p in application.ports:
-            assert p.external_port in routes or p.external_port in local_ports
+        assert route.external_port == port
+        for target in route.targets:
+            node = state.get_node(by_address[target.host])
+            assert any(
+                h.status == "healthy" and target.port in h.ports.values()
+                for h in (node.health or {}).values()
+            )

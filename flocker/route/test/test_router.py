@@ -86,12 +86,13 @@ class TestMemoryRouterContract(make_irouter_tests(MemoryRouter)):  # type: ignor
 
 
 def test_memory_router_busy() -> None:
-    """`MemoryRouter` reports a busy port as not listening, and keeps a history."""
+    """`MemoryRouter` reports a busy port as unavailable, not listening, and keeps a history."""
     router = MemoryRouter()
     router.busy.add(81)
     fired(router.set_routes(pmap({80: route(80), 81: route(81)})))
     fired(router.set_routes(pmap({80: route(80), 81: route(81)})))
     assert router.listening() == {80}
+    assert router.unavailable() == {81}
     assert router.history == [pmap({80: route(80), 81: route(81)})]
 
 
@@ -141,7 +142,10 @@ class TestListening:
         assert router.listening() == {8080, 8081}
 
     def test_busy_retried(self, eliot_logger: Any) -> None:
-        """A port in use is logged and tried again later, with growing delays."""
+        """
+        A port in use is unavailable, logged and tried again later, with
+        growing delays, until it is listened on.
+        """
         router = started_router(retry_delays=lambda: iter([1.0, 2.0, 4.0]))
         router.reactor.busy.add(8080)
         assert (
@@ -149,6 +153,7 @@ class TestListening:
             is None
         )
         assert router.listening() == {8081}
+        assert router.unavailable() == {8080}
         router.reactor.advance(1.0)
         assert router.listening() == {8081}
         router.reactor.busy.clear()
@@ -156,6 +161,7 @@ class TestListening:
         assert router.listening() == {8081}
         router.reactor.advance(0.1)
         assert router.listening() == {8080, 8081}
+        assert router.unavailable() == set()
         failures = [
             m
             for m in eliot_logger.messages
