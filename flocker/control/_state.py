@@ -215,7 +215,7 @@ class ImagePull(PClass):
 
 
 #: What a node says of an application instance's health.
-HEALTH_STATUSES = ("starting", "healthy", "unhealthy")
+HEALTH_STATUSES = ("starting", "healthy", "unhealthy", "stopping")
 
 
 class ApplicationHealth(PClass):
@@ -227,7 +227,9 @@ class ApplicationHealth(PClass):
     :ivar status: ``"starting"`` (no probe succeeded yet, or the instance
         started less than its start period ago and the probes failed),
         ``"healthy"`` or ``"unhealthy"`` (``retries`` probes failed in a row
-        after the start period, or the container is not running).
+        after the start period, or the container is not running), or
+        ``"stopping"`` (the agent is about to stop it: the routers send it
+        no new connection while those open finish).
     :ivar revision: The application's ``revision`` the probed instance was
         started from, or ``None`` when it is not the configured one (an old
         instance still running while the new one's image is got).

@@ -67,6 +67,8 @@ from flocker.control import ApplicationHealth, HealthCheck
 from ._logging import HEALTH_CHANGED
 
 __all__ = [
+    "DRAIN_GRACE",
+    "DRAIN_SETTLE",
     "NOT_RUNNING",
     "STARTING_INTERVAL",
     "HealthProbes",
@@ -89,6 +91,15 @@ _DEFAULT_TIMING = HealthCheck(kind="tcp", port=1)
 
 #: Seconds between probes of an instance that is still starting, at most.
 STARTING_INTERVAL = 0.1
+
+#: Seconds a stopping instance is given, at least, for the connections
+#: other nodes' routers forwarded to it before they heard it was stopping;
+#: also how often the agent is poked meanwhile, to see whether it is done.
+DRAIN_SETTLE = 0.2
+
+#: Seconds a stopping instance's open connections are given to finish (its
+#: grace period) before it is stopped all the same.
+DRAIN_GRACE = 10.0
 
 
 def _port_for(instance: Instance, attribute: Any, port: int | None) -> None:
@@ -133,6 +144,8 @@ class _Watch:
     timer: IDelayedCall | None = attr.ib(default=None)
     #: The running probe.
     probing: Deferred[str | None] | None = attr.ib(default=None)
+    #: Pokes the agent while the instance drains (``stopping``).
+    draining: IDelayedCall | None = attr.ib(default=None)
 
     @property
     def timing(self) -> HealthCheck:
@@ -141,9 +154,10 @@ class _Watch:
 
     def cancel(self) -> None:
         """Stop probing: cancel the due probe, or the one running."""
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
+        for timer in (self.timer, self.draining):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.timer = self.draining = None
         probing, self.probing = self.probing, None
         if probing is not None:
             probing.cancel()
@@ -210,6 +224,46 @@ class HealthProbes(Service):
             _log(watch.health)
             watch.timer = self.clock.callLater(0, self._probe, watch)
 
+    def drain(self, name: str) -> None:
+        """
+        The application's instance here is about to be stopped: probe it no
+        more and report it *stopping*, so that the routers send it no new
+        connection, until it is replaced or `resume` is called.  Meanwhile
+        ``changed`` is called every `DRAIN_SETTLE` seconds (for at most
+        `DRAIN_GRACE`), so that the agent sees when it may stop it.
+        """
+        watch = self._watches.get(name)
+        if watch is None or watch.health.status == "stopping":
+            return
+        now = float(self.clock.seconds())
+        # Stopping first: a cancelled probe's outcome must not count.
+        watch.health = watch.health.set(status="stopping", since=now)
+        watch.cancel()
+        _log(watch.health)
+        watch.draining = self.clock.callLater(DRAIN_SETTLE, self._drained_yet, watch)
+        self.changed()
+
+    def _drained_yet(self, watch: _Watch) -> None:
+        """Poke the agent while an instance drains, until its grace is over."""
+        watch.draining = None
+        if not self._current(watch) or watch.health.status != "stopping":
+            return
+        if float(self.clock.seconds()) - watch.health.since < DRAIN_GRACE:
+            watch.draining = self.clock.callLater(DRAIN_SETTLE, self._drained_yet, watch)
+        self.changed()
+
+    def resume(self, name: str) -> None:
+        """
+        A stopping instance is wanted after all (a move was called off):
+        probe it again, from *starting*.
+        """
+        watch = self._watches.get(name)
+        if watch is None or watch.health.status != "stopping":
+            return
+        del self._watches[name]
+        watch.cancel()
+        self.observe({**{n: w.instance for n, w in self._watches.items()}, name: watch.instance})
+
     def states(self) -> PMap[str, ApplicationHealth]:
         """Application name → its instance's health, for those watched."""
         return pmap({name: watch.health for name, watch in self._watches.items()})
@@ -243,8 +297,8 @@ class HealthProbes(Service):
 
     def _settled(self, result: str | None | Failure, watch: _Watch, started: float) -> None:
         """A probe ended: its outcome counts unless it was cancelled."""
-        if not self._current(watch):
-            return  # the instance is not watched any more
+        if not self._current(watch) or watch.health.status == "stopping":
+            return  # the instance is not watched any more, or drains
         watch.probing = None
         reason: str | None = result if not isinstance(result, Failure) else None
         if isinstance(result, Failure):

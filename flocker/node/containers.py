@@ -103,9 +103,16 @@ from flocker.runtime import (
 )
 
 from ._answering import AnsweringWatch
-from ._deploy import ILocalState, IStateChange, StateChange, in_parallel, sequentially
+from ._deploy import (
+    ILocalState,
+    IStateChange,
+    NoOp,
+    StateChange,
+    in_parallel,
+    sequentially,
+)
 from ._fence import fence_applies
-from ._health import HealthProbes, Instance
+from ._health import DRAIN_GRACE, DRAIN_SETTLE, HealthProbes, Instance
 from ._pulls import ImagePulls, PullImage, PullState
 
 
@@ -259,6 +266,11 @@ class ContainerLocalState(PClass):
     #: configured here that have a container here (``None``: not known —
     #: no probes, or the configuration is not known yet).
     health = field(type=(PMap, type(None)), initial=None)
+    #: The applications whose stopping instance here has drained: its
+    #: connections through this node's router finished (and every other
+    #: router had `DRAIN_SETTLE` seconds to hear of it), or its grace
+    #: period (`DRAIN_GRACE`) is over.
+    drained = pset_field(str)
 
     def shared_state_changes(self) -> NodeState:
         """
@@ -410,6 +422,46 @@ class SetRoutes(PClass):
 
 
 @implementer(IStateChange)
+class DrainApplication(PClass):
+    """
+    Have the application's instance here drain before it is stopped: the
+    node reports it *stopping*, so that every router sends it no new
+    connection while those open finish.
+    """
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:drain"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return {"name": self.name}
+
+    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
+        """Tell the health probes."""
+        if deployer.health is not None:
+            deployer.health.drain(self.name)
+        return succeed(None)
+
+
+@implementer(IStateChange)
+class ResumeApplication(PClass):
+    """A draining instance is wanted after all: probe it again, from *starting*."""
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:resume"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return {"name": self.name}
+
+    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
+        """Tell the health probes."""
+        if deployer.health is not None:
+            deployer.health.resume(self.name)
+        return succeed(None)
+
+
+@implementer(IStateChange)
 class RestartApplication(PClass):
     """Start an application's container that exited."""
 
@@ -493,6 +545,49 @@ def _fenced(name: str, configuration: Deployment) -> bool:
     )
 
 
+def _health_status(name: str, local_state: ContainerLocalState) -> str | None:
+    """The status the health probes give the application's instance here, if any."""
+    reported: PMap[str, ApplicationHealth] = local_state.health or pmap()
+    health = reported.get(name)
+    return None if health is None else health.status
+
+
+def _stop(
+    name: str,
+    stopping: ContainerChange,
+    local_state: ContainerLocalState,
+    cluster_state: DeploymentState,
+) -> ContainerChange:
+    """
+    ``stopping`` (a change that stops the application's running container),
+    once its instance has drained, else what drains it.
+
+    A healthy instance (one the routers may send connections to) is first
+    drained (`DrainApplication`: reported *stopping*, so that the routers
+    send it no new connection).  It is stopped once the cluster state
+    shows this node's report of it stopping (so every router has heard
+    it) and the health probes count it drained (``drained``: its open
+    connections through this node's router finished, or its grace period
+    is over).  Without health probes, or an instance not healthy or not
+    running, it is stopped at once: nothing is routed to it.
+    """
+    status = _health_status(name, local_state)
+    state = local_state.states.get(name)
+    if status is None or state is None or not state.running:
+        return stopping
+    if status == "healthy":
+        return DrainApplication(name=name)
+    if status != "stopping":
+        return stopping
+    known: PMap[str, ApplicationHealth] = (
+        cluster_state.get_node(local_state.node_uuid).health or pmap()
+    )
+    reported = known.get(name)
+    if reported is None or reported.status != "stopping" or name not in local_state.drained:
+        return NoOp()
+    return stopping
+
+
 def calculate_container_changes(
     node_uuid: str,
     address: str,
@@ -527,7 +622,7 @@ def calculate_container_changes(
                 elsewhere, configuration, cluster_state, node_uuid
             ):
                 continue
-            changes.append(RemoveApplication(name=name))
+            changes.append(_stop(name, RemoveApplication(name=name), local_state, cluster_state))
             continue
         spec = container_spec(application, address, paths)
         if spec is not None and _rolling_back(application, configuration, cluster_state):
@@ -535,7 +630,9 @@ def calculate_container_changes(
         if spec is None:
             # Its datasets are not mounted here (yet): nothing may run.
             if current is not None:
-                changes.append(RemoveApplication(name=name))
+                changes.append(
+                    _stop(name, RemoveApplication(name=name), local_state, cluster_state)
+                )
             continue
         if current != spec and local_state.pulling and spec.image not in local_state.images:
             # Its (new) image is not here: get it; the old container, if
@@ -551,9 +648,11 @@ def calculate_container_changes(
                 RemoveApplication(name=name),
                 StartApplication(spec=spec),
             ]
-            changes.append(sequentially(replace))
+            changes.append(_stop(name, sequentially(replace), local_state, cluster_state))
         elif not local_state.states.get(name, ContainerState(running=False)).running:
             changes.append(RestartApplication(name=name))
+        elif _health_status(name, local_state) == "stopping":
+            changes.append(ResumeApplication(name=name))  # wanted here after all
     routes = routes_for_node(node_uuid, configuration, cluster_state, {})
     if routes != local_state.routes:
         changes.append(SetRoutes(routes=routes))
@@ -620,8 +719,10 @@ class ContainerDeployer:
             pulls = self.pulls
             if pulls is not None:
                 pulls.seen(spec.image for spec in specs)
+            health = self._health(specs, states, cluster_state)
             return ContainerLocalState(
-                health=self._health(specs, states, cluster_state),
+                health=health,
+                drained=self._drained(health),
                 image_pulls=None if pulls is None else self._image_pulls(pulls),
                 pulling=pulls is not None,
                 images=pset() if pulls is None else pulls.known(),
@@ -698,6 +799,26 @@ class ContainerDeployer:
                 for name, health in self.health.states().items()
             }
         )
+
+    def _drained(self, health: PMap[str, ApplicationHealth] | None) -> PSet[str]:
+        """The applications whose stopping instance here has drained."""
+        if self.health is None or health is None:
+            return pset()
+        now = float(self.health.clock.seconds())
+        open_here = [
+            target.port
+            for target, count in self.router.connections().items()
+            if count and target.host == self.hostname
+        ]
+        found = set()
+        for name, instance in health.items():
+            if instance.status != "stopping":
+                continue
+            waited = now - instance.since
+            busy = any(port in instance.ports.values() for port in open_here)
+            if waited >= DRAIN_GRACE or (waited >= DRAIN_SETTLE and not busy):
+                found.add(name)
+        return pset(found)
 
     def _image_pulls(self, pulls: ImagePulls) -> PMap[str, ImagePull]:
         """
@@ -794,6 +915,8 @@ class ContainerDeployer:
 __all__ = [
     "ContainerDeployer",
     "ContainerLocalState",
+    "DrainApplication",
+    "ResumeApplication",
     "FenceApplication",
     "RemoveApplication",
     "RestartApplication",

@@ -5,7 +5,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 import attr
-from pyrsistent import pset
+from pyrsistent import PMap, pmap, pset
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -25,11 +25,13 @@ from flocker.control import (
     Port,
 )
 from flocker.node import NoOp, changes_of, in_parallel, run_state_change, sequentially
-from flocker.node._health import NOT_RUNNING, HealthProbes
+from flocker.node._health import DRAIN_GRACE, DRAIN_SETTLE, NOT_RUNNING, HealthProbes
 from flocker.node.containers import (
     ContainerChange,
     ContainerDeployer,
+    DrainApplication,
     RemoveApplication,
+    ResumeApplication,
     RestartApplication,
     SetRoutes,
     StartApplication,
@@ -37,7 +39,7 @@ from flocker.node.containers import (
     health_instance,
     link_environment,
 )
-from flocker.route import MemoryRouter, Route
+from flocker.route import IRouter, MemoryRouter, Route, Target
 from flocker.runtime import (
     ContainerSpec,
     IContainerRuntime,
@@ -573,9 +575,93 @@ def test_health_of_an_older_instance_has_no_revision() -> None:
     nodes.plan(A, update, state_with(A))  # the deployer learns the configuration
     [old] = reported_health(nodes, state_with(A)).values()
     assert (old.status, old.revision) == ("healthy", None)
-    nodes.converge(A, update, state_with(A))
+    drain_and_replace(nodes, clock, update)
     [new] = reported_health(nodes, state_with(A)).values()
     assert (new.status, new.revision) == ("starting", 1)
+
+
+def echoed(nodes: Nodes, state: DeploymentState) -> DeploymentState:
+    """``state`` with node A's own latest report in it (as the control service echoes it)."""
+    local = result(nodes.deployers[A].discover_state(state))
+    report = local.shared_state_changes()
+    return state.update_node(report.set(datasets=state.get_node(A).datasets))
+
+
+def drain_and_replace(nodes: Nodes, clock: Clock, configuration: Deployment) -> None:
+    """
+    Converge A to ``configuration`` when that replaces its healthy
+    ``counter``: drain it, hear the drain echoed, let it settle, replace.
+    """
+    assert nodes.converge(A, configuration, state_with(A)) == DrainApplication(name="counter")
+    echo = echoed(nodes, state_with(A))
+    assert nodes.plan(A, configuration, echo) == NoOp()  # not settled yet
+    clock.advance(DRAIN_SETTLE + 0.01)
+    change = nodes.converge(A, configuration, echo)
+    assert RemoveApplication(name="counter") in changes_of(change)
+
+
+def test_healthy_instance_drains_before_it_is_replaced() -> None:
+    """
+    A healthy instance to be replaced is first reported *stopping* (so no
+    router sends it new connections), and replaced only once the cluster
+    state echoes that and it has settled; with a connection still open to
+    it through this node's router it waits, until its grace is over.
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    update = configured().update_application(APP.set(environment={"MODE": "production"}))
+    assert nodes.converge(A, update, state_with(A)) == DrainApplication(name="counter")
+    [draining] = reported_health(nodes, state_with(A)).values()
+    assert draining.status == "stopping"
+    clock.advance(DRAIN_SETTLE + 0.01)
+    assert nodes.plan(A, update, state_with(A)) == NoOp()  # not echoed: others may not know
+    echo = echoed(nodes, state_with(A))
+    busy = BusyRouter(ADDRESS[A], draining.ports[80])
+    nodes.deployers[A] = attr.evolve(nodes.deployers[A], router=busy)
+    assert nodes.plan(A, update, echo) == NoOp()  # a connection is still open
+    clock.advance(DRAIN_GRACE)
+    assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
+
+
+def test_draining_instance_wanted_again_resumes() -> None:
+    """
+    A draining instance whose application is configured back as it runs
+    (a move called off) is probed again from *starting*, not stopped.
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    moved = configured().move_application("counter", B)
+    copying = state_with(A, others=[(B, None)])
+    assert nodes.converge(A, moved, copying) == DrainApplication(name="counter")
+    assert nodes.converge(A, configured(), state_with(A)) == ResumeApplication(name="counter")
+    [resumed] = reported_health(nodes, state_with(A)).values()
+    assert resumed.status == "starting"
+    clock.advance(0)
+    [health] = reported_health(nodes, state_with(A)).values()
+    assert health.status == "healthy"
+
+
+def test_instance_not_healthy_is_stopped_at_once() -> None:
+    """An instance that is not healthy gets no connections: it is not drained."""
+    nodes, clock, _ = probed("connection refused")
+    nodes.converge(A, configured(), state_with(A))
+    clock.advance(0)
+    update = configured().update_application(APP.set(environment={"MODE": "production"}))
+    change = nodes.plan(A, update, state_with(A))
+    assert RemoveApplication(name="counter") in changes_of(change)
+
+
+@implementer(IRouter)
+class BusyRouter(MemoryRouter):
+    """A memory router with one connection open to ``host:port``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__()
+        self.open = Target(host=host, port=port)
+
+    def connections(self) -> PMap[Target, int]:
+        """One connection, to the busy target."""
+        return pmap({self.open: 1})
 
 
 def test_health_revision_follows_the_datasets_paths() -> None:

@@ -754,3 +754,38 @@ def test_starting_instance_is_probed_often_until_its_start_period_ends() -> None
     assert len(late_probe.calls) == calls
     late.advance(0.02)
     assert len(late_probe.calls) == calls + 1
+
+
+def test_draining_instance_is_stopping_unprobed_and_pokes_until_its_grace_ends() -> None:
+    """
+    A drained instance is reported *stopping* at once (a status change:
+    logged, ``changed`` called), is probed no more (a probe in flight is
+    cancelled and does not count), and ``changed`` is called every
+    `DRAIN_SETTLE` seconds until its grace is over; the same instance
+    observed again stays stopping, and `resume` starts it over.
+    """
+    from flocker.node._health import DRAIN_GRACE, DRAIN_SETTLE
+
+    clock, probe = Clock(), AnsweredProbe()
+    health, changes = probes(clock, probe)
+    health.observe({"web": instance()})
+    clock.advance(0)
+    probe.answer(None)
+    clock.advance(HTTP.interval)
+    assert len(probe.pending) == 1
+    before = changes.count
+    health.drain("web")
+    assert web(health).status == "stopping" and probe.cancelled == 1
+    assert changes.count == before + 1
+    health.observe({"web": instance()})
+    assert web(health).status == "stopping"
+    calls = len(probe.calls)
+    ticks = int(DRAIN_GRACE / DRAIN_SETTLE)
+    for _ in range(ticks + 5):
+        clock.advance(DRAIN_SETTLE)
+    assert len(probe.calls) == calls
+    assert before + 1 + ticks - 1 <= changes.count <= before + 1 + ticks + 1
+    health.resume("web")
+    assert web(health).status == "starting"
+    clock.advance(0)
+    assert len(probe.calls) == calls + 1
