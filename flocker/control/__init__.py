@@ -5,6 +5,7 @@ from ._failover import AutomaticFailover, FailoverPlan, plan_failovers
 from ._model import (
     HEALTH_CHECK_KINDS,
     KEEP,
+    MAXIMUM_INSTANCES,
     Application,
     ApplicationAlreadyExists,
     AttachedVolume,
@@ -42,6 +43,7 @@ from ._model import (
     UnknownDataset,
     UnknownEnvironment,
     default_health,
+    instance_nodes,
     is_uuid,
     is_valid_name,
 )
@@ -147,6 +149,8 @@ __all__ = [
     "ApplicationHealth",
     "HealthCheck",
     "default_health",
+    "MAXIMUM_INSTANCES",
+    "instance_nodes",
     "NothingToRollBack",
     "PoolState",
     "Port",

@@ -97,7 +97,9 @@ __all__ = [
     "DatasetLeased",
     "Deployment",
     "DuplicateReplicas",
+    "MAXIMUM_INSTANCES",
     "MAXIMUM_REPLICAS",
+    "instance_nodes",
     "NotAReplica",
     "PortBusy",
     "PortsTaken",
@@ -158,6 +160,9 @@ class RollbackRequest(PClass):
 
 #: The most standing replicas a dataset may have.
 MAXIMUM_REPLICAS = 4
+
+#: The most instances of one (stateless) application.
+MAXIMUM_INSTANCES = 64
 
 #: How a dataset fails over: only when asked, or by the control service.
 FAILOVER_MODES = ("manual", "automatic")
@@ -439,6 +444,8 @@ class Application(PClass):
         if it turns unhealthy instead, the control service rolls it back.
     :ivar update_failed: why the last update was rolled back by itself,
         or ``None``.
+    :ivar replicas: how many instances run (only without volumes): one on
+        its node and the others on other nodes (`instance_nodes`).
     """
 
     name = field(type=str, mandatory=True, invariant=name_invariant)
@@ -494,6 +501,14 @@ class Application(PClass):
     )
     updating = field(type=bool, initial=False)
     update_failed = field(type=(str, type(None)), initial=None)
+    replicas = field(
+        type=int,
+        initial=1,
+        invariant=lambda n: (
+            not isinstance(n, bool) and 1 <= n <= MAXIMUM_INSTANCES,
+            f"replicas must be from 1 to {MAXIMUM_INSTANCES}: {n!r}",
+        ),
+    )
 
     def __invariant__(self) -> tuple[bool, str]:
         """
@@ -504,6 +519,12 @@ class Application(PClass):
         ok, message = _volumes_invariant(self.volumes)
         if not ok:
             return ok, message
+        if self.replicas > 1 and self.volumes:
+            return (
+                False,
+                "an application with volumes runs once: its data is on one node "
+                "(replicas are for applications without volumes)",
+            )
         if self.health is not None and self.health.port not in {p.internal_port for p in self.ports}:
             return (
                 False,
@@ -1145,3 +1166,24 @@ class Deployment(PClass):
             dataset, _ = result.get_dataset(volume.dataset_id)
             result = result._move_manifestation(dataset, source, node_uuid)
         return result._place_application(app, node_uuid)
+
+
+def instance_nodes(
+    application: Application, home: str, nodes: Iterable[str]
+) -> list[str]:
+    """
+    The nodes an application's instances run on, instance 0 first.
+
+    Instance 0 runs on the node the application is configured on
+    (``home``); the others on the nodes that follow it in the order of
+    their UUIDs (wrapping around), at most one instance per node.  With
+    fewer nodes than replicas, the instances that have no node are not run.
+
+    :param home: the node the application is configured on.
+    :param nodes: the nodes that can run instances (those whose container
+        agents report); ``home`` counts whether or not it is among them.
+    """
+    ring = sorted(set(nodes) | {home})
+    start = ring.index(home)
+    ordered = ring[start:] + ring[:start]
+    return ordered[: application.replicas]
