@@ -86,6 +86,7 @@ from flocker.control import (
     ImagePull,
     NodeState,
     default_health,
+    instance_nodes,
 )
 from flocker.control import RestartAlways as ModelRestartAlways
 from flocker.control import RestartOnFailure as ModelRestartOnFailure
@@ -545,6 +546,55 @@ def _fenced(name: str, configuration: Deployment) -> bool:
     )
 
 
+def applications_here(
+    node_uuid: str, configuration: Deployment, cluster_state: DeploymentState
+) -> dict[str, Application]:
+    """
+    The applications that run an instance on ``node_uuid``: those configured
+    here, and those with replicas whose instances `instance_nodes` places
+    here (among the nodes whose container agents report their
+    applications).
+    """
+    wanted = dict(configuration.get_node(node_uuid).applications)
+    reporting = [u for u, state in cluster_state.nodes.items() if state.applications is not None]
+    for application, home in configuration.all_applications():
+        if application.replicas > 1 and home != node_uuid:
+            if node_uuid in instance_nodes(application, home, reporting):
+                wanted[application.name] = application
+    return wanted
+
+
+def _waits_for_earlier_instances(
+    node_uuid: str,
+    application: Application,
+    configuration: Deployment,
+    cluster_state: DeploymentState,
+) -> bool:
+    """
+    Whether this node's instance of a replicated application must wait
+    before it is replaced by a new revision: an update rolls over the
+    instances one at a time, in `instance_nodes` order, each once every
+    earlier one reports the new revision healthy, so that the others serve
+    meanwhile.
+    """
+    if application.replicas < 2:
+        return False
+    _, home = configuration.get_application(application.name)
+    reporting = [u for u, state in cluster_state.nodes.items() if state.applications is not None]
+    placed = instance_nodes(application, home, reporting)
+    if node_uuid not in placed:
+        return False
+    for earlier in placed[: placed.index(node_uuid)]:
+        health = (cluster_state.get_node(earlier).health or pmap()).get(application.name)
+        if (
+            health is None
+            or health.status != "healthy"
+            or health.revision != application.revision
+        ):
+            return True
+    return False
+
+
 def _health_status(name: str, local_state: ContainerLocalState) -> str | None:
     """The status the health probes give the application's instance here, if any."""
     reported: PMap[str, ApplicationHealth] = local_state.health or pmap()
@@ -596,7 +646,7 @@ def calculate_container_changes(
     local_state: ContainerLocalState,
 ) -> ContainerChange:
     """The changes that bring this node's containers towards the configuration."""
-    wanted = configuration.get_node(node_uuid).applications
+    wanted = applications_here(node_uuid, configuration, cluster_state)
     paths = _exposed_paths(cluster_state, node_uuid)
     running = {spec.name: spec for spec in local_state.specs}
     changes: list[ContainerChange] = []
@@ -643,6 +693,10 @@ def calculate_container_changes(
             continue
         if current is None:
             changes.append(StartApplication(spec=spec))
+        elif current != spec and _waits_for_earlier_instances(
+            node_uuid, application, configuration, cluster_state
+        ):
+            continue  # the instances before this one are updated first
         elif current != spec:
             replace: list[ContainerChange] = [
                 RemoveApplication(name=name),
@@ -723,7 +777,7 @@ class ContainerDeployer:
             return ContainerLocalState(
                 health=health,
                 drained=self._drained(health),
-                image_pulls=None if pulls is None else self._image_pulls(pulls),
+                image_pulls=None if pulls is None else self._image_pulls(pulls, cluster_state),
                 pulling=pulls is not None,
                 images=pset() if pulls is None else pulls.known(),
                 images_waiting=pset() if pulls is None else pulls.waiting(),
@@ -774,7 +828,7 @@ class ContainerDeployer:
         """
         if self.health is None or self.configuration is None:
             return None
-        wanted = self.configuration.get_node(self.node_uuid).applications
+        wanted = applications_here(self.node_uuid, self.configuration, cluster_state)
         configured = {app.name: app for app, _ in self.configuration.all_applications()}
         paths = _exposed_paths(cluster_state, self.node_uuid)
         instances = {}
@@ -820,13 +874,15 @@ class ContainerDeployer:
                 found.add(name)
         return pset(found)
 
-    def _image_pulls(self, pulls: ImagePulls) -> PMap[str, ImagePull]:
+    def _image_pulls(
+        self, pulls: ImagePulls, cluster_state: DeploymentState
+    ) -> PMap[str, ImagePull]:
         """
-        Application name → its image's pull, for the applications
-        configured here whose image is being got, or failed to be.
+        Application name → its image's pull, for the applications with an
+        instance here whose image is being got, or failed to be.
         """
         wanted = (
-            self.configuration.get_node(self.node_uuid).applications
+            applications_here(self.node_uuid, self.configuration, cluster_state)
             if self.configuration is not None
             else {}
         )
@@ -905,7 +961,8 @@ class ContainerDeployer:
         self.configuration = configuration
         if self.answering is not None:
             self.answering.observe(
-                set(configuration.get_node(self.node_uuid).applications), cluster_state
+                set(applications_here(self.node_uuid, configuration, cluster_state)),
+                cluster_state,
             )
         return calculate_container_changes(
             self.node_uuid, self.hostname, configuration, cluster_state, local_state
@@ -915,6 +972,7 @@ class ContainerDeployer:
 __all__ = [
     "ContainerDeployer",
     "ContainerLocalState",
+    "applications_here",
     "DrainApplication",
     "ResumeApplication",
     "FenceApplication",

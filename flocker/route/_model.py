@@ -153,12 +153,13 @@ def routes_for_node(
     node's address (from ``addresses``, falling back to the hostname the
     node reported) and the port Docker chose there.
 
-    * When the configured node reports the configured revision healthy,
-      only that instance is a target: an older one still running (the old
-      end of a move, or the revision an update replaces) gets no new
-      connections.
+    * When some instances of the configured revision are healthy (the
+      configured node's, and those of its replicas), only they are targets:
+      an older one still running (the old end of a move, or a revision an
+      update replaces) gets no new connections.
     * Otherwise every healthy instance is a target (the old node's, while
-      a move's new instance starts).
+      a move's new instance starts; the old revision's, while an update
+      rolls over the replicas).
     * With none, the route has no target: the router holds new connections
       until one is healthy, instead of refusing them — a move or an update
       costs clients latency, not errors.
@@ -173,12 +174,12 @@ def routes_for_node(
     :param addresses: node UUID → the address its router and Docker use.
     """
     routes: dict[int, Route] = {}
-    for app, configured in configuration.all_applications():
+    for app, _ in configuration.all_applications():
         instances = _instances(app.name, cluster_state, addresses)
         current = [
             (uuid, health, host)
             for uuid, health, host in instances
-            if uuid == configured and health.revision == app.revision
+            if health.revision == app.revision
         ]
         chosen = current or instances
         for port in sorted(app.ports, key=lambda p: (p.external_port, p.internal_port)):

@@ -1,0 +1,121 @@
+"""
+Tests for replicated (stateless) applications on the container agent: an
+instance on each node `instance_nodes` places, routes over the healthy
+ones, and updates that roll over the instances one at a time.
+"""
+
+from __future__ import annotations
+
+from flocker.control import (
+    Application,
+    ApplicationHealth,
+    Deployment,
+    DeploymentState,
+    NodeState,
+    Port,
+)
+from flocker.node import NoOp, changes_of
+from flocker.node.containers import (
+    RemoveApplication,
+    SetRoutes,
+    StartApplication,
+    applications_here,
+)
+from flocker.route import Route, Target
+
+from .test_containers import ADDRESS, A, B, Nodes, result
+
+WEB = Application(
+    name="web",
+    image="flocker-test/busybox:1",
+    ports=[Port(internal_port=80, external_port=8080)],
+    replicas=2,
+)
+
+
+def configured(application: Application = WEB) -> Deployment:
+    """A configuration with ``web`` on node A."""
+    return Deployment().add_application(application, A)
+
+
+def reporting(**health: ApplicationHealth | None) -> DeploymentState:
+    """Both nodes report (their applications known); ``health`` by node name (A, B)."""
+    state = DeploymentState()
+    for name, uuid in (("A", A), ("B", B)):
+        report = health.get(name)
+        state = state.update_node(
+            NodeState(
+                uuid=uuid,
+                hostname=ADDRESS[uuid],
+                applications={},
+                health={} if report is None else {"web": report},
+            )
+        )
+    return state
+
+
+def healthy(port: int, revision: int | None = 0, status: str = "healthy") -> ApplicationHealth:
+    """``web``'s instance, healthy, its port 80 published on ``port``."""
+    return ApplicationHealth(
+        application="web", status=status, revision=revision, ports={80: port}
+    )
+
+
+def test_replicas_run_on_the_following_nodes() -> None:
+    """
+    An application with two replicas configured on node A runs on A and B
+    once both nodes' container agents report; with one replica only on A.
+    """
+    assert set(applications_here(B, configured(), reporting())) == {"web"}
+    assert set(applications_here(A, configured(), reporting())) == {"web"}
+    single = configured(WEB.set(replicas=1))
+    assert applications_here(B, single, reporting()) == {}
+    nodes = Nodes()
+    change = nodes.plan(B, configured(), reporting())
+    assert isinstance(change, StartApplication) and change.spec.name == "web"
+
+
+def test_a_node_that_does_not_report_runs_no_replica() -> None:
+    """A node whose container agent has not reported is given no instance."""
+    only_a = DeploymentState().update_node(NodeState(uuid=A, applications={}))
+    assert applications_here(B, configured(), only_a) == {}
+
+
+def test_routes_spread_over_healthy_instances_of_the_revision() -> None:
+    """
+    Every router sends the port to both healthy instances; once one of them
+    runs a newer revision that is healthy, only it gets new connections.
+    """
+    nodes = Nodes()
+    both = reporting(A=healthy(40001), B=healthy(40002))
+    route = Route(
+        external_port=8080,
+        targets=[Target(host=ADDRESS[A], port=40001), Target(host=ADDRESS[B], port=40002)],
+    )
+    assert SetRoutes(routes={8080: route}) in changes_of(
+        nodes.plan(B, configured(), both, routes=True)
+    )
+    updated = configured().update_application(WEB.set(environment={"V": "2"}))
+    rolling = reporting(A=healthy(40003, revision=1), B=healthy(40002, revision=None))
+    newest = Route(external_port=8080, targets=[Target(host=ADDRESS[A], port=40003)])
+    assert SetRoutes(routes={8080: newest}) in changes_of(
+        nodes.plan(B, updated, rolling, routes=True)
+    )
+
+
+def test_an_update_rolls_over_the_instances_one_at_a_time() -> None:
+    """
+    An update replaces instance 0 (node A) first; node B's instance waits,
+    serving, until A reports the new revision healthy, and then is replaced.
+    """
+    nodes = Nodes()
+    nodes.converge(A, configured(), reporting())
+    nodes.converge(B, configured(), reporting())
+    updated = configured().update_application(WEB.set(environment={"V": "2"}))
+    first = nodes.plan(A, updated, reporting())
+    assert RemoveApplication(name="web") in changes_of(first)
+    starting = reporting(A=healthy(40003, revision=1, status="starting"))
+    assert nodes.plan(B, updated, starting) == NoOp()
+    ready = reporting(A=healthy(40003, revision=1))
+    assert RemoveApplication(name="web") in changes_of(nodes.plan(B, updated, ready))
+    assert [s.name for s in result(nodes.deployers[B].runtime.list_containers())] == ["web"]
