@@ -7,7 +7,10 @@ turns a document of the previous version into one of the new is added to
 upgrade test keeps loading it.  Version 2 added clones' ``origin``, pending
 ``rollback`` requests on datasets and the ``environments``; version 3 added
 standing replicas (a manifestation's ``standing``) and a dataset's
-``replication`` settings and ``epoch``.
+``replication`` settings and ``epoch``; version 4 datasets'
+``failover_snapshot`` and applications' ``swappiness``; version 5
+applications' ``health`` checks and update history; version 6 how many
+instances of each application run (``replicas``).
 
 Decoding is strict: unknown or missing keys, wrong types and values breaking
 a model invariant all raise `SerializationError` naming where in the document
@@ -79,7 +82,7 @@ __all__ = [
 ]
 
 #: The configuration format version `serialize_deployment` writes.
-CURRENT_FORMAT_VERSION = 5
+CURRENT_FORMAT_VERSION = 6
 
 
 def _upgrade_1_to_2(document: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +166,30 @@ def _upgrade_4_to_5(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "format_version": 5, "nodes": nodes}
 
 
+def _one_instance(application: Any) -> Any:
+    """An application's JSON (and its previous specification's) running once."""
+    if not isinstance(application, dict):
+        return application
+    upgraded = {**application, "replicas": 1}
+    if isinstance(application.get("previous"), dict):
+        upgraded["previous"] = {**application["previous"], "replicas": 1}
+    return upgraded
+
+
+def _upgrade_5_to_6(document: dict[str, Any]) -> dict[str, Any]:
+    """
+    Version 6: applications, and the previous specifications they keep,
+    gain ``replicas`` 1 (each ran once).
+    """
+    nodes = {}
+    for uuid, node in document.get("nodes", {}).items():
+        applications = {
+            name: _one_instance(a) for name, a in node.get("applications", {}).items()
+        }
+        nodes[uuid] = {**node, "applications": applications}
+    return {**document, "format_version": 6, "nodes": nodes}
+
+
 #: ``{N: upgrade}`` where ``upgrade`` turns a version-N document (a dict) into
 #: a version N+1 document.
 UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -170,6 +197,7 @@ UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     2: _upgrade_2_to_3,
     3: _upgrade_3_to_4,
     4: _upgrade_4_to_5,
+    5: _upgrade_5_to_6,
 }
 
 
@@ -286,6 +314,7 @@ def _application(a: Application) -> dict[str, Any]:
         "previous": None if a.previous is None else _application(a.previous),
         "updating": a.updating,
         "update_failed": a.update_failed,
+        "replicas": a.replicas,
     }
 
 
@@ -675,10 +704,11 @@ def _application_reader(
     """
     A reader of one application's JSON.
 
-    :param history_optional: ``health`` and the update history may be left
-        out (reports of applications by agents, which send none of it for
-        the applications they discover); configuration documents, upgraded
-        to the current format, always carry them.
+    :param history_optional: ``health``, the update history and
+        ``replicas`` may be left out (reports of applications by agents,
+        which send none of it for the applications they discover);
+        configuration documents, upgraded to the current format, always
+        carry them.
     :param nested: it is a ``previous`` specification, which has none of
         its own.
     """
@@ -727,6 +757,7 @@ def _application_reader(
             ),
             updating=optional(r, "updating", bool, False),
             update_failed=optional(r, "update_failed", _OPT_STR, None),
+            replicas=optional(r, "replicas", int, 1),
         )
         r.done()
         return result

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ._environments import Environment, EnvironmentCopy
 from ._model import (
     FAILOVER_MODES,
+    MAXIMUM_INSTANCES,
     Application,
     AttachedVolume,
     Dataset,
@@ -216,6 +217,10 @@ def health_checks(draw: Any, ports: Any = None) -> HealthCheck:
     )
 
 
+#: How many instances an application without volumes runs: mostly one.
+_instances = st.just(1) | st.integers(1, MAXIMUM_INSTANCES)
+
+
 @st.composite
 def applications(
     draw: Any,
@@ -225,10 +230,11 @@ def applications(
     history: bool = True,
 ) -> Application:
     """
-    Applications, some with a health check of their own, some updated
-    (a revision above 0, maybe a previous specification of the same
-    volumes and external ports, maybe waiting to be healthy, maybe rolled
-    back by themselves).
+    Applications, some with a health check of their own, some without
+    volumes running several instances (``replicas`` up to
+    `MAXIMUM_INSTANCES`), some updated (a revision above 0, maybe a
+    previous specification of the same volumes and external ports, maybe
+    waiting to be healthy, maybe rolled back by themselves).
 
     :param name: a fixed name, or ``None`` for any.
     :param dataset_ids: the ids its volumes use (default: some random ones).
@@ -270,6 +276,7 @@ def applications(
             if app_ports
             else st.none()
         ),
+        replicas=1 if dataset_ids else draw(_instances),
     )
     if not history or not draw(st.booleans()):
         return application
@@ -281,7 +288,11 @@ def applications(
                 external_ports=external_ports,
                 history=False,
             )
-        ).set(volumes=application.volumes)
+        )
+        previous = previous.set(
+            volumes=application.volumes,
+            replicas=1 if application.volumes else previous.replicas,
+        )
         return application.set(
             revision=draw(st.integers(1, 50)),
             previous=previous.set(revision=draw(st.integers(0, 49))),

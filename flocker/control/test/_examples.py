@@ -111,3 +111,10 @@ UPDATED_DEPLOYMENT = (
     )
     .rollback_application("postgres", "unhealthy: connection refused")
 )
+
+#: EXAMPLE_DEPLOYMENT with web scaled out to 3 and then to 5 instances
+#: (revision 2, its previous specification running 3): what
+#: test/fixtures/configuration_v6_scaled.json holds.
+SCALED_DEPLOYMENT = EXAMPLE_DEPLOYMENT.update_application(
+    WEB.set(replicas=3)
+).update_application(WEB.set(replicas=5))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import find, given
 from hypothesis import strategies as st
 from pyrsistent import InvariantException
 
@@ -13,6 +13,7 @@ from flocker.control import (
     AttachedVolume,
     instance_nodes,
 )
+from flocker.control.strategies import applications, deployments
 
 DS = "11111111-2222-3333-4444-555555555555"
 WEB = Application(name="web", image="flocker-test/busybox:1")
@@ -68,3 +69,25 @@ def test_instances_property(nodes: list[str], home: str, replicas: int) -> None:
     assert len(set(placed)) == len(placed)
     assert set(placed) <= set(nodes) | {home}
     assert len(placed) == min(replicas, len(set(nodes) | {home}))
+
+
+def test_strategies_draw_several_instances() -> None:
+    """
+    The model strategies draw applications without volumes running several
+    instances, whose previous specification may run several too, and
+    deployments holding them.
+    """
+    scaled = find(applications(), lambda a: a.replicas > 1)
+    assert not scaled.volumes
+    previous = find(
+        applications(),
+        lambda a: a.previous is not None and a.previous.replicas > 1,
+    )
+    assert not previous.volumes
+    deployment = find(
+        deployments(),
+        lambda d: any(a.replicas > 1 for a, _ in d.all_applications()),
+    )
+    assert all(
+        a.replicas == 1 for a, _ in deployment.all_applications() if a.volumes
+    )

@@ -51,6 +51,7 @@ from ._examples import (
     NODE_B,
     POSTGRES,
     REPLICATED_DEPLOYMENT,
+    SCALED_DEPLOYMENT,
     UPDATED_DEPLOYMENT,
     WEB,
 )
@@ -138,7 +139,7 @@ def test_current_format_matches_fixture() -> None:
     assert deployment_to_json(EXAMPLE_DEPLOYMENT) == stored
 
 
-@pytest.mark.parametrize("version", [3, 4, 5])
+@pytest.mark.parametrize("version", [3, 4, 5, 6])
 def test_replicated_fixture_loads(version: int) -> None:
     """The stored configurations with standing replicas, replication
     settings and an epoch load as the replicated example.
@@ -153,16 +154,15 @@ def test_replicated_fixture_is_current_format() -> None:
     assert deployment_to_json(REPLICATED_DEPLOYMENT) == json.loads(data)
 
 
-def test_updated_fixture_loads_and_is_current_format() -> None:
+@pytest.mark.parametrize("version", [5, 6])
+def test_updated_fixture_loads(version: int) -> None:
     """
-    The stored configuration of updated applications (a health check, a
+    The stored configurations of updated applications (a health check, a
     revision, the previous specification, waiting to be healthy, an
-    update rolled back by itself) loads as the updated example, and is
-    what the current format writes for it.
+    update rolled back by itself) load as the updated example.
     """
-    data = (FIXTURES / "configuration_v5_updated.json").read_bytes()
+    data = (FIXTURES / f"configuration_v{version}_updated.json").read_bytes()
     assert deserialize_deployment(data) == UPDATED_DEPLOYMENT
-    assert deployment_to_json(UPDATED_DEPLOYMENT) == json.loads(data)
     web, _ = UPDATED_DEPLOYMENT.get_application("web")
     postgres, _ = UPDATED_DEPLOYMENT.get_application("postgres")
     assert (web.revision, web.updating, web.previous) == (1, True, WEB)
@@ -171,6 +171,21 @@ def test_updated_fixture_loads_and_is_current_format() -> None:
         None,
         "unhealthy: connection refused",
     )
+
+
+def test_updated_and_scaled_fixtures_are_current_format() -> None:
+    """
+    The current format writes exactly the stored configurations of the
+    updated example and of the scaled-out one (web at 5 instances, its
+    previous specification at 3), which load as those examples.
+    """
+    for name, deployment in (("updated", UPDATED_DEPLOYMENT), ("scaled", SCALED_DEPLOYMENT)):
+        path = FIXTURES / f"configuration_v{CURRENT_FORMAT_VERSION}_{name}.json"
+        assert deployment_to_json(deployment) == json.loads(path.read_bytes())
+        assert deserialize_deployment(path.read_bytes()) == deployment
+    web, _ = SCALED_DEPLOYMENT.get_application("web")
+    assert web.previous is not None
+    assert (web.replicas, web.revision, web.previous.replicas) == (5, 2, 3)
 
 
 def test_upgrade_from_version_2_adds_replication_defaults() -> None:
@@ -208,13 +223,71 @@ def test_upgrade_from_version_4_adds_no_health_and_no_history() -> None:
     A version-4 document's applications gain no health check of their own
     (``health`` null: the default one), revision 0 and no update history.
     """
-    upgraded = upgrade_document(json.loads(fixture(4)))
+    upgraded = UPGRADES[4](json.loads(fixture(4)))
     assert upgraded["format_version"] == 5
     for node in upgraded["nodes"].values():
         for a in node["applications"].values():
             assert (a["health"], a["revision"], a["previous"]) == (None, 0, None)
             assert (a["updating"], a["update_failed"]) == (False, None)
     assert upgraded == json.loads(fixture(5))
+
+
+def test_upgrade_from_version_5_runs_each_application_once() -> None:
+    """
+    A version-5 document's applications, and the previous specifications
+    they keep, gain ``replicas`` 1: each ran once.
+    """
+    upgraded = UPGRADES[5](json.loads(fixture(5)))
+    assert upgraded["format_version"] == 6
+    for node in upgraded["nodes"].values():
+        for a in node["applications"].values():
+            assert a["replicas"] == 1
+    assert upgraded == json.loads(fixture(6))
+    updated = json.loads((FIXTURES / "configuration_v5_updated.json").read_bytes())
+    web = UPGRADES[5](updated)["nodes"][NODE_B]["applications"]["web"]
+    assert (web["replicas"], web["previous"]["replicas"]) == (1, 1)
+    assert upgrade_document(updated) == json.loads(
+        (FIXTURES / "configuration_v6_updated.json").read_bytes()
+    )
+
+
+def test_previous_format_loads_with_one_instance_each() -> None:
+    """
+    A configuration written before replicas (format 5, its applications
+    and their previous specifications without the key) loads with each
+    application, and each previous specification, running once.
+    """
+    data = (FIXTURES / "configuration_v5_updated.json").read_bytes()
+    assert b'"replicas"' not in data
+    deployment = deserialize_deployment(data)
+    for app, _ in deployment.all_applications():
+        assert app.replicas == 1
+        assert app.previous is None or app.previous.replicas == 1
+
+
+@pytest.mark.parametrize("replicas", [0, 65, True, "2", None, 2.5])
+def test_bad_replicas_refused(replicas: object) -> None:
+    """
+    A stored ``replicas`` that is not an integer from 1 to 64 is refused,
+    saying where.
+    """
+    doc = deployment_to_json(EXAMPLE_DEPLOYMENT)
+    doc["nodes"][NODE_B]["applications"]["web"]["replicas"] = replicas
+    with pytest.raises(SerializationError) as info:
+        deserialize_deployment(json.dumps(doc).encode())
+    assert f"/nodes/{NODE_B}/applications/web" in str(info.value)
+
+
+def test_replicas_of_an_application_with_volumes_refused() -> None:
+    """
+    A stored application with volumes and more than one instance is
+    refused with the model's reason.
+    """
+    doc = deployment_to_json(EXAMPLE_DEPLOYMENT)
+    doc["nodes"][NODE_A]["applications"]["postgres"]["replicas"] = 2
+    with pytest.raises(SerializationError) as info:
+        deserialize_deployment(json.dumps(doc).encode())
+    assert "replicas are for applications without volumes" in str(info.value)
 
 
 def test_old_shaped_configuration_loads_without_history() -> None:
@@ -358,6 +431,7 @@ def _health_doc(**changes: Any) -> dict[str, Any]:
         (_broken(lambda d: _app_doc(d).update(volumes={})), "volumes"),
         (_broken(lambda d: _app_doc(d).pop("revision")), "postgres/revision"),
         (_broken(lambda d: _app_doc(d).pop("health")), "postgres/health"),
+        (_broken(lambda d: _app_doc(d).pop("replicas")), "postgres/replicas"),
         (_broken(lambda d: _app_doc(d).update(revision=-1)), "postgres"),
         (_broken(lambda d: _app_doc(d).update(revision=True)), "revision"),
         (_broken(lambda d: _app_doc(d).update(updating="yes")), "updating"),
@@ -764,6 +838,22 @@ def test_old_node_state_without_health_loads() -> None:
     loaded = deserialize_node_state(json.dumps(doc).encode())
     assert loaded == state
     assert loaded.health is None
+
+
+def test_reported_replicas_travel_and_may_be_left_out() -> None:
+    """
+    A reported application's ``replicas`` survives the wire format; a
+    report leaving it out (an agent that does not send it) loads with the
+    application running once.
+    """
+    state = NodeState(uuid=NODE_B, applications={"web": WEB.set(replicas=4)})
+    doc = node_state_to_json(state)
+    assert doc["applications"]["web"]["replicas"] == 4
+    assert deserialize_node_state(serialize_node_state(state)) == state
+    del doc["applications"]["web"]["replicas"]
+    loaded = deserialize_node_state(json.dumps(doc).encode())
+    assert loaded.applications is not None
+    assert loaded.applications["web"] == WEB
 
 
 @pytest.mark.parametrize(
