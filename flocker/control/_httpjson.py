@@ -4,8 +4,8 @@ The shapes are those of the original Flocker v1 API (see ``schema/types.yml``):
 optional fields that are unset (a dataset's ``maximum_size``, a container's
 ``cpu_shares``…) are left out rather than sent as ``null``, and so are this
 project's additions while they say nothing (a container's ``health`` check,
-``revision`` and update history), so that the original API's clients see
-the original shapes.
+``revision`` and update history, ``replicas`` while it runs once), so that
+the original API's clients see the original shapes.
 """
 
 from __future__ import annotations
@@ -412,9 +412,10 @@ def configured_container_json(app: Application, node_uuid: str) -> dict[str, Any
     its ``health`` check if it has one of its own, its ``revision`` once an
     update made one, ``updating`` while the last update waits for the
     container to be healthy, ``update_failed`` when the last update was
-    rolled back by itself (why), and ``previous_image`` while there is a
-    previous specification to roll back to.  A container never updated,
-    without a health check, answers as in the original API.
+    rolled back by itself (why), ``previous_image`` while there is a
+    previous specification to roll back to, and ``replicas`` when it runs
+    more than one instance.  A container never updated, without a health
+    check, running once, answers as in the original API.
     """
     result = container_json(app, node_uuid)
     if app.health is not None:
@@ -427,6 +428,8 @@ def configured_container_json(app: Application, node_uuid: str) -> dict[str, Any
         result["update_failed"] = app.update_failed
     if app.previous is not None:
         result["previous_image"] = app.previous.image
+    if app.replicas != 1:
+        result["replicas"] = app.replicas
     return result
 
 
@@ -468,6 +471,7 @@ UPDATABLE = (
     "swappiness",
     "restart_policy",
     "health",
+    "replicas",
 )
 
 
@@ -518,6 +522,7 @@ def _application_fields(body: dict[str, Any]) -> dict[str, Any]:
         "swappiness",
         "command_line",
         "health",
+        "replicas",
     ):
         if name in body and name not in fields:
             fields[name] = body[name]
@@ -526,7 +531,8 @@ def _application_fields(body: dict[str, Any]) -> dict[str, Any]:
 
 def application_from(body: dict[str, Any]) -> Application:
     """
-    Build the `Application` a container request describes (400 if invalid).
+    Build the `Application` a container request describes (400 if invalid,
+    e.g. ``replicas`` above 1 with volumes, saying why).
 
     Two links with one alias are a 409, as in the original Flocker API.
     """
@@ -548,7 +554,8 @@ def updated_application(current: Application, body: dict[str, Any]) -> Applicati
     (`flocker.control.Deployment.update_application`).
 
     A request that contradicts itself (a health check of a port its new
-    ``ports`` do not publish) is a 400; one that contradicts the
+    ``ports`` do not publish) is a 400, and so is ``replicas`` above 1 for
+    a container with volumes (the model's reason); one that contradicts the
     container's configuration (a health check of a port it does not
     publish, or ports leaving out the one its health check probes) a 409.
     """

@@ -962,3 +962,164 @@ def test_state_containers_health(api: APIHarness) -> None:
     )
     assert body["api"]["health"] == "healthy" and "health_reason" not in body["api"]
     assert "health" not in body["cache"]
+
+
+# --------------------------------------------------------------------------
+# replicas: how many instances a container runs
+
+#: The model's reason for refusing replicas to a container with volumes.
+_ONE_NODE = (
+    "an application with volumes runs once: its data is on one node "
+    "(replicas are for applications without volumes)"
+)
+
+
+def _stateless(**changes: Any) -> dict[str, Any]:
+    """The `_container` db without volumes (so it may run several instances)."""
+    return _container(volumes=None, **changes)
+
+
+def test_create_container_with_replicas(api: APIHarness) -> None:
+    """
+    A container without volumes created with replicas answers and lists
+    them; the configuration has them.
+    """
+    result = api.request("POST", "/v1/configuration/containers", _stateless(replicas=3))
+    assert (result.code, result.body) == (201, _stateless(replicas=3))
+    app, _ = api.stored().deployment.get_application("db")
+    assert app.replicas == 3
+    assert _listing(api)[1] == [result.body]
+
+
+def test_container_running_once_answers_without_replicas(api: APIHarness) -> None:
+    """
+    A container created with replicas 1 (the default) runs once and
+    answers without the key, as in the original API.
+    """
+    result = api.request("POST", "/v1/configuration/containers", _container(replicas=1))
+    assert (result.code, result.body) == (201, _container())
+    assert api.stored().deployment.get_application("db")[0].replicas == 1
+
+
+def test_create_container_with_volumes_and_replicas_refused(api: APIHarness) -> None:
+    """
+    A container with volumes asking for more than one instance is a 400
+    giving the model's reason, and nothing is configured.
+    """
+    description = api.refused(
+        400, "POST", "/v1/configuration/containers", _container(replicas=2)
+    )
+    assert description == _ONE_NODE
+    assert _listing(api)[1] == []
+
+
+@pytest.mark.parametrize("replicas", [0, -1, 65, True, "2", 2.5, None])
+def test_create_container_bad_replicas_refused(api: APIHarness, replicas: Any) -> None:
+    """Replicas that are not an integer from 1 to 64 are a 400 naming them."""
+    body = {**_stateless(), "replicas": replicas}
+    assert "replicas" in api.refused(400, "POST", "/v1/configuration/containers", body)
+
+
+def test_update_replicas_makes_a_revision(api: APIHarness) -> None:
+    """
+    A change of replicas alone is an update: the next revision, waiting to
+    be healthy, the previous specification (running once) kept; back to
+    1, the answer has no replicas again; the same number changes nothing.
+    """
+    api.request("POST", "/v1/configuration/containers", _stateless())
+    result = api.request("POST", "/v1/configuration/containers/db", {"replicas": 4})
+    assert (result.code, result.body) == (
+        200,
+        {
+            **_stateless(replicas=4),
+            "revision": 1,
+            "updating": True,
+            "previous_image": "postgres:16",
+        },
+    )
+    app, _ = api.stored().deployment.get_application("db")
+    assert app.previous is not None
+    assert (app.replicas, app.previous.replicas) == (4, 1)
+    tag, listed = _listing(api)
+    same = api.request("POST", "/v1/configuration/containers/db", {"replicas": 4})
+    assert (same.body, _listing(api)) == (result.body, (tag, listed))
+    once = api.request("POST", "/v1/configuration/containers/db", {"replicas": 1})
+    assert "replicas" not in once.body and once.body["revision"] == 2
+
+
+def test_rollback_restores_replicas(api: APIHarness) -> None:
+    """A rollback of a scale-out returns to the instances the container ran before."""
+    api.request("POST", "/v1/configuration/containers", _stateless(replicas=2))
+    api.request(
+        "POST", "/v1/configuration/containers/db", {"replicas": 5, "image": "postgres:17"}
+    )
+    result = api.request("POST", "/v1/configuration/containers/db/rollback")
+    assert result.body == {**_stateless(replicas=2), "revision": 2}
+
+
+def test_move_keeps_replicas(api: APIHarness) -> None:
+    """A container running several instances keeps them when moved."""
+    api.request("POST", "/v1/configuration/containers", _stateless(replicas=2))
+    result = api.request("POST", "/v1/configuration/containers/db", {"node_uuid": NODE_B})
+    assert (result.body["node_uuid"], result.body["replicas"]) == (NODE_B, 2)
+    assert "revision" not in result.body
+
+
+@pytest.mark.parametrize(
+    "body", [{"replicas": 2}, {"replicas": 3, "image": "postgres:17", "node_uuid": NODE_B}]
+)
+def test_update_replicas_with_volumes_refused(api: APIHarness, body: Any) -> None:
+    """
+    More than one instance of a container with volumes is a 400 giving the
+    model's reason, and neither that nor the rest of the request (a new
+    image, a move) is made.
+    """
+    _created(api)
+    tag, before = _listing(api)
+    description = api.refused(400, "POST", "/v1/configuration/containers/db", body)
+    assert description == _ONE_NODE
+    assert _listing(api) == (tag, before)
+
+
+@pytest.mark.parametrize("replicas", [0, 65, None, True, "3"])
+def test_update_bad_replicas_refused(api: APIHarness, replicas: Any) -> None:
+    """
+    An update's replicas that are not an integer from 1 to 64 (null does
+    not remove them) are a 400 naming them, changing nothing.
+    """
+    api.request("POST", "/v1/configuration/containers", _stateless(replicas=2))
+    description = api.refused(
+        400, "POST", "/v1/configuration/containers/db", {"replicas": replicas}
+    )
+    assert "replicas" in description
+
+
+def test_openapi_declares_replicas(api: APIHarness) -> None:
+    """
+    The OpenAPI document declares replicas (1 to 64) in a new container
+    and in an update, and in a configured container answered (2 to 64:
+    present only above 1).
+    """
+    schemas = api.request("GET", "/v1/openapi.json").body["components"]["schemas"]
+    replicas = schemas["container_replicas"]
+    assert (replicas["type"], replicas["minimum"], replicas["maximum"]) == ("integer", 1, 64)
+    for name in ("container_create", "container_update"):
+        assert schemas[name]["properties"]["replicas"] == {
+            "$ref": "#/components/schemas/container_replicas"
+        }
+    answered = schemas["configuration_container"]["properties"]["replicas"]
+    assert (answered["minimum"], answered["maximum"]) == (2, 64)
+    assert "replicas" not in schemas["state_container"]["properties"]
+
+
+def test_state_lists_each_instance(api: APIHarness) -> None:
+    """
+    Each node reporting an instance of a container is one entry of the
+    state, on that node, with no replicas key.
+    """
+    web = Application(name="web", image="nginx", replicas=2)
+    api.state.update_node_state(NodeState(uuid=NODE_A, applications={"web": web}))
+    api.state.update_node_state(NodeState(uuid=NODE_B, applications={"web": web}))
+    body = api.request("GET", "/v1/state/containers").body
+    assert sorted(e["node_uuid"] for e in body) == sorted([NODE_A, NODE_B])
+    assert all("replicas" not in e for e in body)

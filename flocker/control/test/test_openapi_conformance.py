@@ -275,6 +275,11 @@ def _copy_names_too_long(body: dict[str, Any]) -> bool:
     return longest + 2 > 128
 
 
+def _several_instances(body: dict[str, Any]) -> bool:
+    replicas = body.get("replicas", 1)
+    return isinstance(replicas, int | float) and replicas > 1
+
+
 def breaks_a_cross_field_rule(operation: str, body: Any) -> bool:
     """
     Whether a schema-valid body of ``operation`` (its ``operationId``)
@@ -286,6 +291,9 @@ def breaks_a_cross_field_rule(operation: str, body: Any) -> bool:
       publishes (an update whose own ``ports`` leave it out contradicts
       itself; one that leaves out ``ports`` conflicts, if at all, with the
       container's, a 409 that is rightful);
+    * a container with volumes runs once (``replicas`` 1): an update's
+      body cannot tell whether the container mounts any, so an update to
+      more than one instance counts as breaking it;
     * an environment's ``ports`` name only its copies and applications, and
       its copies' applications (``<application>-<name>-<copy>``) are
       container names too, at most 128 characters;
@@ -295,11 +303,15 @@ def breaks_a_cross_field_rule(operation: str, body: Any) -> bool:
     if not isinstance(body, dict):
         return False
     if operation == "create_container":
-        return _mountpoints_or_datasets_repeat(body) or _health_port_unpublished(
-            body, ports_required=True
+        return (
+            _mountpoints_or_datasets_repeat(body)
+            or _health_port_unpublished(body, ports_required=True)
+            or (bool(body.get("volumes")) and _several_instances(body))
         )
     if operation == "update_container":
-        return _health_port_unpublished(body, ports_required=False)
+        return _health_port_unpublished(
+            body, ports_required=False
+        ) or _several_instances(body)
     if operation == "create_environment":
         return _ports_name_strangers(body) or _copy_names_too_long(body)
     if operation in ("create_dataset", "update_dataset"):
@@ -503,6 +515,19 @@ def test_narrowed_document_keeps_everything_else() -> None:
         ("update_container", {"health": {"kind": "tcp", "port": 80}}, False),
         ("update_container", {"health": None, "ports": []}, False),
         ("update_container", {"health": {"kind": "tcp", "port": 80}, "ports": []}, True),
+        ("create_container", {"replicas": 3}, False),
+        (
+            "create_container",
+            {"replicas": 1, "volumes": [{"dataset_id": "A", "mountpoint": "/a"}]},
+            False,
+        ),
+        (
+            "create_container",
+            {"replicas": 2, "volumes": [{"dataset_id": "A", "mountpoint": "/a"}]},
+            True,
+        ),
+        ("update_container", {"replicas": 1}, False),
+        ("update_container", {"replicas": 2}, True),
         ("create_dataset", {"primary": "n", "replicas": []}, False),
         ("update_dataset", {"replicas": ["n"]}, True),
         ("create_dataset", {"primary": "n", "replicas": ["n"]}, True),
