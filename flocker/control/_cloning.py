@@ -230,9 +230,9 @@ def _copy_application(
     """
     ``original`` renamed, on its clones, with its own ports remapped
     (``ports``) and its links rewired (``links``: the group's external
-    ports → the copy's).  The copy has the original's health check but
-    not its update history: it is a new application, at revision 0, with
-    nothing to roll back to.
+    ports → the copy's).  The copy has the original's health check and
+    ``replicas`` (it runs as many instances), but not its update history:
+    it is a new application, at revision 0, with nothing to roll back to.
     """
     return original.specification().set(
         revision=0,

@@ -374,3 +374,20 @@ def test_blocked_port_moves_in_the_previous_specification_too() -> None:
     assert web.previous is not None
     links = {link.alias: link.remote_port for link in web.previous.links}
     assert links["db"] == move.new_port
+
+
+def test_copy_keeps_the_replicas_of_its_original() -> None:
+    """
+    A copy of an application running several instances runs as many (on
+    its own ports), also when its copy is reset; the original is unchanged.
+    """
+    d = staging()
+    web, _ = d.get_application("web")
+    d = d.update_application(web.set(replicas=3))
+    d = clone_environment(d, "staging", ["web", "db"], ["alice"], SNAP, None, ids())
+    copy, node = d.get_application("web-staging-alice")
+    assert (copy.replicas, copy.revision, copy.previous, node) == (3, 0, None, N1)
+    assert d.get_application("db-staging-alice")[0].replicas == 1
+    d = reset_copy(d, "staging", "alice", new_id=ids("cccccccc"))
+    assert d.get_application("web-staging-alice")[0].replicas == 3
+    assert d.get_application("web")[0].replicas == 3
