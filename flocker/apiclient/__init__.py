@@ -16,6 +16,7 @@ from ._client import (
 from ._https import TLSHandshakeFailed, https_agent
 from ._interface import (
     HEALTH_STATUSES,
+    MAXIMUM_INSTANCES,
     UNCHANGED,
     BadRequest,
     ConfigurationChanged,
@@ -79,6 +80,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "DEFAULT_API_PORT",
     "HEALTH_STATUSES",
+    "MAXIMUM_INSTANCES",
     "UNCHANGED",
     "BadRequest",
     "ConfigurationChanged",

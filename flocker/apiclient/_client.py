@@ -629,6 +629,7 @@ class FlockerClient(CloningRequests):
         swappiness: int | None = UNCHANGED,
         restart_policy: RestartPolicy = UNCHANGED,
         health: HealthCheck | None = UNCHANGED,
+        replicas: int = UNCHANGED,
         configuration_tag: str | None = None,
     ) -> Deferred[Container]:
         """See `IFlockerAPIV1Client.update_container`."""
@@ -645,6 +646,7 @@ class FlockerClient(CloningRequests):
                 "swappiness": swappiness,
                 "restart_policy": restart_policy,
                 "health": health,
+                "replicas": replicas,
             }
         )
 

@@ -373,3 +373,118 @@ class ContainerUpdateContract:
         self.refused(
             cluster, NothingToRollBack, lambda: client.rollback_container("web-s-1")
         )
+
+    # -- instances (replicas) ----------------------------------------------------------
+
+    def test_create_with_several_instances(self, cluster: Any) -> None:
+        """
+        A container without volumes created with several instances has
+        them, listed too; one created without runs once.
+        """
+        created = self.created(cluster, replicas=3)
+        assert created.replicas == 3
+        assert self.listed(cluster) == created
+        once = self.created(cluster, name="api", ports=[])
+        assert (once.replicas, self.listed(cluster, "api").replicas) == (1, 1)
+
+    def test_container_replicas_refused(self, cluster: Any) -> None:
+        """
+        More than one instance of a container with volumes, at creation or
+        by an update, is refused (`BadRequest`, saying replicas are for
+        containers without volumes), and so are replicas out of 1 to 64 (or
+        ``None`` in an update); nothing changes.
+        """
+        client = cluster.client
+        dataset = self.create(cluster)
+        volumes = [MountedDataset(dataset_id=dataset.dataset_id, mountpoint="/d")]
+        with pytest.raises(BadRequest) as refusal:
+            self.run(
+                cluster,
+                client.create_container(
+                    self.container(cluster, volumes=volumes, replicas=2)
+                ),
+            )
+        assert "replicas are for applications without volumes" in refusal.value.description
+        for replicas in (0, 65):
+            self.refused(
+                cluster,
+                BadRequest,
+                lambda n=replicas: client.create_container(
+                    self.container(cluster, replicas=n)
+                ),
+            )
+        self.created(cluster, volumes=volumes)
+        self.created(cluster, name="api", ports=[], replicas=2)
+        updates: list[tuple[str, int | None]] = [
+            ("web", 2),
+            ("api", 0),
+            ("api", 65),
+            ("api", None),
+        ]
+        for name, count in updates:
+            self.refused(
+                cluster,
+                BadRequest,
+                lambda c=name, n=count: client.update_container(c, replicas=n),
+            )
+        with pytest.raises(BadRequest) as refusal:
+            self.run(cluster, client.update_container("web", image="x", replicas=2))
+        assert "replicas are for applications without volumes" in refusal.value.description
+
+    def test_scale_is_an_update(self, cluster: Any) -> None:
+        """
+        A change of replicas alone is the next revision, updating, which a
+        rollback undoes; the same number changes nothing.
+        """
+        created = self.created(cluster)
+        client = cluster.client
+        scaled = self.run(cluster, client.update_container("web", replicas=4))
+        assert scaled == created.set(
+            replicas=4, revision=1, updating=True, previous_image="nginx:1"
+        )
+        assert self.listed(cluster) == scaled
+        same = self.run(cluster, client.update_container("web", replicas=4))
+        assert same == scaled
+        rolled_back = self.run(cluster, client.rollback_container("web"))
+        assert rolled_back == created.set(revision=2)
+
+    def test_state_reports_each_instance(self, cluster: Any) -> None:
+        """
+        Each instance is reported running on its node (the container's
+        own, then the others; instances beyond the nodes do not run), with
+        the health its node reports; another instance's health does not
+        settle an update, the container's own node's does.
+        """
+        created = self.created(cluster, replicas=3)
+        client = cluster.client
+        cluster.converge()
+        states = self.run(cluster, client.list_containers_state())
+        assert sorted(str(s.container.node_uuid) for s in states) == sorted(
+            map(str, cluster.nodes)
+        )
+        assert all(
+            s.running and s.container == created.set(node_uuid=s.container.node_uuid, replicas=1)
+            for s in states
+        )
+        self.run(cluster, client.update_container("web", image="nginx:2"))
+        cluster.converge()
+        cluster.report_health("web", "unhealthy", "HTTP 500", node_uuid=cluster.nodes[1])
+        cluster.report_health("web", "healthy", None)
+        health = {
+            s.container.node_uuid: (s.health, s.health_reason)
+            for s in self.run(cluster, client.list_containers_state())
+        }
+        assert health == {
+            cluster.nodes[0]: ("healthy", None),
+            cluster.nodes[1]: ("unhealthy", "HTTP 500"),
+        }
+        done = self.listed(cluster)
+        assert (done.revision, done.updating, done.update_failed) == (1, False, None)
+
+    def test_environment_copy_keeps_replicas(self, cluster: Any) -> None:
+        """A copy of a container running several instances runs as many."""
+        self.created(cluster, replicas=2)
+        cluster.converge()
+        self.run(cluster, cluster.client.create_environment("s", ["web"], 1))
+        copy = self.listed(cluster, "web-s-1")
+        assert (copy.replicas, copy.revision) == (2, 0)

@@ -41,6 +41,7 @@ __all__ = [
     "FailoverResult",
     "FlockerAPIError",
     "HEALTH_STATUSES",
+    "MAXIMUM_INSTANCES",
     "HealthCheck",
     "IFlockerAPIV1Client",
     "Lease",
@@ -345,6 +346,9 @@ class HealthCheck(PClass):
     start_period = field(type=float, initial=30.0, factory=float)
 
 
+#: The most instances of one container (`Container.replicas`).
+MAXIMUM_INSTANCES = 64
+
 #: What a node reports of a container's health (`ContainerState.health`).
 HEALTH_STATUSES = ("starting", "healthy", "unhealthy")
 
@@ -355,7 +359,10 @@ class Container(PClass):
 
     What a user sets: everything up to ``health`` (its `HealthCheck`, or
     ``None``: then a TCP connect on its lowest published port, or nothing
-    when it publishes none).  What the control service keeps, read only
+    when it publishes none), and ``replicas``: how many instances run, the
+    first on ``node_uuid`` and the others on the nodes after it in the
+    order of their UUIDs, one per node (1 to `MAXIMUM_INSTANCES`; more
+    than 1 only without volumes).  What the control service keeps, read only
     (ignored when creating): ``revision`` counts the updates of its
     specification (0 when created); ``updating``: the last update waits
     for the new instance to be healthy, and is rolled back by itself if it
@@ -382,6 +389,7 @@ class Container(PClass):
     updating = field(type=bool, initial=False)
     update_failed = field(type=(str, type(None)), initial=None)
     previous_image = field(type=(str, type(None)), initial=None)
+    replicas = field(type=int, initial=1)
 
     def specification(self) -> Container:
         """The container without what the control service keeps (its revision and history)."""
@@ -392,7 +400,10 @@ class Container(PClass):
 
 class ContainerState(PClass):
     """
-    A container a node reports, and whether it is running.
+    A container a node reports, and whether it is running: one for each
+    instance, on the node running it (its ``container.node_uuid``), so a
+    container running several instances is reported several times; the
+    reported ``container.replicas`` is always 1 (nodes do not say).
 
     :ivar health: ``"starting"``, ``"healthy"`` or ``"unhealthy"`` as the
         node last probed it, or ``None`` if the node reported no health.
@@ -759,7 +770,8 @@ class IFlockerAPIV1Client(Interface):
         Configure a container; its volumes' datasets must have its node as primary.
 
         Fails with `ContainerAlreadyExists`, `UnknownDataset`, `BadRequest`
-        (unknown node, invalid field) or `ContainerConflict`.
+        (unknown node, invalid field, ``replicas`` out of range or above 1
+        with volumes) or `ContainerConflict`.
         """
 
     def move_container(name: str, node_uuid: UUID) -> Deferred[Container]:
@@ -782,11 +794,13 @@ class IFlockerAPIV1Client(Interface):
         swappiness: int | None = UNCHANGED,
         restart_policy: RestartPolicy = UNCHANGED,
         health: HealthCheck | None = UNCHANGED,
+        replicas: int = UNCHANGED,
         configuration_tag: str | None = None,
     ) -> Deferred[Container]:
         """
-        Change a container's specification (its volumes excepted), and/or
-        move it (``node_uuid``) with the datasets it mounts.
+        Change a container's specification (its volumes excepted; how many
+        instances run, ``replicas``, included), and/or move it
+        (``node_uuid``) with the datasets it mounts.
 
         Each value given replaces the whole field (``environment`` is the
         whole environment); ``None`` removes ``command_line``,
@@ -799,7 +813,8 @@ class IFlockerAPIV1Client(Interface):
         ``update_failed``).  The same specification changes nothing.
 
         Fails with `UnknownContainer`, `BadRequest` (nothing to change, an
-        unknown node, an invalid field, a request whose health check probes
+        unknown node, an invalid field, ``replicas`` out of range or above
+        1 for a container with volumes, a request whose health check probes
         a port its own new ``ports`` leave out) or `ContainerConflict` (a
         port is taken on its node; a dataset cannot move; a new health
         check on a port the container does not publish, or new ports

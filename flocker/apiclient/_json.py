@@ -347,7 +347,9 @@ def _links_to_json(links: Any) -> list[dict[str, Any]]:
 def container_to_json(container: Container) -> dict[str, Any]:
     """
     The REST API's JSON for creating a `Container`: what a user sets (not
-    its ``revision`` and update history, which the control service keeps).
+    its ``revision`` and update history, which the control service keeps);
+    ``replicas`` only when it runs more than one instance, so a request
+    for one is the original API's.
     """
     body: dict[str, Any] = {
         "node_uuid": str(container.node_uuid),
@@ -369,6 +371,8 @@ def container_to_json(container: Container) -> dict[str, Any]:
         body["command_line"] = list(container.command_line)
     if container.health is not None:
         body["health"] = health_to_json(container.health)
+    if container.replicas != 1:
+        body["replicas"] = container.replicas
     return body
 
 
@@ -406,7 +410,8 @@ def container_update_to_json(changes: Mapping[str, Any]) -> dict[str, Any]:
 def container_from_json(body: dict[str, Any]) -> Container:
     """
     A `Container` from the REST API's JSON (a ``health`` that is not a
-    mapping, as in a state entry, is not its health check).
+    mapping, as in a state entry, is not its health check; ``replicas``
+    left out is one instance).
     """
     restart = body.get("restart_policy", {"name": "never"})
     command_line = body.get("command_line")
@@ -435,6 +440,7 @@ def container_from_json(body: dict[str, Any]) -> Container:
         updating=bool(body.get("updating", False)),
         update_failed=body.get("update_failed"),
         previous_image=body.get("previous_image"),
+        replicas=body.get("replicas", 1),
     )
 
 

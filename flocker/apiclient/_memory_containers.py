@@ -14,13 +14,18 @@ holds their reported health, with the rules of the control service's model
   back by hand);
 * a rollback returns to the previous specification as the next revision,
   after which there is nothing to roll back to;
-* a health check probes one of the container's published internal ports.
+* a health check probes one of the container's published internal ports;
+* a container runs 1 to `MAXIMUM_INSTANCES` instances (``replicas``), more
+  than one only without volumes; each instance runs on its own node (the
+  first on the container's node, the others on the nodes after it in the
+  order of their UUIDs) and is reported there, with the health that node
+  reports; only the container's own node's report settles an update.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +33,7 @@ from twisted.internet.defer import Deferred
 
 from ._interface import (
     HEALTH_STATUSES,
+    MAXIMUM_INSTANCES,
     UNCHANGED,
     BadRequest,
     Container,
@@ -41,7 +47,19 @@ from ._interface import (
     UnknownContainer,
 )
 
-__all__ = ["FakeContainerUpdates", "check_health"]
+__all__ = [
+    "ONE_INSTANCE_WITH_VOLUMES",
+    "FakeContainerUpdates",
+    "check_health",
+    "check_replicas",
+    "instance_nodes",
+]
+
+#: Why a container with volumes runs once (the control service's words).
+ONE_INSTANCE_WITH_VOLUMES = (
+    "an application with volumes runs once: its data is on one node "
+    "(replicas are for applications without volumes)"
+)
 
 #: The most seconds an interval, timeout or start period may be.
 _MAXIMUM_SECONDS = 86400.0
@@ -87,6 +105,40 @@ def check_health(container: Container) -> None:
         )
 
 
+def _check_replicas_range(replicas: object) -> None:
+    """Refuse (`BadRequest`) a number of instances that is not 1 to 64."""
+    if (
+        not isinstance(replicas, int)
+        or isinstance(replicas, bool)
+        or not 1 <= replicas <= MAXIMUM_INSTANCES
+    ):
+        raise BadRequest(
+            400, f"replicas must be an integer from 1 to {MAXIMUM_INSTANCES}: {replicas!r}"
+        )
+
+
+def check_replicas(container: Container) -> None:
+    """
+    Refuse (`BadRequest`) a container running a number of instances that
+    is not 1 to `MAXIMUM_INSTANCES`, or more than one with volumes, as the
+    control service does.
+    """
+    _check_replicas_range(container.replicas)
+    if container.replicas > 1 and container.volumes:
+        raise BadRequest(400, ONE_INSTANCE_WITH_VOLUMES)
+
+
+def instance_nodes(container: Container, nodes: Iterable[UUID]) -> list[UUID]:
+    """
+    The nodes a container's instances run on, its own node first, then the
+    nodes after it in the order of their UUIDs (wrapping around), one
+    instance per node; instances beyond the number of nodes do not run.
+    """
+    ring = sorted(set(nodes) | {container.node_uuid})
+    start = ring.index(container.node_uuid)
+    return (ring[start:] + ring[:start])[: container.replicas]
+
+
 def _check_updated_health(
     current: Container, new: Container, changes: Mapping[str, Any]
 ) -> None:
@@ -129,29 +181,47 @@ class FakeContainerUpdates:
     _containers: dict[str, Container]
     #: Container name → the specification its last update replaced.
     _previous: dict[str, Container]
-    #: Container name → (status, reason) its node last reported.
-    _health: dict[str, tuple[str, str | None]]
+    #: (container name, node) → (status, reason) that node last reported.
+    _health: dict[tuple[str, UUID], tuple[str, str | None]]
     _state_containers: list[ContainerState]
     _write: Callable[..., Deferred[Any]]
     _move: Callable[[Container, UUID], Container]
     _check_ports: Callable[[Container, UUID], None]
 
-    def report_health(self, name: str, status: str, reason: str | None = None) -> None:
+    def report_health(
+        self,
+        name: str,
+        status: str,
+        reason: str | None = None,
+        node_uuid: UUID | None = None,
+    ) -> None:
         """
-        Make the node running a container report its health at its current
-        revision, as its container agent does; an update waiting for it
-        ends (``healthy``) or is rolled back by the control service
-        (``unhealthy``).
+        Make a node running an instance of a container report its health
+        at the container's current revision, as its container agent does:
+        ``node_uuid``, or the container's own node.  The container's own
+        node's report settles an update waiting for it: it ends
+        (``healthy``) or is rolled back by the control service
+        (``unhealthy``); another instance's report settles nothing.
+
+        :raise ValueError: an unknown status, or no node given for a
+            container that is not configured.
         """
         if status not in HEALTH_STATUSES:
             raise ValueError(f"not a health status: {status!r}")
-        self._health[name] = (status, reason)
+        container = self._containers.get(name)
+        node = node_uuid
+        if node is None:
+            if container is None:
+                raise ValueError(f"container {name!r} is not configured: name the node")
+            node = container.node_uuid
+        self._health[(name, node)] = (status, reason)
         self._state_containers = [
-            s.set(health=status, health_reason=reason) if s.container.name == name else s
+            s.set(health=status, health_reason=reason)
+            if (s.container.name, s.container.node_uuid) == (name, node)
+            else s
             for s in self._state_containers
         ]
-        container = self._containers.get(name)
-        if container is None or not container.updating:
+        if container is None or not container.updating or node != container.node_uuid:
             return
         if status == "healthy":
             self._containers[name] = container.set(updating=False)
@@ -159,6 +229,28 @@ class FakeContainerUpdates:
             seen = f": {reason}" if reason else ""
             why = f"revision {container.revision} of {name!r} was unhealthy{seen}"
             self._containers[name] = self._restored(container, why)
+
+    def _instance_states(self, nodes: Iterable[UUID]) -> list[ContainerState]:
+        """
+        What the nodes report once they run what the configuration asks:
+        each instance of each container running on its node, with the
+        health that node last reported for it; the container's
+        ``replicas`` is not reported (1).
+        """
+        nodes = set(nodes)
+        states = []
+        for container in self._containers.values():
+            for node in instance_nodes(container, nodes):
+                status, reason = self._health.get((container.name, node), (None, None))
+                states.append(
+                    ContainerState(
+                        container=container.set(node_uuid=node, replicas=1),
+                        running=True,
+                        health=status,
+                        health_reason=reason,
+                    )
+                )
+        return states
 
     def _restored(self, container: Container, reason: str | None) -> Container:
         """The previous specification as the container's next revision."""
@@ -185,6 +277,7 @@ class FakeContainerUpdates:
         swappiness: int | None = UNCHANGED,
         restart_policy: RestartPolicy = UNCHANGED,
         health: HealthCheck | None = UNCHANGED,
+        replicas: int = UNCHANGED,
         configuration_tag: str | None = None,
     ) -> Deferred[Container]:
         """See `IFlockerAPIV1Client.update_container`."""
@@ -199,6 +292,7 @@ class FakeContainerUpdates:
             "swappiness": swappiness,
             "restart_policy": restart_policy,
             "health": health,
+            "replicas": replicas,
         }
         changes = {k: v for k, v in given.items() if v is not UNCHANGED}
         if "command_line" in changes and changes["command_line"] is not None:
@@ -207,6 +301,8 @@ class FakeContainerUpdates:
         def change() -> Container:
             if not changes and node_uuid is UNCHANGED:
                 raise BadRequest(400, "nothing to update: give at least one field")
+            if "replicas" in changes:
+                _check_replicas_range(changes["replicas"])
             container = self._containers.get(name)
             if container is None:
                 raise UnknownContainer(404, f"unknown application {name!r}")
@@ -217,6 +313,7 @@ class FakeContainerUpdates:
             if new != container.specification():
                 _check_updated_health(container, new, changes)
                 check_health(new)
+                check_replicas(new)
                 self._check_ports(new, container.node_uuid)
                 self._previous[name] = container.specification()
                 container = new.set(

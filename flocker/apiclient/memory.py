@@ -53,7 +53,7 @@ from ._interface import (
     UnknownLease,
 )
 from ._memory_cloning import FakeCloning, _FakeEnvironment
-from ._memory_containers import FakeContainerUpdates, check_health
+from ._memory_containers import FakeContainerUpdates, check_health, check_replicas
 
 __all__ = ["FakeFlockerClient"]
 
@@ -99,8 +99,10 @@ class FakeFlockerClient(FakeCloning, FakeContainerUpdates):
     _containers: dict[str, Container] = attrs.field(factory=dict, init=False)
     #: Container name → the specification its last update replaced.
     _previous: dict[str, Container] = attrs.field(factory=dict, init=False)
-    #: Container name → the (status, reason) its node last reported.
-    _health: dict[str, tuple[str, str | None]] = attrs.field(factory=dict, init=False)
+    #: (container name, node) → the (status, reason) that node last reported.
+    _health: dict[tuple[str, UUID], tuple[str, str | None]] = attrs.field(
+        factory=dict, init=False
+    )
     _generation: int = attrs.field(default=0, init=False)
     _state_datasets: list[DatasetState] = attrs.field(factory=list, init=False)
     _state_containers: list[ContainerState] = attrs.field(factory=list, init=False)
@@ -141,7 +143,8 @@ class FakeFlockerClient(FakeCloning, FakeContainerUpdates):
         """
         Make the reported state what the configuration asks for: rollbacks
         asked for are done (later snapshots discarded), deleted datasets
-        are gone with their snapshots.
+        are gone with their snapshots, and each container's instances run
+        on their nodes (`instance_nodes` among the known nodes).
         """
         for dataset_id, rollback in self._rollbacks.items():
             if self._rolled_back.get(dataset_id) == rollback.request_id:
@@ -166,15 +169,7 @@ class FakeFlockerClient(FakeCloning, FakeContainerUpdates):
         self._snapshots = {
             k: v for k, v in self._snapshots.items() if k in self._datasets
         }
-        self._state_containers = [
-            ContainerState(
-                container=c,
-                running=True,
-                health=self._health.get(c.name, (None, None))[0],
-                health_reason=self._health.get(c.name, (None, None))[1],
-            )
-            for c in self._containers.values()
-        ]
+        self._state_containers = self._instance_states(self._nodes)
         now = self.clock.seconds()
         self._replica_snapshots = {
             (d.dataset_id, node): ("replicated", now)
@@ -630,6 +625,7 @@ class FakeFlockerClient(FakeCloning, FakeContainerUpdates):
         container = container.specification()
 
         def change() -> Container:
+            check_replicas(container)
             self._require_node(container.node_uuid)
             if container.name in self._containers:
                 raise ContainerAlreadyExists(
@@ -694,4 +690,9 @@ class FakeFlockerClient(FakeCloning, FakeContainerUpdates):
 
     def list_containers_state(self) -> Deferred[list[ContainerState]]:
         """See `IFlockerAPIV1Client.list_containers_state`."""
-        return succeed(sorted(self._state_containers, key=lambda c: c.container.name))
+        return succeed(
+            sorted(
+                self._state_containers,
+                key=lambda c: (c.container.name, str(c.container.node_uuid)),
+            )
+        )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 import attrs
@@ -49,7 +49,12 @@ from ._interface import (
     UnknownLease,
 )
 
-__all__ = ["ClientFixture", "make_iflockerapiv1client_tests", "result_of"]
+__all__ = [
+    "ClientFixture",
+    "ReportHealth",
+    "make_iflockerapiv1client_tests",
+    "result_of",
+]
 
 T = TypeVar("T")
 MIB = 1024 * 1024
@@ -57,6 +62,30 @@ MIB = 1024 * 1024
 
 def _no_transfers(*args: Any) -> None:
     """A cluster whose agents cannot be driven (report transfers, disconnect)."""
+    raise NotImplementedError("this fixture cannot drive the nodes' agents")
+
+
+class ReportHealth(Protocol):
+    """How a `ClientFixture` makes a node report a container's health."""
+
+    def __call__(
+        self,
+        name: str,
+        status: str,
+        reason: str | None,
+        node_uuid: UUID | None = None,
+    ) -> None:
+        """
+        The node running an instance of container ``name`` (``node_uuid``,
+        or the container's own node) reports its health at the container's
+        current revision.
+        """
+
+
+def _no_health(
+    name: str, status: str, reason: str | None, node_uuid: UUID | None = None
+) -> None:
+    """A cluster whose container agents cannot be driven."""
     raise NotImplementedError("this fixture cannot drive the nodes' agents")
 
 
@@ -72,7 +101,9 @@ class ClientFixture:
     :ivar clock: the cluster's time (advance it to expire leases).
     :ivar converge: make the reported state what the configuration asks for
         (deleted datasets then leave the configuration); each standing
-        replica reports a snapshot named ``replicated`` taken now.
+        replica reports a snapshot named ``replicated`` taken now; each
+        instance of a container runs on its node (the container's own, then
+        the nodes after it in the order of their UUIDs).
     :ivar heard_from: note that a node's dataset agent was heard from now
         (a failover without force is then refused for a while).
     :ivar flush: deliver pending in-memory I/O (a no-op for fakes).
@@ -85,9 +116,10 @@ class ClientFixture:
     :ivar disconnect_agent: make a node's dataset agent unreachable by the
         control service.
     :ivar report_health: make the node running a configured container
-        report its health (``"starting"``, ``"healthy"`` or
-        ``"unhealthy"``, and the last failure's reason or ``None``) at its
-        current revision, as its container agent does.
+        (or one of its instances: ``node_uuid``) report its health
+        (``"starting"``, ``"healthy"`` or ``"unhealthy"``, and the last
+        failure's reason or ``None``) at its current revision, as its
+        container agent does.
     """
 
     client: Any
@@ -100,7 +132,7 @@ class ClientFixture:
     flush: Callable[[], None] = lambda: None
     report_transfers: Callable[..., None] = _no_transfers
     disconnect_agent: Callable[[UUID], None] = _no_transfers
-    report_health: Callable[[str, str, str | None], None] = _no_transfers
+    report_health: ReportHealth = _no_health
 
 
 def result_of(fixture: ClientFixture, d: Deferred[T]) -> T:

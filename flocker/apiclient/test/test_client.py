@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import attrs
+import pytest
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
@@ -23,6 +24,7 @@ from flocker.control import (
     ClusterStateService,
     ConfigurationService,
     MemoryConfigurationStore,
+    instance_nodes,
 )
 from flocker.control._maintenance import DeletedDatasetCleaner
 from flocker.control._protocol import AgentUnavailable
@@ -168,10 +170,15 @@ def real_cluster() -> ClientFixture:
         Report what the configuration asks for, as agents would: each
         primary copy is exposed (rollbacks asked for done) with its
         snapshots; a former primary that a failover superseded reports its
-        copy as diverged; the datasets deleted there are seen deleted.
+        copy as diverged; the datasets deleted there are seen deleted;
+        each instance of an application runs on its node.
         """
         deployment = configuration.deployment
         epochs = {d.dataset_id: d.epoch for d, _ in deployment.all_datasets()}
+        running: dict[str, dict[str, Any]] = {str(n): {} for n in nodes}
+        for app, home in deployment.all_applications():
+            for node_uuid in instance_nodes(app, home, running):
+                running[node_uuid][app.name] = app
         for uuid in map(str, nodes):
             node = deployment.get_node(uuid)
             datasets = {
@@ -218,7 +225,7 @@ def real_cluster() -> ClientFixture:
                 NodeState(
                     uuid=uuid,
                     datasets=datasets,
-                    applications=dict(node.applications),
+                    applications=running[uuid],
                     deletions_seen=[
                         k for k, m in node.manifestations.items() if m.dataset.deleted
                     ],
@@ -237,9 +244,16 @@ def real_cluster() -> ClientFixture:
                 )
         state.update_node_state(NodeState(uuid=str(node), datasets=reported))
 
-    def report_health(name: str, status: str, reason: str | None) -> None:
-        """The node running the application reports its health at its revision."""
-        app, node = configuration.deployment.get_application(name)
+    def report_health(
+        name: str, status: str, reason: str | None, node_uuid: UUID | None = None
+    ) -> None:
+        """
+        The node running the application (``node_uuid``, or its own node)
+        reports its health at its revision, with what it reported of the
+        others.
+        """
+        app, home = configuration.deployment.get_application(name)
+        node = home if node_uuid is None else str(node_uuid)
         health = ApplicationHealth(
             application=name,
             status=status,
@@ -247,7 +261,10 @@ def real_cluster() -> ClientFixture:
             reason=reason,
             since=clock.seconds(),
         )
-        state.update_node_state(NodeState(uuid=node, health={name: health}), "container")
+        reported = state.as_deployment_state().get_node(node).health or {}
+        state.update_node_state(
+            NodeState(uuid=node, health={**reported, name: health}), "container"
+        )
 
     return ClientFixture(
         client=FlockerClient(treq, "https://control.example:4523"),
@@ -288,3 +305,18 @@ def test_contract_parts_do_not_hide_each_others_tests() -> None:
     suite = make_iflockerapiv1client_tests(fake_cluster)
     parts = [tests(suite), tests(CloningContract), tests(ContainerUpdateContract)]
     assert all(not (a & b) for i, a in enumerate(parts) for b in parts[i + 1 :])
+
+
+def test_fake_health_report_of_an_unconfigured_container_names_its_node() -> None:
+    """
+    The fake's health report of a container no longer configured needs
+    the reporting node (there is no container's node to default to); an
+    unknown status is refused.
+    """
+    cluster = fake_cluster()
+    client = cluster.client
+    with pytest.raises(ValueError, match="name the node"):
+        client.report_health("web", "healthy")
+    client.report_health("web", "healthy", node_uuid=cluster.nodes[1])
+    with pytest.raises(ValueError, match="not a health status"):
+        client.report_health("web", "fine", node_uuid=cluster.nodes[1])

@@ -188,3 +188,29 @@ def test_a_state_entry_without_health_has_none() -> None:
     )
     assert (state.running, state.health, state.health_reason) == (False, None, None)
     assert state.container.health == HealthCheck(kind="tcp", port=80)
+
+
+# -- containers: instances ----------------------------------------------------------
+
+
+def test_a_container_runs_once_unless_it_says_replicas() -> None:
+    """
+    A container entry without ``replicas`` runs once; with them, as many;
+    creation sends them only above 1, so a request for one instance has
+    the original API's shape.
+    """
+    once = container_from_json(dict(CONTAINER))
+    scaled = container_from_json({**CONTAINER, "replicas": 3})
+    assert (once.replicas, scaled.replicas) == (1, 3)
+    assert "replicas" not in container_to_json(once)
+    assert container_to_json(scaled)["replicas"] == 3
+
+
+def test_an_update_body_carries_replicas() -> None:
+    """An update's replicas are sent as given; left UNCHANGED, not at all."""
+    assert container_update_to_json({"replicas": 5, "image": UNCHANGED}) == {
+        "replicas": 5
+    }
+    assert container_update_to_json({"replicas": UNCHANGED, "image": "x"}) == {
+        "image": "x"
+    }
