@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from ..apiclient import MAXIMUM_INSTANCES
 from ._model import ConfigurationError
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "MEBIBYTE",
     "MINIMUM_MEMORY_LIMIT",
     "PORT_RANGE",
+    "REPLICAS_RANGE",
+    "SINGLE_INSTANCE",
     "child",
     "environment_name",
     "environment_value",
@@ -214,3 +217,11 @@ def mountpoint(source: str, path: str, value: Any) -> str:
 PORT_RANGE = (1, 65535)
 CPU_SHARES_RANGE = (1, 262144)
 MINIMUM_MEMORY_LIMIT = 4 * MEBIBYTE
+#: How many instances of one application the REST API runs (``replicas``).
+REPLICAS_RANGE = (1, MAXIMUM_INSTANCES)
+
+#: Why an application with a volume has one instance (the control service's words).
+SINGLE_INSTANCE = (
+    "an application with volumes runs once: its data is on one node "
+    "(replicas are for applications without volumes)"
+)

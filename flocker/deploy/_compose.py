@@ -20,7 +20,12 @@ have:
 * ``restart``: ``no``, ``always``, ``on-failure`` or ``on-failure:N``;
 * ``healthcheck``, where its test says "this port answers" (``curl -f``,
   ``wget --spider`` or ``nc -z`` of one of the service's internal ports;
-  see `flocker.deploy._health`), or ``disable: true``.
+  see `flocker.deploy._health`), or ``disable: true``;
+* ``deploy: {replicas: N}`` (``mode: replicated`` may be given too), or
+  the older ``scale: N`` (both must then agree): how many instances run,
+  1 to 64, one per node (see `flocker.deploy._flockerformat`); a service
+  with a volume runs once.  Compose's other ``deploy`` keys (resources,
+  placement, update and restart policies…) are refused.
 
 Any other key is refused, naming it.
 """
@@ -33,6 +38,7 @@ from typing import Any
 from ..apiclient import ContainerPort, Link, RestartPolicy
 from ._checks import (
     PORT_RANGE,
+    REPLICAS_RANGE,
     child,
     environment_name,
     environment_value,
@@ -62,20 +68,30 @@ _SERVICE_KEYS = (
     "cpu_shares",
     "restart",
     "healthcheck",
+    "deploy",
+    "scale",
 )
 
 #: Compose keys flocker-deploy knows and cannot honour.
 _UNSUPPORTED = frozenset(
     """
     build cap_add cap_drop cgroup_parent command configs container_name cpu_count
-    cpu_percent cpu_period cpu_quota cpus cpuset depends_on deploy devices dns
+    cpu_percent cpu_period cpu_quota cpus cpuset depends_on devices dns
     dns_search domainname entrypoint env_file expose extends external_links
     extra_hosts group_add hostname init ipc isolation labels logging
     mac_address mem_reservation mem_swappiness memswap_limit network_mode networks
     oom_kill_disable oom_score_adj pid platform privileged profiles pull_policy
-    read_only scale secrets security_opt shm_size stdin_open stop_grace_period
+    read_only secrets security_opt shm_size stdin_open stop_grace_period
     stop_signal storage_opt sysctls tmpfs tty ulimits user userns_mode
     volume_driver volumes_from working_dir
+    """.split()
+)
+
+#: The keys of a service's ``deploy`` that flocker-deploy knows and cannot honour.
+_UNSUPPORTED_DEPLOY = frozenset(
+    """
+    endpoint_mode labels placement resources restart_policy rollback_config
+    update_config
     """.split()
 )
 
@@ -129,6 +145,7 @@ def parse_compose_applications(source: str, document: Any) -> dict[str, Applicat
                 compose_health(source, child(path, "healthcheck"), fields.get("healthcheck")),
                 ports,
             ),
+            **_replicas(source, path, fields),
         }
     result = {}
     for service, fields in parsed.items():
@@ -154,6 +171,47 @@ def _service_keys(source: str, path: str, fields: dict[Any, Any]) -> None:
         if key in _UNSUPPORTED:
             fail(source, child(path, key), "is not supported by flocker-deploy")
     keys(source, path, fields, _SERVICE_KEYS, ("image",))
+
+
+def _replicas(source: str, path: str, fields: dict[Any, Any]) -> dict[str, Any]:
+    """
+    How many instances a service runs, from ``deploy.replicas`` and/or
+    ``scale`` (1 if neither is given), and the path to name if that is too
+    many for a service with a volume.
+    """
+    found: list[tuple[str, int]] = []
+    deploy = fields.get("deploy")
+    if deploy is not None:
+        where = child(path, "deploy")
+        deploy = mapping(source, where, deploy)
+        keys(source, where, deploy, {"mode", "replicas", *_UNSUPPORTED_DEPLOY})
+        for key in sorted(deploy):
+            if key in _UNSUPPORTED_DEPLOY:
+                fail(source, child(where, key), "is not supported by flocker-deploy")
+        mode = deploy.get("mode", "replicated")
+        if mode != "replicated":
+            fail(
+                source,
+                child(where, "mode"),
+                f"{mode!r} is not supported: only replicated (give replicas)",
+            )
+        if deploy.get("replicas") is not None:
+            where = child(where, "replicas")
+            found.append(
+                (where, integer(source, where, deploy["replicas"], *REPLICAS_RANGE))
+            )
+    if fields.get("scale") is not None:
+        where = child(path, "scale")
+        found.append((where, integer(source, where, fields["scale"], *REPLICAS_RANGE)))
+    if len(found) == 2 and found[0][1] != found[1][1]:
+        fail(
+            source,
+            found[1][0],
+            f"{found[1][1]} differs from {found[0][0]} ({found[0][1]}): give one",
+        )
+    if not found:
+        return {}
+    return {"replicas": found[0][1], "replicas_path": found[0][0]}
 
 
 def _ports(source: str, path: str, value: Any) -> list[ContainerPort]:

@@ -14,6 +14,7 @@ Flocker's own file formats: ``application.yml`` and ``deployment.yml``.
         restart_policy: {name: on-failure, maximum_retry_count: 3}
         mem_limit: 256M
         cpu_shares: 512
+        replicas: 1                          # instances, 1 to 64 (see below)
         health:
           http: {port: 80, path: /healthz}   # or tcp: {port: 80}
           interval: 5                        # seconds, or "5s", "1m30s", "500ms"
@@ -23,6 +24,13 @@ Flocker's own file formats: ``application.yml`` and ``deployment.yml``.
 
 (``health`` is described in `flocker.deploy._health`: its port is one of
 the application's internal ports.)
+
+``replicas`` (default 1) runs that many instances of the application, one
+per node: the first on the node the deployment file names, the others on
+the nodes after it in the order of their UUIDs, and the routers of every
+node spread connections to its ports over the healthy ones.  An
+application with a ``volume`` runs once (its data is on one node), so
+``replicas`` above 1 with a ``volume`` is refused.
 
 ``deployment.yml``::
 
@@ -45,6 +53,8 @@ from ._checks import (
     MEBIBYTE,
     MINIMUM_MEMORY_LIMIT,
     PORT_RANGE,
+    REPLICAS_RANGE,
+    SINGLE_INSTANCE,
     child,
     environment_name,
     environment_value,
@@ -78,6 +88,7 @@ _APPLICATION_KEYS = (
     "mem_limit",
     "cpu_shares",
     "health",
+    "replicas",
 )
 
 
@@ -127,6 +138,8 @@ def parse_flocker_applications(source: str, document: Any) -> dict[str, Applicat
             memory_limit=memory_limit(source, child(path, "mem_limit"), fields),
             cpu_shares=cpu_shares(source, child(path, "cpu_shares"), fields),
             health=published_health(source, port_path, health, ports),
+            replicas=replica_count(source, child(path, "replicas"), fields),
+            replicas_path=child(path, "replicas"),
         )
     return result
 
@@ -144,11 +157,23 @@ def application_from_fields(
     memory_limit: int | None,
     cpu_shares: int | None,
     health: HealthCheck | None = None,
+    replicas: int = 1,
+    replicas_path: str = "",
 ) -> Application:
     """
     An `Application` from checked fields, refusing an external port
-    published twice or a link alias used twice; ports and links sorted.
+    published twice, a link alias used twice, or more than one instance of
+    an application with a volume; ports and links sorted.
+
+    :param replicas_path: where the file gives ``replicas``, for its error.
     """
+    if replicas > 1 and volume is not None:
+        fail(
+            source,
+            replicas_path or child(path, "replicas"),
+            f"{replicas} instances of {app_name!r}, which has a volume: "
+            f"{SINGLE_INSTANCE}",
+        )
     external = [p.external for p in ports]
     for index, port in enumerate(external):
         if external.index(port) != index:
@@ -168,6 +193,7 @@ def application_from_fields(
         memory_limit=memory_limit,
         cpu_shares=cpu_shares,
         health=health,
+        replicas=replicas,
     )
 
 
@@ -183,6 +209,13 @@ def cpu_shares(source: str, path: str, fields: dict[Any, Any]) -> int | None:
     if fields.get("cpu_shares") is None:
         return None
     return integer(source, path, fields["cpu_shares"], *CPU_SHARES_RANGE)
+
+
+def replica_count(source: str, path: str, fields: dict[Any, Any]) -> int:
+    """The ``replicas`` field: an integer from 1 to 64 (1 if not given)."""
+    if fields.get("replicas") is None:
+        return 1
+    return integer(source, path, fields["replicas"], *REPLICAS_RANGE)
 
 
 def _ports(source: str, path: str, value: Any) -> list[ContainerPort]:

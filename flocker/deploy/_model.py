@@ -51,6 +51,9 @@ class Application(PClass):
 
     :ivar health: how its node tells it is ready, or ``None`` (then a TCP
         connect on its lowest published port).
+    :ivar replicas: how many instances run, each on its own node (the
+        first on its node in the deployment file, the others on the nodes
+        after it); more than one only without a volume.
     """
 
     name = field(type=str, mandatory=True)
@@ -63,6 +66,7 @@ class Application(PClass):
     memory_limit = field(type=(int, type(None)), initial=None)
     cpu_shares = field(type=(int, type(None)), initial=None)
     health = field(type=(HealthCheck, type(None)), initial=None)
+    replicas = field(type=int, initial=1)
 
 
 class Placement(PClass):

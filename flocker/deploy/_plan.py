@@ -10,8 +10,8 @@ container mounts or, failing that, the live dataset whose metadata ``name``
 is the application's name; a new one is created with that name.  Moving an
 application moves its container (and the control service moves the dataset
 with it).  An application whose specification changes (image, ports,
-environment, links, limits, restart policy, health check) is *updated* in
-place: the control service makes it a new revision, replaces its instance
+environment, links, limits, restart policy, health check, how many
+instances run) is *updated* in place: the control service makes it a new revision, replaces its instance
 once the new one is healthy and rolls it back by itself if it turns
 unhealthy (`flocker.apiclient.IFlockerAPIV1Client.update_container`); if
 it also changes node, that one request moves it too.  Only a change of its
@@ -41,7 +41,7 @@ from ..apiclient import (
     MountedDataset,
     Node,
 )
-from ._checks import fail
+from ._checks import SINGLE_INSTANCE, fail
 from ._model import Application, ConfigurationError, Placement
 
 __all__ = [
@@ -90,9 +90,10 @@ def check_deployment(
     placement: Placement,
 ) -> None:
     """
-    Refuse a deployment naming an unknown application, publishing one node
-    port from two applications, or linking to a port no deployed
-    application publishes.
+    Refuse a deployment naming an unknown application, running several
+    instances of an application with a volume, publishing one node port
+    from two applications, or linking to a port no deployed application
+    publishes.
     """
     for app_name in sorted(placement.nodes):
         if app_name not in applications:
@@ -100,6 +101,14 @@ def check_deployment(
                 deployment_source,
                 placement.paths[app_name],
                 f"{app_name!r} is not an application in {application_source}",
+            )
+        app = applications[app_name]
+        if app.replicas > 1 and app.volume is not None:
+            fail(
+                application_source,
+                app_name,
+                f"{app.replicas} instances of {app_name!r}, which has a volume: "
+                f"{SINGLE_INSTANCE}",
             )
     publishers: dict[int, str] = {}
     for app_name in sorted(placement.nodes):
@@ -250,6 +259,7 @@ UPDATABLE = (
     "swappiness",
     "command_line",
     "health",
+    "replicas",
 )
 
 
@@ -268,8 +278,12 @@ class UpdateContainer(PClass):
     node_uuid = field(type=(UUID, type(None)), initial=None)
 
     def describe(self) -> str:
-        """What the change does, for the user."""
-        what = f"updated application {self.container.name} ({', '.join(self.fields)})"
+        """What the change does, for the user (``replicas: N`` for a new count)."""
+        fields = [
+            f"replicas: {self.container.replicas}" if f == "replicas" else f
+            for f in self.fields
+        ]
+        what = f"updated application {self.container.name} ({', '.join(fields)})"
         if self.node_uuid is not None:
             what += f" and moved it to node {self.node_uuid}"
         return what
@@ -288,11 +302,14 @@ class AddContainer(PClass):
     container = field(type=Container, mandatory=True)
 
     def describe(self) -> str:
-        """What the change does, for the user."""
-        return (
+        """What the change does, for the user (and how many instances, if several)."""
+        what = (
             f"deployed application {self.container.name} on node "
             f"{self.container.node_uuid}"
         )
+        if self.container.replicas > 1:
+            what += f" ({self.container.replicas} instances)"
+        return what
 
     def run(self, client: IFlockerAPIV1Client) -> Deferred[Any]:
         """Ask the REST API to make the change."""
@@ -415,6 +432,7 @@ def calculate_changes(
             cpu_shares=app.cpu_shares,
             memory_limit=app.memory_limit,
             health=app.health,
+            replicas=app.replicas,
         )
         if existing == desired:
             continue

@@ -111,6 +111,35 @@ def test_services_at_top_level() -> None:
     }
 
 
+def test_replicas_from_deploy_or_scale() -> None:
+    """
+    ``deploy.replicas`` or ``scale`` (equal when both are given) is how many
+    instances run; without them, or with ``deploy: {mode: replicated}`` or
+    an empty ``deploy``, one; a service with a volume may have one.
+    """
+    parsed = compose(
+        """
+services:
+  a: {image: x, deploy: {replicas: 3}}
+  b: {image: x, scale: 64}
+  c: {image: x, scale: 2, deploy: {mode: replicated, replicas: 2}}
+  d: {image: x, deploy: {mode: replicated}}
+  e: {image: x, deploy: }
+  f: {image: x, volumes: [/data], deploy: {replicas: 1}}
+  g: {image: x}
+"""
+    )
+    assert {name: app.replicas for name, app in parsed.items()} == {
+        "a": 3,
+        "b": 64,
+        "c": 2,
+        "d": 1,
+        "e": 1,
+        "f": 1,
+        "g": 1,
+    }
+
+
 def test_empty_volumes_and_environment() -> None:
     """Empty ``volumes`` and ``environment`` mean none."""
     parsed = compose("services: {web: {image: nginx, volumes: [], environment: }}\n")
@@ -187,6 +216,33 @@ def test_empty_volumes_and_environment() -> None:
             "docker-compose.yml: services.web.links: alias 'a' is used twice",
         ),
         ("services: {web: {image: x, links: db}}\n", "docker-compose.yml: services.web.links: must be a list, not a string"),
+        # deploy.replicas and scale
+        ("services: {web: {image: x, deploy: 3}}\n", "docker-compose.yml: services.web.deploy: must be a mapping, not an integer"),
+        ("services: {web: {image: x, deploy: {replicas: 0}}}\n", "docker-compose.yml: services.web.deploy.replicas: 0 is not between 1 and 64"),
+        ("services: {web: {image: x, deploy: {replicas: 65}}}\n", "docker-compose.yml: services.web.deploy.replicas: 65 is not between 1 and 64"),
+        ("services: {web: {image: x, deploy: {replicas: '2'}}}\n", "docker-compose.yml: services.web.deploy.replicas: must be an integer, not a string"),
+        ("services: {web: {image: x, deploy: {replicas: 2, resources: {}}}}\n", "docker-compose.yml: services.web.deploy.resources: is not supported by flocker-deploy"),
+        ("services: {web: {image: x, deploy: {placement: {}}}}\n", "docker-compose.yml: services.web.deploy.placement: is not supported by flocker-deploy"),
+        ("services: {web: {image: x, deploy: {replikas: 2}}}\n", "docker-compose.yml: services.web.deploy.replikas: unknown key"),
+        ("services: {web: {image: x, deploy: {1: 2}}}\n", "docker-compose.yml: services.web.deploy.1: keys must be strings"),
+        ("services: {web: {image: x, deploy: {mode: global}}}\n", "docker-compose.yml: services.web.deploy.mode: 'global' is not supported: only replicated"),
+        ("services: {web: {image: x, scale: 0}}\n", "docker-compose.yml: services.web.scale: 0 is not between 1 and 64"),
+        ("services: {web: {image: x, scale: true}}\n", "docker-compose.yml: services.web.scale: must be an integer, not a boolean"),
+        (
+            "services: {web: {image: x, scale: 3, deploy: {replicas: 2}}}\n",
+            "docker-compose.yml: services.web.scale: 3 differs from services.web.deploy.replicas (2): give one",
+        ),
+        (
+            "services: {db: {image: x, volumes: [/data], deploy: {replicas: 2}}}\n",
+            "docker-compose.yml: services.db.deploy.replicas: 2 instances of 'db', which has a "
+            "volume: an application with volumes runs once: its data is on one node "
+            "(replicas are for applications without volumes)",
+        ),
+        (
+            "db: {image: x, volumes: [/data], scale: 3}\n",
+            "docker-compose.yml: db.scale: 3 instances of 'db', which has a volume: an "
+            "application with volumes runs once",
+        ),
     ],
 )
 def test_rejections_name_the_key(text: str, message: str) -> None:

@@ -86,6 +86,21 @@ def test_defaults() -> None:
     )
 
 
+def test_replicas_read() -> None:
+    """
+    ``replicas`` is how many instances run (1 when left out or null); one
+    instance of an application with a volume is allowed.
+    """
+    document = yaml.safe_load(FULL)
+    document["applications"]["db"]["replicas"] = 64
+    document["applications"]["web"]["replicas"] = 1
+    parsed = applications(document)
+    assert (parsed["db"].replicas, parsed["web"].replicas) == (64, 1)
+    document["applications"]["db"]["replicas"] = None
+    assert applications(document)["db"].replicas == 1
+    assert applications(yaml.safe_load(FULL))["db"].replicas == 1
+
+
 def test_ports_and_links_sorted_like_the_api() -> None:
     """Ports are sorted by external port and links by alias, as the REST API returns them."""
     web = applications(yaml.safe_load(FULL))["web"]
@@ -214,6 +229,18 @@ REJECTIONS = [
     (_set(("mem_limit",), "much"), "app.yml: applications.web.mem_limit: 'much' is not a size"),
     (_set(("cpu_shares",), 0), "app.yml: applications.web.cpu_shares: 0 is not between 1 and 262144"),
     (_set(("cpu_shares",), 1.5), "app.yml: applications.web.cpu_shares: must be an integer, not a number"),
+    # replicas
+    (_set(("replicas",), 0), "app.yml: applications.web.replicas: 0 is not between 1 and 64"),
+    (_set(("replicas",), 65), "app.yml: applications.web.replicas: 65 is not between 1 and 64"),
+    (_set(("replicas",), "2"), "app.yml: applications.web.replicas: must be an integer, not a string"),
+    (_set(("replicas",), True), "app.yml: applications.web.replicas: must be an integer, not a boolean"),
+    (_set(("replicas",), 2.0), "app.yml: applications.web.replicas: must be an integer, not a number"),
+    (
+        _set(("replicas",), 2),
+        "app.yml: applications.web.replicas: 2 instances of 'web', which has a volume: "
+        "an application with volumes runs once: its data is on one node (replicas "
+        "are for applications without volumes)",
+    ),
 ]
 
 

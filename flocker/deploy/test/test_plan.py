@@ -165,6 +165,23 @@ def test_link_to_undeployed_application_refused() -> None:
     )
 
 
+def test_instances_of_an_application_with_a_volume_refused() -> None:
+    """
+    An application with a volume given several instances (in code, as the
+    file parsers refuse it already) is refused, naming it.
+    """
+    with pytest.raises(ConfigurationError) as info:
+        check_deployment(
+            "app.yml", {**APPS, "db": DB.set(replicas=2)}, "dep.yml",
+            placement(db="a", web="a"),
+        )  # fmt: skip
+    assert str(info.value) == (
+        "app.yml: db: 2 instances of 'db', which has a volume: an application with "
+        "volumes runs once: its data is on one node (replicas are for applications "
+        "without volumes)"
+    )
+
+
 def test_nodes_named_by_address_or_uuid() -> None:
     """Nodes are found by their address or UUID (in either case)."""
     nodes = [Node(uuid=ONE, host="10.0.0.1"), Node(uuid=TWO, host=None)]
@@ -329,6 +346,56 @@ def test_health_check_deployed_and_updated() -> None:
     assert [(type(c), c.fields) for c in changes(client, APPS, db=ONE, web=ONE)] == [
         (UpdateContainer, pvector(["health"]))
     ]
+
+
+def test_instances_deployed_with_the_application() -> None:
+    """An application's number of instances is deployed with it, and reported."""
+    client = fake_cluster()
+    scaled = {"web": WEB.set(links=[], replicas=3)}
+    [add] = changes(client, scaled, web=ONE)
+    assert add.container.replicas == 3
+    assert apply(client, files(scaled, web="10.0.0.1")) == [
+        f"deployed application web on node {ONE} (3 instances)"
+    ]
+    [web] = configuration(client)[0]
+    assert (web.replicas, web.revision) == (3, 0)
+    assert changes(client, scaled, web=ONE) == []
+
+
+def test_changed_instances_are_an_update() -> None:
+    """
+    A new number of instances alone is an update of the replicas (a new
+    revision), back to one too; the same files then change nothing.
+    """
+    client = fake_cluster()
+    single = {"web": WEB.set(links=[])}
+    apply(client, files(single, web="10.0.0.1"))
+    scaled = {"web": single["web"].set(replicas=4)}
+    assert [(type(c), c.fields, c.node_uuid) for c in changes(client, scaled, web=ONE)] == [
+        (UpdateContainer, pvector(["replicas"]), None)
+    ]
+    assert apply(client, files(scaled, web="10.0.0.1")) == [
+        "updated application web (replicas: 4)"
+    ]
+    [web] = configuration(client)[0]
+    assert (web.replicas, web.revision, web.previous_image) == (4, 1, "nginx")
+    assert changes(client, scaled, web=ONE) == []
+    assert apply(client, files(single, web="10.0.0.1")) == [
+        "updated application web (replicas: 1)"
+    ]
+    assert configuration(client)[0][0].replicas == 1
+
+
+def test_changed_instances_image_and_node_are_one_update() -> None:
+    """New instances, a new image and a new node are one update that also moves it."""
+    client = fake_cluster()
+    apply(client, files({"web": WEB.set(links=[])}, web="10.0.0.1"))
+    newer = {"web": WEB.set(links=[], image="nginx:2", replicas=2)}
+    assert apply(client, files(newer, web="10.0.0.2")) == [
+        f"updated application web (image, replicas: 2) and moved it to node {TWO}"
+    ]
+    [web] = configuration(client)[0]
+    assert (web.node_uuid, web.image, web.replicas, web.revision) == (TWO, "nginx:2", 2, 1)
 
 
 def test_an_update_freeing_a_port_comes_before_an_addition_taking_it() -> None:

@@ -120,6 +120,49 @@ def test_bad_file_exits_1_on_one_line(files: tuple[str, str], tmp_path: Path, ca
     [
         (
             "application.yml",
+            APPLICATION.replace(
+                "}]}", "}], volume: {mountpoint: /data}, replicas: 3}"
+            ),
+            "applications.web.replicas: 3 instances of 'web', which has a volume: "
+            "an application with volumes runs once",
+        ),
+        (
+            "docker-compose.yml",
+            "services:\n  web: {image: nginx, scale: 65}\n",
+            "services.web.scale: 65 is not between 1 and 64",
+        ),
+    ],
+)
+def test_bad_replicas_exit_1_on_one_line(
+    files: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+    says: str,
+) -> None:
+    """
+    Several instances of an application with a volume, or too many
+    instances, exit with status 1 and one line naming the application,
+    before the cluster is contacted.
+    """
+    application = tmp_path / name
+    application.write_text(text)
+    status, err = exit_of(
+        [files[0], str(application), "--control-service", "h", "--cacert", "a",
+         "--cert", "b", "--key", "c"],
+        capsys,
+    )  # fmt: skip
+    assert status == EXIT_BAD_INPUT
+    assert err.startswith(f"flocker-deploy: {application}: {says}")
+    assert err.endswith(" (nothing changed)\n") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        (
+            "application.yml",
             APPLICATION.replace("}]}", "}], health: {http: {port: 8080, path: /}}}"),
             "applications.web.health.http.port: port 8080 is not one the application "
             "publishes (its internal ports: 80)",
