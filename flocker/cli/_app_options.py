@@ -1,7 +1,8 @@
 """
-The options of ``flocker apps deploy|update``, checked before any request:
-ports, environment, links, volumes, the ``--health-*`` options, restart
-policy, memory limit, CPU shares and command line.  Each refuses a bad
+The options of ``flocker apps deploy|update|scale``, checked before any
+request: ports, environment, links, volumes, the ``--health-*`` options,
+restart policy, memory limit, CPU shares, command line and how many
+instances run.  Each refuses a bad
 value with a one-line `CLIError` naming the option.
 """
 
@@ -16,7 +17,13 @@ from typing import Any
 
 import attrs
 
-from ..apiclient import ContainerPort, HealthCheck, Link, RestartPolicy
+from ..apiclient import (
+    MAXIMUM_INSTANCES,
+    ContainerPort,
+    HealthCheck,
+    Link,
+    RestartPolicy,
+)
 from ._errors import CLIError
 from ._format import parse_size
 
@@ -31,6 +38,7 @@ __all__ = [
     "parse_link",
     "parse_memory_limit",
     "parse_port",
+    "parse_replicas",
     "parse_restart",
     "parse_volume",
     "port_number",
@@ -265,6 +273,16 @@ def check_health_port(name: str, health: HealthCheck | None, ports: Iterable[Con
             f"not publish (its internal ports: {published}); a check probes a "
             "container port given in --port EXTERNAL:INTERNAL"
         )
+
+
+def parse_replicas(text: str, what: str = "--replicas") -> int:
+    """How many instances to run: a whole number from 1 to 64."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAXIMUM_INSTANCES:
+        raise CLIError(
+            f"bad {what} {text!r}: give a whole number of instances from 1 to "
+            f"{MAXIMUM_INSTANCES}"
+        )
+    return int(text)
 
 
 def parse_restart(text: str) -> RestartPolicy:

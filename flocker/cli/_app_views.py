@@ -11,6 +11,13 @@ probes it (``running, starting``, ``running, healthy``, ``running,
 unhealthy: HTTP 503``); then ``updating to revision N`` while an update
 waits for the new instance to be healthy, and ``update rolled back:
 REASON`` when the control service rolled the last update back by itself.
+
+An application with several instances (``replicas``) runs one on each of
+several nodes; while any runs, its state counts them: ``running, 2 of 3
+instances healthy`` as their nodes probe them (``running, 2 of 3 instances
+running`` when no node reports health).  ``--json`` lists every instance a
+node reports (``instances``: its node, whether it runs, its health), the
+configured node's first.
 """
 
 from __future__ import annotations
@@ -40,15 +47,20 @@ def app_view(
     :param pulls: (node, application name) → the pull of its image there,
         for the images being pulled or that failed to be.
     """
-    reported = [s for s in states if s.container.name == container.name]
+    reported = _ordered(
+        container.node_uuid, [s for s in states if s.container.name == container.name]
+    )
     here = [s for s in reported if s.container.node_uuid == container.node_uuid]
+    running = [s for s in reported if s.running]
     pull = (pulls or {}).get((container.node_uuid, container.name))
-    if here:
+    if container.replicas > 1 and running:
+        state = _instances_state(container.replicas, running)
+    elif here:
         state = _running_state(here[0])
     elif pull is not None:
         state = "pulling image" if pull.pulling else f"image pull failed: {pull.reason}"
     elif reported:
-        state = "moving"
+        state = "moving" if container.replicas == 1 else "stopped"
     else:
         state = "pending"
     if container.updating:
@@ -67,8 +79,19 @@ def app_view(
         "node": str(container.node_uuid),
         "node_address": addresses.get(container.node_uuid),
         "image": container.image,
-        "running": bool(here and here[0].running),
+        "running": bool(running if container.replicas > 1 else here and here[0].running),
         "state": state,
+        "replicas": container.replicas,
+        "instances": [
+            {
+                "node_uuid": str(s.container.node_uuid),
+                "node_address": addresses.get(s.container.node_uuid),
+                "running": s.running,
+                "health": s.health,
+                "health_reason": s.health_reason,
+            }
+            for s in reported
+        ],
         "ports": [
             {"external": p.external, "internal": p.internal} for p in container.ports
         ],
@@ -95,6 +118,25 @@ def app_view(
         "update_failed": container.update_failed,
         "previous_image": container.previous_image,
     }
+
+
+def _ordered(home: UUID, reported: list[ContainerState]) -> list[ContainerState]:
+    """The instances reported, the one on the configured node first, then by node UUID."""
+    return sorted(
+        reported,
+        key=lambda s: (s.container.node_uuid != home, str(s.container.node_uuid)),
+    )
+
+
+def _instances_state(replicas: int, running: list[ContainerState]) -> str:
+    """
+    ``running, H of N instances healthy`` (or ``R of N instances running``
+    when no node reports the health of its instance).
+    """
+    if all(s.health is None for s in running):
+        return f"running, {len(running)} of {replicas} instances running"
+    healthy = sum(1 for s in running if s.health == "healthy")
+    return f"running, {healthy} of {replicas} instances healthy"
 
 
 def _running_state(reported: ContainerState) -> str:

@@ -1,7 +1,8 @@
 """
 ``flocker apps ls|deploy|move|rm`` (and ``update|rollback``, see
-`flocker.cli._apps_update`): applications (containers) and the datasets
-they mount.  What ``ls`` shows of each is `flocker.cli._app_views`.
+`flocker.cli._apps_update`, and ``scale``, see `flocker.cli._apps_scale`):
+applications (containers) and the datasets they mount.  What ``ls`` shows
+of each is `flocker.cli._app_views`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from ._app_options import (
     parse_health_options,
     parse_link,
     parse_port,
+    parse_replicas,
     parse_volume,
 )
 from ._app_views import all_views, print_one, view_of
+from ._apps_scale import register_scale
 from ._apps_update import register_updates
 from ._command import Commands, Context, add_command, add_group
 from ._errors import CLIError
@@ -87,14 +90,24 @@ async def ls(context: Context, options: argparse.Namespace) -> None:
 
 
 async def deploy(context: Context, options: argparse.Namespace) -> None:
-    """Configure an application on a node, with its ports, volumes, environment, links."""
+    """
+    Configure an application on a node, with its ports, volumes,
+    environment, links, health check and number of instances.
+    """
     ports = [parse_port(p) for p in options.ports]
     environment = dict(parse_env(e) for e in options.env)
     links = [parse_link(x) for x in options.link]
     volumes = [parse_volume(v) for v in options.volume]
     timeout = parse_timeout(options.timeout)
+    replicas = parse_replicas(options.replicas)
     if not options.name:
         raise CLIError("an application name must not be empty")
+    if replicas > 1 and volumes:
+        raise CLIError(
+            f"application {options.name} mounts a dataset (--volume), so it runs "
+            "once: its data is on one node (--replicas is for applications "
+            "without volumes)"
+        )
     health = parse_health_options(options).resolve(options.name, None)
     check_health_port(options.name, health, ports)
     client = context.client
@@ -123,6 +136,7 @@ async def deploy(context: Context, options: argparse.Namespace) -> None:
         volumes=mounted,
         links=links,
         health=health,
+        replicas=replicas,
     )
     await client.create_container(container)
     label = node.host or str(node.uuid)
@@ -166,7 +180,9 @@ async def rm(context: Context, options: argparse.Namespace) -> None:
 def register(commands: Commands) -> None:
     """Add ``flocker apps …``."""
     group = add_group(
-        commands, "apps", "list, deploy, update, roll back, move and remove applications"
+        commands,
+        "apps",
+        "list, deploy, update, scale, roll back, move and remove applications",
     )
     add_command(
         group, "ls", "list the applications: name, node, image, state, ports", ls
@@ -205,6 +221,13 @@ def register(commands: Commands) -> None:
         help="reach another application's REMOTE port as ALIAS:LOCAL (repeatable)",
     )
     add_health_options(parser, removable=False)
+    parser.add_argument(
+        "--replicas",
+        metavar="N",
+        default="1",
+        help="run N instances (1-64): one on NODE, the others on the nodes after "
+        "it, at most one per node; only without --volume (default 1)",
+    )
     add_wait_options(parser, "it runs on the node")
     parser = add_command(group, "move", "move an application and its datasets", move)
     parser.add_argument("name", metavar="NAME")
@@ -213,3 +236,4 @@ def register(commands: Commands) -> None:
     parser = add_command(group, "rm", "remove an application (its datasets stay)", rm)
     parser.add_argument("name", metavar="NAME")
     register_updates(group)
+    register_scale(group)

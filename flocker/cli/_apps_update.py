@@ -9,7 +9,9 @@ published ports).  The control service makes a changed specification the
 application's next revision and keeps the one it replaced: ``rollback``
 returns to it.  An update waits for the new instance to be healthy; if it
 turns unhealthy instead, the control service rolls it back by itself, and
-``flocker apps ls`` says so (``--wait`` waits for either).
+``flocker apps ls`` says so (``--wait`` waits for either).  ``--replicas``
+changes how many instances run, as ``flocker apps scale`` does (see
+`flocker.cli._apps_scale`).
 
 Every option is checked before the cluster is asked anything; a health
 check must probe a port the application publishes (an internal one).
@@ -34,6 +36,7 @@ from ._app_options import (
     parse_health_options,
     parse_memory_limit,
     parse_port,
+    parse_replicas,
     parse_restart,
 )
 from ._app_views import print_one, view_of
@@ -41,7 +44,7 @@ from ._command import Commands, Context, add_command
 from ._errors import CLIError
 from ._wait import add_wait_options, parse_timeout, wait_until
 
-__all__ = ["register_updates"]
+__all__ = ["current_container", "register_updates", "still_at_revision"]
 
 @attrs.frozen
 class _Update:
@@ -100,6 +103,8 @@ def _parse_update(options: argparse.Namespace) -> _Update:
         changes["cpu_shares"] = parse_cpu_shares(options.cpu_shares)
     if options.restart is not None:
         changes["restart_policy"] = parse_restart(options.restart)
+    if options.replicas is not None:
+        changes["replicas"] = parse_replicas(options.replicas)
     set_env = dict(parse_env(e) for e in options.env)
     for key in options.unset_env:
         if not key or "=" in key:
@@ -116,12 +121,31 @@ def _parse_update(options: argparse.Namespace) -> _Update:
     return update
 
 
-async def _current(context: Context, name: str) -> Container:
+async def current_container(context: Context, name: str) -> Container:
     """The application's configured container; `CLIError` if there is none."""
     for container in await context.client.list_containers_configuration():
         if container.name == name:
             return container
     raise CLIError(f"unknown application {name!r}")
+
+
+async def still_at_revision(context: Context, name: str, revision: int) -> Container:
+    """
+    The application's configured container, while it is at ``revision``;
+    a `CLIError` saying why if the control service rolled that revision
+    back, or it was changed meanwhile.
+    """
+    current = await current_container(context, name)
+    if current.revision == revision:
+        return current
+    if current.update_failed is not None:
+        raise CLIError(
+            f"the update of {name} to revision {revision} was rolled back: "
+            f"{current.update_failed}"
+        )
+    raise CLIError(
+        f"application {name} was changed meanwhile (now revision {current.revision})"
+    )
 
 
 async def _wait_settled(
@@ -133,19 +157,9 @@ async def _wait_settled(
     """
 
     async def probe() -> tuple[bool, str]:
-        current = await _current(context, name)
-        if current.revision == revision and not current.updating:
+        current = await still_at_revision(context, name, revision)
+        if not current.updating:
             return True, "healthy"
-        if current.revision != revision:
-            if current.update_failed is not None:
-                raise CLIError(
-                    f"the update of {name} to revision {revision} was rolled back: "
-                    f"{current.update_failed}"
-                )
-            raise CLIError(
-                f"application {name} was changed meanwhile (now revision "
-                f"{current.revision})"
-            )
         view = await view_of(context, name)
         return False, "pending" if view is None else view["state"].split(";")[0]
 
@@ -159,10 +173,13 @@ async def _wait_settled(
 
 
 async def update(context: Context, options: argparse.Namespace) -> None:
-    """Change an application's image, environment, command, ports, health check, limits."""
+    """
+    Change an application's image, environment, command, ports, health
+    check, limits or number of instances.
+    """
     timeout = parse_timeout(options.timeout)
     requested = _parse_update(options)
-    current = await _current(context, options.name)
+    current = await current_container(context, options.name)
     fields = requested.apply(current)
     updated = await context.client.update_container(options.name, **fields)
     changed = updated.revision != current.revision
@@ -182,7 +199,7 @@ async def update(context: Context, options: argparse.Namespace) -> None:
 async def rollback(context: Context, options: argparse.Namespace) -> None:
     """Return an application to the specification its last update replaced."""
     client = context.client
-    current = await _current(context, options.name)
+    current = await current_container(context, options.name)
     if current.previous_image is None:
         raise CLIError(
             f"application {options.name} has no previous specification to roll "
@@ -261,6 +278,11 @@ def register_updates(group: Commands) -> None:
         "--restart",
         metavar="POLICY",
         help="never, always, on-failure or on-failure:N",
+    )
+    parser.add_argument(
+        "--replicas",
+        metavar="N",
+        help="run N instances (1-64), one per node; only without volumes",
     )
     add_wait_options(
         parser,
