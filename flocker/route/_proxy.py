@@ -396,14 +396,18 @@ class _Connection:
 
     def client_read_done(self) -> None:
         """
-        The client half-closed before it was forwarded.
+        The client closed its side before it was forwarded.
 
-        Having sent nothing, it has gone.  Having sent something (a request),
-        it may be waiting for the answer: its request and half-close are
-        forwarded once there is a target.
+        While held, it has gone, whatever it sent: a client that stops
+        waiting (an HTTP client that timed out closes its socket, which
+        looks the same as a half-close) must not have its request carried
+        out later, when it can no longer hear the answer and may have sent
+        it again.  Its buffered bytes are dropped with it.  (While the
+        target is being connected, the half-close is forwarded with the
+        rest.)
         """
         assert self.client_end is not None
-        if self.phase is _Phase.HELD and not self.client_end.pending:
+        if self.phase is _Phase.HELD:
             self._unhold()
             self._close("client_gone")
 
