@@ -228,9 +228,9 @@ def test_apps(cluster: dict[str, Any]) -> None:
         "180",
     )
     assert deployed.returncode == 0, deployed
-    assert (
-        deployed.stdout
-        == f"deployed application {name} on {first['address']}, running\n"
+    # Running; its health (starting or healthy by now) may follow.
+    assert deployed.stdout.startswith(
+        f"deployed application {name} on {first['address']}, running"
     )
     assert (
         wait_for(lambda: counter(first["address"], port, "one"), 60, "the counter") == 1
@@ -250,14 +250,9 @@ def test_apps(cluster: dict[str, Any]) -> None:
         for r in ok(cluster, "apps", "ls").splitlines()
         if r.startswith(name + " ")
     ]
-    assert row == [
-        name,
-        first["address"],
-        COUNTER_IMAGE,
-        "running",
-        f"{port}->80",
-        f"{dataset}:/data",
-    ]
+    assert row[:3] == [name, first["address"], COUNTER_IMAGE]
+    assert row[3].startswith("running")
+    assert row[-2:] == [f"{port}->80", f"{dataset}:/data"]
 
     moved = flocker(
         cluster,
@@ -271,7 +266,7 @@ def test_apps(cluster: dict[str, Any]) -> None:
         "180",
     )
     assert moved.returncode == 0, moved
-    assert moved.stdout == f"moved application {name} on {second['address']}, running\n"
+    assert moved.stdout.startswith(f"moved application {name} on {second['address']}, running")
     assert (
         f"application {name} running on {second['address']}: running after"
         in moved.stderr
