@@ -1,0 +1,179 @@
+"""
+Acceptance tests: a stateless application runs several instances on a
+real local cluster; every node's router spreads connections over the
+healthy ones, an update rolls over them under load without a failed
+request, scaling up and down follows, and an instance killed with SIGKILL
+is taken out of rotation and replaced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+import docker
+import pytest
+
+from flocker.cli.test.test_acceptance_cli import ok
+from flocker.runtime import container_name
+from flocker.runtime.testimages import COUNTER_IMAGE, ensure_counter_image
+from flocker.testtools import lab
+from flocker.testtools.waiting import wait_for
+
+from .test_acceptance_containers import Writer
+from .test_acceptance_datasets import api
+from .test_acceptance_updates import QUICK_HEALTH
+
+pytestmark = pytest.mark.acceptance
+
+
+def _instances(cluster: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    """Node UUID → the application's entry in GET /v1/state/containers."""
+    return {
+        c["node_uuid"]: c
+        for c in api(cluster, "GET", "/v1/state/containers")
+        if c["name"] == name
+    }
+
+
+def _healthy_on(cluster: dict[str, Any], name: str) -> set[str]:
+    """The nodes reporting the application's instance healthy."""
+    return {
+        node
+        for node, entry in _instances(cluster, name).items()
+        if entry.get("health") == "healthy"
+    }
+
+
+def _answered(node: dict[str, Any], name: str) -> int:
+    """How many requests the instance on ``node`` logged (its own file)."""
+    client = docker.from_env()
+    try:
+        container = client.containers.get(container_name(node["uuid"], name))
+        output = container.exec_run(["wc", "-l", "/data/requests.log"]).output
+    finally:
+        client.close()
+    return int(output.split()[0]) if output.split() else 0
+
+
+def _environment(node: dict[str, Any], name: str) -> list[str]:
+    """The environment of the instance's container on ``node`` (none yet: empty)."""
+    client = docker.from_env()
+    try:
+        container = client.containers.get(container_name(node["uuid"], name))
+        environment: list[str] = container.attrs["Config"]["Env"] or []
+        return environment
+    except docker.errors.NotFound:
+        return []
+    finally:
+        client.close()
+
+
+def _configured(cluster: dict[str, Any], name: str) -> dict[str, Any]:
+    """The application's entry in GET /v1/configuration/containers."""
+    (found,) = [
+        c for c in api(cluster, "GET", "/v1/configuration/containers") if c["name"] == name
+    ]
+    return dict(found)
+
+
+def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instance(
+    make_lab: Callable[..., dict[str, Any]], docker_client: Any
+) -> None:
+    """
+    Two instances of a stateless counter run on nodes 1 and 2 and share the
+    requests a client sends through node 3's router.  Under that load an
+    update rolls over both instances without one failed request.  Scaled
+    to three, node 3 runs one too; scaled back to one, only node 1.  An
+    instance SIGKILLed by hand is taken out of rotation (reported not
+    healthy) and started again by its agent.
+    """
+    ensure_counter_image(docker_client)
+    cluster = make_lab(nodes=3)
+    one, two, three = sorted(cluster["nodes"], key=lambda n: n["uuid"])
+    name = f"web-{uuid4().hex[:8]}"
+    port = lab._free_port([n["address"] for n in cluster["nodes"]])
+    api(
+        cluster,
+        "POST",
+        "/v1/configuration/containers",
+        {
+            "node_uuid": one["uuid"],
+            "name": name,
+            "image": COUNTER_IMAGE,
+            "ports": [{"internal": 80, "external": port}],
+            "health": QUICK_HEALTH,
+            "replicas": 2,
+        },
+    )
+    wait_for(
+        lambda: _healthy_on(cluster, name) == {one["uuid"], two["uuid"]},
+        120,
+        "two healthy instances on nodes 1 and 2",
+    )
+
+    writer = Writer(three["address"], port, timeout=30.0)
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acknowledged) >= 40, 60, "writes through node 3")
+        assert _answered(one, name) > 5 and _answered(two, name) > 5
+        updated = api(
+            cluster,
+            "POST",
+            f"/v1/configuration/containers/{name}",
+            {"environment": {"VERSION": "2"}},
+        )
+        revision = updated["revision"]
+
+        def rolled_over() -> bool:
+            return _healthy_on(cluster, name) == {one["uuid"], two["uuid"]} and all(
+                "VERSION=2" in _environment(node, name) for node in (one, two)
+            )
+
+        wait_for(rolled_over, 120, "both instances to run the new revision")
+        wait_for(lambda: "updating" not in _configured(cluster, name), 60, "confirmation")
+        before = len(writer.acknowledged)
+        wait_for(lambda: len(writer.acknowledged) >= before + 20, 60, "writes after it")
+    finally:
+        writer.stopping.set()
+        writer.join()
+    print(
+        f"\nrolling update to revision {revision}: {len(writer.acknowledged)} writes, "
+        f"longest wait {writer.longest_wait():.2f} s, failures {writer.failures[:5]}"
+    )
+    assert writer.failures == [], "the rolling update failed requests"
+
+    ok(cluster, "apps", "scale", name, "3")
+    wait_for(lambda: len(_healthy_on(cluster, name)) == 3, 120, "three healthy instances")
+    ok(cluster, "apps", "scale", name, "1")
+    wait_for(
+        lambda: set(_instances(cluster, name)) == {one["uuid"]},
+        120,
+        "one instance, on node 1",
+    )
+    ok(cluster, "apps", "scale", name, "2")
+    wait_for(lambda: len(_healthy_on(cluster, name)) == 2, 120, "two healthy instances again")
+
+    client = docker.from_env()
+    try:
+        victim = client.containers.get(container_name(two["uuid"], name))
+        started = victim.attrs["State"]["StartedAt"]
+        victim.kill()
+    finally:
+        client.close()
+    deadline = time.monotonic() + 60
+    replaced = False
+    while time.monotonic() < deadline:
+        client = docker.from_env()
+        try:
+            state = client.containers.get(container_name(two["uuid"], name)).attrs["State"]
+        finally:
+            client.close()
+        if state["Running"] and state["StartedAt"] != started:
+            replaced = True
+            break
+        time.sleep(0.2)
+    assert replaced, "the killed instance was not started again"
+    wait_for(lambda: len(_healthy_on(cluster, name)) == 2, 120, "both healthy after the kill")
