@@ -85,7 +85,9 @@ def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instan
     """
     Two instances of a stateless counter run on nodes 1 and 2 and share the
     requests a client sends through node 3's router.  Under that load an
-    update rolls over both instances without one failed request.  Scaled
+    update rolls over both instances without one failed request, and an
+    update whose health check fails is rolled back by itself while the
+    other instance keeps answering every request.  Scaled
     to three, node 3 runs one too; scaled back to one, only node 1.  An
     instance SIGKILLed by hand is taken out of rotation (reported not
     healthy) and started again by its agent.
@@ -144,6 +146,33 @@ def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instan
         f"longest wait {writer.longest_wait():.2f} s, failures {writer.failures[:5]}"
     )
     assert writer.failures == [], "the rolling update failed requests"
+
+    writer = Writer(three["address"], port, timeout=30.0)
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acknowledged) >= 20, 60, "writes before a bad update")
+        api(
+            cluster,
+            "POST",
+            f"/v1/configuration/containers/{name}",
+            {"environment": {"VERSION": "3", "COUNTER_FILE": "/nowhere/requests.log"}},
+        )
+        reason = wait_for(
+            lambda: _configured(cluster, name).get("update_failed"), 120, "the rollback"
+        )
+        wait_for(
+            lambda: _healthy_on(cluster, name) == {one["uuid"], two["uuid"]},
+            120,
+            "both instances healthy again",
+        )
+        before = len(writer.acknowledged)
+        wait_for(lambda: len(writer.acknowledged) >= before + 20, 60, "writes after it")
+    finally:
+        writer.stopping.set()
+        writer.join()
+    print(f"bad update rolled back ({reason}); failures {writer.failures[:5]}")
+    assert writer.failures == [], "the service stopped answering during a bad update"
+    assert all("VERSION=2" in _environment(node, name) for node in (one, two))
 
     ok(cluster, "apps", "scale", name, "3")
     wait_for(lambda: len(_healthy_on(cluster, name)) == 3, 120, "three healthy instances")
