@@ -129,7 +129,10 @@ __all__ = [
 #: history: ``revision``, ``previous``, ``updating``, ``update_failed``)
 #: and adds each node's ``health`` (its container agent's probes of the
 #: applications configured there) to reports and to the state pushed.
-PROTOCOL_VERSION = 9
+#: Version 10 pushes configuration format 6 (applications' ``replicas``),
+#: and each reported instance's health carries the ports its node
+#: publishes it on (where the routers forward its external ports).
+PROTOCOL_VERSION = 10
 
 #: The versions the control service accepts from agents.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({PROTOCOL_VERSION})
