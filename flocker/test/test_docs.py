@@ -123,6 +123,7 @@ PAGES = (
     "tutorial-staging",
     "tutorial-replicas",
     "tutorial-failure",
+    "tutorial-upgrade",
     "running",
     "installing",
     "api",
