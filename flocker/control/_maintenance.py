@@ -19,7 +19,6 @@ import attrs
 from eliot import Field, MessageType, write_traceback
 from eliot.twisted import DeferredContext
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
@@ -31,6 +30,7 @@ from ._model import Deployment
 from ._persistence import ConfigurationService, StoredConfiguration
 from ._state import DeploymentState, cleanup_configuration
 from ._updates import AutomaticRollback
+from ._watching import WatchingDuty
 
 __all__ = [
     "MAXIMUM_PORT_MOVES",
@@ -51,7 +51,7 @@ LEASES_EXPIRED = MessageType(
 
 
 @attrs.define(eq=False)
-class DeletedDatasetCleaner(Service):
+class DeletedDatasetCleaner(WatchingDuty):
     """
     Remove deleted datasets once no node has them, and the replicas that
     finished moves leave behind.
@@ -60,29 +60,6 @@ class DeletedDatasetCleaner(Service):
     `cleanup_configuration` (through `ConfigurationService.change`, so durably),
     at most one change in flight at a time.
     """
-
-    configuration_service: ConfigurationService
-    cluster_state_service: ClusterStateService
-    _unsubscribe: list[Any] = attrs.field(factory=list, init=False)
-    _running: bool = attrs.field(default=False, init=False)
-    _again: bool = attrs.field(default=False, init=False)
-
-    def startService(self) -> None:  # noqa: N802
-        """Subscribe to both services and clean up once now."""
-        Service.startService(self)
-        self._unsubscribe = [
-            self.cluster_state_service.subscribe(lambda state: self.check()),
-            self.configuration_service.subscribe(lambda g, d: self.check()),
-        ]
-        self.check()
-
-    def stopService(self) -> Deferred[None] | None:  # noqa: N802
-        """Unsubscribe."""
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe = []
-        stopped: Deferred[None] | None = Service.stopService(self)
-        return stopped
 
     def _needed(self) -> bool:
         try:
@@ -128,7 +105,7 @@ MAXIMUM_PORT_MOVES = 3
 
 
 @attrs.define(eq=False)
-class CopyPortMover(Service):
+class CopyPortMover(WatchingDuty):
     """
     Move environment copies off ports their nodes report taken.
 
@@ -143,27 +120,13 @@ class CopyPortMover(Service):
     whose reports are wrong cannot make the configuration churn for ever.
     """
 
-    configuration_service: ConfigurationService
-    cluster_state_service: ClusterStateService
     maximum_moves: int = MAXIMUM_PORT_MOVES
     _moves: dict[str, int] = attrs.field(factory=dict, init=False)
     _exhausted: set[str] = attrs.field(factory=set, init=False)
-    _unsubscribe: Any = attrs.field(default=None, init=False)
-    _running: bool = attrs.field(default=False, init=False)
-    _again: bool = attrs.field(default=False, init=False)
 
-    def startService(self) -> None:  # noqa: N802
-        """Check on every cluster state change."""
-        Service.startService(self)
-        self._unsubscribe = self.cluster_state_service.subscribe(lambda state: self.check())
-
-    def stopService(self) -> Deferred[None] | None:  # noqa: N802
-        """Unsubscribe."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        stopped: Deferred[None] | None = Service.stopService(self)
-        return stopped
+    #: Only cluster state changes (a node reporting a taken port) call `check`.
+    watch_configuration = False
+    check_when_started = False
 
     def _allowed(self, application: str) -> bool:
         """Whether ``application`` may be moved again."""

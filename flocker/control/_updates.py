@@ -35,14 +35,13 @@ import attrs
 from eliot import ActionType, Field, MessageType, write_traceback
 from eliot.twisted import DeferredContext
 from pyrsistent import PClass, field
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 
-from ._clusterstate import ClusterStateService
 from ._logging import CHANGED, GENERATION, REASON
 from ._model import Application, Deployment
-from ._persistence import ConfigurationService, StoredConfiguration
+from ._persistence import StoredConfiguration
 from ._state import ApplicationHealth, DeploymentState
+from ._watching import WatchingDuty
 
 __all__ = [
     "CONFIRMED",
@@ -246,7 +245,7 @@ def apply_update_outcomes(
 
 
 @attrs.define(eq=False)
-class AutomaticRollback(Service):
+class AutomaticRollback(WatchingDuty):
     """
     Confirm or roll back updates by themselves, from their nodes' health reports.
 
@@ -268,29 +267,6 @@ class AutomaticRollback(Service):
     :ivar configuration_service: the loaded `ConfigurationService`.
     :ivar cluster_state_service: the `ClusterStateService`.
     """
-
-    configuration_service: ConfigurationService
-    cluster_state_service: ClusterStateService
-    _unsubscribe: list[Any] = attrs.field(factory=list, init=False)
-    _running: bool = attrs.field(default=False, init=False)
-    _again: bool = attrs.field(default=False, init=False)
-
-    def startService(self) -> None:  # noqa: N802
-        """Subscribe to both services and check once now."""
-        Service.startService(self)
-        self._unsubscribe = [
-            self.cluster_state_service.subscribe(lambda state: self.check()),
-            self.configuration_service.subscribe(lambda g, d: self.check()),
-        ]
-        self.check()
-
-    def stopService(self) -> Deferred[None] | None:  # noqa: N802
-        """Unsubscribe (a change being made finishes)."""
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe = []
-        stopped: Deferred[None] | None = Service.stopService(self)
-        return stopped
 
     def plan(self, configuration: Deployment) -> list[UpdateOutcome]:
         """What `plan_update_outcomes` decides for ``configuration`` now."""
