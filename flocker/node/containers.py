@@ -1,34 +1,21 @@
 """The container agent's deployer: applications started, changed, stopped.
 
-``ContainerDeployer`` discovers the node's containers from its runtime, and
-``calculate_container_changes`` — pure — compares them with the
-applications configured for the node:
+``ContainerDeployer`` discovers the node's containers from its runtime
+(``ContainerLocalState``), and ``calculate_container_changes`` — pure —
+compares them with the applications configured for the node and returns
+the changes that bring them towards it.  The work is split:
 
-* an application configured here whose datasets are all mounted here (the
-  dataset agent reports their paths) and that has no container: start one;
-* a container whose spec differs from the configured application (image,
-  environment, ports, a dataset's path…): replace it;
-* a container that exited: start it again;
-* a container of an application no longer configured here: remove it —
-  except when the application moved away with its datasets and the new
-  node has not yet received a first copy of them: then the container keeps
-  running during the bulk transfer, and it is removed only once the new
-  node reports a copy, so the dataset agent's final increment is small;
-* an application whose datasets are not mounted here yet waits;
-* an application whose image the engine lacks waits while the image is got
-  in the background (``_pulls``: pulled from its registry, retried with
-  backoff); a container being replaced by one of a new image runs on
-  until the new image is here;
-* an application one of whose datasets has a rollback pending is stopped
-  until the dataset's primary reports the rollback done;
-* the node's router forwards every application's external ports to its
-  healthy instances, wherever they run, and holds new connections while
-  there is none (``flocker.route``);
-* while the agent is fenced (``_fence``: nothing heard from the control
-  service for ``fence-after`` seconds), a running container of an
-  application that uses a dataset failing over automatically is stopped —
-  not removed — and nothing else is done to it; once a configuration
-  arrives, the rules above start it again if it still belongs here.
+* ``_container_calculate``: the discovered state, the container an
+  application needs (``container_spec``, ``link_environment``) and the
+  calculator, whose module docstring states its rules;
+* ``_container_changes``: the changes (start, remove, restart, fence,
+  drain, resume, set the router's routes) and the ``ContainerContext``
+  they run with: what they use of the deployer;
+* this module: the deployer, which holds the node's services (runtime,
+  router, image pulls, health probes, fencing), discovers the node's
+  state through them and hands the calculator the configuration, and
+  ``health_instance``.  It re-exports the names of the other two, so
+  that ``flocker.node.containers`` stays the one place to import from.
 
 Discovery also reads which TCP ports other programs listen on at the
 node's address (``flocker.node._ports``, in a thread) and reports them as
@@ -58,11 +45,6 @@ configuration wants now (its spec is the one this deployer would start),
 else ``None`` (an older instance, running while the new one's image is
 got).  Neither the check nor the revision is part of a container's spec:
 changing only them never replaces a container.
-
-Links become Docker-link style environment variables pointing at this
-node's own address: every node's router forwards every application's
-external ports to wherever it runs, so linked applications keep working
-after a move without being told where it went.
 """
 
 from __future__ import annotations
@@ -71,11 +53,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attr
-from eliot import start_action
-from eliot.twisted import DeferredContext
-from pyrsistent import PClass, PMap, PSet, field, pmap, pmap_field, pset, pset_field
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from zope.interface import implementer
+from pyrsistent import PMap, PSet, pmap, pset
+from twisted.internet.defer import Deferred
 
 from flocker.control import (
     Application,
@@ -84,107 +63,39 @@ from flocker.control import (
     Deployment,
     DeploymentState,
     ImagePull,
-    NodeState,
     default_health,
-    instance_nodes,
 )
-from flocker.control import RestartAlways as ModelRestartAlways
-from flocker.control import RestartOnFailure as ModelRestartOnFailure
-from flocker.route import IRouter, MemoryRouter, Route, routes_for_node
+from flocker.route import IRouter, MemoryRouter
 from flocker.runtime import (
     ContainerSpec,
     ContainerState,
     IContainerRuntime,
     ImageNotFound,
-    PublishedPort,
-    RestartAlways,
-    RestartNever,
-    RestartOnFailure,
-    VolumeBind,
 )
 
 from ._answering import AnsweringWatch
-from ._deploy import (
-    ILocalState,
-    IStateChange,
-    NoOp,
-    StateChange,
-    in_parallel,
-    sequentially,
+from ._container_calculate import (
+    ContainerLocalState,
+    applications_here,
+    calculate_container_changes,
+    container_spec,
+    exposed_paths,
+    link_environment,
 )
-from ._fence import fence_applies
+from ._container_changes import (
+    FENCE_STOP_TIMEOUT,
+    ContainerChange,
+    ContainerContext,
+    DrainApplication,
+    FenceApplication,
+    RemoveApplication,
+    RestartApplication,
+    ResumeApplication,
+    SetRoutes,
+    StartApplication,
+)
 from ._health import DRAIN_GRACE, DRAIN_SETTLE, HealthProbes, Instance
-from ._pulls import ImagePulls, PullImage, PullState
-
-
-def link_environment(application: Application, address: str) -> dict[str, str]:
-    """
-    Docker-link style variables for an application's links.
-
-    For a link ``alias`` with local port L and remote port R:
-    ``ALIAS_PORT_L_TCP=tcp://address:R`` and its ``_ADDR``, ``_PORT`` and
-    ``_PROTO`` parts, where ``address`` is this node's own address (the node
-    forwards R to wherever the linked application runs).
-    """
-    environment = {}
-    for link in application.links:
-        prefix = f"{link.alias.upper().replace('-', '_')}_PORT_{link.local_port}_TCP"
-        environment[prefix] = f"tcp://{address}:{link.remote_port}"
-        environment[f"{prefix}_ADDR"] = address
-        environment[f"{prefix}_PORT"] = str(link.remote_port)
-        environment[f"{prefix}_PROTO"] = "tcp"
-    return environment
-
-
-def _restart_policy(application: Application) -> Any:
-    policy = application.restart_policy
-    if isinstance(policy, ModelRestartAlways):
-        return RestartAlways()
-    if isinstance(policy, ModelRestartOnFailure):
-        return RestartOnFailure(maximum_retry_count=policy.maximum_retry_count)
-    return RestartNever()
-
-
-def container_spec(
-    application: Application, address: str, dataset_paths: dict[str, str]
-) -> ContainerSpec | None:
-    """
-    The container an application needs on a node, or ``None`` while one of
-    its datasets is not mounted there.
-
-    :param address: The node's address; ports are published on it, each on
-        a port the engine chooses (the node's router owns the application's
-        external ports and forwards them there).
-    :param dataset_paths: Dataset id → mount path of the datasets the node
-        exposes.
-    """
-    volumes = []
-    for volume in application.volumes:
-        path = dataset_paths.get(volume.dataset_id)
-        if path is None:
-            return None
-        volumes.append(VolumeBind(host_path=path, container_path=volume.mountpoint))
-    environment = dict(application.environment)
-    environment.update(link_environment(application, address))
-    return ContainerSpec(
-        name=application.name,
-        image=application.image,
-        command=application.command_line,
-        environment=environment,
-        ports=[
-            PublishedPort(
-                internal_port=port.internal_port,
-                external_port=0,
-                host_ip=address,
-            )
-            for port in application.ports
-        ],
-        volumes=volumes,
-        restart_policy=_restart_policy(application),
-        cpu_shares=application.cpu_shares,
-        memory_limit=application.memory_limit,
-        swappiness=application.swappiness,
-    )
+from ._pulls import ImagePulls
 
 
 def health_instance(
@@ -232,485 +143,6 @@ def health_instance(
         running=running,
         key=spec,
     )
-
-
-@implementer(ILocalState)
-class ContainerLocalState(PClass):
-    """The node's containers, as the container deployer discovered them."""
-
-    node_uuid = field(type=str, mandatory=True)
-    hostname = field(type=str, mandatory=True)
-    specs = pset_field(ContainerSpec)
-    states = pmap_field(str, ContainerState)
-    applications = pmap_field(str, Application)
-    routes = pmap_field(int, Route)
-    starting = pset_field(str)
-    busy_ports = field(type=(PSet, type(None)), initial=None)
-    port_conflicts = pmap_field(str, PSet)
-    #: Whether the agent fenced itself (``_fence``).
-    fenced = field(type=bool, initial=False)
-    #: The node's era (``_era``: changes at every boot), or ``None``.
-    era = field(type=(str, type(None)), initial=None)
-    #: Whether the deployer gets missing images (``_pulls``); if not, an
-    #: application is started whatever its image, as before.
-    pulling = field(type=bool, initial=False)
-    #: The images the engine is known to have.
-    images = pset_field(str)
-    #: The images being got now, or whose pull failed and is not due again.
-    images_waiting = pset_field(str)
-    #: Image → what is known of its pull (being pulled, or failed).
-    pulls = pmap_field(str, PullState)
-    #: Application name → its image's pull, for the applications configured
-    #: here whose image is being got or failed to be (``None``: not known).
-    image_pulls = field(type=(PMap, type(None)), initial=None)
-    #: Application name → its instance's health, for the applications
-    #: configured here that have a container here (``None``: not known —
-    #: no probes, or the configuration is not known yet).
-    health = field(type=(PMap, type(None)), initial=None)
-    #: The applications whose stopping instance here has drained: its
-    #: connections through this node's router finished (and every other
-    #: router had `DRAIN_SETTLE` seconds to hear of it), or its grace
-    #: period (`DRAIN_GRACE`) is over.
-    drained = pset_field(str)
-
-    def shared_state_changes(self) -> NodeState:
-        """
-        The applications half of the node's state: what runs here, the busy
-        ports and the applications that could not publish their ports, the
-        images being got for applications configured here, their health,
-        and the node's era.
-        """
-        return NodeState(
-            uuid=self.node_uuid,
-            hostname=self.hostname,
-            era=self.era,
-            applications=self.applications,
-            busy_ports=self.busy_ports,
-            port_conflicts=self.port_conflicts,
-            image_pulls=self.image_pulls,
-            health=self.health,
-        )
-
-
-#: A change of the container agent: it runs with the agent's deployer.
-ContainerChange = StateChange["ContainerDeployer"]
-
-
-def _fields(change: RemoveApplication | FenceApplication | RestartApplication) -> dict[str, Any]:
-    return {"name": change.name}
-
-
-@implementer(IStateChange)
-class StartApplication(PClass):
-    """Create and start an application's container."""
-
-    spec = field(type=ContainerSpec, mandatory=True)
-    action_type = "flocker:node:container:start"
-
-    @property
-    def name(self) -> str:
-        """The application's name."""
-        return self.spec.name
-
-    def log_fields(self) -> dict[str, Any]:
-        """The application's name and image."""
-        return {"name": self.spec.name, "image": self.spec.image}
-
-    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """
-        Create it in the runtime; then time how soon it answers.
-
-        With a ``poke``, the deployer starts containers in the background:
-        this returns at once, so a slow ``docker create`` does not hold up
-        the next pass (another application's data may be ready meanwhile);
-        the application counts as *starting* — no other change touches it —
-        until the runtime answers, and then the loop is poked.
-        """
-        if deployer.poke is None:
-            return self._create(deployer)
-        name = self.spec.name
-        deployer.starting.add(name)
-        action = start_action(action_type="flocker:node:container:background_start", name=name)
-        with action.context():
-            created = DeferredContext(maybeDeferred(self._create, deployer))
-            created.addActionFinish()
-
-        def done(result: Any) -> None:
-            deployer.starting.discard(name)
-            assert deployer.poke is not None
-            deployer.poke()
-
-        created.result.addBoth(done)
-        return succeed(None)
-
-    def _create(self, deployer: ContainerDeployer) -> Deferred[None]:
-        created = deployer.runtime.create(self.spec)
-        spec = self.spec
-
-        created.addErrback(deployer.refused)
-        if deployer.answering is not None:
-            watch = deployer.answering
-
-            def answering(_: None) -> None:
-                # Timed in the background: the ports are read from the engine.
-                states = deployer.runtime.inspect(spec.name)
-                states.addCallback(lambda state: watch.started(spec, state.ports))
-                states.addErrback(lambda _: None)
-
-            created.addCallback(answering)
-        return created
-
-
-@implementer(IStateChange)
-class RemoveApplication(PClass):
-    """Stop and remove an application's container."""
-
-    name = field(type=str, mandatory=True)
-    action_type = "flocker:node:container:remove"
-
-    def log_fields(self) -> dict[str, Any]:
-        """The application's name."""
-        return _fields(self)
-
-    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """Remove it (killing it first)."""
-        return deployer.runtime.remove(self.name)
-
-
-#: Seconds a fenced application gets to stop before it is killed (an
-#: application that ignores SIGTERM would otherwise run on for Docker's
-#: default ten seconds, past a short failover-after).
-FENCE_STOP_TIMEOUT = 1.0
-
-
-@implementer(IStateChange)
-class FenceApplication(PClass):
-    """
-    Stop (not remove) an application's container while the agent is
-    fenced: its dataset fails over automatically, so another node may be
-    about to run it on a promoted replica.
-    """
-
-    name = field(type=str, mandatory=True)
-    action_type = "flocker:node:container:fence"
-
-    def log_fields(self) -> dict[str, Any]:
-        """The application's name."""
-        return _fields(self)
-
-    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """
-        Stop its container, killing it after `FENCE_STOP_TIMEOUT`: it
-        must be down well before the control service may fail over.
-        """
-        return deployer.runtime.stop(self.name, timeout=FENCE_STOP_TIMEOUT)
-
-
-@implementer(IStateChange)
-class SetRoutes(PClass):
-    """Give the node's router the routes to applications on other nodes."""
-
-    routes = pmap_field(int, Route)
-    action_type = "flocker:node:container:set_routes"
-
-    def log_fields(self) -> dict[str, Any]:
-        """The routed ports."""
-        return {"ports": sorted(self.routes)}
-
-    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """Hand them to the router."""
-        return deployer.router.set_routes(self.routes)
-
-
-@implementer(IStateChange)
-class DrainApplication(PClass):
-    """
-    Have the application's instance here drain before it is stopped: the
-    node reports it *stopping*, so that every router sends it no new
-    connection while those open finish.
-    """
-
-    name = field(type=str, mandatory=True)
-    action_type = "flocker:node:container:drain"
-
-    def log_fields(self) -> dict[str, Any]:
-        """The application's name."""
-        return {"name": self.name}
-
-    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """Tell the health probes."""
-        if deployer.health is not None:
-            deployer.health.drain(self.name)
-        return succeed(None)
-
-
-@implementer(IStateChange)
-class ResumeApplication(PClass):
-    """A draining instance is wanted after all: probe it again, from *starting*."""
-
-    name = field(type=str, mandatory=True)
-    action_type = "flocker:node:container:resume"
-
-    def log_fields(self) -> dict[str, Any]:
-        """The application's name."""
-        return {"name": self.name}
-
-    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """Tell the health probes."""
-        if deployer.health is not None:
-            deployer.health.resume(self.name)
-        return succeed(None)
-
-
-@implementer(IStateChange)
-class RestartApplication(PClass):
-    """Start an application's container that exited."""
-
-    name = field(type=str, mandatory=True)
-    action_type = "flocker:node:container:restart"
-
-    def log_fields(self) -> dict[str, Any]:
-        """The application's name."""
-        return _fields(self)
-
-    def run(self, deployer: ContainerDeployer) -> Deferred[None]:
-        """Start it again."""
-        return deployer.runtime.start(self.name)
-
-
-def _exposed_paths(cluster_state: DeploymentState, node_uuid: str) -> dict[str, str]:
-    """Dataset id → mount path for the datasets the node reports mounted."""
-    datasets = cluster_state.get_node(node_uuid).datasets or {}
-    return {i: d.path for i, d in datasets.items() if d.path is not None}
-
-
-def _bulk_copy_arrived(
-    application: Application,
-    configuration: Deployment,
-    cluster_state: DeploymentState,
-    node_uuid: str,
-) -> bool:
-    """
-    Whether an application that moved away may stop here now.
-
-    True when it has no datasets, or when for each of its datasets the new
-    primary has a copy (a replica from the bulk transfer, or the exposed
-    dataset) or this node no longer reports the dataset mounted.
-    """
-    here = _exposed_paths(cluster_state, node_uuid)
-    for volume in application.volumes:
-        if volume.dataset_id not in here:
-            continue
-        try:
-            _, primary = configuration.get_dataset(volume.dataset_id)
-        except KeyError:
-            continue
-        if primary == node_uuid:
-            continue
-        copies = cluster_state.get_node(primary).datasets or {}
-        if volume.dataset_id not in copies:
-            return False
-    return True
-
-
-def _rolling_back(
-    application: Application, configuration: Deployment, cluster_state: DeploymentState
-) -> bool:
-    """
-    Whether one of the application's datasets has a rollback pending: it
-    must not run until the dataset's primary reports the rollback done.
-    """
-    for volume in application.volumes:
-        try:
-            dataset, primary = configuration.get_dataset(volume.dataset_id)
-        except KeyError:
-            continue
-        if dataset.rollback is None:
-            continue
-        copy = (cluster_state.get_node(primary).datasets or {}).get(volume.dataset_id)
-        if copy is None or copy.rolled_back != dataset.rollback.request_id:
-            return True
-    return False
-
-
-def _fenced(name: str, configuration: Deployment) -> bool:
-    """
-    Whether a fenced agent stops an application: one of its datasets (as
-    configured wherever the application is) fails over automatically.
-    """
-    return any(
-        fence_applies(configuration, volume.dataset_id)
-        for application, _ in configuration.all_applications()
-        if application.name == name
-        for volume in application.volumes
-    )
-
-
-def applications_here(
-    node_uuid: str, configuration: Deployment, cluster_state: DeploymentState
-) -> dict[str, Application]:
-    """
-    The applications that run an instance on ``node_uuid``: those configured
-    here, and those with replicas whose instances `instance_nodes` places
-    here (among the nodes whose container agents report their
-    applications).
-    """
-    wanted = dict(configuration.get_node(node_uuid).applications)
-    reporting = [u for u, state in cluster_state.nodes.items() if state.applications is not None]
-    for application, home in configuration.all_applications():
-        if application.replicas > 1 and home != node_uuid:
-            if node_uuid in instance_nodes(application, home, reporting):
-                wanted[application.name] = application
-    return wanted
-
-
-def _waits_for_earlier_instances(
-    node_uuid: str,
-    application: Application,
-    configuration: Deployment,
-    cluster_state: DeploymentState,
-) -> bool:
-    """
-    Whether this node's instance of a replicated application must wait
-    before it is replaced by a new revision: an update rolls over the
-    instances one at a time, in `instance_nodes` order, each once every
-    earlier one reports the new revision healthy, so that the others serve
-    meanwhile.
-    """
-    if application.replicas < 2:
-        return False
-    _, home = configuration.get_application(application.name)
-    reporting = [u for u, state in cluster_state.nodes.items() if state.applications is not None]
-    placed = instance_nodes(application, home, reporting)
-    if node_uuid not in placed:
-        return False
-    for earlier in placed[: placed.index(node_uuid)]:
-        health = (cluster_state.get_node(earlier).health or pmap()).get(application.name)
-        if (
-            health is None
-            or health.status != "healthy"
-            or health.revision != application.revision
-        ):
-            return True
-    return False
-
-
-def _health_status(name: str, local_state: ContainerLocalState) -> str | None:
-    """The status the health probes give the application's instance here, if any."""
-    reported: PMap[str, ApplicationHealth] = local_state.health or pmap()
-    health = reported.get(name)
-    return None if health is None else health.status
-
-
-def _stop(
-    name: str,
-    stopping: ContainerChange,
-    local_state: ContainerLocalState,
-    cluster_state: DeploymentState,
-) -> ContainerChange:
-    """
-    ``stopping`` (a change that stops the application's running container),
-    once its instance has drained, else what drains it.
-
-    A healthy instance (one the routers may send connections to) is first
-    drained (`DrainApplication`: reported *stopping*, so that the routers
-    send it no new connection).  It is stopped once the cluster state
-    shows this node's report of it stopping (so every router has heard
-    it) and the health probes count it drained (``drained``: its open
-    connections through this node's router finished, or its grace period
-    is over).  Without health probes, or an instance not healthy or not
-    running, it is stopped at once: nothing is routed to it.
-    """
-    status = _health_status(name, local_state)
-    state = local_state.states.get(name)
-    if status is None or state is None or not state.running:
-        return stopping
-    if status == "healthy":
-        return DrainApplication(name=name)
-    if status != "stopping":
-        return stopping
-    known: PMap[str, ApplicationHealth] = (
-        cluster_state.get_node(local_state.node_uuid).health or pmap()
-    )
-    reported = known.get(name)
-    if reported is None or reported.status != "stopping" or name not in local_state.drained:
-        return NoOp()
-    return stopping
-
-
-def calculate_container_changes(
-    node_uuid: str,
-    address: str,
-    configuration: Deployment,
-    cluster_state: DeploymentState,
-    local_state: ContainerLocalState,
-) -> ContainerChange:
-    """The changes that bring this node's containers towards the configuration."""
-    wanted = applications_here(node_uuid, configuration, cluster_state)
-    paths = _exposed_paths(cluster_state, node_uuid)
-    running = {spec.name: spec for spec in local_state.specs}
-    changes: list[ContainerChange] = []
-    pulled: set[str] = set()
-    for name in sorted(set(wanted) | set(running)):
-        if name in local_state.starting:
-            continue  # its container is being created: wait for the runtime
-        current = running.get(name)
-        application = wanted.get(name)
-        if local_state.fenced and _fenced(name, configuration):
-            if current is not None and local_state.states.get(
-                name, ContainerState(running=False)
-            ).running:
-                changes.append(FenceApplication(name=name))
-            continue  # the configuration held may be stale: wait to hear it
-        if application is None:
-            assert current is not None
-            elsewhere = next(
-                (app for app, _ in configuration.all_applications() if app.name == name),
-                None,
-            )
-            if elsewhere is not None and not _bulk_copy_arrived(
-                elsewhere, configuration, cluster_state, node_uuid
-            ):
-                continue
-            changes.append(_stop(name, RemoveApplication(name=name), local_state, cluster_state))
-            continue
-        spec = container_spec(application, address, paths)
-        if spec is not None and _rolling_back(application, configuration, cluster_state):
-            spec = None  # stopped while its data is rolled back
-        if spec is None:
-            # Its datasets are not mounted here (yet): nothing may run.
-            if current is not None:
-                changes.append(
-                    _stop(name, RemoveApplication(name=name), local_state, cluster_state)
-                )
-            continue
-        if current != spec and local_state.pulling and spec.image not in local_state.images:
-            # Its (new) image is not here: get it; the old container, if
-            # any, runs on meanwhile.
-            if spec.image not in local_state.images_waiting and spec.image not in pulled:
-                pulled.add(spec.image)
-                changes.append(PullImage(image=spec.image))
-            continue
-        if current is None:
-            changes.append(StartApplication(spec=spec))
-        elif current != spec and _waits_for_earlier_instances(
-            node_uuid, application, configuration, cluster_state
-        ):
-            continue  # the instances before this one are updated first
-        elif current != spec:
-            replace: list[ContainerChange] = [
-                RemoveApplication(name=name),
-                StartApplication(spec=spec),
-            ]
-            changes.append(_stop(name, sequentially(replace), local_state, cluster_state))
-        elif not local_state.states.get(name, ContainerState(running=False)).running:
-            changes.append(RestartApplication(name=name))
-        elif _health_status(name, local_state) == "stopping":
-            changes.append(ResumeApplication(name=name))  # wanted here after all
-    routes = routes_for_node(node_uuid, configuration, cluster_state, {})
-    if routes != local_state.routes:
-        changes.append(SetRoutes(routes=routes))
-    return in_parallel(changes)
 
 
 @attr.s(eq=False)
@@ -830,7 +262,7 @@ class ContainerDeployer:
             return None
         wanted = applications_here(self.node_uuid, self.configuration, cluster_state)
         configured = {app.name: app for app, _ in self.configuration.all_applications()}
-        paths = _exposed_paths(cluster_state, self.node_uuid)
+        paths = exposed_paths(cluster_state, self.node_uuid)
         instances = {}
         for spec in specs:
             application = configured.get(spec.name)
@@ -970,6 +402,9 @@ class ContainerDeployer:
 
 
 __all__ = [
+    "FENCE_STOP_TIMEOUT",
+    "ContainerChange",
+    "ContainerContext",
     "ContainerDeployer",
     "ContainerLocalState",
     "applications_here",

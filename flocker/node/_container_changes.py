@@ -1,0 +1,291 @@
+"""The state changes the container agent runs (see `flocker.node.containers`).
+
+Each is a value: ``calculate_container_changes`` (``_container_calculate``)
+returns them, plans compare with ``==``, and each runs inside an eliot
+action named by its ``action_type``.  Getting an image the engine lacks is
+``_pulls.PullImage``.
+
+The changes run with the agent's ``ContainerDeployer``; ``containers``,
+which defines the deployer, imports the calculator and so these changes.
+So the changes do not name the deployer: they run with a
+``ContainerContext``, which says exactly what they use of it and imports
+none of them.  ``ContainerDeployer`` provides it structurally; mypy checks
+that wherever a deployer is passed to a change's ``run``, since a change
+runnable with the context is one runnable with the deployer only if the
+deployer provides it.
+
+With a ``poke``, the deployer starts containers in the background
+(`StartApplication`): a slow ``docker create`` does not hold up the next
+pass.  A healthy instance about to be stopped is first drained
+(`DrainApplication`), and one wanted after all while it drains is resumed
+(`ResumeApplication`).  While the agent is fenced, a container whose
+application uses a dataset failing over automatically is stopped, not
+removed (`FenceApplication`), and killed after `FENCE_STOP_TIMEOUT`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from eliot import start_action
+from eliot.twisted import DeferredContext
+from pyrsistent import PClass, field, pmap_field
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from zope.interface import implementer
+
+from flocker.route import IRouter, Route
+from flocker.runtime import ContainerSpec, IContainerRuntime
+
+from ._answering import AnsweringWatch
+from ._deploy import IStateChange, StateChange
+from ._health import HealthProbes
+from ._pulls import ImagePulls
+
+
+class ContainerContext(Protocol):
+    """
+    What the container agent's changes use of the deployer they run with.
+
+    All of it is read, never replaced: the changes call the runtime, the
+    router and the services, and update ``starting`` in place.
+    """
+
+    @property
+    def runtime(self) -> IContainerRuntime:
+        """The node's container runtime."""
+        ...
+
+    @property
+    def router(self) -> IRouter:
+        """Forwards this node's connections to applications elsewhere."""
+        ...
+
+    @property
+    def answering(self) -> AnsweringWatch | None:
+        """Times how long moved applications were unavailable, if at all."""
+        ...
+
+    @property
+    def poke(self) -> Callable[[], None] | None:
+        """Wakes the convergence loop; when set, containers start in the background."""
+        ...
+
+    @property
+    def starting(self) -> set[str]:
+        """Names of the applications whose containers are being created now."""
+        ...
+
+    @property
+    def health(self) -> HealthProbes | None:
+        """Probes the applications' instances, if at all."""
+        ...
+
+    @property
+    def pulls(self) -> ImagePulls | None:
+        """Gets the images the engine lacks (``PullImage`` runs with it too)."""
+        ...
+
+    def refused(self, failure: Any) -> Any:
+        """An image found missing after all is got again; pass the failure on."""
+        ...
+
+
+#: A change of the container agent: it runs with the agent's deployer.
+ContainerChange = StateChange[ContainerContext]
+
+
+def _fields(change: RemoveApplication | FenceApplication | RestartApplication) -> dict[str, Any]:
+    return {"name": change.name}
+
+
+@implementer(IStateChange)
+class StartApplication(PClass):
+    """Create and start an application's container."""
+
+    spec = field(type=ContainerSpec, mandatory=True)
+    action_type = "flocker:node:container:start"
+
+    @property
+    def name(self) -> str:
+        """The application's name."""
+        return self.spec.name
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name and image."""
+        return {"name": self.spec.name, "image": self.spec.image}
+
+    def run(self, deployer: ContainerContext) -> Deferred[None]:
+        """
+        Create it in the runtime; then time how soon it answers.
+
+        With a ``poke``, the deployer starts containers in the background:
+        this returns at once, so a slow ``docker create`` does not hold up
+        the next pass (another application's data may be ready meanwhile);
+        the application counts as *starting* — no other change touches it —
+        until the runtime answers, and then the loop is poked.
+        """
+        if deployer.poke is None:
+            return self._create(deployer)
+        name = self.spec.name
+        deployer.starting.add(name)
+        action = start_action(action_type="flocker:node:container:background_start", name=name)
+        with action.context():
+            created = DeferredContext(maybeDeferred(self._create, deployer))
+            created.addActionFinish()
+
+        def done(result: Any) -> None:
+            deployer.starting.discard(name)
+            assert deployer.poke is not None
+            deployer.poke()
+
+        created.result.addBoth(done)
+        return succeed(None)
+
+    def _create(self, deployer: ContainerContext) -> Deferred[None]:
+        created = deployer.runtime.create(self.spec)
+        spec = self.spec
+
+        created.addErrback(deployer.refused)
+        if deployer.answering is not None:
+            watch = deployer.answering
+
+            def answering(_: None) -> None:
+                # Timed in the background: the ports are read from the engine.
+                states = deployer.runtime.inspect(spec.name)
+                states.addCallback(lambda state: watch.started(spec, state.ports))
+                states.addErrback(lambda _: None)
+
+            created.addCallback(answering)
+        return created
+
+
+@implementer(IStateChange)
+class RemoveApplication(PClass):
+    """Stop and remove an application's container."""
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:remove"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return _fields(self)
+
+    def run(self, deployer: ContainerContext) -> Deferred[None]:
+        """Remove it (killing it first)."""
+        return deployer.runtime.remove(self.name)
+
+
+#: Seconds a fenced application gets to stop before it is killed (an
+#: application that ignores SIGTERM would otherwise run on for Docker's
+#: default ten seconds, past a short failover-after).
+FENCE_STOP_TIMEOUT = 1.0
+
+
+@implementer(IStateChange)
+class FenceApplication(PClass):
+    """
+    Stop (not remove) an application's container while the agent is
+    fenced: its dataset fails over automatically, so another node may be
+    about to run it on a promoted replica.
+    """
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:fence"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return _fields(self)
+
+    def run(self, deployer: ContainerContext) -> Deferred[None]:
+        """
+        Stop its container, killing it after `FENCE_STOP_TIMEOUT`: it
+        must be down well before the control service may fail over.
+        """
+        return deployer.runtime.stop(self.name, timeout=FENCE_STOP_TIMEOUT)
+
+
+@implementer(IStateChange)
+class SetRoutes(PClass):
+    """Give the node's router the routes to applications on other nodes."""
+
+    routes = pmap_field(int, Route)
+    action_type = "flocker:node:container:set_routes"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The routed ports."""
+        return {"ports": sorted(self.routes)}
+
+    def run(self, deployer: ContainerContext) -> Deferred[None]:
+        """Hand them to the router."""
+        return deployer.router.set_routes(self.routes)
+
+
+@implementer(IStateChange)
+class DrainApplication(PClass):
+    """
+    Have the application's instance here drain before it is stopped: the
+    node reports it *stopping*, so that every router sends it no new
+    connection while those open finish.
+    """
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:drain"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return {"name": self.name}
+
+    def run(self, deployer: ContainerContext) -> Deferred[None]:
+        """Tell the health probes."""
+        if deployer.health is not None:
+            deployer.health.drain(self.name)
+        return succeed(None)
+
+
+@implementer(IStateChange)
+class ResumeApplication(PClass):
+    """A draining instance is wanted after all: probe it again, from *starting*."""
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:resume"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return {"name": self.name}
+
+    def run(self, deployer: ContainerContext) -> Deferred[None]:
+        """Tell the health probes."""
+        if deployer.health is not None:
+            deployer.health.resume(self.name)
+        return succeed(None)
+
+
+@implementer(IStateChange)
+class RestartApplication(PClass):
+    """Start an application's container that exited."""
+
+    name = field(type=str, mandatory=True)
+    action_type = "flocker:node:container:restart"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The application's name."""
+        return _fields(self)
+
+    def run(self, deployer: ContainerContext) -> Deferred[None]:
+        """Start it again."""
+        return deployer.runtime.start(self.name)
+
+
+__all__ = [
+    "FENCE_STOP_TIMEOUT",
+    "ContainerChange",
+    "ContainerContext",
+    "DrainApplication",
+    "FenceApplication",
+    "RemoveApplication",
+    "RestartApplication",
+    "ResumeApplication",
+    "SetRoutes",
+    "StartApplication",
+]
