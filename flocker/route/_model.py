@@ -153,13 +153,12 @@ def routes_for_node(
     node's address (from ``addresses``, falling back to the hostname the
     node reported) and the port Docker chose there.
 
-    * When some instances of the configured revision are healthy (the
-      configured node's, and those of its replicas), only they are targets:
-      an older one still running (the old end of a move, or a revision an
-      update replaces) gets no new connections.
-    * Otherwise every healthy instance is a target (the old node's, while
-      a move's new instance starts; the old revision's, while an update
-      rolls over the replicas).
+    * Every healthy instance is a target, whatever revision it runs: while
+      an update rolls over an application's instances, the old revision's
+      keep serving beside the new one's until each is drained and
+      replaced, so the application keeps its capacity (an instance about
+      to stop reports itself ``stopping``, not healthy, and gets no new
+      connection).
     * With none, the route has no target: the router holds new connections
       until one is healthy, instead of refusing them — a move or an update
       costs clients latency, not errors.
@@ -176,18 +175,12 @@ def routes_for_node(
     routes: dict[int, Route] = {}
     for app, _ in configuration.all_applications():
         instances = _instances(app.name, cluster_state, addresses)
-        current = [
-            (uuid, health, host)
-            for uuid, health, host in instances
-            if health.revision == app.revision
-        ]
-        chosen = current or instances
         for port in sorted(app.ports, key=lambda p: (p.external_port, p.internal_port)):
             if port.external_port in routes:
                 continue
             targets = [
                 Target(host=host, port=health.ports[port.internal_port])
-                for _, health, host in chosen
+                for _, health, host in instances
                 if port.internal_port in health.ports
             ]
             routes[port.external_port] = Route(

@@ -81,10 +81,11 @@ def test_a_node_that_does_not_report_runs_no_replica() -> None:
     assert applications_here(B, configured(), only_a) == {}
 
 
-def test_routes_spread_over_healthy_instances_of_the_revision() -> None:
+def test_routes_spread_over_healthy_instances_of_any_revision() -> None:
     """
-    Every router sends the port to both healthy instances; once one of them
-    runs a newer revision that is healthy, only it gets new connections.
+    Every router sends the port to both healthy instances, also while one
+    of them runs a newer revision (capacity is kept during a roll-over);
+    one that is stopping gets none.
     """
     nodes = Nodes()
     both = reporting(A=healthy(40001), B=healthy(40002))
@@ -97,9 +98,17 @@ def test_routes_spread_over_healthy_instances_of_the_revision() -> None:
     )
     updated = configured().update_application(WEB.set(environment={"V": "2"}))
     rolling = reporting(A=healthy(40003, revision=1), B=healthy(40002, revision=None))
+    mixed = Route(
+        external_port=8080,
+        targets=[Target(host=ADDRESS[A], port=40003), Target(host=ADDRESS[B], port=40002)],
+    )
+    assert SetRoutes(routes={8080: mixed}) in changes_of(
+        nodes.plan(B, updated, rolling, routes=True)
+    )
+    draining = reporting(A=healthy(40003, revision=1), B=healthy(40002, None, "stopping"))
     newest = Route(external_port=8080, targets=[Target(host=ADDRESS[A], port=40003)])
     assert SetRoutes(routes={8080: newest}) in changes_of(
-        nodes.plan(B, updated, rolling, routes=True)
+        nodes.plan(B, updated, draining, routes=True)
     )
 
 

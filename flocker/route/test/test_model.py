@@ -259,9 +259,15 @@ CASES = [
         {5432: to(5432, ("127.0.0.12", 40080))},
     ),
     (
-        "the configured revision healthy on the configured node takes over alone",
+        "every healthy instance serves, whatever its revision",
         deployment(**{N3: [DB]}),
         reported(**{N2: [healthy(DB, revision=None)], N3: [healthy(DB)]}),
+        {5432: to(5432, ("127.0.0.12", 40080), ("127.0.0.13", 40080))},
+    ),
+    (
+        "a stopping instance gets no new connection",
+        deployment(**{N3: [DB]}),
+        reported(**{N2: [healthy(DB, "stopping")], N3: [healthy(DB)]}),
         {5432: to(5432, ("127.0.0.13", 40080))},
     ),
     (
