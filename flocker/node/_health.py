@@ -90,12 +90,12 @@ _DEFAULT_TIMING = HealthCheck(kind="tcp", port=1)
 
 
 #: Seconds between probes of an instance that is still starting, at most.
-STARTING_INTERVAL = 0.1
+STARTING_INTERVAL = 0.05
 
 #: Seconds a stopping instance is given, at least, for the connections
 #: other nodes' routers forwarded to it before they heard it was stopping;
 #: also how often the agent is poked meanwhile, to see whether it is done.
-DRAIN_SETTLE = 0.2
+DRAIN_SETTLE = 0.1
 
 #: Seconds a stopping instance's open connections are given to finish (its
 #: grace period) before it is stopped all the same.
