@@ -452,8 +452,9 @@ class ContainerUpdateContract:
         """
         Each instance is reported running on its node (the container's
         own, then the others; instances beyond the nodes do not run), with
-        the health its node reports; another instance's health does not
-        settle an update, the container's own node's does.
+        the health its node reports.  Another instance's ``healthy`` does
+        not confirm an update, the container's own node's does; any
+        instance's ``unhealthy`` rolls the update back.
         """
         created = self.created(cluster, replicas=3)
         client = cluster.client
@@ -468,18 +469,22 @@ class ContainerUpdateContract:
         )
         self.run(cluster, client.update_container("web", image="nginx:2"))
         cluster.converge()
-        cluster.report_health("web", "unhealthy", "HTTP 500", node_uuid=cluster.nodes[1])
+        cluster.report_health("web", "healthy", None, node_uuid=cluster.nodes[1])
+        assert self.listed(cluster).updating
         cluster.report_health("web", "healthy", None)
         health = {
             s.container.node_uuid: (s.health, s.health_reason)
             for s in self.run(cluster, client.list_containers_state())
         }
-        assert health == {
-            cluster.nodes[0]: ("healthy", None),
-            cluster.nodes[1]: ("unhealthy", "HTTP 500"),
-        }
+        assert health == {cluster.nodes[0]: ("healthy", None), cluster.nodes[1]: ("healthy", None)}
         done = self.listed(cluster)
         assert (done.revision, done.updating, done.update_failed) == (1, False, None)
+        self.run(cluster, client.update_container("web", image="nginx:3"))
+        cluster.converge()
+        cluster.report_health("web", "unhealthy", "HTTP 500", node_uuid=cluster.nodes[1])
+        back = self.listed(cluster)
+        assert (back.image, back.revision) == ("nginx:2", 3)
+        assert back.update_failed is not None and "HTTP 500" in back.update_failed
 
     def test_environment_copy_keeps_replicas(self, cluster: Any) -> None:
         """A copy of a container running several instances runs as many."""

@@ -198,10 +198,11 @@ class FakeContainerUpdates:
         """
         Make a node running an instance of a container report its health
         at the container's current revision, as its container agent does:
-        ``node_uuid``, or the container's own node.  The container's own
-        node's report settles an update waiting for it: it ends
-        (``healthy``) or is rolled back by the control service
-        (``unhealthy``); another instance's report settles nothing.
+        ``node_uuid``, or the container's own node.  An update waiting for
+        it ends when the container's own node reports it ``healthy``, and
+        is rolled back by the control service when any instance's node
+        reports it ``unhealthy``; another instance's ``healthy`` settles
+        nothing.
 
         :raise ValueError: an unknown status, or no node given for a
             container that is not configured.
@@ -221,9 +222,9 @@ class FakeContainerUpdates:
             else s
             for s in self._state_containers
         ]
-        if container is None or not container.updating or node != container.node_uuid:
+        if container is None or not container.updating:
             return
-        if status == "healthy":
+        if status == "healthy" and node == container.node_uuid:
             self._containers[name] = container.set(updating=False)
         elif status == "unhealthy":
             seen = f": {reason}" if reason else ""

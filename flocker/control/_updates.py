@@ -145,31 +145,50 @@ def _unhealthy_words(name: str, health: ApplicationHealth) -> str:
 def _outcome(
     application: Application, node_uuid: str, cluster_state: DeploymentState
 ) -> UpdateOutcome | None:
-    """How the node's report settles the application's update, if it does."""
+    """
+    How the nodes' reports settle the application's update, if they do:
+    confirmed when its own node reports the new revision healthy; rolled
+    back when its node, or any other node running an instance of that
+    revision (a replica, or the instance a single stateless one is updated
+    beside), reports it unhealthy.
+    """
     if not application.updating:
         return None
-    reports = cluster_state.get_node(node_uuid).health
-    health: ApplicationHealth | None = (
-        None if reports is None else reports.get(application.name)
-    )
-    if health is None or health.revision != application.revision:
-        return None
-    if health.status == "healthy":
+    health = _report(cluster_state, node_uuid, application)
+    if health is not None and health.status == "healthy":
         return UpdateOutcome(
             application=application.name,
             node_uuid=node_uuid,
             revision=application.revision,
             outcome=CONFIRMED,
         )
-    if health.status == "unhealthy" and application.previous is not None:
-        return UpdateOutcome(
-            application=application.name,
-            node_uuid=node_uuid,
-            revision=application.revision,
-            outcome=ROLLED_BACK,
-            reason=_unhealthy_words(application.name, health),
-        )
+    if application.previous is None:
+        return None
+    others = sorted(set(cluster_state.nodes) - {node_uuid})
+    for uuid in [node_uuid, *others]:
+        health = _report(cluster_state, uuid, application)
+        if health is not None and health.status == "unhealthy":
+            return UpdateOutcome(
+                application=application.name,
+                node_uuid=node_uuid,
+                revision=application.revision,
+                outcome=ROLLED_BACK,
+                reason=_unhealthy_words(application.name, health),
+            )
     return None
+
+
+def _report(
+    cluster_state: DeploymentState, node_uuid: str, application: Application
+) -> ApplicationHealth | None:
+    """The node's report of the application's configured revision, if it has one."""
+    reports = cluster_state.get_node(node_uuid).health
+    health: ApplicationHealth | None = (
+        None if reports is None else reports.get(application.name)
+    )
+    if health is None or health.revision != application.revision:
+        return None
+    return health
 
 
 def plan_update_outcomes(

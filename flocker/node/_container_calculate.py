@@ -294,12 +294,67 @@ def applications_here(
     applications).
     """
     wanted = dict(configuration.get_node(node_uuid).applications)
-    reporting = [u for u, state in cluster_state.nodes.items() if state.applications is not None]
+    reporting = _reporting(cluster_state)
     for application, home in configuration.all_applications():
-        if application.replicas > 1 and home != node_uuid:
-            if node_uuid in instance_nodes(application, home, reporting):
-                wanted[application.name] = application
+        if home == node_uuid:
+            continue
+        if application.replicas > 1 and node_uuid in instance_nodes(
+            application, home, reporting
+        ):
+            wanted[application.name] = application
+        elif _surge_node(application, home, cluster_state) == node_uuid:
+            wanted[application.name] = application
     return wanted
+
+
+def _reporting(cluster_state: DeploymentState) -> list[str]:
+    """The nodes whose container agents report their applications."""
+    return [u for u, state in cluster_state.nodes.items() if state.applications is not None]
+
+
+def _healthy_at(
+    node_uuid: str, application: Application, cluster_state: DeploymentState
+) -> bool:
+    """Whether ``node_uuid`` reports the application's configured revision healthy."""
+    health = (cluster_state.get_node(node_uuid).health or pmap()).get(application.name)
+    return (
+        health is not None
+        and health.status == "healthy"
+        and health.revision == application.revision
+    )
+
+
+def _surge_node(
+    application: Application, home: str, cluster_state: DeploymentState
+) -> str | None:
+    """
+    The node that runs the new revision of a single stateless instance
+    beside the old one while it is updated, or ``None``.
+
+    An application without volumes running once is updated without
+    holding a connection: its new revision first starts on the node that
+    would run its second instance (`instance_nodes`), the old instance is
+    replaced once that one is healthy, and the extra instance goes once
+    the application's own node runs the new revision healthy (or the
+    update is settled).  An update that leaves the container as it is (a
+    new health check) needs none: the application's node reports the new
+    revision at once, before the surge node has an instance.  On a single
+    node there is no such node: the instance is replaced in place, its
+    connections held meanwhile.
+    """
+    if application.replicas != 1 or application.volumes or not application.updating:
+        return None
+    if _healthy_at(home, application, cluster_state):
+        return None
+    placed = instance_nodes(application.set(replicas=2), home, _reporting(cluster_state))
+    if len(placed) < 2:
+        return None
+    surge = placed[1]
+    at_home = (cluster_state.get_node(home).health or pmap()).get(application.name)
+    started = application.name in (cluster_state.get_node(surge).health or pmap())
+    if at_home is not None and at_home.revision == application.revision and not started:
+        return None
+    return surge
 
 
 def _waits_for_earlier_instances(
@@ -309,28 +364,27 @@ def _waits_for_earlier_instances(
     cluster_state: DeploymentState,
 ) -> bool:
     """
-    Whether this node's instance of a replicated application must wait
-    before it is replaced by a new revision: an update rolls over the
-    instances one at a time, in `instance_nodes` order, each once every
-    earlier one reports the new revision healthy, so that the others serve
-    meanwhile.
+    Whether this node's instance must wait before it is replaced by a new
+    revision: an update rolls over a replicated application's instances
+    one at a time, in `instance_nodes` order, each once every earlier one
+    reports the new revision healthy, so that the others serve meanwhile;
+    a single stateless instance waits for its new revision to be healthy
+    on the surge node (`_surge_node`).
     """
-    if application.replicas < 2:
-        return False
     _, home = configuration.get_application(application.name)
-    reporting = [u for u, state in cluster_state.nodes.items() if state.applications is not None]
-    placed = instance_nodes(application, home, reporting)
-    if node_uuid not in placed:
+    surge = _surge_node(application, home, cluster_state)
+    if surge is not None:
+        order = [surge, home]
+    elif application.replicas > 1:
+        order = instance_nodes(application, home, _reporting(cluster_state))
+    else:
         return False
-    for earlier in placed[: placed.index(node_uuid)]:
-        health = (cluster_state.get_node(earlier).health or pmap()).get(application.name)
-        if (
-            health is None
-            or health.status != "healthy"
-            or health.revision != application.revision
-        ):
-            return True
-    return False
+    if node_uuid not in order:
+        return False
+    return not all(
+        _healthy_at(earlier, application, cluster_state)
+        for earlier in order[: order.index(node_uuid)]
+    )
 
 
 def _health_status(name: str, local_state: ContainerLocalState) -> str | None:

@@ -184,7 +184,7 @@ def test_rollback_reason_words(reason: str | None, failures: int, words: str) ->
             reported(health("unhealthy", 2)), id="a later revision than configured"
         ),
         pytest.param(
-            reported(health("unhealthy", 1), node=B), id="another node's report"
+            reported(health("healthy", 1), node=B), id="another node's healthy report"
         ),
         pytest.param(
             reported(health("unhealthy", 1, name="other")),
@@ -625,7 +625,7 @@ def test_service_leaves_unsettled_updates(
     control.service.startService()
     control.report(health("starting", 1, failures=2))
     control.report(health("unhealthy", None, failures=3))
-    control.report(health("unhealthy", 1, failures=3), node=B)
+    control.report(health("healthy", 1), node=B)
     assert control.configuration.generation == generation
     assert control.web().updating
     assert not LoggedAction.of_type(eliot_logger.messages, SETTLE_UPDATES)
@@ -811,3 +811,17 @@ def test_only_the_leader_rolls_back(tmp_path: Path, eliot_logger: MemoryLogger) 
     (message,) = LoggedMessage.of_type(eliot_logger.messages, UPDATE_FAILED)
     assert message.message["revision"] == 1
     assert_fired(leadership.stopService())
+
+
+def test_another_node_reporting_the_new_revision_unhealthy_rolls_it_back() -> None:
+    """
+    An instance of the new revision on another node (a replica, or the one
+    a single stateless instance is updated beside) reported unhealthy rolls
+    the update back, in the words of that report; the application's own
+    node is named in the outcome, since it is where the configuration has it.
+    """
+    [outcome] = plan_update_outcomes(
+        updated(), reported(health("unhealthy", 1, failures=3), node=B)
+    )
+    assert outcome.outcome == ROLLED_BACK and outcome.node_uuid == A
+    assert outcome.reason is not None and "unhealthy" in outcome.reason

@@ -206,3 +206,68 @@ def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instan
         time.sleep(0.2)
     assert replaced, "the killed instance was not started again"
     wait_for(lambda: len(_healthy_on(cluster, name)) == 2, 120, "both healthy after the kill")
+
+
+def test_a_single_stateless_instance_is_updated_beside_its_new_revision(
+    make_lab: Callable[..., dict[str, Any]], docker_client: Any
+) -> None:
+    """
+    An application without volumes running once is updated under a steady
+    client load without a failed request: the new revision starts on the
+    other node first, the old instance is replaced once it is healthy, and
+    the extra instance goes again, leaving one instance, of the new
+    revision, on the application's node.
+    """
+    ensure_counter_image(docker_client)
+    cluster = make_lab(nodes=2)
+    one, two = sorted(cluster["nodes"], key=lambda n: n["uuid"])
+    name = f"solo-{uuid4().hex[:8]}"
+    port = lab._free_port([n["address"] for n in cluster["nodes"]])
+    api(
+        cluster,
+        "POST",
+        "/v1/configuration/containers",
+        {
+            "node_uuid": one["uuid"],
+            "name": name,
+            "image": COUNTER_IMAGE,
+            "ports": [{"internal": 80, "external": port}],
+            "health": QUICK_HEALTH,
+        },
+    )
+    wait_for(lambda: _healthy_on(cluster, name) == {one["uuid"]}, 120, "the instance")
+    writer = Writer(two["address"], port, timeout=30.0)
+    writer.start()
+    seen_beside = False
+    try:
+        wait_for(lambda: len(writer.acknowledged) >= 20, 60, "writes before the update")
+        api(
+            cluster,
+            "POST",
+            f"/v1/configuration/containers/{name}",
+            {"environment": {"VERSION": "2"}},
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            where = set(_instances(cluster, name))
+            seen_beside = seen_beside or two["uuid"] in where
+            if (
+                where == {one["uuid"]}
+                and "VERSION=2" in _environment(one, name)
+                and _healthy_on(cluster, name) == {one["uuid"]}
+            ):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the update did not end with one new instance on node 1")
+        before = len(writer.acknowledged)
+        wait_for(lambda: len(writer.acknowledged) >= before + 20, 60, "writes after it")
+    finally:
+        writer.stopping.set()
+        writer.join()
+    print(
+        f"\nsingle instance updated beside its new revision: {len(writer.acknowledged)} "
+        f"writes, longest wait {writer.longest_wait():.2f} s, failures {writer.failures[:5]}"
+    )
+    assert seen_beside, "no instance ran on node 2 during the update"
+    assert writer.failures == []

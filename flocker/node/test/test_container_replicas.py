@@ -11,6 +11,7 @@ from flocker.control import (
     ApplicationHealth,
     Deployment,
     DeploymentState,
+    HealthCheck,
     NodeState,
     Port,
 )
@@ -128,3 +129,53 @@ def test_an_update_rolls_over_the_instances_one_at_a_time() -> None:
     ready = reporting(A=healthy(40003, revision=1))
     assert RemoveApplication(name="web") in changes_of(nodes.plan(B, updated, ready))
     assert [s.name for s in result(nodes.deployers[B].runtime.list_containers())] == ["web"]
+
+
+SINGLE = WEB.set(replicas=1)
+
+
+def test_a_single_stateless_instance_is_updated_beside_a_new_one() -> None:
+    """
+    An update of an application without volumes running once first starts
+    the new revision on the node after its own (the surge node), replaces
+    the old instance only once that one is healthy, and the surge node's
+    instance goes once the application's node runs the new revision
+    healthy: connections always have a healthy instance to go to.
+    """
+    nodes = Nodes()
+    nodes.converge(A, configured(SINGLE), reporting())
+    updated = configured(SINGLE).update_application(SINGLE.set(environment={"V": "2"}))
+    old_here = reporting(A=healthy(40001, revision=None))
+    assert set(applications_here(B, updated, old_here)) == {"web"}
+    assert nodes.plan(A, updated, old_here) == NoOp()  # waits for the surge instance
+    start = nodes.plan(B, updated, old_here)
+    assert isinstance(start, StartApplication)
+    surge_ready = reporting(A=healthy(40001, revision=None), B=healthy(40002, revision=1))
+    assert RemoveApplication(name="web") in changes_of(nodes.plan(A, updated, surge_ready))
+    replaced = reporting(A=healthy(40003, revision=1), B=healthy(40002, revision=1))
+    assert applications_here(B, updated, replaced) == {}
+
+
+def test_a_single_node_updates_in_place() -> None:
+    """With no other node, the single instance is replaced where it is."""
+    nodes = Nodes()
+    only_a = DeploymentState().update_node(NodeState(uuid=A, applications={}))
+    nodes.converge(A, configured(SINGLE), only_a)
+    updated = configured(SINGLE).update_application(SINGLE.set(environment={"V": "2"}))
+    assert RemoveApplication(name="web") in changes_of(nodes.plan(A, updated, only_a))
+
+
+def test_an_update_keeping_the_container_needs_no_surge_instance() -> None:
+    """
+    An update that leaves the container as it is (a new health check) is
+    reported at the new revision by the application's node at once: no
+    instance is started beside it.
+    """
+    check = HealthCheck(kind="http", port=80, path="/healthz")
+    updated = configured(SINGLE).update_application(SINGLE.set(health=check))
+    updated_app, _ = updated.get_application("web")
+    assert updated_app.updating and updated_app.revision == 1
+    same = reporting(A=healthy(40001, revision=1, status="starting"))
+    assert applications_here(B, updated, same) == {}
+    old = reporting(A=healthy(40001, revision=None))
+    assert set(applications_here(B, updated, old)) == {"web"}  # not reported yet: surge
