@@ -10,7 +10,8 @@ replica on node 1, shows how far behind the replica is and fails over to
 it by hand (node 2's copy is kept as diverged); then runs a stateful
 application (a counter keeping its count in its dataset) on node 1 and
 moves it with its data to node 2 while a client keeps writing (with the
-interruption node 2 logged); then clones it, with its data, into a staging
+interruption node 2 logged), and updates its specification under that
+load without a failed request; then clones it, with its data, into a staging
 environment of two copies, each on its own port and its own copy-on-write
 clone of the data.  It leaves the cluster running with instructions for
 talking to it.  Running it again replaces the previous cluster.
@@ -109,17 +110,20 @@ def digest(path: str) -> str:
     return sha.hexdigest()
 
 
-def counter(address: str, port: int, text: str) -> int | None:
+def counter(address: str, port: int, text: str, timeout: float = 1) -> int | None:
     """One request to the counter application: its count, or None."""
     try:
-        with urllib.request.urlopen(f"http://{address}:{port}/?{text}", timeout=1) as reply:
+        with urllib.request.urlopen(f"http://{address}:{port}/?{text}", timeout=timeout) as reply:
             return int(reply.read().decode().strip())
     except (OSError, ValueError):
         return None
 
 
-def move_application(cluster: dict, one: dict, two: dict) -> int:
-    """Run a stateful application on node 1 and move it, data and all, to node 2."""
+def move_application(cluster: dict, one: dict, two: dict) -> tuple[int, int]:
+    """
+    Run a stateful application on node 1 and move it, data and all, to
+    node 2; its count afterwards, and its port.
+    """
     import docker
 
     client = docker.from_env()
@@ -154,11 +158,13 @@ def move_application(cluster: dict, one: dict, two: dict) -> int:
     lab.api_request(
         cluster, "POST", "/v1/configuration/containers/counter", {"node_uuid": two["uuid"]}
     )
-    last_answer, longest_gap = time.monotonic(), 0.0
+    last_answer, longest_gap, failed = time.monotonic(), 0.0, 0
     while True:
-        answer = counter(one["address"], port, "during-move")
+        answer = counter(one["address"], port, "during-move", timeout=30)
         now = time.monotonic()
-        if answer is not None:
+        if answer is None:
+            failed += 1
+        else:
             longest_gap = max(longest_gap, now - last_answer)
             last_answer = now
         running = [
@@ -172,8 +178,8 @@ def move_application(cluster: dict, one: dict, two: dict) -> int:
         time.sleep(0.02)
     say(
         f"moved the application to node 2 in {now - started:.2f} s while a client kept "
-        f"writing through node 1's port; the longest wait for an answer was "
-        f"{longest_gap:.2f} s"
+        f"writing through node 1's port: {failed} requests failed, the longest wait for "
+        f"an answer was {longest_gap:.2f} s"
     )
     after = counter(two["address"], port, "after-move")
     if after is None or after <= count:
@@ -187,7 +193,49 @@ def move_application(cluster: dict, one: dict, two: dict) -> int:
             "node 2's container agent logged the application unavailable for "
             f"{answered['unavailable_seconds']:.2f} s (flocker:node:container:answering)"
         )
-    return after
+    return after, port
+
+
+def update_application(cluster: dict, one: dict, port: int, count: int) -> int:
+    """
+    Update the counter's specification while a client keeps writing through
+    node 1's port: no request fails, the routers hold them while it restarts.
+    """
+    started = time.monotonic()
+    updated = lab.api_request(
+        cluster, "POST", "/v1/configuration/containers/counter",
+        {"environment": {"GREETING": "hello"}},
+    )
+    failed, longest = 0, 0.0
+    while True:
+        began = time.monotonic()
+        answer = counter(one["address"], port, "during-update", timeout=30)
+        longest = max(longest, time.monotonic() - began)
+        if answer is None:
+            failed += 1
+        [configured] = [
+            c for c in lab.api_request(cluster, "GET", "/v1/configuration/containers")
+            if c["name"] == "counter"
+        ]
+        if answer is not None and "updating" not in configured:
+            break
+        if time.monotonic() - started > 300:
+            raise SystemExit("quickstart: the update was not confirmed in time")
+        time.sleep(0.02)
+    if "update_failed" in configured:
+        raise SystemExit(f"quickstart: the update was rolled back: {configured['update_failed']}")
+    say(
+        f"updated the application's environment (revision {updated['revision']}), confirmed "
+        f"healthy after {time.monotonic() - started:.2f} s, while a client kept writing "
+        f"through node 1's port: {failed} requests failed, the longest waited {longest:.2f} s "
+        "(the routers hold new connections while it restarts)"
+    )
+    if failed:
+        raise SystemExit("quickstart: requests failed during the update")
+    if answer <= count:
+        raise SystemExit("quickstart: the updated application lost its count")
+    say(f"on the same data the count carries on: {answer}")
+    return answer
 
 
 def pool_used(node: dict) -> int:
@@ -300,7 +348,8 @@ def main() -> None:
         raise SystemExit("quickstart: the data on node 2 differs from what was written")
     say(f"node 2 has it at {current['path']}, sha256 identical: the data arrived intact")
     replicate_and_fail_over(cluster, dataset_id, one, two, before)
-    count = move_application(cluster, one, two)
+    count, port = move_application(cluster, one, two)
+    count = update_application(cluster, one, port, count)
     clone_environment(cluster, two, count)
 
     certs = cluster["certificates"]
