@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import attr
+from eliot import write_failure
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from flocker.ca import TLSFiles
-from flocker.control import AgentAMPClient
-from flocker.route import IRouter
+from flocker.control import AgentAMPClient, Deployment, DeploymentState
+from flocker.route import IRouter, routes_for_node
 from flocker.runtime import IContainerRuntime, RegistryCredentials
 
 from ._agent_core import ControlledAgent
@@ -104,6 +105,20 @@ class ContainerAgent(ControlledAgent):
         )
         self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
         self.client = self._make_client()
+
+    def cluster_updated(
+        self, configuration: Deployment, cluster_state: DeploymentState
+    ) -> None:
+        """
+        A pushed configuration and cluster state: the router's routes follow
+        at once (they depend on nothing else, so an instance found healthy
+        or stopping on any node is routed to, or not, without waiting for a
+        convergence pass and its discovery), then the loop converges to it.
+        """
+        super().cluster_updated(configuration, cluster_state)
+        routes = routes_for_node(self.node_uuid, configuration, cluster_state, {})
+        if routes != self.router.routes():
+            self.router.set_routes(routes).addErrback(write_failure)
 
     def service(self) -> MultiService:
         """

@@ -12,6 +12,7 @@ from flocker.ca import load_tls_files
 from flocker.ca.testtools import make_test_cluster_credentials
 from flocker.control import (
     Application,
+    ApplicationHealth,
     Deployment,
     DeploymentState,
     HealthCheck,
@@ -21,7 +22,7 @@ from flocker.control import (
 from flocker.node._container_agent import ContainerAgent
 from flocker.node._control_connection import ControlAddress
 from flocker.node._health import Probe
-from flocker.route import MemoryRouter
+from flocker.route import MemoryRouter, Route, Target
 from flocker.runtime import ContainerState, memory_runtimes
 
 NODE = "4a6a4bde-2b42-4a47-a6d4-8c11cc3a5e70"
@@ -129,3 +130,35 @@ def test_stopping_the_agent_stops_the_probes(tmp_path: Path) -> None:
     reactor.advance(0)
     assert container_agent.health.states() == {}
     assert not container_agent.health.running
+
+
+def test_pushed_state_sets_the_routes_at_once(tmp_path: Path) -> None:
+    """
+    A pushed cluster state in which another node reports an instance
+    healthy sets the router's routes at once, before any convergence pass
+    (a move's held connections go to the new instance without waiting for
+    one); the same push again changes nothing.
+    """
+    reactor = MemoryReactorClock()
+    container_agent = agent(tmp_path, reactor, None)
+    router = container_agent.router
+    assert isinstance(router, MemoryRouter)
+    other = "5b7b5cef-3c53-4b58-b7e5-9d22dd4b6f81"
+    configuration = Deployment().add_application(APP, other)
+    state = DeploymentState().update_node(
+        NodeState(
+            uuid=other,
+            hostname="127.0.0.12",
+            health={
+                "web": ApplicationHealth(application="web", status="healthy", ports={80: 49999})
+            },
+        )
+    )
+    container_agent.cluster_updated(configuration, state)
+    [port] = [p.external_port for p in APP.ports]
+    assert router.routes() == {
+        port: Route(external_port=port, targets=[Target(host="127.0.0.12", port=49999)])
+    }
+    history = list(router.history)
+    container_agent.cluster_updated(configuration, state)
+    assert router.history == history
