@@ -403,9 +403,10 @@ def test_outcomes_follow_the_rules_and_settle_once(
 ) -> None:
     """
     For any configuration and reports: exactly the updating applications
-    whose own node reports their revision healthy (confirmed) or unhealthy
-    with a previous specification (rolled back) settle; applying them
-    changes only those applications, and planning again settles nothing.
+    whose own node reports their revision healthy (confirmed), or, failing
+    that, some node reports it unhealthy and there is a previous
+    specification (rolled back), settle; applying them changes only those
+    applications, and planning again settles nothing.
     """
     deployment, state = case
     outcomes = plan_update_outcomes(deployment, state)
@@ -414,13 +415,20 @@ def test_outcomes_follow_the_rules_and_settle_once(
     by_name = {o.application: o for o in outcomes}
     for app, node_uuid in deployment.all_applications():
         report = (state.get_node(node_uuid).health or {}).get(app.name)
+        unhealthy_somewhere = any(
+            (h := (node.health or {}).get(app.name)) is not None
+            and h.revision == app.revision
+            and h.status == "unhealthy"
+            for node in state.nodes.values()
+        )
         verdict = (
             None
-            if not app.updating or report is None or report.revision != app.revision
+            if not app.updating
             else CONFIRMED
-            if report.status == "healthy"
+            if report is not None and report.revision == app.revision
+            and report.status == "healthy"
             else ROLLED_BACK
-            if report.status == "unhealthy" and app.previous is not None
+            if unhealthy_somewhere and app.previous is not None
             else None
         )
         outcome = by_name.get(app.name)
