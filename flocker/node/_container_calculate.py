@@ -408,10 +408,11 @@ def _stop(
     drained (`DrainApplication`: reported *stopping*, so that the routers
     send it no new connection).  It is stopped once the cluster state
     shows this node's report of it stopping (so every router has heard
-    it) and the health probes count it drained (``drained``: its open
-    connections through this node's router finished, or its grace period
-    is over).  Without health probes, or an instance not healthy or not
-    running, it is stopped at once: nothing is routed to it.
+    it), this node's router no longer sends it connections, and the health
+    probes count it drained (``drained``: its open connections through
+    this node's router finished, or its grace period is over).  Without
+    health probes, or an instance not healthy or not running, it is
+    stopped at once: nothing is routed to it.
     """
     status = _health_status(name, local_state)
     state = local_state.states.get(name)
@@ -427,6 +428,14 @@ def _stop(
     reported = known.get(name)
     if reported is None or reported.status != "stopping" or name not in local_state.drained:
         return NoOp()
+    instance: PMap[str, ApplicationHealth] = local_state.health or pmap()
+    published = set(instance[name].ports.values()) if name in instance else set()
+    if any(
+        target.host == local_state.hostname and target.port in published
+        for route in local_state.routes.values()
+        for target in route.targets
+    ):
+        return NoOp()  # this node's router still sends it connections
     return stopping
 
 

@@ -754,3 +754,24 @@ def test_health_instance() -> None:
     quiet_spec = container_spec(quiet, ADDRESS[A], {DS: "/mnt/ds"})
     assert quiet_spec is not None
     assert health_instance(quiet, quiet_spec, ADDRESS[A], True, True).check is None
+
+
+def test_instance_still_routed_here_is_not_stopped() -> None:
+    """
+    A drained instance that this node's router still sends connections to
+    (the routes have not followed the echo yet) is not stopped until they do.
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    update = configured().update_application(APP.set(environment={"MODE": "production"}))
+    nodes.converge(A, update, state_with(A))
+    [draining] = reported_health(nodes, state_with(A)).values()
+    echo = echoed(nodes, state_with(A))
+    clock.advance(DRAIN_SETTLE + 0.01)
+    router = nodes.deployers[A].router
+    stale = {8080: Route(external_port=8080, target_host=ADDRESS[A], target_port=draining.ports[80])}
+    result(router.set_routes(pmap(stale)))
+    plan = nodes.plan(A, update, echo, routes=True)
+    assert RemoveApplication(name="counter") not in changes_of(plan)
+    result(router.set_routes(pmap({8080: Route(external_port=8080, targets=[])})))
+    assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))

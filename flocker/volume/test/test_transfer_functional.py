@@ -134,7 +134,28 @@ class Nodes:
         return d
 
     def push(self, snapshot: str, base: str | None = None, **kw: Any) -> Deferred[Any]:
-        """Push from the sender to the receiver."""
+        """
+        Push from the sender to the receiver; a push that succeeds returns
+        once the receiver has recorded its outcome too (it does so just
+        after confirming, which a loaded machine may take a while to get
+        to), so that each outcome is matched to its own push.
+        """
+        assert self.port is not None, "listen first"
+        expected = len(self.outcomes) + 1
+
+        async def recorded(result: Any) -> Any:
+            for _ in range(3000):  # at most 30 s
+                if len(self.outcomes) >= expected:
+                    break
+                await deferLater(reactor, 0.01, lambda: None)
+            return result
+
+        return self._push(snapshot, base, **kw).addCallback(
+            lambda result: Deferred.fromCoroutine(recorded(result))
+        )
+
+    def _push(self, snapshot: str, base: str | None = None, **kw: Any) -> Deferred[Any]:
+        """Push from the sender to the receiver, returning when the sender is done."""
         assert self.port is not None, "listen first"
         return push(
             reactor,
