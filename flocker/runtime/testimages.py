@@ -11,6 +11,9 @@ answered request is on disk.  On start the service removes a lock that a
 killed predecessor left behind.
 
 * Port 80 inside the container (:data:`COUNTER_PORT`).
+* ``VERSION`` in the environment is sent back in each counted answer's
+  ``X-Version`` header, so a client can tell which version of an updated
+  application answered.
 * ``COUNTER_FILE`` in the environment changes the file (default
   ``/data/requests.log``; its directory must exist, normally a bind-mounted
   dataset).  If it does not, requests are answered ``500``.
@@ -44,7 +47,7 @@ from ._interface import ContainerSpec, PublishedPort, VolumeBind
 
 #: The tag of the request-counting HTTP service.  Change the version when
 #: the scripts change, so that machines with the old image build the new one.
-COUNTER_IMAGE = "flocker-test/counter:2"
+COUNTER_IMAGE = "flocker-test/counter:3"
 
 #: The port the counter listens on inside its container.
 COUNTER_PORT = 80
@@ -80,7 +83,7 @@ printf '%s\n' "$payload" >> "$file"
 sync -d "$file" 2>/dev/null || sync
 count=$(wc -l < "$file")
 rmdir "$file.lock"
-printf 'Content-Type: text/plain\r\n\r\n%s\n' $count
+printf 'Content-Type: text/plain\r\nX-Version: %s\r\n\r\n%s\n' "$VERSION" $count
 """
 
 

@@ -24,7 +24,7 @@ def deploy(cluster: Any, name: str, external: int, volume: str | None) -> None:
     body: dict[str, Any] = {
         "node_uuid": NODE_A,
         "name": name,
-        "image": "flocker-test/counter:2",
+        "image": "flocker-test/counter:3",
         "ports": [{"internal": 80, "external": external}],
     }
     if volume is not None:

@@ -206,7 +206,7 @@ def deploy_web(api: AgentsHarness) -> None:
         {
             "node_uuid": NODE_A,
             "name": "web",
-            "image": "flocker-test/counter:2",
+            "image": "flocker-test/counter:3",
             "ports": [{"internal": 80, "external": 8080}],
             "volumes": [{"dataset_id": DATASET, "mountpoint": "/data"}],
         },

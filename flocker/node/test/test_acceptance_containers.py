@@ -41,16 +41,28 @@ def request(address: str, port: int, text: str, timeout: float = 2.0) -> int | N
 
 def attempt(address: str, port: int, text: str, timeout: float) -> tuple[int | None, str]:
     """One write to the counter: (its count or None, what went wrong or "")."""
+    count, error, _ = versioned_attempt(address, port, text, timeout)
+    return count, error
+
+
+def versioned_attempt(
+    address: str, port: int, text: str, timeout: float
+) -> tuple[int | None, str, str]:
+    """
+    One write to the counter: its count or None, what went wrong or "", and
+    the version that answered (its ``X-Version`` header, "" if none).
+    """
     try:
         with urllib.request.urlopen(
             f"http://{address}:{port}/?{text}", timeout=timeout
         ) as reply:
-            return int(reply.read().decode().strip()), ""
+            version = reply.headers.get("X-Version", "")
+            return int(reply.read().decode().strip()), "", version
     except urllib.error.HTTPError as error:
-        return None, f"HTTP {error.code}"
+        return None, f"HTTP {error.code}", ""
     except (OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        return None, type(reason).__name__
+        return None, type(reason).__name__, ""
 
 
 class Writer(threading.Thread):
@@ -67,6 +79,8 @@ class Writer(threading.Thread):
         self.times: list[float] = []
         self.failures: list[tuple[str, str]] = []
         self.waits: list[float] = []
+        #: The version that answered each acknowledged write.
+        self.versions: list[str] = []
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -74,12 +88,15 @@ class Writer(threading.Thread):
         n = 0
         while not self.stopping.is_set():
             sent = time.monotonic()
-            count, error = attempt(self.address, self.port, f"w{n}", self.timeout)
+            count, error, version = versioned_attempt(
+                self.address, self.port, f"w{n}", self.timeout
+            )
             answered = time.monotonic()
             self.waits.append(answered - sent)
             if count is not None:
                 self.acknowledged.append(f"w{n}")
                 self.times.append(answered)
+                self.versions.append(version)
             else:
                 self.failures.append((f"w{n}", error))
             n += 1

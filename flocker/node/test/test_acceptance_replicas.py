@@ -85,9 +85,11 @@ def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instan
     """
     Two instances of a stateless counter run on nodes 1 and 2 and share the
     requests a client sends through node 3's router.  Under that load an
-    update rolls over both instances without one failed request, and an
-    update whose health check fails is rolled back by itself while the
-    other instance keeps answering every request.  Scaled
+    update rolls over both instances without one failed request, every
+    answer from the old or the new version and none from the old once both
+    run the new one; an update whose health check fails is rolled back by
+    itself while the other instance keeps answering every request, none of
+    them from the unhealthy revision.  Scaled
     to three, node 3 runs one too; scaled back to one, only node 1.  An
     instance SIGKILLed by hand is taken out of rotation (reported not
     healthy) and started again by its agent.
@@ -108,6 +110,7 @@ def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instan
             "ports": [{"internal": 80, "external": port}],
             "health": QUICK_HEALTH,
             "replicas": 2,
+            "environment": {"VERSION": "1"},
         },
     )
     wait_for(
@@ -135,6 +138,7 @@ def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instan
             )
 
         wait_for(rolled_over, 120, "both instances to run the new revision")
+        rolled = len(writer.acknowledged)
         wait_for(lambda: "updating" not in _configured(cluster, name), 60, "confirmation")
         before = len(writer.acknowledged)
         wait_for(lambda: len(writer.acknowledged) >= before + 20, 60, "writes after it")
@@ -146,6 +150,8 @@ def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instan
         f"longest wait {writer.longest_wait():.2f} s, failures {writer.failures[:5]}"
     )
     assert writer.failures == [], "the rolling update failed requests"
+    assert set(writer.versions) == {"1", "2"}, "every answer is from the old or the new version"
+    assert set(writer.versions[rolled + 1 :]) <= {"2"}, "an old instance answered after it stopped"
 
     writer = Writer(three["address"], port, timeout=30.0)
     writer.start()
@@ -172,6 +178,7 @@ def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instan
         writer.join()
     print(f"bad update rolled back ({reason}); failures {writer.failures[:5]}")
     assert writer.failures == [], "the service stopped answering during a bad update"
+    assert set(writer.versions) == {"2"}, "the unhealthy revision answered a request"
     assert all("VERSION=2" in _environment(node, name) for node in (one, two))
 
     ok(cluster, "apps", "scale", name, "3")
