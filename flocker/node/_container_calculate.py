@@ -497,7 +497,11 @@ def calculate_container_changes(
         elif current != spec and _waits_for_earlier_instances(
             node_uuid, application, configuration, cluster_state
         ):
-            continue  # the instances before this one are updated first
+            # The instances before this one are updated first; one that
+            # began to drain while they were healthy serves again meanwhile.
+            if _health_status(name, local_state) == "stopping":
+                changes.append(ResumeApplication(name=name))
+            continue
         elif current != spec:
             replace: list[ContainerChange] = [
                 RemoveApplication(name=name),

@@ -21,9 +21,12 @@ reactor, never blocking and never overlapping its previous probe:
   crashing becomes unhealthy once its start period is over;
 * an application without a check (it publishes no port) is healthy while
   its container runs, and probed for that at the default interval;
-* another container (a replaced instance: a new `Instance.key`) or another
-  check starts over at *starting*; a different revision alone (the same
-  container, proven by the same check) only changes what is reported.
+* another container (a replaced instance: a new `Instance.key`) starts
+  over at *starting*; the same container keeps its status when its
+  revision or its check changes (an update of the check alone is probed
+  with the new check at once, and never takes a serving instance out of
+  its routes), and an older instance (of no revision) keeps the check it
+  was started with.
 
 The first probe of an instance runs on the next reactor turn, then one
 ``interval`` after the start of the previous one (at once after it, if it
@@ -192,18 +195,25 @@ class HealthProbes(Service):
     def observe(self, instances: Mapping[str, Instance]) -> None:
         """
         The instances to watch now, by application name: a new one (or one
-        replaced by another key or check) starts at *starting*; the names
-        not given any more stop being probed and are forgotten.
+        replaced by another key) starts at *starting*; the names not given
+        any more stop being probed and are forgotten.
         """
         for name in set(self._watches) - set(instances):
             self._watches.pop(name).cancel()
         for name, instance in instances.items():
             watch = self._watches.get(name)
-            if (
-                watch is not None
-                and watch.instance.key == instance.key
-                and watch.instance.check == instance.check
-            ):
+            if watch is not None and watch.instance.key == instance.key:
+                # The same container: its status stands.  An older instance
+                # (no revision: the configuration wants another container)
+                # keeps the check it was started with; the configured one
+                # is probed with its new check from the next probe on.
+                if instance.revision is None:
+                    instance = attr.evolve(
+                        instance, check=watch.instance.check, port=watch.instance.port
+                    )
+                if instance.check != watch.instance.check and watch.timer is not None:
+                    watch.timer.cancel()  # probe with the new check at once
+                    watch.timer = self.clock.callLater(0, self._probe, watch)
                 watch.instance = instance
                 if watch.health.revision != instance.revision:
                     watch.health = watch.health.set(revision=instance.revision)

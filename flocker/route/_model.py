@@ -178,11 +178,16 @@ def routes_for_node(
         for port in sorted(app.ports, key=lambda p: (p.external_port, p.internal_port)):
             if port.external_port in routes:
                 continue
-            targets = [
-                Target(host=host, port=health.ports[port.internal_port])
-                for _, health, host in instances
-                if port.internal_port in health.ports
-            ]
+            # Two nodes' reports may name the same address and port (a node
+            # reinstalled under a new UUID while its old state lingers):
+            # one target each.
+            targets = list(
+                dict.fromkeys(
+                    Target(host=host, port=health.ports[port.internal_port])
+                    for _, health, host in instances
+                    if port.internal_port in health.ports
+                )
+            )
             routes[port.external_port] = Route(
                 external_port=port.external_port, targets=targets
             )

@@ -6,6 +6,9 @@ ones, and updates that roll over the instances one at a time.
 
 from __future__ import annotations
 
+import attr
+from twisted.internet.task import Clock
+
 from flocker.control import (
     Application,
     ApplicationHealth,
@@ -16,15 +19,18 @@ from flocker.control import (
     Port,
 )
 from flocker.node import NoOp, changes_of
+from flocker.node._health import HealthProbes
 from flocker.node.containers import (
+    DrainApplication,
     RemoveApplication,
+    ResumeApplication,
     SetRoutes,
     StartApplication,
     applications_here,
 )
 from flocker.route import Route, Target
 
-from .test_containers import ADDRESS, A, B, Nodes, result
+from .test_containers import ADDRESS, A, B, Nodes, RecordingProbe, result
 
 WEB = Application(
     name="web",
@@ -179,3 +185,22 @@ def test_an_update_keeping_the_container_needs_no_surge_instance() -> None:
     assert applications_here(B, updated, same) == {}
     old = reporting(A=healthy(40001, revision=None))
     assert set(applications_here(B, updated, old)) == {"web"}  # not reported yet: surge
+
+
+def test_a_draining_replica_serves_again_while_an_earlier_one_is_not_healthy() -> None:
+    """
+    A replica that began to drain for its turn while the instance before it
+    was healthy serves again (it is resumed) when that instance stops being
+    healthy, instead of staying stopping while it waits.
+    """
+    nodes = Nodes()
+    clock, probe = Clock(), RecordingProbe()
+    nodes.deployers[B] = attr.evolve(nodes.deployers[B], health=HealthProbes(clock, probe))
+    nodes.converge(B, configured(), reporting())
+    result(nodes.deployers[B].discover_state(reporting()))  # the probes watch it
+    clock.advance(0)  # and find it healthy
+    updated = configured().update_application(WEB.set(environment={"V": "2"}))
+    ready = reporting(A=healthy(40003, revision=1))
+    assert nodes.converge(B, updated, ready) == DrainApplication(name="web")
+    restarted = reporting(A=healthy(40004, revision=1, status="starting"))
+    assert ResumeApplication(name="web") in changes_of(nodes.plan(B, updated, restarted))

@@ -678,8 +678,9 @@ def test_health_revision_follows_the_datasets_paths() -> None:
 def test_health_check_update_keeps_the_container() -> None:
     """
     An update of only the health check does not replace the container:
-    the same container is reported at the new revision, starting over
-    with the new check, probed on the port published for its port.
+    the same container is reported at the new revision, keeping its status,
+    and probed at once with the new check on the port published for its
+    port.
     """
     nodes, clock, probe = probed()
     running_healthy(nodes, clock)
@@ -687,7 +688,7 @@ def test_health_check_update_keeps_the_container() -> None:
     update = configured().update_application(APP.set(health=check))
     assert nodes.plan(A, update, state_with(A)) == NoOp()
     [health] = reported_health(nodes, state_with(A)).values()
-    assert (health.status, health.revision) == ("starting", 1)
+    assert (health.status, health.revision) == ("healthy", 1)
     clock.advance(0)
     assert probe.calls[-1] == (check, ADDRESS[A], published_port(nodes))
 

@@ -262,8 +262,12 @@ def test_replaced_instance_starts_over() -> None:
     assert changes.count == 1
 
 
-def test_check_change_starts_over() -> None:
-    """A different check for the same container starts over at *starting*."""
+def test_check_change_keeps_the_status_and_probes_with_the_new_check_at_once() -> None:
+    """
+    A different check for the same container (an update of the check
+    alone) keeps the instance's status, so it stays routed to, and the
+    next probe, with the new check, runs at once.
+    """
     clock, probe = Clock(), AnsweredProbe()
     health, _ = probes(clock, probe)
     health.observe({"web": instance(check=TCP)})
@@ -271,10 +275,26 @@ def test_check_change_starts_over() -> None:
     probe.answer(None)
     clock.advance(1.0)
     health.observe({"web": instance(check=HTTP, revision=4)})
-    assert web(health).status == "starting"
+    assert web(health).status == "healthy"
     assert web(health).revision == 4
     clock.advance(0)
     assert probe.calls[-1] == (HTTP, HOST, 8080)
+
+
+def test_an_older_instance_keeps_the_check_it_was_started_with() -> None:
+    """
+    An instance that stopped being the configured one (no revision) is
+    probed with the check it had, not the new configuration's.
+    """
+    clock, probe = Clock(), AnsweredProbe()
+    health, _ = probes(clock, probe)
+    health.observe({"web": instance(check=TCP)})
+    clock.advance(0)
+    probe.answer(None)
+    health.observe({"web": instance(check=HTTP, revision=None)})
+    clock.advance(TCP.interval)
+    assert probe.calls[-1] == (TCP, HOST, 8080)
+    assert web(health).status == "healthy"
 
 
 def test_revision_alone_changes_only_the_report() -> None:

@@ -383,3 +383,14 @@ def test_routes_property(
                 h.status == "healthy" and target.port in h.ports.values()
                 for h in (node.health or {}).values()
             )
+
+
+def test_the_same_address_and_port_reported_twice_is_one_target() -> None:
+    """
+    Two nodes reporting an instance at the same address and port (a node
+    reinstalled under a new UUID while its old state lingers) give one
+    target, not a route that cannot be built.
+    """
+    state = reported(**{N2: [healthy(DB)], N3: [healthy(DB)]})
+    routes = routes_for_node(N1, deployment(**{N2: [DB]}), state, {N2: "10.0.0.9", N3: "10.0.0.9"})
+    assert routes == pmap({5432: to(5432, ("10.0.0.9", 40080))})
