@@ -199,10 +199,10 @@ class FakeContainerUpdates:
         Make a node running an instance of a container report its health
         at the container's current revision, as its container agent does:
         ``node_uuid``, or the container's own node.  An update waiting for
-        it ends when the container's own node reports it ``healthy``, and
-        is rolled back by the control service when any instance's node
-        reports it ``unhealthy``; another instance's ``healthy`` settles
-        nothing.
+        it ends when the container's own node, and every other node running
+        one of its instances, report it ``healthy``, and is rolled back by
+        the control service when any instance's node reports it
+        ``unhealthy``.
 
         :raise ValueError: an unknown status, or no node given for a
             container that is not configured.
@@ -224,7 +224,12 @@ class FakeContainerUpdates:
         ]
         if container is None or not container.updating:
             return
-        if status == "healthy" and node == container.node_uuid:
+        instances = {
+            s.container.node_uuid for s in self._state_containers if s.container.name == name
+        } | {container.node_uuid}
+        if status == "healthy" and all(
+            self._health.get((name, n), ("", None))[0] == "healthy" for n in instances
+        ):
             self._containers[name] = container.set(updating=False)
         elif status == "unhealthy":
             seen = f": {reason}" if reason else ""

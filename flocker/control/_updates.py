@@ -38,7 +38,7 @@ from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred
 
 from ._logging import CHANGED, GENERATION, REASON
-from ._model import Application, Deployment
+from ._model import Application, Deployment, instance_nodes
 from ._persistence import StoredConfiguration
 from ._state import ApplicationHealth, DeploymentState
 from ._watching import WatchingDuty
@@ -147,15 +147,20 @@ def _outcome(
 ) -> UpdateOutcome | None:
     """
     How the nodes' reports settle the application's update, if they do:
-    confirmed when its own node reports the new revision healthy; rolled
-    back when its node, or any other node running an instance of that
-    revision (a replica, or the instance a single stateless one is updated
-    beside), reports it unhealthy.
+    confirmed when its own node reports the new revision healthy (and, for
+    a replicated application, every node its instances are placed on);
+    rolled back when its node, or any other node running an instance of
+    that revision (a replica, or the instance a single stateless one is
+    updated beside), reports it unhealthy.
     """
     if not application.updating:
         return None
     health = _report(cluster_state, node_uuid, application)
-    if health is not None and health.status == "healthy":
+    if (
+        health is not None
+        and health.status == "healthy"
+        and _every_instance_healthy(application, node_uuid, cluster_state)
+    ):
         return UpdateOutcome(
             application=application.name,
             node_uuid=node_uuid,
@@ -176,6 +181,24 @@ def _outcome(
                 reason=_unhealthy_words(application.name, health),
             )
     return None
+
+
+def _every_instance_healthy(
+    application: Application, home: str, cluster_state: DeploymentState
+) -> bool:
+    """
+    Whether every node a replicated application's instances are placed on
+    reports its configured revision healthy (an update rolls over them one
+    at a time, so it is over only then).
+    """
+    if application.replicas < 2:
+        return True
+    reporting = [u for u, state in cluster_state.nodes.items() if state.applications is not None]
+    for uuid in instance_nodes(application, home, reporting):
+        health = _report(cluster_state, uuid, application)
+        if health is None or health.status != "healthy":
+            return False
+    return True
 
 
 def _report(

@@ -37,6 +37,7 @@ from flocker.control import (
     NodeState,
     Port,
     StoredConfiguration,
+    instance_nodes,
 )
 from flocker.control._leader import Leadership
 from flocker.control._logging import CONFLICT
@@ -403,7 +404,8 @@ def test_outcomes_follow_the_rules_and_settle_once(
 ) -> None:
     """
     For any configuration and reports: exactly the updating applications
-    whose own node reports their revision healthy (confirmed), or, failing
+    whose own node, and every node their instances are placed on, report
+    their revision healthy (confirmed), or, failing
     that, some node reports it unhealthy and there is a previous
     specification (rolled back), settle; applying them changes only those
     applications, and planning again settles nothing.
@@ -421,12 +423,20 @@ def test_outcomes_follow_the_rules_and_settle_once(
             and h.status == "unhealthy"
             for node in state.nodes.values()
         )
+        reporting = [u for u, n in state.nodes.items() if n.applications is not None]
+        every_instance = all(
+            (h := (state.get_node(u).health or {}).get(app.name)) is not None
+            and h.revision == app.revision
+            and h.status == "healthy"
+            for u in instance_nodes(app, node_uuid, reporting)
+        )
         verdict = (
             None
             if not app.updating
             else CONFIRMED
             if report is not None and report.revision == app.revision
             and report.status == "healthy"
+            and every_instance
             else ROLLED_BACK
             if unhealthy_somewhere and app.previous is not None
             else None
@@ -833,3 +843,29 @@ def test_another_node_reporting_the_new_revision_unhealthy_rolls_it_back() -> No
     )
     assert outcome.outcome == ROLLED_BACK and outcome.node_uuid == A
     assert outcome.reason is not None and "unhealthy" in outcome.reason
+
+
+def test_a_replicated_update_is_confirmed_once_every_instance_is_healthy() -> None:
+    """
+    The update of an application with two instances (on A and B) is not
+    confirmed while only A runs the new revision healthy: B's turn comes
+    after, and its new revision may still fail.  Once B reports it healthy
+    too, it is.
+    """
+    configuration = Deployment().add_application(
+        Application(name="web", image="example/web:1", replicas=2), A
+    )
+    app, _ = configuration.get_application("web")
+    configuration = configuration.update_application(app.set(image="example/web:2"))
+    both_known = DeploymentState(
+        nodes={
+            A: NodeState(uuid=A, applications={}, health={"web": health("healthy", 1)}),
+            B: NodeState(uuid=B, applications={}, health={"web": health("healthy", None)}),
+        }
+    )
+    assert plan_update_outcomes(configuration, both_known) == []
+    done = both_known.update_node(
+        NodeState(uuid=B, applications={}, health={"web": health("healthy", 1)})
+    )
+    [outcome] = plan_update_outcomes(configuration, done)
+    assert outcome.outcome == CONFIRMED
