@@ -43,10 +43,7 @@ class IRouter(Interface):
 
     * forwarded as soon as `set_routes` gives its port other, non-empty
       targets (each of them tried as above), with whatever the client sent
-      meanwhile; a connection whose targets all failed has them tried
-      again every half second or so, whether or not the route changes;
-    * closed when the client closes its side while held (it is never
-      forwarded later, when it cannot hear the answer);
+      meanwhile, even a request followed by a half-close;
     * closed once it has been held for the route's ``hold_timeout`` in all
       (logged with the outcome ``held_too_long``);
     * closed when its port is no longer routed (``unrouted``) or the

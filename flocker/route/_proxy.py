@@ -76,11 +76,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Bytes a held connection's client may send before it is no longer read.
 HOLD_BUFFER = 64 * 1024
 
-#: Seconds between tries of a route's targets for a connection held because
-#: every one of them failed (a target reported healthy that refuses for a
-#: moment): the route need not change for it to be forwarded.
-HELD_RETRY = 0.5
-
 
 def _default_retry_delays() -> Iterator[float]:
     """Delays between tries to listen on a port that is in use."""
@@ -265,8 +260,6 @@ class _Connection:
     :ivar held_for: seconds held before the current hold, if any.
     :ivar held_since: when the current hold began, while held.
     :ivar deadline: the call closing it when held too long, while held.
-    :ivar retrying: the call trying the route's targets again, while held
-        after they all failed.
     """
 
     router: NodeRouter[Any]
@@ -283,7 +276,6 @@ class _Connection:
     held_for: float = 0.0
     held_since: float | None = None
     deadline: IDelayedCall | None = None
-    retrying: IDelayedCall | None = None
     outcome: str | None = None
     error: str = ""
 
@@ -371,10 +363,6 @@ class _Connection:
         self.deadline = reactor.callLater(
             max(route.hold_timeout - self.held_for, 0.0), self._held_too_long
         )
-        if route.targets:
-            # Every target failed: try them again before long, changed or not.
-            if self.router.held_retry is not None:
-                self.retrying = reactor.callLater(self.router.held_retry, self._retry)
         self.router._add_held(self)
         self.client_end.resume()
 
@@ -388,9 +376,6 @@ class _Connection:
         if self.deadline.active():
             self.deadline.cancel()
         self.deadline = None
-        if self.retrying is not None and self.retrying.active():
-            self.retrying.cancel()
-        self.retrying = None
         self.router._remove_held(self)
 
     def release(self) -> None:
@@ -398,12 +383,6 @@ class _Connection:
         self._unhold()
         self.tried.clear()
         self._next()
-
-    def _retry(self) -> None:
-        """Try the route's targets again, if still held."""
-        self.retrying = None
-        if self.phase is _Phase.HELD:
-            self.release()
 
     def drop(self, outcome: str) -> None:
         """Close a held connection, e.g. because its port is no longer routed."""
@@ -532,9 +511,6 @@ class NodeRouter(Service, Generic[_Reactor]):
     listen_address: str
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retry_delays: Callable[[], Iterator[float]] = _default_retry_delays
-    #: Seconds between tries of a held connection's failed targets
-    #: (`HELD_RETRY`), or ``None`` to wait for the route to change.
-    held_retry: float | None = HELD_RETRY
     _routes: PMap[int, Route] = attrs.field(factory=pmap, init=False)
     _listeners: dict[int, IListeningPort] = attrs.field(factory=dict, init=False)
     _retries: dict[int, IDelayedCall] = attrs.field(factory=dict, init=False)

@@ -352,8 +352,7 @@ class TestHold:
 
     def test_timeout_counts_every_hold(self, eliot_logger: Any) -> None:
         """Time held before a failed release counts towards the hold timeout."""
-        router = started_router(held_retry=None)
-        fired(router.set_routes(pmap({8080: route_to(8080, hold_timeout=5)})))
+        router = router_to(hold_timeout=5)
         client = Client(router)
         router.reactor.advance(2)
         fired(router.set_routes(pmap({8080: route_to(8080, A, hold_timeout=5)})))

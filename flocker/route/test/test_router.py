@@ -18,7 +18,6 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from .. import DEFAULT_HOLD_TIMEOUT, MemoryRouter, NodeRouter
-from .._proxy import HELD_RETRY
 from ..testtools import fired, make_irouter_tests, route
 
 ADDRESS = "127.0.0.12"
@@ -290,16 +289,10 @@ class Proxied:
 
 
 def proxied(
-    port: int = 8080,
-    host: str = "127.0.0.21",
-    connected: bool = True,
-    held_retry: float | None = None,
+    port: int = 8080, host: str = "127.0.0.21", connected: bool = True
 ) -> Proxied:
-    """
-    A connection through a router routing ``port`` to ``host`` (whose held
-    connections wait for their route to change, unless ``held_retry``).
-    """
-    router = started_router(connect_timeout=7.0, held_retry=held_retry)
+    """A connection through a router routing ``port`` to ``host``."""
+    router = started_router(connect_timeout=7.0)
     fired(router.set_routes(pmap({port: route(port, host, 9000)})))
     connection = Proxied(router, port)
     if connected:
@@ -434,20 +427,6 @@ class TestConnection:
         assert log["held"] == DEFAULT_HOLD_TIMEOUT
         assert (log["bytes_to_target"], log["bytes_to_client"]) == (0, 0)
         assert log["error"]
-
-    def test_refused_target_is_tried_again_while_held(self) -> None:
-        """
-        A held client whose only target refused has it tried again after
-        `HELD_RETRY` seconds (and is not held while it is), without the
-        route changing.
-        """
-        c = proxied(connected=False, held_retry=HELD_RETRY)
-        c.refuse()
-        assert c.router.held() == pmap({8080: 1})
-        attempts = len(c.router.reactor.tcpClients)
-        c.router.reactor.advance(HELD_RETRY)
-        assert len(c.router.reactor.tcpClients) == attempts + 1
-        assert c.router.held() == pmap()
 
     def test_client_leaves_early(self, eliot_logger: Any) -> None:
         """A client leaving before the target answers cancels the connection attempt."""
