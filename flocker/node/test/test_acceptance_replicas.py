@@ -71,6 +71,27 @@ def _environment(node: dict[str, Any], name: str) -> list[str]:
         client.close()
 
 
+def _deploy(
+    cluster: dict[str, Any], node: dict[str, Any], prefix: str, **fields: Any
+) -> tuple[str, int]:
+    """
+    Configure a counter without a dataset, with a quick health check, on
+    ``node`` (and ``fields``, e.g. replicas); its name and external port.
+    """
+    name = f"{prefix}-{uuid4().hex[:8]}"
+    port = lab._free_port([n["address"] for n in cluster["nodes"]])
+    body = {
+        "node_uuid": node["uuid"],
+        "name": name,
+        "image": COUNTER_IMAGE,
+        "ports": [{"internal": 80, "external": port}],
+        "health": QUICK_HEALTH,
+        **fields,
+    }
+    api(cluster, "POST", "/v1/configuration/containers", body)
+    return name, port
+
+
 def _configured(cluster: dict[str, Any], name: str) -> dict[str, Any]:
     """The application's entry in GET /v1/configuration/containers."""
     (found,) = [
@@ -97,22 +118,7 @@ def test_replicas_share_the_load_roll_over_an_update_and_replace_a_killed_instan
     ensure_counter_image(docker_client)
     cluster = make_lab(nodes=3)
     one, two, three = sorted(cluster["nodes"], key=lambda n: n["uuid"])
-    name = f"web-{uuid4().hex[:8]}"
-    port = lab._free_port([n["address"] for n in cluster["nodes"]])
-    api(
-        cluster,
-        "POST",
-        "/v1/configuration/containers",
-        {
-            "node_uuid": one["uuid"],
-            "name": name,
-            "image": COUNTER_IMAGE,
-            "ports": [{"internal": 80, "external": port}],
-            "health": QUICK_HEALTH,
-            "replicas": 2,
-            "environment": {"VERSION": "1"},
-        },
-    )
+    name, port = _deploy(cluster, one, "web", replicas=2, environment={"VERSION": "1"})
     wait_for(
         lambda: _healthy_on(cluster, name) == {one["uuid"], two["uuid"]},
         120,
@@ -228,20 +234,7 @@ def test_a_single_stateless_instance_is_updated_beside_its_new_revision(
     ensure_counter_image(docker_client)
     cluster = make_lab(nodes=2)
     one, two = sorted(cluster["nodes"], key=lambda n: n["uuid"])
-    name = f"solo-{uuid4().hex[:8]}"
-    port = lab._free_port([n["address"] for n in cluster["nodes"]])
-    api(
-        cluster,
-        "POST",
-        "/v1/configuration/containers",
-        {
-            "node_uuid": one["uuid"],
-            "name": name,
-            "image": COUNTER_IMAGE,
-            "ports": [{"internal": 80, "external": port}],
-            "health": QUICK_HEALTH,
-        },
-    )
+    name, port = _deploy(cluster, one, "solo")
     wait_for(lambda: _healthy_on(cluster, name) == {one["uuid"]}, 120, "the instance")
     writer = Writer(two["address"], port, timeout=30.0)
     writer.start()
