@@ -13,6 +13,7 @@ from ._process import (
 )
 from ._reactors import TCPTimeReactor
 from ._retry import LoopExceeded, backoff, loop_until, retry_failure
+from ._sockets import no_delay
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -28,6 +29,7 @@ __all__ = [
     "load_config",
     "logged",
     "loop_until",
+    "no_delay",
     "parse_address",
     "retry_failure",
     "run_command",

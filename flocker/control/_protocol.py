@@ -55,6 +55,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from flocker.ca import PeerIdentity, UnknownPeer, peer_identity
+from flocker.common import no_delay
 
 from ._clusterstate import ClusterStateService
 from ._persistence import ConfigurationService
@@ -710,6 +711,7 @@ class ControlAMP(amp.AMP):
     def connectionMade(self) -> None:  # noqa: N802
         """Track the connection."""
         super().connectionMade()  # type: ignore[no-untyped-call]  # Twisted's
+        no_delay(self.transport)  # reports and pushes go out at once
         self.service.connection_made(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802

@@ -33,6 +33,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from flocker.ca import TLSFiles, client_context_factory
+from flocker.common import no_delay
 
 from ._model import Deployment
 from ._protocol import (
@@ -169,6 +170,7 @@ class AgentAMP(amp.AMP):
     def connectionMade(self) -> None:  # noqa: N802
         """Start the version handshake (TLS buffers it until its own is done)."""
         super().connectionMade()  # type: ignore[no-untyped-call]  # Twisted's
+        no_delay(self.transport)  # reports and pushes go out at once
         action = HANDSHAKE(
             agent_kind=self.client.agent_kind,
             protocol_version=self.client.protocol_version,

@@ -59,7 +59,7 @@ from twisted.internet.protocol import Factory, Protocol, ServerFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from flocker.common import TCPTimeReactor, backoff
+from flocker.common import TCPTimeReactor, backoff, no_delay
 
 from ._interface import IRouter, check_routes
 from ._logging import CONNECTION, LISTEN_FAILED, SET_ROUTES
@@ -121,6 +121,10 @@ class _End(Protocol):
         self.lost = False
         self.sent = 0
         self.fed = False
+
+    def connectionMade(self) -> None:
+        """Relay small writes at once: requests and answers are often small."""
+        no_delay(self.transport)
 
     def feed_from(self, producer: Any) -> None:
         """Let ``producer`` (the peer's transport) pause when this socket is full."""
@@ -194,6 +198,7 @@ class _ClientEnd(_End):
 
     def connectionMade(self) -> None:
         """Pause the client and find it a target."""
+        super().connectionMade()
         self.transport.pauseProducing()
         self.connection.start(self)
 
