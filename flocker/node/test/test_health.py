@@ -780,11 +780,12 @@ def test_draining_instance_is_stopping_unprobed_and_pokes_until_its_grace_ends()
     """
     A drained instance is reported *stopping* at once (a status change:
     logged, ``changed`` called), is probed no more (a probe in flight is
-    cancelled and does not count), and ``changed`` is called every
-    `DRAIN_SETTLE` seconds until its grace is over; the same instance
+    cancelled and does not count), and ``changed`` is called after
+    `DRAIN_SETTLE` seconds, then every `DRAIN_POLL` seconds until its
+    grace is over; the same instance
     observed again stays stopping, and `resume` starts it over.
     """
-    from flocker.node._health import DRAIN_GRACE, DRAIN_SETTLE
+    from flocker.node._health import DRAIN_GRACE, DRAIN_POLL, DRAIN_SETTLE
 
     clock, probe = Clock(), AnsweredProbe()
     health, changes = probes(clock, probe)
@@ -800,9 +801,11 @@ def test_draining_instance_is_stopping_unprobed_and_pokes_until_its_grace_ends()
     health.observe({"web": instance()})
     assert web(health).status == "stopping"
     calls = len(probe.calls)
-    ticks = int(DRAIN_GRACE / DRAIN_SETTLE)
+    clock.advance(DRAIN_SETTLE)
+    assert changes.count == before + 2
+    ticks = int(DRAIN_GRACE / DRAIN_POLL)
     for _ in range(ticks + 5):
-        clock.advance(DRAIN_SETTLE)
+        clock.advance(DRAIN_POLL)
     assert len(probe.calls) == calls
     assert before + 1 + ticks - 1 <= changes.count <= before + 1 + ticks + 1
     health.resume("web")
