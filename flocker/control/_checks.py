@@ -45,6 +45,25 @@ def name_invariant(value: object) -> tuple[bool, str]:
     )
 
 
+#: Why an application's name may not hold ``..``.
+RESERVED_SEPARATOR = (
+    "'..' is reserved for the extra instances Flocker runs of a replicated "
+    "application on one node"
+)
+
+
+def application_name_invariant(value: object) -> tuple[bool, str]:
+    """
+    A valid name (`name_invariant`) without ``..``: ``web..2`` names the
+    second instance of ``web`` on a node.
+    """
+    ok, message = name_invariant(value)
+    if not ok:
+        return ok, message
+    assert isinstance(value, str)
+    return (".." not in value, f"{RESERVED_SEPARATOR}: {value!r}")
+
+
 def positive_or_none(what: str):  # type: ignore[no-untyped-def]
     def check(value: object) -> tuple[bool, str]:
         ok = value is None or (

@@ -64,6 +64,7 @@ from ._checks import (
     UnknownApplication,
     UnknownDataset,
     UnknownEnvironment,
+    application_name_invariant,
     is_uuid,
     is_valid_name,
     name_invariant,
@@ -99,7 +100,11 @@ __all__ = [
     "DuplicateReplicas",
     "MAXIMUM_INSTANCES",
     "MAXIMUM_REPLICAS",
+    "INSTANCE_SEPARATOR",
+    "instance_base",
+    "instance_name",
     "instance_nodes",
+    "instance_placement",
     "NotAReplica",
     "PortBusy",
     "PortsTaken",
@@ -163,6 +168,15 @@ MAXIMUM_REPLICAS = 4
 
 #: The most instances of one (stateless) application.
 MAXIMUM_INSTANCES = 64
+
+#: Separates an application's name from the number of one of its extra
+#: instances on a node (``web..2``); never part of an application's name.
+INSTANCE_SEPARATOR = ".."
+
+
+#: The longest name of an application running several instances: room is
+#: left for ``..64``, the suffix of its last possible extra instance.
+_LONGEST_REPLICATED_NAME = 128 - len(f"..{MAXIMUM_INSTANCES}")
 
 #: How a dataset fails over: only when asked, or by the control service.
 FAILOVER_MODES = ("manual", "automatic")
@@ -445,10 +459,12 @@ class Application(PClass):
     :ivar update_failed: why the last update was rolled back by itself,
         or ``None``.
     :ivar replicas: how many instances run (only without volumes): one on
-        its node and the others on other nodes (`instance_nodes`).
+        its node, the others one per other node, then doubled up round the
+        nodes again when there are more replicas than nodes
+        (`instance_placement`).
     """
 
-    name = field(type=str, mandatory=True, invariant=name_invariant)
+    name = field(type=str, mandatory=True, invariant=application_name_invariant)
     image = field(
         type=str,
         mandatory=True,
@@ -524,6 +540,13 @@ class Application(PClass):
                 False,
                 "an application with volumes runs once: its data is on one node "
                 "(replicas are for applications without volumes)",
+            )
+        if self.replicas > 1 and len(self.name) > _LONGEST_REPLICATED_NAME:
+            return (
+                False,
+                f"a replicated application's name is at most {_LONGEST_REPLICATED_NAME} "
+                "characters, so that the names of its extra instances on a node "
+                f"({self.name[:8]}...{INSTANCE_SEPARATOR}{self.replicas}) are valid too",
             )
         if self.health is not None and self.health.port not in {p.internal_port for p in self.ports}:
             return (
@@ -1168,16 +1191,37 @@ class Deployment(PClass):
         return result._place_application(app, node_uuid)
 
 
-def instance_nodes(
-    application: Application, home: str, nodes: Iterable[str]
-) -> list[str]:
+def instance_name(name: str, k: int) -> str:
     """
-    The nodes an application's instances run on, instance 0 first.
+    The name of the ``k``-th instance (1, 2, …) of application ``name`` on
+    one node: the application's own name for the first, ``name..k`` for
+    the others.
+    """
+    return name if k == 1 else f"{name}{INSTANCE_SEPARATOR}{k}"
 
-    Instance 0 runs on the node the application is configured on
-    (``home``); the others on the nodes that follow it in the order of
-    their UUIDs (wrapping around), at most one instance per node.  With
-    fewer nodes than replicas, the instances that have no node are not run.
+
+def instance_base(name: str) -> str:
+    """
+    The application an instance name is of: ``web`` for ``web`` and for
+    ``web..2`` (an application's name never holds ``..``).
+    """
+    return name.split(INSTANCE_SEPARATOR, 1)[0]
+
+
+def instance_placement(
+    application: Application, home: str, nodes: Iterable[str]
+) -> list[tuple[str, str]]:
+    """
+    Where an application's instances run: (node UUID, instance name) for
+    each of its ``replicas`` instances, instance 0 first.
+
+    The nodes form a ring in the order of their UUIDs, starting at the
+    node the application is configured on (``home``).  The first pass
+    round the ring places one instance on each node; with more replicas
+    than nodes, further passes place the extra instances round the same
+    ring, so 5 instances on nodes A (home), B and C run on A, B, C, A, B.
+    The first instance on a node is named after the application, the k-th
+    ``name..k`` (`instance_name`).
 
     :param home: the node the application is configured on.
     :param nodes: the nodes that can run instances (those whose container
@@ -1186,4 +1230,19 @@ def instance_nodes(
     ring = sorted(set(nodes) | {home})
     start = ring.index(home)
     ordered = ring[start:] + ring[:start]
-    return ordered[: application.replicas]
+    placed = []
+    for i in range(application.replicas):
+        node = ordered[i % len(ordered)]
+        placed.append((node, instance_name(application.name, i // len(ordered) + 1)))
+    return placed
+
+
+def instance_nodes(
+    application: Application, home: str, nodes: Iterable[str]
+) -> list[str]:
+    """
+    The distinct nodes an application's instances run on, in the order of
+    their first instance (`instance_placement`): home first, at most one
+    entry per node.
+    """
+    return list(dict.fromkeys(node for node, _ in instance_placement(application, home, nodes)))

@@ -81,7 +81,7 @@ application_names = st.builds(
     lambda first, rest: first + rest,
     st.sampled_from(_ALNUM),
     st.text(alphabet=_ALNUM + "_.-", max_size=15),
-)
+).filter(lambda name: ".." not in name)  # reserved for extra instances
 
 
 def _word(alphabet: str, max_size: int) -> st.SearchStrategy[str]:

@@ -1,4 +1,4 @@
-"""Tests for an application's instances: ``replicas`` and `instance_nodes`."""
+"""Tests for an application's instances: ``replicas``, `instance_placement` and `instance_nodes`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from flocker.control import (
     MAXIMUM_INSTANCES,
     Application,
     AttachedVolume,
+    instance_base,
     instance_nodes,
+    instance_placement,
 )
 from flocker.control.strategies import applications, deployments
 
@@ -48,10 +50,106 @@ def test_instances_follow_the_home_node_around_the_ring() -> None:
     assert instance_nodes(web, "d", ["b", "a", "d", "c"]) == ["d", "a", "b"]
 
 
-def test_fewer_nodes_than_replicas_places_one_per_node() -> None:
-    """At most one instance per node: with too few nodes, some are not placed."""
+def test_instance_nodes_are_distinct_in_first_instance_order() -> None:
+    """`instance_nodes` names each node running an instance once, home first."""
     assert instance_nodes(WEB.set(replicas=5), "b", ["a", "b"]) == ["b", "a"]
     assert instance_nodes(WEB.set(replicas=2), "z", []) == ["z"]
+
+
+def test_five_instances_on_three_nodes_double_up_in_ring_order() -> None:
+    """
+    5 instances on nodes A (home), B and C run on A, B, C, A, B: one per
+    node first, then the extras round the same ring, named ``web..2``.
+    """
+    assert instance_placement(WEB.set(replicas=5), "a", ["c", "b", "a"]) == [
+        ("a", "web"),
+        ("b", "web"),
+        ("c", "web"),
+        ("a", "web..2"),
+        ("b", "web..2"),
+    ]
+
+
+def test_placement_starts_at_home_and_wraps_round_the_ring() -> None:
+    """Instance 0 is on the home node; the passes go round the sorted ring from there."""
+    assert instance_placement(WEB.set(replicas=4), "c", ["a", "b", "c"]) == [
+        ("c", "web"),
+        ("a", "web"),
+        ("b", "web"),
+        ("c", "web..2"),
+    ]
+
+
+def test_four_instances_on_one_node_all_run_there() -> None:
+    """On a single node every instance runs there, each under its own name."""
+    assert instance_placement(WEB.set(replicas=4), "z", []) == [
+        ("z", "web"),
+        ("z", "web..2"),
+        ("z", "web..3"),
+        ("z", "web..4"),
+    ]
+
+
+def test_instance_base_names_the_application() -> None:
+    """An instance name maps back to its application's name."""
+    assert [instance_base(n) for n in ("web", "web..2", "web..13", "a.b")] == [
+        "web",
+        "web",
+        "web",
+        "a.b",
+    ]
+
+
+@pytest.mark.parametrize("name", ["web..2", "a..", "x...y"])
+def test_names_with_two_dots_refused_saying_why(name: str) -> None:
+    """``..`` is reserved for extra instances: no application is named with it."""
+    with pytest.raises(InvariantException) as info:
+        Application(name=name, image="flocker-test/busybox:1")
+    assert (
+        "'..' is reserved for the extra instances Flocker runs of a replicated "
+        "application on one node"
+    ) in str(info.value)
+
+
+def test_single_dots_still_allowed() -> None:
+    """Names with single dots stay valid, as before."""
+    assert Application(name="a.b.c", image="flocker-test/busybox:1").name == "a.b.c"
+
+
+def test_long_replicated_names_refused() -> None:
+    """
+    A replicated application's name leaves room for its extra instances'
+    ``..k`` suffix within the 128 characters of a container name.
+    """
+    assert WEB.set(name="w" * 128).name == "w" * 128
+    assert WEB.set(name="w" * 124, replicas=64).replicas == 64
+    with pytest.raises(InvariantException) as info:
+        WEB.set(name="w" * 125, replicas=2)
+    assert "at most 124 characters" in str(info.value)
+
+
+@given(
+    st.lists(st.sampled_from("abcdefgh"), unique=True),
+    st.sampled_from("abcdefgh"),
+    st.integers(1, 20),
+)
+def test_placement_property(nodes: list[str], home: str, replicas: int) -> None:
+    """
+    Every replica is placed; instance 0 on home under the application's
+    name; instance names are distinct, each of the application; the nodes'
+    counts differ by at most one, and a node's k-th instance is ``web..k``.
+    """
+    placed = instance_placement(WEB.set(replicas=replicas), home, nodes)
+    assert len(placed) == replicas
+    assert placed[0] == (home, "web")
+    assert len(set(placed)) == len(placed)
+    assert all(instance_base(name) == "web" for _, name in placed)
+    counts: dict[str, int] = {}
+    for node, name in placed:
+        counts[node] = counts.get(node, 0) + 1
+        assert name == ("web" if counts[node] == 1 else f"web..{counts[node]}")
+    assert max(counts.values()) - min(counts.values()) <= 1
+    assert len(counts) == min(replicas, len(set(nodes) | {home}))
 
 
 @given(
