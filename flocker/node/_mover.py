@@ -176,8 +176,14 @@ class DatasetMover:
             # From here on the dataset is exposed nowhere, and writable
             # nowhere, until the destination has the final increment.
             self.roles.set(dataset_id, HANDOFF)
-            await maybeDeferred(self.on_handoff, dataset_id)
-            await self.backend.set_read_only(dataset_id, True)
+            # The report goes out while the dataset is made read-only: both
+            # are done before the final increment, one does not wait for
+            # the other.
+            handoff = maybeDeferred(self.on_handoff, dataset_id)
+            try:
+                await self.backend.set_read_only(dataset_id, True)
+            finally:
+                await handoff
         await send(True)
         self._progress.pop(dataset_id, None)
         if change.keep:

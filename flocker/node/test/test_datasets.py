@@ -423,6 +423,51 @@ def test_converges_from_any_state_to_any_configuration(
         assert files in ({}, {"id": dataset.dataset_id.encode()})
 
 
+def test_handoff_report_and_read_only_overlap_before_final_increment() -> None:
+    """
+    The source makes the dataset read-only while its hand-off report is on
+    its way, not after: the final increment waits for both.
+    """
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    events: list[object] = []
+    reported: Deferred[None] = Deferred()
+    deployer = cluster.deployers[A]
+    mover = deployer.mover
+
+    def handoff(dataset_id: str) -> Deferred[None]:
+        events.append("handoff")
+        return reported
+
+    backend = cluster.backends[A]
+    real_read_only = backend.set_read_only
+
+    def set_read_only(dataset_id: str, read_only: bool) -> object:
+        events.append(("read_only", read_only))
+        return real_read_only(dataset_id, read_only)
+
+    real_send = mover.send
+
+    def send(
+        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool, **kwargs: int
+    ) -> Deferred[int]:
+        events.append(("send", final))
+        return real_send(dataset_id, snapshot, base, host, final, **kwargs)
+
+    mover.on_handoff = handoff
+    backend.set_read_only = set_read_only  # type: ignore[method-assign, assignment]
+    mover.send = send
+    local = result(deployer.discover_state(cluster.state))
+    cluster.state = cluster.state.update_node(local.shared_state_changes())
+    change = deployer.calculate_changes(config_with(B), cluster.state, local)
+    running = run_state_change(change, deployer)
+    assert events[-2:] == ["handoff", ("read_only", True)]
+    assert not running.called
+    reported.callback(None)
+    result(running)
+    assert events[-1] == ("send", True)
+
+
 def test_new_primary_waits_for_configured_copy() -> None:
     """
     After a move the new primary waits for the old primary's copy even when
