@@ -4,7 +4,9 @@
 report.  Each report is merged (`DeploymentState.update_node`: a dataset
 agent's report leaves the container half alone and vice versa).  A node that
 has not reported for `ClusterStateService.expiration` seconds is forgotten, so
-its state becomes unknown rather than stale.  The AMP server feeds it; the
+its state becomes unknown rather than stale; so is the container half of a
+node whose container agent alone went silent that long (its instances must
+not keep their places and health while its dataset agent still reports).  The AMP server feeds it; the
 REST API reads it; subscribers hear of every change.
 """
 
@@ -17,8 +19,14 @@ from eliot import write_traceback
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
-from ._logging import NODE_STATE_EXPIRED, NODE_STATE_UPDATED, SUBSCRIBER_FAILED
+from ._logging import (
+    CONTAINER_STATE_EXPIRED,
+    NODE_STATE_EXPIRED,
+    NODE_STATE_UPDATED,
+    SUBSCRIBER_FAILED,
+)
 from ._state import (
+    CONTAINER_HALF,
     DeploymentState,
     NodeState,
 )
@@ -167,6 +175,14 @@ class ClusterStateService:
             del self._last_seen[uuid]
             state = state.remove_node(uuid)
             NODE_STATE_EXPIRED.log(node_uuid=uuid)
+        for uuid, node in sorted(state.nodes.items()):
+            heard = self._last_heard.get((uuid, "container"))
+            if heard is None or now - heard < self.expiration:
+                continue
+            if all(getattr(node, name) is None for name in CONTAINER_HALF):
+                continue
+            state = state.forget_containers(uuid)
+            CONTAINER_STATE_EXPIRED.log(node_uuid=uuid)
         self._set(state)
         return silent
 

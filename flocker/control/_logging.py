@@ -79,6 +79,14 @@ NODE_STATE_EXPIRED = MessageType(
     "A node was silent past the expiry time; its state is now unknown.",
 )
 
+CONTAINER_STATE_EXPIRED = MessageType(
+    "flocker:control:cluster_state:containers_expired",
+    [NODE_UUID],
+    "A node's container agent was silent past the expiry time while its "
+    "dataset agent still reported: what it reported (applications, their "
+    "health) is now unknown.",
+)
+
 DATASET_ID = Field.for_types("dataset_id", [str], "A dataset's UUID.")
 FAILOVER_FROM = Field.for_types(
     "from", [str, type(None)], "The node that was the primary before the failover."

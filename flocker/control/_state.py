@@ -446,6 +446,16 @@ _NODE_HALVES = (
 )
 
 
+#: The fields of a node's state that its container agent reports.
+CONTAINER_HALF = (
+    "applications",
+    "busy_ports",
+    "port_conflicts",
+    "image_pulls",
+    "health",
+)
+
+
 class DeploymentState(PClass):
     """The last reported state of every node: node UUID → `NodeState`."""
 
@@ -487,6 +497,20 @@ class DeploymentState(PClass):
         if state == old:
             return self
         return self.set(nodes=self.nodes.set(state.uuid, state))
+
+    def forget_containers(self, uuid: str) -> DeploymentState:
+        """
+        Forget what a node's container agent reported (it went silent while
+        its dataset agent still reports): its applications, their health
+        and image pulls, and its ports become unknown.
+        """
+        old = self.nodes.get(uuid)
+        if old is None:
+            return self
+        state = old.set(**{name: None for name in CONTAINER_HALF})
+        if state == old:
+            return self
+        return self.set(nodes=self.nodes.set(uuid, state))
 
     def remove_node(self, uuid: str) -> DeploymentState:
         """Forget a node's state (it went silent)."""

@@ -5,9 +5,9 @@ from eliot.testing import LoggedMessage, capture_logging
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from flocker.control import DatasetState, DeploymentState, NodeState
+from flocker.control import ApplicationHealth, DatasetState, DeploymentState, NodeState
 from flocker.control._clusterstate import ClusterStateService
-from flocker.control._logging import NODE_STATE_EXPIRED
+from flocker.control._logging import CONTAINER_STATE_EXPIRED, NODE_STATE_EXPIRED
 
 from ._examples import DATASET_PG, NODE_A, NODE_B
 
@@ -72,6 +72,53 @@ class ClusterStateServiceTests(SynchronousTestCase):
         self.assertEqual([m.message["node_uuid"] for m in expired], [NODE_A, NODE_B])
         self.service.stop_expiring()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    @capture_logging(None)  # type: ignore[untyped-decorator]  # eliot is untyped
+    def test_silent_container_agent_is_forgotten_while_dataset_agent_reports(
+        self, logger: MemoryLogger
+    ) -> None:
+        """
+        A node whose container agent went silent for the expiration time
+        while its dataset agent kept reporting loses the container half of
+        its state (applications, health, ports, pulls: unknown), once and
+        logged; its datasets stay.  The container agent reporting again
+        brings its half back.
+        """
+        health = {"web": ApplicationHealth(application="web", status="healthy")}
+        containers = NodeState(
+            uuid=NODE_A, hostname="10.0.0.1", applications={}, health=health, busy_ports=[80]
+        )
+        self.service.update_node_state(NodeState(uuid=NODE_A, datasets=DATASETS), "dataset")
+        self.service.update_node_state(containers, "container")
+        self.service.touch(NODE_A, "dataset")
+        self.service.touch(NODE_A, "container")
+        self.clock.advance(6)
+        self.service.touch(NODE_A, "dataset")
+        self.clock.advance(6)
+        self.service.touch(NODE_A, "dataset")
+        self.assertEqual(self.service.expire(), [])
+        node = self.service.as_deployment_state().get_node(NODE_A)
+        self.assertEqual(
+            (node.applications, node.health, node.busy_ports, node.datasets, node.hostname),
+            (None, None, None, DATASETS, "10.0.0.1"),
+        )
+        self.assertEqual(self.service.expire(), [])
+        expired = LoggedMessage.of_type(logger.messages, CONTAINER_STATE_EXPIRED)
+        self.assertEqual([m.message["node_uuid"] for m in expired], [NODE_A])
+        self.service.update_node_state(containers, "container")
+        self.service.touch(NODE_A, "container")
+        self.assertEqual(self.service.as_deployment_state().get_node(NODE_A).health, health)
+
+    def test_container_half_kept_while_its_agent_is_heard(self) -> None:
+        """A container agent heard from (a keep-alive) keeps its half of the state."""
+        self.service.update_node_state(
+            NodeState(uuid=NODE_A, applications={}, datasets=DATASETS), "container"
+        )
+        for _ in range(3):
+            self.clock.advance(6)
+            self.service.touch(NODE_A, "container")
+            self.service.expire()
+        self.assertEqual(self.service.as_deployment_state().get_node(NODE_A).applications, {})
 
     def test_touch_keeps_alive(self) -> None:
         """A keep-alive postpones expiry without changing the state."""
