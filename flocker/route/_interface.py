@@ -43,13 +43,17 @@ class IRouter(Interface):
 
     * forwarded as soon as `set_routes` gives its port other, non-empty
       targets (each of them tried as above), with whatever the client sent
-      meanwhile, even a request followed by a half-close;
+      meanwhile; a connection whose targets all failed has them tried
+      again every half second or so, whether or not the route changes;
     * closed once it has been held for the route's ``hold_timeout`` in all
       (logged with the outcome ``held_too_long``);
     * closed when its port is no longer routed (``unrouted``) or the
       router stops (``router_stopped``);
-    * forgotten when the client goes away: a reset, or the client's end of
-      input before it sent anything (``client_gone``).
+    * closed when the client goes away or closes its side (``client_gone``),
+      also while one of its targets is being tried again: a client that
+      stopped waiting is never forwarded later, when it cannot hear the
+      answer.  (A client never held has its half-close forwarded with the
+      rest.)
 
     Changing a route's targets never disturbs connections already
     forwarded: they carry on until either end closes them.  Each connection

@@ -8,12 +8,17 @@ one per socket, that forward bytes to each other:
 * the connection picks the least loaded of its route's targets (the router
   counts the connections open to each), and tries the others, each once,
   if connecting fails;
-* the client's socket is paused while a target is being connected, so
-  nothing is read that could not be forwarded;
-* with no target to try, the connection is held: the client's socket is
-  read into a small buffer (so that its leaving is noticed; reading stops
-  when the buffer is full) until the route gets new targets, the hold
-  timeout passes, the port is unrouted or the router stops;
+* until it is forwarded, the client's socket is read into a small buffer
+  (reading stops when the buffer is full), so that its leaving is noticed
+  while a target is being connected to as well as while it is held;
+* with no target to try, the connection is held until the route gets new
+  targets, the hold timeout passes, the port is unrouted or the router
+  stops; when every target failed, they are tried again every `HELD_RETRY`
+  seconds, whether or not the route changes;
+* a client that closes its side once its connection has been held has
+  gone (also while its targets are being tried again): it is closed, and
+  what it sent is never carried out later, when it can no longer hear the
+  answer;
 * once both are connected, what was buffered goes first, then each
   transport is registered as the other's streaming producer, so a slow
   reader on one side stops reading on the other (back-pressure in both
@@ -73,8 +78,14 @@ _Reactor = TypeVar("_Reactor", bound=TCPTimeReactor)
 #: Seconds to wait for a target to accept a forwarded connection.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
-#: Bytes a held connection's client may send before it is no longer read.
+#: Bytes a client may send before it is forwarded (while a target is being
+#: connected to, or while it is held) before it is no longer read.
 HOLD_BUFFER = 64 * 1024
+
+#: Seconds between tries of a route's targets for a connection held because
+#: every one of them failed (a target reported healthy that refuses for a
+#: moment): the route need not change for it to be forwarded.
+HELD_RETRY = 0.5
 
 
 def _default_retry_delays() -> Iterator[float]:
@@ -183,9 +194,10 @@ class _ClientEnd(_End):
     """
     The client's socket: until it has a peer, what it reads is kept.
 
-    While the target is being connected the socket is paused; while the
-    connection is held it is read (so that the client leaving is noticed)
-    into ``pending``, and paused again once that holds `HOLD_BUFFER` bytes.
+    Until it is forwarded (while a target is being connected to, and while
+    the connection is held) it is read, so that the client leaving is
+    noticed, into ``pending``, and paused once that holds `HOLD_BUFFER`
+    bytes.
 
     :ivar pending: bytes read before there was a target to forward them to.
     """
@@ -236,7 +248,7 @@ class _ClientEnd(_End):
 class _Phase(Enum):
     """Where a `_Connection` is in its life."""
 
-    #: A target is being connected to; the client is paused.
+    #: A target is being connected to; the client is read into a buffer.
     CONNECTING = "connecting"
     #: Waiting for the port to get a target; the client is read into a buffer.
     HELD = "held"
@@ -265,6 +277,9 @@ class _Connection:
     :ivar held_for: seconds held before the current hold, if any.
     :ivar held_since: when the current hold began, while held.
     :ivar deadline: the call closing it when held too long, while held.
+    :ivar retrying: the call trying the route's targets again, while held
+        after they all failed.
+    :ivar was_held: whether it has been held at all.
     """
 
     router: NodeRouter[Any]
@@ -281,6 +296,8 @@ class _Connection:
     held_for: float = 0.0
     held_since: float | None = None
     deadline: IDelayedCall | None = None
+    retrying: IDelayedCall | None = None
+    was_held: bool = False
     outcome: str | None = None
     error: str = ""
 
@@ -299,10 +316,10 @@ class _Connection:
             self._connect(target)
 
     def _connect(self, target: Target) -> None:
-        """Connect to ``target``; the client waits paused."""
+        """Connect to ``target``; the client is read meanwhile."""
         assert self.client_end is not None
         self.phase = _Phase.CONNECTING
-        self.client_end.transport.pauseProducing()
+        self.client_end.resume()
         self.target = target
         self.router._count(target, 1)
         kind = TCP6ClientEndpoint if ":" in target.host else TCP4ClientEndpoint
@@ -345,8 +362,7 @@ class _Connection:
         assert target is not None and self.client_end is not None
         self.router._count(target, -1)
         if reason.check(CancelledError, ConnectingCancelledError):
-            self.outcome = "client_gone"
-            self._log()
+            self._close("client_gone")
             return
         self.tried.add(target)
         self.unreachable.append(target.address)
@@ -363,11 +379,15 @@ class _Connection:
             return
         assert self.client_end is not None
         self.phase = _Phase.HELD
+        self.was_held = True
         reactor = self.router.reactor
         self.held_since = reactor.seconds()
         self.deadline = reactor.callLater(
             max(route.hold_timeout - self.held_for, 0.0), self._held_too_long
         )
+        if route.targets and self.router.held_retry is not None:
+            # Every target failed: try them again before long, changed or not.
+            self.retrying = reactor.callLater(self.router.held_retry, self._retry)
         self.router._add_held(self)
         self.client_end.resume()
 
@@ -381,6 +401,9 @@ class _Connection:
         if self.deadline.active():
             self.deadline.cancel()
         self.deadline = None
+        if self.retrying is not None and self.retrying.active():
+            self.retrying.cancel()
+        self.retrying = None
         self.router._remove_held(self)
 
     def release(self) -> None:
@@ -388,6 +411,12 @@ class _Connection:
         self._unhold()
         self.tried.clear()
         self._next()
+
+    def _retry(self) -> None:
+        """Try the route's targets again, if still held."""
+        self.retrying = None
+        if self.phase is _Phase.HELD:
+            self.release()
 
     def drop(self, outcome: str) -> None:
         """Close a held connection, e.g. because its port is no longer routed."""
@@ -403,18 +432,23 @@ class _Connection:
         """
         The client closed its side before it was forwarded.
 
-        While held, it has gone, whatever it sent: a client that stops
-        waiting (an HTTP client that timed out closes its socket, which
-        looks the same as a half-close) must not have its request carried
-        out later, when it can no longer hear the answer and may have sent
-        it again.  Its buffered bytes are dropped with it.  (While the
-        target is being connected, the half-close is forwarded with the
-        rest.)
+        Once its connection has been held, it has gone, whatever it sent: a
+        client that stops waiting (an HTTP client that timed out closes its
+        socket, which looks the same as a half-close) must not have its
+        request carried out later, when it can no longer hear the answer
+        and may have sent it again.  Its buffered bytes are dropped with it,
+        and a target being tried again meanwhile is given up.  (A client
+        never held, whose targets are being tried for the first time, has
+        its half-close forwarded with the rest: a request followed at once
+        by a half-close is how some clients speak.)
         """
         assert self.client_end is not None
         if self.phase is _Phase.HELD:
             self._unhold()
             self._close("client_gone")
+        elif self.phase is _Phase.CONNECTING and self.was_held:
+            assert self.connecting is not None
+            self.connecting.cancel()  # _target_failed closes it
 
     def _close(self, outcome: str) -> None:
         """Close the client, never forwarded; logged once its socket is closed."""
@@ -516,6 +550,9 @@ class NodeRouter(Service, Generic[_Reactor]):
     listen_address: str
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retry_delays: Callable[[], Iterator[float]] = _default_retry_delays
+    #: Seconds between tries of a held connection's failed targets
+    #: (`HELD_RETRY`), or ``None`` to wait for the route to change.
+    held_retry: float | None = HELD_RETRY
     _routes: PMap[int, Route] = attrs.field(factory=pmap, init=False)
     _listeners: dict[int, IListeningPort] = attrs.field(factory=dict, init=False)
     _retries: dict[int, IDelayedCall] = attrs.field(factory=dict, init=False)

@@ -20,7 +20,7 @@ from twisted.internet.error import (
 from twisted.python.failure import Failure
 
 from .. import NodeRouter, Target
-from .._proxy import HOLD_BUFFER
+from .._proxy import HELD_RETRY, HOLD_BUFFER
 from ..testtools import fired, route_to
 from .test_router import (
     HalfCloseTransport,
@@ -187,7 +187,7 @@ class TestFailover:
         client = Client(router)
         client.last_attempt().fail()
         assert client.last_attempt().address == B
-        assert client.transport.producerState == "paused"
+        assert client.transport.producerState == "producing"
         target_end = client.forwarded()
         assert router.connections() == pmap({target(B): 1})
         client.end.dataReceived(b"hi")
@@ -352,7 +352,8 @@ class TestHold:
 
     def test_timeout_counts_every_hold(self, eliot_logger: Any) -> None:
         """Time held before a failed release counts towards the hold timeout."""
-        router = router_to(hold_timeout=5)
+        router = started_router(held_retry=None)
+        fired(router.set_routes(pmap({8080: route_to(8080, hold_timeout=5)})))
         client = Client(router)
         router.reactor.advance(2)
         fired(router.set_routes(pmap({8080: route_to(8080, A, hold_timeout=5)})))
@@ -453,12 +454,72 @@ class TestHold:
         assert len(target_end.transport.value()) == HOLD_BUFFER
         assert client.transport.producerState == "producing"
 
-    def test_paused_while_connecting(self) -> None:
-        """A released client is paused again while its target is connected to."""
+    def test_read_while_connecting(self) -> None:
+        """A released client is still read while its target is connected to."""
         router = router_to()
         client = Client(router)
         fired(router.set_routes(pmap({8080: route_to(8080, A)})))
-        assert client.transport.producerState == "paused"
+        assert client.transport.producerState == "producing"
+
+    def test_failed_targets_tried_again_while_held(self) -> None:
+        """
+        A client held because its only target failed has it tried again
+        after `HELD_RETRY` seconds (not held meanwhile), the route unchanged,
+        and again after each failure, until it is forwarded.
+        """
+        router = router_to(A)
+        client = Client(router)
+        client.last_attempt().fail()
+        assert router.held() == pmap({8080: 1})
+        attempts = len(router.reactor.tcpClients)
+        router.reactor.advance(HELD_RETRY)
+        assert len(router.reactor.tcpClients) == attempts + 1
+        assert router.held() == pmap()
+        client.last_attempt().fail()
+        assert router.held() == pmap({8080: 1})
+        router.reactor.advance(HELD_RETRY)
+        client.forwarded()
+        assert router.connections() == pmap({target(A): 1})
+
+    def test_client_leaving_while_its_target_is_tried_again_is_gone(
+        self, eliot_logger: Any
+    ) -> None:
+        """
+        A held client that half-closes while its target is being tried
+        again has gone: the attempt is given up, the client closed, and what
+        it sent is never forwarded (it can no longer hear the answer).
+        """
+        router = router_to(A)
+        client = Client(router)
+        client.last_attempt().fail()
+        client.end.dataReceived(b"POST /write")
+        router.reactor.advance(HELD_RETRY)
+        client.end.readConnectionLost()
+        assert router.reactor.connectors[-1].stoppedConnecting
+        assert client.transport.disconnecting
+        assert router.connections() == pmap()
+        client.end.connectionLost(Failure(ConnectionDone()))
+        [log] = connection_logs(eliot_logger)
+        assert (log["outcome"], log["bytes_to_target"], log["target"]) == (
+            "client_gone",
+            0,
+            "",
+        )
+
+    def test_half_close_before_first_target_answers_is_forwarded(self) -> None:
+        """
+        A client never held that sends a request and half-closes while its
+        target is connected to (or after a first target refused) has both
+        forwarded: it is how some clients speak.
+        """
+        router = router_to(A, B)
+        client = Client(router)
+        client.end.dataReceived(b"request")
+        client.end.readConnectionLost()
+        client.last_attempt().fail()
+        target_end = client.forwarded()
+        assert target_end.transport.value() == b"request"
+        assert target_end.transport.write_closed
 
 
 class TestRetarget:

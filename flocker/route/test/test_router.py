@@ -289,10 +289,16 @@ class Proxied:
 
 
 def proxied(
-    port: int = 8080, host: str = "127.0.0.21", connected: bool = True
+    port: int = 8080,
+    host: str = "127.0.0.21",
+    connected: bool = True,
+    held_retry: float | None = None,
 ) -> Proxied:
-    """A connection through a router routing ``port`` to ``host``."""
-    router = started_router(connect_timeout=7.0)
+    """
+    A connection through a router routing ``port`` to ``host`` (whose held
+    connections wait for their route to change, unless ``held_retry``).
+    """
+    router = started_router(connect_timeout=7.0, held_retry=held_retry)
     fired(router.set_routes(pmap({port: route(port, host, 9000)})))
     connection = Proxied(router, port)
     if connected:
@@ -313,10 +319,16 @@ class TestConnection:
     """How `NodeRouter` forwards one connection."""
 
     def test_connects_to_target(self) -> None:
-        """The client waits, paused, while the route's target is connected to."""
+        """
+        The client is read, not forwarded, while the route's target is
+        connected to (so that its leaving is noticed).
+        """
         c = proxied(connected=False)
         assert (c.host, c.port, c.timeout) == ("127.0.0.21", 9000, 7.0)
-        assert c.client_transport.producerState == "paused"
+        assert c.client_transport.producerState == "producing"
+        c.client.dataReceived(b"early")
+        c.connect()
+        assert c.target_transport.value() == b"early"
 
     def test_ipv6_target(self) -> None:
         """An IPv6 target is connected to over IPv6."""
