@@ -387,6 +387,29 @@ class ContainerUpdateContract:
         once = self.created(cluster, name="api", ports=[])
         assert (once.replicas, self.listed(cluster, "api").replicas) == (1, 1)
 
+    def test_names_with_two_dots_refused(self, cluster: Any) -> None:
+        """
+        A container named with ``..`` is refused (`BadRequest`, saying the
+        name is reserved for extra instances), and so is a replicated one
+        whose name is longer than 124 characters; nothing is created.
+        """
+        client = cluster.client
+        with pytest.raises(BadRequest) as refusal:
+            self.run(cluster, client.create_container(self.container(cluster, name="web..2")))
+        assert (
+            "'..' is reserved for the extra instances Flocker runs of a replicated "
+            "application on one node"
+        ) in refusal.value.description
+        self.refused(
+            cluster,
+            BadRequest,
+            lambda: client.create_container(
+                self.container(cluster, name="w" * 125, replicas=2)
+            ),
+        )
+        assert self.run(cluster, client.list_containers_configuration()) == []
+        self.created(cluster, name="w.e.b", replicas=2)
+
     def test_container_replicas_refused(self, cluster: Any) -> None:
         """
         More than one instance of a container with volumes, at creation or
@@ -450,11 +473,12 @@ class ContainerUpdateContract:
 
     def test_state_reports_each_instance(self, cluster: Any) -> None:
         """
-        Each instance is reported running on its node (the container's
-        own, then the others; instances beyond the nodes do not run), with
-        the health its node reports.  Another instance's ``healthy`` does
-        not confirm an update, the container's own node's does; any
-        instance's ``unhealthy`` rolls the update back.
+        The container is reported running on each node running instances
+        of it (the container's own, then the others; instances beyond the
+        nodes double up on them, and each node is listed once), with the
+        health its node reports.  Another node's ``healthy`` does not
+        confirm an update, the container's own node's does; any node's
+        ``unhealthy`` rolls the update back.
         """
         created = self.created(cluster, replicas=3)
         client = cluster.client

@@ -16,10 +16,16 @@ holds their reported health, with the rules of the control service's model
   after which there is nothing to roll back to;
 * a health check probes one of the container's published internal ports;
 * a container runs 1 to `MAXIMUM_INSTANCES` instances (``replicas``), more
-  than one only without volumes; each instance runs on its own node (the
-  first on the container's node, the others on the nodes after it in the
-  order of their UUIDs) and is reported there, with the health that node
-  reports; only the container's own node's report settles an update.
+  than one only without volumes; the first runs on the container's node,
+  the others one per node on the nodes after it in the order of their
+  UUIDs, and instances beyond the number of nodes double up round the
+  same ring (`instance_placement`, named ``name..k`` on their node, as the
+  control service names them); each node running instances of it reports
+  the container once, with the health it reports for its instances, and
+  an update is confirmed once every such node reports it healthy;
+* a container's name never holds ``..`` (reserved for those extra
+  instances), and a replicated container's name is at most 124
+  characters.
 """
 
 from __future__ import annotations
@@ -51,8 +57,10 @@ __all__ = [
     "ONE_INSTANCE_WITH_VOLUMES",
     "FakeContainerUpdates",
     "check_health",
+    "check_name",
     "check_replicas",
     "instance_nodes",
+    "instance_placement",
 ]
 
 #: Why a container with volumes runs once (the control service's words).
@@ -117,6 +125,32 @@ def _check_replicas_range(replicas: object) -> None:
         )
 
 
+#: Why a container's name may not hold ``..`` (the control service's words).
+RESERVED_SEPARATOR = (
+    "'..' is reserved for the extra instances Flocker runs of a replicated "
+    "application on one node"
+)
+
+#: The longest name of a container running several instances.
+_LONGEST_REPLICATED_NAME = 128 - len(f"..{MAXIMUM_INSTANCES}")
+
+
+def check_name(container: Container) -> None:
+    """
+    Refuse (`BadRequest`) a container named with ``..``, or a replicated
+    one whose name leaves no room for its extra instances' ``..k``, as the
+    control service does.
+    """
+    if ".." in container.name:
+        raise BadRequest(400, f"{RESERVED_SEPARATOR}: {container.name!r}")
+    if container.replicas > 1 and len(container.name) > _LONGEST_REPLICATED_NAME:
+        raise BadRequest(
+            400,
+            f"a replicated application's name is at most {_LONGEST_REPLICATED_NAME} "
+            "characters",
+        )
+
+
 def check_replicas(container: Container) -> None:
     """
     Refuse (`BadRequest`) a container running a number of instances that
@@ -128,15 +162,31 @@ def check_replicas(container: Container) -> None:
         raise BadRequest(400, ONE_INSTANCE_WITH_VOLUMES)
 
 
-def instance_nodes(container: Container, nodes: Iterable[UUID]) -> list[UUID]:
+def instance_placement(container: Container, nodes: Iterable[UUID]) -> list[tuple[UUID, str]]:
     """
-    The nodes a container's instances run on, its own node first, then the
-    nodes after it in the order of their UUIDs (wrapping around), one
-    instance per node; instances beyond the number of nodes do not run.
+    Where a container's instances run: (node, instance name) for each,
+    its own node first, then one per node on the nodes after it in the
+    order of their UUIDs (wrapping around), then the extra instances round
+    the same ring again, the k-th on a node named ``name..k``.
     """
     ring = sorted(set(nodes) | {container.node_uuid})
     start = ring.index(container.node_uuid)
-    return (ring[start:] + ring[:start])[: container.replicas]
+    ordered = ring[start:] + ring[:start]
+    return [
+        (
+            ordered[i % len(ordered)],
+            container.name if i < len(ordered) else f"{container.name}..{i // len(ordered) + 1}",
+        )
+        for i in range(container.replicas)
+    ]
+
+
+def instance_nodes(container: Container, nodes: Iterable[UUID]) -> list[UUID]:
+    """
+    The distinct nodes a container's instances run on, in the order of
+    their first instance (`instance_placement`): its own node first.
+    """
+    return list(dict.fromkeys(node for node, _ in instance_placement(container, nodes)))
 
 
 def _check_updated_health(
@@ -239,8 +289,8 @@ class FakeContainerUpdates:
     def _instance_states(self, nodes: Iterable[UUID]) -> list[ContainerState]:
         """
         What the nodes report once they run what the configuration asks:
-        each instance of each container running on its node, with the
-        health that node last reported for it; the container's
+        each container once on each node running instances of it, with the
+        health that node last reported for them; the container's
         ``replicas`` is not reported (1).
         """
         nodes = set(nodes)
@@ -320,6 +370,7 @@ class FakeContainerUpdates:
                 _check_updated_health(container, new, changes)
                 check_health(new)
                 check_replicas(new)
+                check_name(new)
                 self._check_ports(new, container.node_uuid)
                 self._previous[name] = container.specification()
                 container = new.set(

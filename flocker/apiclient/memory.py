@@ -53,7 +53,12 @@ from ._interface import (
     UnknownLease,
 )
 from ._memory_cloning import FakeCloning, _FakeEnvironment
-from ._memory_containers import FakeContainerUpdates, check_health, check_replicas
+from ._memory_containers import (
+    FakeContainerUpdates,
+    check_health,
+    check_name,
+    check_replicas,
+)
 
 __all__ = ["FakeFlockerClient"]
 
@@ -625,6 +630,7 @@ class FakeFlockerClient(FakeCloning, FakeContainerUpdates):
         container = container.specification()
 
         def change() -> Container:
+            check_name(container)
             check_replicas(container)
             self._require_node(container.node_uuid)
             if container.name in self._containers:

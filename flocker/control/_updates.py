@@ -19,6 +19,12 @@ applies it):
   what was seen, kept as the application's ``update_failed``; an update
   without a previous specification (which `Deployment.update_application`
   never makes) cannot be rolled back and is left as it is.
+* A replicated application's update is confirmed only once every
+  instance `instance_placement` places reports the new revision healthy,
+  each keyed by its node and instance name (a node running two instances
+  reports ``web`` and ``web..2``); it is rolled back as soon as any
+  instance of the application, on any node, reports the new revision
+  ``unhealthy``.
 * Anything else changes nothing: no report, a report of another (older)
   instance (``revision`` not the application's), or ``starting``.
 
@@ -38,7 +44,7 @@ from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred
 
 from ._logging import CHANGED, GENERATION, REASON
-from ._model import Application, Deployment, instance_nodes
+from ._model import Application, Deployment, instance_base, instance_placement
 from ._persistence import StoredConfiguration
 from ._state import ApplicationHealth, DeploymentState
 from ._watching import WatchingDuty
@@ -148,10 +154,11 @@ def _outcome(
     """
     How the nodes' reports settle the application's update, if they do:
     confirmed when its own node reports the new revision healthy (and, for
-    a replicated application, every node its instances are placed on);
+    a replicated application, every instance placed, on every node);
     rolled back when its node, or any other node running an instance of
-    that revision (a replica, or the instance a single stateless one is
-    updated beside), reports it unhealthy.
+    that revision (a replica, an extra instance on one node, or the
+    instance a single stateless one is updated beside), reports one
+    unhealthy.
     """
     if not application.updating:
         return None
@@ -171,15 +178,15 @@ def _outcome(
         return None
     others = sorted(set(cluster_state.nodes) - {node_uuid})
     for uuid in [node_uuid, *others]:
-        health = _report(cluster_state, uuid, application)
-        if health is not None and health.status == "unhealthy":
-            return UpdateOutcome(
-                application=application.name,
-                node_uuid=node_uuid,
-                revision=application.revision,
-                outcome=ROLLED_BACK,
-                reason=_unhealthy_words(application.name, health),
-            )
+        for health in _instance_reports(cluster_state, uuid, application):
+            if health.status == "unhealthy":
+                return UpdateOutcome(
+                    application=application.name,
+                    node_uuid=node_uuid,
+                    revision=application.revision,
+                    outcome=ROLLED_BACK,
+                    reason=_unhealthy_words(application.name, health),
+                )
     return None
 
 
@@ -187,31 +194,54 @@ def _every_instance_healthy(
     application: Application, home: str, cluster_state: DeploymentState
 ) -> bool:
     """
-    Whether every node a replicated application's instances are placed on
-    reports its configured revision healthy (an update rolls over them one
-    at a time, so it is over only then).
+    Whether every instance of a replicated application, each keyed by its
+    node and instance name as `instance_placement` places them, reports
+    its configured revision healthy (an update rolls over them one at a
+    time, so it is over only then).
     """
     if application.replicas < 2:
         return True
     reporting = [u for u, state in cluster_state.nodes.items() if state.applications is not None]
-    for uuid in instance_nodes(application, home, reporting):
-        health = _report(cluster_state, uuid, application)
+    for uuid, name in instance_placement(application, home, reporting):
+        health = _report(cluster_state, uuid, application, name)
         if health is None or health.status != "healthy":
             return False
     return True
 
 
 def _report(
-    cluster_state: DeploymentState, node_uuid: str, application: Application
+    cluster_state: DeploymentState,
+    node_uuid: str,
+    application: Application,
+    name: str | None = None,
 ) -> ApplicationHealth | None:
-    """The node's report of the application's configured revision, if it has one."""
+    """
+    The node's report of the application's configured revision for its
+    instance ``name`` there (the application's own name by default), if it
+    has one.
+    """
     reports = cluster_state.get_node(node_uuid).health
     health: ApplicationHealth | None = (
-        None if reports is None else reports.get(application.name)
+        None if reports is None else reports.get(application.name if name is None else name)
     )
     if health is None or health.revision != application.revision:
         return None
     return health
+
+
+def _instance_reports(
+    cluster_state: DeploymentState, node_uuid: str, application: Application
+) -> list[ApplicationHealth]:
+    """
+    The node's reports of the application's configured revision, one per
+    instance of it the node runs (``web``, ``web..2``…), by instance name.
+    """
+    reports = cluster_state.get_node(node_uuid).health or {}
+    return [
+        health
+        for name, health in sorted(reports.items())
+        if instance_base(name) == application.name and health.revision == application.revision
+    ]
 
 
 def plan_update_outcomes(

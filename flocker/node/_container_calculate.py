@@ -31,9 +31,17 @@ plan of changes (``_container_changes``):
   not removed — and nothing else is done to it; once a configuration
   arrives, the rules above start it again if it still belongs here.
 
+A replicated application runs one container per instance placed here
+(``instance_placement``): the first is named after the application, the
+extra ones a node runs when there are more replicas than nodes
+``name..k``; everything here is keyed by that container (instance) name,
+and an instance no longer placed here (a scale down) is drained and
+removed like any container that is not wanted.
+
 A healthy instance is drained before it is stopped (see ``_stop``), and a
-replicated application's instances are updated one at a time, each once
-the earlier ones report the new revision healthy.
+replicated application's instances are updated one at a time, in
+placement order, each once the earlier ones report the new revision
+healthy.
 
 Containers publish their ports on the node's address at ports the engine
 chooses (``container_spec``); the node's router owns the applications'
@@ -58,7 +66,9 @@ from flocker.control import (
     Deployment,
     DeploymentState,
     NodeState,
+    instance_base,
     instance_nodes,
+    instance_placement,
 )
 from flocker.control import RestartAlways as ModelRestartAlways
 from flocker.control import RestartOnFailure as ModelRestartOnFailure
@@ -117,17 +127,22 @@ def _restart_policy(application: Application) -> Any:
 
 
 def container_spec(
-    application: Application, address: str, dataset_paths: dict[str, str]
+    application: Application,
+    address: str,
+    dataset_paths: dict[str, str],
+    name: str | None = None,
 ) -> ContainerSpec | None:
     """
-    The container an application needs on a node, or ``None`` while one of
-    its datasets is not mounted there.
+    The container an application's instance needs on a node, or ``None``
+    while one of its datasets is not mounted there.
 
     :param address: The node's address; ports are published on it, each on
         a port the engine chooses (the node's router owns the application's
         external ports and forwards them there).
     :param dataset_paths: Dataset id → mount path of the datasets the node
         exposes.
+    :param name: The instance's name (`instance_placement`), the
+        container's name; the application's own name by default.
     """
     volumes = []
     for volume in application.volumes:
@@ -138,7 +153,7 @@ def container_spec(
     environment = dict(application.environment)
     environment.update(link_environment(application, address))
     return ContainerSpec(
-        name=application.name,
+        name=application.name if name is None else name,
         image=application.image,
         command=application.command_line,
         environment=environment,
@@ -273,13 +288,14 @@ def _rolling_back(
 
 def _fenced(name: str, configuration: Deployment) -> bool:
     """
-    Whether a fenced agent stops an application: one of its datasets (as
-    configured wherever the application is) fails over automatically.
+    Whether a fenced agent stops an instance: one of its application's
+    datasets (as configured wherever the application is) fails over
+    automatically.
     """
     return any(
         fence_applies(configuration, volume.dataset_id)
         for application, _ in configuration.all_applications()
-        if application.name == name
+        if application.name == instance_base(name)
         for volume in application.volumes
     )
 
@@ -288,21 +304,23 @@ def applications_here(
     node_uuid: str, configuration: Deployment, cluster_state: DeploymentState
 ) -> dict[str, Application]:
     """
-    The applications that run an instance on ``node_uuid``: those configured
-    here, and those with replicas whose instances `instance_nodes` places
-    here (among the nodes whose container agents report their
-    applications).
+    The containers to run on ``node_uuid``: instance name → its
+    application.
+
+    An application configured here runs under its own name; one with
+    replicas runs each instance `instance_placement` places here (among
+    the nodes whose container agents report their applications), the
+    extra ones under ``name..k``; a single stateless instance being
+    updated runs its new revision on the surge node too (`_surge_node`).
     """
-    wanted = dict(configuration.get_node(node_uuid).applications)
+    wanted: dict[str, Application] = {}
     reporting = _reporting(cluster_state)
     for application, home in configuration.all_applications():
-        if home == node_uuid:
-            continue
-        if application.replicas > 1 and node_uuid in instance_nodes(
-            application, home, reporting
-        ):
-            wanted[application.name] = application
-        elif _surge_node(application, home, cluster_state) == node_uuid:
+        if application.replicas > 1:
+            for node, name in instance_placement(application, home, reporting):
+                if node == node_uuid:
+                    wanted[name] = application
+        elif home == node_uuid or _surge_node(application, home, cluster_state) == node_uuid:
             wanted[application.name] = application
     return wanted
 
@@ -313,10 +331,18 @@ def _reporting(cluster_state: DeploymentState) -> list[str]:
 
 
 def _healthy_at(
-    node_uuid: str, application: Application, cluster_state: DeploymentState
+    node_uuid: str,
+    application: Application,
+    cluster_state: DeploymentState,
+    name: str | None = None,
 ) -> bool:
-    """Whether ``node_uuid`` reports the application's configured revision healthy."""
-    health = (cluster_state.get_node(node_uuid).health or pmap()).get(application.name)
+    """
+    Whether ``node_uuid`` reports the application's configured revision
+    healthy: its instance ``name`` there (the application's own name by
+    default).
+    """
+    instance = application.name if name is None else name
+    health = (cluster_state.get_node(node_uuid).health or pmap()).get(instance)
     return (
         health is not None
         and health.status == "healthy"
@@ -359,31 +385,33 @@ def _surge_node(
 
 def _waits_for_earlier_instances(
     node_uuid: str,
+    name: str,
     application: Application,
     configuration: Deployment,
     cluster_state: DeploymentState,
 ) -> bool:
     """
-    Whether this node's instance must wait before it is replaced by a new
-    revision: an update rolls over a replicated application's instances
-    one at a time, in `instance_nodes` order, each once every earlier one
-    reports the new revision healthy, so that the others serve meanwhile;
-    a single stateless instance waits for its new revision to be healthy
-    on the surge node (`_surge_node`).
+    Whether the instance ``name`` here must wait before it is replaced by
+    a new revision: an update rolls over a replicated application's
+    instances one at a time, in `instance_placement` order (keyed by node
+    and instance name, so two instances on one node take turns too), each
+    once every earlier one reports the new revision healthy, so that the
+    others serve meanwhile; a single stateless instance waits for its new
+    revision to be healthy on the surge node (`_surge_node`).
     """
     _, home = configuration.get_application(application.name)
     surge = _surge_node(application, home, cluster_state)
     if surge is not None:
-        order = [surge, home]
+        order = [(surge, application.name), (home, application.name)]
     elif application.replicas > 1:
-        order = instance_nodes(application, home, _reporting(cluster_state))
+        order = instance_placement(application, home, _reporting(cluster_state))
     else:
         return False
-    if node_uuid not in order:
+    if (node_uuid, name) not in order:
         return False
     return not all(
-        _healthy_at(earlier, application, cluster_state)
-        for earlier in order[: order.index(node_uuid)]
+        _healthy_at(node, application, cluster_state, instance)
+        for node, instance in order[: order.index((node_uuid, name))]
     )
 
 
@@ -466,7 +494,11 @@ def calculate_container_changes(
         if application is None:
             assert current is not None
             elsewhere = next(
-                (app for app, _ in configuration.all_applications() if app.name == name),
+                (
+                    app
+                    for app, _ in configuration.all_applications()
+                    if app.name == instance_base(name)
+                ),
                 None,
             )
             if elsewhere is not None and not _bulk_copy_arrived(
@@ -475,7 +507,7 @@ def calculate_container_changes(
                 continue
             changes.append(_stop(name, RemoveApplication(name=name), local_state, cluster_state))
             continue
-        spec = container_spec(application, address, paths)
+        spec = container_spec(application, address, paths, name)
         if spec is not None and _rolling_back(application, configuration, cluster_state):
             spec = None  # stopped while its data is rolled back
         if spec is None:
@@ -495,7 +527,7 @@ def calculate_container_changes(
         if current is None:
             changes.append(StartApplication(spec=spec))
         elif current != spec and _waits_for_earlier_instances(
-            node_uuid, application, configuration, cluster_state
+            node_uuid, name, application, configuration, cluster_state
         ):
             # The instances before this one are updated first; one that
             # began to drain while they were healthy serves again meanwhile.

@@ -45,6 +45,14 @@ configuration wants now (its spec is the one this deployer would start),
 else ``None`` (an older instance, running while the new one's image is
 got).  Neither the check nor the revision is part of a container's spec:
 changing only them never replaces a container.
+
+A replicated application may run several instances here, one container
+each, named by their instance names (``web``, ``web..2``: see
+``flocker.control.instance_placement``); health is probed and reported
+per instance name (``ApplicationHealth.application`` is the instance
+name), and each instance finds its application by ``instance_base``.  The
+node's ``applications`` report names each application running here once,
+under its own name, however many of its instances run.
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ from flocker.control import (
     DeploymentState,
     ImagePull,
     default_health,
+    instance_base,
 )
 from flocker.route import IRouter, MemoryRouter
 from flocker.runtime import (
@@ -254,9 +263,9 @@ class ContainerDeployer:
         """
         Have the probes watch the instances here of the configured
         applications (wherever they are configured: the old end of a move
-        still serves until it stops), and say what they found, with the
-        ports each instance is published on now; ``None`` without probes,
-        or while the configuration is not known.
+        still serves until it stops), and say what they found, by instance
+        name, with the ports each instance is published on now; ``None``
+        without probes, or while the configuration is not known.
         """
         if self.health is None or self.configuration is None:
             return None
@@ -265,7 +274,7 @@ class ContainerDeployer:
         paths = exposed_paths(cluster_state, self.node_uuid)
         instances = {}
         for spec in specs:
-            application = configured.get(spec.name)
+            application = configured.get(instance_base(spec.name))
             if application is None:
                 continue
             state = states.get(spec.name)
@@ -275,7 +284,7 @@ class ContainerDeployer:
                 self.hostname,
                 running=state is not None and state.running,
                 current=spec.name in wanted
-                and spec == container_spec(application, self.hostname, paths),
+                and spec == container_spec(application, self.hostname, paths, spec.name),
                 published=None if state is None else state.ports,
             )
         self.health.observe(instances)
@@ -311,7 +320,8 @@ class ContainerDeployer:
     ) -> PMap[str, ImagePull]:
         """
         Application name → its image's pull, for the applications with an
-        instance here whose image is being got, or failed to be.
+        instance here whose image is being got, or failed to be (once,
+        however many of its instances are placed here).
         """
         wanted = (
             applications_here(self.node_uuid, self.configuration, cluster_state)
@@ -320,11 +330,11 @@ class ContainerDeployer:
         )
         states = pulls.states()
         found = {}
-        for name, application in wanted.items():
+        for application in wanted.values():
             state = states.get(application.image)
             if state is None:
                 continue
-            found[name] = state.reported(name)
+            found[application.name] = state.reported(application.name)
         return pmap(found)
 
     def _others(
@@ -346,7 +356,9 @@ class ContainerDeployer:
         self, specs: Any, states: Any, cluster_state: DeploymentState
     ) -> Any:
         """
-        The applications whose containers run here, as last configured.
+        The applications whose containers run here, as last configured,
+        each once under its own name however many of its instances run
+        (an instance finds its application by ``instance_base``).
 
         An application that is moving away still runs here during the bulk
         transfer and is reported (so the dataset agent knows its datasets
@@ -370,7 +382,7 @@ class ContainerDeployer:
         found = {}
         for spec in specs:
             state = states.get(spec.name)
-            application = configured.get(spec.name)
+            application = configured.get(instance_base(spec.name))
             if application is None or state is None or not state.running:
                 continue
             actual = {
@@ -380,7 +392,7 @@ class ContainerDeployer:
             }
             if len(actual) == len(spec.volumes) and actual != set(application.volumes):
                 application = application.set(volumes=actual)
-            found[spec.name] = application
+            found[application.name] = application
         return pmap(found)
 
     def calculate_changes(

@@ -15,7 +15,12 @@ from typing import Any
 
 from pyrsistent import InvariantException, PClass, PMap, field, pmap, pvector_field
 
-from flocker.control import ApplicationHealth, Deployment, DeploymentState
+from flocker.control import (
+    ApplicationHealth,
+    Deployment,
+    DeploymentState,
+    instance_base,
+)
 
 __all__ = ["DEFAULT_HOLD_TIMEOUT", "Route", "Routes", "Target", "routes_for_node"]
 
@@ -121,18 +126,19 @@ def _instances(
     name: str, cluster_state: DeploymentState, addresses: Mapping[str, str]
 ) -> list[tuple[str, ApplicationHealth, str]]:
     """
-    The healthy instances of an application, by node UUID: (node, its
-    reported health, the node's address); nodes without a known address
-    are left out.
+    The healthy instances of an application, by node UUID and then
+    instance name (a node may run several: ``web``, ``web..2``): (node,
+    the instance's reported health, the node's address); nodes without a
+    known address are left out.
     """
     found = []
     for uuid, state in sorted(cluster_state.nodes.items()):
-        health = (state.health or {}).get(name)
-        if health is None or health.status != "healthy":
-            continue
         host = addresses.get(uuid) or state.hostname
-        if host:
-            found.append((uuid, health, host))
+        if not host:
+            continue
+        for instance, health in sorted((state.health or {}).items()):
+            if instance_base(instance) == name and health.status == "healthy":
+                found.append((uuid, health, host))
     return found
 
 
@@ -153,7 +159,9 @@ def routes_for_node(
     node's address (from ``addresses``, falling back to the hostname the
     node reported) and the port Docker chose there.
 
-    * Every healthy instance is a target, whatever revision it runs: while
+    * Every healthy instance is a target, on every node, several on a node
+      that runs several (each published on its own port), whatever
+      revision it runs: while
       an update rolls over an application's instances, the old revision's
       keep serving beside the new one's until each is drained and
       replaced, so the application keeps its capacity (an instance about

@@ -25,6 +25,7 @@ from flocker.control import (
     ConfigurationService,
     MemoryConfigurationStore,
     instance_nodes,
+    instance_placement,
 )
 from flocker.control._maintenance import DeletedDatasetCleaner
 from flocker.control._protocol import AgentUnavailable
@@ -249,22 +250,29 @@ def real_cluster() -> ClientFixture:
     ) -> None:
         """
         The node running the application (``node_uuid``, or its own node)
-        reports its health at its revision, with what it reported of the
-        others.
+        reports its health at its revision, for each of its instances
+        there (``name``, and ``name..k`` for the extra ones), with what it
+        reported of the others.
         """
         app, home = configuration.deployment.get_application(name)
         node = home if node_uuid is None else str(node_uuid)
-        health = ApplicationHealth(
-            application=name,
-            status=status,
-            revision=app.revision,
-            reason=reason,
-            since=clock.seconds(),
-        )
-        reported = state.as_deployment_state().get_node(node).health or {}
-        state.update_node_state(
-            NodeState(uuid=node, health={**reported, name: health}), "container"
-        )
+        current = state.as_deployment_state()
+        known = [u for u, n in current.nodes.items() if n.applications is not None]
+        instances = {
+            instance
+            for where, instance in instance_placement(app, home, known)
+            if where == node
+        } | {name}
+        reported = dict(current.get_node(node).health or {})
+        for instance in instances:
+            reported[instance] = ApplicationHealth(
+                application=instance,
+                status=status,
+                revision=app.revision,
+                reason=reason,
+                since=clock.seconds(),
+            )
+        state.update_node_state(NodeState(uuid=node, health=reported), "container")
 
     return ClientFixture(
         client=FlockerClient(treq, "https://control.example:4523"),

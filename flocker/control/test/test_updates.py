@@ -37,7 +37,8 @@ from flocker.control import (
     NodeState,
     Port,
     StoredConfiguration,
-    instance_nodes,
+    instance_base,
+    instance_placement,
 )
 from flocker.control._leader import Leadership
 from flocker.control._logging import CONFLICT
@@ -351,7 +352,8 @@ def updates_with_reports(draw: Any) -> tuple[Deployment, DeploymentState]:
     """
     Valid deployments whose applications may be updating (at some revision,
     mostly with a previous specification), and health reports of them from
-    their node or another, of any status and of revisions around theirs.
+    their node or another (of their first instance there, or of an extra
+    one), of any status and of revisions around theirs.
     """
     deployment = draw(deployments())
     states: dict[str, dict[str, ApplicationHealth]] = {}
@@ -375,8 +377,9 @@ def updates_with_reports(draw: Any) -> tuple[Deployment, DeploymentState]:
         if not draw(st.integers(0, 4)):
             continue  # no report
         where = draw(st.sampled_from([node_uuid, node_uuid, *others]))
-        states.setdefault(where, {})[app.name] = ApplicationHealth(
-            application=app.name,
+        instance = draw(st.sampled_from([app.name, app.name, f"{app.name}..2"]))
+        states.setdefault(where, {})[instance] = ApplicationHealth(
+            application=instance,
             status=draw(st.sampled_from(["starting", "healthy", "unhealthy"])),
             revision=draw(
                 st.sampled_from([None, revision - 1, revision, revision + 1])
@@ -404,9 +407,9 @@ def test_outcomes_follow_the_rules_and_settle_once(
 ) -> None:
     """
     For any configuration and reports: exactly the updating applications
-    whose own node, and every node their instances are placed on, report
-    their revision healthy (confirmed), or, failing
-    that, some node reports it unhealthy and there is a previous
+    whose own node, and every instance placed (keyed by node and instance
+    name), report their revision healthy (confirmed), or, failing that,
+    some instance on some node reports it unhealthy and there is a previous
     specification (rolled back), settle; applying them changes only those
     applications, and planning again settles nothing.
     """
@@ -418,17 +421,18 @@ def test_outcomes_follow_the_rules_and_settle_once(
     for app, node_uuid in deployment.all_applications():
         report = (state.get_node(node_uuid).health or {}).get(app.name)
         unhealthy_somewhere = any(
-            (h := (node.health or {}).get(app.name)) is not None
+            instance_base(name) == app.name
             and h.revision == app.revision
             and h.status == "unhealthy"
             for node in state.nodes.values()
+            for name, h in (node.health or {}).items()
         )
         reporting = [u for u, n in state.nodes.items() if n.applications is not None]
         every_instance = all(
-            (h := (state.get_node(u).health or {}).get(app.name)) is not None
+            (h := (state.get_node(u).health or {}).get(name)) is not None
             and h.revision == app.revision
             and h.status == "healthy"
-            for u in instance_nodes(app, node_uuid, reporting)
+            for u, name in instance_placement(app, node_uuid, reporting)
         )
         verdict = (
             None
