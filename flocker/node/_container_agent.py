@@ -35,6 +35,7 @@ from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._health import HealthProbes, Probe
 from ._loop import ConvergenceLoop
 from ._pulls import ImagePulls
+from ._pushed_routes import PushedRoutes
 from .containers import ContainerDeployer, ContainerLocalState
 
 
@@ -77,6 +78,8 @@ class ContainerAgent(ControlledAgent):
     health_probe: Probe | None = attr.ib(default=None)
 
     fence: Fence = attr.ib(init=False)
+    #: The router as the passes see it: never set back to older routes.
+    routing: PushedRoutes = attr.ib(init=False)
     health: HealthProbes | None = attr.ib(init=False)
     deployer: ContainerDeployer = attr.ib(init=False)
     loop: ConvergenceLoop[ContainerLocalState] = attr.ib(init=False)
@@ -85,6 +88,7 @@ class ContainerAgent(ControlledAgent):
     def __attrs_post_init__(self) -> None:
         """Build the parts; nothing runs until `service` is started."""
         self.fence = self._make_fence()
+        self.routing = PushedRoutes(self.router)
         self.health = (
             None
             if self.health_probe is None
@@ -94,7 +98,7 @@ class ContainerAgent(ControlledAgent):
             self.node_uuid,
             self.address,
             self.runtime,
-            self.router,
+            self.routing,
             answering=self.answering,
             poke=self.poke,
             listening=self.listening,
@@ -117,8 +121,7 @@ class ContainerAgent(ControlledAgent):
         """
         super().cluster_updated(configuration, cluster_state)
         routes = routes_for_node(self.node_uuid, configuration, cluster_state, {})
-        if routes != self.router.routes():
-            self.router.set_routes(routes).addErrback(write_failure)
+        self.routing.push(routes).addErrback(write_failure)
 
     def service(self) -> MultiService:
         """
