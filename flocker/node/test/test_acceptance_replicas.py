@@ -271,3 +271,80 @@ def test_a_single_stateless_instance_is_updated_beside_its_new_revision(
     )
     assert seen_beside, "no instance ran on node 2 during the update"
     assert writer.failures == []
+
+
+def _container_names(node: dict[str, Any]) -> set[str]:
+    """The Docker names of the containers of ``node``'s agent (running or not)."""
+    client = docker.from_env()
+    try:
+        prefix = container_name(node["uuid"], "x")[:-1]
+        return {
+            c.name
+            for c in client.containers.list(all=True)
+            if c.name.startswith(prefix)
+        }
+    finally:
+        client.close()
+
+
+def test_more_replicas_than_nodes_all_run_and_answer_through_the_router(
+    make_lab: Callable[..., dict[str, Any]], docker_client: Any
+) -> None:
+    """
+    Three instances of a stateless counter on a two-node cluster all run:
+    ``NAME`` and ``NAME..2`` on the application's node, ``NAME`` on the
+    other, and each of the three answers requests sent through a node's
+    router.  Scaled back to two, the extra instance is removed and one
+    instance per node answers on.
+    """
+    ensure_counter_image(docker_client)
+    cluster = make_lab(nodes=2)
+    one, two = sorted(cluster["nodes"], key=lambda n: n["uuid"])
+    name, port = _deploy(cluster, one, "many", replicas=3)
+    extra = f"{name}..2"
+    wait_for(
+        lambda: _healthy_on(cluster, name) == {one["uuid"], two["uuid"]},
+        120,
+        "instances healthy on both nodes",
+    )
+    assert _container_names(one) == {container_name(one["uuid"], n) for n in (name, extra)}
+    assert _container_names(two) == {container_name(two["uuid"], name)}
+    instances = [(one, name), (one, extra), (two, name)]
+    writer = Writer(two["address"], port, timeout=30.0)
+    writer.start()
+    try:
+        wait_for(
+            lambda: all(_answered(node, n) >= 5 for node, n in instances),
+            120,
+            "each of the three instances to answer requests",
+        )
+    finally:
+        writer.stopping.set()
+        writer.join()
+    assert writer.failures == [], "requests failed while three instances ran"
+
+    ok(cluster, "apps", "scale", name, "2")
+    wait_for(
+        lambda: _container_names(one) == {container_name(one["uuid"], name)},
+        120,
+        "the extra instance on node 1 to be removed",
+    )
+    assert _container_names(two) == {container_name(two["uuid"], name)}
+    wait_for(
+        lambda: _healthy_on(cluster, name) == {one["uuid"], two["uuid"]},
+        120,
+        "one healthy instance per node",
+    )
+    counts = {node["uuid"]: _answered(node, name) for node in (one, two)}
+    writer = Writer(one["address"], port, timeout=30.0)
+    writer.start()
+    try:
+        wait_for(
+            lambda: all(_answered(node, name) >= counts[node["uuid"]] + 3 for node in (one, two)),
+            60,
+            "both remaining instances to answer",
+        )
+    finally:
+        writer.stopping.set()
+        writer.join()
+    assert writer.failures == [], "requests failed after scaling down"

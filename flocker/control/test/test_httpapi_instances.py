@@ -1,0 +1,86 @@
+"""
+Unit tests of the REST API v1 for applications running more instances than
+there are nodes: reserved names, and how their state is listed.
+"""
+
+from __future__ import annotations
+
+from flocker.control._model import Application, Port
+from flocker.control._state import ApplicationHealth, NodeState
+from flocker.control.test.test_httpapi import NODE_A, APIHarness
+
+RESERVED = (
+    "'..' is reserved for the extra instances Flocker runs of a replicated "
+    "application on one node"
+)
+
+
+def _container(**changes: object) -> dict[str, object]:
+    """A stateless container body on node A."""
+    body: dict[str, object] = {"node_uuid": NODE_A, "name": "web", "image": "nginx"}
+    body.update(changes)
+    return body
+
+
+def test_create_with_two_dots_in_the_name_is_a_400_saying_why() -> None:
+    """A container named with ``..`` is refused (400, why); nothing is stored."""
+    api = APIHarness()
+    description = api.refused(
+        400, "POST", "/v1/configuration/containers", _container(name="web..2")
+    )
+    assert RESERVED in description
+    assert api.request("GET", "/v1/configuration/containers").body == []
+
+
+def test_long_replicated_name_is_a_400() -> None:
+    """
+    A replicated container whose name leaves no room for ``..k`` is
+    refused, at creation and when an update asks for replicas.
+    """
+    api = APIHarness()
+    description = api.refused(
+        400, "POST", "/v1/configuration/containers", _container(name="w" * 125, replicas=2)
+    )
+    assert "at most 124 characters" in description
+    created = api.request("POST", "/v1/configuration/containers", _container(name="w" * 125))
+    assert created.code == 201
+    description = api.refused(
+        400, "POST", f"/v1/configuration/containers/{'w' * 125}", {"replicas": 2}
+    )
+    assert "at most 124 characters" in description
+
+
+def test_replicas_beyond_the_nodes_are_accepted() -> None:
+    """More replicas than nodes is a valid request: the extra ones double up."""
+    api = APIHarness()
+    created = api.request("POST", "/v1/configuration/containers", _container(replicas=5))
+    assert (created.code, created.body["replicas"]) == (201, 5)
+
+
+def test_state_lists_a_node_running_extra_instances_once() -> None:
+    """
+    A node running ``web`` and ``web..2`` is listed running ``web`` once,
+    with the health of its first instance; the extra instance's name never
+    appears as a container name.
+    """
+    api = APIHarness()
+    app = Application(
+        name="web",
+        image="nginx",
+        ports=[Port(internal_port=80, external_port=8080)],
+        replicas=3,
+    )
+    api.state.update_node_state(
+        NodeState(
+            uuid=NODE_A,
+            applications={"web": app},
+            health={
+                "web": ApplicationHealth(application="web", status="healthy", revision=0),
+                "web..2": ApplicationHealth(application="web..2", status="starting", revision=0),
+            },
+        )
+    )
+    body = api.request("GET", "/v1/state/containers").body
+    assert [(e["name"], e["node_uuid"], e["health"]) for e in body] == [
+        ("web", NODE_A, "healthy")
+    ]
