@@ -14,6 +14,7 @@ from ._client import (
     container_to_json,
 )
 from ._https import TLSHandshakeFailed, https_agent
+from ._instances import instance_placement
 from ._interface import (
     HEALTH_STATUSES,
     MAXIMUM_INSTANCES,
@@ -77,6 +78,7 @@ from ._json import (
 from .memory import FakeFlockerClient
 
 __all__ = [
+    "instance_placement",
     "CONNECT_TIMEOUT",
     "DEFAULT_API_PORT",
     "HEALTH_STATUSES",

@@ -37,6 +37,7 @@ from uuid import UUID
 
 from twisted.internet.defer import Deferred
 
+from ._instances import instance_nodes, instance_placement
 from ._interface import (
     HEALTH_STATUSES,
     MAXIMUM_INSTANCES,
@@ -160,33 +161,6 @@ def check_replicas(container: Container) -> None:
     _check_replicas_range(container.replicas)
     if container.replicas > 1 and container.volumes:
         raise BadRequest(400, ONE_INSTANCE_WITH_VOLUMES)
-
-
-def instance_placement(container: Container, nodes: Iterable[UUID]) -> list[tuple[UUID, str]]:
-    """
-    Where a container's instances run: (node, instance name) for each,
-    its own node first, then one per node on the nodes after it in the
-    order of their UUIDs (wrapping around), then the extra instances round
-    the same ring again, the k-th on a node named ``name..k``.
-    """
-    ring = sorted(set(nodes) | {container.node_uuid})
-    start = ring.index(container.node_uuid)
-    ordered = ring[start:] + ring[:start]
-    return [
-        (
-            ordered[i % len(ordered)],
-            container.name if i < len(ordered) else f"{container.name}..{i // len(ordered) + 1}",
-        )
-        for i in range(container.replicas)
-    ]
-
-
-def instance_nodes(container: Container, nodes: Iterable[UUID]) -> list[UUID]:
-    """
-    The distinct nodes a container's instances run on, in the order of
-    their first instance (`instance_placement`): its own node first.
-    """
-    return list(dict.fromkeys(node for node, _ in instance_placement(container, nodes)))
 
 
 def _check_updated_health(

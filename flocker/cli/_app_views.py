@@ -13,20 +13,30 @@ waits for the new instance to be healthy, and ``update rolled back:
 REASON`` when the control service rolled the last update back by itself.
 
 An application with several instances (``replicas``) runs one on each of
-several nodes; while any runs, its state counts them: ``running, 2 of 3
-instances healthy`` as their nodes probe them (``running, 2 of 3 instances
-running`` when no node reports health).  ``--json`` lists every instance a
-node reports (``instances``: its node, whether it runs, its health), the
-configured node's first.
+several nodes, and with more instances than nodes the extra ones double up
+on them (``flocker.apiclient.instance_placement``); while any runs, its
+state counts them: ``running, 2 of 3 instances healthy`` as their nodes
+probe them (``running, 2 of 3 instances running`` when no node reports
+health).  A node the control service lists once while it runs several
+instances counts for each of the instances placed on it.  ``--json`` lists
+what each node reports (``instances``: its node, whether it runs, its
+health), the configured node's first.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from ..apiclient import Container, ContainerState, ImagePullState, health_to_json
+from ..apiclient import (
+    Container,
+    ContainerState,
+    ImagePullState,
+    health_to_json,
+    instance_placement,
+)
 from ._command import Context
 from ._format import write_json
 from ._resolve import dataset_name
@@ -54,7 +64,8 @@ def app_view(
     running = [s for s in reported if s.running]
     pull = (pulls or {}).get((container.node_uuid, container.name))
     if container.replicas > 1 and running:
-        state = _instances_state(container.replicas, running)
+        placed = Counter(node for node, _ in instance_placement(container, addresses))
+        state = _instances_state(container.replicas, running, placed)
     elif here:
         state = _running_state(here[0])
     elif pull is not None:
@@ -128,14 +139,27 @@ def _ordered(home: UUID, reported: list[ContainerState]) -> list[ContainerState]
     )
 
 
-def _instances_state(replicas: int, running: list[ContainerState]) -> str:
+def _instances_state(
+    replicas: int, running: list[ContainerState], placed: Mapping[UUID, int]
+) -> str:
     """
     ``running, H of N instances healthy`` (or ``R of N instances running``
-    when no node reports the health of its instance).
+    when no node reports the health of its instances).
+
+    :param placed: node → how many instances are placed on it; a node
+        reported once counts for all of them, as its report stands for
+        them all.
     """
+    reports = Counter(s.container.node_uuid for s in running)
+
+    def weight(state: ContainerState) -> int:
+        node = state.container.node_uuid
+        return max(1, placed.get(node, 1)) if reports[node] == 1 else 1
+
     if all(s.health is None for s in running):
-        return f"running, {len(running)} of {replicas} instances running"
-    healthy = sum(1 for s in running if s.health == "healthy")
+        count = min(replicas, sum(weight(s) for s in running))
+        return f"running, {count} of {replicas} instances running"
+    healthy = min(replicas, sum(weight(s) for s in running if s.health == "healthy"))
     return f"running, {healthy} of {replicas} instances healthy"
 
 

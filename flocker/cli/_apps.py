@@ -225,8 +225,8 @@ def register(commands: Commands) -> None:
         "--replicas",
         metavar="N",
         default="1",
-        help="run N instances (1-64): one on NODE, the others on the nodes after "
-        "it, at most one per node; only without --volume (default 1)",
+        help="run N instances (1-64): one on NODE, the others one per node on the "
+        "nodes after it, then doubled up round them; only without --volume (default 1)",
     )
     add_wait_options(parser, "it runs on the node")
     parser = add_command(group, "move", "move an application and its datasets", move)

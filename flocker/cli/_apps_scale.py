@@ -1,19 +1,19 @@
 """
 ``flocker apps scale NAME N``: how many instances of an application run.
 
-An application without volumes may run up to 64 instances, one per node:
-the first on its configured node, the others on the nodes after it in the
-order of their UUIDs (with fewer nodes than instances, fewer run), and
-every node's router spreads connections to its ports over the healthy
-ones.  An application with volumes runs once: its data is on one node, and
+An application without volumes may run up to 64 instances: the first on
+its configured node, the others one per node on the nodes after it in the
+order of their UUIDs, and with more instances than nodes the extra ones
+double up round the same nodes; every node's router spreads connections to
+its ports over the healthy ones.  An application with volumes runs once: its data is on one node, and
 the control service refuses more (its reason is the error).
 
 A new number of instances is an update like any other (``flocker apps
 update NAME --replicas N`` does the same): the application's next
 revision, which ``flocker apps rollback`` undoes.  ``--wait`` waits until
-the instances the cluster's nodes can run are running (healthy, where
+every node that runs instances reports them running (healthy, where
 their nodes probe them) and the control service has confirmed the
-revision.
+revision (it does once every instance is healthy).
 """
 
 from __future__ import annotations
@@ -40,9 +40,11 @@ async def _wait_scaled(
     context: Context, name: str, revision: int, replicas: int, timeout: float
 ) -> None:
     """
-    Wait until as many instances run as the cluster's nodes allow (at most
-    one per node), none of them starting or unhealthy, and the revision is
-    confirmed; a `CLIError` if the control service rolled it back instead.
+    Wait until every node the instances are placed on reports them running
+    (the control service lists a node once however many run there), none
+    of them starting or unhealthy, and the revision is confirmed (every
+    instance healthy); a `CLIError` if the control service rolled it back
+    instead.
     """
     client = context.client
 
@@ -58,7 +60,7 @@ async def _wait_scaled(
         done = len(ready) == len(instances) == wanted and not current.updating
         view = await view_of(context, name)
         state = "pending" if view is None else view["state"].split(";")[0]
-        return done, f"{state} ({len(instances)} running, {wanted} wanted)"
+        return done, f"{state} ({len(instances)} of {wanted} nodes running instances)"
 
     await wait_until(
         context.clock,
@@ -103,12 +105,13 @@ def register_scale(group: Commands) -> None:
     parser = add_command(
         group,
         "scale",
-        "run N instances of an application, one per node (only without volumes)",
+        "run N instances of an application, spread over the nodes (only without volumes)",
         scale,
         description=(
             "Run N instances of an application (1 to "
-            f"{MAXIMUM_INSTANCES}): one on its node, the others on the nodes "
-            "after it in UUID order, at most one per node; every node's "
+            f"{MAXIMUM_INSTANCES}): one on its node, the others one per node "
+            "on the nodes after it in UUID order, then doubled up round them "
+            "again when there are more instances than nodes; every node's "
             "router spreads connections over the healthy ones.  An "
             "application with volumes runs once.  The new number is the "
             "application's next revision, which 'flocker apps rollback' "
@@ -121,6 +124,6 @@ def register_scale(group: Commands) -> None:
     )
     add_wait_options(
         parser,
-        "the instances the nodes can run are running and healthy (exit code 1 "
+        "every instance is running and healthy (exit code 1 "
         "if the control service rolls the change back)",
     )

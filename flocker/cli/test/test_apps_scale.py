@@ -162,10 +162,11 @@ def test_scale_application_with_volumes_says_why_it_is_refused(
 
 def test_scale_wait_until_the_instances_are_healthy(cluster: Cluster) -> None:
     """
-    ``--wait`` waits until as many instances as there are nodes (at most N)
-    run healthy and the control service confirms the revision (once every
+    ``--wait`` waits until every node the instances are placed on runs
+    them healthy and the control service confirms the revision (once every
     instance reports it healthy: here when the second node does, the first
-    node's instance having been healthy all along).
+    node's two instances having been healthy all along); three instances
+    on two nodes are counted as three.
     """
     deployed(cluster, WEB.set(health=HTTP))
     cluster.client.report_health("web", "healthy")
@@ -181,15 +182,15 @@ def test_scale_wait_until_the_instances_are_healthy(cluster: Cluster) -> None:
     assert result.code == EXIT_OK, result
     progress = result.err.splitlines()
     assert [line.split(" [")[0] for line in progress[:-1]] == [
-        "waiting for 3 instances of application web: running, 1 of 3 instances "
-        "healthy (1 running, 2 wanted)",
-        "waiting for 3 instances of application web: running, 1 of 3 instances "
-        "healthy (2 running, 2 wanted)",
+        "waiting for 3 instances of application web: running, 2 of 3 instances "
+        "healthy (1 of 2 nodes running instances)",
+        "waiting for 3 instances of application web: running, 2 of 3 instances "
+        "healthy (2 of 2 nodes running instances)",
     ]
     assert progress[-1].startswith("3 instances of application web: ")
     assert result.out.startswith(
         "scaled application web to 3 instances (revision 1) on 10.0.0.1, "
-        "running, 2 of 3 instances healthy\n"
+        "running, 3 of 3 instances healthy\n"
     )
     assert not configured(cluster).updating
 
@@ -221,7 +222,7 @@ def test_scale_wait_times_out_while_an_instance_is_missing(cluster: Cluster) -> 
     cluster.client.report_health("web", "healthy")
     result = invoke(cluster, "apps", "scale", "web", "2", "--wait", "--timeout", "2")
     assert_error(result, EXIT_TIMEOUT, "timed out after 2s waiting for 2 instances of")
-    assert "(1 running, 2 wanted)" in result.err
+    assert "(1 of 2 nodes running instances)" in result.err
     assert configured(cluster).replicas == 2
 
 
@@ -338,17 +339,18 @@ def test_update_replicas_of_an_application_with_volumes_refused(
 def test_ls_counts_healthy_instances(cluster: Cluster) -> None:
     """
     An application with several instances says how many of them are
-    healthy; ``--json`` has its replicas and each instance reported, its
-    configured node's first.
+    healthy, a node running two of them (three instances on two nodes)
+    counting for both; ``--json`` has its replicas and each node's report,
+    its configured node's first.
     """
     deployed(cluster, WEB.set(node_uuid=N2, replicas=3))
     cluster.client.report_health("web", "unhealthy", "HTTP 503", node_uuid=N1)
     cluster.client.report_health("web", "healthy", node_uuid=N2)
     result = invoke(cluster, "apps", "ls")
-    assert "running, 1 of 3 instances healthy" in result.out.splitlines()[1]
+    assert "running, 2 of 3 instances healthy" in result.out.splitlines()[1]
     [view] = invoke(cluster, "--json", "apps", "ls").json()
     assert (view["state"], view["running"], view["replicas"]) == (
-        "running, 1 of 3 instances healthy",
+        "running, 2 of 3 instances healthy",
         True,
         3,
     )
@@ -371,11 +373,14 @@ def test_ls_counts_healthy_instances(cluster: Cluster) -> None:
 
 
 def test_ls_counts_running_instances_without_health(cluster: Cluster) -> None:
-    """Instances whose nodes report no health are counted as running; a stopped one is not."""
+    """
+    Instances whose nodes report no health are counted as running (both
+    of the two on node 1, of three on two nodes); a stopped one is not.
+    """
     deployed(cluster, WEB.set(replicas=3))
     instances(cluster, (N1, True, None, None), (N2, False, None, None))
     [view] = invoke(cluster, "--json", "apps", "ls").json()
-    assert view["state"] == "running, 1 of 3 instances running"
+    assert view["state"] == "running, 2 of 3 instances running"
 
 
 def test_ls_replicated_application_running_nowhere(cluster: Cluster) -> None:
