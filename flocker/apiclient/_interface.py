@@ -361,8 +361,9 @@ class Container(PClass):
     ``None``: then a TCP connect on its lowest published port, or nothing
     when it publishes none), and ``replicas``: how many instances run, the
     first on ``node_uuid`` and the others on the nodes after it in the
-    order of their UUIDs, one per node (1 to `MAXIMUM_INSTANCES`; more
-    than 1 only without volumes).  What the control service keeps, read only
+    order of their UUIDs, one per node, then doubled up round the nodes
+    again when there are more instances than nodes (`instance_placement`;
+    1 to `MAXIMUM_INSTANCES`; more than 1 only without volumes).  What the control service keeps, read only
     (ignored when creating): ``revision`` counts the updates of its
     specification (0 when created); ``updating``: the last update waits
     for the new instance to be healthy, and is rolled back by itself if it

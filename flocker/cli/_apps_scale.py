@@ -72,7 +72,7 @@ async def _wait_scaled(
 
 
 async def scale(context: Context, options: argparse.Namespace) -> None:
-    """Run N instances of an application (1 to 64, one per node; only without volumes)."""
+    """Run N instances of an application (1 to 64, spread over the nodes; only without volumes)."""
     replicas = parse_replicas(options.instances, "number of instances")
     timeout = parse_timeout(options.timeout)
     name = options.name

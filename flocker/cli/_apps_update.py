@@ -282,7 +282,7 @@ def register_updates(group: Commands) -> None:
     parser.add_argument(
         "--replicas",
         metavar="N",
-        help="run N instances (1-64), one per node; only without volumes",
+        help="run N instances (1-64), spread over the nodes; only without volumes",
     )
     add_wait_options(
         parser,
