@@ -25,6 +25,13 @@ applies it):
   reports ``web`` and ``web..2``); it is rolled back as soon as any
   instance of the application, on any node, reports the new revision
   ``unhealthy``.
+* An update whose new image cannot be got is rolled back too: when a node
+  that is to run an instance of the new revision reports that
+  `FAILED_PULLS` pulls of the new image failed in a row (``image_pulls``:
+  a missing tag, a registry refusing the credentials, one out of reach),
+  with the registry's words as the reason.  The old instances serve
+  meanwhile; a pull still running, or failed fewer times, changes nothing
+  (a large image may take long, a registry may be back in a moment).
 * Anything else changes nothing: no report, a report of another (older)
   instance (``revision`` not the application's), or ``starting``.
 
@@ -46,11 +53,12 @@ from twisted.internet.defer import Deferred
 from ._logging import CHANGED, GENERATION, REASON
 from ._model import Application, Deployment, instance_base, instance_placement
 from ._persistence import StoredConfiguration
-from ._state import ApplicationHealth, DeploymentState
+from ._state import ApplicationHealth, DeploymentState, ImagePull
 from ._watching import WatchingDuty
 
 __all__ = [
     "CONFIRMED",
+    "FAILED_PULLS",
     "ROLLED_BACK",
     "SETTLE_UPDATES",
     "UPDATE_CONFIRMED",
@@ -70,6 +78,11 @@ CONFIRMED = "confirmed"
 ROLLED_BACK = "rolled back"
 
 _OUTCOMES = (CONFIRMED, ROLLED_BACK)
+
+#: Pulls of an update's new image failed in a row on a node, after which
+#: the update is rolled back (the agent tries them again after 2, 4, 8…
+#: seconds).
+FAILED_PULLS = 3
 
 
 # -- logging -------------------------------------------------------------------
@@ -158,7 +171,7 @@ def _outcome(
     rolled back when its node, or any other node running an instance of
     that revision (a replica, an extra instance on one node, or the
     instance a single stateless one is updated beside), reports one
-    unhealthy.
+    unhealthy, or that `FAILED_PULLS` pulls of the new image failed.
     """
     if not application.updating:
         return None
@@ -187,7 +200,37 @@ def _outcome(
                     outcome=ROLLED_BACK,
                     reason=_unhealthy_words(application.name, health),
                 )
+    for uuid in [node_uuid, *others]:
+        pulls = cluster_state.get_node(uuid).image_pulls or {}
+        for name, pull in sorted(pulls.items()):
+            if (
+                instance_base(name) == application.name
+                and pull.image == application.image
+                and not pull.pulling
+                and pull.attempts >= FAILED_PULLS
+            ):
+                return UpdateOutcome(
+                    application=application.name,
+                    node_uuid=node_uuid,
+                    revision=application.revision,
+                    outcome=ROLLED_BACK,
+                    reason=_pull_failed_words(application, uuid, pull),
+                )
     return None
+
+
+def _pull_failed_words(application: Application, node_uuid: str, pull: ImagePull) -> str:
+    """
+    What a failed pull says, e.g. ``revision 2 of 'web' could not get image
+    'example/web:2' on node 1111…: manifest unknown (3 pulls failed)``.
+    """
+    words = (
+        f"revision {application.revision} of {application.name!r} could not get "
+        f"image {pull.image!r} on node {node_uuid}"
+    )
+    if pull.reason:
+        words += f": {pull.reason}"
+    return words + f" ({pull.attempts} pulls failed)"
 
 
 def _every_instance_healthy(

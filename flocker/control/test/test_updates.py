@@ -33,6 +33,7 @@ from flocker.control import (
     DeploymentState,
     FileConfigurationStore,
     IConfigurationStore,
+    ImagePull,
     MemoryConfigurationStore,
     NodeState,
     Port,
@@ -45,6 +46,7 @@ from flocker.control._logging import CONFLICT
 from flocker.control._maintenance import build_duties
 from flocker.control._updates import (
     CONFIRMED,
+    FAILED_PULLS,
     ROLLED_BACK,
     SETTLE_UPDATES,
     UPDATE_CONFIRMED,
@@ -138,6 +140,71 @@ def test_unhealthy_new_revision_rolls_back_saying_what_was_seen() -> None:
             reason="revision 3 of 'web' was unhealthy: HTTP 503 (3 probes failed)",
         )
     ]
+
+
+def pulls_failing(
+    image: str, attempts: int, pulling: bool = False, node: str = A, name: str = "web"
+) -> DeploymentState:
+    """A cluster state where ``node`` reports pulls of ``image`` failing ``attempts`` times."""
+    pull = ImagePull(
+        application=name,
+        image=image,
+        pulling=pulling,
+        reason="manifest for example/web:2 not found",
+        attempts=attempts,
+        since=1000.0,
+    )
+    return DeploymentState(nodes={node: NodeState(uuid=node, image_pulls={name: pull})})
+
+
+def test_new_image_that_cannot_be_got_rolls_back_saying_why() -> None:
+    """
+    An update whose new image failed to be pulled `FAILED_PULLS` times in
+    a row on a node due to run it is rolled back, with the registry's words.
+    """
+    assert plan_update_outcomes(updated(), pulls_failing("example/web:2", FAILED_PULLS)) == [
+        UpdateOutcome(
+            application="web",
+            node_uuid=A,
+            revision=1,
+            outcome=ROLLED_BACK,
+            reason=(
+                f"revision 1 of 'web' could not get image 'example/web:2' on node {A}: "
+                f"manifest for example/web:2 not found ({FAILED_PULLS} pulls failed)"
+            ),
+        )
+    ]
+
+
+def test_failed_pull_of_an_extra_instance_on_another_node_rolls_back() -> None:
+    """A failing pull reported for an instance ``web..2`` on another node counts too."""
+    state = pulls_failing("example/web:2", FAILED_PULLS, node=B, name="web..2")
+    [outcome] = plan_update_outcomes(updated(), state)
+    assert outcome.outcome == ROLLED_BACK and f"on node {B}" in (outcome.reason or "")
+
+
+@pytest.mark.parametrize(
+    "image, attempts, pulling",
+    [
+        ("example/web:2", FAILED_PULLS - 1, False),  # may be back in a moment
+        ("example/web:2", FAILED_PULLS, True),  # being tried again now
+        ("example/web:1", FAILED_PULLS, False),  # not the new revision's image
+    ],
+)
+def test_pull_not_failed_enough_or_of_another_image_changes_nothing(
+    image: str, attempts: int, pulling: bool
+) -> None:
+    """
+    Fewer failed pulls than `FAILED_PULLS`, a pull running now, or failed
+    pulls of another image than the new revision's settle nothing.
+    """
+    assert plan_update_outcomes(updated(), pulls_failing(image, attempts, pulling)) == []
+
+
+def test_failed_pull_of_an_application_not_updating_changes_nothing() -> None:
+    """A new application whose image cannot be got is not an update to roll back."""
+    deployment = Deployment().add_application(WEB, A)
+    assert plan_update_outcomes(deployment, pulls_failing("example/web:1", 5)) == []
 
 
 @pytest.mark.parametrize(
