@@ -121,3 +121,51 @@ def test_images_are_pulled_from_a_private_registry_and_a_missing_tag_is_reported
             docker_client.images.remove(reference, force=True)
         except docker.errors.ImageNotFound:
             pass
+
+
+def test_an_update_to_an_image_that_cannot_be_got_rolls_back_while_the_old_one_serves(
+    registry_cluster: dict[str, Any], local_registries: Any, docker_client: Any
+) -> None:
+    """
+    An update of a running application to a tag the registry lacks is
+    rolled back by the control service by itself once the node's pulls of
+    it failed three times: the configuration returns to the image that
+    runs, ``update_failed`` says the registry's words, and the old instance
+    answered every request meanwhile.
+    """
+    _, private = local_registries
+    ensure_counter_image(docker_client)
+    reference = private.push(
+        docker_client, COUNTER_IMAGE, f"flocker-test/update-counter-{uuid4().hex[:8]}:1"
+    )
+    cluster = registry_cluster
+    node = cluster["nodes"][0]
+    try:
+        name, port = _deploy(cluster, reference)
+        wait_for(
+            lambda: request(node["address"], port, "ready") is not None, 120, f"{name} to answer"
+        )
+        missing = reference.rsplit(":", 1)[0] + ":never-pushed"
+        updated = api(cluster, "POST", f"/v1/configuration/containers/{name}", {"image": missing})
+        assert updated["updating"] is True and updated["image"] == missing
+        failed: list[int] = []
+
+        def rolled_back() -> Any:
+            if request(node["address"], port, f"during-{len(failed)}") is None:
+                failed.append(1)
+            (configured,) = [
+                c for c in api(cluster, "GET", "/v1/configuration/containers") if c["name"] == name
+            ]
+            return configured if configured.get("update_failed") else None
+
+        configured = wait_for(rolled_back, 120, "the update to be rolled back")
+        reason = configured["update_failed"]
+        assert "could not get image" in reason and "manifest unknown" in reason, reason
+        assert configured["image"] == reference and "updating" not in configured
+        assert failed == [], "the old instance did not answer while the update failed"
+        assert request(node["address"], port, "after") is not None
+    finally:
+        try:
+            docker_client.images.remove(reference, force=True)
+        except docker.errors.ImageNotFound:
+            pass
