@@ -387,17 +387,19 @@ class ContainerUpdateContract:
         once = self.created(cluster, name="api", ports=[])
         assert (once.replicas, self.listed(cluster, "api").replicas) == (1, 1)
 
-    def test_names_with_two_dots_refused(self, cluster: Any) -> None:
+    def test_instance_names_refused(self, cluster: Any) -> None:
         """
-        A container named with ``..`` is refused (`BadRequest`, saying the
-        name is reserved for extra instances), and so is a replicated one
-        whose name is longer than 124 characters; nothing is created.
+        A container named like an extra instance (ending in ``..`` and
+        digits) is refused (`BadRequest`, saying the name is reserved for
+        extra instances), and so is a replicated one whose name is longer
+        than 124 characters; nothing is created.  ``..`` elsewhere in a
+        name is allowed.
         """
         client = cluster.client
         with pytest.raises(BadRequest) as refusal:
             self.run(cluster, client.create_container(self.container(cluster, name="web..2")))
         assert (
-            "'..' is reserved for the extra instances Flocker runs of a replicated "
+            "reserved for the extra instances Flocker runs of a replicated "
             "application on one node"
         ) in refusal.value.description
         self.refused(
@@ -409,6 +411,7 @@ class ContainerUpdateContract:
         )
         assert self.run(cluster, client.list_containers_configuration()) == []
         self.created(cluster, name="w.e.b", replicas=2)
+        self.created(cluster, name="my..app", replicas=2, ports=[])
 
     def test_container_replicas_refused(self, cluster: Any) -> None:
         """

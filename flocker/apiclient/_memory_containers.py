@@ -23,14 +23,15 @@ holds their reported health, with the rules of the control service's model
   control service names them); each node running instances of it reports
   the container once, with the health it reports for its instances, and
   an update is confirmed once every such node reports it healthy;
-* a container's name never holds ``..`` (reserved for those extra
-  instances), and a replicated container's name is at most 124
+* a container's name never ends in ``..`` and digits (reserved for
+  those extra instances; ``my..app`` is a name like any other), and a replicated container's name is at most 124
   characters.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -126,11 +127,15 @@ def _check_replicas_range(replicas: object) -> None:
         )
 
 
-#: Why a container's name may not hold ``..`` (the control service's words).
+#: Why a container's name may not end in ``..`` and digits (the control
+#: service's words).
 RESERVED_SEPARATOR = (
-    "'..' is reserved for the extra instances Flocker runs of a replicated "
-    "application on one node"
+    "a name ending in '..' and digits (like web..2) is reserved for the extra "
+    "instances Flocker runs of a replicated application on one node"
 )
+
+#: The end of an extra instance's name: ``..`` and its number.
+_INSTANCE_SUFFIX = re.compile(r"\.\.[0-9]+\Z")
 
 #: The longest name of a container running several instances.
 _LONGEST_REPLICATED_NAME = 128 - len(f"..{MAXIMUM_INSTANCES}")
@@ -138,11 +143,12 @@ _LONGEST_REPLICATED_NAME = 128 - len(f"..{MAXIMUM_INSTANCES}")
 
 def check_name(container: Container) -> None:
     """
-    Refuse (`BadRequest`) a container named with ``..``, or a replicated
-    one whose name leaves no room for its extra instances' ``..k``, as the
-    control service does.
+    Refuse (`BadRequest`) a container named like an extra instance (ending
+    in ``..`` and digits: ``my..app`` is fine, ``web..2`` is not), or a
+    replicated one whose name leaves no room for its extra instances'
+    ``..k``, as the control service does.
     """
-    if ".." in container.name:
+    if _INSTANCE_SUFFIX.search(container.name) is not None:
         raise BadRequest(400, f"{RESERVED_SEPARATOR}: {container.name!r}")
     if container.replicas > 1 and len(container.name) > _LONGEST_REPLICATED_NAME:
         raise BadRequest(

@@ -45,23 +45,27 @@ def name_invariant(value: object) -> tuple[bool, str]:
     )
 
 
-#: Why an application's name may not hold ``..``.
+#: The end of an extra instance's name: ``..`` and its number (``web..2``).
+INSTANCE_SUFFIX = re.compile(r"\.\.[0-9]+\Z")
+
+#: Why an application's name may not end in ``..`` and digits.
 RESERVED_SEPARATOR = (
-    "'..' is reserved for the extra instances Flocker runs of a replicated "
-    "application on one node"
+    "a name ending in '..' and digits (like web..2) is reserved for the extra "
+    "instances Flocker runs of a replicated application on one node"
 )
 
 
 def application_name_invariant(value: object) -> tuple[bool, str]:
     """
-    A valid name (`name_invariant`) without ``..``: ``web..2`` names the
-    second instance of ``web`` on a node.
+    A valid name (`name_invariant`) not ending in ``..`` and digits:
+    ``web..2`` names the second instance of ``web`` on a node, while
+    ``my..app`` is an application's name like any other.
     """
     ok, message = name_invariant(value)
     if not ok:
         return ok, message
     assert isinstance(value, str)
-    return (".." not in value, f"{RESERVED_SEPARATOR}: {value!r}")
+    return (INSTANCE_SUFFIX.search(value) is None, f"{RESERVED_SEPARATOR}: {value!r}")
 
 
 def positive_or_none(what: str):  # type: ignore[no-untyped-def]

@@ -45,6 +45,7 @@ from pyrsistent import (
 )
 
 from ._checks import (
+    INSTANCE_SUFFIX,
     ApplicationAlreadyExists,
     DatasetAlreadyExists,
     DatasetDeleted,
@@ -170,7 +171,8 @@ MAXIMUM_REPLICAS = 4
 MAXIMUM_INSTANCES = 64
 
 #: Separates an application's name from the number of one of its extra
-#: instances on a node (``web..2``); never part of an application's name.
+#: instances on a node (``web..2``); no application's name ends in it and
+#: digits (``my..app`` is a name like any other).
 INSTANCE_SEPARATOR = ".."
 
 
@@ -1202,10 +1204,12 @@ def instance_name(name: str, k: int) -> str:
 
 def instance_base(name: str) -> str:
     """
-    The application an instance name is of: ``web`` for ``web`` and for
-    ``web..2`` (an application's name never holds ``..``).
+    The application an instance name is of: the name without a trailing
+    ``..`` and digits, ``web`` for ``web`` and for ``web..2``, ``my..app``
+    for ``my..app`` and ``my..app..2`` (no application's name ends in
+    ``..`` and digits).
     """
-    return name.split(INSTANCE_SEPARATOR, 1)[0]
+    return INSTANCE_SUFFIX.sub("", name)
 
 
 def instance_placement(

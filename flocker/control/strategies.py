@@ -11,6 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from ._checks import INSTANCE_SUFFIX
 from ._environments import Environment, EnvironmentCopy
 from ._model import (
     FAILOVER_MODES,
@@ -81,7 +82,7 @@ application_names = st.builds(
     lambda first, rest: first + rest,
     st.sampled_from(_ALNUM),
     st.text(alphabet=_ALNUM + "_.-", max_size=15),
-).filter(lambda name: ".." not in name)  # reserved for extra instances
+).filter(lambda name: INSTANCE_SUFFIX.search(name) is None)  # web..2: an extra instance
 
 
 def _word(alphabet: str, max_size: int) -> st.SearchStrategy[str]:

@@ -10,8 +10,8 @@ from flocker.control._state import ApplicationHealth, NodeState
 from flocker.control.test.test_httpapi import NODE_A, APIHarness
 
 RESERVED = (
-    "'..' is reserved for the extra instances Flocker runs of a replicated "
-    "application on one node"
+    "a name ending in '..' and digits (like web..2) is reserved for the extra "
+    "instances Flocker runs of a replicated application on one node"
 )
 
 
@@ -22,14 +22,33 @@ def _container(**changes: object) -> dict[str, object]:
     return body
 
 
-def test_create_with_two_dots_in_the_name_is_a_400_saying_why() -> None:
-    """A container named with ``..`` is refused (400, why); nothing is stored."""
+def test_create_with_an_instance_name_is_a_400_saying_why() -> None:
+    """
+    A container named like an extra instance (``..`` and digits at the
+    end) is refused (400, why); nothing is stored.
+    """
     api = APIHarness()
     description = api.refused(
         400, "POST", "/v1/configuration/containers", _container(name="web..2")
     )
     assert RESERVED in description
     assert api.request("GET", "/v1/configuration/containers").body == []
+
+
+def test_names_with_two_dots_elsewhere_are_accepted() -> None:
+    """
+    ``..`` not followed by digits at the end is part of a name like any
+    other: ``my..app`` is created, replicated, listed and updated under its name.
+    """
+    api = APIHarness()
+    created = api.request(
+        "POST", "/v1/configuration/containers", _container(name="my..app", replicas=3)
+    )
+    assert (created.code, created.body["name"]) == (201, "my..app")
+    listed = api.request("GET", "/v1/configuration/containers").body
+    assert [(c["name"], c["replicas"]) for c in listed] == [("my..app", 3)]
+    scaled = api.request("POST", "/v1/configuration/containers/my..app", {"replicas": 2})
+    assert (scaled.code, scaled.body["replicas"]) == (200, 2)
 
 
 def test_long_replicated_name_is_a_400() -> None:

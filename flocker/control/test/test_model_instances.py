@@ -91,29 +91,57 @@ def test_four_instances_on_one_node_all_run_there() -> None:
 
 
 def test_instance_base_names_the_application() -> None:
-    """An instance name maps back to its application's name."""
-    assert [instance_base(n) for n in ("web", "web..2", "web..13", "a.b")] == [
+    """
+    An instance name maps back to its application's name: only a trailing
+    ``..`` and digits is stripped.
+    """
+    names = ("web", "web..2", "web..13", "a.b", "my..app", "my..app..2", "a...2", "web..2x")
+    assert [instance_base(n) for n in names] == [
         "web",
         "web",
         "web",
         "a.b",
+        "my..app",
+        "my..app",
+        "a.",
+        "web..2x",
     ]
 
 
-@pytest.mark.parametrize("name", ["web..2", "a..", "x...y"])
-def test_names_with_two_dots_refused_saying_why(name: str) -> None:
-    """``..`` is reserved for extra instances: no application is named with it."""
+def test_instances_of_a_name_with_two_dots_map_back_to_it() -> None:
+    """
+    Every instance placed of an application whose name holds ``..`` maps
+    back to that application, not to the part before the dots.
+    """
+    placed = instance_placement(WEB.set(name="my..app", replicas=5), "a", ["a", "b"])
+    assert [name for _, name in placed] == [
+        "my..app",
+        "my..app",
+        "my..app..2",
+        "my..app..2",
+        "my..app..3",
+    ]
+    assert {instance_base(name) for _, name in placed} == {"my..app"}
+
+
+@pytest.mark.parametrize("name", ["web..2", "web..13", "my..app..2", "a...2", "w.2..0"])
+def test_names_of_the_instance_form_refused_saying_why(name: str) -> None:
+    """
+    A name ending in ``..`` and digits is reserved for extra instances: no
+    application is named so.
+    """
     with pytest.raises(InvariantException) as info:
         Application(name=name, image="flocker-test/busybox:1")
     assert (
-        "'..' is reserved for the extra instances Flocker runs of a replicated "
+        "reserved for the extra instances Flocker runs of a replicated "
         "application on one node"
     ) in str(info.value)
 
 
-def test_single_dots_still_allowed() -> None:
-    """Names with single dots stay valid, as before."""
-    assert Application(name="a.b.c", image="flocker-test/busybox:1").name == "a.b.c"
+@pytest.mark.parametrize("name", ["a.b.c", "my..app", "a..", "x...y", "web..2x", "web..2.3"])
+def test_other_names_with_dots_allowed(name: str) -> None:
+    """Names with dots, even two together, are valid unless they end in ``..`` and digits."""
+    assert Application(name=name, image="flocker-test/busybox:1", replicas=3).name == name
 
 
 def test_long_replicated_names_refused() -> None:
