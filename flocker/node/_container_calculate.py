@@ -15,7 +15,8 @@ plan of changes (``_container_changes``):
   node has not yet received a first copy of them: then the container keeps
   running during the bulk transfer, and it is removed only once the new
   node reports a copy, so the dataset agent's final increment is small;
-* an application whose datasets are not mounted here yet waits;
+* an application whose datasets are not mounted here yet waits, its image
+  got meanwhile (a moved application starts as soon as its data arrives);
 * an application whose image the engine lacks waits while the image is got
   in the background (``_pulls``: pulled from its registry, retried with
   backoff); a container being replaced by one of a new image runs on
@@ -467,6 +468,20 @@ def _stop(
     return stopping
 
 
+def _wants_image(image: str, local_state: ContainerLocalState, pulled: set[str]) -> bool:
+    """
+    Whether to get ``image`` now: the deployer pulls, the engine is not
+    known to have it, and it is neither being got (or waiting to be tried
+    again) nor already asked for in this plan.
+    """
+    return (
+        local_state.pulling
+        and image not in local_state.images
+        and image not in local_state.images_waiting
+        and image not in pulled
+    )
+
+
 def calculate_container_changes(
     node_uuid: str,
     address: str,
@@ -511,16 +526,21 @@ def calculate_container_changes(
         if spec is not None and _rolling_back(application, configuration, cluster_state):
             spec = None  # stopped while its data is rolled back
         if spec is None:
-            # Its datasets are not mounted here (yet): nothing may run.
+            # Its datasets are not mounted here (yet): nothing may run, but
+            # its image is got meanwhile, so that it starts as soon as its
+            # data is here (a move's copy is arriving).
             if current is not None:
                 changes.append(
                     _stop(name, RemoveApplication(name=name), local_state, cluster_state)
                 )
+            elif _wants_image(application.image, local_state, pulled):
+                pulled.add(application.image)
+                changes.append(PullImage(image=application.image))
             continue
         if current != spec and local_state.pulling and spec.image not in local_state.images:
             # Its (new) image is not here: get it; the old container, if
             # any, runs on meanwhile.
-            if spec.image not in local_state.images_waiting and spec.image not in pulled:
+            if _wants_image(spec.image, local_state, pulled):
                 pulled.add(spec.image)
                 changes.append(PullImage(image=spec.image))
             continue

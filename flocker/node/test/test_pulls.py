@@ -16,7 +16,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from flocker.control import Application, Deployment, DeploymentState, NodeState
+from flocker.control import (
+    Application,
+    AttachedVolume,
+    Dataset,
+    DatasetState,
+    Deployment,
+    DeploymentState,
+    NodeState,
+)
 from flocker.node import NoOp, run_state_change
 from flocker.node._pulls import BACKOFF, ImagePulls, PullImage, registry_of
 from flocker.node.containers import (
@@ -238,6 +246,42 @@ def test_a_container_runs_on_until_its_new_image_is_here() -> None:
     held.release()
     node.converge(changed)
     assert node.running() == {"web": REMOTE}
+
+
+def test_an_image_is_got_while_the_application_waits_for_its_data() -> None:
+    """
+    An application configured here whose dataset is not mounted here yet
+    (a move's copy is still arriving) has its image got meanwhile, so it
+    starts as soon as its data is here: a move to a node without the image
+    does not pull it while the application runs nowhere.
+    """
+    node = Node()
+    node.engine.publish(REMOTE)
+    dataset_id = str(uuid4())
+    db = Application(
+        name="db",
+        image=REMOTE,
+        volumes=[AttachedVolume(dataset_id=dataset_id, mountpoint="/data")],
+    )
+    configuration = (
+        Deployment().add_dataset(Dataset(dataset_id=dataset_id), NODE).add_application(db, NODE)
+    )
+    waiting = state()
+    local = result(node.deployer.discover_state(waiting))
+    plan = node.deployer.calculate_changes(configuration, waiting, local)
+    assert plan == PullImage(image=REMOTE)
+    result(run_state_change(plan, node.deployer))
+    assert REMOTE in node.engine.images
+    mounted = waiting.update_node(
+        NodeState(
+            uuid=NODE,
+            datasets={dataset_id: DatasetState(dataset_id=dataset_id, path="/flocker/db")},
+        )
+    )
+    local = result(node.deployer.discover_state(mounted))
+    assert isinstance(
+        node.deployer.calculate_changes(configuration, mounted, local), StartApplication
+    )
 
 
 def test_an_image_removed_behind_the_agents_back_is_got_again() -> None:
