@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.trial.unittest import SynchronousTestCase
 
-from flocker.control import Dataset, Deployment, UnknownDataset
+from flocker.control import Application, Dataset, Deployment, UnknownDataset
 from flocker.control._persistence import (
     CONFIGURATION_FILE,
     ConfigurationCorrupt,
@@ -26,6 +26,8 @@ from flocker.control._persistence import (
     GenerationMismatch,
     MemoryConfigurationStore,
     StoredConfiguration,
+    envelope,
+    parse_envelope,
     write_durably,
 )
 from flocker.control.testtools import (
@@ -458,3 +460,38 @@ class FollowingOtherWritersTests(SynchronousTestCase):
     def test_follow_without_a_watchable_store(self) -> None:
         """A store only this service writes has nothing to follow."""
         self.service.follow()()
+
+
+def _stored_with_application_named(name: str) -> bytes:
+    """
+    A stored configuration holding one application, renamed ``name`` in
+    the bytes (as a Flocker before the reserved instance names wrote it).
+    """
+    deployment = Deployment().add_application(
+        Application(name="placeholder", image="nginx"), NODE_A
+    )
+    return envelope(deployment, 3).replace(b'"placeholder"', json.dumps(name).encode())
+
+
+def test_stored_application_named_like_an_instance_is_refused_clearly() -> None:
+    """
+    A stored configuration holding an application named like an extra
+    instance (``web..2``, allowed by older Flockers) is refused as
+    unreadable, naming the store, the application and the rule, in one
+    line: the control service stops with that message rather than start
+    without the application.
+    """
+    with pytest.raises(ConfigurationCorrupt) as e:
+        parse_envelope("configuration.json", _stored_with_application_named("web..2"))
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith("stored configuration configuration.json is unreadable: ")
+    assert "applications/web..2" in message
+    assert "reserved for the extra instances Flocker runs" in message
+
+
+def test_stored_application_with_two_dots_elsewhere_loads() -> None:
+    """A stored application named with ``..`` not at the end (``my..app``) loads as it was."""
+    stored = parse_envelope("configuration.json", _stored_with_application_named("my..app"))
+    [(application, node)] = stored.deployment.all_applications()
+    assert (application.name, node) == ("my..app", NODE_A)
