@@ -623,6 +623,26 @@ def test_healthy_instance_drains_before_it_is_replaced() -> None:
     assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
 
 
+def test_instance_of_a_removed_application_drains_before_it_is_stopped() -> None:
+    """
+    An application removed from the configuration is not stopped at once:
+    its healthy instance is still watched, reported *stopping*, and removed
+    once the cluster state echoes that and it has settled, so the requests
+    it was serving finish.
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    removed = Deployment().add_dataset(Dataset(dataset_id=DS), A)
+    assert nodes.converge(A, removed, state_with(A)) == DrainApplication(name="counter")
+    [draining] = reported_health(nodes, state_with(A)).values()
+    assert draining.status == "stopping"
+    assert nodes.plan(A, removed, state_with(A)) == NoOp()  # not echoed yet
+    echo = echoed(nodes, state_with(A))
+    clock.advance(DRAIN_SETTLE + 0.01)
+    assert RemoveApplication(name="counter") in changes_of(nodes.converge(A, removed, echo))
+    assert reported_health(nodes, state_with(A)) == {}
+
+
 def test_draining_instance_wanted_again_resumes() -> None:
     """
     A draining instance whose application is configured back as it runs
