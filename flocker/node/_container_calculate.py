@@ -439,22 +439,27 @@ def _stop(
     shows this node's report of it stopping (so every router has heard
     it), this node's router no longer sends it connections, and the health
     probes count it drained (``drained``: its open connections through
-    this node's router finished, or its grace period is over).  Without
-    health probes, or an instance not healthy or not running, it is
-    stopped at once: nothing is routed to it.
+    this node's router finished, or its grace period is over).  An
+    instance still *starting* here that the cluster state shows healthy
+    (the agent restarted and its probes start over, while the routers
+    still send it connections) is drained too.  Without health probes, or
+    an instance not healthy or not running, it is stopped at once: nothing
+    is routed to it.
     """
     status = _health_status(name, local_state)
     state = local_state.states.get(name)
     if status is None or state is None or not state.running:
         return stopping
-    if status == "healthy":
-        return DrainApplication(name=name)
-    if status != "stopping":
-        return stopping
     known: PMap[str, ApplicationHealth] = (
         cluster_state.get_node(local_state.node_uuid).health or pmap()
     )
     reported = known.get(name)
+    if status == "healthy" or (
+        status == "starting" and reported is not None and reported.status == "healthy"
+    ):
+        return DrainApplication(name=name)
+    if status != "stopping":
+        return stopping
     if reported is None or reported.status != "stopping" or name not in local_state.drained:
         return NoOp()
     instance: PMap[str, ApplicationHealth] = local_state.health or pmap()

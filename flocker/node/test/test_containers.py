@@ -643,6 +643,23 @@ def test_instance_of_a_removed_application_drains_before_it_is_stopped() -> None
     assert reported_health(nodes, state_with(A)) == {}
 
 
+def test_instance_the_cluster_still_routes_to_drains_after_an_agent_restart() -> None:
+    """
+    After the container agent restarts, its probes start over at
+    *starting*; an instance to be replaced that the cluster state still
+    shows healthy (the routers still send it connections) is drained
+    first, not stopped at once.
+    """
+    nodes, clock, probe = probed()
+    running_healthy(nodes, clock)
+    seen_healthy = echoed(nodes, state_with(A))
+    nodes.deployers[A] = attr.evolve(nodes.deployers[A], health=HealthProbes(clock, probe))
+    update = configured().update_application(APP.set(environment={"MODE": "production"}))
+    assert nodes.converge(A, update, seen_healthy) == DrainApplication(name="counter")
+    [draining] = reported_health(nodes, seen_healthy).values()
+    assert draining.status == "stopping"
+
+
 def test_draining_instance_wanted_again_resumes() -> None:
     """
     A draining instance whose application is configured back as it runs
@@ -729,8 +746,9 @@ def test_health_of_instances_of_applications_configured_elsewhere() -> None:
     """
     A container still running here for an application configured on
     another node (the old end of a move, which serves until it stops) is
-    still probed and reported, of no revision; one of an application
-    configured nowhere is neither.
+    still probed and reported, of no revision; so is one of an application
+    configured nowhere (removed: it is drained before it stops), until its
+    container is gone.
     """
     nodes, clock, probe = probed()
     nodes.converge(A, configured(), state_with(A))
@@ -739,6 +757,9 @@ def test_health_of_instances_of_applications_configured_elsewhere() -> None:
     [moving] = reported_health(nodes, state_with(A)).values()
     assert moving.revision is None
     nodes.deployers[A].configuration = Deployment()
+    [removed] = reported_health(nodes, state_with(A)).values()
+    assert removed.revision is None
+    result(nodes.deployers[A].runtime.remove("counter"))
     assert reported_health(nodes, state_with(A)) == {}
     calls = len(probe.calls)
     clock.pump([0.0, 5.0, 5.0])
