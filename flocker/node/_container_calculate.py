@@ -398,14 +398,18 @@ def _waits_for_earlier_instances(
     and instance name, so two instances on one node take turns too), each
     once every earlier one reports the new revision healthy, so that the
     others serve meanwhile; a single stateless instance waits for its new
-    revision to be healthy on the surge node (`_surge_node`).
+    revision to be healthy on the surge node (`_surge_node`).  An earlier
+    instance on the application's own node is not waited for while that
+    node's container agent does not report (the node is down): the others
+    roll over without it.
     """
     _, home = configuration.get_application(application.name)
     surge = _surge_node(application, home, cluster_state)
+    reporting = _reporting(cluster_state)
     if surge is not None:
         order = [(surge, application.name), (home, application.name)]
     elif application.replicas > 1:
-        order = instance_placement(application, home, _reporting(cluster_state))
+        order = instance_placement(application, home, reporting)
     else:
         return False
     if (node_uuid, name) not in order:
@@ -413,6 +417,7 @@ def _waits_for_earlier_instances(
     return not all(
         _healthy_at(node, application, cluster_state, instance)
         for node, instance in order[: order.index((node_uuid, name))]
+        if node in reporting
     )
 
 

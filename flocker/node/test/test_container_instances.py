@@ -196,6 +196,20 @@ def test_an_update_rolls_over_doubled_up_instances_in_placement_order() -> None:
     assert RemoveApplication(name="web..2") in changes_of(nodes.plan(A, updated, both))
 
 
+def test_an_update_rolls_over_without_the_applications_node_while_it_is_down() -> None:
+    """
+    While the application's own node does not report (it is down), the
+    instances on the other nodes are updated without waiting for its
+    instance's turn; once it reports again they wait for it as before.
+    """
+    two = WEB.set(replicas=2)
+    nodes = Nodes()
+    nodes.converge(B, configured(two), reporting())
+    updated = configured(two).update_application(two.set(environment={"V": "2"}))
+    assert nodes.plan(B, updated, reporting((A, B))) == NoOp()
+    assert RemoveApplication(name="web") in changes_of(nodes.plan(B, updated, reporting((B,))))
+
+
 def test_routes_go_to_every_healthy_instance_on_a_node() -> None:
     """
     A node running two healthy instances gives the route two targets on
