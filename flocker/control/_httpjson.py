@@ -19,6 +19,7 @@ from typing import Any
 from pyrsistent import InvariantException, PTypeError
 from twisted.web.server import Request
 
+from ._checks import INSTANCE_SUFFIX, RESERVED_SEPARATOR, is_valid_name
 from ._httpschema import SchemaError
 from ._httpschema import validate_body as _validate
 from ._model import (
@@ -213,8 +214,20 @@ def read_body(request: Request, definition: str) -> Any:
     try:
         _validate(definition, document)
     except SchemaError as e:
-        raise APIError(400, str(e), e.errors) from None
+        raise APIError(400, _reserved_name(document) or str(e), e.errors) from None
     return document
+
+
+def _reserved_name(document: Any) -> str | None:
+    """
+    Why a body's ``name`` is refused when it is otherwise valid but has the
+    form of an extra instance's name (``web..2``), which the schema's
+    pattern refuses without saying why; else ``None``.
+    """
+    name = document.get("name") if isinstance(document, dict) else None
+    if isinstance(name, str) and is_valid_name(name) and INSTANCE_SUFFIX.search(name):
+        return f"name: {RESERVED_SEPARATOR}: {name!r}"
+    return None
 
 
 # --------------------------------------------------------------------------

@@ -19,12 +19,21 @@ from .._httpjson import (
     state_container_json,
     superseded,
 )
+from .._model import instance_base
 from .._serialization import node_convergence_json
 from .._transfers import gather_transfers
 from ._context import Routes
 from ._operation import Response, operation, routes_app
 
 __all__ = ["StateRoutes"]
+
+
+def _instance_order(name: str) -> tuple[int, str]:
+    """
+    Instance names of one application in their order on a node: ``web``,
+    ``web..2``, ``web..10`` (a longer name is a later instance).
+    """
+    return (len(name), name)
 
 #: Where `StateRoutes` are mounted.
 MOUNT = "/v1/state"
@@ -114,15 +123,25 @@ class StateRoutes(Routes):
     @operation(app, "list_containers_state", MOUNT)
     async def list_containers_state(self, request: Request) -> Response:
         """
-        The containers nodes report running, each with its health when its
-        node's container agent reported one.
+        The containers nodes report running, one entry per instance: for
+        each application a node reports, one per instance of it in the
+        node's health report (``web``, ``web..2``…, in that order, each
+        with its instance's health), or one without health when the node
+        reports none of them.  Every entry is named after the application.
         """
         state = self.context.cluster_state_service.as_deployment_state()
         body = []
         for uuid, node in state.nodes.items():
             health = node.health or {}
             for app in (node.applications or {}).values():
-                body.append(state_container_json(app, uuid, health.get(app.name)))
+                instances = sorted(
+                    (name for name in health if instance_base(name) == app.name),
+                    key=_instance_order,
+                )
+                if not instances:
+                    body.append(state_container_json(app, uuid, None))
+                for name in instances:
+                    body.append(state_container_json(app, uuid, health[name]))
         body.sort(key=lambda e: (e["name"], e["node_uuid"]))
         return Response(200, body)
 

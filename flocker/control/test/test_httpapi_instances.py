@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flocker.control._model import Application, Port
 from flocker.control._state import ApplicationHealth, NodeState
-from flocker.control.test.test_httpapi import NODE_A, APIHarness
+from flocker.control.test.test_httpapi import NODE_A, NODE_B, APIHarness
 
 RESERVED = (
     "a name ending in '..' and digits (like web..2) is reserved for the extra "
@@ -76,30 +76,92 @@ def test_replicas_beyond_the_nodes_are_accepted() -> None:
     assert (created.code, created.body["replicas"]) == (201, 5)
 
 
-def test_state_lists_a_node_running_extra_instances_once() -> None:
-    """
-    A node running ``web`` and ``web..2`` is listed running ``web`` once,
-    with the health of its first instance; the extra instance's name never
-    appears as a container name.
-    """
-    api = APIHarness()
-    app = Application(
-        name="web",
+def _web(name: str = "web") -> Application:
+    """A stateless application running three instances."""
+    return Application(
+        name=name,
         image="nginx",
         ports=[Port(internal_port=80, external_port=8080)],
         replicas=3,
     )
+
+
+def _health(name: str, status: str) -> ApplicationHealth:
+    """The health a node reports for an instance."""
+    return ApplicationHealth(application=name, status=status, revision=0)
+
+
+def test_state_reports_each_instance() -> None:
+    """
+    Every instance a node reports is listed, in instance order, with its
+    own health and under its application's name: three instances on two
+    nodes are three entries; an instance name never appears as a name.
+    """
+    api = APIHarness()
     api.state.update_node_state(
         NodeState(
             uuid=NODE_A,
-            applications={"web": app},
+            applications={"web": _web()},
             health={
-                "web": ApplicationHealth(application="web", status="healthy", revision=0),
-                "web..2": ApplicationHealth(application="web..2", status="starting", revision=0),
+                "web..2": _health("web..2", "starting"),
+                "web": _health("web", "healthy"),
+            },
+        )
+    )
+    api.state.update_node_state(
+        NodeState(
+            uuid=NODE_B,
+            applications={"web": _web()},
+            health={"web": _health("web", "unhealthy")},
+        )
+    )
+    body = api.request("GET", "/v1/state/containers").body
+    assert [(e["name"], e["node_uuid"], e["health"]) for e in body] == sorted(
+        [
+            ("web", NODE_A, "healthy"),
+            ("web", NODE_A, "starting"),
+            ("web", NODE_B, "unhealthy"),
+        ],
+        key=lambda e: e[1],
+    )
+
+
+def test_state_lists_a_node_reporting_no_health_once() -> None:
+    """
+    A node reporting an application without the health of any of its
+    instances is listed once for it, without health.
+    """
+    api = APIHarness()
+    api.state.update_node_state(
+        NodeState(uuid=NODE_A, applications={"web": _web()}, health={})
+    )
+    body = api.request("GET", "/v1/state/containers").body
+    assert [(e["name"], e["node_uuid"], "health" in e) for e in body] == [
+        ("web", NODE_A, False)
+    ]
+
+
+def test_state_tells_instances_of_names_with_two_dots_apart() -> None:
+    """
+    The instances of ``my..app`` are its own, not another application's:
+    ``my`` and ``my..app`` on one node are listed with their own instances.
+    """
+    api = APIHarness()
+    mine = _web("my..app").set(ports=[Port(internal_port=80, external_port=8081)])
+    api.state.update_node_state(
+        NodeState(
+            uuid=NODE_A,
+            applications={"my": _web("my"), "my..app": mine},
+            health={
+                "my": _health("my", "healthy"),
+                "my..app": _health("my..app", "starting"),
+                "my..app..2": _health("my..app..2", "unhealthy"),
             },
         )
     )
     body = api.request("GET", "/v1/state/containers").body
-    assert [(e["name"], e["node_uuid"], e["health"]) for e in body] == [
-        ("web", NODE_A, "healthy")
+    assert [(e["name"], e["health"]) for e in body] == [
+        ("my", "healthy"),
+        ("my..app", "starting"),
+        ("my..app", "unhealthy"),
     ]
