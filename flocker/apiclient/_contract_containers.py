@@ -476,12 +476,13 @@ class ContainerUpdateContract:
 
     def test_state_reports_each_instance(self, cluster: Any) -> None:
         """
-        The container is reported running on each node running instances
-        of it (the container's own, then the others; instances beyond the
-        nodes double up on them, and each node is listed once), with the
-        health its node reports.  Another node's ``healthy`` does not
-        confirm an update, the container's own node's does; any node's
-        ``unhealthy`` rolls the update back.
+        The container is reported running once per instance (instances
+        beyond the nodes double up on them: three on two nodes are two on
+        the container's own node and one on the other), each with the
+        health its node reports, once its node reports their health; a
+        node reporting none yet is listed once.  Another node's ``healthy``
+        does not confirm an update, the container's own node's does; any
+        node's ``unhealthy`` rolls the update back.
         """
         created = self.created(cluster, replicas=3)
         client = cluster.client
@@ -490,8 +491,16 @@ class ContainerUpdateContract:
         assert sorted(str(s.container.node_uuid) for s in states) == sorted(
             map(str, cluster.nodes)
         )
+        for node in cluster.nodes:
+            cluster.report_health("web", "starting", None, node_uuid=node)
+        states = self.run(cluster, client.list_containers_state())
+        assert sorted(str(s.container.node_uuid) for s in states) == sorted(
+            [str(cluster.nodes[0])] * 2 + [str(cluster.nodes[1])]
+        )
         assert all(
-            s.running and s.container == created.set(node_uuid=s.container.node_uuid, replicas=1)
+            s.running
+            and s.health == "starting"
+            and s.container == created.set(node_uuid=s.container.node_uuid, replicas=1)
             for s in states
         )
         self.run(cluster, client.update_container("web", image="nginx:2"))
@@ -499,11 +508,14 @@ class ContainerUpdateContract:
         cluster.report_health("web", "healthy", None, node_uuid=cluster.nodes[1])
         assert self.listed(cluster).updating
         cluster.report_health("web", "healthy", None)
-        health = {
-            s.container.node_uuid: (s.health, s.health_reason)
+        health = sorted(
+            (str(s.container.node_uuid), s.health, s.health_reason)
             for s in self.run(cluster, client.list_containers_state())
-        }
-        assert health == {cluster.nodes[0]: ("healthy", None), cluster.nodes[1]: ("healthy", None)}
+        )
+        assert health == sorted(
+            [(str(cluster.nodes[0]), "healthy", None)] * 2
+            + [(str(cluster.nodes[1]), "healthy", None)]
+        )
         done = self.listed(cluster)
         assert (done.revision, done.updating, done.update_failed) == (1, False, None)
         self.run(cluster, client.update_container("web", image="nginx:3"))

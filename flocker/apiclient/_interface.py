@@ -403,8 +403,10 @@ class ContainerState(PClass):
     """
     A container a node reports, and whether it is running: one for each
     instance, on the node running it (its ``container.node_uuid``), so a
-    container running several instances is reported several times; the
-    reported ``container.replicas`` is always 1 (nodes do not say).
+    container running several instances is reported several times, also
+    several times by one node running several (once while that node
+    reports no health for them); the reported ``container.replicas`` is
+    always 1 (nodes do not say).
 
     :ivar health: ``"starting"``, ``"healthy"`` or ``"unhealthy"`` as the
         node last probed it, or ``None`` if the node reported no health.
@@ -838,7 +840,11 @@ class IFlockerAPIV1Client(Interface):
         """Remove a container (its datasets stay); `UnknownContainer` if none."""
 
     def list_containers_state() -> Deferred[list[ContainerState]]:
-        """The containers nodes report, with their health where reported."""
+        """
+        The containers nodes report, one `ContainerState` per instance
+        whose health its node reports (several for a node running several
+        instances), or one for a node reporting none of them.
+        """
 
     # -- snapshots, rollback, clones ----------------------------------------
 

@@ -20,9 +20,10 @@ holds their reported health, with the rules of the control service's model
   the others one per node on the nodes after it in the order of their
   UUIDs, and instances beyond the number of nodes double up round the
   same ring (`instance_placement`, named ``name..k`` on their node, as the
-  control service names them); each node running instances of it reports
-  the container once, with the health it reports for its instances, and
-  an update is confirmed once every such node reports it healthy;
+  control service names them); the state lists the container once per
+  instance, with the health its node reports for its instances (once for
+  all of a node's instances while the node reports no health for them),
+  and an update is confirmed once every such node reports it healthy;
 * a container's name never ends in ``..`` and digits (reserved for
   those extra instances; ``my..app`` is a name like any other), and a replicated container's name is at most 124
   characters.
@@ -269,14 +270,14 @@ class FakeContainerUpdates:
     def _instance_states(self, nodes: Iterable[UUID]) -> list[ContainerState]:
         """
         What the nodes report once they run what the configuration asks:
-        each container once on each node running instances of it, with the
-        health that node last reported for them; the container's
-        ``replicas`` is not reported (1).
+        each container once per instance placed on each node
+        (`instance_placement`), with the health that node last reported
+        for them; the container's ``replicas`` is not reported (1).
         """
         nodes = set(nodes)
         states = []
         for container in self._containers.values():
-            for node in instance_nodes(container, nodes):
+            for node, _ in instance_placement(container, nodes):
                 status, reason = self._health.get((container.name, node), (None, None))
                 states.append(
                     ContainerState(
@@ -287,6 +288,23 @@ class FakeContainerUpdates:
                     )
                 )
         return states
+
+    def _listed_states(self) -> list[ContainerState]:
+        """
+        The containers' state as the control service lists it: one entry
+        per instance on a node that reported their health, one for all of
+        them on a node that reported none, by name and node.
+        """
+        listed = []
+        once = set()
+        for s in self._state_containers:
+            key = (s.container.name, s.container.node_uuid)
+            if key not in self._health:
+                if key in once:
+                    continue
+                once.add(key)
+            listed.append(s)
+        return sorted(listed, key=lambda c: (c.container.name, str(c.container.node_uuid)))
 
     def _restored(self, container: Container, reason: str | None) -> Container:
         """The previous specification as the container's next revision."""

@@ -149,7 +149,7 @@ class FakeFlockerClient(FakeCloning, FakeContainerUpdates):
         Make the reported state what the configuration asks for: rollbacks
         asked for are done (later snapshots discarded), deleted datasets
         are gone with their snapshots, and each container's instances run
-        on their nodes (`instance_nodes` among the known nodes).
+        on their nodes (`instance_placement` among the known nodes).
         """
         for dataset_id, rollback in self._rollbacks.items():
             if self._rolled_back.get(dataset_id) == rollback.request_id:
@@ -696,9 +696,4 @@ class FakeFlockerClient(FakeCloning, FakeContainerUpdates):
 
     def list_containers_state(self) -> Deferred[list[ContainerState]]:
         """See `IFlockerAPIV1Client.list_containers_state`."""
-        return succeed(
-            sorted(
-                self._state_containers,
-                key=lambda c: (c.container.name, str(c.container.node_uuid)),
-            )
-        )
+        return succeed(self._listed_states())

@@ -17,16 +17,18 @@ several nodes, and with more instances than nodes the extra ones double up
 on them (``flocker.apiclient.instance_placement``); while any runs, its
 state counts them: ``running, 2 of 3 instances healthy`` as their nodes
 probe them (``running, 2 of 3 instances running`` when no node reports
-health).  A node the control service lists once while it runs several
-instances counts for each of the instances placed on it.  ``--json`` lists
-what each node reports (``instances``: its node, whether it runs, its
-health), the configured node's first.
+health).  The control service lists each instance whose health its node
+reports; a node it lists once without health (its agent reports none)
+counts for each of the instances placed on it (`counted_instances`).
+``--json`` lists what the nodes report (``instances``: one entry per
+instance listed, with its node, whether it runs, its health), the
+configured node's first.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -41,7 +43,7 @@ from ._command import Context
 from ._format import write_json
 from ._resolve import dataset_name
 
-__all__ = ["all_views", "app_view", "print_one", "view_of"]
+__all__ = ["all_views", "app_view", "counted_instances", "print_one", "view_of"]
 
 
 def app_view(
@@ -64,8 +66,8 @@ def app_view(
     running = [s for s in reported if s.running]
     pull = (pulls or {}).get((container.node_uuid, container.name))
     if container.replicas > 1 and running:
-        placed = Counter(node for node, _ in instance_placement(container, addresses))
-        state = _instances_state(container.replicas, running, placed)
+        counted = counted_instances(container, reported, addresses)
+        state = _instances_state(container.replicas, [(s, n) for s, n in counted if s.running])
     elif here:
         state = _running_state(here[0])
     elif pull is not None:
@@ -139,27 +141,42 @@ def _ordered(home: UUID, reported: list[ContainerState]) -> list[ContainerState]
     )
 
 
-def _instances_state(
-    replicas: int, running: list[ContainerState], placed: Mapping[UUID, int]
-) -> str:
+def counted_instances(
+    container: Container, reported: list[ContainerState], nodes: Iterable[UUID]
+) -> list[tuple[ContainerState, int]]:
+    """
+    Each entry the control service lists for a container, with how many of
+    its instances it stands for: one (an entry per instance, with that
+    instance's health), except a node's only entry without health, which
+    stands for every instance placed on that node (a node that reports no
+    health for them is listed once).
+
+    :param nodes: the cluster's nodes, as the instances are placed on them.
+    """
+    placed = Counter(node for node, _ in instance_placement(container, nodes))
+    entries = Counter(s.container.node_uuid for s in reported)
+
+    def weight(state: ContainerState) -> int:
+        node = state.container.node_uuid
+        if state.health is None and entries[node] == 1:
+            return max(1, placed.get(node, 1))
+        return 1
+
+    return [(s, weight(s)) for s in reported]
+
+
+def _instances_state(replicas: int, running: list[tuple[ContainerState, int]]) -> str:
     """
     ``running, H of N instances healthy`` (or ``R of N instances running``
     when no node reports the health of its instances).
 
-    :param placed: node → how many instances are placed on it; a node
-        reported once counts for all of them, as its report stands for
-        them all.
+    :param running: the running entries, each with how many instances it
+        stands for (`counted_instances`).
     """
-    reports = Counter(s.container.node_uuid for s in running)
-
-    def weight(state: ContainerState) -> int:
-        node = state.container.node_uuid
-        return max(1, placed.get(node, 1)) if reports[node] == 1 else 1
-
-    if all(s.health is None for s in running):
-        count = min(replicas, sum(weight(s) for s in running))
+    if all(s.health is None for s, _ in running):
+        count = min(replicas, sum(n for _, n in running))
         return f"running, {count} of {replicas} instances running"
-    healthy = min(replicas, sum(weight(s) for s in running if s.health == "healthy"))
+    healthy = min(replicas, sum(n for s, n in running if s.health == "healthy"))
     return f"running, {healthy} of {replicas} instances healthy"
 
 

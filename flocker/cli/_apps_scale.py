@@ -11,9 +11,9 @@ the control service refuses more (its reason is the error).
 A new number of instances is an update like any other (``flocker apps
 update NAME --replicas N`` does the same): the application's next
 revision, which ``flocker apps rollback`` undoes.  ``--wait`` waits until
-every node that runs instances reports them running (healthy, where
-their nodes probe them) and the control service has confirmed the
-revision (it does once every instance is healthy).
+all N instances are reported running (healthy, where their nodes probe
+them) and the control service has confirmed the revision (it does once
+every instance is healthy).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import argparse
 
 from ..apiclient import MAXIMUM_INSTANCES, BadRequest, ContainerConflict
 from ._app_options import parse_replicas
-from ._app_views import print_one, view_of
+from ._app_views import counted_instances, print_one, view_of
 from ._apps_update import current_container, still_at_revision
 from ._command import Commands, Context, add_command
 from ._errors import CLIError
@@ -40,27 +40,30 @@ async def _wait_scaled(
     context: Context, name: str, revision: int, replicas: int, timeout: float
 ) -> None:
     """
-    Wait until every node the instances are placed on reports them running
-    (the control service lists a node once however many run there), none
-    of them starting or unhealthy, and the revision is confirmed (every
-    instance healthy); a `CLIError` if the control service rolled it back
-    instead.
+    Wait until all ``replicas`` instances are reported running (the
+    control service lists each instance; a node listed once without
+    health counts for the instances placed on it: `counted_instances`),
+    none of them starting or unhealthy, and the revision is confirmed
+    (every instance healthy); a `CLIError` if the control service rolled
+    it back instead.
     """
     client = context.client
 
     async def probe() -> tuple[bool, str]:
         current = await still_at_revision(context, name, revision)
-        wanted = min(replicas, len(await client.list_nodes()))
-        instances = [
+        nodes = [n.uuid for n in await client.list_nodes()]
+        reported = [
             s
             for s in await client.list_containers_state()
             if s.container.name == name and s.running
         ]
-        ready = [s for s in instances if s.health in (None, "healthy")]
-        done = len(ready) == len(instances) == wanted and not current.updating
+        counted = counted_instances(current, reported, nodes)
+        running = sum(n for _, n in counted)
+        ready = all(s.health in (None, "healthy") for s, _ in counted)
+        done = ready and running == replicas and not current.updating
         view = await view_of(context, name)
         state = "pending" if view is None else view["state"].split(";")[0]
-        return done, f"{state} ({len(instances)} of {wanted} nodes running instances)"
+        return done, f"{state} ({running} of {replicas} instances running)"
 
     await wait_until(
         context.clock,

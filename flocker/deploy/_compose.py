@@ -23,8 +23,9 @@ have:
   see `flocker.deploy._health`), or ``disable: true``;
 * ``deploy: {replicas: N}`` (``mode: replicated`` may be given too), or
   the older ``scale: N`` (both must then agree): how many instances run,
-  1 to 64, one per node (see `flocker.deploy._flockerformat`); a service
-  with a volume runs once.  Compose's other ``deploy`` keys (resources,
+  1 to 64, one per node and then doubled up on the nodes when there are
+  more instances than nodes (see `flocker.deploy._flockerformat`); a
+  service with a volume runs once.  Compose's other ``deploy`` keys (resources,
   placement, update and restart policies…) are refused.
 
 Any other key is refused, naming it.

@@ -162,11 +162,11 @@ def test_scale_application_with_volumes_says_why_it_is_refused(
 
 def test_scale_wait_until_the_instances_are_healthy(cluster: Cluster) -> None:
     """
-    ``--wait`` waits until every node the instances are placed on runs
-    them healthy and the control service confirms the revision (once every
-    instance reports it healthy: here when the second node does, the first
-    node's two instances having been healthy all along); three instances
-    on two nodes are counted as three.
+    ``--wait`` waits until all the instances run healthy and the control
+    service confirms the revision (once every instance reports it healthy:
+    here when the second node does, the first node's two instances being
+    healthy from when they run); three instances on two nodes are three
+    entries, counted as three.
     """
     deployed(cluster, WEB.set(health=HTTP))
     cluster.client.report_health("web", "healthy")
@@ -182,10 +182,10 @@ def test_scale_wait_until_the_instances_are_healthy(cluster: Cluster) -> None:
     assert result.code == EXIT_OK, result
     progress = result.err.splitlines()
     assert [line.split(" [")[0] for line in progress[:-1]] == [
+        "waiting for 3 instances of application web: running, 1 of 3 instances "
+        "healthy (1 of 3 instances running)",
         "waiting for 3 instances of application web: running, 2 of 3 instances "
-        "healthy (1 of 2 nodes running instances)",
-        "waiting for 3 instances of application web: running, 2 of 3 instances "
-        "healthy (2 of 2 nodes running instances)",
+        "healthy (3 of 3 instances running)",
     ]
     assert progress[-1].startswith("3 instances of application web: ")
     assert result.out.startswith(
@@ -215,14 +215,14 @@ def test_scale_wait_fails_when_the_change_is_rolled_back(cluster: Cluster) -> No
 
 def test_scale_wait_times_out_while_an_instance_is_missing(cluster: Cluster) -> None:
     """
-    ``--wait`` keeps waiting while fewer instances run than the nodes allow,
-    and times out saying how many run (exit code 4; the change is made).
+    ``--wait`` keeps waiting while fewer instances run than asked for, and
+    times out saying how many run (exit code 4; the change is made).
     """
     deployed(cluster)
     cluster.client.report_health("web", "healthy")
     result = invoke(cluster, "apps", "scale", "web", "2", "--wait", "--timeout", "2")
     assert_error(result, EXIT_TIMEOUT, "timed out after 2s waiting for 2 instances of")
-    assert "(1 of 2 nodes running instances)" in result.err
+    assert "(1 of 2 instances running)" in result.err
     assert configured(cluster).replicas == 2
 
 
@@ -339,9 +339,9 @@ def test_update_replicas_of_an_application_with_volumes_refused(
 def test_ls_counts_healthy_instances(cluster: Cluster) -> None:
     """
     An application with several instances says how many of them are
-    healthy, a node running two of them (three instances on two nodes)
-    counting for both; ``--json`` has its replicas and each node's report,
-    its configured node's first.
+    healthy, each instance of a node running two of them (three instances
+    on two nodes) counting for one; ``--json`` has its replicas and each
+    instance's report, its configured node's first.
     """
     deployed(cluster, WEB.set(node_uuid=N2, replicas=3))
     cluster.client.report_health("web", "unhealthy", "HTTP 503", node_uuid=N1)
@@ -355,6 +355,13 @@ def test_ls_counts_healthy_instances(cluster: Cluster) -> None:
         3,
     )
     assert view["instances"] == [
+        {
+            "node_uuid": str(N2),
+            "node_address": "10.0.0.2",
+            "running": True,
+            "health": "healthy",
+            "health_reason": None,
+        },
         {
             "node_uuid": str(N2),
             "node_address": "10.0.0.2",
