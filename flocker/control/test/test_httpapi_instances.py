@@ -51,6 +51,18 @@ def test_names_with_two_dots_elsewhere_are_accepted() -> None:
     assert (scaled.code, scaled.body["replicas"]) == (200, 2)
 
 
+def test_a_link_alias_of_the_instance_form_is_accepted() -> None:
+    """
+    A link alias names no container: ``db..2`` is an alias like any other
+    (only container names are reserved).
+    """
+    api = APIHarness()
+    link = {"alias": "db..2", "local_port": 5432, "remote_port": 15432}
+    created = api.request("POST", "/v1/configuration/containers", _container(links=[link]))
+    assert created.code == 201
+    assert created.body["links"] == [link]
+
+
 def test_long_replicated_name_is_a_400() -> None:
     """
     A replicated container whose name leaves no room for ``..k`` is
