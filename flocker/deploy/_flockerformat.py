@@ -26,9 +26,11 @@ Flocker's own file formats: ``application.yml`` and ``deployment.yml``.
 the application's internal ports.)
 
 ``replicas`` (default 1) runs that many instances of the application, one
-per node: the first on the node the deployment file names, the others on
-the nodes after it in the order of their UUIDs, and the routers of every
-node spread connections to its ports over the healthy ones.  An
+per node while there are nodes: the first on the node the deployment file
+names, the others on the nodes after it in the order of their UUIDs
+(wrapping around), the extra ones doubled up round the same ring; the
+routers of every node spread connections to its ports over the healthy
+ones.  An
 application with a ``volume`` runs once (its data is on one node), so
 ``replicas`` above 1 with a ``volume`` is refused.
 
