@@ -423,6 +423,19 @@ def test_converges_from_any_state_to_any_configuration(
         assert files in ({}, {"id": dataset.dataset_id.encode()})
 
 
+def record_sends(mover: DatasetMover, events: list[object]) -> None:
+    """Have ``mover`` note each stream it sends in ``events``, as ``("send", final)``."""
+    real_send = mover.send
+
+    def send(
+        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool, **kwargs: int
+    ) -> Deferred[int]:
+        events.append(("send", final))
+        return real_send(dataset_id, snapshot, base, host, final, **kwargs)
+
+    mover.send = send
+
+
 def test_handoff_report_and_read_only_overlap_before_final_increment() -> None:
     """
     The source makes the dataset read-only while its hand-off report is on
@@ -446,17 +459,9 @@ def test_handoff_report_and_read_only_overlap_before_final_increment() -> None:
         events.append(("read_only", read_only))
         return real_read_only(dataset_id, read_only)
 
-    real_send = mover.send
-
-    def send(
-        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool, **kwargs: int
-    ) -> Deferred[int]:
-        events.append(("send", final))
-        return real_send(dataset_id, snapshot, base, host, final, **kwargs)
-
     mover.on_handoff = handoff
     backend.set_read_only = set_read_only  # type: ignore[method-assign, assignment]
-    mover.send = send
+    record_sends(mover, events)
     local = result(deployer.discover_state(cluster.state))
     cluster.state = cluster.state.update_node(local.shared_state_changes())
     change = deployer.calculate_changes(config_with(B), cluster.state, local)
@@ -483,17 +488,9 @@ def test_handoff_reported_before_final_increment() -> None:
     """The source announces the hand-off before it sends the final increment."""
     cluster = Cluster()
     cluster.converge(config_with(A))
-    events: list[tuple[str, str | bool]] = []
+    events: list[object] = []
     mover = cluster.deployers[A].mover
     mover.on_handoff = lambda dataset_id: events.append(("handoff", cluster.roles[A].get(dataset_id)))
-    real_send = mover.send
-
-    def send(
-        dataset_id: str, snapshot: str, base: str | None, host: str, final: bool, **kwargs: int
-    ) -> Deferred[int]:
-        events.append(("send", final))
-        return real_send(dataset_id, snapshot, base, host, final, **kwargs)
-
-    mover.send = send
+    record_sends(mover, events)
     cluster.converge(config_with(B))
     assert events[-2:] == [("handoff", HANDOFF), ("send", True)]
