@@ -61,15 +61,16 @@ def test_copy_moves_off_a_port_taken_after_the_choice(
     squatter = socket.socket()
     try:
         taken = lab._free_port([node["address"]])
+        # Taken just before the copy is asked for, before the node reports
+        # it busy: every node's router listens on a copy's port as soon as
+        # the configuration reaches it, so the squatter must come first.
+        squatter.bind((node["address"], taken))
+        squatter.listen()
         api(
             cluster, "POST", "/v1/environments",
             {"name": "late", "applications": [name], "copies": ["a"],
              "ports": {"a": {name: {str(port): taken}}}},
         )
-        # The copy's dataset is cloned and mounted before its container
-        # starts: the port is bound well before the container wants it.
-        squatter.bind((node["address"], taken))
-        squatter.listen()
         moved = wait_for(
             lambda: (lambda p: p if p != taken else None)(copy_port(cluster, "late", "a")),
             240,
