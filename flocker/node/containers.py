@@ -263,11 +263,9 @@ class ContainerDeployer:
         """
         Have the probes watch the instances here of the configured
         applications (wherever they are configured: the old end of a move
-        still serves until it stops) and of those removed from the
-        configuration (until they are drained and stopped), and say what
-        they found, by instance name, with the ports each instance is
-        published on now; ``None`` without probes, or while the
-        configuration is not known.
+        still serves until it stops), and say what they found, by instance
+        name, with the ports each instance is published on now; ``None``
+        without probes, or while the configuration is not known.
         """
         if self.health is None or self.configuration is None:
             return None
@@ -277,20 +275,9 @@ class ContainerDeployer:
         instances = {}
         for spec in specs:
             application = configured.get(instance_base(spec.name))
-            state = states.get(spec.name)
             if application is None:
-                # Removed from the configuration: still watched (with the
-                # check it was started with) until it is stopped, so that
-                # it is drained first like any other instance.
-                instances[spec.name] = Instance(
-                    check=None,
-                    host=self.hostname,
-                    port=None,
-                    revision=None,
-                    running=state is not None and state.running,
-                    key=spec,
-                )
                 continue
+            state = states.get(spec.name)
             instances[spec.name] = health_instance(
                 application,
                 spec,

@@ -623,26 +623,6 @@ def test_healthy_instance_drains_before_it_is_replaced() -> None:
     assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
 
 
-def test_instance_of_a_removed_application_drains_before_it_is_stopped() -> None:
-    """
-    An application removed from the configuration is not stopped at once:
-    its healthy instance is still watched, reported *stopping*, and removed
-    once the cluster state echoes that and it has settled, so the requests
-    it was serving finish.
-    """
-    nodes, clock, _ = probed()
-    running_healthy(nodes, clock)
-    removed = Deployment().add_dataset(Dataset(dataset_id=DS), A)
-    assert nodes.converge(A, removed, state_with(A)) == DrainApplication(name="counter")
-    [draining] = reported_health(nodes, state_with(A)).values()
-    assert draining.status == "stopping"
-    assert nodes.plan(A, removed, state_with(A)) == NoOp()  # not echoed yet
-    echo = echoed(nodes, state_with(A))
-    clock.advance(DRAIN_SETTLE + 0.01)
-    assert RemoveApplication(name="counter") in changes_of(nodes.converge(A, removed, echo))
-    assert reported_health(nodes, state_with(A)) == {}
-
-
 def test_instance_the_cluster_still_routes_to_drains_after_an_agent_restart() -> None:
     """
     After the container agent restarts, its probes start over at
@@ -746,9 +726,8 @@ def test_health_of_instances_of_applications_configured_elsewhere() -> None:
     """
     A container still running here for an application configured on
     another node (the old end of a move, which serves until it stops) is
-    still probed and reported, of no revision; so is one of an application
-    configured nowhere (removed: it is drained before it stops), until its
-    container is gone.
+    still probed and reported, of no revision; one of an application
+    configured nowhere is neither.
     """
     nodes, clock, probe = probed()
     nodes.converge(A, configured(), state_with(A))
@@ -757,9 +736,6 @@ def test_health_of_instances_of_applications_configured_elsewhere() -> None:
     [moving] = reported_health(nodes, state_with(A)).values()
     assert moving.revision is None
     nodes.deployers[A].configuration = Deployment()
-    [removed] = reported_health(nodes, state_with(A)).values()
-    assert removed.revision is None
-    result(nodes.deployers[A].runtime.remove("counter"))
     assert reported_health(nodes, state_with(A)) == {}
     calls = len(probe.calls)
     clock.pump([0.0, 5.0, 5.0])
