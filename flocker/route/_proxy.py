@@ -298,6 +298,7 @@ class _Connection:
     deadline: IDelayedCall | None = None
     retrying: IDelayedCall | None = None
     was_held: bool = False
+    first_held: float | None = None
     outcome: str | None = None
     error: str = ""
 
@@ -378,10 +379,18 @@ class _Connection:
             self._close("router_stopped")
             return
         assert self.client_end is not None
+        if self.client_end.read_done:
+            # It closed its side while its targets were tried: held now, it
+            # could never be seen leaving, and it must not be carried out
+            # after it gave up.
+            self._close("client_gone")
+            return
         self.phase = _Phase.HELD
         self.was_held = True
         reactor = self.router.reactor
         self.held_since = reactor.seconds()
+        if self.first_held is None:
+            self.first_held = self.held_since
         self.deadline = reactor.callLater(
             max(route.hold_timeout - self.held_for, 0.0), self._held_too_long
         )
@@ -413,10 +422,21 @@ class _Connection:
         self._next()
 
     def _retry(self) -> None:
-        """Try the route's targets again, if still held."""
+        """
+        Try the route's targets again, if still held and its hold timeout,
+        counted from when it was first held, is not over (the tries
+        themselves are not held time).
+        """
         self.retrying = None
-        if self.phase is _Phase.HELD:
-            self.release()
+        if self.phase is not _Phase.HELD:
+            return
+        route = self.router.routes().get(self.external_port)
+        assert self.first_held is not None
+        waited = self.router.reactor.seconds() - self.first_held
+        if route is not None and waited >= route.hold_timeout:
+            self.drop("held_too_long")
+            return
+        self.release()
 
     def drop(self, outcome: str) -> None:
         """Close a held connection, e.g. because its port is no longer routed."""

@@ -506,6 +506,42 @@ class TestHold:
             "",
         )
 
+    def test_half_closed_client_whose_targets_all_failed_is_gone(
+        self, eliot_logger: Any
+    ) -> None:
+        """
+        A client that sent a request and half-closed while its only target
+        was tried, which then failed, is closed rather than held: held, it
+        could never be seen leaving, and its request would be carried out
+        by a later try after it gave up.
+        """
+        router = router_to(A)
+        client = Client(router)
+        client.end.dataReceived(b"POST /charge")
+        client.end.readConnectionLost()
+        client.last_attempt().fail()
+        assert client.transport.disconnecting and router.held() == pmap()
+        client.end.connectionLost(Failure(ConnectionDone()))
+        [log] = connection_logs(eliot_logger)
+        assert (log["outcome"], log["bytes_to_target"]) == ("client_gone", 0)
+
+    def test_retries_stop_at_the_hold_timeout(self) -> None:
+        """
+        Trying a held connection's failed targets again stops once the hold
+        timeout, counted from when it was first held, is over.
+        """
+        router = started_router()
+        fired(router.set_routes(pmap({8080: route_to(8080, A, hold_timeout=3)})))
+        client = Client(router)
+        for _ in range(4):
+            client.last_attempt().fail()
+            router.reactor.advance(HELD_RETRY)
+            router.reactor.advance(0.2)  # each try takes a while
+        assert not client.transport.disconnecting
+        client.last_attempt().fail()
+        router.reactor.advance(HELD_RETRY)  # 3.3 s since first held, 2.5 s of it held
+        assert client.transport.disconnecting
+
     def test_half_close_before_first_target_answers_is_forwarded(self) -> None:
         """
         A client never held that sends a request and half-closes while its
