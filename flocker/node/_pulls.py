@@ -13,7 +13,7 @@ progress (layers and bytes) goes to the agent's log every half second
 the pull ends, the loop is poked: the application starts at once.  A failed pull
 is remembered with the registry's message (`PullState`, reported in the
 node's state) and tried again after a delay that doubles each time, up to
-`BACKOFF`'s longest.
+`BACKOFF`'s longest, for as long as an application here wants the image.
 """
 
 from __future__ import annotations
@@ -154,6 +154,18 @@ class ImagePulls:
     def waiting(self) -> frozenset[str]:
         """The images being got now, or whose retry is not due yet."""
         return frozenset(image for image in self._states if not self.due(image))
+
+    def keep_only(self, images: frozenset[str]) -> None:
+        """
+        Forget the failed pulls of images no longer wanted (not in
+        ``images``): an update rolled back because its image could not be
+        got starts counting afresh when it is tried again, instead of
+        being rolled back at once on the failures of the last try.  A pull
+        running now is kept; it ends by itself.
+        """
+        for image, state in list(self._states.items()):
+            if image not in images and not state.pulling:
+                del self._states[image]
 
     def start(self, image: str) -> None:
         """Get ``image`` in the background (unless it is already being got)."""

@@ -215,10 +215,12 @@ class ContainerDeployer:
             if pulls is not None:
                 pulls.seen(spec.image for spec in specs)
             health = self._health(specs, states, cluster_state)
+            # First: it forgets the failures of images no longer wanted.
+            image_pulls = None if pulls is None else self._image_pulls(pulls, cluster_state)
             return ContainerLocalState(
                 health=health,
                 drained=self._drained(health),
-                image_pulls=None if pulls is None else self._image_pulls(pulls, cluster_state),
+                image_pulls=image_pulls,
                 pulling=pulls is not None,
                 images=pset() if pulls is None else pulls.known(),
                 images_waiting=pset() if pulls is None else pulls.waiting(),
@@ -321,13 +323,16 @@ class ContainerDeployer:
         """
         Application name → its image's pull, for the applications with an
         instance here whose image is being got, or failed to be (once,
-        however many of its instances are placed here).
+        however many of its instances are placed here).  The failures of
+        images no application here wants any longer are forgotten.
         """
         wanted = (
             applications_here(self.node_uuid, self.configuration, cluster_state)
             if self.configuration is not None
             else {}
         )
+        if self.configuration is not None:
+            pulls.keep_only(frozenset(a.image for a in wanted.values()))
         states = pulls.states()
         found = {}
         for application in wanted.values():

@@ -356,3 +356,36 @@ def test_a_pull_and_its_progress_are_logged(eliot_logger: MemoryLogger) -> None:
     ]
     assert progress and progress[-1]["layers_done"] == progress[-1]["layers_total"]
     assert CREDENTIALS.password not in repr(eliot_logger.messages)
+
+
+def test_an_image_no_longer_wanted_forgets_its_failed_pulls() -> None:
+    """
+    Once no application here wants an image whose pulls failed (its
+    update was rolled back), its failures are forgotten: trying the same
+    image again pulls at once and counts from the first failure, so a
+    retried update is not rolled back on the failures of the last try.
+    """
+    node = Node()
+    bad = with_apps(app(REMOTE))
+    node.converge(bad)
+    node.clock.advance(BACKOFF[0])
+    node.converge(bad)
+    assert node.local().pulls[REMOTE].attempts == 2
+    node.converge(with_apps(app(HERE)))
+    assert REMOTE not in node.local().pulls
+    assert node.converge(bad) == PullImage(image=REMOTE)
+    reported = node.local().shared_state_changes().image_pulls
+    assert reported is not None and reported["web"].attempts == 1
+
+
+def test_a_running_pull_of_an_image_no_longer_wanted_is_kept() -> None:
+    """
+    A pull still running when its image stops being wanted goes on (it
+    ends by itself) and is still known as running.
+    """
+    node = Node()
+    node.engine.publish(REMOTE)
+    node.hold_pulls()
+    node.converge(with_apps(app(REMOTE)))
+    node.converge(with_apps(app(HERE)))
+    assert node.local().pulls[REMOTE].pulling
