@@ -610,6 +610,19 @@ class IContainerRuntime(Interface):
         and does nothing.  Bound host directories are left alone.
         """
 
+    def connections(name: str) -> Deferred[int]:
+        """
+        Count the TCP connections open now to the published internal ports
+        of container ``name``, as the container's own network sees them:
+        whichever way they came (through any node's router, straight to a
+        published host port, from another container), each counts once
+        until either end closes it.  A container that does not run has
+        none.  Connections the container itself opened elsewhere do not
+        count.
+
+        :raise UnknownContainer: if this node owns no container ``name``.
+        """
+
     def pull_image(
         image: str,
         credentials: RegistryCredentials | None = None,

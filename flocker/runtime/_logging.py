@@ -32,6 +32,9 @@ CREATE = _action("create", [NAME, IMAGE], "A container is created and started.")
 START = _action("start", [NAME], "A stopped container is started.")
 STOP = _action("stop", [NAME, TIMEOUT], "A container is stopped.")
 REMOVE = _action("remove", [NAME], "A container is removed.")
+CONNECTIONS = _action(
+    "connections", [NAME], "The connections open to a container's ports are counted."
+)
 IMAGE_EXISTS = _action("image_exists", [IMAGE], "The engine is asked for an image.")
 PULL_IMAGE = _action(
     "pull_image", [IMAGE, AUTHENTICATED], "An image is pulled from its registry."

@@ -75,6 +75,7 @@ from ._interface import (
     container_name,
 )
 from ._logging import (
+    CONNECTIONS,
     CREATE,
     IMAGE_EXISTS,
     INSPECT,
@@ -268,6 +269,59 @@ def state_from_inspect(attrs_: Mapping[str, Any]) -> ContainerState:
     )
 
 
+#: The state of an established connection in ``/proc/<pid>/net/tcp``.
+_ESTABLISHED = "01"
+
+
+def count_connections(tables: list[str], ports: set[int]) -> int:
+    """
+    The established connections whose local port is one of ``ports`` in
+    the text of socket tables as ``/proc/<pid>/net/tcp`` and ``tcp6``
+    show them (a heading line, then ``sl local_address rem_address st …``
+    with addresses as ``HEX:PORT``).
+    """
+    found = 0
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 4 or fields[3] != _ESTABLISHED:
+                continue
+            _, _, port = fields[1].rpartition(":")
+            try:
+                local = int(port, 16)
+            except ValueError:
+                continue
+            if local in ports:
+                found += 1
+    return found
+
+
+def _published_internal(attrs_: Mapping[str, Any]) -> set[int]:
+    """The internal TCP ports a container's record says it publishes."""
+    bindings = (attrs_.get("HostConfig") or {}).get("PortBindings") or {}
+    ports = set()
+    for key in bindings:
+        number, _, protocol = key.partition("/")
+        if protocol in ("", "tcp") and number.isdigit():
+            ports.add(int(number))
+    return ports
+
+
+def _socket_tables(pid: int) -> list[str]:
+    """
+    The TCP socket tables of the network namespace process ``pid`` is in
+    (none if it is gone).
+    """
+    tables = []
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{name}") as table:
+                tables.append(table.read())
+        except FileNotFoundError:
+            pass
+    return tables
+
+
 # --------------------------------------------------------------------------
 # The blocking side
 
@@ -399,6 +453,20 @@ class DockerAdapter:
     def inspect(self, name: str) -> ContainerState:
         """See :meth:`IContainerRuntime.inspect`."""
         return state_from_inspect(self._find(name).attrs)
+
+    def connections(self, name: str) -> int:
+        """
+        See :meth:`IContainerRuntime.connections`: the container's own
+        socket tables (those of its main process's network namespace) are
+        read, so connections through Docker's proxy, its NAT rules or any
+        router count alike.
+        """
+        container = self._find(name)  # freshly inspected
+        state = container.attrs["State"]
+        pid = state.get("Pid") or 0
+        if not state.get("Running") or pid <= 0:
+            return 0
+        return count_connections(_socket_tables(pid), _published_internal(container.attrs))
 
     @_changes
     def create(self, spec: ContainerSpec) -> None:
@@ -605,6 +673,14 @@ class DockerRuntime:
             return await self._call(self._adapter.inspect, check_name(name))
 
         return self._logged(INSPECT, body, name=str(name))
+
+    def connections(self, name: str) -> Deferred[int]:
+        """See :meth:`IContainerRuntime.connections`."""
+
+        async def body() -> int:
+            return await self._call(self._adapter.connections, check_name(name))
+
+        return self._logged(CONNECTIONS, body, name=str(name))
 
     def create(self, spec: ContainerSpec) -> Deferred[None]:
         """See :meth:`IContainerRuntime.create`."""

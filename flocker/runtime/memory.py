@@ -49,6 +49,7 @@ from ._interface import (
     check_name,
 )
 from ._logging import (
+    CONNECTIONS,
     CREATE,
     IMAGE_EXISTS,
     INSPECT,
@@ -73,12 +74,15 @@ class _Container:
 
     :ivar bound: The ports it publishes now (the spec's, ephemeral ones
         with the port chosen); empty when it does not run.
+    :ivar connections: The connections open to it now (a test opens them
+        with `MemoryRuntime.open_connection`); none when it does not run.
     """
 
     node_uuid: str
     spec: ContainerSpec
     state: ContainerState
     bound: PSet[PublishedPort] = pset()
+    connections: int = 0
 
 
 def _ports_now(bound: Iterable[PublishedPort]) -> PMap[int, int]:
@@ -252,8 +256,9 @@ class MemoryRuntime:
         )
 
     def _exited(self, container: _Container, exit_code: int) -> None:
-        """Its process exited: it publishes nothing any more."""
+        """Its process exited: it publishes nothing, and is connected to by nothing, any more."""
         container.bound = pset()
+        container.connections = 0
         container.state = container.state.set(
             running=False, exit_code=exit_code, ports=pmap()
         )
@@ -327,6 +332,15 @@ class MemoryRuntime:
 
         return self._logged(REMOVE, body, name=str(name))
 
+    def connections(self, name: str) -> Deferred[int]:
+        """See :meth:`IContainerRuntime.connections`."""
+
+        async def body() -> int:
+            container = self._get(check_name(name))
+            return container.connections if container.state.running else 0
+
+        return self._logged(CONNECTIONS, body, name=str(name))
+
     def pull_image(
         self,
         image: str,
@@ -353,6 +367,28 @@ class MemoryRuntime:
         return self._logged(IMAGE_EXISTS, body, image=str(image))
 
     # -- Test control
+
+    def open_connection(self, name: str) -> Callable[[], None]:
+        """
+        Open a connection to running container ``name``, as a client of
+        one of its published ports would; returns what closes it (once).
+
+        :raise UnknownContainer: if this node owns no container ``name``.
+        :raise ValueError: if the container is not running.
+        """
+        container = self._get(check_name(name))
+        if not container.state.running:
+            raise ValueError(f"container {name!r} is not running")
+        container.connections += 1
+        closed = False
+
+        def close() -> None:
+            nonlocal closed
+            if not closed and container.connections:
+                container.connections -= 1
+            closed = True
+
+        return close
 
     def exit(self, name: str, exit_code: int) -> None:
         """

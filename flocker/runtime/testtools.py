@@ -25,6 +25,8 @@ from typing import Any, Protocol
 import pytest
 import pytest_twisted
 from pyrsistent import pmap, pset
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from zope.interface.verify import verifyObject
 
 from ._interface import (
@@ -131,6 +133,13 @@ class RuntimeHarness(Protocol):
         """A reference to a tag never pushed to the public registry."""
         ...
 
+    def connect(self, runtime: IContainerRuntime, name: str, host: str, port: int) -> Callable[[], None]:
+        """
+        Open a TCP connection to container ``name``, published at
+        ``host:port``; returns what closes it.
+        """
+        ...
+
 
 class MemoryHarness:
     """Fake runtimes sharing one :class:`MemoryEngine` with a busybox image."""
@@ -159,6 +168,11 @@ class MemoryHarness:
     def missing_tag(self) -> str:
         """A tag the fake registry never had."""
         return "registry.test/flocker-test/pull-never:missing"
+
+    def connect(self, runtime: IContainerRuntime, name: str, host: str, port: int) -> Callable[[], None]:
+        """A fake connection (the fake engine has no sockets)."""
+        assert isinstance(runtime, MemoryRuntime)
+        return runtime.open_connection(name)
 
 
 def memory_harness(request: pytest.FixtureRequest) -> MemoryHarness:
@@ -201,6 +215,12 @@ def docker_harness(request: pytest.FixtureRequest) -> Any:
 
         def missing_tag(self) -> str:
             return f"{public_registry.address}/flocker-test/pull-never:missing"
+
+        def connect(
+            self, runtime: IContainerRuntime, name: str, host: str, port: int
+        ) -> Callable[[], None]:
+            client_socket = socket.create_connection((host, port), timeout=5)
+            return client_socket.close
 
         def make_runtime(self, node_uuid: str | None = None) -> IContainerRuntime:
             node_uuid = str(uuid.uuid4()) if node_uuid is None else node_uuid
@@ -288,6 +308,35 @@ def fixed_ports(host: str, count: int) -> list[int]:
         if port not in ports:
             ports.append(port)
     return ports
+
+
+async def _eventually(runtime: IContainerRuntime, name: str, count: int) -> bool:
+    """Whether container ``name`` has ``count`` connections within 5 seconds."""
+    for _ in range(100):
+        if await runtime.connections(name) == count:
+            return True
+        await deferLater(reactor, 0.05)
+    return False
+
+
+async def _connected(
+    harness: RuntimeHarness, runtime: IContainerRuntime, name: str, host: str, port: int
+) -> Callable[[], None]:
+    """
+    A connection to container ``name`` that it counts (tried again while
+    its server starts: an engine's proxy may accept, then drop, a
+    connection before the server listens).
+    """
+    for _ in range(20):
+        try:
+            close = harness.connect(runtime, name, host, port)
+        except OSError:
+            await deferLater(reactor, 0.1)
+            continue
+        if await _eventually(runtime, name, 1):
+            return close
+        close()
+    raise AssertionError(f"no connection to {name} was counted")
 
 
 def make_icontainerruntime_tests(
@@ -753,6 +802,40 @@ def make_icontainerruntime_tests(
             assert set(started.ports) == {80, 81}
             assert started.ports[81] == port
             assert started.ports[80] not in (0, port)
+
+        @pytest_twisted.ensureDeferred
+        async def test_connections_to_published_ports_are_counted(
+            self, harness: RuntimeHarness
+        ) -> None:
+            """
+            A connection to a container's published port counts while it is
+            open and no longer once closed; a container connected to by
+            nothing, or stopped, has none; an unknown one is refused.
+            """
+            runtime = harness.make_runtime()
+            host = random_loopback()
+            await runtime.create(
+                ContainerSpec(
+                    name="web",
+                    image=harness.image,
+                    command=["httpd", "-f", "-p", "80"],
+                    ports=[ephemeral(host)],
+                )
+            )
+            assert await runtime.connections("web") == 0
+            port = (await runtime.inspect("web")).ports[80]
+            close = await _connected(harness, runtime, "web", host, port)
+            try:
+                assert await runtime.connections("web") == 1
+            finally:
+                close()
+            assert await _eventually(runtime, "web", 0)
+            close = await _connected(harness, runtime, "web", host, port)
+            await runtime.stop("web", timeout=0)
+            close()
+            assert await runtime.connections("web") == 0
+            with pytest.raises(UnknownContainer):
+                await runtime.connections("nothing")
 
         @pytest_twisted.ensureDeferred
         async def test_ephemeral_port_is_held(self, harness: RuntimeHarness) -> None:

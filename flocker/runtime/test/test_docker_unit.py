@@ -31,7 +31,13 @@ from .. import (
     UnknownContainer,
     container_name,
 )
-from ..docker import _timestamp, create_arguments, spec_from_inspect, state_from_inspect
+from ..docker import (
+    _timestamp,
+    count_connections,
+    create_arguments,
+    spec_from_inspect,
+    state_from_inspect,
+)
 from ..strategies import container_specs
 from ..testtools import ImmediateReactor, ImmediateThreadPool
 
@@ -451,3 +457,29 @@ def test_logged(eliot_logger: Any) -> None:
     runtime.image_exists("i")
     types = {m.get("action_type") for m in eliot_logger.messages}
     assert {"flocker:runtime:create", "flocker:runtime:image_exists"} <= types
+
+
+_TCP6 = """\
+  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 19031728 1
+   1: 0000000000000000FFFF0000020011AC:0050 0000000000000000FFFF0000010011AC:895E 01 00000000:00000000 02:000AFC75 00000000     0        0 19031729 2
+   2: 0000000000000000FFFF0000020011AC:0050 0000000000000000FFFF0000010011AC:895F 06 00000000:00000000 03:00000000 00000000     0        0 0 3
+   3: 0000000000000000FFFF0000020011AC:C350 0000000000000000FFFF0000010011AC:0050 01 00000000:00000000 02:000AFC75 00000000     0        0 19031730 2
+"""
+_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 020011AC:1F90 010011AC:D431 01 00000000:00000000 00:00000000 00000000     0        0 1 1
+"""
+
+
+def test_established_connections_to_the_given_ports_are_counted() -> None:
+    """
+    Only established connections (state 01) whose local port is one of
+    the published internal ports count, from the IPv4 and IPv6 tables
+    alike: the listening socket, a connection in TIME_WAIT and one the
+    container opened elsewhere (remote port 80) do not.
+    """
+    assert count_connections([_TCP6, _TCP], {80}) == 1
+    assert count_connections([_TCP6, _TCP], {80, 8080}) == 2
+    assert count_connections([_TCP6, _TCP], set()) == 0
+    assert count_connections(["", "garbage"], {80}) == 0
