@@ -207,10 +207,10 @@ class ContainerLocalState(PClass):
     #: configured here that have a container here (``None``: not known —
     #: no probes, or the configuration is not known yet).
     health = field(type=(PMap, type(None)), initial=None)
-    #: The applications whose stopping instance here has drained: its
-    #: connections through this node's router finished (and every other
-    #: router had `DRAIN_SETTLE` seconds to hear of it), or its grace
-    #: period (`DRAIN_GRACE`) is over.
+    #: The applications whose stopping instance here has drained: the
+    #: connections open to it finished, whichever node's router they came
+    #: through (and every other router had `DRAIN_SETTLE` seconds to hear
+    #: of it), or its grace period (`DRAIN_GRACE`) is over.
     drained = pset_field(str)
 
     def shared_state_changes(self) -> NodeState:

@@ -96,11 +96,12 @@ _DEFAULT_TIMING = HealthCheck(kind="tcp", port=1)
 #: Seconds between probes of an instance that is still starting, at most.
 STARTING_INTERVAL = 0.05
 
-#: Seconds a stopping instance is given, at least, for the connections
-#: other nodes' routers forwarded to it before they heard it was stopping.
-#: The agent also waits for the cluster state to echo its *stopping*
-#: report, which the control service pushes to every router at once, so
-#: this only covers the pushes arriving a little apart.
+#: Seconds a stopping instance is given, at least, for every router to
+#: hear that it is stopping (none sends it a new connection after that;
+#: those already open are waited for as its container counts them).  The
+#: agent also waits for the cluster state to echo its *stopping* report,
+#: which the control service pushes to every router at once, so this only
+#: covers the pushes arriving a little apart.
 DRAIN_SETTLE = 0.03
 
 #: Seconds between pokes of the agent after `DRAIN_SETTLE`, while an

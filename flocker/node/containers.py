@@ -58,6 +58,7 @@ under its own name, however many of its instances run.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attr
@@ -217,9 +218,10 @@ class ContainerDeployer:
             health = self._health(specs, states, cluster_state)
             # First: it forgets the failures of images no longer wanted.
             image_pulls = None if pulls is None else self._image_pulls(pulls, cluster_state)
+            connected = await self._connected(health)
             return ContainerLocalState(
                 health=health,
-                drained=self._drained(health),
+                drained=self._drained(health, connected),
                 image_pulls=image_pulls,
                 pulling=pulls is not None,
                 images=pset() if pulls is None else pulls.known(),
@@ -297,8 +299,33 @@ class ContainerDeployer:
             }
         )
 
-    def _drained(self, health: PMap[str, ApplicationHealth] | None) -> PSet[str]:
-        """The applications whose stopping instance here has drained."""
+    async def _connected(self, health: PMap[str, ApplicationHealth] | None) -> set[str]:
+        """
+        The stopping instances here that connections are still open to, as
+        their containers see them: through any node's router or none.  An
+        instance whose connections cannot be counted counts as connected
+        to by none (only this node's router's are then waited for).
+        """
+        found = set()
+        for name, instance in (health or {}).items():
+            if instance.status != "stopping":
+                continue
+            try:
+                if await self.runtime.connections(name):
+                    found.add(name)
+            except Exception:
+                pass  # logged by the runtime's action
+        return found
+
+    def _drained(
+        self, health: PMap[str, ApplicationHealth] | None, connected: AbstractSet[str] = frozenset()
+    ) -> PSet[str]:
+        """
+        The applications whose stopping instance here has drained: no
+        connection is open to it through this node's router, nor at all
+        (``connected`` names the instances something is still connected
+        to), once `DRAIN_SETTLE` is over; or its grace period is.
+        """
         if self.health is None or health is None:
             return pset()
         now = float(self.health.clock.seconds())
@@ -312,7 +339,9 @@ class ContainerDeployer:
             if instance.status != "stopping":
                 continue
             waited = now - instance.since
-            busy = any(port in instance.ports.values() for port in open_here)
+            busy = name in connected or any(
+                port in instance.ports.values() for port in open_here
+            )
             if waited >= DRAIN_GRACE or (waited >= DRAIN_SETTLE and not busy):
                 found.add(name)
         return pset(found)

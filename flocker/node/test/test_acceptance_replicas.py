@@ -8,6 +8,7 @@ is taken out of rotation and replaced.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -348,3 +349,54 @@ def test_more_replicas_than_nodes_all_run_and_answer_through_the_router(
         writer.stopping.set()
         writer.join()
     assert writer.failures == [], "requests failed after scaling down"
+
+
+def _stopping_on(cluster: dict[str, Any], name: str, node: dict[str, Any]) -> bool:
+    """Whether ``node`` reports its instance of the application *stopping*."""
+    entry = _instances(cluster, name).get(node["uuid"])
+    return entry is not None and entry.get("health") == "stopping"
+
+
+def test_a_request_open_through_another_nodes_router_finishes_before_its_instance_stops(
+    make_lab: Callable[..., dict[str, Any]], docker_client: Any
+) -> None:
+    """
+    A request still open to an instance about to be replaced by an update,
+    forwarded by another node's router (which the instance's own node
+    never sees), is waited for: the old instance, draining, keeps running
+    until the request is finished and answers it as the old version; then
+    the update completes.
+    """
+    ensure_counter_image(docker_client)
+    cluster = make_lab(nodes=2)
+    one, two = sorted(cluster["nodes"], key=lambda n: n["uuid"])
+    name, port = _deploy(cluster, one, "slow", environment={"VERSION": "1"})
+    wait_for(lambda: _healthy_on(cluster, name) == {one["uuid"]}, timeout=60)
+    old = docker_client.containers.get(container_name(one["uuid"], name))
+    with socket.create_connection((two["address"], port), timeout=30) as client:
+        # Half a request: the counter waits for the rest of its headers.
+        client.sendall(b"GET /?slow-request HTTP/1.0\r\n")
+        api(
+            cluster,
+            "POST",
+            f"/v1/configuration/containers/{name}",
+            {"environment": {"VERSION": "2"}},
+        )
+        wait_for(lambda: _stopping_on(cluster, name, one), timeout=60)
+        time.sleep(2.0)  # far past the settle time of a drain
+        try:
+            old.reload()
+        except docker.errors.NotFound:
+            pytest.fail("the draining instance was removed under an open request")
+        assert old.status == "running", "the draining instance stopped under an open request"
+        client.sendall(b"\r\n")
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.") and b" 200 " in answer.split(b"\r\n", 1)[0], answer
+    assert b"X-Version: 1" in answer, answer
+    wait_for(
+        lambda: "VERSION=2" in _environment(one, name) or "VERSION=2" in _environment(two, name),
+        timeout=60,
+    )
+    wait_for(lambda: _configured(cluster, name).get("updating") in (None, False), timeout=60)

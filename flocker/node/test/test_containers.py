@@ -43,6 +43,7 @@ from flocker.route import IRouter, MemoryRouter, Route, Target
 from flocker.runtime import (
     ContainerSpec,
     IContainerRuntime,
+    MemoryRuntime,
     PublishedPort,
     VolumeBind,
     memory_runtimes,
@@ -620,6 +621,27 @@ def test_healthy_instance_drains_before_it_is_replaced() -> None:
     nodes.deployers[A] = attr.evolve(nodes.deployers[A], router=busy)
     assert nodes.plan(A, update, echo) == NoOp()  # a connection is still open
     clock.advance(DRAIN_GRACE)
+    assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
+
+
+def test_instance_drains_once_connections_from_other_routers_close() -> None:
+    """
+    A connection open to a stopping instance that did not come through
+    this node's router (another node's router forwarded it, or a client
+    used the published port) is waited for too, as the container counts
+    it; the instance is replaced once it closes.
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    update = configured().update_application(APP.set(environment={"MODE": "production"}))
+    assert nodes.converge(A, update, state_with(A)) == DrainApplication(name="counter")
+    runtime = nodes.deployers[A].runtime
+    assert isinstance(runtime, MemoryRuntime)
+    close = runtime.open_connection("counter")
+    echo = echoed(nodes, state_with(A))
+    clock.advance(DRAIN_SETTLE + 0.01)
+    assert nodes.plan(A, update, echo) == NoOp()  # the connection is still open
+    close()
     assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
 
 
