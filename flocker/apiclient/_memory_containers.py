@@ -25,8 +25,10 @@ holds their reported health, with the rules of the control service's model
   all of a node's instances while the node reports no health for them),
   and an update is confirmed once every such node reports it healthy;
 * a container's name never ends in ``..`` and digits (reserved for
-  those extra instances; ``my..app`` is a name like any other), and a replicated container's name is at most 124
-  characters.
+  those extra instances; ``my..app`` is a name like any other), and a
+  container created or updated with several instances has a name of at
+  most 124 characters (one an earlier release stored with a longer name
+  runs at most one instance per node, `instance_placement`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ from uuid import UUID
 
 from twisted.internet.defer import Deferred
 
-from ._instances import instance_nodes, instance_placement
+from ._instances import (
+    INSTANCE_SEPARATOR,
+    LONGEST_REPLICATED_NAME,
+    instance_nodes,
+    instance_placement,
+)
 from ._interface import (
     HEALTH_STATUSES,
     MAXIMUM_INSTANCES,
@@ -138,9 +145,6 @@ RESERVED_SEPARATOR = (
 #: The end of an extra instance's name: ``..`` and its number.
 _INSTANCE_SUFFIX = re.compile(r"\.\.[0-9]+\Z")
 
-#: The longest name of a container running several instances.
-_LONGEST_REPLICATED_NAME = 128 - len(f"..{MAXIMUM_INSTANCES}")
-
 
 def check_name(container: Container) -> None:
     """
@@ -151,11 +155,12 @@ def check_name(container: Container) -> None:
     """
     if _INSTANCE_SUFFIX.search(container.name) is not None:
         raise BadRequest(400, f"{RESERVED_SEPARATOR}: {container.name!r}")
-    if container.replicas > 1 and len(container.name) > _LONGEST_REPLICATED_NAME:
+    if container.replicas > 1 and len(container.name) > LONGEST_REPLICATED_NAME:
         raise BadRequest(
             400,
-            f"a replicated application's name is at most {_LONGEST_REPLICATED_NAME} "
-            "characters",
+            f"a replicated application's name is at most {LONGEST_REPLICATED_NAME} "
+            "characters, so that the names of its extra instances on a node "
+            f"({container.name[:8]}...{INSTANCE_SEPARATOR}{container.replicas}) are valid too",
         )
 
 

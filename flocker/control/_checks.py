@@ -45,6 +45,11 @@ def name_invariant(value: object) -> tuple[bool, str]:
     )
 
 
+#: Separates an application's name from the number of one of its extra
+#: instances on a node (``web..2``); no application's name ends in it and
+#: digits (``my..app`` is a name like any other).
+INSTANCE_SEPARATOR = ".."
+
 #: The end of an extra instance's name: ``..`` and its number (``web..2``).
 INSTANCE_SUFFIX = re.compile(r"\.\.[0-9]+\Z")
 
@@ -153,6 +158,26 @@ class NothingToRollBack(ModelError):
     def __str__(self) -> str:
         """Say which application has none."""
         return f"application {self.args[0]!r} has no previous specification to roll back to"
+
+
+class ReplicatedNameTooLong(ModelError):
+    """
+    A new or updated application would run several instances under a name
+    that leaves no room for its extra instances' ``..k`` within a
+    container name's 128 characters.
+
+    :ivar args: the name, the replicas asked for and the longest name a
+        replicated application may have.
+    """
+
+    def __str__(self) -> str:
+        """Say how long the name may be, and why."""
+        name, replicas, longest = self.args
+        return (
+            f"a replicated application's name is at most {longest} "
+            "characters, so that the names of its extra instances on a node "
+            f"({name[:8]}...{INSTANCE_SEPARATOR}{replicas}) are valid too"
+        )
 
 
 class ApplicationAlreadyExists(ModelError):

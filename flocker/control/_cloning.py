@@ -470,9 +470,7 @@ def move_blocked_ports(
                     remap.setdefault(old, new)
                     moves.append(PortMove(app_name, node_uuid, old, new))
                 moved = _with_previous(application, partial(_remapped, ports=mapping))
-                deployment = deployment.remove_application(app_name).add_application(
-                    moved, node_uuid
-                )
+                deployment = deployment.replace_application(moved, node_uuid)
             if not remap:
                 continue
             for app_name in sorted(copy.applications.values()):
@@ -482,9 +480,7 @@ def move_blocked_ports(
                     continue
                 rewired = _with_previous(application, partial(_rewired, remap=remap))
                 if rewired != application:
-                    deployment = deployment.remove_application(app_name).add_application(
-                        rewired, node_uuid
-                    )
+                    deployment = deployment.replace_application(rewired, node_uuid)
     return deployment, moves
 
 
@@ -523,7 +519,7 @@ def reset_copy(
         except UnknownApplication:
             continue
         moved = _with_previous(application, partial(_on_clones, clones=renamed))
-        deployment = deployment.remove_application(app_name).add_application(moved, node_uuid)
+        deployment = deployment.replace_application(moved, node_uuid)
     for old in found.datasets.values():
         deployment = _delete_if_present(deployment, old)
     environment = environment.set(

@@ -45,6 +45,7 @@ from pyrsistent import (
 )
 
 from ._checks import (
+    INSTANCE_SEPARATOR,
     INSTANCE_SUFFIX,
     ApplicationAlreadyExists,
     DatasetAlreadyExists,
@@ -61,6 +62,7 @@ from ._checks import (
     PortBusy,
     PortsTaken,
     PrimaryAsReplica,
+    ReplicatedNameTooLong,
     TooManyReplicas,
     UnknownApplication,
     UnknownDataset,
@@ -110,6 +112,7 @@ __all__ = [
     "PortBusy",
     "PortsTaken",
     "PrimaryAsReplica",
+    "ReplicatedNameTooLong",
     "Replication",
     "TooManyReplicas",
     "KEEP",
@@ -170,15 +173,13 @@ MAXIMUM_REPLICAS = 4
 #: The most instances of one (stateless) application.
 MAXIMUM_INSTANCES = 64
 
-#: Separates an application's name from the number of one of its extra
-#: instances on a node (``web..2``); no application's name ends in it and
-#: digits (``my..app`` is a name like any other).
-INSTANCE_SEPARATOR = ".."
-
-
 #: The longest name of an application running several instances: room is
-#: left for ``..64``, the suffix of its last possible extra instance.
-_LONGEST_REPLICATED_NAME = 128 - len(f"..{MAXIMUM_INSTANCES}")
+#: left for ``..64``, the suffix of its last possible extra instance.  A
+#: new or updated application is refused a longer one
+#: (`ReplicatedNameTooLong`); one stored by an earlier release, which
+#: allowed up to 128 characters, keeps it and runs at most one instance
+#: per node (`instance_placement`).
+_LONGEST_REPLICATED_NAME = 128 - len(f"{INSTANCE_SEPARATOR}{MAXIMUM_INSTANCES}")
 
 #: How a dataset fails over: only when asked, or by the control service.
 FAILOVER_MODES = ("manual", "automatic")
@@ -463,7 +464,10 @@ class Application(PClass):
     :ivar replicas: how many instances run (only without volumes): one on
         its node, the others one per other node, then doubled up round the
         nodes again when there are more replicas than nodes
-        (`instance_placement`).
+        (`instance_placement`).  Adding or updating an application refuses
+        more than one under a name longer than `_LONGEST_REPLICATED_NAME`
+        (`ReplicatedNameTooLong`), but such an application stored by an
+        earlier release is valid: it runs at most one instance per node.
     """
 
     name = field(type=str, mandatory=True, invariant=application_name_invariant)
@@ -542,13 +546,6 @@ class Application(PClass):
                 False,
                 "an application with volumes runs once: its data is on one node "
                 "(replicas are for applications without volumes)",
-            )
-        if self.replicas > 1 and len(self.name) > _LONGEST_REPLICATED_NAME:
-            return (
-                False,
-                f"a replicated application's name is at most {_LONGEST_REPLICATED_NAME} "
-                "characters, so that the names of its extra instances on a node "
-                f"({self.name[:8]}...{INSTANCE_SEPARATOR}{self.replicas}) are valid too",
             )
         if self.health is not None and self.health.port not in {p.internal_port for p in self.ports}:
             return (
@@ -1081,6 +1078,8 @@ class Deployment(PClass):
         """
         Add an application to a node; its volumes must be primaries there.
 
+        :raise ReplicatedNameTooLong: it runs several instances and its
+            name leaves no room for their ``..k``.
         :raise ApplicationAlreadyExists: the name is taken.
         :raise UnknownDataset: a volume's dataset does not exist.
         :raise DatasetDeleted: a volume's dataset is deleted.
@@ -1090,12 +1089,36 @@ class Deployment(PClass):
         :raise PortsTaken: another application on the node publishes one of
             its external ports.
         """
+        _refuse_long_replicated_name(application)
         try:
             self.get_application(application.name)
         except UnknownApplication:
             pass
         else:
             raise ApplicationAlreadyExists(application.name)
+        return self._add_checked(application, node_uuid)
+
+    def replace_application(self, application: Application, node_uuid: str) -> Deployment:
+        """
+        Put a new specification of an existing application (same name) on a
+        node in place of the old one, checked as `add_application` checks
+        its volumes and ports; its name is not checked again, so an
+        application stored by an earlier release with a replicated name
+        longer than new ones may have keeps running.
+
+        :raise UnknownApplication: no such application.
+        :raise UnknownDataset: a volume's dataset does not exist.
+        :raise DatasetDeleted: a volume's dataset is deleted.
+        :raise DatasetElsewhere: a volume's dataset's primary is on another node.
+        :raise DatasetInUse: another application on the node mounts a volume's
+            dataset.
+        :raise PortsTaken: another application on the node publishes one of
+            its external ports.
+        """
+        return self.remove_application(application.name)._add_checked(application, node_uuid)
+
+    def _add_checked(self, application: Application, node_uuid: str) -> Deployment:
+        """Put an application not in the configuration on a node, its volumes and ports checked."""
         node = self.get_node(node_uuid)
         for volume in application.volumes:
             dataset, primary = self.get_dataset(volume.dataset_id)
@@ -1150,12 +1173,16 @@ class Deployment(PClass):
         next revision; the same specification changes nothing.
 
         :raise UnknownApplication: no such application.
+        :raise ReplicatedNameTooLong: the new specification runs several
+            instances and the name leaves no room for their ``..k`` (even
+            when an earlier release stored it so).
         :raise PortsTaken: another application on its node publishes one of
             the new external ports.
         """
         current, node_uuid = self.get_application(application.name)
         if application.specification().set(revision=current.revision) == current.specification():
             return self
+        _refuse_long_replicated_name(application)
         if application.volumes != current.volumes:
             raise ValueError("an update does not change an application's volumes")
         self.check_ports(application, node_uuid)
@@ -1193,6 +1220,22 @@ class Deployment(PClass):
         return result._place_application(app, node_uuid)
 
 
+def _refuse_long_replicated_name(application: Application) -> None:
+    """
+    Refuse (`ReplicatedNameTooLong`) an application asked to run several
+    instances under a name that leaves no room for their ``..k``.
+    """
+    if application.replicas > 1 and not _has_room_for_instances(application.name):
+        raise ReplicatedNameTooLong(
+            application.name, application.replicas, _LONGEST_REPLICATED_NAME
+        )
+
+
+def _has_room_for_instances(name: str) -> bool:
+    """Tell whether ``name..k`` is a valid name for every possible ``k``."""
+    return len(name) <= _LONGEST_REPLICATED_NAME
+
+
 def instance_name(name: str, k: int) -> str:
     """
     The name of the ``k``-th instance (1, 2, …) of application ``name`` on
@@ -1227,6 +1270,12 @@ def instance_placement(
     The first instance on a node is named after the application, the k-th
     ``name..k`` (`instance_name`).
 
+    An application whose name leaves no room for ``..k`` (longer than
+    `_LONGEST_REPLICATED_NAME`: only one stored by an earlier release,
+    which allowed it) runs at most one instance per node, so fewer than its
+    replicas when there are fewer nodes: with replicas 3 on 2 nodes it runs
+    2 instances, and no ``name..k`` is ever placed for it.
+
     :param home: the node the application is configured on.
     :param nodes: the nodes that can run instances (those whose container
         agents report); ``home`` counts whether or not it is among them.
@@ -1234,8 +1283,11 @@ def instance_placement(
     ring = sorted(set(nodes) | {home})
     start = ring.index(home)
     ordered = ring[start:] + ring[:start]
+    count = application.replicas
+    if not _has_room_for_instances(application.name):
+        count = min(count, len(ordered))
     placed = []
-    for i in range(application.replicas):
+    for i in range(count):
         node = ordered[i % len(ordered)]
         placed.append((node, instance_name(application.name, i // len(ordered) + 1)))
     return placed

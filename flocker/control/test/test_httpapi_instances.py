@@ -1,11 +1,14 @@
 """
 Unit tests of the REST API v1 for applications running more instances than
-there are nodes: reserved names, and how their state is listed.
+there are nodes: reserved names, long names of replicated containers
+(refused when asked for, kept when an earlier release stored them), and
+how their state is listed.
 """
 
 from __future__ import annotations
 
-from flocker.control._model import Application, Port
+from flocker.control._model import Application, Deployment, Node, Port
+from flocker.control._persistence import MemoryConfigurationStore
 from flocker.control._state import ApplicationHealth, NodeState
 from flocker.control.test.test_httpapi import NODE_A, NODE_B, APIHarness
 
@@ -79,6 +82,92 @@ def test_long_replicated_name_is_a_400() -> None:
         400, "POST", f"/v1/configuration/containers/{'w' * 125}", {"replicas": 2}
     )
     assert "at most 124 characters" in description
+
+
+#: Why a replicated container's name is refused (the model's words), for
+#: a name of that length running 3 instances.
+TOO_LONG = (
+    "a replicated application's name is at most 124 characters, so that the "
+    "names of its extra instances on a node (wwwwwwww.....3) are valid too"
+)
+
+#: A container running several instances under a name an earlier release
+#: allowed and new ones refuse (longer than 124 characters).
+LEGACY = Application(name="w" * 126, image="nginx", replicas=3)
+
+
+def _api_with_legacy_container() -> APIHarness:
+    """The API over a configuration an earlier release stored with `LEGACY` on node A."""
+    store = MemoryConfigurationStore()
+    stored = Deployment().update_node(Node(uuid=NODE_A, applications={LEGACY.name: LEGACY}))
+    store.save(stored, 0)
+    return APIHarness(store)
+
+
+def test_create_with_a_long_replicated_name_is_a_400_saying_why() -> None:
+    """
+    Creating a container with several instances under a name of 126
+    characters is refused (400, why); the configuration is unchanged.
+    """
+    api = APIHarness()
+    description = api.refused(
+        400, "POST", "/v1/configuration/containers", _container(name="w" * 126, replicas=3)
+    )
+    assert description == TOO_LONG
+    assert api.request("GET", "/v1/configuration/containers").body == []
+
+
+def test_a_124_character_replicated_name_is_accepted() -> None:
+    """
+    A name of 124 characters leaves room for ``..k``: the container is
+    created with several instances and scaled to 64.
+    """
+    api = APIHarness()
+    name = "w" * 124
+    created = api.request(
+        "POST", "/v1/configuration/containers", _container(name=name, replicas=2)
+    )
+    assert (created.code, created.body["replicas"]) == (201, 2)
+    scaled = api.request("POST", f"/v1/configuration/containers/{name}", {"replicas": 64})
+    assert (scaled.code, scaled.body["replicas"]) == (200, 64)
+
+
+def test_a_long_replicated_container_stored_earlier_is_listed_as_it_was() -> None:
+    """
+    A container an earlier release stored with several instances under a
+    name of 126 characters loads: it is listed with its replicas.
+    """
+    api = _api_with_legacy_container()
+    listed = api.request("GET", "/v1/configuration/containers").body
+    assert [(c["name"], c["node_uuid"], c["replicas"]) for c in listed] == [
+        (LEGACY.name, NODE_A, 3)
+    ]
+
+
+def test_updating_a_long_replicated_container_stored_earlier_is_a_400() -> None:
+    """
+    An update keeping several instances of a container stored earlier with
+    a name of 126 characters (a new image, a scale to 2) is refused (400,
+    why); the configuration is unchanged.
+    """
+    api = _api_with_legacy_container()
+    path = f"/v1/configuration/containers/{LEGACY.name}"
+    assert api.refused(400, "POST", path, {"image": "httpd"}) == TOO_LONG
+    description = api.refused(400, "POST", path, {"replicas": 2})
+    assert description == TOO_LONG.replace(".....3)", ".....2)")
+
+
+def test_a_long_replicated_container_stored_earlier_moves_and_scales_to_one() -> None:
+    """
+    A container stored earlier with several instances under a name of 126
+    characters can be moved as it is, and scaled to one instance.
+    """
+    api = _api_with_legacy_container()
+    path = f"/v1/configuration/containers/{LEGACY.name}"
+    moved = api.request("POST", path, {"node_uuid": NODE_B})
+    assert (moved.code, moved.body["node_uuid"], moved.body["replicas"]) == (200, NODE_B, 3)
+    scaled = api.request("POST", path, {"replicas": 1})
+    assert (scaled.code, "replicas" in scaled.body) == (200, False)
 
 
 def test_replicas_beyond_the_nodes_are_accepted() -> None:

@@ -11,13 +11,19 @@ from flocker.control import (
     MAXIMUM_INSTANCES,
     Application,
     AttachedVolume,
+    Deployment,
+    Node,
+    Port,
+    ReplicatedNameTooLong,
     instance_base,
     instance_nodes,
     instance_placement,
+    is_valid_name,
 )
 from flocker.control.strategies import applications, deployments
 
 DS = "11111111-2222-3333-4444-555555555555"
+NODE = "aaaaaaaa-2222-3333-4444-555555555555"
 WEB = Application(name="web", image="flocker-test/busybox:1")
 
 
@@ -144,16 +150,146 @@ def test_other_names_with_dots_allowed(name: str) -> None:
     assert Application(name=name, image="flocker-test/busybox:1", replicas=3).name == name
 
 
-def test_long_replicated_names_refused() -> None:
+#: A replicated application as an earlier release stored it: its name
+#: leaves no room for ``..k``.
+LEGACY = WEB.set(name="w" * 126, replicas=3)
+
+
+def test_a_long_replicated_name_stored_by_an_earlier_release_is_a_valid_application() -> None:
     """
-    A replicated application's name leaves room for its extra instances'
-    ``..k`` suffix within the 128 characters of a container name.
+    An application running several instances under a name longer than 124
+    characters (which earlier releases accepted) is a valid value, so the
+    configurations and states holding it load.
     """
-    assert WEB.set(name="w" * 128).name == "w" * 128
-    assert WEB.set(name="w" * 124, replicas=64).replicas == 64
-    with pytest.raises(InvariantException) as info:
-        WEB.set(name="w" * 125, replicas=2)
-    assert "at most 124 characters" in str(info.value)
+    assert (LEGACY.name, LEGACY.replicas) == ("w" * 126, 3)
+    assert WEB.set(name="w" * 128, replicas=64).replicas == 64
+
+
+def test_adding_a_long_replicated_name_is_refused_saying_why() -> None:
+    """
+    A new application running several instances has a name of at most 124
+    characters, leaving room for its extra instances' ``..k`` within the
+    128 characters of a container name; longer is refused, saying why, and
+    so is a name of 128 characters and more than one instance.
+    """
+    for name in ("w" * 125, "w" * 128):
+        with pytest.raises(ReplicatedNameTooLong) as info:
+            Deployment().add_application(WEB.set(name=name, replicas=2), NODE)
+        assert str(info.value) == (
+            "a replicated application's name is at most 124 characters, so that "
+            "the names of its extra instances on a node (wwwwwwww.....2) are valid too"
+        )
+
+
+def test_adding_a_124_character_replicated_name_or_a_long_single_one_is_accepted() -> None:
+    """
+    A name of 124 characters runs up to 64 instances; a longer one (up to
+    128) runs one.
+    """
+    longest = WEB.set(name="w" * 124, replicas=64)
+    single = WEB.set(name="x" * 128)
+    deployment = Deployment().add_application(longest, NODE).add_application(single, NODE)
+    assert [a for a, _ in deployment.all_applications()] == [longest, single]
+
+
+def test_updating_to_a_long_replicated_name_is_refused() -> None:
+    """
+    An update asking for several instances under a name longer than 124
+    characters is refused: scaling up a long-named application, and any
+    change of an application an earlier release stored so that still runs
+    several instances; the configuration is unchanged.
+    """
+    single = WEB.set(name="x" * 125)
+    deployment = Deployment().add_application(single, NODE)
+    with pytest.raises(ReplicatedNameTooLong):
+        deployment.update_application(single.set(replicas=2))
+    stored = _stored(LEGACY)
+    for update in (LEGACY.set(image="nginx"), LEGACY.set(replicas=2)):
+        with pytest.raises(ReplicatedNameTooLong):
+            stored.update_application(update)
+
+
+def test_a_long_replicated_application_stored_earlier_can_be_scaled_to_one() -> None:
+    """
+    An application an earlier release stored with several instances under
+    a long name can be updated to run one (and then changed like any
+    other); the same specification again changes nothing.
+    """
+    stored = _stored(LEGACY)
+    assert stored.update_application(LEGACY) == stored
+    scaled = stored.update_application(LEGACY.set(replicas=1, image="nginx"))
+    [(app, node)] = scaled.all_applications()
+    assert (app.replicas, app.image, app.revision, node) == (1, "nginx", 1, NODE)
+
+
+def test_replacing_a_long_replicated_application_stored_earlier_keeps_it() -> None:
+    """
+    Replacing an application by a new specification of itself (what the
+    environments' port moves and resets do) does not check its name again:
+    one an earlier release stored with several instances under a long name
+    keeps them.
+    """
+    moved = LEGACY.set(ports=[Port(internal_port=80, external_port=8080)])
+    replaced = _stored(LEGACY).replace_application(moved, NODE)
+    assert list(replaced.all_applications()) == [(moved, NODE)]
+
+
+def _stored(application: Application) -> Deployment:
+    """
+    A configuration holding ``application`` on `NODE` as it was stored,
+    without the checks of a new application.
+    """
+    return Deployment().update_node(Node(uuid=NODE, applications={application.name: application}))
+
+
+def test_a_long_replicated_name_runs_at_most_one_instance_per_node() -> None:
+    """
+    An application whose name leaves no room for ``..k`` is never placed
+    as an extra instance: with replicas 3 on 2 nodes it runs 2 instances,
+    one per node, under its own name; with as many nodes as replicas, all.
+    """
+    assert instance_placement(LEGACY, "b", ["a", "b"]) == [
+        ("b", LEGACY.name),
+        ("a", LEGACY.name),
+    ]
+    assert instance_nodes(LEGACY, "b", ["a", "b"]) == ["b", "a"]
+    assert instance_placement(LEGACY, "a", ["a", "b", "c", "d"]) == [
+        ("a", LEGACY.name),
+        ("b", LEGACY.name),
+        ("c", LEGACY.name),
+    ]
+
+
+def test_a_124_character_replicated_name_still_doubles_up() -> None:
+    """
+    A name of 124 characters leaves room for ``..k``: its extra instances
+    double up as any other application's.
+    """
+    longest = WEB.set(name="w" * 124, replicas=3)
+    assert instance_placement(longest, "a", ["a", "b"]) == [
+        ("a", "w" * 124),
+        ("b", "w" * 124),
+        ("a", "w" * 124 + "..2"),
+    ]
+
+
+@given(
+    st.integers(1, 128),
+    st.lists(st.sampled_from("abcdefgh"), unique=True),
+    st.sampled_from("abcdefgh"),
+    st.integers(1, MAXIMUM_INSTANCES),
+)
+def test_every_placed_instance_name_is_valid(
+    length: int, nodes: list[str], home: str, replicas: int
+) -> None:
+    """
+    Whatever the length of an application's name, each instance placed has
+    a valid container name of its application.
+    """
+    application = WEB.set(name="w" * length, replicas=replicas)
+    placed = instance_placement(application, home, nodes)
+    assert all(is_valid_name(name) for _, name in placed)
+    assert all(instance_base(name) == application.name for _, name in placed)
 
 
 @given(

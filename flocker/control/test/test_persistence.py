@@ -462,13 +462,15 @@ class FollowingOtherWritersTests(SynchronousTestCase):
         self.service.follow()()
 
 
-def _stored_with_application_named(name: str) -> bytes:
+def _stored_with_application_named(name: str, replicas: int = 1) -> bytes:
     """
-    A stored configuration holding one application, renamed ``name`` in
-    the bytes (as a Flocker before the reserved instance names wrote it).
+    A stored configuration holding one application running ``replicas``
+    instances, renamed ``name`` in the bytes (as a Flocker before the
+    reserved instance names, or before the limit on replicated names,
+    wrote it).
     """
     deployment = Deployment().add_application(
-        Application(name="placeholder", image="nginx"), NODE_A
+        Application(name="placeholder", image="nginx", replicas=replicas), NODE_A
     )
     return envelope(deployment, 3).replace(b'"placeholder"', json.dumps(name).encode())
 
@@ -495,3 +497,16 @@ def test_stored_application_with_two_dots_elsewhere_loads() -> None:
     stored = parse_envelope("configuration.json", _stored_with_application_named("my..app"))
     [(application, node)] = stored.deployment.all_applications()
     assert (application.name, node) == ("my..app", NODE_A)
+
+
+def test_stored_replicated_application_with_a_long_name_loads() -> None:
+    """
+    A stored configuration holding an application running several
+    instances under a name of 126 characters (allowed before replicated
+    names were limited to 124) loads with it as it was, so the control
+    service starts and keeps running it.
+    """
+    name = "w" * 126
+    stored = parse_envelope("configuration.json", _stored_with_application_named(name, 3))
+    [(application, node)] = stored.deployment.all_applications()
+    assert (application, node) == (Application(name=name, image="nginx", replicas=3), NODE_A)
