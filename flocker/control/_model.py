@@ -1182,7 +1182,10 @@ class Deployment(PClass):
         current, node_uuid = self.get_application(application.name)
         if application.specification().set(revision=current.revision) == current.specification():
             return self
-        _refuse_long_replicated_name(application)
+        if application.replicas > current.replicas:
+            # Only more instances are refused: one an earlier release
+            # stored with a long name runs on as it is, updated like any.
+            _refuse_long_replicated_name(application)
         if application.volumes != current.volumes:
             raise ValueError("an update does not change an application's volumes")
         self.check_ports(application, node_uuid)

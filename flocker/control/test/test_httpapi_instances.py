@@ -144,17 +144,19 @@ def test_a_long_replicated_container_stored_earlier_is_listed_as_it_was() -> Non
     ]
 
 
-def test_updating_a_long_replicated_container_stored_earlier_is_a_400() -> None:
+def test_scaling_up_a_long_replicated_container_stored_earlier_is_a_400() -> None:
     """
-    An update keeping several instances of a container stored earlier with
-    a name of 126 characters (a new image, a scale to 2) is refused (400,
-    why); the configuration is unchanged.
+    Asking for more instances of a container stored earlier with several
+    under a name of 126 characters is refused (400, why); the
+    configuration is unchanged.  A new image with its instances as they
+    are is taken.
     """
     api = _api_with_legacy_container()
     path = f"/v1/configuration/containers/{LEGACY.name}"
-    assert api.refused(400, "POST", path, {"image": "httpd"}) == TOO_LONG
-    description = api.refused(400, "POST", path, {"replicas": 2})
-    assert description == TOO_LONG.replace(".....3)", ".....2)")
+    description = api.refused(400, "POST", path, {"replicas": 4})
+    assert description == TOO_LONG.replace(".....3)", ".....4)")
+    updated = api.request("POST", path, {"image": "httpd"})
+    assert (updated.code, updated.body["image"], updated.body["replicas"]) == (200, "httpd", 3)
 
 
 def test_a_long_replicated_container_stored_earlier_moves_and_scales_to_one() -> None:

@@ -192,34 +192,40 @@ def test_adding_a_124_character_replicated_name_or_a_long_single_one_is_accepted
     assert [a for a, _ in deployment.all_applications()] == [longest, single]
 
 
-def test_updating_to_a_long_replicated_name_is_refused() -> None:
+def test_updating_to_more_instances_under_a_long_name_is_refused() -> None:
     """
-    An update asking for several instances under a name longer than 124
-    characters is refused: scaling up a long-named application, and any
-    change of an application an earlier release stored so that still runs
-    several instances; the configuration is unchanged.
+    An update asking for more instances under a name longer than 124
+    characters is refused: scaling up a long-named application, also one
+    an earlier release stored with several; the configuration is unchanged.
     """
     single = WEB.set(name="x" * 125)
     deployment = Deployment().add_application(single, NODE)
     with pytest.raises(ReplicatedNameTooLong):
         deployment.update_application(single.set(replicas=2))
-    stored = _stored(LEGACY)
-    for update in (LEGACY.set(image="nginx"), LEGACY.set(replicas=2)):
-        with pytest.raises(ReplicatedNameTooLong):
-            stored.update_application(update)
+    with pytest.raises(ReplicatedNameTooLong):
+        _stored(LEGACY).update_application(LEGACY.set(replicas=LEGACY.replicas + 1))
 
 
-def test_a_long_replicated_application_stored_earlier_can_be_scaled_to_one() -> None:
+def test_a_long_replicated_application_stored_earlier_is_updated_like_any_other() -> None:
     """
     An application an earlier release stored with several instances under
-    a long name can be updated to run one (and then changed like any
-    other); the same specification again changes nothing.
+    a long name takes a new image with its instances as they are, fewer
+    instances, or one; the same specification again changes nothing.
     """
     stored = _stored(LEGACY)
     assert stored.update_application(LEGACY) == stored
-    scaled = stored.update_application(LEGACY.set(replicas=1, image="nginx"))
-    [(app, node)] = scaled.all_applications()
-    assert (app.replicas, app.image, app.revision, node) == (1, "nginx", 1, NODE)
+    for update in (
+        LEGACY.set(image="nginx"),
+        LEGACY.set(replicas=2),
+        LEGACY.set(replicas=1, image="nginx"),
+    ):
+        [(app, node)] = stored.update_application(update).all_applications()
+        assert (app.replicas, app.image, app.revision, node) == (
+            update.replicas,
+            update.image,
+            1,
+            NODE,
+        )
 
 
 def test_replacing_a_long_replicated_application_stored_earlier_keeps_it() -> None:
