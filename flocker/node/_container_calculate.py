@@ -443,8 +443,9 @@ def _stop(
     send it no new connection).  It is stopped once the cluster state
     shows this node's report of it stopping (so every router has heard
     it), this node's router no longer sends it connections, and the health
-    probes count it drained (``drained``: its open connections through
-    this node's router finished, or its grace period is over).  An
+    probes count it drained (``drained``: the connections open to it
+    finished, whichever router they came through, or its grace period is
+    over).  An
     instance still *starting* here that the cluster state shows healthy
     (the agent restarted and its probes start over, while the routers
     still send it connections) is drained too.  Without health probes, or

@@ -63,7 +63,7 @@ from typing import Any
 
 import attr
 from pyrsistent import PMap, PSet, pmap, pset
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 
 from flocker.control import (
     Application,
@@ -77,6 +77,7 @@ from flocker.control import (
 )
 from flocker.route import IRouter, MemoryRouter
 from flocker.runtime import (
+    ContainerRuntimeError,
     ContainerSpec,
     ContainerState,
     IContainerRuntime,
@@ -306,16 +307,21 @@ class ContainerDeployer:
         instance whose connections cannot be counted counts as connected
         to by none (only this node's router's are then waited for).
         """
-        found = set()
-        for name, instance in (health or {}).items():
-            if instance.status != "stopping":
-                continue
+        stopping = sorted(
+            name for name, instance in (health or {}).items() if instance.status == "stopping"
+        )
+
+        async def connected(name: str) -> bool:
             try:
-                if await self.runtime.connections(name):
-                    found.add(name)
-            except Exception:
-                pass  # logged by the runtime's action
-        return found
+                return bool(await self.runtime.connections(name))
+            except ContainerRuntimeError:
+                return False  # logged by the runtime's action
+
+        counted = await gatherResults(
+            [Deferred.fromCoroutine(connected(name)) for name in stopping],
+            consumeErrors=True,
+        )
+        return {name for name, busy in zip(stopping, counted, strict=True) if busy}
 
     def _drained(
         self, health: PMap[str, ApplicationHealth] | None, connected: AbstractSet[str] = frozenset()

@@ -615,10 +615,11 @@ class IContainerRuntime(Interface):
         Count the TCP connections open now to the published internal ports
         of container ``name``, as the container's own network sees them:
         whichever way they came (through any node's router, straight to a
-        published host port, from another container), each counts once
-        until either end closes it.  A container that does not run has
-        none.  Connections the container itself opened elsewhere do not
-        count.
+        published host port, from another container), each counts while
+        an answer may still be owed on it: established, half closed by
+        the client, or closed by the container before all it sent was
+        acknowledged.  A container that does not run has none.
+        Connections the container itself opened elsewhere do not count.
 
         :raise UnknownContainer: if this node owns no container ``name``.
         """

@@ -269,22 +269,28 @@ def state_from_inspect(attrs_: Mapping[str, Any]) -> ContainerState:
     )
 
 
-#: The state of an established connection in ``/proc/<pid>/net/tcp``.
-_ESTABLISHED = "01"
+#: The states (in ``/proc/<pid>/net/tcp``) of sockets that are no open
+#: connection: listening, closed, waiting out TIME_WAIT, or closed by this
+#: end with everything it sent acknowledged (FIN_WAIT2).  Every other
+#: state is one: established, being set up (SYN_RECV), closed by the
+#: client while the server still owes its answer (CLOSE_WAIT), or closed
+#: by the server with its answer still in flight (FIN_WAIT1, CLOSING,
+#: LAST_ACK).
+_NOT_OPEN = {"0A", "07", "06", "05"}
 
 
 def count_connections(tables: list[str], ports: set[int]) -> int:
     """
-    The established connections whose local port is one of ``ports`` in
-    the text of socket tables as ``/proc/<pid>/net/tcp`` and ``tcp6``
-    show them (a heading line, then ``sl local_address rem_address st …``
-    with addresses as ``HEX:PORT``).
+    The open connections (see `_NOT_OPEN`) whose local port is one of
+    ``ports`` in the text of socket tables as ``/proc/<pid>/net/tcp`` and
+    ``tcp6`` show them (a heading line, then ``sl local_address
+    rem_address st …`` with addresses as ``HEX:PORT``).
     """
     found = 0
     for table in tables:
         for line in table.splitlines()[1:]:
             fields = line.split()
-            if len(fields) < 4 or fields[3] != _ESTABLISHED:
+            if len(fields) < 4 or fields[3] in _NOT_OPEN:
                 continue
             _, _, port = fields[1].rpartition(":")
             try:
@@ -307,11 +313,26 @@ def _published_internal(attrs_: Mapping[str, Any]) -> set[int]:
     return ports
 
 
-def _socket_tables(pid: int) -> list[str]:
+def _socket_tables(pid: int, container_id: str) -> list[str]:
     """
     The TCP socket tables of the network namespace process ``pid`` is in
     (none if it is gone).
+
+    :raise EngineError: if process ``pid`` here is not in the container
+        ``container_id`` (the engine runs elsewhere: a remote or rootless
+        engine, or this agent in a container of its own), so its tables
+        would be another process's.
     """
+    try:
+        with open(f"/proc/{pid}/cgroup") as cgroup:
+            mine = container_id in cgroup.read()
+    except FileNotFoundError:
+        return []
+    if not mine:
+        raise EngineError(
+            "the connections to a container cannot be counted: its processes"
+            " are not visible to this agent"
+        )
     tables = []
     for name in ("tcp", "tcp6"):
         try:
@@ -466,7 +487,9 @@ class DockerAdapter:
         pid = state.get("Pid") or 0
         if not state.get("Running") or pid <= 0:
             return 0
-        return count_connections(_socket_tables(pid), _published_internal(container.attrs))
+        return count_connections(
+            _socket_tables(pid, container.id), _published_internal(container.attrs)
+        )
 
     @_changes
     def create(self, spec: ContainerSpec) -> None:

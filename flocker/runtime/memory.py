@@ -74,15 +74,16 @@ class _Container:
 
     :ivar bound: The ports it publishes now (the spec's, ephemeral ones
         with the port chosen); empty when it does not run.
-    :ivar connections: The connections open to it now (a test opens them
-        with `MemoryRuntime.open_connection`); none when it does not run.
+    :ivar connections: The connections open to it now, each an object
+        of its own (a test opens them with `MemoryRuntime.open_connection`);
+        none when it does not run.
     """
 
     node_uuid: str
     spec: ContainerSpec
     state: ContainerState
     bound: PSet[PublishedPort] = pset()
-    connections: int = 0
+    connections: set[object] = attrs.field(factory=set)
 
 
 def _ports_now(bound: Iterable[PublishedPort]) -> PMap[int, int]:
@@ -258,7 +259,7 @@ class MemoryRuntime:
     def _exited(self, container: _Container, exit_code: int) -> None:
         """Its process exited: it publishes nothing, and is connected to by nothing, any more."""
         container.bound = pset()
-        container.connections = 0
+        container.connections.clear()
         container.state = container.state.set(
             running=False, exit_code=exit_code, ports=pmap()
         )
@@ -337,7 +338,7 @@ class MemoryRuntime:
 
         async def body() -> int:
             container = self._get(check_name(name))
-            return container.connections if container.state.running else 0
+            return len(container.connections) if container.state.running else 0
 
         return self._logged(CONNECTIONS, body, name=str(name))
 
@@ -371,7 +372,8 @@ class MemoryRuntime:
     def open_connection(self, name: str) -> Callable[[], None]:
         """
         Open a connection to running container ``name``, as a client of
-        one of its published ports would; returns what closes it (once).
+        one of its published ports would; returns what closes it.  A stop
+        of the container closes it too.
 
         :raise UnknownContainer: if this node owns no container ``name``.
         :raise ValueError: if the container is not running.
@@ -379,16 +381,11 @@ class MemoryRuntime:
         container = self._get(check_name(name))
         if not container.state.running:
             raise ValueError(f"container {name!r} is not running")
-        container.connections += 1
-        closed = False
-
-        def close() -> None:
-            nonlocal closed
-            if not closed and container.connections:
-                container.connections -= 1
-            closed = True
-
-        return close
+        connection = object()
+        container.connections.add(connection)
+        # Closing it after the container stopped (which closed it) or
+        # restarted closes no other connection.
+        return lambda: container.connections.discard(connection)
 
     def exit(self, name: str, exit_code: int) -> None:
         """

@@ -465,6 +465,9 @@ _TCP6 = """\
    1: 0000000000000000FFFF0000020011AC:0050 0000000000000000FFFF0000010011AC:895E 01 00000000:00000000 02:000AFC75 00000000     0        0 19031729 2
    2: 0000000000000000FFFF0000020011AC:0050 0000000000000000FFFF0000010011AC:895F 06 00000000:00000000 03:00000000 00000000     0        0 0 3
    3: 0000000000000000FFFF0000020011AC:C350 0000000000000000FFFF0000010011AC:0050 01 00000000:00000000 02:000AFC75 00000000     0        0 19031730 2
+   4: 0000000000000000FFFF0000020011AC:0050 0000000000000000FFFF0000010011AC:8960 08 00000000:00000000 00:00000000 00000000     0        0 19031731 1
+   5: 0000000000000000FFFF0000020011AC:0050 0000000000000000FFFF0000010011AC:8961 05 00000000:00000000 00:00000000 00000000     0        0 0 1
+   6: 0000000000000000FFFF0000020011AC:0050 0000000000000000FFFF0000010011AC:8962 04 00000000:00001000 00:00000000 00000000     0        0 19031732 1
 """
 _TCP = """\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -472,14 +475,17 @@ _TCP = """\
 """
 
 
-def test_established_connections_to_the_given_ports_are_counted() -> None:
+def test_open_connections_to_the_given_ports_are_counted() -> None:
     """
-    Only established connections (state 01) whose local port is one of
-    the published internal ports count, from the IPv4 and IPv6 tables
-    alike: the listening socket, a connection in TIME_WAIT and one the
-    container opened elsewhere (remote port 80) do not.
+    The open connections whose local port is one of the published internal
+    ports count, from the IPv4 and IPv6 tables alike: established, half
+    closed by the client while the answer is owed (CLOSE_WAIT), closed by
+    the server with its answer still in flight (FIN_WAIT1).  The listening
+    socket, a connection in TIME_WAIT or FIN_WAIT2 (all sent and
+    acknowledged) and one the container opened elsewhere (remote port 80)
+    do not.
     """
-    assert count_connections([_TCP6, _TCP], {80}) == 1
-    assert count_connections([_TCP6, _TCP], {80, 8080}) == 2
+    assert count_connections([_TCP6, _TCP], {80}) == 3
+    assert count_connections([_TCP6, _TCP], {80, 8080}) == 4
     assert count_connections([_TCP6, _TCP], set()) == 0
     assert count_connections(["", "garbage"], {80}) == 0

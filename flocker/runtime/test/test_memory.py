@@ -221,3 +221,30 @@ def test_logged(eliot_logger: Any) -> None:
     types = [m.get("action_type") for m in eliot_logger.messages]
     for verb in ("create", "stop", "remove"):
         assert f"flocker:runtime:{verb}" in types
+
+
+def test_a_connection_closed_after_a_restart_closes_no_other() -> None:
+    """
+    A stop closes the fake's connections to a container; closing one of
+    them afterwards, once the container runs again with a new connection,
+    leaves the new one open.
+    """
+    runtime = MemoryRuntime(str(uuid.uuid4()), MemoryEngine(images={"flocker-test/busybox:1"}))
+    _now(runtime.create(ContainerSpec(name="web", image="flocker-test/busybox:1")))
+    old = runtime.open_connection("web")
+    _now(runtime.stop("web"))
+    assert _now(runtime.connections("web")) == 0
+    _now(runtime.start("web"))
+    runtime.open_connection("web")
+    old()
+    assert _now(runtime.connections("web")) == 1
+
+
+def _now(deferred: Any) -> Any:
+    """The result a fake runtime's Deferred already has."""
+    results: list[Any] = []
+    deferred.addBoth(results.append)
+    [value] = results
+    if isinstance(value, Exception) or hasattr(value, "raiseException"):
+        value.raiseException()
+    return value
