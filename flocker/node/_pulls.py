@@ -161,10 +161,17 @@ class ImagePulls:
         ``images``): an update rolled back because its image could not be
         got starts counting afresh when it is tried again, instead of
         being rolled back at once on the failures of the last try.  A pull
-        running now is kept; it ends by itself.
+        running now goes on (it ends by itself), its earlier failures
+        forgotten too.
         """
         for image, state in list(self._states.items()):
-            if image not in images and not state.pulling:
+            if image in images:
+                continue
+            if state.pulling:
+                self._states[image] = state.set(
+                    attempts=0, reason=None, since=float(self.clock.seconds())
+                )
+            else:
                 del self._states[image]
 
     def start(self, image: str) -> None:

@@ -378,14 +378,22 @@ def test_an_image_no_longer_wanted_forgets_its_failed_pulls() -> None:
     assert reported is not None and reported["web"].attempts == 1
 
 
-def test_a_running_pull_of_an_image_no_longer_wanted_is_kept() -> None:
+def test_a_running_pull_of_an_image_no_longer_wanted_is_kept_its_failures_forgotten() -> None:
     """
     A pull still running when its image stops being wanted goes on (it
-    ends by itself) and is still known as running.
+    ends by itself) and is still known as running, but the failures before
+    it are forgotten: if it fails too, that is its image's first failure.
     """
     node = Node()
-    node.engine.publish(REMOTE)
-    node.hold_pulls()
-    node.converge(with_apps(app(REMOTE)))
+    bad = with_apps(app(REMOTE))
+    node.converge(bad)  # fails: nothing published
+    held = node.hold_pulls()
+    node.clock.advance(BACKOFF[0])
+    node.converge(bad)
+    assert node.local().pulls[REMOTE].attempts == 1
     node.converge(with_apps(app(HERE)))
-    assert node.local().pulls[REMOTE].pulling
+    running = node.local().pulls[REMOTE]
+    assert running.pulling and running.attempts == 0 and running.reason is None
+    held.release()
+    failed = node.deployer.pulls.states()[REMOTE] if node.deployer.pulls else None
+    assert failed is not None and not failed.pulling and failed.attempts == 1
