@@ -58,7 +58,6 @@ under its own name, however many of its instances run.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attr
@@ -300,37 +299,44 @@ class ContainerDeployer:
             }
         )
 
-    async def _connected(self, health: PMap[str, ApplicationHealth] | None) -> set[str]:
+    async def _connected(
+        self, health: PMap[str, ApplicationHealth] | None
+    ) -> dict[str, bool]:
         """
-        The stopping instances here that connections are still open to, as
-        their containers see them: through any node's router or none.  An
-        instance whose connections cannot be counted counts as connected
-        to by none (only this node's router's are then waited for).
+        Stopping instance here → whether a connection on which it may owe
+        something is open to it, as its container sees them (through any
+        node's router or none; idle ones do not count).  An instance whose
+        connections cannot be counted is left out.
         """
         stopping = sorted(
             name for name, instance in (health or {}).items() if instance.status == "stopping"
         )
 
-        async def connected(name: str) -> bool:
+        async def connected(name: str) -> bool | None:
             try:
                 return bool(await self.runtime.connections(name))
             except ContainerRuntimeError:
-                return False  # logged by the runtime's action
+                return None  # logged by the runtime's action
 
         counted = await gatherResults(
             [Deferred.fromCoroutine(connected(name)) for name in stopping],
             consumeErrors=True,
         )
-        return {name for name, busy in zip(stopping, counted, strict=True) if busy}
+        return {
+            name: busy
+            for name, busy in zip(stopping, counted, strict=True)
+            if busy is not None
+        }
 
     def _drained(
-        self, health: PMap[str, ApplicationHealth] | None, connected: AbstractSet[str] = frozenset()
+        self, health: PMap[str, ApplicationHealth] | None, connected: Mapping[str, bool] = pmap()
     ) -> PSet[str]:
         """
-        The applications whose stopping instance here has drained: no
-        connection is open to it through this node's router, nor at all
-        (``connected`` names the instances something is still connected
-        to), once `DRAIN_SETTLE` is over; or its grace period is.
+        The applications whose stopping instance here has drained, once
+        `DRAIN_SETTLE` is over: no connection on which it may owe something
+        is open to it (``connected``, as its container counts them), or,
+        where it could not be counted, none is open to it through this
+        node's router; or its grace period is over.
         """
         if self.health is None or health is None:
             return pset()
@@ -345,9 +351,9 @@ class ContainerDeployer:
             if instance.status != "stopping":
                 continue
             waited = now - instance.since
-            busy = name in connected or any(
-                port in instance.ports.values() for port in open_here
-            )
+            busy = connected.get(name)
+            if busy is None:
+                busy = any(port in instance.ports.values() for port in open_here)
             if waited >= DRAIN_GRACE or (waited >= DRAIN_SETTLE and not busy):
                 found.add(name)
         return pset(found)

@@ -612,14 +612,17 @@ class IContainerRuntime(Interface):
 
     def connections(name: str) -> Deferred[int]:
         """
-        Count the TCP connections open now to the published internal ports
-        of container ``name``, as the container's own network sees them:
+        Count the TCP connections to the published internal ports of
+        container ``name`` that are busy now, as its own network sees them:
         whichever way they came (through any node's router, straight to a
         published host port, from another container), each counts while
-        an answer may still be owed on it: established, half closed by
-        the client, or closed by the container before all it sent was
-        acknowledged.  A container that does not run has none.
-        Connections the container itself opened elsewhere do not count.
+        the container may still owe something on it: a request received
+        and not answered yet (the client sent after the container last
+        sent, also once the client half closed), data still in flight
+        either way, a connection being set up.  An idle connection (a
+        kept-alive client's or a pool's, whose last request was answered)
+        does not count, nor does one the container itself opened
+        elsewhere.  A container that does not run has none.
 
         :raise UnknownContainer: if this node owns no container ``name``.
         """

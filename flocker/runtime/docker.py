@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -302,6 +303,100 @@ def count_connections(tables: list[str], ports: set[int]) -> int:
     return found
 
 
+#: The states (as ``ss`` names them) of connections with something still
+#: in flight: being set up, or closed by the container before all it sent
+#: was acknowledged.
+_IN_FLIGHT = {"SYN-RECV", "FIN-WAIT-1", "CLOSING", "LAST-ACK"}
+
+#: The states of connections on which an answer may be owed, if the
+#: client sent something after the container last sent.
+_MAY_OWE = {"ESTAB", "CLOSE-WAIT"}
+
+#: Milliseconds a connection on which nothing was received yet counts as
+#: busy: its client's first request may be on its way.
+FRESH_CONNECTION = 1000
+
+
+def _owes(state: str, queued: bool, info: Mapping[str, str]) -> bool:
+    """
+    Whether a connection in ``state`` (``queued``: data waits in either
+    queue; ``info``: the ``key:value`` details ``ss -i`` gives) may still
+    be owed something by the container: data in flight, or data received
+    after the container last sent any (a request not answered yet).  A
+    kept-alive connection whose last request was answered is idle.
+    """
+    if state in _IN_FLIGHT or (state in _MAY_OWE and queued):
+        return True
+    if state not in _MAY_OWE:
+        return False
+    received = int(info.get("bytes_received", "0"))
+    sent = int(info.get("bytes_sent", "0"))
+    if received == 0:
+        # A new connection's first request may be on its way.
+        return _milliseconds(info, "lastrcv") < FRESH_CONNECTION
+    if sent == 0:
+        return True
+    return _milliseconds(info, "lastrcv") < _milliseconds(info, "lastsnd")
+
+
+def _milliseconds(info: Mapping[str, str], key: str) -> int:
+    """A ``last…`` detail of ``ss -i`` (0, the most recent, when missing)."""
+    value = info.get(key, "0")
+    return int(value) if value.isdigit() else 0
+
+
+def count_owed(ss_output: str, ports: set[int]) -> int:
+    """
+    The connections whose local port is one of ``ports`` on which the
+    container may still owe something (see `_owes`), in the output of
+    ``ss -tinHa``: a line per socket (state, receive and send queues,
+    local and peer addresses) followed by an indented line of details.
+    """
+    sockets: list[tuple[list[str], dict[str, str]]] = []
+    for line in ss_output.splitlines():
+        if not line.strip():
+            continue
+        if line[0].isspace():
+            if sockets:
+                details = sockets[-1][1]
+                for word in line.split():
+                    key, colon, value = word.partition(":")
+                    if colon:
+                        details[key] = value
+            continue
+        sockets.append((line.split(), {}))
+    found = 0
+    for fields, details in sockets:
+        if len(fields) < 4:
+            continue
+        _, _, port = fields[3].rpartition(":")
+        if not port.isdigit() or int(port) not in ports:
+            continue
+        queued = fields[1] != "0" or fields[2] != "0"
+        if _owes(fields[0], queued, details):
+            found += 1
+    return found
+
+
+def _owed_by(pid: int, ports: set[int]) -> int | None:
+    """
+    `count_owed` of the network namespace process ``pid`` is in, asking
+    ``ss`` there; ``None`` when it cannot be asked (no ``nsenter`` or
+    ``ss``, or the process is gone).
+    """
+    try:
+        listed = subprocess.run(
+            ["nsenter", f"--target={pid}", "--net", "ss", "-tinHa"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return count_owed(listed.stdout, ports)
+
+
 def _published_internal(attrs_: Mapping[str, Any]) -> set[int]:
     """The internal TCP ports a container's record says it publishes."""
     bindings = (attrs_.get("HostConfig") or {}).get("PortBindings") or {}
@@ -478,18 +573,20 @@ class DockerAdapter:
     def connections(self, name: str) -> int:
         """
         See :meth:`IContainerRuntime.connections`: the container's own
-        socket tables (those of its main process's network namespace) are
-        read, so connections through Docker's proxy, its NAT rules or any
-        router count alike.
+        sockets (those of its main process's network namespace) are looked
+        at, so connections through Docker's proxy, its NAT rules or any
+        router count alike.  ``ss`` in that namespace tells idle ones
+        apart; without it, every open connection counts, idle or not.
         """
         container = self._find(name)  # freshly inspected
         state = container.attrs["State"]
         pid = state.get("Pid") or 0
         if not state.get("Running") or pid <= 0:
             return 0
-        return count_connections(
-            _socket_tables(pid, container.id), _published_internal(container.attrs)
-        )
+        tables = _socket_tables(pid, container.id)  # checks the pid is the container's
+        ports = _published_internal(container.attrs)
+        owed = _owed_by(pid, ports)
+        return count_connections(tables, ports) if owed is None else owed
 
     @_changes
     def create(self, spec: ContainerSpec) -> None:

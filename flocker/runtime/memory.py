@@ -75,15 +75,15 @@ class _Container:
     :ivar bound: The ports it publishes now (the spec's, ephemeral ones
         with the port chosen); empty when it does not run.
     :ivar connections: The connections open to it now, each an object
-        of its own (a test opens them with `MemoryRuntime.open_connection`);
-        none when it does not run.
+        of its own, mapped to whether it is idle (a test opens them with
+        `MemoryRuntime.open_connection`); none when it does not run.
     """
 
     node_uuid: str
     spec: ContainerSpec
     state: ContainerState
     bound: PSet[PublishedPort] = pset()
-    connections: set[object] = attrs.field(factory=set)
+    connections: dict[object, bool] = attrs.field(factory=dict)
 
 
 def _ports_now(bound: Iterable[PublishedPort]) -> PMap[int, int]:
@@ -338,7 +338,9 @@ class MemoryRuntime:
 
         async def body() -> int:
             container = self._get(check_name(name))
-            return len(container.connections) if container.state.running else 0
+            if not container.state.running:
+                return 0
+            return sum(1 for idle in container.connections.values() if not idle)
 
         return self._logged(CONNECTIONS, body, name=str(name))
 
@@ -369,11 +371,12 @@ class MemoryRuntime:
 
     # -- Test control
 
-    def open_connection(self, name: str) -> Callable[[], None]:
+    def open_connection(self, name: str, idle: bool = False) -> Callable[[], None]:
         """
         Open a connection to running container ``name``, as a client of
-        one of its published ports would; returns what closes it.  A stop
-        of the container closes it too.
+        one of its published ports would: one it owes an answer on, or an
+        ``idle`` one (its last request answered); returns what closes it.
+        A stop of the container closes it too.
 
         :raise UnknownContainer: if this node owns no container ``name``.
         :raise ValueError: if the container is not running.
@@ -382,10 +385,14 @@ class MemoryRuntime:
         if not container.state.running:
             raise ValueError(f"container {name!r} is not running")
         connection = object()
-        container.connections.add(connection)
+        container.connections[connection] = idle
         # Closing it after the container stopped (which closed it) or
         # restarted closes no other connection.
-        return lambda: container.connections.discard(connection)
+
+        def close() -> None:
+            container.connections.pop(connection, None)
+
+        return close
 
     def exit(self, name: str, exit_code: int) -> None:
         """

@@ -133,10 +133,16 @@ class RuntimeHarness(Protocol):
         """A reference to a tag never pushed to the public registry."""
         ...
 
-    def connect(self, runtime: IContainerRuntime, name: str, host: str, port: int) -> Callable[[], None]:
+    def connect(
+        self, runtime: IContainerRuntime, name: str, host: str, port: int, idle: bool = False
+    ) -> Callable[[], None]:
         """
         Open a TCP connection to container ``name``, published at
-        ``host:port``; returns what closes it.
+        ``host:port``; returns what closes it.  A busy one sends half an
+        HTTP request (to an ``httpd`` on that port); an ``idle`` one sends
+        a line and reads it back (from an echo server on that port).
+
+        :raise OSError: if the connection failed, or the echo did not come.
         """
         ...
 
@@ -169,10 +175,12 @@ class MemoryHarness:
         """A tag the fake registry never had."""
         return "registry.test/flocker-test/pull-never:missing"
 
-    def connect(self, runtime: IContainerRuntime, name: str, host: str, port: int) -> Callable[[], None]:
+    def connect(
+        self, runtime: IContainerRuntime, name: str, host: str, port: int, idle: bool = False
+    ) -> Callable[[], None]:
         """A fake connection (the fake engine has no sockets)."""
         assert isinstance(runtime, MemoryRuntime)
-        return runtime.open_connection(name)
+        return runtime.open_connection(name, idle=idle)
 
 
 def memory_harness(request: pytest.FixtureRequest) -> MemoryHarness:
@@ -217,9 +225,28 @@ def docker_harness(request: pytest.FixtureRequest) -> Any:
             return f"{public_registry.address}/flocker-test/pull-never:missing"
 
         def connect(
-            self, runtime: IContainerRuntime, name: str, host: str, port: int
+            self,
+            runtime: IContainerRuntime,
+            name: str,
+            host: str,
+            port: int,
+            idle: bool = False,
         ) -> Callable[[], None]:
             client_socket = socket.create_connection((host, port), timeout=5)
+            try:
+                if idle:
+                    client_socket.sendall(b"ping\n")
+                    echoed = b""
+                    while not echoed.endswith(b"\n"):
+                        chunk = client_socket.recv(100)
+                        if not chunk:
+                            raise ConnectionResetError("the echo server is not there yet")
+                        echoed += chunk
+                else:
+                    client_socket.sendall(b"GET / HTTP/1.0\r\n")
+            except BaseException:
+                client_socket.close()
+                raise
             return client_socket.close
 
         def make_runtime(self, node_uuid: str | None = None) -> IContainerRuntime:
@@ -337,6 +364,18 @@ async def _connected(
             return close
         close()
     raise AssertionError(f"no connection to {name} was counted")
+
+
+async def _idle(
+    harness: RuntimeHarness, runtime: IContainerRuntime, name: str, host: str, port: int
+) -> Callable[[], None]:
+    """An idle connection to container ``name`` (tried again while its echo server starts)."""
+    for _ in range(50):
+        try:
+            return harness.connect(runtime, name, host, port, idle=True)
+        except OSError:
+            await deferLater(reactor, 0.1)
+    raise AssertionError(f"no idle connection to {name} could be made")
 
 
 def make_icontainerruntime_tests(
@@ -808,9 +847,11 @@ def make_icontainerruntime_tests(
             self, harness: RuntimeHarness
         ) -> None:
             """
-            A connection to a container's published port counts while it is
-            open and no longer once closed; a container connected to by
-            nothing, or stopped, has none; an unknown one is refused.
+            A connection to a container's published port on which it owes an
+            answer (half a request) counts while it is open and no longer
+            once closed; an idle one (its last request answered) does not;
+            a container connected to by nothing, or stopped, has none; an
+            unknown one is refused.
             """
             runtime = harness.make_runtime()
             host = random_loopback()
@@ -818,19 +859,21 @@ def make_icontainerruntime_tests(
                 ContainerSpec(
                     name="web",
                     image=harness.image,
-                    command=["httpd", "-f", "-p", "80"],
-                    ports=[ephemeral(host)],
+                    command=["sh", "-c", "nc -ll -p 81 -e cat & exec httpd -f -p 80"],
+                    ports=[ephemeral(host), ephemeral(host, 81)],
                 )
             )
             assert await runtime.connections("web") == 0
-            port = (await runtime.inspect("web")).ports[80]
-            close = await _connected(harness, runtime, "web", host, port)
+            ports = (await runtime.inspect("web")).ports
+            close = await _connected(harness, runtime, "web", host, ports[80])
+            close_idle = await _idle(harness, runtime, "web", host, ports[81])
             try:
                 assert await runtime.connections("web") == 1
             finally:
                 close()
             assert await _eventually(runtime, "web", 0)
-            close = await _connected(harness, runtime, "web", host, port)
+            close_idle()
+            close = await _connected(harness, runtime, "web", host, ports[80])
             await runtime.stop("web", timeout=0)
             close()
             assert await runtime.connections("web") == 0

@@ -42,6 +42,7 @@ from flocker.node.containers import (
 from flocker.route import IRouter, MemoryRouter, Route, Target
 from flocker.runtime import (
     ContainerSpec,
+    EngineError,
     IContainerRuntime,
     MemoryRuntime,
     PublishedPort,
@@ -601,47 +602,93 @@ def drain_and_replace(nodes: Nodes, clock: Clock, configuration: Deployment) -> 
     assert RemoveApplication(name="counter") in changes_of(change)
 
 
-def test_healthy_instance_drains_before_it_is_replaced() -> None:
+def _draining_counter(nodes: Nodes) -> tuple[Deployment, MemoryRuntime]:
     """
-    A healthy instance to be replaced is first reported *stopping* (so no
-    router sends it new connections), and replaced only once the cluster
-    state echoes that and it has settled; with a connection still open to
-    it through this node's router it waits, until its grace is over.
+    Start draining node A's healthy counter for an update; the update and
+    A's runtime.
     """
-    nodes, clock, _ = probed()
-    running_healthy(nodes, clock)
-    update = configured().update_application(APP.set(environment={"MODE": "production"}))
-    assert nodes.converge(A, update, state_with(A)) == DrainApplication(name="counter")
-    [draining] = reported_health(nodes, state_with(A)).values()
-    assert draining.status == "stopping"
-    clock.advance(DRAIN_SETTLE + 0.01)
-    assert nodes.plan(A, update, state_with(A)) == NoOp()  # not echoed: others may not know
-    echo = echoed(nodes, state_with(A))
-    busy = BusyRouter(ADDRESS[A], draining.ports[80])
-    nodes.deployers[A] = attr.evolve(nodes.deployers[A], router=busy)
-    assert nodes.plan(A, update, echo) == NoOp()  # a connection is still open
-    clock.advance(DRAIN_GRACE)
-    assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
-
-
-def test_instance_drains_once_connections_from_other_routers_close() -> None:
-    """
-    A connection open to a stopping instance that did not come through
-    this node's router (another node's router forwarded it, or a client
-    used the published port) is waited for too, as the container counts
-    it; the instance is replaced once it closes.
-    """
-    nodes, clock, _ = probed()
-    running_healthy(nodes, clock)
     update = configured().update_application(APP.set(environment={"MODE": "production"}))
     assert nodes.converge(A, update, state_with(A)) == DrainApplication(name="counter")
     runtime = nodes.deployers[A].runtime
     assert isinstance(runtime, MemoryRuntime)
+    return update, runtime
+
+
+def test_healthy_instance_drains_before_it_is_replaced() -> None:
+    """
+    A healthy instance to be replaced is first reported *stopping* (so no
+    router sends it new connections), and replaced only once the cluster
+    state echoes that and it has settled; with a request still open to it
+    (through whichever node's router: the container counts it) it waits,
+    until its grace is over.
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    update, runtime = _draining_counter(nodes)
+    [draining] = reported_health(nodes, state_with(A)).values()
+    assert draining.status == "stopping"
+    runtime.open_connection("counter")
+    clock.advance(DRAIN_SETTLE + 0.01)
+    assert nodes.plan(A, update, state_with(A)) == NoOp()  # not echoed: others may not know
+    echo = echoed(nodes, state_with(A))
+    assert nodes.plan(A, update, echo) == NoOp()  # a request is still open
+    clock.advance(DRAIN_GRACE)
+    assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
+
+
+def test_instance_drains_once_its_requests_are_answered_idle_connections_aside() -> None:
+    """
+    A stopping instance is replaced once the connections it owes an answer
+    on have closed, whichever router they came through; an idle connection
+    (a kept-alive client's or a pool's, its last request answered) does
+    not hold it up, and is cut when it stops.
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    update, runtime = _draining_counter(nodes)
     close = runtime.open_connection("counter")
+    runtime.open_connection("counter", idle=True)
     echo = echoed(nodes, state_with(A))
     clock.advance(DRAIN_SETTLE + 0.01)
-    assert nodes.plan(A, update, echo) == NoOp()  # the connection is still open
+    assert nodes.plan(A, update, echo) == NoOp()  # the request is still open
     close()
+    assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
+
+
+@implementer(IContainerRuntime)
+class _Uncounted:
+    """A runtime that cannot count its containers' connections."""
+
+    def __init__(self, runtime: IContainerRuntime) -> None:
+        self.runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runtime, name)
+
+    def connections(self, name: str) -> Deferred[int]:
+        """Fail as the Docker runtime does when the engine's processes are elsewhere."""
+        return fail(EngineError("the connections to a container cannot be counted"))
+
+
+def test_without_a_count_the_connections_through_this_nodes_router_are_waited_for() -> None:
+    """
+    Where the runtime cannot count a stopping instance's connections, those
+    open to it through this node's router are waited for (until its grace
+    is over).
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    update, runtime = _draining_counter(nodes)
+    [draining] = reported_health(nodes, state_with(A)).values()
+    nodes.deployers[A] = attr.evolve(
+        nodes.deployers[A],
+        runtime=_Uncounted(runtime),
+        router=BusyRouter(ADDRESS[A], draining.ports[80]),
+    )
+    echo = echoed(nodes, state_with(A))
+    clock.advance(DRAIN_SETTLE + 0.01)
+    assert nodes.plan(A, update, echo) == NoOp()  # a connection is still open
+    clock.advance(DRAIN_GRACE)
     assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
 
 

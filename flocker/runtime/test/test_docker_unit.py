@@ -34,6 +34,7 @@ from .. import (
 from ..docker import (
     _timestamp,
     count_connections,
+    count_owed,
     create_arguments,
     spec_from_inspect,
     state_from_inspect,
@@ -489,3 +490,48 @@ def test_open_connections_to_the_given_ports_are_counted() -> None:
     assert count_connections([_TCP6, _TCP], {80, 8080}) == 4
     assert count_connections([_TCP6, _TCP], set()) == 0
     assert count_connections(["", "garbage"], {80}) == 0
+
+
+_SS = """\
+LISTEN     0      9                        *:80                   *:*
+\t bbr cwnd:10
+ESTAB      0      0      [::ffff:172.17.0.2]:80 [::ffff:172.17.0.1]:53518
+\t bbr rto:204 bytes_received:18 segs_out:1 segs_in:3 lastsnd:1012 lastrcv:1012 lastack:1012
+ESTAB      0      0      [::ffff:172.17.0.2]:81 [::ffff:172.17.0.1]:56300
+\t bbr rto:204 bytes_sent:5 bytes_acked:5 bytes_received:5 lastsnd:308 lastrcv:308 lastack:308
+ESTAB      0      0      [::ffff:172.17.0.2]:81 [::ffff:172.17.0.1]:56301
+\t bbr rto:204 bytes_sent:50 bytes_acked:50 bytes_received:90 lastsnd:900 lastrcv:20 lastack:20
+ESTAB      0      0      [::ffff:172.17.0.2]:81 [::ffff:172.17.0.1]:56302
+\t bbr rto:204 lastsnd:30 lastrcv:30 lastack:30
+ESTAB      0      0      [::ffff:172.17.0.2]:81 [::ffff:172.17.0.1]:56303
+\t bbr rto:204 lastsnd:60000 lastrcv:60000 lastack:60000
+CLOSE-WAIT 1      0      [::ffff:172.17.0.2]:80 [::ffff:172.17.0.1]:53519
+\t bbr rto:204 bytes_received:18 lastsnd:50 lastrcv:50
+FIN-WAIT-1 0      3900000 [::ffff:172.17.0.2]:80 [::ffff:172.17.0.1]:53520
+\t bbr rto:204 bytes_sent:100000 bytes_received:18 lastsnd:1 lastrcv:500
+FIN-WAIT-2 0      0      [::ffff:172.17.0.2]:80 [::ffff:172.17.0.1]:39100
+\t
+TIME-WAIT  0      0      [::ffff:172.17.0.2]:80 [::ffff:172.17.0.1]:39101
+ESTAB      0      0      172.17.0.2:50000 10.0.0.9:80
+\t bbr rto:204 bytes_received:18 lastsnd:1012 lastrcv:10
+"""
+
+
+def test_connections_owed_something_are_told_from_idle_ones() -> None:
+    """
+    Of the connections to the given ports, those the container may owe
+    something on count: a request received and not answered (port 80,
+    nothing sent yet), a request received after the last answer (56301),
+    a connection just made whose request may be on its way (56302), a
+    half-closed one with a request queued, one closed with its answer in
+    flight.  An idle kept-alive one (its last request answered in the same
+    millisecond: 56300), one silent for a minute since it was made
+    (56303), FIN-WAIT-2, TIME-WAIT and listening sockets do not, nor do
+    connections the container made elsewhere (local port 50000).
+    """
+    assert count_owed(_SS, {80}) == 3
+    assert count_owed(_SS, {81}) == 2
+    assert count_owed(_SS, {80, 81}) == 5
+    assert count_owed(_SS, {50000}) == 1
+    assert count_owed(_SS, set()) == 0
+    assert count_owed("", {80}) == 0
