@@ -27,6 +27,7 @@ import pytest_twisted
 from pyrsistent import pmap, pset
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from ._interface import (
@@ -100,6 +101,22 @@ class ImmediateReactor:
     def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:  # noqa: N802
         """Call ``f`` now."""
         f(*args, **kwargs)
+
+
+@implementer(IContainerRuntime)
+class WrappedRuntime:
+    """
+    A runtime passing everything on to another: a test overrides the
+    methods whose behaviour it changes (a create that waits, a count that
+    fails…) in a subclass.
+    """
+
+    def __init__(self, runtime: IContainerRuntime) -> None:
+        """Wrap ``runtime``."""
+        self.runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runtime, name)
 
 
 # --------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from flocker.runtime import (
     VolumeBind,
     memory_runtimes,
 )
+from flocker.runtime.testtools import WrappedRuntime
 
 T = TypeVar("T")
 
@@ -335,16 +336,12 @@ def test_routes_to_healthy_instances_wherever_they_run() -> None:
     assert expected in changes_of(nodes.plan(A, configured(), state, routes=True))
 
 
-@implementer(IContainerRuntime)
-class _HeldCreates:
+class _HeldCreates(WrappedRuntime):
     """A runtime whose ``create`` completes only when the test says so."""
 
     def __init__(self, runtime: IContainerRuntime) -> None:
-        self.runtime = runtime
+        super().__init__(runtime)
         self.held: list[tuple[ContainerSpec, Deferred[None]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.runtime, name)
 
     def create(self, spec: ContainerSpec) -> Deferred[None]:
         """Hold the creation until ``release``."""
@@ -655,15 +652,8 @@ def test_instance_drains_once_its_requests_are_answered_idle_connections_aside()
     assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
 
 
-@implementer(IContainerRuntime)
-class _Uncounted:
+class _Uncounted(WrappedRuntime):
     """A runtime that cannot count its containers' connections."""
-
-    def __init__(self, runtime: IContainerRuntime) -> None:
-        self.runtime = runtime
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.runtime, name)
 
     def connections(self, name: str) -> Deferred[int]:
         """Fail as the Docker runtime does when the engine's processes are elsewhere."""

@@ -10,7 +10,6 @@ from uuid import uuid4
 
 import pytest
 from twisted.internet.defer import Deferred
-from zope.interface import implementer
 
 from flocker.control import (
     Dataset,
@@ -30,7 +29,8 @@ from flocker.node.containers import StartApplication
 from flocker.node.test.test_containers import ADDRESS, Nodes, configured, state_with
 from flocker.node.test.test_containers import A as CA
 from flocker.node.test.test_datasets import DS, A, B, Cluster, config_with, result
-from flocker.runtime import ContainerSpec, IContainerRuntime
+from flocker.runtime import ContainerSpec
+from flocker.runtime.testtools import WrappedRuntime
 from flocker.volume import DatasetInfo, DependentClones
 from flocker.volume.memory import MemoryVolumeBackend
 
@@ -140,15 +140,8 @@ def test_unknown_applications_count_as_in_use() -> None:
     assert not dataset_in_use(CA, ds, plain, state, 0.0)
 
 
-@implementer(IContainerRuntime)
-class _SyncFailingRuntime:
+class _SyncFailingRuntime(WrappedRuntime):
     """A runtime whose create raises before returning a Deferred."""
-
-    def __init__(self, runtime: IContainerRuntime) -> None:
-        self.runtime = runtime
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.runtime, name)
 
     def create(self, spec: ContainerSpec) -> Deferred[None]:
         raise RuntimeError("docker client could not be built")

@@ -7,14 +7,12 @@ pull is reported and retried with backoff, and nothing else waits.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from uuid import uuid4
 
 from eliot import MemoryLogger
 from eliot.testing import LoggedAction, LoggedMessage
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from zope.interface import implementer
 
 from flocker.control import (
     Application,
@@ -42,6 +40,7 @@ from flocker.runtime import (
     PullProgress,
     RegistryCredentials,
 )
+from flocker.runtime.testtools import WrappedRuntime
 
 NODE = str(uuid4())
 ADDRESS = "127.0.0.11"
@@ -50,16 +49,12 @@ REMOTE = "registry.test:5000/team/app:2"
 CREDENTIALS = RegistryCredentials(username="deploy", password="s3cret")
 
 
-@implementer(IContainerRuntime)
-class _HeldPulls:
+class _HeldPulls(WrappedRuntime):
     """A runtime whose pulls complete only when the test says so."""
 
     def __init__(self, runtime: IContainerRuntime) -> None:
-        self.runtime = runtime
+        super().__init__(runtime)
         self.held: list[tuple[str, Deferred[None]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.runtime, name)
 
     def pull_image(
         self,
