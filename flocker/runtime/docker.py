@@ -583,10 +583,14 @@ class DockerAdapter:
         pid = state.get("Pid") or 0
         if not state.get("Running") or pid <= 0:
             return 0
-        tables = _socket_tables(pid, container.id)  # checks the pid is the container's
         ports = _published_internal(container.attrs)
+        # The socket tables are quick to read (and the pid is checked to
+        # be the container's); ss is asked only when they show a connection.
+        opened = count_connections(_socket_tables(pid, container.id), ports)
+        if not opened:
+            return 0
         owed = _owed_by(pid, ports)
-        return count_connections(tables, ports) if owed is None else owed
+        return opened if owed is None else owed
 
     @_changes
     def create(self, spec: ContainerSpec) -> None:
