@@ -1102,18 +1102,12 @@ class Deployment(PClass):
         """
         Put a new specification of an existing application (same name) on a
         node in place of the old one, checked as `add_application` checks
-        its volumes and ports; its name is not checked again, so an
-        application stored by an earlier release with a replicated name
-        longer than new ones may have keeps running.
+        its volumes and ports (and raising as it does for them); its name
+        is not checked again, so an application stored by an earlier
+        release with a replicated name longer than new ones may have keeps
+        running.
 
         :raise UnknownApplication: no such application.
-        :raise UnknownDataset: a volume's dataset does not exist.
-        :raise DatasetDeleted: a volume's dataset is deleted.
-        :raise DatasetElsewhere: a volume's dataset's primary is on another node.
-        :raise DatasetInUse: another application on the node mounts a volume's
-            dataset.
-        :raise PortsTaken: another application on the node publishes one of
-            its external ports.
         """
         return self.remove_application(application.name)._add_checked(application, node_uuid)
 
