@@ -8,6 +8,7 @@ retries through zfs-fuse's transient "busy" errors so nothing is left behind.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -92,7 +93,13 @@ def destroy_pool(pool: FilePool, attempts: int = 50) -> None:
 
 
 def _unmount_all(pool_name: str) -> None:
-    """Force-unmount every dataset of a pool, deepest first (best effort)."""
+    """
+    Force-unmount every dataset of a pool, deepest first (best effort);
+    then detach what the kernel still mounts of it (`pool_mounts`): the
+    mounts a zfs-fuse that is gone left behind answer every call with
+    "Transport endpoint is not connected" and keep the pool from being
+    destroyed by the zfs-fuse serving it now.
+    """
     listing = subprocess.run(
         ["zfs", "list", "-H", "-r", "-o", "name", pool_name],
         capture_output=True,
@@ -100,3 +107,28 @@ def _unmount_all(pool_name: str) -> None:
     )
     for name in reversed(listing.stdout.split()):
         subprocess.run(["zfs", "unmount", "-f", name], capture_output=True)
+    try:
+        with open("/proc/mounts") as mounts:
+            table = mounts.read()
+    except OSError:
+        return
+    for path in pool_mounts(table, pool_name):
+        subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+def pool_mounts(table: str, pool_name: str) -> list[str]:
+    """
+    The mount points of ``pool_name``'s datasets in ``table`` (as
+    ``/proc/mounts`` gives it: source, mount point, type…, with octal
+    escapes in paths), deepest first.
+    """
+    found = []
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or fields[2] != "fuse.zfs":
+            continue
+        source = fields[0]
+        if source == pool_name or source.startswith(pool_name + "/"):
+            path = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
+            found.append(path)
+    return sorted(found, key=lambda path: path.count("/"), reverse=True)
