@@ -312,9 +312,17 @@ _IN_FLIGHT = {"SYN-RECV", "FIN-WAIT-1", "CLOSING", "LAST-ACK"}
 #: client sent something after the container last sent.
 _MAY_OWE = {"ESTAB", "CLOSE-WAIT"}
 
+#: The states of sockets on which nothing is owed: listening, closed,
+#: all sent and acknowledged, or opened by the container itself.
+_OWES_NOTHING = {"LISTEN", "UNCONN", "CLOSED", "FIN-WAIT-2", "TIME-WAIT", "SYN-SENT"}
+
 #: Milliseconds a connection on which nothing was received yet counts as
 #: busy: its client's first request may be on its way.
 FRESH_CONNECTION = 1000
+
+
+class _NotUnderstood(Exception):
+    """``ss`` printed something `count_owed` cannot read."""
 
 
 def _owes(state: str, queued: bool, info: Mapping[str, str]) -> bool:
@@ -324,33 +332,48 @@ def _owes(state: str, queued: bool, info: Mapping[str, str]) -> bool:
     be owed something by the container: data in flight, or data received
     after the container last sent any (a request not answered yet).  A
     kept-alive connection whose last request was answered is idle.
+
+    :raise _NotUnderstood: if a detail used here is not a count.
     """
     if state in _IN_FLIGHT or (state in _MAY_OWE and queued):
         return True
     if state not in _MAY_OWE:
         return False
-    received = int(info.get("bytes_received", "0"))
-    sent = int(info.get("bytes_sent", "0"))
+    received = _count(info, "bytes_received")
+    sent = _count(info, "bytes_sent")
     if received == 0:
         # A new connection's first request may be on its way.
-        return _milliseconds(info, "lastrcv") < FRESH_CONNECTION
+        return _count(info, "lastrcv") < FRESH_CONNECTION
     if sent == 0:
         return True
-    return _milliseconds(info, "lastrcv") < _milliseconds(info, "lastsnd")
+    return _count(info, "lastrcv") < _count(info, "lastsnd")
 
 
-def _milliseconds(info: Mapping[str, str], key: str) -> int:
-    """A ``last…`` detail of ``ss -i`` (0, the most recent, when missing)."""
+def _count(info: Mapping[str, str], key: str) -> int:
+    """
+    A detail of ``ss -i`` that counts bytes or milliseconds (``last…``:
+    how long ago); 0 when missing (``ss`` leaves out a byte count of 0,
+    and 0 milliseconds is the most recent).
+
+    :raise _NotUnderstood: if it is there but no count.
+    """
     value = info.get(key, "0")
-    return int(value) if value.isdigit() else 0
+    if not _is_count(value):
+        raise _NotUnderstood(f"{key}:{value}")
+    return int(value)
 
 
-def count_owed(ss_output: str, ports: set[int]) -> int:
+def count_owed(ss_output: str, ports: set[int]) -> int | None:
     """
     The connections whose local port is one of ``ports`` on which the
     container may still owe something (see `_owes`), in the output of
     ``ss -tinHa``: a line per socket (state, receive and send queues,
     local and peer addresses) followed by an indented line of details.
+
+    ``None`` if the output cannot be read (a socket line of another shape,
+    an unknown state, or details of a counted socket that are not counts,
+    as another ``ss`` might print them): the caller then knows no more
+    than if ``ss`` were missing.
     """
     sockets: list[tuple[list[str], dict[str, str]]] = []
     for line in ss_output.splitlines():
@@ -366,23 +389,44 @@ def count_owed(ss_output: str, ports: set[int]) -> int:
             continue
         sockets.append((line.split(), {}))
     found = 0
-    for fields, details in sockets:
-        if len(fields) < 4:
-            continue
-        _, _, port = fields[3].rpartition(":")
-        if not port.isdigit() or int(port) not in ports:
-            continue
-        queued = fields[1] != "0" or fields[2] != "0"
-        if _owes(fields[0], queued, details):
-            found += 1
+    try:
+        for fields, details in sockets:
+            state, queued, port = _socket_line(fields)
+            if port in ports and _owes(state, queued, details):
+                found += 1
+    except _NotUnderstood:
+        return None
     return found
+
+
+def _socket_line(fields: list[str]) -> tuple[str, bool, int]:
+    """
+    The state, whether data waits in either queue, and the local port of
+    a socket line of ``ss -tn`` split into fields.
+
+    :raise _NotUnderstood: if it is not of that shape.
+    """
+    if len(fields) < 5:
+        raise _NotUnderstood(" ".join(fields))
+    state, receive_queue, send_queue, local = fields[:4]
+    _, _, port = local.rpartition(":")
+    if state not in _IN_FLIGHT | _MAY_OWE | _OWES_NOTHING or not all(
+        _is_count(number) for number in (receive_queue, send_queue, port)
+    ):
+        raise _NotUnderstood(" ".join(fields))
+    return state, int(receive_queue) != 0 or int(send_queue) != 0, int(port)
+
+
+def _is_count(text: str) -> bool:
+    """Whether ``text`` is a count in decimal digits (``int`` takes more)."""
+    return text.isascii() and text.isdigit()
 
 
 def _owed_by(pid: int, ports: set[int]) -> int | None:
     """
     `count_owed` of the network namespace process ``pid`` is in, asking
     ``ss`` there; ``None`` when it cannot be asked (no ``nsenter`` or
-    ``ss``, or the process is gone).
+    ``ss``, or the process is gone) or its answer cannot be read.
     """
     try:
         listed = subprocess.run(
@@ -576,7 +620,8 @@ class DockerAdapter:
         sockets (those of its main process's network namespace) are looked
         at, so connections through Docker's proxy, its NAT rules or any
         router count alike.  ``ss`` in that namespace tells idle ones
-        apart; without it, every open connection counts, idle or not.
+        apart; without it (or when its answer cannot be read), every open
+        connection counts, idle or not.
         """
         container = self._find(name)  # freshly inspected
         state = container.attrs["State"]

@@ -6,6 +6,7 @@ and the engine's records, and the mapping of SDK errors to typed errors
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,7 @@ from .. import (
     container_name,
 )
 from ..docker import (
+    _owed_by,
     _timestamp,
     count_connections,
     count_owed,
@@ -535,3 +537,80 @@ def test_connections_owed_something_are_told_from_idle_ones() -> None:
     assert count_owed(_SS, {50000}) == 1
     assert count_owed(_SS, set()) == 0
     assert count_owed("", {80}) == 0
+
+
+def _one_socket(line: str, details: str) -> str:
+    """``ss -tinHa`` output of one socket at local port 80, then ``_SS``."""
+    return f"{line}\n\t{details}\n{_SS}"
+
+
+_ESTAB_80 = "ESTAB      0      0      172.17.0.2:80 172.17.0.1:53600"
+
+
+def test_unreadable_ss_details_are_not_understood() -> None:
+    """
+    A socket on a counted port whose byte counts or times are not numbers
+    (as another ``ss`` might print them) makes the whole answer unreadable
+    (``None``, as if ``ss`` could not be asked) instead of raising.
+    """
+    for details in (
+        "bbr bytes_received:1e3 lastsnd:10 lastrcv:10",
+        "bbr bytes_received:18 bytes_sent:12kB lastsnd:10 lastrcv:10",
+        "bbr bytes_received:18 bytes_sent:12 lastsnd:10 lastrcv:-5",
+        "bbr bytes_received:18 bytes_sent:12 lastsnd:²",
+        "bbr bytes_received: lastrcv:10",
+    ):
+        assert count_owed(_one_socket(_ESTAB_80, details), {80}) is None, details
+
+
+def test_unreadable_ss_socket_lines_are_not_understood() -> None:
+    """
+    A socket line of another shape (queues that are not numbers, a state
+    ``ss`` has no name for, an extra column, a port by name) makes the
+    answer unreadable (``None``), whichever port it is on: its port
+    cannot be trusted either.
+    """
+    details = "bbr bytes_received:18 lastsnd:10 lastrcv:10"
+    for line in (
+        "ESTAB      x      0      172.17.0.2:80 172.17.0.1:53600",
+        "ESTAB      0      -      172.17.0.2:80 172.17.0.1:53600",
+        "UNKNOWN    0      0      172.17.0.2:80 172.17.0.1:53600",
+        "tcp ESTAB  0      0      172.17.0.2:80 172.17.0.1:53600",
+        "ESTAB      0      0      172.17.0.2:http 172.17.0.1:53600",
+        "ESTAB 0 0",
+    ):
+        assert count_owed(_one_socket(line, details), {80}) is None, line
+
+
+def test_unreadable_ss_details_on_other_ports_are_ignored() -> None:
+    """
+    Details that are not counts on a socket of no counted port, and
+    columns after the peer address (such as ``ss -p`` adds), change
+    nothing: the connections on the counted ports are told apart as usual.
+    """
+    output = _one_socket(
+        'ESTAB      0      0      172.17.0.2:9999 172.17.0.1:53600 users:(("x",pid=1,fd=3))',
+        "bbr bytes_received:lots lastrcv:soon",
+    )
+    assert count_owed(output, {80}) == 3
+    assert count_owed(output, {81}) == 2
+
+
+def test_an_unreadable_ss_answer_is_as_if_ss_were_missing(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """
+    When ``ss`` (run through ``nsenter``) answers something unreadable,
+    the count of owed connections is ``None``, which the adapter takes as
+    "cannot ask ss": it counts every open connection instead.
+    """
+    fake = tmp_path / "nsenter"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "echo 'ESTAB 0 0 172.17.0.2:80 172.17.0.1:53600'\n"
+        "printf '\\t bbr bytes_received:much lastrcv:10\\n'\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert _owed_by(os.getpid(), {80}) is None
+    assert _owed_by(os.getpid(), {81}) == 0
