@@ -452,34 +452,55 @@ def _published_internal(attrs_: Mapping[str, Any]) -> set[int]:
     return ports
 
 
-def _socket_tables(pid: int, container_id: str) -> list[str]:
+def _in_container(pid: int, container_id: str) -> bool | None:
     """
-    The TCP socket tables of the network namespace process ``pid`` is in
-    (none if it is gone).
-
-    :raise EngineError: if process ``pid`` here is not in the container
-        ``container_id`` (the engine runs elsewhere: a remote or rootless
-        engine, or this agent in a container of its own), so its tables
-        would be another process's.
+    Whether process ``pid``, as this agent sees it, is in the container
+    ``container_id`` (its ``/proc/<pid>/cgroup`` names it); ``None`` if
+    there is no such process.
     """
     try:
         with open(f"/proc/{pid}/cgroup") as cgroup:
-            mine = container_id in cgroup.read()
-    except FileNotFoundError:
-        return []
-    if not mine:
-        raise EngineError(
-            "the connections to a container cannot be counted: its processes"
-            " are not visible to this agent"
-        )
+            return container_id in cgroup.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _socket_tables(pid: int) -> list[str]:
+    """
+    The TCP socket tables of the network namespace process ``pid`` is in
+    (none if it is gone).  Check first that it is the container's
+    (`_in_container`): they would be another process's otherwise.
+    """
     tables = []
     for name in ("tcp", "tcp6"):
         try:
             with open(f"/proc/{pid}/net/{name}") as table:
                 tables.append(table.read())
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             pass
     return tables
+
+
+def _running_pid(attrs_: Mapping[str, Any]) -> int:
+    """The main process of a container's inspect record; 0 if it does not run."""
+    state = attrs_.get("State") or {}
+    pid = state.get("Pid") or 0
+    return pid if state.get("Running") and pid > 0 else 0
+
+
+def _count_busy(pid: int, ports: set[int]) -> int:
+    """
+    The connections to ``ports`` busy in the network namespace of process
+    ``pid`` (already checked to be the container's).  The socket tables
+    are quick to read; ``ss`` is asked only when they show a connection,
+    and without it (or without an answer it can read) every open one
+    counts.
+    """
+    opened = count_connections(_socket_tables(pid), ports)
+    if not opened:
+        return 0
+    owed = _owed_by(pid, ports)
+    return opened if owed is None else owed
 
 
 # --------------------------------------------------------------------------
@@ -514,11 +535,14 @@ class DockerAdapter:
     :ivar node_uuid: The node whose containers these are.
     :ivar client_factory: Makes the SDK client, on first use (in a thread).
     :ivar labels: Extra labels put on every container created.
+    :ivar monotonic: Tells the age of a listing (``time.monotonic``).
     """
 
     node_uuid: str
     client_factory: Callable[[], docker.DockerClient]
     labels: PMap[str, str] = attrs.field(factory=pmap, converter=_labels)
+    #: Seconds that only go forward: the age of a listing.
+    monotonic: Callable[[], float] = attrs.field(default=time.monotonic, kw_only=True)
     _client: docker.DockerClient | None = attrs.field(default=None, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     #: Bumped by every change this adapter makes (see `_mine`).
@@ -562,13 +586,10 @@ class DockerAdapter:
         changed a container meanwhile.
         """
         with self._lock:
-            cached, generation = self._listing, self._generation
-        if (
-            cached is not None
-            and cached[1] == generation
-            and time.monotonic() - cached[0] < LISTING_REUSE
-        ):
-            return cached[2]
+            generation = self._generation
+        reusable = self._reusable()
+        if reusable is not None:
+            return reusable
         # Both labels: a container with only the node label was not made
         # by a runtime and has no spec.  The summaries come without
         # inspecting; each container is then inspected — except those this
@@ -592,8 +613,20 @@ class DockerAdapter:
             except docker.errors.NotFound:
                 continue  # removed meanwhile: simply not listed
         with self._lock:
-            self._listing = (time.monotonic(), generation, listed)
+            self._listing = (self.monotonic(), generation, listed)
         return listed
+
+    def _reusable(self) -> list[Any] | None:
+        """The last listing, if `_mine` may still reuse it."""
+        with self._lock:
+            cached, generation = self._listing, self._generation
+        if (
+            cached is not None
+            and cached[1] == generation
+            and self.monotonic() - cached[0] < LISTING_REUSE
+        ):
+            return cached[2]
+        return None
 
     def list_containers(self) -> PSet[ContainerSpec]:
         """See :meth:`IContainerRuntime.list_containers`."""
@@ -622,20 +655,43 @@ class DockerAdapter:
         router count alike.  ``ss`` in that namespace tells idle ones
         apart; without it (or when its answer cannot be read), every open
         connection counts, idle or not.
+
+        A listing `_mine` may still reuse (a discovery's, just made) gives
+        the main process and the published ports without asking the
+        Engine again.  Its process may be gone or, its number reused,
+        another's by now: unless ``/proc`` shows that process in the
+        container, the container is inspected afresh, as it is when the
+        listing says it does not run.
         """
+        listed = self._listed(name)
+        if listed is not None:
+            pid = _running_pid(listed.attrs)
+            if pid and _in_container(pid, listed.id):
+                return _count_busy(pid, _published_internal(listed.attrs))
         container = self._find(name)  # freshly inspected
-        state = container.attrs["State"]
-        pid = state.get("Pid") or 0
-        if not state.get("Running") or pid <= 0:
+        pid = _running_pid(container.attrs)
+        if not pid:
             return 0
-        ports = _published_internal(container.attrs)
-        # The socket tables are quick to read (and the pid is checked to
-        # be the container's); ss is asked only when they show a connection.
-        opened = count_connections(_socket_tables(pid, container.id), ports)
-        if not opened:
-            return 0
-        owed = _owed_by(pid, ports)
-        return opened if owed is None else owed
+        mine = _in_container(pid, container.id)
+        if mine is None:
+            return 0  # it has just exited
+        if not mine:
+            # The engine runs elsewhere (a remote or rootless engine, or
+            # this agent in a container of its own): the process here by
+            # that number is another's.
+            raise EngineError(
+                "the connections to a container cannot be counted: its processes"
+                " are not visible to this agent"
+            )
+        return _count_busy(pid, _published_internal(container.attrs))
+
+    def _listed(self, name: str) -> Any:
+        """Container ``name`` in a listing still reusable; ``None`` if not there."""
+        for container in self._reusable() or []:
+            labels = container.attrs["Config"].get("Labels") or {}
+            if labels.get(APPLICATION_LABEL) == name:
+                return container
+        return None
 
     @_changes
     def create(self, spec: ContainerSpec) -> None:
