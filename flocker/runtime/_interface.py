@@ -610,6 +610,25 @@ class IContainerRuntime(Interface):
         and does nothing.  Bound host directories are left alone.
         """
 
+    def halt(name: str) -> Deferred[None]:
+        """
+        Kill a container's processes (SIGKILL) and succeed as soon as none
+        of them runs any more: nothing of the container holds its bound
+        host directories from then on (a mount under them can be unmounted
+        at once), though the engine may still be tidying up after it.
+
+        The container is kept, listed as not running from then on, until
+        :meth:`remove`; its restart policy does not restart it.  Halting a
+        stopped container, or one this node does not own, succeeds and
+        changes nothing.  This is the quick first half of a removal: a
+        caller that only needs the container's processes gone (to move its
+        data away) halts it, then removes it without waiting.
+
+        :raise EngineError: if the runtime cannot see the container's
+            processes end (an engine on another machine); :meth:`remove`
+            is then the way to know they are gone.
+        """
+
     def connections(name: str) -> Deferred[int]:
         """
         Count the TCP connections to the published internal ports of

@@ -32,6 +32,7 @@ CREATE = _action("create", [NAME, IMAGE], "A container is created and started.")
 START = _action("start", [NAME], "A stopped container is started.")
 STOP = _action("stop", [NAME, TIMEOUT], "A container is stopped.")
 REMOVE = _action("remove", [NAME], "A container is removed.")
+HALT = _action("halt", [NAME], "A container's processes are killed, and seen gone.")
 CONNECTIONS = _action(
     "connections", [NAME], "The connections open to a container's ports are counted."
 )

@@ -78,6 +78,7 @@ from ._interface import (
 from ._logging import (
     CONNECTIONS,
     CREATE,
+    HALT,
     IMAGE_EXISTS,
     INSPECT,
     LIST_CONTAINERS,
@@ -87,6 +88,8 @@ from ._logging import (
     START,
     STOP,
 )
+from ._processes import container_process, has_ended
+from ._processes import in_container as _in_container
 from ._pull import PullTally
 
 #: The label holding the spec's environment as a JSON object.
@@ -452,19 +455,6 @@ def _published_internal(attrs_: Mapping[str, Any]) -> set[int]:
     return ports
 
 
-def _in_container(pid: int, container_id: str) -> bool | None:
-    """
-    Whether process ``pid``, as this agent sees it, is in the container
-    ``container_id`` (its ``/proc/<pid>/cgroup`` names it); ``None`` if
-    there is no such process.
-    """
-    try:
-        with open(f"/proc/{pid}/cgroup") as cgroup:
-            return container_id in cgroup.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
 def _socket_tables(pid: int) -> list[str]:
     """
     The TCP socket tables of the network namespace process ``pid`` is in
@@ -510,6 +500,12 @@ def _count_busy(pid: int, ports: set[int]) -> int:
 #: Seconds a listing of the node's containers is reused (see ``_mine``).
 LISTING_REUSE = 0.25
 
+#: Seconds ``halt`` waits for a killed container's processes to end.
+HALT_TIMEOUT = 10.0
+
+#: Seconds between two looks at a killed container's main process.
+HALT_POLL = 0.002
+
 
 def _changes(method: Callable[..., None]) -> Callable[..., None]:
     """Mark an adapter method that changes containers (see ``_mine``)."""
@@ -551,6 +547,11 @@ class DockerAdapter:
     _listing: tuple[float, int, list[Any]] | None = attrs.field(default=None, init=False)
     #: Engine names of the containers this adapter is creating right now.
     _creating: set[str] = attrs.field(factory=set, init=False)
+    #: The containers halted here and not removed or started since, by
+    #: Engine id, as inspected when they were halted: they are listed so
+    #: (not running) without inspecting them again, which the Engine
+    #: holds until it has tidied up after them.
+    _halted: dict[str, Any] = attrs.field(factory=dict, init=False)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -595,7 +596,8 @@ class DockerAdapter:
         # inspecting; each container is then inspected — except those this
         # adapter is creating: the Engine holds an inspection of a starting
         # container until the start is over, which would hold up the whole
-        # discovery (the deployer leaves starting applications alone).
+        # discovery (the deployer leaves starting applications alone).  A
+        # halted container is listed as it was inspected when halted.
         summaries = self.client.containers.list(
             all=True,
             sparse=True,
@@ -603,10 +605,14 @@ class DockerAdapter:
         )
         with self._lock:
             creating = set(self._creating)
+            halted = dict(self._halted)
         listed = []
         for summary in summaries:
             names = {n.lstrip("/") for n in summary.attrs.get("Names") or []}
             if names & creating:
+                continue
+            if summary.id in halted:
+                listed.append(halted[summary.id])
                 continue
             try:
                 listed.append(self.client.containers.get(summary.id))
@@ -614,6 +620,9 @@ class DockerAdapter:
                 continue  # removed meanwhile: simply not listed
         with self._lock:
             self._listing = (self.monotonic(), generation, listed)
+            present = {summary.id for summary in summaries}
+            for gone in set(self._halted) - present:
+                del self._halted[gone]  # removed behind this adapter's back
         return listed
 
     def _reusable(self) -> list[Any] | None:
@@ -636,16 +645,24 @@ class DockerAdapter:
         """See :meth:`IContainerRuntime.list_states`."""
         return pmap(
             {
-                c.attrs["Config"]["Labels"][APPLICATION_LABEL]: state_from_inspect(
-                    c.attrs
-                )
+                c.attrs["Config"]["Labels"][APPLICATION_LABEL]: self._state(c)
                 for c in self._mine()
             }
         )
 
     def inspect(self, name: str) -> ContainerState:
         """See :meth:`IContainerRuntime.inspect`."""
-        return state_from_inspect(self._find(name).attrs)
+        halted = self._halted_as(name)
+        return self._state(halted if halted is not None else self._find(name))
+
+    def _state(self, container: Any) -> ContainerState:
+        """A container's state; one halted here does not run, whatever the Engine says yet."""
+        state = state_from_inspect(container.attrs)
+        with self._lock:
+            halted = container.id in self._halted
+        if halted and state.running:
+            return state.set(running=False, ports=pmap())
+        return state
 
     def connections(self, name: str) -> int:
         """
@@ -663,6 +680,8 @@ class DockerAdapter:
         container, the container is inspected afresh, as it is when the
         listing says it does not run.
         """
+        if self._halted_as(name) is not None:
+            return 0  # its processes are gone
         listed = self._listed(name)
         if listed is not None:
             pid = _running_pid(listed.attrs)
@@ -684,6 +703,16 @@ class DockerAdapter:
                 " are not visible to this agent"
             )
         return _count_busy(pid, _published_internal(container.attrs))
+
+    def _halted_as(self, name: str) -> Any:
+        """Container ``name`` as it was when halted here; ``None`` if it was not."""
+        with self._lock:
+            halted = list(self._halted.values())
+        for container in halted:
+            labels = container.attrs["Config"].get("Labels") or {}
+            if labels.get(APPLICATION_LABEL) == name:
+                return container
+        return None
 
     def _listed(self, name: str) -> Any:
         """Container ``name`` in a listing still reusable; ``None`` if not there."""
@@ -739,8 +768,26 @@ class DockerAdapter:
 
     @_changes
     def start(self, name: str) -> None:
-        """See :meth:`IContainerRuntime.start`."""
-        self._start(name, self._find(name))
+        """
+        See :meth:`IContainerRuntime.start`; a container halted here is
+        started once the Engine has seen it stop.
+        """
+        container = self._find(name)
+        with self._lock:
+            halted = container.id in self._halted
+        if halted:
+            try:
+                container.wait(condition="not-running", timeout=HALT_TIMEOUT)
+            except (
+                docker.errors.APIError,
+                requests.exceptions.RequestException,
+            ) as error:
+                raise EngineError(
+                    f"container {name!r} is still being halted: {error}"
+                ) from None
+        self._start(name, container)
+        with self._lock:
+            self._halted.pop(container.id, None)
 
     @_changes
     def stop(self, name: str, timeout: float) -> None:
@@ -759,6 +806,58 @@ class DockerAdapter:
             container.remove(force=True, v=True)
         except (UnknownContainer, docker.errors.NotFound):
             pass
+        else:
+            with self._lock:
+                self._halted.pop(container.id, None)
+
+    @_changes
+    def halt(self, name: str) -> None:
+        """
+        See :meth:`IContainerRuntime.halt`: the Engine is asked to kill
+        the container (so that its restart policy leaves it alone), and
+        its main process is watched in ``/proc`` until it has ended,
+        without waiting for the Engine's answer, which comes only once it
+        has tidied up after the container.
+        """
+        if self._halted_as(name) is not None:
+            return
+        try:
+            container = self._find(name)
+        except UnknownContainer:
+            return
+        state = container.attrs["State"]
+        pid = state.get("Pid") or 0
+        if not state.get("Running") or pid <= 0:
+            return
+        process = container_process(pid, container.id)  # or EngineError
+        refused: list[Exception] = []
+
+        def kill() -> None:
+            try:
+                container.kill()
+            except docker.errors.NotFound:
+                pass  # removed meanwhile: its processes are gone
+            except (
+                docker.errors.APIError,
+                requests.exceptions.RequestException,
+            ) as error:
+                refused.append(error)  # "is not running" included: checked below
+
+        killer = threading.Thread(target=kill, name=f"flocker-halt-{name}", daemon=True)
+        killer.start()
+        deadline = self.monotonic() + HALT_TIMEOUT
+        while process is not None and not has_ended(process):
+            if refused and not killer.is_alive():
+                raise EngineError(
+                    f"container {name!r} could not be killed: {refused[0]}"
+                )
+            if self.monotonic() > deadline:
+                raise EngineError(
+                    f"container {name!r} still runs {HALT_TIMEOUT:g} s after it was killed"
+                )
+            time.sleep(HALT_POLL)
+        with self._lock:
+            self._halted[container.id] = container
 
     def pull_image(
         self,
@@ -938,6 +1037,14 @@ class DockerRuntime:
             await self._call(self._adapter.remove, check_name(name))
 
         return self._logged(REMOVE, body, name=str(name))
+
+    def halt(self, name: str) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.halt`."""
+
+        async def body() -> None:
+            await self._call(self._adapter.halt, check_name(name))
+
+        return self._logged(HALT, body, name=str(name))
 
     def pull_image(
         self,

@@ -51,6 +51,7 @@ from ._interface import (
 from ._logging import (
     CONNECTIONS,
     CREATE,
+    HALT,
     IMAGE_EXISTS,
     INSPECT,
     LIST_CONTAINERS,
@@ -62,6 +63,9 @@ from ._logging import (
 )
 
 T = TypeVar("T")
+
+#: The exit code of a halted container (its processes were sent SIGKILL).
+KILLED_EXIT_CODE = 137
 
 #: The range the fake engine chooses ephemeral host ports from (inclusive).
 EPHEMERAL_PORTS = (49152, 65535)
@@ -324,6 +328,16 @@ class MemoryRuntime:
                 self._exited(container, 0)
 
         return self._logged(STOP, body, name=str(name), timeout=timeout)
+
+    def halt(self, name: str) -> Deferred[None]:
+        """See :meth:`IContainerRuntime.halt`; the fake exits as killed (137)."""
+
+        async def body() -> None:
+            container = self.engine.containers.get((self.node_uuid, check_name(name)))
+            if container is not None and container.state.running:
+                self._exited(container, KILLED_EXIT_CODE)
+
+        return self._logged(HALT, body, name=str(name))
 
     def remove(self, name: str) -> Deferred[None]:
         """See :meth:`IContainerRuntime.remove`."""

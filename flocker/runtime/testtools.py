@@ -535,6 +535,43 @@ def make_icontainerruntime_tests(
             assert await runtime.list_containers() == pset([again])
 
         @pytest_twisted.ensureDeferred
+        async def test_halted_container_stays_stopped_until_removed(
+            self, harness: RuntimeHarness
+        ) -> None:
+            """
+            A halted container is kept, listed as not running from the
+            moment the halt succeeds, and its restart policy does not
+            start it again; it is then removed like a stopped one.
+            Halting it again, or a container that never existed, does
+            nothing.
+            """
+            runtime = harness.make_runtime()
+            spec = simple_spec(harness, "app", restart_policy=RestartAlways())
+            await runtime.create(spec)
+            await runtime.halt("app")
+            assert not (await runtime.inspect("app")).running
+            assert not (await runtime.list_states())["app"].running
+            assert (await runtime.list_states())["app"].ports == pmap()
+            assert await runtime.list_containers() == pset([spec])
+            await deferLater(reactor, 1.0)  # long enough for an engine to restart it
+            assert not (await runtime.inspect("app")).running
+            await runtime.halt("app")
+            await runtime.halt("never-existed")
+            await runtime.remove("app")
+            assert await runtime.list_containers() == pset()
+
+        @pytest_twisted.ensureDeferred
+        async def test_halted_container_starts_again(
+            self, harness: RuntimeHarness
+        ) -> None:
+            """A halted container can be started again, as a stopped one can."""
+            runtime = harness.make_runtime()
+            await runtime.create(simple_spec(harness, "app"))
+            await runtime.halt("app")
+            await runtime.start("app")
+            assert (await runtime.inspect("app")).running
+
+        @pytest_twisted.ensureDeferred
         async def test_exists(self, harness: RuntimeHarness) -> None:
             """Creating a second container of one name fails; the first stays."""
             runtime = harness.make_runtime()

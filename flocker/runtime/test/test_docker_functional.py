@@ -188,6 +188,54 @@ async def test_restart_always(harness: Any) -> None:
     assert not (await runtime.inspect("looping")).running
 
 
+def _processes_of(container_id: str) -> list[int]:
+    """The processes on this machine in the container's control group."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cgroup") as cgroup:
+                if container_id in cgroup.read():
+                    found.append(int(entry))
+        except OSError:
+            continue  # ended meanwhile
+    return found
+
+
+@pytest_twisted.ensureDeferred
+async def test_halt_succeeds_once_every_process_of_the_container_ended(
+    harness: Any, docker_client: Any
+) -> None:
+    """
+    When ``halt`` succeeds, no process of the container is left on this
+    machine, a child of its main process included, and the container is
+    reported stopped even if the Engine has not caught up yet.
+    """
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="pair",
+            image=harness.image,
+            command=["sh", "-c", "sleep 1000 & sleep 1000"],
+            restart_policy=RestartAlways(),
+        )
+    )
+    container_id = docker_client.containers.get(
+        container_name(runtime.node_uuid, "pair")
+    ).id
+
+    async def both_running() -> bool:
+        return len(_processes_of(container_id)) >= 2  # the two sleeps (sh may exec one)
+
+    await loop_until(reactor, both_running, STEPS)
+    await runtime.halt("pair")
+    assert _processes_of(container_id) == []
+    assert not (await runtime.inspect("pair")).running
+    await _exited(runtime, "pair")
+    assert docker_client.containers.get(container_id).attrs["RestartCount"] == 0
+
+
 @pytest_twisted.ensureDeferred
 async def test_counter_image(harness: Any, docker_client: Any, tmp_path: Any) -> None:
     """
