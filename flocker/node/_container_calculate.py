@@ -185,6 +185,8 @@ class ContainerLocalState(PClass):
     applications = pmap_field(str, Application)
     routes = pmap_field(int, Route)
     starting = pset_field(str)
+    #: The applications whose halted containers are being removed now.
+    removing = pset_field(str)
     busy_ports = field(type=(PSet, type(None)), initial=None)
     port_conflicts = pmap_field(str, PSet)
     #: Whether the agent fenced itself (``_fence``).
@@ -507,8 +509,8 @@ def calculate_container_changes(
     changes: list[ContainerChange] = []
     pulled: set[str] = set()
     for name in sorted(set(wanted) | set(running)):
-        if name in local_state.starting:
-            continue  # its container is being created: wait for the runtime
+        if name in local_state.starting or name in local_state.removing:
+            continue  # its container is being created or removed: wait for the runtime
         current = running.get(name)
         application = wanted.get(name)
         if local_state.fenced and _fenced(name, configuration):
@@ -531,7 +533,14 @@ def calculate_container_changes(
                 elsewhere, configuration, cluster_state, node_uuid
             ):
                 continue
-            changes.append(_stop(name, RemoveApplication(name=name), local_state, cluster_state))
+            changes.append(
+                _stop(
+                    name,
+                    RemoveApplication(name=name, background=True),
+                    local_state,
+                    cluster_state,
+                )
+            )
             continue
         spec = container_spec(application, address, paths, name)
         if spec is not None and _rolling_back(application, configuration, cluster_state):
@@ -542,7 +551,12 @@ def calculate_container_changes(
             # data is here (a move's copy is arriving).
             if current is not None:
                 changes.append(
-                    _stop(name, RemoveApplication(name=name), local_state, cluster_state)
+                    _stop(
+                        name,
+                        RemoveApplication(name=name, background=True),
+                        local_state,
+                        cluster_state,
+                    )
                 )
             elif _wants_image(application.image, local_state, pulled):
                 pulled.add(application.image)

@@ -16,7 +16,11 @@ deployer provides it.
 
 With a ``poke``, the deployer starts containers in the background
 (`StartApplication`): a slow ``docker create`` does not hold up the next
-pass.  A healthy instance about to be stopped is first drained
+pass.  An application leaving the node is *halted* (its processes
+killed, which takes milliseconds) and its container then removed in the
+background (`RemoveApplication` with ``background``): the node reports it
+gone, and its dataset agent can hand its data on, without waiting for the
+engine to tidy up after the container.  A healthy instance about to be stopped is first drained
 (`DrainApplication`), and one wanted after all while it drains is resumed
 (`ResumeApplication`).  While the agent is fenced, a container whose
 application uses a dataset failing over automatically is stopped, not
@@ -35,7 +39,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from zope.interface import implementer
 
 from flocker.route import IRouter, Route
-from flocker.runtime import ContainerSpec, IContainerRuntime
+from flocker.runtime import ContainerRuntimeError, ContainerSpec, IContainerRuntime
 
 from ._answering import AnsweringWatch
 from ._deploy import IStateChange, StateChange
@@ -48,7 +52,8 @@ class ContainerContext(Protocol):
     What the container agent's changes use of the deployer they run with.
 
     All of it is read, never replaced: the changes call the runtime, the
-    router and the services, and update ``starting`` in place.
+    router and the services, and update ``starting`` and ``removing`` in
+    place.
     """
 
     @property
@@ -77,6 +82,11 @@ class ContainerContext(Protocol):
         ...
 
     @property
+    def removing(self) -> set[str]:
+        """Names of the applications whose halted containers are being removed now."""
+        ...
+
+    @property
     def health(self) -> HealthProbes | None:
         """Probes the applications' instances, if at all."""
         ...
@@ -95,7 +105,7 @@ class ContainerContext(Protocol):
 ContainerChange = StateChange[ContainerContext]
 
 
-def _fields(change: RemoveApplication | FenceApplication | RestartApplication) -> dict[str, Any]:
+def _fields(change: FenceApplication | RestartApplication) -> dict[str, Any]:
     return {"name": change.name}
 
 
@@ -162,18 +172,62 @@ class StartApplication(PClass):
 
 @implementer(IStateChange)
 class RemoveApplication(PClass):
-    """Stop and remove an application's container."""
+    """
+    Stop and remove an application's container.
+
+    :ivar background: Whether the container may be removed after the
+        change is over (the application leaves the node; nothing here
+        needs its name again soon).
+    """
 
     name = field(type=str, mandatory=True)
+    background = field(type=bool, initial=False)
     action_type = "flocker:node:container:remove"
 
     def log_fields(self) -> dict[str, Any]:
         """The application's name."""
-        return _fields(self)
+        return {"name": self.name, "background": self.background}
 
     def run(self, deployer: ContainerContext) -> Deferred[None]:
-        """Remove it (killing it first)."""
-        return deployer.runtime.remove(self.name)
+        """
+        Remove it (killing it first).
+
+        In the ``background``, with a ``poke``: halt it (the change is over
+        as soon as its processes are gone, and the loop is poked, so that
+        the node reports it stopped at once), then remove it, the application counting as *removing* — no other
+        change touches it — until the runtime answers, and then the loop is
+        poked.  Where the runtime cannot halt (it cannot see the container's
+        processes end), the whole removal is waited for.
+        """
+        if not self.background or deployer.poke is None:
+            return deployer.runtime.remove(self.name)
+        name = self.name
+
+        def remove_later(_: None) -> None:
+            assert deployer.poke is not None
+            deployer.removing.add(name)
+            deployer.poke()
+            action = start_action(
+                action_type="flocker:node:container:background_remove", name=name
+            )
+            with action.context():
+                removed = DeferredContext(deployer.runtime.remove(name))
+                removed.addActionFinish()
+
+            def done(result: Any) -> None:
+                deployer.removing.discard(name)
+                assert deployer.poke is not None
+                deployer.poke()
+
+            removed.result.addBoth(done)
+
+        def cannot_halt(failure: Any) -> Deferred[None]:
+            failure.trap(ContainerRuntimeError)  # logged by the runtime's action
+            return deployer.runtime.remove(name)
+
+        halted = deployer.runtime.halt(name)
+        halted.addCallbacks(remove_later, cannot_halt)
+        return halted
 
 
 #: Seconds a fenced application gets to stop before it is killed (an

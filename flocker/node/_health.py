@@ -72,6 +72,7 @@ from ._logging import HEALTH_CHANGED
 __all__ = [
     "DRAIN_GRACE",
     "DRAIN_POLL",
+    "DRAIN_POLL_FIRST",
     "DRAIN_SETTLE",
     "NOT_RUNNING",
     "STARTING_INTERVAL",
@@ -105,7 +106,12 @@ STARTING_INTERVAL = 0.05
 DRAIN_SETTLE = 0.03
 
 #: Seconds between pokes of the agent after `DRAIN_SETTLE`, while an
-#: instance's open connections finish, to see whether it is done.
+#: instance's open connections finish, to see whether it is done: half
+#: the time it has drained so far, at least `DRAIN_POLL_FIRST` (most
+#: requests in flight end within a few tens of milliseconds, and the
+#: clients of a moving application wait for the poll that sees it) and
+#: at most `DRAIN_POLL`.
+DRAIN_POLL_FIRST = 0.02
 DRAIN_POLL = 0.1
 
 #: Seconds a stopping instance's open connections are given to finish (its
@@ -248,7 +254,8 @@ class HealthProbes(Service):
         more and report it *stopping*, so that the routers send it no new
         connection, until it is replaced or `resume` is called.  Meanwhile
         ``changed`` is called after `DRAIN_SETTLE` seconds, then every
-        `DRAIN_POLL` seconds (for at most `DRAIN_GRACE`), so that the agent
+        `DRAIN_POLL_FIRST` to `DRAIN_POLL` seconds (for at most
+        `DRAIN_GRACE`), so that the agent
         sees when it may stop it.
         """
         watch = self._watches.get(name)
@@ -267,8 +274,10 @@ class HealthProbes(Service):
         watch.draining = None
         if not self._current(watch) or watch.health.status != "stopping":
             return
-        if float(self.clock.seconds()) - watch.health.since < DRAIN_GRACE:
-            watch.draining = self.clock.callLater(DRAIN_POLL, self._drained_yet, watch)
+        drained_for = float(self.clock.seconds()) - watch.health.since
+        if drained_for < DRAIN_GRACE:
+            poll = min(DRAIN_POLL, max(DRAIN_POLL_FIRST, drained_for / 2))
+            watch.draining = self.clock.callLater(poll, self._drained_yet, watch)
         self.changed()
 
     def resume(self, name: str) -> None:

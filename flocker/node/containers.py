@@ -178,6 +178,8 @@ class ContainerDeployer:
     poke: Callable[[], None] | None = attr.ib(default=None)
     #: Names of the applications whose containers are being created now.
     starting: set[str] = attr.ib(factory=set)
+    #: Names of the applications whose halted containers are being removed now.
+    removing: set[str] = attr.ib(factory=set)
     #: Reads the ports listened on at the node's address (``_ports``); a
     #: Deferred, so that the blocking read runs in a thread.  ``None``
     #: reports them as unknown.
@@ -234,6 +236,7 @@ class ContainerDeployer:
                 applications=self._running_applications(specs, states, cluster_state),
                 routes=self.router.routes(),
                 starting=set(self.starting),
+                removing=set(self.removing),
                 busy_ports=None if listened is None else self._others(listened, states),
                 port_conflicts=self._conflicts(),
                 fenced=bool(self.fenced()),

@@ -114,7 +114,9 @@ def test_application_stopped_during_rollback() -> None:
     pending = configuration.rollback_dataset(
         DATA, RollbackRequest(snapshot="monday", request_id=REQUEST)
     )
-    assert nodes.plan(NODE, pending, state) == RemoveApplication(name="db")
+    assert nodes.plan(NODE, pending, state) == RemoveApplication(
+        name="db", background=True
+    )
     nodes.converge(NODE, pending, state)
     done = state.update_node(
         NodeState(uuid=NODE, hostname=ADDRESS[NODE], datasets={DATA: mounted.set(rolled_back=REQUEST)})

@@ -152,7 +152,9 @@ def test_scaling_down_drains_then_removes_the_extra_instance() -> None:
     assert nodes.converge(A, scaled, reporting()) == DrainApplication(name="web..2")
     unprobed = Nodes()
     unprobed.converge(A, configured(), reporting())
-    assert unprobed.plan(A, scaled, reporting()) == RemoveApplication(name="web..2")
+    assert unprobed.plan(A, scaled, reporting()) == RemoveApplication(
+        name="web..2", background=True
+    )
     unprobed.converge(A, scaled, reporting())
     assert names(unprobed, A) == ["web"]
 

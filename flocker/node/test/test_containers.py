@@ -248,9 +248,9 @@ def test_unconfigured_removed() -> None:
     """A container of an application configured nowhere is removed."""
     nodes = Nodes()
     nodes.converge(A, configured(), state_with(A))
-    assert nodes.plan(A, Deployment().add_dataset(Dataset(dataset_id=DS), A), state_with(A)) == (
-        RemoveApplication(name="counter")
-    )
+    assert nodes.plan(
+        A, Deployment().add_dataset(Dataset(dataset_id=DS), A), state_with(A)
+    ) == (RemoveApplication(name="counter", background=True))
 
 
 def test_moving_application_runs_until_bulk_copy_arrives() -> None:
@@ -264,7 +264,7 @@ def test_moving_application_runs_until_bulk_copy_arrives() -> None:
     assert nodes.plan(A, moved, state_with(A)) == NoOp()
     copying = state_with(A, others=[(B, None)])
     plan = nodes.plan(A, moved, copying)
-    assert plan == RemoveApplication(name="counter")
+    assert plan == RemoveApplication(name="counter", background=True)
     assert nodes.plan(B, moved, copying) == NoOp()
     arrived = state_with(B, path="/mnt/b")
     nodes.converge(A, moved, arrived)
@@ -376,6 +376,89 @@ def test_background_start_does_not_hold_the_pass() -> None:
     held.release()
     assert deployer.starting == set() and pokes == [True]
     assert [s.name for s in result(held.runtime.list_containers())] == ["counter"]
+
+
+class _HeldRemovals(WrappedRuntime):
+    """A runtime whose ``remove`` completes only when the test says so."""
+
+    def __init__(self, runtime: IContainerRuntime) -> None:
+        super().__init__(runtime)
+        self.held: list[tuple[str, Deferred[None]]] = []
+
+    def remove(self, name: str) -> Deferred[None]:
+        """Hold the removal until ``release``."""
+        waiting: Deferred[None] = Deferred()
+        self.held.append((name, waiting))
+        return waiting
+
+    def release(self) -> None:
+        """Let every held removal happen."""
+        for name, waiting in self.held:
+            self.runtime.remove(name).chainDeferred(waiting)
+        self.held = []
+
+
+class _Unhaltable(_HeldRemovals):
+    """A runtime that cannot see a container's processes end (a remote engine)."""
+
+    def halt(self, name: str) -> Deferred[None]:
+        """Refuse, as Docker does when the engine is elsewhere."""
+        return fail(
+            EngineError("the container's processes are not visible to this agent")
+        )
+
+
+def test_an_application_leaving_is_halted_and_removed_in_the_background() -> None:
+    """
+    With a poke, an application leaving the node is halted: the pass ends
+    once its processes are gone, and the node no longer reports it (its
+    dataset can be handed on) while its container is removed in the
+    background; no change touches it meanwhile, and the loop is poked
+    when the removal is over.
+    """
+    nodes = Nodes()
+    deployer = nodes.deployers[A]
+    nodes.converge(A, configured(), state_with(A))
+    held = _HeldRemovals(deployer.runtime)
+    deployer.runtime = held
+    pokes: list[bool] = []
+    deployer.poke = lambda: pokes.append(True)
+    gone = Deployment().add_dataset(Dataset(dataset_id=DS), A)
+    assert nodes.converge(A, gone, state_with(A)) == RemoveApplication(
+        name="counter", background=True
+    )
+    assert deployer.removing == {"counter"} and [n for n, _ in held.held] == ["counter"]
+    assert pokes == [True]  # halted: the node reports it at once
+    local = result(deployer.discover_state(state_with(A)))
+    assert not local.states["counter"].running
+    assert "counter" not in local.shared_state_changes().applications
+    assert nodes.plan(A, gone, state_with(A)) == NoOp()
+    held.release()
+    assert deployer.removing == set() and pokes == [True, True]
+    assert result(held.runtime.list_containers()) == pset()
+
+
+def test_an_application_leaving_is_removed_in_full_where_it_cannot_be_halted() -> None:
+    """
+    Where the runtime cannot see a container's processes end, the pass
+    waits for the whole removal: the node reports the application gone
+    only once its container is.
+    """
+    nodes = Nodes()
+    deployer = nodes.deployers[A]
+    nodes.converge(A, configured(), state_with(A))
+    held = _Unhaltable(deployer.runtime)
+    deployer.runtime = held
+    deployer.poke = lambda: None
+    gone = Deployment().add_dataset(Dataset(dataset_id=DS), A)
+    plan = nodes.plan(A, gone, state_with(A))
+    finished: list[object] = []
+    run_state_change(plan, deployer).addBoth(finished.append)
+    assert finished == [] and deployer.removing == set()
+    assert result(held.runtime.inspect("counter")).running
+    held.release()
+    assert finished == [None]
+    assert result(held.runtime.list_containers()) == pset()
 
 
 def test_reports_the_datasets_a_container_really_mounts() -> None:

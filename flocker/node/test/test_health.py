@@ -781,11 +781,17 @@ def test_draining_instance_is_stopping_unprobed_and_pokes_until_its_grace_ends()
     A drained instance is reported *stopping* at once (a status change:
     logged, ``changed`` called), is probed no more (a probe in flight is
     cancelled and does not count), and ``changed`` is called after
-    `DRAIN_SETTLE` seconds, then every `DRAIN_POLL` seconds until its
-    grace is over; the same instance
+    `DRAIN_SETTLE` seconds, then every `DRAIN_POLL_FIRST` seconds at
+    first, less often later (every `DRAIN_POLL` seconds at most) until
+    its grace is over; the same instance
     observed again stays stopping, and `resume` starts it over.
     """
-    from flocker.node._health import DRAIN_GRACE, DRAIN_POLL, DRAIN_SETTLE
+    from flocker.node._health import (
+        DRAIN_GRACE,
+        DRAIN_POLL,
+        DRAIN_POLL_FIRST,
+        DRAIN_SETTLE,
+    )
 
     clock, probe = Clock(), AnsweredProbe()
     health, changes = probes(clock, probe)
@@ -803,11 +809,17 @@ def test_draining_instance_is_stopping_unprobed_and_pokes_until_its_grace_ends()
     calls = len(probe.calls)
     clock.advance(DRAIN_SETTLE)
     assert changes.count == before + 2
+    clock.advance(DRAIN_POLL_FIRST)
+    assert changes.count == before + 3  # soon after the settle: polled often
     ticks = int(DRAIN_GRACE / DRAIN_POLL)
     for _ in range(ticks + 5):
         clock.advance(DRAIN_POLL)
     assert len(probe.calls) == calls
-    assert before + 1 + ticks - 1 <= changes.count <= before + 1 + ticks + 1
+    # Every DRAIN_POLL at most once the drain is long; a few more early on.
+    assert before + 1 + ticks - 1 <= changes.count <= before + 1 + ticks + 10
+    settled = changes.count
+    clock.advance(DRAIN_POLL * 10)
+    assert changes.count == settled  # the grace is over: no more pokes
     health.resume("web")
     assert web(health).status == "starting"
     clock.advance(0)
