@@ -29,6 +29,15 @@ SMALL_DELTA = 8 * 1024 * 1024
 #: At most this many bulk rounds per pass before the final increment.
 MAXIMUM_ROUNDS = 5
 
+#: A bulk round that took less than this many seconds counts as small,
+#: whatever it carried: what was written meanwhile is at most that long's
+#: writes, which the final increment carries about as fast as another
+#: round would (a round costs a few tenths of a second on zfs-fuse
+#: however small), and the application is about to stop (its container
+#: agent stops it once the destination has a copy): another round would
+#: only hold the final increment up.
+QUICK_ROUND = 1.0
+
 #: Once a bulk round was small, no further one goes for this many seconds
 #: while the dataset stays in use: the application using it is about to
 #: stop (the container agent stops it as soon as the destination has a
@@ -86,6 +95,7 @@ class DatasetMover:
     small_delta: int = attr.ib(default=SMALL_DELTA)
     maximum_rounds: int = attr.ib(default=MAXIMUM_ROUNDS)
     bulk_pause: float = attr.ib(default=BULK_PAUSE)
+    quick_round: float = attr.ib(default=QUICK_ROUND)
     now: Callable[[], float] = attr.ib(default=time.monotonic)
 
     #: dataset id → the progress of its move.
@@ -121,7 +131,7 @@ class DatasetMover:
         Bulk rounds while the dataset stays in use, then the final increment.
 
         While the dataset is in use, each pass sends the changes since the
-        last round (until they are small) and ends; after a small round the
+        last round (until a round is small, or quick) and ends; after a small round the
         passes send nothing for :data:`BULK_PAUSE` seconds, waiting for the
         application to stop.  Once it is no longer in use and the
         destination already has a recent copy, the final increment goes at
@@ -164,9 +174,10 @@ class DatasetMover:
         if self.roles.get(dataset_id) == PRIMARY:
             if base is None or self.in_use(dataset_id):
                 for _ in range(self.maximum_rounds):
+                    began = self.now()
                     sent = await send(False)
                     base = self._progress[dataset_id].confirmed
-                    if sent < self.small_delta:
+                    if sent < self.small_delta or self.now() - began < self.quick_round:
                         self._progress[dataset_id] = self._progress[dataset_id].set(
                             settled_at=float(self.now())
                         )
@@ -203,6 +214,7 @@ class DatasetMover:
 __all__ = [
     "BULK_PAUSE",
     "MAXIMUM_ROUNDS",
+    "QUICK_ROUND",
     "SMALL_DELTA",
     "DatasetMover",
     "MoveProgress",

@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import uuid4
 
 from hypothesis import HealthCheck, given, settings
@@ -288,6 +288,63 @@ def test_bulk_rounds_pause_after_a_small_one() -> None:
     cluster.converge_node(A, moved)
     assert cluster.roles[B].get(DS) == PRIMARY
     assert cluster.backends[B].read_files(DS) == {"data": b"v3"}
+
+
+def _large_rounds(cluster: Cluster, seconds: float) -> list[float]:
+    """
+    Make every bulk round from A count as large, and take ``seconds`` on
+    the mover's clock; the clock (a one-item list) is returned.
+    """
+    now = [100.0]
+    mover = cluster.deployers[A].mover
+    mover.now = lambda: now[0]
+    mover.small_delta = 0
+    real_send = mover.send
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        now[0] += seconds
+        return real_send(*args, **kwargs)
+
+    mover.send = timed
+    return now
+
+
+def test_a_quick_bulk_round_is_followed_by_a_pause_whatever_it_carried() -> None:
+    """
+    A bulk round that took less than ``quick_round`` seconds counts as a
+    small one: no other round goes in that pass or the passes of the next
+    ``bulk_pause`` seconds, so the final increment does not queue behind one
+    when the application stops.
+    """
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    now = _large_rounds(cluster, seconds=0.3)
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    moved = config_with(B)
+    cluster.converge_node(A, moved)
+    rounds = len(result(cluster.backends[B].list_snapshots(DS)))
+    assert rounds == 1
+    cluster.backends[A].write_file(DS, "data", b"v2")
+    now[0] += 0.5
+    cluster.converge_node(A, moved)
+    assert len(result(cluster.backends[B].list_snapshots(DS))) == rounds
+
+
+def test_slow_large_bulk_rounds_follow_each_other() -> None:
+    """
+    Bulk rounds that are neither small nor quick follow each other in one
+    pass, up to ``maximum_rounds``: each carries what was written during
+    the one before, so that the final increment is small.
+    """
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    mover = cluster.deployers[A].mover
+    _large_rounds(cluster, seconds=mover.quick_round + 1)
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    cluster.converge_node(A, config_with(B))
+    assert len(result(cluster.backends[B].list_snapshots(DS))) == mover.maximum_rounds
 
 
 def test_move_back() -> None:
