@@ -57,6 +57,11 @@ LONG_RUNNING = ("sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
 #: An image reference no test engine has.
 MISSING_IMAGE = "flocker-test/no-such-image:never"
 
+#: Half an HTTP request: a request line without its end, on which busybox
+#: ``httpd`` waits.  Given the whole line it answers at once, without
+#: waiting for the end of the headers, and closes the connection.
+HALF_REQUEST = b"GET / HTTP/1.0"
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on at ``host`` now (bound to port 0 and read)."""
@@ -260,7 +265,7 @@ def docker_harness(request: pytest.FixtureRequest) -> Any:
                             raise ConnectionResetError("the echo server is not there yet")
                         echoed += chunk
                 else:
-                    client_socket.sendall(b"GET / HTTP/1.0\r\n")
+                    client_socket.sendall(HALF_REQUEST)
             except BaseException:
                 client_socket.close()
                 raise

@@ -18,7 +18,7 @@ import attrs
 import pytest
 
 from .. import ContainerSpec, DockerAdapter, container_name
-from ..testtools import ephemeral, random_loopback
+from ..testtools import HALF_REQUEST, ephemeral, random_loopback
 
 pytestmark = pytest.mark.functional
 
@@ -95,7 +95,7 @@ class _Web:
             except OSError:
                 time.sleep(0.05)
                 continue
-            client.sendall(b"GET / HTTP/1.0\r\n")
+            client.sendall(HALF_REQUEST)
             if _eventually(lambda: self.adapter.connections("web") == 1):
                 return client.close
             client.close()  # dropped by the engine's proxy: httpd not up yet
