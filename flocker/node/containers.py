@@ -206,6 +206,10 @@ class ContainerDeployer:
         """List the runtime's containers and their states, and the busy ports."""
 
         async def discover() -> ContainerLocalState:
+            # Before the listing and after it: a container whose background
+            # start or removal ends while it is listed is still left alone
+            # by this pass (the next one sees it as it is then).
+            starting, removing = set(self.starting), set(self.removing)
             specs = await self.runtime.list_containers()
             states = await self.runtime.list_states()
             listened: frozenset[int] | None = None
@@ -235,8 +239,8 @@ class ContainerDeployer:
                 states=states,
                 applications=self._running_applications(specs, states, cluster_state),
                 routes=self.router.routes(),
-                starting=set(self.starting),
-                removing=set(self.removing),
+                starting=starting | self.starting,
+                removing=removing | self.removing,
                 busy_ports=None if listened is None else self._others(listened, states),
                 port_conflicts=self._conflicts(),
                 fenced=bool(self.fenced()),

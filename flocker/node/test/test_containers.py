@@ -5,7 +5,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 import attr
-from pyrsistent import PMap, pmap, pset
+from pyrsistent import PMap, PSet, pmap, pset
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -436,6 +436,35 @@ def test_an_application_leaving_is_halted_and_removed_in_the_background() -> Non
     held.release()
     assert deployer.removing == set() and pokes == [True, True]
     assert result(held.runtime.list_containers()) == pset()
+
+
+class _RemovedWhileListed(WrappedRuntime):
+    """A runtime whose next listing ends a background removal as it lists."""
+
+    def __init__(self, runtime: IContainerRuntime, deployer: ContainerDeployer) -> None:
+        super().__init__(runtime)
+        self.deployer = deployer
+
+    def list_containers(self) -> Deferred[PSet[ContainerSpec]]:
+        """List, then let the removals in progress end (as if meanwhile)."""
+        listed = self.runtime.list_containers()
+        self.deployer.removing.clear()
+        return listed
+
+
+def test_a_removal_ending_while_listed_is_not_started_again() -> None:
+    """
+    A container whose background removal ends while discovery lists it
+    (so the listing still shows it) is left alone by that pass: it is
+    not removed a second time.
+    """
+    nodes = Nodes()
+    deployer = nodes.deployers[A]
+    nodes.converge(A, configured(), state_with(A))
+    deployer.runtime = _RemovedWhileListed(deployer.runtime, deployer)
+    deployer.removing.add("counter")
+    gone = Deployment().add_dataset(Dataset(dataset_id=DS), A)
+    assert nodes.plan(A, gone, state_with(A)) == NoOp()
 
 
 def test_an_application_leaving_is_removed_in_full_where_it_cannot_be_halted() -> None:
