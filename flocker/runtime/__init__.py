@@ -12,6 +12,7 @@ contract suite both pass.
 from ._interface import (
     APPLICATION_LABEL,
     CPU_SHARES_RANGE,
+    FRESH_CONNECTION,
     MINIMUM_MEMORY_LIMIT,
     NODE_LABEL,
     SWAPPINESS_RANGE,
@@ -43,6 +44,7 @@ from .memory import MemoryEngine, MemoryRuntime, memory_runtimes
 __all__ = [
     "APPLICATION_LABEL",
     "CPU_SHARES_RANGE",
+    "FRESH_CONNECTION",
     "MINIMUM_MEMORY_LIMIT",
     "NODE_LABEL",
     "SWAPPINESS_RANGE",

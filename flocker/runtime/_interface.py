@@ -84,6 +84,10 @@ MINIMUM_MEMORY_LIMIT = 6 * 1024 * 1024
 CPU_SHARES_RANGE = (2, 262144)
 #: The range of the kernel's memory swappiness (cgroup v1 ``memory.swappiness``).
 SWAPPINESS_RANGE = (0, 100)
+#: Seconds a connection on which nothing was received yet counts as busy
+#: (see :meth:`IContainerRuntime.connections`): its client's first request
+#: may be on its way.
+FRESH_CONNECTION = 1.0
 
 _NAME = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
 _ENV_NAME = re.compile(r"\A[^=\0]+\Z")
@@ -638,10 +642,13 @@ class IContainerRuntime(Interface):
         the container may still owe something on it: a request received
         and not answered yet (the client sent after the container last
         sent, also once the client half closed), data still in flight
-        either way, a connection being set up.  An idle connection (a
-        kept-alive client's or a pool's, whose last request was answered)
-        does not count, nor does one the container itself opened
-        elsewhere.  A container that does not run has none.
+        either way, a connection being set up.  A connection on which
+        nothing was received yet counts for :data:`FRESH_CONNECTION`
+        seconds after it was opened (its first request may be on its way),
+        and no longer once it has stayed silent that long.  An idle
+        connection (a kept-alive client's or a pool's, whose last request
+        was answered) does not count, nor does one the container itself
+        opened elsewhere.  A container that does not run has none.
 
         :raise UnknownContainer: if this node owns no container ``name``.
         """

@@ -54,6 +54,7 @@ from zope.interface import implementer
 from ..common import logged
 from ._interface import (
     APPLICATION_LABEL,
+    FRESH_CONNECTION,
     NODE_LABEL,
     ContainerExists,
     ContainerSpec,
@@ -319,10 +320,6 @@ _MAY_OWE = {"ESTAB", "CLOSE-WAIT"}
 #: all sent and acknowledged, or opened by the container itself.
 _OWES_NOTHING = {"LISTEN", "UNCONN", "CLOSED", "FIN-WAIT-2", "TIME-WAIT", "SYN-SENT"}
 
-#: Milliseconds a connection on which nothing was received yet counts as
-#: busy: its client's first request may be on its way.
-FRESH_CONNECTION = 1000
-
 
 class _NotUnderstood(Exception):
     """``ss`` printed something `count_owed` cannot read."""
@@ -345,8 +342,9 @@ def _owes(state: str, queued: bool, info: Mapping[str, str]) -> bool:
     received = _count(info, "bytes_received")
     sent = _count(info, "bytes_sent")
     if received == 0:
-        # A new connection's first request may be on its way.
-        return _count(info, "lastrcv") < FRESH_CONNECTION
+        # A new connection's first request may be on its way (ss says
+        # how long ago it was set up, in milliseconds).
+        return _count(info, "lastrcv") < FRESH_CONNECTION * 1000
     if sent == 0:
         return True
     return _count(info, "lastrcv") < _count(info, "lastsnd")

@@ -11,6 +11,12 @@ exit with :meth:`MemoryRuntime.exit`, which applies the restart policy the
 way Docker does (restarts happen at once here).  Every Deferred it returns
 has already fired, so it works under ``SynchronousTestCase``.
 
+A test opens connections to a container with
+:meth:`MemoryRuntime.open_connection` (one it owes an answer on, or an idle
+one) and :meth:`MemoryRuntime.open_silent_connection` (one on which nothing
+was sent yet: it counts for :data:`FRESH_CONNECTION` seconds of the
+runtime's clock, then no longer until a request is sent on it).
+
 Ephemeral ports (external port 0) get fake host ports from a counter of the
 shared engine, from :data:`EPHEMERAL_PORTS`'s start upwards, skipping those a
 running container holds: each start (a restart by the policy included)
@@ -19,6 +25,7 @@ takes the next free ones, so, as with Docker, they change from run to run.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
@@ -32,6 +39,7 @@ from zope.interface import implementer
 
 from ..common import logged
 from ._interface import (
+    FRESH_CONNECTION,
     ContainerExists,
     ContainerSpec,
     ContainerState,
@@ -79,15 +87,19 @@ class _Container:
     :ivar bound: The ports it publishes now (the spec's, ephemeral ones
         with the port chosen); empty when it does not run.
     :ivar connections: The connections open to it now, each an object
-        of its own, mapped to whether it is idle (a test opens them with
-        `MemoryRuntime.open_connection`); none when it does not run.
+        of its own, mapped to the time until which it counts: never
+        (``-inf``) for an idle one, for ever (``inf``) for one owed an
+        answer, :data:`FRESH_CONNECTION` seconds after it was opened for
+        a silent one (a test opens them with `MemoryRuntime.open_connection`
+        and `MemoryRuntime.open_silent_connection`); none when it does not
+        run.
     """
 
     node_uuid: str
     spec: ContainerSpec
     state: ContainerState
     bound: PSet[PublishedPort] = pset()
-    connections: dict[object, bool] = attrs.field(factory=dict)
+    connections: dict[object, float] = attrs.field(factory=dict)
 
 
 def _ports_now(bound: Iterable[PublishedPort]) -> PMap[int, int]:
@@ -354,7 +366,8 @@ class MemoryRuntime:
             container = self._get(check_name(name))
             if not container.state.running:
                 return 0
-            return sum(1 for idle in container.connections.values() if not idle)
+            now = self._now()
+            return sum(1 for until in container.connections.values() if now < until)
 
         return self._logged(CONNECTIONS, body, name=str(name))
 
@@ -395,18 +408,47 @@ class MemoryRuntime:
         :raise UnknownContainer: if this node owns no container ``name``.
         :raise ValueError: if the container is not running.
         """
+        _, close = self._open(name, -math.inf if idle else math.inf)
+        return close
+
+    def open_silent_connection(
+        self, name: str
+    ) -> tuple[Callable[[], None], Callable[[], None]]:
+        """
+        Open a connection to running container ``name`` on which nothing
+        is sent: it counts for :data:`FRESH_CONNECTION` seconds of this
+        runtime's clock, then no longer.  Returns what sends a request on
+        it (it then counts until closed, as one owed an answer) and what
+        closes it.  A stop of the container closes it too.
+
+        :raise UnknownContainer: if this node owns no container ``name``.
+        :raise ValueError: if the container is not running.
+        """
+        return self._open(name, self._now() + FRESH_CONNECTION)
+
+    def _open(
+        self, name: str, until: float
+    ) -> tuple[Callable[[], None], Callable[[], None]]:
+        """
+        Open a connection to running container ``name`` counting until
+        ``until``; what sends a request on it, and what closes it.
+        """
         container = self._get(check_name(name))
         if not container.state.running:
             raise ValueError(f"container {name!r} is not running")
         connection = object()
-        container.connections[connection] = idle
-        # Closing it after the container stopped (which closed it) or
-        # restarted closes no other connection.
+        container.connections[connection] = until
+        # Closing it (or sending on it) after the container stopped (which
+        # closed it) or restarted touches no other connection.
+
+        def request() -> None:
+            if connection in container.connections:
+                container.connections[connection] = math.inf
 
         def close() -> None:
             container.connections.pop(connection, None)
 
-        return close
+        return request, close
 
     def exit(self, name: str, exit_code: int) -> None:
         """

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from ._interface import (
+    FRESH_CONNECTION,
     NODE_LABEL,
     ContainerExists,
     ContainerSpec,
@@ -168,6 +170,18 @@ class RuntimeHarness(Protocol):
         """
         ...
 
+    def connect_silently(
+        self, runtime: IContainerRuntime, name: str, host: str, port: int
+    ) -> tuple[Callable[[], None], Callable[[], None]]:
+        """
+        Open a TCP connection to container ``name``, published at
+        ``host:port``, and send nothing on it; returns what sends half an
+        HTTP request on it (to an ``httpd`` on that port), and what closes it.
+
+        :raise OSError: if the connection failed.
+        """
+        ...
+
 
 class MemoryHarness:
     """Fake runtimes sharing one :class:`MemoryEngine` with a busybox image."""
@@ -203,6 +217,13 @@ class MemoryHarness:
         """A fake connection (the fake engine has no sockets)."""
         assert isinstance(runtime, MemoryRuntime)
         return runtime.open_connection(name, idle=idle)
+
+    def connect_silently(
+        self, runtime: IContainerRuntime, name: str, host: str, port: int
+    ) -> tuple[Callable[[], None], Callable[[], None]]:
+        """A fake connection on which nothing is sent yet."""
+        assert isinstance(runtime, MemoryRuntime)
+        return runtime.open_silent_connection(name)
 
 
 def memory_harness(request: pytest.FixtureRequest) -> MemoryHarness:
@@ -270,6 +291,16 @@ def docker_harness(request: pytest.FixtureRequest) -> Any:
                 client_socket.close()
                 raise
             return client_socket.close
+
+        def connect_silently(
+            self, runtime: IContainerRuntime, name: str, host: str, port: int
+        ) -> tuple[Callable[[], None], Callable[[], None]]:
+            client_socket = socket.create_connection((host, port), timeout=5)
+
+            def request() -> None:
+                client_socket.sendall(HALF_REQUEST)
+
+            return request, client_socket.close
 
         def make_runtime(self, node_uuid: str | None = None) -> IContainerRuntime:
             node_uuid = str(uuid.uuid4()) if node_uuid is None else node_uuid
@@ -359,9 +390,14 @@ def fixed_ports(host: str, count: int) -> list[int]:
     return ports
 
 
-async def _eventually(runtime: IContainerRuntime, name: str, count: int) -> bool:
-    """Whether container ``name`` has ``count`` connections within 5 seconds."""
-    for _ in range(100):
+async def _eventually(
+    runtime: IContainerRuntime, name: str, count: int, seconds: float = 5
+) -> bool:
+    """
+    Whether container ``name`` has ``count`` connections, asked every 0.05
+    seconds for ``seconds`` (longer if the counts are slow).
+    """
+    for _ in range(round(seconds / 0.05)):
         if await runtime.connections(name) == count:
             return True
         await deferLater(reactor, 0.05)
@@ -398,6 +434,38 @@ async def _idle(
         except OSError:
             await deferLater(reactor, 0.1)
     raise AssertionError(f"no idle connection to {name} could be made")
+
+
+async def _seen_fresh(
+    harness: RuntimeHarness, runtime: IContainerRuntime, name: str, host: str, port: int
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """
+    A silent connection to container ``name`` (see
+    `RuntimeHarness.connect_silently`) that a count finished less than
+    :data:`FRESH_CONNECTION` after it was opened found.  A connection the
+    counts did not find in time is closed and another tried, but only
+    when the counts were too late to tell (a loaded machine) or it could
+    not be made: a count in time that does not find it fails the test.
+    """
+    for _ in range(10):
+        opened = time.monotonic()
+        try:
+            request, close = harness.connect_silently(runtime, name, host, port)
+        except OSError:
+            await deferLater(reactor, 0.1)
+            continue
+        while True:
+            count = await runtime.connections(name)
+            in_time = time.monotonic() - opened < FRESH_CONNECTION
+            if count == 1 and in_time:
+                return request, close
+            if not in_time:
+                break  # too late to tell: try another
+            # An engine's proxy may pass the connection on to the container
+            # a moment after accepting it.
+            await deferLater(reactor, 0.01)
+        close()
+    raise AssertionError(f"no fresh connection to {name} was counted in time")
 
 
 def make_icontainerruntime_tests(
@@ -938,6 +1006,41 @@ def make_icontainerruntime_tests(
             assert await runtime.connections("web") == 0
             with pytest.raises(UnknownContainer):
                 await runtime.connections("nothing")
+
+        @pytest_twisted.ensureDeferred
+        async def test_a_silent_connection_counts_only_while_fresh(
+            self, harness: RuntimeHarness
+        ) -> None:
+            """
+            A connection just opened on which nothing was received yet counts
+            (its first request may be on its way); once it has stayed silent
+            for FRESH_CONNECTION seconds it no longer does, until a request
+            comes on it.
+            """
+            runtime = harness.make_runtime()
+            host = random_loopback()
+            await runtime.create(
+                ContainerSpec(
+                    name="web",
+                    image=harness.image,
+                    command=["httpd", "-f", "-p", "80"],
+                    ports=[ephemeral(host)],
+                )
+            )
+            port = (await runtime.inspect("web")).ports[80]
+            # The server listens once a connection on which it owes counts.
+            (await _connected(harness, runtime, "web", host, port))()
+            assert await _eventually(runtime, "web", 0)
+            request, close = await _seen_fresh(harness, runtime, "web", host, port)
+            try:
+                assert await _eventually(
+                    runtime, "web", 0, seconds=FRESH_CONNECTION + 10
+                )
+                request()
+                assert await _eventually(runtime, "web", 1)
+            finally:
+                close()
+            assert await _eventually(runtime, "web", 0)
 
         @pytest_twisted.ensureDeferred
         async def test_ephemeral_port_is_held(self, harness: RuntimeHarness) -> None:

@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from .. import (
+    FRESH_CONNECTION,
     ContainerSpec,
     MemoryEngine,
     MemoryRuntime,
@@ -248,3 +249,39 @@ def _now(deferred: Any) -> Any:
     if isinstance(value, Exception) or hasattr(value, "raiseException"):
         value.raiseException()
     return value
+
+
+def test_a_silent_connection_counts_while_fresh_by_the_runtimes_clock() -> None:
+    """
+    A silent connection counts until FRESH_CONNECTION seconds of the
+    runtime's clock have passed since it was opened, then no longer; a
+    request sent on it makes it count again until it is closed.
+    """
+    clock = Clock()
+    runtime = _runtime(clock)
+    _now(runtime.create(ContainerSpec(name="web", image=IMAGE)))
+    request, close = runtime.open_silent_connection("web")
+    assert _now(runtime.connections("web")) == 1
+    clock.advance(FRESH_CONNECTION * 0.99)
+    assert _now(runtime.connections("web")) == 1
+    clock.advance(FRESH_CONNECTION * 0.01)
+    assert _now(runtime.connections("web")) == 0
+    request()
+    clock.advance(FRESH_CONNECTION * 100)
+    assert _now(runtime.connections("web")) == 1
+    close()
+    assert _now(runtime.connections("web")) == 0
+
+
+def test_a_request_on_a_connection_closed_by_a_stop_opens_nothing() -> None:
+    """
+    Sending a request on a silent connection that a stop closed leaves it
+    closed: once the container runs again it has no connection.
+    """
+    runtime = _runtime(Clock())
+    _now(runtime.create(ContainerSpec(name="web", image=IMAGE)))
+    request, _ = runtime.open_silent_connection("web")
+    _now(runtime.stop("web"))
+    _now(runtime.start("web"))
+    request()
+    assert _now(runtime.connections("web")) == 0
