@@ -863,25 +863,31 @@ class ZFSVolumeBackend:
             if _busy(error):
                 raise DatasetBusy(dataset_id) from None
             raise
-        await self._mount(name)
+        await self._mount(name, read_only=read_only)  # the property just set
         return await self._info(dataset_id)
 
     @backend_operation(SNAPSHOT_ACTION, snapshot="name")
     async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
-        """See :meth:`IVolumeBackend.snapshot`."""
-        full = await self._require(dataset_id)
-        if name in await self._snapshot_names(dataset_id):
-            raise SnapshotExists(dataset_id, name)
+        """
+        See :meth:`IVolumeBackend.snapshot`: two commands (a move's final
+        increment waits for them), ZFS's refusal telling a missing dataset
+        from a taken name.
+        """
+        full = self._name(dataset_id)
         try:
             await self._zfs("snapshot", f"{full}@{name}")
         except CommandFailed as error:
+            if b"does not exist" in error.stderr or not await self._exists(full):
+                raise UnknownDataset(dataset_id) from None
             if b"exists" in error.stderr:
                 raise SnapshotExists(dataset_id, name) from None
             raise
-        for snapshot in await self._list_snapshots(dataset_id):
-            if snapshot.name == name:
-                return snapshot
-        raise UnknownSnapshot(dataset_id, name)  # destroyed meanwhile
+        got = await self._zfs(
+            "get", "-Hp", "-o", "value", "creation", f"{full}@{name}", check=False
+        )
+        if got.exit_code != 0:
+            raise UnknownSnapshot(dataset_id, name)  # destroyed meanwhile
+        return SnapshotInfo(name=name, created=float(got.stdout.strip()))
 
     @backend_operation(LIST_SNAPSHOTS)
     async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
