@@ -35,6 +35,7 @@ from eliot import Field, MessageType
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 from flocker.ca import TLSFiles
 from flocker.control import (
@@ -42,13 +43,14 @@ from flocker.control import (
     Deployment,
     DeploymentState,
 )
-from flocker.volume import IVolumeBackend
+from flocker.volume import DatasetInfo, IVolumeBackend
 from flocker.volume._transfer_wire import TransferHeader
 from flocker.volume.transfer import TransferReceiver, push, transfer_service
 
 from ._agent_core import ControlledAgent
 from ._control_connection import ControlAddress, control_addresses_tuple
 from ._fence import DEFAULT_FENCE_AFTER, Fence
+from ._logging import REPORT_FAILED
 from ._loop import ConvergenceLoop
 from ._mover import DatasetMover
 from ._progress import ConvergenceProgress
@@ -124,6 +126,11 @@ def transfer_unauthorized(
     return (
         f"dataset {dataset_id} is configured on node {primary}, not sent to this node"
     )
+
+
+def _report_failed(failure: Failure) -> None:
+    """Log a report that did not get through (the next pass reports again)."""
+    REPORT_FAILED.log(reason=f"{type(failure.value).__name__}: {failure.value}")
 
 
 def dataset_in_use(
@@ -304,10 +311,20 @@ class DatasetAgent(ControlledAgent):
 
     def handoff(self, dataset_id: str) -> Deferred[None] | None:
         """Tell the cluster at once that this node no longer exposes the dataset."""
+        return self._report_path(dataset_id, None)
+
+    def _report_path(self, dataset_id: str, path: str | None) -> Deferred[None] | None:
+        """
+        Report at once, without waiting for a discovery, that the dataset is
+        exposed at ``path`` here (``None``: not exposed): the last report
+        with that one change.  The next discovery reports the whole state
+        again (this report does not count as the last one).  Nothing is
+        reported while the dataset was not in the last report.
+        """
         last = self.loop.last_reported
         if last is None or last.datasets is None or dataset_id not in last.datasets:
             return None
-        copy = last.datasets[dataset_id].set(path=None)
+        copy = last.datasets[dataset_id].set(path=path)
         return self.report(last.set(datasets=last.datasets.set(dataset_id, copy)))
 
     def _configured_epoch(self, dataset_id: str) -> int | None:
@@ -394,16 +411,22 @@ class DatasetAgent(ControlledAgent):
         the sender can let go): a final one makes this node the primary at
         the stream's epoch; any other leaves a replica at the stream's
         epoch.  Either way the new snapshot is reported without waiting for
-        a poll (the sender's next round starts from it).
+        a poll (the sender's next round starts from it).  A final one is
+        also reported exposed at once, so that the node's container agent
+        starts its applications on it without waiting for a discovery
+        (the sender is not kept waiting for that report).
         """
         if header.final:
             # Writable before it is recorded as exposed (a received copy is
             # read-only until then).
             writable = self.backend.set_read_only(header.dataset_id, False)
 
-            def exposed(_: object) -> None:
+            def exposed(info: DatasetInfo) -> None:
                 self.roles.set(header.dataset_id, PRIMARY, epoch=header.epoch)
                 self.poke_soon()
+                reported = self._report_path(header.dataset_id, info.path)
+                if reported is not None:
+                    reported.addErrback(_report_failed)
 
             return writable.addCallback(exposed)
         if self.roles.get(header.dataset_id) != PRIMARY:

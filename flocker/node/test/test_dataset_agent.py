@@ -5,11 +5,12 @@ and what a stored stream changes (in memory, with real certificates).
 from pathlib import Path
 
 import pytest
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 
 from flocker.ca import load_tls_files
 from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
-from flocker.control import Dataset, Deployment
+from flocker.control import Dataset, DatasetState, Deployment, NodeState
 from flocker.node._control_connection import ControlAddress
 from flocker.node._dataset_agent import DatasetAgent
 from flocker.node._roles import DIVERGED, PRIMARY, REPLICA, MemoryRoles
@@ -98,6 +99,37 @@ def test_a_final_stream_exposes_the_dataset_writable(agent: DatasetAgent) -> Non
     result(stored)
     assert (agent.roles.get(DS), agent.roles.epoch(DS)) == (PRIMARY, 1)
     assert not result(backend.get(DS)).read_only
+
+
+def test_a_final_stream_is_reported_exposed_at_once(agent: DatasetAgent) -> None:
+    """
+    Once a final stream made the copy writable, the node reports it
+    exposed (its path) without waiting for a discovery, so that its
+    container agent can start the applications on it; the report does not
+    count as the last one (the next discovery reports everything again).
+    """
+    backend = agent.backend
+    info = result(backend.create(DS))
+    result(backend.set_read_only(DS, True))
+    last = NodeState(
+        uuid=agent.node_uuid,
+        hostname=agent.address,
+        datasets={DS: DatasetState(dataset_id=DS, path=None)},
+    )
+    agent.loop.last_reported = last
+    reports: list[NodeState] = []
+
+    def record(state: NodeState) -> Deferred[None]:
+        reports.append(state)
+        return succeed(None)
+
+    agent.report = record  # type: ignore[method-assign]
+    stored = agent.stored(header(final=True, epoch=1))
+    assert stored is not None
+    result(stored)
+    [report] = reports
+    assert report.datasets is not None and report.datasets[DS].path == info.path
+    assert agent.loop.last_reported == last
 
 
 def test_only_a_replica_is_replaced_by_a_full_stream(agent: DatasetAgent) -> None:
