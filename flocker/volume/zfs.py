@@ -307,6 +307,9 @@ class ZFSVolumeBackend:
         self._commands = DeferredSemaphore(COMMAND_LIMIT)
         #: Whether `pool_space` made sure the room is kept (see `_keep_room`).
         self._room_kept = False
+        #: Whether a mounted filesystem follows ``readonly`` when it is set
+        #: (kernel ZFS) or not (zfs-fuse), once `set_read_only` has seen it.
+        self._mount_follows_read_only: bool | None = None
         self.capabilities = Capabilities(
             constant_time_clone=True,
             incremental_send=True,
@@ -850,10 +853,13 @@ class ZFSVolumeBackend:
             return before
         name = self._name(dataset_id)
         await self._zfs("set", f"readonly={'on' if read_only else 'off'}", name)
-        info = await self._info(dataset_id)
-        if info.read_only == read_only:
-            return info
-        # zfs-fuse: the mount did not follow the property.
+        if self._mount_follows_read_only is not False:
+            info = await self._info(dataset_id)
+            self._mount_follows_read_only = info.read_only == read_only
+            if self._mount_follows_read_only:
+                return info
+        # zfs-fuse: the mount does not follow the property (seen once, this
+        # backend's ZFS is known not to: no need to read it again).
         try:
             await self._retrying("unmount", name)
         except BaseException as error:
@@ -864,7 +870,7 @@ class ZFSVolumeBackend:
                 raise DatasetBusy(dataset_id) from None
             raise
         await self._mount(name, read_only=read_only)  # the property just set
-        return await self._info(dataset_id)
+        return before.set(read_only=read_only)  # mounted so: nothing else changed
 
     @backend_operation(SNAPSHOT_ACTION, snapshot="name")
     async def snapshot(self, dataset_id: str, name: str) -> SnapshotInfo:
