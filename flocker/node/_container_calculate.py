@@ -14,7 +14,9 @@ plan of changes (``_container_changes``):
   except when the application moved away with its datasets and the new
   node has not yet received a first copy of them: then the container keeps
   running during the bulk transfer, and it is removed only once the new
-  node reports a copy, so the dataset agent's final increment is small;
+  node reports a copy, so the dataset agent's final increment is small —
+  a fresh copy (`FRESH_COPY`), when its rounds are timed, so that the
+  dataset agent has no other round under way when the application stops;
 * an application whose datasets are not mounted here yet waits, its image
   got meanwhile (a moved application starts as soon as its data arrives);
 * an application whose image the engine lacks waits while the image is got
@@ -97,6 +99,7 @@ from ._container_changes import (
 from ._deploy import ILocalState, NoOp, in_parallel, sequentially
 from ._fence import fence_applies
 from ._pulls import PullImage, PullState
+from ._snapshot_names import MOVE_SNAPSHOT_PREFIX, REPLICA_SNAPSHOT_PREFIX
 
 
 def link_environment(application: Application, address: str) -> dict[str, str]:
@@ -187,6 +190,8 @@ class ContainerLocalState(PClass):
     starting = pset_field(str)
     #: The applications whose halted containers are being removed now.
     removing = pset_field(str)
+    #: When it was discovered, in seconds since the epoch (0: unknown).
+    now = field(type=float, initial=0.0)
     busy_ports = field(type=(PSet, type(None)), initial=None)
     port_conflicts = pmap_field(str, PSet)
     #: Whether the agent fenced itself (``_fence``).
@@ -240,18 +245,46 @@ def exposed_paths(cluster_state: DeploymentState, node_uuid: str) -> dict[str, s
     return {i: d.path for i, d in datasets.items() if d.path is not None}
 
 
+#: Seconds since the newest round of a move's bulk transfer was taken (by
+#: the source's clock, this node's) within which its arrival lets the
+#: application stop.  The source's dataset agent sends another round at
+#: once after one that took longer than ``_mover.QUICK_ROUND`` and carried
+#: much; waiting for a fresh copy, one of a quick round after which it
+#: pauses, keeps the final increment from queueing behind another round
+#: as the application stops.
+FRESH_COPY = 2.0
+
+
+def _fresh(copy: Any, now: float) -> bool:
+    """
+    Whether a copy's newest timed snapshot (a move's or replication's round,
+    named with the time the source took it) was taken within `FRESH_COPY`
+    seconds of ``now``; a copy without one, or an unknown ``now`` (0), is
+    taken as it is.
+    """
+    taken = [
+        s.created
+        for s in copy.snapshots or ()
+        if s.created is not None
+        and s.name.startswith((MOVE_SNAPSHOT_PREFIX, REPLICA_SNAPSHOT_PREFIX))
+    ]
+    return not now or not taken or now - max(taken) <= FRESH_COPY
+
+
 def _bulk_copy_arrived(
     application: Application,
     configuration: Deployment,
     cluster_state: DeploymentState,
     node_uuid: str,
+    now: float = 0.0,
 ) -> bool:
     """
     Whether an application that moved away may stop here now.
 
     True when it has no datasets, or when for each of its datasets the new
-    primary has a copy (a replica from the bulk transfer, or the exposed
-    dataset) or this node no longer reports the dataset mounted.
+    primary has a fresh copy (a replica from the bulk transfer whose newest
+    round is `_fresh`, or the exposed dataset) or this node no longer
+    reports the dataset mounted.
     """
     here = exposed_paths(cluster_state, node_uuid)
     for volume in application.volumes:
@@ -264,7 +297,10 @@ def _bulk_copy_arrived(
         if primary == node_uuid:
             continue
         copies = cluster_state.get_node(primary).datasets or {}
-        if volume.dataset_id not in copies:
+        copy = copies.get(volume.dataset_id)
+        if copy is None:
+            return False
+        if copy.path is None and not _fresh(copy, now):
             return False
     return True
 
@@ -530,7 +566,7 @@ def calculate_container_changes(
                 None,
             )
             if elsewhere is not None and not _bulk_copy_arrived(
-                elsewhere, configuration, cluster_state, node_uuid
+                elsewhere, configuration, cluster_state, node_uuid, local_state.now
             ):
                 continue
             changes.append(

@@ -57,6 +57,7 @@ under its own name, however many of its instances run.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -193,6 +194,9 @@ class ContainerDeployer:
     #: Probes the applications' instances (``_health``); ``None``: the
     #: node's health is reported as unknown.
     health: HealthProbes | None = attr.ib(default=None)
+    #: The wall clock (seconds since the epoch): how fresh a moving
+    #: application's copy is, by this node's own clock (the source's).
+    now: Callable[[], float] = attr.ib(default=time.time)
 
     def refused(self, failure: Any) -> Any:
         """An image found missing after all is got again; pass the failure on."""
@@ -245,6 +249,7 @@ class ContainerDeployer:
                 port_conflicts=self._conflicts(),
                 fenced=bool(self.fenced()),
                 era=self.era,
+                now=float(self.now()),
             )
 
         return Deferred.fromCoroutine(discover())

@@ -23,8 +23,10 @@ from flocker.control import (
     Link,
     NodeState,
     Port,
+    Snapshot,
 )
 from flocker.node import NoOp, changes_of, in_parallel, run_state_change, sequentially
+from flocker.node._container_calculate import FRESH_COPY
 from flocker.node._health import DRAIN_GRACE, DRAIN_SETTLE, NOT_RUNNING, HealthProbes
 from flocker.node.containers import (
     ContainerChange,
@@ -334,6 +336,41 @@ def test_routes_to_healthy_instances_wherever_they_run() -> None:
     nodes.converge(B, configured(), state)
     assert nodes.plan(B, configured(), state, routes=True) == NoOp()
     assert expected in changes_of(nodes.plan(A, configured(), state, routes=True))
+
+
+def _copied_at(taken: float) -> DeploymentState:
+    """A runs the application on DS; B has a copy whose newest move round was taken at ``taken``."""
+    ns = int(taken * 1e9)
+    copy = DatasetState(
+        dataset_id=DS,
+        path=None,
+        snapshots=[
+            Snapshot(name=f"flocker-move-{ns - 10**10}-aaaaaa", created=taken - 10),
+            Snapshot(name=f"flocker-move-{ns}-bbbbbb", created=taken),
+        ],
+    )
+    return state_with(A).update_node(
+        NodeState(uuid=B, hostname=ADDRESS[B], datasets={DS: copy})
+    )
+
+
+def test_a_moving_application_stops_only_once_a_fresh_copy_arrived() -> None:
+    """
+    An application moved to B keeps running on A while B's copy is from a
+    round taken more than `FRESH_COPY` seconds ago (by A's clock): the
+    source is sending another round, and the final increment would queue
+    behind it.  Once a round taken within `FRESH_COPY` seconds arrived, it
+    drains (no probes here: it is removed at once).
+    """
+    nodes = Nodes()
+    now = [1_000_000.0]
+    nodes.deployers[A].now = lambda: now[0]
+    nodes.converge(A, configured(), state_with(A))
+    moved = configured().move_application("counter", B)
+    stale = _copied_at(now[0] - FRESH_COPY - 1)
+    assert nodes.plan(A, moved, stale) == NoOp()
+    fresh = _copied_at(now[0] - FRESH_COPY + 0.5)
+    assert nodes.plan(A, moved, fresh) == RemoveApplication(name="counter", background=True)
 
 
 class _HeldCreates(WrappedRuntime):
