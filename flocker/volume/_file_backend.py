@@ -394,7 +394,7 @@ class FileVolumeBackend:
         """
         check_replace(base, replace)
 
-        async def commit(info: SnapshotInfo, tree: str, work: str) -> None:
+        async def commit(info: SnapshotInfo, tree: str, work: str, writable: bool) -> None:
             contents = await self._contents.received(tree)
             if base is None:
                 await self._install(
@@ -408,6 +408,8 @@ class FileVolumeBackend:
                 )
             else:
                 await self._commit_incremental(dataset_id, base, info, contents, work)
+            if writable:
+                await self.set_read_only(dataset_id, False)
 
         return await receive_tar(
             self._store,

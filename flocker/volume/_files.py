@@ -494,7 +494,7 @@ async def send_tar(
 
 async def receive_tar(
     store: FileStore,
-    commit: Callable[[SnapshotInfo, str, str], Awaitable[None]],
+    commit: Callable[[SnapshotInfo, str, str, bool], Awaitable[None]],
     *,
     backend: str,
     stream_format: str,
@@ -507,8 +507,9 @@ async def receive_tar(
     ``tree`` directory in a ``work`` directory under ``tmp/``.
 
     :param commit: Called on ``finish`` with the snapshot the header
-        announces, ``tree`` and ``work``, to make the dataset (``work`` is
-        deleted afterwards, and on failure or abort).
+        announces, ``tree``, ``work`` and ``finish``'s ``writable``, to make
+        the dataset (``work`` is deleted afterwards, and on failure or
+        abort).
     :param replace: A full stream may replace an existing dataset (which
         ``commit`` does); otherwise an existing one is DatasetExists.
     """
@@ -521,8 +522,8 @@ async def receive_tar(
     tree = os.path.join(work, "tree")
     await store.makedirs(tree)
 
-    async def commit_header(header: bytes) -> None:
-        await commit(parse_header(header, stream_format, base), tree, work)
+    async def commit_header(header: bytes, writable: bool) -> None:
+        await commit(parse_header(header, stream_format, base), tree, work, writable)
         await store.remove(work)  # what is left of it: empty directories
 
     return ProcessStreamSink(

@@ -313,7 +313,7 @@ class IStreamSink(IConsumer):
     base: str | None = Attribute("The base snapshot, or None for a full stream.")
     stream_format: str = Attribute("The only stream format this sink accepts.")
 
-    def finish() -> Deferred[None]:
+    def finish(writable: bool = False) -> Deferred[None]:
         """
         The stream has ended: complete the receive and make it visible.
 
@@ -323,6 +323,10 @@ class IStreamSink(IConsumer):
         snapshot are discarded; earlier snapshots stay.  A full receive
         creates the dataset with just the received snapshot, read-only;
         an incremental receive keeps the dataset's ``read_only`` flag.
+        With ``writable`` (a move's final increment, about to be exposed)
+        the dataset is writable instead, as :meth:`set_read_only` would
+        make it afterwards, but in the same step (zfs-fuse remounts it
+        once instead of twice).
 
         A replacing receive (``receive(..., replace=True)``) replaces the
         dataset if it exists, old snapshots and flag included; see

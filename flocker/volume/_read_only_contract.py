@@ -244,3 +244,37 @@ class ReadOnlyContract:
         check_read_only(harness, again, info)
         await again.set_read_only(ID1, False)
         check_writable(harness, backend, await backend.get(ID1))
+
+    @pytest.mark.parametrize("diverge", [True, False], ids=["diverged", "newest"])
+    @pytest_twisted.ensureDeferred
+    async def test_a_receive_finished_writable_leaves_the_dataset_writable(
+        self,
+        harness: VolumeHarness,
+        backend: IVolumeBackend,
+        origin: DatasetInfo,
+        diverge: bool,
+    ) -> None:
+        """
+        A receive finished with ``writable`` (a move's final increment,
+        exposed at once) leaves the dataset writable, with the stream's
+        contents, whether full or incremental into a read-only copy (onto
+        its newest snapshot or not).
+        """
+        fresh = await harness.make_backend()
+        sink = await fresh.receive(ID1)
+        await (await backend.send(ID1, "s1")).start(sink)
+        await sink.finish(writable=True)
+        check_writable(harness, fresh, await fresh.get(ID1))
+        other = await _received(harness, backend)
+        if diverge:
+            await other.snapshot(ID1, "local-snap")
+        harness.write_file(backend, origin, "a.txt", b"alpha, final")
+        await backend.snapshot(ID1, "s2")
+        expected = harness.read_files(backend, origin)
+        sink = await other.receive(ID1, base="s1")
+        await (await backend.send(ID1, "s2", base="s1")).start(sink)
+        await sink.finish(writable=True)
+        info = await other.get(ID1)
+        assert harness.read_files(other, info) == expected
+        assert [d.read_only for d in await other.list_datasets()] == [False]
+        check_writable(harness, other, info)

@@ -319,7 +319,7 @@ class ProcessStreamSink:
         dataset_id: str,
         base: str | None,
         stream_format: str,
-        commit: Callable[[bytes], Awaitable[None]],
+        commit: Callable[[bytes, bool], Awaitable[None]],
         discard: Callable[[], Awaitable[None]],
         check_digest: bool = False,
         header: bool = False,
@@ -329,7 +329,8 @@ class ProcessStreamSink:
         Start ``argv`` at once; it receives into a temporary place.
 
         :param commit: Called with the stream's header line (empty without
-            one); makes a successfully received result visible.  If it
+            one) and whether the result is to be writable (``finish``'s
+            ``writable``); makes a successfully received result visible.  If it
             raises, ``discard`` runs and ``finish`` fails with BadStream,
             except for :class:`DependentClones` (a replacing receive whose
             old copy cannot go), which ``finish`` passes on as it is.
@@ -420,7 +421,7 @@ class ProcessStreamSink:
         self._stdin.close()
         return await self._exit
 
-    def finish(self) -> Deferred[None]:
+    def finish(self, writable: bool = False) -> Deferred[None]:
         """Wait for the command; commit if it and the checksum are fine."""
 
         async def run() -> None:
@@ -439,7 +440,7 @@ class ProcessStreamSink:
                     problem = "the stream has no header"
             if problem is None:
                 try:
-                    await self._commit(bytes(self._header or b""))
+                    await self._commit(bytes(self._header or b""), writable)
                 except DependentClones:
                     await self._discard()
                     self._state = "aborted"

@@ -397,7 +397,10 @@ class _ReceiverProtocol(Protocol):
         with self._context():
             if problem is None:
                 try:
-                    await self._sink.finish()
+                    # A move's final increment is exposed once stored: it
+                    # is made writable as it is committed.
+                    assert self._header is not None
+                    await self._sink.finish(writable=self._header.final)
                 except BadStream as error:
                     problem = _Refusal(
                         BAD_STREAM, f"the receiver refused the stream: {error}"

@@ -522,7 +522,7 @@ class _MemorySink:
         if self._state == "open":
             self._chunks.append(bytes(data))
 
-    def finish(self) -> Deferred[None]:
+    def finish(self, writable: bool = False) -> Deferred[None]:
         """Check and apply the stream, or fail with BadStream."""
 
         async def run() -> None:
@@ -535,6 +535,8 @@ class _MemorySink:
                 self._backend._apply(
                     self.dataset_id, self.base, stream, self._replace
                 )
+                if writable:
+                    self._backend._dataset(self.dataset_id).read_only = False
             except BadStream as error:
                 self._state = "aborted"
                 BAD_STREAM.log(dataset_id=self.dataset_id, reason=str(error))

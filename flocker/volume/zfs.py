@@ -60,8 +60,8 @@ A receive never touches the target until ``finish``:
   ``discard`` can only roll the target back to ``base``.  The transfer
   receiver therefore writes a stream's last bytes only once its trailer
   checked out (``flocker.volume._transfer_receiver.HOLD_BACK``).
-  ``finish`` remounts the target (read-only if it was), so that no cached
-  pages of the old contents are served.  Five commands (receive, read
+  ``finish`` remounts the target (read-only if it was, writable if asked
+  for), so that no cached pages of the old contents are served.  Five commands (receive, read
   ``mounted``, unmount, read ``readonly``, mount) instead of a dozen: most
   of the time a move's final increment took.  While any receive into a
   dataset is under way, discovery (``get``, ``list_datasets``) does not
@@ -1048,7 +1048,7 @@ class ZFSVolumeBackend:
             raise DatasetExists(key)
         temporary = self._temporary_name()
 
-        async def commit(header: bytes) -> None:
+        async def commit(header: bytes, writable: bool) -> None:
             exists = await self._exists(name)
             if exists and not replace:
                 raise DatasetExists(key)
@@ -1062,9 +1062,13 @@ class ZFSVolumeBackend:
                         f"{key} is not replaced: its snapshots have clones: "
                         f"{', '.join(clones)}"
                     )
-            # A copy from another node, not yet exposed: read-only.
+            # A copy from another node, not yet exposed: read-only (unless
+            # it is exposed at once).
             await self._mark(
-                key, temporary, self.capabilities.default_maximum_size, read_only=True
+                key,
+                temporary,
+                self.capabilities.default_maximum_size,
+                read_only=not writable,
             )
             if exists:
                 await self._swap(key, temporary)
@@ -1081,7 +1085,7 @@ class ZFSVolumeBackend:
         arguments: list[str],
         key: str,
         base: str | None,
-        commit: Callable[[bytes], Awaitable[None]],
+        commit: Callable[[bytes, bool], Awaitable[None]],
         discard: Callable[[], Awaitable[None]],
     ) -> IStreamSink:
         """
@@ -1092,9 +1096,9 @@ class ZFSVolumeBackend:
         """
         self._receiving_now.add(key)
 
-        async def committed(header: bytes) -> None:
+        async def committed(header: bytes, writable: bool) -> None:
             try:
-                await commit(header)
+                await commit(header, writable)
             finally:
                 self._receiving_now.discard(key)
 
@@ -1119,14 +1123,19 @@ class ZFSVolumeBackend:
         """Receive onto the target itself (``base`` is its newest snapshot)."""
         name = self._name(key)
 
-        async def commit(header: bytes) -> None:
+        async def commit(header: bytes, writable: bool) -> None:
             # ZFS swapped the contents in as the stream ended; remounting
             # drops what the kernel cached of the old ones (zfs-fuse's page
-            # cache otherwise serves stale file contents).
+            # cache otherwise serves stale file contents).  A writable
+            # result comes back writable from this one remount.
             mounted = await self._zfs("get", "-H", "-o", "value", "mounted", name, check=False)
             if mounted.stdout.strip() == b"yes":
                 await self._retrying("unmount", name)
-            await self._mount(name)
+            if writable:
+                await self._zfs("set", "readonly=off", name)
+                await self._mount(name, read_only=False)
+            else:
+                await self._mount(name)
 
         async def discard() -> None:
             names = await self._snapshot_names(key)
@@ -1156,8 +1165,9 @@ class ZFSVolumeBackend:
             await self._destroy_name(temporary)
             raise
 
-        async def commit(header: bytes) -> None:
-            await self._mark(key, temporary, target.maximum_size, target.read_only)
+        async def commit(header: bytes, writable: bool) -> None:
+            read_only = target.read_only and not writable
+            await self._mark(key, temporary, target.maximum_size, read_only)
             await self._swap(key, temporary)
 
         async def discard() -> None:

@@ -148,7 +148,7 @@ class MemoryBackendSynchronousTests(SynchronousTestCase):
 
 
 def _sink(argv: list[str], committed: list[bytes]) -> ProcessStreamSink:
-    async def commit(header: bytes) -> None:
+    async def commit(header: bytes, writable: bool) -> None:
         committed.append(header)
 
     async def discard() -> None:
