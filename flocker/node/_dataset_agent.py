@@ -7,6 +7,9 @@ methods:
 
 * `in_use`: whether something on the node still uses a dataset (a lease
   or an application), so a move's final increment and a rollback wait;
+* `stopping`: whether an application using a dataset here is draining
+  before it stops, so a move's pass waits a moment for it instead of
+  ending (``_mover.STOP_WAIT``);
 * `handoff`: the moment this node stops exposing a dataset it moves away,
   reported at once so the cluster state never shows it on two nodes;
 * `authorize`: whether the configuration sends this dataset here from
@@ -42,6 +45,7 @@ from flocker.control import (
     AgentAMPClient,
     Deployment,
     DeploymentState,
+    instance_base,
 )
 from flocker.volume import DatasetInfo, IVolumeBackend
 from flocker.volume._transfer_wire import TransferHeader
@@ -133,6 +137,26 @@ def _report_failed(failure: Failure) -> None:
     REPORT_FAILED.log(reason=f"{type(failure.value).__name__}: {failure.value}")
 
 
+def application_stopping(
+    node_uuid: str, dataset_id: str, cluster_state: DeploymentState
+) -> bool:
+    """
+    Whether the node reports an application it runs with the dataset as a
+    volume, one of whose instances here is *stopping* (draining before its
+    container agent stops it).
+    """
+    node = cluster_state.get_node(node_uuid)
+    using = {
+        name
+        for name, application in (node.applications or {}).items()
+        if any(volume.dataset_id == dataset_id for volume in application.volumes)
+    }
+    return any(
+        health.status == "stopping" and instance_base(name) in using
+        for name, health in (node.health or {}).items()
+    )
+
+
 def dataset_in_use(
     node_uuid: str,
     dataset_id: str,
@@ -209,6 +233,8 @@ class DatasetAgent(ControlledAgent):
             self.send,
             in_use=self.in_use,
             on_handoff=self.handoff,
+            stopping=self.stopping,
+            clock=self.reactor,
         )
         self.receiver = TransferReceiver(
             self.backend,
@@ -308,6 +334,13 @@ class DatasetAgent(ControlledAgent):
             cluster_state,
             self.reactor.seconds(),
         )
+
+    def stopping(self, dataset_id: str) -> bool:
+        """Whether an application using the dataset here is stopping now."""
+        cluster_state = self.loop.cluster_state
+        if cluster_state is None:
+            return False
+        return application_stopping(self.node_uuid, dataset_id, cluster_state)
 
     def handoff(self, dataset_id: str) -> Deferred[None] | None:
         """Tell the cluster at once that this node no longer exposes the dataset."""
@@ -438,6 +471,7 @@ class DatasetAgent(ControlledAgent):
 __all__ = [
     "TRANSFER_UNAUTHORIZED",
     "DatasetAgent",
+    "application_stopping",
     "dataset_in_use",
     "transfer_unauthorized",
 ]

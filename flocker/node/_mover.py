@@ -15,6 +15,8 @@ from typing import Any
 import attr
 from pyrsistent import PClass, field
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 
 from flocker.volume import IVolumeBackend
 
@@ -37,6 +39,14 @@ MAXIMUM_ROUNDS = 5
 #: agent stops it once the destination has a copy): another round would
 #: only hold the final increment up.
 QUICK_ROUND = 1.0
+
+#: Seconds a pass waits, once the bulk rounds are done, for an application
+#: its node reports *stopping* (draining before it stops: it is about to
+#: release the dataset) to stop, looking every `STOP_POLL` seconds at the
+#: cluster state the control service pushes meanwhile.  The final
+#: increment then goes at once, without the discovery of a new pass.
+STOP_WAIT = 1.0
+STOP_POLL = 0.005
 
 #: Once a bulk round was small, no further one goes for this many seconds
 #: while the dataset stays in use: the application using it is about to
@@ -85,6 +95,10 @@ class DatasetMover:
         exposing it, before the final increment (a Deferred it returns is
         waited for): the agent reports it at once, so the cluster state
         never shows the dataset mounted on two nodes.
+    :ivar stopping: Whether an application using the dataset here is
+        stopping now (it will release it within moments).
+    :ivar clock: Waits for a stopping application (`STOP_WAIT`); ``None``:
+        never wait.
     """
 
     backend: IVolumeBackend = attr.ib()
@@ -96,6 +110,8 @@ class DatasetMover:
     maximum_rounds: int = attr.ib(default=MAXIMUM_ROUNDS)
     bulk_pause: float = attr.ib(default=BULK_PAUSE)
     quick_round: float = attr.ib(default=QUICK_ROUND)
+    stopping: Callable[[str], bool] = attr.ib(default=lambda dataset_id: False)
+    clock: IReactorTime | None = attr.ib(default=None)
     now: Callable[[], float] = attr.ib(default=time.monotonic)
 
     #: dataset id → the progress of its move.
@@ -121,6 +137,18 @@ class DatasetMover:
             return MoveProgress(destination=destination)
         return progress
 
+    async def _stopped_soon(self, dataset_id: str) -> bool:
+        """
+        Whether the dataset is free after waiting (at most `STOP_WAIT`
+        seconds) while an application using it here is stopping.
+        """
+        assert self.clock is not None
+        waited = 0.0
+        while self.in_use(dataset_id) and self.stopping(dataset_id) and waited < STOP_WAIT:
+            await deferLater(self.clock, STOP_POLL, lambda: None)
+            waited += STOP_POLL
+        return not self.in_use(dataset_id)
+
     def _pausing(self, dataset_id: str, destination: str) -> bool:
         """Whether a small bulk round to ``destination`` went recently."""
         settled = self._towards(dataset_id, destination).settled_at
@@ -131,21 +159,32 @@ class DatasetMover:
         Bulk rounds while the dataset stays in use, then the final increment.
 
         While the dataset is in use, each pass sends the changes since the
-        last round (until a round is small, or quick) and ends; after a small round the
-        passes send nothing for :data:`BULK_PAUSE` seconds, waiting for the
-        application to stop.  Once it is no longer in use and the
+        last round (until a round is small, or quick) and ends; after a
+        small round the passes send nothing for :data:`BULK_PAUSE`
+        seconds, waiting for the application to stop (a pass that finds
+        it stopping waits for it, up to :data:`STOP_WAIT`, having listed
+        the snapshots meanwhile).  Once it is no longer in use and the
         destination already has a recent copy, the final increment goes at
         once, keeping the time the dataset is unavailable to the size of
         the last changes.
         """
         dataset_id = change.dataset_id
+        local: list[str] | None = None
         if (
             self.roles.get(dataset_id) == PRIMARY
             and self.in_use(dataset_id)
             and self._pausing(dataset_id, change.destination)
         ):
-            return
-        local = [s.name for s in await self.backend.list_snapshots(dataset_id)]
+            if self.clock is None or not self.stopping(dataset_id):
+                return
+            # Listed while it stops: only a user's snapshot may come or go
+            # meanwhile, which cannot be the base (the destination does not
+            # have it) or, destroyed, fails the send (the next pass retries).
+            local = [s.name for s in await self.backend.list_snapshots(dataset_id)]
+            if not await self._stopped_soon(dataset_id):
+                return
+        if local is None:
+            local = [s.name for s in await self.backend.list_snapshots(dataset_id)]
         known = set(change.remote_snapshots)
         confirmed = self._towards(dataset_id, change.destination).confirmed
         if confirmed is not None:
@@ -215,6 +254,8 @@ __all__ = [
     "BULK_PAUSE",
     "MAXIMUM_ROUNDS",
     "QUICK_ROUND",
+    "STOP_POLL",
+    "STOP_WAIT",
     "SMALL_DELTA",
     "DatasetMover",
     "MoveProgress",

@@ -3,6 +3,7 @@ and what a stored stream changes (in memory, with real certificates).
 """
 
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from twisted.internet.defer import Deferred, succeed
@@ -10,9 +11,18 @@ from twisted.internet.testing import MemoryReactorClock
 
 from flocker.ca import load_tls_files
 from flocker.ca.testtools import TestClusterCredentials, make_test_cluster_credentials
-from flocker.control import Dataset, DatasetState, Deployment, NodeState
+from flocker.control import (
+    Application,
+    ApplicationHealth,
+    AttachedVolume,
+    Dataset,
+    DatasetState,
+    Deployment,
+    DeploymentState,
+    NodeState,
+)
 from flocker.node._control_connection import ControlAddress
-from flocker.node._dataset_agent import DatasetAgent
+from flocker.node._dataset_agent import DatasetAgent, application_stopping
 from flocker.node._roles import DIVERGED, PRIMARY, REPLICA, MemoryRoles
 from flocker.node.test.test_datasets import DS, result
 from flocker.volume._transfer_wire import TransferHeader
@@ -162,3 +172,37 @@ def test_a_stream_older_than_the_copys_own_epoch_is_refused(agent: DatasetAgent,
         agent.stored(header(epoch=0))
     assert refused is not None
     assert agent.roles.epoch(DS) == 1
+
+
+def test_an_application_is_stopping_while_an_instance_using_the_dataset_drains() -> None:
+    """
+    A dataset's application is stopping on a node when the node reports
+    it running with the dataset and one of its instances *stopping*;
+    not while its instances are healthy, nor for another application's
+    draining instance.
+    """
+    node = str(uuid4())
+    app = Application(
+        name="db",
+        image="postgres",
+        volumes=[AttachedVolume(dataset_id=DS, mountpoint="/data")],
+    )
+    other = Application(name="web", image="nginx")
+
+    def reporting(**health: str) -> DeploymentState:
+        return DeploymentState().update_node(
+            NodeState(
+                uuid=node,
+                hostname="192.0.2.1",
+                applications={"db": app, "web": other},
+                health={
+                    name: ApplicationHealth(application=name, status=status)
+                    for name, status in health.items()
+                },
+            )
+        )
+
+    assert application_stopping(node, DS, reporting(db="stopping"))
+    assert not application_stopping(node, DS, reporting(db="healthy"))
+    assert not application_stopping(node, DS, reporting(db="healthy", web="stopping"))
+    assert not application_stopping(node, DS, DeploymentState())

@@ -10,13 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IProducer
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from flocker.control import Dataset, Deployment, DeploymentState
 from flocker.node import NoOp, in_parallel, run_state_change
 from flocker.node._dataset_changes import DatasetChange
-from flocker.node._mover import Sender
+from flocker.node._mover import STOP_POLL, STOP_WAIT, Sender
 from flocker.node._roles import HANDOFF, PRIMARY, REPLICA, FileRoles, MemoryRoles
 from flocker.node.datasets import (
     CreateDataset,
@@ -345,6 +346,74 @@ def test_slow_large_bulk_rounds_follow_each_other() -> None:
     cluster.in_use.add((A, DS))
     cluster.converge_node(A, config_with(B))
     assert len(result(cluster.backends[B].list_snapshots(DS))) == mover.maximum_rounds
+
+
+def _paused_while_in_use(cluster: Cluster) -> tuple[Deployment, Clock, list[bool]]:
+    """
+    A's application uses DS while it moves to B; the bulk rounds went and
+    the mover pauses.  Returns the configuration, the mover's clock and
+    a one-item list saying whether the application is stopping.
+    """
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    moved = config_with(B)
+    cluster.converge_node(A, moved)
+    clock, stopping = Clock(), [False]
+    mover = cluster.deployers[A].mover
+    mover.clock = clock
+    mover.stopping = lambda dataset_id: stopping[0]
+    return moved, clock, stopping
+
+
+def _pass(cluster: Cluster, node: str, configuration: Deployment) -> Deferred[None]:
+    """Start one pass's changes on ``node``; fires when they are done."""
+    deployer = cluster.deployers[node]
+    local = result(deployer.discover_state(cluster.state))
+    change = deployer.calculate_changes(configuration, cluster.state, local)
+    return run_state_change(change, deployer)
+
+
+def test_a_move_waits_in_its_pass_for_a_stopping_application() -> None:
+    """
+    Once the bulk rounds are done, a pass that finds the application
+    using the dataset *stopping* waits for it instead of ending: as soon
+    as the pushed cluster state says the dataset is free, the final
+    increment goes, in that same pass.
+    """
+    cluster = Cluster()
+    moved, clock, stopping = _paused_while_in_use(cluster)
+    stopping[0] = True
+    done: list[object] = []
+    _pass(cluster, A, moved).addBoth(done.append)
+    clock.advance(STOP_POLL)
+    clock.advance(STOP_POLL)
+    assert done == [] and cluster.roles[B].get(DS) == REPLICA
+    cluster.backends[A].write_file(DS, "data", b"v2")
+    cluster.in_use.clear()  # the container agent's report arrived
+    clock.advance(STOP_POLL)
+    assert done == [None]
+    assert cluster.roles[B].get(DS) == PRIMARY
+    assert cluster.backends[B].read_files(DS) == {"data": b"v2"}
+
+
+def test_a_move_waits_for_a_stopping_application_only_so_long() -> None:
+    """
+    An application that stays stopping longer than `STOP_WAIT` seconds
+    ends the pass with the dataset still in use, as does one that is not
+    stopping at all (at once).
+    """
+    cluster = Cluster()
+    moved, clock, stopping = _paused_while_in_use(cluster)
+    done: list[object] = []
+    _pass(cluster, A, moved).addBoth(done.append)
+    assert done == [None]  # not stopping: no wait
+    stopping[0] = True
+    done = []
+    _pass(cluster, A, moved).addBoth(done.append)
+    clock.pump([STOP_POLL] * int(STOP_WAIT / STOP_POLL + 2))
+    assert done == [None]
+    assert cluster.roles[A].get(DS) == PRIMARY and cluster.roles[B].get(DS) == REPLICA
 
 
 def test_move_back() -> None:
