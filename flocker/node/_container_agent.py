@@ -106,6 +106,7 @@ class ContainerAgent(ControlledAgent):
             era=self.era,
             pulls=ImagePulls(self.runtime, self.reactor, self.registries, self.poke),
             health=self.health,
+            clock=self.reactor,
         )
         self.loop = ConvergenceLoop(self.reactor, self.deployer, self.report)
         self.client = self._make_client()

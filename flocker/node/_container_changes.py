@@ -36,6 +36,8 @@ from eliot import start_action
 from eliot.twisted import DeferredContext
 from pyrsistent import PClass, field, pmap_field
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from zope.interface import implementer
 
 from flocker.route import IRouter, Route
@@ -79,6 +81,11 @@ class ContainerContext(Protocol):
     @property
     def starting(self) -> set[str]:
         """Names of the applications whose containers are being created now."""
+        ...
+
+    @property
+    def clock(self) -> IReactorTime | None:
+        """Delays the removal of halted containers, if at all."""
         ...
 
     @property
@@ -194,9 +201,10 @@ class RemoveApplication(PClass):
 
         In the ``background``, with a ``poke``: halt it (the change is over
         as soon as its processes are gone, and the loop is poked, so that
-        the node reports it stopped at once), then remove it, the application counting as *removing* — no other
-        change touches it — until the runtime answers, and then the loop is
-        poked.  Where the runtime cannot halt (it cannot see the container's
+        the node reports it stopped at once), then remove it (with a
+        ``clock``, `REMOVE_AFTER` seconds later), the application counting
+        as *removing* — no other change touches it — until the runtime
+        answers, and then the loop is poked.  Where the runtime cannot halt (it cannot see the container's
         processes end), the whole removal is waited for.
         """
         if not self.background or deployer.poke is None:
@@ -211,7 +219,13 @@ class RemoveApplication(PClass):
                 action_type="flocker:node:container:background_remove", name=name
             )
             with action.context():
-                removed = DeferredContext(deployer.runtime.remove(name))
+                if deployer.clock is None:
+                    removing = deployer.runtime.remove(name)
+                else:
+                    removing = deferLater(
+                        deployer.clock, REMOVE_AFTER, action.run, deployer.runtime.remove, name
+                    )
+                removed = DeferredContext(removing)
                 removed.addActionFinish()
 
             def done(result: Any) -> None:
@@ -228,6 +242,13 @@ class RemoveApplication(PClass):
         halted = deployer.runtime.halt(name)
         halted.addCallbacks(remove_later, cannot_halt)
         return halted
+
+
+#: Seconds between halting a container that leaves the node and asking the
+#: engine to remove it: the engine's tidying up (network, mounts, files)
+#: then does not compete, on the same machine, with the dataset agent
+#: handing the container's data on (its unmount, snapshot and send).
+REMOVE_AFTER = 1.0
 
 
 #: Seconds a fenced application gets to stop before it is killed (an

@@ -64,6 +64,7 @@ from typing import Any
 import attr
 from pyrsistent import PMap, PSet, pmap, pset
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
 
 from flocker.control import (
     Application,
@@ -197,6 +198,9 @@ class ContainerDeployer:
     #: The wall clock (seconds since the epoch): how fresh a moving
     #: application's copy is, by this node's own clock (the source's).
     now: Callable[[], float] = attr.ib(default=time.time)
+    #: Delays the removal of halted containers (`REMOVE_AFTER`); ``None``:
+    #: they are removed at once.
+    clock: IReactorTime | None = attr.ib(default=None)
 
     def refused(self, failure: Any) -> Any:
         """An image found missing after all is got again; pass the failure on."""

@@ -27,6 +27,7 @@ from flocker.control import (
 )
 from flocker.node import NoOp, changes_of, in_parallel, run_state_change, sequentially
 from flocker.node._container_calculate import FRESH_COPY
+from flocker.node._container_changes import REMOVE_AFTER
 from flocker.node._health import DRAIN_GRACE, DRAIN_SETTLE, NOT_RUNNING, HealthProbes
 from flocker.node.containers import (
     ContainerChange,
@@ -502,6 +503,28 @@ def test_a_removal_ending_while_listed_is_not_started_again() -> None:
     deployer.removing.add("counter")
     gone = Deployment().add_dataset(Dataset(dataset_id=DS), A)
     assert nodes.plan(A, gone, state_with(A)) == NoOp()
+
+
+def test_a_halted_container_is_removed_a_moment_later() -> None:
+    """
+    With a clock, a halted container is removed `REMOVE_AFTER` seconds
+    after its halt (the engine's tidying up does not compete with the hand
+    off of its data), and counts as removing until then.
+    """
+    nodes = Nodes()
+    deployer = nodes.deployers[A]
+    nodes.converge(A, configured(), state_with(A))
+    clock = Clock()
+    deployer.clock = clock
+    deployer.poke = lambda: None
+    gone = Deployment().add_dataset(Dataset(dataset_id=DS), A)
+    nodes.converge(A, gone, state_with(A))
+    assert deployer.removing == {"counter"}
+    clock.advance(REMOVE_AFTER - 0.1)
+    assert [s.name for s in result(deployer.runtime.list_containers())] == ["counter"]
+    clock.advance(0.1)
+    assert deployer.removing == set()
+    assert result(deployer.runtime.list_containers()) == pset()
 
 
 def test_an_application_leaving_is_removed_in_full_where_it_cannot_be_halted() -> None:
