@@ -274,6 +274,8 @@ class HealthProbes(Service):
         watch.draining = None
         if not self._current(watch) or watch.health.status != "stopping":
             return
+        if not watch.instance.running:
+            return  # stopped (halted, its removal to come): nothing left to drain
         drained_for = float(self.clock.seconds()) - watch.health.since
         if drained_for < DRAIN_GRACE:
             poll = min(DRAIN_POLL, max(DRAIN_POLL_FIRST, drained_for / 2))

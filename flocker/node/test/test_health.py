@@ -824,3 +824,25 @@ def test_draining_instance_is_stopping_unprobed_and_pokes_until_its_grace_ends()
     assert web(health).status == "starting"
     clock.advance(0)
     assert len(probe.calls) == calls + 1
+
+
+def test_a_stopped_draining_instance_pokes_the_agent_no_more() -> None:
+    """
+    Once a draining instance no longer runs (halted, its container still
+    there until removed), the agent is no longer poked to see whether it
+    drained: there is nothing left to wait for.
+    """
+    from flocker.node._health import DRAIN_POLL, DRAIN_SETTLE
+
+    clock, probe = Clock(), AnsweredProbe()
+    health, changes = probes(clock, probe)
+    health.observe({"web": instance()})
+    clock.advance(0)
+    probe.answer(None)
+    health.drain("web")
+    clock.advance(DRAIN_SETTLE)
+    health.observe({"web": instance(running=False)})
+    before = changes.count
+    for _ in range(20):
+        clock.advance(DRAIN_POLL)
+    assert changes.count <= before + 1  # at most the poll already scheduled
