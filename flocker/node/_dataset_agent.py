@@ -45,6 +45,7 @@ from flocker.control import (
     AgentAMPClient,
     Deployment,
     DeploymentState,
+    NodeState,
     instance_base,
 )
 from flocker.volume import DatasetInfo, IVolumeBackend
@@ -342,23 +343,25 @@ class DatasetAgent(ControlledAgent):
             return False
         return application_stopping(self.node_uuid, dataset_id, cluster_state)
 
-    def handoff(self, dataset_id: str) -> Deferred[None] | None:
+    def handoff(self, dataset_id: str) -> Deferred[Any] | None:
         """Tell the cluster at once that this node no longer exposes the dataset."""
         return self._report_path(dataset_id, None)
 
-    def _report_path(self, dataset_id: str, path: str | None) -> Deferred[None] | None:
+    def _report_path(self, dataset_id: str, path: str | None) -> Deferred[Any] | None:
         """
         Report at once, without waiting for a discovery, that the dataset is
-        exposed at ``path`` here (``None``: not exposed): the last report
-        with that one change.  The next discovery reports the whole state
-        again (this report does not count as the last one).  Nothing is
-        reported while the dataset was not in the last report.
+        exposed at ``path`` here (``None``: not exposed): the last state
+        sent with that one change (`ConvergenceLoop.report_change`).
+        Nothing is reported while the dataset was not in it.
         """
-        last = self.loop.last_reported
-        if last is None or last.datasets is None or dataset_id not in last.datasets:
-            return None
-        copy = last.datasets[dataset_id].set(path=path)
-        return self.report(last.set(datasets=last.datasets.set(dataset_id, copy)))
+
+        def change(last: NodeState) -> NodeState | None:
+            if last.datasets is None or dataset_id not in last.datasets:
+                return None
+            copy = last.datasets[dataset_id].set(path=path)
+            return last.set(datasets=last.datasets.set(dataset_id, copy))
+
+        return self.loop.report_change(change)
 
     def _configured_epoch(self, dataset_id: str) -> int | None:
         """The dataset's epoch in the configuration held, if it is known."""

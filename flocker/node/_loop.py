@@ -93,6 +93,9 @@ class ConvergenceLoop(Generic[LocalStateT]):
     configuration: Deployment | None = attr.ib(default=None, init=False)
     cluster_state: DeploymentState | None = attr.ib(default=None, init=False)
     last_reported: NodeState | None = attr.ib(default=None, init=False)
+    #: The last state sent (a pass's report, or a patch of it: `report_change`),
+    #: acknowledged or not yet.
+    last_sent: NodeState | None = attr.ib(default=None, init=False)
     failures: int = attr.ib(default=0, init=False)
     iterations: int = attr.ib(default=0, init=False)
     _timer: IDelayedCall | None = attr.ib(default=None, init=False)
@@ -181,7 +184,7 @@ class ConvergenceLoop(Generic[LocalStateT]):
     def _forget_report(self) -> None:
         # After a reconnection the control service may have dropped this
         # node's state: report again whatever it was.
-        self.last_reported = None
+        self.last_reported = self.last_sent = None
 
     idle.upon(cluster_updated, enter=converging, outputs=[_store, _start_updated_iteration])
     idle.upon(disconnected, enter=idle, outputs=[])
@@ -294,6 +297,7 @@ class ConvergenceLoop(Generic[LocalStateT]):
         """
         if state == self.last_reported:
             return
+        self.last_sent = state
         try:
             await (self.report_state(state) or succeed(None))
         except Exception as error:
@@ -302,6 +306,30 @@ class ConvergenceLoop(Generic[LocalStateT]):
         self.last_reported = state
 
     # -- public --------------------------------------------------------------
+
+    def report_change(
+        self, change: Callable[[NodeState], NodeState | None]
+    ) -> Deferred[Any] | None:
+        """
+        Report at once, without waiting for a pass's discovery, the last
+        state sent with ``change`` applied (``change`` returns ``None`` when
+        there is nothing to say; nothing is reported before a first pass).
+        Built on what was last *sent*, acknowledged or not, so that it never
+        reports an older state than one already on its way, and so that
+        changes reported this way add up until the next pass reports the
+        whole state again (they never count as its last report).
+
+        :return: The report's Deferred (its failure is the caller's), or
+            ``None`` if nothing was reported.
+        """
+        last = self.last_sent
+        if last is None:
+            return None
+        changed = change(last)
+        if changed is None or changed == last:
+            return None
+        self.last_sent = changed
+        return self.report_state(changed)
 
     def stop(self) -> Deferred[None]:
         """Stop converging; fires when a running iteration has ended."""

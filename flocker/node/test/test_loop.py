@@ -143,6 +143,40 @@ class ConvergenceLoopTests(SynchronousTestCase):
         self.assertEqual(len(sent), 2)
         self.assertEqual(loop.last_reported, sent[-1])
 
+    def test_a_reported_change_builds_on_the_last_state_sent(self) -> None:
+        """
+        ``report_change`` reports the last state sent with the change, even
+        while that report is not acknowledged yet (never an older state than
+        one on its way); changes reported so add up, and never count as the
+        pass's last report.  Nothing is reported before a first pass, nor
+        for a change that changes nothing.
+        """
+        clock, deployer, sent = Clock(), FakeDeployer(), list[NodeState]()
+        held: list[Deferred[None]] = []
+
+        def holding(state: NodeState) -> Deferred[None]:
+            sent.append(state)
+            held.append(Deferred())
+            return held[-1]
+
+        loop = ConvergenceLoop(clock, deployer, holding, poll_interval=1.0)
+        self.assertIsNone(loop.report_change(lambda s: s.set(hostname="x")))
+        loop.cluster_updated(Deployment(), DeploymentState())
+        self.assertEqual(len(sent), 1)  # the pass's report, not acknowledged
+        era = str(uuid4())
+        loop.report_change(lambda s: s.set(era=era))
+        loop.report_change(lambda s: s.set(hostname="127.0.0.99"))
+        self.assertEqual(
+            [(s.hostname, s.era) for s in sent],
+            [("127.0.0.11", None), ("127.0.0.11", era), ("127.0.0.99", era)],
+        )
+        self.assertIsNone(loop.report_change(lambda s: None))
+        self.assertIsNone(loop.report_change(lambda s: s))
+        self.assertEqual(len(sent), 3)
+        for report in held:
+            report.callback(None)
+        self.assertEqual(loop.last_reported, sent[0])
+
     def test_polls_when_nothing_to_do(self) -> None:
         """With nothing to do, the loop discovers again after poll_interval."""
         loop, clock, deployer, reports = make_loop(poll=5)
