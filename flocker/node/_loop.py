@@ -295,8 +295,8 @@ class ConvergenceLoop(Generic[LocalStateT]):
         configuration it holds — a newer epoch above all — whether or not
         its reports get through.
         """
-        if state == self.last_reported:
-            return
+        if state == self.last_reported and self.last_sent == state:
+            return  # a patch sent since (`report_change`) is superseded at once
         self.last_sent = state
         try:
             await (self.report_state(state) or succeed(None))

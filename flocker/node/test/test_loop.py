@@ -177,6 +177,21 @@ class ConvergenceLoopTests(SynchronousTestCase):
             report.callback(None)
         self.assertEqual(loop.last_reported, sent[0])
 
+    def test_a_pass_reports_its_state_again_over_a_reported_change(self) -> None:
+        """
+        A pass whose state equals its last report still reports it when a
+        change was reported since (which may no longer hold: a hand-off
+        called off), so the control service never keeps a stale change.
+        """
+        loop, clock, deployer, reports = make_loop()
+        loop.cluster_updated(Deployment(), DeploymentState())
+        loop.report_change(lambda s: s.set(hostname="127.0.0.99"))
+        self.assertEqual(len(reports), 2)
+        clock.advance(1)
+        self.assertEqual([r.hostname for r in reports][-1], "127.0.0.11")
+        clock.advance(1)
+        self.assertEqual(len(reports), 3)  # and then only on change again
+
     def test_polls_when_nothing_to_do(self) -> None:
         """With nothing to do, the loop discovers again after poll_interval."""
         loop, clock, deployer, reports = make_loop(poll=5)
