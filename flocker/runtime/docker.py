@@ -491,6 +491,50 @@ def _count_busy(pid: int, ports: set[int]) -> int:
     return opened if owed is None else owed
 
 
+def _named(containers: list[Any], name: str) -> Any:
+    """The container of application ``name`` among ``containers``, or ``None``."""
+    for container in containers:
+        labels = container.attrs["Config"].get("Labels") or {}
+        if labels.get(APPLICATION_LABEL) == name:
+            return container
+    return None
+
+
+@attrs.define
+class _Call:
+    """An Engine request made in a thread of its own (see `_in_thread`)."""
+
+    done: threading.Event = attrs.field(factory=threading.Event)
+    #: The Engine's refusal, if it refused.
+    failed: Exception | None = None
+
+
+#: What the Engine's SDK raises when a request is refused or cannot be made.
+_ENGINE_ERRORS = (docker.errors.APIError, requests.exceptions.RequestException)
+
+
+def _in_thread(request: Callable[[], object], name: str) -> _Call:
+    """
+    Make an Engine request in a daemon thread of its own, so that the
+    caller can go on without its answer; a container gone meanwhile
+    counts as done.
+    """
+    call = _Call()
+
+    def run() -> None:
+        try:
+            request()
+        except docker.errors.NotFound:
+            pass
+        except _ENGINE_ERRORS as error:
+            call.failed = error
+        finally:
+            call.done.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return call
+
+
 # --------------------------------------------------------------------------
 # The blocking side
 
@@ -706,19 +750,11 @@ class DockerAdapter:
         """Container ``name`` as it was when halted here; ``None`` if it was not."""
         with self._lock:
             halted = list(self._halted.values())
-        for container in halted:
-            labels = container.attrs["Config"].get("Labels") or {}
-            if labels.get(APPLICATION_LABEL) == name:
-                return container
-        return None
+        return _named(halted, name)
 
     def _listed(self, name: str) -> Any:
         """Container ``name`` in a listing still reusable; ``None`` if not there."""
-        for container in self._reusable() or []:
-            labels = container.attrs["Config"].get("Labels") or {}
-            if labels.get(APPLICATION_LABEL) == name:
-                return container
-        return None
+        return _named(self._reusable() or [], name)
 
     @_changes
     def create(self, spec: ContainerSpec) -> None:
@@ -772,17 +808,16 @@ class DockerAdapter:
         """
         container = self._find(name)
         with self._lock:
-            halted = container.id in self._halted
-        if halted:
+            halted = self._halted.get(container.id)
+        if halted is not None:
+            # Once the Engine has seen it stop, with the restart policy it
+            # had before the halt set it aside.
+            policy = halted.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}
             try:
                 container.wait(condition="not-running", timeout=HALT_TIMEOUT)
-            except (
-                docker.errors.APIError,
-                requests.exceptions.RequestException,
-            ) as error:
-                raise EngineError(
-                    f"container {name!r} is still being halted: {error}"
-                ) from None
+                container.update(restart_policy=policy)
+            except _ENGINE_ERRORS as error:
+                raise EngineError(f"container {name!r} is still being halted: {error}") from None
         self._start(name, container)
         with self._lock:
             self._halted.pop(container.id, None)
@@ -811,11 +846,11 @@ class DockerAdapter:
     @_changes
     def halt(self, name: str) -> None:
         """
-        See :meth:`IContainerRuntime.halt`: the Engine is asked to kill
-        the container (so that its restart policy leaves it alone), and
-        its main process is watched in ``/proc`` until it has ended,
-        without waiting for the Engine's answer, which comes only once it
-        has tidied up after the container.
+        See :meth:`IContainerRuntime.halt`: the container's restart policy
+        is set aside, the Engine is asked to kill it, and its main process
+        is watched in ``/proc`` until it has ended, without waiting for the
+        Engine's answer to the kill, which comes only once it has tidied up
+        after the container.
         """
         if self._halted_as(name) is not None:
             return
@@ -824,31 +859,33 @@ class DockerAdapter:
         except UnknownContainer:
             return
         state = container.attrs["State"]
+        if state.get("Restarting"):
+            # Waiting to be started again by its restart policy: only a
+            # removal is sure to stop it for good.
+            raise EngineError(f"container {name!r} is being restarted by its restart policy")
         pid = state.get("Pid") or 0
         if not state.get("Running") or pid <= 0:
             return
         process = container_process(pid, container.id)  # or EngineError
-        refused: list[Exception] = []
-
-        def kill() -> None:
-            try:
-                container.kill()
-            except docker.errors.NotFound:
-                pass  # removed meanwhile: its processes are gone
-            except (
-                docker.errors.APIError,
-                requests.exceptions.RequestException,
-            ) as error:
-                refused.append(error)  # "is not running" included: checked below
-
-        killer = threading.Thread(target=kill, name=f"flocker-halt-{name}", daemon=True)
-        killer.start()
+        # First, so that the policy no longer applies whatever happens next
+        # (its process crashing just before the kill, which the Engine then
+        # refuses; the Engine restarting before the removal): the Engine
+        # refuses to update a stopped container.
+        try:
+            container.update(restart_policy={"Name": "no"})
+        except docker.errors.NotFound:
+            return  # removed meanwhile
+        except _ENGINE_ERRORS as error:
+            raise EngineError(
+                f"the restart policy of container {name!r} could not be set aside: {error}"
+            ) from None
+        killed = _in_thread(container.kill, f"flocker-halt-{name}")
         deadline = self.monotonic() + HALT_TIMEOUT
         while process is not None and not has_ended(process):
-            if refused and not killer.is_alive():
-                raise EngineError(
-                    f"container {name!r} could not be killed: {refused[0]}"
-                )
+            if killed.done.is_set() and killed.failed is not None:
+                # Refused while its process still runs ("not running" comes
+                # only once it has ended, which the loop sees first).
+                raise EngineError(f"container {name!r} could not be killed: {killed.failed}")
             if self.monotonic() > deadline:
                 raise EngineError(
                     f"container {name!r} still runs {HALT_TIMEOUT:g} s after it was killed"

@@ -16,12 +16,14 @@ import pytest_twisted
 import treq
 from pyrsistent import pset
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from flocker.common import loop_until
 
 from .. import (
     ContainerSpec,
     ContainerState,
+    EngineError,
     IContainerRuntime,
     PublishedPort,
     RegistryCredentials,
@@ -232,8 +234,61 @@ async def test_halt_succeeds_once_every_process_of_the_container_ended(
     await runtime.halt("pair")
     assert _processes_of(container_id) == []
     assert not (await runtime.inspect("pair")).running
-    await _exited(runtime, "pair")
-    assert docker_client.containers.get(container_id).attrs["RestartCount"] == 0
+    await deferLater(reactor, 1.5, lambda: None)  # long enough for a restart
+    engine = docker_client.containers.get(container_id).attrs
+    assert engine["State"]["Status"] == "exited" and engine["RestartCount"] == 0
+    assert engine["HostConfig"]["RestartPolicy"]["Name"] == "no"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_halted_container_started_again_gets_its_restart_policy_back(
+    harness: Any, docker_client: Any
+) -> None:
+    """
+    The halt sets the container's restart policy aside (so that nothing
+    starts it again); started again, it has its own policy back.
+    """
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="back",
+            image=harness.image,
+            command=["sleep", "1000"],
+            restart_policy=RestartAlways(),
+        )
+    )
+    await runtime.halt("back")
+    await runtime.start("back")
+    assert (await runtime.inspect("back")).running
+    engine = docker_client.containers.get(container_name(runtime.node_uuid, "back")).attrs
+    assert engine["HostConfig"]["RestartPolicy"]["Name"] == "always"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_container_its_policy_is_restarting_is_not_halted(
+    harness: Any, docker_client: Any
+) -> None:
+    """
+    A container waiting to be started again by its restart policy cannot
+    be halted (EngineError: only a removal stops it for good).
+    """
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(
+            name="flapping",
+            image=harness.image,
+            command=["sh", "-c", "sleep 0.2; exit 1"],
+            restart_policy=RestartAlways(),
+        )
+    )
+    engine_name = container_name(runtime.node_uuid, "flapping")
+
+    async def restarting() -> Any:
+        return docker_client.containers.get(engine_name).attrs["State"]["Restarting"]
+
+    await loop_until(reactor, restarting, [0.01] * 6000)
+    with pytest.raises(EngineError):
+        await runtime.halt("flapping")
 
 
 @pytest_twisted.ensureDeferred
