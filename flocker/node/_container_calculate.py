@@ -98,6 +98,7 @@ from ._container_changes import (
 )
 from ._deploy import ILocalState, NoOp, in_parallel, sequentially
 from ._fence import fence_applies
+from ._mover import BULK_PAUSE
 from ._pulls import PullImage, PullState
 from ._snapshot_names import MOVE_SNAPSHOT_PREFIX, REPLICA_SNAPSHOT_PREFIX
 
@@ -254,13 +255,21 @@ def exposed_paths(cluster_state: DeploymentState, node_uuid: str) -> dict[str, s
 #: as the application stops.
 FRESH_COPY = 2.0
 
+#: Seconds after which a copy's newest round counts as arrived all the same:
+#: rounds so slow that they always arrive older than `FRESH_COPY` (a slow
+#: link, a loaded pool) must not keep the application from ever stopping.
+#: The source pauses this long (``_mover.BULK_PAUSE``) after a small or
+#: quick round before it sends another.
+STALE_COPY = BULK_PAUSE
+
 
 def _fresh(copy: Any, now: float) -> bool:
     """
     Whether a copy's newest timed snapshot (a move's or replication's round,
     named with the time the source took it) was taken within `FRESH_COPY`
-    seconds of ``now``; a copy without one, or an unknown ``now`` (0), is
-    taken as it is.
+    seconds of ``now``, or at least `STALE_COPY` seconds before it (the
+    source is pausing after it, or its rounds are slow); a copy without
+    one, or an unknown ``now`` (0), is taken as it is.
     """
     taken = [
         s.created
@@ -268,7 +277,10 @@ def _fresh(copy: Any, now: float) -> bool:
         if s.created is not None
         and s.name.startswith((MOVE_SNAPSHOT_PREFIX, REPLICA_SNAPSHOT_PREFIX))
     ]
-    return not now or not taken or now - max(taken) <= FRESH_COPY
+    if not now or not taken:
+        return True
+    age = now - max(taken)
+    return age <= FRESH_COPY or age >= STALE_COPY
 
 
 def _bulk_copy_arrived(

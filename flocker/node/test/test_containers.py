@@ -26,7 +26,7 @@ from flocker.control import (
     Snapshot,
 )
 from flocker.node import NoOp, changes_of, in_parallel, run_state_change, sequentially
-from flocker.node._container_calculate import FRESH_COPY
+from flocker.node._container_calculate import FRESH_COPY, STALE_COPY
 from flocker.node._container_changes import REMOVE_AFTER
 from flocker.node._health import DRAIN_GRACE, DRAIN_SETTLE, NOT_RUNNING, HealthProbes
 from flocker.node.containers import (
@@ -372,6 +372,23 @@ def test_a_moving_application_stops_only_once_a_fresh_copy_arrived() -> None:
     assert nodes.plan(A, moved, stale) == NoOp()
     fresh = _copied_at(now[0] - FRESH_COPY + 0.5)
     assert nodes.plan(A, moved, fresh) == RemoveApplication(name="counter", background=True)
+
+
+def test_a_moving_application_stops_once_its_copy_is_old_enough() -> None:
+    """
+    A copy whose newest round was taken `STALE_COPY` seconds ago or more
+    lets the application stop all the same: rounds that always arrive
+    stale (slow ones) never keep a move from completing.
+    """
+    nodes = Nodes()
+    now = [1_000_000.0]
+    nodes.deployers[A].now = lambda: now[0]
+    nodes.converge(A, configured(), state_with(A))
+    moved = configured().move_application("counter", B)
+    assert nodes.plan(A, moved, _copied_at(now[0] - STALE_COPY + 0.5)) == NoOp()
+    assert nodes.plan(A, moved, _copied_at(now[0] - STALE_COPY)) == RemoveApplication(
+        name="counter", background=True
+    )
 
 
 class _HeldCreates(WrappedRuntime):
