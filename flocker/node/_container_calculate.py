@@ -279,7 +279,7 @@ def _fresh(copy: Any, now: float) -> bool:
     ]
     if not now or not taken:
         return True
-    age = now - max(taken)
+    age = now - float(max(taken))
     return age <= FRESH_COPY or age >= STALE_COPY
 
 
