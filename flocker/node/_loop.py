@@ -96,6 +96,12 @@ class ConvergenceLoop(Generic[LocalStateT]):
     #: The last state sent (a pass's report, or a patch of it: `report_change`),
     #: acknowledged or not yet.
     last_sent: NodeState | None = attr.ib(default=None, init=False)
+    #: The changes reported at once, numbered, that a pass whose discovery
+    #: began before them may not see yet (see `report_change`).
+    _changes: list[tuple[int, Callable[[NodeState], NodeState | None]]] = attr.ib(
+        factory=list, init=False
+    )
+    _changes_sent: int = attr.ib(default=0, init=False)
     failures: int = attr.ib(default=0, init=False)
     iterations: int = attr.ib(default=0, init=False)
     _timer: IDelayedCall | None = attr.ib(default=None, init=False)
@@ -247,13 +253,14 @@ class ConvergenceLoop(Generic[LocalStateT]):
         progress = self.progress
 
         async def iterate() -> None:
+            seen = self._changes_sent
             try:
                 local_state = await self.deployer.discover_state(cluster_state)
             except Exception:
                 if progress is not None:
                     progress.pass_failed(DISCOVER, Failure())
                 raise
-            state = local_state.shared_state_changes()
+            state = self._with_later_changes(local_state.shared_state_changes(), seen)
             if progress is not None:
                 state = progress.annotate(state)
             await self._report(state)
@@ -287,6 +294,18 @@ class ConvergenceLoop(Generic[LocalStateT]):
         result.addErrback(failed)
         return result
 
+    def _with_later_changes(self, state: NodeState, seen: int) -> NodeState:
+        """
+        ``state``, as discovered by a pass that began once ``seen`` changes
+        had been reported at once, with those reported since applied (its
+        discovery may have missed them: a report must never undo one).
+        The earlier ones are forgotten: the discovery saw them.
+        """
+        self._changes = [(n, change) for n, change in self._changes if n > seen]
+        for _, change in self._changes:
+            state = change(state) or state
+        return state
+
     async def _report(self, state: NodeState) -> None:
         """
         Report the state if it changed.  A report the control service
@@ -317,7 +336,9 @@ class ConvergenceLoop(Generic[LocalStateT]):
         Built on what was last *sent*, acknowledged or not, so that it never
         reports an older state than one already on its way, and so that
         changes reported this way add up until the next pass reports the
-        whole state again (they never count as its last report).
+        whole state again (they never count as its last report); a pass
+        whose discovery began before the change applies it to what it
+        reports (``change`` must describe what is already true locally).
 
         :return: The report's Deferred (its failure is the caller's), or
             ``None`` if nothing was reported.
@@ -328,6 +349,8 @@ class ConvergenceLoop(Generic[LocalStateT]):
         changed = change(last)
         if changed is None or changed == last:
             return None
+        self._changes_sent += 1
+        self._changes.append((self._changes_sent, change))
         self.last_sent = changed
         return self.report_state(changed)
 

@@ -192,6 +192,26 @@ class ConvergenceLoopTests(SynchronousTestCase):
         clock.advance(1)
         self.assertEqual(len(reports), 3)  # and then only on change again
 
+    def test_a_pass_that_began_before_a_reported_change_keeps_it(self) -> None:
+        """
+        A pass whose discovery began before a change was reported at once
+        (and so may not see it) reports its state with that change applied,
+        never undoing it; later passes see the change themselves.
+        """
+        loop, clock, deployer, reports = make_loop()
+        loop.cluster_updated(Deployment(), DeploymentState())
+        deployer.discovery_gate = Deferred()
+        clock.advance(1)  # a pass begins; its discovery waits
+        loop.report_change(lambda s: s.set(hostname="127.0.0.12"))
+        gate, deployer.discovery_gate = deployer.discovery_gate, None
+        gate.callback(None)  # discovered before the change: 127.0.0.11
+        self.assertEqual(
+            [r.hostname for r in reports], ["127.0.0.11", "127.0.0.12", "127.0.0.12"]
+        )
+        deployer.hostname = "127.0.0.12"  # what the change said is true here
+        clock.advance(1)
+        self.assertEqual(len(reports), 3)
+
     def test_polls_when_nothing_to_do(self) -> None:
         """With nothing to do, the loop discovers again after poll_interval."""
         loop, clock, deployer, reports = make_loop(poll=5)
