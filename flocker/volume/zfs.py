@@ -1131,11 +1131,19 @@ class ZFSVolumeBackend:
             mounted = await self._zfs("get", "-H", "-o", "value", "mounted", name, check=False)
             if mounted.stdout.strip() == b"yes":
                 await self._retrying("unmount", name)
-            if writable:
-                await self._zfs("set", "readonly=off", name)
-                await self._mount(name, read_only=False)
-            else:
+            if not writable:
                 await self._mount(name)
+                return
+            got = await self._zfs("get", "-H", "-o", "value", "readonly", name)
+            await self._zfs("set", "readonly=off", name)
+            try:
+                await self._mount(name, read_only=False)
+            except BaseException:
+                # Left as it was (the receive is discarded): a copy that
+                # was read-only must not be mounted writable later.
+                old = got.stdout.strip().decode("ascii", "replace") or "off"
+                await self._zfs("set", f"readonly={old}", name, check=False)
+                raise
 
         async def discard() -> None:
             names = await self._snapshot_names(key)

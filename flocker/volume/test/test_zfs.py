@@ -15,8 +15,8 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from ...common import run_command
-from .. import DatasetBusy, DatasetInfo, DependentClones, IVolumeBackend
+from ...common import CommandFailed, run_command
+from .. import BadStream, DatasetBusy, DatasetInfo, DependentClones, IVolumeBackend
 from ..testtools import FilesystemHarness, feed, make_volume_backend_tests, stream_bytes
 from ..zfs import (
     ID_PROPERTY,
@@ -226,6 +226,35 @@ async def test_received_dataset_mounted_read_only(make_zfs_pool: Any) -> None:
     assert got.stdout.strip() == b"on"
     assert _read(await receiver.get(ID1)) == {"a": b"two"}
     assert _mode(info.path) == "ro"
+    await receiver.destroy(ID1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_writable_receive_whose_mount_fails_leaves_the_copy_read_only(
+    make_zfs_pool: Any,
+) -> None:
+    """
+    A final increment finished ``writable`` whose remount fails is
+    discarded with the copy's ``readonly`` as it was: a later mount (after
+    a zfs-fuse restart, say) does not make the replica writable.
+    """
+    _, receiver, stream = await _two_nodes(make_zfs_pool)
+    name = f"{receiver.pool_name}/{ID1}"
+    sink = await receiver.receive(ID1, base="s1")
+    feed(sink, stream)
+    real_mount = receiver._mount
+
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        raise CommandFailed(["zfs", "mount", name], 1, b"", b"cannot mount: test")
+
+    receiver._mount = failing  # type: ignore[method-assign]
+    with pytest.raises(BadStream):
+        await sink.finish(writable=True)
+    receiver._mount = real_mount  # type: ignore[method-assign]
+    got = await run_command(reactor, ["zfs", "get", "-H", "-o", "value", "readonly", name])
+    assert got.stdout.strip() == b"on"
+    assert (await receiver.get(ID1)).read_only
+    assert await _names(receiver, ID1) == ["s1"]
     await receiver.destroy(ID1)
 
 
