@@ -54,6 +54,7 @@ from flocker.volume.transfer import TransferReceiver, push, transfer_service
 
 from ._agent_core import ControlledAgent
 from ._control_connection import ControlAddress, control_addresses_tuple
+from ._dataset_changes import PushDataset
 from ._fence import DEFAULT_FENCE_AFTER, Fence
 from ._logging import REPORT_FAILED
 from ._loop import ConvergenceLoop
@@ -236,6 +237,7 @@ class DatasetAgent(ControlledAgent):
             on_handoff=self.handoff,
             stopping=self.stopping,
             clock=self.reactor,
+            still_wanted=self.still_wanted,
         )
         self.receiver = TransferReceiver(
             self.backend,
@@ -335,6 +337,20 @@ class DatasetAgent(ControlledAgent):
             cluster_state,
             self.reactor.seconds(),
         )
+
+    def still_wanted(self, change: PushDataset) -> bool:
+        """
+        Whether the configuration held now still makes the change's
+        destination the dataset's primary, at the change's epoch.
+        """
+        configuration = self.loop.configuration
+        if configuration is None:
+            return False
+        try:
+            dataset, primary = configuration.get_dataset(change.dataset_id)
+        except KeyError:
+            return False
+        return primary == change.destination and int(dataset.epoch) == change.epoch
 
     def stopping(self, dataset_id: str) -> bool:
         """Whether an application using the dataset here is stopping now."""

@@ -99,6 +99,9 @@ class DatasetMover:
         stopping now (it will release it within moments).
     :ivar clock: Waits for a stopping application (`STOP_WAIT`); ``None``:
         never wait.
+    :ivar still_wanted: Whether the configuration held now still moves the
+        dataset as the change says (asked after such a wait, which may have
+        outlasted it).
     """
 
     backend: IVolumeBackend = attr.ib()
@@ -112,6 +115,7 @@ class DatasetMover:
     quick_round: float = attr.ib(default=QUICK_ROUND)
     stopping: Callable[[str], bool] = attr.ib(default=lambda dataset_id: False)
     clock: IReactorTime | None = attr.ib(default=None)
+    still_wanted: Callable[[PushDataset], bool] = attr.ib(default=lambda change: True)
     now: Callable[[], float] = attr.ib(default=time.monotonic)
 
     #: dataset id → the progress of its move.
@@ -142,11 +146,11 @@ class DatasetMover:
         Whether the dataset is free after waiting (at most `STOP_WAIT`
         seconds) while an application using it here is stopping.
         """
-        assert self.clock is not None
-        waited = 0.0
-        while self.in_use(dataset_id) and self.stopping(dataset_id) and waited < STOP_WAIT:
-            await deferLater(self.clock, STOP_POLL, lambda: None)
-            waited += STOP_POLL
+        clock = self.clock
+        assert clock is not None
+        until = clock.seconds() + STOP_WAIT
+        while self.in_use(dataset_id) and self.stopping(dataset_id) and clock.seconds() < until:
+            await deferLater(clock, STOP_POLL, lambda: None)
         return not self.in_use(dataset_id)
 
     def _pausing(self, dataset_id: str, destination: str) -> bool:
@@ -181,7 +185,7 @@ class DatasetMover:
             # meanwhile, which cannot be the base (the destination does not
             # have it) or, destroyed, fails the send (the next pass retries).
             local = [s.name for s in await self.backend.list_snapshots(dataset_id)]
-            if not await self._stopped_soon(dataset_id):
+            if not await self._stopped_soon(dataset_id) or not self.still_wanted(change):
                 return
         if local is None:
             local = [s.name for s in await self.backend.list_snapshots(dataset_id)]

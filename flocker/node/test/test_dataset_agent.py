@@ -23,6 +23,7 @@ from flocker.control import (
 )
 from flocker.node._control_connection import ControlAddress
 from flocker.node._dataset_agent import DatasetAgent, application_stopping
+from flocker.node._dataset_changes import PushDataset
 from flocker.node._roles import DIVERGED, PRIMARY, REPLICA, MemoryRoles
 from flocker.node.test.test_datasets import DS, result
 from flocker.volume._transfer_wire import TransferHeader
@@ -206,3 +207,24 @@ def test_an_application_is_stopping_while_an_instance_using_the_dataset_drains()
     assert not application_stopping(node, DS, reporting(db="healthy"))
     assert not application_stopping(node, DS, reporting(db="healthy", web="stopping"))
     assert not application_stopping(node, DS, DeploymentState())
+
+
+def test_a_move_is_still_wanted_while_the_configuration_says_so(
+    agent: DatasetAgent, other: str
+) -> None:
+    """
+    A push is still wanted while the configuration held makes its
+    destination the primary at its epoch; not once the dataset is
+    configured elsewhere, at another epoch, or gone (or nothing is known).
+    """
+    push = PushDataset(dataset_id=DS, destination=other, host="192.0.2.2", epoch=2)
+    assert not agent.still_wanted(push)
+    agent.loop.configuration = Deployment().add_dataset(Dataset(dataset_id=DS, epoch=2), other)
+    assert agent.still_wanted(push)
+    assert not agent.still_wanted(push.set(epoch=3))
+    agent.loop.configuration = Deployment().add_dataset(
+        Dataset(dataset_id=DS, epoch=2), agent.node_uuid
+    )
+    assert not agent.still_wanted(push)
+    agent.loop.configuration = Deployment()
+    assert not agent.still_wanted(push)

@@ -397,6 +397,26 @@ def test_a_move_waits_in_its_pass_for_a_stopping_application() -> None:
     assert cluster.backends[B].read_files(DS) == {"data": b"v2"}
 
 
+def test_a_move_called_off_while_its_pass_waited_is_not_handed_off() -> None:
+    """
+    When the configuration held no longer moves the dataset once the
+    stopping application has released it (the move was called off
+    during the wait), the pass ends without handing the dataset off.
+    """
+    cluster = Cluster()
+    moved, clock, stopping = _paused_while_in_use(cluster)
+    stopping[0] = True
+    mover = cluster.deployers[A].mover
+    mover.still_wanted = lambda change: False
+    done: list[object] = []
+    _pass(cluster, A, moved).addBoth(done.append)
+    cluster.in_use.clear()
+    clock.advance(STOP_POLL)
+    assert done == [None]
+    assert cluster.roles[A].get(DS) == PRIMARY and cluster.roles[B].get(DS) == REPLICA
+    assert not result(cluster.backends[A].get(DS)).read_only
+
+
 def test_a_move_waits_for_a_stopping_application_only_so_long() -> None:
     """
     An application that stays stopping longer than `STOP_WAIT` seconds
