@@ -31,14 +31,21 @@ SMALL_DELTA = 8 * 1024 * 1024
 #: At most this many bulk rounds per pass before the final increment.
 MAXIMUM_ROUNDS = 5
 
-#: A bulk round that took less than this many seconds counts as small,
-#: whatever it carried: what was written meanwhile is at most that long's
+#: A bulk round that took less than this many seconds counts as small
+#: (unless it carried much, see `QUICK_ROUND_MOST`): what was written
+#: meanwhile is at most that long's
 #: writes, which the final increment carries about as fast as another
 #: round would (a round costs a few tenths of a second on zfs-fuse
 #: however small), and the application is about to stop (its container
 #: agent stops it once the destination has a copy): another round would
 #: only hold the final increment up.
 QUICK_ROUND = 1.0
+
+#: A quick round counts as small only if it carried less than this many
+#: `SMALL_DELTA`s (a first, full round excepted: its size is the dataset's,
+#: not what was written meanwhile): a writer that fast would otherwise
+#: leave as much again to the final increment.
+QUICK_ROUND_MOST = 4
 
 #: Seconds a pass waits, once the bulk rounds are done, for an application
 #: its node reports *stopping* (draining before it stops: it is about to
@@ -217,10 +224,13 @@ class DatasetMover:
         if self.roles.get(dataset_id) == PRIMARY:
             if base is None or self.in_use(dataset_id):
                 for _ in range(self.maximum_rounds):
-                    began = self.now()
+                    began, full = self.now(), base is None
                     sent = await send(False)
                     base = self._progress[dataset_id].confirmed
-                    if sent < self.small_delta or self.now() - began < self.quick_round:
+                    quick = self.now() - began < self.quick_round
+                    if sent < self.small_delta or (
+                        quick and (full or sent < QUICK_ROUND_MOST * self.small_delta)
+                    ):
                         self._progress[dataset_id] = self._progress[dataset_id].set(
                             settled_at=float(self.now())
                         )
@@ -258,6 +268,7 @@ __all__ = [
     "BULK_PAUSE",
     "MAXIMUM_ROUNDS",
     "QUICK_ROUND",
+    "QUICK_ROUND_MOST",
     "STOP_POLL",
     "STOP_WAIT",
     "SMALL_DELTA",

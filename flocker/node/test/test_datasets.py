@@ -332,6 +332,28 @@ def test_a_quick_bulk_round_is_followed_by_a_pause_whatever_it_carried() -> None
     assert len(result(cluster.backends[B].list_snapshots(DS))) == rounds
 
 
+def test_a_quick_round_that_carried_much_is_followed_by_another() -> None:
+    """
+    A quick incremental round that still carried `QUICK_ROUND_MOST`
+    small deltas or more (a fast writer) is followed by another in the
+    same pass; a quick full first round is not (its size is the
+    dataset's).
+    """
+    cluster = Cluster()
+    cluster.converge(config_with(A))
+    mover = cluster.deployers[A].mover
+    _large_rounds(cluster, seconds=0.1)
+    mover.small_delta = 1  # every incremental round carries "much"
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    cluster.converge_node(A, config_with(B))
+    assert len(result(cluster.backends[B].list_snapshots(DS))) == 1  # full, quick
+    cluster.backends[A].write_file(DS, "data", b"v2" * 100)
+    mover._progress[DS] = mover._progress[DS].set(settled_at=None)
+    cluster.converge_node(A, config_with(B))
+    assert len(result(cluster.backends[B].list_snapshots(DS))) == 1 + mover.maximum_rounds
+
+
 def test_slow_large_bulk_rounds_follow_each_other() -> None:
     """
     Bulk rounds that are neither small nor quick follow each other in one
