@@ -204,8 +204,9 @@ class RemoveApplication(PClass):
         the node reports it stopped at once), then remove it (with a
         ``clock``, `REMOVE_AFTER` seconds later), the application counting
         as *removing* — no other change touches it — until the runtime
-        answers, and then the loop is poked.  Where the runtime cannot halt (it cannot see the container's
-        processes end), the whole removal is waited for.
+        answers, and then the loop is poked.  Where the runtime cannot
+        halt (it cannot see the container's processes end, or its restart
+        policy is restarting it), the whole removal is waited for.
         """
         if not self.background or deployer.poke is None:
             return deployer.runtime.remove(self.name)

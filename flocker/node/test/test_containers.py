@@ -340,7 +340,10 @@ def test_routes_to_healthy_instances_wherever_they_run() -> None:
 
 
 def _copied_at(taken: float) -> DeploymentState:
-    """A runs the application on DS; B has a copy whose newest move round was taken at ``taken``."""
+    """
+    A runs the application on DS; B has a copy whose newest move round was
+    taken at ``taken``.
+    """
     ns = int(taken * 1e9)
     copy = DatasetState(
         dataset_id=DS,
