@@ -255,11 +255,14 @@ def exposed_paths(cluster_state: DeploymentState, node_uuid: str) -> dict[str, s
 #: as the application stops.
 FRESH_COPY = 2.0
 
-#: Seconds after which a copy's newest round counts as arrived all the same:
-#: rounds so slow that they always arrive older than `FRESH_COPY` (a slow
-#: link, a loaded pool) must not keep the application from ever stopping.
-#: The source pauses this long (``_mover.BULK_PAUSE``) after a small or
-#: quick round before it sends another.
+#: Seconds after which a copy's newest round counts as arrived all the same,
+#: once the copy holds more than the move's first (full) round: rounds so
+#: slow that they always arrive older than `FRESH_COPY` (a slow link, a
+#: loaded pool) must not keep the application from ever stopping.  The
+#: source pauses this long (``_mover.BULK_PAUSE``) after a small or quick
+#: round before it sends another, so the copy's newest round does get this
+#: old.  A long first round (a large dataset) is followed at once by
+#: another, which arrives fresh if the writes were few.
 STALE_COPY = BULK_PAUSE
 
 
@@ -267,20 +270,22 @@ def _fresh(copy: Any, now: float) -> bool:
     """
     Whether a copy's newest timed snapshot (a move's or replication's round,
     named with the time the source took it) was taken within `FRESH_COPY`
-    seconds of ``now``, or at least `STALE_COPY` seconds before it (the
-    source is pausing after it, or its rounds are slow); a copy without
-    one, or an unknown ``now`` (0), is taken as it is.
+    seconds of ``now``, or, once the copy holds two rounds of the move or
+    more, at least `STALE_COPY` seconds before it (the source is pausing
+    after it, or its rounds are slow); a copy without one, or an unknown
+    ``now`` (0), is taken as it is.
     """
-    taken = [
-        s.created
+    timed = [
+        s
         for s in copy.snapshots or ()
         if s.created is not None
         and s.name.startswith((MOVE_SNAPSHOT_PREFIX, REPLICA_SNAPSHOT_PREFIX))
     ]
-    if not now or not taken:
+    if not now or not timed:
         return True
-    age = now - float(max(taken))
-    return age <= FRESH_COPY or age >= STALE_COPY
+    age = now - float(max(s.created for s in timed))
+    rounds = sum(1 for s in timed if s.name.startswith(MOVE_SNAPSHOT_PREFIX))
+    return age <= FRESH_COPY or (age >= STALE_COPY and rounds >= 2)
 
 
 def _bulk_copy_arrived(

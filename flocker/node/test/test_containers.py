@@ -394,6 +394,29 @@ def test_a_moving_application_stops_once_its_copy_is_old_enough() -> None:
     )
 
 
+def test_a_moving_application_waits_for_the_round_after_a_long_first_one() -> None:
+    """
+    A copy holding only the move's first, full round, however old (a large
+    dataset's first round took long, and the source sends another at
+    once), keeps the application running until a fresh round arrives.
+    """
+    nodes = Nodes()
+    now = [1_000_000.0]
+    nodes.deployers[A].now = lambda: now[0]
+    nodes.converge(A, configured(), state_with(A))
+    moved = configured().move_application("counter", B)
+    ns = int((now[0] - STALE_COPY - 1) * 1e9)
+    first = DatasetState(
+        dataset_id=DS,
+        path=None,
+        snapshots=[Snapshot(name=f"flocker-move-{ns}-aaaaaa", created=ns / 1e9)],
+    )
+    state = state_with(A).update_node(
+        NodeState(uuid=B, hostname=ADDRESS[B], datasets={DS: first})
+    )
+    assert nodes.plan(A, moved, state) == NoOp()
+
+
 class _HeldCreates(WrappedRuntime):
     """A runtime whose ``create`` completes only when the test says so."""
 
