@@ -534,6 +534,16 @@ def _stop(
     return stopping
 
 
+def _leave(
+    name: str, local_state: ContainerLocalState, cluster_state: DeploymentState
+) -> ContainerChange:
+    """
+    What takes away the container of an application that may not run here
+    any more: drained, then halted and removed in the background.
+    """
+    return _stop(name, RemoveApplication(name=name, background=True), local_state, cluster_state)
+
+
 def _wants_image(image: str, local_state: ContainerLocalState, pulled: set[str]) -> bool:
     """
     Whether to get ``image`` now: the deployer pulls, the engine is not
@@ -586,14 +596,7 @@ def calculate_container_changes(
                 elsewhere, configuration, cluster_state, node_uuid, local_state.now
             ):
                 continue
-            changes.append(
-                _stop(
-                    name,
-                    RemoveApplication(name=name, background=True),
-                    local_state,
-                    cluster_state,
-                )
-            )
+            changes.append(_leave(name, local_state, cluster_state))
             continue
         spec = container_spec(application, address, paths, name)
         if spec is not None and _rolling_back(application, configuration, cluster_state):
@@ -603,14 +606,7 @@ def calculate_container_changes(
             # its image is got meanwhile, so that it starts as soon as its
             # data is here (a move's copy is arriving).
             if current is not None:
-                changes.append(
-                    _stop(
-                        name,
-                        RemoveApplication(name=name, background=True),
-                        local_state,
-                        cluster_state,
-                    )
-                )
+                changes.append(_leave(name, local_state, cluster_state))
             elif _wants_image(application.image, local_state, pulled):
                 pulled.add(application.image)
                 changes.append(PullImage(image=application.image))
