@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from eliot import start_action
+from eliot import Action, start_action
 from eliot.twisted import DeferredContext
 from pyrsistent import PClass, field, pmap_field
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -112,6 +112,33 @@ class ContainerContext(Protocol):
 ContainerChange = StateChange[ContainerContext]
 
 
+def _in_background(
+    deployer: ContainerContext,
+    names: set[str],
+    name: str,
+    action_type: str,
+    work: Callable[[Action], Deferred[Any]],
+) -> None:
+    """
+    Run ``work`` (given its eliot action, named ``action_type``) in the
+    background: the application ``name`` counts in ``names`` (the
+    deployer's ``starting`` or ``removing``: no other change touches it)
+    until it is over, and the loop is poked then.
+    """
+    names.add(name)
+    action = start_action(action_type=action_type, name=name)
+    with action.context():
+        running = DeferredContext(work(action))
+        running.addActionFinish()
+
+    def done(result: Any) -> None:
+        names.discard(name)
+        assert deployer.poke is not None
+        deployer.poke()
+
+    running.result.addBoth(done)
+
+
 def _fields(change: FenceApplication | RestartApplication) -> dict[str, Any]:
     return {"name": change.name}
 
@@ -144,19 +171,13 @@ class StartApplication(PClass):
         """
         if deployer.poke is None:
             return self._create(deployer)
-        name = self.spec.name
-        deployer.starting.add(name)
-        action = start_action(action_type="flocker:node:container:background_start", name=name)
-        with action.context():
-            created = DeferredContext(maybeDeferred(self._create, deployer))
-            created.addActionFinish()
-
-        def done(result: Any) -> None:
-            deployer.starting.discard(name)
-            assert deployer.poke is not None
-            deployer.poke()
-
-        created.result.addBoth(done)
+        _in_background(
+            deployer,
+            deployer.starting,
+            self.spec.name,
+            "flocker:node:container:background_start",
+            lambda action: maybeDeferred(self._create, deployer),
+        )
         return succeed(None)
 
     def _create(self, deployer: ContainerContext) -> Deferred[None]:
@@ -212,29 +233,23 @@ class RemoveApplication(PClass):
             return deployer.runtime.remove(self.name)
         name = self.name
 
-        def remove_later(_: None) -> None:
-            assert deployer.poke is not None
-            deployer.removing.add(name)
-            deployer.poke()
-            action = start_action(
-                action_type="flocker:node:container:background_remove", name=name
+        def remove(action: Action) -> Deferred[None]:
+            if deployer.clock is None:
+                return deployer.runtime.remove(name)
+            return deferLater(
+                deployer.clock, REMOVE_AFTER, action.run, deployer.runtime.remove, name
             )
-            with action.context():
-                if deployer.clock is None:
-                    removing = deployer.runtime.remove(name)
-                else:
-                    removing = deferLater(
-                        deployer.clock, REMOVE_AFTER, action.run, deployer.runtime.remove, name
-                    )
-                removed = DeferredContext(removing)
-                removed.addActionFinish()
 
-            def done(result: Any) -> None:
-                deployer.removing.discard(name)
-                assert deployer.poke is not None
-                deployer.poke()
-
-            removed.result.addBoth(done)
+        def remove_later(_: None) -> None:
+            _in_background(
+                deployer,
+                deployer.removing,
+                name,
+                "flocker:node:container:background_remove",
+                remove,
+            )
+            assert deployer.poke is not None
+            deployer.poke()  # it is halted: the next pass reports it so
 
         def cannot_halt(failure: Any) -> Deferred[None]:
             failure.trap(ContainerRuntimeError)  # logged by the runtime's action
