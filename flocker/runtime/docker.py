@@ -731,19 +731,11 @@ class DockerAdapter:
                 return _count_busy(pid, _published_internal(listed.attrs))
         container = self._find(name)  # freshly inspected
         pid = _running_pid(container.attrs)
-        if not pid:
+        # EngineError if the process here by that number is not the
+        # container's (a remote or rootless engine, or this agent in a
+        # container of its own); None if it has just exited.
+        if not pid or container_process(pid, container.id) is None:
             return 0
-        mine = _in_container(pid, container.id)
-        if mine is None:
-            return 0  # it has just exited
-        if not mine:
-            # The engine runs elsewhere (a remote or rootless engine, or
-            # this agent in a container of its own): the process here by
-            # that number is another's.
-            raise EngineError(
-                "the connections to a container cannot be counted: its processes"
-                " are not visible to this agent"
-            )
         return _count_busy(pid, _published_internal(container.attrs))
 
     def _halted_as(self, name: str) -> Any:
@@ -863,8 +855,8 @@ class DockerAdapter:
             # Waiting to be started again by its restart policy: only a
             # removal is sure to stop it for good.
             raise EngineError(f"container {name!r} is being restarted by its restart policy")
-        pid = state.get("Pid") or 0
-        if not state.get("Running") or pid <= 0:
+        pid = _running_pid(container.attrs)
+        if not pid:
             return
         process = container_process(pid, container.id)  # or EngineError
         # First, so that the policy no longer applies whatever happens next
