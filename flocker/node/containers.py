@@ -195,11 +195,9 @@ class ContainerDeployer:
     #: Probes the applications' instances (``_health``); ``None``: the
     #: node's health is reported as unknown.
     health: HealthProbes | None = attr.ib(default=None)
-    #: The wall clock (seconds since the epoch): how fresh a moving
-    #: application's copy is, by this node's own clock (the source's).
-    now: Callable[[], float] = attr.ib(default=time.time)
-    #: Delays the removal of halted containers (`REMOVE_AFTER`); ``None``:
-    #: they are removed at once.
+    #: Delays the removal of halted containers (`REMOVE_AFTER`), and tells
+    #: the time (how fresh a moving application's copy is, by this node's
+    #: own clock: the source's); ``None``: removed at once, ``time.time``.
     clock: IReactorTime | None = attr.ib(default=None)
 
     def refused(self, failure: Any) -> Any:
@@ -253,7 +251,7 @@ class ContainerDeployer:
                 port_conflicts=self._conflicts(),
                 fenced=bool(self.fenced()),
                 era=self.era,
-                now=float(self.now()),
+                now=float(time.time() if self.clock is None else self.clock.seconds()),
             )
 
         return Deferred.fromCoroutine(discover())

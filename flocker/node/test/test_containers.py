@@ -339,6 +339,14 @@ def test_routes_to_healthy_instances_wherever_they_run() -> None:
     assert expected in changes_of(nodes.plan(A, configured(), state, routes=True))
 
 
+def _wall_clock(deployer: ContainerDeployer) -> float:
+    """Give ``deployer`` a clock (its wall clock too); the time it says."""
+    clock = Clock()
+    clock.advance(1_000_000.0)
+    deployer.clock = clock
+    return clock.seconds()
+
+
 def _copied_at(taken: float) -> DeploymentState:
     """
     A runs the application on DS; B has a copy whose newest move round was
@@ -367,13 +375,12 @@ def test_a_moving_application_stops_only_once_a_fresh_copy_arrived() -> None:
     drains (no probes here: it is removed at once).
     """
     nodes = Nodes()
-    now = [1_000_000.0]
-    nodes.deployers[A].now = lambda: now[0]
+    now = _wall_clock(nodes.deployers[A])
     nodes.converge(A, configured(), state_with(A))
     moved = configured().move_application("counter", B)
-    stale = _copied_at(now[0] - FRESH_COPY - 1)
+    stale = _copied_at(now - FRESH_COPY - 1)
     assert nodes.plan(A, moved, stale) == NoOp()
-    fresh = _copied_at(now[0] - FRESH_COPY + 0.5)
+    fresh = _copied_at(now - FRESH_COPY + 0.5)
     assert nodes.plan(A, moved, fresh) == RemoveApplication(name="counter", background=True)
 
 
@@ -384,12 +391,11 @@ def test_a_moving_application_stops_once_its_copy_is_old_enough() -> None:
     stale (slow ones) never keep a move from completing.
     """
     nodes = Nodes()
-    now = [1_000_000.0]
-    nodes.deployers[A].now = lambda: now[0]
+    now = _wall_clock(nodes.deployers[A])
     nodes.converge(A, configured(), state_with(A))
     moved = configured().move_application("counter", B)
-    assert nodes.plan(A, moved, _copied_at(now[0] - STALE_COPY + 0.5)) == NoOp()
-    assert nodes.plan(A, moved, _copied_at(now[0] - STALE_COPY)) == RemoveApplication(
+    assert nodes.plan(A, moved, _copied_at(now - STALE_COPY + 0.5)) == NoOp()
+    assert nodes.plan(A, moved, _copied_at(now - STALE_COPY)) == RemoveApplication(
         name="counter", background=True
     )
 
@@ -401,11 +407,10 @@ def test_a_moving_application_waits_for_the_round_after_a_long_first_one() -> No
     once), keeps the application running until a fresh round arrives.
     """
     nodes = Nodes()
-    now = [1_000_000.0]
-    nodes.deployers[A].now = lambda: now[0]
+    now = _wall_clock(nodes.deployers[A])
     nodes.converge(A, configured(), state_with(A))
     moved = configured().move_application("counter", B)
-    ns = int((now[0] - STALE_COPY - 1) * 1e9)
+    ns = int((now - STALE_COPY - 1) * 1e9)
     first = DatasetState(
         dataset_id=DS,
         path=None,
