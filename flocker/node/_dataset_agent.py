@@ -38,7 +38,6 @@ from eliot import Field, MessageType
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.python.failure import Failure
 
 from flocker.ca import TLSFiles
 from flocker.control import (
@@ -56,8 +55,7 @@ from ._agent_core import ControlledAgent
 from ._control_connection import ControlAddress, control_addresses_tuple
 from ._dataset_changes import PushDataset
 from ._fence import DEFAULT_FENCE_AFTER, Fence
-from ._logging import REPORT_FAILED
-from ._loop import ConvergenceLoop
+from ._loop import ConvergenceLoop, report_failed
 from ._mover import DatasetMover
 from ._progress import ConvergenceProgress
 from ._roles import DIVERGED, FENCED, PRIMARY, REPLICA, IDatasetRoles
@@ -132,11 +130,6 @@ def transfer_unauthorized(
     return (
         f"dataset {dataset_id} is configured on node {primary}, not sent to this node"
     )
-
-
-def _report_failed(failure: Failure) -> None:
-    """Log a report that did not get through (the next pass reports again)."""
-    REPORT_FAILED.log(reason=f"{type(failure.value).__name__}: {failure.value}")
 
 
 def application_stopping(
@@ -478,7 +471,7 @@ class DatasetAgent(ControlledAgent):
                 self.poke_soon()
                 reported = self._report_path(header.dataset_id, info.path)
                 if reported is not None:
-                    reported.addErrback(_report_failed)
+                    reported.addErrback(report_failed)
 
             return writable.addCallback(exposed)
         if self.roles.get(header.dataset_id) != PRIMARY:

@@ -55,6 +55,11 @@ BACKOFF = (0.1, 2.0, 10.0)
 StateReporter = Callable[[NodeState], Deferred[Any] | None]
 
 
+def report_failed(failure: Failure) -> None:
+    """Log a state report that did not get through (the next pass reports again)."""
+    REPORT_FAILED.log(reason=f"{type(failure.value).__name__}: {failure.value}")
+
+
 def deleted_on(configuration: Deployment, node_uuid: str) -> frozenset[str]:
     """The ids of the datasets ``configuration`` marks deleted on a node."""
     node = configuration.nodes.get(node_uuid)
@@ -319,8 +324,8 @@ class ConvergenceLoop(Generic[LocalStateT]):
         self.last_sent = state
         try:
             await (self.report_state(state) or succeed(None))
-        except Exception as error:
-            REPORT_FAILED.log(reason=f"{type(error).__name__}: {error}")
+        except Exception:
+            report_failed(Failure())
             return
         self.last_reported = state
 
