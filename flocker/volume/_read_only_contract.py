@@ -22,24 +22,30 @@ from ._contract_tools import ID1, ID2, VolumeHarness, snapshot_names, stream_byt
 from ._interface import DatasetInfo, IVolumeBackend
 
 
-async def _received(harness: VolumeHarness, backend: IVolumeBackend) -> IVolumeBackend:
+async def _received(
+    harness: VolumeHarness, backend: IVolumeBackend, writable: bool = False
+) -> IVolumeBackend:
     """Another backend ("node") that received ``ID1@s1`` in full."""
     other = await harness.make_backend()
-    sink = await other.receive(ID1)
-    source = await backend.send(ID1, "s1")
-    await source.start(sink)
-    await sink.finish()
+    await _push(backend, other, "s1", None, writable)
     return other
 
 
 async def _push(
-    backend: IVolumeBackend, other: IVolumeBackend, snapshot: str, base: str
+    backend: IVolumeBackend,
+    other: IVolumeBackend,
+    snapshot: str,
+    base: str | None,
+    writable: bool = False,
 ) -> None:
-    """Send ``ID1@snapshot`` since ``base`` from ``backend`` into ``other``."""
+    """
+    Send ``ID1@snapshot`` since ``base`` (in full: ``None``) from
+    ``backend`` into ``other``, finished ``writable`` or not.
+    """
     sink = await other.receive(ID1, base=base)
     source = await backend.send(ID1, snapshot, base=base)
     await source.start(sink)
-    await sink.finish()
+    await sink.finish(writable=writable)
 
 
 def _assert_refused(error: pytest.ExceptionInfo[OSError]) -> None:
@@ -260,10 +266,7 @@ class ReadOnlyContract:
         contents, whether full or incremental into a read-only copy (onto
         its newest snapshot or not).
         """
-        fresh = await harness.make_backend()
-        sink = await fresh.receive(ID1)
-        await (await backend.send(ID1, "s1")).start(sink)
-        await sink.finish(writable=True)
+        fresh = await _received(harness, backend, writable=True)
         check_writable(harness, fresh, await fresh.get(ID1))
         other = await _received(harness, backend)
         if diverge:
@@ -271,9 +274,7 @@ class ReadOnlyContract:
         harness.write_file(backend, origin, "a.txt", b"alpha, final")
         await backend.snapshot(ID1, "s2")
         expected = harness.read_files(backend, origin)
-        sink = await other.receive(ID1, base="s1")
-        await (await backend.send(ID1, "s2", base="s1")).start(sink)
-        await sink.finish(writable=True)
+        await _push(backend, other, "s2", "s1", writable=True)
         info = await other.get(ID1)
         assert harness.read_files(other, info) == expected
         assert [d.read_only for d in await other.list_datasets()] == [False]
