@@ -20,7 +20,8 @@ pass.  An application leaving the node is *halted* (its processes
 killed, which takes milliseconds) and its container then removed in the
 background (`RemoveApplication` with ``background``): the node reports it
 gone, and its dataset agent can hand its data on, without waiting for the
-engine to tidy up after the container.  A healthy instance about to be stopped is first drained
+engine to tidy up after the container.  A healthy instance about to be
+stopped is first drained
 (`DrainApplication`), and one wanted after all while it drains is resumed
 (`ResumeApplication`).  While the agent is fenced, a container whose
 application uses a dataset failing over automatically is stopped, not

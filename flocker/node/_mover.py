@@ -33,9 +33,8 @@ MAXIMUM_ROUNDS = 5
 
 #: A bulk round that took less than this many seconds counts as small
 #: (unless it carried much, see `QUICK_ROUND_MOST`): what was written
-#: meanwhile is at most that long's
-#: writes, which the final increment carries about as fast as another
-#: round would (a round costs a few tenths of a second on zfs-fuse
+#: meanwhile is at most that long's writes, which the final increment
+#: carries about as fast as another round would (a round costs a few tenths of a second on zfs-fuse
 #: however small), and the application is about to stop (its container
 #: agent stops it once the destination has a copy): another round would
 #: only hold the final increment up.

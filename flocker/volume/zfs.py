@@ -61,9 +61,10 @@ A receive never touches the target until ``finish``:
   receiver therefore writes a stream's last bytes only once its trailer
   checked out (``flocker.volume._transfer_receiver.HOLD_BACK``).
   ``finish`` remounts the target (read-only if it was, writable if asked
-  for), so that no cached pages of the old contents are served.  Five commands (receive, read
-  ``mounted``, unmount, read ``readonly``, mount) instead of a dozen: most
-  of the time a move's final increment took.  While any receive into a
+  for), so that no cached pages of the old contents are served.  Five
+  commands (receive, read ``mounted``, unmount, read ``readonly``, mount;
+  a writable one sets ``readonly`` off before the mount) instead of a
+  dozen: most of the time a move's final increment took.  While any receive into a
   dataset is under way, discovery (``get``, ``list_datasets``) does not
   mount it: its own mount raced the receive's and failed the receive.
 * For any other incremental stream, ``<id>@<base>`` is cloned to a temporary
