@@ -11,6 +11,7 @@ joining, once; each agent adds its own parts and handlers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
@@ -28,7 +29,7 @@ from flocker.control import (
 
 from ._control_connection import ControlAddress, control_endpoint
 from ._fence import Fence, keepalive_interval
-from ._loop import ConvergenceLoop
+from ._loop import ConvergenceLoop, report_failed
 
 
 def report_to(client: AgentAMPClient, state: NodeState) -> Deferred[None]:
@@ -126,6 +127,17 @@ class ControlledAgent:
     def poke_soon(self) -> None:
         """Have the loop look again on the next reactor turn (the fence moved)."""
         self.reactor.callLater(0, self.loop.poke)
+
+    def report_at_once(self, change: Callable[[NodeState], NodeState | None]) -> None:
+        """
+        Report the last state sent with ``change`` applied, without waiting
+        for a pass's discovery (`ConvergenceLoop.report_change`); a report
+        that does not get through is logged, and the next pass reports the
+        whole state again.
+        """
+        reported = self.loop.report_change(change)
+        if reported is not None:
+            reported.addErrback(report_failed)
 
 
 __all__ = ["ControlledAgent", "LoopService", "report_to"]

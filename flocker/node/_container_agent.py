@@ -24,7 +24,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from flocker.ca import TLSFiles
-from flocker.control import AgentAMPClient, Deployment, DeploymentState
+from flocker.control import (
+    AgentAMPClient,
+    ApplicationHealth,
+    Deployment,
+    DeploymentState,
+    NodeState,
+    instance_base,
+)
 from flocker.route import IRouter, routes_for_node
 from flocker.runtime import IContainerRuntime, RegistryCredentials
 
@@ -92,7 +99,7 @@ class ContainerAgent(ControlledAgent):
         self.health = (
             None
             if self.health_probe is None
-            else HealthProbes(self.reactor, self.health_probe, self.poke)
+            else HealthProbes(self.reactor, self.health_probe, self.poke, self._health_changed)
         )
         self.deployer = ContainerDeployer(
             self.node_uuid,
@@ -101,6 +108,7 @@ class ContainerAgent(ControlledAgent):
             self.routing,
             answering=self.answering,
             poke=self.poke,
+            halted=self._halted,
             listening=self.listening,
             fenced=lambda: self.fence.is_up,
             era=self.era,
@@ -139,6 +147,51 @@ class ContainerAgent(ControlledAgent):
         """
         self.loop.poke()
 
+    def _health_changed(
+        self, name: str, before: ApplicationHealth, after: ApplicationHealth
+    ) -> None:
+        """
+        An instance's status changed (it is found healthy, or drains): the
+        routers hear it at once, from a report of the last state sent with
+        the new status.  Only if that report showed the instance as it was
+        just before (same status, since, revision): then it is this very
+        container, and the ports it showed are this container's.  Otherwise
+        (an instance replaced since, say by an update in place, whose ports
+        the last report does not show yet) the next pass reports it.
+        """
+
+        def change(last: NodeState) -> NodeState | None:
+            health = last.health
+            shown = None if health is None else health.get(name)
+            if shown is None or _status_of(shown) != _status_of(before):
+                return None
+            assert health is not None
+            return last.set(health=health.set(name, after.set(ports=shown.ports)))
+
+        self.report_at_once(change)
+
+    def _halted(self, name: str) -> None:
+        """
+        A container is halted here: its application, if it has volumes (so
+        runs as this one instance), is reported no longer running at once,
+        so that the node's dataset agent hands its data on without waiting
+        for a pass's discovery.  An application without volumes may have
+        other instances here: the next pass reports it.
+        """
+        base = instance_base(name)
+
+        def change(last: NodeState) -> NodeState | None:
+            running = last.applications
+            if running is None or base not in running or not running[base].volumes:
+                return None
+            return last.set(applications=running.remove(base))
+
+        self.report_at_once(change)
+
+
+def _status_of(health: ApplicationHealth) -> tuple[str, float, int | None]:
+    """What tells one status of one instance from another: status, since, revision."""
+    return (health.status, health.since, health.revision)
 
 
 __all__ = ["ContainerAgent"]

@@ -80,6 +80,11 @@ class ContainerContext(Protocol):
         ...
 
     @property
+    def halted(self) -> Callable[[str], None] | None:
+        """Told the name of a container halted here, if at all (reports it at once)."""
+        ...
+
+    @property
     def starting(self) -> set[str]:
         """Names of the applications whose containers are being created now."""
         ...
@@ -222,8 +227,9 @@ class RemoveApplication(PClass):
         Remove it (killing it first).
 
         In the ``background``, with a ``poke``: halt it (the change is over
-        as soon as its processes are gone, and the loop is poked, so that
-        the node reports it stopped at once), then remove it (with a
+        as soon as its processes are gone; the deployer's ``halted`` is
+        told, and the loop is poked, so that the node reports it stopped at
+        once), then remove it (with a
         ``clock``, `REMOVE_AFTER` seconds later), the application counting
         as *removing* — no other change touches it — until the runtime
         answers, and then the loop is poked.  Where the runtime cannot
@@ -249,8 +255,10 @@ class RemoveApplication(PClass):
                 "flocker:node:container:background_remove",
                 remove,
             )
+            if deployer.halted is not None:
+                deployer.halted(name)  # its node reports it stopped at once
             assert deployer.poke is not None
-            deployer.poke()  # it is halted: the next pass reports it so
+            deployer.poke()  # it is halted: the next pass reports it so too
 
         def cannot_halt(failure: Any) -> Deferred[None]:
             failure.trap(ContainerRuntimeError)  # logged by the runtime's action

@@ -31,6 +31,7 @@ methods:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attr
@@ -55,7 +56,7 @@ from ._agent_core import ControlledAgent
 from ._control_connection import ControlAddress, control_addresses_tuple
 from ._dataset_changes import PushDataset
 from ._fence import DEFAULT_FENCE_AFTER, Fence
-from ._loop import ConvergenceLoop, report_failed
+from ._loop import ConvergenceLoop
 from ._mover import DatasetMover
 from ._progress import ConvergenceProgress
 from ._roles import DIVERGED, FENCED, PRIMARY, REPLICA, IDatasetRoles
@@ -182,6 +183,23 @@ def dataset_in_use(
         for application in reported.values()
         for volume in application.volumes
     )
+
+
+def _exposed_at(dataset_id: str, path: str | None) -> Callable[[NodeState], NodeState | None]:
+    """
+    The change of a node's last state sent that says the dataset is exposed
+    at ``path`` here (``None``: not exposed), for a report sent at once
+    (`ConvergenceLoop.report_change`); nothing to say while the dataset
+    was not in it.
+    """
+
+    def change(last: NodeState) -> NodeState | None:
+        if last.datasets is None or dataset_id not in last.datasets:
+            return None
+        copy = last.datasets[dataset_id].set(path=path)
+        return last.set(datasets=last.datasets.set(dataset_id, copy))
+
+    return change
 
 
 @attr.s(eq=False)
@@ -354,23 +372,7 @@ class DatasetAgent(ControlledAgent):
 
     def handoff(self, dataset_id: str) -> Deferred[Any] | None:
         """Tell the cluster at once that this node no longer exposes the dataset."""
-        return self._report_path(dataset_id, None)
-
-    def _report_path(self, dataset_id: str, path: str | None) -> Deferred[Any] | None:
-        """
-        Report at once, without waiting for a discovery, that the dataset is
-        exposed at ``path`` here (``None``: not exposed): the last state
-        sent with that one change (`ConvergenceLoop.report_change`).
-        Nothing is reported while the dataset was not in it.
-        """
-
-        def change(last: NodeState) -> NodeState | None:
-            if last.datasets is None or dataset_id not in last.datasets:
-                return None
-            copy = last.datasets[dataset_id].set(path=path)
-            return last.set(datasets=last.datasets.set(dataset_id, copy))
-
-        return self.loop.report_change(change)
+        return self.loop.report_change(_exposed_at(dataset_id, None))
 
     def _configured_epoch(self, dataset_id: str) -> int | None:
         """The dataset's epoch in the configuration held, if it is known."""
@@ -469,9 +471,7 @@ class DatasetAgent(ControlledAgent):
             def exposed(info: DatasetInfo) -> None:
                 self.roles.set(header.dataset_id, PRIMARY, epoch=header.epoch)
                 self.poke_soon()
-                reported = self._report_path(header.dataset_id, info.path)
-                if reported is not None:
-                    reported.addErrback(report_failed)
+                self.report_at_once(_exposed_at(header.dataset_id, info.path))
 
             return writable.addCallback(exposed)
         if self.roles.get(header.dataset_id) != PRIMARY:

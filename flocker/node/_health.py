@@ -199,11 +199,17 @@ class HealthProbes(Service):
     :ivar clock: Schedules the probes and dates the statuses (wall clock).
     :ivar probe: Checks one instance (`NetworkProbe` in the agent).
     :ivar changed: Called when an application's status changed.
+    :ivar reported: Called first, when an instance's status changed, with
+        its name and its health before and after (the agent reports the
+        change at once, if its last report showed the health before).
     """
 
     clock: IReactorTime = attr.ib()
     probe: Probe = attr.ib()
     changed: Callable[[], None] = attr.ib(default=lambda: None)
+    reported: Callable[[str, ApplicationHealth, ApplicationHealth], None] = attr.ib(
+        default=lambda name, before, after: None
+    )
     _watches: dict[str, _Watch] = attr.ib(factory=dict, init=False)
 
     def observe(self, instances: Mapping[str, Instance]) -> None:
@@ -263,10 +269,11 @@ class HealthProbes(Service):
             return
         now = float(self.clock.seconds())
         # Stopping first: a cancelled probe's outcome must not count.
-        watch.health = watch.health.set(status="stopping", since=now)
+        before, watch.health = watch.health, watch.health.set(status="stopping", since=now)
         watch.cancel()
         _log(watch.health)
         watch.draining = self.clock.callLater(DRAIN_SETTLE, self._drained_yet, watch)
+        self.reported(name, before, watch.health)
         self.changed()
 
     def _drained_yet(self, watch: _Watch) -> None:
@@ -361,6 +368,7 @@ class HealthProbes(Service):
         watch.timer = self.clock.callLater(delay, self._probe, watch)
         if after.status != before.status:
             _log(after)
+            self.reported(watch.name, before, after)
             self.changed()
 
 

@@ -178,6 +178,10 @@ class ContainerDeployer:
     answering: AnsweringWatch | None = attr.ib(default=None)
     #: Wakes the convergence loop; when set, containers start in the background.
     poke: Callable[[], None] | None = attr.ib(default=None)
+    #: Told the name of a container halted here (its processes are gone, its
+    #: removal is to come), so that the node reports it stopped at once;
+    #: ``None``: the next pass reports it.
+    halted: Callable[[str], None] | None = attr.ib(default=None)
     #: Names of the applications whose containers are being created now.
     starting: set[str] = attr.ib(factory=set)
     #: Names of the applications whose halted containers are being removed now.

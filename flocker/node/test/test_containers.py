@@ -497,7 +497,8 @@ class _Unhaltable(_HeldRemovals):
 def test_an_application_leaving_is_halted_and_removed_in_the_background() -> None:
     """
     With a poke, an application leaving the node is halted: the pass ends
-    once its processes are gone, and the node no longer reports it (its
+    once its processes are gone, the deployer's ``halted`` is told (the
+    agent reports it at once), and the node no longer reports it (its
     dataset can be handed on) while its container is removed in the
     background; no change touches it meanwhile, and the loop is poked
     when the removal is over.
@@ -509,12 +510,14 @@ def test_an_application_leaving_is_halted_and_removed_in_the_background() -> Non
     deployer.runtime = held
     pokes: list[bool] = []
     deployer.poke = lambda: pokes.append(True)
+    halted: list[str] = []
+    deployer.halted = halted.append
     gone = Deployment().add_dataset(Dataset(dataset_id=DS), A)
     assert nodes.converge(A, gone, state_with(A)) == RemoveApplication(
         name="counter", background=True
     )
     assert deployer.removing == {"counter"} and [n for n, _ in held.held] == ["counter"]
-    assert pokes == [True]  # halted: the node reports it at once
+    assert pokes == [True] and halted == ["counter"]  # the node reports it at once
     local = result(deployer.discover_state(state_with(A)))
     assert not local.states["counter"].running
     assert "counter" not in local.shared_state_changes().applications

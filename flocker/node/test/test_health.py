@@ -451,6 +451,39 @@ def test_changed_only_on_status_change() -> None:
     assert changes.count == 3
 
 
+def test_reported_is_told_each_status_change_with_the_health_before_and_after() -> None:
+    """
+    ``reported`` is called, before ``changed``, with the instance's name and
+    its health before and after each change of status (found healthy,
+    unhealthy, drained), never for a new instance nor for probes that
+    leave the status as it was.
+    """
+    clock, probe = Clock(), AnsweredProbe()
+    told: list[tuple[str, ApplicationHealth, ApplicationHealth, int]] = []
+    changes = Changes()
+    health = HealthProbes(
+        clock, probe, changes, lambda *args: told.append((*args, changes.count))
+    )
+    health.observe({"web": instance(check=TCP)})
+    assert told == []
+    starting = web(health)
+    clock.advance(0)
+    probe.answer(None)
+    healthy = web(health)
+    assert told == [("web", starting, healthy, 0)] and changes.count == 1
+    for answer in [None, "x"]:
+        clock.advance(2.0)
+        probe.answer(answer)
+    assert len(told) == 1  # one failure of two retries: still healthy
+    clock.advance(2.0)
+    probe.answer("x")
+    unhealthy = web(health)
+    assert told[1:] == [("web", healthy.set(failures=1, reason="x"), unhealthy, 1)]
+    health.drain("web")
+    assert told[2:] == [("web", unhealthy, web(health), 2)]
+    assert web(health).status == "stopping"
+
+
 def test_failing_probe_counts_as_failure() -> None:
     """A probe that fails with an exception counts as a failed probe, described."""
     clock = Clock()
