@@ -594,11 +594,18 @@ class ZFSVolumeBackend:
         )
 
     async def _list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
-        """The dataset's snapshots, oldest first, without the hidden ones."""
-        name = await self._require(dataset_id)
-        snapshots = [
-            (s.split("@", 1)[1], created) for s, _, created in await self._snapshots_of([name])
-        ]
+        """
+        The dataset's snapshots, oldest first, without the hidden ones: one
+        command (discovery lists every dataset's), whose refusal tells a
+        missing dataset.
+        """
+        try:
+            found = await self._snapshots_of([self._name(dataset_id)])
+        except CommandFailed as error:
+            if b"does not exist" in error.stderr:
+                raise UnknownDataset(dataset_id) from None
+            raise
+        snapshots = [(s.split("@", 1)[1], created) for s, _, created in found]
         return [
             SnapshotInfo(name=s, created=created)
             for s, created in snapshots
@@ -608,27 +615,22 @@ class ZFSVolumeBackend:
     async def _snapshots_of(self, filesystems: list[str]) -> list[tuple[str, int, float]]:
         """
         Every snapshot of the ``filesystems`` (hidden ones too), oldest
-        first: ``(filesystem@name, createtxg, creation)``.
+        first: ``(filesystem@name, createtxg, creation)``.  One command:
+        the properties of each filesystem and what lies one level under it
+        (its snapshots, and child filesystems, which are left out).
         """
         if not filesystems:
             return []
-        result = await self._zfs(
-            "list", "-H", "-t", "snapshot", "-r", "-o", "name", *filesystems
-        )
-        snapshots = [
-            row[0]
-            for row in _rows(result)
-            if row[0].split("@", 1)[0] in filesystems
-        ]
-        if not snapshots:
-            return []
         got = await self._zfs(
-            "get", "-Hp", "-o", "name,property,value", "createtxg,creation", *snapshots
-        )
+            "get", "-Hp", "-d", "1", "-o", "name,property,value", "createtxg,creation",
+            *filesystems,
+        )  # fmt: skip
         values: dict[str, dict[str, int]] = {}
-        for snapshot, prop, value in _rows(got):
-            values.setdefault(snapshot, {})[prop] = int(value)
-        ordered = sorted(snapshots, key=lambda s: values[s]["createtxg"])
+        for full, prop, value in _rows(got):
+            filesystem, at, _ = full.partition("@")
+            if at and filesystem in filesystems:
+                values.setdefault(full, {})[prop] = int(value)
+        ordered = sorted(values, key=lambda s: values[s]["createtxg"])
         return [
             (s, values[s]["createtxg"], float(values[s]["creation"])) for s in ordered
         ]
