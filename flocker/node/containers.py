@@ -234,7 +234,7 @@ class ContainerDeployer:
             health = self._health(specs, states, cluster_state)
             # First: it forgets the failures of images no longer wanted.
             image_pulls = None if pulls is None else self._image_pulls(pulls, cluster_state)
-            connected = await self._connected(health)
+            connected = await self._connected(health, states)
             return ContainerLocalState(
                 health=health,
                 drained=self._drained(health, connected),
@@ -318,16 +318,20 @@ class ContainerDeployer:
         )
 
     async def _connected(
-        self, health: PMap[str, ApplicationHealth] | None
+        self, health: PMap[str, ApplicationHealth] | None, states: Mapping[str, ContainerState]
     ) -> dict[str, bool]:
         """
-        Stopping instance here → whether a connection on which it may owe
-        something is open to it, as its container sees them (through any
-        node's router or none; idle ones do not count).  An instance whose
-        connections cannot be counted is left out.
+        Running stopping instance here → whether a connection on which it
+        may owe something is open to it, as its container sees them
+        (through any node's router or none; idle ones do not count).  An
+        instance whose connections cannot be counted is left out, and so
+        is one whose container no longer runs (halted, its removal to
+        come: nothing is left to count).
         """
         stopping = sorted(
-            name for name, instance in (health or {}).items() if instance.status == "stopping"
+            name
+            for name, instance in (health or {}).items()
+            if instance.status == "stopping" and name in states and states[name].running
         )
 
         async def connected(name: str) -> bool | None:

@@ -875,6 +875,38 @@ def test_instance_drains_once_its_requests_are_answered_idle_connections_aside()
     assert RemoveApplication(name="counter") in changes_of(nodes.plan(A, update, echo))
 
 
+class _CountedConnections(WrappedRuntime):
+    """A runtime noting which containers' connections it was asked to count."""
+
+    def __init__(self, runtime: IContainerRuntime) -> None:
+        super().__init__(runtime)
+        self.counted: list[str] = []
+
+    def connections(self, name: str) -> Deferred[int]:
+        """Note the name; count."""
+        self.counted.append(name)
+        return self.runtime.connections(name)
+
+
+def test_connections_are_counted_only_while_a_stopping_container_runs() -> None:
+    """
+    Discovery counts the connections of a stopping instance whose
+    container runs, and no longer once it is halted (its removal to
+    come): nothing is left to count.
+    """
+    nodes, clock, _ = probed()
+    running_healthy(nodes, clock)
+    _, runtime = _draining_counter(nodes)
+    counting = _CountedConnections(runtime)
+    nodes.deployers[A] = attr.evolve(nodes.deployers[A], runtime=counting)
+    reported_health(nodes, state_with(A))
+    assert counting.counted == ["counter"]
+    result(runtime.halt("counter"))
+    health = reported_health(nodes, state_with(A))
+    assert health["counter"].status == "stopping"
+    assert counting.counted == ["counter"]
+
+
 class _Uncounted(WrappedRuntime):
     """A runtime that cannot count its containers' connections."""
 
