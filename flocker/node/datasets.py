@@ -56,6 +56,7 @@ from flocker.control import (
     DeploymentState,
 )
 from flocker.volume import (
+    IListsSnapshotsAtOnce,
     IReportsPoolSpace,
     IVolumeBackend,
     SnapshotInfo,
@@ -151,13 +152,20 @@ class DatasetDeployer:
                     # The pool is then reported unknown; the datasets'
                     # discovery says whether the backend works at all.
                     write_failure(Failure())
-            infos = await self.backend.list_datasets()
-            # One listing per dataset, all at once: discovery time stays flat
-            # as a node gains datasets.
-            snapshots = await gatherResults(
-                [self.backend.list_snapshots(info.dataset_id) for info in infos],
-                consumeErrors=True,
-            )
+            if IListsSnapshotsAtOnce.providedBy(self.backend):
+                # One listing of everything: discovery runs at every change
+                # of the cluster, and asks the storage as little as it can.
+                both = await self.backend.list_datasets_with_snapshots()
+                infos = [info for info, _ in both]
+                snapshots = [listed for _, listed in both]
+            else:
+                infos = await self.backend.list_datasets()
+                # One listing per dataset, all at once: discovery time stays
+                # flat as a node gains datasets.
+                snapshots = await gatherResults(
+                    [self.backend.list_snapshots(info.dataset_id) for info in infos],
+                    consumeErrors=True,
+                )
             await self._list_set_aside([info.dataset_id for info in infos])
             datasets = {
                 info.dataset_id: LocalDataset(

@@ -367,6 +367,23 @@ class IReportsPoolSpace(Interface):
         """The datasets' room now (the first call may first set the room aside)."""
 
 
+class IListsSnapshotsAtOnce(Interface):
+    """
+    A backend that lists every dataset together with its snapshots more
+    cheaply than a listing of the datasets and then one of each dataset's
+    snapshots (on ZFS, one command instead of one per dataset and one
+    more): a node's discovery, which runs at every change of the cluster,
+    asks the storage less.
+    """
+
+    def list_datasets_with_snapshots() -> Deferred[list[tuple[DatasetInfo, list[SnapshotInfo]]]]:
+        """
+        Every dataset, as :meth:`IVolumeBackend.list_datasets` lists them,
+        each with its snapshots as :meth:`IVolumeBackend.list_snapshots`
+        lists them, from one listing.
+        """
+
+
 class IVolumeBackend(Interface):
     """
     The datasets of one node.

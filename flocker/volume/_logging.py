@@ -36,6 +36,9 @@ CREATE = _action("create", [DATASET_ID, MAXIMUM_SIZE], "A dataset is created.")
 DESTROY = _action("destroy", [DATASET_ID], "A dataset is destroyed.")
 GET = _action("get", [DATASET_ID], "A dataset's details are looked up.")
 LIST_DATASETS = _action("list_datasets", [], "The datasets are listed.")
+LIST_WITH_SNAPSHOTS = _action(
+    "list_datasets_with_snapshots", [], "The datasets are listed, each with its snapshots."
+)
 POOL_SPACE = _action("pool_space", [], "The room the datasets have is looked up.")
 ROOM_KEPT = MessageType(
     "flocker:volume:room_kept",

@@ -188,6 +188,7 @@ from ._interface import (
     DatasetExists,
     DatasetInfo,
     DependentClones,
+    IListsSnapshotsAtOnce,
     IReportsPoolSpace,
     IStreamSink,
     IStreamSource,
@@ -209,6 +210,7 @@ from ._logging import (
     LIST_DATASETS,
     LIST_SET_ASIDE,
     LIST_SNAPSHOTS,
+    LIST_WITH_SNAPSHOTS,
     POOL_SPACE,
     RECEIVE,
     ROLLBACK,
@@ -249,6 +251,21 @@ TOP_ROOM = 1024 * 1024
 _MIB = 1024 * 1024
 
 
+def _oldest_first(values: dict[str, dict[str, int]]) -> list[tuple[str, int, float]]:
+    """
+    Snapshots listed with their ``createtxg`` and ``creation`` (full name →
+    property → value), oldest first: ``(filesystem@name, createtxg, creation)``.
+    """
+    ordered = sorted(values, key=lambda s: values[s]["createtxg"])
+    return [(s, values[s]["createtxg"], float(values[s]["creation"])) for s in ordered]
+
+
+def _without_hidden(snapshots: list[tuple[str, int, float]]) -> list[SnapshotInfo]:
+    """What :meth:`ZFSVolumeBackend.list_snapshots` shows of a dataset's snapshots."""
+    named = [(full.split("@", 1)[1], created) for full, _, created in snapshots]
+    return [SnapshotInfo(name=n, created=c) for n, c in named if not n.startswith(HIDDEN)]
+
+
 def reserve_for(total: int) -> int:
     """
     The room kept in a pool of ``total`` bytes for snapshots, sends and
@@ -280,7 +297,7 @@ def _rows(result: CommandResult) -> list[list[str]]:
     ]
 
 
-@implementer(IVolumeBackend, IReportsPoolSpace)
+@implementer(IVolumeBackend, IReportsPoolSpace, IListsSnapshotsAtOnce)
 class ZFSVolumeBackend:
     """Datasets as filesystems of one ZFS pool; see the module docstring."""
 
@@ -605,12 +622,7 @@ class ZFSVolumeBackend:
             if b"does not exist" in error.stderr:
                 raise UnknownDataset(dataset_id) from None
             raise
-        snapshots = [(s.split("@", 1)[1], created) for s, _, created in found]
-        return [
-            SnapshotInfo(name=s, created=created)
-            for s, created in snapshots
-            if not s.startswith(HIDDEN)
-        ]
+        return _without_hidden(found)
 
     async def _snapshots_of(self, filesystems: list[str]) -> list[tuple[str, int, float]]:
         """
@@ -630,10 +642,7 @@ class ZFSVolumeBackend:
             filesystem, at, _ = full.partition("@")
             if at and filesystem in filesystems:
                 values.setdefault(full, {})[prop] = int(value)
-        ordered = sorted(values, key=lambda s: values[s]["createtxg"])
-        return [
-            (s, values[s]["createtxg"], float(values[s]["creation"])) for s in ordered
-        ]
+        return _oldest_first(values)
 
     async def _raw_names(self, dataset_id: str) -> list[str]:
         """Every snapshot of the dataset, hidden ones too, oldest first."""
@@ -782,29 +791,69 @@ class ZFSVolumeBackend:
         listed, and a ``set_aside`` a dead process cut short is undone
         first (see the module docstring).
         """
-        found = await self._top_level()
+        found, _ = await self._top_level()
         if await self._repair_found(found):
-            found = await self._top_level()
+            found, _ = await self._top_level()
+        return [info for _, info in await self._infos(found)]
+
+    @backend_operation(LIST_WITH_SNAPSHOTS)
+    async def list_datasets_with_snapshots(
+        self,
+    ) -> list[tuple[DatasetInfo, list[SnapshotInfo]]]:
+        """
+        See :meth:`IListsSnapshotsAtOnce.list_datasets_with_snapshots`: one
+        ``zfs get`` two levels deep (the filesystems right under the pool,
+        and their snapshots), as :meth:`list_datasets` and
+        :meth:`list_snapshots` would list them.
+        """
+        found, snapshots = await self._top_level(snapshots=True)
+        if await self._repair_found(found):
+            found, snapshots = await self._top_level(snapshots=True)
+        return [
+            (info, _without_hidden(_oldest_first(snapshots.get(name, {}))))
+            for name, info in await self._infos(found)
+        ]
+
+    async def _infos(self, found: dict[str, dict[str, str]]) -> list[tuple[str, DatasetInfo]]:
+        """
+        The datasets among the filesystems ``found`` (their properties by
+        name), mounted if they were not, by id: ``(name, info)``.
+        """
         infos = []
         prefix = f"{self.pool_name}/"
         for name, values in found.items():
             key = name[len(prefix) :] if name.startswith(prefix) else None
             if key is not None and values.get(ID_PROPERTY) == key:
                 await self._ensure_mounted(name, values)
-                infos.append(self._to_info(key, values))
-        return sorted(infos, key=lambda info: info.dataset_id)
+                infos.append((name, self._to_info(key, values)))
+        return sorted(infos, key=lambda found: found[1].dataset_id)
 
-    async def _top_level(self) -> dict[str, dict[str, str]]:
-        """The properties of every filesystem right under the pool, by name."""
+    async def _top_level(
+        self, snapshots: bool = False
+    ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, dict[str, int]]]]:
+        """
+        The properties of every filesystem right under the pool, by name;
+        with ``snapshots``, in the same command, those filesystems'
+        snapshots too: filesystem → snapshot's full name → its
+        ``createtxg`` and ``creation`` (else nothing).
+        """
         result = await self._zfs(
-            "get", "-Hp", "-d", "1",
-            "-o", "name,property,value", _PROPERTIES, self.pool_name,
+            "get", "-Hp", "-d", "2" if snapshots else "1", "-o", "name,property,value",
+            f"{_PROPERTIES},createtxg,creation" if snapshots else _PROPERTIES,
+            self.pool_name,
         )  # fmt: skip
+        depth = self.pool_name.count("/") + 1
         found: dict[str, dict[str, str]] = {}
+        listed: dict[str, dict[str, dict[str, int]]] = {}
         for name, prop, value in _rows(result):
-            if "@" not in name:
+            filesystem, at, _ = name.partition("@")
+            if filesystem.count("/") > depth:
+                continue  # two levels down: a filesystem under a dataset
+            if not at:
                 found.setdefault(name, {})[prop] = value
-        return found
+            elif prop in ("createtxg", "creation") and filesystem.count("/") == depth:
+                listed.setdefault(filesystem, {}).setdefault(name, {})[prop] = int(value)
+        return found, listed
 
     async def _repair_found(self, found: dict[str, dict[str, str]]) -> bool:
         """

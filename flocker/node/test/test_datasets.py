@@ -28,7 +28,7 @@ from flocker.node.datasets import (
     PushDataset,
     ResizeDataset,
 )
-from flocker.volume import IStreamSink
+from flocker.volume import DatasetInfo, IListsSnapshotsAtOnce, IStreamSink, SnapshotInfo
 from flocker.volume.memory import MemoryVolumeBackend
 
 T = TypeVar("T")
@@ -662,3 +662,59 @@ def test_handoff_reported_before_final_increment() -> None:
     record_sends(mover, events)
     cluster.converge(config_with(B))
     assert events[-2:] == [("handoff", HANDOFF), ("send", True)]
+
+
+@implementer(IListsSnapshotsAtOnce)
+class ListsAtOnce(MemoryVolumeBackend):
+    """
+    An in-memory backend that also lists its datasets with their snapshots
+    at once, counting how its snapshots are listed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_once = 0
+        self.one_by_one = 0
+
+    def list_datasets_with_snapshots(
+        self,
+    ) -> Deferred[list[tuple[DatasetInfo, list[SnapshotInfo]]]]:
+        """The datasets, each with its snapshots."""
+        self.at_once += 1
+
+        async def both() -> list[tuple[DatasetInfo, list[SnapshotInfo]]]:
+            return [
+                (info, await MemoryVolumeBackend.list_snapshots(self, info.dataset_id))
+                for info in await self.list_datasets()
+            ]
+
+        return Deferred.fromCoroutine(both())
+
+    def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
+        """One dataset's snapshots, counted."""
+        self.one_by_one += 1
+        return super().list_snapshots(dataset_id)
+
+
+def test_discovery_lists_snapshots_with_the_datasets_where_the_backend_can() -> None:
+    """
+    Where the backend lists its datasets with their snapshots at once,
+    discovery asks it that once instead of listing each dataset's
+    snapshots, and finds the same.
+    """
+    backend = ListsAtOnce()
+    result(backend.create(DS))
+    result(backend.snapshot(DS, "s1"))
+    result(backend.create(str(uuid4())))
+    roles = MemoryRoles()
+
+    def never_sends(*args: Any, **kwargs: Any) -> Deferred[int]:
+        raise AssertionError("discovery sends nothing")
+
+    deployer = DatasetDeployer(
+        A, HOSTS[A], backend, roles, DatasetMover(backend, roles, never_sends)
+    )
+    local = result(deployer.discover_state(DeploymentState()))
+    assert (backend.at_once, backend.one_by_one) == (1, 0)
+    assert [s.name for s in local.datasets[DS].snapshots] == ["s1"]
+    assert len(local.datasets) == 2
