@@ -384,6 +384,22 @@ class IListsSnapshotsAtOnce(Interface):
         """
 
 
+class IEvictsCache(Interface):
+    """
+    A backend whose datasets' files the kernel caches in a way that makes
+    them slow to make read-only (zfs-fuse's FUSE mounts drop their whole
+    cache when unmounted): a move drops the cache ahead of its hand-off,
+    while the application still runs.
+    """
+
+    def evict_cache(dataset_id: str) -> Deferred[None]:
+        """
+        Have the kernel drop what it caches of the dataset's files, as far
+        as it can in a bounded time; the dataset is otherwise untouched.
+        :class:`UnknownDataset` if there is no such dataset.
+        """
+
+
 class IVolumeBackend(Interface):
     """
     The datasets of one node.

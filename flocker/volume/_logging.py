@@ -35,6 +35,9 @@ def _action(verb: str, fields: list[Field], description: str) -> ActionType:
 CREATE = _action("create", [DATASET_ID, MAXIMUM_SIZE], "A dataset is created.")
 DESTROY = _action("destroy", [DATASET_ID], "A dataset is destroyed.")
 GET = _action("get", [DATASET_ID], "A dataset's details are looked up.")
+EVICT_CACHE = _action(
+    "evict_cache", [DATASET_ID], "The kernel is asked to drop what it caches of a dataset's files."
+)
 LIST_DATASETS = _action("list_datasets", [], "The datasets are listed.")
 LIST_WITH_SNAPSHOTS = _action(
     "list_datasets_with_snapshots", [], "The datasets are listed, each with its snapshots."

@@ -171,7 +171,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 from twisted.internet.defer import Deferred, DeferredSemaphore
-from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.interfaces import IReactorProcess, IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from ..common import CommandFailed, CommandResult, retry_failure, run_command
@@ -188,6 +189,7 @@ from ._interface import (
     DatasetExists,
     DatasetInfo,
     DependentClones,
+    IEvictsCache,
     IListsSnapshotsAtOnce,
     IReportsPoolSpace,
     IStreamSink,
@@ -205,6 +207,7 @@ from ._logging import (
     CREATE,
     DESTROY,
     DESTROY_SNAPSHOT,
+    EVICT_CACHE,
     GET,
     LEFTOVER,
     LIST_DATASETS,
@@ -221,6 +224,7 @@ from ._logging import (
     SET_READ_ONLY,
     SNAPSHOT_ACTION,
 )
+from ._page_cache import evict
 from ._streams import ProcessStreamSink, ProcessStreamSource
 
 STREAM_FORMAT = "zfs"
@@ -297,7 +301,7 @@ def _rows(result: CommandResult) -> list[list[str]]:
     ]
 
 
-@implementer(IVolumeBackend, IReportsPoolSpace, IListsSnapshotsAtOnce)
+@implementer(IVolumeBackend, IReportsPoolSpace, IListsSnapshotsAtOnce, IEvictsCache)
 class ZFSVolumeBackend:
     """Datasets as filesystems of one ZFS pool; see the module docstring."""
 
@@ -783,6 +787,18 @@ class ZFSVolumeBackend:
     async def get(self, dataset_id: str) -> DatasetInfo:
         """See :meth:`IVolumeBackend.get`."""
         return await self._info(dataset_id)
+
+    @backend_operation(EVICT_CACHE)
+    async def evict_cache(self, dataset_id: str) -> None:
+        """
+        See :meth:`IEvictsCache.evict_cache`: each file of the mounted
+        dataset is advised ``POSIX_FADV_DONTNEED`` (``_page_cache``), from
+        a thread.
+        """
+        info = await self._info(dataset_id)
+        if info.path:
+            reactor = cast(IReactorThreads, self._reactor)
+            await deferToThreadPool(reactor, reactor.getThreadPool(), evict, info.path)
 
     @backend_operation(LIST_DATASETS)
     async def list_datasets(self) -> list[DatasetInfo]:

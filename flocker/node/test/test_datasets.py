@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import uuid4
 
+from eliot import MemoryLogger
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IConsumer, IProducer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -28,7 +29,13 @@ from flocker.node.datasets import (
     PushDataset,
     ResizeDataset,
 )
-from flocker.volume import DatasetInfo, IListsSnapshotsAtOnce, IStreamSink, SnapshotInfo
+from flocker.volume import (
+    DatasetInfo,
+    IEvictsCache,
+    IListsSnapshotsAtOnce,
+    IStreamSink,
+    SnapshotInfo,
+)
 from flocker.volume.memory import MemoryVolumeBackend
 
 T = TypeVar("T")
@@ -61,8 +68,12 @@ class Cluster:
     #: The time the deployers read, when a test sets one (``test_replication``).
     clock: list[float]
 
-    def __init__(self, nodes: Iterable[str] = (A, B)) -> None:
-        self.backends = {n: MemoryVolumeBackend() for n in nodes}
+    def __init__(
+        self,
+        nodes: Iterable[str] = (A, B),
+        backends: dict[str, MemoryVolumeBackend] | None = None,
+    ) -> None:
+        self.backends = {n: (backends or {}).get(n) or MemoryVolumeBackend() for n in nodes}
         self.roles = {n: MemoryRoles() for n in nodes}
         self.in_use: set[tuple[str, str]] = set()
         self.state = DeploymentState()
@@ -289,6 +300,63 @@ def test_bulk_rounds_pause_after_a_small_one() -> None:
     cluster.converge_node(A, moved)
     assert cluster.roles[B].get(DS) == PRIMARY
     assert cluster.backends[B].read_files(DS) == {"data": b"v3"}
+
+
+@implementer(IEvictsCache)
+class EvictingBackend(MemoryVolumeBackend):
+    """An in-memory backend noting which datasets' cache it was asked to drop."""
+
+    def __init__(self, refuses: bool = False) -> None:
+        super().__init__()
+        self.evicted: list[str] = []
+        self.refuses = refuses
+
+    def evict_cache(self, dataset_id: str) -> Deferred[None]:
+        """Note it; fail if it refuses."""
+        self.evicted.append(dataset_id)
+        if self.refuses:
+            return fail(OSError("the cache cannot be dropped"))
+        return succeed(None)
+
+
+def test_the_cache_is_dropped_once_a_small_round_leaves_the_application_to_stop() -> None:
+    """
+    The pass whose bulk round was small, while the dataset is in use, has
+    the kernel drop what it caches of the dataset's files (the application
+    is about to stop: the hand-off's fence will be quicker); the passes
+    that pause after it, and the final increment, do not.
+    """
+    backend = EvictingBackend()
+    cluster = Cluster(backends={A: backend})
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    moved = config_with(B)
+    cluster.converge_node(A, moved)
+    assert backend.evicted == [DS]
+    cluster.converge_node(A, moved)  # pausing
+    cluster.in_use.clear()
+    cluster.converge(moved)
+    assert backend.evicted == [DS]
+    assert cluster.roles[B].get(DS) == PRIMARY
+
+
+def test_a_cache_that_cannot_be_dropped_does_not_hold_a_move_up(
+    eliot_logger: MemoryLogger,
+) -> None:
+    """A failure to drop the cache is logged; the move goes on."""
+    backend = EvictingBackend(refuses=True)
+    cluster = Cluster(backends={A: backend})
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    moved = config_with(B)
+    cluster.converge_node(A, moved)
+    cluster.in_use.clear()
+    cluster.converge(moved)
+    assert backend.evicted == [DS]
+    assert cluster.backends[B].read_files(DS) == {"data": b"v1"}
+    assert len(eliot_logger.flush_tracebacks(OSError)) == 1
 
 
 def _large_rounds(cluster: Cluster, seconds: float) -> list[float]:

@@ -16,7 +16,14 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from ...common import CommandFailed, run_command
-from .. import BadStream, DatasetBusy, DatasetInfo, DependentClones, IVolumeBackend
+from .. import (
+    BadStream,
+    DatasetBusy,
+    DatasetInfo,
+    DependentClones,
+    IVolumeBackend,
+    UnknownDataset,
+)
 from ..testtools import FilesystemHarness, feed, make_volume_backend_tests, stream_bytes
 from ..zfs import (
     ID_PROPERTY,
@@ -27,6 +34,7 @@ from ..zfs import (
     TEMPORARY_PREFIX,
     ZFSVolumeBackend,
 )
+from .test_page_cache import cached_bytes
 
 pytestmark = pytest.mark.functional
 
@@ -167,6 +175,29 @@ async def test_unmounted_dataset_is_mounted(zfs_pool: Any) -> None:
     await run_command(reactor, ["zfs", "unmount", f"{zfs_pool.name}/{ID1}"])
     [listed] = await backend.list_datasets()
     assert _read(listed) == {"f": b"kept"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_evicting_a_dataset_drops_its_files_from_the_page_cache(zfs_pool: Any) -> None:
+    """
+    ``evict_cache`` has the kernel drop the cached pages of the dataset's
+    files (a FUSE mount drops them all when unmounted, at a cost that
+    grows with them); the files are unchanged, and an unknown dataset is
+    refused.
+    """
+    backend = ZFSVolumeBackend(reactor, zfs_pool.name)
+    info = await backend.create(ID1)
+    data = os.urandom(8 * 1024 * 1024)
+    _write(info, "f", data)
+    path = os.path.join(info.path, "f")
+    with open(path, "rb") as f:
+        f.read()
+    assert cached_bytes(path) > 0
+    await backend.evict_cache(ID1)
+    assert cached_bytes(path) == 0
+    assert _read(await backend.get(ID1)) == {"f": data}
+    with pytest.raises(UnknownDataset):
+        await backend.evict_cache(ID2)
 
 
 def _mode(path: str) -> str:
