@@ -128,6 +128,8 @@ class DatasetMover:
 
     #: dataset id → the progress of its move.
     _progress: dict[str, MoveProgress] = attr.ib(factory=dict, init=False)
+    #: dataset id → the dropping of its cache under way (`_evict_soon`).
+    _evicting: dict[str, Deferred[None]] = attr.ib(factory=dict, init=False)
 
     def forget(self, dataset_id: str) -> None:
         """Drop a move's progress (the copy will not be moved from here)."""
@@ -161,20 +163,28 @@ class DatasetMover:
             await deferLater(clock, STOP_POLL, lambda: None)
         return not self.in_use(dataset_id)
 
-    async def _evict(self, dataset_id: str) -> None:
+    def _evict_soon(self, dataset_id: str) -> None:
         """
         The application is about to stop (a round was small): have the
         kernel drop what it caches of the dataset's files now, while it
         still runs, where the backend can (``IEvictsCache``), so that the
         hand-off's fence (an unmount on zfs-fuse, which drops that cache)
-        is quick.  Only time depends on it: a failure is logged.
+        is quick.  In the background: the pass ends at once, and the
+        hand-off waits for it.  Only time depends on it: a failure is
+        logged.
         """
-        if not IEvictsCache.providedBy(self.backend):
+        if not IEvictsCache.providedBy(self.backend) or dataset_id in self._evicting:
             return
-        try:
-            await self.backend.evict_cache(dataset_id)
-        except Exception:
-            write_failure(Failure())
+        evicting = self.backend.evict_cache(dataset_id)
+        self._evicting[dataset_id] = evicting
+
+        def done(result: object) -> None:
+            if isinstance(result, Failure):
+                write_failure(result)
+            if self._evicting.get(dataset_id) is evicting:
+                del self._evicting[dataset_id]
+
+        evicting.addBoth(done)
 
     def _pausing(self, dataset_id: str, destination: str) -> bool:
         """Whether a small bulk round to ``destination`` went recently."""
@@ -253,7 +263,7 @@ class DatasetMover:
                         break
                 if self.in_use(dataset_id):
                     if self._pausing(dataset_id, change.destination):
-                        await self._evict(dataset_id)
+                        self._evict_soon(dataset_id)
                     return
             # From here on the dataset is exposed nowhere, and writable
             # nowhere, until the destination has the final increment.
@@ -263,6 +273,9 @@ class DatasetMover:
             # the other.
             handoff = maybeDeferred(self.on_handoff, dataset_id)
             try:
+                evicting = self._evicting.get(dataset_id)
+                if evicting is not None:
+                    await evicting  # its open files would make the fence fail
                 await self.backend.set_read_only(dataset_id, True)
             finally:
                 await handoff

@@ -306,17 +306,27 @@ def test_bulk_rounds_pause_after_a_small_one() -> None:
 class EvictingBackend(MemoryVolumeBackend):
     """An in-memory backend noting which datasets' cache it was asked to drop."""
 
-    def __init__(self, refuses: bool = False) -> None:
+    def __init__(self, refuses: bool = False, holds: bool = False) -> None:
         super().__init__()
         self.evicted: list[str] = []
         self.refuses = refuses
+        self.holds = holds
+        self.held: list[Deferred[None]] = []
 
     def evict_cache(self, dataset_id: str) -> Deferred[None]:
-        """Note it; fail if it refuses."""
+        """Note it; fail if it refuses; if it holds, end on `release`."""
         self.evicted.append(dataset_id)
         if self.refuses:
             return fail(OSError("the cache cannot be dropped"))
+        if self.holds:
+            self.held.append(Deferred())
+            return self.held[-1]
         return succeed(None)
+
+    def release(self) -> None:
+        """The held evictions end."""
+        while self.held:
+            self.held.pop(0).callback(None)
 
 
 def test_the_cache_is_dropped_once_a_small_round_leaves_the_application_to_stop() -> None:
@@ -339,6 +349,34 @@ def test_the_cache_is_dropped_once_a_small_round_leaves_the_application_to_stop(
     cluster.converge(moved)
     assert backend.evicted == [DS]
     assert cluster.roles[B].get(DS) == PRIMARY
+
+
+def test_the_cache_is_dropped_in_the_background_and_the_hand_off_waits_for_it() -> None:
+    """
+    The pass that asked for the cache to be dropped ends without waiting
+    for it; a hand-off while it is still being dropped waits for it (the
+    files it holds open would make the fence fail), then goes on.
+    """
+    backend = EvictingBackend(holds=True)
+    cluster = Cluster(backends={A: backend})
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    moved = config_with(B)
+    cluster.converge_node(A, moved)  # ended, though the eviction is held
+    assert backend.evicted == [DS] and len(backend.held) == 1
+    cluster.in_use.clear()
+    deployer = cluster.deployers[A]
+    local = result(deployer.discover_state(cluster.state))
+    change = deployer.calculate_changes(moved, cluster.state, local)
+    done: list[object] = []
+    run_state_change(change, deployer).addBoth(done.append)
+    assert done == [] and cluster.roles[A].get(DS) == HANDOFF
+    assert result(cluster.backends[A].get(DS)).read_only is False  # no fence yet
+    backend.release()
+    assert done == [None]
+    assert cluster.roles[B].get(DS) == PRIMARY
+    assert cluster.backends[B].read_files(DS) == {"data": b"v1"}
 
 
 def test_a_cache_that_cannot_be_dropped_does_not_hold_a_move_up(
