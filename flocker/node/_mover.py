@@ -165,13 +165,14 @@ class DatasetMover:
 
     def _evict_soon(self, dataset_id: str) -> None:
         """
-        The application is about to stop (a round was small): have the
-        kernel drop what it caches of the dataset's files now, while it
-        still runs, where the backend can (``IEvictsCache``), so that the
-        hand-off's fence (an unmount on zfs-fuse, which drops that cache)
-        is quick.  In the background: the pass ends at once, and the
-        hand-off waits for it.  Only time depends on it: a failure is
-        logged.
+        Bulk rounds are about to go while an application uses the dataset:
+        have the kernel drop what it caches of the dataset's files, where
+        the backend can (``IEvictsCache``), while the application still
+        runs, so that the hand-off's fence (an unmount on zfs-fuse, which
+        drops that cache) is quick.  In the background, alongside the
+        rounds (it is over long before the application stops, and it
+        does not compete with the hand-off); a hand-off waits for one
+        still under way.  Only time depends on it: a failure is logged.
         """
         if not IEvictsCache.providedBy(self.backend) or dataset_id in self._evicting:
             return
@@ -249,6 +250,8 @@ class DatasetMover:
 
         if self.roles.get(dataset_id) == PRIMARY:
             if base is None or self.in_use(dataset_id):
+                if self.in_use(dataset_id):
+                    self._evict_soon(dataset_id)
                 for _ in range(self.maximum_rounds):
                     began, full = self.now(), base is None
                     sent = await send(False)
@@ -262,8 +265,6 @@ class DatasetMover:
                         )
                         break
                 if self.in_use(dataset_id):
-                    if self._pausing(dataset_id, change.destination):
-                        self._evict_soon(dataset_id)
                     return
             # From here on the dataset is exposed nowhere, and writable
             # nowhere, until the destination has the final increment.

@@ -329,12 +329,12 @@ class EvictingBackend(MemoryVolumeBackend):
             self.held.pop(0).callback(None)
 
 
-def test_the_cache_is_dropped_once_a_small_round_leaves_the_application_to_stop() -> None:
+def test_the_cache_is_dropped_as_bulk_rounds_go_while_the_application_runs() -> None:
     """
-    The pass whose bulk round was small, while the dataset is in use, has
-    the kernel drop what it caches of the dataset's files (the application
-    is about to stop: the hand-off's fence will be quicker); the passes
-    that pause after it, and the final increment, do not.
+    A pass that sends bulk rounds while the dataset is in use has the
+    kernel drop what it caches of the dataset's files (the application
+    will stop: the hand-off's fence will be quicker); the passes that
+    pause after a small round, and the final increment, do not.
     """
     backend = EvictingBackend()
     cluster = Cluster(backends={A: backend})
