@@ -32,7 +32,7 @@ from typing import Any, Generic
 import attr
 from automat import MethodicalMachine
 from eliot.twisted import DeferredContext
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
@@ -268,7 +268,7 @@ class ConvergenceLoop(Generic[LocalStateT]):
             state = self._with_later_changes(local_state.shared_state_changes(), seen)
             if progress is not None:
                 state = progress.annotate(state)
-            self._report(state)
+            await self._report(state)
             try:
                 change: StateChange[Deployer[LocalStateT]] = self.deployer.calculate_changes(
                     configuration, cluster_state, local_state
@@ -311,25 +311,23 @@ class ConvergenceLoop(Generic[LocalStateT]):
             state = change(state) or state
         return state
 
-    def _report(self, state: NodeState) -> None:
+    async def _report(self, state: NodeState) -> None:
         """
-        Report the state if it changed, without waiting for the control
-        service to acknowledge it: the pass acts at once (a move's next
-        step waits for no round trip), and reports on one connection
-        arrive in order.  A report the control service refuses (or that
-        fails otherwise) is logged and sent again by the next pass, but
-        never stops this one: an agent acts on the configuration it holds
-        — a newer epoch above all — whether or not its reports get through.
+        Report the state if it changed.  A report the control service
+        refuses (or that fails otherwise) is logged and sent again by the
+        next pass, but never stops this one: an agent acts on the
+        configuration it holds — a newer epoch above all — whether or not
+        its reports get through.
         """
         if state == self.last_reported and self.last_sent == state:
             return  # a patch sent since (`report_change`) is superseded at once
         self.last_sent = state
-
-        def acknowledged(_: object) -> None:
-            self.last_reported = state
-
-        reported = maybeDeferred(self.report_state, state)
-        reported.addCallbacks(acknowledged, report_failed)
+        try:
+            await (self.report_state(state) or succeed(None))
+        except Exception:
+            report_failed(Failure())
+            return
+        self.last_reported = state
 
     # -- public --------------------------------------------------------------
 

@@ -143,28 +143,6 @@ class ConvergenceLoopTests(SynchronousTestCase):
         self.assertEqual(len(sent), 2)
         self.assertEqual(loop.last_reported, sent[-1])
 
-    def test_a_pass_acts_without_waiting_for_its_report_to_be_acknowledged(self) -> None:
-        """
-        A pass runs its changes while its report is on its way (no round
-        trip to the control service holds a move's next step up); the
-        report counts as the last one once acknowledged.
-        """
-        clock, deployer, sent = Clock(), FakeDeployer(), list[NodeState]()
-        held: list[Deferred[None]] = []
-
-        def holding(state: NodeState) -> Deferred[None]:
-            sent.append(state)
-            held.append(Deferred())
-            return held[-1]
-
-        loop = ConvergenceLoop(clock, deployer, holding, poll_interval=1.0)
-        deployer.pending_changes = 1
-        loop.cluster_updated(Deployment(), DeploymentState())
-        self.assertEqual((len(sent), deployer.runs), (1, 1))
-        self.assertEqual((loop.last_sent, loop.last_reported), (sent[0], None))
-        held[0].callback(None)
-        self.assertEqual(loop.last_reported, sent[0])
-
     def test_a_reported_change_builds_on_the_last_state_sent(self) -> None:
         """
         ``report_change`` reports the last state sent with the change, even
