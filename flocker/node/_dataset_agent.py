@@ -32,6 +32,7 @@ methods:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attr
@@ -185,6 +186,34 @@ def dataset_in_use(
     )
 
 
+def dataset_view(
+    node_uuid: str, configuration: Deployment, cluster_state: DeploymentState
+) -> object:
+    """
+    What a node's dataset agent depends on of a push (its loop's ``view``):
+    the configuration; every node's report but for what only the container
+    agents act on (other nodes' applications and health, every node's
+    ports and image pulls); and of this node's applications, which run (a
+    dataset they mount is in use) and which of their instances here are
+    stopping (`application_stopping`).  A push that changes none of it
+    (another node's instance found healthy, a port taken) starts no pass
+    of the dataset agent, whose discovery asks the storage.
+    """
+    nodes = []
+    for uuid_, state in sorted(cluster_state.nodes.items()):
+        own = None
+        if uuid_ == node_uuid:
+            stopping = sorted(
+                name for name, health in (state.health or {}).items() if health.status == "stopping"
+            )
+            own = (state.applications, tuple(stopping))
+        others = state.set(
+            applications=None, health=None, busy_ports=None, port_conflicts=None, image_pulls=None
+        )
+        nodes.append((others, own))
+    return (configuration, tuple(nodes))
+
+
 def _exposed_at(dataset_id: str, path: str | None) -> Callable[[NodeState], NodeState | None]:
     """
     The change of a node's last state sent that says the dataset is exposed
@@ -271,6 +300,7 @@ class DatasetAgent(ControlledAgent):
             self.deployer,
             self.report,
             progress=ConvergenceProgress(self.reactor),
+            view=partial(dataset_view, self.node_uuid),
         )
         self.client = self._make_client(
             snapshots=SnapshotOperations(self.backend, self.roles, self.poke_soon),
@@ -485,5 +515,6 @@ __all__ = [
     "DatasetAgent",
     "application_stopping",
     "dataset_in_use",
+    "dataset_view",
     "transfer_unauthorized",
 ]

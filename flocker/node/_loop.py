@@ -94,6 +94,11 @@ class ConvergenceLoop(Generic[LocalStateT]):
     report_state: StateReporter = attr.ib()
     poll_interval: float = attr.ib(default=DEFAULT_POLL_INTERVAL)
     progress: ConvergenceProgress | None = attr.ib(default=None)
+    #: What of a pushed configuration and cluster state the deployer's
+    #: passes depend on; a push whose view equals that of the last pass
+    #: begun is only kept (the next pass, poked or timed, uses it), not
+    #: converged to at once.  ``None``: every push starts a pass.
+    view: Callable[[Deployment, DeploymentState], object] | None = attr.ib(default=None)
 
     configuration: Deployment | None = attr.ib(default=None, init=False)
     cluster_state: DeploymentState | None = attr.ib(default=None, init=False)
@@ -132,11 +137,30 @@ class ConvergenceLoop(Generic[LocalStateT]):
 
     # -- inputs --------------------------------------------------------------
 
-    @_machine.input()
     def cluster_updated(
         self, configuration: Deployment, cluster_state: DeploymentState
     ) -> None:
-        """The control service pushed configuration and cluster state."""
+        """
+        The control service pushed configuration and cluster state: a pass
+        converges to it at once, unless nothing the passes depend on
+        changed since the last pass began (see `view`).
+        """
+        if (
+            self.view is not None
+            and self._viewed is not None
+            and self.view(configuration, cluster_state) == self._viewed
+        ):
+            self._kept(configuration, cluster_state)
+        else:
+            self._updated(configuration, cluster_state)
+
+    @_machine.input()
+    def _updated(self, configuration: Deployment, cluster_state: DeploymentState) -> None:
+        """A push to converge to."""
+
+    @_machine.input()
+    def _kept(self, configuration: Deployment, cluster_state: DeploymentState) -> None:
+        """A push that changes nothing the passes depend on: only kept."""
 
     @_machine.input()
     def wakeup(self) -> None:
@@ -194,22 +218,24 @@ class ConvergenceLoop(Generic[LocalStateT]):
     @_machine.output()
     def _forget_report(self) -> None:
         # After a reconnection the control service may have dropped this
-        # node's state: report again whatever it was.
+        # node's state: report again whatever it was, and converge to the
+        # first push whatever it says.
         self.last_reported = self.last_sent = None
+        self._viewed = None
 
-    idle.upon(cluster_updated, enter=converging, outputs=[_store, _start_updated_iteration])
+    idle.upon(_updated, enter=converging, outputs=[_store, _start_updated_iteration])
+    idle.upon(_kept, enter=converging, outputs=[_store, _start_updated_iteration])
     idle.upon(disconnected, enter=idle, outputs=[])
-    sleeping.upon(
-        cluster_updated, enter=converging, outputs=[_store, _start_updated_iteration]
-    )
+    sleeping.upon(_updated, enter=converging, outputs=[_store, _start_updated_iteration])
+    sleeping.upon(_kept, enter=sleeping, outputs=[_store])
     sleeping.upon(wakeup, enter=converging, outputs=[_start_iteration])
     sleeping.upon(disconnected, enter=idle, outputs=[_cancel, _forget_report])
-    converging.upon(cluster_updated, enter=converging, outputs=[_store, _mark_update])
+    converging.upon(_updated, enter=converging, outputs=[_store, _mark_update])
+    converging.upon(_kept, enter=converging, outputs=[_store])
     converging.upon(iteration_done, enter=sleeping, outputs=[_schedule])
     converging.upon(disconnected, enter=converging_then_stop, outputs=[_forget_report])
-    converging_then_stop.upon(
-        cluster_updated, enter=converging, outputs=[_store, _mark_update]
-    )
+    converging_then_stop.upon(_updated, enter=converging, outputs=[_store, _mark_update])
+    converging_then_stop.upon(_kept, enter=converging, outputs=[_store, _mark_update])
     converging_then_stop.upon(iteration_done, enter=idle, outputs=[])
     idle.upon(poke, enter=idle, outputs=[])
     sleeping.upon(poke, enter=converging, outputs=[_start_iteration])
@@ -247,12 +273,17 @@ class ConvergenceLoop(Generic[LocalStateT]):
 
     _changed_something = False
     _updated_meanwhile = False
+    #: The `view` of what the last pass begun converged to (``None``: no
+    #: pass since the loop last lost the control service).
+    _viewed: object = None
 
     def _iterate(self) -> Deferred[None]:
         """One discover → report → calculate → run pass."""
         self.iterations += 1
         configuration, cluster_state = self.configuration, self.cluster_state
         assert configuration is not None and cluster_state is not None
+        if self.view is not None:
+            self._viewed = self.view(configuration, cluster_state)
         action = CONVERGE_ITERATION(iteration=self.iterations)
 
         progress = self.progress

@@ -22,7 +22,7 @@ from flocker.control import (
     NodeState,
 )
 from flocker.node._control_connection import ControlAddress
-from flocker.node._dataset_agent import DatasetAgent, application_stopping
+from flocker.node._dataset_agent import DatasetAgent, application_stopping, dataset_view
 from flocker.node._dataset_changes import PushDataset
 from flocker.node._roles import DIVERGED, PRIMARY, REPLICA, MemoryRoles
 from flocker.node.test.test_datasets import DS, result
@@ -207,6 +207,86 @@ def test_an_application_is_stopping_while_an_instance_using_the_dataset_drains()
     assert not application_stopping(node, DS, reporting(db="healthy"))
     assert not application_stopping(node, DS, reporting(db="healthy", web="stopping"))
     assert not application_stopping(node, DS, DeploymentState())
+
+
+def test_a_dataset_agent_depends_on_the_datasets_and_its_own_nodes_applications() -> None:
+    """
+    A dataset agent's view of a push changes with the configuration, with
+    any node's datasets or address, and with this node's applications and
+    their instances stopping here; not with another node's applications
+    or health, nor with this node's instances found healthy, nor with any
+    node's busy ports or image pulls.
+    """
+    node, other = str(uuid4()), str(uuid4())
+    app = Application(
+        name="db", image="postgres", volumes=[AttachedVolume(dataset_id=DS, mountpoint="/data")]
+    )
+
+    def state(own: dict[str, str], elsewhere: dict[str, str], **changes: object) -> DeploymentState:
+        def health(statuses: dict[str, str]) -> dict[str, ApplicationHealth]:
+            return {n: ApplicationHealth(application=n, status=s) for n, s in statuses.items()}
+
+        mine = NodeState(
+            uuid=node,
+            hostname="192.0.2.1",
+            applications={"db": app} if own else {},
+            health=health(own),
+            datasets={DS: DatasetState(dataset_id=DS, path="/mnt/ds")},
+        )
+        theirs = NodeState(
+            uuid=other,
+            hostname="192.0.2.2",
+            applications={"db": app} if elsewhere else {},
+            health=health(elsewhere),
+            datasets={},
+        ).set(**changes)
+        return DeploymentState().update_node(mine).update_node(theirs)
+
+    configuration = Deployment().add_dataset(Dataset(dataset_id=DS), node)
+    before = dataset_view(node, configuration, state({"db": "starting"}, {}))
+    same = [
+        state({"db": "healthy"}, {}),
+        state({"db": "starting"}, {"db": "healthy"}),
+        state({"db": "starting"}, {}, busy_ports=[8080], image_pulls={}),
+    ]
+    for pushed in same:
+        assert dataset_view(node, configuration, pushed) == before
+    different = [
+        (configuration, state({"db": "stopping"}, {})),
+        (configuration, state({}, {})),
+        (configuration, state({"db": "starting"}, {}, datasets={DS: DatasetState(dataset_id=DS)})),
+        (configuration, state({"db": "starting"}, {}, hostname="192.0.2.3")),
+        (configuration.add_dataset(Dataset(dataset_id=str(uuid4())), other), state({"db": "starting"}, {})),
+    ]
+    for pushed_configuration, pushed in different:
+        assert dataset_view(node, pushed_configuration, pushed) != before
+
+
+def test_the_agent_runs_no_pass_for_a_push_only_container_agents_act_on(
+    agent: DatasetAgent, other: str
+) -> None:
+    """
+    The agent's loop converges at once to a push that changes what it
+    depends on, and only keeps one that changes another node's health.
+    """
+    configuration = Deployment().add_dataset(Dataset(dataset_id=DS), agent.node_uuid)
+
+    def pushed(status: str) -> DeploymentState:
+        return DeploymentState().update_node(
+            NodeState(
+                uuid=other,
+                hostname="127.0.0.12",
+                health={"web": ApplicationHealth(application="web", status=status)},
+            )
+        )
+
+    agent.cluster_updated(configuration, pushed("starting"))
+    passes = agent.loop.iterations
+    agent.cluster_updated(configuration, pushed("healthy"))
+    assert agent.loop.iterations == passes
+    assert agent.loop.cluster_state == pushed("healthy")
+    agent.cluster_updated(configuration, DeploymentState())
+    assert agent.loop.iterations == passes + 1
 
 
 def test_a_move_is_still_wanted_while_the_configuration_says_so(

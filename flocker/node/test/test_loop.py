@@ -143,6 +143,54 @@ class ConvergenceLoopTests(SynchronousTestCase):
         self.assertEqual(len(sent), 2)
         self.assertEqual(loop.last_reported, sent[-1])
 
+    def test_a_push_its_passes_do_not_depend_on_is_kept_without_a_pass(self) -> None:
+        """
+        With a ``view``, a push whose view equals that of the last pass
+        begun is kept but starts no pass (while sleeping, nor after a pass
+        running meanwhile); the next pass, when its time comes, converges
+        to it.  A push with another view starts a pass at once.
+        """
+        clock, deployer, reports = Clock(), FakeDeployer(), list[NodeState]()
+        loop = ConvergenceLoop(
+            clock,
+            deployer,
+            reports.append,
+            poll_interval=1.0,
+            view=lambda configuration, state: len(configuration.nodes),
+        )
+        first = Deployment()
+        loop.cluster_updated(first, DeploymentState())
+        self.assertEqual(deployer.discovered, 1)
+        quiet = DeploymentState().update_node(NodeState(uuid=NODE, hostname="127.0.0.12"))
+        loop.cluster_updated(first, quiet)
+        self.assertEqual(deployer.discovered, 1)
+        self.assertIs(loop.cluster_state, quiet)
+        deployer.discovery_gate = Deferred()
+        clock.advance(1.0)  # the poll timer: a pass, with the push kept
+        self.assertEqual(deployer.discovered, 1)
+        loop.cluster_updated(first, DeploymentState())  # during the pass
+        gate, deployer.discovery_gate = deployer.discovery_gate, None
+        gate.callback(None)
+        self.assertEqual(deployer.discovered, 2)
+        clock.advance(0.5)
+        self.assertEqual(deployer.discovered, 2)  # not at once after it
+        loop.cluster_updated(first.add_dataset(Dataset(dataset_id=str(uuid4())), NODE), quiet)
+        self.assertEqual(deployer.discovered, 3)
+
+    def test_after_losing_the_control_service_the_first_push_starts_a_pass(self) -> None:
+        """
+        Once the loop lost the control service, the next push starts a
+        pass whatever its view: what was converged to before may be stale.
+        """
+        clock, deployer, reports = Clock(), FakeDeployer(), list[NodeState]()
+        loop = ConvergenceLoop(
+            clock, deployer, reports.append, poll_interval=1.0, view=lambda c, s: "same"
+        )
+        loop.cluster_updated(Deployment(), DeploymentState())
+        loop.disconnected()
+        loop.cluster_updated(Deployment(), DeploymentState())
+        self.assertEqual(deployer.discovered, 2)
+
     def test_a_reported_change_builds_on_the_last_state_sent(self) -> None:
         """
         ``report_change`` reports the last state sent with the change, even
