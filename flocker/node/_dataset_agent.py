@@ -191,26 +191,28 @@ def dataset_view(
 ) -> object:
     """
     What a node's dataset agent depends on of a push (its loop's ``view``):
-    the configuration; every node's report but for what only the container
-    agents act on (other nodes' applications and health, every node's
-    ports and image pulls); and of this node's applications, which run (a
-    dataset they mount is in use) and which of their instances here are
-    stopping (`application_stopping`).  A push that changes none of it
-    (another node's instance found healthy, a port taken) starts no pass
-    of the dataset agent, whose discovery asks the storage.
+    the configuration; the other nodes' reports but for what only the
+    container agents act on (their applications and health, ports and
+    image pulls); and of this node's report, which applications run here
+    (a dataset they mount is in use) and which of their instances are
+    stopping (`application_stopping`) — not its own datasets, which it
+    knows better from its discovery.  A push that changes none of it
+    (another node's instance found healthy, the echo of its own report)
+    starts no pass of the dataset agent, whose discovery asks the storage;
+    the next pass, poked or timed, converges to it.
     """
-    nodes = []
+    nodes: list[tuple[str, object, object]] = []
     for uuid_, state in sorted(cluster_state.nodes.items()):
-        own = None
         if uuid_ == node_uuid:
             stopping = sorted(
                 name for name, health in (state.health or {}).items() if health.status == "stopping"
             )
-            own = (state.applications, tuple(stopping))
-        others = state.set(
-            applications=None, health=None, busy_ports=None, port_conflicts=None, image_pulls=None
-        )
-        nodes.append((others, own))
+            nodes.append((uuid_, state.applications, tuple(stopping)))
+        else:
+            others = state.set(
+                applications=None, health=None, busy_ports=None, port_conflicts=None, image_pulls=None
+            )
+            nodes.append((uuid_, others, None))
     return (configuration, tuple(nodes))
 
 

@@ -212,17 +212,20 @@ def test_an_application_is_stopping_while_an_instance_using_the_dataset_drains()
 def test_a_dataset_agent_depends_on_the_datasets_and_its_own_nodes_applications() -> None:
     """
     A dataset agent's view of a push changes with the configuration, with
-    any node's datasets or address, and with this node's applications and
-    their instances stopping here; not with another node's applications
-    or health, nor with this node's instances found healthy, nor with any
-    node's busy ports or image pulls.
+    another node's datasets or address, and with this node's applications
+    and their instances stopping here; not with another node's
+    applications or health, nor with this node's instances found healthy
+    or its own datasets (the echo of its report), nor with any node's
+    busy ports or image pulls.
     """
     node, other = str(uuid4()), str(uuid4())
     app = Application(
         name="db", image="postgres", volumes=[AttachedVolume(dataset_id=DS, mountpoint="/data")]
     )
 
-    def state(own: dict[str, str], elsewhere: dict[str, str], **changes: object) -> DeploymentState:
+    def state(
+        own: dict[str, str], elsewhere: dict[str, str], mounted: bool = True, **changes: object
+    ) -> DeploymentState:
         def health(statuses: dict[str, str]) -> dict[str, ApplicationHealth]:
             return {n: ApplicationHealth(application=n, status=s) for n, s in statuses.items()}
 
@@ -231,7 +234,7 @@ def test_a_dataset_agent_depends_on_the_datasets_and_its_own_nodes_applications(
             hostname="192.0.2.1",
             applications={"db": app} if own else {},
             health=health(own),
-            datasets={DS: DatasetState(dataset_id=DS, path="/mnt/ds")},
+            datasets={DS: DatasetState(dataset_id=DS, path="/mnt/ds" if mounted else None)},
         )
         theirs = NodeState(
             uuid=other,
@@ -248,6 +251,7 @@ def test_a_dataset_agent_depends_on_the_datasets_and_its_own_nodes_applications(
         state({"db": "healthy"}, {}),
         state({"db": "starting"}, {"db": "healthy"}),
         state({"db": "starting"}, {}, busy_ports=[8080], image_pulls={}),
+        state({"db": "starting"}, {}, mounted=False),
     ]
     for pushed in same:
         assert dataset_view(node, configuration, pushed) == before
