@@ -1196,20 +1196,24 @@ class ZFSVolumeBackend:
             # drops what the kernel cached of the old ones (zfs-fuse's page
             # cache otherwise serves stale file contents).  A writable
             # result comes back writable from this one remount.
-            mounted = await self._zfs("get", "-H", "-o", "value", "mounted", name, check=False)
-            if mounted.stdout.strip() == b"yes":
+            # One command for both: what is mounted, and how read-only it was.
+            got = await self._zfs(
+                "get", "-H", "-o", "property,value", "mounted,readonly", name, check=False
+            )
+            values = {row[0]: row[1] for row in _rows(got)}
+            if values.get("mounted") == "yes":
                 await self._retrying("unmount", name)
             if not writable:
-                await self._mount(name)
+                known = values.get("readonly")
+                await self._mount(name, read_only=None if known is None else known == "on")
                 return
-            got = await self._zfs("get", "-H", "-o", "value", "readonly", name)
             await self._zfs("set", "readonly=off", name)
             try:
                 await self._mount(name, read_only=False)
             except BaseException:
                 # Left as it was (the receive is discarded): a copy that
                 # was read-only must not be mounted writable later.
-                old = got.stdout.strip().decode("ascii", "replace") or "off"
+                old = values.get("readonly") or "off"
                 await self._zfs("set", f"readonly={old}", name, check=False)
                 raise
 
