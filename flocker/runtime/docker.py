@@ -89,7 +89,7 @@ from ._logging import (
     START,
     STOP,
 )
-from ._processes import container_process, has_ended
+from ._processes import ProcessMark, container_process, has_ended
 from ._processes import in_container as _in_container
 from ._pull import PullTally
 
@@ -738,6 +738,22 @@ class DockerAdapter:
             return 0
         return _count_busy(pid, _published_internal(container.attrs))
 
+    def _without_policy(self, name: str) -> tuple[Any, ProcessMark | None] | None:
+        """
+        Container ``name`` and its main process, from a listing `_mine` may
+        still reuse, when it runs that process and has no restart policy
+        (nothing would start it again, so a halt need not ask the Engine
+        about it first); ``None`` otherwise.
+        """
+        listed = self._listed(name)
+        if listed is None:
+            return None
+        policy = (listed.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+        pid = _running_pid(listed.attrs)
+        if policy.get("Name") not in (None, "", "no") or not pid or not _in_container(pid, listed.id):
+            return None
+        return listed, container_process(pid, listed.id)
+
     def _halted_as(self, name: str) -> Any:
         """Container ``name`` as it was when halted here; ``None`` if it was not."""
         with self._lock:
@@ -846,31 +862,35 @@ class DockerAdapter:
         """
         if self._halted_as(name) is not None:
             return
-        try:
-            container = self._find(name)
-        except UnknownContainer:
-            return
-        state = container.attrs["State"]
-        if state.get("Restarting"):
-            # Waiting to be started again by its restart policy: only a
-            # removal is sure to stop it for good.
-            raise EngineError(f"container {name!r} is being restarted by its restart policy")
-        pid = _running_pid(container.attrs)
-        if not pid:
-            return
-        process = container_process(pid, container.id)  # or EngineError
-        # First, so that the policy no longer applies whatever happens next
-        # (its process crashing just before the kill, which the Engine then
-        # refuses; the Engine restarting before the removal): the Engine
-        # refuses to update a stopped container.
-        try:
-            container.update(restart_policy={"Name": "no"})
-        except docker.errors.NotFound:
-            return  # removed meanwhile
-        except _ENGINE_ERRORS as error:
-            raise EngineError(
-                f"the restart policy of container {name!r} could not be set aside: {error}"
-            ) from None
+        found = self._without_policy(name)
+        if found is not None:
+            container, process = found
+        else:
+            try:
+                container = self._find(name)
+            except UnknownContainer:
+                return
+            state = container.attrs["State"]
+            if state.get("Restarting"):
+                # Waiting to be started again by its restart policy: only a
+                # removal is sure to stop it for good.
+                raise EngineError(f"container {name!r} is being restarted by its restart policy")
+            pid = _running_pid(container.attrs)
+            if not pid:
+                return
+            process = container_process(pid, container.id)  # or EngineError
+            # First, so that the policy no longer applies whatever happens
+            # next (its process crashing just before the kill, which the
+            # Engine then refuses; the Engine restarting before the
+            # removal): the Engine refuses to update a stopped container.
+            try:
+                container.update(restart_policy={"Name": "no"})
+            except docker.errors.NotFound:
+                return  # removed meanwhile
+            except _ENGINE_ERRORS as error:
+                raise EngineError(
+                    f"the restart policy of container {name!r} could not be set aside: {error}"
+                ) from None
         killed = _in_thread(container.kill, f"flocker-halt-{name}")
         deadline = self.monotonic() + HALT_TIMEOUT
         while process is not None and not has_ended(process):

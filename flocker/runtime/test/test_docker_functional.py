@@ -8,6 +8,7 @@ count, pulls report what they download.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import docker
@@ -238,6 +239,35 @@ async def test_halt_succeeds_once_every_process_of_the_container_ended(
     engine = docker_client.containers.get(container_id).attrs
     assert engine["State"]["Status"] == "exited" and engine["RestartCount"] == 0
     assert engine["HostConfig"]["RestartPolicy"]["Name"] == "no"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_listed_container_without_a_restart_policy_is_halted_at_once(
+    harness: Any, docker_client: Any
+) -> None:
+    """
+    A container without a restart policy, in a listing still fresh, is
+    killed without first asking the Engine to set a policy aside (nothing
+    would start it again): no ``update`` reaches the Engine, and every
+    process of the container is gone when the halt succeeds.
+    """
+    runtime = harness.make_runtime()
+    await runtime.create(
+        ContainerSpec(name="plain", image=harness.image, command=["sleep", "1000"])
+    )
+    container_id = docker_client.containers.get(container_name(runtime.node_uuid, "plain")).id
+    since = int(time.time()) - 1
+    await runtime.list_containers()
+    await runtime.halt("plain")
+    assert _processes_of(container_id) == []
+    assert not (await runtime.inspect("plain")).running
+    updates = docker_client.events(
+        since=since,
+        until=int(time.time()) + 1,
+        filters={"container": container_id, "event": "update"},
+        decode=True,
+    )
+    assert list(updates) == []
 
 
 @pytest_twisted.ensureDeferred
