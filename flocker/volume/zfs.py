@@ -382,13 +382,20 @@ class ZFSVolumeBackend:
     async def _snapshot_names(self, dataset_id: str) -> list[str]:
         return [s.name for s in await self._list_snapshots(dataset_id)]
 
-    async def _require_snapshot(self, dataset_id: str, snapshot: str) -> str:
-        """The snapshot's ZFS name, or UnknownDataset / UnknownSnapshot."""
+    async def _require_snapshot(
+        self, dataset_id: str, snapshot: str, listed: list[tuple[str, int, float]] | None = None
+    ) -> str:
+        """
+        The snapshot's ZFS name, or UnknownDataset / UnknownSnapshot: one
+        command (the listing's refusal tells a missing dataset), none given
+        the dataset's snapshots ``listed`` (`_all_snapshots`).
+        """
         check_snapshot_name(snapshot)
-        name = await self._require(dataset_id)
-        if snapshot not in await self._snapshot_names(dataset_id):
+        if listed is None:
+            listed = await self._all_snapshots(dataset_id)
+        if snapshot not in [s.name for s in _without_hidden(listed)]:
             raise UnknownSnapshot(dataset_id, snapshot)
-        return f"{name}@{snapshot}"
+        return f"{self._name(dataset_id)}@{snapshot}"
 
     async def _origins(self) -> dict[str, str]:
         """Every filesystem of the pool that is a clone, with its origin."""
@@ -617,16 +624,21 @@ class ZFSVolumeBackend:
     async def _list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:
         """
         The dataset's snapshots, oldest first, without the hidden ones: one
-        command (discovery lists every dataset's), whose refusal tells a
-        missing dataset.
+        command (discovery lists every dataset's).
+        """
+        return _without_hidden(await self._all_snapshots(dataset_id))
+
+    async def _all_snapshots(self, dataset_id: str) -> list[tuple[str, int, float]]:
+        """
+        `_snapshots_of` the dataset, hidden ones too, or UnknownDataset (as
+        the listing's refusal says).
         """
         try:
-            found = await self._snapshots_of([self._name(dataset_id)])
+            return await self._snapshots_of([self._name(dataset_id)])
         except CommandFailed as error:
             if b"does not exist" in error.stderr:
                 raise UnknownDataset(dataset_id) from None
             raise
-        return _without_hidden(found)
 
     async def _snapshots_of(self, filesystems: list[str]) -> list[tuple[str, int, float]]:
         """
@@ -1072,8 +1084,11 @@ class ZFSVolumeBackend:
     async def send(
         self, dataset_id: str, snapshot: str, base: str | None = None
     ) -> IStreamSource:
-        """See :meth:`IVolumeBackend.send`; the stream is ``zfs send``'s."""
-        name = await self._require(dataset_id)
+        """
+        See :meth:`IVolumeBackend.send`; the stream is ``zfs send``'s.  One
+        listing checks the names (its refusal tells a missing dataset).
+        """
+        name = self._name(dataset_id)
         check_send_names(dataset_id, await self._list_snapshots(dataset_id), snapshot, base)
         argv = ["zfs", "send"]
         if base is not None:
@@ -1225,9 +1240,10 @@ class ZFSVolumeBackend:
         return self._receiving(["-F", name], key, base, commit, discard)
 
     async def _receive_incremental(self, key: str, base: str) -> IStreamSink:
-        origin = await self._require_snapshot(key, base)
+        listed = await self._all_snapshots(key)
+        origin = await self._require_snapshot(key, base, listed)
         name = self._name(key)
-        names = await self._raw_names(key)  # a held snapshot may be the newest
+        names = [s.split("@", 1)[1] for s, _, _ in listed]  # a held one may be the newest
         if names[-1] == base:
             return self._receive_in_place(key, base)
         later = [f"{name}@{n}" for n in names[names.index(base) + 1 :]]
