@@ -754,6 +754,39 @@ class DockerAdapter:
             return None
         return listed, container_process(pid, listed.id)
 
+    def _policy_set_aside(self, name: str) -> tuple[Any, ProcessMark | None] | None:
+        """
+        Container ``name``, freshly inspected, and its main process, once
+        its restart policy is set aside; ``None`` if it is not there or
+        does not run.  EngineError if its policy is restarting it, or the
+        policy cannot be set aside.
+        """
+        try:
+            container = self._find(name)
+        except UnknownContainer:
+            return None
+        if container.attrs["State"].get("Restarting"):
+            # Waiting to be started again by its restart policy: only a
+            # removal is sure to stop it for good.
+            raise EngineError(f"container {name!r} is being restarted by its restart policy")
+        pid = _running_pid(container.attrs)
+        if not pid:
+            return None
+        process = container_process(pid, container.id)  # or EngineError
+        # First, so that the policy no longer applies whatever happens next
+        # (its process crashing just before the kill, which the Engine then
+        # refuses; the Engine restarting before the removal): the Engine
+        # refuses to update a stopped container.
+        try:
+            container.update(restart_policy={"Name": "no"})
+        except docker.errors.NotFound:
+            return None  # removed meanwhile
+        except _ENGINE_ERRORS as error:
+            raise EngineError(
+                f"the restart policy of container {name!r} could not be set aside: {error}"
+            ) from None
+        return container, process
+
     def _halted_as(self, name: str) -> Any:
         """Container ``name`` as it was when halted here; ``None`` if it was not."""
         with self._lock:
@@ -855,42 +888,18 @@ class DockerAdapter:
     def halt(self, name: str) -> None:
         """
         See :meth:`IContainerRuntime.halt`: the container's restart policy
-        is set aside, the Engine is asked to kill it, and its main process
-        is watched in ``/proc`` until it has ended, without waiting for the
-        Engine's answer to the kill, which comes only once it has tidied up
-        after the container.
+        is set aside (unless it has none and a fresh listing shows its
+        process running: nothing would start it again), the Engine is
+        asked to kill it, and its main process is watched in ``/proc``
+        until it has ended, without waiting for the Engine's answer to the
+        kill, which comes only once it has tidied up after the container.
         """
         if self._halted_as(name) is not None:
             return
-        found = self._without_policy(name)
-        if found is not None:
-            container, process = found
-        else:
-            try:
-                container = self._find(name)
-            except UnknownContainer:
-                return
-            state = container.attrs["State"]
-            if state.get("Restarting"):
-                # Waiting to be started again by its restart policy: only a
-                # removal is sure to stop it for good.
-                raise EngineError(f"container {name!r} is being restarted by its restart policy")
-            pid = _running_pid(container.attrs)
-            if not pid:
-                return
-            process = container_process(pid, container.id)  # or EngineError
-            # First, so that the policy no longer applies whatever happens
-            # next (its process crashing just before the kill, which the
-            # Engine then refuses; the Engine restarting before the
-            # removal): the Engine refuses to update a stopped container.
-            try:
-                container.update(restart_policy={"Name": "no"})
-            except docker.errors.NotFound:
-                return  # removed meanwhile
-            except _ENGINE_ERRORS as error:
-                raise EngineError(
-                    f"the restart policy of container {name!r} could not be set aside: {error}"
-                ) from None
+        found = self._without_policy(name) or self._policy_set_aside(name)
+        if found is None:
+            return  # not there, or not running
+        container, process = found
         killed = _in_thread(container.kill, f"flocker-halt-{name}")
         deadline = self.monotonic() + HALT_TIMEOUT
         while process is not None and not has_ended(process):
