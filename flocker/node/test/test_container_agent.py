@@ -154,6 +154,19 @@ def hold_a_pass(container_agent: ContainerAgent) -> _HeldListing:
     return held
 
 
+def web_starting(tmp_path: Path) -> tuple[ContainerAgent, Answers]:
+    """
+    An agent whose first passes started ``web`` here and reported it
+    starting, and its probe, held.
+    """
+    reactor = MemoryReactorClock()
+    probe = Answers(held=True)
+    container_agent = agent(tmp_path, reactor, probe)
+    container_agent.cluster_updated(Deployment().add_application(APP, NODE), DeploymentState())
+    reactor.advance(0)
+    return container_agent, probe
+
+
 def test_a_status_change_is_reported_at_once_with_the_ports_last_reported(
     tmp_path: Path,
 ) -> None:
@@ -162,11 +175,7 @@ def test_a_status_change_is_reported_at_once_with_the_ports_last_reported(
     any pass discovers it: the last state sent, with the new status and
     the ports that state showed for the instance.
     """
-    reactor = MemoryReactorClock()
-    probe = Answers(held=True)
-    container_agent = agent(tmp_path, reactor, probe)
-    container_agent.cluster_updated(Deployment().add_application(APP, NODE), DeploymentState())
-    reactor.advance(0)
+    container_agent, probe = web_starting(tmp_path)
     before = sent(container_agent)
     assert before.health is not None
     starting = before.health["web"]
@@ -196,11 +205,7 @@ def test_a_status_change_of_an_instance_the_last_report_did_not_show_waits_for_a
     the new instance's status is not reported at once with those ports:
     the pass the change pokes reports it, with its own.
     """
-    reactor = MemoryReactorClock()
-    probe = Answers(held=True)
-    container_agent = agent(tmp_path, reactor, probe)
-    container_agent.cluster_updated(Deployment().add_application(APP, NODE), DeploymentState())
-    reactor.advance(0)
+    container_agent, probe = web_starting(tmp_path)
     last = sent(container_agent)
     assert last.health is not None
     current = last.health["web"]

@@ -329,6 +329,18 @@ class EvictingBackend(MemoryVolumeBackend):
             self.held.pop(0).callback(None)
 
 
+def moving_in_use(backend: MemoryVolumeBackend) -> tuple[Cluster, Deployment]:
+    """
+    A cluster whose node A has ``backend`` and DS (in use there), and the
+    configuration that moves DS to B.
+    """
+    cluster = Cluster(backends={A: backend})
+    cluster.converge(config_with(A))
+    cluster.backends[A].write_file(DS, "data", b"v1")
+    cluster.in_use.add((A, DS))
+    return cluster, config_with(B)
+
+
 def test_the_cache_is_dropped_as_bulk_rounds_go_while_the_application_runs() -> None:
     """
     A pass that sends bulk rounds while the dataset is in use has the
@@ -337,11 +349,7 @@ def test_the_cache_is_dropped_as_bulk_rounds_go_while_the_application_runs() -> 
     pause after a small round, and the final increment, do not.
     """
     backend = EvictingBackend()
-    cluster = Cluster(backends={A: backend})
-    cluster.converge(config_with(A))
-    cluster.backends[A].write_file(DS, "data", b"v1")
-    cluster.in_use.add((A, DS))
-    moved = config_with(B)
+    cluster, moved = moving_in_use(backend)
     cluster.converge_node(A, moved)
     assert backend.evicted == [DS]
     cluster.converge_node(A, moved)  # pausing
@@ -358,11 +366,7 @@ def test_the_cache_is_dropped_in_the_background_and_the_hand_off_waits_for_it() 
     files it holds open would make the fence fail), then goes on.
     """
     backend = EvictingBackend(holds=True)
-    cluster = Cluster(backends={A: backend})
-    cluster.converge(config_with(A))
-    cluster.backends[A].write_file(DS, "data", b"v1")
-    cluster.in_use.add((A, DS))
-    moved = config_with(B)
+    cluster, moved = moving_in_use(backend)
     cluster.converge_node(A, moved)  # ended, though the eviction is held
     assert backend.evicted == [DS] and len(backend.held) == 1
     cluster.in_use.clear()
@@ -384,11 +388,7 @@ def test_a_cache_that_cannot_be_dropped_does_not_hold_a_move_up(
 ) -> None:
     """A failure to drop the cache is logged; the move goes on."""
     backend = EvictingBackend(refuses=True)
-    cluster = Cluster(backends={A: backend})
-    cluster.converge(config_with(A))
-    cluster.backends[A].write_file(DS, "data", b"v1")
-    cluster.in_use.add((A, DS))
-    moved = config_with(B)
+    cluster, moved = moving_in_use(backend)
     cluster.converge_node(A, moved)
     cluster.in_use.clear()
     cluster.converge(moved)
