@@ -49,6 +49,7 @@ from ._interface import (
     Capabilities,
     DatasetExists,
     DatasetInfo,
+    IListsSnapshotsAtOnce,
     IStreamSink,
     IStreamSource,
     IVolumeBackend,
@@ -68,6 +69,7 @@ from ._logging import (
     LIST_DATASETS,
     LIST_SET_ASIDE,
     LIST_SNAPSHOTS,
+    LIST_WITH_SNAPSHOTS,
     RECEIVE,
     RECEIVE_ABORT,
     RECEIVE_FINISH,
@@ -127,7 +129,7 @@ def _decode(files: dict[str, str]) -> Files:
     return {path: base64.b64decode(data) for path, data in files.items()}
 
 
-@implementer(IVolumeBackend)
+@implementer(IVolumeBackend, IListsSnapshotsAtOnce)
 class MemoryVolumeBackend:
     """Datasets kept in this process's memory; see the module docstring."""
 
@@ -303,6 +305,16 @@ class MemoryVolumeBackend:
         info = SnapshotInfo(name=name, created=float(self._now()))
         dataset.snapshots.append(_Snapshot(info=info, files=dict(dataset.files)))
         return info
+
+    @backend_operation(LIST_WITH_SNAPSHOTS)
+    async def list_datasets_with_snapshots(
+        self,
+    ) -> list[tuple[DatasetInfo, list[SnapshotInfo]]]:
+        """See :meth:`IListsSnapshotsAtOnce.list_datasets_with_snapshots`."""
+        return [
+            (self._info(key), [s.info for s in self._datasets[key].snapshots])
+            for key in sorted(self._datasets)
+        ]
 
     @backend_operation(LIST_SNAPSHOTS)
     async def list_snapshots(self, dataset_id: str) -> list[SnapshotInfo]:

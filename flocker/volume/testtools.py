@@ -60,6 +60,7 @@ from ._interface import (
     UnknownDataset,
     UnknownSnapshot,
 )
+from ._lists_at_once_contract import ListsAtOnceContract
 from ._read_only_contract import ReadOnlyContract
 from ._recover_contract import RecoverContract
 from ._replace_contract import ReplaceContract
@@ -235,6 +236,7 @@ async def _wait_used(
 
 def make_volume_backend_tests(
     make_harness: Callable[[pytest.FixtureRequest], VolumeHarness],
+    lists_at_once: bool = False,
 ) -> type:
     """
     Build the test class every ``IVolumeBackend`` provider passes.
@@ -242,9 +244,13 @@ def make_volume_backend_tests(
     :param make_harness: Called with pytest's ``request`` for each test (so
         it can use fixtures such as ``make_zfs_pool`` or ``tmp_path``);
         returns a :class:`VolumeHarness`.
+    :param lists_at_once: The backend provides ``IListsSnapshotsAtOnce``:
+        its contract (``ListsAtOnceContract``) is part of the class.
     """
-    class _StateContracts(ReadOnlyContract, RecoverContract):
-        """What a dataset's flag is, and what ``recover`` keeps."""
+    optional: tuple[type, ...] = (ListsAtOnceContract,) if lists_at_once else ()
+
+    class _StateContracts(ReadOnlyContract, RecoverContract, *optional):  # type: ignore[misc]
+        """What a dataset's flag is, and what ``recover`` keeps (and the optional parts)."""
 
     class _CopyContracts(ReplaceContract, SetAsideContract):
         """How copies of a dataset are replaced, or set their contents aside."""

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import uuid4
 
+import pytest
 from eliot import MemoryLogger
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +14,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IConsumer, IProducer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import implementer, implementer_only
 
 from flocker.control import Dataset, Deployment, DeploymentState
 from flocker.node import NoOp, in_parallel, run_state_change
@@ -32,8 +33,8 @@ from flocker.node.datasets import (
 from flocker.volume import (
     DatasetInfo,
     IEvictsCache,
-    IListsSnapshotsAtOnce,
     IStreamSink,
+    IVolumeBackend,
     SnapshotInfo,
 )
 from flocker.volume.memory import MemoryVolumeBackend
@@ -770,12 +771,8 @@ def test_handoff_reported_before_final_increment() -> None:
     assert events[-2:] == [("handoff", HANDOFF), ("send", True)]
 
 
-@implementer(IListsSnapshotsAtOnce)
-class ListsAtOnce(MemoryVolumeBackend):
-    """
-    An in-memory backend that also lists its datasets with their snapshots
-    at once, counting how its snapshots are listed.
-    """
+class CountedListings(MemoryVolumeBackend):
+    """An in-memory backend counting how its snapshots are listed."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -785,16 +782,9 @@ class ListsAtOnce(MemoryVolumeBackend):
     def list_datasets_with_snapshots(
         self,
     ) -> Deferred[list[tuple[DatasetInfo, list[SnapshotInfo]]]]:
-        """The datasets, each with its snapshots."""
+        """The datasets, each with its snapshots, counted."""
         self.at_once += 1
-
-        async def both() -> list[tuple[DatasetInfo, list[SnapshotInfo]]]:
-            return [
-                (info, await MemoryVolumeBackend.list_snapshots(self, info.dataset_id))
-                for info in await self.list_datasets()
-            ]
-
-        return Deferred.fromCoroutine(both())
+        return super().list_datasets_with_snapshots()
 
     def list_snapshots(self, dataset_id: str) -> Deferred[list[SnapshotInfo]]:
         """One dataset's snapshots, counted."""
@@ -802,13 +792,23 @@ class ListsAtOnce(MemoryVolumeBackend):
         return super().list_snapshots(dataset_id)
 
 
-def test_discovery_lists_snapshots_with_the_datasets_where_the_backend_can() -> None:
+@implementer_only(IVolumeBackend)
+class OneByOneListings(CountedListings):
+    """A backend that does not list its snapshots with its datasets."""
+
+
+@pytest.mark.parametrize(
+    ("make", "listings"), [(CountedListings, (1, 0)), (OneByOneListings, (0, 2))]
+)
+def test_discovery_lists_snapshots_with_the_datasets_where_the_backend_can(
+    make: type[CountedListings], listings: tuple[int, int]
+) -> None:
     """
     Where the backend lists its datasets with their snapshots at once,
-    discovery asks it that once instead of listing each dataset's
-    snapshots, and finds the same.
+    discovery asks it that once; otherwise it lists each dataset's
+    snapshots.  Either way it finds the same.
     """
-    backend = ListsAtOnce()
+    backend = make()
     result(backend.create(DS))
     result(backend.snapshot(DS, "s1"))
     result(backend.create(str(uuid4())))
@@ -821,6 +821,6 @@ def test_discovery_lists_snapshots_with_the_datasets_where_the_backend_can() -> 
         A, HOSTS[A], backend, roles, DatasetMover(backend, roles, never_sends)
     )
     local = result(deployer.discover_state(DeploymentState()))
-    assert (backend.at_once, backend.one_by_one) == (1, 0)
+    assert (backend.at_once, backend.one_by_one) == listings
     assert [s.name for s in local.datasets[DS].snapshots] == ["s1"]
     assert len(local.datasets) == 2
